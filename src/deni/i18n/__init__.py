@@ -1,0 +1,19 @@
+"""English and Swahili notification texts (gettext catalogs read with Babel)."""
+
+from deni.i18n.catalog import (
+    LANGUAGES,
+    NOTIFICATION_KINDS,
+    format_day,
+    format_kes,
+    render_notification,
+    translate,
+)
+
+__all__ = [
+    "LANGUAGES",
+    "NOTIFICATION_KINDS",
+    "format_day",
+    "format_kes",
+    "render_notification",
+    "translate",
+]

@@ -1,0 +1,44 @@
+# Deni developer commands. Everything runs from the project venv (.venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Touched after a successful install: re-install only when pyproject.toml changes.
+STAMP := $(VENV)/.installed-stamp
+SRC := src tests
+
+.PHONY: venv run lint test bench fmt clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "Deni needs Python >= 3.11 ($(PYTHON) is older)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: venv
+	$(BIN)/deni db upgrade
+	$(BIN)/deni serve
+
+lint: venv
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: venv lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: venv
+	$(BIN)/python -m benchmarks.run
+
+fmt: venv
+	$(BIN)/ruff format $(SRC)
+	$(BIN)/ruff check --fix $(SRC)
+
+# Leaves .venv and ./var (local data) alone; delete those by hand if you mean it.
+clean:
+	rm -rf .mypy_cache .pytest_cache .ruff_cache .hypothesis .import_linter_cache \
+		.coverage htmlcov build dist src/*.egg-info
+	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +

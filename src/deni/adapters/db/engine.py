@@ -1,0 +1,67 @@
+"""Engines for SQLite (embedded default) and PostgreSQL (production), and error translation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+BEGIN_MODE_KEY = "deni_begin_mode"
+# PostgreSQL codes that mean "try the whole transaction again": serialization, deadlock.
+POSTGRES_RETRYABLE = frozenset({"40001", "40P01"})
+
+
+def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
+    if database_url.startswith("sqlite"):
+        return _sqlite_engine(database_url)
+    return create_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=30,
+        isolation_level="READ COMMITTED",
+    )
+
+
+def _sqlite_engine(database_url: str) -> Engine:
+    path = database_url.split("///", 1)[1] if "///" in database_url else ""
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        database_url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+    # We issue BEGIN ourselves (below), so the driver must not open transactions on its own.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: Any) -> None:
+    # BEGIN IMMEDIATE takes the write lock up front: two writers queue instead of both reading
+    # a balance and then failing (or worse) when they try to upgrade their locks.
+    mode = connection.info.get(BEGIN_MODE_KEY, "BEGIN IMMEDIATE")
+    connection.exec_driver_sql(mode)
+
+
+def is_retryable(error: DBAPIError) -> bool:
+    code = getattr(error.orig, "sqlstate", None)
+    if code in POSTGRES_RETRYABLE:
+        return True
+    return "database is locked" in str(error.orig)

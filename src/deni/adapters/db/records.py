@@ -1,0 +1,254 @@
+"""SQL repositories for notifications, the audit chain, idempotency keys and refresh tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from deni.adapters.db import tables as t
+from deni.domain.audit import chain_hash
+from deni.services.ports import (
+    AuditRecord,
+    IdempotentResponse,
+    NotificationRecord,
+    RefreshToken,
+)
+
+AUDIT_HEAD_ID = 1
+
+
+class SqlNotificationRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, notification: NotificationRecord) -> None:
+        self._connection.execute(
+            t.notifications.insert().values(
+                id=notification.id,
+                user_id=notification.user_id,
+                kind=notification.kind,
+                language=notification.language,
+                body=notification.body,
+                loan_id=notification.loan_id,
+                created_at=notification.created_at,
+                read_at=notification.read_at,
+                sms_state="pending",
+                dedupe_key=notification.dedupe_key,
+            )
+        )
+
+    def exists(self, dedupe_key: str) -> bool:
+        n = t.notifications
+        query = select(n.c.id).where(n.c.dedupe_key == dedupe_key)
+        return self._connection.execute(query).first() is not None
+
+    def list_for(
+        self, user_id: str, *, unread_only: bool, limit: int, offset: int
+    ) -> list[NotificationRecord]:
+        n = t.notifications
+        query = select(n).where(n.c.user_id == user_id)
+        if unread_only:
+            query = query.where(n.c.read_at.is_(None))
+        query = query.order_by(n.c.created_at.desc(), n.c.id).limit(limit).offset(offset)
+        return [_notification(row) for row in self._connection.execute(query)]
+
+    def mark_read(self, user_id: str, notification_ids: Sequence[str], now: datetime) -> int:
+        n = t.notifications
+        result = self._connection.execute(
+            update(n)
+            .where(
+                and_(n.c.user_id == user_id, n.c.id.in_(notification_ids), n.c.read_at.is_(None))
+            )
+            .values(read_at=now)
+        )
+        return int(result.rowcount)
+
+
+def _notification(row: Row[Any]) -> NotificationRecord:
+    return NotificationRecord(
+        id=row.id,
+        user_id=row.user_id,
+        kind=row.kind,
+        language=row.language,
+        body=row.body,
+        loan_id=row.loan_id,
+        created_at=row.created_at,
+        read_at=row.read_at,
+    )
+
+
+class SqlAuditRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def append(
+        self, *, at: datetime, actor_id: str, channel: str, command: str, details: str
+    ) -> AuditRecord:
+        head = self._connection.execute(
+            select(t.audit_head).where(t.audit_head.c.id == AUDIT_HEAD_ID).with_for_update()
+        ).one()
+        seq = head.seq + 1
+        digest = chain_hash(
+            prev_hash=head.hash,
+            seq=seq,
+            at=at,
+            actor_id=actor_id,
+            channel=channel,
+            command=command,
+            details=details,
+        )
+        record = AuditRecord(seq, at, actor_id, channel, command, details, head.hash, digest)
+        self._connection.execute(
+            t.audit_log.insert().values(
+                seq=seq,
+                at=at,
+                actor_id=actor_id,
+                channel=channel,
+                command=command,
+                details=details,
+                prev_hash=head.hash,
+                hash=digest,
+            )
+        )
+        self._connection.execute(
+            update(t.audit_head)
+            .where(t.audit_head.c.id == AUDIT_HEAD_ID)
+            .values(seq=seq, hash=digest)
+        )
+        return record
+
+    def scan(self, *, after_seq: int, limit: int) -> list[AuditRecord]:
+        query = (
+            select(t.audit_log)
+            .where(t.audit_log.c.seq > after_seq)
+            .order_by(t.audit_log.c.seq)
+            .limit(limit)
+        )
+        return [
+            AuditRecord(
+                seq=row.seq,
+                at=row.at,
+                actor_id=row.actor_id,
+                channel=row.channel,
+                command=row.command,
+                details=row.details,
+                prev_hash=row.prev_hash,
+                hash=row.hash,
+            )
+            for row in self._connection.execute(query)
+        ]
+
+    def head(self) -> tuple[int, str]:
+        row = self._connection.execute(
+            select(t.audit_head).where(t.audit_head.c.id == AUDIT_HEAD_ID)
+        ).one()
+        return int(row.seq), str(row.hash)
+
+
+class SqlIdempotencyRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def claim(self, *, scope: str, key: str, request_hash: str, now: datetime) -> str | None:
+        existing = self._stored_hash(scope, key)
+        if existing is not None:
+            return existing
+        try:
+            with self._connection.begin_nested():
+                self._connection.execute(
+                    t.idempotency_keys.insert().values(
+                        scope=scope,
+                        key=key,
+                        request_hash=request_hash,
+                        state="in_progress",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+        except IntegrityError:
+            # Another request claimed the same key between our read and our insert.
+            stored = self._stored_hash(scope, key)
+            assert stored is not None
+            return stored
+        return None
+
+    def _stored_hash(self, scope: str, key: str) -> str | None:
+        k = t.idempotency_keys
+        query = select(k.c.request_hash).where(and_(k.c.scope == scope, k.c.key == key))
+        row = self._connection.execute(query).first()
+        return str(row.request_hash) if row else None
+
+    def get_response(self, *, scope: str, key: str) -> IdempotentResponse | None:
+        k = t.idempotency_keys
+        query = select(k).where(and_(k.c.scope == scope, k.c.key == key, k.c.state == "done"))
+        row = self._connection.execute(query).first()
+        if row is None:
+            return None
+        return IdempotentResponse(status=row.response_status, body=row.response_body)
+
+    def complete(
+        self, *, scope: str, key: str, response: IdempotentResponse, now: datetime
+    ) -> None:
+        k = t.idempotency_keys
+        self._connection.execute(
+            update(k)
+            .where(and_(k.c.scope == scope, k.c.key == key))
+            .values(
+                state="done",
+                response_status=response.status,
+                response_body=response.body,
+                updated_at=now,
+            )
+        )
+
+    def release(self, *, scope: str, key: str) -> None:
+        k = t.idempotency_keys
+        self._connection.execute(
+            k.delete().where(and_(k.c.scope == scope, k.c.key == key, k.c.state != "done"))
+        )
+
+
+class SqlRefreshTokenRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, token: RefreshToken, token_hash: str, now: datetime) -> None:
+        self._connection.execute(
+            t.refresh_tokens.insert().values(
+                id=token.id,
+                user_id=token.user_id,
+                family_id=token.family_id,
+                token_hash=token_hash,
+                expires_at=token.expires_at,
+                revoked_at=token.revoked_at,
+                created_at=now,
+            )
+        )
+
+    def lock_by_hash(self, token_hash: str) -> RefreshToken | None:
+        r = t.refresh_tokens
+        query = select(r).where(r.c.token_hash == token_hash).with_for_update()
+        row = self._connection.execute(query).first()
+        if row is None:
+            return None
+        return RefreshToken(row.id, row.user_id, row.family_id, row.expires_at, row.revoked_at)
+
+    def revoke(self, token_id: str, now: datetime) -> None:
+        r = t.refresh_tokens
+        self._connection.execute(
+            update(r)
+            .where(and_(r.c.id == token_id, r.c.revoked_at.is_(None)))
+            .values(revoked_at=now)
+        )
+
+    def revoke_family(self, family_id: str, now: datetime) -> None:
+        r = t.refresh_tokens
+        self._connection.execute(
+            update(r)
+            .where(and_(r.c.family_id == family_id, r.c.revoked_at.is_(None)))
+            .values(revoked_at=now)
+        )

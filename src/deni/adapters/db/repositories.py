@@ -1,0 +1,489 @@
+"""SQL repositories for users, the ledger and loans (SQLAlchemy Core, one connection each)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, func, select, update
+
+from deni.adapters.db import tables as t
+from deni.domain.errors import Conflict
+from deni.domain.ledger import (
+    Account,
+    AccountKind,
+    EntryCode,
+    EntryDraft,
+    Hold,
+    HoldState,
+    NormalSide,
+    Posting,
+    StoredEntry,
+    balance_delta,
+)
+from deni.domain.loans import Loan, LoanState, Terms
+from deni.domain.users import User
+from deni.services.ports import LedgerTotals, RepaymentRecord, StatementLine
+
+PROBLEMS_REPORTED_MAX = 100
+
+
+class ConcurrentUpdate(Conflict):
+    code = "concurrent_update"
+
+
+class SqlUserRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, user: User) -> None:
+        self._connection.execute(
+            t.users.insert().values(**_user_values(user), updated_at=user.created_at)
+        )
+
+    def get(self, user_id: str) -> User | None:
+        row = self._connection.execute(select(t.users).where(t.users.c.id == user_id)).first()
+        return _user(row) if row else None
+
+    def get_by_phone(self, phone: str) -> User | None:
+        row = self._connection.execute(select(t.users).where(t.users.c.phone == phone)).first()
+        return _user(row) if row else None
+
+    def lock(self, user_id: str) -> User | None:
+        query = select(t.users).where(t.users.c.id == user_id).with_for_update()
+        row = self._connection.execute(query).first()
+        return _user(row) if row else None
+
+    def save(self, user: User, now: datetime) -> None:
+        values = _user_values(user)
+        del values["id"], values["created_at"]
+        self._connection.execute(
+            update(t.users).where(t.users.c.id == user.id).values(**values, updated_at=now)
+        )
+
+
+def _user_values(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "phone": user.phone,
+        "name": user.name,
+        "language": user.language,
+        "pin_hash": user.pin_hash,
+        "failed_pin_attempts": user.failed_pin_attempts,
+        "lock_count": user.lock_count,
+        "locked_until": user.locked_until,
+        "created_at": user.created_at,
+    }
+
+
+def _user(row: Row[Any]) -> User:
+    return User(
+        id=row.id,
+        phone=row.phone,
+        name=row.name,
+        language=row.language,
+        pin_hash=row.pin_hash,
+        created_at=row.created_at,
+        failed_pin_attempts=row.failed_pin_attempts,
+        lock_count=row.lock_count,
+        locked_until=row.locked_until,
+    )
+
+
+class SqlLedgerRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add_account(self, account: Account, now: datetime) -> None:
+        self._connection.execute(
+            t.accounts.insert().values(
+                id=account.id,
+                kind=account.kind.value,
+                normal_side=account.normal_side.value,
+                owner_id=account.owner_id,
+                no_overdraft=account.no_overdraft,
+                balance_cents=account.balance_cents,
+                postings_count=0,
+                created_at=now,
+            )
+        )
+
+    def get_account(self, account_id: str) -> Account | None:
+        query = select(t.accounts).where(t.accounts.c.id == account_id)
+        row = self._connection.execute(query).first()
+        return _account(row) if row else None
+
+    def lock_accounts(self, account_ids: Sequence[str]) -> dict[str, Account]:
+        # Always lock in id order: two transfers between the same wallets cannot deadlock.
+        query = (
+            select(t.accounts)
+            .where(t.accounts.c.id.in_(sorted(set(account_ids))))
+            .order_by(t.accounts.c.id)
+            .with_for_update()
+        )
+        return {row.id: _account(row) for row in self._connection.execute(query)}
+
+    def find_entry(self, idempotency_key: str) -> StoredEntry | None:
+        query = select(t.journal_entries).where(
+            t.journal_entries.c.idempotency_key == idempotency_key
+        )
+        row = self._connection.execute(query).first()
+        return self._stored_entry(row) if row else None
+
+    def get_entry(self, entry_id: str) -> StoredEntry | None:
+        query = select(t.journal_entries).where(t.journal_entries.c.id == entry_id)
+        row = self._connection.execute(query).first()
+        return self._stored_entry(row) if row else None
+
+    def _stored_entry(self, row: Row[Any]) -> StoredEntry:
+        query = (
+            select(t.postings.c.account_id, t.postings.c.amount_cents)
+            .where(t.postings.c.entry_id == row.id)
+            .order_by(t.postings.c.id)
+        )
+        postings = tuple(
+            Posting(p.account_id, p.amount_cents) for p in self._connection.execute(query)
+        )
+        return StoredEntry(
+            id=row.id,
+            idempotency_key=row.idempotency_key,
+            content_hash=row.content_hash,
+            code=EntryCode(row.code),
+            postings=postings,
+            reverses_entry_id=row.reverses_entry_id,
+        )
+
+    def insert_entry(
+        self, *, entry_id: str, draft: EntryDraft, balances_after: dict[str, int], now: datetime
+    ) -> None:
+        assert set(balances_after) == {p.account_id for p in draft.postings}
+        self._connection.execute(
+            t.journal_entries.insert().values(
+                id=entry_id,
+                idempotency_key=draft.idempotency_key,
+                content_hash=draft.content_hash(),
+                code=draft.code.value,
+                cause_type=draft.cause_type,
+                cause_id=draft.cause_id,
+                reverses_entry_id=draft.reverses_entry_id,
+                memo=draft.memo,
+                created_at=now,
+            )
+        )
+        self._connection.execute(
+            t.postings.insert(),
+            [
+                {
+                    "entry_id": entry_id,
+                    "account_id": p.account_id,
+                    "amount_cents": p.amount_cents,
+                    "balance_after_cents": balances_after[p.account_id],
+                    "created_at": now,
+                }
+                for p in draft.postings
+            ],
+        )
+        for account_id, balance_cents in balances_after.items():
+            self._connection.execute(
+                update(t.accounts)
+                .where(t.accounts.c.id == account_id)
+                .values(balance_cents=balance_cents, postings_count=t.accounts.c.postings_count + 1)
+            )
+
+    def statement(
+        self, account_id: str, *, before_posting_id: int | None, limit: int
+    ) -> list[StatementLine]:
+        account = self.get_account(account_id)
+        assert account is not None
+        p, e = t.postings, t.journal_entries
+        query = (
+            select(p, e.c.code, e.c.cause_type, e.c.cause_id, e.c.memo)
+            .join(e, e.c.id == p.c.entry_id)
+            .where(p.c.account_id == account_id)
+            .order_by(p.c.id.desc())
+            .limit(limit)
+        )
+        if before_posting_id is not None:
+            query = query.where(p.c.id < before_posting_id)
+        return [
+            StatementLine(
+                posting_id=row.id,
+                entry_id=row.entry_id,
+                code=row.code,
+                cause_type=row.cause_type,
+                cause_id=row.cause_id,
+                amount_cents=balance_delta(account.normal_side, row.amount_cents),
+                balance_after_cents=row.balance_after_cents,
+                memo=row.memo,
+                created_at=row.created_at,
+            )
+            for row in self._connection.execute(query)
+        ]
+
+    def add_hold(self, hold: Hold, now: datetime) -> None:
+        self._connection.execute(
+            t.holds.insert().values(
+                id=hold.id,
+                account_id=hold.account_id,
+                amount_cents=hold.amount_cents,
+                state=hold.state.value,
+                idempotency_key=hold.idempotency_key,
+                hold_entry_id=hold.hold_entry_id,
+                resolve_entry_id=None,
+                created_at=now,
+            )
+        )
+
+    def find_hold(self, idempotency_key: str) -> Hold | None:
+        query = select(t.holds).where(t.holds.c.idempotency_key == idempotency_key)
+        row = self._connection.execute(query).first()
+        return _hold(row) if row else None
+
+    def lock_hold(self, hold_id: str) -> Hold | None:
+        query = select(t.holds).where(t.holds.c.id == hold_id).with_for_update()
+        row = self._connection.execute(query).first()
+        return _hold(row) if row else None
+
+    def resolve_hold(
+        self, hold_id: str, *, state: HoldState, resolve_entry_id: str, now: datetime
+    ) -> None:
+        result = self._connection.execute(
+            update(t.holds)
+            .where(and_(t.holds.c.id == hold_id, t.holds.c.state == HoldState.PENDING.value))
+            .values(state=state.value, resolve_entry_id=resolve_entry_id, resolved_at=now)
+        )
+        if result.rowcount != 1:
+            raise ConcurrentUpdate("The hold was resolved by someone else.")
+
+    def totals(self) -> LedgerTotals:
+        c = self._connection
+        postings_sum = c.execute(select(func.coalesce(func.sum(t.postings.c.amount_cents), 0)))
+        unbalanced = c.execute(
+            select(t.postings.c.entry_id)
+            .group_by(t.postings.c.entry_id)
+            .having((func.sum(t.postings.c.amount_cents) != 0) | (func.count() < 2))
+            .limit(PROBLEMS_REPORTED_MAX)
+        )
+        unbalanced_ids = tuple(row.entry_id for row in unbalanced)
+        mismatched, negative, accounts_checked = self._check_accounts()
+        entries_checked = c.execute(
+            select(func.count()).select_from(t.journal_entries)
+        ).scalar_one()
+        return LedgerTotals(
+            postings_sum_cents=int(postings_sum.scalar_one()),
+            unbalanced_entry_ids=unbalanced_ids,
+            mismatched_accounts=tuple(mismatched),
+            negative_wallets=tuple(negative),
+            accounts_checked=accounts_checked,
+            entries_checked=int(entries_checked),
+        )
+
+    def _check_accounts(self) -> tuple[list[tuple[str, int, int]], list[str], int]:
+        sums = (
+            select(
+                t.postings.c.account_id,
+                func.sum(t.postings.c.amount_cents).label("sum_cents"),
+                func.count().label("count"),
+            )
+            .group_by(t.postings.c.account_id)
+            .subquery()
+        )
+        query = select(
+            t.accounts, func.coalesce(sums.c.sum_cents, 0), func.coalesce(sums.c.count, 0)
+        ).outerjoin(sums, sums.c.account_id == t.accounts.c.id)
+        mismatched: list[tuple[str, int, int]] = []
+        negative: list[str] = []
+        checked = 0
+        for row in self._connection.execute(query):
+            checked += 1
+            recomputed = balance_delta(NormalSide(row.normal_side), int(row[-2]))
+            if recomputed != row.balance_cents or int(row[-1]) != row.postings_count:
+                mismatched.append((row.id, row.balance_cents, recomputed))
+            if row.no_overdraft and recomputed < 0:
+                negative.append(row.id)
+        return mismatched[:PROBLEMS_REPORTED_MAX], negative[:PROBLEMS_REPORTED_MAX], checked
+
+
+def _account(row: Row[Any]) -> Account:
+    return Account(
+        id=row.id,
+        kind=AccountKind(row.kind),
+        normal_side=NormalSide(row.normal_side),
+        owner_id=row.owner_id,
+        no_overdraft=bool(row.no_overdraft),
+        balance_cents=row.balance_cents,
+    )
+
+
+def _hold(row: Row[Any]) -> Hold:
+    return Hold(
+        id=row.id,
+        account_id=row.account_id,
+        amount_cents=row.amount_cents,
+        state=HoldState(row.state),
+        idempotency_key=row.idempotency_key,
+        hold_entry_id=row.hold_entry_id,
+        resolve_entry_id=row.resolve_entry_id,
+    )
+
+
+class SqlLoanRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, loan: Loan) -> None:
+        self._connection.execute(
+            t.loans.insert().values(**_loan_values(loan), updated_at=loan.requested_at)
+        )
+
+    def get(self, loan_id: str) -> Loan | None:
+        row = self._connection.execute(select(t.loans).where(t.loans.c.id == loan_id)).first()
+        return _loan(row) if row else None
+
+    def get_by_code(self, code: str) -> Loan | None:
+        row = self._connection.execute(select(t.loans).where(t.loans.c.code == code)).first()
+        return _loan(row) if row else None
+
+    def lock(self, loan_id: str) -> Loan | None:
+        query = select(t.loans).where(t.loans.c.id == loan_id).with_for_update()
+        row = self._connection.execute(query).first()
+        return _loan(row) if row else None
+
+    def save(self, loan: Loan, now: datetime) -> None:
+        values = _loan_values(loan)
+        for fixed in ("id", "code", "borrower_id", "lender_id", "requested_at"):
+            del values[fixed]
+        result = self._connection.execute(
+            update(t.loans)
+            .where(and_(t.loans.c.id == loan.id, t.loans.c.version == loan.version))
+            .values(**values, version=loan.version + 1, updated_at=now)
+        )
+        if result.rowcount != 1:
+            raise ConcurrentUpdate("The loan changed while you were acting on it; try again.")
+        loan.version += 1
+
+    def list_for(
+        self,
+        *,
+        user_id: str,
+        role: str,
+        states: Sequence[LoanState],
+        limit: int,
+        offset: int,
+    ) -> list[Loan]:
+        assert role in ("borrower", "lender", "any")
+        owner = {
+            "borrower": t.loans.c.borrower_id == user_id,
+            "lender": t.loans.c.lender_id == user_id,
+            "any": (t.loans.c.borrower_id == user_id) | (t.loans.c.lender_id == user_id),
+        }[role]
+        query = select(t.loans).where(owner)
+        if states:
+            query = query.where(t.loans.c.state.in_([s.value for s in states]))
+        query = query.order_by(t.loans.c.requested_at.desc(), t.loans.c.id).limit(limit)
+        return [_loan(row) for row in self._connection.execute(query.offset(offset))]
+
+    def ids_in_state(
+        self,
+        *,
+        states: Sequence[LoanState],
+        lender_id: str | None = None,
+        borrower_id: str | None = None,
+        expires_before: datetime | None = None,
+        due_before: date | None = None,
+        limit: int,
+    ) -> list[str]:
+        query = select(t.loans.c.id).where(t.loans.c.state.in_([s.value for s in states]))
+        if lender_id is not None:
+            query = query.where(t.loans.c.lender_id == lender_id)
+        if borrower_id is not None:
+            query = query.where(t.loans.c.borrower_id == borrower_id)
+        if expires_before is not None:
+            query = query.where(t.loans.c.expires_at <= expires_before)
+        if due_before is not None:
+            query = query.where(t.loans.c.due_date < due_before)
+        query = query.order_by(t.loans.c.requested_at, t.loans.c.id).limit(limit)
+        return [row.id for row in self._connection.execute(query)]
+
+    def count_by_state(self) -> dict[str, int]:
+        query = select(t.loans.c.state, func.count()).group_by(t.loans.c.state)
+        return {row[0]: int(row[1]) for row in self._connection.execute(query)}
+
+    def add_repayment(self, repayment: RepaymentRecord) -> None:
+        self._connection.execute(
+            t.repayments.insert().values(
+                id=repayment.id,
+                loan_id=repayment.loan_id,
+                entry_id=repayment.entry_id,
+                amount_cents=repayment.amount_cents,
+                penalty_cents=repayment.penalty_cents,
+                fee_cents=repayment.fee_cents,
+                principal_cents=repayment.principal_cents,
+                channel=repayment.channel,
+                created_at=repayment.created_at,
+            )
+        )
+
+    def repayments(self, loan_id: str) -> list[RepaymentRecord]:
+        query = (
+            select(t.repayments)
+            .where(t.repayments.c.loan_id == loan_id)
+            .order_by(t.repayments.c.created_at.desc(), t.repayments.c.id)
+        )
+        return [
+            RepaymentRecord(
+                id=row.id,
+                loan_id=row.loan_id,
+                entry_id=row.entry_id,
+                amount_cents=row.amount_cents,
+                penalty_cents=row.penalty_cents,
+                fee_cents=row.fee_cents,
+                principal_cents=row.principal_cents,
+                channel=row.channel,
+                created_at=row.created_at,
+            )
+            for row in self._connection.execute(query)
+        ]
+
+
+def _loan_values(loan: Loan) -> dict[str, Any]:
+    return {
+        "id": loan.id,
+        "code": loan.code,
+        "borrower_id": loan.borrower_id,
+        "lender_id": loan.lender_id,
+        "principal_cents": loan.terms.principal_cents,
+        "fee_cents": loan.terms.fee_cents,
+        "penalty_daily_cents": loan.terms.penalty_daily_cents,
+        "due_date": loan.terms.due_date,
+        "state": loan.state.value,
+        "requested_at": loan.requested_at,
+        "expires_at": loan.expires_at,
+        "disbursed_at": loan.disbursed_at,
+        "closed_at": loan.closed_at,
+        "principal_paid_cents": loan.principal_paid_cents,
+        "fee_paid_cents": loan.fee_paid_cents,
+        "penalty_charged_cents": loan.penalty_charged_cents,
+        "penalty_paid_cents": loan.penalty_paid_cents,
+    }
+
+
+def _loan(row: Row[Any]) -> Loan:
+    return Loan(
+        id=row.id,
+        code=row.code,
+        borrower_id=row.borrower_id,
+        lender_id=row.lender_id,
+        terms=Terms(row.principal_cents, row.fee_cents, row.penalty_daily_cents, row.due_date),
+        state=LoanState(row.state),
+        requested_at=row.requested_at,
+        expires_at=row.expires_at,
+        principal_paid_cents=row.principal_paid_cents,
+        fee_paid_cents=row.fee_paid_cents,
+        penalty_charged_cents=row.penalty_charged_cents,
+        penalty_paid_cents=row.penalty_paid_cents,
+        disbursed_at=row.disbursed_at,
+        closed_at=row.closed_at,
+        version=row.version,
+    )

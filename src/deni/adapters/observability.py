@@ -1,0 +1,231 @@
+"""Logs and metrics: structured JSON logs with secrets redacted, and Prometheus metrics.
+
+The Data Protection Act 2019 and our own rules (DESIGN.md section 7) say no PIN, token or full
+phone number may reach a log line, so redaction is a processor every log record passes through,
+including records from the standard library (uvicorn, SQLAlchemy, httpx).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+__all__ = [
+    "REDACTED",
+    "Metrics",
+    "configure_logging",
+    "mask_phone",
+    "redact_secrets",
+    "render_metrics",
+]
+
+REDACTED = "[redacted]"
+
+# Keys whose values are secrets, compared after lower-casing and turning "-" into "_" (so HTTP
+# header names such as "Authorization" match too).
+_SECRET_KEYS = frozenset(
+    {
+        "pin",
+        "new_pin",
+        "old_pin",
+        "password",
+        "passkey",
+        "token",
+        "access_token",
+        "refresh_token",
+        "authorization",
+        "secret",
+        "pepper",
+        "api_key",
+        "security_credential",
+    }
+)
+# "consumer_secret", "jwt_secret", "initiator_password", "idempotency_token", ... are secrets too.
+_SECRET_KEY_SUFFIXES = ("_pin", "_password", "_token", "_secret", "_pepper")
+_PHONE_KEYS = frozenset({"phone", "msisdn", "phone_number"})
+# structlog's own bookkeeping (the LogRecord and a flag) while a record is being formatted.
+_STRUCTLOG_META_KEYS = frozenset({"_record", "_from_structlog"})
+
+# Kenyan mobile numbers as they appear in payloads and messages: 2547XXXXXXXX / 2541XXXXXXXX,
+# with or without "+", and the national 07XXXXXXXX / 01XXXXXXXX form. The digit look-arounds stop
+# us masking the middle of a longer number (a receipt id, an amount in cents).
+_KENYAN_PHONE = re.compile(r"(?<!\d)(?:\+?254|0)[17]\d{8}(?!\d)")
+_NON_DIGITS = re.compile(r"\D")
+# Fewer digits than this and "first 4 + last 2" would reveal most of the value.
+_MIN_MASKABLE_DIGITS = 8
+
+
+def mask_phone(msisdn: str) -> str:
+    """Mask a phone number to "2547******78": keep the first 4 and last 2 digits.
+
+    National numbers ("0712...") are first rewritten to 254 form so every number hides the same
+    six digits. Values with too few digits to mask safely are redacted outright.
+    """
+    digits = _NON_DIGITS.sub("", msisdn)
+    if len(digits) == 10 and digits.startswith("0"):
+        digits = "254" + digits[1:]
+    if len(digits) < _MIN_MASKABLE_DIGITS:
+        return REDACTED
+    return digits[:4] + "*" * (len(digits) - 6) + digits[-2:]
+
+
+def _mask_phones_in_text(text: str) -> str:
+    return _KENYAN_PHONE.sub(lambda match: mask_phone(match.group()), text)
+
+
+def _normalise_key(key: object) -> str:
+    return str(key).lower().replace("-", "_")
+
+
+def _is_secret_key(key: str) -> bool:
+    return key in _SECRET_KEYS or key.endswith(_SECRET_KEY_SUFFIXES)
+
+
+def _redact_value(key: str | None, value: Any) -> Any:
+    """Return a redacted copy of value; key is the (normalised) mapping key it sits under."""
+    if key is not None and _is_secret_key(key):
+        return REDACTED
+    if key in _PHONE_KEYS and isinstance(value, str | int):
+        return mask_phone(str(value))
+    # Build new containers rather than editing in place: nested dicts and lists belong to the
+    # caller (a request body, a domain object's dict) and must not change because we logged them.
+    if isinstance(value, Mapping):
+        return {k: _redact_value(_normalise_key(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_redact_value(None, item) for item in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, str):
+        return _mask_phones_in_text(value)
+    return value
+
+
+def redact_secrets(_logger: WrappedLogger, _method_name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: hide secrets and phone numbers anywhere in the event dict."""
+    return {
+        key: value if key in _STRUCTLOG_META_KEYS else _redact_value(_normalise_key(key), value)
+        for key, value in event_dict.items()
+    }
+
+
+def _shared_processors() -> list[Processor]:
+    """Processors for both structlog calls and foreign (stdlib) records."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+
+
+def _final_processors(*, json: bool) -> list[Processor]:
+    """Run last, on every record, so redaction also sees rendered tracebacks."""
+    if json:
+        return [
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact_secrets,
+            structlog.processors.JSONRenderer(),
+        ]
+    # The console renderer prints exceptions itself (and warns if they were pre-formatted).
+    return [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        redact_secrets,
+        structlog.dev.ConsoleRenderer(),
+    ]
+
+
+def _route_stdlib_logging(formatter: logging.Formatter, level: str) -> None:
+    # stderr keeps stdout free for CLI output that people pipe (deni ledger check, ...).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    # uvicorn installs its own handlers when it configures logging; send its records through
+    # ours instead so access logs are JSON and redacted too.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers = []
+        uvicorn_logger.propagate = True
+
+
+def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
+    """Send structlog and stdlib logging through one redacting pipeline to stderr.
+
+    Call once at process start (CLI, API, worker). When running uvicorn, pass
+    ``log_config=None`` so it does not replace this setup with its own.
+    """
+    level = level.upper()
+    shared = _shared_processors()
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Not cached, so calling configure_logging again (tests, CLI flags) takes effect for
+        # loggers that modules created at import time.
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=_final_processors(json=json),
+    )
+    _route_stdlib_logging(formatter, level)
+
+
+class Metrics:
+    """The service's Prometheus metrics, on a registry of their own.
+
+    A dedicated registry (not prometheus_client's global one) lets tests and the app factory
+    build as many apps as they like without "duplicated timeseries" errors.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.http_requests_total = Counter(
+            "http_requests_total",
+            "HTTP requests handled, by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.http_request_duration_seconds = Histogram(
+            "http_request_duration_seconds",
+            "Time to handle an HTTP request, by method and route template.",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.ledger_entries_total = Counter(
+            "ledger_entries_total",
+            "Journal entries posted to the ledger, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.loans_by_state = Gauge(
+            "loans_by_state",
+            "Loans currently in each state.",
+            ["state"],
+            registry=self.registry,
+        )
+
+
+def render_metrics(metrics: Metrics) -> tuple[bytes, str]:
+    """Body and content type for a /metrics response in Prometheus text format."""
+    return generate_latest(metrics.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,99 @@
+"""Errors a user can cause. Each has a stable code for clients and a kind for the transport.
+
+Programmer errors are not here: they are assertions and crash loudly.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ErrorKind(Enum):
+    INVALID = "invalid"  # the request itself is wrong
+    UNAUTHORIZED = "unauthorized"  # who you are could not be proven
+    FORBIDDEN = "forbidden"  # you may not do this
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"  # the request clashes with the current state
+    LOCKED = "locked"  # too many wrong PINs
+
+
+class DomainError(Exception):
+    """Base of every error a user can cause; `code` is stable, `message` is for people."""
+
+    code = "error"
+    kind = ErrorKind.INVALID
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class ValidationFailed(DomainError):
+    code = "validation_failed"
+
+
+class InvalidPhoneNumber(ValidationFailed):
+    code = "invalid_phone_number"
+
+
+class InvalidAmount(ValidationFailed):
+    code = "invalid_amount"
+
+
+class InvalidDueDate(ValidationFailed):
+    code = "invalid_due_date"
+
+
+class InvalidPin(ValidationFailed):
+    code = "invalid_pin"
+
+
+class SelfLending(ValidationFailed):
+    code = "self_lending"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    kind = ErrorKind.NOT_FOUND
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+    kind = ErrorKind.UNAUTHORIZED
+
+
+class WrongPin(Unauthorized):
+    code = "wrong_pin"
+
+
+class AccountLocked(DomainError):
+    code = "account_locked"
+    kind = ErrorKind.LOCKED
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    kind = ErrorKind.FORBIDDEN
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    kind = ErrorKind.CONFLICT
+
+
+class AlreadyRegistered(Conflict):
+    code = "already_registered"
+
+
+class InsufficientFunds(Conflict):
+    code = "insufficient_funds"
+
+
+class IdempotencyConflict(Conflict):
+    code = "idempotency_conflict"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"

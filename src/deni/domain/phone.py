@@ -1,0 +1,42 @@
+"""Kenyan mobile numbers, normalised to the 2547XXXXXXXX / 2541XXXXXXXX form Daraja uses."""
+
+from __future__ import annotations
+
+import re
+
+import phonenumbers
+
+from deni.domain.errors import InvalidPhoneNumber
+
+_SEPARATORS = re.compile(r"[\s\-().]")
+_MAX_INPUT_CHARS = 32
+_NORMALISED = re.compile(r"^254[17]\d{8}$")
+
+
+def normalise_msisdn(raw: object) -> str:
+    """Accept 0712…, +254712…, 254712…, 0112… (with spaces or dashes); return 2547…/2541…."""
+    if not isinstance(raw, str) or not raw.strip() or len(raw) > _MAX_INPUT_CHARS:
+        raise InvalidPhoneNumber("Give a Kenyan mobile number such as 0712 345 678.")
+    compact = _SEPARATORS.sub("", raw.strip())
+    if compact.startswith("254") and not compact.startswith("+"):
+        compact = "+" + compact
+    try:
+        parsed = phonenumbers.parse(compact, "KE")
+    except phonenumbers.NumberParseException as error:
+        raise InvalidPhoneNumber("That is not a phone number.") from error
+    if parsed.country_code != 254:
+        raise InvalidPhoneNumber("Only Kenyan (+254) mobile numbers can use Deni.")
+    mobile_types = (phonenumbers.PhoneNumberType.MOBILE,)
+    if not phonenumbers.is_valid_number(parsed) or (
+        phonenumbers.number_type(parsed) not in mobile_types
+    ):
+        raise InvalidPhoneNumber("That is not a valid Kenyan mobile number.")
+    msisdn = f"254{parsed.national_number}"
+    if not _NORMALISED.match(msisdn):
+        raise InvalidPhoneNumber("That is not a valid Kenyan mobile number.")
+    return msisdn
+
+
+def mask_msisdn(msisdn: str) -> str:
+    """Show enough of a number for people to recognise it, and no more: 2547******78."""
+    return msisdn[:4] + "*" * max(len(msisdn) - 6, 0) + msisdn[-2:]

@@ -1,0 +1,69 @@
+"""A person on Deni, and what wrong PINs do to their account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+
+from deni.domain.errors import ValidationFailed
+from deni.domain.security import PIN_ATTEMPTS_MAX, is_locked, lock_period
+
+LANGUAGES = ("en", "sw")
+NAME_CHARS_MAX = 60
+# Kenya keeps East Africa Time all year; due dates and "today" are Nairobi dates.
+NAIROBI = timezone(timedelta(hours=3), "EAT")
+
+
+def nairobi_today(now: datetime) -> date:
+    assert now.tzinfo is not None
+    return now.astimezone(NAIROBI).date()
+
+
+def require_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise ValidationFailed("Give your name.", code="invalid_name")
+    cleaned = " ".join(name.split())
+    if not 2 <= len(cleaned) <= NAME_CHARS_MAX or not all(c.isprintable() for c in cleaned):
+        raise ValidationFailed(
+            f"A name has 2 to {NAME_CHARS_MAX} printable characters.", code="invalid_name"
+        )
+    return cleaned
+
+
+def require_language(language: object) -> str:
+    if language not in LANGUAGES:
+        raise ValidationFailed("Language is en or sw.", code="invalid_language")
+    assert isinstance(language, str)
+    return language
+
+
+@dataclass(slots=True)
+class User:
+    id: str
+    phone: str
+    name: str
+    language: str
+    pin_hash: str
+    created_at: datetime
+    failed_pin_attempts: int = 0
+    lock_count: int = 0
+    locked_until: datetime | None = None
+
+    def is_locked(self, now: datetime) -> bool:
+        return is_locked(self.locked_until, now)
+
+    def record_wrong_pin(self, now: datetime) -> bool:
+        """Count a wrong PIN; the third in a row locks the account. Returns True if it locked."""
+        assert not self.is_locked(now)
+        self.failed_pin_attempts += 1
+        if self.failed_pin_attempts < PIN_ATTEMPTS_MAX:
+            return False
+        self.lock_count += 1
+        self.failed_pin_attempts = 0
+        self.locked_until = now + lock_period(self.lock_count)
+        return True
+
+    def record_right_pin(self) -> None:
+        # The growing lock period is kept: a right PIN after a lock does not forgive history.
+        self.failed_pin_attempts = 0
+        self.locked_until = None

@@ -1,0 +1,63 @@
+"""ASGI middleware for the HTTP API."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from deni.adapters.observability import Metrics
+
+# Label for requests no route matched (404s, scanners probing random paths). Using the raw
+# path instead would give every probe its own time series and blow up Prometheus' memory.
+UNMATCHED_ROUTE = "unmatched"
+# Same reason for methods: a client can send any token as the method.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's path template ("/api/v1/loans/{loan_id}"), known only after routing."""
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+class MetricsMiddleware:
+    """Count and time HTTP requests by method, route template and status code.
+
+    A pure ASGI middleware (not BaseHTTPMiddleware) so streaming responses are not buffered.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        # If the app raises before starting a response, the server answers 500.
+        status_code = 500
+
+        async def send_and_note_status(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        started_s = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_and_note_status)
+        finally:
+            duration_s = time.perf_counter() - started_s
+            self._record(scope, status_code, duration_s)
+
+    def _record(self, scope: Scope, status_code: int, duration_s: float) -> None:
+        method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
+        route = _route_template(scope)
+        self.metrics.http_requests_total.labels(
+            method=method, route=route, status=str(status_code)
+        ).inc()
+        self.metrics.http_request_duration_seconds.labels(method=method, route=route).observe(
+            duration_s
+        )

@@ -1,0 +1,242 @@
+"""Ledger use cases: write balanced entries exactly once, holds for two-phase payouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from deni.domain.errors import Conflict, IdempotencyConflict, NotFound
+from deni.domain.ledger import (
+    Account,
+    AccountKind,
+    EntryCode,
+    EntryDraft,
+    Hold,
+    HoldState,
+    NormalSide,
+    PlatformAccount,
+    StoredEntry,
+    balance_delta,
+    movement,
+    require_non_negative,
+    reversal_postings,
+    wallet_account_id,
+)
+from deni.services.common import new_id
+from deni.services.ports import LedgerTotals, UnitOfWork
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    entry_id: str
+    replayed: bool  # True when the key had been used before with the same content
+
+
+def open_wallet(uow: UnitOfWork, *, user_id: str, now: datetime) -> Account:
+    account = Account(
+        id=wallet_account_id(user_id),
+        kind=AccountKind.WALLET,
+        normal_side=NormalSide.CREDIT,
+        owner_id=user_id,
+        no_overdraft=True,
+        balance_cents=0,
+    )
+    uow.ledger.add_account(account, now)
+    return account
+
+
+def post_entry(uow: UnitOfWork, draft: EntryDraft, *, now: datetime) -> PostResult:
+    """Write `draft` once. A replay of the same key and content returns the first entry."""
+    accounts = uow.ledger.lock_accounts([p.account_id for p in draft.postings])
+    # Checked after taking the locks, so a concurrent replay of this key is already visible.
+    existing = uow.ledger.find_entry(draft.idempotency_key)
+    if existing is not None:
+        return PostResult(_same_or_conflict(existing, draft), replayed=True)
+    if len(accounts) != len(draft.postings):
+        missing = {p.account_id for p in draft.postings} - set(accounts)
+        raise NotFound(f"No such account: {sorted(missing)[0]}.", code="account_not_found")
+    balances_after = {}
+    for posting in draft.postings:
+        account = accounts[posting.account_id]
+        delta_cents = balance_delta(account.normal_side, posting.amount_cents)
+        if account.no_overdraft:
+            balances_after[account.id] = require_non_negative(
+                account_id=account.id, balance_cents=account.balance_cents, delta_cents=delta_cents
+            )
+        else:
+            balances_after[account.id] = account.balance_cents + delta_cents
+    entry_id = new_id()
+    uow.ledger.insert_entry(entry_id=entry_id, draft=draft, balances_after=balances_after, now=now)
+    return PostResult(entry_id, replayed=False)
+
+
+def _same_or_conflict(existing: StoredEntry, draft: EntryDraft) -> str:
+    if existing.content_hash != draft.content_hash():
+        raise IdempotencyConflict(
+            "This idempotency key was already used for a different movement of money."
+        )
+    return existing.id
+
+
+def transfer(
+    uow: UnitOfWork,
+    *,
+    source_account_id: str,
+    target_account_id: str,
+    amount_cents: int,
+    code: EntryCode,
+    idempotency_key: str,
+    cause_type: str,
+    cause_id: str,
+    now: datetime,
+    memo: str = "",
+) -> PostResult:
+    """Move money from one account's natural balance to another's (e.g. wallet to wallet)."""
+    source = uow.ledger.get_account(source_account_id)
+    assert source is not None, source_account_id
+    # Taking money out of a credit-normal account is a debit; out of a debit-normal one, a credit.
+    if source.normal_side is NormalSide.CREDIT:
+        postings = movement(
+            debit_account_id=source_account_id,
+            credit_account_id=target_account_id,
+            amount_cents=amount_cents,
+        )
+    else:
+        postings = movement(
+            debit_account_id=target_account_id,
+            credit_account_id=source_account_id,
+            amount_cents=amount_cents,
+        )
+    draft = EntryDraft(idempotency_key, code, postings, cause_type, cause_id, memo=memo)
+    return post_entry(uow, draft, now=now)
+
+
+def credit_from_mpesa(
+    uow: UnitOfWork,
+    *,
+    wallet_id: str,
+    amount_cents: int,
+    receipt: str,
+    idempotency_key: str,
+    now: datetime,
+) -> PostResult:
+    """Money that reached Deni's paybill for a wallet: M-PESA cash up, the wallet up."""
+    postings = movement(
+        debit_account_id=PlatformAccount.MPESA_PAYBILL.value,
+        credit_account_id=wallet_id,
+        amount_cents=amount_cents,
+    )
+    draft = EntryDraft(
+        idempotency_key, EntryCode.DEPOSIT, postings, "mpesa_receipt", receipt, memo=receipt
+    )
+    return post_entry(uow, draft, now=now)
+
+
+def place_hold(
+    uow: UnitOfWork,
+    *,
+    wallet_id: str,
+    amount_cents: int,
+    idempotency_key: str,
+    now: datetime,
+) -> Hold:
+    """Reserve money for a payout: it leaves the wallet for the in-flight account."""
+    existing = uow.ledger.find_hold(idempotency_key)
+    if existing is not None:
+        if (existing.account_id, existing.amount_cents) != (wallet_id, amount_cents):
+            raise IdempotencyConflict("This key already holds a different amount.")
+        return existing
+    hold_id = new_id()
+    result = transfer(
+        uow,
+        source_account_id=wallet_id,
+        target_account_id=PlatformAccount.PAYOUTS_IN_FLIGHT.value,
+        amount_cents=amount_cents,
+        code=EntryCode.PAYOUT_HOLD,
+        idempotency_key=f"hold:{idempotency_key}",
+        cause_type="hold",
+        cause_id=hold_id,
+        now=now,
+    )
+    hold = Hold(
+        hold_id, wallet_id, amount_cents, HoldState.PENDING, idempotency_key, result.entry_id, None
+    )
+    uow.ledger.add_hold(hold, now)
+    return hold
+
+
+def post_hold(uow: UnitOfWork, *, hold_id: str, receipt: str, now: datetime) -> Hold:
+    """The payout succeeded: the held money leaves Deni through the B2C float."""
+    return _resolve_hold(uow, hold_id=hold_id, state=HoldState.POSTED, memo=receipt, now=now)
+
+
+def void_hold(uow: UnitOfWork, *, hold_id: str, reason: str, now: datetime) -> Hold:
+    """The payout failed: the held money goes back to the wallet."""
+    return _resolve_hold(uow, hold_id=hold_id, state=HoldState.VOIDED, memo=reason, now=now)
+
+
+def _resolve_hold(
+    uow: UnitOfWork, *, hold_id: str, state: HoldState, memo: str, now: datetime
+) -> Hold:
+    assert state in (HoldState.POSTED, HoldState.VOIDED)
+    hold = uow.ledger.lock_hold(hold_id)
+    if hold is None:
+        raise NotFound("No such hold.", code="hold_not_found")
+    if hold.state is state:
+        return hold  # a repeated callback: already done, do nothing
+    if hold.state is not HoldState.PENDING:
+        raise Conflict(f"The hold is already {hold.state.value}.", code="hold_resolved")
+    if state is HoldState.POSTED:
+        postings = movement(
+            debit_account_id=PlatformAccount.PAYOUTS_IN_FLIGHT.value,
+            credit_account_id=PlatformAccount.MPESA_B2C_FLOAT.value,
+            amount_cents=hold.amount_cents,
+        )
+        code = EntryCode.PAYOUT_POST
+    else:
+        postings = movement(
+            debit_account_id=PlatformAccount.PAYOUTS_IN_FLIGHT.value,
+            credit_account_id=hold.account_id,
+            amount_cents=hold.amount_cents,
+        )
+        code = EntryCode.PAYOUT_VOID
+    draft = EntryDraft(f"{state.value}:{hold.id}", code, postings, "hold", hold.id, memo=memo[:200])
+    result = post_entry(uow, draft, now=now)
+    uow.ledger.resolve_hold(hold.id, state=state, resolve_entry_id=result.entry_id, now=now)
+    resolved = uow.ledger.lock_hold(hold.id)
+    assert resolved is not None
+    assert resolved.state is state
+    return resolved
+
+
+def reverse_entry(
+    uow: UnitOfWork, *, entry_id: str, idempotency_key: str, reason: str, now: datetime
+) -> PostResult:
+    """Correct a mistake the only way a ledger may: a new entry with every posting negated."""
+    original = uow.ledger.get_entry(entry_id)
+    if original is None:
+        raise NotFound("No such entry.", code="entry_not_found")
+    if original.code is EntryCode.REVERSAL:
+        raise Conflict("A reversal cannot itself be reversed.", code="reversal_of_reversal")
+    draft = EntryDraft(
+        idempotency_key,
+        EntryCode.REVERSAL,
+        reversal_postings(original.postings),
+        "entry",
+        original.id,
+        reverses_entry_id=original.id,
+        memo=reason[:200],
+    )
+    return post_entry(uow, draft, now=now)
+
+
+def wallet_balance_cents(uow: UnitOfWork, *, user_id: str) -> int:
+    account = uow.ledger.get_account(wallet_account_id(user_id))
+    if account is None:
+        raise NotFound("No wallet for this user.", code="wallet_not_found")
+    assert account.balance_cents >= 0
+    return account.balance_cents
+
+
+def check(uow: UnitOfWork) -> LedgerTotals:
+    return uow.ledger.totals()

@@ -1,0 +1,571 @@
+"""Loan use cases: quote, request, approve, decline, cancel, repay, write off, expire."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from deni.domain.errors import (
+    Conflict,
+    Forbidden,
+    IdempotencyConflict,
+    InsufficientFunds,
+    NotFound,
+    SelfLending,
+)
+from deni.domain.ledger import EntryCode, wallet_account_id
+from deni.domain.loans import (
+    FUNDING_TTL,
+    REQUEST_TTL,
+    Allocation,
+    Loan,
+    LoanEvent,
+    LoanState,
+    Quote,
+    allocate,
+    make_terms,
+    quote,
+    require_repayment_amount,
+    resolve_due_date,
+)
+from deni.domain.users import User, nairobi_today
+from deni.services import ledger
+from deni.services.common import SYSTEM_ACTOR, audit, new_id, notify
+from deni.services.ports import (
+    LIST_PAGE_MAX,
+    Clock,
+    PinHasher,
+    RepaymentRecord,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+from deni.services.users import check_pin, find_by_phone
+
+LOAN_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud on USSD
+LOAN_CODE_CHARS = 6
+LOAN_CODE_TRIES_MAX = 8
+SWEEP_BATCH_MAX = 500
+LOANS_PER_WALLET_EVENT_MAX = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Repayment:
+    loan: Loan
+    allocation: Allocation
+    entry_id: str
+
+
+def quote_loan(
+    *,
+    clock: Clock,
+    principal_cents: object,
+    fee_cents: object = 0,
+    penalty_daily_cents: object = 0,
+    due_date: date | None = None,
+    term_days: int | None = None,
+) -> Quote:
+    """What the borrower would repay and when, before anything is submitted."""
+    today = nairobi_today(clock.now())
+    due = resolve_due_date(due_date=due_date, term_days=term_days, today=today)
+    terms = make_terms(
+        principal_cents=principal_cents,
+        fee_cents=fee_cents,
+        penalty_daily_cents=penalty_daily_cents,
+        due_date=due,
+    )
+    return quote(terms, today)
+
+
+def request_loan(
+    *,
+    uow: UnitOfWork,
+    clock: Clock,
+    borrower_id: str,
+    lender_phone: str,
+    principal_cents: object,
+    fee_cents: object = 0,
+    penalty_daily_cents: object = 0,
+    due_date: date | None = None,
+    term_days: int | None = None,
+    loan_id: str | None = None,
+    channel: str = "api",
+) -> Loan:
+    """Ask a named lender for money. `loan_id` may come from an offline client (its UUID)."""
+    offer = quote_loan(
+        clock=clock,
+        principal_cents=principal_cents,
+        fee_cents=fee_cents,
+        penalty_daily_cents=penalty_daily_cents,
+        due_date=due_date,
+        term_days=term_days,
+    )
+    now = clock.now()
+    with uow:
+        borrower = _user(uow, borrower_id)
+        lender = find_by_phone(uow, lender_phone)
+        if lender.id == borrower.id:
+            raise SelfLending("You cannot lend to yourself.")
+        if loan_id is not None and (existing := uow.loans.get(loan_id)) is not None:
+            if existing.borrower_id != borrower.id:
+                raise Conflict("That loan id is taken.", code="loan_id_taken")
+            return existing  # the same request sent again
+        terms = make_terms(
+            principal_cents=offer.principal_cents,
+            fee_cents=offer.fee_cents,
+            penalty_daily_cents=offer.penalty_daily_cents,
+            due_date=offer.due_date,
+        )
+        loan = Loan(
+            id=loan_id or new_id(),
+            code=_new_loan_code(uow),
+            borrower_id=borrower.id,
+            lender_id=lender.id,
+            terms=terms,
+            state=LoanState.REQUESTED,
+            requested_at=now,
+            expires_at=now + REQUEST_TTL,
+        )
+        uow.loans.add(loan)
+        notify(
+            uow,
+            user=lender,
+            kind="loan_requested",
+            params={
+                "borrower_name": borrower.name,
+                "amount_cents": terms.principal_cents,
+                "total_cents": terms.total_cents,
+                "due_date": terms.due_date,
+                "loan_code": loan.code,
+            },
+            now=now,
+            loan_id=loan.id,
+        )
+        _audit_loan(
+            uow, loan, actor_id=borrower.id, channel=channel, command="request_loan", now=now
+        )
+        uow.commit()
+    return loan
+
+
+def _new_loan_code(uow: UnitOfWork) -> str:
+    for _ in range(LOAN_CODE_TRIES_MAX):
+        code = "DN" + "".join(secrets.choice(LOAN_CODE_ALPHABET) for _ in range(LOAN_CODE_CHARS))
+        if uow.loans.get_by_code(code) is None:
+            return code
+    raise AssertionError("loan codes exhausted: widen LOAN_CODE_CHARS")
+
+
+def approve_loan(
+    *,
+    uow: UnitOfWork,
+    hasher: PinHasher,
+    clock: Clock,
+    lender_id: str,
+    loan_id: str,
+    pin: str,
+    channel: str = "api",
+) -> Loan:
+    """The lender says yes. Money moves now if the lender's wallet holds it, else when it does."""
+    now = clock.now()
+    with uow:
+        loan = _loan_for(uow, loan_id, user_id=lender_id, role="lender")
+        lender = _user(uow, lender_id, lock=True)
+        check_pin(uow, hasher=hasher, user=lender, pin=pin, now=now, channel=channel)
+        if _expire_if_due(uow, loan, now=now):
+            uow.commit()
+            raise Conflict("This request has expired.", code="loan_expired")
+        loan.apply(LoanEvent.APPROVE)
+        loan.expires_at = now + FUNDING_TTL
+        if not _fund_if_possible(uow, loan, now=now):
+            borrower = _user(uow, loan.borrower_id)
+            notify(
+                uow,
+                user=borrower,
+                kind="loan_awaiting_funds",
+                params={
+                    "lender_name": lender.name,
+                    "amount_cents": loan.terms.principal_cents,
+                    "loan_code": loan.code,
+                },
+                now=now,
+                loan_id=loan.id,
+            )
+        uow.loans.save(loan, now)
+        _audit_loan(uow, loan, actor_id=lender_id, channel=channel, command="approve_loan", now=now)
+        uow.commit()
+    return loan
+
+
+def _fund_if_possible(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
+    """Move the principal lender → borrower in one entry, if the lender's wallet holds it."""
+    assert loan.state is LoanState.APPROVED
+    lender_wallet = wallet_account_id(loan.lender_id)
+    accounts = uow.ledger.lock_accounts([lender_wallet, wallet_account_id(loan.borrower_id)])
+    if accounts[lender_wallet].balance_cents < loan.terms.principal_cents:
+        return False
+    ledger.transfer(
+        uow,
+        source_account_id=lender_wallet,
+        target_account_id=wallet_account_id(loan.borrower_id),
+        amount_cents=loan.terms.principal_cents,
+        code=EntryCode.LOAN_DISBURSEMENT,
+        idempotency_key=f"disburse:{loan.id}",
+        cause_type="loan",
+        cause_id=loan.id,
+        now=now,
+        memo=loan.code,
+    )
+    loan.apply(LoanEvent.FUND)
+    # Until M-PESA payouts exist, the money reaching the borrower's wallet settles the loan.
+    loan.apply(LoanEvent.SETTLE)
+    loan.disbursed_at = now
+    borrower = _user(uow, loan.borrower_id)
+    notify(
+        uow,
+        user=borrower,
+        kind="loan_disbursed",
+        params={
+            "amount_cents": loan.terms.principal_cents,
+            "loan_code": loan.code,
+            "total_cents": loan.terms.total_cents,
+            "due_date": loan.terms.due_date,
+        },
+        now=now,
+        loan_id=loan.id,
+    )
+    return True
+
+
+def fund_waiting_loans(uow: UnitOfWork, *, lender_id: str, now: datetime) -> int:
+    """After money reaches a lender's wallet: fund approved loans, oldest first."""
+    funded = 0
+    waiting = uow.loans.ids_in_state(
+        states=[LoanState.APPROVED], lender_id=lender_id, limit=LOANS_PER_WALLET_EVENT_MAX
+    )
+    for loan_id in waiting:
+        loan = uow.loans.lock(loan_id)
+        assert loan is not None
+        if loan.state is not LoanState.APPROVED or _expire_if_due(uow, loan, now=now):
+            continue
+        if _fund_if_possible(uow, loan, now=now):
+            uow.loans.save(loan, now)
+            _audit_loan(
+                uow, loan, actor_id=SYSTEM_ACTOR, channel="system", command="fund_loan", now=now
+            )
+            funded += 1
+    return funded
+
+
+def decline_loan(
+    *, uow: UnitOfWork, clock: Clock, lender_id: str, loan_id: str, channel: str = "api"
+) -> Loan:
+    now = clock.now()
+    with uow:
+        loan = _loan_for(uow, loan_id, user_id=lender_id, role="lender")
+        loan.apply(LoanEvent.DECLINE)
+        loan.closed_at = now
+        uow.loans.save(loan, now)
+        lender, borrower = _user(uow, lender_id), _user(uow, loan.borrower_id)
+        params = {
+            "lender_name": lender.name,
+            "amount_cents": loan.terms.principal_cents,
+            "loan_code": loan.code,
+        }
+        notify(uow, user=borrower, kind="loan_declined", params=params, now=now, loan_id=loan.id)
+        _audit_loan(uow, loan, actor_id=lender_id, channel=channel, command="decline_loan", now=now)
+        uow.commit()
+    return loan
+
+
+def cancel_loan(
+    *, uow: UnitOfWork, clock: Clock, borrower_id: str, loan_id: str, channel: str = "api"
+) -> Loan:
+    """The borrower withdraws a request that no money has moved for yet."""
+    now = clock.now()
+    with uow:
+        loan = _loan_for(uow, loan_id, user_id=borrower_id, role="borrower")
+        loan.apply(LoanEvent.CANCEL)
+        loan.closed_at = now
+        uow.loans.save(loan, now)
+        borrower, lender = _user(uow, borrower_id), _user(uow, loan.lender_id)
+        params = {
+            "borrower_name": borrower.name,
+            "amount_cents": loan.terms.principal_cents,
+            "loan_code": loan.code,
+        }
+        notify(uow, user=lender, kind="loan_cancelled", params=params, now=now, loan_id=loan.id)
+        _audit_loan(
+            uow, loan, actor_id=borrower_id, channel=channel, command="cancel_loan", now=now
+        )
+        uow.commit()
+    return loan
+
+
+def repay_loan(
+    *,
+    uow: UnitOfWork,
+    clock: Clock,
+    borrower_id: str,
+    loan_id: str,
+    amount_cents: object,
+    idempotency_key: str,
+    channel: str = "api",
+) -> Repayment:
+    """Pay from the borrower's wallet. More than is owed: only what is owed leaves the wallet."""
+    amount = require_repayment_amount(amount_cents)
+    now = clock.now()
+    with uow:
+        loan = _loan_for(uow, loan_id, user_id=borrower_id, role="borrower")
+        entry_key = f"repay:{borrower_id}:{idempotency_key}"
+        replay = _find_repayment(uow, loan, entry_key)
+        if replay is not None:
+            return replay
+        if loan.state is not LoanState.ACTIVE:
+            raise Conflict(
+                f"This loan is {loan.state.value}; there is nothing to repay.",
+                code="loan_not_active",
+            )
+        loan.accrue_penalty(nairobi_today(now))
+        balance_cents = ledger.wallet_balance_cents(uow, user_id=borrower_id)
+        owed_cents = loan.owed().total_cents
+        if balance_cents < min(amount, owed_cents):
+            raise InsufficientFunds("Your wallet does not hold that much. Top it up first.")
+        repayment = _apply_repayment(
+            uow, loan, amount, entry_key=entry_key, channel=channel, now=now
+        )
+        uow.commit()
+    return repayment
+
+
+def _apply_repayment(
+    uow: UnitOfWork, loan: Loan, amount_cents: int, *, entry_key: str, channel: str, now: datetime
+) -> Repayment:
+    assert loan.state is LoanState.ACTIVE
+    owed = loan.owed()
+    allocation = allocate(owed, amount_cents)
+    result = ledger.transfer(
+        uow,
+        source_account_id=wallet_account_id(loan.borrower_id),
+        target_account_id=wallet_account_id(loan.lender_id),
+        amount_cents=allocation.applied_cents,
+        code=EntryCode.LOAN_REPAYMENT,
+        idempotency_key=entry_key,
+        cause_type="loan",
+        cause_id=loan.id,
+        now=now,
+        memo=loan.code,
+    )
+    loan.record_repayment(allocation, now)
+    uow.loans.save(loan, now)
+    uow.loans.add_repayment(
+        RepaymentRecord(
+            new_id(),
+            loan.id,
+            result.entry_id,
+            allocation.applied_cents,
+            allocation.penalty_cents,
+            allocation.fee_cents,
+            allocation.principal_cents,
+            channel,
+            now,
+        )
+    )
+    _notify_repayment(uow, loan, allocation.applied_cents, now=now)
+    actor = loan.borrower_id if channel != "system" else SYSTEM_ACTOR
+    _audit_loan(
+        uow,
+        loan,
+        actor_id=actor,
+        channel=channel,
+        command="repay_loan",
+        now=now,
+        amount_cents=allocation.applied_cents,
+    )
+    return Repayment(loan, allocation, result.entry_id)
+
+
+def _find_repayment(uow: UnitOfWork, loan: Loan, entry_key: str) -> Repayment | None:
+    entry = uow.ledger.find_entry(entry_key)
+    if entry is None:
+        return None
+    record = next((r for r in uow.loans.repayments(loan.id) if r.entry_id == entry.id), None)
+    if record is None:
+        raise IdempotencyConflict("This idempotency key was already used for another payment.")
+    allocation = Allocation(record.penalty_cents, record.fee_cents, record.principal_cents, 0)
+    return Repayment(loan, allocation, entry.id)
+
+
+def _notify_repayment(uow: UnitOfWork, loan: Loan, amount_cents: int, *, now: datetime) -> None:
+    borrower, lender = _user(uow, loan.borrower_id), _user(uow, loan.lender_id)
+    balance_cents = loan.owed().total_cents
+    if loan.state is LoanState.REPAID:
+        for user, other in ((borrower, lender), (lender, borrower)):
+            params = {"other_name": other.name, "loan_code": loan.code}
+            notify(uow, user=user, kind="loan_repaid", params=params, now=now, loan_id=loan.id)
+        return
+    notify(
+        uow,
+        user=lender,
+        kind="repayment_received",
+        params={
+            "borrower_name": borrower.name,
+            "amount_cents": amount_cents,
+            "balance_cents": balance_cents,
+            "loan_code": loan.code,
+        },
+        now=now,
+        loan_id=loan.id,
+    )
+    notify(
+        uow,
+        user=borrower,
+        kind="repayment_made",
+        params={
+            "amount_cents": amount_cents,
+            "balance_cents": balance_cents,
+            "loan_code": loan.code,
+        },
+        now=now,
+        loan_id=loan.id,
+    )
+
+
+def apply_to_overdue_loans(
+    uow: UnitOfWork, *, borrower_id: str, trigger: str, now: datetime
+) -> int:
+    """Money reaching an overdue borrower's wallet goes to their loans first (agreed at request)."""
+    applied_cents = 0
+    today = nairobi_today(now)
+    overdue = uow.loans.ids_in_state(
+        states=[LoanState.ACTIVE],
+        borrower_id=borrower_id,
+        due_before=today,
+        limit=LOANS_PER_WALLET_EVENT_MAX,
+    )
+    for loan_id in overdue:
+        balance_cents = ledger.wallet_balance_cents(uow, user_id=borrower_id)
+        loan = uow.loans.lock(loan_id)
+        assert loan is not None
+        if balance_cents == 0 or loan.state is not LoanState.ACTIVE:
+            continue
+        loan.accrue_penalty(today)
+        amount_cents = min(balance_cents, loan.owed().total_cents)
+        key = f"auto:{loan.id}:{trigger}"
+        _apply_repayment(uow, loan, amount_cents, entry_key=key, channel="system", now=now)
+        applied_cents += amount_cents
+    return applied_cents
+
+
+def write_off_loan(
+    *,
+    uow: UnitOfWork,
+    hasher: PinHasher,
+    clock: Clock,
+    lender_id: str,
+    loan_id: str,
+    pin: str,
+    channel: str = "api",
+) -> Loan:
+    """The lender forgives what is still owed. No money moves; the debt ends."""
+    now = clock.now()
+    with uow:
+        loan = _loan_for(uow, loan_id, user_id=lender_id, role="lender")
+        lender = _user(uow, lender_id, lock=True)
+        check_pin(uow, hasher=hasher, user=lender, pin=pin, now=now, channel=channel)
+        loan.accrue_penalty(nairobi_today(now))
+        forgiven_cents = loan.owed().total_cents
+        loan.apply(LoanEvent.WRITE_OFF)
+        loan.closed_at = now
+        uow.loans.save(loan, now)
+        borrower = _user(uow, loan.borrower_id)
+        params = {
+            "lender_name": lender.name,
+            "amount_cents": forgiven_cents,
+            "loan_code": loan.code,
+        }
+        notify(uow, user=borrower, kind="loan_written_off", params=params, now=now, loan_id=loan.id)
+        _audit_loan(
+            uow,
+            loan,
+            actor_id=lender_id,
+            channel=channel,
+            command="write_off_loan",
+            now=now,
+            amount_cents=forgiven_cents,
+        )
+        uow.commit()
+    return loan
+
+
+def expire_stale_loans(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+    """Requests nobody answered and approvals nobody funded lapse. Bounded per run."""
+    now = clock.now()
+    with uow_factory.read_only() as uow:
+        stale = uow.loans.ids_in_state(
+            states=[LoanState.REQUESTED, LoanState.APPROVED],
+            expires_before=now,
+            limit=SWEEP_BATCH_MAX,
+        )
+    expired = 0
+    for loan_id in stale:
+        with uow_factory() as uow:
+            loan = uow.loans.lock(loan_id)
+            assert loan is not None
+            if _expire_if_due(uow, loan, now=now):
+                expired += 1
+            uow.commit()
+    return expired
+
+
+def _expire_if_due(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
+    if loan.state not in (LoanState.REQUESTED, LoanState.APPROVED) or now < loan.expires_at:
+        return False
+    loan.apply(LoanEvent.EXPIRE)
+    loan.closed_at = now
+    uow.loans.save(loan, now)
+    borrower, lender = _user(uow, loan.borrower_id), _user(uow, loan.lender_id)
+    for user, other in ((borrower, lender), (lender, borrower)):
+        params = {
+            "other_name": other.name,
+            "amount_cents": loan.terms.principal_cents,
+            "loan_code": loan.code,
+        }
+        notify(uow, user=user, kind="loan_expired", params=params, now=now, loan_id=loan.id)
+    _audit_loan(uow, loan, actor_id=SYSTEM_ACTOR, channel="system", command="expire_loan", now=now)
+    return True
+
+
+def _loan_for(uow: UnitOfWork, loan_id: str, *, user_id: str, role: str) -> Loan:
+    """Lock a loan the user takes part in, in the role the command needs."""
+    loan = uow.loans.lock(loan_id)
+    if loan is None or user_id not in (loan.borrower_id, loan.lender_id):
+        # Someone else's loan looks exactly like a missing one: ids reveal nothing.
+        raise NotFound("No such loan.", code="loan_not_found")
+    owner = loan.lender_id if role == "lender" else loan.borrower_id
+    if owner != user_id:
+        raise Forbidden(f"Only the {role} can do this.", code=f"not_the_{role}")
+    return loan
+
+
+def _user(uow: UnitOfWork, user_id: str, *, lock: bool = False) -> User:
+    user = uow.users.lock(user_id) if lock else uow.users.get(user_id)
+    if user is None:
+        raise NotFound("No such user.", code="user_not_found")
+    return user
+
+
+def _audit_loan(
+    uow: UnitOfWork,
+    loan: Loan,
+    *,
+    actor_id: str,
+    channel: str,
+    command: str,
+    now: datetime,
+    amount_cents: int | None = None,
+) -> None:
+    details: dict[str, object] = {"loan_id": loan.id, "state": loan.state.value}
+    if amount_cents is not None:
+        details["amount_cents"] = amount_cents
+    audit(uow, actor_id=actor_id, channel=channel, command=command, details=details, now=now)

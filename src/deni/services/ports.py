@@ -1,0 +1,291 @@
+"""Ports: what the use cases need from the outside world, as Protocols.
+
+Adapters implement them; bootstrap.py picks real or fake ones. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+from deni.domain.ledger import Account, EntryDraft, Hold, HoldState, StoredEntry
+from deni.domain.loans import Loan, LoanState
+from deni.domain.users import User
+
+STATEMENT_PAGE_MAX = 100
+LIST_PAGE_MAX = 100
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class PinHasher(Protocol):
+    def hash(self, pin: str) -> str: ...
+
+    def verify(self, pin: str, pin_hash: str) -> bool: ...
+
+
+class AccessTokens(Protocol):
+    """Short-lived bearer tokens (JWT in production)."""
+
+    def issue(self, *, user_id: str, now: datetime) -> tuple[str, int]:
+        """Returns the token and its lifetime in seconds."""
+        ...
+
+    def verify(self, token: str, *, now: datetime) -> str:
+        """Returns the user id; raises Unauthorized if the token is bad or expired."""
+        ...
+
+
+class SmsSender(Protocol):
+    """Delivers a text to a phone. The Africa's Talking adapter comes with the USSD work."""
+
+    def send(self, *, phone: str, body: str, idempotency_key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    posting_id: int
+    entry_id: str
+    code: str
+    cause_type: str
+    cause_id: str
+    amount_cents: int  # signed from the wallet owner's side: + money in, - money out
+    balance_after_cents: int
+    memo: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RepaymentRecord:
+    id: str
+    loan_id: str
+    entry_id: str
+    amount_cents: int
+    penalty_cents: int
+    fee_cents: int
+    principal_cents: int
+    channel: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    id: str
+    user_id: str
+    kind: str
+    language: str
+    body: str
+    loan_id: str | None
+    created_at: datetime
+    read_at: datetime | None
+    dedupe_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    seq: int
+    at: datetime
+    actor_id: str
+    channel: str
+    command: str
+    details: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentResponse:
+    status: int
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    id: str
+    user_id: str
+    family_id: str
+    expires_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTotals:
+    """What `deni ledger check` compares: stored caches against sums of postings."""
+
+    postings_sum_cents: int
+    unbalanced_entry_ids: tuple[str, ...]
+    mismatched_accounts: tuple[tuple[str, int, int], ...]  # (account, cached, recomputed)
+    negative_wallets: tuple[str, ...]
+    accounts_checked: int
+    entries_checked: int
+
+
+class UserRepository(Protocol):
+    def add(self, user: User) -> None: ...
+
+    def get(self, user_id: str) -> User | None: ...
+
+    def get_by_phone(self, phone: str) -> User | None: ...
+
+    def lock(self, user_id: str) -> User | None: ...
+
+    def save(self, user: User, now: datetime) -> None: ...
+
+
+class LedgerRepository(Protocol):
+    def add_account(self, account: Account, now: datetime) -> None: ...
+
+    def get_account(self, account_id: str) -> Account | None: ...
+
+    def lock_accounts(self, account_ids: Sequence[str]) -> dict[str, Account]: ...
+
+    def find_entry(self, idempotency_key: str) -> StoredEntry | None: ...
+
+    def get_entry(self, entry_id: str) -> StoredEntry | None: ...
+
+    def insert_entry(
+        self, *, entry_id: str, draft: EntryDraft, balances_after: dict[str, int], now: datetime
+    ) -> None: ...
+
+    def statement(
+        self, account_id: str, *, before_posting_id: int | None, limit: int
+    ) -> list[StatementLine]: ...
+
+    def add_hold(self, hold: Hold, now: datetime) -> None: ...
+
+    def find_hold(self, idempotency_key: str) -> Hold | None: ...
+
+    def lock_hold(self, hold_id: str) -> Hold | None: ...
+
+    def resolve_hold(
+        self, hold_id: str, *, state: HoldState, resolve_entry_id: str, now: datetime
+    ) -> None: ...
+
+    def totals(self) -> LedgerTotals: ...
+
+
+class LoanRepository(Protocol):
+    def add(self, loan: Loan) -> None: ...
+
+    def get(self, loan_id: str) -> Loan | None: ...
+
+    def get_by_code(self, code: str) -> Loan | None: ...
+
+    def lock(self, loan_id: str) -> Loan | None: ...
+
+    def save(self, loan: Loan, now: datetime) -> None: ...
+
+    def list_for(
+        self,
+        *,
+        user_id: str,
+        role: str,
+        states: Sequence[LoanState],
+        limit: int,
+        offset: int,
+    ) -> list[Loan]: ...
+
+    def ids_in_state(
+        self,
+        *,
+        states: Sequence[LoanState],
+        lender_id: str | None = None,
+        borrower_id: str | None = None,
+        expires_before: datetime | None = None,
+        due_before: date | None = None,
+        limit: int,
+    ) -> list[str]: ...
+
+    def count_by_state(self) -> dict[str, int]: ...
+
+    def add_repayment(self, repayment: RepaymentRecord) -> None: ...
+
+    def repayments(self, loan_id: str) -> list[RepaymentRecord]: ...
+
+
+class NotificationRepository(Protocol):
+    def add(self, notification: NotificationRecord) -> None: ...
+
+    def exists(self, dedupe_key: str) -> bool: ...
+
+    def list_for(
+        self, user_id: str, *, unread_only: bool, limit: int, offset: int
+    ) -> list[NotificationRecord]: ...
+
+    def mark_read(self, user_id: str, notification_ids: Sequence[str], now: datetime) -> int: ...
+
+
+class AuditRepository(Protocol):
+    def append(
+        self, *, at: datetime, actor_id: str, channel: str, command: str, details: str
+    ) -> AuditRecord: ...
+
+    def scan(self, *, after_seq: int, limit: int) -> list[AuditRecord]: ...
+
+    def head(self) -> tuple[int, str]: ...
+
+
+class IdempotencyRepository(Protocol):
+    def claim(self, *, scope: str, key: str, request_hash: str, now: datetime) -> str | None:
+        """Reserve a key. None if it was free; else the stored request hash."""
+        ...
+
+    def get_response(self, *, scope: str, key: str) -> IdempotentResponse | None: ...
+
+    def complete(
+        self, *, scope: str, key: str, response: IdempotentResponse, now: datetime
+    ) -> None: ...
+
+    def release(self, *, scope: str, key: str) -> None: ...
+
+
+class RefreshTokenRepository(Protocol):
+    def add(self, token: RefreshToken, token_hash: str, now: datetime) -> None: ...
+
+    def lock_by_hash(self, token_hash: str) -> RefreshToken | None: ...
+
+    def revoke(self, token_id: str, now: datetime) -> None: ...
+
+    def revoke_family(self, family_id: str, now: datetime) -> None: ...
+
+
+class UnitOfWork(Protocol):
+    """One database transaction. Leaving the block without commit() rolls back."""
+
+    users: UserRepository
+    ledger: LedgerRepository
+    loans: LoanRepository
+    notifications: NotificationRepository
+    audit: AuditRepository
+    idempotency: IdempotencyRepository
+    tokens: RefreshTokenRepository
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+    def read_only(self) -> UnitOfWork:
+        """A transaction that only reads: it never waits for writers on SQLite."""
+        ...
+
+
+class StorageBusy(Exception):
+    """The database could not take the transaction now (lock wait, deadlock); retry later."""

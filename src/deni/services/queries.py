@@ -1,0 +1,129 @@
+"""Read-only use cases: what people look at. Each runs in a read-only transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from deni.domain.errors import NotFound
+from deni.domain.ledger import wallet_account_id
+from deni.domain.loans import Loan, LoanState, Owed
+from deni.domain.users import nairobi_today
+from deni.services.ports import (
+    LIST_PAGE_MAX,
+    STATEMENT_PAGE_MAX,
+    Clock,
+    NotificationRecord,
+    RepaymentRecord,
+    StatementLine,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LoanView:
+    loan: Loan
+    owed: Owed  # with penalties accrued to today, as the borrower would pay now
+    overdue: bool
+    days_overdue: int
+    borrower_name: str
+    borrower_phone: str
+    lender_name: str
+    lender_phone: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoanDetail:
+    view: LoanView
+    repayments: list[RepaymentRecord]
+
+
+def _view(loan: Loan, today: date, names: dict[str, tuple[str, str]]) -> LoanView:
+    loan.accrue_penalty(today)  # on a copy read for display; nothing is saved
+    borrower, lender = names[loan.borrower_id], names[loan.lender_id]
+    return LoanView(
+        loan=loan,
+        owed=loan.owed(),
+        overdue=loan.is_overdue(today),
+        days_overdue=loan.days_overdue(today),
+        borrower_name=borrower[0],
+        borrower_phone=borrower[1],
+        lender_name=lender[0],
+        lender_phone=lender[1],
+    )
+
+
+def list_loans(
+    *,
+    uow_factory: UnitOfWorkFactory,
+    clock: Clock,
+    user_id: str,
+    role: str,
+    states: Sequence[LoanState] = (),
+    limit: int = 20,
+    offset: int = 0,
+) -> list[LoanView]:
+    assert 1 <= limit <= LIST_PAGE_MAX
+    today = nairobi_today(clock.now())
+    with uow_factory.read_only() as uow:
+        loans = uow.loans.list_for(
+            user_id=user_id, role=role, states=states, limit=limit, offset=offset
+        )
+        names = _names(uow, {u for loan in loans for u in (loan.borrower_id, loan.lender_id)})
+    return [_view(loan, today, names) for loan in loans]
+
+
+def loan_detail(
+    *, uow_factory: UnitOfWorkFactory, clock: Clock, user_id: str, loan_id: str
+) -> LoanDetail:
+    today = nairobi_today(clock.now())
+    with uow_factory.read_only() as uow:
+        loan = uow.loans.get(loan_id)
+        if loan is None or user_id not in (loan.borrower_id, loan.lender_id):
+            raise NotFound("No such loan.", code="loan_not_found")
+        names = _names(uow, {loan.borrower_id, loan.lender_id})
+        repayments = uow.loans.repayments(loan.id)
+    return LoanDetail(_view(loan, today, names), repayments)
+
+
+def _names(uow: UnitOfWork, user_ids: set[str]) -> dict[str, tuple[str, str]]:
+    names: dict[str, tuple[str, str]] = {}
+    for user_id in user_ids:
+        user = uow.users.get(user_id)
+        assert user is not None
+        names[user_id] = (user.name, user.phone)
+    return names
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    balance_cents: int
+    lines: list[StatementLine]
+    next_cursor: int | None
+
+
+def wallet_statement(
+    *, uow_factory: UnitOfWorkFactory, user_id: str, before: int | None = None, limit: int = 20
+) -> Statement:
+    """Newest first; `next_cursor` fetches the page after this one."""
+    assert 1 <= limit <= STATEMENT_PAGE_MAX
+    account_id = wallet_account_id(user_id)
+    with uow_factory.read_only() as uow:
+        account = uow.ledger.get_account(account_id)
+        if account is None:
+            raise NotFound("No wallet for this user.", code="wallet_not_found")
+        lines = uow.ledger.statement(account_id, before_posting_id=before, limit=limit + 1)
+    next_cursor = lines[limit - 1].posting_id if len(lines) > limit else None
+    return Statement(account.balance_cents, lines[:limit], next_cursor)
+
+
+def list_notifications(
+    *, uow_factory: UnitOfWorkFactory, user_id: str, unread_only: bool, limit: int, offset: int
+) -> list[NotificationRecord]:
+    assert 1 <= limit <= LIST_PAGE_MAX
+    with uow_factory.read_only() as uow:
+        return uow.notifications.list_for(
+            user_id, unread_only=unread_only, limit=limit, offset=offset
+        )

@@ -1,0 +1,221 @@
+"""User use cases: register, prove who you are with a PIN, sessions, change PIN."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from deni.domain.errors import AccountLocked, AlreadyRegistered, NotFound, Unauthorized, WrongPin
+from deni.domain.phone import mask_msisdn, normalise_msisdn
+from deni.domain.security import require_pin_format
+from deni.domain.users import User, require_language, require_name
+from deni.services import ledger
+from deni.services.common import audit, new_id, notify
+from deni.services.ports import (
+    AccessTokens,
+    Clock,
+    PinHasher,
+    RefreshToken,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
+
+REFRESH_TOKEN_BYTES = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    user_id: str
+    access_token: str
+    access_expires_in_s: int
+    refresh_token: str
+
+
+def register_user(
+    *,
+    uow: UnitOfWork,
+    hasher: PinHasher,
+    clock: Clock,
+    phone: str,
+    name: str,
+    pin: str,
+    language: str = "en",
+    channel: str = "api",
+) -> User:
+    """Create a user with an empty wallet. The phone number is the identity."""
+    msisdn = normalise_msisdn(phone)
+    clean_name = require_name(name)
+    clean_language = require_language(language)
+    pin_hash = hasher.hash(require_pin_format(pin))
+    now = clock.now()
+    with uow:
+        if uow.users.get_by_phone(msisdn) is not None:
+            raise AlreadyRegistered("This phone number already has a Deni account.")
+        user = User(new_id(), msisdn, clean_name, clean_language, pin_hash, now)
+        uow.users.add(user)
+        ledger.open_wallet(uow, user_id=user.id, now=now)
+        audit(
+            uow,
+            actor_id=user.id,
+            channel=channel,
+            command="register_user",
+            details={"phone": mask_msisdn(msisdn), "language": clean_language},
+            now=now,
+        )
+        uow.commit()
+    return user
+
+
+def check_pin(
+    uow: UnitOfWork, *, hasher: PinHasher, user: User, pin: object, now: datetime, channel: str
+) -> None:
+    """Prove the PIN inside the caller's transaction.
+
+    A wrong PIN is committed before the error is raised, so the attempt counts even though the
+    command fails. A locked account is refused without looking at the PIN (fail closed).
+    """
+    if user.is_locked(now):
+        raise AccountLocked(_locked_message(user, now))
+    if isinstance(pin, str) and hasher.verify(pin, user.pin_hash):
+        if user.failed_pin_attempts:
+            user.record_right_pin()
+            uow.users.save(user, now)
+        return
+    locked_now = user.record_wrong_pin(now)
+    uow.users.save(user, now)
+    audit(
+        uow,
+        actor_id=user.id,
+        channel=channel,
+        command="wrong_pin",
+        details={"locked": locked_now},
+        now=now,
+    )
+    if locked_now:
+        notify(
+            uow,
+            user=user,
+            kind="pin_locked",
+            params={"minutes": _locked_minutes(user, now)},
+            now=now,
+        )
+    uow.commit()
+    if locked_now:
+        raise AccountLocked(_locked_message(user, now))
+    raise WrongPin("Wrong PIN.")
+
+
+def _locked_minutes(user: User, now: datetime) -> int:
+    assert user.locked_until is not None
+    return max(1, -(-int((user.locked_until - now).total_seconds()) // 60))
+
+
+def _locked_message(user: User, now: datetime) -> str:
+    return f"Too many wrong PINs. Try again in {_locked_minutes(user, now)} minutes."
+
+
+def login(
+    *,
+    uow: UnitOfWork,
+    hasher: PinHasher,
+    tokens: AccessTokens,
+    clock: Clock,
+    phone: str,
+    pin: str,
+    refresh_ttl_s: int,
+    channel: str = "api",
+) -> Session:
+    msisdn = normalise_msisdn(phone)
+    now = clock.now()
+    with uow:
+        user = uow.users.get_by_phone(msisdn)
+        if user is None:
+            # Same answer as a wrong PIN would give, so the API does not reveal who is registered.
+            raise Unauthorized("Wrong phone number or PIN.", code="wrong_credentials")
+        user = uow.users.lock(user.id)
+        assert user is not None
+        check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
+        refresh = _new_refresh_token(
+            uow, user_id=user.id, family_id=new_id(), now=now, ttl_s=refresh_ttl_s
+        )
+        audit(uow, actor_id=user.id, channel=channel, command="login", details={}, now=now)
+        uow.commit()
+    access, expires_in_s = tokens.issue(user_id=user.id, now=now)
+    return Session(user.id, access, expires_in_s, refresh)
+
+
+def refresh_session(
+    *, uow: UnitOfWork, tokens: AccessTokens, clock: Clock, refresh_token: str, refresh_ttl_s: int
+) -> Session:
+    """Swap a refresh token for a new pair. Reusing a spent token revokes its whole family."""
+    now = clock.now()
+    with uow:
+        stored = uow.tokens.lock_by_hash(_token_hash(refresh_token))
+        if stored is None or stored.expires_at <= now:
+            raise Unauthorized("The refresh token is not valid.", code="invalid_refresh_token")
+        if stored.revoked_at is not None:
+            # Someone replayed a token that was already swapped: assume it was stolen.
+            uow.tokens.revoke_family(stored.family_id, now)
+            uow.commit()
+            raise Unauthorized("The refresh token is not valid.", code="invalid_refresh_token")
+        uow.tokens.revoke(stored.id, now)
+        refresh = _new_refresh_token(
+            uow, user_id=stored.user_id, family_id=stored.family_id, now=now, ttl_s=refresh_ttl_s
+        )
+        uow.commit()
+    access, expires_in_s = tokens.issue(user_id=stored.user_id, now=now)
+    return Session(stored.user_id, access, expires_in_s, refresh)
+
+
+def _new_refresh_token(
+    uow: UnitOfWork, *, user_id: str, family_id: str, now: datetime, ttl_s: int
+) -> str:
+    secret = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+    token = RefreshToken(new_id(), user_id, family_id, now + timedelta(seconds=ttl_s), None)
+    uow.tokens.add(token, _token_hash(secret), now)
+    return secret
+
+
+def _token_hash(secret: str) -> str:
+    # Refresh tokens are long random strings, so a fast hash is enough (unlike PINs).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def change_pin(
+    *,
+    uow: UnitOfWork,
+    hasher: PinHasher,
+    clock: Clock,
+    user_id: str,
+    old_pin: str,
+    new_pin: str,
+    channel: str = "api",
+) -> None:
+    require_pin_format(new_pin)
+    now = clock.now()
+    with uow:
+        user = uow.users.lock(user_id)
+        if user is None:
+            raise NotFound("No such user.", code="user_not_found")
+        check_pin(uow, hasher=hasher, user=user, pin=old_pin, now=now, channel=channel)
+        user.pin_hash = hasher.hash(new_pin)
+        uow.users.save(user, now)
+        audit(uow, actor_id=user.id, channel=channel, command="change_pin", details={}, now=now)
+        uow.commit()
+
+
+def get_user(*, uow_factory: UnitOfWorkFactory, user_id: str) -> User:
+    with uow_factory.read_only() as uow:
+        user = uow.users.get(user_id)
+    if user is None:
+        raise NotFound("No such user.", code="user_not_found")
+    return user
+
+
+def find_by_phone(uow: UnitOfWork, phone: str) -> User:
+    user = uow.users.get_by_phone(normalise_msisdn(phone))
+    if user is None:
+        raise NotFound("Nobody with that phone number uses Deni.", code="user_not_found")
+    return user
