@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRET = "change-me-in-production"
+PLACEHOLDER_SECRET = "change-me-in-production"  # noqa: S105 (refused in production)
 DEFAULT_DATABASE_URL = "sqlite:///./var/deni.sqlite3"
 
 

@@ -33,7 +33,6 @@ from deni.domain.users import User, nairobi_today
 from deni.services import ledger
 from deni.services.common import SYSTEM_ACTOR, audit, new_id, notify
 from deni.services.ports import (
-    LIST_PAGE_MAX,
     Clock,
     PinHasher,
     RepaymentRecord,

@@ -257,13 +257,26 @@ class RefreshTokenRepository(Protocol):
 class UnitOfWork(Protocol):
     """One database transaction. Leaving the block without commit() rolls back."""
 
-    users: UserRepository
-    ledger: LedgerRepository
-    loans: LoanRepository
-    notifications: NotificationRepository
-    audit: AuditRepository
-    idempotency: IdempotencyRepository
-    tokens: RefreshTokenRepository
+    @property
+    def users(self) -> UserRepository: ...
+
+    @property
+    def ledger(self) -> LedgerRepository: ...
+
+    @property
+    def loans(self) -> LoanRepository: ...
+
+    @property
+    def notifications(self) -> NotificationRepository: ...
+
+    @property
+    def audit(self) -> AuditRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyRepository: ...
+
+    @property
+    def tokens(self) -> RefreshTokenRepository: ...
 
     def __enter__(self) -> Self: ...
 

@@ -1,0 +1,104 @@
+"""The FastAPI application: routers under /api/v1, errors as JSON with stable codes."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from deni.adapters.observability import render_metrics
+from deni.bootstrap import Deni
+from deni.domain.errors import DomainError, ErrorKind
+from deni.domain.loans import LoanState
+from deni.entrypoints.api.middleware import MetricsMiddleware
+from deni.entrypoints.api.routes import auth, loans, notifications, wallet
+from deni.entrypoints.api.schemas import HealthOut
+from deni.services.ports import StorageBusy
+
+API_PREFIX = "/api/v1"
+STATUS_BY_KIND = {
+    ErrorKind.INVALID: 422,
+    ErrorKind.UNAUTHORIZED: 401,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.LOCKED: 423,
+}
+log = structlog.get_logger(__name__)
+
+
+def create_app(deni: Deni) -> FastAPI:
+    app = FastAPI(
+        title="Deni",
+        version="0.1.0",
+        description="Peer-to-peer lending over M-PESA. Amounts are integer cents (KES 1 = 100).",
+    )
+    app.state.deni = deni
+    for router in (auth.router, wallet.router, loans.router, notifications.router):
+        app.include_router(router, prefix=API_PREFIX)
+    _add_operations(app, deni)
+    _add_error_handlers(app)
+    app.add_middleware(MetricsMiddleware, metrics=deni.metrics)
+    return app
+
+
+def _add_operations(app: FastAPI, deni: Deni) -> None:
+    @app.get("/health", response_model=HealthOut, tags=["operations"])
+    def health() -> JSONResponse:
+        """Up, and able to reach the database."""
+        try:
+            with deni.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            log.exception("health_check_failed")
+            body = HealthOut(status="degraded", database="unreachable")
+            return JSONResponse(body.model_dump(), status_code=503)
+        return JSONResponse(HealthOut(status="ok", database="ok").model_dump())
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        with deni.uow.read_only() as uow:
+            counts = uow.loans.count_by_state()
+        for state in LoanState:
+            deni.metrics.loans_by_state.labels(state=state.value).set(counts.get(state.value, 0))
+        body, content_type = render_metrics(deni.metrics)
+        return Response(body, media_type=content_type)
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    def domain_error(request: Request, error: DomainError) -> JSONResponse:
+        return error_response(STATUS_BY_KIND[error.kind], error.code, error.message)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = error.errors()
+        if any(p.get("type") == "json_invalid" for p in problems):
+            return error_response(400, "malformed_json", "The body is not valid JSON.")
+        first = problems[0] if problems else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        message = f"{where}: {first.get('msg', 'invalid')}" if where else str(first.get("msg"))
+        return error_response(422, "validation_failed", message)
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        return error_response(error.status_code, code, str(error.detail))
+
+    @app.exception_handler(StorageBusy)
+    def busy(request: Request, error: StorageBusy) -> JSONResponse:
+        response = error_response(503, "busy", str(error))
+        response.headers["Retry-After"] = "1"
+        return response
+
+    @app.exception_handler(Exception)
+    def unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unhandled_error", path=request.url.path)
+        return error_response(500, "internal_error", "Something went wrong on our side.")

@@ -1,0 +1,134 @@
+"""Register, log in, refresh, and the signed-in user's own profile and PIN."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+
+from deni.domain.money import format_kes
+from deni.domain.users import User
+from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId, idempotency_key
+from deni.entrypoints.api.idempotency import run_idempotent
+from deni.entrypoints.api.schemas import (
+    ChangePinIn,
+    EmptyOut,
+    LoginIn,
+    MeOut,
+    RefreshIn,
+    RegisterIn,
+    SessionOut,
+    UserOut,
+)
+from deni.services import ledger, users
+from deni.services.users import Session
+
+router = APIRouter(tags=["auth"])
+
+
+def _user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id,
+        phone=user.phone,
+        name=user.name,
+        language=user.language,
+        created_at=user.created_at,
+    )
+
+
+def _session_out(session: Session) -> SessionOut:
+    return SessionOut(
+        user_id=session.user_id,
+        access_token=session.access_token,
+        expires_in=session.access_expires_in_s,
+        refresh_token=session.refresh_token,
+    )
+
+
+@router.post("/auth/register", status_code=201, response_model=UserOut)
+def register(
+    body: RegisterIn,
+    deni: DeniDep,
+    key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> object:
+    """Create an account with a Kenyan mobile number, a name, a 4-digit PIN and a language."""
+
+    def action() -> tuple[int, UserOut]:
+        user = users.register_user(
+            uow=deni.uow(),
+            hasher=deni.hasher,
+            clock=deni.clock,
+            phone=body.phone,
+            name=body.name,
+            pin=body.pin,
+            language=body.language,
+        )
+        return 201, _user_out(user)
+
+    if key is None:
+        return action()[1]
+    key = idempotency_key(key)
+    return run_idempotent(
+        deni, scope="register", key=key, route="register", body=body, action=action
+    )
+
+
+@router.post("/auth/login", response_model=SessionOut)
+def login(body: LoginIn, deni: DeniDep) -> SessionOut:
+    """Exchange phone and PIN for a short-lived access token and a refresh token."""
+    session = users.login(
+        uow=deni.uow(),
+        hasher=deni.hasher,
+        tokens=deni.tokens,
+        clock=deni.clock,
+        phone=body.phone,
+        pin=body.pin,
+        refresh_ttl_s=deni.settings.refresh_token_ttl_s,
+    )
+    return _session_out(session)
+
+
+@router.post("/auth/refresh", response_model=SessionOut)
+def refresh(body: RefreshIn, deni: DeniDep) -> SessionOut:
+    """Swap a refresh token for a new access token and a new refresh token (one use each)."""
+    session = users.refresh_session(
+        uow=deni.uow(),
+        tokens=deni.tokens,
+        clock=deni.clock,
+        refresh_token=body.refresh_token,
+        refresh_ttl_s=deni.settings.refresh_token_ttl_s,
+    )
+    return _session_out(session)
+
+
+@router.get("/me", response_model=MeOut)
+def me(user_id: UserId, deni: DeniDep) -> MeOut:
+    """Who you are, and what your wallet holds."""
+    user = users.get_user(uow_factory=deni.uow, user_id=user_id)
+    with deni.uow.read_only() as uow:
+        balance_cents = ledger.wallet_balance_cents(uow, user_id=user_id)
+    return MeOut(
+        **_user_out(user).model_dump(),
+        balance_cents=balance_cents,
+        balance=format_kes(balance_cents),
+    )
+
+
+@router.post("/me/pin", response_model=EmptyOut)
+def change_pin(body: ChangePinIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -> object:
+    """Change your PIN; the old one must be right (wrong ones count towards the lock)."""
+
+    def action() -> tuple[int, EmptyOut]:
+        users.change_pin(
+            uow=deni.uow(),
+            hasher=deni.hasher,
+            clock=deni.clock,
+            user_id=user_id,
+            old_pin=body.old_pin,
+            new_pin=body.new_pin,
+        )
+        return 200, EmptyOut()
+
+    return run_idempotent(
+        deni, scope=user_id, key=key, route="change_pin", body=body, action=action
+    )

@@ -1,0 +1,250 @@
+"""Loans: quote, request, list, detail, and what borrower and lender may do to one."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+
+from deni.domain.errors import ValidationFailed
+from deni.domain.loans import Loan, LoanState
+from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
+from deni.entrypoints.api.idempotency import run_idempotent
+from deni.entrypoints.api.schemas import (
+    EmptyIn,
+    LoanDetailOut,
+    LoanListOut,
+    LoanOut,
+    LoanRequestIn,
+    PinIn,
+    QuoteOut,
+    RepayIn,
+    RepaymentOut,
+    RepayOut,
+    TermsIn,
+)
+from deni.services import loans, queries
+from deni.services.ports import LIST_PAGE_MAX
+
+router = APIRouter(prefix="/loans", tags=["loans"])
+
+
+def _view(deni: DeniDep, user_id: str, loan: Loan) -> LoanOut:
+    detail = queries.loan_detail(
+        uow_factory=deni.uow, clock=deni.clock, user_id=user_id, loan_id=loan.id
+    )
+    return LoanOut.of(detail.view)
+
+
+@router.post("/quote", response_model=QuoteOut)
+def quote(body: TermsIn, user_id: UserId, deni: DeniDep) -> QuoteOut:
+    """The total to repay and the due date, before you ask anyone (nothing is saved)."""
+    offer = loans.quote_loan(
+        clock=deni.clock,
+        principal_cents=body.principal_cents,
+        fee_cents=body.fee_cents,
+        penalty_daily_cents=body.penalty_daily_cents,
+        due_date=body.due_date,
+        term_days=body.term_days,
+    )
+    return QuoteOut(
+        principal_cents=offer.principal_cents,
+        fee_cents=offer.fee_cents,
+        total_cents=offer.total_cents,
+        due_date=offer.due_date,
+        term_days=offer.term_days,
+        penalty_daily_cents=offer.penalty_daily_cents,
+        penalty_max_cents=offer.penalty_max_cents,
+        summary=offer.summary(),
+    )
+
+
+@router.post("", status_code=201, response_model=LoanOut)
+def request_loan(
+    body: LoanRequestIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
+) -> object:
+    """Ask a lender (by phone number) for a loan on the quoted terms."""
+
+    def action() -> tuple[int, LoanOut]:
+        loan = loans.request_loan(
+            uow=deni.uow(),
+            clock=deni.clock,
+            borrower_id=user_id,
+            lender_phone=body.lender_phone,
+            principal_cents=body.principal_cents,
+            fee_cents=body.fee_cents,
+            penalty_daily_cents=body.penalty_daily_cents,
+            due_date=body.due_date,
+            term_days=body.term_days,
+            loan_id=body.loan_id,
+        )
+        return 201, _view(deni, user_id, loan)
+
+    return run_idempotent(
+        deni, scope=user_id, key=key, route="request_loan", body=body, action=action
+    )
+
+
+@router.get("", response_model=LoanListOut)
+def list_loans(
+    user_id: UserId,
+    deni: DeniDep,
+    role: Literal["borrower", "lender", "any"] = "any",
+    state: Annotated[list[str] | None, Query(description="Repeat to ask for several.")] = None,
+    overdue: bool | None = None,
+    limit: Annotated[int, Query(ge=1, le=LIST_PAGE_MAX)] = 20,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> LoanListOut:
+    """Loans you borrowed, lent, or both; newest first. `overdue=true` filters active loans."""
+    states = _states(state or [])
+    views = queries.list_loans(
+        uow_factory=deni.uow,
+        clock=deni.clock,
+        user_id=user_id,
+        role=role,
+        states=states,
+        limit=limit,
+        offset=offset,
+    )
+    if overdue is not None:
+        views = [v for v in views if v.overdue is overdue]
+    return LoanListOut(loans=[LoanOut.of(v) for v in views])
+
+
+def _states(names: list[str]) -> list[LoanState]:
+    known = {s.value: s for s in LoanState}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValidationFailed(
+            f"Unknown state {unknown[0]!r}; use one of {', '.join(known)}.", code="invalid_state"
+        )
+    return [known[n] for n in names]
+
+
+@router.get("/{loan_id}", response_model=LoanDetailOut)
+def loan_detail(loan_id: str, user_id: UserId, deni: DeniDep) -> LoanDetailOut:
+    """One loan with what is owed today and every repayment."""
+    detail = queries.loan_detail(
+        uow_factory=deni.uow, clock=deni.clock, user_id=user_id, loan_id=loan_id
+    )
+    repayments = [
+        RepaymentOut(
+            id=r.id,
+            amount_cents=r.amount_cents,
+            penalty_cents=r.penalty_cents,
+            fee_cents=r.fee_cents,
+            principal_cents=r.principal_cents,
+            channel=r.channel,
+            created_at=r.created_at,
+        )
+        for r in detail.repayments
+    ]
+    return LoanDetailOut(**LoanOut.of(detail.view).model_dump(), repayments=repayments)
+
+
+@router.post("/{loan_id}/approve", response_model=LoanOut)
+def approve(
+    loan_id: str, body: PinIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
+) -> object:
+    """Lender: approve with your PIN. The money moves now, or when your wallet holds it."""
+
+    def action() -> tuple[int, LoanOut]:
+        loan = loans.approve_loan(
+            uow=deni.uow(),
+            hasher=deni.hasher,
+            clock=deni.clock,
+            lender_id=user_id,
+            loan_id=loan_id,
+            pin=body.pin,
+        )
+        return 200, _view(deni, user_id, loan)
+
+    return run_idempotent(
+        deni, scope=user_id, key=key, route=f"approve:{loan_id}", body=body, action=action
+    )
+
+
+@router.post("/{loan_id}/decline", response_model=LoanOut)
+def decline(
+    loan_id: str, user_id: UserId, deni: DeniDep, key: IdempotencyKey, body: EmptyIn | None = None
+) -> object:
+    """Lender: say no to a request."""
+
+    def action() -> tuple[int, LoanOut]:
+        loan = loans.decline_loan(
+            uow=deni.uow(), clock=deni.clock, lender_id=user_id, loan_id=loan_id
+        )
+        return 200, _view(deni, user_id, loan)
+
+    return run_idempotent(
+        deni, scope=user_id, key=key, route=f"decline:{loan_id}", body=body, action=action
+    )
+
+
+@router.post("/{loan_id}/cancel", response_model=LoanOut)
+def cancel(
+    loan_id: str, user_id: UserId, deni: DeniDep, key: IdempotencyKey, body: EmptyIn | None = None
+) -> object:
+    """Borrower: withdraw your request before any money moves."""
+
+    def action() -> tuple[int, LoanOut]:
+        loan = loans.cancel_loan(
+            uow=deni.uow(), clock=deni.clock, borrower_id=user_id, loan_id=loan_id
+        )
+        return 200, _view(deni, user_id, loan)
+
+    return run_idempotent(
+        deni, scope=user_id, key=key, route=f"cancel:{loan_id}", body=body, action=action
+    )
+
+
+@router.post("/{loan_id}/repay", response_model=RepayOut)
+def repay(
+    loan_id: str, body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
+) -> object:
+    """Borrower: pay from your wallet. Penalty first, then fee, then principal."""
+
+    def action() -> tuple[int, RepayOut]:
+        result = loans.repay_loan(
+            uow=deni.uow(),
+            clock=deni.clock,
+            borrower_id=user_id,
+            loan_id=loan_id,
+            amount_cents=body.amount_cents,
+            idempotency_key=key,
+        )
+        allocation = result.allocation
+        return 200, RepayOut(
+            loan=_view(deni, user_id, result.loan),
+            applied_cents=allocation.applied_cents,
+            penalty_cents=allocation.penalty_cents,
+            fee_cents=allocation.fee_cents,
+            principal_cents=allocation.principal_cents,
+            excess_cents=body.amount_cents - allocation.applied_cents,
+        )
+
+    return run_idempotent(
+        deni, scope=user_id, key=key, route=f"repay:{loan_id}", body=body, action=action
+    )
+
+
+@router.post("/{loan_id}/write-off", response_model=LoanOut)
+def write_off(
+    loan_id: str, body: PinIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
+) -> object:
+    """Lender: forgive what is still owed, with your PIN. It cannot be undone."""
+
+    def action() -> tuple[int, LoanOut]:
+        loan = loans.write_off_loan(
+            uow=deni.uow(),
+            hasher=deni.hasher,
+            clock=deni.clock,
+            lender_id=user_id,
+            loan_id=loan_id,
+            pin=body.pin,
+        )
+        return 200, _view(deni, user_id, loan)
+
+    return run_idempotent(
+        deni, scope=user_id, key=key, route=f"write_off:{loan_id}", body=body, action=action
+    )

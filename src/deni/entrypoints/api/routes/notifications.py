@@ -1,0 +1,48 @@
+"""Notifications: what happened that you should know about, in your language."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
+from deni.entrypoints.api.idempotency import run_idempotent
+from deni.entrypoints.api.schemas import (
+    MarkReadIn,
+    MarkReadOut,
+    NotificationListOut,
+    NotificationOut,
+)
+from deni.services import queries
+from deni.services.ports import LIST_PAGE_MAX
+
+router = APIRouter(tags=["notifications"])
+
+
+@router.get("/notifications", response_model=NotificationListOut)
+def list_notifications(
+    user_id: UserId,
+    deni: DeniDep,
+    unread_only: bool = False,
+    limit: Annotated[int, Query(ge=1, le=LIST_PAGE_MAX)] = 20,
+    offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
+) -> NotificationListOut:
+    """Newest first."""
+    records = queries.list_notifications(
+        uow_factory=deni.uow, user_id=user_id, unread_only=unread_only, limit=limit, offset=offset
+    )
+    return NotificationListOut(notifications=[NotificationOut.of(r) for r in records])
+
+
+@router.post("/notifications/read", response_model=MarkReadOut)
+def mark_read(body: MarkReadIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -> object:
+    """Mark your notifications read. Ids that are not yours are ignored."""
+
+    def action() -> tuple[int, MarkReadOut]:
+        with deni.uow() as uow:
+            marked = uow.notifications.mark_read(user_id, body.ids, deni.clock.now())
+            uow.commit()
+        return 200, MarkReadOut(marked=marked)
+
+    return run_idempotent(deni, scope=user_id, key=key, route="mark_read", body=body, action=action)

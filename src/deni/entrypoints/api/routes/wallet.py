@@ -1,0 +1,41 @@
+"""The signed-in user's wallet: balance and statement."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from deni.entrypoints.api.deps import DeniDep, UserId
+from deni.entrypoints.api.schemas import BalanceOut, StatementLineOut, StatementOut
+from deni.services import ledger, queries
+from deni.services.ports import STATEMENT_PAGE_MAX
+
+router = APIRouter(tags=["wallet"])
+
+
+@router.get("/wallet", response_model=BalanceOut)
+def balance(user_id: UserId, deni: DeniDep) -> BalanceOut:
+    """What Deni holds for you, in cents and as people read it."""
+    with deni.uow.read_only() as uow:
+        return BalanceOut.of(ledger.wallet_balance_cents(uow, user_id=user_id))
+
+
+@router.get("/wallet/statement", response_model=StatementOut)
+def statement(
+    user_id: UserId,
+    deni: DeniDep,
+    cursor: Annotated[
+        int | None, Query(ge=1, description="next_cursor of the page before.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=STATEMENT_PAGE_MAX)] = 20,
+) -> StatementOut:
+    """Every movement of your wallet, newest first, with the balance after each."""
+    page = queries.wallet_statement(
+        uow_factory=deni.uow, user_id=user_id, before=cursor, limit=limit
+    )
+    return StatementOut(
+        balance_cents=page.balance_cents,
+        lines=[StatementLineOut.of(line) for line in page.lines],
+        next_cursor=page.next_cursor,
+    )

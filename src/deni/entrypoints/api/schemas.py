@@ -1,0 +1,278 @@
+"""The API's wire format (pydantic). Amounts are integer cents; strict ints refuse 10.5 and "10"."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from deni.domain.money import format_kes
+from deni.services.ports import NotificationRecord, StatementLine
+from deni.services.queries import LoanView
+
+Cents = Annotated[StrictInt, Field(description="Integer cents (KES 1 = 100).")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+class RegisterIn(Strict):
+    phone: StrictStr = Field(examples=["0712345678"])
+    name: StrictStr = Field(examples=["Wanjiku Kamau"])
+    pin: StrictStr = Field(examples=["4821"], description="Exactly 4 digits.")
+    language: Literal["en", "sw"] = "en"
+
+
+class LoginIn(Strict):
+    phone: StrictStr
+    pin: StrictStr
+
+
+class RefreshIn(Strict):
+    refresh_token: StrictStr = Field(max_length=200)
+
+
+class ChangePinIn(Strict):
+    old_pin: StrictStr
+    new_pin: StrictStr
+
+
+class PinIn(Strict):
+    pin: StrictStr
+
+
+class EmptyIn(Strict):
+    pass
+
+
+class EmptyOut(BaseModel):
+    ok: bool = True
+
+
+class SessionOut(BaseModel):
+    user_id: str
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
+    expires_in: int
+    refresh_token: str
+
+
+class UserOut(BaseModel):
+    id: str
+    phone: str
+    name: str
+    language: str
+    created_at: datetime
+
+
+class MeOut(UserOut):
+    balance_cents: int
+    balance: str
+
+
+class BalanceOut(BaseModel):
+    balance_cents: int
+    balance: str
+
+    @classmethod
+    def of(cls, balance_cents: int) -> BalanceOut:
+        return cls(balance_cents=balance_cents, balance=format_kes(balance_cents))
+
+
+class StatementLineOut(BaseModel):
+    id: int
+    entry_id: str
+    kind: str
+    amount_cents: int
+    balance_after_cents: int
+    reference: str
+    loan_id: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, line: StatementLine) -> StatementLineOut:
+        return cls(
+            id=line.posting_id,
+            entry_id=line.entry_id,
+            kind=line.code,
+            amount_cents=line.amount_cents,
+            balance_after_cents=line.balance_after_cents,
+            reference=line.memo,
+            loan_id=line.cause_id if line.cause_type == "loan" else None,
+            created_at=line.created_at,
+        )
+
+
+class StatementOut(BaseModel):
+    balance_cents: int
+    lines: list[StatementLineOut]
+    next_cursor: int | None
+
+
+class TermsIn(Strict):
+    principal_cents: Cents
+    fee_cents: Cents = 0
+    penalty_daily_cents: Cents = Field(default=0, description="Late penalty per day overdue.")
+    due_date: date | None = None
+    term_days: StrictInt | None = None
+
+
+class LoanRequestIn(TermsIn):
+    lender_phone: StrictStr
+    loan_id: StrictStr | None = Field(
+        default=None, max_length=36, description="Client-generated UUID (offline clients)."
+    )
+
+
+class QuoteOut(BaseModel):
+    principal_cents: int
+    fee_cents: int
+    total_cents: int
+    due_date: date
+    term_days: int
+    penalty_daily_cents: int
+    penalty_max_cents: int
+    summary: str
+
+
+class RepayIn(Strict):
+    amount_cents: Cents
+
+
+class PartyOut(BaseModel):
+    name: str
+    phone: str
+
+
+class OwedOut(BaseModel):
+    penalty_cents: int
+    fee_cents: int
+    principal_cents: int
+    total_cents: int
+
+
+class LoanOut(BaseModel):
+    id: str
+    code: str
+    state: str
+    overdue: bool
+    days_overdue: int
+    borrower: PartyOut
+    lender: PartyOut
+    principal_cents: int
+    fee_cents: int
+    penalty_daily_cents: int
+    total_cents: int
+    due_date: date
+    owed: OwedOut
+    penalty_charged_cents: int
+    requested_at: datetime
+    expires_at: datetime
+    disbursed_at: datetime | None
+    closed_at: datetime | None
+
+    @classmethod
+    def of(cls, view: LoanView) -> LoanOut:
+        loan, owed = view.loan, view.owed
+        return cls(
+            id=loan.id,
+            code=loan.code,
+            state=loan.state.value,
+            overdue=view.overdue,
+            days_overdue=view.days_overdue,
+            borrower=PartyOut(name=view.borrower_name, phone=view.borrower_phone),
+            lender=PartyOut(name=view.lender_name, phone=view.lender_phone),
+            principal_cents=loan.terms.principal_cents,
+            fee_cents=loan.terms.fee_cents,
+            penalty_daily_cents=loan.terms.penalty_daily_cents,
+            total_cents=loan.terms.total_cents,
+            due_date=loan.terms.due_date,
+            owed=OwedOut(
+                penalty_cents=owed.penalty_cents,
+                fee_cents=owed.fee_cents,
+                principal_cents=owed.principal_cents,
+                total_cents=owed.total_cents,
+            ),
+            penalty_charged_cents=loan.penalty_charged_cents,
+            requested_at=loan.requested_at,
+            expires_at=loan.expires_at,
+            disbursed_at=loan.disbursed_at,
+            closed_at=loan.closed_at,
+        )
+
+
+class RepaymentOut(BaseModel):
+    id: str
+    amount_cents: int
+    penalty_cents: int
+    fee_cents: int
+    principal_cents: int
+    channel: str
+    created_at: datetime
+
+
+class LoanDetailOut(LoanOut):
+    repayments: list[RepaymentOut]
+
+
+class LoanListOut(BaseModel):
+    loans: list[LoanOut]
+
+
+class RepayOut(BaseModel):
+    loan: LoanOut
+    applied_cents: int
+    penalty_cents: int
+    fee_cents: int
+    principal_cents: int
+    excess_cents: int = Field(description="Asked for beyond what was owed; it stays in the wallet.")
+
+
+class NotificationOut(BaseModel):
+    id: str
+    kind: str
+    language: str
+    body: str
+    loan_id: str | None
+    created_at: datetime
+    read_at: datetime | None
+
+    @classmethod
+    def of(cls, record: NotificationRecord) -> NotificationOut:
+        return cls(
+            id=record.id,
+            kind=record.kind,
+            language=record.language,
+            body=record.body,
+            loan_id=record.loan_id,
+            created_at=record.created_at,
+            read_at=record.read_at,
+        )
+
+
+class NotificationListOut(BaseModel):
+    notifications: list[NotificationOut]
+
+
+class MarkReadIn(Strict):
+    ids: list[StrictStr] = Field(min_length=1, max_length=100)
+
+
+class MarkReadOut(BaseModel):
+    marked: int
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unreachable"]

@@ -1,0 +1,206 @@
+"""The `deni` command."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from deni.adapters.db.migrate import upgrade
+from deni.adapters.observability import configure_logging
+from deni.bootstrap import Deni, bootstrap
+from deni.config import Settings
+from deni.domain.errors import DomainError
+from deni.domain.money import format_kes
+from deni.services import audit, ledger, loans, payments, users
+
+app = typer.Typer(help="Deni: peer-to-peer lending over M-PESA.", no_args_is_help=True)
+db_app = typer.Typer(help="The database.", no_args_is_help=True)
+user_app = typer.Typer(help="Users.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+wallet_app = typer.Typer(help="Wallets.", no_args_is_help=True)
+loans_app = typer.Typer(help="Loans.", no_args_is_help=True)
+for sub, name in (
+    (db_app, "db"),
+    (user_app, "user"),
+    (ledger_app, "ledger"),
+    (audit_app, "audit"),
+    (wallet_app, "wallet"),
+    (loans_app, "loans"),
+):
+    app.add_typer(sub, name=name)
+console = Console()
+errors = Console(stderr=True)
+
+
+def _deni() -> Deni:
+    return bootstrap(Settings())
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: DENI_HOST or 127.0.0.1.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: DENI_PORT or 8000.")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="API processes.")] = 1,
+) -> None:
+    """Run the HTTP API (and, later, the web app)."""
+    import uvicorn
+
+    settings = Settings()
+    host, port = host or settings.host, port or settings.port
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    console.print(f"Deni is starting on [bold]http://{host}:{port}[/bold]")
+    console.print(f"  API docs:  http://{host}:{port}/docs")
+    console.print(f"  Health:    http://{host}:{port}/health")
+    console.print(f"  Database:  {settings.database_url}")
+    uvicorn.run(
+        "deni.entrypoints.api.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the schema to the newest version (SQLite or PostgreSQL)."""
+    deni = _deni()
+    upgrade(deni.engine)
+    console.print(f"Database is up to date: {deni.engine.url.render_as_string(hide_password=True)}")
+    deni.close()
+
+
+@user_app.command("create")
+def user_create(
+    phone: Annotated[str, typer.Option(help="Kenyan mobile number, e.g. 0712345678.")],
+    name: Annotated[str, typer.Option()],
+    pin: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    language: Annotated[str, typer.Option(help="en or sw.")] = "en",
+) -> None:
+    """Register a user from the command line."""
+    deni = _deni()
+    try:
+        user = users.register_user(
+            uow=deni.uow(),
+            hasher=deni.hasher,
+            clock=deni.clock,
+            phone=phone,
+            name=name,
+            pin=pin,
+            language=language,
+            channel="cli",
+        )
+    except DomainError as error:
+        _fail(error)
+    console.print(f"Created {user.name} ({user.phone}), id {user.id}")
+
+
+@wallet_app.command("deposit")
+def wallet_deposit(
+    phone: Annotated[str, typer.Option()],
+    amount: Annotated[int, typer.Option(help="Whole shillings.", min=1)],
+    receipt: Annotated[str, typer.Option(help="M-PESA receipt, e.g. QK12ABC3DE.")],
+) -> None:
+    """Record an M-PESA payment into a wallet by hand (what the Daraja callback will do)."""
+    deni = _deni()
+    try:
+        with deni.uow.read_only() as uow:
+            user = users.find_by_phone(uow, phone)
+        deposit = payments.record_mpesa_payment(
+            uow=deni.uow(),
+            clock=deni.clock,
+            user_id=user.id,
+            amount_cents=amount * 100,
+            receipt=receipt,
+            channel="cli",
+        )
+    except DomainError as error:
+        _fail(error)
+    note = " (already recorded)" if deposit.replayed else ""
+    console.print(f"{user.name}'s wallet now holds {format_kes(deposit.balance_cents)}{note}")
+
+
+@loans_app.command("sweep")
+def loans_sweep() -> None:
+    """Expire requests nobody answered and approvals nobody funded."""
+    deni = _deni()
+    expired = loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock)
+    console.print(f"Expired {expired} loan(s).")
+
+
+@ledger_app.command("check")
+def ledger_check() -> None:
+    """Recompute every balance from the postings and prove the ledger's invariants."""
+    deni = _deni()
+    with (
+        console.status("Recomputing every balance from its postings..."),
+        deni.uow.read_only() as uow,
+    ):
+        totals = ledger.check(uow)
+    table = Table(title="Ledger check")
+    table.add_column("invariant")
+    table.add_column("result")
+    checks = [
+        ("Σ postings = 0", totals.postings_sum_cents == 0, f"{totals.postings_sum_cents} cents"),
+        (
+            "every entry balances",
+            not totals.unbalanced_entry_ids,
+            f"{len(totals.unbalanced_entry_ids)} unbalanced",
+        ),
+        (
+            "cached = recomputed",
+            not totals.mismatched_accounts,
+            f"{len(totals.mismatched_accounts)} differ",
+        ),
+        (
+            "no wallet below zero",
+            not totals.negative_wallets,
+            f"{len(totals.negative_wallets)} negative",
+        ),
+    ]
+    for name, ok, detail in checks:
+        table.add_row(
+            name, f"[green]ok[/green] ({detail})" if ok else f"[red]FAIL[/red] ({detail})"
+        )
+    console.print(table)
+    console.print(f"{totals.accounts_checked} accounts, {totals.entries_checked} entries checked.")
+    for account_id, cached, recomputed in totals.mismatched_accounts:
+        console.print(f"  {account_id}: cached {cached}, postings say {recomputed}")
+    if not all(ok for _, ok, _ in checks):
+        raise typer.Exit(1)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the hash chain; any edited, deleted or re-ordered row fails the check."""
+    deni = _deni()
+    columns = (TextColumn("Verifying audit chain"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("verify", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        report = audit.verify_audit_log(uow_factory=deni.uow, on_progress=on_progress)
+    for problem in report.problems[:50]:
+        console.print(f"[red]row {problem.seq}[/red]: {problem.problem}")
+    if not report.ok:
+        console.print(f"[red]Audit log is NOT intact[/red]: {len(report.problems)} problem(s).")
+        raise typer.Exit(1)
+    console.print(f"[green]Audit log intact[/green]: {report.rows_checked} rows, chain unbroken.")
+
+
+def _fail(error: DomainError) -> NoReturn:
+    errors.print(f"[red]{error.code}[/red]: {error.message}")
+    raise typer.Exit(2)
+
+
+def main() -> None:
+    app(sys.argv[1:])
