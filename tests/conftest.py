@@ -1,0 +1,109 @@
+"""Shared fixtures: a real database per test (SQLite always, PostgreSQL when configured).
+
+Set DENI_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/deni_test) to run
+every `db`-using test on PostgreSQL as well. `.ci/run` does.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from deni.adapters.clock import ManualClock
+from deni.adapters.db import tables
+from deni.adapters.db.engine import make_engine
+from deni.adapters.db.migrate import seed, upgrade
+from deni.adapters.security import PepperedArgon2PinHasher
+from deni.bootstrap import Deni, bootstrap
+from deni.config import Settings
+from deni.entrypoints.api.app import create_app
+
+POSTGRES_URL = os.environ.get("DENI_TEST_POSTGRES_URL")
+# 09:00 in Nairobi on a Thursday: far from midnight, so "today" is the same in UTC and EAT.
+START = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Migrate once; each test copies the file (much faster than migrating per test)."""
+    path = tmp_path_factory.mktemp("template") / "deni.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_ready() -> str:
+    if not POSTGRES_URL:
+        pytest.skip("DENI_TEST_POSTGRES_URL is not set: PostgreSQL tier off")
+    engine = make_engine(POSTGRES_URL)
+    upgrade(engine)
+    engine.dispose()
+    return POSTGRES_URL
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = create_engine(url)
+    names = ", ".join(t.name for t in tables.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    seed(engine)
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_ready")
+        _truncate_postgres(url)
+        return str(url)
+    template = request.getfixturevalue("sqlite_template")
+    path = tmp_path / "deni.sqlite3"
+    shutil.copy(template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture(scope="session")
+def hasher() -> PepperedArgon2PinHasher:
+    # The real adapter with the cheapest argon2 cost it accepts: real hashing, fast tests.
+    return PepperedArgon2PinHasher(
+        pepper="test-pepper-0123456789abcdef", memory_cost_kib=8192, time_cost=1
+    )
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=database_url,
+        jwt_secret="test-secret-0123456789abcdef0123456789",
+        pin_pepper="test-pepper-0123456789abcdef",
+        database_pool_size=5,
+    )
+
+
+@pytest.fixture
+def deni(settings: Settings, clock: ManualClock, hasher: PepperedArgon2PinHasher) -> Iterator[Deni]:
+    wired = bootstrap(settings, clock=clock, hasher=hasher)
+    yield wired
+    wired.close()
+
+
+@pytest.fixture
+def client(deni: Deni) -> Iterator[TestClient]:
+    with TestClient(create_app(deni), raise_server_exceptions=False) as test_client:
+        yield test_client
