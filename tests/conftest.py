@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from deni.adapters.clock import ManualClock
 from deni.adapters.db import tables
@@ -42,13 +42,24 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_ready() -> str:
+def postgres_ready() -> Iterator[str]:
+    """A database of this test run's own (named after the process), so parallel runs never
+    truncate each other's tables; dropped at the end."""
     if not POSTGRES_URL:
         pytest.skip("DENI_TEST_POSTGRES_URL is not set: PostgreSQL tier off")
-    engine = make_engine(POSTGRES_URL)
+    base = make_url(POSTGRES_URL)
+    url = base.set(database=f"{base.database}_{os.getpid()}")
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}"'))
+        connection.execute(text(f'CREATE DATABASE "{url.database}"'))
+    engine = make_engine(url.render_as_string(hide_password=False))
     upgrade(engine)
     engine.dispose()
-    return POSTGRES_URL
+    yield url.render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def _truncate_postgres(url: str) -> None:
@@ -91,7 +102,7 @@ def settings(database_url: str) -> Settings:
         environment="test",
         database_url=database_url,
         jwt_secret="test-secret-0123456789abcdef0123456789",
-        pin_pepper="test-pepper-0123456789abcdef",
+        pin_pepper="test-pepper-0123456789abcdef-0123456789",
         database_pool_size=5,
     )
 

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
-        if self.environment == "production":
+        if self.environment != "development":
             for name in ("jwt_secret", "pin_pepper"):
                 value = getattr(self, name)
                 if value == PLACEHOLDER_SECRET or len(value) < 32:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, NoReturn
 
 import typer
@@ -38,8 +40,13 @@ console = Console()
 errors = Console(stderr=True)
 
 
-def _deni() -> Deni:
-    return bootstrap(Settings())
+@contextmanager
+def _wired() -> Iterator[Deni]:
+    deni = bootstrap(Settings())
+    try:
+        yield deni
+    finally:
+        deni.close()
 
 
 @app.command()
@@ -71,10 +78,10 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the schema to the newest version (SQLite or PostgreSQL)."""
-    deni = _deni()
-    upgrade(deni.engine)
-    console.print(f"Database is up to date: {deni.engine.url.render_as_string(hide_password=True)}")
-    deni.close()
+    with _wired() as deni:
+        upgrade(deni.engine)
+        url = deni.engine.url.render_as_string(hide_password=True)
+    console.print(f"Database is up to date: {url}")
 
 
 @user_app.command("create")
@@ -85,21 +92,21 @@ def user_create(
     language: Annotated[str, typer.Option(help="en or sw.")] = "en",
 ) -> None:
     """Register a user from the command line."""
-    deni = _deni()
-    try:
-        user = users.register_user(
-            uow=deni.uow(),
-            hasher=deni.hasher,
-            clock=deni.clock,
-            phone=phone,
-            name=name,
-            pin=pin,
-            language=language,
-            channel="cli",
-        )
-    except DomainError as error:
-        _fail(error)
-    console.print(f"Created {user.name} ({user.phone}), id {user.id}")
+    with _wired() as deni:
+        try:
+            user = users.register_user(
+                uow=deni.uow(),
+                hasher=deni.hasher,
+                clock=deni.clock,
+                phone=phone,
+                name=name,
+                pin=pin,
+                language=language,
+                channel="cli",
+            )
+        except DomainError as error:
+            _fail(error)
+        console.print(f"Created {user.name} ({user.phone}), id {user.id}")
 
 
 @wallet_app.command("deposit")
@@ -109,92 +116,100 @@ def wallet_deposit(
     receipt: Annotated[str, typer.Option(help="M-PESA receipt, e.g. QK12ABC3DE.")],
 ) -> None:
     """Record an M-PESA payment into a wallet by hand (what the Daraja callback will do)."""
-    deni = _deni()
-    try:
-        with deni.uow.read_only() as uow:
-            user = users.find_by_phone(uow, phone)
-        deposit = payments.record_mpesa_payment(
-            uow=deni.uow(),
-            clock=deni.clock,
-            user_id=user.id,
-            amount_cents=amount * 100,
-            receipt=receipt,
-            channel="cli",
-        )
-    except DomainError as error:
-        _fail(error)
-    note = " (already recorded)" if deposit.replayed else ""
-    console.print(f"{user.name}'s wallet now holds {format_kes(deposit.balance_cents)}{note}")
+    with _wired() as deni:
+        try:
+            with deni.uow.read_only() as uow:
+                user = users.find_by_phone(uow, phone)
+            deposit = payments.record_mpesa_payment(
+                uow=deni.uow(),
+                clock=deni.clock,
+                user_id=user.id,
+                amount_cents=amount * 100,
+                receipt=receipt,
+                channel="cli",
+            )
+        except DomainError as error:
+            _fail(error)
+        note = " (already recorded)" if deposit.replayed else ""
+        console.print(f"{user.name}'s wallet now holds {format_kes(deposit.balance_cents)}{note}")
 
 
 @loans_app.command("sweep")
 def loans_sweep() -> None:
     """Expire requests nobody answered and approvals nobody funded."""
-    deni = _deni()
-    expired = loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock)
-    console.print(f"Expired {expired} loan(s).")
+    with _wired() as deni:
+        expired = loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock)
+        console.print(f"Expired {expired} loan(s).")
 
 
 @ledger_app.command("check")
 def ledger_check() -> None:
     """Recompute every balance from the postings and prove the ledger's invariants."""
-    deni = _deni()
-    with (
-        console.status("Recomputing every balance from its postings..."),
-        deni.uow.read_only() as uow,
-    ):
-        totals = ledger.check(uow)
-    table = Table(title="Ledger check")
-    table.add_column("invariant")
-    table.add_column("result")
-    checks = [
-        ("Σ postings = 0", totals.postings_sum_cents == 0, f"{totals.postings_sum_cents} cents"),
-        (
-            "every entry balances",
-            not totals.unbalanced_entry_ids,
-            f"{len(totals.unbalanced_entry_ids)} unbalanced",
-        ),
-        (
-            "cached = recomputed",
-            not totals.mismatched_accounts,
-            f"{len(totals.mismatched_accounts)} differ",
-        ),
-        (
-            "no wallet below zero",
-            not totals.negative_wallets,
-            f"{len(totals.negative_wallets)} negative",
-        ),
-    ]
-    for name, ok, detail in checks:
-        table.add_row(
-            name, f"[green]ok[/green] ({detail})" if ok else f"[red]FAIL[/red] ({detail})"
+    with _wired() as deni:
+        with (
+            console.status("Recomputing every balance from its postings..."),
+            deni.uow.read_only() as uow,
+        ):
+            totals = ledger.check(uow)
+        table = Table(title="Ledger check")
+        table.add_column("invariant")
+        table.add_column("result")
+        checks = [
+            (
+                "Σ postings = 0",
+                totals.postings_sum_cents == 0,
+                f"{totals.postings_sum_cents} cents",
+            ),
+            (
+                "every entry balances",
+                not totals.unbalanced_entry_ids,
+                f"{len(totals.unbalanced_entry_ids)} unbalanced",
+            ),
+            (
+                "cached = recomputed",
+                not totals.mismatched_accounts,
+                f"{len(totals.mismatched_accounts)} differ",
+            ),
+            (
+                "no wallet below zero",
+                not totals.negative_wallets,
+                f"{len(totals.negative_wallets)} negative",
+            ),
+        ]
+        for name, ok, detail in checks:
+            table.add_row(
+                name, f"[green]ok[/green] ({detail})" if ok else f"[red]FAIL[/red] ({detail})"
+            )
+        console.print(table)
+        console.print(
+            f"{totals.accounts_checked} accounts, {totals.entries_checked} entries checked."
         )
-    console.print(table)
-    console.print(f"{totals.accounts_checked} accounts, {totals.entries_checked} entries checked.")
-    for account_id, cached, recomputed in totals.mismatched_accounts:
-        console.print(f"  {account_id}: cached {cached}, postings say {recomputed}")
-    if not all(ok for _, ok, _ in checks):
-        raise typer.Exit(1)
+        for account_id, cached, recomputed in totals.mismatched_accounts:
+            console.print(f"  {account_id}: cached {cached}, postings say {recomputed}")
+        if not all(ok for _, ok, _ in checks):
+            raise typer.Exit(1)
 
 
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Walk the hash chain; any edited, deleted or re-ordered row fails the check."""
-    deni = _deni()
-    columns = (TextColumn("Verifying audit chain"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("verify", total=None)
+    with _wired() as deni:
+        columns = (TextColumn("Verifying audit chain"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("verify", total=None)
 
-        def on_progress(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+            def on_progress(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
 
-        report = audit.verify_audit_log(uow_factory=deni.uow, on_progress=on_progress)
-    for problem in report.problems[:50]:
-        console.print(f"[red]row {problem.seq}[/red]: {problem.problem}")
-    if not report.ok:
-        console.print(f"[red]Audit log is NOT intact[/red]: {len(report.problems)} problem(s).")
-        raise typer.Exit(1)
-    console.print(f"[green]Audit log intact[/green]: {report.rows_checked} rows, chain unbroken.")
+            report = audit.verify_audit_log(uow_factory=deni.uow, on_progress=on_progress)
+        for problem in report.problems[:50]:
+            console.print(f"[red]row {problem.seq}[/red]: {problem.problem}")
+        if not report.ok:
+            console.print(f"[red]Audit log is NOT intact[/red]: {len(report.problems)} problem(s).")
+            raise typer.Exit(1)
+        console.print(
+            f"[green]Audit log intact[/green]: {report.rows_checked} rows, chain unbroken."
+        )
 
 
 def _fail(error: DomainError) -> NoReturn:
