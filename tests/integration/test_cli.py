@@ -96,4 +96,4 @@ def test_audit_verify_detects_a_deleted_last_row(cli_env: str) -> None:
 def test_loans_sweep_reports_what_it_expired(cli_env: str) -> None:
     code, output = _run("loans", "sweep")
     assert code == 0, output
-    assert "Expired 0 loan(s)." in output
+    assert "Expired 0 loan(s); stored 0 reminder(s)." in output

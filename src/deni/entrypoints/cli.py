@@ -18,7 +18,7 @@ from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
 from deni.domain.errors import DomainError
 from deni.domain.money import format_kes
-from deni.services import audit, ledger, loans, payments, users
+from deni.services import audit, ledger, payments, reminders, users
 
 app = typer.Typer(help="Deni: peer-to-peer lending over M-PESA.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
@@ -136,10 +136,10 @@ def wallet_deposit(
 
 @loans_app.command("sweep")
 def loans_sweep() -> None:
-    """Expire requests nobody answered and approvals nobody funded."""
+    """Expire what nobody answered and store due-date reminders (safe to run any time)."""
     with _wired() as deni:
-        expired = loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock)
-        console.print(f"Expired {expired} loan(s).")
+        report = reminders.sweep(uow_factory=deni.uow, clock=deni.clock)
+    console.print(f"Expired {report.expired} loan(s); stored {report.reminders} reminder(s).")
 
 
 @ledger_app.command("check")

@@ -168,6 +168,8 @@ class LedgerRepository(Protocol):
 
     def totals(self) -> LedgerTotals: ...
 
+    def count_entries_by_code(self) -> dict[str, int]: ...
+
 
 class LoanRepository(Protocol):
     def add(self, loan: Loan) -> None: ...
@@ -200,6 +202,10 @@ class LoanRepository(Protocol):
         due_before: date | None = None,
         limit: int,
     ) -> list[str]: ...
+
+    def active_due_before(self, due_before: date, *, after_id: str, limit: int) -> list[str]:
+        """Ids of active loans due before `due_before`, in id order after `after_id`."""
+        ...
 
     def count_by_state(self) -> dict[str, int]: ...
 

@@ -279,6 +279,11 @@ class SqlLedgerRepository:
             entries_checked=int(entries_checked),
         )
 
+    def count_entries_by_code(self) -> dict[str, int]:
+        e = t.journal_entries
+        query = select(e.c.code, func.count()).group_by(e.c.code)
+        return {row[0]: int(row[1]) for row in self._connection.execute(query)}
+
     def _check_accounts(self) -> tuple[list[tuple[str, int, int]], list[str], int]:
         sums = (
             select(
@@ -404,6 +409,17 @@ class SqlLoanRepository:
         if due_before is not None:
             query = query.where(t.loans.c.due_date < due_before)
         query = query.order_by(t.loans.c.requested_at, t.loans.c.id).limit(limit)
+        return [row.id for row in self._connection.execute(query)]
+
+    def active_due_before(self, due_before: date, *, after_id: str, limit: int) -> list[str]:
+        query = (
+            select(t.loans.c.id)
+            .where(t.loans.c.state == LoanState.ACTIVE.value)
+            .where(t.loans.c.due_date < due_before)
+            .where(t.loans.c.id > after_id)
+            .order_by(t.loans.c.id)
+            .limit(limit)
+        )
         return [row.id for row in self._connection.execute(query)]
 
     def count_by_state(self) -> dict[str, int]:

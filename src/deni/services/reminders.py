@@ -1,0 +1,73 @@
+"""The periodic sweep: expire what nobody answered, and remind borrowers of due dates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from deni.domain.reminders import DUE_SOON_DAYS, reminder_key, reminder_kind
+from deni.domain.users import nairobi_today
+from deni.services import loans
+from deni.services.common import notify
+from deni.services.ports import Clock, UnitOfWorkFactory
+
+REMINDER_PAGE_LOANS = 200
+REMINDER_PAGES_MAX = 1_000  # 200,000 loans due or overdue per run is far beyond need
+
+
+@dataclass(frozen=True, slots=True)
+class SweepReport:
+    expired: int
+    reminders: int
+
+
+def sweep(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> SweepReport:
+    expired = loans.expire_stale_loans(uow_factory=uow_factory, clock=clock)
+    return SweepReport(expired, send_due_reminders(uow_factory=uow_factory, clock=clock))
+
+
+def send_due_reminders(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+    """Store due-soon, due-today and overdue notifications; each at most once a day."""
+    now = clock.now()
+    today = nairobi_today(now)
+    due_before = today + timedelta(days=DUE_SOON_DAYS + 1)
+    sent, after_id = 0, ""
+    for _ in range(REMINDER_PAGES_MAX):
+        with uow_factory.read_only() as uow:
+            page = uow.loans.active_due_before(
+                due_before, after_id=after_id, limit=REMINDER_PAGE_LOANS
+            )
+        if not page:
+            break
+        sent += sum(_remind(uow_factory, loan_id, now=now) for loan_id in page)
+        after_id = page[-1]
+    return sent
+
+
+def _remind(uow_factory: UnitOfWorkFactory, loan_id: str, *, now: datetime) -> bool:
+    today = nairobi_today(now)
+    with uow_factory() as uow:
+        loan = uow.loans.get(loan_id)
+        assert loan is not None
+        kind = reminder_kind(loan, today)
+        if kind is None:
+            return False
+        key = reminder_key(kind, loan.id, today)
+        if uow.notifications.exists(key):
+            return False
+        borrower = uow.users.get(loan.borrower_id)
+        assert borrower is not None
+        loan.accrue_penalty(today)  # for the amount shown only; the loan is not saved here
+        params: dict[str, object] = {
+            "amount_cents": loan.owed().total_cents,
+            "loan_code": loan.code,
+        }
+        if kind == "due_soon":
+            params["due_date"] = loan.terms.due_date
+        if kind == "overdue":
+            params["days_overdue"] = loan.days_overdue(today)
+        notify(
+            uow, user=borrower, kind=kind, params=params, now=now, loan_id=loan.id, dedupe_key=key
+        )
+        uow.commit()
+    return True
