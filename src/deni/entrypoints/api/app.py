@@ -6,6 +6,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -37,11 +38,19 @@ def create_app(deni: Deni) -> FastAPI:
         description="Peer-to-peer lending over M-PESA. Amounts are integer cents (KES 1 = 100).",
     )
     app.state.deni = deni
-    for router in (auth.router, wallet.router, loans.router, notifications.router):
+    routers = (auth.router, wallet.router, loans.router, notifications.router)
+    for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     _add_operations(app, deni)
     _add_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=deni.metrics)
+    # Metrics label requests with the full path template, prefix included.
+    full_paths = {
+        id(route): API_PREFIX + route.path
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    }
+    app.add_middleware(MetricsMiddleware, metrics=deni.metrics, full_paths=full_paths)
     return app
 
 
@@ -89,8 +98,14 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        return error_response(error.status_code, code, str(error.detail))
+        # FastAPI answers 400 when it cannot parse a body at all (nested too deep to decode,
+        # say): for the client that is malformed JSON like any other.
+        code = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed"}.get(
+            error.status_code, "http_error"
+        )
+        response = error_response(error.status_code, code, str(error.detail))
+        response.headers.update(error.headers or {})  # e.g. Allow on a 405
+        return response
 
     @app.exception_handler(StorageBusy)
     def busy(request: Request, error: StorageBusy) -> JSONResponse:

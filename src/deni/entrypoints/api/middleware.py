@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,9 +16,19 @@ UNMATCHED_ROUTE = "unmatched"
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def _route_template(scope: Scope) -> str:
-    """The matched route's path template ("/api/v1/loans/{loan_id}"), known only after routing."""
-    path = getattr(scope.get("route"), "path", None)
+def _route_template(scope: Scope, full_paths: Mapping[int, str]) -> str:
+    """The matched route's path template ("/api/v1/loans/{loan_id}"), known only after routing.
+
+    FastAPI may put the router's own route in the scope, whose path lacks the prefix the router
+    was included under; `full_paths` (route id → full template) puts the prefix back.
+    """
+    route = scope.get("route")
+    if route is None:
+        return UNMATCHED_ROUTE
+    full = full_paths.get(id(route))
+    if full is not None:
+        return full
+    path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED_ROUTE
 
 
@@ -27,9 +38,12 @@ class MetricsMiddleware:
     A pure ASGI middleware (not BaseHTTPMiddleware) so streaming responses are not buffered.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, full_paths: Mapping[int, str] | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.full_paths: Mapping[int, str] = full_paths or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,7 +68,7 @@ class MetricsMiddleware:
 
     def _record(self, scope: Scope, status_code: int, duration_s: float) -> None:
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
-        route = _route_template(scope)
+        route = _route_template(scope, self.full_paths)
         self.metrics.http_requests_total.labels(
             method=method, route=route, status=str(status_code)
         ).inc()

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Annotated, Literal
+from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from deni.domain.money import format_kes
 from deni.services.ports import NotificationRecord, StatementLine
 from deni.services.queries import LoanView
 
 Cents = Annotated[StrictInt, Field(description="Integer cents (KES 1 = 100).")]
+
+
+def refuse_nul(value: str) -> str:
+    # PostgreSQL cannot store or even compare a string holding NUL: without this check an id
+    # such as "\u0000" would reach a query and fail there (a 500 instead of a 422).
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Id = Annotated[StrictStr, Field(max_length=64), AfterValidator(refuse_nul)]
 
 
 class Strict(BaseModel):
@@ -130,8 +142,8 @@ class TermsIn(Strict):
 
 class LoanRequestIn(TermsIn):
     lender_phone: StrictStr
-    loan_id: StrictStr | None = Field(
-        default=None, max_length=36, description="Client-generated UUID (offline clients)."
+    loan_id: UUID | None = Field(
+        default=None, description="Client-generated UUID (offline clients)."
     )
 
 
@@ -266,7 +278,7 @@ class NotificationListOut(BaseModel):
 
 
 class MarkReadIn(Strict):
-    ids: list[StrictStr] = Field(min_length=1, max_length=100)
+    ids: list[Id] = Field(min_length=1, max_length=100)
 
 
 class MarkReadOut(BaseModel):

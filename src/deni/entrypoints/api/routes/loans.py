@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from deni.domain.errors import ValidationFailed
+from deni.domain.errors import NotFound, ValidationFailed
 from deni.domain.loans import Loan, LoanState
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
@@ -27,6 +27,21 @@ from deni.services import loans, queries
 from deni.services.ports import LIST_PAGE_MAX
 
 router = APIRouter(prefix="/loans", tags=["loans"])
+LOAN_ID_CHARS_MAX = 64
+
+
+def loan_id_param(loan_id: str, user_id: UserId) -> str:
+    """The {loan_id} of the path. One that cannot be an id is simply a loan that is not there.
+
+    A NUL character would otherwise reach PostgreSQL, which refuses it (a 500). Depending on
+    the signed-in user (resolved once per request) keeps "log in first" ahead of "not found".
+    """
+    if len(loan_id) > LOAN_ID_CHARS_MAX or "\x00" in loan_id:
+        raise NotFound("No such loan.", code="loan_not_found")
+    return loan_id
+
+
+LoanId = Annotated[str, Depends(loan_id_param)]
 
 
 def _view(deni: DeniDep, user_id: str, loan: Loan) -> LoanOut:
@@ -76,7 +91,7 @@ def request_loan(
             penalty_daily_cents=body.penalty_daily_cents,
             due_date=body.due_date,
             term_days=body.term_days,
-            loan_id=body.loan_id,
+            loan_id=None if body.loan_id is None else str(body.loan_id),
         )
         return 201, _view(deni, user_id, loan)
 
@@ -97,18 +112,60 @@ def list_loans(
 ) -> LoanListOut:
     """Loans you borrowed, lent, or both; newest first. `overdue=true` filters active loans."""
     states = _states(state or [])
-    views = queries.list_loans(
-        uow_factory=deni.uow,
-        clock=deni.clock,
-        user_id=user_id,
-        role=role,
-        states=states,
-        limit=limit,
-        offset=offset,
-    )
-    if overdue is not None:
-        views = [v for v in views if v.overdue is overdue]
+    if overdue is None:
+        views = queries.list_loans(
+            uow_factory=deni.uow,
+            clock=deni.clock,
+            user_id=user_id,
+            role=role,
+            states=states,
+            limit=limit,
+            offset=offset,
+        )
+    else:
+        views = _overdue_page(
+            deni, user_id, role=role, states=states, overdue=overdue, limit=limit, offset=offset
+        )
     return LoanListOut(loans=[LoanOut.of(v) for v in views])
+
+
+def _overdue_page(
+    deni: DeniDep,
+    user_id: str,
+    *,
+    role: str,
+    states: list[LoanState],
+    overdue: bool,
+    limit: int,
+    offset: int,
+) -> list[queries.LoanView]:
+    """Page through the loans matching `overdue`.
+
+    Overdue depends on today's date, so the database cannot filter on it: filter batch by
+    batch, and apply `offset` and `limit` to the filtered loans (filtering a page after paging
+    would return short or empty pages while matching loans exist further on).
+    """
+    if overdue:  # only an active loan is overdue
+        if states and LoanState.ACTIVE not in states:
+            return []
+        states = [LoanState.ACTIVE]
+    matched: list[queries.LoanView] = []
+    scanned = 0
+    while len(matched) < offset + limit:
+        batch = queries.list_loans(
+            uow_factory=deni.uow,
+            clock=deni.clock,
+            user_id=user_id,
+            role=role,
+            states=states,
+            limit=LIST_PAGE_MAX,
+            offset=scanned,
+        )
+        matched.extend(v for v in batch if v.overdue is overdue)
+        if len(batch) < LIST_PAGE_MAX:
+            break
+        scanned += len(batch)
+    return matched[offset : offset + limit]
 
 
 def _states(names: list[str]) -> list[LoanState]:
@@ -122,7 +179,7 @@ def _states(names: list[str]) -> list[LoanState]:
 
 
 @router.get("/{loan_id}", response_model=LoanDetailOut)
-def loan_detail(loan_id: str, user_id: UserId, deni: DeniDep) -> LoanDetailOut:
+def loan_detail(loan_id: LoanId, user_id: UserId, deni: DeniDep) -> LoanDetailOut:
     """One loan with what is owed today and every repayment."""
     detail = queries.loan_detail(
         uow_factory=deni.uow, clock=deni.clock, user_id=user_id, loan_id=loan_id
@@ -144,7 +201,7 @@ def loan_detail(loan_id: str, user_id: UserId, deni: DeniDep) -> LoanDetailOut:
 
 @router.post("/{loan_id}/approve", response_model=LoanOut)
 def approve(
-    loan_id: str, body: PinIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
+    loan_id: LoanId, body: PinIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
 ) -> object:
     """Lender: approve with your PIN. The money moves now, or when your wallet holds it."""
 
@@ -166,7 +223,11 @@ def approve(
 
 @router.post("/{loan_id}/decline", response_model=LoanOut)
 def decline(
-    loan_id: str, user_id: UserId, deni: DeniDep, key: IdempotencyKey, body: EmptyIn | None = None
+    loan_id: LoanId,
+    user_id: UserId,
+    deni: DeniDep,
+    key: IdempotencyKey,
+    body: EmptyIn | None = None,
 ) -> object:
     """Lender: say no to a request."""
 
@@ -176,14 +237,24 @@ def decline(
         )
         return 200, _view(deni, user_id, loan)
 
+    # No body and an empty object are the same request (the same Idempotency-Key replays).
     return run_idempotent(
-        deni, scope=user_id, key=key, route=f"decline:{loan_id}", body=body, action=action
+        deni,
+        scope=user_id,
+        key=key,
+        route=f"decline:{loan_id}",
+        body=body or EmptyIn(),
+        action=action,
     )
 
 
 @router.post("/{loan_id}/cancel", response_model=LoanOut)
 def cancel(
-    loan_id: str, user_id: UserId, deni: DeniDep, key: IdempotencyKey, body: EmptyIn | None = None
+    loan_id: LoanId,
+    user_id: UserId,
+    deni: DeniDep,
+    key: IdempotencyKey,
+    body: EmptyIn | None = None,
 ) -> object:
     """Borrower: withdraw your request before any money moves."""
 
@@ -193,14 +264,20 @@ def cancel(
         )
         return 200, _view(deni, user_id, loan)
 
+    # No body and an empty object are the same request (the same Idempotency-Key replays).
     return run_idempotent(
-        deni, scope=user_id, key=key, route=f"cancel:{loan_id}", body=body, action=action
+        deni,
+        scope=user_id,
+        key=key,
+        route=f"cancel:{loan_id}",
+        body=body or EmptyIn(),
+        action=action,
     )
 
 
 @router.post("/{loan_id}/repay", response_model=RepayOut)
 def repay(
-    loan_id: str, body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
+    loan_id: LoanId, body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
 ) -> object:
     """Borrower: pay from your wallet. Penalty first, then fee, then principal."""
 
@@ -230,7 +307,7 @@ def repay(
 
 @router.post("/{loan_id}/write-off", response_model=LoanOut)
 def write_off(
-    loan_id: str, body: PinIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
+    loan_id: LoanId, body: PinIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
 ) -> object:
     """Lender: forgive what is still owed, with your PIN. It cannot be undone."""
 

@@ -12,6 +12,8 @@ from deni.services import ledger, queries
 from deni.services.ports import STATEMENT_PAGE_MAX
 
 router = APIRouter(tags=["wallet"])
+# Posting ids are 64-bit; a larger cursor would overflow the database driver (a 500).
+CURSOR_MAX = 2**63 - 1
 
 
 @router.get("/wallet", response_model=BalanceOut)
@@ -26,7 +28,8 @@ def statement(
     user_id: UserId,
     deni: DeniDep,
     cursor: Annotated[
-        int | None, Query(ge=1, description="next_cursor of the page before.")
+        int | None,
+        Query(ge=1, le=CURSOR_MAX, description="next_cursor of the page before."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=STATEMENT_PAGE_MAX)] = 20,
 ) -> StatementOut:

@@ -1,0 +1,465 @@
+"""Register, log in, refresh, /me and change PIN through the HTTP API."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+from tests.api.support import assert_error, assert_nothing_written, db_state, notifications
+from tests.helpers import api_user, key
+
+from deni.adapters.clock import ManualClock
+from deni.bootstrap import Deni
+
+REGISTER = "/api/v1/auth/register"
+LOGIN = "/api/v1/auth/login"
+REFRESH = "/api/v1/auth/refresh"
+ME = "/api/v1/me"
+CHANGE_PIN = "/api/v1/me/pin"
+# A wrong PIN is meant to write: the attempt counter, the audit row, maybe a lock notification.
+PIN_BOOKKEEPING = ("users", "audit_log", "audit_head", "notifications")
+
+
+def _register(
+    client: TestClient, phone: str, *, pin: str = "1234", name: str = "Amina Njeri", **extra: str
+) -> dict[str, object]:
+    response = client.post(REGISTER, json={"phone": phone, "name": name, "pin": pin, **extra})
+    assert response.status_code == 201, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def _login(client: TestClient, phone: str, pin: str) -> httpx.Response:
+    return client.post(LOGIN, json={"phone": phone, "pin": pin})
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- register ---------------------------------------------------------------------------------
+
+
+def test_register_normalises_every_common_phone_format(
+    client: TestClient, subtests: pytest.Subtests
+) -> None:
+    cases = [
+        ("0712345670", "254712345670"),
+        ("+254712345671", "254712345671"),
+        ("254712345672", "254712345672"),
+        ("0712 345 673", "254712345673"),
+        ("+254 712 345 674", "254712345674"),
+        (" 0712-345-675 ", "254712345675"),
+        ("0112345678", "254112345678"),
+        ("+254 112 345 679", "254112345679"),
+        ("0101234567", "254101234567"),
+    ]
+    for raw, normalised in cases:
+        with subtests.test(phone=raw):
+            user = _register(client, raw, language="sw")
+            assert user["phone"] == normalised
+            assert user["name"] == "Amina Njeri"
+            assert user["language"] == "sw"
+            assert set(user) == {"id", "phone", "name", "language", "created_at"}  # no PIN
+            # The same person logs in with the number written any other way.
+            for other in ("0" + normalised[3:], "+" + normalised, normalised):
+                response = _login(client, other, "1234")
+                assert response.status_code == 200, response.text
+                assert response.json()["user_id"] == user["id"]
+
+
+def test_register_defaults_to_english_and_collapses_spaces_in_the_name(client: TestClient) -> None:
+    user = _register(client, "0722000111", name="  Juma   Hamisi ")
+    assert user["language"] == "en"
+    assert user["name"] == "Juma Hamisi"
+
+
+def _refused(
+    client: TestClient,
+    deni: Deni,
+    subtests: pytest.Subtests,
+    bodies: list[dict[str, object]],
+    code: str,
+) -> None:
+    before = db_state(deni)
+    for body in bodies:
+        with subtests.test(body=repr(body)[:80]):
+            assert_error(client.post(REGISTER, json=body), 422, code)
+            assert_nothing_written(deni, before)
+
+
+def test_register_refuses_malformed_and_foreign_numbers(
+    client: TestClient, deni: Deni, subtests: pytest.Subtests
+) -> None:
+    phones = [
+        "+255712345678",  # Tanzania
+        "+14155552671",  # USA
+        "256712345678",  # Uganda, without the plus
+        "0202345678",  # a Nairobi landline, not a mobile
+        "07123",  # too short
+        "071234567890",  # too long
+        "+2547123456789",
+        "hello",
+        "",
+        "   ",
+        "0712345678" * 5,  # far too long
+        "07\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18",  # full-width digits
+        "0712345678\u0000",
+    ]
+    bodies: list[dict[str, object]] = [
+        {"phone": phone, "name": "Amina", "pin": "1234"} for phone in phones
+    ]
+    _refused(client, deni, subtests, bodies, "invalid_phone_number")
+
+
+def test_register_refuses_a_pin_that_is_not_four_digits(
+    client: TestClient, deni: Deni, subtests: pytest.Subtests
+) -> None:
+    pins = ["123", "12345", "abcd", "12 4", "", "\u0661\u0662\u0663\u0664", "12.3", "-123"]
+    bodies: list[dict[str, object]] = [
+        {"phone": "0722000111", "name": "Amina", "pin": pin} for pin in pins
+    ]
+    _refused(client, deni, subtests, bodies, "invalid_pin")
+
+
+def test_register_refuses_a_bad_name(
+    client: TestClient, deni: Deni, subtests: pytest.Subtests
+) -> None:
+    names = ["", " ", "A", "x" * 61, "ab\u0007", "\u0000\u0000"]
+    bodies: list[dict[str, object]] = [
+        {"phone": "0722000111", "name": name, "pin": "1234"} for name in names
+    ]
+    _refused(client, deni, subtests, bodies, "invalid_name")
+
+
+def test_register_refuses_wrong_shapes(
+    client: TestClient, deni: Deni, subtests: pytest.Subtests
+) -> None:
+    bodies: list[dict[str, object]] = [
+        {"phone": "0722000111", "name": "Amina", "pin": "1234", "language": "fr"},
+        {"phone": "0722000111", "name": "Amina", "pin": 1234},
+        {"phone": 722000111, "name": "Amina", "pin": "1234"},
+        {"phone": "0722000111", "pin": "1234"},
+        {"phone": "0722000111", "name": "Amina", "pin": "1234", "is_admin": True},
+    ]
+    _refused(client, deni, subtests, bodies, "validation_failed")
+
+
+def test_register_twice_with_the_number_written_differently_conflicts(
+    client: TestClient, deni: Deni
+) -> None:
+    _register(client, "0722000111")
+    before = db_state(deni)
+    response = client.post(
+        REGISTER, json={"phone": "+254 722 000 111", "name": "Someone Else", "pin": "9999"}
+    )
+    assert_error(response, 409, "already_registered")
+    assert_nothing_written(deni, before)
+    # The first PIN still works, the intruder's does not.
+    assert _login(client, "0722000111", "1234").status_code == 200
+
+
+def test_register_opens_an_empty_wallet(client: TestClient) -> None:
+    _register(client, "0722000111")
+    session = _login(client, "0722000111", "1234").json()
+    me = client.get(ME, headers=_bearer(session["access_token"]))
+    assert me.status_code == 200
+    assert me.json()["balance_cents"] == 0
+    assert me.json()["balance"] == "KES 0"
+
+
+# --- login and lockout ------------------------------------------------------------------------
+
+
+def test_login_returns_a_short_lived_bearer_token_and_a_refresh_token(client: TestClient) -> None:
+    user = _register(client, "0722000111")
+    response = _login(client, "0722000111", "1234")
+    assert response.status_code == 200
+    session = response.json()
+    assert session["user_id"] == user["id"]
+    assert session["token_type"] == "bearer"
+    assert session["expires_in"] == 15 * 60
+    assert session["refresh_token"]
+    assert session["refresh_token"] != session["access_token"]
+    me = client.get(ME, headers=_bearer(session["access_token"]))
+    assert me.json()["id"] == user["id"]
+    assert me.json()["phone"] == "254722000111"
+
+
+def test_login_with_an_unknown_number_is_refused_without_writing(
+    client: TestClient, deni: Deni
+) -> None:
+    before = db_state(deni)
+    assert_error(_login(client, "0799999999", "1234"), 401, "wrong_credentials")
+    assert_nothing_written(deni, before)
+
+
+def test_login_with_a_malformed_number_is_refused(client: TestClient, deni: Deni) -> None:
+    before = db_state(deni)
+    assert_error(_login(client, "+44 20 7946 0958", "1234"), 422, "invalid_phone_number")
+    assert_nothing_written(deni, before)
+
+
+def test_a_wrong_pin_is_refused_and_counted_but_nothing_else_is_written(
+    client: TestClient, deni: Deni
+) -> None:
+    _register(client, "0722000111")
+    before = db_state(deni, ignore=PIN_BOOKKEEPING)
+    assert_error(_login(client, "0722000111", "9999"), 401, "wrong_pin")
+    assert_nothing_written(deni, before, ignore=PIN_BOOKKEEPING)
+    with deni.uow.read_only() as uow:
+        user = uow.users.get_by_phone("254722000111")
+    assert user is not None
+    assert user.failed_pin_attempts == 1
+
+
+def test_three_wrong_pins_lock_the_account_even_for_the_right_pin_until_the_period_ends(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    _register(client, "0722000111")
+    assert_error(_login(client, "0722000111", "0000"), 401, "wrong_pin")
+    assert_error(_login(client, "0722000111", "0001"), 401, "wrong_pin")
+    locked = assert_error(_login(client, "0722000111", "0002"), 423, "account_locked")
+    assert "5 minutes" in locked["message"]
+    # Fail closed: the right PIN does not open a locked account, and guessing writes nothing.
+    before = db_state(deni)
+    assert_error(_login(client, "0722000111", "1234"), 423, "account_locked")
+    assert_error(_login(client, "0722000111", "0003"), 423, "account_locked")
+    assert_nothing_written(deni, before)
+    clock.advance(timedelta(minutes=5) - timedelta(seconds=1))
+    assert_error(_login(client, "0722000111", "1234"), 423, "account_locked")
+    clock.advance(timedelta(seconds=1))
+    assert _login(client, "0722000111", "1234").status_code == 200
+
+
+def test_the_lock_period_grows_on_the_second_lock(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    _register(client, "0722000111")
+    for pin in ("0000", "0001"):
+        assert_error(_login(client, "0722000111", pin), 401, "wrong_pin")
+    assert_error(_login(client, "0722000111", "0002"), 423, "account_locked")
+    clock.advance(timedelta(minutes=5))
+    # Locked again: this time for 10 minutes, not 5.
+    for pin in ("0000", "0001"):
+        assert_error(_login(client, "0722000111", pin), 401, "wrong_pin")
+    second = assert_error(_login(client, "0722000111", "0002"), 423, "account_locked")
+    assert "10 minutes" in second["message"]
+    clock.advance(timedelta(minutes=5))
+    assert_error(_login(client, "0722000111", "1234"), 423, "account_locked")
+    clock.advance(timedelta(minutes=5) - timedelta(seconds=1))
+    assert_error(_login(client, "0722000111", "1234"), 423, "account_locked")
+    clock.advance(timedelta(seconds=1))
+    assert _login(client, "0722000111", "1234").status_code == 200
+
+
+def test_a_right_pin_resets_the_wrong_pin_count(client: TestClient) -> None:
+    _register(client, "0722000111")
+    for _ in range(2):
+        assert_error(_login(client, "0722000111", "0000"), 401, "wrong_pin")
+    assert _login(client, "0722000111", "1234").status_code == 200
+    for _ in range(2):
+        assert_error(_login(client, "0722000111", "0000"), 401, "wrong_pin")
+    assert _login(client, "0722000111", "1234").status_code == 200
+
+
+def test_a_lock_is_announced_to_the_owner(client: TestClient, deni: Deni) -> None:
+    owner = api_user(client, deni, name="Owner")
+    for _ in range(3):
+        _login(client, owner.user.phone, "0000")
+    kinds = [n["kind"] for n in notifications(client, owner)]
+    assert kinds.count("pin_locked") == 1
+
+
+def test_a_locked_account_refuses_pin_actions_but_keeps_its_session(
+    client: TestClient, deni: Deni
+) -> None:
+    owner = api_user(client, deni)
+    for _ in range(3):
+        _login(client, owner.user.phone, "0000")
+    response = client.post(
+        CHANGE_PIN, json={"old_pin": "1234", "new_pin": "5678"}, headers=owner.with_key()
+    )
+    assert_error(response, 423, "account_locked")
+    assert client.get(ME, headers=owner.headers).status_code == 200
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+
+def test_me_needs_a_valid_bearer_token(client: TestClient, deni: Deni) -> None:
+    owner = api_user(client, deni)
+    assert_error(client.get(ME), 401, "unauthorized")
+    assert_error(
+        client.get(ME, headers={"Authorization": "Basic dXNlcjpwYXNz"}), 401, "unauthorized"
+    )
+    assert_error(client.get(ME, headers=_bearer("not-a-jwt")), 401, "invalid_token")
+    good = owner.headers["Authorization"].removeprefix("Bearer ")
+    tampered = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    assert_error(client.get(ME, headers=_bearer(tampered)), 401, "invalid_token")
+    forged = jwt.encode(
+        {
+            "sub": owner.user.id,
+            "iss": "deni",
+            "iat": int(datetime(2026, 11, 26, tzinfo=UTC).timestamp()),
+            "exp": int(datetime(2027, 1, 1, tzinfo=UTC).timestamp()),
+        },
+        "another-secret-0123456789abcdef0123456789",
+        algorithm="HS256",
+    )
+    assert_error(client.get(ME, headers=_bearer(forged)), 401, "invalid_token")
+    unsigned = jwt.encode({"sub": owner.user.id, "iss": "deni"}, key=None, algorithm="none")
+    assert_error(client.get(ME, headers=_bearer(unsigned)), 401, "invalid_token")
+
+
+def test_an_access_token_expires_after_15_minutes(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    owner = api_user(client, deni)
+    clock.advance(timedelta(minutes=15) - timedelta(seconds=1))
+    assert client.get(ME, headers=owner.headers).status_code == 200
+    clock.advance(timedelta(seconds=1))
+    assert_error(client.get(ME, headers=owner.headers), 401, "token_expired")
+    assert_error(client.get("/api/v1/wallet", headers=owner.headers), 401, "token_expired")
+    response = client.post(
+        "/api/v1/loans/quote",
+        json={"principal_cents": 100_000, "term_days": 7},
+        headers=owner.headers,
+    )
+    assert_error(response, 401, "token_expired")
+
+
+def test_refresh_rotates_the_pair_and_a_spent_token_revokes_the_family(
+    client: TestClient, deni: Deni
+) -> None:
+    _register(client, "0722000111")
+    first = _login(client, "0722000111", "1234").json()
+    other_device = _login(client, "0722000111", "1234").json()
+    second = client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
+    assert second.status_code == 200, second.text
+    rotated = second.json()
+    assert rotated["user_id"] == first["user_id"]
+    assert rotated["expires_in"] == 15 * 60
+    assert rotated["refresh_token"] != first["refresh_token"]
+    assert client.get(ME, headers=_bearer(rotated["access_token"])).status_code == 200
+
+    # The spent token comes back (a thief, or a replay): refused, and its family is revoked.
+    replay = client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
+    assert_error(replay, 401, "invalid_refresh_token")
+    after_theft = client.post(REFRESH, json={"refresh_token": rotated["refresh_token"]})
+    assert_error(after_theft, 401, "invalid_refresh_token")
+    # Another login is another family: untouched.
+    elsewhere = client.post(REFRESH, json={"refresh_token": other_device["refresh_token"]})
+    assert elsewhere.status_code == 200, elsewhere.text
+
+
+def test_refresh_gives_a_new_access_token_after_the_old_one_expired(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    _register(client, "0722000111")
+    session = _login(client, "0722000111", "1234").json()
+    clock.advance(timedelta(minutes=20))
+    assert_error(client.get(ME, headers=_bearer(session["access_token"])), 401, "token_expired")
+    renewed = client.post(REFRESH, json={"refresh_token": session["refresh_token"]})
+    assert renewed.status_code == 200, renewed.text
+    claims = jwt.decode(renewed.json()["access_token"], options={"verify_signature": False})
+    assert claims["sub"] == session["user_id"]
+    assert claims["exp"] == int((clock.now() + timedelta(minutes=15)).timestamp())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: JwtAccessTokens.verify (src/deni/adapters/security.py) lets PyJWT check the "
+    "`iat` claim against the wall clock, not the injected clock: a token issued at a clock "
+    "ahead of the verifier's wall clock is refused as invalid_token",
+)
+def test_a_token_issued_by_a_clock_ahead_of_the_wall_clock_is_accepted(
+    client: TestClient, clock: ManualClock
+) -> None:
+    _register(client, "0722000111")
+    # The service's clock runs an hour ahead of this machine's (as another server's might).
+    ahead = datetime.now(UTC) + timedelta(hours=1) - clock.now()
+    clock.advance(max(ahead, timedelta(0)))
+    session = _login(client, "0722000111", "1234").json()
+    assert client.get(ME, headers=_bearer(session["access_token"])).status_code == 200
+
+
+def test_refresh_refuses_unknown_malformed_and_expired_tokens(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    _register(client, "0722000111")
+    session = _login(client, "0722000111", "1234").json()
+    before = db_state(deni)
+    assert_error(client.post(REFRESH, json={"refresh_token": "nope"}), 401, "invalid_refresh_token")
+    assert_error(client.post(REFRESH, json={"refresh_token": ""}), 401, "invalid_refresh_token")
+    too_long = client.post(REFRESH, json={"refresh_token": "x" * 201})
+    assert_error(too_long, 422, "validation_failed")
+    assert_error(client.post(REFRESH, json={"refresh_token": 42}), 422, "validation_failed")
+    assert_error(client.post(REFRESH, json={}), 422, "validation_failed")
+    # An access token is not a refresh token.
+    wrong_kind = client.post(REFRESH, json={"refresh_token": session["access_token"][:200]})
+    assert_error(wrong_kind, 401, "invalid_refresh_token")
+    assert_nothing_written(deni, before)
+    clock.advance(timedelta(days=30))
+    expired = client.post(REFRESH, json={"refresh_token": session["refresh_token"]})
+    assert_error(expired, 401, "invalid_refresh_token")
+
+
+# --- change PIN -------------------------------------------------------------------------------
+
+
+def test_change_pin_then_only_the_new_pin_works(client: TestClient, deni: Deni) -> None:
+    owner = api_user(client, deni)
+    response = client.post(
+        CHANGE_PIN, json={"old_pin": "1234", "new_pin": "5678"}, headers=owner.with_key()
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"ok": True}
+    assert_error(_login(client, owner.user.phone, "1234"), 401, "wrong_pin")
+    assert _login(client, owner.user.phone, "5678").status_code == 200
+
+
+def test_change_pin_with_a_wrong_old_pin_is_refused_and_counts_towards_the_lock(
+    client: TestClient, deni: Deni
+) -> None:
+    owner = api_user(client, deni)
+    before = db_state(deni, ignore=PIN_BOOKKEEPING)
+    for attempt in range(3):
+        response = client.post(
+            CHANGE_PIN, json={"old_pin": "0000", "new_pin": "5678"}, headers=owner.with_key()
+        )
+        if attempt < 2:
+            assert_error(response, 401, "wrong_pin")
+    assert_error(response, 423, "account_locked")
+    assert_nothing_written(deni, before, ignore=PIN_BOOKKEEPING)
+    with deni.uow.read_only() as uow:
+        user = uow.users.get(owner.user.id)
+    assert user is not None
+    assert user.pin_hash == owner.user.pin_hash  # the PIN did not change
+
+
+def test_change_pin_refuses_a_malformed_new_pin(
+    client: TestClient, deni: Deni, subtests: pytest.Subtests
+) -> None:
+    owner = api_user(client, deni)
+    before = db_state(deni)
+    for new_pin in ("123", "abcd", "12345", "", "12\u00b34"):
+        with subtests.test(new_pin=new_pin):
+            response = client.post(
+                CHANGE_PIN, json={"old_pin": "1234", "new_pin": new_pin}, headers=owner.with_key()
+            )
+            assert_error(response, 422, "invalid_pin")
+            assert_nothing_written(deni, before)
+
+
+def test_change_pin_needs_a_login_and_an_idempotency_key(client: TestClient, deni: Deni) -> None:
+    owner = api_user(client, deni)
+    before = db_state(deni)
+    body = {"old_pin": "1234", "new_pin": "5678"}
+    assert_error(client.post(CHANGE_PIN, json=body, headers=key()), 401, "unauthorized")
+    missing = client.post(CHANGE_PIN, json=body, headers=owner.headers)
+    assert_error(missing, 422, "idempotency_key_missing")
+    assert_nothing_written(deni, before)

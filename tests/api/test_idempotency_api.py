@@ -1,0 +1,289 @@
+"""Idempotency-Key on every mutating POST: same key and body → the stored answer, once;
+same key, other body → 409; no key → 422; a refused request leaves the key free."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.api.support import (
+    approve,
+    assert_error,
+    assert_nothing_written,
+    balance,
+    db_state,
+    get_loan,
+    loan_body,
+    request_loan,
+)
+from tests.helpers import ApiUser, api_user, fund
+
+from deni.bootstrap import Deni
+from deni.entrypoints.api.idempotency import _request_hash
+from deni.entrypoints.api.schemas import LoanRequestIn
+
+LOANS = "/api/v1/loans"
+REPLAYED = "Idempotent-Replayed"
+
+
+def _with(who: ApiUser, idempotency_key: str) -> dict[str, str]:
+    return {**who.headers, "Idempotency-Key": idempotency_key}
+
+
+def _loan_count(deni: Deni) -> int:
+    with deni.uow.read_only() as uow:
+        return sum(uow.loans.count_by_state().values())
+
+
+def _entries(deni: Deni) -> int:
+    with deni.uow.read_only() as uow:
+        return uow.ledger.totals().entries_checked
+
+
+@pytest.fixture
+def pair(client: TestClient, deni: Deni) -> tuple[ApiUser, ApiUser]:
+    lender = api_user(client, deni, name="Lender")
+    borrower = api_user(client, deni, name="Borrower")
+    fund(deni, lender.user, 500_000)
+    return lender, borrower
+
+
+def test_a_repeated_request_gets_the_stored_answer_and_creates_one_loan(
+    client: TestClient, deni: Deni, pair: tuple[ApiUser, ApiUser]
+) -> None:
+    lender, borrower = pair
+    headers = _with(borrower, str(uuid.uuid4()))
+    first = client.post(LOANS, json=loan_body(lender), headers=headers)
+    assert first.status_code == 201, first.text
+    assert REPLAYED not in first.headers
+    before = db_state(deni)
+
+    again = client.post(LOANS, json=loan_body(lender), headers=headers)
+    assert again.status_code == 201
+    assert again.headers[REPLAYED] == "true"
+    assert again.content == first.content  # byte for byte
+    assert_nothing_written(deni, before)
+    assert _loan_count(deni) == 1
+    requests = [
+        n
+        for n in client.get("/api/v1/notifications", headers=lender.headers).json()["notifications"]
+        if n["kind"] == "loan_requested"
+    ]
+    assert len(requests) == 1  # the lender was asked once
+
+
+def test_the_stored_answer_is_replayed_even_after_the_loan_moved_on(
+    client: TestClient, deni: Deni, pair: tuple[ApiUser, ApiUser]
+) -> None:
+    lender, borrower = pair
+    loan = request_loan(client, borrower, lender)
+    headers = _with(lender, "approve-once")
+    first = client.post(f"{LOANS}/{loan['id']}/approve", json={"pin": "1234"}, headers=headers)
+    assert first.json()["state"] == "active"
+    repaid = client.post(
+        f"{LOANS}/{loan['id']}/repay",
+        json={"amount_cents": 100_000},
+        headers=borrower.with_key(),
+    )
+    assert repaid.status_code == 200, repaid.text
+    again = client.post(f"{LOANS}/{loan['id']}/approve", json={"pin": "1234"}, headers=headers)
+    assert again.status_code == 200
+    assert again.headers[REPLAYED] == "true"
+    assert again.json() == first.json()  # the answer as it was, not a second approval
+    assert balance(client, lender) == 500_000  # 1,000 lent, 1,000 of 1,050 repaid
+    assert get_loan(client, lender, loan["id"])["owed"]["total_cents"] == 5_000
+
+
+def test_a_repeated_repayment_moves_money_once(
+    client: TestClient, deni: Deni, pair: tuple[ApiUser, ApiUser]
+) -> None:
+    lender, borrower = pair
+    loan = request_loan(client, borrower, lender)
+    approve(client, lender, loan["id"])
+    headers = _with(borrower, str(uuid.uuid4()))
+    url = f"{LOANS}/{loan['id']}/repay"
+    first = client.post(url, json={"amount_cents": 30_000}, headers=headers)
+    assert first.status_code == 200, first.text
+    entries = _entries(deni)
+    for _ in range(3):
+        again = client.post(url, json={"amount_cents": 30_000}, headers=headers)
+        assert again.headers[REPLAYED] == "true"
+        assert again.content == first.content
+    assert _entries(deni) == entries
+    assert balance(client, borrower) == 70_000
+    assert len(get_loan(client, borrower, loan["id"])["repayments"]) == 1
+
+
+def test_the_same_key_with_another_body_conflicts_and_writes_nothing(
+    client: TestClient, deni: Deni, pair: tuple[ApiUser, ApiUser]
+) -> None:
+    lender, borrower = pair
+    headers = _with(borrower, "one-key")
+    first = client.post(LOANS, json=loan_body(lender), headers=headers)
+    assert first.status_code == 201
+    before = db_state(deni)
+    other = client.post(LOANS, json=loan_body(lender, principal_cents=200_000), headers=headers)
+    assert_error(other, 409, "idempotency_conflict")
+    assert REPLAYED not in other.headers
+    # The same key on another route is another request too.
+    loan_id = first.json()["id"]
+    cancel = client.post(f"{LOANS}/{loan_id}/cancel", headers=headers)
+    assert_error(cancel, 409, "idempotency_conflict")
+    repay = client.post(f"{LOANS}/{loan_id}/repay", json={"amount_cents": 1}, headers=headers)
+    assert_error(repay, 409, "idempotency_conflict")
+    assert_nothing_written(deni, before)
+    assert get_loan(client, borrower, loan_id)["state"] == "requested"
+
+
+def test_a_repeated_repayment_with_another_amount_conflicts(
+    client: TestClient, deni: Deni, pair: tuple[ApiUser, ApiUser]
+) -> None:
+    lender, borrower = pair
+    loan = request_loan(client, borrower, lender)
+    approve(client, lender, loan["id"])
+    headers = _with(borrower, "pay-1")
+    url = f"{LOANS}/{loan['id']}/repay"
+    assert client.post(url, json={"amount_cents": 10_000}, headers=headers).status_code == 200
+    before = db_state(deni)
+    assert_error(
+        client.post(url, json={"amount_cents": 20_000}, headers=headers),
+        409,
+        "idempotency_conflict",
+    )
+    assert_nothing_written(deni, before)
+
+
+def test_keys_belong_to_their_user(
+    client: TestClient, deni: Deni, pair: tuple[ApiUser, ApiUser]
+) -> None:
+    lender, borrower = pair
+    third = api_user(client, deni, name="Third")
+    mine = client.post(LOANS, json=loan_body(lender), headers=_with(borrower, "shared-key"))
+    theirs = client.post(LOANS, json=loan_body(lender), headers=_with(third, "shared-key"))
+    assert mine.status_code == theirs.status_code == 201
+    assert REPLAYED not in theirs.headers
+    assert mine.json()["id"] != theirs.json()["id"]
+    assert theirs.json()["borrower"]["name"] == "Third"  # never someone else's stored answer
+    assert _loan_count(deni) == 2
+
+
+def test_a_refused_request_leaves_its_key_free_for_the_corrected_one(
+    client: TestClient, deni: Deni, pair: tuple[ApiUser, ApiUser]
+) -> None:
+    lender, borrower = pair
+    headers = _with(borrower, "fix-and-retry")
+    wrong = client.post(
+        LOANS, json=loan_body(borrower, lender_phone=borrower.user.phone), headers=headers
+    )
+    assert_error(wrong, 422, "self_lending")
+    right = client.post(LOANS, json=loan_body(lender), headers=headers)
+    assert right.status_code == 201, right.text
+    assert REPLAYED not in right.headers
+    # A wrong PIN, too, is no answer to keep: the right PIN may follow with the same key.
+    loan_id = right.json()["id"]
+    approve_headers = _with(lender, "approve-retry")
+    url = f"{LOANS}/{loan_id}/approve"
+    assert_error(client.post(url, json={"pin": "0000"}, headers=approve_headers), 401, "wrong_pin")
+    approved = client.post(url, json={"pin": "1234"}, headers=approve_headers)
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["state"] == "active"
+
+
+def test_no_body_and_an_empty_body_are_the_same_request(
+    client: TestClient, pair: tuple[ApiUser, ApiUser]
+) -> None:
+    lender, borrower = pair
+    loan = request_loan(client, borrower, lender)
+    headers = _with(lender, "decline-once")
+    url = f"{LOANS}/{loan['id']}/decline"
+    first = client.post(url, headers=headers)
+    assert first.status_code == 200, first.text
+    again = client.post(url, json={}, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.headers[REPLAYED] == "true"
+    assert again.content == first.content
+
+
+def test_a_request_still_in_flight_is_not_run_twice(
+    client: TestClient, deni: Deni, pair: tuple[ApiUser, ApiUser]
+) -> None:
+    lender, borrower = pair
+    body = loan_body(lender)
+    # Another process has claimed this key for this very request and is still working on it.
+    with deni.uow() as uow:
+        claimed = uow.idempotency.claim(
+            scope=borrower.user.id,
+            key="in-flight",
+            request_hash=_request_hash("request_loan", LoanRequestIn.model_validate(body)),
+            now=deni.clock.now(),
+        )
+        uow.commit()
+    assert claimed is None
+    before = db_state(deni)
+    response = client.post(LOANS, json=body, headers=_with(borrower, "in-flight"))
+    assert_error(response, 409, "request_in_progress")
+    assert_nothing_written(deni, before)
+    assert _loan_count(deni) == 0
+
+
+def test_register_with_a_key_is_idempotent(client: TestClient, deni: Deni) -> None:
+    body = {"phone": "0733 000 111", "name": "Njeri", "pin": "1234"}
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
+    first = client.post("/api/v1/auth/register", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    again = client.post("/api/v1/auth/register", json=body, headers=headers)
+    assert again.status_code == 201
+    assert again.headers[REPLAYED] == "true"
+    assert again.json()["id"] == first.json()["id"]
+    # Without the key, the same registration is a duplicate.
+    assert_error(client.post("/api/v1/auth/register", json=body), 409, "already_registered")
+
+
+MUTATING: list[tuple[str, dict[str, Any] | None]] = [
+    ("/api/v1/me/pin", {"old_pin": "1234", "new_pin": "4321"}),
+    (LOANS, None),  # filled in with a valid request body
+    (LOANS + "/{loan}/approve", {"pin": "1234"}),
+    (LOANS + "/{loan}/decline", {}),
+    (LOANS + "/{loan}/cancel", {}),
+    (LOANS + "/{active}/repay", {"amount_cents": 1_000}),
+    (LOANS + "/{active}/write-off", {"pin": "1234"}),
+    ("/api/v1/notifications/read", {"ids": ["00000000-0000-0000-0000-000000000000"]}),
+]
+
+
+def test_every_mutating_post_needs_a_valid_key(
+    client: TestClient, deni: Deni, pair: tuple[ApiUser, ApiUser], subtests: pytest.Subtests
+) -> None:
+    lender, borrower = pair
+    requested = request_loan(client, borrower, lender)["id"]
+    active = request_loan(client, borrower, lender)["id"]
+    approve(client, lender, active)
+    before = db_state(deni)
+    bad_keys: list[tuple[str | None, str]] = [
+        (None, "idempotency_key_missing"),
+        ("", "idempotency_key_missing"),
+        ("   ", "idempotency_key_missing"),
+        ("k" * 129, "idempotency_key_invalid"),
+        ("tab\there", "idempotency_key_invalid"),
+    ]
+    for template, body in MUTATING:
+        path = template.format(loan=requested, active=active)
+        who = borrower if path.endswith(("/cancel", "/repay")) or path == LOANS else lender
+        payload = loan_body(lender) if body is None else body
+        for bad_key, code in bad_keys:
+            with subtests.test(path=template, key=bad_key):
+                headers = dict(who.headers)
+                if bad_key is not None:
+                    headers["Idempotency-Key"] = bad_key
+                assert_error(client.post(path, json=payload, headers=headers), 422, code)
+                assert_nothing_written(deni, before)
+
+
+def test_a_key_of_128_printable_characters_is_accepted(
+    client: TestClient, pair: tuple[ApiUser, ApiUser]
+) -> None:
+    lender, borrower = pair
+    headers = _with(borrower, "K" * 127 + "~")
+    assert client.post(LOANS, json=loan_body(lender), headers=headers).status_code == 201
