@@ -8,10 +8,8 @@ row, no idempotency key left claimed).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jwt
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from tests.helpers import ApiUser
@@ -117,22 +115,7 @@ def notifications(client: TestClient, who: ApiUser) -> list[dict[str, Any]]:
 
 
 def log_in_again(deni: Deni, *users: ApiUser) -> None:
-    """Fresh access tokens, after a test moved the clock past their 15 minutes.
-
-    Logging in through the API would be the natural way, but JwtAccessTokens.verify lets PyJWT
-    check `iat` against the wall clock instead of the injected clock, so a token issued at a
-    ManualClock time ahead of the wall clock is refused (see the xfail test in
-    test_auth_api.py). Until that is fixed, mint the token the way the adapter does, with an
-    `iat` that is not in the wall clock's future.
-    """
-    now = deni.clock.now()
-    issued = min(now, datetime.now(UTC))
+    """Fresh access tokens, after a test moved the clock past their 15 minutes."""
     for who in users:
-        claims = {
-            "sub": who.user.id,
-            "iss": "deni",
-            "iat": int(issued.timestamp()),
-            "exp": int((now + timedelta(seconds=deni.settings.access_token_ttl_s)).timestamp()),
-        }
-        token = jwt.encode(claims, deni.settings.jwt_secret, algorithm="HS256")
+        token, _ = deni.tokens.issue(user_id=who.user.id, now=deni.clock.now())
         who.headers["Authorization"] = f"Bearer {token}"

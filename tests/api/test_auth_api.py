@@ -370,12 +370,6 @@ def test_refresh_gives_a_new_access_token_after_the_old_one_expired(
     assert claims["exp"] == int((clock.now() + timedelta(minutes=15)).timestamp())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: JwtAccessTokens.verify (src/deni/adapters/security.py) lets PyJWT check the "
-    "`iat` claim against the wall clock, not the injected clock: a token issued at a clock "
-    "ahead of the verifier's wall clock is refused as invalid_token",
-)
 def test_a_token_issued_by_a_clock_ahead_of_the_wall_clock_is_accepted(
     client: TestClient, clock: ManualClock
 ) -> None:

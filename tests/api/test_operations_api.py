@@ -112,11 +112,6 @@ def test_metrics_count_requests_and_loans_by_state(client: TestClient, deni: Den
     assert lender.user.id not in text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Metrics.ledger_entries_total (src/deni/adapters/observability.py) is never "
-    "incremented: nothing in services or adapters counts posted entries (issue item 10)",
-)
 def test_metrics_count_ledger_entries(client: TestClient, deni: Deni) -> None:
     lender = api_user(client, deni, name="Lender")
     borrower = api_user(client, deni, name="Borrower")
@@ -126,7 +121,7 @@ def test_metrics_count_ledger_entries(client: TestClient, deni: Deni) -> None:
     total = sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith("ledger_entries_total{")
+        if line.startswith("ledger_entries{")
     )
     assert total == 2.0  # the deposit and the disbursement
 

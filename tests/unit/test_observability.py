@@ -237,7 +237,7 @@ def test_middleware_counts_requests_by_route_template() -> None:
 def test_render_metrics_exposes_all_metric_names() -> None:
     metrics = Metrics()
     Metrics()  # a second instance must not clash: each has its own registry
-    metrics.ledger_entries_total.labels(kind="disbursement").inc()
+    metrics.ledger_entries.labels(kind="disbursement").set(1)
     metrics.loans_by_state.labels(state="active").set(3)
 
     body, content_type = render_metrics(metrics)
@@ -247,9 +247,9 @@ def test_render_metrics_exposes_all_metric_names() -> None:
     for name in (
         "http_requests_total",
         "http_request_duration_seconds",
-        "ledger_entries_total",
+        "ledger_entries",
         "loans_by_state",
     ):
         assert f"# TYPE {name}" in text
-    assert 'ledger_entries_total{kind="disbursement"} 1.0' in text
+    assert 'ledger_entries{kind="disbursement"} 1.0' in text
     assert 'loans_by_state{state="active"} 3.0' in text

@@ -212,9 +212,11 @@ class Metrics:
             ["method", "route"],
             registry=self.registry,
         )
-        self.ledger_entries_total = Counter(
-            "ledger_entries_total",
-            "Journal entries posted to the ledger, by kind.",
+        # Read from the database at scrape time, so every API and worker process reports the
+        # same, complete figure (a per-process counter would only see its own writes).
+        self.ledger_entries = Gauge(
+            "ledger_entries",
+            "Journal entries in the ledger, by kind.",
             ["kind"],
             registry=self.registry,
         )

@@ -14,6 +14,8 @@ from deni.domain.errors import Unauthorized
 
 JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "deni"
+# API processes on different machines may disagree on the time by this much.
+CLOCK_SKEW_S = 60
 
 
 class PepperedArgon2PinHasher:
@@ -61,13 +63,22 @@ class JwtAccessTokens:
                 self._secret,
                 algorithms=[JWT_ALGORITHM],
                 issuer=JWT_ISSUER,
-                options={"require": ["sub", "exp", "iat", "iss"], "verify_exp": False},
+                # Times are checked below against the injected clock, not PyJWT's wall clock, so
+                # every process and every test agrees on "now".
+                options={
+                    "require": ["sub", "exp", "iat", "iss"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                },
             )
         except jwt.PyJWTError as error:
             raise Unauthorized("The access token is not valid.", code="invalid_token") from error
-        # Expiry is checked against the injected clock, so tests and the server agree on "now".
-        if int(claims["exp"]) <= int(now.timestamp()):
+        now_s = int(now.timestamp())
+        if int(claims["exp"]) <= now_s:
             raise Unauthorized("The access token has expired.", code="token_expired")
+        if int(claims["iat"]) > now_s + CLOCK_SKEW_S:
+            raise Unauthorized("The access token is from the future.", code="invalid_token")
         subject = claims["sub"]
         assert isinstance(subject, str)
         return subject

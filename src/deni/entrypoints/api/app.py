@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from deni.adapters.observability import render_metrics
 from deni.bootstrap import Deni
 from deni.domain.errors import DomainError, ErrorKind
+from deni.domain.ledger import EntryCode
 from deni.domain.loans import LoanState
 from deni.entrypoints.api.middleware import MetricsMiddleware
 from deni.entrypoints.api.routes import auth, loans, notifications, wallet
@@ -70,9 +71,14 @@ def _add_operations(app: FastAPI, deni: Deni) -> None:
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         with deni.uow.read_only() as uow:
-            counts = uow.loans.count_by_state()
+            loan_counts = uow.loans.count_by_state()
+            entry_counts = uow.ledger.count_entries_by_code()
         for state in LoanState:
-            deni.metrics.loans_by_state.labels(state=state.value).set(counts.get(state.value, 0))
+            count = loan_counts.get(state.value, 0)
+            deni.metrics.loans_by_state.labels(state=state.value).set(count)
+        for code in EntryCode:
+            count = entry_counts.get(code.value, 0)
+            deni.metrics.ledger_entries.labels(kind=code.value).set(count)
         body, content_type = render_metrics(deni.metrics)
         return Response(body, media_type=content_type)
 
