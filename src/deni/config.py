@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     pin_hash_memory_kib: int = Field(default=19_456, ge=8_192, le=1_048_576)
     pin_hash_time_cost: int = Field(default=2, ge=1, le=10)
 
+    # How often `deni serve` expires stale requests and stores reminders; 0 turns it off.
+    sweep_interval_s: float = Field(default=60.0, ge=0, le=86_400)
+
     log_level: str = "INFO"
     log_json: bool = True
 

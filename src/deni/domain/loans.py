@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from enum import Enum
 
 from deni.domain.errors import InvalidDueDate, InvalidTransition
 from deni.domain.money import LOAN_MAX_CENTS, LOAN_MIN_CENTS, format_kes, require_cents
+from deni.domain.users import NAIROBI
 
 TERM_DAYS_MAX = 365
 # A request the lender never answers, or an approval the lender never funds, lapses.
@@ -78,6 +79,18 @@ def next_state(state: LoanState, event: LoanEvent) -> LoanState:
         raise InvalidTransition(f"A loan that is {state.value} cannot {event.value}.")
     assert not state.is_final, "final states have no way out"
     return target
+
+
+def lapse_at(*, now: datetime, ttl: timedelta, due_date: date) -> datetime:
+    """When a request nobody answered, or an approval nobody funded, lapses.
+
+    After `ttl`, or as the due date begins in Nairobi if that comes first: money that moved on
+    or after the due date would make the borrower late on the day it reached them.
+    """
+    assert now.tzinfo is not None
+    assert ttl > timedelta(0)
+    due_starts = datetime.combine(due_date, time.min, tzinfo=NAIROBI)
+    return min(now + ttl, due_starts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,9 @@ from deni.domain.errors import InvalidPhoneNumber
 _SEPARATORS = re.compile(r"[\s\-().]")
 _MAX_INPUT_CHARS = 32
 _NORMALISED = re.compile(r"^254[17]\d{8}$")
+# Only ASCII digits after an optional "+": phonenumbers would otherwise read letters as keypad
+# digits (07123ABCDE dials someone else) and drop extensions ("x12", ";ext=1") silently.
+_DIGITS_ONLY = re.compile(r"\+?[0-9]+")
 
 
 def normalise_msisdn(raw: object) -> str:
@@ -18,6 +21,8 @@ def normalise_msisdn(raw: object) -> str:
     if not isinstance(raw, str) or not raw.strip() or len(raw) > _MAX_INPUT_CHARS:
         raise InvalidPhoneNumber("Give a Kenyan mobile number such as 0712 345 678.")
     compact = _SEPARATORS.sub("", raw.strip())
+    if not _DIGITS_ONLY.fullmatch(compact):
+        raise InvalidPhoneNumber("A phone number is digits only, such as 0712 345 678.")
     if compact.startswith("254") and not compact.startswith("+"):
         compact = "+" + compact
     try:

@@ -24,6 +24,7 @@ from deni.domain.loans import (
     LoanState,
     Quote,
     allocate,
+    lapse_at,
     make_terms,
     quote,
     require_repayment_amount,
@@ -123,7 +124,7 @@ def request_loan(
             terms=terms,
             state=LoanState.REQUESTED,
             requested_at=now,
-            expires_at=now + REQUEST_TTL,
+            expires_at=lapse_at(now=now, ttl=REQUEST_TTL, due_date=terms.due_date),
         )
         uow.loans.add(loan)
         notify(
@@ -175,7 +176,7 @@ def approve_loan(
             uow.commit()
             raise Conflict("This request has expired.", code="loan_expired")
         loan.apply(LoanEvent.APPROVE)
-        loan.expires_at = now + FUNDING_TTL
+        loan.expires_at = lapse_at(now=now, ttl=FUNDING_TTL, due_date=loan.terms.due_date)
         if not _fund_if_possible(uow, loan, now=now):
             borrower = _user(uow, loan.borrower_id)
             notify(

@@ -190,7 +190,11 @@ class LoanRepository(Protocol):
         states: Sequence[LoanState],
         limit: int,
         offset: int,
-    ) -> list[Loan]: ...
+        overdue_on: date | None = None,
+        overdue: bool = True,
+    ) -> list[Loan]:
+        """With `overdue_on` (a date): only loans that are (or, overdue=False, are not) overdue."""
+        ...
 
     def ids_in_state(
         self,

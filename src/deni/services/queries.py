@@ -62,14 +62,22 @@ def list_loans(
     user_id: str,
     role: str,
     states: Sequence[LoanState] = (),
+    overdue: bool | None = None,
     limit: int = 20,
     offset: int = 0,
 ) -> list[LoanView]:
+    """Newest first; `overdue` keeps only loans that are (True) or are not (False) overdue."""
     assert 1 <= limit <= LIST_PAGE_MAX
     today = nairobi_today(clock.now())
     with uow_factory.read_only() as uow:
         loans = uow.loans.list_for(
-            user_id=user_id, role=role, states=states, limit=limit, offset=offset
+            user_id=user_id,
+            role=role,
+            states=states,
+            limit=limit,
+            offset=offset,
+            overdue_on=today if overdue is not None else None,
+            overdue=bool(overdue),
         )
         names = _names(uow, {u for loan in loans for u in (loan.borrower_id, loan.lender_id)})
     return [_view(loan, today, names) for loan in loans]

@@ -376,6 +376,8 @@ class SqlLoanRepository:
         states: Sequence[LoanState],
         limit: int,
         offset: int,
+        overdue_on: date | None = None,
+        overdue: bool = True,
     ) -> list[Loan]:
         assert role in ("borrower", "lender", "any")
         owner = {
@@ -386,6 +388,11 @@ class SqlLoanRepository:
         query = select(t.loans).where(owner)
         if states:
             query = query.where(t.loans.c.state.in_([s.value for s in states]))
+        if overdue_on is not None:
+            is_overdue = and_(
+                t.loans.c.state == LoanState.ACTIVE.value, t.loans.c.due_date < overdue_on
+            )
+            query = query.where(is_overdue if overdue else ~is_overdue)
         query = query.order_by(t.loans.c.requested_at.desc(), t.loans.c.id).limit(limit)
         return [_loan(row) for row in self._connection.execute(query.offset(offset))]
 

@@ -111,61 +111,17 @@ def list_loans(
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> LoanListOut:
     """Loans you borrowed, lent, or both; newest first. `overdue=true` filters active loans."""
-    states = _states(state or [])
-    if overdue is None:
-        views = queries.list_loans(
-            uow_factory=deni.uow,
-            clock=deni.clock,
-            user_id=user_id,
-            role=role,
-            states=states,
-            limit=limit,
-            offset=offset,
-        )
-    else:
-        views = _overdue_page(
-            deni, user_id, role=role, states=states, overdue=overdue, limit=limit, offset=offset
-        )
+    views = queries.list_loans(
+        uow_factory=deni.uow,
+        clock=deni.clock,
+        user_id=user_id,
+        role=role,
+        states=_states(state or []),
+        overdue=overdue,
+        limit=limit,
+        offset=offset,
+    )
     return LoanListOut(loans=[LoanOut.of(v) for v in views])
-
-
-def _overdue_page(
-    deni: DeniDep,
-    user_id: str,
-    *,
-    role: str,
-    states: list[LoanState],
-    overdue: bool,
-    limit: int,
-    offset: int,
-) -> list[queries.LoanView]:
-    """Page through the loans matching `overdue`.
-
-    Overdue depends on today's date, so the database cannot filter on it: filter batch by
-    batch, and apply `offset` and `limit` to the filtered loans (filtering a page after paging
-    would return short or empty pages while matching loans exist further on).
-    """
-    if overdue:  # only an active loan is overdue
-        if states and LoanState.ACTIVE not in states:
-            return []
-        states = [LoanState.ACTIVE]
-    matched: list[queries.LoanView] = []
-    scanned = 0
-    while len(matched) < offset + limit:
-        batch = queries.list_loans(
-            uow_factory=deni.uow,
-            clock=deni.clock,
-            user_id=user_id,
-            role=role,
-            states=states,
-            limit=LIST_PAGE_MAX,
-            offset=scanned,
-        )
-        matched.extend(v for v in batch if v.overdue is overdue)
-        if len(batch) < LIST_PAGE_MAX:
-            break
-        scanned += len(batch)
-    return matched[offset : offset + limit]
 
 
 def _states(names: list[str]) -> list[LoanState]:
