@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,6 +21,7 @@ from deni.domain.loans import LoanState
 from deni.entrypoints.api.middleware import MetricsMiddleware
 from deni.entrypoints.api.routes import auth, loans, notifications, wallet
 from deni.entrypoints.api.schemas import HealthOut
+from deni.entrypoints.housekeeping import Housekeeper
 from deni.services.ports import StorageBusy
 
 API_PREFIX = "/api/v1"
@@ -37,6 +41,7 @@ def create_app(deni: Deni) -> FastAPI:
         title="Deni",
         version="0.1.0",
         description="Peer-to-peer lending over M-PESA. Amounts are integer cents (KES 1 = 100).",
+        lifespan=_housekeeping(deni),
     )
     app.state.deni = deni
     routers = (auth.router, wallet.router, loans.router, notifications.router)
@@ -53,6 +58,24 @@ def create_app(deni: Deni) -> FastAPI:
     }
     app.add_middleware(MetricsMiddleware, metrics=deni.metrics, full_paths=full_paths)
     return app
+
+
+def _housekeeping(deni: Deni) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Run the loan sweep in the background while the app serves, if the settings ask for it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        interval_s = deni.settings.sweep_interval_s
+        keeper = Housekeeper(deni, interval_s=interval_s) if interval_s > 0 else None
+        if keeper is not None:
+            keeper.start()
+        try:
+            yield
+        finally:
+            if keeper is not None:
+                keeper.stop()
+
+    return lifespan
 
 
 def _add_operations(app: FastAPI, deni: Deni) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 
+import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deni.adapters.observability import Metrics
@@ -14,6 +15,7 @@ from deni.adapters.observability import Metrics
 UNMATCHED_ROUTE = "unmatched"
 # Same reason for methods: a client can send any token as the method.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+access_log = structlog.get_logger("deni.access")
 
 
 def _route_template(scope: Scope, full_paths: Mapping[int, str]) -> str:
@@ -74,4 +76,12 @@ class MetricsMiddleware:
         ).inc()
         self.metrics.http_request_duration_seconds.labels(method=method, route=route).observe(
             duration_s
+        )
+        # The route template, never the raw path or query: those can carry ids and numbers.
+        access_log.info(
+            "request",
+            method=method,
+            route=route,
+            status=status_code,
+            duration_ms=round(duration_s * 1000, 2),
         )

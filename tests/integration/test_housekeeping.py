@@ -1,0 +1,67 @@
+"""The background sweep inside `deni serve`: runs on its own, survives a failing run."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.helpers import register
+
+from deni.bootstrap import Deni
+from deni.domain.loans import LoanState
+from deni.entrypoints.api.app import create_app
+from deni.entrypoints.housekeeping import Housekeeper
+from deni.services import loans, reminders
+
+
+def _stale_request(deni: Deni) -> str:
+    lender, borrower = register(deni, name="Lender"), register(deni, name="Borrower")
+    loan = loans.request_loan(
+        uow=deni.uow(),
+        clock=deni.clock,
+        borrower_id=borrower.id,
+        lender_phone=lender.phone,
+        principal_cents=10_000,
+        term_days=30,
+    )
+    deni.clock.advance(timedelta(days=8))  # past the 7-day answer window
+    return loan.id
+
+
+def _state(deni: Deni, loan_id: str) -> LoanState:
+    with deni.uow.read_only() as uow:
+        loan = uow.loans.get(loan_id)
+    assert loan is not None
+    return loan.state
+
+
+def test_the_app_runs_the_sweep_in_the_background(deni: Deni) -> None:
+    loan_id = _stale_request(deni)
+    deni.settings.sweep_interval_s = 0.05
+    with TestClient(create_app(deni)):
+        deadline_s = time.monotonic() + 10
+        while _state(deni, loan_id) is not LoanState.EXPIRED and time.monotonic() < deadline_s:
+            time.sleep(0.05)
+    assert _state(deni, loan_id) is LoanState.EXPIRED
+
+
+def test_a_failing_sweep_is_survived_and_the_next_one_does_the_work(
+    deni: Deni, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loan_id = _stale_request(deni)
+    keeper = Housekeeper(deni, interval_s=60)
+    real_sweep = reminders.sweep
+
+    def broken_sweep(**kwargs: object) -> reminders.SweepReport:
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(reminders, "sweep", broken_sweep)
+    assert keeper.run_once() is None
+    assert _state(deni, loan_id) is LoanState.REQUESTED
+    monkeypatch.setattr(reminders, "sweep", real_sweep)
+    report = keeper.run_once()
+    assert report is not None
+    assert report.expired == 1
+    assert _state(deni, loan_id) is LoanState.EXPIRED
