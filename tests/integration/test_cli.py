@@ -30,7 +30,9 @@ def _run(*args: str) -> tuple[int, str]:
 def _create_and_fund(phone: str = "0712345678") -> None:
     code, output = _run("user", "create", "--phone", phone, "--name", "Amina", "--pin", "1234")
     assert code == 0, output
-    code, output = _run("wallet", "deposit", "--phone", phone, "--amount", "1500", "--receipt", "QK1")
+    code, output = _run(
+        "wallet", "deposit", "--phone", phone, "--amount", "1500", "--receipt", "QK1"
+    )
     assert code == 0, output
     assert "KES 1,500" in output
 
@@ -43,7 +45,9 @@ def test_db_upgrade_is_repeatable(cli_env: str) -> None:
 
 def test_user_create_deposit_and_a_clean_ledger_check(cli_env: str) -> None:
     _create_and_fund()
-    code, output = _run("wallet", "deposit", "--phone", "0712345678", "--amount", "1500", "--receipt", "QK1")
+    code, output = _run(
+        "wallet", "deposit", "--phone", "0712345678", "--amount", "1500", "--receipt", "QK1"
+    )
     assert code == 0
     assert "already recorded" in output
     code, output = _run("ledger", "check")
@@ -52,7 +56,9 @@ def test_user_create_deposit_and_a_clean_ledger_check(cli_env: str) -> None:
 
 
 def test_user_create_refuses_a_foreign_number(cli_env: str) -> None:
-    code, output = _run("user", "create", "--phone", "+15551234567", "--name", "Bob", "--pin", "1234")
+    code, output = _run(
+        "user", "create", "--phone", "+15551234567", "--name", "Bob", "--pin", "1234"
+    )
     assert code == 2
     assert "invalid_phone_number" in output
 
@@ -61,7 +67,9 @@ def test_ledger_check_fails_when_a_cached_balance_was_tampered_with(cli_env: str
     _create_and_fund()
     engine = make_engine(cli_env)
     with engine.begin() as connection:
-        connection.execute(text("UPDATE accounts SET balance_cents = balance_cents + 1 WHERE kind = 'wallet'"))
+        connection.execute(
+            text("UPDATE accounts SET balance_cents = balance_cents + 1 WHERE kind = 'wallet'")
+        )
     engine.dispose()
     code, output = _run("ledger", "check")
     assert code == 1
@@ -86,7 +94,9 @@ def test_audit_verify_detects_a_deleted_last_row(cli_env: str) -> None:
     _create_and_fund()
     engine = make_engine(cli_env)
     with engine.begin() as connection:
-        connection.execute(text("DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)"))
+        connection.execute(
+            text("DELETE FROM audit_log WHERE seq = (SELECT MAX(seq) FROM audit_log)")
+        )
     engine.dispose()
     code, output = _run("audit", "verify")
     assert code == 1

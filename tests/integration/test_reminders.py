@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from tests.helpers import fund, register
+
 from deni.bootstrap import Deni
 from deni.domain.users import User
 from deni.services import loans, reminders
-from tests.helpers import fund, register
 
 
 def _active_loan(deni: Deni, *, term_days: int) -> tuple[User, str]:
