@@ -25,6 +25,12 @@ from deni.domain.ledger import (
 from deni.services.common import new_id
 from deni.services.ports import LedgerTotals, UnitOfWork
 
+# Entries whose effect lives only in the ledger. The others belong to a record that would be left
+# wrong by a bare reversal: a hold (voiding it afterwards would pay the wallet twice) or a loan
+# (its paid parts and state would disagree with the money); those are corrected by their own
+# commands.
+REVERSIBLE_CODES = frozenset({EntryCode.DEPOSIT, EntryCode.TRANSFER})
+
 
 @dataclass(frozen=True, slots=True)
 class PostResult:
@@ -218,6 +224,11 @@ def reverse_entry(
         raise NotFound("No such entry.", code="entry_not_found")
     if original.code is EntryCode.REVERSAL:
         raise Conflict("A reversal cannot itself be reversed.", code="reversal_of_reversal")
+    if original.code not in REVERSIBLE_CODES:
+        raise Conflict(
+            f"A {original.code.value} entry is corrected through its own command.",
+            code="not_reversible",
+        )
     draft = EntryDraft(
         idempotency_key,
         EntryCode.REVERSAL,

@@ -1,0 +1,1 @@
+"""`make bench`: Deni's throughput and latency on this machine (see docs/benchmarks.md)."""

@@ -1,0 +1,44 @@
+"""Settings for bench runs: production mode (real argon2 cost unless told), local databases."""
+
+from __future__ import annotations
+
+from deni.config import Settings
+
+# Bench-only secrets: long enough for production mode, useless anywhere else.
+JWT_SECRET = "bench-only-jwt-secret-0123456789abcdef0123"  # noqa: S105
+PIN_PEPPER = "bench-only-pin-pepper-0123456789abcdef0123"
+
+
+def bench_settings(
+    database_url: str,
+    *,
+    pool_size: int = 10,
+    pin_hash_memory_kib: int | None = None,
+    pin_hash_time_cost: int | None = None,
+) -> Settings:
+    defaults = Settings.model_fields
+    return Settings(
+        environment="production",
+        database_url=database_url,
+        database_pool_size=pool_size,
+        jwt_secret=JWT_SECRET,
+        pin_pepper=PIN_PEPPER,
+        pin_hash_memory_kib=pin_hash_memory_kib or defaults["pin_hash_memory_kib"].default,
+        pin_hash_time_cost=pin_hash_time_cost or defaults["pin_hash_time_cost"].default,
+        log_level="WARNING",
+    )
+
+
+def bench_env(
+    database_url: str, *, pin_hash_memory_kib: int, pin_hash_time_cost: int
+) -> dict[str, str]:
+    """The DENI_* variables the ASGI entry point reads, for a server subprocess."""
+    return {
+        "DENI_ENVIRONMENT": "production",
+        "DENI_DATABASE_URL": database_url,
+        "DENI_JWT_SECRET": JWT_SECRET,
+        "DENI_PIN_PEPPER": PIN_PEPPER,
+        "DENI_PIN_HASH_MEMORY_KIB": str(pin_hash_memory_kib),
+        "DENI_PIN_HASH_TIME_COST": str(pin_hash_time_cost),
+        "DENI_LOG_LEVEL": "WARNING",
+    }

@@ -1,0 +1,583 @@
+"""The ledger service on a real database: exactly-once entries, no overdraft, holds, reversals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from tests.helpers import fund, next_receipt, register
+
+from deni.adapters.db import tables as t
+from deni.bootstrap import Deni
+from deni.domain.errors import (
+    Conflict,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidAmount,
+    NotFound,
+    ValidationFailed,
+)
+from deni.domain.ledger import (
+    EntryCode,
+    EntryDraft,
+    HoldState,
+    PlatformAccount,
+    movement,
+    wallet_account_id,
+)
+from deni.domain.users import User
+from deni.services import ledger, loans, payments, queries
+from deni.services.ledger import PostResult
+
+IN_FLIGHT = PlatformAccount.PAYOUTS_IN_FLIGHT.value
+B2C = PlatformAccount.MPESA_B2C_FLOAT.value
+PAYBILL = PlatformAccount.MPESA_PAYBILL.value
+
+
+def snapshot(deni: Deni) -> dict[str, Any]:
+    """Everything a failed command must leave untouched."""
+    with deni.engine.connect() as connection:
+        counts = {
+            table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+            for table in (t.journal_entries, t.postings, t.holds)
+        }
+        rows = connection.execute(select(t.accounts.c.id, t.accounts.c.balance_cents))
+        balances = {row.id: row.balance_cents for row in rows}
+    return {"counts": counts, "balances": balances}
+
+
+def balance(deni: Deni, account_id: str) -> int:
+    with deni.uow.read_only() as uow:
+        account = uow.ledger.get_account(account_id)
+    assert account is not None
+    return account.balance_cents
+
+
+def assert_ledger_whole(deni: Deni) -> None:
+    with deni.uow.read_only() as uow:
+        totals = ledger.check(uow)
+    assert totals.postings_sum_cents == 0
+    assert totals.unbalanced_entry_ids == ()
+    assert totals.mismatched_accounts == ()
+    assert totals.negative_wallets == ()
+
+
+def post(deni: Deni, draft: EntryDraft) -> PostResult:
+    with deni.uow() as uow:
+        result = ledger.post_entry(uow, draft, now=deni.clock.now())
+        uow.commit()
+    return result
+
+
+def move(deni: Deni, key: str, source: User, target: User, cents: int) -> PostResult:
+    with deni.uow() as uow:
+        result = ledger.transfer(
+            uow,
+            source_account_id=wallet_account_id(source.id),
+            target_account_id=wallet_account_id(target.id),
+            amount_cents=cents,
+            code=EntryCode.TRANSFER,
+            idempotency_key=key,
+            cause_type="test",
+            cause_id=key,
+            now=deni.clock.now(),
+        )
+        uow.commit()
+    return result
+
+
+def deposit_draft(user: User, cents: int, *, key: str, memo: str = "") -> EntryDraft:
+    postings = movement(
+        debit_account_id=PAYBILL, credit_account_id=wallet_account_id(user.id), amount_cents=cents
+    )
+    return EntryDraft(key, EntryCode.DEPOSIT, postings, "mpesa_receipt", key, memo=memo)
+
+
+# --- exactly once ------------------------------------------------------------------------------
+
+
+def test_a_replay_returns_the_first_entry_and_writes_nothing(deni: Deni) -> None:
+    user = register(deni)
+    first = post(deni, deposit_draft(user, 5_000, key="k-1", memo="first"))
+    before = snapshot(deni)
+    again = post(deni, deposit_draft(user, 5_000, key="k-1", memo="a different memo"))
+    assert first.replayed is False
+    assert again == PostResult(first.entry_id, replayed=True)
+    assert snapshot(deni) == before
+    assert balance(deni, wallet_account_id(user.id)) == 5_000
+
+
+@pytest.mark.parametrize("change", ["amount", "account", "code"])
+def test_the_same_key_for_other_content_is_a_conflict(deni: Deni, change: str) -> None:
+    user, other = register(deni), register(deni)
+    post(deni, deposit_draft(user, 5_000, key="k-1"))
+    before = snapshot(deni)
+    draft = {
+        "amount": deposit_draft(user, 5_001, key="k-1"),
+        "account": deposit_draft(other, 5_000, key="k-1"),
+        "code": EntryDraft(
+            "k-1",
+            EntryCode.TRANSFER,
+            deposit_draft(user, 5_000, key="k-1").postings,
+            "mpesa_receipt",
+            "k-1",
+        ),
+    }[change]
+    with pytest.raises(IdempotencyConflict) as caught:
+        post(deni, draft)
+    assert caught.value.code == "idempotency_conflict"
+    assert snapshot(deni) == before
+
+
+def test_an_unknown_account_is_refused_and_nothing_is_written(deni: Deni) -> None:
+    user = register(deni)
+    before = snapshot(deni)
+    postings = movement(
+        debit_account_id=PAYBILL, credit_account_id="wallet:nobody", amount_cents=100
+    )
+    with pytest.raises(NotFound) as caught:
+        post(deni, EntryDraft("k-x", EntryCode.DEPOSIT, postings, "test", "x"))
+    assert caught.value.code == "account_not_found"
+    assert snapshot(deni) == before
+    assert balance(deni, wallet_account_id(user.id)) == 0
+
+
+# --- money coming in ------------------------------------------------------------------------
+
+
+def deposit(deni: Deni, user_id: str, cents: object, receipt: str) -> payments.Deposit:
+    return payments.record_mpesa_payment(
+        uow=deni.uow(), clock=deni.clock, user_id=user_id, amount_cents=cents, receipt=receipt
+    )
+
+
+def test_an_mpesa_receipt_credits_a_wallet_once(deni: Deni) -> None:
+    user, other = register(deni), register(deni)
+    first = deposit(deni, user.id, 2_500, "QKX1234ABC")
+    assert (first.replayed, first.balance_cents) == (False, 2_500)
+    before = snapshot(deni)
+    again = deposit(deni, user.id, 2_500, "QKX1234ABC")
+    assert (again.entry_id, again.replayed, again.balance_cents) == (first.entry_id, True, 2_500)
+    assert snapshot(deni) == before
+    with pytest.raises(IdempotencyConflict):  # the same receipt for someone else
+        deposit(deni, other.id, 2_500, "QKX1234ABC")
+    with pytest.raises(IdempotencyConflict):  # ... or for another amount
+        deposit(deni, user.id, 2_501, "QKX1234ABC")
+    assert snapshot(deni) == before
+    assert balance(deni, PAYBILL) == 2_500
+
+
+@pytest.mark.parametrize("receipt", ["", "QKX-1234", "QKX 1234", "Q" * 41, "QKX1234;--"])
+def test_a_malformed_receipt_is_refused(deni: Deni, receipt: str) -> None:
+    user = register(deni)
+    before = snapshot(deni)
+    with pytest.raises(ValidationFailed) as caught:
+        deposit(deni, user.id, 100, receipt)
+    assert caught.value.code == "invalid_receipt"
+    assert snapshot(deni) == before
+
+
+@pytest.mark.parametrize("cents", [0, -100, 1.5, True, "100", 100_000_001])
+def test_a_bad_amount_is_refused(deni: Deni, cents: object) -> None:
+    user = register(deni)
+    before = snapshot(deni)
+    with pytest.raises(InvalidAmount):
+        deposit(deni, user.id, cents, "QKX1234ABC")
+    assert snapshot(deni) == before
+
+
+def test_money_for_an_unknown_user_is_refused(deni: Deni) -> None:
+    before = snapshot(deni)
+    with pytest.raises(NotFound) as caught:
+        deposit(deni, "00000000-0000-0000-0000-000000000000", 100, "QKX1234ABC")
+    assert caught.value.code == "user_not_found"
+    assert snapshot(deni) == before
+    with deni.uow.read_only() as uow, pytest.raises(NotFound):
+        ledger.wallet_balance_cents(uow, user_id="00000000-0000-0000-0000-000000000000")
+
+
+# --- no overdraft ------------------------------------------------------------------------------
+
+
+def test_a_wallet_can_be_emptied_exactly(deni: Deni) -> None:
+    alice, bob = register(deni), register(deni)
+    fund(deni, alice, 3_000)
+    move(deni, "t-1", alice, bob, 3_000)
+    assert balance(deni, wallet_account_id(alice.id)) == 0
+    assert balance(deni, wallet_account_id(bob.id)) == 3_000
+    assert_ledger_whole(deni)
+
+
+@pytest.mark.parametrize("cents", [3_001, 10**9])
+def test_a_wallet_never_goes_negative(deni: Deni, cents: int) -> None:
+    alice, bob = register(deni), register(deni)
+    fund(deni, alice, 3_000)
+    before = snapshot(deni)
+    with pytest.raises(InsufficientFunds) as caught:
+        move(deni, "t-1", alice, bob, cents)
+    assert caught.value.code == "insufficient_funds"
+    assert snapshot(deni) == before
+    # The key was not burnt by the failure: it can carry a valid transfer afterwards.
+    assert move(deni, "t-1", alice, bob, 3_000).replayed is False
+
+
+def test_an_empty_wallet_cannot_pay_anything(deni: Deni) -> None:
+    alice, bob = register(deni), register(deni)
+    before = snapshot(deni)
+    with pytest.raises(InsufficientFunds):
+        move(deni, "t-1", alice, bob, 1)
+    assert snapshot(deni) == before
+
+
+def test_platform_accounts_may_go_below_zero(deni: Deni) -> None:
+    # Deni's own accounts are not wallets: paying out by B2C makes the float go "negative".
+    user = register(deni)
+    fund(deni, user, 1_000)
+    assert balance(deni, PAYBILL) == 1_000
+    with deni.uow() as uow:
+        hold = ledger.place_hold(
+            uow,
+            wallet_id=wallet_account_id(user.id),
+            amount_cents=1_000,
+            idempotency_key="h",
+            now=deni.clock.now(),
+        )
+        ledger.post_hold(uow, hold_id=hold.id, receipt="B2C1", now=deni.clock.now())
+        uow.commit()
+    assert balance(deni, B2C) == -1_000
+    assert_ledger_whole(deni)
+
+
+# --- holds (two-phase payouts) -----------------------------------------------------------------
+
+
+def place(deni: Deni, user: User, cents: int, key: str) -> str:
+    with deni.uow() as uow:
+        hold = ledger.place_hold(
+            uow,
+            wallet_id=wallet_account_id(user.id),
+            amount_cents=cents,
+            idempotency_key=key,
+            now=deni.clock.now(),
+        )
+        uow.commit()
+    assert hold.state is HoldState.PENDING
+    return hold.id
+
+
+def resolve(deni: Deni, hold_id: str, how: str) -> Any:
+    with deni.uow() as uow:
+        if how == "post":
+            hold = ledger.post_hold(uow, hold_id=hold_id, receipt="RCPT1", now=deni.clock.now())
+        else:
+            hold = ledger.void_hold(uow, hold_id=hold_id, reason="failed", now=deni.clock.now())
+        uow.commit()
+    return hold
+
+
+def test_place_then_post_sends_the_money_out_through_the_b2c_float(deni: Deni) -> None:
+    user = register(deni)
+    wallet = wallet_account_id(user.id)
+    fund(deni, user, 10_000)
+    hold_id = place(deni, user, 4_000, "payout-1")
+    assert balance(deni, wallet) == 6_000
+    assert balance(deni, IN_FLIGHT) == 4_000
+    posted = resolve(deni, hold_id, "post")
+    assert posted.state is HoldState.POSTED
+    assert posted.resolve_entry_id is not None
+    assert balance(deni, wallet) == 6_000
+    assert balance(deni, IN_FLIGHT) == 0
+    assert balance(deni, B2C) == -4_000
+    with deni.uow.read_only() as uow:
+        entry = uow.ledger.get_entry(posted.resolve_entry_id)
+    assert entry is not None
+    assert entry.code is EntryCode.PAYOUT_POST
+    assert {(p.account_id, p.amount_cents) for p in entry.postings} == {
+        (IN_FLIGHT, 4_000),
+        (B2C, -4_000),
+    }
+    assert_ledger_whole(deni)
+
+
+def test_place_then_void_returns_the_money(deni: Deni) -> None:
+    user = register(deni)
+    wallet = wallet_account_id(user.id)
+    fund(deni, user, 10_000)
+    hold_id = place(deni, user, 4_000, "payout-1")
+    voided = resolve(deni, hold_id, "void")
+    assert voided.state is HoldState.VOIDED
+    assert balance(deni, wallet) == 10_000
+    assert balance(deni, IN_FLIGHT) == 0
+    assert balance(deni, B2C) == 0
+    assert_ledger_whole(deni)
+
+
+@pytest.mark.parametrize("how", ["post", "void"])
+def test_a_repeated_callback_is_a_no_op(deni: Deni, how: str) -> None:
+    user = register(deni)
+    fund(deni, user, 10_000)
+    hold_id = place(deni, user, 4_000, "payout-1")
+    first = resolve(deni, hold_id, how)
+    before = snapshot(deni)
+    again = resolve(deni, hold_id, how)
+    assert again == first
+    assert snapshot(deni) == before
+
+
+@pytest.mark.parametrize(("first", "then"), [("void", "post"), ("post", "void")])
+def test_a_resolved_hold_cannot_be_resolved_the_other_way(
+    deni: Deni, first: str, then: str
+) -> None:
+    user = register(deni)
+    fund(deni, user, 10_000)
+    hold_id = place(deni, user, 4_000, "payout-1")
+    resolve(deni, hold_id, first)
+    before = snapshot(deni)
+    with pytest.raises(Conflict) as caught:
+        resolve(deni, hold_id, then)
+    assert caught.value.code == "hold_resolved"
+    assert snapshot(deni) == before
+
+
+def test_placing_a_hold_is_idempotent(deni: Deni) -> None:
+    user = register(deni)
+    fund(deni, user, 10_000)
+    first = place(deni, user, 4_000, "payout-1")
+    before = snapshot(deni)
+    assert place(deni, user, 4_000, "payout-1") == first
+    assert snapshot(deni) == before
+    assert balance(deni, wallet_account_id(user.id)) == 6_000
+    with pytest.raises(IdempotencyConflict):
+        place(deni, user, 4_001, "payout-1")
+    assert snapshot(deni) == before
+
+
+def test_a_hold_cannot_reserve_more_than_the_wallet_holds(deni: Deni) -> None:
+    user = register(deni)
+    fund(deni, user, 1_000)
+    place(deni, user, 600, "payout-1")
+    before = snapshot(deni)
+    with pytest.raises(InsufficientFunds):
+        place(deni, user, 401, "payout-2")
+    assert snapshot(deni) == before  # no hold row, no entry
+
+
+def test_resolving_an_unknown_hold(deni: Deni) -> None:
+    with pytest.raises(NotFound) as caught:
+        resolve(deni, "00000000-0000-0000-0000-000000000000", "post")
+    assert caught.value.code == "hold_not_found"
+
+
+# --- reversals ---------------------------------------------------------------------------------
+
+
+def reverse(deni: Deni, entry_id: str, key: str) -> PostResult:
+    with deni.uow() as uow:
+        result = ledger.reverse_entry(
+            uow, entry_id=entry_id, idempotency_key=key, reason="typo", now=deni.clock.now()
+        )
+        uow.commit()
+    return result
+
+
+def test_a_reversal_negates_every_posting(deni: Deni) -> None:
+    alice, bob = register(deni), register(deni)
+    fund(deni, alice, 5_000)
+    original = move(deni, "t-1", alice, bob, 2_000)
+    reversal = reverse(deni, original.entry_id, "rev-1")
+    assert balance(deni, wallet_account_id(alice.id)) == 5_000
+    assert balance(deni, wallet_account_id(bob.id)) == 0
+    with deni.uow.read_only() as uow:
+        first = uow.ledger.get_entry(original.entry_id)
+        second = uow.ledger.get_entry(reversal.entry_id)
+    assert first is not None
+    assert second is not None
+    assert second.code is EntryCode.REVERSAL
+    assert second.reverses_entry_id == first.id
+    assert sorted((p.account_id, -p.amount_cents) for p in first.postings) == sorted(
+        (p.account_id, p.amount_cents) for p in second.postings
+    )
+    assert reverse(deni, original.entry_id, "rev-1") == PostResult(reversal.entry_id, True)
+    assert_ledger_whole(deni)
+
+
+def test_a_mistaken_deposit_can_be_reversed_and_its_receipt_stays_used(deni: Deni) -> None:
+    user = register(deni)
+    credited = deposit(deni, user.id, 2_500, "QKX1234ABC")
+    reverse(deni, credited.entry_id, "rev-1")
+    assert balance(deni, wallet_account_id(user.id)) == 0
+    assert balance(deni, PAYBILL) == 0
+    assert deposit(deni, user.id, 2_500, "QKX1234ABC").replayed is True  # no second credit
+    assert balance(deni, wallet_account_id(user.id)) == 0
+    assert_ledger_whole(deni)
+
+
+def test_an_entry_cannot_be_reversed_twice(deni: Deni) -> None:
+    alice, bob = register(deni), register(deni)
+    fund(deni, alice, 5_000)
+    original = move(deni, "t-1", alice, bob, 2_000)
+    reverse(deni, original.entry_id, "rev-1")
+    fund(deni, bob, 10_000)  # so that only the uniqueness of the reversal can stop a second one
+    before = snapshot(deni)
+    # The database refuses a second entry with the same reverses_entry_id (unique).
+    with pytest.raises(IntegrityError):
+        reverse(deni, original.entry_id, "rev-2")
+    assert snapshot(deni) == before
+    assert balance(deni, wallet_account_id(alice.id)) == 5_000
+    assert balance(deni, wallet_account_id(bob.id)) == 10_000
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=IntegrityError,
+    reason="a second reversal surfaces as a raw IntegrityError (a 500 at any entrypoint): the "
+    "LedgerRepository port has no lookup by reverses_entry_id, so services cannot answer Conflict",
+)
+def test_a_second_reversal_is_a_clean_conflict(deni: Deni) -> None:
+    alice, bob = register(deni), register(deni)
+    fund(deni, alice, 5_000)
+    original = move(deni, "t-1", alice, bob, 2_000)
+    reverse(deni, original.entry_id, "rev-1")
+    fund(deni, bob, 10_000)
+    with pytest.raises(Conflict) as caught:
+        reverse(deni, original.entry_id, "rev-2")
+    assert caught.value.code == "already_reversed"
+
+
+def test_a_reversal_cannot_be_reversed(deni: Deni) -> None:
+    alice, bob = register(deni), register(deni)
+    fund(deni, alice, 5_000)
+    original = move(deni, "t-1", alice, bob, 2_000)
+    reversal = reverse(deni, original.entry_id, "rev-1")
+    before = snapshot(deni)
+    with pytest.raises(Conflict) as caught:
+        reverse(deni, reversal.entry_id, "rev-of-rev")
+    assert caught.value.code == "reversal_of_reversal"
+    assert snapshot(deni) == before
+
+
+def test_a_reversal_cannot_overdraw_a_wallet_that_spent_the_money(deni: Deni) -> None:
+    alice, bob, carol = register(deni), register(deni), register(deni)
+    fund(deni, alice, 5_000)
+    original = move(deni, "t-1", alice, bob, 2_000)
+    move(deni, "t-2", bob, carol, 1_500)
+    before = snapshot(deni)
+    with pytest.raises(InsufficientFunds):
+        reverse(deni, original.entry_id, "rev-1")
+    assert snapshot(deni) == before
+
+
+def test_reversing_a_payout_hold_cannot_create_money(deni: Deni) -> None:
+    """A hold's entry belongs to the hold: reversing it and then voiding the hold would give the
+    wallet the money back twice."""
+    user = register(deni)
+    fund(deni, user, 5_000)
+    hold_id = place(deni, user, 5_000, "payout-1")
+    with deni.uow.read_only() as uow:
+        hold = uow.ledger.lock_hold(hold_id)
+    assert hold is not None
+    before = snapshot(deni)
+    with pytest.raises(Conflict) as caught:
+        reverse(deni, hold.hold_entry_id, "rev-1")
+    assert caught.value.code == "not_reversible"
+    assert snapshot(deni) == before
+    resolve(deni, hold_id, "void")
+    assert balance(deni, wallet_account_id(user.id)) == 5_000
+    assert balance(deni, IN_FLIGHT) == 0
+
+
+def test_a_loan_repayment_is_not_reversed_behind_the_loans_back(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    fund(deni, lender, 10_000)
+    loan = loans.request_loan(
+        uow=deni.uow(),
+        clock=deni.clock,
+        borrower_id=borrower.id,
+        lender_phone=lender.phone,
+        principal_cents=10_000,
+        term_days=7,
+    )
+    loans.approve_loan(
+        uow=deni.uow(),
+        hasher=deni.hasher,
+        clock=deni.clock,
+        lender_id=lender.id,
+        loan_id=loan.id,
+        pin="1234",
+    )
+    paid = loans.repay_loan(
+        uow=deni.uow(),
+        clock=deni.clock,
+        borrower_id=borrower.id,
+        loan_id=loan.id,
+        amount_cents=10_000,
+        idempotency_key="pay-1",
+    )
+    before = snapshot(deni)
+    for entry_id in (paid.entry_id, f"disburse:{loan.id}"):
+        with deni.uow.read_only() as uow:
+            entry = uow.ledger.get_entry(entry_id) or uow.ledger.find_entry(entry_id)
+        assert entry is not None
+        with pytest.raises(Conflict) as caught:
+            reverse(deni, entry.id, f"rev-{entry.id}")
+        assert caught.value.code == "not_reversible"
+    assert snapshot(deni) == before
+
+
+def test_reversing_an_unknown_entry(deni: Deni) -> None:
+    with pytest.raises(NotFound) as caught:
+        reverse(deni, "00000000-0000-0000-0000-000000000000", "rev-1")
+    assert caught.value.code == "entry_not_found"
+
+
+# --- statements --------------------------------------------------------------------------------
+
+
+def test_statement_lines_carry_the_balance_after_and_the_receipt(deni: Deni) -> None:
+    alice, bob = register(deni), register(deni)
+    receipts = [next_receipt() for _ in range(3)]
+    for receipt, cents in zip(receipts, (1_000, 2_500, 400), strict=True):
+        payments.record_mpesa_payment(
+            uow=deni.uow(),
+            clock=deni.clock,
+            user_id=alice.id,
+            amount_cents=cents,
+            receipt=receipt,
+        )
+    move(deni, "t-1", alice, bob, 900)
+    statement = queries.wallet_statement(uow_factory=deni.uow, user_id=alice.id, limit=10)
+    assert statement.balance_cents == 3_000
+    assert [line.amount_cents for line in statement.lines] == [-900, 400, 2_500, 1_000]
+    assert [line.balance_after_cents for line in statement.lines] == [3_000, 3_900, 3_500, 1_000]
+    deposits = statement.lines[1:]
+    assert [line.memo for line in deposits] == receipts[::-1]
+    assert [line.cause_id for line in deposits] == receipts[::-1]
+    assert {line.code for line in deposits} == {"deposit"}
+    assert statement.lines[0].code == "transfer"
+    assert statement.next_cursor is None
+
+
+def test_statement_pages_newest_first(deni: Deni) -> None:
+    user = register(deni)
+    for cents in range(100, 600, 100):
+        fund(deni, user, cents)
+    page = queries.wallet_statement(uow_factory=deni.uow, user_id=user.id, limit=2)
+    assert [line.amount_cents for line in page.lines] == [500, 400]
+    assert page.next_cursor is not None
+    page2 = queries.wallet_statement(
+        uow_factory=deni.uow, user_id=user.id, limit=2, before=page.next_cursor
+    )
+    assert [line.amount_cents for line in page2.lines] == [300, 200]
+    page3 = queries.wallet_statement(
+        uow_factory=deni.uow, user_id=user.id, limit=2, before=page2.next_cursor
+    )
+    assert [line.amount_cents for line in page3.lines] == [100]
+    assert page3.next_cursor is None
+    assert page.balance_cents == 1_500
+
+
+def test_a_statement_for_an_unknown_user(deni: Deni) -> None:
+    with pytest.raises(NotFound):
+        queries.wallet_statement(uow_factory=deni.uow, user_id="nobody")

@@ -1,0 +1,869 @@
+"""Loans through the services on a real database: funding, expiry, overdue, write-off, audit."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Table, delete, func, select, update
+from tests.helpers import fund, next_receipt, register
+
+from deni.adapters.clock import ManualClock
+from deni.adapters.db import tables as t
+from deni.bootstrap import Deni
+from deni.domain.errors import (
+    AccountLocked,
+    Conflict,
+    Forbidden,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidAmount,
+    InvalidDueDate,
+    InvalidTransition,
+    NotFound,
+    SelfLending,
+    WrongPin,
+)
+from deni.domain.ledger import EntryCode, wallet_account_id
+from deni.domain.loans import Loan, LoanState, Owed
+from deni.domain.users import User, nairobi_today
+from deni.services import audit, ledger, loans, payments, queries
+from deni.services.ports import NotificationRecord
+
+PIN = "1234"
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def clock_of(deni: Deni) -> ManualClock:
+    assert isinstance(deni.clock, ManualClock)
+    return deni.clock
+
+
+def request(
+    deni: Deni,
+    borrower: User,
+    lender: User,
+    *,
+    principal: int = 10_000,
+    fee: int = 500,
+    penalty: int = 0,
+    days: int = 7,
+) -> Loan:
+    return loans.request_loan(
+        uow=deni.uow(),
+        clock=deni.clock,
+        borrower_id=borrower.id,
+        lender_phone=lender.phone,
+        principal_cents=principal,
+        fee_cents=fee,
+        penalty_daily_cents=penalty,
+        term_days=days,
+    )
+
+
+def approve(deni: Deni, lender: User, loan: Loan, pin: str = PIN) -> Loan:
+    return loans.approve_loan(
+        uow=deni.uow(),
+        hasher=deni.hasher,
+        clock=deni.clock,
+        lender_id=lender.id,
+        loan_id=loan.id,
+        pin=pin,
+    )
+
+
+def repay(deni: Deni, borrower: User, loan: Loan, cents: int, key: str = "") -> loans.Repayment:
+    return loans.repay_loan(
+        uow=deni.uow(),
+        clock=deni.clock,
+        borrower_id=borrower.id,
+        loan_id=loan.id,
+        amount_cents=cents,
+        idempotency_key=key or str(uuid.uuid4()),
+    )
+
+
+def write_off(deni: Deni, lender: User, loan: Loan, pin: str = PIN) -> Loan:
+    return loans.write_off_loan(
+        uow=deni.uow(),
+        hasher=deni.hasher,
+        clock=deni.clock,
+        lender_id=lender.id,
+        loan_id=loan.id,
+        pin=pin,
+    )
+
+
+def active_loan(deni: Deni, **terms: int) -> tuple[User, User, Loan]:
+    lender, borrower = register(deni, name="Wanjiku"), register(deni, name="Otieno")
+    fund(deni, lender, terms.get("principal", 10_000))
+    loan = approve(deni, lender, request(deni, borrower, lender, **terms))
+    assert loan.state is LoanState.ACTIVE
+    return lender, borrower, loan
+
+
+def stored(deni: Deni, loan: Loan) -> Loan:
+    with deni.uow.read_only() as uow:
+        found = uow.loans.get(loan.id)
+    assert found is not None
+    return found
+
+
+def wallet(deni: Deni, user: User) -> int:
+    with deni.uow.read_only() as uow:
+        return ledger.wallet_balance_cents(uow, user_id=user.id)
+
+
+def notes(deni: Deni, user: User) -> list[NotificationRecord]:
+    """Oldest first."""
+    found = queries.list_notifications(
+        uow_factory=deni.uow, user_id=user.id, unread_only=False, limit=100, offset=0
+    )
+    return found[::-1]
+
+
+def kinds(deni: Deni, user: User) -> list[str]:
+    """Every kind the user was told about, sorted (one command's notifications share a time)."""
+    return sorted(n.kind for n in notes(deni, user))
+
+
+def kinds_now(deni: Deni, user: User) -> list[str]:
+    """What the user was told at this very instant: tick the clock before the command."""
+    return sorted(n.kind for n in notes(deni, user) if n.created_at == deni.clock.now())
+
+
+def tick(deni: Deni) -> None:
+    clock_of(deni).advance(timedelta(seconds=1))
+
+
+def audit_rows(deni: Deni) -> list[tuple[int, str, str]]:
+    with deni.engine.connect() as connection:
+        rows = connection.execute(
+            select(t.audit_log.c.seq, t.audit_log.c.command, t.audit_log.c.actor_id).order_by(
+                t.audit_log.c.seq
+            )
+        )
+        return [(row.seq, row.command, row.actor_id) for row in rows]
+
+
+def count(deni: Deni, table: Table) -> int:
+    with deni.engine.connect() as connection:
+        return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def assert_books_whole(deni: Deni) -> None:
+    with deni.uow.read_only() as uow:
+        totals = ledger.check(uow)
+    assert totals.postings_sum_cents == 0
+    assert totals.unbalanced_entry_ids == ()
+    assert totals.mismatched_accounts == ()
+    assert totals.negative_wallets == ()
+    assert audit.verify_audit_log(uow_factory=deni.uow).ok
+
+
+# --- request, quote, refusals ------------------------------------------------------------------
+
+
+def test_quote_shows_the_cost_before_anything_is_written(deni: Deni) -> None:
+    offer = loans.quote_loan(
+        clock=deni.clock, principal_cents=100_000, fee_cents=5_000, term_days=14
+    )
+    assert offer.total_cents == 105_000
+    assert offer.due_date == nairobi_today(deni.clock.now()) + timedelta(days=14)
+    assert count(deni, t.loans) == 0
+
+
+def test_request_notifies_the_lender_and_moves_no_money(deni: Deni) -> None:
+    lender, borrower = register(deni, name="Wanjiku"), register(deni, name="Otieno")
+    fund(deni, lender, 50_000)
+    loan = request(deni, borrower, lender, principal=10_000, fee=500, days=30)
+    assert loan.state is LoanState.REQUESTED
+    assert loan.code.startswith("DN")
+    assert loan.expires_at == deni.clock.now() + timedelta(days=7)
+    assert stored(deni, loan).state is LoanState.REQUESTED
+    assert wallet(deni, lender) == 50_000
+    assert wallet(deni, borrower) == 0
+    (note,) = [n for n in notes(deni, lender) if n.kind == "loan_requested"]
+    assert note.loan_id == loan.id
+    assert "Otieno asks to borrow KES 100, to repay KES 105" in note.body
+    assert loan.code in note.body
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"principal": 999}, InvalidAmount),
+        ({"principal": 25_000_001}, InvalidAmount),
+        ({"principal": 0}, InvalidAmount),
+        ({"fee": -1}, InvalidAmount),
+        ({"days": 0}, InvalidDueDate),
+        ({"days": 366}, InvalidDueDate),
+    ],
+)
+def test_bad_requests_write_nothing(
+    deni: Deni, changes: dict[str, int], error: type[Exception]
+) -> None:
+    lender, borrower = register(deni), register(deni)
+    rows_before = count(deni, t.audit_log)
+    with pytest.raises(error):
+        request(deni, borrower, lender, **changes)
+    assert count(deni, t.loans) == 0
+    assert count(deni, t.audit_log) == rows_before
+
+
+def test_no_lending_to_yourself_or_to_strangers(deni: Deni) -> None:
+    user = register(deni)
+    with pytest.raises(SelfLending):
+        request(deni, user, user)
+    with pytest.raises(NotFound) as caught:
+        loans.request_loan(
+            uow=deni.uow(),
+            clock=deni.clock,
+            borrower_id=user.id,
+            lender_phone="0799999999",
+            principal_cents=10_000,
+            term_days=7,
+        )
+    assert caught.value.code == "user_not_found"
+    assert count(deni, t.loans) == 0
+
+
+def test_a_past_due_date_is_refused(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    with pytest.raises(InvalidDueDate):
+        loans.request_loan(
+            uow=deni.uow(),
+            clock=deni.clock,
+            borrower_id=borrower.id,
+            lender_phone=lender.phone,
+            principal_cents=10_000,
+            due_date=nairobi_today(deni.clock.now()),
+        )
+    assert count(deni, t.loans) == 0
+
+
+def test_an_offline_loan_id_is_idempotent(deni: Deni) -> None:
+    lender, borrower, stranger = register(deni), register(deni), register(deni)
+    loan_id = str(uuid.uuid4())
+    kwargs = {
+        "clock": deni.clock,
+        "lender_phone": lender.phone,
+        "principal_cents": 10_000,
+        "term_days": 7,
+        "loan_id": loan_id,
+    }
+    first = loans.request_loan(uow=deni.uow(), borrower_id=borrower.id, **kwargs)  # type: ignore[arg-type]
+    again = loans.request_loan(uow=deni.uow(), borrower_id=borrower.id, **kwargs)  # type: ignore[arg-type]
+    assert (first.id, first.code) == (again.id, again.code) == (loan_id, first.code)
+    assert count(deni, t.loans) == 1
+    with pytest.raises(Conflict) as caught:
+        loans.request_loan(uow=deni.uow(), borrower_id=stranger.id, **kwargs)  # type: ignore[arg-type]
+    assert caught.value.code == "loan_id_taken"
+
+
+# --- approval and funding ----------------------------------------------------------------------
+
+
+def test_approval_moves_the_principal_in_one_entry(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni, name="Otieno")
+    fund(deni, lender, 30_000)
+    loan = approve(deni, lender, request(deni, borrower, lender, principal=10_000, fee=500))
+    assert loan.state is LoanState.ACTIVE
+    assert loan.disbursed_at == deni.clock.now()
+    assert (wallet(deni, lender), wallet(deni, borrower)) == (20_000, 10_000)
+    with deni.uow.read_only() as uow:
+        entry = uow.ledger.find_entry(f"disburse:{loan.id}")
+    assert entry is not None
+    assert entry.code is EntryCode.LOAN_DISBURSEMENT
+    assert {(p.account_id, p.amount_cents) for p in entry.postings} == {
+        (wallet_account_id(lender.id), 10_000),
+        (wallet_account_id(borrower.id), -10_000),
+    }
+    assert "loan_disbursed" in kinds(deni, borrower)
+    assert_books_whole(deni)
+
+
+def test_awaiting_funds_then_funded_when_money_arrives(deni: Deni) -> None:
+    lender, borrower = register(deni, name="Wanjiku"), register(deni)
+    fund(deni, lender, 4_000)
+    loan = approve(deni, lender, request(deni, borrower, lender, principal=10_000, days=30))
+    assert loan.state is LoanState.APPROVED
+    assert loan.expires_at == deni.clock.now() + timedelta(days=7)
+    assert (wallet(deni, lender), wallet(deni, borrower)) == (4_000, 0)
+    assert kinds(deni, borrower) == ["loan_awaiting_funds"]
+    assert "Wanjiku approved your loan of KES 100" in notes(deni, borrower)[0].body
+
+    fund(deni, lender, 5_999)  # still one cent short
+    assert stored(deni, loan).state is LoanState.APPROVED
+    assert wallet(deni, lender) == 9_999
+
+    tick(deni)
+    deposit = payments.record_mpesa_payment(
+        uow=deni.uow(), clock=deni.clock, user_id=lender.id, amount_cents=1, receipt=next_receipt()
+    )
+    funded = stored(deni, loan)
+    assert funded.state is LoanState.ACTIVE
+    assert funded.disbursed_at == deni.clock.now()
+    assert deposit.balance_cents == 0  # the balance reported is after the funding
+    assert (wallet(deni, lender), wallet(deni, borrower)) == (0, 10_000)
+    assert kinds_now(deni, borrower) == ["loan_disbursed"]
+    assert kinds(deni, borrower) == ["loan_awaiting_funds", "loan_disbursed"]
+    assert [c for _, c, _ in audit_rows(deni)][-2:] == ["record_mpesa_payment", "fund_loan"]
+    assert_books_whole(deni)
+
+
+def test_waiting_loans_are_funded_oldest_first(deni: Deni) -> None:
+    lender, first_borrower, second_borrower = register(deni), register(deni), register(deni)
+    first = approve(deni, lender, request(deni, first_borrower, lender, principal=6_000))
+    clock_of(deni).advance(timedelta(minutes=1))
+    second = approve(deni, lender, request(deni, second_borrower, lender, principal=5_000))
+    fund(deni, lender, 10_000)  # enough for one of them only
+    assert stored(deni, first).state is LoanState.ACTIVE
+    assert stored(deni, second).state is LoanState.APPROVED
+    fund(deni, lender, 1_000)
+    assert stored(deni, second).state is LoanState.ACTIVE
+    assert wallet(deni, lender) == 0
+    assert (wallet(deni, first_borrower), wallet(deni, second_borrower)) == (6_000, 5_000)
+
+
+def test_wrong_pin_does_not_approve_and_three_lock(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    fund(deni, lender, 50_000)
+    loan = request(deni, borrower, lender)
+    for _ in range(2):
+        with pytest.raises(WrongPin):
+            approve(deni, lender, loan, pin="9999")
+    with pytest.raises(AccountLocked):
+        approve(deni, lender, loan, pin="9999")
+    with pytest.raises(AccountLocked):  # fail closed: even the right PIN is refused now
+        approve(deni, lender, loan)
+    assert stored(deni, loan).state is LoanState.REQUESTED
+    assert wallet(deni, lender) == 50_000
+    assert "pin_locked" in kinds(deni, lender)
+    clock_of(deni).advance(timedelta(minutes=5))
+    assert approve(deni, lender, loan).state is LoanState.ACTIVE
+
+
+def test_only_the_lender_approves_and_strangers_see_nothing(deni: Deni) -> None:
+    lender, borrower, stranger = register(deni), register(deni), register(deni)
+    loan = request(deni, borrower, lender)
+    with pytest.raises(Forbidden) as forbidden:
+        approve(deni, borrower, loan)
+    assert forbidden.value.code == "not_the_lender"
+    with pytest.raises(NotFound) as missing:
+        approve(deni, stranger, loan)
+    assert missing.value.code == "loan_not_found"
+    with pytest.raises(NotFound):
+        loans.decline_loan(uow=deni.uow(), clock=deni.clock, lender_id=stranger.id, loan_id=loan.id)
+    with pytest.raises(Forbidden):
+        loans.cancel_loan(uow=deni.uow(), clock=deni.clock, borrower_id=lender.id, loan_id=loan.id)
+    assert stored(deni, loan).state is LoanState.REQUESTED
+
+
+def test_decline_and_cancel(deni: Deni) -> None:
+    lender, borrower = register(deni, name="Wanjiku"), register(deni, name="Otieno")
+    declined = loans.decline_loan(
+        uow=deni.uow(),
+        clock=deni.clock,
+        lender_id=lender.id,
+        loan_id=request(deni, borrower, lender).id,
+    )
+    assert declined.state is LoanState.DECLINED
+    assert declined.closed_at == deni.clock.now()
+    assert kinds(deni, borrower) == ["loan_declined"]
+    to_cancel = request(deni, borrower, lender)
+    tick(deni)
+    cancelled = loans.cancel_loan(
+        uow=deni.uow(), clock=deni.clock, borrower_id=borrower.id, loan_id=to_cancel.id
+    )
+    assert cancelled.state is LoanState.CANCELLED
+    assert kinds_now(deni, lender) == ["loan_cancelled"]
+    with pytest.raises(InvalidTransition):
+        approve(deni, lender, declined)
+    with pytest.raises(InvalidTransition):
+        approve(deni, lender, cancelled)
+
+
+def test_a_borrower_may_cancel_while_awaiting_funds_and_no_money_moves(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    loan = approve(deni, lender, request(deni, borrower, lender))
+    assert loan.state is LoanState.APPROVED
+    loans.cancel_loan(uow=deni.uow(), clock=deni.clock, borrower_id=borrower.id, loan_id=loan.id)
+    fund(deni, lender, 50_000)
+    assert stored(deni, loan).state is LoanState.CANCELLED
+    assert (wallet(deni, lender), wallet(deni, borrower)) == (50_000, 0)
+
+
+def test_an_active_loan_cannot_be_cancelled_or_declined(deni: Deni) -> None:
+    lender, borrower, loan = active_loan(deni)
+    with pytest.raises(InvalidTransition):
+        loans.cancel_loan(
+            uow=deni.uow(), clock=deni.clock, borrower_id=borrower.id, loan_id=loan.id
+        )
+    with pytest.raises(InvalidTransition):
+        loans.decline_loan(uow=deni.uow(), clock=deni.clock, lender_id=lender.id, loan_id=loan.id)
+    assert stored(deni, loan).state is LoanState.ACTIVE
+
+
+# --- expiry ------------------------------------------------------------------------------------
+
+
+def test_unanswered_and_unfunded_loans_expire_with_notice_to_both(deni: Deni) -> None:
+    lender, borrower = register(deni, name="Wanjiku"), register(deni, name="Otieno")
+    unanswered = request(deni, borrower, lender, days=30)
+    unfunded = approve(deni, lender, request(deni, borrower, lender, days=30))
+    assert unfunded.state is LoanState.APPROVED
+    clock_of(deni).advance(timedelta(days=7) - timedelta(seconds=1))
+    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+    clock_of(deni).advance(timedelta(days=1))
+    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 2
+    for loan in (unanswered, unfunded):
+        expired = stored(deni, loan)
+        assert expired.state is LoanState.EXPIRED
+        assert expired.closed_at == deni.clock.now()
+    for user, other in ((borrower, "Wanjiku"), (lender, "Otieno")):
+        expired_notes = [n for n in notes(deni, user) if n.kind == "loan_expired"]
+        assert {n.loan_id for n in expired_notes} == {unanswered.id, unfunded.id}
+        assert all(other in n.body for n in expired_notes)
+    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+    fund(deni, lender, 50_000)  # an expired approval is never funded afterwards
+    assert stored(deni, unfunded).state is LoanState.EXPIRED
+    assert wallet(deni, borrower) == 0
+    assert_books_whole(deni)
+
+
+def test_approval_restarts_the_clock_for_funding(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    loan = request(deni, borrower, lender, days=30)
+    clock_of(deni).advance(timedelta(days=5))
+    approve(deni, lender, loan)
+    clock_of(deni).advance(timedelta(days=3))  # 8 days after the request, 3 after approval
+    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+    assert stored(deni, loan).state is LoanState.APPROVED
+    clock_of(deni).advance(timedelta(days=4))
+    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 1
+
+
+def test_approving_after_expiry_is_refused_and_the_loan_expires(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    fund(deni, lender, 50_000)
+    loan = request(deni, borrower, lender, days=30)
+    clock_of(deni).advance(timedelta(days=8))
+    with pytest.raises(Conflict) as caught:
+        approve(deni, lender, loan)
+    assert caught.value.code == "loan_expired"
+    assert stored(deni, loan).state is LoanState.EXPIRED  # kept, though the command failed
+    assert wallet(deni, lender) == 50_000
+    assert "loan_expired" in kinds(deni, borrower)
+    with pytest.raises(InvalidTransition):
+        approve(deni, lender, loan)
+
+
+def test_money_arriving_after_the_due_date_does_not_start_a_late_loan(deni: Deni) -> None:
+    """Funding that comes after the agreed due date would make the borrower late on day one."""
+    lender, borrower = register(deni), register(deni)
+    loan = approve(deni, lender, request(deni, borrower, lender, days=3, penalty=100))
+    assert loan.state is LoanState.APPROVED
+    clock_of(deni).advance(timedelta(days=5))
+    fund(deni, lender, 50_000)
+    after = stored(deni, loan)
+    assert after.state is LoanState.EXPIRED
+    assert (wallet(deni, lender), wallet(deni, borrower)) == (50_000, 0)
+
+
+def test_a_short_loan_lapses_when_its_due_date_begins(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    loan = request(deni, borrower, lender, days=2)
+    # Requested 09:00 on 26 Nov in Nairobi, due 28 Nov: lapses at 00:00 on 28 Nov, Nairobi time.
+    assert loan.expires_at == datetime(2026, 11, 27, 21, 0, tzinfo=UTC)
+    clock_of(deni).advance(timedelta(hours=12))
+    approved = approve(deni, lender, loan)
+    assert approved.state is LoanState.APPROVED
+    assert approved.expires_at == datetime(2026, 11, 27, 21, 0, tzinfo=UTC)
+
+
+def test_a_request_cannot_be_approved_once_its_due_date_has_come(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    fund(deni, lender, 50_000)
+    loan = request(deni, borrower, lender, days=2)
+    clock_of(deni).advance(timedelta(days=2))
+    with pytest.raises(Conflict) as caught:
+        approve(deni, lender, loan)
+    assert caught.value.code == "loan_expired"
+    assert wallet(deni, lender) == 50_000
+    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+
+
+def test_the_sweep_expires_requests_whose_due_date_came_first(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    loan = request(deni, borrower, lender, days=2)
+    clock_of(deni).advance(timedelta(days=1))
+    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+    clock_of(deni).advance(timedelta(days=1))
+    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 1
+    assert stored(deni, loan).state is LoanState.EXPIRED
+
+
+# --- repayment ---------------------------------------------------------------------------------
+
+
+def test_partial_then_full_repayment_with_excess_kept(deni: Deni) -> None:
+    lender, borrower, loan = active_loan(deni, principal=10_000, fee=500)
+    fund(deni, borrower, 5_000)  # 15_000 in the wallet
+    first = repay(deni, borrower, loan, 2_000)
+    assert (first.allocation.fee_cents, first.allocation.principal_cents) == (500, 1_500)
+    assert first.loan.state is LoanState.ACTIVE
+    assert wallet(deni, borrower) == 13_000
+    tick(deni)
+    second = repay(deni, borrower, loan, 12_000)
+    assert second.allocation.principal_cents == 8_500
+    assert second.allocation.excess_cents == 3_500
+    assert second.loan.state is LoanState.REPAID
+    assert wallet(deni, borrower) == 13_000 - 8_500
+    assert wallet(deni, lender) == 10_500
+    assert kinds_now(deni, borrower) == kinds_now(deni, lender) == ["loan_repaid"]
+    detail = queries.loan_detail(
+        uow_factory=deni.uow, clock=deni.clock, user_id=borrower.id, loan_id=loan.id
+    )
+    assert sorted(r.amount_cents for r in detail.repayments) == [2_000, 8_500]
+    with pytest.raises(Conflict) as caught:
+        repay(deni, borrower, loan, 1)
+    assert caught.value.code == "loan_not_active"
+    assert_books_whole(deni)
+
+
+def test_repaying_more_than_the_wallet_holds_is_refused(deni: Deni) -> None:
+    _, borrower, loan = active_loan(deni, principal=10_000, fee=500)
+    with pytest.raises(InsufficientFunds):
+        repay(deni, borrower, loan, 10_001)  # owes 10_500, holds 10_000
+    assert wallet(deni, borrower) == 10_000
+    assert stored(deni, loan).principal_paid_cents == 0
+    fund(deni, borrower, 500)
+    assert repay(deni, borrower, loan, 10**6).loan.state is LoanState.REPAID
+    assert wallet(deni, borrower) == 0
+
+
+def test_a_repayment_key_is_used_once(deni: Deni) -> None:
+    lender, borrower, loan = active_loan(deni, principal=10_000, fee=0)
+    first = repay(deni, borrower, loan, 3_000, key="pay-1")
+    again = repay(deni, borrower, loan, 3_000, key="pay-1")
+    assert again.entry_id == first.entry_id
+    assert wallet(deni, borrower) == 7_000
+    assert stored(deni, loan).principal_paid_cents == 3_000
+    fund(deni, lender, 10_000)
+    other = approve(deni, lender, request(deni, borrower, lender, principal=10_000))
+    with pytest.raises(IdempotencyConflict):
+        repay(deni, borrower, other, 3_000, key="pay-1")
+
+
+def test_only_the_borrower_repays(deni: Deni) -> None:
+    lender, _, loan = active_loan(deni)
+    with pytest.raises(Forbidden):
+        repay(deni, lender, loan, 100)
+
+
+# --- overdue, penalties, in duplum -------------------------------------------------------------
+
+
+def test_penalties_accrue_daily_and_stop_at_the_principal_owed(deni: Deni) -> None:
+    lender, borrower, loan = active_loan(deni, principal=10_000, fee=500, penalty=1_000, days=7)
+    clock = clock_of(deni)
+
+    def owed() -> Owed:
+        detail = queries.loan_detail(
+            uow_factory=deni.uow, clock=deni.clock, user_id=borrower.id, loan_id=loan.id
+        )
+        return detail.view.owed
+
+    clock.advance(timedelta(days=7))  # the due date: not late yet
+    assert owed() == Owed(0, 500, 10_000)
+    clock.advance(timedelta(days=1))
+    assert owed() == Owed(1_000, 500, 10_000)
+    clock.advance(timedelta(days=2))
+    assert owed() == Owed(3_000, 500, 10_000)
+    # Pay 6_000: penalty 3_000, fee 500, principal 2_500. Principal owed is now 7_500.
+    paid = repay(deni, borrower, loan, 6_000)
+    assert (paid.allocation.penalty_cents, paid.allocation.fee_cents) == (3_000, 500)
+    assert paid.allocation.principal_cents == 2_500
+    for _ in range(30):
+        clock.advance(timedelta(days=1))
+    # In duplum: the penalty charged stops at the principal still owed (7_500).
+    assert owed() == Owed(7_500 - 3_000, 0, 7_500)
+    assert stored(deni, loan).penalty_charged_cents == 3_000  # reads never save
+    assert wallet(deni, borrower) == 4_000
+    # Arriving money sweeps the wallet into the overdue loan (penalty first) and saves the accrual.
+    fund(deni, borrower, 1)
+    after = stored(deni, loan)
+    assert (after.penalty_charged_cents, after.penalty_paid_cents) == (7_500, 3_000 + 4_001)
+    assert wallet(deni, borrower) == 0
+    assert wallet(deni, lender) == 6_000 + 4_001
+    assert_books_whole(deni)
+
+
+def test_money_arriving_for_an_overdue_borrower_pays_the_loan_first(deni: Deni) -> None:
+    lender, borrower, loan = active_loan(deni, principal=10_000, fee=500, penalty=100, days=3)
+    spender = register(deni)
+    with deni.uow() as uow:  # the borrower spends the loan elsewhere
+        ledger.transfer(
+            uow,
+            source_account_id=wallet_account_id(borrower.id),
+            target_account_id=wallet_account_id(spender.id),
+            amount_cents=10_000,
+            code=EntryCode.TRANSFER,
+            idempotency_key="spend",
+            cause_type="test",
+            cause_id="spend",
+            now=deni.clock.now(),
+        )
+        uow.commit()
+    clock_of(deni).advance(timedelta(days=3))
+    fund(deni, borrower, 700)  # on the due date: not overdue, the money stays
+    assert wallet(deni, borrower) == 700
+    clock_of(deni).advance(timedelta(days=2))  # two days late: 200 penalty
+    tick(deni)
+    fund(deni, borrower, 1_000)
+    assert wallet(deni, borrower) == 0  # all 1_700 went to the loan
+    after = stored(deni, loan)
+    assert (after.penalty_paid_cents, after.fee_paid_cents, after.principal_paid_cents) == (
+        200,
+        500,
+        1_000,
+    )
+    assert wallet(deni, lender) == 1_700
+    with deni.uow.read_only() as uow:
+        (record,) = uow.loans.repayments(loan.id)
+    assert record.channel == "system"
+    assert kinds_now(deni, borrower) == ["repayment_made", "wallet_credited"]
+    assert kinds_now(deni, lender) == ["repayment_received"]
+    fund(deni, borrower, 20_000)  # pays the rest; the excess stays in the wallet
+    assert stored(deni, loan).state is LoanState.REPAID
+    assert wallet(deni, borrower) == 20_000 - (10_000 - 1_000)
+    assert wallet(deni, lender) == 10_700
+    assert_books_whole(deni)
+
+
+def test_arriving_money_pays_the_oldest_overdue_loan_first(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    spender = register(deni)
+    fund(deni, lender, 30_000)
+    older = approve(deni, lender, request(deni, borrower, lender, principal=10_000, fee=0, days=1))
+    tick(deni)
+    newer = approve(deni, lender, request(deni, borrower, lender, principal=10_000, fee=0, days=1))
+    with deni.uow() as uow:  # the borrower spends both loans
+        ledger.transfer(
+            uow,
+            source_account_id=wallet_account_id(borrower.id),
+            target_account_id=wallet_account_id(spender.id),
+            amount_cents=20_000,
+            code=EntryCode.TRANSFER,
+            idempotency_key="spend",
+            cause_type="test",
+            cause_id="spend",
+            now=deni.clock.now(),
+        )
+        uow.commit()
+    clock_of(deni).advance(timedelta(days=2))
+    fund(deni, borrower, 4_000)  # not enough for the first: the second gets nothing
+    assert stored(deni, older).principal_paid_cents == 4_000
+    assert stored(deni, newer).principal_paid_cents == 0
+    fund(deni, borrower, 7_000)  # 6_000 finishes the first, 1_000 goes to the second
+    assert stored(deni, older).state is LoanState.REPAID
+    assert stored(deni, newer).principal_paid_cents == 1_000
+    assert wallet(deni, borrower) == 0
+    assert wallet(deni, lender) == 10_000 + 11_000
+
+
+def test_a_replayed_deposit_pays_nothing_twice(deni: Deni) -> None:
+    _, borrower, loan = active_loan(deni, principal=10_000, fee=0, days=1)
+    clock_of(deni).advance(timedelta(days=2))
+    receipt = next_receipt()
+    for _ in range(2):
+        payments.record_mpesa_payment(
+            uow=deni.uow(), clock=deni.clock, user_id=borrower.id, amount_cents=100, receipt=receipt
+        )
+    with deni.uow.read_only() as uow:
+        assert len(uow.loans.repayments(loan.id)) == 1
+    assert stored(deni, loan).state is LoanState.REPAID  # 10_000 + 100 was enough
+    assert wallet(deni, borrower) == 100
+
+
+# --- write-off ---------------------------------------------------------------------------------
+
+
+def test_write_off_ends_the_debt(deni: Deni) -> None:
+    lender, borrower, loan = active_loan(deni, principal=10_000, fee=500, penalty=100, days=3)
+    clock_of(deni).advance(timedelta(days=5))
+    with pytest.raises(WrongPin):
+        write_off(deni, lender, loan, pin="0000")
+    assert stored(deni, loan).state is LoanState.ACTIVE
+    with pytest.raises(Forbidden):
+        write_off(deni, borrower, loan)
+    forgiven = write_off(deni, lender, loan)
+    assert forgiven.state is LoanState.WRITTEN_OFF
+    assert forgiven.closed_at == deni.clock.now()
+    (note,) = [n for n in notes(deni, borrower) if n.kind == "loan_written_off"]
+    assert "the remaining KES 107 on loan" in note.body  # 10_000 + 500 + 2 days x 100
+    with pytest.raises(Conflict) as caught:
+        repay(deni, borrower, loan, 100)
+    assert caught.value.code == "loan_not_active"
+    clock_of(deni).advance(timedelta(days=10))
+    fund(deni, borrower, 5_000)  # no longer overdue: nothing is taken
+    assert wallet(deni, borrower) == 15_000
+    assert stored(deni, loan).penalty_charged_cents == 200
+    with pytest.raises(InvalidTransition):
+        write_off(deni, lender, loan)
+
+
+def test_only_an_active_loan_can_be_written_off(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    loan = request(deni, borrower, lender)
+    with pytest.raises(InvalidTransition):
+        write_off(deni, lender, loan)
+    assert stored(deni, loan).state is LoanState.REQUESTED
+
+
+# --- notifications in the person's language ----------------------------------------------------
+
+
+def test_notifications_speak_swahili_to_a_swahili_speaker(deni: Deni) -> None:
+    lender = register(deni, name="Wanjiku", language="en")
+    borrower = register(deni, name="Otieno", language="sw")
+    loan = approve(deni, lender, request(deni, borrower, lender, principal=10_000, fee=500))
+    fund(deni, lender, 10_000)
+    fund(deni, borrower, 500)
+    repay(deni, borrower, loan, 3_000)
+    by_kind = {n.kind: n for n in notes(deni, borrower)}
+    assert set(by_kind) >= {
+        "loan_awaiting_funds",
+        "loan_disbursed",
+        "wallet_credited",
+        "repayment_made",
+    }
+    assert all(n.language == "sw" for n in by_kind.values())
+    assert "amekubali mkopo wako wa KES 100" in by_kind["loan_awaiting_funds"].body
+    assert by_kind["loan_disbursed"].body.startswith("Imethibitishwa. Umepokea KES 100")
+    assert "Umelipa KES 30" in by_kind["repayment_made"].body
+    assert "Deni lako lililobaki ni KES 75." in by_kind["repayment_made"].body
+    lender_notes = notes(deni, lender)
+    assert all(n.language == "en" for n in lender_notes)
+    received = next(n for n in lender_notes if n.kind == "repayment_received")
+    assert received.body.startswith("Confirmed. You have received KES 30 from Otieno")
+    assert received.body.endswith("Balance still owed is KES 75.")
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+def test_every_command_appends_one_audit_row(deni: Deni) -> None:
+    def appended(action: object) -> list[tuple[str, str]]:
+        before = len(audit_rows(deni))
+        action()  # type: ignore[operator]
+        return [(command, actor) for _, command, actor in audit_rows(deni)[before:]]
+
+    lender = register(deni)
+    borrower = register(deni)
+    assert [c for _, c, _ in audit_rows(deni)] == ["register_user", "register_user"]
+    assert appended(lambda: fund(deni, lender, 30_000)) == [("record_mpesa_payment", "system")]
+    box: dict[str, Loan] = {}
+
+    def do_request() -> None:
+        box["loan"] = request(deni, borrower, lender)
+
+    assert appended(do_request) == [("request_loan", borrower.id)]
+    assert appended(lambda: approve(deni, lender, box["loan"])) == [("approve_loan", lender.id)]
+    assert appended(lambda: repay(deni, borrower, box["loan"], 500)) == [
+        ("repay_loan", borrower.id)
+    ]
+    assert appended(lambda: write_off(deni, lender, box["loan"])) == [("write_off_loan", lender.id)]
+    do_request()
+    assert appended(
+        lambda: loans.decline_loan(
+            uow=deni.uow(), clock=deni.clock, lender_id=lender.id, loan_id=box["loan"].id
+        )
+    ) == [("decline_loan", lender.id)]
+    do_request()
+    assert appended(
+        lambda: loans.cancel_loan(
+            uow=deni.uow(), clock=deni.clock, borrower_id=borrower.id, loan_id=box["loan"].id
+        )
+    ) == [("cancel_loan", borrower.id)]
+    do_request()
+    clock_of(deni).advance(timedelta(days=8))
+    assert appended(lambda: loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock)) == [
+        ("expire_loan", "system")
+    ]
+
+    def wrong_pin() -> None:
+        with pytest.raises(WrongPin):
+            approve(deni, lender, box["loan"], pin="0000")
+
+    assert appended(wrong_pin) == [("wrong_pin", lender.id)]
+
+    def refused() -> None:
+        with pytest.raises(Conflict):  # the loan expired: a refused command writes nothing
+            repay(deni, borrower, box["loan"], 100)
+
+    assert appended(refused) == []
+    report = audit.verify_audit_log(uow_factory=deni.uow)
+    assert report.ok
+    assert report.rows_checked == len(audit_rows(deni))
+
+
+def test_tampering_with_an_audit_row_is_reported(deni: Deni) -> None:
+    _, borrower, loan = active_loan(deni)
+    repay(deni, borrower, loan, 1_000)
+    rows = audit_rows(deni)
+    assert audit.verify_audit_log(uow_factory=deni.uow).ok
+    target = next(seq for seq, command, _ in rows if command == "repay_loan")
+    with deni.engine.begin() as connection:
+        connection.execute(
+            update(t.audit_log)
+            .where(t.audit_log.c.seq == target)
+            .values(details='{"amount_cents":1,"loan_id":"x","state":"active"}')
+        )
+    report = audit.verify_audit_log(uow_factory=deni.uow)
+    assert not report.ok
+    assert [(p.seq, p.problem) for p in report.problems] == [
+        (target, "content was changed after it was written")
+    ]
+
+
+def test_tampering_with_the_actor_or_time_is_reported(deni: Deni) -> None:
+    register(deni)
+    register(deni)
+    with deni.engine.begin() as connection:
+        connection.execute(
+            update(t.audit_log).where(t.audit_log.c.seq == 1).values(actor_id="someone-else")
+        )
+        connection.execute(
+            update(t.audit_log)
+            .where(t.audit_log.c.seq == 2)
+            .values(at=deni.clock.now() + timedelta(hours=1))
+        )
+    report = audit.verify_audit_log(uow_factory=deni.uow)
+    assert [p.seq for p in report.problems] == [1, 2]
+
+
+def test_deleting_the_last_audit_row_is_reported(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    request(deni, borrower, lender)
+    last = audit_rows(deni)[-1][0]
+    with deni.engine.begin() as connection:
+        connection.execute(delete(t.audit_log).where(t.audit_log.c.seq == last))
+    report = audit.verify_audit_log(uow_factory=deni.uow)
+    assert not report.ok
+    assert [p.seq for p in report.problems] == [last - 1]
+    assert f"the head says row {last}" in report.problems[0].problem
+
+
+def test_deleting_a_middle_audit_row_is_reported(deni: Deni) -> None:
+    for _ in range(4):
+        register(deni)
+    with deni.engine.begin() as connection:
+        connection.execute(delete(t.audit_log).where(t.audit_log.c.seq == 2))
+    report = audit.verify_audit_log(uow_factory=deni.uow)
+    assert {p.seq for p in report.problems} == {2, 3}
+    assert report.rows_checked == 3
