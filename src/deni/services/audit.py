@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from deni.domain.audit import GENESIS_HASH, ChainProblem, ChainRow, verify_chain
+from deni.domain.audit import GENESIS_HASH, ChainProblem, verify_chain
 from deni.services.ports import UnitOfWorkFactory
 
 AUDIT_PAGE_ROWS = 1_000
@@ -34,13 +34,9 @@ def verify_audit_log(
             page = uow.audit.scan(after_seq=seq, limit=AUDIT_PAGE_ROWS)
         if not page:
             break
-        rows = [
-            ChainRow(r.seq, r.at, r.actor_id, r.channel, r.command, r.details, r.prev_hash, r.hash)
-            for r in page
-        ]
-        found, seq, last_hash = verify_chain(rows, start_seq=seq, start_hash=last_hash)
+        found, seq, last_hash = verify_chain(page, start_seq=seq, start_hash=last_hash)
         problems.extend(found)
-        checked += len(rows)
+        checked += len(page)
         if on_progress is not None:
             on_progress(checked, head_seq)
     if (seq, last_hash) != (head_seq, head_hash):

@@ -11,6 +11,7 @@ from datetime import date, datetime
 from types import TracebackType
 from typing import Protocol, Self
 
+from deni.domain.audit import ChainRow
 from deni.domain.ledger import Account, EntryDraft, Hold, HoldState, StoredEntry
 from deni.domain.loans import Loan, LoanState
 from deni.domain.users import User
@@ -86,16 +87,8 @@ class NotificationRecord:
     dedupe_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    seq: int
-    at: datetime
-    actor_id: str
-    channel: str
-    command: str
-    details: str
-    prev_hash: str
-    hash: str
+# The audit repository hands back the domain's own chain rows.
+AuditRecord = ChainRow
 
 
 @dataclass(frozen=True, slots=True)
