@@ -1,0 +1,1 @@
+"""A local fake of Safaricom Daraja (see deni.sandbox.app)."""
