@@ -25,10 +25,12 @@ from deni.domain.ledger import (
     HoldState,
     PlatformAccount,
     movement,
+    reversal_postings,
     wallet_account_id,
 )
 from deni.domain.users import User
 from deni.services import ledger, loans, payments, queries
+from deni.services.common import new_id
 from deni.services.ledger import PostResult
 
 IN_FLIGHT = PlatformAccount.PAYOUTS_IN_FLIGHT.value
@@ -414,36 +416,49 @@ def test_a_mistaken_deposit_can_be_reversed_and_its_receipt_stays_used(deni: Den
     assert_ledger_whole(deni)
 
 
-def test_an_entry_cannot_be_reversed_twice(deni: Deni) -> None:
+def test_the_database_itself_refuses_a_second_reversal(deni: Deni) -> None:
     alice, bob = register(deni), register(deni)
     fund(deni, alice, 5_000)
     original = move(deni, "t-1", alice, bob, 2_000)
     reverse(deni, original.entry_id, "rev-1")
     fund(deni, bob, 10_000)  # so that only the uniqueness of the reversal can stop a second one
     before = snapshot(deni)
-    # The database refuses a second entry with the same reverses_entry_id (unique).
-    with pytest.raises(IntegrityError):
-        reverse(deni, original.entry_id, "rev-2")
+    # Below the service's own check, reverses_entry_id is unique: a bug that skipped the check
+    # could still not write a second reversal.
+    with deni.uow() as uow:
+        stored = uow.ledger.get_entry(original.entry_id)
+        assert stored is not None
+        draft = EntryDraft(
+            "rev-2",
+            EntryCode.REVERSAL,
+            reversal_postings(stored.postings),
+            "entry",
+            stored.id,
+            reverses_entry_id=stored.id,
+        )
+        balances = {
+            wallet_account_id(alice.id): 5_000,
+            wallet_account_id(bob.id): 10_000,
+        }
+        with pytest.raises(IntegrityError):
+            uow.ledger.insert_entry(
+                entry_id=new_id(), draft=draft, balances_after=balances, now=deni.clock.now()
+            )
     assert snapshot(deni) == before
-    assert balance(deni, wallet_account_id(alice.id)) == 5_000
-    assert balance(deni, wallet_account_id(bob.id)) == 10_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IntegrityError,
-    reason="a second reversal surfaces as a raw IntegrityError (a 500 at any entrypoint): the "
-    "LedgerRepository port has no lookup by reverses_entry_id, so services cannot answer Conflict",
-)
 def test_a_second_reversal_is_a_clean_conflict(deni: Deni) -> None:
     alice, bob = register(deni), register(deni)
     fund(deni, alice, 5_000)
     original = move(deni, "t-1", alice, bob, 2_000)
-    reverse(deni, original.entry_id, "rev-1")
+    first = reverse(deni, original.entry_id, "rev-1")
     fund(deni, bob, 10_000)
+    before = snapshot(deni)
     with pytest.raises(Conflict) as caught:
         reverse(deni, original.entry_id, "rev-2")
     assert caught.value.code == "already_reversed"
+    assert snapshot(deni) == before
+    assert reverse(deni, original.entry_id, "rev-1").entry_id == first.entry_id  # a replay
 
 
 def test_a_reversal_cannot_be_reversed(deni: Deni) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from deni.domain.errors import Conflict, IdempotencyConflict, NotFound
+from deni.domain.errors import Conflict, IdempotencyConflict, InsufficientFunds, NotFound
 from deni.domain.ledger import (
     Account,
     AccountKind,
@@ -54,26 +54,58 @@ def open_wallet(uow: UnitOfWork, *, user_id: str, now: datetime) -> Account:
 def post_entry(uow: UnitOfWork, draft: EntryDraft, *, now: datetime) -> PostResult:
     """Write `draft` once. A replay of the same key and content returns the first entry."""
     accounts = uow.ledger.lock_accounts([p.account_id for p in draft.postings])
-    # Checked after taking the locks, so a concurrent replay of this key is already visible.
-    existing = uow.ledger.find_entry(draft.idempotency_key)
-    if existing is not None:
-        return PostResult(_same_or_conflict(existing, draft), replayed=True)
-    if len(accounts) != len(draft.postings):
-        missing = {p.account_id for p in draft.postings} - set(accounts)
+    return _post_locked(uow, draft, accounts, now=now)
+
+
+def _post_locked(
+    uow: UnitOfWork, draft: EntryDraft, accounts: dict[str, Account], *, now: datetime
+) -> PostResult:
+    """Write `draft` while its accounts are locked (so a concurrent replay is already visible).
+
+    The idempotency key is looked up only when something stands in the way: a replay must
+    not be refused for the balance its own first run already spent.
+    """
+    try:
+        balances_after = _balances_after(draft, accounts)
+    except (NotFound, InsufficientFunds):
+        replay = _replay(uow, draft)
+        if replay is None:
+            raise
+        return replay
+    entry_id = new_id()
+    # The insert claims the key; when it is taken, nothing was written and the first entry wins.
+    if uow.ledger.insert_entry(
+        entry_id=entry_id, draft=draft, balances_after=balances_after, now=now
+    ):
+        return PostResult(entry_id, replayed=False)
+    replay = _replay(uow, draft)
+    assert replay is not None, draft.idempotency_key
+    return replay
+
+
+def _balances_after(draft: EntryDraft, accounts: dict[str, Account]) -> dict[str, int]:
+    missing = {p.account_id for p in draft.postings} - set(accounts)
+    if missing:
         raise NotFound(f"No such account: {sorted(missing)[0]}.", code="account_not_found")
-    balances_after = {}
+    balances_after = {account_id: account.balance_cents for account_id, account in accounts.items()}
     for posting in draft.postings:
         account = accounts[posting.account_id]
         delta_cents = balance_delta(account.normal_side, posting.amount_cents)
+        before_cents = balances_after[account.id]
         if account.no_overdraft:
             balances_after[account.id] = require_non_negative(
-                account_id=account.id, balance_cents=account.balance_cents, delta_cents=delta_cents
+                account_id=account.id, balance_cents=before_cents, delta_cents=delta_cents
             )
         else:
-            balances_after[account.id] = account.balance_cents + delta_cents
-    entry_id = new_id()
-    uow.ledger.insert_entry(entry_id=entry_id, draft=draft, balances_after=balances_after, now=now)
-    return PostResult(entry_id, replayed=False)
+            balances_after[account.id] = before_cents + delta_cents
+    return balances_after
+
+
+def _replay(uow: UnitOfWork, draft: EntryDraft) -> PostResult | None:
+    existing = uow.ledger.find_entry(draft.idempotency_key)
+    if existing is None:
+        return None
+    return PostResult(_same_or_conflict(existing, draft), replayed=True)
 
 
 def _same_or_conflict(existing: StoredEntry, draft: EntryDraft) -> str:
@@ -98,8 +130,10 @@ def transfer(
     memo: str = "",
 ) -> PostResult:
     """Move money from one account's natural balance to another's (e.g. wallet to wallet)."""
-    source = uow.ledger.get_account(source_account_id)
-    assert source is not None, source_account_id
+    accounts = uow.ledger.lock_accounts([source_account_id, target_account_id])
+    source = accounts.get(source_account_id)
+    if source is None:
+        raise NotFound(f"No such account: {source_account_id}.", code="account_not_found")
     # Taking money out of a credit-normal account is a debit; out of a debit-normal one, a credit.
     if source.normal_side is NormalSide.CREDIT:
         postings = movement(
@@ -114,7 +148,7 @@ def transfer(
             amount_cents=amount_cents,
         )
     draft = EntryDraft(idempotency_key, code, postings, cause_type, cause_id, memo=memo)
-    return post_entry(uow, draft, now=now)
+    return _post_locked(uow, draft, accounts, now=now)
 
 
 def credit_from_mpesa(
@@ -229,6 +263,9 @@ def reverse_entry(
             f"A {original.code.value} entry is corrected through its own command.",
             code="not_reversible",
         )
+    earlier = uow.ledger.find_reversal(original.id)
+    if earlier is not None and earlier.idempotency_key != idempotency_key:
+        raise Conflict("This entry has already been reversed.", code="already_reversed")
     draft = EntryDraft(
         idempotency_key,
         EntryCode.REVERSAL,

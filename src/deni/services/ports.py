@@ -141,9 +141,14 @@ class LedgerRepository(Protocol):
 
     def get_entry(self, entry_id: str) -> StoredEntry | None: ...
 
+    def find_reversal(self, entry_id: str) -> StoredEntry | None: ...
+
     def insert_entry(
         self, *, entry_id: str, draft: EntryDraft, balances_after: dict[str, int], now: datetime
-    ) -> None: ...
+    ) -> bool:
+        """Writes the entry, its postings and the new balances; False (nothing written) when
+        the idempotency key is already taken."""
+        ...
 
     def statement(
         self, account_id: str, *, before_posting_id: int | None, limit: int
@@ -305,3 +310,86 @@ class UnitOfWorkFactory(Protocol):
 
 class StorageBusy(Exception):
     """The database could not take the transaction now (lock wait, deadlock); retry later."""
+
+
+# --- USSD sessions, M-PESA requests queued by channels, SMS delivery (issue #5) ---
+
+
+class SessionStore(Protocol):
+    """Short-lived text values (USSD sessions, resume snapshots) that lapse `ttl_s` after a put.
+
+    `now` comes from the injected clock, so every store expires values the same way in tests.
+    """
+
+    def get(self, key: str, *, now: datetime) -> str | None: ...
+
+    def put(self, key: str, value: str, *, ttl_s: int, now: datetime) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class MpesaRequests(Protocol):
+    """Money movements through M-PESA that a channel asks for. Recording only, inside the
+    caller's unit of work (an outbox row); the STK push or B2C payout happens later, once.
+    A repeated `idempotency_key` records nothing new."""
+
+    def request_top_up(
+        self,
+        uow: UnitOfWork,
+        *,
+        user_id: str,
+        amount_cents: int,
+        idempotency_key: str,
+        now: datetime,
+    ) -> None: ...
+
+    def request_withdrawal(
+        self,
+        uow: UnitOfWork,
+        *,
+        user_id: str,
+        amount_cents: int,
+        idempotency_key: str,
+        now: datetime,
+    ) -> None: ...
+
+    def request_stk_repayment(
+        self,
+        uow: UnitOfWork,
+        *,
+        user_id: str,
+        loan_id: str,
+        amount_cents: int,
+        idempotency_key: str,
+        now: datetime,
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSms:
+    notification_id: str
+    phone: str
+    body: str
+    attempts: int  # earlier attempts, before this one
+
+
+class SmsQueue(Protocol):
+    """Notifications waiting for their SMS. A claim is a lease: a crashed sender's claim lapses."""
+
+    def claim_due(self, *, now: datetime, limit: int, lease_s: int) -> list[PendingSms]: ...
+
+    def mark_sent(self, notification_id: str, *, now: datetime) -> None: ...
+
+    def mark_failed(
+        self, notification_id: str, *, now: datetime, error: str, retry_at: datetime | None
+    ) -> None:
+        """`retry_at` None: give up for good."""
+        ...
+
+
+class SmsNotSent(Exception):
+    """The SMS gateway refused or could not be reached. `permanent`: retrying cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent

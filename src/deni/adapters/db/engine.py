@@ -23,7 +23,11 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout. A connection that died with a server
+        # restart fails its first statement, SQLAlchemy drops the whole pool, and that one
+        # request gets a retryable 503; recycling bounds how stale an idle connection gets.
+        pool_pre_ping=False,
+        pool_recycle=1800,
         pool_timeout=30,
         isolation_level="READ COMMITTED",
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, select, text, update
+from sqlalchemy.dialects import sqlite
 
 from deni.adapters.db import tables as t
 from deni.domain.errors import Conflict
@@ -27,6 +29,59 @@ from deni.domain.users import User
 from deni.services.ports import LedgerTotals, RepaymentRecord, StatementLine
 
 PROBLEMS_REPORTED_MAX = 100
+
+# The ledger's hot statements, built once: building a statement costs more than sending it.
+_LOCK_ACCOUNTS = (
+    select(t.accounts)
+    .where(t.accounts.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(t.accounts.c.id)
+    .with_for_update()
+)
+_UPDATE_BALANCE = (
+    update(t.accounts)
+    .where(t.accounts.c.id == bindparam("account_id"))
+    .values(
+        balance_cents=bindparam("balance"),
+        postings_count=t.accounts.c.postings_count + bindparam("added"),
+    )
+)
+
+
+_SQLITE_INSERT_ENTRY = (
+    sqlite.insert(t.journal_entries)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(t.journal_entries.c.id)
+)
+# PostgreSQL writes an entry in one statement: claim the key, insert the postings, move the
+# balances. When the key is taken, the entry CTE yields no row and the others write nothing.
+_PG_WRITE_ENTRY = text(
+    """
+    WITH entry AS (
+        INSERT INTO journal_entries (id, idempotency_key, content_hash, code, cause_type,
+                                     cause_id, reverses_entry_id, memo, created_at)
+        VALUES (:id, :idempotency_key, :content_hash, :code, :cause_type,
+                :cause_id, :reverses_entry_id, :memo, :created_at)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id
+    ), posted AS (
+        INSERT INTO postings (entry_id, account_id, amount_cents, balance_after_cents, created_at)
+        SELECT entry.id, p.account_id, p.amount_cents, p.balance_after_cents, :created_at
+        FROM entry,
+             unnest(CAST(:posting_accounts AS varchar[]), CAST(:posting_amounts AS bigint[]),
+                    CAST(:posting_balances AS bigint[]))
+                 WITH ORDINALITY AS p(account_id, amount_cents, balance_after_cents, n)
+        ORDER BY p.n
+    ), moved AS (
+        UPDATE accounts
+        SET balance_cents = b.balance_cents, postings_count = accounts.postings_count + b.added
+        FROM entry,
+             unnest(CAST(:accounts AS varchar[]), CAST(:balances AS bigint[]),
+                    CAST(:added AS bigint[])) AS b(id, balance_cents, added)
+        WHERE accounts.id = b.id
+    )
+    SELECT id FROM entry
+    """
+).bindparams(bindparam("created_at", type_=t.UtcDateTime()))
 
 
 class ConcurrentUpdate(Conflict):
@@ -116,13 +171,8 @@ class SqlLedgerRepository:
 
     def lock_accounts(self, account_ids: Sequence[str]) -> dict[str, Account]:
         # Always lock in id order: two transfers between the same wallets cannot deadlock.
-        query = (
-            select(t.accounts)
-            .where(t.accounts.c.id.in_(sorted(set(account_ids))))
-            .order_by(t.accounts.c.id)
-            .with_for_update()
-        )
-        return {row.id: _account(row) for row in self._connection.execute(query)}
+        rows = self._connection.execute(_LOCK_ACCOUNTS, {"ids": sorted(set(account_ids))})
+        return {row.id: _account(row) for row in rows}
 
     def find_entry(self, idempotency_key: str) -> StoredEntry | None:
         query = select(t.journal_entries).where(
@@ -133,6 +183,11 @@ class SqlLedgerRepository:
 
     def get_entry(self, entry_id: str) -> StoredEntry | None:
         query = select(t.journal_entries).where(t.journal_entries.c.id == entry_id)
+        row = self._connection.execute(query).first()
+        return self._stored_entry(row) if row else None
+
+    def find_reversal(self, entry_id: str) -> StoredEntry | None:
+        query = select(t.journal_entries).where(t.journal_entries.c.reverses_entry_id == entry_id)
         row = self._connection.execute(query).first()
         return self._stored_entry(row) if row else None
 
@@ -156,40 +211,67 @@ class SqlLedgerRepository:
 
     def insert_entry(
         self, *, entry_id: str, draft: EntryDraft, balances_after: dict[str, int], now: datetime
-    ) -> None:
+    ) -> bool:
         assert set(balances_after) == {p.account_id for p in draft.postings}
-        self._connection.execute(
-            t.journal_entries.insert().values(
-                id=entry_id,
-                idempotency_key=draft.idempotency_key,
-                content_hash=draft.content_hash(),
-                code=draft.code.value,
-                cause_type=draft.cause_type,
-                cause_id=draft.cause_id,
-                reverses_entry_id=draft.reverses_entry_id,
-                memo=draft.memo,
-                created_at=now,
+        entry = {
+            "id": entry_id,
+            "idempotency_key": draft.idempotency_key,
+            "content_hash": draft.content_hash(),
+            "code": draft.code.value,
+            "cause_type": draft.cause_type,
+            "cause_id": draft.cause_id,
+            "reverses_entry_id": draft.reverses_entry_id,
+            "memo": draft.memo,
+            "created_at": now,
+        }
+        postings_per_account = Counter(p.account_id for p in draft.postings)
+        if self._connection.dialect.name == "postgresql":
+            written = self._connection.execute(
+                _PG_WRITE_ENTRY,
+                {
+                    **entry,
+                    "posting_accounts": [p.account_id for p in draft.postings],
+                    "posting_amounts": [p.amount_cents for p in draft.postings],
+                    "posting_balances": [balances_after[p.account_id] for p in draft.postings],
+                    "accounts": list(balances_after),
+                    "balances": list(balances_after.values()),
+                    "added": [postings_per_account[a] for a in balances_after],
+                },
             )
-        )
+            return written.first() is not None
+        return self._write_entry_portably(entry, draft, balances_after, postings_per_account)
+
+    def _write_entry_portably(
+        self,
+        entry: dict[str, Any],
+        draft: EntryDraft,
+        balances_after: dict[str, int],
+        postings_per_account: Counter[str],
+    ) -> bool:
+        inserted = self._connection.execute(_SQLITE_INSERT_ENTRY, entry).first()
+        if inserted is None:
+            return False  # the key is taken
         self._connection.execute(
             t.postings.insert(),
             [
                 {
-                    "entry_id": entry_id,
+                    "entry_id": entry["id"],
                     "account_id": p.account_id,
                     "amount_cents": p.amount_cents,
                     "balance_after_cents": balances_after[p.account_id],
-                    "created_at": now,
+                    "created_at": entry["created_at"],
                 }
                 for p in draft.postings
             ],
         )
-        for account_id, balance_cents in balances_after.items():
-            self._connection.execute(
-                update(t.accounts)
-                .where(t.accounts.c.id == account_id)
-                .values(balance_cents=balance_cents, postings_count=t.accounts.c.postings_count + 1)
-            )
+        self._connection.execute(
+            _UPDATE_BALANCE,
+            [
+                {"account_id": account_id, "balance": balances_after[account_id], "added": added}
+                for account_id, added in postings_per_account.items()
+            ],
+        )
+        return True
 
     def statement(
         self, account_id: str, *, before_posting_id: int | None, limit: int
