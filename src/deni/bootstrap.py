@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 from sqlalchemy import Engine
 
 from deni.adapters.clock import SystemClock
 from deni.adapters.db.engine import make_engine
 from deni.adapters.db.uow import SqlUnitOfWorkFactory
+from deni.adapters.mpesa_requests_fake import RecordingMpesaRequests
 from deni.adapters.observability import Metrics
 from deni.adapters.security import JwtAccessTokens, PepperedArgon2PinHasher
+from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
+from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, SqlSmsQueue
 from deni.config import Settings
-from deni.services.ports import AccessTokens, Clock, PinHasher
+from deni.services.ports import (
+    AccessTokens,
+    Clock,
+    MpesaRequests,
+    PinHasher,
+    SessionStore,
+    SmsQueue,
+    SmsSender,
+)
 
 
 @dataclass
@@ -26,6 +38,10 @@ class Deni:
     hasher: PinHasher
     tokens: AccessTokens
     metrics: Metrics
+    sessions: SessionStore
+    sms: SmsSender
+    sms_queue: SmsQueue
+    mpesa_requests: MpesaRequests
 
     def close(self) -> None:
         self.engine.dispose()
@@ -52,4 +68,38 @@ def bootstrap(
         ),
         tokens=JwtAccessTokens(secret=settings.jwt_secret, ttl_s=settings.access_token_ttl_s),
         metrics=Metrics(),
+        **_channel_adapters(settings, engine, clock or SystemClock()),
+    )
+
+
+class _Channels(TypedDict):
+    sessions: SessionStore
+    sms: SmsSender
+    sms_queue: SmsQueue
+    mpesa_requests: MpesaRequests
+
+
+def _channel_adapters(settings: Settings, engine: Engine, clock: Clock) -> _Channels:
+    """USSD session store, SMS gateway and the M-PESA request recorder, from the settings."""
+    sessions: SessionStore
+    if settings.session_store == "redis":
+        sessions = RedisSessionStore.from_url(settings.redis_url)
+    elif settings.session_store == "sql":
+        sessions = SqlSessionStore(engine)
+    else:
+        sessions = MemorySessionStore()
+    sms: SmsSender
+    if settings.sms_backend == "africastalking":
+        sms = AfricasTalkingSms(
+            username=settings.at_username,
+            api_key=settings.at_api_key,
+            sender_id=settings.at_sender_id,
+        )
+    else:
+        sms = DatabaseSmsOutbox(engine, clock=clock)
+    return _Channels(
+        sessions=sessions,
+        sms=sms,
+        sms_queue=SqlSmsQueue(engine),
+        mpesa_requests=RecordingMpesaRequests(),
     )

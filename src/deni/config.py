@@ -36,6 +36,26 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # USSD channel and SMS (issue #5).
+    ussd_service_code: str = Field(default="*383#", pattern=r"^\*[0-9*]{1,20}#$")
+    # Africa's Talking ends a session after 180 s; state lasts as long, counted from the last hop.
+    ussd_session_timeout_s: int = Field(default=180, ge=10, le=3_600)
+    ussd_resume_window_s: int = Field(default=120, ge=0, le=3_600)  # 0: never offer to resume
+    session_store: Literal["memory", "sql", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    sms_backend: Literal["fake", "africastalking"] = "fake"
+    at_username: str = "sandbox"
+    at_api_key: str = PLACEHOLDER_SECRET
+    at_sender_id: str = ""
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_sms_key(self) -> Settings:
+        real_key = self.at_api_key != PLACEHOLDER_SECRET and len(self.at_api_key) >= 16
+        live = self.environment != "development" and self.sms_backend == "africastalking"
+        if live and not real_key:
+            raise ValueError("DENI_AT_API_KEY must be a real Africa's Talking API key")
+        return self
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment != "development":

@@ -328,3 +328,35 @@ def test_fifty_transfers_both_ways_between_two_wallets_do_not_deadlock(deni: Den
     assert balance(deni, bob) == start_cents + each_way * a_to_b_cents - each_way * b_to_a_cents
     assert len(entries_with_code(deni, EntryCode.TRANSFER)) == THREADS
     assert_ledger_whole(deni, deposited_cents=2 * start_cents)
+
+
+def test_deposits_racing_approvals_of_the_same_lender_never_deadlock(deni: Deni) -> None:
+    """A deposit funds the lender's waiting loans; an approval locks its loan, then wallets.
+
+    Both take loan locks before wallet locks, in id order, so PostgreSQL never has to pick a
+    deadlock victim: no thread needs a retry, and every cent deposited is accounted for.
+    """
+    principal_cents = 100_000
+    half = THREADS // 2
+    lender = register(deni, name="Akinyi", pin=PIN)
+    borrowers = [register(deni, name=f"Borrower {i}", pin=PIN) for i in range(half)]
+    requested = [
+        request(deni, borrower=b, lender=lender, principal_cents=principal_cents) for b in borrowers
+    ]
+    approvals = [lambda loan=loan: approve(deni, lender=lender, loan=loan) for loan in requested]
+    deposits = [lambda: fund(deni, lender, principal_cents) for _ in range(half)]
+
+    outcome = run_together([*approvals, *deposits])
+
+    assert outcome.errors == []
+    assert outcome.busy_retries == 0  # a deadlock victim would have surfaced as StorageBusy
+    assert_truly_concurrent(deni, outcome)
+    with deni.uow.read_only() as uow:
+        stored = [uow.loans.get(loan.id) for loan in requested]
+    # Every approval met the money sooner or later: all half of the loans are funded.
+    assert Counter(loan.state for loan in stored if loan) == {LoanState.ACTIVE: half}
+    assert sorted(entries_with_code(deni, EntryCode.LOAN_DISBURSEMENT)) == sorted(
+        loan.id for loan in requested
+    )
+    assert balance(deni, lender) == 0
+    assert_ledger_whole(deni, deposited_cents=half * principal_cents)

@@ -100,6 +100,12 @@ PARAMS: dict[str, dict[str, object]] = {
         "receipt": "SLK4H7QX2P",
     },
     "pin_locked": {"minutes": 120},
+    "lender_reminder": {
+        "lender_name": LONG_NAME,
+        "amount_cents": BIG_ODD_CENTS,
+        "due_date": LONG_DATE,
+        "loan_code": LOAN_CODE,
+    },
 }
 
 

@@ -169,6 +169,7 @@ def test_stdlib_logging_goes_through_the_same_pipeline(capfd: pytest.CaptureFixt
     uvicorn_access = logging.getLogger("uvicorn.access")
     uvicorn_access.addHandler(logging.StreamHandler(sys.stderr))
     uvicorn_access.propagate = False
+    uvicorn_access.setLevel(logging.INFO)
     configure_logging(level="INFO", json=True)
 
     # What uvicorn's access logger does: printf-style args containing a path with a phone.

@@ -40,8 +40,13 @@ class Housekeeper:
             # end the thread: the next run picks up whatever this one missed.
             log.exception("housekeeping_failed")
             return None
-        if report.expired or report.reminders:
-            log.info("housekeeping", expired=report.expired, reminders=report.reminders)
+        if report.expired or report.reminders or report.funded:
+            log.info(
+                "housekeeping",
+                expired=report.expired,
+                reminders=report.reminders,
+                funded=report.funded,
+            )
         return report
 
     def _run(self) -> None:

@@ -49,8 +49,12 @@ NOTIFICATION_KINDS: frozenset[str] = frozenset(
         "overdue",
         "wallet_credited",
         "pin_locked",
+        "lender_reminder",
     }
 )
+
+DOMAINS: tuple[str, ...] = ("messages", "ussd")
+"""Catalog files per language: notifications (``messages.po``) and USSD screens (``ussd.po``)."""
 
 _FALLBACK_LANGUAGE = LANGUAGES[0]
 _BABEL_LOCALES: Mapping[str, str] = MappingProxyType({"en": "en_KE", "sw": "sw_KE"})
@@ -63,20 +67,22 @@ def _check_language(language: str) -> None:
         raise ValueError(f"unsupported language {language!r}; expected one of {LANGUAGES}")
 
 
-def catalog_path(language: str) -> Path:
-    """Path of the ``.po`` file for ``language``."""
+def catalog_path(language: str, domain: str = "messages") -> Path:
+    """Path of the ``.po`` file for ``language`` (and ``domain``)."""
     _check_language(language)
-    return _LOCALE_DIR / language / "LC_MESSAGES" / "messages.po"
+    if domain not in DOMAINS:
+        raise ValueError(f"unknown catalog domain {domain!r}")
+    return _LOCALE_DIR / language / "LC_MESSAGES" / f"{domain}.po"
 
 
 @functools.cache
-def _messages(language: str) -> Mapping[str, str]:
+def _messages(language: str, domain: str = "messages") -> Mapping[str, str]:
     """Parse the catalog for ``language`` into ``{msgid: msgstr}``.
 
     Like ``msgfmt``, fuzzy and untranslated (empty) entries are skipped, and so are plural
     entries, which this module does not use.
     """
-    with catalog_path(language).open("rb") as fileobj:
+    with catalog_path(language, domain).open("rb") as fileobj:
         catalog = read_po(fileobj, locale=_BABEL_LOCALES[language], abort_invalid=True)
     messages: dict[str, str] = {}
     for message in catalog:
@@ -110,11 +116,11 @@ def format_day(day: datetime.date, language: str) -> str:
     return str(format_date(day, format="medium", locale=_BABEL_LOCALES[language]))
 
 
-def translate(message_id: str, language: str) -> str:
+def translate(message_id: str, language: str, *, domain: str = "messages") -> str:
     """Look up ``message_id`` in ``language``, falling back to English, then to the id itself."""
     _check_language(language)
     for lang in (language, _FALLBACK_LANGUAGE):
-        text = _messages(lang).get(message_id)
+        text = _messages(lang, domain).get(message_id)
         if text is not None:
             return text
     return message_id

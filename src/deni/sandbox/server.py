@@ -18,8 +18,10 @@ class BackgroundServer:
     """uvicorn in a daemon thread. Port 0 picks a free port; `url` says which."""
 
     def __init__(self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        # log_config=None: a server embedded in another process (tests, `make run`) must not
+        # reconfigure that process's loggers.
         config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", ws="none", lifespan="on"
+            app, host=host, port=port, log_config=None, access_log=False, ws="none", lifespan="on"
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="sandbox-uvicorn")

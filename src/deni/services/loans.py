@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -237,26 +238,6 @@ def _fund_if_possible(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
     return True
 
 
-def fund_waiting_loans(uow: UnitOfWork, *, lender_id: str, now: datetime) -> int:
-    """After money reaches a lender's wallet: fund approved loans, oldest first."""
-    funded = 0
-    waiting = uow.loans.ids_in_state(
-        states=[LoanState.APPROVED], lender_id=lender_id, limit=LOANS_PER_WALLET_EVENT_MAX
-    )
-    for loan_id in waiting:
-        loan = uow.loans.lock(loan_id)
-        assert loan is not None
-        if loan.state is not LoanState.APPROVED or _expire_if_due(uow, loan, now=now):
-            continue
-        if _fund_if_possible(uow, loan, now=now):
-            uow.loans.save(loan, now)
-            _audit_loan(
-                uow, loan, actor_id=SYSTEM_ACTOR, channel="system", command="fund_loan", now=now
-            )
-            funded += 1
-    return funded
-
-
 def decline_loan(
     *, uow: UnitOfWork, clock: Clock, lender_id: str, loan_id: str, channel: str = "api"
 ) -> Loan:
@@ -316,6 +297,12 @@ def repay_loan(
     amount = require_repayment_amount(amount_cents)
     now = clock.now()
     with uow:
+        seen = _loan_for(uow, loan_id, user_id=borrower_id, role="borrower", lock=False)
+        # The repayment reaches the lender's wallet and may settle the lender's own loans too:
+        # lock all of them first, in id order, as every command does before touching wallets.
+        lender_locks = lock_loans_a_credit_may_settle(
+            uow, user_id=seen.lender_id, now=now, also=[seen.id]
+        )
         loan = _loan_for(uow, loan_id, user_id=borrower_id, role="borrower")
         entry_key = f"repay:{borrower_id}:{idempotency_key}"
         replay = _find_repayment(uow, loan, entry_key)
@@ -334,6 +321,7 @@ def repay_loan(
         repayment = _apply_repayment(
             uow, loan, amount, entry_key=entry_key, channel=channel, now=now
         )
+        settle_after_credit(uow, lender_locks, trigger=repayment.entry_id, now=now)
         uow.commit()
     return repayment
 
@@ -431,22 +419,82 @@ def _notify_repayment(uow: UnitOfWork, loan: Loan, amount_cents: int, *, now: da
     )
 
 
-def apply_to_overdue_loans(
-    uow: UnitOfWork, *, borrower_id: str, trigger: str, now: datetime
+@dataclass(frozen=True, slots=True)
+class CreditLocks:
+    """The loans a credit to one wallet may settle, locked before the wallet was."""
+
+    user_id: str
+    overdue_ids: tuple[str, ...]  # the user's overdue loans, as borrower, oldest due first
+    waiting_ids: tuple[str, ...]  # approvals waiting for the user's money, as lender
+
+
+def lock_loans_a_credit_may_settle(
+    uow: UnitOfWork, *, user_id: str, now: datetime, also: Sequence[str] = ()
+) -> CreditLocks:
+    """Lock, in id order, the loans that money reaching `user_id`'s wallet may pay (overdue,
+    as borrower) or fund (approved, as lender), together with `also`.
+
+    Commands lock loans before wallets and loans in id order; a credit that locked the wallet
+    first and the loans after could deadlock with an approval or a repayment. Loans approved
+    after this snapshot fund themselves: their approval waits for our wallet lock, then sees
+    the money.
+    """
+    today = nairobi_today(now)
+    overdue = uow.loans.ids_in_state(
+        states=[LoanState.ACTIVE],
+        borrower_id=user_id,
+        due_before=today,
+        limit=LOANS_PER_WALLET_EVENT_MAX,
+    )
+    waiting = uow.loans.ids_in_state(
+        states=[LoanState.APPROVED], lender_id=user_id, limit=LOANS_PER_WALLET_EVENT_MAX
+    )
+    for loan_id in sorted({*overdue, *waiting, *also}):
+        uow.loans.lock(loan_id)
+    return CreditLocks(user_id, tuple(overdue), tuple(waiting))
+
+
+def settle_after_credit(
+    uow: UnitOfWork, locks: CreditLocks, *, trigger: str, now: datetime
+) -> None:
+    """Money reached the wallet: overdue debts first, then loans waiting for funds.
+
+    Only the loans in `locks` are touched. One level only: a repayment this makes does not in
+    turn settle the receiving lender's loans (the sweep's fund_approved_loans catches those).
+    """
+    _apply_to_overdue_loans(uow, locks, trigger=trigger, now=now)
+    _fund_waiting_loans(uow, locks, now=now)
+
+
+def _fund_waiting_loans(uow: UnitOfWork, locks: CreditLocks, *, now: datetime) -> int:
+    """Fund locked approvals, oldest first, while the lender's wallet holds the principal."""
+    funded = 0
+    for loan_id in locks.waiting_ids:
+        loan = uow.loans.lock(loan_id)
+        assert loan is not None
+        assert loan.lender_id == locks.user_id
+        if loan.state is not LoanState.APPROVED or _expire_if_due(uow, loan, now=now):
+            continue
+        if _fund_if_possible(uow, loan, now=now):
+            uow.loans.save(loan, now)
+            _audit_loan(
+                uow, loan, actor_id=SYSTEM_ACTOR, channel="system", command="fund_loan", now=now
+            )
+            funded += 1
+    return funded
+
+
+def _apply_to_overdue_loans(
+    uow: UnitOfWork, locks: CreditLocks, *, trigger: str, now: datetime
 ) -> int:
     """Money reaching an overdue borrower's wallet goes to their loans first (agreed at request)."""
     applied_cents = 0
     today = nairobi_today(now)
-    overdue = uow.loans.ids_in_state(
-        states=[LoanState.ACTIVE],
-        borrower_id=borrower_id,
-        due_before=today,
-        limit=LOANS_PER_WALLET_EVENT_MAX,
-    )
-    for loan_id in overdue:
-        balance_cents = ledger.wallet_balance_cents(uow, user_id=borrower_id)
+    for loan_id in locks.overdue_ids:
+        balance_cents = ledger.wallet_balance_cents(uow, user_id=locks.user_id)
         loan = uow.loans.lock(loan_id)
         assert loan is not None
+        assert loan.borrower_id == locks.user_id
         if balance_cents == 0 or loan.state is not LoanState.ACTIVE:
             continue
         loan.accrue_penalty(today)
@@ -518,6 +566,22 @@ def expire_stale_loans(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
     return expired
 
 
+def fund_approved_loans(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+    """Catch-all for approvals whose lender got the money some way that funds nothing at once
+    (a repayment passed on by an automatic overdue payment, a voided payout). Bounded per run."""
+    now = clock.now()
+    with uow_factory.read_only() as uow:
+        waiting = uow.loans.ids_in_state(states=[LoanState.APPROVED], limit=SWEEP_BATCH_MAX)
+        lenders = {loan.lender_id for loan in map(uow.loans.get, waiting) if loan is not None}
+    funded = 0
+    for lender_id in sorted(lenders):
+        with uow_factory() as uow:
+            locks = lock_loans_a_credit_may_settle(uow, user_id=lender_id, now=now)
+            funded += _fund_waiting_loans(uow, locks, now=now)
+            uow.commit()
+    return funded
+
+
 def _expire_if_due(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
     if loan.state not in (LoanState.REQUESTED, LoanState.APPROVED) or now < loan.expires_at:
         return False
@@ -536,9 +600,9 @@ def _expire_if_due(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
     return True
 
 
-def _loan_for(uow: UnitOfWork, loan_id: str, *, user_id: str, role: str) -> Loan:
-    """Lock a loan the user takes part in, in the role the command needs."""
-    loan = uow.loans.lock(loan_id)
+def _loan_for(uow: UnitOfWork, loan_id: str, *, user_id: str, role: str, lock: bool = True) -> Loan:
+    """Lock (or just read) a loan the user takes part in, in the role the command needs."""
+    loan = uow.loans.lock(loan_id) if lock else uow.loans.get(loan_id)
     if loan is None or user_id not in (loan.borrower_id, loan.lender_id):
         # Someone else's loan looks exactly like a missing one: ids reveal nothing.
         raise NotFound("No such loan.", code="loan_not_found")

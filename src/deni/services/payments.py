@@ -42,6 +42,7 @@ def record_mpesa_payment(
         user = uow.users.get(user_id)
         if user is None:
             raise NotFound("No such user.", code="user_not_found")
+        locks = loans.lock_loans_a_credit_may_settle(uow, user_id=user.id, now=now)
         result = ledger.credit_from_mpesa(
             uow,
             wallet_id=wallet_account_id(user.id),
@@ -67,8 +68,7 @@ def record_mpesa_payment(
                 details={"user_id": user.id, "amount_cents": amount, "receipt": receipt},
                 now=now,
             )
-            loans.apply_to_overdue_loans(uow, borrower_id=user.id, trigger=result.entry_id, now=now)
-            loans.fund_waiting_loans(uow, lender_id=user.id, now=now)
+            loans.settle_after_credit(uow, locks, trigger=result.entry_id, now=now)
         balance_cents = ledger.wallet_balance_cents(uow, user_id=user.id)
         uow.commit()
     return Deposit(result.entry_id, result.replayed, balance_cents)

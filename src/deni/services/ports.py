@@ -15,6 +15,14 @@ from deni.domain.audit import ChainRow
 from deni.domain.ledger import Account, EntryDraft, Hold, HoldState, StoredEntry
 from deni.domain.loans import Loan, LoanState
 from deni.domain.users import User
+from deni.services.mpesa_ports import (
+    CallbackEvent,
+    ConversationAck,
+    MpesaRepository,
+    OutboxRepository,
+    StkAck,
+    StkQueryAnswer,
+)
 
 STATEMENT_PAGE_MAX = 100
 LIST_PAGE_MAX = 100
@@ -286,6 +294,12 @@ class UnitOfWork(Protocol):
     @property
     def tokens(self) -> RefreshTokenRepository: ...
 
+    @property
+    def mpesa(self) -> MpesaRepository: ...
+
+    @property
+    def outbox(self) -> OutboxRepository: ...
+
     def __enter__(self) -> Self: ...
 
     def __exit__(
@@ -393,3 +407,33 @@ class SmsNotSent(Exception):
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+# --- M-PESA through Daraja (issue #3); the values are in services/mpesa_ports.py ---
+
+
+class MpesaGateway(Protocol):
+    """Daraja, as the M-PESA use cases see it. Failures raise mpesa_ports.GatewayError whose
+    `outcome` says whether the request may have been acted on."""
+
+    def stk_push(
+        self, *, phone: str, amount_cents: int, account_reference: str, description: str
+    ) -> StkAck: ...
+
+    def stk_query(self, *, checkout_request_id: str) -> StkQueryAnswer: ...
+
+    def b2c_payment(
+        self, *, phone: str, amount_cents: int, originator_conversation_id: str, remarks: str
+    ) -> ConversationAck: ...
+
+    def transaction_status(
+        self, *, originator_conversation_id: str | None = None, transaction_id: str | None = None
+    ) -> ConversationAck: ...
+
+    def account_balance(self) -> ConversationAck: ...
+
+    def register_c2b_urls(self) -> None: ...
+
+    def parse_callback(self, kind: str, body: bytes) -> CallbackEvent:
+        """Raises mpesa_ports.MalformedCallbackError for a body Deni cannot act on."""
+        ...

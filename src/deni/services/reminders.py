@@ -1,4 +1,5 @@
-"""The periodic sweep: expire what nobody answered, and remind borrowers of due dates."""
+"""The periodic sweep: expire what nobody answered, fund approvals whose lender now has the
+money, and remind borrowers of due dates."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ REMINDER_PAGES_MAX = 1_000  # 200,000 loans due or overdue per run is far beyond
 class SweepReport:
     expired: int
     reminders: int
+    funded: int = 0
 
 
 def sweep(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> SweepReport:
     expired = loans.expire_stale_loans(uow_factory=uow_factory, clock=clock)
-    return SweepReport(expired, send_due_reminders(uow_factory=uow_factory, clock=clock))
+    funded = loans.fund_approved_loans(uow_factory=uow_factory, clock=clock)
+    reminded = send_due_reminders(uow_factory=uow_factory, clock=clock)
+    return SweepReport(expired, reminded, funded)
 
 
 def send_due_reminders(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:

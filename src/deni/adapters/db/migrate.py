@@ -10,6 +10,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, insert, select
 
 from deni.adapters.db import tables as t
+from deni.adapters.db import ussd_tables  # noqa: F401 (puts its tables on the metadata)
 from deni.domain.audit import GENESIS_HASH
 from deni.domain.ledger import AccountKind, PlatformAccount
 

@@ -35,7 +35,7 @@ _LOCK_ACCOUNTS = (
     select(t.accounts)
     .where(t.accounts.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(t.accounts.c.id)
-    .with_for_update()
+    .with_for_update(key_share=True)
 )
 _UPDATE_BALANCE = (
     update(t.accounts)
@@ -106,7 +106,10 @@ class SqlUserRepository:
         return _user(row) if row else None
 
     def lock(self, user_id: str) -> User | None:
-        query = select(t.users).where(t.users.c.id == user_id).with_for_update()
+        # FOR NO KEY UPDATE: rows that merely point at this user (a notification, a posting)
+        # can still be written by others meanwhile; FOR UPDATE would make those inserts wait
+        # and could close a deadlock cycle with a deposit.
+        query = select(t.users).where(t.users.c.id == user_id).with_for_update(key_share=True)
         row = self._connection.execute(query).first()
         return _user(row) if row else None
 
@@ -323,7 +326,7 @@ class SqlLedgerRepository:
         return _hold(row) if row else None
 
     def lock_hold(self, hold_id: str) -> Hold | None:
-        query = select(t.holds).where(t.holds.c.id == hold_id).with_for_update()
+        query = select(t.holds).where(t.holds.c.id == hold_id).with_for_update(key_share=True)
         row = self._connection.execute(query).first()
         return _hold(row) if row else None
 
@@ -433,7 +436,7 @@ class SqlLoanRepository:
         return _loan(row) if row else None
 
     def lock(self, loan_id: str) -> Loan | None:
-        query = select(t.loans).where(t.loans.c.id == loan_id).with_for_update()
+        query = select(t.loans).where(t.loans.c.id == loan_id).with_for_update(key_share=True)
         row = self._connection.execute(query).first()
         return _loan(row) if row else None
 

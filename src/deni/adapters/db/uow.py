@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError
 
 from deni.adapters.db.engine import BEGIN_MODE_KEY, is_retryable
+from deni.adapters.db.mpesa_repositories import SqlMpesaRepository, SqlOutboxRepository
 from deni.adapters.db.records import (
     SqlAuditRepository,
     SqlIdempotencyRepository,
@@ -43,6 +44,8 @@ class SqlUnitOfWork:
         self.audit = SqlAuditRepository(connection)
         self.idempotency = SqlIdempotencyRepository(connection)
         self.tokens = SqlRefreshTokenRepository(connection)
+        self.mpesa = SqlMpesaRepository(connection)
+        self.outbox = SqlOutboxRepository(connection)
         return self
 
     def __exit__(

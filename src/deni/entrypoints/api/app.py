@@ -22,6 +22,7 @@ from deni.entrypoints.api.middleware import MetricsMiddleware
 from deni.entrypoints.api.routes import auth, loans, notifications, wallet
 from deni.entrypoints.api.schemas import HealthOut
 from deni.entrypoints.housekeeping import Housekeeper
+from deni.entrypoints.ussd.router import router as ussd_router
 from deni.services.ports import StorageBusy
 
 API_PREFIX = "/api/v1"
@@ -47,6 +48,7 @@ def create_app(deni: Deni) -> FastAPI:
     routers = (auth.router, wallet.router, loans.router, notifications.router)
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(ussd_router)  # POST /ussd, Africa's Talking USSD (issue #5)
     _add_operations(app, deni)
     _add_error_handlers(app)
     # Metrics label requests with the full path template, prefix included.

@@ -1,0 +1,609 @@
+"""SQL repositories for the M-PESA work: requests, inbox, suspense, preferences, outbox, token."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, and_, exists, func, insert, literal, or_, select
+from sqlalchemy import update as sql_update
+from sqlalchemy.exc import IntegrityError
+
+from deni.adapters.db import mpesa_tables as m
+from deni.adapters.db import tables as t
+from deni.domain.loans import LoanState
+from deni.services.mpesa_ports import (
+    BalanceReport,
+    InboxRow,
+    InboxState,
+    MpesaPreferences,
+    MpesaRequest,
+    OutboxMessage,
+    OutboxState,
+    PayoutCandidate,
+    Purpose,
+    RequestKind,
+    RequestState,
+    SuspensePayment,
+    SuspenseState,
+)
+
+ERROR_CHARS_MAX = 300
+# Columns a request may change after it is written.
+_MUTABLE = (
+    "state",
+    "hold_id",
+    "attempt",
+    "checkout_request_id",
+    "originator_conversation_id",
+    "conversation_id",
+    "status_conversation_id",
+    "acknowledged",
+    "receipt",
+    "result_code",
+    "result_desc",
+    "status_checks",
+    "next_check_at",
+)
+
+
+def _inserted(connection: Connection, statement: Any) -> bool:
+    """Run an INSERT in a savepoint; False when a unique key was already taken."""
+    try:
+        with connection.begin_nested():
+            connection.execute(statement)
+    except IntegrityError:
+        return False
+    return True
+
+
+class SqlMpesaRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    # --- requests ---------------------------------------------------------------------------
+
+    def add_request(self, request: MpesaRequest) -> None:
+        values = {name: getattr(request, name) for name in _MUTABLE}
+        self._connection.execute(
+            insert(m.mpesa_requests).values(
+                id=request.id,
+                kind=request.kind.value,
+                purpose=request.purpose.value,
+                user_id=request.user_id,
+                loan_id=request.loan_id,
+                phone=request.phone,
+                amount_cents=request.amount_cents,
+                idempotency_key=request.idempotency_key,
+                created_at=request.created_at,
+                updated_at=request.updated_at,
+                **{**values, "state": request.state.value},
+            )
+        )
+
+    def _one(self, *where: Any, lock: bool = False) -> MpesaRequest | None:
+        query = select(m.mpesa_requests).where(*where)
+        if lock:
+            query = query.with_for_update()
+        row = self._connection.execute(query).first()
+        return _request(row) if row else None
+
+    def get_request(self, request_id: str) -> MpesaRequest | None:
+        return self._one(m.mpesa_requests.c.id == request_id)
+
+    def lock_request(self, request_id: str) -> MpesaRequest | None:
+        return self._one(m.mpesa_requests.c.id == request_id, lock=True)
+
+    def find_request(self, idempotency_key: str) -> MpesaRequest | None:
+        return self._one(m.mpesa_requests.c.idempotency_key == idempotency_key)
+
+    def find_by_checkout(self, checkout_request_id: str) -> MpesaRequest | None:
+        return self._one(m.mpesa_requests.c.checkout_request_id == checkout_request_id)
+
+    def find_by_originator(self, originator_conversation_id: str) -> MpesaRequest | None:
+        c = m.mpesa_requests.c
+        return self._one(c.originator_conversation_id == originator_conversation_id)
+
+    def find_by_status_conversation(self, conversation_id: str) -> MpesaRequest | None:
+        return self._one(m.mpesa_requests.c.status_conversation_id == conversation_id)
+
+    def save_request(self, request: MpesaRequest, now: datetime) -> None:
+        values = {name: getattr(request, name) for name in _MUTABLE}
+        values["state"] = request.state.value
+        result = self._connection.execute(
+            sql_update(m.mpesa_requests)
+            .where(m.mpesa_requests.c.id == request.id)
+            .values(**values, updated_at=now)
+        )
+        assert result.rowcount == 1, request.id
+        request.updated_at = now
+
+    def due_checks(self, *, now: datetime, limit: int) -> list[str]:
+        c = m.mpesa_requests.c
+        open_states = [RequestState.SENDING, RequestState.SENT, RequestState.UNKNOWN]
+        query = (
+            select(c.id)
+            .where(c.state.in_([s.value for s in open_states]), c.next_check_at <= now)
+            .order_by(c.next_check_at)
+            .limit(limit)
+        )
+        return list(self._connection.execute(query).scalars())
+
+    def list_requests(
+        self, *, states: Sequence[RequestState], limit: int, user_id: str | None = None
+    ) -> list[MpesaRequest]:
+        c = m.mpesa_requests.c
+        query = select(m.mpesa_requests).order_by(c.created_at.desc()).limit(limit)
+        if states:
+            query = query.where(c.state.in_([s.value for s in states]))
+        if user_id is not None:
+            query = query.where(c.user_id == user_id)
+        return [_request(row) for row in self._connection.execute(query)]
+
+    def count_requests(self, *, loan_id: str, purpose: Purpose) -> int:
+        c = m.mpesa_requests.c
+        query = select(func.count()).where(c.loan_id == loan_id, c.purpose == purpose.value)
+        return int(self._connection.execute(query).scalar_one())
+
+    # --- callback inbox -----------------------------------------------------------------------
+
+    def inbox_add(
+        self,
+        *,
+        kind: str,
+        dedupe_key: str,
+        body: bytes,
+        source_ip: str,
+        state: InboxState,
+        error: str,
+        now: datetime,
+    ) -> int | None:
+        statement = (
+            insert(m.callback_inbox)
+            .values(
+                kind=kind,
+                dedupe_key=dedupe_key[:200],
+                body=body,
+                source_ip=source_ip[:64],
+                state=state.value,
+                attempts=0,
+                error=error[:ERROR_CHARS_MAX],
+                received_at=now,
+                updated_at=now,
+            )
+            .returning(m.callback_inbox.c.id)
+        )
+        try:
+            with self._connection.begin_nested():
+                inserted = self._connection.execute(statement).scalar_one()
+        except IntegrityError:
+            return None
+        return int(inserted)
+
+    def inbox_get(self, inbox_id: int) -> InboxRow | None:
+        row = self._connection.execute(
+            select(m.callback_inbox).where(m.callback_inbox.c.id == inbox_id)
+        ).first()
+        return _inbox(row) if row else None
+
+    def inbox_lock(self, inbox_id: int) -> InboxRow | None:
+        row = self._connection.execute(
+            select(m.callback_inbox).where(m.callback_inbox.c.id == inbox_id).with_for_update()
+        ).first()
+        return _inbox(row) if row else None
+
+    def inbox_mark(self, inbox_id: int, *, state: InboxState, error: str, now: datetime) -> None:
+        c = m.callback_inbox.c
+        self._connection.execute(
+            sql_update(m.callback_inbox)
+            .where(c.id == inbox_id)
+            .values(
+                state=state.value,
+                error=error[:ERROR_CHARS_MAX],
+                attempts=c.attempts + 1,
+                updated_at=now,
+            )
+        )
+
+    def inbox_ids(self, *, states: Sequence[InboxState], limit: int) -> list[int]:
+        c = m.callback_inbox.c
+        query = (
+            select(c.id).where(c.state.in_([s.value for s in states])).order_by(c.id).limit(limit)
+        )
+        return [int(i) for i in self._connection.execute(query).scalars()]
+
+    def inbox_rows(self, *, states: Sequence[InboxState], limit: int) -> list[InboxRow]:
+        c = m.callback_inbox.c
+        query = (
+            select(m.callback_inbox)
+            .where(c.state.in_([s.value for s in states]))
+            .order_by(c.id.desc())
+            .limit(limit)
+        )
+        return [_inbox(row) for row in self._connection.execute(query)]
+
+    # --- suspense -----------------------------------------------------------------------------
+
+    def suspense_add(self, payment: SuspensePayment) -> bool:
+        return _inserted(
+            self._connection,
+            insert(m.suspense_payments).values(
+                receipt=payment.receipt,
+                amount_cents=payment.amount_cents,
+                source=payment.source,
+                account_reference=payment.account_reference[:40],
+                phone=payment.phone[:40],
+                reason=payment.reason[:200],
+                entry_id=payment.entry_id,
+                state=payment.state.value,
+                user_id=payment.user_id,
+                created_at=payment.created_at,
+                assigned_at=payment.assigned_at,
+            ),
+        )
+
+    def suspense_lock(self, receipt: str) -> SuspensePayment | None:
+        row = self._connection.execute(
+            select(m.suspense_payments)
+            .where(m.suspense_payments.c.receipt == receipt)
+            .with_for_update()
+        ).first()
+        return _suspense(row) if row else None
+
+    def suspense_save(self, payment: SuspensePayment) -> None:
+        self._connection.execute(
+            sql_update(m.suspense_payments)
+            .where(m.suspense_payments.c.receipt == payment.receipt)
+            .values(
+                state=payment.state.value,
+                user_id=payment.user_id,
+                assigned_at=payment.assigned_at,
+            )
+        )
+
+    def suspense_list(
+        self, *, states: Sequence[SuspenseState], limit: int
+    ) -> list[SuspensePayment]:
+        c = m.suspense_payments.c
+        query = (
+            select(m.suspense_payments)
+            .where(c.state.in_([s.value for s in states]))
+            .order_by(c.created_at)
+            .limit(limit)
+        )
+        return [_suspense(row) for row in self._connection.execute(query)]
+
+    # --- preferences --------------------------------------------------------------------------
+
+    def preferences(self, user_id: str) -> MpesaPreferences:
+        row = self._connection.execute(
+            select(m.mpesa_preferences).where(m.mpesa_preferences.c.user_id == user_id)
+        ).first()
+        if row is None:
+            return MpesaPreferences(user_id)
+        return MpesaPreferences(user_id, bool(row.disburse_to_mpesa), bool(row.auto_payout))
+
+    def set_preferences(self, preferences: MpesaPreferences, now: datetime) -> None:
+        values = {
+            "disburse_to_mpesa": preferences.disburse_to_mpesa,
+            "auto_payout": preferences.auto_payout,
+            "updated_at": now,
+        }
+        changed = self._connection.execute(
+            sql_update(m.mpesa_preferences)
+            .where(m.mpesa_preferences.c.user_id == preferences.user_id)
+            .values(**values)
+        )
+        if changed.rowcount == 0:
+            self._connection.execute(
+                insert(m.mpesa_preferences).values(user_id=preferences.user_id, **values)
+            )
+
+    # --- sweeps -------------------------------------------------------------------------------
+
+    def loans_to_disburse(self, *, since: datetime, limit: int) -> list[PayoutCandidate]:
+        loans, prefs, requests = t.loans, m.mpesa_preferences, m.mpesa_requests
+        already = exists().where(
+            requests.c.loan_id == loans.c.id,
+            requests.c.purpose == Purpose.DISBURSEMENT.value,
+        )
+        query = (
+            select(loans.c.id, loans.c.borrower_id, loans.c.principal_cents)
+            .outerjoin(prefs, prefs.c.user_id == loans.c.borrower_id)
+            .where(
+                loans.c.state.in_([LoanState.ACTIVE.value, LoanState.REPAID.value]),
+                loans.c.disbursed_at >= since,
+                or_(prefs.c.user_id.is_(None), prefs.c.disburse_to_mpesa.is_(True)),
+                ~already,
+            )
+            .order_by(loans.c.disbursed_at)
+            .limit(limit)
+        )
+        return [
+            PayoutCandidate(row.id, row.borrower_id, row.id, int(row.principal_cents))
+            for row in self._connection.execute(query)
+        ]
+
+    def repayments_to_pay_out(self, *, since: datetime, limit: int) -> list[PayoutCandidate]:
+        r, loans, prefs, requests = t.repayments, t.loans, m.mpesa_preferences, m.mpesa_requests
+        already = exists().where(
+            requests.c.idempotency_key
+            == literal("auto_payout:") + loans.c.lender_id + literal(":") + r.c.id,
+        )
+        query = (
+            select(r.c.id, r.c.loan_id, r.c.amount_cents, loans.c.lender_id)
+            .join(loans, loans.c.id == r.c.loan_id)
+            .join(prefs, and_(prefs.c.user_id == loans.c.lender_id, prefs.c.auto_payout.is_(True)))
+            .where(r.c.created_at >= since, r.c.created_at >= prefs.c.updated_at, ~already)
+            .order_by(r.c.created_at)
+            .limit(limit)
+        )
+        return [
+            PayoutCandidate(row.id, row.lender_id, row.loan_id, int(row.amount_cents))
+            for row in self._connection.execute(query)
+        ]
+
+    # --- balance reports ----------------------------------------------------------------------
+
+    def report_add(self, report: BalanceReport) -> None:
+        self._connection.execute(insert(m.balance_reports).values(**_report_values(report)))
+
+    def report_by_conversation(self, conversation_id: str) -> BalanceReport | None:
+        row = self._connection.execute(
+            select(m.balance_reports).where(m.balance_reports.c.conversation_id == conversation_id)
+        ).first()
+        return _report(row) if row else None
+
+    def report_save(self, report: BalanceReport) -> None:
+        values = _report_values(report)
+        del values["id"]
+        self._connection.execute(
+            sql_update(m.balance_reports).where(m.balance_reports.c.id == report.id).values(values)
+        )
+
+    def reports(self, *, limit: int) -> list[BalanceReport]:
+        query = select(m.balance_reports).order_by(m.balance_reports.c.requested_at.desc())
+        return [_report(row) for row in self._connection.execute(query.limit(limit))]
+
+
+class SqlOutboxRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def add(self, message: OutboxMessage, now: datetime) -> bool:
+        return _inserted(
+            self._connection,
+            insert(m.outbox).values(
+                id=message.id,
+                topic=message.topic,
+                payload=message.payload,
+                unique_key=message.unique_key,
+                state=message.state.value,
+                attempts=message.attempts,
+                next_attempt_at=message.next_attempt_at,
+                claimed_until=None,
+                last_error=message.last_error,
+                created_at=now,
+                updated_at=now,
+            ),
+        )
+
+    def claim_due(self, *, now: datetime, limit: int, lease_s: float) -> list[OutboxMessage]:
+        c = m.outbox.c
+        due = or_(
+            and_(c.state == OutboxState.PENDING.value, c.next_attempt_at <= now),
+            and_(c.state == OutboxState.SENDING.value, c.claimed_until < now),
+        )
+        # SKIP LOCKED: several workers each take different rows (PostgreSQL); on SQLite the
+        # writer lock taken by BEGIN IMMEDIATE already serialises claimers.
+        query = (
+            select(c.id)
+            .where(due)
+            .order_by(c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        ids = list(self._connection.execute(query).scalars())
+        if not ids:
+            return []
+        self._connection.execute(
+            sql_update(m.outbox)
+            .where(c.id.in_(ids))
+            .values(
+                state=OutboxState.SENDING.value,
+                claimed_until=now + timedelta(seconds=lease_s),
+                attempts=c.attempts + 1,
+                updated_at=now,
+            )
+        )
+        rows = self._connection.execute(select(m.outbox).where(c.id.in_(ids)))
+        return sorted((_message(row) for row in rows), key=lambda msg: msg.next_attempt_at)
+
+    def get(self, message_id: str) -> OutboxMessage | None:
+        row = self._connection.execute(select(m.outbox).where(m.outbox.c.id == message_id)).first()
+        return _message(row) if row else None
+
+    def _set(self, message_id: str, now: datetime, **values: Any) -> None:
+        self._connection.execute(
+            sql_update(m.outbox)
+            .where(m.outbox.c.id == message_id)
+            .values(**values, claimed_until=None, updated_at=now)
+        )
+
+    def mark_done(self, message_id: str, *, now: datetime) -> None:
+        self._set(message_id, now, state=OutboxState.DONE.value)
+
+    def mark_retry(
+        self, message_id: str, *, now: datetime, next_attempt_at: datetime, error: str
+    ) -> None:
+        self._set(
+            message_id,
+            now,
+            state=OutboxState.PENDING.value,
+            next_attempt_at=next_attempt_at,
+            last_error=error[:ERROR_CHARS_MAX],
+        )
+
+    def mark_dead(self, message_id: str, *, now: datetime, error: str) -> None:
+        self._set(message_id, now, state=OutboxState.DEAD.value, last_error=error[:ERROR_CHARS_MAX])
+
+    def rearm(self, message_id: str, *, now: datetime) -> bool:
+        c = m.outbox.c
+        result = self._connection.execute(
+            sql_update(m.outbox)
+            .where(c.id == message_id, c.state == OutboxState.DEAD.value)
+            .values(
+                state=OutboxState.PENDING.value, attempts=0, next_attempt_at=now, updated_at=now
+            )
+        )
+        return result.rowcount == 1
+
+    def list(self, *, states: Sequence[OutboxState], limit: int) -> list[OutboxMessage]:
+        c = m.outbox.c
+        query = (
+            select(m.outbox)
+            .where(c.state.in_([s.value for s in states]))
+            .order_by(c.created_at)
+            .limit(limit)
+        )
+        return [_message(row) for row in self._connection.execute(query)]
+
+
+class SqlTokenStore:
+    """The Daraja OAuth token in one row, read and written in short transactions of its own
+    (never inside a business unit of work: the token must survive that one's rollback)."""
+
+    def __init__(self, engine: Engine, *, name: str, clock: Any) -> None:
+        assert name
+        self._engine = engine
+        self._name = name[:100]
+        self._clock = clock
+
+    def get(self) -> tuple[str, datetime] | None:
+        c = m.daraja_tokens.c
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(c.token, c.expires_at).where(c.name == self._name)
+            ).first()
+            connection.rollback()
+        return (row.token, row.expires_at) if row else None
+
+    def put(self, token: str, expires_at: datetime) -> None:
+        assert token
+        assert expires_at.tzinfo is not None
+        c = m.daraja_tokens.c
+        now = self._clock()
+        with self._engine.begin() as connection:
+            changed = connection.execute(
+                sql_update(m.daraja_tokens)
+                .where(c.name == self._name)
+                .values(token=token, expires_at=expires_at, updated_at=now)
+            )
+            if changed.rowcount == 0:
+                connection.execute(
+                    insert(m.daraja_tokens).values(
+                        name=self._name, token=token, expires_at=expires_at, updated_at=now
+                    )
+                )
+
+
+def _request(row: Row[Any]) -> MpesaRequest:
+    return MpesaRequest(
+        id=row.id,
+        kind=RequestKind(row.kind),
+        purpose=Purpose(row.purpose),
+        user_id=row.user_id,
+        loan_id=row.loan_id,
+        phone=row.phone,
+        amount_cents=int(row.amount_cents),
+        idempotency_key=row.idempotency_key,
+        state=RequestState(row.state),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        hold_id=row.hold_id,
+        attempt=int(row.attempt),
+        checkout_request_id=row.checkout_request_id,
+        originator_conversation_id=row.originator_conversation_id,
+        conversation_id=row.conversation_id,
+        status_conversation_id=row.status_conversation_id,
+        acknowledged=bool(row.acknowledged),
+        receipt=row.receipt,
+        result_code=row.result_code,
+        result_desc=row.result_desc,
+        status_checks=int(row.status_checks),
+        next_check_at=row.next_check_at,
+    )
+
+
+def _inbox(row: Row[Any]) -> InboxRow:
+    return InboxRow(
+        id=int(row.id),
+        kind=row.kind,
+        dedupe_key=row.dedupe_key,
+        body=bytes(row.body),
+        state=InboxState(row.state),
+        attempts=int(row.attempts),
+        error=row.error,
+        received_at=row.received_at,
+    )
+
+
+def _suspense(row: Row[Any]) -> SuspensePayment:
+    return SuspensePayment(
+        receipt=row.receipt,
+        amount_cents=int(row.amount_cents),
+        source=row.source,
+        account_reference=row.account_reference,
+        phone=row.phone,
+        reason=row.reason,
+        entry_id=row.entry_id,
+        state=SuspenseState(row.state),
+        created_at=row.created_at,
+        user_id=row.user_id,
+        assigned_at=row.assigned_at,
+    )
+
+
+def _message(row: Row[Any]) -> OutboxMessage:
+    return OutboxMessage(
+        id=row.id,
+        topic=row.topic,
+        payload=row.payload,
+        unique_key=row.unique_key,
+        state=OutboxState(row.state),
+        attempts=int(row.attempts),
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+        created_at=row.created_at,
+    )
+
+
+def _report_values(report: BalanceReport) -> dict[str, Any]:
+    return {
+        "id": report.id,
+        "conversation_id": report.conversation_id,
+        "state": report.state,
+        "working_cents": report.working_cents,
+        "utility_cents": report.utility_cents,
+        "ledger_paybill_cents": report.ledger_paybill_cents,
+        "ledger_float_cents": report.ledger_float_cents,
+        "result_desc": report.result_desc[:200],
+        "requested_at": report.requested_at,
+        "received_at": report.received_at,
+    }
+
+
+def _report(row: Row[Any]) -> BalanceReport:
+    return BalanceReport(
+        id=row.id,
+        state=row.state,
+        ledger_paybill_cents=int(row.ledger_paybill_cents),
+        ledger_float_cents=int(row.ledger_float_cents),
+        requested_at=row.requested_at,
+        conversation_id=row.conversation_id,
+        working_cents=row.working_cents,
+        utility_cents=row.utility_cents,
+        result_desc=row.result_desc,
+        received_at=row.received_at,
+    )

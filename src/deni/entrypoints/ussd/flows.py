@@ -1,0 +1,621 @@
+"""What USSD screens do: parse entries, load what a screen shows, call the service functions.
+
+The same service functions as the REST API; this module only translates between keypad entries
+and those calls. Anything that moves money through M-PESA is queued on the context and recorded
+when the session ends (engine.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from deni.bootstrap import Deni
+from deni.domain.errors import AlreadyRegistered, InvalidPhoneNumber
+from deni.domain.ledger import EntryCode
+from deni.domain.loans import TERM_DAYS_MAX, LoanState
+from deni.domain.money import CENTS_PER_SHILLING, LOAN_MAX_CENTS, LOAN_MIN_CENTS
+from deni.domain.phone import normalise_msisdn
+from deni.domain.security import PIN_DIGITS
+from deni.domain.users import nairobi_today
+from deni.entrypoints.ussd.render import say
+from deni.entrypoints.ussd.screens import Finish, Goto, Item, Params, Reject, Step
+from deni.i18n import format_day, format_kes
+from deni.services import loans, queries, users, ussd
+from deni.services.ledger import wallet_balance_cents
+from deni.services.ussd import QueuedMpesa
+
+CHANNEL = "ussd"
+NAME_SHOWN_CHARS = 16
+NAME_IN_LIST_CHARS = 12
+MPESA_MIN_CENTS = 10 * CENTS_PER_SHILLING  # M-PESA's smallest B2C payment
+MPESA_MAX_CENTS = 250_000 * CENTS_PER_SHILLING  # one M-PESA transaction's ceiling
+STATEMENT_LINES = 5
+_NAME = re.compile(r"[A-Za-z][A-Za-z' .-]{1,29}")
+_SHILLINGS = re.compile(r"[0-9]{1,9}")
+USSD_NAMESPACE = uuid.UUID("6f1c9a52-3a55-4d0e-9a43-3d1c1f5e0b7a")
+
+
+class SecretBox:
+    """PINs that must outlive one hop (registration, change of PIN) are kept encrypted."""
+
+    def __init__(self, pepper: str) -> None:
+        digest = hashlib.sha256(b"deni-ussd-session:" + pepper.encode()).digest()
+        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+
+    def seal(self, secret: str) -> str:
+        return self._fernet.encrypt(secret.encode()).decode()
+
+    def open(self, token: object, *, ttl_s: int) -> str | None:
+        if not isinstance(token, str):
+            return None
+        try:
+            return self._fernet.decrypt(token.encode(), ttl=ttl_s).decode()
+        except (InvalidToken, ValueError):
+            return None
+
+
+@dataclass
+class SessionState:
+    """Everything a session remembers between hops, as JSON."""
+
+    session_id: str
+    phone: str
+    lang: str
+    user_id: str | None
+    name: str
+    screen: str
+    stack: list[str] = field(default_factory=list)
+    data: dict[str, object] = field(default_factory=dict)
+    page: int = 0
+    hop: int = 0
+    last_text: str = ""
+    last_reply: str = ""
+    ended: bool = False
+    snapshot_saved: bool = False
+
+
+@dataclass
+class Ctx:
+    deni: Deni
+    state: SessionState
+    now: datetime
+    box: SecretBox
+    secret_ttl_s: int
+    queued: list[QueuedMpesa] = field(default_factory=list)
+    resume: Callable[[bool], Step] | None = None
+
+    @property
+    def lang(self) -> str:
+        return self.state.lang
+
+    @property
+    def user_id(self) -> str:
+        assert self.state.user_id is not None, "this screen is for registered users"
+        return self.state.user_id
+
+    @property
+    def hop_key(self) -> str:
+        """Names this hop's action, so the same hop sent twice never acts twice."""
+        return f"ussd:{self.state.session_id}:{self.state.hop}"
+
+    def text(self, key: str) -> str:
+        value = self.state.data.get(key)
+        assert isinstance(value, str), key
+        return value
+
+    def cents(self, key: str) -> int:
+        value = self.state.data.get(key)
+        assert isinstance(value, int), key
+        return value
+
+    def queue(self, kind: str, amount_cents: int, loan_id: str | None = None) -> None:
+        key = f"{self.hop_key}:{len(self.queued)}"
+        self.queued.append(QueuedMpesa(kind, amount_cents, key, loan_id))
+
+
+# --- shared little parsers -------------------------------------------------------------------
+
+
+def shillings(raw: str, *, minimum_cents: int, maximum_cents: int) -> int:
+    """Whole shillings typed on a keypad, as cents within bounds."""
+    if not _SHILLINGS.fullmatch(raw):
+        raise Reject(
+            "ussd.err_amount", min=format_kes(minimum_cents), max=format_kes(maximum_cents)
+        )
+    cents = int(raw) * CENTS_PER_SHILLING
+    if not minimum_cents <= cents <= maximum_cents:
+        raise Reject(
+            "ussd.err_amount", min=format_kes(minimum_cents), max=format_kes(maximum_cents)
+        )
+    return cents
+
+
+def require_pin(raw: str) -> str:
+    if len(raw) != PIN_DIGITS or not raw.isascii() or not raw.isdigit():
+        raise Reject("ussd.err_pin_format")
+    return raw
+
+
+def short_name(name: str, chars: int = NAME_SHOWN_CHARS) -> str:
+    """A name cut to fit a screen, at a word boundary when one is near enough."""
+    assert chars >= 8
+    if len(name) <= chars:
+        return name
+    cut = name[:chars]
+    if name[chars] != " " and " " in cut and cut.rindex(" ") >= chars // 2:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip()
+
+
+def national(phone: str) -> str:
+    return "0" + phone[3:] if phone.startswith("254") else phone
+
+
+def short_day(day: date) -> str:
+    return day.strftime("%d/%m")
+
+
+def _confirm_pin(ctx: Ctx, raw: str) -> None:
+    ussd.confirm_pin(
+        uow=ctx.deni.uow(),
+        hasher=ctx.deni.hasher,
+        clock=ctx.deni.clock,
+        user_id=ctx.user_id,
+        pin=require_pin(raw),
+        channel=CHANNEL,
+    )
+
+
+def _balance(ctx: Ctx) -> int:
+    with ctx.deni.uow.read_only() as uow:
+        return wallet_balance_cents(uow, user_id=ctx.user_id)
+
+
+# --- registration ----------------------------------------------------------------------------
+
+
+def parse_name(ctx: Ctx, raw: str) -> object:
+    cleaned = " ".join(raw.split())
+    if not _NAME.fullmatch(cleaned):
+        raise Reject("ussd.err_name")
+    return cleaned
+
+
+def parse_new_pin(ctx: Ctx, raw: str) -> object:
+    return ctx.box.seal(require_pin(raw))
+
+
+def submit_register(ctx: Ctx, raw: str) -> Step:
+    first = ctx.box.open(ctx.state.data.get("pin"), ttl_s=ctx.secret_ttl_s)
+    if first is None or require_pin(raw) != first:
+        ctx.state.data.pop("pin", None)
+        return Goto("reg_pin", notice="ussd.err_pin_mismatch")
+    language = ctx.text("language")
+    try:
+        user = users.register_user(
+            uow=ctx.deni.uow(),
+            hasher=ctx.deni.hasher,
+            clock=ctx.deni.clock,
+            phone=ctx.state.phone,
+            name=ctx.text("name"),
+            pin=raw,
+            language=language,
+            channel=CHANNEL,
+        )
+    except AlreadyRegistered:
+        with ctx.deni.uow.read_only() as uow:
+            user = users.find_by_phone(uow, ctx.state.phone)
+    ctx.state.user_id, ctx.state.name, ctx.state.lang = user.id, user.name, user.language
+    ctx.state.data.clear()
+    return Goto("main", notice="ussd.registered", reset=True)
+
+
+# --- the main menu ---------------------------------------------------------------------------
+
+
+def view_main(ctx: Ctx) -> Params:
+    return {"name": short_name(ctx.state.name)}
+
+
+# --- asking for a loan -----------------------------------------------------------------------
+
+
+def parse_lender(ctx: Ctx, raw: str) -> object:
+    try:
+        phone = normalise_msisdn(raw)
+    except InvalidPhoneNumber as error:
+        raise Reject("ussd.err_phone") from error
+    if phone == ctx.state.phone:
+        raise Reject("ussd.err_self")
+    with ctx.deni.uow.read_only() as uow:
+        lender = uow.users.get_by_phone(phone)
+    if lender is None:
+        raise Reject("ussd.err_not_on_deni")
+    ctx.state.data["lender_name"] = lender.name
+    return phone
+
+
+def parse_principal(ctx: Ctx, raw: str) -> object:
+    return shillings(raw, minimum_cents=LOAN_MIN_CENTS, maximum_cents=LOAN_MAX_CENTS)
+
+
+def parse_days(ctx: Ctx, raw: str) -> object:
+    if not _SHILLINGS.fullmatch(raw) or not 1 <= int(raw) <= TERM_DAYS_MAX:
+        raise Reject("ussd.err_days", max=TERM_DAYS_MAX)
+    return int(raw)
+
+
+def parse_fee(ctx: Ctx, raw: str) -> object:
+    return shillings(raw, minimum_cents=0, maximum_cents=ctx.cents("principal"))
+
+
+def view_lender(ctx: Ctx) -> Params:
+    return {"lender": short_name(ctx.text("lender_name"))}
+
+
+def view_quote(ctx: Ctx) -> Params:
+    offer = loans.quote_loan(
+        clock=ctx.deni.clock,
+        principal_cents=ctx.cents("principal"),
+        fee_cents=ctx.cents("fee"),
+        term_days=ctx.cents("days"),
+    )
+    return {
+        "lender": short_name(ctx.text("lender_name")),
+        "amount": format_kes(offer.principal_cents),
+        "total": format_kes(offer.total_cents),
+        "due": format_day(offer.due_date, ctx.lang),
+    }
+
+
+def submit_request_loan(ctx: Ctx, raw: str) -> Step:
+    _confirm_pin(ctx, raw)
+    loan = loans.request_loan(
+        uow=ctx.deni.uow(),
+        clock=ctx.deni.clock,
+        borrower_id=ctx.user_id,
+        lender_phone=ctx.text("lender"),
+        principal_cents=ctx.cents("principal"),
+        fee_cents=ctx.cents("fee"),
+        term_days=ctx.cents("days"),
+        loan_id=str(uuid.uuid5(USSD_NAMESPACE, ctx.hop_key)),  # a repeated hop asks once
+        channel=CHANNEL,
+    )
+    return Finish(
+        "ussd.loan_requested",
+        {"lender": short_name(ctx.text("lender_name")), "code": loan.code},
+    )
+
+
+# --- lists of loans --------------------------------------------------------------------------
+
+
+def _loan_items(ctx: Ctx, offset: int, limit: int, *, role: str, state: LoanState) -> list[Item]:
+    views = queries.list_loans(
+        uow_factory=ctx.deni.uow,
+        clock=ctx.deni.clock,
+        user_id=ctx.user_id,
+        role=role,
+        states=[state],
+        limit=limit,
+        offset=offset,
+    )
+    items = []
+    for view in views:
+        other = view.lender_name if role == "borrower" else view.borrower_name
+        amount = (
+            view.owed.total_cents if state is LoanState.ACTIVE else view.loan.terms.principal_cents
+        )
+        params = {
+            "name": short_name(other, NAME_IN_LIST_CHARS),
+            "amount": format_kes(amount),
+            "due": short_day(view.loan.terms.due_date),
+        }
+        items.append(Item(view.loan.id, params))
+    return items
+
+
+def items_owed(ctx: Ctx, offset: int, limit: int) -> list[Item]:
+    return _loan_items(ctx, offset, limit, role="borrower", state=LoanState.ACTIVE)
+
+
+def items_lent(ctx: Ctx, offset: int, limit: int) -> list[Item]:
+    return _loan_items(ctx, offset, limit, role="lender", state=LoanState.ACTIVE)
+
+
+def items_asks(ctx: Ctx, offset: int, limit: int) -> list[Item]:
+    return _loan_items(ctx, offset, limit, role="lender", state=LoanState.REQUESTED)
+
+
+def _loan_view(ctx: Ctx, *, role: str, state: LoanState) -> queries.LoanView:
+    detail = queries.loan_detail(
+        uow_factory=ctx.deni.uow,
+        clock=ctx.deni.clock,
+        user_id=ctx.user_id,
+        loan_id=ctx.text("loan_id"),
+    )
+    view = detail.view
+    mine = view.loan.borrower_id if role == "borrower" else view.loan.lender_id
+    if mine != ctx.user_id or view.loan.state is not state:
+        raise Reject("ussd.err_loan_changed")
+    return view
+
+
+def _loan_params(ctx: Ctx, view: queries.LoanView, *, other: str) -> dict[str, object]:
+    return {
+        "code": view.loan.code,
+        "name": short_name(other),
+        "owed": format_kes(view.owed.total_cents),
+        "amount": format_kes(view.loan.terms.principal_cents),
+        "total": format_kes(view.loan.terms.total_cents),
+        "due": format_day(view.loan.terms.due_date, ctx.lang),
+    }
+
+
+def view_owed_loan(ctx: Ctx) -> Params:
+    view = _loan_view(ctx, role="borrower", state=LoanState.ACTIVE)
+    return _loan_params(ctx, view, other=view.lender_name)
+
+
+def view_lent_loan(ctx: Ctx) -> Params:
+    view = _loan_view(ctx, role="lender", state=LoanState.ACTIVE)
+    return _loan_params(ctx, view, other=view.borrower_name)
+
+
+def view_ask(ctx: Ctx) -> Params:
+    view = _loan_view(ctx, role="lender", state=LoanState.REQUESTED)
+    return _loan_params(ctx, view, other=view.borrower_name)
+
+
+# --- repaying --------------------------------------------------------------------------------
+
+
+def _owed_cents(ctx: Ctx) -> int:
+    return _loan_view(ctx, role="borrower", state=LoanState.ACTIVE).owed.total_cents
+
+
+def view_repay_wallet_amount(ctx: Ctx) -> Params:
+    return {"owed": format_kes(_owed_cents(ctx)), "balance": format_kes(_balance(ctx))}
+
+
+def parse_repay_amount(ctx: Ctx, raw: str) -> object:
+    return shillings(raw, minimum_cents=CENTS_PER_SHILLING, maximum_cents=_owed_cents(ctx))
+
+
+def view_repay_wallet_pin(ctx: Ctx) -> Params:
+    view = _loan_view(ctx, role="borrower", state=LoanState.ACTIVE)
+    return {"amount": format_kes(ctx.cents("amount")), "name": short_name(view.lender_name)}
+
+
+def submit_repay_wallet(ctx: Ctx, raw: str) -> Step:
+    _confirm_pin(ctx, raw)
+    repayment = loans.repay_loan(
+        uow=ctx.deni.uow(),
+        clock=ctx.deni.clock,
+        borrower_id=ctx.user_id,
+        loan_id=ctx.text("loan_id"),
+        amount_cents=ctx.cents("amount"),
+        idempotency_key=ctx.hop_key,
+        channel=CHANNEL,
+    )
+    left_cents = repayment.loan.owed().total_cents
+    if left_cents == 0:
+        return Finish("ussd.repaid_all", {"code": repayment.loan.code})
+    applied = format_kes(repayment.allocation.applied_cents)
+    return Finish("ussd.repaid_part", {"amount": applied, "left": format_kes(left_cents)})
+
+
+def view_repay_mpesa(ctx: Ctx) -> Params:
+    return {"owed": format_kes(_owed_cents(ctx))}
+
+
+def submit_repay_mpesa(ctx: Ctx, raw: str) -> Step:
+    maximum = min(_owed_cents(ctx), MPESA_MAX_CENTS)
+    amount_cents = shillings(raw, minimum_cents=CENTS_PER_SHILLING, maximum_cents=maximum)
+    ctx.queue("stk_repayment", amount_cents, loan_id=ctx.text("loan_id"))
+    return Finish("ussd.stk_coming", {"amount": format_kes(amount_cents)})
+
+
+# --- lending ---------------------------------------------------------------------------------
+
+
+def action_remind(ctx: Ctx) -> Step:
+    view = _loan_view(ctx, role="lender", state=LoanState.ACTIVE)
+    sent = ussd.remind_borrower(
+        uow=ctx.deni.uow(),
+        clock=ctx.deni.clock,
+        lender_id=ctx.user_id,
+        loan_id=view.loan.id,
+        channel=CHANNEL,
+    )
+    if not sent:
+        raise Reject("ussd.err_reminded_today")
+    return Finish("ussd.reminder_sent", {"name": short_name(view.borrower_name)})
+
+
+def submit_write_off(ctx: Ctx, raw: str) -> Step:
+    view = _loan_view(ctx, role="lender", state=LoanState.ACTIVE)
+    loans.write_off_loan(
+        uow=ctx.deni.uow(),
+        hasher=ctx.deni.hasher,
+        clock=ctx.deni.clock,
+        lender_id=ctx.user_id,
+        loan_id=view.loan.id,
+        pin=require_pin(raw),
+        channel=CHANNEL,
+    )
+    return Finish("ussd.written_off", {"code": view.loan.code})
+
+
+def submit_approve(ctx: Ctx, raw: str) -> Step:
+    view = _loan_view(ctx, role="lender", state=LoanState.REQUESTED)
+    loan = loans.approve_loan(
+        uow=ctx.deni.uow(),
+        hasher=ctx.deni.hasher,
+        clock=ctx.deni.clock,
+        lender_id=ctx.user_id,
+        loan_id=view.loan.id,
+        pin=require_pin(raw),
+        channel=CHANNEL,
+    )
+    params = {
+        "amount": format_kes(loan.terms.principal_cents),
+        "name": short_name(view.borrower_name),
+    }
+    if loan.state is LoanState.ACTIVE:
+        return Finish("ussd.approved_sent", params)
+    return Finish("ussd.approved_waiting", params)
+
+
+def action_decline(ctx: Ctx) -> Step:
+    view = _loan_view(ctx, role="lender", state=LoanState.REQUESTED)
+    loans.decline_loan(
+        uow=ctx.deni.uow(),
+        clock=ctx.deni.clock,
+        lender_id=ctx.user_id,
+        loan_id=view.loan.id,
+        channel=CHANNEL,
+    )
+    return Finish("ussd.declined", {"name": short_name(view.borrower_name)})
+
+
+# --- the wallet ------------------------------------------------------------------------------
+
+
+def view_wallet(ctx: Ctx) -> Params:
+    return {"balance": format_kes(_balance(ctx))}
+
+
+def submit_top_up(ctx: Ctx, raw: str) -> Step:
+    amount_cents = shillings(raw, minimum_cents=CENTS_PER_SHILLING, maximum_cents=MPESA_MAX_CENTS)
+    ctx.queue("top_up", amount_cents)
+    return Finish("ussd.stk_coming", {"amount": format_kes(amount_cents)})
+
+
+def view_withdraw_amount(ctx: Ctx) -> Params:
+    return {"balance": format_kes(_balance(ctx))}
+
+
+def parse_withdraw_amount(ctx: Ctx, raw: str) -> object:
+    balance_cents = _balance(ctx)
+    if balance_cents < MPESA_MIN_CENTS:
+        raise Reject("ussd.err_balance", balance=format_kes(balance_cents))
+    return shillings(
+        raw, minimum_cents=MPESA_MIN_CENTS, maximum_cents=min(balance_cents, MPESA_MAX_CENTS)
+    )
+
+
+def view_withdraw_pin(ctx: Ctx) -> Params:
+    return {"amount": format_kes(ctx.cents("amount")), "phone": national(ctx.state.phone)}
+
+
+def submit_withdraw(ctx: Ctx, raw: str) -> Step:
+    _confirm_pin(ctx, raw)
+    amount_cents = ctx.cents("amount")
+    if _balance(ctx) < amount_cents:
+        raise Reject("ussd.err_balance", balance=format_kes(_balance(ctx)))
+    ctx.queue("withdrawal", amount_cents)
+    return Finish(
+        "ussd.withdraw_coming",
+        {"amount": format_kes(amount_cents), "phone": national(ctx.state.phone)},
+    )
+
+
+# --- the mini-statement ----------------------------------------------------------------------
+
+_TX_LABELS = {code.value: f"ussd.tx_{code.value}" for code in EntryCode}
+
+
+def view_statement(ctx: Ctx) -> Params:
+    statement = queries.wallet_statement(
+        uow_factory=ctx.deni.uow, user_id=ctx.user_id, limit=STATEMENT_LINES
+    )
+    lines = []
+    for line in statement.lines:
+        sign = "+" if line.amount_cents > 0 else "-"
+        label = say(_TX_LABELS.get(line.code, "ussd.tx_other"), ctx.lang)
+        day = short_day(nairobi_today(line.created_at))
+        lines.append(f"{day} {sign}{format_kes(abs(line.amount_cents))} {label}")
+    if not lines:
+        lines.append(say("ussd.statement_empty", ctx.lang))
+    return {"balance": format_kes(statement.balance_cents), "lines": "\n".join(lines)}
+
+
+# --- settings --------------------------------------------------------------------------------
+
+
+def submit_old_pin(ctx: Ctx, raw: str) -> Step:
+    _confirm_pin(ctx, raw)
+    ctx.state.data["old_pin"] = ctx.box.seal(raw)
+    return Goto("pin_new")
+
+
+def submit_change_pin(ctx: Ctx, raw: str) -> Step:
+    new = ctx.box.open(ctx.state.data.get("new_pin"), ttl_s=ctx.secret_ttl_s)
+    old = ctx.box.open(ctx.state.data.get("old_pin"), ttl_s=ctx.secret_ttl_s)
+    if old is None:
+        return Goto("pin_old", notice="ussd.err_start_again", reset=True)
+    if new is None or require_pin(raw) != new:
+        ctx.state.data.pop("new_pin", None)
+        return Goto("pin_new", notice="ussd.err_pin_mismatch")
+    users.change_pin(
+        uow=ctx.deni.uow(),
+        hasher=ctx.deni.hasher,
+        clock=ctx.deni.clock,
+        user_id=ctx.user_id,
+        old_pin=old,
+        new_pin=raw,
+        channel=CHANNEL,
+    )
+    ctx.state.data.clear()
+    return Finish("ussd.pin_changed")
+
+
+def _set_language(ctx: Ctx, language: str) -> Step:
+    user = ussd.set_language(
+        uow=ctx.deni.uow(),
+        clock=ctx.deni.clock,
+        user_id=ctx.user_id,
+        language=language,
+        channel=CHANNEL,
+    )
+    ctx.state.lang = user.language
+    return Goto("main", notice="ussd.language_set", reset=True)
+
+
+def action_english(ctx: Ctx) -> Step:
+    return _set_language(ctx, "en")
+
+
+def action_swahili(ctx: Ctx) -> Step:
+    return _set_language(ctx, "sw")
+
+
+# --- resuming a dropped session --------------------------------------------------------------
+
+
+def action_resume(ctx: Ctx) -> Step:
+    assert ctx.resume is not None
+    return ctx.resume(True)
+
+
+def action_fresh_start(ctx: Ctx) -> Step:
+    assert ctx.resume is not None
+    return ctx.resume(False)
+
+
+def locked_minutes(ctx: Ctx) -> int:
+    """Minutes until a locked account opens again, for the screen that says so."""
+    user = users.get_user(uow_factory=ctx.deni.uow, user_id=ctx.user_id)
+    if user.locked_until is None:
+        return 1
+    seconds = (user.locked_until - ctx.now) / timedelta(seconds=1)
+    return max(1, -(-int(seconds) // 60))

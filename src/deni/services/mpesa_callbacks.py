@@ -1,0 +1,419 @@
+"""Daraja's callbacks: stored first, answered fast, applied exactly once.
+
+`store_callback` writes the raw body to the inbox in a short transaction of its own, keyed by
+what identifies the event (CheckoutRequestID, OriginatorConversationID, TransID, ...), so a
+repeated callback finds its key taken and does nothing. `apply_callback` then settles what the
+body says; every step it takes is idempotent (receipt keys, hold states), so the inline apply
+and the worker's retry of an unapplied row can never move money twice. A body that cannot be
+read is kept as `malformed` for the operator and still answered 200 (Daraja would otherwise
+retry or blacklist the URL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from deni.domain.errors import InvalidPhoneNumber
+from deni.domain.phone import normalise_msisdn
+from deni.services import payments
+from deni.services.mpesa import (
+    MpesaDeps,
+    credit_stk_payment,
+    fail_payout,
+    fail_stk,
+    repay_from_wallet,
+    request_of_originator,
+    resend_or_fail_payout,
+    settle_payout_success,
+    to_suspense,
+)
+from deni.services.mpesa_ports import (
+    OPEN_STATES,
+    B2CResultEvent,
+    BalanceResultEvent,
+    C2BEvent,
+    CallbackEvent,
+    CallbackKind,
+    InboxState,
+    MalformedCallbackError,
+    MpesaRequest,
+    OtherResultEvent,
+    QueueTimeoutEvent,
+    RequestKind,
+    RequestState,
+    StatusResultEvent,
+    StkResultEvent,
+)
+from deni.services.ports import UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+SUCCESS = "0"
+# An STK callback may beat the worker's record of its CheckoutRequestID by a moment: such a
+# callback waits this long in the inbox before its money is sent to suspense.
+UNKNOWN_CHECKOUT_GRACE_S = 120.0
+COMPLETED = "completed"
+C2B_ACCEPT = {"ResultCode": "0", "ResultDesc": "Accepted"}
+C2B_REJECT = {"ResultCode": "C2B00012", "ResultDesc": "Rejected"}  # invalid account number
+
+
+class NotYet(Exception):
+    """The row cannot be applied yet; the worker tries again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    inbox_id: int | None  # None: the dedupe key was taken (a repeat)
+    state: InboxState
+
+
+def dedupe_key(kind: str, event: CallbackEvent) -> str:
+    if isinstance(event, StkResultEvent):
+        return f"stk:{event.checkout_request_id}"
+    if isinstance(event, B2CResultEvent):
+        return f"b2c:{event.originator_conversation_id}"
+    if isinstance(event, QueueTimeoutEvent):
+        return f"b2c_timeout:{event.originator_conversation_id or event.conversation_id}"
+    if isinstance(event, C2BEvent):
+        prefix = "c2b" if kind == CallbackKind.C2B_CONFIRMATION else "c2b_validation"
+        return f"{prefix}:{event.trans_id}"
+    if isinstance(event, StatusResultEvent | BalanceResultEvent):
+        return f"{kind}:{event.conversation_id}"
+    return f"{kind}:{event.conversation_id or _digest(event.result_desc.encode())}"
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def store_callback(deps: MpesaDeps, *, kind: str, body: bytes, source_ip: str) -> Stored:
+    """The raw body first, in its own transaction. Never raises for a bad body."""
+    now = deps.clock.now()
+    state, error = InboxState.RECEIVED, ""
+    try:
+        key = dedupe_key(kind, deps.gateway.parse_callback(kind, body))
+    except MalformedCallbackError as malformed:
+        # Keyed by content, so the same garbage twice is stored once.
+        state, error, key = InboxState.MALFORMED, malformed.reason, f"bad:{kind}:{_digest(body)}"
+        log.warning("mpesa.callback_malformed", kind=kind, reason=malformed.reason)
+    with deps.uow() as uow:
+        inbox_id = uow.mpesa.inbox_add(
+            kind=kind,
+            dedupe_key=key,
+            body=body,
+            source_ip=source_ip,
+            state=state,
+            error=error,
+            now=now,
+        )
+        uow.commit()
+    if inbox_id is None:
+        log.info("mpesa.callback_repeated", kind=kind)
+    return Stored(inbox_id, state)
+
+
+def apply_callback(deps: MpesaDeps, inbox_id: int) -> InboxState:
+    """Settle what a stored callback says, once. Returns the row's state afterwards."""
+    with deps.uow.read_only() as uow:
+        row = uow.mpesa.inbox_get(inbox_id)
+    assert row is not None, inbox_id
+    if row.state is not InboxState.RECEIVED:
+        return row.state
+    try:
+        event = deps.gateway.parse_callback(row.kind, row.body)
+        state, note = _apply(deps, row.kind, event, received_at=row.received_at)
+    except NotYet as wait:
+        state, note = InboxState.RECEIVED, str(wait)
+    except MalformedCallbackError as malformed:
+        state, note = InboxState.MALFORMED, malformed.reason
+    except Exception as error:
+        log.exception("mpesa.callback_apply_failed", kind=row.kind, inbox_id=inbox_id)
+        state, note = InboxState.RECEIVED, f"{type(error).__name__}: {error}"
+    if state is InboxState.RECEIVED and row.attempts + 1 >= deps.policy.inbox_attempts_max:
+        state = InboxState.FAILED  # left for the operator: `deni payments callbacks`
+    with deps.uow() as uow:
+        uow.mpesa.inbox_mark(inbox_id, state=state, error=note, now=deps.clock.now())
+        uow.commit()
+    return state
+
+
+def apply_pending(deps: MpesaDeps) -> int:
+    """The worker's pass over callbacks not applied yet (a crash, a transient failure)."""
+    with deps.uow.read_only() as uow:
+        ids = uow.mpesa.inbox_ids(states=[InboxState.RECEIVED], limit=deps.policy.batch_max)
+    for inbox_id in ids:
+        apply_callback(deps, inbox_id)
+    return len(ids)
+
+
+Applied = tuple[InboxState, str]
+
+
+def _apply(deps: MpesaDeps, kind: str, event: CallbackEvent, *, received_at: datetime) -> Applied:
+    if isinstance(event, StkResultEvent):
+        return _apply_stk(deps, event, received_at=received_at)
+    if isinstance(event, B2CResultEvent):
+        return _apply_b2c(deps, event)
+    if isinstance(event, QueueTimeoutEvent):
+        return _apply_b2c_timeout(deps, event)
+    if isinstance(event, C2BEvent):
+        if kind != CallbackKind.C2B_CONFIRMATION:
+            return InboxState.IGNORED, "validation answered at once"
+        return _apply_c2b(deps, event)
+    if isinstance(event, StatusResultEvent):
+        return _apply_status(deps, event)
+    if isinstance(event, BalanceResultEvent):
+        return _apply_balance(deps, event)
+    assert isinstance(event, OtherResultEvent)
+    return InboxState.IGNORED, f"recorded: {event.result_code} {event.result_desc}"[:200]
+
+
+# --- STK -----------------------------------------------------------------------------------------
+
+
+def _apply_stk(deps: MpesaDeps, event: StkResultEvent, *, received_at: datetime) -> Applied:
+    with deps.uow.read_only() as uow:
+        request = uow.mpesa.find_by_checkout(event.checkout_request_id)
+    if event.result_code != SUCCESS:
+        if request is None:
+            return InboxState.IGNORED, "failure for an unknown CheckoutRequestID"
+        if fail_stk(deps, request.id, code=event.result_code, desc=event.result_desc):
+            return InboxState.APPLIED, f"push failed: {event.result_code}"
+        return InboxState.IGNORED, f"request already {request.state.value}: not downgraded"
+    assert event.receipt is not None
+    assert event.amount_cents is not None
+    if request is None:
+        if deps.clock.now() - received_at < timedelta(seconds=UNKNOWN_CHECKOUT_GRACE_S):
+            raise NotYet("unknown CheckoutRequestID: waiting for the worker's record")
+        return _suspense(deps, event, "STK payment for an unknown CheckoutRequestID")
+    return _stk_paid(deps, request, event)
+
+
+def _stk_paid(deps: MpesaDeps, request: MpesaRequest, event: StkResultEvent) -> Applied:
+    assert event.receipt is not None
+    assert event.amount_cents is not None
+    if request.state is RequestState.SUCCEEDED:
+        if request.receipt == event.receipt:
+            return InboxState.IGNORED, "already credited"
+        return _suspense(deps, event, "a second payment for a settled push")
+    if event.amount_cents != request.amount_cents:
+        fail_stk(deps, request.id, code="amount", desc="paid amount differs; sent to suspense")
+        return _suspense(deps, event, f"amount differs from request {request.id}")
+    credit_stk_payment(
+        deps,
+        request.id,
+        receipt=event.receipt,
+        amount_cents=event.amount_cents,
+        desc=event.result_desc,
+    )
+    return InboxState.APPLIED, f"credited {event.receipt}"
+
+
+def _suspense(deps: MpesaDeps, event: StkResultEvent, reason: str) -> Applied:
+    assert event.receipt is not None
+    assert event.amount_cents is not None
+    to_suspense(
+        deps,
+        receipt=event.receipt,
+        amount_cents=event.amount_cents,
+        source="stk",
+        account_reference="",
+        phone=event.phone or "",
+        reason=reason,
+    )
+    return InboxState.APPLIED, f"suspense: {reason}"
+
+
+# --- B2C -----------------------------------------------------------------------------------------
+
+
+def _payout_of(
+    deps: MpesaDeps, originator_conversation_id: str | None
+) -> tuple[MpesaRequest, int] | None:
+    parsed = request_of_originator(originator_conversation_id or "")
+    if parsed is None:
+        return None
+    request_id, attempt = parsed
+    with deps.uow.read_only() as uow:
+        request = uow.mpesa.get_request(request_id)
+    if request is None or request.kind is not RequestKind.B2C:
+        return None
+    return request, attempt
+
+
+def _apply_b2c(deps: MpesaDeps, event: B2CResultEvent) -> Applied:
+    found = _payout_of(deps, event.originator_conversation_id)
+    if found is None:
+        return InboxState.IGNORED, "B2C result for an unknown OriginatorConversationID"
+    request, attempt = found
+    if event.result_code == SUCCESS:
+        assert event.receipt is not None
+        settle_payout_success(
+            deps,
+            request.id,
+            receipt=event.receipt,
+            amount_cents=event.amount_cents,
+            desc=event.result_desc,
+        )
+        return InboxState.APPLIED, f"paid {event.receipt}"
+    failed = fail_payout(
+        deps, request.id, code=event.result_code, desc=event.result_desc, attempt=attempt
+    )
+    if failed:
+        return InboxState.APPLIED, f"payout failed: {event.result_code}"
+    return InboxState.IGNORED, "failure for a settled request or an earlier attempt"
+
+
+def _apply_b2c_timeout(deps: MpesaDeps, event: QueueTimeoutEvent) -> Applied:
+    """A queue timeout is "unknown", never "failed": ask Transaction Status soon."""
+    found = _payout_of(deps, event.originator_conversation_id)
+    if found is None:
+        return InboxState.IGNORED, "timeout for an unknown OriginatorConversationID"
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        request = uow.mpesa.lock_request(found[0].id)
+        assert request is not None
+        if request.state not in OPEN_STATES or found[1] != request.attempt:
+            return InboxState.IGNORED, "timeout for a settled request or an earlier attempt"
+        request.state = RequestState.UNKNOWN
+        request.acknowledged = True
+        request.result_desc = f"queue timeout: {event.result_desc}"[:200]
+        request.next_check_at = now + timedelta(seconds=deps.policy.status_after_s)
+        uow.mpesa.save_request(request, now)
+        uow.commit()
+    return InboxState.APPLIED, "queue timeout: Transaction Status next"
+
+
+# --- Transaction Status and balances -------------------------------------------------------------
+
+
+def _apply_status(deps: MpesaDeps, event: StatusResultEvent) -> Applied:
+    with deps.uow.read_only() as uow:
+        request = uow.mpesa.find_by_status_conversation(event.conversation_id)
+    if request is None and event.original_originator_conversation_id:
+        found = _payout_of(deps, event.original_originator_conversation_id)
+        request = found[0] if found else None
+    if request is None:
+        return InboxState.IGNORED, "status result for no request of ours (an older query?)"
+    completed = (event.transaction_status or COMPLETED).lower() == COMPLETED
+    if event.result_code == SUCCESS and completed and event.receipt:
+        return _status_found(deps, request, event)
+    if event.result_code == SUCCESS:
+        return InboxState.IGNORED, f"status {event.transaction_status}: checked again later"
+    if event.conversation_id != request.status_conversation_id:
+        return InboxState.IGNORED, "not-found answer to an older query"
+    if request.kind is RequestKind.B2C:
+        resend_or_fail_payout(deps, request.id, desc=event.result_desc)
+        return InboxState.APPLIED, f"not found at M-PESA: {event.result_code}"
+    return InboxState.IGNORED, "STK payment not found yet: checked again later"
+
+
+def _status_found(deps: MpesaDeps, request: MpesaRequest, event: StatusResultEvent) -> Applied:
+    assert event.receipt is not None
+    if request.kind is RequestKind.B2C:
+        settle_payout_success(
+            deps,
+            request.id,
+            receipt=event.receipt,
+            amount_cents=event.amount_cents,
+            desc="confirmed by Transaction Status",
+        )
+        return InboxState.APPLIED, f"payout confirmed {event.receipt}"
+    stk = StkResultEvent(
+        request.checkout_request_id or "",
+        SUCCESS,
+        "confirmed by Transaction Status",
+        event.amount_cents or 0,
+        event.receipt,
+        None,
+    )
+    if not stk.amount_cents:
+        return InboxState.IGNORED, "status without an amount"
+    return _stk_paid(deps, request, stk)
+
+
+def _apply_balance(deps: MpesaDeps, event: BalanceResultEvent) -> Applied:
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        report = uow.mpesa.report_by_conversation(event.conversation_id)
+        if report is None:
+            return InboxState.IGNORED, "balance for no report of ours"
+        report.state = "received" if event.result_code == SUCCESS else "failed"
+        report.working_cents, report.utility_cents = event.working_cents, event.utility_cents
+        report.result_desc, report.received_at = event.result_desc[:200], now
+        uow.mpesa.report_save(report)
+        uow.commit()
+    return InboxState.APPLIED, "balance recorded"
+
+
+# --- C2B -----------------------------------------------------------------------------------------
+
+
+def match_account(uow: UnitOfWork, reference: str) -> tuple[str, str | None] | None:
+    """(user id, loan id) for an account number: a loan code, or a user's own phone number."""
+    compact = "".join(reference.split()).upper()
+    if not compact or len(compact) > 20:
+        return None
+    loan = uow.loans.get_by_code(compact)
+    if loan is not None:
+        return loan.borrower_id, loan.id
+    try:
+        phone = normalise_msisdn(compact)
+    except InvalidPhoneNumber:
+        return None
+    user = uow.users.get_by_phone(phone)
+    return (user.id, None) if user is not None else None
+
+
+def validate_c2b(deps: MpesaDeps, *, body: bytes, source_ip: str, enabled: bool) -> dict[str, str]:
+    """The synchronous answer to a C2B validation: unknown account numbers are refused."""
+    stored = store_callback(deps, kind=CallbackKind.C2B_VALIDATION, body=body, source_ip=source_ip)
+    if not enabled:
+        return C2B_ACCEPT
+    try:
+        event = deps.gateway.parse_callback(CallbackKind.C2B_VALIDATION, body)
+    except MalformedCallbackError:
+        return C2B_REJECT
+    assert isinstance(event, C2BEvent)
+    with deps.uow.read_only() as uow:
+        matched = match_account(uow, event.account_reference)
+    accepted = matched is not None
+    if stored.inbox_id is not None:
+        note = "accepted" if accepted else "rejected: unknown account number"
+        with deps.uow() as uow:
+            uow.mpesa.inbox_mark(
+                stored.inbox_id, state=InboxState.APPLIED, error=note, now=deps.clock.now()
+            )
+            uow.commit()
+    return C2B_ACCEPT if accepted else C2B_REJECT
+
+
+def _apply_c2b(deps: MpesaDeps, event: C2BEvent) -> Applied:
+    with deps.uow.read_only() as uow:
+        matched = match_account(uow, event.account_reference)
+    if matched is None:
+        to_suspense(
+            deps,
+            receipt=event.trans_id,
+            amount_cents=event.amount_cents,
+            source="c2b",
+            account_reference=event.account_reference,
+            phone=event.phone_raw,
+            reason="account number matches no loan and no phone",
+        )
+        return InboxState.APPLIED, "suspense: unknown account number"
+    user_id, loan_id = matched
+    payments.record_mpesa_payment(
+        uow=deps.uow(),
+        clock=deps.clock,
+        user_id=user_id,
+        amount_cents=event.amount_cents,
+        receipt=event.trans_id,
+    )
+    if loan_id is not None:
+        repay_from_wallet(deps, user_id, loan_id, event.amount_cents, f"c2b:{event.trans_id}")
+    return InboxState.APPLIED, f"credited {event.trans_id}"

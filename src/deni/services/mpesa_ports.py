@@ -1,0 +1,468 @@
+"""What the M-PESA use cases need, as plain values and Protocols (no I/O here).
+
+`MpesaGateway` itself lives at the end of services/ports.py; the values it speaks, the
+repository the unit of work hands out (`uow.mpesa`, `uow.outbox`) and the policy knobs are here,
+so the M-PESA work keeps to its own module.
+
+Money rule of this whole area: a request row is the truth. Daraja's synchronous "accepted"
+means nothing yet; only a callback or a query answer settles a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+# --- Requests (one row per STK push or B2C payout) ---------------------------------------------
+
+
+class RequestKind(StrEnum):
+    STK = "stk"
+    B2C = "b2c"
+
+
+class Purpose(StrEnum):
+    TOP_UP = "top_up"  # STK: money into the wallet
+    REPAYMENT = "repayment"  # STK: into the wallet, then to the loan
+    AUTO_REPAY = "auto_repay"  # STK on the due date for what the wallet could not cover
+    WITHDRAWAL = "withdrawal"  # B2C: wallet out to M-PESA
+    DISBURSEMENT = "disbursement"  # B2C: a new loan's principal out to the borrower's M-PESA
+    AUTO_PAYOUT = "auto_payout"  # B2C: a lender's repayment straight out to M-PESA
+
+
+STK_PURPOSES = frozenset({Purpose.TOP_UP, Purpose.REPAYMENT, Purpose.AUTO_REPAY})
+
+
+class RequestState(StrEnum):
+    QUEUED = "queued"  # an outbox row will send it
+    SENDING = "sending"  # written just before the call: a crash here leaves "maybe sent"
+    SENT = "sent"  # Daraja acknowledged; waiting for the callback
+    UNKNOWN = "unknown"  # sent or maybe sent, outcome unknown: ask Daraja before anything else
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+OPEN_STATES = frozenset(
+    {RequestState.QUEUED, RequestState.SENDING, RequestState.SENT, RequestState.UNKNOWN}
+)
+FINAL_STATES = frozenset({RequestState.SUCCEEDED, RequestState.FAILED})
+
+
+@dataclass(slots=True)
+class MpesaRequest:
+    id: str
+    kind: RequestKind
+    purpose: Purpose
+    user_id: str
+    loan_id: str | None
+    phone: str  # 2547XXXXXXXX
+    amount_cents: int
+    idempotency_key: str
+    state: RequestState
+    created_at: datetime
+    updated_at: datetime
+    hold_id: str | None = None
+    attempt: int = 0  # sends so far; the current attempt's OriginatorConversationID ends in it
+    checkout_request_id: str | None = None
+    originator_conversation_id: str | None = None
+    conversation_id: str | None = None
+    status_conversation_id: str | None = None  # the last Transaction Status query's ack
+    acknowledged: bool = False  # Daraja answered "accepted" for the current attempt
+    receipt: str | None = None
+    result_code: str = ""
+    result_desc: str = ""
+    status_checks: int = 0
+    next_check_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        assert self.amount_cents > 0
+        assert (self.kind is RequestKind.STK) == (self.purpose in STK_PURPOSES)
+
+
+# --- Inbox, outbox, suspense, preferences ------------------------------------------------------
+
+
+class InboxState(StrEnum):
+    RECEIVED = "received"  # stored, not applied yet (the worker retries)
+    APPLIED = "applied"
+    IGNORED = "ignored"  # nothing to do (a failure for a finished request, ...), with a reason
+    MALFORMED = "malformed"  # cannot be read; kept for the operator
+    FAILED = "failed"  # applying kept failing; kept for the operator
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    id: int
+    kind: str
+    dedupe_key: str
+    body: bytes
+    state: InboxState
+    attempts: int
+    error: str
+    received_at: datetime
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    DONE = "done"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: str
+    topic: str
+    payload: str  # JSON
+    unique_key: str
+    state: OutboxState
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str = ""
+    created_at: datetime | None = None
+
+
+class SuspenseState(StrEnum):
+    UNASSIGNED = "unassigned"
+    ASSIGNING = "assigning"  # chosen; the money moves are being made (idempotent, resumable)
+    ASSIGNED = "assigned"
+
+
+@dataclass(slots=True)
+class SuspensePayment:
+    receipt: str
+    amount_cents: int
+    source: str  # c2b | stk
+    account_reference: str
+    phone: str
+    reason: str
+    entry_id: str
+    state: SuspenseState
+    created_at: datetime
+    user_id: str | None = None
+    assigned_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MpesaPreferences:
+    user_id: str
+    disburse_to_mpesa: bool = True
+    auto_payout: bool = False
+
+
+@dataclass(slots=True)
+class BalanceReport:
+    id: str
+    state: str  # requested, received, failed
+    ledger_paybill_cents: int
+    ledger_float_cents: int
+    requested_at: datetime
+    conversation_id: str | None = None
+    working_cents: int | None = None
+    utility_cents: int | None = None
+    result_desc: str = ""
+    received_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutCandidate:
+    """Something that should go out by B2C: a loan's principal, a lender's repayment."""
+
+    source_id: str  # loan id or repayment id
+    user_id: str
+    loan_id: str
+    amount_cents: int
+
+
+class MpesaRepository(Protocol):
+    # requests
+    def add_request(self, request: MpesaRequest) -> None: ...
+
+    def get_request(self, request_id: str) -> MpesaRequest | None: ...
+
+    def lock_request(self, request_id: str) -> MpesaRequest | None: ...
+
+    def find_request(self, idempotency_key: str) -> MpesaRequest | None: ...
+
+    def find_by_checkout(self, checkout_request_id: str) -> MpesaRequest | None: ...
+
+    def find_by_originator(self, originator_conversation_id: str) -> MpesaRequest | None: ...
+
+    def find_by_status_conversation(self, conversation_id: str) -> MpesaRequest | None: ...
+
+    def save_request(self, request: MpesaRequest, now: datetime) -> None: ...
+
+    def due_checks(self, *, now: datetime, limit: int) -> list[str]: ...
+
+    def list_requests(
+        self, *, states: Sequence[RequestState], limit: int, user_id: str | None = None
+    ) -> list[MpesaRequest]: ...
+
+    def count_requests(self, *, loan_id: str, purpose: Purpose) -> int: ...
+
+    # callbacks
+    def inbox_add(
+        self,
+        *,
+        kind: str,
+        dedupe_key: str,
+        body: bytes,
+        source_ip: str,
+        state: InboxState,
+        error: str,
+        now: datetime,
+    ) -> int | None:
+        """The new row's id; None when the dedupe key is already stored."""
+        ...
+
+    def inbox_get(self, inbox_id: int) -> InboxRow | None: ...
+
+    def inbox_lock(self, inbox_id: int) -> InboxRow | None: ...
+
+    def inbox_mark(self, inbox_id: int, *, state: InboxState, error: str, now: datetime) -> None:
+        """Record an attempt's outcome (attempts + 1)."""
+        ...
+
+    def inbox_ids(self, *, states: Sequence[InboxState], limit: int) -> list[int]: ...
+
+    def inbox_rows(self, *, states: Sequence[InboxState], limit: int) -> list[InboxRow]: ...
+
+    # suspense
+    def suspense_add(self, payment: SuspensePayment) -> bool: ...
+
+    def suspense_lock(self, receipt: str) -> SuspensePayment | None: ...
+
+    def suspense_save(self, payment: SuspensePayment) -> None: ...
+
+    def suspense_list(
+        self, *, states: Sequence[SuspenseState], limit: int
+    ) -> list[SuspensePayment]: ...
+
+    # preferences
+    def preferences(self, user_id: str) -> MpesaPreferences: ...
+
+    def set_preferences(self, preferences: MpesaPreferences, now: datetime) -> None: ...
+
+    # sweeps
+    def loans_to_disburse(self, *, since: datetime, limit: int) -> list[PayoutCandidate]:
+        """Active loans disbursed since `since` to a borrower who wants M-PESA, with no
+        disbursement request yet."""
+        ...
+
+    def repayments_to_pay_out(self, *, since: datetime, limit: int) -> list[PayoutCandidate]:
+        """Repayments since `since` to lenders with auto-payout on, with no payout yet."""
+        ...
+
+    # balance reports
+    def report_add(self, report: BalanceReport) -> None: ...
+
+    def report_by_conversation(self, conversation_id: str) -> BalanceReport | None: ...
+
+    def report_save(self, report: BalanceReport) -> None: ...
+
+    def reports(self, *, limit: int) -> list[BalanceReport]: ...
+
+
+class OutboxRepository(Protocol):
+    def add(self, message: OutboxMessage, now: datetime) -> bool:
+        """False (nothing written) when the unique key is already taken."""
+        ...
+
+    def claim_due(self, *, now: datetime, limit: int, lease_s: float) -> list[OutboxMessage]:
+        """Due messages, leased to the caller; a crashed claimer's lease lapses."""
+        ...
+
+    def get(self, message_id: str) -> OutboxMessage | None: ...
+
+    def mark_done(self, message_id: str, *, now: datetime) -> None: ...
+
+    def mark_retry(
+        self, message_id: str, *, now: datetime, next_attempt_at: datetime, error: str
+    ) -> None: ...
+
+    def mark_dead(self, message_id: str, *, now: datetime, error: str) -> None: ...
+
+    def rearm(self, message_id: str, *, now: datetime) -> bool:
+        """A dead message goes back to pending with fresh attempts; False if not dead."""
+        ...
+
+    def list(self, *, states: Sequence[OutboxState], limit: int) -> list[OutboxMessage]: ...
+
+
+# --- What Daraja answers (the gateway's values) -----------------------------------------------
+
+
+class GatewayOutcome(StrEnum):
+    NOT_SENT = "not_sent"  # certainly never reached Daraja: sending again is safe
+    REFUSED = "refused"  # Daraja refused it outright; sending it again will not help
+    BUSY = "busy"  # refused for now (rate limit, subscriber busy, query pending)
+    UNKNOWN = "unknown"  # Daraja may have acted on it: ask before doing anything else
+
+
+class GatewayError(Exception):
+    def __init__(self, message: str, *, outcome: GatewayOutcome, code: str = "") -> None:
+        super().__init__(message)
+        self.message = message[:300]
+        self.outcome = outcome
+        self.code = code
+
+
+class MalformedCallbackError(Exception):
+    """A callback body that cannot be used; `reason` has no personal data."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason[:300]
+
+
+@dataclass(frozen=True, slots=True)
+class StkAck:
+    checkout_request_id: str
+    merchant_request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationAck:
+    originator_conversation_id: str
+    conversation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StkQueryAnswer:
+    result_code: str  # "0" paid, "1032" cancelled, ...
+    result_desc: str
+
+
+# Callback events: what a stored body says, in Deni's terms.
+
+
+@dataclass(frozen=True, slots=True)
+class StkResultEvent:
+    checkout_request_id: str
+    result_code: str
+    result_desc: str
+    amount_cents: int | None
+    receipt: str | None
+    phone: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class B2CResultEvent:
+    originator_conversation_id: str
+    conversation_id: str
+    result_code: str
+    result_desc: str
+    amount_cents: int | None
+    receipt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueTimeoutEvent:
+    originator_conversation_id: str | None
+    conversation_id: str | None
+    result_desc: str
+
+
+@dataclass(frozen=True, slots=True)
+class C2BEvent:
+    trans_id: str
+    amount_cents: int
+    account_reference: str
+    phone: str | None  # 2547XXXXXXXX only when Daraja sent it plain
+    phone_raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class StatusResultEvent:
+    conversation_id: str  # of the status query itself
+    result_code: str
+    result_desc: str
+    transaction_status: str | None
+    receipt: str | None
+    amount_cents: int | None
+    original_originator_conversation_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceResultEvent:
+    conversation_id: str
+    result_code: str
+    result_desc: str
+    working_cents: int | None
+    utility_cents: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OtherResultEvent:
+    """Reversal results and the queries' own timeouts: stored and shown, nothing moves."""
+
+    conversation_id: str | None
+    result_code: str
+    result_desc: str
+
+
+CallbackEvent = (
+    StkResultEvent
+    | B2CResultEvent
+    | QueueTimeoutEvent
+    | C2BEvent
+    | StatusResultEvent
+    | BalanceResultEvent
+    | OtherResultEvent
+)
+
+
+class CallbackKind(StrEnum):
+    """Path suffixes under /hooks/{token}/ (they match the Daraja client's `Callback`)."""
+
+    STK = "stk"
+    B2C_RESULT = "b2c/result"
+    B2C_TIMEOUT = "b2c/timeout"
+    C2B_VALIDATION = "c2b/validation"
+    C2B_CONFIRMATION = "c2b/confirmation"
+    BALANCE_RESULT = "balance/result"
+    BALANCE_TIMEOUT = "balance/timeout"
+    STATUS_RESULT = "status/result"
+    STATUS_TIMEOUT = "status/timeout"
+    REVERSAL_RESULT = "reversal/result"
+    REVERSAL_TIMEOUT = "reversal/timeout"
+
+
+# --- Policy --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MpesaPolicy:
+    """Every bound and delay of the M-PESA work, in one place (bootstrap fills it from
+    settings; tests shorten it)."""
+
+    stk_query_after_s: float = 180.0  # a push with no callback after this: ask STK Query
+    status_after_s: float = 120.0  # a payout with no result after this: Transaction Status
+    check_backoff_s: float = 300.0  # between two checks of the same request
+    checks_max: int = 12  # then it waits for an operator (`deni payments stuck`)
+    b2c_sends_max: int = 3  # sends of one payout whose earlier sends certainly did not happen
+    outbox_attempts_max: int = 8
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 600.0
+    lease_s: float = 60.0  # a claimed outbox row is someone else's after this
+    batch_max: int = 50
+    inbox_attempts_max: int = 5
+    sweep_window_s: float = 2 * 24 * 3600.0  # how far back sweeps look
+    auto_repay_stk_max: int = 3  # due-date STK pushes per loan, at most one a day
+    stk_account_reference: str = "Deni"
+
+    def __post_init__(self) -> None:
+        assert self.stk_query_after_s >= 0
+        assert self.status_after_s >= 0
+        assert self.check_backoff_s >= 0
+        assert 1 <= self.checks_max <= 1000
+        assert 1 <= self.b2c_sends_max <= 10
+        assert 1 <= self.outbox_attempts_max <= 100
+        assert 0 <= self.backoff_base_s <= self.backoff_max_s
+        assert self.lease_s > 0
+        assert 1 <= self.batch_max <= 1000
+        assert 1 <= self.inbox_attempts_max <= 100
+        assert 0 <= self.auto_repay_stk_max <= 30

@@ -1,0 +1,163 @@
+"""Use cases the USSD channel needs beyond the core ones. Any channel may call them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from deni.domain.errors import Conflict, Forbidden, NotFound
+from deni.domain.loans import LoanState
+from deni.domain.users import User, nairobi_today, require_language
+from deni.services.common import audit, notify
+from deni.services.ports import Clock, MpesaRequests, PinHasher, UnitOfWork
+from deni.services.users import check_pin
+
+MPESA_KINDS = ("top_up", "withdrawal", "stk_repayment")
+QUEUED_PER_SESSION_MAX = 4
+
+
+def confirm_pin(
+    *, uow: UnitOfWork, hasher: PinHasher, clock: Clock, user_id: str, pin: str, channel: str
+) -> User:
+    """Prove the PIN on its own (a wrong one counts towards the lock, as everywhere)."""
+    now = clock.now()
+    with uow:
+        user = uow.users.lock(user_id)
+        if user is None:
+            raise NotFound("No such user.", code="user_not_found")
+        check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
+        uow.commit()
+    return user
+
+
+def set_language(
+    *, uow: UnitOfWork, clock: Clock, user_id: str, language: str, channel: str
+) -> User:
+    clean = require_language(language)
+    now = clock.now()
+    with uow:
+        user = uow.users.lock(user_id)
+        if user is None:
+            raise NotFound("No such user.", code="user_not_found")
+        if user.language != clean:
+            user.language = clean
+            uow.users.save(user, now)
+            audit(
+                uow,
+                actor_id=user.id,
+                channel=channel,
+                command="set_language",
+                details={"language": clean},
+                now=now,
+            )
+        uow.commit()
+    return user
+
+
+def remind_borrower(
+    *, uow: UnitOfWork, clock: Clock, lender_id: str, loan_id: str, channel: str
+) -> bool:
+    """The lender nudges the borrower (by SMS). At most once a day per loan: False if already."""
+    now = clock.now()
+    today = nairobi_today(now)
+    with uow:
+        loan = uow.loans.get(loan_id)
+        if loan is None or lender_id not in (loan.lender_id, loan.borrower_id):
+            raise NotFound("No such loan.", code="loan_not_found")
+        if loan.lender_id != lender_id:
+            raise Forbidden("Only the lender can do this.", code="not_the_lender")
+        if loan.state is not LoanState.ACTIVE:
+            raise Conflict("Only an active loan can be reminded.", code="loan_not_active")
+        key = f"lender_reminder:{loan.id}:{today.isoformat()}"
+        if uow.notifications.exists(key):
+            return False
+        lender, borrower = uow.users.get(loan.lender_id), uow.users.get(loan.borrower_id)
+        assert lender is not None
+        assert borrower is not None
+        loan.accrue_penalty(today)  # for the amount shown; the loan is not saved
+        params = {
+            "lender_name": lender.name,
+            "amount_cents": loan.owed().total_cents,
+            "due_date": loan.terms.due_date,
+            "loan_code": loan.code,
+        }
+        notify(
+            uow,
+            user=borrower,
+            kind="lender_reminder",
+            params=params,
+            now=now,
+            loan_id=loan.id,
+            dedupe_key=key,
+        )
+        details = {"loan_id": loan.id}
+        audit(uow, actor_id=lender_id, channel=channel, command="remind", details=details, now=now)
+        uow.commit()
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMpesa:
+    """An M-PESA movement a session asked for; recorded when the session ends."""
+
+    kind: str
+    amount_cents: int
+    idempotency_key: str
+    loan_id: str | None = None
+
+    def __post_init__(self) -> None:
+        assert self.kind in MPESA_KINDS, self.kind
+        assert self.amount_cents > 0
+        assert (self.loan_id is not None) == (self.kind == "stk_repayment")
+
+
+def record_mpesa_requests(
+    *,
+    uow: UnitOfWork,
+    mpesa: MpesaRequests,
+    clock: Clock,
+    user_id: str,
+    queued: Sequence[QueuedMpesa],
+    channel: str,
+) -> None:
+    """Record every queued movement in one transaction: all of them or none."""
+    assert 0 < len(queued) <= QUEUED_PER_SESSION_MAX
+    now = clock.now()
+    with uow:
+        for item in queued:
+            _record(uow, mpesa, item, user_id=user_id, now=now)
+            details = {"kind": item.kind, "amount_cents": item.amount_cents}
+            audit(
+                uow,
+                actor_id=user_id,
+                channel=channel,
+                command="request_mpesa",
+                details=details,
+                now=now,
+            )
+        uow.commit()
+
+
+def _record(
+    uow: UnitOfWork, mpesa: MpesaRequests, item: QueuedMpesa, *, user_id: str, now: datetime
+) -> None:
+    key, amount_cents = item.idempotency_key, item.amount_cents
+    if item.kind == "top_up":
+        mpesa.request_top_up(
+            uow, user_id=user_id, amount_cents=amount_cents, idempotency_key=key, now=now
+        )
+    elif item.kind == "withdrawal":
+        mpesa.request_withdrawal(
+            uow, user_id=user_id, amount_cents=amount_cents, idempotency_key=key, now=now
+        )
+    else:
+        assert item.loan_id is not None
+        mpesa.request_stk_repayment(
+            uow,
+            user_id=user_id,
+            loan_id=item.loan_id,
+            amount_cents=amount_cents,
+            idempotency_key=key,
+            now=now,
+        )

@@ -1,0 +1,83 @@
+"""A phone dialling *383# through POST /ussd, the way Africa's Talking relays it."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from fastapi.testclient import TestClient
+
+from deni.adapters.mpesa_requests_fake import RecordingMpesaRequests
+from deni.bootstrap import Deni
+from deni.domain.phone import normalise_msisdn
+
+SCREEN_CHARS_MAX = 182
+CODE = "*383#"
+_sessions = itertools.count(1)
+
+
+def assert_screen(body: str) -> None:
+    assert body.startswith(("CON ", "END ")), body
+    assert len(body) <= SCREEN_CHARS_MAX, (len(body), body)
+    assert body.isascii(), body
+
+
+@dataclass
+class Phone:
+    client: TestClient
+    number: str  # national, 07...
+    session_id: str = ""
+    entries: list[str] = field(default_factory=list)
+    last: str = ""
+
+    @property
+    def msisdn(self) -> str:
+        return normalise_msisdn(self.number)
+
+    def dial(self, session_id: str | None = None) -> str:
+        self.session_id = session_id or f"ATUid_test_{next(_sessions)}"
+        self.entries = []
+        return self._post("")
+
+    def send(self, *entries: str) -> str:
+        """Type each entry in turn; returns the last screen."""
+        for entry in entries:
+            self.entries.append(entry)
+            self._post("*".join(self.entries))
+        return self.last
+
+    def resend(self) -> str:
+        """The gateway retries the same hop."""
+        return self._post("*".join(self.entries))
+
+    def _post(self, text: str) -> str:
+        response = self.client.post(
+            "/ussd",
+            data={
+                "sessionId": self.session_id,
+                "serviceCode": CODE,
+                "phoneNumber": "+" + self.msisdn,
+                "networkCode": "63902",
+                "text": text,
+            },
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/plain")
+        assert_screen(response.text)
+        self.last = response.text
+        return response.text
+
+    @property
+    def ended(self) -> bool:
+        return self.last.startswith("END ")
+
+
+def register(phone: Phone, *, name: str, pin: str, language: str = "1") -> str:
+    """language: "1" English, "2" Kiswahili."""
+    phone.dial()
+    return phone.send(language, name, pin, pin)
+
+
+def mpesa(deni: Deni) -> RecordingMpesaRequests:
+    assert isinstance(deni.mpesa_requests, RecordingMpesaRequests)
+    return deni.mpesa_requests

@@ -1,0 +1,171 @@
+"""Whole journeys through POST /ussd only, checked against the ledger."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from tests.api.support import assert_ledger_whole
+from tests.helpers import next_phone, next_receipt
+from tests.ussd.support import Phone, mpesa, register
+
+from deni.adapters.db import tables
+from deni.bootstrap import Deni
+from deni.domain.loans import LoanState
+from deni.services import ledger, payments, queries, users
+
+
+def _user_id(deni: Deni, phone: Phone) -> str:
+    with deni.uow.read_only() as uow:
+        return users.find_by_phone(uow, phone.number).id
+
+
+def _balance(deni: Deni, phone: Phone) -> int:
+    with deni.uow.read_only() as uow:
+        return ledger.wallet_balance_cents(uow, user_id=_user_id(deni, phone))
+
+
+def _mpesa_confirms(deni: Deni, phone: Phone, amount_cents: int) -> None:
+    """What the Daraja callback does once the STK push the session queued is paid."""
+    payments.record_mpesa_payment(
+        uow=deni.uow(),
+        clock=deni.clock,
+        user_id=_user_id(deni, phone),
+        amount_cents=amount_cents,
+        receipt=next_receipt(),
+    )
+
+
+def _only_loan(deni: Deni, phone: Phone, role: str) -> queries.LoanView:
+    views = queries.list_loans(
+        uow_factory=deni.uow, clock=deni.clock, user_id=_user_id(deni, phone), role=role
+    )
+    assert len(views) == 1
+    return views[0]
+
+
+def test_borrower_and_lender_from_registration_to_a_repaid_loan(
+    client: TestClient, deni: Deni
+) -> None:
+    lender, borrower = Phone(client, next_phone()), Phone(client, next_phone())
+    assert "you are registered" in register(lender, name="Jane Wanjiku", pin="4821")
+    assert "umesajiliwa" in register(borrower, name="Otieno Omondi", pin="7391", language="2")
+
+    # The lender tops up by M-PESA: the STK push is queued, and recorded once the session ends.
+    lender.dial()
+    assert "KES 5,000" in lender.send("5", "1", "5000")
+    assert lender.ended
+    (top_up,) = mpesa(deni).requests
+    assert (top_up.kind, top_up.amount_cents) == ("top_up", 500_000)
+    _mpesa_confirms(deni, lender, 500_000)
+
+    # The borrower asks: lender, amount, days, fee; sees the cost of credit; confirms by PIN.
+    borrower.dial()
+    borrower.send("1", lender.number, "1000", "30", "50")
+    assert "KES 1,050" in borrower.last
+    assert "Weka PIN" in borrower.last
+    assert "Ombi limetumwa" in borrower.send("7391")
+    assert borrower.ended
+    loan = _only_loan(deni, borrower, "borrower").loan
+    assert loan.state is LoanState.REQUESTED
+
+    # The lender approves with the PIN: the principal moves wallet to wallet.
+    lender.dial()
+    assert "Otieno" in lender.send("4")
+    assert "KES 1,050" in lender.send("1")
+    lender.send("1")
+    assert "Approved" in lender.send("4821")
+    assert _balance(deni, lender) == 400_000
+    assert _balance(deni, borrower) == 100_000
+
+    # Part from the wallet (PIN), part by M-PESA (queued STK push), the rest from the wallet.
+    borrower.dial()
+    borrower.send("2", "1")
+    assert "KES 1,050" in borrower.last
+    borrower.send("1", "600")
+    assert "Umelipa KES 600" in borrower.send("7391")
+    borrower.dial()
+    borrower.send("2", "1", "2", "450")
+    assert borrower.ended
+    assert mpesa(deni).requests[-1].kind == "stk_repayment"
+    assert mpesa(deni).requests[-1].amount_cents == 45_000
+    _mpesa_confirms(deni, borrower, 45_000)
+    borrower.dial()
+    borrower.send("2", "1", "1", "450")
+    assert "umelipwa wote" in borrower.send("7391")
+
+    view = _only_loan(deni, borrower, "borrower")
+    assert view.loan.state is LoanState.REPAID
+    assert _balance(deni, lender) == 400_000 + 105_000
+    assert _balance(deni, borrower) == 100_000 - 105_000 + 45_000
+    assert_ledger_whole(deni)
+
+    # Both see it in their mini-statements; the lender has nothing left to chase.
+    borrower.dial()
+    statement = borrower.send("6")
+    assert "Salio KES 400" in statement
+    assert statement.count("\n") >= 4
+    lender.dial()
+    assert "Nothing here yet" in lender.send("3")
+
+
+def test_lender_reminds_then_writes_off(client: TestClient, deni: Deni) -> None:
+    lender, borrower = Phone(client, next_phone()), Phone(client, next_phone())
+    register(lender, name="Akinyi Lender", pin="1357")
+    register(borrower, name="Kamau Borrower", pin="2468")
+    _mpesa_confirms(deni, lender, 200_000)
+    borrower.dial()
+    borrower.send("1", lender.number, "2000", "7", "0", "2468")
+    lender.dial()
+    lender.send("4", "1", "1", "1357")
+
+    lender.dial()
+    assert "Kamau" in lender.send("3")
+    assert "KES 2,000" in lender.send("1")
+    assert "Reminder sent" in lender.send("1")
+    lender.dial()
+    lender.send("3", "1", "1")
+    assert "already sent a reminder" in lender.last
+    assert not lender.ended
+    lender.send("2")
+    assert "Enter PIN" in lender.last
+    assert "written off" in lender.send("1357")
+
+    assert _only_loan(deni, borrower, "borrower").loan.state is LoanState.WRITTEN_OFF
+    with deni.engine.connect() as connection:
+        kinds = list(connection.execute(select(tables.notifications.c.kind)).scalars())
+    assert "lender_reminder" in kinds
+    assert "loan_written_off" in kinds
+    assert_ledger_whole(deni)
+
+
+def test_decline_withdraw_and_settings(client: TestClient, deni: Deni) -> None:
+    lender, borrower = Phone(client, next_phone()), Phone(client, next_phone())
+    register(lender, name="Wairimu", pin="1111")
+    register(borrower, name="Mutua", pin="2222")
+    borrower.dial()
+    borrower.send("1", lender.number, "500", "10", "0", "2222")
+    lender.dial()
+    assert "Declined" in lender.send("4", "1", "2")
+    assert _only_loan(deni, borrower, "borrower").loan.state is LoanState.DECLINED
+
+    # Withdraw: only what the wallet holds, confirmed by PIN, queued for after END.
+    _mpesa_confirms(deni, lender, 100_000)
+    lender.dial()
+    lender.send("5", "2", "5000")
+    assert "KES 1,000" in lender.last  # refused: more than the wallet holds
+    assert not lender.ended
+    lender.send("700", "1111")
+    assert lender.ended
+    assert mpesa(deni).requests[-1].kind == "withdrawal"
+    assert mpesa(deni).requests[-1].amount_cents == 70_000
+
+    # Settings: change the PIN, then the language.
+    lender.dial()
+    lender.send("7", "1", "1111", "9999", "9999")
+    assert "PIN is changed" in lender.last
+    lender.dial()
+    assert "Lugha sasa ni Kiswahili" in lender.send("7", "2", "2")
+    with deni.uow.read_only() as uow:
+        user = users.find_by_phone(uow, lender.number)
+    assert user.language == "sw"
+    assert deni.hasher.verify("9999", user.pin_hash)

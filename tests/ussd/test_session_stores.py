@@ -1,0 +1,142 @@
+"""The session-store contract on memory, SQL (SQLite, PostgreSQL) and Redis, and a USSD journey
+on each. Redis runs when DENI_TEST_REDIS_URL is set (CI: redis://127.0.0.1:6379/15)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.helpers import next_phone
+from tests.ussd.support import Phone, register
+
+from deni.adapters.clock import ManualClock
+from deni.adapters.db.engine import make_engine
+from deni.adapters.security import PepperedArgon2PinHasher
+from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
+from deni.bootstrap import bootstrap
+from deni.config import Settings
+from deni.entrypoints.api.app import create_app
+from deni.services.ports import SessionStore
+
+REDIS_URL = os.environ.get("DENI_TEST_REDIS_URL")
+NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+STORES = [
+    "memory",
+    "sql",
+    pytest.param(
+        "redis",
+        marks=pytest.mark.skipif(
+            not REDIS_URL, reason="DENI_TEST_REDIS_URL is not set: Redis tier off"
+        ),
+    ),
+]
+
+
+@pytest.fixture(params=STORES)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store(store_kind: str, database_url: str) -> Iterator[SessionStore]:
+    if store_kind == "memory":
+        yield MemorySessionStore()
+    elif store_kind == "sql":
+        engine = make_engine(database_url)
+        yield SqlSessionStore(engine)
+        engine.dispose()
+    else:
+        assert REDIS_URL is not None
+        redis_store = RedisSessionStore.from_url(REDIS_URL)
+        yield redis_store
+        redis_store.close()
+
+
+def _key() -> str:
+    return f"test:{uuid.uuid4()}"
+
+
+def test_put_get_delete(store: SessionStore) -> None:
+    key = _key()
+    assert store.get(key, now=NOW) is None
+    store.put(key, '{"screen": "main"}', ttl_s=60, now=NOW)
+    assert store.get(key, now=NOW) == '{"screen": "main"}'
+    store.put(key, "second ✓ value", ttl_s=60, now=NOW)
+    assert store.get(key, now=NOW) == "second ✓ value"
+    store.delete(key)
+    assert store.get(key, now=NOW) is None
+    store.delete(key)  # deleting twice is fine
+
+
+def test_values_lapse_after_their_ttl_and_a_put_renews_it(store: SessionStore) -> None:
+    key = _key()
+    store.put(key, "v1", ttl_s=60, now=NOW)
+    assert store.get(key, now=NOW + timedelta(seconds=59)) == "v1"
+    assert store.get(key, now=NOW + timedelta(seconds=60)) is None
+    store.put(key, "v2", ttl_s=60, now=NOW + timedelta(seconds=50))
+    assert store.get(key, now=NOW + timedelta(seconds=100)) == "v2"
+    store.delete(key)
+
+
+def test_keys_are_independent_and_values_can_be_large(store: SessionStore) -> None:
+    a, b = _key(), _key()
+    big = "x" * 60_000
+    store.put(a, big, ttl_s=30, now=NOW)
+    store.put(b, "small", ttl_s=30, now=NOW)
+    assert store.get(a, now=NOW) == big
+    store.delete(a)
+    assert store.get(b, now=NOW) == "small"
+    store.delete(b)
+
+
+def test_memory_store_is_bounded() -> None:
+    memory = MemorySessionStore(entries_max=3)
+    for n in range(3):
+        memory.put(f"k{n}", "v", ttl_s=10 + n, now=NOW)
+    memory.put("k3", "v", ttl_s=60, now=NOW)
+    assert memory.get("k0", now=NOW) is None  # the one closest to expiry made room
+    assert memory.get("k3", now=NOW) == "v"
+
+
+def test_sql_store_purges_expired_rows_in_batches(database_url: str) -> None:
+    engine = make_engine(database_url)
+    sql = SqlSessionStore(engine)
+    for n in range(5):
+        sql.put(f"purge:{n}", "v", ttl_s=10, now=NOW)
+    sql.put("purge:keep", "v", ttl_s=100, now=NOW)
+    later = NOW + timedelta(seconds=20)
+    assert sql.purge_expired(now=later, batch=3) == 3
+    assert sql.purge_expired(now=later, batch=3) == 2
+    assert sql.purge_expired(now=later, batch=3) == 0
+    assert sql.get("purge:keep", now=later) == "v"
+    engine.dispose()
+
+
+def test_a_journey_on_each_store(
+    store_kind: str, settings: Settings, clock: ManualClock, hasher: PepperedArgon2PinHasher
+) -> None:
+    wired = bootstrap(
+        settings.model_copy(update={"session_store": store_kind, "redis_url": REDIS_URL or ""}),
+        clock=clock,
+        hasher=hasher,
+    )
+    try:
+        with TestClient(create_app(wired), raise_server_exceptions=False) as client:
+            lender, borrower = Phone(client, next_phone()), Phone(client, next_phone())
+            register(lender, name="Store Lender", pin="1234")
+            register(borrower, name="Store Borrower", pin="5678")
+            borrower.dial()
+            borrower.send("1", lender.number, "1000")
+            assert borrower.resend() == borrower.last
+            clock.advance(timedelta(seconds=30))  # dropped; dials again
+            assert "Continue where" in borrower.dial()
+            borrower.send("1", "7", "0")
+            assert "Enter PIN" in borrower.last
+            assert "Request sent" in borrower.send("5678")
+            assert "Request sent" in borrower.resend()
+    finally:
+        wired.close()

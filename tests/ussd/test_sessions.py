@@ -1,0 +1,210 @@
+"""Sessions: repeated hops, timeouts, resuming a dropped session, PIN lockout, pages, logs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.helpers import next_phone
+from tests.ussd.support import Phone, register
+
+from deni.adapters.clock import ManualClock
+from deni.bootstrap import Deni
+from deni.entrypoints.ussd import flows
+from deni.services import queries, users
+
+
+def _loans(deni: Deni, phone: Phone, role: str = "borrower") -> list[queries.LoanView]:
+    with deni.uow.read_only() as uow:
+        user_id = users.find_by_phone(uow, phone.number).id
+    return queries.list_loans(uow_factory=deni.uow, clock=deni.clock, user_id=user_id, role=role)
+
+
+@pytest.fixture
+def pair(client: TestClient) -> tuple[Phone, Phone]:
+    lender, borrower = Phone(client, next_phone()), Phone(client, next_phone())
+    register(lender, name="Lender Lucy", pin="1234")
+    register(borrower, name="Borrower Ben", pin="5678")
+    return lender, borrower
+
+
+def test_the_same_hop_twice_gives_the_same_screen_and_acts_once(
+    deni: Deni, pair: tuple[Phone, Phone]
+) -> None:
+    lender, borrower = pair
+    borrower.dial()
+    borrower.send("1", lender.number, "1000", "30", "0")
+    first = borrower.send("5678")
+    assert borrower.resend() == first
+    assert borrower.resend() == first
+    assert len(_loans(deni, borrower)) == 1
+
+
+def test_an_older_hop_arriving_late_changes_nothing(pair: tuple[Phone, Phone]) -> None:
+    lender, borrower = pair
+    borrower.dial()
+    borrower.send("1", lender.number)
+    current = borrower.last
+    borrower.entries = ["1"]  # the gateway re-sends a hop from before
+    assert borrower.resend() == current
+    borrower.entries = ["1", lender.number]
+    assert "how many days" in borrower.send("1000")
+
+
+def test_an_entry_with_a_star_is_one_entry(pair: tuple[Phone, Phone]) -> None:
+    lender, borrower = pair
+    borrower.dial()
+    borrower.send("1", lender.number, "1*0")
+    assert "Enter KES 10 to KES 250,000" in borrower.last
+    assert not borrower.ended
+    borrower.send("")
+    assert "Enter KES 10" in borrower.last
+
+
+def test_a_session_id_reused_by_another_phone_is_refused(
+    client: TestClient, pair: tuple[Phone, Phone]
+) -> None:
+    lender, borrower = pair
+    borrower.dial()
+    borrower.send("1")
+    intruder = Phone(client, lender.number)
+    intruder.dial(session_id=borrower.session_id)
+    assert intruder.ended
+    assert "not valid" in intruder.last
+    intruder.entries = list(borrower.entries)
+    assert "not valid" in intruder.resend()
+    assert "Lender's phone" in borrower.send("0") or borrower.send("1")
+
+
+def test_a_hop_after_the_session_timed_out(
+    clock: ManualClock, deni: Deni, pair: tuple[Phone, Phone]
+) -> None:
+    lender, borrower = pair
+    borrower.dial()
+    borrower.send("1", lender.number, "1000")
+    clock.advance(timedelta(seconds=deni.settings.ussd_session_timeout_s + 1))
+    borrower.send("30")
+    assert borrower.ended
+    assert "timed out" in borrower.last
+    assert "*383#" in borrower.last
+    assert _loans(deni, borrower) == []
+
+
+def test_a_dropped_session_resumes_within_two_minutes(
+    clock: ManualClock, deni: Deni, pair: tuple[Phone, Phone]
+) -> None:
+    lender, borrower = pair
+    borrower.dial()
+    borrower.send("1", lender.number, "1000")  # dropped on "days until due"
+    clock.advance(timedelta(seconds=90))
+    assert "Continue where you left off?" in borrower.dial()
+    assert "how many days" in borrower.send("1")
+    borrower.send("14", "100", "5678")
+    assert borrower.ended
+    (loan,) = _loans(deni, borrower)
+    assert loan.loan.terms.principal_cents == 100_000
+    assert loan.loan.terms.fee_cents == 10_000
+    # Finished: nothing left to resume.
+    assert "Request a loan" in borrower.dial()
+
+
+def test_resume_declined_or_too_late_starts_at_the_menu(
+    clock: ManualClock, pair: tuple[Phone, Phone]
+) -> None:
+    lender, borrower = pair
+    borrower.dial()
+    borrower.send("1", lender.number)
+    borrower.dial()
+    assert "Request a loan" in borrower.send("2")
+    borrower.dial()
+    borrower.send("5", "1")
+    clock.advance(timedelta(seconds=121))
+    assert "Request a loan" in borrower.dial()
+
+
+def test_registration_resumes_too(client: TestClient, clock: ManualClock, deni: Deni) -> None:
+    newcomer = Phone(client, next_phone())
+    newcomer.dial()
+    newcomer.send("2", "Achieng Atieno", "2580")
+    clock.advance(timedelta(seconds=30))
+    assert "Continue" in newcomer.dial() or "Uendelee" in newcomer.last
+    assert "tena" in newcomer.send("1")  # "Weka PIN hiyo tena"
+    assert "umesajiliwa" in newcomer.send("2580")
+    with deni.uow.read_only() as uow:
+        user = users.find_by_phone(uow, newcomer.number)
+    assert (user.name, user.language) == ("Achieng Atieno", "sw")
+
+
+def test_pins_that_do_not_match_ask_again(client: TestClient, deni: Deni) -> None:
+    newcomer = Phone(client, next_phone())
+    newcomer.dial()
+    newcomer.send("1", "Peter Njoroge", "1234", "4321")
+    assert "did not match" in newcomer.last
+    assert "Choose a 4-digit PIN" in newcomer.last
+    assert "registered" in newcomer.send("2468", "2468")
+
+
+def test_three_wrong_pins_lock_and_nothing_is_half_done(
+    deni: Deni, pair: tuple[Phone, Phone]
+) -> None:
+    lender, borrower = pair
+    borrower.dial()
+    borrower.send("1", lender.number, "1000", "30", "0")
+    assert "Wrong PIN" in borrower.send("0000")
+    assert not borrower.ended
+    assert "Wrong PIN" in borrower.send("1111")
+    borrower.send("2222")
+    assert borrower.ended
+    assert "Too many wrong PINs" in borrower.last
+    # Even the right PIN is refused while locked.
+    borrower.dial()
+    borrower.send("1", lender.number, "1000", "30", "0", "5678")
+    assert "Too many wrong PINs" in borrower.last
+    assert _loans(deni, borrower) == []
+
+
+def test_long_lists_page(deni: Deni, pair: tuple[Phone, Phone]) -> None:
+    lender, borrower = pair
+    for amount in range(1001, 1008):
+        borrower.dial()
+        borrower.send("1", lender.number, str(amount), "30", "0", "5678")
+    lender.dial()
+    first = lender.send("4")
+    assert "98 More" in first
+    assert first.count("asks") == 3
+    second = lender.send("98")
+    assert second != first
+    assert second.count("asks") == 3
+    third = lender.send("98")
+    assert third.count("asks") == 1
+    assert "98 More" not in third
+    assert "Choose a number" in lender.send("98")
+    assert lender.send("0") == second
+    assert lender.send("0") == first
+    assert "Request a loan" in lender.send("00")
+
+
+def test_the_pin_never_reaches_a_log(
+    deni: Deni,
+    pair: tuple[Phone, Phone],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    lender, borrower = pair
+
+    def broken(ctx: flows.Ctx, raw: str) -> object:
+        raise RuntimeError("the database fell over")
+
+    borrower.dial()
+    borrower.send("1", lender.number, "1000", "30", "0", "5678")  # a right PIN, logged nowhere
+    monkeypatch.setattr("deni.services.users.change_pin", broken)
+    borrower.dial()
+    borrower.send("7", "1", "5678", "8642", "8642")
+    assert borrower.ended
+    assert "went wrong" in borrower.last
+    logs = capsys.readouterr().out + capsys.readouterr().err + caplog.text
+    assert "ussd_hop_failed" in logs
+    for secret in ("5678", "8642"):
+        assert secret not in logs
