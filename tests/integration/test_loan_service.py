@@ -315,6 +315,55 @@ def test_awaiting_funds_then_funded_when_money_arrives(deni: Deni) -> None:
     assert_books_whole(deni)
 
 
+def test_a_repayment_reaching_the_lender_funds_the_lenders_waiting_approval(deni: Deni) -> None:
+    lender, borrower, first = active_loan(deni, principal=10_000, fee=500)
+    newcomer = register(deni, name="Achieng")
+    waiting = approve(deni, lender, request(deni, newcomer, lender, principal=8_000))
+    assert waiting.state is LoanState.APPROVED
+    fund(deni, borrower, 500)  # the borrower has 10,000 + 500 to repay 10,500
+
+    repay(deni, borrower, first, 10_500)
+
+    assert stored(deni, waiting).state is LoanState.ACTIVE
+    assert (wallet(deni, lender), wallet(deni, newcomer)) == (2_500, 8_000)
+    assert entries_for(deni, waiting, EntryCode.LOAN_DISBURSEMENT) == 1
+    assert_books_whole(deni)
+
+
+def test_the_sweep_funds_approvals_whose_lender_has_the_money(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    waiting = approve(deni, lender, request(deni, borrower, lender, principal=3_000))
+    assert waiting.state is LoanState.APPROVED
+    # Money that reached the wallet without funding anything at once (as when a voided payout
+    # comes back): written straight to the ledger, so no credit hook ran.
+    with deni.uow() as uow:
+        ledger.credit_from_mpesa(
+            uow,
+            wallet_id=wallet_account_id(lender.id),
+            amount_cents=3_000,
+            receipt="SWEEP00001",
+            idempotency_key="mpesa:SWEEP00001",
+            now=deni.clock.now(),
+        )
+        uow.commit()
+    assert stored(deni, waiting).state is LoanState.APPROVED
+
+    assert loans.fund_approved_loans(uow_factory=deni.uow, clock=deni.clock) == 1
+    assert loans.fund_approved_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+
+    assert stored(deni, waiting).state is LoanState.ACTIVE
+    assert (wallet(deni, lender), wallet(deni, borrower)) == (0, 3_000)
+    assert_books_whole(deni)
+
+
+def entries_for(deni: Deni, loan: Loan, code: EntryCode) -> int:
+    query = select(func.count()).where(
+        t.journal_entries.c.cause_id == loan.id, t.journal_entries.c.code == code.value
+    )
+    with deni.engine.connect() as connection:
+        return int(connection.execute(query).scalar_one())
+
+
 def test_waiting_loans_are_funded_oldest_first(deni: Deni) -> None:
     lender, first_borrower, second_borrower = register(deni), register(deni), register(deni)
     first = approve(deni, lender, request(deni, first_borrower, lender, principal=6_000))
