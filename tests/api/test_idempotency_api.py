@@ -4,6 +4,7 @@ same key, other body → 409; no key → 422; a refused request leaves the key f
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -20,8 +21,9 @@ from tests.api.support import (
 )
 from tests.helpers import ApiUser, api_user, fund
 
+from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
-from deni.entrypoints.api.idempotency import _request_hash
+from deni.entrypoints.api.idempotency import CLAIM_STALE_AFTER, _request_hash
 from deni.entrypoints.api.schemas import LoanRequestIn
 
 LOANS = "/api/v1/loans"
@@ -212,20 +214,57 @@ def test_a_request_still_in_flight_is_not_run_twice(
     lender, borrower = pair
     body = loan_body(lender)
     # Another process has claimed this key for this very request and is still working on it.
-    with deni.uow() as uow:
-        claimed = uow.idempotency.claim(
-            scope=borrower.user.id,
-            key="in-flight",
-            request_hash=_request_hash("request_loan", LoanRequestIn.model_validate(body)),
-            now=deni.clock.now(),
-        )
-        uow.commit()
-    assert claimed is None
+    _claim_elsewhere(deni, borrower, "in-flight", body)
     before = db_state(deni)
     response = client.post(LOANS, json=body, headers=_with(borrower, "in-flight"))
     assert_error(response, 409, "request_in_progress")
     assert_nothing_written(deni, before)
     assert _loan_count(deni) == 0
+
+
+def test_a_claim_left_by_a_dead_process_goes_stale_and_the_retry_runs(
+    client: TestClient, deni: Deni, clock: ManualClock, pair: tuple[ApiUser, ApiUser]
+) -> None:
+    lender, borrower = pair
+    body = loan_body(lender)
+    _claim_elsewhere(deni, borrower, "orphan", body)  # ... and then that process died
+    clock.advance(CLAIM_STALE_AFTER - timedelta(seconds=1))
+    assert_error(
+        client.post(LOANS, json=body, headers=_with(borrower, "orphan")), 409, "request_in_progress"
+    )
+    clock.advance(timedelta(seconds=2))
+
+    retried = client.post(LOANS, json=body, headers=_with(borrower, "orphan"))
+
+    assert retried.status_code == 201, retried.text
+    assert _loan_count(deni) == 1
+    again = client.post(LOANS, json=body, headers=_with(borrower, "orphan"))
+    assert again.headers[REPLAYED] == "true"
+    assert again.content == retried.content
+    # A stale claim is only ever taken over by the same request: another body is refused.
+    other = {**body, "principal_cents": body["principal_cents"] + 100}
+    _claim_elsewhere(deni, borrower, "orphan-2", body)
+    clock.advance(CLAIM_STALE_AFTER * 2)
+    assert_error(
+        client.post(LOANS, json=other, headers=_with(borrower, "orphan-2")),
+        409,
+        "idempotency_conflict",
+    )
+    assert _loan_count(deni) == 1
+
+
+def _claim_elsewhere(deni: Deni, user: ApiUser, key: str, body: dict[str, Any]) -> None:
+    now = deni.clock.now()
+    with deni.uow() as uow:
+        claimed = uow.idempotency.claim(
+            scope=user.user.id,
+            key=key,
+            request_hash=_request_hash("request_loan", LoanRequestIn.model_validate(body)),
+            now=now,
+            stale_before=now - CLAIM_STALE_AFTER,
+        )
+        uow.commit()
+    assert claimed is None
 
 
 def test_register_with_a_key_is_idempotent(client: TestClient, deni: Deni) -> None:

@@ -247,8 +247,11 @@ class AuditRepository(Protocol):
 
 
 class IdempotencyRepository(Protocol):
-    def claim(self, *, scope: str, key: str, request_hash: str, now: datetime) -> str | None:
-        """Reserve a key. None if it was free; else the stored request hash."""
+    def claim(
+        self, *, scope: str, key: str, request_hash: str, now: datetime, stale_before: datetime
+    ) -> str | None:
+        """Reserve a key. None if it was free, or if it was claimed for this same request
+        before `stale_before` and never completed (its process died); else the stored hash."""
         ...
 
     def get_response(self, *, scope: str, key: str) -> IdempotentResponse | None: ...
@@ -437,3 +440,5 @@ class MpesaGateway(Protocol):
     def parse_callback(self, kind: str, body: bytes) -> CallbackEvent:
         """Raises mpesa_ports.MalformedCallbackError for a body Deni cannot act on."""
         ...
+
+    def close(self) -> None: ...

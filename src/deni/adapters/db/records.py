@@ -153,9 +153,13 @@ class SqlIdempotencyRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def claim(self, *, scope: str, key: str, request_hash: str, now: datetime) -> str | None:
+    def claim(
+        self, *, scope: str, key: str, request_hash: str, now: datetime, stale_before: datetime
+    ) -> str | None:
         existing = self._stored_hash(scope, key)
         if existing is not None:
+            if existing == request_hash and self._take_over_stale(scope, key, stale_before, now):
+                return None
             return existing
         try:
             with self._connection.begin_nested():
@@ -175,6 +179,23 @@ class SqlIdempotencyRepository:
             assert stored is not None
             return stored
         return None
+
+    def _take_over_stale(self, scope: str, key: str, stale_before: datetime, now: datetime) -> bool:
+        # One UPDATE decides: of two retries racing for a stale claim, exactly one wins it.
+        k = t.idempotency_keys
+        taken = self._connection.execute(
+            update(k)
+            .where(
+                and_(
+                    k.c.scope == scope,
+                    k.c.key == key,
+                    k.c.state == "in_progress",
+                    k.c.updated_at < stale_before,
+                )
+            )
+            .values(updated_at=now)
+        )
+        return taken.rowcount == 1
 
     def _stored_hash(self, scope: str, key: str) -> str | None:
         k = t.idempotency_keys

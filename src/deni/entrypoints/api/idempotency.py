@@ -2,12 +2,14 @@
 
 The key is claimed in its own short transaction before the command runs. Only successful
 answers are stored: a failed command wrote nothing, so a retry with the same key may try again.
+A claim left by a process that died mid-command goes stale after CLAIM_STALE_AFTER.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import timedelta
 
 from fastapi.responses import Response
 from pydantic import BaseModel
@@ -17,6 +19,10 @@ from deni.domain.errors import Conflict, IdempotencyConflict
 from deni.services.ports import IdempotentResponse
 
 REPLAY_HEADER = "Idempotent-Replayed"
+# A claim this old without an answer belongs to a process that died mid-command: the same
+# request may run again (the ledger's own keys stop money moving twice). Far above any
+# command's run time, so a live command is never taken over.
+CLAIM_STALE_AFTER = timedelta(minutes=2)
 
 
 def run_idempotent(
@@ -32,7 +38,11 @@ def run_idempotent(
     now = deni.clock.now()
     with deni.uow() as uow:
         stored_hash = uow.idempotency.claim(
-            scope=scope, key=key, request_hash=request_hash, now=now
+            scope=scope,
+            key=key,
+            request_hash=request_hash,
+            now=now,
+            stale_before=now - CLAIM_STALE_AFTER,
         )
         stored = uow.idempotency.get_response(scope=scope, key=key) if stored_hash else None
         uow.commit()
