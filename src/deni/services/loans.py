@@ -241,44 +241,51 @@ def _fund_if_possible(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
 def decline_loan(
     *, uow: UnitOfWork, clock: Clock, lender_id: str, loan_id: str, channel: str = "api"
 ) -> Loan:
-    now = clock.now()
-    with uow:
-        loan = _loan_for(uow, loan_id, user_id=lender_id, role="lender")
-        loan.apply(LoanEvent.DECLINE)
-        loan.closed_at = now
-        uow.loans.save(loan, now)
-        lender, borrower = _user(uow, lender_id), _user(uow, loan.borrower_id)
-        params = {
-            "lender_name": lender.name,
-            "amount_cents": loan.terms.principal_cents,
-            "loan_code": loan.code,
-        }
-        notify(uow, user=borrower, kind="loan_declined", params=params, now=now, loan_id=loan.id)
-        _audit_loan(uow, loan, actor_id=lender_id, channel=channel, command="decline_loan", now=now)
-        uow.commit()
-    return loan
+    """The lender says no."""
+    return _close_request(
+        uow, clock, loan_id, actor_id=lender_id, role="lender", event=LoanEvent.DECLINE,
+        notice="loan_declined", command="decline_loan", channel=channel,
+    )  # fmt: skip
 
 
 def cancel_loan(
     *, uow: UnitOfWork, clock: Clock, borrower_id: str, loan_id: str, channel: str = "api"
 ) -> Loan:
     """The borrower withdraws a request that no money has moved for yet."""
+    return _close_request(
+        uow, clock, loan_id, actor_id=borrower_id, role="borrower", event=LoanEvent.CANCEL,
+        notice="loan_cancelled", command="cancel_loan", channel=channel,
+    )  # fmt: skip
+
+
+def _close_request(
+    uow: UnitOfWork,
+    clock: Clock,
+    loan_id: str,
+    *,
+    actor_id: str,
+    role: str,
+    event: LoanEvent,
+    notice: str,
+    command: str,
+    channel: str,
+) -> Loan:
+    """End a request before money moved; the other party hears who ended it."""
     now = clock.now()
     with uow:
-        loan = _loan_for(uow, loan_id, user_id=borrower_id, role="borrower")
-        loan.apply(LoanEvent.CANCEL)
+        loan = _loan_for(uow, loan_id, user_id=actor_id, role=role)
+        loan.apply(event)
         loan.closed_at = now
         uow.loans.save(loan, now)
-        borrower, lender = _user(uow, borrower_id), _user(uow, loan.lender_id)
+        other_id = loan.borrower_id if role == "lender" else loan.lender_id
+        actor, other = _user(uow, actor_id), _user(uow, other_id)
         params = {
-            "borrower_name": borrower.name,
+            f"{role}_name": actor.name,
             "amount_cents": loan.terms.principal_cents,
             "loan_code": loan.code,
         }
-        notify(uow, user=lender, kind="loan_cancelled", params=params, now=now, loan_id=loan.id)
-        _audit_loan(
-            uow, loan, actor_id=borrower_id, channel=channel, command="cancel_loan", now=now
-        )
+        notify(uow, user=other, kind=notice, params=params, now=now, loan_id=loan.id)
+        _audit_loan(uow, loan, actor_id=actor_id, channel=channel, command=command, now=now)
         uow.commit()
     return loan
 

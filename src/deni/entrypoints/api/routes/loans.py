@@ -186,22 +186,7 @@ def decline(
     body: EmptyIn | None = None,
 ) -> object:
     """Lender: say no to a request."""
-
-    def action() -> tuple[int, LoanOut]:
-        loan = loans.decline_loan(
-            uow=deni.uow(), clock=deni.clock, lender_id=user_id, loan_id=loan_id
-        )
-        return 200, _view(deni, user_id, loan)
-
-    # No body and an empty object are the same request (the same Idempotency-Key replays).
-    return run_idempotent(
-        deni,
-        scope=user_id,
-        key=key,
-        route=f"decline:{loan_id}",
-        body=body or EmptyIn(),
-        action=action,
-    )
+    return _close(deni, user_id, loan_id, key, body, command="decline")
 
 
 @router.post("/{loan_id}/cancel", response_model=LoanOut)
@@ -213,11 +198,27 @@ def cancel(
     body: EmptyIn | None = None,
 ) -> object:
     """Borrower: withdraw your request before any money moves."""
+    return _close(deni, user_id, loan_id, key, body, command="cancel")
 
+
+def _close(
+    deni: DeniDep,
+    user_id: str,
+    loan_id: str,
+    key: str,
+    body: EmptyIn | None,
+    *,
+    command: Literal["decline", "cancel"],
+) -> object:
     def action() -> tuple[int, LoanOut]:
-        loan = loans.cancel_loan(
-            uow=deni.uow(), clock=deni.clock, borrower_id=user_id, loan_id=loan_id
-        )
+        if command == "decline":
+            loan = loans.decline_loan(
+                uow=deni.uow(), clock=deni.clock, lender_id=user_id, loan_id=loan_id
+            )
+        else:
+            loan = loans.cancel_loan(
+                uow=deni.uow(), clock=deni.clock, borrower_id=user_id, loan_id=loan_id
+            )
         return 200, _view(deni, user_id, loan)
 
     # No body and an empty object are the same request (the same Idempotency-Key replays).
@@ -225,7 +226,7 @@ def cancel(
         deni,
         scope=user_id,
         key=key,
-        route=f"cancel:{loan_id}",
+        route=f"{command}:{loan_id}",
         body=body or EmptyIn(),
         action=action,
     )
