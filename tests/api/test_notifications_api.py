@@ -94,6 +94,18 @@ def test_list_is_newest_first_pages_and_filters_unread(
     assert [n["id"] for n in unread.json()["notifications"]] == [listed[1]["id"], listed[2]["id"]]
 
 
+def test_notifications_written_in_one_instant_list_newest_first(
+    client: TestClient, deni: Deni
+) -> None:
+    owner = api_user(client, deni)
+    for amount in (10_000, 20_000, 40_000, 80_000, 160_000):
+        fund(deni, owner.user, amount)  # the test clock stands still: one created_at for all
+    listed = notifications(client, owner)
+    assert len({n["created_at"] for n in listed}) == 1
+    amounts = ["KES 1,600", "KES 800", "KES 400", "KES 200", "KES 100"]
+    assert [a in n["body"] for a, n in zip(amounts, listed, strict=True)] == [True] * 5
+
+
 def test_mark_read_marks_only_your_own(client: TestClient, deni: Deni, clock: ManualClock) -> None:
     mine = api_user(client, deni, name="Mine")
     theirs = api_user(client, deni, name="Theirs")

@@ -53,7 +53,8 @@ class SqlNotificationRepository:
         query = select(n).where(n.c.user_id == user_id)
         if unread_only:
             query = query.where(n.c.read_at.is_(None))
-        query = query.order_by(n.c.created_at.desc(), n.c.id).limit(limit).offset(offset)
+        # Ids are time-ordered (UUIDv7): the tie-break keeps same-instant rows newest first.
+        query = query.order_by(n.c.created_at.desc(), n.c.id.desc()).limit(limit).offset(offset)
         return [_notification(row) for row in self._connection.execute(query)]
 
     def mark_read(self, user_id: str, notification_ids: Sequence[str], now: datetime) -> int:
