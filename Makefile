@@ -17,9 +17,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The embedded default: SQLite, the in-process M-PESA worker and the local Daraja sandbox
+# (DENI_SANDBOX=on), so one command shows a whole loan: top-up, request, approve, payout, repay.
 run: venv
 	$(BIN)/deni db upgrade
-	$(BIN)/deni serve
+	DENI_MPESA=on DENI_SANDBOX=on $(BIN)/deni serve
 
 lint: venv
 	$(BIN)/ruff check $(SRC)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypedDict
 
 from sqlalchemy import Engine
 
 from deni.adapters.clock import SystemClock
+from deni.adapters.daraja.client import DarajaClient, DarajaConfig
+from deni.adapters.daraja.gateway import DarajaGateway
 from deni.adapters.db.engine import make_engine
+from deni.adapters.db.mpesa_repositories import SqlTokenStore
 from deni.adapters.db.uow import SqlUnitOfWorkFactory
 from deni.adapters.mpesa_requests_fake import RecordingMpesaRequests
 from deni.adapters.observability import Metrics
@@ -16,9 +21,12 @@ from deni.adapters.security import JwtAccessTokens, PepperedArgon2PinHasher
 from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
 from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, SqlSmsQueue
 from deni.config import Settings
+from deni.services.mpesa import MpesaDeps, MpesaOutbox
+from deni.services.mpesa_ports import MpesaPolicy
 from deni.services.ports import (
     AccessTokens,
     Clock,
+    MpesaGateway,
     MpesaRequests,
     PinHasher,
     SessionStore,
@@ -42,8 +50,12 @@ class Deni:
     sms: SmsSender
     sms_queue: SmsQueue
     mpesa_requests: MpesaRequests
+    # M-PESA through Daraja (issue #3): None unless DENI_MPESA=on.
+    mpesa: MpesaDeps | None = None
 
     def close(self) -> None:
+        if self.mpesa is not None:
+            self.mpesa.gateway.close()
         self.engine.dispose()
 
 
@@ -52,9 +64,11 @@ def bootstrap(
     *,
     clock: Clock | None = None,
     hasher: PinHasher | None = None,
+    mpesa_gateway: MpesaGateway | None = None,
 ) -> Deni:
     settings = settings or Settings()
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+    clock = clock or SystemClock()
     return Deni(
         settings=settings,
         engine=engine,
@@ -68,7 +82,8 @@ def bootstrap(
         ),
         tokens=JwtAccessTokens(secret=settings.jwt_secret, ttl_s=settings.access_token_ttl_s),
         metrics=Metrics(),
-        **_channel_adapters(settings, engine, clock or SystemClock()),
+        **_channel_adapters(settings, engine, clock),
+        mpesa=_mpesa(settings, engine, clock, mpesa_gateway),
     )
 
 
@@ -101,5 +116,54 @@ def _channel_adapters(settings: Settings, engine: Engine, clock: Clock) -> _Chan
         sessions=sessions,
         sms=sms,
         sms_queue=SqlSmsQueue(engine),
-        mpesa_requests=RecordingMpesaRequests(),
+        mpesa_requests=MpesaOutbox() if settings.mpesa else RecordingMpesaRequests(),
+    )
+
+
+def mpesa_policy(settings: Settings) -> MpesaPolicy:
+    return MpesaPolicy(
+        stk_query_after_s=settings.mpesa_stk_query_after_s,
+        status_after_s=settings.mpesa_status_after_s,
+    )
+
+
+def _mpesa(
+    settings: Settings, engine: Engine, clock: Clock, gateway: MpesaGateway | None
+) -> MpesaDeps | None:
+    """The Daraja client (its token shared through the database) and the M-PESA use cases."""
+    if not settings.mpesa:
+        return None
+    if gateway is None:
+        config = daraja_config(settings)
+        owner = hashlib.sha256(config.consumer_key.encode()).hexdigest()[:16]
+        store = SqlTokenStore(engine, name=f"{config.environment}:{owner}", clock=clock.now)
+        gateway = DarajaGateway(DarajaClient(config, clock=clock.now, token_store=store))
+    return MpesaDeps(
+        uow=SqlUnitOfWorkFactory(engine),
+        clock=clock,
+        gateway=gateway,
+        policy=mpesa_policy(settings),
+    )
+
+
+def daraja_config(settings: Settings) -> DarajaConfig:
+    pem = settings.daraja_certificate_pem
+    if pem is not None and not pem.lstrip().startswith("-----BEGIN"):
+        pem = Path(pem).read_text()
+    return DarajaConfig(
+        environment=settings.daraja_environment,
+        consumer_key=settings.daraja_consumer_key,
+        consumer_secret=settings.daraja_consumer_secret,
+        stk_shortcode=settings.daraja_stk_shortcode,
+        stk_passkey=settings.daraja_stk_passkey,
+        b2c_shortcode=settings.daraja_b2c_shortcode,
+        paybill_shortcode=settings.daraja_paybill_shortcode,
+        initiator_name=settings.daraja_initiator_name,
+        callback_base_url=settings.callback_base_url,
+        callback_path_token=settings.callback_token,
+        initiator_password=settings.daraja_initiator_password if pem else None,
+        certificate_pem=pem,
+        security_credential=settings.daraja_security_credential,
+        base_url=settings.daraja_base_url,
+        timeout_s=settings.daraja_timeout_s,
     )

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRET = "change-me-in-production"  # noqa: S105 (refused in production)
 DEFAULT_DATABASE_URL = "sqlite:///./var/deni.sqlite3"
+PLACEHOLDER_CALLBACK_TOKEN = "0123456789abcdef0123456789abcdef"  # noqa: S105 (dev only)
 
 
 class Settings(BaseSettings):
@@ -47,6 +48,54 @@ class Settings(BaseSettings):
     at_username: str = "sandbox"
     at_api_key: str = PLACEHOLDER_SECRET
     at_sender_id: str = ""
+
+    # M-PESA through Daraja (issue #3). DENI_MPESA=on wires the real Daraja client, the outbox
+    # and the worker; DENI_SANDBOX=on (development only) makes `deni serve` start the local
+    # Daraja sandbox and point the client at it.
+    mpesa: bool = False
+    sandbox: bool = False
+    sandbox_port: int = Field(default=8001, ge=1, le=65535)
+    daraja_environment: Literal["sandbox", "production"] = "sandbox"
+    daraja_base_url: str | None = None  # e.g. the local sandbox; default: Safaricom's
+    daraja_consumer_key: str = "sandbox-key"
+    daraja_consumer_secret: str = "sandbox-secret"  # noqa: S105 (the local sandbox's default)
+    daraja_stk_shortcode: str = "174379"
+    # Safaricom's public sandbox passkey for 174379; production has its own.
+    daraja_stk_passkey: str = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919"
+    daraja_b2c_shortcode: str = "600000"
+    daraja_paybill_shortcode: str = "600000"  # where C2B payments land
+    daraja_initiator_name: str = "testapi"
+    daraja_initiator_password: str = "Sandbox#2026"  # noqa: S105 (the local sandbox's default)
+    daraja_certificate_pem: str | None = None  # the PEM itself, or a path to it
+    daraja_security_credential: str | None = None
+    daraja_timeout_s: float = Field(default=30.0, gt=0, le=120)
+    # Where Daraja reaches Deni: {callback_base_url}/hooks/{callback_token}/{kind}. The token is
+    # hex (Safaricom refuses URLs containing words like "exe" or "cmd").
+    callback_base_url: str = "http://127.0.0.1:8000"
+    callback_token: str = PLACEHOLDER_CALLBACK_TOKEN
+    callback_allowed_ips: str = ""  # comma-separated; empty: any source
+    c2b_validation: bool = False  # answer C2B validation by account number
+    # The in-process worker of `deni serve` (0: off; run `deni worker` instead).
+    worker_interval_s: float = Field(default=1.0, ge=0, le=3_600)
+    reconcile_interval_s: float = Field(default=60.0, gt=0, le=86_400)
+    mpesa_stk_query_after_s: float = Field(default=180.0, ge=0, le=86_400)
+    mpesa_status_after_s: float = Field(default=120.0, ge=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_callback_token(self) -> Settings:
+        if self.environment != "development" and self.mpesa:
+            token = self.callback_token
+            hexadecimal = all(c in "0123456789abcdef" for c in token.lower())
+            if token == PLACEHOLDER_CALLBACK_TOKEN or len(token) < 32 or not hexadecimal:
+                raise ValueError("DENI_CALLBACK_TOKEN must be a real hex secret of 32+ chars")
+        if self.mpesa and self.daraja_environment == "production":
+            defaults = Settings.model_fields
+            for name in ("daraja_consumer_secret", "daraja_initiator_password"):
+                if getattr(self, name) == defaults[name].default:
+                    raise ValueError(f"DENI_{name.upper()} must be the real Daraja value")
+        if self.sandbox and self.environment == "production":
+            raise ValueError("DENI_SANDBOX=on is for development, never production")
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_sms_key(self) -> Settings:

@@ -100,6 +100,7 @@ PARAMS: dict[str, dict[str, object]] = {
         "receipt": "SLK4H7QX2P",
     },
     "pin_locked": {"minutes": 120},
+    "payout_failed": {"amount_cents": BIG_ODD_CENTS},
     "lender_reminder": {
         "lender_name": LONG_NAME,
         "amount_cents": BIG_ODD_CENTS,

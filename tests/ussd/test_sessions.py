@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.helpers import next_phone
-from tests.ussd.support import Phone, register
+from tests.helpers import fund, next_phone
+from tests.ussd.support import Phone, mpesa, register
 
 from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
@@ -39,6 +39,29 @@ def test_the_same_hop_twice_gives_the_same_screen_and_acts_once(
     assert borrower.resend() == first
     assert borrower.resend() == first
     assert len(_loans(deni, borrower)) == 1
+
+
+def test_mpesa_movements_wait_for_end_and_happen_once(
+    deni: Deni, pair: tuple[Phone, Phone]
+) -> None:
+    """Issue #5, item 4: an STK prompt or payout during an open session fails, so M-PESA
+    movements are queued on the hop and recorded only when the session ends; the END hop sent
+    again records nothing more."""
+    lender, _ = pair
+    with deni.uow.read_only() as uow:
+        fund(deni, users.find_by_phone(uow, lender.number), 100_000)
+    before = len(mpesa(deni).requests)
+    lender.dial()
+    lender.send("5", "2", "500")  # withdraw KES 500: the PIN screen, session still open
+    assert not lender.ended
+    assert len(mpesa(deni).requests) == before
+    end = lender.send("1234")
+    assert lender.ended
+    assert len(mpesa(deni).requests) == before + 1
+    assert lender.resend() == end
+    assert len(mpesa(deni).requests) == before + 1
+    (withdrawal,) = mpesa(deni).requests[before:]
+    assert (withdrawal.kind, withdrawal.amount_cents) == ("withdrawal", 50_000)
 
 
 def test_an_older_hop_arriving_late_changes_nothing(pair: tuple[Phone, Phone]) -> None:

@@ -18,7 +18,7 @@ from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
 from deni.domain.errors import DomainError
 from deni.domain.money import format_kes
-from deni.entrypoints import cli_ussd
+from deni.entrypoints import cli_mpesa, cli_ussd
 from deni.services import audit, ledger, payments, reminders, users
 
 app = typer.Typer(help="Deni: peer-to-peer lending over M-PESA.", no_args_is_help=True)
@@ -38,6 +38,7 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 cli_ussd.register(app)  # deni dial, deni sms (issue #5)
+cli_mpesa.register(app)  # deni worker, sandbox, reconcile, outbox, payments (issue #3)
 console = Console()
 errors = Console(stderr=True)
 

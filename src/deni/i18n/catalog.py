@@ -50,6 +50,7 @@ NOTIFICATION_KINDS: frozenset[str] = frozenset(
         "wallet_credited",
         "pin_locked",
         "lender_reminder",
+        "payout_failed",
     }
 )
 

@@ -19,7 +19,7 @@ from deni.domain.errors import DomainError, ErrorKind
 from deni.domain.ledger import EntryCode
 from deni.domain.loans import LoanState
 from deni.entrypoints.api.middleware import MetricsMiddleware
-from deni.entrypoints.api.routes import auth, loans, notifications, wallet
+from deni.entrypoints.api.routes import auth, hooks, loans, mpesa, notifications, wallet
 from deni.entrypoints.api.schemas import HealthOut
 from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.ussd.router import router as ussd_router
@@ -45,10 +45,11 @@ def create_app(deni: Deni) -> FastAPI:
         lifespan=_housekeeping(deni),
     )
     app.state.deni = deni
-    routers = (auth.router, wallet.router, loans.router, notifications.router)
+    routers = (auth.router, wallet.router, loans.router, notifications.router, mpesa.router)
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(ussd_router)  # POST /ussd, Africa's Talking USSD (issue #5)
+    app.include_router(hooks.router)  # Daraja callbacks + in-process M-PESA worker (issue #3)
     _add_operations(app, deni)
     _add_error_handlers(app)
     # Metrics label requests with the full path template, prefix included.

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from deni.bootstrap import bootstrap
+from deni.config import Settings
 from deni.entrypoints.api.app import create_app
+from deni.entrypoints.dev_sandbox import with_sandbox
 
-app = create_app(bootstrap())
+# DENI_SANDBOX=on (make run): the local Daraja sandbox starts first, in this process.
+app = create_app(bootstrap(with_sandbox(Settings())))

@@ -1,0 +1,114 @@
+"""Daraja's callbacks: POST /hooks/{token}/{kind}. No words Safaricom refuses in the path.
+
+Each request: the secret path token (else 404, like any unknown path), the optional source-IP
+allowlist (else 403), the raw body stored before anything else, then applied once, and 200
+`{"ResultCode": 0, "ResultDesc": "Accepted"}` whatever the body held: a bad body is kept as
+malformed for the operator, because Daraja would retry or blacklist a URL that answers errors.
+The router's lifespan runs the in-process M-PESA worker when the settings ask for one.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from deni.bootstrap import Deni
+from deni.entrypoints.worker import MpesaWorker
+from deni.services.mpesa import MpesaDeps
+from deni.services.mpesa_callbacks import apply_callback, store_callback, validate_c2b
+from deni.services.mpesa_ports import CallbackKind, InboxState
+from deni.services.ports import StorageBusy
+
+log = structlog.get_logger(__name__)
+ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
+BODY_MAX_BYTES = 256 * 1024  # far above any Daraja callback; the parser refuses past 64 KiB
+_KINDS = frozenset(kind.value for kind in CallbackKind)
+
+
+@asynccontextmanager
+async def _worker(app: FastAPI) -> AsyncIterator[None]:
+    deni = app.state.deni
+    assert isinstance(deni, Deni)
+    settings = deni.settings
+    worker = None
+    if deni.mpesa is not None and settings.worker_interval_s > 0:
+        worker = MpesaWorker(
+            deni.mpesa,
+            interval_s=settings.worker_interval_s,
+            reconcile_interval_s=settings.reconcile_interval_s,
+        )
+        worker.start()
+    if deni.mpesa is not None and settings.sandbox:
+        _register_c2b(deni.mpesa)
+    try:
+        yield
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+router = APIRouter(include_in_schema=False, lifespan=_worker)
+
+
+def _register_c2b(deps: MpesaDeps) -> None:
+    """The local sandbox forgets registrations when it restarts: tell it where to call."""
+    try:
+        deps.gateway.register_c2b_urls()
+    except Exception:
+        log.exception("mpesa.c2b_register_failed")
+
+
+def _not_found() -> JSONResponse:
+    body = {"error": {"code": "not_found", "message": "Not Found"}}
+    return JSONResponse(body, status_code=404)
+
+
+@router.post("/hooks/{token}/{kind:path}")
+async def hook(token: str, kind: str, request: Request) -> JSONResponse:
+    deni = request.app.state.deni
+    assert isinstance(deni, Deni)
+    expected = deni.settings.callback_token
+    if deni.mpesa is None or not hmac.compare_digest(token.encode(), expected.encode()):
+        log.warning("mpesa.hook_bad_token", kind=kind[:40])
+        return _not_found()
+    if kind not in _KINDS:
+        return _not_found()
+    source_ip = request.client.host if request.client else ""
+    allowed = {ip.strip() for ip in deni.settings.callback_allowed_ips.split(",") if ip.strip()}
+    if allowed and source_ip not in allowed:
+        log.warning("mpesa.hook_source_refused", kind=kind)
+        body = {"error": {"code": "forbidden", "message": "Forbidden"}}
+        return JSONResponse(body, status_code=403)
+    raw = await request.body()
+    try:
+        answer = await run_in_threadpool(
+            _handle, deni, deni.mpesa, kind, raw[:BODY_MAX_BYTES], source_ip
+        )
+    except StorageBusy:
+        # Not stored: say so, rather than 200 for a body we would lose.
+        return JSONResponse({"ResultCode": 1, "ResultDesc": "Busy"}, status_code=503)
+    return JSONResponse(answer)
+
+
+def _handle(
+    deni: Deni, deps: MpesaDeps, kind: str, body: bytes, source_ip: str
+) -> dict[str, object]:
+    if kind == CallbackKind.C2B_VALIDATION:
+        answer = validate_c2b(
+            deps, body=body, source_ip=source_ip, enabled=deni.settings.c2b_validation
+        )
+        return dict(answer)
+    stored = store_callback(deps, kind=kind, body=body, source_ip=source_ip)
+    if stored.inbox_id is not None and stored.state is InboxState.RECEIVED:
+        try:
+            apply_callback(deps, stored.inbox_id)
+        except Exception:
+            # Stored is what matters: the worker applies the row later.
+            log.exception("mpesa.hook_apply_failed", kind=kind)
+    return ACCEPTED

@@ -1,0 +1,238 @@
+"""`deni worker`, `deni sandbox`, `deni reconcile`, `deni outbox ...`, `deni payments ...`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from deni.bootstrap import Deni, bootstrap
+from deni.config import Settings
+from deni.domain.errors import DomainError
+from deni.domain.money import format_kes
+from deni.entrypoints.dev_sandbox import with_sandbox
+from deni.entrypoints.worker import MpesaWorker
+from deni.services import outbox, reconcile
+from deni.services.mpesa import MpesaDeps
+from deni.services.mpesa_ports import OPEN_STATES, InboxState, SuspenseState
+from deni.services.users import find_by_phone
+
+outbox_app = typer.Typer(help="The outbox of M-PESA work to send.", no_args_is_help=True)
+payments_app = typer.Typer(help="M-PESA payments an operator looks after.", no_args_is_help=True)
+console = Console()
+errors = Console(stderr=True)
+LIST_MAX = 100
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(worker)
+    app.command()(sandbox)
+    app.command("reconcile")(reconcile_command)
+    app.add_typer(outbox_app, name="outbox")
+    app.add_typer(payments_app, name="payments")
+
+
+@contextmanager
+def _mpesa() -> Iterator[tuple[Deni, MpesaDeps]]:
+    deni = bootstrap(with_sandbox(Settings()))
+    try:
+        if deni.mpesa is None:
+            errors.print("[red]M-PESA is off[/red]: set DENI_MPESA=on (and the DENI_DARAJA_*).")
+            raise typer.Exit(2)
+        yield deni, deni.mpesa
+    finally:
+        deni.close()
+
+
+def _fail(error: DomainError) -> NoReturn:
+    errors.print(f"[red]{error.code}[/red]: {error.message}")
+    raise typer.Exit(2)
+
+
+def worker(
+    interval_s: Annotated[float, typer.Option(min=0.05, max=3600)] = 1.0,
+    reconcile_interval_s: Annotated[float, typer.Option(min=1, max=86_400)] = 60.0,
+) -> None:
+    """Send the outbox, apply stored callbacks and reconcile, until interrupted."""
+    with _mpesa() as (_, deps):
+        console.print("M-PESA worker running (Ctrl-C to stop)")
+        try:
+            MpesaWorker(
+                deps, interval_s=interval_s, reconcile_interval_s=reconcile_interval_s
+            ).run_forever()
+        except KeyboardInterrupt:
+            console.print("stopped")
+
+
+def sandbox(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8100,
+) -> None:
+    """Run the local Daraja sandbox (a fake Safaricom) on its own."""
+    from deni.sandbox.app import serve
+
+    console.print(f"Daraja sandbox on http://{host}:{port} (admin API under /sandbox/)")
+    serve(host, port)
+
+
+def reconcile_command() -> None:
+    """One reconciliation pass now, then the balance report: Daraja beside the ledger."""
+    with _mpesa() as (_, deps):
+        steps = [
+            ("ask Daraja about open requests", reconcile.check_due),
+            ("queue disbursements", reconcile.sweep_disbursements),
+            ("queue lenders' payouts", reconcile.sweep_auto_payouts),
+            ("auto-repay due loans", reconcile.auto_repay),
+            ("finish suspense assignments", reconcile.resume_assignments),
+        ]
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("Reconciling", total=len(steps) + 1)
+            for name, step in steps:
+                progress.update(task, description=name)
+                step(deps)
+                progress.advance(task)
+            progress.update(task, description="ask for the account balance")
+            reconcile.request_balance_report(deps)
+            progress.advance(task)
+        _balance_table(deps)
+
+
+def _balance_table(deps: MpesaDeps) -> None:
+    with deps.uow.read_only() as uow:
+        reports = uow.mpesa.reports(limit=10)
+    table = Table(title="M-PESA balances: Daraja beside the ledger (newest first)")
+    for column in ("asked", "state", "Daraja working", "ledger paybill", "Daraja utility"):
+        table.add_column(column)
+    table.add_column("ledger B2C float")
+    for report in reports:
+        table.add_row(
+            report.requested_at.isoformat(timespec="seconds"),
+            report.state,
+            _kes(report.working_cents),
+            format_kes(report.ledger_paybill_cents),
+            _kes(report.utility_cents),
+            format_kes(report.ledger_float_cents),
+        )
+    console.print(table)
+    console.print(
+        "A report is filled in when Daraja's answer arrives; compare the change between two "
+        "reports: Daraja's accounts and the ledger's must move by the same amounts."
+    )
+
+
+def _kes(amount_cents: int | None) -> str:
+    return "-" if amount_cents is None else format_kes(amount_cents)
+
+
+@outbox_app.command("dead")
+def outbox_dead() -> None:
+    """Messages that exhausted their retries (retry one with `deni outbox retry ID`)."""
+    with _mpesa() as (deni, _):
+        dead = outbox.dead_letters(uow_factory=deni.uow, limit=LIST_MAX)
+    table = Table(title=f"Dead letters ({len(dead)})")
+    for column in ("id", "topic", "attempts", "last error", "payload"):
+        table.add_column(column)
+    for message in dead:
+        table.add_row(
+            message.id, message.topic, str(message.attempts), message.last_error, message.payload
+        )
+    console.print(table)
+
+
+@outbox_app.command("retry")
+def outbox_retry(message_id: Annotated[str, typer.Argument()]) -> None:
+    """Put a dead message back in the queue (its request row decides whether to send)."""
+    with _mpesa() as (deni, _):
+        if not outbox.retry_dead(uow_factory=deni.uow, clock=deni.clock, message_id=message_id):
+            errors.print("[red]not_dead[/red]: no dead message with that id")
+            raise typer.Exit(2)
+    console.print(f"Message {message_id} is queued again.")
+
+
+@payments_app.command("suspense")
+def payments_suspense() -> None:
+    """Money received that matches nothing yet."""
+    with _mpesa() as (deni, _), deni.uow.read_only() as uow:
+        waiting = uow.mpesa.suspense_list(
+            states=[SuspenseState.UNASSIGNED, SuspenseState.ASSIGNING], limit=LIST_MAX
+        )
+    table = Table(title=f"Suspense ({len(waiting)})")
+    for column in ("receipt", "amount", "source", "account", "phone", "reason", "state"):
+        table.add_column(column)
+    for p in waiting:
+        table.add_row(
+            p.receipt,
+            format_kes(p.amount_cents),
+            p.source,
+            p.account_reference,
+            p.phone,
+            p.reason,
+            p.state.value,
+        )
+    console.print(table)
+
+
+@payments_app.command("assign")
+def payments_assign(
+    receipt: Annotated[str, typer.Argument(help="The M-PESA receipt in suspense.")],
+    phone: Annotated[str, typer.Option(help="Whose wallet it goes to.")],
+) -> None:
+    """Move a suspense payment into a user's wallet (as if it had come in with their phone)."""
+    with _mpesa() as (deni, deps):
+        try:
+            with deni.uow.read_only() as uow:
+                user = find_by_phone(uow, phone)
+            reconcile.assign_suspense(deps, receipt=receipt, user_id=user.id)
+        except DomainError as error:
+            _fail(error)
+    console.print(f"{receipt} assigned to {user.name}.")
+
+
+@payments_app.command("open")
+def payments_open() -> None:
+    """M-PESA requests not settled yet (those with no next check wait for an operator)."""
+    with _mpesa() as (deni, _), deni.uow.read_only() as uow:
+        found = uow.mpesa.list_requests(states=sorted(OPEN_STATES), limit=LIST_MAX)
+    table = Table(title=f"Open M-PESA requests ({len(found)})")
+    for column in ("id", "purpose", "state", "amount", "checks", "next check", "note"):
+        table.add_column(column)
+    for r in found:
+        table.add_row(
+            r.id,
+            r.purpose.value,
+            r.state.value,
+            format_kes(r.amount_cents),
+            str(r.status_checks),
+            r.next_check_at.isoformat(timespec="seconds") if r.next_check_at else "operator",
+            r.result_desc,
+        )
+    console.print(table)
+
+
+@payments_app.command("callbacks")
+def payments_callbacks() -> None:
+    """Callbacks that were malformed or could not be applied: the trace an operator reads."""
+    with _mpesa() as (deni, _), deni.uow.read_only() as uow:
+        rows = uow.mpesa.inbox_rows(
+            states=[InboxState.MALFORMED, InboxState.FAILED, InboxState.RECEIVED],
+            limit=LIST_MAX,
+        )
+    table = Table(title=f"Callbacks needing attention ({len(rows)})")
+    for column in ("id", "kind", "state", "attempts", "error", "received"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.kind,
+            row.state.value,
+            str(row.attempts),
+            row.error,
+            row.received_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)

@@ -1,0 +1,95 @@
+"""The M-PESA worker: sends the outbox, applies stored callbacks, runs the reconciler.
+
+`work_once` is one bounded step of everything (tests call it directly). `MpesaWorker` runs it in
+a thread: inside `deni serve` (the embedded default) or as `deni worker` (production: M of them,
+next to N API processes). Every step is safe to run in several processes at once: outbox rows
+are leased (SKIP LOCKED on PostgreSQL), and every settlement is keyed and idempotent.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from deni.services import mpesa, outbox, reconcile
+from deni.services.mpesa import MpesaDeps
+from deni.services.mpesa_callbacks import apply_pending
+
+log = structlog.get_logger(__name__)
+STOP_WAIT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkReport:
+    outbox: outbox.OutboxReport
+    callbacks_retried: int
+    reconciled: reconcile.ReconcileReport | None
+
+
+def work_once(deps: MpesaDeps, *, rng: random.Random, reconcile_now: bool) -> WorkReport:
+    sent = outbox.run_once(
+        uow_factory=deps.uow,
+        clock=deps.clock,
+        handlers=mpesa.handlers(deps),
+        policy=deps.policy,
+        rng=rng,
+    )
+    retried = apply_pending(deps)
+    # Payouts of fresh loans and repayments go out within a pass, not a reconcile interval.
+    reconcile.sweep_disbursements(deps)
+    reconcile.sweep_auto_payouts(deps)
+    reconciled = None
+    if reconcile_now:
+        reconciled = reconcile.reconcile_once(deps)
+        if reconcile.balance_report_due(deps):
+            reconcile.request_balance_report(deps)
+    return WorkReport(sent, retried, reconciled)
+
+
+class MpesaWorker:
+    def __init__(self, deps: MpesaDeps, *, interval_s: float, reconcile_interval_s: float) -> None:
+        assert interval_s > 0
+        assert reconcile_interval_s > 0
+        self._deps = deps
+        self._interval_s = interval_s
+        self._reconcile_interval_s = reconcile_interval_s
+        self._rng = random.Random()  # noqa: S311 (jitter, not secrets)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="deni-mpesa-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=STOP_WAIT_S)
+
+    def run_forever(self) -> None:
+        """For `deni worker`: the same loop in the calling thread, until interrupted."""
+        self._run()
+
+    def _run(self) -> None:
+        next_reconcile = time.monotonic()
+        while not self._stopping.is_set():
+            reconcile_now = time.monotonic() >= next_reconcile
+            if reconcile_now:
+                next_reconcile = time.monotonic() + self._reconcile_interval_s
+            try:
+                report = work_once(self._deps, rng=self._rng, reconcile_now=reconcile_now)
+            except Exception:
+                # One failed pass (a lock timeout, Daraja down) must not end the worker.
+                log.exception("mpesa_worker_failed")
+            else:
+                if report.outbox.claimed or report.callbacks_retried:
+                    log.info(
+                        "mpesa_worker",
+                        sent=report.outbox.done,
+                        retried=report.outbox.retried,
+                        dead=report.outbox.dead,
+                        callbacks=report.callbacks_retried,
+                    )
+            self._stopping.wait(self._interval_s)

@@ -1,0 +1,161 @@
+"""STK pushes that fail or go astray, and callbacks that are forged, malformed or repeated."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from deni.services.mpesa_ports import InboxState, SuspenseState
+from tests.mpesa.support import CALLBACK_TOKEN, World
+
+
+def _top_up(world: World, phone: str | None = None, amount_cents: int = 500_00) -> tuple[str, str]:
+    user = world.user(phone=phone)
+    answer = world.post(user, "/mpesa/top-ups", {"amount_cents": amount_cents})
+    assert answer.status_code == 202, answer.text
+    return user.id, answer.json()["id"]
+
+
+@pytest.mark.parametrize(
+    ("phone", "code"), [("0700001032", "1032"), ("0700000001", "1"), ("0700001037", "1037")]
+)
+def test_failed_push_moves_nothing(world: World, phone: str, code: str) -> None:
+    _, request_id = _top_up(world, phone)
+    world.settle()
+
+    request = world.request(request_id)
+    assert request.state.value == "failed"
+    assert request.result_code == code
+    world.assert_conserved()
+
+
+def test_dropped_callback_is_found_by_query_and_status(world: World) -> None:
+    user_id, request_id = _top_up(world, "0700000408")  # paid, no callback
+    world.settle()
+    assert world.request(request_id).state.value == "sent"
+
+    world.reconcile()
+
+    request = world.request(request_id)
+    assert request.state.value == "succeeded"
+    assert request.receipt
+    with world.deni.uow.read_only() as uow:
+        from deni.services import ledger
+
+        assert ledger.wallet_balance_cents(uow, user_id=user_id) == 500_00
+    world.assert_conserved()
+
+
+def test_late_callback_after_query_settled_it_is_a_no_op(world: World) -> None:
+    _, request_id = _top_up(world)
+    world.drain()
+    world.reconcile(rounds=1)  # query: still pending at the sandbox
+    world.admin.flush()  # the late callback
+    world.work()
+    world.reconcile(rounds=2)
+
+    assert world.request(request_id).state.value == "succeeded"
+    world.assert_conserved()
+
+
+@pytest.mark.parametrize("action", ["http_500", "http_429", "garbage", "invalid_token"])
+def test_push_refused_or_garbled_never_creates_money(world: World, action: str) -> None:
+    world.admin.add_fault(kind="stk", action=action, processed=True)
+    _, request_id = _top_up(world)
+    world.settle()
+    world.clock.advance(timedelta(minutes=5))
+    world.reconcile(rounds=2)
+    world.admin.flush()
+    world.work()
+
+    # Whatever the answer was, every shilling the sandbox took is in the ledger (a wallet or
+    # suspense), once.
+    world.assert_conserved()
+    assert world.request(request_id).state.value in {"succeeded", "failed"}
+
+
+def test_duplicate_callbacks_credit_once(world: World) -> None:
+    world.admin.add_fault(kind="stk", action="duplicate", copies=3)
+    _, request_id = _top_up(world)
+    world.settle()
+
+    assert world.request(request_id).state.value == "succeeded"
+    with world.deni.uow.read_only() as uow:
+        rows = uow.mpesa.inbox_rows(states=list(InboxState), limit=10)
+    assert len([r for r in rows if r.kind == "stk"]) == 1
+    world.assert_conserved()
+
+
+def test_forged_callback_with_a_wrong_token_is_404_and_moves_nothing(world: World) -> None:
+    _, request_id = _top_up(world)
+    world.drain()
+    request = world.request(request_id)
+    body = _stk_body(request.checkout_request_id or "", "FORGED0001", 500)
+
+    answer = world.http.post(world.hook_url("stk", token="f" * 32), json=body)
+    assert answer.status_code == 404
+    answer = world.http.post(f"{world.url}/hooks/{CALLBACK_TOKEN}/nonsense", json=body)
+    assert answer.status_code == 404
+    assert world.request(request_id).state.value == "sent"
+
+
+def test_malformed_json_is_stored_and_answered_200(world: World) -> None:
+    answer = world.http.post(world.hook_url("stk"), content=b"{not json")
+    assert answer.status_code == 200
+    assert answer.json() == {"ResultCode": 0, "ResultDesc": "Accepted"}
+    answer = world.http.post(world.hook_url("b2c/result"), json={"Result": {"ResultCode": "x"}})
+    assert answer.status_code == 200
+    with world.deni.uow.read_only() as uow:
+        rows = uow.mpesa.inbox_rows(states=[InboxState.MALFORMED], limit=10)
+    assert {r.kind for r in rows} == {"stk", "b2c/result"}
+    assert rows[-1].body == b"{not json"
+
+
+def test_unknown_checkout_and_wrong_amount_go_to_suspense(world: World) -> None:
+    _, request_id = _top_up(world)
+    world.drain()
+    request = world.request(request_id)
+
+    unknown = _stk_body("ws_CO_unknown_0001", "UNKNOWN001", 100)
+    assert world.http.post(world.hook_url("stk"), json=unknown).status_code == 200
+    wrong = _stk_body(request.checkout_request_id or "", "WRONGAMT01", 499)
+    assert world.http.post(world.hook_url("stk"), json=wrong).status_code == 200
+    world.clock.advance(timedelta(minutes=5))  # the unknown one waits a grace period
+    world.work()
+
+    with world.deni.uow.read_only() as uow:
+        suspense = uow.mpesa.suspense_list(states=[SuspenseState.UNASSIGNED], limit=10)
+    assert {p.receipt for p in suspense} == {"UNKNOWN001", "WRONGAMT01"}
+    assert world.request(request_id).state.value == "failed"
+    # A later genuine success for the same push cannot downgrade or double anything.
+    world.admin.flush()
+    world.work()
+
+
+def _stk_body(checkout_request_id: str, receipt: str, amount: int) -> dict[str, object]:
+    return {
+        "Body": {
+            "stkCallback": {
+                "MerchantRequestID": "29115-34620561-1",
+                "CheckoutRequestID": checkout_request_id,
+                "ResultCode": 0,
+                "ResultDesc": "The service request is processed successfully.",
+                "CallbackMetadata": {
+                    "Item": [
+                        {"Name": "Amount", "Value": amount},
+                        {"Name": "MpesaReceiptNumber", "Value": receipt},
+                        {"Name": "TransactionDate", "Value": 20261126090102},
+                        {"Name": "PhoneNumber", "Value": 254722000001},
+                    ]
+                },
+            }
+        }
+    }
+
+
+def test_hook_answers_every_callback_kind(world: World) -> None:
+    for kind in ("balance/timeout", "status/timeout", "reversal/result", "reversal/timeout"):
+        answer = world.http.post(world.hook_url(kind), content=json.dumps({"Result": {}}))
+        assert answer.status_code == 200

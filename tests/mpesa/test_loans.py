@@ -1,0 +1,192 @@
+"""A whole loan over M-PESA: disbursement by B2C, repayment by STK push or paybill (C2B),
+suspense and its assignment, auto-repay on the due date, lenders' automatic payout."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from deni.domain.loans import Loan
+from deni.domain.users import User
+from deni.services import loans
+from deni.services.mpesa_ports import MpesaPreferences, Purpose, SuspenseState
+from deni.services.reconcile import assign_suspense
+from tests.mpesa.support import World
+
+
+def _loan(world: World, borrower: User, lender: User, principal_cents: int = 1_000_00) -> Loan:
+    loan = loans.request_loan(
+        uow=world.deni.uow(),
+        clock=world.clock,
+        borrower_id=borrower.id,
+        lender_phone=lender.phone,
+        principal_cents=principal_cents,
+        fee_cents=100_00,
+        term_days=14,
+    )
+    return loans.approve_loan(
+        uow=world.deni.uow(),
+        hasher=world.deni.hasher,
+        clock=world.clock,
+        lender_id=lender.id,
+        loan_id=loan.id,
+        pin="1234",
+    )
+
+
+def _pay(world: World, phone: str, amount: int, account: str) -> dict[str, object]:
+    paid = world.admin.pay_paybill(phone, amount, account)
+    world.admin.flush()  # the confirmation
+    world.work()
+    return paid
+
+
+def _requests(world: World, purpose: Purpose) -> list[object]:
+    with world.deni.uow.read_only() as uow:
+        return [r for r in uow.mpesa.list_requests(states=[], limit=50) if r.purpose is purpose]
+
+
+def test_approval_pays_the_borrower_out_by_b2c(world: World) -> None:
+    borrower, lender = world.user("Amina"), world.user("Baraka")
+    world.fund(lender, 1_000_00)
+
+    _loan(world, borrower, lender)
+    world.work(reconcile=True)  # the sweep queues the payout
+    world.settle()
+
+    [payout] = _requests(world, Purpose.DISBURSEMENT)
+    assert payout.state.value == "succeeded"  # type: ignore[attr-defined]
+    assert world.balance(borrower) == 0
+    assert [t["kind"] for t in world.admin.transactions(borrower.phone)] == ["b2c"]
+    world.assert_conserved()
+
+
+def test_borrower_may_keep_the_loan_in_the_wallet(world: World) -> None:
+    borrower, lender = world.user(), world.user()
+    world.fund(lender, 1_000_00)
+    answer = world.http.put(
+        "/api/v1/mpesa/preferences",
+        json={"disburse_to_mpesa": False},
+        headers=world.headers(borrower),
+    )
+    assert answer.status_code == 200, answer.text
+
+    _loan(world, borrower, lender)
+    world.work(reconcile=True)
+    world.settle()
+
+    assert _requests(world, Purpose.DISBURSEMENT) == []
+    assert world.balance(borrower) == 1_000_00
+
+
+def test_failed_disbursement_leaves_the_money_in_the_wallet(world: World) -> None:
+    borrower, lender = world.user(phone="0700002040"), world.user()
+    world.fund(lender, 1_000_00)
+
+    _loan(world, borrower, lender)
+    world.work(reconcile=True)
+    world.settle()
+
+    [payout] = _requests(world, Purpose.DISBURSEMENT)
+    assert payout.state.value == "failed"  # type: ignore[attr-defined]
+    assert world.balance(borrower) == 1_000_00
+    world.assert_conserved()
+
+
+def test_repay_by_stk_push_pays_the_lender(world: World) -> None:
+    borrower, lender = world.user(), world.user()
+    world.fund(lender, 1_000_00)
+    with world.deni.uow() as uow:
+        uow.mpesa.set_preferences(MpesaPreferences(borrower.id, False), world.clock.now())
+        uow.commit()
+    loan = _loan(world, borrower, lender)
+
+    answer = world.post(borrower, f"/loans/{loan.id}/mpesa-repayments", {"amount_cents": 600_00})
+    assert answer.status_code == 202, answer.text
+    world.settle()
+
+    # The wallet held the principal (kept there), the push added 600: 600 went to the lender.
+    assert world.balance(lender) == 600_00
+    assert world.balance(borrower) == 1_000_00
+    too_much = world.post(borrower, f"/loans/{loan.id}/mpesa-repayments", {"amount_cents": 600_00})
+    assert too_much.status_code == 422
+    world.assert_conserved()
+
+
+def test_paybill_with_loan_code_or_phone_and_suspense(world: World) -> None:
+    borrower, lender = world.user(), world.user()
+    world.fund(lender, 1_000_00)
+    loan = _loan(world, borrower, lender)
+    world.work(reconcile=True)
+    world.settle()  # disbursed to M-PESA
+
+    paid = _pay(world, borrower.phone, 300, loan.code)
+    assert paid["status"] == "completed"
+    assert world.balance(lender) == 300_00
+
+    _pay(world, borrower.phone, 50, borrower.phone)  # own phone: a top-up
+    assert world.balance(borrower) == 50_00
+
+    rejected = _pay(world, borrower.phone, 70, "NOSUCHCODE")
+    assert rejected["status"] == "rejected"  # validation refuses unknown account numbers
+    world.assert_conserved()
+
+
+def test_unmatched_payment_waits_in_suspense_until_assigned(world: World) -> None:
+    world.deni.settings.__dict__["c2b_validation"] = False  # accept everything
+    user = world.user()
+    paid = _pay(world, user.phone, 80, "WHO-KNOWS")
+    assert paid["status"] == "completed"
+    with world.deni.uow.read_only() as uow:
+        [waiting] = uow.mpesa.suspense_list(states=[SuspenseState.UNASSIGNED], limit=5)
+    assert waiting.amount_cents == 80_00
+    world.assert_conserved()
+
+    assign_suspense(world.deps, receipt=waiting.receipt, user_id=user.id)
+    assign_suspense(world.deps, receipt=waiting.receipt, user_id=user.id)  # twice: once
+
+    assert world.balance(user) == 80_00
+    [line] = world.wallet_lines(user)
+    assert line.memo == waiting.receipt
+    world.assert_conserved()
+
+
+def test_auto_repay_takes_the_wallet_then_pushes_for_the_rest(world: World) -> None:
+    borrower, lender = world.user(), world.user()
+    world.fund(lender, 1_000_00)
+    with world.deni.uow() as uow:
+        uow.mpesa.set_preferences(MpesaPreferences(borrower.id, False), world.clock.now())
+        uow.commit()
+    _loan(world, borrower, lender)  # 1,000 principal + 100 fee, in 14 days
+    world.clock.advance(timedelta(days=14))
+
+    world.work(reconcile=True)  # due today: the wallet's 1,000 goes; a push asks for 100
+    assert world.balance(lender) == 1_000_00
+    [push] = _requests(world, Purpose.AUTO_REPAY)
+    assert push.amount_cents == 100_00  # type: ignore[attr-defined]
+    world.work(reconcile=True)
+    assert len(_requests(world, Purpose.AUTO_REPAY)) == 1  # at most once a day
+    world.settle()
+
+    assert world.balance(lender) == 1_100_00
+    world.assert_conserved()
+
+
+def test_lender_auto_payout_sends_repayments_to_mpesa(world: World) -> None:
+    borrower, lender = world.user(), world.user()
+    world.fund(lender, 1_000_00)
+    answer = world.http.put(
+        "/api/v1/mpesa/preferences", json={"auto_payout": True}, headers=world.headers(lender)
+    )
+    assert answer.status_code == 200
+    loan = _loan(world, borrower, lender)
+    world.work(reconcile=True)
+    world.settle()
+
+    _pay(world, borrower.phone, 500, loan.code)
+    world.work(reconcile=True)
+    world.settle()
+
+    [payout] = _requests(world, Purpose.AUTO_PAYOUT)
+    assert payout.state.value == "succeeded"  # type: ignore[attr-defined]
+    assert world.balance(lender) == 0
+    world.assert_conserved()
