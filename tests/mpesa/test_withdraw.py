@@ -34,6 +34,14 @@ def test_withdrawal_holds_then_posts_on_success(world: World) -> None:
     assert request.receipt
     assert world.balance(user) == 600_00
     assert len(_payouts(world, user)) == 1
+    # The owner's statement shows each M-PESA receipt: the payout's on the withdrawal line.
+    statement = world.http.get("/api/v1/wallet/statement", headers=world.headers(user))
+    assert statement.status_code == 200, statement.text
+    withdrawal, deposit = statement.json()["lines"]
+    assert (withdrawal["kind"], withdrawal["amount_cents"]) == ("payout_hold", -400_00)
+    assert withdrawal["mpesa_receipt"] == request.receipt
+    assert deposit["mpesa_receipt"] == deposit["reference"]
+    assert deposit["mpesa_receipt"].startswith("SEED")
     world.assert_conserved()
 
 

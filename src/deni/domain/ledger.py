@@ -17,6 +17,10 @@ from deni.domain.errors import InsufficientFunds
 POSTINGS_PER_ENTRY_MAX = 16
 
 
+# The cause of every entry that records money M-PESA moved; its cause_id is the receipt.
+MPESA_RECEIPT_CAUSE = "mpesa_receipt"
+
+
 class NormalSide(Enum):
     DEBIT = "debit"
     CREDIT = "credit"

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from deni.domain.errors import Conflict, IdempotencyConflict, InsufficientFunds, NotFound
 from deni.domain.ledger import (
+    MPESA_RECEIPT_CAUSE,
     Account,
     AccountKind,
     EntryCode,
@@ -167,7 +168,7 @@ def credit_from_mpesa(
         amount_cents=amount_cents,
     )
     draft = EntryDraft(
-        idempotency_key, EntryCode.DEPOSIT, postings, "mpesa_receipt", receipt, memo=receipt
+        idempotency_key, EntryCode.DEPOSIT, postings, MPESA_RECEIPT_CAUSE, receipt, memo=receipt
     )
     return post_entry(uow, draft, now=now)
 

@@ -30,6 +30,7 @@ from deni.domain.errors import (
     NotFound,
 )
 from deni.domain.ledger import (
+    MPESA_RECEIPT_CAUSE,
     EntryCode,
     EntryDraft,
     HoldState,
@@ -578,7 +579,7 @@ def to_suspense(
                 credit_account_id=PlatformAccount.SUSPENSE.value,
                 amount_cents=amount_cents,
             ),
-            "mpesa_receipt",
+            MPESA_RECEIPT_CAUSE,
             receipt,
             memo=receipt,
         )
@@ -661,7 +662,7 @@ def _record_overpayment(
         f"late_payout:{receipt}",
         EntryCode.PAYOUT_POST,
         postings,
-        "mpesa_receipt",
+        MPESA_RECEIPT_CAUSE,
         receipt,
         memo=receipt,
     )

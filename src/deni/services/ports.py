@@ -67,6 +67,9 @@ class StatementLine:
     balance_after_cents: int
     memo: str
     created_at: datetime
+    # The M-PESA receipt behind the line: a deposit's own, or the B2C receipt that settled a
+    # payout hold (that line is the hold; the receipt arrives later on the post entry).
+    mpesa_receipt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import sqlite
 from deni.adapters.db import tables as t
 from deni.domain.errors import Conflict
 from deni.domain.ledger import (
+    MPESA_RECEIPT_CAUSE,
     Account,
     AccountKind,
     EntryCode,
@@ -82,6 +83,14 @@ _PG_WRITE_ENTRY = text(
     SELECT id FROM entry
     """
 ).bindparams(bindparam("created_at", type_=t.UtcDateTime()))
+
+
+def _receipt_of(row: Row[Any]) -> str | None:
+    if row.cause_type == MPESA_RECEIPT_CAUSE:
+        return str(row.cause_id)
+    if row.hold_state == HoldState.POSTED.value:
+        return str(row.settled_memo) or None
+    return None
 
 
 class ConcurrentUpdate(Conflict):
@@ -281,10 +290,21 @@ class SqlLedgerRepository:
     ) -> list[StatementLine]:
         account = self.get_account(account_id)
         assert account is not None
-        p, e = t.postings, t.journal_entries
+        p, e, h = t.postings, t.journal_entries, t.holds
+        settled = t.journal_entries.alias("settled")
         query = (
-            select(p, e.c.code, e.c.cause_type, e.c.cause_id, e.c.memo)
+            select(
+                p,
+                e.c.code,
+                e.c.cause_type,
+                e.c.cause_id,
+                e.c.memo,
+                h.c.state.label("hold_state"),
+                settled.c.memo.label("settled_memo"),
+            )
             .join(e, e.c.id == p.c.entry_id)
+            .outerjoin(h, h.c.hold_entry_id == e.c.id)
+            .outerjoin(settled, settled.c.id == h.c.resolve_entry_id)
             .where(p.c.account_id == account_id)
             .order_by(p.c.id.desc())
             .limit(limit)
@@ -302,6 +322,7 @@ class SqlLedgerRepository:
                 balance_after_cents=row.balance_after_cents,
                 memo=row.memo,
                 created_at=row.created_at,
+                mpesa_receipt=_receipt_of(row),
             )
             for row in self._connection.execute(query)
         ]

@@ -109,6 +109,9 @@ class StatementLineOut(BaseModel):
     amount_cents: int
     balance_after_cents: int
     reference: str
+    mpesa_receipt: str | None = Field(
+        description="The M-PESA receipt number behind this line, where there is one."
+    )
     loan_id: str | None
     created_at: datetime
 
@@ -121,6 +124,7 @@ class StatementLineOut(BaseModel):
             amount_cents=line.amount_cents,
             balance_after_cents=line.balance_after_cents,
             reference=line.memo,
+            mpesa_receipt=line.mpesa_receipt,
             loan_id=line.cause_id if line.cause_type == "loan" else None,
             created_at=line.created_at,
         )
