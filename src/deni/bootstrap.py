@@ -159,7 +159,7 @@ def daraja_config(settings: Settings) -> DarajaConfig:
         b2c_shortcode=settings.daraja_b2c_shortcode,
         paybill_shortcode=settings.daraja_paybill_shortcode,
         initiator_name=settings.daraja_initiator_name,
-        callback_base_url=settings.callback_base_url,
+        callback_base_url=settings.callback_base,
         callback_path_token=settings.callback_token,
         initiator_password=settings.daraja_initiator_password if pem else None,
         certificate_pem=pem,

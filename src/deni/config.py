@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PLACEHOLDER_SECRET = "change-me-in-production"  # noqa: S105 (refused in production)
+# Long enough that JWT libraries accept it for local development; refused outside it.
+PLACEHOLDER_SECRET = "change-me-in-production-development-only"  # noqa: S105
 DEFAULT_DATABASE_URL = "sqlite:///./var/deni.sqlite3"
 PLACEHOLDER_CALLBACK_TOKEN = "0123456789abcdef0123456789abcdef"  # noqa: S105 (dev only)
 
@@ -71,7 +72,8 @@ class Settings(BaseSettings):
     daraja_timeout_s: float = Field(default=30.0, gt=0, le=120)
     # Where Daraja reaches Deni: {callback_base_url}/hooks/{callback_token}/{kind}. The token is
     # hex (Safaricom refuses URLs containing words like "exe" or "cmd").
-    callback_base_url: str = "http://127.0.0.1:8000"
+    # Unset: this process's own address (DENI_HOST, DENI_PORT), right for a local sandbox.
+    callback_base_url: str = ""
     callback_token: str = PLACEHOLDER_CALLBACK_TOKEN
     callback_allowed_ips: str = ""  # comma-separated; empty: any source
     c2b_validation: bool = False  # answer C2B validation by account number
@@ -113,6 +115,10 @@ class Settings(BaseSettings):
                 if value == PLACEHOLDER_SECRET or len(value) < 32:
                     raise ValueError(f"DENI_{name.upper()} must be a real secret of 32+ chars")
         return self
+
+    @property
+    def callback_base(self) -> str:
+        return self.callback_base_url or f"http://{self.host}:{self.port}"
 
     @property
     def is_sqlite(self) -> bool:

@@ -18,7 +18,7 @@ from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
 from deni.domain.errors import DomainError
 from deni.domain.money import format_kes
-from deni.entrypoints import cli_mpesa, cli_ussd
+from deni.entrypoints import cli_mpesa, cli_ussd, demo
 from deni.services import audit, ledger, payments, reminders, users
 
 app = typer.Typer(help="Deni: peer-to-peer lending over M-PESA.", no_args_is_help=True)
@@ -39,6 +39,7 @@ for sub, name in (
     app.add_typer(sub, name=name)
 cli_ussd.register(app)  # deni dial, deni sms (issue #5)
 cli_mpesa.register(app)  # deni worker, sandbox, reconcile, outbox, payments (issue #3)
+app.command()(demo.demo)  # a whole loan against a running Deni, for newcomers
 console = Console()
 errors = Console(stderr=True)
 
@@ -68,6 +69,13 @@ def serve(
     console.print(f"  API docs:  http://{host}:{port}/docs")
     console.print(f"  Health:    http://{host}:{port}/health")
     console.print(f"  Database:  {settings.database_url}")
+    base = f"http://{host}:{port}"
+    console.print(f"  USSD:      .venv/bin/deni dial '*383#' --phone 0712345678 --url {base}")
+    console.print(f"  A loan:    .venv/bin/deni demo --url {base}")
+    if settings.sandbox:
+        sandbox = f"http://127.0.0.1:{settings.sandbox_port}"
+        console.print(f"  M-PESA:    local Daraja sandbox, {sandbox}/sandbox/balances")
+        console.print("             (top-ups, payouts and repayments go through it: README.md)")
     uvicorn.run(
         "deni.entrypoints.api.asgi:app",
         host=host,
@@ -222,3 +230,7 @@ def _fail(error: DomainError) -> NoReturn:
 
 def main() -> None:
     app(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    app()
