@@ -104,7 +104,8 @@ def settings(database_url: str) -> Settings:
         jwt_secret="test-secret-0123456789abcdef0123456789",
         pin_pepper="test-pepper-0123456789abcdef-0123456789",
         database_pool_size=5,
-        sweep_interval_s=0,  # tests run sweeps themselves, at the times they choose
+        sweep_interval_s=0,  # tests run sweeps and SMS delivery themselves, when they choose
+        sms_interval_s=0,
     )
 
 

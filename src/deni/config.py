@@ -32,8 +32,10 @@ class Settings(BaseSettings):
     pin_hash_memory_kib: int = Field(default=19_456, ge=8_192, le=1_048_576)
     pin_hash_time_cost: int = Field(default=2, ge=1, le=10)
 
-    # How often `deni serve` expires stale requests and stores reminders; 0 turns it off.
+    # How often `deni serve` and `deni worker` expire stale requests and store reminders, and
+    # deliver pending SMS; 0 turns each off (e.g. on API processes when workers do it).
     sweep_interval_s: float = Field(default=60.0, ge=0, le=86_400)
+    sms_interval_s: float = Field(default=2.0, ge=0, le=3_600)
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -7,13 +7,14 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.helpers import register
+from tests.helpers import fund, register
 
+from deni.adapters.sms import DatabaseSmsOutbox
 from deni.bootstrap import Deni
 from deni.domain.loans import LoanState
 from deni.entrypoints.api.app import create_app
 from deni.entrypoints.housekeeping import Housekeeper
-from deni.services import loans, reminders
+from deni.services import loans, reminders, sms
 
 
 def _stale_request(deni: Deni) -> str:
@@ -65,3 +66,28 @@ def test_a_failing_sweep_is_survived_and_the_next_one_does_the_work(
     assert report is not None
     assert report.expired == 1
     assert _state(deni, loan_id) is LoanState.EXPIRED
+
+
+def test_the_app_delivers_pending_sms_in_the_background(deni: Deni) -> None:
+    register(deni, name="Lender")
+    borrower = register(deni, name="Borrower")
+    fund(deni, borrower, 2_500)  # a wallet_credited notification, waiting for its SMS
+    assert isinstance(deni.sms, DatabaseSmsOutbox)
+    assert deni.sms.messages(phone=borrower.phone) == []
+    deni.settings.sms_interval_s = 0.05
+    with TestClient(create_app(deni)):
+        deadline_s = time.monotonic() + 10
+        while not deni.sms.messages(phone=borrower.phone) and time.monotonic() < deadline_s:
+            time.sleep(0.05)
+    [message] = deni.sms.messages(phone=borrower.phone)
+    assert "KES 25" in message.body
+
+
+def test_a_failing_sms_run_is_survived(deni: Deni, monkeypatch: pytest.MonkeyPatch) -> None:
+    keeper = Housekeeper(deni, interval_s=0, sms_interval_s=60)
+
+    def broken(**kwargs: object) -> sms.SmsReport:
+        raise RuntimeError("gateway down")
+
+    monkeypatch.setattr(sms, "send_pending_sms", broken)
+    assert keeper.deliver_sms() is None

@@ -16,6 +16,7 @@ from deni.config import Settings
 from deni.domain.errors import DomainError
 from deni.domain.money import format_kes
 from deni.entrypoints.dev_sandbox import with_sandbox
+from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.worker import MpesaWorker
 from deni.services import outbox, reconcile
 from deni.services.mpesa import MpesaDeps
@@ -58,15 +59,26 @@ def worker(
     interval_s: Annotated[float, typer.Option(min=0.05, max=3600)] = 1.0,
     reconcile_interval_s: Annotated[float, typer.Option(min=1, max=86_400)] = 60.0,
 ) -> None:
-    """Send the outbox, apply stored callbacks and reconcile, until interrupted."""
-    with _mpesa() as (_, deps):
-        console.print("M-PESA worker running (Ctrl-C to stop)")
+    """Send the outbox, apply stored callbacks and reconcile; deliver SMS and run the loan
+    sweep (DENI_SMS_INTERVAL_S, DENI_SWEEP_INTERVAL_S); until interrupted."""
+    with _mpesa() as (deni, deps):
+        settings = deni.settings
+        keeper = None
+        if settings.sweep_interval_s > 0 or settings.sms_interval_s > 0:
+            keeper = Housekeeper(
+                deni, interval_s=settings.sweep_interval_s, sms_interval_s=settings.sms_interval_s
+            )
+            keeper.start()
+        console.print("Deni worker running (Ctrl-C to stop)")
         try:
             MpesaWorker(
                 deps, interval_s=interval_s, reconcile_interval_s=reconcile_interval_s
             ).run_forever()
         except KeyboardInterrupt:
             console.print("stopped")
+        finally:
+            if keeper is not None:
+                keeper.stop()
 
 
 def sandbox(

@@ -1,27 +1,33 @@
-"""A background thread that runs the loan sweep every few seconds inside `deni serve`.
+"""Background housekeeping in a thread: SMS delivery every few seconds, the loan sweep every
+minute or so. `deni serve` runs it (the embedded default) and so does `deni worker`.
 
-The sweep is safe to run from every process at once (row locks and dedupe keys), so each API
-process may run its own; the worker process that comes with the M-PESA work will take it over.
+Both jobs are safe to run from every process at once (leases, row locks and dedupe keys); in
+production, turn them off on the API processes (DENI_SWEEP_INTERVAL_S=0, DENI_SMS_INTERVAL_S=0)
+and let the worker processes do them.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 
 import structlog
 
 from deni.bootstrap import Deni
-from deni.services import reminders
+from deni.services import reminders, sms
 
 log = structlog.get_logger(__name__)
 STOP_WAIT_S = 10.0
 
 
 class Housekeeper:
-    def __init__(self, deni: Deni, *, interval_s: float) -> None:
-        assert interval_s > 0
+    def __init__(self, deni: Deni, *, interval_s: float, sms_interval_s: float = 0.0) -> None:
+        assert interval_s >= 0
+        assert sms_interval_s >= 0
+        assert interval_s > 0 or sms_interval_s > 0, "nothing to do"
         self._deni = deni
         self._interval_s = interval_s
+        self._sms_interval_s = sms_interval_s
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="deni-housekeeper", daemon=True)
 
@@ -49,6 +55,23 @@ class Housekeeper:
             )
         return report
 
+    def deliver_sms(self) -> sms.SmsReport | None:
+        deni = self._deni
+        try:
+            report = sms.send_pending_sms(queue=deni.sms_queue, sender=deni.sms, clock=deni.clock)
+        except Exception:
+            log.exception("sms_delivery_failed")  # the next tick retries; leases expire
+            return None
+        if report.sent or report.failed:
+            log.info("sms_delivery", sent=report.sent, failed=report.failed)
+        return report
+
     def _run(self) -> None:
-        while not self._stopping.wait(self._interval_s):
-            self.run_once()
+        tick_s = min(i for i in (self._interval_s, self._sms_interval_s) if i > 0)
+        next_sweep = time.monotonic() + self._interval_s
+        while not self._stopping.wait(tick_s):
+            if self._sms_interval_s > 0:
+                self.deliver_sms()
+            if self._interval_s > 0 and time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self._interval_s
+                self.run_once()

@@ -64,12 +64,14 @@ def create_app(deni: Deni) -> FastAPI:
 
 
 def _housekeeping(deni: Deni) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Run the loan sweep in the background while the app serves, if the settings ask for it."""
+    """Run the sweep and SMS delivery in the background while the app serves, if asked to."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        interval_s = deni.settings.sweep_interval_s
-        keeper = Housekeeper(deni, interval_s=interval_s) if interval_s > 0 else None
+        interval_s, sms_interval_s = deni.settings.sweep_interval_s, deni.settings.sms_interval_s
+        keeper = None
+        if interval_s > 0 or sms_interval_s > 0:
+            keeper = Housekeeper(deni, interval_s=interval_s, sms_interval_s=sms_interval_s)
         if keeper is not None:
             keeper.start()
         try:
