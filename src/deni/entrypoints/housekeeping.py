@@ -13,6 +13,7 @@ import time
 
 import structlog
 
+from deni.adapters.sessions import SqlSessionStore
 from deni.bootstrap import Deni
 from deni.services import reminders, sms
 
@@ -39,8 +40,11 @@ class Housekeeper:
         self._thread.join(timeout=STOP_WAIT_S)
 
     def run_once(self) -> reminders.SweepReport | None:
+        deni = self._deni
         try:
-            report = reminders.sweep(uow_factory=self._deni.uow, clock=self._deni.clock)
+            report = reminders.sweep(uow_factory=deni.uow, clock=deni.clock)
+            if isinstance(deni.sessions, SqlSessionStore):  # memory and Redis expire by themselves
+                deni.sessions.purge_expired(now=deni.clock.now())
         except Exception:
             # One failed sweep (a lock timeout, a unique clash with another process) must not
             # end the thread: the next run picks up whatever this one missed.
