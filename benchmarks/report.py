@@ -12,11 +12,16 @@ from benchmarks.chart import bar_chart
 from benchmarks.cpu import CpuUse
 from benchmarks.machine import Machine
 from benchmarks.pgbench import PgbenchRun
+from benchmarks.stats import percentile
 from benchmarks.transfers import TransferRun
+from benchmarks.ussd_load import JOURNEYS, PIN_HOP, READ, WRITE, LoadRun, UssdPlan, UssdResult
 
 RATIO_TARGET = 0.5
 P99_TARGET_MS = 20.0
 DEFAULT_COST = (19_456, 2)
+USSD_P99_TARGET_MS = 50.0
+USSD_RATIO_TARGET = 0.5
+USSD_DOC = "benchmarks-ussd.md"
 
 
 @dataclass
@@ -37,6 +42,8 @@ class Results:
     pgbench: tuple[PgbenchRun, CpuUse] | None = None
     argon2_ms: dict[tuple[int, int], float] = field(default_factory=dict)
     latency: list[LatencyRun] = field(default_factory=list)
+    ussd: list[UssdResult] = field(default_factory=list)
+    ussd_plan: UssdPlan | None = None
 
 
 def ledger_label(run: TransferRun) -> str:
@@ -94,7 +101,43 @@ def table(results: Results) -> Table:
             f"p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms",
             f"p99 < {P99_TARGET_MS:.0f} ms: {_verdict(lat.p99_ms < P99_TARGET_MS)}",
         )
+    for row in ussd_rows(results):
+        out.add_row(*row)
     return out
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def ussd_rows(results: Results) -> list[tuple[str, str, str]]:
+    """(measurement, result, target) per USSD run, for the terminal and the summaries."""
+    rows = []
+    for u in results.ussd:
+        lat, p99 = u.latency, u.latency.p(99, READ, WRITE)
+        rows.append(
+            (
+                f"USSD hop latency, {u.backend}, {lat.clients:,} sessions pausing "
+                f"{_think(lat)} (PIN hops apart)",
+                f"p50 {_ms(lat.p(50, READ, WRITE))} ms, p99 {_ms(p99)} ms "
+                f"at {lat.per_second:,.0f} hops/s",
+                f"p99 < {USSD_P99_TARGET_MS:.0f} ms: "
+                f"{_verdict(p99 is not None and p99 < USSD_P99_TARGET_MS)}",
+            )
+        )
+        rows.append(
+            (
+                f"USSD capacity, {u.backend}, {u.capacity.clients} clients, no pauses",
+                f"{u.capacity.per_second:,.0f} hops/s vs CON hello {u.hello.per_second:,.0f}/s",
+                f"{u.ratio:.2f} of the ceiling: {_verdict(u.ratio >= USSD_RATIO_TARGET)} "
+                f"(>= {USSD_RATIO_TARGET})",
+            )
+        )
+    return rows
+
+
+def _think(run: LoadRun) -> str:
+    return "-" if run.think_s is None else f"{run.think_s[0]:g}-{run.think_s[1]:g} s"
 
 
 def markdown(results: Results) -> str:
@@ -138,6 +181,12 @@ def markdown(results: Results) -> str:
             f"| p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms "
             f"| p99 < {P99_TARGET_MS:.0f} ms: {_verdict(lat.p99_ms < P99_TARGET_MS)} |"
         )
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in ussd_rows(results)]
+    lines += [
+        "",
+        f"USSD (`POST /ussd` under load, and its ceiling) is in [{USSD_DOC}]({USSD_DOC}), "
+        "written by the same command (`--only ussd` reruns just that part).",
+    ]
     default_ms = results.argon2_ms.get(DEFAULT_COST)
     if default_ms is not None:
         lines += [
@@ -288,3 +337,173 @@ def latency_chart(results: Results) -> str:
         unit="ms",
         target=(P99_TARGET_MS, "target p99 < 20 ms"),
     )
+
+
+def ussd_markdown(results: Results) -> str:
+    m, plan = results.machine, results.ussd_plan
+    assert plan is not None
+    assert results.ussd
+    first = results.ussd[0]
+    lines = [
+        "# USSD benchmarks",
+        "",
+        "<!-- Written by benchmarks/run.py (`make bench`, or `--only ussd`); rerun it rather "
+        "than editing. -->",
+        "",
+        f"Run on {results.started_at:%Y-%m-%d %H:%M} UTC, commit `{results.commit}`"
+        f"{' with uncommitted changes under src/' if results.dirty else ''}, with "
+        f"`{results.command}`. Load average (1 min) before: {results.load_before:.2f}, after: "
+        f"{results.load_after:.2f}"
+        + (
+            " (other work was running: the figures are lower than a quiet machine gives)."
+            if results.load_before > 0.5
+            else "."
+        ),
+        "",
+        "## Summary",
+        "",
+        "| Measurement | Result | Target |",
+        "|---|---:|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in ussd_rows(results)]
+    lines += [
+        "",
+        "![USSD](benchmarks-ussd.svg)",
+        "",
+        "## How it runs",
+        "",
+        f"One uvicorn server ({first.workers} worker process{'es' if first.workers > 1 else ''},"
+        f" `--no-access-log`, uvicorn's default HTTP/1.1 stack) serves "
+        "`benchmarks.ussd_app:app`: Deni's production app (`create_app(bootstrap())`, settings "
+        "from `DENI_*` with `DENI_ENVIRONMENT=production`, the production argon2id cost) plus a "
+        "constant `POST /ussd-hello` route answering `CON hello`, which exists only in the "
+        f"bench. USSD sessions are kept in `{first.store}` (`DENI_SESSION_STORE`). Each "
+        f"database is fresh and holds {first.users:,} users with funded wallets; user *i* lent "
+        "KES 1,000 to user *i+1* (an active loan) and asked user *i+2* for a loan (a request "
+        "waiting), written through the services with one throwaway PIN hash, then given one "
+        "production-cost hash (not timed).",
+        "",
+        "The load generator is one asyncio process on the same machine, speaking raw HTTP/1.1 "
+        "over keep-alive connections (one request in flight per connection), posting the form "
+        "Africa's Talking posts (`sessionId`, `serviceCode`, `phoneNumber`, `networkCode`, "
+        "`text` with every entry so far joined by `*`). It checks every reply: `CON` or `END` "
+        "as the journey expects, at most 182 characters. A hop's time runs from asking for a "
+        "connection to the last byte of the reply. Every phone is in at most one session at a "
+        "time.",
+        "",
+        f"- **Latency under real load:** {plan.sessions:,} users, each dialling journey after "
+        f"journey, pausing {plan.think_s[0]:g}-{plan.think_s[1]:g} s (uniform) before every "
+        f"hop and between journeys, over a pool of {plan.connections} connections. "
+        f"{plan.warmup_s:g} s of warm-up, then {plan.seconds:g} s measured.",
+        f"- **Capacity:** {plan.capacity_clients} users with no pauses at all, one connection "
+        f"each, {plan.capacity_warmup_s:g} s warm-up then {plan.capacity_seconds:g} s "
+        "measured: the most hops per second the server gives this mix.",
+        "- **Ceiling:** the same clients posting the same form to `/ussd-hello` on the same "
+        "server, straight after: what uvicorn, FastAPI and Deni's middleware cost with no work.",
+        "",
+        f"Client and server share the machine's {m.cores} cores (and PostgreSQL, and Redis, "
+        "and whatever else runs), so the CPU each side used is measured too: *client* is the "
+        "load generator's own CPU time, *server* the uvicorn process(es) (PostgreSQL and Redis "
+        "not included).",
+        "",
+        "Journeys (a user hangs up after the last hop unless the reply was END; a journey "
+        "dropped on a screen other than a menu is kept for resume, so the next dial within "
+        "2 minutes is usually answered *Continue where you left off?*, and the user answers 2, "
+        "one more hop):",
+        "",
+        "| Journey | Share | Entries after the dial |",
+        "|---|---:|---|",
+    ]
+    total = sum(j.weight for j in JOURNEYS)
+    for journey in JOURNEYS:
+        entries = " ".join(f"`{h.entry}`" for h in journey.hops[1:]) or "-"
+        lines.append(f"| {journey.name} | {100 * journey.weight / total:.0f}% | {entries} |")
+    lines += [
+        "",
+        f"Hop kinds: *{READ}* shows data (menus, balance, statement, lists, details, the quote); "
+        f"*{WRITE}* is an END that records an M-PESA request and its audit row in one "
+        f"transaction; *{PIN_HOP}* confirms a loan request with the PIN (argon2id at the "
+        "production cost, by design tens of milliseconds) and writes the request, its "
+        "notification and audit. PIN hops are reported apart; the p99 target is read on the "
+        "others. Every hop also reads and writes the session store.",
+    ]
+    for u in results.ussd:
+        lines += ["", f"## {u.backend}", ""]
+        lines += [
+            "| Phase | Hops | Hops/s | Kind | p50 ms | p99 ms | max ms | Client CPU ms/hop "
+            "| Server CPU ms/hop | Bad replies | Failures |",
+            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        phases = (
+            (f"latency, {u.latency.clients:,} sessions pausing {_think(u.latency)}", u.latency),
+            (f"capacity, {u.capacity.clients} clients", u.capacity),
+            (f"CON hello, {u.hello.clients} clients", u.hello),
+        )
+        for title, run in phases:
+            kinds = [k for k in (READ, WRITE, PIN_HOP) if run.samples_ms.get(k)]
+            first_row = True
+            for kind in [*kinds, "all"]:
+                values = run.hops() if kind == "all" else run.hops(kind)
+                if not values or (kind == "all" and len(kinds) == 1):
+                    continue
+                head = (
+                    f"| {title} | {run.count:,} | {run.per_second:,.0f} " if first_row else "| | | "
+                )
+                tail = (
+                    f"| {_ms(run.client_cpu_ms_per_hop())} | {_ms(run.server_cpu_ms_per_hop())} "
+                    f"| {run.unexpected} | {run.failures} |"
+                    if first_row
+                    else "| | | | |"
+                )
+                lines.append(
+                    f"{head}| {kind} ({len(values):,}) | {_ms(percentile(values, 50))} "
+                    f"| {_ms(percentile(values, 99))} | {_ms(max(values))} {tail}"
+                )
+                first_row = False
+        lines += [
+            "",
+            f"Latency phase: {u.latency.journeys:,} journeys began and ended in the window, "
+            f"{u.latency.resumes:,} dials were answered with the resume prompt. Capacity: "
+            f"{u.ratio:.2f} of the CON hello ceiling. Client CPU over the measured window: "
+            f"{_share(u.capacity)} (capacity), {_share(u.hello)} (hello); server: "
+            f"{_server_share(u.capacity)} and {_server_share(u.hello)}. Setup (users, loans) "
+            f"took {u.seed_s:.0f} s.",
+        ]
+        for run in (u.latency, u.capacity, u.hello):
+            for example in run.examples:
+                lines.append(f"- unexpected reply, {run.label}: {example}")
+    lines += [
+        "",
+        "## Machine",
+        "",
+        f"- Cores (`nproc`): {m.cores}",
+        f"- Memory: {m.memory}",
+        f"- CPU: {m.cpu_model} ({m.kernel})",
+        f"- PostgreSQL: {m.postgres}",
+        f"- Python {m.python}, SQLite {m.sqlite}",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _share(run: LoadRun) -> str:
+    return f"{run.client_cpu_s / run.seconds:.0%} of one core"
+
+
+def _server_share(run: LoadRun) -> str:
+    return f"{run.server_cpu_s / run.seconds:.0%} of one core"
+
+
+def ussd_chart(results: Results) -> str:
+    bars: list[tuple[str, float, str]] = []
+    for u in results.ussd:
+        bars.append((f"{u.backend}: CON hello ceiling", u.hello.per_second, "#718096"))
+        bars.append((f"{u.backend}: USSD journeys, no pauses", u.capacity.per_second, "#2b6cb0"))
+        bars.append(
+            (
+                f"{u.backend}: offered, {u.latency.clients:,} pausing users",
+                u.latency.per_second,
+                "#38a169",
+            )
+        )
+    return bar_chart("USSD hops per second (one server)", bars, unit="/s")

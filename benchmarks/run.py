@@ -1,11 +1,16 @@
-"""`make bench`: ledger transfers/s (PostgreSQL, SQLite) against pgbench, and API latency.
+"""`make bench`: ledger transfers/s (PostgreSQL, SQLite) against pgbench, API latency, USSD.
 
     .venv/bin/python -m benchmarks.run [--seconds 10] [--pg-clients 8] [--round-trips 300] ...
+    .venv/bin/python -m benchmarks.run --only ussd [--ussd-backends postgresql sqlite] ...
 
-Prints a table and writes docs/benchmarks.md with two SVG charts beside it. Everything talks to
+Prints a table and writes docs/benchmarks.md with SVG charts beside it. Everything talks to
 127.0.0.1 only; every loop is bounded in count and in time. It creates (and afterwards drops)
-the PostgreSQL databases deni_bench_ledger, deni_bench_pgbench and deni_bench_api, and SQLite
-files under var/bench/.
+the PostgreSQL databases deni_bench_ledger, deni_bench_pgbench, deni_bench_api and
+deni_bench_ussd, and SQLite files under var/bench/.
+
+With --only, the parts that did not run keep their figures: the USSD section lives in its own
+file (docs/benchmarks-ussd.md, linked from docs/benchmarks.md), so `--only ussd` rewrites just
+that file and its chart, and a run without ussd leaves them alone.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from benchmarks import api_latency, cpu, databases, pgbench, report, transfers
+from benchmarks import api_latency, cpu, databases, pgbench, report, transfers, ussd_load
 from benchmarks.machine import describe
 from benchmarks.report import Results
 from benchmarks.settings import PIN_PEPPER, bench_settings
@@ -50,6 +55,8 @@ WORK = REPO / "var" / "bench"
 LEDGER_DB = "deni_bench_ledger"
 PGBENCH_DB = "deni_bench_pgbench"
 API_DB = "deni_bench_api"
+USSD_DB = "deni_bench_ussd"
+PARTS = ("ledger", "pgbench", "argon2", "api", "ussd")
 DEFAULT_MEMORY_KIB = int(Settings.model_fields["pin_hash_memory_kib"].default)
 DEFAULT_TIME_COST = int(Settings.model_fields["pin_hash_time_cost"].default)
 CHEAP_MEMORY_KIB, CHEAP_TIME_COST = 8_192, 1  # the cheapest cost Settings accepts
@@ -75,6 +82,28 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--round-trips", type=int, default=300)
     parser.add_argument("--warmup-round-trips", type=int, default=20)
     parser.add_argument("--pairs", type=int, default=10, help="lender/borrower pairs")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=PARTS,
+        default=list(PARTS),
+        help="run only these parts (default: all); docs of the others are left as they are",
+    )
+    plan = ussd_load.UssdPlan()
+    parser.add_argument(
+        "--ussd-backends",
+        nargs="+",
+        choices=("postgresql", "sqlite"),
+        default=["postgresql", "sqlite"],
+    )
+    parser.add_argument("--ussd-sessions", type=int, default=plan.sessions)
+    parser.add_argument("--ussd-seconds", type=float, default=plan.seconds)
+    parser.add_argument("--ussd-warmup", type=float, default=plan.warmup_s)
+    parser.add_argument("--ussd-think", type=float, nargs=2, default=list(plan.think_s))
+    parser.add_argument("--ussd-clients", type=int, default=plan.capacity_clients)
+    parser.add_argument("--ussd-capacity-seconds", type=float, default=plan.capacity_seconds)
+    parser.add_argument("--ussd-workers", type=int, default=plan.workers)
+    parser.add_argument("--ussd-store", choices=("memory", "sql", "redis"), default=plan.store)
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/")
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
     args = parser.parse_args(argv)
@@ -82,6 +111,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error("clients, pairs and round trips must be positive; wallets at least 2")
     if args.processes and args.pg_clients % args.processes:
         parser.error("--pg-clients must divide evenly over --processes")
+    if "ussd" in args.only:
+        try:
+            args.ussd_plan = ussd_load.UssdPlan(
+                sessions=args.ussd_sessions,
+                think_s=(args.ussd_think[0], args.ussd_think[1]),
+                seconds=args.ussd_seconds,
+                warmup_s=args.ussd_warmup,
+                capacity_clients=args.ussd_clients,
+                capacity_seconds=args.ussd_capacity_seconds,
+                workers=args.ussd_workers,
+                store=args.ussd_store,
+            )
+        except AssertionError as error:
+            parser.error(f"USSD options out of bounds {error or ''}")
     return args
 
 
@@ -115,14 +158,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         with Progress(*columns, console=console) as progress:
-            _ledger_postgres(args, progress, results)
-            _ledger_sqlite(args, progress, results)
-            _pgbench(args, progress, results)
-            _argon2(progress, results)
-            _api(args, progress, results)
+            if "ledger" in args.only:
+                _ledger_postgres(args, progress, results)
+                _ledger_sqlite(args, progress, results)
+            if "pgbench" in args.only:
+                _pgbench(args, progress, results)
+            if "argon2" in args.only:
+                _argon2(progress, results)
+            if "api" in args.only:
+                _api(args, progress, results)
+            if "ussd" in args.only:
+                _ussd(args, progress, results)
     finally:
         if not args.keep:
-            for name in (LEDGER_DB, PGBENCH_DB, API_DB):
+            for name in (LEDGER_DB, PGBENCH_DB, API_DB, USSD_DB):
                 databases.drop_pg_database(name)
             for path in WORK.glob("*.sqlite3*"):
                 path.unlink(missing_ok=True)
@@ -131,10 +180,23 @@ def main(argv: list[str] | None = None) -> int:
     console.print(report.table(results))
     if not args.no_write:
         DOCS.mkdir(exist_ok=True)
-        (DOCS / "benchmarks.md").write_text(report.markdown(results))
-        (DOCS / "benchmarks-throughput.svg").write_text(report.throughput_chart(results))
-        (DOCS / "benchmarks-latency.svg").write_text(report.latency_chart(results))
-        console.print("Wrote docs/benchmarks.md, docs/benchmarks-throughput.svg, -latency.svg")
+        if results.ussd:
+            (DOCS / "benchmarks-ussd.md").write_text(report.ussd_markdown(results))
+            (DOCS / "benchmarks-ussd.svg").write_text(report.ussd_chart(results))
+            console.print("Wrote docs/benchmarks-ussd.md, docs/benchmarks-ussd.svg")
+        if set(args.only) - {"ussd"}:
+            if set(PARTS) - set(args.only):
+                console.print(
+                    "[yellow]Not rewriting docs/benchmarks.md: only part of it ran "
+                    f"({', '.join(args.only)}). Run all of `make bench` to refresh it.[/yellow]"
+                )
+            else:
+                (DOCS / "benchmarks.md").write_text(report.markdown(results))
+                (DOCS / "benchmarks-throughput.svg").write_text(report.throughput_chart(results))
+                (DOCS / "benchmarks-latency.svg").write_text(report.latency_chart(results))
+                console.print(
+                    "Wrote docs/benchmarks.md, docs/benchmarks-throughput.svg, -latency.svg"
+                )
     return 0
 
 
@@ -290,6 +352,41 @@ def _api(args: argparse.Namespace, progress: Progress, results: Results) -> None
                 tick=partial(_advance, progress, task),
             )
             results.latency.append(run)
+
+
+def _ussd(args: argparse.Namespace, progress: Progress, results: Results) -> None:
+    plan: ussd_load.UssdPlan = args.ussd_plan
+    for backend in args.ussd_backends:
+        label = "PostgreSQL" if backend == "postgresql" else "SQLite"
+        with _step(progress, f"USSD {label}: fresh database, {plan.sessions:,} users with loans"):
+            if backend == "postgresql":
+                url = databases.recreate_pg_database(USSD_DB)
+            else:
+                url = databases.fresh_sqlite(WORK / "ussd.sqlite3")
+            databases.migrate(url)
+
+        def phase(title: str, seconds: float) -> Callable[[float, int], None]:
+            task = progress.add_task(title, total=seconds)
+
+            def tick(elapsed_s: float, hops: int) -> None:
+                progress.update(
+                    task, completed=min(elapsed_s, seconds), description=f"{title}: {hops:,} hops"
+                )
+
+            return tick
+
+        results.ussd.append(
+            ussd_load.run_ussd(
+                url,
+                backend=label,
+                plan=plan,
+                pin_hash_memory_kib=DEFAULT_MEMORY_KIB,
+                pin_hash_time_cost=DEFAULT_TIME_COST,
+                log_path=WORK / "ussd-server.log",
+                on_phase=phase,
+            )
+        )
+        results.ussd_plan = plan
 
 
 def _advance(progress: Progress, task: TaskID, done: int) -> None:
