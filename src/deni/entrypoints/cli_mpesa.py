@@ -20,7 +20,7 @@ from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.worker import MpesaWorker
 from deni.services import outbox, reconcile
 from deni.services.mpesa import MpesaDeps
-from deni.services.mpesa_ports import OPEN_STATES, InboxState, SuspenseState
+from deni.services.mpesa_ports import OPEN_STATES, GatewayError, InboxState, SuspenseState
 from deni.services.users import find_by_phone
 
 outbox_app = typer.Typer(help="The outbox of M-PESA work to send.", no_args_is_help=True)
@@ -248,3 +248,17 @@ def payments_callbacks() -> None:
             row.received_at.isoformat(timespec="seconds"),
         )
     console.print(table)
+
+
+@payments_app.command("register-urls")
+def payments_register_urls() -> None:
+    """Tell Daraja where to send paybill (C2B) validation and confirmation: once, when going
+    live (Safaricom keeps the first registration; change it in the Daraja portal)."""
+    with _mpesa() as (deni, deps):
+        try:
+            deps.gateway.register_c2b_urls()
+        except GatewayError as error:
+            errors.print(f"[red]Daraja refused[/red]: {error}")
+            raise typer.Exit(1) from error
+        base = deni.settings.callback_base
+        console.print(f"Registered {base}/hooks/<token>/c2b/validation and …/c2b/confirmation")

@@ -1,0 +1,102 @@
+"""The operator's M-PESA commands, run as an operator would: `deni ...` against the same
+database and the same Daraja sandbox as the running service."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from deni.entrypoints.cli import app
+from deni.services.mpesa_ports import SuspenseState
+from tests.mpesa.support import CALLBACK_TOKEN, World
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def operator_env(world: World) -> dict[str, str]:
+    settings = world.deni.settings
+    return {
+        "DENI_ENVIRONMENT": settings.environment,
+        "DENI_DATABASE_URL": settings.database_url,
+        "DENI_JWT_SECRET": settings.jwt_secret,
+        "DENI_PIN_PEPPER": settings.pin_pepper,
+        "DENI_MPESA": "on",
+        "DENI_DARAJA_BASE_URL": str(settings.daraja_base_url),
+        "DENI_DARAJA_CERTIFICATE_PEM": str(settings.daraja_certificate_pem),
+        "DENI_CALLBACK_BASE_URL": world.url,
+        "DENI_CALLBACK_TOKEN": CALLBACK_TOKEN,
+        "DENI_LOG_LEVEL": "WARNING",
+        "COLUMNS": "200",  # rich tables at full width, not wrapped
+    }
+
+
+def deni(env: dict[str, str], *args: str) -> str:
+    result = runner.invoke(app, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_register_urls_tells_daraja_where_paybill_payments_go(
+    world: World, operator_env: dict[str, str]
+) -> None:
+    world.admin.reset()  # a sandbox that has never heard of Deni
+    assert _registrations(world) == {}
+    deni(operator_env, "payments", "register-urls")
+    [registered] = _registrations(world).values()
+    assert registered["ConfirmationURL"] == f"{world.url}/hooks/{CALLBACK_TOKEN}/c2b/confirmation"
+    assert registered["ValidationURL"] == f"{world.url}/hooks/{CALLBACK_TOKEN}/c2b/validation"
+
+
+def test_an_operator_assigns_suspense_money_once(
+    world: World, operator_env: dict[str, str]
+) -> None:
+    world.deni.settings.__dict__["c2b_validation"] = False  # accept every account number
+    user = world.user()
+    world.admin.pay_paybill(user.phone, 120, "NOT-A-LOAN")
+    world.admin.flush()
+    world.work()
+    with world.deni.uow.read_only() as uow:
+        [waiting] = uow.mpesa.suspense_list(states=[SuspenseState.UNASSIGNED], limit=5)
+
+    listed = deni(operator_env, "payments", "suspense")
+    assert waiting.receipt in listed
+    assert "KES 120" in listed
+    assert "assigned to" in deni(
+        operator_env, "payments", "assign", waiting.receipt, "--phone", user.phone
+    )
+    deni(operator_env, "payments", "assign", waiting.receipt, "--phone", user.phone)  # again
+
+    assert world.balance(user) == 120_00
+    assert waiting.receipt not in deni(operator_env, "payments", "suspense")
+    world.assert_conserved()
+
+
+def test_assigning_to_an_unknown_person_is_a_clear_error(
+    world: World, operator_env: dict[str, str]
+) -> None:
+    result = runner.invoke(
+        app, ["payments", "assign", "NOSUCH0001", "--phone", "0722999999"], env=operator_env
+    )
+    assert result.exit_code == 2
+    assert "not_found" in result.output
+
+
+def test_reconcile_and_the_operator_lists_run_on_a_quiet_system(
+    world: World, operator_env: dict[str, str]
+) -> None:
+    user = world.user()
+    world.fund(user, 1_000_00)
+    report = deni(operator_env, "reconcile")
+    assert "ledger" in report.lower()
+    assert "Open M-PESA requests (0)" in deni(operator_env, "payments", "open")
+    assert "(0)" in deni(operator_env, "payments", "callbacks")
+    deni(operator_env, "outbox", "dead")
+
+
+def _registrations(world: World) -> dict[str, dict[str, str]]:
+    answer = httpx.get(f"{world.deni.settings.daraja_base_url}/sandbox/registrations", timeout=5)
+    assert answer.status_code == 200
+    found: dict[str, dict[str, str]] = answer.json()
+    return found
