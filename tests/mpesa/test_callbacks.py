@@ -122,6 +122,10 @@ def test_unknown_checkout_and_wrong_amount_go_to_suspense(world: World) -> None:
     assert world.http.post(world.hook_url("stk"), json=unknown).status_code == 200
     wrong = _stk_body(request.checkout_request_id or "", "WRONGAMT01", 499)
     assert world.http.post(world.hook_url("stk"), json=wrong).status_code == 200
+    for _ in range(world.deps.policy.inbox_attempts_max + 2):
+        world.work()  # many quick worker passes inside the grace period: still waiting
+    with world.deni.uow.read_only() as uow:
+        assert len(uow.mpesa.inbox_ids(states=[InboxState.RECEIVED], limit=10)) == 1
     world.clock.advance(timedelta(minutes=5))  # the unknown one waits a grace period
     world.work()
 

@@ -237,3 +237,28 @@ def test_worker_killed_before_the_result_arrives_and_result_dropped(world: World
     assert world.request(request_id).state.value == "succeeded"
     assert len(_payouts(world, user)) == 1
     world.assert_conserved()
+
+
+def test_one_not_found_answer_is_not_enough_to_send_again(world: World) -> None:
+    """Transaction Status may not know a payout M-PESA is still working on: Deni re-sends only
+    after several checks agree, and the money stays held meanwhile."""
+    user = world.user()
+    world.fund(user, 1_000_00)
+    world.admin.add_fault(kind="b2c", action="http_500", processed=False)
+    request_id = _withdraw(world, user, 300_00)
+    world.settle()
+    answers_needed = world.deps.policy.not_found_answers_min
+    assert answers_needed > 1
+
+    world.reconcile(rounds=answers_needed - 1)
+
+    request = world.request(request_id)
+    assert request.state.value == "unknown"
+    assert request.attempt == 1  # nothing sent again yet
+    assert _payouts(world, user) == []
+    assert world.balance(user) == 700_00  # still held, not given back
+
+    world.reconcile(rounds=3)
+    assert world.request(request_id).state.value == "succeeded"
+    assert len(_payouts(world, user)) == 1
+    world.assert_conserved()

@@ -28,6 +28,7 @@ class WorkReport:
     outbox: outbox.OutboxReport
     callbacks_retried: int
     reconciled: reconcile.ReconcileReport | None
+    callbacks_settled: int = 0
 
 
 def work_once(deps: MpesaDeps, *, rng: random.Random, reconcile_now: bool) -> WorkReport:
@@ -38,7 +39,7 @@ def work_once(deps: MpesaDeps, *, rng: random.Random, reconcile_now: bool) -> Wo
         policy=deps.policy,
         rng=rng,
     )
-    retried = apply_pending(deps)
+    pending = apply_pending(deps)
     # Payouts of fresh loans and repayments go out within a pass, not a reconcile interval.
     reconcile.sweep_disbursements(deps)
     reconcile.sweep_auto_payouts(deps)
@@ -47,7 +48,7 @@ def work_once(deps: MpesaDeps, *, rng: random.Random, reconcile_now: bool) -> Wo
         reconciled = reconcile.reconcile_once(deps)
         if reconcile.balance_report_due(deps):
             reconcile.request_balance_report(deps)
-    return WorkReport(sent, retried, reconciled)
+    return WorkReport(sent, pending.tried, reconciled, pending.settled)
 
 
 class MpesaWorker:
@@ -59,6 +60,7 @@ class MpesaWorker:
         self._reconcile_interval_s = reconcile_interval_s
         self._rng = random.Random()  # noqa: S311 (jitter, not secrets)
         self._stopping = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="deni-mpesa-worker", daemon=True)
 
     def start(self) -> None:
@@ -66,7 +68,12 @@ class MpesaWorker:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._wake.set()
         self._thread.join(timeout=STOP_WAIT_S)
+
+    def wake(self) -> None:
+        """Something arrived (a stored callback): run a pass now rather than at the next poll."""
+        self._wake.set()
 
     def run_forever(self) -> None:
         """For `deni worker`: the same loop in the calling thread, until interrupted."""
@@ -75,6 +82,7 @@ class MpesaWorker:
     def _run(self) -> None:
         next_reconcile = time.monotonic()
         while not self._stopping.is_set():
+            self._wake.clear()  # a wake during the pass below makes the next wait return at once
             reconcile_now = time.monotonic() >= next_reconcile
             if reconcile_now:
                 next_reconcile = time.monotonic() + self._reconcile_interval_s
@@ -92,4 +100,7 @@ class MpesaWorker:
                         dead=report.outbox.dead,
                         callbacks=report.callbacks_retried,
                     )
-            self._stopping.wait(self._interval_s)
+                full = report.callbacks_retried >= self._deps.policy.batch_max
+                if full and report.callbacks_settled:
+                    continue  # a full batch, and progress: more are waiting, no pause
+            self._wake.wait(self._interval_s)

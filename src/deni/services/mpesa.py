@@ -718,13 +718,20 @@ def _fail_payout(uow: UnitOfWork, request: MpesaRequest, desc: str, *, now: date
 
 
 def resend_or_fail_payout(deps: MpesaDeps, request_id: str, *, desc: str) -> None:
-    """Daraja does not know this payout. If it never acknowledged it, send again (a fresh
-    OriginatorConversationID, bounded); if it did acknowledge it, the payout failed."""
+    """Daraja does not know this payout. Only once several checks agree (not_found_answers_min):
+    if it never acknowledged it, send again (a fresh OriginatorConversationID, bounded); if it
+    did acknowledge it, the payout failed."""
     now = deps.clock.now()
     with deps.uow() as uow:
         request = uow.mpesa.lock_request(request_id)
         assert request is not None
         if request.state not in OPEN_STATES or request.state is RequestState.QUEUED:
+            return
+        if request.status_checks < deps.policy.not_found_answers_min:
+            # Not sure yet: the reconciler asks again at the request's next check.
+            request.result_desc = f"not found at M-PESA yet: {desc}"[:DESC_CHARS_MAX]
+            uow.mpesa.save_request(request, now)
+            uow.commit()
             return
         if request.acknowledged or request.attempt >= deps.policy.b2c_sends_max:
             _fail_payout(uow, request, f"not found at M-PESA: {desc}", now=now)

@@ -126,8 +126,10 @@ def apply_callback(deps: MpesaDeps, inbox_id: int) -> InboxState:
     try:
         event = deps.gateway.parse_callback(row.kind, row.body)
         state, note = _apply(deps, row.kind, event, received_at=row.received_at)
-    except NotYet as wait:
-        state, note = InboxState.RECEIVED, str(wait)
+    except NotYet:
+        # Waiting out a grace period is not a failed attempt: leave the row as it is, or a
+        # few quick worker passes would mark it failed long before the grace is over.
+        return InboxState.RECEIVED
     except MalformedCallbackError as malformed:
         state, note = InboxState.MALFORMED, malformed.reason
     except Exception as error:
@@ -141,13 +143,19 @@ def apply_callback(deps: MpesaDeps, inbox_id: int) -> InboxState:
     return state
 
 
-def apply_pending(deps: MpesaDeps) -> int:
-    """The worker's pass over callbacks not applied yet (a crash, a transient failure)."""
+@dataclass(frozen=True, slots=True)
+class PendingReport:
+    tried: int
+    settled: int  # rows that left `received` (applied, ignored, malformed, failed)
+
+
+def apply_pending(deps: MpesaDeps) -> PendingReport:
+    """The worker's pass over stored callbacks: the hook only stores them, this applies them
+    (and retries what a crash or a transient failure left). One bounded batch."""
     with deps.uow.read_only() as uow:
         ids = uow.mpesa.inbox_ids(states=[InboxState.RECEIVED], limit=deps.policy.batch_max)
-    for inbox_id in ids:
-        apply_callback(deps, inbox_id)
-    return len(ids)
+    settled = sum(apply_callback(deps, inbox_id) is not InboxState.RECEIVED for inbox_id in ids)
+    return PendingReport(len(ids), settled)
 
 
 Applied = tuple[InboxState, str]

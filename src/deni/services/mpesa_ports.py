@@ -444,6 +444,9 @@ class MpesaPolicy:
     check_backoff_s: float = 300.0  # between two checks of the same request
     checks_max: int = 12  # then it waits for an operator (`deni payments stuck`)
     b2c_sends_max: int = 3  # sends of one payout whose earlier sends certainly did not happen
+    # "Not found" answers from Transaction Status before a payout counts as never made: one
+    # answer may come before M-PESA has finished, and acting on it could pay twice.
+    not_found_answers_min: int = 3
     outbox_attempts_max: int = 8
     backoff_base_s: float = 2.0
     backoff_max_s: float = 600.0
@@ -460,6 +463,7 @@ class MpesaPolicy:
         assert self.check_backoff_s >= 0
         assert 1 <= self.checks_max <= 1000
         assert 1 <= self.b2c_sends_max <= 10
+        assert 1 <= self.not_found_answers_min <= self.checks_max
         assert 1 <= self.outbox_attempts_max <= 100
         assert 0 <= self.backoff_base_s <= self.backoff_max_s
         assert self.lease_s > 0

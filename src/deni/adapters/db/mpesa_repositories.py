@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, and_, exists, func, insert, literal, or_, select
 from sqlalchemy import update as sql_update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from deni.adapters.db import mpesa_tables as m
@@ -159,27 +161,29 @@ class SqlMpesaRepository:
         error: str,
         now: datetime,
     ) -> int | None:
-        statement = (
-            insert(m.callback_inbox)
-            .values(
-                kind=kind,
-                dedupe_key=dedupe_key[:200],
-                body=body,
-                source_ip=source_ip[:64],
-                state=state.value,
-                attempts=0,
-                error=error[:ERROR_CHARS_MAX],
-                received_at=now,
-                updated_at=now,
-            )
-            .returning(m.callback_inbox.c.id)
-        )
-        try:
-            with self._connection.begin_nested():
-                inserted = self._connection.execute(statement).scalar_one()
-        except IntegrityError:
-            return None
-        return int(inserted)
+        values = {
+            "kind": kind,
+            "dedupe_key": dedupe_key[:200],
+            "body": body,
+            "source_ip": source_ip[:64],
+            "state": state.value,
+            "attempts": 0,
+            "error": error[:ERROR_CHARS_MAX],
+            "received_at": now,
+            "updated_at": now,
+        }
+        # ON CONFLICT DO NOTHING (both dialects): a repeat inserts nothing and returns no id,
+        # in one statement; no savepoint round trips on the acknowledgement path.
+        key = [m.callback_inbox.c.dedupe_key]
+        if self._connection.dialect.name == "postgresql":
+            pg = postgresql_insert(m.callback_inbox).values(**values)
+            statement: Any = pg.on_conflict_do_nothing(index_elements=key)
+        else:
+            lite = sqlite_insert(m.callback_inbox).values(**values)
+            statement = lite.on_conflict_do_nothing(index_elements=key)
+        returning = statement.returning(m.callback_inbox.c.id)
+        inserted = self._connection.execute(returning).scalar_one_or_none()
+        return None if inserted is None else int(inserted)
 
     def inbox_get(self, inbox_id: int) -> InboxRow | None:
         row = self._connection.execute(

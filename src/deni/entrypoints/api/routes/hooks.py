@@ -21,8 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from deni.bootstrap import Deni
 from deni.entrypoints.worker import MpesaWorker
 from deni.services.mpesa import MpesaDeps
-from deni.services.mpesa_callbacks import apply_callback, store_callback, validate_c2b
-from deni.services.mpesa_ports import CallbackKind, InboxState
+from deni.services.mpesa_callbacks import store_callback, validate_c2b
+from deni.services.mpesa_ports import CallbackKind
 from deni.services.ports import StorageBusy
 
 log = structlog.get_logger(__name__)
@@ -44,6 +44,7 @@ async def _worker(app: FastAPI) -> AsyncIterator[None]:
             reconcile_interval_s=settings.reconcile_interval_s,
         )
         worker.start()
+    app.state.mpesa_worker = worker
     if deni.mpesa is not None and settings.sandbox:
         _register_c2b(deni.mpesa)
     try:
@@ -93,6 +94,9 @@ async def hook(token: str, kind: str, request: Request) -> JSONResponse:
     except StorageBusy:
         # Not stored: say so, rather than 200 for a body we would lose.
         return JSONResponse({"ResultCode": 1, "ResultDesc": "Busy"}, status_code=503)
+    worker = getattr(request.app.state, "mpesa_worker", None)
+    if isinstance(worker, MpesaWorker):
+        worker.wake()  # apply it now, not at the next poll
     return JSONResponse(answer)
 
 
@@ -104,11 +108,6 @@ def _handle(
             deps, body=body, source_ip=source_ip, enabled=deni.settings.c2b_validation
         )
         return dict(answer)
-    stored = store_callback(deps, kind=kind, body=body, source_ip=source_ip)
-    if stored.inbox_id is not None and stored.state is InboxState.RECEIVED:
-        try:
-            apply_callback(deps, stored.inbox_id)
-        except Exception:
-            # Stored is what matters: the worker applies the row later.
-            log.exception("mpesa.hook_apply_failed", kind=kind)
+    # Stored is what Daraja needs to hear about; the worker applies the row (apply_pending).
+    store_callback(deps, kind=kind, body=body, source_ip=source_ip)
     return ACCEPTED
