@@ -26,7 +26,8 @@ from deni.bootstrap import Deni
 
 LOANS = "/api/v1/loans"
 TODAY = date(2026, 11, 26)  # the Nairobi date at conftest.START
-PIN_BOOKKEEPING = ("users", "audit_log", "audit_head", "notifications")
+# sync_changes: the change log records the pin_locked notification (offline sync, issue #4).
+PIN_BOOKKEEPING = ("users", "audit_log", "audit_head", "notifications", "sync_changes")
 
 
 def _post(client: TestClient, who: ApiUser, loan_id: str, action: str, body: object = None) -> Any:

@@ -331,6 +331,10 @@ class LendingMachine(RuleBasedStateMachine):
         self.wallets[user_id] += cents
         self.deposited += cents
         self.audit_rows += 1
+        self.settle_after_credit(user_id)
+
+    def settle_after_credit(self, user_id: str) -> None:
+        """Money reached this wallet (a deposit, or a repayment to a lender)."""
         # Overdue loans of this borrower first (oldest first), with the whole wallet.
         for loan in self.oldest_first(
             lambda x: x.state == "active" and x.borrower == user_id and x.due < self.today()
@@ -632,6 +636,7 @@ class LendingMachine(RuleBasedStateMachine):
         self.accrue(loan)
         assert loan.penalty_charged == penalty_charged
         self.pay(loan, cents)
+        self.settle_after_credit(loan.lender)  # a repayment may fund or pay the lender's loans
         self.repay_keys[(actor.id, key)] = loan.id
         return None
 

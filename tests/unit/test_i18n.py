@@ -107,6 +107,16 @@ PARAMS: dict[str, dict[str, object]] = {
         "due_date": LONG_DATE,
         "loan_code": LOAN_CODE,
     },
+    # Offline sync (issue #4): the longest mutation name, and a long reject code.
+    "sync_rejected": {"action": "mark notification read", "reason_code": "insufficient_funds"},
+    "sync_conflict": {"loan_code": LOAN_CODE},
+    "loan_request_changed": {
+        "borrower_name": LONG_NAME,
+        "amount_cents": BIG_ODD_CENTS,
+        "total_cents": BIG_CENTS + BIG_ODD_CENTS // 10,
+        "due_date": LONG_DATE,
+        "loan_code": LOAN_CODE,
+    },
 }
 
 

@@ -18,7 +18,7 @@ from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
 from deni.domain.errors import DomainError
 from deni.domain.money import format_kes
-from deni.entrypoints import cli_mpesa, cli_ussd, demo
+from deni.entrypoints import cli_mpesa, cli_offline, cli_ussd, demo
 from deni.services import audit, ledger, payments, reminders, users
 
 app = typer.Typer(help="Deni: peer-to-peer lending over M-PESA.", no_args_is_help=True)
@@ -39,6 +39,7 @@ for sub, name in (
     app.add_typer(sub, name=name)
 cli_ussd.register(app)  # deni dial, deni sms (issue #5)
 cli_mpesa.register(app)  # deni worker, sandbox, reconcile, outbox, payments (issue #3)
+cli_offline.register(app)  # deni offline: the offline client (issue #4)
 app.command()(demo.demo)  # a whole loan against a running Deni, for newcomers
 console = Console()
 errors = Console(stderr=True)

@@ -51,6 +51,9 @@ NOTIFICATION_KINDS: frozenset[str] = frozenset(
         "pin_locked",
         "lender_reminder",
         "payout_failed",
+        "sync_rejected",
+        "sync_conflict",
+        "loan_request_changed",
     }
 )
 

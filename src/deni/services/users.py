@@ -219,3 +219,36 @@ def find_by_phone(uow: UnitOfWork, phone: str) -> User:
     if user is None:
         raise NotFound("Nobody with that phone number uses Deni.", code="user_not_found")
     return user
+
+
+def update_profile(
+    *,
+    uow: UnitOfWork,
+    clock: Clock,
+    user_id: str,
+    name: str | None = None,
+    language: str | None = None,
+    channel: str = "api",
+) -> User:
+    """Change the name and/or language; the fields not given stay as they are."""
+    clean_name = require_name(name) if name is not None else None
+    clean_language = require_language(language) if language is not None else None
+    now = clock.now()
+    with uow:
+        user = uow.users.lock(user_id)
+        if user is None:
+            raise NotFound("No such user.", code="user_not_found")
+        user.name = clean_name if clean_name is not None else user.name
+        user.language = clean_language if clean_language is not None else user.language
+        uow.users.save(user, now)
+        fields = sorted(k for k, v in (("name", name), ("language", language)) if v is not None)
+        audit(
+            uow,
+            actor_id=user.id,
+            channel=channel,
+            command="update_profile",
+            details={"fields": fields},
+            now=now,
+        )
+        uow.commit()
+    return user

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Row, and_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from deni.adapters.db import tables as t
+from deni.adapters.db.sync_tables import log_changes
 from deni.domain.audit import chain_hash
 from deni.services.ports import (
     AuditRecord,
@@ -40,6 +41,8 @@ class SqlNotificationRepository:
                 dedupe_key=notification.dedupe_key,
             )
         )
+        change = (notification.user_id, "notification", notification.id, "put")
+        log_changes(self._connection, [change], notification.created_at)
 
     def exists(self, dedupe_key: str) -> bool:
         n = t.notifications
@@ -59,13 +62,15 @@ class SqlNotificationRepository:
 
     def mark_read(self, user_id: str, notification_ids: Sequence[str], now: datetime) -> int:
         n = t.notifications
+        unread = and_(n.c.user_id == user_id, n.c.id.in_(notification_ids), n.c.read_at.is_(None))
+        marked = list(self._connection.execute(select(n.c.id).where(unread)).scalars())
+        if not marked:
+            return 0
         result = self._connection.execute(
-            update(n)
-            .where(
-                and_(n.c.user_id == user_id, n.c.id.in_(notification_ids), n.c.read_at.is_(None))
-            )
-            .values(read_at=now)
+            update(n).where(and_(unread, n.c.id.in_(marked))).values(read_at=now)
         )
+        changes = [(user_id, "notification", notification_id, "put") for notification_id in marked]
+        log_changes(self._connection, changes, now)
         return int(result.rowcount)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, func, select, text, upd
 from sqlalchemy.dialects import sqlite
 
 from deni.adapters.db import tables as t
+from deni.adapters.db.sync_tables import Change, log_changes, sync_profile_fields, wallet_owner
 from deni.domain.errors import Conflict
 from deni.domain.ledger import (
     MPESA_RECEIPT_CAUSE,
@@ -30,6 +31,7 @@ from deni.domain.users import User
 from deni.services.ports import LedgerTotals, RepaymentRecord, StatementLine
 
 PROBLEMS_REPORTED_MAX = 100
+PROFILE_FIELDS = ("name", "language")  # what a user's sync record shows and may edit
 
 # The ledger's hot statements, built once: building a statement costs more than sending it.
 _LOCK_ACCOUNTS = (
@@ -105,6 +107,8 @@ class SqlUserRepository:
         self._connection.execute(
             t.users.insert().values(**_user_values(user), updated_at=user.created_at)
         )
+        # Profile edits log their own change (services/sync_profile); PIN attempts are private.
+        log_changes(self._connection, [(user.id, "user", user.id, "put")], user.created_at)
 
     def get(self, user_id: str) -> User | None:
         row = self._connection.execute(select(t.users).where(t.users.c.id == user_id)).first()
@@ -125,9 +129,33 @@ class SqlUserRepository:
     def save(self, user: User, now: datetime) -> None:
         values = _user_values(user)
         del values["id"], values["created_at"]
+        before = self._connection.execute(
+            select(t.users.c.name, t.users.c.language).where(t.users.c.id == user.id)
+        ).one()
         self._connection.execute(
             update(t.users).where(t.users.c.id == user.id).values(**values, updated_at=now)
         )
+        changed = [f for f in PROFILE_FIELDS if getattr(before, f) != getattr(user, f)]
+        if changed:
+            self._bump_profile_versions(user.id, changed, now)
+            log_changes(self._connection, [(user.id, "user", user.id, "put")], now)
+
+    def _bump_profile_versions(self, user_id: str, fields: Sequence[str], now: datetime) -> None:
+        """Per-field server versions for last-writer-wins (sync); the caller locked the user."""
+        p = sync_profile_fields
+        current = self._connection.execute(
+            select(func.coalesce(func.max(p.c.version), 0)).where(p.c.user_id == user_id)
+        ).scalar_one()
+        version = int(current) + 1
+        for field in fields:
+            where = and_(p.c.user_id == user_id, p.c.field == field)
+            result = self._connection.execute(
+                update(p).where(where).values(version=version, updated_at=now)
+            )
+            if result.rowcount == 0:
+                self._connection.execute(
+                    p.insert().values(user_id=user_id, field=field, version=version, updated_at=now)
+                )
 
 
 def _user_values(user: User) -> dict[str, Any]:
@@ -250,8 +278,12 @@ class SqlLedgerRepository:
                     "added": [postings_per_account[a] for a in balances_after],
                 },
             )
-            return written.first() is not None
-        return self._write_entry_portably(entry, draft, balances_after, postings_per_account)
+            done = written.first() is not None
+        else:
+            done = self._write_entry_portably(entry, draft, balances_after, postings_per_account)
+        if done:
+            log_changes(self._connection, _wallet_changes(entry_id, balances_after), now)
+        return done
 
     def _write_entry_portably(
         self,
@@ -361,6 +393,10 @@ class SqlLedgerRepository:
         )
         if result.rowcount != 1:
             raise ConcurrentUpdate("The hold was resolved by someone else.")
+        query = select(t.holds.c.account_id, t.holds.c.hold_entry_id).where(t.holds.c.id == hold_id)
+        row = self._connection.execute(query).one()
+        # The wallet's held amount and the hold's statement line (its receipt) changed.
+        log_changes(self._connection, _wallet_changes(row.hold_entry_id, [row.account_id]), now)
 
     def totals(self) -> LedgerTotals:
         c = self._connection
@@ -416,6 +452,20 @@ class SqlLedgerRepository:
         return mismatched[:PROBLEMS_REPORTED_MAX], negative[:PROBLEMS_REPORTED_MAX], checked
 
 
+def _wallet_changes(entry_id: str, account_ids: Iterable[str]) -> list[Change]:
+    changes: list[Change] = []
+    for account_id in account_ids:
+        owner = wallet_owner(account_id)
+        if owner is not None:
+            changes.append((owner, "wallet", owner, "put"))
+            changes.append((owner, "transaction", entry_id, "put"))
+    return changes
+
+
+def _loan_changes(loan: Loan) -> list[Change]:
+    return [(user_id, "loan", loan.id, "put") for user_id in (loan.borrower_id, loan.lender_id)]
+
+
 def _account(row: Row[Any]) -> Account:
     return Account(
         id=row.id,
@@ -447,6 +497,7 @@ class SqlLoanRepository:
         self._connection.execute(
             t.loans.insert().values(**_loan_values(loan), updated_at=loan.requested_at)
         )
+        log_changes(self._connection, _loan_changes(loan), loan.requested_at)
 
     def get(self, loan_id: str) -> Loan | None:
         row = self._connection.execute(select(t.loans).where(t.loans.c.id == loan_id)).first()
@@ -473,6 +524,7 @@ class SqlLoanRepository:
         if result.rowcount != 1:
             raise ConcurrentUpdate("The loan changed while you were acting on it; try again.")
         loan.version += 1
+        log_changes(self._connection, _loan_changes(loan), now)
 
     def list_for(
         self,
@@ -552,6 +604,16 @@ class SqlLoanRepository:
                 channel=repayment.channel,
                 created_at=repayment.created_at,
             )
+        )
+        parties = self._connection.execute(
+            select(t.loans.c.borrower_id, t.loans.c.lender_id).where(
+                t.loans.c.id == repayment.loan_id
+            )
+        ).one()
+        log_changes(
+            self._connection,
+            [(user_id, "repayment", repayment.id, "put") for user_id in parties],
+            repayment.created_at,
         )
 
     def repayments(self, loan_id: str) -> list[RepaymentRecord]:

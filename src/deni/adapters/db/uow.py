@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy import Connection, Engine, RootTransaction
+from sqlalchemy import Connection, Engine, NestedTransaction, RootTransaction
 from sqlalchemy.exc import DBAPIError
 
 from deni.adapters.db.engine import BEGIN_MODE_KEY, is_retryable
@@ -17,19 +17,25 @@ from deni.adapters.db.records import (
     SqlRefreshTokenRepository,
 )
 from deni.adapters.db.repositories import SqlLedgerRepository, SqlLoanRepository, SqlUserRepository
+from deni.adapters.db.sync_repositories import SqlSyncRepository
 from deni.services.ports import StorageBusy
 
 
 class SqlUnitOfWork:
-    def __init__(self, engine: Engine, *, read_only: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, *, read_only: bool = False, isolation_level: str | None = None
+    ) -> None:
         self._engine = engine
         self._read_only = read_only
+        self._isolation_level = isolation_level
         self._connection: Connection | None = None
         self._transaction: RootTransaction | None = None
 
     def __enter__(self) -> Self:
         assert self._connection is None, "a unit of work is entered once"
         connection = self._engine.connect()
+        if self._isolation_level is not None and connection.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level=self._isolation_level)
         connection.info[BEGIN_MODE_KEY] = "BEGIN" if self._read_only else "BEGIN IMMEDIATE"
         try:
             self._transaction = connection.begin()
@@ -46,7 +52,14 @@ class SqlUnitOfWork:
         self.tokens = SqlRefreshTokenRepository(connection)
         self.mpesa = SqlMpesaRepository(connection)
         self.outbox = SqlOutboxRepository(connection)
+        self.sync = SqlSyncRepository(connection)
         return self
+
+    def savepoint(self) -> SavepointUnitOfWork:
+        """A unit of work nested in this transaction (sync applies a mutation in one)."""
+        assert self._connection is not None, "enter the unit of work first"
+        assert not self._read_only
+        return SavepointUnitOfWork(self, self._connection)
 
     def __exit__(
         self,
@@ -76,6 +89,60 @@ class SqlUnitOfWork:
         self._transaction.rollback()
 
 
+class SavepointUnitOfWork:
+    """A service's `with uow: ... uow.commit()` inside an outer transaction, as a SAVEPOINT.
+
+    commit() releases the savepoint: the writes stay, for the outer transaction to commit (a
+    wrong PIN counted before the error, say). Leaving without commit() rolls back to the
+    savepoint: the outer transaction carries on as if the service never ran. So the sync push
+    commits a mutation's effects together with the client's last mutation id, atomically.
+    """
+
+    def __init__(self, outer: SqlUnitOfWork, connection: Connection) -> None:
+        self._outer = outer
+        self._connection = connection
+        self._savepoint: NestedTransaction | None = None
+        self.users = outer.users
+        self.ledger = outer.ledger
+        self.loans = outer.loans
+        self.notifications = outer.notifications
+        self.audit = outer.audit
+        self.idempotency = outer.idempotency
+        self.tokens = outer.tokens
+        self.mpesa = outer.mpesa
+        self.outbox = outer.outbox
+        self.sync = outer.sync
+
+    def __enter__(self) -> Self:
+        assert self._savepoint is None, "a savepoint unit of work is entered once at a time"
+        self._savepoint = self._connection.begin_nested()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        savepoint, self._savepoint = self._savepoint, None
+        if savepoint is not None and savepoint.is_active:
+            savepoint.rollback()
+
+    def savepoint(self) -> SavepointUnitOfWork:
+        return SavepointUnitOfWork(self._outer, self._connection)
+
+    def commit(self) -> None:
+        assert self._savepoint is not None
+        self._savepoint.commit()
+        # Anything written after commit() is again undone unless committed.
+        self._savepoint = self._connection.begin_nested()
+
+    def rollback(self) -> None:
+        assert self._savepoint is not None
+        self._savepoint.rollback()
+        self._savepoint = self._connection.begin_nested()
+
+
 def _translate(error: DBAPIError) -> Exception:
     if is_retryable(error):
         return StorageBusy("The database is busy; try again.")
@@ -91,3 +158,8 @@ class SqlUnitOfWorkFactory:
 
     def read_only(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, read_only=True)
+
+    def snapshot(self) -> SqlUnitOfWork:
+        """Read-only, on one consistent snapshot: REPEATABLE READ on PostgreSQL (a SQLite
+        read transaction already sees one snapshot)."""
+        return SqlUnitOfWork(self.engine, read_only=True, isolation_level="REPEATABLE READ")

@@ -19,7 +19,7 @@ from deni.domain.errors import DomainError, ErrorKind
 from deni.domain.ledger import EntryCode
 from deni.domain.loans import LoanState
 from deni.entrypoints.api.middleware import MetricsMiddleware
-from deni.entrypoints.api.routes import auth, hooks, loans, mpesa, notifications, wallet
+from deni.entrypoints.api.routes import auth, hooks, loans, mpesa, notifications, sync, wallet
 from deni.entrypoints.api.schemas import HealthOut
 from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.ussd.router import router as ussd_router
@@ -45,7 +45,14 @@ def create_app(deni: Deni) -> FastAPI:
         lifespan=_housekeeping(deni),
     )
     app.state.deni = deni
-    routers = (auth.router, wallet.router, loans.router, notifications.router, mpesa.router)
+    routers = (
+        auth.router,
+        wallet.router,
+        loans.router,
+        notifications.router,
+        mpesa.router,
+        sync.router,  # offline sync (issue #4, docs/sync.md)
+    )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(ussd_router)  # POST /ussd, Africa's Talking USSD (issue #5)

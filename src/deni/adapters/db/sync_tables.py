@@ -1,0 +1,176 @@
+"""Tables of the offline sync protocol (docs/sync.md), on the shared metadata.
+
+- sync_clients: one row per installed client, owned by the first user who used it.
+- sync_mutations: the stored result of every processed (client_id, mutation_id).
+- sync_changes: the change log pulls read, written in the same transaction as each change.
+- sync_dead_letters, sync_conflicts: malformed mutations and manual conflicts.
+- sync_profile_fields: per-field server versions of profile fields (last writer wins).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    bindparam,
+    text,
+)
+
+from deni.adapters.db.tables import ID, UtcDateTime, metadata
+
+sync_clients = Table(
+    "sync_clients",
+    metadata,
+    Column("client_id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id"), nullable=False, index=True),
+    Column("last_mutation_id", BigInteger, nullable=False, default=0),
+    Column("schema_version", Integer, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+sync_mutations = Table(
+    "sync_mutations",
+    metadata,
+    Column("client_id", ID, ForeignKey("sync_clients.client_id"), primary_key=True),
+    Column("mutation_id", BigInteger, primary_key=True),
+    Column("user_id", ID, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("args_hash", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("code", String(64), nullable=True),
+    Column("message", Text, nullable=True),
+    Column("resolution", String(32), nullable=True),
+    Column("entity_id", String(64), nullable=True),
+    Column("conflict_id", ID, nullable=True),
+    Column("dead_letter_id", ID, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+sync_changes = Table(
+    "sync_changes",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("user_id", ID, nullable=False),
+    Column("entity", String(16), nullable=False),
+    Column("entity_id", String(64), nullable=False),
+    Column("op", String(8), nullable=False),
+    # PostgreSQL: the writing transaction's id (pg_current_xact_id); 0 on SQLite.
+    Column("xid", BigInteger, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_sync_changes_user_xid_seq", "user_id", "xid", "seq"),
+)
+
+sync_dead_letters = Table(
+    "sync_dead_letters",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, nullable=False),
+    Column("client_id", ID, nullable=False),
+    Column("mutation_id", BigInteger, nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("args", Text, nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("result", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("retried_at", UtcDateTime, nullable=True),
+    Index("ix_sync_dead_letters_user_client_state", "user_id", "client_id", "state"),
+)
+
+sync_conflicts = Table(
+    "sync_conflicts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, nullable=False, index=True),
+    Column("client_id", ID, nullable=False),
+    Column("mutation_id", BigInteger, nullable=False),
+    Column("entity", String(16), nullable=False),
+    Column("entity_id", String(64), nullable=False),
+    Column("server_version", Text, nullable=False),
+    Column("client_version", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("resolution", String(16), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("resolved_at", UtcDateTime, nullable=True),
+)
+
+sync_profile_fields = Table(
+    "sync_profile_fields",
+    metadata,
+    Column("user_id", ID, primary_key=True),
+    Column("field", String(16), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+
+# --- the change log writer, called by the repositories in the writing transaction ---------
+
+Change = tuple[str, str, str, str]  # (user_id, entity, entity_id, op)
+
+_PG_LOG_CHANGES = text(
+    """
+    INSERT INTO sync_changes (user_id, entity, entity_id, op, xid, created_at)
+    SELECT c.user_id, c.entity, c.entity_id, c.op, pg_current_xact_id()::text::bigint,
+           :created_at
+    FROM unnest(CAST(:users AS varchar[]), CAST(:entities AS varchar[]),
+                CAST(:ids AS varchar[]), CAST(:ops AS varchar[]))
+         WITH ORDINALITY AS c(user_id, entity, entity_id, op, n)
+    ORDER BY c.n
+    """
+).bindparams(bindparam("created_at", type_=UtcDateTime()))
+CHANGES_PER_WRITE_MAX = 10_000
+
+
+def log_changes(connection: Connection, changes: Sequence[Change], now: datetime) -> None:
+    """Append to the change log in the caller's transaction (so it commits with the change).
+
+    On PostgreSQL each row carries the writing transaction's id: a pull serves only rows of
+    transactions that have finished (below its snapshot's xmin), so a change committed late
+    is never skipped. SQLite serialises writers, so there the sequence is commit order.
+    """
+    assert len(changes) <= CHANGES_PER_WRITE_MAX
+    if not changes:
+        return
+    for user_id, entity, entity_id, op in changes:
+        assert op in ("put", "delete"), op
+        assert user_id
+        assert entity
+        assert entity_id
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            _PG_LOG_CHANGES,
+            {
+                "users": [c[0] for c in changes],
+                "entities": [c[1] for c in changes],
+                "ids": [c[2] for c in changes],
+                "ops": [c[3] for c in changes],
+                "created_at": now,
+            },
+        )
+        return
+    connection.execute(
+        sync_changes.insert(),
+        [
+            {"user_id": u, "entity": e, "entity_id": i, "op": o, "xid": 0, "created_at": now}
+            for u, e, i, o in changes
+        ],
+    )
+
+
+def wallet_owner(account_id: str) -> str | None:
+    """The user behind a wallet account id ("wallet:<user id>"), None for platform accounts."""
+    prefix = "wallet:"
+    return account_id[len(prefix) :] if account_id.startswith(prefix) else None

@@ -1,0 +1,407 @@
+"""`deni offline ...`: the offline client in a terminal (docs/offline.md).
+
+Log in once while online; then loans, balance and every intent work without a network, and
+`deni offline sync` sends what you queued and brings the server's news.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from deni.domain.errors import DomainError
+from deni.domain.money import CENTS_PER_SHILLING, format_kes
+from deni.domain.phone import normalise_msisdn
+from deni.offline import queue
+from deni.offline.api import Api, OfflineError
+from deni.offline.client import CURRENT_FILE, OfflineClient, home_dir, open_store
+from deni.offline.store import LocalSchemaTooNew, Store
+from deni.offline.sync import Syncer, SyncReport
+
+offline_app = typer.Typer(
+    help="The offline client: its own SQLite database, a queue, and sync.", no_args_is_help=True
+)
+console = Console()
+errors = Console(stderr=True)
+QUEUE_SHOWN_MAX = 200
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--home", help="Where device databases live (default DENI_OFFLINE_HOME or ~/.deni-offline)."
+    ),
+]
+PhoneOpt = Annotated[
+    str | None,
+    typer.Option("--phone", help="Whose database (default: whoever logged in last)."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(offline_app, name="offline")
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    errors.print(f"[red]{message}[/red]")
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _client(home: Path | None, phone: str | None) -> Iterator[OfflineClient]:
+    try:
+        store = open_store(home_dir(home), phone)
+    except (OfflineError, DomainError, LocalSchemaTooNew) as error:
+        _fail(str(error))
+    try:
+        yield OfflineClient(store)
+    except OfflineError as error:
+        _fail(error.message)
+    except queue.QueueFull as error:
+        _fail(str(error))
+    finally:
+        store.close()
+
+
+def _api(client: OfflineClient) -> Api:
+    url = client.store.get("server_url")
+    if url is None:
+        _fail("Not logged in on this device: run `deni offline login`.")
+    return Api(url, access_token=client.store.get("access_token"))
+
+
+def _shillings(amount: float) -> int:
+    cents = round(amount * CENTS_PER_SHILLING)
+    if abs(cents - amount * CENTS_PER_SHILLING) > 1e-6:
+        _fail("Give shillings with at most two decimals.")
+    return int(cents)
+
+
+@offline_app.command()
+def login(
+    url: Annotated[str, typer.Option(help="The Deni server, e.g. http://127.0.0.1:8000.")],
+    phone: Annotated[str, typer.Option(help="Your phone number.")],
+    pin: Annotated[str, typer.Option(prompt=True, hide_input=True, help="Asked, never stored.")],
+    home: HomeOpt = None,
+    sync: Annotated[bool, typer.Option(help="Pull your loans and wallet now.")] = True,
+) -> None:
+    """Log in once while online; the PIN is used for this call only and never stored."""
+    root = home_dir(home)
+    try:
+        msisdn = normalise_msisdn(phone)
+    except DomainError as error:
+        _fail(error.message)
+    with _client(root, msisdn) as client:
+        api = Api(url)
+        try:
+            client.login(url=url, phone=msisdn, pin=pin, api=api)
+            (root / CURRENT_FILE).write_text(msisdn)
+            console.print(f"Logged in as {msisdn}; device database {client.store.path}")
+            if sync:
+                _run_sync(client, api, pin=None)
+        finally:
+            api.close()
+
+
+@offline_app.command()
+def status(home: HomeOpt = None, phone: PhoneOpt = None) -> None:
+    """This device: who, which server, the last sync, and the queue."""
+    with _client(home, phone) as client:
+        meta = client.store.metadata()
+        table = Table(title="deni offline", show_header=False)
+        for key in (
+            "phone",
+            "server_url",
+            "client_id",
+            "schema_version",
+            "last_pull_at",
+            "last_sync_finished_at",
+            "confirmed_mutation_id",
+            "next_mutation_id",
+        ):
+            table.add_row(key, meta.get(key, "-"))
+        counts = queue.counts(client.store.db)
+        table.add_row("queue", ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "empty")
+        table.add_row("database", str(client.store.path))
+        console.print(table)
+
+
+@offline_app.command()
+def loans(
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+    role: Annotated[str, typer.Option(help="any, borrower or lender.")] = "any",
+) -> None:
+    """Your loans as this device knows them (* = a change of yours is waiting to sync)."""
+    if role not in ("any", "borrower", "lender"):
+        _fail("--role is any, borrower or lender.")
+    with _client(home, phone) as client:
+        lines = client.loans(role=role)
+        table = Table(title=f"Loans (as of {client.store.get('last_pull_at') or 'never synced'})")
+        for column in ("id", "code", "you are", "with", "state", "principal", "owed", "due"):
+            table.add_column(column)
+        for line in lines:
+            state = line.state + (" *" if line.pending else "")
+            table.add_row(
+                line.id[:13],
+                line.code or "(not synced)",
+                line.role,
+                line.counterpart,
+                state,
+                format_kes(line.principal_cents),
+                format_kes(line.owed_cents),
+                line.due_date or "-",
+            )
+        console.print(table)
+
+
+@offline_app.command()
+def balance(home: HomeOpt = None, phone: PhoneOpt = None) -> None:
+    """Your wallet: the server's balance minus what your pending changes will take out."""
+    with _client(home, phone) as client:
+        found = client.balance()
+        console.print(f"Server balance:   {format_kes(found.server_cents)} (as of {found.as_of})")
+        console.print(f"Pending out:      {format_kes(found.pending_outgoing_cents)}")
+        if found.pending_incoming_cents:
+            console.print(f"Pending top-ups:  {format_kes(found.pending_incoming_cents)}")
+        console.print(f"[bold]Available:        {format_kes(found.available_cents)}[/bold]")
+
+
+def _queued(mutation: queue.Mutation) -> None:
+    console.print(
+        f"Queued #{mutation.mutation_id} {mutation.name}: it happens when you `deni offline sync`."
+    )
+
+
+@offline_app.command()
+def request(
+    lender: Annotated[str, typer.Option(help="The lender's phone number.")],
+    amount: Annotated[float, typer.Option(help="Shillings to borrow.")],
+    days: Annotated[int | None, typer.Option(help="Term in days.")] = None,
+    due: Annotated[str | None, typer.Option(help="Due date YYYY-MM-DD (or --days).")] = None,
+    fee: Annotated[float, typer.Option(help="Agreed flat fee, shillings.")] = 0.0,
+    penalty: Annotated[float, typer.Option(help="Late penalty per day, shillings.")] = 0.0,
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+) -> None:
+    """Ask a lender for a loan (queued; the loan gets its id on this device)."""
+    with _client(home, phone) as client:
+        try:
+            due_date = None if due is None else date.fromisoformat(due)
+        except ValueError:
+            _fail("--due is a date, YYYY-MM-DD.")
+        mutation = client.request_loan(
+            lender_phone=lender,
+            principal_cents=_shillings(amount),
+            fee_cents=_shillings(fee),
+            penalty_daily_cents=_shillings(penalty),
+            term_days=days,
+            due_date=due_date,
+        )
+        console.print(f"Loan {mutation.args['loan_id']}")
+        _queued(mutation)
+
+
+@offline_app.command()
+def approve(
+    loan: Annotated[str, typer.Argument(help="Loan id, code, or id prefix.")],
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+) -> None:
+    """Lender: approve (queued; your PIN is asked when you sync, and never stored)."""
+    with _client(home, phone) as client:
+        _queued(client.approve(loan))
+
+
+@offline_app.command()
+def decline(
+    loan: Annotated[str, typer.Argument()], home: HomeOpt = None, phone: PhoneOpt = None
+) -> None:
+    """Lender: say no (queued)."""
+    with _client(home, phone) as client:
+        _queued(client.decline(loan))
+
+
+@offline_app.command()
+def cancel(
+    loan: Annotated[str, typer.Argument()], home: HomeOpt = None, phone: PhoneOpt = None
+) -> None:
+    """Borrower: withdraw your request (queued)."""
+    with _client(home, phone) as client:
+        _queued(client.cancel(loan))
+
+
+@offline_app.command()
+def repay(
+    loan: Annotated[str, typer.Argument()],
+    amount: Annotated[float, typer.Option(help="Shillings, from your wallet.")],
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+) -> None:
+    """Borrower: repay from your wallet (queued)."""
+    with _client(home, phone) as client:
+        _queued(client.repay(loan, amount_cents=_shillings(amount)))
+
+
+@offline_app.command("top-up")
+def top_up(
+    amount: Annotated[int, typer.Option(help="Whole shillings (an M-PESA STK push).", min=1)],
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+) -> None:
+    """Top up your wallet by M-PESA (queued; the STK push comes after sync)."""
+    with _client(home, phone) as client:
+        _queued(client.top_up(amount_cents=amount * CENTS_PER_SHILLING))
+
+
+@offline_app.command()
+def withdraw(
+    amount: Annotated[int, typer.Option(help="Whole shillings, to your M-PESA.", min=1)],
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+) -> None:
+    """Withdraw to M-PESA (queued)."""
+    with _client(home, phone) as client:
+        _queued(client.withdraw(amount_cents=amount * CENTS_PER_SHILLING))
+
+
+def _open_approvals(store: Store) -> int:
+    return sum(1 for m in queue.open_mutations(store.db) if m.name == "approve_loan")
+
+
+def _run_sync(client: OfflineClient, api: Api, *, pin: str | None) -> SyncReport:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        push_task = progress.add_task("push", total=None)
+        pull_task = progress.add_task("pull", total=None)
+
+        def on_progress(phase: str, done: int, total: int | None) -> None:
+            task = push_task if phase == "push" else pull_task
+            progress.update(task, completed=done, total=total if total is not None else done)
+
+        syncer = Syncer(client.store, api, on_progress=on_progress, pin=pin)
+        report = syncer.sync()
+    _show_report(report)
+    return report
+
+
+def _show_report(report: SyncReport) -> None:
+    console.print(
+        f"Pushed {report.pushed} ({report.applied} applied, {len(report.rejected)} rejected, "
+        f"{report.conflicts} conflicts, {report.dead} dead letters); pulled {report.changes} "
+        f"change(s) in {report.pages} page(s){' (full resync)' if report.reset else ''}."
+    )
+    for mutation_id, code, message in report.rejected:
+        console.print(f"  [yellow]#{mutation_id} rejected[/yellow] {code}: {message}")
+    if report.waiting_for_pin:
+        console.print(
+            f"  {report.waiting_for_pin} approval(s) wait for your PIN: sync again and give it."
+        )
+    for mutation_id in report.stale:
+        console.print(f"  #{mutation_id} no longer fits the server's state; the server decides.")
+    for note in report.notes:
+        console.print(f"  {note}")
+
+
+@offline_app.command()
+def sync(
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+    pin: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DENI_OFFLINE_PIN",
+            hide_input=True,
+            help="Only if approvals are queued; asked when needed. Held in memory only.",
+        ),
+    ] = None,
+) -> None:
+    """Push your queued changes, pull what changed, and rebase what is still pending."""
+    with _client(home, phone) as client:
+        if pin is None and _open_approvals(client.store):
+            pin = (
+                typer.prompt(
+                    f"PIN to approve {_open_approvals(client.store)} loan(s) (empty: later)",
+                    default="",
+                    hide_input=True,
+                    show_default=False,
+                )
+                or None
+            )
+        with _api(client) as api:
+            _run_sync(client, api, pin=pin)
+
+
+@offline_app.command("queue")
+def show_queue(
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="Done ones too.")] = True,
+    limit: Annotated[int, typer.Option(min=1, max=QUEUE_SHOWN_MAX)] = 50,
+) -> None:
+    """Your changes: pending ones, and done ones with the server's answer."""
+    with _client(home, phone) as client:
+        statuses = queue.ALL_STATES if all_ else queue.OPEN_STATES
+        table = Table(title="Queue (newest first)")
+        for column in ("#", "intent", "status", "tries", "answer"):
+            table.add_column(column)
+        for mutation in queue.listing(client.store.db, statuses=statuses, limit=limit):
+            answer = mutation.last_error or ""
+            if mutation.result_code:
+                answer = f"{mutation.result_code}: {mutation.result_reason or ''}"
+            table.add_row(
+                str(mutation.mutation_id),
+                mutation.name,
+                mutation.status,
+                str(mutation.attempts),
+                answer,
+            )
+        console.print(table)
+
+
+@offline_app.command("dead-letters")
+def dead_letters(home: HomeOpt = None, phone: PhoneOpt = None) -> None:
+    """Malformed changes, parked here and on the server; `deni offline retry N` retries one."""
+    with _client(home, phone) as client:
+        table = Table(title="Dead letters on this device")
+        for column in ("#", "intent", "code", "reason", "server id"):
+            table.add_column(column)
+        for mutation in queue.listing(client.store.db, statuses=("dead",), limit=100):
+            table.add_row(
+                str(mutation.mutation_id),
+                mutation.name,
+                mutation.result_code or "",
+                mutation.result_reason or "",
+                mutation.dead_letter_id or "(this device only)",
+            )
+        console.print(table)
+        with _api(client) as api:
+            try:
+                letters = Syncer(client.store, api).remote_dead_letters()
+            except OfflineError as error:
+                console.print(f"(server list unavailable: {error.message})")
+                return
+        console.print(f"The server holds {len(letters)} open dead letter(s) for this device.")
+
+
+@offline_app.command()
+def retry(
+    mutation_id: Annotated[int, typer.Argument(help="The # shown by `deni offline queue`.")],
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+) -> None:
+    """Retry a dead letter: on the server if it was parked there, else queue it again."""
+    with _client(home, phone) as client, _api(client) as api:
+        found = queue.get(client.store.db, mutation_id)
+        pin = None
+        if found is not None and found.name == "approve_loan":
+            pin = typer.prompt("PIN", hide_input=True)
+        mutation = Syncer(client.store, api, pin=pin).retry_dead(mutation_id)
+        console.print(f"#{mutation.mutation_id} {mutation.name}: {mutation.status}")

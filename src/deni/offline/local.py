@@ -1,0 +1,254 @@
+"""The optimistic view: server state (as last pulled) plus the mutations it does not show yet.
+
+Server rows are never edited by a local intent. An intent writes an *overlay*: `local_state`
+and `local_owed_cents` on a loan, or a row flagged `is_local` (a requested loan, a repayment,
+a withdrawal) carrying the id of the mutation that made it. `rebase` throws the overlay away
+and replays every unconfirmed mutation on top of the fresh server state (Replicache's
+"rewind and replay"), in one local transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from deni.offline.queue import Mutation
+
+# Loan states in which each intent makes sense (the server's state machine decides for real).
+APPROVABLE: Final = frozenset({"requested"})
+DECLINABLE: Final = frozenset({"requested"})
+CANCELLABLE: Final = frozenset({"requested", "approved"})
+REPAYABLE: Final = frozenset({"active"})
+
+
+class LocalRefused(Exception):
+    """An intent that cannot make sense even offline (not your loan, nothing owed, ...)."""
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def _loan(db: sqlite3.Connection, loan_id: str) -> sqlite3.Row:
+    row = db.execute("SELECT * FROM loans WHERE id = ?", (loan_id,)).fetchone()
+    if row is None:
+        raise LocalRefused("No such loan on this device.", code="loan_not_found")
+    assert isinstance(row, sqlite3.Row)
+    return row
+
+
+def effective_state(row: sqlite3.Row) -> str:
+    return str(row["local_state"] or row["state"])
+
+
+def effective_owed_cents(row: sqlite3.Row) -> int:
+    owed = row["local_owed_cents"]
+    return int(row["owed_cents"] if owed is None else owed)
+
+
+def _transition(
+    db: sqlite3.Connection,
+    mutation_id: int,
+    me_id: str,
+    loan_id: str,
+    *,
+    role: str,
+    allowed: frozenset[str],
+    target: str,
+) -> None:
+    row = _loan(db, loan_id)
+    if row[f"{role}_id"] != me_id:
+        raise LocalRefused(f"Only the {role} can do that.", code=f"not_the_{role}")
+    state = effective_state(row)
+    if state not in allowed:
+        raise LocalRefused(f"A loan that is {state} cannot become {target}.", code="invalid_state")
+    db.execute(
+        "UPDATE loans SET local_state = ?, pending_mutation_id = ? WHERE id = ?",
+        (target, mutation_id, loan_id),
+    )
+
+
+def _request(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
+    principal_cents = int(args["principal_cents"])
+    fee_cents = int(args.get("fee_cents", 0))
+    exists = db.execute("SELECT 1 FROM loans WHERE id = ?", (args["loan_id"],)).fetchone()
+    if exists is not None:
+        raise LocalRefused("That loan id is already used.", code="duplicate_id")
+    db.execute(
+        "INSERT INTO loans (id, borrower_id, lender_phone, state, principal_cents, fee_cents, "
+        "owed_cents, due_date, requested_at, is_local, pending_mutation_id) "
+        "VALUES (?, ?, ?, 'requested', ?, ?, ?, ?, ?, 1, ?)",
+        (
+            args["loan_id"],
+            me_id,
+            args["lender_phone"],
+            principal_cents,
+            fee_cents,
+            principal_cents + fee_cents,
+            args.get("due_date"),
+            datetime.now(UTC).isoformat(timespec="seconds"),
+            mutation_id,
+        ),
+    )
+
+
+def _repay(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
+    row = _loan(db, str(args["loan_id"]))
+    if row["borrower_id"] != me_id:
+        raise LocalRefused("Only the borrower repays a loan.", code="not_the_borrower")
+    state = effective_state(row)
+    if state not in REPAYABLE:
+        raise LocalRefused(f"A loan that is {state} takes no repayment.", code="invalid_state")
+    amount_cents = int(args["amount_cents"])
+    owed_cents = effective_owed_cents(row)
+    left_cents = max(owed_cents - amount_cents, 0)
+    db.execute(
+        "UPDATE loans SET local_owed_cents = ?, local_state = ?, pending_mutation_id = ? "
+        "WHERE id = ?",
+        (left_cents, "repaid" if left_cents == 0 else None, mutation_id, row["id"]),
+    )
+    db.execute(
+        "INSERT INTO repayments (id, loan_id, amount_cents, created_at, is_local, "
+        "pending_mutation_id) VALUES (?, ?, ?, ?, 1, ?)",
+        (
+            f"local-{mutation_id}",
+            row["id"],
+            min(amount_cents, owed_cents),
+            datetime.now(UTC).isoformat(timespec="seconds"),
+            mutation_id,
+        ),
+    )
+
+
+def _money(kind: str, sign: int) -> Callable[[sqlite3.Connection, int, str, dict[str, Any]], None]:
+    def apply(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
+        db.execute(
+            "INSERT INTO transactions (id, kind, amount_cents, created_at, is_local, "
+            "pending_mutation_id) VALUES (?, ?, ?, ?, 1, ?)",
+            (
+                f"local-{mutation_id}",
+                kind,
+                sign * int(args["amount_cents"]),
+                datetime.now(UTC).isoformat(timespec="seconds"),
+                mutation_id,
+            ),
+        )
+
+    return apply
+
+
+def _mark_read(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
+    ids = [str(i) for i in args.get("notification_ids", [])]
+    for notification_id in ids[:100]:
+        db.execute("UPDATE notifications SET local_read = 1 WHERE id = ?", (notification_id,))
+
+
+def _profile(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
+    for column in ("name", "language"):
+        if column in args:
+            db.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (args[column], me_id))  # noqa: S608
+
+
+def _approve(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
+    _transition(
+        db,
+        mutation_id,
+        me_id,
+        str(args["loan_id"]),
+        role="lender",
+        allowed=APPROVABLE,
+        target="approved",
+    )
+
+
+def _decline(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
+    _transition(
+        db,
+        mutation_id,
+        me_id,
+        str(args["loan_id"]),
+        role="lender",
+        allowed=DECLINABLE,
+        target="declined",
+    )
+
+
+def _cancel(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
+    _transition(
+        db,
+        mutation_id,
+        me_id,
+        str(args["loan_id"]),
+        role="borrower",
+        allowed=CANCELLABLE,
+        target="cancelled",
+    )
+
+
+EFFECTS: Final[dict[str, Callable[[sqlite3.Connection, int, str, dict[str, Any]], None]]] = {
+    "request_loan": _request,
+    "approve_loan": _approve,
+    "decline_loan": _decline,
+    "cancel_loan": _cancel,
+    "repay_loan": _repay,
+    "top_up": _money("top_up", +1),
+    "withdraw": _money("withdrawal", -1),
+    "mark_notification_read": _mark_read,
+    "update_profile": _profile,
+}
+
+
+def apply(db: sqlite3.Connection, mutation_id: int, me_id: str, name: str, args: Any) -> None:
+    """Apply one intent's optimistic effect (raises LocalRefused if it cannot make sense)."""
+    effect = EFFECTS[name]
+    effect(db, mutation_id, me_id, dict(args))
+
+
+def reset_overlay(db: sqlite3.Connection) -> None:
+    """Back to pure server state: drop local rows and overlays."""
+    db.execute("DELETE FROM loans WHERE is_local = 1")
+    db.execute(
+        "UPDATE loans SET local_state = NULL, local_owed_cents = NULL, pending_mutation_id = NULL "
+        "WHERE local_state IS NOT NULL OR local_owed_cents IS NOT NULL "
+        "OR pending_mutation_id IS NOT NULL"
+    )
+    db.execute("DELETE FROM repayments WHERE is_local = 1")
+    db.execute("DELETE FROM transactions WHERE is_local = 1")
+    db.execute("UPDATE notifications SET local_read = 0 WHERE local_read = 1")
+
+
+def rebase(db: sqlite3.Connection, me_id: str, mutations: list[Mutation]) -> list[int]:
+    """Rebuild the optimistic view on fresh server state; returns the ids that no longer apply
+    (the server will most likely refuse them; they stay queued, the server decides)."""
+    reset_overlay(db)
+    stale: list[int] = []
+    previous_id = 0
+    for mutation in mutations:
+        assert mutation.mutation_id > previous_id, "replayed in queue order"
+        previous_id = mutation.mutation_id
+        try:
+            apply(db, mutation.mutation_id, me_id, mutation.name, mutation.args)
+        except (LocalRefused, KeyError, ValueError, TypeError):
+            stale.append(mutation.mutation_id)
+    return stale
+
+
+def pending_outgoing_cents(db: sqlite3.Connection, mutations: list[Mutation], me_id: str) -> int:
+    """Money that unconfirmed intents will take out of my wallet: repayments, withdrawals and
+    approvals (the principal leaves the lender's wallet)."""
+    total_cents = 0
+    for mutation in mutations:
+        if mutation.name in ("repay_loan", "withdraw"):
+            total_cents += int(mutation.args.get("amount_cents", 0))
+        elif mutation.name == "approve_loan":
+            row = db.execute(
+                "SELECT principal_cents, lender_id FROM loans WHERE id = ?",
+                (mutation.args.get("loan_id"),),
+            ).fetchone()
+            if row is not None and row["lender_id"] == me_id:
+                total_cents += int(row["principal_cents"])
+    assert total_cents >= 0
+    return total_cents

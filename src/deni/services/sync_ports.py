@@ -1,0 +1,205 @@
+"""What the sync use cases need from storage (docs/sync.md), as Protocols and values.
+
+The SQL adapter is adapters/db/sync_repositories.py. A position in the change log is a pair
+(xid, seq): on PostgreSQL `xid` is the writing transaction's id, on SQLite it is always 0.
+"Served up to (x, s)" means every change with (xid, seq) <= (x, s) was handed out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from deni.domain.loans import Loan
+from deni.services.ports import (
+    NotificationRecord,
+    RepaymentRecord,
+    StatementLine,
+    UnitOfWork,
+)
+
+Position = tuple[int, int]  # (xid, seq)
+Change = tuple[str, str, str, str]  # (user_id, entity, entity_id, op)
+SEQ_MAX = 2**62
+
+
+@dataclass(frozen=True, slots=True)
+class SyncClient:
+    client_id: str
+    user_id: str
+    last_mutation_id: int
+    schema_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class MutationResult:
+    mutation_id: int
+    status: str  # applied | rejected | conflict | dead_letter
+    code: str | None = None
+    message: str | None = None
+    resolution: str | None = None
+    entity_id: str | None = None
+    conflict_id: str | None = None
+    dead_letter_id: str | None = None
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMutation:
+    client_id: str
+    user_id: str
+    name: str
+    args_hash: str
+    result: MutationResult
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: str
+    user_id: str
+    client_id: str
+    mutation_id: int
+    name: str
+    args_json: str
+    code: str
+    message: str
+    state: str  # open | retried | discarded
+    result_json: str | None
+    created_at: datetime
+    retried_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictRecord:
+    id: str
+    user_id: str
+    client_id: str
+    mutation_id: int
+    entity: str
+    entity_id: str
+    server_version_json: str
+    client_version_json: str
+    state: str  # open | resolved
+    resolution: str | None
+    created_at: datetime
+    resolved_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeRow:
+    xid: int
+    seq: int
+    entity: str
+    entity_id: str
+    op: str
+
+
+class SyncRepository(Protocol):
+    # clients and processed mutations
+    def get_client(self, client_id: str) -> SyncClient | None: ...
+
+    def lock_client(self, client_id: str) -> SyncClient | None: ...
+
+    def add_client(self, client: SyncClient, now: datetime) -> None:
+        """Does nothing if the id is taken (the caller reads the row again)."""
+        ...
+
+    def advance_client(
+        self, client_id: str, *, last_mutation_id: int, schema_version: int, now: datetime
+    ) -> None: ...
+
+    def get_mutation(self, client_id: str, mutation_id: int) -> StoredMutation | None: ...
+
+    def add_mutation(self, stored: StoredMutation) -> None: ...
+
+    # dead letters and conflicts
+    def add_dead_letter(self, dead_letter: DeadLetter) -> None: ...
+
+    def get_dead_letter(self, dead_letter_id: str) -> DeadLetter | None: ...
+
+    def lock_dead_letter(self, dead_letter_id: str) -> DeadLetter | None: ...
+
+    def update_dead_letter(
+        self, dead_letter_id: str, *, state: str, result_json: str | None, now: datetime
+    ) -> None: ...
+
+    def list_dead_letters(
+        self, *, user_id: str, client_id: str, open_only: bool, limit: int
+    ) -> list[DeadLetter]: ...
+
+    def count_open_dead_letters(self, *, user_id: str, client_id: str) -> int: ...
+
+    def add_conflict(self, conflict: ConflictRecord) -> None: ...
+
+    def lock_conflict(self, conflict_id: str) -> ConflictRecord | None: ...
+
+    def resolve_conflict(self, conflict_id: str, *, resolution: str, now: datetime) -> None: ...
+
+    def count_open_conflicts(self, user_id: str) -> int: ...
+
+    # profile field versions (last writer wins per field)
+    def profile_versions(self, user_id: str) -> dict[str, int]: ...
+
+    # the change log
+    def log_changes(self, changes: Sequence[Change], now: datetime) -> None: ...
+
+    def finished_below(self) -> int | None:
+        """PostgreSQL: the snapshot's xmin (every transaction below it has ended). SQLite:
+        None (writers are serialised; the snapshot sees a prefix of the log)."""
+        ...
+
+    def changes_after(
+        self, *, user_id: str, after: Position, below_xid: int | None, limit: int
+    ) -> list[ChangeRow]: ...
+
+    def last_position(self, user_id: str) -> Position: ...
+
+    # current state, for pulls (only rows the user may see)
+    def snapshot_keys(
+        self, *, user_id: str, entity: str, after_key: str, limit: int
+    ) -> list[tuple[str, str]]:
+        """(key, entity id) pairs of the user's current `entity` rows after `after_key`."""
+        ...
+
+    def loans(self, user_id: str, loan_ids: Sequence[str]) -> list[Loan]: ...
+
+    def names(self, user_ids: Sequence[str]) -> dict[str, tuple[str, str]]: ...
+
+    def repayments(self, user_id: str, repayment_ids: Sequence[str]) -> list[RepaymentRecord]: ...
+
+    def transactions(self, user_id: str, entry_ids: Sequence[str]) -> list[StatementLine]: ...
+
+    def notifications(
+        self, user_id: str, notification_ids: Sequence[str]
+    ) -> list[NotificationRecord]: ...
+
+    def wallet(self, user_id: str) -> tuple[int, int] | None:
+        """(balance_cents, held_cents) of the user's wallet."""
+        ...
+
+    def conflicts(self, user_id: str, conflict_ids: Sequence[str]) -> list[ConflictRecord]:
+        """Open conflicts only."""
+        ...
+
+
+class SyncUnitOfWork(UnitOfWork, Protocol):
+    @property
+    def sync(self) -> SyncRepository: ...
+
+    def savepoint(self) -> SyncUnitOfWork:
+        """A unit of work nested in this one (a SAVEPOINT): its commit() keeps its writes for
+        the outer transaction to commit; leaving it without commit() undoes them only."""
+        ...
+
+
+class SyncUnitOfWorkFactory(Protocol):
+    def __call__(self) -> SyncUnitOfWork: ...
+
+    def read_only(self) -> SyncUnitOfWork: ...
+
+    def snapshot(self) -> SyncUnitOfWork:
+        """A read-only transaction on one consistent snapshot (REPEATABLE READ)."""
+        ...

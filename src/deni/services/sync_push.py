@@ -1,0 +1,412 @@
+"""Push: apply a client's queued mutations in order, exactly once (docs/sync.md section 2).
+
+Atomicity (docs/adr/0005-offline-sync.md): each mutation runs in ONE transaction that also
+stores its result and advances the client's last mutation id. Services open `with uow:` and
+commit; here they get a savepoint of the push's transaction instead (SyncUnitOfWork.savepoint),
+so their commit() only keeps their writes for our commit. A crash at any point leaves either
+everything of the mutation or nothing, and a re-push gets the stored result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from deni.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+)
+from deni.services.common import new_id, notify
+from deni.services.ports import Clock, PinHasher, StorageBusy
+from deni.services.sync_mutations import (
+    HANDLERS,
+    MalformedMutation,
+    Outcome,
+    SyncContext,
+    parse,
+)
+from deni.services.sync_ports import (
+    DeadLetter,
+    MutationResult,
+    StoredMutation,
+    SyncClient,
+    SyncUnitOfWork,
+    SyncUnitOfWorkFactory,
+)
+
+SERVER_SCHEMA_VERSION = 1
+MIN_CLIENT_SCHEMA_VERSION = 1
+MUTATIONS_PER_PUSH_MAX = 500
+ARGS_BYTES_MAX = 8192
+NAME_CHARS_MAX = 64
+DEAD_LETTERS_LISTED_MAX = 100
+REDACTED_ARGS = frozenset({"pin"})
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDeps:
+    uow: SyncUnitOfWorkFactory
+    clock: Clock
+    hasher: PinHasher
+    secret: bytes  # keys the args hashes and signs cursors
+    mpesa_on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PushedMutation:
+    id: int
+    name: str
+    args: object
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    code: str
+    message: str
+    mutation_id: int
+    expected_mutation_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PushOutcome:
+    client_id: str
+    last_mutation_id: int
+    results: list[MutationResult]
+    stopped: Stopped | None
+
+
+class ClientUpgradeRequired(DomainError):
+    code = "client_upgrade_required"
+
+
+class _Stop(Exception):
+    def __init__(self, stopped: Stopped) -> None:
+        super().__init__(stopped.message)
+        self.stopped = stopped
+
+
+def require_schema(schema_version: int) -> None:
+    if schema_version < MIN_CLIENT_SCHEMA_VERSION:
+        raise ClientUpgradeRequired(
+            f"This app is too old for the server (schema {schema_version}; the server needs "
+            f"at least {MIN_CLIENT_SCHEMA_VERSION}). Update the app."
+        )
+
+
+def require_client_id(client_id: str) -> str:
+    try:
+        return str(uuid.UUID(client_id))
+    except ValueError:
+        raise ValidationFailed("client_id must be a UUID.", code="invalid_client_id") from None
+
+
+def ensure_client(
+    deps: SyncDeps, *, user_id: str, client_id: str, schema_version: int
+) -> SyncClient:
+    """The client row, created for this user on first use; another user's: refused."""
+    with deps.uow.read_only() as uow:
+        client = uow.sync.get_client(client_id)
+    if client is None:
+        with deps.uow() as uow:
+            uow.sync.add_client(SyncClient(client_id, user_id, 0, schema_version), deps.clock.now())
+            client = uow.sync.get_client(client_id)
+            uow.commit()
+    assert client is not None
+    if client.user_id != user_id:
+        raise Forbidden("This client id belongs to someone else.", code="client_not_yours")
+    return client
+
+
+def args_hash(secret: bytes, name: str, args: object) -> str:
+    canonical = name + "\n" + json.dumps(args, sort_keys=True, separators=(",", ":"))
+    return hmac.new(secret, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def push(
+    deps: SyncDeps,
+    *,
+    user_id: str,
+    client_id: str,
+    schema_version: int,
+    mutations: Sequence[PushedMutation],
+) -> PushOutcome:
+    require_schema(schema_version)
+    client_id = require_client_id(client_id)
+    if not 1 <= len(mutations) <= MUTATIONS_PER_PUSH_MAX:
+        raise ValidationFailed(f"Push 1 to {MUTATIONS_PER_PUSH_MAX} mutations at a time.")
+    for mutation in mutations:
+        if mutation.id < 1 or len(mutation.name) > NAME_CHARS_MAX:
+            raise ValidationFailed("Mutation ids start at 1; names are at most 64 characters.")
+    client = ensure_client(
+        deps, user_id=user_id, client_id=client_id, schema_version=schema_version
+    )
+    results: list[MutationResult] = []
+    stopped: Stopped | None = None
+    last = client.last_mutation_id
+    for mutation in sorted(mutations, key=lambda m: m.id):  # bounded: ≤ MUTATIONS_PER_PUSH_MAX
+        try:
+            result, last = _process(deps, user_id, client_id, schema_version, mutation)
+        except _Stop as stop:
+            stopped = stop.stopped
+            break
+        except StorageBusy:
+            stopped = Stopped("busy", "The database is busy; push again later.", mutation.id, 0)
+            break
+        results.append(result)
+    if stopped is not None and stopped.code == "busy":
+        stopped = replace(stopped, expected_mutation_id=last + 1)
+    return PushOutcome(client_id, last, results, stopped)
+
+
+def _process(
+    deps: SyncDeps, user_id: str, client_id: str, schema_version: int, mutation: PushedMutation
+) -> tuple[MutationResult, int]:
+    digest = args_hash(deps.secret, mutation.name, mutation.args)
+    with deps.uow() as uow:
+        client = uow.sync.lock_client(client_id)  # orders pushes of one client
+        assert client is not None
+        assert client.user_id == user_id
+        last = client.last_mutation_id
+        if mutation.id <= last:
+            stored = uow.sync.get_mutation(client_id, mutation.id)
+            assert stored is not None, "every processed id has its stored result"
+            if stored.args_hash != digest:
+                raise _Stop(
+                    Stopped(
+                        "mutation_id_reused",
+                        f"Mutation {mutation.id} was already processed with other content.",
+                        mutation.id,
+                        last + 1,
+                    )
+                )
+            return replace(stored.result, replayed=True), last
+        if mutation.id > last + 1:
+            raise _Stop(
+                Stopped(
+                    "mutation_gap",
+                    f"Mutation ids must go up by one: expected {last + 1}, got {mutation.id}.",
+                    mutation.id,
+                    last + 1,
+                )
+            )
+        now = deps.clock.now()
+        ctx = SyncContext(
+            user_id=user_id,
+            client_id=client_id,
+            mutation_id=mutation.id,
+            key=f"sync:{client_id}:{mutation.id}",
+            now=now,
+            clock=deps.clock,
+            hasher=deps.hasher,
+            mpesa_on=deps.mpesa_on,
+        )
+        result = apply_mutation(uow, ctx, mutation.name, mutation.args, dead_letters=True)
+        uow.sync.add_mutation(
+            StoredMutation(client_id, user_id, mutation.name, digest, result, now)
+        )
+        uow.sync.advance_client(
+            client_id, last_mutation_id=mutation.id, schema_version=schema_version, now=now
+        )
+        uow.commit()
+    return result, mutation.id
+
+
+def apply_mutation(
+    uow: SyncUnitOfWork, ctx: SyncContext, name: str, args: object, *, dead_letters: bool
+) -> MutationResult:
+    """Run one mutation inside `uow` (not committed here). Malformed: a dead letter (stored
+    only when `dead_letters`); refused by the domain: rejected, and the user is told."""
+    try:
+        encoded = json.dumps(args)
+        if len(encoded) > ARGS_BYTES_MAX:
+            raise MalformedMutation("args_too_large", f"args are over {ARGS_BYTES_MAX} bytes.")
+        parsed = parse(name, args)
+    except MalformedMutation as malformed:
+        dead_letter_id = new_id() if dead_letters else None
+        if dead_letter_id is not None:
+            uow.sync.add_dead_letter(
+                DeadLetter(
+                    id=dead_letter_id,
+                    user_id=ctx.user_id,
+                    client_id=ctx.client_id,
+                    mutation_id=ctx.mutation_id,
+                    name=name,
+                    args_json=redacted_json(args),
+                    code=malformed.code,
+                    message=malformed.message,
+                    state="open",
+                    result_json=None,
+                    created_at=ctx.now,
+                    retried_at=None,
+                )
+            )
+        return MutationResult(
+            ctx.mutation_id,
+            "dead_letter",
+            code=malformed.code,
+            message=malformed.message,
+            dead_letter_id=dead_letter_id,
+        )
+    try:
+        # Handlers give services a savepoint of `uow`: a refused command's writes are undone,
+        # what the service committed before refusing (a wrong PIN counted) stays. Handlers
+        # that write to `uow` themselves check everything before their first write.
+        outcome: Outcome = HANDLERS[name](uow, ctx, parsed)
+    except DomainError as error:
+        _tell_rejected(uow, ctx, name, error)
+        entity = parsed.get("loan_id")
+        return MutationResult(
+            ctx.mutation_id,
+            "rejected",
+            code=error.code,
+            message=error.message,
+            resolution="server_wins",
+            entity_id=entity if isinstance(entity, str) else None,
+        )
+    return MutationResult(
+        ctx.mutation_id,
+        outcome.status,
+        resolution=outcome.resolution,
+        entity_id=outcome.entity_id,
+        conflict_id=outcome.conflict_id,
+    )
+
+
+def _tell_rejected(uow: SyncUnitOfWork, ctx: SyncContext, name: str, error: DomainError) -> None:
+    user = uow.users.get(ctx.user_id)
+    assert user is not None
+    notify(
+        uow,
+        user=user,
+        kind="sync_rejected",
+        params={"action": name.replace("_", " "), "reason_code": error.code},
+        now=ctx.now,
+    )
+
+
+def redacted_json(args: object) -> str:
+    if isinstance(args, dict):
+        args = {k: ("***" if k in REDACTED_ARGS else v) for k, v in args.items()}
+    return json.dumps(args)
+
+
+# --- dead letters and conflicts, from the API -----------------------------------------------
+
+
+def list_dead_letters(
+    deps: SyncDeps, *, user_id: str, client_id: str, open_only: bool
+) -> list[DeadLetter]:
+    client_id = require_client_id(client_id)
+    with deps.uow.read_only() as uow:
+        return uow.sync.list_dead_letters(
+            user_id=user_id, client_id=client_id, open_only=open_only, limit=DEAD_LETTERS_LISTED_MAX
+        )
+
+
+def _open_dead_letter(uow: SyncUnitOfWork, user_id: str, dead_letter_id: str) -> DeadLetter:
+    found = uow.sync.lock_dead_letter(dead_letter_id)
+    if found is None or found.user_id != user_id:
+        raise NotFound("No such dead letter.", code="dead_letter_not_found")
+    if found.state != "open":
+        raise Conflict(f"This dead letter is {found.state}.", code="dead_letter_closed")
+    return found
+
+
+def retry_dead_letter(
+    deps: SyncDeps,
+    *,
+    user_id: str,
+    dead_letter_id: str,
+    name: str | None = None,
+    args: object = None,
+    args_given: bool = False,
+) -> tuple[DeadLetter, MutationResult]:
+    """Run a dead letter again now (as stored, or corrected). Not in the client's id order."""
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        found = _open_dead_letter(uow, user_id, dead_letter_id)
+        ctx = SyncContext(
+            user_id=user_id,
+            client_id=found.client_id,
+            mutation_id=found.mutation_id,
+            key=f"dl:{found.id}",
+            now=now,
+            clock=deps.clock,
+            hasher=deps.hasher,
+            mpesa_on=deps.mpesa_on,
+        )
+        run_args = args if args_given else json.loads(found.args_json)
+        result = apply_mutation(uow, ctx, name or found.name, run_args, dead_letters=False)
+        if result.status != "dead_letter":
+            uow.sync.update_dead_letter(
+                found.id, state="retried", result_json=result_json(result), now=now
+            )
+        uow.commit()
+    with deps.uow.read_only() as uow:
+        after = _find_dead_letter(uow, user_id, found.id)
+    return after, result
+
+
+def discard_dead_letter(deps: SyncDeps, *, user_id: str, dead_letter_id: str) -> DeadLetter:
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        found = _open_dead_letter(uow, user_id, dead_letter_id)
+        uow.sync.update_dead_letter(found.id, state="discarded", result_json=None, now=now)
+        uow.commit()
+    with deps.uow.read_only() as uow:
+        return _find_dead_letter(uow, user_id, found.id)
+
+
+def _find_dead_letter(uow: SyncUnitOfWork, user_id: str, dead_letter_id: str) -> DeadLetter:
+    found = uow.sync.get_dead_letter(dead_letter_id)
+    assert found is not None
+    assert found.user_id == user_id
+    return found
+
+
+def result_json(result: MutationResult) -> str:
+    return json.dumps(
+        {
+            "mutation_id": result.mutation_id,
+            "status": result.status,
+            "code": result.code,
+            "message": result.message,
+            "resolution": result.resolution,
+            "entity_id": result.entity_id,
+            "conflict_id": result.conflict_id,
+            "dead_letter_id": result.dead_letter_id,
+            "replayed": result.replayed,
+        }
+    )
+
+
+def resolve_conflict(
+    deps: SyncDeps, *, user_id: str, conflict_id: str, choice: str
+) -> MutationResult:
+    """The API's way to resolve a manual conflict (the offline way is the mutation)."""
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        ctx = SyncContext(
+            user_id=user_id,
+            client_id="",
+            mutation_id=0,
+            key=f"resolve:{conflict_id}",
+            now=now,
+            clock=deps.clock,
+            hasher=deps.hasher,
+            mpesa_on=deps.mpesa_on,
+        )
+        conflict = uow.sync.lock_conflict(conflict_id)
+        if conflict is None or conflict.user_id != user_id:
+            raise NotFound("No such conflict.", code="conflict_not_found")
+        args = {"conflict_id": conflict_id, "choice": choice}
+        result = apply_mutation(uow, ctx, "resolve_conflict", args, dead_letters=False)
+        uow.commit()
+    return result

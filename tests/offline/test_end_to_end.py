@@ -1,0 +1,428 @@
+"""deni offline against a real Deni server over loopback HTTP (SQLite and PostgreSQL).
+
+Each device is its own SQLite database; the server is Deni's ASGI app in a background uvicorn
+thread. "Offline" is the real thing: the server stopped, or a URL nobody listens on.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from deni.bootstrap import Deni
+from deni.domain.users import User
+from deni.entrypoints import cli_offline
+from deni.entrypoints.api.app import create_app
+from deni.entrypoints.cli import app as cli_app
+from deni.offline import queue, sync
+from deni.offline.api import Api, Transient
+from deni.offline.client import OfflineClient
+from deni.offline.retry import Backoff
+from deni.offline.store import Store
+from deni.offline.sync import Syncer, UpgradeRequired
+from deni.sandbox.server import BackgroundServer
+from deni.services import ledger
+from tests.helpers import fund, register
+
+PIN = "1234"
+_OPEN_APIS: list[Api] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_apis() -> Iterator[None]:
+    yield
+    while _OPEN_APIS:
+        _OPEN_APIS.pop().close()
+
+
+def open_api(url: str, **kwargs: Any) -> Api:
+    api = Api(url, **kwargs)
+    _OPEN_APIS.append(api)
+    return api
+
+
+def _has_sync_routes(deni: Deni) -> bool:
+    return "/api/v1/sync/push" in create_app(deni).openapi()["paths"]
+
+
+@pytest.fixture
+def server(deni: Deni) -> Iterator[BackgroundServer]:
+    if not _has_sync_routes(deni):
+        pytest.skip("the server's sync endpoints are not there yet")
+    running = BackgroundServer(create_app(deni))
+    running.start()
+    yield running
+    if running._thread.is_alive():
+        running.stop()
+
+
+def restart(deni: Deni, url: str) -> BackgroundServer:
+    """A new server process (new app, same database) on the same port."""
+    port = int(url.rsplit(":", 1)[1])
+    again = BackgroundServer(create_app(deni), port=port)
+    again.start()
+    return again
+
+
+def no_sleep(_delay_s: float) -> None:
+    return None
+
+
+@dataclass
+class Device:
+    client: OfflineClient
+    url: str
+    user: User
+
+    def syncer(self, *, pin: str | None = PIN, **kwargs: Any) -> Syncer:
+        kwargs.setdefault("backoff", Backoff(sleep=no_sleep))
+        api = open_api(self.url, **_transport(kwargs))
+        return Syncer(self.client.store, api, pin=pin, **kwargs)
+
+    def sync(self, *, pin: str | None = PIN) -> sync.SyncReport:
+        return self.syncer(pin=pin).sync()
+
+    def states(self) -> dict[str, str]:
+        return {line.id: line.state for line in self.client.loans()}
+
+
+def _transport(kwargs: dict[str, Any]) -> dict[str, Any]:
+    transport = kwargs.pop("transport", None)
+    return {} if transport is None else {"transport": transport}
+
+
+def device(url: str, user: User, path: Path) -> Device:
+    client = OfflineClient(Store(path))
+    with Api(url) as api:
+        client.login(url=url, phone=user.phone, pin=PIN, api=api)
+    found = Device(client, url, user)
+    found.sync()
+    return found
+
+
+def wallet_cents(deni: Deni, user: User) -> int:
+    with deni.uow.read_only() as uow:
+        return ledger.wallet_balance_cents(uow, user_id=user.id)
+
+
+def assert_ledger_whole(deni: Deni) -> None:
+    with deni.uow.read_only() as uow:
+        totals = ledger.check(uow)
+    assert totals.postings_sum_cents == 0
+    assert not totals.unbalanced_entry_ids
+    assert not totals.mismatched_accounts
+    assert not totals.negative_wallets
+
+
+@dataclass
+class World:
+    deni: Deni
+    url: str
+    borrower: User
+    lender: User
+
+
+@pytest.fixture
+def world(deni: Deni, server: BackgroundServer) -> World:
+    borrower = register(deni, name="Wanjiku Borrower", pin=PIN)
+    lender = register(deni, name="Otieno Lender", pin=PIN)
+    fund(deni, lender, 500_000)
+    fund(deni, borrower, 20_000)
+    return World(deni, server.url, borrower, lender)
+
+
+def converge(*devices: Device) -> None:
+    for each in devices:
+        each.sync()
+    for each in devices:
+        each.sync()
+
+
+# -- scenarios ------------------------------------------------------------------------------------
+
+
+def test_login_online_then_work_offline_then_sync(
+    world: World, server: BackgroundServer, tmp_path: Path
+) -> None:
+    borrower = device(world.url, world.borrower, tmp_path / "b.sqlite3")
+    lender = device(world.url, world.lender, tmp_path / "l.sqlite3")
+    server.stop()  # everyone is offline now
+
+    request = borrower.client.request_loan(
+        lender_phone=world.lender.phone, principal_cents=100_000, fee_cents=5_000, term_days=14
+    )
+    loan_id = str(request.args["loan_id"])
+    assert borrower.states() == {loan_id: "requested"}
+    assert borrower.client.balance().server_cents == 20_000
+    with pytest.raises(Transient, match="Cannot reach"):
+        borrower.sync()
+    assert queue.counts(borrower.client.store.db)["sent"] == 1  # kept, not lost
+
+    again = restart(world.deni, world.url)
+    try:
+        report = borrower.sync()
+        assert report.applied == 1
+        lender.sync()
+        assert lender.states() == {loan_id: "requested"}  # the same id on every side
+        lender.client.approve(loan_id)
+        assert lender.client.balance().available_cents == 500_000 - 100_000
+        assert lender.sync().applied == 1
+        borrower.sync()
+        assert borrower.states()[loan_id] == "active"
+        assert borrower.client.balance().server_cents == 120_000
+        borrower.client.repay(loan_id, amount_cents=30_000)
+        balance = borrower.client.balance()
+        assert (balance.server_cents, balance.pending_outgoing_cents) == (120_000, 30_000)
+        assert balance.available_cents == 90_000
+        assert borrower.sync().applied == 1
+        balance = borrower.client.balance()
+        assert (balance.server_cents, balance.pending_outgoing_cents) == (90_000, 0)
+        assert wallet_cents(world.deni, world.borrower) == 90_000
+        owed = {line.id: line.owed_cents for line in borrower.client.loans()}
+        assert owed[loan_id] == 105_000 - 30_000
+        assert_ledger_whole(world.deni)
+    finally:
+        again.stop()
+
+
+def test_two_devices_of_one_lender_approve_the_same_loan(world: World, tmp_path: Path) -> None:
+    borrower = device(world.url, world.borrower, tmp_path / "b.sqlite3")
+    loan_id = str(
+        borrower.client.request_loan(
+            lender_phone=world.lender.phone, principal_cents=50_000, term_days=7
+        ).args["loan_id"]
+    )
+    borrower.sync()
+    phone_a = device(world.url, world.lender, tmp_path / "la.sqlite3")
+    phone_b = device(world.url, world.lender, tmp_path / "lb.sqlite3")
+    phone_a.client.approve(loan_id)
+    phone_b.client.approve(loan_id)
+    phone_b.client.top_up(amount_cents=1_000)  # queued behind the losing approval
+
+    assert phone_a.sync().applied == 1
+    report_b = phone_b.sync()
+    assert next(code for _, code, _ in report_b.rejected) == "invalid_transition"
+    assert report_b.pushed == 2  # the rejection did not block the top-up behind it
+    done = queue.listing(phone_b.client.store.db, statuses=queue.DONE_STATES, limit=10)
+    assert {m.name: m.status for m in done}["approve_loan"] == "rejected"
+    assert all(m.result_reason for m in done if m.status == "rejected")
+
+    converge(borrower, phone_a, phone_b)
+    assert phone_a.states() == phone_b.states() == borrower.states()
+    assert phone_a.states()[loan_id] in ("active", "disbursing")
+    assert phone_a.client.balance() == phone_b.client.balance()
+    assert phone_a.client.balance().server_cents == wallet_cents(world.deni, world.lender)
+    assert wallet_cents(world.deni, world.lender) == 500_000 - 50_000  # moved once
+    kinds = [
+        row["kind"] for row in phone_b.client.store.db.execute("SELECT kind FROM notifications")
+    ]
+    assert "sync_rejected" in kinds  # the loser was told
+    assert_ledger_whole(world.deni)
+
+
+class LoseFirstAnswer(httpx.BaseTransport):
+    """Forwards to the real server, then drops the first push's answer: the push was applied,
+    the device never heard (a crash or a dead connection mid-sync)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.lost = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.url.path.endswith("/sync/push") and self.lost == 0:
+            response.read()
+            response.close()
+            self.lost += 1
+            raise httpx.ReadError("connection lost after the server answered", request=request)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_lost_push_answer_is_replayed_not_applied_twice(world: World, tmp_path: Path) -> None:
+    borrower = device(world.url, world.borrower, tmp_path / "b.sqlite3")
+    loan_id = str(
+        borrower.client.request_loan(
+            lender_phone=world.lender.phone, principal_cents=50_000, term_days=7
+        ).args["loan_id"]
+    )
+    borrower.client.top_up(amount_cents=500)
+    transport = LoseFirstAnswer()
+    report = borrower.syncer(transport=transport).sync()
+    assert transport.lost == 1
+    assert report.replayed >= 1
+    assert {
+        m.status
+        for m in queue.listing(borrower.client.store.db, statuses=queue.DONE_STATES, limit=10)
+    } <= {"applied", "rejected"}
+    assert borrower.states()[loan_id] == "requested"
+    # And a whole duplicate push (the device forgot every answer) changes nothing either.
+    with borrower.client.store.write() as db:
+        db.execute("UPDATE offline_queue SET status = 'sent'")
+    again = borrower.sync()
+    assert again.replayed == again.pushed == 2
+    assert_ledger_whole(world.deni)
+
+
+def test_a_crash_mid_sync_then_a_new_process_resumes(world: World, tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite3"
+    borrower = device(world.url, world.borrower, path)
+    loan_id = str(
+        borrower.client.request_loan(
+            lender_phone=world.lender.phone, principal_cents=50_000, term_days=7
+        ).args["loan_id"]
+    )
+    with pytest.raises(Transient):
+        borrower.syncer(
+            transport=LoseFirstAnswer(), backoff=Backoff(attempts_max=1)
+        ).sync()  # the process "dies" here: answer lost, no retry
+    borrower.client.store.close()
+    reborn = Device(OfflineClient(Store(path)), world.url, world.borrower)
+    report = reborn.sync()
+    assert (report.replayed, report.pushed) == (1, 1)
+    assert reborn.states() == {loan_id: "requested"}
+
+
+def test_a_server_restart_mid_sync_is_retried(
+    world: World, server: BackgroundServer, tmp_path: Path
+) -> None:
+    borrower = device(world.url, world.borrower, tmp_path / "b.sqlite3")
+    borrower.client.request_loan(
+        lender_phone=world.lender.phone, principal_cents=50_000, term_days=7
+    )
+    server.stop()
+    restarted: list[BackgroundServer] = []
+
+    def sleep_then_restart(_delay_s: float) -> None:
+        if not restarted:
+            restarted.append(restart(world.deni, world.url))
+
+    try:
+        report = borrower.syncer(backoff=Backoff(sleep=sleep_then_restart)).sync()
+        assert report.applied == 1
+        assert restarted
+    finally:
+        for each in restarted:
+            each.stop()
+
+
+def test_an_old_client_schema_is_told_to_upgrade(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    borrower = device(world.url, world.borrower, tmp_path / "b.sqlite3")
+    borrower.client.top_up(amount_cents=500)
+    monkeypatch.setattr(sync, "WIRE_SCHEMA_VERSION", 0)
+    with pytest.raises(UpgradeRequired, match="Upgrade Deni"):
+        borrower.sync()
+    assert queue.counts(borrower.client.store.db)["sent"] == 1  # kept for after the upgrade
+
+
+def test_a_forged_client_id_is_refused_clearly(world: World, tmp_path: Path) -> None:
+    lender = device(world.url, world.lender, tmp_path / "l.sqlite3")
+    borrower = device(world.url, world.borrower, tmp_path / "b.sqlite3")
+    lender_client_id = lender.client.store.get("client_id")
+    token = borrower.client.store.get("access_token")
+    forged = httpx.post(
+        f"{world.url}/api/v1/sync/push",
+        json={
+            "client_id": lender_client_id,
+            "schema_version": 1,
+            "mutations": [{"id": 1, "name": "top_up", "args": {"amount_cents": 100}}],
+        },
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert forged.status_code == 403
+    assert forged.json()["error"]["code"] == "client_not_yours"
+    not_uuid = httpx.get(
+        f"{world.url}/api/v1/sync/pull",
+        params={"client_id": "not-a-uuid", "schema_version": 1},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert not_uuid.status_code == 422
+    # The device whose id was copied carries on; a device holding a foreign id takes a new one.
+    borrower.client.store.set("client_id", lender_client_id)
+    borrower.client.top_up(amount_cents=500)
+    report = borrower.sync()
+    assert any("not yours" in note for note in report.notes)
+    assert borrower.client.store.get("client_id") != lender_client_id
+    lender.client.top_up(amount_cents=500)
+    assert lender.sync().pushed == 1
+
+
+def test_a_cursor_from_another_user_forces_a_full_resync(world: World, tmp_path: Path) -> None:
+    lender = device(world.url, world.lender, tmp_path / "l.sqlite3")
+    borrower = device(world.url, world.borrower, tmp_path / "b.sqlite3")
+    with borrower.client.store.write() as db:
+        db.execute(
+            "INSERT INTO loans (id, state, principal_cents) VALUES (?, 'active', 1)",
+            (str(uuid.uuid4()),),
+        )
+    borrower.client.store.set("cursor", lender.client.store.get("cursor"))
+    report = borrower.sync()
+    assert report.reset
+    assert borrower.states() == {}  # the ghost row is gone; nothing of the lender's leaked
+    assert borrower.client.balance().server_cents == 20_000
+
+
+def test_rebase_replays_pending_repayments_on_fresh_server_state(
+    world: World, tmp_path: Path
+) -> None:
+    borrower = device(world.url, world.borrower, tmp_path / "b.sqlite3")
+    loan_id = str(
+        borrower.client.request_loan(
+            lender_phone=world.lender.phone, principal_cents=50_000, term_days=7
+        ).args["loan_id"]
+    )
+    borrower.sync()
+    lender = device(world.url, world.lender, tmp_path / "l.sqlite3")
+    lender.client.approve(loan_id)
+    lender.sync()
+    borrower.sync()
+    other_phone = device(world.url, world.borrower, tmp_path / "b2.sqlite3")
+    other_phone.client.repay(loan_id, amount_cents=10_000)
+    other_phone.sync()
+    borrower.client.repay(loan_id, amount_cents=5_000)  # queued, not pushed
+    syncer = borrower.syncer()
+    syncer.pull()  # news from the other phone, while this repayment is still pending
+    syncer.rebase()
+    line = {line.id: line for line in borrower.client.loans()}[loan_id]
+    assert line.owed_cents == 50_000 - 10_000 - 5_000
+    assert line.pending
+    balance = borrower.client.balance()
+    assert balance.server_cents == 20_000 + 50_000 - 10_000
+    assert balance.pending_outgoing_cents == 5_000
+
+
+def test_the_cli_end_to_end(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_offline, "console", Console(width=200))
+    runner = CliRunner()
+    home = str(tmp_path / "home")
+
+    def run(*args: str, input_text: str | None = None) -> str:
+        result = runner.invoke(cli_app, ["offline", *args, "--home", home], input=input_text)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    out = run("login", "--url", world.url, "--phone", world.borrower.phone, input_text=PIN + "\n")
+    assert "Logged in" in out
+    out = run("request", "--lender", world.lender.phone, "--amount", "500", "--days", "7")
+    assert "Queued #1" in out
+    assert "requested *" in run("loans")
+    assert "KES 200" in run("balance")  # the wallet held KES 200, nothing pending out
+    out = run("sync")
+    assert "1 applied" in out
+    assert "applied" in run("queue")
+    assert "client_id" in run("status")
+    assert "dead letter" in run("dead-letters")

@@ -1,0 +1,133 @@
+"""Pull: pages, cursors (opaque, signed, per user, expiring), tombstones, full resync."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from deni.adapters.clock import ManualClock
+from deni.bootstrap import Deni
+from tests.api.support import assert_error, log_in_again
+from tests.helpers import api_user, fund
+from tests.sync.support import PULL, Device, server_view
+
+
+def _busy_user(client: TestClient, deni: Deni) -> tuple[Device, Device]:
+    lender = api_user(client, deni, name="Lender Lee")
+    borrower = api_user(client, deni, name="Borrower Bo")
+    fund(deni, lender.user, 900_000)
+    b, lnd = Device(client, borrower), Device(client, lender)
+    for _ in range(6):
+        loan_id = str(uuid.uuid4())
+        b.queue_mutation(
+            "request_loan",
+            loan_id=loan_id,
+            lender_phone=lender.user.phone,
+            principal_cents=10_000,
+            term_days=5,
+        )
+        lnd.queue_mutation("approve_loan", loan_id=loan_id, pin=lender.pin)
+    b.push()
+    lnd.push()
+    return b, lnd
+
+
+def test_small_pages_deliver_the_same_view_as_one_big_page(client: TestClient, deni: Deni) -> None:
+    b, _ = _busy_user(client, deni)
+    small = Device(client, b.who)
+    small.pull(limit=1)
+    b.pull(limit=1000)
+    assert small.view == b.view == server_view(client, b.who)
+    assert len(b.records("loan")) == 6
+    assert b.balance() == 60_000
+
+
+def test_incremental_pulls_bring_only_what_changed(client: TestClient, deni: Deni) -> None:
+    b, _ = _busy_user(client, deni)
+    b.pull()
+    assert b.pull() == []  # nothing new
+    loan_id = next(iter(b.records("loan")))
+    b.queue_mutation("repay_loan", loan_id=loan_id, amount_cents=5_000)
+    b.push()
+    changes = b.pull()
+    assert {c["entity"] for c in changes} == {
+        "loan",
+        "wallet",
+        "transaction",
+        "repayment",
+        "notification",
+    }
+    assert b.view == server_view(client, b.who)
+    assert b.last_mutation_id == 7
+
+
+def test_a_cursor_of_another_user_tampered_or_too_old_asks_for_a_full_resync(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    b, lnd = _busy_user(client, deni)
+    b.pull()
+    lnd.pull()
+    for cursor in (lnd.cursor, b.cursor[:-2] + "AA", "garbage", "a.b", "\u00e9.x"):  # type: ignore[index]
+        params = {"client_id": b.client_id, "schema_version": 1, "cursor": cursor}
+        page = client.get(PULL, params=params, headers=b.who.headers).json()
+        assert page["reset"] is True
+        assert all(c["entity"] != "user" or c["id"] == b.who.user.id for c in page["changes"]), (
+            "another user's record leaked"
+        )
+    clock.advance(timedelta(days=31))
+    log_in_again(deni, b.who)
+    params = {"client_id": b.client_id, "schema_version": 1, "cursor": b.cursor}
+    assert client.get(PULL, params=params, headers=b.who.headers).json()["reset"] is True
+    before = dict(b.view)
+    b.view[("loan", "stale-local-row")] = {"id": "stale"}
+    b.pull()  # the device follows the reset: replacement sync
+    assert ("loan", "stale-local-row") not in b.view
+    assert set(b.view) == set(before)
+
+
+def test_pull_errors(client: TestClient, deni: Deni) -> None:
+    b, _ = _busy_user(client, deni)
+    h = b.who.headers
+    base: dict[str, Any] = {"client_id": b.client_id, "schema_version": 1}
+    assert_error(
+        client.get(PULL, params={**base, "schema_version": 0}, headers=h),
+        426,
+        "client_upgrade_required",
+    )
+    assert_error(
+        client.get(PULL, params={**base, "limit": 1001}, headers=h), 422, "validation_failed"
+    )
+    assert_error(client.get(PULL, params={**base, "limit": 0}, headers=h), 422, "validation_failed")
+    assert_error(
+        client.get(PULL, params={"client_id": b.client_id}, headers=h), 422, "validation_failed"
+    )
+    assert_error(
+        client.get(PULL, params={**base, "client_id": "nope"}, headers=h), 422, "invalid_client_id"
+    )
+    assert_error(client.get(PULL, params=base), 401, "unauthorized")
+    assert_error(client.get(PULL, params={**base, "cursor": "x" * 2000}, headers=h), 422, "validation_failed")  # fmt: skip  # noqa: E501
+
+
+def test_resolved_conflicts_come_as_tombstones(client: TestClient, deni: Deni) -> None:
+    lender = api_user(client, deni, name="Lender Lee")
+    borrower = api_user(client, deni, name="Borrower Bo")
+    phone, tablet = Device(client, borrower), Device(client, borrower)
+    loan_id = str(uuid.uuid4())
+    phone.queue_mutation("request_loan", loan_id=loan_id, lender_phone=lender.user.phone, principal_cents=10_000, term_days=5)  # fmt: skip  # noqa: E501
+    phone.push()
+    tablet.pull()
+    seen = tablet.loan(loan_id)["version"]
+    phone.queue_mutation("edit_loan_request", loan_id=loan_id, base_version=seen, fee_cents=100)
+    tablet.queue_mutation("edit_loan_request", loan_id=loan_id, base_version=seen, fee_cents=200)
+    phone.push()
+    conflict_id = tablet.push()["results"][0]["conflict_id"]
+    tablet.pull()
+    assert conflict_id in tablet.records("conflict")
+    tablet.queue_mutation("resolve_conflict", conflict_id=conflict_id, choice="server")
+    tablet.push()
+    changes = tablet.pull()
+    assert {"entity": "conflict", "id": conflict_id, "op": "delete", "data": None} in changes
+    assert tablet.loan(loan_id)["fee_cents"] == 100
