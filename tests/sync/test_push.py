@@ -70,6 +70,24 @@ def test_same_id_other_content_stops_the_batch(client: TestClient, deni: Deni) -
     assert answer["stopped"]["expected_mutation_id"] == 2
 
 
+def test_a_replayed_approval_with_the_pin_typed_again_gets_the_stored_result(
+    client: TestClient, deni: Deni
+) -> None:
+    lender, borrower = _pair(client, deni)
+    b = Device(client, borrower)
+    loan_id = _request(b, lender)
+    b.push()
+    approve = [{"id": 1, "name": "approve_loan", "args": {"loan_id": loan_id, "pin": lender.pin}}]
+    lost = push_raw(client, lender, "3f1b6d2e-9a4c-4e1f-8b7a-0c2d4e6f8a1b", approve).json()
+    assert lost["results"][0]["status"] == "applied"
+    # The answer never arrived; the lender re-types the PIN (wrongly, this time) and re-sends.
+    again = [{**approve[0], "args": {"loan_id": loan_id, "pin": "0000"}}]
+    replay = push_raw(client, lender, "3f1b6d2e-9a4c-4e1f-8b7a-0c2d4e6f8a1b", again).json()
+    assert replay["results"][0]["replayed"] is True
+    assert replay["results"][0]["status"] == "applied"
+    assert_ledger_whole(deni)
+
+
 def test_a_gap_stops_the_batch_and_says_which_id_is_expected(
     client: TestClient, deni: Deni
 ) -> None:
