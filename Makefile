@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Touched after a successful install: re-install only when pyproject.toml changes.
 STAMP := $(VENV)/.installed-stamp
-SRC := src tests
+SRC := src tests benchmarks
 
 .PHONY: venv run lint test bench fmt clean
 

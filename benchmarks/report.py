@@ -22,6 +22,8 @@ DEFAULT_COST = (19_456, 2)
 USSD_P99_TARGET_MS = 50.0
 USSD_RATIO_TARGET = 0.5
 USSD_DOC = "benchmarks-ussd.md"
+CALLBACKS_DOC = "benchmarks-callbacks.md"
+SYNC_DOC = "benchmarks-sync.md"
 
 
 @dataclass
@@ -185,7 +187,9 @@ def markdown(results: Results) -> str:
     lines += [
         "",
         f"USSD (`POST /ussd` under load, and its ceiling) is in [{USSD_DOC}]({USSD_DOC}), "
-        "written by the same command (`--only ussd` reruns just that part).",
+        "written by the same command (`--only ussd` reruns just that part). So are M-PESA "
+        f"callback ingest, in [{CALLBACKS_DOC}]({CALLBACKS_DOC}) (`--only callbacks`), and "
+        f"offline sync, in [{SYNC_DOC}]({SYNC_DOC}) (`--only sync`).",
     ]
     default_ms = results.argon2_ms.get(DEFAULT_COST)
     if default_ms is not None:

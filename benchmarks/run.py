@@ -56,7 +56,8 @@ LEDGER_DB = "deni_bench_ledger"
 PGBENCH_DB = "deni_bench_pgbench"
 API_DB = "deni_bench_api"
 USSD_DB = "deni_bench_ussd"
-PARTS = ("ledger", "pgbench", "argon2", "api", "ussd")
+OWN_PAGE_TIMEOUT_S = 1_800
+PARTS = ("ledger", "pgbench", "argon2", "api", "ussd", "callbacks", "sync")
 DEFAULT_MEMORY_KIB = int(Settings.model_fields["pin_hash_memory_kib"].default)
 DEFAULT_TIME_COST = int(Settings.model_fields["pin_hash_time_cost"].default)
 CHEAP_MEMORY_KIB, CHEAP_TIME_COST = 8_192, 1  # the cheapest cost Settings accepts
@@ -175,6 +176,13 @@ def main(argv: list[str] | None = None) -> int:
                 databases.drop_pg_database(name)
             for path in WORK.glob("*.sqlite3*"):
                 path.unlink(missing_ok=True)
+    # These two run as their own programs and write their own pages.
+    if "callbacks" in args.only:
+        _own_page(console, "callback_ingest", *(["--no-docs"] if args.no_write else []))
+    if "sync" in args.only:
+        page = _own_page(console, "sync_bench")
+        if not args.no_write:
+            (DOCS / report.SYNC_DOC).write_text(page)
     results.finished_at = datetime.now(UTC)
     results.load_after = cpu.load_average()
     console.print(report.table(results))
@@ -184,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             (DOCS / "benchmarks-ussd.md").write_text(report.ussd_markdown(results))
             (DOCS / "benchmarks-ussd.svg").write_text(report.ussd_chart(results))
             console.print("Wrote docs/benchmarks-ussd.md, docs/benchmarks-ussd.svg")
-        if set(args.only) - {"ussd"}:
+        if set(args.only) - {"ussd", "callbacks", "sync"}:
             if set(PARTS) - set(args.only):
                 console.print(
                     "[yellow]Not rewriting docs/benchmarks.md: only part of it ran "
@@ -391,6 +399,21 @@ def _ussd(args: argparse.Namespace, progress: Progress, results: Results) -> Non
 
 def _advance(progress: Progress, task: TaskID, done: int) -> None:
     progress.update(task, completed=done)
+
+
+def _own_page(console: Console, module: str, *args: str) -> str:
+    """Run `python -m benchmarks.<module>`, show what it prints, and return it."""
+    console.print(f"[bold]benchmarks.{module}[/bold] (its own progress follows)")
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=OWN_PAGE_TIMEOUT_S,
+        check=True,
+    )
+    console.print(done.stdout)
+    return done.stdout
 
 
 def _git(*args: str) -> str:

@@ -11,14 +11,13 @@ Not a test: figures go to docs/benchmarks-sync.md.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -204,7 +203,7 @@ def main(argv: list[str]) -> None:
         pull = f"{r.pull_s:.2f} s ({flag_pull}) | {r.pull_changes:,} | {r.pull_requests}"
         print(f"| {r.backend} | {push} | {pull} |")
     print()
-    print(json.dumps([asdict(r) for r in runs]))
+    print(f"Command: `.venv/bin/python -m benchmarks.sync_bench {' '.join(backends)}`.")
 
 
 if __name__ == "__main__":
