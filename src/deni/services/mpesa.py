@@ -104,12 +104,22 @@ def _user(uow: UnitOfWork, user_id: str) -> User:
     return user
 
 
-def _existing(uow: UnitOfWork, key: str, *, purpose: Purpose, amount_cents: int) -> MpesaRequest:
+def _earlier(
+    uow: UnitOfWork,
+    *,
+    purpose: Purpose,
+    user_id: str,
+    amount_cents: object,
+    minimum_cents: int,
+    idempotency_key: str,
+) -> tuple[int, str, MpesaRequest | None]:
+    """The checked amount, the request's key, and the request if this key already made one."""
+    amount = _require_mpesa_amount(amount_cents, minimum_cents=minimum_cents)
+    key = f"{purpose.value}:{user_id}:{idempotency_key}"
     found = uow.mpesa.find_request(key)
-    assert found is not None
-    if (found.purpose, found.amount_cents) != (purpose, amount_cents):
+    if found is not None and (found.purpose, found.amount_cents) != (purpose, amount):
         raise IdempotencyConflict("This key was already used for another M-PESA request.")
-    return found
+    return amount, key, found
 
 
 def _new_request(
@@ -150,10 +160,16 @@ def request_stk(
     loan_id: str | None = None,
 ) -> MpesaRequest:
     """Record an STK push (inside the caller's transaction); the worker sends it."""
-    amount = _require_mpesa_amount(amount_cents, minimum_cents=STK_MIN_CENTS)
-    key = f"{purpose.value}:{user_id}:{idempotency_key}"
-    if uow.mpesa.find_request(key) is not None:
-        return _existing(uow, key, purpose=purpose, amount_cents=amount)
+    amount, key, earlier = _earlier(
+        uow,
+        purpose=purpose,
+        user_id=user_id,
+        amount_cents=amount_cents,
+        minimum_cents=STK_MIN_CENTS,
+        idempotency_key=idempotency_key,
+    )
+    if earlier is not None:
+        return earlier
     user = _user(uow, user_id)
     if loan_id is not None:
         _require_repayable(uow, user_id=user.id, loan_id=loan_id, amount_cents=amount, now=now)
@@ -199,10 +215,16 @@ def request_payout(
     loan_id: str | None = None,
 ) -> MpesaRequest:
     """Hold the money and record a B2C payout (inside the caller's transaction)."""
-    amount = _require_mpesa_amount(amount_cents, minimum_cents=B2C_MIN_CENTS)
-    key = f"{purpose.value}:{user_id}:{idempotency_key}"
-    if uow.mpesa.find_request(key) is not None:
-        return _existing(uow, key, purpose=purpose, amount_cents=amount)
+    amount, key, earlier = _earlier(
+        uow,
+        purpose=purpose,
+        user_id=user_id,
+        amount_cents=amount_cents,
+        minimum_cents=B2C_MIN_CENTS,
+        idempotency_key=idempotency_key,
+    )
+    if earlier is not None:
+        return earlier
     user = _user(uow, user_id)
     request = _new_request(
         uow,
