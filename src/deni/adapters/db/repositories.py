@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, select, text, update
+from sqlalchemy import Connection, Row, Select, and_, bindparam, func, select, text, update
 from sqlalchemy.dialects import sqlite
 
 from deni.adapters.db import tables as t
@@ -85,6 +85,42 @@ _PG_WRITE_ENTRY = text(
     SELECT id FROM entry
     """
 ).bindparams(bindparam("created_at", type_=t.UtcDateTime()))
+
+
+def statement_query() -> Select[Any]:
+    """Postings with their entry and, for a payout hold, the entry that settled it (whose memo
+    is the B2C receipt). Callers add the filter and the order."""
+    p, e, h = t.postings, t.journal_entries, t.holds
+    settled = t.journal_entries.alias("settled")
+    return (
+        select(
+            p,
+            e.c.code,
+            e.c.cause_type,
+            e.c.cause_id,
+            e.c.memo,
+            h.c.state.label("hold_state"),
+            settled.c.memo.label("settled_memo"),
+        )
+        .join(e, e.c.id == p.c.entry_id)
+        .outerjoin(h, h.c.hold_entry_id == e.c.id)
+        .outerjoin(settled, settled.c.id == h.c.resolve_entry_id)
+    )
+
+
+def statement_line(row: Row[Any], normal_side: NormalSide) -> StatementLine:
+    return StatementLine(
+        posting_id=row.id,
+        entry_id=row.entry_id,
+        code=row.code,
+        cause_type=row.cause_type,
+        cause_id=row.cause_id,
+        amount_cents=balance_delta(normal_side, row.amount_cents),
+        balance_after_cents=row.balance_after_cents,
+        memo=row.memo,
+        created_at=row.created_at,
+        mpesa_receipt=_receipt_of(row),
+    )
 
 
 def _receipt_of(row: Row[Any]) -> str | None:
@@ -322,42 +358,12 @@ class SqlLedgerRepository:
     ) -> list[StatementLine]:
         account = self.get_account(account_id)
         assert account is not None
-        p, e, h = t.postings, t.journal_entries, t.holds
-        settled = t.journal_entries.alias("settled")
-        query = (
-            select(
-                p,
-                e.c.code,
-                e.c.cause_type,
-                e.c.cause_id,
-                e.c.memo,
-                h.c.state.label("hold_state"),
-                settled.c.memo.label("settled_memo"),
-            )
-            .join(e, e.c.id == p.c.entry_id)
-            .outerjoin(h, h.c.hold_entry_id == e.c.id)
-            .outerjoin(settled, settled.c.id == h.c.resolve_entry_id)
-            .where(p.c.account_id == account_id)
-            .order_by(p.c.id.desc())
-            .limit(limit)
-        )
+        p = t.postings
+        query = statement_query().where(p.c.account_id == account_id)
+        query = query.order_by(p.c.id.desc()).limit(limit)
         if before_posting_id is not None:
             query = query.where(p.c.id < before_posting_id)
-        return [
-            StatementLine(
-                posting_id=row.id,
-                entry_id=row.entry_id,
-                code=row.code,
-                cause_type=row.cause_type,
-                cause_id=row.cause_id,
-                amount_cents=balance_delta(account.normal_side, row.amount_cents),
-                balance_after_cents=row.balance_after_cents,
-                memo=row.memo,
-                created_at=row.created_at,
-                mpesa_receipt=_receipt_of(row),
-            )
-            for row in self._connection.execute(query)
-        ]
+        return [statement_line(row, account.normal_side) for row in self._connection.execute(query)]
 
     def add_hold(self, hold: Hold, now: datetime) -> None:
         self._connection.execute(

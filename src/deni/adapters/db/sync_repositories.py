@@ -12,8 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from deni.adapters.db import sync_tables as s
 from deni.adapters.db import tables as t
-from deni.adapters.db.repositories import _loan, _receipt_of
-from deni.domain.ledger import HoldState, NormalSide, balance_delta, wallet_account_id
+from deni.adapters.db.repositories import _loan, statement_line, statement_query
+from deni.domain.ledger import HoldState, NormalSide, wallet_account_id
 from deni.domain.loans import Loan
 from deni.services.ports import NotificationRecord, RepaymentRecord, StatementLine
 from deni.services.sync_ports import (
@@ -361,41 +361,16 @@ class SqlSyncRepository:
         assert len(entry_ids) <= IDS_PER_QUERY_MAX
         if not entry_ids:
             return []
-        p, e, h = t.postings, t.journal_entries, t.holds
-        settled = t.journal_entries.alias("settled")
-        query = (
-            select(
-                p,
-                e.c.code,
-                e.c.cause_type,
-                e.c.cause_id,
-                e.c.memo,
-                h.c.state.label("hold_state"),
-                settled.c.memo.label("settled_memo"),
-            )
-            .join(e, e.c.id == p.c.entry_id)
-            .outerjoin(h, h.c.hold_entry_id == e.c.id)
-            .outerjoin(settled, settled.c.id == h.c.resolve_entry_id)
-            .where(and_(p.c.account_id == wallet_account_id(user_id), p.c.entry_id.in_(entry_ids)))
-            .order_by(p.c.id)
+        p = t.postings
+        query = statement_query().where(
+            and_(p.c.account_id == wallet_account_id(user_id), p.c.entry_id.in_(entry_ids))
         )
         lines: dict[str, StatementLine] = {}
-        for row in self._connection.execute(query):
+        for row in self._connection.execute(query.order_by(p.c.id)):
             if row.entry_id in lines:
                 continue  # one line per entry (an entry never posts to a wallet twice)
-            lines[row.entry_id] = StatementLine(
-                posting_id=row.id,
-                entry_id=row.entry_id,
-                code=row.code,
-                cause_type=row.cause_type,
-                cause_id=row.cause_id,
-                # Wallets are credit-normal: a credit (negative posting) is money in.
-                amount_cents=balance_delta(NormalSide.CREDIT, row.amount_cents),
-                balance_after_cents=row.balance_after_cents,
-                memo=row.memo,
-                created_at=row.created_at,
-                mpesa_receipt=_receipt_of(row),
-            )
+            # Wallets are credit-normal: a credit (negative posting) is money in.
+            lines[row.entry_id] = statement_line(row, NormalSide.CREDIT)
         return list(lines.values())
 
     def notifications(
