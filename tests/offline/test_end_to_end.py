@@ -49,14 +49,8 @@ def open_api(url: str, **kwargs: Any) -> Api:
     return api
 
 
-def _has_sync_routes(deni: Deni) -> bool:
-    return "/api/v1/sync/push" in create_app(deni).openapi()["paths"]
-
-
 @pytest.fixture
 def server(deni: Deni) -> Iterator[BackgroundServer]:
-    if not _has_sync_routes(deni):
-        pytest.skip("the server's sync endpoints are not there yet")
     running = BackgroundServer(create_app(deni))
     running.start()
     yield running
@@ -426,3 +420,36 @@ def test_the_cli_end_to_end(world: World, tmp_path: Path, monkeypatch: pytest.Mo
     assert "applied" in run("queue")
     assert "client_id" in run("status")
     assert "dead letter" in run("dead-letters")
+
+
+def test_a_malformed_mutation_is_a_dead_letter_on_both_sides_and_blocks_nothing(
+    world: World, tmp_path: Path
+) -> None:
+    phone = device(world.url, world.borrower, tmp_path / "borrower.sqlite3")
+    # A mutation the server cannot read (an amount that is not an integer), then a sound one.
+    bad = queue.enqueue(
+        phone.client.store,
+        name="repay_loan",
+        args={"loan_id": str(uuid.uuid4()), "amount_cents": "lots"},
+        aggregate_id=None,
+    )
+    good = phone.client.top_up(amount_cents=1_000)
+    report = phone.sync()
+
+    assert report.dead == 1
+    dead = queue.get(phone.client.store.db, bad.mutation_id)
+    assert dead is not None
+    assert dead.status == "dead"
+    assert dead.dead_letter_id is not None
+    after = queue.get(phone.client.store.db, good.mutation_id)
+    assert after is not None
+    assert after.status != "pending"  # the sound one went through behind it
+    syncer = phone.syncer()
+    [letter] = syncer.remote_dead_letters()
+    assert letter["id"] == dead.dead_letter_id
+    assert letter["code"] == "invalid_args"
+
+    retried = syncer.retry_dead(bad.mutation_id)  # still malformed: stays an open dead letter
+    assert retried.status == "dead"
+    assert [x["id"] for x in syncer.remote_dead_letters()] == [dead.dead_letter_id]
+    assert_ledger_whole(world.deni)
