@@ -197,7 +197,9 @@ class UssdPlan:
     capacity_seconds: float = 15.0
     capacity_warmup_s: float = 3.0
     connections: int = 64  # the think-time run's pool, shared by all users
-    workers: int = 1
+    # One uvicorn worker per core, as a production API machine runs (docs/deploy.md); the
+    # ceiling runs on the same number. Redis sessions, since hops may reach any worker.
+    workers: int = field(default_factory=lambda: min(16, os.cpu_count() or 1))
     store: str = "redis"
 
     def __post_init__(self) -> None:
