@@ -254,3 +254,13 @@ def test_render_metrics_exposes_all_metric_names() -> None:
         assert f"# TYPE {name}" in text
     assert 'ledger_entries{kind="disbursement"} 1.0' in text
     assert 'loans_by_state{state="active"} 3.0' in text
+
+
+def test_httpx_request_urls_stay_out_of_the_logs(capfd: pytest.CaptureFixture[str]) -> None:
+    # A Daraja callback URL carries its secret path token; httpx logs URLs at INFO.
+    configure_logging(level="INFO", json=True)
+    logging.getLogger("httpx").info("HTTP Request: POST http://deni/hooks/5f0c7e1a9b3d/stk")
+    logging.getLogger("deni.access").info("kept")
+    out, err = capfd.readouterr()
+    assert "5f0c7e1a9b3d" not in out + err
+    assert "kept" in out + err

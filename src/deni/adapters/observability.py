@@ -189,6 +189,9 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
         processors=_final_processors(json=json),
     )
     _route_stdlib_logging(formatter, level)
+    # httpx logs every request's full URL at INFO; a callback URL carries its secret path
+    # token. Deni logs its own Daraja calls (without secrets) instead.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class Metrics:
