@@ -58,7 +58,7 @@ class SqlNotificationRepository:
             query = query.where(n.c.read_at.is_(None))
         # Ids are time-ordered (UUIDv7): the tie-break keeps same-instant rows newest first.
         query = query.order_by(n.c.created_at.desc(), n.c.id.desc()).limit(limit).offset(offset)
-        return [_notification(row) for row in self._connection.execute(query)]
+        return [notification_record(row) for row in self._connection.execute(query)]
 
     def mark_read(self, user_id: str, notification_ids: Sequence[str], now: datetime) -> int:
         n = t.notifications
@@ -74,7 +74,7 @@ class SqlNotificationRepository:
         return int(result.rowcount)
 
 
-def _notification(row: Row[Any]) -> NotificationRecord:
+def notification_record(row: Row[Any]) -> NotificationRecord:
     return NotificationRecord(
         id=row.id,
         user_id=row.user_id,

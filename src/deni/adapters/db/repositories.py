@@ -507,16 +507,16 @@ class SqlLoanRepository:
 
     def get(self, loan_id: str) -> Loan | None:
         row = self._connection.execute(select(t.loans).where(t.loans.c.id == loan_id)).first()
-        return _loan(row) if row else None
+        return loan_from_row(row) if row else None
 
     def get_by_code(self, code: str) -> Loan | None:
         row = self._connection.execute(select(t.loans).where(t.loans.c.code == code)).first()
-        return _loan(row) if row else None
+        return loan_from_row(row) if row else None
 
     def lock(self, loan_id: str) -> Loan | None:
         query = select(t.loans).where(t.loans.c.id == loan_id).with_for_update(key_share=True)
         row = self._connection.execute(query).first()
-        return _loan(row) if row else None
+        return loan_from_row(row) if row else None
 
     def save(self, loan: Loan, now: datetime) -> None:
         values = _loan_values(loan)
@@ -558,7 +558,7 @@ class SqlLoanRepository:
             )
             query = query.where(is_overdue if overdue else ~is_overdue)
         query = query.order_by(t.loans.c.requested_at.desc(), t.loans.c.id).limit(limit)
-        return [_loan(row) for row in self._connection.execute(query.offset(offset))]
+        return [loan_from_row(row) for row in self._connection.execute(query.offset(offset))]
 
     def ids_in_state(
         self,
@@ -666,7 +666,7 @@ def _loan_values(loan: Loan) -> dict[str, Any]:
     }
 
 
-def _loan(row: Row[Any]) -> Loan:
+def loan_from_row(row: Row[Any]) -> Loan:
     return Loan(
         id=row.id,
         code=row.code,

@@ -12,7 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from deni.adapters.db import sync_tables as s
 from deni.adapters.db import tables as t
-from deni.adapters.db.repositories import _loan, statement_line, statement_query
+from deni.adapters.db.records import notification_record
+from deni.adapters.db.repositories import loan_from_row, statement_line, statement_query
 from deni.domain.ledger import HoldState, NormalSide, wallet_account_id
 from deni.domain.loans import Loan
 from deni.services.ports import NotificationRecord, RepaymentRecord, StatementLine
@@ -316,7 +317,7 @@ class SqlSyncRepository:
         query = select(ln).where(
             and_(ln.c.id.in_(loan_ids), or_(ln.c.borrower_id == user_id, ln.c.lender_id == user_id))
         )
-        return [_loan(row) for row in self._connection.execute(query)]
+        return [loan_from_row(row) for row in self._connection.execute(query)]
 
     def names(self, user_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         if not user_ids:
@@ -381,19 +382,7 @@ class SqlSyncRepository:
             return []
         n = t.notifications
         query = select(n).where(and_(n.c.user_id == user_id, n.c.id.in_(notification_ids)))
-        return [
-            NotificationRecord(
-                id=row.id,
-                user_id=row.user_id,
-                kind=row.kind,
-                language=row.language,
-                body=row.body,
-                loan_id=row.loan_id,
-                created_at=row.created_at,
-                read_at=row.read_at,
-            )
-            for row in self._connection.execute(query)
-        ]
+        return [notification_record(row) for row in self._connection.execute(query)]
 
     def wallet(self, user_id: str) -> tuple[int, int] | None:
         wallet = wallet_account_id(user_id)
