@@ -96,6 +96,9 @@ def run_round_trips(
             pin_hash_memory_kib=pin_hash_memory_kib,
             pin_hash_time_cost=pin_hash_time_cost,
         ),
+        # As docs/deploy.md runs API processes: loan sweep and SMS delivery are the workers'.
+        "DENI_SWEEP_INTERVAL_S": "0",
+        "DENI_SMS_INTERVAL_S": "0",
     }
     argv = [
         sys.executable,

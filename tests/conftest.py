@@ -92,7 +92,7 @@ def clock() -> ManualClock:
 def hasher() -> PepperedArgon2PinHasher:
     # The real adapter with the cheapest argon2 cost it accepts: real hashing, fast tests.
     return PepperedArgon2PinHasher(
-        pepper="test-pepper-0123456789abcdef", memory_cost_kib=8192, time_cost=1
+        pepper="test-pepper-0123456789abcdef", memory_cost_kib=1024, time_cost=1
     )
 
 

@@ -27,10 +27,11 @@ class Settings(BaseSettings):
     pin_pepper: str = PLACEHOLDER_SECRET
     access_token_ttl_s: int = Field(default=15 * 60, ge=30, le=24 * 3600)
     refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60, le=365 * 24 * 3600)
-    # argon2id cost. OWASP's minimum (19 MiB, 2 passes) keeps a login near 20 ms on two cores;
-    # the pepper is what protects 10,000 possible PINs if the database leaks.
-    pin_hash_memory_kib: int = Field(default=19_456, ge=8_192, le=1_048_576)
-    pin_hash_time_cost: int = Field(default=2, ge=1, le=10)
+    # argon2id cost (ADR 0006): 1 MiB, 1 pass, about 1 ms. A 4-digit PIN has 10,000 values, so
+    # no hash cost protects it; the pepper and the lockout do. Hashes made at another cost are
+    # re-made at this one on the next right PIN.
+    pin_hash_memory_kib: int = Field(default=1_024, ge=1_024, le=1_048_576)
+    pin_hash_time_cost: int = Field(default=1, ge=1, le=10)
 
     # How often `deni serve` and `deni worker` expire stale requests and store reminders, and
     # deliver pending SMS; 0 turns each off (e.g. on API processes when workers do it).

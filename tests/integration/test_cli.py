@@ -17,7 +17,7 @@ def cli_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("DENI_DATABASE_URL", database_url)
     monkeypatch.setenv("DENI_ENVIRONMENT", "development")
     # The cheapest argon2 cost the settings allow keeps `user create` quick.
-    monkeypatch.setenv("DENI_PIN_HASH_MEMORY_KIB", "8192")
+    monkeypatch.setenv("DENI_PIN_HASH_MEMORY_KIB", "1024")
     monkeypatch.setenv("DENI_PIN_HASH_TIME_COST", "1")
     return database_url
 

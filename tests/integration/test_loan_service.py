@@ -11,6 +11,7 @@ from tests.helpers import fund, next_receipt, register
 
 from deni.adapters.clock import ManualClock
 from deni.adapters.db import tables as t
+from deni.adapters.security import PepperedArgon2PinHasher
 from deni.bootstrap import Deni
 from deni.domain.errors import (
     AccountLocked,
@@ -394,6 +395,35 @@ def test_wrong_pin_does_not_approve_and_three_lock(deni: Deni) -> None:
     assert "pin_locked" in kinds(deni, lender)
     clock_of(deni).advance(timedelta(minutes=5))
     assert approve(deni, lender, loan).state is LoanState.ACTIVE
+
+
+def test_a_pin_hash_of_another_cost_is_remade_at_todays_on_the_next_right_pin(
+    deni: Deni,
+) -> None:
+    lender, borrower = register(deni), register(deni)
+    fund(deni, lender, 50_000)
+    old = PepperedArgon2PinHasher(
+        pepper="test-pepper-0123456789abcdef", memory_cost_kib=2048, time_cost=2
+    )
+    with deni.engine.begin() as connection:
+        connection.execute(
+            update(t.users).where(t.users.c.id == lender.id).values(pin_hash=old.hash(PIN))
+        )
+    assert deni.hasher.needs_rehash(pin_hash_of(deni, lender))
+    loan = request(deni, borrower, lender)
+    with pytest.raises(WrongPin):  # a wrong PIN changes nothing about the hash
+        approve(deni, lender, loan, pin="9999")
+    assert deni.hasher.needs_rehash(pin_hash_of(deni, lender))
+    assert approve(deni, lender, loan).state is LoanState.ACTIVE
+    remade = pin_hash_of(deni, lender)
+    assert not deni.hasher.needs_rehash(remade)
+    assert deni.hasher.verify(PIN, remade)
+
+
+def pin_hash_of(deni: Deni, user: User) -> str:
+    with deni.engine.connect() as connection:
+        query = select(t.users.c.pin_hash).where(t.users.c.id == user.id)
+        return str(connection.execute(query).scalar_one())
 
 
 def test_only_the_lender_approves_and_strangers_see_nothing(deni: Deni) -> None:

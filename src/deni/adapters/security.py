@@ -40,6 +40,10 @@ class PepperedArgon2PinHasher:
     def verify(self, pin: str, pin_hash: str) -> bool:
         return self._hash.verify(self._peppered(pin), pin_hash)
 
+    def needs_rehash(self, pin_hash: str) -> bool:
+        """True for a hash made at another argon2 cost than the one configured now."""
+        return self._hash.current_hasher.check_needs_rehash(pin_hash)
+
 
 class JwtAccessTokens:
     def __init__(self, *, secret: str, ttl_s: int) -> None:
@@ -92,3 +96,6 @@ class PlainPinHasher:
 
     def verify(self, pin: str, pin_hash: str) -> bool:
         return hmac.compare_digest(self.hash(pin), pin_hash)
+
+    def needs_rehash(self, pin_hash: str) -> bool:
+        return False

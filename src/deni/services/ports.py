@@ -5,7 +5,7 @@ Adapters implement them; bootstrap.py picks real or fake ones. Nothing here does
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import TracebackType
@@ -36,6 +36,10 @@ class PinHasher(Protocol):
     def hash(self, pin: str) -> str: ...
 
     def verify(self, pin: str, pin_hash: str) -> bool: ...
+
+    def needs_rehash(self, pin_hash: str) -> bool:
+        """True when `pin_hash` was made at another cost than today's settings ask for."""
+        ...
 
 
 class AccessTokens(Protocol):
@@ -135,6 +139,10 @@ class UserRepository(Protocol):
     def get(self, user_id: str) -> User | None: ...
 
     def get_by_phone(self, phone: str) -> User | None: ...
+
+    def contacts(self, user_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+        """Name and phone of each of these users, in one read."""
+        ...
 
     def lock(self, user_id: str) -> User | None: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -17,7 +18,6 @@ from deni.services.ports import (
     NotificationRecord,
     RepaymentRecord,
     StatementLine,
-    UnitOfWork,
     UnitOfWorkFactory,
 )
 
@@ -79,7 +79,9 @@ def list_loans(
             overdue_on=today if overdue is not None else None,
             overdue=bool(overdue),
         )
-        names = _names(uow, {u for loan in loans for u in (loan.borrower_id, loan.lender_id)})
+        names = uow.users.contacts(
+            {u for loan in loans for u in (loan.borrower_id, loan.lender_id)}
+        )
     return [_view(loan, today, names) for loan in loans]
 
 
@@ -91,18 +93,17 @@ def loan_detail(
         loan = uow.loans.get(loan_id)
         if loan is None or user_id not in (loan.borrower_id, loan.lender_id):
             raise NotFound("No such loan.", code="loan_not_found")
-        names = _names(uow, {loan.borrower_id, loan.lender_id})
+        names = uow.users.contacts({loan.borrower_id, loan.lender_id})
         repayments = uow.loans.repayments(loan.id)
     return LoanDetail(_view(loan, today, names), repayments)
 
 
-def _names(uow: UnitOfWork, user_ids: set[str]) -> dict[str, tuple[str, str]]:
-    names: dict[str, tuple[str, str]] = {}
-    for user_id in user_ids:
-        user = uow.users.get(user_id)
-        assert user is not None
-        names[user_id] = (user.name, user.phone)
-    return names
+def loan_view(*, uow_factory: UnitOfWorkFactory, clock: Clock, loan: Loan) -> LoanView:
+    """The view of a loan a command has just returned: it is current, so only names are read."""
+    today = nairobi_today(clock.now())
+    with uow_factory.read_only() as uow:
+        names = uow.users.contacts({loan.borrower_id, loan.lender_id})
+    return _view(copy.copy(loan), today, names)
 
 
 @dataclass(frozen=True, slots=True)

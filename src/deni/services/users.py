@@ -79,7 +79,10 @@ def check_pin(
     if user.is_locked(now):
         raise AccountLocked(_locked_message(user, now))
     if isinstance(pin, str) and hasher.verify(pin, user.pin_hash):
-        if user.failed_pin_attempts:
+        rehash = hasher.needs_rehash(user.pin_hash)
+        if rehash:
+            user.pin_hash = hasher.hash(pin)
+        if user.failed_pin_attempts or rehash:
             user.record_right_pin()
             uow.users.save(user, now)
         return

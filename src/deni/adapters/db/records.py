@@ -7,16 +7,17 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.sync_tables import log_changes
+from deni.adapters.db.upsert import insert_or_nothing
 from deni.domain.audit import chain_hash
 from deni.services.ports import (
     AuditRecord,
     IdempotentResponse,
     NotificationRecord,
     RefreshToken,
+    StorageBusy,
 )
 
 AUDIT_HEAD_ID = 1
@@ -155,6 +156,9 @@ class SqlAuditRepository:
         return int(row.seq), str(row.hash)
 
 
+CLAIM_ATTEMPTS_MAX = 2
+
+
 class SqlIdempotencyRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -162,29 +166,30 @@ class SqlIdempotencyRepository:
     def claim(
         self, *, scope: str, key: str, request_hash: str, now: datetime, stale_before: datetime
     ) -> str | None:
-        existing = self._stored_hash(scope, key)
-        if existing is not None:
-            if existing == request_hash and self._take_over_stale(scope, key, stale_before, now):
+        k = t.idempotency_keys
+        values = {
+            "scope": scope,
+            "key": key,
+            "request_hash": request_hash,
+            "state": "in_progress",
+            "created_at": now,
+            "updated_at": now,
+        }
+        # A concurrent claim of the same key waits here until its transaction ends: then this
+        # one inserts (the other rolled back) or finds the other's committed row.
+        insert = insert_or_nothing(self._connection, k, values, conflict_columns=["scope", "key"])
+        existing = None
+        for _ in range(CLAIM_ATTEMPTS_MAX):  # the row we collided with may be gone by now
+            if self._connection.execute(insert.returning(k.c.key)).first() is not None:
                 return None
-            return existing
-        try:
-            with self._connection.begin_nested():
-                self._connection.execute(
-                    t.idempotency_keys.insert().values(
-                        scope=scope,
-                        key=key,
-                        request_hash=request_hash,
-                        state="in_progress",
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-        except IntegrityError:
-            # Another request claimed the same key between our read and our insert.
-            stored = self._stored_hash(scope, key)
-            assert stored is not None
-            return stored
-        return None
+            existing = self._stored_hash(scope, key)
+            if existing is not None:
+                break
+        if existing is None:
+            raise StorageBusy("The request is being retried elsewhere; try again.")
+        if existing == request_hash and self._take_over_stale(scope, key, stale_before, now):
+            return None
+        return existing
 
     def _take_over_stale(self, scope: str, key: str, stale_before: datetime, now: datetime) -> bool:
         # One UPDATE decides: of two retries racing for a stale claim, exactly one wins it.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -153,6 +153,11 @@ class SqlUserRepository:
     def get_by_phone(self, phone: str) -> User | None:
         row = self._connection.execute(select(t.users).where(t.users.c.phone == phone)).first()
         return _user(row) if row else None
+
+    def contacts(self, user_ids: Collection[str]) -> dict[str, tuple[str, str]]:
+        u = t.users
+        query = select(u.c.id, u.c.name, u.c.phone).where(u.c.id.in_(list(user_ids)))
+        return {row.id: (row.name, row.phone) for row in self._connection.execute(query)}
 
     def lock(self, user_id: str) -> User | None:
         # FOR NO KEY UPDATE: rows that merely point at this user (a notification, a posting)

@@ -89,19 +89,21 @@ class SqlUnitOfWork:
         self._transaction.rollback()
 
 
-class SavepointUnitOfWork:
-    """A service's `with uow: ... uow.commit()` inside an outer transaction, as a SAVEPOINT.
+class _OuterRepositories:
+    """The repositories of an outer unit of work, on its connection and transaction."""
 
-    commit() releases the savepoint: the writes stay, for the outer transaction to commit (a
-    wrong PIN counted before the error, say). Leaving without commit() rolls back to the
-    savepoint: the outer transaction carries on as if the service never ran. So the sync push
-    commits a mutation's effects together with the client's last mutation id, atomically.
-    """
+    users: SqlUserRepository
+    ledger: SqlLedgerRepository
+    loans: SqlLoanRepository
+    notifications: SqlNotificationRepository
+    audit: SqlAuditRepository
+    idempotency: SqlIdempotencyRepository
+    tokens: SqlRefreshTokenRepository
+    mpesa: SqlMpesaRepository
+    outbox: SqlOutboxRepository
+    sync: SqlSyncRepository
 
-    def __init__(self, outer: SqlUnitOfWork, connection: Connection) -> None:
-        self._outer = outer
-        self._connection = connection
-        self._savepoint: NestedTransaction | None = None
+    def __init__(self, outer: SqlUnitOfWork) -> None:
         self.users = outer.users
         self.ledger = outer.ledger
         self.loans = outer.loans
@@ -112,6 +114,22 @@ class SavepointUnitOfWork:
         self.mpesa = outer.mpesa
         self.outbox = outer.outbox
         self.sync = outer.sync
+
+
+class SavepointUnitOfWork(_OuterRepositories):
+    """A service's `with uow: ... uow.commit()` inside an outer transaction, as a SAVEPOINT.
+
+    commit() releases the savepoint: the writes stay, for the outer transaction to commit (a
+    wrong PIN counted before the error, say). Leaving without commit() rolls back to the
+    savepoint: the outer transaction carries on as if the service never ran. So the sync push
+    commits a mutation's effects together with the client's last mutation id, atomically.
+    """
+
+    def __init__(self, outer: SqlUnitOfWork, connection: Connection) -> None:
+        super().__init__(outer)
+        self._outer = outer
+        self._connection = connection
+        self._savepoint: NestedTransaction | None = None
 
     def __enter__(self) -> Self:
         assert self._savepoint is None, "a savepoint unit of work is entered once at a time"
@@ -141,6 +159,44 @@ class SavepointUnitOfWork:
         assert self._savepoint is not None
         self._savepoint.rollback()
         self._savepoint = self._connection.begin_nested()
+
+
+class SharedReadUnitOfWork(_OuterRepositories):
+    """Reads inside an open transaction, seeing its writes; there is nothing to commit."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        return None
+
+    def commit(self) -> None:
+        raise AssertionError("a read inside another transaction has nothing to commit")
+
+    def rollback(self) -> None:
+        raise AssertionError("a read inside another transaction cannot roll it back")
+
+
+class NestedUnitOfWorkFactory:
+    """Units of work inside one open transaction, for a caller that commits them all at once.
+
+    A service's unit of work is a savepoint (see SavepointUnitOfWork); a read shares the
+    transaction. The API runs a command, its Idempotency-Key and the answer's view this way.
+    """
+
+    def __init__(self, outer: SqlUnitOfWork) -> None:
+        self._outer = outer
+
+    def __call__(self) -> SavepointUnitOfWork:
+        return self._outer.savepoint()
+
+    def read_only(self) -> SharedReadUnitOfWork:
+        return SharedReadUnitOfWork(self._outer)
 
 
 def _translate(error: DBAPIError) -> Exception:

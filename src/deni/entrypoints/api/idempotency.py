@@ -1,8 +1,10 @@
 """Idempotency-Key handling: the same key and body get the stored answer, another body 409.
 
-The key is claimed in its own short transaction before the command runs. Only successful
-answers are stored: a failed command wrote nothing, so a retry with the same key may try again.
-A claim left by a process that died mid-command goes stale after CLAIM_STALE_AFTER.
+The key is claimed, the command run and its answer stored in one transaction: a request whose
+process dies mid-command leaves nothing, and a second request with the same key waits for the
+first to finish, then gets its answer. Only successful answers are stored: a refused command
+releases the key, so a retry may try again. (A claim without an answer, written by an older
+version that claimed in its own transaction, goes stale after CLAIM_STALE_AFTER.)
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from datetime import timedelta
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from deni.adapters.db.uow import NestedUnitOfWorkFactory
 from deni.bootstrap import Deni
-from deni.domain.errors import Conflict, IdempotencyConflict
-from deni.services.ports import IdempotentResponse
+from deni.domain.errors import Conflict, DomainError, IdempotencyConflict
+from deni.services.ports import IdempotentResponse, UnitOfWorkFactory
 
 REPLAY_HEADER = "Idempotent-Replayed"
 # A claim this old without an answer belongs to a process that died mid-command: the same
@@ -32,8 +35,12 @@ def run_idempotent(
     key: str,
     route: str,
     body: BaseModel | None,
-    action: Callable[[], tuple[int, BaseModel]],
+    action: Callable[[UnitOfWorkFactory], tuple[int, BaseModel]],
 ) -> Response:
+    """Run `action` once per key, in one transaction with the key and the stored answer.
+
+    `action` gets the units of work to use: savepoints and reads inside that transaction.
+    """
     request_hash = _request_hash(route, body)
     now = deni.clock.now()
     with deni.uow() as uow:
@@ -44,19 +51,19 @@ def run_idempotent(
             now=now,
             stale_before=now - CLAIM_STALE_AFTER,
         )
-        stored = uow.idempotency.get_response(scope=scope, key=key) if stored_hash else None
-        uow.commit()
-    if stored_hash is not None:
-        return _replay(stored_hash, request_hash, stored)
-    try:
-        status, model = action()
-    except BaseException:
-        with deni.uow() as uow:
+        if stored_hash is not None:
+            return _replay(
+                stored_hash, request_hash, uow.idempotency.get_response(scope=scope, key=key)
+            )
+        try:
+            status, model = action(NestedUnitOfWorkFactory(uow))
+        except DomainError:
+            # What the command committed before refusing stays (a wrong PIN counts); the key
+            # does not, so a retry may try again.
             uow.idempotency.release(scope=scope, key=key)
             uow.commit()
-        raise
-    content = model.model_dump_json()
-    with deni.uow() as uow:
+            raise
+        content = model.model_dump_json()
         uow.idempotency.complete(
             scope=scope,
             key=key,

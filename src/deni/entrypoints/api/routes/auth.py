@@ -21,6 +21,7 @@ from deni.entrypoints.api.schemas import (
     UserOut,
 )
 from deni.services import ledger, users
+from deni.services.ports import UnitOfWorkFactory
 from deni.services.users import Session
 
 router = APIRouter(tags=["auth"])
@@ -53,9 +54,9 @@ def register(
 ) -> object:
     """Create an account with a Kenyan mobile number, a name, a 4-digit PIN and a language."""
 
-    def action() -> tuple[int, UserOut]:
+    def action(uows: UnitOfWorkFactory) -> tuple[int, UserOut]:
         user = users.register_user(
-            uow=deni.uow(),
+            uow=uows(),
             hasher=deni.hasher,
             clock=deni.clock,
             phone=body.phone,
@@ -66,7 +67,7 @@ def register(
         return 201, _user_out(user)
 
     if key is None:
-        return action()[1]
+        return action(deni.uow)[1]
     key = idempotency_key(key)
     return run_idempotent(
         deni, scope="register", key=key, route="register", body=body, action=action
@@ -118,9 +119,9 @@ def me(user_id: UserId, deni: DeniDep) -> MeOut:
 def change_pin(body: ChangePinIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -> object:
     """Change your PIN; the old one must be right (wrong ones count towards the lock)."""
 
-    def action() -> tuple[int, EmptyOut]:
+    def action(uows: UnitOfWorkFactory) -> tuple[int, EmptyOut]:
         users.change_pin(
-            uow=deni.uow(),
+            uow=uows(),
             hasher=deni.hasher,
             clock=deni.clock,
             user_id=user_id,

@@ -24,7 +24,7 @@ from deni.entrypoints.api.schemas import (
     TermsIn,
 )
 from deni.services import loans, queries
-from deni.services.ports import LIST_PAGE_MAX
+from deni.services.ports import LIST_PAGE_MAX, UnitOfWorkFactory
 
 router = APIRouter(prefix="/loans", tags=["loans"])
 LOAN_ID_CHARS_MAX = 64
@@ -44,11 +44,9 @@ def loan_id_param(loan_id: str, user_id: UserId) -> str:
 LoanId = Annotated[str, Depends(loan_id_param)]
 
 
-def _view(deni: DeniDep, user_id: str, loan: Loan) -> LoanOut:
-    detail = queries.loan_detail(
-        uow_factory=deni.uow, clock=deni.clock, user_id=user_id, loan_id=loan.id
-    )
-    return LoanOut.of(detail.view)
+def _view(deni: DeniDep, uows: UnitOfWorkFactory, loan: Loan) -> LoanOut:
+    """The answer to a command: the loan it returned, read inside the command's transaction."""
+    return LoanOut.of(queries.loan_view(uow_factory=uows, clock=deni.clock, loan=loan))
 
 
 @router.post("/quote", response_model=QuoteOut)
@@ -80,9 +78,9 @@ def request_loan(
 ) -> object:
     """Ask a lender (by phone number) for a loan on the quoted terms."""
 
-    def action() -> tuple[int, LoanOut]:
+    def action(uows: UnitOfWorkFactory) -> tuple[int, LoanOut]:
         loan = loans.request_loan(
-            uow=deni.uow(),
+            uow=uows(),
             clock=deni.clock,
             borrower_id=user_id,
             lender_phone=body.lender_phone,
@@ -93,7 +91,7 @@ def request_loan(
             term_days=body.term_days,
             loan_id=None if body.loan_id is None else str(body.loan_id),
         )
-        return 201, _view(deni, user_id, loan)
+        return 201, _view(deni, uows, loan)
 
     return run_idempotent(
         deni, scope=user_id, key=key, route="request_loan", body=body, action=action
@@ -161,16 +159,16 @@ def approve(
 ) -> object:
     """Lender: approve with your PIN. The money moves now, or when your wallet holds it."""
 
-    def action() -> tuple[int, LoanOut]:
+    def action(uows: UnitOfWorkFactory) -> tuple[int, LoanOut]:
         loan = loans.approve_loan(
-            uow=deni.uow(),
+            uow=uows(),
             hasher=deni.hasher,
             clock=deni.clock,
             lender_id=user_id,
             loan_id=loan_id,
             pin=body.pin,
         )
-        return 200, _view(deni, user_id, loan)
+        return 200, _view(deni, uows, loan)
 
     return run_idempotent(
         deni, scope=user_id, key=key, route=f"approve:{loan_id}", body=body, action=action
@@ -210,16 +208,16 @@ def _close(
     *,
     command: Literal["decline", "cancel"],
 ) -> object:
-    def action() -> tuple[int, LoanOut]:
+    def action(uows: UnitOfWorkFactory) -> tuple[int, LoanOut]:
         if command == "decline":
             loan = loans.decline_loan(
-                uow=deni.uow(), clock=deni.clock, lender_id=user_id, loan_id=loan_id
+                uow=uows(), clock=deni.clock, lender_id=user_id, loan_id=loan_id
             )
         else:
             loan = loans.cancel_loan(
-                uow=deni.uow(), clock=deni.clock, borrower_id=user_id, loan_id=loan_id
+                uow=uows(), clock=deni.clock, borrower_id=user_id, loan_id=loan_id
             )
-        return 200, _view(deni, user_id, loan)
+        return 200, _view(deni, uows, loan)
 
     # No body and an empty object are the same request (the same Idempotency-Key replays).
     return run_idempotent(
@@ -238,9 +236,9 @@ def repay(
 ) -> object:
     """Borrower: pay from your wallet. Penalty first, then fee, then principal."""
 
-    def action() -> tuple[int, RepayOut]:
+    def action(uows: UnitOfWorkFactory) -> tuple[int, RepayOut]:
         result = loans.repay_loan(
-            uow=deni.uow(),
+            uow=uows(),
             clock=deni.clock,
             borrower_id=user_id,
             loan_id=loan_id,
@@ -249,7 +247,7 @@ def repay(
         )
         allocation = result.allocation
         return 200, RepayOut(
-            loan=_view(deni, user_id, result.loan),
+            loan=_view(deni, uows, result.loan),
             applied_cents=allocation.applied_cents,
             penalty_cents=allocation.penalty_cents,
             fee_cents=allocation.fee_cents,
@@ -268,16 +266,16 @@ def write_off(
 ) -> object:
     """Lender: forgive what is still owed, with your PIN. It cannot be undone."""
 
-    def action() -> tuple[int, LoanOut]:
+    def action(uows: UnitOfWorkFactory) -> tuple[int, LoanOut]:
         loan = loans.write_off_loan(
-            uow=deni.uow(),
+            uow=uows(),
             hasher=deni.hasher,
             clock=deni.clock,
             lender_id=user_id,
             loan_id=loan_id,
             pin=body.pin,
         )
-        return 200, _view(deni, user_id, loan)
+        return 200, _view(deni, uows, loan)
 
     return run_idempotent(
         deni, scope=user_id, key=key, route=f"write_off:{loan_id}", body=body, action=action

@@ -17,7 +17,7 @@ from deni.entrypoints.api.routes.loans import LoanId
 from deni.entrypoints.api.schemas import RepayIn, Strict
 from deni.services import mpesa
 from deni.services.mpesa_ports import MpesaRequest, Purpose
-from deni.services.ports import LIST_PAGE_MAX
+from deni.services.ports import LIST_PAGE_MAX, UnitOfWorkFactory
 
 router = APIRouter(tags=["mpesa"])
 
@@ -68,11 +68,17 @@ def _require_mpesa(deni: Deni) -> None:
 
 
 def _record(
-    deni: Deni, user_id: str, key: str, amount_cents: int, purpose: Purpose, loan_id: str | None
+    deni: Deni,
+    uows: UnitOfWorkFactory,
+    user_id: str,
+    key: str,
+    amount_cents: int,
+    purpose: Purpose,
+    loan_id: str | None,
 ) -> MpesaRequestOut:
     _require_mpesa(deni)
     now = deni.clock.now()
-    with deni.uow() as uow:
+    with uows() as uow:
         if purpose is Purpose.WITHDRAWAL:
             request = mpesa.request_payout(
                 uow, user_id=user_id, amount_cents=amount_cents, idempotency_key=key, now=now
@@ -100,7 +106,10 @@ def top_up(body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -
         key=key,
         route="mpesa_top_up",
         body=body,
-        action=lambda: (202, _record(deni, user_id, key, body.amount_cents, Purpose.TOP_UP, None)),
+        action=lambda uows: (
+            202,
+            _record(deni, uows, user_id, key, body.amount_cents, Purpose.TOP_UP, None),
+        ),
     )
 
 
@@ -113,9 +122,9 @@ def withdraw(body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey)
         key=key,
         route="mpesa_withdraw",
         body=body,
-        action=lambda: (
+        action=lambda uows: (
             202,
-            _record(deni, user_id, key, body.amount_cents, Purpose.WITHDRAWAL, None),
+            _record(deni, uows, user_id, key, body.amount_cents, Purpose.WITHDRAWAL, None),
         ),
     )
 
@@ -131,9 +140,9 @@ def repay_by_stk(
         key=key,
         route=f"mpesa_repay:{loan_id}",
         body=body,
-        action=lambda: (
+        action=lambda uows: (
             202,
-            _record(deni, user_id, key, body.amount_cents, Purpose.REPAYMENT, loan_id),
+            _record(deni, uows, user_id, key, body.amount_cents, Purpose.REPAYMENT, loan_id),
         ),
     )
 

@@ -15,7 +15,7 @@ from deni.entrypoints.api.schemas import (
     NotificationOut,
 )
 from deni.services import queries
-from deni.services.ports import LIST_PAGE_MAX
+from deni.services.ports import LIST_PAGE_MAX, UnitOfWorkFactory
 
 router = APIRouter(tags=["notifications"])
 
@@ -39,8 +39,8 @@ def list_notifications(
 def mark_read(body: MarkReadIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -> object:
     """Mark your notifications read. Ids that are not yours are ignored."""
 
-    def action() -> tuple[int, MarkReadOut]:
-        with deni.uow() as uow:
+    def action(uows: UnitOfWorkFactory) -> tuple[int, MarkReadOut]:
+        with uows() as uow:
             marked = uow.notifications.mark_read(user_id, body.ids, deni.clock.now())
             uow.commit()
         return 200, MarkReadOut(marked=marked)
