@@ -360,3 +360,49 @@ def test_deposits_racing_approvals_of_the_same_lender_never_deadlock(deni: Deni)
     )
     assert balance(deni, lender) == 0
     assert_ledger_whole(deni, deposited_cents=half * principal_cents)
+
+
+def test_a_credit_skips_a_late_approval_another_transaction_holds_instead_of_waiting(
+    deni: Deni,
+) -> None:
+    """Holding the wallet, a deposit never waits for a loan lock (that could deadlock with the
+    sweep, which locks the loan and then the wallet); the loan's holder funds it instead."""
+    if deni.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: there, holding a loan holds everything")
+    principal_cents = 10_000
+    lender = register(deni, name="Akinyi", pin=PIN)
+    borrower = register(deni, name="Baraka", pin=PIN)
+    loan = request(deni, borrower=borrower, lender=lender, principal_cents=principal_cents)
+    with deni.uow() as uow:  # listed before the approval: the approval is "late"
+        locks = loans.lock_loans_a_credit_may_settle(uow, user_id=lender.id, now=deni.clock.now())
+        uow.commit()
+    assert approve(deni, lender=lender, loan=loan).state is LoanState.APPROVED
+    with deni.uow() as holder:  # e.g. the sweep, about to fund it
+        assert holder.loans.lock(loan.id) is not None
+        began = time.monotonic()
+        fund_without_waiting = threading.Thread(
+            target=_credit_and_settle, args=(deni, lender, principal_cents, locks)
+        )
+        fund_without_waiting.start()
+        fund_without_waiting.join(timeout=BARRIER_TIMEOUT_S)
+        assert not fund_without_waiting.is_alive(), "the deposit waited for the held loan"
+        assert time.monotonic() - began < BARRIER_TIMEOUT_S
+    with deni.uow.read_only() as uow:
+        still = uow.loans.get(loan.id)
+    assert still is not None
+    assert still.state is LoanState.APPROVED  # skipped; the holder would fund it
+    assert balance(deni, lender) == principal_cents
+
+
+def _credit_and_settle(deni: Deni, user: User, cents: int, locks: loans.CreditLocks) -> None:
+    with deni.uow() as uow:
+        ledger.credit_from_mpesa(
+            uow,
+            wallet_id=wallet_account_id(user.id),
+            amount_cents=cents,
+            receipt="LATE0001",
+            idempotency_key="mpesa:LATE0001",
+            now=deni.clock.now(),
+        )
+        loans.settle_after_credit(uow, locks, trigger="late", now=deni.clock.now())
+        uow.commit()

@@ -426,6 +426,41 @@ def pin_hash_of(deni: Deni, user: User) -> str:
         return str(connection.execute(query).scalar_one())
 
 
+def credit_without_settling(deni: Deni, user: User, cents: int) -> None:
+    """Money reaches the wallet the way a deposit writes it, but nothing is settled yet."""
+    receipt = next_receipt()
+    with deni.uow() as uow:
+        ledger.credit_from_mpesa(
+            uow,
+            wallet_id=wallet_account_id(user.id),
+            amount_cents=cents,
+            receipt=receipt,
+            idempotency_key=f"mpesa:{receipt}",
+            now=deni.clock.now(),
+        )
+        uow.commit()
+
+
+def test_a_credit_funds_an_approval_that_committed_after_its_loans_were_listed(
+    deni: Deni,
+) -> None:
+    """The race a deposit can lose: an approval found the wallet short and committed after
+    the deposit listed (and locked) the waiting loans. The deposit funds it all the same."""
+    lender, borrower = register(deni), register(deni)
+    loan = request(deni, borrower, lender)
+    with deni.uow() as uow:  # the deposit lists the lender's waiting loans: none yet
+        locks = loans.lock_loans_a_credit_may_settle(uow, user_id=lender.id, now=deni.clock.now())
+        uow.commit()
+    assert locks.waiting_ids == ()
+    assert approve(deni, lender, loan).state is LoanState.APPROVED  # short: waits for funds
+    credit_without_settling(deni, lender, 10_000)
+    with deni.uow() as uow:
+        loans.settle_after_credit(uow, locks, trigger="late", now=deni.clock.now())
+        uow.commit()
+    assert stored(deni, loan).state is LoanState.ACTIVE
+    assert (wallet(deni, lender), wallet(deni, borrower)) == (0, 10_000)
+
+
 def test_only_the_lender_approves_and_strangers_see_nothing(deni: Deni) -> None:
     lender, borrower, stranger = register(deni), register(deni), register(deni)
     loan = request(deni, borrower, lender)

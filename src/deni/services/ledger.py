@@ -129,9 +129,17 @@ def transfer(
     cause_id: str,
     now: datetime,
     memo: str = "",
+    locked: dict[str, Account] | None = None,
 ) -> PostResult:
-    """Move money from one account's natural balance to another's (e.g. wallet to wallet)."""
-    accounts = uow.ledger.lock_accounts([source_account_id, target_account_id])
+    """Move money from one account's natural balance to another's (e.g. wallet to wallet).
+
+    `locked`: both accounts, if the caller has locked them already in this transaction.
+    """
+    if locked is None:
+        accounts = uow.ledger.lock_accounts([source_account_id, target_account_id])
+    else:
+        assert {source_account_id, target_account_id} <= set(locked)
+        accounts = locked
     source = accounts.get(source_account_id)
     if source is None:
         raise NotFound(f"No such account: {source_account_id}.", code="account_not_found")

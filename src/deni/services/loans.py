@@ -216,6 +216,7 @@ def _fund_if_possible(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
         cause_id=loan.id,
         now=now,
         memo=loan.code,
+        locked=accounts,
     )
     loan.apply(LoanEvent.FUND)
     # Until M-PESA payouts exist, the money reaching the borrower's wallet settles the loan.
@@ -479,16 +480,33 @@ def _fund_waiting_loans(uow: UnitOfWork, locks: CreditLocks, *, now: datetime) -
     for loan_id in locks.waiting_ids:
         loan = uow.loans.lock(loan_id)
         assert loan is not None
-        assert loan.lender_id == locks.user_id
-        if loan.state is not LoanState.APPROVED or _expire_if_due(uow, loan, now=now):
+        funded += _fund_waiting_loan(uow, loan, lender_id=locks.user_id, now=now)
+    # An approval that found this wallet short before we locked it committed while we waited
+    # for the wallet: it is not in `locks`. Take it only if nobody holds it (waiting for a loan
+    # while holding the wallet could deadlock with the sweep); whoever holds it waits for this
+    # wallet and then sees the money.
+    late_ids = uow.loans.ids_in_state(
+        states=[LoanState.APPROVED], lender_id=locks.user_id, limit=LOANS_PER_WALLET_EVENT_MAX
+    )
+    for loan_id in late_ids:
+        if loan_id in locks.waiting_ids:
             continue
-        if _fund_if_possible(uow, loan, now=now):
-            uow.loans.save(loan, now)
-            _audit_loan(
-                uow, loan, actor_id=SYSTEM_ACTOR, channel="system", command="fund_loan", now=now
-            )
-            funded += 1
+        late = uow.loans.lock(loan_id, skip_locked=True)
+        if late is not None:
+            funded += _fund_waiting_loan(uow, late, lender_id=locks.user_id, now=now)
     return funded
+
+
+def _fund_waiting_loan(uow: UnitOfWork, loan: Loan, *, lender_id: str, now: datetime) -> int:
+    """1 if the locked `loan` was waiting for its lender's money and got it, else 0."""
+    assert loan.lender_id == lender_id
+    if loan.state is not LoanState.APPROVED or _expire_if_due(uow, loan, now=now):
+        return 0
+    if not _fund_if_possible(uow, loan, now=now):
+        return 0
+    uow.loans.save(loan, now)
+    _audit_loan(uow, loan, actor_id=SYSTEM_ACTOR, channel="system", command="fund_loan", now=now)
+    return 1
 
 
 def _apply_to_overdue_loans(

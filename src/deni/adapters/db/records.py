@@ -109,23 +109,27 @@ class SqlAuditRepository:
             details=details,
         )
         record = AuditRecord(seq, at, actor_id, channel, command, details, head.hash, digest)
-        self._connection.execute(
-            t.audit_log.insert().values(
-                seq=seq,
-                at=at,
-                actor_id=actor_id,
-                channel=channel,
-                command=command,
-                details=details,
-                prev_hash=head.hash,
-                hash=digest,
-            )
+        add_row = t.audit_log.insert().values(
+            seq=seq,
+            at=at,
+            actor_id=actor_id,
+            channel=channel,
+            command=command,
+            details=details,
+            prev_hash=head.hash,
+            hash=digest,
         )
-        self._connection.execute(
+        move_head = (
             update(t.audit_head)
             .where(t.audit_head.c.id == AUDIT_HEAD_ID)
             .values(seq=seq, hash=digest)
         )
+        if self._connection.dialect.name == "postgresql":
+            # One round trip on every command: the head moves in a CTE of the insert.
+            self._connection.execute(add_row.add_cte(move_head.cte("moved_head")))
+        else:
+            self._connection.execute(add_row)
+            self._connection.execute(move_head)
         return record
 
     def scan(self, *, after_seq: int, limit: int) -> list[AuditRecord]:

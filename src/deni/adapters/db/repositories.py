@@ -518,8 +518,12 @@ class SqlLoanRepository:
         row = self._connection.execute(select(t.loans).where(t.loans.c.code == code)).first()
         return loan_from_row(row) if row else None
 
-    def lock(self, loan_id: str) -> Loan | None:
-        query = select(t.loans).where(t.loans.c.id == loan_id).with_for_update(key_share=True)
+    def lock(self, loan_id: str, *, skip_locked: bool = False) -> Loan | None:
+        query = (
+            select(t.loans)
+            .where(t.loans.c.id == loan_id)
+            .with_for_update(key_share=True, skip_locked=skip_locked)
+        )
         row = self._connection.execute(query).first()
         return loan_from_row(row) if row else None
 
