@@ -453,3 +453,148 @@ def test_a_malformed_mutation_is_a_dead_letter_on_both_sides_and_blocks_nothing(
     assert retried.status == "dead"
     assert [x["id"] for x in syncer.remote_dead_letters()] == [dead.dead_letter_id]
     assert_ledger_whole(world.deni)
+
+
+# -- notifications, profile, edits and manual conflicts ------------------------------------------
+
+
+def test_cli_a_manual_conflict_from_two_phones_is_listed_resolved_and_converges(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two phones of one borrower edit the same request offline: the second edit to reach the
+    server becomes a manual conflict; `conflicts` shows both versions, `resolve` keeps one
+    (queued, offline), and after sync both phones agree and the conflict is gone."""
+    monkeypatch.setattr(cli_offline, "console", Console(width=200))
+    monkeypatch.setattr(cli_offline, "errors", Console(width=200, stderr=True))
+    runner = CliRunner()
+    home_a, home_b = str(tmp_path / "phone_a"), str(tmp_path / "phone_b")
+
+    def run(home: str, *args: str, input_text: str | None = None) -> str:
+        result = runner.invoke(cli_app, ["offline", *args, "--home", home], input=input_text)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    def local(home: str) -> OfflineClient:
+        return OfflineClient(Store(Path(home) / f"{world.borrower.phone}.sqlite3"))
+
+    login = ("login", "--url", world.url, "--phone", world.borrower.phone)
+    run(home_a, *login, input_text=PIN + "\n")
+    out = run(home_a, "request", "--lender", world.lender.phone, "--amount", "500", "--days", "7")
+    loan_id = out.split("Loan ", 1)[1].split()[0]
+    run(home_a, "sync")
+    run(home_b, *login, input_text=PIN + "\n")
+    assert "requested" in run(home_b, "loans")
+
+    # Both phones edit the request while offline (neither has synced since).
+    assert "Queued" in run(home_a, "edit", loan_id, "--amount", "600")
+    assert "Queued" in run(home_b, "edit", loan_id, "--amount", "700")
+    assert "1 applied" in run(home_a, "sync")
+    out = run(home_b, "sync")
+    assert "1 conflicts" in out
+    assert "1 conflict(s) wait for your choice" in out
+
+    out = run(home_b, "conflicts")
+    assert "KES 600" in out  # the server's version (phone A's edit)
+    assert "KES 700" in out  # this phone's edit
+    phone_b = local(home_b)
+    try:
+        [conflict] = phone_b.conflicts()
+        assert conflict.entity_id == loan_id
+        assert phone_b.loans()[0].principal_cents == 60_000  # the server's terms in force
+    finally:
+        phone_b.store.close()
+    run(home_a, "sync")
+    assert conflict.id in run(home_a, "conflicts")  # the user's conflict, on every phone
+    assert "sync_conflict" in run(home_b, "notifications")
+
+    # Resolved offline on phone B: queued, shown at once, sent by the next sync.
+    assert "Queued" in run(home_b, "resolve", conflict.id, "--keep", "client")
+    assert "You chose to keep yours" in run(home_b, "conflicts")
+    assert "KES 700" in run(home_b, "loans")
+    assert "1 applied" in run(home_b, "sync")
+    run(home_a, "sync")
+    for home in (home_a, home_b):
+        assert "No open conflicts" in run(home, "conflicts")
+        device_view = local(home)
+        try:
+            [line] = device_view.loans()
+            assert (line.id, line.principal_cents, line.pending) == (loan_id, 70_000, False)
+        finally:
+            device_view.store.close()
+    with world.deni.uow.read_only() as uow:
+        loan = uow.loans.get(loan_id)
+        assert loan is not None
+        assert loan.terms.principal_cents == 70_000
+
+    # Read flags: client wins, and the other phone learns them by pull.
+    assert "Marked" in run(home_b, "read", "--all")
+    assert "0 unread" in run(home_b, "notifications")
+    run(home_b, "sync")
+    run(home_a, "sync")
+    assert "0 unread" in run(home_a, "notifications")
+
+
+def test_profile_edits_from_two_phones_last_writer_wins_per_field(
+    world: World, tmp_path: Path
+) -> None:
+    phone_a = device(world.url, world.borrower, tmp_path / "a.sqlite3")
+    phone_b = device(world.url, world.borrower, tmp_path / "b.sqlite3")
+    phone_a.client.update_profile(name="Wanjiku From A")
+    phone_b.client.update_profile(name="Wanjiku From B", language="sw")
+    assert phone_a.client.profile().name == "Wanjiku From A"  # shown at once, offline
+    assert phone_a.sync().applied == 1
+    report = phone_b.sync()  # B's base version predates A's change of the name
+    assert report.conflicts == 1
+    [done] = queue.listing(phone_b.client.store.db, statuses=("conflict",), limit=5)
+    assert done.result is not None
+    assert done.result["resolution"] == "last_writer_wins"
+    converge(phone_a, phone_b)
+    for each in (phone_a, phone_b):
+        shown = each.client.profile()
+        assert (shown.name, shown.language, shown.pending) == ("Wanjiku From B", "sw", False)
+    # A later change of one field from phone A is a plain applied change; the name stays.
+    phone_a.client.update_profile(language="en")
+    assert phone_a.sync().applied == 1
+    phone_b.sync()
+    assert (phone_b.client.profile().name, phone_b.client.profile().language) == (
+        "Wanjiku From B",
+        "en",
+    )
+    with world.deni.uow.read_only() as uow:
+        user = uow.users.get(world.borrower.id)
+        assert user is not None
+        assert (user.name, user.language) == ("Wanjiku From B", "en")
+
+
+def test_keeping_the_servers_version_ends_the_conflict_and_a_late_choice_is_refused(
+    world: World, tmp_path: Path
+) -> None:
+    phone_a = device(world.url, world.borrower, tmp_path / "a.sqlite3")
+    loan_id = str(
+        phone_a.client.request_loan(
+            lender_phone=world.lender.phone, principal_cents=50_000, term_days=7
+        ).args["loan_id"]
+    )
+    phone_a.sync()
+    phone_b = device(world.url, world.borrower, tmp_path / "b.sqlite3")
+    phone_a.client.edit_request(loan_id, fee_cents=2_000)
+    phone_b.client.edit_request(loan_id, principal_cents=80_000)
+    phone_a.sync()
+    assert phone_b.sync().conflicts == 1
+    phone_a.sync()
+    [conflict] = phone_b.client.conflicts()
+    assert [c.id for c in phone_a.client.conflicts()] == [conflict.id]
+    # Both phones choose offline; B's choice reaches the server first.
+    phone_a.client.resolve_conflict(conflict.id, keep="client")
+    assert phone_a.client.loans()[0].principal_cents == 80_000  # A's choice, shown at once
+    phone_b.client.resolve_conflict(conflict.id, keep="server")
+    assert phone_b.sync().applied == 1
+    assert phone_b.client.conflicts() == []
+    report = phone_a.sync()
+    assert [code for _, code, _ in report.rejected] == ["conflict_resolved"]
+    assert phone_a.client.conflicts() == []  # the tombstone came with the same sync
+    lender = device(world.url, world.lender, tmp_path / "l.sqlite3")
+    for each in (phone_a, phone_b, lender):
+        each.sync()
+        [line] = each.client.loans()
+        assert (line.principal_cents, line.owed_cents, line.pending) == (50_000, 52_000, False)

@@ -1,7 +1,8 @@
 """`deni offline ...`: the offline client in a terminal (docs/offline.md).
 
-Log in once while online; then loans, balance and every intent work without a network, and
-`deni offline sync` sends what you queued and brings the server's news.
+Log in once while online; then loans, balance, notifications, profile, conflicts and every
+intent work without a network, and `deni offline sync` sends what you queued and brings the
+server's news.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -21,8 +23,15 @@ from deni.domain.errors import DomainError
 from deni.domain.money import CENTS_PER_SHILLING, format_kes
 from deni.domain.phone import normalise_msisdn
 from deni.offline import queue
-from deni.offline.api import Api, OfflineError
-from deni.offline.client import CURRENT_FILE, OfflineClient, home_dir, open_store
+from deni.offline.api import Api, ApiError, OfflineError
+from deni.offline.client import (
+    CURRENT_FILE,
+    ConflictView,
+    OfflineClient,
+    Refused,
+    home_dir,
+    open_store,
+)
 from deni.offline.store import LocalSchemaTooNew, Store
 from deni.offline.sync import Syncer, SyncReport
 
@@ -50,7 +59,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    errors.print(f"[red]{message}[/red]")
+    errors.print(f"[red]{escape(message)}[/red]")
     raise typer.Exit(code)
 
 
@@ -62,6 +71,10 @@ def _client(home: Path | None, phone: str | None) -> Iterator[OfflineClient]:
         _fail(str(error))
     try:
         yield OfflineClient(store)
+    except Refused as error:
+        _fail(f"{error.message} (code: {error.code})")
+    except ApiError as error:
+        _fail(f"{error.message} (code: {error.code})")
     except OfflineError as error:
         _fail(error.message)
     except queue.QueueFull as error:
@@ -129,6 +142,8 @@ def status(home: HomeOpt = None, phone: PhoneOpt = None) -> None:
             table.add_row(key, meta.get(key, "-"))
         counts = queue.counts(client.store.db)
         table.add_row("queue", ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "empty")
+        table.add_row("unread notifications", str(len(client.notifications(unread_only=True))))
+        table.add_row("open conflicts", str(sum(1 for c in client.conflicts() if not c.resolving)))
         table.add_row("database", str(client.store.path))
         console.print(table)
 
@@ -272,6 +287,170 @@ def withdraw(
         _queued(client.withdraw(amount_cents=amount * CENTS_PER_SHILLING))
 
 
+@offline_app.command()
+def edit(
+    loan: Annotated[str, typer.Argument(help="Loan id, code, or id prefix.")],
+    amount: Annotated[float | None, typer.Option(help="New amount, shillings.")] = None,
+    fee: Annotated[float | None, typer.Option(help="New flat fee, shillings.")] = None,
+    penalty: Annotated[float | None, typer.Option(help="New daily penalty, shillings.")] = None,
+    days: Annotated[int | None, typer.Option(help="New term in days from today.")] = None,
+    due: Annotated[str | None, typer.Option(help="New due date YYYY-MM-DD (or --days).")] = None,
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+) -> None:
+    """Borrower: change a request the lender has not answered (queued). If it was changed
+    meanwhile (say from your other phone), both versions are kept: see `deni offline conflicts`."""
+    with _client(home, phone) as client:
+        try:
+            due_date = None if due is None else date.fromisoformat(due)
+        except ValueError:
+            _fail("--due is a date, YYYY-MM-DD.")
+        mutation = client.edit_request(
+            loan,
+            principal_cents=None if amount is None else _shillings(amount),
+            fee_cents=None if fee is None else _shillings(fee),
+            penalty_daily_cents=None if penalty is None else _shillings(penalty),
+            term_days=days,
+            due_date=due_date,
+        )
+        _queued(mutation)
+
+
+@offline_app.command()
+def notifications(
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+    unread: Annotated[bool, typer.Option("--unread", help="Only the unread ones.")] = False,
+) -> None:
+    """Your notifications, newest first (new = unread; * = marked read here, not synced yet)."""
+    with _client(home, phone) as client:
+        lines = client.notifications(unread_only=unread)
+        table = Table(title=f"Notifications (as of {_as_of(client)})")
+        for column in ("", "id", "when", "kind", "message"):
+            table.add_column(column)
+        for line in lines:
+            mark = "[bold]new[/bold]" if not line.read else ("read *" if line.read_pending else "")
+            table.add_row(
+                mark,
+                line.id,
+                (line.created_at or "-")[:16].replace("T", " "),
+                line.kind,
+                escape(line.body),
+            )
+        console.print(table)
+        unread_count = sum(1 for line in lines if not line.read)
+        console.print(f"{unread_count} unread. Mark read: `deni offline read ID...` or `--all`.")
+
+
+@offline_app.command()
+def read(
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="Notification ids (or unique id prefixes).")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every unread notification.")] = False,
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+) -> None:
+    """Mark notifications read: at once on this device, and on the server after sync."""
+    if ids and all_:
+        _fail("Give notification ids or --all, not both.")
+    if not ids and not all_:
+        _fail("Give notification ids, or --all.")
+    with _client(home, phone) as client:
+        mutations = client.mark_all_read() if all_ else client.mark_read(list(ids or []))
+        if not mutations:
+            console.print("Nothing unread there: nothing queued.")
+            return
+        marked = sum(len(m.args["notification_ids"]) for m in mutations)
+        console.print(f"Marked {marked} notification(s) read.")
+        for mutation in mutations:
+            _queued(mutation)
+
+
+@offline_app.command()
+def profile(
+    name: Annotated[str | None, typer.Option(help="Your new name.")] = None,
+    language: Annotated[str | None, typer.Option(help="en or sw.")] = None,
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+) -> None:
+    """Your profile; with --name and/or --language, change it (queued; shown here at once).
+    If another device changed the same field, the change that reaches the server last wins."""
+    with _client(home, phone) as client:
+        if name is not None or language is not None:
+            _queued(client.update_profile(name=name, language=language))
+        found = client.profile()
+        table = Table(title="Profile", show_header=False)
+        table.add_row("phone", found.phone)
+        for label, value, server in (
+            ("name", found.name, found.server_name),
+            ("language", found.language, found.server_language),
+        ):
+            pending = f" * (server: {server})" if value != server else ""
+            table.add_row(label, escape(value) + escape(pending))
+        console.print(table)
+
+
+def _cell(field: str, value: object) -> str:
+    if value is None:
+        return "-"
+    if field.endswith("_cents") and isinstance(value, int) and not isinstance(value, bool):
+        return format_kes(value)
+    return escape(str(value))
+
+
+def _conflict_table(conflict: ConflictView) -> Table:
+    title = escape(f"Conflict {conflict.id}: {conflict.entity} {conflict.label}")
+    table = Table(title=title, caption=f"since {conflict.created_at or '?'}")
+    for column in ("", "server (in force)", "client (your edit)"):
+        table.add_column(column)
+    fields = list(conflict.server_version)
+    fields += [f for f in conflict.client_version if f not in conflict.server_version]
+    for field in fields:
+        server = conflict.server_version.get(field)
+        yours = conflict.client_version.get(field)
+        differs = field in conflict.server_version and field in conflict.client_version
+        style = "bold" if differs and server != yours else None
+        label = field.removesuffix("_cents").replace("_", " ")
+        table.add_row(label, _cell(field, server), _cell(field, yours), style=style)
+    return table
+
+
+@offline_app.command()
+def conflicts(home: HomeOpt = None, phone: PhoneOpt = None) -> None:
+    """Open conflicts: two edits of the same thing; both versions kept until you choose."""
+    with _client(home, phone) as client:
+        found = client.conflicts()
+        if not found:
+            console.print(f"No open conflicts (as of {_as_of(client)}).")
+            return
+        for conflict in found:
+            console.print(_conflict_table(conflict))
+            if conflict.resolving:
+                kept = "the server's version" if conflict.resolving == "server" else "yours"
+                console.print(f"  You chose to keep {kept}; it lands when you sync.")
+            else:
+                console.print(
+                    f"  Choose: `deni offline resolve {conflict.id} --keep server|client`"
+                )
+
+
+@offline_app.command()
+def resolve(
+    conflict: Annotated[str, typer.Argument(help="Conflict id (or a unique id prefix).")],
+    keep: Annotated[str, typer.Option(help="server (its version) or client (yours).")],
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+) -> None:
+    """Resolve a conflict by keeping one version (queued, so it works offline too)."""
+    with _client(home, phone) as client:
+        _queued(client.resolve_conflict(conflict, keep=keep))
+
+
+def _as_of(client: OfflineClient) -> str:
+    return client.store.get("last_pull_at") or "never synced"
+
+
 def _open_approvals(store: Store) -> int:
     return sum(1 for m in queue.open_mutations(store.db) if m.name == "approve_loan")
 
@@ -289,6 +468,12 @@ def _run_sync(client: OfflineClient, api: Api, *, pin: str | None) -> SyncReport
         syncer = Syncer(client.store, api, on_progress=on_progress, pin=pin)
         report = syncer.sync()
     _show_report(report)
+    waiting = sum(1 for c in client.conflicts() if not c.resolving)
+    if waiting:
+        console.print(
+            f"  {waiting} conflict(s) wait for your choice: `deni offline conflicts`, then "
+            "`deni offline resolve ID --keep server|client`."
+        )
     return report
 
 

@@ -1,19 +1,22 @@
 """The optimistic view: server state (as last pulled) plus the mutations it does not show yet.
 
-Server rows are never edited by a local intent. An intent writes an *overlay*: `local_state`
-and `local_owed_cents` on a loan, or a row flagged `is_local` (a requested loan, a repayment,
-a withdrawal) carrying the id of the mutation that made it. `rebase` throws the overlay away
-and replays every unconfirmed mutation on top of the fresh server state (Replicache's
-"rewind and replay"), in one local transaction.
+Server rows are never edited by a local intent. An intent writes an *overlay*: `local_state`,
+`local_owed_cents` and the `local_*` terms on a loan, `local_name` and `local_language` on the
+user, `local_read` on a notification, `pending_mutation_id` on a conflict record, or a row
+flagged `is_local` (a requested loan, a repayment, a withdrawal) carrying the id of the
+mutation that made it. `rebase` throws the overlay away and replays every unconfirmed mutation
+on top of the fresh server state (Replicache's "rewind and replay"), in one local transaction.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from deni.domain.users import nairobi_today
 from deni.offline.queue import Mutation
 
 # Loan states in which each intent makes sense (the server's state machine decides for real).
@@ -47,6 +50,21 @@ def effective_state(row: sqlite3.Row) -> str:
 def effective_owed_cents(row: sqlite3.Row) -> int:
     owed = row["local_owed_cents"]
     return int(row["owed_cents"] if owed is None else owed)
+
+
+def effective_principal_cents(row: sqlite3.Row) -> int:
+    principal = row["local_principal_cents"]
+    return int(row["principal_cents"] if principal is None else principal)
+
+
+def effective_fee_cents(row: sqlite3.Row) -> int:
+    fee = row["local_fee_cents"]
+    return int(row["fee_cents"] if fee is None else fee)
+
+
+def effective_due_date(row: sqlite3.Row) -> str | None:
+    due = row["local_due_date"] or row["due_date"]
+    return None if due is None else str(due)
 
 
 def _transition(
@@ -147,9 +165,101 @@ def _mark_read(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[
 
 
 def _profile(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
+    # An overlay: the pulled name and language stay as the server sent them until it answers.
     for column in ("name", "language"):
         if column in args:
-            db.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (args[column], me_id))  # noqa: S608
+            db.execute(
+                f"UPDATE users SET local_{column} = ? WHERE id = ?",  # noqa: S608 (fixed names)
+                (str(args[column]), me_id),
+            )
+
+
+def _edit(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
+    row = _loan(db, str(args["loan_id"]))
+    if row["borrower_id"] != me_id:
+        raise LocalRefused("Only the borrower can edit a request.", code="not_the_borrower")
+    state = effective_state(row)
+    if state != "requested":
+        raise LocalRefused(f"A loan that is {state} cannot be edited.", code="invalid_state")
+    due = args.get("due_date")
+    if due is None and args.get("term_days") is not None:
+        today = nairobi_today(datetime.now(UTC))
+        due = (today + timedelta(days=int(args["term_days"]))).isoformat()
+    _overlay_terms(
+        db,
+        row,
+        mutation_id,
+        principal_cents=args.get("principal_cents"),
+        fee_cents=args.get("fee_cents"),
+        due_date=due,
+    )
+
+
+def _overlay_terms(
+    db: sqlite3.Connection,
+    row: sqlite3.Row,
+    mutation_id: int,
+    *,
+    principal_cents: int | None,
+    fee_cents: int | None,
+    due_date: str | None,
+) -> None:
+    principal = effective_principal_cents(row) if principal_cents is None else int(principal_cents)
+    fee = effective_fee_cents(row) if fee_cents is None else int(fee_cents)
+    db.execute(
+        "UPDATE loans SET local_principal_cents = ?, local_fee_cents = ?, local_owed_cents = ?, "
+        "local_due_date = coalesce(?, local_due_date), pending_mutation_id = ? WHERE id = ?",
+        (principal, fee, principal + fee, due_date, mutation_id, row["id"]),
+    )
+
+
+def _conflict(db: sqlite3.Connection, conflict_id: str) -> sqlite3.Row:
+    row = db.execute(
+        "SELECT * FROM records WHERE entity = 'conflict' AND id = ?", (conflict_id,)
+    ).fetchone()
+    if row is None:
+        raise LocalRefused(
+            "No such open conflict on this device (sync to see new ones).",
+            code="conflict_not_found",
+        )
+    assert isinstance(row, sqlite3.Row)
+    return row
+
+
+def _resolve(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
+    row = _conflict(db, str(args["conflict_id"]))
+    if row["pending_mutation_id"] is not None:
+        raise LocalRefused(
+            f"You already chose for this conflict (#{row['pending_mutation_id']}, waiting to "
+            "sync).",
+            code="conflict_resolved",
+        )
+    choice = args["choice"]
+    if choice not in ("server", "client"):
+        raise LocalRefused("Keep 'server' or 'client'.", code="invalid_choice")
+    data = json.loads(row["data_json"])
+    if choice == "client" and data.get("entity") == "loan":
+        # The server applies this device's version only to a request still open: so here.
+        loan = _loan(db, str(data.get("entity_id")))
+        state = effective_state(loan)
+        if state != "requested":
+            raise LocalRefused(
+                f"The loan is {state} now: only its current terms can be kept.",
+                code="invalid_state",
+            )
+        wanted = data.get("client_version") or {}
+        _overlay_terms(
+            db,
+            loan,
+            mutation_id,
+            principal_cents=wanted.get("principal_cents"),
+            fee_cents=wanted.get("fee_cents"),
+            due_date=wanted.get("due_date"),
+        )
+    db.execute(
+        "UPDATE records SET pending_mutation_id = ? WHERE entity = 'conflict' AND id = ?",
+        (mutation_id, row["id"]),
+    )
 
 
 def _approve(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
@@ -198,6 +308,8 @@ EFFECTS: Final[dict[str, Callable[[sqlite3.Connection, int, str, dict[str, Any]]
     "withdraw": _money("withdrawal", -1),
     "mark_notification_read": _mark_read,
     "update_profile": _profile,
+    "edit_loan_request": _edit,
+    "resolve_conflict": _resolve,
 }
 
 
@@ -211,13 +323,22 @@ def reset_overlay(db: sqlite3.Connection) -> None:
     """Back to pure server state: drop local rows and overlays."""
     db.execute("DELETE FROM loans WHERE is_local = 1")
     db.execute(
-        "UPDATE loans SET local_state = NULL, local_owed_cents = NULL, pending_mutation_id = NULL "
+        "UPDATE loans SET local_state = NULL, local_owed_cents = NULL, pending_mutation_id = NULL, "
+        "local_principal_cents = NULL, local_fee_cents = NULL, local_due_date = NULL "
         "WHERE local_state IS NOT NULL OR local_owed_cents IS NOT NULL "
-        "OR pending_mutation_id IS NOT NULL"
+        "OR pending_mutation_id IS NOT NULL OR local_principal_cents IS NOT NULL "
+        "OR local_fee_cents IS NOT NULL OR local_due_date IS NOT NULL"
     )
     db.execute("DELETE FROM repayments WHERE is_local = 1")
     db.execute("DELETE FROM transactions WHERE is_local = 1")
     db.execute("UPDATE notifications SET local_read = 0 WHERE local_read = 1")
+    db.execute(
+        "UPDATE users SET local_name = NULL, local_language = NULL "
+        "WHERE local_name IS NOT NULL OR local_language IS NOT NULL"
+    )
+    db.execute(
+        "UPDATE records SET pending_mutation_id = NULL WHERE pending_mutation_id IS NOT NULL"
+    )
 
 
 def rebase(db: sqlite3.Connection, me_id: str, mutations: list[Mutation]) -> list[int]:

@@ -39,6 +39,8 @@ MUTATION_NAMES: Final = frozenset(
         "withdraw",
         "mark_notification_read",
         "update_profile",
+        "edit_loan_request",
+        "resolve_conflict",
     }
 )
 OPEN_STATES: Final = ("pending", "sent")
@@ -83,6 +85,16 @@ def next_mutation_id(db: sqlite3.Connection) -> int:
     return 1 if row is None else int(row[0])
 
 
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """One mutation to queue: its name, args, and the optimistic local change it makes."""
+
+    name: str
+    args: dict[str, Any]
+    aggregate_id: str | None
+    effect: LocalEffect | None = None
+
+
 def enqueue(
     store: Store,
     *,
@@ -92,39 +104,55 @@ def enqueue(
     effect: LocalEffect | None = None,
 ) -> Mutation:
     """Apply `effect` (the optimistic local change) and queue the mutation, atomically."""
-    assert name in MUTATION_NAMES, name
+    [found] = enqueue_all(store, [Intent(name, args, aggregate_id, effect)])
+    return found
+
+
+def enqueue_all(store: Store, intents: list[Intent]) -> list[Mutation]:
+    """Queue several mutations (ids +1 each) with their effects in ONE local transaction: all
+    of them or none (one user command that needs more than one mutation, e.g. marking more
+    notifications read than one mutation may carry)."""
+    assert intents, "at least one intent"
+    ids: list[int] = []
     with store.write() as db:
         open_count = db.execute(
             "SELECT count(*) FROM offline_queue WHERE status IN ('pending', 'sent')"
         ).fetchone()[0]
-        if open_count >= QUEUE_OPEN_MAX:
+        if open_count + len(intents) > QUEUE_OPEN_MAX:
             raise QueueFull(
                 f"{open_count} changes are waiting for the server: run `deni offline sync` first."
             )
-        mutation_id = next_mutation_id(db)
-        last_row = db.execute("SELECT max(mutation_id) FROM offline_queue").fetchone()[0]
-        assert last_row is None or mutation_id == int(last_row) + 1, "mutation ids are +1"
-        if effect is not None:
-            effect(db, mutation_id)
-        db.execute(
-            "INSERT INTO offline_queue (mutation_id, idempotency_key, name, args_json, "
-            "aggregate_id, status, created_at_device, schema_version) "
-            "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-            (
-                mutation_id,
-                str(uuid.uuid4()),
-                name,
-                dumps(args),
-                aggregate_id,
-                _now(),
-                SCHEMA_VERSION,
-            ),
-        )
-        set_in(db, "next_mutation_id", mutation_id + 1)
+        for intent in intents:
+            assert intent.name in MUTATION_NAMES, intent.name
+            ids.append(_insert(db, intent))
         _prune_done(db)
-    found = get(store.db, mutation_id)
-    assert found is not None
-    return found
+    found = [get(store.db, mutation_id) for mutation_id in ids]
+    assert all(m is not None for m in found)
+    return [m for m in found if m is not None]
+
+
+def _insert(db: sqlite3.Connection, intent: Intent) -> int:
+    mutation_id = next_mutation_id(db)
+    last_row = db.execute("SELECT max(mutation_id) FROM offline_queue").fetchone()[0]
+    assert last_row is None or mutation_id == int(last_row) + 1, "mutation ids are +1"
+    if intent.effect is not None:
+        intent.effect(db, mutation_id)
+    db.execute(
+        "INSERT INTO offline_queue (mutation_id, idempotency_key, name, args_json, "
+        "aggregate_id, status, created_at_device, schema_version) "
+        "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+        (
+            mutation_id,
+            str(uuid.uuid4()),
+            intent.name,
+            dumps(intent.args),
+            intent.aggregate_id,
+            _now(),
+            SCHEMA_VERSION,
+        ),
+    )
+    set_in(db, "next_mutation_id", mutation_id + 1)
+    return mutation_id
 
 
 def _prune_done(db: sqlite3.Connection) -> None:

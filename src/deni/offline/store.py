@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 # Bump when the local schema changes, and append a step to MIGRATIONS (never edit old ones).
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 BUSY_TIMEOUT_MS: Final = 5_000
 
 # The tables that mirror server state. A full resync empties exactly these.
@@ -157,7 +157,22 @@ _V2: Final = (
     """,
 )
 
-MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2)
+# v3: overlays for the intents added with the profile, conflict and edit commands. A local
+# intent never edits a server column; rebase clears these and replays what is still pending.
+# - users.local_name / local_language: a queued `update_profile`
+# - loans.local_principal_cents / local_fee_cents / local_due_date: a queued `edit_loan_request`
+#   (or `resolve_conflict` keeping this device's terms)
+# - records.pending_mutation_id: a queued `resolve_conflict` (the conflict is resolved here)
+_V3: Final = (
+    "ALTER TABLE users ADD COLUMN local_name TEXT",
+    "ALTER TABLE users ADD COLUMN local_language TEXT",
+    "ALTER TABLE loans ADD COLUMN local_principal_cents INTEGER",
+    "ALTER TABLE loans ADD COLUMN local_fee_cents INTEGER",
+    "ALTER TABLE loans ADD COLUMN local_due_date TEXT",
+    "ALTER TABLE records ADD COLUMN pending_mutation_id INTEGER",
+)
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (_V1, _V2, _V3)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
