@@ -45,6 +45,10 @@ def create_app(deni: Deni) -> FastAPI:
         lifespan=_housekeeping(deni),
     )
     app.state.deni = deni
+    # Routes are matched in order: the two busiest paths, a USSD hop and a Daraja callback,
+    # go first instead of being tried after every /api/v1 route.
+    app.include_router(ussd_router)  # POST /ussd, Africa's Talking USSD (issue #5)
+    app.include_router(hooks.router)  # Daraja callbacks + in-process M-PESA worker (issue #3)
     routers = (
         auth.router,
         wallet.router,
@@ -55,8 +59,6 @@ def create_app(deni: Deni) -> FastAPI:
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
-    app.include_router(ussd_router)  # POST /ussd, Africa's Talking USSD (issue #5)
-    app.include_router(hooks.router)  # Daraja callbacks + in-process M-PESA worker (issue #3)
     _add_operations(app, deni)
     _add_error_handlers(app)
     # Metrics label requests with the full path template, prefix included.
