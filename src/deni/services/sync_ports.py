@@ -8,6 +8,7 @@ The SQL adapter is adapters/db/sync_repositories.py. A position in the change lo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -111,9 +112,13 @@ class SyncRepository(Protocol):
         self, client_id: str, *, last_mutation_id: int, schema_version: int, now: datetime
     ) -> None: ...
 
-    def get_mutation(self, client_id: str, mutation_id: int) -> StoredMutation | None: ...
+    def get_mutations(
+        self, client_id: str, mutation_ids: Sequence[int]
+    ) -> dict[int, StoredMutation]:
+        """The stored results of these processed ids (at most 1,000), by id."""
+        ...
 
-    def add_mutation(self, stored: StoredMutation) -> None: ...
+    def add_mutations(self, stored: Sequence[StoredMutation]) -> None: ...
 
     # dead letters and conflicts
     def add_dead_letter(self, dead_letter: DeadLetter) -> None: ...
@@ -145,6 +150,14 @@ class SyncRepository(Protocol):
 
     # the change log
     def log_changes(self, changes: Sequence[Change], now: datetime) -> None: ...
+
+    def deferred_changes(self) -> AbstractContextManager[None]:
+        """Within the block the change log (whoever writes it on this transaction) is only
+        collected; at its end it is written at once, before the caller commits. Leaving by
+        an exception writes nothing. Entries of writes a savepoint undid may be written too:
+        harmless, a pull sends the record's current state (or a delete if it never existed).
+        """
+        ...
 
     def finished_below(self) -> int | None:
         """PostgreSQL: the snapshot's xmin (every transaction below it has ended). SQLite:

@@ -1,10 +1,12 @@
 """Push: apply a client's queued mutations in order, exactly once (docs/sync.md section 2).
 
-Atomicity (docs/adr/0005-offline-sync.md): each mutation runs in ONE transaction that also
-stores its result and advances the client's last mutation id. Services open `with uow:` and
-commit; here they get a savepoint of the push's transaction instead (SyncUnitOfWork.savepoint),
-so their commit() only keeps their writes for our commit. A crash at any point leaves either
-everything of the mutation or nothing, and a re-push gets the stored result.
+Atomicity (docs/adr/0005-offline-sync.md): mutations are applied in groups, one transaction
+per group (see _Push). The group's one commit carries the mutations' effects, their stored
+results and the client's last mutation id together. Services open `with uow:` and commit; here
+they get a savepoint of the group's transaction (SyncUnitOfWork.savepoint), so their commit()
+only keeps their writes for ours and a refused command's writes are undone. A crash at any
+point leaves either all of a mutation (with its result and the last mutation id) or none of
+it, and a re-push gets the stored results.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from deni.domain.errors import (
     Conflict,
@@ -48,6 +51,17 @@ ARGS_BYTES_MAX = 8192
 NAME_CHARS_MAX = 64
 DEAD_LETTERS_LISTED_MAX = 100
 REDACTED_ARGS = frozenset({"pin"})
+# A push is applied in groups, one transaction each (see _Push): one commit (a WAL flush on
+# PostgreSQL) per group instead of per mutation. A group ends after this many mutations or
+# once it has run this long, so the locks it holds (SQLite's write lock, the audit chain's
+# head) keep other writers waiting no longer than about that. The count also keeps a group's
+# savepoints (one or two per mutation) under the 64 subtransactions a PostgreSQL backend
+# tracks in shared memory; past that every other session's snapshots get slower.
+# One, so each mutation is a transaction of its own, as issue #4 asks: a bigger group held the
+# audit chain's head (every writer's) for up to GROUP_SECONDS_MAX and saved only ~20-30% of the
+# push's CPU, not enough for the 2 s floor (docs/adr/0005-offline-sync.md, "Decision").
+GROUP_MUTATIONS_MAX = 1
+GROUP_SECONDS_MAX = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +98,6 @@ class PushOutcome:
 
 class ClientUpgradeRequired(DomainError):
     code = "client_upgrade_required"
-
-
-class _Stop(Exception):
-    def __init__(self, stopped: Stopped) -> None:
-        super().__init__(stopped.message)
-        self.stopped = stopped
 
 
 def require_schema(schema_version: int) -> None:
@@ -154,75 +162,153 @@ def push(
     client = ensure_client(
         deps, user_id=user_id, client_id=client_id, schema_version=schema_version
     )
-    results: list[MutationResult] = []
-    stopped: Stopped | None = None
-    last = client.last_mutation_id
-    for mutation in sorted(mutations, key=lambda m: m.id):  # bounded: ≤ MUTATIONS_PER_PUSH_MAX
+    run = _Push(deps, user_id, client_id, schema_version, client.last_mutation_id)
+    ordered = sorted(mutations, key=lambda m: m.id)  # bounded: ≤ MUTATIONS_PER_PUSH_MAX
+    while run.stopped is None and len(run.results) < len(ordered):
+        run.group(ordered[len(run.results) :])
+    return PushOutcome(client_id, run.last_mutation_id, run.results, run.stopped)
+
+
+class _Push:
+    """One push, applied in groups of mutations, one transaction per group
+    (docs/adr/0005-offline-sync.md).
+
+    A group's single commit carries its mutations' effects, their stored results and the
+    client's last mutation id, so the database only ever holds whole mutations, each with its
+    result. If mutation k of a group fails (a busy database, a bug), the group's transaction
+    is rolled back whole, k included, and the mutations before k are done again in a new
+    transaction: nothing of the first try survived, so this is their only committed run. The
+    push then stops at k (busy) or the error goes on (a bug), as when each mutation had its own
+    transaction. Mutations do nothing outside the database (M-PESA requests go through the
+    outbox), so running one again after a rollback has no other effect.
+    """
+
+    def __init__(
+        self, deps: SyncDeps, user_id: str, client_id: str, schema_version: int, last: int
+    ) -> None:
+        self.deps = deps
+        self.user_id = user_id
+        self.client_id = client_id
+        self.schema_version = schema_version
+        self.last_mutation_id = last  # committed
+        self.results: list[MutationResult] = []  # committed or replayed, in id order
+        self.stopped: Stopped | None = None
+        self._applying: int | None = None  # index in the group of the mutation being applied
+
+    def group(self, pending: Sequence[PushedMutation], size: int | None = None) -> None:
+        """One transaction: mutations from the start of `pending`, until the group is full
+        (or, with `size`, exactly that many unless the batch stops before)."""
         try:
-            result, last = _process(deps, user_id, client_id, schema_version, mutation)
-        except _Stop as stop:
-            stopped = stop.stopped
-            break
-        except StorageBusy:
-            stopped = Stopped("busy", "The database is busy; push again later.", mutation.id, 0)
-            break
-        results.append(result)
-    if stopped is not None and stopped.code == "busy":
-        stopped = replace(stopped, expected_mutation_id=last + 1)
-    return PushOutcome(client_id, last, results, stopped)
+            self._transaction(pending, size)
+        except Exception as failure:
+            failed_at = self._applying
+            if failed_at is None:  # not inside a mutation: BEGIN, the client lock, COMMIT
+                failed_at = 0
+            elif failed_at > 0:
+                self.group(pending, size=failed_at)  # those before it, on their own
+            if self.stopped is None:
+                if not isinstance(failure, StorageBusy):
+                    raise
+                failed = pending[failed_at].id
+                message = "The database is busy; push again later."
+                self.stopped = Stopped("busy", message, failed, self.last_mutation_id + 1)
 
+    def _transaction(self, pending: Sequence[PushedMutation], size: int | None) -> None:
+        self._applying = None
+        with self.deps.uow() as uow:
+            client = uow.sync.lock_client(self.client_id)  # orders pushes of one client
+            assert client is not None
+            assert client.user_id == self.user_id
+            last = client.last_mutation_id
+            seen = [m.id for m in pending if m.id <= last]
+            group = _Group(last, uow.sync.get_mutations(self.client_id, seen) if seen else {})
+            with uow.sync.deferred_changes():  # the change log: one write per group
+                self._fill(uow, group, pending, size)
+            if group.applied:
+                uow.sync.add_mutations(group.applied)
+                uow.sync.advance_client(
+                    self.client_id,
+                    last_mutation_id=group.last,
+                    schema_version=self.schema_version,
+                    now=group.applied[-1].created_at,
+                )
+                uow.commit()
+        self.results.extend(group.results)
+        self.last_mutation_id = group.last
+        self.stopped = group.stopped
 
-def _process(
-    deps: SyncDeps, user_id: str, client_id: str, schema_version: int, mutation: PushedMutation
-) -> tuple[MutationResult, int]:
-    digest = args_hash(deps.secret, mutation.name, mutation.args)
-    with deps.uow() as uow:
-        client = uow.sync.lock_client(client_id)  # orders pushes of one client
-        assert client is not None
-        assert client.user_id == user_id
-        last = client.last_mutation_id
-        if mutation.id <= last:
-            stored = uow.sync.get_mutation(client_id, mutation.id)
-            assert stored is not None, "every processed id has its stored result"
-            if stored.args_hash != digest:
-                raise _Stop(
-                    Stopped(
-                        "mutation_id_reused",
-                        f"Mutation {mutation.id} was already processed with other content.",
-                        mutation.id,
-                        last + 1,
-                    )
-                )
-            return replace(stored.result, replayed=True), last
-        if mutation.id > last + 1:
-            raise _Stop(
-                Stopped(
-                    "mutation_gap",
-                    f"Mutation ids must go up by one: expected {last + 1}, got {mutation.id}.",
-                    mutation.id,
-                    last + 1,
-                )
-            )
-        now = deps.clock.now()
+    def _fill(
+        self,
+        uow: SyncUnitOfWork,
+        group: _Group,
+        pending: Sequence[PushedMutation],
+        size: int | None,
+    ) -> None:
+        """Replay or apply mutations in order until the batch stops or the group is full."""
+        started = time.monotonic()
+        for index, mutation in enumerate(pending[:size]):
+            digest = args_hash(self.deps.secret, mutation.name, mutation.args)
+            if mutation.id <= group.last:
+                stored = group.known.get(mutation.id)
+                assert stored is not None, "every processed id has its stored result"
+                if stored.args_hash != digest:
+                    group.stopped = _reused(mutation.id, group.last)
+                    return
+                group.results.append(replace(stored.result, replayed=True))
+                continue
+            if mutation.id > group.last + 1:
+                group.stopped = _gap(mutation.id, group.last)
+                return
+            full = len(group.applied) >= GROUP_MUTATIONS_MAX
+            if size is None and group.applied and (full or _since(started) >= GROUP_SECONDS_MAX):
+                return  # the next group (transaction) goes on from here
+            self._applying = index
+            stored = self._apply(uow, mutation, digest)
+            self._applying = None
+            group.applied.append(stored)
+            group.known[mutation.id] = stored  # the same id twice in one push: a replay
+            group.results.append(stored.result)
+            group.last = mutation.id
+
+    def _apply(self, uow: SyncUnitOfWork, mutation: PushedMutation, digest: str) -> StoredMutation:
+        now = self.deps.clock.now()
         ctx = SyncContext(
-            user_id=user_id,
-            client_id=client_id,
+            user_id=self.user_id,
+            client_id=self.client_id,
             mutation_id=mutation.id,
-            key=f"sync:{client_id}:{mutation.id}",
+            key=f"sync:{self.client_id}:{mutation.id}",
             now=now,
-            clock=deps.clock,
-            hasher=deps.hasher,
-            mpesa_on=deps.mpesa_on,
+            clock=self.deps.clock,
+            hasher=self.deps.hasher,
+            mpesa_on=self.deps.mpesa_on,
         )
         result = apply_mutation(uow, ctx, mutation.name, mutation.args, dead_letters=True)
-        uow.sync.add_mutation(
-            StoredMutation(client_id, user_id, mutation.name, digest, result, now)
-        )
-        uow.sync.advance_client(
-            client_id, last_mutation_id=mutation.id, schema_version=schema_version, now=now
-        )
-        uow.commit()
-    return result, mutation.id
+        return StoredMutation(self.client_id, self.user_id, mutation.name, digest, result, now)
+
+
+@dataclass(slots=True)
+class _Group:
+    """What one group (transaction) of a push did so far."""
+
+    last: int  # the client's last mutation id, counting this group's applied mutations
+    known: dict[int, StoredMutation]  # stored results of ids up to `last`, as far as needed
+    applied: list[StoredMutation] = field(default_factory=list)
+    results: list[MutationResult] = field(default_factory=list)  # applied or replayed
+    stopped: Stopped | None = None
+
+
+def _since(started: float) -> float:
+    return time.monotonic() - started
+
+
+def _reused(mutation_id: int, last: int) -> Stopped:
+    message = f"Mutation {mutation_id} was already processed with other content."
+    return Stopped("mutation_id_reused", message, mutation_id, last + 1)
+
+
+def _gap(mutation_id: int, last: int) -> Stopped:
+    message = f"Mutation ids must go up by one: expected {last + 1}, got {mutation_id}."
+    return Stopped("mutation_gap", message, mutation_id, last + 1)
 
 
 def apply_mutation(

@@ -4,6 +4,7 @@ the change log reader and the bulk loaders pulls use. Every loader filters by th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +30,7 @@ from deni.services.sync_ports import (
 )
 
 IDS_PER_QUERY_MAX = 1000
+_INSERT_MUTATION = s.sync_mutations.insert()  # values come with each call (one statement)
 
 
 class SqlSyncRepository:
@@ -80,45 +82,41 @@ class SqlSyncRepository:
         )
         assert result.rowcount == 1
 
-    def get_mutation(self, client_id: str, mutation_id: int) -> StoredMutation | None:
+    def get_mutations(
+        self, client_id: str, mutation_ids: Sequence[int]
+    ) -> dict[int, StoredMutation]:
+        assert len(mutation_ids) <= IDS_PER_QUERY_MAX
+        if not mutation_ids:
+            return {}
         m = s.sync_mutations
-        row = self._connection.execute(
-            select(m).where(and_(m.c.client_id == client_id, m.c.mutation_id == mutation_id))
-        ).first()
-        if row is None:
-            return None
-        result = MutationResult(
-            mutation_id=row.mutation_id,
-            status=row.status,
-            code=row.code,
-            message=row.message,
-            resolution=row.resolution,
-            entity_id=row.entity_id,
-            conflict_id=row.conflict_id,
-            dead_letter_id=row.dead_letter_id,
+        rows = self._connection.execute(
+            select(m).where(and_(m.c.client_id == client_id, m.c.mutation_id.in_(mutation_ids)))
         )
-        return StoredMutation(
-            row.client_id, row.user_id, row.name, row.args_hash, result, row.created_at
-        )
+        return {int(row.mutation_id): _stored_mutation(row) for row in rows}
 
-    def add_mutation(self, stored: StoredMutation) -> None:
-        r = stored.result
+    def add_mutations(self, stored: Sequence[StoredMutation]) -> None:
+        if not stored:
+            return
         self._connection.execute(
-            s.sync_mutations.insert().values(
-                client_id=stored.client_id,
-                mutation_id=r.mutation_id,
-                user_id=stored.user_id,
-                name=stored.name,
-                args_hash=stored.args_hash,
-                status=r.status,
-                code=r.code,
-                message=r.message,
-                resolution=r.resolution,
-                entity_id=r.entity_id,
-                conflict_id=r.conflict_id,
-                dead_letter_id=r.dead_letter_id,
-                created_at=stored.created_at,
-            )
+            _INSERT_MUTATION,
+            [
+                {
+                    "client_id": one.client_id,
+                    "mutation_id": one.result.mutation_id,
+                    "user_id": one.user_id,
+                    "name": one.name,
+                    "args_hash": one.args_hash,
+                    "status": one.result.status,
+                    "code": one.result.code,
+                    "message": one.result.message,
+                    "resolution": one.result.resolution,
+                    "entity_id": one.result.entity_id,
+                    "conflict_id": one.result.conflict_id,
+                    "dead_letter_id": one.result.dead_letter_id,
+                    "created_at": one.created_at,
+                }
+                for one in stored
+            ],
         )
 
     # --- dead letters ---
@@ -234,6 +232,9 @@ class SqlSyncRepository:
 
     def log_changes(self, changes: Sequence[Change], now: datetime) -> None:
         s.log_changes(self._connection, changes, now)
+
+    def deferred_changes(self) -> AbstractContextManager[None]:
+        return s.deferred_changes(self._connection)
 
     def finished_below(self) -> int | None:
         if self._connection.dialect.name != "postgresql":
@@ -411,6 +412,22 @@ class SqlSyncRepository:
 
 def _client(row: Row[Any]) -> SyncClient:
     return SyncClient(row.client_id, row.user_id, int(row.last_mutation_id), row.schema_version)
+
+
+def _stored_mutation(row: Row[Any]) -> StoredMutation:
+    result = MutationResult(
+        mutation_id=int(row.mutation_id),
+        status=row.status,
+        code=row.code,
+        message=row.message,
+        resolution=row.resolution,
+        entity_id=row.entity_id,
+        conflict_id=row.conflict_id,
+        dead_letter_id=row.dead_letter_id,
+    )
+    return StoredMutation(
+        row.client_id, row.user_id, row.name, row.args_hash, result, row.created_at
+    )
 
 
 def _dead_letter(row: Row[Any]) -> DeadLetter:

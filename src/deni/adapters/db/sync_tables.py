@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
@@ -22,7 +23,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    bindparam,
     text,
 )
 
@@ -124,14 +124,18 @@ _PG_LOG_CHANGES = text(
     """
     INSERT INTO sync_changes (user_id, entity, entity_id, op, xid, created_at)
     SELECT c.user_id, c.entity, c.entity_id, c.op, pg_current_xact_id()::text::bigint,
-           :created_at
+           c.created_at
     FROM unnest(CAST(:users AS varchar[]), CAST(:entities AS varchar[]),
-                CAST(:ids AS varchar[]), CAST(:ops AS varchar[]))
-         WITH ORDINALITY AS c(user_id, entity, entity_id, op, n)
+                CAST(:ids AS varchar[]), CAST(:ops AS varchar[]),
+                CAST(:created AS timestamptz[]))
+         WITH ORDINALITY AS c(user_id, entity, entity_id, op, created_at, n)
     ORDER BY c.n
     """
-).bindparams(bindparam("created_at", type_=UtcDateTime()))
+)
+_SQLITE_LOG_CHANGES = sync_changes.insert()  # built once: values come with each call
 CHANGES_PER_WRITE_MAX = 10_000
+# Connections whose change log is being collected (see deferred_changes), with what was logged.
+_deferred: dict[Connection, list[tuple[Change, datetime]]] = {}
 
 
 def log_changes(connection: Connection, changes: Sequence[Change], now: datetime) -> None:
@@ -142,30 +146,60 @@ def log_changes(connection: Connection, changes: Sequence[Change], now: datetime
     is never skipped. SQLite serialises writers, so there the sequence is commit order.
     """
     assert len(changes) <= CHANGES_PER_WRITE_MAX
-    if not changes:
-        return
+    assert now.tzinfo is not None, "store aware datetimes only"
     for user_id, entity, entity_id, op in changes:
         assert op in ("put", "delete"), op
         assert user_id
         assert entity
         assert entity_id
+    collecting = _deferred.get(connection)
+    if collecting is not None:
+        collecting.extend((change, now) for change in changes)
+        return
+    _write(connection, [(change, now) for change in changes])
+
+
+@contextmanager
+def deferred_changes(connection: Connection) -> Iterator[None]:
+    """Within the block, log_changes on `connection` collects instead of writing; at its end
+    everything collected is written with one statement, in order, in the same transaction
+    (so before its commit). Leaving by an exception writes nothing: the caller rolls back.
+
+    Entries of a write that a savepoint inside the block undid are written all the same: a
+    pull then sends that record's current state, or a delete for an id that does not exist,
+    both harmless (docs/sync.md: puts are whole records, applying a change twice is fine).
+    """
+    assert connection not in _deferred, "change logs are deferred one block at a time"
+    collected: list[tuple[Change, datetime]] = []
+    _deferred[connection] = collected
+    try:
+        yield
+    finally:
+        del _deferred[connection]
+    for start in range(0, len(collected), CHANGES_PER_WRITE_MAX):
+        _write(connection, collected[start : start + CHANGES_PER_WRITE_MAX])
+
+
+def _write(connection: Connection, changes: Sequence[tuple[Change, datetime]]) -> None:
+    if not changes:
+        return
     if connection.dialect.name == "postgresql":
         connection.execute(
             _PG_LOG_CHANGES,
             {
-                "users": [c[0] for c in changes],
-                "entities": [c[1] for c in changes],
-                "ids": [c[2] for c in changes],
-                "ops": [c[3] for c in changes],
-                "created_at": now,
+                "users": [c[0] for c, _ in changes],
+                "entities": [c[1] for c, _ in changes],
+                "ids": [c[2] for c, _ in changes],
+                "ops": [c[3] for c, _ in changes],
+                "created": [at.astimezone(UTC) for _, at in changes],
             },
         )
         return
     connection.execute(
-        sync_changes.insert(),
+        _SQLITE_LOG_CHANGES,
         [
-            {"user_id": u, "entity": e, "entity_id": i, "op": o, "xid": 0, "created_at": now}
-            for u, e, i, o in changes
+            {"user_id": u, "entity": e, "entity_id": i, "op": o, "xid": 0, "created_at": at}
+            for (u, e, i, o), at in changes
         ],
     )
 
