@@ -3,8 +3,9 @@ Deni takes to acknowledge each one, on PostgreSQL and SQLite.
 
     .venv/bin/python -m benchmarks.callback_ingest [--seconds 20] [--callbacks 12000]
         [--concurrency 32] [--backend postgresql|sqlite|both] [--workers 1]
+        [--pg-database deni_bench_callbacks]
 
-For each backend: a fresh database (PostgreSQL `deni_bench_callbacks` on 127.0.0.1, dropped
+For each backend: a fresh database (PostgreSQL `--pg-database` on 127.0.0.1, dropped
 afterwards; a new SQLite file under var/bench/), N users, and N STK pushes recorded through the
 services exactly as the worker leaves them once Daraja has accepted the push (state `sent`, a
 CheckoutRequestID, the outbox message done). Deni's production ASGI app then runs under uvicorn
@@ -628,6 +629,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="`deni worker` processes")
     parser.add_argument("--worker-interval", type=float, default=0.05, help="their poll (s)")
     parser.add_argument("--seed", type=int, default=383)
+    parser.add_argument(
+        "--pg-database", default=PG_DATABASE, help="scratch PostgreSQL database (dropped after)"
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite the docs page")
     args = parser.parse_args(argv)
     if not 1 <= args.callbacks <= CALLBACKS_MAX:
@@ -650,8 +654,8 @@ def main(argv: list[str] | None = None) -> int:
     for backend in backends:
         console.print(f"[bold]{backend}[/bold]: seeding {args.callbacks:,} pushes, then posting")
         if backend == "postgresql":
-            url = databases.recreate_pg_database(PG_DATABASE)
-            pg_database: str | None = PG_DATABASE
+            url = databases.recreate_pg_database(args.pg_database)
+            pg_database: str | None = args.pg_database
         else:
             url = databases.fresh_sqlite(WORK / SQLITE_FILE)
             pg_database = None
@@ -673,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             if backend == "postgresql":
-                databases.drop_pg_database(PG_DATABASE)
+                databases.drop_pg_database(args.pg_database)
     console.print(table(runs))
     for run in runs:
         for line in run.checks:
@@ -749,9 +753,10 @@ def markdown(runs: list[IngestRun], machine: Machine, command: str) -> str:
     lines += [
         "",
         "How to read it: the hook stores the raw body (one INSERT ... ON CONFLICT DO NOTHING,"
-        " one commit) and answers; `deni worker` applies the inbox afterwards (top-up: the"
-        " wallet credit, its notification and audit row, the request marked succeeded, the"
-        " inbox row marked applied). So *acks /s* and the latencies are the hook's, and"
+        " one commit) and answers; `deni worker` applies the inbox afterwards, a batch of"
+        " claimed rows per transaction (top-up: the wallet credit, its notification and audit"
+        " rows, the request marked succeeded, the inbox row marked applied). So *acks /s* and"
+        " the latencies are the hook's, and"
         " *applied once /s* is the worker's rate, counted from the journal entries: the span"
         " runs from the first POST to the last credit, so a worker that falls behind the"
         " posts shows here. The load generator is a closed loop: with every connection busy,"

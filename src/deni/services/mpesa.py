@@ -16,6 +16,7 @@ The rules (DESIGN.md sections 1 and 5):
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -535,12 +536,47 @@ def credit_stk_payment(
     with deps.uow() as uow:
         stored = uow.mpesa.lock_request(request_id)
         assert stored is not None
-        stored.state, stored.receipt = RequestState.SUCCEEDED, receipt
-        stored.result_code, stored.result_desc = SUCCESS, desc[:DESC_CHARS_MAX]
-        stored.next_check_at = None
+        _mark_paid(stored, receipt=receipt, desc=desc)
         uow.mpesa.save_request(stored, now)
         _audit(uow, stored, "mpesa_stk_paid", now)
         uow.commit()
+
+
+@dataclass(frozen=True, slots=True)
+class StkPaid:
+    """A top-up push the customer paid, as its callback says."""
+
+    request: MpesaRequest  # locked by the caller, open, not for a loan
+    receipt: str
+    amount_cents: int
+    desc: str
+
+
+def credit_stk_top_ups(uow: UnitOfWork, paid: Sequence[StkPaid], *, now: datetime) -> None:
+    """`credit_stk_payment` for several paid top-ups, inside the caller's transaction (which
+    commits, so all of them happen or none). The callers locked the requests; the credits
+    themselves go through `payments.credit_wallets` (same keys, same lock order)."""
+    for item in paid:
+        request = item.request
+        assert request.kind is RequestKind.STK
+        assert request.loan_id is None
+        assert request.state in OPEN_STATES
+        assert item.amount_cents == request.amount_cents
+    credits = [
+        payments.Credit(item.request.user_id, item.amount_cents, item.receipt) for item in paid
+    ]
+    payments.credit_wallets(uow, credits, now=now)
+    for item in paid:
+        _mark_paid(item.request, receipt=item.receipt, desc=item.desc)
+    uow.mpesa.save_requests([item.request for item in paid], now)
+    for item in paid:
+        _audit(uow, item.request, "mpesa_stk_paid", now)
+
+
+def _mark_paid(request: MpesaRequest, *, receipt: str, desc: str) -> None:
+    request.state, request.receipt = RequestState.SUCCEEDED, receipt
+    request.result_code, request.result_desc = SUCCESS, desc[:DESC_CHARS_MAX]
+    request.next_check_at = None
 
 
 def repay_from_wallet(

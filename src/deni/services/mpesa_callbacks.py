@@ -22,7 +22,9 @@ from deni.domain.phone import normalise_msisdn
 from deni.services import payments
 from deni.services.mpesa import (
     MpesaDeps,
+    StkPaid,
     credit_stk_payment,
+    credit_stk_top_ups,
     fail_payout,
     fail_stk,
     repay_from_wallet,
@@ -38,6 +40,7 @@ from deni.services.mpesa_ports import (
     C2BEvent,
     CallbackEvent,
     CallbackKind,
+    InboxRow,
     InboxState,
     MalformedCallbackError,
     MpesaRequest,
@@ -151,11 +154,88 @@ class PendingReport:
 
 def apply_pending(deps: MpesaDeps) -> PendingReport:
     """The worker's pass over stored callbacks: the hook only stores them, this applies them
-    (and retries what a crash or a transient failure left). One bounded batch."""
-    with deps.uow.read_only() as uow:
-        ids = uow.mpesa.inbox_ids(states=[InboxState.RECEIVED], limit=deps.policy.batch_max)
-    settled = sum(apply_callback(deps, inbox_id) is not InboxState.RECEIVED for inbox_id in ids)
-    return PendingReport(len(ids), settled)
+    (and retries what a crash or a transient failure left). One bounded batch.
+
+    The batch's paid top-ups (nearly all the traffic) are applied together in one transaction,
+    `_apply_top_ups`; every other row, and every row of a batch whose transaction failed, goes
+    through `apply_callback` on its own, so one bad row never holds up the others.
+    """
+    batch = _apply_top_ups(deps)
+    settled = batch.settled + sum(
+        apply_callback(deps, inbox_id) is not InboxState.RECEIVED for inbox_id in batch.rest
+    )
+    return PendingReport(batch.claimed, settled)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    claimed: int
+    settled: int
+    rest: list[int]  # claimed rows the batch left for `apply_callback`, oldest first
+
+
+Mark = tuple[int, InboxState, str]
+
+
+def _apply_top_ups(deps: MpesaDeps) -> _Batch:
+    """Claim a batch of received rows (SKIP LOCKED: each worker takes its own) and, in the
+    same transaction, credit the paid top-ups among them and mark their rows. Exactly once as
+    one at a time: the same ledger keys (`mpesa:<receipt>`), and the rows are marked in the
+    transaction that moves the money, so a worker killed midway leaves them all received."""
+    now = deps.clock.now()
+    claimed: list[int] = []
+    try:
+        with deps.uow() as uow:
+            rows = uow.mpesa.inbox_claim(limit=deps.policy.batch_max)
+            claimed = [row.id for row in rows]
+            paid, marks = _paid_top_ups(deps, uow, rows)
+            if paid:
+                credit_stk_top_ups(uow, paid, now=now)
+            uow.mpesa.inbox_mark_many(marks, now=now)
+            uow.commit()
+    except Exception:
+        # Nothing of it happened; each row now gets its own transaction.
+        log.exception("mpesa.callback_batch_failed", rows=len(claimed))
+        return _Batch(len(claimed), 0, claimed)
+    done = {inbox_id for inbox_id, _, _ in marks}
+    return _Batch(len(claimed), len(done), [i for i in claimed if i not in done])
+
+
+def _paid_top_ups(
+    deps: MpesaDeps, uow: UnitOfWork, rows: list[InboxRow]
+) -> tuple[list[StkPaid], list[Mark]]:
+    """The rows the batch settles: successful STK callbacks for open top-up requests of the
+    amount asked (locked here), and repeats of ones already credited. Anything else (failures,
+    unknown or settled requests, other amounts, loan repayments, other kinds) is left out."""
+    events: dict[int, StkResultEvent] = {}
+    for row in rows:
+        if row.kind != CallbackKind.STK:
+            continue
+        try:
+            event = deps.gateway.parse_callback(row.kind, row.body)
+        except MalformedCallbackError:
+            continue
+        if isinstance(event, StkResultEvent) and event.result_code == SUCCESS:
+            events[row.id] = event
+    checkouts = [event.checkout_request_id for event in events.values()]
+    requests = {r.checkout_request_id: r for r in uow.mpesa.lock_by_checkout(checkouts)}
+    paid: list[StkPaid] = []
+    marks: list[Mark] = []
+    for inbox_id, event in events.items():
+        request = requests.get(event.checkout_request_id)
+        if request is None or event.receipt is None or event.amount_cents is None:
+            continue
+        if request.state is RequestState.SUCCEEDED and request.receipt == event.receipt:
+            marks.append((inbox_id, InboxState.IGNORED, "already credited"))
+        elif (
+            request.kind is RequestKind.STK
+            and request.state in OPEN_STATES
+            and request.loan_id is None
+            and request.amount_cents == event.amount_cents
+        ):
+            paid.append(StkPaid(request, event.receipt, event.amount_cents, event.result_desc))
+            marks.append((inbox_id, InboxState.APPLIED, f"credited {event.receipt}"))
+    return paid, marks
 
 
 Applied = tuple[InboxState, str]

@@ -195,6 +195,14 @@ class MpesaRepository(Protocol):
 
     def save_request(self, request: MpesaRequest, now: datetime) -> None: ...
 
+    def lock_by_checkout(self, checkout_request_ids: Sequence[str]) -> list[MpesaRequest]:
+        """The requests with these CheckoutRequestIDs, locked in id order."""
+        ...
+
+    def save_requests(self, requests: Sequence[MpesaRequest], now: datetime) -> None:
+        """`save_request` for several, in one statement."""
+        ...
+
     def due_checks(self, *, now: datetime, limit: int) -> list[str]: ...
 
     def list_requests(
@@ -224,6 +232,17 @@ class MpesaRepository(Protocol):
 
     def inbox_mark(self, inbox_id: int, *, state: InboxState, error: str, now: datetime) -> None:
         """Record an attempt's outcome (attempts + 1)."""
+        ...
+
+    def inbox_mark_many(
+        self, marks: Sequence[tuple[int, InboxState, str]], *, now: datetime
+    ) -> None:
+        """`inbox_mark` for several (id, state, error), in one statement."""
+        ...
+
+    def inbox_claim(self, *, limit: int) -> list[InboxRow]:
+        """Received rows, oldest first, locked for this transaction; rows another worker has
+        locked are skipped (PostgreSQL; on SQLite the writer lock already serialises)."""
         ...
 
     def inbox_ids(self, *, states: Sequence[InboxState], limit: int) -> list[int]: ...

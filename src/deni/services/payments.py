@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from deni.domain.errors import NotFound, ValidationFailed
 from deni.domain.ledger import wallet_account_id
 from deni.domain.money import MOVEMENT_MAX_CENTS, require_cents
+from deni.domain.users import User
 from deni.services import ledger, loans
 from deni.services.common import SYSTEM_ACTOR, audit, notify
 from deni.services.ports import Clock, UnitOfWork
@@ -21,6 +24,15 @@ class Deposit:
     balance_cents: int
 
 
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """One M-PESA payment for a wallet, as `credit_wallets` takes it."""
+
+    user_id: str
+    amount_cents: int
+    receipt: str
+
+
 def record_mpesa_payment(
     *,
     uow: UnitOfWork,
@@ -32,43 +44,93 @@ def record_mpesa_payment(
 ) -> Deposit:
     """Credit a wallet with money M-PESA confirmed. The receipt number makes it happen once.
 
-    This is the one way money enters Deni; the Daraja callbacks call it.
+    This is the one way money enters Deni; the Daraja callbacks call it (or, for a batch of
+    them, `credit_wallets` in the caller's transaction).
     """
+    amount = _checked(amount_cents, receipt)
+    now = clock.now()
+    with uow:
+        user = _user(uow, user_id)
+        locks = loans.lock_loans_a_credit_may_settle(uow, user_id=user.id, now=now)
+        deposit = _credit(uow, user, locks, amount, receipt, channel=channel, now=now)
+        uow.commit()
+    return deposit
+
+
+def credit_wallets(
+    uow: UnitOfWork, credits: Sequence[Credit], *, now: datetime, channel: str = "mpesa"
+) -> list[Deposit]:
+    """`record_mpesa_payment` for several payments, inside the caller's transaction (which
+    commits). The same keys (`mpesa:<receipt>`), notifications, audit rows and loan settling as
+    one at a time; the same lock order too: every loan the credits may settle is locked before
+    any wallet, and the wallets in id order. Deposits come back in the order of `credits`."""
+    checked = [(c, _checked(c.amount_cents, c.receipt)) for c in credits]
+    users = {c.user_id: _user(uow, c.user_id) for c, _ in checked}
+    locks = {
+        user_id: loans.lock_loans_a_credit_may_settle(uow, user_id=user_id, now=now)
+        for user_id in sorted(users)
+    }
+    deposits: dict[int, Deposit] = {}
+    in_wallet_order = sorted(range(len(checked)), key=lambda i: checked[i][0].user_id)
+    for i in in_wallet_order:
+        credit, amount = checked[i]
+        user = users[credit.user_id]
+        deposits[i] = _credit(
+            uow, user, locks[user.id], amount, credit.receipt, channel=channel, now=now
+        )
+    return [deposits[i] for i in range(len(checked))]
+
+
+def _checked(amount_cents: object, receipt: str) -> int:
     amount = require_cents(amount_cents, minimum_cents=1, maximum_cents=MOVEMENT_MAX_CENTS)
     if not receipt or len(receipt) > RECEIPT_CHARS_MAX or not receipt.isalnum():
         raise ValidationFailed("An M-PESA receipt is letters and digits.", code="invalid_receipt")
-    now = clock.now()
-    with uow:
-        user = uow.users.get(user_id)
-        if user is None:
-            raise NotFound("No such user.", code="user_not_found")
-        locks = loans.lock_loans_a_credit_may_settle(uow, user_id=user.id, now=now)
-        result = ledger.credit_from_mpesa(
-            uow,
-            wallet_id=wallet_account_id(user.id),
-            amount_cents=amount,
-            receipt=receipt,
-            idempotency_key=f"mpesa:{receipt}",
-            now=now,
-        )
-        if not result.replayed:
-            balance_cents = ledger.wallet_balance_cents(uow, user_id=user.id)
-            notify(
-                uow,
-                user=user,
-                kind="wallet_credited",
-                params={"amount_cents": amount, "balance_cents": balance_cents, "receipt": receipt},
-                now=now,
-            )
-            audit(
-                uow,
-                actor_id=SYSTEM_ACTOR,
-                channel=channel,
-                command="record_mpesa_payment",
-                details={"user_id": user.id, "amount_cents": amount, "receipt": receipt},
-                now=now,
-            )
-            loans.settle_after_credit(uow, locks, trigger=result.entry_id, now=now)
-        balance_cents = ledger.wallet_balance_cents(uow, user_id=user.id)
-        uow.commit()
-    return Deposit(result.entry_id, result.replayed, balance_cents)
+    return amount
+
+
+def _user(uow: UnitOfWork, user_id: str) -> User:
+    user = uow.users.get(user_id)
+    if user is None:
+        raise NotFound("No such user.", code="user_not_found")
+    return user
+
+
+def _credit(
+    uow: UnitOfWork,
+    user: User,
+    locks: loans.CreditLocks,
+    amount_cents: int,
+    receipt: str,
+    *,
+    channel: str,
+    now: datetime,
+) -> Deposit:
+    """The credit itself, once `locks` (the loans it may settle) are held."""
+    result = ledger.credit_from_mpesa(
+        uow,
+        wallet_id=wallet_account_id(user.id),
+        amount_cents=amount_cents,
+        receipt=receipt,
+        idempotency_key=f"mpesa:{receipt}",
+        now=now,
+    )
+    balance_cents = ledger.wallet_balance_cents(uow, user_id=user.id)
+    if result.replayed:
+        return Deposit(result.entry_id, True, balance_cents)
+    notify(
+        uow,
+        user=user,
+        kind="wallet_credited",
+        params={"amount_cents": amount_cents, "balance_cents": balance_cents, "receipt": receipt},
+        now=now,
+    )
+    audit(
+        uow,
+        actor_id=SYSTEM_ACTOR,
+        channel=channel,
+        command="record_mpesa_payment",
+        details={"user_id": user.id, "amount_cents": amount_cents, "receipt": receipt},
+        now=now,
+    )
+    loans.settle_after_credit(uow, locks, trigger=result.entry_id, now=now)
+    return Deposit(result.entry_id, False, ledger.wallet_balance_cents(uow, user_id=user.id))

@@ -6,7 +6,19 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, exists, func, insert, literal, or_, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy import update as sql_update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -48,6 +60,59 @@ _MUTABLE = (
     "status_checks",
     "next_check_at",
 )
+
+
+# Statements on the callback path are built once: building one per call (values as literals,
+# then its cache key) cost more CPU than executing it.
+_INBOX_COLUMNS = (
+    "kind",
+    "dedupe_key",
+    "body",
+    "source_ip",
+    "state",
+    "attempts",
+    "error",
+    "received_at",
+    "updated_at",
+)
+
+
+def _inbox_add(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id: a repeat inserts nothing and
+    returns no id, in one statement; no savepoint round trips on the acknowledgement path."""
+    make = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = make(m.callback_inbox).values({name: bindparam(name) for name in _INBOX_COLUMNS})
+    key = [m.callback_inbox.c.dedupe_key]
+    return statement.on_conflict_do_nothing(index_elements=key).returning(m.callback_inbox.c.id)
+
+
+_INBOX_ADD = {dialect: _inbox_add(dialect) for dialect in ("postgresql", "sqlite")}
+_INBOX_MARK = (
+    sql_update(m.callback_inbox)
+    .where(m.callback_inbox.c.id == bindparam("mark_id"))
+    .values(
+        state=bindparam("mark_state"),
+        error=bindparam("mark_error"),
+        attempts=m.callback_inbox.c.attempts + 1,
+        updated_at=bindparam("mark_at"),
+    )
+)
+_SAVE_REQUEST = (
+    sql_update(m.mpesa_requests)
+    .where(m.mpesa_requests.c.id == bindparam("request_id"))
+    .values(
+        {
+            **{name: bindparam(f"new_{name}") for name in _MUTABLE},
+            "updated_at": bindparam("new_updated_at"),
+        }
+    )
+)
+
+
+def _request_changes(request: MpesaRequest, now: datetime) -> dict[str, Any]:
+    values = {f"new_{name}": getattr(request, name) for name in _MUTABLE}
+    values["new_state"] = request.state.value
+    return {**values, "new_updated_at": now, "request_id": request.id}
 
 
 def _inserted(connection: Connection, statement: Any) -> bool:
@@ -111,15 +176,29 @@ class SqlMpesaRepository:
         return self._one(m.mpesa_requests.c.status_conversation_id == conversation_id)
 
     def save_request(self, request: MpesaRequest, now: datetime) -> None:
-        values = {name: getattr(request, name) for name in _MUTABLE}
-        values["state"] = request.state.value
-        result = self._connection.execute(
-            sql_update(m.mpesa_requests)
-            .where(m.mpesa_requests.c.id == request.id)
-            .values(**values, updated_at=now)
-        )
+        result = self._connection.execute(_SAVE_REQUEST, _request_changes(request, now))
         assert result.rowcount == 1, request.id
         request.updated_at = now
+
+    def lock_by_checkout(self, checkout_request_ids: Sequence[str]) -> list[MpesaRequest]:
+        if not checkout_request_ids:
+            return []
+        c = m.mpesa_requests.c
+        query = (
+            select(m.mpesa_requests)
+            .where(c.checkout_request_id.in_(sorted(set(checkout_request_ids))))
+            .order_by(c.id)
+            .with_for_update()
+        )
+        return [_request(row) for row in self._connection.execute(query)]
+
+    def save_requests(self, requests: Sequence[MpesaRequest], now: datetime) -> None:
+        if not requests:
+            return
+        changes = [_request_changes(request, now) for request in requests]
+        self._connection.execute(_SAVE_REQUEST, changes)
+        for request in requests:
+            request.updated_at = now
 
     def due_checks(self, *, now: datetime, limit: int) -> list[str]:
         c = m.mpesa_requests.c
@@ -172,17 +251,8 @@ class SqlMpesaRepository:
             "received_at": now,
             "updated_at": now,
         }
-        # ON CONFLICT DO NOTHING (both dialects): a repeat inserts nothing and returns no id,
-        # in one statement; no savepoint round trips on the acknowledgement path.
-        key = [m.callback_inbox.c.dedupe_key]
-        if self._connection.dialect.name == "postgresql":
-            pg = postgresql_insert(m.callback_inbox).values(**values)
-            statement: Any = pg.on_conflict_do_nothing(index_elements=key)
-        else:
-            lite = sqlite_insert(m.callback_inbox).values(**values)
-            statement = lite.on_conflict_do_nothing(index_elements=key)
-        returning = statement.returning(m.callback_inbox.c.id)
-        inserted = self._connection.execute(returning).scalar_one_or_none()
+        statement = _INBOX_ADD[self._connection.dialect.name]
+        inserted = self._connection.execute(statement, values).scalar_one_or_none()
         return None if inserted is None else int(inserted)
 
     def inbox_get(self, inbox_id: int) -> InboxRow | None:
@@ -198,17 +268,36 @@ class SqlMpesaRepository:
         return _inbox(row) if row else None
 
     def inbox_mark(self, inbox_id: int, *, state: InboxState, error: str, now: datetime) -> None:
-        c = m.callback_inbox.c
+        self.inbox_mark_many([(inbox_id, state, error)], now=now)
+
+    def inbox_mark_many(
+        self, marks: Sequence[tuple[int, InboxState, str]], *, now: datetime
+    ) -> None:
+        if not marks:
+            return
         self._connection.execute(
-            sql_update(m.callback_inbox)
-            .where(c.id == inbox_id)
-            .values(
-                state=state.value,
-                error=error[:ERROR_CHARS_MAX],
-                attempts=c.attempts + 1,
-                updated_at=now,
-            )
+            _INBOX_MARK,
+            [
+                {
+                    "mark_id": inbox_id,
+                    "mark_state": state.value,
+                    "mark_error": error[:ERROR_CHARS_MAX],
+                    "mark_at": now,
+                }
+                for inbox_id, state, error in marks
+            ],
         )
+
+    def inbox_claim(self, *, limit: int) -> list[InboxRow]:
+        c = m.callback_inbox.c
+        query = (
+            select(m.callback_inbox)
+            .where(c.state == InboxState.RECEIVED.value)
+            .order_by(c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [_inbox(row) for row in self._connection.execute(query)]
 
     def inbox_ids(self, *, states: Sequence[InboxState], limit: int) -> list[int]:
         c = m.callback_inbox.c
