@@ -123,6 +123,10 @@ class SavepointUnitOfWork(_OuterRepositories):
     wrong PIN counted before the error, say). Leaving without commit() rolls back to the
     savepoint: the outer transaction carries on as if the service never ran. So the sync push
     commits a mutation's effects together with the client's last mutation id, atomically.
+
+    commit() ends the service's work: it opens no new savepoint (two round trips a command
+    would pay for nothing), so a write after it belongs to the outer transaction. Services
+    commit last, or just before raising a refusal whose record must stay.
     """
 
     def __init__(self, outer: SqlUnitOfWork, connection: Connection) -> None:
@@ -150,13 +154,12 @@ class SavepointUnitOfWork(_OuterRepositories):
         return SavepointUnitOfWork(self._outer, self._connection)
 
     def commit(self) -> None:
-        assert self._savepoint is not None
+        assert self._savepoint is not None, "commit() once, inside the with block"
         self._savepoint.commit()
-        # Anything written after commit() is again undone unless committed.
-        self._savepoint = self._connection.begin_nested()
+        self._savepoint = None
 
     def rollback(self) -> None:
-        assert self._savepoint is not None
+        assert self._savepoint is not None, "rollback() before commit(), inside the with block"
         self._savepoint.rollback()
         self._savepoint = self._connection.begin_nested()
 
