@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, select, update
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.sync_tables import log_changes
@@ -23,25 +23,39 @@ from deni.services.ports import (
 AUDIT_HEAD_ID = 1
 
 
+_NOTIFICATION_INSERT = t.notifications.insert()  # built once; values per call
+_AUDIT_COLUMNS = ("seq", "at", "actor_id", "channel", "command", "details", "prev_hash", "hash")
+_AUDIT_INSERT = t.audit_log.insert().values({c: bindparam(c) for c in _AUDIT_COLUMNS})
+_AUDIT_HEAD_LOCK = (
+    select(t.audit_head).where(t.audit_head.c.id == bindparam("id")).with_for_update()
+)
+_AUDIT_HEAD_MOVE = (
+    update(t.audit_head)
+    .where(t.audit_head.c.id == bindparam("head_id"))
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
+# PostgreSQL: one round trip on every command, the head moving in a CTE of the insert.
+_AUDIT_APPEND_PG = _AUDIT_INSERT.add_cte(_AUDIT_HEAD_MOVE.cte("moved_head"))
+
+
 class SqlNotificationRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
     def add(self, notification: NotificationRecord) -> None:
-        self._connection.execute(
-            t.notifications.insert().values(
-                id=notification.id,
-                user_id=notification.user_id,
-                kind=notification.kind,
-                language=notification.language,
-                body=notification.body,
-                loan_id=notification.loan_id,
-                created_at=notification.created_at,
-                read_at=notification.read_at,
-                sms_state="pending",
-                dedupe_key=notification.dedupe_key,
-            )
-        )
+        values = {
+            "id": notification.id,
+            "user_id": notification.user_id,
+            "kind": notification.kind,
+            "language": notification.language,
+            "body": notification.body,
+            "loan_id": notification.loan_id,
+            "created_at": notification.created_at,
+            "read_at": notification.read_at,
+            "sms_state": "pending",
+            "dedupe_key": notification.dedupe_key,
+        }
+        self._connection.execute(_NOTIFICATION_INSERT, values)
         change = (notification.user_id, "notification", notification.id, "put")
         log_changes(self._connection, [change], notification.created_at)
 
@@ -95,9 +109,7 @@ class SqlAuditRepository:
     def append(
         self, *, at: datetime, actor_id: str, channel: str, command: str, details: str
     ) -> AuditRecord:
-        head = self._connection.execute(
-            select(t.audit_head).where(t.audit_head.c.id == AUDIT_HEAD_ID).with_for_update()
-        ).one()
+        head = self._connection.execute(_AUDIT_HEAD_LOCK, {"id": AUDIT_HEAD_ID}).one()
         seq = head.seq + 1
         digest = chain_hash(
             prev_hash=head.hash,
@@ -109,27 +121,22 @@ class SqlAuditRepository:
             details=details,
         )
         record = AuditRecord(seq, at, actor_id, channel, command, details, head.hash, digest)
-        add_row = t.audit_log.insert().values(
-            seq=seq,
-            at=at,
-            actor_id=actor_id,
-            channel=channel,
-            command=command,
-            details=details,
-            prev_hash=head.hash,
-            hash=digest,
-        )
-        move_head = (
-            update(t.audit_head)
-            .where(t.audit_head.c.id == AUDIT_HEAD_ID)
-            .values(seq=seq, hash=digest)
-        )
+        row = {
+            "seq": seq,
+            "at": at,
+            "actor_id": actor_id,
+            "channel": channel,
+            "command": command,
+            "details": details,
+            "prev_hash": head.hash,
+            "hash": digest,
+        }
+        head_moves = {"head_id": AUDIT_HEAD_ID, "new_seq": seq, "new_hash": digest}
         if self._connection.dialect.name == "postgresql":
-            # One round trip on every command: the head moves in a CTE of the insert.
-            self._connection.execute(add_row.add_cte(move_head.cte("moved_head")))
+            self._connection.execute(_AUDIT_APPEND_PG, {**row, **head_moves})
         else:
-            self._connection.execute(add_row)
-            self._connection.execute(move_head)
+            self._connection.execute(_AUDIT_INSERT, row)
+            self._connection.execute(_AUDIT_HEAD_MOVE, head_moves)
         return record
 
     def scan(self, *, after_seq: int, limit: int) -> list[AuditRecord]:

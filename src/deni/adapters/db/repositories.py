@@ -135,6 +135,17 @@ class ConcurrentUpdate(Conflict):
     code = "concurrent_update"
 
 
+# Built once: a statement built per call costs SQLAlchemy more than the round trip it makes.
+_USER_BY_ID = select(t.users).where(t.users.c.id == bindparam("id"))
+_USER_BY_PHONE = select(t.users).where(t.users.c.phone == bindparam("phone"))
+_USER_LOCK = _USER_BY_ID.with_for_update(key_share=True)
+_LOAN_INSERT = t.loans.insert()
+_LOAN_BY_ID = select(t.loans).where(t.loans.c.id == bindparam("id"))
+_LOAN_BY_CODE = select(t.loans).where(t.loans.c.code == bindparam("code"))
+_LOAN_LOCK = _LOAN_BY_ID.with_for_update(key_share=True)
+_LOAN_LOCK_OR_SKIP = _LOAN_BY_ID.with_for_update(key_share=True, skip_locked=True)
+
+
 class SqlUserRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -147,11 +158,11 @@ class SqlUserRepository:
         log_changes(self._connection, [(user.id, "user", user.id, "put")], user.created_at)
 
     def get(self, user_id: str) -> User | None:
-        row = self._connection.execute(select(t.users).where(t.users.c.id == user_id)).first()
+        row = self._connection.execute(_USER_BY_ID, {"id": user_id}).first()
         return _user(row) if row else None
 
     def get_by_phone(self, phone: str) -> User | None:
-        row = self._connection.execute(select(t.users).where(t.users.c.phone == phone)).first()
+        row = self._connection.execute(_USER_BY_PHONE, {"phone": phone}).first()
         return _user(row) if row else None
 
     def contacts(self, user_ids: Collection[str]) -> dict[str, tuple[str, str]]:
@@ -163,8 +174,7 @@ class SqlUserRepository:
         # FOR NO KEY UPDATE: rows that merely point at this user (a notification, a posting)
         # can still be written by others meanwhile; FOR UPDATE would make those inserts wait
         # and could close a deadlock cycle with a deposit.
-        query = select(t.users).where(t.users.c.id == user_id).with_for_update(key_share=True)
-        row = self._connection.execute(query).first()
+        row = self._connection.execute(_USER_LOCK, {"id": user_id}).first()
         return _user(row) if row else None
 
     def save(self, user: User, now: datetime) -> None:
@@ -505,26 +515,21 @@ class SqlLoanRepository:
         self._connection = connection
 
     def add(self, loan: Loan) -> None:
-        self._connection.execute(
-            t.loans.insert().values(**_loan_values(loan), updated_at=loan.requested_at)
-        )
+        values = {**_loan_values(loan), "updated_at": loan.requested_at}
+        self._connection.execute(_LOAN_INSERT, values)
         log_changes(self._connection, _loan_changes(loan), loan.requested_at)
 
     def get(self, loan_id: str) -> Loan | None:
-        row = self._connection.execute(select(t.loans).where(t.loans.c.id == loan_id)).first()
+        row = self._connection.execute(_LOAN_BY_ID, {"id": loan_id}).first()
         return loan_from_row(row) if row else None
 
     def get_by_code(self, code: str) -> Loan | None:
-        row = self._connection.execute(select(t.loans).where(t.loans.c.code == code)).first()
+        row = self._connection.execute(_LOAN_BY_CODE, {"code": code}).first()
         return loan_from_row(row) if row else None
 
     def lock(self, loan_id: str, *, skip_locked: bool = False) -> Loan | None:
-        query = (
-            select(t.loans)
-            .where(t.loans.c.id == loan_id)
-            .with_for_update(key_share=True, skip_locked=skip_locked)
-        )
-        row = self._connection.execute(query).first()
+        query = _LOAN_LOCK_OR_SKIP if skip_locked else _LOAN_LOCK
+        row = self._connection.execute(query, {"id": loan_id}).first()
         return loan_from_row(row) if row else None
 
     def save(self, loan: Loan, now: datetime) -> None:
