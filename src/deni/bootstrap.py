@@ -15,6 +15,7 @@ from deni.adapters.daraja.gateway import DarajaGateway
 from deni.adapters.db.engine import make_engine
 from deni.adapters.db.mpesa_repositories import SqlTokenStore
 from deni.adapters.db.uow import SqlUnitOfWorkFactory
+from deni.adapters.db.ussd_reads import SqlUssdReads
 from deni.adapters.mpesa_requests_fake import RecordingMpesaRequests
 from deni.adapters.observability import Metrics
 from deni.adapters.security import JwtAccessTokens, PepperedArgon2PinHasher
@@ -33,6 +34,7 @@ from deni.services.ports import (
     SmsQueue,
     SmsSender,
 )
+from deni.services.ussd_ports import UssdReads
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Deni:
     sms: SmsSender
     sms_queue: SmsQueue
     mpesa_requests: MpesaRequests
+    ussd_reads: UssdReads
     # M-PESA through Daraja (issue #3): None unless DENI_MPESA=on.
     mpesa: MpesaDeps | None = None
 
@@ -83,6 +86,7 @@ def bootstrap(
         tokens=JwtAccessTokens(secret=settings.jwt_secret, ttl_s=settings.access_token_ttl_s),
         metrics=Metrics(),
         **_channel_adapters(settings, engine, clock),
+        ussd_reads=SqlUssdReads(engine),
         mpesa=_mpesa(settings, engine, clock, mpesa_gateway),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 from dataclasses import dataclass, field
 
 from fastapi.testclient import TestClient
@@ -14,6 +15,8 @@ from deni.domain.phone import normalise_msisdn
 SCREEN_CHARS_MAX = 182
 CODE = "*383#"
 _sessions = itertools.count(1)
+# Session ids unique across runs: a Redis store keeps sessions of an earlier run (real TTL).
+_RUN = uuid.uuid4().hex[:8]
 
 
 def assert_screen(body: str) -> None:
@@ -35,7 +38,7 @@ class Phone:
         return normalise_msisdn(self.number)
 
     def dial(self, session_id: str | None = None) -> str:
-        self.session_id = session_id or f"ATUid_test_{next(_sessions)}"
+        self.session_id = session_id or f"ATUid_test_{_RUN}_{next(_sessions)}"
         self.entries = []
         return self._post("")
 

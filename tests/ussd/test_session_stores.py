@@ -3,12 +3,14 @@ on each. Redis runs when DENI_TEST_REDIS_URL is set (CI: redis://127.0.0.1:6379/
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from tests.helpers import next_phone
 from tests.ussd.support import Phone, register
@@ -16,7 +18,12 @@ from tests.ussd.support import Phone, register
 from deni.adapters.clock import ManualClock
 from deni.adapters.db.engine import make_engine
 from deni.adapters.security import PepperedArgon2PinHasher
-from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
+from deni.adapters.sessions import (
+    REDIS_PREFIX,
+    MemorySessionStore,
+    RedisSessionStore,
+    SqlSessionStore,
+)
 from deni.bootstrap import bootstrap
 from deni.config import Settings
 from deni.entrypoints.api.app import create_app
@@ -140,3 +147,68 @@ def test_a_journey_on_each_store(
             assert "Request sent" in borrower.resend()
     finally:
         wired.close()
+
+
+def test_get_many_and_write_are_one_call_each(store: SessionStore) -> None:
+    a, b, c = _key(), _key(), _key()
+    store.write({a: ("first", 60), b: ("second ✓", 30)}, now=NOW)
+    assert store.get_many([a, b, c], now=NOW) == ["first", "second ✓", None]
+    assert store.get_many([b, a], now=NOW + timedelta(seconds=30)) == [None, "first"]
+    store.write({a: None, c: ("third", 60)}, now=NOW)  # a delete and a put together
+    assert store.get_many([a, c], now=NOW) == [None, "third"]
+    store.write({}, now=NOW)  # a hop with nothing to write
+    store.write({b: None, c: None}, now=NOW)
+    assert store.get_many([b, c], now=NOW) == [None, None]
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    if not REDIS_URL:
+        pytest.skip("DENI_TEST_REDIS_URL is not set: Redis tier off")
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+def test_redis_values_are_compact_and_the_earlier_json_form_still_reads(
+    redis_client: redis.Redis,
+) -> None:
+    assert REDIS_URL is not None
+    store = RedisSessionStore.from_url(REDIS_URL)
+    try:
+        key = _key()
+        store.put(key, "v|1", ttl_s=60, now=NOW)
+        raw = redis_client.get(REDIS_PREFIX + key)
+        assert raw == b"2026-11-26T06:01:00+00:00|v|1"
+        assert 0 < redis_client.ttl(REDIS_PREFIX + key) <= 60
+        assert store.get(key, now=NOW) == "v|1"
+        # What a release before this one wrote.
+        old = json.dumps({"until": (NOW + timedelta(seconds=60)).isoformat(), "value": "{}"})
+        redis_client.set(REDIS_PREFIX + key, old, ex=60)
+        assert store.get_many([key], now=NOW) == ["{}"]
+        assert store.get(key, now=NOW + timedelta(seconds=60)) is None
+        store.delete(key)
+    finally:
+        store.close()
+
+
+def test_redis_store_reconnects_after_its_connection_is_dropped(
+    redis_client: redis.Redis,
+) -> None:
+    """Redis restarted (or a proxy dropped idle connections): the next hop still works."""
+    assert REDIS_URL is not None
+    name = f"deni-test-{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in REDIS_URL else "?"
+    store = RedisSessionStore.from_url(f"{REDIS_URL}{separator}client_name={name}")
+    try:
+        key = _key()
+        store.put(key, "kept", ttl_s=60, now=NOW)
+        ours = [c for c in redis_client.client_list() if c.get("name") == name]
+        assert ours
+        for connection in ours:
+            redis_client.client_kill_filter(_id=connection["id"])
+        assert store.get_many([key, _key()], now=NOW) == ["kept", None]
+        store.write({key: None}, now=NOW)
+        assert store.get(key, now=NOW) is None
+    finally:
+        store.close()

@@ -3,15 +3,22 @@
 Every store keeps the expiry time next to the value and compares it with the caller's `now`,
 so a session lapses the same way on all three (and tests can move a manual clock). Redis and
 SQL also drop expired values on their own, so nothing grows without bound.
+
+A USSD hop reads its session and the phone's resume snapshot together (`get_many`) and writes
+what changed together (`write`): one Redis round trip each way, one SQL statement or
+transaction.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -21,16 +28,30 @@ from deni.adapters.db.ussd_tables import ussd_sessions
 KEY_CHARS_MAX = 200
 VALUE_CHARS_MAX = 64_000
 TTL_S_MAX = 24 * 3600
+KEYS_PER_CALL_MAX = 16
 MEMORY_ENTRIES_MAX = 100_000
 SQL_PURGE_BATCH = 500
 REDIS_TIMEOUT_S = 0.5
 REDIS_PREFIX = "deni:ussd:"
+_UNTIL_END = "|"  # an ISO 8601 time never holds one
+
+# What a hop writes: key -> (value, ttl_s) to put, or None to delete.
+Changes = Mapping[str, tuple[str, int] | None]
 
 
 def _check(key: str, ttl_s: int | None = None, value: str | None = None) -> None:
     assert 0 < len(key) <= KEY_CHARS_MAX, "session keys are short"
     assert ttl_s is None or 0 < ttl_s <= TTL_S_MAX
     assert value is None or len(value) <= VALUE_CHARS_MAX, "a session value is small"
+
+
+def _check_changes(changes: Changes) -> None:
+    assert len(changes) <= KEYS_PER_CALL_MAX
+    for key, change in changes.items():
+        if change is None:
+            _check(key)
+        else:
+            _check(key, change[1], change[0])
 
 
 class MemorySessionStore:
@@ -44,27 +65,43 @@ class MemorySessionStore:
         self._lock = threading.Lock()
 
     def get(self, key: str, *, now: datetime) -> str | None:
-        _check(key)
+        return self.get_many([key], now=now)[0]
+
+    def get_many(self, keys: Sequence[str], *, now: datetime) -> list[str | None]:
+        assert 0 < len(keys) <= KEYS_PER_CALL_MAX
+        for key in keys:
+            _check(key)
         with self._lock:
-            found = self._values.get(key)
-            if found is None:
-                return None
-            if found[0] <= now:
-                del self._values[key]
-                return None
-            return found[1]
+            return [self._get(key, now) for key in keys]
 
     def put(self, key: str, value: str, *, ttl_s: int, now: datetime) -> None:
-        _check(key, ttl_s, value)
-        with self._lock:
-            if key not in self._values and len(self._values) >= self._entries_max:
-                self._evict(now)
-            self._values[key] = (now + timedelta(seconds=ttl_s), value)
+        self.write({key: (value, ttl_s)}, now=now)
 
     def delete(self, key: str) -> None:
         _check(key)
         with self._lock:
             self._values.pop(key, None)
+
+    def write(self, changes: Changes, *, now: datetime) -> None:
+        _check_changes(changes)
+        with self._lock:
+            for key, change in changes.items():
+                if change is None:
+                    self._values.pop(key, None)
+                    continue
+                if key not in self._values and len(self._values) >= self._entries_max:
+                    self._evict(now)
+                value, ttl_s = change
+                self._values[key] = (now + timedelta(seconds=ttl_s), value)
+
+    def _get(self, key: str, now: datetime) -> str | None:
+        found = self._values.get(key)
+        if found is None:
+            return None
+        if found[0] <= now:
+            del self._values[key]
+            return None
+        return found[1]
 
     def _evict(self, now: datetime) -> None:
         expired = [k for k, (until, _) in self._values.items() if until <= now]
@@ -84,33 +121,52 @@ class SqlSessionStore:
         self._postgres = engine.dialect.name == "postgresql"
 
     def get(self, key: str, *, now: datetime) -> str | None:
-        _check(key)
+        return self.get_many([key], now=now)[0]
+
+    def get_many(self, keys: Sequence[str], *, now: datetime) -> list[str | None]:
+        assert 0 < len(keys) <= KEYS_PER_CALL_MAX
+        for key in keys:
+            _check(key)
         s = ussd_sessions
-        query = select(s.c.value).where(s.c.key == key, s.c.expires_at > now)
+        query = select(s.c.key, s.c.value).where(s.c.key.in_(list(keys)), s.c.expires_at > now)
         with self._engine.connect() as connection:
             connection.info[BEGIN_MODE_KEY] = "BEGIN"  # a read never waits for SQLite writers
-            value = connection.execute(query).scalar_one_or_none()
-            connection.rollback()
-        return value
+            try:
+                found = {row.key: row.value for row in connection.execute(query)}
+                connection.rollback()
+            finally:
+                # The mode stays with the pooled connection: its next writer begins IMMEDIATE.
+                connection.info.pop(BEGIN_MODE_KEY, None)
+        return [found.get(key) for key in keys]
 
     def put(self, key: str, value: str, *, ttl_s: int, now: datetime) -> None:
-        _check(key, ttl_s, value)
-        expires_at = now + timedelta(seconds=ttl_s)
-        dialect = postgresql if self._postgres else sqlite
-        statement = dialect.insert(ussd_sessions).values(
-            key=key, value=value, expires_at=expires_at
-        )
-        statement = statement.on_conflict_do_update(
-            index_elements=[ussd_sessions.c.key],
-            set_={"value": value, "expires_at": expires_at},
-        )
-        with self._engine.begin() as connection:
-            connection.execute(statement)
+        self.write({key: (value, ttl_s)}, now=now)
 
     def delete(self, key: str) -> None:
         _check(key)
         with self._engine.begin() as connection:
             connection.execute(delete(ussd_sessions).where(ussd_sessions.c.key == key))
+
+    def write(self, changes: Changes, *, now: datetime) -> None:
+        _check_changes(changes)
+        gone = [key for key, change in changes.items() if change is None]
+        dialect = postgresql if self._postgres else sqlite
+        with self._engine.begin() as connection:
+            if gone:
+                connection.execute(delete(ussd_sessions).where(ussd_sessions.c.key.in_(gone)))
+            for key, change in changes.items():
+                if change is None:
+                    continue
+                value, ttl_s = change
+                expires_at = now + timedelta(seconds=ttl_s)
+                statement = dialect.insert(ussd_sessions).values(
+                    key=key, value=value, expires_at=expires_at
+                )
+                statement = statement.on_conflict_do_update(
+                    index_elements=[ussd_sessions.c.key],
+                    set_={"value": value, "expires_at": expires_at},
+                )
+                connection.execute(statement)
 
     def purge_expired(self, *, now: datetime, batch: int = SQL_PURGE_BATCH) -> int:
         """Delete up to `batch` expired rows; the worker calls it now and then."""
@@ -128,7 +184,12 @@ class SqlSessionStore:
 
 
 class RedisSessionStore:
-    """Sessions in Redis (production): shared by every API process, dropped by Redis' own TTL."""
+    """Sessions in Redis (production): shared by every API process, dropped by Redis' own TTL.
+
+    Each call is one round trip: `get_many` one MGET, `write` one non-transactional pipeline of
+    SET ... EX and DEL. A connection that broke (Redis restarted) is retried once at once; a
+    timeout is not retried, so a stuck Redis fails the hop within the timeout.
+    """
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
@@ -138,32 +199,62 @@ class RedisSessionStore:
         # Short timeouts: a USSD hop has ~2 s in all; a stuck Redis must fail the hop, not hang.
         assert 0 < timeout_s <= 5
         client = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         )
         return cls(client)
 
     def get(self, key: str, *, now: datetime) -> str | None:
-        _check(key)
-        raw = self._redis.get(REDIS_PREFIX + key)
-        if raw is None:
-            return None
-        assert isinstance(raw, bytes)
-        stored = json.loads(raw)
-        if datetime.fromisoformat(stored["until"]) <= now:
-            return None
-        value = stored["value"]
-        assert isinstance(value, str)
-        return value
+        return self.get_many([key], now=now)[0]
+
+    def get_many(self, keys: Sequence[str], *, now: datetime) -> list[str | None]:
+        assert 0 < len(keys) <= KEYS_PER_CALL_MAX
+        for key in keys:
+            _check(key)
+        raws = self._redis.mget([REDIS_PREFIX + key for key in keys])
+        assert isinstance(raws, list)
+        assert len(raws) == len(keys)
+        return [_unwrap(raw, now) for raw in raws]
 
     def put(self, key: str, value: str, *, ttl_s: int, now: datetime) -> None:
-        _check(key, ttl_s, value)
-        until = (now + timedelta(seconds=ttl_s)).isoformat()
-        payload = json.dumps({"until": until, "value": value})
-        self._redis.set(REDIS_PREFIX + key, payload, ex=ttl_s)
+        self.write({key: (value, ttl_s)}, now=now)
 
     def delete(self, key: str) -> None:
         _check(key)
         self._redis.delete(REDIS_PREFIX + key)
 
+    def write(self, changes: Changes, *, now: datetime) -> None:
+        _check_changes(changes)
+        if not changes:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for key, change in changes.items():
+            if change is None:
+                pipe.delete(REDIS_PREFIX + key)
+                continue
+            value, ttl_s = change
+            until = (now + timedelta(seconds=ttl_s)).isoformat()
+            pipe.set(REDIS_PREFIX + key, f"{until}{_UNTIL_END}{value}", ex=ttl_s)
+        pipe.execute()
+
     def close(self) -> None:
         self._redis.close()
+
+
+def _unwrap(raw: object, now: datetime) -> str | None:
+    """A stored value is "<expiry, ISO 8601>|<value>"; a release before it wrote JSON."""
+    if raw is None:
+        return None
+    assert isinstance(raw, bytes)
+    text = raw.decode()
+    if text.startswith("{"):
+        stored = json.loads(text)
+        until, value = stored["until"], stored["value"]
+    else:
+        until, _, value = text.partition(_UNTIL_END)
+    if datetime.fromisoformat(until) <= now:
+        return None
+    assert isinstance(value, str)
+    return value

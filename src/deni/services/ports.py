@@ -5,7 +5,7 @@ Adapters implement them; bootstrap.py picks real or fake ones. Nothing here does
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import TracebackType
@@ -349,6 +349,8 @@ class SessionStore(Protocol):
     """Short-lived text values (USSD sessions, resume snapshots) that lapse `ttl_s` after a put.
 
     `now` comes from the injected clock, so every store expires values the same way in tests.
+    A USSD hop reads what it needs with one `get_many` and writes what changed with one
+    `write` (each one round trip on Redis).
     """
 
     def get(self, key: str, *, now: datetime) -> str | None: ...
@@ -356,6 +358,14 @@ class SessionStore(Protocol):
     def put(self, key: str, value: str, *, ttl_s: int, now: datetime) -> None: ...
 
     def delete(self, key: str) -> None: ...
+
+    def get_many(self, keys: Sequence[str], *, now: datetime) -> list[str | None]:
+        """The values of `keys` (at most 16), in order; None where missing or lapsed."""
+        ...
+
+    def write(self, changes: Mapping[str, tuple[str, int] | None], *, now: datetime) -> None:
+        """Put each key's (value, ttl_s), or delete it where the change is None."""
+        ...
 
 
 class MpesaRequests(Protocol):

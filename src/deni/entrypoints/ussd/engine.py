@@ -13,10 +13,10 @@ hop and recorded when the session ends (END); the STK push or payout follows aft
 
 from __future__ import annotations
 
+import functools
 import json
 import traceback
 from collections.abc import Mapping
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ TRACE_FRAMES = 6
 BACK, MAIN_MENU, MORE = "0", "00", "98"
 REGISTRATION_SCREENS = frozenset({WELCOME, "reg_name", "reg_pin", "reg_pin2"})
 FALLBACK_LANGUAGE = "en"
+PHONES_CACHED = 16_384  # normalising a number (phonenumbers) costs more than the rest of a menu hop
 # Short reasons for the errors the services raise, by code; anything else is "try again".
 REASONS: Mapping[str, str] = {
     "wrong_pin": "ussd.err_wrong_pin",
@@ -68,12 +69,19 @@ def resume_key(phone: str) -> str:
     return f"r:{phone}"
 
 
+@functools.lru_cache(maxsize=PHONES_CACHED)
+def _msisdn(raw: str) -> str:
+    """normalise_msisdn, remembered: a gateway sends the same number on every hop."""
+    return normalise_msisdn(raw)
+
+
 class UssdEngine:
     def __init__(self, deni: Deni, *, screens: Mapping[str, Screen] = SCREENS) -> None:
         settings = deni.settings
         self.deni = deni
         self.screens = screens
         self.store = deni.sessions
+        self.reads = deni.ussd_reads
         self.service_code = settings.ussd_service_code
         self.timeout_s = settings.ussd_session_timeout_s
         self.resume_s = settings.ussd_resume_window_s
@@ -82,7 +90,8 @@ class UssdEngine:
     # --- one hop -----------------------------------------------------------------------------
 
     def handle(self, request: UssdRequest) -> Reply:
-        """Never raises: whatever happens, the phone gets a screen."""
+        """Never raises: whatever happens, the phone gets a screen. Blocking (the session store,
+        the database): the router runs it in a worker thread."""
         now = self.deni.clock.now()
         try:
             return self._hop(request, now)
@@ -97,21 +106,28 @@ class UssdEngine:
             return self._end("ussd.err_generic", FALLBACK_LANGUAGE)
 
     def _hop(self, request: UssdRequest, now: datetime) -> Reply:
+        """Reads the session and the phone's resume snapshot in one call, and writes what
+        changed in one more once the reply is ready: a hop that fails writes nothing."""
         if request.service_code != self.service_code:
             return self._end("ussd.err_service", FALLBACK_LANGUAGE)
         try:
-            phone = normalise_msisdn(request.phone)
+            phone = _msisdn(request.phone)
         except InvalidPhoneNumber:
             return self._end("ussd.err_phone_unsupported", FALLBACK_LANGUAGE)
-        stored = self._load(request.session_id, now)
+        # The snapshot is needed only when a session starts or resumes; reading it beside the
+        # session costs nothing more than the one round trip.
+        raw, snapshot = self.store.get_many(
+            [session_key(request.session_id), resume_key(phone)], now=now
+        )
+        stored = self._decode(raw)
         if stored is None:
             if request.text != "":
                 # A hop of a session we no longer (or never) knew: it timed out.
-                return self._end(
-                    "ussd.err_timeout", self._language_of(phone), code=self.service_code
-                )
+                language = self._language_of(phone)
+                return self._end("ussd.err_timeout", language, code=self.service_code)
             state = self._start(request.session_id, phone)
-            reply = self._open(state, now)
+            ctx = self._ctx(state, now, snapshot)
+            reply = self._open(ctx)
         else:
             state = stored
             if state.phone != phone:
@@ -126,9 +142,10 @@ class UssdEngine:
             if not request.text.startswith(prefix):
                 return Reply.from_wire(state.last_reply)
             state.hop += 1
-            reply = self._advance(state, request.text[len(prefix) :], now)
+            ctx = self._ctx(state, now, snapshot)
+            reply = self._advance(ctx, request.text[len(prefix) :])
         state.last_text, state.last_reply = request.text, reply.wire
-        self._save(state, reply, now)
+        self._save(ctx, reply)
         return reply
 
     def _end(self, message_id: str, language: str, **params: object) -> Reply:
@@ -136,8 +153,7 @@ class UssdEngine:
 
     # --- session state -----------------------------------------------------------------------
 
-    def _load(self, session_id: str, now: datetime) -> SessionState | None:
-        raw = self.store.get(session_key(session_id), now=now)
+    def _decode(self, raw: str | None) -> SessionState | None:
         if raw is None:
             return None
         try:
@@ -147,20 +163,20 @@ class UssdEngine:
         return state if state.screen in self.screens else None
 
     def _start(self, session_id: str, phone: str) -> SessionState:
-        with self.deni.uow.read_only() as uow:
-            user = uow.users.get_by_phone(phone)
-        if user is None:
+        member = self.reads.member(phone)
+        if member is None:
             return SessionState(session_id, phone, FALLBACK_LANGUAGE, None, "", WELCOME)
-        return SessionState(session_id, phone, user.language, user.id, user.name, MAIN)
+        return SessionState(session_id, phone, member.language, member.id, member.name, MAIN)
 
     def _language_of(self, phone: str) -> str:
-        with self.deni.uow.read_only() as uow:
-            user = uow.users.get_by_phone(phone)
-        return user.language if user is not None else FALLBACK_LANGUAGE
+        member = self.reads.member(phone)
+        return member.language if member is not None else FALLBACK_LANGUAGE
 
-    def _save(self, state: SessionState, reply: Reply, now: datetime) -> None:
+    def _save(self, ctx: Ctx, reply: Reply) -> None:
+        state = ctx.state
         screen = self.screens[state.screen]
         resumable = not reply.end and screen.resumable and not screen.root and self.resume_s > 0
+        changes = ctx.changes
         if resumable:
             snapshot = {
                 "session_id": state.session_id,
@@ -171,22 +187,20 @@ class UssdEngine:
                 "page": state.page,
                 "lang": state.lang,  # a newcomer chose it in the dropped session
             }
-            self.store.put(
-                resume_key(state.phone), json.dumps(snapshot), ttl_s=self.resume_s, now=now
-            )
+            changes[resume_key(state.phone)] = (json.dumps(snapshot), self.resume_s)
             state.snapshot_saved = True
         elif state.snapshot_saved:
-            self.store.delete(resume_key(state.phone))
+            changes[resume_key(state.phone)] = None
             state.snapshot_saved = False
-        self.store.put(
-            session_key(state.session_id), json.dumps(asdict(state)), ttl_s=self.timeout_s, now=now
-        )
+        changes[session_key(state.session_id)] = (state.to_json(), self.timeout_s)
+        self.store.write(changes, now=ctx.now)
 
-    def _snapshot(self, state: SessionState, now: datetime) -> dict[str, Any] | None:
+    def _snapshot(self, ctx: Ctx) -> dict[str, Any] | None:
         """The dropped session this phone may pick up again, if there is a sound one."""
+        state = ctx.state
         if self.resume_s == 0:
             return None
-        raw = self.store.get(resume_key(state.phone), now=now)
+        raw = ctx.loaded_snapshot
         if raw is None:
             return None
         try:
@@ -212,24 +226,29 @@ class UssdEngine:
 
     # --- screens -----------------------------------------------------------------------------
 
-    def _ctx(self, state: SessionState, now: datetime) -> Ctx:
-        ctx = Ctx(self.deni, state, now, self.box, secret_ttl_s=self.timeout_s + self.resume_s)
-        ctx.resume = lambda yes: self._resume(ctx, yes)
-        return ctx
+    def _ctx(self, state: SessionState, now: datetime, snapshot: str | None = None) -> Ctx:
+        return Ctx(
+            self.deni,
+            state,
+            now,
+            self.box,
+            secret_ttl_s=self.timeout_s + self.resume_s,
+            loaded_snapshot=snapshot,
+            resume=self._resume,
+        )
 
     def _root(self, state: SessionState) -> str:
         return MAIN if state.user_id is not None else WELCOME
 
-    def _open(self, state: SessionState, now: datetime) -> Reply:
-        ctx = self._ctx(state, now)
-        if self._snapshot(state, now) is not None:
-            state.screen = RESUME
+    def _open(self, ctx: Ctx) -> Reply:
+        if self._snapshot(ctx) is not None:
+            ctx.state.screen = RESUME
         return self._render(ctx)
 
     def _resume(self, ctx: Ctx, yes: bool) -> Step:
         state = ctx.state
-        snapshot = self._snapshot(state, ctx.now) if yes else None
-        self.store.delete(resume_key(state.phone))
+        snapshot = self._snapshot(ctx) if yes else None
+        ctx.changes[resume_key(state.phone)] = None
         state.snapshot_saved = False
         if snapshot is None:
             notice = "ussd.err_resume_gone" if yes else None
@@ -241,8 +260,8 @@ class UssdEngine:
             state.lang = str(snapshot["lang"])
         return Goto(str(snapshot["screen"]), push=False)
 
-    def _advance(self, state: SessionState, entry: str, now: datetime) -> Reply:
-        ctx = self._ctx(state, now)
+    def _advance(self, ctx: Ctx, entry: str) -> Reply:
+        state = ctx.state
         screen = self.screens[state.screen]
         try:
             step = self._dispatch(ctx, screen, entry.strip())

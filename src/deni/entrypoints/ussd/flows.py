@@ -8,7 +8,9 @@ when the session ends (engine.py).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -28,9 +30,10 @@ from deni.domain.users import nairobi_today
 from deni.entrypoints.ussd.render import say
 from deni.entrypoints.ussd.screens import Finish, Goto, Item, Params, Reject, Step
 from deni.i18n import format_day, format_kes
-from deni.services import loans, queries, users, ussd
-from deni.services.ledger import wallet_balance_cents
+from deni.services import loans, users, ussd
+from deni.services.ports import Clock
 from deni.services.ussd import QueuedMpesa
+from deni.services.ussd_ports import LoanLine, UssdReads
 
 CHANNEL = "ussd"
 NAME_SHOWN_CHARS = 16
@@ -41,6 +44,10 @@ STATEMENT_LINES = 5
 _NAME = re.compile(r"[A-Za-z][A-Za-z' .-]{1,29}")
 _SHILLINGS = re.compile(r"[0-9]{1,9}")
 USSD_NAMESPACE = uuid.UUID("6f1c9a52-3a55-4d0e-9a43-3d1c1f5e0b7a")
+DAYS_CACHED = 1_024
+
+# What a hop writes to the session store: key -> (value, ttl_s) to put, or None to delete.
+Changes = dict[str, tuple[str, int] | None]
 
 
 class SecretBox:
@@ -81,20 +88,41 @@ class SessionState:
     ended: bool = False
     snapshot_saved: bool = False
 
+    def to_json(self) -> str:
+        return json.dumps(vars(self))  # every field is plain JSON data
+
 
 @dataclass
 class Ctx:
+    """One hop: its session, the wired adapters, and what it writes when it has its answer."""
+
     deni: Deni
     state: SessionState
     now: datetime
     box: SecretBox
     secret_ttl_s: int
+    loaded_snapshot: str | None = None  # the phone's resume snapshot, read with the session
+    changes: Changes = field(default_factory=dict)  # written with the session at the end
     queued: list[QueuedMpesa] = field(default_factory=list)
-    resume: Callable[[bool], Step] | None = None
+    # The engine's resume(ctx, yes): a function of the engine, so a Ctx is never in a cycle.
+    resume: Callable[[Ctx, bool], Step] | None = None
+
+    @property
+    def reads(self) -> UssdReads:
+        """What screens show, one statement each (adapters/db/ussd_reads.py)."""
+        return self.deni.ussd_reads
+
+    @property
+    def clock(self) -> Clock:
+        return self.deni.clock
 
     @property
     def lang(self) -> str:
         return self.state.lang
+
+    @property
+    def today(self) -> date:
+        return nairobi_today(self.now)
 
     @property
     def user_id(self) -> str:
@@ -163,11 +191,17 @@ def short_day(day: date) -> str:
     return day.strftime("%d/%m")
 
 
+@functools.lru_cache(maxsize=DAYS_CACHED)
+def _day(day: date, language: str) -> str:
+    """A due date as the phone shows it (Babel's medium date): the same few days, all day."""
+    return format_day(day, language)
+
+
 def _confirm_pin(ctx: Ctx, raw: str) -> None:
     ussd.confirm_pin(
         uow=ctx.deni.uow(),
         hasher=ctx.deni.hasher,
-        clock=ctx.deni.clock,
+        clock=ctx.clock,
         user_id=ctx.user_id,
         pin=require_pin(raw),
         channel=CHANNEL,
@@ -175,8 +209,7 @@ def _confirm_pin(ctx: Ctx, raw: str) -> None:
 
 
 def _balance(ctx: Ctx) -> int:
-    with ctx.deni.uow.read_only() as uow:
-        return wallet_balance_cents(uow, user_id=ctx.user_id)
+    return ctx.reads.balance_cents(ctx.user_id)
 
 
 # --- registration ----------------------------------------------------------------------------
@@ -203,7 +236,7 @@ def submit_register(ctx: Ctx, raw: str) -> Step:
         user = users.register_user(
             uow=ctx.deni.uow(),
             hasher=ctx.deni.hasher,
-            clock=ctx.deni.clock,
+            clock=ctx.clock,
             phone=ctx.state.phone,
             name=ctx.text("name"),
             pin=raw,
@@ -235,8 +268,7 @@ def parse_lender(ctx: Ctx, raw: str) -> object:
         raise Reject("ussd.err_phone") from error
     if phone == ctx.state.phone:
         raise Reject("ussd.err_self")
-    with ctx.deni.uow.read_only() as uow:
-        lender = uow.users.get_by_phone(phone)
+    lender = ctx.reads.member(phone)
     if lender is None:
         raise Reject("ussd.err_not_on_deni")
     ctx.state.data["lender_name"] = lender.name
@@ -263,7 +295,7 @@ def view_lender(ctx: Ctx) -> Params:
 
 def view_quote(ctx: Ctx) -> Params:
     offer = loans.quote_loan(
-        clock=ctx.deni.clock,
+        clock=ctx.clock,
         principal_cents=ctx.cents("principal"),
         fee_cents=ctx.cents("fee"),
         term_days=ctx.cents("days"),
@@ -272,7 +304,7 @@ def view_quote(ctx: Ctx) -> Params:
         "lender": short_name(ctx.text("lender_name")),
         "amount": format_kes(offer.principal_cents),
         "total": format_kes(offer.total_cents),
-        "due": format_day(offer.due_date, ctx.lang),
+        "due": _day(offer.due_date, ctx.lang),
     }
 
 
@@ -280,7 +312,7 @@ def submit_request_loan(ctx: Ctx, raw: str) -> Step:
     _confirm_pin(ctx, raw)
     loan = loans.request_loan(
         uow=ctx.deni.uow(),
-        clock=ctx.deni.clock,
+        clock=ctx.clock,
         borrower_id=ctx.user_id,
         lender_phone=ctx.text("lender"),
         principal_cents=ctx.cents("principal"),
@@ -299,27 +331,20 @@ def submit_request_loan(ctx: Ctx, raw: str) -> Step:
 
 
 def _loan_items(ctx: Ctx, offset: int, limit: int, *, role: str, state: LoanState) -> list[Item]:
-    views = queries.list_loans(
-        uow_factory=ctx.deni.uow,
-        clock=ctx.deni.clock,
-        user_id=ctx.user_id,
-        role=role,
-        states=[state],
-        limit=limit,
-        offset=offset,
+    lines = ctx.reads.loans(
+        user_id=ctx.user_id, role=role, state=state, offset=offset, limit=limit, today=ctx.today
     )
     items = []
-    for view in views:
-        other = view.lender_name if role == "borrower" else view.borrower_name
-        amount = (
-            view.owed.total_cents if state is LoanState.ACTIVE else view.loan.terms.principal_cents
-        )
+    for line in lines:
+        other = line.lender_name if role == "borrower" else line.borrower_name
+        terms = line.loan.terms
+        amount = line.owed_cents if state is LoanState.ACTIVE else terms.principal_cents
         params = {
             "name": short_name(other, NAME_IN_LIST_CHARS),
             "amount": format_kes(amount),
-            "due": short_day(view.loan.terms.due_date),
+            "due": short_day(terms.due_date),
         }
-        items.append(Item(view.loan.id, params))
+        items.append(Item(line.loan.id, params))
     return items
 
 
@@ -335,28 +360,25 @@ def items_asks(ctx: Ctx, offset: int, limit: int) -> list[Item]:
     return _loan_items(ctx, offset, limit, role="lender", state=LoanState.REQUESTED)
 
 
-def _loan_view(ctx: Ctx, *, role: str, state: LoanState) -> queries.LoanView:
-    detail = queries.loan_detail(
-        uow_factory=ctx.deni.uow,
-        clock=ctx.deni.clock,
-        user_id=ctx.user_id,
-        loan_id=ctx.text("loan_id"),
-    )
-    view = detail.view
-    mine = view.loan.borrower_id if role == "borrower" else view.loan.lender_id
-    if mine != ctx.user_id or view.loan.state is not state:
+def _loan_view(ctx: Ctx, *, role: str, state: LoanState) -> LoanLine:
+    line = ctx.reads.loan(ctx.text("loan_id"), today=ctx.today)
+    if line is None:
         raise Reject("ussd.err_loan_changed")
-    return view
+    mine = line.loan.borrower_id if role == "borrower" else line.loan.lender_id
+    if mine != ctx.user_id or line.loan.state is not state:
+        raise Reject("ussd.err_loan_changed")
+    return line
 
 
-def _loan_params(ctx: Ctx, view: queries.LoanView, *, other: str) -> dict[str, object]:
+def _loan_params(ctx: Ctx, view: LoanLine, *, other: str) -> dict[str, object]:
+    terms = view.loan.terms
     return {
         "code": view.loan.code,
         "name": short_name(other),
-        "owed": format_kes(view.owed.total_cents),
-        "amount": format_kes(view.loan.terms.principal_cents),
-        "total": format_kes(view.loan.terms.total_cents),
-        "due": format_day(view.loan.terms.due_date, ctx.lang),
+        "owed": format_kes(view.owed_cents),
+        "amount": format_kes(terms.principal_cents),
+        "total": format_kes(terms.total_cents),
+        "due": _day(terms.due_date, ctx.lang),
     }
 
 
@@ -379,7 +401,7 @@ def view_ask(ctx: Ctx) -> Params:
 
 
 def _owed_cents(ctx: Ctx) -> int:
-    return _loan_view(ctx, role="borrower", state=LoanState.ACTIVE).owed.total_cents
+    return _loan_view(ctx, role="borrower", state=LoanState.ACTIVE).owed_cents
 
 
 def view_repay_wallet_amount(ctx: Ctx) -> Params:
@@ -399,7 +421,7 @@ def submit_repay_wallet(ctx: Ctx, raw: str) -> Step:
     _confirm_pin(ctx, raw)
     repayment = loans.repay_loan(
         uow=ctx.deni.uow(),
-        clock=ctx.deni.clock,
+        clock=ctx.clock,
         borrower_id=ctx.user_id,
         loan_id=ctx.text("loan_id"),
         amount_cents=ctx.cents("amount"),
@@ -431,7 +453,7 @@ def action_remind(ctx: Ctx) -> Step:
     view = _loan_view(ctx, role="lender", state=LoanState.ACTIVE)
     sent = ussd.remind_borrower(
         uow=ctx.deni.uow(),
-        clock=ctx.deni.clock,
+        clock=ctx.clock,
         lender_id=ctx.user_id,
         loan_id=view.loan.id,
         channel=CHANNEL,
@@ -446,7 +468,7 @@ def submit_write_off(ctx: Ctx, raw: str) -> Step:
     loans.write_off_loan(
         uow=ctx.deni.uow(),
         hasher=ctx.deni.hasher,
-        clock=ctx.deni.clock,
+        clock=ctx.clock,
         lender_id=ctx.user_id,
         loan_id=view.loan.id,
         pin=require_pin(raw),
@@ -460,7 +482,7 @@ def submit_approve(ctx: Ctx, raw: str) -> Step:
     loan = loans.approve_loan(
         uow=ctx.deni.uow(),
         hasher=ctx.deni.hasher,
-        clock=ctx.deni.clock,
+        clock=ctx.clock,
         lender_id=ctx.user_id,
         loan_id=view.loan.id,
         pin=require_pin(raw),
@@ -479,7 +501,7 @@ def action_decline(ctx: Ctx) -> Step:
     view = _loan_view(ctx, role="lender", state=LoanState.REQUESTED)
     loans.decline_loan(
         uow=ctx.deni.uow(),
-        clock=ctx.deni.clock,
+        clock=ctx.clock,
         lender_id=ctx.user_id,
         loan_id=view.loan.id,
         channel=CHANNEL,
@@ -535,9 +557,7 @@ _TX_LABELS = {code.value: f"ussd.tx_{code.value}" for code in EntryCode}
 
 
 def view_statement(ctx: Ctx) -> Params:
-    statement = queries.wallet_statement(
-        uow_factory=ctx.deni.uow, user_id=ctx.user_id, limit=STATEMENT_LINES
-    )
+    statement = ctx.reads.statement(ctx.user_id, limit=STATEMENT_LINES)
     lines = []
     for line in statement.lines:
         sign = "+" if line.amount_cents > 0 else "-"
@@ -569,7 +589,7 @@ def submit_change_pin(ctx: Ctx, raw: str) -> Step:
     users.change_pin(
         uow=ctx.deni.uow(),
         hasher=ctx.deni.hasher,
-        clock=ctx.deni.clock,
+        clock=ctx.clock,
         user_id=ctx.user_id,
         old_pin=old,
         new_pin=raw,
@@ -582,7 +602,7 @@ def submit_change_pin(ctx: Ctx, raw: str) -> Step:
 def _set_language(ctx: Ctx, language: str) -> Step:
     user = ussd.set_language(
         uow=ctx.deni.uow(),
-        clock=ctx.deni.clock,
+        clock=ctx.clock,
         user_id=ctx.user_id,
         language=language,
         channel=CHANNEL,
@@ -604,12 +624,12 @@ def action_swahili(ctx: Ctx) -> Step:
 
 def action_resume(ctx: Ctx) -> Step:
     assert ctx.resume is not None
-    return ctx.resume(True)
+    return ctx.resume(ctx, True)
 
 
 def action_fresh_start(ctx: Ctx) -> Step:
     assert ctx.resume is not None
-    return ctx.resume(False)
+    return ctx.resume(ctx, False)
 
 
 def locked_minutes(ctx: Ctx) -> int:

@@ -32,6 +32,8 @@ class Reply:
 
 def plain(text: str) -> str:
     """Telcos render GSM-7 only: fold accents, drop emoji and control characters."""
+    if text.isascii() and text.replace("\n", "").isprintable():
+        return text  # nearly every line: the catalogs are ASCII, and so are names and amounts
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     return "".join(c for c in folded if c == "\n" or c.isprintable())
 

@@ -1,0 +1,105 @@
+"""The USSD reads (adapters/db/ussd_reads.py) show what the API's read side shows: same
+balances, statement lines, loans, names."""
+
+from __future__ import annotations
+
+from sqlalchemy.pool import QueuePool
+from tests.helpers import fund, register
+
+from deni.adapters.db.engine import BEGIN_MODE_KEY, make_engine
+from deni.adapters.db.ussd_reads import SqlUssdReads
+from deni.bootstrap import Deni
+from deni.domain.loans import LoanState
+from deni.domain.users import nairobi_today
+from deni.services import loans, queries
+
+
+def test_reads_match_the_api_read_side(deni: Deni) -> None:
+    lender = register(deni, name="Lender Lucy", pin="1234")
+    borrower = register(deni, name="Borrower Ben", pin="5678")
+    fund(deni, lender, 1_000_000)
+    for approve in (True, False, True):
+        loan = loans.request_loan(
+            uow=deni.uow(),
+            clock=deni.clock,
+            borrower_id=borrower.id,
+            lender_phone=lender.phone,
+            principal_cents=100_000,
+            fee_cents=5_000,
+            term_days=14,
+        )
+        if approve:
+            loans.approve_loan(
+                uow=deni.uow(),
+                hasher=deni.hasher,
+                clock=deni.clock,
+                lender_id=lender.id,
+                loan_id=loan.id,
+                pin="1234",
+            )
+    reads = deni.ussd_reads
+    assert isinstance(reads, SqlUssdReads)  # what bootstrap wires
+    today = nairobi_today(deni.clock.now())
+
+    member = reads.member(lender.phone)
+    assert member is not None
+    assert (member.id, member.name, member.language) == (lender.id, lender.name, "en")
+    assert reads.member("254799999999") is None
+
+    for user in (lender, borrower):
+        mine = reads.statement(user.id, limit=5)
+        api = queries.wallet_statement(uow_factory=deni.uow, user_id=user.id, limit=5)
+        assert mine.balance_cents == api.balance_cents == reads.balance_cents(user.id)
+        assert [(x.code, x.amount_cents, x.created_at) for x in mine.lines] == [
+            (x.code, x.amount_cents, x.created_at) for x in api.lines
+        ]
+        for role in ("borrower", "lender"):
+            for state in (LoanState.ACTIVE, LoanState.REQUESTED):
+                lines = reads.loans(
+                    user_id=user.id, role=role, state=state, offset=0, limit=4, today=today
+                )
+                views = queries.list_loans(
+                    uow_factory=deni.uow,
+                    clock=deni.clock,
+                    user_id=user.id,
+                    role=role,
+                    states=[state],
+                    limit=4,
+                )
+                assert [(x.loan, x.owed_cents, x.borrower_name, x.lender_name) for x in lines] == [
+                    (v.loan, v.owed.total_cents, v.borrower_name, v.lender_name) for v in views
+                ]
+                for line in lines:
+                    assert reads.loan(line.loan.id, today=today) == line
+    assert reads.loan("no-such-loan", today=today) is None
+    assert (
+        len(
+            reads.loans(
+                user_id=borrower.id,
+                role="borrower",
+                state=LoanState.ACTIVE,
+                offset=1,
+                limit=4,
+                today=today,
+            )
+        )
+        == 1
+    )
+
+
+def test_a_read_leaves_its_pooled_connection_as_writers_expect(database_url: str) -> None:
+    """Autocommit (PostgreSQL) or a deferred BEGIN (SQLite) is for the read only: the next
+    transaction on the same pooled connection is a real one, begun IMMEDIATE on SQLite."""
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        reads = SqlUssdReads(engine)
+        assert reads.member("254799999999") is None
+        assert isinstance(engine.pool, QueuePool)
+        assert engine.pool.checkedin() == 1  # so the next checkout is the one the read used
+        with engine.connect() as connection:
+            assert BEGIN_MODE_KEY not in connection.info
+            if engine.dialect.name == "postgresql":
+                assert connection.get_isolation_level() == "READ COMMITTED"
+                assert connection.connection.driver_connection.autocommit is False  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
