@@ -16,7 +16,6 @@ that file and its chart, and a run without ussd leaves them alone.
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import statistics
 import subprocess
@@ -67,7 +66,6 @@ STATEMENT_SAMPLE = 200
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    cores = os.cpu_count() or 1
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="per throughput run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds not counted")
@@ -75,7 +73,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--processes",
         type=int,
-        default=cores,
+        default=8,  # one client thread per process: no GIL between clients, as N API processes
         help="also run the PostgreSQL clients spread over this many processes (0: skip)",
     )
     parser.add_argument("--sqlite-clients", type=int, nargs="+", default=[1, 4])

@@ -55,14 +55,18 @@ def run_idempotent(
             return _replay(
                 stored_hash, request_hash, uow.idempotency.get_response(scope=scope, key=key)
             )
-        try:
-            status, model = action(NestedUnitOfWorkFactory(uow))
-        except DomainError:
+        refusal: DomainError | None = None
+        with uow.sync.deferred_changes():  # the command's change log: one write, at the end
+            try:
+                status, model = action(NestedUnitOfWorkFactory(uow))
+            except DomainError as error:
+                refusal = error
+        if refusal is not None:
             # What the command committed before refusing stays (a wrong PIN counts); the key
             # does not, so a retry may try again.
             uow.idempotency.release(scope=scope, key=key)
             uow.commit()
-            raise
+            raise refusal
         content = model.model_dump_json()
         uow.idempotency.complete(
             scope=scope,
