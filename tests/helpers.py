@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from fastapi.testclient import TestClient
 
 from deni.bootstrap import Deni
+from deni.domain.loans import Loan
 from deni.domain.users import User
-from deni.services import payments, users
+from deni.services import loans, payments, users
 
 _phones = itertools.count(700_000_001)
 _receipts = itertools.count(1)
@@ -83,3 +84,35 @@ def api_user(
     assert login.status_code == 200, login.text
     user = users.get_user(uow_factory=deni.uow, user_id=response.json()["id"])
     return ApiUser(user, pin, {"Authorization": f"Bearer {login.json()['access_token']}"})
+
+
+def lend(
+    deni: Deni,
+    *,
+    lender: User,
+    borrower: User,
+    approve_with_pin: str | None,
+    principal_cents: int = 100_000,
+    fee_cents: int = 5_000,
+    term_days: int = 14,
+) -> Loan:
+    """A loan request, approved with the lender's PIN unless `approve_with_pin` is None."""
+    loan = loans.request_loan(
+        uow=deni.uow(),
+        clock=deni.clock,
+        borrower_id=borrower.id,
+        lender_phone=lender.phone,
+        principal_cents=principal_cents,
+        fee_cents=fee_cents,
+        term_days=term_days,
+    )
+    if approve_with_pin is None:
+        return loan
+    return loans.approve_loan(
+        uow=deni.uow(),
+        hasher=deni.hasher,
+        clock=deni.clock,
+        lender_id=lender.id,
+        loan_id=loan.id,
+        pin=approve_with_pin,
+    )

@@ -171,3 +171,25 @@ class World:
             return uow.ledger.statement(
                 wallet_account_id(user.id), before_posting_id=None, limit=50
             )
+
+
+def stk_success_body(checkout_request_id: str, receipt: str, amount: int) -> dict[str, object]:
+    """A paid STK push's callback, as Daraja posts it."""
+    return {
+        "Body": {
+            "stkCallback": {
+                "MerchantRequestID": "29115-34620561-1",
+                "CheckoutRequestID": checkout_request_id,
+                "ResultCode": 0,
+                "ResultDesc": "The service request is processed successfully.",
+                "CallbackMetadata": {
+                    "Item": [
+                        {"Name": "Amount", "Value": amount},
+                        {"Name": "MpesaReceiptNumber", "Value": receipt},
+                        {"Name": "TransactionDate", "Value": 20261126090102},
+                        {"Name": "PhoneNumber", "Value": 254722000001},
+                    ]
+                },
+            }
+        }
+    }

@@ -11,7 +11,7 @@ from deni.adapters.db.mpesa_repositories import SqlMpesaRepository
 from deni.domain.users import User
 from deni.services.mpesa_callbacks import apply_pending
 from deni.services.mpesa_ports import InboxState, RequestState
-from tests.mpesa.support import World
+from tests.mpesa.support import World, stk_success_body
 
 TOP_UP_CENTS = 250_00
 
@@ -70,7 +70,7 @@ def test_a_row_that_fails_the_batch_blocks_no_other(world: World) -> None:
     made = _top_ups(world, 4)
     bad = world.request(made[0][1])
     # A receipt Deni refuses (not letters and digits): it fails the whole batch transaction.
-    body = _stk_body(bad.checkout_request_id or "", "BAD-RECEIPT", TOP_UP_CENTS // 100)
+    body = stk_success_body(bad.checkout_request_id or "", "BAD-RECEIPT", TOP_UP_CENTS // 100)
     assert world.http.post(world.hook_url("stk"), json=body).status_code == 200
     world.admin.flush()  # the genuine callback for `bad` is now a repeat: stored nothing
 
@@ -132,24 +132,3 @@ def test_concurrent_workers_apply_each_callback_once(world: World) -> None:
     assert [world.balance(user) for user, _ in made] == [TOP_UP_CENTS] * 24
     assert _credits(world, [request_id for _, request_id in made]) == 24
     world.assert_conserved()
-
-
-def _stk_body(checkout_request_id: str, receipt: str, amount: int) -> dict[str, object]:
-    return {
-        "Body": {
-            "stkCallback": {
-                "MerchantRequestID": "29115-34620561-1",
-                "CheckoutRequestID": checkout_request_id,
-                "ResultCode": 0,
-                "ResultDesc": "The service request is processed successfully.",
-                "CallbackMetadata": {
-                    "Item": [
-                        {"Name": "Amount", "Value": amount},
-                        {"Name": "MpesaReceiptNumber", "Value": receipt},
-                        {"Name": "TransactionDate", "Value": 20261126090102},
-                        {"Name": "PhoneNumber", "Value": 254722000001},
-                    ]
-                },
-            }
-        }
-    }

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from deni.services.mpesa_ports import InboxState, SuspenseState
-from tests.mpesa.support import CALLBACK_TOKEN, World
+from tests.mpesa.support import CALLBACK_TOKEN, World, stk_success_body
 
 
 def _top_up(world: World, phone: str | None = None, amount_cents: int = 500_00) -> tuple[str, str]:
@@ -92,7 +92,7 @@ def test_forged_callback_with_a_wrong_token_is_404_and_moves_nothing(world: Worl
     _, request_id = _top_up(world)
     world.drain()
     request = world.request(request_id)
-    body = _stk_body(request.checkout_request_id or "", "FORGED0001", 500)
+    body = stk_success_body(request.checkout_request_id or "", "FORGED0001", 500)
 
     answer = world.http.post(world.hook_url("stk", token="f" * 32), json=body)
     assert answer.status_code == 404
@@ -118,9 +118,9 @@ def test_unknown_checkout_and_wrong_amount_go_to_suspense(world: World) -> None:
     world.drain()
     request = world.request(request_id)
 
-    unknown = _stk_body("ws_CO_unknown_0001", "UNKNOWN001", 100)
+    unknown = stk_success_body("ws_CO_unknown_0001", "UNKNOWN001", 100)
     assert world.http.post(world.hook_url("stk"), json=unknown).status_code == 200
-    wrong = _stk_body(request.checkout_request_id or "", "WRONGAMT01", 499)
+    wrong = stk_success_body(request.checkout_request_id or "", "WRONGAMT01", 499)
     assert world.http.post(world.hook_url("stk"), json=wrong).status_code == 200
     for _ in range(world.deps.policy.inbox_attempts_max + 2):
         world.work()  # many quick worker passes inside the grace period: still waiting
@@ -136,27 +136,6 @@ def test_unknown_checkout_and_wrong_amount_go_to_suspense(world: World) -> None:
     # A later genuine success for the same push cannot downgrade or double anything.
     world.admin.flush()
     world.work()
-
-
-def _stk_body(checkout_request_id: str, receipt: str, amount: int) -> dict[str, object]:
-    return {
-        "Body": {
-            "stkCallback": {
-                "MerchantRequestID": "29115-34620561-1",
-                "CheckoutRequestID": checkout_request_id,
-                "ResultCode": 0,
-                "ResultDesc": "The service request is processed successfully.",
-                "CallbackMetadata": {
-                    "Item": [
-                        {"Name": "Amount", "Value": amount},
-                        {"Name": "MpesaReceiptNumber", "Value": receipt},
-                        {"Name": "TransactionDate", "Value": 20261126090102},
-                        {"Name": "PhoneNumber", "Value": 254722000001},
-                    ]
-                },
-            }
-        }
-    }
 
 
 def test_hook_answers_every_callback_kind(world: World) -> None:

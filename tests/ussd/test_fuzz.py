@@ -10,13 +10,12 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.helpers import fund, next_phone, register
+from tests.helpers import fund, lend, next_phone, register
 from tests.ussd.support import CODE, Phone, assert_screen
 
 from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
 from deni.entrypoints.ussd.menus import SCREENS
-from deni.services import loans
 
 NASTY = (
     "",
@@ -69,24 +68,12 @@ def world(client: TestClient, deni: Deni, clock: ManualClock) -> World:
     fund(deni, lender_user, 1_000_000)
     fund(deni, borrower_user, 10_000)
     for approve in (True, False):
-        loan = loans.request_loan(
-            uow=deni.uow(),
-            clock=deni.clock,
-            borrower_id=borrower_user.id,
-            lender_phone=lender_user.phone,
-            principal_cents=100_000,
-            fee_cents=5_000,
-            term_days=14,
+        lend(
+            deni,
+            lender=lender_user,
+            borrower=borrower_user,
+            approve_with_pin="1234" if approve else None,
         )
-        if approve:
-            loans.approve_loan(
-                uow=deni.uow(),
-                hasher=deni.hasher,
-                clock=deni.clock,
-                lender_id=lender_user.id,
-                loan_id=loan.id,
-                pin="1234",
-            )
     return World(
         lender=Phone(client, "0" + lender_user.phone[3:]),
         borrower=Phone(client, "0" + borrower_user.phone[3:]),

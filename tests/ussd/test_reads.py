@@ -4,14 +4,14 @@ balances, statement lines, loans, names."""
 from __future__ import annotations
 
 from sqlalchemy.pool import QueuePool
-from tests.helpers import fund, register
+from tests.helpers import fund, lend, register
 
 from deni.adapters.db.engine import BEGIN_MODE_KEY, make_engine
 from deni.adapters.db.ussd_reads import SqlUssdReads
 from deni.bootstrap import Deni
 from deni.domain.loans import LoanState
 from deni.domain.users import nairobi_today
-from deni.services import loans, queries
+from deni.services import queries
 
 
 def test_reads_match_the_api_read_side(deni: Deni) -> None:
@@ -19,24 +19,7 @@ def test_reads_match_the_api_read_side(deni: Deni) -> None:
     borrower = register(deni, name="Borrower Ben", pin="5678")
     fund(deni, lender, 1_000_000)
     for approve in (True, False, True):
-        loan = loans.request_loan(
-            uow=deni.uow(),
-            clock=deni.clock,
-            borrower_id=borrower.id,
-            lender_phone=lender.phone,
-            principal_cents=100_000,
-            fee_cents=5_000,
-            term_days=14,
-        )
-        if approve:
-            loans.approve_loan(
-                uow=deni.uow(),
-                hasher=deni.hasher,
-                clock=deni.clock,
-                lender_id=lender.id,
-                loan_id=loan.id,
-                pin="1234",
-            )
+        lend(deni, lender=lender, borrower=borrower, approve_with_pin="1234" if approve else None)
     reads = deni.ussd_reads
     assert isinstance(reads, SqlUssdReads)  # what bootstrap wires
     today = nairobi_today(deni.clock.now())

@@ -10,12 +10,21 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
+from deni.domain.errors import NotFound
 from deni.domain.users import User
 from deni.i18n import render_notification
 from deni.services.ports import NotificationRecord, UnitOfWork
 
 SYSTEM_ACTOR = "system"
 CHANNELS = ("api", "ussd", "sync", "cli", "system", "mpesa")
+
+
+def require_user(uow: UnitOfWork, user_id: str, *, lock: bool = False) -> User:
+    """The user (locked, if asked), or a `user_not_found` refusal."""
+    user = uow.users.lock(user_id) if lock else uow.users.get(user_id)
+    if user is None:
+        raise NotFound("No such user.", code="user_not_found")
+    return user
 
 
 _UUID7_COUNTER_MAX = 0xFFF

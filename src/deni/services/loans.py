@@ -31,9 +31,9 @@ from deni.domain.loans import (
     require_repayment_amount,
     resolve_due_date,
 )
-from deni.domain.users import User, nairobi_today
+from deni.domain.users import nairobi_today
 from deni.services import ledger
-from deni.services.common import SYSTEM_ACTOR, audit, new_id, notify
+from deni.services.common import SYSTEM_ACTOR, audit, new_id, notify, require_user
 from deni.services.ports import (
     Clock,
     PinHasher,
@@ -103,7 +103,7 @@ def request_loan(
     )
     now = clock.now()
     with uow:
-        borrower = _user(uow, borrower_id)
+        borrower = require_user(uow, borrower_id)
         lender = find_by_phone(uow, lender_phone)
         if lender.id == borrower.id:
             raise SelfLending("You cannot lend to yourself.")
@@ -171,7 +171,7 @@ def approve_loan(
     now = clock.now()
     with uow:
         loan = _loan_for(uow, loan_id, user_id=lender_id, role="lender")
-        lender = _user(uow, lender_id, lock=True)
+        lender = require_user(uow, lender_id, lock=True)
         check_pin(uow, hasher=hasher, user=lender, pin=pin, now=now, channel=channel)
         if _expire_if_due(uow, loan, now=now):
             uow.commit()
@@ -179,7 +179,7 @@ def approve_loan(
         loan.apply(LoanEvent.APPROVE)
         loan.expires_at = lapse_at(now=now, ttl=FUNDING_TTL, due_date=loan.terms.due_date)
         if not _fund_if_possible(uow, loan, now=now):
-            borrower = _user(uow, loan.borrower_id)
+            borrower = require_user(uow, loan.borrower_id)
             notify(
                 uow,
                 user=borrower,
@@ -222,7 +222,7 @@ def _fund_if_possible(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
     # Until M-PESA payouts exist, the money reaching the borrower's wallet settles the loan.
     loan.apply(LoanEvent.SETTLE)
     loan.disbursed_at = now
-    borrower = _user(uow, loan.borrower_id)
+    borrower = require_user(uow, loan.borrower_id)
     notify(
         uow,
         user=borrower,
@@ -279,7 +279,7 @@ def _close_request(
         loan.closed_at = now
         uow.loans.save(loan, now)
         other_id = loan.borrower_id if role == "lender" else loan.lender_id
-        actor, other = _user(uow, actor_id), _user(uow, other_id)
+        actor, other = require_user(uow, actor_id), require_user(uow, other_id)
         params = {
             f"{role}_name": actor.name,
             "amount_cents": loan.terms.principal_cents,
@@ -393,7 +393,7 @@ def _find_repayment(uow: UnitOfWork, loan: Loan, entry_key: str) -> Repayment | 
 
 
 def _notify_repayment(uow: UnitOfWork, loan: Loan, amount_cents: int, *, now: datetime) -> None:
-    borrower, lender = _user(uow, loan.borrower_id), _user(uow, loan.lender_id)
+    borrower, lender = require_user(uow, loan.borrower_id), require_user(uow, loan.lender_id)
     balance_cents = loan.owed().total_cents
     if loan.state is LoanState.REPAID:
         for user, other in ((borrower, lender), (lender, borrower)):
@@ -544,14 +544,14 @@ def write_off_loan(
     now = clock.now()
     with uow:
         loan = _loan_for(uow, loan_id, user_id=lender_id, role="lender")
-        lender = _user(uow, lender_id, lock=True)
+        lender = require_user(uow, lender_id, lock=True)
         check_pin(uow, hasher=hasher, user=lender, pin=pin, now=now, channel=channel)
         loan.accrue_penalty(nairobi_today(now))
         forgiven_cents = loan.owed().total_cents
         loan.apply(LoanEvent.WRITE_OFF)
         loan.closed_at = now
         uow.loans.save(loan, now)
-        borrower = _user(uow, loan.borrower_id)
+        borrower = require_user(uow, loan.borrower_id)
         params = {
             "lender_name": lender.name,
             "amount_cents": forgiven_cents,
@@ -613,7 +613,7 @@ def _expire_if_due(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
     loan.apply(LoanEvent.EXPIRE)
     loan.closed_at = now
     uow.loans.save(loan, now)
-    borrower, lender = _user(uow, loan.borrower_id), _user(uow, loan.lender_id)
+    borrower, lender = require_user(uow, loan.borrower_id), require_user(uow, loan.lender_id)
     for user, other in ((borrower, lender), (lender, borrower)):
         params = {
             "other_name": other.name,
@@ -635,13 +635,6 @@ def _loan_for(uow: UnitOfWork, loan_id: str, *, user_id: str, role: str, lock: b
     if owner != user_id:
         raise Forbidden(f"Only the {role} can do this.", code=f"not_the_{role}")
     return loan
-
-
-def _user(uow: UnitOfWork, user_id: str, *, lock: bool = False) -> User:
-    user = uow.users.lock(user_id) if lock else uow.users.get(user_id)
-    if user is None:
-        raise NotFound("No such user.", code="user_not_found")
-    return user
 
 
 def _audit_loan(

@@ -43,7 +43,7 @@ from deni.domain.loans import LoanState
 from deni.domain.money import CENTS_PER_SHILLING
 from deni.domain.users import User, nairobi_today
 from deni.services import ledger, loans, payments
-from deni.services.common import SYSTEM_ACTOR, audit, new_id, notify
+from deni.services.common import SYSTEM_ACTOR, audit, new_id, notify, require_user
 from deni.services.mpesa_ports import (
     OPEN_STATES,
     GatewayError,
@@ -96,13 +96,6 @@ def _require_mpesa_amount(amount_cents: object, *, minimum_cents: int) -> int:
             f"to KES {MPESA_MAX_CENTS // CENTS_PER_SHILLING:,}."
         )
     return amount_cents
-
-
-def _user(uow: UnitOfWork, user_id: str) -> User:
-    user = uow.users.get(user_id)
-    if user is None:
-        raise NotFound("No such user.", code="user_not_found")
-    return user
 
 
 def _earlier(
@@ -171,7 +164,7 @@ def request_stk(
     )
     if earlier is not None:
         return earlier
-    user = _user(uow, user_id)
+    user = require_user(uow, user_id)
     if loan_id is not None:
         _require_repayable(uow, user_id=user.id, loan_id=loan_id, amount_cents=amount, now=now)
     request = _new_request(
@@ -226,7 +219,7 @@ def request_payout(
     )
     if earlier is not None:
         return earlier
-    user = _user(uow, user_id)
+    user = require_user(uow, user_id)
     request = _new_request(
         uow,
         kind=RequestKind.B2C,
@@ -762,7 +755,7 @@ def _fail_payout(uow: UnitOfWork, request: MpesaRequest, desc: str, *, now: date
     request.result_desc = desc[:DESC_CHARS_MAX]
     request.next_check_at = None
     uow.mpesa.save_request(request, now)
-    user = _user(uow, request.user_id)
+    user = require_user(uow, request.user_id)
     notify(
         uow,
         user=user,
@@ -815,7 +808,7 @@ def set_preferences(
 ) -> tuple[bool, bool]:
     now = clock.now()
     with uow:
-        _user(uow, user_id)
+        require_user(uow, user_id)
         current = uow.mpesa.preferences(user_id)
         updated = MpesaPreferences(
             user_id,

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from deni.domain.errors import NotFound, ValidationFailed
+from deni.domain.errors import ValidationFailed
 from deni.domain.ledger import wallet_account_id
 from deni.domain.money import MOVEMENT_MAX_CENTS, require_cents
 from deni.domain.users import User
 from deni.services import ledger, loans
-from deni.services.common import SYSTEM_ACTOR, audit, notify
+from deni.services.common import SYSTEM_ACTOR, audit, notify, require_user
 from deni.services.ports import Clock, UnitOfWork
 
 RECEIPT_CHARS_MAX = 40
@@ -50,7 +50,7 @@ def record_mpesa_payment(
     amount = _checked(amount_cents, receipt)
     now = clock.now()
     with uow:
-        user = _user(uow, user_id)
+        user = require_user(uow, user_id)
         locks = loans.lock_loans_a_credit_may_settle(uow, user_id=user.id, now=now)
         deposit = _credit(uow, user, locks, amount, receipt, channel=channel, now=now)
         uow.commit()
@@ -65,7 +65,7 @@ def credit_wallets(
     one at a time; the same lock order too: every loan the credits may settle is locked before
     any wallet, and the wallets in id order. Deposits come back in the order of `credits`."""
     checked = [(c, _checked(c.amount_cents, c.receipt)) for c in credits]
-    users = {c.user_id: _user(uow, c.user_id) for c, _ in checked}
+    users = {c.user_id: require_user(uow, c.user_id) for c, _ in checked}
     locks = {
         user_id: loans.lock_loans_a_credit_may_settle(uow, user_id=user_id, now=now)
         for user_id in sorted(users)
@@ -86,13 +86,6 @@ def _checked(amount_cents: object, receipt: str) -> int:
     if not receipt or len(receipt) > RECEIPT_CHARS_MAX or not receipt.isalnum():
         raise ValidationFailed("An M-PESA receipt is letters and digits.", code="invalid_receipt")
     return amount
-
-
-def _user(uow: UnitOfWork, user_id: str) -> User:
-    user = uow.users.get(user_id)
-    if user is None:
-        raise NotFound("No such user.", code="user_not_found")
-    return user
 
 
 def _credit(
