@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from deni.adapters.clock import ManualClock
+from deni.adapters.db.sync_tables import sync_changes
 from deni.bootstrap import Deni
+from deni.services import sync_pull
 from tests.api.support import assert_error, log_in_again
 from tests.helpers import api_user, fund
 from tests.sync.support import PULL, Device, server_view
@@ -131,3 +134,41 @@ def test_resolved_conflicts_come_as_tombstones(client: TestClient, deni: Deni) -
     changes = tablet.pull()
     assert {"entity": "conflict", "id": conflict_id, "op": "delete", "data": None} in changes
     assert tablet.loan(loan_id)["fee_cents"] == 100
+
+
+def test_the_change_log_is_pruned_only_where_no_accepted_cursor_can_reach(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    """Rows older than the cursor horizon (plus a day) go; a device whose cursor is still
+    accepted loses nothing, and one that was away longer gets a full resync."""
+    away, _ = _busy_user(client, deni)  # old history, then the device goes quiet
+    away.pull()
+    clock.advance(timedelta(days=15))
+    recent, recent_lender = _busy_user(client, deni)  # history half the horizon old
+    recent.pull()
+    old_rows, all_rows = _change_log_counts(deni, before=clock.now() - timedelta(days=14))
+    assert 0 < old_rows < all_rows
+    clock.advance(timedelta(days=16, minutes=1))  # the old history is now 31 days old
+    assert sync_pull.prune_change_log(uow_factory=deni.uow, clock=clock) == old_rows
+    assert _change_log_counts(deni, before=clock.now())[1] == all_rows - old_rows
+    assert sync_pull.prune_change_log(uow_factory=deni.uow, clock=clock) == 0
+    log_in_again(deni, recent.who)
+    log_in_again(deni, recent_lender.who)
+    before = dict(recent.view)
+    recent_lender.queue_mutation("cancel_loan", loan_id=str(uuid.uuid4()))  # a new change
+    recent_lender.push()
+    assert recent.pull() is not None  # its cursor (16 days old) is still accepted
+    assert set(recent.view) == set(before) == set(server_view(client, recent.who))
+    log_in_again(deni, away.who)
+    params = {"client_id": away.client_id, "schema_version": 1, "cursor": away.cursor}
+    assert client.get(PULL, params=params, headers=away.who.headers).json()["reset"] is True
+
+
+def _change_log_counts(deni: Deni, *, before: datetime) -> tuple[int, int]:
+    c = sync_changes
+    with deni.engine.connect() as connection:
+        old = connection.execute(
+            select(func.count()).select_from(c).where(c.c.created_at < before)
+        ).scalar_one()
+        total = connection.execute(select(func.count()).select_from(c)).scalar_one()
+    return int(old), int(total)

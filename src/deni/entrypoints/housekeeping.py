@@ -15,7 +15,7 @@ import structlog
 
 from deni.adapters.sessions import SqlSessionStore
 from deni.bootstrap import Deni
-from deni.services import reminders, sms
+from deni.services import reminders, sms, sync_pull
 
 log = structlog.get_logger(__name__)
 STOP_WAIT_S = 10.0
@@ -45,17 +45,19 @@ class Housekeeper:
             report = reminders.sweep(uow_factory=deni.uow, clock=deni.clock)
             if isinstance(deni.sessions, SqlSessionStore):  # memory and Redis expire by themselves
                 deni.sessions.purge_expired(now=deni.clock.now())
+            pruned = sync_pull.prune_change_log(uow_factory=deni.uow, clock=deni.clock)
         except Exception:
             # One failed sweep (a lock timeout, a unique clash with another process) must not
             # end the thread: the next run picks up whatever this one missed.
             log.exception("housekeeping_failed")
             return None
-        if report.expired or report.reminders or report.funded:
+        if report.expired or report.reminders or report.funded or pruned:
             log.info(
                 "housekeeping",
                 expired=report.expired,
                 reminders=report.reminders,
                 funded=report.funded,
+                change_log_pruned=pruned,
             )
         return report
 

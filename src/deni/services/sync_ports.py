@@ -168,6 +168,11 @@ class SyncRepository(Protocol):
         self, *, user_id: str, after: Position, below_xid: int | None, limit: int
     ) -> list[ChangeRow]: ...
 
+    def prune_changes(self, *, created_before: datetime, limit: int) -> int:
+        """Delete the oldest change-log rows, up to `limit`, while they were created before
+        `created_before`; returns how many went."""
+        ...
+
     def last_position(self, user_id: str) -> Position: ...
 
     # current state, for pulls (only rows the user may see)

@@ -26,8 +26,14 @@ from typing import Any
 
 from deni.domain.errors import Forbidden
 from deni.domain.users import nairobi_today
-from deni.services.ports import StatementLine
-from deni.services.sync_ports import SEQ_MAX, ChangeRow, Position, SyncUnitOfWork
+from deni.services.ports import Clock, StatementLine
+from deni.services.sync_ports import (
+    SEQ_MAX,
+    ChangeRow,
+    Position,
+    SyncUnitOfWork,
+    SyncUnitOfWorkFactory,
+)
 from deni.services.sync_push import (
     MIN_CLIENT_SCHEMA_VERSION,
     SERVER_SCHEMA_VERSION,
@@ -40,6 +46,11 @@ from deni.services.sync_push import (
 PULL_PAGE_MAX = 1000
 PULL_PAGE_DEFAULT = 500
 CURSOR_RETENTION = timedelta(days=30)
+# The change log outlives every cursor that may still point into it, by a margin longer than
+# any transaction runs (a late commit's rows carry the time they were written, not committed).
+CHANGE_LOG_RETENTION = CURSOR_RETENTION + timedelta(days=1)
+PRUNE_BATCH = 5_000
+PRUNE_BATCHES_PER_RUN_MAX = 10
 CURSOR_VERSION = 1
 MAC_BYTES = 16
 CURSOR_CHARS_MAX = 1024
@@ -400,6 +411,21 @@ def _loans(uow: SyncUnitOfWork, user_id: str, ids: list[str], now: datetime) -> 
 
 
 # --- status ----------------------------------------------------------------------------------
+
+
+def prune_change_log(*, uow_factory: SyncUnitOfWorkFactory, clock: Clock) -> int:
+    """Drop change-log rows that no cursor still accepted can need (a cursor older than
+    CURSOR_RETENTION gets a full resync instead). Short transactions, a bounded number."""
+    created_before = clock.now() - CHANGE_LOG_RETENTION
+    pruned = 0
+    for _ in range(PRUNE_BATCHES_PER_RUN_MAX):
+        with uow_factory() as uow:
+            count = uow.sync.prune_changes(created_before=created_before, limit=PRUNE_BATCH)
+            uow.commit()
+        pruned += count
+        if count < PRUNE_BATCH:
+            break
+    return pruned
 
 
 def status(deps: SyncDeps, *, user_id: str, client_id: str) -> SyncStatus:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
+from itertools import takewhile
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, func, or_, select, text, tuple_, update
@@ -30,6 +31,7 @@ from deni.services.sync_ports import (
 )
 
 IDS_PER_QUERY_MAX = 1000
+PRUNE_BATCH_MAX = 10_000
 _INSERT_MUTATION = s.sync_mutations.insert()  # values come with each call (one statement)
 
 
@@ -241,6 +243,20 @@ class SqlSyncRepository:
             return None
         query = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
         return int(self._connection.execute(query).scalar_one())
+
+    def prune_changes(self, *, created_before: datetime, limit: int) -> int:
+        # Walk the log from its start by primary key (no index on the time needed): the
+        # sequence follows creation order, so the old rows are a prefix of it.
+        assert 1 <= limit <= PRUNE_BATCH_MAX
+        c = s.sync_changes
+        oldest = self._connection.execute(
+            select(c.c.seq, c.c.created_at).order_by(c.c.seq).limit(limit)
+        ).all()
+        prefix = list(takewhile(lambda row: row.created_at < created_before, oldest))
+        if not prefix:
+            return 0
+        result = self._connection.execute(c.delete().where(c.c.seq <= prefix[-1].seq))
+        return int(result.rowcount)
 
     def changes_after(
         self, *, user_id: str, after: Position, below_xid: int | None, limit: int
