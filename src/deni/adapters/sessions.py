@@ -22,7 +22,7 @@ from redis.retry import Retry
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from deni.adapters.db.engine import BEGIN_MODE_KEY
+from deni.adapters.db.engine import reading
 from deni.adapters.db.ussd_tables import ussd_sessions
 
 KEY_CHARS_MAX = 200
@@ -129,14 +129,8 @@ class SqlSessionStore:
             _check(key)
         s = ussd_sessions
         query = select(s.c.key, s.c.value).where(s.c.key.in_(list(keys)), s.c.expires_at > now)
-        with self._engine.connect() as connection:
-            connection.info[BEGIN_MODE_KEY] = "BEGIN"  # a read never waits for SQLite writers
-            try:
-                found = {row.key: row.value for row in connection.execute(query)}
-                connection.rollback()
-            finally:
-                # The mode stays with the pooled connection: its next writer begins IMMEDIATE.
-                connection.info.pop(BEGIN_MODE_KEY, None)
+        with reading(self._engine) as connection:
+            found = {row.key: row.value for row in connection.execute(query)}
         return [found.get(key) for key in keys]
 
     def put(self, key: str, value: str, *, ttl_s: int, now: datetime) -> None:

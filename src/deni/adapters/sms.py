@@ -13,7 +13,7 @@ from sqlalchemy import Engine, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from deni.adapters.db import tables as t
-from deni.adapters.db.engine import BEGIN_MODE_KEY
+from deni.adapters.db.engine import reading
 from deni.adapters.db.ussd_tables import sms_deliveries, sms_outbox
 from deni.services.ports import Clock, PendingSms, SmsNotSent
 
@@ -149,10 +149,8 @@ class DatabaseSmsOutbox:
         query = select(sms_outbox).order_by(sms_outbox.c.created_at.desc(), sms_outbox.c.id)
         if phone is not None:
             query = query.where(sms_outbox.c.phone == phone)
-        with self._engine.connect() as connection:
-            connection.info[BEGIN_MODE_KEY] = "BEGIN"
+        with reading(self._engine) as connection:
             rows = connection.execute(query.limit(limit)).all()
-            connection.rollback()
         return [OutboxMessage(r.id, r.phone, r.body, r.created_at) for r in rows]
 
 

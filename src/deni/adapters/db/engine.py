@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -62,6 +64,20 @@ def _sqlite_on_begin(connection: Any) -> None:
     # a balance and then failing (or worse) when they try to upgrade their locks.
     mode = connection.info.get(BEGIN_MODE_KEY, "BEGIN IMMEDIATE")
     connection.exec_driver_sql(mode)
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for a few reads, rolled back after: on SQLite a deferred BEGIN, so the read
+    never waits for a writer. The mode is taken off again before the connection goes back to
+    the pool, so its next writer begins IMMEDIATE as writers must."""
+    with engine.connect() as connection:
+        connection.info[BEGIN_MODE_KEY] = "BEGIN"
+        try:
+            yield connection
+            connection.rollback()
+        finally:
+            connection.info.pop(BEGIN_MODE_KEY, None)
 
 
 def is_retryable(error: DBAPIError) -> bool:

@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, Select, bindparam, select
+from sqlalchemy import Engine, Row, Select, bindparam, select
 
 from deni.adapters.db import tables as t
-from deni.adapters.db.engine import BEGIN_MODE_KEY
+from deni.adapters.db.engine import reading
 from deni.adapters.db.repositories import loan_from_row
 from deni.domain.errors import NotFound
 from deni.domain.ledger import NormalSide, balance_delta, wallet_account_id
@@ -153,23 +153,11 @@ class SqlUssdReads:
         return _line(rows[0], today) if rows else None
 
     def _rows(self, query: Select[Any], params: Mapping[str, object]) -> Sequence[Row[Any]]:
-        with self._engine.connect() as connection:
-            if self._postgres:
+        if self._postgres:
+            with self._engine.connect() as connection:
                 return connection.execute(query, params).all()
-            return _sqlite_read(connection, query, params)
-
-
-def _sqlite_read(
-    connection: Connection, query: Select[Any], params: Mapping[str, object]
-) -> Sequence[Row[Any]]:
-    connection.info[BEGIN_MODE_KEY] = "BEGIN"  # deferred: a read never waits for writers
-    try:
-        rows = connection.execute(query, params).all()
-        connection.rollback()
-    finally:
-        # The mode stays with the pooled connection: its next writer begins IMMEDIATE.
-        connection.info.pop(BEGIN_MODE_KEY, None)
-    return rows
+        with reading(self._engine) as connection:
+            return connection.execute(query, params).all()
 
 
 def _line(row: Row[Any], today: date) -> LoanLine:
