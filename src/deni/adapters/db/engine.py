@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+IDLE_IN_TRANSACTION_MS = 60_000  # far above any transaction of ours between two statements
 BEGIN_MODE_KEY = "deni_begin_mode"
 # PostgreSQL codes that mean "try the whole transaction again": serialization, deadlock.
 POSTGRES_RETRYABLE = frozenset({"40001", "40P01"})
@@ -32,6 +33,11 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
         pool_recycle=1800,
         pool_timeout=30,
         isolation_level="READ COMMITTED",
+        # A session of ours left idle inside a transaction (a hung worker) would hold back the
+        # xmin below which sync pulls read, for every user: PostgreSQL ends it instead.
+        connect_args={
+            "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+        },
     )
 
 
