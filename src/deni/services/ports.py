@@ -252,7 +252,9 @@ class NotificationRepository(Protocol):
 class AuditRepository(Protocol):
     def append(
         self, *, at: datetime, actor_id: str, channel: str, command: str, details: str
-    ) -> AuditRecord: ...
+    ) -> None:
+        """Queue a row; it is chained and written when the transaction commits."""
+        ...
 
     def scan(self, *, after_seq: int, limit: int) -> list[AuditRecord]: ...
 

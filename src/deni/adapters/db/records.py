@@ -21,6 +21,7 @@ from deni.services.ports import (
 )
 
 AUDIT_HEAD_ID = 1
+AUDIT_ROWS_PER_TRANSACTION_MAX = 10_000
 
 
 _NOTIFICATION_INSERT = t.notifications.insert()  # built once; values per call
@@ -103,41 +104,75 @@ def notification_record(row: Row[Any]) -> NotificationRecord:
 
 
 class SqlAuditRepository:
+    """Rows are chained when the transaction commits, not when the command appends them.
+
+    The chain's head row orders every writer in the system, so it is locked for the length of
+    flush() (called by the unit of work's commit), not from a command's first audit row on:
+    a transaction's rows get consecutive numbers, in commit order.
+    """
+
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        self._pending: list[tuple[datetime, str, str, str, str]] = []
 
     def append(
         self, *, at: datetime, actor_id: str, channel: str, command: str, details: str
-    ) -> AuditRecord:
+    ) -> None:
+        assert len(self._pending) < AUDIT_ROWS_PER_TRANSACTION_MAX
+        self._pending.append((at, actor_id, channel, command, details))
+
+    def mark(self) -> int:
+        """Where the rows appended from now on begin (see forget_since)."""
+        return len(self._pending)
+
+    def forget_since(self, mark: int) -> None:
+        """Drop the rows appended after `mark`: their savepoint was rolled back."""
+        assert 0 <= mark <= len(self._pending)
+        del self._pending[mark:]
+
+    def flush(self) -> list[AuditRecord]:
+        """Chain and write the pending rows; the caller commits right after."""
+        if not self._pending:
+            return []
         head = self._connection.execute(_AUDIT_HEAD_LOCK, {"id": AUDIT_HEAD_ID}).one()
-        seq = head.seq + 1
-        digest = chain_hash(
-            prev_hash=head.hash,
-            seq=seq,
-            at=at,
-            actor_id=actor_id,
-            channel=channel,
-            command=command,
-            details=details,
-        )
-        record = AuditRecord(seq, at, actor_id, channel, command, details, head.hash, digest)
-        row = {
-            "seq": seq,
-            "at": at,
-            "actor_id": actor_id,
-            "channel": channel,
-            "command": command,
-            "details": details,
-            "prev_hash": head.hash,
-            "hash": digest,
-        }
-        head_moves = {"head_id": AUDIT_HEAD_ID, "new_seq": seq, "new_hash": digest}
-        if self._connection.dialect.name == "postgresql":
-            self._connection.execute(_AUDIT_APPEND_PG, {**row, **head_moves})
+        seq, prev_hash = int(head.seq), str(head.hash)
+        records: list[AuditRecord] = []
+        for at, actor_id, channel, command, details in self._pending:
+            seq += 1
+            digest = chain_hash(
+                prev_hash=prev_hash,
+                seq=seq,
+                at=at,
+                actor_id=actor_id,
+                channel=channel,
+                command=command,
+                details=details,
+            )
+            records.append(
+                AuditRecord(seq, at, actor_id, channel, command, details, prev_hash, digest)
+            )
+            prev_hash = digest
+        self._pending.clear()
+        rows = [
+            {
+                "seq": r.seq,
+                "at": r.at,
+                "actor_id": r.actor_id,
+                "channel": r.channel,
+                "command": r.command,
+                "details": r.details,
+                "prev_hash": r.prev_hash,
+                "hash": r.hash,
+            }
+            for r in records
+        ]
+        head_moves = {"head_id": AUDIT_HEAD_ID, "new_seq": seq, "new_hash": prev_hash}
+        if len(rows) == 1 and self._connection.dialect.name == "postgresql":
+            self._connection.execute(_AUDIT_APPEND_PG, {**rows[0], **head_moves})
         else:
-            self._connection.execute(_AUDIT_INSERT, row)
+            self._connection.execute(_AUDIT_INSERT, rows)
             self._connection.execute(_AUDIT_HEAD_MOVE, head_moves)
-        return record
+        return records
 
     def scan(self, *, after_seq: int, limit: int) -> list[AuditRecord]:
         query = (

@@ -80,6 +80,7 @@ class SqlUnitOfWork:
         assert self._transaction is not None
         assert not self._read_only, "a read-only unit of work has nothing to commit"
         try:
+            self.audit.flush()  # takes the audit chain's head only now, just before the commit
             self._transaction.commit()
         except DBAPIError as error:
             raise _translate(error) from error
@@ -87,6 +88,7 @@ class SqlUnitOfWork:
     def rollback(self) -> None:
         assert self._transaction is not None
         self._transaction.rollback()
+        self.audit.forget_since(0)
 
 
 class _OuterRepositories:
@@ -134,10 +136,12 @@ class SavepointUnitOfWork(_OuterRepositories):
         self._outer = outer
         self._connection = connection
         self._savepoint: NestedTransaction | None = None
+        self._audit_mark = 0
 
     def __enter__(self) -> Self:
         assert self._savepoint is None, "a savepoint unit of work is entered once at a time"
         self._savepoint = self._connection.begin_nested()
+        self._audit_mark = self.audit.mark()
         return self
 
     def __exit__(
@@ -149,6 +153,7 @@ class SavepointUnitOfWork(_OuterRepositories):
         savepoint, self._savepoint = self._savepoint, None
         if savepoint is not None and savepoint.is_active:
             savepoint.rollback()
+            self.audit.forget_since(self._audit_mark)  # queued rows go with their savepoint
 
     def savepoint(self) -> SavepointUnitOfWork:
         return SavepointUnitOfWork(self._outer, self._connection)
@@ -161,6 +166,7 @@ class SavepointUnitOfWork(_OuterRepositories):
     def rollback(self) -> None:
         assert self._savepoint is not None, "rollback() before commit(), inside the with block"
         self._savepoint.rollback()
+        self.audit.forget_since(self._audit_mark)
         self._savepoint = self._connection.begin_nested()
 
 
