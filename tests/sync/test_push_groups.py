@@ -225,45 +225,43 @@ def test_a_real_deadlock_in_mutation_k_keeps_those_before_and_nothing_of_k(
     pair: tuple[ApiUser, ApiUser],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A group holds what its mutations locked (the audit chain's head, say) until it commits:
-    a command that holds a loan a later mutation needs, and then waits for the head, closes a
-    cycle. PostgreSQL breaks it; the push keeps the mutations before, stops at k as busy.
-    (Why production uses groups of one; the grouped path must still keep its promises.)"""
+    """A group holds what its mutations locked until it commits: a command that holds a loan a
+    later mutation needs, and then wants a loan an earlier mutation locked, closes a cycle.
+    PostgreSQL breaks it; the push keeps the mutations before k and stops at k as busy.
+    (One reason production uses groups of one; the grouped path must still keep its promises.)"""
     monkeypatch.setattr(sync_push, "GROUP_MUTATIONS_MAX", 25)
     lender, borrower = pair
     b = Device(client, borrower)
-    [loan_x] = _requests(b, lender, 1)
+    loan_x, loan_z = _requests(b, lender, 2)
     assert b.push()["stopped"] is None
-    [loan_y] = _requests(b, lender, 1)  # 2: request Y (appends to the audit chain)
-    b.queue_mutation("cancel_loan", loan_id=loan_x)  # 3: needs loan X, held below
+    b.queue_mutation("cancel_loan", loan_id=loan_z)  # 3: locks loan Z
+    b.queue_mutation("cancel_loan", loan_id=loan_x)  # 4: needs loan X, held below
     locked, other_error = threading.Event(), []
 
-    def hold_x_then_want_the_head() -> None:
+    def hold_x_then_want_z() -> None:
         with deni.engine.connect() as connection, connection.begin():
             connection.exec_driver_sql("SET LOCAL deadlock_timeout = '20s'")  # the push detects
-            connection.execute(
-                text("SELECT id FROM loans WHERE id = :id FOR UPDATE"), {"id": loan_x}
-            )
+            lock = text("SELECT id FROM loans WHERE id = :id FOR UPDATE")
+            connection.execute(lock, {"id": loan_x})
             locked.set()
-            time.sleep(0.5)  # the push has appended to the chain and waits for X
+            time.sleep(0.5)  # the push has locked Z and waits for X
             try:
-                connection.execute(text("SELECT id FROM audit_head FOR UPDATE"))
+                connection.execute(lock, {"id": loan_z})
             except Exception as error:  # reported below
                 other_error.append(error)
 
-    holder = threading.Thread(target=hold_x_then_want_the_head)
+    holder = threading.Thread(target=hold_x_then_want_z)
     holder.start()
     assert locked.wait(10)
     answer = b.push()
     holder.join()
     assert not other_error
-    assert [(r["mutation_id"], r["status"]) for r in answer["results"]] == [(2, "applied")]
+    assert [(r["mutation_id"], r["status"]) for r in answer["results"]] == [(3, "applied")]
     assert answer["stopped"]["code"] == "busy"
-    assert answer["stopped"]["mutation_id"] == 3
-    assert answer["last_mutation_id"] == 2
-    assert _loans_of(deni, lender) == sorted([loan_x, loan_y])
+    assert answer["stopped"]["mutation_id"] == 4
+    assert answer["last_mutation_id"] == 3
     again = b.push()
-    assert [(r["mutation_id"], r["status"]) for r in again["results"]] == [(3, "applied")]
+    assert [(r["mutation_id"], r["status"]) for r in again["results"]] == [(4, "applied")]
     b.pull()
     assert b.loan(loan_x)["state"] == "cancelled"
-    assert b.loan(loan_y)["state"] == "requested"
+    assert b.loan(loan_z)["state"] == "cancelled"

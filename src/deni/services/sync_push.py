@@ -53,13 +53,13 @@ DEAD_LETTERS_LISTED_MAX = 100
 REDACTED_ARGS = frozenset({"pin"})
 # A push is applied in groups, one transaction each (see _Push): one commit (a WAL flush on
 # PostgreSQL) per group instead of per mutation. A group ends after this many mutations or
-# once it has run this long, so the locks it holds (SQLite's write lock, the audit chain's
-# head) keep other writers waiting no longer than about that. The count also keeps a group's
+# once it has run this long, so the locks it holds (SQLite's write lock, rows it touched)
+# keep other writers waiting no longer than about that. The count also keeps a group's
 # savepoints (one or two per mutation) under the 64 subtransactions a PostgreSQL backend
 # tracks in shared memory; past that every other session's snapshots get slower.
-# One, so each mutation is a transaction of its own, as issue #4 asks: a bigger group held the
-# audit chain's head (every writer's) for up to GROUP_SECONDS_MAX and saved only ~20-30% of the
-# push's CPU, not enough for the 2 s floor (docs/adr/0005-offline-sync.md, "Decision").
+# One, so each mutation is a transaction of its own, as issue #4 asks: bigger groups saved
+# only ~20-30% of the push's CPU, not enough for the 2 s floor, and hold their locks longer
+# (docs/adr/0005-offline-sync.md, "Decision").
 GROUP_MUTATIONS_MAX = 1
 GROUP_SECONDS_MAX = 0.05
 
