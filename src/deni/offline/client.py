@@ -151,11 +151,7 @@ class OfflineClient:
 
     @property
     def client_id(self) -> str:
-        client_id = self.store.get("client_id")
-        if client_id is None:
-            client_id = str(uuid.uuid4())
-            self.store.set("client_id", client_id)
-        return client_id
+        return self.store.client_id()
 
     def login(self, *, url: str, phone: str, pin: str, api: Api | None = None) -> str:
         """Online once: exchange phone and PIN for tokens. The PIN is not kept."""

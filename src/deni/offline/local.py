@@ -67,26 +67,28 @@ def effective_due_date(row: sqlite3.Row) -> str | None:
     return None if due is None else str(due)
 
 
-def _transition(
-    db: sqlite3.Connection,
-    mutation_id: int,
-    me_id: str,
-    loan_id: str,
-    *,
-    role: str,
-    allowed: frozenset[str],
-    target: str,
-) -> None:
-    row = _loan(db, loan_id)
-    if row[f"{role}_id"] != me_id:
-        raise LocalRefused(f"Only the {role} can do that.", code=f"not_the_{role}")
-    state = effective_state(row)
-    if state not in allowed:
-        raise LocalRefused(f"A loan that is {state} cannot become {target}.", code="invalid_state")
-    db.execute(
-        "UPDATE loans SET local_state = ?, pending_mutation_id = ? WHERE id = ?",
-        (target, mutation_id, loan_id),
-    )
+Effect = Callable[[sqlite3.Connection, int, str, dict[str, Any]], None]
+
+
+def _moves_to(target: str, *, role: str, allowed: frozenset[str]) -> Effect:
+    """The local effect of a loan state change `role` may make from the `allowed` states."""
+
+    def apply(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
+        loan_id = str(args["loan_id"])
+        row = _loan(db, loan_id)
+        if row[f"{role}_id"] != me_id:
+            raise LocalRefused(f"Only the {role} can do that.", code=f"not_the_{role}")
+        state = effective_state(row)
+        if state not in allowed:
+            raise LocalRefused(
+                f"A loan that is {state} cannot become {target}.", code="invalid_state"
+            )
+        db.execute(
+            "UPDATE loans SET local_state = ?, pending_mutation_id = ? WHERE id = ?",
+            (target, mutation_id, loan_id),
+        )
+
+    return apply
 
 
 def _request(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
@@ -141,7 +143,7 @@ def _repay(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str,
     )
 
 
-def _money(kind: str, sign: int) -> Callable[[sqlite3.Connection, int, str, dict[str, Any]], None]:
+def _money(kind: str, sign: int) -> Effect:
     def apply(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
         db.execute(
             "INSERT INTO transactions (id, kind, amount_cents, created_at, is_local, "
@@ -262,47 +264,11 @@ def _resolve(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[st
     )
 
 
-def _approve(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
-    _transition(
-        db,
-        mutation_id,
-        me_id,
-        str(args["loan_id"]),
-        role="lender",
-        allowed=APPROVABLE,
-        target="approved",
-    )
-
-
-def _decline(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
-    _transition(
-        db,
-        mutation_id,
-        me_id,
-        str(args["loan_id"]),
-        role="lender",
-        allowed=DECLINABLE,
-        target="declined",
-    )
-
-
-def _cancel(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]) -> None:
-    _transition(
-        db,
-        mutation_id,
-        me_id,
-        str(args["loan_id"]),
-        role="borrower",
-        allowed=CANCELLABLE,
-        target="cancelled",
-    )
-
-
-EFFECTS: Final[dict[str, Callable[[sqlite3.Connection, int, str, dict[str, Any]], None]]] = {
+EFFECTS: Final[dict[str, Effect]] = {
     "request_loan": _request,
-    "approve_loan": _approve,
-    "decline_loan": _decline,
-    "cancel_loan": _cancel,
+    "approve_loan": _moves_to("approved", role="lender", allowed=APPROVABLE),
+    "decline_loan": _moves_to("declined", role="lender", allowed=DECLINABLE),
+    "cancel_loan": _moves_to("cancelled", role="borrower", allowed=CANCELLABLE),
     "repay_loan": _repay,
     "top_up": _money("top_up", +1),
     "withdraw": _money("withdrawal", -1),

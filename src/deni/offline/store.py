@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -269,6 +270,14 @@ class Store:
             return
         with self.write() as db:
             _set(db, key, value)
+
+    def client_id(self) -> str:
+        """This device's sync client id, made on first use and kept."""
+        client_id = self.get("client_id")
+        if client_id is None:
+            client_id = str(uuid.uuid4())
+            self.set("client_id", client_id)
+        return client_id
 
     def metadata(self) -> dict[str, str]:
         rows = self._db.execute("SELECT key, value FROM sync_metadata ORDER BY key")

@@ -128,11 +128,7 @@ class Syncer:
 
     @property
     def client_id(self) -> str:
-        client_id = self.store.get("client_id")
-        if client_id is None:
-            client_id = str(uuid.uuid4())
-            self.store.set("client_id", client_id)
-        return client_id
+        return self.store.client_id()
 
     @property
     def offset(self) -> int:
