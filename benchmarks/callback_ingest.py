@@ -57,6 +57,7 @@ from benchmarks import databases
 from benchmarks.api_latency import free_port
 from benchmarks.cpu import CpuMeter
 from benchmarks.machine import Machine, describe
+from benchmarks.rawhttp import JSON, Connection, HttpError
 from benchmarks.settings import bench_env, bench_settings
 from benchmarks.stats import percentile
 from deni.adapters.db import mpesa_tables as m
@@ -86,10 +87,7 @@ CONCURRENCY_MAX = 1_000
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 10.0
-CONNECT_TIMEOUT_S = 5.0
 DRAIN_TIMEOUT_S = 300.0  # after the last POST, how long the worker may take to apply the rest
-HEAD_BYTES_MAX = 16_384
-BODY_BYTES_MAX = 65_536
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -329,64 +327,6 @@ def own_cpu_seconds() -> float:
 # --- the client: raw HTTP/1.1 keep-alive -----------------------------------------------------
 
 
-class HttpError(Exception):
-    pass
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection, one request at a time."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def post_json(self, path: str, body: bytes) -> tuple[int, bytes]:
-        try:
-            return await asyncio.wait_for(self._post(path, body), REQUEST_TIMEOUT_S)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            self.close()
-            raise HttpError("transport") from None
-
-    async def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
-        if self._reader is None or self._writer is None:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(HOST, self._port, limit=HEAD_BYTES_MAX),
-                CONNECT_TIMEOUT_S,
-            )
-        reader, writer = self._reader, self._writer
-        assert reader is not None
-        assert writer is not None
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {HOST}:{self._port}\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        writer.write(head + body)
-        raw = await reader.readuntil(b"\r\n\r\n")
-        lines = raw.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        length, close = 0, False
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            if name == "content-length":
-                length = int(value)
-            elif name == "connection" and value.strip().lower() == "close":
-                close = True
-        if not 0 <= length <= BODY_BYTES_MAX:
-            raise HttpError("body too long")
-        text = await reader.readexactly(length)
-        if close:
-            self.close()
-        return status, text
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._reader = self._writer = None
-
-
 @dataclass(slots=True)
 class _Load:
     bodies: list[bytes]
@@ -413,7 +353,7 @@ async def _connection_loop(port: int, path: str, load: _Load) -> None:
             load.sent.add(index)
             began = time.perf_counter()
             try:
-                status, text = await connection.post_json(path, load.bodies[index])
+                status, text = await connection.post(path, load.bodies[index], content_type=JSON)
             except HttpError:
                 load.errors += 1
                 continue

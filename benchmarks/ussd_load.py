@@ -38,6 +38,7 @@ import httpx
 from sqlalchemy import update
 
 from benchmarks.api_latency import free_port
+from benchmarks.rawhttp import FORM, Connection, HttpError
 from benchmarks.settings import bench_env, bench_settings
 from benchmarks.stats import percentile
 from benchmarks.transfers import seed_wallets
@@ -55,9 +56,6 @@ SCREEN_CHARS_MAX = 182
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 10.0
-CONNECT_TIMEOUT_S = 5.0
-HEAD_BYTES_MAX = 16_384
-BODY_BYTES_MAX = 65_536
 HOPS_PER_JOURNEY_MAX = 10
 MPESA_JOURNEYS_MAX = 8_000  # the fake M-PESA recorder keeps 10,000 per server process
 LOOP_GRACE_S = 30.0  # after the clock runs out, hops in flight get this long to finish
@@ -396,65 +394,14 @@ def server_cpu_s(root: int) -> float:
 # --- the client: raw HTTP/1.1 keep-alive -----------------------------------------------------
 
 
-class HttpError(Exception):
-    pass
-
-
-class Connection:
-    """One keep-alive HTTP/1.1 connection, one request at a time."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+class FormConnection(Connection):
+    """What a USSD gateway posts: a form; anything but 200 is an error."""
 
     async def post_form(self, path: str, body: bytes) -> str:
-        try:
-            return await asyncio.wait_for(self._post(path, body), REQUEST_TIMEOUT_S)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-            self.close()
-            raise HttpError("transport") from None
-
-    async def _post(self, path: str, body: bytes) -> str:
-        reader, writer = self._reader, self._writer
-        if reader is None or writer is None:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(HOST, self._port, limit=HEAD_BYTES_MAX),
-                CONNECT_TIMEOUT_S,
-            )
-            self._reader, self._writer = reader, writer
-        assert reader is not None
-        assert writer is not None
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {HOST}:{self._port}\r\n"
-            "Content-Type: application/x-www-form-urlencoded\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        writer.write(head + body)
-        raw = await reader.readuntil(b"\r\n\r\n")
-        lines = raw.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        length, close = 0, False
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            if name == "content-length":
-                length = int(value)
-            elif name == "connection" and value.strip().lower() == "close":
-                close = True
-        if not 0 <= length <= BODY_BYTES_MAX:
-            raise HttpError("body too long")
-        text = (await reader.readexactly(length)).decode()
-        if close:
-            self.close()
+        status, answer = await self.post(path, body, content_type=FORM)
         if status != 200:
             raise HttpError(f"HTTP {status}")
-        return text
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._reader = self._writer = None
+        return answer.decode()
 
 
 def form(session_id: str, phone: str, text: str) -> bytes:
@@ -566,9 +513,9 @@ class _Pool:
     """`size` connections shared by many users; a hop waits for a free one (timed)."""
 
     def __init__(self, port: int, size: int) -> None:
-        self._free: asyncio.Queue[Connection] = asyncio.Queue()
+        self._free: asyncio.Queue[FormConnection] = asyncio.Queue()
         for _ in range(size):
-            self._free.put_nowait(Connection(port))
+            self._free.put_nowait(FormConnection(port))
 
     async def post(self, path: str, body: bytes) -> str:
         connection = await self._free.get()
@@ -659,7 +606,7 @@ async def _closed_loop_run(
     )
 
     async def client(c: int) -> None:
-        connection = Connection(port)
+        connection = FormConnection(port)
         mine = [
             _User(i, users, random.Random(rng.random()), tag)  # noqa: S311
             for i in range(c, users, clients)
@@ -697,7 +644,7 @@ async def _closed_loop_run(
     return run
 
 
-async def _hello(connection: Connection, user: _User, run: LoadRun, window: _Window) -> None:
+async def _hello(connection: FormConnection, user: _User, run: LoadRun, window: _Window) -> None:
     """The same form a dial sends, to the constant route."""
     user.journeys += 1
     body = form(f"ATUid_hello_{user.run_tag}_{user.index}_{user.journeys}", user.phone, "")
