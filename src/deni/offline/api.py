@@ -113,9 +113,6 @@ class Api:
     def pull(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._call("GET", "/sync/pull", params=params)
 
-    def status(self, params: dict[str, Any]) -> dict[str, Any]:
-        return self._call("GET", "/sync/status", params=params)
-
     def dead_letters(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._call("GET", "/sync/dead-letters", params=params)
 

@@ -71,10 +71,6 @@ class Mutation:
     schema_version: int
     dead_letter_id: str | None
 
-    @property
-    def is_open(self) -> bool:
-        return self.status in OPEN_STATES
-
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")

@@ -372,9 +372,6 @@ class Syncer:
 
     # -- status and dead letters --------------------------------------------------------------
 
-    def remote_status(self) -> dict[str, Any]:
-        return self._call(lambda: self.api.status({"client_id": self.client_id}))
-
     def remote_dead_letters(self, *, include_closed: bool = False) -> list[dict[str, Any]]:
         params = {"client_id": self.client_id, "state": "all" if include_closed else "open"}
         answer = self._call(lambda: self.api.dead_letters(params))
