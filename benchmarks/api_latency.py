@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.settings import bench_env, bench_settings
+from benchmarks.settings import API_PROCESS_ENV, bench_env, bench_settings
 from benchmarks.stats import percentile
 from deni.bootstrap import bootstrap
 from deni.services import payments
@@ -96,9 +96,7 @@ def run_round_trips(
             pin_hash_memory_kib=pin_hash_memory_kib,
             pin_hash_time_cost=pin_hash_time_cost,
         ),
-        # As docs/deploy.md runs API processes: loan sweep and SMS delivery are the workers'.
-        "DENI_SWEEP_INTERVAL_S": "0",
-        "DENI_SMS_INTERVAL_S": "0",
+        **API_PROCESS_ENV,
     }
     argv = [
         sys.executable,

@@ -9,6 +9,10 @@ JWT_SECRET = "bench-only-jwt-secret-0123456789abcdef0123"  # noqa: S105
 PIN_PEPPER = "bench-only-pin-pepper-0123456789abcdef0123"
 
 
+# An API process as docs/deploy.md runs it: the loan sweep and SMS delivery are the workers'.
+API_PROCESS_ENV = {"DENI_SWEEP_INTERVAL_S": "0", "DENI_SMS_INTERVAL_S": "0"}
+
+
 def bench_settings(
     database_url: str,
     *,

@@ -26,7 +26,7 @@ import httpx
 from benchmarks.api_latency import HOST, free_port
 from benchmarks.databases import drop_pg_database, fresh_sqlite, migrate, recreate_pg_database
 from benchmarks.machine import describe
-from benchmarks.settings import bench_env, bench_settings
+from benchmarks.settings import API_PROCESS_ENV, bench_env, bench_settings
 from deni.bootstrap import bootstrap
 from deni.services import payments
 from deni.services.common import notify
@@ -63,6 +63,7 @@ def _server(database_url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]
         **bench_env(
             database_url, pin_hash_memory_kib=PIN_MEMORY_KIB, pin_hash_time_cost=PIN_TIME_COST
         ),
+        **API_PROCESS_ENV,
     }
     argv = [sys.executable, "-m", "uvicorn", "deni.entrypoints.api.asgi:app", "--host", HOST,
             "--port", str(port), "--no-access-log", "--log-level", "warning"]  # fmt: skip

@@ -117,6 +117,12 @@ def format_day(day: datetime.date, language: str) -> str:
     if isinstance(day, datetime.datetime):
         # A datetime's calendar day depends on its time zone; make the caller decide.
         raise TypeError("format_day takes a date; convert datetimes to a Nairobi date first")
+    return _medium_date(day, language)
+
+
+# Babel re-reads its locale data on every call; notifications name few distinct days.
+@functools.lru_cache(maxsize=4096)
+def _medium_date(day: datetime.date, language: str) -> str:
     return str(format_date(day, format="medium", locale=_BABEL_LOCALES[language]))
 
 

@@ -27,6 +27,14 @@ def require_user(uow: UnitOfWork, user_id: str, *, lock: bool = False) -> User:
     return user
 
 
+def require_users(uow: UnitOfWork, *user_ids: str) -> tuple[User, ...]:
+    """These users, in the order asked, read together; `user_not_found` if one is missing."""
+    found = {user.id: user for user in uow.users.find(ids=user_ids)}
+    if len(found) != len(set(user_ids)):
+        raise NotFound("No such user.", code="user_not_found")
+    return tuple(found[user_id] for user_id in user_ids)
+
+
 _UUID7_COUNTER_MAX = 0xFFF
 _id_lock = threading.Lock()
 _id_state = (0, 0)  # (unix ms, counter within that ms) of the last id made here

@@ -31,9 +31,17 @@ from deni.domain.loans import (
     require_repayment_amount,
     resolve_due_date,
 )
-from deni.domain.users import nairobi_today
+from deni.domain.phone import normalise_msisdn
+from deni.domain.users import User, nairobi_today
 from deni.services import ledger
-from deni.services.common import SYSTEM_ACTOR, audit, new_id, notify, require_user
+from deni.services.common import (
+    SYSTEM_ACTOR,
+    audit,
+    new_id,
+    notify,
+    require_user,
+    require_users,
+)
 from deni.services.ports import (
     Clock,
     PinHasher,
@@ -41,7 +49,7 @@ from deni.services.ports import (
     UnitOfWork,
     UnitOfWorkFactory,
 )
-from deni.services.users import check_pin, find_by_phone
+from deni.services.users import check_pin
 
 LOAN_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud on USSD
 LOAN_CODE_CHARS = 6
@@ -103,14 +111,7 @@ def request_loan(
     )
     now = clock.now()
     with uow:
-        borrower = require_user(uow, borrower_id)
-        lender = find_by_phone(uow, lender_phone)
-        if lender.id == borrower.id:
-            raise SelfLending("You cannot lend to yourself.")
-        if loan_id is not None and (existing := uow.loans.get(loan_id)) is not None:
-            if existing.borrower_id != borrower.id:
-                raise Conflict("That loan id is taken.", code="loan_id_taken")
-            return existing  # the same request sent again
+        borrower, lender = _borrower_and_lender(uow, borrower_id, lender_phone)
         terms = make_terms(
             principal_cents=offer.principal_cents,
             fee_cents=offer.fee_cents,
@@ -119,7 +120,7 @@ def request_loan(
         )
         loan = Loan(
             id=loan_id or new_id(),
-            code=_new_loan_code(uow),
+            code=_new_loan_code(),
             borrower_id=borrower.id,
             lender_id=lender.id,
             terms=terms,
@@ -127,7 +128,10 @@ def request_loan(
             requested_at=now,
             expires_at=lapse_at(now=now, ttl=REQUEST_TTL, due_date=terms.due_date),
         )
-        uow.loans.add(loan)
+        if (existing := _insert_with_free_code(uow, loan)) is not None:
+            if existing.borrower_id != borrower.id:
+                raise Conflict("That loan id is taken.", code="loan_id_taken")
+            return existing  # the same request sent again
         notify(
             uow,
             user=lender,
@@ -149,11 +153,34 @@ def request_loan(
     return loan
 
 
-def _new_loan_code(uow: UnitOfWork) -> str:
+def _borrower_and_lender(uow: UnitOfWork, borrower_id: str, lender_phone: str) -> tuple[User, User]:
+    """Both parties of a new request, read together."""
+    phone = normalise_msisdn(lender_phone)
+    found = uow.users.find(ids=[borrower_id], phones=[phone])
+    borrower = next((u for u in found if u.id == borrower_id), None)
+    lender = next((u for u in found if u.phone == phone), None)
+    if borrower is None:
+        raise NotFound("No such user.", code="user_not_found")
+    if lender is None:
+        raise NotFound("Nobody with that phone number uses Deni.", code="user_not_found")
+    if lender.id == borrower.id:
+        raise SelfLending("You cannot lend to yourself.")
+    return borrower, lender
+
+
+def _new_loan_code() -> str:
+    return "DN" + "".join(secrets.choice(LOAN_CODE_ALPHABET) for _ in range(LOAN_CODE_CHARS))
+
+
+def _insert_with_free_code(uow: UnitOfWork, loan: Loan) -> Loan | None:
+    """Inserts `loan`, drawing new codes while its code is taken. If its id is taken instead,
+    nothing is written and the loan holding the id comes back (a request sent again)."""
     for _ in range(LOAN_CODE_TRIES_MAX):
-        code = "DN" + "".join(secrets.choice(LOAN_CODE_ALPHABET) for _ in range(LOAN_CODE_CHARS))
-        if uow.loans.get_by_code(code) is None:
-            return code
+        if uow.loans.add(loan):
+            return None
+        if (existing := uow.loans.get(loan.id)) is not None:
+            return existing
+        loan.code = _new_loan_code()
     raise AssertionError("loan codes exhausted: widen LOAN_CODE_CHARS")
 
 
@@ -279,7 +306,7 @@ def _close_request(
         loan.closed_at = now
         uow.loans.save(loan, now)
         other_id = loan.borrower_id if role == "lender" else loan.lender_id
-        actor, other = require_user(uow, actor_id), require_user(uow, other_id)
+        actor, other = require_users(uow, actor_id, other_id)
         params = {
             f"{role}_name": actor.name,
             "amount_cents": loan.terms.principal_cents,
@@ -393,7 +420,7 @@ def _find_repayment(uow: UnitOfWork, loan: Loan, entry_key: str) -> Repayment | 
 
 
 def _notify_repayment(uow: UnitOfWork, loan: Loan, amount_cents: int, *, now: datetime) -> None:
-    borrower, lender = require_user(uow, loan.borrower_id), require_user(uow, loan.lender_id)
+    borrower, lender = require_users(uow, loan.borrower_id, loan.lender_id)
     balance_cents = loan.owed().total_cents
     if loan.state is LoanState.REPAID:
         for user, other in ((borrower, lender), (lender, borrower)):
@@ -613,7 +640,7 @@ def _expire_if_due(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
     loan.apply(LoanEvent.EXPIRE)
     loan.closed_at = now
     uow.loans.save(loan, now)
-    borrower, lender = require_user(uow, loan.borrower_id), require_user(uow, loan.lender_id)
+    borrower, lender = require_users(uow, loan.borrower_id, loan.lender_id)
     for user, other in ((borrower, lender), (lender, borrower)):
         params = {
             "other_name": other.name,

@@ -140,6 +140,10 @@ class UserRepository(Protocol):
 
     def get_by_phone(self, phone: str) -> User | None: ...
 
+    def find(self, *, ids: Collection[str] = (), phones: Collection[str] = ()) -> list[User]:
+        """The users with any of these ids or phone numbers, in one read (in no order)."""
+        ...
+
     def contacts(self, user_ids: Collection[str]) -> dict[str, tuple[str, str]]:
         """Name and phone of each of these users, in one read."""
         ...
@@ -189,7 +193,9 @@ class LedgerRepository(Protocol):
 
 
 class LoanRepository(Protocol):
-    def add(self, loan: Loan) -> None: ...
+    def add(self, loan: Loan) -> bool:
+        """Inserts the loan; False (nothing written) when its id or its code is taken."""
+        ...
 
     def get(self, loan_id: str) -> Loan | None: ...
 

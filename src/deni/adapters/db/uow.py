@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy import Connection, Engine, NestedTransaction, RootTransaction
+from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError
 
 from deni.adapters.db.engine import BEGIN_MODE_KEY, is_retryable
 from deni.adapters.db.mpesa_repositories import SqlMpesaRepository, SqlOutboxRepository
 from deni.adapters.db.records import (
+    NotificationsMark,
     SqlAuditRepository,
     SqlIdempotencyRepository,
     SqlNotificationRepository,
@@ -80,6 +82,7 @@ class SqlUnitOfWork:
         assert self._transaction is not None
         assert not self._read_only, "a read-only unit of work has nothing to commit"
         try:
+            self.notifications.flush()
             self.audit.flush()  # takes the audit chain's head only now, just before the commit
             self._transaction.commit()
         except DBAPIError as error:
@@ -88,7 +91,11 @@ class SqlUnitOfWork:
     def rollback(self) -> None:
         assert self._transaction is not None
         self._transaction.rollback()
+        self.notifications.forget_since((0, 0))
         self.audit.forget_since(0)
+
+    def in_transaction(self) -> bool:
+        return self._transaction is not None and self._transaction.is_active
 
 
 class _OuterRepositories:
@@ -121,27 +128,34 @@ class _OuterRepositories:
 class SavepointUnitOfWork(_OuterRepositories):
     """A service's `with uow: ... uow.commit()` inside an outer transaction, as a SAVEPOINT.
 
-    commit() releases the savepoint: the writes stay, for the outer transaction to commit (a
-    wrong PIN counted before the error, say). Leaving without commit() rolls back to the
-    savepoint: the outer transaction carries on as if the service never ran. So the sync push
-    commits a mutation's effects together with the client's last mutation id, atomically.
+    commit() keeps the writes, for the outer transaction to commit (a wrong PIN counted before
+    the error, say). Leaving without commit() rolls back to the savepoint: the outer
+    transaction carries on as if the service never ran. So the sync push commits a mutation's
+    effects together with the client's last mutation id, atomically.
 
-    commit() ends the service's work: it opens no new savepoint (two round trips a command
-    would pay for nothing), so a write after it belongs to the outer transaction. Services
-    commit last, or just before raising a refusal whose record must stay.
+    commit() sends nothing: the savepoint is not released, it simply ends with the outer
+    transaction (RELEASE would be a round trip per command that changes nothing we rely on).
+    Nor does it open a successor, so a write after it belongs to the outer transaction.
+    Services commit last, or just before raising a refusal whose record must stay.
+
+    The savepoints are plain SQL, not SQLAlchemy's nested transactions: those would have to
+    be released one by one, in order, before the outer commit.
     """
 
     def __init__(self, outer: SqlUnitOfWork, connection: Connection) -> None:
         super().__init__(outer)
         self._outer = outer
         self._connection = connection
-        self._savepoint: NestedTransaction | None = None
-        self._audit_mark = 0
+        self._name: str | None = None  # the open savepoint's name, while one is open
+        # Where the audit and notification queues stood when the savepoint began.
+        self._marks: tuple[int, NotificationsMark] = (0, (0, 0))
 
     def __enter__(self) -> Self:
-        assert self._savepoint is None, "a savepoint unit of work is entered once at a time"
-        self._savepoint = self._connection.begin_nested()
-        self._audit_mark = self.audit.mark()
+        assert self._name is None, "a savepoint unit of work is entered once at a time"
+        name = f"uow_{next(_savepoint_numbers)}"
+        self._connection.exec_driver_sql(f"SAVEPOINT {name}")
+        self._name = name
+        self._marks = (self.audit.mark(), self.notifications.mark())
         return self
 
     def __exit__(
@@ -150,24 +164,34 @@ class SavepointUnitOfWork(_OuterRepositories):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        savepoint, self._savepoint = self._savepoint, None
-        if savepoint is not None and savepoint.is_active:
-            savepoint.rollback()
-            self.audit.forget_since(self._audit_mark)  # queued rows go with their savepoint
+        name, self._name = self._name, None
+        if name is not None and self._outer.in_transaction():
+            self._roll_back_to(name)
 
     def savepoint(self) -> SavepointUnitOfWork:
         return SavepointUnitOfWork(self._outer, self._connection)
 
     def commit(self) -> None:
-        assert self._savepoint is not None, "commit() once, inside the with block"
-        self._savepoint.commit()
-        self._savepoint = None
+        assert self._name is not None, "commit() once, inside the with block"
+        self._name = None
 
     def rollback(self) -> None:
-        assert self._savepoint is not None, "rollback() before commit(), inside the with block"
-        self._savepoint.rollback()
-        self.audit.forget_since(self._audit_mark)
-        self._savepoint = self._connection.begin_nested()
+        """Undo the writes so far and carry on inside the same (still open) savepoint."""
+        assert self._name is not None, "rollback() before commit(), inside the with block"
+        self._roll_back_to(self._name)
+
+    def _roll_back_to(self, name: str) -> None:
+        try:
+            self._connection.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+        except DBAPIError as error:
+            raise _translate(error) from error
+        audit_mark, notifications_mark = self._marks  # rows queued for the commit go too
+        self.audit.forget_since(audit_mark)
+        self.notifications.forget_since(notifications_mark)
+
+
+# Savepoint names only need to differ within one transaction; a process-wide count does that.
+_savepoint_numbers = itertools.count(1)
 
 
 class SharedReadUnitOfWork(_OuterRepositories):
