@@ -58,7 +58,7 @@ from benchmarks.api_latency import free_port
 from benchmarks.cpu import CpuMeter
 from benchmarks.machine import Machine, describe
 from benchmarks.rawhttp import JSON, Connection, HttpError
-from benchmarks.settings import bench_env, bench_settings
+from benchmarks.settings import API_PROCESS_ENV, bench_env, bench_settings
 from benchmarks.stats import percentile
 from deni.adapters.db import mpesa_tables as m
 from deni.adapters.db import tables as t
@@ -232,7 +232,7 @@ def server_env(database_url: str, daraja_port: int, *, workers: int) -> dict[str
         "DENI_DARAJA_TIMEOUT_S": "1",
         "DENI_DARAJA_SECURITY_CREDENTIAL": "bench-unused",
         "DENI_MPESA_STK_QUERY_AFTER_S": "86400",
-        "DENI_SWEEP_INTERVAL_S": "0",
+        **API_PROCESS_ENV,  # the workers deliver SMS; with none, nobody does in this bench
         # Enough pooled connections for the threads the hook runs on: past the pool, SQLAlchemy
         # opens overflow connections and closes them again (a new PostgreSQL backend each).
         "DENI_DATABASE_POOL_SIZE": str(POOL_SIZE),

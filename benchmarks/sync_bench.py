@@ -42,18 +42,29 @@ PIN_MEMORY_KIB, PIN_TIME_COST = 8192, 1  # logins are not what is measured
 TARGET_S = 2.0
 STARTUP_TIMEOUT_S = 30.0
 PULL_PAGES_MAX = 100
+PUSH_REPEATS = 3  # the median is reported: a shared 2-core machine is noisy
+
+
+@dataclass(frozen=True, slots=True)
+class PushRun:
+    requests: int
+    seconds: float
+    cpu_s: float | None  # the API server's CPU seconds during the push (not the database's)
 
 
 @dataclass(frozen=True, slots=True)
 class SyncRun:
     backend: str
     push_mutations: int
-    push_requests: int
-    push_s: float
-    push_cpu_s: float | None  # the API server's CPU seconds during the push (not the database's)
+    pushes: list[PushRun]  # the same push, repeated by new devices: this machine is noisy
     pull_changes: int
     pull_requests: int
     pull_s: float
+
+    @property
+    def push(self) -> PushRun:
+        """The median push by time."""
+        return sorted(self.pushes, key=lambda p: p.seconds)[len(self.pushes) // 2]
 
 
 def _server(database_url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -128,6 +139,39 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _push(
+    client: httpx.Client, server: subprocess.Popen[bytes], borrower: dict[str, str]
+) -> PushRun:
+    """A new device of the borrower pushes its offline queue: 500 loan requests, then their
+    500 cancellations, in pages of PUSH_PAGE."""
+    client_id = str(uuid.uuid4())
+    loan_ids = [str(uuid.uuid4()) for _ in range(PUSH_MUTATIONS // 2)]
+    queue = [
+        {"id": i + 1, "name": "request_loan", "args": {
+            "loan_id": loan_id, "lender_phone": "0711000001",
+            "principal_cents": 100_000, "term_days": 7}}
+        for i, loan_id in enumerate(loan_ids)
+    ] + [
+        {"id": len(loan_ids) + i + 1, "name": "cancel_loan", "args": {"loan_id": loan_id}}
+        for i, loan_id in enumerate(loan_ids)
+    ]  # fmt: skip
+    started, cpu_before = time.perf_counter(), _cpu_seconds(server.pid)
+    requests = 0
+    for start in range(0, len(queue), PUSH_PAGE):
+        body = {"client_id": client_id, "schema_version": 1,
+                "mutations": queue[start : start + PUSH_PAGE]}  # fmt: skip
+        answer = client.post("/api/v1/sync/push", json=body, headers=borrower)
+        requests += 1
+        assert answer.status_code == 200, answer.text
+        results = answer.json()["results"]
+        assert answer.json()["stopped"] is None
+        assert {r["status"] for r in results} == {"applied"}, results[:3]
+    push_s = time.perf_counter() - started
+    cpu_after = _cpu_seconds(server.pid)
+    cpu_s = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+    return PushRun(requests, push_s, cpu_s)
+
+
 def run(backend: str, database_url: str, workdir: Path) -> SyncRun:
     migrate(database_url)
     server, base = _server(database_url, workdir / f"server-{backend}.log")
@@ -136,32 +180,7 @@ def run(backend: str, database_url: str, workdir: Path) -> SyncRun:
             _wait(client, server)
             lender_id, lender = _person(client, "0711000001", "Bench Lender")
             _, borrower = _person(client, "0711000002", "Bench Borrower")
-            # Push: 500 loan requests, then their 500 cancellations, as an offline queue.
-            client_id = str(uuid.uuid4())
-            loan_ids = [str(uuid.uuid4()) for _ in range(PUSH_MUTATIONS // 2)]
-            queue = [
-                {"id": i + 1, "name": "request_loan", "args": {
-                    "loan_id": loan_id, "lender_phone": "0711000001",
-                    "principal_cents": 100_000, "term_days": 7}}
-                for i, loan_id in enumerate(loan_ids)
-            ] + [
-                {"id": len(loan_ids) + i + 1, "name": "cancel_loan", "args": {"loan_id": loan_id}}
-                for i, loan_id in enumerate(loan_ids)
-            ]  # fmt: skip
-            started, cpu_before = time.perf_counter(), _cpu_seconds(server.pid)
-            requests = 0
-            for start in range(0, len(queue), PUSH_PAGE):
-                body = {"client_id": client_id, "schema_version": 1,
-                        "mutations": queue[start : start + PUSH_PAGE]}  # fmt: skip
-                answer = client.post("/api/v1/sync/push", json=body, headers=borrower)
-                requests += 1
-                assert answer.status_code == 200, answer.text
-                results = answer.json()["results"]
-                assert answer.json()["stopped"] is None
-                assert {r["status"] for r in results} == {"applied"}, results[:3]
-            push_s = time.perf_counter() - started
-            cpu_after = _cpu_seconds(server.pid)
-            push_cpu_s = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
+            pushes = [_push(client, server, borrower) for _ in range(PUSH_REPEATS)]
             _seed_pull_records(database_url, lender_id)
             # Initial pull by a fresh device of the lender: every record, in pages.
             device = str(uuid.uuid4())
@@ -182,9 +201,7 @@ def run(backend: str, database_url: str, workdir: Path) -> SyncRun:
                     break
             pull_s = time.perf_counter() - started
             assert changes >= PULL_RECORDS, changes
-            return SyncRun(
-                backend, PUSH_MUTATIONS, requests, push_s, push_cpu_s, changes, pulls, pull_s
-            )
+            return SyncRun(backend, PUSH_MUTATIONS, pushes, changes, pulls, pull_s)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -212,17 +229,21 @@ def main(argv: list[str]) -> None:
     print(f"load average before/after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print()
     print(
-        "| backend | push 1,000 mutations | requests | API server CPU in the push "
-        "| initial pull | changes | requests |"
+        "| backend | push 1,000 mutations (median of 3) | each push | requests "
+        "| API server CPU in the median push | initial pull | changes | requests |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for r in runs:
-        flag_push = "ok" if r.push_s < TARGET_S else "OVER"
+        push = r.push
+        flag_push = "ok" if push.seconds < TARGET_S else "OVER"
         flag_pull = "ok" if r.pull_s < TARGET_S else "OVER"
-        cpu = "?" if r.push_cpu_s is None else f"{r.push_cpu_s:.2f} s"
-        push = f"{r.push_s:.2f} s ({flag_push}) | {r.push_requests} | {cpu}"
-        pull = f"{r.pull_s:.2f} s ({flag_pull}) | {r.pull_changes:,} | {r.pull_requests}"
-        print(f"| {r.backend} | {push} | {pull} |")
+        each = ", ".join(f"{p.seconds:.2f}" for p in r.pushes)
+        cpu = "?" if push.cpu_s is None else f"{push.cpu_s:.2f} s"
+        cells = [
+            f"{push.seconds:.2f} s ({flag_push})", f"{each} s", str(push.requests), cpu,
+            f"{r.pull_s:.2f} s ({flag_pull})", f"{r.pull_changes:,}", str(r.pull_requests),
+        ]  # fmt: skip
+        print(f"| {r.backend} | {' | '.join(cells)} |")
     print()
     print(f"Command: `.venv/bin/python -m benchmarks.sync_bench {' '.join(backends)}`.")
 

@@ -5,6 +5,7 @@ from deni.i18n.catalog import (
     NOTIFICATION_KINDS,
     format_day,
     format_kes,
+    load_all,
     render_notification,
     translate,
 )
@@ -14,6 +15,7 @@ __all__ = [
     "NOTIFICATION_KINDS",
     "format_day",
     "format_kes",
+    "load_all",
     "render_notification",
     "translate",
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "NOTIFICATION_KINDS",
     "format_day",
     "format_kes",
+    "load_all",
     "render_notification",
     "translate",
 ]
@@ -124,6 +125,15 @@ def format_day(day: datetime.date, language: str) -> str:
 @functools.lru_cache(maxsize=4096)
 def _medium_date(day: datetime.date, language: str) -> str:
     return str(format_date(day, format="medium", locale=_BABEL_LOCALES[language]))
+
+
+def load_all() -> None:
+    """Read every catalog and Babel's locale data now, at start-up, instead of in the first
+    request that renders a text (Babel's first date alone takes ~0.2 s)."""
+    for language in LANGUAGES:
+        for domain in DOMAINS:
+            _messages(language, domain)
+        format_date(datetime.date(2000, 1, 1), format="medium", locale=_BABEL_LOCALES[language])
 
 
 def translate(message_id: str, language: str, *, domain: str = "messages") -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,6 +38,8 @@ REVERSIBLE_CODES = frozenset({EntryCode.DEPOSIT, EntryCode.TRANSFER})
 class PostResult:
     entry_id: str
     replayed: bool  # True when the key had been used before with the same content
+    # The entry's accounts' balances right after it, when this call wrote it (not on replays).
+    balances_after: Mapping[str, int] | None = None
 
 
 def open_wallet(uow: UnitOfWork, *, user_id: str, now: datetime) -> Account:
@@ -78,7 +81,7 @@ def _post_locked(
     if uow.ledger.insert_entry(
         entry_id=entry_id, draft=draft, balances_after=balances_after, now=now
     ):
-        return PostResult(entry_id, replayed=False)
+        return PostResult(entry_id, replayed=False, balances_after=balances_after)
     replay = _replay(uow, draft)
     assert replay is not None, draft.idempotency_key
     return replay

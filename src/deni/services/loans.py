@@ -474,31 +474,39 @@ def lock_loans_a_credit_may_settle(
     after this snapshot fund themselves: their approval waits for our wallet lock, then sees
     the money.
     """
-    today = nairobi_today(now)
-    overdue = uow.loans.ids_in_state(
-        states=[LoanState.ACTIVE],
-        borrower_id=user_id,
-        due_before=today,
-        limit=LOANS_PER_WALLET_EVENT_MAX,
+    return lock_loans_credits_may_settle(uow, user_ids=[user_id], now=now, also=also)[user_id]
+
+
+def lock_loans_credits_may_settle(
+    uow: UnitOfWork, *, user_ids: Sequence[str], now: datetime, also: Sequence[str] = ()
+) -> dict[str, CreditLocks]:
+    """`lock_loans_a_credit_may_settle` for credits to several wallets in one transaction:
+    one read finds the loans of them all, then every loan is locked in id order."""
+    assert user_ids
+    found = uow.loans.settleable_by_credits(
+        user_ids, due_before=nairobi_today(now), per_user=LOANS_PER_WALLET_EVENT_MAX
     )
-    waiting = uow.loans.ids_in_state(
-        states=[LoanState.APPROVED], lender_id=user_id, limit=LOANS_PER_WALLET_EVENT_MAX
-    )
-    for loan_id in sorted({*overdue, *waiting, *also}):
+    overdue: dict[str, list[str]] = {user_id: [] for user_id in user_ids}
+    waiting: dict[str, list[str]] = {user_id: [] for user_id in user_ids}
+    for loan_id, user_id, role in found:
+        (overdue if role == "overdue" else waiting)[user_id].append(loan_id)
+    for loan_id in sorted({loan_id for loan_id, _, _ in found} | set(also)):
         uow.loans.lock(loan_id)
-    return CreditLocks(user_id, tuple(overdue), tuple(waiting))
+    return {u: CreditLocks(u, tuple(overdue[u]), tuple(waiting[u])) for u in user_ids}
 
 
 def settle_after_credit(
     uow: UnitOfWork, locks: CreditLocks, *, trigger: str, now: datetime
-) -> None:
-    """Money reached the wallet: overdue debts first, then loans waiting for funds.
+) -> bool:
+    """Money reached the wallet: overdue debts first, then loans waiting for funds. True if
+    any money left the wallet for them.
 
     Only the loans in `locks` are touched. One level only: a repayment this makes does not in
     turn settle the receiving lender's loans (the sweep's fund_approved_loans catches those).
     """
-    _apply_to_overdue_loans(uow, locks, trigger=trigger, now=now)
-    _fund_waiting_loans(uow, locks, now=now)
+    repaid_cents = _apply_to_overdue_loans(uow, locks, trigger=trigger, now=now)
+    funded = _fund_waiting_loans(uow, locks, now=now)
+    return repaid_cents > 0 or funded > 0
 
 
 def _fund_waiting_loans(uow: UnitOfWork, locks: CreditLocks, *, now: datetime) -> int:

@@ -11,7 +11,7 @@ from deni.domain.ledger import wallet_account_id
 from deni.domain.money import MOVEMENT_MAX_CENTS, require_cents
 from deni.domain.users import User
 from deni.services import ledger, loans
-from deni.services.common import SYSTEM_ACTOR, audit, notify, require_user
+from deni.services.common import SYSTEM_ACTOR, audit, notify, require_user, require_users
 from deni.services.ports import Clock, UnitOfWork
 
 RECEIPT_CHARS_MAX = 40
@@ -65,11 +65,9 @@ def credit_wallets(
     one at a time; the same lock order too: every loan the credits may settle is locked before
     any wallet, and the wallets in id order. Deposits come back in the order of `credits`."""
     checked = [(c, _checked(c.amount_cents, c.receipt)) for c in credits]
-    users = {c.user_id: require_user(uow, c.user_id) for c, _ in checked}
-    locks = {
-        user_id: loans.lock_loans_a_credit_may_settle(uow, user_id=user_id, now=now)
-        for user_id in sorted(users)
-    }
+    user_ids = sorted({c.user_id for c in credits})
+    users = dict(zip(user_ids, require_users(uow, *user_ids), strict=True))
+    locks = loans.lock_loans_credits_may_settle(uow, user_ids=user_ids, now=now)
     deposits: dict[int, Deposit] = {}
     in_wallet_order = sorted(range(len(checked)), key=lambda i: checked[i][0].user_id)
     for i in in_wallet_order:
@@ -107,9 +105,10 @@ def _credit(
         idempotency_key=f"mpesa:{receipt}",
         now=now,
     )
-    balance_cents = ledger.wallet_balance_cents(uow, user_id=user.id)
-    if result.replayed:
-        return Deposit(result.entry_id, True, balance_cents)
+    wallet_id = wallet_account_id(user.id)
+    if result.balances_after is None:  # a replay
+        return Deposit(result.entry_id, True, ledger.wallet_balance_cents(uow, user_id=user.id))
+    balance_cents = result.balances_after[wallet_id]
     notify(
         uow,
         user=user,
@@ -125,5 +124,6 @@ def _credit(
         details={"user_id": user.id, "amount_cents": amount_cents, "receipt": receipt},
         now=now,
     )
-    loans.settle_after_credit(uow, locks, trigger=result.entry_id, now=now)
-    return Deposit(result.entry_id, False, ledger.wallet_balance_cents(uow, user_id=user.id))
+    if loans.settle_after_credit(uow, locks, trigger=result.entry_id, now=now):
+        balance_cents = ledger.wallet_balance_cents(uow, user_id=user.id)
+    return Deposit(result.entry_id, False, balance_cents)

@@ -205,6 +205,14 @@ class LoanRepository(Protocol):
         """The loan, locked. With `skip_locked`, None at once if another transaction holds it."""
         ...
 
+    def settleable_by_credits(
+        self, user_ids: Collection[str], *, due_before: date, per_user: int
+    ) -> list[tuple[str, str, str]]:
+        """(loan id, user id, "overdue" | "waiting") for each of these users: active loans
+        they borrowed that fell due before `due_before`, approved loans they lent; at most
+        `per_user` of each kind per user, oldest request first."""
+        ...
+
     def save(self, loan: Loan, now: datetime) -> None: ...
 
     def list_for(

@@ -8,7 +8,6 @@ The SQL adapter is adapters/db/sync_repositories.py. A position in the change lo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -149,14 +148,8 @@ class SyncRepository(Protocol):
     def profile_versions(self, user_id: str) -> dict[str, int]: ...
 
     # the change log
-    def log_changes(self, changes: Sequence[Change], now: datetime) -> None: ...
-
-    def deferred_changes(self) -> AbstractContextManager[None]:
-        """Within the block the change log (whoever writes it on this transaction) is only
-        collected; at its end it is written at once, before the caller commits. Leaving by
-        an exception writes nothing. Entries of writes a savepoint undid may be written too:
-        harmless, a pull sends the record's current state (or a delete if it never existed).
-        """
+    def log_changes(self, changes: Sequence[Change], now: datetime) -> None:
+        """Collected, and written with the rest of the transaction's change log at commit."""
         ...
 
     def finished_below(self) -> int | None:

@@ -222,8 +222,7 @@ class _Push:
             last = client.last_mutation_id
             seen = [m.id for m in pending if m.id <= last]
             group = _Group(last, uow.sync.get_mutations(self.client_id, seen) if seen else {})
-            with uow.sync.deferred_changes():  # the change log: one write per group
-                self._fill(uow, group, pending, size)
+            self._fill(uow, group, pending, size)
             if group.applied:
                 uow.sync.add_mutations(group.applied)
                 uow.sync.advance_client(

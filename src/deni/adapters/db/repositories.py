@@ -5,10 +5,25 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from deni.adapters.db import tables as t
@@ -140,14 +155,20 @@ class ConcurrentUpdate(Conflict):
 _USER_BY_ID = select(t.users).where(t.users.c.id == bindparam("id"))
 _USER_BY_PHONE = select(t.users).where(t.users.c.phone == bindparam("phone"))
 _USER_LOCK = _USER_BY_ID.with_for_update(key_share=True)
-USERS_FOUND_TOGETHER_MAX = 8
+USERS_SHAPES_BUILT_MAX = 8  # up to this many ids and phones: a statement built once per shape
+_USERS_BY_IDS_OR_PHONES_MANY = select(t.users).where(
+    or_(
+        t.users.c.id.in_(bindparam("ids", expanding=True)),
+        t.users.c.phone.in_(bindparam("phones", expanding=True)),
+    )
+)
 
 
 @functools.cache
 def _users_by_ids_or_phones(ids: int, phones: int) -> Select[Any]:
     """Users with any of `ids` ids (:id0, ...) or `phones` phones (:phone0, ...). One statement
     per shape, built once: an expanding IN is rebuilt on every call."""
-    assert 0 < ids + phones <= USERS_FOUND_TOGETHER_MAX
+    assert 0 < ids + phones <= USERS_SHAPES_BUILT_MAX
     matches = [t.users.c.id == bindparam(f"id{i}") for i in range(ids)]
     matches += [t.users.c.phone == bindparam(f"phone{i}") for i in range(phones)]
     return select(t.users).where(or_(*matches))
@@ -171,41 +192,77 @@ _LOAN_LOCK_OR_SKIP = _LOAN_BY_ID.with_for_update(key_share=True, skip_locked=Tru
 
 
 class SqlUserRepository:
+    """Users, remembered for the rest of the transaction once read.
+
+    A sync push group or a callback batch reads the same few people again and again. A
+    remembered user may be older than a concurrent commit; what a command relies on being
+    current (the PIN, its attempts, the lock) is read with lock(), which always goes to the
+    database. Nothing else about a user is money: a name in a notification may be a moment
+    old. Callers get copies (services change users in place before saving them), and a
+    rolled-back savepoint makes the repository forget everything (forget()).
+    """
+
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        self._known: dict[str, User] = {}  # by id
+        self._ids_by_phone: dict[str, str] = {}
+
+    def _remember(self, user: User) -> User:
+        self._known[user.id] = user
+        self._ids_by_phone[user.phone] = user.id
+        return replace(user)
+
+    def _known_copy(self, user_id: str) -> User | None:
+        user = self._known.get(user_id)
+        return replace(user) if user is not None else None
+
+    def forget(self) -> None:
+        """Writes to users were rolled back: what was remembered may be wrong now."""
+        self._known.clear()
+        self._ids_by_phone.clear()
 
     def add(self, user: User) -> None:
         self._connection.execute(
             t.users.insert().values(**_user_values(user), updated_at=user.created_at)
         )
+        self._remember(user)
         # Profile edits log their own change (services/sync_profile); PIN attempts are private.
         log_changes(self._connection, [(user.id, "user", user.id, "put")], user.created_at)
 
     def get(self, user_id: str) -> User | None:
+        if (known := self._known_copy(user_id)) is not None:
+            return known
         row = self._connection.execute(_USER_BY_ID, {"id": user_id}).first()
-        return _user(row) if row else None
+        return self._remember(_user(row)) if row else None
 
     def get_by_phone(self, phone: str) -> User | None:
+        if (user_id := self._ids_by_phone.get(phone)) is not None:
+            return self._known_copy(user_id)
         row = self._connection.execute(_USER_BY_PHONE, {"phone": phone}).first()
-        return _user(row) if row else None
+        return self._remember(_user(row)) if row else None
 
     def find(self, *, ids: Collection[str] = (), phones: Collection[str] = ()) -> list[User]:
+        known_ids = {*ids, *(self._ids_by_phone.get(phone, "") for phone in phones)}
+        if "" not in known_ids and known_ids <= self._known.keys():
+            return [replace(self._known[user_id]) for user_id in known_ids]
+        if len(ids) + len(phones) > USERS_SHAPES_BUILT_MAX:  # a batch: rebuilding is amortised
+            params: dict[str, Any] = {"ids": list(ids), "phones": list(phones)}
+            rows = self._connection.execute(_USERS_BY_IDS_OR_PHONES_MANY, params)
+            return [self._remember(_user(row)) for row in rows]
         query = _users_by_ids_or_phones(len(ids), len(phones))
         params = {f"id{i}": user_id for i, user_id in enumerate(ids)}
         params.update({f"phone{i}": phone for i, phone in enumerate(phones)})
-        return [_user(row) for row in self._connection.execute(query, params)]
+        return [self._remember(_user(row)) for row in self._connection.execute(query, params)]
 
     def contacts(self, user_ids: Collection[str]) -> dict[str, tuple[str, str]]:
-        u = t.users
-        query = select(u.c.id, u.c.name, u.c.phone).where(u.c.id.in_(list(user_ids)))
-        return {row.id: (row.name, row.phone) for row in self._connection.execute(query)}
+        return {user.id: (user.name, user.phone) for user in self.find(ids=list(user_ids))}
 
     def lock(self, user_id: str) -> User | None:
         # FOR NO KEY UPDATE: rows that merely point at this user (a notification, a posting)
         # can still be written by others meanwhile; FOR UPDATE would make those inserts wait
         # and could close a deadlock cycle with a deposit.
         row = self._connection.execute(_USER_LOCK, {"id": user_id}).first()
-        return _user(row) if row else None
+        return self._remember(_user(row)) if row else None
 
     def save(self, user: User, now: datetime) -> None:
         values = _user_values(user)
@@ -216,6 +273,7 @@ class SqlUserRepository:
         self._connection.execute(
             update(t.users).where(t.users.c.id == user.id).values(**values, updated_at=now)
         )
+        self._remember(replace(user))
         changed = [f for f in PROFILE_FIELDS if getattr(before, f) != getattr(user, f)]
         if changed:
             self._bump_profile_versions(user.id, changed, now)
@@ -540,6 +598,37 @@ def _hold(row: Row[Any]) -> Hold:
     )
 
 
+def _settleable_by_credits() -> Select[Any]:
+    """Per user of :ids, the loans money reaching their wallet may settle, at most :per_user
+    of each kind, oldest request first: overdue ones they borrowed, approved ones they lent."""
+    loans_ = t.loans
+    ids: BindParameter[Any] = bindparam("ids", expanding=True)
+    overdue = select(
+        loans_.c.id, loans_.c.borrower_id.label("user_id"), literal("overdue").label("role"),
+        loans_.c.requested_at,
+    ).where(
+        loans_.c.state == LoanState.ACTIVE.value,
+        loans_.c.borrower_id.in_(ids),
+        loans_.c.due_date < bindparam("due_before"),
+    )  # fmt: skip
+    waiting = select(
+        loans_.c.id, loans_.c.lender_id.label("user_id"), literal("waiting").label("role"),
+        loans_.c.requested_at,
+    ).where(loans_.c.state == LoanState.APPROVED.value, loans_.c.lender_id.in_(ids))  # fmt: skip
+    both = union_all(overdue, waiting).subquery()
+    order = (both.c.requested_at, both.c.id)
+    rank = func.row_number().over(partition_by=(both.c.user_id, both.c.role), order_by=order)
+    ranked = select(both, rank.label("n")).subquery()
+    return (
+        select(ranked.c.id, ranked.c.user_id, ranked.c.role)
+        .where(ranked.c.n <= bindparam("per_user"))
+        .order_by(ranked.c.requested_at, ranked.c.id)
+    )
+
+
+_SETTLEABLE_BY_CREDITS = _settleable_by_credits()
+
+
 class SqlLoanRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -625,6 +714,13 @@ class SqlLoanRepository:
             query = query.where(t.loans.c.due_date < due_before)
         query = query.order_by(t.loans.c.requested_at, t.loans.c.id).limit(limit)
         return [row.id for row in self._connection.execute(query)]
+
+    def settleable_by_credits(
+        self, user_ids: Collection[str], *, due_before: date, per_user: int
+    ) -> list[tuple[str, str, str]]:
+        params = {"ids": list(user_ids), "due_before": due_before, "per_user": per_user}
+        rows = self._connection.execute(_SETTLEABLE_BY_CREDITS, params)
+        return [(row.id, row.user_id, row.role) for row in rows]
 
     def active_due_before(self, due_before: date, *, after_id: str, limit: int) -> list[str]:
         query = (

@@ -4,7 +4,6 @@ the change log reader and the bulk loaders pulls use. Every loader filters by th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime
 from itertools import takewhile
 from typing import Any
@@ -234,9 +233,6 @@ class SqlSyncRepository:
 
     def log_changes(self, changes: Sequence[Change], now: datetime) -> None:
         s.log_changes(self._connection, changes, now)
-
-    def deferred_changes(self) -> AbstractContextManager[None]:
-        return s.deferred_changes(self._connection)
 
     def finished_below(self) -> int | None:
         if self._connection.dialect.name != "postgresql":

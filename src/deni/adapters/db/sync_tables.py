@@ -9,8 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -134,7 +133,8 @@ _PG_LOG_CHANGES = text(
 )
 _SQLITE_LOG_CHANGES = sync_changes.insert()  # built once: values come with each call
 CHANGES_PER_WRITE_MAX = 10_000
-# Connections whose change log is being collected (see deferred_changes), with what was logged.
+# Connections whose change log is collected until their transaction commits (see
+# defer_changes), with what was logged so far.
 _deferred: dict[Connection, list[tuple[Change, datetime]]] = {}
 
 
@@ -159,25 +159,33 @@ def log_changes(connection: Connection, changes: Sequence[Change], now: datetime
     _write(connection, [(change, now) for change in changes])
 
 
-@contextmanager
-def deferred_changes(connection: Connection) -> Iterator[None]:
-    """Within the block, log_changes on `connection` collects instead of writing; at its end
-    everything collected is written with one statement, in order, in the same transaction
-    (so before its commit). Leaving by an exception writes nothing: the caller rolls back.
+def defer_changes(connection: Connection) -> None:
+    """From now on log_changes on `connection` collects; write_deferred_changes writes what
+    was collected with one statement, in order, just before the transaction commits.
 
-    Entries of a write that a savepoint inside the block undid are written all the same: a
-    pull then sends that record's current state, or a delete for an id that does not exist,
-    both harmless (docs/sync.md: puts are whole records, applying a change twice is fine).
+    Entries of a write that a savepoint undid are written all the same: a pull then sends
+    that record's current state, or a delete for an id that does not exist, both harmless
+    (docs/sync.md: puts are whole records, applying a change twice is fine).
     """
-    assert connection not in _deferred, "change logs are deferred one block at a time"
-    collected: list[tuple[Change, datetime]] = []
-    _deferred[connection] = collected
-    try:
-        yield
-    finally:
-        del _deferred[connection]
+    assert connection not in _deferred, "one transaction at a time on a connection"
+    _deferred[connection] = []
+
+
+def write_deferred_changes(connection: Connection) -> None:
+    collected = _deferred[connection]
     for start in range(0, len(collected), CHANGES_PER_WRITE_MAX):
         _write(connection, collected[start : start + CHANGES_PER_WRITE_MAX])
+    collected.clear()
+
+
+def drop_deferred_changes(connection: Connection) -> None:
+    """The transaction was rolled back: what it logged never happened."""
+    _deferred[connection].clear()
+
+
+def stop_deferring(connection: Connection) -> None:
+    """Forget what was collected (the transaction ended, committed or not)."""
+    _deferred.pop(connection, None)
 
 
 def _write(connection: Connection, changes: Sequence[tuple[Change, datetime]]) -> None:

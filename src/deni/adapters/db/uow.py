@@ -20,6 +20,12 @@ from deni.adapters.db.records import (
 )
 from deni.adapters.db.repositories import SqlLedgerRepository, SqlLoanRepository, SqlUserRepository
 from deni.adapters.db.sync_repositories import SqlSyncRepository
+from deni.adapters.db.sync_tables import (
+    defer_changes,
+    drop_deferred_changes,
+    stop_deferring,
+    write_deferred_changes,
+)
 from deni.services.ports import StorageBusy
 
 
@@ -45,6 +51,8 @@ class SqlUnitOfWork:
             connection.close()
             raise _translate(error) from error
         self._connection = connection
+        if not self._read_only:
+            defer_changes(connection)  # the change log is written once, at commit
         self.users = SqlUserRepository(connection)
         self.ledger = SqlLedgerRepository(connection)
         self.loans = SqlLoanRepository(connection)
@@ -74,15 +82,18 @@ class SqlUnitOfWork:
             if self._transaction is not None and self._transaction.is_active:
                 self._transaction.rollback()
         finally:
+            stop_deferring(self._connection)
             self._connection.close()
         if isinstance(exc, DBAPIError) and is_retryable(exc):
             raise StorageBusy("The database is busy; try again.") from exc
 
     def commit(self) -> None:
         assert self._transaction is not None
+        assert self._connection is not None
         assert not self._read_only, "a read-only unit of work has nothing to commit"
         try:
             self.notifications.flush()
+            write_deferred_changes(self._connection)
             self.audit.flush()  # takes the audit chain's head only now, just before the commit
             self._transaction.commit()
         except DBAPIError as error:
@@ -91,8 +102,11 @@ class SqlUnitOfWork:
     def rollback(self) -> None:
         assert self._transaction is not None
         self._transaction.rollback()
+        if self._connection is not None and not self._read_only:
+            drop_deferred_changes(self._connection)
         self.notifications.forget_since((0, 0))
         self.audit.forget_since(0)
+        self.users.forget()
 
     def in_transaction(self) -> bool:
         return self._transaction is not None and self._transaction.is_active
@@ -188,6 +202,7 @@ class SavepointUnitOfWork(_OuterRepositories):
         audit_mark, notifications_mark = self._marks  # rows queued for the commit go too
         self.audit.forget_since(audit_mark)
         self.notifications.forget_since(notifications_mark)
+        self.users.forget()
 
 
 # Savepoint names only need to differ within one transaction; a process-wide count does that.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 
+from deni import i18n
 from deni.adapters.observability import configure_logging
 from deni.bootstrap import bootstrap
 from deni.config import Settings
@@ -18,6 +19,7 @@ _settings = Settings()
 configure_logging(level=_settings.log_level, json=_settings.log_json)
 # DENI_SANDBOX=on (make run): the local Daraja sandbox starts first, in this process.
 app = create_app(bootstrap(with_sandbox(_settings)))
+i18n.load_all()
 # Everything built so far (modules, the app, its routes and models) lives as long as the
 # process: moved out of the collector's generations, full collections stop walking it on
 # every request burst, which keeps their pauses out of the latency tail.

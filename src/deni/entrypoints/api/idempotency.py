@@ -56,11 +56,10 @@ def run_idempotent(
                 stored_hash, request_hash, uow.idempotency.get_response(scope=scope, key=key)
             )
         refusal: DomainError | None = None
-        with uow.sync.deferred_changes():  # the command's change log: one write, at the end
-            try:
-                status, model = action(NestedUnitOfWorkFactory(uow))
-            except DomainError as error:
-                refusal = error
+        try:
+            status, model = action(NestedUnitOfWorkFactory(uow))
+        except DomainError as error:
+            refusal = error
         if refusal is not None:
             # What the command committed before refusing stays (a wrong PIN counts); the key
             # does not, so a retry may try again.
