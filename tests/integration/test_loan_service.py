@@ -461,6 +461,48 @@ def test_a_credit_funds_an_approval_that_committed_after_its_loans_were_listed(
     assert (wallet(deni, lender), wallet(deni, borrower)) == (0, 10_000)
 
 
+def test_a_batch_of_credits_funds_the_approvals_waiting_for_each_wallet(deni: Deni) -> None:
+    lenders = [register(deni), register(deni)]
+    borrower = register(deni)
+    waiting = [request(deni, borrower, lender) for lender in lenders]
+    for lender, loan in zip(lenders, waiting, strict=True):
+        assert approve(deni, lender, loan).state is LoanState.APPROVED  # short: waits
+    credits = [payments.Credit(lender.id, 10_000, next_receipt()) for lender in lenders]
+    with deni.uow() as uow:
+        locks = loans.lock_loans_credits_may_settle(
+            uow, user_ids=[lenders[0].id], now=deni.clock.now()
+        )
+        assert locks[lenders[0].id].waiting_ids == (waiting[0].id,)
+        deposits = payments.credit_wallets(uow, credits, now=deni.clock.now())
+        uow.commit()
+    assert [d.replayed for d in deposits] == [False, False]
+    assert [stored(deni, loan).state for loan in waiting] == [LoanState.ACTIVE] * 2
+    assert [wallet(deni, lender) for lender in lenders] == [0, 0]
+    assert wallet(deni, borrower) == 20_000
+
+
+def test_late_approvals_of_several_wallets_are_funded_in_one_pass(deni: Deni) -> None:
+    """A batch of credits leaves late approvals (committed after its listing) to one pass at
+    the end, for all its wallets (fund_late_approvals)."""
+    lenders = [register(deni), register(deni)]
+    borrower = register(deni)
+    with deni.uow() as uow:  # the batch lists the lenders' waiting loans: none yet
+        locks = loans.lock_loans_credits_may_settle(
+            uow, user_ids=[lender.id for lender in lenders], now=deni.clock.now()
+        )
+        uow.commit()
+    late = [request(deni, borrower, lender) for lender in lenders]
+    for lender, loan in zip(lenders, late, strict=True):
+        assert approve(deni, lender, loan).state is LoanState.APPROVED
+        credit_without_settling(deni, lender, 10_000)
+    with deni.uow() as uow:
+        funded = loans.fund_late_approvals(uow, list(locks.values()), now=deni.clock.now())
+        uow.commit()
+    assert funded == 2
+    assert [stored(deni, loan).state for loan in late] == [LoanState.ACTIVE] * 2
+    assert wallet(deni, borrower) == 20_000
+
+
 def test_only_the_lender_approves_and_strangers_see_nothing(deni: Deni) -> None:
     lender, borrower, stranger = register(deni), register(deni), register(deni)
     loan = request(deni, borrower, lender)

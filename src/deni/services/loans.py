@@ -496,16 +496,24 @@ def lock_loans_credits_may_settle(
 
 
 def settle_after_credit(
-    uow: UnitOfWork, locks: CreditLocks, *, trigger: str, now: datetime
+    uow: UnitOfWork,
+    locks: CreditLocks,
+    *,
+    trigger: str,
+    now: datetime,
+    late_approvals: bool = True,
 ) -> bool:
     """Money reached the wallet: overdue debts first, then loans waiting for funds. True if
-    any money left the wallet for them.
+    any money left the wallet for them. A batch of credits passes `late_approvals=False` and
+    calls fund_late_approvals once, for all its wallets, at the end.
 
     Only the loans in `locks` are touched. One level only: a repayment this makes does not in
     turn settle the receiving lender's loans (the sweep's fund_approved_loans catches those).
     """
     repaid_cents = _apply_to_overdue_loans(uow, locks, trigger=trigger, now=now)
     funded = _fund_waiting_loans(uow, locks, now=now)
+    if late_approvals:
+        funded += fund_late_approvals(uow, [locks], now=now)
     return repaid_cents > 0 or funded > 0
 
 
@@ -516,19 +524,26 @@ def _fund_waiting_loans(uow: UnitOfWork, locks: CreditLocks, *, now: datetime) -
         loan = uow.loans.lock(loan_id)
         assert loan is not None
         funded += _fund_waiting_loan(uow, loan, lender_id=locks.user_id, now=now)
-    # An approval that found this wallet short before we locked it committed while we waited
-    # for the wallet: it is not in `locks`. Take it only if nobody holds it (waiting for a loan
-    # while holding the wallet could deadlock with the sweep); whoever holds it waits for this
-    # wallet and then sees the money.
-    late_ids = uow.loans.ids_in_state(
-        states=[LoanState.APPROVED], lender_id=locks.user_id, limit=LOANS_PER_WALLET_EVENT_MAX
+    return funded
+
+
+def fund_late_approvals(uow: UnitOfWork, locks: Sequence[CreditLocks], *, now: datetime) -> int:
+    """Approvals that found these wallets short before we locked them committed while we
+    waited for the wallets: they are not in `locks`. Take one only if nobody holds it
+    (waiting for a loan while holding the wallet could deadlock with the sweep); whoever
+    holds it waits for the wallet and then sees the money. Call with the wallets locked."""
+    known = {loan_id for lock in locks for loan_id in lock.waiting_ids}
+    lenders = [lock.user_id for lock in locks]
+    found = uow.loans.settleable_by_credits(
+        lenders, due_before=nairobi_today(now), per_user=LOANS_PER_WALLET_EVENT_MAX
     )
-    for loan_id in late_ids:
-        if loan_id in locks.waiting_ids:
+    funded = 0
+    for loan_id, lender_id, role in found:
+        if role != "waiting" or loan_id in known:
             continue
         late = uow.loans.lock(loan_id, skip_locked=True)
         if late is not None:
-            funded += _fund_waiting_loan(uow, late, lender_id=locks.user_id, now=now)
+            funded += _fund_waiting_loan(uow, late, lender_id=lender_id, now=now)
     return funded
 
 

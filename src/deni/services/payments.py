@@ -74,8 +74,10 @@ def credit_wallets(
         credit, amount = checked[i]
         user = users[credit.user_id]
         deposits[i] = _credit(
-            uow, user, locks[user.id], amount, credit.receipt, channel=channel, now=now
-        )
+            uow, user, locks[user.id], amount, credit.receipt, channel=channel, now=now,
+            late_approvals=False,
+        )  # fmt: skip
+    loans.fund_late_approvals(uow, list(locks.values()), now=now)
     return [deposits[i] for i in range(len(checked))]
 
 
@@ -95,6 +97,7 @@ def _credit(
     *,
     channel: str,
     now: datetime,
+    late_approvals: bool = True,
 ) -> Deposit:
     """The credit itself, once `locks` (the loans it may settle) are held."""
     result = ledger.credit_from_mpesa(
@@ -124,6 +127,9 @@ def _credit(
         details={"user_id": user.id, "amount_cents": amount_cents, "receipt": receipt},
         now=now,
     )
-    if loans.settle_after_credit(uow, locks, trigger=result.entry_id, now=now):
+    trigger = result.entry_id
+    if loans.settle_after_credit(
+        uow, locks, trigger=trigger, now=now, late_approvals=late_approvals
+    ):
         balance_cents = ledger.wallet_balance_cents(uow, user_id=user.id)
     return Deposit(result.entry_id, False, balance_cents)
