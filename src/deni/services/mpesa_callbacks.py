@@ -12,6 +12,7 @@ retry or blacklist the URL).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -93,30 +94,58 @@ def _digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A callback as the hook received it."""
+
+    kind: str
+    body: bytes
+    source_ip: str
+
+
+STORED_PER_TRANSACTION_MAX = 500
+
+
 def store_callback(deps: MpesaDeps, *, kind: str, body: bytes, source_ip: str) -> Stored:
     """The raw body first, in its own transaction. Never raises for a bad body."""
+    return store_callbacks(deps, [Received(kind, body, source_ip)])[0]
+
+
+def store_callbacks(deps: MpesaDeps, received: Sequence[Received]) -> list[Stored]:
+    """Raw bodies first, several in one transaction: the hook commits the callbacks that
+    arrived together at once (entrypoints/api/inbox_writer.py), and answers each only after
+    that commit. Never raises for a bad body; a failed transaction stores none of them."""
+    assert 1 <= len(received) <= STORED_PER_TRANSACTION_MAX
     now = deps.clock.now()
-    state, error = InboxState.RECEIVED, ""
+    rows = [_inbox_row(deps, callback) for callback in received]
+    with deps.uow() as uow:
+        stored = [
+            Stored(
+                uow.mpesa.inbox_add(
+                    kind=callback.kind, dedupe_key=key, body=callback.body,
+                    source_ip=callback.source_ip, state=state, error=error, now=now,
+                ),
+                state,
+            )
+            for callback, (key, state, error) in zip(received, rows, strict=True)
+        ]  # fmt: skip
+        uow.commit()
+    for callback, row in zip(received, stored, strict=True):
+        if row.inbox_id is None:
+            log.info("mpesa.callback_repeated", kind=callback.kind)
+    return stored
+
+
+def _inbox_row(deps: MpesaDeps, callback: Received) -> tuple[str, InboxState, str]:
+    """(dedupe key, state, error) of a received body; malformed ones are kept too."""
     try:
-        key = dedupe_key(kind, deps.gateway.parse_callback(kind, body))
+        event = deps.gateway.parse_callback(callback.kind, callback.body)
     except MalformedCallbackError as malformed:
         # Keyed by content, so the same garbage twice is stored once.
-        state, error, key = InboxState.MALFORMED, malformed.reason, f"bad:{kind}:{_digest(body)}"
-        log.warning("mpesa.callback_malformed", kind=kind, reason=malformed.reason)
-    with deps.uow() as uow:
-        inbox_id = uow.mpesa.inbox_add(
-            kind=kind,
-            dedupe_key=key,
-            body=body,
-            source_ip=source_ip,
-            state=state,
-            error=error,
-            now=now,
-        )
-        uow.commit()
-    if inbox_id is None:
-        log.info("mpesa.callback_repeated", kind=kind)
-    return Stored(inbox_id, state)
+        log.warning("mpesa.callback_malformed", kind=callback.kind, reason=malformed.reason)
+        key = f"bad:{callback.kind}:{_digest(callback.body)}"
+        return key, InboxState.MALFORMED, malformed.reason
+    return dedupe_key(callback.kind, event), InboxState.RECEIVED, ""
 
 
 def apply_callback(deps: MpesaDeps, inbox_id: int) -> InboxState:

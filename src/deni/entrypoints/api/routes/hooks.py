@@ -19,9 +19,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from deni.bootstrap import Deni
+from deni.entrypoints.api.inbox_writer import InboxWriter
 from deni.entrypoints.worker import MpesaWorker
 from deni.services.mpesa import MpesaDeps
-from deni.services.mpesa_callbacks import store_callback, validate_c2b
+from deni.services.mpesa_callbacks import Received, store_callback, validate_c2b
 from deni.services.mpesa_ports import CallbackKind
 from deni.services.ports import StorageBusy
 
@@ -45,11 +46,17 @@ async def _worker(app: FastAPI) -> AsyncIterator[None]:
         )
         worker.start()
     app.state.mpesa_worker = worker
+    writer = InboxWriter(deni.mpesa) if deni.mpesa is not None else None
+    if writer is not None:
+        writer.start()
+    app.state.inbox_writer = writer
     if deni.mpesa is not None and settings.sandbox:
         _register_c2b(deni.mpesa)
     try:
         yield
     finally:
+        if writer is not None:
+            writer.stop()
         if worker is not None:
             worker.stop()
 
@@ -88,11 +95,14 @@ async def hook(request: Request) -> JSONResponse:
         log.warning("mpesa.hook_source_refused", kind=kind)
         body = {"error": {"code": "forbidden", "message": "Forbidden"}}
         return JSONResponse(body, status_code=403)
-    raw = await request.body()
+    raw = (await request.body())[:BODY_MAX_BYTES]
+    writer = getattr(request.app.state, "inbox_writer", None)
     try:
-        answer = await run_in_threadpool(
-            _handle, deni, deni.mpesa, kind, raw[:BODY_MAX_BYTES], source_ip
-        )
+        if kind == CallbackKind.C2B_VALIDATION or not isinstance(writer, InboxWriter):
+            answer = await run_in_threadpool(_handle, deni, deni.mpesa, kind, raw, source_ip)
+        else:  # stored with the others that arrived meanwhile, in one transaction
+            await writer.store(Received(kind, raw, source_ip))
+            answer = ACCEPTED
     except StorageBusy:
         # Not stored: say so, rather than 200 for a body we would lose.
         return JSONResponse({"ResultCode": 1, "ResultDesc": "Busy"}, status_code=503)
