@@ -16,10 +16,17 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 IDLE_IN_TRANSACTION_MS = 60_000  # far above any transaction of ours between two statements
 BEGIN_MODE_KEY = "deni_begin_mode"
 # PostgreSQL codes that mean "try the whole transaction again": serialization, deadlock.
-POSTGRES_RETRYABLE = frozenset({"40001", "40P01"})
+# Serialization failure, deadlock victim, lock_timeout: the transaction may simply be tried again.
+POSTGRES_RETRYABLE = frozenset({"40001", "40P01", "55P03"})
+# No statement of ours waits longer for a row lock: the caller gets StorageBusy (the API a
+# 503 with Retry-After) instead of a request hanging behind a stuck transaction.
+LOCK_TIMEOUT_MS = 5_000
 
 
-def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(
+    database_url: str, *, pool_size: int = 10, lock_timeout_ms: int = LOCK_TIMEOUT_MS
+) -> Engine:
+    assert lock_timeout_ms > 0
     if database_url.startswith("sqlite"):
         return _sqlite_engine(database_url)
     return create_engine(
@@ -37,6 +44,7 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
         # xmin below which sync pulls read, for every user: PostgreSQL ends it instead.
         connect_args={
             "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+            f" -c lock_timeout={lock_timeout_ms}"
         },
     )
 
