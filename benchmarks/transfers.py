@@ -91,7 +91,6 @@ def seed_wallets(deni: Deni, *, count: int, pin_hash: str) -> list[str]:
                     wallet_id=wallet_id,
                     amount_cents=WALLET_START_CENTS,
                     receipt=f"SEED{i:08d}",
-                    idempotency_key=f"mpesa:SEED{i:08d}",
                     now=now,
                 )
                 wallet_ids.append(wallet_id)

@@ -401,7 +401,6 @@ def _credit_and_settle(deni: Deni, user: User, cents: int, locks: loans.CreditLo
             wallet_id=wallet_account_id(user.id),
             amount_cents=cents,
             receipt="LATE0001",
-            idempotency_key="mpesa:LATE0001",
             now=deni.clock.now(),
         )
         loans.settle_after_credit(uow, locks, trigger="late", now=deni.clock.now())

@@ -32,6 +32,7 @@ from deni.domain.users import User
 from deni.services import ledger, loans, payments, queries
 from deni.services.common import new_id
 from deni.services.ledger import PostResult
+from deni.services.ports import NewEntry
 
 IN_FLIGHT = PlatformAccount.PAYOUTS_IN_FLIGHT.value
 B2C = PlatformAccount.MPESA_B2C_FLOAT.value
@@ -441,9 +442,7 @@ def test_the_database_itself_refuses_a_second_reversal(deni: Deni) -> None:
             wallet_account_id(bob.id): 10_000,
         }
         with pytest.raises(IntegrityError):
-            uow.ledger.insert_entry(
-                entry_id=new_id(), draft=draft, balances_after=balances, now=deni.clock.now()
-            )
+            uow.ledger.insert_entries([NewEntry(new_id(), draft, balances)], now=deni.clock.now())
     assert snapshot(deni) == before
 
 
@@ -596,3 +595,63 @@ def test_statement_pages_newest_first(deni: Deni) -> None:
 def test_a_statement_for_an_unknown_user(deni: Deni) -> None:
     with pytest.raises(NotFound):
         queries.wallet_statement(uow_factory=deni.uow, user_id="nobody")
+
+
+# --- several entries in one write ---------------------------------------------------------------
+
+
+def test_entries_posted_together_see_each_others_balances_and_are_written_in_order(
+    deni: Deni,
+) -> None:
+    alice, bob = register(deni), register(deni)
+    fund(deni, alice, 5_000)
+    a, b = wallet_account_id(alice.id), wallet_account_id(bob.id)
+    drafts = [
+        EntryDraft(
+            f"batch-{n}",
+            EntryCode.TRANSFER,
+            movement(debit_account_id=a, credit_account_id=b, amount_cents=2_000),
+            "test",
+            f"b{n}",
+        )
+        for n in range(2)
+    ]
+    with deni.uow() as uow:
+        results = ledger.post_entries(uow, drafts, now=deni.clock.now())
+        uow.commit()
+    assert [r.balances_after for r in results] == [{a: 3_000, b: 2_000}, {a: 1_000, b: 4_000}]
+    assert (balance(deni, a), balance(deni, b)) == (1_000, 4_000)
+    with deni.uow.read_only() as uow:
+        lines = uow.ledger.statement(a, before_posting_id=None, limit=2)
+    assert [line.balance_after_cents for line in lines] == [1_000, 3_000]  # newest first
+    assert_ledger_whole(deni)
+
+
+def test_a_batch_that_would_overdraw_writes_none_of_its_entries(deni: Deni) -> None:
+    alice, bob = register(deni), register(deni)
+    fund(deni, alice, 5_000)
+    a, b = wallet_account_id(alice.id), wallet_account_id(bob.id)
+    before = snapshot(deni)
+    drafts = [
+        EntryDraft(
+            f"over-{n}",
+            EntryCode.TRANSFER,
+            movement(debit_account_id=a, credit_account_id=b, amount_cents=3_000),
+            "test",
+            f"o{n}",
+        )
+        for n in range(2)
+    ]
+    with deni.uow() as uow, pytest.raises(InsufficientFunds):
+        ledger.post_entries(uow, drafts, now=deni.clock.now())
+    assert snapshot(deni) == before
+
+
+def test_a_batch_with_a_key_used_before_raises_and_the_caller_rolls_it_back(deni: Deni) -> None:
+    alice = register(deni)
+    post(deni, deposit_draft(alice, 1_000, key="seen"))
+    before = snapshot(deni)
+    drafts = [deposit_draft(alice, 500, key="fresh"), deposit_draft(alice, 1_000, key="seen")]
+    with deni.uow() as uow, pytest.raises(ledger.KeysTaken):
+        ledger.post_entries(uow, drafts, now=deni.clock.now())  # left without commit
+    assert snapshot(deni) == before

@@ -343,7 +343,6 @@ def test_the_sweep_funds_approvals_whose_lender_has_the_money(deni: Deni) -> Non
             wallet_id=wallet_account_id(lender.id),
             amount_cents=3_000,
             receipt="SWEEP00001",
-            idempotency_key="mpesa:SWEEP00001",
             now=deni.clock.now(),
         )
         uow.commit()
@@ -435,7 +434,6 @@ def credit_without_settling(deni: Deni, user: User, cents: int) -> None:
             wallet_id=wallet_account_id(user.id),
             amount_cents=cents,
             receipt=receipt,
-            idempotency_key=f"mpesa:{receipt}",
             now=deni.clock.now(),
         )
         uow.commit()

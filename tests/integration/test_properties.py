@@ -434,6 +434,24 @@ class LendingMachine(RuleBasedStateMachine):
         assert result.replayed is False
         assert result.balance_cents == self.wallets[user.id]
 
+    @rule(who=st.lists(INDEX, min_size=2, max_size=3), cents=AMOUNT)
+    def deposit_batch(self, who: list[int], cents: int) -> None:
+        """Callbacks applied together, as the M-PESA worker does: one transaction, the entries
+        written at once, then each wallet settled in wallet order, as if one after another.
+        Different people only: two credits of one wallet are settled together, which the
+        one-at-a-time model would count as two partial repayments."""
+        people = sorted({self.user(i).id for i in who})
+        credits = [payments.Credit(uid, cents, f"RCPT{next(self.serial):06d}") for uid in people]
+        with self.deni.uow() as uow:
+            deposits = payments.credit_wallets(uow, credits, now=self.now())
+            uow.commit()
+        self.saw(f"deposit batch of {len(credits)}")
+        for credit, deposit in zip(credits, deposits, strict=True):
+            self.receipts.append((credit.receipt, credit.user_id, cents))
+            self.model_deposit(credit.user_id, cents)
+            assert deposit.replayed is False
+            assert deposit.balance_cents == self.wallets[credit.user_id]
+
     @precondition(lambda self: self.receipts)
     @rule(same=st.booleans(), which=INDEX)
     def replay_deposit(self, same: bool, which: int) -> None:

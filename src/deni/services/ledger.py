@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from deni.domain.errors import Conflict, IdempotencyConflict, InsufficientFunds, NotFound
@@ -25,7 +25,7 @@ from deni.domain.ledger import (
     wallet_account_id,
 )
 from deni.services.common import new_id
-from deni.services.ports import LedgerTotals, UnitOfWork
+from deni.services.ports import LedgerTotals, NewEntry, UnitOfWork
 
 # Entries whose effect lives only in the ledger. The others belong to a record that would be left
 # wrong by a bare reversal: a hold (voiding it afterwards would pay the wallet twice) or a loan
@@ -61,6 +61,41 @@ def post_entry(uow: UnitOfWork, draft: EntryDraft, *, now: datetime) -> PostResu
     return _post_locked(uow, draft, accounts, now=now)
 
 
+class KeysTaken(Conflict):
+    """Some entries of a batch had been written before: post them one by one instead."""
+
+    code = "entry_keys_taken"
+
+
+def post_entries(
+    uow: UnitOfWork, drafts: Sequence[EntryDraft], *, now: datetime
+) -> list[PostResult]:
+    """Write several new entries at once: their accounts locked together (in id order), each
+    checked against the balances the ones before it left, all written in one statement.
+
+    For batches of entries that are new (callbacks for requests still open, say). If any key
+    was used before, KeysTaken is raised and the caller's transaction must be rolled back: a
+    replay needs `post_entry`, one at a time. A balance that would go negative raises as in
+    `post_entry`, and nothing is written.
+    """
+    assert drafts
+    accounts = uow.ledger.lock_accounts([p.account_id for d in drafts for p in d.postings])
+    entries: list[NewEntry] = []
+    for draft in drafts:
+        own = {
+            p.account_id: accounts[p.account_id] for p in draft.postings if p.account_id in accounts
+        }
+        balances_after = _balances_after(draft, own)
+        for account_id, balance_cents in balances_after.items():
+            accounts[account_id] = replace(accounts[account_id], balance_cents=balance_cents)
+        entries.append(NewEntry(new_id(), draft, balances_after))
+    if not uow.ledger.insert_entries(entries, now=now):
+        raise KeysTaken("Some of these entries were written before.")
+    return [
+        PostResult(e.entry_id, replayed=False, balances_after=e.balances_after) for e in entries
+    ]
+
+
 def _post_locked(
     uow: UnitOfWork, draft: EntryDraft, accounts: dict[str, Account], *, now: datetime
 ) -> PostResult:
@@ -78,9 +113,7 @@ def _post_locked(
         return replay
     entry_id = new_id()
     # The insert claims the key; when it is taken, nothing was written and the first entry wins.
-    if uow.ledger.insert_entry(
-        entry_id=entry_id, draft=draft, balances_after=balances_after, now=now
-    ):
+    if uow.ledger.insert_entries([NewEntry(entry_id, draft, balances_after)], now=now):
         return PostResult(entry_id, replayed=False, balances_after=balances_after)
     replay = _replay(uow, draft)
     assert replay is not None, draft.idempotency_key
@@ -163,25 +196,24 @@ def transfer(
     return _post_locked(uow, draft, accounts, now=now)
 
 
-def credit_from_mpesa(
-    uow: UnitOfWork,
-    *,
-    wallet_id: str,
-    amount_cents: int,
-    receipt: str,
-    idempotency_key: str,
-    now: datetime,
-) -> PostResult:
-    """Money that reached Deni's paybill for a wallet: M-PESA cash up, the wallet up."""
+def mpesa_deposit(wallet_id: str, amount_cents: int, receipt: str) -> EntryDraft:
+    """Money that reached Deni's paybill for a wallet: M-PESA cash up, the wallet up. Keyed
+    by the M-PESA receipt, so each payment is credited once, whichever path reports it."""
     postings = movement(
         debit_account_id=PlatformAccount.MPESA_PAYBILL.value,
         credit_account_id=wallet_id,
         amount_cents=amount_cents,
     )
-    draft = EntryDraft(
-        idempotency_key, EntryCode.DEPOSIT, postings, MPESA_RECEIPT_CAUSE, receipt, memo=receipt
+    return EntryDraft(
+        f"mpesa:{receipt}", EntryCode.DEPOSIT, postings, MPESA_RECEIPT_CAUSE, receipt, memo=receipt
     )
-    return post_entry(uow, draft, now=now)
+
+
+def credit_from_mpesa(
+    uow: UnitOfWork, *, wallet_id: str, amount_cents: int, receipt: str, now: datetime
+) -> PostResult:
+    """`mpesa_deposit`, written once (a second time: the first entry, as a replay)."""
+    return post_entry(uow, mpesa_deposit(wallet_id, amount_cents, receipt), now=now)
 
 
 def place_hold(

@@ -68,15 +68,22 @@ def credit_wallets(
     user_ids = sorted({c.user_id for c in credits})
     users = dict(zip(user_ids, require_users(uow, *user_ids), strict=True))
     locks = loans.lock_loans_credits_may_settle(uow, user_ids=user_ids, now=now)
-    deposits: dict[int, Deposit] = {}
     in_wallet_order = sorted(range(len(checked)), key=lambda i: checked[i][0].user_id)
-    for i in in_wallet_order:
+    drafts = [
+        ledger.mpesa_deposit(wallet_account_id(credit.user_id), amount, credit.receipt)
+        for credit, amount in (checked[i] for i in in_wallet_order)
+    ]
+    posted = ledger.post_entries(uow, drafts, now=now)  # a receipt seen before: KeysTaken
+    deposits: dict[int, Deposit] = {}
+    moved = False  # once settling moved money, balances from the posting may be stale
+    for i, result in zip(in_wallet_order, posted, strict=True):
         credit, amount = checked[i]
         user = users[credit.user_id]
-        deposits[i] = _credit(
-            uow, user, locks[user.id], amount, credit.receipt, channel=channel, now=now,
-            late_approvals=False,
+        deposits[i], settled = _credited(
+            uow, user, locks[user.id], amount, credit.receipt, result, channel=channel, now=now,
+            late_approvals=False, posted_balance_is_current=not moved,
         )  # fmt: skip
+        moved = moved or settled
     loans.fund_late_approvals(uow, list(locks.values()), now=now)
     return [deposits[i] for i in range(len(checked))]
 
@@ -97,21 +104,40 @@ def _credit(
     *,
     channel: str,
     now: datetime,
-    late_approvals: bool = True,
 ) -> Deposit:
     """The credit itself, once `locks` (the loans it may settle) are held."""
-    result = ledger.credit_from_mpesa(
-        uow,
-        wallet_id=wallet_account_id(user.id),
-        amount_cents=amount_cents,
-        receipt=receipt,
-        idempotency_key=f"mpesa:{receipt}",
-        now=now,
-    )
     wallet_id = wallet_account_id(user.id)
+    result = ledger.credit_from_mpesa(
+        uow, wallet_id=wallet_id, amount_cents=amount_cents, receipt=receipt, now=now
+    )
     if result.balances_after is None:  # a replay
         return Deposit(result.entry_id, True, ledger.wallet_balance_cents(uow, user_id=user.id))
-    balance_cents = result.balances_after[wallet_id]
+    deposit, _ = _credited(
+        uow, user, locks, amount_cents, receipt, result, channel=channel, now=now
+    )
+    return deposit
+
+
+def _credited(
+    uow: UnitOfWork,
+    user: User,
+    locks: loans.CreditLocks,
+    amount_cents: int,
+    receipt: str,
+    result: ledger.PostResult,
+    *,
+    channel: str,
+    now: datetime,
+    late_approvals: bool = True,
+    posted_balance_is_current: bool = True,
+) -> tuple[Deposit, bool]:
+    """What follows a new credit: the owner hears of it, the audit row, debts settled. Also
+    says whether settling moved money."""
+    assert result.balances_after is not None
+    if posted_balance_is_current:
+        balance_cents = result.balances_after[wallet_account_id(user.id)]
+    else:  # an earlier credit of the batch settled a debt with this wallet
+        balance_cents = ledger.wallet_balance_cents(uow, user_id=user.id)
     notify(
         uow,
         user=user,
@@ -128,8 +154,9 @@ def _credit(
         now=now,
     )
     trigger = result.entry_id
-    if loans.settle_after_credit(
+    settled = loans.settle_after_credit(
         uow, locks, trigger=trigger, now=now, late_approvals=late_approvals
-    ):
+    )
+    if settled:
         balance_cents = ledger.wallet_balance_cents(uow, user_id=user.id)
-    return Deposit(result.entry_id, False, balance_cents)
+    return Deposit(result.entry_id, False, balance_cents), settled

@@ -153,6 +153,15 @@ class UserRepository(Protocol):
     def save(self, user: User, now: datetime) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """An entry to write, with its accounts' balances right after it."""
+
+    entry_id: str
+    draft: EntryDraft
+    balances_after: Mapping[str, int]
+
+
 class LedgerRepository(Protocol):
     def add_account(self, account: Account, now: datetime) -> None: ...
 
@@ -166,11 +175,10 @@ class LedgerRepository(Protocol):
 
     def find_reversal(self, entry_id: str) -> StoredEntry | None: ...
 
-    def insert_entry(
-        self, *, entry_id: str, draft: EntryDraft, balances_after: dict[str, int], now: datetime
-    ) -> bool:
-        """Writes the entry, its postings and the new balances; False (nothing written) when
-        the idempotency key is already taken."""
+    def insert_entries(self, entries: Sequence[NewEntry], *, now: datetime) -> bool:
+        """Writes the entries, in order, with their postings and the new balances. False when
+        a key is already taken: for a single entry nothing was written; for several, some may
+        have been, and the caller must roll back."""
         ...
 
     def statement(

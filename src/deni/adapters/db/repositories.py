@@ -34,7 +34,6 @@ from deni.domain.ledger import (
     Account,
     AccountKind,
     EntryCode,
-    EntryDraft,
     Hold,
     HoldState,
     NormalSide,
@@ -44,9 +43,10 @@ from deni.domain.ledger import (
 )
 from deni.domain.loans import Loan, LoanState, Terms
 from deni.domain.users import User
-from deni.services.ports import LedgerTotals, RepaymentRecord, StatementLine
+from deni.services.ports import LedgerTotals, NewEntry, RepaymentRecord, StatementLine
 
 PROBLEMS_REPORTED_MAX = 100
+ENTRIES_PER_WRITE_MAX = 1_000
 PROFILE_FIELDS = ("name", "language")  # what a user's sync record shows and may edit
 
 # The ledger's hot statements, built once: building a statement costs more than sending it.
@@ -71,34 +71,45 @@ _SQLITE_INSERT_ENTRY = (
     .on_conflict_do_nothing(index_elements=["idempotency_key"])
     .returning(t.journal_entries.c.id)
 )
-# PostgreSQL writes an entry in one statement: claim the key, insert the postings, move the
-# balances. When the key is taken, the entry CTE yields no row and the others write nothing.
-_PG_WRITE_ENTRY = text(
+# PostgreSQL writes entries in one statement: claim their keys, insert the postings, move the
+# balances. Unless every key was free (`whole`), the postings and balances write nothing; for a
+# single entry that means its key is taken and nothing at all was written.
+_PG_WRITE_ENTRIES = text(
     """
     WITH entry AS (
         INSERT INTO journal_entries (id, idempotency_key, content_hash, code, cause_type,
                                      cause_id, reverses_entry_id, memo, created_at)
-        VALUES (:id, :idempotency_key, :content_hash, :code, :cause_type,
-                :cause_id, :reverses_entry_id, :memo, :created_at)
+        SELECT e.id, e.idempotency_key, e.content_hash, e.code, e.cause_type, e.cause_id,
+               e.reverses_entry_id, e.memo, :created_at
+        FROM unnest(CAST(:ids AS varchar[]), CAST(:keys AS varchar[]), CAST(:hashes AS varchar[]),
+                    CAST(:codes AS varchar[]), CAST(:cause_types AS varchar[]),
+                    CAST(:cause_ids AS varchar[]), CAST(:reverses AS varchar[]),
+                    CAST(:memos AS varchar[]))
+             WITH ORDINALITY AS e(id, idempotency_key, content_hash, code, cause_type, cause_id,
+                                  reverses_entry_id, memo, n)
+        ORDER BY e.n
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING id
+    ), whole AS (
+        SELECT count(*) = :entries AS ok FROM entry
     ), posted AS (
         INSERT INTO postings (entry_id, account_id, amount_cents, balance_after_cents, created_at)
-        SELECT entry.id, p.account_id, p.amount_cents, p.balance_after_cents, :created_at
-        FROM entry,
-             unnest(CAST(:posting_accounts AS varchar[]), CAST(:posting_amounts AS bigint[]),
-                    CAST(:posting_balances AS bigint[]))
-                 WITH ORDINALITY AS p(account_id, amount_cents, balance_after_cents, n)
+        SELECT p.entry_id, p.account_id, p.amount_cents, p.balance_after_cents, :created_at
+        FROM whole,
+             unnest(CAST(:posting_entries AS varchar[]), CAST(:posting_accounts AS varchar[]),
+                    CAST(:posting_amounts AS bigint[]), CAST(:posting_balances AS bigint[]))
+                 WITH ORDINALITY AS p(entry_id, account_id, amount_cents, balance_after_cents, n)
+        WHERE whole.ok
         ORDER BY p.n
     ), moved AS (
         UPDATE accounts
         SET balance_cents = b.balance_cents, postings_count = accounts.postings_count + b.added
-        FROM entry,
+        FROM whole,
              unnest(CAST(:accounts AS varchar[]), CAST(:balances AS bigint[]),
                     CAST(:added AS bigint[])) AS b(id, balance_cents, added)
-        WHERE accounts.id = b.id
+        WHERE whole.ok AND accounts.id = b.id
     )
-    SELECT id FROM entry
+    SELECT ok FROM whole
     """
 ).bindparams(bindparam("created_at", type_=t.UtcDateTime()))
 
@@ -388,70 +399,96 @@ class SqlLedgerRepository:
             reverses_entry_id=row.reverses_entry_id,
         )
 
-    def insert_entry(
-        self, *, entry_id: str, draft: EntryDraft, balances_after: dict[str, int], now: datetime
-    ) -> bool:
-        assert set(balances_after) == {p.account_id for p in draft.postings}
-        entry = {
-            "id": entry_id,
-            "idempotency_key": draft.idempotency_key,
-            "content_hash": draft.content_hash(),
-            "code": draft.code.value,
-            "cause_type": draft.cause_type,
-            "cause_id": draft.cause_id,
-            "reverses_entry_id": draft.reverses_entry_id,
-            "memo": draft.memo,
-            "created_at": now,
-        }
-        postings_per_account = Counter(p.account_id for p in draft.postings)
+    def insert_entries(self, entries: Sequence[NewEntry], *, now: datetime) -> bool:
+        assert 1 <= len(entries) <= ENTRIES_PER_WRITE_MAX
+        postings = [(e, p) for e in entries for p in e.draft.postings]
+        for entry, posting in postings:
+            assert posting.account_id in entry.balances_after
+        final: dict[str, int] = {}  # each account's balance after the last of the entries
+        added: Counter[str] = Counter()
+        for entry, posting in postings:
+            final[posting.account_id] = entry.balances_after[posting.account_id]
+            added[posting.account_id] += 1
         if self._connection.dialect.name == "postgresql":
-            written = self._connection.execute(
-                _PG_WRITE_ENTRY,
-                {
-                    **entry,
-                    "posting_accounts": [p.account_id for p in draft.postings],
-                    "posting_amounts": [p.amount_cents for p in draft.postings],
-                    "posting_balances": [balances_after[p.account_id] for p in draft.postings],
-                    "accounts": list(balances_after),
-                    "balances": list(balances_after.values()),
-                    "added": [postings_per_account[a] for a in balances_after],
-                },
-            )
-            done = written.first() is not None
+            written = self._write_entries_pg(entries, postings, final, added, now)
         else:
-            done = self._write_entry_portably(entry, draft, balances_after, postings_per_account)
-        if done:
-            log_changes(self._connection, _wallet_changes(entry_id, balances_after), now)
-        return done
+            written = self._write_entries_portably(entries, postings, final, added, now)
+        if written:
+            changes = [c for e in entries for c in _wallet_changes(e.entry_id, e.balances_after)]
+            log_changes(self._connection, changes, now)
+        return written
 
-    def _write_entry_portably(
+    def _write_entries_pg(
         self,
-        entry: dict[str, Any],
-        draft: EntryDraft,
-        balances_after: dict[str, int],
-        postings_per_account: Counter[str],
+        entries: Sequence[NewEntry],
+        postings: Sequence[tuple[NewEntry, Posting]],
+        final: dict[str, int],
+        added: Counter[str],
+        now: datetime,
     ) -> bool:
-        inserted = self._connection.execute(_SQLITE_INSERT_ENTRY, entry).first()
-        if inserted is None:
-            return False  # the key is taken
+        drafts = [e.draft for e in entries]
+        params = {
+            "created_at": now,
+            "entries": len(entries),
+            "ids": [e.entry_id for e in entries],
+            "keys": [d.idempotency_key for d in drafts],
+            "hashes": [d.content_hash() for d in drafts],
+            "codes": [d.code.value for d in drafts],
+            "cause_types": [d.cause_type for d in drafts],
+            "cause_ids": [d.cause_id for d in drafts],
+            "reverses": [d.reverses_entry_id for d in drafts],
+            "memos": [d.memo for d in drafts],
+            "posting_entries": [e.entry_id for e, _ in postings],
+            "posting_accounts": [p.account_id for _, p in postings],
+            "posting_amounts": [p.amount_cents for _, p in postings],
+            "posting_balances": [e.balances_after[p.account_id] for e, p in postings],
+            "accounts": list(final),
+            "balances": list(final.values()),
+            "added": [added[account_id] for account_id in final],
+        }
+        return bool(self._connection.execute(_PG_WRITE_ENTRIES, params).scalar_one())
+
+    def _write_entries_portably(
+        self,
+        entries: Sequence[NewEntry],
+        postings: Sequence[tuple[NewEntry, Posting]],
+        final: dict[str, int],
+        added: Counter[str],
+        now: datetime,
+    ) -> bool:
+        for entry in entries:
+            draft = entry.draft
+            values = {
+                "id": entry.entry_id,
+                "idempotency_key": draft.idempotency_key,
+                "content_hash": draft.content_hash(),
+                "code": draft.code.value,
+                "cause_type": draft.cause_type,
+                "cause_id": draft.cause_id,
+                "reverses_entry_id": draft.reverses_entry_id,
+                "memo": draft.memo,
+                "created_at": now,
+            }
+            if self._connection.execute(_SQLITE_INSERT_ENTRY, values).first() is None:
+                return False  # the key is taken: nothing written if it was the only entry
         self._connection.execute(
             t.postings.insert(),
             [
                 {
-                    "entry_id": entry["id"],
-                    "account_id": p.account_id,
-                    "amount_cents": p.amount_cents,
-                    "balance_after_cents": balances_after[p.account_id],
-                    "created_at": entry["created_at"],
+                    "entry_id": entry.entry_id,
+                    "account_id": posting.account_id,
+                    "amount_cents": posting.amount_cents,
+                    "balance_after_cents": entry.balances_after[posting.account_id],
+                    "created_at": now,
                 }
-                for p in draft.postings
+                for entry, posting in postings
             ],
         )
         self._connection.execute(
             _UPDATE_BALANCE,
             [
-                {"account_id": account_id, "balance": balances_after[account_id], "added": added}
-                for account_id, added in postings_per_account.items()
+                {"account_id": account_id, "balance": balance, "added": added[account_id]}
+                for account_id, balance in final.items()
             ],
         )
         return True
