@@ -178,11 +178,13 @@ def run(backend: str, database_url: str, workdir: Path) -> SyncRun:
     try:
         with httpx.Client(base_url=base, timeout=120.0) as client:
             _wait(client, server)
-            lender_id, lender = _person(client, "0711000001", "Bench Lender")
+            _person(client, "0711000001", "Bench Lender")
             _, borrower = _person(client, "0711000002", "Bench Borrower")
+            # Someone the pushes do not touch: their pull holds exactly the seeded records.
+            reader_id, reader = _person(client, "0711000003", "Bench Reader")
             pushes = [_push(client, server, borrower) for _ in range(PUSH_REPEATS)]
-            _seed_pull_records(database_url, lender_id)
-            # Initial pull by a fresh device of the lender: every record, in pages.
+            _seed_pull_records(database_url, reader_id)
+            # Initial pull by a fresh device of the reader: every record, in pages.
             device = str(uuid.uuid4())
             started = time.perf_counter()
             cursor, changes, pulls = None, 0, 0
@@ -191,7 +193,7 @@ def run(backend: str, database_url: str, workdir: Path) -> SyncRun:
                     "client_id": device, "schema_version": 1, "limit": PULL_PAGE}  # fmt: skip
                 if cursor:
                     params["cursor"] = cursor
-                page = client.get("/api/v1/sync/pull", params=params, headers=lender)
+                page = client.get("/api/v1/sync/pull", params=params, headers=reader)
                 pulls += 1
                 assert page.status_code == 200, page.text
                 data = page.json()

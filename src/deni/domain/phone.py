@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -23,6 +24,13 @@ def normalise_msisdn(raw: object) -> str:
     compact = _SEPARATORS.sub("", raw.strip())
     if not _DIGITS_ONLY.fullmatch(compact):
         raise InvalidPhoneNumber("A phone number is digits only, such as 0712 345 678.")
+    return _normalised(compact)
+
+
+# Parsing with phonenumbers is the costly part, and the same few numbers come back again and
+# again (a lender's phone in every request of a sync push). Refusals raise, so are not cached.
+@functools.lru_cache(maxsize=4096)
+def _normalised(compact: str) -> str:
     if compact.startswith("254") and not compact.startswith("+"):
         compact = "+" + compact
     try:
