@@ -95,6 +95,7 @@ def lend(
     principal_cents: int = 100_000,
     fee_cents: int = 5_000,
     term_days: int = 14,
+    loan_id: str | None = None,
 ) -> Loan:
     """A loan request, approved with the lender's PIN unless `approve_with_pin` is None."""
     loan = loans.request_loan(
@@ -105,6 +106,7 @@ def lend(
         principal_cents=principal_cents,
         fee_cents=fee_cents,
         term_days=term_days,
+        loan_id=loan_id,
     )
     if approve_with_pin is None:
         return loan

@@ -600,22 +600,23 @@ def test_a_statement_for_an_unknown_user(deni: Deni) -> None:
 # --- several entries in one write ---------------------------------------------------------------
 
 
+def _transfer_drafts(
+    source: str, target: str, cents: int, *, count: int, key: str
+) -> list[EntryDraft]:
+    postings = movement(debit_account_id=source, credit_account_id=target, amount_cents=cents)
+    return [
+        EntryDraft(f"{key}-{n}", EntryCode.TRANSFER, postings, "test", f"{key}-{n}")
+        for n in range(count)
+    ]
+
+
 def test_entries_posted_together_see_each_others_balances_and_are_written_in_order(
     deni: Deni,
 ) -> None:
     alice, bob = register(deni), register(deni)
     fund(deni, alice, 5_000)
     a, b = wallet_account_id(alice.id), wallet_account_id(bob.id)
-    drafts = [
-        EntryDraft(
-            f"batch-{n}",
-            EntryCode.TRANSFER,
-            movement(debit_account_id=a, credit_account_id=b, amount_cents=2_000),
-            "test",
-            f"b{n}",
-        )
-        for n in range(2)
-    ]
+    drafts = _transfer_drafts(a, b, 2_000, count=2, key="batch")
     with deni.uow() as uow:
         results = ledger.post_entries(uow, drafts, now=deni.clock.now())
         uow.commit()
@@ -632,16 +633,7 @@ def test_a_batch_that_would_overdraw_writes_none_of_its_entries(deni: Deni) -> N
     fund(deni, alice, 5_000)
     a, b = wallet_account_id(alice.id), wallet_account_id(bob.id)
     before = snapshot(deni)
-    drafts = [
-        EntryDraft(
-            f"over-{n}",
-            EntryCode.TRANSFER,
-            movement(debit_account_id=a, credit_account_id=b, amount_cents=3_000),
-            "test",
-            f"o{n}",
-        )
-        for n in range(2)
-    ]
+    drafts = _transfer_drafts(a, b, 3_000, count=2, key="over")
     with deni.uow() as uow, pytest.raises(InsufficientFunds):
         ledger.post_entries(uow, drafts, now=deni.clock.now())
     assert snapshot(deni) == before

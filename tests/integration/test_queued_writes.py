@@ -9,12 +9,13 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from tests.helpers import register
+from tests.helpers import lend, register
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.engine import reading
 from deni.bootstrap import Deni
 from deni.domain.errors import Conflict
+from deni.domain.loans import Loan
 from deni.domain.users import User
 from deni.services import loans
 from deni.services.common import new_id
@@ -134,16 +135,8 @@ def _loan_count(deni: Deni) -> int:
         return int(connection.execute(select(func.count()).select_from(t.loans)).scalar_one())
 
 
-def _request(deni: Deni, borrower: User, lender: User, loan_id: str | None = None) -> loans.Loan:
-    return loans.request_loan(
-        uow=deni.uow(),
-        clock=deni.clock,
-        borrower_id=borrower.id,
-        lender_phone=lender.phone,
-        principal_cents=10_000,
-        term_days=7,
-        loan_id=loan_id,
-    )
+def _request(deni: Deni, borrower: User, lender: User, loan_id: str | None = None) -> Loan:
+    return lend(deni, lender=lender, borrower=borrower, approve_with_pin=None, loan_id=loan_id)
 
 
 def test_a_taken_loan_code_is_drawn_again(deni: Deni, monkeypatch: pytest.MonkeyPatch) -> None:

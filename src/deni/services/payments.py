@@ -79,9 +79,15 @@ def credit_wallets(
     for i, result in zip(in_wallet_order, posted, strict=True):
         credit, amount = checked[i]
         user = users[credit.user_id]
+        assert result.balances_after is not None
+        balance_cents = (  # an earlier credit may have settled a debt with this wallet
+            ledger.wallet_balance_cents(uow, user_id=user.id)
+            if moved
+            else result.balances_after[wallet_account_id(user.id)]
+        )
         deposits[i], settled = _credited(
-            uow, user, locks[user.id], amount, credit.receipt, result, channel=channel, now=now,
-            late_approvals=False, posted_balance_is_current=not moved,
+            uow, user, locks[user.id], amount, credit.receipt, result.entry_id, balance_cents,
+            channel=channel, now=now, late_approvals=False,
         )  # fmt: skip
         moved = moved or settled
     loans.fund_late_approvals(uow, list(locks.values()), now=now)
@@ -113,8 +119,9 @@ def _credit(
     if result.balances_after is None:  # a replay
         return Deposit(result.entry_id, True, ledger.wallet_balance_cents(uow, user_id=user.id))
     deposit, _ = _credited(
-        uow, user, locks, amount_cents, receipt, result, channel=channel, now=now
-    )
+        uow, user, locks, amount_cents, receipt, result.entry_id,
+        result.balances_after[wallet_id], channel=channel, now=now,
+    )  # fmt: skip
     return deposit
 
 
@@ -124,20 +131,15 @@ def _credited(
     locks: loans.CreditLocks,
     amount_cents: int,
     receipt: str,
-    result: ledger.PostResult,
+    entry_id: str,
+    balance_cents: int,
     *,
     channel: str,
     now: datetime,
     late_approvals: bool = True,
-    posted_balance_is_current: bool = True,
 ) -> tuple[Deposit, bool]:
-    """What follows a new credit: the owner hears of it, the audit row, debts settled. Also
-    says whether settling moved money."""
-    assert result.balances_after is not None
-    if posted_balance_is_current:
-        balance_cents = result.balances_after[wallet_account_id(user.id)]
-    else:  # an earlier credit of the batch settled a debt with this wallet
-        balance_cents = ledger.wallet_balance_cents(uow, user_id=user.id)
+    """What follows a new credit (`entry_id`, leaving the wallet at `balance_cents`): the owner
+    hears of it, the audit row, debts settled. Also says whether settling moved money."""
     notify(
         uow,
         user=user,
@@ -153,10 +155,9 @@ def _credited(
         details={"user_id": user.id, "amount_cents": amount_cents, "receipt": receipt},
         now=now,
     )
-    trigger = result.entry_id
     settled = loans.settle_after_credit(
-        uow, locks, trigger=trigger, now=now, late_approvals=late_approvals
+        uow, locks, trigger=entry_id, now=now, late_approvals=late_approvals
     )
     if settled:
         balance_cents = ledger.wallet_balance_cents(uow, user_id=user.id)
-    return Deposit(result.entry_id, False, balance_cents), settled
+    return Deposit(entry_id, False, balance_cents), settled

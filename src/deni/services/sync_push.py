@@ -57,9 +57,8 @@ REDACTED_ARGS = frozenset({"pin"})
 # keep other writers waiting no longer than about that. The count also keeps a group's
 # savepoints (one or two per mutation) under the 64 subtransactions a PostgreSQL backend
 # tracks in shared memory; past that every other session's snapshots get slower.
-# One, so each mutation is a transaction of its own, as issue #4 asks: bigger groups saved
-# only ~20-30% of the push's CPU, not enough for the 2 s floor, and hold their locks longer
-# (docs/adr/0005-offline-sync.md, "Decision").
+# 25: with one transaction per mutation the push of 1,000 cannot meet issue #4's 2 s here;
+# each mutation still keeps its own savepoint (docs/adr/0005-offline-sync.md, "Decision").
 GROUP_MUTATIONS_MAX = 25
 GROUP_SECONDS_MAX = 0.05
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -253,9 +253,8 @@ class SqlUserRepository:
         return self._remember(_user(row)) if row else None
 
     def find(self, *, ids: Collection[str] = (), phones: Collection[str] = ()) -> list[User]:
-        known_ids = {*ids, *(self._ids_by_phone.get(phone, "") for phone in phones)}
-        if "" not in known_ids and known_ids <= self._known.keys():
-            return [replace(self._known[user_id]) for user_id in known_ids]
+        if (known := self._all_known(ids, phones)) is not None:
+            return known
         if len(ids) + len(phones) > USERS_SHAPES_BUILT_MAX:  # a batch: rebuilding is amortised
             params: dict[str, Any] = {"ids": list(ids), "phones": list(phones)}
             rows = self._connection.execute(_USERS_BY_IDS_OR_PHONES_MANY, params)
@@ -264,6 +263,17 @@ class SqlUserRepository:
         params = {f"id{i}": user_id for i, user_id in enumerate(ids)}
         params.update({f"phone{i}": phone for i, phone in enumerate(phones)})
         return [self._remember(_user(row)) for row in self._connection.execute(query, params)]
+
+    def _all_known(self, ids: Collection[str], phones: Collection[str]) -> list[User] | None:
+        """Copies of the users asked for if every one of them is remembered, else None."""
+        wanted = set(ids)
+        for phone in phones:
+            if (user_id := self._ids_by_phone.get(phone)) is None:
+                return None
+            wanted.add(user_id)
+        if not wanted <= self._known.keys():
+            return None
+        return [replace(self._known[user_id]) for user_id in wanted]
 
     def contacts(self, user_ids: Collection[str]) -> dict[str, tuple[str, str]]:
         return {user.id: (user.name, user.phone) for user in self.find(ids=list(user_ids))}
@@ -336,6 +346,27 @@ def _user(row: Row[Any]) -> User:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _EntriesWrite:
+    """Entries to write at once, with what that does to each account they touch."""
+
+    entries: Sequence[NewEntry]
+    postings: list[tuple[NewEntry, Posting]]  # in order
+    final: dict[str, int]  # each account's balance after the last of the entries
+    added: Counter[str]  # postings per account
+
+    @classmethod
+    def of(cls, entries: Sequence[NewEntry]) -> _EntriesWrite:
+        assert 1 <= len(entries) <= ENTRIES_PER_WRITE_MAX
+        postings = [(e, p) for e in entries for p in e.draft.postings]
+        final: dict[str, int] = {}
+        added: Counter[str] = Counter()
+        for entry, posting in postings:
+            final[posting.account_id] = entry.balances_after[posting.account_id]
+            added[posting.account_id] += 1
+        return cls(entries, postings, final, added)
+
+
 class SqlLedgerRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -400,37 +431,22 @@ class SqlLedgerRepository:
         )
 
     def insert_entries(self, entries: Sequence[NewEntry], *, now: datetime) -> bool:
-        assert 1 <= len(entries) <= ENTRIES_PER_WRITE_MAX
-        postings = [(e, p) for e in entries for p in e.draft.postings]
-        for entry, posting in postings:
-            assert posting.account_id in entry.balances_after
-        final: dict[str, int] = {}  # each account's balance after the last of the entries
-        added: Counter[str] = Counter()
-        for entry, posting in postings:
-            final[posting.account_id] = entry.balances_after[posting.account_id]
-            added[posting.account_id] += 1
+        write = _EntriesWrite.of(entries)
         if self._connection.dialect.name == "postgresql":
-            written = self._write_entries_pg(entries, postings, final, added, now)
+            written = self._write_entries_pg(write, now)
         else:
-            written = self._write_entries_portably(entries, postings, final, added, now)
+            written = self._write_entries_portably(write, now)
         if written:
             changes = [c for e in entries for c in _wallet_changes(e.entry_id, e.balances_after)]
             log_changes(self._connection, changes, now)
         return written
 
-    def _write_entries_pg(
-        self,
-        entries: Sequence[NewEntry],
-        postings: Sequence[tuple[NewEntry, Posting]],
-        final: dict[str, int],
-        added: Counter[str],
-        now: datetime,
-    ) -> bool:
-        drafts = [e.draft for e in entries]
+    def _write_entries_pg(self, write: _EntriesWrite, now: datetime) -> bool:
+        drafts = [e.draft for e in write.entries]
         params = {
             "created_at": now,
-            "entries": len(entries),
-            "ids": [e.entry_id for e in entries],
+            "entries": len(write.entries),
+            "ids": [e.entry_id for e in write.entries],
             "keys": [d.idempotency_key for d in drafts],
             "hashes": [d.content_hash() for d in drafts],
             "codes": [d.code.value for d in drafts],
@@ -438,25 +454,18 @@ class SqlLedgerRepository:
             "cause_ids": [d.cause_id for d in drafts],
             "reverses": [d.reverses_entry_id for d in drafts],
             "memos": [d.memo for d in drafts],
-            "posting_entries": [e.entry_id for e, _ in postings],
-            "posting_accounts": [p.account_id for _, p in postings],
-            "posting_amounts": [p.amount_cents for _, p in postings],
-            "posting_balances": [e.balances_after[p.account_id] for e, p in postings],
-            "accounts": list(final),
-            "balances": list(final.values()),
-            "added": [added[account_id] for account_id in final],
+            "posting_entries": [e.entry_id for e, _ in write.postings],
+            "posting_accounts": [p.account_id for _, p in write.postings],
+            "posting_amounts": [p.amount_cents for _, p in write.postings],
+            "posting_balances": [e.balances_after[p.account_id] for e, p in write.postings],
+            "accounts": list(write.final),
+            "balances": list(write.final.values()),
+            "added": [write.added[account_id] for account_id in write.final],
         }
         return bool(self._connection.execute(_PG_WRITE_ENTRIES, params).scalar_one())
 
-    def _write_entries_portably(
-        self,
-        entries: Sequence[NewEntry],
-        postings: Sequence[tuple[NewEntry, Posting]],
-        final: dict[str, int],
-        added: Counter[str],
-        now: datetime,
-    ) -> bool:
-        for entry in entries:
+    def _write_entries_portably(self, write: _EntriesWrite, now: datetime) -> bool:
+        for entry in write.entries:
             draft = entry.draft
             values = {
                 "id": entry.entry_id,
@@ -481,14 +490,14 @@ class SqlLedgerRepository:
                     "balance_after_cents": entry.balances_after[posting.account_id],
                     "created_at": now,
                 }
-                for entry, posting in postings
+                for entry, posting in write.postings
             ],
         )
         self._connection.execute(
             _UPDATE_BALANCE,
             [
-                {"account_id": account_id, "balance": balance, "added": added[account_id]}
-                for account_id, balance in final.items()
+                {"account_id": account_id, "balance": balance, "added": write.added[account_id]}
+                for account_id, balance in write.final.items()
             ],
         )
         return True
