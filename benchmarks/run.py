@@ -45,7 +45,7 @@ from benchmarks.report import Results
 from benchmarks.settings import PIN_PEPPER, bench_settings
 from benchmarks.statements import statements_per_transfer
 from deni.adapters.security import PepperedArgon2PinHasher
-from deni.bootstrap import bootstrap
+from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,6 +70,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="per throughput run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds not counted")
     parser.add_argument("--pg-clients", type=int, default=8, help="threads, and pgbench -c")
+    parser.add_argument(
+        "--group-clients",
+        type=int,
+        default=32,
+        help="threads handing transfers to the group commit (pgbench runs with as many too)",
+    )
     parser.add_argument(
         "--processes",
         type=int,
@@ -107,7 +113,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/")
     parser.add_argument("--keep", action="store_true", help="keep the bench databases")
     args = parser.parse_args(argv)
-    if args.pg_clients < 1 or args.wallets < 2 or args.round_trips < 1 or args.pairs < 1:
+    if (
+        args.pg_clients < 1
+        or args.group_clients < 1
+        or args.wallets < 2
+        or args.round_trips < 1
+        or args.pairs < 1
+    ):
         parser.error("clients, pairs and round trips must be positive; wallets at least 2")
     if args.processes and args.pg_clients % args.processes:
         parser.error("--pg-clients must divide evenly over --processes")
@@ -249,6 +261,7 @@ def _ledger_postgres(args: argparse.Namespace, progress: Progress, results: Resu
             tick=_time_task(progress, label, args.warmup + args.seconds, meter),
         )
         results.ledger.append((run, meter.stop()))
+        _group_committed(args, progress, results, deni, "PostgreSQL", wallet_ids, LEDGER_DB)
         with _step(progress, f"statements per transfer ({STATEMENT_SAMPLE} transfers)"):
             results.statements = statements_per_transfer(
                 deni, wallet_ids, transfers=STATEMENT_SAMPLE
@@ -294,30 +307,55 @@ def _ledger_sqlite(args: argparse.Namespace, progress: Progress, results: Result
                 tick=_time_task(progress, label, args.warmup + args.seconds, meter),
             )
             results.ledger.append((run, meter.stop()))
+            if clients == max(args.sqlite_clients):
+                _group_committed(args, progress, results, deni, "SQLite", wallet_ids, None)
         finally:
             deni.close()
+
+
+def _group_committed(
+    args: argparse.Namespace,
+    progress: Progress,
+    results: Results,
+    deni: Deni,
+    backend: str,
+    wallet_ids: list[str],
+    database: str | None,
+) -> None:
+    """The same clients, each transfer handed to the ledger's entry committer."""
+    label = f"ledger {backend}, {args.group_clients} threads, group commit"
+    meter = cpu.CpuMeter(database)
+    with transfers.group_committed(deni) as transfer:
+        run = transfers.run_transfers(
+            deni,
+            backend=backend,
+            wallet_ids=wallet_ids,
+            clients=args.group_clients,
+            seconds=args.seconds,
+            warmup_s=args.warmup,
+            tick=_time_task(progress, label, args.warmup + args.seconds, meter),
+            transfer=transfer,
+        )
+    results.ledger.append((run, meter.stop()))
 
 
 def _pgbench(args: argparse.Namespace, progress: Progress, results: Results) -> None:
     with _step(progress, f"pgbench -i -s {args.pgbench_scale} {PGBENCH_DB}"):
         pgbench.init(PGBENCH_DB, scale=args.pgbench_scale)
     seconds = max(1, round(args.seconds))
-    meter = cpu.CpuMeter(PGBENCH_DB)
-    tick = _time_task(progress, f"pgbench tpcb-like, {args.pg_clients} clients", seconds, meter)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(
-            pgbench.run,
-            PGBENCH_DB,
-            clients=args.pg_clients,
-            seconds=seconds,
-            scale=args.pgbench_scale,
-        )
-        started = time.monotonic()
-        while not future.done():
-            tick(time.monotonic() - started, 0)
-            time.sleep(0.05)
-        run = future.result()
-    results.pgbench = (run, meter.stop())
+    for clients in sorted({args.pg_clients, args.group_clients}):
+        meter = cpu.CpuMeter(PGBENCH_DB)
+        tick = _time_task(progress, f"pgbench tpcb-like, {clients} clients", seconds, meter)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(
+                pgbench.run, PGBENCH_DB, clients=clients, seconds=seconds, scale=args.pgbench_scale
+            )
+            started = time.monotonic()
+            while not future.done():
+                tick(time.monotonic() - started, 0)
+                time.sleep(0.05)
+            run = future.result()
+        results.pgbench.append((run, meter.stop()))
 
 
 def _argon2(progress: Progress, results: Results) -> None:

@@ -2,7 +2,10 @@
 
 Each transfer is what production code does: `services.ledger.transfer` inside its own unit of
 work, one commit each. Client threads pick random pairs among many funded wallets. A variant
-spreads the same number of clients over several processes, as N API processes would.
+spreads the same number of clients over several processes, as N API processes would. Another
+hands each transfer to the ledger's entry committer (`ledger.entry_committer`), which writes
+the transfers waiting at one moment in one transaction (group commit); each client thread
+still waits for its own transfer to be committed before it sends the next.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import resource
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.synchronize import Event
@@ -41,7 +45,9 @@ START_DELAY_S = 0.3
 JOIN_GRACE_S = 60.0
 PROCESS_READY_TIMEOUT_S = 120.0
 
+GROUP_WAIT_TIMEOUT_S = 30.0
 Tick = Callable[[float, int], None]  # (seconds elapsed, transfers so far) for a progress bar
+TransferFn = Callable[[Deni, str, str, int], None]  # (deni, source, target, amount_cents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,7 @@ class TransferRun:
     all_transfers: int  # including the warm-up, for CPU per transfer over the whole run
     client_cpu_s: float  # CPU the transferring process(es) used over the whole run
     samples_ms: list[float] = field(repr=False)
+    grouped: bool = False  # through the entry committer (group commit)
 
     @property
     def per_second(self) -> float:
@@ -114,11 +121,14 @@ def run_transfers(
     warmup_s: float,
     start_at: float | None = None,
     tick: Tick | None = None,
+    transfer: TransferFn | None = None,
 ) -> TransferRun:
-    """`clients` threads transfer from `start_at` (time.monotonic) for warmup_s + seconds.
+    """`clients` threads transfer from `start_at` (time.monotonic) for warmup_s + seconds,
+    each with `transfer` (by default `transfer_once`: a transaction of its own).
 
     Only transfers that finish inside the last `seconds` count.
     """
+    transfer_fn = transfer or transfer_once
     start = start_at if start_at is not None else time.monotonic() + START_DELAY_S
     counted_from, deadline = start + warmup_s, start + warmup_s + seconds
     finished: list[list[tuple[float, float]]] = [[] for _ in range(clients)]
@@ -135,7 +145,7 @@ def run_transfers(
                 began = time.monotonic()
                 for _ in range(BUSY_RETRIES_MAX):
                     try:
-                        transfer_once(deni, source, target, rng.randint(1, TRANSFER_MAX_CENTS))
+                        transfer_fn(deni, source, target, rng.randint(1, TRANSFER_MAX_CENTS))
                     except StorageBusy:
                         busy[index] += 1
                         continue
@@ -179,6 +189,7 @@ def run_transfers(
         all_transfers=sum(len(f) for f in finished),
         client_cpu_s=_own_cpu_s() - cpu_before,
         samples_ms=samples,
+        grouped=transfer is not None,
     )
 
 
@@ -201,6 +212,29 @@ def transfer_once(deni: Deni, source: str, target: str, amount_cents: int) -> No
             now=deni.clock.now(),
         )
         uow.commit()
+
+
+@contextmanager
+def group_committed(deni: Deni) -> Iterator[TransferFn]:
+    """A TransferFn through a started entry committer, stopped on the way out."""
+    committer = ledger.entry_committer(deni.uow, deni.clock)
+    committer.start()
+
+    def transfer(deni: Deni, source: str, target: str, amount_cents: int) -> None:
+        draft = ledger.wallet_transfer(
+            source_wallet_id=source,
+            target_wallet_id=target,
+            amount_cents=amount_cents,
+            idempotency_key=f"bench:{uuid.uuid4()}",
+            cause_type="bench",
+            cause_id="transfer",
+        )
+        committer.submit(draft).result(timeout=GROUP_WAIT_TIMEOUT_S)
+
+    try:
+        yield transfer
+    finally:
+        committer.stop()
 
 
 def run_transfer_processes(

@@ -27,7 +27,13 @@ from deni.adapters.db import tables as t
 from deni.bootstrap import Deni
 from deni.config import Settings
 from deni.domain.errors import InsufficientFunds
-from deni.domain.ledger import AccountKind, EntryCode, PlatformAccount, wallet_account_id
+from deni.domain.ledger import (
+    AccountKind,
+    EntryCode,
+    EntryDraft,
+    PlatformAccount,
+    wallet_account_id,
+)
 from deni.domain.loans import Loan, LoanState
 from deni.domain.users import User
 from deni.services import ledger, loans
@@ -405,3 +411,50 @@ def _credit_and_settle(deni: Deni, user: User, cents: int, locks: loans.CreditLo
         )
         loans.settle_after_credit(uow, locks, trigger="late", now=deni.clock.now())
         uow.commit()
+
+
+def test_group_committed_transfers_racing_direct_ones_never_overdraw_a_wallet(deni: Deni) -> None:
+    """Half the threads hand their transfer to the entry committer (group commit), half run
+    their own transaction: both lock accounts in id order, so they queue, and exactly what
+    the wallet holds is spent."""
+    start_cents, each_cents = 10_000, 700  # 14 transfers fit, 36 are refused
+    payer = register(deni, name="Payer", pin=PIN)
+    payees = [register(deni, name=f"Payee {i}", pin=PIN) for i in range(5)]
+    fund(deni, payer, start_cents)
+    committer = ledger.entry_committer(deni.uow, deni.clock)
+
+    def draft(i: int) -> EntryDraft:
+        return ledger.wallet_transfer(
+            source_wallet_id=wallet_account_id(payer.id),
+            target_wallet_id=wallet_account_id(payees[i % len(payees)].id),
+            amount_cents=each_cents,
+            idempotency_key=f"race-{i}",
+            cause_type="test",
+            cause_id=str(i),
+        )
+
+    def pay(i: int) -> Callable[[], ledger.PostResult]:
+        def through_committer() -> ledger.PostResult:
+            return committer.submit(draft(i)).result(timeout=RUN_TIMEOUT_S)
+
+        def alone() -> ledger.PostResult:
+            with deni.uow() as uow:
+                result = ledger.post_entry(uow, draft(i), now=deni.clock.now())
+                uow.commit()
+            return result
+
+        return through_committer if i % 2 else alone
+
+    committer.start()
+    try:
+        outcome = run_together([pay(i) for i in range(THREADS)])
+    finally:
+        committer.stop()
+
+    fits = start_cents // each_cents
+    assert len(outcome.results) == fits
+    assert [type(e) for e in outcome.errors] == [InsufficientFunds] * (THREADS - fits)
+    assert balance(deni, payer) == start_cents - fits * each_cents
+    assert sum(balance(deni, p) for p in payees) == fits * each_cents
+    assert len(entries_with_code(deni, EntryCode.TRANSFER)) == fits
+    assert_ledger_whole(deni, deposited_cents=start_cents)

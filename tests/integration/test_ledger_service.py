@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
 from tests.helpers import fund, next_receipt, register
 
@@ -647,3 +647,136 @@ def test_a_batch_with_a_key_used_before_raises_and_the_caller_rolls_it_back(deni
     with deni.uow() as uow, pytest.raises(ledger.KeysTaken):
         ledger.post_entries(uow, drafts, now=deni.clock.now())  # left without commit
     assert snapshot(deni) == before
+
+
+# --- group commit: independent entries written together -----------------------------------------
+
+
+def _wallet_move(source: User, target: User, cents: int, *, key: str) -> EntryDraft:
+    return ledger.wallet_transfer(
+        source_wallet_id=wallet_account_id(source.id),
+        target_wallet_id=wallet_account_id(target.id),
+        amount_cents=cents,
+        idempotency_key=key,
+        cause_type="test",
+        cause_id=key,
+    )
+
+
+def test_a_group_refuses_only_the_transfer_that_would_overdraw(deni: Deni) -> None:
+    alice, bob, carol = register(deni), register(deni), register(deni)
+    fund(deni, alice, 5_000)
+    drafts = [
+        _wallet_move(alice, bob, 3_000, key="g-1"),
+        _wallet_move(alice, carol, 3_000, key="g-2"),  # 2,000 left: refused alone
+        _wallet_move(bob, carol, 1_000, key="g-3"),  # spends what g-1 brought
+        _wallet_move(alice, carol, 2_000, key="g-4"),  # exactly what is left
+    ]
+    results = ledger.post_group(deni.uow, deni.clock, drafts)
+    assert isinstance(results[1], InsufficientFunds)
+    written = [r for r in results if isinstance(r, PostResult)]
+    assert [r.replayed for r in written] == [False, False, False]
+    a, b, c = (wallet_account_id(u.id) for u in (alice, bob, carol))
+    assert [r.balances_after for r in written] == [
+        {a: 2_000, b: 3_000},
+        {b: 2_000, c: 1_000},
+        {a: 0, c: 3_000},
+    ]
+    assert (balance(deni, a), balance(deni, b), balance(deni, c)) == (0, 2_000, 3_000)
+    assert_ledger_whole(deni)
+
+
+def test_a_group_is_one_transaction(deni: Deni) -> None:
+    alice, bob = register(deni), register(deni)
+    fund(deni, alice, 5_000)
+    commits: list[object] = []
+
+    def on_commit(connection: object) -> None:
+        commits.append(connection)
+
+    event.listen(deni.engine, "commit", on_commit)
+    try:
+        results = ledger.post_group(
+            deni.uow, deni.clock, [_wallet_move(alice, bob, 100, key=f"one-{i}") for i in range(20)]
+        )
+    finally:
+        event.remove(deni.engine, "commit", on_commit)
+    assert all(isinstance(r, PostResult) for r in results)
+    assert len(commits) == 1
+    assert balance(deni, wallet_account_id(bob.id)) == 2_000
+
+
+def test_a_group_with_a_key_used_before_is_posted_one_by_one(deni: Deni) -> None:
+    alice, bob = register(deni), register(deni)
+    fund(deni, alice, 5_000)
+    first = ledger.post_group(deni.uow, deni.clock, [_wallet_move(alice, bob, 1_000, key="seen")])
+    drafts = [
+        _wallet_move(alice, bob, 1_000, key="fresh"),
+        _wallet_move(alice, bob, 1_000, key="seen"),  # the same again: a replay
+        _wallet_move(alice, bob, 999, key="seen"),  # the same key, other content
+        _wallet_move(alice, bob, 500, key="fresh"),  # repeated in the group, other content
+    ]
+    results = ledger.post_group(deni.uow, deni.clock, drafts)
+    assert isinstance(results[0], PostResult)
+    assert not results[0].replayed
+    assert isinstance(results[1], PostResult)
+    assert results[1].replayed
+    assert isinstance(first[0], PostResult)
+    assert results[1].entry_id == first[0].entry_id
+    assert isinstance(results[2], IdempotencyConflict)
+    assert isinstance(results[3], IdempotencyConflict)
+    assert balance(deni, wallet_account_id(bob.id)) == 2_000
+    assert_ledger_whole(deni)
+
+
+def test_a_refused_replay_in_a_group_is_still_a_replay(deni: Deni) -> None:
+    """The first run spent the balance; its replay must not be refused for that."""
+    alice, bob = register(deni), register(deni)
+    fund(deni, alice, 1_000)
+    first = ledger.post_group(deni.uow, deni.clock, [_wallet_move(alice, bob, 1_000, key="all")])
+    again = ledger.post_group(
+        deni.uow,
+        deni.clock,
+        [_wallet_move(alice, bob, 1_000, key="all"), _wallet_move(bob, alice, 10, key="back")],
+    )
+    assert isinstance(first[0], PostResult)
+    assert isinstance(again[0], PostResult)
+    assert again[0].replayed
+    assert again[0].entry_id == first[0].entry_id
+    assert isinstance(again[1], PostResult)
+    assert not again[1].replayed
+    assert balance(deni, wallet_account_id(alice.id)) == 10
+
+
+def test_an_unknown_account_in_a_group_is_refused_alone(deni: Deni) -> None:
+    alice, bob = register(deni), register(deni)
+    fund(deni, alice, 1_000)
+    ghost = User(new_id(), "254700000001", "Ghost", "en", "x", deni.clock.now())
+    results = ledger.post_group(
+        deni.uow,
+        deni.clock,
+        [_wallet_move(alice, ghost, 100, key="lost"), _wallet_move(alice, bob, 100, key="ok")],
+    )
+    assert isinstance(results[0], NotFound)
+    assert isinstance(results[1], PostResult)
+    assert balance(deni, wallet_account_id(alice.id)) == 900
+
+
+def test_the_entry_committer_answers_each_caller_once_its_transfer_is_committed(
+    deni: Deni,
+) -> None:
+    alice, bob = register(deni), register(deni)
+    fund(deni, alice, 10_000)
+    committer = ledger.entry_committer(deni.uow, deni.clock)
+    committer.start()
+    try:
+        futures = [
+            committer.submit(_wallet_move(alice, bob, 3_000, key=f"c-{i}")) for i in range(4)
+        ]
+        outcomes = [f.exception(timeout=30) or f.result() for f in futures]
+    finally:
+        committer.stop()
+    assert sum(isinstance(o, PostResult) for o in outcomes) == 3
+    assert sum(isinstance(o, InsufficientFunds) for o in outcomes) == 1
+    assert balance(deni, wallet_account_id(bob.id)) == 9_000
+    assert_ledger_whole(deni)

@@ -58,7 +58,7 @@ from deni.domain.errors import (
     SelfLending,
     WrongPin,
 )
-from deni.domain.ledger import EntryCode, PlatformAccount, wallet_account_id
+from deni.domain.ledger import EntryCode, EntryDraft, PlatformAccount, wallet_account_id
 from deni.domain.loans import Loan
 from deni.services import audit, ledger, loans, payments, users
 from deni.services.ports import PinHasher
@@ -92,6 +92,7 @@ REACHED = (  # each group: at least one of these happened during the run
     ("repay: ok", "deposit paid an overdue loan"),
     ("write_off: ok",),
     ("transfer: ok",),
+    ("transfers together: one refused, the others written",),
     ("replay_deposit: ok",),
     ("replay_deposit: idempotency_conflict",),
     ("place_payout_hold: ok",),
@@ -722,6 +723,51 @@ class LendingMachine(RuleBasedStateMachine):
         self.expect("transfer", expected, send)
         if enough:
             self.move(giver.id, taker.id, cents)
+
+    @rule(
+        moves=st.lists(st.tuples(INDEX, INDEX, AMOUNT), min_size=2, max_size=4),
+        repeat=st.booleans(),
+    )
+    def transfers_together(self, moves: list[tuple[int, int, int]], repeat: bool) -> None:
+        """Wallet transfers group-committed (`ledger.post_group`): as if one after another,
+        one that would overdraw refused alone, a key repeated in the group a replay once the
+        first is written."""
+        group: list[tuple[str, str, int, EntryDraft]] = []
+        for giver_index, taker_index, cents in moves:
+            giver, taker = self.user(giver_index).id, self.user(taker_index).id
+            if giver != taker:
+                key = f"p2p-{next(self.serial)}"
+                draft = ledger.wallet_transfer(
+                    source_wallet_id=wallet_account_id(giver),
+                    target_wallet_id=wallet_account_id(taker),
+                    amount_cents=cents,
+                    idempotency_key=key,
+                    cause_type="p2p",
+                    cause_id=key,
+                )
+                group.append((giver, taker, cents, draft))
+        if repeat and group:
+            group.append(group[0])
+        if not group:
+            return
+        results = ledger.post_group(self.deni.uow, self.clock, [move[3] for move in group])
+        written: set[str] = set()
+        refused = 0
+        for (giver, taker, cents, draft), result in zip(group, results, strict=True):
+            if draft.idempotency_key in written:
+                assert isinstance(result, ledger.PostResult)
+                assert result.replayed
+            elif self.wallets[giver] >= cents:
+                assert isinstance(result, ledger.PostResult)
+                assert not result.replayed
+                self.move(giver, taker, cents)
+                written.add(draft.idempotency_key)
+            else:
+                assert isinstance(result, InsufficientFunds)
+                refused += 1
+        self.saw(f"transfers together: {len(written)} of {len(group)} written")
+        if written and refused:
+            self.saw("transfers together: one refused, the others written")
 
     @rule(who=INDEX, cents=AMOUNT)
     def place_payout_hold(self, who: int, cents: int) -> None:
