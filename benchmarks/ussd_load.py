@@ -39,7 +39,7 @@ from sqlalchemy import update
 
 from benchmarks.api_latency import free_port
 from benchmarks.rawhttp import FORM, Connection, HttpError
-from benchmarks.settings import bench_env, bench_settings
+from benchmarks.settings import API_PROCESS_ENV, bench_env, bench_settings
 from benchmarks.stats import percentile
 from benchmarks.transfers import seed_wallets
 from deni.adapters.db import tables as t
@@ -311,7 +311,7 @@ def serve(
         ),
         "DENI_SESSION_STORE": store,
         "DENI_REDIS_URL": REDIS_URL,
-        "DENI_SWEEP_INTERVAL_S": "0",
+        **API_PROCESS_ENV,
     }
     argv = [sys.executable, "-m", "uvicorn", "benchmarks.ussd_app:app"]
     argv += ["--host", HOST, "--port", str(port), "--no-access-log", "--log-level", "warning"]
