@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 
+from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
-from tests.api.support import assert_error, assert_ledger_whole
+from deni.services import sync_pull, sync_push
+from tests.api.support import assert_error, assert_ledger_whole, log_in_again
 from tests.helpers import ApiUser, api_user, fund
 from tests.sync.support import PUSH, STATUS, Device, push_raw
 
@@ -365,3 +368,43 @@ def test_status_of_a_new_client(client: TestClient, deni: Deni) -> None:
     assert body["last_mutation_id"] == 0
     assert body["server_schema_version"] == 1
     assert body["head_cursor"]
+
+
+def test_results_older_than_the_retention_are_pruned_and_a_late_repush_hears_forgotten(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    """A device that never heard its answer for 90 days: the result is gone, the push still
+    answers (no 500, nothing applied twice), and says so."""
+    lender, borrower = _pair(client, deni)
+    old = Device(client, borrower)
+    loan_id = _request(old, lender)
+    old.push(drop_answer=True)  # the answer never arrives
+    clock.advance(sync_push.MUTATION_RESULT_RETENTION - timedelta(days=1))
+    log_in_again(deni, borrower, lender)
+    recent = Device(client, lender)
+    recent.queue_mutation("decline_loan", loan_id=str(uuid.uuid4()))  # kept: young enough
+    recent.push(drop_answer=True)
+    clock.advance(timedelta(days=1, minutes=1))
+    assert sync_pull.prune_mutation_results(uow_factory=deni.uow, clock=clock) == 1
+    assert sync_pull.prune_mutation_results(uow_factory=deni.uow, clock=clock) == 0
+    log_in_again(deni, borrower, lender)
+    late = old.push()
+    assert late["results"] == [
+        {
+            "mutation_id": 1,
+            "status": "forgotten",
+            "code": "result_forgotten",
+            "message": late["results"][0]["message"],
+            "resolution": None,
+            "entity_id": None,
+            "conflict_id": None,
+            "dead_letter_id": None,
+            "replayed": True,
+        }
+    ]
+    assert "90 days" in late["results"][0]["message"]
+    old.pull()
+    assert old.loan(loan_id)["state"] == "requested"  # requested once, the truth from the pull
+    replay = recent.push()
+    assert replay["results"][0]["replayed"] is True
+    assert replay["results"][0]["status"] == "rejected"  # its stored result is still kept

@@ -46,18 +46,20 @@ class Housekeeper:
             if isinstance(deni.sessions, SqlSessionStore):  # memory and Redis expire by themselves
                 deni.sessions.purge_expired(now=deni.clock.now())
             pruned = sync_pull.prune_change_log(uow_factory=deni.uow, clock=deni.clock)
+            forgotten = sync_pull.prune_mutation_results(uow_factory=deni.uow, clock=deni.clock)
         except Exception:
             # One failed sweep (a lock timeout, a unique clash with another process) must not
             # end the thread: the next run picks up whatever this one missed.
             log.exception("housekeeping_failed")
             return None
-        if report.expired or report.reminders or report.funded or pruned:
+        if report.expired or report.reminders or report.funded or pruned or forgotten:
             log.info(
                 "housekeeping",
                 expired=report.expired,
                 reminders=report.reminders,
                 funded=report.funded,
                 change_log_pruned=pruned,
+                mutation_results_pruned=forgotten,
             )
         return report
 

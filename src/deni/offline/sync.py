@@ -43,6 +43,9 @@ RESULT_STATUS: Final = {
     "rejected": "rejected",
     "conflict": "conflict",
     "dead_letter": "dead",
+    # Processed so long ago that the server no longer keeps the outcome: done here too; the
+    # pull that follows shows what it did.
+    "forgotten": "applied",
 }
 ENTITY_TABLES: Final = {
     "user": "users",

@@ -36,7 +36,8 @@ class SyncClient:
 @dataclass(frozen=True, slots=True)
 class MutationResult:
     mutation_id: int
-    status: str  # applied | rejected | conflict | dead_letter
+    # applied | rejected | conflict | dead_letter; forgotten: processed long ago, result pruned
+    status: str
     code: str | None = None
     message: str | None = None
     resolution: str | None = None
@@ -164,6 +165,11 @@ class SyncRepository(Protocol):
     def prune_changes(self, *, created_before: datetime, limit: int) -> int:
         """Delete the oldest change-log rows, up to `limit`, while they were created before
         `created_before`; returns how many went."""
+        ...
+
+    def prune_mutations(self, *, created_before: datetime, limit: int) -> int:
+        """Delete stored mutation results created before `created_before`, the oldest first,
+        up to `limit`; returns how many went."""
         ...
 
     def last_position(self, user_id: str) -> Position: ...

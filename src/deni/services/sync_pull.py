@@ -19,7 +19,7 @@ import binascii
 import hashlib
 import hmac
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -36,6 +36,7 @@ from deni.services.sync_ports import (
 )
 from deni.services.sync_push import (
     MIN_CLIENT_SCHEMA_VERSION,
+    MUTATION_RESULT_RETENTION,
     SERVER_SCHEMA_VERSION,
     SyncDeps,
     ensure_client,
@@ -417,10 +418,25 @@ def prune_change_log(*, uow_factory: SyncUnitOfWorkFactory, clock: Clock) -> int
     """Drop change-log rows that no cursor still accepted can need (a cursor older than
     CURSOR_RETENTION gets a full resync instead). Short transactions, a bounded number."""
     created_before = clock.now() - CHANGE_LOG_RETENTION
+    return _prune(uow_factory, lambda uow: uow.sync.prune_changes(
+        created_before=created_before, limit=PRUNE_BATCH
+    ))  # fmt: skip
+
+
+def prune_mutation_results(*, uow_factory: SyncUnitOfWorkFactory, clock: Clock) -> int:
+    """Drop stored push results older than MUTATION_RESULT_RETENTION (a device pushing one of
+    those ids again is told `forgotten`)."""
+    created_before = clock.now() - MUTATION_RESULT_RETENTION
+    return _prune(uow_factory, lambda uow: uow.sync.prune_mutations(
+        created_before=created_before, limit=PRUNE_BATCH
+    ))  # fmt: skip
+
+
+def _prune(uow_factory: SyncUnitOfWorkFactory, batch: Callable[[SyncUnitOfWork], int]) -> int:
     pruned = 0
     for _ in range(PRUNE_BATCHES_PER_RUN_MAX):
         with uow_factory() as uow:
-            count = uow.sync.prune_changes(created_before=created_before, limit=PRUNE_BATCH)
+            count = batch(uow)
             uow.commit()
         pruned += count
         if count < PRUNE_BATCH:

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 from deni.domain.errors import (
     Conflict,
@@ -61,6 +62,10 @@ REDACTED_ARGS = frozenset({"pin"})
 # each mutation still keeps its own savepoint (docs/adr/0005-offline-sync.md, "Decision").
 GROUP_MUTATIONS_MAX = 25
 GROUP_SECONDS_MAX = 0.05
+# How long a processed mutation's result is kept for a device that never heard it. A device
+# pushes again until it hears, so only one offline (or lost) for this long meets the pruning:
+# it is told `forgotten` (processed; its outcome no longer kept) and its next pull has the truth.
+MUTATION_RESULT_RETENTION = timedelta(days=90)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +253,9 @@ class _Push:
             digest = args_hash(self.deps.secret, mutation.name, mutation.args)
             if mutation.id <= group.last:
                 stored = group.known.get(mutation.id)
-                assert stored is not None, "every processed id has its stored result"
+                if stored is None:  # pruned: processed so long ago its result is gone
+                    group.results.append(_forgotten(mutation.id))
+                    continue
                 if stored.args_hash != digest:
                     group.stopped = _reused(mutation.id, group.last)
                     return
@@ -297,6 +304,17 @@ class _Group:
 
 def _since(started: float) -> float:
     return time.monotonic() - started
+
+
+def _forgotten(mutation_id: int) -> MutationResult:
+    days = MUTATION_RESULT_RETENTION.days
+    message = (
+        f"Mutation {mutation_id} was processed more than {days} days ago; its outcome is no "
+        "longer kept. Pull to see where things stand."
+    )
+    return MutationResult(
+        mutation_id, "forgotten", code="result_forgotten", message=message, replayed=True
+    )
 
 
 def _reused(mutation_id: int, last: int) -> Stopped:

@@ -254,6 +254,19 @@ class SqlSyncRepository:
         result = self._connection.execute(c.delete().where(c.c.seq <= prefix[-1].seq))
         return int(result.rowcount)
 
+    def prune_mutations(self, *, created_before: datetime, limit: int) -> int:
+        assert 1 <= limit <= PRUNE_BATCH_MAX
+        m = s.sync_mutations
+        oldest = (
+            select(m.c.client_id, m.c.mutation_id)
+            .where(m.c.created_at < created_before)
+            .order_by(m.c.created_at)
+            .limit(limit)
+        )
+        keys = tuple_(m.c.client_id, m.c.mutation_id)
+        result = self._connection.execute(m.delete().where(keys.in_(oldest)))
+        return int(result.rowcount)
+
     def changes_after(
         self, *, user_id: str, after: Position, below_xid: int | None, limit: int
     ) -> list[ChangeRow]:

@@ -54,6 +54,7 @@ sync_mutations = Table(
     Column("conflict_id", ID, nullable=True),
     Column("dead_letter_id", ID, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_sync_mutations_created_at", "created_at"),  # pruning walks the oldest
 )
 
 sync_changes = Table(

@@ -59,7 +59,7 @@ class PushIn(Strict):
 
 class ResultOut(BaseModel):
     mutation_id: int
-    status: Literal["applied", "rejected", "conflict", "dead_letter"]
+    status: Literal["applied", "rejected", "conflict", "dead_letter", "forgotten"]
     code: str | None
     message: str | None
     resolution: str | None
