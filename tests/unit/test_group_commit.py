@@ -101,3 +101,11 @@ def test_stop_writes_what_is_queued_before_it_returns() -> None:
     assert all(f.done() for f in futures)
     assert [f.result() for f in futures] == [i * 4 for i in range(10)]
     assert sum(len(batch) for batch in recorder.batches) == 10
+
+
+def test_nothing_is_taken_after_stop() -> None:
+    writer = committer(Recorder())
+    writer.start()
+    writer.stop()
+    with pytest.raises(StorageBusy, match="stopped"):
+        writer.submit(2)

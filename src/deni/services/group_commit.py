@@ -53,6 +53,7 @@ class GroupCommitter(Generic[Item, Result]):
         self._batch_max = batch_max
         self._queue: queue.Queue[_Waiting[Item, Result] | None] = queue.Queue(maxsize=queued_max)
         self._thread: threading.Thread | None = None
+        self._stopped = False  # items may queue before start, never after stop
 
     def start(self) -> None:
         assert self._thread is None, "started once"
@@ -60,6 +61,7 @@ class GroupCommitter(Generic[Item, Result]):
         self._thread.start()
 
     def stop(self) -> None:
+        self._stopped = True
         if self._thread is None:
             return
         self._queue.put(None)  # after what is queued: those are still written and answered
@@ -68,7 +70,10 @@ class GroupCommitter(Generic[Item, Result]):
 
     def submit(self, item: Item) -> Future[Result]:
         """A future that is done once `item` is committed (or refused). A full queue is
-        StorageBusy at once: callers are told to come back rather than piling up."""
+        StorageBusy at once: callers are told to come back rather than piling up; so is an
+        item after stop(), which nobody would write."""
+        if self._stopped:
+            raise StorageBusy(f"The {self._name} has stopped.")
         waiting: _Waiting[Item, Result] = _Waiting(item, Future())
         try:
             self._queue.put_nowait(waiting)

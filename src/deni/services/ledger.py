@@ -457,7 +457,8 @@ def post_group(
 ) -> list[PostResult | Exception]:
     """`post_each` in one transaction. If a key in it was used before, or the database was
     busy, each draft is tried again in a transaction of its own, so one replay or one lock
-    wait does not fail the others."""
+    wait does not fail the others. Any other failure reaches every caller of the group, even
+    one whose draft was written alone before it: its key makes a retry a replay."""
     try:
         with uow_factory() as uow:
             results: list[PostResult | Exception] = [*post_each(uow, drafts, now=clock.now())]
