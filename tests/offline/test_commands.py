@@ -408,3 +408,37 @@ def test_cli_edit(home: str) -> None:
     assert device_queue(home) == []
     assert "Queued #1 edit_loan_request" in run(home, "edit", "DN3", "--amount", "400")
     assert "KES 400" in run(home, "loans")
+
+
+# -- M-PESA preferences ---------------------------------------------------------------------------
+
+
+def _pulled_preferences(client: OfflineClient, *, disburse: bool, auto_payout: bool) -> None:
+    data = json.dumps({"disburse_to_mpesa": disburse, "auto_payout": auto_payout})
+    with client.store.write() as db:
+        db.execute(
+            "INSERT INTO records (entity, id, data_json) VALUES ('preferences', ?, ?)", (ME, data)
+        )
+
+
+def test_preferences_show_queued_changes_over_the_pulled_values(tmp_path: Path) -> None:
+    client = seeded(tmp_path / "d.sqlite3")
+    with pytest.raises(Refused) as refused:
+        client.preferences()
+    assert refused.value.code == "not_synced"
+    _pulled_preferences(client, disburse=True, auto_payout=False)
+    assert not client.preferences().pending
+    first = client.set_preferences(auto_payout=True)
+    second = client.set_preferences(disburse_to_mpesa=False)
+    assert (first.args, second.args) == ({"auto_payout": True}, {"disburse_to_mpesa": False})
+    shown = client.preferences()
+    assert (shown.disburse_to_mpesa, shown.auto_payout, shown.pending) == (False, True, True)
+    assert shown.server == (True, False)
+    with pytest.raises(Refused) as nothing:
+        client.set_preferences()
+    assert nothing.value.code == "nothing_to_change"
+    assert [m.name for m in queued(client)] == ["set_preferences", "set_preferences"]
+
+
+def test_every_mutation_the_queue_takes_has_a_local_effect() -> None:
+    assert set(local.EFFECTS) == queue.MUTATION_NAMES

@@ -598,3 +598,34 @@ def test_keeping_the_servers_version_ends_the_conflict_and_a_late_choice_is_refu
         each.sync()
         [line] = each.client.loans()
         assert (line.principal_cents, line.owed_cents, line.pending) == (50_000, 52_000, False)
+
+
+def test_cli_preferences_are_shown_changed_offline_and_reach_the_server(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_offline, "console", Console(width=200))
+    runner = CliRunner()
+    home = str(tmp_path / "home")
+
+    def run(*args: str, input_text: str | None = None, code: int = 0) -> str:
+        result = runner.invoke(cli_app, ["offline", *args, "--home", home], input=input_text)
+        assert result.exit_code == code, result.output
+        return result.output
+
+    run("login", "--url", world.url, "--phone", world.lender.phone, input_text=PIN + "\n")
+    run("sync")
+    out = run("preferences")
+    assert "to M-PESA" in out  # payouts go to M-PESA by default
+    assert "waiting to sync" not in out
+    out = run("preferences", "--keep-in-wallet", "--auto-payout")
+    assert "Queued #1" in out
+    assert out.count("waiting to sync") == 2
+    assert "kept in the wallet" in out
+    assert "set_preferences" in run("queue")
+    assert "1 applied" in run("sync")
+    out = run("preferences")
+    assert "kept in the wallet" in out
+    assert "waiting to sync" not in out
+    with world.deni.uow.read_only() as uow:
+        prefs = uow.mpesa.preferences(world.lender.id)
+    assert (prefs.disburse_to_mpesa, prefs.auto_payout) == (False, True)

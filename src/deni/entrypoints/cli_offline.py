@@ -391,6 +391,47 @@ def profile(
         console.print(table)
 
 
+@offline_app.command()
+def preferences(
+    payout: Annotated[
+        bool | None,
+        typer.Option(
+            "--payout-to-mpesa/--keep-in-wallet",
+            help="Where a loan you borrow is paid: your M-PESA, or your Deni wallet.",
+        ),
+    ] = None,
+    auto_payout: Annotated[
+        bool | None,
+        typer.Option(
+            "--auto-payout/--no-auto-payout",
+            help="As a lender: send repayments you receive on to your M-PESA.",
+        ),
+    ] = None,
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+) -> None:
+    """Your M-PESA preferences; with an option, change them (queued; shown here at once)."""
+    with _client(home, phone) as client:
+        if payout is not None or auto_payout is not None:
+            _queued(client.set_preferences(disburse_to_mpesa=payout, auto_payout=auto_payout))
+        found = client.preferences()
+        table = Table(title="M-PESA preferences", show_header=False)
+        rows = (
+            (
+                "loan payouts",
+                found.disburse_to_mpesa,
+                found.server[0],
+                "to M-PESA",
+                "kept in the wallet",
+            ),
+            ("repayments on to M-PESA", found.auto_payout, found.server[1], "on", "off"),
+        )
+        for label, value, server, yes, no in rows:
+            waiting = " * (waiting to sync)" if value != server else ""
+            table.add_row(label, (yes if value else no) + waiting)
+        console.print(table)
+
+
 def _cell(field: str, value: object) -> str:
     if value is None:
         return "-"

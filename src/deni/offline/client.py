@@ -24,6 +24,7 @@ from deni.domain.phone import normalise_msisdn
 from deni.domain.users import nairobi_today, require_language, require_name
 from deni.offline import local, queue
 from deni.offline.api import Api, ApiError, OfflineError
+from deni.offline.local import PREFERENCE_FIELDS
 from deni.offline.store import Store
 
 HOME_ENV: Final = "DENI_OFFLINE_HOME"
@@ -92,6 +93,19 @@ class NotificationLine:
     created_at: str | None
     read: bool  # read on the server, or marked read here (client wins)
     read_pending: bool  # marked read here, not yet synced
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """M-PESA preferences, with queued changes applied; `server` is what the last pull said."""
+
+    disburse_to_mpesa: bool  # a loan I borrow is paid out to my M-PESA (else kept in the wallet)
+    auto_payout: bool  # repayments I receive as a lender go on to my M-PESA
+    server: tuple[bool, bool]
+
+    @property
+    def pending(self) -> bool:
+        return (self.disburse_to_mpesa, self.auto_payout) != self.server
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +483,38 @@ class OfflineClient:
         except DomainError as error:
             raise Refused(error.message, code=error.code) from error
         return self._queue("update_profile", args, aggregate_id="profile")
+
+    def preferences(self) -> Preferences:
+        row = self.store.db.execute(
+            "SELECT data_json FROM records WHERE entity = 'preferences' AND id = ?", (self.me_id,)
+        ).fetchone()
+        if row is None:
+            raise Refused(
+                "Your preferences have not been pulled yet: run `deni offline sync`.",
+                code="not_synced",
+            )
+        data = json.loads(row["data_json"])
+        server = (bool(data["disburse_to_mpesa"]), bool(data["auto_payout"]))
+        wanted = dict(zip(PREFERENCE_FIELDS, server, strict=True))
+        for mutation in queue.open_mutations(self.store.db):
+            if mutation.name == "set_preferences":
+                wanted.update({k: v for k, v in mutation.args.items() if k in wanted})
+        return Preferences(wanted["disburse_to_mpesa"], wanted["auto_payout"], server)
+
+    def set_preferences(
+        self, *, disburse_to_mpesa: bool | None = None, auto_payout: bool | None = None
+    ) -> queue.Mutation:
+        """Choose where money goes: a loan's payout to M-PESA or the wallet, and whether a
+        lender's repayments go on to M-PESA. Queued; shown here at once; the last to reach
+        the server wins."""
+        args = {
+            name: value
+            for name, value in zip(PREFERENCE_FIELDS, (disburse_to_mpesa, auto_payout), strict=True)
+            if value is not None
+        }
+        if not args:
+            raise Refused("Choose at least one preference to change.", code="nothing_to_change")
+        return self._queue("set_preferences", args, aggregate_id="preferences")
 
     def edit_request(
         self,

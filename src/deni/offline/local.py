@@ -264,6 +264,22 @@ def _resolve(db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[st
     )
 
 
+PREFERENCE_FIELDS: Final = ("disburse_to_mpesa", "auto_payout")
+
+
+def _preferences(
+    db: sqlite3.Connection, mutation_id: int, me_id: str, args: dict[str, Any]
+) -> None:
+    if not args or any(
+        k not in PREFERENCE_FIELDS or not isinstance(v, bool) for k, v in args.items()
+    ):
+        raise LocalRefused("Preferences are yes or no.", code="invalid_preferences")
+    db.execute(
+        "UPDATE records SET pending_mutation_id = ? WHERE entity = 'preferences' AND id = ?",
+        (mutation_id, me_id),
+    )
+
+
 EFFECTS: Final[dict[str, Effect]] = {
     "request_loan": _request,
     "approve_loan": _moves_to("approved", role="lender", allowed=APPROVABLE),
@@ -276,6 +292,7 @@ EFFECTS: Final[dict[str, Effect]] = {
     "update_profile": _profile,
     "edit_loan_request": _edit,
     "resolve_conflict": _resolve,
+    "set_preferences": _preferences,
 }
 
 

@@ -41,6 +41,7 @@ MUTATION_NAMES: Final = frozenset(
         "update_profile",
         "edit_loan_request",
         "resolve_conflict",
+        "set_preferences",
     }
 )
 OPEN_STATES: Final = ("pending", "sent")
