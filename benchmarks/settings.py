@@ -7,6 +7,7 @@ from deni.config import Settings
 # Bench-only secrets: long enough for production mode, useless anywhere else.
 JWT_SECRET = "bench-only-jwt-secret-0123456789abcdef0123"  # noqa: S105
 PIN_PEPPER = "bench-only-pin-pepper-0123456789abcdef0123"
+USSD_TOKEN = "benchonlyussdtoken0123456789abcdef"  # noqa: S105
 
 
 # An API process as docs/deploy.md runs it: the loan sweep and SMS delivery are the workers'.
@@ -27,6 +28,7 @@ def bench_settings(
         database_pool_size=pool_size,
         jwt_secret=JWT_SECRET,
         pin_pepper=PIN_PEPPER,
+        ussd_token=USSD_TOKEN,
         pin_hash_memory_kib=pin_hash_memory_kib or defaults["pin_hash_memory_kib"].default,
         pin_hash_time_cost=pin_hash_time_cost or defaults["pin_hash_time_cost"].default,
         log_level="WARNING",
@@ -42,6 +44,7 @@ def bench_env(
         "DENI_DATABASE_URL": database_url,
         "DENI_JWT_SECRET": JWT_SECRET,
         "DENI_PIN_PEPPER": PIN_PEPPER,
+        "DENI_USSD_TOKEN": USSD_TOKEN,
         "DENI_PIN_HASH_MEMORY_KIB": str(pin_hash_memory_kib),
         "DENI_PIN_HASH_TIME_COST": str(pin_hash_time_cost),
         "DENI_LOG_LEVEL": "WARNING",

@@ -28,6 +28,7 @@ from deni.entrypoints.api.app import create_app
 POSTGRES_URL = os.environ.get("DENI_TEST_POSTGRES_URL")
 # 09:00 in Nairobi on a Thursday: far from midnight, so "today" is the same in UTC and EAT.
 START = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+TEST_HOPS_PER_MINUTE_MAX = 100_000
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
@@ -106,6 +107,9 @@ def settings(database_url: str) -> Settings:
         database_pool_size=5,
         sweep_interval_s=0,  # tests run sweeps and SMS delivery themselves, when they choose
         sms_interval_s=0,
+        # Journeys here run on a frozen clock, so every hop lands in one "minute"; the limit
+        # itself is tested with the production default (tests/ussd/test_rate_limit.py).
+        ussd_hops_per_minute_max=TEST_HOPS_PER_MINUTE_MAX,
     )
 
 

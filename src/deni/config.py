@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     # Africa's Talking ends a session after 180 s; state lasts as long, counted from the last hop.
     ussd_session_timeout_s: int = Field(default=180, ge=10, le=3_600)
     ussd_resume_window_s: int = Field(default=120, ge=0, le=3_600)  # 0: never offer to resume
+    # Africa's Talking posts to {base}/ussd/{ussd_token}; empty: to /ussd (development, the
+    # terminal dialer). Production refuses to start without one.
+    ussd_token: str = ""
+    ussd_allowed_ips: str = ""  # comma-separated; empty: any source
+    # Hops that do work (replays of the same hop are free) per phone per minute; past it, END.
+    ussd_hops_per_minute_max: int = Field(default=30, ge=1, le=1_000_000)
     session_store: Literal["memory", "sql", "redis"] = "memory"
     redis_url: str = "redis://127.0.0.1:6379/0"
     sms_backend: Literal["fake", "africastalking"] = "fake"
@@ -100,6 +106,13 @@ class Settings(BaseSettings):
                     raise ValueError(f"DENI_{name.upper()} must be the real Daraja value")
         if self.sandbox and self.environment == "production":
             raise ValueError("DENI_SANDBOX=on is for development, never production")
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_an_open_ussd_callback(self) -> Settings:
+        token = self.ussd_token
+        if self.environment == "production" and (len(token) < 32 or not token.isalnum()):
+            raise ValueError("DENI_USSD_TOKEN must be a secret of 32+ letters and digits")
         return self
 
     @model_validator(mode="after")

@@ -29,6 +29,14 @@ def dial(
         str | None,
         typer.Option(help="A running Deni, e.g. http://127.0.0.1:8000. Default: in-process."),
     ] = None,
+    token: Annotated[
+        str,
+        typer.Option(
+            envvar="DENI_USSD_TOKEN",
+            help="The server's USSD path secret, if it has one (production does).",
+            show_default=False,
+        ),
+    ] = "",
 ) -> None:
     """Dial Deni's USSD menu from a terminal, like a feature phone would."""
     try:
@@ -38,7 +46,7 @@ def dial(
         raise typer.Exit(2) from error
     gateway_phone = "+" + msisdn  # what Africa's Talking sends
     if url is not None:
-        transport = http_transport(url)
+        transport = http_transport(url, token=token)
         _session(Dialer(transport, gateway_phone, code))
         return
     deni = bootstrap(Settings())

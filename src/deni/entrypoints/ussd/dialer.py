@@ -19,9 +19,12 @@ NETWORK_CODE = "63902"  # Safaricom
 Transport = Callable[[UssdRequest], Reply]
 
 
-def http_transport(base_url: str, *, client: httpx.Client | None = None) -> Transport:
-    """POST each hop to `base_url`/ussd, as Africa's Talking would."""
+def http_transport(
+    base_url: str, *, token: str = "", client: httpx.Client | None = None
+) -> Transport:
+    """POST each hop to `base_url`/ussd (or /ussd/`token`), as Africa's Talking would."""
     http = client or httpx.Client(timeout=HTTP_TIMEOUT_S)
+    endpoint = base_url.rstrip("/") + ("/ussd/" + token if token else "/ussd")
 
     def send(request: UssdRequest) -> Reply:
         form = {
@@ -31,7 +34,7 @@ def http_transport(base_url: str, *, client: httpx.Client | None = None) -> Tran
             "networkCode": request.network_code,
             "text": request.text,
         }
-        response = http.post(base_url.rstrip("/") + "/ussd", data=form)
+        response = http.post(endpoint, data=form)
         body = response.text
         if response.status_code != 200 or not body.startswith((CON, END)):
             return Reply(True, f"(the server answered {response.status_code}: {body[:120]})")

@@ -42,6 +42,9 @@ TRACE_FRAMES = 6
 BACK, MAIN_MENU, MORE = "0", "00", "98"
 REGISTRATION_SCREENS = frozenset({WELCOME, "reg_name", "reg_pin", "reg_pin2"})
 FALLBACK_LANGUAGE = "en"
+# A person takes seconds to read a screen and type: more hops than this from one phone in a
+# minute is a script (the gateway does not authenticate the number; reference B.5).
+RATE_WINDOW_S = 60
 PHONES_CACHED = 16_384  # normalising a number (phonenumbers) costs more than the rest of a menu hop
 # Short reasons for the errors the services raise, by code; anything else is "try again".
 REASONS: Mapping[str, str] = {
@@ -69,6 +72,11 @@ def resume_key(phone: str) -> str:
     return f"r:{phone}"
 
 
+def rate_key(phone: str, now: datetime) -> str:
+    """This phone's hop counter for the current minute (a fixed window)."""
+    return f"h:{phone}:{int(now.timestamp()) // RATE_WINDOW_S}"
+
+
 @functools.lru_cache(maxsize=PHONES_CACHED)
 def _msisdn(raw: str) -> str:
     """normalise_msisdn, remembered: a gateway sends the same number on every hop."""
@@ -85,6 +93,7 @@ class UssdEngine:
         self.service_code = settings.ussd_service_code
         self.timeout_s = settings.ussd_session_timeout_s
         self.resume_s = settings.ussd_resume_window_s
+        self.hops_per_minute_max = settings.ussd_hops_per_minute_max
         self.box = SecretBox(settings.pin_pepper)
 
     # --- one hop -----------------------------------------------------------------------------
@@ -106,8 +115,9 @@ class UssdEngine:
             return self._end("ussd.err_generic", FALLBACK_LANGUAGE)
 
     def _hop(self, request: UssdRequest, now: datetime) -> Reply:
-        """Reads the session and the phone's resume snapshot in one call, and writes what
-        changed in one more once the reply is ready: a hop that fails writes nothing."""
+        """Reads the session, the phone's resume snapshot and its hops this minute in one call,
+        and writes what changed in one more once the reply is ready: a hop that fails writes
+        nothing. A re-sent hop is answered before the count, and costs nothing."""
         if request.service_code != self.service_code:
             return self._end("ussd.err_service", FALLBACK_LANGUAGE)
         try:
@@ -116,13 +126,22 @@ class UssdEngine:
             return self._end("ussd.err_phone_unsupported", FALLBACK_LANGUAGE)
         # The snapshot is needed only when a session starts or resumes; reading it beside the
         # session costs nothing more than the one round trip.
-        raw, snapshot = self.store.get_many(
-            [session_key(request.session_id), resume_key(phone)], now=now
+        raw, snapshot, hops = self.store.get_many(
+            [session_key(request.session_id), resume_key(phone), rate_key(phone, now)], now=now
         )
         stored = self._decode(raw)
+        if stored is not None and stored.phone == phone and request.text == stored.last_text:
+            return Reply.from_wire(stored.last_reply)  # the gateway re-sent a hop: free
+        hops_this_minute = int(hops) if hops is not None and hops.isdigit() else 0
+        if hops_this_minute >= self.hops_per_minute_max:
+            log.warning("ussd_rate_limited", hops=hops_this_minute)
+            return self._end("ussd.err_too_many", FALLBACK_LANGUAGE)
+        counted = (str(hops_this_minute + 1), 2 * RATE_WINDOW_S)
         if stored is None:
             if request.text != "":
-                # A hop of a session we no longer (or never) knew: it timed out.
+                # A hop of a session we no longer (or never) knew: it timed out. It reads the
+                # database too, so it counts.
+                self.store.write({rate_key(phone, now): counted}, now=now)
                 language = self._language_of(phone)
                 return self._end("ussd.err_timeout", language, code=self.service_code)
             state = self._start(request.session_id, phone)
@@ -134,8 +153,6 @@ class UssdEngine:
                 return self._end(
                     "ussd.err_session_invalid", FALLBACK_LANGUAGE, code=self.service_code
                 )
-            if request.text == state.last_text:
-                return Reply.from_wire(state.last_reply)
             if state.ended:
                 return self._end("ussd.err_session_over", state.lang, code=self.service_code)
             prefix = state.last_text + "*" if state.last_text else ""
@@ -145,6 +162,7 @@ class UssdEngine:
             ctx = self._ctx(state, now, snapshot)
             reply = self._advance(ctx, request.text[len(prefix) :])
         state.last_text, state.last_reply = request.text, reply.wire
+        ctx.changes[rate_key(phone, now)] = counted
         self._save(ctx, reply)
         return reply
 

@@ -9,7 +9,6 @@ The router's lifespan runs the in-process M-PESA worker when the settings ask fo
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from deni.bootstrap import Deni
 from deni.entrypoints.api.inbox_writer import InboxWriter
+from deni.entrypoints.gate import secret_matches, source_allowed
 from deni.entrypoints.worker import MpesaWorker
 from deni.services.mpesa import MpesaDeps
 from deni.services.mpesa_callbacks import Received, store_callback, validate_c2b
@@ -83,18 +83,16 @@ async def hook(request: Request) -> JSONResponse:
     token, kind = request.path_params["token"], request.path_params["kind"]
     deni = request.app.state.deni
     assert isinstance(deni, Deni)
-    expected = deni.settings.callback_token
-    if deni.mpesa is None or not hmac.compare_digest(token.encode(), expected.encode()):
+    if deni.mpesa is None or not secret_matches(token, deni.settings.callback_token):
         log.warning("mpesa.hook_bad_token", kind=kind[:40])
         return _not_found()
     if kind not in _KINDS:
         return _not_found()
-    source_ip = request.client.host if request.client else ""
-    allowed = {ip.strip() for ip in deni.settings.callback_allowed_ips.split(",") if ip.strip()}
-    if allowed and source_ip not in allowed:
+    if not source_allowed(request, deni.settings.callback_allowed_ips):
         log.warning("mpesa.hook_source_refused", kind=kind)
         body = {"error": {"code": "forbidden", "message": "Forbidden"}}
         return JSONResponse(body, status_code=403)
+    source_ip = request.client.host if request.client else ""
     raw = (await request.body())[:BODY_MAX_BYTES]
     writer = getattr(request.app.state, "inbox_writer", None)
     try:
