@@ -229,6 +229,13 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.ussd_sessions_ended_total = Counter(
+            "ussd_sessions_ended_total",
+            "USSD sessions Africa's Talking reported ended, by its status "
+            "(Success, Incomplete, Failed, other).",
+            ["status"],
+            registry=self.registry,
+        )
 
 
 def render_metrics(metrics: Metrics) -> tuple[bytes, str]:

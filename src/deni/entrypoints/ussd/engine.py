@@ -166,6 +166,11 @@ class UssdEngine:
         self._save(ctx, reply)
         return reply
 
+    def forget_session(self, session_id: str, *, now: datetime) -> None:
+        """The gateway says the session is over: drop its state now rather than at its timeout.
+        A dropped session's resume snapshot is the phone's, not the session's, and stays."""
+        self.store.write({session_key(session_id): None}, now=now)
+
     def _end(self, message_id: str, language: str, **params: object) -> Reply:
         return compose(end=True, head=(), body=say(message_id, language, params), tail=())
 
