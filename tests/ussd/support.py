@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from fastapi.testclient import TestClient
 
 from deni.adapters.mpesa_requests_fake import RecordingMpesaRequests
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, bootstrap
+from deni.config import Settings
 from deni.domain.phone import normalise_msisdn
+from deni.entrypoints.api.app import create_app
 
 SCREEN_CHARS_MAX = 182
 CODE = "*383#"
@@ -84,3 +88,14 @@ def register(phone: Phone, *, name: str, pin: str, language: str = "1") -> str:
 def mpesa(deni: Deni) -> RecordingMpesaRequests:
     assert isinstance(deni.mpesa_requests, RecordingMpesaRequests)
     return deni.mpesa_requests
+
+
+@contextmanager
+def client_with(settings: Settings, **changes: str) -> Iterator[TestClient]:
+    """An app of its own on `settings` with `changes` (a gate setting, say), closed after."""
+    deni = bootstrap(settings.model_copy(update=changes))
+    try:
+        with TestClient(create_app(deni)) as client:
+            yield client
+    finally:
+        deni.close()

@@ -4,19 +4,14 @@ can narrow it further. Production refuses to start without a token."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from tests.helpers import next_phone
-from tests.ussd.support import CODE
+from tests.ussd.support import CODE, client_with
 
-from deni.bootstrap import bootstrap
 from deni.config import Settings
 from deni.domain.phone import normalise_msisdn
-from deni.entrypoints.api.app import create_app
 from deni.entrypoints.ussd.dialer import Dialer, http_transport
 
 TOKEN = "ussdtoken0123456789abcdef0123456789"
@@ -34,18 +29,8 @@ def _dial(client: TestClient, path: str) -> tuple[int, str]:
     return response.status_code, response.text
 
 
-@contextmanager
-def _client(settings: Settings, **changes: str) -> Iterator[TestClient]:
-    deni = bootstrap(settings.model_copy(update=changes))
-    try:
-        with TestClient(create_app(deni)) as client:
-            yield client
-    finally:
-        deni.close()
-
-
 def test_with_a_token_only_the_secret_path_is_answered(settings: Settings) -> None:
-    with _client(settings, ussd_token=TOKEN) as client:
+    with client_with(settings, ussd_token=TOKEN) as client:
         assert _dial(client, "/ussd")[0] == 404
         assert _dial(client, "/ussd/not-the-token")[0] == 404
         assert _dial(client, "/ussd/" + TOKEN[:-1])[0] == 404
@@ -59,15 +44,15 @@ def test_with_a_token_only_the_secret_path_is_answered(settings: Settings) -> No
 
 
 def test_without_a_token_plain_ussd_is_answered_and_no_token_path_is(settings: Settings) -> None:
-    with _client(settings) as client:
+    with client_with(settings) as client:
         assert _dial(client, "/ussd")[0] == 200
         assert _dial(client, "/ussd/" + TOKEN)[0] == 404
 
 
 def test_a_source_outside_the_allow_list_is_refused(settings: Settings) -> None:
-    with _client(settings, ussd_allowed_ips="10.0.0.7, 10.0.0.8") as client:
+    with client_with(settings, ussd_allowed_ips="10.0.0.7, 10.0.0.8") as client:
         assert _dial(client, "/ussd")[0] == 403
-    with _client(settings, ussd_allowed_ips="10.0.0.7,testclient") as client:
+    with client_with(settings, ussd_allowed_ips="10.0.0.7,testclient") as client:
         assert _dial(client, "/ussd")[0] == 200  # TestClient's source address
 
 

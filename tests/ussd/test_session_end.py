@@ -4,16 +4,12 @@ the hops applies."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from fastapi.testclient import TestClient
 from tests.helpers import next_phone
-from tests.ussd.support import CODE, Phone, register
+from tests.ussd.support import CODE, Phone, client_with, register
 
-from deni.bootstrap import Deni, bootstrap
+from deni.bootstrap import Deni
 from deni.config import Settings
-from deni.entrypoints.api.app import create_app
 from deni.entrypoints.ussd.engine import session_key
 
 TOKEN = "ussdtoken0123456789abcdef0123456789"
@@ -80,18 +76,8 @@ def test_a_notification_without_a_session_id_is_a_clear_400(client: TestClient) 
     assert garbage.status_code == 400
 
 
-@contextmanager
-def _with_token(settings: Settings) -> Iterator[TestClient]:
-    deni = bootstrap(settings.model_copy(update={"ussd_token": TOKEN}))
-    try:
-        with TestClient(create_app(deni)) as client:
-            yield client
-    finally:
-        deni.close()
-
-
 def test_with_a_token_only_the_secret_events_path_is_answered(settings: Settings) -> None:
-    with _with_token(settings) as client:
+    with client_with(settings, ussd_token=TOKEN) as client:
         phone = Phone(client, next_phone())
         phone.session_id = "ATUid_gate_events"
         assert _ended(client, phone, "Success") == 404
