@@ -18,6 +18,7 @@ from deni.bootstrap import Deni
 from deni.domain.errors import DomainError, ErrorKind
 from deni.domain.ledger import EntryCode
 from deni.domain.loans import LoanState
+from deni.entrypoints.api.errors import error_response
 from deni.entrypoints.api.middleware import MetricsMiddleware
 from deni.entrypoints.api.routes import auth, hooks, loans, mpesa, notifications, sync, wallet
 from deni.entrypoints.api.schemas import HealthOut
@@ -118,10 +119,6 @@ def _add_operations(app: FastAPI, deni: Deni) -> None:
             deni.metrics.ledger_entries.labels(kind=code.value).set(count)
         body, content_type = render_metrics(deni.metrics)
         return Response(body, media_type=content_type)
-
-
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

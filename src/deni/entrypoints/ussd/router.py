@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from deni.bootstrap import Deni
+from deni.entrypoints.api.errors import error_response
 from deni.entrypoints.gate import secret_matches, source_allowed
 from deni.entrypoints.ussd.engine import UssdEngine
 from deni.entrypoints.ussd.gateway import AfricasTalkingGateway, BadRequest, Gateway, UssdRequest
@@ -84,10 +85,10 @@ async def _event(request: Request, *, token: str) -> Response:
     try:
         fields = await _form(request)
     except BadRequest:
-        return _refused_with(400, "invalid_form", "Expected a form-encoded notification.")
+        return error_response(400, "invalid_form", "Expected a form-encoded notification.")
     session_id = fields.get("sessionId", "")
     if not session_id or len(session_id) > SESSION_ID_CHARS_MAX:
-        return _refused_with(400, "invalid_session_id", "sessionId is missing or too long.")
+        return error_response(400, "invalid_session_id", "sessionId is missing or too long.")
     status = fields.get("status", "")
     known = status if status in SESSION_END_STATUSES else "other"
     engine.deni.metrics.ussd_sessions_ended_total.labels(status=known).inc()
@@ -108,19 +109,15 @@ def _gate(request: Request, engine: UssdEngine, token: str) -> JSONResponse | No
     # post here can speak for any phone, so the path carries a secret once one is set.
     if (token or settings.ussd_token) and not secret_matches(token, settings.ussd_token):
         log.warning("ussd_bad_token")
-        return _refused_with(404, "not_found", "Not found")
+        return error_response(404, "not_found", "Not found")
     if not source_allowed(request, settings.ussd_allowed_ips):
         log.warning("ussd_source_refused")
-        return _refused_with(403, "forbidden", "Forbidden")
+        return error_response(403, "forbidden", "Forbidden")
     return None
 
 
 def _digits(value: str | None) -> int | None:
     return int(value) if value is not None and value.isdigit() and len(value) <= 12 else None
-
-
-def _refused_with(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
 async def _read(request: Request) -> UssdRequest:
