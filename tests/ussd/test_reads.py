@@ -3,6 +3,9 @@ balances, statement lines, loans, names."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import event, text
 from sqlalchemy.pool import QueuePool
 from tests.helpers import fund, lend, register
 
@@ -84,5 +87,30 @@ def test_a_read_leaves_its_pooled_connection_as_writers_expect(database_url: str
             if engine.dialect.name == "postgresql":
                 assert connection.get_isolation_level() == "READ COMMITTED"
                 assert connection.connection.driver_connection.autocommit is False  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
+
+
+def test_a_read_is_one_statement_and_the_next_writer_still_begins_immediate(
+    database_url: str,
+) -> None:
+    """A USSD read sends its SELECT alone (no BEGIN, nothing to roll back); a transaction on the
+    same pooled connection afterwards begins as writers must."""
+    engine = make_engine(database_url, pool_size=1)
+    sent: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement if statement.startswith("BEGIN") else statement.split()[0])
+
+    try:
+        reads = SqlUssdReads(engine)
+        event.listen(engine, "before_cursor_execute", note)
+        assert reads.member("254799999999") is None
+        assert sent == ["SELECT"]
+        sent.clear()
+        with engine.begin() as connection:
+            connection.execute(text("SELECT 1"))
+        sqlite = engine.dialect.name == "sqlite"
+        assert sent == (["BEGIN IMMEDIATE", "SELECT"] if sqlite else ["SELECT"])
     finally:
         engine.dispose()

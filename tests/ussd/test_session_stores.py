@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -211,4 +212,26 @@ def test_redis_store_reconnects_after_its_connection_is_dropped(
         store.write({key: None}, now=NOW)
         assert store.get(key, now=NOW) is None
     finally:
+        store.close()
+
+
+def test_redis_store_fails_a_stuck_call_within_its_timeout_and_reads_no_late_reply(
+    redis_client: redis.Redis,
+) -> None:
+    """Redis stalls (paused here): the hop fails fast, and the reply that arrives later is not
+    mistaken for the next call's."""
+    assert REDIS_URL is not None
+    store = RedisSessionStore.from_url(REDIS_URL, timeout_s=0.05)
+    try:
+        stale, fresh = _key(), _key()
+        store.write({stale: ("stale", 60), fresh: ("fresh", 60)}, now=NOW)
+        redis_client.client_pause(300)
+        began = time.monotonic()
+        with pytest.raises(redis.TimeoutError):
+            store.get_many([stale], now=NOW)
+        assert time.monotonic() - began < 0.25
+        time.sleep(0.4)
+        assert store.get_many([fresh], now=NOW) == ["fresh"]
+    finally:
+        redis_client.client_unpause()
         store.close()

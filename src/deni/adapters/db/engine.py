@@ -77,16 +77,20 @@ def _sqlite_on_begin(connection: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front: two writers queue instead of both reading
     # a balance and then failing (or worse) when they try to upgrade their locks.
     mode = connection.info.get(BEGIN_MODE_KEY, "BEGIN IMMEDIATE")
-    connection.exec_driver_sql(mode)
+    if mode:
+        connection.exec_driver_sql(mode)
 
 
 @contextmanager
-def reading(engine: Engine) -> Iterator[Connection]:
+def reading(engine: Engine, *, one_statement: bool = False) -> Iterator[Connection]:
     """A connection for a few reads, rolled back after: on SQLite a deferred BEGIN, so the read
     never waits for a writer. The mode is taken off again before the connection goes back to
-    the pool, so its next writer begins IMMEDIATE as writers must."""
+    the pool, so its next writer begins IMMEDIATE as writers must.
+
+    `one_statement`: the caller runs a single SELECT, which SQLite reads in one snapshot on its
+    own; no BEGIN and ROLLBACK around it (on a USSD hop they cost as much as the SELECT)."""
     with engine.connect() as connection:
-        connection.info[BEGIN_MODE_KEY] = "BEGIN"
+        connection.info[BEGIN_MODE_KEY] = "" if one_statement else "BEGIN"
         try:
             yield connection
             connection.rollback()

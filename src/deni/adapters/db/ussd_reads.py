@@ -4,8 +4,8 @@ Every read is a SQLAlchemy Core SELECT built once, at import, with bound paramet
 through the public API (`connection.execute(query, params)`): SQLAlchemy compiles it once per
 dialect (its statement cache) and applies the column types on the way out. On PostgreSQL the
 connection is in autocommit (one statement sees one snapshot anyway): one round trip, no BEGIN
-and ROLLBACK around it. On SQLite it runs in a deferred read transaction (plain BEGIN), which
-never waits for a writer (WAL).
+and ROLLBACK around it. On SQLite likewise no BEGIN: a lone SELECT is its own read
+transaction, which never waits for a writer (WAL).
 
 Domain rules still apply: a loan is built by the same row mapper as the repository's, and its
 penalty is accrued to today exactly as the API's view accrues it (on a copy, nothing saved).
@@ -156,7 +156,7 @@ class SqlUssdReads:
         if self._postgres:
             with self._engine.connect() as connection:
                 return connection.execute(query, params).all()
-        with reading(self._engine) as connection:
+        with reading(self._engine, one_statement=True) as connection:
             return connection.execute(query, params).all()
 
 

@@ -3,12 +3,15 @@ the gate, whatever arrives; POST /ussd/events: its end-of-session notification."
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
 from urllib.parse import parse_qsl
 
 import structlog
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from starlette.concurrency import run_in_threadpool
 
 from deni.bootstrap import Deni
 from deni.entrypoints.api.errors import error_response
@@ -22,50 +25,41 @@ FIELDS_MAX = 20
 SESSION_ID_CHARS_MAX = 128
 ERROR_CHARS_LOGGED = 200
 SESSION_END_STATUSES = frozenset({"Success", "Incomplete", "Failed"})
+# Hops block (session store, database, a PIN hash), so they run on threads. A few of our own:
+# anyio's shared pool of 40, with its limiter and cancel scopes, cost more CPU per hop in
+# hand-offs and GIL contention than a whole plain request (docs/benchmarks-ussd.md).
+HOP_THREADS = 4
 router = APIRouter(tags=["ussd"])
 log = structlog.get_logger(__name__)
 _gateway: Gateway = AfricasTalkingGateway()
 
 
-def engine_for(request: Request) -> UssdEngine:
-    """One engine per app, built on first use from the app's wired Deni."""
-    engine = getattr(request.app.state, "ussd_engine", None)
-    if engine is None:
+@dataclass(frozen=True, slots=True)
+class _Channel:
+    """What the USSD routes of one app share: the engine, and the threads hops run on."""
+
+    engine: UssdEngine
+    hops: ThreadPoolExecutor
+
+
+def _channel(request: Request) -> _Channel:
+    """Built on first use from the app's wired Deni."""
+    channel = getattr(request.app.state, "ussd", None)
+    if channel is None:
         deni: Deni = request.app.state.deni
-        engine = UssdEngine(deni)
-        request.app.state.ussd_engine = engine
-    assert isinstance(engine, UssdEngine)
-    return engine
+        threads = ThreadPoolExecutor(HOP_THREADS, thread_name_prefix="ussd-hop")
+        channel = _Channel(UssdEngine(deni), threads)
+        request.app.state.ussd = channel
+    assert isinstance(channel, _Channel)
+    return channel
 
 
-@router.post("/ussd", response_class=PlainTextResponse)
 async def ussd(request: Request) -> Response:
     """Africa's Talking USSD: form fields sessionId, serviceCode, phoneNumber, networkCode,
     text. Answers `CON ...` (more to come) or `END ...`, at most 182 characters. With
     DENI_USSD_TOKEN set (production), the gateway posts to /ussd/{token} instead."""
-    return await _answer(request, token="")
-
-
-@router.post("/ussd/events", include_in_schema=False)
-async def session_ended(request: Request) -> Response:
-    """Africa's Talking's end-of-session notification (reference B.4): form fields sessionId,
-    status (Success, Incomplete, Failed), durationInMillis, hopsCount, errorMessage, ..."""
-    return await _event(request, token="")
-
-
-@router.post("/ussd/{token}/events", include_in_schema=False)
-async def session_ended_with_token(request: Request, token: str) -> Response:
-    return await _event(request, token=token)
-
-
-@router.post("/ussd/{token}", response_class=PlainTextResponse, include_in_schema=False)
-async def ussd_with_token(request: Request, token: str) -> Response:
-    return await _answer(request, token=token)
-
-
-async def _answer(request: Request, *, token: str) -> Response:
-    engine = engine_for(request)
-    refused = _gate(request, engine, token)
+    channel = _channel(request)
+    refused = _gate(request, channel.engine, request.path_params.get("token", ""))
     if refused is not None:
         return refused
     try:
@@ -73,13 +67,17 @@ async def _answer(request: Request, *, token: str) -> Response:
     except BadRequest:
         reply = _refused()
     else:
-        reply = await run_in_threadpool(engine.handle, parsed)
+        loop = asyncio.get_running_loop()
+        reply = await loop.run_in_executor(channel.hops, channel.engine.handle, parsed)
     return PlainTextResponse(_gateway.render(reply), media_type=_gateway.content_type)
 
 
-async def _event(request: Request, *, token: str) -> Response:
-    engine = engine_for(request)
-    refused = _gate(request, engine, token)
+async def session_ended(request: Request) -> Response:
+    """Africa's Talking's end-of-session notification (reference B.4): form fields sessionId,
+    status (Success, Incomplete, Failed), durationInMillis, hopsCount, errorMessage, ..."""
+    channel = _channel(request)
+    engine = channel.engine
+    refused = _gate(request, engine, request.path_params.get("token", ""))
     if refused is not None:
         return refused
     try:
@@ -99,8 +97,22 @@ async def _event(request: Request, *, token: str) -> Response:
         hops=_digits(fields.get("hopsCount")),
         error=fields.get("errorMessage", "")[:ERROR_CHARS_LOGGED] or None,
     )
-    await run_in_threadpool(engine.forget_session, session_id, now=engine.deni.clock.now())
+    now = engine.deni.clock.now()
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(channel.hops, partial(engine.forget_session, session_id, now=now))
     return PlainTextResponse("OK")
+
+
+# Plain Starlette routes, not FastAPI's: FastAPI's per-request parameter solving cost a hop
+# more CPU than the rest of the HTTP stack did, and these routes read their form by hand anyway.
+# /ussd/events before /ussd/{token}, which would otherwise take "events" for a token.
+for path, endpoint in (
+    ("/ussd", ussd),
+    ("/ussd/events", session_ended),
+    ("/ussd/{token}/events", session_ended),
+    ("/ussd/{token}", ussd),
+):
+    router.add_route(path, endpoint, methods=["POST"], include_in_schema=False)
 
 
 def _gate(request: Request, engine: UssdEngine, token: str) -> JSONResponse | None:
