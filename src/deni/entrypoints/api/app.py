@@ -23,7 +23,7 @@ from deni.entrypoints.api.middleware import MetricsMiddleware
 from deni.entrypoints.api.routes import auth, hooks, loans, mpesa, notifications, sync, wallet
 from deni.entrypoints.api.schemas import HealthOut
 from deni.entrypoints.housekeeping import Housekeeper
-from deni.entrypoints.ussd.router import router as ussd_router
+from deni.entrypoints.ussd import router as ussd
 from deni.services.ports import StorageBusy
 
 API_PREFIX = "/api/v1"
@@ -48,7 +48,7 @@ def create_app(deni: Deni) -> FastAPI:
     app.state.deni = deni
     # Routes are matched in order: the two busiest paths, a USSD hop and a Daraja callback,
     # go first instead of being tried after every /api/v1 route.
-    app.include_router(ussd_router)  # POST /ussd, Africa's Talking USSD (issue #5)
+    ussd.add_routes(app)  # POST /ussd, Africa's Talking USSD (issue #5)
     app.include_router(hooks.router)  # Daraja callbacks + in-process M-PESA worker (issue #3)
     routers = (
         auth.router,
@@ -89,6 +89,7 @@ def _housekeeping(deni: Deni) -> Callable[[FastAPI], AbstractAsyncContextManager
         finally:
             if keeper is not None:
                 keeper.stop()
+            ussd.close(app)
 
     return lifespan
 

@@ -10,8 +10,11 @@ from functools import partial
 from urllib.parse import parse_qsl
 
 import structlog
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from deni.bootstrap import Deni
 from deni.entrypoints.api.errors import error_response
@@ -27,9 +30,9 @@ ERROR_CHARS_LOGGED = 200
 SESSION_END_STATUSES = frozenset({"Success", "Incomplete", "Failed"})
 # Hops block (session store, database, a PIN hash), so they run on threads. A few of our own:
 # anyio's shared pool of 40, with its limiter and cancel scopes, cost more CPU per hop in
-# hand-offs and GIL contention than a whole plain request (docs/benchmarks-ussd.md).
+# hand-offs and GIL contention than a whole plain request (docs/ussd.md). Per process; 2 and
+# 4 measured alike under the capacity bench, 8 about 10% slower on PostgreSQL.
 HOP_THREADS = 4
-router = APIRouter(tags=["ussd"])
 log = structlog.get_logger(__name__)
 _gateway: Gateway = AfricasTalkingGateway()
 
@@ -52,6 +55,14 @@ def _channel(request: Request) -> _Channel:
         request.app.state.ussd = channel
     assert isinstance(channel, _Channel)
     return channel
+
+
+def close(app: Starlette) -> None:
+    """At shutdown: the hop threads finish what they hold and go."""
+    channel = getattr(app.state, "ussd", None)
+    if channel is not None:
+        channel.hops.shutdown(wait=True)
+        del app.state.ussd
 
 
 async def ussd(request: Request) -> Response:
@@ -103,16 +114,30 @@ async def session_ended(request: Request) -> Response:
     return PlainTextResponse("OK")
 
 
-# Plain Starlette routes, not FastAPI's: FastAPI's per-request parameter solving cost a hop
-# more CPU than the rest of the HTTP stack did, and these routes read their form by hand anyway.
-# /ussd/events before /ussd/{token}, which would otherwise take "events" for a token.
-for path, endpoint in (
-    ("/ussd", ussd),
-    ("/ussd/events", session_ended),
-    ("/ussd/{token}/events", session_ended),
-    ("/ussd/{token}", ussd),
-):
-    router.add_route(path, endpoint, methods=["POST"], include_in_schema=False)
+class PlainRoute(Route):
+    """A Starlette route that names itself in the scope, as FastAPI's own routes do, so
+    /metrics counts its requests by template ("/ussd/{token}"), never by the secret path."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self
+        await super().handle(scope, receive, send)
+
+
+def add_routes(app: Starlette) -> None:
+    """Plain routes, not FastAPI's: FastAPI's per-request parameter solving showed as about 5%
+    of a hop's CPU in profiles, and these routes read their form by hand anyway. First in the
+    table, as the busiest paths; /ussd/events before /ussd/{token}, which would take "events"
+    for a token. Before any request: FastAPI builds its route tables on the first one."""
+    routes = [
+        PlainRoute(path, endpoint, methods=["POST"], include_in_schema=False)
+        for path, endpoint in (
+            ("/ussd", ussd),
+            ("/ussd/events", session_ended),
+            ("/ussd/{token}/events", session_ended),
+            ("/ussd/{token}", ussd),
+        )
+    ]
+    app.router.routes[0:0] = routes
 
 
 def _gate(request: Request, engine: UssdEngine, token: str) -> JSONResponse | None:
