@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -235,3 +236,38 @@ def test_redis_store_fails_a_stuck_call_within_its_timeout_and_reads_no_late_rep
     finally:
         redis_client.client_unpause()
         store.close()
+
+
+def test_redis_store_gives_each_thread_a_connection_and_closes_those_of_ended_threads(
+    redis_client: redis.Redis,
+) -> None:
+    assert REDIS_URL is not None
+    name = f"deni-test-{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in REDIS_URL else "?"
+    store = RedisSessionStore.from_url(f"{REDIS_URL}{separator}client_name={name}")
+
+    def ours(expected: int) -> int:
+        """Our connections Redis lists, once it has seen closed ones go (within a second)."""
+        deadline = time.monotonic() + 1.0
+        while True:
+            count = sum(1 for c in redis_client.client_list() if c.get("name") == name)
+            if count == expected or time.monotonic() > deadline:
+                return count
+            time.sleep(0.01)
+
+    def in_a_thread() -> None:
+        store.put(_key(), "v", ttl_s=60, now=NOW)
+
+    try:
+        in_a_thread()
+        in_a_thread()
+        assert ours(1) == 1  # the same thread's calls share its connection
+        for _ in range(3):
+            thread = threading.Thread(target=in_a_thread)
+            thread.start()
+            thread.join()
+        # Each new thread's first call closed the connection of the one that ended before it.
+        assert ours(2) == 2
+    finally:
+        store.close()
+    assert ours(0) == 0

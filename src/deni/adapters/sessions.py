@@ -12,6 +12,7 @@ transaction.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,7 @@ MEMORY_ENTRIES_MAX = 100_000
 SQL_PURGE_BATCH = 500
 REDIS_TIMEOUT_S = 0.5
 REDIS_ATTEMPTS = 2  # a connection Redis dropped is retried once, at once
+REDIS_CONNECTIONS_MAX = 1_024  # one per thread that calls the store
 REDIS_PREFIX = "deni:ussd:"
 _UNTIL_END = "|"  # an ISO 8601 time never holds one
 
@@ -181,15 +183,18 @@ class RedisSessionStore:
     """Sessions in Redis (production): shared by every API process, dropped by Redis' own TTL.
 
     Each call is one round trip: `get_many` one MGET, `write` SET ... EX and DEL commands sent
-    together. The commands go straight onto a pooled connection: redis-py's command and
-    pipeline objects cost more CPU than the round trip itself, and a hop makes two. A
-    connection that broke (Redis restarted) is retried once at once; a timeout is not retried,
-    so a stuck Redis fails the hop within the timeout.
+    together. The commands go straight onto the calling thread's own connection: redis-py's
+    command and pipeline objects, and its pool's bookkeeping, cost more CPU than the round trip
+    itself, and a hop makes two. A connection that broke (Redis restarted) is retried once at
+    once; a timeout is not retried, so a stuck Redis fails the hop within the timeout.
     """
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._pool = client.connection_pool
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[tuple[threading.Thread, Any]] = []  # to close them all
 
     @classmethod
     def from_url(cls, url: str, *, timeout_s: float = REDIS_TIMEOUT_S) -> RedisSessionStore:
@@ -232,14 +237,17 @@ class RedisSessionStore:
             self._round_trip(commands)
 
     def close(self) -> None:
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for _, connection in connections:
+            connection.disconnect()
         self._redis.close()
 
     def _round_trip(self, commands: Sequence[tuple[object, ...]]) -> list[object]:
         """Sends the commands in one write and reads their replies; an error reply raises."""
         assert 0 < len(commands) <= KEYS_PER_CALL_MAX
         for attempt in range(REDIS_ATTEMPTS):
-            # Any: redis-py leaves its Connection's methods unannotated.
-            connection: Any = self._pool.get_connection()
+            connection = self._connection()
             try:
                 connection.send_packed_command(connection.pack_commands(commands))
                 return [connection.read_response() for _ in commands]
@@ -252,9 +260,26 @@ class RedisSessionStore:
                 # next user of this connection must not read them.
                 connection.disconnect()
                 raise
-            finally:
-                self._pool.release(connection)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _connection(self) -> Any:
+        """This thread's connection (made on its first call; it connects on first use, and again
+        after a disconnect). Any: redis-py leaves its Connection's methods unannotated. A
+        process forked after a call must not share the parent's socket, hence the pid."""
+        pid = os.getpid()
+        mine = getattr(self._local, "connection", None)
+        if mine is not None and mine[0] == pid:
+            return mine[1]
+        connection = self._pool.make_connection()
+        with self._lock:
+            # Threads that ended (a pool that shrank) leave theirs behind: closed here.
+            for thread, gone in [c for c in self._connections if not c[0].is_alive()]:
+                gone.disconnect()
+                self._connections.remove((thread, gone))
+            assert len(self._connections) < REDIS_CONNECTIONS_MAX, "one per live thread"
+            self._connections.append((threading.current_thread(), connection))
+        self._local.connection = (pid, connection)
+        return connection
 
 
 def _unwrap(raw: object, now: datetime) -> str | None:
