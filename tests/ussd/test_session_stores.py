@@ -194,14 +194,19 @@ def test_redis_values_are_compact_and_the_earlier_json_form_still_reads(
         store.close()
 
 
+def _named_store() -> tuple[RedisSessionStore, str]:
+    """A store whose connections carry a name of their own, to find them in CLIENT LIST."""
+    assert REDIS_URL is not None
+    name = f"deni-test-{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in REDIS_URL else "?"
+    return RedisSessionStore.from_url(f"{REDIS_URL}{separator}client_name={name}"), name
+
+
 def test_redis_store_reconnects_after_its_connection_is_dropped(
     redis_client: redis.Redis,
 ) -> None:
     """Redis restarted (or a proxy dropped idle connections): the next hop still works."""
-    assert REDIS_URL is not None
-    name = f"deni-test-{uuid.uuid4().hex[:12]}"
-    separator = "&" if "?" in REDIS_URL else "?"
-    store = RedisSessionStore.from_url(f"{REDIS_URL}{separator}client_name={name}")
+    store, name = _named_store()
     try:
         key = _key()
         store.put(key, "kept", ttl_s=60, now=NOW)
@@ -241,10 +246,7 @@ def test_redis_store_fails_a_stuck_call_within_its_timeout_and_reads_no_late_rep
 def test_redis_store_gives_each_thread_a_connection_and_closes_those_of_ended_threads(
     redis_client: redis.Redis,
 ) -> None:
-    assert REDIS_URL is not None
-    name = f"deni-test-{uuid.uuid4().hex[:12]}"
-    separator = "&" if "?" in REDIS_URL else "?"
-    store = RedisSessionStore.from_url(f"{REDIS_URL}{separator}client_name={name}")
+    store, name = _named_store()
 
     def ours(expected: int) -> int:
         """Our connections Redis lists, once it has seen closed ones go (within a second)."""
