@@ -15,7 +15,7 @@ import json
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -221,7 +221,8 @@ class RedisSessionStore:
         self.write({key: (value, ttl_s)}, now=now)
 
     def delete(self, key: str) -> None:
-        self.write({key: None}, now=datetime.now(UTC))
+        _check(key)
+        self._round_trip([("DEL", REDIS_PREFIX + key)])
 
     def write(self, changes: Changes, *, now: datetime) -> None:
         _check_changes(changes)
