@@ -74,7 +74,7 @@ def test_reads_match_the_api_read_side(deni: Deni) -> None:
 
 
 def test_a_read_leaves_its_pooled_connection_as_writers_expect(database_url: str) -> None:
-    """Autocommit (PostgreSQL) or a deferred BEGIN (SQLite) is for the read only: the next
+    """Autocommit (PostgreSQL) or no BEGIN (SQLite) is for the read only: the next
     transaction on the same pooled connection is a real one, begun IMMEDIATE on SQLite."""
     engine = make_engine(database_url, pool_size=1)
     try:
@@ -94,23 +94,26 @@ def test_a_read_leaves_its_pooled_connection_as_writers_expect(database_url: str
 def test_a_read_is_one_statement_and_the_next_writer_still_begins_immediate(
     database_url: str,
 ) -> None:
-    """A USSD read sends its SELECT alone (no BEGIN, nothing to roll back); a transaction on the
-    same pooled connection afterwards begins as writers must."""
+    """A USSD read sends its SELECT alone (no BEGIN, nothing to roll back: autocommit on
+    PostgreSQL); a transaction on the same pooled connection afterwards begins as writers
+    must."""
     engine = make_engine(database_url, pool_size=1)
+    sqlite = engine.dialect.name == "sqlite"
     sent: list[str] = []
 
     def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         sent.append(statement if statement.startswith("BEGIN") else statement.split()[0])
+        if not sqlite:  # psycopg sends its BEGIN itself: its autocommit flag tells
+            sent.append(f"autocommit={conn.connection.driver_connection.autocommit}")
 
     try:
         reads = SqlUssdReads(engine)
         event.listen(engine, "before_cursor_execute", note)
         assert reads.member("254799999999") is None
-        assert sent == ["SELECT"]
+        assert sent == (["SELECT"] if sqlite else ["SELECT", "autocommit=True"])
         sent.clear()
         with engine.begin() as connection:
             connection.execute(text("SELECT 1"))
-        sqlite = engine.dialect.name == "sqlite"
-        assert sent == (["BEGIN IMMEDIATE", "SELECT"] if sqlite else ["SELECT"])
+        assert sent == (["BEGIN IMMEDIATE", "SELECT"] if sqlite else ["SELECT", "autocommit=False"])
     finally:
         engine.dispose()

@@ -87,10 +87,14 @@ def reading(engine: Engine, *, one_statement: bool = False) -> Iterator[Connecti
     never waits for a writer. The mode is taken off again before the connection goes back to
     the pool, so its next writer begins IMMEDIATE as writers must.
 
-    `one_statement`: the caller runs a single SELECT, which SQLite reads in one snapshot on its
-    own; no BEGIN and ROLLBACK around it (on a USSD hop they cost as much as the SELECT)."""
+    `one_statement`: the caller runs a single SELECT, which sees one snapshot on its own; no
+    BEGIN and ROLLBACK around it (on a USSD hop they cost as much as the SELECT; on PostgreSQL
+    they are two more round trips). PostgreSQL runs it in autocommit, which SQLAlchemy takes off
+    again when the connection goes back to the pool."""
     with engine.connect() as connection:
         connection.info[BEGIN_MODE_KEY] = "" if one_statement else "BEGIN"
+        if one_statement and engine.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="AUTOCOMMIT")
         try:
             yield connection
             connection.rollback()

@@ -2,10 +2,10 @@
 
 Every read is a SQLAlchemy Core SELECT built once, at import, with bound parameters, and run
 through the public API (`connection.execute(query, params)`): SQLAlchemy compiles it once per
-dialect (its statement cache) and applies the column types on the way out. On PostgreSQL the
-connection is in autocommit (one statement sees one snapshot anyway): one round trip, no BEGIN
-and ROLLBACK around it. On SQLite likewise no BEGIN: a lone SELECT is its own read
-transaction, which never waits for a writer (WAL).
+dialect (its statement cache) and applies the column types on the way out. Each is a lone
+statement (`reading(..., one_statement=True)`): no BEGIN and ROLLBACK around it, autocommit on
+PostgreSQL (one round trip); on SQLite its own read transaction, which never waits for a writer
+(WAL).
 
 Domain rules still apply: a loan is built by the same row mapper as the repository's, and its
 penalty is accrued to today exactly as the API's view accrues it (on a copy, nothing saved).
@@ -107,11 +107,7 @@ LOAN = _loan_query()
 
 class SqlUssdReads:
     def __init__(self, engine: Engine) -> None:
-        self._postgres = engine.dialect.name == "postgresql"
-        # A view of the same engine (same pool) whose connections are in autocommit.
-        self._engine = (
-            engine.execution_options(isolation_level="AUTOCOMMIT") if self._postgres else engine
-        )
+        self._engine = engine
 
     def member(self, phone: str) -> Member | None:
         rows = self._rows(MEMBER, {"phone": phone})
@@ -153,9 +149,6 @@ class SqlUssdReads:
         return _line(rows[0], today) if rows else None
 
     def _rows(self, query: Select[Any], params: Mapping[str, object]) -> Sequence[Row[Any]]:
-        if self._postgres:
-            with self._engine.connect() as connection:
-                return connection.execute(query, params).all()
         with reading(self._engine, one_statement=True) as connection:
             return connection.execute(query, params).all()
 
