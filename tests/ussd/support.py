@@ -18,6 +18,7 @@ from deni.entrypoints.api.app import create_app
 
 SCREEN_CHARS_MAX = 182
 CODE = "*383#"
+TOKEN = "ussdtoken0123456789abcdef0123456789"  # DENI_USSD_TOKEN, where a test sets one
 _sessions = itertools.count(1)
 # Session ids unique across runs: a Redis store keeps sessions of an earlier run (real TTL).
 _RUN = uuid.uuid4().hex[:8]

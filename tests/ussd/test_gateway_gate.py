@@ -8,13 +8,11 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from tests.helpers import next_phone
-from tests.ussd.support import CODE, client_with
+from tests.ussd.support import CODE, TOKEN, client_with
 
 from deni.config import Settings
 from deni.domain.phone import normalise_msisdn
 from deni.entrypoints.ussd.dialer import Dialer, http_transport
-
-TOKEN = "ussdtoken0123456789abcdef0123456789"
 
 
 def _dial(client: TestClient, path: str) -> tuple[int, str]:

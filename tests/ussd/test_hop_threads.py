@@ -10,15 +10,13 @@ from datetime import datetime
 
 from fastapi.testclient import TestClient
 from tests.helpers import next_phone
-from tests.ussd.support import Phone, client_with
+from tests.ussd.support import TOKEN, Phone, client_with
 
 from deni.bootstrap import Deni
 from deni.config import Settings
 from deni.entrypoints.api.app import create_app
 from deni.entrypoints.ussd.router import HOP_THREADS
 from deni.services.ports import SessionStore
-
-TOKEN = "ussdtoken0123456789abcdef0123456789"
 
 
 class ThreadNotingStore:

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 from tests.helpers import next_phone
-from tests.ussd.support import CODE, Phone, client_with, register
+from tests.ussd.support import CODE, TOKEN, Phone, client_with, register
 
 from deni.bootstrap import Deni
 from deni.config import Settings
 from deni.entrypoints.ussd.engine import session_key
-
-TOKEN = "ussdtoken0123456789abcdef0123456789"
 
 
 def _ended(client: TestClient, phone: Phone, status: str, path: str = "/ussd/events") -> int:

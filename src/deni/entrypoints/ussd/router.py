@@ -4,9 +4,11 @@ the gate, whatever arrives; POST /ussd/events: its end-of-session notification."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
 from urllib.parse import parse_qsl
 
 import structlog
@@ -33,6 +35,7 @@ SESSION_END_STATUSES = frozenset({"Success", "Incomplete", "Failed"})
 # hand-offs and GIL contention than a whole plain request (docs/ussd.md). Per process; 2 and
 # 4 measured alike under the capacity bench, 8 about 10% slower on PostgreSQL.
 HOP_THREADS = 4
+T = TypeVar("T")
 log = structlog.get_logger(__name__)
 _gateway: Gateway = AfricasTalkingGateway()
 
@@ -43,6 +46,17 @@ class _Channel:
 
     engine: UssdEngine
     hops: ThreadPoolExecutor
+
+    async def run(self, call: Callable[[], T]) -> T:
+        """`call` on a hop thread: it blocks (the session store, the database, a PIN hash)."""
+        return await asyncio.get_running_loop().run_in_executor(self.hops, call)
+
+
+def _admitted(request: Request) -> _Channel | JSONResponse:
+    """The app's channel for a caller past the gate, or the refusal."""
+    channel = _channel(request)
+    refused = _gate(request, channel.engine, request.path_params.get("token", ""))
+    return channel if refused is None else refused
 
 
 def _channel(request: Request) -> _Channel:
@@ -69,28 +83,25 @@ async def ussd(request: Request) -> Response:
     """Africa's Talking USSD: form fields sessionId, serviceCode, phoneNumber, networkCode,
     text. Answers `CON ...` (more to come) or `END ...`, at most 182 characters. With
     DENI_USSD_TOKEN set (production), the gateway posts to /ussd/{token} instead."""
-    channel = _channel(request)
-    refused = _gate(request, channel.engine, request.path_params.get("token", ""))
-    if refused is not None:
-        return refused
+    channel = _admitted(request)
+    if isinstance(channel, JSONResponse):
+        return channel
     try:
         parsed = await _read(request)
     except BadRequest:
         reply = _refused()
     else:
-        loop = asyncio.get_running_loop()
-        reply = await loop.run_in_executor(channel.hops, channel.engine.handle, parsed)
+        reply = await channel.run(partial(channel.engine.handle, parsed))
     return PlainTextResponse(_gateway.render(reply), media_type=_gateway.content_type)
 
 
 async def session_ended(request: Request) -> Response:
     """Africa's Talking's end-of-session notification (reference B.4): form fields sessionId,
     status (Success, Incomplete, Failed), durationInMillis, hopsCount, errorMessage, ..."""
-    channel = _channel(request)
+    channel = _admitted(request)
+    if isinstance(channel, JSONResponse):
+        return channel
     engine = channel.engine
-    refused = _gate(request, engine, request.path_params.get("token", ""))
-    if refused is not None:
-        return refused
     try:
         fields = await _form(request)
     except BadRequest:
@@ -108,9 +119,7 @@ async def session_ended(request: Request) -> Response:
         hops=_digits(fields.get("hopsCount")),
         error=fields.get("errorMessage", "")[:ERROR_CHARS_LOGGED] or None,
     )
-    now = engine.deni.clock.now()
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(channel.hops, partial(engine.forget_session, session_id, now=now))
+    await channel.run(partial(engine.forget_session, session_id, now=engine.deni.clock.now()))
     return PlainTextResponse("OK")
 
 
