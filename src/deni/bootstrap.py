@@ -128,6 +128,7 @@ def mpesa_policy(settings: Settings) -> MpesaPolicy:
     return MpesaPolicy(
         stk_query_after_s=settings.mpesa_stk_query_after_s,
         status_after_s=settings.mpesa_status_after_s,
+        paybill_confirm_after_s=settings.mpesa_paybill_confirm_after_s,
     )
 
 

@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=60.0, gt=0, le=86_400)
     mpesa_stk_query_after_s: float = Field(default=180.0, ge=0, le=86_400)
     mpesa_status_after_s: float = Field(default=120.0, ge=0, le=86_400)
+    # A paybill payment accepted at validation and still unconfirmed after this: ask M-PESA.
+    mpesa_paybill_confirm_after_s: float = Field(default=300.0, ge=0, le=86_400)
 
     @model_validator(mode="after")
     def _refuse_placeholder_callback_token(self) -> Settings:

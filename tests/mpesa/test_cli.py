@@ -100,3 +100,25 @@ def _registrations(world: World) -> dict[str, dict[str, str]]:
     assert answer.status_code == 200
     found: dict[str, dict[str, str]] = answer.json()
     return found
+
+
+def test_an_operator_sees_paybill_payments_whose_confirmation_is_lost(
+    world: World, operator_env: dict[str, str]
+) -> None:
+    user = world.user()
+    world.admin.add_fault(kind="c2b", phone=user.phone, action="drop")
+    paid = world.admin.pay_paybill(user.phone, 75, user.phone)
+    world.admin.flush()
+    world.admin.clear_faults()
+
+    listed = deni(operator_env, "payments", "paybill")
+    assert "Unconfirmed paybill payments (1)" in listed
+    assert str(paid["TransID"]) in listed
+    assert "KES 75" in listed
+
+    # The command runs on the real clock, long after the tests' START: the check is due.
+    deni(operator_env, "reconcile")  # the operator's pass asks Transaction Status too
+    world.admin.flush()
+    world.work()
+    assert world.balance(user) == 75_00
+    assert "Unconfirmed paybill payments (0)" in deni(operator_env, "payments", "paybill")

@@ -18,9 +18,15 @@ from deni.domain.money import format_kes
 from deni.entrypoints.dev_sandbox import with_sandbox
 from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.worker import MpesaWorker
-from deni.services import outbox, reconcile
+from deni.services import outbox, paybills, reconcile
 from deni.services.mpesa import MpesaDeps
-from deni.services.mpesa_ports import OPEN_STATES, GatewayError, InboxState, SuspenseState
+from deni.services.mpesa_ports import (
+    OPEN_STATES,
+    GatewayError,
+    InboxState,
+    PaybillCheck,
+    SuspenseState,
+)
 from deni.services.users import find_by_phone
 
 outbox_app = typer.Typer(help="The outbox of M-PESA work to send.", no_args_is_help=True)
@@ -97,6 +103,7 @@ def reconcile_command() -> None:
     with _mpesa() as (_, deps):
         steps = [
             ("ask Daraja about open requests", reconcile.check_due),
+            ("ask about unconfirmed paybill payments", paybills.check_due),
             ("queue disbursements", reconcile.sweep_disbursements),
             ("queue lenders' payouts", reconcile.sweep_auto_payouts),
             ("auto-repay due loans", reconcile.auto_repay),
@@ -223,6 +230,29 @@ def payments_open() -> None:
             str(r.status_checks),
             r.next_check_at.isoformat(timespec="seconds") if r.next_check_at else "operator",
             r.result_desc,
+        )
+    console.print(table)
+
+
+@payments_app.command("paybill")
+def payments_paybill() -> None:
+    """Paybill payments accepted at validation whose confirmation has not been seen: waiting
+    ones are asked about by the reconciler; unresolved ones wait for an operator."""
+    waiting = [PaybillCheck.WAITING, PaybillCheck.UNRESOLVED]
+    with _mpesa() as (deni, _), deni.uow.read_only() as uow:
+        found = uow.mpesa.list_paybills(states=waiting, limit=LIST_MAX)
+    table = Table(title=f"Unconfirmed paybill payments ({len(found)})")
+    for column in ("receipt", "amount", "account", "state", "checks", "next check", "note"):
+        table.add_column(column)
+    for p in found:
+        table.add_row(
+            p.trans_id,
+            format_kes(p.amount_cents),
+            p.account_reference,
+            p.state.value,
+            str(p.checks),
+            p.next_check_at.isoformat(timespec="seconds") if p.next_check_at else "operator",
+            p.result_desc,
         )
     console.print(table)
 

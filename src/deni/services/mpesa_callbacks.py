@@ -20,7 +20,7 @@ import structlog
 
 from deni.domain.errors import InvalidPhoneNumber
 from deni.domain.phone import normalise_msisdn
-from deni.services import payments
+from deni.services import paybills, payments
 from deni.services.mpesa import (
     MpesaDeps,
     StkPaid,
@@ -41,11 +41,13 @@ from deni.services.mpesa_ports import (
     C2BEvent,
     CallbackEvent,
     CallbackKind,
+    ExpectedPaybill,
     InboxRow,
     InboxState,
     MalformedCallbackError,
     MpesaRequest,
     OtherResultEvent,
+    PaybillCheck,
     QueueTimeoutEvent,
     RequestKind,
     RequestState,
@@ -83,8 +85,9 @@ def dedupe_key(kind: str, event: CallbackEvent) -> str:
     if isinstance(event, QueueTimeoutEvent):
         return f"b2c_timeout:{event.originator_conversation_id or event.conversation_id}"
     if isinstance(event, C2BEvent):
-        prefix = "c2b" if kind == CallbackKind.C2B_CONFIRMATION else "c2b_validation"
-        return f"{prefix}:{event.trans_id}"
+        if kind == CallbackKind.C2B_CONFIRMATION:
+            return paybills.confirmation_key(event.trans_id)
+        return f"c2b_validation:{event.trans_id}"
     if isinstance(event, StatusResultEvent | BalanceResultEvent):
         return f"{kind}:{event.conversation_id}"
     return f"{kind}:{event.conversation_id or _digest(event.result_desc.encode())}"
@@ -411,6 +414,10 @@ def _apply_b2c_timeout(deps: MpesaDeps, event: QueueTimeoutEvent) -> Applied:
 def _apply_status(deps: MpesaDeps, event: StatusResultEvent) -> Applied:
     with deps.uow.read_only() as uow:
         request = uow.mpesa.find_by_status_conversation(event.conversation_id)
+        by_conversation = uow.mpesa.paybill_by_status_conversation
+        paybill = None if request else by_conversation(event.conversation_id)
+    if paybill is not None:
+        return _paybill_status(deps, paybill, event)
     if request is None and event.original_originator_conversation_id:
         found = _payout_of(deps, event.original_originator_conversation_id)
         request = found[0] if found else None
@@ -453,6 +460,33 @@ def _status_found(deps: MpesaDeps, request: MpesaRequest, event: StatusResultEve
     return _stk_paid(deps, request, stk)
 
 
+def _paybill_status(
+    deps: MpesaDeps, expected: ExpectedPaybill, event: StatusResultEvent
+) -> Applied:
+    """Transaction Status about a paybill payment whose confirmation never came: "Completed"
+    stands in for the confirmation; "not found", asked often enough, means it never happened."""
+    if expected.state is not PaybillCheck.WAITING:
+        return InboxState.IGNORED, f"paybill payment already {expected.state.value}"
+    completed = (event.transaction_status or COMPLETED).lower() == COMPLETED
+    if event.result_code == SUCCESS and completed and event.receipt == expected.trans_id:
+        if event.amount_cents != expected.amount_cents:
+            said = f"{event.amount_cents} cents, validation said {expected.amount_cents}"
+            desc = f"amount differs: M-PESA says {said}"
+            paybills.settle(deps, expected.trans_id, PaybillCheck.UNRESOLVED, desc)
+            return InboxState.APPLIED, "paybill amount differs: an operator must look"
+        _apply_c2b(deps, paybills.as_confirmation(expected))
+        paybills.settle(deps, expected.trans_id, PaybillCheck.CONFIRMED, "by Transaction Status")
+        return InboxState.APPLIED, f"paybill payment confirmed by status {expected.trans_id}"
+    if event.result_code == SUCCESS:
+        return InboxState.IGNORED, f"paybill status {event.transaction_status}: asked again later"
+    if event.conversation_id != expected.status_conversation_id:
+        return InboxState.IGNORED, "not-found answer to an older query"
+    if expected.checks < deps.policy.not_found_answers_min:
+        return InboxState.IGNORED, "paybill payment not found yet: asked again later"
+    paybills.settle(deps, expected.trans_id, PaybillCheck.NOT_PAID, event.result_desc[:200])
+    return InboxState.APPLIED, "paybill payment never completed"
+
+
 def _apply_balance(deps: MpesaDeps, event: BalanceResultEvent) -> Applied:
     now = deps.clock.now()
     with deps.uow() as uow:
@@ -489,23 +523,23 @@ def match_account(uow: UnitOfWork, reference: str) -> tuple[str, str | None] | N
 def validate_c2b(deps: MpesaDeps, *, body: bytes, source_ip: str, enabled: bool) -> dict[str, str]:
     """The synchronous answer to a C2B validation: unknown account numbers are refused."""
     stored = store_callback(deps, kind=CallbackKind.C2B_VALIDATION, body=body, source_ip=source_ip)
-    if not enabled:
-        return C2B_ACCEPT
     try:
         event = deps.gateway.parse_callback(CallbackKind.C2B_VALIDATION, body)
     except MalformedCallbackError:
-        return C2B_REJECT
+        return C2B_REJECT if enabled else C2B_ACCEPT
     assert isinstance(event, C2BEvent)
-    with deps.uow.read_only() as uow:
-        matched = match_account(uow, event.account_reference)
-    accepted = matched is not None
-    if stored.inbox_id is not None:
-        note = "accepted" if accepted else "rejected: unknown account number"
-        with deps.uow() as uow:
-            uow.mpesa.inbox_mark(
-                stored.inbox_id, state=InboxState.APPLIED, error=note, now=deps.clock.now()
-            )
-            uow.commit()
+    accepted = True
+    if enabled:
+        with deps.uow.read_only() as uow:
+            accepted = match_account(uow, event.account_reference) is not None
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        if stored.inbox_id is not None:
+            note = "accepted" if accepted else "rejected: unknown account number"
+            uow.mpesa.inbox_mark(stored.inbox_id, state=InboxState.APPLIED, error=note, now=now)
+        if accepted:  # its confirmation is now awaited (paybills.py)
+            uow.mpesa.expect_paybill(paybills.expected_from(event, now=now, policy=deps.policy))
+        uow.commit()
     return C2B_ACCEPT if accepted else C2B_REJECT
 
 

@@ -146,6 +146,39 @@ class SuspensePayment:
     assigned_at: datetime | None = None
 
 
+class PaybillCheck(StrEnum):
+    """A paybill payment Deni accepted at validation, until its confirmation is seen."""
+
+    WAITING = "waiting"  # no confirmation seen yet; the reconciler asks Transaction Status
+    CONFIRMED = "confirmed"  # the confirmation came, or Transaction Status stood in for it
+    NOT_PAID = "not_paid"  # M-PESA repeatedly knows no such payment: it never completed
+    UNRESOLVED = "unresolved"  # checks ran out: an operator must look (`deni payments paybill`)
+
+
+@dataclass(slots=True)
+class ExpectedPaybill:
+    """A paybill (C2B) payment seen at validation. M-PESA confirms it a moment later; when that
+    confirmation is lost, Transaction Status by its receipt stands in for it (the validation
+    body kept here says what it was for)."""
+
+    trans_id: str  # the M-PESA receipt
+    amount_cents: int
+    account_reference: str
+    phone_raw: str  # as Daraja sent it (may be masked or hashed)
+    phone: str | None  # 2547XXXXXXXX when Daraja sent it plain
+    state: PaybillCheck
+    created_at: datetime
+    updated_at: datetime
+    next_check_at: datetime | None = None
+    checks: int = 0
+    status_conversation_id: str | None = None  # the last Transaction Status query's ack
+    result_desc: str = ""
+
+    def __post_init__(self) -> None:
+        assert self.amount_cents > 0
+        assert self.trans_id
+
+
 @dataclass(frozen=True, slots=True)
 class MpesaPreferences:
     user_id: str
@@ -259,6 +292,29 @@ class MpesaRepository(Protocol):
     def suspense_list(
         self, *, states: Sequence[SuspenseState], limit: int
     ) -> list[SuspensePayment]: ...
+
+    # paybill payments seen at validation
+    def expect_paybill(self, expected: ExpectedPaybill) -> bool:
+        """False (nothing written) when this receipt is already expected."""
+        ...
+
+    def due_paybills(self, *, now: datetime, limit: int) -> list[ExpectedPaybill]:
+        """Waiting ones whose check is due, oldest first."""
+        ...
+
+    def lock_paybill(self, trans_id: str) -> ExpectedPaybill | None: ...
+
+    def paybill_by_status_conversation(self, conversation_id: str) -> ExpectedPaybill | None: ...
+
+    def save_paybill(self, expected: ExpectedPaybill) -> None: ...
+
+    def list_paybills(
+        self, *, states: Sequence[PaybillCheck], limit: int
+    ) -> list[ExpectedPaybill]: ...
+
+    def inbox_keys_stored(self, dedupe_keys: Sequence[str]) -> set[str]:
+        """Those of these dedupe keys the inbox holds."""
+        ...
 
     # preferences
     def preferences(self, user_id: str) -> MpesaPreferences: ...
@@ -461,7 +517,9 @@ class MpesaPolicy:
     stk_query_after_s: float = 180.0  # a push with no callback after this: ask STK Query
     status_after_s: float = 120.0  # a payout with no result after this: Transaction Status
     check_backoff_s: float = 300.0  # between two checks of the same request
-    checks_max: int = 12  # then it waits for an operator (`deni payments stuck`)
+    checks_max: int = 12  # then it waits for an operator (`deni payments open`)
+    # A paybill payment accepted at validation with no confirmation after this: ask about it.
+    paybill_confirm_after_s: float = 300.0
     b2c_sends_max: int = 3  # sends of one payout whose earlier sends certainly did not happen
     # "Not found" answers from Transaction Status before a payout counts as never made: one
     # answer may come before M-PESA has finished, and acting on it could pay twice.
@@ -480,6 +538,7 @@ class MpesaPolicy:
         assert self.stk_query_after_s >= 0
         assert self.status_after_s >= 0
         assert self.check_backoff_s >= 0
+        assert self.paybill_confirm_after_s >= 0
         assert 1 <= self.checks_max <= 1000
         assert 1 <= self.b2c_sends_max <= 10
         assert 1 <= self.not_found_answers_min <= self.checks_max

@@ -478,7 +478,11 @@ class MpesaGateway(Protocol):
 
     def transaction_status(
         self, *, originator_conversation_id: str | None = None, transaction_id: str | None = None
-    ) -> ConversationAck: ...
+    ) -> ConversationAck:
+        """Ask what became of a B2C payout or STK push (by OriginatorConversationID or
+        CheckoutRequestID) or of a payment into the paybill (by its receipt, `transaction_id`).
+        The answer comes later, as a status callback."""
+        ...
 
     def account_balance(self) -> ConversationAck: ...
 

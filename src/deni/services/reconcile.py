@@ -3,6 +3,8 @@
 - Pushes with no callback after a few minutes: STK Query; a paid one is then confirmed (and its
   receipt learnt) by Transaction Status, because only a receipt may credit a wallet.
 - Payouts with no result (or an unknown send): Transaction Status by OriginatorConversationID.
+- Paybill payments accepted at validation with no confirmation after a few minutes:
+  Transaction Status by receipt (paybills.py).
   Each check is bounded (`checks_max`); what is left waits for an operator.
 - Sweeps: loan principals to borrowers who want M-PESA, repayments to lenders with auto-payout,
   auto-repay on the due date, suspense assignments left halfway.
@@ -22,7 +24,7 @@ from deni.domain.ledger import PlatformAccount
 from deni.domain.loans import LoanState
 from deni.domain.money import CENTS_PER_SHILLING
 from deni.domain.users import nairobi_today
-from deni.services import ledger, loans, payments
+from deni.services import ledger, loans, paybills, payments
 from deni.services.common import SYSTEM_ACTOR, audit, new_id
 from deni.services.mpesa import (
     B2C_MIN_CENTS,
@@ -52,6 +54,7 @@ SUCCESS = "0"
 @dataclass(frozen=True, slots=True)
 class ReconcileReport:
     checked: int = 0
+    paybills_checked: int = 0
     disbursements: int = 0
     auto_payouts: int = 0
     auto_repaid: int = 0
@@ -62,6 +65,7 @@ def reconcile_once(deps: MpesaDeps) -> ReconcileReport:
     """One bounded pass of everything the reconciler does (the worker calls it on a schedule)."""
     return ReconcileReport(
         checked=check_due(deps),
+        paybills_checked=paybills.check_due(deps),
         disbursements=sweep_disbursements(deps),
         auto_payouts=sweep_auto_payouts(deps),
         auto_repaid=auto_repay(deps),
@@ -104,7 +108,7 @@ def _settle_check(deps: MpesaDeps, request_id: str, *, desc: str, unknown: bool 
             request.state = RequestState.UNKNOWN
             request.next_check_at = now  # ask at once: the send was at least a lease ago
         else:
-            request.next_check_at = None  # `deni payments stuck` lists it
+            request.next_check_at = None  # `deni payments open` shows it for an operator
         request.result_desc = desc[:200]
         uow.mpesa.save_request(request, now)
         uow.commit()

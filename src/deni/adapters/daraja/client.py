@@ -290,6 +290,10 @@ class DarajaClient:
                 config.initiator_password, config.certificate_pem
             )
 
+    @property
+    def config(self) -> DarajaConfig:
+        return self._config
+
     def close(self) -> None:
         if self._owns_http:
             self._http.close()

@@ -133,10 +133,13 @@ class DarajaGateway:
     def transaction_status(
         self, *, originator_conversation_id: str | None = None, transaction_id: str | None = None
     ) -> ConversationAck:
+        # A receipt Deni asks about is a payment into its paybill: the paybill asks.
+        paybill = self._client.config.paybill if transaction_id is not None else None
         answer = _translated(
             lambda: self._client.transaction_status(
                 originator_conversation_id=originator_conversation_id,
                 transaction_id=transaction_id,
+                shortcode=paybill,
             )
         )
         return ConversationAck(answer.originator_conversation_id, answer.conversation_id)

@@ -29,12 +29,14 @@ from deni.adapters.db import tables as t
 from deni.domain.loans import LoanState
 from deni.services.mpesa_ports import (
     BalanceReport,
+    ExpectedPaybill,
     InboxRow,
     InboxState,
     MpesaPreferences,
     MpesaRequest,
     OutboxMessage,
     OutboxState,
+    PaybillCheck,
     PayoutCandidate,
     Purpose,
     RequestKind,
@@ -439,6 +441,57 @@ class SqlMpesaRepository:
 
     # --- balance reports ----------------------------------------------------------------------
 
+    def expect_paybill(self, expected: ExpectedPaybill) -> bool:
+        values = _paybill_values(expected)
+        return _inserted(self._connection, insert(m.expected_paybills).values(values))
+
+    def due_paybills(self, *, now: datetime, limit: int) -> list[ExpectedPaybill]:
+        c = m.expected_paybills.c
+        query = (
+            select(m.expected_paybills)
+            .where(c.state == PaybillCheck.WAITING.value, c.next_check_at <= now)
+            .order_by(c.next_check_at)
+            .limit(limit)
+        )
+        return [_paybill(row) for row in self._connection.execute(query)]
+
+    def lock_paybill(self, trans_id: str) -> ExpectedPaybill | None:
+        query = select(m.expected_paybills).where(m.expected_paybills.c.trans_id == trans_id)
+        row = self._connection.execute(query.with_for_update()).first()
+        return _paybill(row) if row else None
+
+    def paybill_by_status_conversation(self, conversation_id: str) -> ExpectedPaybill | None:
+        c = m.expected_paybills.c
+        query = select(m.expected_paybills).where(c.status_conversation_id == conversation_id)
+        row = self._connection.execute(query).first()
+        return _paybill(row) if row else None
+
+    def save_paybill(self, expected: ExpectedPaybill) -> None:
+        values = _paybill_values(expected)
+        del values["trans_id"]
+        self._connection.execute(
+            sql_update(m.expected_paybills)
+            .where(m.expected_paybills.c.trans_id == expected.trans_id)
+            .values(values)
+        )
+
+    def list_paybills(self, *, states: Sequence[PaybillCheck], limit: int) -> list[ExpectedPaybill]:
+        c = m.expected_paybills.c
+        query = (
+            select(m.expected_paybills)
+            .where(c.state.in_([s.value for s in states]))
+            .order_by(c.created_at.desc())
+            .limit(limit)
+        )
+        return [_paybill(row) for row in self._connection.execute(query)]
+
+    def inbox_keys_stored(self, dedupe_keys: Sequence[str]) -> set[str]:
+        if not dedupe_keys:
+            return set()
+        c = m.callback_inbox.c
+        query = select(c.dedupe_key).where(c.dedupe_key.in_(list(dedupe_keys)))
+        return set(self._connection.execute(query).scalars())
+
     def report_add(self, report: BalanceReport) -> None:
         self._connection.execute(insert(m.balance_reports).values(**_report_values(report)))
 
@@ -699,4 +752,38 @@ def _report(row: Row[Any]) -> BalanceReport:
         utility_cents=row.utility_cents,
         result_desc=row.result_desc,
         received_at=row.received_at,
+    )
+
+
+def _paybill_values(expected: ExpectedPaybill) -> dict[str, Any]:
+    return {
+        "trans_id": expected.trans_id,
+        "amount_cents": expected.amount_cents,
+        "account_reference": expected.account_reference[:40],
+        "phone_raw": expected.phone_raw[:80],
+        "phone": expected.phone,
+        "state": expected.state.value,
+        "checks": expected.checks,
+        "next_check_at": expected.next_check_at,
+        "status_conversation_id": expected.status_conversation_id,
+        "result_desc": expected.result_desc[:200],
+        "created_at": expected.created_at,
+        "updated_at": expected.updated_at,
+    }
+
+
+def _paybill(row: Row[Any]) -> ExpectedPaybill:
+    return ExpectedPaybill(
+        trans_id=row.trans_id,
+        amount_cents=int(row.amount_cents),
+        account_reference=row.account_reference,
+        phone_raw=row.phone_raw,
+        phone=row.phone,
+        state=PaybillCheck(row.state),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        next_check_at=row.next_check_at,
+        checks=int(row.checks),
+        status_conversation_id=row.status_conversation_id,
+        result_desc=row.result_desc,
     )

@@ -8,6 +8,8 @@
 - suspense_payments: money received that matched nothing, until an operator assigns it.
 - mpesa_preferences: per user: pay loans out to M-PESA (default on), lender auto-payout.
 - balance_reports: Daraja's account balance beside the ledger's M-PESA accounts.
+- expected_paybills: paybill payments accepted at validation, until their confirmation is seen
+  (migration 0006).
 """
 
 from __future__ import annotations
@@ -141,4 +143,23 @@ balance_reports = Table(
     Column("result_desc", String(200), nullable=False, default=""),
     Column("requested_at", UtcDateTime, nullable=False),
     Column("received_at", UtcDateTime, nullable=True),
+)
+
+expected_paybills = Table(
+    "expected_paybills",
+    metadata,
+    Column("trans_id", String(40), primary_key=True),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("account_reference", String(40), nullable=False, default=""),
+    Column("phone_raw", String(80), nullable=False, default=""),
+    Column("phone", String(12), nullable=True),
+    Column("state", String(16), nullable=False),  # waiting, confirmed, not_paid, unresolved
+    Column("checks", Integer, nullable=False, default=0),
+    Column("next_check_at", UtcDateTime, nullable=True),
+    Column("status_conversation_id", String(128), nullable=True, unique=True),
+    Column("result_desc", String(200), nullable=False, default=""),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint("amount_cents > 0", name="positive"),
+    Index("ix_expected_paybills_state_next_check_at", "state", "next_check_at"),
 )
