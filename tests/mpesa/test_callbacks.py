@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 
-from deni.services.mpesa_ports import InboxState, SuspenseState
-from tests.mpesa.support import CALLBACK_TOKEN, World, stk_success_body
+from deni.services import loans
+from deni.services.mpesa_ports import InboxState, MpesaPreferences, SuspenseState
+from tests.mpesa.support import CALLBACK_TOKEN, World, next_phone, stk_success_body
 
 
 def _top_up(world: World, phone: str | None = None, amount_cents: int = 500_00) -> tuple[str, str]:
@@ -136,6 +137,78 @@ def test_unknown_checkout_and_wrong_amount_go_to_suspense(world: World) -> None:
     # A later genuine success for the same push cannot downgrade or double anything.
     world.admin.flush()
     world.work()
+
+
+def test_a_paid_push_whose_answer_was_lost_finds_its_loan_by_phone_and_amount(
+    world: World,
+) -> None:
+    """Daraja prompted the phone but its answer to Deni was lost (HTTP 500), so the callback
+    names a CheckoutRequestID Deni never learnt. The payment still repays the loan the push was
+    for, once, rather than waiting in suspense for an operator."""
+    borrower, lender = world.user(phone=next_phone()), world.user()
+    world.fund(lender, 1_000_00)
+    with world.deni.uow() as uow:
+        uow.mpesa.set_preferences(MpesaPreferences(borrower.id, False), world.clock.now())
+        uow.commit()
+    loan = _approved_loan(world, borrower.id, lender.phone)
+    world.admin.add_fault(kind="stk", phone=borrower.phone, action="http_500", processed=True)
+    answer = world.post(borrower, f"/loans/{loan}/mpesa-repayments", {"amount_cents": 300_00})
+    assert answer.status_code == 202, answer.text
+    request_id = answer.json()["id"]
+    world.settle()
+    assert world.request(request_id).checkout_request_id is None
+    assert world.balance(lender) == 0
+
+    world.reconcile()  # past the grace for unknown ids; the reconciler gives the push up too
+
+    request = world.request(request_id)
+    assert request.state.value == "succeeded"
+    assert request.receipt
+    assert world.balance(lender) == 300_00  # the repayment reached the lender
+    with world.deni.uow.read_only() as uow:
+        assert uow.mpesa.suspense_list(states=[SuspenseState.UNASSIGNED], limit=10) == []
+    world.assert_conserved()
+
+
+def test_an_unknown_payment_matches_no_push_of_another_amount(world: World) -> None:
+    phone = next_phone()
+    user = world.user(phone=phone)
+    world.admin.add_fault(kind="stk", phone=user.phone, action="http_500", processed=False)
+    answer = world.post(user, "/mpesa/top-ups", {"amount_cents": 200_00})
+    request_id = answer.json()["id"]
+    world.drain()  # Daraja never answered; nothing reached the phone
+    unknown = stk_success_body("ws_CO_unknown_0002", "UNKNOWN002", 150)
+    unknown["Body"]["stkCallback"]["CallbackMetadata"]["Item"][3]["Value"] = int(user.phone)  # type: ignore[index]
+    assert world.http.post(world.hook_url("stk"), json=unknown).status_code == 200
+    world.reconcile()
+
+    assert world.request(request_id).state.value == "failed"
+    assert world.balance(user) == 0
+    with world.deni.uow.read_only() as uow:
+        [waiting] = uow.mpesa.suspense_list(states=[SuspenseState.UNASSIGNED], limit=10)
+    assert waiting.receipt == "UNKNOWN002"
+
+
+def _approved_loan(world: World, borrower_id: str, lender_phone: str) -> str:
+    loan = loans.request_loan(
+        uow=world.deni.uow(),
+        clock=world.clock,
+        borrower_id=borrower_id,
+        lender_phone=lender_phone,
+        principal_cents=1_000_00,
+        fee_cents=0,
+        term_days=14,
+    )
+    lender_id = loan.lender_id
+    approved = loans.approve_loan(
+        uow=world.deni.uow(),
+        hasher=world.deni.hasher,
+        clock=world.clock,
+        lender_id=lender_id,
+        loan_id=loan.id,
+        pin="1234",
+    )
+    return approved.id
 
 
 def test_hook_answers_every_callback_kind(world: World) -> None:

@@ -437,7 +437,7 @@ def _stk_not_accepted(deps: MpesaDeps, request_id: str, error: GatewayError) -> 
             request.next_check_at = None
         else:
             # No CheckoutRequestID to ask about: if the customer pays anyway, the callback
-            # finds no request and the money waits in suspense for an operator.
+            # names an id Deni never learnt and is matched back by phone and amount.
             _mark_unknown(request, error.message, now=now, wait_s=deps.policy.stk_query_after_s)
         uow.mpesa.save_request(request, now)
         uow.commit()

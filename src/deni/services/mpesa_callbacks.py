@@ -62,6 +62,10 @@ SUCCESS = "0"
 # An STK callback may beat the worker's record of its CheckoutRequestID by a moment: such a
 # callback waits this long in the inbox before its money is sent to suspense.
 UNKNOWN_CHECKOUT_GRACE_S = 120.0
+# A paid push whose CheckoutRequestID Deni never learnt is matched to an unanswered push to the
+# same phone for the same amount made this long before its callback (a prompt lives a minute
+# or two on the phone; the rest is slack for a slow callback).
+UNANSWERED_PUSH_WINDOW_S = 15 * 60.0
 COMPLETED = "completed"
 C2B_ACCEPT = {"ResultCode": "0", "ResultDesc": "Accepted"}
 C2B_REJECT = {"ResultCode": "C2B00012", "ResultDesc": "Rejected"}  # invalid account number
@@ -309,8 +313,30 @@ def _apply_stk(deps: MpesaDeps, event: StkResultEvent, *, received_at: datetime)
     if request is None:
         if deps.clock.now() - received_at < timedelta(seconds=UNKNOWN_CHECKOUT_GRACE_S):
             raise NotYet("unknown CheckoutRequestID: waiting for the worker's record")
-        return _suspense(deps, event, "STK payment for an unknown CheckoutRequestID")
+        unanswered = _unanswered_push(deps, event, received_at=received_at)
+        if unanswered is None:
+            return _suspense(deps, event, "STK payment for an unknown CheckoutRequestID")
+        request = unanswered
     return _stk_paid(deps, request, event)
+
+
+def _unanswered_push(
+    deps: MpesaDeps, event: StkResultEvent, *, received_at: datetime
+) -> MpesaRequest | None:
+    """The push this payment answers, when Daraja never answered the push itself: the oldest
+    unanswered push to the payer's phone for the paid amount. The money is the payer's either
+    way; this puts it where they meant it (a loan, say) instead of in suspense."""
+    if event.phone is None or event.amount_cents is None:
+        return None
+    with deps.uow.read_only() as uow:
+        found = uow.mpesa.unanswered_pushes(
+            phone=event.phone,
+            amount_cents=event.amount_cents,
+            since=received_at - timedelta(seconds=UNANSWERED_PUSH_WINDOW_S),
+            until=received_at,
+            limit=1,
+        )
+    return found[0] if found else None
 
 
 def _stk_paid(deps: MpesaDeps, request: MpesaRequest, event: StkResultEvent) -> Applied:

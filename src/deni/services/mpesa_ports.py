@@ -49,6 +49,9 @@ OPEN_STATES = frozenset(
     {RequestState.QUEUED, RequestState.SENDING, RequestState.SENT, RequestState.UNKNOWN}
 )
 FINAL_STATES = frozenset({RequestState.SUCCEEDED, RequestState.FAILED})
+# The result code of a push that Daraja never answered (no CheckoutRequestID): it may still
+# have reached the phone, and its callback then names an id Deni never learnt.
+UNANSWERED_PUSH_CODE = "unknown"
 
 
 @dataclass(slots=True)
@@ -225,6 +228,13 @@ class MpesaRepository(Protocol):
     def find_by_originator(self, originator_conversation_id: str) -> MpesaRequest | None: ...
 
     def find_by_status_conversation(self, conversation_id: str) -> MpesaRequest | None: ...
+
+    def unanswered_pushes(
+        self, *, phone: str, amount_cents: int, since: datetime, until: datetime, limit: int
+    ) -> list[MpesaRequest]:
+        """Pushes to this phone for this amount, made in [since, until], that Daraja never
+        answered (no CheckoutRequestID) and that nothing has paid: oldest first."""
+        ...
 
     def save_request(self, request: MpesaRequest, now: datetime) -> None: ...
 

@@ -34,6 +34,7 @@ from deni.services.mpesa import (
     request_stk,
 )
 from deni.services.mpesa_ports import (
+    UNANSWERED_PUSH_CODE,
     BalanceReport,
     GatewayError,
     GatewayOutcome,
@@ -117,8 +118,10 @@ def _settle_check(deps: MpesaDeps, request_id: str, *, desc: str, unknown: bool 
 
 def _check_stk(deps: MpesaDeps, request: MpesaRequest) -> None:
     if request.checkout_request_id is None:
-        # Never acknowledged: nothing to ask about. A payment, if any, lands in suspense.
-        fail_stk(deps, request.id, code="unknown", desc="no answer from Daraja to the push")
+        # Never acknowledged: nothing to ask about. A payment, if any, comes with an id Deni
+        # never learnt; its callback is matched back by phone and amount (mpesa_callbacks).
+        desc = "no answer from Daraja to the push"
+        fail_stk(deps, request.id, code=UNANSWERED_PUSH_CODE, desc=desc)
         return
     try:
         answer = deps.gateway.stk_query(checkout_request_id=request.checkout_request_id)

@@ -28,6 +28,7 @@ from deni.adapters.db import mpesa_tables as m
 from deni.adapters.db import tables as t
 from deni.domain.loans import LoanState
 from deni.services.mpesa_ports import (
+    UNANSWERED_PUSH_CODE,
     BalanceReport,
     ExpectedPaybill,
     InboxRow,
@@ -176,6 +177,34 @@ class SqlMpesaRepository:
 
     def find_by_status_conversation(self, conversation_id: str) -> MpesaRequest | None:
         return self._one(m.mpesa_requests.c.status_conversation_id == conversation_id)
+
+    def unanswered_pushes(
+        self, *, phone: str, amount_cents: int, since: datetime, until: datetime, limit: int
+    ) -> list[MpesaRequest]:
+        c = m.mpesa_requests.c
+        maybe_sent = [RequestState.SENDING.value, RequestState.UNKNOWN.value]
+        query = (
+            select(m.mpesa_requests)
+            .where(
+                c.kind == RequestKind.STK.value,
+                c.phone == phone,
+                c.amount_cents == amount_cents,
+                c.created_at >= since,
+                c.created_at <= until,
+                c.checkout_request_id.is_(None),
+                c.receipt.is_(None),
+                or_(
+                    c.state.in_(maybe_sent),
+                    and_(
+                        c.state == RequestState.FAILED.value,
+                        c.result_code == UNANSWERED_PUSH_CODE,
+                    ),
+                ),
+            )
+            .order_by(c.created_at, c.id)
+            .limit(limit)
+        )
+        return [_request(row) for row in self._connection.execute(query)]
 
     def save_request(self, request: MpesaRequest, now: datetime) -> None:
         result = self._connection.execute(_SAVE_REQUEST, _request_changes(request, now))
