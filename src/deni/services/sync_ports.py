@@ -154,7 +154,8 @@ class SyncRepository(Protocol):
         ...
 
     def finished_below(self) -> int | None:
-        """PostgreSQL: the snapshot's xmin (every transaction below it has ended). SQLite:
+        """PostgreSQL: the lowest transaction id that may still commit into this database's
+        change log (below it, every transaction has ended or lives elsewhere). SQLite:
         None (writers are serialised; the snapshot sees a prefix of the log)."""
         ...
 

@@ -3,9 +3,10 @@
 The change log (sync_changes) is written by the repositories in the same transaction as each
 change; a pull reads it in one consistent snapshot and loads each changed record's current
 state from that same snapshot. Positions are (xid, seq): on PostgreSQL a pull serves only
-changes of transactions that have ended (xid below the snapshot's xmin), in (xid, seq) order,
-so a transaction that took its sequence number early but committed late is served later,
-never skipped. On SQLite writers are serialised, so seq order is commit order.
+changes of transactions that have ended (xid below the lowest one of this database still
+running at the snapshot), in (xid, seq) order, so a transaction that took its sequence number
+early but committed late is served later, never skipped. On SQLite writers are serialised,
+so seq order is commit order.
 
 A cursor is opaque and signed (HMAC) with the user, the position and its issue time. A cursor
 that does not verify, belongs to someone else, or is older than CURSOR_RETENTION gets a full

@@ -40,8 +40,8 @@ def make_engine(
         pool_recycle=1800,
         pool_timeout=30,
         isolation_level="READ COMMITTED",
-        # A session of ours left idle inside a transaction (a hung worker) would hold back the
-        # xmin below which sync pulls read, for every user: PostgreSQL ends it instead.
+        # A session of ours left idle inside a transaction (a hung worker) would hold back
+        # every user's sync pulls (they wait for this database's writers): PostgreSQL ends it.
         connect_args={
             "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
             f" -c lock_timeout={lock_timeout_ms}"

@@ -34,6 +34,32 @@ PRUNE_BATCH_MAX = 10_000
 _INSERT_MUTATION = s.sync_mutations.insert()  # values come with each call (one statement)
 
 
+# The lowest transaction id a pull must wait for: the snapshot's running transactions, less those
+# pg_stat_activity shows running in another database (they cannot write this one's change
+# log), else the snapshot's xmax. Plain xmin would make a long writer anywhere on the server
+# hold every pull back. A running transaction this cannot place (one that ended between the
+# snapshot and the activity read, a prepared one, a subtransaction's id) still counts: waiting
+# is safe, skipping is not. backend_xid is 32 bits, snapshot ids 64: compare the low 32.
+_FINISHED_BELOW = text(
+    """
+    WITH snapshot AS (SELECT pg_current_snapshot() AS taken),
+    elsewhere AS (
+        SELECT backend_xid::text::bigint AS xid32
+        FROM pg_stat_activity
+        WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()
+    )
+    SELECT coalesce(
+        (
+            SELECT min(running::text::bigint)
+            FROM snapshot, pg_snapshot_xip(snapshot.taken) AS running
+            WHERE running::text::bigint % 4294967296 NOT IN (SELECT xid32 FROM elsewhere)
+        ),
+        (SELECT pg_snapshot_xmax(taken)::text::bigint FROM snapshot)
+    )
+    """
+)
+
+
 class SqlSyncRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -237,8 +263,7 @@ class SqlSyncRepository:
     def finished_below(self) -> int | None:
         if self._connection.dialect.name != "postgresql":
             return None
-        query = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        return int(self._connection.execute(query).scalar_one())
+        return int(self._connection.execute(_FINISHED_BELOW).scalar_one())
 
     def prune_changes(self, *, created_before: datetime, limit: int) -> int:
         # Walk the log from its start by primary key (no index on the time needed): the

@@ -142,9 +142,10 @@ _deferred: dict[Connection, list[tuple[Change, datetime]]] = {}
 def log_changes(connection: Connection, changes: Sequence[Change], now: datetime) -> None:
     """Append to the change log in the caller's transaction (so it commits with the change).
 
-    On PostgreSQL each row carries the writing transaction's id: a pull serves only rows of
-    transactions that have finished (below its snapshot's xmin), so a change committed late
-    is never skipped. SQLite serialises writers, so there the sequence is commit order.
+    On PostgreSQL each row carries the writing transaction's id: a pull serves only rows below
+    the lowest transaction of this database still running at its snapshot, so a change
+    committed late is never skipped. SQLite serialises writers, so there the sequence is
+    commit order.
     """
     assert len(changes) <= CHANGES_PER_WRITE_MAX
     assert now.tzinfo is not None, "store aware datetimes only"
