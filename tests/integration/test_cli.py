@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
@@ -107,3 +110,22 @@ def test_loans_sweep_reports_what_it_expired(cli_env: str) -> None:
     code, output = _run("loans", "sweep")
     assert code == 0, output
     assert "Expired 0 loan(s); stored 0 reminder(s)." in output
+
+
+def test_user_export_writes_what_the_api_export_gives(cli_env: str, tmp_path: Path) -> None:
+    _create_and_fund()
+    target = tmp_path / "amina.json"
+    code, output = _run("user", "export", "--phone", "0712345678", "--out", str(target))
+    assert code == 0, output
+    data = json.loads(target.read_text(encoding="utf-8"))
+    assert data["user"]["name"] == "Amina"
+    assert data["wallet"]["balance_cents"] == 150_000
+    [deposit] = data["wallet"]["statement"]
+    assert deposit["mpesa_receipt"] == "QK1"
+    assert "statement lines: 1" in output
+
+
+def test_user_export_of_an_unknown_number_is_a_clear_error(cli_env: str) -> None:
+    code, output = _run("user", "export", "--phone", "0799999999")
+    assert code == 2
+    assert "user_not_found" in output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -19,7 +20,8 @@ from deni.config import Settings
 from deni.domain.errors import DomainError
 from deni.domain.money import format_kes
 from deni.entrypoints import cli_mpesa, cli_offline, cli_ussd, demo
-from deni.services import audit, ledger, payments, reminders, users
+from deni.entrypoints.api.routes.privacy import PersonalDataOut, export_file_name
+from deni.services import audit, ledger, payments, privacy, reminders, users
 
 app = typer.Typer(help="Deni: peer-to-peer lending over M-PESA.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
@@ -119,6 +121,30 @@ def user_create(
         except DomainError as error:
             _fail(error)
         console.print(f"Created {user.name} ({user.phone}), id {user.id}")
+
+
+@user_app.command("export")
+def user_export(
+    phone: Annotated[str, typer.Option(help="Whose data: their Kenyan mobile number.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Write it here (default: deni-data-DATE.json).")
+    ] = None,
+) -> None:
+    """Everything Deni holds about one person, as the JSON file GET /api/v1/me/export gives
+    them: for a request made to support (a USSD-only member has no other way to ask)."""
+    with _wired() as deni:
+        try:
+            with deni.uow.read_only() as uow:
+                user = users.find_by_phone(uow, phone)
+            data = privacy.personal_data(uow_factory=deni.uow, clock=deni.clock, user_id=user.id)
+        except DomainError as error:
+            _fail(error)
+    target = out or Path(export_file_name(data))
+    target.write_text(PersonalDataOut.of(data).model_dump_json(indent=2), encoding="utf-8")
+    console.print(
+        f"Wrote {target} (loans: {len(data.loans)}, statement lines: {len(data.statement)}, "
+        f"notifications: {len(data.notifications)}, audit rows: {len(data.audit)})"
+    )
 
 
 @wallet_app.command("deposit")

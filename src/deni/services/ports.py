@@ -280,6 +280,10 @@ class AuditRepository(Protocol):
 
     def scan(self, *, after_seq: int, limit: int) -> list[AuditRecord]: ...
 
+    def by_actor(self, actor_id: str, *, after_seq: int, limit: int) -> list[AuditRecord]:
+        """The rows of the commands this actor made, in chain order."""
+        ...
+
     def head(self) -> tuple[int, str]: ...
 
 

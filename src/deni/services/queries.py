@@ -18,6 +18,7 @@ from deni.services.ports import (
     NotificationRecord,
     RepaymentRecord,
     StatementLine,
+    UnitOfWork,
     UnitOfWorkFactory,
 )
 
@@ -96,6 +97,12 @@ def loan_detail(
         names = uow.users.contacts({loan.borrower_id, loan.lender_id})
         repayments = uow.loans.repayments(loan.id)
     return LoanDetail(_view(loan, today, names), repayments)
+
+
+def loan_details(uow: UnitOfWork, loans: Sequence[Loan], *, today: date) -> list[LoanDetail]:
+    """Several loans in full, read in the caller's transaction (the names in one query)."""
+    names = uow.users.contacts({u for loan in loans for u in (loan.borrower_id, loan.lender_id)})
+    return [LoanDetail(_view(loan, today, names), uow.loans.repayments(loan.id)) for loan in loans]
 
 
 def loan_view(*, uow_factory: UnitOfWorkFactory, clock: Clock, loan: Loan) -> LoanView:

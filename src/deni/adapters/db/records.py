@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, select, update
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.sync_tables import log_changes
@@ -212,12 +212,14 @@ class SqlAuditRepository:
         return records
 
     def scan(self, *, after_seq: int, limit: int) -> list[AuditRecord]:
-        query = (
-            select(t.audit_log)
-            .where(t.audit_log.c.seq > after_seq)
-            .order_by(t.audit_log.c.seq)
-            .limit(limit)
-        )
+        return self._rows(t.audit_log.c.seq > after_seq, limit=limit)
+
+    def by_actor(self, actor_id: str, *, after_seq: int, limit: int) -> list[AuditRecord]:
+        c = t.audit_log.c
+        return self._rows(c.actor_id == actor_id, c.seq > after_seq, limit=limit)
+
+    def _rows(self, *where: ColumnElement[bool], limit: int) -> list[AuditRecord]:
+        query = select(t.audit_log).where(*where).order_by(t.audit_log.c.seq).limit(limit)
         return [
             AuditRecord(
                 seq=row.seq,

@@ -202,6 +202,8 @@ audit_log = Table(
     Column("details", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
+    # A person's own commands, for their data export (migration 0007).
+    Index("ix_audit_log_actor_id_seq", "actor_id", "seq"),
 )
 
 # One row. Locking it orders appends, so two writers can never fork the hash chain.

@@ -20,7 +20,16 @@ from deni.domain.ledger import EntryCode
 from deni.domain.loans import LoanState
 from deni.entrypoints.api.errors import error_response
 from deni.entrypoints.api.middleware import MetricsMiddleware
-from deni.entrypoints.api.routes import auth, hooks, loans, mpesa, notifications, sync, wallet
+from deni.entrypoints.api.routes import (
+    auth,
+    hooks,
+    loans,
+    mpesa,
+    notifications,
+    privacy,
+    sync,
+    wallet,
+)
 from deni.entrypoints.api.schemas import HealthOut
 from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.ussd import router as ussd
@@ -57,6 +66,7 @@ def create_app(deni: Deni) -> FastAPI:
         notifications.router,
         mpesa.router,
         sync.router,  # offline sync (issue #4, docs/sync.md)
+        privacy.router,  # the data-subject export (DESIGN.md section 7)
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)

@@ -9,8 +9,9 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from deni.domain.money import format_kes
+from deni.domain.users import User
 from deni.services.ports import NotificationRecord, StatementLine
-from deni.services.queries import LoanView
+from deni.services.queries import LoanDetail, LoanView
 
 Cents = Annotated[StrictInt, Field(description="Integer cents (KES 1 = 100).")]
 
@@ -86,6 +87,16 @@ class UserOut(BaseModel):
     name: str
     language: str
     created_at: datetime
+
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        return cls(
+            id=user.id,
+            phone=user.phone,
+            name=user.name,
+            language=user.language,
+            created_at=user.created_at,
+        )
 
 
 class MeOut(UserOut):
@@ -240,6 +251,22 @@ class RepaymentOut(BaseModel):
 
 class LoanDetailOut(LoanOut):
     repayments: list[RepaymentOut]
+
+    @classmethod
+    def of_detail(cls, detail: LoanDetail) -> LoanDetailOut:
+        repayments = [
+            RepaymentOut(
+                id=r.id,
+                amount_cents=r.amount_cents,
+                penalty_cents=r.penalty_cents,
+                fee_cents=r.fee_cents,
+                principal_cents=r.principal_cents,
+                channel=r.channel,
+                created_at=r.created_at,
+            )
+            for r in detail.repayments
+        ]
+        return cls(**LoanOut.of(detail.view).model_dump(), repayments=repayments)
 
 
 class LoanListOut(BaseModel):

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from deni.domain.money import format_kes
-from deni.domain.users import User
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId, idempotency_key
 from deni.entrypoints.api.idempotency import run_idempotent
 from deni.entrypoints.api.schemas import (
@@ -25,16 +24,6 @@ from deni.services.ports import UnitOfWorkFactory
 from deni.services.users import Session
 
 router = APIRouter(tags=["auth"])
-
-
-def _user_out(user: User) -> UserOut:
-    return UserOut(
-        id=user.id,
-        phone=user.phone,
-        name=user.name,
-        language=user.language,
-        created_at=user.created_at,
-    )
 
 
 def _session_out(session: Session) -> SessionOut:
@@ -64,7 +53,7 @@ def register(
             pin=body.pin,
             language=body.language,
         )
-        return 201, _user_out(user)
+        return 201, UserOut.of(user)
 
     if key is None:
         return action(deni.uow)[1]
@@ -109,7 +98,7 @@ def me(user_id: UserId, deni: DeniDep) -> MeOut:
     with deni.uow.read_only() as uow:
         balance_cents = ledger.wallet_balance_cents(uow, user_id=user_id)
     return MeOut(
-        **_user_out(user).model_dump(),
+        **UserOut.of(user).model_dump(),
         balance_cents=balance_cents,
         balance=format_kes(balance_cents),
     )

@@ -19,7 +19,6 @@ from deni.entrypoints.api.schemas import (
     PinIn,
     QuoteOut,
     RepayIn,
-    RepaymentOut,
     RepayOut,
     TermsIn,
 )
@@ -138,19 +137,7 @@ def loan_detail(loan_id: LoanId, user_id: UserId, deni: DeniDep) -> LoanDetailOu
     detail = queries.loan_detail(
         uow_factory=deni.uow, clock=deni.clock, user_id=user_id, loan_id=loan_id
     )
-    repayments = [
-        RepaymentOut(
-            id=r.id,
-            amount_cents=r.amount_cents,
-            penalty_cents=r.penalty_cents,
-            fee_cents=r.fee_cents,
-            principal_cents=r.principal_cents,
-            channel=r.channel,
-            created_at=r.created_at,
-        )
-        for r in detail.repayments
-    ]
-    return LoanDetailOut(**LoanOut.of(detail.view).model_dump(), repayments=repayments)
+    return LoanDetailOut.of_detail(detail)
 
 
 @router.post("/{loan_id}/approve", response_model=LoanOut)

@@ -1,0 +1,98 @@
+"""GET /api/v1/me/export: everything Deni holds about the signed-in person, as one JSON file
+(the right of access and to data portability, Data Protection Act 2019)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
+
+from deni.domain.money import format_kes
+from deni.entrypoints.api.deps import DeniDep, UserId
+from deni.entrypoints.api.routes.mpesa import MpesaRequestOut, PreferencesOut
+from deni.entrypoints.api.schemas import (
+    LoanDetailOut,
+    NotificationOut,
+    StatementLineOut,
+    UserOut,
+)
+from deni.services import privacy
+from deni.services.ports import AuditRecord
+
+router = APIRouter(tags=["auth"])
+
+
+class WalletExportOut(BaseModel):
+    balance_cents: int
+    balance: str
+    statement: list[StatementLineOut]
+
+
+class AuditRowOut(BaseModel):
+    seq: int
+    at: datetime
+    channel: str
+    command: str
+    details: dict[str, Any]
+    hash: str
+
+    @classmethod
+    def of(cls, row: AuditRecord) -> AuditRowOut:
+        return cls(
+            seq=row.seq,
+            at=row.at,
+            channel=row.channel,
+            command=row.command,
+            details=json.loads(row.details),
+            hash=row.hash,
+        )
+
+
+class PersonalDataOut(BaseModel):
+    exported_at: datetime
+    user: UserOut
+    wallet: WalletExportOut
+    loans: list[LoanDetailOut]
+    notifications: list[NotificationOut]
+    mpesa_requests: list[MpesaRequestOut]
+    mpesa_preferences: PreferencesOut
+    audit: list[AuditRowOut]
+
+    @classmethod
+    def of(cls, data: privacy.PersonalData) -> PersonalDataOut:
+        preferences = data.mpesa_preferences
+        return cls(
+            exported_at=data.exported_at,
+            user=UserOut.of(data.user),
+            wallet=WalletExportOut(
+                balance_cents=data.balance_cents,
+                balance=format_kes(data.balance_cents),
+                statement=[StatementLineOut.of(line) for line in data.statement],
+            ),
+            loans=[LoanDetailOut.of_detail(detail) for detail in data.loans],
+            notifications=[NotificationOut.of(n) for n in data.notifications],
+            mpesa_requests=[MpesaRequestOut.of(r) for r in data.mpesa_requests],
+            mpesa_preferences=PreferencesOut(
+                disburse_to_mpesa=preferences.disburse_to_mpesa,
+                auto_payout=preferences.auto_payout,
+            ),
+            audit=[AuditRowOut.of(row) for row in data.audit],
+        )
+
+
+def export_file_name(data: privacy.PersonalData) -> str:
+    return f"deni-data-{data.exported_at.date().isoformat()}.json"
+
+
+@router.get("/me/export", response_model=PersonalDataOut)
+def export(user_id: UserId, deni: DeniDep, response: Response) -> PersonalDataOut:
+    """Everything Deni holds about you: profile, wallet statement, loans you borrowed or lent
+    with their repayments, notifications, M-PESA requests and preferences, and the record of
+    the commands you made. Never your PIN. Read on one consistent snapshot."""
+    data = privacy.personal_data(uow_factory=deni.uow, clock=deni.clock, user_id=user_id)
+    response.headers["Content-Disposition"] = f'attachment; filename="{export_file_name(data)}"'
+    response.headers["Cache-Control"] = "no-store"
+    return PersonalDataOut.of(data)

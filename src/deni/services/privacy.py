@@ -1,0 +1,152 @@
+"""A person's right of access (Data Protection Act 2019, s.26): everything Deni holds about them,
+read on one consistent snapshot, for them to keep or take elsewhere.
+
+What is in it: the profile (never the PIN hash), the wallet with every statement line, every
+loan they borrowed or lent with its repayments (the other party's name and phone are part of
+the loan they agreed to), their notifications, their M-PESA requests and preferences, and the
+audit rows of the commands they made. What is not: other people's data beyond that, and
+secrets (PIN hash, tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from deni.domain.errors import NotFound, ValidationFailed
+from deni.domain.ledger import wallet_account_id
+from deni.domain.users import User, nairobi_today
+from deni.services.mpesa_ports import MpesaPreferences, MpesaRequest
+from deni.services.ports import (
+    LIST_PAGE_MAX,
+    STATEMENT_PAGE_MAX,
+    AuditRecord,
+    Clock,
+    NotificationRecord,
+    StatementLine,
+    UnitOfWork,
+)
+from deni.services.queries import LoanDetail, loan_details
+
+# Far beyond what a person makes on Deni; an export past it fails with a clear error rather
+# than leave anything out silently.
+SECTION_ITEMS_MAX = 50_000
+ROLES = ("borrower", "lender")
+T = TypeVar("T")
+
+
+class SnapshotReads(Protocol):
+    def snapshot(self) -> UnitOfWork:
+        """A read-only transaction on one consistent snapshot."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalData:
+    exported_at: datetime
+    user: User
+    balance_cents: int
+    statement: list[StatementLine]  # newest first
+    loans: list[LoanDetail]  # newest first, both roles
+    notifications: list[NotificationRecord]  # newest first
+    mpesa_requests: list[MpesaRequest]  # newest first
+    mpesa_preferences: MpesaPreferences
+    audit: list[AuditRecord]  # oldest first
+
+
+class ExportTooLarge(ValidationFailed):
+    def __init__(self, section: str) -> None:
+        super().__init__(
+            f"More than {SECTION_ITEMS_MAX:,} {section}: ask support for a bulk export.",
+            code="export_too_large",
+        )
+
+
+def personal_data(*, uow_factory: SnapshotReads, clock: Clock, user_id: str) -> PersonalData:
+    now = clock.now()
+    with uow_factory.snapshot() as uow:
+        user = uow.users.get(user_id)
+        if user is None:
+            raise NotFound("No such user.", code="user_not_found")
+        account = uow.ledger.get_account(wallet_account_id(user_id))
+        assert account is not None, "every user has a wallet"
+        return PersonalData(
+            exported_at=now,
+            user=user,
+            balance_cents=account.balance_cents,
+            statement=_statement(uow, user_id),
+            loans=_loans(uow, user_id, now),
+            notifications=_notifications(uow, user_id),
+            mpesa_requests=_bounded(
+                "M-PESA requests",
+                uow.mpesa.list_requests(states=[], limit=SECTION_ITEMS_MAX + 1, user_id=user_id),
+            ),
+            mpesa_preferences=uow.mpesa.preferences(user_id),
+            audit=_audit(uow, user_id),
+        )
+
+
+def _bounded(section: str, items: list[T]) -> list[T]:
+    if len(items) > SECTION_ITEMS_MAX:
+        raise ExportTooLarge(section)
+    return items
+
+
+def _statement(uow: UnitOfWork, user_id: str) -> list[StatementLine]:
+    lines: list[StatementLine] = []
+    before: int | None = None
+    for _ in range(SECTION_ITEMS_MAX // STATEMENT_PAGE_MAX + 1):
+        page = uow.ledger.statement(
+            wallet_account_id(user_id), before_posting_id=before, limit=STATEMENT_PAGE_MAX
+        )
+        lines.extend(page)
+        if len(page) < STATEMENT_PAGE_MAX:
+            return _bounded("statement lines", lines)
+        before = page[-1].posting_id
+    raise ExportTooLarge("statement lines")
+
+
+def _loans(uow: UnitOfWork, user_id: str, now: datetime) -> list[LoanDetail]:
+    loans = []
+    for role in ROLES:
+        for page_index in range(SECTION_ITEMS_MAX // LIST_PAGE_MAX + 1):
+            page = uow.loans.list_for(
+                user_id=user_id,
+                role=role,
+                states=[],
+                limit=LIST_PAGE_MAX,
+                offset=page_index * LIST_PAGE_MAX,
+            )
+            loans.extend(page)
+            if len(page) < LIST_PAGE_MAX:
+                break
+        else:
+            raise ExportTooLarge("loans")
+    loans = _bounded("loans", loans)
+    loans.sort(key=lambda loan: (loan.requested_at, loan.id), reverse=True)
+    return loan_details(uow, loans, today=nairobi_today(now))
+
+
+def _notifications(uow: UnitOfWork, user_id: str) -> list[NotificationRecord]:
+    found: list[NotificationRecord] = []
+    for page_index in range(SECTION_ITEMS_MAX // LIST_PAGE_MAX + 1):
+        page = uow.notifications.list_for(
+            user_id, unread_only=False, limit=LIST_PAGE_MAX, offset=page_index * LIST_PAGE_MAX
+        )
+        found.extend(page)
+        if len(page) < LIST_PAGE_MAX:
+            return _bounded("notifications", found)
+    raise ExportTooLarge("notifications")
+
+
+def _audit(uow: UnitOfWork, user_id: str) -> list[AuditRecord]:
+    rows: list[AuditRecord] = []
+    after_seq = 0
+    for _ in range(SECTION_ITEMS_MAX // LIST_PAGE_MAX + 1):
+        page = uow.audit.by_actor(user_id, after_seq=after_seq, limit=LIST_PAGE_MAX)
+        rows.extend(page)
+        if len(page) < LIST_PAGE_MAX:
+            return _bounded("audit rows", rows)
+        after_seq = page[-1].seq
+    raise ExportTooLarge("audit rows")
