@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from deni.domain.loans import Loan
+from deni.domain.security import MONEY_HOLD_AFTER_RESET
 from deni.domain.users import User
 from deni.services import loans
 from deni.services.mpesa_ports import MpesaPreferences, Purpose, SuspenseState
@@ -189,4 +190,29 @@ def test_lender_auto_payout_sends_repayments_to_mpesa(world: World) -> None:
     [payout] = _requests(world, Purpose.AUTO_PAYOUT)
     assert payout.state.value == "succeeded"  # type: ignore[attr-defined]
     assert world.balance(lender) == 0
+    world.assert_conserved()
+
+
+def test_a_disbursement_waits_while_a_pin_reset_holds_the_borrowers_money(world: World) -> None:
+    borrower, lender = world.user(), world.user()
+    world.fund(lender, 1_000_00)
+    with world.deni.uow() as uow:  # a SIM-swapped thief would arrive this way
+        user = uow.users.lock(borrower.id)
+        assert user is not None
+        user.reset_pin(world.deni.hasher.hash("2468"), world.clock.now())
+        uow.users.save(user, world.clock.now())
+        uow.commit()
+    _loan(world, borrower, lender)
+
+    world.work(reconcile=True)
+    world.settle()
+    assert _requests(world, Purpose.DISBURSEMENT) == []
+    assert world.balance(borrower) == 1_000_00  # lent, and kept in the wallet for now
+
+    world.clock.advance(MONEY_HOLD_AFTER_RESET)
+    world.work(reconcile=True)
+    world.settle()
+    [payout] = _requests(world, Purpose.DISBURSEMENT)
+    assert payout.state.value == "succeeded"  # type: ignore[attr-defined]
+    assert world.balance(borrower) == 0
     world.assert_conserved()

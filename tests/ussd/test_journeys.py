@@ -8,9 +8,11 @@ from tests.api.support import assert_ledger_whole
 from tests.helpers import next_phone, next_receipt
 from tests.ussd.support import Phone, mpesa, register
 
+from deni.adapters.clock import ManualClock
 from deni.adapters.db import tables
 from deni.bootstrap import Deni
 from deni.domain.loans import LoanState
+from deni.domain.security import MONEY_HOLD_AFTER_RESET
 from deni.services import ledger, payments, queries, users
 
 
@@ -169,3 +171,29 @@ def test_decline_withdraw_and_settings(client: TestClient, deni: Deni) -> None:
         user = users.find_by_phone(uow, lender.number)
     assert user.language == "sw"
     assert deni.hasher.verify("9999", user.pin_hash)
+
+
+def test_a_withdrawal_waits_a_day_after_a_pin_reset(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    member = Phone(client, next_phone())
+    register(member, name="Njeri", pin="1111")
+    _mpesa_confirms(deni, member, 100_000)
+    with deni.uow() as uow:  # the SMS code proved the SIM; see tests/api/test_pin_reset_api.py
+        user = users.find_by_phone(uow, member.number)
+        user.reset_pin(deni.hasher.hash("2468"), clock.now())
+        uow.users.save(user, clock.now())
+        uow.commit()
+    requests_before = len(mpesa(deni).requests)
+
+    member.dial()
+    member.send("5", "2", "500", "2468")
+    assert "PIN was reset" in member.last
+    assert not member.ended  # a reason on the same screen, not a dropped session
+    assert len(mpesa(deni).requests) == requests_before
+
+    clock.advance(MONEY_HOLD_AFTER_RESET)
+    member.dial()
+    member.send("5", "2", "500", "2468")
+    assert member.ended
+    assert mpesa(deni).requests[-1].kind == "withdrawal"

@@ -139,6 +139,7 @@ REASON_KEYS = (
     "ussd.err_amount",
     "ussd.err_loan_changed",
     "ussd.err_pin_mismatch",
+    "ussd.err_on_hold",
 )
 
 

@@ -5,6 +5,7 @@ Programmer errors are not here: they are assertions and crash loudly.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import Enum
 
 
@@ -14,7 +15,8 @@ class ErrorKind(Enum):
     FORBIDDEN = "forbidden"  # you may not do this
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"  # the request clashes with the current state
-    LOCKED = "locked"  # too many wrong PINs
+    LOCKED = "locked"  # too many wrong PINs, or money held after a PIN reset
+    UNAVAILABLE = "unavailable"  # something outside Deni failed; try again later
 
 
 class DomainError(Exception):
@@ -71,6 +73,27 @@ class WrongPin(Unauthorized):
 class AccountLocked(DomainError):
     code = "account_locked"
     kind = ErrorKind.LOCKED
+
+
+class MoneyOnHold(DomainError):
+    """A PIN was reset lately: money may not leave the wallet until `until`."""
+
+    code = "money_on_hold"
+    kind = ErrorKind.LOCKED
+
+    def __init__(self, until: datetime) -> None:
+        when = until.strftime("%Y-%m-%d %H:%M UTC")
+        super().__init__(f"Your PIN was reset: money can leave your wallet from {when}.")
+        self.until = until
+
+
+class InvalidResetCode(Unauthorized):
+    code = "invalid_code"
+
+
+class SmsUnavailable(DomainError):
+    code = "sms_unavailable"
+    kind = ErrorKind.UNAVAILABLE
 
 
 class Forbidden(DomainError):

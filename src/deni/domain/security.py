@@ -1,7 +1,8 @@
-"""PIN rules: the format, and how long wrong PINs lock an account."""
+"""PIN rules: the format, how long wrong PINs lock an account, and resetting a forgotten PIN."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from deni.domain.errors import InvalidPin
@@ -30,3 +31,65 @@ def lock_period(lock_count: int) -> timedelta:
 
 def is_locked(locked_until: datetime | None, now: datetime) -> bool:
     return locked_until is not None and now < locked_until
+
+
+# --- Forgotten PINs ------------------------------------------------------------------------------
+# A code sent by SMS to the registered number proves the person holds that SIM. A SIM swap
+# would prove it too, so money cannot leave the wallet for a day after a reset: time for the
+# real owner, told by SMS, to call before a thief can withdraw or lend it out.
+RESET_CODE_DIGITS = 6
+RESET_CODE_TTL = timedelta(minutes=10)
+RESET_CODE_ATTEMPTS_MAX = 3  # then the code is void; ask for a new one
+RESET_CODES_PER_WINDOW_MAX = 3
+RESET_CODE_WINDOW = timedelta(hours=1)
+MONEY_HOLD_AFTER_RESET = timedelta(hours=24)
+
+
+@dataclass(slots=True)
+class PinResetCode:
+    """The one reset code a user may hold, as a hash, and how many were sent this hour."""
+
+    user_id: str
+    window_started_at: datetime
+    sent_in_window: int = 0
+    code_hash: str | None = None
+    expires_at: datetime | None = None
+    attempts: int = 0
+
+    def may_send(self, now: datetime) -> bool:
+        if now - self.window_started_at >= RESET_CODE_WINDOW:
+            return True
+        return self.sent_in_window < RESET_CODES_PER_WINDOW_MAX
+
+    def issue(self, code_hash: str, now: datetime) -> None:
+        """A new code replaces any earlier one."""
+        assert self.may_send(now)
+        if now - self.window_started_at >= RESET_CODE_WINDOW:
+            self.window_started_at, self.sent_in_window = now, 0
+        self.sent_in_window += 1
+        self.code_hash, self.expires_at, self.attempts = code_hash, now + RESET_CODE_TTL, 0
+
+    def usable(self, now: datetime) -> bool:
+        return (
+            self.code_hash is not None
+            and self.expires_at is not None
+            and now < self.expires_at
+            and self.attempts < RESET_CODE_ATTEMPTS_MAX
+        )
+
+    def record_wrong(self) -> None:
+        assert self.code_hash is not None
+        self.attempts += 1
+        if self.attempts >= RESET_CODE_ATTEMPTS_MAX:
+            self.spend()
+
+    def spend(self) -> None:
+        self.code_hash, self.expires_at = None, None
+
+
+def money_held_until(pin_reset_at: datetime | None, now: datetime) -> datetime | None:
+    """When money may leave a wallet again after a PIN reset; None if it may now."""
+    if pin_reset_at is None:
+        return None
+    until = pin_reset_at + MONEY_HOLD_AFTER_RESET
+    return until if now < until else None

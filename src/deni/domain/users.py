@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from deni.domain.errors import ValidationFailed
-from deni.domain.security import PIN_ATTEMPTS_MAX, is_locked, lock_period
+from deni.domain.errors import MoneyOnHold, ValidationFailed
+from deni.domain.security import PIN_ATTEMPTS_MAX, is_locked, lock_period, money_held_until
 
 LANGUAGES = ("en", "sw")
 NAME_CHARS_MAX = 60
@@ -48,6 +48,7 @@ class User:
     failed_pin_attempts: int = 0
     lock_count: int = 0
     locked_until: datetime | None = None
+    pin_reset_at: datetime | None = None  # the last forgotten-PIN reset: money waits a day
 
     def is_locked(self, now: datetime) -> bool:
         return is_locked(self.locked_until, now)
@@ -62,6 +63,19 @@ class User:
         self.failed_pin_attempts = 0
         self.locked_until = now + lock_period(self.lock_count)
         return True
+
+    def reset_pin(self, pin_hash: str, now: datetime) -> None:
+        """A forgotten PIN replaced (the SMS code proved the SIM): unlocked now, but the lock
+        history stays, and money may not leave the wallet for a while (security.py)."""
+        self.pin_hash = pin_hash
+        self.failed_pin_attempts = 0
+        self.locked_until = None
+        self.pin_reset_at = now
+
+    def require_money_may_leave(self, now: datetime) -> None:
+        until = money_held_until(self.pin_reset_at, now)
+        if until is not None:
+            raise MoneyOnHold(until)
 
     def record_right_pin(self) -> None:
         # The growing lock period is kept: a right PIN after a lock does not forgive history.

@@ -200,6 +200,7 @@ def approve_loan(
         loan = _loan_for(uow, loan_id, user_id=lender_id, role="lender")
         lender = require_user(uow, lender_id, lock=True)
         check_pin(uow, hasher=hasher, user=lender, pin=pin, now=now, channel=channel)
+        lender.require_money_may_leave(now)
         if _expire_if_due(uow, loan, now=now):
             uow.commit()
             raise Conflict("This request has expired.", code="loan_expired")

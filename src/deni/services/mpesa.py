@@ -220,6 +220,7 @@ def request_payout(
     if earlier is not None:
         return earlier
     user = require_user(uow, user_id)
+    user.require_money_may_leave(now)
     request = _new_request(
         uow,
         kind=RequestKind.B2C,

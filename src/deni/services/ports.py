@@ -14,6 +14,7 @@ from typing import Protocol, Self
 from deni.domain.audit import ChainRow
 from deni.domain.ledger import Account, EntryDraft, Hold, HoldState, StoredEntry
 from deni.domain.loans import Loan, LoanState
+from deni.domain.security import PinResetCode
 from deni.domain.users import User
 from deni.services.mpesa_ports import (
     CallbackEvent,
@@ -313,6 +314,18 @@ class RefreshTokenRepository(Protocol):
 
     def revoke_family(self, family_id: str, now: datetime) -> None: ...
 
+    def revoke_all(self, user_id: str, now: datetime) -> None:
+        """Every live refresh token of this user: all their sessions end."""
+        ...
+
+
+class PinResetRepository(Protocol):
+    def lock(self, user_id: str) -> PinResetCode | None: ...
+
+    def save(self, code: PinResetCode, now: datetime) -> None:
+        """Insert or update this user's row."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """One database transaction. Leaving the block without commit() rolls back."""
@@ -340,6 +353,9 @@ class UnitOfWork(Protocol):
 
     @property
     def mpesa(self) -> MpesaRepository: ...
+
+    @property
+    def pin_resets(self) -> PinResetRepository: ...
 
     @property
     def outbox(self) -> OutboxRepository: ...

@@ -23,6 +23,7 @@ from deni.domain.errors import Conflict, DomainError, InsufficientFunds, NotFoun
 from deni.domain.ledger import PlatformAccount
 from deni.domain.loans import LoanState
 from deni.domain.money import CENTS_PER_SHILLING
+from deni.domain.security import money_held_until
 from deni.domain.users import nairobi_today
 from deni.services import ledger, loans, paybills, payments
 from deni.services.common import SYSTEM_ACTOR, audit, new_id
@@ -203,6 +204,10 @@ def queue_payout(
     now = deps.clock.now()
     amount_cents = _whole_shillings(candidate.amount_cents)
     with deps.uow() as uow:
+        owner = uow.users.get(candidate.user_id)
+        assert owner is not None
+        if money_held_until(owner.pin_reset_at, now) is not None:
+            return  # held after a PIN reset: a sweep after the hold pays it out
         balance_cents = ledger.wallet_balance_cents(uow, user_id=candidate.user_id)
         if amount_cents >= B2C_MIN_CENTS and balance_cents >= amount_cents:
             request_payout(

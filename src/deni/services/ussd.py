@@ -18,9 +18,17 @@ QUEUED_PER_SESSION_MAX = 4
 
 
 def confirm_pin(
-    *, uow: UnitOfWork, hasher: PinHasher, clock: Clock, user_id: str, pin: str, channel: str
+    *,
+    uow: UnitOfWork,
+    hasher: PinHasher,
+    clock: Clock,
+    user_id: str,
+    pin: str,
+    channel: str,
+    money_leaves: bool = False,
 ) -> User:
-    """Prove the PIN on its own (a wrong one counts towards the lock, as everywhere)."""
+    """Prove the PIN on its own (a wrong one counts towards the lock, as everywhere). With
+    `money_leaves`, also refuse while a PIN reset holds the wallet's money."""
     now = clock.now()
     with uow:
         user = uow.users.lock(user_id)
@@ -28,6 +36,8 @@ def confirm_pin(
             raise NotFound("No such user.", code="user_not_found")
         check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
         uow.commit()
+    if money_leaves:
+        user.require_money_may_leave(now)
     return user
 
 

@@ -12,6 +12,7 @@ from deni.adapters.db import tables as t
 from deni.adapters.db.sync_tables import log_changes
 from deni.adapters.db.upsert import insert_or_nothing
 from deni.domain.audit import chain_hash
+from deni.domain.security import PinResetCode
 from deni.services.ports import (
     AuditRecord,
     IdempotentResponse,
@@ -363,9 +364,51 @@ class SqlRefreshTokenRepository:
         )
 
     def revoke_family(self, family_id: str, now: datetime) -> None:
+        self._revoke(t.refresh_tokens.c.family_id == family_id, now)
+
+    def revoke_all(self, user_id: str, now: datetime) -> None:
+        self._revoke(t.refresh_tokens.c.user_id == user_id, now)
+
+    def _revoke(self, which: ColumnElement[bool], now: datetime) -> None:
         r = t.refresh_tokens
         self._connection.execute(
-            update(r)
-            .where(and_(r.c.family_id == family_id, r.c.revoked_at.is_(None)))
-            .values(revoked_at=now)
+            update(r).where(and_(which, r.c.revoked_at.is_(None))).values(revoked_at=now)
         )
+
+
+class SqlPinResetRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def lock(self, user_id: str) -> PinResetCode | None:
+        c = t.pin_reset_codes.c
+        query = select(t.pin_reset_codes).where(c.user_id == user_id).with_for_update()
+        row = self._connection.execute(query).first()
+        if row is None:
+            return None
+        return PinResetCode(
+            user_id=row.user_id,
+            window_started_at=row.window_started_at,
+            sent_in_window=row.sent_in_window,
+            code_hash=row.code_hash,
+            expires_at=row.expires_at,
+            attempts=row.attempts,
+        )
+
+    def save(self, code: PinResetCode, now: datetime) -> None:
+        values = {
+            "code_hash": code.code_hash,
+            "expires_at": code.expires_at,
+            "attempts": code.attempts,
+            "sent_in_window": code.sent_in_window,
+            "window_started_at": code.window_started_at,
+            "updated_at": now,
+        }
+        c = t.pin_reset_codes.c
+        updated = self._connection.execute(
+            update(t.pin_reset_codes).where(c.user_id == code.user_id).values(values)
+        )
+        if updated.rowcount == 0:
+            self._connection.execute(
+                t.pin_reset_codes.insert().values(user_id=code.user_id, **values)
+            )

@@ -328,6 +328,7 @@ def _user_values(user: User) -> dict[str, Any]:
         "failed_pin_attempts": user.failed_pin_attempts,
         "lock_count": user.lock_count,
         "locked_until": user.locked_until,
+        "pin_reset_at": user.pin_reset_at,
         "created_at": user.created_at,
     }
 
@@ -343,6 +344,7 @@ def _user(row: Row[Any]) -> User:
         failed_pin_attempts=row.failed_pin_attempts,
         lock_count=row.lock_count,
         locked_until=row.locked_until,
+        pin_reset_at=row.pin_reset_at,
     )
 
 

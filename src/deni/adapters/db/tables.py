@@ -66,7 +66,21 @@ users = Table(
     Column("failed_pin_attempts", Integer, nullable=False, default=0),
     Column("lock_count", Integer, nullable=False, default=0),
     Column("locked_until", UtcDateTime, nullable=True),
+    Column("pin_reset_at", UtcDateTime, nullable=True),  # migration 0008
     Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# A forgotten PIN's reset code, hashed; one row per user who ever asked (migration 0008).
+pin_reset_codes = Table(
+    "pin_reset_codes",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id"), primary_key=True),
+    Column("code_hash", String(64), nullable=True),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("sent_in_window", Integer, nullable=False, default=0),
+    Column("window_started_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
 

@@ -16,6 +16,7 @@ from deni.adapters.db.records import (
     SqlAuditRepository,
     SqlIdempotencyRepository,
     SqlNotificationRepository,
+    SqlPinResetRepository,
     SqlRefreshTokenRepository,
 )
 from deni.adapters.db.repositories import SqlLedgerRepository, SqlLoanRepository, SqlUserRepository
@@ -63,6 +64,7 @@ class SqlUnitOfWork:
         self.mpesa = SqlMpesaRepository(connection)
         self.outbox = SqlOutboxRepository(connection)
         self.sync = SqlSyncRepository(connection)
+        self.pin_resets = SqlPinResetRepository(connection)
         return self
 
     def savepoint(self) -> SavepointUnitOfWork:
@@ -125,6 +127,7 @@ class _OuterRepositories:
     mpesa: SqlMpesaRepository
     outbox: SqlOutboxRepository
     sync: SqlSyncRepository
+    pin_resets: SqlPinResetRepository
 
     def __init__(self, outer: SqlUnitOfWork) -> None:
         self.users = outer.users
@@ -137,6 +140,7 @@ class _OuterRepositories:
         self.mpesa = outer.mpesa
         self.outbox = outer.outbox
         self.sync = outer.sync
+        self.pin_resets = outer.pin_resets
 
 
 class SavepointUnitOfWork(_OuterRepositories):

@@ -43,6 +43,7 @@ STATUS_BY_KIND = {
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.CONFLICT: 409,
     ErrorKind.LOCKED: 423,
+    ErrorKind.UNAVAILABLE: 503,
 }
 log = structlog.get_logger(__name__)
 

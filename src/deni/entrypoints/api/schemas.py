@@ -65,6 +65,20 @@ class PinIn(Strict):
     pin: StrictStr
 
 
+class PinResetIn(Strict):
+    phone: StrictStr = Field(max_length=40, examples=["0712345678"])
+
+
+class PinResetConfirmIn(Strict):
+    phone: StrictStr = Field(max_length=40)
+    code: StrictStr = Field(max_length=12, description="The 6 digits from the SMS.")
+    new_pin: StrictStr
+
+
+class MessageOut(BaseModel):
+    message: str
+
+
 class EmptyIn(Strict):
     pass
 

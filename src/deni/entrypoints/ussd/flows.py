@@ -197,7 +197,7 @@ def _day(day: date, language: str) -> str:
     return format_day(day, language)
 
 
-def _confirm_pin(ctx: Ctx, raw: str) -> None:
+def _confirm_pin(ctx: Ctx, raw: str, *, money_leaves: bool = False) -> None:
     ussd.confirm_pin(
         uow=ctx.deni.uow(),
         hasher=ctx.deni.hasher,
@@ -205,6 +205,7 @@ def _confirm_pin(ctx: Ctx, raw: str) -> None:
         user_id=ctx.user_id,
         pin=require_pin(raw),
         channel=CHANNEL,
+        money_leaves=money_leaves,
     )
 
 
@@ -540,7 +541,7 @@ def view_withdraw_pin(ctx: Ctx) -> Params:
 
 
 def submit_withdraw(ctx: Ctx, raw: str) -> Step:
-    _confirm_pin(ctx, raw)
+    _confirm_pin(ctx, raw, money_leaves=True)
     amount_cents = ctx.cents("amount")
     if _balance(ctx) < amount_cents:
         raise Reject("ussd.err_balance", balance=format_kes(_balance(ctx)))

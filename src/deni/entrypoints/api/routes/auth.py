@@ -14,12 +14,15 @@ from deni.entrypoints.api.schemas import (
     EmptyOut,
     LoginIn,
     MeOut,
+    MessageOut,
+    PinResetConfirmIn,
+    PinResetIn,
     RefreshIn,
     RegisterIn,
     SessionOut,
     UserOut,
 )
-from deni.services import ledger, users
+from deni.services import ledger, pin_reset, users
 from deni.services.ports import UnitOfWorkFactory
 from deni.services.users import Session
 
@@ -89,6 +92,39 @@ def refresh(body: RefreshIn, deni: DeniDep) -> SessionOut:
         refresh_ttl_s=deni.settings.refresh_token_ttl_s,
     )
     return _session_out(session)
+
+
+@router.post("/auth/pin-reset", status_code=202, response_model=MessageOut)
+def ask_pin_reset(body: PinResetIn, deni: DeniDep) -> MessageOut:
+    """Forgot your PIN? A 6-digit code goes by SMS to the number, if it is on Deni. The answer
+    is the same either way; at most 3 codes an hour, each good for 10 minutes."""
+    pin_reset.start_pin_reset(
+        uow=deni.uow(),
+        sms=deni.sms,
+        clock=deni.clock,
+        pepper=deni.settings.pin_pepper,
+        phone=body.phone,
+    )
+    return MessageOut(
+        message="If this number is on Deni, a reset code is on its way by SMS "
+        "(at most 3 codes an hour)."
+    )
+
+
+@router.post("/auth/pin-reset/confirm", response_model=EmptyOut)
+def confirm_pin_reset(body: PinResetConfirmIn, deni: DeniDep) -> EmptyOut:
+    """The code from the SMS and a new PIN. Every session ends (log in again), and for your
+    safety no money can leave the wallet for 24 hours (`423 money_on_hold` until then)."""
+    pin_reset.finish_pin_reset(
+        uow=deni.uow(),
+        hasher=deni.hasher,
+        clock=deni.clock,
+        pepper=deni.settings.pin_pepper,
+        phone=body.phone,
+        code=body.code,
+        new_pin=body.new_pin,
+    )
+    return EmptyOut()
 
 
 @router.get("/me", response_model=MeOut)

@@ -1,0 +1,116 @@
+"""Forgotten PINs: a one-time code by SMS to the registered number, then a new PIN.
+
+Asking for a code says the same whether the number is on Deni or not (who uses Deni is not for
+strangers to learn), and at most a few codes go to one number an hour. The code is kept only
+as an HMAC under the server's pepper, is void after a few wrong tries or ten minutes, and
+works once. A reset unlocks the account, ends every session, tells the owner by SMS, and holds
+money in the wallet for a day (domain/security.py): an SMS code proves the SIM, and a swapped
+SIM would prove it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+import structlog
+
+from deni.domain.errors import InvalidResetCode, SmsUnavailable
+from deni.domain.phone import normalise_msisdn
+from deni.domain.security import (
+    MONEY_HOLD_AFTER_RESET,
+    RESET_CODE_DIGITS,
+    RESET_CODE_TTL,
+    PinResetCode,
+    require_pin_format,
+)
+from deni.i18n import render_notification
+from deni.services.common import audit, notify
+from deni.services.ports import Clock, PinHasher, SmsNotSent, SmsSender, UnitOfWork
+
+log = structlog.get_logger(__name__)
+
+
+def start_pin_reset(
+    *,
+    uow: UnitOfWork,
+    sms: SmsSender,
+    clock: Clock,
+    pepper: str,
+    phone: str,
+    channel: str = "api",
+) -> None:
+    """Send a reset code to this number if it is a member's and the hour's codes allow."""
+    msisdn = normalise_msisdn(phone)
+    now = clock.now()
+    with uow:
+        found = uow.users.get_by_phone(msisdn)
+        user = uow.users.lock(found.id) if found is not None else None
+        if user is None:
+            return
+        reset = uow.pin_resets.lock(user.id) or PinResetCode(user.id, window_started_at=now)
+        if not reset.may_send(now):
+            log.info("pin_reset_codes_used_up")
+            return
+        code = f"{secrets.randbelow(10**RESET_CODE_DIGITS):0{RESET_CODE_DIGITS}d}"
+        reset.issue(_code_hash(pepper, user.id, code), now)
+        uow.pin_resets.save(reset, now)
+        audit(uow, actor_id=user.id, channel=channel, command="ask_pin_reset", details={}, now=now)
+        uow.commit()
+    minutes = int(RESET_CODE_TTL.total_seconds()) // 60
+    body = render_notification("pin_reset_code", user.language, {"code": code, "minutes": minutes})
+    try:
+        sms.send(phone=user.phone, body=body, idempotency_key=_sms_key(reset))
+    except SmsNotSent as error:
+        raise SmsUnavailable("The SMS could not be sent. Try again in a minute.") from error
+
+
+def finish_pin_reset(
+    *,
+    uow: UnitOfWork,
+    hasher: PinHasher,
+    clock: Clock,
+    pepper: str,
+    phone: str,
+    code: str,
+    new_pin: str,
+    channel: str = "api",
+) -> None:
+    """The code from the SMS and a new PIN. A wrong code counts against the code, not the
+    account's PIN tries; a malformed new PIN costs nothing."""
+    require_pin_format(new_pin)
+    msisdn = normalise_msisdn(phone)
+    now = clock.now()
+    with uow:
+        found = uow.users.get_by_phone(msisdn)
+        user = uow.users.lock(found.id) if found is not None else None
+        reset = uow.pin_resets.lock(user.id) if user is not None else None
+        if user is None or reset is None or not reset.usable(now):
+            raise InvalidResetCode("The code is wrong or no longer valid. Ask for a new one.")
+        assert reset.code_hash is not None
+        if not hmac.compare_digest(reset.code_hash, _code_hash(pepper, user.id, code)):
+            reset.record_wrong()
+            uow.pin_resets.save(reset, now)
+            uow.commit()
+            raise InvalidResetCode("The code is wrong or no longer valid. Ask for a new one.")
+        reset.spend()
+        uow.pin_resets.save(reset, now)
+        user.reset_pin(hasher.hash(new_pin), now)
+        uow.users.save(user, now)
+        uow.tokens.revoke_all(user.id, now)
+        hours = int(MONEY_HOLD_AFTER_RESET.total_seconds()) // 3600
+        notify(uow, user=user, kind="pin_reset", params={"hours": hours}, now=now)
+        audit(uow, actor_id=user.id, channel=channel, command="reset_pin", details={}, now=now)
+        uow.commit()
+
+
+def _code_hash(pepper: str, user_id: str, code: str) -> str:
+    """Bound to the user, so a row copied to another user's is worthless."""
+    message = f"pin-reset:{user_id}:{code}".encode()
+    return hmac.new(pepper.encode(), message, hashlib.sha256).hexdigest()
+
+
+def _sms_key(reset: PinResetCode) -> str:
+    """One SMS per code issued."""
+    return f"pin-reset:{reset.user_id}:{reset.window_started_at.timestamp()}:{reset.sent_in_window}"
