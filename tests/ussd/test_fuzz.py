@@ -115,6 +115,8 @@ PATHS: dict[str, tuple[str, tuple[str, ...]]] = {
     "pin_new": ("lender", ("7", "1", "1234")),
     "pin_new2": ("lender", ("7", "1", "1234", "1357")),
     "language": ("lender", ("7", "2")),
+    "reset_new": ("borrower", ("7", "3")),
+    "reset_new2": ("borrower", ("7", "3", "1357")),
 }
 
 

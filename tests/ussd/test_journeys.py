@@ -197,3 +197,26 @@ def test_a_withdrawal_waits_a_day_after_a_pin_reset(
     member.send("5", "2", "500", "2468")
     assert member.ended
     assert mpesa(deni).requests[-1].kind == "withdrawal"
+
+
+def test_a_forgotten_pin_is_replaced_from_the_phone_itself(client: TestClient, deni: Deni) -> None:
+    member = Phone(client, next_phone())
+    register(member, name="Kamau", pin="1111")
+    _mpesa_confirms(deni, member, 100_000)
+    member.dial()
+    member.send("5", "2", "500", "9999", "9998", "9997")  # forgotten: three wrong tries
+    assert member.ended  # locked
+
+    member.dial()
+    member.send("7", "3", "2468", "2469")
+    assert "did not match" in member.last
+    member.send("2468", "2468")
+    assert member.ended
+    assert "new PIN is set" in member.last
+
+    with deni.uow.read_only() as uow:
+        user = users.find_by_phone(uow, member.number)
+        notices = uow.notifications.list_for(user.id, unread_only=False, limit=5, offset=0)
+    assert deni.hasher.verify("2468", user.pin_hash)
+    assert not user.is_locked(deni.clock.now())
+    assert notices[0].kind == "pin_reset"  # the owner hears of it by SMS

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import datetime
 
 import structlog
 
@@ -25,8 +26,9 @@ from deni.domain.security import (
     PinResetCode,
     require_pin_format,
 )
+from deni.domain.users import User
 from deni.i18n import render_notification
-from deni.services.common import audit, notify
+from deni.services.common import audit, notify, require_user
 from deni.services.ports import Clock, PinHasher, SmsNotSent, SmsSender, UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -96,13 +98,34 @@ def finish_pin_reset(
             raise InvalidResetCode("The code is wrong or no longer valid. Ask for a new one.")
         reset.spend()
         uow.pin_resets.save(reset, now)
-        user.reset_pin(hasher.hash(new_pin), now)
-        uow.users.save(user, now)
-        uow.tokens.revoke_all(user.id, now)
-        hours = int(MONEY_HOLD_AFTER_RESET.total_seconds()) // 3600
-        notify(uow, user=user, kind="pin_reset", params={"hours": hours}, now=now)
-        audit(uow, actor_id=user.id, channel=channel, command="reset_pin", details={}, now=now)
+        _replace_pin(uow, hasher, user, new_pin, now=now, channel=channel)
         uow.commit()
+
+
+def reset_pin_on_this_sim(
+    *, uow: UnitOfWork, hasher: PinHasher, clock: Clock, user_id: str, new_pin: str, channel: str
+) -> None:
+    """A forgotten PIN replaced from a USSD session: the mobile network, not the caller, says
+    which SIM dialled (Africa's Talking posts to Deni's secret path), which proves as much as
+    an SMS code would. Everything else is as after an SMS code: unlocked, sessions ended, the
+    owner told, money held for a day."""
+    require_pin_format(new_pin)
+    now = clock.now()
+    with uow:
+        user = require_user(uow, user_id, lock=True)
+        _replace_pin(uow, hasher, user, new_pin, now=now, channel=channel)
+        uow.commit()
+
+
+def _replace_pin(
+    uow: UnitOfWork, hasher: PinHasher, user: User, new_pin: str, *, now: datetime, channel: str
+) -> None:
+    user.reset_pin(hasher.hash(new_pin), now)
+    uow.users.save(user, now)
+    uow.tokens.revoke_all(user.id, now)
+    hours = int(MONEY_HOLD_AFTER_RESET.total_seconds()) // 3600
+    notify(uow, user=user, kind="pin_reset", params={"hours": hours}, now=now)
+    audit(uow, actor_id=user.id, channel=channel, command="reset_pin", details={}, now=now)
 
 
 def _code_hash(pepper: str, user_id: str, code: str) -> str:

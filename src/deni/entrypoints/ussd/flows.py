@@ -30,7 +30,7 @@ from deni.domain.users import nairobi_today
 from deni.entrypoints.ussd.render import say
 from deni.entrypoints.ussd.screens import Finish, Goto, Item, Params, Reject, Step
 from deni.i18n import format_day, format_kes
-from deni.services import loans, users, ussd
+from deni.services import loans, pin_reset, users, ussd
 from deni.services.ports import Clock
 from deni.services.ussd import QueuedMpesa
 from deni.services.ussd_ports import LoanLine, UssdReads
@@ -598,6 +598,23 @@ def submit_change_pin(ctx: Ctx, raw: str) -> Step:
     )
     ctx.state.data.clear()
     return Finish("ussd.pin_changed")
+
+
+def submit_reset_pin(ctx: Ctx, raw: str) -> Step:
+    new = ctx.box.open(ctx.state.data.get("reset_pin"), ttl_s=ctx.secret_ttl_s)
+    if new is None or require_pin(raw) != new:
+        ctx.state.data.pop("reset_pin", None)
+        return Goto("reset_new", notice="ussd.err_pin_mismatch")
+    pin_reset.reset_pin_on_this_sim(
+        uow=ctx.deni.uow(),
+        hasher=ctx.deni.hasher,
+        clock=ctx.clock,
+        user_id=ctx.user_id,
+        new_pin=raw,
+        channel=CHANNEL,
+    )
+    ctx.state.data.clear()
+    return Finish("ussd.pin_reset_done")
 
 
 def _set_language(ctx: Ctx, language: str) -> Step:

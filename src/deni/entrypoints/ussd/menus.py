@@ -234,7 +234,7 @@ _SCREENS = (
     ),
     # 6 Mini-statement: the last five movements.
     Screen("statement", MENU, "ussd.statement", view=f.view_statement),
-    # 7 Settings: change PIN, language.
+    # 7 Settings: change PIN, language, a forgotten PIN.
     Screen(
         "settings",
         MENU,
@@ -242,8 +242,19 @@ _SCREENS = (
         options=(
             Option("ussd.opt_change_pin", "pin_old"),
             Option("ussd.opt_language", "language"),
+            Option("ussd.opt_forgot_pin", "reset_new"),
         ),
     ),
+    Screen(
+        "reset_new",
+        INPUT,
+        "ussd.reset_new",
+        field="reset_pin",
+        parse=f.parse_new_pin,
+        next="reset_new2",
+        secret=True,
+    ),
+    Screen("reset_new2", INPUT, "ussd.pin_new2", submit=f.submit_reset_pin, secret=True),
     Screen("pin_old", INPUT, "ussd.pin_old", submit=f.submit_old_pin, next="pin_new", secret=True),
     Screen(
         "pin_new",
