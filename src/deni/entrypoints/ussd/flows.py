@@ -227,11 +227,20 @@ def parse_new_pin(ctx: Ctx, raw: str) -> object:
     return ctx.box.seal(require_pin(raw))
 
 
-def submit_register(ctx: Ctx, raw: str) -> Step:
-    first = ctx.box.open(ctx.state.data.get("pin"), ttl_s=ctx.secret_ttl_s)
+def _pin_twice(ctx: Ctx, raw: str, *, field: str, again: str) -> Goto | None:
+    """A new PIN's second entry against the first (sealed in `field`): None when they match,
+    else back to the screen `again` to enter it anew."""
+    first = ctx.box.open(ctx.state.data.get(field), ttl_s=ctx.secret_ttl_s)
     if first is None or require_pin(raw) != first:
-        ctx.state.data.pop("pin", None)
-        return Goto("reg_pin", notice="ussd.err_pin_mismatch")
+        ctx.state.data.pop(field, None)
+        return Goto(again, notice="ussd.err_pin_mismatch")
+    return None
+
+
+def submit_register(ctx: Ctx, raw: str) -> Step:
+    mismatch = _pin_twice(ctx, raw, field="pin", again="reg_pin")
+    if mismatch is not None:
+        return mismatch
     language = ctx.text("language")
     try:
         user = users.register_user(
@@ -580,13 +589,12 @@ def submit_old_pin(ctx: Ctx, raw: str) -> Step:
 
 
 def submit_change_pin(ctx: Ctx, raw: str) -> Step:
-    new = ctx.box.open(ctx.state.data.get("new_pin"), ttl_s=ctx.secret_ttl_s)
     old = ctx.box.open(ctx.state.data.get("old_pin"), ttl_s=ctx.secret_ttl_s)
     if old is None:
         return Goto("pin_old", notice="ussd.err_start_again", reset=True)
-    if new is None or require_pin(raw) != new:
-        ctx.state.data.pop("new_pin", None)
-        return Goto("pin_new", notice="ussd.err_pin_mismatch")
+    mismatch = _pin_twice(ctx, raw, field="new_pin", again="pin_new")
+    if mismatch is not None:
+        return mismatch
     users.change_pin(
         uow=ctx.deni.uow(),
         hasher=ctx.deni.hasher,
@@ -601,10 +609,9 @@ def submit_change_pin(ctx: Ctx, raw: str) -> Step:
 
 
 def submit_reset_pin(ctx: Ctx, raw: str) -> Step:
-    new = ctx.box.open(ctx.state.data.get("reset_pin"), ttl_s=ctx.secret_ttl_s)
-    if new is None or require_pin(raw) != new:
-        ctx.state.data.pop("reset_pin", None)
-        return Goto("reset_new", notice="ussd.err_pin_mismatch")
+    mismatch = _pin_twice(ctx, raw, field="reset_pin", again="reset_new")
+    if mismatch is not None:
+        return mismatch
     pin_reset.reset_pin_on_this_sim(
         uow=ctx.deni.uow(),
         hasher=ctx.deni.hasher,
