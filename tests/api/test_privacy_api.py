@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
-from tests.api.support import approve, assert_error, get_loan, request_loan
+from tests.api.support import (
+    approve,
+    assert_error,
+    assert_ledger_whole,
+    assert_nothing_written,
+    balance,
+    db_state,
+    get_loan,
+    request_loan,
+)
 from tests.helpers import ApiUser, api_user, fund
 
 from deni.bootstrap import Deni
 from deni.services import privacy
+from deni.services.audit import verify_audit_log
 
 EXPORT = "/api/v1/me/export"
 
@@ -118,3 +129,78 @@ def test_an_export_too_large_is_refused_with_a_clear_error(
         fund(deni, member.user, 100)
     monkeypatch.setattr(privacy, "SECTION_ITEMS_MAX", 2)
     assert_error(client.get(EXPORT, headers=member.headers), 422, "export_too_large")
+
+
+CLOSE = "/api/v1/me/close"
+
+
+def _close(client: TestClient, who: ApiUser, pin: str | None = None) -> httpx.Response:
+    return client.post(CLOSE, json={"pin": pin or who.pin}, headers=who.headers)
+
+
+def _repaid_loan(client: TestClient, deni: Deni, borrower: ApiUser, lender: ApiUser) -> str:
+    """A whole loan, after which the borrower's wallet is empty again."""
+    fund(deni, lender.user, 100_000)
+    loan = request_loan(client, borrower, lender)  # 100,000 + 5,000 fee
+    approve(client, lender, loan["id"])
+    fund(deni, borrower.user, 5_000)
+    _repay(client, borrower, loan["id"], 105_000)
+    assert get_loan(client, borrower, loan["id"])["state"] == "repaid"
+    return str(loan["id"])
+
+
+def test_closing_erases_the_person_and_keeps_the_books(client: TestClient, deni: Deni) -> None:
+    borrower = api_user(client, deni, name="Achieng Otieno")
+    lender = api_user(client, deni, name="Baraka Mwangi")
+    loan_id = _repaid_loan(client, deni, borrower, lender)
+    phone = borrower.user.phone
+
+    assert _close(client, borrower).status_code == 200
+
+    with deni.uow.read_only() as uow:
+        closed = uow.users.get(borrower.user.id)
+        notes = uow.notifications.list_for(borrower.user.id, unread_only=False, limit=5, offset=0)
+    assert closed is not None
+    assert (closed.name, closed.pin_hash) == ("Closed account", "")
+    assert closed.phone != phone
+    assert not closed.phone.isdigit()
+    assert notes == []
+    # Gone for its owner: no login, no profile, no export; asking again changes nothing.
+    login = client.post("/api/v1/auth/login", json={"phone": phone, "pin": borrower.pin})
+    assert_error(login, 401, "wrong_credentials")
+    assert_error(client.get("/api/v1/me", headers=borrower.headers), 404, "user_not_found")
+    assert_error(client.get(EXPORT, headers=borrower.headers), 404, "user_not_found")
+    assert _close(client, borrower).status_code == 200
+    # The lender keeps the loan, the money and its history; the borrower is nobody now.
+    kept = get_loan(client, lender, loan_id)
+    assert kept["borrower"] == {"name": "Closed account", "phone": ""}
+    assert kept["state"] == "repaid"
+    assert balance(client, lender) == 105_000
+    assert_ledger_whole(deni)
+    assert verify_audit_log(uow_factory=deni.uow).problems == []
+    # The number is free: its owner (or whoever has it next) can join again, from nothing.
+    again = client.post(
+        "/api/v1/auth/register", json={"phone": phone, "name": "Achieng O.", "pin": "2468"}
+    )
+    assert again.status_code == 201, again.text
+    assert again.json()["id"] != borrower.user.id
+
+
+def test_an_account_with_money_or_an_open_loan_cannot_close(client: TestClient, deni: Deni) -> None:
+    borrower, lender = api_user(client, deni), api_user(client, deni)
+    fund(deni, lender.user, 100_000)
+    before = db_state(deni)
+    assert_error(_close(client, lender), 409, "wallet_not_empty")
+    assert_nothing_written(deni, before)
+
+    loan = request_loan(client, borrower, lender)
+    assert_error(_close(client, borrower), 409, "open_loans")  # asked, not yet answered
+    cancel = f"/api/v1/loans/{loan['id']}/cancel"
+    assert client.post(cancel, json={}, headers=borrower.with_key()).status_code == 200
+    assert _close(client, borrower).status_code == 200
+
+
+def test_closing_needs_the_pin(client: TestClient, deni: Deni) -> None:
+    member = api_user(client, deni, pin="1234")
+    assert_error(_close(client, member, pin="9999"), 401, "wrong_pin")
+    assert client.get("/api/v1/me", headers=member.headers).status_code == 200

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import jwt
 from pwdlib import PasswordHash
+from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from deni.domain.errors import Unauthorized
@@ -38,7 +39,10 @@ class PepperedArgon2PinHasher:
         return self._hash.hash(self._peppered(pin))
 
     def verify(self, pin: str, pin_hash: str) -> bool:
-        return self._hash.verify(self._peppered(pin), pin_hash)
+        try:
+            return self._hash.verify(self._peppered(pin), pin_hash)
+        except UnknownHashError:
+            return False  # a closed account's erased hash matches no PIN
 
     def needs_rehash(self, pin_hash: str) -> bool:
         """True for a hash made at another argon2 cost than the one configured now."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -17,6 +18,24 @@ NAIROBI = timezone(timedelta(hours=3), "EAT")
 def nairobi_today(now: datetime) -> date:
     assert now.tzinfo is not None
     return now.astimezone(NAIROBI).date()
+
+
+# What a closed account shows where its name was (a lender's old loans, say).
+CLOSED_NAME = "Closed account"
+_TOMBSTONE_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TOMBSTONE_DIGITS = 11  # 65 bits: no two of a billion closed accounts share one, in practice
+
+
+def closed_phone(user_id: str) -> str:
+    """What a closed account keeps in place of its phone number: unique (the column is), never
+    a phone number (they are digits only), and the same length as one, so the number is free
+    for someone to register again."""
+    value = int.from_bytes(hashlib.sha256(user_id.encode()).digest(), "big")
+    digits = []
+    for _ in range(_TOMBSTONE_DIGITS):
+        value, digit = divmod(value, len(_TOMBSTONE_ALPHABET))
+        digits.append(_TOMBSTONE_ALPHABET[digit])
+    return "x" + "".join(digits)
 
 
 def require_name(name: object) -> str:
@@ -49,6 +68,11 @@ class User:
     lock_count: int = 0
     locked_until: datetime | None = None
     pin_reset_at: datetime | None = None  # the last forgotten-PIN reset: money waits a day
+    closed_at: datetime | None = None  # closed by its owner: personal data erased
+
+    @property
+    def is_closed(self) -> bool:
+        return self.closed_at is not None
 
     def is_locked(self, now: datetime) -> bool:
         return is_locked(self.locked_until, now)

@@ -22,7 +22,7 @@ CHANNELS = ("api", "ussd", "sync", "cli", "system", "mpesa")
 def require_user(uow: UnitOfWork, user_id: str, *, lock: bool = False) -> User:
     """The user (locked, if asked), or a `user_not_found` refusal."""
     user = uow.users.lock(user_id) if lock else uow.users.get(user_id)
-    if user is None:
+    if user is None or user.is_closed:
         raise NotFound("No such user.", code="user_not_found")
     return user
 

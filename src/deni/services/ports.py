@@ -153,6 +153,11 @@ class UserRepository(Protocol):
 
     def save(self, user: User, now: datetime) -> None: ...
 
+    def close(self, user_id: str, *, now: datetime) -> None:
+        """Erase the person's data beyond the financial records, and close the account (the
+        caller locked the user)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class NewEntry:

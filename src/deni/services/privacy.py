@@ -1,5 +1,6 @@
-"""A person's right of access (Data Protection Act 2019, s.26): everything Deni holds about them,
-read on one consistent snapshot, for them to keep or take elsewhere.
+"""A person's rights over their data (Data Protection Act 2019, s.26): access, everything Deni
+holds about them, read on one consistent snapshot, for them to keep or take elsewhere; and
+erasure where the law allows, by closing the account.
 
 What is in it: the profile (never the PIN hash), the wallet with every statement line, every
 loan they borrowed or lent with its repayments (the other party's name and phone are part of
@@ -14,20 +15,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from deni.domain.errors import NotFound, ValidationFailed
+from deni.domain.errors import Conflict, NotFound, ValidationFailed
 from deni.domain.ledger import wallet_account_id
+from deni.domain.loans import LoanState
 from deni.domain.users import User, nairobi_today
-from deni.services.mpesa_ports import MpesaPreferences, MpesaRequest
+from deni.services import ledger
+from deni.services.common import audit, require_user
+from deni.services.mpesa_ports import OPEN_STATES, MpesaPreferences, MpesaRequest
 from deni.services.ports import (
     LIST_PAGE_MAX,
     STATEMENT_PAGE_MAX,
     AuditRecord,
     Clock,
     NotificationRecord,
+    PinHasher,
     StatementLine,
     UnitOfWork,
 )
 from deni.services.queries import LoanDetail, loan_details
+from deni.services.users import check_pin
 
 # Far beyond what a person makes on Deni; an export past it fails with a clear error rather
 # than leave anything out silently.
@@ -66,9 +72,7 @@ class ExportTooLarge(ValidationFailed):
 def personal_data(*, uow_factory: SnapshotReads, clock: Clock, user_id: str) -> PersonalData:
     now = clock.now()
     with uow_factory.snapshot() as uow:
-        user = uow.users.get(user_id)
-        if user is None:
-            raise NotFound("No such user.", code="user_not_found")
+        user = require_user(uow, user_id)
         account = uow.ledger.get_account(wallet_account_id(user_id))
         assert account is not None, "every user has a wallet"
         return PersonalData(
@@ -150,3 +154,45 @@ def _audit(uow: UnitOfWork, user_id: str) -> list[AuditRecord]:
             return _bounded("audit rows", rows)
         after_seq = page[-1].seq
     raise ExportTooLarge("audit rows")
+
+
+# A loan in one of these states still binds someone: an account in it cannot close.
+OPEN_LOAN_STATES = (LoanState.REQUESTED, LoanState.APPROVED, LoanState.DISBURSING, LoanState.ACTIVE)
+
+
+def close_account(
+    *, uow: UnitOfWork, hasher: PinHasher, clock: Clock, user_id: str, pin: str, channel: str
+) -> None:
+    """Close the account and erase what the law does not make Deni keep
+    (adapters/db/erasure.py), once nothing is left in it: no money, no open loan either way,
+    no M-PESA movement under way. Asked again for a closed account, it does nothing."""
+    now = clock.now()
+    with uow:
+        user = uow.users.lock(user_id)
+        if user is None:
+            raise NotFound("No such user.", code="user_not_found")
+        if user.is_closed:
+            return
+        check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
+        _require_nothing_open(uow, user_id)
+        uow.users.close(user_id, now=now)
+        audit(uow, actor_id=user_id, channel=channel, command="close_account", details={}, now=now)
+        uow.commit()
+
+
+def _require_nothing_open(uow: UnitOfWork, user_id: str) -> None:
+    if ledger.wallet_balance_cents(uow, user_id=user_id) != 0:
+        raise Conflict("Withdraw what your wallet holds first.", code="wallet_not_empty")
+    for role in ROLES:
+        if uow.loans.list_for(
+            user_id=user_id, role=role, states=OPEN_LOAN_STATES, limit=1, offset=0
+        ):
+            raise Conflict(
+                "A loan you borrowed or lent is still open: repay, decline, cancel or write it "
+                "off first.",
+                code="open_loans",
+            )
+    if uow.mpesa.list_requests(states=sorted(OPEN_STATES), limit=1, user_id=user_id):
+        raise Conflict(
+            "An M-PESA payment is still on its way; try again later.", code="mpesa_pending"
+        )

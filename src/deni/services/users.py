@@ -12,7 +12,7 @@ from deni.domain.phone import mask_msisdn, normalise_msisdn
 from deni.domain.security import require_pin_format
 from deni.domain.users import User, require_language, require_name
 from deni.services import ledger
-from deni.services.common import audit, new_id, notify
+from deni.services.common import audit, new_id, notify, require_user
 from deni.services.ports import (
     AccessTokens,
     Clock,
@@ -211,10 +211,7 @@ def change_pin(
 
 def get_user(*, uow_factory: UnitOfWorkFactory, user_id: str) -> User:
     with uow_factory.read_only() as uow:
-        user = uow.users.get(user_id)
-    if user is None:
-        raise NotFound("No such user.", code="user_not_found")
-    return user
+        return require_user(uow, user_id)
 
 
 def find_by_phone(uow: UnitOfWork, phone: str) -> User:

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from deni.adapters.db import tables as t
+from deni.adapters.db.erasure import erase_person
 from deni.adapters.db.sync_tables import Change, log_changes, sync_profile_fields, wallet_owner
 from deni.domain.errors import Conflict
 from deni.domain.ledger import (
@@ -232,6 +233,10 @@ class SqlUserRepository:
         self._known.clear()
         self._ids_by_phone.clear()
 
+    def close(self, user_id: str, *, now: datetime) -> None:
+        erase_person(self._connection, user_id, now=now)
+        self.forget()
+
     def add(self, user: User) -> None:
         self._connection.execute(
             t.users.insert().values(**_user_values(user), updated_at=user.created_at)
@@ -276,7 +281,8 @@ class SqlUserRepository:
         return [replace(self._known[user_id]) for user_id in wanted]
 
     def contacts(self, user_ids: Collection[str]) -> dict[str, tuple[str, str]]:
-        return {user.id: (user.name, user.phone) for user in self.find(ids=list(user_ids))}
+        found = self.find(ids=list(user_ids))
+        return {u.id: (u.name, "" if u.is_closed else u.phone) for u in found}
 
     def lock(self, user_id: str) -> User | None:
         # FOR NO KEY UPDATE: rows that merely point at this user (a notification, a posting)
@@ -329,6 +335,7 @@ def _user_values(user: User) -> dict[str, Any]:
         "lock_count": user.lock_count,
         "locked_until": user.locked_until,
         "pin_reset_at": user.pin_reset_at,
+        "closed_at": user.closed_at,
         "created_at": user.created_at,
     }
 
@@ -345,6 +352,7 @@ def _user(row: Row[Any]) -> User:
         lock_count=row.lock_count,
         locked_until=row.locked_until,
         pin_reset_at=row.pin_reset_at,
+        closed_at=row.closed_at,
     )
 
 

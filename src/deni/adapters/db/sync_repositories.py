@@ -375,9 +375,12 @@ class SqlSyncRepository:
             return {}
         u = t.users
         rows = self._connection.execute(
-            select(u.c.id, u.c.name, u.c.phone).where(u.c.id.in_(sorted(set(user_ids))))
+            select(u.c.id, u.c.name, u.c.phone, u.c.closed_at).where(
+                u.c.id.in_(sorted(set(user_ids)))
+            )
         )
-        return {row.id: (row.name, row.phone) for row in rows}
+        # A closed account's stand-in for its number is no number: show none.
+        return {row.id: (row.name, "" if row.closed_at else row.phone) for row in rows}
 
     def repayments(self, user_id: str, repayment_ids: Sequence[str]) -> list[RepaymentRecord]:
         assert len(repayment_ids) <= IDS_PER_QUERY_MAX

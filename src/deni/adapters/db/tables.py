@@ -67,6 +67,7 @@ users = Table(
     Column("lock_count", Integer, nullable=False, default=0),
     Column("locked_until", UtcDateTime, nullable=True),
     Column("pin_reset_at", UtcDateTime, nullable=True),  # migration 0008
+    Column("closed_at", UtcDateTime, nullable=True),  # migration 0009
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )

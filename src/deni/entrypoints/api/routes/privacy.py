@@ -1,5 +1,6 @@
-"""GET /api/v1/me/export: everything Deni holds about the signed-in person, as one JSON file
-(the right of access and to data portability, Data Protection Act 2019)."""
+"""A person's rights over their data (Data Protection Act 2019): GET /api/v1/me/export,
+everything Deni holds about them as one JSON file; POST /api/v1/me/close, erasure where the
+law allows, by closing the account."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from deni.domain.money import format_kes
 from deni.entrypoints.api.deps import DeniDep, UserId
 from deni.entrypoints.api.routes.mpesa import MpesaRequestOut, PreferencesOut
 from deni.entrypoints.api.schemas import (
+    EmptyOut,
     LoanDetailOut,
     NotificationOut,
+    PinIn,
     StatementLineOut,
     UserOut,
 )
@@ -85,6 +88,24 @@ class PersonalDataOut(BaseModel):
 
 def export_file_name(data: privacy.PersonalData) -> str:
     return f"deni-data-{data.exported_at.date().isoformat()}.json"
+
+
+@router.post("/me/close", response_model=EmptyOut)
+def close(body: PinIn, user_id: UserId, deni: DeniDep) -> EmptyOut:
+    """Close your account, with your PIN, once it holds nothing: no money, no open loan either
+    way, no M-PESA payment under way. Your name, number, PIN and notifications are erased and
+    the number is free to register again; loans, payments and the audit log are kept, as the
+    law requires of financial records. Export your data first if you want it. Asking again
+    changes nothing."""
+    privacy.close_account(
+        uow=deni.uow(),
+        hasher=deni.hasher,
+        clock=deni.clock,
+        user_id=user_id,
+        pin=body.pin,
+        channel="api",
+    )
+    return EmptyOut()
 
 
 @router.get("/me/export", response_model=PersonalDataOut)
