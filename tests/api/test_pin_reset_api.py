@@ -154,7 +154,8 @@ def test_no_money_leaves_for_a_day_after_a_reset(
     held = client.post(
         f"/api/v1/loans/{loan['id']}/approve", json={"pin": "9876"}, headers=lender.with_key()
     )
-    assert_error(held, 423, "money_on_hold")
+    refusal = assert_error(held, 423, "money_on_hold")
+    assert "Nairobi time" in refusal["message"]
 
     clock.advance(MONEY_HOLD_AFTER_RESET)
     log_in_again(deni, lender, borrower)

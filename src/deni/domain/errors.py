@@ -81,9 +81,8 @@ class MoneyOnHold(DomainError):
     code = "money_on_hold"
     kind = ErrorKind.LOCKED
 
-    def __init__(self, until: datetime) -> None:
-        when = until.strftime("%Y-%m-%d %H:%M UTC")
-        super().__init__(f"Your PIN was reset: money can leave your wallet from {when}.")
+    def __init__(self, message: str, *, until: datetime) -> None:
+        super().__init__(message)
         self.until = until
 
 

@@ -99,7 +99,9 @@ class User:
     def require_money_may_leave(self, now: datetime) -> None:
         until = money_held_until(self.pin_reset_at, now)
         if until is not None:
-            raise MoneyOnHold(until)
+            when = until.astimezone(NAIROBI).strftime("%d %b %H:%M")
+            message = f"Your PIN was reset: money can leave your wallet from {when}, Nairobi time."
+            raise MoneyOnHold(message, until=until)
 
     def record_right_pin(self) -> None:
         # The growing lock period is kept: a right PIN after a lock does not forgive history.
