@@ -16,8 +16,10 @@ from deni.adapters.sms import DatabaseSmsOutbox
 from deni.bootstrap import Deni
 from deni.domain.security import (
     MONEY_HOLD_AFTER_RESET,
+    RESET_ASKS_PER_SOURCE_MAX,
     RESET_CODE_ATTEMPTS_MAX,
     RESET_CODE_TTL,
+    RESET_CODE_WINDOW,
     RESET_CODES_PER_WINDOW_MAX,
 )
 
@@ -160,3 +162,19 @@ def test_no_money_leaves_for_a_day_after_a_reset(
     clock.advance(MONEY_HOLD_AFTER_RESET)
     log_in_again(deni, lender, borrower)
     assert approve(client, lender, loan["id"])["state"] == "active"
+
+
+def test_one_source_may_ask_only_so_often(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    members = [api_user(client, deni) for _ in range(3)]
+    for n in range(RESET_ASKS_PER_SOURCE_MAX):
+        _ask(client, members[n % 3].user.phone if n < 3 else f"07990{n:05d}")
+
+    refused = client.post(ASK, json={"phone": members[0].user.phone})
+    assert_error(refused, 429, "too_many_requests")
+    sent = sum(len(_texts(deni, m.user.phone)) for m in members)
+    assert sent == 3  # the refused ask sent nothing
+
+    clock.advance(RESET_CODE_WINDOW)
+    _ask(client, members[0].user.phone)

@@ -17,6 +17,7 @@ class ErrorKind(Enum):
     CONFLICT = "conflict"  # the request clashes with the current state
     LOCKED = "locked"  # too many wrong PINs, or money held after a PIN reset
     UNAVAILABLE = "unavailable"  # something outside Deni failed; try again later
+    TOO_MANY = "too_many"  # too many requests of this kind from one source; wait
 
 
 class DomainError(Exception):
@@ -88,6 +89,11 @@ class MoneyOnHold(DomainError):
 
 class InvalidResetCode(Unauthorized):
     code = "invalid_code"
+
+
+class TooManyRequests(DomainError):
+    code = "too_many_requests"
+    kind = ErrorKind.TOO_MANY
 
 
 class SmsUnavailable(DomainError):

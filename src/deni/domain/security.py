@@ -42,6 +42,9 @@ RESET_CODE_TTL = timedelta(minutes=10)
 RESET_CODE_ATTEMPTS_MAX = 3  # then the code is void; ask for a new one
 RESET_CODES_PER_WINDOW_MAX = 3
 RESET_CODE_WINDOW = timedelta(hours=1)
+# Asks for codes from one network source in that window, whatever the numbers: each ask may
+# send an SMS Deni pays for, so one caller cannot make it send many.
+RESET_ASKS_PER_SOURCE_MAX = 10
 MONEY_HOLD_AFTER_RESET = timedelta(hours=24)
 
 

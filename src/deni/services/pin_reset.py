@@ -17,19 +17,28 @@ from datetime import datetime
 
 import structlog
 
-from deni.domain.errors import InvalidResetCode, SmsUnavailable
+from deni.domain.errors import InvalidResetCode, SmsUnavailable, TooManyRequests
 from deni.domain.phone import normalise_msisdn
 from deni.domain.security import (
     MONEY_HOLD_AFTER_RESET,
+    RESET_ASKS_PER_SOURCE_MAX,
     RESET_CODE_DIGITS,
     RESET_CODE_TTL,
+    RESET_CODE_WINDOW,
     PinResetCode,
     require_pin_format,
 )
 from deni.domain.users import User
 from deni.i18n import render_notification
 from deni.services.common import audit, notify, require_user
-from deni.services.ports import Clock, PinHasher, SmsNotSent, SmsSender, UnitOfWork
+from deni.services.ports import (
+    Clock,
+    PinHasher,
+    SessionStore,
+    SmsNotSent,
+    SmsSender,
+    UnitOfWork,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -38,14 +47,18 @@ def start_pin_reset(
     *,
     uow: UnitOfWork,
     sms: SmsSender,
+    counters: SessionStore,
     clock: Clock,
     pepper: str,
     phone: str,
+    source: str,
     channel: str = "api",
 ) -> None:
-    """Send a reset code to this number if it is a member's and the hour's codes allow."""
+    """Send a reset code to this number if it is a member's and the hour's codes allow.
+    `source` is who asks (an IP address): it may ask only so often, whatever the number."""
     msisdn = normalise_msisdn(phone)
     now = clock.now()
+    _count_ask(counters, source, now)
     with uow:
         found = uow.users.get_by_phone(msisdn)
         user = uow.users.lock(found.id) if found is not None else None
@@ -126,6 +139,18 @@ def _replace_pin(
     hours = int(MONEY_HOLD_AFTER_RESET.total_seconds()) // 3600
     notify(uow, user=user, kind="pin_reset", params={"hours": hours}, now=now)
     audit(uow, actor_id=user.id, channel=channel, command="reset_pin", details={}, now=now)
+
+
+def _count_ask(counters: SessionStore, source: str, now: datetime) -> None:
+    """A fixed window per source; read then written, so processes asking at the same moment
+    may let a few more through: a cost bound, not an exact count."""
+    window_s = int(RESET_CODE_WINDOW.total_seconds())
+    key = f"pin-reset-asks:{source[:64]}:{int(now.timestamp()) // window_s}"
+    [raw] = counters.get_many([key], now=now)
+    asked = int(raw) if raw is not None and raw.isdigit() else 0
+    if asked >= RESET_ASKS_PER_SOURCE_MAX:
+        raise TooManyRequests("Too many reset codes asked from here. Try again in an hour.")
+    counters.write({key: (str(asked + 1), 2 * window_s)}, now=now)
 
 
 def _code_hash(pepper: str, user_id: str, code: str) -> str:

@@ -44,6 +44,7 @@ STATUS_BY_KIND = {
     ErrorKind.CONFLICT: 409,
     ErrorKind.LOCKED: 423,
     ErrorKind.UNAVAILABLE: 503,
+    ErrorKind.TOO_MANY: 429,
 }
 log = structlog.get_logger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Request
 
 from deni.domain.money import format_kes
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId, idempotency_key
@@ -95,15 +95,18 @@ def refresh(body: RefreshIn, deni: DeniDep) -> SessionOut:
 
 
 @router.post("/auth/pin-reset", status_code=202, response_model=MessageOut)
-def ask_pin_reset(body: PinResetIn, deni: DeniDep) -> MessageOut:
+def ask_pin_reset(body: PinResetIn, request: Request, deni: DeniDep) -> MessageOut:
     """Forgot your PIN? A 6-digit code goes by SMS to the number, if it is on Deni. The answer
-    is the same either way; at most 3 codes an hour, each good for 10 minutes."""
+    is the same either way; at most 3 codes an hour, each good for 10 minutes, and at most 10
+    asks an hour from one address (`429 too_many_requests`)."""
     pin_reset.start_pin_reset(
         uow=deni.uow(),
         sms=deni.sms,
+        counters=deni.sessions,
         clock=deni.clock,
         pepper=deni.settings.pin_pepper,
         phone=body.phone,
+        source=request.client.host if request.client else "",
     )
     return MessageOut(
         message="If this number is on Deni, a reset code is on its way by SMS "
