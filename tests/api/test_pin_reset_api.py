@@ -22,6 +22,7 @@ from deni.domain.security import (
     RESET_CODE_WINDOW,
     RESET_CODES_PER_WINDOW_MAX,
 )
+from deni.services import users
 
 ASK = "/api/v1/auth/pin-reset"
 CONFIRM = "/api/v1/auth/pin-reset/confirm"
@@ -178,3 +179,32 @@ def test_one_source_may_ask_only_so_often(
 
     clock.advance(RESET_CODE_WINDOW)
     _ask(client, members[0].user.phone)
+
+
+def _support_lock(deni: Deni, who: ApiUser, *, locked: bool) -> None:
+    users.set_support_lock(uow=deni.uow(), clock=deni.clock, phone=who.user.phone, locked=locked)
+
+
+def test_a_lock_by_customer_care_stops_everything_even_a_reset(
+    client: TestClient, deni: Deni
+) -> None:
+    """A member reports a SIM swap: the thief holding the SIM cannot reset the PIN back open."""
+    borrower, lender = api_user(client, deni), api_user(client, deni, pin="1234")
+    fund(deni, lender.user, 200_000)
+    loan = request_loan(client, borrower, lender)
+    code = _code(client, deni, lender)  # asked before the lock: void after it
+
+    _support_lock(deni, lender, locked=True)
+
+    assert_error(_login(client, lender, "1234"), 423, "locked_by_support")
+    approving = client.post(
+        f"/api/v1/loans/{loan['id']}/approve", json={"pin": "1234"}, headers=lender.with_key()
+    )
+    assert_error(approving, 423, "locked_by_support")
+    _ask(client, lender.user.phone)
+    assert len(_texts(deni, lender.user.phone)) == 1  # no new code went out
+    assert_error(_confirm(client, lender, code), 401, "invalid_code")
+
+    _support_lock(deni, lender, locked=False)
+    assert _login(client, lender, "1234").status_code == 200
+    assert approve(client, lender, loan["id"])["state"] == "active"

@@ -129,3 +129,33 @@ def test_user_export_of_an_unknown_number_is_a_clear_error(cli_env: str) -> None
     code, output = _run("user", "export", "--phone", "0799999999")
     assert code == 2
     assert "user_not_found" in output
+
+
+def test_customer_care_locks_and_unlocks_an_account(cli_env: str) -> None:
+    _create_and_fund()
+    code, output = _run("user", "lock", "--phone", "0712345678")
+    assert code == 0, output
+    assert "locked" in output
+    assert _support_locked("0712345678", cli_env)
+    code, output = _run(
+        "wallet", "deposit", "--phone", "0712345678", "--amount", "10", "--receipt", "QK2"
+    )
+    assert code == 0, output  # money may still come in
+    code, output = _run("user", "unlock", "--phone", "0712345678")
+    assert code == 0, output
+    assert "unlocked" in output
+    assert not _support_locked("0712345678", cli_env)
+    code, output = _run("user", "lock", "--phone", "0799999999")
+    assert code == 2
+    assert "user_not_found" in output
+
+
+def _support_locked(national: str, database_url: str) -> bool:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            query = text("SELECT support_locked_at FROM users WHERE phone = :phone")
+            locked_at = connection.execute(query, {"phone": "254" + national[1:]}).scalar_one()
+    finally:
+        engine.dispose()
+    return locked_at is not None

@@ -220,3 +220,20 @@ def test_a_forgotten_pin_is_replaced_from_the_phone_itself(client: TestClient, d
     assert deni.hasher.verify("2468", user.pin_hash)
     assert not user.is_locked(deni.clock.now())
     assert notices[0].kind == "pin_reset"  # the owner hears of it by SMS
+
+
+def test_an_account_locked_by_customer_care_says_so_on_the_pin_screen(
+    client: TestClient, deni: Deni
+) -> None:
+    member = Phone(client, next_phone())
+    register(member, name="Wafula", pin="1111")
+    _mpesa_confirms(deni, member, 100_000)
+    users.set_support_lock(uow=deni.uow(), clock=deni.clock, phone=member.number, locked=True)
+    requests_before = len(mpesa(deni).requests)
+
+    member.dial()
+    member.send("5", "2", "500", "1111")
+    assert "Customer care locked" in member.last
+    member.send("00", "7", "3", "2468", "2468")  # nor can the SIM reset the PIN
+    assert "Customer care locked" in member.last
+    assert len(mpesa(deni).requests) == requests_before

@@ -87,6 +87,14 @@ class MoneyOnHold(DomainError):
         self.until = until
 
 
+class LockedBySupport(DomainError):
+    code = "locked_by_support"
+    kind = ErrorKind.LOCKED
+
+    def __init__(self) -> None:
+        super().__init__("Deni customer care locked this account. Call them to unlock it.")
+
+
 class InvalidResetCode(Unauthorized):
     code = "invalid_code"
 

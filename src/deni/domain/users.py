@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from deni.domain.errors import MoneyOnHold, ValidationFailed
+from deni.domain.errors import LockedBySupport, MoneyOnHold, ValidationFailed
 from deni.domain.security import PIN_ATTEMPTS_MAX, is_locked, lock_period, money_held_until
 
 LANGUAGES = ("en", "sw")
@@ -69,6 +69,9 @@ class User:
     locked_until: datetime | None = None
     pin_reset_at: datetime | None = None  # the last forgotten-PIN reset: money waits a day
     closed_at: datetime | None = None  # closed by its owner: personal data erased
+    # Locked by customer care (a SIM swap reported, say): nothing works, not even a PIN reset,
+    # until they unlock it.
+    support_locked_at: datetime | None = None
 
     @property
     def is_closed(self) -> bool:
@@ -97,11 +100,16 @@ class User:
         self.pin_reset_at = now
 
     def require_money_may_leave(self, now: datetime) -> None:
+        if self.support_locked_at is not None:
+            raise LockedBySupport
         until = money_held_until(self.pin_reset_at, now)
         if until is not None:
             when = until.astimezone(NAIROBI).strftime("%d %b %H:%M")
             message = f"Your PIN was reset: money can leave your wallet from {when}, Nairobi time."
             raise MoneyOnHold(message, until=until)
+
+    def money_may_leave(self, now: datetime) -> bool:
+        return self.support_locked_at is None and money_held_until(self.pin_reset_at, now) is None
 
     def record_right_pin(self) -> None:
         # The growing lock period is kept: a right PIN after a lock does not forgive history.

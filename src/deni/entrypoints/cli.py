@@ -147,6 +147,30 @@ def user_export(
     )
 
 
+@user_app.command("lock")
+def user_lock(phone: Annotated[str, typer.Option(help="The member's mobile number.")]) -> None:
+    """Customer care: lock an account (a SIM swap reported, a lost phone). Nothing works on it,
+    not even a PIN reset, until `deni user unlock`."""
+    _support_lock(phone, locked=True)
+
+
+@user_app.command("unlock")
+def user_unlock(phone: Annotated[str, typer.Option(help="The member's mobile number.")]) -> None:
+    """Customer care: undo `deni user lock`, once the member has proved who they are."""
+    _support_lock(phone, locked=False)
+
+
+def _support_lock(phone: str, *, locked: bool) -> None:
+    with _wired() as deni:
+        try:
+            user = users.set_support_lock(
+                uow=deni.uow(), clock=deni.clock, phone=phone, locked=locked
+            )
+        except DomainError as error:
+            _fail(error)
+    console.print(f"{user.name}'s account is {'locked' if locked else 'unlocked'}.")
+
+
 @wallet_app.command("deposit")
 def wallet_deposit(
     phone: Annotated[str, typer.Option()],

@@ -17,7 +17,12 @@ from datetime import datetime
 
 import structlog
 
-from deni.domain.errors import InvalidResetCode, SmsUnavailable, TooManyRequests
+from deni.domain.errors import (
+    InvalidResetCode,
+    LockedBySupport,
+    SmsUnavailable,
+    TooManyRequests,
+)
 from deni.domain.phone import normalise_msisdn
 from deni.domain.security import (
     MONEY_HOLD_AFTER_RESET,
@@ -62,7 +67,7 @@ def start_pin_reset(
     with uow:
         found = uow.users.get_by_phone(msisdn)
         user = uow.users.lock(found.id) if found is not None else None
-        if user is None:
+        if user is None or user.support_locked_at is not None:
             return
         reset = uow.pin_resets.lock(user.id) or PinResetCode(user.id, window_started_at=now)
         if not reset.may_send(now):
@@ -101,7 +106,7 @@ def finish_pin_reset(
         found = uow.users.get_by_phone(msisdn)
         user = uow.users.lock(found.id) if found is not None else None
         reset = uow.pin_resets.lock(user.id) if user is not None else None
-        if user is None or reset is None or not reset.usable(now):
+        if user is None or user.support_locked_at or reset is None or not reset.usable(now):
             raise InvalidResetCode("The code is wrong or no longer valid. Ask for a new one.")
         assert reset.code_hash is not None
         if not hmac.compare_digest(reset.code_hash, _code_hash(pepper, user.id, code)):
@@ -126,6 +131,8 @@ def reset_pin_on_this_sim(
     now = clock.now()
     with uow:
         user = require_user(uow, user_id, lock=True)
+        if user.support_locked_at is not None:
+            raise LockedBySupport
         _replace_pin(uow, hasher, user, new_pin, now=now, channel=channel)
         uow.commit()
 

@@ -23,7 +23,6 @@ from deni.domain.errors import Conflict, DomainError, InsufficientFunds, NotFoun
 from deni.domain.ledger import PlatformAccount
 from deni.domain.loans import LoanState
 from deni.domain.money import CENTS_PER_SHILLING
-from deni.domain.security import money_held_until
 from deni.domain.users import nairobi_today
 from deni.services import ledger, loans, paybills, payments
 from deni.services.common import SYSTEM_ACTOR, audit, new_id
@@ -206,8 +205,8 @@ def queue_payout(
     with deps.uow() as uow:
         owner = uow.users.get(candidate.user_id)
         assert owner is not None
-        if money_held_until(owner.pin_reset_at, now) is not None:
-            return  # held after a PIN reset: a sweep after the hold pays it out
+        if not owner.money_may_leave(now):
+            return  # held (a PIN reset, customer care): a sweep after the hold pays it out
         balance_cents = ledger.wallet_balance_cents(uow, user_id=candidate.user_id)
         if amount_cents >= B2C_MIN_CENTS and balance_cents >= amount_cents:
             request_payout(

@@ -7,7 +7,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from deni.domain.errors import AccountLocked, AlreadyRegistered, NotFound, Unauthorized, WrongPin
+from deni.domain.errors import (
+    AccountLocked,
+    AlreadyRegistered,
+    LockedBySupport,
+    NotFound,
+    Unauthorized,
+    WrongPin,
+)
 from deni.domain.phone import mask_msisdn, normalise_msisdn
 from deni.domain.security import require_pin_format
 from deni.domain.users import User, require_language, require_name
@@ -23,6 +30,7 @@ from deni.services.ports import (
 )
 
 REFRESH_TOKEN_BYTES = 32
+SUPPORT_ACTOR = "support"  # customer care, through the CLI
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +84,8 @@ def check_pin(
     A wrong PIN is committed before the error is raised, so the attempt counts even though the
     command fails. A locked account is refused without looking at the PIN (fail closed).
     """
+    if user.support_locked_at is not None:
+        raise LockedBySupport
     if user.is_locked(now):
         raise AccountLocked(_locked_message(user, now))
     if isinstance(pin, str) and hasher.verify(pin, user.pin_hash):
@@ -248,6 +258,35 @@ def update_profile(
             channel=channel,
             command="update_profile",
             details={"fields": fields},
+            now=now,
+        )
+        uow.commit()
+    return user
+
+
+def set_support_lock(
+    *, uow: UnitOfWork, clock: Clock, phone: str, locked: bool, channel: str = "cli"
+) -> User:
+    """Customer care locks an account (a member reports a SIM swap, a lost phone) or unlocks
+    it. While locked nothing works, not even a PIN reset, and every session has ended."""
+    msisdn = normalise_msisdn(phone)
+    now = clock.now()
+    with uow:
+        found = uow.users.get_by_phone(msisdn)
+        user = require_user(uow, found.id, lock=True) if found is not None else None
+        if user is None:
+            raise NotFound("No member has this number.", code="user_not_found")
+        user.support_locked_at = now if locked else None
+        uow.users.save(user, now)
+        if locked:
+            uow.tokens.revoke_all(user.id, now)
+        command = "support_lock" if locked else "support_unlock"
+        audit(
+            uow,
+            actor_id=SUPPORT_ACTOR,
+            channel=channel,
+            command=command,
+            details={"user_id": user.id},
             now=now,
         )
         uow.commit()

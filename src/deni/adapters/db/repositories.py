@@ -336,6 +336,7 @@ def _user_values(user: User) -> dict[str, Any]:
         "locked_until": user.locked_until,
         "pin_reset_at": user.pin_reset_at,
         "closed_at": user.closed_at,
+        "support_locked_at": user.support_locked_at,
         "created_at": user.created_at,
     }
 
@@ -353,6 +354,7 @@ def _user(row: Row[Any]) -> User:
         locked_until=row.locked_until,
         pin_reset_at=row.pin_reset_at,
         closed_at=row.closed_at,
+        support_locked_at=row.support_locked_at,
     )
 
 

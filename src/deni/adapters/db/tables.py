@@ -68,6 +68,7 @@ users = Table(
     Column("locked_until", UtcDateTime, nullable=True),
     Column("pin_reset_at", UtcDateTime, nullable=True),  # migration 0008
     Column("closed_at", UtcDateTime, nullable=True),  # migration 0009
+    Column("support_locked_at", UtcDateTime, nullable=True),  # migration 0010
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )

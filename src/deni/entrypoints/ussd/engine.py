@@ -52,6 +52,7 @@ REASONS: Mapping[str, str] = {
     "invalid_pin": "ussd.err_pin_format",
     "insufficient_funds": "ussd.err_funds",
     "money_on_hold": "ussd.err_on_hold",
+    "locked_by_support": "ussd.err_support_locked",
     "loan_expired": "ussd.err_loan_expired",
     "invalid_transition": "ussd.err_loan_changed",
     "loan_not_active": "ussd.err_loan_changed",
