@@ -117,6 +117,7 @@ PATHS: dict[str, tuple[str, tuple[str, ...]]] = {
     "language": ("lender", ("7", "2")),
     "reset_new": ("borrower", ("7", "3")),
     "reset_new2": ("borrower", ("7", "3", "1357")),
+    "close_pin": ("borrower", ("7", "4")),
 }
 
 

@@ -237,3 +237,24 @@ def test_an_account_locked_by_customer_care_says_so_on_the_pin_screen(
     member.send("00", "7", "3", "2468", "2468")  # nor can the SIM reset the PIN
     assert "Customer care locked" in member.last
     assert len(mpesa(deni).requests) == requests_before
+
+
+def test_an_account_is_closed_from_the_phone_once_it_holds_nothing(
+    client: TestClient, deni: Deni
+) -> None:
+    keeper, leaver = Phone(client, next_phone()), Phone(client, next_phone())
+    register(keeper, name="Chebet", pin="1111")
+    register(leaver, name="Kiprop", pin="2222")
+    _mpesa_confirms(deni, keeper, 100_000)
+
+    keeper.dial()
+    keeper.send("7", "4", "1111")
+    assert "Withdraw your balance first" in keeper.last  # a reason, the session goes on
+    assert not keeper.ended
+
+    leaver.dial()
+    leaver.send("7", "4", "2222")
+    assert leaver.ended
+    assert "account is closed" in leaver.last
+    leaver.dial()
+    assert "Welcome to Deni" in leaver.last  # the number is free to join again

@@ -30,7 +30,7 @@ from deni.domain.users import nairobi_today
 from deni.entrypoints.ussd.render import say
 from deni.entrypoints.ussd.screens import Finish, Goto, Item, Params, Reject, Step
 from deni.i18n import format_day, format_kes
-from deni.services import loans, pin_reset, users, ussd
+from deni.services import loans, pin_reset, privacy, users, ussd
 from deni.services.ports import Clock
 from deni.services.ussd import QueuedMpesa
 from deni.services.ussd_ports import LoanLine, UssdReads
@@ -622,6 +622,19 @@ def submit_reset_pin(ctx: Ctx, raw: str) -> Step:
     )
     ctx.state.data.clear()
     return Finish("ussd.pin_reset_done")
+
+
+def submit_close(ctx: Ctx, raw: str) -> Step:
+    privacy.close_account(
+        uow=ctx.deni.uow(),
+        hasher=ctx.deni.hasher,
+        clock=ctx.clock,
+        user_id=ctx.user_id,
+        pin=require_pin(raw),
+        channel=CHANNEL,
+    )
+    ctx.state.data.clear()
+    return Finish("ussd.closed")
 
 
 def _set_language(ctx: Ctx, language: str) -> Step:

@@ -234,7 +234,7 @@ _SCREENS = (
     ),
     # 6 Mini-statement: the last five movements.
     Screen("statement", MENU, "ussd.statement", view=f.view_statement),
-    # 7 Settings: change PIN, language, a forgotten PIN.
+    # 7 Settings: change PIN, language, a forgotten PIN, closing the account.
     Screen(
         "settings",
         MENU,
@@ -243,8 +243,10 @@ _SCREENS = (
             Option("ussd.opt_change_pin", "pin_old"),
             Option("ussd.opt_language", "language"),
             Option("ussd.opt_forgot_pin", "reset_new"),
+            Option("ussd.opt_close", "close_pin"),
         ),
     ),
+    Screen("close_pin", INPUT, "ussd.close_pin", submit=f.submit_close, secret=True),
     Screen(
         "reset_new",
         INPUT,
