@@ -38,6 +38,12 @@ def closed_phone(user_id: str) -> str:
     return "x" + "".join(digits)
 
 
+def shown_contact(name: str, phone: str, *, closed: bool) -> tuple[str, str]:
+    """How a member appears to those they shared loans with: a closed account shows its
+    stand-in name and no number (its stand-in for one is not a number)."""
+    return name, "" if closed else phone
+
+
 def require_name(name: object) -> str:
     if not isinstance(name, str):
         raise ValidationFailed("Give your name.", code="invalid_name")

@@ -27,6 +27,13 @@ def require_user(uow: UnitOfWork, user_id: str, *, lock: bool = False) -> User:
     return user
 
 
+def lock_member(uow: UnitOfWork, msisdn: str) -> User | None:
+    """The member with this (normalised) number, locked for the caller's transaction; None
+    when nobody on Deni has it (a closed account has given its number up)."""
+    found = uow.users.get_by_phone(msisdn)
+    return uow.users.lock(found.id) if found is not None else None
+
+
 def require_users(uow: UnitOfWork, *user_ids: str) -> tuple[User, ...]:
     """These users, in the order asked, read together; `user_not_found` if one is missing."""
     found = {user.id: user for user in uow.users.find(ids=user_ids)}

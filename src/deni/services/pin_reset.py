@@ -35,7 +35,7 @@ from deni.domain.security import (
 )
 from deni.domain.users import User
 from deni.i18n import render_notification
-from deni.services.common import audit, notify, require_user
+from deni.services.common import audit, lock_member, notify, require_user
 from deni.services.ports import (
     Clock,
     PinHasher,
@@ -46,6 +46,8 @@ from deni.services.ports import (
 )
 
 log = structlog.get_logger(__name__)
+# One answer for a wrong, late, used or never-sent code, and for a number not on Deni.
+_INVALID_CODE = "The code is wrong or no longer valid. Ask for a new one."
 
 
 def start_pin_reset(
@@ -65,8 +67,7 @@ def start_pin_reset(
     now = clock.now()
     _count_ask(counters, source, now)
     with uow:
-        found = uow.users.get_by_phone(msisdn)
-        user = uow.users.lock(found.id) if found is not None else None
+        user = lock_member(uow, msisdn)
         if user is None or user.support_locked_at is not None:
             return
         reset = uow.pin_resets.lock(user.id) or PinResetCode(user.id, window_started_at=now)
@@ -103,17 +104,16 @@ def finish_pin_reset(
     msisdn = normalise_msisdn(phone)
     now = clock.now()
     with uow:
-        found = uow.users.get_by_phone(msisdn)
-        user = uow.users.lock(found.id) if found is not None else None
+        user = lock_member(uow, msisdn)
         reset = uow.pin_resets.lock(user.id) if user is not None else None
         if user is None or user.support_locked_at or reset is None or not reset.usable(now):
-            raise InvalidResetCode("The code is wrong or no longer valid. Ask for a new one.")
+            raise InvalidResetCode(_INVALID_CODE)
         assert reset.code_hash is not None
         if not hmac.compare_digest(reset.code_hash, _code_hash(pepper, user.id, code)):
             reset.record_wrong()
             uow.pin_resets.save(reset, now)
             uow.commit()
-            raise InvalidResetCode("The code is wrong or no longer valid. Ask for a new one.")
+            raise InvalidResetCode(_INVALID_CODE)
         reset.spend()
         uow.pin_resets.save(reset, now)
         _replace_pin(uow, hasher, user, new_pin, now=now, channel=channel)

@@ -11,13 +11,14 @@ secrets (PIN hash, tokens).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
 from deni.domain.errors import Conflict, NotFound, ValidationFailed
 from deni.domain.ledger import wallet_account_id
-from deni.domain.loans import LoanState
+from deni.domain.loans import Loan, LoanState
 from deni.domain.users import User, nairobi_today
 from deni.services import ledger
 from deni.services.common import audit, require_user
@@ -97,63 +98,64 @@ def _bounded(section: str, items: list[T]) -> list[T]:
     return items
 
 
+def _every_page(section: str, page_items: int, fetch: Callable[[Sequence[T]], list[T]]) -> list[T]:
+    """Pages from `fetch(items so far)` until a short one: all of a section, or a refusal
+    past the bound (never a silently shortened export)."""
+    items: list[T] = []
+    for _ in range(SECTION_ITEMS_MAX // page_items + 1):
+        page = fetch(items)
+        items.extend(page)
+        if len(page) < page_items:
+            return _bounded(section, items)
+    raise ExportTooLarge(section)
+
+
 def _statement(uow: UnitOfWork, user_id: str) -> list[StatementLine]:
-    lines: list[StatementLine] = []
-    before: int | None = None
-    for _ in range(SECTION_ITEMS_MAX // STATEMENT_PAGE_MAX + 1):
-        page = uow.ledger.statement(
-            wallet_account_id(user_id), before_posting_id=before, limit=STATEMENT_PAGE_MAX
-        )
-        lines.extend(page)
-        if len(page) < STATEMENT_PAGE_MAX:
-            return _bounded("statement lines", lines)
-        before = page[-1].posting_id
-    raise ExportTooLarge("statement lines")
+    wallet = wallet_account_id(user_id)
+    return _every_page(
+        "statement lines",
+        STATEMENT_PAGE_MAX,
+        lambda got: uow.ledger.statement(
+            wallet,
+            before_posting_id=got[-1].posting_id if got else None,
+            limit=STATEMENT_PAGE_MAX,
+        ),
+    )
 
 
 def _loans(uow: UnitOfWork, user_id: str, now: datetime) -> list[LoanDetail]:
-    loans = []
-    for role in ROLES:
-        for page_index in range(SECTION_ITEMS_MAX // LIST_PAGE_MAX + 1):
-            page = uow.loans.list_for(
-                user_id=user_id,
-                role=role,
-                states=[],
-                limit=LIST_PAGE_MAX,
-                offset=page_index * LIST_PAGE_MAX,
-            )
-            loans.extend(page)
-            if len(page) < LIST_PAGE_MAX:
-                break
-        else:
-            raise ExportTooLarge("loans")
-    loans = _bounded("loans", loans)
+    def role_pages(role: str) -> list[Loan]:
+        return _every_page(
+            "loans",
+            LIST_PAGE_MAX,
+            lambda got: uow.loans.list_for(
+                user_id=user_id, role=role, states=[], limit=LIST_PAGE_MAX, offset=len(got)
+            ),
+        )
+
+    loans = _bounded("loans", [loan for role in ROLES for loan in role_pages(role)])
     loans.sort(key=lambda loan: (loan.requested_at, loan.id), reverse=True)
     return loan_details(uow, loans, today=nairobi_today(now))
 
 
 def _notifications(uow: UnitOfWork, user_id: str) -> list[NotificationRecord]:
-    found: list[NotificationRecord] = []
-    for page_index in range(SECTION_ITEMS_MAX // LIST_PAGE_MAX + 1):
-        page = uow.notifications.list_for(
-            user_id, unread_only=False, limit=LIST_PAGE_MAX, offset=page_index * LIST_PAGE_MAX
-        )
-        found.extend(page)
-        if len(page) < LIST_PAGE_MAX:
-            return _bounded("notifications", found)
-    raise ExportTooLarge("notifications")
+    return _every_page(
+        "notifications",
+        LIST_PAGE_MAX,
+        lambda got: uow.notifications.list_for(
+            user_id, unread_only=False, limit=LIST_PAGE_MAX, offset=len(got)
+        ),
+    )
 
 
 def _audit(uow: UnitOfWork, user_id: str) -> list[AuditRecord]:
-    rows: list[AuditRecord] = []
-    after_seq = 0
-    for _ in range(SECTION_ITEMS_MAX // LIST_PAGE_MAX + 1):
-        page = uow.audit.by_actor(user_id, after_seq=after_seq, limit=LIST_PAGE_MAX)
-        rows.extend(page)
-        if len(page) < LIST_PAGE_MAX:
-            return _bounded("audit rows", rows)
-        after_seq = page[-1].seq
-    raise ExportTooLarge("audit rows")
+    return _every_page(
+        "audit rows",
+        LIST_PAGE_MAX,
+        lambda got: uow.audit.by_actor(
+            user_id, after_seq=got[-1].seq if got else 0, limit=LIST_PAGE_MAX
+        ),
+    )
 
 
 # A loan in one of these states still binds someone: an account in it cannot close.

@@ -19,7 +19,7 @@ from deni.domain.phone import mask_msisdn, normalise_msisdn
 from deni.domain.security import require_pin_format
 from deni.domain.users import User, require_language, require_name
 from deni.services import ledger
-from deni.services.common import audit, new_id, notify, require_user
+from deni.services.common import audit, lock_member, new_id, notify, require_user
 from deni.services.ports import (
     AccessTokens,
     Clock,
@@ -143,12 +143,10 @@ def login(
     msisdn = normalise_msisdn(phone)
     now = clock.now()
     with uow:
-        user = uow.users.get_by_phone(msisdn)
+        user = lock_member(uow, msisdn)
         if user is None:
             # Same answer as a wrong PIN would give, so the API does not reveal who is registered.
             raise Unauthorized("Wrong phone number or PIN.", code="wrong_credentials")
-        user = uow.users.lock(user.id)
-        assert user is not None
         check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
         refresh = _new_refresh_token(
             uow, user_id=user.id, family_id=new_id(), now=now, ttl_s=refresh_ttl_s
@@ -272,8 +270,7 @@ def set_support_lock(
     msisdn = normalise_msisdn(phone)
     now = clock.now()
     with uow:
-        found = uow.users.get_by_phone(msisdn)
-        user = require_user(uow, found.id, lock=True) if found is not None else None
+        user = lock_member(uow, msisdn)
         if user is None:
             raise NotFound("No member has this number.", code="user_not_found")
         user.support_locked_at = now if locked else None

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from deni.adapters.db import mpesa_tables as m
 from deni.adapters.db import tables as t
+from deni.adapters.db.upsert import insert_or_nothing
 from deni.domain.loans import LoanState
 from deni.services.mpesa_ports import (
     UNANSWERED_PUSH_CODE,
@@ -471,8 +472,12 @@ class SqlMpesaRepository:
     # --- balance reports ----------------------------------------------------------------------
 
     def expect_paybill(self, expected: ExpectedPaybill) -> bool:
-        values = _paybill_values(expected)
-        return _inserted(self._connection, insert(m.expected_paybills).values(values))
+        # On the validation path, which M-PESA waits for: one statement, no savepoint.
+        table = m.expected_paybills
+        statement = insert_or_nothing(
+            self._connection, table, _paybill_values(expected), conflict_columns=["trans_id"]
+        )
+        return self._connection.execute(statement.returning(table.c.trans_id)).first() is not None
 
     def due_paybills(self, *, now: datetime, limit: int) -> list[ExpectedPaybill]:
         c = m.expected_paybills.c

@@ -43,7 +43,7 @@ from deni.domain.ledger import (
     balance_delta,
 )
 from deni.domain.loans import Loan, LoanState, Terms
-from deni.domain.users import User
+from deni.domain.users import User, shown_contact
 from deni.services.ports import LedgerTotals, NewEntry, RepaymentRecord, StatementLine
 
 PROBLEMS_REPORTED_MAX = 100
@@ -282,7 +282,7 @@ class SqlUserRepository:
 
     def contacts(self, user_ids: Collection[str]) -> dict[str, tuple[str, str]]:
         found = self.find(ids=list(user_ids))
-        return {u.id: (u.name, "" if u.is_closed else u.phone) for u in found}
+        return {u.id: shown_contact(u.name, u.phone, closed=u.is_closed) for u in found}
 
     def lock(self, user_id: str) -> User | None:
         # FOR NO KEY UPDATE: rows that merely point at this user (a notification, a posting)

@@ -17,6 +17,7 @@ from deni.adapters.db.records import notification_record
 from deni.adapters.db.repositories import loan_from_row, statement_line, statement_query
 from deni.domain.ledger import HoldState, NormalSide, wallet_account_id
 from deni.domain.loans import Loan
+from deni.domain.users import shown_contact
 from deni.services.ports import NotificationRecord, RepaymentRecord, StatementLine
 from deni.services.sync_ports import (
     Change,
@@ -379,8 +380,10 @@ class SqlSyncRepository:
                 u.c.id.in_(sorted(set(user_ids)))
             )
         )
-        # A closed account's stand-in for its number is no number: show none.
-        return {row.id: (row.name, "" if row.closed_at else row.phone) for row in rows}
+        return {
+            row.id: shown_contact(row.name, row.phone, closed=row.closed_at is not None)
+            for row in rows
+        }
 
     def repayments(self, user_id: str, repayment_ids: Sequence[str]) -> list[RepaymentRecord]:
         assert len(repayment_ids) <= IDS_PER_QUERY_MAX
