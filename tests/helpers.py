@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -15,6 +16,15 @@ from deni.services import loans, payments, users
 
 _phones = itertools.count(700_000_001)
 _receipts = itertools.count(1)
+
+
+def shows_number(number: str, text: str) -> bool:
+    """Whether `number` stands alone in `text`, not inside a longer run such as a timestamp.
+
+    A log line's microseconds ("09:31:38.105678Z") hold any four digits now and then, so a plain
+    substring check for a PIN fails at random.
+    """
+    return re.search(rf"(?<!\d){re.escape(number)}(?!\d)", text) is not None
 
 
 def next_phone() -> str:
