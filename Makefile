@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SRC := src tests benchmarks
 
-.PHONY: venv run lint test bench fmt clean
+.PHONY: venv run lint test chromium bench fmt clean
 
 venv: $(STAMP)
 
@@ -29,8 +29,20 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: venv lint
+test: venv lint chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser tests (tests/web) drive Debian's Chromium; Playwright never downloads a browser.
+# As root with apt (CI, a fresh machine) install it when missing, refreshing the package lists
+# only if the plain install fails. Without it the browser tests skip (and fail under CI=true).
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends chromium \
+			|| { apt-get update && apt-get install -y --no-install-recommends chromium; }; \
+	else echo "no /usr/bin/chromium: the browser tests will skip (apt-get install chromium)"; fi
 
 bench: venv
 	$(BIN)/python -m benchmarks.run

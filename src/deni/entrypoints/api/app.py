@@ -33,6 +33,7 @@ from deni.entrypoints.api.routes import (
 from deni.entrypoints.api.schemas import HealthOut
 from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.ussd import router as ussd
+from deni.entrypoints.web import mount as mount_web_app
 from deni.services.ports import StorageBusy
 
 API_PREFIX = "/api/v1"
@@ -73,6 +74,7 @@ def create_app(deni: Deni) -> FastAPI:
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
     _add_operations(app, deni)
+    mount_web_app(app)  # the installable offline web app under /app (deni.entrypoints.web)
     _add_error_handlers(app)
     # Metrics label requests with the full path template, prefix included.
     full_paths = {

@@ -6,6 +6,7 @@ import time
 from collections.abc import Mapping
 
 import structlog
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from deni.adapters.observability import Metrics
@@ -22,11 +23,14 @@ def _route_template(scope: Scope, full_paths: Mapping[int, str]) -> str:
     """The matched route's path template ("/api/v1/loans/{loan_id}"), known only after routing.
 
     FastAPI may put the router's own route in the scope, whose path lacks the prefix the router
-    was included under; `full_paths` (route id → full template) puts the prefix back.
+    was included under; `full_paths` (route id → full template) puts the prefix back. A mount
+    (the web app's files under /app) counts as one route, "/app/{path}", never one per file.
     """
     route = scope.get("route")
     if route is None:
         return UNMATCHED_ROUTE
+    if isinstance(route, Mount):
+        return route.path_format
     full = full_paths.get(id(route))
     if full is not None:
         return full

@@ -1,0 +1,199 @@
+// Talking to the server: the REST calls that need the network (sign in, register, forgotten
+// PIN) and the sync protocol (docs/sync.md) that carries everything else, online or not.
+
+const API = "/api/v1";
+const SCHEMA_VERSION = 1;
+const PUSH_MUTATIONS_MAX = 500; // the server's MUTATIONS_PER_PUSH_MAX
+const PUSH_ROUNDS_MAX = 20;
+const PULL_PAGES_MAX = 200;
+const PULL_PAGE_ROWS = 500;
+const ACCESS_MARGIN_S = 30; // refresh this long before the access token runs out
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export class Offline extends Error {
+  constructor(cause) {
+    super("There is no network. Try again when you are back online.");
+    this.cause = cause;
+  }
+}
+
+async function send(method, path, { body, token } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(API + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+    });
+  } catch (error) {
+    throw new Offline(error);
+  }
+  const answer = await response.json().catch(() => null);
+  if (response.ok) return answer;
+  const error = answer?.error ?? {};
+  throw new ApiError(
+    response.status,
+    error.code ?? `http_${response.status}`,
+    error.message ?? "The server could not do that. Please try again.",
+  );
+}
+
+// Calls that need no session.
+export const publicApi = {
+  login: (phone, pin) => send("POST", "/auth/login", { body: { phone, pin } }),
+  register: (fields) => send("POST", "/auth/register", { body: fields }),
+  askPinReset: (phone) => send("POST", "/auth/pin-reset", { body: { phone } }),
+  confirmPinReset: (fields) => send("POST", "/auth/pin-reset/confirm", { body: fields }),
+};
+
+export class Session {
+  constructor(store) {
+    this.store = store;
+    this.accessToken = null;
+    this.accessUntilMs = 0;
+  }
+
+  async signIn(phone, pin) {
+    const answer = await publicApi.login(phone, pin);
+    await this.#keep(answer, phone);
+    return this.store.begin(answer.user_id);
+  }
+
+  async #keep(answer, phone) {
+    this.accessToken = answer.access_token;
+    this.accessUntilMs = Date.now() + (answer.expires_in - ACCESS_MARGIN_S) * 1000;
+    await this.store.saveSession({
+      user_id: answer.user_id,
+      phone,
+      refresh_token: answer.refresh_token,
+    });
+  }
+
+  // A refresh token works once, and a spent one revokes the whole login: tabs take turns (a
+  // Web Lock) and each reads the newest token inside its turn.
+  async #refresh() {
+    const turn = (work) =>
+      navigator.locks ? navigator.locks.request("deni-refresh", work) : work();
+    await turn(async () => {
+      const saved = await this.store.session();
+      if (!saved) throw new ApiError(401, "signed_out", "Please sign in.");
+      const answer = await send("POST", "/auth/refresh", {
+        body: { refresh_token: saved.refresh_token },
+      });
+      await this.#keep(answer, saved.phone);
+    });
+  }
+
+  async call(method, path, body) {
+    if (!this.accessToken || Date.now() >= this.accessUntilMs) await this.#refresh();
+    try {
+      return await send(method, path, { body, token: this.accessToken });
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 401) throw error;
+      await this.#refresh(); // expired between the check and the call: once more
+      return send(method, path, { body, token: this.accessToken });
+    }
+  }
+}
+
+// One sync: push what is queued, then pull what changed. PINs for approvals live only in
+// `pins` (mutation id -> PIN), in memory, for as long as the page is open.
+export class Syncer {
+  constructor(store, session) {
+    this.store = store;
+    this.session = session;
+    this.pins = new Map();
+    this.running = null;
+  }
+
+  // Concurrent asks share the sync that is already running.
+  sync() {
+    this.running ??= this.#syncOnce().finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  async #syncOnce() {
+    const state = await this.store.syncState();
+    console.assert(state, "sync needs a signed-in install");
+    await this.#push(state.client_id);
+    await this.#pull(state.client_id);
+  }
+
+  async #push(clientId) {
+    for (let round = 0; round < PUSH_ROUNDS_MAX; round++) {
+      const batch = this.#batch(await this.store.queue());
+      if (batch.length === 0) return;
+      const answer = await this.session.call("POST", "/sync/push", {
+        client_id: clientId,
+        schema_version: SCHEMA_VERSION,
+        mutations: batch,
+      });
+      await this.store.settle(answer.results, answer.last_mutation_id);
+      for (const result of answer.results) this.pins.delete(result.mutation_id);
+      if (answer.stopped === null) continue;
+      if (answer.stopped.code === "mutation_id_reused") {
+        // Never renumber: repay_loan is keyed by (client, id), a new id could pay twice.
+        await this.store.markDead(answer.stopped.mutation_id, answer.stopped);
+        continue;
+      }
+      if (answer.stopped.code === "mutation_gap") continue; // settle dropped what it had done
+      return; // busy: the next sync tries again
+    }
+  }
+
+  // Oldest first, stopping at an approval whose PIN this page does not hold.
+  #batch(queue) {
+    const batch = [];
+    for (const mutation of queue.sort((a, b) => a.id - b.id)) {
+      if (mutation.status !== "queued") continue;
+      if (batch.length === PUSH_MUTATIONS_MAX) break;
+      if (mutation.name === "approve_loan") {
+        const pin = this.pins.get(mutation.id);
+        if (pin === undefined) break;
+        batch.push({ id: mutation.id, name: mutation.name, args: { ...mutation.args, pin } });
+      } else {
+        batch.push({ id: mutation.id, name: mutation.name, args: mutation.args });
+      }
+    }
+    return batch;
+  }
+
+  async #pull(clientId) {
+    let { cursor } = await this.store.syncState();
+    let seen = cursor === "" ? new Set() : null; // the first pull is a snapshot
+    for (let page = 0; page < PULL_PAGES_MAX; page++) {
+      const query = new URLSearchParams({
+        client_id: clientId,
+        schema_version: String(SCHEMA_VERSION),
+        cursor,
+        limit: String(PULL_PAGE_ROWS),
+      });
+      const answer = await this.session.call("GET", `/sync/pull?${query}`);
+      if (answer.reset) seen = new Set();
+      // During a snapshot the cursor is kept only at its end, with the sweep of what it left
+      // out: a snapshot cut short starts again rather than leaving stale rows behind.
+      await this.store.applyPage(answer.changes, {
+        cursor: seen === null ? answer.cursor : null,
+        seen,
+      });
+      cursor = answer.cursor;
+      if (!answer.has_more) {
+        if (seen !== null) await this.store.finishSnapshot(seen, cursor);
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,327 @@
+"""The web app in a real Chromium against a real Deni server over loopback HTTP.
+
+Two people, each in a browser context of their own, do what the app is for: ask for a loan,
+approve it with the PIN, repay it; offline too, where "offline" is Chromium's own network switch
+and the app must open from its service worker and keep what is done until the network is back.
+Every journey is checked against the server's books, not only against the screen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
+
+from deni.bootstrap import Deni
+from deni.domain.loans import Loan, LoanState
+from deni.domain.users import User
+from deni.sandbox.server import BackgroundServer
+from deni.services import ledger, queries
+from tests.helpers import fund, register, shows_number
+
+PIN = "2468"
+TIMEOUT_MS = 10_000
+
+
+@dataclass
+class Person:
+    user: User
+    context: BrowserContext
+    page: Page
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def local_phone(self) -> str:
+        return "0" + self.user.phone.removeprefix("254")
+
+
+@pytest.fixture
+def open_browser(
+    chromium: Browser, web_server: BackgroundServer
+) -> Iterator[Callable[[User], Person]]:
+    people: list[Person] = []
+
+    def open_for(user: User) -> Person:
+        context = chromium.new_context(base_url=web_server.url)
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        person = Person(user, context, page)
+        page.on("pageerror", lambda error: person.problems.append(f"page error: {error}"))
+        page.on("console", lambda message: _keep_errors(person, message))
+        people.append(person)
+        return person
+
+    yield open_for
+    for person in people:
+        person.context.close()
+    problems = [problem for person in people for problem in person.problems]
+    assert problems == [], problems  # a script error anywhere fails the journey
+
+
+def _keep_errors(person: Person, message: ConsoleMessage) -> None:
+    # A refused request (wrong PIN, going offline) logs a network line; the app's own errors
+    # are what matter here.
+    if message.type == "error" and "Failed to load resource" not in message.text:
+        person.problems.append(f"console: {message.text}")
+
+
+@pytest.fixture
+def lender(deni: Deni) -> User:
+    user = register(deni, name="Otieno Lender", pin=PIN)
+    fund(deni, user, 500_000)
+    return user
+
+
+@pytest.fixture
+def borrower(deni: Deni) -> User:
+    user = register(deni, name="Wanjiku Borrower", pin=PIN)
+    fund(deni, user, 20_000)
+    return user
+
+
+def sign_in(person: Person, *, pin: str = PIN) -> None:
+    page = person.page
+    page.goto("/app/")
+    page.get_by_label("Phone number").fill(person.local_phone)
+    page.get_by_label("PIN").fill(pin)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#balance")).not_to_have_text("—")
+    synced(person)
+
+
+def synced(person: Person) -> None:
+    """The app says it is up to date and nothing waits in its queue."""
+    expect(person.page.locator("#status")).to_contain_text("Up to date")
+    expect(person.page.get_by_text("Waiting to sync")).to_have_count(0)
+
+
+def ask_for_loan(person: Person, lender: User, *, amount: str, fee: str, days: str) -> None:
+    page = person.page
+    page.get_by_role("link", name="Ask for a loan").click()
+    page.get_by_label("Lender's phone number").fill("0" + lender.phone.removeprefix("254"))
+    page.get_by_label("Amount (KES)").fill(amount)
+    page.get_by_label("Days until it is due").fill(days)
+    page.get_by_label("Fee you offer (KES)").fill(fee)
+
+
+def loans_of(deni: Deni, user: User) -> list[Loan]:
+    views = queries.list_loans(
+        uow_factory=deni.uow, clock=deni.clock, user_id=user.id, role="borrower"
+    )
+    return [view.loan for view in views]
+
+
+def wallet_cents(deni: Deni, user: User) -> int:
+    with deni.uow.read_only() as uow:
+        return ledger.wallet_balance_cents(uow, user_id=user.id)
+
+
+def assert_books_balance(deni: Deni) -> None:
+    with deni.uow.read_only() as uow:
+        totals = ledger.check(uow)
+    assert totals.postings_sum_cents == 0
+    assert not totals.unbalanced_entry_ids
+    assert not totals.mismatched_accounts
+    assert not totals.negative_wallets
+
+
+def wait_for_offline_shell(person: Person) -> None:
+    """The service worker controls the page, so a reload works with no network."""
+    person.page.wait_for_function("navigator.serviceWorker.controller !== null")
+
+
+# -- journeys ---------------------------------------------------------------------------------
+
+
+def test_a_loan_from_request_to_repaid_in_two_browsers(
+    deni: Deni, lender: User, borrower: User, open_browser: Callable[[User], Person]
+) -> None:
+    wanjiku, otieno = open_browser(borrower), open_browser(lender)
+    sign_in(wanjiku)
+    expect(wanjiku.page.locator("#balance")).to_have_text("KES 200")
+
+    ask_for_loan(wanjiku, lender, amount="1,000", fee="50", days="14")
+    expect(wanjiku.page.locator("#quote")).to_contain_text("You will repay KES 1,050 by")
+    wanjiku.page.get_by_role("button", name="Send my request").click()
+    synced(wanjiku)
+    expect(wanjiku.page.locator("#owe")).to_contain_text("Otieno Lender")
+    expect(wanjiku.page.locator("#owe")).to_contain_text("Waiting for approval")
+    [loan] = loans_of(deni, borrower)
+    assert (loan.state, loan.terms.principal_cents, loan.terms.fee_cents) == (
+        LoanState.REQUESTED,
+        100_000,
+        5_000,
+    )
+
+    sign_in(otieno)
+    otieno.page.locator("#asks").get_by_text("Wanjiku Borrower").click()
+    expect(otieno.page.get_by_text("asks you for KES 1,000, to repay KES 1,050")).to_be_visible()
+    otieno.page.get_by_label("Your PIN").fill(PIN)
+    otieno.page.get_by_role("button", name="Approve and send KES 1,000").click()
+    synced(otieno)
+    expect(otieno.page.locator("#lent")).to_contain_text("Wanjiku Borrower")
+    expect(otieno.page.locator("#balance")).to_have_text("KES 4,000")
+    assert loans_of(deni, borrower)[0].state is LoanState.ACTIVE
+    assert wallet_cents(deni, borrower) == 120_000
+
+    wanjiku.page.reload()  # opening the app syncs
+    synced(wanjiku)
+    expect(wanjiku.page.locator("#balance")).to_have_text("KES 1,200")
+    wanjiku.page.locator("#owe").get_by_text("Otieno Lender").click()
+    expect(wanjiku.page.get_by_label("Amount to repay (KES)")).to_have_value("1050")
+    wanjiku.page.get_by_role("button", name="Repay from my wallet").click()
+    synced(wanjiku)
+    expect(wanjiku.page.locator("#balance")).to_have_text("KES 150")
+    expect(wanjiku.page.get_by_text("Past loans (1)")).to_be_visible()
+    assert loans_of(deni, borrower)[0].state is LoanState.REPAID
+    assert wallet_cents(deni, borrower) == 15_000
+    assert wallet_cents(deni, lender) == 500_000 - 100_000 + 105_000
+    assert_books_balance(deni)
+
+
+def test_offline_the_app_opens_keeps_what_is_done_and_sends_it_once_online(
+    deni: Deni, lender: User, borrower: User, open_browser: Callable[[User], Person]
+) -> None:
+    wanjiku = open_browser(borrower)
+    sign_in(wanjiku)
+    wait_for_offline_shell(wanjiku)
+
+    wanjiku.context.set_offline(True)
+    wanjiku.page.reload()  # from the service worker's cache, data from IndexedDB
+    expect(wanjiku.page.locator("#balance")).to_have_text("KES 200")
+    expect(wanjiku.page.locator("#status")).to_contain_text("Offline")
+
+    ask_for_loan(wanjiku, lender, amount="500", fee="0", days="7")
+    wanjiku.page.get_by_role("button", name="Send my request").click()
+    expect(wanjiku.page.locator("#queue")).to_contain_text("Waiting to sync (1)")
+    expect(wanjiku.page.locator("#queue")).to_contain_text("for a loan of KES 500")
+    wanjiku.page.reload()  # closing the app offline loses nothing
+    expect(wanjiku.page.locator("#queue")).to_contain_text("Waiting to sync (1)")
+    assert loans_of(deni, borrower) == []
+
+    queued_loan_id = wanjiku.page.evaluate(
+        """() => new Promise((resolve) => {
+            indexedDB.open("deni").onsuccess = (event) => {
+                const read = event.target.result.transaction("queue").objectStore("queue").getAll();
+                read.onsuccess = () => resolve(read.result[0].args.loan_id);
+            };
+        })"""
+    )
+    wanjiku.context.set_offline(False)  # the browser's online event starts a sync
+    synced(wanjiku)
+    [loan] = loans_of(deni, borrower)
+    assert loan.id == queued_loan_id  # the id made offline is the loan's id on the server
+    assert loan.terms.principal_cents == 50_000
+    expect(wanjiku.page.locator("#owe")).to_contain_text("Waiting for approval")
+
+    wanjiku.page.reload()  # a second sync sends nothing again
+    synced(wanjiku)
+    assert len(loans_of(deni, borrower)) == 1
+
+
+def test_an_approval_waits_for_the_pin_which_is_never_stored(
+    deni: Deni, lender: User, borrower: User, open_browser: Callable[[User], Person]
+) -> None:
+    wanjiku, otieno = open_browser(borrower), open_browser(lender)
+    sign_in(wanjiku)
+    ask_for_loan(wanjiku, lender, amount="300", fee="30", days="10")
+    wanjiku.page.get_by_role("button", name="Send my request").click()
+    synced(wanjiku)
+
+    sign_in(otieno)
+    wait_for_offline_shell(otieno)
+    otieno.context.set_offline(True)
+    otieno.page.locator("#asks").get_by_text("Wanjiku Borrower").click()
+    otieno.page.get_by_label("Your PIN").fill(PIN)
+    otieno.page.get_by_role("button", name="Approve and send KES 300").click()
+    expect(otieno.page.locator("#queue")).to_contain_text("Approve a loan request")
+    stored = otieno.page.evaluate(
+        """() => new Promise((resolve) => {
+            indexedDB.open("deni").onsuccess = (event) => {
+                const db = event.target.result;
+                const names = [...db.objectStoreNames];
+                const all = names.map((name) => new Promise((done) => {
+                    const read = db.transaction(name).objectStore(name).getAll();
+                    read.onsuccess = () => done(read.result);
+                }));
+                Promise.all(all).then((rows) => resolve(JSON.stringify(rows)));
+            };
+        })"""
+    )
+    assert "approve_loan" in stored
+    assert not shows_number(PIN, stored)  # the PIN stays in the page's memory only
+
+    otieno.page.reload()  # the page's memory, and with it the PIN, is gone
+    expect(otieno.page.locator("#queue")).to_contain_text("it needs your PIN to be sent")
+    otieno.context.set_offline(False)  # the online event syncs; the approval stays behind
+    expect(otieno.page.locator("#status")).to_contain_text("Up to date")
+    assert loans_of(deni, borrower)[0].state is LoanState.REQUESTED  # nothing sent without it
+
+    otieno.page.locator("#queue").get_by_label("PIN").fill("1357")
+    otieno.page.get_by_role("button", name="Send approval").click()
+    expect(otieno.page.locator("#queue")).to_contain_text("Not done")
+    assert loans_of(deni, borrower)[0].state is LoanState.REQUESTED
+    otieno.page.get_by_role("button", name="OK").click()
+    expect(otieno.page.locator("#queue")).to_have_count(0)
+
+    otieno.page.locator("#asks").get_by_text("Wanjiku Borrower").click()
+    otieno.page.get_by_label("Your PIN").fill(PIN)
+    otieno.page.get_by_role("button", name="Approve and send KES 300").click()
+    synced(otieno)
+    assert loans_of(deni, borrower)[0].state is LoanState.ACTIVE
+    assert wallet_cents(deni, borrower) == 20_000 + 30_000
+    assert_books_balance(deni)
+
+
+def test_register_and_bad_input_get_a_reason_and_change_nothing(
+    deni: Deni, open_browser: Callable[[User], Person], lender: User
+) -> None:
+    person = open_browser(lender)
+    page = person.page
+    page.goto("/app/#/register")
+    page.get_by_label("Your name").fill("Akinyi Atieno")
+    page.get_by_label("Phone number").fill("12345")
+    page.get_by_label("Choose a PIN (4 digits)").fill("1111")
+    page.get_by_label("The same PIN again").fill("1111")
+    page.get_by_role("button", name="Open my account").click()
+    expect(page.get_by_role("alert")).to_contain_text("Safaricom number")
+
+    page.get_by_label("Phone number").fill("0799 000 111")
+    page.get_by_label("The same PIN again").fill("2222")
+    page.get_by_role("button", name="Open my account").click()
+    expect(page.get_by_role("alert")).to_contain_text("The two PINs differ")
+    with deni.uow.read_only() as uow:
+        assert uow.users.get_by_phone("254799000111") is None
+
+    page.get_by_label("The same PIN again").fill("1111")
+    page.get_by_role("button", name="Open my account").click()
+    expect(page.locator("#balance")).to_have_text("KES 0")
+    expect(page.get_by_text("Hello, Akinyi Atieno")).to_be_visible()
+
+    page.get_by_role("link", name="Ask for a loan").click()
+    page.get_by_label("Lender's phone number").fill("0" + lender.phone.removeprefix("254"))
+    page.get_by_label("Amount (KES)").fill("ten")
+    page.get_by_role("button", name="Send my request").click()
+    expect(page.get_by_role("alert")).to_contain_text("Enter an amount")
+
+    page.get_by_label("Amount (KES)").fill("5")  # under the KES 10 the server lends
+    page.get_by_role("button", name="Send my request").click()
+    expect(page.locator("#queue")).to_contain_text("Not done")
+    with deni.uow.read_only() as uow:
+        akinyi = uow.users.get_by_phone("254799000111")
+    assert akinyi is not None
+    assert loans_of(deni, akinyi) == []
+
+
+def test_signing_in_with_a_wrong_pin_says_so(
+    open_browser: Callable[[User], Person], borrower: User
+) -> None:
+    person = open_browser(borrower)
+    person.page.goto("/app/")
+    person.page.get_by_label("Phone number").fill(person.local_phone)
+    person.page.get_by_label("PIN").fill("0000")
+    person.page.get_by_role("button", name="Sign in").click()
+    expect(person.page.get_by_role("alert")).to_be_visible()
+    expect(person.page.locator("#balance")).to_have_count(0)
