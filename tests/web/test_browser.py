@@ -325,3 +325,43 @@ def test_signing_in_with_a_wrong_pin_says_so(
     person.page.get_by_role("button", name="Sign in").click()
     expect(person.page.get_by_role("alert")).to_be_visible()
     expect(person.page.locator("#balance")).to_have_count(0)
+
+
+def test_money_dates_and_numbers_read_as_people_write_them(page: Page) -> None:
+    page.goto("/app/")
+    results = page.evaluate(
+        """async () => {
+            const f = await import("/app/js/format.js");
+            return {
+                kes: [125000, 100, 5, -250050, 0].map(f.kes),
+                parsed: ["1,250", "1250.5", "KES 10", " 7 ", "0", "-5", "1e3", "12.345",
+                         "250000", "250000.01", "", "٣"].map((t) => f.parseKes(t)),
+                whole: ["500", "500.00", "500.50"].map((t) => f.parseKes(t, {wholeShillings: true})),
+                phones: ["0712 345 678", "+254712345678", "254112345678", "0812345678",
+                         "07123456789"].map(f.normalisePhone),
+                today: f.nairobiToday(new Date("2026-11-26T21:30:00Z")),
+                due: f.addDays("2026-12-20", 14),
+                long: f.longDate("2027-01-03"),
+            };
+        }"""
+    )
+    assert results["kes"] == ["KES 1,250", "KES 1", "KES 0.05", "-KES 2,500.50", "KES 0"]
+    assert results["parsed"] == [
+        125_000,
+        125_050,
+        1_000,
+        700,
+        None,
+        None,
+        None,
+        None,
+        25_000_000,
+        None,
+        None,
+        None,
+    ]
+    assert results["whole"] == [50_000, 50_000, None]
+    assert results["phones"] == ["254712345678", "254712345678", "254112345678", None, None]
+    assert results["today"] == "2026-11-27"  # 00:30 in Nairobi is already the next day
+    assert results["due"] == "2027-01-03"
+    assert results["long"] == "3 Jan 2027"

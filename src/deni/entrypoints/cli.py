@@ -62,13 +62,14 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Default: DENI_PORT or 8000.")] = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="API processes.")] = 1,
 ) -> None:
-    """Run the HTTP API (and, later, the web app)."""
+    """Run the HTTP API and the web app."""
     import uvicorn
 
     settings = Settings()
     host, port = host or settings.host, port or settings.port
     configure_logging(level=settings.log_level, json=settings.log_json)
     console.print(f"Deni is starting on [bold]http://{host}:{port}[/bold]")
+    console.print(f"  Web app:   http://{host}:{port}/app/")
     console.print(f"  API docs:  http://{host}:{port}/docs")
     console.print(f"  Health:    http://{host}:{port}/health")
     console.print(f"  Database:  {settings.database_url}")
