@@ -338,7 +338,9 @@ def test_money_dates_and_numbers_read_as_people_write_them(page: Page) -> None:
                     "1,250", "1250.5", "KES 10", " 7 ", "0", "-5", "1e3", "12.345",
                     "250000", "250000.01", "", "٣",
                 ].map((t) => f.parseKes(t)),
-                whole: ["500", "500.00", "500.50"].map((t) => f.parseKes(t, {wholeShillings: true})),
+                whole: ["500", "500.00", "500.50"].map(
+                    (t) => f.parseKes(t, {wholeShillings: true})
+                ),
                 phones: ["0712 345 678", "+254712345678", "254112345678", "0812345678",
                          "07123456789"].map(f.normalisePhone),
                 today: f.nairobiToday(new Date("2026-11-26T21:30:00Z")),
