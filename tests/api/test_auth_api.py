@@ -13,6 +13,7 @@ from tests.helpers import api_user, key
 
 from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
+from deni.services.users import REFRESH_ANSWER_LOST_GRACE
 
 REGISTER = "/api/v1/auth/register"
 LOGIN = "/api/v1/auth/login"
@@ -347,7 +348,10 @@ def test_refresh_rotates_the_pair_and_a_spent_token_revokes_the_family(
     assert rotated["refresh_token"] != first["refresh_token"]
     assert client.get(ME, headers=_bearer(rotated["access_token"])).status_code == 200
 
-    # The spent token comes back (a thief, or a replay): refused, and its family is revoked.
+    # The spent token comes back after the grace for a lost answer (a thief, or a replay):
+    # refused, and its family is revoked.
+    assert isinstance(deni.clock, ManualClock)
+    deni.clock.advance(REFRESH_ANSWER_LOST_GRACE + timedelta(seconds=1))
     replay = client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
     assert_error(replay, 401, "invalid_refresh_token")
     after_theft = client.post(REFRESH, json={"refresh_token": rotated["refresh_token"]})
@@ -355,6 +359,48 @@ def test_refresh_rotates_the_pair_and_a_spent_token_revokes_the_family(
     # Another login is another family: untouched.
     elsewhere = client.post(REFRESH, json={"refresh_token": other_device["refresh_token"]})
     assert elsewhere.status_code == 200, elsewhere.text
+
+
+def test_a_refresh_whose_answer_was_lost_can_be_asked_again_once(
+    client: TestClient, deni: Deni
+) -> None:
+    """A phone on a bad network sends its refresh, Deni swaps the token, the answer never
+    arrives: the phone still holds only the spent token, and must not be signed out for it."""
+    _register(client, "0722000222")
+    first = _login(client, "0722000222", "1234").json()
+    lost = client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
+    assert lost.status_code == 200, lost.text  # this answer never reaches the phone
+
+    assert isinstance(deni.clock, ManualClock)
+    deni.clock.advance(REFRESH_ANSWER_LOST_GRACE - timedelta(seconds=1))
+    again = client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
+    assert again.status_code == 200, again.text
+    kept = again.json()
+    assert kept["refresh_token"] not in (first["refresh_token"], lost.json()["refresh_token"])
+    assert client.get(ME, headers=_bearer(kept["access_token"])).status_code == 200
+    # The token in the lost answer was swapped in its place: it no longer works alone...
+    next_pair = client.post(REFRESH, json={"refresh_token": kept["refresh_token"]})
+    assert next_pair.status_code == 200, next_pair.text
+    # ...and once the phone has used its new token, the spent one is theft, grace or not.
+    replay = client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
+    assert_error(replay, 401, "invalid_refresh_token")
+    family_gone = client.post(REFRESH, json={"refresh_token": next_pair.json()["refresh_token"]})
+    assert_error(family_gone, 401, "invalid_refresh_token")
+
+
+def test_no_grace_for_a_spent_token_after_sign_out_everywhere(
+    client: TestClient, deni: Deni
+) -> None:
+    _register(client, "0722000333")
+    first = _login(client, "0722000333", "1234").json()
+    assert client.post(REFRESH, json={"refresh_token": first["refresh_token"]}).status_code == 200
+    with deni.uow() as uow:
+        user = uow.users.get_by_phone("254722000333")
+        assert user is not None
+        uow.tokens.revoke_all(user.id, deni.clock.now())  # as a PIN reset or support lock does
+        uow.commit()
+    replay = client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
+    assert_error(replay, 401, "invalid_refresh_token")
 
 
 def test_refresh_gives_a_new_access_token_after_the_old_one_expired(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, expect
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect
 
 from deni.bootstrap import Deni
 from deni.domain.loans import Loan, LoanState
@@ -369,3 +369,26 @@ def test_money_dates_and_numbers_read_as_people_write_them(page: Page) -> None:
     assert results["today"] == "2026-11-27"  # 00:30 in Nairobi is already the next day
     assert results["due"] == "2027-01-03"
     assert results["long"] == "3 Jan 2027"
+
+
+def test_a_refresh_answer_lost_on_the_way_does_not_sign_the_phone_out(
+    deni: Deni, borrower: User, open_browser: Callable[[User], Person]
+) -> None:
+    wanjiku = open_browser(borrower)
+    sign_in(wanjiku)
+    swallowed: list[int] = []
+
+    def lose_the_answer(route: Route) -> None:
+        answer = route.fetch()  # Deni swaps the token...
+        swallowed.append(answer.status)
+        route.abort("connectionreset")  # ...and the phone never hears of it
+
+    wanjiku.page.route("**/api/v1/auth/refresh", lose_the_answer)
+    wanjiku.page.reload()  # a new page holds no access token: it refreshes first
+    expect(wanjiku.page.locator("#status")).to_contain_text("Offline")
+    assert swallowed == [200]
+
+    wanjiku.page.unroute("**/api/v1/auth/refresh")
+    wanjiku.page.reload()  # the spent token again, within the grace: the unused one is swapped
+    synced(wanjiku)
+    expect(wanjiku.page.locator("#balance")).to_have_text("KES 200")

@@ -120,6 +120,7 @@ class RefreshToken:
     family_id: str
     expires_at: datetime
     revoked_at: datetime | None
+    replaced_by: str | None = None  # the token a refresh swapped this one for
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,7 +316,9 @@ class RefreshTokenRepository(Protocol):
 
     def lock_by_hash(self, token_hash: str) -> RefreshToken | None: ...
 
-    def revoke(self, token_id: str, now: datetime) -> None: ...
+    def lock(self, token_id: str) -> RefreshToken | None: ...
+
+    def revoke(self, token_id: str, now: datetime, *, replaced_by: str | None = None) -> None: ...
 
     def revoke_family(self, family_id: str, now: datetime) -> None: ...
 

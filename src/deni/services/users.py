@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import structlog
+
 from deni.domain.errors import (
     AccountLocked,
     AlreadyRegistered,
@@ -29,7 +31,13 @@ from deni.services.ports import (
     UnitOfWorkFactory,
 )
 
+log = structlog.get_logger(__name__)
+
 REFRESH_TOKEN_BYTES = 32
+# A spent refresh token presented again this soon, whose successor was never used, is taken as
+# a swap whose answer never arrived (a dropped connection, a closed tab), not as theft: the
+# phone would otherwise be signed out by a bad network. Okta's default grace is 30 s too.
+REFRESH_ANSWER_LOST_GRACE = timedelta(seconds=30)
 SUPPORT_ACTOR = "support"  # customer care, through the CLI
 
 
@@ -160,31 +168,61 @@ def login(
 def refresh_session(
     *, uow: UnitOfWork, tokens: AccessTokens, clock: Clock, refresh_token: str, refresh_ttl_s: int
 ) -> Session:
-    """Swap a refresh token for a new pair. Reusing a spent token revokes its whole family."""
+    """Swap a refresh token for a new pair. Reusing a spent token revokes its whole family,
+    unless its answer was lost (REFRESH_ANSWER_LOST_GRACE): then its unused successor is swapped."""
     now = clock.now()
     with uow:
         stored = uow.tokens.lock_by_hash(_token_hash(refresh_token))
         if stored is None or stored.expires_at <= now:
             raise Unauthorized("The refresh token is not valid.", code="invalid_refresh_token")
         if stored.revoked_at is not None:
-            # Someone replayed a token that was already swapped: assume it was stolen.
-            uow.tokens.revoke_family(stored.family_id, now)
-            uow.commit()
-            raise Unauthorized("The refresh token is not valid.", code="invalid_refresh_token")
-        uow.tokens.revoke(stored.id, now)
+            successor = _unused_successor(uow, stored, now)
+            if successor is None:
+                # Someone replayed a token that was already swapped: assume it was stolen.
+                uow.tokens.revoke_family(stored.family_id, now)
+                uow.commit()
+                raise Unauthorized("The refresh token is not valid.", code="invalid_refresh_token")
+            log.info("refresh_answer_lost", family_id=stored.family_id)
+            stored = successor
+        token_id = new_id()
+        uow.tokens.revoke(stored.id, now, replaced_by=token_id)
         refresh = _new_refresh_token(
-            uow, user_id=stored.user_id, family_id=stored.family_id, now=now, ttl_s=refresh_ttl_s
+            uow,
+            user_id=stored.user_id,
+            family_id=stored.family_id,
+            now=now,
+            ttl_s=refresh_ttl_s,
+            token_id=token_id,
         )
         uow.commit()
     access, expires_in_s = tokens.issue(user_id=stored.user_id, now=now)
     return Session(stored.user_id, access, expires_in_s, refresh)
 
 
+def _unused_successor(uow: UnitOfWork, spent: RefreshToken, now: datetime) -> RefreshToken | None:
+    """The token `spent` was just swapped for, if nobody has used it: the swap's answer was
+    lost. A family revoked since (sign-out everywhere, a PIN reset) has no live successor."""
+    assert spent.revoked_at is not None
+    if spent.replaced_by is None or now - spent.revoked_at > REFRESH_ANSWER_LOST_GRACE:
+        return None
+    successor = uow.tokens.lock(spent.replaced_by)
+    if successor is None or successor.revoked_at is not None or successor.expires_at <= now:
+        return None
+    return successor
+
+
 def _new_refresh_token(
-    uow: UnitOfWork, *, user_id: str, family_id: str, now: datetime, ttl_s: int
+    uow: UnitOfWork,
+    *,
+    user_id: str,
+    family_id: str,
+    now: datetime,
+    ttl_s: int,
+    token_id: str | None = None,
 ) -> str:
     secret = secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
-    token = RefreshToken(new_id(), user_id, family_id, now + timedelta(seconds=ttl_s), None)
+    expires_at = now + timedelta(seconds=ttl_s)
+    token = RefreshToken(token_id or new_id(), user_id, family_id, expires_at, None)
     uow.tokens.add(token, _token_hash(secret), now)
     return secret
 

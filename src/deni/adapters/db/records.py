@@ -348,19 +348,26 @@ class SqlRefreshTokenRepository:
         )
 
     def lock_by_hash(self, token_hash: str) -> RefreshToken | None:
+        return self._lock(t.refresh_tokens.c.token_hash == token_hash)
+
+    def lock(self, token_id: str) -> RefreshToken | None:
+        return self._lock(t.refresh_tokens.c.id == token_id)
+
+    def _lock(self, which: ColumnElement[bool]) -> RefreshToken | None:
         r = t.refresh_tokens
-        query = select(r).where(r.c.token_hash == token_hash).with_for_update()
-        row = self._connection.execute(query).first()
+        row = self._connection.execute(select(r).where(which).with_for_update()).first()
         if row is None:
             return None
-        return RefreshToken(row.id, row.user_id, row.family_id, row.expires_at, row.revoked_at)
+        return RefreshToken(
+            row.id, row.user_id, row.family_id, row.expires_at, row.revoked_at, row.replaced_by
+        )
 
-    def revoke(self, token_id: str, now: datetime) -> None:
+    def revoke(self, token_id: str, now: datetime, *, replaced_by: str | None = None) -> None:
         r = t.refresh_tokens
         self._connection.execute(
             update(r)
             .where(and_(r.c.id == token_id, r.c.revoked_at.is_(None)))
-            .values(revoked_at=now)
+            .values(revoked_at=now, replaced_by=replaced_by)
         )
 
     def revoke_family(self, family_id: str, now: datetime) -> None:

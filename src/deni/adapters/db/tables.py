@@ -253,5 +253,6 @@ refresh_tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime, nullable=True),
+    Column("replaced_by", ID, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
 )
