@@ -392,3 +392,58 @@ def test_a_refresh_answer_lost_on_the_way_does_not_sign_the_phone_out(
     wanjiku.page.reload()  # the spent token again, within the grace: the unused one is swapped
     synced(wanjiku)
     expect(wanjiku.page.locator("#balance")).to_have_text("KES 200")
+
+
+def test_kiswahili_from_registration_and_settings_that_reach_the_server(
+    deni: Deni, open_browser: Callable[[User], Person], lender: User
+) -> None:
+    page = open_browser(lender).page
+    page.goto("/app/")
+    page.get_by_role("button", name="Kiswahili").click()
+    expect(page.get_by_role("button", name="Ingia")).to_be_visible()
+    page.get_by_role("link", name="Fungua akaunti").click()
+    page.get_by_label("Jina lako kamili").fill("Baraka Mwangi")
+    page.get_by_label("Namba ya simu").fill("0799 000 222")
+    page.get_by_label("Chagua PIN (tarakimu 4)").fill("4321")
+    page.get_by_label("Weka PIN hiyo tena").fill("4321")
+    page.get_by_role("button", name="Fungua akaunti yangu").click()
+    expect(page.get_by_text("Habari, Baraka Mwangi")).to_be_visible()
+    expect(page.get_by_role("link", name="Omba mkopo")).to_be_visible()
+    expect(page.locator("#status")).to_contain_text("Kila kitu kimefika")
+    with deni.uow.read_only() as uow:
+        baraka = uow.users.get_by_phone("254799000222")
+    assert baraka is not None
+    assert baraka.language == "sw"
+    with deni.uow.read_only() as uow:
+        before = uow.mpesa.preferences(baraka.id)
+    assert before.auto_payout is False
+
+    page.get_by_role("button", name="Mipangilio").click()
+    page.get_by_label("Pesa zinazoingia akaunti yangu ziende M-PESA").check()
+    expect(page.locator("#saved")).to_contain_text("Imehifadhiwa")
+    page.get_by_role("button", name="English").click()
+    expect(page.get_by_role("heading", name="Settings")).to_be_visible()
+    page.get_by_role("link", name="Back").click()
+    expect(page.locator("#status")).to_contain_text("Up to date")
+    expect(page.get_by_text("Waiting to sync")).to_have_count(0)
+    with deni.uow.read_only() as uow:
+        baraka = uow.users.get_by_phone("254799000222")
+        assert baraka is not None
+        preferences = uow.mpesa.preferences(baraka.id)
+    assert baraka.language == "en"
+    assert preferences.auto_payout is True
+    assert preferences.disburse_to_mpesa is before.disburse_to_mpesa  # only what was touched
+
+    page.get_by_role("button", name="Settings").click()
+    page.get_by_label("Your PIN now").fill("1111")
+    page.get_by_label("Choose a PIN (4 digits)").fill("2580")
+    page.get_by_label("The same PIN again").fill("2580")
+    page.get_by_role("button", name="Change my PIN").click()
+    expect(page.get_by_role("alert")).to_contain_text("Wrong PIN")
+    page.get_by_label("Your PIN now").fill("4321")
+    page.get_by_role("button", name="Change my PIN").click()
+    expect(page.locator("#saved")).to_contain_text("Your PIN is changed")
+    with deni.uow.read_only() as uow:
+        baraka = uow.users.get_by_phone("254799000222")
+    assert baraka is not None
+    assert deni.hasher.verify("2580", baraka.pin_hash)

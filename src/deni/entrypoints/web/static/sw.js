@@ -4,7 +4,7 @@
 //
 // Bump VERSION when the list of files changes; a changed sw.js makes browsers install it anew.
 
-const VERSION = "deni-app-1";
+const VERSION = "deni-app-2";
 const SHELL = [
   "./",
   "index.html",
@@ -16,6 +16,7 @@ const SHELL = [
   "js/app.js",
   "js/dom.js",
   "js/format.js",
+  "js/i18n.js",
   "js/store.js",
   "js/sync.js",
 ];

@@ -13,32 +13,19 @@ import {
   shortTime,
   shownPhone,
 } from "./format.js";
+import {
+  LANGUAGES,
+  chosenLanguage,
+  language,
+  serverMessage,
+  setLanguage,
+  t,
+} from "./i18n.js";
 import { openStore } from "./store.js";
 import { ApiError, Offline, Session, Syncer, publicApi } from "./sync.js";
 
 const SYNC_EVERY_MS = 30_000;
 const OPEN_STATES = new Set(["requested", "approved", "disbursing", "active"]);
-const STATE_NAMES = {
-  requested: "Waiting for approval",
-  approved: "Approved",
-  disbursing: "Being paid out",
-  active: "Active",
-  repaid: "Repaid",
-  declined: "Declined",
-  cancelled: "Cancelled",
-  expired: "Expired",
-  written_off: "Written off",
-};
-const TRANSACTION_NAMES = {
-  deposit: "Top up",
-  transfer: "Transfer",
-  loan_disbursement: "Loan",
-  loan_repayment: "Repayment",
-  payout_hold: "Withdrawal",
-  payout_post: "Withdrawal",
-  payout_void: "Withdrawal returned",
-  reversal: "Reversal",
-};
 const NOTIFICATIONS_SHOWN = 5;
 const STATEMENT_LINES_SHOWN = 50;
 
@@ -49,28 +36,36 @@ const app = {
   status: { syncing: false, offline: !navigator.onLine, lastSyncedAt: null, problem: null },
 };
 
-// --- what mutations mean to people ---------------------------------------------------------
+// --- words ---------------------------------------------------------------------------------
+
+function date(isoDate) {
+  return longDate(isoDate, language());
+}
 
 function describe(mutation) {
   const a = mutation.args;
-  switch (mutation.name) {
-    case "request_loan":
-      return `Ask ${shownPhone(a.lender_phone)} for a loan of ${kes(a.principal_cents)}`;
-    case "approve_loan":
-      return "Approve a loan request";
-    case "decline_loan":
-      return "Decline a loan request";
-    case "cancel_loan":
-      return "Cancel your loan request";
-    case "repay_loan":
-      return `Repay ${kes(a.amount_cents)}`;
-    case "top_up":
-      return `Top up ${kes(a.amount_cents)} from M-PESA`;
-    case "withdraw":
-      return `Withdraw ${kes(a.amount_cents)} to M-PESA`;
-    default:
-      return mutation.name;
+  const amount = a.amount_cents === undefined ? "" : kes(a.amount_cents);
+  if (mutation.name === "request_loan") {
+    return t("what.request_loan", {
+      phone: shownPhone(a.lender_phone),
+      amount: kes(a.principal_cents),
+    });
   }
+  return t(`what.${mutation.name}`, { amount });
+}
+
+// A refusal in the person's language where we have it, else the server's own words.
+function refusal(error) {
+  if (error instanceof Offline) return t("error.offline");
+  return error instanceof ApiError ? serverMessage(error.code, error.message) : error.message;
+}
+
+// Follows the profile: a language changed on USSD or another phone shows here after a sync;
+// not while this phone's own change of language is still on its way.
+async function followProfileLanguage() {
+  const [[me], queue] = await Promise.all([app.store.records("user"), app.store.queue()]);
+  const changing = queue.some((m) => m.status === "queued" && m.name === "update_profile");
+  if (me && !changing && me.language !== language()) setLanguage(me.language);
 }
 
 async function act(name, args, { pin } = {}) {
@@ -89,16 +84,17 @@ async function syncNow() {
   try {
     await app.syncer.sync();
     Object.assign(app.status, { offline: false, problem: null, lastSyncedAt: new Date() });
+    await followProfileLanguage();
   } catch (error) {
     if (error instanceof Offline) {
       app.status.offline = true;
     } else if (error instanceof ApiError && error.status === 401) {
-      app.status.problem = "Please sign in again.";
+      app.status.problem = t("status.sign_in_again");
       location.hash = "#/sign-in";
     } else if (error instanceof ApiError && error.code === "client_upgrade_required") {
-      app.status.problem = "A newer Deni is out: reload the page to update.";
+      app.status.problem = t("status.upgrade");
     } else {
-      app.status.problem = error.message;
+      app.status.problem = refusal(error);
     }
   } finally {
     app.status.syncing = false;
@@ -107,14 +103,16 @@ async function syncNow() {
   if (currentView()?.live && !editing()) await render();
 }
 
+function syncSoon() {
+  syncNow().catch((error) => console.error("sync failed", error));
+}
+
 // A fresh sync must not wipe what someone is typing (a PIN, an amount).
 function editing() {
   const inputs = [...document.getElementById("view").querySelectorAll("input")];
-  return inputs.some((input) => input.value !== input.defaultValue || input === document.activeElement);
-}
-
-function syncSoon() {
-  syncNow().catch((error) => console.error("sync failed", error));
+  return inputs.some(
+    (input) => input.value !== input.defaultValue || input === document.activeElement,
+  );
 }
 
 function paintStatus() {
@@ -122,9 +120,9 @@ function paintStatus() {
   const { syncing, offline, lastSyncedAt, problem } = app.status;
   let text = "";
   if (problem) text = problem;
-  else if (syncing) text = "Syncing…";
-  else if (offline) text = "Offline: what you do is kept and sent when you are back online.";
-  else if (lastSyncedAt) text = `Up to date, ${lastSyncedAt.toTimeString().slice(0, 5)}`;
+  else if (syncing) text = t("status.syncing");
+  else if (offline) text = t("status.offline");
+  else if (lastSyncedAt) text = t("status.synced", { time: lastSyncedAt.toTimeString().slice(0, 5) });
   line.textContent = text;
   line.dataset.state = problem ? "problem" : offline ? "offline" : "online";
 }
@@ -132,20 +130,21 @@ function paintStatus() {
 // --- screens -------------------------------------------------------------------------------
 
 const views = {
-  "sign-in": { title: "Sign in", render: signInView },
-  register: { title: "Open an account", render: registerView },
-  "forgot-pin": { title: "Forgot PIN", render: forgotPinView },
-  home: { title: "Deni", render: homeView, live: true, private: true },
-  loan: { title: "Loan", render: loanView, live: true, private: true },
-  request: { title: "Ask for a loan", render: requestView, private: true },
-  "top-up": { title: "Top up", render: moneyView("top_up"), private: true },
-  withdraw: { title: "Withdraw", render: moneyView("withdraw"), private: true },
-  statement: { title: "Statement", render: statementView, live: true, private: true },
+  "sign-in": { render: signInView },
+  register: { render: registerView },
+  "forgot-pin": { render: forgotPinView },
+  home: { render: homeView, live: true, private: true },
+  loan: { render: loanView, live: true, private: true },
+  request: { render: requestView, private: true },
+  "top-up": { render: moneyView("top_up"), private: true },
+  withdraw: { render: moneyView("withdraw"), private: true },
+  statement: { render: statementView, live: true, private: true },
+  settings: { render: settingsView, private: true },
 };
 
 function route() {
   const [name, ...rest] = location.hash.replace(/^#\/?/, "").split("/");
-  return { name: name || "home", param: rest.join("/") };
+  return { name: name in views ? name : "home", param: rest.join("/") };
 }
 
 function currentView() {
@@ -154,16 +153,21 @@ function currentView() {
 
 async function render() {
   const { name, param } = route();
-  const view = views[name] ?? views.home;
+  const view = views[name];
   if (view.private && !app.syncer) {
     location.hash = "#/sign-in";
     return;
   }
-  const main = document.getElementById("view");
   const content = await view.render(param);
-  document.title = view.title === "Deni" ? "Deni" : `${view.title} · Deni`;
-  main.replaceChildren(h("h1", {}, view.title), content);
-  document.getElementById("sign-out").hidden = !app.syncer;
+  const title = name === "home" ? "Deni" : t(`title.${name}`);
+  document.title = title === "Deni" ? "Deni" : `${title} · Deni`;
+  document.getElementById("view").replaceChildren(h("h1", {}, title), content);
+  const signedIn = Boolean(app.syncer);
+  document.getElementById("sign-out").hidden = !signedIn;
+  document.getElementById("sign-out").textContent = t("nav.sign_out");
+  document.getElementById("settings").hidden = !signedIn;
+  document.getElementById("settings").textContent = t("nav.settings");
+  paintStatus(); // in the language just chosen
 }
 
 function go(hash) {
@@ -171,66 +175,103 @@ function go(hash) {
   else location.hash = hash;
 }
 
+function readPhone(text, message = "error.phone") {
+  const msisdn = normalisePhone(text);
+  if (msisdn === null) throw new Refused(t(message));
+  return msisdn;
+}
+
+function twoPins(pin, again) {
+  if (!/^\d{4}$/.test(pin)) throw new Refused(t("error.pin_format"));
+  if (pin !== again) throw new Refused(t("error.pin_mismatch"));
+}
+
+// Sends to the server now (no queue): sign-in, registration, PIN changes.
+async function online(work) {
+  try {
+    return await work();
+  } catch (error) {
+    throw new Refused(refusal(error));
+  }
+}
+
+function languagePicker() {
+  return h(
+    "p",
+    { class: "languages" },
+    Object.entries(LANGUAGES).map(([code, name]) =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: "small link",
+          "aria-pressed": String(code === language()),
+          onclick: () => {
+            setLanguage(code);
+            render();
+          },
+        },
+        name,
+      ),
+    ),
+  );
+}
+
 function signInView() {
   return h(
     "div",
     {},
+    languagePicker(),
     form(
       [
-        field("Phone number", "phone", { type: "tel", inputmode: "tel", required: true }),
-        pinField("PIN"),
+        field(t("field.phone"), "phone", { type: "tel", inputmode: "tel", required: true }),
+        pinField(t("field.pin")),
       ],
-      "Sign in",
-      async ({ phone, pin }) => {
-        const msisdn = normalisePhone(phone);
-        if (msisdn === null) throw new Refused("Enter a Safaricom number, like 0712 345 678.");
-        await signIn(msisdn, pin);
-      },
+      t("button.sign_in"),
+      ({ phone, pin }) => signIn(readPhone(phone), pin),
     ),
     h(
       "p",
       { class: "links" },
-      h("a", { href: "#/register" }, "Open an account"),
+      h("a", { href: "#/register" }, t("link.register")),
       " · ",
-      h("a", { href: "#/forgot-pin" }, "Forgot PIN?"),
+      h("a", { href: "#/forgot-pin" }, t("link.forgot")),
     ),
   );
 }
 
 async function signIn(msisdn, pin) {
-  await app.session.signIn(msisdn, pin);
+  await online(() => app.session.signIn(msisdn, pin));
   app.syncer ??= new Syncer(app.store, app.session);
   app.status.problem = null;
   go("#/home");
   syncSoon();
 }
 
-function twoPins(pin, again) {
-  if (!/^\d{4}$/.test(pin)) throw new Refused("A PIN is 4 digits.");
-  if (pin !== again) throw new Refused("The two PINs differ. Type the same PIN twice.");
-}
-
 function registerView() {
-  const language = h(
+  const picker = h(
     "select",
     { id: "field-language", name: "language" },
-    h("option", { value: "en" }, "English"),
-    h("option", { value: "sw" }, "Kiswahili"),
+    Object.entries(LANGUAGES).map(([code, name]) =>
+      h("option", { value: code, selected: code === language() }, name),
+    ),
   );
   return form(
     [
-      field("Your name", "name", { required: true, maxlength: "60", autocomplete: "name" }),
-      field("Phone number", "phone", { type: "tel", inputmode: "tel", required: true }),
-      pinField("Choose a PIN (4 digits)"),
-      pinField("The same PIN again", "pin_again"),
-      h("div", { class: "field" }, h("label", { for: "field-language" }, "Language"), language),
+      field(t("field.name"), "name", { required: true, maxlength: "60", autocomplete: "name" }),
+      field(t("field.phone"), "phone", { type: "tel", inputmode: "tel", required: true }),
+      pinField(t("field.new_pin")),
+      pinField(t("field.pin_again"), "pin_again"),
+      h("div", { class: "field" }, h("label", { for: "field-language" }, t("field.language")), picker),
     ],
-    "Open my account",
-    async ({ name, phone, pin, pin_again: again, language: lang }) => {
-      const msisdn = normalisePhone(phone);
-      if (msisdn === null) throw new Refused("Enter a Safaricom number, like 0712 345 678.");
+    t("button.register"),
+    async ({ name, phone, pin, pin_again: again, language: chosen }) => {
+      const msisdn = readPhone(phone);
       twoPins(pin, again);
-      await publicApi.register({ name: name.trim(), phone: msisdn, pin, language: lang });
+      await online(() =>
+        publicApi.register({ name: name.trim(), phone: msisdn, pin, language: chosen }),
+      );
+      setLanguage(chosen);
       await signIn(msisdn, pin);
     },
   );
@@ -239,25 +280,26 @@ function registerView() {
 function forgotPinView() {
   const second = h("div", { hidden: true });
   const first = form(
-    [field("Phone number", "phone", { type: "tel", inputmode: "tel", required: true })],
-    "Send me a code",
+    [field(t("field.phone"), "phone", { type: "tel", inputmode: "tel", required: true })],
+    t("button.send_code"),
     async ({ phone }) => {
-      const msisdn = normalisePhone(phone);
-      if (msisdn === null) throw new Refused("Enter a Safaricom number, like 0712 345 678.");
-      const answer = await publicApi.askPinReset(msisdn);
+      const msisdn = readPhone(phone);
+      const answer = await online(() => publicApi.askPinReset(msisdn));
       first.hidden = true;
       second.replaceChildren(
         h("p", {}, answer.message),
         form(
           [
-            field("Code from the SMS", "code", { inputmode: "numeric", required: true }),
-            pinField("New PIN"),
-            pinField("The same PIN again", "pin_again"),
+            field(t("field.code"), "code", { inputmode: "numeric", required: true }),
+            pinField(t("field.reset_pin")),
+            pinField(t("field.pin_again"), "pin_again"),
           ],
-          "Set my PIN",
+          t("button.set_pin"),
           async ({ code, pin, pin_again: again }) => {
             twoPins(pin, again);
-            await publicApi.confirmPinReset({ phone: msisdn, code: code.trim(), new_pin: pin });
+            await online(() =>
+              publicApi.confirmPinReset({ phone: msisdn, code: code.trim(), new_pin: pin }),
+            );
             await signIn(msisdn, pin);
           },
         ),
@@ -283,32 +325,38 @@ async function homeView() {
   return h(
     "div",
     {},
-    me ? h("p", { class: "greeting" }, `Hello, ${me.name}`) : null,
+    me ? h("p", { class: "greeting" }, t("home.hello", { name: me.name })) : null,
     h(
       "section",
       { class: "card balance" },
-      h("p", {}, "Wallet"),
+      h("p", {}, t("home.wallet")),
       h("p", { class: "amount", id: "balance" }, wallet ? kes(wallet.balance_cents) : "—"),
-      wallet?.held_cents ? h("p", {}, `${kes(wallet.held_cents)} on its way to M-PESA`) : null,
-      wallet && leaving(queue) ? h("p", { id: "available" }, availableLine(wallet, queue)) : null,
+      wallet?.held_cents ? h("p", {}, t("home.held", { amount: kes(wallet.held_cents) })) : null,
+      wallet && leaving(queue)
+        ? h(
+            "p",
+            { id: "available" },
+            t("home.available", { amount: kes(wallet.balance_cents - leaving(queue)) }),
+          )
+        : null,
       h(
         "nav",
         { class: "actions" },
-        h("a", { href: "#/request", class: "button" }, "Ask for a loan"),
-        h("a", { href: "#/top-up", class: "button" }, "Top up"),
-        h("a", { href: "#/withdraw", class: "button" }, "Withdraw"),
-        h("a", { href: "#/statement", class: "button" }, "Statement"),
+        h("a", { href: "#/request", class: "button" }, t("home.ask")),
+        h("a", { href: "#/top-up", class: "button" }, t("home.top_up")),
+        h("a", { href: "#/withdraw", class: "button" }, t("home.withdraw")),
+        h("a", { href: "#/statement", class: "button" }, t("home.statement")),
       ),
     ),
     queueSection(queue),
     loanSection(
-      "Asks waiting for you",
+      t("home.asks"),
       "asks",
       open.filter((l) => l.role === "lender" && l.state === "requested"),
     ),
-    loanSection("You owe", "owe", open.filter((l) => l.role === "borrower").sort(byDue)),
+    loanSection(t("home.owe"), "owe", open.filter((l) => l.role === "borrower").sort(byDue)),
     loanSection(
-      "You lent",
+      t("home.lent"),
       "lent",
       open.filter((l) => l.role === "lender" && l.state !== "requested").sort(byDue),
     ),
@@ -325,10 +373,6 @@ function leaving(queue) {
   return outgoing.reduce((sum, m) => sum + m.args.amount_cents, 0);
 }
 
-function availableLine(wallet, queue) {
-  return `${kes(wallet.balance_cents - leaving(queue))} after what is waiting to sync`;
-}
-
 function queueSection(queue) {
   if (queue.length === 0) return null;
   const waiting = queue.filter((m) => m.status === "queued").sort((a, b) => a.id - b.id);
@@ -336,31 +380,31 @@ function queueSection(queue) {
   return h(
     "section",
     { class: "card queue", id: "queue" },
-    waiting.length ? h("h2", {}, `Waiting to sync (${waiting.length})`) : null,
+    waiting.length ? h("h2", {}, t("queue.waiting", { count: waiting.length })) : null,
     h("ul", {}, waiting.map(waitingLine)),
-    refused.length ? h("h2", {}, "Not done") : null,
+    refused.length ? h("h2", {}, t("queue.not_done")) : null,
+    h("ul", {}, refused.map(refusedLine)),
+  );
+}
+
+function refusedLine(mutation) {
+  const outcome = mutation.outcome ?? {};
+  const reason = serverMessage(outcome.code, outcome.message ?? t("queue.refused"));
+  return h(
+    "li",
+    { class: "refused" },
+    `${describe(mutation)}: ${reason} `,
     h(
-      "ul",
-      {},
-      refused.map((m) =>
-        h(
-          "li",
-          { class: "refused" },
-          `${describe(m)}: ${m.outcome?.message ?? "refused"} `,
-          h(
-            "button",
-            {
-              type: "button",
-              class: "small",
-              onclick: async () => {
-                await app.store.dismiss(m.id);
-                render();
-              },
-            },
-            "OK",
-          ),
-        ),
-      ),
+      "button",
+      {
+        type: "button",
+        class: "small",
+        onclick: async () => {
+          await app.store.dismiss(mutation.id);
+          render();
+        },
+      },
+      t("button.ok"),
     ),
   );
 }
@@ -372,8 +416,8 @@ function waitingLine(mutation) {
   return h(
     "li",
     {},
-    `${describe(mutation)}: it needs your PIN to be sent.`,
-    form([pinField("PIN")], "Send approval", async ({ pin }) => {
+    t("queue.needs_pin", { what: describe(mutation) }),
+    form([pinField(t("field.pin"))], t("button.send_approval"), async ({ pin }) => {
       app.syncer.pins.set(mutation.id, pin);
       await syncNow();
       await render(); // the PIN field is filled in, so the sync did not redraw the screen
@@ -396,8 +440,11 @@ function counterpart(loan) {
 }
 
 function loanLine(loan) {
-  const due = loan.state === "active" ? `, due ${longDate(loan.due_date)}` : "";
-  const amount = loan.state === "active" ? loan.owed_cents : loan.total_cents;
+  const state = t(`state.${loan.state}`);
+  const what =
+    loan.state === "active"
+      ? t("loan.line_due", { amount: kes(loan.owed_cents), state, due: date(loan.due_date) })
+      : t("loan.line", { amount: kes(loan.total_cents), state });
   return h(
     "li",
     {},
@@ -405,8 +452,8 @@ function loanLine(loan) {
       "a",
       { href: `#/loan/${loan.id}` },
       h("span", { class: "who" }, counterpart(loan)),
-      h("span", { class: "what" }, `${kes(amount)} · ${STATE_NAMES[loan.state]}${due}`),
-      loan.overdue ? h("span", { class: "late" }, `${loan.days_overdue} days late`) : null,
+      h("span", { class: "what" }, what),
+      loan.overdue ? h("span", { class: "late" }, t("loan.late", { days: loan.days_overdue })) : null,
     ),
   );
 }
@@ -419,7 +466,7 @@ function notificationSection(notifications) {
   return h(
     "section",
     { class: "card" },
-    h("h2", {}, "Messages"),
+    h("h2", {}, t("home.messages")),
     h(
       "ul",
       { class: "messages" },
@@ -433,29 +480,32 @@ function pastLoans(loans) {
   return h(
     "details",
     { class: "card" },
-    h("summary", {}, `Past loans (${loans.length})`),
+    h("summary", {}, t("home.past", { count: loans.length })),
     h("ul", { class: "loans" }, loans.map(loanLine)),
   );
 }
 
 async function loanView(loanId) {
   const loan = await app.store.record("loan", loanId);
-  if (!loan) return h("p", {}, "This loan is not on this phone (yet). ", homeLink());
+  if (!loan) return h("p", {}, t("loan.not_here"), " ", homeLink());
   const queue = await app.store.queue();
   const pending = queue.filter((m) => m.status === "queued" && m.args.loan_id === loan.id);
-  const them = loan.role === "borrower" ? "Lender" : "Borrower";
-  const themPhone = loan.role === "borrower" ? loan.lender_phone : loan.borrower_phone;
+  const borrowing = loan.role === "borrower";
+  const themPhone = borrowing ? loan.lender_phone : loan.borrower_phone;
   const rows = [
-    ["Loan", loan.code],
-    ["State", STATE_NAMES[loan.state]],
-    [them, `${counterpart(loan)} ${themPhone ? `(${shownPhone(themPhone)})` : ""}`],
-    ["Amount", kes(loan.principal_cents)],
-    ["Fee", kes(loan.fee_cents)],
-    ["Total to repay", kes(loan.total_cents)],
-    ["Due", longDate(loan.due_date)],
+    [t("loan.code"), loan.code],
+    [t("loan.state"), t(`state.${loan.state}`)],
+    [
+      t(borrowing ? "loan.lender" : "loan.borrower"),
+      `${counterpart(loan)} ${themPhone ? `(${shownPhone(themPhone)})` : ""}`,
+    ],
+    [t("loan.principal"), kes(loan.principal_cents)],
+    [t("loan.fee"), kes(loan.fee_cents)],
+    [t("loan.total"), kes(loan.total_cents)],
+    [t("loan.due"), date(loan.due_date)],
   ];
-  if (loan.state === "active") rows.push(["Still owed", kes(loan.owed_cents)]);
-  if (loan.overdue) rows.push(["Late", `${loan.days_overdue} days`]);
+  if (loan.state === "active") rows.push([t("loan.owed"), kes(loan.owed_cents)]);
+  if (loan.overdue) rows.push([t("loan.late_label"), t("loan.late_days", { days: loan.days_overdue })]);
   return h(
     "div",
     {},
@@ -465,14 +515,14 @@ async function loanView(loanId) {
       rows.map(([name, value]) => [h("dt", {}, name), h("dd", {}, value)]),
     ),
     pending.length
-      ? h("p", { class: "pending" }, `Waiting to sync: ${pending.map(describe).join(", ")}`)
+      ? h("p", { class: "pending" }, t("loan.pending", { what: pending.map(describe).join(", ") }))
       : loanActions(loan),
     homeLink(),
   );
 }
 
 function homeLink() {
-  return h("p", {}, h("a", { href: "#/home" }, "Back"));
+  return h("p", {}, h("a", { href: "#/home" }, t("nav.back")));
 }
 
 function loanActions(loan) {
@@ -480,44 +530,49 @@ function loanActions(loan) {
   if (mine && loan.state === "active") {
     return form(
       [
-        field("Amount to repay (KES)", "amount", {
+        field(t("field.repay"), "amount", {
           inputmode: "decimal",
           value: (loan.owed_cents / 100).toFixed(loan.owed_cents % 100 ? 2 : 0),
         }),
       ],
-      "Repay from my wallet",
+      t("button.repay"),
       async ({ amount }) => {
         const amountCents = parseKes(amount);
-        if (amountCents === null) throw new Refused("Enter an amount, like 500.");
+        if (amountCents === null) throw new Refused(t("error.amount"));
         await act("repay_loan", { loan_id: loan.id, amount_cents: amountCents });
         go("#/home");
       },
     );
   }
   if (mine && loan.state === "requested") {
-    return button("Cancel my request", () => act("cancel_loan", { loan_id: loan.id }));
+    return button(t("button.cancel_request"), () => act("cancel_loan", { loan_id: loan.id }));
   }
   if (!mine && loan.state === "requested") {
+    const amount = kes(loan.principal_cents);
     return h(
       "div",
       {},
       h(
         "p",
         {},
-        `${loan.borrower_name} asks you for ${kes(loan.principal_cents)}, to repay ` +
-          `${kes(loan.total_cents)} by ${longDate(loan.due_date)}.`,
+        t("loan.asks_you", {
+          name: loan.borrower_name,
+          amount,
+          total: kes(loan.total_cents),
+          due: date(loan.due_date),
+        }),
       ),
-      form([pinField("Your PIN")], `Approve and send ${kes(loan.principal_cents)}`, ({ pin }) =>
+      form([pinField(t("field.your_pin"))], t("button.approve", { amount }), ({ pin }) =>
         approve(loan, pin),
       ),
-      button("Decline", () => act("decline_loan", { loan_id: loan.id })),
+      button(t("button.decline"), () => act("decline_loan", { loan_id: loan.id })),
     );
   }
   return null;
 }
 
 async function approve(loan, pin) {
-  if (!/^\d{4}$/.test(pin)) throw new Refused("A PIN is 4 digits.");
+  if (!/^\d{4}$/.test(pin)) throw new Refused(t("error.pin_format"));
   // base_version: if the borrower changed the terms since this phone saw them, it is refused.
   await act("approve_loan", { loan_id: loan.id, base_version: loan.version }, { pin });
   go("#/home");
@@ -542,13 +597,13 @@ function requestView() {
   const quote = h("p", { class: "quote", id: "quote" });
   const element = form(
     [
-      field("Lender's phone number", "lender", { type: "tel", inputmode: "tel", required: true }),
-      field("Amount (KES)", "amount", { inputmode: "decimal", required: true }),
-      field("Days until it is due", "days", { inputmode: "numeric", value: "30", required: true }),
-      field("Fee you offer (KES)", "fee", { inputmode: "decimal", value: "0" }),
+      field(t("field.lender"), "lender", { type: "tel", inputmode: "tel", required: true }),
+      field(t("field.amount"), "amount", { inputmode: "decimal", required: true }),
+      field(t("field.days"), "days", { inputmode: "numeric", value: "30", required: true }),
+      field(t("field.fee"), "fee", { inputmode: "decimal", value: "0" }),
       quote,
     ],
-    "Send my request",
+    t("button.send_request"),
     async (values) => {
       const terms = readTerms(values);
       await act("request_loan", {
@@ -564,9 +619,10 @@ function requestView() {
   element.addEventListener("input", () => {
     try {
       const terms = readTerms(Object.fromEntries(new FormData(element)));
-      quote.textContent =
-        `You will repay ${kes(terms.principalCents + terms.feeCents)} ` +
-        `by ${longDate(addDays(today, terms.days))}.`;
+      quote.textContent = t("request.quote", {
+        total: kes(terms.principalCents + terms.feeCents),
+        due: date(addDays(today, terms.days)),
+      });
     } catch {
       quote.textContent = "";
     }
@@ -575,35 +631,34 @@ function requestView() {
 }
 
 function readTerms({ lender, amount, days, fee }) {
-  const msisdn = normalisePhone(lender);
-  if (msisdn === null) throw new Refused("Enter the lender's Safaricom number.");
+  const msisdn = readPhone(lender, "error.lender_phone");
   const principalCents = parseKes(amount);
-  if (principalCents === null) throw new Refused("Enter an amount, like 1,500.");
+  if (principalCents === null) throw new Refused(t("error.amount"));
   const feeCents = String(fee).trim() === "" || Number(fee) === 0 ? 0 : parseKes(fee);
-  if (feeCents === null) throw new Refused("Enter the fee in shillings, or 0.");
+  if (feeCents === null) throw new Refused(t("error.fee"));
   const termDays = Number(days);
   if (!Number.isInteger(termDays) || termDays < 1 || termDays > 365) {
-    throw new Refused("A loan runs from 1 to 365 days.");
+    throw new Refused(t("error.days"));
   }
   return { lender: msisdn, principalCents, feeCents, days: termDays };
 }
 
 function moneyView(name) {
-  const words = {
-    top_up: ["Amount to add from M-PESA (KES)", "Top up", "M-PESA will ask for your M-PESA PIN."],
-    withdraw: ["Amount to send to M-PESA (KES)", "Withdraw", "The money goes to this number."],
+  const keys = {
+    top_up: ["field.top_up", "button.top_up", "money.top_up_note"],
+    withdraw: ["field.withdraw", "button.withdraw", "money.withdraw_note"],
   }[name];
   return () =>
     h(
       "div",
       {},
-      h("p", {}, words[2]),
+      h("p", {}, t(keys[2])),
       form(
-        [field(words[0], "amount", { inputmode: "numeric", required: true })],
-        words[1],
+        [field(t(keys[0]), "amount", { inputmode: "numeric", required: true })],
+        t(keys[1]),
         async ({ amount }) => {
           const amountCents = parseKes(amount, { wholeShillings: true });
-          if (amountCents === null) throw new Refused("Enter whole shillings, like 500.");
+          if (amountCents === null) throw new Refused(t("error.whole_shillings"));
           await act(name, { amount_cents: amountCents });
           go("#/home");
         },
@@ -616,7 +671,7 @@ async function statementView() {
   const lines = (await app.store.records("transaction"))
     .sort((a, b) => b.created_at.localeCompare(a.created_at))
     .slice(0, STATEMENT_LINES_SHOWN);
-  if (lines.length === 0) return h("div", {}, h("p", {}, "Nothing yet."), homeLink());
+  if (lines.length === 0) return h("div", {}, h("p", {}, t("statement.empty")), homeLink());
   return h(
     "div",
     {},
@@ -630,8 +685,8 @@ async function statementView() {
           h(
             "tr",
             {},
-            h("td", {}, shortTime(line.created_at)),
-            h("td", {}, TRANSACTION_NAMES[line.kind] ?? line.kind),
+            h("td", {}, shortTime(line.created_at, language())),
+            h("td", {}, t(`tx.${line.kind}`)),
             h("td", { class: "number" }, kes(line.amount_cents)),
             h("td", { class: "number" }, kes(line.balance_after_cents)),
           ),
@@ -642,12 +697,95 @@ async function statementView() {
   );
 }
 
+async function settingsView() {
+  const [[me], [preferences]] = await Promise.all([
+    app.store.records("user"),
+    app.store.records("preferences"),
+  ]);
+  const saved = h("p", { role: "status", id: "saved" });
+  const done = (message) => {
+    saved.textContent = message;
+  };
+  const languages = Object.entries(LANGUAGES).map(([code, name]) =>
+    h(
+      "button",
+      {
+        type: "button",
+        class: "small link",
+        "aria-pressed": String(code === language()),
+        disabled: !me,
+        onclick: async () => {
+          setLanguage(code);
+          // Last writer wins per field on the server (docs/sync.md, update_profile).
+          await act("update_profile", { base_version: me.version, language: code });
+          await render();
+        },
+      },
+      name,
+    ),
+  );
+  const toggle = (key, label) =>
+    h(
+      "label",
+      { class: "toggle" },
+      h("input", {
+        type: "checkbox",
+        name: key,
+        checked: Boolean(preferences?.[key]),
+        disabled: !preferences,
+        onchange: async (event) => {
+          await act("set_preferences", { [key]: event.target.checked });
+          done(t("settings.saved"));
+        },
+      }),
+      ` ${label}`,
+    );
+  return h(
+    "div",
+    {},
+    h("section", { class: "card" }, h("h2", {}, t("settings.language")), h("p", {}, languages)),
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, "M-PESA"),
+      toggle("disburse_to_mpesa", t("settings.disburse")),
+      toggle("auto_payout", t("settings.auto_payout")),
+    ),
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, t("settings.pin")),
+      form(
+        [
+          pinField(t("field.old_pin"), "old_pin"),
+          pinField(t("field.new_pin"), "new_pin"),
+          pinField(t("field.pin_again"), "pin_again"),
+        ],
+        t("button.change_pin"),
+        async ({ old_pin: oldPin, new_pin: newPin, pin_again: again }) => {
+          twoPins(newPin, again);
+          await online(() =>
+            app.session.call(
+              "POST",
+              "/me/pin",
+              { old_pin: oldPin, new_pin: newPin },
+              { "Idempotency-Key": crypto.randomUUID() },
+            ),
+          );
+          done(t("settings.pin_changed"));
+        },
+      ),
+    ),
+    saved,
+    homeLink(),
+  );
+}
+
 // --- start ---------------------------------------------------------------------------------
 
 async function signOut() {
   const waiting = (await app.store.queue()).filter((m) => m.status === "queued").length;
-  const question = `${waiting} change(s) have not reached Deni yet and will be lost. Sign out?`;
-  if (waiting > 0 && !confirm(question)) return;
+  if (waiting > 0 && !confirm(t("confirm.sign_out", { count: waiting }))) return;
   await app.store.forget();
   app.syncer = null;
   app.session = new Session(app.store);
@@ -655,10 +793,15 @@ async function signOut() {
 }
 
 async function start() {
+  setLanguage(chosenLanguage());
   app.store = await openStore();
   app.session = new Session(app.store);
-  if (await app.store.syncState()) app.syncer = new Syncer(app.store, app.session);
+  if (await app.store.syncState()) {
+    app.syncer = new Syncer(app.store, app.session);
+    await followProfileLanguage();
+  }
   document.getElementById("sign-out").addEventListener("click", signOut);
+  document.getElementById("settings").addEventListener("click", () => go("#/settings"));
   window.addEventListener("hashchange", render);
   window.addEventListener("online", syncSoon);
   window.addEventListener("offline", () => {
@@ -673,7 +816,6 @@ async function start() {
     navigator.serviceWorker.register("sw.js").catch((error) => console.warn("no offline", error));
   }
   await render();
-  paintStatus();
   if (app.syncer) syncSoon();
 }
 

@@ -1,7 +1,10 @@
 // What people read: money as "KES 1,250", dates as "3 Jan 2027", in Nairobi's calendar.
 // Money stays integer cents everywhere; only these functions turn it into text and back.
 
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS = {
+  en: ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"],
+  sw: ["Jan", "Feb", "Mac", "Apr", "Mei", "Jun", "Jul", "Ago", "Sep", "Okt", "Nov", "Des"],
+};
 const NAIROBI_OFFSET_MS = 3 * 60 * 60 * 1000; // East Africa Time, UTC+3, no daylight saving
 const DAY_MS = 24 * 60 * 60 * 1000;
 export const AMOUNT_CENTS_MAX = 25_000_000; // KES 250,000, the largest loan the server takes
@@ -41,15 +44,15 @@ export function addDays(isoDate, days) {
   return new Date(at).toISOString().slice(0, 10);
 }
 
-export function longDate(isoDate) {
+export function longDate(isoDate, language = "en") {
   if (!isoDate) return "";
   const [year, month, day] = isoDate.slice(0, 10).split("-").map(Number);
-  return `${day} ${MONTHS[month - 1]} ${year}`;
+  return `${day} ${(MONTHS[language] ?? MONTHS.en)[month - 1]} ${year}`;
 }
 
-export function shortTime(isoTimestamp) {
+export function shortTime(isoTimestamp, language = "en") {
   const local = new Date(Date.parse(isoTimestamp) + NAIROBI_OFFSET_MS).toISOString();
-  return `${longDate(local.slice(0, 10))}, ${local.slice(11, 16)}`;
+  return `${longDate(local.slice(0, 10), language)}, ${local.slice(11, 16)}`;
 }
 
 // Kenyan numbers as people type them: 0712 345 678, +254712345678, 254712345678.

@@ -8,6 +8,7 @@ const PUSH_ROUNDS_MAX = 20;
 const PULL_PAGES_MAX = 200;
 const PULL_PAGE_ROWS = 500;
 const ACCESS_MARGIN_S = 30; // refresh this long before the access token runs out
+const TOKEN_REFUSALS = new Set(["token_expired", "unauthorized"]);
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -24,8 +25,8 @@ export class Offline extends Error {
   }
 }
 
-async function send(method, path, { body, token } = {}) {
-  const headers = { Accept: "application/json" };
+async function send(method, path, { body, token, extraHeaders = {} } = {}) {
+  const headers = { Accept: "application/json", ...extraHeaders };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
   let response;
@@ -95,14 +96,15 @@ export class Session {
     });
   }
 
-  async call(method, path, body) {
+  async call(method, path, body, extraHeaders = {}) {
     if (!this.accessToken || Date.now() >= this.accessUntilMs) await this.#refresh();
     try {
-      return await send(method, path, { body, token: this.accessToken });
+      return await send(method, path, { body, token: this.accessToken, extraHeaders });
     } catch (error) {
-      if (!(error instanceof ApiError) || error.status !== 401) throw error;
+      // Only the token's own refusals: a wrong PIN must not be sent twice.
+      if (!(error instanceof ApiError) || !TOKEN_REFUSALS.has(error.code)) throw error;
       await this.#refresh(); // expired between the check and the call: once more
-      return send(method, path, { body, token: this.accessToken });
+      return send(method, path, { body, token: this.accessToken, extraHeaders });
     }
   }
 }
@@ -115,11 +117,22 @@ export class Syncer {
     this.session = session;
     this.pins = new Map();
     this.running = null;
+    this.rerun = null;
   }
 
-  // Concurrent asks share the sync that is already running.
+  // One sync at a time. An ask while one runs gets one more run after it (shared by every
+  // ask meanwhile): what was queued since must not wait for the next timer.
   sync() {
-    this.running ??= this.#syncOnce().finally(() => {
+    if (this.running) {
+      this.rerun ??= this.running
+        .catch(() => {})
+        .then(() => {
+          this.rerun = null;
+          return this.sync();
+        });
+      return this.rerun;
+    }
+    this.running = this.#syncOnce().finally(() => {
       this.running = null;
     });
     return this.running;
