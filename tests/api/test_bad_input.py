@@ -228,6 +228,7 @@ def _actions(pin: str) -> list[LoanAction]:
         ("POST", "/cancel", None),
         ("POST", "/repay", {"amount_cents": 1_000}),
         ("POST", "/write-off", {"pin": pin}),
+        ("POST", "/remind", None),
     ]
 
 
@@ -276,6 +277,7 @@ def test_the_wrong_party_is_forbidden(
         (world.borrower, "/approve", {"pin": world.borrower.pin}, "not_the_lender"),
         (world.borrower, "/decline", None, "not_the_lender"),
         (world.borrower, "/write-off", {"pin": world.borrower.pin}, "not_the_lender"),
+        (world.borrower, "/remind", None, "not_the_lender"),
         (world.lender, "/cancel", None, "not_the_borrower"),
         (world.lender, "/repay", {"amount_cents": 1_000}, "not_the_borrower"),
     ]
@@ -309,6 +311,7 @@ def _post_endpoints(world: World) -> list[tuple[str, str, dict[str, Any], ApiUse
         ("cancel", f"{LOANS}/{world.requested}/cancel", {}, world.borrower),
         ("repay", f"{LOANS}/{world.active}/repay", {"amount_cents": 1_000}, world.borrower),
         ("write-off", f"{LOANS}/{world.active}/write-off", {"pin": "1234"}, world.lender),
+        ("remind", f"{LOANS}/{world.active}/remind", {}, world.lender),
         ("read", "/api/v1/notifications/read", {"ids": [UNKNOWN_LOAN]}, world.lender),
     ]
 

@@ -288,6 +288,7 @@ MUTATING: list[tuple[str, dict[str, Any] | None]] = [
     (LOANS + "/{loan}/cancel", {}),
     (LOANS + "/{active}/repay", {"amount_cents": 1_000}),
     (LOANS + "/{active}/write-off", {"pin": "1234"}),
+    (LOANS + "/{active}/remind", {}),
     ("/api/v1/notifications/read", {"ids": ["00000000-0000-0000-0000-000000000000"]}),
 ]
 

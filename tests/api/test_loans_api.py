@@ -19,7 +19,7 @@ from tests.api.support import (
     notifications,
     request_loan,
 )
-from tests.helpers import ApiUser, api_user, fund
+from tests.helpers import ApiUser, api_user, fund, key
 
 from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
@@ -668,3 +668,33 @@ def test_only_an_active_loan_can_be_written_off(client: TestClient, deni: Deni) 
     response = _post(client, lender, loan["id"], "write-off", {"pin": lender.pin})
     assert_error(response, 409, "invalid_transition")
     assert_nothing_written(deni, before)
+
+
+# --- remind -----------------------------------------------------------------------------------
+
+
+def test_the_lender_reminds_the_borrower_once_a_day(client: TestClient, deni: Deni) -> None:
+    lender, borrower = _pair(client, deni)
+    loan = request_loan(client, borrower, lender)
+    before = db_state(deni)
+    assert_error(_post(client, lender, loan["id"], "remind"), 409, "loan_not_active")
+    assert_nothing_written(deni, before)
+    approve(client, lender, loan["id"])
+
+    reminded = _post(client, lender, loan["id"], "remind")
+    assert reminded.status_code == 200, reminded.text
+    nudges = [n for n in notifications(client, borrower) if n["kind"] == "lender_reminder"]
+    assert len(nudges) == 1
+    assert loan["code"] in nudges[0]["body"]
+
+    before = db_state(deni)
+    assert_error(_post(client, lender, loan["id"], "remind"), 409, "already_reminded")
+    assert_nothing_written(deni, before)
+    assert isinstance(deni.clock, ManualClock)
+    deni.clock.advance(timedelta(days=1))
+    login = {"phone": lender.user.phone, "pin": lender.pin}
+    token = client.post("/api/v1/auth/login", json=login).json()["access_token"]
+    next_day = client.post(
+        f"{LOANS}/{loan['id']}/remind", headers={"Authorization": f"Bearer {token}", **key()}
+    )
+    assert next_day.status_code == 200, next_day.text

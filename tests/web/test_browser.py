@@ -19,7 +19,7 @@ from deni.domain.loans import Loan, LoanState
 from deni.domain.users import User
 from deni.sandbox.server import BackgroundServer
 from deni.services import ledger, queries
-from tests.helpers import fund, register, shows_number
+from tests.helpers import fund, lend, register, shows_number
 
 PIN = "2468"
 TIMEOUT_MS = 10_000
@@ -447,3 +447,40 @@ def test_kiswahili_from_registration_and_settings_that_reach_the_server(
         baraka = uow.users.get_by_phone("254799000222")
     assert baraka is not None
     assert deni.hasher.verify("2580", baraka.pin_hash)
+
+
+def test_the_lender_reminds_then_forgives_what_is_still_owed(
+    deni: Deni, lender: User, borrower: User, open_browser: Callable[[User], Person]
+) -> None:
+    loan = lend(
+        deni,
+        lender=lender,
+        borrower=borrower,
+        principal_cents=80_000,
+        fee_cents=0,
+        approve_with_pin=PIN,
+    )
+    assert loan.state is LoanState.ACTIVE
+    otieno = open_browser(lender)
+    sign_in(otieno)
+    page = otieno.page
+    page.locator("#lent").get_by_text("Wanjiku Borrower").click()
+    page.get_by_role("button", name="Send Wanjiku Borrower a reminder").click()
+    expect(page.locator("#reminded")).to_contain_text("Wanjiku Borrower is reminded by SMS")
+    sent = queries.list_notifications(
+        uow_factory=deni.uow, user_id=borrower.id, unread_only=False, limit=20, offset=0
+    )
+    assert [n.kind for n in sent].count("lender_reminder") == 1
+    page.get_by_role("button", name="Send Wanjiku Borrower a reminder").click()
+    expect(page.get_by_role("alert").first).to_contain_text("today already")
+
+    page.get_by_label("Your PIN").fill("0000")
+    page.get_by_role("button", name="Forgive the KES 800 still owed").click()
+    expect(page.get_by_role("alert").last).to_contain_text("Wrong PIN")
+    assert loans_of(deni, borrower)[0].state is LoanState.ACTIVE
+    page.get_by_label("Your PIN").fill(PIN)
+    page.get_by_role("button", name="Forgive the KES 800 still owed").click()
+    expect(page.get_by_text("Past loans (1)")).to_be_visible()
+    assert loans_of(deni, borrower)[0].state is LoanState.WRITTEN_OFF
+    assert wallet_cents(deni, borrower) == 20_000 + 80_000  # forgiving moves no money
+    assert_books_balance(deni)

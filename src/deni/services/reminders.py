@@ -1,16 +1,18 @@
-"""The periodic sweep: expire what nobody answered, fund approvals whose lender now has the
-money, and remind borrowers of due dates."""
+"""Reminders: the periodic sweep (expire what nobody answered, fund approvals whose lender now
+has the money, remind borrowers of due dates), and a lender's own nudge."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from deni.domain.errors import Conflict, Forbidden, NotFound
+from deni.domain.loans import LoanState
 from deni.domain.reminders import DUE_SOON_DAYS, reminder_key, reminder_kind
 from deni.domain.users import nairobi_today
 from deni.services import loans
-from deni.services.common import notify
-from deni.services.ports import Clock, UnitOfWorkFactory
+from deni.services.common import audit, notify
+from deni.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 REMINDER_PAGE_LOANS = 200
 REMINDER_PAGES_MAX = 1_000  # 200,000 loans due or overdue per run is far beyond need
@@ -73,5 +75,47 @@ def _remind(uow_factory: UnitOfWorkFactory, loan_id: str, *, now: datetime) -> b
         notify(
             uow, user=borrower, kind=kind, params=params, now=now, loan_id=loan.id, dedupe_key=key
         )
+        uow.commit()
+    return True
+
+
+def remind_borrower(
+    *, uow: UnitOfWork, clock: Clock, lender_id: str, loan_id: str, channel: str
+) -> bool:
+    """The lender nudges the borrower (by SMS). At most once a day per loan: False if already."""
+    now = clock.now()
+    today = nairobi_today(now)
+    with uow:
+        loan = uow.loans.get(loan_id)
+        if loan is None or lender_id not in (loan.lender_id, loan.borrower_id):
+            raise NotFound("No such loan.", code="loan_not_found")
+        if loan.lender_id != lender_id:
+            raise Forbidden("Only the lender can do this.", code="not_the_lender")
+        if loan.state is not LoanState.ACTIVE:
+            raise Conflict("Only an active loan can be reminded.", code="loan_not_active")
+        key = f"lender_reminder:{loan.id}:{today.isoformat()}"
+        if uow.notifications.exists(key):
+            return False
+        lender, borrower = uow.users.get(loan.lender_id), uow.users.get(loan.borrower_id)
+        assert lender is not None
+        assert borrower is not None
+        loan.accrue_penalty(today)  # for the amount shown; the loan is not saved
+        params = {
+            "lender_name": lender.name,
+            "amount_cents": loan.owed().total_cents,
+            "due_date": loan.terms.due_date,
+            "loan_code": loan.code,
+        }
+        notify(
+            uow,
+            user=borrower,
+            kind="lender_reminder",
+            params=params,
+            now=now,
+            loan_id=loan.id,
+            dedupe_key=key,
+        )
+        details = {"loan_id": loan.id}
+        audit(uow, actor_id=lender_id, channel=channel, command="remind", details=details, now=now)
         uow.commit()
     return True

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from deni.domain.errors import Conflict, Forbidden, NotFound
-from deni.domain.loans import LoanState
-from deni.domain.users import User, nairobi_today, require_language
-from deni.services.common import audit, notify
+from deni.domain.errors import NotFound
+from deni.domain.users import User, require_language
+from deni.services.common import audit
 from deni.services.ports import Clock, MpesaRequests, PinHasher, UnitOfWork
 from deni.services.users import check_pin
 
@@ -63,48 +62,6 @@ def set_language(
             )
         uow.commit()
     return user
-
-
-def remind_borrower(
-    *, uow: UnitOfWork, clock: Clock, lender_id: str, loan_id: str, channel: str
-) -> bool:
-    """The lender nudges the borrower (by SMS). At most once a day per loan: False if already."""
-    now = clock.now()
-    today = nairobi_today(now)
-    with uow:
-        loan = uow.loans.get(loan_id)
-        if loan is None or lender_id not in (loan.lender_id, loan.borrower_id):
-            raise NotFound("No such loan.", code="loan_not_found")
-        if loan.lender_id != lender_id:
-            raise Forbidden("Only the lender can do this.", code="not_the_lender")
-        if loan.state is not LoanState.ACTIVE:
-            raise Conflict("Only an active loan can be reminded.", code="loan_not_active")
-        key = f"lender_reminder:{loan.id}:{today.isoformat()}"
-        if uow.notifications.exists(key):
-            return False
-        lender, borrower = uow.users.get(loan.lender_id), uow.users.get(loan.borrower_id)
-        assert lender is not None
-        assert borrower is not None
-        loan.accrue_penalty(today)  # for the amount shown; the loan is not saved
-        params = {
-            "lender_name": lender.name,
-            "amount_cents": loan.owed().total_cents,
-            "due_date": loan.terms.due_date,
-            "loan_code": loan.code,
-        }
-        notify(
-            uow,
-            user=borrower,
-            kind="lender_reminder",
-            params=params,
-            now=now,
-            loan_id=loan.id,
-            dedupe_key=key,
-        )
-        details = {"loan_id": loan.id}
-        audit(uow, actor_id=lender_id, channel=channel, command="remind", details=details, now=now)
-        uow.commit()
-    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from deni.domain.users import nairobi_today
 from deni.entrypoints.ussd.render import say
 from deni.entrypoints.ussd.screens import Finish, Goto, Item, Params, Reject, Step
 from deni.i18n import format_day, format_kes
-from deni.services import loans, pin_reset, privacy, users, ussd
+from deni.services import loans, pin_reset, privacy, reminders, users, ussd
 from deni.services.ports import Clock
 from deni.services.ussd import QueuedMpesa
 from deni.services.ussd_ports import LoanLine, UssdReads
@@ -461,7 +461,7 @@ def submit_repay_mpesa(ctx: Ctx, raw: str) -> Step:
 
 def action_remind(ctx: Ctx) -> Step:
     view = _loan_view(ctx, role="lender", state=LoanState.ACTIVE)
-    sent = ussd.remind_borrower(
+    sent = reminders.remind_borrower(
         uow=ctx.deni.uow(),
         clock=ctx.clock,
         lender_id=ctx.user_id,

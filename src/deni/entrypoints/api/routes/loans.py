@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from deni.domain.errors import NotFound, ValidationFailed
+from deni.domain.errors import Conflict, NotFound, ValidationFailed
 from deni.domain.loans import Loan, LoanState
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
@@ -16,13 +16,14 @@ from deni.entrypoints.api.schemas import (
     LoanListOut,
     LoanOut,
     LoanRequestIn,
+    MessageOut,
     PinIn,
     QuoteOut,
     RepayIn,
     RepayOut,
     TermsIn,
 )
-from deni.services import loans, queries
+from deni.services import loans, queries, reminders
 from deni.services.ports import LIST_PAGE_MAX, UnitOfWorkFactory
 
 router = APIRouter(prefix="/loans", tags=["loans"])
@@ -244,6 +245,29 @@ def repay(
 
     return run_idempotent(
         deni, scope=user_id, key=key, route=f"repay:{loan_id}", body=body, action=action
+    )
+
+
+@router.post("/{loan_id}/remind", response_model=MessageOut)
+def remind(
+    loan_id: LoanId,
+    user_id: UserId,
+    deni: DeniDep,
+    key: IdempotencyKey,
+    body: EmptyIn | None = None,
+) -> object:
+    """Lender: remind the borrower of an active loan by SMS, at most once a day per loan."""
+
+    def action(uows: UnitOfWorkFactory) -> tuple[int, MessageOut]:
+        sent = reminders.remind_borrower(
+            uow=uows(), clock=deni.clock, lender_id=user_id, loan_id=loan_id, channel="api"
+        )
+        if not sent:
+            raise Conflict("You reminded them today already.", code="already_reminded")
+        return 200, MessageOut(message="The borrower is reminded by SMS.")
+
+    return run_idempotent(
+        deni, scope=user_id, key=key, route=f"remind:{loan_id}", body=body, action=action
     )
 
 

@@ -547,6 +547,7 @@ function loanActions(loan) {
   if (mine && loan.state === "requested") {
     return button(t("button.cancel_request"), () => act("cancel_loan", { loan_id: loan.id }));
   }
+  if (!mine && loan.state === "active") return lenderActions(loan);
   if (!mine && loan.state === "requested") {
     const amount = kes(loan.principal_cents);
     return h(
@@ -569,6 +570,31 @@ function loanActions(loan) {
     );
   }
   return null;
+}
+
+// A reminder and a write-off go to the server at once (REST), so they need the network.
+function lenderActions(loan) {
+  const said = h("p", { role: "status", id: "reminded" });
+  const post = (action, body) =>
+    online(() =>
+      app.session.call("POST", `/loans/${loan.id}/${action}`, body, {
+        "Idempotency-Key": crypto.randomUUID(),
+      }),
+    );
+  const remind = form([], t("button.remind", { name: loan.borrower_name }), async () => {
+    await post("remind", {});
+    said.textContent = t("loan.reminded", { name: loan.borrower_name });
+  });
+  const forgive = form(
+    [h("p", {}, t("loan.write_off_note")), pinField(t("field.your_pin"))],
+    t("button.write_off", { amount: kes(loan.owed_cents) }),
+    async ({ pin }) => {
+      await post("write-off", { pin });
+      await syncNow();
+      go("#/home");
+    },
+  );
+  return h("div", {}, remind, said, forgive);
 }
 
 async function approve(loan, pin) {

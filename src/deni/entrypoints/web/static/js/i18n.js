@@ -49,6 +49,8 @@ const en = {
   "button.withdraw": "Withdraw",
   "button.save": "Save",
   "button.change_pin": "Change my PIN",
+  "button.remind": "Send {name} a reminder",
+  "button.write_off": "Forgive the {amount} still owed",
   "link.register": "Open an account",
   "link.forgot": "Forgot PIN?",
   "home.hello": "Hello, {name}",
@@ -111,6 +113,8 @@ const en = {
   "loan.not_here": "This loan is not on this phone (yet).",
   "loan.pending": "Waiting to sync: {what}",
   "loan.asks_you": "{name} asks you for {amount}, to repay {total} by {due}.",
+  "loan.reminded": "{name} is reminded by SMS.",
+  "loan.write_off_note": "Forgiving what is owed cannot be undone.",
   "request.quote": "You will repay {total} by {due}.",
   "money.top_up_note": "M-PESA will ask for your M-PESA PIN.",
   "money.withdraw_note": "The money goes to this number.",
@@ -183,6 +187,8 @@ const sw = {
   "button.withdraw": "Toa pesa",
   "button.save": "Hifadhi",
   "button.change_pin": "Badilisha PIN yangu",
+  "button.remind": "Mkumbushe {name}",
+  "button.write_off": "Samehe deni la {amount}",
   "link.register": "Fungua akaunti",
   "link.forgot": "Umesahau PIN?",
   "home.hello": "Habari, {name}",
@@ -245,6 +251,8 @@ const sw = {
   "loan.not_here": "Mkopo huu haupo kwenye simu hii (bado).",
   "loan.pending": "Yanasubiri kutumwa: {what}",
   "loan.asks_you": "{name} anaomba {amount}. Atalipa {total} kufikia {due}.",
+  "loan.reminded": "Ukumbusho umetumwa kwa {name} kwa SMS.",
+  "loan.write_off_note": "Ukisamehe deni, huwezi kurudisha.",
   "request.quote": "Utalipa {total} kufikia {due}.",
   "money.top_up_note": "M-PESA itakuomba PIN yako ya M-PESA.",
   "money.withdraw_note": "Pesa zitatumwa kwa namba hii.",
@@ -321,6 +329,7 @@ const SERVER_SW = {
   locked_by_support: "Huduma kwa wateja imefunga akaunti hii.",
   already_registered: "Namba hiyo tayari imesajiliwa. Ingia.",
   mpesa_off: "M-PESA haipatikani kwa sasa.",
+  already_reminded: "Umeshamkumbusha leo.",
 };
 
 export function serverMessage(code, message) {
