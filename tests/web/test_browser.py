@@ -8,8 +8,10 @@ Every journey is checked against the server's books, not only against the screen
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect
@@ -484,3 +486,49 @@ def test_the_lender_reminds_then_forgives_what_is_still_owed(
     assert loans_of(deni, borrower)[0].state is LoanState.WRITTEN_OFF
     assert wallet_cents(deni, borrower) == 20_000 + 80_000  # forgiving moves no money
     assert_books_balance(deni)
+
+
+def test_download_my_data_then_close_the_account(
+    deni: Deni, borrower: User, open_browser: Callable[[User], Person]
+) -> None:
+    wanjiku = open_browser(borrower)
+    sign_in(wanjiku)
+    page = wanjiku.page
+    page.get_by_role("button", name="Settings").click()
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download my data").click()
+    saved = json.loads(Path(download.value.path()).read_text())
+    assert saved["user"]["name"] == "Wanjiku Borrower"
+    assert saved["wallet"]["balance_cents"] == 20_000
+    assert "pin_hash" not in json.dumps(saved)
+    assert download.value.suggested_filename.startswith("deni-data-")
+
+    page.get_by_label("Your PIN", exact=True).fill(PIN)
+    page.get_by_role("button", name="Close my account").click()
+    expect(page.get_by_role("alert").last).to_contain_text("wallet")  # KES 200 is still in it
+    with deni.uow.read_only() as uow:
+        still = uow.users.get(borrower.id)
+    assert still is not None
+    assert still.closed_at is None
+
+    akinyi = open_browser(register(deni, name="Akinyi Empty", pin=PIN))  # nothing in it
+    sign_in(akinyi)
+    akinyi.page.get_by_role("button", name="Settings").click()
+    akinyi.page.get_by_label("Your PIN", exact=True).fill(PIN)
+    akinyi.page.get_by_role("button", name="Close my account").click()
+    expect(akinyi.page.locator("#status")).to_contain_text("Your Deni account is closed")
+    expect(akinyi.page.get_by_role("button", name="Sign in")).to_be_visible()
+    with deni.uow.read_only() as uow:
+        closed = uow.users.get(akinyi.user.id)
+    assert closed is not None
+    assert closed.closed_at is not None
+    leftovers = akinyi.page.evaluate(
+        """() => new Promise((resolve) => {
+            indexedDB.open("deni").onsuccess = (event) => {
+                const read = event.target.result.transaction("records").objectStore("records")
+                    .count();
+                read.onsuccess = () => resolve(read.result);
+            };
+        })"""
+    )
+    assert leftovers == 0  # nothing of the account stays on the phone

@@ -181,8 +181,12 @@ function readPhone(text, message = "error.phone") {
   return msisdn;
 }
 
-function twoPins(pin, again) {
+function requirePin(pin) {
   if (!/^\d{4}$/.test(pin)) throw new Refused(t("error.pin_format"));
+}
+
+function twoPins(pin, again) {
+  requirePin(pin);
   if (pin !== again) throw new Refused(t("error.pin_mismatch"));
 }
 
@@ -598,7 +602,7 @@ function lenderActions(loan) {
 }
 
 async function approve(loan, pin) {
-  if (!/^\d{4}$/.test(pin)) throw new Refused(t("error.pin_format"));
+  requirePin(pin);
   // base_version: if the borrower changed the terms since this phone saw them, it is refused.
   await act("approve_loan", { loan_id: loan.id, base_version: loan.version }, { pin });
   go("#/home");
@@ -803,8 +807,46 @@ async function settingsView() {
       ),
     ),
     saved,
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, t("settings.data")),
+      form([], t("button.export"), downloadMyData),
+    ),
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, t("settings.close")),
+      form(
+        [h("p", {}, t("settings.close_note")), pinField(t("field.your_pin"))],
+        t("button.close"),
+        closeAccount,
+      ),
+    ),
     homeLink(),
   );
+}
+
+// The Data Protection Act's right of access: the server's export, saved as a file.
+async function downloadMyData() {
+  const data = await online(() => app.session.call("GET", "/me/export"));
+  const file = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+  const link = h("a", {
+    href: URL.createObjectURL(file),
+    download: `deni-data-${nairobiToday()}.json`,
+  });
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+}
+
+async function closeAccount({ pin }) {
+  requirePin(pin);
+  await online(() => app.session.call("POST", "/me/close", { pin }));
+  await app.store.forget(); // nothing of the account stays on this phone either
+  app.syncer = null;
+  app.session = new Session(app.store);
+  app.status.problem = t("status.closed");
+  go("#/sign-in");
 }
 
 // --- start ---------------------------------------------------------------------------------

@@ -125,6 +125,14 @@ const en = {
   "settings.pin": "Change PIN",
   "settings.pin_changed": "Your PIN is changed.",
   "settings.saved": "Saved. It reaches Deni with the next sync.",
+  "settings.data": "Your data",
+  "settings.close": "Close account",
+  "settings.close_note":
+    "Closing erases your name, number and PIN; loans and payments stay as financial records. " +
+    "The wallet must be empty and no loan open.",
+  "button.export": "Download my data",
+  "button.close": "Close my account",
+  "status.closed": "Your Deni account is closed.",
   "status.syncing": "Syncing…",
   "status.offline": "Offline: what you do is kept and sent when you are back online.",
   "status.synced": "Up to date, {time}",
@@ -263,6 +271,14 @@ const sw = {
   "settings.pin": "Badilisha PIN",
   "settings.pin_changed": "PIN yako imebadilishwa.",
   "settings.saved": "Imehifadhiwa. Itafika Deni wakati wa kutuma unaofuata.",
+  "settings.data": "Taarifa zako",
+  "settings.close": "Funga akaunti",
+  "settings.close_note":
+    "Kufunga kunafuta jina, namba na PIN yako; mikopo na malipo vinabaki kama kumbukumbu. " +
+    "Akaunti isiwe na pesa wala mkopo ulio wazi.",
+  "button.export": "Pakua taarifa zangu",
+  "button.close": "Funga akaunti yangu",
+  "status.closed": "Akaunti yako ya Deni imefungwa.",
   "status.syncing": "Inatuma…",
   "status.offline": "Hakuna mtandao: unachofanya kinahifadhiwa na kitatumwa mtandao ukirudi.",
   "status.synced": "Kila kitu kimefika, {time}",
@@ -330,6 +346,9 @@ const SERVER_SW = {
   already_registered: "Namba hiyo tayari imesajiliwa. Ingia.",
   mpesa_off: "M-PESA haipatikani kwa sasa.",
   already_reminded: "Umeshamkumbusha leo.",
+  wallet_not_empty: "Toa salio lako kwanza.",
+  open_loans: "Bado una mkopo ulio wazi.",
+  mpesa_pending: "Malipo ya M-PESA bado yanakuja.",
 };
 
 export function serverMessage(code, message) {
