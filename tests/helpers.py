@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from deni.bootstrap import Deni
 from deni.domain.loans import Loan
 from deni.domain.users import User
-from deni.services import loans, payments, users
+from deni.services import ledger, loans, payments, users
 
 _phones = itertools.count(700_000_001)
 _receipts = itertools.count(1)
@@ -59,6 +59,11 @@ def fund(deni: Deni, user: User, amount_cents: int) -> None:
         amount_cents=amount_cents,
         receipt=next_receipt(),
     )
+
+
+def wallet_cents(deni: Deni, user: User) -> int:
+    with deni.uow.read_only() as uow:
+        return ledger.wallet_balance_cents(uow, user_id=user.id)
 
 
 def key() -> dict[str, str]:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
+from tests.api.support import assert_ledger_whole
 from tests.helpers import fund, next_receipt, register
 
 from deni.adapters.db import tables as t
@@ -56,15 +57,6 @@ def balance(deni: Deni, account_id: str) -> int:
         account = uow.ledger.get_account(account_id)
     assert account is not None
     return account.balance_cents
-
-
-def assert_ledger_whole(deni: Deni) -> None:
-    with deni.uow.read_only() as uow:
-        totals = ledger.check(uow)
-    assert totals.postings_sum_cents == 0
-    assert totals.unbalanced_entry_ids == ()
-    assert totals.mismatched_accounts == ()
-    assert totals.negative_wallets == ()
 
 
 def post(deni: Deni, draft: EntryDraft) -> PostResult:

@@ -29,8 +29,8 @@ from deni.offline.retry import Backoff
 from deni.offline.store import Store
 from deni.offline.sync import Syncer, UpgradeRequired
 from deni.sandbox.server import BackgroundServer
-from deni.services import ledger
-from tests.helpers import fund, register
+from tests.api.support import assert_ledger_whole
+from tests.helpers import fund, register, wallet_cents
 
 PIN = "1234"
 _OPEN_APIS: list[Api] = []
@@ -100,20 +100,6 @@ def device(url: str, user: User, path: Path) -> Device:
     found = Device(client, url, user)
     found.sync()
     return found
-
-
-def wallet_cents(deni: Deni, user: User) -> int:
-    with deni.uow.read_only() as uow:
-        return ledger.wallet_balance_cents(uow, user_id=user.id)
-
-
-def assert_ledger_whole(deni: Deni) -> None:
-    with deni.uow.read_only() as uow:
-        totals = ledger.check(uow)
-    assert totals.postings_sum_cents == 0
-    assert not totals.unbalanced_entry_ids
-    assert not totals.mismatched_accounts
-    assert not totals.negative_wallets
 
 
 @dataclass

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect
@@ -20,8 +21,9 @@ from deni.bootstrap import Deni
 from deni.domain.loans import Loan, LoanState
 from deni.domain.users import User
 from deni.sandbox.server import BackgroundServer
-from deni.services import ledger, queries
-from tests.helpers import fund, lend, register, shows_number
+from deni.services import queries
+from tests.api.support import assert_ledger_whole
+from tests.helpers import fund, lend, register, shows_number, wallet_cents
 
 PIN = "2468"
 TIMEOUT_MS = 10_000
@@ -115,18 +117,24 @@ def loans_of(deni: Deni, user: User) -> list[Loan]:
     return [view.loan for view in views]
 
 
-def wallet_cents(deni: Deni, user: User) -> int:
-    with deni.uow.read_only() as uow:
-        return ledger.wallet_balance_cents(uow, user_id=user.id)
-
-
-def assert_books_balance(deni: Deni) -> None:
-    with deni.uow.read_only() as uow:
-        totals = ledger.check(uow)
-    assert totals.postings_sum_cents == 0
-    assert not totals.unbalanced_entry_ids
-    assert not totals.mismatched_accounts
-    assert not totals.negative_wallets
+def on_the_phone(page: Page) -> dict[str, list[Any]]:
+    """Everything the app keeps in IndexedDB, store by store (a PIN must never be in it)."""
+    stores: dict[str, list[Any]] = page.evaluate(
+        """() => new Promise((resolve, reject) => {
+            const opening = indexedDB.open("deni");
+            opening.onerror = () => reject(opening.error);
+            opening.onsuccess = () => {
+                const db = opening.result;
+                const names = [...db.objectStoreNames];
+                const reads = names.map((name) => new Promise((done) => {
+                    const read = db.transaction(name).objectStore(name).getAll();
+                    read.onsuccess = () => done([name, read.result]);
+                }));
+                Promise.all(reads).then((pairs) => resolve(Object.fromEntries(pairs)));
+            };
+        })"""
+    )
+    return stores
 
 
 def wait_for_offline_shell(person: Person) -> None:
@@ -180,7 +188,7 @@ def test_a_loan_from_request_to_repaid_in_two_browsers(
     assert loans_of(deni, borrower)[0].state is LoanState.REPAID
     assert wallet_cents(deni, borrower) == 15_000
     assert wallet_cents(deni, lender) == 500_000 - 100_000 + 105_000
-    assert_books_balance(deni)
+    assert_ledger_whole(deni)
 
 
 def test_offline_the_app_opens_keeps_what_is_done_and_sends_it_once_online(
@@ -203,14 +211,8 @@ def test_offline_the_app_opens_keeps_what_is_done_and_sends_it_once_online(
     expect(wanjiku.page.locator("#queue")).to_contain_text("Waiting to sync (1)")
     assert loans_of(deni, borrower) == []
 
-    queued_loan_id = wanjiku.page.evaluate(
-        """() => new Promise((resolve) => {
-            indexedDB.open("deni").onsuccess = (event) => {
-                const read = event.target.result.transaction("queue").objectStore("queue").getAll();
-                read.onsuccess = () => resolve(read.result[0].args.loan_id);
-            };
-        })"""
-    )
+    [queued] = on_the_phone(wanjiku.page)["queue"]
+    queued_loan_id = queued["args"]["loan_id"]
     wanjiku.context.set_offline(False)  # the browser's online event starts a sync
     synced(wanjiku)
     [loan] = loans_of(deni, borrower)
@@ -239,19 +241,7 @@ def test_an_approval_waits_for_the_pin_which_is_never_stored(
     otieno.page.get_by_label("Your PIN").fill(PIN)
     otieno.page.get_by_role("button", name="Approve and send KES 300").click()
     expect(otieno.page.locator("#queue")).to_contain_text("Approve a loan request")
-    stored = otieno.page.evaluate(
-        """() => new Promise((resolve) => {
-            indexedDB.open("deni").onsuccess = (event) => {
-                const db = event.target.result;
-                const names = [...db.objectStoreNames];
-                const all = names.map((name) => new Promise((done) => {
-                    const read = db.transaction(name).objectStore(name).getAll();
-                    read.onsuccess = () => done(read.result);
-                }));
-                Promise.all(all).then((rows) => resolve(JSON.stringify(rows)));
-            };
-        })"""
-    )
+    stored = json.dumps(on_the_phone(otieno.page))
     assert "approve_loan" in stored
     assert not shows_number(PIN, stored)  # the PIN stays in the page's memory only
 
@@ -274,7 +264,7 @@ def test_an_approval_waits_for_the_pin_which_is_never_stored(
     synced(otieno)
     assert loans_of(deni, borrower)[0].state is LoanState.ACTIVE
     assert wallet_cents(deni, borrower) == 20_000 + 30_000
-    assert_books_balance(deni)
+    assert_ledger_whole(deni)
 
 
 def test_register_and_bad_input_get_a_reason_and_change_nothing(
@@ -485,7 +475,7 @@ def test_the_lender_reminds_then_forgives_what_is_still_owed(
     expect(page.get_by_text("Past loans (1)")).to_be_visible()
     assert loans_of(deni, borrower)[0].state is LoanState.WRITTEN_OFF
     assert wallet_cents(deni, borrower) == 20_000 + 80_000  # forgiving moves no money
-    assert_books_balance(deni)
+    assert_ledger_whole(deni)
 
 
 def test_download_my_data_then_close_the_account(
@@ -522,13 +512,4 @@ def test_download_my_data_then_close_the_account(
         closed = uow.users.get(akinyi.user.id)
     assert closed is not None
     assert closed.closed_at is not None
-    leftovers = akinyi.page.evaluate(
-        """() => new Promise((resolve) => {
-            indexedDB.open("deni").onsuccess = (event) => {
-                const read = event.target.result.transaction("records").objectStore("records")
-                    .count();
-                read.onsuccess = () => resolve(read.result);
-            };
-        })"""
-    )
-    assert leftovers == 0  # nothing of the account stays on the phone
+    assert on_the_phone(akinyi.page) == {"meta": [], "queue": [], "records": []}
