@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect
+from sqlalchemy import update
 
+from deni.adapters.db.sync_tables import sync_clients
 from deni.bootstrap import Deni
 from deni.domain.loans import Loan, LoanState
 from deni.domain.users import User
@@ -513,3 +515,25 @@ def test_download_my_data_then_close_the_account(
     assert closed is not None
     assert closed.closed_at is not None
     assert on_the_phone(akinyi.page) == {"meta": [], "queue": [], "records": []}
+
+
+def test_a_server_that_lost_this_phones_mutations_gets_the_waiting_ones_afresh(
+    deni: Deni, lender: User, borrower: User, open_browser: Callable[[User], Person]
+) -> None:
+    wanjiku = open_browser(borrower)
+    sign_in(wanjiku)
+    ask_for_loan(wanjiku, lender, amount="100", fee="0", days="7")
+    wanjiku.page.get_by_role("button", name="Send my request").click()
+    synced(wanjiku)
+    first_client = on_the_phone(wanjiku.page)["meta"]
+    # Deni restored from a backup taken before that push: it expects mutation 1 again.
+    with deni.engine.begin() as connection:
+        connection.execute(update(sync_clients).values(last_mutation_id=0))
+
+    ask_for_loan(wanjiku, lender, amount="200", fee="0", days="7")
+    wanjiku.page.get_by_role("button", name="Send my request").click()
+    synced(wanjiku)
+    amounts = sorted(loan.terms.principal_cents for loan in loans_of(deni, borrower))
+    assert amounts == [10_000, 20_000]  # the first once, the waiting one too, nothing twice
+    assert on_the_phone(wanjiku.page)["meta"] != first_client  # a new install id
+    expect(wanjiku.page.locator("#owe").get_by_role("listitem")).to_have_count(2)

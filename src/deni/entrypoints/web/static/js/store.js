@@ -179,6 +179,33 @@ export class Store {
     });
   }
 
+  // The server has lost mutations this install counts as done (a restore from backup): go on as
+  // a new install, the waiting ones renumbered from 1, and pull everything again. Safe for
+  // repay_loan, keyed by (client, id): the server never saw the new client's ids. Returns the
+  // old id -> new id of each waiting mutation.
+  restart() {
+    return this.#within([META, QUEUE], "readwrite", async (meta, queue) => {
+      const state = await done(meta.get(SYNC_KEY));
+      const waiting = (await done(queue.getAll()))
+        .filter((mutation) => mutation.status === "queued")
+        .sort((a, b) => a.id - b.id);
+      await done(queue.clear());
+      const renumbered = new Map();
+      for (const [index, mutation] of waiting.entries()) {
+        renumbered.set(mutation.id, index + 1);
+        await done(queue.add({ ...mutation, id: index + 1 }));
+      }
+      const fresh = {
+        ...state,
+        client_id: crypto.randomUUID(),
+        cursor: "",
+        next_mutation_id: waiting.length + 1,
+      };
+      await done(meta.put(fresh, SYNC_KEY));
+      return renumbered;
+    });
+  }
+
   markDead(mutationId, outcome) {
     return this.#within([QUEUE], "readwrite", async (queue) => {
       const mutation = await done(queue.get(mutationId));

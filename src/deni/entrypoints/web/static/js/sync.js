@@ -139,16 +139,15 @@ export class Syncer {
   }
 
   async #syncOnce() {
-    const state = await this.store.syncState();
-    console.assert(state, "sync needs a signed-in install");
-    await this.#push(state.client_id);
-    await this.#pull(state.client_id);
+    await this.#push();
+    await this.#pull();
   }
 
-  async #push(clientId) {
+  async #push() {
     for (let round = 0; round < PUSH_ROUNDS_MAX; round++) {
       const batch = this.#batch(await this.store.queue());
       if (batch.length === 0) return;
+      const { client_id: clientId } = await this.store.syncState();
       const answer = await this.session.call("POST", "/sync/push", {
         client_id: clientId,
         schema_version: SCHEMA_VERSION,
@@ -162,7 +161,15 @@ export class Syncer {
         await this.store.markDead(answer.stopped.mutation_id, answer.stopped);
         continue;
       }
-      if (answer.stopped.code === "mutation_gap") continue; // settle dropped what it had done
+      if (answer.stopped.code === "mutation_gap") {
+        // The server wants an id below every one waiting here: it lost mutations this phone
+        // had counted as done.
+        const renumbered = await this.store.restart();
+        this.pins = new Map(
+          [...this.pins].map(([id, pin]) => [renumbered.get(id), pin]).filter(([id]) => id),
+        );
+        continue;
+      }
       return; // busy: the next sync tries again
     }
   }
@@ -184,8 +191,10 @@ export class Syncer {
     return batch;
   }
 
-  async #pull(clientId) {
-    let { cursor } = await this.store.syncState();
+  async #pull() {
+    const state = await this.store.syncState();
+    const clientId = state.client_id;
+    let cursor = state.cursor;
     let seen = cursor === "" ? new Set() : null; // the first pull is a snapshot
     for (let page = 0; page < PULL_PAGES_MAX; page++) {
       const query = new URLSearchParams({
