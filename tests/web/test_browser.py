@@ -9,13 +9,23 @@ Every journey is checked against the server's books, not only against the screen
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, Route, expect
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Locator,
+    Page,
+    Route,
+    expect,
+)
 from sqlalchemy import update
 
 from deni.adapters.db.sync_tables import sync_clients
@@ -97,10 +107,25 @@ def sign_in(person: Person, *, pin: str = PIN) -> None:
     synced(person)
 
 
-def synced(person: Person) -> None:
-    """The app says it is up to date and nothing waits in its queue."""
+def synced(person: Person, *, after: int = 0) -> None:
+    """More than `after` syncs have completed since the page opened, nothing waits in the
+    queue and no form is still at work: the server has everything this phone did."""
+    person.page.wait_for_function(
+        """(after) => {
+            const status = document.getElementById("status");
+            return Number(status.dataset.syncs) > after && status.dataset.state === "synced"
+                && document.querySelector("form[data-busy]") === null;
+        }""",
+        arg=after,
+    )
     expect(person.page.locator("#status")).to_contain_text("Up to date")
-    expect(person.page.get_by_text("Waiting to sync")).to_have_count(0)
+
+
+def submit(person: Person, control: Locator) -> None:
+    """Click what sends something, then wait until a sync that started after it is done."""
+    before = int(person.page.locator("#status").get_attribute("data-syncs") or 0)
+    control.click()
+    synced(person, after=before)
 
 
 def ask_for_loan(person: Person, lender: User, *, amount: str, fee: str, days: str) -> None:
@@ -156,8 +181,7 @@ def test_a_loan_from_request_to_repaid_in_two_browsers(
 
     ask_for_loan(wanjiku, lender, amount="1,000", fee="50", days="14")
     expect(wanjiku.page.locator("#quote")).to_contain_text("You will repay KES 1,050 by")
-    wanjiku.page.get_by_role("button", name="Send my request").click()
-    synced(wanjiku)
+    submit(wanjiku, wanjiku.page.get_by_role("button", name="Send my request"))
     expect(wanjiku.page.locator("#owe")).to_contain_text("Otieno Lender")
     expect(wanjiku.page.locator("#owe")).to_contain_text("Waiting for approval")
     [loan] = loans_of(deni, borrower)
@@ -171,8 +195,7 @@ def test_a_loan_from_request_to_repaid_in_two_browsers(
     otieno.page.locator("#asks").get_by_text("Wanjiku Borrower").click()
     expect(otieno.page.get_by_text("asks you for KES 1,000, to repay KES 1,050")).to_be_visible()
     otieno.page.get_by_label("Your PIN").fill(PIN)
-    otieno.page.get_by_role("button", name="Approve and send KES 1,000").click()
-    synced(otieno)
+    submit(otieno, otieno.page.get_by_role("button", name="Approve and send KES 1,000"))
     expect(otieno.page.locator("#lent")).to_contain_text("Wanjiku Borrower")
     expect(otieno.page.locator("#balance")).to_have_text("KES 4,000")
     assert loans_of(deni, borrower)[0].state is LoanState.ACTIVE
@@ -183,8 +206,7 @@ def test_a_loan_from_request_to_repaid_in_two_browsers(
     expect(wanjiku.page.locator("#balance")).to_have_text("KES 1,200")
     wanjiku.page.locator("#owe").get_by_text("Otieno Lender").click()
     expect(wanjiku.page.get_by_label("Amount to repay (KES)")).to_have_value("1050")
-    wanjiku.page.get_by_role("button", name="Repay from my wallet").click()
-    synced(wanjiku)
+    submit(wanjiku, wanjiku.page.get_by_role("button", name="Repay from my wallet"))
     expect(wanjiku.page.locator("#balance")).to_have_text("KES 150")
     expect(wanjiku.page.get_by_text("Past loans (1)")).to_be_visible()
     assert loans_of(deni, borrower)[0].state is LoanState.REPAID
@@ -233,8 +255,7 @@ def test_an_approval_waits_for_the_pin_which_is_never_stored(
     wanjiku, otieno = open_browser(borrower), open_browser(lender)
     sign_in(wanjiku)
     ask_for_loan(wanjiku, lender, amount="300", fee="30", days="10")
-    wanjiku.page.get_by_role("button", name="Send my request").click()
-    synced(wanjiku)
+    submit(wanjiku, wanjiku.page.get_by_role("button", name="Send my request"))
 
     sign_in(otieno)
     wait_for_offline_shell(otieno)
@@ -250,7 +271,10 @@ def test_an_approval_waits_for_the_pin_which_is_never_stored(
     otieno.page.reload()  # the page's memory, and with it the PIN, is gone
     expect(otieno.page.locator("#queue")).to_contain_text("it needs your PIN to be sent")
     otieno.context.set_offline(False)  # the online event syncs; the approval stays behind
-    expect(otieno.page.locator("#status")).to_contain_text("Up to date")
+    otieno.page.wait_for_function(
+        "() => Number(document.getElementById('status').dataset.syncs) > 0"
+    )
+    expect(otieno.page.locator("#status")).to_have_text("1 waiting to sync")
     assert loans_of(deni, borrower)[0].state is LoanState.REQUESTED  # nothing sent without it
 
     otieno.page.locator("#queue").get_by_label("PIN").fill("1357")
@@ -262,8 +286,7 @@ def test_an_approval_waits_for_the_pin_which_is_never_stored(
 
     otieno.page.locator("#asks").get_by_text("Wanjiku Borrower").click()
     otieno.page.get_by_label("Your PIN").fill(PIN)
-    otieno.page.get_by_role("button", name="Approve and send KES 300").click()
-    synced(otieno)
+    submit(otieno, otieno.page.get_by_role("button", name="Approve and send KES 300"))
     assert loans_of(deni, borrower)[0].state is LoanState.ACTIVE
     assert wallet_cents(deni, borrower) == 20_000 + 30_000
     assert_ledger_whole(deni)
@@ -523,17 +546,75 @@ def test_a_server_that_lost_this_phones_mutations_gets_the_waiting_ones_afresh(
     wanjiku = open_browser(borrower)
     sign_in(wanjiku)
     ask_for_loan(wanjiku, lender, amount="100", fee="0", days="7")
-    wanjiku.page.get_by_role("button", name="Send my request").click()
-    synced(wanjiku)
+    submit(wanjiku, wanjiku.page.get_by_role("button", name="Send my request"))
     first_client = on_the_phone(wanjiku.page)["meta"]
     # Deni restored from a backup taken before that push: it expects mutation 1 again.
     with deni.engine.begin() as connection:
         connection.execute(update(sync_clients).values(last_mutation_id=0))
 
     ask_for_loan(wanjiku, lender, amount="200", fee="0", days="7")
-    wanjiku.page.get_by_role("button", name="Send my request").click()
-    synced(wanjiku)
+    submit(wanjiku, wanjiku.page.get_by_role("button", name="Send my request"))
     amounts = sorted(loan.terms.principal_cents for loan in loans_of(deni, borrower))
     assert amounts == [10_000, 20_000]  # the first once, the waiting one too, nothing twice
     assert on_the_phone(wanjiku.page)["meta"] != first_client  # a new install id
     expect(wanjiku.page.locator("#owe").get_by_role("listitem")).to_have_count(2)
+
+
+def test_terms_edited_on_two_phones_wait_for_the_borrowers_choice(
+    deni: Deni,
+    lender: User,
+    borrower: User,
+    open_browser: Callable[[User], Person],
+    web_server: BackgroundServer,
+) -> None:
+    wanjiku = open_browser(borrower)
+    sign_in(wanjiku)
+    page = wanjiku.page
+    ask_for_loan(wanjiku, lender, amount="100", fee="0", days="7")
+    submit(wanjiku, page.get_by_role("button", name="Send my request"))
+    [loan] = loans_of(deni, borrower)
+
+    page.locator("#owe").get_by_text("Otieno Lender").click()
+    page.get_by_label("Amount (KES)").fill("150")
+    page.get_by_label("Fee you offer (KES)").fill("10")
+    page.get_by_label("Due date").fill("2027-01-10")
+    submit(wanjiku, page.get_by_role("button", name="Change the terms"))
+    [loan] = loans_of(deni, borrower)
+    assert (loan.terms.principal_cents, loan.terms.fee_cents) == (15_000, 1_000)
+    assert loan.terms.due_date.isoformat() == "2027-01-10"
+
+    wanjiku.context.set_offline(True)
+    page.locator("#owe").get_by_text("Otieno Lender").click()
+    page.get_by_label("Amount (KES)").fill("300")
+    page.get_by_role("button", name="Change the terms").click()
+    # Meanwhile her other phone changes the same request, and its edit arrives first.
+    other_phone = _push_from_another_phone(
+        web_server.url,
+        borrower,
+        {"loan_id": loan.id, "base_version": loan.version, "principal_cents": 25_000},
+    )
+    assert other_phone == "applied"
+    wanjiku.context.set_offline(False)
+    expect(page.locator("#choices")).to_contain_text(
+        "Deni has KES 250, fee KES 10, due 10 Jan 2027; this phone asked for KES 300"
+    )
+    assert loans_of(deni, borrower)[0].terms.principal_cents == 25_000  # nothing chosen yet
+    submit(wanjiku, page.get_by_role("button", name="Keep this phone's"))
+    expect(page.locator("#choices")).to_have_count(0)
+    assert loans_of(deni, borrower)[0].terms.principal_cents == 30_000
+
+
+def _push_from_another_phone(url: str, user: User, edit: dict[str, Any]) -> str:
+    with httpx.Client(base_url=url + "/api/v1") as api:
+        login = api.post("/auth/login", json={"phone": user.phone, "pin": PIN}).json()
+        pushed = api.post(
+            "/sync/push",
+            headers={"Authorization": f"Bearer {login['access_token']}"},
+            json={
+                "client_id": str(uuid.uuid4()),
+                "schema_version": 1,
+                "mutations": [{"id": 1, "name": "edit_loan_request", "args": edit}],
+            },
+        )
+    assert pushed.status_code == 200, pushed.text
+    return str(pushed.json()["results"][0]["status"])

@@ -33,7 +33,14 @@ const app = {
   store: null,
   session: null,
   syncer: null,
-  status: { syncing: false, offline: !navigator.onLine, lastSyncedAt: null, problem: null },
+  status: {
+    syncing: false,
+    offline: !navigator.onLine,
+    lastSyncedAt: null,
+    problem: null,
+    syncs: 0, // completed syncs since the page opened
+    waiting: 0, // mutations queued and not yet answered
+  },
 };
 
 // --- words ---------------------------------------------------------------------------------
@@ -71,8 +78,15 @@ async function followProfileLanguage() {
 async function act(name, args, { pin } = {}) {
   const mutation = await app.store.enqueue(name, args);
   if (pin !== undefined) app.syncer.pins.set(mutation.id, pin);
+  await countWaiting();
   syncSoon();
   return mutation;
+}
+
+async function countWaiting() {
+  const queue = await app.store.queue();
+  app.status.waiting = queue.filter((m) => m.status === "queued").length;
+  paintStatus();
 }
 
 // --- sync ----------------------------------------------------------------------------------
@@ -84,6 +98,7 @@ async function syncNow() {
   try {
     await app.syncer.sync();
     Object.assign(app.status, { offline: false, problem: null, lastSyncedAt: new Date() });
+    app.status.syncs += 1;
     await followProfileLanguage();
   } catch (error) {
     if (error instanceof Offline) {
@@ -99,6 +114,7 @@ async function syncNow() {
   } finally {
     app.status.syncing = false;
   }
+  if (app.syncer) await countWaiting();
   paintStatus();
   if (currentView()?.live && !editing()) await render();
 }
@@ -115,16 +131,24 @@ function editing() {
   );
 }
 
+// One line says where the phone stands with the server; its data-state says the same to
+// scripts (and tests): problem, syncing, offline, waiting, synced or idle.
 function paintStatus() {
   const line = document.getElementById("status");
-  const { syncing, offline, lastSyncedAt, problem } = app.status;
-  let text = "";
-  if (problem) text = problem;
-  else if (syncing) text = t("status.syncing");
-  else if (offline) text = t("status.offline");
-  else if (lastSyncedAt) text = t("status.synced", { time: lastSyncedAt.toTimeString().slice(0, 5) });
+  const { syncing, offline, lastSyncedAt, problem, waiting } = app.status;
+  const [state, text] = problem
+    ? ["problem", problem]
+    : syncing
+      ? ["syncing", t("status.syncing")]
+      : offline
+        ? ["offline", t("status.offline")]
+        : waiting > 0
+          ? ["waiting", t("status.waiting", { count: waiting })]
+          : lastSyncedAt
+            ? ["synced", t("status.synced", { time: lastSyncedAt.toTimeString().slice(0, 5) })]
+            : ["idle", ""];
   line.textContent = text;
-  line.dataset.state = problem ? "problem" : offline ? "offline" : "online";
+  Object.assign(line.dataset, { state, syncs: String(app.status.syncs) });
 }
 
 // --- screens -------------------------------------------------------------------------------
@@ -315,12 +339,13 @@ function forgotPinView() {
 }
 
 async function homeView() {
-  const [wallets, loans, queue, notifications, users] = await Promise.all([
+  const [wallets, loans, queue, notifications, users, conflicts] = await Promise.all([
     app.store.records("wallet"),
     app.store.records("loan"),
     app.store.queue(),
     app.store.records("notification"),
     app.store.records("user"),
+    app.store.records("conflict"),
   ]);
   const wallet = wallets[0];
   const me = users[0];
@@ -352,6 +377,7 @@ async function homeView() {
         h("a", { href: "#/statement", class: "button" }, t("home.statement")),
       ),
     ),
+    conflictSection(conflicts, loans, queue),
     queueSection(queue),
     loanSection(
       t("home.asks"),
@@ -366,6 +392,54 @@ async function homeView() {
     ),
     notificationSection(notifications),
     pastLoans(loans.filter((loan) => !OPEN_STATES.has(loan.state))),
+  );
+}
+
+// Two versions of a loan request (edited on two phones): the person keeps one. A choice already
+// queued hides the question until the server has taken it.
+function conflictSection(conflicts, loans, queue) {
+  const chosen = new Set(
+    queue.filter((m) => m.name === "resolve_conflict").map((m) => m.args.conflict_id),
+  );
+  const open = conflicts.filter((c) => c.entity === "loan" && !chosen.has(c.id));
+  if (open.length === 0) return null;
+  const terms = (version) =>
+    t("choice.terms", {
+      amount: kes(version.principal_cents),
+      fee: kes(version.fee_cents),
+      due: date(version.due_date),
+    });
+  const choose = (conflict, choice) => async () => {
+    await act("resolve_conflict", { conflict_id: conflict.id, choice });
+    render();
+  };
+  return h(
+    "section",
+    { class: "card queue", id: "choices" },
+    h("h2", {}, t("home.choices")),
+    h(
+      "ul",
+      {},
+      open.map((conflict) => {
+        const loan = loans.find((l) => l.id === conflict.entity_id);
+        return h(
+          "li",
+          {},
+          t("choice.text", {
+            code: loan?.code ?? "",
+            name: loan?.lender_name ?? "",
+            server: terms(conflict.server_version),
+            client: terms(conflict.client_version),
+          }),
+          h(
+            "p",
+            { class: "languages" },
+            h("button", { type: "button", class: "small", onclick: choose(conflict, "server") }, t("button.keep_server")),
+            h("button", { type: "button", class: "small", onclick: choose(conflict, "client") }, t("button.keep_client")),
+          ),
+        );
+      }),
+    ),
   );
 }
 
@@ -549,7 +623,12 @@ function loanActions(loan) {
     );
   }
   if (mine && loan.state === "requested") {
-    return button(t("button.cancel_request"), () => act("cancel_loan", { loan_id: loan.id }));
+    return h(
+      "div",
+      {},
+      editTerms(loan),
+      button(t("button.cancel_request"), () => act("cancel_loan", { loan_id: loan.id })),
+    );
   }
   if (!mine && loan.state === "active") return lenderActions(loan);
   if (!mine && loan.state === "requested") {
@@ -574,6 +653,34 @@ function loanActions(loan) {
     );
   }
   return null;
+}
+
+// base_version: if the loan changed since this phone saw it (an edit from another phone), the
+// server keeps both versions and the person chooses (conflictSection).
+function editTerms(loan) {
+  const shillings = (cents) => (cents / 100).toFixed(cents % 100 ? 2 : 0);
+  return form(
+    [
+      field(t("field.amount"), "amount", { inputmode: "decimal", value: shillings(loan.principal_cents) }),
+      field(t("field.fee"), "fee", { inputmode: "decimal", value: shillings(loan.fee_cents) }),
+      field(t("field.due_date"), "due", { type: "date", value: loan.due_date, required: true }),
+    ],
+    t("button.edit"),
+    async ({ amount, fee, due }) => {
+      const principalCents = parseKes(amount);
+      if (principalCents === null) throw new Refused(t("error.amount"));
+      const feeCents = readFee(fee);
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(due)) throw new Refused(t("error.due_date"));
+      await act("edit_loan_request", {
+        loan_id: loan.id,
+        base_version: loan.version,
+        principal_cents: principalCents,
+        fee_cents: feeCents,
+        due_date: due,
+      });
+      go("#/home");
+    },
+  );
 }
 
 // A reminder and a write-off go to the server at once (REST), so they need the network.
@@ -664,13 +771,18 @@ function readTerms({ lender, amount, days, fee }) {
   const msisdn = readPhone(lender, "error.lender_phone");
   const principalCents = parseKes(amount);
   if (principalCents === null) throw new Refused(t("error.amount"));
-  const feeCents = String(fee).trim() === "" || Number(fee) === 0 ? 0 : parseKes(fee);
-  if (feeCents === null) throw new Refused(t("error.fee"));
+  const feeCents = readFee(fee);
   const termDays = Number(days);
   if (!Number.isInteger(termDays) || termDays < 1 || termDays > 365) {
     throw new Refused(t("error.days"));
   }
   return { lender: msisdn, principalCents, feeCents, days: termDays };
+}
+
+function readFee(text) {
+  const feeCents = String(text).trim() === "" || Number(text) === 0 ? 0 : parseKes(text);
+  if (feeCents === null) throw new Refused(t("error.fee"));
+  return feeCents;
 }
 
 function moneyView(name) {
@@ -842,11 +954,9 @@ async function downloadMyData() {
 async function closeAccount({ pin }) {
   requirePin(pin);
   await online(() => app.session.call("POST", "/me/close", { pin }));
-  await app.store.forget(); // nothing of the account stays on this phone either
-  app.syncer = null;
-  app.session = new Session(app.store);
+  await leave(); // nothing of the account stays on this phone either
   app.status.problem = t("status.closed");
-  go("#/sign-in");
+  paintStatus();
 }
 
 // --- start ---------------------------------------------------------------------------------
@@ -854,9 +964,14 @@ async function closeAccount({ pin }) {
 async function signOut() {
   const waiting = (await app.store.queue()).filter((m) => m.status === "queued").length;
   if (waiting > 0 && !confirm(t("confirm.sign_out", { count: waiting }))) return;
+  await leave();
+}
+
+async function leave() {
   await app.store.forget();
   app.syncer = null;
   app.session = new Session(app.store);
+  Object.assign(app.status, { waiting: 0, lastSyncedAt: null, problem: null });
   go("#/sign-in");
 }
 

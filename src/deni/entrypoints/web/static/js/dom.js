@@ -46,6 +46,7 @@ export function form(children, submitLabel, action) {
     event.preventDefault();
     problem.hidden = true;
     button.disabled = true;
+    element.dataset.busy = "true"; // until the action is done: the app is not settled yet
     try {
       await action(Object.fromEntries(new FormData(element)));
     } catch (error) {
@@ -53,6 +54,7 @@ export function form(children, submitLabel, action) {
       problem.hidden = false;
     } finally {
       button.disabled = false;
+      delete element.dataset.busy;
     }
   });
   return element;
