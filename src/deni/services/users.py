@@ -36,7 +36,8 @@ log = structlog.get_logger(__name__)
 REFRESH_TOKEN_BYTES = 32
 # A spent refresh token presented again this soon, whose successor was never used, is taken as
 # a swap whose answer never arrived (a dropped connection, a closed tab), not as theft: the
-# phone would otherwise be signed out by a bad network. Okta's default grace is 30 s too.
+# phone would otherwise be signed out by a bad network. Identity providers offer the same
+# (Amazon Cognito's RetryGracePeriodSeconds, up to 60 s, "for client-side retries").
 REFRESH_ANSWER_LOST_GRACE = timedelta(seconds=30)
 SUPPORT_ACTOR = "support"  # customer care, through the CLI
 
