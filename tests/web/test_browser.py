@@ -8,6 +8,7 @@ Every journey is checked against the server's books, not only against the screen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +26,9 @@ from playwright.sync_api import (
     Page,
     Route,
     expect,
+)
+from playwright.sync_api import (
+    Error as PlaywrightError,
 )
 from sqlalchemy import update
 
@@ -398,12 +402,14 @@ def test_a_refresh_answer_lost_on_the_way_does_not_sign_the_phone_out(
     def lose_the_answer(route: Route) -> None:
         answer = route.fetch()  # Deni swaps the token...
         swallowed.append(answer.status)
-        route.abort("connectionreset")  # ...and the phone never hears of it
+        with contextlib.suppress(PlaywrightError):  # the page may have gone meanwhile
+            route.abort("connectionreset")  # ...and the phone never hears of it
 
     wanjiku.page.route("**/api/v1/auth/refresh", lose_the_answer)
     wanjiku.page.reload()  # a new page holds no access token: it refreshes first
     expect(wanjiku.page.locator("#status")).to_contain_text("Offline")
-    assert swallowed == [200]
+    assert swallowed  # the app may ask more than once: every answer is lost
+    assert set(swallowed) == {200}
 
     wanjiku.page.unroute("**/api/v1/auth/refresh")
     wanjiku.page.reload()  # the spent token again, within the grace: the unused one is swapped

@@ -320,6 +320,10 @@ class RefreshTokenRepository(Protocol):
 
     def revoke(self, token_id: str, now: datetime, *, replaced_by: str | None = None) -> None: ...
 
+    def replace(self, token_id: str, *, replaced_by: str) -> None:
+        """Point an already spent token at a newer successor."""
+        ...
+
     def revoke_family(self, family_id: str, now: datetime) -> None: ...
 
     def revoke_all(self, user_id: str, now: datetime) -> None:

@@ -176,6 +176,7 @@ def refresh_session(
         stored = uow.tokens.lock_by_hash(_token_hash(refresh_token))
         if stored is None or stored.expires_at <= now:
             raise Unauthorized("The refresh token is not valid.", code="invalid_refresh_token")
+        token_id = new_id()
         if stored.revoked_at is not None:
             successor = _unused_successor(uow, stored, now)
             if successor is None:
@@ -184,8 +185,10 @@ def refresh_session(
                 uow.commit()
                 raise Unauthorized("The refresh token is not valid.", code="invalid_refresh_token")
             log.info("refresh_answer_lost", family_id=stored.family_id)
+            # The spent token now leads to the newest one, so the phone may lose this answer
+            # too and still ask again within the grace.
+            uow.tokens.replace(stored.id, replaced_by=token_id)
             stored = successor
-        token_id = new_id()
         uow.tokens.revoke(stored.id, now, replaced_by=token_id)
         refresh = _new_refresh_token(
             uow,

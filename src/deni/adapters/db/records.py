@@ -370,6 +370,14 @@ class SqlRefreshTokenRepository:
             .values(revoked_at=now, replaced_by=replaced_by)
         )
 
+    def replace(self, token_id: str, *, replaced_by: str) -> None:
+        r = t.refresh_tokens
+        self._connection.execute(
+            update(r)
+            .where(and_(r.c.id == token_id, r.c.revoked_at.is_not(None)))
+            .values(replaced_by=replaced_by)
+        )
+
     def revoke_family(self, family_id: str, now: datetime) -> None:
         self._revoke(t.refresh_tokens.c.family_id == family_id, now)
 

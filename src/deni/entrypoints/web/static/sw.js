@@ -4,7 +4,7 @@
 //
 // Bump VERSION when the list of files changes; a changed sw.js makes browsers install it anew.
 
-const VERSION = "deni-app-2";
+const VERSION = "deni-app-3";
 const SHELL = [
   "./",
   "index.html",
@@ -14,11 +14,17 @@ const SHELL = [
   "icon-192.png",
   "icon-512.png",
   "js/app.js",
+  "js/core.js",
   "js/dom.js",
   "js/format.js",
   "js/i18n.js",
   "js/store.js",
   "js/sync.js",
+  "js/views/account.js",
+  "js/views/home.js",
+  "js/views/loan.js",
+  "js/views/settings.js",
+  "js/views/wallet.js",
 ];
 
 self.addEventListener("install", (event) => {

@@ -24,6 +24,14 @@ export function kes(amountCents) {
     : `${sign}KES ${shillings}.${String(rest).padStart(2, "0")}`;
 }
 
+// Cents as someone would type them in an amount field: "1050", or "1050.50".
+export function amountText(amountCents) {
+  console.assert(Number.isInteger(amountCents) && amountCents >= 0, "cents", amountCents);
+  const rest = amountCents % 100;
+  const shillings = String(Math.floor(amountCents / 100));
+  return rest === 0 ? shillings : `${shillings}.${String(rest).padStart(2, "0")}`;
+}
+
 // "1,250" or "1250.50" to cents, read as text so no float ever rounds a shilling away.
 // Returns null for anything that is not a positive amount of at most two decimals.
 export function parseKes(text, { wholeShillings = false } = {}) {

@@ -1,0 +1,204 @@
+// What every screen shares: the app's state, how an action is queued and synced, the status
+// line, navigation, and the checks and calls several screens make.
+
+import { Refused, h } from "./dom.js";
+import { longDate, kes, normalisePhone, shownPhone } from "./format.js";
+import { language, serverMessage, setLanguage, t } from "./i18n.js";
+import { ApiError, Offline, Session, Syncer } from "./sync.js";
+
+export const app = {
+  store: null,
+  session: null,
+  syncer: null,
+  status: {
+    syncing: false,
+    offline: !navigator.onLine,
+    lastSyncedAt: null,
+    problem: null,
+    syncs: 0, // completed syncs since the page opened
+    waiting: 0, // mutations queued and not yet answered
+  },
+};
+
+export function date(isoDate) {
+  return longDate(isoDate, language());
+}
+
+export function describe(mutation) {
+  const a = mutation.args;
+  const amount = a.amount_cents === undefined ? "" : kes(a.amount_cents);
+  if (mutation.name === "request_loan") {
+    return t("what.request_loan", {
+      phone: shownPhone(a.lender_phone),
+      amount: kes(a.principal_cents),
+    });
+  }
+  return t(`what.${mutation.name}`, { amount });
+}
+
+// A refusal in the person's language where we have it, else the server's own words.
+export function refusal(error) {
+  if (error instanceof Offline) return t("error.offline");
+  return error instanceof ApiError ? serverMessage(error.code, error.message) : error.message;
+}
+
+// Follows the profile when its language changes: one chosen on USSD or another phone shows
+// here after a sync. A pull that brings the language this phone saw before changes nothing,
+// so a choice made here is not undone by a sync that started before it.
+let profileLanguageSeen = null;
+
+export async function followProfileLanguage() {
+  const [me] = await app.store.records("user");
+  if (!me || me.language === profileLanguageSeen) return;
+  profileLanguageSeen = me.language;
+  if (me.language !== language()) setLanguage(me.language);
+}
+
+export async function act(name, args, { pin } = {}) {
+  const mutation = await app.store.enqueue(name, args);
+  if (pin !== undefined) app.syncer.pins.set(mutation.id, pin);
+  await countWaiting();
+  syncSoon();
+  return mutation;
+}
+
+export async function countWaiting() {
+  const queue = await app.store.queue();
+  app.status.waiting = queue.filter((m) => m.status === "queued").length;
+  paintStatus();
+}
+
+export async function syncNow() {
+  if (!app.syncer) return;
+  app.status.syncing = true;
+  paintStatus();
+  try {
+    await app.syncer.sync();
+    Object.assign(app.status, { offline: false, problem: null, lastSyncedAt: new Date() });
+    app.status.syncs += 1;
+    await followProfileLanguage();
+  } catch (error) {
+    if (error instanceof Offline) {
+      app.status.offline = true;
+    } else if (error instanceof ApiError && error.status === 401) {
+      app.status.problem = t("status.sign_in_again");
+      location.hash = "#/sign-in";
+    } else if (error instanceof ApiError && error.code === "client_upgrade_required") {
+      app.status.problem = t("status.upgrade");
+    } else {
+      app.status.problem = refusal(error);
+    }
+  } finally {
+    app.status.syncing = false;
+  }
+  if (app.syncer) await countWaiting();
+  paintStatus();
+  if (screen.isLive() && !editing()) await render();
+}
+
+export function syncSoon() {
+  syncNow().catch((error) => console.error("sync failed", error));
+}
+
+// A fresh sync must not wipe what someone is typing (a PIN, an amount).
+function editing() {
+  const inputs = [...document.getElementById("view").querySelectorAll("input")];
+  return inputs.some(
+    (input) => input.value !== input.defaultValue || input === document.activeElement,
+  );
+}
+
+// One line says where the phone stands with the server; its data-state says the same to
+// scripts (and tests): problem, syncing, offline, waiting, synced or idle.
+export function paintStatus() {
+  const line = document.getElementById("status");
+  const { syncing, offline, lastSyncedAt, problem, waiting } = app.status;
+  const [state, text] = problem
+    ? ["problem", problem]
+    : syncing
+      ? ["syncing", t("status.syncing")]
+      : offline
+        ? ["offline", t("status.offline")]
+        : waiting > 0
+          ? ["waiting", t("status.waiting", { count: waiting })]
+          : lastSyncedAt
+            ? ["synced", t("status.synced", { time: lastSyncedAt.toTimeString().slice(0, 5) })]
+            : ["idle", ""];
+  line.textContent = text;
+  Object.assign(line.dataset, { state, syncs: String(app.status.syncs) });
+}
+
+// The screens live in app.js (the router) and js/views/; these hooks keep this module free of
+// them, so every view can import what it shares from here.
+export const screen = {
+  render: async () => {},
+  isLive: () => false,
+};
+
+export function render() {
+  return screen.render();
+}
+
+export function go(hash) {
+  if (location.hash === hash) render();
+  else location.hash = hash;
+}
+
+export function readPhone(text, message = "error.phone") {
+  const msisdn = normalisePhone(text);
+  if (msisdn === null) throw new Refused(t(message));
+  return msisdn;
+}
+
+export function requirePin(pin) {
+  if (!/^\d{4}$/.test(pin)) throw new Refused(t("error.pin_format"));
+}
+
+export function twoPins(pin, again) {
+  requirePin(pin);
+  if (pin !== again) throw new Refused(t("error.pin_mismatch"));
+}
+
+// Sends to the server now (no queue): sign-in, registration, PIN changes.
+export async function online(work) {
+  try {
+    return await work();
+  } catch (error) {
+    throw new Refused(refusal(error));
+  }
+}
+
+export async function signIn(msisdn, pin) {
+  await online(() => app.session.signIn(msisdn, pin));
+  app.syncer ??= new Syncer(app.store, app.session);
+  app.status.problem = null;
+  go("#/home");
+  syncSoon();
+}
+
+export async function leave() {
+  await app.store.forget();
+  app.syncer = null;
+  app.session = new Session(app.store);
+  Object.assign(app.status, { waiting: 0, lastSyncedAt: null, problem: null });
+  profileLanguageSeen = null;
+  go("#/sign-in");
+}
+
+export function homeLink() {
+  return h("p", {}, h("a", { href: "#/home" }, t("nav.back")));
+}
+
+export function button(label, action) {
+  return h(
+    "button",
+    {
+      type: "button",
+      onclick: async () => {
+        await action();
+        go("#/home");
+      },
+    },
+    label,
+  );
+}

@@ -1,0 +1,118 @@
+// Before sign-in: sign in, open an account, a forgotten PIN. These need the network.
+
+import { field, form, h, pinField } from "../dom.js";
+import { LANGUAGES, language, setLanguage, t } from "../i18n.js";
+import { publicApi } from "../sync.js";
+import { online, readPhone, render, signIn, twoPins } from "../core.js";
+
+export function languagePicker() {
+  return h(
+    "p",
+    { class: "languages" },
+    Object.entries(LANGUAGES).map(([code, name]) =>
+      h(
+        "button",
+        {
+          type: "button",
+          class: "small link",
+          "aria-pressed": String(code === language()),
+          onclick: () => {
+            setLanguage(code);
+            render();
+          },
+        },
+        name,
+      ),
+    ),
+  );
+}
+
+export function signInView() {
+  return h(
+    "div",
+    {},
+    languagePicker(),
+    form(
+      [
+        field(t("field.phone"), "phone", { type: "tel", inputmode: "tel", required: true }),
+        pinField(t("field.pin")),
+      ],
+      t("button.sign_in"),
+      ({ phone, pin }) => signIn(readPhone(phone), pin),
+    ),
+    h(
+      "p",
+      { class: "links" },
+      h("a", { href: "#/register" }, t("link.register")),
+      " · ",
+      h("a", { href: "#/forgot-pin" }, t("link.forgot")),
+    ),
+  );
+}
+
+export function registerView() {
+  const picker = h(
+    "select",
+    { id: "field-language", name: "language" },
+    Object.entries(LANGUAGES).map(([code, name]) =>
+      h("option", { value: code, selected: code === language() }, name),
+    ),
+  );
+  return form(
+    [
+      field(t("field.name"), "name", { required: true, maxlength: "60", autocomplete: "name" }),
+      field(t("field.phone"), "phone", { type: "tel", inputmode: "tel", required: true }),
+      pinField(t("field.new_pin")),
+      pinField(t("field.pin_again"), "pin_again"),
+      h(
+        "div",
+        { class: "field" },
+        h("label", { for: "field-language" }, t("field.language")),
+        picker,
+      ),
+    ],
+    t("button.register"),
+    async ({ name, phone, pin, pin_again: again, language: chosen }) => {
+      const msisdn = readPhone(phone);
+      twoPins(pin, again);
+      await online(() =>
+        publicApi.register({ name: name.trim(), phone: msisdn, pin, language: chosen }),
+      );
+      setLanguage(chosen);
+      await signIn(msisdn, pin);
+    },
+  );
+}
+
+export function forgotPinView() {
+  const second = h("div", { hidden: true });
+  const first = form(
+    [field(t("field.phone"), "phone", { type: "tel", inputmode: "tel", required: true })],
+    t("button.send_code"),
+    async ({ phone }) => {
+      const msisdn = readPhone(phone);
+      const answer = await online(() => publicApi.askPinReset(msisdn));
+      first.hidden = true;
+      second.replaceChildren(
+        h("p", {}, answer.message),
+        form(
+          [
+            field(t("field.code"), "code", { inputmode: "numeric", required: true }),
+            pinField(t("field.reset_pin")),
+            pinField(t("field.pin_again"), "pin_again"),
+          ],
+          t("button.set_pin"),
+          async ({ code, pin, pin_again: again }) => {
+            twoPins(pin, again);
+            await online(() =>
+              publicApi.confirmPinReset({ phone: msisdn, code: code.trim(), new_pin: pin }),
+            );
+            await signIn(msisdn, pin);
+          },
+        ),
+      );
+      second.hidden = false;
+    },
+  );
+  return h("div", {}, first, second);
+}

@@ -1,0 +1,136 @@
+// Settings: language, M-PESA preferences, PIN, and the person's data rights.
+
+import { form, h, pinField } from "../dom.js";
+import { nairobiToday } from "../format.js";
+import { LANGUAGES, language, setLanguage, t } from "../i18n.js";
+import {
+  act,
+  app,
+  homeLink,
+  leave,
+  online,
+  paintStatus,
+  render,
+  requirePin,
+  twoPins,
+} from "../core.js";
+
+export async function settingsView() {
+  const [[me], [preferences]] = await Promise.all([
+    app.store.records("user"),
+    app.store.records("preferences"),
+  ]);
+  const saved = h("p", { role: "status", id: "saved" });
+  const done = (message) => {
+    saved.textContent = message;
+  };
+  const languages = Object.entries(LANGUAGES).map(([code, name]) =>
+    h(
+      "button",
+      {
+        type: "button",
+        class: "small link",
+        "aria-pressed": String(code === language()),
+        disabled: !me,
+        onclick: async () => {
+          setLanguage(code);
+          // Last writer wins per field on the server (docs/sync.md, update_profile).
+          await act("update_profile", { base_version: me.version, language: code });
+          await render();
+        },
+      },
+      name,
+    ),
+  );
+  const toggle = (key, label) =>
+    h(
+      "label",
+      { class: "toggle" },
+      h("input", {
+        type: "checkbox",
+        name: key,
+        checked: Boolean(preferences?.[key]),
+        disabled: !preferences,
+        onchange: async (event) => {
+          await act("set_preferences", { [key]: event.target.checked });
+          done(t("settings.saved"));
+        },
+      }),
+      ` ${label}`,
+    );
+  return h(
+    "div",
+    {},
+    h("section", { class: "card" }, h("h2", {}, t("settings.language")), h("p", {}, languages)),
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, "M-PESA"),
+      toggle("disburse_to_mpesa", t("settings.disburse")),
+      toggle("auto_payout", t("settings.auto_payout")),
+    ),
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, t("settings.pin")),
+      form(
+        [
+          pinField(t("field.old_pin"), "old_pin"),
+          pinField(t("field.new_pin"), "new_pin"),
+          pinField(t("field.pin_again"), "pin_again"),
+        ],
+        t("button.change_pin"),
+        async ({ old_pin: oldPin, new_pin: newPin, pin_again: again }) => {
+          twoPins(newPin, again);
+          await online(() =>
+            app.session.call(
+              "POST",
+              "/me/pin",
+              { old_pin: oldPin, new_pin: newPin },
+              { "Idempotency-Key": crypto.randomUUID() },
+            ),
+          );
+          done(t("settings.pin_changed"));
+        },
+      ),
+    ),
+    saved,
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, t("settings.data")),
+      form([], t("button.export"), downloadMyData),
+    ),
+    h(
+      "section",
+      { class: "card" },
+      h("h2", {}, t("settings.close")),
+      form(
+        [h("p", {}, t("settings.close_note")), pinField(t("field.your_pin"))],
+        t("button.close"),
+        closeAccount,
+      ),
+    ),
+    homeLink(),
+  );
+}
+
+// The Data Protection Act's right of access: the server's export, saved as a file.
+async function downloadMyData() {
+  const data = await online(() => app.session.call("GET", "/me/export"));
+  const file = new Blob([JSON.stringify(data, null, 2)], { type: "application/json" });
+  const link = h("a", {
+    href: URL.createObjectURL(file),
+    download: `deni-data-${nairobiToday()}.json`,
+  });
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+}
+
+async function closeAccount({ pin }) {
+  requirePin(pin);
+  await online(() => app.session.call("POST", "/me/close", { pin }));
+  await leave(); // nothing of the account stays on this phone either
+  app.status.problem = t("status.closed");
+  paintStatus();
+}

@@ -1,0 +1,62 @@
+// Money in and out through M-PESA, and the wallet's statement.
+
+import { Refused, field, form, h } from "../dom.js";
+import { kes, parseKes, shortTime } from "../format.js";
+import { language, t } from "../i18n.js";
+import { act, app, go, homeLink } from "../core.js";
+
+const STATEMENT_LINES_SHOWN = 50;
+
+export function moneyView(name) {
+  const keys = {
+    top_up: ["field.top_up", "button.top_up", "money.top_up_note"],
+    withdraw: ["field.withdraw", "button.withdraw", "money.withdraw_note"],
+  }[name];
+  return () =>
+    h(
+      "div",
+      {},
+      h("p", {}, t(keys[2])),
+      form(
+        [field(t(keys[0]), "amount", { inputmode: "numeric", required: true })],
+        t(keys[1]),
+        async ({ amount }) => {
+          const amountCents = parseKes(amount, { wholeShillings: true });
+          if (amountCents === null) throw new Refused(t("error.whole_shillings"));
+          await act(name, { amount_cents: amountCents });
+          go("#/home");
+        },
+      ),
+      homeLink(),
+    );
+}
+
+export async function statementView() {
+  const lines = (await app.store.records("transaction"))
+    .sort((a, b) => b.created_at.localeCompare(a.created_at))
+    .slice(0, STATEMENT_LINES_SHOWN);
+  if (lines.length === 0) return h("div", {}, h("p", {}, t("statement.empty")), homeLink());
+  return h(
+    "div",
+    {},
+    h(
+      "table",
+      { class: "statement" },
+      h(
+        "tbody",
+        {},
+        lines.map((line) =>
+          h(
+            "tr",
+            {},
+            h("td", {}, shortTime(line.created_at, language())),
+            h("td", {}, t(`tx.${line.kind}`)),
+            h("td", { class: "number" }, kes(line.amount_cents)),
+            h("td", { class: "number" }, kes(line.balance_after_cents)),
+          ),
+        ),
+      ),
+    ),
+    homeLink(),
+  );
+}
