@@ -197,7 +197,7 @@ def approve_loan(
     """The lender says yes. Money moves now if the lender's wallet holds it, else when it does."""
     now = clock.now()
     with uow:
-        loan = _loan_for(uow, loan_id, user_id=lender_id, role="lender")
+        loan = loan_for(uow, loan_id, user_id=lender_id, role="lender")
         lender = require_user(uow, lender_id, lock=True)
         check_pin(uow, hasher=hasher, user=lender, pin=pin, now=now, channel=channel)
         lender.require_money_may_leave(now)
@@ -302,7 +302,7 @@ def _close_request(
     """End a request before money moved; the other party hears who ended it."""
     now = clock.now()
     with uow:
-        loan = _loan_for(uow, loan_id, user_id=actor_id, role=role)
+        loan = loan_for(uow, loan_id, user_id=actor_id, role=role)
         loan.apply(event)
         loan.closed_at = now
         uow.loans.save(loan, now)
@@ -333,13 +333,13 @@ def repay_loan(
     amount = require_repayment_amount(amount_cents)
     now = clock.now()
     with uow:
-        seen = _loan_for(uow, loan_id, user_id=borrower_id, role="borrower", lock=False)
+        seen = loan_for(uow, loan_id, user_id=borrower_id, role="borrower", lock=False)
         # The repayment reaches the lender's wallet and may settle the lender's own loans too:
         # lock all of them first, in id order, as every command does before touching wallets.
         lender_locks = lock_loans_a_credit_may_settle(
             uow, user_id=seen.lender_id, now=now, also=[seen.id]
         )
-        loan = _loan_for(uow, loan_id, user_id=borrower_id, role="borrower")
+        loan = loan_for(uow, loan_id, user_id=borrower_id, role="borrower")
         entry_key = f"repay:{borrower_id}:{idempotency_key}"
         replay = _find_repayment(uow, loan, entry_key)
         if replay is not None:
@@ -594,7 +594,7 @@ def write_off_loan(
     """The lender forgives what is still owed. No money moves; the debt ends."""
     now = clock.now()
     with uow:
-        loan = _loan_for(uow, loan_id, user_id=lender_id, role="lender")
+        loan = loan_for(uow, loan_id, user_id=lender_id, role="lender")
         lender = require_user(uow, lender_id, lock=True)
         check_pin(uow, hasher=hasher, user=lender, pin=pin, now=now, channel=channel)
         loan.accrue_penalty(nairobi_today(now))
@@ -676,7 +676,7 @@ def _expire_if_due(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
     return True
 
 
-def _loan_for(uow: UnitOfWork, loan_id: str, *, user_id: str, role: str, lock: bool = True) -> Loan:
+def loan_for(uow: UnitOfWork, loan_id: str, *, user_id: str, role: str, lock: bool = True) -> Loan:
     """Lock (or just read) a loan the user takes part in, in the role the command needs."""
     loan = uow.loans.lock(loan_id) if lock else uow.loans.get(loan_id)
     if loan is None or user_id not in (loan.borrower_id, loan.lender_id):

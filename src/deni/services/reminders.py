@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from deni.domain.errors import Conflict, Forbidden, NotFound
+from deni.domain.errors import Conflict
 from deni.domain.loans import LoanState
 from deni.domain.reminders import DUE_SOON_DAYS, reminder_key, reminder_kind
 from deni.domain.users import nairobi_today
@@ -86,11 +86,7 @@ def remind_borrower(
     now = clock.now()
     today = nairobi_today(now)
     with uow:
-        loan = uow.loans.get(loan_id)
-        if loan is None or lender_id not in (loan.lender_id, loan.borrower_id):
-            raise NotFound("No such loan.", code="loan_not_found")
-        if loan.lender_id != lender_id:
-            raise Forbidden("Only the lender can do this.", code="not_the_lender")
+        loan = loans.loan_for(uow, loan_id, user_id=lender_id, role="lender", lock=False)
         if loan.state is not LoanState.ACTIVE:
             raise Conflict("Only an active loan can be reminded.", code="loan_not_active")
         key = f"lender_reminder:{loan.id}:{today.isoformat()}"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from deni.domain.errors import Conflict, Forbidden, InvalidTransition, NotFound
+from deni.domain.errors import Conflict, InvalidTransition, NotFound
 from deni.domain.loans import REQUEST_TTL, Loan, LoanState, Terms, lapse_at, make_terms
 from deni.domain.loans import resolve_due_date as resolve_due
 from deni.domain.users import nairobi_today
@@ -374,11 +374,7 @@ def _terms_json(terms: Terms) -> dict[str, object]:
 
 
 def _requested_loan_of_borrower(uow: SyncUnitOfWork, loan_id: str, user_id: str) -> Loan:
-    loan = uow.loans.lock(loan_id)
-    if loan is None or user_id not in (loan.borrower_id, loan.lender_id):
-        raise NotFound("No such loan.", code="loan_not_found")
-    if loan.borrower_id != user_id:
-        raise Forbidden("Only the borrower can do this.", code="not_the_borrower")
+    loan = loans.loan_for(uow, loan_id, user_id=user_id, role="borrower")
     if loan.state is not LoanState.REQUESTED:
         raise InvalidTransition(f"A loan that is {loan.state.value} cannot be edited.")
     return loan
