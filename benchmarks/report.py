@@ -157,6 +157,13 @@ def ussd_rows(results: Results) -> list[tuple[str, str, str]]:
                 f"(>= {USSD_RATIO_TARGET})",
             )
         )
+        rows.append(
+            (
+                f"Reference, {u.backend}: a route making only a hop's session-store round trips",
+                f"{u.store_io.per_second:,.0f}/s vs CON hello {u.hello.per_second:,.0f}/s",
+                f"{u.store_io_ratio:.2f} of the ceiling (no target: what a hop's I/O alone allows)",
+            )
+        )
     return rows
 
 
@@ -413,7 +420,11 @@ def ussd_markdown(results: Results) -> str:
         "`benchmarks.ussd_app:app`: Deni's production app (`create_app(bootstrap())`, settings "
         "from `DENI_*` with `DENI_ENVIRONMENT=production`, the production argon2id cost) plus a "
         "constant `POST /ussd-hello` route answering `CON hello`, which exists only in the "
-        "bench (a plain Starlette route placed first, as the USSD routes are). The server "
+        "bench, and a `POST /ussd-store-io` route that reads the same form, hands it to the "
+        "same hop threads and makes the same session-store calls as a hop (one read of three "
+        "keys, one write of two), then answers `CON hello`: a hop without its database reads "
+        "and screens (both plain Starlette routes placed first, as the USSD routes are). The "
+        "server "
         "runs as docs/deploy.md runs an API process: SMS delivery and the loan sweep are left "
         "to `deni worker` (not running here), so the server's CPU is the hops' own; the "
         "per-phone limit of hops a minute (`DENI_USSD_HOPS_PER_MINUTE_MAX`, 30, for people) "
@@ -441,6 +452,8 @@ def ussd_markdown(results: Results) -> str:
         "measured: the most hops per second the server gives this mix.",
         "- **Ceiling:** the same clients posting the same form to `/ussd-hello` on the same "
         "server, straight after: what uvicorn, FastAPI and Deni's middleware cost with no work.",
+        "- **Reference:** the same clients posting the same form to `/ussd-store-io`, straight "
+        "after that: how far the ratio could go if a hop's own work cost nothing.",
         "",
         f"Client and server share the machine's {m.cores} cores (and PostgreSQL, and Redis, "
         "and whatever else runs), so the CPU each side used is measured too: *client* is the "
@@ -479,6 +492,7 @@ def ussd_markdown(results: Results) -> str:
             (f"latency, {u.latency.clients:,} sessions pausing {_think(u.latency)}", u.latency),
             (f"capacity, {u.capacity.clients} clients", u.capacity),
             (f"CON hello, {u.hello.clients} clients", u.hello),
+            (f"session store I/O only, {u.store_io.clients} clients", u.store_io),
         )
         for title, run in phases:
             kinds = [k for k in (READ, WRITE, PIN_HOP) if run.samples_ms.get(k)]
@@ -505,12 +519,14 @@ def ussd_markdown(results: Results) -> str:
             "",
             f"Latency phase: {u.latency.journeys:,} journeys began and ended in the window, "
             f"{u.latency.resumes:,} dials were answered with the resume prompt. Capacity: "
-            f"{u.ratio:.2f} of the CON hello ceiling. Client CPU over the measured window: "
-            f"{_share(u.capacity)} (capacity), {_share(u.hello)} (hello); server: "
-            f"{_server_share(u.capacity)} and {_server_share(u.hello)}. Setup (users, loans) "
+            f"{u.ratio:.2f} of the CON hello ceiling; the store-I/O route, "
+            f"{u.store_io_ratio:.2f}. Client CPU over the measured window: "
+            f"{_share(u.capacity)} (capacity), {_share(u.hello)} (hello), "
+            f"{_share(u.store_io)} (store I/O); server: {_server_share(u.capacity)}, "
+            f"{_server_share(u.hello)} and {_server_share(u.store_io)}. Setup (users, loans) "
             f"took {u.seed_s:.0f} s.",
         ]
-        for run in (u.latency, u.capacity, u.hello):
+        for run in (u.latency, u.capacity, u.hello, u.store_io):
             for example in run.examples:
                 lines.append(f"- unexpected reply, {run.label}: {example}")
     lines += [
@@ -539,6 +555,9 @@ def ussd_chart(results: Results) -> str:
     bars: list[tuple[str, float, str]] = []
     for u in results.ussd:
         bars.append((f"{u.backend}: CON hello ceiling", u.hello.per_second, "#718096"))
+        bars.append(
+            (f"{u.backend}: session store I/O only", u.store_io.per_second, "#a0aec0"),
+        )
         bars.append((f"{u.backend}: USSD journeys, no pauses", u.capacity.per_second, "#2b6cb0"))
         bars.append(
             (

@@ -10,7 +10,8 @@ server:
 1. latency under real load: `sessions` virtual users, each dialling journey after journey and
    pausing `think` seconds (uniform) before every hop, as people do; p50/p99 per hop;
 2. capacity: `capacity_clients` users with no pauses at all (closed loop), hops per second;
-3. the ceiling: the same clients posting the same forms to the constant `CON hello` route.
+3. the ceiling: the same clients posting the same forms to the constant `CON hello` route;
+4. a reference: the same forms to a route that makes only a hop's session-store round trips.
 
 The client is plain asyncio over raw HTTP/1.1 keep-alive connections (one request in flight per
 connection): httpx costs several times more CPU per request, and on a 2-core machine the client
@@ -50,6 +51,9 @@ HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
 SERVICE_CODE = "*383#"
 HELLO_PATH = "/ussd-hello"  # served by benchmarks/ussd_app.py only
+# Also the bench's only: the session store's two round trips of a hop, on a hop thread, with no
+# Deni logic and no database. What the hops' own I/O allows, next to the ceiling.
+STORE_IO_PATH = "/ussd-store-io"
 USSD_PATH = f"/ussd/{USSD_TOKEN}"  # as Africa's Talking posts in production
 PIN = "4821"
 CHEAP_MEMORY_KIB, CHEAP_TIME_COST = 8_192, 1  # the seed's throwaway hash: cheap to verify
@@ -181,10 +185,22 @@ class UssdResult:
     latency: LoadRun
     capacity: LoadRun
     hello: LoadRun
+    store_io: LoadRun
 
     @property
     def ratio(self) -> float:
-        return self.capacity.per_second / self.hello.per_second if self.hello.per_second else 0.0
+        """Hops against the empty route: the issue's measure."""
+        return _share_of(self.capacity, self.hello)
+
+    @property
+    def store_io_ratio(self) -> float:
+        """A route doing only a hop's session-store I/O, against the empty route: as far as
+        the ratio could go if the hop's own work (database, screens) cost nothing."""
+        return _share_of(self.store_io, self.hello)
+
+
+def _share_of(run: LoadRun, ceiling: LoadRun) -> float:
+    return run.per_second / ceiling.per_second if ceiling.per_second else 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -593,15 +609,17 @@ async def _closed_loop_run(
     plan: UssdPlan,
     *,
     users: int,
-    hello: bool,
+    reference: str | None,
     tick: Tick | None,
 ) -> LoadRun:
-    """`capacity_clients` users, one connection each, no pauses: journeys (or hello) back to
-    back. Every client uses only phones i = client (mod clients), so no phone is in two
-    sessions at once."""
+    """`capacity_clients` users, one connection each, no pauses: journeys back to back, or
+    dials to a `reference` route (HELLO_PATH, STORE_IO_PATH). Every client uses only phones
+    i = client (mod clients), so no phone is in two sessions at once."""
+    assert reference in (None, HELLO_PATH, STORE_IO_PATH)
     clients = plan.capacity_clients
-    run = LoadRun("hello" if hello else "capacity", clients, plan.capacity_seconds, None)
-    rng = random.Random(7 if hello else 6)  # noqa: S311
+    label = {None: "capacity", HELLO_PATH: "hello", STORE_IO_PATH: "store I/O"}[reference]
+    run = LoadRun(label, clients, plan.capacity_seconds, None)
+    rng = random.Random({None: 6, HELLO_PATH: 7, STORE_IO_PATH: 8}[reference])  # noqa: S311
     tag = uuid.uuid4().hex[:8]
     began = time.monotonic()
     window = _Window(
@@ -621,8 +639,8 @@ async def _closed_loop_run(
             while window.running():
                 user = mine[n % len(mine)]
                 n += 1
-                if hello:
-                    await _hello(connection, user, run, window)
+                if reference is not None:
+                    await _dial_reference(connection, reference, user, run, window)
                 else:
                     await _journey(
                         user,
@@ -649,14 +667,16 @@ async def _closed_loop_run(
     return run
 
 
-async def _hello(connection: FormConnection, user: _User, run: LoadRun, window: _Window) -> None:
-    """The same form a dial sends, to the constant route."""
+async def _dial_reference(
+    connection: FormConnection, path: str, user: _User, run: LoadRun, window: _Window
+) -> None:
+    """The same form a dial sends, to a reference route; both answer `CON hello`."""
     user.journeys += 1
-    body = form(f"ATUid_hello_{user.run_tag}_{user.index}_{user.journeys}", user.phone, "")
+    body = form(f"ATUid_ref_{user.run_tag}_{user.index}_{user.journeys}", user.phone, "")
     window.hops_started += 1
     began = time.monotonic()
     try:
-        reply = await connection.post_form(HELLO_PATH, body)
+        reply = await connection.post_form(path, body)
     except HttpError:
         if window.counts(began):
             run.failures += 1
@@ -688,7 +708,7 @@ def run_ussd(
     log_path: Path,
     on_phase: Callable[[str, float], Tick] | None = None,
 ) -> UssdResult:
-    """Seed, start one server, run the three phases against it. `database_url` is migrated.
+    """Seed, start one server, run the four phases against it. `database_url` is migrated.
 
     `on_phase(label, seconds)` returns the tick for that phase's progress bar.
     """
@@ -727,26 +747,22 @@ def run_ussd(
             )
         )
         span = plan.capacity_warmup_s + plan.capacity_seconds
-        capacity = asyncio.run(
-            _closed_loop_run(
-                port,
-                pid,
-                plan,
-                users=users,
-                hello=False,
-                tick=ticker(f"USSD {backend}: capacity, {plan.capacity_clients} clients", span),
+
+        def closed_loop(reference: str | None, title: str) -> LoadRun:
+            return asyncio.run(
+                _closed_loop_run(
+                    port,
+                    pid,
+                    plan,
+                    users=users,
+                    reference=reference,
+                    tick=ticker(f"USSD {backend}: {title}", span),
+                )
             )
-        )
-        hello = asyncio.run(
-            _closed_loop_run(
-                port,
-                pid,
-                plan,
-                users=users,
-                hello=True,
-                tick=ticker(f"USSD {backend}: CON hello ceiling", span),
-            )
-        )
+
+        capacity = closed_loop(None, f"capacity, {plan.capacity_clients} clients")
+        hello = closed_loop(HELLO_PATH, "CON hello ceiling")
+        store_io = closed_loop(STORE_IO_PATH, "session store I/O only")
     return UssdResult(
         backend=backend,
         workers=plan.workers,
@@ -756,4 +772,5 @@ def run_ussd(
         latency=latency,
         capacity=capacity,
         hello=hello,
+        store_io=store_io,
     )
