@@ -129,6 +129,7 @@ def mpesa_policy(settings: Settings) -> MpesaPolicy:
         stk_query_after_s=settings.mpesa_stk_query_after_s,
         status_after_s=settings.mpesa_status_after_s,
         paybill_confirm_after_s=settings.mpesa_paybill_confirm_after_s,
+        pull_interval_s=settings.mpesa_pull_interval_s,
     )
 
 
@@ -163,6 +164,7 @@ def daraja_config(settings: Settings) -> DarajaConfig:
         stk_passkey=settings.daraja_stk_passkey,
         b2c_shortcode=settings.daraja_b2c_shortcode,
         paybill_shortcode=settings.daraja_paybill_shortcode,
+        pull_nominated_number=settings.daraja_pull_nominated_number,
         initiator_name=settings.daraja_initiator_name,
         callback_base_url=settings.callback_base,
         callback_path_token=settings.callback_token,

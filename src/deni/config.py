@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     mpesa_status_after_s: float = Field(default=120.0, ge=0, le=86_400)
     # A paybill payment accepted at validation and still unconfirmed after this: ask M-PESA.
     mpesa_paybill_confirm_after_s: float = Field(default=300.0, ge=0, le=86_400)
+    # The Pull API (paybill payments of the last 48 h, to find lost confirmations): how often
+    # the reconciler lists them (0: never), and the number nominated for it at Go-Live (unset:
+    # Deni does not register; Safaricom's sandbox test number by default, for the local one).
+    mpesa_pull_interval_s: float = Field(default=900.0, ge=0, le=86_400)
+    daraja_pull_nominated_number: str | None = "254708374149"
 
     @model_validator(mode="after")
     def _refuse_placeholder_callback_token(self) -> Settings:

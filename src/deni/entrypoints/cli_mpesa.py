@@ -287,8 +287,11 @@ def payments_register_urls() -> None:
     with _mpesa() as (deni, deps):
         try:
             deps.gateway.register_c2b_urls()
+            deps.gateway.register_pull()
         except GatewayError as error:
             errors.print(f"[red]Daraja refused[/red]: {error}")
             raise typer.Exit(1) from error
         base = deni.settings.callback_base
         console.print(f"Registered {base}/hooks/<token>/c2b/validation and …/c2b/confirmation")
+        if deni.settings.daraja_pull_nominated_number:
+            console.print("Registered the paybill for the Pull API (lost confirmations)")

@@ -48,6 +48,7 @@ from deni.services.mpesa_ports import (
     MpesaRequest,
     OtherResultEvent,
     PaybillCheck,
+    PulledPayment,
     QueueTimeoutEvent,
     RequestKind,
     RequestState,
@@ -567,6 +568,19 @@ def validate_c2b(deps: MpesaDeps, *, body: bytes, source_ip: str, enabled: bool)
             uow.mpesa.expect_paybill(paybills.expected_from(event, now=now, policy=deps.policy))
         uow.commit()
     return C2B_ACCEPT if accepted else C2B_REJECT
+
+
+def apply_pulled_payment(deps: MpesaDeps, payment: PulledPayment) -> None:
+    """A paybill payment the Pull API listed and Deni never heard of (paybill_pull.py): applied
+    as its confirmation would have been, keyed by the same receipt."""
+    event = C2BEvent(
+        payment.trans_id,
+        payment.amount_cents,
+        payment.account_reference,
+        payment.phone,
+        payment.phone_raw,
+    )
+    _apply_c2b(deps, event)
 
 
 def _apply_c2b(deps: MpesaDeps, event: C2BEvent) -> Applied:

@@ -326,6 +326,33 @@ class MpesaRepository(Protocol):
         """Those of these dedupe keys the inbox holds."""
         ...
 
+    # the Pull API
+    def receipts_seen(self, receipts: Sequence[str]) -> set[str]:
+        """Those of these M-PESA receipts Deni already knows: a confirmation stored, a push
+        settled with it, money in suspense under it, or a wallet credited with it."""
+        ...
+
+    def stk_pushes_like(
+        self,
+        *,
+        amount_cents: int,
+        phone: str | None,
+        created_from: datetime,
+        created_to: datetime,
+        limit: int,
+    ) -> list[MpesaRequest]:
+        """STK pushes of this amount (to this phone, if given) created in the window and not
+        settled with a receipt; at most `limit`."""
+        ...
+
+    def pull_add(self, pull: PaybillPull) -> None: ...
+
+    def pull_save(self, pull: PaybillPull) -> None: ...
+
+    def last_pull(self, *, finished_only: bool) -> PaybillPull | None:
+        """The newest pass (by start), or the newest that finished (by window end)."""
+        ...
+
     # preferences
     def preferences(self, user_id: str) -> MpesaPreferences: ...
 
@@ -461,6 +488,40 @@ class C2BEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class PulledPayment:
+    """One payment into the paybill as the Pull API lists it."""
+
+    trans_id: str
+    paid_at: datetime
+    amount_cents: int
+    account_reference: str
+    phone: str | None  # 2547XXXXXXXX only when Daraja listed it plain
+    phone_raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class PullPage:
+    payments: tuple[PulledPayment, ...]
+    rows: int  # rows on the page, unreadable ones included: the next page starts after them
+
+
+@dataclass(slots=True)
+class PaybillPull:
+    """One pass of the Pull API over a window of time (the next pass starts where it ended)."""
+
+    id: str
+    window_start: datetime
+    window_end: datetime
+    started_at: datetime
+    state: str = "running"  # running, done, failed
+    rows: int = 0
+    recovered: int = 0  # payments credited because their confirmation never came
+    left_to_stk: int = 0  # looked like an STK push of Deni's: its own checks settle it
+    finished_at: datetime | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class StatusResultEvent:
     conversation_id: str  # of the status query itself
     result_code: str
@@ -543,6 +604,12 @@ class MpesaPolicy:
     sweep_window_s: float = 2 * 24 * 3600.0  # how far back sweeps look
     auto_repay_stk_max: int = 3  # due-date STK pushes per loan, at most one a day
     stk_account_reference: str = "Deni"
+    # The Pull API (paybill payments of the last 48 hours): how often to ask, 0 for never;
+    # how old a payment must be before a missing confirmation counts as lost; and how far the
+    # next window reaches back over the last one (M-PESA may list a payment late).
+    pull_interval_s: float = 900.0
+    pull_settle_s: float = 600.0
+    pull_overlap_s: float = 600.0
 
     def __post_init__(self) -> None:
         assert self.stk_query_after_s >= 0
@@ -558,3 +625,6 @@ class MpesaPolicy:
         assert 1 <= self.batch_max <= 1000
         assert 1 <= self.inbox_attempts_max <= 100
         assert 0 <= self.auto_repay_stk_max <= 30
+        assert self.pull_interval_s >= 0
+        assert 0 <= self.pull_settle_s <= 24 * 3600
+        assert 0 <= self.pull_overlap_s <= 24 * 3600

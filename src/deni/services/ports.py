@@ -21,6 +21,7 @@ from deni.services.mpesa_ports import (
     ConversationAck,
     MpesaRepository,
     OutboxRepository,
+    PullPage,
     StkAck,
     StkQueryAnswer,
 )
@@ -519,6 +520,15 @@ class MpesaGateway(Protocol):
     def account_balance(self) -> ConversationAck: ...
 
     def register_c2b_urls(self) -> None: ...
+
+    def register_pull(self) -> None:
+        """Ask for the Pull API for the paybill ("already registered" is not an error)."""
+        ...
+
+    def pull_payments(self, *, start: datetime, end: datetime, offset: int) -> PullPage:
+        """Payments into the paybill completed in [start, end] (at most 48 hours back), from the
+        `offset`-th on, one page; a page with no rows means the listing is over."""
+        ...
 
     def parse_callback(self, kind: str, body: bytes) -> CallbackEvent:
         """Raises mpesa_ports.MalformedCallbackError for a body Deni cannot act on."""

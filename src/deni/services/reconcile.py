@@ -24,7 +24,7 @@ from deni.domain.ledger import PlatformAccount
 from deni.domain.loans import LoanState
 from deni.domain.money import CENTS_PER_SHILLING
 from deni.domain.users import nairobi_today
-from deni.services import ledger, loans, paybills, payments
+from deni.services import ledger, loans, paybill_pull, paybills, payments
 from deni.services.common import SYSTEM_ACTOR, audit, new_id
 from deni.services.mpesa import (
     B2C_MIN_CENTS,
@@ -60,11 +60,16 @@ class ReconcileReport:
     auto_payouts: int = 0
     auto_repaid: int = 0
     assignments_resumed: int = 0
+    pulled_recovered: int = 0  # paybill payments found only by the Pull API
 
 
 def reconcile_once(deps: MpesaDeps) -> ReconcileReport:
     """One bounded pass of everything the reconciler does (the worker calls it on a schedule)."""
+    recovered = 0
+    if paybill_pull.pull_due(deps):
+        recovered = paybill_pull.pull_missed_payments(deps).recovered
     return ReconcileReport(
+        pulled_recovered=recovered,
         checked=check_due(deps),
         paybills_checked=paybills.check_due(deps),
         disbursements=sweep_disbursements(deps),

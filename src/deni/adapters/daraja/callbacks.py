@@ -570,6 +570,49 @@ def parse_c2b_confirmation(body: object) -> C2BPayment:
     return _c2b(body)
 
 
+@dataclass(frozen=True, slots=True)
+class PulledRow:
+    transaction_id: str
+    completed_at: datetime
+    amount_cents: int
+    bill_reference: str
+    msisdn: str | None  # 2547XXXXXXXX when listed plainly
+    msisdn_raw: str
+
+
+def parse_pulled_row(row: object) -> PulledRow:
+    """One row of a Pull API answer: {"transactionId", "trxDate": "2020-08-05T10:13:00Z",
+    "msisdn", "amount": "168.00", "billreference", ...}."""
+    if not isinstance(row, dict):
+        raise MalformedCallback("a pulled row is not an object")
+    amount_cents = _cents(row.get("amount"), "amount")
+    if amount_cents is None or amount_cents <= 0:
+        raise MalformedCallback("amount: missing or not positive")
+    completed_at = _iso_time(row.get("trxDate"))
+    if completed_at is None:
+        raise MalformedCallback("trxDate: missing or unreadable")
+    msisdn, raw, _ = _phone(row.get("msisdn"), "msisdn")
+    return PulledRow(
+        transaction_id=_id(row.get("transactionId"), "transactionId"),
+        completed_at=completed_at,
+        amount_cents=amount_cents,
+        bill_reference=_opt_text(row.get("billreference"), "billreference") or "",
+        msisdn=msisdn,
+        msisdn_raw=raw or "",
+    )
+
+
+def _iso_time(value: object) -> datetime | None:
+    """ISO 8601; without an offset, Nairobi time (how M-PESA stamps everything else)."""
+    if not isinstance(value, str) or len(value) > 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=NAIROBI)
+
+
 def parse_account_balances(text: str) -> tuple[AccountBalance, ...]:
     """ "Working Account|KES|700000.00|700000.00|0.00|0.00&Utility Account|KES|..." -> accounts.
 

@@ -19,6 +19,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import Literal, Self, TypeVar
 
@@ -27,6 +28,7 @@ import structlog
 from pydantic import ValidationError
 
 from deni.adapters.daraja.credentials import (
+    NAIROBI,
     encrypt_security_credential,
     stk_password,
     stk_timestamp,
@@ -53,6 +55,10 @@ from deni.adapters.daraja.models import (
     DarajaRequest,
     DarajaResponse,
     OAuthTokenResponse,
+    PullQueryRequest,
+    PullQueryResponse,
+    PullRegisterRequest,
+    PullRegisterResponse,
     ReversalRequest,
     ReversalResponse,
     StkPushRequest,
@@ -90,6 +96,8 @@ C2B_REGISTER_PATHS: dict[str, str] = {
 ACCOUNT_BALANCE_PATH = "/mpesa/accountbalance/v1/query"
 TRANSACTION_STATUS_PATH = "/mpesa/transactionstatus/v1/query"
 REVERSAL_PATH = "/mpesa/reversal/v1/request"
+PULL_REGISTER_PATH = "/pulltransactions/v1/register"
+PULL_QUERY_PATH = "/pulltransactions/v1/query"
 
 # Daraja's per-transaction limits in whole shillings (official FAQ).
 STK_AMOUNT_MIN_SHILLINGS = 1
@@ -129,6 +137,8 @@ class Callback:
     STATUS_TIMEOUT = "status/timeout"
     REVERSAL_RESULT = "reversal/result"
     REVERSAL_TIMEOUT = "reversal/timeout"
+    # Registration asks for one; Deni reads the Pull API by query and takes no pull callbacks.
+    PULL = "pull"
 
 
 def check_callback_url(url: str, *, environment: Environment) -> str:
@@ -176,6 +186,8 @@ class DarajaConfig:
     )
     # PartyB of an STK push: the till number for Buy Goods; by default the STK shortcode.
     stk_party_b: str | None = None
+    # The Pull API's nominated number (2547XXXXXXXX, from Go-Live); None: Deni does not register.
+    pull_nominated_number: str | None = None
     # Must match the C2B product on the Daraja app (v1 sends hashed MSISDNs, v2 masked ones).
     c2b_api_version: Literal["v1", "v2"] = "v2"
     # Overrides the environment's URL (the local Daraja sandbox, a recording proxy).
@@ -220,6 +232,11 @@ class DarajaConfig:
     def callback_url(self, kind: str) -> str:
         base = self.callback_base_url.rstrip("/")
         return f"{base}/hooks/{self.callback_path_token}/{kind}"
+
+
+def _nairobi_text(moment: datetime) -> str:
+    assert moment.tzinfo is not None, "an aware datetime is needed to know the Nairobi time"
+    return moment.astimezone(NAIROBI).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _require_msisdn(phone: str) -> str:
@@ -434,6 +451,35 @@ class DarajaClient:
         )
         path = C2B_REGISTER_PATHS[self._config.c2b_api_version]
         return self._post("register_c2b_urls", path, request, C2BRegisterUrlResponse)
+
+    def register_pull(
+        self,
+        *,
+        nominated_number: str,
+        callback_url: str | None = None,
+        shortcode: str | None = None,
+    ) -> PullRegisterResponse:
+        """Ask for the Pull API on the paybill (production: once; "already registered" is an
+        answer, not an error)."""
+        request = PullRegisterRequest(
+            short_code=shortcode or self._config.paybill,
+            nominated_number=_require_msisdn(nominated_number),
+            callback_url=self._callback(callback_url, Callback.PULL),
+        )
+        return self._post("register_pull", PULL_REGISTER_PATH, request, PullRegisterResponse)
+
+    def pull_transactions(
+        self, *, start: datetime, end: datetime, offset: int, shortcode: str | None = None
+    ) -> PullQueryResponse:
+        """The paybill's transactions completed in [start, end] (Daraja keeps 48 hours), one
+        page from the `offset`-th row; ResponseCode 1001 when there are no more."""
+        request = PullQueryRequest(
+            short_code=shortcode or self._config.paybill,
+            start_date=_nairobi_text(start),
+            end_date=_nairobi_text(end),
+            offset=offset,
+        )
+        return self._post("pull_transactions", PULL_QUERY_PATH, request, PullQueryResponse)
 
     def account_balance(
         self,

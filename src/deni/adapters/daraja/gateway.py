@@ -8,7 +8,10 @@ service layer's events (cents, Deni's names). No retries here: the worker owns t
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
+
+import structlog
 
 from deni.adapters.daraja import errors as e
 from deni.adapters.daraja.callbacks import (
@@ -17,6 +20,7 @@ from deni.adapters.daraja.callbacks import (
     parse_b2c_result,
     parse_c2b_confirmation,
     parse_c2b_validation,
+    parse_pulled_row,
     parse_queue_timeout,
     parse_reversal_result,
     parse_stk_callback,
@@ -35,12 +39,16 @@ from deni.services.mpesa_ports import (
     GatewayOutcome,
     MalformedCallbackError,
     OtherResultEvent,
+    PulledPayment,
+    PullPage,
     QueueTimeoutEvent,
     StatusResultEvent,
     StkAck,
     StkQueryAnswer,
     StkResultEvent,
 )
+
+log = structlog.get_logger(__name__)
 
 DESCRIPTION_MAX_CHARS = 13
 REFERENCE_MAX_CHARS = 12
@@ -150,6 +158,38 @@ class DarajaGateway:
 
     def register_c2b_urls(self) -> None:
         _translated(lambda: self._client.register_c2b_urls())
+
+    def register_pull(self) -> None:
+        number = self._client.config.pull_nominated_number
+        if number is None:
+            log.info("daraja.pull_not_configured")
+            return
+        _translated(lambda: self._client.register_pull(nominated_number=number))
+
+    def pull_payments(self, *, start: datetime, end: datetime, offset: int) -> PullPage:
+        answer = _translated(
+            lambda: self._client.pull_transactions(start=start, end=end, offset=offset)
+        )
+        rows = answer.rows
+        payments: list[PulledPayment] = []
+        for row in rows:
+            try:
+                pulled = parse_pulled_row(row)
+            except MalformedCallback as error:
+                # Counted in `rows` all the same, so the next page starts after it.
+                log.warning("daraja.pulled_row_unreadable", reason=error.reason)
+                continue
+            payments.append(
+                PulledPayment(
+                    trans_id=pulled.transaction_id,
+                    paid_at=pulled.completed_at,
+                    amount_cents=pulled.amount_cents,
+                    account_reference=pulled.bill_reference,
+                    phone=pulled.msisdn,
+                    phone_raw=pulled.msisdn_raw,
+                )
+            )
+        return PullPage(tuple(payments), rows=len(rows))
 
     def parse_callback(self, kind: str, body: bytes) -> CallbackEvent:
         try:

@@ -176,6 +176,59 @@ class C2BRegisterUrlResponse(AcceptedResponse):
     )
 
 
+# --- Pull transactions (production only at Safaricom) ---------------------------------------
+
+PULL_OK = "1000"  # registered / rows found
+PULL_NOTHING = "1001"  # already registered / no rows at that offset
+# "2020-08-04 08:36:00", Nairobi time.
+PullDate = Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")]
+
+
+class PullRegisterRequest(DarajaRequest):
+    short_code: Shortcode = Field(alias="ShortCode")
+    request_type: Literal["Pull"] = Field(default="Pull", alias="RequestType")
+    nominated_number: Msisdn = Field(alias="NominatedNumber")
+    callback_url: Url = Field(alias="CallBackURL")
+
+
+class PullRegisterResponse(AcceptedResponse):
+    response_ref_id: str = Field(default="", alias="ResponseRefID")
+    response_code: str = Field(alias="ResponseStatus")
+    response_description: str = Field(default="", alias="ResponseDescription")
+
+    @property
+    def accepted(self) -> bool:
+        return self.response_code.strip() in (PULL_OK, PULL_NOTHING)
+
+
+class PullQueryRequest(DarajaRequest):
+    short_code: Shortcode = Field(alias="ShortCode")
+    start_date: PullDate = Field(alias="StartDate")
+    end_date: PullDate = Field(alias="EndDate")
+    offset: Annotated[int, Field(ge=0, le=10**6), PlainSerializer(str, return_type=str)] = Field(
+        alias="OffSetValue"
+    )
+
+
+class PullQueryResponse(AcceptedResponse):
+    response_ref_id: str = Field(default="", alias="ResponseRefID")
+    response_code: str = Field(alias="ResponseCode")
+    response_description: str = Field(default="", alias="ResponseMessage")
+    # Doubly nested in Daraja's sample: [[{...}, ...]]. Rows are read one by one
+    # (callbacks.parse_pulled_row), so one unreadable row does not hide the others.
+    response: list[list[dict[str, Any]]] = Field(default_factory=list, alias="Response")
+
+    @property
+    def accepted(self) -> bool:
+        return self.response_code.strip() in (PULL_OK, PULL_NOTHING)
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        if self.response_code.strip() == PULL_NOTHING:
+            return []
+        return [row for group in self.response for row in group]
+
+
 # --- Account balance, transaction status, reversal ------------------------------------------
 
 

@@ -39,6 +39,7 @@ from deni.services.mpesa_ports import (
     OutboxMessage,
     OutboxState,
     PaybillCheck,
+    PaybillPull,
     PayoutCandidate,
     Purpose,
     RequestKind,
@@ -526,6 +527,70 @@ class SqlMpesaRepository:
         query = select(c.dedupe_key).where(c.dedupe_key.in_(list(dedupe_keys)))
         return set(self._connection.execute(query).scalars())
 
+    # --- the Pull API ---------------------------------------------------------------------------
+
+    def receipts_seen(self, receipts: Sequence[str]) -> set[str]:
+        if not receipts:
+            return set()
+        wanted = list(receipts)
+        inbox_keys = [f"c2b:{receipt}" for receipt in wanted]
+        credit_keys = [f"mpesa:{receipt}" for receipt in wanted]
+        queries = (
+            select(m.callback_inbox.c.dedupe_key).where(
+                m.callback_inbox.c.dedupe_key.in_(inbox_keys)
+            ),
+            select(m.mpesa_requests.c.receipt).where(m.mpesa_requests.c.receipt.in_(wanted)),
+            select(m.suspense_payments.c.receipt).where(m.suspense_payments.c.receipt.in_(wanted)),
+            select(t.journal_entries.c.idempotency_key).where(
+                t.journal_entries.c.idempotency_key.in_(credit_keys)
+            ),
+        )
+        seen: set[str] = set()
+        for query in queries:
+            seen.update(key.split(":", 1)[-1] for key in self._connection.execute(query).scalars())
+        return seen & set(wanted)
+
+    def stk_pushes_like(
+        self,
+        *,
+        amount_cents: int,
+        phone: str | None,
+        created_from: datetime,
+        created_to: datetime,
+        limit: int,
+    ) -> list[MpesaRequest]:
+        c = m.mpesa_requests.c
+        query = select(m.mpesa_requests).where(
+            c.kind == RequestKind.STK.value,
+            c.amount_cents == amount_cents,
+            c.created_at >= created_from,
+            c.created_at <= created_to,
+            c.receipt.is_(None),
+        )
+        if phone is not None:
+            query = query.where(c.phone == phone)
+        return [_request(row) for row in self._connection.execute(query.limit(limit))]
+
+    def pull_add(self, pull: PaybillPull) -> None:
+        self._connection.execute(insert(m.paybill_pulls).values(**_pull_values(pull)))
+
+    def pull_save(self, pull: PaybillPull) -> None:
+        values = _pull_values(pull)
+        del values["id"]
+        self._connection.execute(
+            sql_update(m.paybill_pulls).where(m.paybill_pulls.c.id == pull.id).values(values)
+        )
+
+    def last_pull(self, *, finished_only: bool) -> PaybillPull | None:
+        c = m.paybill_pulls.c
+        query = select(m.paybill_pulls)
+        if finished_only:
+            query = query.where(c.state == "done").order_by(c.window_end.desc())
+        else:
+            query = query.order_by(c.started_at.desc())
+        row = self._connection.execute(query.limit(1)).first()
+        return PaybillPull(**row._asdict()) if row else None
+
     def report_add(self, report: BalanceReport) -> None:
         self._connection.execute(insert(m.balance_reports).values(**_report_values(report)))
 
@@ -821,3 +886,18 @@ def _paybill(row: Row[Any]) -> ExpectedPaybill:
         status_conversation_id=row.status_conversation_id,
         result_desc=row.result_desc,
     )
+
+
+def _pull_values(pull: PaybillPull) -> dict[str, Any]:
+    return {
+        "id": pull.id,
+        "window_start": pull.window_start,
+        "window_end": pull.window_end,
+        "state": pull.state,
+        "rows": pull.rows,
+        "recovered": pull.recovered,
+        "left_to_stk": pull.left_to_stk,
+        "error": pull.error[:200],
+        "started_at": pull.started_at,
+        "finished_at": pull.finished_at,
+    }

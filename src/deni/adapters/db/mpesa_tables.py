@@ -163,3 +163,21 @@ expected_paybills = Table(
     CheckConstraint("amount_cents > 0", name="positive"),
     Index("ix_expected_paybills_state_next_check_at", "state", "next_check_at"),
 )
+
+# One row per pass of the Pull API; the newest finished one says where the next window starts.
+paybill_pulls = Table(
+    "paybill_pulls",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("window_start", UtcDateTime, nullable=False),
+    Column("window_end", UtcDateTime, nullable=False),
+    Column("state", String(16), nullable=False),  # running, done, failed
+    Column("rows", Integer, nullable=False, default=0),
+    Column("recovered", Integer, nullable=False, default=0),
+    Column("left_to_stk", Integer, nullable=False, default=0),
+    Column("error", String(200), nullable=False, default=""),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    CheckConstraint("window_start <= window_end", name="window"),
+    Index("ix_paybill_pulls_state_window_end", "state", "window_end"),
+)

@@ -66,11 +66,16 @@ router = APIRouter(include_in_schema=False, lifespan=_worker)
 
 
 def _register_c2b(deps: MpesaDeps) -> None:
-    """The local sandbox forgets registrations when it restarts: tell it where to call."""
+    """The local sandbox forgets registrations when it restarts: tell it where to call, and
+    that the reconciler will read the Pull API."""
     try:
         deps.gateway.register_c2b_urls()
     except Exception:
         log.exception("mpesa.c2b_register_failed")
+    try:
+        deps.gateway.register_pull()
+    except Exception:
+        log.exception("mpesa.pull_register_failed")
 
 
 async def hook(request: Request) -> JSONResponse:

@@ -1,0 +1,148 @@
+"""Paybill payments nobody told Deni about: found with the Pull API.
+
+paybills.py follows the payments Deni accepted at validation. A payment M-PESA completes
+without asking (validation off at Safaricom, or Deni's answer too late with ResponseType
+"Completed") is known only from its confirmation, and if that is lost, only the Pull API lists
+it (Daraja keeps 48 hours; production only at Safaricom, the local sandbox has it too).
+
+Every `pull_interval_s` one pass lists the window from where the last finished pass ended
+(reaching back `pull_overlap_s`, as M-PESA may list a payment late) to `pull_settle_s` ago
+(younger payments still have their confirmation on the way). Each payment Deni has no trace of
+is applied as its confirmation would have been. Everything that credits is keyed by the
+receipt, so a confirmation arriving afterwards, or a pass overlapping the last, credits once.
+
+A payment that may be one of Deni's own STK pushes (same amount, the push made in the hour
+before and not yet settled, the same account number, the same phone when M-PESA lists it
+plainly) is left alone: the push's own checks (STK Query, then Transaction Status) settle it
+with its purpose, such as a loan repayment, and applying it here as well would apply it twice.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import structlog
+
+from deni.services import mpesa_callbacks
+from deni.services.common import new_id
+from deni.services.mpesa import MpesaDeps
+from deni.services.mpesa_ports import GatewayError, MpesaRequest, PaybillPull, PulledPayment
+from deni.services.ports import UnitOfWork
+
+PULL_WINDOW_MAX = timedelta(hours=48) - timedelta(minutes=10)  # clear of Daraja's edge
+PULL_PAGES_MAX = 500  # 500 pages of Daraja's rows a pass; a pass that needs more fails loudly
+STK_LOOKBACK = timedelta(hours=1)  # a push older than this is not paid now
+STK_LIKE_MAX = 100  # more look-alike pushes than this: leave the payment, to be safe
+
+log = structlog.get_logger(__name__)
+
+
+def pull_due(deps: MpesaDeps) -> bool:
+    interval_s = deps.policy.pull_interval_s
+    if interval_s == 0:
+        return False
+    with deps.uow.read_only() as uow:
+        last = uow.mpesa.last_pull(finished_only=False)
+    return last is None or last.started_at + timedelta(seconds=interval_s) <= deps.clock.now()
+
+
+def pull_missed_payments(deps: MpesaDeps) -> PaybillPull:
+    """One pass: list the window, apply what Deni has never seen. Returns the pass's record."""
+    pull = _begin(deps)
+    try:
+        _list_window(deps, pull)
+    except GatewayError as error:
+        pull.state, pull.error = "failed", f"Daraja: {error.message}"
+    except _TooManyPages:
+        pull.state, pull.error = "failed", f"more than {PULL_PAGES_MAX} pages in one window"
+    else:
+        pull.state = "done"
+    pull.finished_at = deps.clock.now()
+    with deps.uow() as uow:
+        uow.mpesa.pull_save(pull)
+        uow.commit()
+    log_at = log.info if pull.state == "done" else log.warning
+    log_at(
+        "mpesa.pull_finished",
+        state=pull.state,
+        rows=pull.rows,
+        recovered=pull.recovered,
+        left_to_stk=pull.left_to_stk,
+        error=pull.error or None,
+    )
+    return pull
+
+
+class _TooManyPages(Exception):
+    pass
+
+
+def _begin(deps: MpesaDeps) -> PaybillPull:
+    now = deps.clock.now()
+    end = now - timedelta(seconds=deps.policy.pull_settle_s)
+    earliest = now - PULL_WINDOW_MAX
+    with deps.uow.read_only() as uow:
+        last = uow.mpesa.last_pull(finished_only=True)
+    start = earliest
+    if last is not None:
+        start = max(earliest, last.window_end - timedelta(seconds=deps.policy.pull_overlap_s))
+    pull = PaybillPull(new_id(), window_start=min(start, end), window_end=end, started_at=now)
+    with deps.uow() as uow:
+        uow.mpesa.pull_add(pull)
+        uow.commit()
+    return pull
+
+
+def _list_window(deps: MpesaDeps, pull: PaybillPull) -> None:
+    for _ in range(PULL_PAGES_MAX):
+        page = deps.gateway.pull_payments(
+            start=pull.window_start, end=pull.window_end, offset=pull.rows
+        )
+        if page.rows == 0:
+            return
+        pull.rows += page.rows
+        _apply_unseen(deps, pull, page.payments)
+    raise _TooManyPages
+
+
+def _apply_unseen(deps: MpesaDeps, pull: PaybillPull, payments: tuple[PulledPayment, ...]) -> None:
+    with deps.uow.read_only() as uow:
+        seen = uow.mpesa.receipts_seen([payment.trans_id for payment in payments])
+    for payment in payments:
+        if payment.trans_id in seen:
+            continue
+        if _maybe_own_push(deps, payment):
+            pull.left_to_stk += 1
+            log.info("mpesa.pull_left_to_stk", receipt=payment.trans_id)
+            continue
+        mpesa_callbacks.apply_pulled_payment(deps, payment)
+        pull.recovered += 1
+        log.warning("mpesa.pull_recovered", receipt=payment.trans_id)
+
+
+def _maybe_own_push(deps: MpesaDeps, payment: PulledPayment) -> bool:
+    with deps.uow.read_only() as uow:
+        pushes = uow.mpesa.stk_pushes_like(
+            amount_cents=payment.amount_cents,
+            phone=payment.phone,
+            created_from=payment.paid_at - STK_LOOKBACK,
+            created_to=payment.paid_at,
+            limit=STK_LIKE_MAX,
+        )
+        if len(pushes) >= STK_LIKE_MAX:
+            return True
+        references = {_push_reference(deps, uow, push) for push in pushes}
+    return _compact(payment.account_reference) in references
+
+
+def _push_reference(deps: MpesaDeps, uow: UnitOfWork, push: MpesaRequest) -> str:
+    """The account number a push carried (mpesa.send_stk): its loan's code, or the top-up
+    reference."""
+    if push.loan_id is None:
+        return _compact(deps.policy.stk_account_reference)
+    loan = uow.loans.get(push.loan_id)
+    return _compact(loan.code) if loan is not None else ""
+
+
+def _compact(reference: str) -> str:
+    return "".join(reference.split()).upper()
