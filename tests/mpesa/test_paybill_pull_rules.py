@@ -14,7 +14,7 @@ from deni.adapters.security import PepperedArgon2PinHasher
 from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
 from deni.domain.users import User
-from deni.services import payments, paybill_pull, reconcile, users
+from deni.services import paybill_pull, payments, reconcile, users
 from deni.services.mpesa import MpesaDeps
 from deni.services.mpesa_ports import (
     GatewayError,

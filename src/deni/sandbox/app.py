@@ -19,6 +19,13 @@ POST /mpesa/transactionstatus/v1/query                by TransactionID (receipt)
                                                       OriginatorConversationID, or an STK
                                                       CheckoutRequestID); unknown: "R000002"
 POST /mpesa/reversal/v1/request                       reverses a whole STK or C2B payment
+POST /pulltransactions/v1/register                    Pull Transactions sign-up: ResponseStatus
+                                                      "1000", then "1001" already registered
+POST /pulltransactions/v1/query                       STK and C2B payments received (not
+                                                      reversed) from StartDate to EndDate (EAT,
+                                                      inside the last 48 h), 100 rows from
+                                                      OffSetValue; "1001" when none are left;
+                                                      unregistered: 400 400.003.01
 
 Every POST needs "Authorization: Bearer <token>"; each new token retires the previous one.
 Errors are {"requestId", "errorCode", "errorMessage"}: 401 404.001.03 bad or expired token,
@@ -87,9 +94,9 @@ Callback kinds: stk, b2c_result, b2c_queue_timeout, c2b_validation, c2b_confirma
 balance_result, status_result, reversal_result.
 
 Faults: {"kind": stk | stk_query | b2c | c2b | c2b_register | balance | status | reversal |
-oauth | any, "phone": optional, "times": N (default 1), "action": ...}. "any" includes oauth.
-"phone" matches STK PhoneNumber, B2C PartyB, C2B Msisdn/phone; a fault with a phone never
-matches balance, status, reversal or oauth. Actions:
+pull_register | pull | oauth | any, "phone": optional, "times": N (default 1), "action": ...}.
+"any" includes oauth. "phone" matches STK PhoneNumber, B2C PartyB, C2B Msisdn/phone; a fault
+with a phone never matches balance, status, reversal, pull_register, pull or oauth. Actions:
   result_code   {"result_code": 1032 or "R000001"}: the result callback carries it, nothing moves
   timeout       money moves, no result; {"queue_timeout": true} (B2C) notifies QueueTimeOutURL
   http_500      500 {"errorCode": "500.003.1001"}; http_429: 429 {"errorCode": "429.001.01"}

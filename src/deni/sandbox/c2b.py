@@ -75,7 +75,7 @@ async def pay(
             amount_cents=amount_cents,
             shortcode=sandbox.config.shortcode,
             bill_ref=bill_ref,
-            msisdn=_msisdn_as_sent(sandbox, phone),
+            msisdn=msisdn_as_sent(sandbox, phone),
             payer=payer,
             org_balance=org_balance,
             third_party_id=third_party_id,
@@ -118,7 +118,7 @@ async def _validate(
     return ("0", third_party_id) if code in _ACCEPTED_CODES else (code, "")
 
 
-def _msisdn_as_sent(sandbox: Sandbox, phone: str) -> str:
+def msisdn_as_sent(sandbox: Sandbox, phone: str) -> str:
     style = sandbox.config.c2b_msisdn_style
     if style == "masked":
         return formats.mask_msisdn(phone)

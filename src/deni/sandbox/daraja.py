@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from deni.sandbox import b2c, c2b, payloads, queries, stk
+from deni.sandbox import b2c, c2b, payloads, pull, queries, stk
 from deni.sandbox.core import Call, Interrupted, Sandbox
 from deni.sandbox.faults import Action, Fault
 from deni.sandbox.validation import DarajaError
@@ -146,4 +146,6 @@ def routes(sandbox: Sandbox) -> list[Route]:
         post("/mpesa/accountbalance/v1/query", queries.account_balance),
         post("/mpesa/transactionstatus/v1/query", queries.transaction_status),
         post("/mpesa/reversal/v1/request", queries.reversal),
+        post("/pulltransactions/v1/register", pull.register),
+        post("/pulltransactions/v1/query", pull.query),
     ]

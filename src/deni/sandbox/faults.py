@@ -12,7 +12,19 @@ from enum import Enum
 from typing import Any
 
 KINDS = frozenset(
-    {"oauth", "stk", "stk_query", "b2c", "c2b", "c2b_register", "balance", "status", "reversal"}
+    {
+        "oauth",
+        "stk",
+        "stk_query",
+        "b2c",
+        "c2b",
+        "c2b_register",
+        "balance",
+        "status",
+        "reversal",
+        "pull_register",
+        "pull",
+    }
 )
 ANY_KIND = "any"
 _MAX_TIMES = 1_000

@@ -7,6 +7,7 @@ in synchronous answers and queries).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from deni.sandbox import formats
@@ -230,3 +231,54 @@ def c2b_notice(
         "MiddleName": payer.middle_name,
         "LastName": payer.last_name,
     }
+
+
+def pull_registered(reference_id: str, shortcode: str, *, already: bool) -> dict[str, Any]:
+    """Pull registration: ResponseStatus 1000 the first time, 1001 ever after."""
+    if already:
+        status, description = "1001", "Shortcode already Registered"
+    else:
+        status, description = "1000", "Shortcode Registered Successfully"
+    return {
+        "ResponseRefID": reference_id,
+        "ResponseStatus": status,
+        "ShortCode": shortcode,
+        "ResponseDescription": description,
+    }
+
+
+def pull_row(
+    transaction: Transaction, *, msisdn: str, payer: Customer, organisation_name: str
+) -> dict[str, Any]:
+    """One received payment as Pull Transactions lists it (lower-case keys, as Safaricom spells)."""
+    names = (payer.first_name, payer.middle_name, payer.last_name)
+    return {
+        "transactionId": transaction.transaction_id,
+        "trxDate": _utc_iso(transaction.completed_at),
+        "msisdn": msisdn,
+        "sender": " ".join(name for name in names if name),
+        # STK payments land in the same Working Account and M-PESA lists them the same way.
+        "transactiontype": "c2b-pay-bill-debit",
+        "billreference": transaction.reference,
+        "amount": formats.decimal_shillings(transaction.amount_cents),
+        "organizationname": organisation_name,
+    }
+
+
+def pull_page(reference_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rows sit in a list inside a list, as in Safaricom's sample; none left is 1001."""
+    if not rows:
+        code, message = "1001", "No records found"
+    else:
+        code, message = "1000", "Success"
+    return {
+        "ResponseRefID": reference_id,
+        "ResponseCode": code,
+        "ResponseMessage": message,
+        "Response": [rows],
+    }
+
+
+def _utc_iso(moment: datetime) -> str:
+    """ "2020-08-05T10:13:00Z": Pull Transactions' trxDate, in UTC to the second."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -131,6 +131,14 @@ class C2bRegistration:
 
 
 @dataclass
+class PullRegistration:
+    """A shortcode signed up for Pull Transactions (kept as given: the sandbox never calls it)."""
+
+    nominated_number: str
+    callback_url: str
+
+
+@dataclass
 class Token:
     value: str
     expires_at: datetime
@@ -148,6 +156,7 @@ class World:
     stk_attempts: dict[str, StkAttempt] = field(default_factory=dict)
     b2c_originator_ids: set[str] = field(default_factory=set)
     registrations: dict[str, C2bRegistration] = field(default_factory=dict)
+    pull_registrations: dict[str, PullRegistration] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.organisation = Organisation(

@@ -32,6 +32,8 @@ from deni.services.ports import UnitOfWork
 PULL_WINDOW_MAX = timedelta(hours=48) - timedelta(minutes=10)  # clear of Daraja's edge
 PULL_PAGES_MAX = 500  # 500 pages of Daraja's rows a pass; a pass that needs more fails loudly
 STK_LOOKBACK = timedelta(hours=1)  # a push older than this is not paid now
+# M-PESA lists whole seconds on its own clock; Deni's push was stamped on Deni's.
+CLOCK_SKEW = timedelta(minutes=2)
 STK_LIKE_MAX = 100  # more look-alike pushes than this: leave the payment, to be safe
 
 log = structlog.get_logger(__name__)
@@ -126,7 +128,7 @@ def _maybe_own_push(deps: MpesaDeps, payment: PulledPayment) -> bool:
             amount_cents=payment.amount_cents,
             phone=payment.phone,
             created_from=payment.paid_at - STK_LOOKBACK,
-            created_to=payment.paid_at,
+            created_to=payment.paid_at + CLOCK_SKEW,
             limit=STK_LIKE_MAX,
         )
         if len(pushes) >= STK_LIKE_MAX:
