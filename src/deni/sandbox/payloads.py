@@ -251,12 +251,11 @@ def pull_row(
     transaction: Transaction, *, msisdn: str, payer: Customer, organisation_name: str
 ) -> dict[str, Any]:
     """One received payment as Pull Transactions lists it (lower-case keys, as Safaricom spells)."""
-    names = (payer.first_name, payer.middle_name, payer.last_name)
     return {
         "transactionId": transaction.transaction_id,
         "trxDate": _utc_iso(transaction.completed_at),
         "msisdn": msisdn,
-        "sender": " ".join(name for name in names if name),
+        "sender": payer.full_name,
         # STK payments land in the same Working Account and M-PESA lists them the same way.
         "transactiontype": "c2b-pay-bill-debit",
         "billreference": transaction.reference,

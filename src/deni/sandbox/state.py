@@ -37,10 +37,13 @@ class Customer:
     registered: bool = True
 
     @property
+    def full_name(self) -> str:
+        return " ".join(n for n in (self.first_name, self.middle_name, self.last_name) if n)
+
+    @property
     def public_name(self) -> str:
         """ "254705912645 - NICHOLAS JOHN SONGOK", as in B2C results."""
-        names = " ".join(n for n in (self.first_name, self.middle_name, self.last_name) if n)
-        return f"{self.phone} - {names}"
+        return f"{self.phone} - {self.full_name}"
 
     def as_json(self) -> dict[str, Any]:
         return {
