@@ -393,15 +393,28 @@ def _mark_unknown(request: MpesaRequest, desc: str, *, now: datetime, wait_s: fl
     request.next_check_at = now + timedelta(seconds=wait_s)
 
 
+def stk_account_reference(policy: MpesaPolicy, uow: UnitOfWork, request: MpesaRequest) -> str:
+    """The account number a push carries: its loan's code, or the top-up reference."""
+    if request.loan_id is not None:
+        loan = uow.loans.get(request.loan_id)
+        if loan is not None:
+            return loan.code
+    return policy.stk_account_reference
+
+
+def compact_reference(reference: str) -> str:
+    """An account number as M-PESA users type it, read one way: no spaces, upper case."""
+    return "".join(reference.split()).upper()
+
+
 def send_stk(deps: MpesaDeps, request_id: str) -> None:
     request = _begin_send(deps, request_id)
     if request is None:
         return
     reference = deps.policy.stk_account_reference
-    if request.loan_id is not None:
+    if request.loan_id is not None:  # a top-up needs no read
         with deps.uow.read_only() as uow:
-            loan = uow.loans.get(request.loan_id)
-            reference = loan.code if loan is not None else reference
+            reference = stk_account_reference(deps.policy, uow, request)
     try:
         ack = deps.gateway.stk_push(
             phone=request.phone,

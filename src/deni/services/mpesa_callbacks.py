@@ -24,6 +24,7 @@ from deni.services import paybills, payments
 from deni.services.mpesa import (
     MpesaDeps,
     StkPaid,
+    compact_reference,
     credit_stk_payment,
     credit_stk_top_ups,
     fail_payout,
@@ -533,7 +534,7 @@ def _apply_balance(deps: MpesaDeps, event: BalanceResultEvent) -> Applied:
 
 def match_account(uow: UnitOfWork, reference: str) -> tuple[str, str | None] | None:
     """(user id, loan id) for an account number: a loan code, or a user's own phone number."""
-    compact = "".join(reference.split()).upper()
+    compact = compact_reference(reference)
     if not compact or len(compact) > 20:
         return None
     loan = uow.loans.get_by_code(compact)

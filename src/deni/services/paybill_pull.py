@@ -25,9 +25,8 @@ import structlog
 
 from deni.services import mpesa_callbacks
 from deni.services.common import new_id
-from deni.services.mpesa import MpesaDeps
-from deni.services.mpesa_ports import GatewayError, MpesaRequest, PaybillPull, PulledPayment
-from deni.services.ports import UnitOfWork
+from deni.services.mpesa import MpesaDeps, compact_reference, stk_account_reference
+from deni.services.mpesa_ports import GatewayError, PaybillPull, PulledPayment
 
 PULL_WINDOW_MAX = timedelta(hours=48) - timedelta(minutes=10)  # clear of Daraja's edge
 PULL_PAGES_MAX = 500  # 500 pages of Daraja's rows a pass; a pass that needs more fails loudly
@@ -133,18 +132,7 @@ def _maybe_own_push(deps: MpesaDeps, payment: PulledPayment) -> bool:
         )
         if len(pushes) >= STK_LIKE_MAX:
             return True
-        references = {_push_reference(deps, uow, push) for push in pushes}
-    return _compact(payment.account_reference) in references
-
-
-def _push_reference(deps: MpesaDeps, uow: UnitOfWork, push: MpesaRequest) -> str:
-    """The account number a push carried (mpesa.send_stk): its loan's code, or the top-up
-    reference."""
-    if push.loan_id is None:
-        return _compact(deps.policy.stk_account_reference)
-    loan = uow.loans.get(push.loan_id)
-    return _compact(loan.code) if loan is not None else ""
-
-
-def _compact(reference: str) -> str:
-    return "".join(reference.split()).upper()
+        references = {
+            compact_reference(stk_account_reference(deps.policy, uow, push)) for push in pushes
+        }
+    return compact_reference(payment.account_reference) in references
