@@ -23,7 +23,7 @@ from tests.helpers import ApiUser, api_user, fund
 
 from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
-from deni.entrypoints.api.idempotency import CLAIM_STALE_AFTER, _request_hash
+from deni.entrypoints.api.idempotency import CLAIM_STALE_AFTER, request_fingerprint
 from deni.entrypoints.api.schemas import LoanRequestIn
 
 LOANS = "/api/v1/loans"
@@ -259,7 +259,9 @@ def _claim_elsewhere(deni: Deni, user: ApiUser, key: str, body: dict[str, Any]) 
         claimed = uow.idempotency.claim(
             scope=user.user.id,
             key=key,
-            request_hash=_request_hash("request_loan", LoanRequestIn.model_validate(body)),
+            request_hash=request_fingerprint(
+                deni.settings.pin_pepper, "request_loan", LoanRequestIn.model_validate(body)
+            ),
             now=now,
             stale_before=now - CLAIM_STALE_AFTER,
         )

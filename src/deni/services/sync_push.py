@@ -27,6 +27,7 @@ from deni.domain.errors import (
     NotFound,
     ValidationFailed,
 )
+from deni.domain.secrecy import masked, without_secrets
 from deni.services.common import new_id, notify
 from deni.services.ports import Clock, PinHasher, StorageBusy
 from deni.services.sync_mutations import (
@@ -51,7 +52,6 @@ MUTATIONS_PER_PUSH_MAX = 500
 ARGS_BYTES_MAX = 8192
 NAME_CHARS_MAX = 64
 DEAD_LETTERS_LISTED_MAX = 100
-REDACTED_ARGS = frozenset({"pin"})
 # A push is applied in groups, one transaction each (see _Push): one commit (a WAL flush on
 # PostgreSQL) per group instead of per mutation. A group ends after this many mutations or
 # once it has run this long, so the locks it holds (SQLite's write lock, rows it touched)
@@ -136,15 +136,14 @@ def ensure_client(
     return client
 
 
-# Left out of a mutation's fingerprint: a device that lost the answer and re-sends with the
-# PIN typed again (maybe differently) is replaying the same intent, not reusing the id.
-UNHASHED_ARGS = frozenset({"pin"})
-
-
 def args_hash(secret: bytes, name: str, args: object) -> str:
-    if isinstance(args, dict):
-        args = {k: v for k, v in args.items() if k not in UNHASHED_ARGS}
-    canonical = name + "\n" + json.dumps(args, sort_keys=True, separators=(",", ":"))
+    """A mutation's fingerprint, keyed. Secret fields (a PIN, at any depth) are left out: a
+    device that lost the answer and re-sends with the PIN typed again (maybe differently) is
+    replaying the same intent, not reusing the id, and a stored fingerprint must say nothing
+    about a PIN."""
+    canonical = (
+        name + "\n" + json.dumps(without_secrets(args), sort_keys=True, separators=(",", ":"))
+    )
     return hmac.new(secret, canonical.encode(), hashlib.sha256).hexdigest()
 
 
@@ -401,9 +400,8 @@ def _tell_rejected(uow: SyncUnitOfWork, ctx: SyncContext, name: str, error: Doma
 
 
 def redacted_json(args: object) -> str:
-    if isinstance(args, dict):
-        args = {k: ("***" if k in REDACTED_ARGS else v) for k, v in args.items()}
-    return json.dumps(args)
+    """A dead letter's args as kept: every secret field masked, at any depth."""
+    return json.dumps(masked(args))
 
 
 # --- dead letters and conflicts, from the API -----------------------------------------------

@@ -5,11 +5,16 @@ process dies mid-command leaves nothing, and a second request with the same key 
 first to finish, then gets its answer. Only successful answers are stored: a refused command
 releases the key, so a retry may try again. (A claim without an answer, written by an older
 version that claimed in its own transaction, goes stale after CLAIM_STALE_AFTER.)
+
+The body's fingerprint leaves secret fields out (a PIN, a code; domain/secrecy.py) and is an
+HMAC under a key derived from the PIN pepper, so a copy of the database says nothing about a
+PIN (docs/adr/0002-idempotency.md). Rows are kept for ANSWER_RETENTION, then housekeeping
+prunes them.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -19,13 +24,22 @@ from pydantic import BaseModel
 from deni.adapters.db.uow import NestedUnitOfWorkFactory
 from deni.bootstrap import Deni
 from deni.domain.errors import Conflict, DomainError, IdempotencyConflict
-from deni.services.ports import IdempotentResponse, UnitOfWorkFactory
+from deni.domain.secrecy import canonical_json, derive_key, keyed_digest, without_secrets
+from deni.services.ports import Clock, IdempotentResponse, UnitOfWorkFactory
 
 REPLAY_HEADER = "Idempotent-Replayed"
 # A claim this old without an answer belongs to a process that died mid-command: the same
 # request may run again (the ledger's own keys stop money moving twice). Far above any
 # command's run time, so a live command is never taken over.
 CLAIM_STALE_AFTER = timedelta(minutes=2)
+# How long a key and its answer are kept (Deni's own choice: a client that lost an answer
+# retries within minutes, or within hours after a night without network; a day covers both).
+# After that the key is free again and a retry runs anew: the ledger's own keys and the
+# services' state checks keep it from moving money twice (ADR 0002, level 1).
+ANSWER_RETENTION = timedelta(hours=24)
+PRUNE_BATCH = 500
+PRUNE_BATCHES_PER_RUN_MAX = 20
+FINGERPRINT_KEY_LABEL = "idempotency-fingerprint"
 
 
 def run_idempotent(
@@ -41,7 +55,7 @@ def run_idempotent(
 
     `action` gets the units of work to use: savepoints and reads inside that transaction.
     """
-    request_hash = _request_hash(route, body)
+    request_hash = request_fingerprint(deni.settings.pin_pepper, route, body)
     now = deni.clock.now()
     with deni.uow() as uow:
         stored_hash = uow.idempotency.claim(
@@ -93,6 +107,30 @@ def _replay(stored_hash: str, request_hash: str, stored: IdempotentResponse | No
     )
 
 
-def _request_hash(route: str, body: BaseModel | None) -> str:
-    payload = route + "\n" + (body.model_dump_json() if body is not None else "")
-    return hashlib.sha256(payload.encode()).hexdigest()
+def request_fingerprint(pepper: str, route: str, body: BaseModel | None) -> str:
+    """What tells one request from another under the same key: the route and the body without
+    its secret fields, as an HMAC. A retry that differs only in its PIN replays the first
+    answer: nothing new happens, and the answer does not depend on the PIN, so it tells the
+    caller nothing about it."""
+    data = without_secrets(body.model_dump(mode="json")) if body is not None else None
+    return keyed_digest(_fingerprint_key(pepper), route, canonical_json(data))
+
+
+@functools.lru_cache(maxsize=4)
+def _fingerprint_key(pepper: str) -> bytes:
+    return derive_key(pepper, FINGERPRINT_KEY_LABEL)
+
+
+def prune_expired(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+    """Drop keys and answers older than ANSWER_RETENTION, in short transactions of at most
+    PRUNE_BATCH rows, at most PRUNE_BATCHES_PER_RUN_MAX of them; the next run goes on."""
+    created_before = clock.now() - ANSWER_RETENTION
+    pruned = 0
+    for _ in range(PRUNE_BATCHES_PER_RUN_MAX):
+        with uow_factory() as uow:
+            count = uow.idempotency.prune(created_before=created_before, limit=PRUNE_BATCH)
+            uow.commit()
+        pruned += count
+        if count < PRUNE_BATCH:
+            break
+    return pruned
