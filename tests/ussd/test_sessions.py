@@ -221,7 +221,7 @@ def test_the_pin_never_reaches_a_log(
 
     borrower.dial()
     borrower.send("1", lender.number, "1000", "30", "0", "5678")  # a right PIN, logged nowhere
-    monkeypatch.setattr("deni.services.users.change_pin", broken)
+    monkeypatch.setattr("deni.services.users.change_proven_pin", broken)
     borrower.dial()
     borrower.send("7", "1", "5678", "8642", "8642")
     assert borrower.ended

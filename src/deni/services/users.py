@@ -253,10 +253,36 @@ def change_pin(
         if user is None:
             raise NotFound("No such user.", code="user_not_found")
         check_pin(uow, hasher=hasher, user=user, pin=old_pin, now=now, channel=channel)
-        user.pin_hash = hasher.hash(new_pin)
-        uow.users.save(user, now)
-        audit(uow, actor_id=user.id, channel=channel, command="change_pin", details={}, now=now)
+        _set_pin(uow, hasher, user, new_pin, now=now, channel=channel)
         uow.commit()
+
+
+def change_proven_pin(
+    *, uow: UnitOfWork, hasher: PinHasher, clock: Clock, user_id: str, new_pin: str, channel: str
+) -> None:
+    """A new PIN for a member who proved the current one moments ago in the same session: USSD
+    checks it on its own screen (check_pin) and asks for the new one on the next two, keeping
+    no PIN in between. Refused, as a PIN check would be, while the account is locked."""
+    require_pin_format(new_pin)
+    now = clock.now()
+    with uow:
+        user = uow.users.lock(user_id)
+        if user is None:
+            raise NotFound("No such user.", code="user_not_found")
+        if user.support_locked_at is not None:
+            raise LockedBySupport
+        if user.is_locked(now):
+            raise AccountLocked(_locked_message(user, now))
+        _set_pin(uow, hasher, user, new_pin, now=now, channel=channel)
+        uow.commit()
+
+
+def _set_pin(
+    uow: UnitOfWork, hasher: PinHasher, user: User, new_pin: str, *, now: datetime, channel: str
+) -> None:
+    user.pin_hash = hasher.hash(new_pin)
+    uow.users.save(user, now)
+    audit(uow, actor_id=user.id, channel=channel, command="change_pin", details={}, now=now)
 
 
 def get_user(*, uow_factory: UnitOfWorkFactory, user_id: str) -> User:

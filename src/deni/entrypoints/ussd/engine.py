@@ -1,7 +1,8 @@
 """The USSD engine: one hop in, one screen out, interpreting the journey table (menus.py).
 
 How a hop is read. The gateway sends every entry of the session so far ("1*0712345678*500").
-The session remembers the text of the last hop it answered and that answer, so:
+The session remembers the last hop it answered (its text as a length and a keyed digest: the
+text holds every PIN typed so far) and that answer, so:
 - the same text again (a gateway retry) gets the same answer and does nothing;
 - the last text plus "*" plus more is a new entry (everything after the prefix, so an entry
   that itself contains "*" stays one entry);
@@ -25,9 +26,10 @@ import structlog
 from deni.bootstrap import Deni
 from deni.domain.errors import AccountLocked, DomainError, InvalidPhoneNumber
 from deni.domain.phone import normalise_msisdn
+from deni.domain.secrecy import digests_match
 from deni.domain.users import LANGUAGES
 from deni.entrypoints.ussd import flows
-from deni.entrypoints.ussd.flows import Ctx, SecretBox, SessionState
+from deni.entrypoints.ussd.flows import Ctx, SessionSeal, SessionState
 from deni.entrypoints.ussd.gateway import UssdRequest
 from deni.entrypoints.ussd.menus import MAIN, RESUME, SCREENS, WELCOME
 from deni.entrypoints.ussd.render import Reply, compose, say
@@ -99,7 +101,7 @@ class UssdEngine:
         self.timeout_s = settings.ussd_session_timeout_s
         self.resume_s = settings.ussd_resume_window_s
         self.hops_per_minute_max = settings.ussd_hops_per_minute_max
-        self.box = SecretBox(settings.pin_pepper)
+        self.seal = SessionSeal(settings.pin_pepper)
 
     # --- one hop -----------------------------------------------------------------------------
 
@@ -135,7 +137,7 @@ class UssdEngine:
             [session_key(request.session_id), resume_key(phone), rate_key(phone, now)], now=now
         )
         stored = self._decode(raw)
-        if stored is not None and stored.phone == phone and request.text == stored.last_text:
+        if stored is not None and stored.phone == phone and self._is_last(stored, request.text):
             return Reply.from_wire(stored.last_reply)  # the gateway re-sent a hop: free
         hops_this_minute = int(hops) if hops is not None and hops.isdigit() else 0
         if hops_this_minute >= self.hops_per_minute_max:
@@ -160,16 +162,34 @@ class UssdEngine:
                 )
             if state.ended:
                 return self._end("ussd.err_session_over", state.lang, code=self.service_code)
-            prefix = state.last_text + "*" if state.last_text else ""
-            if not request.text.startswith(prefix):
+            entry = self._new_entry(state, request.text)
+            if entry is None:
                 return Reply.from_wire(state.last_reply)
             state.hop += 1
             ctx = self._ctx(state, now, snapshot)
-            reply = self._advance(ctx, request.text[len(prefix) :])
-        state.last_text, state.last_reply = request.text, reply.wire
+            reply = self._advance(ctx, entry)
+        state.last_text_chars = len(request.text)
+        state.last_text_mac = self.seal.text(state.session_id, request.text)
+        state.last_reply = reply.wire
         ctx.changes[rate_key(phone, now)] = counted
         self._save(ctx, reply)
         return reply
+
+    def _is_last(self, state: SessionState, text: str) -> bool:
+        """Whether `text` is the text of the last hop the session answered."""
+        if len(text) != state.last_text_chars:
+            return False
+        return digests_match(state.last_text_mac, self.seal.text(state.session_id, text))
+
+    def _new_entry(self, state: SessionState, text: str) -> str | None:
+        """What `text` adds to the last hop's text after a "*" (the whole text after the first
+        hop); None if it does not start with the last hop's text: an older hop, late."""
+        chars = state.last_text_chars
+        if chars == 0:
+            return text
+        if len(text) <= chars or text[chars] != "*" or not self._is_last(state, text[:chars]):
+            return None
+        return text[chars + 1 :]
 
     def forget_session(self, session_id: str, *, now: datetime) -> None:
         """The gateway says the session is over: drop its state now rather than at its timeout.
@@ -259,7 +279,7 @@ class UssdEngine:
             self.deni,
             state,
             now,
-            self.box,
+            self.seal,
             secret_ttl_s=self.timeout_s + self.resume_s,
             loaded_snapshot=snapshot,
             resume=self._resume,

@@ -7,9 +7,7 @@ when the session ends (engine.py).
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import json
 import re
 import uuid
@@ -17,14 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from cryptography.fernet import Fernet, InvalidToken
-
 from deni.bootstrap import Deni
 from deni.domain.errors import AlreadyRegistered, InvalidPhoneNumber
 from deni.domain.ledger import EntryCode
 from deni.domain.loans import TERM_DAYS_MAX, LoanState
 from deni.domain.money import CENTS_PER_SHILLING, LOAN_MAX_CENTS, LOAN_MIN_CENTS
 from deni.domain.phone import normalise_msisdn
+from deni.domain.secrecy import derive_key, digests_match, keyed_digest
 from deni.domain.security import PIN_DIGITS
 from deni.domain.users import nairobi_today
 from deni.entrypoints.ussd.render import say
@@ -45,28 +42,36 @@ _NAME = re.compile(r"[A-Za-z][A-Za-z' .-]{1,29}")
 _SHILLINGS = re.compile(r"[0-9]{1,9}")
 USSD_NAMESPACE = uuid.UUID("6f1c9a52-3a55-4d0e-9a43-3d1c1f5e0b7a")
 DAYS_CACHED = 1_024
+SEAL_KEY_LABEL = "ussd-session"
 
 # What a hop writes to the session store: key -> (value, ttl_s) to put, or None to delete.
 Changes = dict[str, tuple[str, int] | None]
 
 
-class SecretBox:
-    """PINs that must outlive one hop (registration, change of PIN) are kept encrypted."""
+class SessionSeal:
+    """What a session must remember of a secret, as HMACs under a key derived from the PIN
+    pepper; a PIN itself is never written to the session store, in any form that gives it
+    back (docs/ussd.md, "What a session keeps").
+
+    - `text`: the last hop's text (it holds every PIN typed so far), to know a re-sent hop and
+      where the next entry starts;
+    - `entry`: a new PIN's first entry, to compare with the second;
+    - `proof`: that the current PIN was proven at a given time, for a change of PIN, whose old
+      PIN is checked on its own screen and no longer known when the new one is set.
+    """
 
     def __init__(self, pepper: str) -> None:
-        digest = hashlib.sha256(b"deni-ussd-session:" + pepper.encode()).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(digest))
+        self._key = derive_key(pepper, SEAL_KEY_LABEL)
 
-    def seal(self, secret: str) -> str:
-        return self._fernet.encrypt(secret.encode()).decode()
+    def text(self, session_id: str, text: str) -> str:
+        return keyed_digest(self._key, "text", session_id, text)
 
-    def open(self, token: object, *, ttl_s: int) -> str | None:
-        if not isinstance(token, str):
-            return None
-        try:
-            return self._fernet.decrypt(token.encode(), ttl=ttl_s).decode()
-        except (InvalidToken, ValueError):
-            return None
+    def entry(self, phone: str, pin: str) -> str:
+        # The phone, not the session: a resumed session (another id) compares it too.
+        return keyed_digest(self._key, "entry", phone, pin)
+
+    def proof(self, phone: str, user_id: str, checked_at: str) -> str:
+        return keyed_digest(self._key, "pin-proven", phone, user_id, checked_at)
 
 
 @dataclass
@@ -83,7 +88,10 @@ class SessionState:
     data: dict[str, object] = field(default_factory=dict)
     page: int = 0
     hop: int = 0
-    last_text: str = ""
+    # The last hop's text, as its length and its keyed digest (SessionSeal.text): it holds
+    # every PIN typed in the session, so it is never kept itself.
+    last_text_chars: int = 0
+    last_text_mac: str = ""
     last_reply: str = ""
     ended: bool = False
     snapshot_saved: bool = False
@@ -99,8 +107,8 @@ class Ctx:
     deni: Deni
     state: SessionState
     now: datetime
-    box: SecretBox
-    secret_ttl_s: int
+    seal: SessionSeal
+    secret_ttl_s: int  # how long a proven PIN stands: a session's timeout and its resume
     loaded_snapshot: str | None = None  # the phone's resume snapshot, read with the session
     changes: Changes = field(default_factory=dict)  # written with the session at the end
     queued: list[QueuedMpesa] = field(default_factory=list)
@@ -224,14 +232,14 @@ def parse_name(ctx: Ctx, raw: str) -> object:
 
 
 def parse_new_pin(ctx: Ctx, raw: str) -> object:
-    return ctx.box.seal(require_pin(raw))
+    return ctx.seal.entry(ctx.state.phone, require_pin(raw))
 
 
 def _pin_twice(ctx: Ctx, raw: str, *, field: str, again: str) -> Goto | None:
-    """A new PIN's second entry against the first (sealed in `field`): None when they match,
-    else back to the screen `again` to enter it anew."""
-    first = ctx.box.open(ctx.state.data.get(field), ttl_s=ctx.secret_ttl_s)
-    if first is None or require_pin(raw) != first:
+    """A new PIN's second entry against the first (its digest in `field`): None when they
+    match, else back to the screen `again` to enter it anew."""
+    second = ctx.seal.entry(ctx.state.phone, require_pin(raw))
+    if not digests_match(ctx.state.data.get(field), second):
         ctx.state.data.pop(field, None)
         return Goto(again, notice="ussd.err_pin_mismatch")
     return None
@@ -583,24 +591,42 @@ def view_statement(ctx: Ctx) -> Params:
 
 
 def submit_old_pin(ctx: Ctx, raw: str) -> Step:
+    """The current PIN, checked here (a wrong one counts); the session keeps only that it was
+    proven, and when, for the screens that take the new one."""
     _confirm_pin(ctx, raw)
-    ctx.state.data["old_pin"] = ctx.box.seal(raw)
+    checked_at = ctx.now.isoformat()
+    ctx.state.data["pin_proven_at"] = checked_at
+    ctx.state.data["pin_proof"] = ctx.seal.proof(ctx.state.phone, ctx.user_id, checked_at)
     return Goto("pin_new")
 
 
+def _pin_proven(ctx: Ctx) -> bool:
+    """Whether this session proved the current PIN, recently enough (as long as a session and
+    its resume last)."""
+    checked_at = ctx.state.data.get("pin_proven_at")
+    if not isinstance(checked_at, str):
+        return False
+    proof = ctx.seal.proof(ctx.state.phone, ctx.user_id, checked_at)
+    if not digests_match(ctx.state.data.get("pin_proof"), proof):
+        return False
+    try:
+        age_s = (ctx.now - datetime.fromisoformat(checked_at)).total_seconds()
+    except (ValueError, TypeError):
+        return False
+    return 0 <= age_s <= ctx.secret_ttl_s
+
+
 def submit_change_pin(ctx: Ctx, raw: str) -> Step:
-    old = ctx.box.open(ctx.state.data.get("old_pin"), ttl_s=ctx.secret_ttl_s)
-    if old is None:
+    if not _pin_proven(ctx):
         return Goto("pin_old", notice="ussd.err_start_again", reset=True)
     mismatch = _pin_twice(ctx, raw, field="new_pin", again="pin_new")
     if mismatch is not None:
         return mismatch
-    users.change_pin(
+    users.change_proven_pin(
         uow=ctx.deni.uow(),
         hasher=ctx.deni.hasher,
         clock=ctx.clock,
         user_id=ctx.user_id,
-        old_pin=old,
         new_pin=raw,
         channel=CHANNEL,
     )
