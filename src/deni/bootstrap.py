@@ -115,7 +115,7 @@ def _channel_adapters(settings: Settings, engine: Engine, clock: Clock) -> _Chan
             sender_id=settings.at_sender_id,
         )
     else:
-        sms = DatabaseSmsOutbox(engine, clock=clock)
+        sms = DatabaseSmsOutbox(engine, clock=clock, pepper=settings.pin_pepper)
     return _Channels(
         sessions=sessions,
         sms=sms,

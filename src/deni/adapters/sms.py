@@ -1,20 +1,28 @@
 """SMS: Africa's Talking over HTTP, a fake that keeps messages in the database, and the queue of
-notifications waiting for their SMS."""
+notifications waiting for their SMS.
+
+A message that carries a secret (a reset code) says so when it is sent (`secret=`): Africa's
+Talking keeps nothing of it here, and the fake keeps it with the secret masked, the whole text
+only sealed for its handset, and only until SECRET_READABLE_FOR has passed.
+"""
 
 from __future__ import annotations
 
-import uuid
+import base64
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import Engine, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.engine import reading
 from deni.adapters.db.ussd_tables import sms_deliveries, sms_outbox
+from deni.domain.secrecy import derive_key
+from deni.services.common import new_id
 from deni.services.ports import Clock, PendingSms, SmsNotSent
 
 AT_LIVE_URL = "https://api.africastalking.com/version1/messaging"
@@ -30,6 +38,12 @@ READ_TIMEOUT_S = 10.0
 BODY_CHARS_MAX = 918  # six concatenated GSM-7 parts; our texts aim at one (160)
 ERROR_CHARS_MAX = 200
 OUTBOX_PAGE_MAX = 500
+SECRET_MASK = "******"  # noqa: S105 (what a secret is shown as, not one)
+# How long the fake's handset may read a message's secret: longer than any code Deni sends
+# lives (a reset code: 10 minutes). After it, only the masked text is left.
+SECRET_READABLE_FOR = timedelta(minutes=15)
+FORGET_BATCH_MAX = 10_000
+SEAL_KEY_LABEL = "sms-outbox-seal"
 
 
 def _e164(phone: str) -> str:
@@ -58,10 +72,14 @@ class AfricasTalkingSms:
         timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
         self._client = client or httpx.Client(timeout=timeout)
 
-    def send(self, *, phone: str, body: str, idempotency_key: str) -> None:
+    def send(
+        self, *, phone: str, body: str, idempotency_key: str, secret: str | None = None
+    ) -> None:
         # Africa's Talking has no idempotency key for SMS: the queue's lease and state make a
-        # second send rare, and a duplicate SMS is harmless next to a lost one.
+        # second send rare, and a duplicate SMS is harmless next to a lost one. A secret in
+        # the body is kept nowhere here, nor logged: errors name the status, never the text.
         assert 0 < len(body) <= BODY_CHARS_MAX
+        assert secret is None or (secret and secret in body)
         form = {"username": self._username, "to": _e164(phone), "message": body}
         if self._sender_id:
             form["from"] = self._sender_id
@@ -116,27 +134,44 @@ def _check_recipient(recipient: dict[str, Any]) -> None:
 class OutboxMessage:
     id: str
     phone: str
-    body: str
+    body: str  # as the handset shows it: the secret only while it may still read it
     created_at: datetime
+    holds_secret: bool = False
 
 
 class DatabaseSmsOutbox:
-    """The fake gateway: keeps each message in `sms_outbox`, once per idempotency key."""
+    """The fake gateway: keeps each message in `sms_outbox`, once per idempotency key.
 
-    def __init__(self, engine: Engine, *, clock: Clock) -> None:
+    The row is the message as delivered, so one that carries a secret is stored with the
+    secret masked; the whole text is kept sealed (Fernet, a key derived from the PIN pepper)
+    for the fake handset (`messages`, `deni sms outbox`, tests) to read for
+    SECRET_READABLE_FOR, after which `forget_secrets` drops it.
+    """
+
+    def __init__(self, engine: Engine, *, clock: Clock, pepper: str) -> None:
         self._engine = engine
         self._clock = clock
+        seal_key = derive_key(pepper, SEAL_KEY_LABEL)
+        self._fernet = Fernet(base64.urlsafe_b64encode(seal_key))
 
-    def send(self, *, phone: str, body: str, idempotency_key: str) -> None:
+    def send(
+        self, *, phone: str, body: str, idempotency_key: str, secret: str | None = None
+    ) -> None:
         assert 0 < len(body) <= BODY_CHARS_MAX
+        assert secret is None or (secret and secret in body), "the secret is in the text"
         now = self._clock.now()
-        row = {
-            "id": str(uuid.uuid4()),
+        row: dict[str, object] = {
+            "id": new_id(),
             "idempotency_key": idempotency_key[:200],
             "phone": phone,
             "body": body,
+            "holds_secret": secret is not None,
             "created_at": now,
         }
+        if secret is not None:
+            row["body"] = body.replace(secret, SECRET_MASK)
+            row["sealed_body"] = self._fernet.encrypt(body.encode()).decode()
+            row["readable_until"] = now + SECRET_READABLE_FOR
         try:
             with self._engine.begin() as connection:
                 connection.execute(insert(sms_outbox).values(**row))
@@ -144,14 +179,39 @@ class DatabaseSmsOutbox:
             return  # sent before under this key
 
     def messages(self, *, phone: str | None = None, limit: int = 50) -> list[OutboxMessage]:
-        """Newest first."""
+        """Newest first, as the handset shows them."""
         assert 1 <= limit <= OUTBOX_PAGE_MAX
         query = select(sms_outbox).order_by(sms_outbox.c.created_at.desc(), sms_outbox.c.id)
         if phone is not None:
             query = query.where(sms_outbox.c.phone == phone)
         with reading(self._engine) as connection:
             rows = connection.execute(query.limit(limit)).all()
-        return [OutboxMessage(r.id, r.phone, r.body, r.created_at) for r in rows]
+        now = self._clock.now()
+        return [
+            OutboxMessage(r.id, r.phone, self._shown(r, now), r.created_at, r.holds_secret)
+            for r in rows
+        ]
+
+    def forget_secrets(self, *, now: datetime, limit: int = 500) -> int:
+        """Drop the sealed text of up to `limit` messages past SECRET_READABLE_FOR."""
+        assert 1 <= limit <= FORGET_BATCH_MAX
+        o = sms_outbox.c
+        due = select(o.id).where(o.readable_until <= now).limit(limit)
+        with self._engine.begin() as connection:
+            result = connection.execute(
+                update(sms_outbox)
+                .where(o.id.in_(due))
+                .values(sealed_body=None, readable_until=None)
+            )
+        return int(result.rowcount)
+
+    def _shown(self, row: Any, now: datetime) -> str:
+        if row.sealed_body is None or row.readable_until is None or row.readable_until <= now:
+            return str(row.body)
+        try:
+            return self._fernet.decrypt(row.sealed_body.encode()).decode()
+        except InvalidToken:
+            return str(row.body)  # sealed under another pepper: the masked text
 
 
 class SqlSmsQueue:

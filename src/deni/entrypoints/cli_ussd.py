@@ -79,7 +79,7 @@ def sms_outbox(
     """Messages the fake SMS gateway has "sent" (DENI_SMS_BACKEND=fake), newest first."""
     deni = bootstrap(Settings())
     try:
-        outbox = DatabaseSmsOutbox(deni.engine, clock=deni.clock)
+        outbox = DatabaseSmsOutbox(deni.engine, clock=deni.clock, pepper=deni.settings.pin_pepper)
         msisdn = normalise_msisdn(phone) if phone else None
         messages = outbox.messages(phone=msisdn, limit=limit)
     except InvalidPhoneNumber as error:

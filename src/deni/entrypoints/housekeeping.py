@@ -14,8 +14,10 @@ import time
 import structlog
 
 from deni.adapters.sessions import SqlSessionStore
+from deni.adapters.sms import DatabaseSmsOutbox
 from deni.bootstrap import Deni
-from deni.services import reminders, sms, sync_pull
+from deni.entrypoints.api import idempotency
+from deni.services import pin_reset, reminders, sms, sync_pull
 
 log = structlog.get_logger(__name__)
 STOP_WAIT_S = 10.0
@@ -47,6 +49,7 @@ class Housekeeper:
                 deni.sessions.purge_expired(now=deni.clock.now())
             pruned = sync_pull.prune_change_log(uow_factory=deni.uow, clock=deni.clock)
             forgotten = sync_pull.prune_mutation_results(uow_factory=deni.uow, clock=deni.clock)
+            secrets_dropped = self._drop_what_secrets_left()
         except Exception:
             # One failed sweep (a lock timeout, a unique clash with another process) must not
             # end the thread: the next run picks up whatever this one missed.
@@ -61,7 +64,27 @@ class Housekeeper:
                 change_log_pruned=pruned,
                 mutation_results_pruned=forgotten,
             )
+        if any(secrets_dropped.values()):
+            log.info("housekeeping_secrets", **secrets_dropped)
         return report
+
+    def _drop_what_secrets_left(self) -> dict[str, int]:
+        """Idempotency keys past their retention, hashes of reset codes that expired unused,
+        and the sealed text of fake SMS past their reading window: each in bounded batches."""
+        deni = self._deni
+        now = deni.clock.now()
+        dropped = {
+            "idempotency_keys_pruned": idempotency.prune_expired(
+                uow_factory=deni.uow, clock=deni.clock
+            ),
+            "reset_codes_forgotten": pin_reset.forget_expired_codes(
+                uow_factory=deni.uow, clock=deni.clock
+            ),
+            "sms_secrets_forgotten": 0,
+        }
+        if isinstance(deni.sms, DatabaseSmsOutbox):  # Africa's Talking: nothing kept here
+            dropped["sms_secrets_forgotten"] = deni.sms.forget_secrets(now=now)
+        return dropped
 
     def deliver_sms(self) -> sms.SmsReport | None:
         deni = self._deni

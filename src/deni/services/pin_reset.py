@@ -43,11 +43,14 @@ from deni.services.ports import (
     SmsNotSent,
     SmsSender,
     UnitOfWork,
+    UnitOfWorkFactory,
 )
 
 log = structlog.get_logger(__name__)
 # One answer for a wrong, late, used or never-sent code, and for a number not on Deni.
 _INVALID_CODE = "The code is wrong or no longer valid. Ask for a new one."
+FORGET_BATCH = 500
+FORGET_BATCHES_PER_RUN_MAX = 20
 
 
 def start_pin_reset(
@@ -82,7 +85,7 @@ def start_pin_reset(
     minutes = int(RESET_CODE_TTL.total_seconds()) // 60
     body = render_notification("pin_reset_code", user.language, {"code": code, "minutes": minutes})
     try:
-        sms.send(phone=user.phone, body=body, idempotency_key=_sms_key(reset))
+        sms.send(phone=user.phone, body=body, idempotency_key=_sms_key(reset), secret=code)
     except SmsNotSent as error:
         raise SmsUnavailable("The SMS could not be sent. Try again in a minute.") from error
 
@@ -146,6 +149,20 @@ def _replace_pin(
     hours = int(MONEY_HOLD_AFTER_RESET.total_seconds()) // 3600
     notify(uow, user=user, kind="pin_reset", params={"hours": hours}, now=now)
     audit(uow, actor_id=user.id, channel=channel, command="reset_pin", details={}, now=now)
+
+
+def forget_expired_codes(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+    """Clear the hashes of codes that expired unused: worthless to anyone, and no reason to
+    keep an HMAC of a six-digit number. Short transactions, a bounded number per run."""
+    forgotten = 0
+    for _ in range(FORGET_BATCHES_PER_RUN_MAX):
+        with uow_factory() as uow:
+            count = uow.pin_resets.forget_expired(now=clock.now(), limit=FORGET_BATCH)
+            uow.commit()
+        forgotten += count
+        if count < FORGET_BATCH:
+            break
+    return forgotten
 
 
 def _count_ask(counters: SessionStore, source: str, now: datetime) -> None:

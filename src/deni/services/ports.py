@@ -57,9 +57,14 @@ class AccessTokens(Protocol):
 
 
 class SmsSender(Protocol):
-    """Delivers a text to a phone. The Africa's Talking adapter comes with the USSD work."""
+    """Delivers a text to a phone."""
 
-    def send(self, *, phone: str, body: str, idempotency_key: str) -> None: ...
+    def send(
+        self, *, phone: str, body: str, idempotency_key: str, secret: str | None = None
+    ) -> None:
+        """`secret`: the part of `body` that is a secret (a code), so whatever keeps the
+        message keeps it masked; None for a text with nothing secret in it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +316,10 @@ class IdempotencyRepository(Protocol):
 
     def release(self, *, scope: str, key: str) -> None: ...
 
+    def prune(self, *, created_before: datetime, limit: int) -> int:
+        """Delete up to `limit` keys claimed before `created_before`; how many went."""
+        ...
+
 
 class RefreshTokenRepository(Protocol):
     def add(self, token: RefreshToken, token_hash: str, now: datetime) -> None: ...
@@ -337,6 +346,10 @@ class PinResetRepository(Protocol):
 
     def save(self, code: PinResetCode, now: datetime) -> None:
         """Insert or update this user's row."""
+        ...
+
+    def forget_expired(self, *, now: datetime, limit: int) -> int:
+        """Clear the hash of up to `limit` codes that expired unused; how many."""
         ...
 
 

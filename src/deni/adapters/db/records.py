@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, select, tuple_, update
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.sync_tables import log_changes
@@ -243,6 +243,7 @@ class SqlAuditRepository:
 
 
 CLAIM_ATTEMPTS_MAX = 2
+PRUNE_LIMIT_MAX = 10_000
 
 
 class SqlIdempotencyRepository:
@@ -328,6 +329,18 @@ class SqlIdempotencyRepository:
         self._connection.execute(
             k.delete().where(and_(k.c.scope == scope, k.c.key == key, k.c.state != "done"))
         )
+
+    def prune(self, *, created_before: datetime, limit: int) -> int:
+        assert 1 <= limit <= PRUNE_LIMIT_MAX
+        k = t.idempotency_keys
+        oldest = (
+            select(k.c.scope, k.c.key)
+            .where(k.c.created_at < created_before)
+            .order_by(k.c.created_at)
+            .limit(limit)
+        )
+        keys = tuple_(k.c.scope, k.c.key)
+        return int(self._connection.execute(k.delete().where(keys.in_(oldest))).rowcount)
 
 
 class SqlRefreshTokenRepository:
@@ -427,3 +440,19 @@ class SqlPinResetRepository:
             self._connection.execute(
                 t.pin_reset_codes.insert().values(user_id=code.user_id, **values)
             )
+
+    def forget_expired(self, *, now: datetime, limit: int) -> int:
+        assert 1 <= limit <= PRUNE_LIMIT_MAX
+        c = t.pin_reset_codes.c
+        expired = (
+            select(c.user_id)
+            .where(and_(c.expires_at.is_not(None), c.expires_at <= now))
+            .order_by(c.expires_at)
+            .limit(limit)
+        )
+        result = self._connection.execute(
+            update(t.pin_reset_codes)
+            .where(c.user_id.in_(expired))
+            .values(code_hash=None, expires_at=None, updated_at=now)
+        )
+        return int(result.rowcount)

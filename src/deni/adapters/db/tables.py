@@ -84,6 +84,8 @@ pin_reset_codes = Table(
     Column("sent_in_window", Integer, nullable=False, default=0),
     Column("window_started_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Housekeeping clears the hashes of codes that expired unused (migration 0013).
+    Index("ix_pin_reset_codes_expires_at", "expires_at"),
 )
 
 accounts = Table(
@@ -242,6 +244,8 @@ idempotency_keys = Table(
     Column("response_body", Text, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # Housekeeping prunes keys past their retention, oldest first (migration 0013).
+    Index("ix_idempotency_keys_created_at", "created_at"),
 )
 
 refresh_tokens = Table(

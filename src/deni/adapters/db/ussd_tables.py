@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Table, Text
+from sqlalchemy import Boolean, Column, ForeignKey, Index, Integer, String, Table, Text
 
 from deni.adapters.db.tables import ID, UtcDateTime, metadata, notifications
 
@@ -17,7 +17,9 @@ ussd_sessions = Table(
     Index("ix_ussd_sessions_expires_at", "expires_at"),
 )
 
-# What the fake SMS gateway "sent", so `deni sms outbox` in another process can list it.
+# What the fake SMS gateway "sent", so `deni sms outbox` in another process can list it. A
+# message holding a secret keeps it masked in `body`; the whole text is sealed for the fake
+# handset until `readable_until`, then dropped (migration 0013).
 sms_outbox = Table(
     "sms_outbox",
     metadata,
@@ -26,7 +28,11 @@ sms_outbox = Table(
     Column("phone", String(16), nullable=False),
     Column("body", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("holds_secret", Boolean, nullable=False, default=False),
+    Column("sealed_body", Text, nullable=True),
+    Column("readable_until", UtcDateTime, nullable=True),
     Index("ix_sms_outbox_created_at", "created_at"),
+    Index("ix_sms_outbox_readable_until", "readable_until"),
 )
 
 # Delivery attempts per notification (notifications.sms_state holds the outcome).
