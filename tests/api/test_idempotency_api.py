@@ -17,14 +17,22 @@ from tests.api.support import (
     db_state,
     get_loan,
     loan_body,
+    log_in_again,
     request_loan,
 )
 from tests.helpers import ApiUser, api_user, fund
 
 from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
-from deni.entrypoints.api.idempotency import CLAIM_STALE_AFTER, request_fingerprint
+from deni.domain.secrecy import is_secret_field
+from deni.entrypoints.api import idempotency
+from deni.entrypoints.api.idempotency import (
+    ANSWER_RETENTION,
+    CLAIM_STALE_AFTER,
+    request_fingerprint,
+)
 from deni.entrypoints.api.schemas import LoanRequestIn
+from deni.entrypoints.housekeeping import Housekeeper
 
 LOANS = "/api/v1/loans"
 REPLAYED = "Idempotent-Replayed"
@@ -329,3 +337,94 @@ def test_a_key_of_128_printable_characters_is_accepted(
     lender, borrower = pair
     headers = _with(borrower, "K" * 127 + "~")
     assert client.post(LOANS, json=loan_body(lender), headers=headers).status_code == 201
+
+
+def test_a_retry_that_differs_only_in_its_pin_replays_the_first_answer(
+    client: TestClient, deni: Deni, pair: tuple[ApiUser, ApiUser]
+) -> None:
+    """The PIN is not part of a fingerprint (a copy of the database must say nothing about
+    it), so a retry with another PIN is the same request: it gets the first answer, of a
+    command the right PIN ran, and nothing more happens; the wrong PIN is not even looked at."""
+    lender, borrower = pair
+    loan = request_loan(client, borrower, lender)
+    url, headers = f"{LOANS}/{loan['id']}/approve", _with(lender, "approve-pin")
+    first = client.post(url, json={"pin": "1234"}, headers=headers)
+    assert first.status_code == 200, first.text
+    before = db_state(deni)
+
+    other_pin = client.post(url, json={"pin": "0000"}, headers=headers)
+
+    assert other_pin.status_code == 200
+    assert other_pin.headers[REPLAYED] == "true"
+    assert other_pin.content == first.content
+    assert_nothing_written(deni, before)
+    with deni.uow.read_only() as uow:
+        member = uow.users.get(lender.user.id)
+    assert member is not None
+    assert member.failed_pin_attempts == 0
+
+
+def test_keys_are_kept_a_day_then_housekeeping_prunes_them_in_batches(
+    client: TestClient,
+    deni: Deni,
+    clock: ManualClock,
+    pair: tuple[ApiUser, ApiUser],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lender, borrower = pair
+    for n in range(5):
+        body = loan_body(lender, loan_id=str(uuid.UUID(int=n + 1)))
+        assert client.post(LOANS, json=body, headers=_with(borrower, f"day-{n}")).status_code == 201
+    keeper = Housekeeper(deni, interval_s=60)
+    clock.advance(ANSWER_RETENTION - timedelta(seconds=1))
+    keeper.run_once()
+    log_in_again(deni, borrower)
+    body = loan_body(lender, loan_id=str(uuid.UUID(int=1)))
+    kept = client.post(LOANS, json=body, headers=_with(borrower, "day-0"))
+    assert kept.headers[REPLAYED] == "true"
+
+    clock.advance(timedelta(seconds=2))
+    monkeypatch.setattr(idempotency, "PRUNE_BATCH", 2)
+    monkeypatch.setattr(idempotency, "PRUNE_BATCHES_PER_RUN_MAX", 2)
+    assert idempotency.prune_expired(uow_factory=deni.uow, clock=clock) == 4  # two batches
+    assert idempotency.prune_expired(uow_factory=deni.uow, clock=clock) == 1
+    assert idempotency.prune_expired(uow_factory=deni.uow, clock=clock) == 0
+
+    # The key is free again: the request runs anew, and the loan's own id keeps it one loan.
+    again = client.post(LOANS, json=body, headers=_with(borrower, "day-0"))
+    assert again.status_code == 201, again.text
+    assert REPLAYED not in again.headers
+    assert _loan_count(deni) == 5
+
+
+# Fields named like a secret are left out of fingerprints (domain/secrecy.py). A field that is
+# not a secret must not be named like one, or a retry that changed it would replay the answer
+# of the first request; one that is a secret must be, or it would be in the fingerprint.
+SECRET_REQUEST_FIELDS = {"pin", "old_pin", "new_pin", "code", "refresh_token"}
+
+
+def test_every_request_field_named_like_a_secret_is_one(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+
+    def fields(schema: dict[str, Any], depth: int = 0) -> set[str]:
+        assert depth < 20
+        if "$ref" in schema:
+            return fields(schemas[schema["$ref"].rsplit("/", 1)[1]], depth + 1)
+        found = set(schema.get("properties", {}))
+        nested = [*schema.get("properties", {}).values(), *schema.get("anyOf", [])]
+        if "items" in schema:
+            nested.append(schema["items"])
+        for inner in nested:
+            found |= fields(inner, depth + 1)
+        return found
+
+    sent = set()
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            content = operation.get("requestBody", {}).get("content", {})
+            for media in content.values():
+                sent |= fields(media["schema"])
+    named_like_a_secret = {field for field in sent if is_secret_field(field)}
+    assert named_like_a_secret <= SECRET_REQUEST_FIELDS
+    assert {"pin", "old_pin", "new_pin", "code"} <= named_like_a_secret

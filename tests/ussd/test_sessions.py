@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from tests.ussd.support import Phone, mpesa, register
 
 from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
+from deni.entrypoints.ussd.engine import session_key
 from deni.services import queries, users
 
 
@@ -231,3 +233,44 @@ def test_the_pin_never_reaches_a_log(
     assert "RuntimeError" in logs
     for secret in ("5678", "8642"):
         assert not shows_number(secret, logs)
+
+
+def _pin_is(deni: Deni, phone: Phone, pin: str) -> bool:
+    with deni.uow.read_only() as uow:
+        user = users.find_by_phone(uow, phone.number)
+    return deni.hasher.verify(pin, user.pin_hash)
+
+
+def test_a_change_of_pin_needs_the_current_pin_proven_lately_in_the_session(
+    clock: ManualClock, deni: Deni, pair: tuple[Phone, Phone]
+) -> None:
+    """The session keeps no PIN, only a keyed proof that the current one was right, and when:
+    as long as a session and its resume last (300 s), not longer."""
+    lender, _ = pair
+    lender.dial()
+    lender.send("7", "1", "1234")
+    clock.advance(timedelta(seconds=170))  # each hop keeps the session alive
+    lender.send("8642")
+    clock.advance(timedelta(seconds=170))
+    assert "Please start again" in lender.send("8642")
+    assert _pin_is(deni, lender, "1234")
+
+
+def test_a_forged_proof_of_the_current_pin_changes_nothing(
+    deni: Deni, pair: tuple[Phone, Phone]
+) -> None:
+    """Someone who can write the session store (but holds no server key) claims the current
+    PIN was proven."""
+    lender, _ = pair
+    lender.dial()
+    lender.send("7", "1", "0000")  # wrong: no proof
+    assert "Wrong PIN" in lender.last or "wrong" in lender.last.lower()
+    key = session_key(lender.session_id)
+    now = deni.clock.now()
+    state = json.loads(deni.sessions.get(key, now=now) or "{}")
+    state["screen"] = "pin_new"
+    state["data"] = {"pin_proven_at": now.isoformat(), "pin_proof": "0" * 64}
+    deni.sessions.put(key, json.dumps(state), ttl_s=180, now=now)
+    lender.send("8642")
+    assert "Please start again" in lender.send("8642")
+    assert _pin_is(deni, lender, "1234")

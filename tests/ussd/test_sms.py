@@ -11,8 +11,14 @@ from tests.helpers import fund, register
 from typer.testing import CliRunner
 
 from deni.adapters.clock import ManualClock
-from deni.adapters.db import tables
-from deni.adapters.sms import AT_SANDBOX_URL, AfricasTalkingSms, DatabaseSmsOutbox, SqlSmsQueue
+from deni.adapters.db import tables, ussd_tables
+from deni.adapters.sms import (
+    AT_SANDBOX_URL,
+    SECRET_READABLE_FOR,
+    AfricasTalkingSms,
+    DatabaseSmsOutbox,
+    SqlSmsQueue,
+)
 from deni.bootstrap import Deni
 from deni.entrypoints.cli import app
 from deni.services.ports import SmsNotSent
@@ -55,7 +61,9 @@ class FlakySender:
         self.permanent = permanent
         self.calls = 0
 
-    def send(self, *, phone: str, body: str, idempotency_key: str) -> None:
+    def send(
+        self, *, phone: str, body: str, idempotency_key: str, secret: str | None = None
+    ) -> None:
         self.calls += 1
         raise SmsNotSent("gateway down", permanent=self.permanent)
 
@@ -216,3 +224,40 @@ def test_only_pending_rows_are_claimed(deni: Deni) -> None:
     with deni.engine.begin() as connection:
         connection.execute(update(tables.notifications).values(sms_state="sent"))
     assert SqlSmsQueue(deni.engine).claim_due(now=deni.clock.now(), limit=5, lease_s=60) == []
+
+
+def test_the_fake_keeps_a_secret_masked_and_lets_the_handset_read_it_for_a_while(
+    deni: Deni, clock: ManualClock
+) -> None:
+    outbox = _outbox(deni)
+    body = "Deni: your PIN reset code is 613572. It expires in 10 minutes."
+    for n in range(3):
+        outbox.send(phone=f"25470000000{n}", body=body, idempotency_key=f"k{n}", secret="613572")
+    outbox.send(phone="254700000009", body="Nothing secret here.", idempotency_key="plain")
+    o = ussd_tables.sms_outbox
+    with deni.engine.connect() as connection:
+        rows = connection.execute(select(o).order_by(o.c.idempotency_key)).all()
+    assert [r.body for r in rows[:3]] == [body.replace("613572", "******")] * 3
+    assert all(r.holds_secret and "613572" not in r.sealed_body for r in rows[:3])
+    assert (rows[3].body, rows[3].holds_secret, rows[3].sealed_body) == (
+        "Nothing secret here.",
+        False,
+        None,
+    )
+    assert outbox.messages(phone="254700000000")[0].body == body  # the handset reads it
+
+    clock.advance(SECRET_READABLE_FOR)
+    assert "******" in outbox.messages(phone="254700000000")[0].body  # not past its window
+    assert outbox.forget_secrets(now=clock.now(), limit=2) == 2
+    assert outbox.forget_secrets(now=clock.now(), limit=2) == 1
+    assert outbox.forget_secrets(now=clock.now(), limit=2) == 0
+    with deni.engine.connect() as connection:
+        assert (
+            connection.execute(select(o.c.sealed_body).where(o.c.sealed_body.is_not(None))).all()
+            == []
+        )
+
+
+def test_a_secret_must_be_in_the_text_it_is_said_to_be_in(deni: Deni) -> None:
+    with pytest.raises(AssertionError):
+        _outbox(deni).send(phone="254700000001", body="No code", idempotency_key="k", secret="1")
