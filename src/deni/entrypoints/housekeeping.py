@@ -1,5 +1,7 @@
 """Background housekeeping in a thread: SMS delivery every few seconds, the loan sweep every
-minute or so. `deni serve` runs it (the embedded default) and so does `deni worker`.
+minute or so, and with it the pruning of what must not be kept (idempotency keys past their
+retention, hashes of expired reset codes, the fake outbox's sealed texts, the sync log).
+`deni serve` runs it (the embedded default) and so does `deni worker`.
 
 Both jobs are safe to run from every process at once (leases, row locks and dedupe keys); in
 production, turn them off on the API processes (DENI_SWEEP_INTERVAL_S=0, DENI_SMS_INTERVAL_S=0)
