@@ -35,7 +35,8 @@ def _post(client: TestClient, who: ApiUser, loan_id: str, action: str, body: obj
 
 
 def _repay(client: TestClient, borrower: ApiUser, loan_id: str, amount_cents: int) -> Any:
-    return _post(client, borrower, loan_id, "repay", {"amount_cents": amount_cents})
+    body = {"amount_cents": amount_cents, "pin": borrower.pin}
+    return _post(client, borrower, loan_id, "repay", body)
 
 
 def _ids(client: TestClient, who: ApiUser, **params: object) -> list[str]:
