@@ -122,7 +122,7 @@ def test_a_bad_repayment_amount_is_refused(
         with subtests.test(amount_cents=amount):
             response = client.post(
                 f"{LOANS}/{world.active}/repay",
-                json={"amount_cents": amount},
+                json={"amount_cents": amount, "pin": world.borrower.pin},
                 headers=world.borrower.with_key(),
             )
             assert_error(response, 422, code)
@@ -226,7 +226,7 @@ def _actions(pin: str) -> list[LoanAction]:
         ("POST", "/approve", {"pin": pin}),
         ("POST", "/decline", None),
         ("POST", "/cancel", None),
-        ("POST", "/repay", {"amount_cents": 1_000}),
+        ("POST", "/repay", {"amount_cents": 1_000, "pin": pin}),
         ("POST", "/write-off", {"pin": pin}),
         ("POST", "/remind", None),
     ]
@@ -279,7 +279,12 @@ def test_the_wrong_party_is_forbidden(
         (world.borrower, "/write-off", {"pin": world.borrower.pin}, "not_the_lender"),
         (world.borrower, "/remind", None, "not_the_lender"),
         (world.lender, "/cancel", None, "not_the_borrower"),
-        (world.lender, "/repay", {"amount_cents": 1_000}, "not_the_borrower"),
+        (
+            world.lender,
+            "/repay",
+            {"amount_cents": 1_000, "pin": world.lender.pin},
+            "not_the_borrower",
+        ),
     ]
     for loan_id in (world.requested, world.active):
         for who, suffix, body, code in cases:
@@ -309,7 +314,12 @@ def _post_endpoints(world: World) -> list[tuple[str, str, dict[str, Any], ApiUse
         ("approve", f"{LOANS}/{world.requested}/approve", {"pin": "1234"}, world.lender),
         ("decline", f"{LOANS}/{world.requested}/decline", {}, world.lender),
         ("cancel", f"{LOANS}/{world.requested}/cancel", {}, world.borrower),
-        ("repay", f"{LOANS}/{world.active}/repay", {"amount_cents": 1_000}, world.borrower),
+        (
+            "repay",
+            f"{LOANS}/{world.active}/repay",
+            {"amount_cents": 1_000, "pin": "1234"},
+            world.borrower,
+        ),
         ("write-off", f"{LOANS}/{world.active}/write-off", {"pin": "1234"}, world.lender),
         ("remind", f"{LOANS}/{world.active}/remind", {}, world.lender),
         ("read", "/api/v1/notifications/read", {"ids": [UNKNOWN_LOAN]}, world.lender),

@@ -94,7 +94,7 @@ def test_the_stored_answer_is_replayed_even_after_the_loan_moved_on(
     assert first.json()["state"] == "active"
     repaid = client.post(
         f"{LOANS}/{loan['id']}/repay",
-        json={"amount_cents": 100_000},
+        json={"amount_cents": 100_000, "pin": borrower.pin},
         headers=borrower.with_key(),
     )
     assert repaid.status_code == 200, repaid.text
@@ -114,11 +114,13 @@ def test_a_repeated_repayment_moves_money_once(
     approve(client, lender, loan["id"])
     headers = _with(borrower, str(uuid.uuid4()))
     url = f"{LOANS}/{loan['id']}/repay"
-    first = client.post(url, json={"amount_cents": 30_000}, headers=headers)
+    first = client.post(url, json={"amount_cents": 30_000, "pin": borrower.pin}, headers=headers)
     assert first.status_code == 200, first.text
     entries = _entries(deni)
     for _ in range(3):
-        again = client.post(url, json={"amount_cents": 30_000}, headers=headers)
+        again = client.post(
+            url, json={"amount_cents": 30_000, "pin": borrower.pin}, headers=headers
+        )
         assert again.headers[REPLAYED] == "true"
         assert again.content == first.content
     assert _entries(deni) == entries
@@ -141,7 +143,8 @@ def test_the_same_key_with_another_body_conflicts_and_writes_nothing(
     loan_id = first.json()["id"]
     cancel = client.post(f"{LOANS}/{loan_id}/cancel", headers=headers)
     assert_error(cancel, 409, "idempotency_conflict")
-    repay = client.post(f"{LOANS}/{loan_id}/repay", json={"amount_cents": 1}, headers=headers)
+    body = {"amount_cents": 1, "pin": borrower.pin}
+    repay = client.post(f"{LOANS}/{loan_id}/repay", json=body, headers=headers)
     assert_error(repay, 409, "idempotency_conflict")
     assert_nothing_written(deni, before)
     assert get_loan(client, borrower, loan_id)["state"] == "requested"
@@ -155,10 +158,11 @@ def test_a_repeated_repayment_with_another_amount_conflicts(
     approve(client, lender, loan["id"])
     headers = _with(borrower, "pay-1")
     url = f"{LOANS}/{loan['id']}/repay"
-    assert client.post(url, json={"amount_cents": 10_000}, headers=headers).status_code == 200
+    paid = client.post(url, json={"amount_cents": 10_000, "pin": borrower.pin}, headers=headers)
+    assert paid.status_code == 200
     before = db_state(deni)
     assert_error(
-        client.post(url, json={"amount_cents": 20_000}, headers=headers),
+        client.post(url, json={"amount_cents": 20_000, "pin": borrower.pin}, headers=headers),
         409,
         "idempotency_conflict",
     )
@@ -296,7 +300,7 @@ MUTATING: list[tuple[str, dict[str, Any] | None]] = [
     (LOANS + "/{loan}/approve", {"pin": "1234"}),
     (LOANS + "/{loan}/decline", {}),
     (LOANS + "/{loan}/cancel", {}),
-    (LOANS + "/{active}/repay", {"amount_cents": 1_000}),
+    (LOANS + "/{active}/repay", {"amount_cents": 1_000, "pin": "1234"}),
     (LOANS + "/{active}/write-off", {"pin": "1234"}),
     (LOANS + "/{active}/remind", {}),
     ("/api/v1/notifications/read", {"ids": ["00000000-0000-0000-0000-000000000000"]}),

@@ -23,6 +23,7 @@ from tests.helpers import ApiUser, api_user, fund, key
 
 from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
+from deni.services import users
 
 LOANS = "/api/v1/loans"
 TODAY = date(2026, 11, 26)  # the Nairobi date at conftest.START
@@ -35,7 +36,12 @@ def _post(client: TestClient, who: ApiUser, loan_id: str, action: str, body: obj
 
 
 def _repay(client: TestClient, borrower: ApiUser, loan_id: str, amount_cents: int) -> Any:
-    return _post(client, borrower, loan_id, "repay", {"amount_cents": amount_cents})
+    body = {"amount_cents": amount_cents, "pin": borrower.pin}
+    return _post(client, borrower, loan_id, "repay", body)
+
+
+def _failed_pins(deni: Deni, who: ApiUser) -> int:
+    return users.get_user(uow_factory=deni.uow, user_id=who.user.id).failed_pin_attempts
 
 
 def _ids(client: TestClient, who: ApiUser, **params: object) -> list[str]:
@@ -610,6 +616,26 @@ def test_the_excess_stays_in_the_borrowers_wallet(client: TestClient, deni: Deni
     assert paid["excess_cents"] == 75_000
     assert balance(client, borrower) == 75_000
     assert get_loan(client, borrower, loan["id"])["repayments"][0]["amount_cents"] == 105_000
+
+
+def test_a_repayment_needs_the_borrowers_pin(client: TestClient, deni: Deni) -> None:
+    lender, borrower = _pair(client, deni)
+    loan = request_loan(client, borrower, lender)
+    approve(client, lender, loan["id"])
+    before = db_state(deni, ignore=PIN_BOOKKEEPING)
+    for body in ({"amount_cents": 10_000}, {"amount_cents": 10_000, "pin": None}):
+        assert_error(_post(client, borrower, loan["id"], "repay", body), 422, "validation_failed")
+    assert _failed_pins(deni, borrower) == 0  # no PIN is no guess
+    wrong = {"amount_cents": 10_000, "pin": "0000"}
+    assert_error(_post(client, borrower, loan["id"], "repay", wrong), 401, "wrong_pin")
+    assert_nothing_written(deni, before, ignore=PIN_BOOKKEEPING)  # no money moved
+    assert _failed_pins(deni, borrower) == 1
+    assert balance(client, borrower) == 100_000
+
+    paid = _repay(client, borrower, loan["id"], 10_000)
+    assert paid.status_code == 200, paid.text
+    assert balance(client, borrower) == 90_000
+    assert _failed_pins(deni, borrower) == 0  # the right PIN forgives
 
 
 def test_repaying_more_than_the_wallet_holds_is_refused(client: TestClient, deni: Deni) -> None:

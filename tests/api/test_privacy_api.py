@@ -38,7 +38,7 @@ def _export(client: TestClient, who: ApiUser) -> dict[str, Any]:
 def _repay(client: TestClient, borrower: ApiUser, loan_id: str, amount_cents: int) -> None:
     response = client.post(
         f"/api/v1/loans/{loan_id}/repay",
-        json={"amount_cents": amount_cents},
+        json={"amount_cents": amount_cents, "pin": borrower.pin},
         headers=borrower.with_key(),
     )
     assert response.status_code == 200, response.text

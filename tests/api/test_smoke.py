@@ -29,7 +29,7 @@ def test_a_loan_from_request_to_repaid(client: TestClient, deni: Deni) -> None:
     assert approved.json()["state"] == "active"
     repaid = client.post(
         f"/api/v1/loans/{loan_id}/repay",
-        json={"amount_cents": 200_000},
+        json={"amount_cents": 200_000, "pin": borrower.pin},
         headers=borrower.with_key(),
     )
     assert repaid.status_code == 200, repaid.text

@@ -94,7 +94,7 @@ def test_statement_shows_loan_movements_with_the_loan_and_its_code(
     approve(client, lender, loan["id"])
     repaid = client.post(
         f"/api/v1/loans/{loan['id']}/repay",
-        json={"amount_cents": 40_000},
+        json={"amount_cents": 40_000, "pin": borrower.pin},
         headers=borrower.with_key(),
     )
     assert repaid.status_code == 200, repaid.text

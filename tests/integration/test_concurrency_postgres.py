@@ -256,10 +256,12 @@ def test_fifty_repayments_from_one_short_wallet_never_overdraw_it(deni: Deni) ->
     def repayment(i: int) -> Callable[[], loans.Repayment]:
         return lambda: loans.repay_loan(
             uow=deni.uow(),
+            hasher=deni.hasher,
             clock=deni.clock,
             borrower_id=borrower.id,
             loan_id=active[i % loans_count].id,
             amount_cents=repayment_cents,
+            pin=PIN,
             idempotency_key=f"repay-{i}",
         )
 

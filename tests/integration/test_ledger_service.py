@@ -515,10 +515,12 @@ def test_a_loan_repayment_is_not_reversed_behind_the_loans_back(deni: Deni) -> N
     )
     paid = loans.repay_loan(
         uow=deni.uow(),
+        hasher=deni.hasher,
         clock=deni.clock,
         borrower_id=borrower.id,
         loan_id=loan.id,
         amount_cents=10_000,
+        pin="1234",
         idempotency_key="pay-1",
     )
     before = snapshot(deni)

@@ -76,13 +76,17 @@ def approve(deni: Deni, lender: User, loan: Loan, pin: str = PIN) -> Loan:
     )
 
 
-def repay(deni: Deni, borrower: User, loan: Loan, cents: int, key: str = "") -> loans.Repayment:
+def repay(
+    deni: Deni, borrower: User, loan: Loan, cents: int, key: str = "", pin: str = PIN
+) -> loans.Repayment:
     return loans.repay_loan(
         uow=deni.uow(),
+        hasher=deni.hasher,
         clock=deni.clock,
         borrower_id=borrower.id,
         loan_id=loan.id,
         amount_cents=cents,
+        pin=pin,
         idempotency_key=key or str(uuid.uuid4()),
     )
 

@@ -598,11 +598,13 @@ class LendingMachine(RuleBasedStateMachine):
         # Any amount; "everything" (more than any loan owes); more than a repayment may be.
         cents=st.one_of(AMOUNT, AMOUNT, st.just(1_000_000), st.just(50_000_001)),
         reuse_key=st.integers(min_value=0, max_value=4).map(lambda n: n == 4),
+        right_pin=RIGHT_PIN,
     )
-    def repay(self, which: int, choice: int, cents: int, reuse_key: bool) -> None:
+    def repay(self, which: int, choice: int, cents: int, reuse_key: bool, right_pin: bool) -> None:
         loan = self.loan(which, "active")
         actor = self.actor(loan, "borrower", choice)
-        self._repay(loan, actor, cents, self.last_repay_key if reuse_key else str(uuid.uuid4()))
+        key = self.last_repay_key if reuse_key else str(uuid.uuid4())
+        self._repay(loan, actor, cents, key, right_pin=right_pin)
 
     def late_loans(self) -> list[ModelLoan]:
         return [x for x in self.loans.values() if x.state == "active" and x.due < self.today()]
@@ -619,32 +621,37 @@ class LendingMachine(RuleBasedStateMachine):
         if loan.state == "active":
             self._repay(loan, borrower, cents, str(uuid.uuid4()))
 
-    def _repay(self, loan: ModelLoan, actor: ModelUser, cents: int, key: str) -> None:
-        expected = self.expected_repayment(loan, actor, key, cents)
+    def _repay(
+        self, loan: ModelLoan, actor: ModelUser, cents: int, key: str, *, right_pin: bool = True
+    ) -> None:
+        expected = self.expected_repayment(loan, actor, key, cents, right_pin=right_pin)
         self.expect(
             "repay",
             expected,
             lambda: loans.repay_loan(
                 uow=self.deni.uow(),
+                hasher=self.deni.hasher,
                 clock=self.clock,
                 borrower_id=actor.id,
                 loan_id=loan.id,
                 amount_cents=cents,
+                pin=PIN if right_pin else WRONG_PIN,
                 idempotency_key=key,
             ),
         )
         self.last_repay_key = key
 
     def expected_repayment(
-        self, loan: ModelLoan, actor: ModelUser, key: str, cents: int
+        self, loan: ModelLoan, actor: ModelUser, key: str, cents: int, *, right_pin: bool
     ) -> Expected:
         if cents > 50_000_000:
             return (InvalidAmount, "invalid_amount")
-        refused = self.party(loan, actor, "borrower")
+        refused = self.party(loan, actor, "borrower") or self.check_pin(actor, right_pin)
         if refused is not None:
             return refused
         used_for = self.repay_keys.get((actor.id, key))
         if used_for is not None:
+            # A replay commits nothing, so a right PIN forgives no earlier wrong one.
             return None if used_for == loan.id else (IdempotencyConflict, "idempotency_conflict")
         if loan.state != "active":
             return (Conflict, "loan_not_active")
@@ -652,6 +659,7 @@ class LendingMachine(RuleBasedStateMachine):
         owed = sum(loan.owed()) + penalty_charged - loan.penalty_charged
         if self.wallets[actor.id] < min(cents, owed):
             return (InsufficientFunds, "insufficient_funds")  # rolled back: accrual unsaved
+        self.right_pin_committed(actor)
         self.accrue(loan)
         assert loan.penalty_charged == penalty_charged
         self.pay(loan, cents)

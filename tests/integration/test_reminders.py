@@ -72,10 +72,12 @@ def test_a_repaid_loan_gets_no_reminders(deni: Deni) -> None:
     fund(deni, borrower, 2_000)
     loans.repay_loan(
         uow=deni.uow(),
+        hasher=deni.hasher,
         clock=deni.clock,
         borrower_id=borrower.id,
         loan_id=loan_id,
         amount_cents=52_000,
+        pin="2222",
         idempotency_key="pay-all",
     )
     assert reminders.send_due_reminders(uow_factory=deni.uow, clock=deni.clock) == 0

@@ -26,6 +26,7 @@ CALLBACK_TOKEN = "5f0c7e1a9b3d4c2e8f6a0b1c2d3e4f5a"
 _phones = itertools.count(722_000_001)
 _receipts = itertools.count(1)
 WORK_ROUNDS_MAX = 10
+PIN = "1234"  # every World.user's, unless told otherwise
 
 
 def next_phone() -> str:
@@ -67,7 +68,7 @@ class World:
 
     # --- people ---------------------------------------------------------------------------
 
-    def user(self, name: str = "Wanjiku", *, phone: str | None = None, pin: str = "1234") -> User:
+    def user(self, name: str = "Wanjiku", *, phone: str | None = None, pin: str = PIN) -> User:
         return users.register_user(
             uow=self.deni.uow(),
             hasher=self.deni.hasher,

@@ -11,7 +11,7 @@ from deni.domain.users import User
 from deni.services import loans
 from deni.services.mpesa_ports import MpesaPreferences, Purpose, SuspenseState
 from deni.services.reconcile import assign_suspense
-from tests.mpesa.support import World
+from tests.mpesa.support import PIN, World
 
 
 def _loan(world: World, borrower: User, lender: User, principal_cents: int = 1_000_00) -> Loan:
@@ -66,7 +66,7 @@ def test_borrower_may_keep_the_loan_in_the_wallet(world: World) -> None:
     world.fund(lender, 1_000_00)
     answer = world.http.put(
         "/api/v1/mpesa/preferences",
-        json={"disburse_to_mpesa": False},
+        json={"disburse_to_mpesa": False, "pin": PIN},
         headers=world.headers(borrower),
     )
     assert answer.status_code == 200, answer.text
@@ -176,7 +176,9 @@ def test_lender_auto_payout_sends_repayments_to_mpesa(world: World) -> None:
     borrower, lender = world.user(), world.user()
     world.fund(lender, 1_000_00)
     answer = world.http.put(
-        "/api/v1/mpesa/preferences", json={"auto_payout": True}, headers=world.headers(lender)
+        "/api/v1/mpesa/preferences",
+        json={"auto_payout": True, "pin": PIN},
+        headers=world.headers(lender),
     )
     assert answer.status_code == 200
     loan = _loan(world, borrower, lender)

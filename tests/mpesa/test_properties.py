@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deni.services.mpesa_ports import FINAL_STATES
-from tests.mpesa.support import World
+from tests.mpesa.support import PIN, World
 
 FAULTS: list[dict[str, Any] | None] = [
     None,
@@ -61,7 +61,8 @@ def test_random_flows_conserve_money(world: World, steps: list[tuple[str, int, A
         if action == "top_up":
             answer = world.post(user, "/mpesa/top-ups", {"amount_cents": shillings * 100})
         elif action == "withdraw":
-            answer = world.post(user, "/mpesa/withdrawals", {"amount_cents": shillings * 100})
+            body = {"amount_cents": shillings * 100, "pin": PIN}
+            answer = world.post(user, "/mpesa/withdrawals", body)
         else:
             account = user.phone if action == "pay_phone" else "NOBODY"
             world.admin.pay_paybill(user.phone, shillings, account)

@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 
 from deni.domain.users import User
-from tests.mpesa.support import World
+from tests.mpesa.support import PIN, World
 
 
 def _withdraw(world: World, user: User, amount_cents: int) -> str:
-    answer = world.post(user, "/mpesa/withdrawals", {"amount_cents": amount_cents})
+    answer = world.post(user, "/mpesa/withdrawals", {"amount_cents": amount_cents, "pin": PIN})
     assert answer.status_code == 202, answer.text
     request_id: str = answer.json()["id"]
     return request_id
@@ -68,10 +68,10 @@ def test_failed_payout_voids_the_hold_and_tells_the_owner(world: World, phone: s
 def test_withdrawal_beyond_the_wallet_is_refused(world: World) -> None:
     user = world.user()
     world.fund(user, 100_00)
-    answer = world.post(user, "/mpesa/withdrawals", {"amount_cents": 400_00})
+    answer = world.post(user, "/mpesa/withdrawals", {"amount_cents": 400_00, "pin": PIN})
     assert answer.status_code == 409
     assert answer.json()["error"]["code"] == "insufficient_funds"
-    answer = world.post(user, "/mpesa/withdrawals", {"amount_cents": 50_50})
+    answer = world.post(user, "/mpesa/withdrawals", {"amount_cents": 50_50, "pin": PIN})
     assert answer.status_code == 422  # M-PESA moves whole shillings
 
 

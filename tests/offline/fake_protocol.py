@@ -156,6 +156,8 @@ class Fake:
             "dead_letter_id": None,
         }
         if name == "repay_loan":
+            if args.get("pin") != PIN:
+                return {**result, "status": "rejected", "code": "wrong_pin", "message": "PIN."}
             loan = self.loans.get(args["loan_id"])
             if loan is None or loan["state"] != "active":
                 return {

@@ -608,7 +608,7 @@ def test_cli_preferences_are_shown_changed_offline_and_reach_the_server(
     assert out.count("waiting to sync") == 2
     assert "kept in the wallet" in out
     assert "set_preferences" in run("queue")
-    assert "1 applied" in run("sync")
+    assert "1 applied" in run("sync", input_text=PIN + "\n")  # asked, since it needs the PIN
     out = run("preferences")
     assert "kept in the wallet" in out
     assert "waiting to sync" not in out

@@ -104,11 +104,11 @@ def test_a_crash_after_the_push_was_sent_loses_nothing(fake: Fake, tmp_path: Pat
     client.repay("DN1", amount_cents=1_000)
     fake.lose_next_responses = 1
     with pytest.raises(Transient):
-        Syncer(client.store, syncer.api, backoff=Backoff(attempts_max=1)).push()
+        Syncer(client.store, syncer.api, backoff=Backoff(attempts_max=1), pin=PIN).push()
     assert queue.counts(client.store.db)["sent"] == 1
     client.store.close()
     reopened = OfflineClient(Store(tmp_path / "b.sqlite3"))
-    report = Syncer(reopened.store, Api(URL, transport=fake.transport())).sync()
+    report = Syncer(reopened.store, Api(URL, transport=fake.transport()), pin=PIN).sync()
     assert (report.replayed, report.applied) == (1, 1)
     assert fake.users[BORROWER]["balance_cents"] == 49_000
 
@@ -120,7 +120,7 @@ def test_refused_connections_back_off_then_give_up_keeping_the_queue(
     client.repay("DN1", amount_cents=1_000)
     delays: list[float] = []
     fake.refuse_next = 100
-    stubborn = Syncer(client.store, syncer.api, backoff=Backoff(sleep=delays.append))
+    stubborn = Syncer(client.store, syncer.api, backoff=Backoff(sleep=delays.append), pin=PIN)
     with pytest.raises(Transient, match="Cannot reach"):
         stubborn.sync()
     assert len(delays) == 5  # attempts_max 6: five waits, bounded by the cap

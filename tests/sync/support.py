@@ -18,6 +18,7 @@ PULL = "/api/v1/sync/pull"
 STATUS = "/api/v1/sync/status"
 SCHEMA = 1
 PULL_PAGES_MAX = 100
+MONEY_OUT = frozenset({"repay_loan", "withdraw", "set_preferences"})
 
 
 @dataclass
@@ -33,6 +34,10 @@ class Device:
     last_mutation_id: int = 0
 
     def queue_mutation(self, mutation_name: str, /, **args: Any) -> int:
+        """Queue a mutation; money leaving the wallet carries the member's PIN unless given,
+        as the apps add it from memory when they push."""
+        if mutation_name in MONEY_OUT:
+            args.setdefault("pin", self.who.pin)
         mutation: dict[str, Any] = {"id": self.next_id, "name": mutation_name, "args": args}
         self.queue.append(mutation)
         self.next_id += 1

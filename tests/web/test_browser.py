@@ -210,6 +210,7 @@ def test_a_loan_from_request_to_repaid_in_two_browsers(
     expect(wanjiku.page.locator("#balance")).to_have_text("KES 1,200")
     wanjiku.page.locator("#owe").get_by_text("Otieno Lender").click()
     expect(wanjiku.page.get_by_label("Amount to repay (KES)")).to_have_value("1050")
+    wanjiku.page.get_by_label("Your PIN").fill(PIN)
     submit(wanjiku, wanjiku.page.get_by_role("button", name="Repay from my wallet"))
     expect(wanjiku.page.locator("#balance")).to_have_text("KES 150")
     expect(wanjiku.page.get_by_text("Past loans (1)")).to_be_visible()
@@ -293,6 +294,69 @@ def test_an_approval_waits_for_the_pin_which_is_never_stored(
     submit(otieno, otieno.page.get_by_role("button", name="Approve and send KES 300"))
     assert loans_of(deni, borrower)[0].state is LoanState.ACTIVE
     assert wallet_cents(deni, borrower) == 20_000 + 30_000
+    assert_ledger_whole(deni)
+
+
+def test_money_out_of_the_wallet_waits_for_the_pin_which_is_never_stored(
+    deni: Deni, lender: User, borrower: User, open_browser: Callable[[User], Person]
+) -> None:
+    loan = lend(deni, lender=lender, borrower=borrower, fee_cents=0, approve_with_pin=PIN)
+    wanjiku = open_browser(borrower)
+    sign_in(wanjiku)
+    page = wanjiku.page
+    wait_for_offline_shell(wanjiku)
+    wanjiku.context.set_offline(True)
+    page.locator("#owe").get_by_text("Otieno Lender").click()
+    page.get_by_label("Amount to repay (KES)").fill("300")
+    page.get_by_role("button", name="Repay from my wallet").click()
+    expect(page.get_by_role("alert")).to_contain_text("A PIN is 4 digits")  # asked for first
+    page.get_by_label("Your PIN").fill(PIN)
+    page.get_by_role("button", name="Repay from my wallet").click()
+    page.get_by_role("link", name="Withdraw").click()
+    page.get_by_label("Amount to send to M-PESA (KES)").fill("100")
+    page.get_by_label("Your PIN").fill(PIN)
+    page.get_by_role("button", name="Withdraw").click()
+    expect(page.locator("#queue")).to_contain_text("Waiting to sync (2)")
+    stored = json.dumps(on_the_phone(page))
+    assert "repay_loan" in stored
+    assert '"withdraw"' in stored
+    assert not shows_number(PIN, stored)  # the PINs stay in the page's memory only
+
+    page.reload()  # the page's memory, and with it the PINs, is gone
+    expect(page.locator("#queue")).to_contain_text("Repay KES 300: it needs your PIN")
+    expect(page.locator("#queue")).to_contain_text("Withdraw KES 100 to M-PESA: it needs your PIN")
+    wanjiku.context.set_offline(False)  # the online event syncs; both stay behind
+    page.wait_for_function("() => Number(document.getElementById('status').dataset.syncs) > 0")
+    expect(page.locator("#status")).to_have_text("2 waiting to sync")
+    assert wallet_cents(deni, borrower) == 20_000 + 100_000  # nothing left without the PIN
+
+    page.locator("#queue").get_by_label("PIN").first.fill("1357")
+    page.locator("#queue").get_by_role("button", name="Send").first.click()
+    expect(page.locator("#queue")).to_contain_text("Not done")
+    assert wallet_cents(deni, borrower) == 20_000 + 100_000
+    with deni.uow.read_only() as uow:
+        refused = uow.users.get(borrower.id)
+    assert refused is not None
+    assert refused.failed_pin_attempts == 1  # counted as on every other channel
+    page.locator("#queue").get_by_label("PIN").fill(PIN)
+    page.locator("#queue").get_by_role("button", name="Send").click()
+    expect(page.locator("#queue")).to_contain_text("M-PESA is not switched on here")  # in tests
+    for _ in range(2):
+        page.get_by_role("button", name="OK").first.click()
+    expect(page.locator("#queue")).to_have_count(0)
+
+    page.locator("#owe").get_by_text("Otieno Lender").click()
+    page.get_by_label("Amount to repay (KES)").fill("300")
+    page.get_by_label("Your PIN").fill(PIN)
+    submit(wanjiku, page.get_by_role("button", name="Repay from my wallet"))
+    assert wallet_cents(deni, borrower) == 20_000 + 100_000 - 30_000
+    with deni.uow.read_only() as uow:
+        repaid = uow.loans.get(loan.id)
+        forgiven = uow.users.get(borrower.id)
+    assert repaid is not None
+    assert repaid.owed().total_cents == 100_000 - 30_000
+    assert forgiven is not None
+    assert forgiven.failed_pin_attempts == 0  # the right PIN forgave the wrong one
     assert_ledger_whole(deni)
 
 
@@ -443,7 +507,10 @@ def test_kiswahili_from_registration_and_settings_that_reach_the_server(
 
     page.get_by_role("button", name="Mipangilio").click()
     page.get_by_label("Pesa zinazoingia akaunti yangu ziende M-PESA").check()
+    page.get_by_label("PIN yako, kuhifadhi haya").fill("4321")  # it sends money to M-PESA
+    page.get_by_role("button", name="Hifadhi").click()
     expect(page.locator("#saved")).to_contain_text("Imehifadhiwa")
+    assert not shows_number("4321", json.dumps(on_the_phone(page)))
     page.get_by_role("button", name="English").click()
     expect(page.get_by_role("heading", name="Settings")).to_be_visible()
     page.get_by_role("link", name="Back").click()

@@ -260,7 +260,7 @@ def repay(
     home: HomeOpt = None,
     phone: PhoneOpt = None,
 ) -> None:
-    """Borrower: repay from your wallet (queued)."""
+    """Borrower: repay from your wallet (queued; your PIN is asked when you sync, never stored)."""
     with _client(home, phone) as client:
         _queued(client.repay(loan, amount_cents=_shillings(amount)))
 
@@ -282,7 +282,7 @@ def withdraw(
     home: HomeOpt = None,
     phone: PhoneOpt = None,
 ) -> None:
-    """Withdraw to M-PESA (queued)."""
+    """Withdraw to M-PESA (queued; your PIN is asked when you sync, and never stored)."""
     with _client(home, phone) as client:
         _queued(client.withdraw(amount_cents=amount * CENTS_PER_SHILLING))
 
@@ -410,7 +410,8 @@ def preferences(
     home: HomeOpt = None,
     phone: PhoneOpt = None,
 ) -> None:
-    """Your M-PESA preferences; with an option, change them (queued; shown here at once)."""
+    """Your M-PESA preferences; with an option, change them (queued; shown here at once; your
+    PIN is asked when you sync, and never stored)."""
     with _client(home, phone) as client:
         if payout is not None or auto_payout is not None:
             _queued(client.set_preferences(disburse_to_mpesa=payout, auto_payout=auto_payout))
@@ -492,8 +493,8 @@ def _as_of(client: OfflineClient) -> str:
     return client.store.get("last_pull_at") or "never synced"
 
 
-def _open_approvals(store: Store) -> int:
-    return sum(1 for m in queue.open_mutations(store.db) if m.name == "approve_loan")
+def _open_needing_pin(store: Store) -> int:
+    return sum(1 for m in queue.open_mutations(store.db) if m.name in queue.NEEDS_PIN)
 
 
 def _run_sync(client: OfflineClient, api: Api, *, pin: str | None) -> SyncReport:
@@ -528,7 +529,8 @@ def _show_report(report: SyncReport) -> None:
         console.print(f"  [yellow]#{mutation_id} rejected[/yellow] {code}: {message}")
     if report.waiting_for_pin:
         console.print(
-            f"  {report.waiting_for_pin} approval(s) wait for your PIN: sync again and give it."
+            f"  {report.waiting_for_pin} change(s) wait for your PIN (approvals, repayments, "
+            "withdrawals, M-PESA preferences): sync again and give it."
         )
     for mutation_id in report.stale:
         console.print(f"  #{mutation_id} no longer fits the server's state; the server decides.")
@@ -545,16 +547,18 @@ def sync(
         typer.Option(
             envvar="DENI_OFFLINE_PIN",
             hide_input=True,
-            help="Only if approvals are queued; asked when needed. Held in memory only.",
+            help="Only if approvals, repayments, withdrawals or preference changes are "
+            "queued; asked when needed. Held in memory only.",
         ),
     ] = None,
 ) -> None:
     """Push your queued changes, pull what changed, and rebase what is still pending."""
     with _client(home, phone) as client:
-        if pin is None and _open_approvals(client.store):
+        if pin is None and _open_needing_pin(client.store):
             pin = (
                 typer.prompt(
-                    f"PIN to approve {_open_approvals(client.store)} loan(s) (empty: later)",
+                    f"PIN for {_open_needing_pin(client.store)} queued change(s) that move "
+                    "money (empty: later)",
                     default="",
                     hide_input=True,
                     show_default=False,
@@ -627,7 +631,7 @@ def retry(
     with _client(home, phone) as client, _api(client) as api:
         found = queue.get(client.store.db, mutation_id)
         pin = None
-        if found is not None and found.name == "approve_loan":
+        if found is not None and found.name in queue.NEEDS_PIN:
             pin = typer.prompt("PIN", hide_input=True)
         mutation = Syncer(client.store, api, pin=pin).retry_dead(mutation_id)
         console.print(f"#{mutation.mutation_id} {mutation.name}: {mutation.status}")

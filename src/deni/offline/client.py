@@ -408,6 +408,7 @@ class OfflineClient:
         return self._queue("cancel_loan", {"loan_id": loan_id}, aggregate_id=loan_id)
 
     def repay(self, loan_ref: str, *, amount_cents: int) -> queue.Mutation:
+        """Queued without the PIN: the PIN is asked at sync time and never stored."""
         loan_id = self.find_loan(loan_ref)
         self._amount(amount_cents, maximum_cents=MOVEMENT_MAX_CENTS)
         args = {"loan_id": loan_id, "amount_cents": amount_cents}
@@ -418,6 +419,7 @@ class OfflineClient:
         return self._queue("top_up", {"amount_cents": amount_cents}, aggregate_id="wallet")
 
     def withdraw(self, *, amount_cents: int) -> queue.Mutation:
+        """Queued without the PIN: the PIN is asked at sync time and never stored."""
         self._amount(amount_cents, maximum_cents=MOVEMENT_MAX_CENTS, whole_shillings=True)
         available_cents = self.balance().available_cents
         if amount_cents > available_cents:
@@ -505,8 +507,8 @@ class OfflineClient:
         self, *, disburse_to_mpesa: bool | None = None, auto_payout: bool | None = None
     ) -> queue.Mutation:
         """Choose where money goes: a loan's payout to M-PESA or the wallet, and whether a
-        lender's repayments go on to M-PESA. Queued; shown here at once; the last to reach
-        the server wins."""
+        lender's repayments go on to M-PESA. Queued (without the PIN, which is asked at sync
+        time and never stored); shown here at once; the last to reach the server wins."""
         args = {
             name: value
             for name, value in zip(PREFERENCE_FIELDS, (disburse_to_mpesa, auto_payout), strict=True)

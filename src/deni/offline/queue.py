@@ -44,6 +44,10 @@ MUTATION_NAMES: Final = frozenset(
         "set_preferences",
     }
 )
+# What moves money out of the wallet (or decides where it goes) needs the PIN at the server.
+# These are queued without it; the PIN is added in memory when they are pushed, never stored.
+NEEDS_PIN: Final = frozenset({"approve_loan", "repay_loan", "withdraw", "set_preferences"})
+assert NEEDS_PIN <= MUTATION_NAMES
 OPEN_STATES: Final = ("pending", "sent")
 DONE_STATES: Final = ("applied", "rejected", "conflict", "dead")
 ALL_STATES: Final = OPEN_STATES + DONE_STATES

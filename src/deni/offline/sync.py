@@ -156,14 +156,15 @@ class Syncer:
         raise SyncFailed(f"The queue did not drain in {PUSH_ROUNDS_MAX} pushes; sync again.")
 
     def _next_batch(self) -> list[queue.Mutation]:
-        """Open mutations, oldest first, up to (not including) an approval with no PIN."""
+        """Open mutations, oldest first, up to (not including) the first that needs the PIN
+        when this sync holds none."""
         batch: list[queue.Mutation] = []
         for mutation in queue.open_mutations(self.store.db, limit=PUSH_BATCH_MAX):
-            if mutation.name == "approve_loan" and self.pin is None:
+            if mutation.name in queue.NEEDS_PIN and self.pin is None:
                 waiting = [
                     m
                     for m in queue.open_mutations(self.store.db)
-                    if m.name == "approve_loan" and m.mutation_id >= mutation.mutation_id
+                    if m.name in queue.NEEDS_PIN and m.mutation_id >= mutation.mutation_id
                 ]
                 self.report.waiting_for_pin = len(waiting)
                 break
@@ -172,7 +173,7 @@ class Syncer:
 
     def _wire(self, mutation: queue.Mutation) -> dict[str, Any]:
         args = dict(mutation.args)
-        if mutation.name == "approve_loan":
+        if mutation.name in queue.NEEDS_PIN:
             assert self.pin is not None
             args["pin"] = self.pin
         wire_id = mutation.mutation_id - self.offset
@@ -396,9 +397,9 @@ class Syncer:
                 aggregate_id=mutation.aggregate_id,
             )
         body: dict[str, Any] = {}
-        if mutation.name == "approve_loan":
+        if mutation.name in queue.NEEDS_PIN:
             if self.pin is None:
-                raise OfflineError("Retrying an approval needs your PIN.")
+                raise OfflineError(f"Retrying {mutation.name} needs your PIN.")
             body = {"name": mutation.name, "args": {**mutation.args, "pin": self.pin}}
         path = f"/sync/dead-letters/{mutation.dead_letter_id}/retry"
         answer = self._call(lambda: self.api.call("POST", path, json=body))

@@ -56,6 +56,8 @@ LOAN_CODE_CHARS = 6
 LOAN_CODE_TRIES_MAX = 8
 SWEEP_BATCH_MAX = 500
 LOANS_PER_WALLET_EVENT_MAX = 20
+# Channels through which Deni acts on its own (no member asks, so no PIN is asked).
+SYSTEM_CHANNELS = ("system", "mpesa")
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,14 +324,67 @@ def _close_request(
 def repay_loan(
     *,
     uow: UnitOfWork,
+    hasher: PinHasher,
+    clock: Clock,
+    borrower_id: str,
+    loan_id: str,
+    amount_cents: object,
+    pin: str,
+    idempotency_key: str,
+    channel: str = "api",
+) -> Repayment:
+    """The borrower pays from the wallet, proved with the PIN. More than is owed: only what
+    is owed leaves the wallet."""
+    assert channel not in SYSTEM_CHANNELS, channel
+    return _repay(
+        uow,
+        clock,
+        borrower_id=borrower_id,
+        loan_id=loan_id,
+        amount_cents=amount_cents,
+        idempotency_key=idempotency_key,
+        channel=channel,
+        proof=(hasher, pin),
+    )
+
+
+def repay_loan_by_system(
+    *,
+    uow: UnitOfWork,
     clock: Clock,
     borrower_id: str,
     loan_id: str,
     amount_cents: object,
     idempotency_key: str,
-    channel: str = "api",
+    channel: str,
 ) -> Repayment:
-    """Pay from the borrower's wallet. More than is owed: only what is owed leaves the wallet."""
+    """Deni itself applies wallet money to a loan, as agreed when it was taken: the due date's
+    automatic repayment, or an STK push the borrower paid with the M-PESA PIN. No member asks
+    for this, so no PIN: a member's repayment is `repay_loan`."""
+    assert channel in SYSTEM_CHANNELS, channel
+    return _repay(
+        uow,
+        clock,
+        borrower_id=borrower_id,
+        loan_id=loan_id,
+        amount_cents=amount_cents,
+        idempotency_key=idempotency_key,
+        channel=channel,
+        proof=None,
+    )
+
+
+def _repay(
+    uow: UnitOfWork,
+    clock: Clock,
+    *,
+    borrower_id: str,
+    loan_id: str,
+    amount_cents: object,
+    idempotency_key: str,
+    channel: str,
+    proof: tuple[PinHasher, str] | None,
+) -> Repayment:
     amount = require_repayment_amount(amount_cents)
     now = clock.now()
     with uow:
@@ -340,6 +395,10 @@ def repay_loan(
             uow, user_id=seen.lender_id, now=now, also=[seen.id]
         )
         loan = loan_for(uow, loan_id, user_id=borrower_id, role="borrower")
+        if proof is not None:
+            hasher, pin = proof
+            borrower = require_user(uow, borrower_id, lock=True)
+            check_pin(uow, hasher=hasher, user=borrower, pin=pin, now=now, channel=channel)
         entry_key = f"repay:{borrower_id}:{idempotency_key}"
         replay = _find_repayment(uow, loan, entry_key)
         if replay is not None:

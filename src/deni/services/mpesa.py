@@ -59,7 +59,8 @@ from deni.services.mpesa_ports import (
     SuspenseState,
 )
 from deni.services.outbox import Handler, RetryLater, enqueue
-from deni.services.ports import Clock, MpesaGateway, UnitOfWork, UnitOfWorkFactory
+from deni.services.ports import Clock, MpesaGateway, PinHasher, UnitOfWork, UnitOfWorkFactory
+from deni.services.users import check_pin
 
 log = structlog.get_logger(__name__)
 
@@ -198,6 +199,26 @@ def _require_repayable(
         raise InvalidAmount("That is more than the loan still owes.", code="more_than_owed")
 
 
+def withdraw(
+    uow: UnitOfWork,
+    *,
+    hasher: PinHasher,
+    user_id: str,
+    pin: str,
+    amount_cents: object,
+    idempotency_key: str,
+    now: datetime,
+    channel: str,
+) -> MpesaRequest:
+    """A member sends wallet money to their M-PESA, proved with the PIN (inside the caller's
+    transaction: a wrong PIN is committed, and counts, before the refusal)."""
+    user = require_user(uow, user_id, lock=True)
+    check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
+    return request_payout(
+        uow, user_id=user.id, amount_cents=amount_cents, idempotency_key=idempotency_key, now=now
+    )
+
+
 def request_payout(
     uow: UnitOfWork,
     *,
@@ -208,7 +229,9 @@ def request_payout(
     purpose: Purpose = Purpose.WITHDRAWAL,
     loan_id: str | None = None,
 ) -> MpesaRequest:
-    """Hold the money and record a B2C payout (inside the caller's transaction)."""
+    """Hold the money and record a B2C payout (inside the caller's transaction). No PIN here:
+    Deni's own payouts (a loan's principal, a lender's automatic payout) call this, and so
+    does USSD once its hop has proved the PIN; a member's request goes through `withdraw`."""
     amount, key, earlier = _earlier(
         uow,
         purpose=purpose,
@@ -592,7 +615,7 @@ def repay_from_wallet(
     """Money for a loan reached the borrower's wallet: apply it. If the loan is closed, or an
     overdue loan already took the money, it simply stays in the wallet."""
     try:
-        loans.repay_loan(
+        loans.repay_loan_by_system(
             uow=deps.uow(),
             clock=deps.clock,
             borrower_id=borrower_id,
@@ -815,14 +838,20 @@ def resend_or_fail_payout(deps: MpesaDeps, request_id: str, *, desc: str) -> Non
 def set_preferences(
     *,
     uow: UnitOfWork,
+    hasher: PinHasher,
     clock: Clock,
     user_id: str,
+    pin: str,
     disburse_to_mpesa: bool | None = None,
     auto_payout: bool | None = None,
+    channel: str = "api",
 ) -> tuple[bool, bool]:
+    """Where a member's money goes without asking each time (a loan's principal, a lender's
+    repayments: straight on to M-PESA). It decides future payouts, so it takes the PIN."""
     now = clock.now()
     with uow:
-        require_user(uow, user_id)
+        user = require_user(uow, user_id, lock=True)
+        check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
         current = uow.mpesa.preferences(user_id)
         updated = MpesaPreferences(
             user_id,
@@ -830,5 +859,16 @@ def set_preferences(
             current.auto_payout if auto_payout is None else auto_payout,
         )
         uow.mpesa.set_preferences(updated, now)
+        audit(
+            uow,
+            actor_id=user_id,
+            channel=channel,
+            command="set_preferences",
+            details={
+                "disburse_to_mpesa": updated.disburse_to_mpesa,
+                "auto_payout": updated.auto_payout,
+            },
+            now=now,
+        )
         uow.commit()
     return updated.disburse_to_mpesa, updated.auto_payout

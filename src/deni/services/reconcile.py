@@ -278,7 +278,7 @@ def _auto_repay_loan(deps: MpesaDeps, loan_id: str, today: date) -> int:
     taken = 0
     if balance_cents > 0:
         try:
-            loans.repay_loan(
+            loans.repay_loan_by_system(
                 uow=deps.uow(),
                 clock=deps.clock,
                 borrower_id=loan.borrower_id,

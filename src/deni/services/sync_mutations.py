@@ -74,11 +74,15 @@ SPECS: Mapping[str, Mapping[str, tuple[str, bool]]] = {
     "approve_loan": {"loan_id": ("id", True), "pin": ("str", True), "base_version": ("int", False)},
     "decline_loan": {"loan_id": ("id", True)},
     "cancel_loan": {"loan_id": ("id", True)},
-    "repay_loan": {"loan_id": ("id", True), "amount_cents": ("int", True)},
+    "repay_loan": {"loan_id": ("id", True), "amount_cents": ("int", True), "pin": ("str", True)},
     "top_up": {"amount_cents": ("int", True)},
-    "withdraw": {"amount_cents": ("int", True)},
+    "withdraw": {"amount_cents": ("int", True), "pin": ("str", True)},
     "mark_notification_read": {"notification_ids": ("ids", True)},
-    "set_preferences": {"disburse_to_mpesa": ("bool", False), "auto_payout": ("bool", False)},
+    "set_preferences": {
+        "disburse_to_mpesa": ("bool", False),
+        "auto_payout": ("bool", False),
+        "pin": ("str", True),
+    },
     "update_profile": {
         "base_version": ("int", True),
         "name": ("str", False),
@@ -275,10 +279,12 @@ def _cancel_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
 def _repay_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     repayment = loans.repay_loan(
         uow=uow.savepoint(),
+        hasher=ctx.hasher,
         clock=ctx.clock,
         borrower_id=ctx.user_id,
         loan_id=_s(a, "loan_id"),
         amount_cents=a["amount_cents"],
+        pin=_s(a, "pin"),
         idempotency_key=ctx.key,
         channel="sync",
     )
@@ -307,12 +313,15 @@ def _top_up(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
 def _withdraw(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     _require_mpesa(ctx)
     with uow.savepoint() as inner:
-        request = mpesa.request_payout(
+        request = mpesa.withdraw(
             inner,
+            hasher=ctx.hasher,
             user_id=ctx.user_id,
+            pin=_s(a, "pin"),
             amount_cents=a["amount_cents"],
             idempotency_key=ctx.key,
             now=ctx.now,
+            channel="sync",
         )
         inner.commit()
     return Outcome("applied", entity_id=request.id)
@@ -333,10 +342,13 @@ def _set_preferences(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     # Client wins: the value pushed last is kept.
     mpesa.set_preferences(
         uow=uow.savepoint(),
+        hasher=ctx.hasher,
         clock=ctx.clock,
         user_id=ctx.user_id,
+        pin=_s(a, "pin"),
         disburse_to_mpesa=disburse,
         auto_payout=auto_payout,
+        channel="sync",
     )
     uow.sync.log_changes([(ctx.user_id, "preferences", ctx.user_id, "put")], ctx.now)
     return Outcome("applied", entity_id=ctx.user_id)

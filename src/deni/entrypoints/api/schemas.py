@@ -191,6 +191,17 @@ class RepayIn(Strict):
     amount_cents: Cents
 
 
+class PinnedAmountIn(Strict):
+    """Money that leaves the wallet at the member's word: the amount, proved with the PIN."""
+
+    amount_cents: Cents
+    pin: StrictStr = Field(examples=["4821"])
+
+    def without_pin(self) -> RepayIn:
+        """What an Idempotency-Key is matched against: the request, never the PIN."""
+        return RepayIn(amount_cents=self.amount_cents)
+
+
 class PartyOut(BaseModel):
     name: str
     phone: str

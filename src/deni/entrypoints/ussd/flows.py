@@ -436,13 +436,14 @@ def view_repay_wallet_pin(ctx: Ctx) -> Params:
 
 
 def submit_repay_wallet(ctx: Ctx, raw: str) -> Step:
-    _confirm_pin(ctx, raw)
     repayment = loans.repay_loan(
         uow=ctx.deni.uow(),
+        hasher=ctx.deni.hasher,
         clock=ctx.clock,
         borrower_id=ctx.user_id,
         loan_id=ctx.text("loan_id"),
         amount_cents=ctx.cents("amount"),
+        pin=require_pin(raw),
         idempotency_key=ctx.hop_key,
         channel=CHANNEL,
     )

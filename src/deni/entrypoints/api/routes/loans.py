@@ -18,8 +18,8 @@ from deni.entrypoints.api.schemas import (
     LoanRequestIn,
     MessageOut,
     PinIn,
+    PinnedAmountIn,
     QuoteOut,
-    RepayIn,
     RepayOut,
     TermsIn,
 )
@@ -220,17 +220,19 @@ def _close(
 
 @router.post("/{loan_id}/repay", response_model=RepayOut)
 def repay(
-    loan_id: LoanId, body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
+    loan_id: LoanId, body: PinnedAmountIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
 ) -> object:
-    """Borrower: pay from your wallet. Penalty first, then fee, then principal."""
+    """Borrower: pay from your wallet, with your PIN. Penalty first, then fee, then principal."""
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, RepayOut]:
         result = loans.repay_loan(
             uow=uows(),
+            hasher=deni.hasher,
             clock=deni.clock,
             borrower_id=user_id,
             loan_id=loan_id,
             amount_cents=body.amount_cents,
+            pin=body.pin,
             idempotency_key=key,
         )
         allocation = result.allocation
@@ -244,7 +246,12 @@ def repay(
         )
 
     return run_idempotent(
-        deni, scope=user_id, key=key, route=f"repay:{loan_id}", body=body, action=action
+        deni,
+        scope=user_id,
+        key=key,
+        route=f"repay:{loan_id}",
+        body=body.without_pin(),
+        action=action,
     )
 
 

@@ -7,14 +7,14 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, StrictBool
+from pydantic import BaseModel, Field, StrictBool, StrictStr
 
 from deni.bootstrap import Deni
 from deni.domain.errors import Conflict
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
 from deni.entrypoints.api.routes.loans import LoanId
-from deni.entrypoints.api.schemas import RepayIn, Strict
+from deni.entrypoints.api.schemas import PinnedAmountIn, RepayIn, Strict
 from deni.services import mpesa
 from deni.services.mpesa_ports import MpesaRequest, Purpose
 from deni.services.ports import LIST_PAGE_MAX, UnitOfWorkFactory
@@ -55,6 +55,7 @@ class MpesaRequestListOut(BaseModel):
 class PreferencesIn(Strict):
     disburse_to_mpesa: StrictBool | None = None
     auto_payout: StrictBool | None = None
+    pin: StrictStr = Field(description="Your PIN: these choices send money to M-PESA.")
 
 
 class PreferencesOut(BaseModel):
@@ -76,23 +77,38 @@ def _record(
     purpose: Purpose,
     loan_id: str | None,
 ) -> MpesaRequestOut:
+    """An STK push: M-PESA asks the member for their M-PESA PIN on the phone."""
     _require_mpesa(deni)
     now = deni.clock.now()
     with uows() as uow:
-        if purpose is Purpose.WITHDRAWAL:
-            request = mpesa.request_payout(
-                uow, user_id=user_id, amount_cents=amount_cents, idempotency_key=key, now=now
-            )
-        else:
-            request = mpesa.request_stk(
-                uow,
-                user_id=user_id,
-                amount_cents=amount_cents,
-                idempotency_key=key,
-                now=now,
-                purpose=purpose,
-                loan_id=loan_id,
-            )
+        request = mpesa.request_stk(
+            uow,
+            user_id=user_id,
+            amount_cents=amount_cents,
+            idempotency_key=key,
+            now=now,
+            purpose=purpose,
+            loan_id=loan_id,
+        )
+        uow.commit()
+    return MpesaRequestOut.of(request)
+
+
+def _withdraw(
+    deni: Deni, uows: UnitOfWorkFactory, user_id: str, key: str, body: PinnedAmountIn
+) -> MpesaRequestOut:
+    _require_mpesa(deni)
+    with uows() as uow:
+        request = mpesa.withdraw(
+            uow,
+            hasher=deni.hasher,
+            user_id=user_id,
+            pin=body.pin,
+            amount_cents=body.amount_cents,
+            idempotency_key=key,
+            now=deni.clock.now(),
+            channel="api",
+        )
         uow.commit()
     return MpesaRequestOut.of(request)
 
@@ -114,18 +130,16 @@ def top_up(body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -
 
 
 @router.post("/mpesa/withdrawals", status_code=202, response_model=MpesaRequestOut)
-def withdraw(body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -> object:
-    """Send wallet money to your M-PESA. It is held at once, and returns if the payout fails."""
+def withdraw(body: PinnedAmountIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -> object:
+    """Send wallet money to your M-PESA, with your PIN. It is held at once, and returns if the
+    payout fails."""
     return run_idempotent(
         deni,
         scope=user_id,
         key=key,
         route="mpesa_withdraw",
-        body=body,
-        action=lambda uows: (
-            202,
-            _record(deni, uows, user_id, key, body.amount_cents, Purpose.WITHDRAWAL, None),
-        ),
+        body=body.without_pin(),
+        action=lambda uows: (202, _withdraw(deni, uows, user_id, key, body)),
     )
 
 
@@ -167,10 +181,13 @@ def preferences(user_id: UserId, deni: DeniDep) -> PreferencesOut:
 
 @router.put("/mpesa/preferences", response_model=PreferencesOut)
 def set_preferences(body: PreferencesIn, user_id: UserId, deni: DeniDep) -> PreferencesOut:
+    """Change where your money goes on its own, with your PIN; what you leave out stays."""
     disburse, auto_payout = mpesa.set_preferences(
         uow=deni.uow(),
+        hasher=deni.hasher,
         clock=deni.clock,
         user_id=user_id,
+        pin=body.pin,
         disburse_to_mpesa=body.disburse_to_mpesa,
         auto_payout=body.auto_payout,
     )

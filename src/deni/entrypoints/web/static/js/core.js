@@ -104,7 +104,10 @@ export function syncSoon() {
 function editing() {
   const inputs = [...document.getElementById("view").querySelectorAll("input")];
   return inputs.some(
-    (input) => input.value !== input.defaultValue || input === document.activeElement,
+    (input) =>
+      input.value !== input.defaultValue ||
+      input.checked !== input.defaultChecked ||
+      input === document.activeElement,
   );
 }
 

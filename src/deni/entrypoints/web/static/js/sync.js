@@ -9,6 +9,9 @@ const PULL_PAGES_MAX = 200;
 const PULL_PAGE_ROWS = 500;
 const ACCESS_MARGIN_S = 30; // refresh this long before the access token runs out
 const TOKEN_REFUSALS = new Set(["token_expired", "unauthorized"]);
+// Mutations the server runs only with the member's PIN (docs/sync.md, section 4): money that
+// leaves the wallet, an approval, and where money goes on its own.
+export const NEEDS_PIN = new Set(["approve_loan", "repay_loan", "withdraw", "set_preferences"]);
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -109,8 +112,8 @@ export class Session {
   }
 }
 
-// One sync: push what is queued, then pull what changed. PINs for approvals live only in
-// `pins` (mutation id -> PIN), in memory, for as long as the page is open.
+// One sync: push what is queued, then pull what changed. The PINs of queued mutations that
+// need one live only in `pins` (mutation id -> PIN), in memory, for as long as the page is open.
 export class Syncer {
   constructor(store, session) {
     this.store = store;
@@ -174,13 +177,13 @@ export class Syncer {
     }
   }
 
-  // Oldest first, stopping at an approval whose PIN this page does not hold.
+  // Oldest first, stopping at a mutation that needs a PIN this page does not hold.
   #batch(queue) {
     const batch = [];
     for (const mutation of queue.sort((a, b) => a.id - b.id)) {
       if (mutation.status !== "queued") continue;
       if (batch.length === PUSH_MUTATIONS_MAX) break;
-      if (mutation.name === "approve_loan") {
+      if (NEEDS_PIN.has(mutation.name)) {
         const pin = this.pins.get(mutation.id);
         if (pin === undefined) break;
         batch.push({ id: mutation.id, name: mutation.name, args: { ...mutation.args, pin } });

@@ -3,7 +3,8 @@
 import { form, h, pinField } from "../dom.js";
 import { kes } from "../format.js";
 import { serverMessage, t } from "../i18n.js";
-import { act, app, date, describe, render, syncNow } from "../core.js";
+import { act, app, date, describe, render, requirePin, syncNow } from "../core.js";
+import { NEEDS_PIN } from "../sync.js";
 import { counterpart } from "./loan.js";
 
 export const OPEN_STATES = new Set(["requested", "approved", "disbursing", "active"]);
@@ -164,14 +165,17 @@ function refusedLine(mutation) {
 }
 
 function waitingLine(mutation) {
-  const needsPin = mutation.name === "approve_loan" && !app.syncer.pins.has(mutation.id);
+  const needsPin = NEEDS_PIN.has(mutation.name) && !app.syncer.pins.has(mutation.id);
   if (!needsPin) return h("li", {}, describe(mutation));
-  // The PIN is never stored: after a reload, an approval waits for it to be typed again.
+  // The PIN is never stored: after a reload, an approval, a repayment, a withdrawal or a
+  // change of M-PESA settings waits for it to be typed again.
+  const label = mutation.name === "approve_loan" ? "button.send_approval" : "button.send_queued";
   return h(
     "li",
     {},
     t("queue.needs_pin", { what: describe(mutation) }),
-    form([pinField(t("field.pin"))], t("button.send_approval"), async ({ pin }) => {
+    form([pinField(t("field.pin"))], t(label), async ({ pin }) => {
+      requirePin(pin);
       app.syncer.pins.set(mutation.id, pin);
       await syncNow();
       await render(); // the PIN field is filled in, so the sync did not redraw the screen

@@ -68,12 +68,15 @@ function loanActions(loan) {
           inputmode: "decimal",
           value: amountText(loan.owed_cents),
         }),
+        pinField(t("field.your_pin")),
       ],
       t("button.repay"),
-      async ({ amount }) => {
+      async ({ amount, pin }) => {
         const amountCents = parseKes(amount);
         if (amountCents === null) throw new Refused(t("error.amount"));
-        await act("repay_loan", { loan_id: loan.id, amount_cents: amountCents });
+        requirePin(pin);
+        // The PIN goes with the push from memory; the queued repayment never holds it.
+        await act("repay_loan", { loan_id: loan.id, amount_cents: amountCents }, { pin });
         go("#/home");
       },
     );
@@ -158,6 +161,7 @@ function lenderActions(loan) {
     [h("p", {}, t("loan.write_off_note")), pinField(t("field.your_pin"))],
     t("button.write_off", { amount: kes(loan.owed_cents) }),
     async ({ pin }) => {
+      requirePin(pin);
       await post("write-off", { pin });
       await syncNow();
       go("#/home");

@@ -1,6 +1,6 @@
 // Settings: language, M-PESA preferences, PIN, and the person's data rights.
 
-import { form, h, pinField } from "../dom.js";
+import { Refused, form, h, pinField } from "../dom.js";
 import { nairobiToday } from "../format.js";
 import { LANGUAGES, language, setLanguage, t } from "../i18n.js";
 import {
@@ -14,6 +14,8 @@ import {
   requirePin,
   twoPins,
 } from "../core.js";
+
+const PREFERENCES = ["disburse_to_mpesa", "auto_payout"];
 
 export async function settingsView() {
   const [[me], [preferences]] = await Promise.all([
@@ -51,13 +53,22 @@ export async function settingsView() {
         name: key,
         checked: Boolean(preferences?.[key]),
         disabled: !preferences,
-        onchange: async (event) => {
-          await act("set_preferences", { [key]: event.target.checked });
-          done(t("settings.saved"));
-        },
       }),
       ` ${label}`,
     );
+  // These send money to M-PESA without asking each time, so a change needs the PIN (held in
+  // memory until the push, never stored). Only what the person changed is sent.
+  const savePreferences = async (values) => {
+    const changed = {};
+    for (const key of PREFERENCES) {
+      const wanted = values[key] === "on";
+      if (wanted !== Boolean(preferences?.[key])) changed[key] = wanted;
+    }
+    if (Object.keys(changed).length === 0) throw new Refused(t("settings.unchanged"));
+    requirePin(values.pin);
+    await act("set_preferences", changed, { pin: values.pin });
+    done(t("settings.saved"));
+  };
   return h(
     "div",
     {},
@@ -66,8 +77,15 @@ export async function settingsView() {
       "section",
       { class: "card" },
       h("h2", {}, "M-PESA"),
-      toggle("disburse_to_mpesa", t("settings.disburse")),
-      toggle("auto_payout", t("settings.auto_payout")),
+      form(
+        [
+          toggle("disburse_to_mpesa", t("settings.disburse")),
+          toggle("auto_payout", t("settings.auto_payout")),
+          pinField(t("field.pin_to_save"), "mpesa_pin"),
+        ],
+        t("button.save"),
+        ({ mpesa_pin: pin, ...rest }) => savePreferences({ ...rest, pin }),
+      ),
     ),
     h(
       "section",

@@ -1,9 +1,9 @@
 // Money in and out through M-PESA, and the wallet's statement.
 
-import { Refused, field, form, h } from "../dom.js";
+import { Refused, field, form, h, pinField } from "../dom.js";
 import { kes, parseKes, shortTime } from "../format.js";
 import { language, t } from "../i18n.js";
-import { act, app, go, homeLink } from "../core.js";
+import { act, app, go, homeLink, requirePin } from "../core.js";
 
 const STATEMENT_LINES_SHOWN = 50;
 
@@ -12,18 +12,25 @@ export function moneyView(name) {
     top_up: ["field.top_up", "button.top_up", "money.top_up_note"],
     withdraw: ["field.withdraw", "button.withdraw", "money.withdraw_note"],
   }[name];
+  // A top-up is confirmed with the M-PESA PIN on the phone; a withdrawal with Deni's PIN,
+  // held in memory until the push and never stored.
+  const leaves = name === "withdraw";
   return () =>
     h(
       "div",
       {},
       h("p", {}, t(keys[2])),
       form(
-        [field(t(keys[0]), "amount", { inputmode: "numeric", required: true })],
+        [
+          field(t(keys[0]), "amount", { inputmode: "numeric", required: true }),
+          leaves ? pinField(t("field.your_pin")) : null,
+        ],
         t(keys[1]),
-        async ({ amount }) => {
+        async ({ amount, pin }) => {
           const amountCents = parseKes(amount, { wholeShillings: true });
           if (amountCents === null) throw new Refused(t("error.whole_shillings"));
-          await act(name, { amount_cents: amountCents });
+          if (leaves) requirePin(pin);
+          await act(name, { amount_cents: amountCents }, leaves ? { pin } : {});
           go("#/home");
         },
       ),

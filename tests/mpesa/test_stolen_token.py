@@ -1,0 +1,221 @@
+"""A stolen phone with a live session, or a stolen access token: no money leaves without the PIN.
+
+The thief holds a bearer token and nothing else. Every command that sends wallet money out (a
+withdrawal to M-PESA, a repayment, the settings that pay out to M-PESA on their own) and the
+lender's write-off asks for the PIN over REST and over a sync push; a wrong PIN counts towards
+the one lock every channel shares (USSD, REST, sync, sign-in).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from deni.domain.loans import Loan, LoanState
+from deni.domain.security import LOCK_FIRST
+from deni.domain.users import User
+from deni.services.mpesa_ports import MpesaPreferences
+from tests.helpers import lend
+from tests.mpesa.support import PIN, World
+
+GUESSES = ("0000", "1111", "9999")
+SECOND = timedelta(seconds=1)
+
+
+@dataclass
+class Victim:
+    user: User
+    owes: Loan  # active, the victim borrowed it
+    lent: Loan  # active, the victim lent it
+
+
+def _victim(world: World) -> Victim:
+    user, friend = world.user("Wanjiku Victim"), world.user("Otieno Friend")
+    world.fund(user, 2_000_00)
+    world.fund(friend, 2_000_00)
+    owes = lend(world.deni, lender=friend, borrower=user, approve_with_pin=PIN)
+    lent = lend(world.deni, lender=user, borrower=friend, approve_with_pin=PIN)
+    assert owes.state is LoanState.ACTIVE
+    assert lent.state is LoanState.ACTIVE
+    return Victim(user, owes, lent)
+
+
+def _books(world: World, victim: Victim) -> tuple[Any, ...]:
+    """Everything a thief could move or change: wallet, requests, loans, preferences."""
+    with world.deni.uow.read_only() as uow:
+        requests = uow.mpesa.list_requests(states=[], limit=50, user_id=victim.user.id)
+        loans = [uow.loans.get(victim.owes.id), uow.loans.get(victim.lent.id)]
+        preferences = uow.mpesa.preferences(victim.user.id)
+    owed = [(loan.state, loan.owed().total_cents) for loan in loans if loan is not None]
+    return world.balance(victim.user), len(requests), owed, preferences
+
+
+def _failed_attempts(world: World, user: User) -> int:
+    with world.deni.uow.read_only() as uow:
+        stored = uow.users.get(user.id)
+    assert stored is not None
+    return stored.failed_pin_attempts
+
+
+def _rest(world: World, victim: Victim, action: str, pin: str | None) -> httpx.Response:
+    """One of the victim's commands over REST with only the token, `pin` in the body (None:
+    no PIN at all)."""
+    loans = "/api/v1/loans"
+    owes, lent = victim.owes.id, victim.lent.id
+    method, path, body = {
+        "withdraw": ("POST", "/api/v1/mpesa/withdrawals", {"amount_cents": 500_00}),
+        "repay": ("POST", f"{loans}/{owes}/repay", {"amount_cents": 500_00}),
+        "write_off": ("POST", f"{loans}/{lent}/write-off", {}),
+        "preferences": ("PUT", "/api/v1/mpesa/preferences", {"auto_payout": True}),
+    }[action]
+    if pin is not None:
+        body = {**body, "pin": pin}
+    return world.http.request(method, path, json=body, headers=world.headers(victim.user))
+
+
+def _push(world: World, user: User, *mutations: tuple[str, dict[str, Any]]) -> list[Any]:
+    """A sync push from a device of the thief's: one new client id, mutations 1, 2, ..."""
+    body = {
+        "client_id": str(uuid.uuid4()),
+        "schema_version": 1,
+        "mutations": [
+            {"id": i, "name": name, "args": args} for i, (name, args) in enumerate(mutations, 1)
+        ],
+    }
+    answer = world.http.post("/api/v1/sync/push", json=body, headers=world.headers(user))
+    assert answer.status_code == 200, answer.text
+    return [(r["status"], r["code"]) for r in answer.json()["results"]]
+
+
+def _sync_mutations(victim: Victim, pin: str | None) -> list[tuple[str, dict[str, Any]]]:
+    with_pin = {} if pin is None else {"pin": pin}
+    return [
+        ("withdraw", {"amount_cents": 500_00, **with_pin}),
+        ("repay_loan", {"loan_id": victim.owes.id, "amount_cents": 500_00, **with_pin}),
+        ("set_preferences", {"auto_payout": True, **with_pin}),
+    ]
+
+
+def _ussd_withdraw(world: World, user: User, pin: str) -> str:
+    """*383#, 5 Wallet, 2 Withdraw, KES 100, the PIN: the last screen."""
+    session = f"ATUid_stolen_{uuid.uuid4().hex[:12]}"
+    screen = ""
+    for text in ("", "5", "5*2", "5*2*100", f"5*2*100*{pin}"):
+        form = {"sessionId": session, "serviceCode": "*383#", "phoneNumber": "+" + user.phone}
+        answer = world.http.post("/ussd", data={**form, "networkCode": "63902", "text": text})
+        assert answer.status_code == 200, answer.text
+        screen = answer.text
+    return screen
+
+
+def test_a_stolen_token_moves_no_money_over_rest_and_three_guesses_lock_every_channel(
+    world: World,
+) -> None:
+    victim = _victim(world)
+    thief = victim.user
+    before = _books(world, victim)
+
+    for action in ("withdraw", "repay", "write_off", "preferences"):
+        answer = _rest(world, victim, action, pin=None)
+        assert answer.status_code == 422, (action, answer.text)
+        assert answer.json()["error"]["code"] == "validation_failed"
+    assert _failed_attempts(world, thief) == 0  # no PIN is no guess
+
+    guessed = [
+        _rest(world, victim, action, pin=guess)
+        for action, guess in zip(("withdraw", "repay", "write_off"), GUESSES, strict=True)
+    ]
+    assert [(a.status_code, a.json()["error"]["code"]) for a in guessed] == [
+        (401, "wrong_pin"),
+        (401, "wrong_pin"),
+        (423, "account_locked"),  # the third wrong PIN, whichever command it came with
+    ]
+    assert _books(world, victim) == before
+
+    # Locked on every channel, even with the right PIN.
+    for action in ("withdraw", "repay", "write_off", "preferences"):
+        answer = _rest(world, victim, action, pin=PIN)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (423, "account_locked")
+    assert (
+        _push(world, thief, *_sync_mutations(victim, PIN)) == [("rejected", "account_locked")] * 3
+    )
+    login = world.http.post("/api/v1/auth/login", json={"phone": thief.phone, "pin": PIN})
+    assert login.status_code == 423
+    assert "Too many wrong PINs" in _ussd_withdraw(world, thief, PIN)
+    assert _books(world, victim) == before
+
+    world.clock.advance(LOCK_FIRST + SECOND)  # the owner, later, with the right PIN
+    answer = _rest(world, victim, "withdraw", pin=PIN)
+    assert answer.status_code == 202, answer.text
+    assert world.balance(thief) == before[0] - 500_00  # held for the payout
+    assert _failed_attempts(world, thief) == 0
+
+
+def test_a_stolen_token_moves_no_money_over_a_sync_push_and_locks_grow(world: World) -> None:
+    victim = _victim(world)
+    thief = victim.user
+    before = _books(world, victim)
+
+    assert (
+        _push(world, thief, *_sync_mutations(victim, pin=None))
+        == [("dead_letter", "invalid_args")] * 3
+    )
+    assert _failed_attempts(world, thief) == 0
+    guessed = [(name, {**args, "pin": guess}) for (name, args), guess in zip(
+        _sync_mutations(victim, pin=None), GUESSES, strict=True
+    )]  # fmt: skip
+    assert _push(world, thief, *guessed) == [
+        ("rejected", "wrong_pin"),
+        ("rejected", "wrong_pin"),
+        ("rejected", "account_locked"),
+    ]
+    assert _books(world, victim) == before
+    answer = _rest(world, victim, "withdraw", pin=PIN)  # the lock holds over REST too
+    assert (answer.status_code, answer.json()["error"]["code"]) == (423, "account_locked")
+
+    # Three more wrong PINs after the first lock lapses lock the account twice as long.
+    world.clock.advance(LOCK_FIRST + SECOND)
+    for guess in GUESSES:
+        _rest(world, victim, "repay", pin=guess)
+    world.clock.advance(LOCK_FIRST + SECOND)
+    assert _rest(world, victim, "repay", pin=PIN).status_code == 423
+    assert _books(world, victim) == before
+
+    world.clock.advance(LOCK_FIRST)  # the second lock, 2 x LOCK_FIRST, is over
+    assert _push(world, thief, *_sync_mutations(victim, PIN)) == [("applied", None)] * 3
+    balance, requests, owed, preferences = _books(world, victim)
+    assert balance == before[0] - 500_00 - 500_00  # held for the payout, and repaid
+    assert requests == before[1] + 1
+    assert owed[0][1] == before[2][0][1] - 500_00
+    assert preferences == MpesaPreferences(thief.id, True, True)
+
+
+def test_the_right_pin_moves_the_money_and_is_no_part_of_the_request(world: World) -> None:
+    victim = _victim(world)
+    owner = victim.user
+    headers = world.headers(owner)
+    body = {"amount_cents": 300_00, "pin": PIN}
+    first = world.http.post("/api/v1/mpesa/withdrawals", json=body, headers=headers)
+    assert first.status_code == 202, first.text
+    # The same Idempotency-Key with the PIN typed otherwise is the same request, answered as
+    # before: the PIN is no part of what the key is checked against, so none is kept.
+    again = world.http.post(
+        "/api/v1/mpesa/withdrawals", json={**body, "pin": "0000"}, headers=headers
+    )
+    assert again.status_code == 202
+    assert again.json() == first.json()
+    assert world.balance(owner) == 2_000_00 + 1_000_00 - 1_000_00 - 300_00
+
+    assert _rest(world, victim, "repay", pin=PIN).status_code == 200
+    written_off = _rest(world, victim, "write_off", pin=PIN)
+    assert written_off.json()["state"] == "written_off"
+    prefs = _rest(world, victim, "preferences", pin=PIN)
+    assert prefs.json() == {"disburse_to_mpesa": True, "auto_payout": True}
+    with world.deni.uow.read_only() as uow:
+        commands = [row.command for row in uow.audit.by_actor(owner.id, after_seq=0, limit=500)]
+    assert "set_preferences" in commands
+    assert "wrong_pin" not in commands
