@@ -169,7 +169,7 @@ def test_no_money_leaves_for_a_day_after_a_reset(
 
 
 def test_one_source_may_ask_only_so_often(
-    client: TestClient, deni: Deni, clock: ManualClock
+    client: TestClient, deni: Deni, clock: ManualClock, real_limits: None
 ) -> None:
     members = [api_user(client, deni) for _ in range(3)]
     for n in range(RESET_ASKS_PER_SOURCE_MAX):
