@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import Enum
@@ -322,5 +323,5 @@ def require_may_request(past: list[PastRequest], *, lender_id: str, now: datetim
             wait_s = (oldest + REQUEST_COUNT_WINDOW - now).total_seconds()
             raise TooManyRequests(
                 f"You asked {len(counted)} times in 24 hours, the most allowed. Try again later.",
-                retry_after_s=max(1, int(wait_s) + 1),
+                retry_after_s=max(1, math.ceil(wait_s)),
             )
