@@ -54,3 +54,21 @@ def test_trusted_proxies_are_checked_when_the_settings_load() -> None:
     assert Settings(trusted_proxies="10.0.0.0/8,192.0.2.1").trusted_proxies
     with pytest.raises(ValueError, match="does not appear to be an IPv4 or IPv6"):
         Settings(trusted_proxies="proxy.example.com")
+
+
+def test_deni_serve_keeps_uvicorn_from_believing_forwarded_headers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn trusts X-Forwarded-For from 127.0.0.1 by default and rewrites the client
+    address before Deni sees it; `deni serve` turns that off and reads the header itself."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from deni.entrypoints import cli
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
+    result = CliRunner().invoke(cli.app, ["serve", "--port", "8765"])
+    assert result.exit_code == 0, result.output
+    assert seen["proxy_headers"] is False
+    assert seen["forwarded_allow_ips"] == ""
