@@ -258,3 +258,16 @@ def test_one_address_signs_up_only_so_many_accounts_an_hour(client: TestClient) 
     refused = client.post("/api/v1/auth/register", json=body, headers=key())
     assert_error(refused, 429, "too_many_requests")
     assert int(refused.headers["Retry-After"]) == 3600
+
+
+def test_on_ussd_a_fourth_waiting_request_gets_a_reason_not_an_sms(
+    client: TestClient, deni: Deni
+) -> None:
+    borrower, lender = api_user(client, deni), api_user(client, deni)
+    for _ in range(OPEN_REQUESTS_TO_ONE_LENDER_MAX):
+        assert _ask_loan(client, borrower, lender).status_code == 201
+    phone = Phone(client, "0" + borrower.user.phone[3:])
+    phone.dial()
+    phone.send("1", "0" + lender.user.phone[3:], "1000", "30", "50", borrower.pin)
+    assert "wait for an answer" in phone.last, phone.last
+    assert _texts_to(deni, lender.user.phone) == OPEN_REQUESTS_TO_ONE_LENDER_MAX
