@@ -6,6 +6,7 @@ every `db`-using test on PostgreSQL as well. `.ci/run` does.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
@@ -23,13 +24,16 @@ from deni.adapters.db.migrate import seed, upgrade
 from deni.adapters.security import PepperedArgon2PinHasher
 from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
+from deni.domain import loans as domain_loans
 from deni.entrypoints.api.app import create_app
+from deni.services import limits
 
 POSTGRES_URL = os.environ.get("DENI_TEST_POSTGRES_URL")
 # 09:00 in Nairobi on a Thursday: far from midnight, so "today" is the same in UTC and EAT.
 START = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 TEST_HOPS_PER_MINUTE_MAX = 100_000
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+UNBOUNDED = 1_000_000
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +74,30 @@ def _truncate_postgres(url: str) -> None:
         connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     seed(engine)
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _abuse_limits_loose(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fixtures here sign many members up and in from one test client, and make many loans
+    between the same two members, within one frozen hour. The limits on that are tested with
+    their real figures by the tests that ask for `real_limits` (tests/api/test_abuse_limits.py)."""
+    if "real_limits" in request.fixturenames:
+        return
+    for name in (
+        "OPEN_REQUESTS_TO_ONE_LENDER_MAX",
+        "REQUESTS_TO_ONE_LENDER_PER_DAY_MAX",
+        "REQUESTS_PER_DAY_MAX",
+    ):
+        monkeypatch.setattr(domain_loans, name, UNBOUNDED)
+    for name in dir(limits):
+        value = getattr(limits, name)
+        if isinstance(value, limits.Limit):
+            monkeypatch.setattr(limits, name, dataclasses.replace(value, hits_max=UNBOUNDED))
+
+
+@pytest.fixture
+def real_limits() -> None:
+    """Ask for it to keep the production figures of every abuse limit."""
 
 
 @pytest.fixture(params=BACKENDS)

@@ -14,6 +14,7 @@ from deni.adapters.daraja.client import DarajaClient, DarajaConfig
 from deni.adapters.daraja.gateway import DarajaGateway
 from deni.adapters.db.engine import make_engine
 from deni.adapters.db.mpesa_repositories import SqlTokenStore
+from deni.adapters.db.session_gate import SqlSessionGate
 from deni.adapters.db.uow import SqlUnitOfWorkFactory
 from deni.adapters.db.ussd_reads import SqlUssdReads
 from deni.adapters.mpesa_requests_fake import RecordingMpesaRequests
@@ -30,6 +31,7 @@ from deni.services.ports import (
     MpesaGateway,
     MpesaRequests,
     PinHasher,
+    SessionGate,
     SessionStore,
     SmsQueue,
     SmsSender,
@@ -53,6 +55,7 @@ class Deni:
     sms_queue: SmsQueue
     mpesa_requests: MpesaRequests
     ussd_reads: UssdReads
+    session_gate: SessionGate
     # M-PESA through Daraja (issue #3): None unless DENI_MPESA=on.
     mpesa: MpesaDeps | None = None
 
@@ -87,6 +90,7 @@ def bootstrap(
         metrics=Metrics(),
         **_channel_adapters(settings, engine, clock),
         ussd_reads=SqlUssdReads(engine),
+        session_gate=SqlSessionGate(engine),
         mpesa=_mpesa(settings, engine, clock, mpesa_gateway),
     )
 

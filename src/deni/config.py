@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Long enough that JWT libraries accept it for local development; refused outside it.
@@ -50,6 +51,9 @@ class Settings(BaseSettings):
     # terminal dialer). Production refuses to start without one.
     ussd_token: str = ""
     ussd_allowed_ips: str = ""  # comma-separated; empty: any source
+    # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated);
+    # empty: none, every request's address is its TCP peer (entrypoints/gate.client_address).
+    trusted_proxies: str = ""
     # Hops that do work (replays of the same hop are free) per phone per minute; past it, END.
     ussd_hops_per_minute_max: int = Field(default=30, ge=1, le=1_000_000)
     session_store: Literal["memory", "sql", "redis"] = "memory"
@@ -138,6 +142,14 @@ class Settings(BaseSettings):
                 if value == PLACEHOLDER_SECRET or len(value) < 32:
                     raise ValueError(f"DENI_{name.upper()} must be a real secret of 32+ chars")
         return self
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        for part in (p.strip() for p in value.split(",")):
+            if part:
+                ipaddress.ip_network(part, strict=False)  # ValueError: refused at start
+        return value
 
     @property
     def callback_base(self) -> str:

@@ -115,7 +115,13 @@ def notifications(client: TestClient, who: ApiUser) -> list[dict[str, Any]]:
 
 
 def log_in_again(deni: Deni, *users: ApiUser) -> None:
-    """Fresh access tokens, after a test moved the clock past their 15 minutes."""
+    """Fresh access tokens, after a test moved the clock past their 15 minutes or ended the
+    sessions (a PIN reset): as signing in again would give."""
     for who in users:
-        token, _ = deni.tokens.issue(user_id=who.user.id, now=deni.clock.now())
+        with deni.uow.read_only() as uow:
+            current = uow.users.get(who.user.id)
+        assert current is not None
+        token, _ = deni.tokens.issue(
+            user_id=who.user.id, now=deni.clock.now(), session_epoch=current.session_epoch
+        )
         who.headers["Authorization"] = f"Bearer {token}"

@@ -215,7 +215,8 @@ def test_a_wrong_pin_is_refused_and_counted_but_nothing_else_is_written(
     with deni.uow.read_only() as uow:
         user = uow.users.get_by_phone("254722000111")
     assert user is not None
-    assert user.failed_pin_attempts == 1
+    # Counted against sign-in from the app and the API only: USSD's own count is untouched.
+    assert (user.remote_failed_pin_attempts, user.failed_pin_attempts) == (1, 0)
 
 
 def test_three_wrong_pins_lock_the_account_even_for_the_right_pin_until_the_period_ends(
@@ -225,13 +226,13 @@ def test_three_wrong_pins_lock_the_account_even_for_the_right_pin_until_the_peri
     assert_error(_login(client, "0722000111", "0000"), 401, "wrong_pin")
     assert_error(_login(client, "0722000111", "0001"), 401, "wrong_pin")
     locked = assert_error(_login(client, "0722000111", "0002"), 423, "account_locked")
-    assert "5 minutes" in locked["message"]
+    assert "15 minutes" in locked["message"]
     # Fail closed: the right PIN does not open a locked account, and guessing writes nothing.
     before = db_state(deni)
     assert_error(_login(client, "0722000111", "1234"), 423, "account_locked")
     assert_error(_login(client, "0722000111", "0003"), 423, "account_locked")
     assert_nothing_written(deni, before)
-    clock.advance(timedelta(minutes=5) - timedelta(seconds=1))
+    clock.advance(timedelta(minutes=15) - timedelta(seconds=1))
     assert_error(_login(client, "0722000111", "1234"), 423, "account_locked")
     clock.advance(timedelta(seconds=1))
     assert _login(client, "0722000111", "1234").status_code == 200
@@ -244,15 +245,16 @@ def test_the_lock_period_grows_on_the_second_lock(
     for pin in ("0000", "0001"):
         assert_error(_login(client, "0722000111", pin), 401, "wrong_pin")
     assert_error(_login(client, "0722000111", "0002"), 423, "account_locked")
-    clock.advance(timedelta(minutes=5))
-    # Locked again: this time for 10 minutes, not 5.
+    # A day later (so the day's cap of wrong PINs plays no part), locked again: for 30
+    # minutes, not 15.
+    clock.advance(timedelta(days=1))
     for pin in ("0000", "0001"):
         assert_error(_login(client, "0722000111", pin), 401, "wrong_pin")
     second = assert_error(_login(client, "0722000111", "0002"), 423, "account_locked")
-    assert "10 minutes" in second["message"]
-    clock.advance(timedelta(minutes=5))
+    assert "30 minutes" in second["message"]
+    clock.advance(timedelta(minutes=15))
     assert_error(_login(client, "0722000111", "1234"), 423, "account_locked")
-    clock.advance(timedelta(minutes=5) - timedelta(seconds=1))
+    clock.advance(timedelta(minutes=15) - timedelta(seconds=1))
     assert_error(_login(client, "0722000111", "1234"), 423, "account_locked")
     clock.advance(timedelta(seconds=1))
     assert _login(client, "0722000111", "1234").status_code == 200
@@ -273,7 +275,8 @@ def test_a_lock_is_announced_to_the_owner(client: TestClient, deni: Deni) -> Non
     for _ in range(3):
         _login(client, owner.user.phone, "0000")
     kinds = [n["kind"] for n in notifications(client, owner)]
-    assert kinds.count("pin_locked") == 1
+    # The remote lock's own message: it says USSD still works.
+    assert (kinds.count("pin_locked_remote"), kinds.count("pin_locked")) == (1, 0)
 
 
 def test_a_locked_account_refuses_pin_actions_but_keeps_its_session(
@@ -471,7 +474,8 @@ def test_change_pin_with_a_wrong_old_pin_is_refused_and_counts_towards_the_lock(
     client: TestClient, deni: Deni
 ) -> None:
     owner = api_user(client, deni)
-    before = db_state(deni, ignore=PIN_BOOKKEEPING)
+    # A lock earned inside a session ends every session (its refresh tokens are revoked).
+    before = db_state(deni, ignore=(*PIN_BOOKKEEPING, "refresh_tokens"))
     for attempt in range(3):
         response = client.post(
             CHANGE_PIN, json={"old_pin": "0000", "new_pin": "5678"}, headers=owner.with_key()
@@ -479,11 +483,13 @@ def test_change_pin_with_a_wrong_old_pin_is_refused_and_counts_towards_the_lock(
         if attempt < 2:
             assert_error(response, 401, "wrong_pin")
     assert_error(response, 423, "account_locked")
-    assert_nothing_written(deni, before, ignore=PIN_BOOKKEEPING)
+    assert_nothing_written(deni, before, ignore=(*PIN_BOOKKEEPING, "refresh_tokens"))
     with deni.uow.read_only() as uow:
         user = uow.users.get(owner.user.id)
     assert user is not None
     assert user.pin_hash == owner.user.pin_hash  # the PIN did not change
+    # Whoever held this session could not prove the PIN: the session is over.
+    assert_error(client.get(ME, headers=owner.headers), 401, "session_ended")
 
 
 def test_change_pin_refuses_a_malformed_new_pin(

@@ -368,11 +368,16 @@ def test_a_locked_lender_cannot_approve_even_with_the_right_pin(
         )
     third = _post(client, lender, loan["id"], "approve", {"pin": "0000"})
     assert_error(third, 423, "account_locked")
+    # Whoever held the session could not prove the PIN: it ended with the lock, and signing
+    # in again is refused until the lock's 15 minutes are over, even with the right PIN.
     before = db_state(deni)
     right = _post(client, lender, loan["id"], "approve", {"pin": lender.pin})
-    assert_error(right, 423, "account_locked")
+    assert_error(right, 401, "session_ended")
+    sign_in = {"phone": lender.user.phone, "pin": lender.pin}
+    assert_error(client.post("/api/v1/auth/login", json=sign_in), 423, "account_locked")
     assert_nothing_written(deni, before)
-    clock.advance(timedelta(minutes=5))
+    clock.advance(timedelta(minutes=15))
+    log_in_again(deni, lender, borrower)
     assert approve(client, lender, loan["id"])["state"] == "active"
 
 

@@ -72,9 +72,12 @@ def test_a_forgotten_pin_is_replaced_with_the_code_from_the_sms(
     assert answer.status_code == 200, answer.text
     assert _login(client, member, "9876").status_code == 200
     assert_error(_login(client, member, "1234"), 401, "wrong_pin")
-    # Every earlier session ended.
+    # Every earlier session ended: refresh tokens and access tokens alike, at once.
     stale = client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
     assert stale.status_code == 401
+    old_access = client.get("/api/v1/notifications", headers=member.headers)
+    assert_error(old_access, 401, "session_ended")
+    log_in_again(deni, member)
     notices = client.get("/api/v1/notifications", headers=member.headers).json()
     assert "pin_reset" in [n["kind"] for n in notices["notifications"]]
     # The code is a secret: it is in the SMS, and nowhere Deni keeps its notifications.
@@ -166,7 +169,7 @@ def test_no_money_leaves_for_a_day_after_a_reset(
 
 
 def test_one_source_may_ask_only_so_often(
-    client: TestClient, deni: Deni, clock: ManualClock
+    client: TestClient, deni: Deni, clock: ManualClock, real_limits: None
 ) -> None:
     members = [api_user(client, deni) for _ in range(3)]
     for n in range(RESET_ASKS_PER_SOURCE_MAX):
@@ -200,11 +203,12 @@ def test_a_lock_by_customer_care_stops_everything_even_a_reset(
     approving = client.post(
         f"/api/v1/loans/{loan['id']}/approve", json={"pin": "1234"}, headers=lender.with_key()
     )
-    assert_error(approving, 423, "locked_by_support")
+    assert_error(approving, 401, "session_ended")  # the thief's session ended with the lock
     _ask(client, lender.user.phone)
     assert len(_texts(deni, lender.user.phone)) == 1  # no new code went out
     assert_error(_confirm(client, lender, code), 401, "invalid_code")
 
     _support_lock(deni, lender, locked=False)
     assert _login(client, lender, "1234").status_code == 200
+    log_in_again(deni, lender)
     assert approve(client, lender, loan["id"])["state"] == "active"

@@ -165,12 +165,12 @@ def test_closing_erases_the_person_and_keeps_the_books(client: TestClient, deni:
     assert closed.phone != phone
     assert not closed.phone.isdigit()
     assert notes == []
-    # Gone for its owner: no login, no profile, no export; asking again changes nothing.
+    # Gone for its owner: no login, and the session it closed from ended with it.
     login = client.post("/api/v1/auth/login", json={"phone": phone, "pin": borrower.pin})
     assert_error(login, 401, "wrong_credentials")
-    assert_error(client.get("/api/v1/me", headers=borrower.headers), 404, "user_not_found")
-    assert_error(client.get(EXPORT, headers=borrower.headers), 404, "user_not_found")
-    assert _close(client, borrower).status_code == 200
+    assert_error(client.get("/api/v1/me", headers=borrower.headers), 401, "session_ended")
+    assert_error(client.get(EXPORT, headers=borrower.headers), 401, "session_ended")
+    assert_error(_close(client, borrower), 401, "session_ended")
     # The lender keeps the loan, the money and its history; the borrower is nobody now.
     kept = get_loan(client, lender, loan_id)
     assert kept["borrower"] == {"name": "Closed account", "phone": ""}

@@ -395,8 +395,9 @@ def test_wrong_pin_does_not_approve_and_three_lock(deni: Deni) -> None:
         approve(deni, lender, loan)
     assert stored(deni, loan).state is LoanState.REQUESTED
     assert wallet(deni, lender) == 50_000
-    assert "pin_locked" in kinds(deni, lender)
-    clock_of(deni).advance(timedelta(minutes=5))
+    # Approved through the API (the helper's channel): a remote lock, 15 minutes.
+    assert "pin_locked_remote" in kinds(deni, lender)
+    clock_of(deni).advance(timedelta(minutes=15))
     assert approve(deni, lender, loan).state is LoanState.ACTIVE
 
 

@@ -100,6 +100,7 @@ PARAMS: dict[str, dict[str, object]] = {
         "receipt": "SLK4H7QX2P",
     },
     "pin_locked": {"minutes": 120},
+    "pin_locked_remote": {"minutes": 1440},
     "pin_reset_code": {"code": "000000", "minutes": 10},
     "pin_reset": {"hours": 24},
     "payout_failed": {"amount_cents": BIG_ODD_CENTS},

@@ -17,6 +17,8 @@ JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "deni"
 # API processes on different machines may disagree on the time by this much.
 CLOCK_SKEW_S = 60
+# The user's session epoch when the token was issued (the API compares it with the stored one).
+SESSION_EPOCH_CLAIM = "sep"
 
 
 class PepperedArgon2PinHasher:
@@ -55,16 +57,21 @@ class JwtAccessTokens:
         self._secret = secret
         self._ttl_s = ttl_s
 
-    def issue(self, *, user_id: str, now: datetime) -> tuple[str, int]:
+    def issue(self, *, user_id: str, now: datetime, session_epoch: int = 0) -> tuple[str, int]:
+        assert session_epoch >= 0
         claims = {
             "sub": user_id,
             "iss": JWT_ISSUER,
             "iat": int(now.timestamp()),
             "exp": int((now + timedelta(seconds=self._ttl_s)).timestamp()),
+            SESSION_EPOCH_CLAIM: session_epoch,
         }
         return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM), self._ttl_s
 
     def verify(self, token: str, *, now: datetime) -> str:
+        return self.verify_session(token, now=now)[0]
+
+    def verify_session(self, token: str, *, now: datetime) -> tuple[str, int]:
         try:
             claims = jwt.decode(
                 token,
@@ -87,9 +94,12 @@ class JwtAccessTokens:
             raise Unauthorized("The access token has expired.", code="token_expired")
         if int(claims["iat"]) > now_s + CLOCK_SKEW_S:
             raise Unauthorized("The access token is from the future.", code="invalid_token")
-        subject = claims["sub"]
-        assert isinstance(subject, str)
-        return subject
+        # A token from before epochs existed is of epoch 0: good only while nothing has ended
+        # the user's sessions since, so nobody is signed out by the upgrade itself.
+        subject, epoch = claims["sub"], claims.get(SESSION_EPOCH_CLAIM, 0)
+        if not isinstance(subject, str) or type(epoch) is not int or epoch < 0:
+            raise Unauthorized("The access token is not valid.", code="invalid_token")
+        return subject, epoch
 
 
 class PlainPinHasher:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, Integer, Text, case, cast, delete, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from deni.adapters.db.engine import reading
@@ -35,6 +35,12 @@ REDIS_TIMEOUT_S = 0.5
 REDIS_ATTEMPTS = 2  # a connection Redis dropped is retried once, at once
 REDIS_CONNECTIONS_MAX = 1_024  # one per thread that calls the store
 REDIS_PREFIX = "deni:ussd:"
+REDIS_COUNTER_PREFIX = "deni:count:"  # plain integers, apart from the wrapped values
+_INCREMENT_SCRIPT = (
+    "local n = redis.call('INCR', KEYS[1]) "
+    "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+    "return n"
+)
 _UNTIL_END = "|"  # an ISO 8601 time never holds one
 
 # What a hop writes: key -> (value, ttl_s) to put, or None to delete.
@@ -95,6 +101,17 @@ class MemorySessionStore:
                     self._evict(now)
                 value, ttl_s = change
                 self._values[key] = (now + timedelta(seconds=ttl_s), value)
+
+    def increment(self, key: str, *, ttl_s: int, now: datetime) -> int:
+        _check(key, ttl_s)
+        with self._lock:
+            found = self._get(key, now)
+            count = int(found) + 1 if found is not None and found.isdigit() else 1
+            until = self._values[key][0] if found is not None else now + timedelta(seconds=ttl_s)
+            if key not in self._values and len(self._values) >= self._entries_max:
+                self._evict(now)
+            self._values[key] = (until, str(count))
+            return count
 
     def _get(self, key: str, now: datetime) -> str | None:
         found = self._values.get(key)
@@ -163,6 +180,29 @@ class SqlSessionStore:
                     set_={"value": value, "expires_at": expires_at},
                 )
                 connection.execute(statement)
+
+    def increment(self, key: str, *, ttl_s: int, now: datetime) -> int:
+        """One upsert that counts and answers (RETURNING): concurrent callers each see their
+        own count, on SQLite (one writer at a time) and PostgreSQL (the row lock) alike."""
+        _check(key, ttl_s)
+        s = ussd_sessions
+        dialect = postgresql if self._postgres else sqlite
+        live = s.c.expires_at > now
+        statement = dialect.insert(s).values(
+            key=key, value="1", expires_at=now + timedelta(seconds=ttl_s)
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[s.c.key],
+            set_={
+                "value": case(
+                    (live, cast(cast(s.c.value, Integer) + 1, Text)), else_=literal("1", Text)
+                ),
+                "expires_at": case((live, s.c.expires_at), else_=statement.excluded.expires_at),
+            },
+        ).returning(s.c.value)
+        with self._engine.begin() as connection:
+            value = connection.execute(statement).scalar_one()
+        return int(value)
 
     def purge_expired(self, *, now: datetime, batch: int = SQL_PURGE_BATCH) -> int:
         """Delete up to `batch` expired rows; the worker calls it now and then."""
@@ -236,6 +276,17 @@ class RedisSessionStore:
             commands.append(("SET", REDIS_PREFIX + key, f"{until}{_UNTIL_END}{value}", "EX", ttl_s))
         if commands:
             self._round_trip(commands)
+
+    def increment(self, key: str, *, ttl_s: int, now: datetime) -> int:
+        """INCR, and EXPIRE when it made the key, in one script: atomic, and a counter never
+        outlives its window. Redis' own clock lapses it; callers put their window in the key,
+        so the caller's `now` still decides which counter a hit lands in."""
+        _check(key, ttl_s)
+        (count,) = self._round_trip(
+            [("EVAL", _INCREMENT_SCRIPT, 1, REDIS_COUNTER_PREFIX + key, ttl_s)]
+        )
+        assert isinstance(count, int)
+        return count
 
     def close(self) -> None:
         with self._lock:

@@ -100,8 +100,17 @@ class InvalidResetCode(Unauthorized):
 
 
 class TooManyRequests(DomainError):
+    """A limit on how often something may be done; `retry_after_s` says when it may again."""
+
     code = "too_many_requests"
     kind = ErrorKind.TOO_MANY
+
+    def __init__(
+        self, message: str, *, retry_after_s: int | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, code=code)
+        assert retry_after_s is None or retry_after_s >= 1
+        self.retry_after_s = retry_after_s
 
 
 class SmsUnavailable(DomainError):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import Enum
 
-from deni.domain.errors import InvalidDueDate, InvalidTransition
+from deni.domain.errors import Conflict, InvalidDueDate, InvalidTransition, TooManyRequests
 from deni.domain.money import LOAN_MAX_CENTS, LOAN_MIN_CENTS, format_kes, require_cents
 from deni.domain.users import NAIROBI
 
@@ -278,3 +279,49 @@ def quote(terms: Terms, today: date) -> Quote:
 
 def require_repayment_amount(amount_cents: object) -> int:
     return require_cents(amount_cents, minimum_cents=1, maximum_cents=2 * LOAN_MAX_CENTS)
+
+
+# --- How often a borrower may ask ---------------------------------------------------------------
+# Each request sends the lender an SMS, so asking is bounded: a few open requests to any one
+# lender, and a few a day to any one lender and in all.
+OPEN_REQUESTS_TO_ONE_LENDER_MAX = 3
+REQUESTS_TO_ONE_LENDER_PER_DAY_MAX = 5
+REQUESTS_PER_DAY_MAX = 10
+REQUEST_COUNT_WINDOW = timedelta(hours=24)
+# How many of a borrower's recent requests a check reads: enough to decide every rule above.
+REQUESTS_READ_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class PastRequest:
+    lender_id: str
+    state: LoanState
+    requested_at: datetime
+
+
+def require_may_request(past: list[PastRequest], *, lender_id: str, now: datetime) -> None:
+    """Refuse a new request that would pass a bound; `past` are the borrower's requests made
+    within REQUEST_COUNT_WINDOW, and any still waiting for an answer, newest first."""
+    assert len(past) <= REQUESTS_READ_MAX
+    open_to_lender = [
+        p for p in past if p.lender_id == lender_id and p.state is LoanState.REQUESTED
+    ]
+    if len(open_to_lender) >= OPEN_REQUESTS_TO_ONE_LENDER_MAX:
+        raise Conflict(
+            f"You have {len(open_to_lender)} requests waiting for this lender: wait for an "
+            "answer, or cancel one.",
+            code="too_many_open_requests",
+        )
+    today = [p for p in past if now - p.requested_at < REQUEST_COUNT_WINDOW]
+    to_lender = [p for p in today if p.lender_id == lender_id]
+    for counted, most in (
+        (to_lender, REQUESTS_TO_ONE_LENDER_PER_DAY_MAX),
+        (today, REQUESTS_PER_DAY_MAX),
+    ):
+        if len(counted) >= most:
+            oldest = min(p.requested_at for p in counted)
+            wait_s = (oldest + REQUEST_COUNT_WINDOW - now).total_seconds()
+            raise TooManyRequests(
+                f"You asked {len(counted)} times in 24 hours, the most allowed. Try again later.",
+                retry_after_s=max(1, math.ceil(wait_s)),
+            )

@@ -1,4 +1,11 @@
-"""PIN rules: the format, how long wrong PINs lock an account, and resetting a forgotten PIN."""
+"""PIN rules: the format, how long wrong PINs lock an account, and resetting a forgotten PIN.
+
+Wrong PINs count in two places. On USSD the mobile network says which SIM dialled, so only
+the SIM's holder can guess there: three wrong in a row lock the whole account. Anywhere else
+(API sign-in, a PIN asked by a signed-in app) the guesser may know nothing but the number, so
+those guesses have a counter of their own: they lock only remote sign-in, never USSD, and at
+most REMOTE_WRONG_PINS_PER_DAY_MAX of them fit in any 24 hours.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +22,22 @@ LOCK_MAX = timedelta(hours=24)
 LOCK_DOUBLINGS_MAX = 10
 
 
+# Channels where the mobile network, not the caller, proves the SIM (Africa's Talking posts
+# the number that dialled). Every other channel is remote.
+SIM_PROVEN_CHANNELS = frozenset({"ussd"})
+REMOTE_PIN_ATTEMPTS_MAX = 3
+REMOTE_LOCK_FIRST = timedelta(minutes=15)
+REMOTE_LOCK_MAX = timedelta(hours=24)
+# A hard cap whatever the lock history: no more than this many wrong remote PINs in any
+# REMOTE_GUESS_WINDOW, so a stranger's odds stay small (docs/adr/0003).
+REMOTE_WRONG_PINS_PER_DAY_MAX = 6
+REMOTE_GUESS_WINDOW = timedelta(hours=24)
+
+
+def is_sim_proven(channel: str) -> bool:
+    return channel in SIM_PROVEN_CHANNELS
+
+
 def require_pin_format(pin: object) -> str:
     if not isinstance(pin, str) or len(pin) != PIN_DIGITS or not pin.isascii() or not pin.isdigit():
         raise InvalidPin(f"A PIN is exactly {PIN_DIGITS} digits.")
@@ -27,6 +50,20 @@ def lock_period(lock_count: int) -> timedelta:
     doublings = min(lock_count - 1, LOCK_DOUBLINGS_MAX)
     period: timedelta = LOCK_FIRST * (1 << doublings)
     return min(period, LOCK_MAX)
+
+
+def remote_lock_period(lock_count: int) -> timedelta:
+    """The n-th remote lock: 15 minutes, doubling, up to a day."""
+    assert lock_count >= 1
+    doublings = min(lock_count - 1, LOCK_DOUBLINGS_MAX)
+    period: timedelta = REMOTE_LOCK_FIRST * (1 << doublings)
+    return min(period, REMOTE_LOCK_MAX)
+
+
+def recent_wrong_pins(wrong_at: tuple[datetime, ...], now: datetime) -> tuple[datetime, ...]:
+    """The wrong remote PINs still inside the window, oldest first, at most the cap's worth."""
+    recent = tuple(t for t in wrong_at if now - t < REMOTE_GUESS_WINDOW)
+    return recent[-REMOTE_WRONG_PINS_PER_DAY_MAX:]
 
 
 def is_locked(locked_until: datetime | None, now: datetime) -> bool:

@@ -7,7 +7,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from deni.domain.errors import LockedBySupport, MoneyOnHold, ValidationFailed
-from deni.domain.security import PIN_ATTEMPTS_MAX, is_locked, lock_period, money_held_until
+from deni.domain.security import (
+    PIN_ATTEMPTS_MAX,
+    REMOTE_GUESS_WINDOW,
+    REMOTE_PIN_ATTEMPTS_MAX,
+    REMOTE_WRONG_PINS_PER_DAY_MAX,
+    is_locked,
+    is_sim_proven,
+    lock_period,
+    money_held_until,
+    recent_wrong_pins,
+    remote_lock_period,
+)
 
 LANGUAGES = ("en", "sw")
 NAME_CHARS_MAX = 60
@@ -78,6 +89,14 @@ class User:
     # Locked by customer care (a SIM swap reported, say): nothing works, not even a PIN reset,
     # until they unlock it.
     support_locked_at: datetime | None = None
+    # Part of every access token; raising it ends every session at once (sign out everywhere,
+    # a PIN change or reset, a lock, closing the account).
+    session_epoch: int = 0
+    # Wrong PINs from channels that do not prove the SIM (security.py): they lock only those.
+    remote_failed_pin_attempts: int = 0
+    remote_lock_count: int = 0
+    remote_locked_until: datetime | None = None
+    remote_wrong_pins_at: tuple[datetime, ...] = ()
 
     @property
     def is_closed(self) -> bool:
@@ -86,9 +105,20 @@ class User:
     def is_locked(self, now: datetime) -> bool:
         return is_locked(self.locked_until, now)
 
-    def record_wrong_pin(self, now: datetime) -> bool:
-        """Count a wrong PIN; the third in a row locks the account. Returns True if it locked."""
-        assert not self.is_locked(now)
+    def locked_until_for(self, channel: str, now: datetime) -> datetime | None:
+        """When PINs from this channel are heard again; None if they are now. A lock earned on
+        USSD (the SIM's holder guessing) stops every channel; a remote one only the remote."""
+        locks = [self.locked_until]
+        if not is_sim_proven(channel):
+            locks.append(self.remote_locked_until)
+        in_force = [until for until in locks if until is not None and is_locked(until, now)]
+        return max(in_force) if in_force else None
+
+    def record_wrong_pin(self, now: datetime, *, channel: str = "ussd") -> bool:
+        """Count a wrong PIN on its channel's counter. Returns True if it locked."""
+        assert self.locked_until_for(channel, now) is None
+        if not is_sim_proven(channel):
+            return self._record_wrong_remote_pin(now)
         self.failed_pin_attempts += 1
         if self.failed_pin_attempts < PIN_ATTEMPTS_MAX:
             return False
@@ -97,12 +127,37 @@ class User:
         self.locked_until = now + lock_period(self.lock_count)
         return True
 
+    def _record_wrong_remote_pin(self, now: datetime) -> bool:
+        """Three in a row lock remote sign-in for a growing period; the cap's worth within
+        the window locks it until the oldest of them leaves the window."""
+        recent = (*recent_wrong_pins(self.remote_wrong_pins_at, now), now)
+        self.remote_wrong_pins_at = recent[-REMOTE_WRONG_PINS_PER_DAY_MAX:]
+        self.remote_failed_pin_attempts += 1
+        capped = len(recent) >= REMOTE_WRONG_PINS_PER_DAY_MAX
+        if self.remote_failed_pin_attempts < REMOTE_PIN_ATTEMPTS_MAX and not capped:
+            return False
+        self.remote_lock_count += 1
+        self.remote_failed_pin_attempts = 0
+        until = now + remote_lock_period(self.remote_lock_count)
+        if capped:
+            until = max(until, self.remote_wrong_pins_at[0] + REMOTE_GUESS_WINDOW)
+        self.remote_locked_until = until
+        return True
+
+    def end_sessions(self) -> None:
+        """Every access token issued so far stops working (the caller revokes refresh tokens)."""
+        self.session_epoch += 1
+
     def reset_pin(self, pin_hash: str, now: datetime) -> None:
-        """A forgotten PIN replaced (the SMS code proved the SIM): unlocked now, but the lock
-        history stays, and money may not leave the wallet for a while (security.py)."""
+        """A forgotten PIN replaced (the SMS code proved the SIM): unlocked now on every
+        channel, but the lock history stays, and money may not leave the wallet for a while
+        (security.py). The wrong guesses before it no longer narrow down a PIN that changed."""
         self.pin_hash = pin_hash
         self.failed_pin_attempts = 0
         self.locked_until = None
+        self.remote_failed_pin_attempts = 0
+        self.remote_locked_until = None
+        self.remote_wrong_pins_at = ()
         self.pin_reset_at = now
 
     def require_money_may_leave(self, now: datetime) -> None:
@@ -117,7 +172,11 @@ class User:
     def money_may_leave(self, now: datetime) -> bool:
         return self.support_locked_at is None and money_held_until(self.pin_reset_at, now) is None
 
-    def record_right_pin(self) -> None:
-        # The growing lock period is kept: a right PIN after a lock does not forgive history.
+    def record_right_pin(self, *, channel: str = "ussd") -> None:
+        # The growing lock period is kept: a right PIN after a lock does not forgive history,
+        # and a right remote PIN leaves the day's wrong ones counted (they stay in the cap).
+        if not is_sim_proven(channel):
+            self.remote_failed_pin_attempts = 0
+            return
         self.failed_pin_attempts = 0
         self.locked_until = None

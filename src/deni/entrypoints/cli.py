@@ -87,6 +87,11 @@ def serve(
         workers=workers,
         log_config=None,
         access_log=False,
+        # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 (its default
+        # forwarded_allow_ips) and rewrite the client address: Deni reads the header itself,
+        # only from DENI_TRUSTED_PROXIES (entrypoints/gate.client_address).
+        proxy_headers=False,
+        forwarded_allow_ips="",
     )
 
 

@@ -50,6 +50,7 @@ NOTIFICATION_KINDS: frozenset[str] = frozenset(
         "overdue",
         "wallet_credited",
         "pin_locked",
+        "pin_locked_remote",
         "pin_reset_code",  # sent by SMS at once, never stored (the code is a secret)
         "pin_reset",
         "lender_reminder",

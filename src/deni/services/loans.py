@@ -18,7 +18,9 @@ from deni.domain.errors import (
 from deni.domain.ledger import EntryCode, wallet_account_id
 from deni.domain.loans import (
     FUNDING_TTL,
+    REQUEST_COUNT_WINDOW,
     REQUEST_TTL,
+    REQUESTS_READ_MAX,
     Allocation,
     Loan,
     LoanEvent,
@@ -28,6 +30,7 @@ from deni.domain.loans import (
     lapse_at,
     make_terms,
     quote,
+    require_may_request,
     require_repayment_amount,
     resolve_due_date,
 )
@@ -114,6 +117,11 @@ def request_loan(
     now = clock.now()
     with uow:
         borrower, lender = _borrower_and_lender(uow, borrower_id, lender_phone)
+        if loan_id is not None and (existing := uow.loans.get(loan_id)) is not None:
+            if existing.borrower_id != borrower.id:
+                raise Conflict("That loan id is taken.", code="loan_id_taken")
+            return existing  # the same request sent again: not a new one to count
+        _require_may_request(uow, borrower.id, lender.id, now)
         terms = make_terms(
             principal_cents=offer.principal_cents,
             fee_cents=offer.fee_cents,
@@ -161,13 +169,22 @@ def _borrower_and_lender(uow: UnitOfWork, borrower_id: str, lender_phone: str) -
     found = uow.users.find(ids=[borrower_id], phones=[phone])
     borrower = next((u for u in found if u.id == borrower_id), None)
     lender = next((u for u in found if u.phone == phone), None)
-    if borrower is None:
+    if borrower is None or borrower.is_closed:
         raise NotFound("No such user.", code="user_not_found")
     if lender is None:
         raise NotFound("Nobody with that phone number uses Deni.", code="user_not_found")
     if lender.id == borrower.id:
         raise SelfLending("You cannot lend to yourself.")
     return borrower, lender
+
+
+def _require_may_request(uow: UnitOfWork, borrower_id: str, lender_id: str, now: datetime) -> None:
+    """The borrower's row is locked first, so requests racing from two devices are counted
+    one after the other."""
+    uow.users.lock(borrower_id)
+    since = now - REQUEST_COUNT_WINDOW
+    past = uow.loans.requests_since(borrower_id, since=since, limit=REQUESTS_READ_MAX)
+    require_may_request(past, lender_id=lender_id, now=now)
 
 
 def _new_loan_code() -> str:

@@ -21,20 +21,18 @@ from deni.domain.errors import (
     InvalidResetCode,
     LockedBySupport,
     SmsUnavailable,
-    TooManyRequests,
 )
 from deni.domain.phone import normalise_msisdn
 from deni.domain.security import (
     MONEY_HOLD_AFTER_RESET,
-    RESET_ASKS_PER_SOURCE_MAX,
     RESET_CODE_DIGITS,
     RESET_CODE_TTL,
-    RESET_CODE_WINDOW,
     PinResetCode,
     require_pin_format,
 )
 from deni.domain.users import User
 from deni.i18n import render_notification
+from deni.services import limits
 from deni.services.common import audit, lock_member, notify, require_user
 from deni.services.ports import (
     Clock,
@@ -144,6 +142,7 @@ def _replace_pin(
     uow: UnitOfWork, hasher: PinHasher, user: User, new_pin: str, *, now: datetime, channel: str
 ) -> None:
     user.reset_pin(hasher.hash(new_pin), now)
+    user.end_sessions()
     uow.users.save(user, now)
     uow.tokens.revoke_all(user.id, now)
     hours = int(MONEY_HOLD_AFTER_RESET.total_seconds()) // 3600
@@ -166,15 +165,10 @@ def forget_expired_codes(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int
 
 
 def _count_ask(counters: SessionStore, source: str, now: datetime) -> None:
-    """A fixed window per source; read then written, so processes asking at the same moment
-    may let a few more through: a cost bound, not an exact count."""
-    window_s = int(RESET_CODE_WINDOW.total_seconds())
-    key = f"pin-reset-asks:{source[:64]}:{int(now.timestamp()) // window_s}"
-    [raw] = counters.get_many([key], now=now)
-    asked = int(raw) if raw is not None and raw.isdigit() else 0
-    if asked >= RESET_ASKS_PER_SOURCE_MAX:
-        raise TooManyRequests("Too many reset codes asked from here. Try again in an hour.")
-    counters.write({key: (str(asked + 1), 2 * window_s)}, now=now)
+    """Each ask may send an SMS Deni pays for: one source may ask only so often."""
+    limits.hit(
+        counters, limits.PIN_RESET_ASKS_PER_SOURCE_HOURLY, limits.source_subject(source), now=now
+    )
 
 
 def _code_hash(pepper: str, user_id: str, code: str) -> str:

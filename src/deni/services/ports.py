@@ -13,7 +13,7 @@ from typing import Protocol, Self
 
 from deni.domain.audit import ChainRow
 from deni.domain.ledger import Account, EntryDraft, Hold, HoldState, StoredEntry
-from deni.domain.loans import Loan, LoanState
+from deni.domain.loans import Loan, LoanState, PastRequest
 from deni.domain.security import PinResetCode
 from deni.domain.users import User
 from deni.services.mpesa_ports import (
@@ -45,15 +45,35 @@ class PinHasher(Protocol):
 
 
 class AccessTokens(Protocol):
-    """Short-lived bearer tokens (JWT in production)."""
+    """Short-lived bearer tokens (JWT in production). Each carries the user's session epoch
+    when it was issued; a token from an older epoch is a session that has ended."""
 
-    def issue(self, *, user_id: str, now: datetime) -> tuple[str, int]:
+    def issue(self, *, user_id: str, now: datetime, session_epoch: int = 0) -> tuple[str, int]:
         """Returns the token and its lifetime in seconds."""
         ...
 
     def verify(self, token: str, *, now: datetime) -> str:
         """Returns the user id; raises Unauthorized if the token is bad or expired."""
         ...
+
+    def verify_session(self, token: str, *, now: datetime) -> tuple[str, int]:
+        """Returns the user id and the session epoch the token was issued in."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStanding:
+    """What a request needs to know of its user: one primary-key read."""
+
+    session_epoch: int
+    closed: bool
+    support_locked: bool
+
+
+class SessionGate(Protocol):
+    """Read on every authenticated request, outside any unit of work, so it stays cheap."""
+
+    def standing(self, user_id: str) -> SessionStanding | None: ...
 
 
 class SmsSender(Protocol):
@@ -235,6 +255,11 @@ class LoanRepository(Protocol):
         ...
 
     def save(self, loan: Loan, now: datetime) -> None: ...
+
+    def requests_since(self, borrower_id: str, *, since: datetime, limit: int) -> list[PastRequest]:
+        """The borrower's requests made at or after `since`, and any still waiting for an
+        answer however old; newest first, at most `limit`."""
+        ...
 
     def list_for(
         self,
@@ -435,6 +460,13 @@ class SessionStore(Protocol):
 
     def write(self, changes: Mapping[str, tuple[str, int] | None], *, now: datetime) -> None:
         """Put each key's (value, ttl_s), or delete it where the change is None."""
+        ...
+
+    def increment(self, key: str, *, ttl_s: int, now: datetime) -> int:
+        """Add one to the counter `key` and return its new value, in one atomic step (two
+        processes counting at once both count). A counter that is missing or has lapsed
+        starts at 1 and lapses `ttl_s` later; counting does not extend it. A counter key is
+        only ever incremented, never read with `get`."""
         ...
 
 

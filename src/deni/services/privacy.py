@@ -177,6 +177,8 @@ def close_account(
             return
         check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
         _require_nothing_open(uow, user_id)
+        user.end_sessions()
+        uow.users.save(user, now)
         uow.users.close(user_id, now=now)
         audit(uow, actor_id=user_id, channel=channel, command="close_account", details={}, now=now)
         uow.commit()

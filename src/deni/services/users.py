@@ -18,7 +18,7 @@ from deni.domain.errors import (
     WrongPin,
 )
 from deni.domain.phone import mask_msisdn, normalise_msisdn
-from deni.domain.security import require_pin_format
+from deni.domain.security import is_sim_proven, require_pin_format
 from deni.domain.users import User, require_language, require_name
 from deni.services import ledger
 from deni.services.common import audit, lock_member, new_id, notify, require_user
@@ -27,6 +27,7 @@ from deni.services.ports import (
     Clock,
     PinHasher,
     RefreshToken,
+    SessionGate,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -86,26 +87,40 @@ def register_user(
 
 
 def check_pin(
-    uow: UnitOfWork, *, hasher: PinHasher, user: User, pin: object, now: datetime, channel: str
+    uow: UnitOfWork,
+    *,
+    hasher: PinHasher,
+    user: User,
+    pin: object,
+    now: datetime,
+    channel: str,
+    in_session: bool = True,
 ) -> None:
     """Prove the PIN inside the caller's transaction.
 
     A wrong PIN is committed before the error is raised, so the attempt counts even though the
     command fails. A locked account is refused without looking at the PIN (fail closed).
+    Wrong PINs count per channel kind (domain/security.py): on USSD, where the network proves
+    the SIM, they lock the account; elsewhere only remote sign-in. A lock ends every session,
+    unless the guesses came from outside any session (`in_session=False`, a sign-in): then the
+    guesser holds no session to end, and the owner's own must not end at a stranger's word.
     """
     if user.support_locked_at is not None:
         raise LockedBySupport
-    if user.is_locked(now):
-        raise AccountLocked(_locked_message(user, now))
+    if (until := user.locked_until_for(channel, now)) is not None:
+        raise AccountLocked(_locked_message(until, now))
     if isinstance(pin, str) and hasher.verify(pin, user.pin_hash):
         rehash = hasher.needs_rehash(user.pin_hash)
         if rehash:
             user.pin_hash = hasher.hash(pin)
-        if user.failed_pin_attempts or rehash:
-            user.record_right_pin()
+        counted = user.failed_pin_attempts or user.remote_failed_pin_attempts
+        if counted or rehash:
+            user.record_right_pin(channel=channel)
             uow.users.save(user, now)
         return
-    locked_now = user.record_wrong_pin(now)
+    locked_now = user.record_wrong_pin(now, channel=channel)
+    if locked_now and (in_session or is_sim_proven(channel)):
+        _end_sessions(uow, user, now)
     uow.users.save(user, now)
     audit(
         uow,
@@ -115,27 +130,35 @@ def check_pin(
         details={"locked": locked_now},
         now=now,
     )
+    until = user.locked_until_for(channel, now)
     if locked_now:
+        assert until is not None
         notify(
             uow,
             user=user,
-            kind="pin_locked",
-            params={"minutes": _locked_minutes(user, now)},
+            kind="pin_locked" if is_sim_proven(channel) else "pin_locked_remote",
+            params={"minutes": _minutes_until(until, now)},
             now=now,
         )
     uow.commit()
-    if locked_now:
-        raise AccountLocked(_locked_message(user, now))
+    if until is not None:
+        raise AccountLocked(_locked_message(until, now))
     raise WrongPin("Wrong PIN.")
 
 
-def _locked_minutes(user: User, now: datetime) -> int:
-    assert user.locked_until is not None
-    return max(1, -(-int((user.locked_until - now).total_seconds()) // 60))
+def _end_sessions(uow: UnitOfWork, user: User, now: datetime) -> None:
+    """Every access token stops at its next request, every refresh token now. The caller
+    saves the user."""
+    user.end_sessions()
+    uow.tokens.revoke_all(user.id, now)
 
 
-def _locked_message(user: User, now: datetime) -> str:
-    return f"Too many wrong PINs. Try again in {_locked_minutes(user, now)} minutes."
+def _minutes_until(until: datetime, now: datetime) -> int:
+    return max(1, -(-int((until - now).total_seconds()) // 60))
+
+
+def _locked_message(until: datetime, now: datetime) -> str:
+    return f"Too many wrong PINs. Try again in {_minutes_until(until, now)} minutes."
 
 
 def login(
@@ -156,13 +179,15 @@ def login(
         if user is None:
             # Same answer as a wrong PIN would give, so the API does not reveal who is registered.
             raise Unauthorized("Wrong phone number or PIN.", code="wrong_credentials")
-        check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
+        check_pin(
+            uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel, in_session=False
+        )
         refresh = _new_refresh_token(
             uow, user_id=user.id, family_id=new_id(), now=now, ttl_s=refresh_ttl_s
         )
         audit(uow, actor_id=user.id, channel=channel, command="login", details={}, now=now)
         uow.commit()
-    access, expires_in_s = tokens.issue(user_id=user.id, now=now)
+    access, expires_in_s = tokens.issue(user_id=user.id, now=now, session_epoch=user.session_epoch)
     return Session(user.id, access, expires_in_s, refresh)
 
 
@@ -189,6 +214,9 @@ def refresh_session(
             # too and still ask again within the grace.
             uow.tokens.replace(stored.id, replaced_by=token_id)
             stored = successor
+        user = uow.users.get(stored.user_id)
+        if user is None or user.is_closed or user.support_locked_at is not None:
+            raise Unauthorized("The refresh token is not valid.", code="invalid_refresh_token")
         uow.tokens.revoke(stored.id, now, replaced_by=token_id)
         refresh = _new_refresh_token(
             uow,
@@ -199,8 +227,52 @@ def refresh_session(
             token_id=token_id,
         )
         uow.commit()
-    access, expires_in_s = tokens.issue(user_id=stored.user_id, now=now)
+    access, expires_in_s = tokens.issue(
+        user_id=stored.user_id, now=now, session_epoch=user.session_epoch
+    )
     return Session(stored.user_id, access, expires_in_s, refresh)
+
+
+def require_live_session(*, gate: SessionGate, user_id: str, session_epoch: int) -> None:
+    """An access token speaks for its user only while the user's sessions have not ended
+    since it was issued, and the account is neither closed nor locked by support."""
+    standing = gate.standing(user_id)
+    if (
+        standing is None
+        or standing.closed
+        or standing.support_locked
+        or standing.session_epoch != session_epoch
+    ):
+        raise Unauthorized("This session has ended. Sign in again.", code="session_ended")
+
+
+def sign_out_everywhere(*, uow: UnitOfWork, clock: Clock, user_id: str, channel: str) -> None:
+    """Every access token and refresh token of this user stops working now."""
+    now = clock.now()
+    with uow:
+        user = require_user(uow, user_id, lock=True)
+        _end_sessions(uow, user, now)
+        uow.users.save(user, now)
+        audit(
+            uow,
+            actor_id=user.id,
+            channel=channel,
+            command="sign_out_everywhere",
+            details={},
+            now=now,
+        )
+        uow.commit()
+
+
+def log_out(*, uow: UnitOfWork, clock: Clock, refresh_token: str) -> None:
+    """This sign-in ends: its refresh token and every one swapped from it. Says nothing about
+    whether the token was known (an unknown or spent one changes nothing)."""
+    now = clock.now()
+    with uow:
+        stored = uow.tokens.lock_by_hash(_token_hash(refresh_token))
+        if stored is not None:
+            uow.tokens.revoke_family(stored.family_id, now)
+        uow.commit()
 
 
 def _unused_successor(uow: UnitOfWork, spent: RefreshToken, now: datetime) -> RefreshToken | None:
@@ -281,6 +353,7 @@ def _set_pin(
     uow: UnitOfWork, hasher: PinHasher, user: User, new_pin: str, *, now: datetime, channel: str
 ) -> None:
     user.pin_hash = hasher.hash(new_pin)
+    _end_sessions(uow, user, now)  # whoever knew the old PIN may hold one
     uow.users.save(user, now)
     audit(uow, actor_id=user.id, channel=channel, command="change_pin", details={}, now=now)
 
@@ -342,9 +415,9 @@ def set_support_lock(
         if user is None:
             raise NotFound("No member has this number.", code="user_not_found")
         user.support_locked_at = now if locked else None
-        uow.users.save(user, now)
         if locked:
-            uow.tokens.revoke_all(user.id, now)
+            _end_sessions(uow, user, now)
+        uow.users.save(user, now)
         command = "support_lock" if locked else "support_unlock"
         audit(
             uow,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -42,7 +43,8 @@ from deni.domain.ledger import (
     StoredEntry,
     balance_delta,
 )
-from deni.domain.loans import Loan, LoanState, Terms
+from deni.domain.loans import REQUESTS_READ_MAX, Loan, LoanState, PastRequest, Terms
+from deni.domain.security import REMOTE_WRONG_PINS_PER_DAY_MAX
 from deni.domain.users import User, shown_contact
 from deni.services.ports import LedgerTotals, NewEntry, RepaymentRecord, StatementLine
 
@@ -337,8 +339,24 @@ def _user_values(user: User) -> dict[str, Any]:
         "pin_reset_at": user.pin_reset_at,
         "closed_at": user.closed_at,
         "support_locked_at": user.support_locked_at,
+        "session_epoch": user.session_epoch,
+        "remote_failed_pin_attempts": user.remote_failed_pin_attempts,
+        "remote_lock_count": user.remote_lock_count,
+        "remote_locked_until": user.remote_locked_until,
+        "remote_wrong_pins_at": _unix_seconds_csv(user.remote_wrong_pins_at),
         "created_at": user.created_at,
     }
+
+
+def _unix_seconds_csv(times: Sequence[datetime]) -> str:
+    assert len(times) <= REMOTE_WRONG_PINS_PER_DAY_MAX
+    # Rounded up: a guess then stays in the window a fraction longer, never shorter.
+    return ",".join(str(math.ceil(at.timestamp())) for at in times)
+
+
+def _times_of_csv(text: str) -> tuple[datetime, ...]:
+    parts = [part for part in text.split(",") if part.isdigit()][-REMOTE_WRONG_PINS_PER_DAY_MAX:]
+    return tuple(datetime.fromtimestamp(int(part), UTC) for part in parts)
 
 
 def _user(row: Row[Any]) -> User:
@@ -355,6 +373,11 @@ def _user(row: Row[Any]) -> User:
         pin_reset_at=row.pin_reset_at,
         closed_at=row.closed_at,
         support_locked_at=row.support_locked_at,
+        session_epoch=row.session_epoch,
+        remote_failed_pin_attempts=row.remote_failed_pin_attempts,
+        remote_lock_count=row.remote_lock_count,
+        remote_locked_until=row.remote_locked_until,
+        remote_wrong_pins_at=_times_of_csv(row.remote_wrong_pins_at),
     )
 
 
@@ -722,6 +745,19 @@ class SqlLoanRepository:
             raise ConcurrentUpdate("The loan changed while you were acting on it; try again.")
         loan.version += 1
         log_changes(self._connection, _loan_changes(loan), now)
+
+    def requests_since(self, borrower_id: str, *, since: datetime, limit: int) -> list[PastRequest]:
+        assert 0 < limit <= REQUESTS_READ_MAX
+        c = t.loans.c
+        waiting = c.state == LoanState.REQUESTED.value
+        query = (
+            select(c.lender_id, c.state, c.requested_at)
+            .where(c.borrower_id == borrower_id, or_(c.requested_at >= since, waiting))
+            .order_by(c.requested_at.desc())
+            .limit(limit)
+        )
+        rows = self._connection.execute(query)
+        return [PastRequest(row.lender_id, LoanState(row.state), row.requested_at) for row in rows]
 
     def list_for(
         self,

@@ -69,6 +69,13 @@ users = Table(
     Column("pin_reset_at", UtcDateTime, nullable=True),  # migration 0008
     Column("closed_at", UtcDateTime, nullable=True),  # migration 0009
     Column("support_locked_at", UtcDateTime, nullable=True),  # migration 0010
+    # migration 0016: sessions that end with the account, remote wrong PINs apart from USSD's
+    Column("session_epoch", Integer, nullable=False, default=0, server_default="0"),
+    Column("remote_failed_pin_attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("remote_lock_count", Integer, nullable=False, default=0, server_default="0"),
+    Column("remote_locked_until", UtcDateTime, nullable=True),
+    # Unix seconds of the last wrong remote PINs, comma-separated (at most the day's cap).
+    Column("remote_wrong_pins_at", String(120), nullable=False, default="", server_default=""),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -173,6 +180,7 @@ loans = Table(
     CheckConstraint("fee_paid_cents <= fee_cents", name="fee_paid"),
     CheckConstraint("penalty_paid_cents <= penalty_charged_cents", name="penalty_paid"),
     Index("ix_loans_borrower_state", "borrower_id", "state"),
+    Index("ix_loans_borrower_requested", "borrower_id", "requested_at"),  # migration 0016
     Index("ix_loans_lender_state", "lender_id", "state"),
     Index("ix_loans_state_expires", "state", "expires_at"),
     Index("ix_loans_state_due", "state", "due_date"),

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deni.adapters.observability import render_metrics
 from deni.bootstrap import Deni
-from deni.domain.errors import DomainError, ErrorKind
+from deni.domain.errors import DomainError, ErrorKind, TooManyRequests
 from deni.domain.ledger import EntryCode
 from deni.domain.loans import LoanState
 from deni.entrypoints.api.errors import error_response
@@ -139,7 +139,10 @@ def _add_operations(app: FastAPI, deni: Deni) -> None:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     def domain_error(request: Request, error: DomainError) -> JSONResponse:
-        return error_response(STATUS_BY_KIND[error.kind], error.code, error.message)
+        response = error_response(STATUS_BY_KIND[error.kind], error.code, error.message)
+        if isinstance(error, TooManyRequests) and error.retry_after_s is not None:
+            response.headers["Retry-After"] = str(error.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

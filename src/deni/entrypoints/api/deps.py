@@ -9,6 +9,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from deni.bootstrap import Deni
 from deni.domain.errors import Unauthorized, ValidationFailed
+from deni.entrypoints.gate import client_address
+from deni.services import users
 
 IDEMPOTENCY_KEY_CHARS_MAX = 128
 _bearer = HTTPBearer(auto_error=False, description="A JWT from /api/v1/auth/login.")
@@ -23,13 +25,23 @@ def get_deni(request: Request) -> Deni:
 DeniDep = Annotated[Deni, Depends(get_deni)]
 
 
+def source_address(request: Request) -> str:
+    """Who sent the request, for limits: the peer, or behind a trusted proxy its client."""
+    return client_address(request)
+
+
+SourceAddress = Annotated[str, Depends(source_address)]
+
+
 def current_user_id(
     deni: DeniDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("Log in first: send 'Authorization: Bearer <token>'.")
-    return deni.tokens.verify(credentials.credentials, now=deni.clock.now())
+    user_id, epoch = deni.tokens.verify_session(credentials.credentials, now=deni.clock.now())
+    users.require_live_session(gate=deni.session_gate, user_id=user_id, session_epoch=epoch)
+    return user_id
 
 
 UserId = Annotated[str, Depends(current_user_id)]

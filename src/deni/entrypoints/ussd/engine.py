@@ -67,6 +67,8 @@ REASONS: Mapping[str, str] = {
     "invalid_phone_number": "ussd.err_phone",
     "invalid_due_date": "ussd.err_days_short",
     "invalid_amount": "ussd.err_amount_short",
+    "too_many_open_requests": "ussd.err_open_requests",
+    "too_many_requests": "ussd.err_asked_too_often",
 }
 log = structlog.get_logger(__name__)
 

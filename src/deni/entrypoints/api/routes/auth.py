@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header
 
 from deni.domain.money import format_kes
-from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId, idempotency_key
+from deni.entrypoints.api.deps import (
+    DeniDep,
+    IdempotencyKey,
+    SourceAddress,
+    UserId,
+    idempotency_key,
+)
 from deni.entrypoints.api.idempotency import run_idempotent
 from deni.entrypoints.api.schemas import (
     ChangePinIn,
@@ -22,7 +28,7 @@ from deni.entrypoints.api.schemas import (
     SessionOut,
     UserOut,
 )
-from deni.services import ledger, pin_reset, users
+from deni.services import ledger, limits, pin_reset, users
 from deni.services.ports import UnitOfWorkFactory
 from deni.services.users import Session
 
@@ -42,9 +48,12 @@ def _session_out(session: Session) -> SessionOut:
 def register(
     body: RegisterIn,
     deni: DeniDep,
+    source: SourceAddress,
     key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> object:
-    """Create an account with a Kenyan mobile number, a name, a 4-digit PIN and a language."""
+    """Create an account with a Kenyan mobile number, a name, a 4-digit PIN and a language.
+    At most 20 an hour from one address (`429`)."""
+    limits.limit_registration(deni.sessions, source=source, now=deni.clock.now())
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, UserOut]:
         user = users.register_user(
@@ -67,8 +76,11 @@ def register(
 
 
 @router.post("/auth/login", response_model=SessionOut)
-def login(body: LoginIn, deni: DeniDep) -> SessionOut:
-    """Exchange phone and PIN for a short-lived access token and a refresh token."""
+def login(body: LoginIn, deni: DeniDep, source: SourceAddress) -> SessionOut:
+    """Exchange phone and PIN for a short-lived access token and a refresh token. At most 100
+    tries an hour from one address and 20 for one number (`429`); wrong PINs here lock only
+    sign-in from the app and the API, never USSD, and at most 6 fit in any 24 hours."""
+    limits.limit_login(deni.sessions, source=source, phone=body.phone, now=deni.clock.now())
     session = users.login(
         uow=deni.uow(),
         hasher=deni.hasher,
@@ -95,7 +107,7 @@ def refresh(body: RefreshIn, deni: DeniDep) -> SessionOut:
 
 
 @router.post("/auth/pin-reset", status_code=202, response_model=MessageOut)
-def ask_pin_reset(body: PinResetIn, request: Request, deni: DeniDep) -> MessageOut:
+def ask_pin_reset(body: PinResetIn, deni: DeniDep, source: SourceAddress) -> MessageOut:
     """Forgot your PIN? A 6-digit code goes by SMS to the number, if it is on Deni. The answer
     is the same either way; at most 3 codes an hour, each good for 10 minutes, and at most 10
     asks an hour from one address (`429 too_many_requests`)."""
@@ -106,7 +118,7 @@ def ask_pin_reset(body: PinResetIn, request: Request, deni: DeniDep) -> MessageO
         clock=deni.clock,
         pepper=deni.settings.pin_pepper,
         phone=body.phone,
-        source=request.client.host if request.client else "",
+        source=source,
     )
     return MessageOut(
         message="If this number is on Deni, a reset code is on its way by SMS "
@@ -115,9 +127,11 @@ def ask_pin_reset(body: PinResetIn, request: Request, deni: DeniDep) -> MessageO
 
 
 @router.post("/auth/pin-reset/confirm", response_model=EmptyOut)
-def confirm_pin_reset(body: PinResetConfirmIn, deni: DeniDep) -> EmptyOut:
+def confirm_pin_reset(body: PinResetConfirmIn, deni: DeniDep, source: SourceAddress) -> EmptyOut:
     """The code from the SMS and a new PIN. Every session ends (log in again), and for your
-    safety no money can leave the wallet for 24 hours (`423 money_on_hold` until then)."""
+    safety no money can leave the wallet for 24 hours (`423 money_on_hold` until then). At
+    most 30 tries an hour from one address and 10 for one number (`429`)."""
+    limits.limit_code_check(deni.sessions, source=source, phone=body.phone, now=deni.clock.now())
     pin_reset.finish_pin_reset(
         uow=deni.uow(),
         hasher=deni.hasher,
@@ -145,7 +159,8 @@ def me(user_id: UserId, deni: DeniDep) -> MeOut:
 
 @router.post("/me/pin", response_model=EmptyOut)
 def change_pin(body: ChangePinIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -> object:
-    """Change your PIN; the old one must be right (wrong ones count towards the lock)."""
+    """Change your PIN; the old one must be right (wrong ones count towards the lock). Every
+    session ends, this one too (`401 session_ended`): sign in again with the new PIN."""
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, EmptyOut]:
         users.change_pin(
@@ -161,3 +176,20 @@ def change_pin(body: ChangePinIn, user_id: UserId, deni: DeniDep, key: Idempoten
     return run_idempotent(
         deni, scope=user_id, key=key, route="change_pin", body=body, action=action
     )
+
+
+@router.post("/auth/logout", response_model=EmptyOut)
+def logout(body: RefreshIn, deni: DeniDep) -> EmptyOut:
+    """End this sign-in: its refresh token, and every one swapped from it, stop working. The
+    access token in hand lapses within 15 minutes; forget it. The answer is the same for a
+    token that was never valid. To end every session at once: `/me/sign-out-everywhere`."""
+    users.log_out(uow=deni.uow(), clock=deni.clock, refresh_token=body.refresh_token)
+    return EmptyOut()
+
+
+@router.post("/me/sign-out-everywhere", response_model=EmptyOut)
+def sign_out_everywhere(user_id: UserId, deni: DeniDep) -> EmptyOut:
+    """End every session of yours, on every device, this one included: every access token
+    and refresh token stops working at once (`401 session_ended`). Sign in again after."""
+    users.sign_out_everywhere(uow=deni.uow(), clock=deni.clock, user_id=user_id, channel="api")
+    return EmptyOut()

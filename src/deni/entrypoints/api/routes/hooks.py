@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from deni.bootstrap import Deni
 from deni.entrypoints.api.errors import error_response
 from deni.entrypoints.api.inbox_writer import InboxWriter
-from deni.entrypoints.gate import secret_matches, source_allowed
+from deni.entrypoints.gate import client_address, secret_matches, source_allowed
 from deni.entrypoints.worker import MpesaWorker
 from deni.services.mpesa import MpesaDeps
 from deni.services.mpesa_callbacks import Received, store_callback, validate_c2b
@@ -92,7 +92,7 @@ async def hook(request: Request) -> JSONResponse:
     if not source_allowed(request, deni.settings.callback_allowed_ips):
         log.warning("mpesa.hook_source_refused", kind=kind)
         return error_response(403, "forbidden", "Forbidden")
-    source_ip = request.client.host if request.client else ""
+    source_ip = client_address(request)
     raw = (await request.body())[:BODY_MAX_BYTES]
     writer = getattr(request.app.state, "inbox_writer", None)
     try:

@@ -1,0 +1,169 @@
+"""Abuse limits: how often one source address, or one phone number or account, may do a thing
+that costs Deni (an SMS, a PIN hash) or narrows down a secret (a PIN, a code).
+
+One mechanism for all of them: a counter per (limit, subject, fixed window) in the session
+store (services/ports.SessionStore: memory, SQL or Redis, the same as USSD sessions), counted
+with one atomic `increment` before the work is done, so the limit holds while the request is
+read and across API processes sharing the store. The hit that goes past the limit is refused
+with `429 too_many_requests` and the seconds to the window's end; refused hits count too, so
+hammering does not help. A fixed window lets up to twice a limit through around its edge; the
+figures below allow for that.
+
+Subjects are hashed into the key, so a key is short whatever the input, and the store never
+holds a phone number or an address in clear. An IPv6 source counts by its /64: one host
+usually holds a whole /64, and one limit per address in it would be no limit at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass
+from datetime import datetime
+
+from deni.domain.errors import InvalidPhoneNumber, TooManyRequests
+from deni.domain.phone import normalise_msisdn
+from deni.domain.security import RESET_ASKS_PER_SOURCE_MAX
+from deni.services.ports import SessionStore
+
+HOUR_S = 3600
+KEY_PREFIX = "lim:"
+SUBJECT_DIGEST_CHARS = 24  # 96 bits: two subjects sharing a counter by chance never happens
+NAME_CHARS_MAX = 16
+SUBJECT_CHARS_MAX = 256  # input past this is cut before hashing (it is garbage anyway)
+IPV6_PREFIX_BITS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    name: str  # part of every counter key
+    hits_max: int  # per window; the next one is refused
+    window_s: int
+    message: str
+
+    def __post_init__(self) -> None:
+        assert 0 < len(self.name) <= NAME_CHARS_MAX
+        assert ":" not in self.name
+        assert self.hits_max >= 1
+        assert 0 < self.window_s <= 24 * HOUR_S
+
+
+# Signing in. The PIN guesses themselves are capped per account by the remote PIN lock
+# (domain/security.py); these bound the argon2 work and spraying many numbers from one place.
+LOGIN_PER_SOURCE_HOURLY = Limit("login-src", 100, HOUR_S, "Too many sign-ins from here.")
+LOGIN_PER_PHONE_HOURLY = Limit("login-phone", 20, HOUR_S, "Too many sign-ins to this number.")
+# Creating accounts (each may later cost SMS), and asking for a registration code by SMS.
+# A number registers once (then `409 already_registered`), so sign-ups count per source only.
+REGISTER_PER_SOURCE_HOURLY = Limit("reg-src", 20, HOUR_S, "Too many sign-ups from here.")
+REGISTRATION_CODE_PER_SOURCE_HOURLY = Limit(
+    "regcode-src", 10, HOUR_S, "Too many codes asked from here."
+)
+REGISTRATION_CODE_PER_PHONE_HOURLY = Limit(
+    "regcode-phone", 3, HOUR_S, "Too many codes sent to this number."
+)
+# Asking for a PIN-reset code (the number itself has its own cap of codes, domain/security.py).
+PIN_RESET_ASKS_PER_SOURCE_HOURLY = Limit(
+    "reset-src", RESET_ASKS_PER_SOURCE_MAX, HOUR_S, "Too many reset codes asked from here."
+)
+# Trying a code sent by SMS (PIN reset, registration): each code also dies after 3 wrong tries.
+CODE_CHECKS_PER_SOURCE_HOURLY = Limit("code-src", 30, HOUR_S, "Too many codes tried from here.")
+CODE_CHECKS_PER_PHONE_HOURLY = Limit(
+    "code-phone", 10, HOUR_S, "Too many codes tried for this number."
+)
+
+
+def hit(counters: SessionStore, limit: Limit, subject: str, *, now: datetime) -> None:
+    """Count one hit of `limit` for `subject`; refuse it if it is one too many."""
+    now_s = int(now.timestamp())
+    window = now_s // limit.window_s
+    key = f"{KEY_PREFIX}{limit.name}:{_digest(subject)}:{window}"
+    count = counters.increment(key, ttl_s=limit.window_s, now=now)
+    if count > limit.hits_max:
+        retry_after_s = max(1, (window + 1) * limit.window_s - now_s)
+        minutes = -(-retry_after_s // 60)
+        raise TooManyRequests(
+            f"{limit.message} Try again in {minutes} minutes.", retry_after_s=retry_after_s
+        )
+
+
+def source_subject(address: str) -> str:
+    """What a source address counts as: itself, or its /64 for IPv6."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:SUBJECT_CHARS_MAX]
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, IPV6_PREFIX_BITS), strict=False))
+    return str(parsed)
+
+
+def phone_subject(phone: object) -> str:
+    """One number however it is written; what is not a number counts as what was sent."""
+    text = phone if isinstance(phone, str) else repr(phone)
+    try:
+        return normalise_msisdn(text[:SUBJECT_CHARS_MAX])
+    except InvalidPhoneNumber:
+        return "raw:" + text[:SUBJECT_CHARS_MAX]
+
+
+def limit_pair(
+    counters: SessionStore,
+    per_source: Limit,
+    per_phone: Limit,
+    *,
+    source: str,
+    phone: object,
+    now: datetime,
+) -> None:
+    """The common shape: the caller's address first, then the number acted on. A refusal by
+    the source does not count against the number (a crowd cannot use it up for its owner)."""
+    hit(counters, per_source, source_subject(source), now=now)
+    hit(counters, per_phone, phone_subject(phone), now=now)
+
+
+def limit_login(counters: SessionStore, *, source: str, phone: object, now: datetime) -> None:
+    limit_pair(
+        counters,
+        LOGIN_PER_SOURCE_HOURLY,
+        LOGIN_PER_PHONE_HOURLY,
+        source=source,
+        phone=phone,
+        now=now,
+    )
+
+
+def limit_registration(counters: SessionStore, *, source: str, now: datetime) -> None:
+    hit(counters, REGISTER_PER_SOURCE_HOURLY, source_subject(source), now=now)
+
+
+def limit_registration_code_request(
+    counters: SessionStore, *, source: str, phone: object, now: datetime
+) -> None:
+    """For the route that sends a registration code by SMS: call before sending."""
+    limit_pair(
+        counters,
+        REGISTRATION_CODE_PER_SOURCE_HOURLY,
+        REGISTRATION_CODE_PER_PHONE_HOURLY,
+        source=source,
+        phone=phone,
+        now=now,
+    )
+
+
+def limit_code_check(counters: SessionStore, *, source: str, phone: object, now: datetime) -> None:
+    """For every route that checks a code sent by SMS (PIN reset, registration): call before
+    comparing the code."""
+    limit_pair(
+        counters,
+        CODE_CHECKS_PER_SOURCE_HOURLY,
+        CODE_CHECKS_PER_PHONE_HOURLY,
+        source=source,
+        phone=phone,
+        now=now,
+    )
+
+
+def _digest(subject: str) -> str:
+    return hashlib.sha256(subject.encode()).hexdigest()[:SUBJECT_DIGEST_CHARS]
