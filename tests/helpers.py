@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 from fastapi.testclient import TestClient
 
+from deni.adapters.sms import DatabaseSmsOutbox
 from deni.bootstrap import Deni
 from deni.domain.loans import Loan
+from deni.domain.phone import normalise_msisdn
 from deni.domain.users import User
 from deni.services import ledger, loans, payments, users
 
@@ -37,8 +39,15 @@ def next_receipt() -> str:
 
 
 def register(
-    deni: Deni, *, name: str = "Test User", pin: str = "1234", language: str = "en"
+    deni: Deni,
+    *,
+    name: str = "Test User",
+    pin: str = "1234",
+    language: str = "en",
+    phone_proven: bool = True,
 ) -> User:
+    """A member, made through the service as USSD makes one: the number proven unless asked
+    otherwise (an account made online before numbers were proven)."""
     return users.register_user(
         uow=deni.uow(),
         hasher=deni.hasher,
@@ -47,6 +56,7 @@ def register(
         name=name,
         pin=pin,
         language=language,
+        phone_proven=phone_proven,
     )
 
 
@@ -88,17 +98,40 @@ def api_user(
     pin: str = "1234",
     language: str = "en",
 ) -> ApiUser:
-    """Register through the API and log in; returns the bearer headers."""
+    """Register through the API (asking for the code by SMS first) and log in; returns the
+    bearer headers."""
     phone = next_phone()
+    body = {"phone": phone, "name": name, "pin": pin, "language": language}
     response = client.post(
-        "/api/v1/auth/register",
-        json={"phone": phone, "name": name, "pin": pin, "language": language},
+        "/api/v1/auth/register", json={**body, "code": registration_code(client, deni, phone)}
     )
     assert response.status_code == 201, response.text
     login = client.post("/api/v1/auth/login", json={"phone": phone, "pin": pin})
     assert login.status_code == 200, login.text
     user = users.get_user(uow_factory=deni.uow, user_id=response.json()["id"])
     return ApiUser(user, pin, {"Authorization": f"Bearer {login.json()['access_token']}"})
+
+
+def sms_texts(deni: Deni, phone: str) -> list[str]:
+    """What the fake SMS gateway "sent" to this number, newest first."""
+    assert isinstance(deni.sms, DatabaseSmsOutbox)
+    return [m.body for m in deni.sms.messages(phone=normalise_msisdn(phone))]
+
+
+def sms_code(deni: Deni, phone: str) -> str:
+    """The 6-digit code in the newest SMS the fake gateway "sent" to this number."""
+    texts = sms_texts(deni, phone)
+    assert texts, f"no SMS to {phone}"
+    codes = re.findall(r"(?<!\d)\d{6}(?!\d)", texts[0])
+    assert len(codes) == 1, texts[0]
+    return str(codes[0])
+
+
+def registration_code(client: TestClient, deni: Deni, phone: str) -> str:
+    """Ask for the code that proves `phone` (POST /auth/register/code) and read it from the SMS."""
+    asked = client.post("/api/v1/auth/register/code", json={"phone": phone})
+    assert asked.status_code == 202, asked.text
+    return sms_code(deni, phone)
 
 
 def lend(

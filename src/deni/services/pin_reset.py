@@ -5,7 +5,8 @@ strangers to learn), and at most a few codes go to one number an hour. The code 
 as an HMAC under the server's pepper, is void after a few wrong tries or ten minutes, and
 works once. A reset unlocks the account, ends every session, tells the owner by SMS, and holds
 money in the wallet for a day (domain/security.py): an SMS code proves the SIM, and a swapped
-SIM would prove it too.
+SIM would prove it too. Proving the SIM proves the number: an account made before numbers were
+proven is proven by a reset (services/phone_proof.py).
 """
 
 from __future__ import annotations
@@ -65,12 +66,12 @@ def start_pin_reset(
     `source` is who asks (an IP address): it may ask only so often, whatever the number."""
     msisdn = normalise_msisdn(phone)
     now = clock.now()
-    _count_ask(counters, source, now)
+    count_code_ask(counters, purpose="pin-reset", source=source, now=now)
     with uow:
         user = lock_member(uow, msisdn)
         if user is None or user.support_locked_at is not None:
             return
-        reset = uow.pin_resets.lock(user.id) or PinResetCode(user.id, window_started_at=now)
+        reset = uow.pin_resets.lock(user.id) or PinResetCode(user_id=user.id, window_started_at=now)
         if not reset.may_send(now):
             log.info("pin_reset_codes_used_up")
             return
@@ -141,6 +142,7 @@ def _replace_pin(
     uow: UnitOfWork, hasher: PinHasher, user: User, new_pin: str, *, now: datetime, channel: str
 ) -> None:
     user.reset_pin(hasher.hash(new_pin), now)
+    user.prove_phone(now)  # the SIM's holder, and only they, now holds the PIN too
     uow.users.save(user, now)
     uow.tokens.revoke_all(user.id, now)
     hours = int(MONEY_HOLD_AFTER_RESET.total_seconds()) // 3600
@@ -148,15 +150,20 @@ def _replace_pin(
     audit(uow, actor_id=user.id, channel=channel, command="reset_pin", details={}, now=now)
 
 
-def _count_ask(counters: SessionStore, source: str, now: datetime) -> None:
-    """A fixed window per source; read then written, so processes asking at the same moment
-    may let a few more through: a cost bound, not an exact count."""
+CODE_PURPOSES = ("pin-reset", "phone-code")
+
+
+def count_code_ask(counters: SessionStore, *, purpose: str, source: str, now: datetime) -> None:
+    """Asks for codes by SMS from one source (an IP address): a fixed window per source and
+    purpose; read then written, so processes asking at the same moment may let a few more
+    through: a cost bound, not an exact count."""
+    assert purpose in CODE_PURPOSES, purpose
     window_s = int(RESET_CODE_WINDOW.total_seconds())
-    key = f"pin-reset-asks:{source[:64]}:{int(now.timestamp()) // window_s}"
+    key = f"{purpose}-asks:{source[:64]}:{int(now.timestamp()) // window_s}"
     [raw] = counters.get_many([key], now=now)
     asked = int(raw) if raw is not None and raw.isdigit() else 0
     if asked >= RESET_ASKS_PER_SOURCE_MAX:
-        raise TooManyRequests("Too many reset codes asked from here. Try again in an hour.")
+        raise TooManyRequests("Too many codes asked from here. Try again in an hour.")
     counters.write({key: (str(asked + 1), 2 * window_s)}, now=now)
 
 

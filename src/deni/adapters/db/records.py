@@ -12,7 +12,7 @@ from deni.adapters.db import tables as t
 from deni.adapters.db.sync_tables import log_changes
 from deni.adapters.db.upsert import insert_or_nothing
 from deni.domain.audit import chain_hash
-from deni.domain.security import PinResetCode
+from deni.domain.security import PhoneCode, PinResetCode
 from deni.services.ports import (
     AuditRecord,
     IdempotentResponse,
@@ -427,3 +427,53 @@ class SqlPinResetRepository:
             self._connection.execute(
                 t.pin_reset_codes.insert().values(user_id=code.user_id, **values)
             )
+
+
+class SqlPhoneCodeRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def lock(self, phone: str) -> PhoneCode | None:
+        c = t.phone_codes.c
+        query = select(t.phone_codes).where(c.phone == phone).with_for_update()
+        row = self._connection.execute(query).first()
+        if row is None:
+            return None
+        return PhoneCode(
+            phone=row.phone,
+            window_started_at=row.window_started_at,
+            sent_in_window=row.sent_in_window,
+            code_hash=row.code_hash,
+            expires_at=row.expires_at,
+            attempts=row.attempts,
+        )
+
+    def lock_or_add(self, phone: str, now: datetime) -> PhoneCode:
+        """Made first if missing, so two first asks for one number queue on its row."""
+        fresh = {
+            "phone": phone,
+            "attempts": 0,
+            "sent_in_window": 0,
+            "window_started_at": now,
+            "updated_at": now,
+        }
+        add = insert_or_nothing(self._connection, t.phone_codes, fresh, conflict_columns=["phone"])
+        self._connection.execute(add)
+        found = self.lock(phone)
+        assert found is not None
+        return found
+
+    def save(self, code: PhoneCode, now: datetime) -> None:
+        c = t.phone_codes.c
+        values = {
+            "code_hash": code.code_hash,
+            "expires_at": code.expires_at,
+            "attempts": code.attempts,
+            "sent_in_window": code.sent_in_window,
+            "window_started_at": code.window_started_at,
+            "updated_at": now,
+        }
+        updated = self._connection.execute(
+            update(t.phone_codes).where(c.phone == code.phone).values(values)
+        )
+        assert updated.rowcount == 1, "lock the number's row first"

@@ -69,6 +69,7 @@ users = Table(
     Column("pin_reset_at", UtcDateTime, nullable=True),  # migration 0008
     Column("closed_at", UtcDateTime, nullable=True),  # migration 0009
     Column("support_locked_at", UtcDateTime, nullable=True),  # migration 0010
+    Column("phone_proven_at", UtcDateTime, nullable=True),  # migration 0014
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -78,6 +79,20 @@ pin_reset_codes = Table(
     "pin_reset_codes",
     metadata,
     Column("user_id", ID, ForeignKey("users.id"), primary_key=True),
+    Column("code_hash", String(64), nullable=True),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("sent_in_window", Integer, nullable=False, default=0),
+    Column("window_started_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# The code that proves a phone number, hashed; one row per number that ever asked, whether or
+# not anyone on Deni has it, so a number's hourly count holds (migration 0014).
+phone_codes = Table(
+    "phone_codes",
+    metadata,
+    Column("phone", String(12), primary_key=True),
     Column("code_hash", String(64), nullable=True),
     Column("expires_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),

@@ -15,14 +15,16 @@ from deni.entrypoints.api.schemas import (
     LoginIn,
     MeOut,
     MessageOut,
+    PhoneConfirmIn,
     PinResetConfirmIn,
     PinResetIn,
     RefreshIn,
+    RegisterCodeIn,
     RegisterIn,
     SessionOut,
     UserOut,
 )
-from deni.services import ledger, pin_reset, users
+from deni.services import ledger, phone_proof, pin_reset, users
 from deni.services.ports import UnitOfWorkFactory
 from deni.services.users import Session
 
@@ -38,20 +40,50 @@ def _session_out(session: Session) -> SessionOut:
     )
 
 
+def _source(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+@router.post("/auth/register/code", status_code=202, response_model=MessageOut)
+def ask_register_code(body: RegisterCodeIn, request: Request, deni: DeniDep) -> MessageOut:
+    """Step one of opening an account: a 6-digit code goes by SMS to the number, which proves
+    the number is yours. The answer is the same whether or not the number is on Deni (a number
+    with a confirmed account gets no SMS). At most 3 codes an hour per number, each good for 10
+    minutes, and at most 10 asks an hour from one address (`429 too_many_requests`)."""
+    phone_proof.ask_registration_code(
+        uow=deni.uow(),
+        sms=deni.sms,
+        counters=deni.sessions,
+        clock=deni.clock,
+        pepper=deni.settings.pin_pepper,
+        phone=body.phone,
+        source=_source(request),
+        language=body.language,
+    )
+    return MessageOut(
+        message="If this number can open a Deni account, a code is on its way by SMS "
+        "(at most 3 codes an hour). Already on Deni? Sign in instead."
+    )
+
+
 @router.post("/auth/register", status_code=201, response_model=UserOut)
 def register(
     body: RegisterIn,
     deni: DeniDep,
     key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> object:
-    """Create an account with a Kenyan mobile number, a name, a 4-digit PIN and a language."""
+    """Step two: the code from the SMS, a name, a 4-digit PIN and a language. Without a code,
+    `422 phone_code_required`; a wrong, late or used one is `401 phone_code_invalid` (3 wrong
+    tries void it). A number held by an account that never proved it is taken from it."""
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, UserOut]:
-        user = users.register_user(
+        user = phone_proof.register_with_code(
             uow=uows(),
             hasher=deni.hasher,
             clock=deni.clock,
+            pepper=deni.settings.pin_pepper,
             phone=body.phone,
+            code=body.code,
             name=body.name,
             pin=body.pin,
             language=body.language,
@@ -106,7 +138,7 @@ def ask_pin_reset(body: PinResetIn, request: Request, deni: DeniDep) -> MessageO
         clock=deni.clock,
         pepper=deni.settings.pin_pepper,
         phone=body.phone,
-        source=request.client.host if request.client else "",
+        source=_source(request),
     )
     return MessageOut(
         message="If this number is on Deni, a reset code is on its way by SMS "
@@ -161,3 +193,34 @@ def change_pin(body: ChangePinIn, user_id: UserId, deni: DeniDep, key: Idempoten
     return run_idempotent(
         deni, scope=user_id, key=key, route="change_pin", body=body, action=action
     )
+
+
+@router.post("/me/phone/code", status_code=202, response_model=MessageOut)
+def ask_phone_code(user_id: UserId, request: Request, deni: DeniDep) -> MessageOut:
+    """An account made before numbers were proven (`phone_proven: false`) asks for a code by
+    SMS to its number. `409 phone_already_proven` once proven; the limits of
+    `/auth/register/code` apply."""
+    phone_proof.ask_own_code(
+        uow=deni.uow(),
+        sms=deni.sms,
+        counters=deni.sessions,
+        clock=deni.clock,
+        pepper=deni.settings.pin_pepper,
+        user_id=user_id,
+        source=_source(request),
+    )
+    return MessageOut(message="A code is on its way to your number by SMS.")
+
+
+@router.post("/me/phone/confirm", response_model=UserOut)
+def confirm_phone(body: PhoneConfirmIn, user_id: UserId, deni: DeniDep) -> UserOut:
+    """The code from the SMS proves your number: you may lend and borrow. A wrong, late or used
+    code is `401 phone_code_invalid` (3 wrong tries void it). Confirming again changes nothing."""
+    user = phone_proof.prove_own_phone(
+        uow=deni.uow(),
+        clock=deni.clock,
+        pepper=deni.settings.pin_pepper,
+        user_id=user_id,
+        code=body.code,
+    )
+    return UserOut.of(user)
