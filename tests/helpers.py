@@ -119,7 +119,8 @@ def sms_texts(deni: Deni, phone: str) -> list[str]:
 
 
 def sms_code(deni: Deni, phone: str) -> str:
-    """The 6-digit code in the newest SMS the fake gateway "sent" to this number."""
+    """The 6-digit code in the newest SMS the fake gateway "sent" to this number (messages
+    sent at the same instant have no order: move the clock between them)."""
     texts = sms_texts(deni, phone)
     assert texts, f"no SMS to {phone}"
     codes = re.findall(r"(?<!\d)\d{6}(?!\d)", texts[0])
