@@ -34,7 +34,7 @@ def _register(
     name: str = "Amina Njeri",
     **extra: str,
 ) -> dict[str, object]:
-    code = registration_code(client, deni, phone)
+    code = registration_code(deni, phone)
     body = {"phone": phone, "code": code, "name": name, "pin": pin, **extra}
     response = client.post(REGISTER, json=body)
     assert response.status_code == 201, response.text

@@ -27,7 +27,6 @@ from tests.helpers import (
     api_user,
     fund,
     next_phone,
-    registration_code,
     sms_code,
     sms_texts,
     wallet_cents,
@@ -59,6 +58,11 @@ def _ask(client: TestClient, phone: str) -> dict[str, str]:
     assert response.status_code == 202, response.text
     answer: dict[str, str] = response.json()
     return answer
+
+
+def _code_by_http(client: TestClient, deni: Deni, phone: str) -> str:
+    _ask(client, phone)
+    return sms_code(deni, phone)
 
 
 def _register(client: TestClient, phone: str, code: str | None, **extra: str) -> httpx.Response:
@@ -124,20 +128,20 @@ def test_a_code_is_void_after_three_wrong_guesses_and_after_ten_minutes(
     client: TestClient, deni: Deni, clock: ManualClock
 ) -> None:
     victim = next_phone()
-    code = registration_code(client, deni, victim)
+    code = _code_by_http(client, deni, victim)
     for _ in range(RESET_CODE_ATTEMPTS_MAX):
         assert_error(_register(client, victim, _wrong(code)), 401, "phone_code_invalid")
     assert_error(_register(client, victim, code), 401, "phone_code_invalid")  # void now
 
     clock.advance(timedelta(seconds=1))
-    late = registration_code(client, deni, victim)
+    late = _code_by_http(client, deni, victim)
     clock.advance(RESET_CODE_TTL + timedelta(seconds=1))
     assert_error(_register(client, victim, late), 401, "phone_code_invalid")
 
 
 def test_a_malformed_name_or_pin_costs_no_try(client: TestClient, deni: Deni) -> None:
     phone = next_phone()
-    code = registration_code(client, deni, phone)
+    code = _code_by_http(client, deni, phone)
     for _ in range(RESET_CODE_ATTEMPTS_MAX + 1):
         assert_error(_register(client, phone, code, pin="12a4"), 422, "invalid_pin")
         assert_error(_register(client, phone, code, name="x"), 422, "invalid_name")
@@ -184,7 +188,7 @@ def test_the_owner_registers_after_an_attacker_asked_for_codes(
         _ask(client, owner)
         assert_error(_register(client, owner, "000000"), 401, "phone_code_invalid")
         clock.advance(timedelta(seconds=1))  # so the owner's SMS is the newest
-    answer = _register(client, owner, registration_code(client, deni, owner))
+    answer = _register(client, owner, _code_by_http(client, deni, owner))
     assert answer.status_code == 201, answer.text
     assert answer.json()["phone_proven"] is True
     assert client.post(LOGIN, json={"phone": owner, "pin": "2468"}).status_code == 200
@@ -344,7 +348,7 @@ def test_a_proven_account_keeps_its_number_even_against_a_code(
     before the code came back: the number stays with it."""
     number = next_phone()
     squatter = _legacy(client, deni, phone=number, name="First Comer")
-    code = registration_code(client, deni, number)
+    code = _code_by_http(client, deni, number)
     ussd.claim_number(
         uow=deni.uow(),
         hasher=deni.hasher,

@@ -180,7 +180,7 @@ def test_closing_erases_the_person_and_keeps_the_books(client: TestClient, deni:
     assert verify_audit_log(uow_factory=deni.uow).problems == []
     # The number is free: its owner (or whoever has it next) can join again, from nothing.
     body = {"phone": phone, "name": "Achieng O.", "pin": "2468"}
-    code = registration_code(client, deni, phone)
+    code = registration_code(deni, phone)
     again = client.post("/api/v1/auth/register", json={**body, "code": code})
     assert again.status_code == 201, again.text
     assert again.json()["id"] != borrower.user.id
