@@ -43,7 +43,7 @@ from deni.domain.security import (
     RESET_CODE_WINDOW,
     RESET_CODES_PER_WINDOW_MAX,
 )
-from deni.services import users, ussd
+from deni.services import phone_proof, users, ussd
 from deni.services.sms import send_pending_sms
 
 ASK = "/api/v1/auth/register/code"
@@ -362,3 +362,21 @@ def test_a_proven_account_keeps_its_number_even_against_a_code(
     assert client.post(LOGIN, json={"phone": number, "pin": "1357"}).status_code == 200
     log_in_again(deni, squatter)
     assert balance(client, squatter) == 0
+
+
+def test_strangers_numbers_are_forgotten_once_their_codes_can_do_nothing(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    stranger, later = next_phone(), next_phone()
+    _ask(client, stranger)
+
+    def kept() -> set[str]:
+        with deni.engine.connect() as connection:
+            return set(connection.execute(select(tables.phone_codes.c.phone)).scalars())
+
+    assert phone_proof.prune_codes(uow_factory=deni.uow, clock=clock) == 0  # its hour runs
+    clock.advance(RESET_CODE_WINDOW - timedelta(minutes=5))
+    _ask(client, later)
+    clock.advance(timedelta(minutes=5))
+    assert phone_proof.prune_codes(uow_factory=deni.uow, clock=clock) == 1
+    assert kept() == {normalise_msisdn(later)}  # its code still works for a few minutes

@@ -15,7 +15,7 @@ import structlog
 
 from deni.adapters.sessions import SqlSessionStore
 from deni.bootstrap import Deni
-from deni.services import reminders, sms, sync_pull
+from deni.services import phone_proof, reminders, sms, sync_pull
 
 log = structlog.get_logger(__name__)
 STOP_WAIT_S = 10.0
@@ -47,12 +47,13 @@ class Housekeeper:
                 deni.sessions.purge_expired(now=deni.clock.now())
             pruned = sync_pull.prune_change_log(uow_factory=deni.uow, clock=deni.clock)
             forgotten = sync_pull.prune_mutation_results(uow_factory=deni.uow, clock=deni.clock)
+            codes = phone_proof.prune_codes(uow_factory=deni.uow, clock=deni.clock)
         except Exception:
             # One failed sweep (a lock timeout, a unique clash with another process) must not
             # end the thread: the next run picks up whatever this one missed.
             log.exception("housekeeping_failed")
             return None
-        if report.expired or report.reminders or report.funded or pruned or forgotten:
+        if report.expired or report.reminders or report.funded or pruned or forgotten or codes:
             log.info(
                 "housekeeping",
                 expired=report.expired,
@@ -60,6 +61,7 @@ class Housekeeper:
                 funded=report.funded,
                 change_log_pruned=pruned,
                 mutation_results_pruned=forgotten,
+                phone_codes_pruned=codes,
             )
         return report
 

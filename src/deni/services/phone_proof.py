@@ -34,16 +34,32 @@ from deni.domain.errors import (
     TooManyRequests,
 )
 from deni.domain.phone import mask_msisdn, normalise_msisdn
-from deni.domain.security import RESET_CODE_DIGITS, RESET_CODE_TTL, PhoneCode, require_pin_format
+from deni.domain.security import (
+    RESET_CODE_DIGITS,
+    RESET_CODE_TTL,
+    RESET_CODE_WINDOW,
+    PhoneCode,
+    require_pin_format,
+)
 from deni.domain.users import User, require_language, require_name
 from deni.i18n import render_notification
 from deni.services.common import audit, lock_member, require_user
 from deni.services.pin_reset import count_code_ask
-from deni.services.ports import Clock, PinHasher, SessionStore, SmsNotSent, SmsSender, UnitOfWork
+from deni.services.ports import (
+    Clock,
+    PinHasher,
+    SessionStore,
+    SmsNotSent,
+    SmsSender,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from deni.services.users import add_member
 
 log = structlog.get_logger(__name__)
 PURPOSE = "phone-code"
+PRUNE_BATCH = 5_000
+PRUNE_BATCHES_PER_RUN_MAX = 10
 # One answer for a wrong, late, used or never-sent code.
 _INVALID_CODE = "The code is wrong or no longer valid. Ask for a new one."
 
@@ -176,6 +192,23 @@ def prove_by_ussd_pin(uow: UnitOfWork, user: User, *, now: datetime) -> None:
     and its holder knows the account's PIN, so whoever made the account holds the SIM."""
     if not user.phone_proven:
         _mark_proven(uow, user, how="ussd_pin", now=now, channel="ussd")
+
+
+def prune_codes(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+    """Forget the numbers whose codes can neither work nor count any more: most are strangers'
+    numbers (asked for and never registered), which Deni has no reason to keep."""
+    now = clock.now()
+    pruned = 0
+    for _ in range(PRUNE_BATCHES_PER_RUN_MAX):
+        with uow_factory() as uow:
+            count = uow.phone_codes.prune(
+                windows_started_by=now - RESET_CODE_WINDOW, now=now, limit=PRUNE_BATCH
+            )
+            uow.commit()
+        pruned += count
+        if count < PRUNE_BATCH:
+            break
+    return pruned
 
 
 def _mark_proven(uow: UnitOfWork, user: User, *, how: str, now: datetime, channel: str) -> None:

@@ -356,6 +356,10 @@ class PhoneCodeRepository(Protocol):
         """Update this number's row (locked by one of the above)."""
         ...
 
+    def prune(self, *, windows_started_by: datetime, now: datetime, limit: int) -> int:
+        """Forget up to `limit` numbers whose hour is over and whose code is spent or late."""
+        ...
+
 
 class UnitOfWork(Protocol):
     """One database transaction. Leaving the block without commit() rolls back."""

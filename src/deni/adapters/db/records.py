@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, select, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, or_, select, update
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.sync_tables import log_changes
@@ -24,6 +24,7 @@ from deni.services.ports import (
 AUDIT_HEAD_ID = 1
 AUDIT_ROWS_PER_TRANSACTION_MAX = 10_000
 NOTIFICATIONS_PER_TRANSACTION_MAX = 10_000
+PHONE_CODES_PRUNED_MAX = 10_000
 NotificationsMark = tuple[int, int]  # (rows added, rows written) when a savepoint began
 
 
@@ -477,3 +478,17 @@ class SqlPhoneCodeRepository:
             update(t.phone_codes).where(c.phone == code.phone).values(values)
         )
         assert updated.rowcount == 1, "lock the number's row first"
+
+    def prune(self, *, windows_started_by: datetime, now: datetime, limit: int) -> int:
+        c = t.phone_codes.c
+        assert 1 <= limit <= PHONE_CODES_PRUNED_MAX
+        spent = (
+            select(c.phone)
+            .where(
+                c.window_started_at <= windows_started_by,
+                or_(c.expires_at.is_(None), c.expires_at <= now),
+            )
+            .limit(limit)
+        )
+        result = self._connection.execute(t.phone_codes.delete().where(c.phone.in_(spent)))
+        return int(result.rowcount)
