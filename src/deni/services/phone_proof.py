@@ -98,8 +98,9 @@ def ask_registration_code(
                 details={"for": "register"}, now=now,
             )  # fmt: skip
         uow.commit()
+    # In the asker's language: whoever holds the SIM reads it, not the account's maker.
     kind = "phone_code_taken" if holder is not None else "phone_code"
-    _send(sms, msisdn, kind, holder.language if holder else clean_language, code, sms_key)
+    _send(sms, msisdn, kind, clean_language, code, sms_key)
 
 
 def register_with_code(
@@ -128,6 +129,8 @@ def register_with_code(
         )
     now = clock.now()
     with uow:
+        # The holder's row before the code's, as every use of a number's code locks them.
+        lock_member(uow, msisdn)
         _spend_code(uow, pepper=pepper, msisdn=msisdn, code=code, now=now)
         user = add_member(
             uow,
