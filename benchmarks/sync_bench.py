@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.api_latency import HOST, free_port
+from benchmarks.api_latency import HOST, free_port, register_member
 from benchmarks.databases import drop_pg_database, fresh_sqlite, migrate, recreate_pg_database
 from benchmarks.machine import describe
 from benchmarks.settings import API_PROCESS_ENV, bench_env, bench_settings
@@ -97,13 +97,17 @@ def _wait(client: httpx.Client, server: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("the API server did not start")
 
 
-def _person(client: httpx.Client, phone: str, name: str) -> tuple[str, dict[str, str]]:
-    body = {"phone": phone, "name": name, "pin": "4821"}
-    registered = client.post("/api/v1/auth/register", json=body)
-    assert registered.status_code == 201, registered.text
+def _person(
+    client: httpx.Client, database_url: str, phone: str, name: str
+) -> tuple[str, dict[str, str]]:
+    deni = bootstrap(bench_settings(database_url, pin_hash_memory_kib=PIN_MEMORY_KIB))
+    try:
+        user_id = register_member(deni, phone, name, pin="4821")
+    finally:
+        deni.close()
     login = client.post("/api/v1/auth/login", json={"phone": phone, "pin": "4821"})
     assert login.status_code == 200, login.text
-    return registered.json()["id"], {"Authorization": f"Bearer {login.json()['access_token']}"}
+    return user_id, {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
 def _seed_pull_records(database_url: str, user_id: str) -> None:
@@ -178,10 +182,10 @@ def run(backend: str, database_url: str, workdir: Path) -> SyncRun:
     try:
         with httpx.Client(base_url=base, timeout=120.0) as client:
             _wait(client, server)
-            _person(client, "0711000001", "Bench Lender")
-            _, borrower = _person(client, "0711000002", "Bench Borrower")
+            _person(client, database_url, "0711000001", "Bench Lender")
+            _, borrower = _person(client, database_url, "0711000002", "Bench Borrower")
             # Someone the pushes do not touch: their pull holds exactly the seeded records.
-            reader_id, reader = _person(client, "0711000003", "Bench Reader")
+            reader_id, reader = _person(client, database_url, "0711000003", "Bench Reader")
             pushes = [_push(client, server, borrower) for _ in range(PUSH_REPEATS)]
             _seed_pull_records(database_url, reader_id)
             # Initial pull by a fresh device of the reader: every record, in pages.

@@ -90,6 +90,7 @@ def seed_wallets(deni: Deni, *, count: int, pin_hash: str) -> list[str]:
         with deni.uow() as uow:
             for i in range(start, min(start + SEED_BATCH, count)):
                 user = User(new_id(), f"2547{i:08d}", f"Bench {i}", "en", pin_hash, now)
+                user.prove_phone(now)  # as USSD registration does: they lend and borrow
                 uow.users.add(user)
                 ledger.open_wallet(uow, user_id=user.id, now=now)
                 wallet_id = wallet_account_id(user.id)

@@ -9,7 +9,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 from tests.api.support import assert_error, assert_nothing_written, db_state, notifications
-from tests.helpers import api_user, key
+from tests.helpers import api_user, key, registration_code, sms_texts
 
 from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
@@ -26,9 +26,17 @@ PIN_BOOKKEEPING = ("users", "audit_log", "audit_head", "notifications", "sync_ch
 
 
 def _register(
-    client: TestClient, phone: str, *, pin: str = "1234", name: str = "Amina Njeri", **extra: str
+    client: TestClient,
+    deni: Deni,
+    phone: str,
+    *,
+    pin: str = "1234",
+    name: str = "Amina Njeri",
+    **extra: str,
 ) -> dict[str, object]:
-    response = client.post(REGISTER, json={"phone": phone, "name": name, "pin": pin, **extra})
+    code = registration_code(deni, phone)
+    body = {"phone": phone, "code": code, "name": name, "pin": pin, **extra}
+    response = client.post(REGISTER, json=body)
     assert response.status_code == 201, response.text
     body: dict[str, object] = response.json()
     return body
@@ -46,7 +54,7 @@ def _bearer(token: str) -> dict[str, str]:
 
 
 def test_register_normalises_every_common_phone_format(
-    client: TestClient, subtests: pytest.Subtests
+    client: TestClient, deni: Deni, subtests: pytest.Subtests
 ) -> None:
     cases = [
         ("0712345670", "254712345670"),
@@ -61,11 +69,12 @@ def test_register_normalises_every_common_phone_format(
     ]
     for raw, normalised in cases:
         with subtests.test(phone=raw):
-            user = _register(client, raw, language="sw")
+            user = _register(client, deni, raw, language="sw")
             assert user["phone"] == normalised
             assert user["name"] == "Amina Njeri"
             assert user["language"] == "sw"
-            assert set(user) == {"id", "phone", "name", "language", "created_at"}  # no PIN
+            assert set(user) == {"id", "phone", "name", "language", "created_at", "phone_proven"}
+            assert user["phone_proven"] is True  # no PIN above, and the code proved the number
             # The same person logs in with the number written any other way.
             for other in ("0" + normalised[3:], "+" + normalised, normalised):
                 response = _login(client, other, "1234")
@@ -73,8 +82,10 @@ def test_register_normalises_every_common_phone_format(
                 assert response.json()["user_id"] == user["id"]
 
 
-def test_register_defaults_to_english_and_collapses_spaces_in_the_name(client: TestClient) -> None:
-    user = _register(client, "0722000111", name="  Juma   Hamisi ")
+def test_register_defaults_to_english_and_collapses_spaces_in_the_name(
+    client: TestClient, deni: Deni
+) -> None:
+    user = _register(client, deni, "0722000111", name="  Juma   Hamisi ")
     assert user["language"] == "en"
     assert user["name"] == "Juma Hamisi"
 
@@ -150,22 +161,26 @@ def test_register_refuses_wrong_shapes(
     _refused(client, deni, subtests, bodies, "validation_failed")
 
 
-def test_register_twice_with_the_number_written_differently_conflicts(
+def test_a_registered_number_gets_no_code_and_cannot_be_registered_again(
     client: TestClient, deni: Deni
 ) -> None:
-    _register(client, "0722000111")
+    _register(client, deni, "0722000111")
     before = db_state(deni)
+    asked = client.post("/api/v1/auth/register/code", json={"phone": "+254 722 000 111"})
+    assert asked.status_code == 202  # the same answer as for a free number...
+    assert len(sms_texts(deni, "254722000111")) == 1  # ...but no SMS: only the first code's
     response = client.post(
-        REGISTER, json={"phone": "+254 722 000 111", "name": "Someone Else", "pin": "9999"}
+        REGISTER,
+        json={"phone": "+254 722 000 111", "code": "000000", "name": "Someone", "pin": "9999"},
     )
-    assert_error(response, 409, "already_registered")
+    assert_error(response, 401, "phone_code_invalid")
     assert_nothing_written(deni, before)
     # The first PIN still works, the intruder's does not.
     assert _login(client, "0722000111", "1234").status_code == 200
 
 
-def test_register_opens_an_empty_wallet(client: TestClient) -> None:
-    _register(client, "0722000111")
+def test_register_opens_an_empty_wallet(client: TestClient, deni: Deni) -> None:
+    _register(client, deni, "0722000111")
     session = _login(client, "0722000111", "1234").json()
     me = client.get(ME, headers=_bearer(session["access_token"]))
     assert me.status_code == 200
@@ -176,8 +191,10 @@ def test_register_opens_an_empty_wallet(client: TestClient) -> None:
 # --- login and lockout ------------------------------------------------------------------------
 
 
-def test_login_returns_a_short_lived_bearer_token_and_a_refresh_token(client: TestClient) -> None:
-    user = _register(client, "0722000111")
+def test_login_returns_a_short_lived_bearer_token_and_a_refresh_token(
+    client: TestClient, deni: Deni
+) -> None:
+    user = _register(client, deni, "0722000111")
     response = _login(client, "0722000111", "1234")
     assert response.status_code == 200
     session = response.json()
@@ -208,7 +225,7 @@ def test_login_with_a_malformed_number_is_refused(client: TestClient, deni: Deni
 def test_a_wrong_pin_is_refused_and_counted_but_nothing_else_is_written(
     client: TestClient, deni: Deni
 ) -> None:
-    _register(client, "0722000111")
+    _register(client, deni, "0722000111")
     before = db_state(deni, ignore=PIN_BOOKKEEPING)
     assert_error(_login(client, "0722000111", "9999"), 401, "wrong_pin")
     assert_nothing_written(deni, before, ignore=PIN_BOOKKEEPING)
@@ -222,7 +239,7 @@ def test_a_wrong_pin_is_refused_and_counted_but_nothing_else_is_written(
 def test_three_wrong_pins_lock_the_account_even_for_the_right_pin_until_the_period_ends(
     client: TestClient, deni: Deni, clock: ManualClock
 ) -> None:
-    _register(client, "0722000111")
+    _register(client, deni, "0722000111")
     assert_error(_login(client, "0722000111", "0000"), 401, "wrong_pin")
     assert_error(_login(client, "0722000111", "0001"), 401, "wrong_pin")
     locked = assert_error(_login(client, "0722000111", "0002"), 423, "account_locked")
@@ -241,7 +258,7 @@ def test_three_wrong_pins_lock_the_account_even_for_the_right_pin_until_the_peri
 def test_the_lock_period_grows_on_the_second_lock(
     client: TestClient, deni: Deni, clock: ManualClock
 ) -> None:
-    _register(client, "0722000111")
+    _register(client, deni, "0722000111")
     for pin in ("0000", "0001"):
         assert_error(_login(client, "0722000111", pin), 401, "wrong_pin")
     assert_error(_login(client, "0722000111", "0002"), 423, "account_locked")
@@ -260,8 +277,8 @@ def test_the_lock_period_grows_on_the_second_lock(
     assert _login(client, "0722000111", "1234").status_code == 200
 
 
-def test_a_right_pin_resets_the_wrong_pin_count(client: TestClient) -> None:
-    _register(client, "0722000111")
+def test_a_right_pin_resets_the_wrong_pin_count(client: TestClient, deni: Deni) -> None:
+    _register(client, deni, "0722000111")
     for _ in range(2):
         assert_error(_login(client, "0722000111", "0000"), 401, "wrong_pin")
     assert _login(client, "0722000111", "1234").status_code == 200
@@ -340,7 +357,7 @@ def test_an_access_token_expires_after_15_minutes(
 def test_refresh_rotates_the_pair_and_a_spent_token_revokes_the_family(
     client: TestClient, deni: Deni
 ) -> None:
-    _register(client, "0722000111")
+    _register(client, deni, "0722000111")
     first = _login(client, "0722000111", "1234").json()
     other_device = _login(client, "0722000111", "1234").json()
     second = client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
@@ -369,7 +386,7 @@ def test_a_refresh_whose_answer_was_lost_can_be_asked_again_once(
 ) -> None:
     """A phone on a bad network sends its refresh, Deni swaps the token, the answer never
     arrives: the phone still holds only the spent token, and must not be signed out for it."""
-    _register(client, "0722000222")
+    _register(client, deni, "0722000222")
     first = _login(client, "0722000222", "1234").json()
     lost = client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
     assert lost.status_code == 200, lost.text  # this answer never reaches the phone
@@ -398,7 +415,7 @@ def test_a_refresh_whose_answer_was_lost_can_be_asked_again_once(
 def test_no_grace_for_a_spent_token_after_sign_out_everywhere(
     client: TestClient, deni: Deni
 ) -> None:
-    _register(client, "0722000333")
+    _register(client, deni, "0722000333")
     first = _login(client, "0722000333", "1234").json()
     assert client.post(REFRESH, json={"refresh_token": first["refresh_token"]}).status_code == 200
     with deni.uow() as uow:
@@ -413,7 +430,7 @@ def test_no_grace_for_a_spent_token_after_sign_out_everywhere(
 def test_refresh_gives_a_new_access_token_after_the_old_one_expired(
     client: TestClient, deni: Deni, clock: ManualClock
 ) -> None:
-    _register(client, "0722000111")
+    _register(client, deni, "0722000111")
     session = _login(client, "0722000111", "1234").json()
     clock.advance(timedelta(minutes=20))
     assert_error(client.get(ME, headers=_bearer(session["access_token"])), 401, "token_expired")
@@ -425,9 +442,9 @@ def test_refresh_gives_a_new_access_token_after_the_old_one_expired(
 
 
 def test_a_token_issued_by_a_clock_ahead_of_the_wall_clock_is_accepted(
-    client: TestClient, clock: ManualClock
+    client: TestClient, deni: Deni, clock: ManualClock
 ) -> None:
-    _register(client, "0722000111")
+    _register(client, deni, "0722000111")
     # The service's clock runs an hour ahead of this machine's (as another server's might).
     ahead = datetime.now(UTC) + timedelta(hours=1) - clock.now()
     clock.advance(max(ahead, timedelta(0)))
@@ -438,7 +455,7 @@ def test_a_token_issued_by_a_clock_ahead_of_the_wall_clock_is_accepted(
 def test_refresh_refuses_unknown_malformed_and_expired_tokens(
     client: TestClient, deni: Deni, clock: ManualClock
 ) -> None:
-    _register(client, "0722000111")
+    _register(client, deni, "0722000111")
     session = _login(client, "0722000111", "1234").json()
     before = db_state(deni)
     assert_error(client.post(REFRESH, json={"refresh_token": "nope"}), 401, "invalid_refresh_token")

@@ -20,7 +20,7 @@ from tests.api.support import (
     log_in_again,
     request_loan,
 )
-from tests.helpers import ApiUser, api_user, fund
+from tests.helpers import ApiUser, api_user, fund, registration_code
 
 from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
@@ -282,7 +282,8 @@ def _claim_elsewhere(deni: Deni, user: ApiUser, key: str, body: dict[str, Any]) 
 
 
 def test_register_with_a_key_is_idempotent(client: TestClient, deni: Deni) -> None:
-    body = {"phone": "0733 000 111", "name": "Njeri", "pin": "1234"}
+    code = registration_code(deni, "0733 000 111")
+    body = {"phone": "0733 000 111", "code": code, "name": "Njeri", "pin": "1234"}
     headers = {"Idempotency-Key": str(uuid.uuid4())}
     first = client.post("/api/v1/auth/register", json=body, headers=headers)
     assert first.status_code == 201, first.text
@@ -290,8 +291,8 @@ def test_register_with_a_key_is_idempotent(client: TestClient, deni: Deni) -> No
     assert again.status_code == 201
     assert again.headers[REPLAYED] == "true"
     assert again.json()["id"] == first.json()["id"]
-    # Without the key, the same registration is a duplicate.
-    assert_error(client.post("/api/v1/auth/register", json=body), 409, "already_registered")
+    # Without the key, the same registration finds its code spent.
+    assert_error(client.post("/api/v1/auth/register", json=body), 401, "phone_code_invalid")
 
 
 MUTATING: list[tuple[str, dict[str, Any] | None]] = [

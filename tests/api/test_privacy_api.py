@@ -17,7 +17,7 @@ from tests.api.support import (
     get_loan,
     request_loan,
 )
-from tests.helpers import ApiUser, api_user, fund
+from tests.helpers import ApiUser, api_user, fund, registration_code
 
 from deni.bootstrap import Deni
 from deni.services import privacy
@@ -179,9 +179,9 @@ def test_closing_erases_the_person_and_keeps_the_books(client: TestClient, deni:
     assert_ledger_whole(deni)
     assert verify_audit_log(uow_factory=deni.uow).problems == []
     # The number is free: its owner (or whoever has it next) can join again, from nothing.
-    again = client.post(
-        "/api/v1/auth/register", json={"phone": phone, "name": "Achieng O.", "pin": "2468"}
-    )
+    body = {"phone": phone, "name": "Achieng O.", "pin": "2468"}
+    code = registration_code(deni, phone)
+    again = client.post("/api/v1/auth/register", json={**body, "code": code})
     assert again.status_code == 201, again.text
     assert again.json()["id"] != borrower.user.id
 

@@ -72,16 +72,22 @@ def _wait_healthy(url: str, server: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"deni serve did not answer within {START_TIMEOUT_S} s")
 
 
-def test_deni_demo_walks_a_whole_loan_through_what_make_run_starts(served: str) -> None:
+def test_deni_demo_walks_a_whole_loan_through_what_make_run_starts(
+    served: str, tmp_path: Path
+) -> None:
+    # The same database as the server's, as in a shell where `make run` runs: the demo reads
+    # the codes the fake SMS gateway "sent" there.
+    database = f"sqlite:///{tmp_path / 'deni.sqlite3'}"
     done = subprocess.run(  # noqa: S603
         [*DENI, "demo", "--url", served],
         capture_output=True,
         text=True,
         timeout=DEMO_TIMEOUT_S,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", "DENI_DATABASE_URL": database},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
+    assert "Wanjiku registers with the code" in out
     assert "Wanjiku tops up KES 5,000 by STK push" in out
     assert "paid out to Otieno's M-PESA, receipt " in out
     assert "the loan is repaid; Wanjiku's wallet: KES 5,100" in out

@@ -365,6 +365,7 @@ class LendingMachine(RuleBasedStateMachine):
             name=f"Person {number}",
             pin=PIN,
             language=language,
+            phone_proven=True,
         )
         self.users.append(ModelUser(user.id, user.phone))
         self.wallets[user.id] = 0

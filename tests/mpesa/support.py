@@ -76,6 +76,7 @@ class World:
             phone=phone or next_phone(),
             name=name,
             pin=pin,
+            phone_proven=True,
         )
 
     def headers(self, user: User) -> dict[str, str]:

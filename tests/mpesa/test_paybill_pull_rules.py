@@ -87,7 +87,13 @@ def _deps(deni: Deni) -> MpesaDeps:
 
 def _user(deni: Deni, phone: str) -> User:
     return users.register_user(
-        uow=deni.uow(), hasher=deni.hasher, clock=deni.clock, phone=phone, name="Atieno", pin="1234"
+        uow=deni.uow(),
+        hasher=deni.hasher,
+        clock=deni.clock,
+        phone=phone,
+        name="Atieno",
+        pin="1234",
+        phone_proven=True,
     )
 
 

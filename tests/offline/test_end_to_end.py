@@ -18,6 +18,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from deni.bootstrap import Deni
+from deni.domain.phone import normalise_msisdn
 from deni.domain.users import User
 from deni.entrypoints import cli_offline
 from deni.entrypoints.api.app import create_app
@@ -29,8 +30,9 @@ from deni.offline.retry import Backoff
 from deni.offline.store import Store
 from deni.offline.sync import Syncer, UpgradeRequired
 from deni.sandbox.server import BackgroundServer
+from deni.services import users
 from tests.api.support import assert_ledger_whole
-from tests.helpers import fund, register, wallet_cents
+from tests.helpers import fund, next_phone, register, sms_code, wallet_cents
 
 PIN = "1234"
 _OPEN_APIS: list[Api] = []
@@ -406,6 +408,79 @@ def test_the_cli_end_to_end(world: World, tmp_path: Path, monkeypatch: pytest.Mo
     assert "applied" in run("queue")
     assert "client_id" in run("status")
     assert "dead letter" in run("dead-letters")
+
+
+def read_phone_when_asked(
+    monkeypatch: pytest.MonkeyPatch, deni: Deni, phone: str, *, pin: str = "2468"
+) -> None:
+    """The person at the terminal: asked for the code, they read it off their phone (the fake
+    SMS gateway's newest message to `phone`); asked for a PIN, they type `pin`."""
+
+    def prompt(text: str, **_options: object) -> str:
+        return sms_code(deni, phone) if "code" in text.lower() else pin
+
+    monkeypatch.setattr(cli_offline.typer, "prompt", prompt)
+
+
+def test_the_cli_registers_with_the_code_sent_by_sms(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_offline, "console", Console(width=200))
+    home, phone = str(tmp_path / "home"), next_phone()
+    read_phone_when_asked(monkeypatch, world.deni, phone)
+    result = CliRunner().invoke(
+        cli_app,
+        ["offline", "register", "--url", world.url, "--phone", phone, "--name", "Achieng Otieno",
+         "--language", "sw", "--home", home],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Registered and logged in" in result.output
+    with world.deni.uow.read_only() as uow:
+        user = users.find_by_phone(uow, phone)
+    assert (user.name, user.language, user.phone_proven) == ("Achieng Otieno", "sw", True)
+    profile = CliRunner().invoke(cli_app, ["offline", "profile", "--home", home])
+    assert "Achieng Otieno" in profile.output
+    assert "not confirmed" not in profile.output
+
+    # Someone without the phone guesses: refused, nothing made.
+    monkeypatch.setattr(
+        cli_offline.typer, "prompt", lambda text, **_: "000000" if "code" in text else "2468"
+    )
+    victim = next_phone()
+    again = CliRunner().invoke(
+        cli_app,
+        ["offline", "register", "--url", world.url, "--phone", victim, "--name", "Guesser",
+         "--home", str(tmp_path / "other")],
+    )  # fmt: skip
+    assert again.exit_code == 2
+    assert "phone_code_invalid" in again.output
+    with world.deni.uow.read_only() as uow:
+        assert uow.users.get_by_phone(normalise_msisdn(victim)) is None
+
+
+def test_an_unproven_account_proves_its_number_from_the_cli_and_may_then_borrow(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_offline, "console", Console(width=200))
+    legacy = register(world.deni, name="Legacy Lucy", pin=PIN, phone_proven=False)
+    home = str(tmp_path / "home")
+
+    def run(*args: str, input_text: str | None = None) -> str:
+        result = CliRunner().invoke(cli_app, ["offline", *args, "--home", home], input=input_text)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    run("login", "--url", world.url, "--phone", legacy.phone, input_text=PIN + "\n")
+    assert "not confirmed" in run("profile")
+    run("request", "--lender", world.lender.phone, "--amount", "500", "--days", "7")
+    run("sync")
+    assert "phone_not_proven" in run("queue")
+
+    read_phone_when_asked(monkeypatch, world.deni, legacy.phone)
+    assert "Your number is confirmed" in run("prove-phone")
+    assert "not confirmed" not in run("profile")
+    run("request", "--lender", world.lender.phone, "--amount", "500", "--days", "7")
+    assert "1 applied" in run("sync")
 
 
 def test_a_malformed_mutation_is_a_dead_letter_on_both_sides_and_blocks_nothing(

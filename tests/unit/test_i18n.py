@@ -103,6 +103,8 @@ PARAMS: dict[str, dict[str, object]] = {
     "pin_locked_remote": {"minutes": 1440},
     "pin_reset_code": {"code": "000000", "minutes": 10},
     "pin_reset": {"hours": 24},
+    "phone_code": {"code": "000000", "minutes": 10},
+    "phone_code_taken": {"code": "000000", "minutes": 10},
     "payout_failed": {"amount_cents": BIG_ODD_CENTS},
     "lender_reminder": {
         "lender_name": LONG_NAME,

@@ -58,6 +58,7 @@ class World:
     lender: Phone
     borrower: Phone
     newcomer: Phone
+    legacy: Phone  # an account made online, its number never proven
     clock: ManualClock
 
 
@@ -65,6 +66,7 @@ class World:
 def world(client: TestClient, deni: Deni, clock: ManualClock) -> World:
     lender_user = register(deni, name="Lender Lucy", pin="1234")
     borrower_user = register(deni, name="Borrower Ben", pin="5678", language="sw")
+    legacy_user = register(deni, name="Legacy Lucy", pin="8642", phone_proven=False)
     fund(deni, lender_user, 1_000_000)
     fund(deni, borrower_user, 10_000)
     for approve in (True, False):
@@ -78,6 +80,7 @@ def world(client: TestClient, deni: Deni, clock: ManualClock) -> World:
         lender=Phone(client, "0" + lender_user.phone[3:]),
         borrower=Phone(client, "0" + borrower_user.phone[3:]),
         newcomer=Phone(client, next_phone()),
+        legacy=Phone(client, "0" + legacy_user.phone[3:]),
         clock=clock,
     )
 
@@ -88,6 +91,8 @@ PATHS: dict[str, tuple[str, tuple[str, ...]]] = {
     "reg_name": ("newcomer", ("1",)),
     "reg_pin": ("newcomer", ("1", "Fuzz Tester")),
     "reg_pin2": ("newcomer", ("2", "Fuzz Tester", "2468")),
+    "claim": ("legacy", ()),
+    "claim_pin": ("legacy", ("1",)),
     "main": ("borrower", ()),
     "loan_phone": ("borrower", ("1",)),
     "loan_amount": ("borrower", ("1", "@lender")),

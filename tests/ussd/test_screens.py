@@ -13,7 +13,7 @@ from tests.ussd.support import assert_screen
 from deni.bootstrap import Deni
 from deni.domain.loans import LoanState
 from deni.domain.users import LANGUAGES, User, nairobi_today
-from deni.entrypoints.ussd.engine import UssdEngine
+from deni.entrypoints.ussd.engine import REGISTRATION_SCREENS, UssdEngine
 from deni.entrypoints.ussd.flows import SessionState
 from deni.entrypoints.ussd.menus import SCREENS, check_journey
 from deni.entrypoints.ussd.render import SCREEN_CHARS_MAX, compose, say
@@ -123,9 +123,11 @@ def _user(deni: Deni, language: str) -> User:
         name=LONGEST_NAME,
         pin="1234",
         language=language,
+        phone_proven=True,
     )
 
 
+CLAIM_SCREENS = {"claim", "claim_pin"}
 LENDER_SCREENS = {
     "gave_list",
     "gave_detail",
@@ -167,7 +169,7 @@ def _state_on(screen_id: str, world: dict[str, object], language: str) -> Sessio
     lender, borrower = world["lender"], world["borrower"]
     assert isinstance(lender, User)
     assert isinstance(borrower, User)
-    registering = screen_id in {"welcome", "reg_name", "reg_pin", "reg_pin2"}
+    registering = screen_id in REGISTRATION_SCREENS
     me = lender if screen_id in LENDER_SCREENS else borrower
     loan_id = world["requested"] if screen_id in {"ask_detail", "approve_pin"} else world["active"]
     state = SessionState(
@@ -178,6 +180,7 @@ def _state_on(screen_id: str, world: dict[str, object], language: str) -> Sessio
         name=me.name,
         screen=screen_id,
         stack=["main"],
+        claim_id=me.id if screen_id in CLAIM_SCREENS else None,
     )
     state.data.update(
         {

@@ -39,7 +39,7 @@ from deni.domain.users import User
 from deni.sandbox.server import BackgroundServer
 from deni.services import queries
 from tests.api.support import assert_ledger_whole
-from tests.helpers import fund, lend, register, shows_number, wallet_cents
+from tests.helpers import fund, lend, register, shows_number, sms_code, sms_texts, wallet_cents
 
 PIN = "2468"
 TIMEOUT_MS = 10_000
@@ -366,21 +366,26 @@ def test_register_and_bad_input_get_a_reason_and_change_nothing(
     person = open_browser(lender)
     page = person.page
     page.goto("/app/#/register")
-    page.get_by_label("Your name").fill("Akinyi Atieno")
     page.get_by_label("Phone number").fill("12345")
-    page.get_by_label("Choose a PIN (4 digits)").fill("1111")
-    page.get_by_label("The same PIN again").fill("1111")
-    page.get_by_role("button", name="Open my account").click()
+    page.get_by_role("button", name="Send me a code").click()
     expect(page.get_by_role("alert")).to_contain_text("Safaricom number")
 
     page.get_by_label("Phone number").fill("0799 000 111")
+    page.get_by_role("button", name="Send me a code").click()
+    expect(page.locator("#code-sent")).to_contain_text("a code is on its way by SMS")
+    page.get_by_label("Code from the SMS").fill("000000")
+    page.get_by_label("Your name").fill("Akinyi Atieno")
+    page.get_by_label("Choose a PIN (4 digits)").fill("1111")
     page.get_by_label("The same PIN again").fill("2222")
     page.get_by_role("button", name="Open my account").click()
     expect(page.get_by_role("alert")).to_contain_text("The two PINs differ")
+    page.get_by_label("The same PIN again").fill("1111")
+    page.get_by_role("button", name="Open my account").click()
+    expect(page.get_by_role("alert")).to_contain_text("The code is wrong")  # a guess
     with deni.uow.read_only() as uow:
         assert uow.users.get_by_phone("254799000111") is None
 
-    page.get_by_label("The same PIN again").fill("1111")
+    page.get_by_label("Code from the SMS").fill(sms_code(deni, "0799000111"))
     page.get_by_role("button", name="Open my account").click()
     expect(page.locator("#balance")).to_have_text("KES 0")
     expect(page.get_by_text("Hello, Akinyi Atieno")).to_be_visible()
@@ -489,8 +494,13 @@ def test_kiswahili_from_registration_and_settings_that_reach_the_server(
     page.get_by_role("button", name="Kiswahili").click()
     expect(page.get_by_role("button", name="Ingia")).to_be_visible()
     page.get_by_role("link", name="Fungua akaunti").click()
-    page.get_by_label("Jina lako kamili").fill("Baraka Mwangi")
     page.get_by_label("Namba ya simu").fill("0799 000 222")
+    page.get_by_role("button", name="Nitumie namba ya siri").click()
+    expect(page.locator("#code-sent")).to_contain_text("inakuja kwa SMS")
+    assert "Deni:" in sms_texts(deni, "0799000222")[0]  # in Kiswahili, as the page is
+    assert "namba hii ni yako" in sms_texts(deni, "0799000222")[0]
+    page.get_by_label("Namba ya siri kutoka SMS").fill(sms_code(deni, "0799000222"))
+    page.get_by_label("Jina lako kamili").fill("Baraka Mwangi")
     page.get_by_label("Chagua PIN (tarakimu 4)").fill("4321")
     page.get_by_label("Weka PIN hiyo tena").fill("4321")
     page.get_by_role("button", name="Fungua akaunti yangu").click()
@@ -537,6 +547,32 @@ def test_kiswahili_from_registration_and_settings_that_reach_the_server(
         baraka = uow.users.get_by_phone("254799000222")
     assert baraka is not None
     assert deni.hasher.verify("2580", baraka.pin_hash)
+
+
+def test_an_account_opened_before_numbers_were_checked_confirms_its_number(
+    deni: Deni, open_browser: Callable[[User], Person]
+) -> None:
+    legacy = register(deni, name="Legacy Lucy", pin=PIN, phone_proven=False)
+    lucy = open_browser(legacy)
+    sign_in(lucy)
+    page = lucy.page
+    page.get_by_role("button", name="Settings").click()
+    card = page.locator("#prove-number")
+    expect(card).to_contain_text("you cannot lend or borrow")
+    card.get_by_role("button", name="Send me a code").click()
+    card.get_by_label("Code from the SMS").fill("000000")
+    card.get_by_role("button", name="Confirm my number").click()
+    expect(card.get_by_role("alert")).to_contain_text("The code is wrong")
+    card.get_by_label("Code from the SMS").fill(sms_code(deni, legacy.phone))
+    card.get_by_role("button", name="Confirm my number").click()
+    expect(card).to_contain_text("Your number is confirmed")
+    with deni.uow.read_only() as uow:
+        proven = uow.users.get(legacy.id)
+    assert proven is not None
+    assert proven.phone_proven
+    page.get_by_role("link", name="Back").click()
+    page.get_by_role("button", name="Settings").click()
+    expect(page.locator("#prove-number")).to_have_count(0)  # the profile synced as proven
 
 
 def test_the_lender_reminds_then_forgives_what_is_still_owed(

@@ -99,6 +99,18 @@ class InvalidResetCode(Unauthorized):
     code = "invalid_code"
 
 
+class PhoneCodeRequired(ValidationFailed):
+    """Registering through the API needs the code sent by SMS to the number (ask for it first)."""
+
+    code = "phone_code_required"
+
+
+class PhoneCodeInvalid(Unauthorized):
+    """The code that proves a number is wrong, late, used up or was never sent."""
+
+    code = "phone_code_invalid"
+
+
 class TooManyRequests(DomainError):
     """A limit on how often something may be done; `retry_after_s` says when it may again."""
 
@@ -121,6 +133,13 @@ class SmsUnavailable(DomainError):
 class Forbidden(DomainError):
     code = "forbidden"
     kind = ErrorKind.FORBIDDEN
+
+
+class PhoneNotProven(Forbidden):
+    """An account whose number nobody proved (made online before proofs were asked) may not lend
+    or borrow, nor be asked to, until its owner proves the number."""
+
+    code = "phone_not_proven"
 
 
 class Conflict(DomainError):

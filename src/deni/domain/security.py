@@ -1,4 +1,5 @@
-"""PIN rules: the format, how long wrong PINs lock an account, and resetting a forgotten PIN.
+"""PIN rules: the format, how long wrong PINs lock an account, and codes by SMS (resetting a
+forgotten PIN, proving a phone number).
 
 Wrong PINs count in two places. On USSD the mobile network says which SIM dialled, so only
 the SIM's holder can guess there: three wrong in a row lock the whole account. Anywhere else
@@ -9,7 +10,7 @@ most REMOTE_WRONG_PINS_PER_DAY_MAX of them fit in any 24 hours.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from deni.domain.errors import InvalidPin
@@ -70,10 +71,12 @@ def is_locked(locked_until: datetime | None, now: datetime) -> bool:
     return locked_until is not None and now < locked_until
 
 
-# --- Forgotten PINs ------------------------------------------------------------------------------
-# A code sent by SMS to the registered number proves the person holds that SIM. A SIM swap
-# would prove it too, so money cannot leave the wallet for a day after a reset: time for the
-# real owner, told by SMS, to call before a thief can withdraw or lend it out.
+# --- Codes by SMS --------------------------------------------------------------------------------
+# A code sent by SMS to a number proves the person holds that SIM: a forgotten PIN's reset code,
+# and the code that proves a number before it may open an account (or lend and borrow). Both
+# follow these rules. A SIM swap would prove a number too, so money cannot leave the wallet for
+# a day after a PIN reset: time for the real owner, told by SMS, to call before a thief can
+# withdraw or lend it out.
 RESET_CODE_DIGITS = 6
 RESET_CODE_TTL = timedelta(minutes=10)
 RESET_CODE_ATTEMPTS_MAX = 3  # then the code is void; ask for a new one
@@ -86,10 +89,10 @@ MONEY_HOLD_AFTER_RESET = timedelta(hours=24)
 
 
 @dataclass(slots=True)
-class PinResetCode:
-    """The one reset code a user may hold, as a hash, and how many were sent this hour."""
+class SmsCode:
+    """The one code of its kind a user or a number may hold, kept only as a hash: at most a few
+    sent an hour, void after a few wrong tries or ten minutes, good once."""
 
-    user_id: str
     window_started_at: datetime
     sent_in_window: int = 0
     code_hash: str | None = None
@@ -125,6 +128,21 @@ class PinResetCode:
 
     def spend(self) -> None:
         self.code_hash, self.expires_at = None, None
+
+
+@dataclass(slots=True)
+class PinResetCode(SmsCode):
+    """A forgotten PIN's reset code, one per user."""
+
+    user_id: str = field(kw_only=True)
+
+
+@dataclass(slots=True)
+class PhoneCode(SmsCode):
+    """The code that proves a number (normalised), one per number, whether or not anyone on
+    Deni has it: asking for it reserves nothing, so nobody can hold a number they cannot prove."""
+
+    phone: str = field(kw_only=True)
 
 
 def money_held_until(pin_reset_at: datetime | None, now: datetime) -> datetime | None:

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from deni.domain.errors import LockedBySupport, MoneyOnHold, ValidationFailed
+from deni.domain.errors import LockedBySupport, MoneyOnHold, PhoneNotProven, ValidationFailed
 from deni.domain.security import (
     PIN_ATTEMPTS_MAX,
     REMOTE_GUESS_WINDOW,
@@ -38,9 +38,9 @@ _TOMBSTONE_DIGITS = 11  # 65 bits: no two of a billion closed accounts share one
 
 
 def closed_phone(user_id: str) -> str:
-    """What a closed account keeps in place of its phone number: unique (the column is), never
-    a phone number (they are digits only), and the same length as one, so the number is free
-    for someone to register again."""
+    """What a closed account keeps in place of its phone number, and an unproven account whose
+    number its proven owner took: unique (the column is), never a phone number (they are digits
+    only), and the same length as one, so the number is free for someone to register again."""
     value = int.from_bytes(hashlib.sha256(user_id.encode()).digest(), "big")
     digits = []
     for _ in range(_TOMBSTONE_DIGITS):
@@ -51,8 +51,9 @@ def closed_phone(user_id: str) -> str:
 
 def shown_contact(name: str, phone: str, *, closed: bool) -> tuple[str, str]:
     """How a member appears to those they shared loans with: a closed account shows its
-    stand-in name and no number (its stand-in for one is not a number)."""
-    return name, "" if closed else phone
+    stand-in name and no number, nor does an account that lost its number (their stand-in for
+    one is not a number)."""
+    return name, "" if closed or not phone.isdigit() else phone
 
 
 def require_name(name: object) -> str:
@@ -97,10 +98,37 @@ class User:
     remote_lock_count: int = 0
     remote_locked_until: datetime | None = None
     remote_wrong_pins_at: tuple[datetime, ...] = ()
+    # When the holder of the SIM proved the number: an SMS code, a USSD dial with the PIN, or
+    # registering by USSD. None for accounts made online before codes were asked: they may not
+    # lend or borrow until proven, and the number's proven owner may take the number from them.
+    phone_proven_at: datetime | None = None
 
     @property
     def is_closed(self) -> bool:
         return self.closed_at is not None
+
+    @property
+    def phone_proven(self) -> bool:
+        return self.phone_proven_at is not None
+
+    def prove_phone(self, now: datetime) -> None:
+        if self.phone_proven_at is None:
+            self.phone_proven_at = now
+
+    def require_phone_proven(self, *, mine: bool = True) -> None:
+        """`mine`: the caller's own account; else the other party of a loan."""
+        if self.phone_proven_at is not None:
+            return
+        if mine:
+            raise PhoneNotProven(
+                "Confirm your phone number first: Deni sends a code to it by SMS "
+                "(or dial *383# from it and enter your PIN)."
+            )
+        raise PhoneNotProven(
+            f"{self.name} has not confirmed their phone number yet, so they cannot lend or "
+            "borrow on Deni until they do.",
+            code="other_party_not_proven",
+        )
 
     def is_locked(self, now: datetime) -> bool:
         return is_locked(self.locked_until, now)

@@ -111,7 +111,8 @@ def user_create(
     pin: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
     language: Annotated[str, typer.Option(help="en or sw.")] = "en",
 ) -> None:
-    """Register a user from the command line."""
+    """Register a user from the command line. The number is not proven: the account may not
+    lend or borrow until its owner proves it (a code by SMS, or USSD with the PIN)."""
     with _wired() as deni:
         try:
             user = users.register_user(

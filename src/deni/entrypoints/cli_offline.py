@@ -123,6 +123,55 @@ def login(
             api.close()
 
 
+@offline_app.command("register")
+def register_account(
+    url: Annotated[str, typer.Option(help="The Deni server, e.g. http://127.0.0.1:8000.")],
+    phone: Annotated[str, typer.Option(help="Your phone number: Deni sends it a code by SMS.")],
+    name: Annotated[str, typer.Option(help="Your full name.")],
+    language: Annotated[str, typer.Option(help="en or sw.")] = "en",
+    home: HomeOpt = None,
+    sync: Annotated[bool, typer.Option(help="Pull your new wallet now.")] = True,
+) -> None:
+    """Open an account while online, in two steps: Deni texts the number a code, which proves
+    it is yours; type the code and choose a PIN (used for this call only, never stored).
+    Then this device is logged in, as after `deni offline login`."""
+    root = home_dir(home)
+    try:
+        msisdn = normalise_msisdn(phone)
+    except DomainError as error:
+        _fail(error.message)
+    with _client(root, msisdn) as client:
+        api = Api(url)
+        try:
+            console.print(api.ask_registration_code(phone=msisdn, language=language))
+            code = typer.prompt("The code from the SMS").strip()
+            pin = typer.prompt("Choose a 4-digit PIN", hide_input=True, confirmation_prompt=True)
+            client.register(
+                url=url, phone=msisdn, code=code, name=name, pin=pin, language=language, api=api
+            )
+            (root / CURRENT_FILE).write_text(msisdn)
+            console.print(
+                f"Registered and logged in as {msisdn}; device database {client.store.path}"
+            )
+            if sync:
+                _run_sync(client, api, pin=None)
+        finally:
+            api.close()
+
+
+@offline_app.command("prove-phone")
+def prove_phone(home: HomeOpt = None, phone: PhoneOpt = None) -> None:
+    """An account made before numbers were proven may not lend or borrow until it proves its
+    number: online, Deni texts it a code; type it here."""
+    with _client(home, phone) as client, _api(client) as api:
+        syncer = Syncer(client.store, api)
+        syncer.ask_phone_code()
+        code = typer.prompt("The code from the SMS").strip()
+        syncer.confirm_phone(code)
+        console.print("Your number is confirmed: you may lend and borrow.")
+        _run_sync(client, api, pin=None)
+
+
 @offline_app.command()
 def status(home: HomeOpt = None, phone: PhoneOpt = None) -> None:
     """This device: who, which server, the last sync, and the queue."""
@@ -382,6 +431,10 @@ def profile(
         found = client.profile()
         table = Table(title="Profile", show_header=False)
         table.add_row("phone", found.phone)
+        if not found.phone_proven:
+            table.add_row(
+                "number", "not confirmed: run `deni offline prove-phone` to lend or borrow"
+            )
         for label, value, server in (
             ("name", found.name, found.server_name),
             ("language", found.language, found.server_language),

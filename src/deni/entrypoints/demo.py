@@ -1,13 +1,17 @@
 """`deni demo`: a whole loan against a running Deni, step by step, for a newcomer to watch.
 
-It talks to Deni only through the public API, as an app would: two people register, the lender
-tops up by STK push, the borrower asks for a loan, the lender approves it (paid out to the
-borrower's M-PESA by B2C), and the borrower repays by STK push. With `make run`, the local
-Daraja sandbox plays M-PESA, so every step crosses real HTTP both ways.
+It talks to Deni only through the public API, as an app would: two people register (each with
+the code Deni sends their number by SMS), the lender tops up by STK push, the borrower asks for
+a loan, the lender approves it (paid out to the borrower's M-PESA by B2C), and the borrower
+repays by STK push. With `make run`, the local Daraja sandbox plays M-PESA, so every step
+crosses real HTTP both ways, and the fake SMS gateway keeps its messages in Deni's database:
+the demo reads each code there, as its person would read their phone (with a real SMS gateway
+it asks you to type the code).
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 import uuid
@@ -17,8 +21,14 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
+from deni.adapters.clock import SystemClock
+from deni.adapters.db.engine import make_engine
+from deni.adapters.sms import DatabaseSmsOutbox
+from deni.config import Settings
 from deni.domain.money import format_kes
+from deni.domain.phone import normalise_msisdn
 
 console = Console()
 PIN = "1357"
@@ -35,17 +45,27 @@ def demo(
     url: Annotated[str, typer.Option(help="A running Deni.")] = "http://127.0.0.1:8000",
 ) -> None:
     """Watch a whole loan: top-up, request, approve, payout to M-PESA, repayment."""
+    settings = Settings()
+    engine = make_engine(settings.database_url) if settings.sms_backend == "fake" else None
+    outbox = DatabaseSmsOutbox(engine, clock=SystemClock()) if engine is not None else None
+    read_code = _outbox_reader(outbox) if outbox is not None else _ask_code
     with httpx.Client(base_url=url.rstrip("/") + "/api/v1", timeout=TIMEOUT_S) as api:
         try:
-            run_demo(api, say=console.print)
+            run_demo(api, say=console.print, read_code=read_code)
         except (DemoFailed, httpx.HTTPError) as error:
             console.print(f"[red]The demo stopped: {error}[/red]")
             raise typer.Exit(1) from error
+        finally:
+            if engine is not None:
+                engine.dispose()
 
 
-def run_demo(api: httpx.Client, *, say: Callable[[str], None]) -> None:
-    lender = _register(api, "Wanjiku Demo", say)
-    borrower = _register(api, "Otieno Demo", say)
+def run_demo(
+    api: httpx.Client, *, say: Callable[[str], None], read_code: Callable[[str], str]
+) -> None:
+    """`read_code(phone)`: the code Deni just sent that number by SMS."""
+    lender = _register(api, "Wanjiku Demo", say, read_code)
+    borrower = _register(api, "Otieno Demo", say, read_code)
 
     top_up = _post(api, lender, "/mpesa/top-ups", {"amount_cents": 5_000_00})
     say(f"Wanjiku tops up {format_kes(5_000_00)} by STK push (M-PESA asks her phone for a PIN)")
@@ -86,16 +106,51 @@ def run_demo(api: httpx.Client, *, say: Callable[[str], None]) -> None:
         raise DemoFailed(f"the loan ended {final['state']}, not repaid")
 
 
-def _register(api: httpx.Client, name: str, say: Callable[[str], None]) -> dict[str, Any]:
+def _register(
+    api: httpx.Client, name: str, say: Callable[[str], None], read_code: Callable[[str], str]
+) -> dict[str, Any]:
     # A fresh number each run, so the demo can be run again and again; 071x numbers never hit
     # the sandbox's fault-injecting test numbers (all 07000...).
     phone = "071" + "".join(secrets.choice("0123456789") for _ in range(7))
-    created = api.post("/auth/register", json={"phone": phone, "name": name, "pin": PIN})
-    _check(created)
+    _check(api.post("/auth/register/code", json={"phone": phone}))
+    code = read_code(phone)
+    first = name.split()[0]
+    say(f"{first} asks to join with {phone}; Deni texts it a code, {code}")
+    body = {"phone": phone, "code": code, "name": name, "pin": PIN}
+    _check(api.post("/auth/register", json=body))
     login = api.post("/auth/login", json={"phone": phone, "pin": PIN})
     _check(login)
-    say(f"{name.split()[0]} registers with {phone}")
+    say(f"{first} registers with the code")
     return {"phone": phone, "token": login.json()["access_token"]}
+
+
+def _outbox_reader(outbox: DatabaseSmsOutbox) -> Callable[[str], str]:
+    """The newest code the fake SMS gateway "sent" to a number (the same database as the
+    server's: DENI_DATABASE_URL)."""
+
+    def read_code(phone: str) -> str:
+        deadline = time.monotonic() + TIMEOUT_S
+        for _ in range(int(TIMEOUT_S / POLL_INTERVAL_S) + 1):
+            try:
+                messages = outbox.messages(phone=normalise_msisdn(phone), limit=1)
+            except SQLAlchemyError as error:
+                raise DemoFailed(f"the SMS outbox cannot be read: {error}") from error
+            for message in messages:
+                if found := re.search(r"(?<!\d)\d{6}(?!\d)", message.body):
+                    return found.group()
+            if time.monotonic() > deadline:
+                break
+            time.sleep(POLL_INTERVAL_S)
+        raise DemoFailed(
+            f"no SMS to {phone} in the fake gateway's outbox: is DENI_DATABASE_URL the "
+            "server's database?"
+        )
+
+    return read_code
+
+
+def _ask_code(phone: str) -> str:
+    return str(typer.prompt(f"The code Deni sent {phone} by SMS"))
 
 
 def _headers(user: dict[str, Any]) -> dict[str, str]:

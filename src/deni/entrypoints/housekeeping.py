@@ -19,7 +19,7 @@ from deni.adapters.sessions import SqlSessionStore
 from deni.adapters.sms import DatabaseSmsOutbox
 from deni.bootstrap import Deni
 from deni.entrypoints.api import idempotency
-from deni.services import pin_reset, reminders, sms, sync_pull
+from deni.services import phone_proof, pin_reset, reminders, sms, sync_pull
 
 log = structlog.get_logger(__name__)
 STOP_WAIT_S = 10.0
@@ -52,12 +52,13 @@ class Housekeeper:
             pruned = sync_pull.prune_change_log(uow_factory=deni.uow, clock=deni.clock)
             forgotten = sync_pull.prune_mutation_results(uow_factory=deni.uow, clock=deni.clock)
             secrets_dropped = self._drop_what_secrets_left()
+            codes = phone_proof.prune_codes(uow_factory=deni.uow, clock=deni.clock)
         except Exception:
             # One failed sweep (a lock timeout, a unique clash with another process) must not
             # end the thread: the next run picks up whatever this one missed.
             log.exception("housekeeping_failed")
             return None
-        if report.expired or report.reminders or report.funded or pruned or forgotten:
+        if report.expired or report.reminders or report.funded or pruned or forgotten or codes:
             log.info(
                 "housekeeping",
                 expired=report.expired,
@@ -65,6 +66,7 @@ class Housekeeper:
                 funded=report.funded,
                 change_log_pruned=pruned,
                 mutation_results_pruned=forgotten,
+                phone_codes_pruned=codes,
             )
         if any(secrets_dropped.values()):
             log.info("housekeeping_secrets", **secrets_dropped)

@@ -53,6 +53,8 @@ NOTIFICATION_KINDS: frozenset[str] = frozenset(
         "pin_locked_remote",
         "pin_reset_code",  # sent by SMS at once, never stored (the code is a secret)
         "pin_reset",
+        "phone_code",  # sent by SMS at once, never stored (the code is a secret)
+        "phone_code_taken",  # the same, to a number an unproven account holds
         "lender_reminder",
         "payout_failed",
         "sync_rejected",

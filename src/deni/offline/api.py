@@ -105,6 +105,29 @@ class Api:
     def me(self) -> dict[str, Any]:
         return self._call("GET", "/me")
 
+    def ask_registration_code(self, *, phone: str, language: str) -> str:
+        """Deni sends the number a code by SMS; the server's answer says the same for any
+        number. Returns that answer."""
+        body = self._call(
+            "POST",
+            "/auth/register/code",
+            json={"phone": phone, "language": language},
+            auth=False,
+        )
+        return str(body.get("message", ""))
+
+    def register(
+        self, *, phone: str, code: str, name: str, pin: str, language: str
+    ) -> dict[str, Any]:
+        body = {"phone": phone, "code": code, "name": name, "pin": pin, "language": language}
+        return self._call("POST", "/auth/register", json=body, auth=False)
+
+    def ask_phone_code(self) -> dict[str, Any]:
+        return self._call("POST", "/me/phone/code")
+
+    def confirm_phone(self, *, code: str) -> dict[str, Any]:
+        return self._call("POST", "/me/phone/confirm", json={"code": code})
+
     # -- sync ---------------------------------------------------------------------------------
 
     def push(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -116,6 +116,9 @@ class Profile:
     server_name: str
     server_language: str
     version: int  # the server's profile version this device last saw (update_profile's base)
+    # False: made before numbers were proven; no lending or borrowing until proven
+    # (`deni offline prove-phone`). Unknown (an older server) counts as proven.
+    phone_proven: bool = True
 
     @property
     def pending(self) -> bool:
@@ -193,6 +196,23 @@ class OfflineClient:
             set_in(db, "logged_in_at", _now())
         _ = self.client_id
         return session.user_id
+
+    def register(
+        self,
+        *,
+        url: str,
+        phone: str,
+        code: str,
+        name: str,
+        pin: str,
+        language: str,
+        api: Api,
+    ) -> str:
+        """Online: open an account with the code Deni sent the number by SMS, then log in as
+        `login` does. The PIN is not kept."""
+        msisdn = normalise_msisdn(phone)
+        api.register(phone=msisdn, code=code, name=name, pin=pin, language=language)
+        return self.login(url=url, phone=msisdn, pin=pin, api=api)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -304,6 +324,7 @@ class OfflineClient:
             server_name=str(row["name"]),
             server_language=str(row["language"]),
             version=int(row["server_version"]),
+            phone_proven=bool(json.loads(row["data_json"] or "{}").get("phone_proven", True)),
         )
 
     def conflicts(self) -> list[ConflictView]:

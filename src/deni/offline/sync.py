@@ -419,6 +419,15 @@ class Syncer:
         assert found is not None
         return found
 
+    # -- proving the number (accounts made before numbers were proven) ------------------------
+
+    def ask_phone_code(self) -> None:
+        self._call(self.api.ask_phone_code)
+
+    def confirm_phone(self, code: str) -> None:
+        """The code from the SMS; the next pull brings the proven profile."""
+        self._call(lambda: self.api.confirm_phone(code=code))
+
     # -- auth and retries ---------------------------------------------------------------------
 
     def _call(self, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -175,6 +175,8 @@ def _borrower_and_lender(uow: UnitOfWork, borrower_id: str, lender_phone: str) -
         raise NotFound("Nobody with that phone number uses Deni.", code="user_not_found")
     if lender.id == borrower.id:
         raise SelfLending("You cannot lend to yourself.")
+    borrower.require_phone_proven()
+    lender.require_phone_proven(mine=False)
     return borrower, lender
 
 
@@ -220,6 +222,8 @@ def approve_loan(
         lender = require_user(uow, lender_id, lock=True)
         check_pin(uow, hasher=hasher, user=lender, pin=pin, now=now, channel=channel)
         lender.require_money_may_leave(now)
+        lender.require_phone_proven()
+        require_user(uow, loan.borrower_id).require_phone_proven(mine=False)
         if _expire_if_due(uow, loan, now=now):
             uow.commit()
             raise Conflict("This request has expired.", code="loan_expired")

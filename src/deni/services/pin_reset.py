@@ -5,7 +5,8 @@ strangers to learn), and at most a few codes go to one number an hour. The code 
 as an HMAC under the server's pepper, is void after a few wrong tries or ten minutes, and
 works once. A reset unlocks the account, ends every session, tells the owner by SMS, and holds
 money in the wallet for a day (domain/security.py): an SMS code proves the SIM, and a swapped
-SIM would prove it too.
+SIM would prove it too. Proving the SIM proves the number: an account made before numbers were
+proven is proven by a reset (services/phone_proof.py).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def start_pin_reset(
         user = lock_member(uow, msisdn)
         if user is None or user.support_locked_at is not None:
             return
-        reset = uow.pin_resets.lock(user.id) or PinResetCode(user.id, window_started_at=now)
+        reset = uow.pin_resets.lock(user.id) or PinResetCode(user_id=user.id, window_started_at=now)
         if not reset.may_send(now):
             log.info("pin_reset_codes_used_up")
             return
@@ -143,6 +144,7 @@ def _replace_pin(
 ) -> None:
     user.reset_pin(hasher.hash(new_pin), now)
     user.end_sessions()
+    user.prove_phone(now)  # the SIM's holder, and only they, now holds the PIN too
     uow.users.save(user, now)
     uow.tokens.revoke_all(user.id, now)
     hours = int(MONEY_HOLD_AFTER_RESET.total_seconds()) // 3600

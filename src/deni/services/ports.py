@@ -14,7 +14,7 @@ from typing import Protocol, Self
 from deni.domain.audit import ChainRow
 from deni.domain.ledger import Account, EntryDraft, Hold, HoldState, StoredEntry
 from deni.domain.loans import Loan, LoanState, PastRequest
-from deni.domain.security import PinResetCode
+from deni.domain.security import PhoneCode, PinResetCode
 from deni.domain.users import User
 from deni.services.mpesa_ports import (
     CallbackEvent,
@@ -183,6 +183,11 @@ class UserRepository(Protocol):
     def close(self, user_id: str, *, now: datetime) -> None:
         """Erase the person's data beyond the financial records, and close the account (the
         caller locked the user)."""
+        ...
+
+    def release_phone(self, user_id: str, *, now: datetime) -> None:
+        """The account gives its number up, for the number's proven owner to register it (the
+        caller locked the user); everything else of the account stays."""
         ...
 
 
@@ -378,6 +383,22 @@ class PinResetRepository(Protocol):
         ...
 
 
+class PhoneCodeRepository(Protocol):
+    def lock(self, phone: str) -> PhoneCode | None: ...
+
+    def lock_or_add(self, phone: str, now: datetime) -> PhoneCode:
+        """This number's row, made (with no code) if there was none, and locked."""
+        ...
+
+    def save(self, code: PhoneCode, now: datetime) -> None:
+        """Update this number's row (locked by one of the above)."""
+        ...
+
+    def prune(self, *, windows_started_by: datetime, now: datetime, limit: int) -> int:
+        """Forget up to `limit` numbers whose hour is over and whose code is spent or late."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One database transaction. Leaving the block without commit() rolls back."""
 
@@ -407,6 +428,9 @@ class UnitOfWork(Protocol):
 
     @property
     def pin_resets(self) -> PinResetRepository: ...
+
+    @property
+    def phone_codes(self) -> PhoneCodeRepository: ...
 
     @property
     def outbox(self) -> OutboxRepository: ...

@@ -346,6 +346,7 @@ def _own(uow: SyncUnitOfWork, user_id: str, entity: str) -> Data | None:
             "phone": user.phone,
             "name": user.name,
             "language": user.language,
+            "phone_proven": user.phone_proven,
             "version": max(field_versions.values()),
             "field_versions": field_versions,
         }

@@ -61,29 +61,90 @@ def register_user(
     pin: str,
     language: str = "en",
     channel: str = "api",
+    phone_proven: bool = False,
 ) -> User:
-    """Create a user with an empty wallet. The phone number is the identity."""
+    """Create a user with an empty wallet. The phone number is the identity.
+
+    `phone_proven` says the caller knows the SIM's holder is registering: on USSD the network
+    says which SIM dialled. (The API proves it with a code by SMS: services/phone_proof.py.)
+    Without it the account may not lend or borrow until its owner proves the number."""
     msisdn = normalise_msisdn(phone)
     clean_name = require_name(name)
     clean_language = require_language(language)
     pin_hash = hasher.hash(require_pin_format(pin))
     now = clock.now()
     with uow:
-        if uow.users.get_by_phone(msisdn) is not None:
-            raise AlreadyRegistered("This phone number already has a Deni account.")
-        user = User(new_id(), msisdn, clean_name, clean_language, pin_hash, now)
-        uow.users.add(user)
-        ledger.open_wallet(uow, user_id=user.id, now=now)
-        audit(
+        user = add_member(
             uow,
-            actor_id=user.id,
-            channel=channel,
-            command="register_user",
-            details={"phone": mask_msisdn(msisdn), "language": clean_language},
+            msisdn=msisdn,
+            name=clean_name,
+            language=clean_language,
+            pin_hash=pin_hash,
+            phone_proven=phone_proven,
             now=now,
+            channel=channel,
         )
         uow.commit()
     return user
+
+
+def add_member(
+    uow: UnitOfWork,
+    *,
+    msisdn: str,
+    name: str,
+    language: str,
+    pin_hash: str,
+    phone_proven: bool,
+    now: datetime,
+    channel: str,
+) -> User:
+    """A new account, in the caller's transaction (inputs already checked). The number's proven
+    owner takes it from an account that never proved it: whoever made that one could not have
+    held the SIM, or did and lost it (a number recycled by the network)."""
+    user = User(new_id(), msisdn, name, language, pin_hash, now)
+    if phone_proven:
+        user.prove_phone(now)
+    holder = lock_member(uow, msisdn)
+    if holder is not None:
+        if not phone_proven or holder.phone_proven:
+            raise AlreadyRegistered("This phone number already has a Deni account.")
+        _take_number(uow, holder, new_user_id=user.id, now=now, channel=channel)
+    uow.users.add(user)
+    ledger.open_wallet(uow, user_id=user.id, now=now)
+    audit(
+        uow,
+        actor_id=user.id,
+        channel=channel,
+        command="register_user",
+        details={
+            "phone": mask_msisdn(msisdn),
+            "language": language,
+            "phone_proven": phone_proven,
+        },
+        now=now,
+    )
+    return user
+
+
+def _take_number(
+    uow: UnitOfWork, holder: User, *, new_user_id: str, now: datetime, channel: str
+) -> None:
+    """The unproven `holder` gives its number up to the account being made: its sessions end
+    and SMS for it stop; its money, loans and records stay with it, for whoever made it to
+    claim through customer care."""
+    assert not holder.phone_proven
+    uow.users.release_phone(holder.id, now=now)
+    uow.tokens.revoke_all(holder.id, now)
+    log.info("unproven_number_taken", user_id=holder.id)
+    audit(
+        uow,
+        actor_id=new_user_id,
+        channel=channel,
+        command="take_unproven_number",
+        details={"from_user_id": holder.id, "phone": mask_msisdn(holder.phone)},
+        now=now,
+    )
 
 
 def check_pin(

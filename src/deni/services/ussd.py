@@ -9,6 +9,7 @@ from datetime import datetime
 from deni.domain.errors import NotFound
 from deni.domain.users import User, require_language
 from deni.services.common import audit
+from deni.services.phone_proof import prove_by_ussd_pin
 from deni.services.ports import Clock, MpesaRequests, PinHasher, UnitOfWork
 from deni.services.users import check_pin
 
@@ -37,6 +38,30 @@ def confirm_pin(
         uow.commit()
     if money_leaves:
         user.require_money_may_leave(now)
+    return user
+
+
+def claim_number(
+    *,
+    uow: UnitOfWork,
+    hasher: PinHasher,
+    clock: Clock,
+    user_id: str,
+    phone: str,
+    pin: str,
+    channel: str,
+) -> User:
+    """A dial from the number of an account that never proved it, with the account's PIN: the
+    network says which SIM dialled and its holder knows the PIN, so the account is the SIM
+    holder's; its number is proven. A wrong PIN counts towards the lock, as everywhere."""
+    now = clock.now()
+    with uow:
+        user = uow.users.lock(user_id)
+        if user is None or user.is_closed or user.phone != phone:
+            raise NotFound("No such user.", code="user_not_found")
+        check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
+        prove_by_ussd_pin(uow, user, now=now)
+        uow.commit()
     return user
 
 

@@ -27,6 +27,7 @@ class Member:
     id: str
     name: str
     language: str
+    phone_proven: bool = True  # False: made online and never proven; its PIN proves it here
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,13 +6,17 @@ Erased: the name, phone number and PIN hash on the user's row (the account stays
 the records above still point somewhere), notifications and their SMS delivery rows, what the
 fake SMS gateway kept for the number, sessions (refresh tokens), reset codes, stored API
 answers, M-PESA preferences, and everything sync kept for the person's devices.
+
+An unproven account whose number its proven owner takes (release_phone) loses only the number
+and what depends on it: its sessions, its reset code, and SMS not yet sent. Its name, PIN hash,
+notifications and records stay, for whoever made it to claim through customer care.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, and_, delete, select, update
 
 from deni.adapters.db import mpesa_tables as m
 from deni.adapters.db import sync_tables as s
@@ -32,6 +36,7 @@ def erase_person(connection: Connection, user_id: str, *, now: datetime) -> None
         delete(u.sms_outbox).where(u.sms_outbox.c.phone == phone),
         delete(t.refresh_tokens).where(t.refresh_tokens.c.user_id == user_id),
         delete(t.pin_reset_codes).where(t.pin_reset_codes.c.user_id == user_id),
+        delete(t.phone_codes).where(t.phone_codes.c.phone == phone),
         delete(t.idempotency_keys).where(t.idempotency_keys.c.scope == user_id),
         delete(m.mpesa_preferences).where(m.mpesa_preferences.c.user_id == user_id),
         delete(s.sync_mutations).where(s.sync_mutations.c.client_id.in_(clients)),
@@ -54,4 +59,18 @@ def erase_person(connection: Connection, user_id: str, *, now: datetime) -> None
             closed_at=now,
             updated_at=now,
         )
+    )
+
+
+def release_phone(connection: Connection, user_id: str, *, now: datetime) -> None:
+    """The account gives its number up (it never proved it, and the number's owner has): in the
+    caller's transaction, which locked the user's row. The reset code goes (it was the
+    number's), and notifications not yet sent by SMS are never sent: they were the account's,
+    not the number's new owner's."""
+    u, n = t.users.c, t.notifications.c
+    unsent = and_(n.user_id == user_id, n.sms_state.in_(("pending", "sending")))
+    connection.execute(delete(t.pin_reset_codes).where(t.pin_reset_codes.c.user_id == user_id))
+    connection.execute(update(t.notifications).where(unsent).values(sms_state="failed"))
+    connection.execute(
+        update(t.users).where(u.id == user_id).values(phone=closed_phone(user_id), updated_at=now)
     )

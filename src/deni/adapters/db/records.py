@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, select, tuple_, update
+from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, or_, select, tuple_, update
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.sync_tables import log_changes
 from deni.adapters.db.upsert import insert_or_nothing
 from deni.domain.audit import chain_hash
-from deni.domain.security import PinResetCode
+from deni.domain.security import PhoneCode, PinResetCode
 from deni.services.ports import (
     AuditRecord,
     IdempotentResponse,
@@ -24,6 +24,7 @@ from deni.services.ports import (
 AUDIT_HEAD_ID = 1
 AUDIT_ROWS_PER_TRANSACTION_MAX = 10_000
 NOTIFICATIONS_PER_TRANSACTION_MAX = 10_000
+PHONE_CODES_PRUNED_MAX = 10_000
 NotificationsMark = tuple[int, int]  # (rows added, rows written) when a savepoint began
 
 
@@ -455,4 +456,68 @@ class SqlPinResetRepository:
             .where(c.user_id.in_(expired))
             .values(code_hash=None, expires_at=None, updated_at=now)
         )
+        return int(result.rowcount)
+
+
+class SqlPhoneCodeRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def lock(self, phone: str) -> PhoneCode | None:
+        c = t.phone_codes.c
+        query = select(t.phone_codes).where(c.phone == phone).with_for_update()
+        row = self._connection.execute(query).first()
+        if row is None:
+            return None
+        return PhoneCode(
+            phone=row.phone,
+            window_started_at=row.window_started_at,
+            sent_in_window=row.sent_in_window,
+            code_hash=row.code_hash,
+            expires_at=row.expires_at,
+            attempts=row.attempts,
+        )
+
+    def lock_or_add(self, phone: str, now: datetime) -> PhoneCode:
+        """Made first if missing, so two first asks for one number queue on its row."""
+        fresh = {
+            "phone": phone,
+            "attempts": 0,
+            "sent_in_window": 0,
+            "window_started_at": now,
+            "updated_at": now,
+        }
+        add = insert_or_nothing(self._connection, t.phone_codes, fresh, conflict_columns=["phone"])
+        self._connection.execute(add)
+        found = self.lock(phone)
+        assert found is not None
+        return found
+
+    def save(self, code: PhoneCode, now: datetime) -> None:
+        c = t.phone_codes.c
+        values = {
+            "code_hash": code.code_hash,
+            "expires_at": code.expires_at,
+            "attempts": code.attempts,
+            "sent_in_window": code.sent_in_window,
+            "window_started_at": code.window_started_at,
+            "updated_at": now,
+        }
+        updated = self._connection.execute(
+            update(t.phone_codes).where(c.phone == code.phone).values(values)
+        )
+        assert updated.rowcount == 1, "lock the number's row first"
+
+    def prune(self, *, windows_started_by: datetime, now: datetime, limit: int) -> int:
+        c = t.phone_codes.c
+        assert 1 <= limit <= PHONE_CODES_PRUNED_MAX
+        spent = (
+            select(c.phone)
+            .where(
+                c.window_started_at <= windows_started_by,
+                or_(c.expires_at.is_(None), c.expires_at <= now),
+            )
+            .limit(limit)
+        )
+        result = self._connection.execute(t.phone_codes.delete().where(c.phone.in_(spent)))
         return int(result.rowcount)

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 
 from deni.adapters.db import tables as t
-from deni.adapters.db.erasure import erase_person
+from deni.adapters.db.erasure import erase_person, release_phone
 from deni.adapters.db.sync_tables import Change, log_changes, sync_profile_fields, wallet_owner
 from deni.domain.errors import Conflict
 from deni.domain.ledger import (
@@ -239,6 +239,10 @@ class SqlUserRepository:
         erase_person(self._connection, user_id, now=now)
         self.forget()
 
+    def release_phone(self, user_id: str, *, now: datetime) -> None:
+        release_phone(self._connection, user_id, now=now)
+        self.forget()
+
     def add(self, user: User) -> None:
         self._connection.execute(
             t.users.insert().values(**_user_values(user), updated_at=user.created_at)
@@ -296,8 +300,9 @@ class SqlUserRepository:
     def save(self, user: User, now: datetime) -> None:
         values = _user_values(user)
         del values["id"], values["created_at"]
+        u = t.users.c
         before = self._connection.execute(
-            select(t.users.c.name, t.users.c.language).where(t.users.c.id == user.id)
+            select(u.name, u.language, u.phone_proven_at).where(u.id == user.id)
         ).one()
         self._connection.execute(
             update(t.users).where(t.users.c.id == user.id).values(**values, updated_at=now)
@@ -306,6 +311,8 @@ class SqlUserRepository:
         changed = [f for f in PROFILE_FIELDS if getattr(before, f) != getattr(user, f)]
         if changed:
             self._bump_profile_versions(user.id, changed, now)
+        if changed or (before.phone_proven_at is None) != (user.phone_proven_at is None):
+            # The user's sync record shows whether the number is proven, but nobody edits it.
             log_changes(self._connection, [(user.id, "user", user.id, "put")], now)
 
     def _bump_profile_versions(self, user_id: str, fields: Sequence[str], now: datetime) -> None:
@@ -344,6 +351,7 @@ def _user_values(user: User) -> dict[str, Any]:
         "remote_lock_count": user.remote_lock_count,
         "remote_locked_until": user.remote_locked_until,
         "remote_wrong_pins_at": _unix_seconds_csv(user.remote_wrong_pins_at),
+        "phone_proven_at": user.phone_proven_at,
         "created_at": user.created_at,
     }
 
@@ -378,6 +386,7 @@ def _user(row: Row[Any]) -> User:
         remote_lock_count=row.remote_lock_count,
         remote_locked_until=row.remote_locked_until,
         remote_wrong_pins_at=_times_of_csv(row.remote_wrong_pins_at),
+        phone_proven_at=row.phone_proven_at,
     )
 
 

@@ -76,6 +76,7 @@ users = Table(
     Column("remote_locked_until", UtcDateTime, nullable=True),
     # Unix seconds of the last wrong remote PINs, comma-separated (at most the day's cap).
     Column("remote_wrong_pins_at", String(120), nullable=False, default="", server_default=""),
+    Column("phone_proven_at", UtcDateTime, nullable=True),  # migration 0014
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
@@ -93,6 +94,20 @@ pin_reset_codes = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     # Housekeeping clears the hashes of codes that expired unused (migration 0013).
     Index("ix_pin_reset_codes_expires_at", "expires_at"),
+)
+
+# The code that proves a phone number, hashed; one row per number that ever asked, whether or
+# not anyone on Deni has it, so a number's hourly count holds (migration 0014).
+phone_codes = Table(
+    "phone_codes",
+    metadata,
+    Column("phone", String(12), primary_key=True),
+    Column("code_hash", String(64), nullable=True),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("sent_in_window", Integer, nullable=False, default=0),
+    Column("window_started_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 accounts = Table(

@@ -16,6 +16,7 @@ from deni.adapters.db.records import (
     SqlAuditRepository,
     SqlIdempotencyRepository,
     SqlNotificationRepository,
+    SqlPhoneCodeRepository,
     SqlPinResetRepository,
     SqlRefreshTokenRepository,
 )
@@ -65,6 +66,7 @@ class SqlUnitOfWork:
         self.outbox = SqlOutboxRepository(connection)
         self.sync = SqlSyncRepository(connection)
         self.pin_resets = SqlPinResetRepository(connection)
+        self.phone_codes = SqlPhoneCodeRepository(connection)
         return self
 
     def savepoint(self) -> SavepointUnitOfWork:
@@ -128,6 +130,7 @@ class _OuterRepositories:
     outbox: SqlOutboxRepository
     sync: SqlSyncRepository
     pin_resets: SqlPinResetRepository
+    phone_codes: SqlPhoneCodeRepository
 
     def __init__(self, outer: SqlUnitOfWork) -> None:
         self.users = outer.users
@@ -141,6 +144,7 @@ class _OuterRepositories:
         self.outbox = outer.outbox
         self.sync = outer.sync
         self.pin_resets = outer.pin_resets
+        self.phone_codes = outer.phone_codes
 
 
 class SavepointUnitOfWork(_OuterRepositories):

@@ -37,7 +37,9 @@ from deni.services.ussd_ports import (
 
 def _member_query() -> Select[Any]:
     u = t.users
-    return select(u.c.id, u.c.name, u.c.language).where(u.c.phone == bindparam("phone"))
+    return select(u.c.id, u.c.name, u.c.language, u.c.phone_proven_at).where(
+        u.c.phone == bindparam("phone")
+    )
 
 
 def _balance_query() -> Select[Any]:
@@ -111,7 +113,10 @@ class SqlUssdReads:
 
     def member(self, phone: str) -> Member | None:
         rows = self._rows(MEMBER, {"phone": phone})
-        return Member(rows[0].id, rows[0].name, rows[0].language) if rows else None
+        if not rows:
+            return None
+        row = rows[0]
+        return Member(row.id, row.name, row.language, row.phone_proven_at is not None)
 
     def balance_cents(self, user_id: str) -> int:
         rows = self._rows(BALANCE, {"account_id": wallet_account_id(user_id)})

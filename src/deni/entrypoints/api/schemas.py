@@ -42,9 +42,25 @@ class ErrorOut(BaseModel):
 
 class RegisterIn(Strict):
     phone: StrictStr = Field(examples=["0712345678"])
+    code: StrictStr | None = Field(
+        default=None,
+        max_length=12,
+        examples=["493021"],
+        description="The 6 digits sent by SMS (POST /auth/register/code); without it the "
+        "answer is 422 phone_code_required.",
+    )
     name: StrictStr = Field(examples=["Wanjiku Kamau"])
     pin: StrictStr = Field(examples=["4821"], description="Exactly 4 digits.")
     language: Literal["en", "sw"] = "en"
+
+
+class RegisterCodeIn(Strict):
+    phone: StrictStr = Field(max_length=40, examples=["0712345678"])
+    language: Literal["en", "sw"] = Field(default="en", description="The SMS's language.")
+
+
+class PhoneConfirmIn(Strict):
+    code: StrictStr = Field(max_length=12, description="The 6 digits from the SMS.")
 
 
 class LoginIn(Strict):
@@ -101,6 +117,10 @@ class UserOut(BaseModel):
     name: str
     language: str
     created_at: datetime
+    phone_proven: bool = Field(
+        description="False for an account made online before numbers were proven by SMS "
+        "code: it may not lend or borrow until POST /me/phone/confirm (403 phone_not_proven)."
+    )
 
     @classmethod
     def of(cls, user: User) -> UserOut:
@@ -110,6 +130,7 @@ class UserOut(BaseModel):
             name=user.name,
             language=user.language,
             created_at=user.created_at,
+            phone_proven=user.phone_proven,
         )
 
 

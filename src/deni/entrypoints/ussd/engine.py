@@ -31,7 +31,7 @@ from deni.domain.users import LANGUAGES
 from deni.entrypoints.ussd import flows
 from deni.entrypoints.ussd.flows import Ctx, SessionSeal, SessionState
 from deni.entrypoints.ussd.gateway import UssdRequest
-from deni.entrypoints.ussd.menus import MAIN, RESUME, SCREENS, WELCOME
+from deni.entrypoints.ussd.menus import CLAIM, MAIN, RESUME, SCREENS, WELCOME
 from deni.entrypoints.ussd.render import Reply, compose, say
 from deni.entrypoints.ussd.screens import Finish, Goto, Kind, Reject, Screen, Step
 from deni.services import ussd
@@ -42,7 +42,8 @@ STACK_MAX = 16
 ENTRY_CHARS_MAX = 64
 TRACE_FRAMES = 6
 BACK, MAIN_MENU, MORE = "0", "00", "98"
-REGISTRATION_SCREENS = frozenset({WELCOME, "reg_name", "reg_pin", "reg_pin2"})
+# Before a session is a member's: registering, or proving an unproven account's number.
+REGISTRATION_SCREENS = frozenset({WELCOME, "reg_name", "reg_pin", "reg_pin2", CLAIM, "claim_pin"})
 FALLBACK_LANGUAGE = "en"
 # A person takes seconds to read a screen and type: more hops than this from one phone in a
 # minute is a script (the gateway does not authenticate the number; reference B.5).
@@ -69,6 +70,7 @@ REASONS: Mapping[str, str] = {
     "invalid_amount": "ussd.err_amount_short",
     "too_many_open_requests": "ussd.err_open_requests",
     "too_many_requests": "ussd.err_asked_too_often",
+    "other_party_not_proven": "ussd.err_not_proven",
 }
 log = structlog.get_logger(__name__)
 
@@ -216,6 +218,12 @@ class UssdEngine:
         member = self.reads.member(phone)
         if member is None:
             return SessionState(session_id, phone, FALLBACK_LANGUAGE, None, "", WELCOME)
+        if not member.phone_proven:
+            # Made online, never proven: the dialler holds the SIM, but is it whoever made the
+            # account? Its PIN says so (claim_pin); else the SIM's holder opens their own.
+            state = SessionState(session_id, phone, member.language, None, member.name, CLAIM)
+            state.claim_id = member.id
+            return state
         return SessionState(session_id, phone, member.language, member.id, member.name, MAIN)
 
     def _language_of(self, phone: str) -> str:
@@ -288,7 +296,9 @@ class UssdEngine:
         )
 
     def _root(self, state: SessionState) -> str:
-        return MAIN if state.user_id is not None else WELCOME
+        if state.user_id is not None:
+            return MAIN
+        return CLAIM if state.claim_id is not None else WELCOME
 
     def _open(self, ctx: Ctx) -> Reply:
         if self._snapshot(ctx) is not None:

@@ -95,6 +95,7 @@ class SessionState:
     last_reply: str = ""
     ended: bool = False
     snapshot_saved: bool = False
+    claim_id: str | None = None  # an unproven account on this number, until its PIN proves it
 
     def to_json(self) -> str:
         return json.dumps(vars(self))  # every field is plain JSON data
@@ -260,6 +261,7 @@ def submit_register(ctx: Ctx, raw: str) -> Step:
             pin=raw,
             language=language,
             channel=CHANNEL,
+            phone_proven=True,  # the network says which SIM dialled
         )
     except AlreadyRegistered:
         with ctx.deni.uow.read_only() as uow:
@@ -267,6 +269,37 @@ def submit_register(ctx: Ctx, raw: str) -> Step:
     ctx.state.user_id, ctx.state.name, ctx.state.lang = user.id, user.name, user.language
     ctx.state.data.clear()
     return Goto("main", notice="ussd.registered", reset=True)
+
+
+# --- an unproven account's number dials in -------------------------------------------------
+
+
+def view_claim(ctx: Ctx) -> Params:
+    return {"name": short_name(ctx.state.name)}
+
+
+def submit_claim(ctx: Ctx, raw: str) -> Step:
+    state = ctx.state
+    if state.claim_id is None:  # a session from before the account lost the number
+        return Goto("welcome", reset=True)
+    user = ussd.claim_number(
+        uow=ctx.deni.uow(),
+        hasher=ctx.deni.hasher,
+        clock=ctx.clock,
+        user_id=state.claim_id,
+        phone=state.phone,
+        pin=require_pin(raw),
+        channel=CHANNEL,
+    )
+    state.user_id, state.name, state.lang, state.claim_id = user.id, user.name, user.language, None
+    state.data.clear()
+    return Goto("main", notice="ussd.claimed", reset=True)
+
+
+def action_claim_new(ctx: Ctx) -> Step:
+    """Not theirs: the SIM's holder registers, and the new account takes the number."""
+    ctx.state.claim_id = None
+    return Goto("welcome", reset=True)
 
 
 # --- the main menu ---------------------------------------------------------------------------
@@ -289,6 +322,8 @@ def parse_lender(ctx: Ctx, raw: str) -> object:
     lender = ctx.reads.member(phone)
     if lender is None:
         raise Reject("ussd.err_not_on_deni")
+    if not lender.phone_proven:
+        raise Reject("ussd.err_not_proven")
     ctx.state.data["lender_name"] = lender.name
     return phone
 
@@ -699,7 +734,9 @@ def action_fresh_start(ctx: Ctx) -> Step:
 
 def locked_minutes(ctx: Ctx) -> int:
     """Minutes until a locked account opens again, for the screen that says so."""
-    user = users.get_user(uow_factory=ctx.deni.uow, user_id=ctx.user_id)
+    user_id = ctx.state.user_id or ctx.state.claim_id  # a claim's PIN may lock the account
+    assert user_id is not None
+    user = users.get_user(uow_factory=ctx.deni.uow, user_id=user_id)
     if user.locked_until is None:
         return 1
     seconds = (user.locked_until - ctx.now) / timedelta(seconds=1)

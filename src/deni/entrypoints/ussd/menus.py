@@ -13,7 +13,7 @@ from deni.entrypoints.ussd import flows as f
 from deni.entrypoints.ussd.screens import Kind, Option, Screen
 
 MENU, INPUT, LIST = Kind.MENU, Kind.INPUT, Kind.LIST
-WELCOME, MAIN, RESUME = "welcome", "main", "resume"
+WELCOME, MAIN, RESUME, CLAIM = "welcome", "main", "resume", "claim"
 
 _SCREENS = (
     # Someone whose number is not on Deni yet: language first, so the rest is in it.
@@ -39,6 +39,28 @@ _SCREENS = (
         secret=True,
     ),
     Screen("reg_pin2", INPUT, "ussd.reg_pin2", submit=f.submit_register, secret=True),
+    # A number whose account was made online and never proven: the account's PIN proves it is
+    # the dialler's; or the SIM's holder opens their own account, which takes the number.
+    Screen(
+        CLAIM,
+        MENU,
+        "ussd.claim",
+        view=f.view_claim,
+        options=(
+            Option("ussd.opt_claim_mine", "claim_pin"),
+            Option("ussd.opt_claim_new", action=f.action_claim_new),
+        ),
+        root=True,
+    ),
+    Screen(
+        "claim_pin",
+        INPUT,
+        "ussd.claim_pin",
+        submit=f.submit_claim,
+        next=MAIN,
+        secret=True,
+        resumable=False,
+    ),
     # Registered.
     Screen(
         MAIN,
@@ -291,7 +313,7 @@ def check_journey(screens: Mapping[str, Screen]) -> list[str]:
     for target in sorted(targets - set(screens)):
         problems.append(f"unknown screen {target!r}")
     # Reached from code (flows return Goto to these) or by the engine itself.
-    reached_elsewhere = {WELCOME, MAIN, RESUME}
+    reached_elsewhere = {WELCOME, MAIN, RESUME, CLAIM}
     for screen_id in sorted(set(screens) - targets - reached_elsewhere):
         problems.append(f"nothing leads to {screen_id!r}")
     return problems

@@ -21,14 +21,16 @@ from deni.entrypoints.api.schemas import (
     LoginIn,
     MeOut,
     MessageOut,
+    PhoneConfirmIn,
     PinResetConfirmIn,
     PinResetIn,
     RefreshIn,
+    RegisterCodeIn,
     RegisterIn,
     SessionOut,
     UserOut,
 )
-from deni.services import ledger, limits, pin_reset, users
+from deni.services import ledger, limits, phone_proof, pin_reset, users
 from deni.services.ports import UnitOfWorkFactory
 from deni.services.users import Session
 
@@ -44,6 +46,28 @@ def _session_out(session: Session) -> SessionOut:
     )
 
 
+@router.post("/auth/register/code", status_code=202, response_model=MessageOut)
+def ask_register_code(body: RegisterCodeIn, source: SourceAddress, deni: DeniDep) -> MessageOut:
+    """Step one of opening an account: a 6-digit code goes by SMS to the number, which proves
+    the number is yours. The answer is the same whether or not the number is on Deni (a number
+    with a confirmed account gets no SMS). At most 3 codes an hour per number, each good for 10
+    minutes, and at most 10 asks an hour from one address (`429 too_many_requests`)."""
+    phone_proof.ask_registration_code(
+        uow=deni.uow(),
+        sms=deni.sms,
+        counters=deni.sessions,
+        clock=deni.clock,
+        pepper=deni.settings.pin_pepper,
+        phone=body.phone,
+        source=source,
+        language=body.language,
+    )
+    return MessageOut(
+        message="If this number can open a Deni account, a code is on its way by SMS "
+        "(at most 3 codes an hour). Already on Deni? Sign in instead."
+    )
+
+
 @router.post("/auth/register", status_code=201, response_model=UserOut)
 def register(
     body: RegisterIn,
@@ -51,16 +75,22 @@ def register(
     source: SourceAddress,
     key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> object:
-    """Create an account with a Kenyan mobile number, a name, a 4-digit PIN and a language.
+    """Step two: the code from the SMS, a name, a 4-digit PIN and a language. Without a code,
+    `422 phone_code_required`; a wrong, late or used one is `401 phone_code_invalid` (3 wrong
+    tries void it). A number held by an account that never proved it is taken from it.
     At most 20 an hour from one address (`429`)."""
-    limits.limit_registration(deni.sessions, source=source, now=deni.clock.now())
+    now = deni.clock.now()
+    limits.limit_registration(deni.sessions, source=source, now=now)
+    limits.limit_code_check(deni.sessions, source=source, phone=body.phone, now=now)
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, UserOut]:
-        user = users.register_user(
+        user = phone_proof.register_with_code(
             uow=uows(),
             hasher=deni.hasher,
             clock=deni.clock,
+            pepper=deni.settings.pin_pepper,
             phone=body.phone,
+            code=body.code,
             name=body.name,
             pin=body.pin,
             language=body.language,
@@ -193,3 +223,38 @@ def sign_out_everywhere(user_id: UserId, deni: DeniDep) -> EmptyOut:
     and refresh token stops working at once (`401 session_ended`). Sign in again after."""
     users.sign_out_everywhere(uow=deni.uow(), clock=deni.clock, user_id=user_id, channel="api")
     return EmptyOut()
+
+
+@router.post("/me/phone/code", status_code=202, response_model=MessageOut)
+def ask_phone_code(user_id: UserId, source: SourceAddress, deni: DeniDep) -> MessageOut:
+    """An account made before numbers were proven (`phone_proven: false`) asks for a code by
+    SMS to its number. `409 phone_already_proven` once proven; the limits of
+    `/auth/register/code` apply."""
+    phone_proof.ask_own_code(
+        uow=deni.uow(),
+        sms=deni.sms,
+        counters=deni.sessions,
+        clock=deni.clock,
+        pepper=deni.settings.pin_pepper,
+        user_id=user_id,
+        source=source,
+    )
+    return MessageOut(message="A code is on its way to your number by SMS.")
+
+
+@router.post("/me/phone/confirm", response_model=UserOut)
+def confirm_phone(
+    body: PhoneConfirmIn, user_id: UserId, source: SourceAddress, deni: DeniDep
+) -> UserOut:
+    """The code from the SMS proves your number: you may lend and borrow. A wrong, late or used
+    code is `401 phone_code_invalid` (3 wrong tries void it). Confirming again changes nothing."""
+    user = users.get_user(uow_factory=deni.uow, user_id=user_id)
+    limits.limit_code_check(deni.sessions, source=source, phone=user.phone, now=deni.clock.now())
+    user = phone_proof.prove_own_phone(
+        uow=deni.uow(),
+        clock=deni.clock,
+        pepper=deni.settings.pin_pepper,
+        user_id=user_id,
+        code=body.code,
+    )
+    return UserOut.of(user)

@@ -135,6 +135,16 @@ const en = {
   "settings.auto_payout": "Send money that arrives in my wallet to M-PESA",
   "settings.pin": "Change PIN",
   "settings.pin_changed": "Your PIN is changed.",
+  "settings.prove": "Confirm your number",
+  "settings.prove_note":
+    "Your account was opened before Deni checked numbers. Until you confirm yours with a " +
+    "code sent to it by SMS, you cannot lend or borrow.",
+  "settings.code_sent": "A code is on its way to your number by SMS.",
+  "settings.proven": "Your number is confirmed: you may lend and borrow.",
+  "button.confirm_number": "Confirm my number",
+  "register.code_sent":
+    "If this number can open a Deni account, a code is on its way by SMS. " +
+    "Already on Deni? Sign in instead.",
   "settings.saved": "Saved. It reaches Deni with the next sync.",
   "settings.unchanged": "Nothing is changed: tick or untick a setting first.",
   "settings.data": "Your data",
@@ -295,6 +305,16 @@ const sw = {
   "settings.auto_payout": "Pesa zinazoingia akaunti yangu ziende M-PESA",
   "settings.pin": "Badilisha PIN",
   "settings.pin_changed": "PIN yako imebadilishwa.",
+  "settings.prove": "Thibitisha namba yako",
+  "settings.prove_note":
+    "Akaunti yako ilifunguliwa kabla Deni haijaanza kuthibitisha namba. Hadi uthibitishe " +
+    "yako kwa namba ya siri itakayotumwa kwa SMS, huwezi kukopa wala kukopesha.",
+  "settings.code_sent": "Namba ya siri inakuja kwa SMS kwenye namba yako.",
+  "settings.proven": "Namba yako imethibitishwa: unaweza kukopa na kukopesha.",
+  "button.confirm_number": "Thibitisha namba yangu",
+  "register.code_sent":
+    "Kama namba hii inaweza kufungua akaunti ya Deni, namba ya siri inakuja kwa SMS. " +
+    "Tayari uko Deni? Ingia.",
   "settings.saved": "Imehifadhiwa. Itafika Deni wakati wa kutuma unaofuata.",
   "settings.unchanged": "Hakuna kilichobadilika: weka au ondoa alama kwanza.",
   "settings.data": "Taarifa zako",
@@ -377,6 +397,12 @@ const SERVER_SW = {
   wallet_not_empty: "Toa salio lako kwanza.",
   open_loans: "Bado una mkopo ulio wazi.",
   mpesa_pending: "Malipo ya M-PESA bado yanakuja.",
+  phone_code_required: "Omba namba ya siri kwanza.",
+  phone_code_invalid: "Namba ya siri si sahihi au imepitwa na muda. Omba nyingine.",
+  phone_not_proven: "Thibitisha namba yako kwanza (Mipangilio).",
+  other_party_not_proven: "Mwanachama huyo bado hajathibitisha namba yake.",
+  phone_already_proven: "Namba yako tayari imethibitishwa.",
+  too_many_requests: "Maombi mengi mno. Jaribu tena baadaye.",
 };
 
 export function serverMessage(code, message) {

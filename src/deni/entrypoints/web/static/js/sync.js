@@ -56,6 +56,8 @@ async function send(method, path, { body, token, extraHeaders = {} } = {}) {
 // Calls that need no session.
 export const publicApi = {
   login: (phone, pin) => send("POST", "/auth/login", { body: { phone, pin } }),
+  askRegisterCode: (phone, language) =>
+    send("POST", "/auth/register/code", { body: { phone, language } }),
   register: (fields) => send("POST", "/auth/register", { body: fields }),
   askPinReset: (phone) => send("POST", "/auth/pin-reset", { body: { phone } }),
   confirmPinReset: (fields) => send("POST", "/auth/pin-reset/confirm", { body: fields }),

@@ -50,7 +50,25 @@ export function signInView() {
   );
 }
 
+// Two steps: the number first, which Deni texts a code to (it proves the number is yours);
+// then the code with a name, a PIN and a language.
 export function registerView() {
+  const second = h("div", { hidden: true });
+  const first = form(
+    [field(t("field.phone"), "phone", { type: "tel", inputmode: "tel", required: true })],
+    t("button.send_code"),
+    async ({ phone }) => {
+      const msisdn = readPhone(phone);
+      await online(() => publicApi.askRegisterCode(msisdn, language()));
+      first.hidden = true;
+      second.replaceChildren(h("p", { id: "code-sent" }, t("register.code_sent")), details(msisdn));
+      second.hidden = false;
+    },
+  );
+  return h("div", {}, first, second);
+}
+
+function details(msisdn) {
   const picker = h(
     "select",
     { id: "field-language", name: "language" },
@@ -60,8 +78,8 @@ export function registerView() {
   );
   return form(
     [
+      field(t("field.code"), "code", { inputmode: "numeric", required: true }),
       field(t("field.name"), "name", { required: true, maxlength: "60", autocomplete: "name" }),
-      field(t("field.phone"), "phone", { type: "tel", inputmode: "tel", required: true }),
       pinField(t("field.new_pin")),
       pinField(t("field.pin_again"), "pin_again"),
       h(
@@ -72,11 +90,16 @@ export function registerView() {
       ),
     ],
     t("button.register"),
-    async ({ name, phone, pin, pin_again: again, language: chosen }) => {
-      const msisdn = readPhone(phone);
+    async ({ code, name, pin, pin_again: again, language: chosen }) => {
       twoPins(pin, again);
       await online(() =>
-        publicApi.register({ name: name.trim(), phone: msisdn, pin, language: chosen }),
+        publicApi.register({
+          phone: msisdn,
+          code: code.trim(),
+          name: name.trim(),
+          pin,
+          language: chosen,
+        }),
       );
       setLanguage(chosen);
       await signIn(msisdn, pin);

@@ -1,6 +1,6 @@
 // Settings: language, M-PESA preferences, PIN, and the person's data rights.
 
-import { Refused, form, h, pinField } from "../dom.js";
+import { Refused, field, form, h, pinField } from "../dom.js";
 import { nairobiToday } from "../format.js";
 import { LANGUAGES, language, setLanguage, t } from "../i18n.js";
 import {
@@ -12,6 +12,7 @@ import {
   paintStatus,
   render,
   requirePin,
+  syncSoon,
   twoPins,
 } from "../core.js";
 
@@ -72,6 +73,7 @@ export async function settingsView() {
   return h(
     "div",
     {},
+    me?.phone_proven === false ? proveNumber() : null,
     h("section", { class: "card" }, h("h2", {}, t("settings.language")), h("p", {}, languages)),
     h(
       "section",
@@ -131,6 +133,28 @@ export async function settingsView() {
     ),
     homeLink(),
   );
+}
+
+// An account opened before Deni checked numbers proves its number with a code by SMS before it
+// may lend or borrow: the server refuses those until then (phone_not_proven).
+function proveNumber() {
+  const title = h("h2", {}, t("settings.prove"));
+  const section = h("section", { class: "card", id: "prove-number" }, title);
+  const confirm = form(
+    [field(t("field.code"), "code", { inputmode: "numeric", required: true })],
+    t("button.confirm_number"),
+    async ({ code }) => {
+      await online(() => app.session.call("POST", "/me/phone/confirm", { code: code.trim() }));
+      section.replaceChildren(title, h("p", { role: "status" }, t("settings.proven")));
+      syncSoon(); // brings the confirmed profile to this phone
+    },
+  );
+  const ask = form([h("p", {}, t("settings.prove_note"))], t("button.send_code"), async () => {
+    await online(() => app.session.call("POST", "/me/phone/code"));
+    section.replaceChildren(title, h("p", {}, t("settings.code_sent")), confirm);
+  });
+  section.append(ask);
+  return section;
 }
 
 // The Data Protection Act's right of access: the server's export, saved as a file.
