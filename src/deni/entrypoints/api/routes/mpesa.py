@@ -11,6 +11,7 @@ from pydantic import BaseModel, StrictBool
 
 from deni.bootstrap import Deni
 from deni.domain.errors import Conflict
+from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
 from deni.entrypoints.api.routes.loans import LoanId
@@ -97,7 +98,9 @@ def _record(
     return MpesaRequestOut.of(request)
 
 
-@router.post("/mpesa/top-ups", status_code=202, response_model=MpesaRequestOut)
+@router.post(
+    "/mpesa/top-ups", status_code=202, response_model=MpesaRequestOut, responses=refusals(409)
+)
 def top_up(body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -> object:
     """Ask M-PESA to push a PIN prompt to your phone; the wallet grows once you pay."""
     return run_idempotent(
@@ -113,7 +116,12 @@ def top_up(body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -
     )
 
 
-@router.post("/mpesa/withdrawals", status_code=202, response_model=MpesaRequestOut)
+@router.post(
+    "/mpesa/withdrawals",
+    status_code=202,
+    response_model=MpesaRequestOut,
+    responses=refusals(409, 423),
+)
 def withdraw(body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -> object:
     """Send wallet money to your M-PESA. It is held at once, and returns if the payout fails."""
     return run_idempotent(
@@ -129,7 +137,12 @@ def withdraw(body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey)
     )
 
 
-@router.post("/loans/{loan_id}/mpesa-repayments", status_code=202, response_model=MpesaRequestOut)
+@router.post(
+    "/loans/{loan_id}/mpesa-repayments",
+    status_code=202,
+    response_model=MpesaRequestOut,
+    responses=refusals(409),
+)
 def repay_by_stk(
     loan_id: LoanId, body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
 ) -> object:
