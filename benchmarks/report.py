@@ -306,7 +306,8 @@ def markdown(results: Results) -> str:
         "## Request → approve round trip over HTTP",
         "",
         "A uvicorn process serves `deni.entrypoints.api.asgi:app` on 127.0.0.1 with "
-        "`DENI_ENVIRONMENT=production`, on a fresh database. Users register and log in through "
+        "`DENI_ENVIRONMENT=test` (production's settings, less its refusal of the fake SMS "
+        "gateway), on a fresh database. Users register and log in through "
         "the API; lenders are funded through `payments.record_mpesa_payment` on the same "
         "database. One client on one keep-alive connection (httpx) then times `POST "
         "/api/v1/loans` by a borrower followed by `POST /api/v1/loans/{id}/approve` with the "
@@ -418,7 +419,7 @@ def ussd_markdown(results: Results) -> str:
         f"One uvicorn server ({first.workers} worker process{'es' if first.workers > 1 else ''},"
         f" `--no-access-log`, uvicorn's default HTTP/1.1 stack) serves "
         "`benchmarks.ussd_app:app`: Deni's production app (`create_app(bootstrap())`, settings "
-        "from `DENI_*` with `DENI_ENVIRONMENT=production`, the production argon2id cost) plus a "
+        "from `DENI_*` with `DENI_ENVIRONMENT=test`, the production argon2id cost) plus a "
         "constant `POST /ussd-hello` route answering `CON hello`, which exists only in the "
         "bench, and a `POST /ussd-store-io` route that reads the same form, hands it to the "
         "same hop threads and makes the same session-store calls as a hop (one read of three "

@@ -1,10 +1,15 @@
-"""Settings for bench runs: production mode (real argon2 cost unless told), local databases."""
+"""Settings for bench runs: production's costs (real argon2 cost unless told), local databases.
+
+The environment is `test`, not `production`: production refuses to start with the fake SMS
+gateway, and a bench must not send real SMS. At run time the two differ only in production's
+gate on the operations paths (/docs, /openapi.json, /metrics), which no bench calls.
+"""
 
 from __future__ import annotations
 
 from deni.config import Settings
 
-# Bench-only secrets: long enough for production mode, useless anywhere else.
+# Bench-only secrets: they would pass production's checks; useless anywhere else.
 JWT_SECRET = "bench-only-jwt-secret-0123456789abcdef0123"  # noqa: S105
 PIN_PEPPER = "bench-only-pin-pepper-0123456789abcdef0123"
 USSD_TOKEN = "benchonlyussdtoken0123456789abcdef"  # noqa: S105
@@ -23,7 +28,7 @@ def bench_settings(
 ) -> Settings:
     defaults = Settings.model_fields
     return Settings(
-        environment="production",
+        environment="test",
         database_url=database_url,
         database_pool_size=pool_size,
         jwt_secret=JWT_SECRET,
@@ -40,7 +45,7 @@ def bench_env(
 ) -> dict[str, str]:
     """The DENI_* variables the ASGI entry point reads, for a server subprocess."""
     return {
-        "DENI_ENVIRONMENT": "production",
+        "DENI_ENVIRONMENT": "test",
         "DENI_DATABASE_URL": database_url,
         "DENI_JWT_SECRET": JWT_SECRET,
         "DENI_PIN_PEPPER": PIN_PEPPER,

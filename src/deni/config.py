@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from deni.config_checks import production_problems
+
 # Long enough that JWT libraries accept it for local development; refused outside it.
 PLACEHOLDER_SECRET = "change-me-in-production-development-only"  # noqa: S105
 DEFAULT_DATABASE_URL = "sqlite:///./var/deni.sqlite3"
@@ -16,7 +18,10 @@ PLACEHOLDER_CALLBACK_TOKEN = "0123456789abcdef0123456789abcdef"  # noqa: S105 (d
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="DENI_", env_file=".env", extra="ignore")
+    # A refusal names the setting, never echoes the input: that would print secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="DENI_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = DEFAULT_DATABASE_URL
@@ -41,6 +46,9 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     log_json: bool = True
+    # Production only: /docs, /redoc, /openapi.json and /metrics answer 404 unless a request
+    # carries `Authorization: Bearer <ops_token>`; unset, they are closed to everyone.
+    ops_token: str = ""
 
     # USSD channel and SMS (issue #5).
     ussd_service_code: str = Field(default="*383#", pattern=r"^\*[0-9*]{1,20}#$")
@@ -150,6 +158,14 @@ class Settings(BaseSettings):
             if part:
                 ipaddress.ip_network(part, strict=False)  # ValueError: refused at start
         return value
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        """Every unsafe production setting, named at once (config_checks.py has the rules)."""
+        problems = production_problems(self) if self.environment == "production" else []
+        if problems:
+            listed = "".join(f"\n  - {problem}" for problem in problems)
+            raise ValueError(f"unsafe production settings:{listed}")
+        return self
 
     @property
     def callback_base(self) -> str:

@@ -337,7 +337,7 @@ MALFORMED = [
     b'{"a": 1,}',
     b"\xff\xfe{}",
     b"nul\x00l",
-    b"[" * 100_000 + b"]" * 100_000,  # too deep to decode
+    b"[" * 2_000 + b"]" * 2_000,  # too deep to decode, and within every route's body limit
 ]
 
 

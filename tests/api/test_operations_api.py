@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from collections.abc import Iterator
 
 import pytest
+import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 from tests.api.support import approve, assert_error, request_loan
 from tests.helpers import api_user, fund
 
+from deni.adapters.observability import configure_logging
 from deni.bootstrap import Deni
+from deni.services import queries
 
 API = "/api/v1"
 ALL_OPERATIONS = {
@@ -45,6 +50,16 @@ NEEDS_KEY = {
     "/api/v1/loans/{loan_id}/write-off",
     "/api/v1/notifications/read",
 }
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The test configures Deni's own logging (JSON on stderr); the test's is restored after."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    yield
+    root.handlers, root.level = saved
+    structlog.reset_defaults()
 
 
 def test_health_checks_the_database(client: TestClient) -> None:
@@ -156,3 +171,30 @@ def test_unknown_routes_and_methods_answer_in_the_error_format(client: TestClien
     not_allowed = client.delete(f"{API}/wallet")
     assert_error(not_allowed, 405, "method_not_allowed")
     assert not_allowed.headers["Allow"] == "GET"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_an_unexpected_error_is_logged_with_the_route_template_not_the_path(
+    client: TestClient,
+    deni: Deni,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    who = api_user(client, deni)
+    secret_looking_id = "5b7c9d1e-0f2a-4b3c-8d4e-5f6a7b8c9d0e"
+
+    def broken(**_: object) -> None:
+        raise RuntimeError("the database said something odd")
+
+    monkeypatch.setattr(queries, "loan_detail", broken)
+    configure_logging(level="INFO", json=True)
+    response = client.get(f"{API}/loans/{secret_looking_id}", headers=who.headers)
+
+    assert_error(response, 500, "internal_error")
+    _, err = capfd.readouterr()
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    server_side = [r for r in records if r["logger"] != "httpx2"]  # the test client's own
+    assert secret_looking_id not in json.dumps(server_side)
+    [failure] = [r for r in records if r["event"] == "unhandled_error"]
+    assert failure["route"] == "/api/v1/loans/{loan_id}"
+    assert "path" not in failure

@@ -159,3 +159,16 @@ def _support_locked(national: str, database_url: str) -> bool:
     finally:
         engine.dispose()
     return locked_at is not None
+
+
+def test_serve_turns_uvicorn_access_log_off(cli_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn's access log prints the raw path, and a hook's path carries its secret token;
+    Deni's own access line (route template only) is the one that is written."""
+    import uvicorn
+
+    started: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(options))
+    code, output = _run("serve", "--port", "8123")
+    assert code == 0, output
+    assert started["access_log"] is False
+    assert started["log_config"] is None

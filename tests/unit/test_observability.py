@@ -190,6 +190,25 @@ def test_stdlib_logging_goes_through_the_same_pipeline(capfd: pytest.CaptureFixt
     assert "ValueError: no wallet for 2547******78" in failure["exception"]
 
 
+@pytest.mark.usefixtures("restore_logging")
+def test_a_gateways_secret_path_never_reaches_a_log_line(capfd: pytest.CaptureFixture[str]) -> None:
+    configure_logging(level="INFO", json=True)
+    hook_token, ussd_token = "9f8e7d6c5b4a39281706f5e4d3c2b1a0", "Ussd0Secret0Token0abcdefghij0123"
+    logging.getLogger("uvicorn.access").info(
+        '%s - "POST %s HTTP/1.1" %d', "10.0.0.1", f"/hooks/{hook_token}/stk", 200
+    )
+    structlog.get_logger("deni.test").info("hop", url=f"https://deni.example/ussd/{ussd_token}")
+    structlog.get_logger("deni.test").info("ended", path="/ussd/events", route="/ussd/{token}")
+
+    out, err = capfd.readouterr()
+    assert hook_token not in out + err
+    assert ussd_token not in out + err
+    access, hop, ended = _json_lines(out + err)
+    assert access["event"] == '10.0.0.1 - "POST /hooks/[redacted]/stk HTTP/1.1" 200'
+    assert hop["url"] == "https://deni.example/ussd/[redacted]"
+    assert (ended["path"], ended["route"]) == ("/ussd/events", "/ussd/{token}")
+
+
 # --- metrics ---------------------------------------------------------------------------------
 
 

@@ -65,6 +65,10 @@ _STRUCTLOG_META_KEYS = frozenset({"_record", "_from_structlog"})
 # us masking the middle of a longer number (a receipt id, an amount in cents).
 _KENYAN_PHONE = re.compile(r"(?<!\d)(?:\+?254|0)[17]\d{8}(?!\d)")
 _NON_DIGITS = re.compile(r"\D")
+# The gateways' callback paths carry a secret: /hooks/{token}/{kind} (Daraja) and /ussd/{token}
+# (Africa's Talking; /ussd/events is no token). Deni logs route templates, but a server's own
+# access log (uvicorn's, a proxy's) may print the raw path.
+_SECRET_PATH = re.compile(r"(/hooks/|/ussd/(?!events(?![^/\s?#\"'])))(?!\{token\})[^/\s?#\"']+")
 # Fewer digits than this and "first 4 + last 2" would reveal most of the value.
 _MIN_MASKABLE_DIGITS = 8
 
@@ -85,6 +89,12 @@ def mask_phone(msisdn: str) -> str:
 
 def _mask_phones_in_text(text: str) -> str:
     return _KENYAN_PHONE.sub(lambda match: mask_phone(match.group()), text)
+
+
+def _hide_secret_paths(text: str) -> str:
+    if "/hooks/" not in text and "/ussd/" not in text:
+        return text
+    return _SECRET_PATH.sub(lambda match: match.group(1) + REDACTED, text)
 
 
 def _normalise_key(key: object) -> str:
@@ -109,7 +119,7 @@ def _redact_value(key: str | None, value: Any) -> Any:
         items = [_redact_value(None, item) for item in value]
         return tuple(items) if isinstance(value, tuple) else items
     if isinstance(value, str):
-        return _mask_phones_in_text(value)
+        return _mask_phones_in_text(_hide_secret_paths(value))
     return value
 
 

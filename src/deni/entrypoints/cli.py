@@ -70,7 +70,10 @@ def serve(
     configure_logging(level=settings.log_level, json=settings.log_json)
     console.print(f"Deni is starting on [bold]http://{host}:{port}[/bold]")
     console.print(f"  Web app:   http://{host}:{port}/app/")
-    console.print(f"  API docs:  http://{host}:{port}/docs")
+    ops_only = (
+        " (with DENI_OPS_TOKEN as a bearer token)" if settings.environment == "production" else ""
+    )
+    console.print(f"  API docs:  http://{host}:{port}/docs{ops_only}")
     console.print(f"  Health:    http://{host}:{port}/health")
     console.print(f"  Database:  {settings.database_url}")
     base = f"http://{host}:{port}"
@@ -86,6 +89,8 @@ def serve(
         port=port,
         workers=workers,
         log_config=None,
+        # uvicorn's access line carries the raw path, and a hook's path its secret token;
+        # Deni writes its own (deni.access: the route template, never the path).
         access_log=False,
         # uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 (its default
         # forwarded_allow_ips) and rewrite the client address: Deni reads the header itself,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import structlog
@@ -12,14 +12,22 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from deni.adapters.observability import render_metrics
 from deni.bootstrap import Deni
 from deni.domain.errors import DomainError, ErrorKind, TooManyRequests
 from deni.domain.ledger import EntryCode
 from deni.domain.loans import LoanState
+from deni.entrypoints.api.contract import document_errors
 from deni.entrypoints.api.errors import error_response
-from deni.entrypoints.api.middleware import MetricsMiddleware
+from deni.entrypoints.api.limits import (
+    CLIENT_CLOSED_REQUEST,
+    BodyLimitMiddleware,
+    ClientDisconnected,
+)
+from deni.entrypoints.api.middleware import MetricsMiddleware, route_template
+from deni.entrypoints.api.ops import OpsGate
 from deni.entrypoints.api.routes import (
     auth,
     hooks,
@@ -37,6 +45,13 @@ from deni.entrypoints.web import mount as mount_web_app
 from deni.services.ports import StorageBusy
 
 API_PREFIX = "/api/v1"
+# Bodies beyond the default (limits.BODY_BYTES_MAX) or below it, by path prefix. /ussd reads
+# its form under its own, smaller limit (ussd.router.BODY_BYTES_MAX) and answers END past it.
+ROUTE_BODY_BYTES_MAX = (
+    (f"{API_PREFIX}/auth/", 4 * 1024),  # a phone, a name, a PIN, a code: nobody signed in yet
+    (f"{API_PREFIX}/sync/push", sync.PUSH_BODY_BYTES_MAX),
+    ("/hooks/", hooks.BODY_MAX_BYTES),
+)
 STATUS_BY_KIND = {
     ErrorKind.INVALID: 422,
     ErrorKind.UNAUTHORIZED: 401,
@@ -46,6 +61,14 @@ STATUS_BY_KIND = {
     ErrorKind.LOCKED: 423,
     ErrorKind.UNAVAILABLE: 503,
     ErrorKind.TOO_MANY: 429,
+}
+# Errors Starlette raises as HTTPException, and the limits' own (limits.py), by status.
+HTTP_ERROR_CODES = {
+    400: "malformed_json",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    CLIENT_CLOSED_REQUEST: "client_disconnected",
 }
 log = structlog.get_logger(__name__)
 
@@ -75,14 +98,21 @@ def create_app(deni: Deni) -> FastAPI:
         app.include_router(router, prefix=API_PREFIX)
     _add_operations(app, deni)
     mount_web_app(app)  # the installable offline web app under /app (deni.entrypoints.web)
-    _add_error_handlers(app)
-    # Metrics label requests with the full path template, prefix included.
-    full_paths = {
-        id(route): API_PREFIX + route.path
+    # Metrics and logs label requests with the full path template, prefix included.
+    api_routes = [
+        (API_PREFIX + route.path, route)
         for router in routers
         for route in router.routes
         if isinstance(route, APIRoute)
-    }
+    ]
+    full_paths = {id(route): path for path, route in api_routes}
+    _add_error_handlers(app, full_paths)
+    own_routes = [(route.path, route) for route in app.routes if isinstance(route, APIRoute)]
+    document_errors(app, own_routes + api_routes)
+    # Added innermost first: metrics see every answer, the gate's and the limit's included.
+    app.add_middleware(BodyLimitMiddleware, route_body_bytes_max=ROUTE_BODY_BYTES_MAX)
+    if deni.settings.environment == "production":
+        app.add_middleware(OpsGate, ops_token=deni.settings.ops_token)
     app.add_middleware(MetricsMiddleware, metrics=deni.metrics, full_paths=full_paths)
     return app
 
@@ -109,7 +139,9 @@ def _housekeeping(deni: Deni) -> Callable[[FastAPI], AbstractAsyncContextManager
 
 
 def _add_operations(app: FastAPI, deni: Deni) -> None:
-    @app.get("/health", response_model=HealthOut, tags=["operations"])
+    degraded = {"model": HealthOut, "description": "The database is unreachable."}
+
+    @app.get("/health", response_model=HealthOut, tags=["operations"], responses={503: degraded})
     def health() -> JSONResponse:
         """Up, and able to reach the database."""
         try:
@@ -136,7 +168,7 @@ def _add_operations(app: FastAPI, deni: Deni) -> None:
         return Response(body, media_type=content_type)
 
 
-def _add_error_handlers(app: FastAPI) -> None:
+def _add_error_handlers(app: FastAPI, full_paths: Mapping[int, str]) -> None:
     @app.exception_handler(DomainError)
     def domain_error(request: Request, error: DomainError) -> JSONResponse:
         response = error_response(STATUS_BY_KIND[error.kind], error.code, error.message)
@@ -158,12 +190,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         # FastAPI answers 400 when it cannot parse a body at all (nested too deep to decode,
         # say): for the client that is malformed JSON like any other.
-        code = {400: "malformed_json", 404: "not_found", 405: "method_not_allowed"}.get(
-            error.status_code, "http_error"
-        )
+        code = HTTP_ERROR_CODES.get(error.status_code, "http_error")
         response = error_response(error.status_code, code, str(error.detail))
         response.headers.update(error.headers or {})  # e.g. Allow on a 405
         return response
+
+    @app.exception_handler(ClientDisconnect)
+    def client_gone(request: Request, error: ClientDisconnect) -> JSONResponse:
+        # Nobody is there to read this answer; the access log records it, no error is logged.
+        return http_error(request, ClientDisconnected())
 
     @app.exception_handler(StorageBusy)
     def busy(request: Request, error: StorageBusy) -> JSONResponse:
@@ -173,5 +208,6 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     def unexpected(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled_error", path=request.url.path)
+        # The route's template, never the path: a hook's path carries its secret token.
+        log.exception("unhandled_error", route=route_template(request.scope, full_paths))
         return error_response(500, "internal_error", "Something went wrong on our side.")

@@ -19,7 +19,7 @@ _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 access_log = structlog.get_logger("deni.access")
 
 
-def _route_template(scope: Scope, full_paths: Mapping[int, str]) -> str:
+def route_template(scope: Scope, full_paths: Mapping[int, str]) -> str:
     """The matched route's path template ("/api/v1/loans/{loan_id}"), known only after routing.
 
     FastAPI may put the router's own route in the scope, whose path lacks the prefix the router
@@ -74,7 +74,7 @@ class MetricsMiddleware:
 
     def _record(self, scope: Scope, status_code: int, duration_s: float) -> None:
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "OTHER"
-        route = _route_template(scope, self.full_paths)
+        route = route_template(scope, self.full_paths)
         self.metrics.http_requests_total.labels(
             method=method, route=route, status=str(status_code)
         ).inc()

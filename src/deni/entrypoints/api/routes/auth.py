@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header
 
 from deni.domain.money import format_kes
+from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import (
     DeniDep,
     IdempotencyKey,
@@ -68,7 +69,7 @@ def ask_register_code(body: RegisterCodeIn, source: SourceAddress, deni: DeniDep
     )
 
 
-@router.post("/auth/register", status_code=201, response_model=UserOut)
+@router.post("/auth/register", status_code=201, response_model=UserOut, responses=refusals(409))
 def register(
     body: RegisterIn,
     deni: DeniDep,
@@ -123,7 +124,7 @@ def login(body: LoginIn, deni: DeniDep, source: SourceAddress) -> SessionOut:
     return _session_out(session)
 
 
-@router.post("/auth/refresh", response_model=SessionOut)
+@router.post("/auth/refresh", response_model=SessionOut, responses=refusals(401))
 def refresh(body: RefreshIn, deni: DeniDep) -> SessionOut:
     """Swap a refresh token for a new access token and a new refresh token (one use each)."""
     session = users.refresh_session(

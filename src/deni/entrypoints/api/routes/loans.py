@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from deni.domain.errors import Conflict, NotFound, ValidationFailed
 from deni.domain.loans import Loan, LoanState
+from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
 from deni.entrypoints.api.schemas import (
@@ -30,7 +31,9 @@ router = APIRouter(prefix="/loans", tags=["loans"])
 LOAN_ID_CHARS_MAX = 64
 
 
-def loan_id_param(loan_id: str, user_id: UserId) -> str:
+def loan_id_param(
+    loan_id: Annotated[str, Path(json_schema_extra={"format": "uuid"})], user_id: UserId
+) -> str:
     """The {loan_id} of the path. One that cannot be an id is simply a loan that is not there.
 
     A NUL character would otherwise reach PostgreSQL, which refuses it (a 500). Depending on
@@ -141,7 +144,7 @@ def loan_detail(loan_id: LoanId, user_id: UserId, deni: DeniDep) -> LoanDetailOu
     return LoanDetailOut.of_detail(detail)
 
 
-@router.post("/{loan_id}/approve", response_model=LoanOut)
+@router.post("/{loan_id}/approve", response_model=LoanOut, responses=refusals(403, 409))
 def approve(
     loan_id: LoanId, body: PinIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
 ) -> object:
@@ -163,7 +166,7 @@ def approve(
     )
 
 
-@router.post("/{loan_id}/decline", response_model=LoanOut)
+@router.post("/{loan_id}/decline", response_model=LoanOut, responses=refusals(403, 409))
 def decline(
     loan_id: LoanId,
     user_id: UserId,
@@ -175,7 +178,7 @@ def decline(
     return _close(deni, user_id, loan_id, key, body, command="decline")
 
 
-@router.post("/{loan_id}/cancel", response_model=LoanOut)
+@router.post("/{loan_id}/cancel", response_model=LoanOut, responses=refusals(403, 409))
 def cancel(
     loan_id: LoanId,
     user_id: UserId,
@@ -218,7 +221,7 @@ def _close(
     )
 
 
-@router.post("/{loan_id}/repay", response_model=RepayOut)
+@router.post("/{loan_id}/repay", response_model=RepayOut, responses=refusals(403, 409))
 def repay(
     loan_id: LoanId, body: PinnedAmountIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
 ) -> object:
@@ -255,7 +258,7 @@ def repay(
     )
 
 
-@router.post("/{loan_id}/remind", response_model=MessageOut)
+@router.post("/{loan_id}/remind", response_model=MessageOut, responses=refusals(403, 409))
 def remind(
     loan_id: LoanId,
     user_id: UserId,
@@ -278,7 +281,7 @@ def remind(
     )
 
 
-@router.post("/{loan_id}/write-off", response_model=LoanOut)
+@router.post("/{loan_id}/write-off", response_model=LoanOut, responses=refusals(403, 409))
 def write_off(
     loan_id: LoanId, body: PinIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
 ) -> object:

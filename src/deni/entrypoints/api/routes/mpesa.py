@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictStr
 
 from deni.bootstrap import Deni
 from deni.domain.errors import Conflict
+from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
 from deni.entrypoints.api.routes.loans import LoanId
@@ -113,7 +114,9 @@ def _withdraw(
     return MpesaRequestOut.of(request)
 
 
-@router.post("/mpesa/top-ups", status_code=202, response_model=MpesaRequestOut)
+@router.post(
+    "/mpesa/top-ups", status_code=202, response_model=MpesaRequestOut, responses=refusals(409)
+)
 def top_up(body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -> object:
     """Ask M-PESA to push a PIN prompt to your phone; the wallet grows once you pay."""
     return run_idempotent(
@@ -129,7 +132,12 @@ def top_up(body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -
     )
 
 
-@router.post("/mpesa/withdrawals", status_code=202, response_model=MpesaRequestOut)
+@router.post(
+    "/mpesa/withdrawals",
+    status_code=202,
+    response_model=MpesaRequestOut,
+    responses=refusals(409, 423),
+)
 def withdraw(body: PinnedAmountIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -> object:
     """Send wallet money to your M-PESA, with your PIN. It is held at once, and returns if the
     payout fails."""
@@ -143,7 +151,12 @@ def withdraw(body: PinnedAmountIn, user_id: UserId, deni: DeniDep, key: Idempote
     )
 
 
-@router.post("/loans/{loan_id}/mpesa-repayments", status_code=202, response_model=MpesaRequestOut)
+@router.post(
+    "/loans/{loan_id}/mpesa-repayments",
+    status_code=202,
+    response_model=MpesaRequestOut,
+    responses=refusals(409),
+)
 def repay_by_stk(
     loan_id: LoanId, body: RepayIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
 ) -> object:

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from deni.domain.money import format_kes
+from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, UserId
 from deni.entrypoints.api.routes.mpesa import MpesaRequestOut, PreferencesOut
 from deni.entrypoints.api.schemas import (
@@ -90,7 +91,7 @@ def export_file_name(data: privacy.PersonalData) -> str:
     return f"deni-data-{data.exported_at.date().isoformat()}.json"
 
 
-@router.post("/me/close", response_model=EmptyOut)
+@router.post("/me/close", response_model=EmptyOut, responses=refusals(409))
 def close(body: PinIn, user_id: UserId, deni: DeniDep) -> EmptyOut:
     """Close your account, with your PIN, once it holds nothing: no money, no open loan either
     way, no M-PESA payment under way. Your name, number, PIN and notifications are erased and
@@ -108,7 +109,7 @@ def close(body: PinIn, user_id: UserId, deni: DeniDep) -> EmptyOut:
     return EmptyOut()
 
 
-@router.get("/me/export", response_model=PersonalDataOut)
+@router.get("/me/export", response_model=PersonalDataOut, responses=refusals(422))
 def export(user_id: UserId, deni: DeniDep, response: Response) -> PersonalDataOut:
     """Everything Deni holds about you: profile, wallet statement, loans you borrowed or lent
     with their repayments, notifications, M-PESA requests and preferences, and the record of

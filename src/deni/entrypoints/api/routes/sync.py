@@ -15,11 +15,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, JsonValue, StrictInt, StrictStr
 
 from deni.bootstrap import Deni
+from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, UserId
 from deni.entrypoints.api.schemas import Id, Strict
 from deni.services import sync_pull, sync_push
 from deni.services.sync_ports import DeadLetter, MutationResult
 from deni.services.sync_push import (
+    ARGS_BYTES_MAX,
     MIN_CLIENT_SCHEMA_VERSION,
     MUTATIONS_PER_PUSH_MAX,
     SERVER_SCHEMA_VERSION,
@@ -29,9 +31,24 @@ from deni.services.sync_push import (
 )
 
 router = APIRouter(prefix="/sync", tags=["sync"])
+# A full push: every mutation with args at their largest, plus its id, name and JSON around them.
+MUTATION_BYTES_MAX = ARGS_BYTES_MAX + 256
+PUSH_BODY_BYTES_MAX = MUTATIONS_PER_PUSH_MAX * MUTATION_BYTES_MAX + 1024
 
-ClientId = Annotated[StrictStr, Field(max_length=64)]
-SchemaVersion = Annotated[StrictInt, Field(ge=0, le=1_000_000)]
+UUID_FORMAT = {"format": "uuid"}
+CLIENT_ID_HELP = "A UUID the client makes once per install; anything else is 422."
+SCHEMA_VERSION_HELP = (
+    f"The sync protocol the client speaks; below {MIN_CLIENT_SCHEMA_VERSION} it is 426 "
+    "client_upgrade_required."
+)
+ClientId = Annotated[
+    StrictStr, Field(max_length=64, description=CLIENT_ID_HELP, json_schema_extra=UUID_FORMAT)
+]
+ClientIdQuery = Annotated[
+    str, Query(max_length=64, description=CLIENT_ID_HELP, json_schema_extra=UUID_FORMAT)
+]
+SchemaVersion = Annotated[StrictInt, Field(ge=0, le=1_000_000, description=SCHEMA_VERSION_HELP)]
+RowId = Annotated[Id, Field(json_schema_extra=UUID_FORMAT)]
 
 
 def deps_of(deni: Deni) -> SyncDeps:
@@ -183,7 +200,7 @@ def _upgrade_required(error: ClientUpgradeRequired) -> JSONResponse:
     return JSONResponse(body, status_code=426)
 
 
-@router.post("/push", response_model=PushOut)
+@router.post("/push", response_model=PushOut, responses=refusals(403, 426))
 def push(body: PushIn, user_id: UserId, deni: DeniDep) -> object:
     """Apply queued mutations in id order, each once; one result per processed mutation."""
     try:
@@ -205,12 +222,12 @@ def push(body: PushIn, user_id: UserId, deni: DeniDep) -> object:
     )
 
 
-@router.get("/pull", response_model=PullOut)
+@router.get("/pull", response_model=PullOut, responses=refusals(403, 426))
 def pull(
     user_id: UserId,
     deni: DeniDep,
-    client_id: Annotated[str, Query(max_length=64)],
-    schema_version: Annotated[int, Query(ge=0, le=1_000_000)],
+    client_id: ClientIdQuery,
+    schema_version: Annotated[int, Query(ge=0, le=1_000_000, description=SCHEMA_VERSION_HELP)],
     cursor: Annotated[str | None, Query(max_length=sync_pull.CURSOR_CHARS_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=sync_pull.PULL_PAGE_MAX)] = sync_pull.PULL_PAGE_DEFAULT,
 ) -> object:
@@ -236,20 +253,18 @@ def pull(
     )
 
 
-@router.get("/status", response_model=StatusOut)
-def status(
-    user_id: UserId, deni: DeniDep, client_id: Annotated[str, Query(max_length=64)]
-) -> StatusOut:
+@router.get("/status", response_model=StatusOut, responses=refusals(403))
+def status(user_id: UserId, deni: DeniDep, client_id: ClientIdQuery) -> StatusOut:
     """A client's sync state: last processed mutation, open dead letters, the head."""
     found = sync_pull.status(deps_of(deni), user_id=user_id, client_id=client_id)
     return StatusOut.model_validate(found, from_attributes=True)
 
 
-@router.get("/dead-letters", response_model=DeadLetterListOut)
+@router.get("/dead-letters", response_model=DeadLetterListOut, responses=refusals(403))
 def dead_letters(
     user_id: UserId,
     deni: DeniDep,
-    client_id: Annotated[str, Query(max_length=64)],
+    client_id: ClientIdQuery,
     state: Literal["open", "all"] = "open",
 ) -> DeadLetterListOut:
     """Malformed mutations of this client, oldest first (at most 100)."""
@@ -259,8 +274,10 @@ def dead_letters(
     return DeadLetterListOut(dead_letters=[DeadLetterOut.of(d) for d in found])
 
 
-@router.post("/dead-letters/{dead_letter_id}/retry", response_model=RetryOut)
-def retry(dead_letter_id: Id, body: RetryIn, user_id: UserId, deni: DeniDep) -> RetryOut:
+@router.post(
+    "/dead-letters/{dead_letter_id}/retry", response_model=RetryOut, responses=refusals(409)
+)
+def retry(dead_letter_id: RowId, body: RetryIn, user_id: UserId, deni: DeniDep) -> RetryOut:
     """Run a dead letter again, as stored or corrected."""
     found, result = sync_push.retry_dead_letter(
         deps_of(deni),
@@ -273,16 +290,18 @@ def retry(dead_letter_id: Id, body: RetryIn, user_id: UserId, deni: DeniDep) -> 
     return RetryOut(dead_letter=DeadLetterOut.of(found), result=ResultOut.of(result))
 
 
-@router.post("/dead-letters/{dead_letter_id}/discard", response_model=DiscardOut)
-def discard(dead_letter_id: Id, user_id: UserId, deni: DeniDep) -> DiscardOut:
+@router.post(
+    "/dead-letters/{dead_letter_id}/discard", response_model=DiscardOut, responses=refusals(409)
+)
+def discard(dead_letter_id: RowId, user_id: UserId, deni: DeniDep) -> DiscardOut:
     found = sync_push.discard_dead_letter(
         deps_of(deni), user_id=user_id, dead_letter_id=dead_letter_id
     )
     return DiscardOut(dead_letter=DeadLetterOut.of(found))
 
 
-@router.post("/conflicts/{conflict_id}/resolve", response_model=ResolveOut)
-def resolve(conflict_id: Id, body: ResolveIn, user_id: UserId, deni: DeniDep) -> ResolveOut:
+@router.post("/conflicts/{conflict_id}/resolve", response_model=ResolveOut, responses=refusals(409))
+def resolve(conflict_id: RowId, body: ResolveIn, user_id: UserId, deni: DeniDep) -> ResolveOut:
     """Keep the server's or the client's version of a manual conflict."""
     result = sync_push.resolve_conflict(
         deps_of(deni), user_id=user_id, conflict_id=conflict_id, choice=body.choice

@@ -1,0 +1,142 @@
+"""What production refuses to start with: weak or shared secrets, plain HTTP, sandbox values.
+
+`production_problems` lists every unsafe setting at once, so one start-up names all of them.
+Development and test are not checked here (config.py keeps their lighter checks).
+
+A secret is judged by what it looks like, since nobody can measure how it was made:
+- at least SECRET_CHARS_MIN characters;
+- at least SECRET_BITS_MIN bits by the Shannon estimate (length times the entropy per character
+  of the value's own character counts): 32 zeros carry 0 bits, "abab…" 1 bit a character,
+  while a random 32-hex-digit token carries about 115 (never below 90 in 200,000 draws);
+- not one short block repeated ("0123456789abcdef0123456789abcdef" carries 128 bits by the
+  estimate above, and is still a placeholder).
+`python3 -c 'import secrets; print(secrets.token_hex(32))'` makes one that passes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from deni.config import Settings
+
+SECRET_CHARS_MIN = 32
+SECRET_BITS_MIN = 64
+# Daraja settings whose defaults are Safaricom's public sandbox values (shortcodes 174379 and
+# 600000, the sandbox passkey, the test initiator and nominated number): never production's.
+DARAJA_SANDBOX_DEFAULTS = (
+    "daraja_consumer_key",
+    "daraja_consumer_secret",
+    "daraja_stk_shortcode",
+    "daraja_stk_passkey",
+    "daraja_b2c_shortcode",
+    "daraja_paybill_shortcode",
+    "daraja_initiator_name",
+    "daraja_initiator_password",
+    "daraja_pull_nominated_number",
+)
+AT_SANDBOX_USERNAME = "sandbox"
+
+
+def shannon_bits(value: str) -> float:
+    """Length times the Shannon entropy per character of the value's own character counts."""
+    if not value:
+        return 0.0
+    counts = Counter(value).values()
+    length = len(value)
+    per_char = -sum(count / length * math.log2(count / length) for count in counts)
+    return length * per_char
+
+
+def is_repeated_block(value: str) -> bool:
+    """`value` is some shorter block written out again and again ("abcabcabc", "0101")."""
+    length = len(value)
+    return any(
+        length % size == 0 and value == value[:size] * (length // size)
+        for size in range(1, length // 2 + 1)
+    )
+
+
+def secret_problem(variable: str, value: str) -> str | None:
+    """Why `value` is no secret, or None when it looks like one."""
+    if len(value) < SECRET_CHARS_MIN:
+        return f"{variable} must be at least {SECRET_CHARS_MIN} characters"
+    if shannon_bits(value) < SECRET_BITS_MIN or is_repeated_block(value):
+        return (
+            f"{variable} looks guessable (too few distinct characters, or a repeated block): "
+            "use a random value, e.g. secrets.token_hex(32)"
+        )
+    return None
+
+
+def _secrets(settings: Settings) -> dict[str, str]:
+    """The server's own secrets that are in use, by variable name."""
+    found = {
+        "DENI_JWT_SECRET": settings.jwt_secret,
+        "DENI_PIN_PEPPER": settings.pin_pepper,
+        "DENI_USSD_TOKEN": settings.ussd_token,
+    }
+    if settings.mpesa:
+        found["DENI_CALLBACK_TOKEN"] = settings.callback_token
+    if settings.ops_token:
+        found["DENI_OPS_TOKEN"] = settings.ops_token
+    return found
+
+
+def _secret_problems(settings: Settings) -> list[str]:
+    in_use = _secrets(settings)
+    problems = [
+        problem
+        for variable, value in in_use.items()
+        if (problem := secret_problem(variable, value)) is not None
+    ]
+    seen: dict[str, str] = {}
+    for variable, value in in_use.items():
+        if value and value in seen:
+            problems.append(f"{variable} must differ from {seen[value]}: one secret, one use")
+        seen.setdefault(value, variable)
+    return problems
+
+
+def _url_problems(settings: Settings) -> list[str]:
+    problems = []
+    if settings.mpesa and urlsplit(settings.callback_base_url).scheme != "https":
+        problems.append(
+            "DENI_CALLBACK_BASE_URL must be this service's public https:// address "
+            "(Daraja's callbacks carry payment results and the path's secret token)"
+        )
+    base_url = settings.daraja_base_url
+    if settings.mpesa and base_url is not None and urlsplit(base_url).scheme != "https":
+        problems.append("DENI_DARAJA_BASE_URL must be https://")
+    return problems
+
+
+def _gateway_problems(settings: Settings) -> list[str]:
+    problems = []
+    if settings.mpesa and settings.daraja_environment != "production":
+        problems.append(
+            "DENI_DARAJA_ENVIRONMENT must be production: the sandbox's payments are not money"
+        )
+    if settings.mpesa and settings.daraja_environment == "production":
+        defaults = type(settings).model_fields
+        problems += [
+            f"DENI_{name.upper()} is Safaricom's sandbox value, not production's"
+            for name in DARAJA_SANDBOX_DEFAULTS
+            if getattr(settings, name) is not None
+            and getattr(settings, name) == defaults[name].default
+        ]
+    if settings.sms_backend == "fake":
+        problems.append(
+            "DENI_SMS_BACKEND=fake sends nothing (PIN reset codes never arrive): use africastalking"
+        )
+    elif settings.at_username == AT_SANDBOX_USERNAME:
+        problems.append("DENI_AT_USERNAME=sandbox reaches Africa's Talking's sandbox, no phone")
+    return problems
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Every reason these settings are unsafe for production (empty when they are not)."""
+    return _secret_problems(settings) + _url_problems(settings) + _gateway_problems(settings)

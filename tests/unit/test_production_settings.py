@@ -1,0 +1,168 @@
+"""Production refuses to start with what an operator might leave behind: weak or shared secrets,
+plain HTTP, Safaricom's sandbox values, the fake SMS gateway. Each refusal names the setting.
+Development and test keep starting as they always did."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from deni.config import PLACEHOLDER_CALLBACK_TOKEN, Settings
+from deni.config_checks import DARAJA_SANDBOX_DEFAULTS, SECRET_BITS_MIN, shannon_bits
+
+# Random values, as `secrets.token_hex` makes them: each one different.
+JWT_SECRET = "8c1d52e4f0a97b36e2d5c8a1f4b7e0d3a6c9f2e5b8d1a4c7"
+PIN_PEPPER = "f3a8d1c6b9e2f5a0d7c4b1e8a5f2c9d6b3e0a7f4c1d8b5e2"
+CALLBACK_TOKEN = "2b9e4f7a1c6d3e8f5a0b7c2d9e4f1a6b"
+USSD_TOKEN = "Qm7RkT2vXw9ZpL4nHs8JdF3gBc6YtA1e"
+OPS_TOKEN = "e7b2c9f4a1d8e3b6c5f0a7d2e9b4c1f8"
+A_REAL_LOOKING_SECRET = "d4e1b8a5c2f9e6b3a0d7c4f1e8b5a2c9"
+
+
+def production(**changes: Any) -> Settings:
+    """Settings a careful operator starts production with, and then `changes`."""
+    values: dict[str, Any] = {
+        "environment": "production",
+        "jwt_secret": JWT_SECRET,
+        "pin_pepper": PIN_PEPPER,
+        "ussd_token": USSD_TOKEN,
+        "ops_token": OPS_TOKEN,
+        "sms_backend": "africastalking",
+        "at_username": "deni",
+        "at_api_key": "atsk_5f2c9e6b3a0d7c4f1e8b5a2c9d6e3b0a",
+        "mpesa": True,
+        "callback_base_url": "https://deni.example.co.ke",
+        "callback_token": CALLBACK_TOKEN,
+        "daraja_environment": "production",
+        "daraja_consumer_key": "live-consumer-key-from-safaricom",
+        "daraja_consumer_secret": "live-consumer-secret-from-safaricom",
+        "daraja_stk_shortcode": "4012345",
+        "daraja_stk_passkey": "live-passkey-from-safaricom-at-go-live",
+        "daraja_b2c_shortcode": "3012345",
+        "daraja_paybill_shortcode": "4012345",
+        "daraja_initiator_name": "deni_api",
+        "daraja_initiator_password": "live-initiator-password",
+        "daraja_pull_nominated_number": "254722000111",
+    }
+    values.update(changes)
+    return Settings(**values)
+
+
+def refusal(**changes: Any) -> str:
+    with pytest.raises(ValidationError) as refused:
+        production(**changes)
+    return str(refused.value)
+
+
+def test_careful_production_settings_start() -> None:
+    settings = production()
+    assert settings.environment == "production"
+    assert production(mpesa=False, callback_base_url="").mpesa is False
+    assert production(ops_token="").ops_token == ""  # the operations paths stay closed
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"callback_base_url": "http://deni.example.co.ke"}, "DENI_CALLBACK_BASE_URL"),
+        ({"callback_base_url": ""}, "DENI_CALLBACK_BASE_URL"),  # this process's own http://
+        ({"daraja_base_url": "http://daraja.internal"}, "DENI_DARAJA_BASE_URL"),
+    ],
+)
+def test_plain_http_is_refused(changes: dict[str, Any], named: str) -> None:
+    assert named in refusal(**changes)
+
+
+@pytest.mark.parametrize(
+    ("variable", "field"),
+    [
+        ("DENI_JWT_SECRET", "jwt_secret"),
+        ("DENI_PIN_PEPPER", "pin_pepper"),
+        ("DENI_CALLBACK_TOKEN", "callback_token"),
+        ("DENI_USSD_TOKEN", "ussd_token"),
+        ("DENI_OPS_TOKEN", "ops_token"),
+    ],
+)
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "0" * 32,  # the finding: a token of 32 zeros
+        "0" * 64,
+        "ab" * 20,  # two characters, 40 bits by the estimate
+        PLACEHOLDER_CALLBACK_TOKEN,  # many distinct characters, but one block twice
+        "deadbeef" * 4,
+    ],
+)
+def test_a_guessable_secret_is_refused(variable: str, field: str, weak: str) -> None:
+    message = refusal(**{field: weak})
+    # Named either way: as guessable, or by an older rule that catches it first.
+    assert variable in message
+    assert "looks guessable" in message or "real hex secret" in message
+    assert weak not in message  # the refusal names the setting, never echoes it
+
+
+def test_a_short_secret_is_refused() -> None:
+    assert "DENI_OPS_TOKEN must be at least 32 characters" in refusal(ops_token="e7b2c9f4a1d8")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("jwt_secret", "pin_pepper"),
+        ("jwt_secret", "callback_token"),
+        ("pin_pepper", "ussd_token"),
+        ("callback_token", "ussd_token"),
+        ("ops_token", "jwt_secret"),
+    ],
+)
+def test_one_secret_for_two_uses_is_refused(first: str, second: str) -> None:
+    message = refusal(**{first: A_REAL_LOOKING_SECRET, second: A_REAL_LOOKING_SECRET})
+    assert "must differ from" in message
+    assert f"DENI_{first.upper()}" in message
+    assert f"DENI_{second.upper()}" in message
+
+
+@pytest.mark.parametrize("field", DARAJA_SANDBOX_DEFAULTS)
+def test_safaricoms_sandbox_values_are_refused_with_production_daraja(field: str) -> None:
+    sandbox_value = Settings.model_fields[field].default
+    assert f"DENI_{field.upper()}" in refusal(**{field: sandbox_value})
+
+
+def test_production_payments_need_production_daraja() -> None:
+    assert "DENI_DARAJA_ENVIRONMENT must be production" in refusal(daraja_environment="sandbox")
+
+
+def test_the_fake_sms_gateway_is_refused() -> None:
+    assert "DENI_SMS_BACKEND=fake" in refusal(sms_backend="fake")
+    assert "DENI_AT_USERNAME=sandbox" in refusal(at_username="sandbox")
+
+
+def test_every_problem_is_named_at_once() -> None:
+    message = refusal(
+        jwt_secret="0" * 32, callback_base_url="http://deni.example", sms_backend="fake"
+    )
+    assert "DENI_JWT_SECRET" in message
+    assert "DENI_CALLBACK_BASE_URL" in message
+    assert "DENI_SMS_BACKEND" in message
+
+
+def test_random_tokens_of_the_shortest_kind_pass_the_entropy_rule() -> None:
+    # secrets.token_hex(16): 32 hex digits; the estimate stays far above the bar.
+    import secrets
+
+    for _ in range(2_000):
+        assert shannon_bits(secrets.token_hex(16)) >= SECRET_BITS_MIN
+
+
+def test_development_and_test_start_as_before() -> None:
+    assert Settings().environment == "development"  # placeholders, fake SMS, sandbox Daraja
+    test = Settings(
+        environment="test",
+        jwt_secret="test-secret-0123456789abcdef0123456789",
+        pin_pepper="test-pepper-0123456789abcdef-0123456789",
+        mpesa=True,
+        callback_token="a" * 32,
+    )
+    assert (test.sms_backend, test.daraja_environment) == ("fake", "sandbox")
