@@ -158,6 +158,7 @@ class Settings(BaseSettings):
             if part:
                 ipaddress.ip_network(part, strict=False)  # ValueError: refused at start
         return value
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         """Every unsafe production setting, named at once (config_checks.py has the rules)."""

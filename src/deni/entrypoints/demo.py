@@ -47,7 +47,11 @@ def demo(
     """Watch a whole loan: top-up, request, approve, payout to M-PESA, repayment."""
     settings = Settings()
     engine = make_engine(settings.database_url) if settings.sms_backend == "fake" else None
-    outbox = DatabaseSmsOutbox(engine, clock=SystemClock()) if engine is not None else None
+    outbox = (
+        DatabaseSmsOutbox(engine, clock=SystemClock(), pepper=settings.pin_pepper)
+        if engine is not None
+        else None
+    )
     read_code = _outbox_reader(outbox) if outbox is not None else _ask_code
     with httpx.Client(base_url=url.rstrip("/") + "/api/v1", timeout=TIMEOUT_S) as api:
         try:

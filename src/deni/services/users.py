@@ -405,7 +405,8 @@ def change_proven_pin(
         if user.support_locked_at is not None:
             raise LockedBySupport
         if user.is_locked(now):
-            raise AccountLocked(_locked_message(user, now))
+            assert user.locked_until is not None
+            raise AccountLocked(_locked_message(user.locked_until, now))
         _set_pin(uow, hasher, user, new_pin, now=now, channel=channel)
         uow.commit()
 
