@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from tests.api.support import (
@@ -148,6 +149,7 @@ def test_a_malformed_name_or_pin_costs_no_try(client: TestClient, deni: Deni) ->
     assert _register(client, phone, code).status_code == 201
 
 
+@pytest.mark.usefixtures("real_limits")
 def test_a_number_gets_a_few_codes_an_hour_and_a_source_a_few_asks(
     client: TestClient, deni: Deni, clock: ManualClock
 ) -> None:

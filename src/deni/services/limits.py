@@ -58,9 +58,6 @@ REGISTER_PER_SOURCE_HOURLY = Limit("reg-src", 20, HOUR_S, "Too many sign-ups fro
 REGISTRATION_CODE_PER_SOURCE_HOURLY = Limit(
     "regcode-src", 10, HOUR_S, "Too many codes asked from here."
 )
-REGISTRATION_CODE_PER_PHONE_HOURLY = Limit(
-    "regcode-phone", 3, HOUR_S, "Too many codes sent to this number."
-)
 # Asking for a PIN-reset code (the number itself has its own cap of codes, domain/security.py).
 PIN_RESET_ASKS_PER_SOURCE_HOURLY = Limit(
     "reset-src", RESET_ASKS_PER_SOURCE_MAX, HOUR_S, "Too many reset codes asked from here."
@@ -138,18 +135,10 @@ def limit_registration(counters: SessionStore, *, source: str, now: datetime) ->
     hit(counters, REGISTER_PER_SOURCE_HOURLY, source_subject(source), now=now)
 
 
-def limit_registration_code_request(
-    counters: SessionStore, *, source: str, phone: object, now: datetime
-) -> None:
-    """For the route that sends a registration code by SMS: call before sending."""
-    limit_pair(
-        counters,
-        REGISTRATION_CODE_PER_SOURCE_HOURLY,
-        REGISTRATION_CODE_PER_PHONE_HOURLY,
-        source=source,
-        phone=phone,
-        now=now,
-    )
+def limit_registration_code_request(counters: SessionStore, *, source: str, now: datetime) -> None:
+    """For the routes that send a code proving a number: call before sending. Each number
+    also gets only a few codes an hour (domain/security.py), answered like any other ask."""
+    hit(counters, REGISTRATION_CODE_PER_SOURCE_HOURLY, source_subject(source), now=now)
 
 
 def limit_code_check(counters: SessionStore, *, source: str, phone: object, now: datetime) -> None:

@@ -80,7 +80,7 @@ def ask_registration_code(
     msisdn = normalise_msisdn(phone)
     clean_language = require_language(language)
     now = clock.now()
-    limits.limit_registration_code_request(counters, source=source, phone=msisdn, now=now)
+    limits.limit_registration_code_request(counters, source=source, now=now)
     with uow:
         holder = lock_member(uow, msisdn)
         if holder is not None and (holder.phone_proven or holder.support_locked_at is not None):
@@ -158,12 +158,7 @@ def ask_own_code(
 ) -> None:
     """A signed-in member whose number is unproven asks for a code to prove it."""
     now = clock.now()
-    limits.hit(
-        counters,
-        limits.REGISTRATION_CODE_PER_SOURCE_HOURLY,
-        limits.source_subject(source),
-        now=now,
-    )
+    limits.limit_registration_code_request(counters, source=source, now=now)
     with uow:
         user = require_user(uow, user_id, lock=True)
         _require_unproven(user)

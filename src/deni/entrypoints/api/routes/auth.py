@@ -80,9 +80,7 @@ def register(
     `422 phone_code_required`; a wrong, late or used one is `401 phone_code_invalid` (3 wrong
     tries void it). A number held by an account that never proved it is taken from it.
     At most 20 an hour from one address (`429`)."""
-    now = deni.clock.now()
-    limits.limit_registration(deni.sessions, source=source, now=now)
-    limits.limit_code_check(deni.sessions, source=source, phone=body.phone, now=now)
+    limits.limit_registration(deni.sessions, source=source, now=deni.clock.now())
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, UserOut]:
         user = phone_proof.register_with_code(
@@ -244,13 +242,9 @@ def ask_phone_code(user_id: UserId, source: SourceAddress, deni: DeniDep) -> Mes
 
 
 @router.post("/me/phone/confirm", response_model=UserOut)
-def confirm_phone(
-    body: PhoneConfirmIn, user_id: UserId, source: SourceAddress, deni: DeniDep
-) -> UserOut:
+def confirm_phone(body: PhoneConfirmIn, user_id: UserId, deni: DeniDep) -> UserOut:
     """The code from the SMS proves your number: you may lend and borrow. A wrong, late or used
     code is `401 phone_code_invalid` (3 wrong tries void it). Confirming again changes nothing."""
-    user = users.get_user(uow_factory=deni.uow, user_id=user_id)
-    limits.limit_code_check(deni.sessions, source=source, phone=user.phone, now=deni.clock.now())
     user = phone_proof.prove_own_phone(
         uow=deni.uow(),
         clock=deni.clock,
