@@ -96,13 +96,13 @@ def document_errors(app: FastAPI, routes: Iterable[tuple[str, APIRoute]]) -> Non
     """
     documented = [(path, route) for path, route in routes if route.include_in_schema]
     generate = app.openapi
-    amended: set[int] = set()
+    amended: list[dict[str, Any]] = []  # the document last amended (FastAPI caches it)
 
     def openapi() -> dict[str, Any]:
-        schema = generate()  # FastAPI's own, cached until the routes change
-        if id(schema) not in amended:
+        schema = generate()  # FastAPI's own, made again only when the routes change
+        if not amended or amended[0] is not schema:
             _amend(schema, documented)
-            amended.add(id(schema))
+            amended[:] = [schema]
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
