@@ -7,6 +7,10 @@ SQL also drop expired values on their own, so nothing grows without bound.
 A USSD hop reads its session and the phone's resume snapshot together (`get_many`) and writes
 what changed together (`write`): one Redis round trip each way, one SQL statement or
 transaction.
+
+The same stores keep the abuse limits' counters (services/limits.py): `increment` adds one and
+answers the new count in one atomic step (a Redis script, an SQL upsert with RETURNING, a lock
+in memory), so concurrent requests are each counted.
 """
 
 from __future__ import annotations
