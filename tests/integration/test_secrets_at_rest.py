@@ -33,7 +33,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select, text
 from tests.api.support import request_loan
 from tests.conftest import START
-from tests.helpers import api_user, fund, next_phone, shows_number
+from tests.helpers import api_user, fund, next_phone, registration_code, shows_number
 from tests.ussd.support import Phone
 
 import deni.adapters.db.mpesa_tables
@@ -64,6 +64,7 @@ LENDER_FUNDS_CENTS = 500_000
 # Values that may differ between the two runs, and why. Everything else must be equal.
 KEYED_OR_HASHED = {
     "users.pin_hash": "argon2id of an HMAC under the pepper (a random salt each time)",
+    "phone_codes.code_hash": "HMAC-SHA256 under the pepper, bound to the number",
     "sms_outbox.sealed_body": "Fernet under a subkey of the pepper, for the fake handset; "
     "dropped once it may no longer read it",
     "ussd_sessions.value.last_text_mac": "HMAC-SHA256 under a subkey of the pepper",
@@ -128,7 +129,7 @@ class Cast:
 
 class _Seeded:
     """Stands in for the `secrets` module where services draw tokens and loan codes, so both
-    runs draw the same; a reset code is the run's own."""
+    runs draw the same; a code by SMS (a reset, a number's proof) is the run's own."""
 
     def __init__(self, seed: int, code: str) -> None:
         self._random = random.Random(seed)
@@ -157,7 +158,8 @@ def _deterministic(monkeypatch: pytest.MonkeyPatch, secrets: Secrets) -> None:
         if name.startswith("deni.") and getattr(module, "new_id", None) is real:
             monkeypatch.setattr(module, "new_id", new_id)
     seeded = _Seeded(7, secrets.bob_reset_code)
-    for name in ("deni.services.users", "deni.services.loans", "deni.services.pin_reset"):
+    modules = ("users", "loans", "pin_reset", "phone_proof")
+    for name in (f"deni.services.{module}" for module in modules):
         monkeypatch.setattr(f"{name}.secrets", seeded)
 
 
@@ -190,14 +192,16 @@ def _key(key: str) -> dict[str, str]:
     return {"Idempotency-Key": key}
 
 
-def _register(client: TestClient, phone: str, name: str, pin: str) -> str:
-    body = {"phone": phone, "name": name, "pin": pin, "language": "en"}
+def _register(client: TestClient, phone: str, name: str, pin: str, code: str) -> str:
+    _post(client, "/auth/register/code", {"phone": phone})
+    body = {"phone": phone, "name": name, "pin": pin, "language": "en", "code": code}
     return str(_post(client, "/auth/register", body, **_key(f"reg-{phone}"))["id"])
 
 
 def _api_journeys(client: TestClient, deni: Deni, cast: Cast, s: Secrets) -> None:
-    _fund(deni, _register(client, cast.alice, "Alice Api", s.alice_pin), "SECR000001")
-    _register(client, cast.bob, "Bob Api", s.bob_pin)
+    code = s.bob_reset_code  # every code by SMS of a run is that run's own code
+    _fund(deni, _register(client, cast.alice, "Alice Api", s.alice_pin, code), "SECR000001")
+    _register(client, cast.bob, "Bob Api", s.bob_pin, code)
     alice = _bearer(client, cast.alice, s.alice_pin)
     bob = _bearer(client, cast.bob, s.bob_pin)
     loan_id = cast.uuid("loan-1")
@@ -209,8 +213,9 @@ def _api_journeys(client: TestClient, deni: Deni, cast: Cast, s: Secrets) -> Non
     # Bob forgot his PIN: a code by SMS, then a new PIN.
     _post(client, "/auth/pin-reset", {"phone": cast.bob})
     assert isinstance(deni.sms, DatabaseSmsOutbox)
-    (sms,) = deni.sms.messages(phone="254" + cast.bob[1:])
-    assert shows_number(s.bob_reset_code, sms.body)  # the handset reads it
+    texts = [m.body for m in deni.sms.messages(phone="254" + cast.bob[1:])]
+    assert len(texts) == 2  # the sign-up code, then the reset code
+    assert all(shows_number(s.bob_reset_code, text) for text in texts)  # the handset reads it
     confirm = {"phone": cast.bob, "code": s.bob_reset_code, "new_pin": s.bob_new_pin}
     _post(client, "/auth/pin-reset/confirm", confirm)
 
@@ -464,9 +469,11 @@ def test_two_runs_differing_only_in_pins_and_codes_store_only_keyed_values_diffe
     dead = [json.loads(str(r["args"])) for r in a_stored["sync_dead_letters"]]
     assert dead[0]["pin"] == "***"
     assert dead[1] == {"who": {"pin": "***"}, "codes": "***"}
-    (sms,) = a_kept["sms_outbox"]
-    assert "******" in str(sms["body"])
-    assert sms["sealed_body"] is None
+    codes_sent = a_kept["sms_outbox"]
+    assert len(codes_sent) == 3  # two sign-up codes and a reset code
+    for sms in codes_sent:
+        assert "******" in str(sms["body"])
+        assert sms["sealed_body"] is None
     if store_kind == "sql":
         assert len(a_stored["ussd_sessions"]) >= 5
     else:
@@ -520,7 +527,9 @@ def test_brute_forcing_a_stored_idempotency_fingerprint_finds_no_pin(
     pepper = deni.settings.pin_pepper
     assert {request_fingerprint(pepper, route, PinIn(pin=pin)) for pin in ALL_PINS} == {stored}
     # A registration's fingerprint holds no PIN either (its body has the phone and name).
-    body = {"phone": next_phone(), "name": "Brute Force", "pin": "6194", "language": "en"}
+    phone = next_phone()
+    body = {"phone": phone, "name": "Brute Force", "pin": "6194", "language": "en"}
+    body["code"] = registration_code(deni, phone)
     registered = client.post(f"{API}/auth/register", json=body, headers={"Idempotency-Key": "r1"})
     assert registered.status_code == 201, registered.text
     stored = _stored_fingerprint(deni, "register", "r1")
@@ -618,10 +627,12 @@ def test_the_sms_outbox_read_after_delivery_holds_no_code(
     client: TestClient, deni: Deni, clock: ManualClock
 ) -> None:
     member = api_user(client, deni, pin="3817")
+    assert isinstance(deni.sms, DatabaseSmsOutbox)
+    assert len(deni.sms.messages(phone=member.user.phone)) == 1  # the sign-up code
+    clock.advance(timedelta(seconds=1))  # the reset code comes after the sign-up code
     asked = client.post(f"{API}/auth/pin-reset", json={"phone": member.user.phone})
     assert asked.status_code == 202, asked.text
-    assert isinstance(deni.sms, DatabaseSmsOutbox)
-    (message,) = deni.sms.messages(phone=member.user.phone)
+    message, _ = deni.sms.messages(phone=member.user.phone)
     (code,) = re.findall(r"(?<!\d)\d{6}(?!\d)", message.body)  # the handset reads it
 
     def stored() -> list[str]:
@@ -636,10 +647,10 @@ def test_the_sms_outbox_read_after_delivery_holds_no_code(
     # Once the handset may no longer read it, housekeeping drops even the sealed text.
     clock.advance(SECRET_READABLE_FOR)
     assert Housekeeper(deni, interval_s=60).run_once() is not None
-    (message,) = deni.sms.messages(phone=member.user.phone)
+    message, _ = deni.sms.messages(phone=member.user.phone)
     assert not shows_number(code, message.body)
     assert "******" in message.body
     o = ussd_tables.sms_outbox
     with deni.engine.connect() as connection:
-        sealed = connection.execute(select(o.c.sealed_body, o.c.readable_until)).one()
-    assert tuple(sealed) == (None, None)
+        sealed = connection.execute(select(o.c.sealed_body, o.c.readable_until)).all()
+    assert [tuple(row) for row in sealed] == [(None, None), (None, None)]

@@ -259,7 +259,7 @@ def _send(sms: SmsSender, msisdn: str, kind: str, language: str, code: str, key:
     minutes = int(RESET_CODE_TTL.total_seconds()) // 60
     body = render_notification(kind, language, {"code": code, "minutes": minutes})
     try:
-        sms.send(phone=msisdn, body=body, idempotency_key=key)
+        sms.send(phone=msisdn, body=body, idempotency_key=key, secret=code)
     except SmsNotSent as error:
         raise SmsUnavailable("The SMS could not be sent. Try again in a minute.") from error
 
