@@ -91,7 +91,7 @@ def ask_registration_code(
             return
         code, sms_key = issued
         if holder is not None:
-            # Its holder learns someone tried for the number; strangers learn nothing.
+            # The unproven account's own trail (and data export) records the ask.
             audit(
                 uow, actor_id=holder.id, channel=channel, command="ask_phone_code",
                 details={"for": "register"}, now=now,
