@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, delete, insert, select, text
+from sqlalchemy import column, create_engine, delete, insert, select, table, text
 from tests.api.support import assert_error, request_loan
 from tests.helpers import api_user, fund
 
@@ -34,11 +34,16 @@ def test_the_migrated_database_matches_the_declared_tables(database_url: str) ->
     assert differences == []
 
 
-def _secret_free_storage() -> Script:
-    """The migration that purges what gave secrets back, found by name (numbers get re-chained)."""
+def _migration_named(file_suffix: str) -> Script:
+    """A migration found by its file name (numbers get re-chained as branches merge)."""
     scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    (found,) = [s for s in scripts.walk_revisions() if s.path.endswith("_secret_free_storage.py")]
+    (found,) = [s for s in scripts.walk_revisions() if s.path.endswith(file_suffix)]
     return found
+
+
+def _secret_free_storage() -> Script:
+    """The migration that purges what gave secrets back."""
+    return _migration_named("_secret_free_storage.py")
 
 
 def test_the_secret_free_storage_migration_purges_what_gave_secrets_back(
@@ -135,13 +140,15 @@ def test_migration_0014_proves_only_the_numbers_a_sim_holder_showed(database_url
     try:
         with engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.downgrade(config, "0012")
+            command.downgrade(config, str(_migration_named("_phone_proof.py").down_revision))
+        before = ("id", "phone", "name", "language", "pin_hash", "failed_pin_attempts")
+        before += ("lock_count", "closed_at", "created_at", "updated_at")
+        # The users table as the code of that time wrote it (typed values, no newer column).
+        old_users = table("users", *(column(name, users.c[name].type) for name in before))
         with engine.begin() as connection:
             for n, (name, (closed, rows)) in enumerate(people.items()):
-                # The declared tables, as the code of that time wrote them (typed values);
-                # the new column is left out.
                 connection.execute(
-                    insert(users).values(
+                    insert(old_users).values(
                         id=name, phone=f"25471100000{n}", name=name, language="en",
                         pin_hash="x", failed_pin_attempts=0, lock_count=0,
                         closed_at=at[4] if closed else None, created_at=at[0], updated_at=at[0],
