@@ -321,6 +321,7 @@ def test_the_owner_takes_the_number_from_an_unproven_squatter(
         401,
         "invalid_refresh_token",
     )
+    assert_error(client.get("/api/v1/me", headers=squatter.headers), 401, "session_ended")
     assert_error(client.post(LOGIN, json={"phone": number, "pin": "1357"}), 401, "wrong_pin")
     signed_in = client.post(LOGIN, json={"phone": number, "pin": "2468"}).json()
     assert signed_in["user_id"] == owner["id"]

@@ -134,8 +134,9 @@ def _take_number(
     and SMS for it stop; its money, loans and records stay with it, for whoever made it to
     claim through customer care."""
     assert not holder.phone_proven
+    _end_sessions(uow, holder, now)  # access tokens too, at their next request
+    uow.users.save(holder, now)  # before the number goes: a save writes the whole row
     uow.users.release_phone(holder.id, now=now)
-    uow.tokens.revoke_all(holder.id, now)
     log.info("unproven_number_taken", user_id=holder.id)
     audit(
         uow,
