@@ -2,8 +2,9 @@
 
 The thief holds a bearer token and nothing else. Every command that sends wallet money out (a
 withdrawal to M-PESA, a repayment, the settings that pay out to M-PESA on their own) and the
-lender's write-off asks for the PIN over REST and over a sync push; a wrong PIN counts towards
-the one lock every channel shares (USSD, REST, sync, sign-in).
+lender's write-off asks for the PIN over REST and over a sync push. Wrong PINs there count as
+remote guesses: the third locks remote use of the account and ends every session, the stolen
+token's included, while the owner's own SIM keeps working on USSD.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 
 from deni.domain.loans import Loan, LoanState
-from deni.domain.security import LOCK_FIRST
+from deni.domain.security import REMOTE_GUESS_WINDOW, REMOTE_LOCK_FIRST
 from deni.domain.users import User
 from deni.services.mpesa_ports import MpesaPreferences
 from tests.helpers import lend
@@ -58,12 +59,18 @@ def _failed_attempts(world: World, user: User) -> int:
     with world.deni.uow.read_only() as uow:
         stored = uow.users.get(user.id)
     assert stored is not None
-    return stored.failed_pin_attempts
+    return stored.remote_failed_pin_attempts
 
 
-def _rest(world: World, victim: Victim, action: str, pin: str | None) -> httpx.Response:
-    """One of the victim's commands over REST with only the token, `pin` in the body (None:
-    no PIN at all)."""
+def _sign_in(world: World, user: User, pin: str) -> httpx.Response:
+    return world.http.post("/api/v1/auth/login", json={"phone": user.phone, "pin": pin})
+
+
+def _rest(
+    world: World, victim: Victim, action: str, pin: str | None, token: str | None = None
+) -> httpx.Response:
+    """One of the victim's commands over REST with only a token (the stolen one unless given),
+    `pin` in the body (None: no PIN at all)."""
     loans = "/api/v1/loans"
     owes, lent = victim.owes.id, victim.lent.id
     method, path, body = {
@@ -74,11 +81,24 @@ def _rest(world: World, victim: Victim, action: str, pin: str | None) -> httpx.R
     }[action]
     if pin is not None:
         body = {**body, "pin": pin}
-    return world.http.request(method, path, json=body, headers=world.headers(victim.user))
+    headers = world.headers(victim.user)
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return world.http.request(method, path, json=body, headers=headers)
 
 
-def _push(world: World, user: User, *mutations: tuple[str, dict[str, Any]]) -> list[Any]:
+def _push(
+    world: World, user: User, *mutations: tuple[str, dict[str, Any]], token: str | None = None
+) -> list[Any]:
     """A sync push from a device of the thief's: one new client id, mutations 1, 2, ..."""
+    answer = _push_raw(world, user, *mutations, token=token)
+    assert answer.status_code == 200, answer.text
+    return [(r["status"], r["code"]) for r in answer.json()["results"]]
+
+
+def _push_raw(
+    world: World, user: User, *mutations: tuple[str, dict[str, Any]], token: str | None = None
+) -> httpx.Response:
     body = {
         "client_id": str(uuid.uuid4()),
         "schema_version": 1,
@@ -86,9 +106,10 @@ def _push(world: World, user: User, *mutations: tuple[str, dict[str, Any]]) -> l
             {"id": i, "name": name, "args": args} for i, (name, args) in enumerate(mutations, 1)
         ],
     }
-    answer = world.http.post("/api/v1/sync/push", json=body, headers=world.headers(user))
-    assert answer.status_code == 200, answer.text
-    return [(r["status"], r["code"]) for r in answer.json()["results"]]
+    headers = world.headers(user)
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return world.http.post("/api/v1/sync/push", json=body, headers=headers)
 
 
 def _sync_mutations(victim: Victim, pin: str | None) -> list[tuple[str, dict[str, Any]]]:
@@ -112,9 +133,7 @@ def _ussd_withdraw(world: World, user: User, pin: str) -> str:
     return screen
 
 
-def test_a_stolen_token_moves_no_money_over_rest_and_three_guesses_lock_every_channel(
-    world: World,
-) -> None:
+def test_a_stolen_token_moves_no_money_over_rest_and_three_guesses_end_it(world: World) -> None:
     victim = _victim(world)
     thief = victim.user
     before = _books(world, victim)
@@ -136,26 +155,30 @@ def test_a_stolen_token_moves_no_money_over_rest_and_three_guesses_lock_every_ch
     ]
     assert _books(world, victim) == before
 
-    # Locked on every channel, even with the right PIN.
+    # The lock ended every session: the stolen token is dead everywhere, even with the right
+    # PIN, and signing in again from the API waits out the lock.
     for action in ("withdraw", "repay", "write_off", "preferences"):
         answer = _rest(world, victim, action, pin=PIN)
-        assert (answer.status_code, answer.json()["error"]["code"]) == (423, "account_locked")
-    assert (
-        _push(world, thief, *_sync_mutations(victim, PIN)) == [("rejected", "account_locked")] * 3
-    )
-    login = world.http.post("/api/v1/auth/login", json={"phone": thief.phone, "pin": PIN})
-    assert login.status_code == 423
-    assert "Too many wrong PINs" in _ussd_withdraw(world, thief, PIN)
+        assert (answer.status_code, answer.json()["error"]["code"]) == (401, "session_ended")
+    assert _push_raw(world, thief, *_sync_mutations(victim, PIN)).status_code == 401
+    assert _sign_in(world, thief, PIN).status_code == 423
     assert _books(world, victim) == before
 
-    world.clock.advance(LOCK_FIRST + SECOND)  # the owner, later, with the right PIN
-    answer = _rest(world, victim, "withdraw", pin=PIN)
+    # The owner, with the SIM, is never locked out by a stranger's guesses.
+    assert "Too many wrong PINs" not in _ussd_withdraw(world, thief, PIN)
+    world.clock.advance(REMOTE_LOCK_FIRST + SECOND)  # and signs in again later
+    signed_in = _sign_in(world, thief, PIN)
+    assert signed_in.status_code == 200, signed_in.text
+    token = signed_in.json()["access_token"]
+    answer = _rest(world, victim, "withdraw", pin=PIN, token=token)
     assert answer.status_code == 202, answer.text
-    assert world.balance(thief) == before[0] - 500_00  # held for the payout
+    assert world.balance(thief) == before[0] - 100_00 - 500_00  # both held for their payouts
     assert _failed_attempts(world, thief) == 0
 
 
-def test_a_stolen_token_moves_no_money_over_a_sync_push_and_locks_grow(world: World) -> None:
+def test_a_stolen_token_moves_no_money_over_a_sync_push_and_guesses_are_capped(
+    world: World,
+) -> None:
     victim = _victim(world)
     thief = victim.user
     before = _books(world, victim)
@@ -174,19 +197,24 @@ def test_a_stolen_token_moves_no_money_over_a_sync_push_and_locks_grow(world: Wo
         ("rejected", "account_locked"),
     ]
     assert _books(world, victim) == before
-    answer = _rest(world, victim, "withdraw", pin=PIN)  # the lock holds over REST too
-    assert (answer.status_code, answer.json()["error"]["code"]) == (423, "account_locked")
+    answer = _rest(world, victim, "withdraw", pin=PIN)  # the lock ended the stolen session
+    assert (answer.status_code, answer.json()["error"]["code"]) == (401, "session_ended")
 
-    # Three more wrong PINs after the first lock lapses lock the account twice as long.
-    world.clock.advance(LOCK_FIRST + SECOND)
+    # After the first lock, three more wrong PINs use up the day's guesses: no sign-in from
+    # the API, right PIN or not, until a day after the first guess.
+    world.clock.advance(REMOTE_LOCK_FIRST + SECOND)
+    token = _sign_in(world, thief, PIN).json()["access_token"]
     for guess in GUESSES:
-        _rest(world, victim, "repay", pin=guess)
-    world.clock.advance(LOCK_FIRST + SECOND)
-    assert _rest(world, victim, "repay", pin=PIN).status_code == 423
+        _rest(world, victim, "repay", pin=guess, token=token)
+    world.clock.advance(2 * REMOTE_LOCK_FIRST + SECOND)
+    assert _sign_in(world, thief, PIN).status_code == 423
     assert _books(world, victim) == before
 
-    world.clock.advance(LOCK_FIRST)  # the second lock, 2 x LOCK_FIRST, is over
-    assert _push(world, thief, *_sync_mutations(victim, PIN)) == [("applied", None)] * 3
+    world.clock.advance(REMOTE_GUESS_WINDOW)  # a day later the owner signs in and syncs
+    token = _sign_in(world, thief, PIN).json()["access_token"]
+    assert (
+        _push(world, thief, *_sync_mutations(victim, PIN), token=token) == [("applied", None)] * 3
+    )
     balance, requests, owed, preferences = _books(world, victim)
     assert balance == before[0] - 500_00 - 500_00  # held for the payout, and repaid
     assert requests == before[1] + 1
