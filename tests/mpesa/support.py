@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from deni.adapters.clock import ManualClock
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, bootstrap
 from deni.domain.ledger import PlatformAccount, wallet_account_id
 from deni.domain.users import User
 from deni.entrypoints.worker import WorkReport, work_once
@@ -136,6 +136,12 @@ class World:
             self.admin.flush()
             self.work()
 
+    def other_worker(self, **settings: Any) -> Deni:
+        """Another Deni process on the same database (and clock) whose Daraja settings differ:
+        a worker that cannot reach Safaricom, or gives up on it sooner. Close it after use."""
+        changed = self.deni.settings.model_copy(update=settings)
+        return bootstrap(changed, clock=self.clock, hasher=self.deni.hasher)
+
     def request(self, request_id: str) -> MpesaRequest:
         with self.deni.uow.read_only() as uow:
             found = uow.mpesa.get_request(request_id)
@@ -192,4 +198,40 @@ def stk_success_body(checkout_request_id: str, receipt: str, amount: int) -> dic
                 },
             }
         }
+    }
+
+
+def b2c_result_body(
+    originator_conversation_id: str, code: int, desc: str = "Declined"
+) -> dict[str, object]:
+    """A B2C result that says the payout failed, as Daraja posts one (anyone can post it)."""
+    return {
+        "Result": {
+            "ResultType": 0,
+            "ResultCode": code,
+            "ResultDesc": desc,
+            "OriginatorConversationID": originator_conversation_id,
+            "ConversationID": "AG_20261126_0000forged00000000",
+            "TransactionID": "TKQ0000000",
+            "ReferenceData": {"ReferenceItem": {"Key": "QueueTimeoutURL", "Value": "x"}},
+        }
+    }
+
+
+def c2b_confirmation_body(
+    trans_id: str, amount: int, account: str, msisdn: str = "254708374149"
+) -> dict[str, object]:
+    """A paybill confirmation, as Daraja posts one (anyone can post it)."""
+    return {
+        "TransactionType": "Pay Bill",
+        "TransID": trans_id,
+        "TransTime": "20261126090102",
+        "TransAmount": f"{amount}.00",
+        "BusinessShortCode": "600000",
+        "BillRefNumber": account,
+        "InvoiceNumber": "",
+        "OrgAccountBalance": "",
+        "ThirdPartyTransID": "",
+        "MSISDN": msisdn,
+        "FirstName": "John",
     }

@@ -86,6 +86,7 @@ def test_failed_disbursement_leaves_the_money_in_the_wallet(world: World) -> Non
     _loan(world, borrower, lender)
     world.work(reconcile=True)
     world.settle()
+    world.reconcile(rounds=world.deps.policy.not_found_answers_min)  # the failure confirmed
 
     [payout] = _requests(world, Purpose.DISBURSEMENT)
     assert payout.state.value == "failed"  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deni.services.mpesa_ports import FINAL_STATES
+from deni.services.payout_decisions import Decision, decide_payout, waiting_payouts
 from tests.mpesa.support import World
 
 FAULTS: list[dict[str, Any] | None] = [
@@ -73,9 +74,32 @@ def test_random_flows_conserve_money(world: World, steps: list[tuple[str, int, A
     world.settle()
     world.reconcile(rounds=5)
 
+    world.assert_conserved()  # whatever waits for a person, nothing was paid twice
+    _operator_decides(world, user.phone)
     world.assert_conserved()
     for request_id in request_ids:
         request = world.request(request_id)
         # Settled, or (an STK push whose answer was lost) failed with its money, if any,
         # in suspense: never open forever, never twice.
         assert request.state in FINAL_STATES, (request.state, request.result_desc)
+
+
+def _operator_decides(world: World, phone: str) -> None:
+    """What a careful operator does with payouts nobody could settle: look the attempt up at
+    Safaricom (here, the sandbox's own log) and record what became of it."""
+    paid = {
+        str(t["originator_conversation_id"]): str(t["transaction_id"])
+        for t in world.admin.transactions(phone)
+        if t["kind"] == "b2c"
+    }
+    for waiting in waiting_payouts(world.deps):
+        request = waiting.request
+        receipt = paid.get(request.originator_conversation_id or "")
+        decide_payout(
+            world.deps,
+            request_id=request.id,
+            decision=Decision.SUCCEEDED if receipt else Decision.FAIL,
+            operator="operator",
+            reason="looked it up at Safaricom",
+            receipt=receipt,
+        )

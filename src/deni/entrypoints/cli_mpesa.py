@@ -18,7 +18,7 @@ from deni.domain.money import format_kes
 from deni.entrypoints.dev_sandbox import with_sandbox
 from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.worker import MpesaWorker
-from deni.services import outbox, paybills, reconcile
+from deni.services import outbox, paybills, payout_decisions, reconcile
 from deni.services.mpesa import MpesaDeps
 from deni.services.mpesa_ports import (
     OPEN_STATES,
@@ -232,6 +232,74 @@ def payments_open() -> None:
             r.result_desc,
         )
     console.print(table)
+
+
+@payments_app.command("waiting")
+def payments_waiting() -> None:
+    """Payouts whose outcome nobody can tell, waiting for an operator's decision, each with its
+    evidence: every attempt (its OriginatorConversationID, time and outcome) and every answer
+    M-PESA gave. Their money stays held until someone decides (`deni payments decide`)."""
+    with _mpesa() as (_, deps):
+        waiting = payout_decisions.waiting_payouts(deps)
+    console.print(f"Payouts waiting for a decision ({len(waiting)})")
+    for item in waiting:
+        _print_evidence(item)
+
+
+def _print_evidence(item: payout_decisions.WaitingPayout) -> None:
+    r = item.request
+    table = Table(
+        title=(
+            f"{r.id}: {r.purpose.value} of {format_kes(r.amount_cents)} to {r.phone}, "
+            f"attempt {r.attempt}, {r.state.value}"
+        ),
+        title_justify="left",
+    )
+    for column in ("at", "attempt", "what", "detail", "who"):
+        table.add_column(column)
+    for event in item.evidence:
+        table.add_row(
+            event.at.isoformat(timespec="seconds"),
+            str(event.attempt),
+            event.kind.value,
+            event.detail,
+            event.actor or "system",
+        )
+    console.print(table)
+
+
+@payments_app.command("decide")
+def payments_decide(
+    request_id: Annotated[str, typer.Argument(help="The payout (see `deni payments waiting`).")],
+    decision: Annotated[
+        payout_decisions.Decision,
+        typer.Argument(
+            help="resend: send again with a new id; fail: give the money back to the wallet; "
+            "succeeded: the money reached the customer (give --receipt)."
+        ),
+    ],
+    operator: Annotated[str, typer.Option(help="Who decides (recorded in the audit log).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded with the decision).")],
+    receipt: Annotated[
+        str | None, typer.Option(help="The M-PESA receipt of a payout that succeeded.")
+    ] = None,
+) -> None:
+    """Decide a payout waiting for a decision, once. Audited with the operator's name."""
+    with _mpesa() as (_, deps):
+        try:
+            request = payout_decisions.decide_payout(
+                deps,
+                request_id=request_id,
+                decision=decision,
+                operator=operator,
+                reason=reason,
+                receipt=receipt,
+            )
+        except DomainError as error:
+            _fail(error)
+    console.print(
+        f"Payout {request.id}: {decision.value}, decided by {operator}; now {request.state.value}."
+    )
 
 
 @payments_app.command("paybill")

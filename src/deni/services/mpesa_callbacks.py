@@ -24,14 +24,16 @@ from deni.services import paybills, payments
 from deni.services.mpesa import (
     MpesaDeps,
     StkPaid,
+    claim_payout_failure,
     compact_reference,
+    confirm_payout_failure,
     credit_stk_payment,
     credit_stk_top_ups,
-    fail_payout,
     fail_stk,
+    payout_not_found,
+    record_event,
     repay_from_wallet,
     request_of_originator,
-    resend_or_fail_payout,
     settle_payout_success,
     to_suspense,
 )
@@ -42,6 +44,7 @@ from deni.services.mpesa_ports import (
     C2BEvent,
     CallbackEvent,
     CallbackKind,
+    EventKind,
     ExpectedPaybill,
     InboxRow,
     InboxState,
@@ -408,11 +411,11 @@ def _apply_b2c(deps: MpesaDeps, event: B2CResultEvent) -> Applied:
             desc=event.result_desc,
         )
         return InboxState.APPLIED, f"paid {event.receipt}"
-    failed = fail_payout(
+    claimed = claim_payout_failure(
         deps, request.id, code=event.result_code, desc=event.result_desc, attempt=attempt
     )
-    if failed:
-        return InboxState.APPLIED, f"payout failed: {event.result_code}"
+    if claimed:
+        return InboxState.APPLIED, f"failure {event.result_code}: held until M-PESA confirms"
     return InboxState.IGNORED, "failure for a settled request or an earlier attempt"
 
 
@@ -432,6 +435,7 @@ def _apply_b2c_timeout(deps: MpesaDeps, event: QueueTimeoutEvent) -> Applied:
         request.result_desc = f"queue timeout: {event.result_desc}"[:200]
         request.next_check_at = now + timedelta(seconds=deps.policy.status_after_s)
         uow.mpesa.save_request(request, now)
+        record_event(uow, request, EventKind.RESULT, request.result_desc, now=now)
         uow.commit()
     return InboxState.APPLIED, "queue timeout: Transaction Status next"
 
@@ -446,6 +450,7 @@ def _apply_status(deps: MpesaDeps, event: StatusResultEvent) -> Applied:
         paybill = None if request else by_conversation(event.conversation_id)
     if paybill is not None:
         return _paybill_status(deps, paybill, event)
+    ours = request is not None  # the answer to the query Deni last made about it
     if request is None and event.original_originator_conversation_id:
         found = _payout_of(deps, event.original_originator_conversation_id)
         request = found[0] if found else None
@@ -453,15 +458,49 @@ def _apply_status(deps: MpesaDeps, event: StatusResultEvent) -> Applied:
         return InboxState.IGNORED, "status result for no request of ours (an older query?)"
     completed = (event.transaction_status or COMPLETED).lower() == COMPLETED
     if event.result_code == SUCCESS and completed and event.receipt:
+        # Believed whatever query it answers: for a payout, money that left is the safe
+        # direction to believe; a push's answer is always matched by its own query above.
         return _status_found(deps, request, event)
+    if not ours or event.conversation_id != request.status_conversation_id:
+        return InboxState.IGNORED, "answer to an older query"
+    if request.kind is RequestKind.B2C:
+        return _payout_status(deps, request, event)
     if event.result_code == SUCCESS:
         return InboxState.IGNORED, f"status {event.transaction_status}: checked again later"
-    if event.conversation_id != request.status_conversation_id:
-        return InboxState.IGNORED, "not-found answer to an older query"
-    if request.kind is RequestKind.B2C:
-        resend_or_fail_payout(deps, request.id, desc=event.result_desc)
-        return InboxState.APPLIED, f"not found at M-PESA: {event.result_code}"
     return InboxState.IGNORED, "STK payment not found yet: checked again later"
+
+
+# Result codes with which M-PESA says it could not answer the query at all (the initiator, its
+# credential, its own failure): they say nothing about the payment asked about.
+STATUS_UNANSWERED_CODES = frozenset({"17", "2001", "8006"})
+# Transaction Status's words for a transaction that did not complete.
+FAILED_STATUSES = frozenset({"failed", "declined", "cancelled", "expired"})
+
+
+def _payout_status(deps: MpesaDeps, request: MpesaRequest, event: StatusResultEvent) -> Applied:
+    """Transaction Status's answer about a payout, other than "Completed"."""
+    said = f"{event.result_code} {event.transaction_status or ''} {event.result_desc}"
+    if event.result_code == SUCCESS:
+        status = (event.transaction_status or "").lower()
+        if status in FAILED_STATUSES:
+            confirm_payout_failure(deps, request.id, desc=f"M-PESA says: {said}")
+            return InboxState.APPLIED, f"payout failed, says M-PESA: {status}"
+        _evidence(deps, request.id, f"status answer: {said}")
+        return InboxState.IGNORED, f"status {event.transaction_status}: checked again later"
+    if event.result_code in STATUS_UNANSWERED_CODES:
+        _evidence(deps, request.id, f"M-PESA could not answer: {said}")
+        return InboxState.IGNORED, "M-PESA could not answer the query: asked again later"
+    payout_not_found(deps, request.id, desc=f"{event.result_code} {event.result_desc}")
+    return InboxState.APPLIED, f"not found at M-PESA: {event.result_code}"
+
+
+def _evidence(deps: MpesaDeps, request_id: str, detail: str) -> None:
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        request = uow.mpesa.get_request(request_id)
+        assert request is not None
+        record_event(uow, request, EventKind.STATUS_ANSWER, detail, now=now)
+        uow.commit()
 
 
 def _status_found(deps: MpesaDeps, request: MpesaRequest, event: StatusResultEvent) -> Applied:

@@ -1,0 +1,162 @@
+"""Payouts nobody can settle by asking M-PESA: a person decides, once, and is on the record.
+
+A payout reaches this list when an attempt may have reached Safaricom (a timeout, a reset after
+the request was written, an answer Deni could not read) and Transaction Status never said what
+became of it: "not found" is no proof that it never arrived, so no machine sends it again or
+gives the money back. The money stays held. An operator reads the evidence (each attempt, its
+time and outcome, each status answer), asks Safaricom if need be, and decides:
+
+- `resend`: a new send, with a new OriginatorConversationID;
+- `fail`: the hold is voided, the money returns to the wallet;
+- `succeeded`: the hold is posted, with the M-PESA receipt the operator found.
+
+Each decision is one audit row whose actor is the operator, and one line of the evidence. A
+decision is taken under the request's row lock and clears the wait, so a second decision on the
+same wait is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from deni.domain.errors import Conflict, NotFound, ValidationFailed
+from deni.services.common import audit
+from deni.services.mpesa import (
+    DESC_CHARS_MAX,
+    MpesaDeps,
+    fail_held_payout,
+    post_payout,
+    record_event,
+    resend_payout,
+)
+from deni.services.mpesa_ports import (
+    OPEN_STATES,
+    EventKind,
+    MpesaRequest,
+    RequestEvent,
+    RequestKind,
+)
+from deni.services.payments import RECEIPT_CHARS_MAX
+
+WAITING_LIST_MAX = 100
+EVIDENCE_MAX = 200  # lines of evidence shown per payout
+REASON_CHARS_MAX = 200
+_OPERATOR = re.compile(r"[A-Za-z][A-Za-z0-9._@-]{0,63}")
+
+
+class Decision(StrEnum):
+    RESEND = "resend"
+    FAIL = "fail"
+    SUCCEEDED = "succeeded"
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingPayout:
+    request: MpesaRequest
+    evidence: list[RequestEvent]
+
+
+def waiting_payouts(deps: MpesaDeps, *, limit: int = WAITING_LIST_MAX) -> list[WaitingPayout]:
+    """Payouts waiting for a decision, oldest first, each with its evidence."""
+    assert 1 <= limit <= WAITING_LIST_MAX
+    with deps.uow.read_only() as uow:
+        requests = uow.mpesa.awaiting_decision(limit=limit)
+        return [
+            WaitingPayout(request, uow.mpesa.events_for(request.id, limit=EVIDENCE_MAX))
+            for request in requests
+        ]
+
+
+def evidence(deps: MpesaDeps, request_id: str) -> WaitingPayout:
+    with deps.uow.read_only() as uow:
+        request = uow.mpesa.get_request(request_id)
+        if request is None or request.kind is not RequestKind.B2C:
+            raise NotFound("No such payout.", code="payout_not_found")
+        return WaitingPayout(request, uow.mpesa.events_for(request.id, limit=EVIDENCE_MAX))
+
+
+def decide_payout(
+    deps: MpesaDeps,
+    *,
+    request_id: str,
+    decision: Decision,
+    operator: str,
+    reason: str,
+    receipt: str | None = None,
+) -> MpesaRequest:
+    """Settle a payout waiting for a decision, once; audited with the operator as actor."""
+    operator, reason = _checked_operator(operator), _checked_reason(reason)
+    if decision is Decision.SUCCEEDED:
+        receipt = _checked_receipt(receipt)
+    elif receipt is not None:
+        raise ValidationFailed("Only a payout that succeeded has a receipt.", code="no_receipt")
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        request = uow.mpesa.lock_request(request_id)
+        if request is None or request.kind is not RequestKind.B2C:
+            raise NotFound("No such payout.", code="payout_not_found")
+        if not request.awaiting_decision or request.state not in OPEN_STATES:
+            raise Conflict(
+                f"This payout is not waiting for a decision (it is {request.state.value}).",
+                code="not_awaiting_decision",
+            )
+        attempt = request.attempt
+        detail = f"{decision.value} by {operator}: {reason}"
+        if receipt is not None:
+            detail += f" (receipt {receipt})"
+        record_event(uow, request, EventKind.DECISION, detail, now=now, actor=operator)
+        if decision is Decision.RESEND:
+            resend_payout(uow, request, f"decided by {operator}: {reason}", now=now)
+        elif decision is Decision.FAIL:
+            request.result_code = "operator"
+            fail_held_payout(uow, request, f"failed by {operator}: {reason}", now=now)
+        else:
+            assert receipt is not None
+            desc = f"paid, says {operator}: {reason}"
+            post_payout(uow, request, receipt=receipt, amount_cents=None, desc=desc, now=now)
+        audit(
+            uow,
+            actor_id=operator,
+            channel="cli",
+            command="payout_decision",
+            details={
+                "request_id": request.id,
+                "decision": decision.value,
+                "attempt": attempt,
+                "reason": reason,
+                "receipt": receipt,
+                "amount_cents": request.amount_cents,
+            },
+            now=now,
+        )
+        uow.commit()
+    return request
+
+
+def _checked_operator(operator: str) -> str:
+    if not _OPERATOR.fullmatch(operator):
+        raise ValidationFailed(
+            "Say who decides: a name of letters, digits, '.', '_', '@' or '-' (64 at most).",
+            code="invalid_operator",
+        )
+    return operator
+
+
+def _checked_reason(reason: str) -> str:
+    reason = " ".join(reason.split())
+    if not reason or len(reason) > REASON_CHARS_MAX:
+        raise ValidationFailed(
+            f"Say why, in 1 to {REASON_CHARS_MAX} characters.", code="invalid_reason"
+        )
+    return reason[:DESC_CHARS_MAX]
+
+
+def _checked_receipt(receipt: str | None) -> str:
+    if not receipt or len(receipt) > RECEIPT_CHARS_MAX or not receipt.isalnum():
+        raise ValidationFailed(
+            "A payout that succeeded needs the M-PESA receipt the operator found.",
+            code="invalid_receipt",
+        )
+    return receipt.upper()
