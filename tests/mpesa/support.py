@@ -98,8 +98,11 @@ class World:
         self.start_working_cents -= amount_cents
 
     def balance(self, user: User) -> int:
+        return self.balance_of(user.id)
+
+    def balance_of(self, user_id: str) -> int:
         with self.deni.uow.read_only() as uow:
-            return ledger.wallet_balance_cents(uow, user_id=user.id)
+            return ledger.wallet_balance_cents(uow, user_id=user_id)
 
     # --- Daraja ---------------------------------------------------------------------------
 
@@ -124,6 +127,12 @@ class World:
     def settle(self) -> None:
         """Send, let the sandbox deliver every callback, and apply what waits."""
         self.drain()
+        self.admin.flush()
+        self.work()
+
+    def confirm(self) -> None:
+        """Money a callback claimed: M-PESA answers the Transaction Status query the worker
+        asked (by the receipt), and the worker applies what it confirms."""
         self.admin.flush()
         self.work()
 

@@ -57,6 +57,7 @@ def test_an_operator_assigns_suspense_money_once(
     world.admin.pay_paybill(user.phone, 120, "NOT-A-LOAN")
     world.admin.flush()
     world.work()
+    world.confirm()
     with world.deni.uow.read_only() as uow:
         [waiting] = uow.mpesa.suspense_list(states=[SuspenseState.UNASSIGNED], limit=5)
 

@@ -36,8 +36,9 @@ def _loan(world: World, borrower: User, lender: User, principal_cents: int = 1_0
 
 def _pay(world: World, phone: str, amount: int, account: str) -> dict[str, object]:
     paid = world.admin.pay_paybill(phone, amount, account)
-    world.admin.flush()  # the confirmation
+    world.admin.flush()  # the confirmation: a claim, asked about by the receipt
     world.work()
+    world.confirm()  # M-PESA confirms it: credited
     return paid
 
 

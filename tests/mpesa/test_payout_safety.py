@@ -14,7 +14,7 @@ from deni.domain.errors import Conflict, DomainError
 from deni.domain.users import User
 from deni.entrypoints.worker import work_once
 from deni.services.mpesa_ports import EventKind
-from deni.services.payout_decisions import Decision, decide_payout, waiting_payouts
+from deni.services.operator_decisions import Decision, decide_payout, waiting_payouts
 from tests.mpesa.support import World, b2c_result_body
 
 NOT_FOUND = "R000002"  # what the sandbox (and so Deni) reads as "no such transaction"

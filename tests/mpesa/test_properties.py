@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deni.services.mpesa_ports import FINAL_STATES
-from deni.services.payout_decisions import Decision, decide_payout, waiting_payouts
+from deni.services.operator_decisions import Decision, decide_payout, waiting_payouts
 from tests.mpesa.support import World
 
 FAULTS: list[dict[str, Any] | None] = [

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from deni.domain.users import User
-from deni.services.payout_decisions import Decision, decide_payout
+from deni.services.operator_decisions import Decision, decide_payout
 from tests.mpesa.support import World
 
 

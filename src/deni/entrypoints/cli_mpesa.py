@@ -18,7 +18,7 @@ from deni.domain.money import format_kes
 from deni.entrypoints.dev_sandbox import with_sandbox
 from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.worker import MpesaWorker
-from deni.services import outbox, paybills, payout_decisions, reconcile
+from deni.services import claims, operator_decisions, outbox, paybills, reconcile
 from deni.services.mpesa import MpesaDeps
 from deni.services.mpesa_ports import (
     OPEN_STATES,
@@ -103,6 +103,7 @@ def reconcile_command() -> None:
     with _mpesa() as (_, deps):
         steps = [
             ("ask Daraja about open requests", reconcile.check_due),
+            ("ask about payments callbacks claimed", claims.check_due),
             ("ask about unconfirmed paybill payments", paybills.check_due),
             ("queue disbursements", reconcile.sweep_disbursements),
             ("queue lenders' payouts", reconcile.sweep_auto_payouts),
@@ -240,13 +241,13 @@ def payments_waiting() -> None:
     evidence: every attempt (its OriginatorConversationID, time and outcome) and every answer
     M-PESA gave. Their money stays held until someone decides (`deni payments decide`)."""
     with _mpesa() as (_, deps):
-        waiting = payout_decisions.waiting_payouts(deps)
+        waiting = operator_decisions.waiting_payouts(deps)
     console.print(f"Payouts waiting for a decision ({len(waiting)})")
     for item in waiting:
         _print_evidence(item)
 
 
-def _print_evidence(item: payout_decisions.WaitingPayout) -> None:
+def _print_evidence(item: operator_decisions.WaitingPayout) -> None:
     r = item.request
     table = Table(
         title=(
@@ -272,7 +273,7 @@ def _print_evidence(item: payout_decisions.WaitingPayout) -> None:
 def payments_decide(
     request_id: Annotated[str, typer.Argument(help="The payout (see `deni payments waiting`).")],
     decision: Annotated[
-        payout_decisions.Decision,
+        operator_decisions.Decision,
         typer.Argument(
             help="resend: send again with a new id; fail: give the money back to the wallet; "
             "succeeded: the money reached the customer (give --receipt)."
@@ -287,7 +288,7 @@ def payments_decide(
     """Decide a payout waiting for a decision, once. Audited with the operator's name."""
     with _mpesa() as (_, deps):
         try:
-            request = payout_decisions.decide_payout(
+            request = operator_decisions.decide_payout(
                 deps,
                 request_id=request_id,
                 decision=decision,

@@ -11,7 +11,7 @@ The rules (DESIGN.md sections 1 and 5):
   outcome is unknown (timeout, reset, 5xx, garbage, rate limit, duplicate id) is asked about
   with Transaction Status; "not found" is no proof that it never arrived, so when the answers
   run out the payout waits, with its evidence, for an operator's decision
-  (`payout_decisions.py`).
+  (`operator_decisions.py`).
 - Callbacks are not signed. A B2C success result posts the hold at once (believing that money
   left is the safe direction); a failure result gives nothing back until Transaction Status
   confirms it: the money stays held.
@@ -893,7 +893,7 @@ def payout_not_found(deps: MpesaDeps, request_id: str, *, desc: str) -> None:
 
 
 def resend_payout(uow: UnitOfWork, request: MpesaRequest, reason: str, *, now: datetime) -> None:
-    """An operator's decision (payout_decisions.py): send this payout again, as a new attempt
+    """An operator's decision (operator_decisions.py): send this payout again, as a new attempt
     with a new OriginatorConversationID. Never called by a machine."""
     assert request.kind is RequestKind.B2C
     assert request.state in OPEN_STATES

@@ -20,7 +20,7 @@ import structlog
 
 from deni.domain.errors import InvalidPhoneNumber
 from deni.domain.phone import normalise_msisdn
-from deni.services import paybills, payments
+from deni.services import claims, paybills, payments
 from deni.services.mpesa import (
     MpesaDeps,
     StkPaid,
@@ -44,6 +44,8 @@ from deni.services.mpesa_ports import (
     C2BEvent,
     CallbackEvent,
     CallbackKind,
+    ClaimSource,
+    ClaimState,
     EventKind,
     ExpectedPaybill,
     InboxRow,
@@ -52,6 +54,7 @@ from deni.services.mpesa_ports import (
     MpesaRequest,
     OtherResultEvent,
     PaybillCheck,
+    PaymentClaim,
     PulledPayment,
     QueueTimeoutEvent,
     RequestKind,
@@ -87,15 +90,21 @@ class Stored:
 
 
 def dedupe_key(kind: str, event: CallbackEvent) -> str:
+    """What makes a repeat a repeat. For the callbacks that move money it includes what the
+    body says, not only its id: a forged body posted first under a real id must not make the
+    genuine one look like a repeat and be dropped."""
     if isinstance(event, StkResultEvent):
-        return f"stk:{event.checkout_request_id}"
+        said = _said(event.result_code, event.receipt, event.amount_cents, event.phone)
+        return f"stk:{event.checkout_request_id}:{said}"
     if isinstance(event, B2CResultEvent):
-        return f"b2c:{event.originator_conversation_id}"
+        said = _said(event.result_code, event.receipt, event.amount_cents)
+        return f"b2c:{event.originator_conversation_id}:{said}"
     if isinstance(event, QueueTimeoutEvent):
         return f"b2c_timeout:{event.originator_conversation_id or event.conversation_id}"
     if isinstance(event, C2BEvent):
         if kind == CallbackKind.C2B_CONFIRMATION:
-            return paybills.confirmation_key(event.trans_id)
+            said = _said(event.amount_cents, event.account_reference, event.phone_raw)
+            return f"{paybills.confirmation_key(event.trans_id)}:{said}"
         return f"c2b_validation:{event.trans_id}"
     if isinstance(event, StatusResultEvent | BalanceResultEvent):
         return f"{kind}:{event.conversation_id}"
@@ -104,6 +113,10 @@ def dedupe_key(kind: str, event: CallbackEvent) -> str:
 
 def _digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
+
+
+def _said(*fields: object) -> str:
+    return _digest(repr(fields).encode())[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +305,7 @@ def _apply(deps: MpesaDeps, kind: str, event: CallbackEvent, *, received_at: dat
     if isinstance(event, C2BEvent):
         if kind != CallbackKind.C2B_CONFIRMATION:
             return InboxState.IGNORED, "validation answered at once"
-        return _apply_c2b(deps, event)
+        return _claim_c2b(deps, event, received_at=received_at)
     if isinstance(event, StatusResultEvent):
         return _apply_status(deps, event)
     if isinstance(event, BalanceResultEvent):
@@ -315,14 +328,74 @@ def _apply_stk(deps: MpesaDeps, event: StkResultEvent, *, received_at: datetime)
         return InboxState.IGNORED, f"request already {request.state.value}: not downgraded"
     assert event.receipt is not None
     assert event.amount_cents is not None
+    if request is not None:
+        if request.state is RequestState.SUCCEEDED and request.receipt == event.receipt:
+            return InboxState.IGNORED, "already credited"
+        if request.state in OPEN_STATES and request.amount_cents == event.amount_cents:
+            # Deni's own push, by the CheckoutRequestID Daraja gave Deni, for what Deni asked.
+            return _stk_paid(deps, request, event)
+    elif deps.clock.now() - received_at < timedelta(seconds=UNKNOWN_CHECKOUT_GRACE_S):
+        raise NotYet("unknown CheckoutRequestID: waiting for the worker's record")
+    # Money that matches no open push of Deni's as it stands: M-PESA must confirm it first.
+    return _claim_stk(deps, event, request, received_at=received_at)
+
+
+def _claim_stk(
+    deps: MpesaDeps, event: StkResultEvent, request: MpesaRequest | None, *, received_at: datetime
+) -> Applied:
+    assert event.receipt is not None
+    assert event.amount_cents is not None
+    user_id = request.user_id if request is not None else None
+    if user_id is None and event.phone is not None:
+        with deps.uow.read_only() as uow:
+            payer = uow.users.get_by_phone(event.phone)
+        user_id = payer.id if payer is not None else None
+    claim = claims.new_claim(
+        receipt=event.receipt,
+        source=ClaimSource.STK,
+        amount_cents=event.amount_cents,
+        account_reference="",
+        phone_raw=event.phone or "",
+        phone=event.phone,
+        user_id=user_id,
+        checkout_request_id=event.checkout_request_id,
+        claimed_at=received_at,
+        deps=deps,
+    )
+    return _claimed(deps, claim)
+
+
+def _claimed(deps: MpesaDeps, claim: PaymentClaim) -> Applied:
+    with deps.uow.read_only() as uow:
+        applied = claim.receipt in uow.mpesa.receipts_seen([claim.receipt])
+        claimed = uow.mpesa.claims_for([claim.receipt])
+    if applied and not claimed:
+        return InboxState.IGNORED, "already applied (Transaction Status or the Pull API)"
+    stored = claims.record(deps, claim)
+    if stored is not claim:
+        return InboxState.IGNORED, f"receipt already claimed: {stored.state.value}"
+    return InboxState.APPLIED, f"claimed {claim.receipt}: waiting for M-PESA to confirm"
+
+
+def _apply_confirmed_stk(deps: MpesaDeps, claim: PaymentClaim) -> None:
+    """An STK payment M-PESA confirmed, applied as its callback said: to the push it names, or
+    to the unanswered push it answers, or else to suspense."""
+    event = StkResultEvent(
+        claim.checkout_request_id or "",
+        SUCCESS,
+        "confirmed by M-PESA",
+        claim.amount_cents,
+        claim.receipt,
+        claim.phone,
+    )
+    with deps.uow.read_only() as uow:
+        request = uow.mpesa.find_by_checkout(event.checkout_request_id)
     if request is None:
-        if deps.clock.now() - received_at < timedelta(seconds=UNKNOWN_CHECKOUT_GRACE_S):
-            raise NotYet("unknown CheckoutRequestID: waiting for the worker's record")
-        unanswered = _unanswered_push(deps, event, received_at=received_at)
-        if unanswered is None:
-            return _suspense(deps, event, "STK payment for an unknown CheckoutRequestID")
-        request = unanswered
-    return _stk_paid(deps, request, event)
+        request = _unanswered_push(deps, event, received_at=claim.claimed_at)
+    if request is None:
+        _suspense(deps, event, "STK payment for an unknown CheckoutRequestID")
+        return
+    _stk_paid(deps, request, event)
 
 
 def _unanswered_push(
@@ -445,9 +518,12 @@ def _apply_b2c_timeout(deps: MpesaDeps, event: QueueTimeoutEvent) -> Applied:
 
 def _apply_status(deps: MpesaDeps, event: StatusResultEvent) -> Applied:
     with deps.uow.read_only() as uow:
+        claim = uow.mpesa.claim_by_status_conversation(event.conversation_id)
         request = uow.mpesa.find_by_status_conversation(event.conversation_id)
         by_conversation = uow.mpesa.paybill_by_status_conversation
         paybill = None if request else by_conversation(event.conversation_id)
+    if claim is not None:
+        return _claim_status(deps, claim, event)
     if paybill is not None:
         return _paybill_status(deps, paybill, event)
     ours = request is not None  # the answer to the query Deni last made about it
@@ -475,6 +551,50 @@ def _apply_status(deps: MpesaDeps, event: StatusResultEvent) -> Applied:
 STATUS_UNANSWERED_CODES = frozenset({"17", "2001", "8006"})
 # Transaction Status's words for a transaction that did not complete.
 FAILED_STATUSES = frozenset({"failed", "declined", "cancelled", "expired"})
+
+
+def _claim_status(deps: MpesaDeps, claim: PaymentClaim, event: StatusResultEvent) -> Applied:
+    """M-PESA's answer about a payment a callback claimed (claims.py)."""
+    if claim.state not in (ClaimState.WAITING, ClaimState.DISPUTED):
+        return InboxState.IGNORED, f"claim already {claim.state.value}"
+    if claims.completed(event):
+        wrong = claims.contradiction(claim, event)
+        if wrong is not None:
+            claims.settle(deps, claim.receipt, ClaimState.DISPUTED, f"contradicted: {wrong}")
+            return InboxState.APPLIED, f"claim {claim.receipt} contradicted: an operator decides"
+        confirm_claim(deps, claim, "confirmed by Transaction Status")
+        return InboxState.APPLIED, f"claim {claim.receipt} confirmed by Transaction Status"
+    if claim.state is ClaimState.DISPUTED:
+        return InboxState.IGNORED, "claim already before an operator"
+    said = f"{event.result_code} {event.transaction_status or ''} {event.result_desc}"
+    if event.result_code == SUCCESS:
+        if (event.transaction_status or "").lower() in FAILED_STATUSES:
+            desc = f"contradicted: M-PESA says {said}"
+            claims.settle(deps, claim.receipt, ClaimState.DISPUTED, desc)
+            return InboxState.APPLIED, f"claim {claim.receipt} contradicted: an operator decides"
+        return InboxState.IGNORED, f"status {event.transaction_status}: asked again later"
+    if event.result_code in STATUS_UNANSWERED_CODES:
+        return InboxState.IGNORED, "M-PESA could not answer the query: asked again later"
+    if claims.count_not_found(deps, claim.receipt, said.strip()):
+        return InboxState.APPLIED, f"claim {claim.receipt}: M-PESA knows no such payment"
+    return InboxState.IGNORED, "claimed payment not found yet: asked again later"
+
+
+def confirm_claim(deps: MpesaDeps, claim: PaymentClaim, how: str) -> None:
+    """M-PESA agrees with the claim: apply it exactly as its callback said (every step keyed by
+    the receipt, so a crash midway is finished by the next confirmation), then end the wait."""
+    apply_claim(deps, claim)
+    claims.settle(deps, claim.receipt, ClaimState.CONFIRMED, how)
+
+
+def apply_claim(deps: MpesaDeps, claim: PaymentClaim) -> None:
+    if claim.source is ClaimSource.STK:
+        _apply_confirmed_stk(deps, claim)
+        return
+    event = C2BEvent(
+        claim.receipt, claim.amount_cents, claim.account_reference, claim.phone, claim.phone_raw
+    )
+    _apply_c2b(deps, event)
 
 
 def _payout_status(deps: MpesaDeps, request: MpesaRequest, event: StatusResultEvent) -> Applied:
@@ -534,13 +654,30 @@ def _paybill_status(
     stands in for the confirmation; "not found", asked often enough, means it never happened."""
     if expected.state is not PaybillCheck.WAITING:
         return InboxState.IGNORED, f"paybill payment already {expected.state.value}"
+    with deps.uow.read_only() as uow:
+        claimed = expected.trans_id in uow.mpesa.claims_for([expected.trans_id])
+    if claimed:  # its confirmation came meanwhile: the claim's own checks settle it
+        paybills.settle(deps, expected.trans_id, PaybillCheck.CONFIRMED, "confirmation received")
+        return InboxState.IGNORED, "paybill payment claimed by its confirmation"
     completed = (event.transaction_status or COMPLETED).lower() == COMPLETED
     if event.result_code == SUCCESS and completed and event.receipt == expected.trans_id:
-        if event.amount_cents != expected.amount_cents:
-            said = f"{event.amount_cents} cents, validation said {expected.amount_cents}"
-            desc = f"amount differs: M-PESA says {said}"
+        as_claimed = claims.new_claim(
+            receipt=expected.trans_id,
+            source=ClaimSource.C2B,
+            amount_cents=expected.amount_cents,
+            account_reference=expected.account_reference,
+            phone_raw=expected.phone_raw,
+            phone=expected.phone,
+            user_id=None,
+            checkout_request_id=None,
+            claimed_at=expected.created_at,
+            deps=deps,
+        )
+        wrong = claims.contradiction(as_claimed, event)
+        if wrong is not None:
+            desc = f"M-PESA differs from the validation: {wrong}"
             paybills.settle(deps, expected.trans_id, PaybillCheck.UNRESOLVED, desc)
-            return InboxState.APPLIED, "paybill amount differs: an operator must look"
+            return InboxState.APPLIED, "paybill payment differs: an operator must look"
         _apply_c2b(deps, paybills.as_confirmation(expected))
         paybills.settle(deps, expected.trans_id, PaybillCheck.CONFIRMED, "by Transaction Status")
         return InboxState.APPLIED, f"paybill payment confirmed by status {expected.trans_id}"
@@ -621,6 +758,26 @@ def apply_pulled_payment(deps: MpesaDeps, payment: PulledPayment) -> None:
         payment.phone_raw,
     )
     _apply_c2b(deps, event)
+
+
+def _claim_c2b(deps: MpesaDeps, event: C2BEvent, *, received_at: datetime) -> Applied:
+    """A paybill confirmation: money M-PESA is said to hold for an account number. Nothing is
+    credited until M-PESA confirms it (claims.py); meanwhile its owner sees it arriving."""
+    with deps.uow.read_only() as uow:
+        matched = match_account(uow, event.account_reference)
+    claim = claims.new_claim(
+        receipt=event.trans_id,
+        source=ClaimSource.C2B,
+        amount_cents=event.amount_cents,
+        account_reference=event.account_reference,
+        phone_raw=event.phone_raw,
+        phone=event.phone,
+        user_id=matched[0] if matched else None,
+        checkout_request_id=None,
+        claimed_at=received_at,
+        deps=deps,
+    )
+    return _claimed(deps, claim)
 
 
 def _apply_c2b(deps: MpesaDeps, event: C2BEvent) -> Applied:
