@@ -303,6 +303,67 @@ def payments_decide(
     )
 
 
+@payments_app.command("claims")
+def payments_claims() -> None:
+    """Money a callback said arrived that M-PESA has not confirmed: waiting ones are being
+    asked about (their owner sees them arriving); disputed ones, where M-PESA says otherwise
+    or nothing, credit nothing until an operator decides (`deni payments claim`)."""
+    with _mpesa() as (_, deps):
+        found = operator_decisions.open_claims(deps)
+    table = Table(title=f"Unconfirmed payments ({len(found)})")
+    for column in ("receipt", "from", "amount", "account", "phone", "state", "asked", "note"):
+        table.add_column(column)
+    table.add_column("claimed")
+    for c in found:
+        table.add_row(
+            c.receipt,
+            c.source.value,
+            format_kes(c.amount_cents),
+            c.account_reference,
+            c.phone_raw,
+            c.state.value,
+            f"{c.checks} ({c.not_found_answers} not found)",
+            c.result_desc,
+            c.claimed_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)
+
+
+@payments_app.command("claim")
+def payments_claim(
+    receipt: Annotated[str, typer.Argument(help="The claimed M-PESA receipt.")],
+    decision: Annotated[
+        operator_decisions.ClaimDecision,
+        typer.Argument(
+            help="accept: Safaricom confirms it, apply it as its callback said; "
+            "reject: it never happened, credit nothing."
+        ),
+    ],
+    operator: Annotated[str, typer.Option(help="Who decides (recorded in the audit log).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded with the decision).")],
+    account: Annotated[
+        str | None,
+        typer.Option(
+            help="accept only: the account number Safaricom shows, if not the claimed one."
+        ),
+    ] = None,
+) -> None:
+    """Decide a payment a callback claimed and M-PESA did not confirm, once. Audited."""
+    with _mpesa() as (_, deps):
+        try:
+            claim = operator_decisions.decide_claim(
+                deps,
+                receipt=receipt,
+                decision=decision,
+                operator=operator,
+                reason=reason,
+                account_reference=account,
+            )
+        except DomainError as error:
+            _fail(error)
+    console.print(f"{claim.receipt}: {claim.state.value} by {claim.decided_by}.")
+
+
 @payments_app.command("paybill")
 def payments_paybill() -> None:
     """Paybill payments accepted at validation whose confirmation has not been seen: waiting

@@ -35,7 +35,7 @@ from deni.services.mpesa_ports import (
     PaymentClaim,
     StatusResultEvent,
 )
-from deni.services.ports import UnitOfWorkFactory
+from deni.services.ports import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -85,7 +85,10 @@ def record(deps: MpesaDeps, claim: PaymentClaim) -> PaymentClaim:
         stored = uow.mpesa.claim_lock(claim.receipt)
         assert stored is not None
         if _fields(stored) != _fields(claim) and stored.state is ClaimState.WAITING:
-            _dispute(stored, "two callbacks claim this receipt with different details", deps)
+            other = (
+                f"{claim.amount_cents} cents to {claim.account_reference!r} from {claim.phone_raw}"
+            )
+            _dispute(stored, f"another callback claims this receipt: {other}", deps)
             uow.mpesa.claim_save(stored)
         uow.commit()
     return stored
@@ -208,7 +211,7 @@ def _dispute(claim: PaymentClaim, desc: str, deps: MpesaDeps) -> None:
     log.warning("mpesa.claim_disputed", receipt=claim.receipt, reason=desc[:200])
 
 
-def arriving(uow_factory: UnitOfWorkFactory, *, user_id: str) -> list[PaymentClaim]:
-    """A member's money on its way: claimed by a callback, not yet confirmed by M-PESA."""
-    with uow_factory.read_only() as uow:
-        return uow.mpesa.arriving(user_id, limit=ARRIVING_MAX)
+def arriving(uow: UnitOfWork, *, user_id: str) -> list[PaymentClaim]:
+    """A member's money on its way, newest first: claimed by a callback, not yet confirmed by
+    M-PESA, so not in the wallet and not spendable (inside the caller's transaction)."""
+    return uow.mpesa.arriving(user_id, limit=ARRIVING_MAX)

@@ -1,4 +1,6 @@
-"""Payouts nobody can settle by asking M-PESA: a person decides, once, and is on the record.
+"""What M-PESA could not settle, a person decides, once, and is on the record.
+
+Payouts nobody can settle by asking M-PESA:
 
 A payout reaches this list when an attempt may have reached Safaricom (a timeout, a reset after
 the request was written, an answer Deni could not read) and Transaction Status never said what
@@ -13,6 +15,10 @@ time and outcome, each status answer), asks Safaricom if need be, and decides:
 Each decision is one audit row whose actor is the operator, and one line of the evidence. A
 decision is taken under the request's row lock and clears the wait, so a second decision on the
 same wait is refused.
+
+Money a callback claimed that M-PESA did not confirm (claims.py): an operator who has checked
+with Safaricom `accept`s it (applied exactly as its callback said) or `reject`s it (nothing is
+credited). Also once, and audited.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from deni.domain.errors import Conflict, NotFound, ValidationFailed
+from deni.services import mpesa_callbacks
 from deni.services.common import audit
 from deni.services.mpesa import (
     DESC_CHARS_MAX,
@@ -33,8 +40,10 @@ from deni.services.mpesa import (
 )
 from deni.services.mpesa_ports import (
     OPEN_STATES,
+    ClaimState,
     EventKind,
     MpesaRequest,
+    PaymentClaim,
     RequestEvent,
     RequestKind,
 )
@@ -133,6 +142,82 @@ def decide_payout(
         )
         uow.commit()
     return request
+
+
+class ClaimDecision(StrEnum):
+    ACCEPT = "accept"
+    REJECT = "reject"
+
+
+UNDECIDED = (ClaimState.WAITING, ClaimState.DISPUTED)
+
+
+def open_claims(deps: MpesaDeps, *, limit: int = WAITING_LIST_MAX) -> list[PaymentClaim]:
+    """Claims M-PESA has not confirmed: disputed ones (an operator decides) and waiting ones."""
+    assert 1 <= limit <= WAITING_LIST_MAX
+    with deps.uow.read_only() as uow:
+        return uow.mpesa.list_claims(states=list(UNDECIDED), limit=limit)
+
+
+def decide_claim(
+    deps: MpesaDeps,
+    *,
+    receipt: str,
+    decision: ClaimDecision,
+    operator: str,
+    reason: str,
+    account_reference: str | None = None,
+) -> PaymentClaim:
+    """Accept (apply as its callback said) or reject (credit nothing) a claim, once; audited.
+    An operator who found at Safaricom that the payment was for another account number (two
+    callbacks disagreed) accepts it with that `account_reference`. Accepting an accepted claim
+    again only finishes applying it (every step is keyed by the receipt): no second decision."""
+    operator, reason = _checked_operator(operator), _checked_reason(reason)
+    if account_reference is not None and (
+        decision is not ClaimDecision.ACCEPT or not 1 <= len(account_reference) <= 40
+    ):
+        raise ValidationFailed(
+            "Only an accepted payment takes an account number (1 to 40 characters).",
+            code="invalid_account",
+        )
+    now = deps.clock.now()
+    state = ClaimState.ACCEPTED if decision is ClaimDecision.ACCEPT else ClaimState.REJECTED
+    with deps.uow() as uow:
+        claim = uow.mpesa.claim_lock(receipt)
+        if claim is None:
+            raise NotFound("No such claimed payment.", code="claim_not_found")
+        finishing = claim.state is ClaimState.ACCEPTED and state is ClaimState.ACCEPTED
+        if claim.state not in UNDECIDED and not finishing:
+            raise Conflict(
+                f"This payment was already decided ({claim.state.value}).",
+                code="claim_decided",
+            )
+        if not finishing:
+            claim.state, claim.decided_by = state, operator
+            if account_reference is not None:
+                claim.account_reference = account_reference
+            claim.result_desc = f"{decision.value}ed by {operator}: {reason}"[:DESC_CHARS_MAX]
+            claim.settled_at, claim.next_check_at, claim.updated_at = now, None, now
+            uow.mpesa.claim_save(claim)
+            audit(
+                uow,
+                actor_id=operator,
+                channel="cli",
+                command="claim_decision",
+                details={
+                    "receipt": claim.receipt,
+                    "decision": decision.value,
+                    "reason": reason,
+                    "amount_cents": claim.amount_cents,
+                    "source": claim.source.value,
+                    "account_reference": claim.account_reference,
+                },
+                now=now,
+            )
+        uow.commit()
+    if state is ClaimState.ACCEPTED:
+        mpesa_callbacks.apply_claim(deps, claim)
+    return claim
 
 
 def _checked_operator(operator: str) -> str:
