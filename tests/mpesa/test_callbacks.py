@@ -227,3 +227,35 @@ def test_hook_answers_every_callback_kind(world: World) -> None:
     for kind in ("balance/timeout", "status/timeout", "reversal/result", "reversal/timeout"):
         answer = world.http.post(world.hook_url(kind), content=json.dumps({"Result": {}}))
         assert answer.status_code == 200
+
+
+def test_a_forged_success_for_a_real_pending_push_credits_nothing(world: World) -> None:
+    """A CheckoutRequestID is a date, a time and the payer's number: guessable. Whoever knows
+    the callback URL posts "paid" for a member's open push that the member never pays (here
+    they cancel the prompt). STK Query, Deni's own question, is asked before any credit."""
+    member = world.user(phone="0700001032")  # cancels the STK prompt
+    answer = world.post(member, "/mpesa/top-ups", {"amount_cents": 5_000_00})
+    request_id = answer.json()["id"]
+    world.drain()  # the push is on the phone; the member has not answered yet
+    checkout = world.request(request_id).checkout_request_id or ""
+    forged = stk_success_body(checkout, "TFORGEDSTK", 5_000)
+
+    assert world.http.post(world.hook_url("stk"), json=forged).status_code == 200
+    for _ in range(3):
+        world.work()  # STK Query: still being processed, so the row waits
+    assert world.balance(member) == 0
+    withdrawal = world.post(member, "/mpesa/withdrawals", {"amount_cents": 5_000_00})
+    assert withdrawal.status_code == 409
+
+    world.admin.flush()  # the member cancels; M-PESA's own callback says so
+    world.work()
+
+    request = world.request(request_id)
+    assert (request.state.value, request.result_code) == ("failed", "1032")
+    assert world.balance(member) == 0
+    with world.deni.uow.read_only() as uow:
+        rows = uow.mpesa.inbox_rows(states=list(InboxState), limit=10)
+    [forged_row] = [r for r in rows if b"TFORGEDSTK" in r.body]
+    assert forged_row.state is InboxState.IGNORED
+    assert "contradicted by STK Query" in forged_row.error
+    world.assert_conserved()

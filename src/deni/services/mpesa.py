@@ -25,6 +25,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 import structlog
 
@@ -586,6 +587,43 @@ def credit_stk_payment(
         uow.mpesa.save_request(stored, now)
         _audit(uow, stored, "mpesa_stk_paid", now)
         uow.commit()
+
+
+class PushAnswer(StrEnum):
+    PAID = "paid"
+    NOT_PAID = "not_paid"
+    PENDING = "pending"  # the customer has not answered yet
+    UNKNOWN = "unknown"  # STK Query could not be asked or answered
+
+
+def confirm_push_paid(deps: MpesaDeps, request_id: str) -> tuple[PushAnswer, str]:
+    """Ask STK Query whether this push was paid before a success callback credits it. It is
+    Deni's own question, answered over Deni's own connection to Daraja, by the CheckoutRequestID
+    Daraja gave Deni: a forged callback cannot answer it (and a CheckoutRequestID is a date, a
+    time and the payer's number, so it can be guessed). A "paid" answer is kept on the request."""
+    with deps.uow.read_only() as uow:
+        request = uow.mpesa.get_request(request_id)
+    assert request is not None
+    assert request.kind is RequestKind.STK
+    if request.paid_confirmed:
+        return PushAnswer.PAID, ""
+    if request.checkout_request_id is None:
+        return PushAnswer.UNKNOWN, "no CheckoutRequestID to ask about"
+    try:
+        answer = deps.gateway.stk_query(checkout_request_id=request.checkout_request_id)
+    except GatewayError as error:
+        pending = error.outcome is GatewayOutcome.BUSY
+        return (PushAnswer.PENDING if pending else PushAnswer.UNKNOWN), error.message
+    if answer.result_code != SUCCESS:
+        return PushAnswer.NOT_PAID, f"{answer.result_code} {answer.result_desc}"
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        stored = uow.mpesa.lock_request(request_id)
+        assert stored is not None
+        stored.paid_confirmed = True
+        uow.mpesa.save_request(stored, now)
+        uow.commit()
+    return PushAnswer.PAID, ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,10 +23,12 @@ from deni.domain.phone import normalise_msisdn
 from deni.services import claims, paybills, payments
 from deni.services.mpesa import (
     MpesaDeps,
+    PushAnswer,
     StkPaid,
     claim_payout_failure,
     compact_reference,
     confirm_payout_failure,
+    confirm_push_paid,
     credit_stk_payment,
     credit_stk_top_ups,
     fail_stk,
@@ -189,6 +191,9 @@ def apply_callback(deps: MpesaDeps, inbox_id: int) -> InboxState:
         return InboxState.RECEIVED
     except MalformedCallbackError as malformed:
         state, note = InboxState.MALFORMED, malformed.reason
+    except CannotConfirm as unconfirmed:
+        log.warning("mpesa.callback_unconfirmed", kind=row.kind, inbox_id=inbox_id)
+        state, note = InboxState.RECEIVED, str(unconfirmed)
     except Exception as error:
         log.exception("mpesa.callback_apply_failed", kind=row.kind, inbox_id=inbox_id)
         state, note = InboxState.RECEIVED, f"{type(error).__name__}: {error}"
@@ -236,6 +241,7 @@ def _apply_top_ups(deps: MpesaDeps) -> _Batch:
     same transaction, credit the paid top-ups among them and mark their rows. Exactly once as
     one at a time: the same ledger keys (`mpesa:<receipt>`), and the rows are marked in the
     transaction that moves the money, so a worker killed midway leaves them all received."""
+    _confirm_paid_pushes(deps)
     now = deps.clock.now()
     claimed: list[int] = []
     try:
@@ -255,12 +261,7 @@ def _apply_top_ups(deps: MpesaDeps) -> _Batch:
     return _Batch(len(claimed), len(done), [i for i in claimed if i not in done])
 
 
-def _paid_top_ups(
-    deps: MpesaDeps, uow: UnitOfWork, rows: list[InboxRow]
-) -> tuple[list[StkPaid], list[Mark]]:
-    """The rows the batch settles: successful STK callbacks for open top-up requests of the
-    amount asked (locked here), and repeats of ones already credited. Anything else (failures,
-    unknown or settled requests, other amounts, loan repayments, other kinds) is left out."""
+def _paid_successes(deps: MpesaDeps, rows: Sequence[InboxRow]) -> dict[int, StkResultEvent]:
     events: dict[int, StkResultEvent] = {}
     for row in rows:
         if row.kind != CallbackKind.STK:
@@ -271,6 +272,36 @@ def _paid_top_ups(
             continue
         if isinstance(event, StkResultEvent) and event.result_code == SUCCESS:
             events[row.id] = event
+    return events
+
+
+def _confirm_paid_pushes(deps: MpesaDeps) -> None:
+    """Before the batch, and outside any transaction: ask STK Query about the open top-ups
+    the waiting success callbacks name, so that the batch credits only confirmed ones."""
+    with deps.uow.read_only() as uow:
+        events = _paid_successes(deps, uow.mpesa.inbox_received(limit=deps.policy.batch_max))
+        found = [uow.mpesa.find_by_checkout(e.checkout_request_id) for e in events.values()]
+    asked = set()
+    for request, event in zip(found, events.values(), strict=True):
+        if (
+            request is not None
+            and request.id not in asked
+            and request.state in OPEN_STATES
+            and request.loan_id is None
+            and request.amount_cents == event.amount_cents
+            and not request.paid_confirmed
+        ):
+            asked.add(request.id)
+            confirm_push_paid(deps, request.id)
+
+
+def _paid_top_ups(
+    deps: MpesaDeps, uow: UnitOfWork, rows: list[InboxRow]
+) -> tuple[list[StkPaid], list[Mark]]:
+    """The rows the batch settles: successful STK callbacks for open top-up requests of the
+    amount asked (locked here), and repeats of ones already credited. Anything else (failures,
+    unknown or settled requests, other amounts, loan repayments, other kinds) is left out."""
+    events = _paid_successes(deps, rows)
     checkouts = [event.checkout_request_id for event in events.values()]
     requests = {r.checkout_request_id: r for r in uow.mpesa.lock_by_checkout(checkouts)}
     paid: list[StkPaid] = []
@@ -286,6 +317,7 @@ def _paid_top_ups(
             and request.state in OPEN_STATES
             and request.loan_id is None
             and request.amount_cents == event.amount_cents
+            and request.paid_confirmed  # STK Query said so (_confirm_paid_pushes)
         ):
             paid.append(StkPaid(request, event.receipt, event.amount_cents, event.result_desc))
             marks.append((inbox_id, InboxState.APPLIED, f"credited {event.receipt}"))
@@ -333,11 +365,29 @@ def _apply_stk(deps: MpesaDeps, event: StkResultEvent, *, received_at: datetime)
             return InboxState.IGNORED, "already credited"
         if request.state in OPEN_STATES and request.amount_cents == event.amount_cents:
             # Deni's own push, by the CheckoutRequestID Daraja gave Deni, for what Deni asked.
-            return _stk_paid(deps, request, event)
+            return _own_push_paid(deps, request, event)
     elif deps.clock.now() - received_at < timedelta(seconds=UNKNOWN_CHECKOUT_GRACE_S):
         raise NotYet("unknown CheckoutRequestID: waiting for the worker's record")
     # Money that matches no open push of Deni's as it stands: M-PESA must confirm it first.
     return _claim_stk(deps, event, request, received_at=received_at)
+
+
+class CannotConfirm(Exception):
+    """M-PESA could not be asked whether a payment happened: the row is tried again later."""
+
+
+def _own_push_paid(deps: MpesaDeps, request: MpesaRequest, event: StkResultEvent) -> Applied:
+    """A success callback for an open push of Deni's: credited once STK Query agrees."""
+    answer, said = confirm_push_paid(deps, request.id)
+    if answer is PushAnswer.PENDING:
+        raise NotYet("STK Query: the customer has not answered yet")
+    if answer is PushAnswer.UNKNOWN:
+        raise CannotConfirm(f"STK Query: {said}")
+    if answer is PushAnswer.NOT_PAID:
+        code = said.split(" ", 1)[0]
+        fail_stk(deps, request.id, code=code, desc=f"STK Query: {said}")
+        return InboxState.IGNORED, f"contradicted by STK Query: {said}"[:200]
+    return _stk_paid(deps, request, event)
 
 
 def _claim_stk(

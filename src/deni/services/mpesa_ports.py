@@ -90,6 +90,9 @@ class MpesaRequest:
     # the hold stays until it does (callbacks are not signed, and a forged one costs money).
     claimed_failure_code: str | None = None
     claimed_failure_desc: str = ""
+    # STK Query, Deni's own question by the CheckoutRequestID, answered that this push was
+    # paid: a success callback may credit it (the callback alone could be forged).
+    paid_confirmed: bool = False
 
     def __post_init__(self) -> None:
         assert self.amount_cents > 0
@@ -382,6 +385,10 @@ class MpesaRepository(Protocol):
     def inbox_claim(self, *, limit: int) -> list[InboxRow]:
         """Received rows, oldest first, locked for this transaction; rows another worker has
         locked are skipped (PostgreSQL; on SQLite the writer lock already serialises)."""
+        ...
+
+    def inbox_received(self, *, limit: int) -> list[InboxRow]:
+        """Received rows, oldest first, without locking them (a look ahead)."""
         ...
 
     def inbox_ids(self, *, states: Sequence[InboxState], limit: int) -> list[int]: ...

@@ -74,6 +74,7 @@ _MUTABLE = (
     "awaiting_decision",
     "claimed_failure_code",
     "claimed_failure_desc",
+    "paid_confirmed",
 )
 
 
@@ -383,6 +384,16 @@ class SqlMpesaRepository:
             .order_by(c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
+        )
+        return [_inbox(row) for row in self._connection.execute(query)]
+
+    def inbox_received(self, *, limit: int) -> list[InboxRow]:
+        c = m.callback_inbox.c
+        query = (
+            select(m.callback_inbox)
+            .where(c.state == InboxState.RECEIVED.value)
+            .order_by(c.id)
+            .limit(limit)
         )
         return [_inbox(row) for row in self._connection.execute(query)]
 
@@ -909,6 +920,7 @@ def _request(row: Row[Any]) -> MpesaRequest:
         awaiting_decision=bool(row.awaiting_decision),
         claimed_failure_code=row.claimed_failure_code,
         claimed_failure_desc=row.claimed_failure_desc,
+        paid_confirmed=bool(row.paid_confirmed),
     )
 
 

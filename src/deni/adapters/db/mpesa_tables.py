@@ -63,6 +63,7 @@ mpesa_requests = Table(
     Column("awaiting_decision", Boolean, nullable=False, default=False),
     Column("claimed_failure_code", String(16), nullable=True),
     Column("claimed_failure_desc", String(200), nullable=False, default=""),
+    Column("paid_confirmed", Boolean, nullable=False, default=False),
     CheckConstraint("amount_cents > 0", name="positive"),
     Index("ix_mpesa_requests_state_next_check_at", "state", "next_check_at"),
     Index("ix_mpesa_requests_loan_id", "loan_id"),

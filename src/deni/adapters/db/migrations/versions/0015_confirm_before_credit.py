@@ -36,6 +36,10 @@ def upgrade() -> None:
         "mpesa_requests",
         sa.Column("claimed_failure_desc", sa.String(length=200), nullable=False, server_default=""),
     )
+    op.add_column(
+        "mpesa_requests",
+        sa.Column("paid_confirmed", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
     op.create_index("ix_mpesa_requests_awaiting_decision", "mpesa_requests", ["awaiting_decision"])
     op.create_table(
         "mpesa_request_events",
@@ -101,6 +105,7 @@ def downgrade() -> None:
     op.drop_table("mpesa_request_events")
     op.drop_index("ix_mpesa_requests_awaiting_decision", table_name="mpesa_requests")
     with op.batch_alter_table("mpesa_requests") as batch:
+        batch.drop_column("paid_confirmed")
         batch.drop_column("claimed_failure_desc")
         batch.drop_column("claimed_failure_code")
         batch.drop_column("awaiting_decision")
