@@ -280,9 +280,11 @@ def _confirm_paid_pushes(deps: MpesaDeps) -> None:
     the waiting success callbacks name, so that the batch credits only confirmed ones."""
     with deps.uow.read_only() as uow:
         events = _paid_successes(deps, uow.mpesa.inbox_received(limit=deps.policy.batch_max))
-        found = [uow.mpesa.find_by_checkout(e.checkout_request_id) for e in events.values()]
+        checkouts = [event.checkout_request_id for event in events.values()]
+        found = {r.checkout_request_id: r for r in uow.mpesa.find_by_checkouts(checkouts)}
     asked = set()
-    for request, event in zip(found, events.values(), strict=True):
+    for event in events.values():
+        request = found.get(event.checkout_request_id)
         if (
             request is not None
             and request.id not in asked

@@ -337,6 +337,10 @@ class MpesaRepository(Protocol):
 
     def save_request(self, request: MpesaRequest, now: datetime) -> None: ...
 
+    def find_by_checkouts(self, checkout_request_ids: Sequence[str]) -> list[MpesaRequest]:
+        """The requests with these CheckoutRequestIDs, not locked."""
+        ...
+
     def lock_by_checkout(self, checkout_request_ids: Sequence[str]) -> list[MpesaRequest]:
         """The requests with these CheckoutRequestIDs, locked in id order."""
         ...

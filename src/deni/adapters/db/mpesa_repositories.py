@@ -268,6 +268,15 @@ class SqlMpesaRepository:
         assert result.rowcount == 1, request.id
         request.updated_at = now
 
+    def find_by_checkouts(self, checkout_request_ids: Sequence[str]) -> list[MpesaRequest]:
+        if not checkout_request_ids:
+            return []
+        c = m.mpesa_requests.c
+        query = select(m.mpesa_requests).where(
+            c.checkout_request_id.in_(sorted(set(checkout_request_ids)))
+        )
+        return [_request(row) for row in self._connection.execute(query)]
+
     def lock_by_checkout(self, checkout_request_ids: Sequence[str]) -> list[MpesaRequest]:
         if not checkout_request_ids:
             return []
