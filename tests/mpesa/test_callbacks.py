@@ -259,3 +259,32 @@ def test_a_forged_success_for_a_real_pending_push_credits_nothing(world: World) 
     assert forged_row.state is InboxState.IGNORED
     assert "contradicted by STK Query" in forged_row.error
     world.assert_conserved()
+
+
+def test_a_forged_success_for_a_push_the_member_pays_credits_it_once(world: World) -> None:
+    """The forged success carries an invented receipt and arrives first; the member pays and
+    M-PESA's own callback follows. STK Query says the push was paid, so it is credited once
+    (under the receipt that came first); the other success waits for an operator, crediting
+    nothing more, not even suspense."""
+    member = world.user()
+    answer = world.post(member, "/mpesa/top-ups", {"amount_cents": 700_00})
+    request_id = answer.json()["id"]
+    world.drain()
+    checkout = world.request(request_id).checkout_request_id or ""
+    forged = stk_success_body(checkout, "TFORGEDRCP", 700)
+    assert world.http.post(world.hook_url("stk"), json=forged).status_code == 200
+    world.admin.flush()  # the member pays: M-PESA's genuine callback
+
+    world.work()
+    world.confirm()
+
+    assert world.balance(member) == 700_00
+    assert world.request(request_id).state.value == "succeeded"
+    with world.deni.uow.read_only() as uow:
+        assert uow.mpesa.suspense_list(states=list(SuspenseState), limit=10) == []
+        [claim] = uow.mpesa.list_claims(states=list(ClaimState), limit=10)
+    assert claim.state is ClaimState.DISPUTED
+    assert "already credited under receipt TFORGEDRCP" in claim.result_desc
+    world.reconcile(rounds=2)
+    assert world.balance(member) == 700_00
+    world.assert_conserved()

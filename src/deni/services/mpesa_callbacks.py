@@ -312,6 +312,8 @@ def _paid_top_ups(
         request = requests.get(event.checkout_request_id)
         if request is None or event.receipt is None or event.amount_cents is None:
             continue
+        if any(item.request is request for item in paid):
+            continue  # a second success for one push (one is forged): left to apply_callback
         if request.state is RequestState.SUCCEEDED and request.receipt == event.receipt:
             marks.append((inbox_id, InboxState.IGNORED, "already credited"))
         elif (
@@ -429,9 +431,11 @@ def _claimed(deps: MpesaDeps, claim: PaymentClaim) -> Applied:
     return InboxState.APPLIED, f"claimed {claim.receipt}: waiting for M-PESA to confirm"
 
 
-def _apply_confirmed_stk(deps: MpesaDeps, claim: PaymentClaim) -> None:
+def _apply_confirmed_stk(deps: MpesaDeps, claim: PaymentClaim) -> str | None:
     """An STK payment M-PESA confirmed, applied as its callback said: to the push it names, or
-    to the unanswered push it answers, or else to suspense."""
+    to the unanswered push it answers, or else to suspense. Returns why it was not applied:
+    the push it names was already credited under another receipt (one of the two callbacks
+    was forged, and STK Query cannot tell which receipt is real), for an operator."""
     event = StkResultEvent(
         claim.checkout_request_id or "",
         SUCCESS,
@@ -446,8 +450,11 @@ def _apply_confirmed_stk(deps: MpesaDeps, claim: PaymentClaim) -> None:
         request = _unanswered_push(deps, event, received_at=claim.claimed_at)
     if request is None:
         _suspense(deps, event, "STK payment for an unknown CheckoutRequestID")
-        return
+        return None
+    if request.state is RequestState.SUCCEEDED and request.receipt != claim.receipt:
+        return f"its push was already credited under receipt {request.receipt}"
     _stk_paid(deps, request, event)
+    return None
 
 
 def _unanswered_push(
@@ -635,18 +642,22 @@ def _claim_status(deps: MpesaDeps, claim: PaymentClaim, event: StatusResultEvent
 def confirm_claim(deps: MpesaDeps, claim: PaymentClaim, how: str) -> None:
     """M-PESA agrees with the claim: apply it exactly as its callback said (every step keyed by
     the receipt, so a crash midway is finished by the next confirmation), then end the wait."""
-    apply_claim(deps, claim)
+    held = apply_claim(deps, claim)
+    if held is not None:
+        claims.settle(deps, claim.receipt, ClaimState.DISPUTED, f"{how}, but {held}")
+        return
     claims.settle(deps, claim.receipt, ClaimState.CONFIRMED, how)
 
 
-def apply_claim(deps: MpesaDeps, claim: PaymentClaim) -> None:
+def apply_claim(deps: MpesaDeps, claim: PaymentClaim) -> str | None:
+    """Move the claimed money; a reason instead when it must wait for an operator."""
     if claim.source is ClaimSource.STK:
-        _apply_confirmed_stk(deps, claim)
-        return
+        return _apply_confirmed_stk(deps, claim)
     event = C2BEvent(
         claim.receipt, claim.amount_cents, claim.account_reference, claim.phone, claim.phone_raw
     )
     _apply_c2b(deps, event)
+    return None
 
 
 def _payout_status(deps: MpesaDeps, request: MpesaRequest, event: StatusResultEvent) -> Applied:

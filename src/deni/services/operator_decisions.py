@@ -192,6 +192,21 @@ def decide_claim(
                 f"This payment was already decided ({claim.state.value}).",
                 code="claim_decided",
             )
+        push = uow.mpesa.find_by_checkout(claim.checkout_request_id or "")
+        if (
+            state is ClaimState.ACCEPTED
+            and push is not None
+            and push.receipt
+            not in (
+                None,
+                claim.receipt,
+            )
+        ):
+            raise Conflict(
+                f"Its push was already credited under receipt {push.receipt}: reject this one, "
+                "or correct that credit first.",
+                code="push_already_credited",
+            )
         if not finishing:
             claim.state, claim.decided_by = state, operator
             if account_reference is not None:
@@ -216,7 +231,8 @@ def decide_claim(
             )
         uow.commit()
     if state is ClaimState.ACCEPTED:
-        mpesa_callbacks.apply_claim(deps, claim)
+        held = mpesa_callbacks.apply_claim(deps, claim)
+        assert held is None, held  # checked under the lock above
     return claim
 
 
