@@ -168,7 +168,8 @@ def test_a_forged_confirmation_for_a_real_receipt_does_not_hide_the_genuine_one(
     victim, forger = world.user(), world.user()
     paid = world.admin.pay_paybill(victim.phone, 300, victim.phone)
     receipt = str(paid["TransID"])
-    forged = c2b_confirmation_body(receipt, 300, forger.phone)
+    # The forger even names the victim's number as the payer: only the account differs.
+    forged = c2b_confirmation_body(receipt, 300, forger.phone, msisdn=victim.phone)
     assert world.http.post(world.hook_url("c2b/confirmation"), json=forged).status_code == 200
     world.work()
     world.admin.flush()  # M-PESA's genuine confirmation: no repeat, so it is stored too
@@ -211,4 +212,38 @@ def test_a_claim_the_pull_api_lists_alike_is_confirmed_by_it(world: World) -> No
     assert (claim.state, claim.result_desc) == (ClaimState.CONFIRMED, "confirmed by the Pull API")
     assert world.balance(member) == 450_00
     world.admin.clear_faults()
+    world.assert_conserved()
+
+
+def test_a_forged_account_for_a_real_receipt_is_caught_by_the_validation(world: World) -> None:
+    """M-PESA's own confirmation is lost, so nothing conflicts with the forged one, which names
+    the victim as payer; Transaction Status (which says no account number) agrees with it. The
+    validation M-PESA asked before the payment completed, before anyone knew its receipt, says
+    which account it was for."""
+    victim, forger = world.user(), world.user()
+    world.admin.add_fault(kind="c2b", phone=victim.phone, action="drop")
+    paid = world.admin.pay_paybill(victim.phone, 250, victim.phone)
+    world.admin.flush()  # M-PESA's confirmation is lost
+    receipt = str(paid["TransID"])
+    forged = c2b_confirmation_body(receipt, 250, forger.phone, msisdn=victim.phone)
+    assert world.http.post(world.hook_url("c2b/confirmation"), json=forged).status_code == 200
+    world.work()
+    world.confirm()
+
+    claim = _claim(world, receipt)
+    assert claim.state is ClaimState.DISPUTED
+    assert f"validated for account '{victim.phone}'" in claim.result_desc
+    assert (world.balance(victim), world.balance(forger)) == (0, 0)
+    world.reconcile(rounds=2)  # the validation's own wait ends: the claim carries it
+    assert (world.balance(victim), world.balance(forger)) == (0, 0)
+
+    decide_claim(
+        world.deps,
+        receipt=receipt,
+        decision=ClaimDecision.ACCEPT,
+        operator="njeri",
+        reason="org portal: paid to the victim's number",
+        account_reference=victim.phone,
+    )
+    assert (world.balance(victim), world.balance(forger)) == (250_00, 0)
     world.assert_conserved()

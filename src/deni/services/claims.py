@@ -31,6 +31,7 @@ from deni.services.mpesa import MpesaDeps
 from deni.services.mpesa_ports import (
     ClaimSource,
     ClaimState,
+    ExpectedPaybill,
     GatewayError,
     PaymentClaim,
     StatusResultEvent,
@@ -39,6 +40,7 @@ from deni.services.ports import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
+UNDECIDED = (ClaimState.WAITING, ClaimState.DISPUTED)
 ARRIVING_MAX = 20  # claims shown to a member; more than this waiting is an operator's matter
 COMPLETED = "completed"
 SUCCESS = "0"
@@ -85,11 +87,12 @@ def record(deps: MpesaDeps, claim: PaymentClaim) -> PaymentClaim:
         stored = uow.mpesa.claim_lock(claim.receipt)
         assert stored is not None
         if _fields(stored) != _fields(claim) and stored.state is ClaimState.WAITING:
-            other = (
-                f"{claim.amount_cents} cents to {claim.account_reference!r} from {claim.phone_raw}"
-            )
+            other = f"{claim.amount_cents} cents, account {claim.account_reference!r}"
             _dispute(stored, f"another callback claims this receipt: {other}", deps)
             uow.mpesa.claim_save(stored)
+        elif _fields(stored) != _fields(claim):
+            # Too late to hold it back: an operator must compare the two (docs/mpesa.md).
+            log.error("mpesa.claim_contradicted_after_settling", receipt=claim.receipt)
         uow.commit()
     return stored
 
@@ -134,6 +137,24 @@ def _ask(deps: MpesaDeps, receipt: str) -> None:
         claim.updated_at = now
         uow.mpesa.claim_save(claim)
         uow.commit()
+
+
+def unlike_validation(claim: PaymentClaim, validated: ExpectedPaybill | None) -> str | None:
+    """What in a paybill claim disagrees with the validation M-PESA asked for the same payment.
+    M-PESA asks before the payment completes, before anyone knows its receipt, so the first
+    validation stored for a receipt is M-PESA's; Transaction Status does not say the account
+    number, this does."""
+    if validated is None or claim.source is not ClaimSource.C2B:
+        return None
+    if validated.amount_cents != claim.amount_cents:
+        return f"validated for {validated.amount_cents} cents"
+    if compact(validated.account_reference) != compact(claim.account_reference):
+        return f"validated for account {validated.account_reference!r}"
+    return None
+
+
+def compact(reference: str) -> str:
+    return "".join(reference.split()).upper()
 
 
 def contradiction(claim: PaymentClaim, event: StatusResultEvent) -> str | None:
@@ -189,7 +210,8 @@ def settle(
     now = deps.clock.now()
     with deps.uow() as uow:
         claim = uow.mpesa.claim_lock(receipt)
-        if claim is None or claim.state not in (ClaimState.WAITING, ClaimState.DISPUTED):
+        allowed = (ClaimState.WAITING,) if state is ClaimState.CONFIRMED else UNDECIDED
+        if claim is None or claim.state not in allowed:
             return None
         if state is ClaimState.DISPUTED:
             _dispute(claim, desc, deps)

@@ -613,18 +613,19 @@ FAILED_STATUSES = frozenset({"failed", "declined", "cancelled", "expired"})
 
 
 def _claim_status(deps: MpesaDeps, claim: PaymentClaim, event: StatusResultEvent) -> Applied:
-    """M-PESA's answer about a payment a callback claimed (claims.py)."""
-    if claim.state not in (ClaimState.WAITING, ClaimState.DISPUTED):
+    """M-PESA's answer about a payment a callback claimed (claims.py). Only a waiting claim is
+    settled by it: a disputed one (two callbacks disagreed, or M-PESA did) is an operator's."""
+    if claim.state is not ClaimState.WAITING:
         return InboxState.IGNORED, f"claim already {claim.state.value}"
     if claims.completed(event):
-        wrong = claims.contradiction(claim, event)
+        with deps.uow.read_only() as uow:
+            validated = uow.mpesa.paybill(claim.receipt)
+        wrong = claims.contradiction(claim, event) or claims.unlike_validation(claim, validated)
         if wrong is not None:
             claims.settle(deps, claim.receipt, ClaimState.DISPUTED, f"contradicted: {wrong}")
             return InboxState.APPLIED, f"claim {claim.receipt} contradicted: an operator decides"
         confirm_claim(deps, claim, "confirmed by Transaction Status")
         return InboxState.APPLIED, f"claim {claim.receipt} confirmed by Transaction Status"
-    if claim.state is ClaimState.DISPUTED:
-        return InboxState.IGNORED, "claim already before an operator"
     said = f"{event.result_code} {event.transaction_status or ''} {event.result_desc}"
     if event.result_code == SUCCESS:
         if (event.transaction_status or "").lower() in FAILED_STATUSES:

@@ -138,14 +138,17 @@ def _apply_unseen(deps: MpesaDeps, pull: PaybillPull, payments: tuple[PulledPaym
 
 
 def _confirm_by_listing(deps: MpesaDeps, claim: PaymentClaim, payment: PulledPayment) -> None:
-    """M-PESA lists a payment a callback claimed: the claim holds if the listing agrees."""
-    if claim.state not in (ClaimState.WAITING, ClaimState.DISPUTED):
+    """M-PESA lists a payment a callback claimed: a waiting claim holds if the listing agrees
+    (a disputed one is an operator's, whatever the listing says)."""
+    if claim.state is not ClaimState.WAITING:
         return
-    wrong = _listing_differs(claim, payment)
+    with deps.uow.read_only() as uow:
+        validated = uow.mpesa.paybill(claim.receipt)
+    wrong = _listing_differs(claim, payment) or claims.unlike_validation(claim, validated)
     if wrong is None:
         mpesa_callbacks.confirm_claim(deps, claim, "confirmed by the Pull API")
         log.info("mpesa.pull_confirmed_claim", receipt=claim.receipt)
-    elif claim.state is ClaimState.WAITING:
+    else:
         claims.settle(deps, claim.receipt, ClaimState.DISPUTED, f"the Pull API: {wrong}")
 
 

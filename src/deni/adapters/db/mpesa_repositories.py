@@ -569,6 +569,11 @@ class SqlMpesaRepository:
         row = self._connection.execute(query.with_for_update()).first()
         return _paybill(row) if row else None
 
+    def paybill(self, trans_id: str) -> ExpectedPaybill | None:
+        query = select(m.expected_paybills).where(m.expected_paybills.c.trans_id == trans_id)
+        row = self._connection.execute(query).first()
+        return _paybill(row) if row else None
+
     def paybill_by_status_conversation(self, conversation_id: str) -> ExpectedPaybill | None:
         c = m.expected_paybills.c
         query = select(m.expected_paybills).where(c.status_conversation_id == conversation_id)
