@@ -9,7 +9,9 @@ For each backend: a fresh database (PostgreSQL `--pg-database` on 127.0.0.1, dro
 afterwards; a new SQLite file under var/bench/), N users, and N STK pushes recorded through the
 services exactly as the worker leaves them once Daraja has accepted the push (state `sent`, a
 CheckoutRequestID, the outbox message done). Deni's production ASGI app then runs under uvicorn
-in a subprocess with M-PESA on (Daraja itself unreachable: nothing here needs it), next to
+in a subprocess with M-PESA on (Daraja itself unreachable: the pushes are recorded as if STK
+Query had already confirmed them paid, so the query a success callback waits for in production
+is not measured here), next to
 `--workers` `deni worker` processes, and a loopback load generator POSTs Daraja's exact STK
 success body (tests/fixtures/daraja/stk_callback_success.json, with our ids) to
 /hooks/<token>/stk over `--concurrency` keep-alive connections, one callback in flight per
@@ -181,6 +183,9 @@ def seed_pushes(deni: Deni, *, count: int) -> list[Push]:
                 request.attempt = 1
                 request.acknowledged = True
                 request.checkout_request_id = push.checkout_request_id
+                # As if STK Query had already said "paid": Daraja is unreachable here, so the
+                # query each push's success callback waits for is not part of this measure.
+                request.paid_confirmed = True
                 request.next_check_at = far
                 uow.mpesa.save_request(request, now)
                 pushes.append(push)

@@ -96,7 +96,10 @@ class Settings(BaseSettings):
     # Unset: this process's own address (DENI_HOST, DENI_PORT), right for a local sandbox.
     callback_base_url: str = ""
     callback_token: str = PLACEHOLDER_CALLBACK_TOKEN
-    callback_allowed_ips: str = ""  # comma-separated; empty: any source
+    # Comma-separated addresses Daraja calls from (docs/mpesa.md lists Safaricom's); empty: any
+    # source. Production refuses to start without it: defence in depth, since Daraja signs
+    # nothing; what a callback says about money is confirmed with M-PESA before it counts.
+    callback_allowed_ips: str = ""
     c2b_validation: bool = False  # answer C2B validation by account number
     # The in-process worker of `deni serve` (0: off; run `deni worker` instead).
     worker_interval_s: float = Field(default=1.0, ge=0, le=3_600)
@@ -125,6 +128,23 @@ class Settings(BaseSettings):
                     raise ValueError(f"DENI_{name.upper()} must be the real Daraja value")
         if self.sandbox and self.environment == "production":
             raise ValueError("DENI_SANDBOX=on is for development, never production")
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_callbacks_from_anywhere(self) -> Settings:
+        if self.environment == "production" and self.mpesa:
+            addresses = [a.strip() for a in self.callback_allowed_ips.split(",") if a.strip()]
+            if not addresses:
+                raise ValueError(
+                    "DENI_CALLBACK_ALLOWED_IPS must list the addresses Daraja calls from"
+                )
+            for address in addresses:
+                try:
+                    ipaddress.ip_network(address, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"DENI_CALLBACK_ALLOWED_IPS: {address[:45]!r} is not an address or block"
+                    ) from None
         return self
 
     @model_validator(mode="after")

@@ -27,8 +27,14 @@ def test_a_new_wallet_is_empty(client: TestClient, deni: Deni) -> None:
     assert client.get(WALLET, headers=owner.headers).json() == {
         "balance_cents": 0,
         "balance": "KES 0",
+        "arriving_cents": 0,
     }
-    assert _page(client, owner) == {"balance_cents": 0, "lines": [], "next_cursor": None}
+    assert _page(client, owner) == {
+        "balance_cents": 0,
+        "lines": [],
+        "next_cursor": None,
+        "arriving": [],
+    }
 
 
 def test_balance_shows_cents_and_shillings(client: TestClient, deni: Deni) -> None:
@@ -37,6 +43,7 @@ def test_balance_shows_cents_and_shillings(client: TestClient, deni: Deni) -> No
     assert client.get(WALLET, headers=owner.headers).json() == {
         "balance_cents": 125_050,
         "balance": "KES 1,250.50",
+        "arriving_cents": 0,
     }
     me = client.get("/api/v1/me", headers=owner.headers).json()
     assert me["balance_cents"] == 125_050

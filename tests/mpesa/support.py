@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from deni.adapters.clock import ManualClock
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, bootstrap
 from deni.domain.ledger import PlatformAccount, wallet_account_id
 from deni.domain.users import User
 from deni.entrypoints.worker import WorkReport, work_once
@@ -100,8 +100,11 @@ class World:
         self.start_working_cents -= amount_cents
 
     def balance(self, user: User) -> int:
+        return self.balance_of(user.id)
+
+    def balance_of(self, user_id: str) -> int:
         with self.deni.uow.read_only() as uow:
-            return ledger.wallet_balance_cents(uow, user_id=user.id)
+            return ledger.wallet_balance_cents(uow, user_id=user_id)
 
     # --- Daraja ---------------------------------------------------------------------------
 
@@ -129,6 +132,12 @@ class World:
         self.admin.flush()
         self.work()
 
+    def confirm(self) -> None:
+        """Money a callback claimed: M-PESA answers the Transaction Status query the worker
+        asked (by the receipt), and the worker applies what it confirms."""
+        self.admin.flush()
+        self.work()
+
     def reconcile(self, *, rounds: int = 3, step: timedelta = timedelta(minutes=10)) -> None:
         """Let time pass and the reconciler ask Daraja until nothing is left open."""
         for _ in range(rounds):
@@ -137,6 +146,12 @@ class World:
             self.work(reconcile=True)
             self.admin.flush()
             self.work()
+
+    def other_worker(self, **settings: Any) -> Deni:
+        """Another Deni process on the same database (and clock) whose Daraja settings differ:
+        a worker that cannot reach Safaricom, or gives up on it sooner. Close it after use."""
+        changed = self.deni.settings.model_copy(update=settings)
+        return bootstrap(changed, clock=self.clock, hasher=self.deni.hasher)
 
     def request(self, request_id: str) -> MpesaRequest:
         with self.deni.uow.read_only() as uow:
@@ -194,4 +209,40 @@ def stk_success_body(checkout_request_id: str, receipt: str, amount: int) -> dic
                 },
             }
         }
+    }
+
+
+def b2c_result_body(
+    originator_conversation_id: str, code: int, desc: str = "Declined"
+) -> dict[str, object]:
+    """A B2C result that says the payout failed, as Daraja posts one (anyone can post it)."""
+    return {
+        "Result": {
+            "ResultType": 0,
+            "ResultCode": code,
+            "ResultDesc": desc,
+            "OriginatorConversationID": originator_conversation_id,
+            "ConversationID": "AG_20261126_0000forged00000000",
+            "TransactionID": "TKQ0000000",
+            "ReferenceData": {"ReferenceItem": {"Key": "QueueTimeoutURL", "Value": "x"}},
+        }
+    }
+
+
+def c2b_confirmation_body(
+    trans_id: str, amount: int, account: str, msisdn: str = "254708374149"
+) -> dict[str, object]:
+    """A paybill confirmation, as Daraja posts one (anyone can post it)."""
+    return {
+        "TransactionType": "Pay Bill",
+        "TransID": trans_id,
+        "TransTime": "20261126090102",
+        "TransAmount": f"{amount}.00",
+        "BusinessShortCode": "600000",
+        "BillRefNumber": account,
+        "InvoiceNumber": "",
+        "OrgAccountBalance": "",
+        "ThirdPartyTransID": "",
+        "MSISDN": msisdn,
+        "FirstName": "John",
     }

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from deni.services import loans
-from deni.services.mpesa_ports import InboxState, MpesaPreferences, SuspenseState
+from deni.services.mpesa_ports import ClaimState, InboxState, MpesaPreferences, SuspenseState
 from tests.mpesa.support import CALLBACK_TOKEN, World, next_phone, stk_success_body
 
 
@@ -114,7 +114,10 @@ def test_malformed_json_is_stored_and_answered_200(world: World) -> None:
     assert rows[-1].body == b"{not json"
 
 
-def test_unknown_checkout_and_wrong_amount_go_to_suspense(world: World) -> None:
+def test_forged_unknown_checkout_and_wrong_amount_credit_nothing(world: World) -> None:
+    """Payments Deni cannot match to an open push of its own (an unknown CheckoutRequestID, an
+    amount it did not ask) are claims until M-PESA confirms them: forged ones, for receipts
+    M-PESA never issued, end before an operator with nothing credited, not even suspense."""
     _, request_id = _top_up(world)
     world.drain()
     request = world.request(request_id)
@@ -129,14 +132,18 @@ def test_unknown_checkout_and_wrong_amount_go_to_suspense(world: World) -> None:
         assert len(uow.mpesa.inbox_ids(states=[InboxState.RECEIVED], limit=10)) == 1
     world.clock.advance(timedelta(minutes=5))  # the unknown one waits a grace period
     world.work()
+    assert world.request(request_id).state.value == "sent"  # the push itself is untouched
+    world.reconcile(rounds=world.deps.policy.not_found_answers_min)  # the genuine one too
 
     with world.deni.uow.read_only() as uow:
-        suspense = uow.mpesa.suspense_list(states=[SuspenseState.UNASSIGNED], limit=10)
-    assert {p.receipt for p in suspense} == {"UNKNOWN001", "WRONGAMT01"}
-    assert world.request(request_id).state.value == "failed"
-    # A later genuine success for the same push cannot downgrade or double anything.
-    world.admin.flush()
-    world.work()
+        assert uow.mpesa.suspense_list(states=list(SuspenseState), limit=10) == []
+        disputed = uow.mpesa.list_claims(states=[ClaimState.DISPUTED], limit=10)
+    assert {c.receipt for c in disputed} == {"UNKNOWN001", "WRONGAMT01"}
+    request = world.request(request_id)
+    assert request.state.value == "succeeded"  # by the genuine callback, once
+    assert request.receipt not in {"UNKNOWN001", "WRONGAMT01"}
+    assert world.balance_of(request.user_id) == 500_00
+    world.assert_conserved()
 
 
 def test_a_paid_push_whose_answer_was_lost_finds_its_loan_by_phone_and_amount(
@@ -185,8 +192,13 @@ def test_an_unknown_payment_matches_no_push_of_another_amount(world: World) -> N
     assert world.request(request_id).state.value == "failed"
     assert world.balance(user) == 0
     with world.deni.uow.read_only() as uow:
-        [waiting] = uow.mpesa.suspense_list(states=[SuspenseState.UNASSIGNED], limit=10)
-    assert waiting.receipt == "UNKNOWN002"
+        assert uow.mpesa.suspense_list(states=list(SuspenseState), limit=10) == []
+        [claim] = uow.mpesa.list_claims(states=list(ClaimState), limit=10)
+    assert (claim.receipt, claim.state, claim.user_id) == (
+        "UNKNOWN002",
+        ClaimState.DISPUTED,
+        user.id,
+    )
 
 
 def _approved_loan(world: World, borrower_id: str, lender_phone: str) -> str:
@@ -215,3 +227,64 @@ def test_hook_answers_every_callback_kind(world: World) -> None:
     for kind in ("balance/timeout", "status/timeout", "reversal/result", "reversal/timeout"):
         answer = world.http.post(world.hook_url(kind), content=json.dumps({"Result": {}}))
         assert answer.status_code == 200
+
+
+def test_a_forged_success_for_a_real_pending_push_credits_nothing(world: World) -> None:
+    """A CheckoutRequestID is a date, a time and the payer's number: guessable. Whoever knows
+    the callback URL posts "paid" for a member's open push that the member never pays (here
+    they cancel the prompt). STK Query, Deni's own question, is asked before any credit."""
+    member = world.user(phone="0700001032")  # cancels the STK prompt
+    answer = world.post(member, "/mpesa/top-ups", {"amount_cents": 5_000_00})
+    request_id = answer.json()["id"]
+    world.drain()  # the push is on the phone; the member has not answered yet
+    checkout = world.request(request_id).checkout_request_id or ""
+    forged = stk_success_body(checkout, "TFORGEDSTK", 5_000)
+
+    assert world.http.post(world.hook_url("stk"), json=forged).status_code == 200
+    for _ in range(3):
+        world.work()  # STK Query: still being processed, so the row waits
+    assert world.balance(member) == 0
+    withdrawal = world.post(member, "/mpesa/withdrawals", {"amount_cents": 5_000_00})
+    assert withdrawal.status_code == 409
+
+    world.admin.flush()  # the member cancels; M-PESA's own callback says so
+    world.work()
+
+    request = world.request(request_id)
+    assert (request.state.value, request.result_code) == ("failed", "1032")
+    assert world.balance(member) == 0
+    with world.deni.uow.read_only() as uow:
+        rows = uow.mpesa.inbox_rows(states=list(InboxState), limit=10)
+    [forged_row] = [r for r in rows if b"TFORGEDSTK" in r.body]
+    assert forged_row.state is InboxState.IGNORED
+    assert "contradicted by STK Query" in forged_row.error
+    world.assert_conserved()
+
+
+def test_a_forged_success_for_a_push_the_member_pays_credits_it_once(world: World) -> None:
+    """The forged success carries an invented receipt and arrives first; the member pays and
+    M-PESA's own callback follows. STK Query says the push was paid, so it is credited once
+    (under the receipt that came first); the other success waits for an operator, crediting
+    nothing more, not even suspense."""
+    member = world.user()
+    answer = world.post(member, "/mpesa/top-ups", {"amount_cents": 700_00})
+    request_id = answer.json()["id"]
+    world.drain()
+    checkout = world.request(request_id).checkout_request_id or ""
+    forged = stk_success_body(checkout, "TFORGEDRCP", 700)
+    assert world.http.post(world.hook_url("stk"), json=forged).status_code == 200
+    world.admin.flush()  # the member pays: M-PESA's genuine callback
+
+    world.work()
+    world.confirm()
+
+    assert world.balance(member) == 700_00
+    assert world.request(request_id).state.value == "succeeded"
+    with world.deni.uow.read_only() as uow:
+        assert uow.mpesa.suspense_list(states=list(SuspenseState), limit=10) == []
+        [claim] = uow.mpesa.list_claims(states=list(ClaimState), limit=10)
+    assert claim.state is ClaimState.DISPUTED
+    assert "already credited under receipt TFORGEDRCP" in claim.result_desc
+    world.reconcile(rounds=2)
+    assert world.balance(member) == 700_00
+    world.assert_conserved()

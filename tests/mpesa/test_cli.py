@@ -57,6 +57,7 @@ def test_an_operator_assigns_suspense_money_once(
     world.admin.pay_paybill(user.phone, 120, "NOT-A-LOAN")
     world.admin.flush()
     world.work()
+    world.confirm()
     with world.deni.uow.read_only() as uow:
         [waiting] = uow.mpesa.suspense_list(states=[SuspenseState.UNASSIGNED], limit=5)
 
@@ -122,3 +123,45 @@ def test_an_operator_sees_paybill_payments_whose_confirmation_is_lost(
     world.work()
     assert world.balance(user) == 75_00
     assert "Unconfirmed paybill payments (0)" in deni(operator_env, "payments", "paybill")
+
+
+def test_an_operator_decides_a_payout_nobody_can_settle_once(
+    world: World, operator_env: dict[str, str]
+) -> None:
+    """Daraja failed the send without acting on it, and Transaction Status keeps saying "not
+    found": the payout waits, held, with its evidence, until an operator decides, once."""
+    user = world.user()
+    world.fund(user, 1_000_00)
+    world.admin.add_fault(kind="b2c", action="http_500", processed=False)
+    answer = world.post(user, "/mpesa/withdrawals", {"amount_cents": 300_00})
+    request_id = answer.json()["id"]
+    world.settle()
+    world.reconcile(rounds=world.deps.policy.not_found_answers_min + 1)
+    assert world.balance(user) == 700_00
+
+    listed = deni(operator_env, "payments", "waiting")
+    assert "Payouts waiting for a decision (1)" in listed
+    assert request_id in listed
+    assert "send_error" in listed
+    assert "not found" in listed
+
+    decided = deni(
+        operator_env, "payments", "decide", request_id, "fail",
+        "--operator", "wanjiru", "--reason", "Safaricom has no such payment",
+    )  # fmt: skip
+    assert "decided by wanjiru; now failed" in decided
+    again = runner.invoke(
+        app,
+        ["payments", "decide", request_id, "resend", "--operator", "otieno", "--reason", "again"],
+        env=operator_env,
+    )
+    assert again.exit_code == 2
+    assert "not_awaiting_decision" in again.output
+
+    assert world.balance(user) == 1_000_00
+    assert "(0)" in deni(operator_env, "payments", "waiting")
+    with world.deni.uow.read_only() as uow:
+        [row] = uow.audit.by_actor("wanjiru", after_seq=0, limit=5)
+    assert row.command == "payout_decision"
+    assert '"decision":"fail"' in row.details
+    world.assert_conserved()

@@ -36,8 +36,9 @@ def _loan(world: World, borrower: User, lender: User, principal_cents: int = 1_0
 
 def _pay(world: World, phone: str, amount: int, account: str) -> dict[str, object]:
     paid = world.admin.pay_paybill(phone, amount, account)
-    world.admin.flush()  # the confirmation
+    world.admin.flush()  # the confirmation: a claim, asked about by the receipt
     world.work()
+    world.confirm()  # M-PESA confirms it: credited
     return paid
 
 
@@ -86,6 +87,7 @@ def test_failed_disbursement_leaves_the_money_in_the_wallet(world: World) -> Non
     _loan(world, borrower, lender)
     world.work(reconcile=True)
     world.settle()
+    world.reconcile(rounds=world.deps.policy.not_found_answers_min)  # the failure confirmed
 
     [payout] = _requests(world, Purpose.DISBURSEMENT)
     assert payout.state.value == "failed"  # type: ignore[attr-defined]

@@ -72,11 +72,17 @@ def test_the_confirmation_arriving_after_the_status_credits_nothing_more(world: 
     world.assert_conserved()
 
 
-def test_a_confirmed_payment_is_settled_without_asking_m_pesa(world: World) -> None:
+def test_a_confirmed_payment_ends_its_validation_wait_without_a_second_question(
+    world: World,
+) -> None:
+    """The confirmation came: its claim is asked about once (by the receipt), and the wait
+    that began at validation ends without asking M-PESA again."""
     user = world.user()
     paid = world.admin.pay_paybill(user.phone, 80, user.phone)
     world.admin.flush()
     world.work()
+    assert world.balance(user) == 0  # claimed, not yet confirmed
+    world.confirm()
     assert world.balance(user) == 80_00
     status_queries_before = len(world.admin.callbacks("status_result"))
 
@@ -130,10 +136,15 @@ def test_a_rejected_payment_is_not_awaited(world: World) -> None:
         assert uow.mpesa.list_paybills(states=list(PaybillCheck), limit=50) == []
 
 
-def test_confirmation_key_is_the_inbox_key_of_a_confirmation(world: World) -> None:
+def test_a_confirmation_is_stored_under_its_receipt_and_what_it_says(world: World) -> None:
     user = world.user()
     paid = world.admin.pay_paybill(user.phone, 10, user.phone)
     world.admin.flush()
     key = paybills.confirmation_key(str(paid["TransID"]))
     with world.deni.uow.read_only() as uow:
-        assert uow.mpesa.inbox_keys_stored([key, "c2b:NOT-A-RECEIPT"]) == {key}
+        [row] = [
+            r
+            for r in uow.mpesa.inbox_rows(states=list(InboxState), limit=10)
+            if r.kind == "c2b/confirmation"
+        ]
+    assert row.dedupe_key.startswith(key + ":")

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 
 from deni.domain.users import User
+from deni.services.operator_decisions import Decision, decide_payout
 from tests.mpesa.support import PIN, World
 
 
@@ -47,14 +48,23 @@ def test_withdrawal_holds_then_posts_on_success(world: World) -> None:
 
 @pytest.mark.parametrize("phone", ["0700002040", "0700002001", "0700000001"])
 def test_failed_payout_voids_the_hold_and_tells_the_owner(world: World, phone: str) -> None:
+    """A failure result is only a claim (callbacks are not signed): the money stays held until
+    Transaction Status, asked often enough, knows no such payment either."""
     user = world.user(phone=phone)
     world.fund(user, 1_000_00)
 
     request_id = _withdraw(world, user, 400_00)
     world.settle()
+    claimed = world.request(request_id)
+    code = phone[-4:].lstrip("0")
+    assert (claimed.state.value, claimed.claimed_failure_code) == ("unknown", code)
+    assert world.balance(user) == 600_00  # still held
+
+    world.reconcile(rounds=world.deps.policy.not_found_answers_min)
 
     request = world.request(request_id)
     assert request.state.value == "failed"
+    assert request.result_code == code
     assert world.balance(user) == 1_000_00  # the money is back
     with world.deni.uow.read_only() as uow:
         kinds = [
@@ -125,8 +135,25 @@ def test_unknown_send_outcome_is_never_sent_blindly(
     world.reconcile(rounds=4)
 
     request = world.request(request_id)
-    assert request.state.value == "succeeded"
-    assert len(_payouts(world, user)) == 1  # paid exactly once, processed or not
+    if processed:
+        assert request.state.value == "succeeded"
+        assert len(_payouts(world, user)) == 1
+    else:
+        # M-PESA never saw it, but nothing proves that: a person decides, nobody re-sends.
+        assert (request.state.value, request.awaiting_decision) == ("unknown", True)
+        assert request.attempt == 1
+        assert _payouts(world, user) == []
+        decide_payout(
+            world.deps,
+            request_id=request_id,
+            decision=Decision.RESEND,
+            operator="wanjiru",
+            reason="Safaricom support: no such payment",
+        )
+        world.settle()
+        request = world.request(request_id)
+        assert (request.state.value, request.attempt) == ("succeeded", 2)
+        assert len(_payouts(world, user)) == 1  # paid exactly once
     assert world.balance(user) == 700_00
     world.assert_conserved()
 
@@ -239,9 +266,10 @@ def test_worker_killed_before_the_result_arrives_and_result_dropped(world: World
     world.assert_conserved()
 
 
-def test_one_not_found_answer_is_not_enough_to_send_again(world: World) -> None:
-    """Transaction Status may not know a payout M-PESA is still working on: Deni re-sends only
-    after several checks agree, and the money stays held meanwhile."""
+def test_not_found_answers_never_send_a_payout_again(world: World) -> None:
+    """Transaction Status may not know a payout M-PESA is still working on: however many times
+    it says "not found", Deni sends nothing again and gives nothing back; the money stays held
+    and the payout waits for a person."""
     user = world.user()
     world.fund(user, 1_000_00)
     world.admin.add_fault(kind="b2c", action="http_500", processed=False)
@@ -258,7 +286,14 @@ def test_one_not_found_answer_is_not_enough_to_send_again(world: World) -> None:
     assert _payouts(world, user) == []
     assert world.balance(user) == 700_00  # still held, not given back
 
-    world.reconcile(rounds=3)
-    assert world.request(request_id).state.value == "succeeded"
-    assert len(_payouts(world, user)) == 1
+    world.reconcile(rounds=6)
+    request = world.request(request_id)
+    assert (request.state.value, request.attempt, request.awaiting_decision) == (
+        "unknown",
+        1,
+        True,
+    )
+    assert request.not_found_answers == answers_needed
+    assert _payouts(world, user) == []
+    assert world.balance(user) == 700_00
     world.assert_conserved()

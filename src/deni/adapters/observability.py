@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -22,6 +22,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = [
@@ -204,6 +206,38 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+# Callback to M-PESA's confirmation: a worker pass and a Transaction Status round trip when all
+# is well; check_backoff_s (5 min) steps when M-PESA is slow to answer.
+CONFIRMATION_BUCKETS_S = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0)
+
+
+class DatabaseHistogram(Collector):
+    """A histogram whose counts are read from the database at scrape time (every API process
+    then reports the same, complete figure, whichever worker process observed the event)."""
+
+    def __init__(self, name: str, documentation: str, buckets_s: Sequence[float]) -> None:
+        assert list(buckets_s) == sorted(buckets_s)
+        self.name, self.documentation = name, documentation
+        self.buckets_s = tuple(buckets_s)
+        self._counts = [0] * len(self.buckets_s)
+        self._count = 0
+        self._sum_s = 0.0
+
+    def set(self, cumulative_counts: Sequence[int], count: int, sum_s: float) -> None:
+        assert len(cumulative_counts) == len(self.buckets_s)
+        assert list(cumulative_counts) == sorted(cumulative_counts)
+        assert not cumulative_counts or cumulative_counts[-1] <= count
+        self._counts, self._count, self._sum_s = list(cumulative_counts), count, sum_s
+
+    def collect(self) -> Iterator[Metric]:
+        pairs = zip(self.buckets_s, self._counts, strict=True)
+        buckets = [(str(bound), float(n)) for bound, n in pairs]
+        buckets.append(("+Inf", float(self._count)))
+        yield HistogramMetricFamily(
+            self.name, self.documentation, buckets=buckets, sum_value=self._sum_s
+        )
+
+
 class Metrics:
     """The service's Prometheus metrics, on a registry of their own.
 
@@ -239,6 +273,13 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.payment_confirmation_seconds = DatabaseHistogram(
+            "mpesa_payment_confirmation_seconds",
+            "Seconds from a callback saying money arrived to M-PESA confirming it (Transaction "
+            "Status or the Pull API), over every confirmed claim.",
+            CONFIRMATION_BUCKETS_S,
+        )
+        self.registry.register(self.payment_confirmation_seconds)
         self.ussd_sessions_ended_total = Counter(
             "ussd_sessions_ended_total",
             "USSD sessions Africa's Talking reported ended, by its status "

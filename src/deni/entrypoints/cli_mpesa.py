@@ -18,7 +18,7 @@ from deni.domain.money import format_kes
 from deni.entrypoints.dev_sandbox import with_sandbox
 from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.worker import MpesaWorker
-from deni.services import outbox, paybills, reconcile
+from deni.services import claims, operator_decisions, outbox, paybills, reconcile
 from deni.services.mpesa import MpesaDeps
 from deni.services.mpesa_ports import (
     OPEN_STATES,
@@ -103,6 +103,7 @@ def reconcile_command() -> None:
     with _mpesa() as (_, deps):
         steps = [
             ("ask Daraja about open requests", reconcile.check_due),
+            ("ask about payments callbacks claimed", claims.check_due),
             ("ask about unconfirmed paybill payments", paybills.check_due),
             ("queue disbursements", reconcile.sweep_disbursements),
             ("queue lenders' payouts", reconcile.sweep_auto_payouts),
@@ -232,6 +233,135 @@ def payments_open() -> None:
             r.result_desc,
         )
     console.print(table)
+
+
+@payments_app.command("waiting")
+def payments_waiting() -> None:
+    """Payouts whose outcome nobody can tell, waiting for an operator's decision, each with its
+    evidence: every attempt (its OriginatorConversationID, time and outcome) and every answer
+    M-PESA gave. Their money stays held until someone decides (`deni payments decide`)."""
+    with _mpesa() as (_, deps):
+        waiting = operator_decisions.waiting_payouts(deps)
+    console.print(f"Payouts waiting for a decision ({len(waiting)})")
+    for item in waiting:
+        _print_evidence(item)
+
+
+def _print_evidence(item: operator_decisions.WaitingPayout) -> None:
+    r = item.request
+    table = Table(
+        title=(
+            f"{r.id}: {r.purpose.value} of {format_kes(r.amount_cents)} to {r.phone}, "
+            f"attempt {r.attempt}, {r.state.value}"
+        ),
+        title_justify="left",
+    )
+    for column in ("at", "attempt", "what", "detail", "who"):
+        table.add_column(column)
+    for event in item.evidence:
+        table.add_row(
+            event.at.isoformat(timespec="seconds"),
+            str(event.attempt),
+            event.kind.value,
+            event.detail,
+            event.actor or "system",
+        )
+    console.print(table)
+
+
+@payments_app.command("decide")
+def payments_decide(
+    request_id: Annotated[str, typer.Argument(help="The payout (see `deni payments waiting`).")],
+    decision: Annotated[
+        operator_decisions.Decision,
+        typer.Argument(
+            help="resend: send again with a new id; fail: give the money back to the wallet; "
+            "succeeded: the money reached the customer (give --receipt)."
+        ),
+    ],
+    operator: Annotated[str, typer.Option(help="Who decides (recorded in the audit log).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded with the decision).")],
+    receipt: Annotated[
+        str | None, typer.Option(help="The M-PESA receipt of a payout that succeeded.")
+    ] = None,
+) -> None:
+    """Decide a payout waiting for a decision, once. Audited with the operator's name."""
+    with _mpesa() as (_, deps):
+        try:
+            request = operator_decisions.decide_payout(
+                deps,
+                request_id=request_id,
+                decision=decision,
+                operator=operator,
+                reason=reason,
+                receipt=receipt,
+            )
+        except DomainError as error:
+            _fail(error)
+    console.print(
+        f"Payout {request.id}: {decision.value}, decided by {operator}; now {request.state.value}."
+    )
+
+
+@payments_app.command("claims")
+def payments_claims() -> None:
+    """Money a callback said arrived that M-PESA has not confirmed: waiting ones are being
+    asked about (their owner sees them arriving); disputed ones, where M-PESA says otherwise
+    or nothing, credit nothing until an operator decides (`deni payments claim`)."""
+    with _mpesa() as (_, deps):
+        found = operator_decisions.open_claims(deps)
+    table = Table(title=f"Unconfirmed payments ({len(found)})")
+    for column in ("receipt", "from", "amount", "account", "phone", "state", "asked", "note"):
+        table.add_column(column)
+    table.add_column("claimed")
+    for c in found:
+        table.add_row(
+            c.receipt,
+            c.source.value,
+            format_kes(c.amount_cents),
+            c.account_reference,
+            c.phone_raw,
+            c.state.value,
+            f"{c.checks} ({c.not_found_answers} not found)",
+            c.result_desc,
+            c.claimed_at.isoformat(timespec="seconds"),
+        )
+    console.print(table)
+
+
+@payments_app.command("claim")
+def payments_claim(
+    receipt: Annotated[str, typer.Argument(help="The claimed M-PESA receipt.")],
+    decision: Annotated[
+        operator_decisions.ClaimDecision,
+        typer.Argument(
+            help="accept: Safaricom confirms it, apply it as its callback said; "
+            "reject: it never happened, credit nothing."
+        ),
+    ],
+    operator: Annotated[str, typer.Option(help="Who decides (recorded in the audit log).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded with the decision).")],
+    account: Annotated[
+        str | None,
+        typer.Option(
+            help="accept only: the account number Safaricom shows, if not the claimed one."
+        ),
+    ] = None,
+) -> None:
+    """Decide a payment a callback claimed and M-PESA did not confirm, once. Audited."""
+    with _mpesa() as (_, deps):
+        try:
+            claim = operator_decisions.decide_claim(
+                deps,
+                receipt=receipt,
+                decision=decision,
+                operator=operator,
+                reason=reason,
+                account_reference=account,
+            )
+        except DomainError as error:
+            _fail(error)
+    console.print(f"{claim.receipt}: {claim.state.value} by {claim.decided_by}.")
 
 
 @payments_app.command("paybill")

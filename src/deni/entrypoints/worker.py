@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from deni.services import mpesa, outbox, reconcile
+from deni.services import claims, mpesa, outbox, reconcile
 from deni.services.mpesa import MpesaDeps
 from deni.services.mpesa_callbacks import apply_pending
 
@@ -40,6 +40,9 @@ def work_once(deps: MpesaDeps, *, rng: random.Random, reconcile_now: bool) -> Wo
         rng=rng,
     )
     pending = apply_pending(deps)
+    # Money a callback claimed is asked about at once, not at the next reconcile interval: its
+    # owner sees it arriving until M-PESA confirms it.
+    claims.check_due(deps)
     # Payouts of fresh loans and repayments go out within a pass, not a reconcile interval.
     reconcile.sweep_disbursements(deps)
     reconcile.sweep_auto_payouts(deps)

@@ -5,10 +5,16 @@ The rules (DESIGN.md sections 1 and 5):
   transaction. The worker sends it later; only a callback or a query answer settles it.
 - Before calling Daraja the request is marked SENDING and committed. A worker that dies after
   the call finds SENDING on its next try and treats the outcome as unknown: it never re-sends.
-- A B2C whose outcome is unknown (timeout, 5xx, garbage, rate limit, duplicate id) is never
-  sent again blindly: Transaction Status first. Only a send that certainly did not happen, or
-  one Daraja says it does not know, is sent again, with a fresh OriginatorConversationID
-  derived from the request id and the attempt number, and at most `b2c_sends_max` times.
+- A payout is never sent twice by a machine. Only a send that provably never left this
+  machine (no connection, no token: the request was never written) is sent again, with a fresh
+  OriginatorConversationID derived from the request id and the attempt number. A send whose
+  outcome is unknown (timeout, reset, 5xx, garbage, rate limit, duplicate id) is asked about
+  with Transaction Status; "not found" is no proof that it never arrived, so when the answers
+  run out the payout waits, with its evidence, for an operator's decision
+  (`operator_decisions.py`).
+- Callbacks are not signed. A B2C success result posts the hold at once (believing that money
+  left is the safe direction); a failure result gives nothing back until Transaction Status
+  confirms it: the money stays held.
 - A success is never downgraded: a failure that arrives after a success is ignored. A success
   that arrives after a failure is money that really moved, and the ledger follows it.
 """
@@ -19,6 +25,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 import structlog
 
@@ -46,6 +53,7 @@ from deni.services import ledger, loans, payments
 from deni.services.common import SYSTEM_ACTOR, audit, new_id, notify, require_user
 from deni.services.mpesa_ports import (
     OPEN_STATES,
+    EventKind,
     GatewayError,
     GatewayOutcome,
     MpesaPolicy,
@@ -53,6 +61,7 @@ from deni.services.mpesa_ports import (
     MpesaRequest,
     OutboxMessage,
     Purpose,
+    RequestEvent,
     RequestKind,
     RequestState,
     SuspensePayment,
@@ -264,6 +273,7 @@ def request_payout(
     request.hold_id = hold.id
     uow.mpesa.add_request(request)
     _enqueue_send(uow, request, now=now)
+    record_event(uow, request, EventKind.QUEUED, f"hold {hold.id}", now=now)
     _audit(uow, request, "request_payout", now)
     return request
 
@@ -276,6 +286,22 @@ def _enqueue_send(uow: UnitOfWork, request: MpesaRequest, *, now: datetime) -> N
         unique_key=f"b2c:{request.id}:{request.attempt + 1}",
         now=now,
     )
+
+
+def record_event(
+    uow: UnitOfWork,
+    request: MpesaRequest,
+    kind: EventKind,
+    detail: str,
+    *,
+    now: datetime,
+    actor: str = "",
+) -> None:
+    """One line of a payout's evidence (what was sent, what came back), for the operator who
+    may have to decide it. Payouts only: pushes settle themselves."""
+    if request.kind is RequestKind.B2C:
+        event = RequestEvent(request.id, request.attempt, kind, detail, now, actor)
+        uow.mpesa.add_events([event])
 
 
 def _audit(uow: UnitOfWork, request: MpesaRequest, command: str, now: datetime) -> None:
@@ -381,7 +407,8 @@ def _begin_send(deps: MpesaDeps, request_id: str) -> MpesaRequest | None:
         if request.state is RequestState.SENDING:
             # A worker died between marking and recording Daraja's answer: maybe sent.
             wait_s = policy.status_after_s if request.kind is RequestKind.B2C else 0.0
-            _mark_unknown(request, "the worker stopped mid-send", now=now, wait_s=wait_s)
+            _mark_unknown(request, STOPPED_MID_SEND, now=now, wait_s=wait_s)
+            record_event(uow, request, EventKind.SEND_ERROR, STOPPED_MID_SEND, now=now)
             uow.mpesa.save_request(request, now)
             uow.commit()
             return None
@@ -392,9 +419,16 @@ def _begin_send(deps: MpesaDeps, request_id: str) -> MpesaRequest | None:
         request.acknowledged = False
         if request.kind is RequestKind.B2C:
             request.originator_conversation_id = originator_id(request.id, request.attempt)
+            request.not_found_answers, request.status_checks = 0, 0
+            request.claimed_failure_code, request.claimed_failure_desc = None, ""
+            detail = f"OriginatorConversationID {request.originator_conversation_id}"
+            record_event(uow, request, EventKind.SEND, detail, now=now)
         uow.mpesa.save_request(request, now)
         uow.commit()
     return request
+
+
+STOPPED_MID_SEND = "the worker stopped mid-send: maybe sent"
 
 
 def originator_id(request_id: str, attempt: int) -> str:
@@ -508,6 +542,8 @@ def send_b2c(deps: MpesaDeps, request_id: str) -> None:
                 stored.state = RequestState.SENT
                 stored.next_check_at = now + timedelta(seconds=deps.policy.status_after_s)
             uow.mpesa.save_request(stored, now)
+            detail = f"accepted, ConversationID {ack.conversation_id}"
+            record_event(uow, stored, EventKind.ACCEPTED, detail, now=now)
         uow.commit()
 
 
@@ -524,7 +560,11 @@ def _b2c_not_accepted(deps: MpesaDeps, request_id: str, error: GatewayError) -> 
         request = uow.mpesa.lock_request(request_id)
         assert request is not None
         request.result_code, request.result_desc = error.code[:16], error.message[:DESC_CHARS_MAX]
+        detail = f"{error.outcome.value}: {error.message}"
+        record_event(uow, request, EventKind.SEND_ERROR, detail, now=now)
         if error.outcome is GatewayOutcome.NOT_SENT:
+            # The request was never written (no connection, no token): nothing reached
+            # Safaricom, so the outbox sends it again, as a new attempt with a new id.
             request.state = RequestState.QUEUED
             uow.mpesa.save_request(request, now)
         elif error.outcome is GatewayOutcome.REFUSED:
@@ -570,6 +610,43 @@ def credit_stk_payment(
         uow.mpesa.save_request(stored, now)
         _audit(uow, stored, "mpesa_stk_paid", now)
         uow.commit()
+
+
+class PushAnswer(StrEnum):
+    PAID = "paid"
+    NOT_PAID = "not_paid"
+    PENDING = "pending"  # the customer has not answered yet
+    UNKNOWN = "unknown"  # STK Query could not be asked or answered
+
+
+def confirm_push_paid(deps: MpesaDeps, request_id: str) -> tuple[PushAnswer, str]:
+    """Ask STK Query whether this push was paid before a success callback credits it. It is
+    Deni's own question, answered over Deni's own connection to Daraja, by the CheckoutRequestID
+    Daraja gave Deni: a forged callback cannot answer it (and a CheckoutRequestID is a date, a
+    time and the payer's number, so it can be guessed). A "paid" answer is kept on the request."""
+    with deps.uow.read_only() as uow:
+        request = uow.mpesa.get_request(request_id)
+    assert request is not None
+    assert request.kind is RequestKind.STK
+    if request.paid_confirmed:
+        return PushAnswer.PAID, ""
+    if request.checkout_request_id is None:
+        return PushAnswer.UNKNOWN, "no CheckoutRequestID to ask about"
+    try:
+        answer = deps.gateway.stk_query(checkout_request_id=request.checkout_request_id)
+    except GatewayError as error:
+        pending = error.outcome is GatewayOutcome.BUSY
+        return (PushAnswer.PENDING if pending else PushAnswer.UNKNOWN), error.message
+    if answer.result_code != SUCCESS:
+        return PushAnswer.NOT_PAID, f"{answer.result_code} {answer.result_desc}"
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        stored = uow.mpesa.lock_request(request_id)
+        assert stored is not None
+        stored.paid_confirmed = True
+        uow.mpesa.save_request(stored, now)
+        uow.commit()
+    return PushAnswer.PAID, ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -712,27 +789,42 @@ def settle_payout_success(
     with deps.uow() as uow:
         request = uow.mpesa.lock_request(request_id)
         assert request is not None
-        assert request.kind is RequestKind.B2C
-        assert request.hold_id is not None
-        if amount_cents is not None and amount_cents != request.amount_cents:
-            log.error("mpesa.payout_amount_differs", request_id=request.id)
-        if request.state is RequestState.SUCCEEDED:
-            if request.receipt != receipt:
-                _record_overpayment(uow, request, receipt=receipt, now=now)
-                uow.commit()
-            return
-        hold = uow.ledger.lock_hold(request.hold_id)
-        assert hold is not None
-        if hold.state is HoldState.VOIDED:
-            _record_overpayment(uow, request, receipt=receipt, now=now)
-        else:
-            ledger.post_hold(uow, hold_id=hold.id, receipt=receipt, now=now)
-        request.state, request.receipt = RequestState.SUCCEEDED, receipt
-        request.result_code, request.result_desc = SUCCESS, desc[:DESC_CHARS_MAX]
-        request.next_check_at = None
-        uow.mpesa.save_request(request, now)
-        _audit(uow, request, "mpesa_payout_paid", now)
+        post_payout(uow, request, receipt=receipt, amount_cents=amount_cents, desc=desc, now=now)
         uow.commit()
+
+
+def post_payout(
+    uow: UnitOfWork,
+    request: MpesaRequest,
+    *,
+    receipt: str,
+    amount_cents: int | None,
+    desc: str,
+    now: datetime,
+) -> None:
+    """`settle_payout_success` inside the caller's transaction, on a request it locked."""
+    assert request.kind is RequestKind.B2C
+    assert request.hold_id is not None
+    if amount_cents is not None and amount_cents != request.amount_cents:
+        log.error("mpesa.payout_amount_differs", request_id=request.id)
+    if request.state is RequestState.SUCCEEDED:
+        if request.receipt != receipt:
+            _record_overpayment(uow, request, receipt=receipt, now=now)
+        return
+    hold = uow.ledger.lock_hold(request.hold_id)
+    assert hold is not None
+    if hold.state is HoldState.VOIDED:
+        _record_overpayment(uow, request, receipt=receipt, now=now)
+    else:
+        ledger.post_hold(uow, hold_id=hold.id, receipt=receipt, now=now)
+    request.state, request.receipt = RequestState.SUCCEEDED, receipt
+    request.result_code, request.result_desc = SUCCESS, desc[:DESC_CHARS_MAX]
+    request.next_check_at = None
+    request.awaiting_decision = False
+    request.claimed_failure_code, request.claimed_failure_desc = None, ""
+    uow.mpesa.save_request(request, now)
+    record_event(uow, request, EventKind.SETTLED, f"paid, receipt {receipt}: {desc}", now=now)
+    _audit(uow, request, "mpesa_payout_paid", now)
 
 
 def _record_overpayment(
@@ -770,16 +862,43 @@ def _record_overpayment(
     )
 
 
-def fail_payout(deps: MpesaDeps, request_id: str, *, code: str, desc: str, attempt: int) -> bool:
-    """Daraja says this attempt failed: the money goes back to the wallet, and the owner hears.
-    Ignored for a settled request or an earlier attempt."""
+def claim_payout_failure(
+    deps: MpesaDeps, request_id: str, *, code: str, desc: str, attempt: int
+) -> bool:
+    """A result callback says this attempt failed. Callbacks are not signed, so this is a claim:
+    the money stays held, and Transaction Status is asked (`policy.status_after_s` from now)
+    before anything is given back. Ignored for a settled request or an earlier attempt."""
     now = deps.clock.now()
     with deps.uow() as uow:
         request = uow.mpesa.lock_request(request_id)
         assert request is not None
         if request.state not in OPEN_STATES or attempt != request.attempt:
             return False
-        request.result_code = code[:16]
+        request.state = RequestState.UNKNOWN
+        request.acknowledged = True  # a result for this attempt: it reached M-PESA
+        request.claimed_failure_code = code[:16]
+        request.claimed_failure_desc = desc[:DESC_CHARS_MAX]
+        request.not_found_answers = 0  # the claim is confirmed by answers given after it
+        request.result_desc = f"failure result {code}: confirming with M-PESA"[:DESC_CHARS_MAX]
+        request.next_check_at = now + timedelta(seconds=deps.policy.status_after_s)
+        request.awaiting_decision = False
+        uow.mpesa.save_request(request, now)
+        record_event(uow, request, EventKind.RESULT, f"failure {code}: {desc}", now=now)
+        uow.commit()
+    return True
+
+
+def confirm_payout_failure(deps: MpesaDeps, request_id: str, *, desc: str) -> bool:
+    """M-PESA itself says this payout did not happen (Transaction Status found it failed, or
+    knows nothing of it after a failure result, asked often enough): the money goes back to the
+    wallet, and the owner hears. False if the request was settled meanwhile."""
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        request = uow.mpesa.lock_request(request_id)
+        assert request is not None
+        if request.state not in OPEN_STATES:
+            return False
+        request.result_code = (request.claimed_failure_code or "status")[:16]
         _fail_payout(uow, request, desc, now=now)
         uow.commit()
     return True
@@ -791,7 +910,9 @@ def _fail_payout(uow: UnitOfWork, request: MpesaRequest, desc: str, *, now: date
     request.state = RequestState.FAILED
     request.result_desc = desc[:DESC_CHARS_MAX]
     request.next_check_at = None
+    request.awaiting_decision = False
     uow.mpesa.save_request(request, now)
+    record_event(uow, request, EventKind.SETTLED, f"failed, money returned: {desc}", now=now)
     user = require_user(uow, request.user_id)
     notify(
         uow,
@@ -805,31 +926,65 @@ def _fail_payout(uow: UnitOfWork, request: MpesaRequest, desc: str, *, now: date
     _audit(uow, request, "mpesa_payout_failed", now)
 
 
-def resend_or_fail_payout(deps: MpesaDeps, request_id: str, *, desc: str) -> None:
-    """Daraja does not know this payout. Only once several checks agree (not_found_answers_min):
-    if it never acknowledged it, send again (a fresh OriginatorConversationID, bounded); if it
-    did acknowledge it, the payout failed."""
+def payout_not_found(deps: MpesaDeps, request_id: str, *, desc: str) -> None:
+    """Transaction Status does not know this payout's current attempt. That is no proof it never
+    reached M-PESA: it may still be in M-PESA's queue, or the answer may be wrong. After a
+    failure result, enough such answers confirm the failure; without one, the payout waits for
+    an operator. It is never sent again by a machine."""
     now = deps.clock.now()
     with deps.uow() as uow:
         request = uow.mpesa.lock_request(request_id)
         assert request is not None
         if request.state not in OPEN_STATES or request.state is RequestState.QUEUED:
             return
-        if request.status_checks < deps.policy.not_found_answers_min:
+        request.not_found_answers += 1
+        answers = request.not_found_answers
+        record_event(uow, request, EventKind.STATUS_ANSWER, f"not found: {desc}", now=now)
+        if answers < deps.policy.not_found_answers_min:
             # Not sure yet: the reconciler asks again at the request's next check.
-            request.result_desc = f"not found at M-PESA yet: {desc}"[:DESC_CHARS_MAX]
+            request.result_desc = f"not found at M-PESA yet ({answers}): {desc}"[:DESC_CHARS_MAX]
             uow.mpesa.save_request(request, now)
-            uow.commit()
-            return
-        if request.acknowledged or request.attempt >= deps.policy.b2c_sends_max:
-            _fail_payout(uow, request, f"not found at M-PESA: {desc}", now=now)
+        elif request.claimed_failure_code is not None:
+            request.result_code = request.claimed_failure_code
+            confirmed = f"{request.claimed_failure_desc} (M-PESA: not found {answers} times)"
+            _fail_payout(uow, request, confirmed, now=now)
         else:
-            request.state = RequestState.QUEUED
-            request.result_desc = f"not found at M-PESA, sending again: {desc}"[:DESC_CHARS_MAX]
-            request.next_check_at = None
-            uow.mpesa.save_request(request, now)
-            _enqueue_send(uow, request, now=now)
+            await_decision(uow, request, f"not found at M-PESA {answers} times: {desc}", now=now)
         uow.commit()
+
+
+def resend_payout(uow: UnitOfWork, request: MpesaRequest, reason: str, *, now: datetime) -> None:
+    """An operator's decision (operator_decisions.py): send this payout again, as a new attempt
+    with a new OriginatorConversationID. Never called by a machine."""
+    assert request.kind is RequestKind.B2C
+    assert request.state in OPEN_STATES
+    request.state = RequestState.QUEUED
+    request.awaiting_decision = False
+    request.next_check_at = None
+    request.result_desc = f"sending again: {reason}"[:DESC_CHARS_MAX]
+    uow.mpesa.save_request(request, now)
+    _enqueue_send(uow, request, now=now)
+
+
+def fail_held_payout(uow: UnitOfWork, request: MpesaRequest, desc: str, *, now: datetime) -> None:
+    """An operator's decision: the payout did not happen, the money goes back to the wallet."""
+    assert request.state in OPEN_STATES
+    _fail_payout(uow, request, desc, now=now)
+
+
+def await_decision(uow: UnitOfWork, request: MpesaRequest, reason: str, *, now: datetime) -> None:
+    """Nobody can tell whether this payout left: its hold stays, and an operator decides
+    (`deni payments waiting`, `deni payments decide`)."""
+    assert request.kind is RequestKind.B2C
+    assert request.state in OPEN_STATES
+    request.state = RequestState.UNKNOWN
+    request.awaiting_decision = True
+    request.next_check_at = None
+    request.result_desc = f"waiting for an operator: {reason}"[:DESC_CHARS_MAX]
+    uow.mpesa.save_request(request, now)
+    record_event(uow, request, EventKind.WAITING, reason, now=now)
+    _audit(uow, request, "mpesa_payout_awaits_decision", now)
+    log.warning("mpesa.payout_awaits_decision", request_id=request.id, reason=reason[:200])
 
 
 # --- Preferences -------------------------------------------------------------------------------

@@ -20,18 +20,22 @@ import structlog
 
 from deni.domain.errors import InvalidPhoneNumber
 from deni.domain.phone import normalise_msisdn
-from deni.services import paybills, payments
+from deni.services import claims, paybills, payments
 from deni.services.mpesa import (
     MpesaDeps,
+    PushAnswer,
     StkPaid,
+    claim_payout_failure,
     compact_reference,
+    confirm_payout_failure,
+    confirm_push_paid,
     credit_stk_payment,
     credit_stk_top_ups,
-    fail_payout,
     fail_stk,
+    payout_not_found,
+    record_event,
     repay_from_wallet,
     request_of_originator,
-    resend_or_fail_payout,
     settle_payout_success,
     to_suspense,
 )
@@ -42,6 +46,9 @@ from deni.services.mpesa_ports import (
     C2BEvent,
     CallbackEvent,
     CallbackKind,
+    ClaimSource,
+    ClaimState,
+    EventKind,
     ExpectedPaybill,
     InboxRow,
     InboxState,
@@ -49,6 +56,7 @@ from deni.services.mpesa_ports import (
     MpesaRequest,
     OtherResultEvent,
     PaybillCheck,
+    PaymentClaim,
     PulledPayment,
     QueueTimeoutEvent,
     RequestKind,
@@ -84,15 +92,21 @@ class Stored:
 
 
 def dedupe_key(kind: str, event: CallbackEvent) -> str:
+    """What makes a repeat a repeat. For the callbacks that move money it includes what the
+    body says, not only its id: a forged body posted first under a real id must not make the
+    genuine one look like a repeat and be dropped."""
     if isinstance(event, StkResultEvent):
-        return f"stk:{event.checkout_request_id}"
+        said = _said(event.result_code, event.receipt, event.amount_cents, event.phone)
+        return f"stk:{event.checkout_request_id}:{said}"
     if isinstance(event, B2CResultEvent):
-        return f"b2c:{event.originator_conversation_id}"
+        said = _said(event.result_code, event.receipt, event.amount_cents)
+        return f"b2c:{event.originator_conversation_id}:{said}"
     if isinstance(event, QueueTimeoutEvent):
         return f"b2c_timeout:{event.originator_conversation_id or event.conversation_id}"
     if isinstance(event, C2BEvent):
         if kind == CallbackKind.C2B_CONFIRMATION:
-            return paybills.confirmation_key(event.trans_id)
+            said = _said(event.amount_cents, event.account_reference, event.phone_raw)
+            return f"{paybills.confirmation_key(event.trans_id)}:{said}"
         return f"c2b_validation:{event.trans_id}"
     if isinstance(event, StatusResultEvent | BalanceResultEvent):
         return f"{kind}:{event.conversation_id}"
@@ -101,6 +115,10 @@ def dedupe_key(kind: str, event: CallbackEvent) -> str:
 
 def _digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
+
+
+def _said(*fields: object) -> str:
+    return _digest(repr(fields).encode())[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +191,9 @@ def apply_callback(deps: MpesaDeps, inbox_id: int) -> InboxState:
         return InboxState.RECEIVED
     except MalformedCallbackError as malformed:
         state, note = InboxState.MALFORMED, malformed.reason
+    except CannotConfirm as unconfirmed:
+        log.warning("mpesa.callback_unconfirmed", kind=row.kind, inbox_id=inbox_id)
+        state, note = InboxState.RECEIVED, str(unconfirmed)
     except Exception as error:
         log.exception("mpesa.callback_apply_failed", kind=row.kind, inbox_id=inbox_id)
         state, note = InboxState.RECEIVED, f"{type(error).__name__}: {error}"
@@ -220,6 +241,7 @@ def _apply_top_ups(deps: MpesaDeps) -> _Batch:
     same transaction, credit the paid top-ups among them and mark their rows. Exactly once as
     one at a time: the same ledger keys (`mpesa:<receipt>`), and the rows are marked in the
     transaction that moves the money, so a worker killed midway leaves them all received."""
+    _confirm_paid_pushes(deps)
     now = deps.clock.now()
     claimed: list[int] = []
     try:
@@ -239,12 +261,7 @@ def _apply_top_ups(deps: MpesaDeps) -> _Batch:
     return _Batch(len(claimed), len(done), [i for i in claimed if i not in done])
 
 
-def _paid_top_ups(
-    deps: MpesaDeps, uow: UnitOfWork, rows: list[InboxRow]
-) -> tuple[list[StkPaid], list[Mark]]:
-    """The rows the batch settles: successful STK callbacks for open top-up requests of the
-    amount asked (locked here), and repeats of ones already credited. Anything else (failures,
-    unknown or settled requests, other amounts, loan repayments, other kinds) is left out."""
+def _paid_successes(deps: MpesaDeps, rows: Sequence[InboxRow]) -> dict[int, StkResultEvent]:
     events: dict[int, StkResultEvent] = {}
     for row in rows:
         if row.kind != CallbackKind.STK:
@@ -255,6 +272,38 @@ def _paid_top_ups(
             continue
         if isinstance(event, StkResultEvent) and event.result_code == SUCCESS:
             events[row.id] = event
+    return events
+
+
+def _confirm_paid_pushes(deps: MpesaDeps) -> None:
+    """Before the batch, and outside any transaction: ask STK Query about the open top-ups
+    the waiting success callbacks name, so that the batch credits only confirmed ones."""
+    with deps.uow.read_only() as uow:
+        events = _paid_successes(deps, uow.mpesa.inbox_received(limit=deps.policy.batch_max))
+        checkouts = [event.checkout_request_id for event in events.values()]
+        found = {r.checkout_request_id: r for r in uow.mpesa.find_by_checkouts(checkouts)}
+    asked = set()
+    for event in events.values():
+        request = found.get(event.checkout_request_id)
+        if (
+            request is not None
+            and request.id not in asked
+            and request.state in OPEN_STATES
+            and request.loan_id is None
+            and request.amount_cents == event.amount_cents
+            and not request.paid_confirmed
+        ):
+            asked.add(request.id)
+            confirm_push_paid(deps, request.id)
+
+
+def _paid_top_ups(
+    deps: MpesaDeps, uow: UnitOfWork, rows: list[InboxRow]
+) -> tuple[list[StkPaid], list[Mark]]:
+    """The rows the batch settles: successful STK callbacks for open top-up requests of the
+    amount asked (locked here), and repeats of ones already credited. Anything else (failures,
+    unknown or settled requests, other amounts, loan repayments, other kinds) is left out."""
+    events = _paid_successes(deps, rows)
     checkouts = [event.checkout_request_id for event in events.values()]
     requests = {r.checkout_request_id: r for r in uow.mpesa.lock_by_checkout(checkouts)}
     paid: list[StkPaid] = []
@@ -263,6 +312,8 @@ def _paid_top_ups(
         request = requests.get(event.checkout_request_id)
         if request is None or event.receipt is None or event.amount_cents is None:
             continue
+        if any(item.request is request for item in paid):
+            continue  # a second success for one push (one is forged): left to apply_callback
         if request.state is RequestState.SUCCEEDED and request.receipt == event.receipt:
             marks.append((inbox_id, InboxState.IGNORED, "already credited"))
         elif (
@@ -270,6 +321,7 @@ def _paid_top_ups(
             and request.state in OPEN_STATES
             and request.loan_id is None
             and request.amount_cents == event.amount_cents
+            and request.paid_confirmed  # STK Query said so (_confirm_paid_pushes)
         ):
             paid.append(StkPaid(request, event.receipt, event.amount_cents, event.result_desc))
             marks.append((inbox_id, InboxState.APPLIED, f"credited {event.receipt}"))
@@ -289,7 +341,7 @@ def _apply(deps: MpesaDeps, kind: str, event: CallbackEvent, *, received_at: dat
     if isinstance(event, C2BEvent):
         if kind != CallbackKind.C2B_CONFIRMATION:
             return InboxState.IGNORED, "validation answered at once"
-        return _apply_c2b(deps, event)
+        return _claim_c2b(deps, event, received_at=received_at)
     if isinstance(event, StatusResultEvent):
         return _apply_status(deps, event)
     if isinstance(event, BalanceResultEvent):
@@ -312,14 +364,97 @@ def _apply_stk(deps: MpesaDeps, event: StkResultEvent, *, received_at: datetime)
         return InboxState.IGNORED, f"request already {request.state.value}: not downgraded"
     assert event.receipt is not None
     assert event.amount_cents is not None
-    if request is None:
-        if deps.clock.now() - received_at < timedelta(seconds=UNKNOWN_CHECKOUT_GRACE_S):
-            raise NotYet("unknown CheckoutRequestID: waiting for the worker's record")
-        unanswered = _unanswered_push(deps, event, received_at=received_at)
-        if unanswered is None:
-            return _suspense(deps, event, "STK payment for an unknown CheckoutRequestID")
-        request = unanswered
+    if request is not None:
+        if request.state is RequestState.SUCCEEDED and request.receipt == event.receipt:
+            return InboxState.IGNORED, "already credited"
+        if request.state in OPEN_STATES and request.amount_cents == event.amount_cents:
+            # Deni's own push, by the CheckoutRequestID Daraja gave Deni, for what Deni asked.
+            return _own_push_paid(deps, request, event)
+    elif deps.clock.now() - received_at < timedelta(seconds=UNKNOWN_CHECKOUT_GRACE_S):
+        raise NotYet("unknown CheckoutRequestID: waiting for the worker's record")
+    # Money that matches no open push of Deni's as it stands: M-PESA must confirm it first.
+    return _claim_stk(deps, event, request, received_at=received_at)
+
+
+class CannotConfirm(Exception):
+    """M-PESA could not be asked whether a payment happened: the row is tried again later."""
+
+
+def _own_push_paid(deps: MpesaDeps, request: MpesaRequest, event: StkResultEvent) -> Applied:
+    """A success callback for an open push of Deni's: credited once STK Query agrees."""
+    answer, said = confirm_push_paid(deps, request.id)
+    if answer is PushAnswer.PENDING:
+        raise NotYet("STK Query: the customer has not answered yet")
+    if answer is PushAnswer.UNKNOWN:
+        raise CannotConfirm(f"STK Query: {said}")
+    if answer is PushAnswer.NOT_PAID:
+        code = said.split(" ", 1)[0]
+        fail_stk(deps, request.id, code=code, desc=f"STK Query: {said}")
+        return InboxState.IGNORED, f"contradicted by STK Query: {said}"[:200]
     return _stk_paid(deps, request, event)
+
+
+def _claim_stk(
+    deps: MpesaDeps, event: StkResultEvent, request: MpesaRequest | None, *, received_at: datetime
+) -> Applied:
+    assert event.receipt is not None
+    assert event.amount_cents is not None
+    user_id = request.user_id if request is not None else None
+    if user_id is None and event.phone is not None:
+        with deps.uow.read_only() as uow:
+            payer = uow.users.get_by_phone(event.phone)
+        user_id = payer.id if payer is not None else None
+    claim = claims.new_claim(
+        receipt=event.receipt,
+        source=ClaimSource.STK,
+        amount_cents=event.amount_cents,
+        account_reference="",
+        phone_raw=event.phone or "",
+        phone=event.phone,
+        user_id=user_id,
+        checkout_request_id=event.checkout_request_id,
+        claimed_at=received_at,
+        deps=deps,
+    )
+    return _claimed(deps, claim)
+
+
+def _claimed(deps: MpesaDeps, claim: PaymentClaim) -> Applied:
+    with deps.uow.read_only() as uow:
+        applied = claim.receipt in uow.mpesa.receipts_seen([claim.receipt])
+        claimed = uow.mpesa.claims_for([claim.receipt])
+    if applied and not claimed:
+        return InboxState.IGNORED, "already applied (Transaction Status or the Pull API)"
+    stored = claims.record(deps, claim)
+    if stored is not claim:
+        return InboxState.IGNORED, f"receipt already claimed: {stored.state.value}"
+    return InboxState.APPLIED, f"claimed {claim.receipt}: waiting for M-PESA to confirm"
+
+
+def _apply_confirmed_stk(deps: MpesaDeps, claim: PaymentClaim) -> str | None:
+    """An STK payment M-PESA confirmed, applied as its callback said: to the push it names, or
+    to the unanswered push it answers, or else to suspense. Returns why it was not applied:
+    the push it names was already credited under another receipt (one of the two callbacks
+    was forged, and STK Query cannot tell which receipt is real), for an operator."""
+    event = StkResultEvent(
+        claim.checkout_request_id or "",
+        SUCCESS,
+        "confirmed by M-PESA",
+        claim.amount_cents,
+        claim.receipt,
+        claim.phone,
+    )
+    with deps.uow.read_only() as uow:
+        request = uow.mpesa.find_by_checkout(event.checkout_request_id)
+    if request is None:
+        request = _unanswered_push(deps, event, received_at=claim.claimed_at)
+    if request is None:
+        _suspense(deps, event, "STK payment for an unknown CheckoutRequestID")
+        return None
+    if request.state is RequestState.SUCCEEDED and request.receipt != claim.receipt:
+        return f"its push was already credited under receipt {request.receipt}"
+    _stk_paid(deps, request, event)
+    return None
 
 
 def _unanswered_push(
@@ -408,11 +543,11 @@ def _apply_b2c(deps: MpesaDeps, event: B2CResultEvent) -> Applied:
             desc=event.result_desc,
         )
         return InboxState.APPLIED, f"paid {event.receipt}"
-    failed = fail_payout(
+    claimed = claim_payout_failure(
         deps, request.id, code=event.result_code, desc=event.result_desc, attempt=attempt
     )
-    if failed:
-        return InboxState.APPLIED, f"payout failed: {event.result_code}"
+    if claimed:
+        return InboxState.APPLIED, f"failure {event.result_code}: held until M-PESA confirms"
     return InboxState.IGNORED, "failure for a settled request or an earlier attempt"
 
 
@@ -432,6 +567,7 @@ def _apply_b2c_timeout(deps: MpesaDeps, event: QueueTimeoutEvent) -> Applied:
         request.result_desc = f"queue timeout: {event.result_desc}"[:200]
         request.next_check_at = now + timedelta(seconds=deps.policy.status_after_s)
         uow.mpesa.save_request(request, now)
+        record_event(uow, request, EventKind.RESULT, request.result_desc, now=now)
         uow.commit()
     return InboxState.APPLIED, "queue timeout: Transaction Status next"
 
@@ -441,11 +577,15 @@ def _apply_b2c_timeout(deps: MpesaDeps, event: QueueTimeoutEvent) -> Applied:
 
 def _apply_status(deps: MpesaDeps, event: StatusResultEvent) -> Applied:
     with deps.uow.read_only() as uow:
+        claim = uow.mpesa.claim_by_status_conversation(event.conversation_id)
         request = uow.mpesa.find_by_status_conversation(event.conversation_id)
         by_conversation = uow.mpesa.paybill_by_status_conversation
         paybill = None if request else by_conversation(event.conversation_id)
+    if claim is not None:
+        return _claim_status(deps, claim, event)
     if paybill is not None:
         return _paybill_status(deps, paybill, event)
+    ours = request is not None  # the answer to the query Deni last made about it
     if request is None and event.original_originator_conversation_id:
         found = _payout_of(deps, event.original_originator_conversation_id)
         request = found[0] if found else None
@@ -453,15 +593,98 @@ def _apply_status(deps: MpesaDeps, event: StatusResultEvent) -> Applied:
         return InboxState.IGNORED, "status result for no request of ours (an older query?)"
     completed = (event.transaction_status or COMPLETED).lower() == COMPLETED
     if event.result_code == SUCCESS and completed and event.receipt:
+        # Believed whatever query it answers: for a payout, money that left is the safe
+        # direction to believe; a push's answer is always matched by its own query above.
         return _status_found(deps, request, event)
+    if not ours or event.conversation_id != request.status_conversation_id:
+        return InboxState.IGNORED, "answer to an older query"
+    if request.kind is RequestKind.B2C:
+        return _payout_status(deps, request, event)
     if event.result_code == SUCCESS:
         return InboxState.IGNORED, f"status {event.transaction_status}: checked again later"
-    if event.conversation_id != request.status_conversation_id:
-        return InboxState.IGNORED, "not-found answer to an older query"
-    if request.kind is RequestKind.B2C:
-        resend_or_fail_payout(deps, request.id, desc=event.result_desc)
-        return InboxState.APPLIED, f"not found at M-PESA: {event.result_code}"
     return InboxState.IGNORED, "STK payment not found yet: checked again later"
+
+
+# Result codes with which M-PESA says it could not answer the query at all (the initiator, its
+# credential, its own failure): they say nothing about the payment asked about.
+STATUS_UNANSWERED_CODES = frozenset({"17", "2001", "8006"})
+# Transaction Status's words for a transaction that did not complete.
+FAILED_STATUSES = frozenset({"failed", "declined", "cancelled", "expired"})
+
+
+def _claim_status(deps: MpesaDeps, claim: PaymentClaim, event: StatusResultEvent) -> Applied:
+    """M-PESA's answer about a payment a callback claimed (claims.py). Only a waiting claim is
+    settled by it: a disputed one (two callbacks disagreed, or M-PESA did) is an operator's."""
+    if claim.state is not ClaimState.WAITING:
+        return InboxState.IGNORED, f"claim already {claim.state.value}"
+    if claims.completed(event):
+        with deps.uow.read_only() as uow:
+            validated = uow.mpesa.paybill(claim.receipt)
+        wrong = claims.contradiction(claim, event) or claims.unlike_validation(claim, validated)
+        if wrong is not None:
+            claims.settle(deps, claim.receipt, ClaimState.DISPUTED, f"contradicted: {wrong}")
+            return InboxState.APPLIED, f"claim {claim.receipt} contradicted: an operator decides"
+        confirm_claim(deps, claim, "confirmed by Transaction Status")
+        return InboxState.APPLIED, f"claim {claim.receipt} confirmed by Transaction Status"
+    said = f"{event.result_code} {event.transaction_status or ''} {event.result_desc}"
+    if event.result_code == SUCCESS:
+        if (event.transaction_status or "").lower() in FAILED_STATUSES:
+            desc = f"contradicted: M-PESA says {said}"
+            claims.settle(deps, claim.receipt, ClaimState.DISPUTED, desc)
+            return InboxState.APPLIED, f"claim {claim.receipt} contradicted: an operator decides"
+        return InboxState.IGNORED, f"status {event.transaction_status}: asked again later"
+    if event.result_code in STATUS_UNANSWERED_CODES:
+        return InboxState.IGNORED, "M-PESA could not answer the query: asked again later"
+    if claims.count_not_found(deps, claim.receipt, said.strip()):
+        return InboxState.APPLIED, f"claim {claim.receipt}: M-PESA knows no such payment"
+    return InboxState.IGNORED, "claimed payment not found yet: asked again later"
+
+
+def confirm_claim(deps: MpesaDeps, claim: PaymentClaim, how: str) -> None:
+    """M-PESA agrees with the claim: apply it exactly as its callback said (every step keyed by
+    the receipt, so a crash midway is finished by the next confirmation), then end the wait."""
+    held = apply_claim(deps, claim)
+    if held is not None:
+        claims.settle(deps, claim.receipt, ClaimState.DISPUTED, f"{how}, but {held}")
+        return
+    claims.settle(deps, claim.receipt, ClaimState.CONFIRMED, how)
+
+
+def apply_claim(deps: MpesaDeps, claim: PaymentClaim) -> str | None:
+    """Move the claimed money; a reason instead when it must wait for an operator."""
+    if claim.source is ClaimSource.STK:
+        return _apply_confirmed_stk(deps, claim)
+    event = C2BEvent(
+        claim.receipt, claim.amount_cents, claim.account_reference, claim.phone, claim.phone_raw
+    )
+    _apply_c2b(deps, event)
+    return None
+
+
+def _payout_status(deps: MpesaDeps, request: MpesaRequest, event: StatusResultEvent) -> Applied:
+    """Transaction Status's answer about a payout, other than "Completed"."""
+    said = f"{event.result_code} {event.transaction_status or ''} {event.result_desc}"
+    if event.result_code == SUCCESS:
+        status = (event.transaction_status or "").lower()
+        if status in FAILED_STATUSES:
+            confirm_payout_failure(deps, request.id, desc=f"M-PESA says: {said}")
+            return InboxState.APPLIED, f"payout failed, says M-PESA: {status}"
+        _evidence(deps, request.id, f"status answer: {said}")
+        return InboxState.IGNORED, f"status {event.transaction_status}: checked again later"
+    if event.result_code in STATUS_UNANSWERED_CODES:
+        _evidence(deps, request.id, f"M-PESA could not answer: {said}")
+        return InboxState.IGNORED, "M-PESA could not answer the query: asked again later"
+    payout_not_found(deps, request.id, desc=f"{event.result_code} {event.result_desc}")
+    return InboxState.APPLIED, f"not found at M-PESA: {event.result_code}"
+
+
+def _evidence(deps: MpesaDeps, request_id: str, detail: str) -> None:
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        request = uow.mpesa.get_request(request_id)
+        assert request is not None
+        record_event(uow, request, EventKind.STATUS_ANSWER, detail, now=now)
+        uow.commit()
 
 
 def _status_found(deps: MpesaDeps, request: MpesaRequest, event: StatusResultEvent) -> Applied:
@@ -495,13 +718,30 @@ def _paybill_status(
     stands in for the confirmation; "not found", asked often enough, means it never happened."""
     if expected.state is not PaybillCheck.WAITING:
         return InboxState.IGNORED, f"paybill payment already {expected.state.value}"
+    with deps.uow.read_only() as uow:
+        claimed = expected.trans_id in uow.mpesa.claims_for([expected.trans_id])
+    if claimed:  # its confirmation came meanwhile: the claim's own checks settle it
+        paybills.settle(deps, expected.trans_id, PaybillCheck.CONFIRMED, "confirmation received")
+        return InboxState.IGNORED, "paybill payment claimed by its confirmation"
     completed = (event.transaction_status or COMPLETED).lower() == COMPLETED
     if event.result_code == SUCCESS and completed and event.receipt == expected.trans_id:
-        if event.amount_cents != expected.amount_cents:
-            said = f"{event.amount_cents} cents, validation said {expected.amount_cents}"
-            desc = f"amount differs: M-PESA says {said}"
+        as_claimed = claims.new_claim(
+            receipt=expected.trans_id,
+            source=ClaimSource.C2B,
+            amount_cents=expected.amount_cents,
+            account_reference=expected.account_reference,
+            phone_raw=expected.phone_raw,
+            phone=expected.phone,
+            user_id=None,
+            checkout_request_id=None,
+            claimed_at=expected.created_at,
+            deps=deps,
+        )
+        wrong = claims.contradiction(as_claimed, event)
+        if wrong is not None:
+            desc = f"M-PESA differs from the validation: {wrong}"
             paybills.settle(deps, expected.trans_id, PaybillCheck.UNRESOLVED, desc)
-            return InboxState.APPLIED, "paybill amount differs: an operator must look"
+            return InboxState.APPLIED, "paybill payment differs: an operator must look"
         _apply_c2b(deps, paybills.as_confirmation(expected))
         paybills.settle(deps, expected.trans_id, PaybillCheck.CONFIRMED, "by Transaction Status")
         return InboxState.APPLIED, f"paybill payment confirmed by status {expected.trans_id}"
@@ -582,6 +822,26 @@ def apply_pulled_payment(deps: MpesaDeps, payment: PulledPayment) -> None:
         payment.phone_raw,
     )
     _apply_c2b(deps, event)
+
+
+def _claim_c2b(deps: MpesaDeps, event: C2BEvent, *, received_at: datetime) -> Applied:
+    """A paybill confirmation: money M-PESA is said to hold for an account number. Nothing is
+    credited until M-PESA confirms it (claims.py); meanwhile its owner sees it arriving."""
+    with deps.uow.read_only() as uow:
+        matched = match_account(uow, event.account_reference)
+    claim = claims.new_claim(
+        receipt=event.trans_id,
+        source=ClaimSource.C2B,
+        amount_cents=event.amount_cents,
+        account_reference=event.account_reference,
+        phone_raw=event.phone_raw,
+        phone=event.phone,
+        user_id=matched[0] if matched else None,
+        checkout_request_id=None,
+        claimed_at=received_at,
+        deps=deps,
+    )
+    return _claimed(deps, claim)
 
 
 def _apply_c2b(deps: MpesaDeps, event: C2BEvent) -> Applied:

@@ -79,10 +79,50 @@ class MpesaRequest:
     result_desc: str = ""
     status_checks: int = 0
     next_check_at: datetime | None = None
+    # "Not found" answers from Transaction Status about the current attempt. Never proof that
+    # a payout did not happen: enough of them confirm a failure result, or hand the payout to
+    # an operator, never a re-send.
+    not_found_answers: int = 0
+    # A payout whose outcome nobody can tell any more: an operator decides (`deni payments
+    # decide`); no machine sends it again or gives the money back.
+    awaiting_decision: bool = False
+    # A failure result for the current attempt that Transaction Status has not confirmed yet:
+    # the hold stays until it does (callbacks are not signed, and a forged one costs money).
+    claimed_failure_code: str | None = None
+    claimed_failure_desc: str = ""
+    # STK Query, Deni's own question by the CheckoutRequestID, answered that this push was
+    # paid: a success callback may credit it (the callback alone could be forged).
+    paid_confirmed: bool = False
 
     def __post_init__(self) -> None:
         assert self.amount_cents > 0
         assert (self.kind is RequestKind.STK) == (self.purpose in STK_PURPOSES)
+        assert self.not_found_answers >= 0
+
+
+class EventKind(StrEnum):
+    """What happened to a request, in the order it happened: the evidence an operator reads."""
+
+    QUEUED = "queued"
+    SEND = "send"  # about to call Daraja with this attempt's OriginatorConversationID
+    ACCEPTED = "accepted"  # Daraja's synchronous "accepted"
+    SEND_ERROR = "send_error"  # Daraja's answer or the transport failure, with its outcome
+    RESULT = "result"  # a result callback (success, failure or queue timeout)
+    STATUS_ASKED = "status_asked"
+    STATUS_ANSWER = "status_answer"
+    WAITING = "waiting"  # handed to an operator, with the reason
+    DECISION = "decision"  # an operator's decision, with who and why
+    SETTLED = "settled"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEvent:
+    request_id: str
+    attempt: int
+    kind: EventKind
+    detail: str
+    at: datetime
+    actor: str = ""  # an operator's name for a decision; empty for the system
 
 
 # --- Inbox, outbox, suspense, preferences ------------------------------------------------------
@@ -182,6 +222,55 @@ class ExpectedPaybill:
         assert self.trans_id
 
 
+class ClaimState(StrEnum):
+    """A callback's word that money arrived, until M-PESA itself says so."""
+
+    WAITING = "waiting"  # arriving: Transaction Status (or the Pull API) is being asked
+    CONFIRMED = "confirmed"  # M-PESA confirmed it: applied as the callback said
+    DISPUTED = "disputed"  # M-PESA contradicts it, or never confirmed it: an operator decides
+    ACCEPTED = "accepted"  # an operator found it real and applied it
+    REJECTED = "rejected"  # an operator found it false: nothing was credited
+
+
+class ClaimSource(StrEnum):
+    C2B = "c2b"  # a paybill confirmation
+    STK = "stk"  # a paid STK callback for a CheckoutRequestID Deni never learnt
+
+
+@dataclass(slots=True)
+class PaymentClaim:
+    """Money a callback says arrived, held back until M-PESA confirms it. Callbacks are not
+    signed, so whoever knows the callback URL could claim any payment; until Transaction
+    Status by the receipt (or the Pull API's listing) agrees, nothing is credited."""
+
+    receipt: str
+    source: ClaimSource
+    amount_cents: int
+    account_reference: str
+    phone_raw: str  # as the callback sent it (may be masked or hashed)
+    phone: str | None  # 2547XXXXXXXX when sent plain
+    state: ClaimState
+    claimed_at: datetime
+    updated_at: datetime
+    user_id: str | None = None  # whose money it would be, to show it as arriving
+    checkout_request_id: str | None = None  # an STK claim's CheckoutRequestID
+    inbox_id: int | None = None
+    next_check_at: datetime | None = None
+    checks: int = 0
+    not_found_answers: int = 0
+    status_conversation_id: str | None = None
+    result_desc: str = ""
+    settled_at: datetime | None = None
+    confirm_wait_ms: int | None = None  # callback to M-PESA's confirmation, once confirmed
+    decided_by: str = ""
+
+    def __post_init__(self) -> None:
+        assert self.amount_cents > 0
+        assert self.receipt
+        assert self.checks >= 0
+        assert self.not_found_answers >= 0
+
+
 @dataclass(frozen=True, slots=True)
 class MpesaPreferences:
     user_id: str
@@ -229,6 +318,16 @@ class MpesaRepository(Protocol):
 
     def find_by_status_conversation(self, conversation_id: str) -> MpesaRequest | None: ...
 
+    def awaiting_decision(self, *, limit: int) -> list[MpesaRequest]:
+        """Payouts waiting for an operator's decision, oldest first."""
+        ...
+
+    def add_events(self, events: Sequence[RequestEvent]) -> None: ...
+
+    def events_for(self, request_id: str, *, limit: int) -> list[RequestEvent]:
+        """A request's evidence, oldest first."""
+        ...
+
     def unanswered_pushes(
         self, *, phone: str, amount_cents: int, since: datetime, until: datetime, limit: int
     ) -> list[MpesaRequest]:
@@ -237,6 +336,10 @@ class MpesaRepository(Protocol):
         ...
 
     def save_request(self, request: MpesaRequest, now: datetime) -> None: ...
+
+    def find_by_checkouts(self, checkout_request_ids: Sequence[str]) -> list[MpesaRequest]:
+        """The requests with these CheckoutRequestIDs, not locked."""
+        ...
 
     def lock_by_checkout(self, checkout_request_ids: Sequence[str]) -> list[MpesaRequest]:
         """The requests with these CheckoutRequestIDs, locked in id order."""
@@ -288,6 +391,10 @@ class MpesaRepository(Protocol):
         locked are skipped (PostgreSQL; on SQLite the writer lock already serialises)."""
         ...
 
+    def inbox_received(self, *, limit: int) -> list[InboxRow]:
+        """Received rows, oldest first, without locking them (a look ahead)."""
+        ...
+
     def inbox_ids(self, *, states: Sequence[InboxState], limit: int) -> list[int]: ...
 
     def inbox_rows(self, *, states: Sequence[InboxState], limit: int) -> list[InboxRow]: ...
@@ -314,6 +421,8 @@ class MpesaRepository(Protocol):
 
     def lock_paybill(self, trans_id: str) -> ExpectedPaybill | None: ...
 
+    def paybill(self, trans_id: str) -> ExpectedPaybill | None: ...
+
     def paybill_by_status_conversation(self, conversation_id: str) -> ExpectedPaybill | None: ...
 
     def save_paybill(self, expected: ExpectedPaybill) -> None: ...
@@ -324,6 +433,34 @@ class MpesaRepository(Protocol):
 
     def inbox_keys_stored(self, dedupe_keys: Sequence[str]) -> set[str]:
         """Those of these dedupe keys the inbox holds."""
+        ...
+
+    # payments claimed by a callback, until M-PESA confirms them
+    def claim_add(self, claim: PaymentClaim) -> bool:
+        """False (nothing written) when this receipt is already claimed."""
+        ...
+
+    def claim_lock(self, receipt: str) -> PaymentClaim | None: ...
+
+    def claim_save(self, claim: PaymentClaim) -> None: ...
+
+    def claim_by_status_conversation(self, conversation_id: str) -> PaymentClaim | None: ...
+
+    def due_claims(self, *, now: datetime, limit: int) -> list[PaymentClaim]:
+        """Waiting claims whose check is due, oldest first."""
+        ...
+
+    def list_claims(self, *, states: Sequence[ClaimState], limit: int) -> list[PaymentClaim]: ...
+
+    def claims_for(self, receipts: Sequence[str]) -> dict[str, PaymentClaim]: ...
+
+    def arriving(self, user_id: str, *, limit: int) -> list[PaymentClaim]:
+        """A user's waiting claims, newest first."""
+        ...
+
+    def confirmation_waits(self, bounds_ms: Sequence[int]) -> tuple[list[int], int, int]:
+        """Confirmed claims: how many waited at most each bound, how many in all, and the
+        total wait in milliseconds (a histogram read from the database)."""
         ...
 
     # the Pull API
@@ -530,6 +667,9 @@ class StatusResultEvent:
     receipt: str | None
     amount_cents: int | None
     original_originator_conversation_id: str | None
+    # "254708374149 - JOHN DOE" (or masked); who paid and who was paid.
+    debit_parties: tuple[str, ...] = ()
+    credit_parties: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -591,9 +731,9 @@ class MpesaPolicy:
     checks_max: int = 12  # then it waits for an operator (`deni payments open`)
     # A paybill payment accepted at validation with no confirmation after this: ask about it.
     paybill_confirm_after_s: float = 300.0
-    b2c_sends_max: int = 3  # sends of one payout whose earlier sends certainly did not happen
-    # "Not found" answers from Transaction Status before a payout counts as never made: one
-    # answer may come before M-PESA has finished, and acting on it could pay twice.
+    # "Not found" answers from Transaction Status before they count: one answer may come
+    # before M-PESA has finished. Enough of them confirm a payout's failure result (or end a
+    # claim's wait); they never make a payout be sent again.
     not_found_answers_min: int = 3
     outbox_attempts_max: int = 8
     backoff_base_s: float = 2.0
@@ -610,6 +750,9 @@ class MpesaPolicy:
     pull_interval_s: float = 900.0
     pull_settle_s: float = 600.0
     pull_overlap_s: float = 600.0
+    # A payment claimed by a callback is asked about this long after it arrived (M-PESA sends
+    # the callback once the payment is complete, so Transaction Status knows it at once).
+    claim_check_after_s: float = 0.0
 
     def __post_init__(self) -> None:
         assert self.stk_query_after_s >= 0
@@ -617,7 +760,6 @@ class MpesaPolicy:
         assert self.check_backoff_s >= 0
         assert self.paybill_confirm_after_s >= 0
         assert 1 <= self.checks_max <= 1000
-        assert 1 <= self.b2c_sends_max <= 10
         assert 1 <= self.not_found_answers_min <= self.checks_max
         assert 1 <= self.outbox_attempts_max <= 100
         assert 0 <= self.backoff_base_s <= self.backoff_max_s
@@ -628,3 +770,4 @@ class MpesaPolicy:
         assert self.pull_interval_s >= 0
         assert 0 <= self.pull_settle_s <= 24 * 3600
         assert 0 <= self.pull_overlap_s <= 24 * 3600
+        assert 0 <= self.claim_check_after_s <= 24 * 3600

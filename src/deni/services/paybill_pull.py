@@ -5,6 +5,9 @@ without asking (validation off at Safaricom, or Deni's answer too late with Resp
 "Completed") is known only from its confirmation, and if that is lost, only the Pull API lists
 it (Daraja keeps 48 hours; production only at Safaricom, the local sandbox has it too).
 
+A payment a callback claimed (claims.py) and the listing shows alike (amount, account number,
+payer where both are plain) is confirmed by it, and applied as the callback said.
+
 Every `pull_interval_s` one pass lists the window from where the last finished pass ended
 (reaching back `pull_overlap_s`, as M-PESA may list a payment late) to `pull_settle_s` ago
 (younger payments still have their confirmation on the way). Each payment Deni has no trace of
@@ -23,10 +26,17 @@ from datetime import timedelta
 
 import structlog
 
-from deni.services import mpesa_callbacks
+from deni.services import claims, mpesa_callbacks
 from deni.services.common import new_id
 from deni.services.mpesa import MpesaDeps, compact_reference, stk_account_reference
-from deni.services.mpesa_ports import GatewayError, PaybillPull, PulledPayment
+from deni.services.mpesa_ports import (
+    ClaimSource,
+    ClaimState,
+    GatewayError,
+    PaybillPull,
+    PaymentClaim,
+    PulledPayment,
+)
 
 PULL_WINDOW_MAX = timedelta(hours=48) - timedelta(minutes=10)  # clear of Daraja's edge
 PULL_PAGES_MAX = 500  # 500 pages of Daraja's rows a pass; a pass that needs more fails loudly
@@ -107,9 +117,15 @@ def _list_window(deps: MpesaDeps, pull: PaybillPull) -> None:
 
 
 def _apply_unseen(deps: MpesaDeps, pull: PaybillPull, payments: tuple[PulledPayment, ...]) -> None:
+    receipts = [payment.trans_id for payment in payments]
     with deps.uow.read_only() as uow:
-        seen = uow.mpesa.receipts_seen([payment.trans_id for payment in payments])
+        claimed = uow.mpesa.claims_for(receipts)
+        seen = uow.mpesa.receipts_seen(receipts)
     for payment in payments:
+        claim = claimed.get(payment.trans_id)
+        if claim is not None:
+            _confirm_by_listing(deps, claim, payment)
+            continue
         if payment.trans_id in seen:
             continue
         if _maybe_own_push(deps, payment):
@@ -119,6 +135,33 @@ def _apply_unseen(deps: MpesaDeps, pull: PaybillPull, payments: tuple[PulledPaym
         mpesa_callbacks.apply_pulled_payment(deps, payment)
         pull.recovered += 1
         log.warning("mpesa.pull_recovered", receipt=payment.trans_id)
+
+
+def _confirm_by_listing(deps: MpesaDeps, claim: PaymentClaim, payment: PulledPayment) -> None:
+    """M-PESA lists a payment a callback claimed: a waiting claim holds if the listing agrees
+    (a disputed one is an operator's, whatever the listing says)."""
+    if claim.state is not ClaimState.WAITING:
+        return
+    with deps.uow.read_only() as uow:
+        validated = uow.mpesa.paybill(claim.receipt)
+    wrong = _listing_differs(claim, payment) or claims.unlike_validation(claim, validated)
+    if wrong is None:
+        mpesa_callbacks.confirm_claim(deps, claim, "confirmed by the Pull API")
+        log.info("mpesa.pull_confirmed_claim", receipt=claim.receipt)
+    else:
+        claims.settle(deps, claim.receipt, ClaimState.DISPUTED, f"the Pull API: {wrong}")
+
+
+def _listing_differs(claim: PaymentClaim, payment: PulledPayment) -> str | None:
+    if payment.amount_cents != claim.amount_cents:
+        return f"M-PESA lists {payment.amount_cents} cents, the callback {claim.amount_cents}"
+    if claim.source is ClaimSource.C2B and compact_reference(
+        payment.account_reference
+    ) != compact_reference(claim.account_reference):
+        return "M-PESA lists another account number"
+    if claim.phone is not None and payment.phone is not None and claim.phone != payment.phone:
+        return "M-PESA lists another payer"
+    return None
 
 
 def _maybe_own_push(deps: MpesaDeps, payment: PulledPayment) -> bool:

@@ -4,10 +4,12 @@ M-PESA asks Deni to validate a paybill (C2B) payment, completes it, then posts t
 only the confirmation credits a wallet. Confirmations can be lost, and Daraja offers no way to
 list the payments a paybill received except the Pull API, which only production has. So every
 payment Deni accepts at validation is written down here, with what the validation body said.
-The reconciler looks again after `paybill_confirm_after_s`: a stored confirmation settles it;
-otherwise Transaction Status by the receipt is asked, and a "Completed" answer is applied as
-the confirmation would have been (mpesa_callbacks). Crediting is keyed by the receipt, so a
-confirmation arriving after that, or both at once, credits once.
+The reconciler looks again after `paybill_confirm_after_s`: a confirmation received settles it
+(the claim that confirmation made is then checked with M-PESA, claims.py); otherwise
+Transaction Status by the receipt is asked, and a "Completed" answer with the same amount (and
+payer, where both are plain) is applied as the confirmation would have been (mpesa_callbacks).
+Crediting is keyed by the receipt, so a confirmation arriving after that, or both at once,
+credits once.
 
 Payments M-PESA completes without asking (validation off at Safaricom, or our answer too late
 with ResponseType "Completed") are not seen here; the daily balance report shows those.
@@ -32,7 +34,8 @@ log = structlog.get_logger(__name__)
 
 
 def confirmation_key(trans_id: str) -> str:
-    """The inbox dedupe key of a paybill payment's confirmation."""
+    """How the inbox dedupe key of a paybill payment's confirmation begins (what the body says
+    follows it: mpesa_callbacks.dedupe_key)."""
     return f"c2b:{trans_id}"
 
 
@@ -66,10 +69,10 @@ def check_due(deps: MpesaDeps) -> int:
     now = deps.clock.now()
     with deps.uow.read_only() as uow:
         due = uow.mpesa.due_paybills(now=now, limit=deps.policy.batch_max)
-        keys = [confirmation_key(expected.trans_id) for expected in due]
-        confirmed = uow.mpesa.inbox_keys_stored(keys)
+        claimed = uow.mpesa.claims_for([expected.trans_id for expected in due])
     for expected in due:
-        if confirmation_key(expected.trans_id) in confirmed:
+        if expected.trans_id in claimed:
+            # Its confirmation came: the claim it made is checked with M-PESA (claims.py).
             settle(deps, expected.trans_id, PaybillCheck.CONFIRMED, "confirmation received")
         elif expected.checks >= deps.policy.checks_max:
             desc = "no answer from M-PESA: an operator must look"

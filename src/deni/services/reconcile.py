@@ -2,7 +2,9 @@
 
 - Pushes with no callback after a few minutes: STK Query; a paid one is then confirmed (and its
   receipt learnt) by Transaction Status, because only a receipt may credit a wallet.
-- Payouts with no result (or an unknown send): Transaction Status by OriginatorConversationID.
+- Payouts with no result (or an unknown send), and payouts whose failure result is not yet
+  confirmed: Transaction Status by OriginatorConversationID. A payout nobody can settle this
+  way waits for an operator's decision; it is never sent again by the reconciler.
 - Paybill payments accepted at validation with no confirmation after a few minutes:
   Transaction Status by receipt (paybills.py).
   Each check is bounded (`checks_max`); what is left waits for an operator.
@@ -29,13 +31,17 @@ from deni.services.common import SYSTEM_ACTOR, audit, new_id
 from deni.services.mpesa import (
     B2C_MIN_CENTS,
     MpesaDeps,
+    await_decision,
     fail_stk,
+    record_event,
     request_payout,
     request_stk,
 )
 from deni.services.mpesa_ports import (
+    OPEN_STATES,
     UNANSWERED_PUSH_CODE,
     BalanceReport,
+    EventKind,
     GatewayError,
     GatewayOutcome,
     MpesaRequest,
@@ -113,10 +119,15 @@ def _settle_check(deps: MpesaDeps, request_id: str, *, desc: str, unknown: bool 
         if unknown and request.state is RequestState.SENDING:
             request.state = RequestState.UNKNOWN
             request.next_check_at = now  # ask at once: the send was at least a lease ago
+            request.result_desc = desc[:200]
+            uow.mpesa.save_request(request, now)
+            record_event(uow, request, EventKind.SEND_ERROR, desc, now=now)
+        elif request.kind is RequestKind.B2C and request.state in OPEN_STATES:
+            await_decision(uow, request, desc, now=now)
         else:
             request.next_check_at = None  # `deni payments open` shows it for an operator
-        request.result_desc = desc[:200]
-        uow.mpesa.save_request(request, now)
+            request.result_desc = desc[:200]
+            uow.mpesa.save_request(request, now)
         uow.commit()
     log.warning("mpesa.check_settled", request_id=request_id, desc=desc)
 
@@ -152,7 +163,8 @@ def _ask_status(
     except GatewayError as error:
         _next_check(deps, request.id, desc=f"status query failed: {error.message}")
         return
-    _next_check(deps, request.id, desc="status asked", status_conversation_id=ack.conversation_id)
+    desc = f"status asked about {originator_conversation_id}"
+    _next_check(deps, request.id, desc=desc, status_conversation_id=ack.conversation_id)
 
 
 def _next_check(
@@ -166,10 +178,12 @@ def _next_check(
             return  # settled meanwhile
         request.status_checks += 1
         request.next_check_at = now + timedelta(seconds=deps.policy.check_backoff_s)
-        request.result_desc = desc[:200]
+        if request.claimed_failure_code is None:  # else keep saying what is being confirmed
+            request.result_desc = desc[:200]
         if status_conversation_id is not None:
             request.status_conversation_id = status_conversation_id
         uow.mpesa.save_request(request, now)
+        record_event(uow, request, EventKind.STATUS_ASKED, desc, now=now)
         uow.commit()
 
 

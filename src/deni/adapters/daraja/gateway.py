@@ -237,6 +237,8 @@ def _parse(kind: CallbackKind, body: bytes) -> CallbackEvent:
             status.receipt_number,
             status.amount_cents,
             status.original_originator_conversation_id,
+            debit_parties=status.debit_party_names,
+            credit_parties=status.credit_party_names,
         )
     if kind is CallbackKind.BALANCE_RESULT:
         balance = parse_account_balance_result(body)

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Row,
     and_,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -31,6 +32,9 @@ from deni.domain.loans import LoanState
 from deni.services.mpesa_ports import (
     UNANSWERED_PUSH_CODE,
     BalanceReport,
+    ClaimSource,
+    ClaimState,
+    EventKind,
     ExpectedPaybill,
     InboxRow,
     InboxState,
@@ -40,8 +44,10 @@ from deni.services.mpesa_ports import (
     OutboxState,
     PaybillCheck,
     PaybillPull,
+    PaymentClaim,
     PayoutCandidate,
     Purpose,
+    RequestEvent,
     RequestKind,
     RequestState,
     SuspensePayment,
@@ -64,6 +70,11 @@ _MUTABLE = (
     "result_desc",
     "status_checks",
     "next_check_at",
+    "not_found_answers",
+    "awaiting_decision",
+    "claimed_failure_code",
+    "claimed_failure_desc",
+    "paid_confirmed",
 )
 
 
@@ -180,6 +191,50 @@ class SqlMpesaRepository:
     def find_by_status_conversation(self, conversation_id: str) -> MpesaRequest | None:
         return self._one(m.mpesa_requests.c.status_conversation_id == conversation_id)
 
+    def awaiting_decision(self, *, limit: int) -> list[MpesaRequest]:
+        c = m.mpesa_requests.c
+        query = (
+            select(m.mpesa_requests)
+            .where(c.awaiting_decision.is_(True))
+            .order_by(c.created_at, c.id)
+            .limit(limit)
+        )
+        return [_request(row) for row in self._connection.execute(query)]
+
+    def add_events(self, events: Sequence[RequestEvent]) -> None:
+        if not events:
+            return
+        self._connection.execute(
+            insert(m.mpesa_request_events),
+            [
+                {
+                    "request_id": event.request_id,
+                    "attempt": event.attempt,
+                    "kind": event.kind.value,
+                    "detail": event.detail[:ERROR_CHARS_MAX],
+                    "actor": event.actor[:100],
+                    "at": event.at,
+                }
+                for event in events
+            ],
+        )
+
+    def events_for(self, request_id: str, *, limit: int) -> list[RequestEvent]:
+        c = m.mpesa_request_events.c
+        query = (
+            select(m.mpesa_request_events)
+            .where(c.request_id == request_id)
+            .order_by(c.id)
+            .limit(limit)
+        )
+        return [
+            RequestEvent(
+                row.request_id, int(row.attempt), EventKind(row.kind), row.detail, row.at,
+                row.actor,
+            )
+            for row in self._connection.execute(query)
+        ]  # fmt: skip
+
     def unanswered_pushes(
         self, *, phone: str, amount_cents: int, since: datetime, until: datetime, limit: int
     ) -> list[MpesaRequest]:
@@ -212,6 +267,15 @@ class SqlMpesaRepository:
         result = self._connection.execute(_SAVE_REQUEST, _request_changes(request, now))
         assert result.rowcount == 1, request.id
         request.updated_at = now
+
+    def find_by_checkouts(self, checkout_request_ids: Sequence[str]) -> list[MpesaRequest]:
+        if not checkout_request_ids:
+            return []
+        c = m.mpesa_requests.c
+        query = select(m.mpesa_requests).where(
+            c.checkout_request_id.in_(sorted(set(checkout_request_ids)))
+        )
+        return [_request(row) for row in self._connection.execute(query)]
 
     def lock_by_checkout(self, checkout_request_ids: Sequence[str]) -> list[MpesaRequest]:
         if not checkout_request_ids:
@@ -329,6 +393,16 @@ class SqlMpesaRepository:
             .order_by(c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
+        )
+        return [_inbox(row) for row in self._connection.execute(query)]
+
+    def inbox_received(self, *, limit: int) -> list[InboxRow]:
+        c = m.callback_inbox.c
+        query = (
+            select(m.callback_inbox)
+            .where(c.state == InboxState.RECEIVED.value)
+            .order_by(c.id)
+            .limit(limit)
         )
         return [_inbox(row) for row in self._connection.execute(query)]
 
@@ -495,6 +569,11 @@ class SqlMpesaRepository:
         row = self._connection.execute(query.with_for_update()).first()
         return _paybill(row) if row else None
 
+    def paybill(self, trans_id: str) -> ExpectedPaybill | None:
+        query = select(m.expected_paybills).where(m.expected_paybills.c.trans_id == trans_id)
+        row = self._connection.execute(query).first()
+        return _paybill(row) if row else None
+
     def paybill_by_status_conversation(self, conversation_id: str) -> ExpectedPaybill | None:
         c = m.expected_paybills.c
         query = select(m.expected_paybills).where(c.status_conversation_id == conversation_id)
@@ -527,18 +606,91 @@ class SqlMpesaRepository:
         query = select(c.dedupe_key).where(c.dedupe_key.in_(list(dedupe_keys)))
         return set(self._connection.execute(query).scalars())
 
+    # --- payments claimed by a callback ----------------------------------------------------------
+
+    def claim_add(self, claim: PaymentClaim) -> bool:
+        table = m.payment_claims
+        statement = insert_or_nothing(
+            self._connection, table, _claim_values(claim), conflict_columns=["receipt"]
+        )
+        return self._connection.execute(statement.returning(table.c.receipt)).first() is not None
+
+    def claim_lock(self, receipt: str) -> PaymentClaim | None:
+        query = select(m.payment_claims).where(m.payment_claims.c.receipt == receipt)
+        row = self._connection.execute(query.with_for_update()).first()
+        return _claim(row) if row else None
+
+    def claim_save(self, claim: PaymentClaim) -> None:
+        values = _claim_values(claim)
+        del values["receipt"]
+        self._connection.execute(
+            sql_update(m.payment_claims)
+            .where(m.payment_claims.c.receipt == claim.receipt)
+            .values(values)
+        )
+
+    def claim_by_status_conversation(self, conversation_id: str) -> PaymentClaim | None:
+        c = m.payment_claims.c
+        query = select(m.payment_claims).where(c.status_conversation_id == conversation_id)
+        row = self._connection.execute(query).first()
+        return _claim(row) if row else None
+
+    def due_claims(self, *, now: datetime, limit: int) -> list[PaymentClaim]:
+        c = m.payment_claims.c
+        query = (
+            select(m.payment_claims)
+            .where(c.state == ClaimState.WAITING.value, c.next_check_at <= now)
+            .order_by(c.next_check_at)
+            .limit(limit)
+        )
+        return [_claim(row) for row in self._connection.execute(query)]
+
+    def list_claims(self, *, states: Sequence[ClaimState], limit: int) -> list[PaymentClaim]:
+        c = m.payment_claims.c
+        query = (
+            select(m.payment_claims)
+            .where(c.state.in_([s.value for s in states]))
+            .order_by(c.claimed_at.desc())
+            .limit(limit)
+        )
+        return [_claim(row) for row in self._connection.execute(query)]
+
+    def claims_for(self, receipts: Sequence[str]) -> dict[str, PaymentClaim]:
+        if not receipts:
+            return {}
+        query = select(m.payment_claims).where(m.payment_claims.c.receipt.in_(list(receipts)))
+        return {row.receipt: _claim(row) for row in self._connection.execute(query)}
+
+    def arriving(self, user_id: str, *, limit: int) -> list[PaymentClaim]:
+        c = m.payment_claims.c
+        query = (
+            select(m.payment_claims)
+            .where(c.user_id == user_id, c.state == ClaimState.WAITING.value)
+            .order_by(c.claimed_at.desc())
+            .limit(limit)
+        )
+        return [_claim(row) for row in self._connection.execute(query)]
+
+    def confirmation_waits(self, bounds_ms: Sequence[int]) -> tuple[list[int], int, int]:
+        c = m.payment_claims.c
+        wait = c.confirm_wait_ms
+        columns = [func.count(case((wait <= bound, 1))) for bound in bounds_ms]
+        query = select(*columns, func.count(wait), func.coalesce(func.sum(wait), 0)).where(
+            wait.is_not(None)
+        )
+        row = self._connection.execute(query).one()
+        counts = [int(value) for value in row[: len(bounds_ms)]]
+        return counts, int(row[len(bounds_ms)]), int(row[len(bounds_ms) + 1])
+
     # --- the Pull API ---------------------------------------------------------------------------
 
     def receipts_seen(self, receipts: Sequence[str]) -> set[str]:
         if not receipts:
             return set()
         wanted = list(receipts)
-        inbox_keys = [f"c2b:{receipt}" for receipt in wanted]
         credit_keys = [f"mpesa:{receipt}" for receipt in wanted]
         queries = (
-            select(m.callback_inbox.c.dedupe_key).where(
-                m.callback_inbox.c.dedupe_key.in_(inbox_keys)
-            ),
+            select(m.payment_claims.c.receipt).where(m.payment_claims.c.receipt.in_(wanted)),
             select(m.mpesa_requests.c.receipt).where(m.mpesa_requests.c.receipt.in_(wanted)),
             select(m.suspense_payments.c.receipt).where(m.suspense_payments.c.receipt.in_(wanted)),
             select(t.journal_entries.c.idempotency_key).where(
@@ -778,6 +930,11 @@ def _request(row: Row[Any]) -> MpesaRequest:
         result_desc=row.result_desc,
         status_checks=int(row.status_checks),
         next_check_at=row.next_check_at,
+        not_found_answers=int(row.not_found_answers),
+        awaiting_decision=bool(row.awaiting_decision),
+        claimed_failure_code=row.claimed_failure_code,
+        claimed_failure_desc=row.claimed_failure_desc,
+        paid_confirmed=bool(row.paid_confirmed),
     )
 
 
@@ -901,3 +1058,53 @@ def _pull_values(pull: PaybillPull) -> dict[str, Any]:
         "started_at": pull.started_at,
         "finished_at": pull.finished_at,
     }
+
+
+def _claim_values(claim: PaymentClaim) -> dict[str, Any]:
+    return {
+        "receipt": claim.receipt,
+        "source": claim.source.value,
+        "amount_cents": claim.amount_cents,
+        "account_reference": claim.account_reference[:40],
+        "phone_raw": claim.phone_raw[:80],
+        "phone": claim.phone,
+        "user_id": claim.user_id,
+        "checkout_request_id": claim.checkout_request_id,
+        "inbox_id": claim.inbox_id,
+        "state": claim.state.value,
+        "checks": claim.checks,
+        "not_found_answers": claim.not_found_answers,
+        "next_check_at": claim.next_check_at,
+        "status_conversation_id": claim.status_conversation_id,
+        "result_desc": claim.result_desc[:200],
+        "claimed_at": claim.claimed_at,
+        "settled_at": claim.settled_at,
+        "confirm_wait_ms": claim.confirm_wait_ms,
+        "decided_by": claim.decided_by[:100],
+        "updated_at": claim.updated_at,
+    }
+
+
+def _claim(row: Row[Any]) -> PaymentClaim:
+    return PaymentClaim(
+        receipt=row.receipt,
+        source=ClaimSource(row.source),
+        amount_cents=int(row.amount_cents),
+        account_reference=row.account_reference,
+        phone_raw=row.phone_raw,
+        phone=row.phone,
+        state=ClaimState(row.state),
+        claimed_at=row.claimed_at,
+        updated_at=row.updated_at,
+        user_id=row.user_id,
+        checkout_request_id=row.checkout_request_id,
+        inbox_id=row.inbox_id,
+        next_check_at=row.next_check_at,
+        checks=int(row.checks),
+        not_found_answers=int(row.not_found_answers),
+        status_conversation_id=row.status_conversation_id,
+        result_desc=row.result_desc,
+        settled_at=row.settled_at,
+        confirm_wait_ms=None if row.confirm_wait_ms is None else int(row.confirm_wait_ms),
+        decided_by=row.decided_by,
+    )

@@ -10,6 +10,9 @@
 - balance_reports: Daraja's account balance beside the ledger's M-PESA accounts.
 - expected_paybills: paybill payments accepted at validation, until their confirmation is seen
   (migration 0006).
+- mpesa_request_events: each request's evidence (sends, answers, results, status answers,
+  operator decisions), and payment_claims: money a callback says arrived, until M-PESA
+  confirms it (migration 0015).
 """
 
 from __future__ import annotations
@@ -56,9 +59,57 @@ mpesa_requests = Table(
     Column("next_check_at", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("not_found_answers", Integer, nullable=False, default=0),
+    Column("awaiting_decision", Boolean, nullable=False, default=False),
+    Column("claimed_failure_code", String(16), nullable=True),
+    Column("claimed_failure_desc", String(200), nullable=False, default=""),
+    Column("paid_confirmed", Boolean, nullable=False, default=False),
     CheckConstraint("amount_cents > 0", name="positive"),
     Index("ix_mpesa_requests_state_next_check_at", "state", "next_check_at"),
     Index("ix_mpesa_requests_loan_id", "loan_id"),
+    Index("ix_mpesa_requests_awaiting_decision", "awaiting_decision"),
+)
+
+mpesa_request_events = Table(
+    "mpesa_request_events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("request_id", ID, ForeignKey("mpesa_requests.id"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("kind", String(24), nullable=False),
+    Column("detail", String(300), nullable=False, default=""),
+    Column("actor", String(100), nullable=False, default=""),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_mpesa_request_events_request_id_id", "request_id", "id"),
+)
+
+payment_claims = Table(
+    "payment_claims",
+    metadata,
+    Column("receipt", String(40), primary_key=True),
+    Column("source", String(8), nullable=False),  # c2b | stk
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("account_reference", String(40), nullable=False, default=""),
+    Column("phone_raw", String(80), nullable=False, default=""),
+    Column("phone", String(12), nullable=True),
+    Column("user_id", ID, ForeignKey("users.id"), nullable=True),
+    Column("checkout_request_id", String(128), nullable=True),
+    Column("inbox_id", BigInteger, nullable=True),
+    # waiting, confirmed, disputed, accepted, rejected
+    Column("state", String(16), nullable=False),
+    Column("checks", Integer, nullable=False, default=0),
+    Column("not_found_answers", Integer, nullable=False, default=0),
+    Column("next_check_at", UtcDateTime, nullable=True),
+    Column("status_conversation_id", String(128), nullable=True, unique=True),
+    Column("result_desc", String(200), nullable=False, default=""),
+    Column("claimed_at", UtcDateTime, nullable=False),
+    Column("settled_at", UtcDateTime, nullable=True),
+    Column("confirm_wait_ms", BigInteger, nullable=True),
+    Column("decided_by", String(100), nullable=False, default=""),
+    Column("updated_at", UtcDateTime, nullable=False),
+    CheckConstraint("amount_cents > 0", name="positive"),
+    Index("ix_payment_claims_state_next_check_at", "state", "next_check_at"),
+    Index("ix_payment_claims_user_id_state", "user_id", "state"),
 )
 
 callback_inbox = Table(

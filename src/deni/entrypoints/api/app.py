@@ -155,9 +155,14 @@ def _add_operations(app: FastAPI, deni: Deni) -> None:
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
+        waits = deni.metrics.payment_confirmation_seconds
         with deni.uow.read_only() as uow:
             loan_counts = uow.loans.count_by_state()
             entry_counts = uow.ledger.count_entries_by_code()
+            counts, count, sum_ms = uow.mpesa.confirmation_waits(
+                [round(bound_s * 1000) for bound_s in waits.buckets_s]
+            )
+        waits.set(counts, count, sum_ms / 1000)
         for state in LoanState:
             count = loan_counts.get(state.value, 0)
             deni.metrics.loans_by_state.labels(state=state.value).set(count)

@@ -134,18 +134,36 @@ class UserOut(BaseModel):
         )
 
 
+ARRIVING = (
+    "Money an M-PESA callback says is on its way that M-PESA has not confirmed yet: not in "
+    "the balance, and not spendable until it is."
+)
+
+
 class MeOut(UserOut):
     balance_cents: int
     balance: str
+    arriving_cents: int = Field(default=0, description=ARRIVING)
 
 
 class BalanceOut(BaseModel):
     balance_cents: int
     balance: str
+    arriving_cents: int = Field(default=0, description=ARRIVING)
 
     @classmethod
-    def of(cls, balance_cents: int) -> BalanceOut:
-        return cls(balance_cents=balance_cents, balance=format_kes(balance_cents))
+    def of(cls, balance_cents: int, arriving_cents: int = 0) -> BalanceOut:
+        return cls(
+            balance_cents=balance_cents,
+            balance=format_kes(balance_cents),
+            arriving_cents=arriving_cents,
+        )
+
+
+class ArrivingOut(BaseModel):
+    receipt: str = Field(description="The M-PESA receipt the callback named.")
+    amount_cents: int
+    since: datetime = Field(description="When the callback came.")
 
 
 class StatementLineOut(BaseModel):
@@ -180,6 +198,7 @@ class StatementOut(BaseModel):
     balance_cents: int
     lines: list[StatementLineOut]
     next_cursor: int | None
+    arriving: list[ArrivingOut] = Field(default_factory=list, description=ARRIVING)
 
 
 class TermsIn(Strict):

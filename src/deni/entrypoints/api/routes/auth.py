@@ -31,7 +31,7 @@ from deni.entrypoints.api.schemas import (
     SessionOut,
     UserOut,
 )
-from deni.services import ledger, limits, phone_proof, pin_reset, users
+from deni.services import claims, ledger, limits, phone_proof, pin_reset, users
 from deni.services.ports import UnitOfWorkFactory
 from deni.services.users import Session
 
@@ -179,10 +179,12 @@ def me(user_id: UserId, deni: DeniDep) -> MeOut:
     user = users.get_user(uow_factory=deni.uow, user_id=user_id)
     with deni.uow.read_only() as uow:
         balance_cents = ledger.wallet_balance_cents(uow, user_id=user_id)
+        arriving = claims.arriving(uow, user_id=user_id)
     return MeOut(
         **UserOut.of(user).model_dump(),
         balance_cents=balance_cents,
         balance=format_kes(balance_cents),
+        arriving_cents=sum(claim.amount_cents for claim in arriving),
     )
 
 
