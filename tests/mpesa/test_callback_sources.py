@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from deni.config import Settings
 from deni.services.mpesa_ports import InboxState
-from tests.mpesa.support import CALLBACK_TOKEN, World, c2b_confirmation_body
+from tests.mpesa.support import World, c2b_confirmation_body
+from tests.unit.test_production_settings import production
 
 # Safaricom's published callback sources, as docs/mpesa.md lists them.
 SAFARICOM = (
@@ -21,15 +22,8 @@ SAFARICOM = (
 
 
 def _production(**extra: Any) -> Settings:
-    return Settings(
-        environment="production",
-        jwt_secret="j" * 40,
-        pin_pepper="p" * 40,
-        ussd_token="u" * 40,
-        mpesa=True,
-        callback_token=CALLBACK_TOKEN,
-        **extra,
-    )
+    """Settings a careful operator starts production with (every other check passes)."""
+    return production(**extra)
 
 
 @pytest.mark.parametrize("allowed", ["", " , ", "196.201.214.200,safaricom.co.ke"])

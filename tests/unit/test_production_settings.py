@@ -35,6 +35,7 @@ def production(**changes: Any) -> Settings:
         "mpesa": True,
         "callback_base_url": "https://deni.example.co.ke",
         "callback_token": CALLBACK_TOKEN,
+        "callback_allowed_ips": "196.201.214.200,196.201.214.206",
         "daraja_environment": "production",
         "daraja_consumer_key": "live-consumer-key-from-safaricom",
         "daraja_consumer_secret": "live-consumer-secret-from-safaricom",
