@@ -9,7 +9,7 @@ import pytest
 
 from deni.services import loans
 from deni.services.mpesa_ports import ClaimState, InboxState, MpesaPreferences, SuspenseState
-from tests.mpesa.support import CALLBACK_TOKEN, World, next_phone, stk_success_body
+from tests.mpesa.support import CALLBACK_TOKEN, PIN, World, next_phone, stk_success_body
 
 
 def _top_up(world: World, phone: str | None = None, amount_cents: int = 500_00) -> tuple[str, str]:
@@ -244,7 +244,7 @@ def test_a_forged_success_for_a_real_pending_push_credits_nothing(world: World) 
     for _ in range(3):
         world.work()  # STK Query: still being processed, so the row waits
     assert world.balance(member) == 0
-    withdrawal = world.post(member, "/mpesa/withdrawals", {"amount_cents": 5_000_00})
+    withdrawal = world.post(member, "/mpesa/withdrawals", {"amount_cents": 5_000_00, "pin": PIN})
     assert withdrawal.status_code == 409
 
     world.admin.flush()  # the member cancels; M-PESA's own callback says so

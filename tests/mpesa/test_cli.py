@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from deni.entrypoints.cli import app
 from deni.services.mpesa_ports import SuspenseState
-from tests.mpesa.support import CALLBACK_TOKEN, World
+from tests.mpesa.support import CALLBACK_TOKEN, PIN, World
 
 runner = CliRunner()
 
@@ -133,7 +133,7 @@ def test_an_operator_decides_a_payout_nobody_can_settle_once(
     user = world.user()
     world.fund(user, 1_000_00)
     world.admin.add_fault(kind="b2c", action="http_500", processed=False)
-    answer = world.post(user, "/mpesa/withdrawals", {"amount_cents": 300_00})
+    answer = world.post(user, "/mpesa/withdrawals", {"amount_cents": 300_00, "pin": PIN})
     request_id = answer.json()["id"]
     world.settle()
     world.reconcile(rounds=world.deps.policy.not_found_answers_min + 1)

@@ -13,7 +13,7 @@ from deni.domain.users import User
 from deni.services import paybill_pull
 from deni.services.mpesa_ports import ClaimState, PaymentClaim
 from deni.services.operator_decisions import ClaimDecision, decide_claim, open_claims
-from tests.mpesa.support import World, c2b_confirmation_body
+from tests.mpesa.support import PIN, World, c2b_confirmation_body
 
 
 def _claim(world: World, receipt: str) -> PaymentClaim:
@@ -58,7 +58,7 @@ def test_a_forged_paybill_confirmation_credits_nothing_and_cannot_be_withdrawn(
     ]
     me = world.http.get("/api/v1/me", headers=world.headers(member)).json()
     assert (me["balance_cents"], me["arriving_cents"]) == (0, 5_000_00)
-    withdrawal = world.post(member, "/mpesa/withdrawals", {"amount_cents": 5_000_00})
+    withdrawal = world.post(member, "/mpesa/withdrawals", {"amount_cents": 5_000_00, "pin": PIN})
     assert withdrawal.status_code == 409
     assert withdrawal.json()["error"]["code"] == "insufficient_funds"
 

@@ -15,13 +15,13 @@ from deni.domain.users import User
 from deni.entrypoints.worker import work_once
 from deni.services.mpesa_ports import EventKind
 from deni.services.operator_decisions import Decision, decide_payout, waiting_payouts
-from tests.mpesa.support import World, b2c_result_body
+from tests.mpesa.support import PIN, World, b2c_result_body
 
 NOT_FOUND = "R000002"  # what the sandbox (and so Deni) reads as "no such transaction"
 
 
 def _withdraw(world: World, user: User, amount_cents: int) -> str:
-    answer = world.post(user, "/mpesa/withdrawals", {"amount_cents": amount_cents})
+    answer = world.post(user, "/mpesa/withdrawals", {"amount_cents": amount_cents, "pin": PIN})
     assert answer.status_code == 202, answer.text
     request_id: str = answer.json()["id"]
     return request_id
@@ -63,7 +63,7 @@ def test_a_forged_failure_result_gives_no_money_back(world: World) -> None:
     assert (request.state.value, request.claimed_failure_code) == ("unknown", "2040")
     assert world.balance(user) == 600_00  # still held: nothing given back
     assert "payout_failed" not in _notified(world, user)
-    again = world.post(user, "/mpesa/withdrawals", {"amount_cents": 1_000_00})
+    again = world.post(user, "/mpesa/withdrawals", {"amount_cents": 1_000_00, "pin": PIN})
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "insufficient_funds"
 
