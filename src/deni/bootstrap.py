@@ -56,7 +56,7 @@ class Deni:
     mpesa_requests: MpesaRequests
     ussd_reads: UssdReads
     session_gate: SessionGate
-    # M-PESA through Daraja (issue #3): None unless DENI_MPESA=on.
+    # M-PESA through Daraja: None unless DENI_MPESA=on.
     mpesa: MpesaDeps | None = None
 
     def close(self) -> None:

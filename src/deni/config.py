@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     # carries `Authorization: Bearer <ops_token>`; unset, they are closed to everyone.
     ops_token: str = ""
 
-    # USSD channel and SMS (issue #5).
+    # USSD channel and SMS.
     ussd_service_code: str = Field(default="*383#", pattern=r"^\*[0-9*]{1,20}#$")
     # Africa's Talking ends a session after 180 s; state lasts as long, counted from the last hop.
     ussd_session_timeout_s: int = Field(default=180, ge=10, le=3_600)
@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     at_api_key: str = PLACEHOLDER_SECRET
     at_sender_id: str = ""
 
-    # M-PESA through Daraja (issue #3). DENI_MPESA=on wires the real Daraja client, the outbox
+    # M-PESA through Daraja. DENI_MPESA=on wires the real Daraja client, the outbox
     # and the worker; DENI_SANDBOX=on (development only) makes `deni serve` start the local
     # Daraja sandbox and point the client at it.
     mpesa: bool = False

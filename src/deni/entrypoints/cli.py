@@ -39,9 +39,9 @@ for sub, name in (
     (loans_app, "loans"),
 ):
     app.add_typer(sub, name=name)
-cli_ussd.register(app)  # deni dial, deni sms (issue #5)
-cli_mpesa.register(app)  # deni worker, sandbox, reconcile, outbox, payments (issue #3)
-cli_offline.register(app)  # deni offline: the offline client (issue #4)
+cli_ussd.register(app)  # deni dial, deni sms
+cli_mpesa.register(app)  # deni worker, sandbox, reconcile, outbox, payments
+cli_offline.register(app)  # deni offline: the offline client
 app.command()(demo.demo)  # a whole loan against a running Deni, for newcomers
 console = Console()
 errors = Console(stderr=True)

@@ -461,7 +461,7 @@ class StorageBusy(Exception):
     """The database could not take the transaction now (lock wait, deadlock); retry later."""
 
 
-# --- USSD sessions, M-PESA requests queued by channels, SMS delivery (issue #5) ---
+# --- USSD sessions, M-PESA requests queued by channels, SMS delivery ---
 
 
 class SessionStore(Protocol):
@@ -561,7 +561,7 @@ class SmsNotSent(Exception):
         self.permanent = permanent
 
 
-# --- M-PESA through Daraja (issue #3); the values are in services/mpesa_ports.py ---
+# --- M-PESA through Daraja; the values are in services/mpesa_ports.py ---
 
 
 class MpesaGateway(Protocol):

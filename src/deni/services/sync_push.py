@@ -58,7 +58,7 @@ DEAD_LETTERS_LISTED_MAX = 100
 # keep other writers waiting no longer than about that. The count also keeps a group's
 # savepoints (one or two per mutation) under the 64 subtransactions a PostgreSQL backend
 # tracks in shared memory; past that every other session's snapshots get slower.
-# 25: with one transaction per mutation the push of 1,000 cannot meet issue #4's 2 s here;
+# 25: with one transaction per mutation the push of 1,000 cannot meet the 2 s floor for it here;
 # each mutation still keeps its own savepoint (docs/adr/0005-offline-sync.md, "Decision").
 GROUP_MUTATIONS_MAX = 25
 GROUP_SECONDS_MAX = 0.05

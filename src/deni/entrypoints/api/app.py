@@ -83,15 +83,15 @@ def create_app(deni: Deni) -> FastAPI:
     app.state.deni = deni
     # Routes are matched in order: the two busiest paths, a USSD hop and a Daraja callback,
     # go first instead of being tried after every /api/v1 route.
-    ussd.add_routes(app)  # POST /ussd, Africa's Talking USSD (issue #5)
-    app.include_router(hooks.router)  # Daraja callbacks + in-process M-PESA worker (issue #3)
+    ussd.add_routes(app)  # POST /ussd, Africa's Talking USSD
+    app.include_router(hooks.router)  # Daraja callbacks + in-process M-PESA worker
     routers = (
         auth.router,
         wallet.router,
         loans.router,
         notifications.router,
         mpesa.router,
-        sync.router,  # offline sync (issue #4, docs/sync.md)
+        sync.router,  # offline sync (docs/sync.md)
         privacy.router,  # the data-subject export (DESIGN.md section 7)
     )
     for router in routers:
