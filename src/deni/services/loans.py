@@ -214,11 +214,17 @@ def approve_loan(
     loan_id: str,
     pin: str,
     channel: str = "api",
+    base_version: int | None = None,
 ) -> Loan:
-    """The lender says yes. Money moves now if the lender's wallet holds it, else when it does."""
+    """The lender says yes. Money moves now if the lender's wallet holds it, else when it does.
+
+    `base_version`: the loan's version the lender saw when deciding. The borrower may edit a
+    request until it is approved, so a PIN typed for one set of terms must not approve
+    another: a request changed since is refused, before the PIN is checked."""
     now = clock.now()
     with uow:
         loan = loan_for(uow, loan_id, user_id=lender_id, role="lender")
+        _require_unchanged(loan, base_version)
         lender = require_user(uow, lender_id, lock=True)
         check_pin(uow, hasher=hasher, user=lender, pin=pin, now=now, channel=channel)
         lender.require_money_may_leave(now)
@@ -247,6 +253,17 @@ def approve_loan(
         _audit_loan(uow, loan, actor_id=lender_id, channel=channel, command="approve_loan", now=now)
         uow.commit()
     return loan
+
+
+def _require_unchanged(loan: Loan, base_version: int | None) -> None:
+    """The locked request is still the version the lender saw."""
+    if base_version is None or loan.state is not LoanState.REQUESTED:
+        return  # a loan no longer requested is refused for its state, whatever the version
+    if loan.version != base_version:
+        raise Conflict(
+            "The borrower changed this request after you saw it; look at it again.",
+            code="loan_changed",
+        )
 
 
 def _fund_if_possible(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
