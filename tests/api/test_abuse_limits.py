@@ -117,7 +117,9 @@ def test_wrong_pins_at_api_sign_in_never_lock_the_sim_owner_out_of_ussd(
     fund(deni, member.user, 100_000)
     for pin in ("0000", "0001"):
         assert_error(
-            client.post(LOGIN, json={"phone": member.user.phone, "pin": pin}), 401, "wrong_pin"
+            client.post(LOGIN, json={"phone": member.user.phone, "pin": pin}),
+            401,
+            "wrong_credentials",
         )
     locked = client.post(LOGIN, json={"phone": member.user.phone, "pin": "0002"})
     assert_error(locked, 423, "account_locked")

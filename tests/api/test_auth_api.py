@@ -216,6 +216,21 @@ def test_login_with_an_unknown_number_is_refused_without_writing(
     assert_nothing_written(deni, before)
 
 
+def test_sign_in_does_not_tell_a_member_from_a_stranger(client: TestClient, deni: Deni) -> None:
+    """An attacker trying numbers at sign-in with a guessed PIN learns nothing about who is on
+    Deni: a member's first two wrong PINs are answered exactly as a number nobody uses."""
+    _register(client, deni, "0722000111")
+    answers = [
+        _login(client, number, pin)
+        for number, pin in (("0722000111", "9999"), ("0799999999", "9999"), ("0722000111", "9998"))
+    ]
+    member_first, stranger, member_second = answers
+    assert member_first.status_code == stranger.status_code == member_second.status_code == 401
+    assert member_first.json() == stranger.json() == member_second.json()
+    assert member_first.headers.get("www-authenticate") == stranger.headers.get("www-authenticate")
+    assert stranger.json()["error"]["code"] == "wrong_credentials"
+
+
 def test_login_with_a_malformed_number_is_refused(client: TestClient, deni: Deni) -> None:
     before = db_state(deni)
     assert_error(_login(client, "+44 20 7946 0958", "1234"), 422, "invalid_phone_number")
@@ -227,7 +242,7 @@ def test_a_wrong_pin_is_refused_and_counted_but_nothing_else_is_written(
 ) -> None:
     _register(client, deni, "0722000111")
     before = db_state(deni, ignore=PIN_BOOKKEEPING)
-    assert_error(_login(client, "0722000111", "9999"), 401, "wrong_pin")
+    assert_error(_login(client, "0722000111", "9999"), 401, "wrong_credentials")
     assert_nothing_written(deni, before, ignore=PIN_BOOKKEEPING)
     with deni.uow.read_only() as uow:
         user = uow.users.get_by_phone("254722000111")
@@ -240,8 +255,8 @@ def test_three_wrong_pins_lock_the_account_even_for_the_right_pin_until_the_peri
     client: TestClient, deni: Deni, clock: ManualClock
 ) -> None:
     _register(client, deni, "0722000111")
-    assert_error(_login(client, "0722000111", "0000"), 401, "wrong_pin")
-    assert_error(_login(client, "0722000111", "0001"), 401, "wrong_pin")
+    assert_error(_login(client, "0722000111", "0000"), 401, "wrong_credentials")
+    assert_error(_login(client, "0722000111", "0001"), 401, "wrong_credentials")
     locked = assert_error(_login(client, "0722000111", "0002"), 423, "account_locked")
     assert "15 minutes" in locked["message"]
     # Fail closed: the right PIN does not open a locked account, and guessing writes nothing.
@@ -260,13 +275,13 @@ def test_the_lock_period_grows_on_the_second_lock(
 ) -> None:
     _register(client, deni, "0722000111")
     for pin in ("0000", "0001"):
-        assert_error(_login(client, "0722000111", pin), 401, "wrong_pin")
+        assert_error(_login(client, "0722000111", pin), 401, "wrong_credentials")
     assert_error(_login(client, "0722000111", "0002"), 423, "account_locked")
     # A day later (so the day's cap of wrong PINs plays no part), locked again: for 30
     # minutes, not 15.
     clock.advance(timedelta(days=1))
     for pin in ("0000", "0001"):
-        assert_error(_login(client, "0722000111", pin), 401, "wrong_pin")
+        assert_error(_login(client, "0722000111", pin), 401, "wrong_credentials")
     second = assert_error(_login(client, "0722000111", "0002"), 423, "account_locked")
     assert "30 minutes" in second["message"]
     clock.advance(timedelta(minutes=15))
@@ -280,10 +295,10 @@ def test_the_lock_period_grows_on_the_second_lock(
 def test_a_right_pin_resets_the_wrong_pin_count(client: TestClient, deni: Deni) -> None:
     _register(client, deni, "0722000111")
     for _ in range(2):
-        assert_error(_login(client, "0722000111", "0000"), 401, "wrong_pin")
+        assert_error(_login(client, "0722000111", "0000"), 401, "wrong_credentials")
     assert _login(client, "0722000111", "1234").status_code == 200
     for _ in range(2):
-        assert_error(_login(client, "0722000111", "0000"), 401, "wrong_pin")
+        assert_error(_login(client, "0722000111", "0000"), 401, "wrong_credentials")
     assert _login(client, "0722000111", "1234").status_code == 200
 
 
@@ -483,7 +498,7 @@ def test_change_pin_then_only_the_new_pin_works(client: TestClient, deni: Deni) 
     )
     assert response.status_code == 200, response.text
     assert response.json() == {"ok": True}
-    assert_error(_login(client, owner.user.phone, "1234"), 401, "wrong_pin")
+    assert_error(_login(client, owner.user.phone, "1234"), 401, "wrong_credentials")
     assert _login(client, owner.user.phone, "5678").status_code == 200
 
 

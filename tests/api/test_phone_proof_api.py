@@ -322,7 +322,9 @@ def test_the_owner_takes_the_number_from_an_unproven_squatter(
         "invalid_refresh_token",
     )
     assert_error(client.get("/api/v1/me", headers=squatter.headers), 401, "session_ended")
-    assert_error(client.post(LOGIN, json={"phone": number, "pin": "1357"}), 401, "wrong_pin")
+    assert_error(
+        client.post(LOGIN, json={"phone": number, "pin": "1357"}), 401, "wrong_credentials"
+    )
     signed_in = client.post(LOGIN, json={"phone": number, "pin": "2468"}).json()
     assert signed_in["user_id"] == owner["id"]
     # Its records stay: the money, the loan it owes, the lender's view of it without a number.

@@ -72,7 +72,7 @@ def test_a_forgotten_pin_is_replaced_with_the_code_from_the_sms(
 
     assert answer.status_code == 200, answer.text
     assert _login(client, member, "9876").status_code == 200
-    assert_error(_login(client, member, "1234"), 401, "wrong_pin")
+    assert_error(_login(client, member, "1234"), 401, "wrong_credentials")
     # Every earlier session ended: refresh tokens and access tokens alike, at once.
     stale = client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
     assert stale.status_code == 401

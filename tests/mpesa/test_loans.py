@@ -220,3 +220,44 @@ def test_a_disbursement_waits_while_a_pin_reset_holds_the_borrowers_money(world:
     assert payout.state.value == "succeeded"  # type: ignore[attr-defined]
     assert world.balance(borrower) == 0
     world.assert_conserved()
+
+
+def test_the_due_date_sweep_leaves_a_held_wallet_alone_until_the_hold_ends(world: World) -> None:
+    """A thief resets the PIN, borrows from an accomplice for one day, and waits for Deni's
+    own due-date repayment to empty the wallet into the accomplice's: it waits for the hold."""
+    borrower, lender = world.user(), world.user()
+    world.fund(lender, 1_000_00)
+    with world.deni.uow() as uow:
+        uow.mpesa.set_preferences(MpesaPreferences(borrower.id, False), world.clock.now())
+        user = uow.users.lock(borrower.id)
+        assert user is not None
+        user.reset_pin(world.deni.hasher.hash("2468"), world.clock.now())
+        uow.users.save(user, world.clock.now())
+        uow.commit()
+    loan = loans.request_loan(
+        uow=world.deni.uow(),
+        clock=world.clock,
+        borrower_id=borrower.id,
+        lender_phone=lender.phone,
+        principal_cents=1_000_00,
+        fee_cents=1_000_00,
+        term_days=1,
+    )
+    loans.approve_loan(
+        uow=world.deni.uow(),
+        hasher=world.deni.hasher,
+        clock=world.clock,
+        lender_id=lender.id,
+        loan_id=loan.id,
+        pin="1234",
+    )
+    world.clock.advance(timedelta(hours=20))  # the due date, still in the hold
+
+    world.work(reconcile=True)
+    assert world.balance(borrower) == 1_000_00
+    assert world.balance(lender) == 0
+
+    world.clock.advance(MONEY_HOLD_AFTER_RESET)
+    world.work(reconcile=True)
+    assert world.balance(borrower) == 0
+    assert world.balance(lender) == 1_000_00

@@ -111,7 +111,13 @@ def world(deni: Deni) -> dict[str, object]:
             loan_id=loan_id,
             pin="1234",
         )
-    return {"lender": lender, "borrower": borrower, "active": ids[0], "requested": ids[-1]}
+    return {
+        "lender": lender,
+        "borrower": borrower,
+        "active": ids[0],
+        "requested": ids[-1],
+        "requested_version": loan.version,  # the last request, shown on the terms screen
+    }
 
 
 def _user(deni: Deni, language: str) -> User:
@@ -191,6 +197,7 @@ def _state_on(screen_id: str, world: dict[str, object], language: str) -> Sessio
             "days": 365,
             "amount": ODD_FEE_CENTS,
             "loan_id": loan_id,
+            "loan_version": world["requested_version"],
             "language": language,
         }
     )

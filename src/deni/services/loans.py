@@ -61,6 +61,9 @@ SWEEP_BATCH_MAX = 500
 LOANS_PER_WALLET_EVENT_MAX = 20
 # Channels through which Deni acts on its own (no member asks, so no PIN is asked).
 SYSTEM_CHANNELS = ("system", "mpesa")
+# Repayments whose money the borrower just paid in by M-PESA (an STK push): it never sat in the
+# wallet, so a PIN reset's hold does not stop it.
+MONEY_FROM_MPESA_CHANNELS = ("mpesa",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,11 +217,17 @@ def approve_loan(
     loan_id: str,
     pin: str,
     channel: str = "api",
+    base_version: int | None = None,
 ) -> Loan:
-    """The lender says yes. Money moves now if the lender's wallet holds it, else when it does."""
+    """The lender says yes. Money moves now if the lender's wallet holds it, else when it does.
+
+    `base_version`: the loan's version the lender saw when deciding. The borrower may edit a
+    request until it is approved, so a PIN typed for one set of terms must not approve
+    another: a request changed since is refused, before the PIN is checked."""
     now = clock.now()
     with uow:
         loan = loan_for(uow, loan_id, user_id=lender_id, role="lender")
+        _require_unchanged(loan, base_version)
         lender = require_user(uow, lender_id, lock=True)
         check_pin(uow, hasher=hasher, user=lender, pin=pin, now=now, channel=channel)
         lender.require_money_may_leave(now)
@@ -247,6 +256,17 @@ def approve_loan(
         _audit_loan(uow, loan, actor_id=lender_id, channel=channel, command="approve_loan", now=now)
         uow.commit()
     return loan
+
+
+def _require_unchanged(loan: Loan, base_version: int | None) -> None:
+    """The locked request is still the version the lender saw."""
+    if base_version is None or loan.state is not LoanState.REQUESTED:
+        return  # a loan no longer requested is refused for its state, whatever the version
+    if loan.version != base_version:
+        raise Conflict(
+            "The borrower changed this request after you saw it; look at it again.",
+            code="loan_changed",
+        )
 
 
 def _fund_if_possible(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
@@ -420,6 +440,11 @@ def _repay(
             hasher, pin = proof
             borrower = require_user(uow, borrower_id, lock=True)
             check_pin(uow, hasher=hasher, user=borrower, pin=pin, now=now, channel=channel)
+            borrower.require_money_may_leave(now)
+        elif channel not in MONEY_FROM_MPESA_CHANNELS:
+            # Deni's own repayment from the wallet waits for a PIN reset's hold like a
+            # member's: a loan taken in the hold must not drain the wallet on its due date.
+            require_user(uow, borrower_id).require_money_may_leave(now)
         entry_key = f"repay:{borrower_id}:{idempotency_key}"
         replay = _find_repayment(uow, loan, entry_key)
         if replay is not None:
@@ -646,6 +671,8 @@ def _apply_to_overdue_loans(
     """Money reaching an overdue borrower's wallet goes to their loans first (agreed at request)."""
     applied_cents = 0
     today = nairobi_today(now)
+    if locks.overdue_ids and not require_user(uow, locks.user_id).money_may_leave(now):
+        return 0  # the wallet is held after a PIN reset: the debts wait for the hold to end
     for loan_id in locks.overdue_ids:
         balance_cents = ledger.wallet_balance_cents(uow, user_id=locks.user_id)
         loan = uow.loans.lock(loan_id)
@@ -677,6 +704,8 @@ def write_off_loan(
         loan = loan_for(uow, loan_id, user_id=lender_id, role="lender")
         lender = require_user(uow, lender_id, lock=True)
         check_pin(uow, hasher=hasher, user=lender, pin=pin, now=now, channel=channel)
+        # Forgiving a debt gives up money owed to the wallet: held after a PIN reset too.
+        lender.require_money_may_leave(now)
         loan.accrue_penalty(nairobi_today(now))
         forgiven_cents = loan.owed().total_cents
         loan.apply(LoanEvent.WRITE_OFF)

@@ -21,7 +21,14 @@ from datetime import date, datetime, timedelta
 
 import structlog
 
-from deni.domain.errors import Conflict, DomainError, InsufficientFunds, NotFound
+from deni.domain.errors import (
+    Conflict,
+    DomainError,
+    InsufficientFunds,
+    LockedBySupport,
+    MoneyOnHold,
+    NotFound,
+)
 from deni.domain.ledger import PlatformAccount
 from deni.domain.loans import LoanState
 from deni.domain.money import CENTS_PER_SHILLING
@@ -302,7 +309,8 @@ def _auto_repay_loan(deps: MpesaDeps, loan_id: str, today: date) -> int:
                 channel="system",
             )
             taken = 1
-        except (Conflict, InsufficientFunds, NotFound) as error:
+        except (Conflict, InsufficientFunds, NotFound, MoneyOnHold, LockedBySupport) as error:
+            # Held after a PIN reset (or by support): a later sweep tries again.
             log.info("mpesa.auto_repay_skipped", loan_id=loan.id, reason=error.code)
     _auto_repay_push(deps, loan.id, today)
     return taken

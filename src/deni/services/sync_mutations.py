@@ -228,28 +228,17 @@ def _request_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
 
 
 def _approve_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
-    loan_id = _s(a, "loan_id")
     base = a.get("base_version")
-    seen = uow.loans.get(loan_id)
-    if (
-        base is not None
-        and seen is not None
-        and seen.lender_id == ctx.user_id
-        and seen.state is LoanState.REQUESTED
-        and seen.version != base
-    ):
-        raise Conflict(
-            "The borrower changed this request after you saw it; look at it again.",
-            code="loan_changed",
-        )
+    assert base is None or isinstance(base, int)
     loan = loans.approve_loan(
         uow=uow.savepoint(),
         hasher=ctx.hasher,
         clock=ctx.clock,
         lender_id=ctx.user_id,
-        loan_id=loan_id,
+        loan_id=_s(a, "loan_id"),
         pin=_s(a, "pin"),
         channel="sync",
+        base_version=base,
     )
     return Outcome("applied", entity_id=loan.id)
 

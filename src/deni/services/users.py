@@ -41,6 +41,7 @@ REFRESH_TOKEN_BYTES = 32
 # (Amazon Cognito's RetryGracePeriodSeconds, up to 60 s, "for client-side retries").
 REFRESH_ANSWER_LOST_GRACE = timedelta(seconds=30)
 SUPPORT_ACTOR = "support"  # customer care, through the CLI
+DECOY_HASHERS_MAX = 4  # one hasher per process; tests make a few
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,23 @@ def _locked_message(until: datetime, now: datetime) -> str:
     return f"Too many wrong PINs. Try again in {_minutes_until(until, now)} minutes."
 
 
+def _wrong_credentials() -> Unauthorized:
+    return Unauthorized("Wrong phone number or PIN.", code="wrong_credentials")
+
+
+_decoy_hashes: dict[int, str] = {}
+
+
+def _decoy_pin_hash(hasher: PinHasher) -> str:
+    """A hash no PIN is known for, made once per hasher with its own cost."""
+    decoy = _decoy_hashes.get(id(hasher))
+    if decoy is None:
+        if len(_decoy_hashes) >= DECOY_HASHERS_MAX:
+            _decoy_hashes.clear()
+        decoy = _decoy_hashes[id(hasher)] = hasher.hash(secrets.token_hex(16))
+    return decoy
+
+
 def login(
     *,
     uow: UnitOfWork,
@@ -239,11 +257,17 @@ def login(
     with uow:
         user = lock_member(uow, msisdn)
         if user is None:
-            # Same answer as a wrong PIN would give, so the API does not reveal who is registered.
-            raise Unauthorized("Wrong phone number or PIN.", code="wrong_credentials")
-        check_pin(
-            uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel, in_session=False
-        )
+            # A PIN is checked all the same, so an unknown number takes as long to refuse.
+            hasher.verify(pin, _decoy_pin_hash(hasher))
+            raise _wrong_credentials()
+        try:
+            check_pin(
+                uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel, in_session=False
+            )
+        except WrongPin:
+            # Counted (check_pin committed it), but answered as an unknown number is: sign-in
+            # must not tell members from strangers.
+            raise _wrong_credentials() from None
         refresh = _new_refresh_token(
             uow, user_id=user.id, family_id=new_id(), now=now, ttl_s=refresh_ttl_s
         )

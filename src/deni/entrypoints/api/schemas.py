@@ -81,6 +81,20 @@ class PinIn(Strict):
     pin: StrictStr
 
 
+LOAN_VERSION_MAX = 2**31 - 1
+
+
+class ApproveIn(Strict):
+    pin: StrictStr
+    base_version: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=LOAN_VERSION_MAX,
+        description="The loan's `version` you showed the lender. If the borrower changed the "
+        "request since, the approval is refused (`409 loan_changed`) and nothing moves.",
+    )
+
+
 class PinResetIn(Strict):
     phone: StrictStr = Field(max_length=40, examples=["0712345678"])
 
@@ -273,6 +287,9 @@ class LoanOut(BaseModel):
     expires_at: datetime
     disbursed_at: datetime | None
     closed_at: datetime | None
+    version: int = Field(
+        description="Goes up with every change; send it as `base_version` when approving."
+    )
 
     @classmethod
     def of(cls, view: LoanView) -> LoanOut:
@@ -301,6 +318,7 @@ class LoanOut(BaseModel):
             expires_at=loan.expires_at,
             disbursed_at=loan.disbursed_at,
             closed_at=loan.closed_at,
+            version=loan.version,
         )
 
 

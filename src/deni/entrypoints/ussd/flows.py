@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from deni.bootstrap import Deni
-from deni.domain.errors import AlreadyRegistered, InvalidPhoneNumber
+from deni.domain.errors import AlreadyRegistered, Conflict, InvalidPhoneNumber
 from deni.domain.ledger import EntryCode
 from deni.domain.loans import TERM_DAYS_MAX, LoanState
 from deni.domain.money import CENTS_PER_SHILLING, LOAN_MAX_CENTS, LOAN_MIN_CENTS
@@ -43,6 +43,8 @@ _SHILLINGS = re.compile(r"[0-9]{1,9}")
 USSD_NAMESPACE = uuid.UUID("6f1c9a52-3a55-4d0e-9a43-3d1c1f5e0b7a")
 DAYS_CACHED = 1_024
 SEAL_KEY_LABEL = "ussd-session"
+# The loan version the lender was shown with the request's terms: the PIN approves that one.
+SEEN_VERSION = "loan_version"
 
 # What a hop writes to the session store: key -> (value, ttl_s) to put, or None to delete.
 Changes = dict[str, tuple[str, int] | None]
@@ -446,7 +448,17 @@ def view_lent_loan(ctx: Ctx) -> Params:
 
 
 def view_ask(ctx: Ctx) -> Params:
+    """The request's terms in full: the version shown is the one the PIN may approve."""
     view = _loan_view(ctx, role="lender", state=LoanState.REQUESTED)
+    ctx.state.data[SEEN_VERSION] = view.loan.version
+    return _loan_params(ctx, view, other=view.borrower_name)
+
+
+def view_approve_pin(ctx: Ctx) -> Params:
+    """The PIN screen, for the terms shown on the screen before it and no others."""
+    view = _loan_view(ctx, role="lender", state=LoanState.REQUESTED)
+    if view.loan.version != ctx.state.data.get(SEEN_VERSION):
+        raise Reject("ussd.err_loan_changed")
     return _loan_params(ctx, view, other=view.borrower_name)
 
 
@@ -533,15 +545,29 @@ def submit_write_off(ctx: Ctx, raw: str) -> Step:
 
 def submit_approve(ctx: Ctx, raw: str) -> Step:
     view = _loan_view(ctx, role="lender", state=LoanState.REQUESTED)
-    loan = loans.approve_loan(
-        uow=ctx.deni.uow(),
-        hasher=ctx.deni.hasher,
-        clock=ctx.clock,
-        lender_id=ctx.user_id,
-        loan_id=view.loan.id,
-        pin=require_pin(raw),
-        channel=CHANNEL,
-    )
+    seen_version = ctx.state.data.get(SEEN_VERSION)
+    if not isinstance(seen_version, int):
+        raise Reject("ussd.err_loan_changed")
+    try:
+        loan = loans.approve_loan(
+            uow=ctx.deni.uow(),
+            hasher=ctx.deni.hasher,
+            clock=ctx.clock,
+            lender_id=ctx.user_id,
+            loan_id=view.loan.id,
+            pin=require_pin(raw),
+            channel=CHANNEL,
+            base_version=seen_version,
+        )
+    except Conflict as error:
+        if error.code != "loan_changed":
+            raise
+        # The borrower edited the request between the terms screen and the PIN.
+        changed = {
+            "name": short_name(view.borrower_name),
+            "amount": format_kes(view.loan.terms.principal_cents),
+        }
+        return Finish("ussd.approve_terms_changed", changed)
     params = {
         "amount": format_kes(loan.terms.principal_cents),
         "name": short_name(view.borrower_name),

@@ -221,7 +221,7 @@ _SCREENS = (
         "approve_pin",
         INPUT,
         "ussd.approve_pin",
-        view=f.view_ask,
+        view=f.view_approve_pin,
         submit=f.submit_approve,
         secret=True,
     ),

@@ -12,6 +12,7 @@ from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
 from deni.entrypoints.api.schemas import (
+    ApproveIn,
     EmptyIn,
     LoanDetailOut,
     LoanListOut,
@@ -146,9 +147,10 @@ def loan_detail(loan_id: LoanId, user_id: UserId, deni: DeniDep) -> LoanDetailOu
 
 @router.post("/{loan_id}/approve", response_model=LoanOut, responses=refusals(403, 409))
 def approve(
-    loan_id: LoanId, body: PinIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
+    loan_id: LoanId, body: ApproveIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
 ) -> object:
-    """Lender: approve with your PIN. The money moves now, or when your wallet holds it."""
+    """Lender: approve with your PIN. The money moves now, or when your wallet holds it.
+    Send the `version` you showed as `base_version`: terms changed since are refused."""
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, LoanOut]:
         loan = loans.approve_loan(
@@ -158,6 +160,7 @@ def approve(
             lender_id=user_id,
             loan_id=loan_id,
             pin=body.pin,
+            base_version=body.base_version,
         )
         return 200, _view(deni, uows, loan)
 
