@@ -137,7 +137,7 @@ def registration_code(deni: Deni, phone: str) -> str:
     phone_proof.ask_registration_code(
         uow=deni.uow(),
         sms=deni.sms,
-        counters=deni.sessions,
+        counters=deni.limit_counters,
         clock=deni.clock,
         pepper=deni.settings.pin_pepper,
         phone=phone,

@@ -23,6 +23,9 @@ from deni.adapters.security import JwtAccessTokens, PepperedArgon2PinHasher
 from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
 from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, SqlSmsQueue
 from deni.config import Settings
+from deni.domain.secrecy import derive_key
+from deni.services import limits
+from deni.services.limits import LimitCounters
 from deni.services.mpesa import MpesaDeps, MpesaOutbox
 from deni.services.mpesa_ports import MpesaPolicy
 from deni.services.ports import (
@@ -51,6 +54,8 @@ class Deni:
     tokens: AccessTokens
     metrics: Metrics
     sessions: SessionStore
+    # The abuse limits' counters, in the session store, their subjects keyed by the pepper.
+    limit_counters: LimitCounters
     sms: SmsSender
     sms_queue: SmsQueue
     mpesa_requests: MpesaRequests
@@ -97,6 +102,7 @@ def bootstrap(
 
 class _Channels(TypedDict):
     sessions: SessionStore
+    limit_counters: LimitCounters
     sms: SmsSender
     sms_queue: SmsQueue
     mpesa_requests: MpesaRequests
@@ -122,6 +128,9 @@ def _channel_adapters(settings: Settings, engine: Engine, clock: Clock) -> _Chan
         sms = DatabaseSmsOutbox(engine, clock=clock, pepper=settings.pin_pepper)
     return _Channels(
         sessions=sessions,
+        limit_counters=LimitCounters(
+            sessions, derive_key(settings.pin_pepper, limits.SUBJECT_KEY_LABEL)
+        ),
         sms=sms,
         sms_queue=SqlSmsQueue(engine),
         mpesa_requests=MpesaOutbox() if settings.mpesa else RecordingMpesaRequests(),

@@ -10,11 +10,17 @@ A secret is judged by what it looks like, since nobody can measure how it was ma
   while a random 32-hex-digit token carries about 115 (never below 90 in 200,000 draws);
 - not one short block repeated ("0123456789abcdef0123456789abcdef" carries 128 bits by the
   estimate above, and is still a placeholder).
-`python3 -c 'import secrets; print(secrets.token_hex(32))'` makes one that passes.
+`python3 -c 'import secrets; print(secrets.token_hex(32))'` makes one that passes. No secret
+may contain a public development placeholder anywhere (PLACEHOLDER_SECRET, the placeholder
+callback token), whatever else surrounds it.
+
+Beyond secrets: trusted proxies no wider than a /8 (IPv4) or a /32 (IPv6) each, a shared session
+store (not memory), and a source allowlist for Africa's Talking as for Daraja.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import Counter
 from typing import TYPE_CHECKING
@@ -23,7 +29,29 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     from deni.config import Settings
 
+# Public in this repository, so no secret of production's may contain them.
+PLACEHOLDER_SECRET = "change-me-in-production-development-only"  # noqa: S105
+PLACEHOLDER_CALLBACK_TOKEN = "0123456789abcdef0123456789abcdef"  # noqa: S105 (dev only)
+PLACEHOLDERS = (PLACEHOLDER_SECRET, PLACEHOLDER_CALLBACK_TOKEN)
 SECRET_CHARS_MIN = 32
+AT_API_KEY_CHARS_MIN = 16
+# A trusted proxy entry wider than this lets nearly anyone name their own address.
+PROXY_IPV4_PREFIX_MIN = 8
+PROXY_IPV6_PREFIX_MIN = 32
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+# Every setting that holds a secret, for the placeholder rule (empty ones are not in use).
+SECRET_FIELDS = (
+    "jwt_secret",
+    "pin_pepper",
+    "ussd_token",
+    "callback_token",
+    "ops_token",
+    "at_api_key",
+    "daraja_consumer_secret",
+    "daraja_stk_passkey",
+    "daraja_initiator_password",
+    "daraja_security_credential",
+)
 SECRET_BITS_MIN = 64
 # Daraja settings whose defaults are Safaricom's public sandbox values (shortcodes 174379 and
 # 600000, the sandbox passkey, the test initiator and nominated number): never production's.
@@ -101,6 +129,91 @@ def _secret_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def _placeholder_problems(settings: Settings) -> list[str]:
+    problems = []
+    for name in SECRET_FIELDS:
+        if not _secret_in_use(settings, name):
+            continue
+        value = (getattr(settings, name) or "").lower()
+        if any(placeholder.lower() in value for placeholder in PLACEHOLDERS):
+            problems.append(f"DENI_{name.upper()} contains a public development placeholder")
+    return problems
+
+
+def _secret_in_use(settings: Settings, name: str) -> bool:
+    if name == "callback_token" or name.startswith("daraja_"):
+        return settings.mpesa
+    if name == "at_api_key":
+        return settings.sms_backend == "africastalking"
+    return True
+
+
+def _token_shape_problems(settings: Settings) -> list[str]:
+    """What the gateways need of their tokens, and a real SMS key."""
+    problems = []
+    if settings.mpesa and not all(c in "0123456789abcdef" for c in settings.callback_token.lower()):
+        problems.append(
+            "DENI_CALLBACK_TOKEN must be hexadecimal (Safaricom refuses some words in URLs)"
+        )
+    if settings.ussd_token and not settings.ussd_token.isalnum():
+        problems.append("DENI_USSD_TOKEN must be letters and digits only (it is a URL path)")
+    key = settings.at_api_key
+    real_key = key != PLACEHOLDER_SECRET and len(key) >= AT_API_KEY_CHARS_MIN
+    if settings.sms_backend == "africastalking" and not real_key:
+        problems.append("DENI_AT_API_KEY must be a real Africa's Talking API key")
+    return problems
+
+
+def too_wide_proxy(entry: str) -> bool:
+    """A trusted proxy entry that covers far more than an operator's own proxies."""
+    network = ipaddress.ip_network(entry.strip(), strict=False)
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_IPV4_MAPPED):
+        return network.prefixlen - _IPV4_MAPPED.prefixlen < PROXY_IPV4_PREFIX_MIN
+    if isinstance(network, ipaddress.IPv4Network):
+        return network.prefixlen < PROXY_IPV4_PREFIX_MIN
+    return network.prefixlen < PROXY_IPV6_PREFIX_MIN
+
+
+def _network_problems(settings: Settings) -> list[str]:
+    problems = []
+    entries = [part for part in settings.trusted_proxies.split(",") if part.strip()]
+    if any(too_wide_proxy(entry) for entry in entries):
+        problems.append(
+            f"DENI_TRUSTED_PROXIES must name your proxies, no network wider than "
+            f"/{PROXY_IPV4_PREFIX_MIN} (IPv4) or /{PROXY_IPV6_PREFIX_MIN} (IPv6): anyone inside "
+            "one could name any address in X-Forwarded-For"
+        )
+    if settings.session_store == "memory":
+        problems.append(
+            "DENI_SESSION_STORE=memory counts abuse limits and keeps USSD sessions per process: "
+            "use redis or sql"
+        )
+    if not [part for part in settings.ussd_allowed_ips.split(",") if part.strip()]:
+        problems.append(
+            "DENI_USSD_ALLOWED_IPS must list Africa's Talking's source addresses (otherwise the "
+            "USSD token alone stands between anyone and acting as any SIM)"
+        )
+    if settings.mpesa:
+        problems += _callback_source_problems(settings.callback_allowed_ips)
+    if settings.sandbox:
+        problems.append("DENI_SANDBOX=on is for development, never production")
+    return problems
+
+
+def _callback_source_problems(allowed_csv: str) -> list[str]:
+    """Daraja signs no callback: its source addresses are the one check beside the token."""
+    entries = [part.strip() for part in allowed_csv.split(",") if part.strip()]
+    if not entries:
+        return ["DENI_CALLBACK_ALLOWED_IPS must list the addresses Daraja calls from"]
+    problems = []
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            problems.append(f"DENI_CALLBACK_ALLOWED_IPS: {entry[:45]!r} is not an address or block")
+    return problems
+
+
 def _url_problems(settings: Settings) -> list[str]:
     problems = []
     if settings.mpesa and urlsplit(settings.callback_base_url).scheme != "https":
@@ -139,4 +252,11 @@ def _gateway_problems(settings: Settings) -> list[str]:
 
 def production_problems(settings: Settings) -> list[str]:
     """Every reason these settings are unsafe for production (empty when they are not)."""
-    return _secret_problems(settings) + _url_problems(settings) + _gateway_problems(settings)
+    return (
+        _secret_problems(settings)
+        + _placeholder_problems(settings)
+        + _token_shape_problems(settings)
+        + _url_problems(settings)
+        + _gateway_problems(settings)
+        + _network_problems(settings)
+    )

@@ -311,17 +311,30 @@ def test_a_lock_is_announced_to_the_owner(client: TestClient, deni: Deni) -> Non
     assert (kinds.count("pin_locked_remote"), kinds.count("pin_locked")) == (1, 0)
 
 
-def test_a_locked_account_refuses_pin_actions_but_keeps_its_session(
+def test_a_sign_in_lock_refuses_sign_in_but_not_pin_actions_in_the_owners_session(
     client: TestClient, deni: Deni
 ) -> None:
+    """Three wrong PINs at sign-in (anyone who knows the number) lock sign-in only."""
     owner = api_user(client, deni)
     for _ in range(3):
         _login(client, owner.user.phone, "0000")
+    assert_error(_login(client, owner.user.phone, "1234"), 423, "account_locked")
+    assert client.get(ME, headers=owner.headers).status_code == 200
     response = client.post(
         CHANGE_PIN, json={"old_pin": "1234", "new_pin": "5678"}, headers=owner.with_key()
     )
-    assert_error(response, 423, "account_locked")
-    assert client.get(ME, headers=owner.headers).status_code == 200
+    assert response.status_code < 300, response.text
+
+
+def test_wrong_pins_in_a_session_lock_it_and_end_it(client: TestClient, deni: Deni) -> None:
+    owner = api_user(client, deni)
+    answers = [
+        client.post(CHANGE_PIN, json={"old_pin": pin, "new_pin": "5678"}, headers=owner.with_key())
+        for pin in ("0000", "0001", "0002")
+    ]
+    assert [a.status_code for a in answers] == [401, 401, 423]
+    assert_error(client.get(ME, headers=owner.headers), 401, "session_ended")
+    assert_error(_login(client, owner.user.phone, "1234"), 423, "account_locked")
 
 
 # --- tokens -----------------------------------------------------------------------------------

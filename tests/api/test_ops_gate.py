@@ -33,6 +33,8 @@ def _production(database_url: str, **changes: str) -> Settings:
         "at_api_key": "atsk_5f2c9e6b3a0d7c4f1e8b5a2c9d6e3b0a",
         "sweep_interval_s": "0",
         "sms_interval_s": "0",
+        "session_store": "sql",
+        "ussd_allowed_ips": "196.201.214.200",
         **changes,
     }
     return Settings(**values)  # type: ignore[arg-type]

@@ -1,9 +1,11 @@
 """The abuse limiter on every session store (memory, SQL on SQLite and PostgreSQL, Redis):
 counting is atomic across threads, a window lapses on the injected clock, keys stay short
-whatever the subject, and the hit past the limit is refused with the seconds to wait."""
+whatever the subject, the hit past the limit is refused with the seconds to wait, and a key
+gives no number or address back to whoever reads the store."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import uuid
@@ -31,6 +33,11 @@ STORES = [
 THREADS = 8
 HITS_PER_THREAD = 25
 SMALL = limits.Limit("test", 5, limits.HOUR_S, "Too many tests.")
+SUBJECT_KEY = bytes(range(32))
+
+
+def _limited(store: SessionStore) -> limits.LimitCounters:
+    return limits.LimitCounters(store, SUBJECT_KEY)
 
 
 @pytest.fixture(params=STORES)
@@ -103,22 +110,22 @@ def test_concurrent_hits_are_each_counted_once(counters: SessionStore) -> None:
 def test_the_hit_past_the_limit_is_refused_until_the_window_ends(counters: SessionStore) -> None:
     subject = _subject()
     for _ in range(SMALL.hits_max):
-        limits.hit(counters, SMALL, subject, now=NOW)
+        limits.hit(_limited(counters), SMALL, subject, now=NOW)
     with pytest.raises(TooManyRequests) as refused:
-        limits.hit(counters, SMALL, subject, now=NOW + timedelta(minutes=20))
+        limits.hit(_limited(counters), SMALL, subject, now=NOW + timedelta(minutes=20))
     assert refused.value.retry_after_s == 40 * 60
     assert refused.value.code == "too_many_requests"
     # Others are not touched, and the next window starts afresh.
-    limits.hit(counters, SMALL, _subject(), now=NOW)
-    limits.hit(counters, SMALL, subject, now=NOW + timedelta(hours=1))
+    limits.hit(_limited(counters), SMALL, _subject(), now=NOW)
+    limits.hit(_limited(counters), SMALL, subject, now=NOW + timedelta(hours=1))
 
 
 def test_keys_stay_short_whatever_the_subject(counters: SessionStore) -> None:
     huge = "x" * 100_000 + _subject()
     for _ in range(SMALL.hits_max):
-        limits.hit(counters, SMALL, huge, now=NOW)  # the store would assert on a long key
+        limits.hit(_limited(counters), SMALL, huge, now=NOW)  # the store would assert on a long key
     with pytest.raises(TooManyRequests):
-        limits.hit(counters, SMALL, huge, now=NOW)
+        limits.hit(_limited(counters), SMALL, huge, now=NOW)
 
 
 def test_one_ipv6_host_counts_as_its_64() -> None:
@@ -135,3 +142,41 @@ def test_one_number_however_it_is_written() -> None:
     assert limits.phone_subject("0712 345 678") == limits.phone_subject("+254712345678")
     assert limits.phone_subject("not a number").startswith("raw:")
     assert limits.phone_subject(12345) == "raw:12345"
+
+
+def _a_number() -> str:
+    """A number of its own for each test (Redis keeps its counters between runs)."""
+    return f"2547{uuid.uuid4().int % 10**8:08d}"
+
+
+def test_a_stored_counter_key_does_not_give_the_number_back(counters: SessionStore) -> None:
+    """Someone reading the store hashes every Kenyan number (a few hundred million) and looks
+    for the sign-in counter's key: without the pepper's subkey there is nothing to match."""
+    msisdn = _a_number()
+    window = int(NOW.timestamp()) // limits.HOUR_S
+    limited = _limited(counters)
+    limits.limit_login(limited, source="198.51.100.7", phone="0" + msisdn[3:], now=NOW)
+
+    plain = hashlib.sha256(msisdn.encode()).hexdigest()[: limits.SUBJECT_DIGEST_CHARS]
+    keyed = limited.key("login-phone", msisdn, window)
+    assert plain not in keyed
+    assert msisdn not in keyed
+    assert len(keyed) == len(f"lim:login-phone:{plain}:{window}")  # as short as before
+    # The hit landed on the keyed counter (a second hit counts 2), none on the plain one.
+    assert counters.increment(keyed, ttl_s=limits.HOUR_S, now=NOW) == 2
+    plain_key = f"lim:login-phone:{plain}:{window}"
+    assert counters.increment(plain_key, ttl_s=limits.HOUR_S, now=NOW) == 1
+    other_pepper = limits.LimitCounters(counters, b"another pepper's subkey, 32 bytes")
+    assert other_pepper.key("login-phone", msisdn, window) != keyed
+
+
+def test_one_number_still_maps_to_one_counter(counters: SessionStore) -> None:
+    limited = _limited(counters)
+    msisdn = _a_number()
+    local = msisdn[3:]
+    spellings = (f"0{local}", f"+{msisdn}", msisdn, f"0{local[:3]} {local[3:]}", local)
+    for spelling in spellings:
+        limits.hit(limited, SMALL, limits.phone_subject(spelling), now=NOW)
+    with pytest.raises(TooManyRequests):
+        limits.hit(limited, SMALL, limits.phone_subject(f"+{msisdn}"), now=NOW)
+    limits.hit(limited, SMALL, limits.phone_subject(_a_number()), now=NOW)  # another number

@@ -2,9 +2,10 @@
 
 The thief holds a bearer token and nothing else. Every command that sends wallet money out (a
 withdrawal to M-PESA, a repayment, the settings that pay out to M-PESA on their own) and the
-lender's write-off asks for the PIN over REST and over a sync push. Wrong PINs there count as
-remote guesses: the third locks remote use of the account and ends every session, the stolen
-token's included, while the owner's own SIM keeps working on USSD.
+lender's write-off asks for the PIN over REST and over a sync push. Wrong PINs there count on
+the in-session counter: the third locks in-session PINs and sign-in and ends every session, the
+stolen token's included, while the owner's own SIM keeps working on USSD. A stranger's wrong
+PINs at sign-in count apart and never stop the owner's live session.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from typing import Any
 import httpx
 
 from deni.domain.loans import Loan, LoanState
-from deni.domain.security import REMOTE_GUESS_WINDOW, REMOTE_LOCK_FIRST
+from deni.domain.security import (
+    REMOTE_GUESS_WINDOW,
+    REMOTE_LOCK_FIRST,
+    REMOTE_WRONG_PINS_PER_DAY_MAX,
+)
 from deni.domain.users import User
 from deni.services.mpesa_ports import MpesaPreferences
 from tests.helpers import lend
@@ -55,11 +60,17 @@ def _books(world: World, victim: Victim) -> tuple[Any, ...]:
     return world.balance(victim.user), len(requests), owed, preferences
 
 
-def _failed_attempts(world: World, user: User) -> int:
+def _stored(world: World, user: User) -> User:
     with world.deni.uow.read_only() as uow:
         stored = uow.users.get(user.id)
     assert stored is not None
-    return stored.remote_failed_pin_attempts
+    return stored
+
+
+def _failed_attempts(world: World, user: User) -> int:
+    """Wrong PINs in a row on either remote counter, sign-in's or in-session's."""
+    stored = _stored(world, user)
+    return stored.remote_failed_pin_attempts + stored.session_failed_pin_attempts
 
 
 def _sign_in(world: World, user: User, pin: str) -> httpx.Response:
@@ -247,3 +258,96 @@ def test_the_right_pin_moves_the_money_and_is_no_part_of_the_request(world: Worl
         commands = [row.command for row in uow.audit.by_actor(owner.id, after_seq=0, limit=500)]
     assert "set_preferences" in commands
     assert "wrong_pin" not in commands
+
+
+def _refreshed(world: World, session: dict[str, Any]) -> dict[str, Any]:
+    answer = world.http.post(
+        "/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]}
+    )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_a_stranger_who_knows_only_the_number_cannot_lock_the_owners_session(
+    world: World,
+) -> None:
+    """Day after day, someone types wrong PINs at sign-in with the owner's number until sign-in
+    locks. The owner's own session still withdraws, changes settings, syncs and changes the PIN
+    with the right PIN: the stranger's lock stops only sign-in."""
+    victim = _victim(world)
+    owner = victim.user
+    signed_in = _sign_in(world, owner, PIN)
+    assert signed_in.status_code == 200, signed_in.text
+    session = dict(signed_in.json())
+    before = world.balance(owner)
+    for day in range(3):
+        for guess in (*GUESSES, *GUESSES):  # as many as sign-in lets through, and more
+            assert _sign_in(world, owner, guess).status_code != 200
+        assert _stored(world, owner).remote_locked_until is not None
+        assert _sign_in(world, owner, PIN).status_code == 423  # sign-in is what is locked
+
+        session = _refreshed(world, session)  # the owner's phone keeps its session
+        token = session["access_token"]
+        withdrawn = _rest(world, victim, "withdraw", pin=PIN, token=token)
+        assert withdrawn.status_code == 202, (day, withdrawn.text)
+        preferences = _rest(world, victim, "preferences", pin=PIN, token=token)
+        assert preferences.status_code == 200, (day, preferences.text)
+        pushed = _push(
+            world,
+            owner,
+            ("set_preferences", {"auto_payout": day % 2 == 0, "pin": PIN}),
+            token=token,
+        )
+        assert pushed == [("applied", None)], day
+        world.clock.advance(timedelta(days=1))
+    assert world.balance(owner) == before - 3 * 500_00
+
+    changed = world.http.post(
+        "/api/v1/me/pin",
+        json={"old_pin": PIN, "new_pin": "4826"},
+        headers={
+            "Authorization": f"Bearer {_refreshed(world, session)['access_token']}",
+            "Idempotency-Key": str(uuid.uuid4()),
+        },
+    )
+    assert changed.status_code in (200, 204), changed.text
+    assert _stored(world, owner).session_wrong_pins_at == ()
+
+
+def test_a_thief_in_a_session_is_still_capped_while_a_stranger_holds_sign_in_locked(
+    world: World,
+) -> None:
+    """The stranger's sign-in lock does not open a door to the thief either: wrong PINs in the
+    stolen session still lock after three, end the session, and count towards a daily cap."""
+    victim = _victim(world)
+    thief = victim.user
+    before = _books(world, victim)
+    for guess in GUESSES:
+        _sign_in(world, thief, guess)
+    assert _sign_in(world, thief, PIN).status_code == 423
+
+    stolen = _stolen(world, thief)
+    guessed = [_rest(world, victim, "withdraw", pin=guess, token=stolen) for guess in GUESSES]
+    assert [a.status_code for a in guessed] == [401, 401, 423]
+    ended = _rest(world, victim, "withdraw", pin=PIN, token=stolen)
+    assert (ended.status_code, ended.json()["error"]["code"]) == (401, "session_ended")
+    assert _books(world, victim) == before
+
+    # Given a new stolen session after every lock, the thief still gets at most the day's cap.
+    for step in range(30):
+        world.clock.advance(REMOTE_LOCK_FIRST + SECOND)
+        _rest(world, victim, "write_off", pin=f"{3000 + step:04d}", token=_stolen(world, thief))
+    stored = _stored(world, thief)
+    first = stored.session_wrong_pins_at[0]
+    assert len(stored.session_wrong_pins_at) == REMOTE_WRONG_PINS_PER_DAY_MAX
+    assert world.clock.now() - first < REMOTE_GUESS_WINDOW  # all of them inside one day
+    assert stored.session_locked_until is not None
+    assert stored.session_locked_until >= first + REMOTE_GUESS_WINDOW
+    assert _books(world, victim) == before
+
+
+def _stolen(world: World, user: User) -> str:
+    """A live access token of the user's, as a thief would lift it from a phone."""
+    epoch = _stored(world, user).session_epoch
+    token, _ = world.deni.tokens.issue(user_id=user.id, now=world.clock.now(), session_epoch=epoch)
+    return token

@@ -159,7 +159,7 @@ def test_wrong_pin_is_rejected_and_counts(client: TestClient, deni: Deni) -> Non
     with deni.uow.read_only() as uow:
         user = uow.users.get(lender.user.id)
     assert user is not None
-    assert user.remote_failed_pin_attempts == 1  # a synced PIN is a remote one, not USSD's
+    assert user.session_failed_pin_attempts == 1  # a synced PIN is typed in a session, not USSD
 
 
 def test_malformed_mutations_go_to_dead_letters_and_never_block(

@@ -130,10 +130,10 @@ def restore_logging() -> Iterator[None]:
     """Undo configure_logging, whose handler points at this test's captured stderr."""
     root, access = logging.getLogger(), logging.getLogger("uvicorn.access")
     saved_root = root.handlers[:], root.level
-    saved_access = access.handlers[:], access.propagate
+    saved_access = access.handlers[:], access.propagate, access.disabled
     yield
     root.handlers, root.level = saved_root
-    access.handlers, access.propagate = saved_access
+    access.handlers, access.propagate, access.disabled = saved_access
     structlog.reset_defaults()
     structlog.contextvars.clear_contextvars()
 
@@ -166,15 +166,13 @@ def test_configure_logging_emits_redacted_json(capfd: pytest.CaptureFixture[str]
 
 @pytest.mark.usefixtures("restore_logging")
 def test_stdlib_logging_goes_through_the_same_pipeline(capfd: pytest.CaptureFixture[str]) -> None:
-    # As uvicorn leaves its access logger when it configured logging first: own plain handler.
-    uvicorn_access = logging.getLogger("uvicorn.access")
-    uvicorn_access.addHandler(logging.StreamHandler(sys.stderr))
-    uvicorn_access.propagate = False
-    uvicorn_access.setLevel(logging.INFO)
+    # As uvicorn leaves its error logger when it configured logging first: own plain handler.
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    uvicorn_error.addHandler(logging.StreamHandler(sys.stderr))
+    uvicorn_error.propagate = False
     configure_logging(level="INFO", json=True)
 
-    # What uvicorn's access logger does: printf-style args containing a path with a phone.
-    logging.getLogger("uvicorn.access").info('"GET %s HTTP/1.1" %d', "/users/254712345678", 200)
+    logging.getLogger("uvicorn.error").info("Invalid HTTP request from %s", "/users/254712345678")
     try:
         raise ValueError("no wallet for 0712345678")
     except ValueError:
@@ -183,18 +181,37 @@ def test_stdlib_logging_goes_through_the_same_pipeline(capfd: pytest.CaptureFixt
     out, err = capfd.readouterr()
     assert "254712345678" not in out + err
     assert "0712345678" not in out + err
-    access, failure = _json_lines(out + err)
-    assert access["event"] == '"GET /users/2547******78 HTTP/1.1" 200'
-    assert access["logger"] == "uvicorn.access"
+    served, failure = _json_lines(out + err)
+    assert served["event"] == "Invalid HTTP request from /users/2547******78"
+    assert served["logger"] == "uvicorn.error"
     assert failure["level"] == "error"
     assert "ValueError: no wallet for 2547******78" in failure["exception"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_uvicorns_access_line_is_never_written(capfd: pytest.CaptureFixture[str]) -> None:
+    """It carries the raw path and query and the client's address. uvicorn set up first, with
+    its access log on (its own handler), and anything that turns propagation back on later."""
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.addHandler(logging.StreamHandler(sys.stderr))
+    uvicorn_access.propagate = False
+    uvicorn_access.setLevel(logging.INFO)
+    configure_logging(level="INFO", json=True)
+    assert not uvicorn_access.hasHandlers()  # uvicorn then does not even format the line
+    line = '%s - "GET %s HTTP/1.1" %d'
+    uvicorn_access.info(line, "10.0.0.1:5555", "/ussd/events?t=Ussd0Secret0Token", 404)
+    uvicorn_access.disabled, uvicorn_access.propagate = False, True
+    uvicorn_access.info(line, "10.0.0.1:5555", "/metrics/Ops0Token0in0a0path", 404)
+
+    out, err = capfd.readouterr()
+    assert out + err == ""
 
 
 @pytest.mark.usefixtures("restore_logging")
 def test_a_gateways_secret_path_never_reaches_a_log_line(capfd: pytest.CaptureFixture[str]) -> None:
     configure_logging(level="INFO", json=True)
     hook_token, ussd_token = "9f8e7d6c5b4a39281706f5e4d3c2b1a0", "Ussd0Secret0Token0abcdefghij0123"
-    logging.getLogger("uvicorn.access").info(
+    logging.getLogger("deni.proxy").info(
         '%s - "POST %s HTTP/1.1" %d', "10.0.0.1", f"/hooks/{hook_token}/stk", 200
     )
     structlog.get_logger("deni.test").info("hop", url=f"https://deni.example/ussd/{ussd_token}")
@@ -207,6 +224,25 @@ def test_a_gateways_secret_path_never_reaches_a_log_line(capfd: pytest.CaptureFi
     assert access["event"] == '10.0.0.1 - "POST /hooks/[redacted]/stk HTTP/1.1" 200'
     assert hop["url"] == "https://deni.example/ussd/[redacted]"
     assert (ended["path"], ended["route"]) == ("/ussd/events", "/ussd/{token}")
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("GET /ussd/SECRETX/events?t=SECRETX", "GET /ussd/[redacted]/events?[redacted]"),
+        ("GET /ussd/events?t=SECRETX HTTP/1.1", "GET /ussd/events?[redacted] HTTP/1.1"),
+        ("GET /ussd?t=SECRETX", "GET /ussd?[redacted]"),
+        ("/hooks/SECRETX/stk?x=SECRETX", "/hooks/[redacted]/stk?[redacted]"),
+        ("/api/v1/me?pin=SECRETX&page=2", "/api/v1/me?pin=[redacted]&page=2"),
+        ("/x?a=1&access_token=SECRETX&t=SECRETX", "/x?a=1&access_token=[redacted]&t=[redacted]"),
+        ("Why? Because.", "Why? Because."),
+    ],
+)
+def test_secrets_in_a_query_string_are_redacted(raw: str, shown: str) -> None:
+    """Should any log line carry a raw path (a proxy's, a library's), its query is no leak."""
+    [(key, value)] = redact_secrets(None, "info", {"event": raw}).items()
+    assert (key, value) == ("event", shown)
+    assert "SECRETX" not in value
 
 
 # --- metrics ---------------------------------------------------------------------------------

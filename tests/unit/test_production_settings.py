@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from deni.config import PLACEHOLDER_CALLBACK_TOKEN, Settings
+from deni.config import PLACEHOLDER_CALLBACK_TOKEN, PLACEHOLDER_SECRET, Settings
 from deni.config_checks import DARAJA_SANDBOX_DEFAULTS, SECRET_BITS_MIN, shannon_bits
 
 # Random values, as `secrets.token_hex` makes them: each one different.
@@ -46,6 +46,9 @@ def production(**changes: Any) -> Settings:
         "daraja_initiator_name": "deni_api",
         "daraja_initiator_password": "live-initiator-password",
         "daraja_pull_nominated_number": "254722000111",
+        "session_store": "redis",
+        "ussd_allowed_ips": "196.201.214.200, 196.201.214.206",
+        "trusted_proxies": "10.20.0.0/16",
     }
     values.update(changes)
     return Settings(**values)
@@ -167,3 +170,82 @@ def test_development_and_test_start_as_before() -> None:
         callback_token="a" * 32,
     )
     assert (test.sms_backend, test.daraja_environment) == ("fake", "sandbox")
+
+
+# --- settings that undo protections ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "proxies",
+    ["0.0.0.0/0", "::/0", "10.0.0.1, 0.0.0.0/1", "2001:db8::/31", "::ffff:0:0/96", "8.0.0.0/7"],
+)
+def test_a_catch_all_trusted_proxy_is_refused(proxies: str) -> None:
+    message = refusal(trusted_proxies=proxies)
+    assert "DENI_TRUSTED_PROXIES" in message
+    assert proxies not in message
+
+
+@pytest.mark.parametrize(
+    "proxies", ["10.0.0.0/8", "2001:db8::/32", "192.0.2.7", "::ffff:10.0.0.0/104"]
+)
+def test_a_proxy_network_of_ones_own_is_accepted(proxies: str) -> None:
+    assert production(trusted_proxies=proxies).trusted_proxies == proxies
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("jwt_secret", "Zq8" + PLACEHOLDER_SECRET + "Kd2Wp7"),
+        ("pin_pepper", "Zq8" + PLACEHOLDER_SECRET.upper()),
+        ("ops_token", PLACEHOLDER_SECRET + "Kd2Wp7x"),
+        ("at_api_key", "atsk_" + PLACEHOLDER_SECRET),
+        ("ussd_token", "Qm7RkT2v" + PLACEHOLDER_CALLBACK_TOKEN + "Hs8J"),
+        ("callback_token", "9c4e" + PLACEHOLDER_CALLBACK_TOKEN + "b7d1"),
+        ("jwt_secret", "Xw9ZpL4n" + PLACEHOLDER_CALLBACK_TOKEN),
+    ],
+)
+def test_a_secret_holding_a_public_placeholder_anywhere_is_refused(field: str, value: str) -> None:
+    """Long and varied enough to pass every other rule: still public."""
+    message = refusal(**{field: value})
+    assert f"DENI_{field.upper()} contains a public development placeholder" in message
+    assert value not in message
+
+
+def test_memory_sessions_are_refused() -> None:
+    assert "DENI_SESSION_STORE=memory" in refusal(session_store="memory")
+    assert production(session_store="sql").session_store == "sql"
+
+
+def test_ussd_without_a_source_allowlist_is_refused() -> None:
+    assert "DENI_USSD_ALLOWED_IPS" in refusal(ussd_allowed_ips="")
+    assert "DENI_USSD_ALLOWED_IPS" in refusal(ussd_allowed_ips=" , ")
+
+
+def test_one_start_names_the_older_rules_problems_too() -> None:
+    """The callback token, the USSD token, the SMS key and the placeholder secrets used to be
+    refused one at a time, before the rest was looked at."""
+    message = refusal(
+        callback_token="not-hex-" + "Qm7RkT2vXw9ZpL4nHs8JdF3gBc6YtA1e",
+        ussd_token="",
+        at_api_key=PLACEHOLDER_SECRET,
+        jwt_secret=PLACEHOLDER_SECRET,
+        pin_pepper="short",
+        sandbox=True,
+        session_store="memory",
+        ussd_allowed_ips="",
+        trusted_proxies="0.0.0.0/0",
+    )
+    for named in (
+        "DENI_CALLBACK_TOKEN must be hexadecimal",
+        "DENI_USSD_TOKEN must be at least",
+        "DENI_AT_API_KEY must be a real",
+        "DENI_JWT_SECRET contains a public development placeholder",
+        "DENI_PIN_PEPPER must be at least",
+        "DENI_SANDBOX=on",
+        "DENI_SESSION_STORE=memory",
+        "DENI_USSD_ALLOWED_IPS",
+        "DENI_TRUSTED_PROXIES",
+    ):
+        assert named in message, named
+    assert PLACEHOLDER_SECRET not in message
+    assert "0.0.0.0/0" not in message

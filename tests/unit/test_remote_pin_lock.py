@@ -115,3 +115,65 @@ def test_a_reset_by_the_sim_holder_opens_remote_sign_in_and_forgets_the_guesses(
     assert user.locked_until_for("api", NOW) is None
     assert user.remote_wrong_pins_at == ()
     assert user.remote_lock_count >= 1  # the history stays
+
+
+# --- sign-in and in-session counted apart ------------------------------------------------------
+# What docs/adr/0003 states for a thief who also holds a live session at every moment (a new
+# stolen one after every lock): the two counters together.
+COMBINED_GUESSES_IN_A_YEAR_MAX = 2 * GUESSES_IN_A_YEAR_MAX
+COMBINED_GUESSES_WITH_THE_OWNER_IN_A_YEAR_MAX = 2 * 2_190
+
+
+def test_a_strangers_sign_in_lock_never_stops_a_pin_typed_in_the_owners_session() -> None:
+    user = _user()
+    for _ in range(3):
+        user.record_wrong_pin(NOW, channel="api")
+    assert user.locked_until_for("api", NOW) == NOW + REMOTE_LOCK_FIRST  # sign-in
+    assert user.locked_until_for("api", NOW, in_session=True) is None
+    assert user.locked_until_for("sync", NOW, in_session=True) is None
+    assert user.session_wrong_pins_at == ()
+
+
+def test_a_lock_earned_in_a_session_stops_the_session_and_sign_in_but_not_ussd() -> None:
+    user = _user()
+    locked = [user.record_wrong_pin(NOW, channel="api", in_session=True) for _ in range(3)]
+    assert locked == [False, False, True]
+    assert user.locked_until_for("api", NOW, in_session=True) == NOW + REMOTE_LOCK_FIRST
+    assert user.locked_until_for("api", NOW) == NOW + REMOTE_LOCK_FIRST  # sign-in too
+    assert user.locked_until_for("ussd", NOW) is None
+    assert user.remote_wrong_pins_at == ()
+
+
+def _guess_on_both_nonstop(user: User, *, owner_between: bool) -> dict[bool, int]:
+    """A stranger at sign-in and a thief in a session, each guessing as soon as allowed; with
+    `owner_between`, the owner's right PIN of the same kind after every guess not locked."""
+    counts = {False: 0, True: 0}
+    now = NOW
+    for _ in range(2 * GUESSES_PER_YEAR_LOOP_MAX):
+        when = [(user.locked_until_for("api", now, in_session=s) or now, s) for s in (False, True)]
+        now, in_session = min(when)
+        if now >= NOW + YEAR:
+            return counts
+        user.record_wrong_pin(now, channel="api", in_session=in_session)
+        counts[in_session] += 1
+        if owner_between and user.locked_until_for("api", now, in_session=in_session) is None:
+            user.record_right_pin(channel="api", in_session=in_session)
+    raise AssertionError("more guesses than the loop bound: the caps do not hold")
+
+
+def test_a_thief_with_a_session_and_the_number_gets_the_two_caps_and_no_more() -> None:
+    alone = _guess_on_both_nonstop(_user(), owner_between=False)
+    assert alone == {False: GUESSES_IN_A_YEAR_MAX, True: GUESSES_IN_A_YEAR_MAX}
+    assert sum(alone.values()) == COMBINED_GUESSES_IN_A_YEAR_MAX
+    helped = _guess_on_both_nonstop(_user(), owner_between=True)
+    assert sum(helped.values()) == COMBINED_GUESSES_WITH_THE_OWNER_IN_A_YEAR_MAX
+
+
+def test_a_reset_forgets_the_session_guesses_too() -> None:
+    user = _user()
+    for _ in range(3):
+        user.record_wrong_pin(NOW, channel="api", in_session=True)
+    user.reset_pin("new-hash", NOW)
+    assert user.locked_until_for("api", NOW) is None
+    assert user.session_wrong_pins_at == ()
+    assert user.session_lock_count == 1

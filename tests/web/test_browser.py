@@ -337,7 +337,7 @@ def test_money_out_of_the_wallet_waits_for_the_pin_which_is_never_stored(
     with deni.uow.read_only() as uow:
         refused = uow.users.get(borrower.id)
     assert refused is not None
-    assert refused.remote_failed_pin_attempts == 1  # counted as any remote PIN
+    assert refused.session_failed_pin_attempts == 1  # counted as in any other session
     page.locator("#queue").get_by_label("PIN").fill(PIN)
     page.locator("#queue").get_by_role("button", name="Send").click()
     expect(page.locator("#queue")).to_contain_text("M-PESA is not switched on here")  # in tests
@@ -356,7 +356,7 @@ def test_money_out_of_the_wallet_waits_for_the_pin_which_is_never_stored(
     assert repaid is not None
     assert repaid.owed().total_cents == 100_000 - 30_000
     assert forgiven is not None
-    assert forgiven.remote_failed_pin_attempts == 0  # the right PIN forgave the wrong one
+    assert forgiven.session_failed_pin_attempts == 0  # the right PIN forgave the wrong one
     assert_ledger_whole(deni)
 
 

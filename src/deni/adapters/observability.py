@@ -36,6 +36,7 @@ __all__ = [
 ]
 
 REDACTED = "[redacted]"
+UVICORN_ACCESS_LOGGER = "uvicorn.access"
 
 # Keys whose values are secrets, compared after lower-casing and turning "-" into "_" (so HTTP
 # header names such as "Authorization" match too).
@@ -71,6 +72,11 @@ _NON_DIGITS = re.compile(r"\D")
 # (Africa's Talking; /ussd/events is no token). Deni logs route templates, but a server's own
 # access log (uvicorn's, a proxy's) may print the raw path.
 _SECRET_PATH = re.compile(r"(/hooks/|/ussd/(?!events(?![^/\s?#\"'])))(?!\{token\})[^/\s?#\"']+")
+# A gateway path's whole query string (the USSD token may ride in `?t=`), and elsewhere any query
+# parameter named like a secret: should any log line carry a raw path, neither reaches it.
+_GATEWAY_QUERY = re.compile(r"((?:/hooks|/ussd)(?:/[^\s?#\"']*)?)\?[^\s#\"']*")
+_QUERY_PARAM = re.compile(r"([?&])([A-Za-z0-9_.\-]{1,64})=([^\s&#\"']*)")
+_SECRET_QUERY_NAMES = frozenset({"t", "key", "code", "otp", "sig", "signature"})
 # Fewer digits than this and "first 4 + last 2" would reveal most of the value.
 _MIN_MASKABLE_DIGITS = 8
 
@@ -94,9 +100,17 @@ def _mask_phones_in_text(text: str) -> str:
 
 
 def _hide_secret_paths(text: str) -> str:
-    if "/hooks/" not in text and "/ussd/" not in text:
+    if "/hooks" not in text and "/ussd" not in text and "?" not in text:
         return text
-    return _SECRET_PATH.sub(lambda match: match.group(1) + REDACTED, text)
+    text = _SECRET_PATH.sub(lambda match: match.group(1) + REDACTED, text)
+    text = _GATEWAY_QUERY.sub(lambda match: match.group(1) + "?" + REDACTED, text)
+    return _QUERY_PARAM.sub(_hide_secret_param, text)
+
+
+def _hide_secret_param(match: re.Match[str]) -> str:
+    name = match.group(2)
+    secret = _normalise_key(name) in _SECRET_QUERY_NAMES or _is_secret_key(_normalise_key(name))
+    return match.group(1) + name + "=" + (REDACTED if secret else match.group(3))
 
 
 def _normalise_key(key: object) -> str:
@@ -167,12 +181,29 @@ def _route_stdlib_logging(formatter: logging.Formatter, level: str) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
+    handler.addFilter(_drop_uvicorn_access)
     # uvicorn installs its own handlers when it configures logging; send its records through
-    # ours instead so access logs are JSON and redacted too.
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    # ours instead so they are JSON and redacted too.
+    for name in ("uvicorn", "uvicorn.error"):
         uvicorn_logger = logging.getLogger(name)
         uvicorn_logger.handlers = []
         uvicorn_logger.propagate = True
+    _silence_uvicorn_access()
+
+
+def _silence_uvicorn_access() -> None:
+    """uvicorn's access line carries the raw path and query (a gateway's token, a PIN someone
+    put in a URL) and the client's address; Deni writes its own (deni.access, the route
+    template). Off however the server was started: without handlers uvicorn does not even
+    format it, and the root handler's filter drops it should anything turn it back on."""
+    access = logging.getLogger(UVICORN_ACCESS_LOGGER)
+    access.handlers = []
+    access.propagate = False
+    access.disabled = True
+
+
+def _drop_uvicorn_access(record: logging.LogRecord) -> bool:
+    return record.name != UVICORN_ACCESS_LOGGER
 
 
 def configure_logging(*, level: str = "INFO", json: bool = True) -> None:

@@ -4,8 +4,11 @@ forgotten PIN, proving a phone number).
 Wrong PINs count in two places. On USSD the mobile network says which SIM dialled, so only
 the SIM's holder can guess there: three wrong in a row lock the whole account. Anywhere else
 (API sign-in, a PIN asked by a signed-in app) the guesser may know nothing but the number, so
-those guesses have a counter of their own: they lock only remote sign-in, never USSD, and at
-most REMOTE_WRONG_PINS_PER_DAY_MAX of them fit in any 24 hours.
+those guesses are counted apart from USSD's and never lock it, under the same rule twice:
+three in a row lock for a growing period, and at most REMOTE_WRONG_PINS_PER_DAY_MAX fit in any
+24 hours. Sign-in has one such counter and PINs typed inside a signed-in session another. A
+sign-in lock (the guesser may know only the number) stops only sign-in, never the owner's
+sessions; a lock earned inside a session stops sessions and sign-in, and ends every session.
 """
 
 from __future__ import annotations
@@ -65,6 +68,34 @@ def recent_wrong_pins(wrong_at: tuple[datetime, ...], now: datetime) -> tuple[da
     """The wrong remote PINs still inside the window, oldest first, at most the cap's worth."""
     recent = tuple(t for t in wrong_at if now - t < REMOTE_GUESS_WINDOW)
     return recent[-REMOTE_WRONG_PINS_PER_DAY_MAX:]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteGuesses:
+    """One remote counter (sign-in's, or in-session's): wrong PINs in a row, locks so far, the
+    lock in force, the last day's wrong PINs (oldest first, at most the cap)."""
+
+    in_a_row: int = 0
+    lock_count: int = 0
+    locked_until: datetime | None = None
+    wrong_at: tuple[datetime, ...] = ()
+
+    def after_wrong(self, now: datetime) -> tuple[RemoteGuesses, bool]:
+        """The counter after one more wrong PIN, and whether that locked. Three in a row lock
+        for a growing period; the cap's worth within the window locks until the oldest of
+        them leaves the window."""
+        recent = (*recent_wrong_pins(self.wrong_at, now), now)
+        wrong_at = recent[-REMOTE_WRONG_PINS_PER_DAY_MAX:]
+        capped = len(recent) >= REMOTE_WRONG_PINS_PER_DAY_MAX
+        if self.in_a_row + 1 < REMOTE_PIN_ATTEMPTS_MAX and not capped:
+            return RemoteGuesses(
+                self.in_a_row + 1, self.lock_count, self.locked_until, wrong_at
+            ), False
+        lock_count = self.lock_count + 1
+        until = now + remote_lock_period(lock_count)
+        if capped:
+            until = max(until, wrong_at[0] + REMOTE_GUESS_WINDOW)
+        return RemoteGuesses(0, lock_count, until, wrong_at), True
 
 
 def is_locked(locked_until: datetime | None, now: datetime) -> bool:

@@ -9,15 +9,11 @@ from datetime import date, datetime, timedelta, timezone
 from deni.domain.errors import LockedBySupport, MoneyOnHold, PhoneNotProven, ValidationFailed
 from deni.domain.security import (
     PIN_ATTEMPTS_MAX,
-    REMOTE_GUESS_WINDOW,
-    REMOTE_PIN_ATTEMPTS_MAX,
-    REMOTE_WRONG_PINS_PER_DAY_MAX,
+    RemoteGuesses,
     is_locked,
     is_sim_proven,
     lock_period,
     money_held_until,
-    recent_wrong_pins,
-    remote_lock_period,
 )
 
 LANGUAGES = ("en", "sw")
@@ -98,6 +94,12 @@ class User:
     remote_lock_count: int = 0
     remote_locked_until: datetime | None = None
     remote_wrong_pins_at: tuple[datetime, ...] = ()
+    # Wrong PINs typed inside a signed-in session, under the same rule but counted apart, so
+    # a stranger's guesses at sign-in never lock the owner's sessions.
+    session_failed_pin_attempts: int = 0
+    session_lock_count: int = 0
+    session_locked_until: datetime | None = None
+    session_wrong_pins_at: tuple[datetime, ...] = ()
     # When the holder of the SIM proved the number: an SMS code, a USSD dial with the PIN, or
     # registering by USSD. None for accounts made online before codes were asked: they may not
     # lend or borrow until proven, and the number's proven owner may take the number from them.
@@ -133,19 +135,29 @@ class User:
     def is_locked(self, now: datetime) -> bool:
         return is_locked(self.locked_until, now)
 
-    def locked_until_for(self, channel: str, now: datetime) -> datetime | None:
+    def locked_until_for(
+        self, channel: str, now: datetime, *, in_session: bool = False
+    ) -> datetime | None:
         """When PINs from this channel are heard again; None if they are now. A lock earned on
-        USSD (the SIM's holder guessing) stops every channel; a remote one only the remote."""
+        USSD (the SIM's holder guessing) stops every channel. Off USSD, a lock earned inside a
+        session stops sessions and sign-in; one earned at sign-in (perhaps by a stranger who
+        knows only the number) stops only sign-in, never a PIN typed in a live session."""
         locks = [self.locked_until]
         if not is_sim_proven(channel):
-            locks.append(self.remote_locked_until)
+            locks.append(self.session_locked_until)
+            if not in_session:
+                locks.append(self.remote_locked_until)
         in_force = [until for until in locks if until is not None and is_locked(until, now)]
         return max(in_force) if in_force else None
 
-    def record_wrong_pin(self, now: datetime, *, channel: str = "ussd") -> bool:
-        """Count a wrong PIN on its channel's counter. Returns True if it locked."""
-        assert self.locked_until_for(channel, now) is None
+    def record_wrong_pin(
+        self, now: datetime, *, channel: str = "ussd", in_session: bool = False
+    ) -> bool:
+        """Count a wrong PIN on its counter (USSD, sign-in or in a session). True if it locked."""
+        assert self.locked_until_for(channel, now, in_session=in_session) is None
         if not is_sim_proven(channel):
+            if in_session:
+                return self._record_wrong_session_pin(now)
             return self._record_wrong_remote_pin(now)
         self.failed_pin_attempts += 1
         if self.failed_pin_attempts < PIN_ATTEMPTS_MAX:
@@ -155,22 +167,42 @@ class User:
         self.locked_until = now + lock_period(self.lock_count)
         return True
 
+    def _record_wrong_session_pin(self, now: datetime) -> bool:
+        guesses, locked = self._session_guesses().after_wrong(now)
+        self.session_failed_pin_attempts, self.session_lock_count = (
+            guesses.in_a_row,
+            guesses.lock_count,
+        )
+        self.session_locked_until, self.session_wrong_pins_at = (
+            guesses.locked_until,
+            guesses.wrong_at,
+        )
+        return locked
+
     def _record_wrong_remote_pin(self, now: datetime) -> bool:
-        """Three in a row lock remote sign-in for a growing period; the cap's worth within
-        the window locks it until the oldest of them leaves the window."""
-        recent = (*recent_wrong_pins(self.remote_wrong_pins_at, now), now)
-        self.remote_wrong_pins_at = recent[-REMOTE_WRONG_PINS_PER_DAY_MAX:]
-        self.remote_failed_pin_attempts += 1
-        capped = len(recent) >= REMOTE_WRONG_PINS_PER_DAY_MAX
-        if self.remote_failed_pin_attempts < REMOTE_PIN_ATTEMPTS_MAX and not capped:
-            return False
-        self.remote_lock_count += 1
-        self.remote_failed_pin_attempts = 0
-        until = now + remote_lock_period(self.remote_lock_count)
-        if capped:
-            until = max(until, self.remote_wrong_pins_at[0] + REMOTE_GUESS_WINDOW)
-        self.remote_locked_until = until
-        return True
+        guesses, locked = self._sign_in_guesses().after_wrong(now)
+        self.remote_failed_pin_attempts, self.remote_lock_count = (
+            guesses.in_a_row,
+            guesses.lock_count,
+        )
+        self.remote_locked_until, self.remote_wrong_pins_at = guesses.locked_until, guesses.wrong_at
+        return locked
+
+    def _sign_in_guesses(self) -> RemoteGuesses:
+        return RemoteGuesses(
+            self.remote_failed_pin_attempts,
+            self.remote_lock_count,
+            self.remote_locked_until,
+            self.remote_wrong_pins_at,
+        )
+
+    def _session_guesses(self) -> RemoteGuesses:
+        return RemoteGuesses(
+            self.session_failed_pin_attempts,
+            self.session_lock_count,
+            self.session_locked_until,
+            self.session_wrong_pins_at,
+        )
 
     def end_sessions(self) -> None:
         """Every access token issued so far stops working (the caller revokes refresh tokens)."""
@@ -186,6 +218,9 @@ class User:
         self.remote_failed_pin_attempts = 0
         self.remote_locked_until = None
         self.remote_wrong_pins_at = ()
+        self.session_failed_pin_attempts = 0
+        self.session_locked_until = None
+        self.session_wrong_pins_at = ()
         self.pin_reset_at = now
 
     def require_money_may_leave(self, now: datetime) -> None:
@@ -200,11 +235,21 @@ class User:
     def money_may_leave(self, now: datetime) -> bool:
         return self.support_locked_at is None and money_held_until(self.pin_reset_at, now) is None
 
-    def record_right_pin(self, *, channel: str = "ussd") -> None:
+    def wrong_pins_in_a_row(self, channel: str, *, in_session: bool = False) -> int:
+        """What a right PIN from here would clear."""
+        if is_sim_proven(channel):
+            return self.failed_pin_attempts
+        return self.session_failed_pin_attempts if in_session else self.remote_failed_pin_attempts
+
+    def record_right_pin(self, *, channel: str = "ussd", in_session: bool = False) -> None:
         # The growing lock period is kept: a right PIN after a lock does not forgive history,
         # and a right remote PIN leaves the day's wrong ones counted (they stay in the cap).
+        # Each remote counter is cleared only by a right PIN of its own kind.
         if not is_sim_proven(channel):
-            self.remote_failed_pin_attempts = 0
+            if in_session:
+                self.session_failed_pin_attempts = 0
+            else:
+                self.remote_failed_pin_attempts = 0
             return
         self.failed_pin_attempts = 0
         self.locked_until = None

@@ -9,20 +9,22 @@ with `429 too_many_requests` and the seconds to the window's end; refused hits c
 hammering does not help. A fixed window lets up to twice a limit through around its edge; the
 figures below allow for that.
 
-Subjects are hashed into the key, so a key is short whatever the input, and the store never
-holds a phone number or an address in clear. An IPv6 source counts by its /64: one host
+Subjects are digested into the key with an HMAC under a subkey of the pepper (LimitCounters),
+so a key is short whatever the input, and whoever reads the store cannot get a number or an
+address back by trying them all (there are few enough numbers for a plain hash to fall). An
+IPv6 source counts by its /64: one host
 usually holds a whole /64, and one limit per address in it would be no limit at all.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime
 
 from deni.domain.errors import InvalidPhoneNumber, TooManyRequests
 from deni.domain.phone import normalise_msisdn
+from deni.domain.secrecy import keyed_digest
 from deni.domain.security import RESET_ASKS_PER_SOURCE_MAX
 from deni.services.ports import SessionStore
 
@@ -32,6 +34,24 @@ SUBJECT_DIGEST_CHARS = 24  # 96 bits: two subjects sharing a counter by chance n
 NAME_CHARS_MAX = 16
 SUBJECT_CHARS_MAX = 256  # input past this is cut before hashing (it is garbage anyway)
 IPV6_PREFIX_BITS = 64
+# The purpose the subject key is derived for from the pepper (domain/secrecy.derive_key).
+SUBJECT_KEY_LABEL = "limit-subjects"
+SUBJECT_KEY_BYTES_MIN = 16
+
+
+@dataclass(frozen=True, slots=True)
+class LimitCounters:
+    """Where the counters live, and the key their subjects are digested under."""
+
+    store: SessionStore
+    subject_key: bytes
+
+    def __post_init__(self) -> None:
+        assert len(self.subject_key) >= SUBJECT_KEY_BYTES_MIN
+
+    def key(self, limit_name: str, subject: str, window: int) -> str:
+        digest = keyed_digest(self.subject_key, subject)
+        return f"{KEY_PREFIX}{limit_name}:{digest[:SUBJECT_DIGEST_CHARS]}:{window}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +89,12 @@ CODE_CHECKS_PER_PHONE_HOURLY = Limit(
 )
 
 
-def hit(counters: SessionStore, limit: Limit, subject: str, *, now: datetime) -> None:
+def hit(counters: LimitCounters, limit: Limit, subject: str, *, now: datetime) -> None:
     """Count one hit of `limit` for `subject`; refuse it if it is one too many."""
     now_s = int(now.timestamp())
     window = now_s // limit.window_s
-    key = f"{KEY_PREFIX}{limit.name}:{_digest(subject)}:{window}"
-    count = counters.increment(key, ttl_s=limit.window_s, now=now)
+    key = counters.key(limit.name, subject, window)
+    count = counters.store.increment(key, ttl_s=limit.window_s, now=now)
     if count > limit.hits_max:
         retry_after_s = max(1, (window + 1) * limit.window_s - now_s)
         minutes = -(-retry_after_s // 60)
@@ -106,7 +126,7 @@ def phone_subject(phone: object) -> str:
 
 
 def limit_pair(
-    counters: SessionStore,
+    counters: LimitCounters,
     per_source: Limit,
     per_phone: Limit,
     *,
@@ -120,7 +140,7 @@ def limit_pair(
     hit(counters, per_phone, phone_subject(phone), now=now)
 
 
-def limit_login(counters: SessionStore, *, source: str, phone: object, now: datetime) -> None:
+def limit_login(counters: LimitCounters, *, source: str, phone: object, now: datetime) -> None:
     limit_pair(
         counters,
         LOGIN_PER_SOURCE_HOURLY,
@@ -131,17 +151,17 @@ def limit_login(counters: SessionStore, *, source: str, phone: object, now: date
     )
 
 
-def limit_registration(counters: SessionStore, *, source: str, now: datetime) -> None:
+def limit_registration(counters: LimitCounters, *, source: str, now: datetime) -> None:
     hit(counters, REGISTER_PER_SOURCE_HOURLY, source_subject(source), now=now)
 
 
-def limit_registration_code_request(counters: SessionStore, *, source: str, now: datetime) -> None:
+def limit_registration_code_request(counters: LimitCounters, *, source: str, now: datetime) -> None:
     """For the routes that send a code proving a number: call before sending. Each number
     also gets only a few codes an hour (domain/security.py), answered like any other ask."""
     hit(counters, REGISTRATION_CODE_PER_SOURCE_HOURLY, source_subject(source), now=now)
 
 
-def limit_code_check(counters: SessionStore, *, source: str, phone: object, now: datetime) -> None:
+def limit_code_check(counters: LimitCounters, *, source: str, phone: object, now: datetime) -> None:
     """For every route that checks a code sent by SMS (PIN reset, registration): call before
     comparing the code."""
     limit_pair(
@@ -152,7 +172,3 @@ def limit_code_check(counters: SessionStore, *, source: str, phone: object, now:
         phone=phone,
         now=now,
     )
-
-
-def _digest(subject: str) -> str:
-    return hashlib.sha256(subject.encode()).hexdigest()[:SUBJECT_DIGEST_CHARS]

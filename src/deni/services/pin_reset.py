@@ -38,7 +38,6 @@ from deni.services.common import audit, lock_member, notify, require_user
 from deni.services.ports import (
     Clock,
     PinHasher,
-    SessionStore,
     SmsNotSent,
     SmsSender,
     UnitOfWork,
@@ -56,7 +55,7 @@ def start_pin_reset(
     *,
     uow: UnitOfWork,
     sms: SmsSender,
-    counters: SessionStore,
+    counters: limits.LimitCounters,
     clock: Clock,
     pepper: str,
     phone: str,
@@ -166,7 +165,7 @@ def forget_expired_codes(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int
     return forgotten
 
 
-def _count_ask(counters: SessionStore, source: str, now: datetime) -> None:
+def _count_ask(counters: limits.LimitCounters, source: str, now: datetime) -> None:
     """Each ask may send an SMS Deni pays for: one source may ask only so often."""
     limits.hit(
         counters, limits.PIN_RESET_ASKS_PER_SOURCE_HOURLY, limits.source_subject(source), now=now

@@ -164,24 +164,25 @@ def check_pin(
     A wrong PIN is committed before the error is raised, so the attempt counts even though the
     command fails. A locked account is refused without looking at the PIN (fail closed).
     Wrong PINs count per channel kind (domain/security.py): on USSD, where the network proves
-    the SIM, they lock the account; elsewhere only remote sign-in. A lock ends every session,
-    unless the guesses came from outside any session (`in_session=False`, a sign-in): then the
-    guesser holds no session to end, and the owner's own must not end at a stranger's word.
+    the SIM, they lock the account. Elsewhere sign-in (`in_session=False`) and PINs typed in a
+    session have counters of their own: a sign-in lock stops only sign-in and ends no session
+    (the guesser holds none, and the owner's must not end or lock at a stranger's word); a lock
+    earned in a session stops sessions and sign-in and ends every session.
     """
     if user.support_locked_at is not None:
         raise LockedBySupport
-    if (until := user.locked_until_for(channel, now)) is not None:
+    if (until := user.locked_until_for(channel, now, in_session=in_session)) is not None:
         raise AccountLocked(_locked_message(until, now))
     if isinstance(pin, str) and hasher.verify(pin, user.pin_hash):
         rehash = hasher.needs_rehash(user.pin_hash)
         if rehash:
             user.pin_hash = hasher.hash(pin)
-        counted = user.failed_pin_attempts or user.remote_failed_pin_attempts
+        counted = user.wrong_pins_in_a_row(channel, in_session=in_session)
         if counted or rehash:
-            user.record_right_pin(channel=channel)
+            user.record_right_pin(channel=channel, in_session=in_session)
             uow.users.save(user, now)
         return
-    locked_now = user.record_wrong_pin(now, channel=channel)
+    locked_now = user.record_wrong_pin(now, channel=channel, in_session=in_session)
     if locked_now and (in_session or is_sim_proven(channel)):
         _end_sessions(uow, user, now)
     uow.users.save(user, now)
@@ -193,7 +194,7 @@ def check_pin(
         details={"locked": locked_now},
         now=now,
     )
-    until = user.locked_until_for(channel, now)
+    until = user.locked_until_for(channel, now, in_session=in_session)
     if locked_now:
         assert until is not None
         notify(

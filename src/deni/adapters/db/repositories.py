@@ -351,6 +351,10 @@ def _user_values(user: User) -> dict[str, Any]:
         "remote_lock_count": user.remote_lock_count,
         "remote_locked_until": user.remote_locked_until,
         "remote_wrong_pins_at": _unix_seconds_csv(user.remote_wrong_pins_at),
+        "session_failed_pin_attempts": user.session_failed_pin_attempts,
+        "session_lock_count": user.session_lock_count,
+        "session_locked_until": user.session_locked_until,
+        "session_wrong_pins_at": _unix_seconds_csv(user.session_wrong_pins_at),
         "phone_proven_at": user.phone_proven_at,
         "created_at": user.created_at,
     }
@@ -386,6 +390,10 @@ def _user(row: Row[Any]) -> User:
         remote_lock_count=row.remote_lock_count,
         remote_locked_until=row.remote_locked_until,
         remote_wrong_pins_at=_times_of_csv(row.remote_wrong_pins_at),
+        session_failed_pin_attempts=row.session_failed_pin_attempts,
+        session_lock_count=row.session_lock_count,
+        session_locked_until=row.session_locked_until,
+        session_wrong_pins_at=_times_of_csv(row.session_wrong_pins_at),
         phone_proven_at=row.phone_proven_at,
     )
 

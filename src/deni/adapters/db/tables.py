@@ -76,6 +76,11 @@ users = Table(
     Column("remote_locked_until", UtcDateTime, nullable=True),
     # Unix seconds of the last wrong remote PINs, comma-separated (at most the day's cap).
     Column("remote_wrong_pins_at", String(120), nullable=False, default="", server_default=""),
+    # The same, counted apart, for wrong PINs typed inside a signed-in session.
+    Column("session_failed_pin_attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("session_lock_count", Integer, nullable=False, default=0, server_default="0"),
+    Column("session_locked_until", UtcDateTime, nullable=True),
+    Column("session_wrong_pins_at", String(120), nullable=False, default="", server_default=""),
     Column("phone_proven_at", UtcDateTime, nullable=True),  # migration 0014
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),

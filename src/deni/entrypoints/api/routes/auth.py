@@ -56,7 +56,7 @@ def ask_register_code(body: RegisterCodeIn, source: SourceAddress, deni: DeniDep
     phone_proof.ask_registration_code(
         uow=deni.uow(),
         sms=deni.sms,
-        counters=deni.sessions,
+        counters=deni.limit_counters,
         clock=deni.clock,
         pepper=deni.settings.pin_pepper,
         phone=body.phone,
@@ -80,7 +80,7 @@ def register(
     `422 phone_code_required`; a wrong, late or used one is `401 phone_code_invalid` (3 wrong
     tries void it). A number held by an account that never proved it is taken from it.
     At most 20 an hour from one address (`429`)."""
-    limits.limit_registration(deni.sessions, source=source, now=deni.clock.now())
+    limits.limit_registration(deni.limit_counters, source=source, now=deni.clock.now())
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, UserOut]:
         user = phone_proof.register_with_code(
@@ -109,7 +109,7 @@ def login(body: LoginIn, deni: DeniDep, source: SourceAddress) -> SessionOut:
     """Exchange phone and PIN for a short-lived access token and a refresh token. At most 100
     tries an hour from one address and 20 for one number (`429`); wrong PINs here lock only
     sign-in from the app and the API, never USSD, and at most 6 fit in any 24 hours."""
-    limits.limit_login(deni.sessions, source=source, phone=body.phone, now=deni.clock.now())
+    limits.limit_login(deni.limit_counters, source=source, phone=body.phone, now=deni.clock.now())
     session = users.login(
         uow=deni.uow(),
         hasher=deni.hasher,
@@ -143,7 +143,7 @@ def ask_pin_reset(body: PinResetIn, deni: DeniDep, source: SourceAddress) -> Mes
     pin_reset.start_pin_reset(
         uow=deni.uow(),
         sms=deni.sms,
-        counters=deni.sessions,
+        counters=deni.limit_counters,
         clock=deni.clock,
         pepper=deni.settings.pin_pepper,
         phone=body.phone,
@@ -160,7 +160,9 @@ def confirm_pin_reset(body: PinResetConfirmIn, deni: DeniDep, source: SourceAddr
     """The code from the SMS and a new PIN. Every session ends (log in again), and for your
     safety no money can leave the wallet for 24 hours (`423 money_on_hold` until then). At
     most 30 tries an hour from one address and 10 for one number (`429`)."""
-    limits.limit_code_check(deni.sessions, source=source, phone=body.phone, now=deni.clock.now())
+    limits.limit_code_check(
+        deni.limit_counters, source=source, phone=body.phone, now=deni.clock.now()
+    )
     pin_reset.finish_pin_reset(
         uow=deni.uow(),
         hasher=deni.hasher,
@@ -234,7 +236,7 @@ def ask_phone_code(user_id: UserId, source: SourceAddress, deni: DeniDep) -> Mes
     phone_proof.ask_own_code(
         uow=deni.uow(),
         sms=deni.sms,
-        counters=deni.sessions,
+        counters=deni.limit_counters,
         clock=deni.clock,
         pepper=deni.settings.pin_pepper,
         user_id=user_id,
