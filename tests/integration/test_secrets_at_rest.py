@@ -49,7 +49,7 @@ from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
 from deni.entrypoints.api.app import create_app
 from deni.entrypoints.api.idempotency import request_fingerprint
-from deni.entrypoints.api.schemas import PinIn
+from deni.entrypoints.api.schemas import ApproveIn
 from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.ussd.engine import resume_key, session_key
 from deni.services import common, payments
@@ -525,7 +525,7 @@ def test_brute_forcing_a_stored_idempotency_fingerprint_finds_no_pin(
     assert found == []
     # Not even the server's own key finds it: the PIN is not in the fingerprint at all.
     pepper = deni.settings.pin_pepper
-    assert {request_fingerprint(pepper, route, PinIn(pin=pin)) for pin in ALL_PINS} == {stored}
+    assert {request_fingerprint(pepper, route, ApproveIn(pin=pin)) for pin in ALL_PINS} == {stored}
     # A registration's fingerprint holds no PIN either (its body has the phone and name).
     phone = next_phone()
     body = {"phone": phone, "name": "Brute Force", "pin": "6194", "language": "en"}
