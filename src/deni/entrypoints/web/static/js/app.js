@@ -9,6 +9,7 @@ import { openStore } from "./store.js";
 import { Session, Syncer } from "./sync.js";
 import {
   app,
+  editing,
   followProfileLanguage,
   go,
   leave,
@@ -42,7 +43,7 @@ function route() {
   return { name: name in views ? name : "home", param: rest.join("/") };
 }
 
-async function show() {
+async function show({ unlessEditing = false } = {}) {
   const { name, param } = route();
   const view = views[name];
   if (view.private && !app.syncer) {
@@ -50,6 +51,7 @@ async function show() {
     return;
   }
   const content = await view.render(param);
+  if (unlessEditing && editing()) return; // typed while the data loaded: keep what is there
   const title = name === "home" ? "Deni" : t(`title.${name}`);
   document.title = title === "Deni" ? "Deni" : `${title} · Deni`;
   document.getElementById("view").replaceChildren(h("h1", {}, title), content);

@@ -91,9 +91,11 @@ export async function syncNow() {
   } finally {
     app.status.syncing = false;
   }
+  // The screen first, then the status line: once the line says the sync is over, what is on
+  // the screen stays, so nothing typed after it is wiped by a late render.
+  if (screen.isLive() && !editing()) await render({ unlessEditing: true });
   if (app.syncer) await countWaiting();
   paintStatus();
-  if (screen.isLive() && !editing()) await render();
 }
 
 export function syncSoon() {
@@ -101,7 +103,7 @@ export function syncSoon() {
 }
 
 // A fresh sync must not wipe what someone is typing (a PIN, an amount).
-function editing() {
+export function editing() {
   const inputs = [...document.getElementById("view").querySelectorAll("input")];
   return inputs.some(
     (input) =>
@@ -134,12 +136,13 @@ export function paintStatus() {
 // The screens live in app.js (the router) and js/views/; these hooks keep this module free of
 // them, so every view can import what it shares from here.
 export const screen = {
-  render: async () => {},
+  render: async (_options) => {},
   isLive: () => false,
 };
 
-export function render() {
-  return screen.render();
+// With unlessEditing, a screen whose data arrived while someone started typing is dropped.
+export function render(options = {}) {
+  return screen.render(options);
 }
 
 export function go(hash) {
