@@ -12,7 +12,7 @@ from deni.adapters.db import tables as t
 from deni.adapters.db.sync_tables import log_changes
 from deni.adapters.db.upsert import insert_or_nothing
 from deni.domain.audit import chain_hash
-from deni.domain.security import PhoneCode, PinResetCode
+from deni.domain.security import PhoneCode, PinResetCode, SmsCode
 from deni.services.ports import (
     AuditRecord,
     IdempotentResponse,
@@ -405,6 +405,29 @@ class SqlRefreshTokenRepository:
         )
 
 
+def _sms_code_fields(row: Row[Any]) -> dict[str, Any]:
+    """The columns every code by SMS has (domain.security.SmsCode), read from its row."""
+    return {
+        "window_started_at": row.window_started_at,
+        "sent_in_window": row.sent_in_window,
+        "code_hash": row.code_hash,
+        "expires_at": row.expires_at,
+        "attempts": row.attempts,
+    }
+
+
+def _sms_code_values(code: SmsCode, now: datetime) -> dict[str, Any]:
+    """The same columns, to write."""
+    return {
+        "code_hash": code.code_hash,
+        "expires_at": code.expires_at,
+        "attempts": code.attempts,
+        "sent_in_window": code.sent_in_window,
+        "window_started_at": code.window_started_at,
+        "updated_at": now,
+    }
+
+
 class SqlPinResetRepository:
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
@@ -415,24 +438,10 @@ class SqlPinResetRepository:
         row = self._connection.execute(query).first()
         if row is None:
             return None
-        return PinResetCode(
-            user_id=row.user_id,
-            window_started_at=row.window_started_at,
-            sent_in_window=row.sent_in_window,
-            code_hash=row.code_hash,
-            expires_at=row.expires_at,
-            attempts=row.attempts,
-        )
+        return PinResetCode(user_id=row.user_id, **_sms_code_fields(row))
 
     def save(self, code: PinResetCode, now: datetime) -> None:
-        values = {
-            "code_hash": code.code_hash,
-            "expires_at": code.expires_at,
-            "attempts": code.attempts,
-            "sent_in_window": code.sent_in_window,
-            "window_started_at": code.window_started_at,
-            "updated_at": now,
-        }
+        values = _sms_code_values(code, now)
         c = t.pin_reset_codes.c
         updated = self._connection.execute(
             update(t.pin_reset_codes).where(c.user_id == code.user_id).values(values)
@@ -469,14 +478,7 @@ class SqlPhoneCodeRepository:
         row = self._connection.execute(query).first()
         if row is None:
             return None
-        return PhoneCode(
-            phone=row.phone,
-            window_started_at=row.window_started_at,
-            sent_in_window=row.sent_in_window,
-            code_hash=row.code_hash,
-            expires_at=row.expires_at,
-            attempts=row.attempts,
-        )
+        return PhoneCode(phone=row.phone, **_sms_code_fields(row))
 
     def lock_or_add(self, phone: str, now: datetime) -> PhoneCode:
         """Made first if missing, so two first asks for one number queue on its row."""
@@ -495,14 +497,7 @@ class SqlPhoneCodeRepository:
 
     def save(self, code: PhoneCode, now: datetime) -> None:
         c = t.phone_codes.c
-        values = {
-            "code_hash": code.code_hash,
-            "expires_at": code.expires_at,
-            "attempts": code.attempts,
-            "sent_in_window": code.sent_in_window,
-            "window_started_at": code.window_started_at,
-            "updated_at": now,
-        }
+        values = _sms_code_values(code, now)
         updated = self._connection.execute(
             update(t.phone_codes).where(c.phone == code.phone).values(values)
         )
