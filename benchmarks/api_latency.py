@@ -24,7 +24,8 @@ import httpx
 from benchmarks.settings import API_PROCESS_ENV, bench_env, bench_settings
 from benchmarks.stats import percentile
 from deni.bootstrap import Deni, bootstrap
-from deni.services import payments, users
+from deni.services import users
+from deni.services.mpesa import payments
 
 HOST = "127.0.0.1"
 PIN = "4821"

@@ -66,10 +66,12 @@ from deni.adapters.db import mpesa_tables as m
 from deni.adapters.db import tables as t
 from deni.bootstrap import Deni, bootstrap
 from deni.domain.ledger import PlatformAccount, wallet_account_id
+from deni.domain.mpesa import RequestState
 from deni.domain.users import User
-from deni.services import ledger, mpesa
+from deni.services import ledger
 from deni.services.common import new_id
-from deni.services.mpesa_ports import InboxState, OutboxState, RequestState
+from deni.services.mpesa import requests
+from deni.services.mpesa.ports import InboxState, OutboxState
 
 HOST = "127.0.0.1"
 REPO = Path(__file__).resolve().parent.parent
@@ -159,7 +161,7 @@ def seed_pushes(deni: Deni, *, count: int) -> list[Push]:
     """`count` users, each with one STK top-up that Daraja has accepted (not timed).
 
     Users go in through the repositories (no PIN hashing), the push through
-    `mpesa.request_stk` (request row, outbox message, audit); then what the worker records after
+    `requests.request_stk` (request row, outbox message, audit); then what the worker records after
     Daraja's answer: state `sent`, attempt 1, the CheckoutRequestID, the message done.
     """
     pushes: list[Push] = []
@@ -171,7 +173,7 @@ def seed_pushes(deni: Deni, *, count: int) -> list[Push]:
                 user = User(new_id(), phone_of(i), f"Bench {i}", "en", "unused", now)
                 uow.users.add(user)
                 ledger.open_wallet(uow, user_id=user.id, now=now)
-                request = mpesa.request_stk(
+                request = requests.request_stk(
                     uow,
                     user_id=user.id,
                     amount_cents=AMOUNT_KES * 100,

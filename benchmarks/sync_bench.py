@@ -28,8 +28,8 @@ from benchmarks.databases import drop_pg_database, fresh_sqlite, migrate, recrea
 from benchmarks.machine import describe
 from benchmarks.settings import API_PROCESS_ENV, bench_env, bench_settings
 from deni.bootstrap import bootstrap
-from deni.services import payments
 from deni.services.common import notify
+from deni.services.mpesa import payments
 
 PG_DATABASE = "deni_bench_sync"
 PUSH_MUTATIONS = 1_000

@@ -14,7 +14,8 @@ from deni.bootstrap import Deni
 from deni.domain.loans import Loan
 from deni.domain.phone import normalise_msisdn
 from deni.domain.users import User
-from deni.services import ledger, loans, payments, phone_proof, users
+from deni.services import ledger, loans, phone_proof, users
+from deni.services.mpesa import payments
 
 _phones = itertools.count(700_000_001)
 _receipts = itertools.count(1)

@@ -26,12 +26,11 @@ from deni.config import Settings
 from deni.domain.secrecy import derive_key
 from deni.services import limits
 from deni.services.limits import LimitCounters
-from deni.services.mpesa import MpesaDeps, MpesaOutbox
-from deni.services.mpesa_ports import MpesaPolicy
+from deni.services.mpesa.ports import MpesaDeps, MpesaGateway, MpesaPolicy
+from deni.services.mpesa.requests import MpesaOutbox
 from deni.services.ports import (
     AccessTokens,
     Clock,
-    MpesaGateway,
     MpesaRequests,
     PinHasher,
     SessionGate,

@@ -30,9 +30,10 @@ from deni.domain.ledger import (
     wallet_account_id,
 )
 from deni.domain.users import User
-from deni.services import ledger, loans, payments, queries
+from deni.services import ledger, loans, queries
 from deni.services.common import new_id
 from deni.services.ledger import PostResult
+from deni.services.mpesa import payments
 from deni.services.ports import NewEntry
 
 IN_FLIGHT = PlatformAccount.PAYOUTS_IN_FLIGHT.value

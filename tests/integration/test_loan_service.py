@@ -29,7 +29,8 @@ from deni.domain.errors import (
 from deni.domain.ledger import EntryCode, wallet_account_id
 from deni.domain.loans import Loan, LoanState, Owed
 from deni.domain.users import User, nairobi_today
-from deni.services import audit, ledger, loans, payments, queries
+from deni.services import audit, ledger, loans, queries
+from deni.services.mpesa import payments
 from deni.services.ports import NotificationRecord
 
 PIN = "1234"

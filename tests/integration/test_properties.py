@@ -60,7 +60,8 @@ from deni.domain.errors import (
 )
 from deni.domain.ledger import EntryCode, EntryDraft, PlatformAccount, wallet_account_id
 from deni.domain.loans import Loan
-from deni.services import audit, ledger, loans, payments, users
+from deni.services import audit, ledger, loans, users
+from deni.services.mpesa import payments
 from deni.services.ports import PinHasher
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

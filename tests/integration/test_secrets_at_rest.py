@@ -52,7 +52,8 @@ from deni.entrypoints.api.idempotency import request_fingerprint
 from deni.entrypoints.api.schemas import ApproveIn
 from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.ussd.engine import resume_key, session_key
-from deni.services import common, payments
+from deni.services import common
+from deni.services.mpesa import payments
 
 REDIS_URL = os.environ.get("DENI_TEST_REDIS_URL")
 REDIS = pytest.param(

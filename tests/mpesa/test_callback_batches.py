@@ -8,9 +8,10 @@ import threading
 import pytest
 
 from deni.adapters.db.mpesa_repositories import SqlMpesaRepository
+from deni.domain.mpesa import RequestState
 from deni.domain.users import User
-from deni.services.mpesa_callbacks import apply_pending
-from deni.services.mpesa_ports import InboxState, RequestState
+from deni.services.mpesa.callbacks import apply_pending
+from deni.services.mpesa.ports import InboxState
 from tests.mpesa.support import World, stk_success_body
 
 TOP_UP_CENTS = 250_00

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from deni.config import Settings
-from deni.services.mpesa_ports import InboxState
+from deni.services.mpesa.ports import InboxState
 from tests.mpesa.support import World, c2b_confirmation_body
 from tests.unit.test_production_settings import production
 

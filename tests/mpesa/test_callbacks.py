@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from deni.services import loans
-from deni.services.mpesa_ports import ClaimState, InboxState, MpesaPreferences, SuspenseState
+from deni.services.mpesa.ports import ClaimState, InboxState, MpesaPreferences, SuspenseState
 from tests.mpesa.support import CALLBACK_TOKEN, PIN, World, next_phone, stk_success_body
 
 

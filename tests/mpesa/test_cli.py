@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from deni.entrypoints.cli import app
-from deni.services.mpesa_ports import SuspenseState
+from deni.services.mpesa.ports import SuspenseState
 from tests.mpesa.support import CALLBACK_TOKEN, PIN, World
 
 runner = CliRunner()

@@ -17,7 +17,7 @@ from deni.adapters.db import mpesa_tables as m
 from deni.entrypoints.api import inbox_writer
 from deni.entrypoints.api.app import create_app
 from deni.entrypoints.api.inbox_writer import InboxWriter
-from deni.services.mpesa_callbacks import Received, Stored
+from deni.services.mpesa.callbacks import Received, Stored
 from deni.services.ports import StorageBusy
 from tests.mpesa.support import CALLBACK_TOKEN, World, stk_success_body
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from deni.domain.loans import Loan
+from deni.domain.mpesa import Purpose
 from deni.domain.security import MONEY_HOLD_AFTER_RESET
 from deni.domain.users import User
 from deni.services import loans
-from deni.services.mpesa_ports import MpesaPreferences, Purpose, SuspenseState
-from deni.services.reconcile import assign_suspense
+from deni.services.mpesa.ports import MpesaPreferences, SuspenseState
+from deni.services.mpesa.reconcile import assign_suspense
 from tests.mpesa.support import PIN, World
 
 

@@ -8,9 +8,9 @@ import json
 import httpx
 
 from deni.domain.users import User
-from deni.services import paybills
-from deni.services.mpesa_callbacks import validate_c2b
-from deni.services.mpesa_ports import ExpectedPaybill, InboxState, PaybillCheck
+from deni.services.mpesa import paybills
+from deni.services.mpesa.callbacks import validate_c2b
+from deni.services.mpesa.ports import ExpectedPaybill, InboxState, PaybillCheck
 from tests.mpesa.support import CALLBACK_TOKEN, World
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from deni.services import paybill_pull
+from deni.services.mpesa import paybill_pull
 from tests.mpesa.support import World
 
 

@@ -13,18 +13,16 @@ from deni.adapters.clock import ManualClock
 from deni.adapters.security import PepperedArgon2PinHasher
 from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
+from deni.domain.mpesa import MpesaRequest, Purpose, RequestKind, RequestState
 from deni.domain.users import User
-from deni.services import paybill_pull, payments, reconcile, users
-from deni.services.mpesa import MpesaDeps
-from deni.services.mpesa_ports import (
+from deni.services import users
+from deni.services.mpesa import paybill_pull, payments, reconcile
+from deni.services.mpesa.ports import (
     GatewayError,
     GatewayOutcome,
-    MpesaRequest,
+    MpesaDeps,
     PulledPayment,
     PullPage,
-    Purpose,
-    RequestKind,
-    RequestState,
     SuspenseState,
 )
 from tests.helpers import wallet_cents

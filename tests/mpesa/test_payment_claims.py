@@ -10,9 +10,9 @@ import pytest
 
 from deni.domain.errors import DomainError
 from deni.domain.users import User
-from deni.services import paybill_pull
-from deni.services.mpesa_ports import ClaimState, PaymentClaim
-from deni.services.operator_decisions import ClaimDecision, decide_claim, open_claims
+from deni.services.mpesa import paybill_pull
+from deni.services.mpesa.decisions import ClaimDecision, decide_claim, open_claims
+from deni.services.mpesa.ports import ClaimState, PaymentClaim
 from tests.mpesa.support import PIN, World, c2b_confirmation_body
 
 

@@ -11,10 +11,10 @@ from datetime import timedelta
 import pytest
 
 from deni.domain.errors import Conflict, DomainError
+from deni.domain.mpesa import EventKind
 from deni.domain.users import User
 from deni.entrypoints.worker import work_once
-from deni.services.mpesa_ports import EventKind
-from deni.services.operator_decisions import Decision, decide_payout, waiting_payouts
+from deni.services.mpesa.decisions import Decision, decide_payout, waiting_payouts
 from tests.mpesa.support import PIN, World, b2c_result_body
 
 NOT_FOUND = "R000002"  # what the sandbox (and so Deni) reads as "no such transaction"

@@ -10,8 +10,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deni.services.mpesa_ports import FINAL_STATES
-from deni.services.operator_decisions import Decision, decide_payout, waiting_payouts
+from deni.domain.mpesa import FINAL_STATES
+from deni.services.mpesa.decisions import Decision, decide_payout, waiting_payouts
 from tests.mpesa.support import (
     PIN,
     World,

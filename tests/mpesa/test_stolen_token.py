@@ -24,7 +24,7 @@ from deni.domain.security import (
     REMOTE_WRONG_PINS_PER_DAY_MAX,
 )
 from deni.domain.users import User
-from deni.services.mpesa_ports import MpesaPreferences
+from deni.services.mpesa.ports import MpesaPreferences
 from tests.helpers import lend
 from tests.mpesa.support import PIN, World
 

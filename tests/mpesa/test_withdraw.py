@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from deni.domain.users import User
-from deni.services.operator_decisions import Decision, decide_payout
+from deni.services.mpesa.decisions import Decision, decide_payout
 from tests.mpesa.support import PIN, World
 
 
@@ -216,9 +216,9 @@ def test_worker_killed_between_send_and_record_does_not_pay_twice(world: World) 
     with deps.uow() as uow:
         [message] = uow.outbox.claim_due(now=world.clock.now(), limit=10, lease_s=60)
         uow.commit()
-    from deni.services import mpesa
+    from deni.services.mpesa import requests
 
-    request = mpesa._begin_send(deps, request_id)
+    request = requests.begin_send(deps, request_id)
     assert request is not None
     assert request.originator_conversation_id is not None
     deps.gateway.b2c_payment(
@@ -247,9 +247,9 @@ def test_worker_killed_before_the_result_arrives_and_result_dropped(world: World
     with deps.uow() as uow:
         uow.outbox.claim_due(now=world.clock.now(), limit=10, lease_s=60)
         uow.commit()
-    from deni.services import mpesa
+    from deni.services.mpesa import requests
 
-    request = mpesa._begin_send(deps, request_id)
+    request = requests.begin_send(deps, request_id)
     assert request is not None
     assert request.originator_conversation_id is not None
     deps.gateway.b2c_payment(

@@ -13,7 +13,8 @@ from deni.adapters.db import tables
 from deni.bootstrap import Deni
 from deni.domain.loans import LoanState
 from deni.domain.security import MONEY_HOLD_AFTER_RESET
-from deni.services import ledger, payments, queries, users
+from deni.services import ledger, queries, users
+from deni.services.mpesa import payments
 
 
 def _user_id(deni: Deni, phone: Phone) -> str:

@@ -21,7 +21,8 @@ from deni.domain.errors import DomainError
 from deni.domain.money import format_kes
 from deni.entrypoints import cli_mpesa, cli_offline, cli_ussd, demo
 from deni.entrypoints.api.routes.privacy import PersonalDataOut, export_file_name
-from deni.services import audit, ledger, payments, privacy, reminders, users
+from deni.services import audit, ledger, privacy, reminders, users
+from deni.services.mpesa import payments
 
 app = typer.Typer(help="Deni: peer-to-peer lending over M-PESA.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)

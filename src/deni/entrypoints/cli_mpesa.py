@@ -15,15 +15,16 @@ from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
 from deni.domain.errors import DomainError
 from deni.domain.money import format_kes
+from deni.domain.mpesa import OPEN_STATES
 from deni.entrypoints.dev_sandbox import with_sandbox
 from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.worker import MpesaWorker
-from deni.services import claims, operator_decisions, outbox, paybills, reconcile
-from deni.services.mpesa import MpesaDeps
-from deni.services.mpesa_ports import (
-    OPEN_STATES,
+from deni.services import outbox
+from deni.services.mpesa import claims, decisions, paybills, reconcile
+from deni.services.mpesa.ports import (
     GatewayError,
     InboxState,
+    MpesaDeps,
     PaybillCheck,
     SuspenseState,
 )
@@ -241,13 +242,13 @@ def payments_waiting() -> None:
     evidence: every attempt (its OriginatorConversationID, time and outcome) and every answer
     M-PESA gave. Their money stays held until someone decides (`deni payments decide`)."""
     with _mpesa() as (_, deps):
-        waiting = operator_decisions.waiting_payouts(deps)
+        waiting = decisions.waiting_payouts(deps)
     console.print(f"Payouts waiting for a decision ({len(waiting)})")
     for item in waiting:
         _print_evidence(item)
 
 
-def _print_evidence(item: operator_decisions.WaitingPayout) -> None:
+def _print_evidence(item: decisions.WaitingPayout) -> None:
     r = item.request
     table = Table(
         title=(
@@ -273,7 +274,7 @@ def _print_evidence(item: operator_decisions.WaitingPayout) -> None:
 def payments_decide(
     request_id: Annotated[str, typer.Argument(help="The payout (see `deni payments waiting`).")],
     decision: Annotated[
-        operator_decisions.Decision,
+        decisions.Decision,
         typer.Argument(
             help="resend: send again with a new id; fail: give the money back to the wallet; "
             "succeeded: the money reached the customer (give --receipt)."
@@ -288,7 +289,7 @@ def payments_decide(
     """Decide a payout waiting for a decision, once. Audited with the operator's name."""
     with _mpesa() as (_, deps):
         try:
-            request = operator_decisions.decide_payout(
+            request = decisions.decide_payout(
                 deps,
                 request_id=request_id,
                 decision=decision,
@@ -309,7 +310,7 @@ def payments_claims() -> None:
     asked about (their owner sees them arriving); disputed ones, where M-PESA says otherwise
     or nothing, credit nothing until an operator decides (`deni payments claim`)."""
     with _mpesa() as (_, deps):
-        found = operator_decisions.open_claims(deps)
+        found = decisions.open_claims(deps)
     table = Table(title=f"Unconfirmed payments ({len(found)})")
     for column in ("receipt", "from", "amount", "account", "phone", "state", "asked", "note"):
         table.add_column(column)
@@ -333,7 +334,7 @@ def payments_claims() -> None:
 def payments_claim(
     receipt: Annotated[str, typer.Argument(help="The claimed M-PESA receipt.")],
     decision: Annotated[
-        operator_decisions.ClaimDecision,
+        decisions.ClaimDecision,
         typer.Argument(
             help="accept: Safaricom confirms it, apply it as its callback said; "
             "reject: it never happened, credit nothing."
@@ -351,7 +352,7 @@ def payments_claim(
     """Decide a payment a callback claimed and M-PESA did not confirm, once. Audited."""
     with _mpesa() as (_, deps):
         try:
-            claim = operator_decisions.decide_claim(
+            claim = decisions.decide_claim(
                 deps,
                 receipt=receipt,
                 decision=decision,

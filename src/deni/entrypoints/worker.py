@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import structlog
 
-from deni.services import claims, mpesa, outbox, reconcile
-from deni.services.mpesa import MpesaDeps
-from deni.services.mpesa_callbacks import apply_pending
+from deni.services import outbox
+from deni.services.mpesa import claims, reconcile, requests
+from deni.services.mpesa.callbacks import apply_pending
+from deni.services.mpesa.ports import MpesaDeps
 
 log = structlog.get_logger(__name__)
 STOP_WAIT_S = 10.0
@@ -35,7 +36,7 @@ def work_once(deps: MpesaDeps, *, rng: random.Random, reconcile_now: bool) -> Wo
     sent = outbox.run_once(
         uow_factory=deps.uow,
         clock=deps.clock,
-        handlers=mpesa.handlers(deps),
+        handlers=requests.handlers(deps),
         policy=deps.policy,
         rng=rng,
     )

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from deni.services.common import new_id
-from deni.services.mpesa_ports import MpesaPolicy, OutboxMessage, OutboxState
+from deni.services.mpesa.ports import MpesaPolicy, OutboxMessage, OutboxState
 from deni.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)

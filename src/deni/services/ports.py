@@ -9,22 +9,16 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import TYPE_CHECKING, Protocol, Self
 
 from deni.domain.audit import ChainRow
 from deni.domain.ledger import Account, EntryDraft, Hold, HoldState, StoredEntry
 from deni.domain.loans import Loan, LoanState, PastRequest
 from deni.domain.security import PhoneCode, PinResetCode
 from deni.domain.users import User
-from deni.services.mpesa_ports import (
-    CallbackEvent,
-    ConversationAck,
-    MpesaRepository,
-    OutboxRepository,
-    PullPage,
-    StkAck,
-    StkQueryAnswer,
-)
+
+if TYPE_CHECKING:  # the M-PESA ports use the unit of work too; only type checking needs both
+    from deni.services.mpesa.ports import MpesaRepository, OutboxRepository
 
 STATEMENT_PAGE_MAX = 100
 LIST_PAGE_MAX = 100
@@ -559,48 +553,3 @@ class SmsNotSent(Exception):
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
-
-
-# --- M-PESA through Daraja; the values are in services/mpesa_ports.py ---
-
-
-class MpesaGateway(Protocol):
-    """Daraja, as the M-PESA use cases see it. Failures raise mpesa_ports.GatewayError whose
-    `outcome` says whether the request may have been acted on."""
-
-    def stk_push(
-        self, *, phone: str, amount_cents: int, account_reference: str, description: str
-    ) -> StkAck: ...
-
-    def stk_query(self, *, checkout_request_id: str) -> StkQueryAnswer: ...
-
-    def b2c_payment(
-        self, *, phone: str, amount_cents: int, originator_conversation_id: str, remarks: str
-    ) -> ConversationAck: ...
-
-    def transaction_status(
-        self, *, originator_conversation_id: str | None = None, transaction_id: str | None = None
-    ) -> ConversationAck:
-        """Ask what became of a B2C payout or STK push (by OriginatorConversationID or
-        CheckoutRequestID) or of a payment into the paybill (by its receipt, `transaction_id`).
-        The answer comes later, as a status callback."""
-        ...
-
-    def account_balance(self) -> ConversationAck: ...
-
-    def register_c2b_urls(self) -> None: ...
-
-    def register_pull(self) -> None:
-        """Ask for the Pull API for the paybill ("already registered" is not an error)."""
-        ...
-
-    def pull_payments(self, *, start: datetime, end: datetime, offset: int) -> PullPage:
-        """Payments into the paybill completed in [start, end] (at most 48 hours back), from the
-        `offset`-th on, one page; a page with no rows means the listing is over."""
-        ...
-
-    def parse_callback(self, kind: str, body: bytes) -> CallbackEvent:
-        """Raises mpesa_ports.MalformedCallbackError for a body Deni cannot act on."""
-        ...
-
-    def close(self) -> None: ...

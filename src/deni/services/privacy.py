@@ -19,10 +19,11 @@ from typing import Protocol, TypeVar
 from deni.domain.errors import Conflict, NotFound, ValidationFailed
 from deni.domain.ledger import wallet_account_id
 from deni.domain.loans import Loan, LoanState
+from deni.domain.mpesa import OPEN_STATES, MpesaRequest
 from deni.domain.users import User, nairobi_today
 from deni.services import ledger
 from deni.services.common import audit, require_user
-from deni.services.mpesa_ports import OPEN_STATES, MpesaPreferences, MpesaRequest
+from deni.services.mpesa.ports import MpesaPreferences
 from deni.services.ports import (
     LIST_PAGE_MAX,
     STATEMENT_PAGE_MAX,

@@ -19,8 +19,9 @@ from deni.domain.errors import Conflict, InvalidTransition, NotFound
 from deni.domain.loans import REQUEST_TTL, Loan, LoanState, Terms, lapse_at, make_terms
 from deni.domain.loans import resolve_due_date as resolve_due
 from deni.domain.users import nairobi_today
-from deni.services import loans, mpesa, users
+from deni.services import loans, users
 from deni.services.common import audit, new_id, notify
+from deni.services.mpesa import preferences, requests
 from deni.services.ports import Clock, PinHasher
 from deni.services.sync_ports import ConflictRecord, SyncUnitOfWork
 
@@ -288,7 +289,7 @@ def _require_mpesa(ctx: SyncContext) -> None:
 def _top_up(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     _require_mpesa(ctx)
     with uow.savepoint() as inner:
-        request = mpesa.request_stk(
+        request = requests.request_stk(
             inner,
             user_id=ctx.user_id,
             amount_cents=a["amount_cents"],
@@ -302,7 +303,7 @@ def _top_up(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
 def _withdraw(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     _require_mpesa(ctx)
     with uow.savepoint() as inner:
-        request = mpesa.withdraw(
+        request = requests.withdraw(
             inner,
             hasher=ctx.hasher,
             user_id=ctx.user_id,
@@ -329,7 +330,7 @@ def _set_preferences(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     assert disburse is None or isinstance(disburse, bool)
     assert auto_payout is None or isinstance(auto_payout, bool)
     # Client wins: the value pushed last is kept.
-    mpesa.set_preferences(
+    preferences.set_preferences(
         uow=uow.savepoint(),
         hasher=ctx.hasher,
         clock=ctx.clock,

@@ -28,7 +28,7 @@ from deni.adapters.daraja.callbacks import (
 )
 from deni.adapters.daraja.client import DarajaClient
 from deni.adapters.daraja.money import AmountError
-from deni.services.mpesa_ports import (
+from deni.services.mpesa.ports import (
     B2CResultEvent,
     BalanceResultEvent,
     C2BEvent,

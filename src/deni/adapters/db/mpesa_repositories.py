@@ -29,27 +29,29 @@ from deni.adapters.db import mpesa_tables as m
 from deni.adapters.db import tables as t
 from deni.adapters.db.upsert import insert_or_nothing
 from deni.domain.loans import LoanState
-from deni.services.mpesa_ports import (
+from deni.domain.mpesa import (
     UNANSWERED_PUSH_CODE,
+    EventKind,
+    MpesaRequest,
+    Purpose,
+    RequestEvent,
+    RequestKind,
+    RequestState,
+)
+from deni.services.mpesa.ports import (
     BalanceReport,
     ClaimSource,
     ClaimState,
-    EventKind,
     ExpectedPaybill,
     InboxRow,
     InboxState,
     MpesaPreferences,
-    MpesaRequest,
     OutboxMessage,
     OutboxState,
     PaybillCheck,
     PaybillPull,
     PaymentClaim,
     PayoutCandidate,
-    Purpose,
-    RequestEvent,
-    RequestKind,
-    RequestState,
     SuspensePayment,
     SuspenseState,
 )

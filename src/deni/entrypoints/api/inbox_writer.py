@@ -12,8 +12,8 @@ import asyncio
 from collections.abc import Sequence
 
 from deni.services.group_commit import GroupCommitter
-from deni.services.mpesa import MpesaDeps
-from deni.services.mpesa_callbacks import Received, Stored, store_callbacks
+from deni.services.mpesa.callbacks import Received, Stored, store_callbacks
+from deni.services.mpesa.ports import MpesaDeps
 
 QUEUED_MAX = 2_000  # callbacks waiting for the writer; past this the hook answers 503
 BATCH_MAX = 200  # callbacks per transaction

@@ -31,7 +31,8 @@ from deni.entrypoints.api.schemas import (
     SessionOut,
     UserOut,
 )
-from deni.services import claims, ledger, limits, phone_proof, pin_reset, users
+from deni.services import ledger, limits, phone_proof, pin_reset, users
+from deni.services.mpesa import claims
 from deni.services.ports import UnitOfWorkFactory
 from deni.services.users import Session
 

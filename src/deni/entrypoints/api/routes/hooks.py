@@ -22,9 +22,8 @@ from deni.entrypoints.api.errors import error_response
 from deni.entrypoints.api.inbox_writer import InboxWriter
 from deni.entrypoints.gate import client_address, secret_matches, source_allowed
 from deni.entrypoints.worker import MpesaWorker
-from deni.services.mpesa import MpesaDeps
-from deni.services.mpesa_callbacks import Received, store_callback, validate_c2b
-from deni.services.mpesa_ports import CallbackKind
+from deni.services.mpesa.callbacks import Received, store_callback, validate_c2b
+from deni.services.mpesa.ports import CallbackKind, MpesaDeps
 from deni.services.ports import StorageBusy
 
 log = structlog.get_logger(__name__)

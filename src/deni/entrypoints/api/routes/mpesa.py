@@ -11,13 +11,14 @@ from pydantic import BaseModel, Field, StrictBool, StrictStr
 
 from deni.bootstrap import Deni
 from deni.domain.errors import Conflict
+from deni.domain.mpesa import MpesaRequest, Purpose
 from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
 from deni.entrypoints.api.routes.loans import LoanId
 from deni.entrypoints.api.schemas import PinnedAmountIn, RepayIn, Strict
-from deni.services import mpesa
-from deni.services.mpesa_ports import MpesaRequest, Purpose
+from deni.services.mpesa import preferences as mpesa_preferences
+from deni.services.mpesa import requests
 from deni.services.ports import LIST_PAGE_MAX, UnitOfWorkFactory
 
 router = APIRouter(tags=["mpesa"])
@@ -82,7 +83,7 @@ def _record(
     _require_mpesa(deni)
     now = deni.clock.now()
     with uows() as uow:
-        request = mpesa.request_stk(
+        request = requests.request_stk(
             uow,
             user_id=user_id,
             amount_cents=amount_cents,
@@ -100,7 +101,7 @@ def _withdraw(
 ) -> MpesaRequestOut:
     _require_mpesa(deni)
     with uows() as uow:
-        request = mpesa.withdraw(
+        request = requests.withdraw(
             uow,
             hasher=deni.hasher,
             user_id=user_id,
@@ -195,7 +196,7 @@ def preferences(user_id: UserId, deni: DeniDep) -> PreferencesOut:
 @router.put("/mpesa/preferences", response_model=PreferencesOut)
 def set_preferences(body: PreferencesIn, user_id: UserId, deni: DeniDep) -> PreferencesOut:
     """Change where your money goes on its own, with your PIN; what you leave out stays."""
-    disburse, auto_payout = mpesa.set_preferences(
+    disburse, auto_payout = mpesa_preferences.set_preferences(
         uow=deni.uow(),
         hasher=deni.hasher,
         clock=deni.clock,

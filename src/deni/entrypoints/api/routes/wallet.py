@@ -13,7 +13,8 @@ from deni.entrypoints.api.schemas import (
     StatementLineOut,
     StatementOut,
 )
-from deni.services import claims, ledger, queries
+from deni.services import ledger, queries
+from deni.services.mpesa import claims
 from deni.services.ports import STATEMENT_PAGE_MAX
 
 router = APIRouter(tags=["wallet"])

@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from deni.services.mpesa import MpesaDeps
-from deni.services.mpesa_ports import (
+from deni.services.mpesa.ports import (
     C2BEvent,
     ExpectedPaybill,
     GatewayError,
+    MpesaDeps,
     MpesaPolicy,
     PaybillCheck,
 )

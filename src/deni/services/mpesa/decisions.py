@@ -28,26 +28,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from deni.domain.errors import Conflict, NotFound, ValidationFailed
-from deni.services import mpesa_callbacks
+from deni.domain.mpesa import OPEN_STATES, EventKind, MpesaRequest, RequestEvent, RequestKind
 from deni.services.common import audit
-from deni.services.mpesa import (
-    DESC_CHARS_MAX,
-    MpesaDeps,
-    fail_held_payout,
-    post_payout,
-    record_event,
-    resend_payout,
-)
-from deni.services.mpesa_ports import (
-    OPEN_STATES,
-    ClaimState,
-    EventKind,
-    MpesaRequest,
-    PaymentClaim,
-    RequestEvent,
-    RequestKind,
-)
-from deni.services.payments import RECEIPT_CHARS_MAX
+from deni.services.mpesa import callbacks
+from deni.services.mpesa.journal import DESC_CHARS_MAX, record_event
+from deni.services.mpesa.payments import RECEIPT_CHARS_MAX
+from deni.services.mpesa.ports import ClaimState, MpesaDeps, PaymentClaim
+from deni.services.mpesa.settle import fail_held_payout, post_payout, resend_payout
 
 WAITING_LIST_MAX = 100
 EVIDENCE_MAX = 200  # lines of evidence shown per payout
@@ -231,7 +218,7 @@ def decide_claim(
             )
         uow.commit()
     if state is ClaimState.ACCEPTED:
-        held = mpesa_callbacks.apply_claim(deps, claim)
+        held = callbacks.apply_claim(deps, claim)
         assert held is None, held  # checked under the lock above
     return claim
 

@@ -26,17 +26,18 @@ from datetime import timedelta
 
 import structlog
 
-from deni.services import claims, mpesa_callbacks
 from deni.services.common import new_id
-from deni.services.mpesa import MpesaDeps, compact_reference, stk_account_reference
-from deni.services.mpesa_ports import (
+from deni.services.mpesa import callbacks, claims
+from deni.services.mpesa.ports import (
     ClaimSource,
     ClaimState,
     GatewayError,
+    MpesaDeps,
     PaybillPull,
     PaymentClaim,
     PulledPayment,
 )
+from deni.services.mpesa.requests import compact_reference, stk_account_reference
 
 PULL_WINDOW_MAX = timedelta(hours=48) - timedelta(minutes=10)  # clear of Daraja's edge
 PULL_PAGES_MAX = 500  # 500 pages of Daraja's rows a pass; a pass that needs more fails loudly
@@ -132,7 +133,7 @@ def _apply_unseen(deps: MpesaDeps, pull: PaybillPull, payments: tuple[PulledPaym
             pull.left_to_stk += 1
             log.info("mpesa.pull_left_to_stk", receipt=payment.trans_id)
             continue
-        mpesa_callbacks.apply_pulled_payment(deps, payment)
+        callbacks.apply_pulled_payment(deps, payment)
         pull.recovered += 1
         log.warning("mpesa.pull_recovered", receipt=payment.trans_id)
 
@@ -146,7 +147,7 @@ def _confirm_by_listing(deps: MpesaDeps, claim: PaymentClaim, payment: PulledPay
         validated = uow.mpesa.paybill(claim.receipt)
     wrong = _listing_differs(claim, payment) or claims.unlike_validation(claim, validated)
     if wrong is None:
-        mpesa_callbacks.confirm_claim(deps, claim, "confirmed by the Pull API")
+        callbacks.confirm_claim(deps, claim, "confirmed by the Pull API")
         log.info("mpesa.pull_confirmed_claim", receipt=claim.receipt)
     else:
         claims.settle(deps, claim.receipt, ClaimState.DISPUTED, f"the Pull API: {wrong}")

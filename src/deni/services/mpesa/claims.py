@@ -26,13 +26,14 @@ from datetime import datetime, timedelta
 import structlog
 
 from deni.domain.errors import InvalidPhoneNumber
+from deni.domain.mpesa import SUCCESS
 from deni.domain.phone import normalise_msisdn
-from deni.services.mpesa import MpesaDeps
-from deni.services.mpesa_ports import (
+from deni.services.mpesa.ports import (
     ClaimSource,
     ClaimState,
     ExpectedPaybill,
     GatewayError,
+    MpesaDeps,
     PaymentClaim,
     StatusResultEvent,
 )
@@ -43,7 +44,6 @@ log = structlog.get_logger(__name__)
 UNDECIDED = (ClaimState.WAITING, ClaimState.DISPUTED)
 ARRIVING_MAX = 20  # claims shown to a member; more than this waiting is an operator's matter
 COMPLETED = "completed"
-SUCCESS = "0"
 
 
 def new_claim(

@@ -1,11 +1,7 @@
-"""What the M-PESA use cases need, as plain values and Protocols (no I/O here).
-
-`MpesaGateway` itself lives at the end of services/ports.py; the values it speaks, the
-repository the unit of work hands out (`uow.mpesa`, `uow.outbox`) and the policy knobs are here,
-so the M-PESA work keeps to its own module.
-
-Money rule of this whole area: a request row is the truth. Daraja's synchronous "accepted"
-means nothing yet; only a callback or a query answer settles a request.
+"""What the M-PESA use cases need, as plain values and Protocols (no I/O here): the Daraja
+gateway and the values it speaks, the repositories the unit of work hands out, the policy
+knobs, and `MpesaDeps`, what the use cases run on. The request itself and its states are
+domain rules (domain/mpesa.py).
 """
 
 from __future__ import annotations
@@ -16,114 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-# --- Requests (one row per STK push or B2C payout) ---------------------------------------------
-
-
-class RequestKind(StrEnum):
-    STK = "stk"
-    B2C = "b2c"
-
-
-class Purpose(StrEnum):
-    TOP_UP = "top_up"  # STK: money into the wallet
-    REPAYMENT = "repayment"  # STK: into the wallet, then to the loan
-    AUTO_REPAY = "auto_repay"  # STK on the due date for what the wallet could not cover
-    WITHDRAWAL = "withdrawal"  # B2C: wallet out to M-PESA
-    DISBURSEMENT = "disbursement"  # B2C: a new loan's principal out to the borrower's M-PESA
-    AUTO_PAYOUT = "auto_payout"  # B2C: a lender's repayment straight out to M-PESA
-
-
-STK_PURPOSES = frozenset({Purpose.TOP_UP, Purpose.REPAYMENT, Purpose.AUTO_REPAY})
-
-
-class RequestState(StrEnum):
-    QUEUED = "queued"  # an outbox row will send it
-    SENDING = "sending"  # written just before the call: a crash here leaves "maybe sent"
-    SENT = "sent"  # Daraja acknowledged; waiting for the callback
-    UNKNOWN = "unknown"  # sent or maybe sent, outcome unknown: ask Daraja before anything else
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-OPEN_STATES = frozenset(
-    {RequestState.QUEUED, RequestState.SENDING, RequestState.SENT, RequestState.UNKNOWN}
-)
-FINAL_STATES = frozenset({RequestState.SUCCEEDED, RequestState.FAILED})
-# The result code of a push that Daraja never answered (no CheckoutRequestID): it may still
-# have reached the phone, and its callback then names an id Deni never learnt.
-UNANSWERED_PUSH_CODE = "unknown"
-
-
-@dataclass(slots=True)
-class MpesaRequest:
-    id: str
-    kind: RequestKind
-    purpose: Purpose
-    user_id: str
-    loan_id: str | None
-    phone: str  # 2547XXXXXXXX
-    amount_cents: int
-    idempotency_key: str
-    state: RequestState
-    created_at: datetime
-    updated_at: datetime
-    hold_id: str | None = None
-    attempt: int = 0  # sends so far; the current attempt's OriginatorConversationID ends in it
-    checkout_request_id: str | None = None
-    originator_conversation_id: str | None = None
-    conversation_id: str | None = None
-    status_conversation_id: str | None = None  # the last Transaction Status query's ack
-    acknowledged: bool = False  # Daraja answered "accepted" for the current attempt
-    receipt: str | None = None
-    result_code: str = ""
-    result_desc: str = ""
-    status_checks: int = 0
-    next_check_at: datetime | None = None
-    # "Not found" answers from Transaction Status about the current attempt. Never proof that
-    # a payout did not happen: enough of them confirm a failure result, or hand the payout to
-    # an operator, never a re-send.
-    not_found_answers: int = 0
-    # A payout whose outcome nobody can tell any more: an operator decides (`deni payments
-    # decide`); no machine sends it again or gives the money back.
-    awaiting_decision: bool = False
-    # A failure result for the current attempt that Transaction Status has not confirmed yet:
-    # the hold stays until it does (callbacks are not signed, and a forged one costs money).
-    claimed_failure_code: str | None = None
-    claimed_failure_desc: str = ""
-    # STK Query, Deni's own question by the CheckoutRequestID, answered that this push was
-    # paid: a success callback may credit it (the callback alone could be forged).
-    paid_confirmed: bool = False
-
-    def __post_init__(self) -> None:
-        assert self.amount_cents > 0
-        assert (self.kind is RequestKind.STK) == (self.purpose in STK_PURPOSES)
-        assert self.not_found_answers >= 0
-
-
-class EventKind(StrEnum):
-    """What happened to a request, in the order it happened: the evidence an operator reads."""
-
-    QUEUED = "queued"
-    SEND = "send"  # about to call Daraja with this attempt's OriginatorConversationID
-    ACCEPTED = "accepted"  # Daraja's synchronous "accepted"
-    SEND_ERROR = "send_error"  # Daraja's answer or the transport failure, with its outcome
-    RESULT = "result"  # a result callback (success, failure or queue timeout)
-    STATUS_ASKED = "status_asked"
-    STATUS_ANSWER = "status_answer"
-    WAITING = "waiting"  # handed to an operator, with the reason
-    DECISION = "decision"  # an operator's decision, with who and why
-    SETTLED = "settled"
-
-
-@dataclass(frozen=True, slots=True)
-class RequestEvent:
-    request_id: str
-    attempt: int
-    kind: EventKind
-    detail: str
-    at: datetime
-    actor: str = ""  # an operator's name for a decision; empty for the system
-
+from deni.domain.mpesa import MpesaRequest, Purpose, RequestEvent, RequestState
+from deni.services.ports import Clock, UnitOfWorkFactory
 
 # --- Inbox, outbox, suspense, preferences ------------------------------------------------------
 
@@ -771,3 +661,58 @@ class MpesaPolicy:
         assert 0 <= self.pull_settle_s <= 24 * 3600
         assert 0 <= self.pull_overlap_s <= 24 * 3600
         assert 0 <= self.claim_check_after_s <= 24 * 3600
+
+
+# --- Daraja, as the use cases see it ---
+
+
+class MpesaGateway(Protocol):
+    """Daraja, as the M-PESA use cases see it. Failures raise GatewayError whose
+    `outcome` says whether the request may have been acted on."""
+
+    def stk_push(
+        self, *, phone: str, amount_cents: int, account_reference: str, description: str
+    ) -> StkAck: ...
+
+    def stk_query(self, *, checkout_request_id: str) -> StkQueryAnswer: ...
+
+    def b2c_payment(
+        self, *, phone: str, amount_cents: int, originator_conversation_id: str, remarks: str
+    ) -> ConversationAck: ...
+
+    def transaction_status(
+        self, *, originator_conversation_id: str | None = None, transaction_id: str | None = None
+    ) -> ConversationAck:
+        """Ask what became of a B2C payout or STK push (by OriginatorConversationID or
+        CheckoutRequestID) or of a payment into the paybill (by its receipt, `transaction_id`).
+        The answer comes later, as a status callback."""
+        ...
+
+    def account_balance(self) -> ConversationAck: ...
+
+    def register_c2b_urls(self) -> None: ...
+
+    def register_pull(self) -> None:
+        """Ask for the Pull API for the paybill ("already registered" is not an error)."""
+        ...
+
+    def pull_payments(self, *, start: datetime, end: datetime, offset: int) -> PullPage:
+        """Payments into the paybill completed in [start, end] (at most 48 hours back), from the
+        `offset`-th on, one page; a page with no rows means the listing is over."""
+        ...
+
+    def parse_callback(self, kind: str, body: bytes) -> CallbackEvent:
+        """Raises MalformedCallbackError for a body Deni cannot act on."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MpesaDeps:
+    """What the M-PESA use cases run on (bootstrap builds it)."""
+
+    uow: UnitOfWorkFactory
+    clock: Clock
+    gateway: MpesaGateway
+    policy: MpesaPolicy

@@ -19,28 +19,18 @@ from datetime import datetime, timedelta
 import structlog
 
 from deni.domain.errors import InvalidPhoneNumber
-from deni.domain.phone import normalise_msisdn
-from deni.services import claims, paybills, payments
-from deni.services.mpesa import (
-    MpesaDeps,
-    PushAnswer,
-    StkPaid,
-    claim_payout_failure,
-    compact_reference,
-    confirm_payout_failure,
-    confirm_push_paid,
-    credit_stk_payment,
-    credit_stk_top_ups,
-    fail_stk,
-    payout_not_found,
-    record_event,
-    repay_from_wallet,
-    request_of_originator,
-    settle_payout_success,
-    to_suspense,
-)
-from deni.services.mpesa_ports import (
+from deni.domain.mpesa import (
     OPEN_STATES,
+    SUCCESS,
+    EventKind,
+    MpesaRequest,
+    RequestKind,
+    RequestState,
+)
+from deni.domain.phone import normalise_msisdn
+from deni.services.mpesa import claims, paybills, payments
+from deni.services.mpesa.journal import record_event
+from deni.services.mpesa.ports import (
     B2CResultEvent,
     BalanceResultEvent,
     C2BEvent,
@@ -48,27 +38,38 @@ from deni.services.mpesa_ports import (
     CallbackKind,
     ClaimSource,
     ClaimState,
-    EventKind,
     ExpectedPaybill,
     InboxRow,
     InboxState,
     MalformedCallbackError,
-    MpesaRequest,
+    MpesaDeps,
     OtherResultEvent,
     PaybillCheck,
     PaymentClaim,
     PulledPayment,
     QueueTimeoutEvent,
-    RequestKind,
-    RequestState,
     StatusResultEvent,
     StkResultEvent,
+)
+from deni.services.mpesa.requests import compact_reference, request_of_originator
+from deni.services.mpesa.settle import (
+    PushAnswer,
+    StkPaid,
+    claim_payout_failure,
+    confirm_payout_failure,
+    confirm_push_paid,
+    credit_stk_payment,
+    credit_stk_top_ups,
+    fail_stk,
+    payout_not_found,
+    repay_from_wallet,
+    settle_payout_success,
+    to_suspense,
 )
 from deni.services.ports import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
-SUCCESS = "0"
 # An STK callback may beat the worker's record of its CheckoutRequestID by a moment: such a
 # callback waits this long in the inbox before its money is sent to suspense.
 UNKNOWN_CHECKOUT_GRACE_S = 120.0

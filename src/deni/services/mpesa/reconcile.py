@@ -32,37 +32,35 @@ from deni.domain.errors import (
 from deni.domain.ledger import PlatformAccount
 from deni.domain.loans import LoanState
 from deni.domain.money import CENTS_PER_SHILLING
-from deni.domain.users import nairobi_today
-from deni.services import ledger, loans, paybill_pull, paybills, payments
-from deni.services.common import SYSTEM_ACTOR, audit, new_id
-from deni.services.mpesa import (
+from deni.domain.mpesa import (
     B2C_MIN_CENTS,
-    MpesaDeps,
-    await_decision,
-    fail_stk,
-    record_event,
-    request_payout,
-    request_stk,
-)
-from deni.services.mpesa_ports import (
     OPEN_STATES,
+    SUCCESS,
     UNANSWERED_PUSH_CODE,
-    BalanceReport,
     EventKind,
-    GatewayError,
-    GatewayOutcome,
     MpesaRequest,
-    PayoutCandidate,
     Purpose,
     RequestKind,
     RequestState,
+)
+from deni.domain.users import nairobi_today
+from deni.services import ledger, loans
+from deni.services.common import SYSTEM_ACTOR, audit, new_id
+from deni.services.mpesa import paybill_pull, paybills, payments
+from deni.services.mpesa.journal import record_event
+from deni.services.mpesa.ports import (
+    BalanceReport,
+    GatewayError,
+    GatewayOutcome,
+    MpesaDeps,
+    PayoutCandidate,
     SuspenseState,
 )
+from deni.services.mpesa.requests import request_payout, request_stk
+from deni.services.mpesa.settle import await_decision, fail_stk
 from deni.services.ports import UnitOfWork
 
 log = structlog.get_logger(__name__)
-
-SUCCESS = "0"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,52 @@
+"""A member's M-PESA preferences: whether loans pay out to M-PESA and repayments go straight out
+to the lender's M-PESA (auto-payout)."""
+
+from __future__ import annotations
+
+from deni.services.common import audit, require_user
+from deni.services.mpesa.ports import (
+    MpesaPreferences,
+)
+from deni.services.ports import Clock, PinHasher, UnitOfWork
+from deni.services.users import check_pin
+
+# --- Preferences -------------------------------------------------------------------------------
+
+
+def set_preferences(
+    *,
+    uow: UnitOfWork,
+    hasher: PinHasher,
+    clock: Clock,
+    user_id: str,
+    pin: str,
+    disburse_to_mpesa: bool | None = None,
+    auto_payout: bool | None = None,
+    channel: str = "api",
+) -> tuple[bool, bool]:
+    """Where a member's money goes without asking each time (a loan's principal, a lender's
+    repayments: straight on to M-PESA). It decides future payouts, so it takes the PIN."""
+    now = clock.now()
+    with uow:
+        user = require_user(uow, user_id, lock=True)
+        check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
+        current = uow.mpesa.preferences(user_id)
+        updated = MpesaPreferences(
+            user_id,
+            current.disburse_to_mpesa if disburse_to_mpesa is None else disburse_to_mpesa,
+            current.auto_payout if auto_payout is None else auto_payout,
+        )
+        uow.mpesa.set_preferences(updated, now)
+        audit(
+            uow,
+            actor_id=user_id,
+            channel=channel,
+            command="set_preferences",
+            details={
+                "disburse_to_mpesa": updated.disburse_to_mpesa,
+                "auto_payout": updated.auto_payout,
+            },
+            now=now,
+        )
+        uow.commit()
+    return updated.disburse_to_mpesa, updated.auto_payout
