@@ -128,6 +128,8 @@ class RequestEvent:
 # Daraja's ResultCode (and ResponseCode) for success; every other code is a refusal or a fault.
 SUCCESS = "0"
 
+# What one M-PESA transaction may carry: Daraja refuses a push under KES 1 or a payout under
+# KES 10, and no transaction above KES 250,000. Every channel checks against these.
 STK_MIN_CENTS = 1 * CENTS_PER_SHILLING
 B2C_MIN_CENTS = 10 * CENTS_PER_SHILLING
 MPESA_MAX_CENTS = 250_000 * CENTS_PER_SHILLING

@@ -20,6 +20,7 @@ from deni.domain.errors import AlreadyRegistered, Conflict, InvalidPhoneNumber
 from deni.domain.ledger import EntryCode
 from deni.domain.loans import TERM_DAYS_MAX, LoanState
 from deni.domain.money import CENTS_PER_SHILLING, LOAN_MAX_CENTS, LOAN_MIN_CENTS
+from deni.domain.mpesa import B2C_MIN_CENTS, MPESA_MAX_CENTS, STK_MIN_CENTS
 from deni.domain.phone import normalise_msisdn
 from deni.domain.secrecy import derive_key, digests_match, keyed_digest
 from deni.domain.security import PIN_DIGITS
@@ -35,8 +36,6 @@ from deni.services.ussd_ports import LoanLine, UssdReads
 CHANNEL = "ussd"
 NAME_SHOWN_CHARS = 16
 NAME_IN_LIST_CHARS = 12
-MPESA_MIN_CENTS = 10 * CENTS_PER_SHILLING  # M-PESA's smallest B2C payment
-MPESA_MAX_CENTS = 250_000 * CENTS_PER_SHILLING  # one M-PESA transaction's ceiling
 STATEMENT_LINES = 5
 _NAME = re.compile(r"[A-Za-z][A-Za-z' .-]{1,29}")
 _SHILLINGS = re.compile(r"[0-9]{1,9}")
@@ -597,7 +596,7 @@ def view_wallet(ctx: Ctx) -> Params:
 
 
 def submit_top_up(ctx: Ctx, raw: str) -> Step:
-    amount_cents = shillings(raw, minimum_cents=CENTS_PER_SHILLING, maximum_cents=MPESA_MAX_CENTS)
+    amount_cents = shillings(raw, minimum_cents=STK_MIN_CENTS, maximum_cents=MPESA_MAX_CENTS)
     ctx.queue("top_up", amount_cents)
     return Finish("ussd.stk_coming", {"amount": format_kes(amount_cents)})
 
@@ -608,10 +607,10 @@ def view_withdraw_amount(ctx: Ctx) -> Params:
 
 def parse_withdraw_amount(ctx: Ctx, raw: str) -> object:
     balance_cents = _balance(ctx)
-    if balance_cents < MPESA_MIN_CENTS:
+    if balance_cents < B2C_MIN_CENTS:
         raise Reject("ussd.err_balance", balance=format_kes(balance_cents))
     return shillings(
-        raw, minimum_cents=MPESA_MIN_CENTS, maximum_cents=min(balance_cents, MPESA_MAX_CENTS)
+        raw, minimum_cents=B2C_MIN_CENTS, maximum_cents=min(balance_cents, MPESA_MAX_CENTS)
     )
 
 

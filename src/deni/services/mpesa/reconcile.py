@@ -34,6 +34,7 @@ from deni.domain.loans import LoanState
 from deni.domain.money import CENTS_PER_SHILLING
 from deni.domain.mpesa import (
     B2C_MIN_CENTS,
+    MPESA_MAX_CENTS,
     OPEN_STATES,
     SUCCESS,
     UNANSWERED_PUSH_CODE,
@@ -334,7 +335,7 @@ def _auto_repay_push(deps: MpesaDeps, loan_id: str, today: date) -> None:
             request_stk(
                 uow,
                 user_id=loan.borrower_id,
-                amount_cents=min(shillings * CENTS_PER_SHILLING, 250_000 * CENTS_PER_SHILLING),
+                amount_cents=min(shillings * CENTS_PER_SHILLING, MPESA_MAX_CENTS),
                 idempotency_key=f"{loan.id}:{today.isoformat()}",
                 now=now,
                 purpose=Purpose.AUTO_REPAY,
