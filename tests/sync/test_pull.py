@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from deni.adapters.clock import ManualClock
 from deni.adapters.db.sync_tables import sync_changes
 from deni.bootstrap import Deni
-from deni.services import sync_pull
+from deni.services.sync import pull as sync_pull
 from tests.api.support import assert_error, log_in_again
 from tests.helpers import api_user, fund
 from tests.sync.support import PULL, Device, server_view

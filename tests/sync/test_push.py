@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
-from deni.services import sync_pull, sync_push
+from deni.services.sync import protocol
+from deni.services.sync import pull as sync_pull
 from tests.api.support import assert_error, assert_ledger_whole, log_in_again
 from tests.helpers import ApiUser, api_user, fund
 from tests.sync.support import PUSH, STATUS, Device, push_raw
@@ -379,7 +380,7 @@ def test_results_older_than_the_retention_are_pruned_and_a_late_repush_hears_for
     old = Device(client, borrower)
     loan_id = _request(old, lender)
     old.push(drop_answer=True)  # the answer never arrives
-    clock.advance(sync_push.MUTATION_RESULT_RETENTION - timedelta(days=1))
+    clock.advance(protocol.MUTATION_RESULT_RETENTION - timedelta(days=1))
     log_in_again(deni, borrower, lender)
     recent = Device(client, lender)
     recent.queue_mutation("decline_loan", loan_id=str(uuid.uuid4()))  # kept: young enough

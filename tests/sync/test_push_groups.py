@@ -17,10 +17,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from deni.bootstrap import Deni
-from deni.services import sync_mutations, sync_push
 from deni.services.ports import StorageBusy
-from deni.services.sync_mutations import Args, Outcome, SyncContext
-from deni.services.sync_ports import SyncUnitOfWork
+from deni.services.sync import mutations as sync_mutations
+from deni.services.sync import push as sync_push
+from deni.services.sync.mutations import Args, Outcome, SyncContext
+from deni.services.sync.ports import SyncUnitOfWork
 from tests.api.support import assert_ledger_whole
 from tests.helpers import ApiUser, api_user, fund
 from tests.sync.support import STATUS, Device, push_raw

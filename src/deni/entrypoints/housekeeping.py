@@ -19,7 +19,8 @@ from deni.adapters.sessions import SqlSessionStore
 from deni.adapters.sms import DatabaseSmsOutbox
 from deni.bootstrap import Deni
 from deni.entrypoints.api import idempotency
-from deni.services import phone_proof, pin_reset, reminders, sms, sync_pull
+from deni.services import phone_proof, pin_reset, reminders, sms
+from deni.services.sync import pull as sync_pull
 
 log = structlog.get_logger(__name__)
 STOP_WAIT_S = 10.0

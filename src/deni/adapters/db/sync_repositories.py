@@ -19,7 +19,7 @@ from deni.domain.ledger import HoldState, NormalSide, wallet_account_id
 from deni.domain.loans import Loan
 from deni.domain.users import shown_contact
 from deni.services.ports import NotificationRecord, RepaymentRecord, StatementLine
-from deni.services.sync_ports import (
+from deni.services.sync.ports import (
     Change,
     ChangeRow,
     ConflictRecord,

@@ -18,17 +18,15 @@ from deni.bootstrap import Deni
 from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, UserId
 from deni.entrypoints.api.schemas import Id, Strict
-from deni.services import sync_pull, sync_push
-from deni.services.sync_ports import DeadLetter, MutationResult
-from deni.services.sync_push import (
-    ARGS_BYTES_MAX,
+from deni.services.sync import pull as sync_pull
+from deni.services.sync import push as sync_push
+from deni.services.sync.ports import DeadLetter, MutationResult, SyncDeps
+from deni.services.sync.protocol import (
     MIN_CLIENT_SCHEMA_VERSION,
-    MUTATIONS_PER_PUSH_MAX,
     SERVER_SCHEMA_VERSION,
     ClientUpgradeRequired,
-    PushedMutation,
-    SyncDeps,
 )
+from deni.services.sync.push import ARGS_BYTES_MAX, MUTATIONS_PER_PUSH_MAX, PushedMutation
 
 router = APIRouter(prefix="/sync", tags=["sync"])
 # A full push: every mutation with args at their largest, plus its id, name and JSON around them.

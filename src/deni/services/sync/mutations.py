@@ -23,7 +23,7 @@ from deni.services import loans, users
 from deni.services.common import audit, new_id, notify
 from deni.services.mpesa import preferences, requests
 from deni.services.ports import Clock, PinHasher
-from deni.services.sync_ports import ConflictRecord, SyncUnitOfWork
+from deni.services.sync.ports import ConflictRecord, SyncUnitOfWork
 
 STRING_CHARS_MAX = 200
 ID_CHARS_MAX = 64

@@ -15,39 +15,33 @@ import hashlib
 import hmac
 import json
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 
 from deni.domain.errors import (
     Conflict,
     DomainError,
-    Forbidden,
     NotFound,
     ValidationFailed,
 )
 from deni.domain.secrecy import masked, without_secrets
 from deni.services.common import new_id, notify
-from deni.services.ports import Clock, PinHasher, StorageBusy
-from deni.services.sync_mutations import (
-    HANDLERS,
-    MalformedMutation,
-    Outcome,
-    SyncContext,
-    parse,
-)
-from deni.services.sync_ports import (
+from deni.services.ports import StorageBusy
+from deni.services.sync.mutations import HANDLERS, MalformedMutation, Outcome, SyncContext, parse
+from deni.services.sync.ports import (
     DeadLetter,
     MutationResult,
     StoredMutation,
-    SyncClient,
+    SyncDeps,
     SyncUnitOfWork,
-    SyncUnitOfWorkFactory,
+)
+from deni.services.sync.protocol import (
+    MUTATION_RESULT_RETENTION,
+    ensure_client,
+    require_client_id,
+    require_schema,
 )
 
-SERVER_SCHEMA_VERSION = 1
-MIN_CLIENT_SCHEMA_VERSION = 1
 MUTATIONS_PER_PUSH_MAX = 500
 ARGS_BYTES_MAX = 8192
 NAME_CHARS_MAX = 64
@@ -62,19 +56,6 @@ DEAD_LETTERS_LISTED_MAX = 100
 # each mutation still keeps its own savepoint (docs/adr/0005-offline-sync.md, "Decision").
 GROUP_MUTATIONS_MAX = 25
 GROUP_SECONDS_MAX = 0.05
-# How long a processed mutation's result is kept for a device that never heard it. A device
-# pushes again until it hears, so only one offline (or lost) for this long meets the pruning:
-# it is told `forgotten` (processed; its outcome no longer kept) and its next pull has the truth.
-MUTATION_RESULT_RETENTION = timedelta(days=90)
-
-
-@dataclass(frozen=True, slots=True)
-class SyncDeps:
-    uow: SyncUnitOfWorkFactory
-    clock: Clock
-    hasher: PinHasher
-    secret: bytes  # keys the args hashes and signs cursors
-    mpesa_on: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,42 +79,6 @@ class PushOutcome:
     last_mutation_id: int
     results: list[MutationResult]
     stopped: Stopped | None
-
-
-class ClientUpgradeRequired(DomainError):
-    code = "client_upgrade_required"
-
-
-def require_schema(schema_version: int) -> None:
-    if schema_version < MIN_CLIENT_SCHEMA_VERSION:
-        raise ClientUpgradeRequired(
-            f"This app is too old for the server (schema {schema_version}; the server needs "
-            f"at least {MIN_CLIENT_SCHEMA_VERSION}). Update the app."
-        )
-
-
-def require_client_id(client_id: str) -> str:
-    try:
-        return str(uuid.UUID(client_id))
-    except ValueError:
-        raise ValidationFailed("client_id must be a UUID.", code="invalid_client_id") from None
-
-
-def ensure_client(
-    deps: SyncDeps, *, user_id: str, client_id: str, schema_version: int
-) -> SyncClient:
-    """The client row, created for this user on first use; another user's: refused."""
-    with deps.uow.read_only() as uow:
-        client = uow.sync.get_client(client_id)
-    if client is None:
-        with deps.uow() as uow:
-            uow.sync.add_client(SyncClient(client_id, user_id, 0, schema_version), deps.clock.now())
-            client = uow.sync.get_client(client_id)
-            uow.commit()
-    assert client is not None
-    if client.user_id != user_id:
-        raise Forbidden("This client id belongs to someone else.", code="client_not_yours")
-    return client
 
 
 def args_hash(secret: bytes, name: str, args: object) -> str:

@@ -28,18 +28,18 @@ from typing import Any
 from deni.domain.errors import Forbidden
 from deni.domain.users import nairobi_today
 from deni.services.ports import Clock, StatementLine
-from deni.services.sync_ports import (
+from deni.services.sync.ports import (
     SEQ_MAX,
     ChangeRow,
     Position,
+    SyncDeps,
     SyncUnitOfWork,
     SyncUnitOfWorkFactory,
 )
-from deni.services.sync_push import (
+from deni.services.sync.protocol import (
     MIN_CLIENT_SCHEMA_VERSION,
     MUTATION_RESULT_RETENTION,
     SERVER_SCHEMA_VERSION,
-    SyncDeps,
     ensure_client,
     require_client_id,
     require_schema,

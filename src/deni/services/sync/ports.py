@@ -14,7 +14,9 @@ from typing import Protocol
 
 from deni.domain.loans import Loan
 from deni.services.ports import (
+    Clock,
     NotificationRecord,
+    PinHasher,
     RepaymentRecord,
     StatementLine,
     UnitOfWork,
@@ -221,3 +223,12 @@ class SyncUnitOfWorkFactory(Protocol):
     def snapshot(self) -> SyncUnitOfWork:
         """A read-only transaction on one consistent snapshot (REPEATABLE READ)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class SyncDeps:
+    uow: SyncUnitOfWorkFactory
+    clock: Clock
+    hasher: PinHasher
+    secret: bytes  # keys the args hashes and signs cursors
+    mpesa_on: bool
