@@ -62,8 +62,8 @@ from benchmarks.machine import Machine, describe
 from benchmarks.rawhttp import JSON, Connection, HttpError
 from benchmarks.settings import API_PROCESS_ENV, bench_env, bench_settings
 from benchmarks.stats import percentile
-from deni.adapters.db import mpesa_tables as m
 from deni.adapters.db import tables as t
+from deni.adapters.db.mpesa import tables as m
 from deni.bootstrap import Deni, bootstrap
 from deni.domain.ledger import PlatformAccount, wallet_account_id
 from deni.domain.mpesa import RequestState
@@ -189,7 +189,7 @@ def seed_pushes(deni: Deni, *, count: int) -> list[Push]:
                 # query each push's success callback waits for is not part of this measure.
                 request.paid_confirmed = True
                 request.next_check_at = far
-                uow.mpesa.save_request(request, now)
+                uow.mpesa_requests.save(request, now)
                 pushes.append(push)
             for message in uow.outbox.list(states=[OutboxState.PENDING], limit=SEED_BATCH):
                 uow.outbox.mark_done(message.id, now=now)

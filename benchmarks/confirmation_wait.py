@@ -76,7 +76,7 @@ def _one(deni: Deni, admin: SandboxAdmin, i: int) -> int:
     deadline = time.monotonic() + WAIT_MAX_S
     while time.monotonic() < deadline:
         with deni.uow.read_only() as uow:
-            claim = uow.mpesa.claims_for([receipt]).get(receipt)
+            claim = uow.claims.for_receipts([receipt]).get(receipt)
         if claim is not None and claim.confirm_wait_ms is not None:
             return claim.confirm_wait_ms
         time.sleep(POLL_S)

@@ -13,7 +13,7 @@ from deni.adapters.clock import SystemClock
 from deni.adapters.daraja.client import DarajaClient, DarajaConfig
 from deni.adapters.daraja.gateway import DarajaGateway
 from deni.adapters.db.engine import make_engine
-from deni.adapters.db.mpesa_repositories import SqlTokenStore
+from deni.adapters.db.mpesa.tokens import SqlTokenStore
 from deni.adapters.db.session_gate import SqlSessionGate
 from deni.adapters.db.uow import SqlUnitOfWorkFactory
 from deni.adapters.db.ussd_reads import SqlUssdReads

@@ -16,8 +16,8 @@ from sqlalchemy import column, create_engine, delete, insert, select, table, tex
 from tests.api.support import assert_error, request_loan
 from tests.helpers import api_user, fund
 
-import deni.adapters.db.mpesa_tables
-import deni.adapters.db.sync_tables
+import deni.adapters.db.mpesa.tables
+import deni.adapters.db.sync.tables
 import deni.adapters.db.ussd_tables  # noqa: F401 (their tables join the shared metadata)
 from deni.adapters.db.migrate import alembic_config
 from deni.adapters.db.tables import audit_log, metadata, users

@@ -36,8 +36,8 @@ from tests.conftest import START
 from tests.helpers import api_user, fund, next_phone, registration_code, shows_number
 from tests.ussd.support import Phone
 
-import deni.adapters.db.mpesa_tables
-import deni.adapters.db.sync_tables
+import deni.adapters.db.mpesa.tables
+import deni.adapters.db.sync.tables
 import deni.adapters.db.ussd_tables  # noqa: F401 (their tables join the shared metadata)
 from deni.adapters.clock import ManualClock
 from deni.adapters.db import tables, ussd_tables

@@ -156,7 +156,7 @@ class World:
 
     def request(self, request_id: str) -> MpesaRequest:
         with self.deni.uow.read_only() as uow:
-            found = uow.mpesa.get_request(request_id)
+            found = uow.mpesa_requests.get(request_id)
         assert found is not None
         return found
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from deni.adapters.db.mpesa_repositories import SqlMpesaRepository
+from deni.adapters.db.mpesa.inbox import SqlCallbackInboxRepository
 from deni.domain.mpesa import RequestState
 from deni.domain.users import User
 from deni.services.mpesa.callbacks import apply_pending
@@ -30,7 +30,7 @@ def _top_ups(world: World, count: int) -> list[tuple[User, str]]:
 
 def _inbox(world: World) -> dict[InboxState, int]:
     with world.deni.uow.read_only() as uow:
-        rows = uow.mpesa.inbox_rows(states=list(InboxState), limit=500)
+        rows = uow.mpesa_inbox.rows(states=list(InboxState), limit=500)
     counts: dict[InboxState, int] = {}
     for row in rows:
         if row.kind == "stk":
@@ -42,7 +42,7 @@ def _credits(world: World, request_ids: list[str]) -> int:
     found = 0
     with world.deni.uow.read_only() as uow:
         for request_id in request_ids:
-            request = uow.mpesa.get_request(request_id)
+            request = uow.mpesa_requests.get(request_id)
             assert request is not None
             if request.receipt and uow.ledger.find_entry(f"mpesa:{request.receipt}"):
                 found += 1
@@ -82,7 +82,7 @@ def test_a_row_that_fails_the_batch_blocks_no_other(world: World) -> None:
     assert world.request(made[0][1]).state is RequestState.SUCCEEDED
     assert [world.balance(user) for user, _ in made] == [TOP_UP_CENTS] * 4
     with world.deni.uow.read_only() as uow:
-        (row,) = uow.mpesa.inbox_rows(states=[InboxState.RECEIVED], limit=5)
+        (row,) = uow.mpesa_inbox.rows(states=[InboxState.RECEIVED], limit=5)
     assert row.attempts == 1
     assert "receipt" in row.error
 
@@ -97,7 +97,7 @@ def test_worker_killed_mid_batch_leaves_every_row_for_the_next(
         raise SystemExit("killed after the credits, before the commit")
 
     with monkeypatch.context() as patch:
-        patch.setattr(SqlMpesaRepository, "inbox_mark_many", killed)
+        patch.setattr(SqlCallbackInboxRepository, "mark_many", killed)
         with pytest.raises(SystemExit):
             world.work()
 

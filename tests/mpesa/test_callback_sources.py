@@ -40,7 +40,7 @@ def test_production_starts_with_safaricoms_addresses() -> None:
 
 def _stored(world: World) -> int:
     with world.deni.uow.read_only() as uow:
-        return len(uow.mpesa.inbox_rows(states=list(InboxState), limit=50))
+        return len(uow.mpesa_inbox.rows(states=list(InboxState), limit=50))
 
 
 def test_a_callback_from_outside_the_allowlist_is_refused_and_not_stored(world: World) -> None:

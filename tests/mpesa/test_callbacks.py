@@ -84,7 +84,7 @@ def test_duplicate_callbacks_credit_once(world: World) -> None:
 
     assert world.request(request_id).state.value == "succeeded"
     with world.deni.uow.read_only() as uow:
-        rows = uow.mpesa.inbox_rows(states=list(InboxState), limit=10)
+        rows = uow.mpesa_inbox.rows(states=list(InboxState), limit=10)
     assert len([r for r in rows if r.kind == "stk"]) == 1
     world.assert_conserved()
 
@@ -109,7 +109,7 @@ def test_malformed_json_is_stored_and_answered_200(world: World) -> None:
     answer = world.http.post(world.hook_url("b2c/result"), json={"Result": {"ResultCode": "x"}})
     assert answer.status_code == 200
     with world.deni.uow.read_only() as uow:
-        rows = uow.mpesa.inbox_rows(states=[InboxState.MALFORMED], limit=10)
+        rows = uow.mpesa_inbox.rows(states=[InboxState.MALFORMED], limit=10)
     assert {r.kind for r in rows} == {"stk", "b2c/result"}
     assert rows[-1].body == b"{not json"
 
@@ -129,15 +129,15 @@ def test_forged_unknown_checkout_and_wrong_amount_credit_nothing(world: World) -
     for _ in range(world.deps.policy.inbox_attempts_max + 2):
         world.work()  # many quick worker passes inside the grace period: still waiting
     with world.deni.uow.read_only() as uow:
-        assert len(uow.mpesa.inbox_ids(states=[InboxState.RECEIVED], limit=10)) == 1
+        assert len(uow.mpesa_inbox.ids(states=[InboxState.RECEIVED], limit=10)) == 1
     world.clock.advance(timedelta(minutes=5))  # the unknown one waits a grace period
     world.work()
     assert world.request(request_id).state.value == "sent"  # the push itself is untouched
     world.reconcile(rounds=world.deps.policy.not_found_answers_min)  # the genuine one too
 
     with world.deni.uow.read_only() as uow:
-        assert uow.mpesa.suspense_list(states=list(SuspenseState), limit=10) == []
-        disputed = uow.mpesa.list_claims(states=[ClaimState.DISPUTED], limit=10)
+        assert uow.suspense.in_states(states=list(SuspenseState), limit=10) == []
+        disputed = uow.claims.in_states(states=[ClaimState.DISPUTED], limit=10)
     assert {c.receipt for c in disputed} == {"UNKNOWN001", "WRONGAMT01"}
     request = world.request(request_id)
     assert request.state.value == "succeeded"  # by the genuine callback, once
@@ -155,7 +155,7 @@ def test_a_paid_push_whose_answer_was_lost_finds_its_loan_by_phone_and_amount(
     borrower, lender = world.user(phone=next_phone()), world.user()
     world.fund(lender, 1_000_00)
     with world.deni.uow() as uow:
-        uow.mpesa.set_preferences(MpesaPreferences(borrower.id, False), world.clock.now())
+        uow.mpesa_preferences.set(MpesaPreferences(borrower.id, False), world.clock.now())
         uow.commit()
     loan = _approved_loan(world, borrower.id, lender.phone)
     world.admin.add_fault(kind="stk", phone=borrower.phone, action="http_500", processed=True)
@@ -173,7 +173,7 @@ def test_a_paid_push_whose_answer_was_lost_finds_its_loan_by_phone_and_amount(
     assert request.receipt
     assert world.balance(lender) == 300_00  # the repayment reached the lender
     with world.deni.uow.read_only() as uow:
-        assert uow.mpesa.suspense_list(states=[SuspenseState.UNASSIGNED], limit=10) == []
+        assert uow.suspense.in_states(states=[SuspenseState.UNASSIGNED], limit=10) == []
     world.assert_conserved()
 
 
@@ -192,8 +192,8 @@ def test_an_unknown_payment_matches_no_push_of_another_amount(world: World) -> N
     assert world.request(request_id).state.value == "failed"
     assert world.balance(user) == 0
     with world.deni.uow.read_only() as uow:
-        assert uow.mpesa.suspense_list(states=list(SuspenseState), limit=10) == []
-        [claim] = uow.mpesa.list_claims(states=list(ClaimState), limit=10)
+        assert uow.suspense.in_states(states=list(SuspenseState), limit=10) == []
+        [claim] = uow.claims.in_states(states=list(ClaimState), limit=10)
     assert (claim.receipt, claim.state, claim.user_id) == (
         "UNKNOWN002",
         ClaimState.DISPUTED,
@@ -254,7 +254,7 @@ def test_a_forged_success_for_a_real_pending_push_credits_nothing(world: World) 
     assert (request.state.value, request.result_code) == ("failed", "1032")
     assert world.balance(member) == 0
     with world.deni.uow.read_only() as uow:
-        rows = uow.mpesa.inbox_rows(states=list(InboxState), limit=10)
+        rows = uow.mpesa_inbox.rows(states=list(InboxState), limit=10)
     [forged_row] = [r for r in rows if b"TFORGEDSTK" in r.body]
     assert forged_row.state is InboxState.IGNORED
     assert "contradicted by STK Query" in forged_row.error
@@ -281,8 +281,8 @@ def test_a_forged_success_for_a_push_the_member_pays_credits_it_once(world: Worl
     assert world.balance(member) == 700_00
     assert world.request(request_id).state.value == "succeeded"
     with world.deni.uow.read_only() as uow:
-        assert uow.mpesa.suspense_list(states=list(SuspenseState), limit=10) == []
-        [claim] = uow.mpesa.list_claims(states=list(ClaimState), limit=10)
+        assert uow.suspense.in_states(states=list(SuspenseState), limit=10) == []
+        [claim] = uow.claims.in_states(states=list(ClaimState), limit=10)
     assert claim.state is ClaimState.DISPUTED
     assert "already credited under receipt TFORGEDRCP" in claim.result_desc
     world.reconcile(rounds=2)

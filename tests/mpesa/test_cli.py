@@ -59,7 +59,7 @@ def test_an_operator_assigns_suspense_money_once(
     world.work()
     world.confirm()
     with world.deni.uow.read_only() as uow:
-        [waiting] = uow.mpesa.suspense_list(states=[SuspenseState.UNASSIGNED], limit=5)
+        [waiting] = uow.suspense.in_states(states=[SuspenseState.UNASSIGNED], limit=5)
 
     listed = deni(operator_env, "payments", "suspense")
     assert waiting.receipt in listed

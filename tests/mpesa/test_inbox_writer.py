@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 
-from deni.adapters.db import mpesa_tables as m
+from deni.adapters.db.mpesa import tables as m
 from deni.entrypoints.api import inbox_writer
 from deni.entrypoints.api.app import create_app
 from deni.entrypoints.api.inbox_writer import InboxWriter

@@ -45,7 +45,9 @@ def _pay(world: World, phone: str, amount: int, account: str) -> dict[str, objec
 
 def _requests(world: World, purpose: Purpose) -> list[object]:
     with world.deni.uow.read_only() as uow:
-        return [r for r in uow.mpesa.list_requests(states=[], limit=50) if r.purpose is purpose]
+        return [
+            r for r in uow.mpesa_requests.in_states(states=[], limit=50) if r.purpose is purpose
+        ]
 
 
 def test_approval_pays_the_borrower_out_by_b2c(world: World) -> None:
@@ -100,7 +102,7 @@ def test_repay_by_stk_push_pays_the_lender(world: World) -> None:
     borrower, lender = world.user(), world.user()
     world.fund(lender, 1_000_00)
     with world.deni.uow() as uow:
-        uow.mpesa.set_preferences(MpesaPreferences(borrower.id, False), world.clock.now())
+        uow.mpesa_preferences.set(MpesaPreferences(borrower.id, False), world.clock.now())
         uow.commit()
     loan = _loan(world, borrower, lender)
 
@@ -141,7 +143,7 @@ def test_unmatched_payment_waits_in_suspense_until_assigned(world: World) -> Non
     paid = _pay(world, user.phone, 80, "WHO-KNOWS")
     assert paid["status"] == "completed"
     with world.deni.uow.read_only() as uow:
-        [waiting] = uow.mpesa.suspense_list(states=[SuspenseState.UNASSIGNED], limit=5)
+        [waiting] = uow.suspense.in_states(states=[SuspenseState.UNASSIGNED], limit=5)
     assert waiting.amount_cents == 80_00
     world.assert_conserved()
 
@@ -158,7 +160,7 @@ def test_auto_repay_takes_the_wallet_then_pushes_for_the_rest(world: World) -> N
     borrower, lender = world.user(), world.user()
     world.fund(lender, 1_000_00)
     with world.deni.uow() as uow:
-        uow.mpesa.set_preferences(MpesaPreferences(borrower.id, False), world.clock.now())
+        uow.mpesa_preferences.set(MpesaPreferences(borrower.id, False), world.clock.now())
         uow.commit()
     _loan(world, borrower, lender)  # 1,000 principal + 100 fee, in 14 days
     world.clock.advance(timedelta(days=14))
@@ -229,7 +231,7 @@ def test_the_due_date_sweep_leaves_a_held_wallet_alone_until_the_hold_ends(world
     borrower, lender = world.user(), world.user()
     world.fund(lender, 1_000_00)
     with world.deni.uow() as uow:
-        uow.mpesa.set_preferences(MpesaPreferences(borrower.id, False), world.clock.now())
+        uow.mpesa_preferences.set(MpesaPreferences(borrower.id, False), world.clock.now())
         user = uow.users.lock(borrower.id)
         assert user is not None
         user.reset_pin(world.deni.hasher.hash("2468"), world.clock.now())

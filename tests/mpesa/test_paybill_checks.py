@@ -18,7 +18,7 @@ def _expected(world: World, trans_id: str) -> ExpectedPaybill:
     with world.deni.uow.read_only() as uow:
         [found] = [
             p
-            for p in uow.mpesa.list_paybills(states=list(PaybillCheck), limit=50)
+            for p in uow.paybills.in_states(states=list(PaybillCheck), limit=50)
             if p.trans_id == trans_id
         ]
     return found
@@ -61,7 +61,7 @@ def test_the_confirmation_arriving_after_the_status_credits_nothing_more(world: 
     with world.deni.uow.read_only() as uow:
         [validation] = [
             row
-            for row in uow.mpesa.inbox_rows(states=[InboxState.APPLIED], limit=50)
+            for row in uow.mpesa_inbox.rows(states=[InboxState.APPLIED], limit=50)
             if row.dedupe_key == f"c2b_validation:{trans_id}"
         ]
     late = httpx.post(world.hook_url("c2b/confirmation", CALLBACK_TOKEN), content=validation.body)
@@ -133,7 +133,7 @@ def test_a_rejected_payment_is_not_awaited(world: World) -> None:
     refused = world.admin.pay_paybill(user.phone, 30, "NO-SUCH-LOAN")
     assert refused["status"] == "rejected"
     with world.deni.uow.read_only() as uow:
-        assert uow.mpesa.list_paybills(states=list(PaybillCheck), limit=50) == []
+        assert uow.paybills.in_states(states=list(PaybillCheck), limit=50) == []
 
 
 def test_a_confirmation_is_stored_under_its_receipt_and_what_it_says(world: World) -> None:
@@ -144,7 +144,7 @@ def test_a_confirmation_is_stored_under_its_receipt_and_what_it_says(world: Worl
     with world.deni.uow.read_only() as uow:
         [row] = [
             r
-            for r in uow.mpesa.inbox_rows(states=list(InboxState), limit=10)
+            for r in uow.mpesa_inbox.rows(states=list(InboxState), limit=10)
             if r.kind == "c2b/confirmation"
         ]
     assert row.dedupe_key.startswith(key + ":")

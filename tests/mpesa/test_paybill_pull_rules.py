@@ -155,7 +155,7 @@ def test_an_account_number_that_matches_nobody_goes_to_suspense(
 
     assert report.recovered == 1
     with pulling.uow.read_only() as uow:
-        [held] = uow.mpesa.suspense_list(states=list(SuspenseState), limit=10)
+        [held] = uow.suspense.in_states(states=list(SuspenseState), limit=10)
     assert (held.receipt, held.amount_cents) == ("TKL5NOBODY", 75_00)
 
 
@@ -193,7 +193,7 @@ def _push(deni: Deni, user: User, amount_cents: int, *, created_at: datetime) ->
         updated_at=created_at,
     )
     with deni.uow() as uow:
-        uow.mpesa.add_request(request)
+        uow.mpesa_requests.add(request)
         uow.commit()
 
 

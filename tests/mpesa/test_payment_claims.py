@@ -18,7 +18,7 @@ from tests.mpesa.support import PIN, World, c2b_confirmation_body
 
 def _claim(world: World, receipt: str) -> PaymentClaim:
     with world.deni.uow.read_only() as uow:
-        found = uow.mpesa.claims_for([receipt])
+        found = uow.claims.for_receipts([receipt])
     return found[receipt]
 
 

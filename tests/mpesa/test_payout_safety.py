@@ -100,7 +100,7 @@ def test_a_failure_result_for_a_payout_that_failed_is_confirmed_then_returned(
 
 def _evidence(world: World, request_id: str) -> list[object]:
     with world.deni.uow.read_only() as uow:
-        return list(uow.mpesa.events_for(request_id, limit=100))
+        return list(uow.mpesa_requests.events_for(request_id, limit=100))
 
 
 def test_a_send_that_timed_out_and_is_not_found_waits_for_a_person(world: World) -> None:

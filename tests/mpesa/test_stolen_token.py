@@ -53,9 +53,9 @@ def _victim(world: World) -> Victim:
 def _books(world: World, victim: Victim) -> tuple[Any, ...]:
     """Everything a thief could move or change: wallet, requests, loans, preferences."""
     with world.deni.uow.read_only() as uow:
-        requests = uow.mpesa.list_requests(states=[], limit=50, user_id=victim.user.id)
+        requests = uow.mpesa_requests.in_states(states=[], limit=50, user_id=victim.user.id)
         loans = [uow.loans.get(victim.owes.id), uow.loans.get(victim.lent.id)]
-        preferences = uow.mpesa.preferences(victim.user.id)
+        preferences = uow.mpesa_preferences.get(victim.user.id)
     owed = [(loan.state, loan.owed().total_cents) for loan in loans if loan is not None]
     return world.balance(victim.user), len(requests), owed, preferences
 

@@ -688,5 +688,5 @@ def test_cli_preferences_are_shown_changed_offline_and_reach_the_server(
     assert "kept in the wallet" in out
     assert "waiting to sync" not in out
     with world.deni.uow.read_only() as uow:
-        prefs = uow.mpesa.preferences(world.lender.id)
+        prefs = uow.mpesa_preferences.get(world.lender.id)
     assert (prefs.disburse_to_mpesa, prefs.auto_payout) == (False, True)

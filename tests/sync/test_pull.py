@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from deni.adapters.clock import ManualClock
-from deni.adapters.db.sync_tables import sync_changes
+from deni.adapters.db.sync.tables import sync_changes
 from deni.bootstrap import Deni
 from deni.services.sync import pull as sync_pull
 from tests.api.support import assert_error, log_in_again

@@ -32,7 +32,7 @@ from playwright.sync_api import (
 )
 from sqlalchemy import update
 
-from deni.adapters.db.sync_tables import sync_clients
+from deni.adapters.db.sync.tables import sync_clients
 from deni.bootstrap import Deni
 from deni.domain.loans import Loan, LoanState
 from deni.domain.users import User
@@ -521,7 +521,7 @@ def test_kiswahili_from_registration_and_settings_that_reach_the_server(
     assert baraka is not None
     assert baraka.language == "sw"
     with deni.uow.read_only() as uow:
-        before = uow.mpesa.preferences(baraka.id)
+        before = uow.mpesa_preferences.get(baraka.id)
     assert before.auto_payout is False
 
     page.get_by_role("button", name="Mipangilio").click()
@@ -538,7 +538,7 @@ def test_kiswahili_from_registration_and_settings_that_reach_the_server(
     with deni.uow.read_only() as uow:
         baraka = uow.users.get_by_phone("254799000222")
         assert baraka is not None
-        preferences = uow.mpesa.preferences(baraka.id)
+        preferences = uow.mpesa_preferences.get(baraka.id)
     assert baraka.language == "en"
     assert preferences.auto_payout is True
     assert preferences.disburse_to_mpesa is before.disburse_to_mpesa  # only what was touched

@@ -126,7 +126,7 @@ def reconcile_command() -> None:
 
 def _balance_table(deps: MpesaDeps) -> None:
     with deps.uow.read_only() as uow:
-        reports = uow.mpesa.reports(limit=10)
+        reports = uow.balance_reports.latest(limit=10)
     table = Table(title="M-PESA balances: Daraja beside the ledger (newest first)")
     for column in ("asked", "state", "Daraja working", "ledger paybill", "Daraja utility"):
         table.add_column(column)
@@ -180,7 +180,7 @@ def outbox_retry(message_id: Annotated[str, typer.Argument()]) -> None:
 def payments_suspense() -> None:
     """Money received that matches nothing yet."""
     with _mpesa() as (deni, _), deni.uow.read_only() as uow:
-        waiting = uow.mpesa.suspense_list(
+        waiting = uow.suspense.in_states(
             states=[SuspenseState.UNASSIGNED, SuspenseState.ASSIGNING], limit=LIST_MAX
         )
     table = Table(title=f"Suspense ({len(waiting)})")
@@ -219,7 +219,7 @@ def payments_assign(
 def payments_open() -> None:
     """M-PESA requests not settled yet (those with no next check wait for an operator)."""
     with _mpesa() as (deni, _), deni.uow.read_only() as uow:
-        found = uow.mpesa.list_requests(states=sorted(OPEN_STATES), limit=LIST_MAX)
+        found = uow.mpesa_requests.in_states(states=sorted(OPEN_STATES), limit=LIST_MAX)
     table = Table(title=f"Open M-PESA requests ({len(found)})")
     for column in ("id", "purpose", "state", "amount", "checks", "next check", "note"):
         table.add_column(column)
@@ -371,7 +371,7 @@ def payments_paybill() -> None:
     ones are asked about by the reconciler; unresolved ones wait for an operator."""
     waiting = [PaybillCheck.WAITING, PaybillCheck.UNRESOLVED]
     with _mpesa() as (deni, _), deni.uow.read_only() as uow:
-        found = uow.mpesa.list_paybills(states=waiting, limit=LIST_MAX)
+        found = uow.paybills.in_states(states=waiting, limit=LIST_MAX)
     table = Table(title=f"Unconfirmed paybill payments ({len(found)})")
     for column in ("receipt", "amount", "account", "state", "checks", "next check", "note"):
         table.add_column(column)
@@ -392,7 +392,7 @@ def payments_paybill() -> None:
 def payments_callbacks() -> None:
     """Callbacks that were malformed or could not be applied: the trace an operator reads."""
     with _mpesa() as (deni, _), deni.uow.read_only() as uow:
-        rows = uow.mpesa.inbox_rows(
+        rows = uow.mpesa_inbox.rows(
             states=[InboxState.MALFORMED, InboxState.FAILED, InboxState.RECEIVED],
             limit=LIST_MAX,
         )

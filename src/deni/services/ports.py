@@ -18,7 +18,18 @@ from deni.domain.security import PhoneCode, PinResetCode
 from deni.domain.users import User
 
 if TYPE_CHECKING:  # the M-PESA ports use the unit of work too; only type checking needs both
-    from deni.services.mpesa.ports import MpesaRepository, OutboxRepository
+    from deni.services.mpesa.ports import (
+        BalanceReportRepository,
+        CallbackInboxRepository,
+        ExpectedPaybillRepository,
+        MpesaRequestRepository,
+        OutboxRepository,
+        PaybillPullRepository,
+        PaymentClaimRepository,
+        PayoutCandidateRepository,
+        PreferencesRepository,
+        SuspenseRepository,
+    )
 
 STATEMENT_PAGE_MAX = 100
 LIST_PAGE_MAX = 100
@@ -418,7 +429,31 @@ class UnitOfWork(Protocol):
     def tokens(self) -> RefreshTokenRepository: ...
 
     @property
-    def mpesa(self) -> MpesaRepository: ...
+    def mpesa_requests(self) -> MpesaRequestRepository: ...
+
+    @property
+    def mpesa_inbox(self) -> CallbackInboxRepository: ...
+
+    @property
+    def suspense(self) -> SuspenseRepository: ...
+
+    @property
+    def paybills(self) -> ExpectedPaybillRepository: ...
+
+    @property
+    def claims(self) -> PaymentClaimRepository: ...
+
+    @property
+    def pulls(self) -> PaybillPullRepository: ...
+
+    @property
+    def mpesa_preferences(self) -> PreferencesRepository: ...
+
+    @property
+    def payouts_due(self) -> PayoutCandidateRepository: ...
+
+    @property
+    def balance_reports(self) -> BalanceReportRepository: ...
 
     @property
     def pin_resets(self) -> PinResetRepository: ...

@@ -86,9 +86,11 @@ def personal_data(*, uow_factory: SnapshotReads, clock: Clock, user_id: str) -> 
             notifications=_notifications(uow, user_id),
             mpesa_requests=_bounded(
                 "M-PESA requests",
-                uow.mpesa.list_requests(states=[], limit=SECTION_ITEMS_MAX + 1, user_id=user_id),
+                uow.mpesa_requests.in_states(
+                    states=[], limit=SECTION_ITEMS_MAX + 1, user_id=user_id
+                ),
             ),
-            mpesa_preferences=uow.mpesa.preferences(user_id),
+            mpesa_preferences=uow.mpesa_preferences.get(user_id),
             audit=_audit(uow, user_id),
         )
 
@@ -197,7 +199,7 @@ def _require_nothing_open(uow: UnitOfWork, user_id: str) -> None:
                 "off first.",
                 code="open_loans",
             )
-    if uow.mpesa.list_requests(states=sorted(OPEN_STATES), limit=1, user_id=user_id):
+    if uow.mpesa_requests.in_states(states=sorted(OPEN_STATES), limit=1, user_id=user_id):
         raise Conflict(
             "An M-PESA payment is still on its way; try again later.", code="mpesa_pending"
         )

@@ -18,10 +18,10 @@ from datetime import datetime
 
 from sqlalchemy import Connection, and_, delete, select, update
 
-from deni.adapters.db import mpesa_tables as m
-from deni.adapters.db import sync_tables as s
 from deni.adapters.db import tables as t
 from deni.adapters.db import ussd_tables as u
+from deni.adapters.db.mpesa import tables as m
+from deni.adapters.db.sync import tables as s
 from deni.domain.users import CLOSED_NAME, closed_phone
 
 

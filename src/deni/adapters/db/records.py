@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Row, and_, bindparam, or_, select, tuple_, update
 
 from deni.adapters.db import tables as t
-from deni.adapters.db.sync_tables import log_changes
+from deni.adapters.db.sync.tables import log_changes
 from deni.adapters.db.upsert import insert_or_nothing
 from deni.domain.audit import chain_hash
 from deni.domain.security import PhoneCode, PinResetCode, SmsCode

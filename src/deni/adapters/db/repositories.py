@@ -29,7 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.erasure import erase_person, release_phone
-from deni.adapters.db.sync_tables import Change, log_changes, sync_profile_fields, wallet_owner
+from deni.adapters.db.sync.tables import Change, log_changes, sync_profile_fields, wallet_owner
 from deni.domain.errors import Conflict
 from deni.domain.ledger import (
     MPESA_RECEIPT_CAUSE,

@@ -10,7 +10,16 @@ from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError
 
 from deni.adapters.db.engine import BEGIN_MODE_KEY, is_retryable
-from deni.adapters.db.mpesa_repositories import SqlMpesaRepository, SqlOutboxRepository
+from deni.adapters.db.mpesa.claims import SqlPaymentClaimRepository
+from deni.adapters.db.mpesa.inbox import SqlCallbackInboxRepository
+from deni.adapters.db.mpesa.outbox import SqlOutboxRepository
+from deni.adapters.db.mpesa.paybills import SqlExpectedPaybillRepository
+from deni.adapters.db.mpesa.payouts import SqlPayoutCandidateRepository
+from deni.adapters.db.mpesa.preferences import SqlPreferencesRepository
+from deni.adapters.db.mpesa.pulls import SqlPaybillPullRepository
+from deni.adapters.db.mpesa.reports import SqlBalanceReportRepository
+from deni.adapters.db.mpesa.requests import SqlMpesaRequestRepository
+from deni.adapters.db.mpesa.suspense import SqlSuspenseRepository
 from deni.adapters.db.records import (
     NotificationsMark,
     SqlAuditRepository,
@@ -21,8 +30,8 @@ from deni.adapters.db.records import (
     SqlRefreshTokenRepository,
 )
 from deni.adapters.db.repositories import SqlLedgerRepository, SqlLoanRepository, SqlUserRepository
-from deni.adapters.db.sync_repositories import SqlSyncRepository
-from deni.adapters.db.sync_tables import (
+from deni.adapters.db.sync.repositories import SqlSyncRepository
+from deni.adapters.db.sync.tables import (
     defer_changes,
     drop_deferred_changes,
     stop_deferring,
@@ -62,7 +71,15 @@ class SqlUnitOfWork:
         self.audit = SqlAuditRepository(connection)
         self.idempotency = SqlIdempotencyRepository(connection)
         self.tokens = SqlRefreshTokenRepository(connection)
-        self.mpesa = SqlMpesaRepository(connection)
+        self.mpesa_requests = SqlMpesaRequestRepository(connection)
+        self.mpesa_inbox = SqlCallbackInboxRepository(connection)
+        self.suspense = SqlSuspenseRepository(connection)
+        self.paybills = SqlExpectedPaybillRepository(connection)
+        self.claims = SqlPaymentClaimRepository(connection)
+        self.pulls = SqlPaybillPullRepository(connection)
+        self.mpesa_preferences = SqlPreferencesRepository(connection)
+        self.payouts_due = SqlPayoutCandidateRepository(connection)
+        self.balance_reports = SqlBalanceReportRepository(connection)
         self.outbox = SqlOutboxRepository(connection)
         self.sync = SqlSyncRepository(connection)
         self.pin_resets = SqlPinResetRepository(connection)
@@ -126,7 +143,15 @@ class _OuterRepositories:
     audit: SqlAuditRepository
     idempotency: SqlIdempotencyRepository
     tokens: SqlRefreshTokenRepository
-    mpesa: SqlMpesaRepository
+    mpesa_requests: SqlMpesaRequestRepository
+    mpesa_inbox: SqlCallbackInboxRepository
+    suspense: SqlSuspenseRepository
+    paybills: SqlExpectedPaybillRepository
+    claims: SqlPaymentClaimRepository
+    pulls: SqlPaybillPullRepository
+    mpesa_preferences: SqlPreferencesRepository
+    payouts_due: SqlPayoutCandidateRepository
+    balance_reports: SqlBalanceReportRepository
     outbox: SqlOutboxRepository
     sync: SqlSyncRepository
     pin_resets: SqlPinResetRepository
@@ -140,7 +165,15 @@ class _OuterRepositories:
         self.audit = outer.audit
         self.idempotency = outer.idempotency
         self.tokens = outer.tokens
-        self.mpesa = outer.mpesa
+        self.mpesa_requests = outer.mpesa_requests
+        self.mpesa_inbox = outer.mpesa_inbox
+        self.suspense = outer.suspense
+        self.paybills = outer.paybills
+        self.claims = outer.claims
+        self.pulls = outer.pulls
+        self.mpesa_preferences = outer.mpesa_preferences
+        self.payouts_due = outer.payouts_due
+        self.balance_reports = outer.balance_reports
         self.outbox = outer.outbox
         self.sync = outer.sync
         self.pin_resets = outer.pin_resets

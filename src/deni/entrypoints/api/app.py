@@ -159,7 +159,7 @@ def _add_operations(app: FastAPI, deni: Deni) -> None:
         with deni.uow.read_only() as uow:
             loan_counts = uow.loans.count_by_state()
             entry_counts = uow.ledger.count_entries_by_code()
-            counts, count, sum_ms = uow.mpesa.confirmation_waits(
+            counts, count, sum_ms = uow.claims.confirmation_waits(
                 [round(bound_s * 1000) for bound_s in waits.buckets_s]
             )
         waits.set(counts, count, sum_ms / 1000)

@@ -149,7 +149,7 @@ def store_callbacks(deps: MpesaDeps, received: Sequence[Received]) -> list[Store
     with deps.uow() as uow:
         stored = [
             Stored(
-                uow.mpesa.inbox_add(
+                uow.mpesa_inbox.add(
                     kind=callback.kind, dedupe_key=key, body=callback.body,
                     source_ip=callback.source_ip, state=state, error=error, now=now,
                 ),
@@ -179,7 +179,7 @@ def _inbox_row(deps: MpesaDeps, callback: Received) -> tuple[str, InboxState, st
 def apply_callback(deps: MpesaDeps, inbox_id: int) -> InboxState:
     """Settle what a stored callback says, once. Returns the row's state afterwards."""
     with deps.uow.read_only() as uow:
-        row = uow.mpesa.inbox_get(inbox_id)
+        row = uow.mpesa_inbox.get(inbox_id)
     assert row is not None, inbox_id
     if row.state is not InboxState.RECEIVED:
         return row.state
@@ -201,7 +201,7 @@ def apply_callback(deps: MpesaDeps, inbox_id: int) -> InboxState:
     if state is InboxState.RECEIVED and row.attempts + 1 >= deps.policy.inbox_attempts_max:
         state = InboxState.FAILED  # left for the operator: `deni payments callbacks`
     with deps.uow() as uow:
-        uow.mpesa.inbox_mark(inbox_id, state=state, error=note, now=deps.clock.now())
+        uow.mpesa_inbox.mark(inbox_id, state=state, error=note, now=deps.clock.now())
         uow.commit()
     return state
 
@@ -247,12 +247,12 @@ def _apply_top_ups(deps: MpesaDeps) -> _Batch:
     claimed: list[int] = []
     try:
         with deps.uow() as uow:
-            rows = uow.mpesa.inbox_claim(limit=deps.policy.batch_max)
+            rows = uow.mpesa_inbox.claim(limit=deps.policy.batch_max)
             claimed = [row.id for row in rows]
             paid, marks = _paid_top_ups(deps, uow, rows)
             if paid:
                 credit_stk_top_ups(uow, paid, now=now)
-            uow.mpesa.inbox_mark_many(marks, now=now)
+            uow.mpesa_inbox.mark_many(marks, now=now)
             uow.commit()
     except Exception:
         # Nothing of it happened; each row now gets its own transaction.
@@ -280,9 +280,9 @@ def _confirm_paid_pushes(deps: MpesaDeps) -> None:
     """Before the batch, and outside any transaction: ask STK Query about the open top-ups
     the waiting success callbacks name, so that the batch credits only confirmed ones."""
     with deps.uow.read_only() as uow:
-        events = _paid_successes(deps, uow.mpesa.inbox_received(limit=deps.policy.batch_max))
+        events = _paid_successes(deps, uow.mpesa_inbox.received(limit=deps.policy.batch_max))
         checkouts = [event.checkout_request_id for event in events.values()]
-        found = {r.checkout_request_id: r for r in uow.mpesa.find_by_checkouts(checkouts)}
+        found = {r.checkout_request_id: r for r in uow.mpesa_requests.find_by_checkouts(checkouts)}
     asked = set()
     for event in events.values():
         request = found.get(event.checkout_request_id)
@@ -306,7 +306,7 @@ def _paid_top_ups(
     unknown or settled requests, other amounts, loan repayments, other kinds) is left out."""
     events = _paid_successes(deps, rows)
     checkouts = [event.checkout_request_id for event in events.values()]
-    requests = {r.checkout_request_id: r for r in uow.mpesa.lock_by_checkout(checkouts)}
+    requests = {r.checkout_request_id: r for r in uow.mpesa_requests.lock_by_checkout(checkouts)}
     paid: list[StkPaid] = []
     marks: list[Mark] = []
     for inbox_id, event in events.items():
@@ -356,7 +356,7 @@ def _apply(deps: MpesaDeps, kind: str, event: CallbackEvent, *, received_at: dat
 
 def _apply_stk(deps: MpesaDeps, event: StkResultEvent, *, received_at: datetime) -> Applied:
     with deps.uow.read_only() as uow:
-        request = uow.mpesa.find_by_checkout(event.checkout_request_id)
+        request = uow.mpesa_requests.find_by_checkout(event.checkout_request_id)
     if event.result_code != SUCCESS:
         if request is None:
             return InboxState.IGNORED, "failure for an unknown CheckoutRequestID"
@@ -422,8 +422,8 @@ def _claim_stk(
 
 def _claimed(deps: MpesaDeps, claim: PaymentClaim) -> Applied:
     with deps.uow.read_only() as uow:
-        applied = claim.receipt in uow.mpesa.receipts_seen([claim.receipt])
-        claimed = uow.mpesa.claims_for([claim.receipt])
+        applied = claim.receipt in uow.claims.receipts_seen([claim.receipt])
+        claimed = uow.claims.for_receipts([claim.receipt])
     if applied and not claimed:
         return InboxState.IGNORED, "already applied (Transaction Status or the Pull API)"
     stored = claims.record(deps, claim)
@@ -446,7 +446,7 @@ def _apply_confirmed_stk(deps: MpesaDeps, claim: PaymentClaim) -> str | None:
         claim.phone,
     )
     with deps.uow.read_only() as uow:
-        request = uow.mpesa.find_by_checkout(event.checkout_request_id)
+        request = uow.mpesa_requests.find_by_checkout(event.checkout_request_id)
     if request is None:
         request = _unanswered_push(deps, event, received_at=claim.claimed_at)
     if request is None:
@@ -467,7 +467,7 @@ def _unanswered_push(
     if event.phone is None or event.amount_cents is None:
         return None
     with deps.uow.read_only() as uow:
-        found = uow.mpesa.unanswered_pushes(
+        found = uow.mpesa_requests.unanswered_pushes(
             phone=event.phone,
             amount_cents=event.amount_cents,
             since=received_at - timedelta(seconds=UNANSWERED_PUSH_WINDOW_S),
@@ -523,7 +523,7 @@ def _payout_of(
         return None
     request_id, attempt = parsed
     with deps.uow.read_only() as uow:
-        request = uow.mpesa.get_request(request_id)
+        request = uow.mpesa_requests.get(request_id)
     if request is None or request.kind is not RequestKind.B2C:
         return None
     return request, attempt
@@ -559,7 +559,7 @@ def _apply_b2c_timeout(deps: MpesaDeps, event: QueueTimeoutEvent) -> Applied:
         return InboxState.IGNORED, "timeout for an unknown OriginatorConversationID"
     now = deps.clock.now()
     with deps.uow() as uow:
-        request = uow.mpesa.lock_request(found[0].id)
+        request = uow.mpesa_requests.lock(found[0].id)
         assert request is not None
         if request.state not in OPEN_STATES or found[1] != request.attempt:
             return InboxState.IGNORED, "timeout for a settled request or an earlier attempt"
@@ -567,7 +567,7 @@ def _apply_b2c_timeout(deps: MpesaDeps, event: QueueTimeoutEvent) -> Applied:
         request.acknowledged = True
         request.result_desc = f"queue timeout: {event.result_desc}"[:200]
         request.next_check_at = now + timedelta(seconds=deps.policy.status_after_s)
-        uow.mpesa.save_request(request, now)
+        uow.mpesa_requests.save(request, now)
         record_event(uow, request, EventKind.RESULT, request.result_desc, now=now)
         uow.commit()
     return InboxState.APPLIED, "queue timeout: Transaction Status next"
@@ -578,9 +578,9 @@ def _apply_b2c_timeout(deps: MpesaDeps, event: QueueTimeoutEvent) -> Applied:
 
 def _apply_status(deps: MpesaDeps, event: StatusResultEvent) -> Applied:
     with deps.uow.read_only() as uow:
-        claim = uow.mpesa.claim_by_status_conversation(event.conversation_id)
-        request = uow.mpesa.find_by_status_conversation(event.conversation_id)
-        by_conversation = uow.mpesa.paybill_by_status_conversation
+        claim = uow.claims.by_status_conversation(event.conversation_id)
+        request = uow.mpesa_requests.find_by_status_conversation(event.conversation_id)
+        by_conversation = uow.paybills.by_status_conversation
         paybill = None if request else by_conversation(event.conversation_id)
     if claim is not None:
         return _claim_status(deps, claim, event)
@@ -620,7 +620,7 @@ def _claim_status(deps: MpesaDeps, claim: PaymentClaim, event: StatusResultEvent
         return InboxState.IGNORED, f"claim already {claim.state.value}"
     if claims.completed(event):
         with deps.uow.read_only() as uow:
-            validated = uow.mpesa.paybill(claim.receipt)
+            validated = uow.paybills.get(claim.receipt)
         wrong = claims.contradiction(claim, event) or claims.unlike_validation(claim, validated)
         if wrong is not None:
             claims.settle(deps, claim.receipt, ClaimState.DISPUTED, f"contradicted: {wrong}")
@@ -682,7 +682,7 @@ def _payout_status(deps: MpesaDeps, request: MpesaRequest, event: StatusResultEv
 def _evidence(deps: MpesaDeps, request_id: str, detail: str) -> None:
     now = deps.clock.now()
     with deps.uow() as uow:
-        request = uow.mpesa.get_request(request_id)
+        request = uow.mpesa_requests.get(request_id)
         assert request is not None
         record_event(uow, request, EventKind.STATUS_ANSWER, detail, now=now)
         uow.commit()
@@ -720,7 +720,7 @@ def _paybill_status(
     if expected.state is not PaybillCheck.WAITING:
         return InboxState.IGNORED, f"paybill payment already {expected.state.value}"
     with deps.uow.read_only() as uow:
-        claimed = expected.trans_id in uow.mpesa.claims_for([expected.trans_id])
+        claimed = expected.trans_id in uow.claims.for_receipts([expected.trans_id])
     if claimed:  # its confirmation came meanwhile: the claim's own checks settle it
         paybills.settle(deps, expected.trans_id, PaybillCheck.CONFIRMED, "confirmation received")
         return InboxState.IGNORED, "paybill payment claimed by its confirmation"
@@ -759,13 +759,13 @@ def _paybill_status(
 def _apply_balance(deps: MpesaDeps, event: BalanceResultEvent) -> Applied:
     now = deps.clock.now()
     with deps.uow() as uow:
-        report = uow.mpesa.report_by_conversation(event.conversation_id)
+        report = uow.balance_reports.by_conversation(event.conversation_id)
         if report is None:
             return InboxState.IGNORED, "balance for no report of ours"
         report.state = "received" if event.result_code == SUCCESS else "failed"
         report.working_cents, report.utility_cents = event.working_cents, event.utility_cents
         report.result_desc, report.received_at = event.result_desc[:200], now
-        uow.mpesa.report_save(report)
+        uow.balance_reports.save(report)
         uow.commit()
     return InboxState.APPLIED, "balance recorded"
 
@@ -805,9 +805,9 @@ def validate_c2b(deps: MpesaDeps, *, body: bytes, source_ip: str, enabled: bool)
     with deps.uow() as uow:
         if stored.inbox_id is not None:
             note = "accepted" if accepted else "rejected: unknown account number"
-            uow.mpesa.inbox_mark(stored.inbox_id, state=InboxState.APPLIED, error=note, now=now)
+            uow.mpesa_inbox.mark(stored.inbox_id, state=InboxState.APPLIED, error=note, now=now)
         if accepted:  # its confirmation is now awaited (paybills.py)
-            uow.mpesa.expect_paybill(paybills.expected_from(event, now=now, policy=deps.policy))
+            uow.paybills.expect(paybills.expected_from(event, now=now, policy=deps.policy))
         uow.commit()
     return C2B_ACCEPT if accepted else C2B_REJECT
 

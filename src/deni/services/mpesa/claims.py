@@ -80,16 +80,16 @@ def record(deps: MpesaDeps, claim: PaymentClaim) -> PaymentClaim:
     if it says something else (another amount, account or payer), both cannot be true and it
     goes to an operator."""
     with deps.uow() as uow:
-        if uow.mpesa.claim_add(claim):
+        if uow.claims.add(claim):
             uow.commit()
             log.info("mpesa.claim_recorded", source=claim.source.value, receipt=claim.receipt)
             return claim
-        stored = uow.mpesa.claim_lock(claim.receipt)
+        stored = uow.claims.lock(claim.receipt)
         assert stored is not None
         if _fields(stored) != _fields(claim) and stored.state is ClaimState.WAITING:
             other = f"{claim.amount_cents} cents, account {claim.account_reference!r}"
             _dispute(stored, f"another callback claims this receipt: {other}", deps)
-            uow.mpesa.claim_save(stored)
+            uow.claims.save(stored)
         elif _fields(stored) != _fields(claim):
             # Too late to hold it back: an operator must compare the two (docs/mpesa.md).
             log.error("mpesa.claim_contradicted_after_settling", receipt=claim.receipt)
@@ -106,7 +106,7 @@ def check_due(deps: MpesaDeps) -> int:
     receipt (the answer comes back as a status result, mpesa_callbacks)."""
     now = deps.clock.now()
     with deps.uow.read_only() as uow:
-        due = uow.mpesa.due_claims(now=now, limit=deps.policy.batch_max)
+        due = uow.claims.due(now=now, limit=deps.policy.batch_max)
     for claim in due:
         if claim.checks >= deps.policy.checks_max:
             settle(deps, claim.receipt, ClaimState.DISPUTED, "M-PESA never answered about it")
@@ -125,7 +125,7 @@ def _ask(deps: MpesaDeps, receipt: str) -> None:
         conversation_id, desc = ack.conversation_id, "Transaction Status asked"
     now = deps.clock.now()
     with deps.uow() as uow:
-        claim = uow.mpesa.claim_lock(receipt)
+        claim = uow.claims.lock(receipt)
         assert claim is not None
         if claim.state is not ClaimState.WAITING:
             return  # settled meanwhile
@@ -135,7 +135,7 @@ def _ask(deps: MpesaDeps, receipt: str) -> None:
         if conversation_id is not None:
             claim.status_conversation_id = conversation_id
         claim.updated_at = now
-        uow.mpesa.claim_save(claim)
+        uow.claims.save(claim)
         uow.commit()
 
 
@@ -186,7 +186,7 @@ def count_not_found(deps: MpesaDeps, receipt: str, desc: str) -> bool:
     """One more "not found" answer; True when enough of them ended the wait (disputed)."""
     now = deps.clock.now()
     with deps.uow() as uow:
-        claim = uow.mpesa.claim_lock(receipt)
+        claim = uow.claims.lock(receipt)
         assert claim is not None
         if claim.state is not ClaimState.WAITING:
             return False
@@ -197,7 +197,7 @@ def count_not_found(deps: MpesaDeps, receipt: str, desc: str) -> bool:
             _dispute(claim, f"M-PESA knows no such payment ({desc})", deps)
         else:
             claim.result_desc = f"not found at M-PESA yet: {desc}"[:200]
-        uow.mpesa.claim_save(claim)
+        uow.claims.save(claim)
         uow.commit()
     return ended
 
@@ -209,7 +209,7 @@ def settle(
     assert state is not ClaimState.WAITING
     now = deps.clock.now()
     with deps.uow() as uow:
-        claim = uow.mpesa.claim_lock(receipt)
+        claim = uow.claims.lock(receipt)
         allowed = (ClaimState.WAITING,) if state is ClaimState.CONFIRMED else UNDECIDED
         if claim is None or claim.state not in allowed:
             return None
@@ -222,7 +222,7 @@ def settle(
                 wait = now - claim.claimed_at
                 claim.confirm_wait_ms = max(0, round(wait.total_seconds() * 1000))
         claim.updated_at = now
-        uow.mpesa.claim_save(claim)
+        uow.claims.save(claim)
         uow.commit()
     return claim
 
@@ -236,4 +236,4 @@ def _dispute(claim: PaymentClaim, desc: str, deps: MpesaDeps) -> None:
 def arriving(uow: UnitOfWork, *, user_id: str) -> list[PaymentClaim]:
     """A member's money on its way, newest first: claimed by a callback, not yet confirmed by
     M-PESA, so not in the wallet and not spendable (inside the caller's transaction)."""
-    return uow.mpesa.arriving(user_id, limit=ARRIVING_MAX)
+    return uow.claims.arriving(user_id, limit=ARRIVING_MAX)

@@ -58,19 +58,19 @@ def waiting_payouts(deps: MpesaDeps, *, limit: int = WAITING_LIST_MAX) -> list[W
     """Payouts waiting for a decision, oldest first, each with its evidence."""
     assert 1 <= limit <= WAITING_LIST_MAX
     with deps.uow.read_only() as uow:
-        requests = uow.mpesa.awaiting_decision(limit=limit)
+        requests = uow.mpesa_requests.awaiting_decision(limit=limit)
         return [
-            WaitingPayout(request, uow.mpesa.events_for(request.id, limit=EVIDENCE_MAX))
+            WaitingPayout(request, uow.mpesa_requests.events_for(request.id, limit=EVIDENCE_MAX))
             for request in requests
         ]
 
 
 def evidence(deps: MpesaDeps, request_id: str) -> WaitingPayout:
     with deps.uow.read_only() as uow:
-        request = uow.mpesa.get_request(request_id)
+        request = uow.mpesa_requests.get(request_id)
         if request is None or request.kind is not RequestKind.B2C:
             raise NotFound("No such payout.", code="payout_not_found")
-        return WaitingPayout(request, uow.mpesa.events_for(request.id, limit=EVIDENCE_MAX))
+        return WaitingPayout(request, uow.mpesa_requests.events_for(request.id, limit=EVIDENCE_MAX))
 
 
 def decide_payout(
@@ -90,7 +90,7 @@ def decide_payout(
         raise ValidationFailed("Only a payout that succeeded has a receipt.", code="no_receipt")
     now = deps.clock.now()
     with deps.uow() as uow:
-        request = uow.mpesa.lock_request(request_id)
+        request = uow.mpesa_requests.lock(request_id)
         if request is None or request.kind is not RequestKind.B2C:
             raise NotFound("No such payout.", code="payout_not_found")
         if not request.awaiting_decision or request.state not in OPEN_STATES:
@@ -143,7 +143,7 @@ def open_claims(deps: MpesaDeps, *, limit: int = WAITING_LIST_MAX) -> list[Payme
     """Claims M-PESA has not confirmed: disputed ones (an operator decides) and waiting ones."""
     assert 1 <= limit <= WAITING_LIST_MAX
     with deps.uow.read_only() as uow:
-        return uow.mpesa.list_claims(states=list(UNDECIDED), limit=limit)
+        return uow.claims.in_states(states=list(UNDECIDED), limit=limit)
 
 
 def decide_claim(
@@ -170,7 +170,7 @@ def decide_claim(
     now = deps.clock.now()
     state = ClaimState.ACCEPTED if decision is ClaimDecision.ACCEPT else ClaimState.REJECTED
     with deps.uow() as uow:
-        claim = uow.mpesa.claim_lock(receipt)
+        claim = uow.claims.lock(receipt)
         if claim is None:
             raise NotFound("No such claimed payment.", code="claim_not_found")
         finishing = claim.state is ClaimState.ACCEPTED and state is ClaimState.ACCEPTED
@@ -179,7 +179,7 @@ def decide_claim(
                 f"This payment was already decided ({claim.state.value}).",
                 code="claim_decided",
             )
-        push = uow.mpesa.find_by_checkout(claim.checkout_request_id or "")
+        push = uow.mpesa_requests.find_by_checkout(claim.checkout_request_id or "")
         if (
             state is ClaimState.ACCEPTED
             and push is not None
@@ -200,7 +200,7 @@ def decide_claim(
                 claim.account_reference = account_reference
             claim.result_desc = f"{decision.value}ed by {operator}: {reason}"[:DESC_CHARS_MAX]
             claim.settled_at, claim.next_check_at, claim.updated_at = now, None, now
-            uow.mpesa.claim_save(claim)
+            uow.claims.save(claim)
             audit(
                 uow,
                 actor_id=operator,

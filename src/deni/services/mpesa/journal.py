@@ -44,7 +44,7 @@ def record_event(
     may have to decide it. Payouts only: pushes settle themselves."""
     if request.kind is RequestKind.B2C:
         event = RequestEvent(request.id, request.attempt, kind, detail, now, actor)
-        uow.mpesa.add_events([event])
+        uow.mpesa_requests.add_events([event])
 
 
 def audit_request(uow: UnitOfWork, request: MpesaRequest, command: str, now: datetime) -> None:

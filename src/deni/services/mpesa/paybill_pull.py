@@ -54,7 +54,7 @@ def pull_due(deps: MpesaDeps) -> bool:
     if interval_s == 0:
         return False
     with deps.uow.read_only() as uow:
-        last = uow.mpesa.last_pull(finished_only=False)
+        last = uow.pulls.last(finished_only=False)
     return last is None or last.started_at + timedelta(seconds=interval_s) <= deps.clock.now()
 
 
@@ -71,7 +71,7 @@ def pull_missed_payments(deps: MpesaDeps) -> PaybillPull:
         pull.state = "done"
     pull.finished_at = deps.clock.now()
     with deps.uow() as uow:
-        uow.mpesa.pull_save(pull)
+        uow.pulls.save(pull)
         uow.commit()
     log_at = log.info if pull.state == "done" else log.warning
     log_at(
@@ -94,13 +94,13 @@ def _begin(deps: MpesaDeps) -> PaybillPull:
     end = now - timedelta(seconds=deps.policy.pull_settle_s)
     earliest = now - PULL_WINDOW_MAX
     with deps.uow.read_only() as uow:
-        last = uow.mpesa.last_pull(finished_only=True)
+        last = uow.pulls.last(finished_only=True)
     start = earliest
     if last is not None:
         start = max(earliest, last.window_end - timedelta(seconds=deps.policy.pull_overlap_s))
     pull = PaybillPull(new_id(), window_start=min(start, end), window_end=end, started_at=now)
     with deps.uow() as uow:
-        uow.mpesa.pull_add(pull)
+        uow.pulls.add(pull)
         uow.commit()
     return pull
 
@@ -120,8 +120,8 @@ def _list_window(deps: MpesaDeps, pull: PaybillPull) -> None:
 def _apply_unseen(deps: MpesaDeps, pull: PaybillPull, payments: tuple[PulledPayment, ...]) -> None:
     receipts = [payment.trans_id for payment in payments]
     with deps.uow.read_only() as uow:
-        claimed = uow.mpesa.claims_for(receipts)
-        seen = uow.mpesa.receipts_seen(receipts)
+        claimed = uow.claims.for_receipts(receipts)
+        seen = uow.claims.receipts_seen(receipts)
     for payment in payments:
         claim = claimed.get(payment.trans_id)
         if claim is not None:
@@ -144,7 +144,7 @@ def _confirm_by_listing(deps: MpesaDeps, claim: PaymentClaim, payment: PulledPay
     if claim.state is not ClaimState.WAITING:
         return
     with deps.uow.read_only() as uow:
-        validated = uow.mpesa.paybill(claim.receipt)
+        validated = uow.paybills.get(claim.receipt)
     wrong = _listing_differs(claim, payment) or claims.unlike_validation(claim, validated)
     if wrong is None:
         callbacks.confirm_claim(deps, claim, "confirmed by the Pull API")
@@ -167,7 +167,7 @@ def _listing_differs(claim: PaymentClaim, payment: PulledPayment) -> str | None:
 
 def _maybe_own_push(deps: MpesaDeps, payment: PulledPayment) -> bool:
     with deps.uow.read_only() as uow:
-        pushes = uow.mpesa.stk_pushes_like(
+        pushes = uow.mpesa_requests.stk_pushes_like(
             amount_cents=payment.amount_cents,
             phone=payment.phone,
             created_from=payment.paid_at - STK_LOOKBACK,

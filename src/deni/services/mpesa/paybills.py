@@ -68,8 +68,8 @@ def check_due(deps: MpesaDeps) -> int:
     """One bounded pass over the expected payments whose check is due."""
     now = deps.clock.now()
     with deps.uow.read_only() as uow:
-        due = uow.mpesa.due_paybills(now=now, limit=deps.policy.batch_max)
-        claimed = uow.mpesa.claims_for([expected.trans_id for expected in due])
+        due = uow.paybills.due(now=now, limit=deps.policy.batch_max)
+        claimed = uow.claims.for_receipts([expected.trans_id for expected in due])
     for expected in due:
         if expected.trans_id in claimed:
             # Its confirmation came: the claim it made is checked with M-PESA (claims.py).
@@ -92,7 +92,7 @@ def _ask(deps: MpesaDeps, trans_id: str) -> None:
         conversation_id, desc = ack.conversation_id, "status asked"
     now = deps.clock.now()
     with deps.uow() as uow:
-        expected = uow.mpesa.lock_paybill(trans_id)
+        expected = uow.paybills.lock(trans_id)
         assert expected is not None
         if expected.state is not PaybillCheck.WAITING:
             return  # settled meanwhile
@@ -102,7 +102,7 @@ def _ask(deps: MpesaDeps, trans_id: str) -> None:
         if conversation_id is not None:
             expected.status_conversation_id = conversation_id
         expected.updated_at = now
-        uow.mpesa.save_paybill(expected)
+        uow.paybills.save(expected)
         uow.commit()
 
 
@@ -111,12 +111,12 @@ def settle(deps: MpesaDeps, trans_id: str, state: PaybillCheck, desc: str) -> bo
     assert state is not PaybillCheck.WAITING
     now = deps.clock.now()
     with deps.uow() as uow:
-        expected = uow.mpesa.lock_paybill(trans_id)
+        expected = uow.paybills.lock(trans_id)
         if expected is None or expected.state is not PaybillCheck.WAITING:
             return False
         expected.state, expected.result_desc = state, desc
         expected.next_check_at, expected.updated_at = None, now
-        uow.mpesa.save_paybill(expected)
+        uow.paybills.save(expected)
         uow.commit()
     log_at = log.warning if state is PaybillCheck.UNRESOLVED else log.info
     log_at("mpesa.paybill_settled", state=state.value, desc=desc)

@@ -192,15 +192,16 @@ class PayoutCandidate:
     amount_cents: int
 
 
-class MpesaRepository(Protocol):
-    # requests
-    def add_request(self, request: MpesaRequest) -> None: ...
+class MpesaRequestRepository(Protocol):
+    """STK pushes and B2C payouts, one row each, with a payout's evidence."""
 
-    def get_request(self, request_id: str) -> MpesaRequest | None: ...
+    def add(self, request: MpesaRequest) -> None: ...
 
-    def lock_request(self, request_id: str) -> MpesaRequest | None: ...
+    def get(self, request_id: str) -> MpesaRequest | None: ...
 
-    def find_request(self, idempotency_key: str) -> MpesaRequest | None: ...
+    def lock(self, request_id: str) -> MpesaRequest | None: ...
+
+    def find_by_key(self, idempotency_key: str) -> MpesaRequest | None: ...
 
     def find_by_checkout(self, checkout_request_id: str) -> MpesaRequest | None: ...
 
@@ -225,7 +226,7 @@ class MpesaRepository(Protocol):
         answered (no CheckoutRequestID) and that nothing has paid: oldest first."""
         ...
 
-    def save_request(self, request: MpesaRequest, now: datetime) -> None: ...
+    def save(self, request: MpesaRequest, now: datetime) -> None: ...
 
     def find_by_checkouts(self, checkout_request_ids: Sequence[str]) -> list[MpesaRequest]:
         """The requests with these CheckoutRequestIDs, not locked."""
@@ -235,20 +236,37 @@ class MpesaRepository(Protocol):
         """The requests with these CheckoutRequestIDs, locked in id order."""
         ...
 
-    def save_requests(self, requests: Sequence[MpesaRequest], now: datetime) -> None:
+    def save_many(self, requests: Sequence[MpesaRequest], now: datetime) -> None:
         """`save_request` for several, in one statement."""
         ...
 
     def due_checks(self, *, now: datetime, limit: int) -> list[str]: ...
 
-    def list_requests(
+    def in_states(
         self, *, states: Sequence[RequestState], limit: int, user_id: str | None = None
     ) -> list[MpesaRequest]: ...
 
-    def count_requests(self, *, loan_id: str, purpose: Purpose) -> int: ...
+    def count(self, *, loan_id: str, purpose: Purpose) -> int: ...
+
+    def stk_pushes_like(
+        self,
+        *,
+        amount_cents: int,
+        phone: str | None,
+        created_from: datetime,
+        created_to: datetime,
+        limit: int,
+    ) -> list[MpesaRequest]:
+        """STK pushes of this amount (to this phone, if given) created in the window and not
+        settled with a receipt; at most `limit`."""
+        ...
+
+
+class CallbackInboxRepository(Protocol):
+    """Daraja's callbacks as they arrived, each stored once and applied by the worker."""
 
     # callbacks
-    def inbox_add(
+    def add(
         self,
         *,
         kind: str,
@@ -262,87 +280,95 @@ class MpesaRepository(Protocol):
         """The new row's id; None when the dedupe key is already stored."""
         ...
 
-    def inbox_get(self, inbox_id: int) -> InboxRow | None: ...
+    def get(self, inbox_id: int) -> InboxRow | None: ...
 
-    def inbox_lock(self, inbox_id: int) -> InboxRow | None: ...
+    def lock(self, inbox_id: int) -> InboxRow | None: ...
 
-    def inbox_mark(self, inbox_id: int, *, state: InboxState, error: str, now: datetime) -> None:
+    def mark(self, inbox_id: int, *, state: InboxState, error: str, now: datetime) -> None:
         """Record an attempt's outcome (attempts + 1)."""
         ...
 
-    def inbox_mark_many(
-        self, marks: Sequence[tuple[int, InboxState, str]], *, now: datetime
-    ) -> None:
+    def mark_many(self, marks: Sequence[tuple[int, InboxState, str]], *, now: datetime) -> None:
         """`inbox_mark` for several (id, state, error), in one statement."""
         ...
 
-    def inbox_claim(self, *, limit: int) -> list[InboxRow]:
+    def claim(self, *, limit: int) -> list[InboxRow]:
         """Received rows, oldest first, locked for this transaction; rows another worker has
         locked are skipped (PostgreSQL; on SQLite the writer lock already serialises)."""
         ...
 
-    def inbox_received(self, *, limit: int) -> list[InboxRow]:
+    def received(self, *, limit: int) -> list[InboxRow]:
         """Received rows, oldest first, without locking them (a look ahead)."""
         ...
 
-    def inbox_ids(self, *, states: Sequence[InboxState], limit: int) -> list[int]: ...
+    def ids(self, *, states: Sequence[InboxState], limit: int) -> list[int]: ...
 
-    def inbox_rows(self, *, states: Sequence[InboxState], limit: int) -> list[InboxRow]: ...
+    def rows(self, *, states: Sequence[InboxState], limit: int) -> list[InboxRow]: ...
 
-    # suspense
-    def suspense_add(self, payment: SuspensePayment) -> bool: ...
-
-    def suspense_lock(self, receipt: str) -> SuspensePayment | None: ...
-
-    def suspense_save(self, payment: SuspensePayment) -> None: ...
-
-    def suspense_list(
-        self, *, states: Sequence[SuspenseState], limit: int
-    ) -> list[SuspensePayment]: ...
-
-    # paybill payments seen at validation
-    def expect_paybill(self, expected: ExpectedPaybill) -> bool:
-        """False (nothing written) when this receipt is already expected."""
-        ...
-
-    def due_paybills(self, *, now: datetime, limit: int) -> list[ExpectedPaybill]:
-        """Waiting ones whose check is due, oldest first."""
-        ...
-
-    def lock_paybill(self, trans_id: str) -> ExpectedPaybill | None: ...
-
-    def paybill(self, trans_id: str) -> ExpectedPaybill | None: ...
-
-    def paybill_by_status_conversation(self, conversation_id: str) -> ExpectedPaybill | None: ...
-
-    def save_paybill(self, expected: ExpectedPaybill) -> None: ...
-
-    def list_paybills(
-        self, *, states: Sequence[PaybillCheck], limit: int
-    ) -> list[ExpectedPaybill]: ...
-
-    def inbox_keys_stored(self, dedupe_keys: Sequence[str]) -> set[str]:
+    def keys_stored(self, dedupe_keys: Sequence[str]) -> set[str]:
         """Those of these dedupe keys the inbox holds."""
         ...
 
+
+class SuspenseRepository(Protocol):
+    """Paybill payments no member could be matched to, until an operator assigns them."""
+
+    # suspense
+    def add(self, payment: SuspensePayment) -> bool: ...
+
+    def lock(self, receipt: str) -> SuspensePayment | None: ...
+
+    def save(self, payment: SuspensePayment) -> None: ...
+
+    def in_states(
+        self, *, states: Sequence[SuspenseState], limit: int
+    ) -> list[SuspensePayment]: ...
+
+
+class ExpectedPaybillRepository(Protocol):
+    """Paybill payments Deni validated and expects Daraja to confirm."""
+
+    # paybill payments seen at validation
+    def expect(self, expected: ExpectedPaybill) -> bool:
+        """False (nothing written) when this receipt is already expected."""
+        ...
+
+    def due(self, *, now: datetime, limit: int) -> list[ExpectedPaybill]:
+        """Waiting ones whose check is due, oldest first."""
+        ...
+
+    def lock(self, trans_id: str) -> ExpectedPaybill | None: ...
+
+    def get(self, trans_id: str) -> ExpectedPaybill | None: ...
+
+    def by_status_conversation(self, conversation_id: str) -> ExpectedPaybill | None: ...
+
+    def save(self, expected: ExpectedPaybill) -> None: ...
+
+    def in_states(self, *, states: Sequence[PaybillCheck], limit: int) -> list[ExpectedPaybill]: ...
+
+
+class PaymentClaimRepository(Protocol):
+    """Payments a callback claims, waiting for Daraja to confirm them before any money moves."""
+
     # payments claimed by a callback, until M-PESA confirms them
-    def claim_add(self, claim: PaymentClaim) -> bool:
+    def add(self, claim: PaymentClaim) -> bool:
         """False (nothing written) when this receipt is already claimed."""
         ...
 
-    def claim_lock(self, receipt: str) -> PaymentClaim | None: ...
+    def lock(self, receipt: str) -> PaymentClaim | None: ...
 
-    def claim_save(self, claim: PaymentClaim) -> None: ...
+    def save(self, claim: PaymentClaim) -> None: ...
 
-    def claim_by_status_conversation(self, conversation_id: str) -> PaymentClaim | None: ...
+    def by_status_conversation(self, conversation_id: str) -> PaymentClaim | None: ...
 
-    def due_claims(self, *, now: datetime, limit: int) -> list[PaymentClaim]:
+    def due(self, *, now: datetime, limit: int) -> list[PaymentClaim]:
         """Waiting claims whose check is due, oldest first."""
         ...
 
-    def list_claims(self, *, states: Sequence[ClaimState], limit: int) -> list[PaymentClaim]: ...
+    def in_states(self, *, states: Sequence[ClaimState], limit: int) -> list[PaymentClaim]: ...
 
-    def claims_for(self, receipts: Sequence[str]) -> dict[str, PaymentClaim]: ...
+    def for_receipts(self, receipts: Sequence[str]) -> dict[str, PaymentClaim]: ...
 
     def arriving(self, user_id: str, *, limit: int) -> list[PaymentClaim]:
         """A user's waiting claims, newest first."""
@@ -359,31 +385,30 @@ class MpesaRepository(Protocol):
         settled with it, money in suspense under it, or a wallet credited with it."""
         ...
 
-    def stk_pushes_like(
-        self,
-        *,
-        amount_cents: int,
-        phone: str | None,
-        created_from: datetime,
-        created_to: datetime,
-        limit: int,
-    ) -> list[MpesaRequest]:
-        """STK pushes of this amount (to this phone, if given) created in the window and not
-        settled with a receipt; at most `limit`."""
-        ...
 
-    def pull_add(self, pull: PaybillPull) -> None: ...
+class PaybillPullRepository(Protocol):
+    """Passes of the Pull API over the paybill's recent payments."""
 
-    def pull_save(self, pull: PaybillPull) -> None: ...
+    def add(self, pull: PaybillPull) -> None: ...
 
-    def last_pull(self, *, finished_only: bool) -> PaybillPull | None:
+    def save(self, pull: PaybillPull) -> None: ...
+
+    def last(self, *, finished_only: bool) -> PaybillPull | None:
         """The newest pass (by start), or the newest that finished (by window end)."""
         ...
 
-    # preferences
-    def preferences(self, user_id: str) -> MpesaPreferences: ...
 
-    def set_preferences(self, preferences: MpesaPreferences, now: datetime) -> None: ...
+class PreferencesRepository(Protocol):
+    """A member's M-PESA preferences."""
+
+    # preferences
+    def get(self, user_id: str) -> MpesaPreferences: ...
+
+    def set(self, preferences: MpesaPreferences, now: datetime) -> None: ...
+
+
+class PayoutCandidateRepository(Protocol):
+    """Loans and repayments whose money should go out to M-PESA and has not yet."""
 
     # sweeps
     def loans_to_disburse(self, *, since: datetime, limit: int) -> list[PayoutCandidate]:
@@ -395,14 +420,18 @@ class MpesaRepository(Protocol):
         """Repayments since `since` to lenders with auto-payout on, with no payout yet."""
         ...
 
+
+class BalanceReportRepository(Protocol):
+    """Daraja's answers about the paybill and B2C balances, beside the ledger's."""
+
     # balance reports
-    def report_add(self, report: BalanceReport) -> None: ...
+    def add(self, report: BalanceReport) -> None: ...
 
-    def report_by_conversation(self, conversation_id: str) -> BalanceReport | None: ...
+    def by_conversation(self, conversation_id: str) -> BalanceReport | None: ...
 
-    def report_save(self, report: BalanceReport) -> None: ...
+    def save(self, report: BalanceReport) -> None: ...
 
-    def reports(self, *, limit: int) -> list[BalanceReport]: ...
+    def latest(self, *, limit: int) -> list[BalanceReport]: ...
 
 
 class OutboxRepository(Protocol):

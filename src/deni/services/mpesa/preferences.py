@@ -30,13 +30,13 @@ def set_preferences(
     with uow:
         user = require_user(uow, user_id, lock=True)
         check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
-        current = uow.mpesa.preferences(user_id)
+        current = uow.mpesa_preferences.get(user_id)
         updated = MpesaPreferences(
             user_id,
             current.disburse_to_mpesa if disburse_to_mpesa is None else disburse_to_mpesa,
             current.auto_payout if auto_payout is None else auto_payout,
         )
-        uow.mpesa.set_preferences(updated, now)
+        uow.mpesa_preferences.set(updated, now)
         audit(
             uow,
             actor_id=user_id,

@@ -97,7 +97,7 @@ def reconcile_once(deps: MpesaDeps) -> ReconcileReport:
 def check_due(deps: MpesaDeps) -> int:
     now = deps.clock.now()
     with deps.uow.read_only() as uow:
-        due = uow.mpesa.due_checks(now=now, limit=deps.policy.batch_max)
+        due = uow.mpesa_requests.due_checks(now=now, limit=deps.policy.batch_max)
     for request_id in due:
         check_request(deps, request_id)
     return len(due)
@@ -105,7 +105,7 @@ def check_due(deps: MpesaDeps) -> int:
 
 def check_request(deps: MpesaDeps, request_id: str) -> None:
     with deps.uow.read_only() as uow:
-        request = uow.mpesa.get_request(request_id)
+        request = uow.mpesa_requests.get(request_id)
     assert request is not None
     if request.state is RequestState.SENDING:
         _settle_check(deps, request_id, desc="the worker stopped mid-send", unknown=True)
@@ -120,20 +120,20 @@ def check_request(deps: MpesaDeps, request_id: str) -> None:
 def _settle_check(deps: MpesaDeps, request_id: str, *, desc: str, unknown: bool = False) -> None:
     now = deps.clock.now()
     with deps.uow() as uow:
-        request = uow.mpesa.lock_request(request_id)
+        request = uow.mpesa_requests.lock(request_id)
         assert request is not None
         if unknown and request.state is RequestState.SENDING:
             request.state = RequestState.UNKNOWN
             request.next_check_at = now  # ask at once: the send was at least a lease ago
             request.result_desc = desc[:200]
-            uow.mpesa.save_request(request, now)
+            uow.mpesa_requests.save(request, now)
             record_event(uow, request, EventKind.SEND_ERROR, desc, now=now)
         elif request.kind is RequestKind.B2C and request.state in OPEN_STATES:
             await_decision(uow, request, desc, now=now)
         else:
             request.next_check_at = None  # `deni payments open` shows it for an operator
             request.result_desc = desc[:200]
-            uow.mpesa.save_request(request, now)
+            uow.mpesa_requests.save(request, now)
         uow.commit()
     log.warning("mpesa.check_settled", request_id=request_id, desc=desc)
 
@@ -178,7 +178,7 @@ def _next_check(
 ) -> None:
     now = deps.clock.now()
     with deps.uow() as uow:
-        request = uow.mpesa.lock_request(request_id)
+        request = uow.mpesa_requests.lock(request_id)
         assert request is not None
         if request.state in (RequestState.SUCCEEDED, RequestState.FAILED):
             return  # settled meanwhile
@@ -188,7 +188,7 @@ def _next_check(
             request.result_desc = desc[:200]
         if status_conversation_id is not None:
             request.status_conversation_id = status_conversation_id
-        uow.mpesa.save_request(request, now)
+        uow.mpesa_requests.save(request, now)
         record_event(uow, request, EventKind.STATUS_ASKED, desc, now=now)
         uow.commit()
 
@@ -204,7 +204,7 @@ def sweep_disbursements(deps: MpesaDeps) -> int:
     """Approved loans whose borrower wants the money on M-PESA: pay the principal out."""
     since = deps.clock.now() - timedelta(seconds=deps.policy.sweep_window_s)
     with deps.uow.read_only() as uow:
-        found = uow.mpesa.loans_to_disburse(since=since, limit=deps.policy.batch_max)
+        found = uow.payouts_due.loans_to_disburse(since=since, limit=deps.policy.batch_max)
     for candidate in found:
         queue_payout(deps, candidate, purpose=Purpose.DISBURSEMENT, key=candidate.loan_id)
     return len(found)
@@ -214,7 +214,7 @@ def sweep_auto_payouts(deps: MpesaDeps) -> int:
     """Repayments that reached lenders who asked for automatic payout."""
     since = deps.clock.now() - timedelta(seconds=deps.policy.sweep_window_s)
     with deps.uow.read_only() as uow:
-        found = uow.mpesa.repayments_to_pay_out(since=since, limit=deps.policy.batch_max)
+        found = uow.payouts_due.repayments_to_pay_out(since=since, limit=deps.policy.batch_max)
     for candidate in found:
         queue_payout(deps, candidate, purpose=Purpose.AUTO_PAYOUT, key=candidate.source_id)
     return len(found)
@@ -253,7 +253,7 @@ def _record_kept(
 ) -> None:
     user = uow.users.get(candidate.user_id)
     assert user is not None
-    uow.mpesa.add_request(
+    uow.mpesa_requests.add(
         MpesaRequest(
             id=new_id(),
             kind=RequestKind.B2C,
@@ -322,7 +322,7 @@ def _auto_repay_push(deps: MpesaDeps, loan_id: str, today: date) -> None:
         assert loan is not None
         if loan.state is not LoanState.ACTIVE:
             return
-        if uow.mpesa.count_requests(loan_id=loan.id, purpose=Purpose.AUTO_REPAY) >= (
+        if uow.mpesa_requests.count(loan_id=loan.id, purpose=Purpose.AUTO_REPAY) >= (
             deps.policy.auto_repay_stk_max
         ):
             return
@@ -356,7 +356,7 @@ def assign_suspense(deps: MpesaDeps, *, receipt: str, user_id: str) -> None:
     Resumable: each step is keyed, and `resume_assignments` finishes one left halfway."""
     now = deps.clock.now()
     with deps.uow() as uow:
-        payment = uow.mpesa.suspense_lock(receipt)
+        payment = uow.suspense.lock(receipt)
         if payment is None:
             raise NotFound("No such suspense payment.", code="suspense_not_found")
         if uow.users.get(user_id) is None:
@@ -365,7 +365,7 @@ def assign_suspense(deps: MpesaDeps, *, receipt: str, user_id: str) -> None:
             raise Conflict("This payment is already assigned to someone else.", code="assigned")
         if payment.state is SuspenseState.UNASSIGNED:
             payment.state, payment.user_id = SuspenseState.ASSIGNING, user_id
-            uow.mpesa.suspense_save(payment)
+            uow.suspense.save(payment)
             audit(
                 uow,
                 actor_id=SYSTEM_ACTOR,
@@ -381,7 +381,7 @@ def assign_suspense(deps: MpesaDeps, *, receipt: str, user_id: str) -> None:
 def _finish_assignment(deps: MpesaDeps, receipt: str) -> None:
     now = deps.clock.now()
     with deps.uow() as uow:
-        payment = uow.mpesa.suspense_lock(receipt)
+        payment = uow.suspense.lock(receipt)
         assert payment is not None
         assert payment.user_id is not None
         if payment.state is SuspenseState.ASSIGNED:
@@ -404,16 +404,16 @@ def _finish_assignment(deps: MpesaDeps, receipt: str) -> None:
         receipt=receipt,
     )
     with deps.uow() as uow:
-        stored = uow.mpesa.suspense_lock(receipt)
+        stored = uow.suspense.lock(receipt)
         assert stored is not None
         stored.state, stored.assigned_at = SuspenseState.ASSIGNED, deps.clock.now()
-        uow.mpesa.suspense_save(stored)
+        uow.suspense.save(stored)
         uow.commit()
 
 
 def resume_assignments(deps: MpesaDeps) -> int:
     with deps.uow.read_only() as uow:
-        halfway = uow.mpesa.suspense_list(
+        halfway = uow.suspense.in_states(
             states=[SuspenseState.ASSIGNING], limit=deps.policy.batch_max
         )
     for payment in halfway:
@@ -451,7 +451,7 @@ def request_balance_report(deps: MpesaDeps) -> BalanceReport:
     except GatewayError as error:
         report.state, report.result_desc = "failed", error.message[:200]
     with deps.uow() as uow:
-        uow.mpesa.report_add(report)
+        uow.balance_reports.add(report)
         uow.commit()
     return report
 
@@ -459,6 +459,6 @@ def request_balance_report(deps: MpesaDeps) -> BalanceReport:
 def balance_report_due(deps: MpesaDeps) -> bool:
     """Once a Nairobi day."""
     with deps.uow.read_only() as uow:
-        latest = uow.mpesa.reports(limit=1)
+        latest = uow.balance_reports.latest(limit=1)
     today = nairobi_today(deps.clock.now())
     return not latest or nairobi_today(latest[0].requested_at) != today

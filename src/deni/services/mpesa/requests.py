@@ -85,7 +85,7 @@ def _earlier(
     """The checked amount, the request's key, and the request if this key already made one."""
     amount = require_mpesa_amount(amount_cents, minimum_cents=minimum_cents)
     key = f"{purpose.value}:{user_id}:{idempotency_key}"
-    found = uow.mpesa.find_request(key)
+    found = uow.mpesa_requests.find_by_key(key)
     if found is not None and (found.purpose, found.amount_cents) != (purpose, amount):
         raise IdempotencyConflict("This key was already used for another M-PESA request.")
     return amount, key, found
@@ -152,7 +152,7 @@ def request_stk(
         now=now,
         loan_id=loan_id,
     )
-    uow.mpesa.add_request(request)
+    uow.mpesa_requests.add(request)
     enqueue(uow, topic=TOPIC_STK_PUSH, payload={"request_id": request.id}, unique_key=key, now=now)
     audit_request(uow, request, "request_stk", now)
     return request
@@ -236,7 +236,7 @@ def request_payout(
         now=now,
     )
     request.hold_id = hold.id
-    uow.mpesa.add_request(request)
+    uow.mpesa_requests.add(request)
     enqueue_send(uow, request, now=now)
     record_event(uow, request, EventKind.QUEUED, f"hold {hold.id}", now=now)
     audit_request(uow, request, "request_payout", now)
@@ -323,14 +323,14 @@ def begin_send(deps: MpesaDeps, request_id: str) -> MpesaRequest | None:
     """Mark the request SENDING (committed) before Daraja hears of it; None: nothing to send."""
     policy, now = deps.policy, deps.clock.now()
     with deps.uow() as uow:
-        request = uow.mpesa.lock_request(request_id)
+        request = uow.mpesa_requests.lock(request_id)
         assert request is not None, request_id
         if request.state is RequestState.SENDING:
             # A worker died between marking and recording Daraja's answer: maybe sent.
             wait_s = policy.status_after_s if request.kind is RequestKind.B2C else 0.0
             mark_unknown(request, STOPPED_MID_SEND, now=now, wait_s=wait_s)
             record_event(uow, request, EventKind.SEND_ERROR, STOPPED_MID_SEND, now=now)
-            uow.mpesa.save_request(request, now)
+            uow.mpesa_requests.save(request, now)
             uow.commit()
             return None
         if request.state is not RequestState.QUEUED:
@@ -344,7 +344,7 @@ def begin_send(deps: MpesaDeps, request_id: str) -> MpesaRequest | None:
             request.claimed_failure_code, request.claimed_failure_desc = None, ""
             detail = f"OriginatorConversationID {request.originator_conversation_id}"
             record_event(uow, request, EventKind.SEND, detail, now=now)
-        uow.mpesa.save_request(request, now)
+        uow.mpesa_requests.save(request, now)
         uow.commit()
     return request
 
@@ -405,21 +405,21 @@ def send_stk(deps: MpesaDeps, request_id: str) -> None:
         return
     now = deps.clock.now()
     with deps.uow() as uow:
-        stored = uow.mpesa.lock_request(request.id)
+        stored = uow.mpesa_requests.lock(request.id)
         assert stored is not None
         stored.checkout_request_id = ack.checkout_request_id
         stored.acknowledged = True
         if stored.state is RequestState.SENDING:
             stored.state = RequestState.SENT
             stored.next_check_at = now + timedelta(seconds=deps.policy.stk_query_after_s)
-        uow.mpesa.save_request(stored, now)
+        uow.mpesa_requests.save(stored, now)
         uow.commit()
 
 
 def _stk_not_accepted(deps: MpesaDeps, request_id: str, error: GatewayError) -> None:
     now = deps.clock.now()
     with deps.uow() as uow:
-        request = uow.mpesa.lock_request(request_id)
+        request = uow.mpesa_requests.lock(request_id)
         assert request is not None
         request.result_code, request.result_desc = error.code[:16], error.message[:DESC_CHARS_MAX]
         if error.outcome in (GatewayOutcome.NOT_SENT, GatewayOutcome.BUSY):
@@ -431,7 +431,7 @@ def _stk_not_accepted(deps: MpesaDeps, request_id: str, error: GatewayError) -> 
             # No CheckoutRequestID to ask about: if the customer pays anyway, the callback
             # names an id Deni never learnt and is matched back by phone and amount.
             mark_unknown(request, error.message, now=now, wait_s=deps.policy.stk_query_after_s)
-        uow.mpesa.save_request(request, now)
+        uow.mpesa_requests.save(request, now)
         uow.commit()
     if error.outcome in (GatewayOutcome.NOT_SENT, GatewayOutcome.BUSY):
         raise RetryLater(error.message)
@@ -454,7 +454,7 @@ def send_b2c(deps: MpesaDeps, request_id: str) -> None:
         return
     now = deps.clock.now()
     with deps.uow() as uow:
-        stored = uow.mpesa.lock_request(request.id)
+        stored = uow.mpesa_requests.lock(request.id)
         assert stored is not None
         if stored.originator_conversation_id == ack.originator_conversation_id:
             stored.conversation_id = ack.conversation_id
@@ -462,7 +462,7 @@ def send_b2c(deps: MpesaDeps, request_id: str) -> None:
             if stored.state is RequestState.SENDING:
                 stored.state = RequestState.SENT
                 stored.next_check_at = now + timedelta(seconds=deps.policy.status_after_s)
-            uow.mpesa.save_request(stored, now)
+            uow.mpesa_requests.save(stored, now)
             detail = f"accepted, ConversationID {ack.conversation_id}"
             record_event(uow, stored, EventKind.ACCEPTED, detail, now=now)
         uow.commit()
@@ -478,7 +478,7 @@ def _remarks(request: MpesaRequest) -> str:
 def _b2c_not_accepted(deps: MpesaDeps, request_id: str, error: GatewayError) -> None:
     now = deps.clock.now()
     with deps.uow() as uow:
-        request = uow.mpesa.lock_request(request_id)
+        request = uow.mpesa_requests.lock(request_id)
         assert request is not None
         request.result_code, request.result_desc = error.code[:16], error.message[:DESC_CHARS_MAX]
         detail = f"{error.outcome.value}: {error.message}"
@@ -487,13 +487,13 @@ def _b2c_not_accepted(deps: MpesaDeps, request_id: str, error: GatewayError) -> 
             # The request was never written (no connection, no token): nothing reached
             # Safaricom, so the outbox sends it again, as a new attempt with a new id.
             request.state = RequestState.QUEUED
-            uow.mpesa.save_request(request, now)
+            uow.mpesa_requests.save(request, now)
         elif error.outcome is GatewayOutcome.REFUSED:
             fail_payout(uow, request, error.message, now=now)
         else:
             # Maybe sent (and a rate limit may have been processed anyway): ask first.
             mark_unknown(request, error.message, now=now, wait_s=deps.policy.status_after_s)
-            uow.mpesa.save_request(request, now)
+            uow.mpesa_requests.save(request, now)
         uow.commit()
     if error.outcome is GatewayOutcome.NOT_SENT:
         raise RetryLater(error.message)

@@ -63,7 +63,7 @@ def credit_stk_payment(
     """The customer paid what the push asked: into the wallet, then to the loan. Idempotent at
     every step (receipt, repayment key), so a crash midway is finished by a re-run."""
     with deps.uow.read_only() as uow:
-        request = uow.mpesa.get_request(request_id)
+        request = uow.mpesa_requests.get(request_id)
         assert request is not None
     assert request.kind is RequestKind.STK
     assert amount_cents == request.amount_cents
@@ -80,10 +80,10 @@ def credit_stk_payment(
         repay_from_wallet(deps, request.user_id, request.loan_id, amount_cents, f"stk:{request.id}")
     now = deps.clock.now()
     with deps.uow() as uow:
-        stored = uow.mpesa.lock_request(request_id)
+        stored = uow.mpesa_requests.lock(request_id)
         assert stored is not None
         _mark_paid(stored, receipt=receipt, desc=desc)
-        uow.mpesa.save_request(stored, now)
+        uow.mpesa_requests.save(stored, now)
         audit_request(uow, stored, "mpesa_stk_paid", now)
         uow.commit()
 
@@ -101,7 +101,7 @@ def confirm_push_paid(deps: MpesaDeps, request_id: str) -> tuple[PushAnswer, str
     Daraja gave Deni: a forged callback cannot answer it (and a CheckoutRequestID is a date, a
     time and the payer's number, so it can be guessed). A "paid" answer is kept on the request."""
     with deps.uow.read_only() as uow:
-        request = uow.mpesa.get_request(request_id)
+        request = uow.mpesa_requests.get(request_id)
     assert request is not None
     assert request.kind is RequestKind.STK
     if request.paid_confirmed:
@@ -117,10 +117,10 @@ def confirm_push_paid(deps: MpesaDeps, request_id: str) -> tuple[PushAnswer, str
         return PushAnswer.NOT_PAID, f"{answer.result_code} {answer.result_desc}"
     now = deps.clock.now()
     with deps.uow() as uow:
-        stored = uow.mpesa.lock_request(request_id)
+        stored = uow.mpesa_requests.lock(request_id)
         assert stored is not None
         stored.paid_confirmed = True
-        uow.mpesa.save_request(stored, now)
+        uow.mpesa_requests.save(stored, now)
         uow.commit()
     return PushAnswer.PAID, ""
 
@@ -151,7 +151,7 @@ def credit_stk_top_ups(uow: UnitOfWork, paid: Sequence[StkPaid], *, now: datetim
     payments.credit_wallets(uow, credits, now=now)
     for item in paid:
         _mark_paid(item.request, receipt=item.receipt, desc=item.desc)
-    uow.mpesa.save_requests([item.request for item in paid], now)
+    uow.mpesa_requests.save_many([item.request for item in paid], now)
     for item in paid:
         audit_request(uow, item.request, "mpesa_stk_paid", now)
 
@@ -185,14 +185,14 @@ def fail_stk(deps: MpesaDeps, request_id: str, *, code: str, desc: str) -> bool:
     """The push ended without payment. A settled request is never downgraded."""
     now = deps.clock.now()
     with deps.uow() as uow:
-        request = uow.mpesa.lock_request(request_id)
+        request = uow.mpesa_requests.lock(request_id)
         assert request is not None
         if request.state not in OPEN_STATES:
             return False
         request.state = RequestState.FAILED
         request.result_code, request.result_desc = code[:16], desc[:DESC_CHARS_MAX]
         request.next_check_at = None
-        uow.mpesa.save_request(request, now)
+        uow.mpesa_requests.save(request, now)
         audit_request(uow, request, "mpesa_stk_failed", now)
         uow.commit()
     return True
@@ -225,7 +225,7 @@ def to_suspense(
             memo=receipt,
         )
         posted = ledger.post_entry(uow, draft, now=now)
-        added = uow.mpesa.suspense_add(
+        added = uow.suspense.add(
             SuspensePayment(
                 receipt=receipt,
                 amount_cents=amount_cents,
@@ -263,7 +263,7 @@ def settle_payout_success(
     records the overpayment in suspense for an operator: the ledger follows reality."""
     now = deps.clock.now()
     with deps.uow() as uow:
-        request = uow.mpesa.lock_request(request_id)
+        request = uow.mpesa_requests.lock(request_id)
         assert request is not None
         post_payout(uow, request, receipt=receipt, amount_cents=amount_cents, desc=desc, now=now)
         uow.commit()
@@ -298,7 +298,7 @@ def post_payout(
     request.next_check_at = None
     request.awaiting_decision = False
     request.claimed_failure_code, request.claimed_failure_desc = None, ""
-    uow.mpesa.save_request(request, now)
+    uow.mpesa_requests.save(request, now)
     record_event(uow, request, EventKind.SETTLED, f"paid, receipt {receipt}: {desc}", now=now)
     audit_request(uow, request, "mpesa_payout_paid", now)
 
@@ -346,7 +346,7 @@ def claim_payout_failure(
     before anything is given back. Ignored for a settled request or an earlier attempt."""
     now = deps.clock.now()
     with deps.uow() as uow:
-        request = uow.mpesa.lock_request(request_id)
+        request = uow.mpesa_requests.lock(request_id)
         assert request is not None
         if request.state not in OPEN_STATES or attempt != request.attempt:
             return False
@@ -358,7 +358,7 @@ def claim_payout_failure(
         request.result_desc = f"failure result {code}: confirming with M-PESA"[:DESC_CHARS_MAX]
         request.next_check_at = now + timedelta(seconds=deps.policy.status_after_s)
         request.awaiting_decision = False
-        uow.mpesa.save_request(request, now)
+        uow.mpesa_requests.save(request, now)
         record_event(uow, request, EventKind.RESULT, f"failure {code}: {desc}", now=now)
         uow.commit()
     return True
@@ -370,7 +370,7 @@ def confirm_payout_failure(deps: MpesaDeps, request_id: str, *, desc: str) -> bo
     wallet, and the owner hears. False if the request was settled meanwhile."""
     now = deps.clock.now()
     with deps.uow() as uow:
-        request = uow.mpesa.lock_request(request_id)
+        request = uow.mpesa_requests.lock(request_id)
         assert request is not None
         if request.state not in OPEN_STATES:
             return False
@@ -387,7 +387,7 @@ def fail_payout(uow: UnitOfWork, request: MpesaRequest, desc: str, *, now: datet
     request.result_desc = desc[:DESC_CHARS_MAX]
     request.next_check_at = None
     request.awaiting_decision = False
-    uow.mpesa.save_request(request, now)
+    uow.mpesa_requests.save(request, now)
     record_event(uow, request, EventKind.SETTLED, f"failed, money returned: {desc}", now=now)
     user = require_user(uow, request.user_id)
     notify(
@@ -409,7 +409,7 @@ def payout_not_found(deps: MpesaDeps, request_id: str, *, desc: str) -> None:
     an operator. It is never sent again by a machine."""
     now = deps.clock.now()
     with deps.uow() as uow:
-        request = uow.mpesa.lock_request(request_id)
+        request = uow.mpesa_requests.lock(request_id)
         assert request is not None
         if request.state not in OPEN_STATES or request.state is RequestState.QUEUED:
             return
@@ -419,7 +419,7 @@ def payout_not_found(deps: MpesaDeps, request_id: str, *, desc: str) -> None:
         if answers < deps.policy.not_found_answers_min:
             # Not sure yet: the reconciler asks again at the request's next check.
             request.result_desc = f"not found at M-PESA yet ({answers}): {desc}"[:DESC_CHARS_MAX]
-            uow.mpesa.save_request(request, now)
+            uow.mpesa_requests.save(request, now)
         elif request.claimed_failure_code is not None:
             request.result_code = request.claimed_failure_code
             confirmed = f"{request.claimed_failure_desc} (M-PESA: not found {answers} times)"
@@ -438,7 +438,7 @@ def resend_payout(uow: UnitOfWork, request: MpesaRequest, reason: str, *, now: d
     request.awaiting_decision = False
     request.next_check_at = None
     request.result_desc = f"sending again: {reason}"[:DESC_CHARS_MAX]
-    uow.mpesa.save_request(request, now)
+    uow.mpesa_requests.save(request, now)
     enqueue_send(uow, request, now=now)
 
 
@@ -457,7 +457,7 @@ def await_decision(uow: UnitOfWork, request: MpesaRequest, reason: str, *, now: 
     request.awaiting_decision = True
     request.next_check_at = None
     request.result_desc = f"waiting for an operator: {reason}"[:DESC_CHARS_MAX]
-    uow.mpesa.save_request(request, now)
+    uow.mpesa_requests.save(request, now)
     record_event(uow, request, EventKind.WAITING, reason, now=now)
     audit_request(uow, request, "mpesa_payout_awaits_decision", now)
     log.warning("mpesa.payout_awaits_decision", request_id=request.id, reason=reason[:200])

@@ -1,6 +1,6 @@
 """What the sync use cases need from storage (docs/sync.md), as Protocols and values.
 
-The SQL adapter is adapters/db/sync_repositories.py. A position in the change log is a pair
+The SQL adapter is adapters/db/sync/repositories.py. A position in the change log is a pair
 (xid, seq): on PostgreSQL `xid` is the writing transaction's id, on SQLite it is always 0.
 "Served up to (x, s)" means every change with (xid, seq) <= (x, s) was handed out.
 """

@@ -351,7 +351,7 @@ def _own(uow: SyncUnitOfWork, user_id: str, entity: str) -> Data | None:
             "field_versions": field_versions,
         }
     if entity == "preferences":
-        prefs = uow.mpesa.preferences(user_id)
+        prefs = uow.mpesa_preferences.get(user_id)
         return {"disburse_to_mpesa": prefs.disburse_to_mpesa, "auto_payout": prefs.auto_payout}
     wallet = uow.sync.wallet(user_id)
     if wallet is None:

@@ -181,7 +181,7 @@ def list_requests(
 ) -> MpesaRequestListOut:
     """Your M-PESA requests, newest first, with their state and M-PESA receipts."""
     with deni.uow.read_only() as uow:
-        found = uow.mpesa.list_requests(states=[], limit=limit, user_id=user_id)
+        found = uow.mpesa_requests.in_states(states=[], limit=limit, user_id=user_id)
     return MpesaRequestListOut(requests=[MpesaRequestOut.of(r) for r in found])
 
 
@@ -189,7 +189,7 @@ def list_requests(
 def preferences(user_id: UserId, deni: DeniDep) -> PreferencesOut:
     """Loans pay out to your M-PESA (default), or stay in the wallet; lenders' auto-payout."""
     with deni.uow.read_only() as uow:
-        found = uow.mpesa.preferences(user_id)
+        found = uow.mpesa_preferences.get(user_id)
     return PreferencesOut(disburse_to_mpesa=found.disburse_to_mpesa, auto_payout=found.auto_payout)
 
 

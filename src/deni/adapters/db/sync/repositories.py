@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from deni.adapters.db import sync_tables as s
 from deni.adapters.db import tables as t
 from deni.adapters.db.records import notification_record
 from deni.adapters.db.repositories import loan_from_row, statement_line, statement_query
+from deni.adapters.db.sync import tables as s
 from deni.domain.ledger import HoldState, NormalSide, wallet_account_id
 from deni.domain.loans import Loan
 from deni.domain.users import shown_contact
