@@ -9,7 +9,9 @@ from typing import Self
 from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError
 
+from deni.adapters.db.audit import SqlAuditRepository
 from deni.adapters.db.engine import BEGIN_MODE_KEY, is_retryable
+from deni.adapters.db.idempotency import SqlIdempotencyRepository
 from deni.adapters.db.mpesa.claims import SqlPaymentClaimRepository
 from deni.adapters.db.mpesa.inbox import SqlCallbackInboxRepository
 from deni.adapters.db.mpesa.outbox import SqlOutboxRepository
@@ -20,16 +22,10 @@ from deni.adapters.db.mpesa.pulls import SqlPaybillPullRepository
 from deni.adapters.db.mpesa.reports import SqlBalanceReportRepository
 from deni.adapters.db.mpesa.requests import SqlMpesaRequestRepository
 from deni.adapters.db.mpesa.suspense import SqlSuspenseRepository
-from deni.adapters.db.records import (
-    NotificationsMark,
-    SqlAuditRepository,
-    SqlIdempotencyRepository,
-    SqlNotificationRepository,
-    SqlPhoneCodeRepository,
-    SqlPinResetRepository,
-    SqlRefreshTokenRepository,
-)
+from deni.adapters.db.notifications import NotificationsMark, SqlNotificationRepository
+from deni.adapters.db.refresh_tokens import SqlRefreshTokenRepository
 from deni.adapters.db.repositories import SqlLedgerRepository, SqlLoanRepository, SqlUserRepository
+from deni.adapters.db.sms_codes import SqlPhoneCodeRepository, SqlPinResetRepository
 from deni.adapters.db.sync.repositories import SqlSyncRepository
 from deni.adapters.db.sync.tables import (
     defer_changes,
