@@ -12,6 +12,8 @@ from sqlalchemy.exc import DBAPIError
 from deni.adapters.db.audit import SqlAuditRepository
 from deni.adapters.db.engine import BEGIN_MODE_KEY, is_retryable
 from deni.adapters.db.idempotency import SqlIdempotencyRepository
+from deni.adapters.db.ledger import SqlLedgerRepository
+from deni.adapters.db.loans import SqlLoanRepository
 from deni.adapters.db.mpesa.claims import SqlPaymentClaimRepository
 from deni.adapters.db.mpesa.inbox import SqlCallbackInboxRepository
 from deni.adapters.db.mpesa.outbox import SqlOutboxRepository
@@ -24,7 +26,6 @@ from deni.adapters.db.mpesa.requests import SqlMpesaRequestRepository
 from deni.adapters.db.mpesa.suspense import SqlSuspenseRepository
 from deni.adapters.db.notifications import NotificationsMark, SqlNotificationRepository
 from deni.adapters.db.refresh_tokens import SqlRefreshTokenRepository
-from deni.adapters.db.repositories import SqlLedgerRepository, SqlLoanRepository, SqlUserRepository
 from deni.adapters.db.sms_codes import SqlPhoneCodeRepository, SqlPinResetRepository
 from deni.adapters.db.sync.repositories import SqlSyncRepository
 from deni.adapters.db.sync.tables import (
@@ -33,6 +34,7 @@ from deni.adapters.db.sync.tables import (
     stop_deferring,
     write_deferred_changes,
 )
+from deni.adapters.db.users import SqlUserRepository
 from deni.services.ports import StorageBusy
 
 

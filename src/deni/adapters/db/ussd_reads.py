@@ -21,7 +21,7 @@ from sqlalchemy import Engine, Row, Select, bindparam, select
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.engine import reading
-from deni.adapters.db.repositories import loan_from_row
+from deni.adapters.db.loans import loan_from_row
 from deni.domain.errors import NotFound
 from deni.domain.ledger import NormalSide, balance_delta, wallet_account_id
 from deni.domain.loans import LoanState

@@ -12,8 +12,9 @@ from sqlalchemy import Connection, Row, and_, func, or_, select, text, tuple_, u
 from sqlalchemy.dialects import postgresql, sqlite
 
 from deni.adapters.db import tables as t
+from deni.adapters.db.ledger import statement_line, statement_query
+from deni.adapters.db.loans import loan_from_row
 from deni.adapters.db.notifications import notification_record
-from deni.adapters.db.repositories import loan_from_row, statement_line, statement_query
 from deni.adapters.db.sync import tables as s
 from deni.domain.ledger import HoldState, NormalSide, wallet_account_id
 from deni.domain.loans import Loan
