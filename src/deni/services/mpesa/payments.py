@@ -11,7 +11,7 @@ from deni.domain.ledger import wallet_account_id
 from deni.domain.money import MOVEMENT_MAX_CENTS, require_cents
 from deni.domain.users import User
 from deni.services import ledger, loans
-from deni.services.common import SYSTEM_ACTOR, audit, notify, require_user, require_users
+from deni.services.common import SYSTEM_ACTOR, audit, notify, require_users
 from deni.services.ports import Clock, UnitOfWork
 
 RECEIPT_CHARS_MAX = 40
@@ -42,17 +42,12 @@ def record_mpesa_payment(
     receipt: str,
     channel: str = "mpesa",
 ) -> Deposit:
-    """Credit a wallet with money M-PESA confirmed. The receipt number makes it happen once.
-
-    This is the one way money enters Deni; the Daraja callbacks call it (or, for a batch of
-    them, `credit_wallets` in the caller's transaction).
-    """
-    amount = _checked(amount_cents, receipt)
-    now = clock.now()
+    """Credit a wallet with money M-PESA confirmed. The receipt number makes it happen once:
+    a second time answers the first credit, as a replay. One credit through `credit_wallets`,
+    the one path by which money enters Deni."""
+    credit = Credit(user_id, _checked(amount_cents, receipt), receipt)
     with uow:
-        user = require_user(uow, user_id)
-        locks = loans.lock_loans_a_credit_may_settle(uow, user_id=user.id, now=now)
-        deposit = _credit(uow, user, locks, amount, receipt, channel=channel, now=now)
+        [deposit] = credit_wallets(uow, [credit], now=clock.now(), channel=channel)
         uow.commit()
     return deposit
 
@@ -60,10 +55,14 @@ def record_mpesa_payment(
 def credit_wallets(
     uow: UnitOfWork, credits: Sequence[Credit], *, now: datetime, channel: str = "mpesa"
 ) -> list[Deposit]:
-    """`record_mpesa_payment` for several payments, inside the caller's transaction (which
-    commits). The same keys (`mpesa:<receipt>`), notifications, audit rows and loan settling as
-    one at a time; the same lock order too: every loan the credits may settle is locked before
-    any wallet, and the wallets in id order. Deposits come back in the order of `credits`."""
+    """Credit wallets with M-PESA payments inside the caller's transaction (which commits):
+    the keys (`mpesa:<receipt>`), the owner's notification, the audit row, loans settled.
+    Every loan the credits may settle is locked before any wallet, and the wallets in id
+    order. One credit whose receipt was seen before is a replay (nothing happens again); in a
+    batch of several, a receipt seen before raises KeysTaken and the caller's transaction
+    must be rolled back, to be retried one credit at a time. Deposits come back in the order
+    of `credits`."""
+    assert credits
     checked = [(c, _checked(c.amount_cents, c.receipt)) for c in credits]
     user_ids = sorted({c.user_id for c in credits})
     users = dict(zip(user_ids, require_users(uow, *user_ids), strict=True))
@@ -73,13 +72,20 @@ def credit_wallets(
         ledger.mpesa_deposit(wallet_account_id(credit.user_id), amount, credit.receipt)
         for credit, amount in (checked[i] for i in in_wallet_order)
     ]
-    posted = ledger.post_entries(uow, drafts, now=now)  # a receipt seen before: KeysTaken
+    posted = (
+        ledger.post_entries(uow, drafts, now=now)  # a receipt seen before: KeysTaken
+        if len(drafts) > 1
+        else [ledger.post_entry(uow, drafts[0], now=now)]  # seen before: a replay
+    )
     deposits: dict[int, Deposit] = {}
     moved = False  # once settling moved money, balances from the posting may be stale
     for i, result in zip(in_wallet_order, posted, strict=True):
         credit, amount = checked[i]
         user = users[credit.user_id]
-        assert result.balances_after is not None
+        if result.balances_after is None:  # a replay of one credit
+            balance_cents = ledger.wallet_balance_cents(uow, user_id=user.id)
+            deposits[i] = Deposit(result.entry_id, True, balance_cents)
+            continue
         balance_cents = (  # an earlier credit may have settled a debt with this wallet
             ledger.wallet_balance_cents(uow, user_id=user.id)
             if moved
@@ -87,7 +93,7 @@ def credit_wallets(
         )
         deposits[i], settled = _credited(
             uow, user, locks[user.id], amount, credit.receipt, result.entry_id, balance_cents,
-            channel=channel, now=now, late_approvals=False,
+            channel=channel, now=now,
         )  # fmt: skip
         moved = moved or settled
     loans.fund_late_approvals(uow, list(locks.values()), now=now)
@@ -101,30 +107,6 @@ def _checked(amount_cents: object, receipt: str) -> int:
     return amount
 
 
-def _credit(
-    uow: UnitOfWork,
-    user: User,
-    locks: loans.CreditLocks,
-    amount_cents: int,
-    receipt: str,
-    *,
-    channel: str,
-    now: datetime,
-) -> Deposit:
-    """The credit itself, once `locks` (the loans it may settle) are held."""
-    wallet_id = wallet_account_id(user.id)
-    result = ledger.credit_from_mpesa(
-        uow, wallet_id=wallet_id, amount_cents=amount_cents, receipt=receipt, now=now
-    )
-    if result.balances_after is None:  # a replay
-        return Deposit(result.entry_id, True, ledger.wallet_balance_cents(uow, user_id=user.id))
-    deposit, _ = _credited(
-        uow, user, locks, amount_cents, receipt, result.entry_id,
-        result.balances_after[wallet_id], channel=channel, now=now,
-    )  # fmt: skip
-    return deposit
-
-
 def _credited(
     uow: UnitOfWork,
     user: User,
@@ -136,7 +118,6 @@ def _credited(
     *,
     channel: str,
     now: datetime,
-    late_approvals: bool = True,
 ) -> tuple[Deposit, bool]:
     """What follows a new credit (`entry_id`, leaving the wallet at `balance_cents`): the owner
     hears of it, the audit row, debts settled. Also says whether settling moved money."""
@@ -155,9 +136,7 @@ def _credited(
         details={"user_id": user.id, "amount_cents": amount_cents, "receipt": receipt},
         now=now,
     )
-    settled = loans.settle_after_credit(
-        uow, locks, trigger=entry_id, now=now, late_approvals=late_approvals
-    )
+    settled = loans.settle_after_credit(uow, locks, trigger=entry_id, now=now, late_approvals=False)
     if settled:
         balance_cents = ledger.wallet_balance_cents(uow, user_id=user.id)
     return Deposit(entry_id, False, balance_cents), settled
