@@ -34,7 +34,7 @@ TODAY = date(2026, 11, 26)
 NOW = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 S, E = LoanState, LoanEvent
 
-# The table DESIGN.md section 2 describes, written out independently of the code's table.
+# The table docs/design.md ("Loans") describes, written out independently of the code's table.
 EXPECTED = {
     (S.REQUESTED, E.APPROVE): S.APPROVED,
     (S.REQUESTED, E.DECLINE): S.DECLINED,

@@ -1,8 +1,8 @@
 """Logs and metrics: structured JSON logs with secrets redacted, and Prometheus metrics.
 
-The Data Protection Act 2019 and our own rules (DESIGN.md section 7) say no PIN, token or full
-phone number may reach a log line, so redaction is a processor every log record passes through,
-including records from the standard library (uvicorn, SQLAlchemy, httpx).
+The Data Protection Act 2019 and our own rules (docs/design.md, "Security posture") say no PIN,
+token or full phone number may reach a log line, so redaction is a processor every log record
+passes through, including records from the standard library (uvicorn, SQLAlchemy, httpx).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Daraja sandbox: a local fake of Safaricom's M-PESA Daraja API, as its own ASGI app.
 
-It speaks Daraja's endpoints, auth and payload shapes (reference/daraja-and-ussd.md, part A),
+It speaks Daraja's endpoints, auth and payload shapes (docs/reference-daraja.md),
 keeps M-PESA balances, sends callbacks asynchronously, and can be told to fail in the ways
 M-PESA fails. It shares no code with Deni.
 

@@ -1,7 +1,7 @@
 """Daraja's result codes and the test phone numbers that trigger them.
 
-Result codes and texts are Safaricom's (reference/daraja-and-ussd.md, A.3 to A.6). A test phone
-number ends in the code it triggers, so a test reads like the outcome it expects.
+Result codes and texts are Safaricom's (docs/reference-daraja.md, STK push to Reversal). A test
+phone number ends in the code it triggers, so a test reads like the outcome it expects.
 """
 
 from __future__ import annotations

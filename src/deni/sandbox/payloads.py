@@ -1,8 +1,8 @@
 """Bodies Daraja sends: synchronous acknowledgements, errors and callbacks, field for field.
 
-Shapes follow reference/daraja-and-ussd.md (A.2 to A.6), including Safaricom's own spellings
-("OriginatorCoversationID" in C2B answers) and types (ResultCode an int in callbacks, a string
-in synchronous answers and queries).
+Shapes follow docs/reference-daraja.md (errors to Pull Transactions), including Safaricom's
+spellings ("OriginatorCoversationID" in C2B answers) and types (ResultCode an int in callbacks,
+a string in synchronous answers and queries).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Pull Transactions: the payments a shortcode received lately, to recover lost confirmations.
 
-Production only at Safaricom (reference A.5, PullTransaction.md): register the shortcode once,
+Production only at Safaricom (docs/reference-daraja.md): register the shortcode once,
 then query a window inside the last 48 hours, one page of rows at a time.
 """
 

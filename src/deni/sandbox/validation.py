@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from deni.sandbox.formats import CENTS_PER_SHILLING
 
-# Daraja refuses callback URLs containing these, in any case (reference A.8).
+# Daraja refuses callback URLs containing these, in any case (docs/reference-daraja.md).
 BLOCKED_URL_WORDS = ("m-pesa", "mpesa", "safaricom", "exe", "exec", "cmd", "sql", "query")
 _MSISDN = re.compile(r"^254(7|1)\d{8}$")
 _WHOLE_SHILLINGS = re.compile(r"^\d{1,9}(\.0{1,2})?$")

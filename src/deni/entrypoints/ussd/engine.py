@@ -46,7 +46,7 @@ BACK, MAIN_MENU, MORE = "0", "00", "98"
 REGISTRATION_SCREENS = frozenset({WELCOME, "reg_name", "reg_pin", "reg_pin2", CLAIM, "claim_pin"})
 FALLBACK_LANGUAGE = "en"
 # A person takes seconds to read a screen and type: more hops than this from one phone in a
-# minute is a script (the gateway does not authenticate the number; reference B.5).
+# minute is a script (the gateway does not authenticate the number; docs/reference-ussd.md).
 RATE_WINDOW_S = 60
 PHONES_CACHED = 16_384  # normalising a number (phonenumbers) costs more than the rest of a menu hop
 # Short reasons for the errors the services raise, by code; anything else is "try again".

@@ -1,7 +1,7 @@
 """USSD gateway formats. Each turns its own request into a `UssdRequest` and a `Reply` back into
 its own response; the engine never sees a gateway's field names.
 
-Africa's Talking (reference B.1-B.2): form-encoded POST with sessionId, serviceCode,
+Africa's Talking (docs/reference-ussd.md): form-encoded POST with sessionId, serviceCode,
 phoneNumber, networkCode and text (every input so far, joined by "*"); the answer is
 text/plain starting "CON " (wait for input) or "END " (close).
 """

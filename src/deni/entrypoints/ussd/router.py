@@ -96,7 +96,7 @@ async def ussd(request: Request) -> Response:
 
 
 async def session_ended(request: Request) -> Response:
-    """Africa's Talking's end-of-session notification (reference B.4): form fields sessionId,
+    """Africa's Talking's end-of-session notification (docs/reference-ussd.md): sessionId,
     status (Success, Incomplete, Failed), durationInMillis, hopsCount, errorMessage, ..."""
     channel = _admitted(request)
     if isinstance(channel, JSONResponse):
