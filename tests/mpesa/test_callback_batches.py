@@ -11,7 +11,7 @@ from deni.adapters.db.mpesa_repositories import SqlMpesaRepository
 from deni.domain.users import User
 from deni.services.mpesa_callbacks import apply_pending
 from deni.services.mpesa_ports import InboxState, RequestState
-from tests.mpesa.support import World, stk_success_body
+from tests.support.mpesa import World, stk_success_body
 
 TOP_UP_CENTS = 250_00
 

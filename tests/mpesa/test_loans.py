@@ -11,7 +11,7 @@ from deni.domain.users import User
 from deni.services import loans
 from deni.services.mpesa_ports import MpesaPreferences, Purpose, SuspenseState
 from deni.services.reconcile import assign_suspense
-from tests.mpesa.support import PIN, World
+from tests.support.mpesa import PIN, World
 
 
 def _loan(world: World, borrower: User, lender: User, principal_cents: int = 1_000_00) -> Loan:

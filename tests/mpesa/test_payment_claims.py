@@ -13,7 +13,7 @@ from deni.domain.users import User
 from deni.services import paybill_pull
 from deni.services.mpesa_ports import ClaimState, PaymentClaim
 from deni.services.operator_decisions import ClaimDecision, decide_claim, open_claims
-from tests.mpesa.support import PIN, World, c2b_confirmation_body
+from tests.support.mpesa import PIN, World, c2b_confirmation_body
 
 
 def _claim(world: World, receipt: str) -> PaymentClaim:

@@ -21,9 +21,9 @@ from deni.services import sync_mutations, sync_push
 from deni.services.ports import StorageBusy
 from deni.services.sync_mutations import Args, Outcome, SyncContext
 from deni.services.sync_ports import SyncUnitOfWork
-from tests.api.support import assert_ledger_whole
-from tests.helpers import ApiUser, api_user, fund
-from tests.sync.support import STATUS, Device, push_raw
+from tests.support.api import assert_ledger_whole
+from tests.support.builders import ApiUser, api_user, fund
+from tests.support.sync import STATUS, Device, push_raw
 
 
 @pytest.fixture
