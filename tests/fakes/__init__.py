@@ -6,6 +6,7 @@ fakes of their own. tests/services checks the fakes against the SQL repositories
 """
 
 from tests.fakes.clock import ManualClock
+from tests.fakes.sms import RecordingSmsSender
 from tests.fakes.tables import ConstraintViolated
 from tests.fakes.uow import FakeDatabase, FakeUnitOfWork, FakeUnitOfWorkFactory
 
@@ -15,4 +16,5 @@ __all__ = [
     "FakeUnitOfWork",
     "FakeUnitOfWorkFactory",
     "ManualClock",
+    "RecordingSmsSender",
 ]
