@@ -177,6 +177,8 @@ class FakeLedgerRepository:
     def resolve_hold(
         self, hold_id: str, *, state: HoldState, resolve_entry_id: str, now: datetime
     ) -> None:
+        if resolve_entry_id not in self._t.entries:
+            raise ConstraintViolated(f"holds.resolve_entry_id {resolve_entry_id}")
         hold = self._t.holds.get(hold_id)
         if hold is None or hold.state is not HoldState.PENDING:
             # The SQL repository's ConcurrentUpdate (adapters are not the fakes' to import).

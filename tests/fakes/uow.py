@@ -72,6 +72,7 @@ class FakeUnitOfWork:
         self._database = database
         self._read_only = read_only
         self._entered = False
+        self._rolled_back = False
         self._tables = Tables()
 
     def __enter__(self) -> Self:
@@ -108,11 +109,14 @@ class FakeUnitOfWork:
     def commit(self) -> None:
         assert self._entered, "commit() inside the with block"
         assert not self._read_only, "a read-only unit of work has nothing to commit"
+        assert not self._rolled_back, "a rolled-back transaction is over: nothing to commit"
         self.audit.flush()
         self._database.publish(self._tables.copy())
 
     def rollback(self) -> None:
+        """Ends the transaction, as SQL's does: reads may go on, commit() may not."""
         assert self._entered, "rollback() inside the with block"
+        self._rolled_back = True
         self._begin()
 
     # The M-PESA and sync repositories have no fakes yet: a service that needs one says so.
