@@ -21,6 +21,8 @@ from deni.domain.users import CLOSED_NAME, User
 from deni.services import ledger
 from deni.services.common import new_id
 from deni.services.ports import IdempotentResponse, NewEntry, NotificationRecord, RefreshToken
+from tests.fakes import FakeUnitOfWorkFactory
+from tests.fakes.uow import NotFaked
 from tests.services.world import World
 from tests.support.builders import next_phone, register
 
@@ -394,3 +396,10 @@ def test_a_number_code_row_is_made_once_and_pruned_when_spent_and_old(world: Wor
         hour_later = now + timedelta(hours=1)
         assert uow.phone_codes.prune(windows_started_by=now, now=hour_later, limit=10) == 1
         assert uow.phone_codes.lock(phone) is None
+
+
+def test_the_fakes_say_which_repositories_they_lack() -> None:
+    with FakeUnitOfWorkFactory()() as uow:
+        for missing in ("mpesa", "outbox", "sync", "savepoint"):
+            with pytest.raises(NotFaked, match=missing):
+                getattr(uow, missing)
