@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SRC := src tests benchmarks
 
-.PHONY: venv run lint test chromium bench fmt clean
+.PHONY: venv run lint test test-fast chromium bench fmt clean
 
 venv: $(STAMP)
 
@@ -29,8 +29,13 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The service tier runs on SQLite too here, which holds its fakes to the real repositories.
 test: venv lint chromium
-	$(BIN)/pytest $(PYTEST_ARGS)
+	DENI_TEST_SERVICES_SQLITE=1 $(BIN)/pytest $(PYTEST_ARGS)
+
+# The quick loop: the services on in-memory fakes (tests/services) and the unit tests.
+test-fast: venv
+	$(BIN)/pytest tests/services tests/unit $(PYTEST_ARGS)
 
 # The browser tests (tests/web) drive Debian's Chromium; Playwright never downloads a browser.
 # As root with apt (CI, a fresh machine) install it when missing, refreshing the package lists

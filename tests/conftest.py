@@ -10,14 +10,12 @@ import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, make_url, text
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.db import tables
 from deni.adapters.db.engine import make_engine
 from deni.adapters.db.migrate import seed, upgrade
@@ -27,10 +25,9 @@ from deni.config import Settings
 from deni.domain import loans as domain_loans
 from deni.entrypoints.api.app import create_app
 from deni.services import limits
+from tests.fakes.clock import START, ManualClock
 
 POSTGRES_URL = os.environ.get("DENI_TEST_POSTGRES_URL")
-# 09:00 in Nairobi on a Thursday: far from midnight, so "today" is the same in UTC and EAT.
-START = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 TEST_HOPS_PER_MINUTE_MAX = 100_000
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 UNBOUNDED = 1_000_000

@@ -10,11 +10,11 @@ from datetime import timedelta
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from tests.api.support import assert_error, loan_body
-from tests.helpers import ApiUser, api_user, fund, key, next_phone, registration_code
-from tests.ussd.support import Phone, mpesa
+from tests.fakes import ManualClock
+from tests.support.api import assert_error, loan_body
+from tests.support.builders import ApiUser, api_user, fund, key, next_phone, registration_code
+from tests.support.ussd import Phone, mpesa
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.security import PepperedArgon2PinHasher
 from deni.adapters.sms import DatabaseSmsOutbox
 from deni.bootstrap import Deni, bootstrap

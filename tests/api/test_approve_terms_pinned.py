@@ -5,10 +5,10 @@ REST (`base_version`)."""
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from tests.api.support import assert_error, get_loan, request_loan
-from tests.helpers import ApiUser, api_user, fund, wallet_cents
-from tests.sync.support import Device
-from tests.ussd.support import Phone
+from tests.support.api import assert_error, get_loan, request_loan
+from tests.support.builders import ApiUser, api_user, fund, wallet_cents
+from tests.support.sync import Device
+from tests.support.ussd import Phone
 
 from deni.bootstrap import Deni
 

@@ -8,10 +8,10 @@ import httpx
 import jwt
 import pytest
 from fastapi.testclient import TestClient
-from tests.api.support import assert_error, assert_nothing_written, db_state, notifications
-from tests.helpers import api_user, key, registration_code, sms_texts
+from tests.fakes import ManualClock
+from tests.support.api import assert_error, assert_nothing_written, db_state, notifications
+from tests.support.builders import api_user, key, registration_code, sms_texts
 
-from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
 from deni.services.users import REFRESH_ANSWER_LOST_GRACE
 

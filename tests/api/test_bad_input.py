@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from tests.api.support import (
+from tests.support.api import (
     DbState,
     approve,
     assert_error,
@@ -20,7 +20,7 @@ from tests.api.support import (
     loan_body,
     request_loan,
 )
-from tests.helpers import ApiUser, api_user, fund, key
+from tests.support.builders import ApiUser, api_user, fund, key
 
 from deni.bootstrap import Deni
 

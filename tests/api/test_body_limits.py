@@ -22,10 +22,10 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from tests.api.support import assert_error, assert_nothing_written, db_state
-from tests.helpers import api_user
+from tests.fakes import ManualClock
+from tests.support.api import assert_error, assert_nothing_written, db_state
+from tests.support.builders import api_user
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.observability import configure_logging
 from deni.adapters.security import PepperedArgon2PinHasher
 from deni.bootstrap import Deni, bootstrap

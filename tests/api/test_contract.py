@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from tests.helpers import fund, lend, register
+from tests.support.builders import fund, lend, register
 
 from deni.bootstrap import Deni
 from deni.entrypoints.api.app import create_app

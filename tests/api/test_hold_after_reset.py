@@ -8,7 +8,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
-from tests.api.support import (
+from tests.fakes import ManualClock
+from tests.support.api import (
     approve,
     assert_error,
     balance,
@@ -17,11 +18,10 @@ from tests.api.support import (
     log_in_again,
     request_loan,
 )
-from tests.helpers import ApiUser, api_user, fund, wallet_cents
-from tests.sync.support import Device
-from tests.ussd.support import Phone
+from tests.support.builders import ApiUser, api_user, fund, wallet_cents
+from tests.support.sync import Device
+from tests.support.ussd import Phone
 
-from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
 from deni.domain.errors import MoneyOnHold
 from deni.domain.security import MONEY_HOLD_AFTER_RESET

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.api.support import (
+from tests.fakes import ManualClock
+from tests.support.api import (
     approve,
     assert_error,
     assert_nothing_written,
@@ -20,9 +21,8 @@ from tests.api.support import (
     log_in_again,
     request_loan,
 )
-from tests.helpers import ApiUser, api_user, fund, registration_code
+from tests.support.builders import ApiUser, api_user, fund, registration_code
 
-from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
 from deni.domain.secrecy import is_secret_field
 from deni.entrypoints.api import idempotency

@@ -7,7 +7,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
-from tests.api.support import (
+from tests.fakes import ManualClock
+from tests.support.api import (
     approve,
     assert_error,
     assert_ledger_whole,
@@ -19,9 +20,8 @@ from tests.api.support import (
     notifications,
     request_loan,
 )
-from tests.helpers import ApiUser, api_user, fund, key
+from tests.support.builders import ApiUser, api_user, fund, key
 
-from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
 from deni.services import users
 

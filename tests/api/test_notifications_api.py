@@ -6,7 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
-from tests.api.support import (
+from tests.fakes import ManualClock
+from tests.support.api import (
     approve,
     assert_error,
     assert_nothing_written,
@@ -14,9 +15,8 @@ from tests.api.support import (
     notifications,
     request_loan,
 )
-from tests.helpers import ApiUser, api_user, fund
+from tests.support.builders import ApiUser, api_user, fund
 
-from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
 
 NOTIFICATIONS = "/api/v1/notifications"

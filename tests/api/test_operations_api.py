@@ -11,8 +11,8 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
-from tests.api.support import approve, assert_error, request_loan
-from tests.helpers import api_user, fund
+from tests.support.api import approve, assert_error, request_loan
+from tests.support.builders import api_user, fund
 
 from deni.adapters.observability import configure_logging
 from deni.bootstrap import Deni

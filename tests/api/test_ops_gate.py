@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.api.support import assert_error
+from tests.fakes import ManualClock
+from tests.support.api import assert_error
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.security import PepperedArgon2PinHasher
 from deni.bootstrap import bootstrap
 from deni.config import Settings

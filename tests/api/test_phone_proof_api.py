@@ -11,7 +11,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
-from tests.api.support import (
+from tests.fakes import ManualClock
+from tests.support.api import (
     approve,
     assert_error,
     assert_ledger_whole,
@@ -23,7 +24,7 @@ from tests.api.support import (
     log_in_again,
     request_loan,
 )
-from tests.helpers import (
+from tests.support.builders import (
     ApiUser,
     api_user,
     fund,
@@ -33,7 +34,6 @@ from tests.helpers import (
     wallet_cents,
 )
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.db import tables
 from deni.bootstrap import Deni
 from deni.domain.phone import normalise_msisdn

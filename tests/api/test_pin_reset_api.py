@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import httpx
 from fastapi.testclient import TestClient
-from tests.api.support import approve, assert_error, log_in_again, request_loan
-from tests.helpers import ApiUser, api_user, fund
+from tests.fakes import ManualClock
+from tests.support.api import approve, assert_error, log_in_again, request_loan
+from tests.support.builders import ApiUser, api_user, fund
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.sms import DatabaseSmsOutbox
 from deni.bootstrap import Deni
 from deni.domain.security import (

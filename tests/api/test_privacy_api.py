@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from tests.api.support import (
+from tests.support.api import (
     approve,
     assert_error,
     assert_ledger_whole,
@@ -17,7 +17,7 @@ from tests.api.support import (
     get_loan,
     request_loan,
 )
-from tests.helpers import ApiUser, api_user, fund, registration_code
+from tests.support.builders import ApiUser, api_user, fund, registration_code
 
 from deni.bootstrap import Deni
 from deni.services import privacy

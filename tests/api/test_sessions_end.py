@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 from fastapi.testclient import TestClient
-from tests.api.support import assert_error, loan_body, request_loan
-from tests.helpers import ApiUser, api_user, fund, key, sms_code
-from tests.ussd.support import Phone
+from tests.support.api import assert_error, loan_body, request_loan
+from tests.support.builders import ApiUser, api_user, fund, key, sms_code
+from tests.support.ussd import Phone
 
 from deni.bootstrap import Deni
 from deni.services import users

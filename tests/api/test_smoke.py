@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from tests.helpers import api_user, fund
+from tests.support.builders import api_user, fund
 
 from deni.bootstrap import Deni
 from deni.services import ledger

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.api.support import approve, assert_error, request_loan
-from tests.helpers import ApiUser, api_user, fund
+from tests.support.api import approve, assert_error, request_loan
+from tests.support.builders import ApiUser, api_user, fund
 
 from deni.bootstrap import Deni
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import func, select
-from tests.helpers import fund, register
+from tests.support.builders import fund, register
 
 from deni.adapters.db import tables as t
 from deni.bootstrap import Deni

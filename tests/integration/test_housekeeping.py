@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.helpers import fund, register
+from tests.support.builders import fund, register
 
 from deni.adapters.sms import DatabaseSmsOutbox
 from deni.bootstrap import Deni

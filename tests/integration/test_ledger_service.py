@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError
-from tests.api.support import assert_ledger_whole
-from tests.helpers import fund, next_receipt, register
+from tests.support.api import assert_ledger_whole
+from tests.support.builders import fund, next_receipt, register
 
 from deni.adapters.db import tables as t
 from deni.bootstrap import Deni

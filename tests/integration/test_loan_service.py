@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Table, delete, func, select, update
-from tests.helpers import fund, next_receipt, register
+from tests.fakes import ManualClock
+from tests.support.builders import fund, next_receipt, register
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.db import tables as t
 from deni.adapters.security import PepperedArgon2PinHasher
 from deni.bootstrap import Deni

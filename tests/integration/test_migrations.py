@@ -13,8 +13,8 @@ from alembic.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import column, create_engine, delete, insert, select, table, text
-from tests.api.support import assert_error, request_loan
-from tests.helpers import api_user, fund
+from tests.support.api import assert_error, request_loan
+from tests.support.builders import api_user, fund
 
 import deni.adapters.db.mpesa.tables
 import deni.adapters.db.sync.tables

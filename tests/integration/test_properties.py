@@ -39,8 +39,8 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from sqlalchemy import create_engine, text
+from tests.fakes import ManualClock
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.db import tables
 from deni.adapters.db.migrate import seed
 from deni.bootstrap import Deni, bootstrap

@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from tests.helpers import lend, register
+from tests.support.builders import lend, register
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.engine import reading

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.helpers import fund, register
+from tests.support.builders import fund, register
 
 from deni.bootstrap import Deni
 from deni.domain.users import User

@@ -31,15 +31,15 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, insert, select, text
-from tests.api.support import request_loan
-from tests.conftest import START
-from tests.helpers import api_user, fund, next_phone, registration_code, shows_number
-from tests.ussd.support import Phone
+from tests.fakes import ManualClock
+from tests.fakes.clock import START
+from tests.support.api import request_loan
+from tests.support.builders import api_user, fund, next_phone, registration_code, shows_number
+from tests.support.ussd import Phone
 
 import deni.adapters.db.mpesa.tables
 import deni.adapters.db.sync.tables
 import deni.adapters.db.ussd_tables  # noqa: F401 (their tables join the shared metadata)
-from deni.adapters.clock import ManualClock
 from deni.adapters.db import tables, ussd_tables
 from deni.adapters.db.tables import metadata
 from deni.adapters.security import PepperedArgon2PinHasher

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.security import PepperedArgon2PinHasher
 from deni.bootstrap import bootstrap
 from deni.config import Settings
@@ -23,7 +22,8 @@ from deni.entrypoints.api.app import create_app
 from deni.sandbox.app import SandboxConfig, create_sandbox_app
 from deni.sandbox.client import SandboxAdmin
 from deni.sandbox.server import BackgroundServer
-from tests.mpesa.support import CALLBACK_TOKEN, World
+from tests.fakes import ManualClock
+from tests.support.mpesa import CALLBACK_TOKEN, World
 
 SANDBOX_HOLD_S = 3_600.0  # callbacks wait for flush()
 

@@ -26,8 +26,8 @@ import pytest
 
 from deni.domain.users import User
 from deni.entrypoints.api.app import API_PREFIX, create_app
-from tests.api.support import assert_nothing_written, db_state
-from tests.mpesa.support import World
+from tests.support.api import assert_nothing_written, db_state
+from tests.support.mpesa import World
 
 PIN = "1234"
 SYNC_SCHEMA = 1

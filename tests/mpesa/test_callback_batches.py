@@ -12,7 +12,7 @@ from deni.domain.mpesa import RequestState
 from deni.domain.users import User
 from deni.services.mpesa.callbacks import apply_pending
 from deni.services.mpesa.ports import InboxState
-from tests.mpesa.support import World, stk_success_body
+from tests.support.mpesa import World, stk_success_body
 
 TOP_UP_CENTS = 250_00
 

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from deni.config import Settings
 from deni.services.mpesa.ports import InboxState
-from tests.mpesa.support import World, c2b_confirmation_body
-from tests.unit.test_production_settings import production
+from tests.support.mpesa import World, c2b_confirmation_body
+from tests.support.settings import production
 
 # Safaricom's published callback sources, as docs/mpesa.md lists them.
 SAFARICOM = (

@@ -9,7 +9,7 @@ import pytest
 
 from deni.services import loans
 from deni.services.mpesa.ports import ClaimState, InboxState, MpesaPreferences, SuspenseState
-from tests.mpesa.support import CALLBACK_TOKEN, PIN, World, next_phone, stk_success_body
+from tests.support.mpesa import CALLBACK_TOKEN, PIN, World, next_phone, stk_success_body
 
 
 def _top_up(world: World, phone: str | None = None, amount_cents: int = 500_00) -> tuple[str, str]:

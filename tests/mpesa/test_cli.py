@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from deni.entrypoints.cli import app
 from deni.services.mpesa.ports import SuspenseState
-from tests.mpesa.support import CALLBACK_TOKEN, PIN, World
+from tests.support.mpesa import CALLBACK_TOKEN, PIN, World
 
 runner = CliRunner()
 

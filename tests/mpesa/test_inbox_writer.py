@@ -19,7 +19,7 @@ from deni.entrypoints.api.app import create_app
 from deni.entrypoints.api.inbox_writer import InboxWriter
 from deni.services.mpesa.callbacks import Received, Stored
 from deni.services.ports import StorageBusy
-from tests.mpesa.support import CALLBACK_TOKEN, World, stk_success_body
+from tests.support.mpesa import CALLBACK_TOKEN, World, stk_success_body
 
 TOGETHER = 40
 

@@ -12,7 +12,7 @@ from deni.domain.users import User
 from deni.services import loans
 from deni.services.mpesa.ports import MpesaPreferences, SuspenseState
 from deni.services.mpesa.reconcile import assign_suspense
-from tests.mpesa.support import PIN, World
+from tests.support.mpesa import PIN, World
 
 
 def _loan(world: World, borrower: User, lender: User, principal_cents: int = 1_000_00) -> Loan:

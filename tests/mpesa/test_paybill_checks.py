@@ -11,7 +11,7 @@ from deni.domain.users import User
 from deni.services.mpesa import paybills
 from deni.services.mpesa.callbacks import validate_c2b
 from deni.services.mpesa.ports import ExpectedPaybill, InboxState, PaybillCheck
-from tests.mpesa.support import CALLBACK_TOKEN, World
+from tests.support.mpesa import CALLBACK_TOKEN, World
 
 
 def _expected(world: World, trans_id: str) -> ExpectedPaybill:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from deni.services.mpesa import paybill_pull
-from tests.mpesa.support import World
+from tests.support.mpesa import World
 
 
 def _on_the_sandbox_clock(world: World) -> None:

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.security import PepperedArgon2PinHasher
 from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
@@ -25,7 +24,8 @@ from deni.services.mpesa.ports import (
     PullPage,
     SuspenseState,
 )
-from tests.helpers import wallet_cents
+from tests.fakes import ManualClock
+from tests.support.builders import wallet_cents
 
 PAGE_ROWS = 3
 

@@ -13,7 +13,7 @@ from deni.domain.users import User
 from deni.services.mpesa import paybill_pull
 from deni.services.mpesa.decisions import ClaimDecision, decide_claim, open_claims
 from deni.services.mpesa.ports import ClaimState, PaymentClaim
-from tests.mpesa.support import PIN, World, c2b_confirmation_body
+from tests.support.mpesa import PIN, World, c2b_confirmation_body
 
 
 def _claim(world: World, receipt: str) -> PaymentClaim:

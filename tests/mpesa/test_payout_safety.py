@@ -15,7 +15,7 @@ from deni.domain.mpesa import EventKind
 from deni.domain.users import User
 from deni.entrypoints.worker import work_once
 from deni.services.mpesa.decisions import Decision, decide_payout, waiting_payouts
-from tests.mpesa.support import PIN, World, b2c_result_body
+from tests.support.mpesa import PIN, World, b2c_result_body
 
 NOT_FOUND = "R000002"  # what the sandbox (and so Deni) reads as "no such transaction"
 

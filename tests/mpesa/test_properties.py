@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from deni.domain.mpesa import FINAL_STATES
 from deni.services.mpesa.decisions import Decision, decide_payout, waiting_payouts
-from tests.mpesa.support import (
+from tests.support.mpesa import (
     PIN,
     World,
     b2c_result_body,

@@ -25,8 +25,8 @@ from deni.domain.security import (
 )
 from deni.domain.users import User
 from deni.services.mpesa.ports import MpesaPreferences
-from tests.helpers import lend
-from tests.mpesa.support import PIN, World
+from tests.support.builders import lend
+from tests.support.mpesa import PIN, World
 
 GUESSES = ("0000", "1111", "9999")
 SECOND = timedelta(seconds=1)

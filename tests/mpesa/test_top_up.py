@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.mpesa.support import World
+from tests.support.mpesa import World
 
 
 def test_top_up_by_stk_push_credits_the_wallet_once(world: World) -> None:

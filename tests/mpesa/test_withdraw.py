@@ -8,7 +8,7 @@ import pytest
 
 from deni.domain.users import User
 from deni.services.mpesa.decisions import Decision, decide_payout
-from tests.mpesa.support import PIN, World
+from tests.support.mpesa import PIN, World
 
 
 def _withdraw(world: World, user: User, amount_cents: int) -> str:

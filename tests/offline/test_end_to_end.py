@@ -31,8 +31,8 @@ from deni.offline.store import Store
 from deni.offline.sync import Syncer, UpgradeRequired
 from deni.sandbox.server import BackgroundServer
 from deni.services import users
-from tests.api.support import assert_ledger_whole
-from tests.helpers import fund, next_phone, register, sms_code, wallet_cents
+from tests.support.api import assert_ledger_whole
+from tests.support.builders import fund, next_phone, register, sms_code, wallet_cents
 
 PIN = "1234"
 _OPEN_APIS: list[Api] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.sandbox.conftest import PHONE, Daraja
+from tests.support.sandbox import PHONE, Daraja
 
 
 def test_certificate_is_a_pem_x509(daraja: Daraja) -> None:

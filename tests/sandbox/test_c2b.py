@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from deni.sandbox.app import SandboxConfig
-from tests.sandbox.conftest import PHONE, Daraja
+from tests.support.sandbox import PHONE, Daraja
 
 
 def test_register_answers_with_safaricoms_spelling(daraja: Daraja) -> None:

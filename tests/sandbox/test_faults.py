@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from deni.sandbox.app import SandboxConfig
-from tests.sandbox.conftest import PHONE, Daraja
+from tests.support.sandbox import PHONE, Daraja
 
 PUSH = "/mpesa/stkpush/v1/processrequest"
 

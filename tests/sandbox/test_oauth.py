@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.sandbox.conftest import Daraja
+from tests.support.sandbox import Daraja
 
 GENERATE = "/oauth/v1/generate"
 

@@ -11,7 +11,7 @@ import pytest
 
 from deni.sandbox import pull
 from deni.sandbox.formats import EAT
-from tests.sandbox.conftest import PHONE, Daraja
+from tests.support.sandbox import PHONE, Daraja
 
 REGISTER = "/pulltransactions/v1/register"
 QUERY = "/pulltransactions/v1/query"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.sandbox.conftest import PHONE, Daraja
+from tests.support.sandbox import PHONE, Daraja
 
 
 def result(daraja: Daraja) -> dict[str, Any]:

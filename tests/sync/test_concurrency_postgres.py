@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 
 from deni.bootstrap import Deni
-from tests.helpers import ApiUser, api_user, fund
-from tests.sync.support import Device
+from tests.support.builders import ApiUser, api_user, fund
+from tests.support.sync import Device
 
 WRITERS = 4
 WRITES_PER_WRITER = 15

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from fastapi.testclient import TestClient
 
 from deni.bootstrap import Deni
-from tests.api.support import assert_ledger_whole
-from tests.helpers import ApiUser, api_user, fund
-from tests.sync.support import Device, server_view
+from tests.support.api import assert_ledger_whole
+from tests.support.builders import ApiUser, api_user, fund
+from tests.support.sync import Device, server_view
 
 FUNDED_CENTS = 500_000
 

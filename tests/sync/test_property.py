@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deni.bootstrap import Deni
-from tests.api.support import assert_ledger_whole
-from tests.helpers import api_user, fund
-from tests.sync.support import Device, server_view
+from tests.support.api import assert_ledger_whole
+from tests.support.builders import api_user, fund
+from tests.support.sync import Device, server_view
 
 FUNDED_CENTS = 300_000
 LOANS_MAX = 3

@@ -9,13 +9,13 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.db.sync.tables import sync_changes
 from deni.bootstrap import Deni
 from deni.services.sync import pull as sync_pull
-from tests.api.support import assert_error, log_in_again
-from tests.helpers import api_user, fund
-from tests.sync.support import PULL, Device, server_view
+from tests.fakes import ManualClock
+from tests.support.api import assert_error, log_in_again
+from tests.support.builders import api_user, fund
+from tests.support.sync import PULL, Device, server_view
 
 
 def _busy_user(client: TestClient, deni: Deni) -> tuple[Device, Device]:

@@ -8,13 +8,13 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
 from deni.services.sync import protocol
 from deni.services.sync import pull as sync_pull
-from tests.api.support import assert_error, assert_ledger_whole, log_in_again
-from tests.helpers import ApiUser, api_user, fund
-from tests.sync.support import PUSH, STATUS, Device, push_raw
+from tests.fakes import ManualClock
+from tests.support.api import assert_error, assert_ledger_whole, log_in_again
+from tests.support.builders import ApiUser, api_user, fund
+from tests.support.sync import PUSH, STATUS, Device, push_raw
 
 
 def _pair(client: TestClient, deni: Deni) -> tuple[ApiUser, ApiUser]:

@@ -22,9 +22,9 @@ from deni.services.sync import mutations as sync_mutations
 from deni.services.sync import push as sync_push
 from deni.services.sync.mutations import Args, Outcome, SyncContext
 from deni.services.sync.ports import SyncUnitOfWork
-from tests.api.support import assert_ledger_whole
-from tests.helpers import ApiUser, api_user, fund
-from tests.sync.support import STATUS, Device, push_raw
+from tests.support.api import assert_ledger_whole
+from tests.support.builders import ApiUser, api_user, fund
+from tests.support.sync import STATUS, Device, push_raw
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from tests.helpers import shows_number
+from tests.support.builders import shows_number
 
 from deni.adapters.observability import (
     REDACTED,

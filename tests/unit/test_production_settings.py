@@ -8,50 +8,12 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from tests.support.settings import production
 
 from deni.config import PLACEHOLDER_CALLBACK_TOKEN, PLACEHOLDER_SECRET, Settings
 from deni.config_checks import DARAJA_SANDBOX_DEFAULTS, SECRET_BITS_MIN, shannon_bits
 
-# Random values, as `secrets.token_hex` makes them: each one different.
-JWT_SECRET = "8c1d52e4f0a97b36e2d5c8a1f4b7e0d3a6c9f2e5b8d1a4c7"
-PIN_PEPPER = "f3a8d1c6b9e2f5a0d7c4b1e8a5f2c9d6b3e0a7f4c1d8b5e2"
-CALLBACK_TOKEN = "2b9e4f7a1c6d3e8f5a0b7c2d9e4f1a6b"
-USSD_TOKEN = "Qm7RkT2vXw9ZpL4nHs8JdF3gBc6YtA1e"
-OPS_TOKEN = "e7b2c9f4a1d8e3b6c5f0a7d2e9b4c1f8"
 A_REAL_LOOKING_SECRET = "d4e1b8a5c2f9e6b3a0d7c4f1e8b5a2c9"
-
-
-def production(**changes: Any) -> Settings:
-    """Settings a careful operator starts production with, and then `changes`."""
-    values: dict[str, Any] = {
-        "environment": "production",
-        "jwt_secret": JWT_SECRET,
-        "pin_pepper": PIN_PEPPER,
-        "ussd_token": USSD_TOKEN,
-        "ops_token": OPS_TOKEN,
-        "sms_backend": "africastalking",
-        "at_username": "deni",
-        "at_api_key": "atsk_5f2c9e6b3a0d7c4f1e8b5a2c9d6e3b0a",
-        "mpesa": True,
-        "callback_base_url": "https://deni.example.co.ke",
-        "callback_token": CALLBACK_TOKEN,
-        "callback_allowed_ips": "196.201.214.200,196.201.214.206",
-        "daraja_environment": "production",
-        "daraja_consumer_key": "live-consumer-key-from-safaricom",
-        "daraja_consumer_secret": "live-consumer-secret-from-safaricom",
-        "daraja_stk_shortcode": "4012345",
-        "daraja_stk_passkey": "live-passkey-from-safaricom-at-go-live",
-        "daraja_b2c_shortcode": "3012345",
-        "daraja_paybill_shortcode": "4012345",
-        "daraja_initiator_name": "deni_api",
-        "daraja_initiator_password": "live-initiator-password",
-        "daraja_pull_nominated_number": "254722000111",
-        "session_store": "redis",
-        "ussd_allowed_ips": "196.201.214.200, 196.201.214.206",
-        "trusted_proxies": "10.20.0.0/16",
-    }
-    values.update(changes)
-    return Settings(**values)
 
 
 def refusal(**changes: Any) -> str:

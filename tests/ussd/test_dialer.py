@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from tests.helpers import next_phone
+from tests.support.builders import next_phone
 from typer.testing import CliRunner
 
 from deni.bootstrap import Deni

@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.helpers import fund, lend, next_phone, register
-from tests.ussd.support import CODE, Phone, assert_screen
+from tests.fakes import ManualClock
+from tests.support.builders import fund, lend, next_phone, register
+from tests.support.ussd import CODE, Phone, assert_screen
 
-from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
 from deni.entrypoints.ussd.menus import SCREENS
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from fastapi.testclient import TestClient
-from tests.helpers import next_phone
-from tests.ussd.support import CODE
+from tests.support.builders import next_phone
+from tests.support.ussd import CODE
 
 from deni.bootstrap import bootstrap
 from deni.config import Settings

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from tests.helpers import next_phone
-from tests.ussd.support import CODE, TOKEN, client_with
+from tests.support.builders import next_phone
+from tests.support.ussd import CODE, TOKEN, client_with
 
 from deni.config import Settings
 from deni.domain.phone import normalise_msisdn

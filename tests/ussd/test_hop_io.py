@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from tests.helpers import fund, register
+from tests.fakes import ManualClock
+from tests.support.builders import fund, register
 
-from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
 from deni.entrypoints.ussd.engine import UssdEngine
 from deni.entrypoints.ussd.gateway import UssdRequest

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from fastapi.testclient import TestClient
-from tests.helpers import next_phone
-from tests.ussd.support import TOKEN, Phone, client_with
+from tests.support.builders import next_phone
+from tests.support.ussd import TOKEN, Phone, client_with
 
 from deni.bootstrap import Deni
 from deni.config import Settings

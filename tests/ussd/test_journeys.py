@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from tests.api.support import assert_ledger_whole
-from tests.helpers import next_phone, next_receipt
-from tests.ussd.support import Phone, mpesa, register
+from tests.fakes import ManualClock
+from tests.support.api import assert_ledger_whole
+from tests.support.builders import next_phone, next_receipt
+from tests.support.ussd import Phone, mpesa, register
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.db import tables
 from deni.bootstrap import Deni
 from deni.domain.loans import LoanState

@@ -5,9 +5,9 @@ holder enters its PIN; a SIM holder who did not make it opens their own, taking 
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from tests.helpers import next_phone, register
-from tests.ussd.support import Phone
-from tests.ussd.support import register as dial_register
+from tests.support.builders import next_phone, register
+from tests.support.ussd import Phone
+from tests.support.ussd import register as dial_register
 
 from deni.bootstrap import Deni
 from deni.domain.users import User

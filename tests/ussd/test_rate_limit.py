@@ -8,10 +8,10 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.helpers import next_phone
-from tests.ussd.support import Phone, register
+from tests.fakes import ManualClock
+from tests.support.builders import next_phone
+from tests.support.ussd import Phone, register
 
-from deni.adapters.clock import ManualClock
 from deni.config import Settings
 
 TOO_MANY = "END Too many tries from this phone."

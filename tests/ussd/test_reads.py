@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.pool import QueuePool
-from tests.helpers import fund, lend, register
+from tests.support.builders import fund, lend, register
 
 from deni.adapters.db.engine import BEGIN_MODE_KEY, make_engine
 from deni.adapters.db.ussd_reads import SqlUssdReads

@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 from babel.messages.pofile import read_po
-from tests.helpers import fund, next_phone
-from tests.ussd.support import assert_screen
+from tests.support.builders import fund, next_phone
+from tests.support.ussd import assert_screen
 
 from deni.bootstrap import Deni
 from deni.domain.loans import LoanState

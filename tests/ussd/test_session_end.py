@@ -5,8 +5,8 @@ the hops applies."""
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from tests.helpers import next_phone
-from tests.ussd.support import CODE, TOKEN, Phone, client_with, register
+from tests.support.builders import next_phone
+from tests.support.ussd import CODE, TOKEN, Phone, client_with, register
 
 from deni.bootstrap import Deni
 from deni.config import Settings

@@ -14,10 +14,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from tests.helpers import next_phone
-from tests.ussd.support import Phone, register
+from tests.fakes import ManualClock
+from tests.support.builders import next_phone
+from tests.support.ussd import Phone, register
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.db.engine import make_engine
 from deni.adapters.security import PepperedArgon2PinHasher
 from deni.adapters.sessions import (

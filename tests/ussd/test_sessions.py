@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.helpers import fund, next_phone, shows_number
-from tests.ussd.support import Phone, mpesa, register
+from tests.fakes import ManualClock
+from tests.support.builders import fund, next_phone, shows_number
+from tests.support.ussd import Phone, mpesa, register
 
-from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni
 from deni.entrypoints.ussd.engine import session_key
 from deni.services import queries, users

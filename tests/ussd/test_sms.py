@@ -7,10 +7,10 @@ from datetime import timedelta
 import httpx
 import pytest
 from sqlalchemy import select, update
-from tests.helpers import fund, register
+from tests.fakes import ManualClock
+from tests.support.builders import fund, register
 from typer.testing import CliRunner
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.db import tables, ussd_tables
 from deni.adapters.sms import (
     AT_SANDBOX_URL,

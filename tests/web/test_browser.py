@@ -38,8 +38,16 @@ from deni.domain.loans import Loan, LoanState
 from deni.domain.users import User
 from deni.sandbox.server import BackgroundServer
 from deni.services import queries
-from tests.api.support import assert_ledger_whole
-from tests.helpers import fund, lend, register, shows_number, sms_code, sms_texts, wallet_cents
+from tests.support.api import assert_ledger_whole
+from tests.support.builders import (
+    fund,
+    lend,
+    register,
+    shows_number,
+    sms_code,
+    sms_texts,
+    wallet_cents,
+)
 
 PIN = "2468"
 TIMEOUT_MS = 10_000

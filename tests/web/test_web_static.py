@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from deni.entrypoints.web import CONTENT_SECURITY_POLICY, STATIC_DIR
-from tests.api.support import assert_error
+from tests.support.api import assert_error
 
 FILES = {
     "index.html": "text/html; charset=utf-8",

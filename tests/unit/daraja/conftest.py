@@ -9,9 +9,9 @@ import httpx
 import pytest
 import respx
 from cryptography.hazmat.primitives.asymmetric import rsa
+from tests.fakes import ManualClock
 from tests.unit.daraja.support import BASE_URL, START, make_certificate, make_config, recorded
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.daraja.client import DarajaClient
 from deni.adapters.daraja.tokens import InMemoryTokenStore
 

@@ -13,6 +13,7 @@ import pytest
 import respx
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from structlog.testing import capture_logs
+from tests.fakes import ManualClock
 from tests.unit.daraja.support import (
     BASE_URL,
     PATH_TOKEN,
@@ -24,7 +25,6 @@ from tests.unit.daraja.support import (
     recorded,
 )
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.daraja import errors
 from deni.adapters.daraja.client import DarajaClient, DarajaConfig, check_callback_url
 from deni.adapters.daraja.credentials import stk_password

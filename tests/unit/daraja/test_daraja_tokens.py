@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from tests.fakes import ManualClock
 from tests.unit.daraja.support import START
 
-from deni.adapters.clock import ManualClock
 from deni.adapters.daraja.tokens import AccessTokens, InMemoryTokenStore
 
 

@@ -6,6 +6,7 @@ import itertools
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Protocol
 
 from fastapi.testclient import TestClient
 
@@ -16,10 +17,24 @@ from deni.domain.phone import normalise_msisdn
 from deni.domain.users import User
 from deni.services import ledger, loans, phone_proof, users
 from deni.services.mpesa import payments
+from deni.services.ports import Clock, PinHasher, UnitOfWorkFactory
 
 _phones = itertools.count(700_000_001)
 _receipts = itertools.count(1)
 _sources = itertools.count(1)
+
+
+class Services(Protocol):
+    """What the builders below need: a wired Deni, or a service test's world on fakes."""
+
+    @property
+    def uow(self) -> UnitOfWorkFactory: ...
+
+    @property
+    def hasher(self) -> PinHasher: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
 
 def shows_number(number: str, text: str) -> bool:
@@ -41,7 +56,7 @@ def next_receipt() -> str:
 
 
 def register(
-    deni: Deni,
+    deni: Services,
     *,
     name: str = "Test User",
     pin: str = "1234",
@@ -62,7 +77,7 @@ def register(
     )
 
 
-def fund(deni: Deni, user: User, amount_cents: int) -> None:
+def fund(deni: Services, user: User, amount_cents: int) -> None:
     """Money arriving by M-PESA, through the service function the Daraja callback calls."""
     payments.record_mpesa_payment(
         uow=deni.uow(),
@@ -73,7 +88,7 @@ def fund(deni: Deni, user: User, amount_cents: int) -> None:
     )
 
 
-def wallet_cents(deni: Deni, user: User) -> int:
+def wallet_cents(deni: Services, user: User) -> int:
     with deni.uow.read_only() as uow:
         return ledger.wallet_balance_cents(uow, user_id=user.id)
 
@@ -148,7 +163,7 @@ def registration_code(deni: Deni, phone: str) -> str:
 
 
 def lend(
-    deni: Deni,
+    deni: Services,
     *,
     lender: User,
     borrower: User,

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 
-from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni, bootstrap
 from deni.domain.ledger import PlatformAccount, wallet_account_id
 from deni.domain.mpesa import MpesaRequest
@@ -21,6 +20,7 @@ from deni.sandbox.client import SandboxAdmin
 from deni.services import ledger, users
 from deni.services.mpesa import payments
 from deni.services.mpesa.ports import MpesaDeps
+from tests.fakes import ManualClock
 
 CALLBACK_TOKEN = "5f0c7e1a9b3d4c2e8f6a0b1c2d3e4f5a"
 # Phones far from the sandbox's magic numbers (2547000xxxxx).

@@ -12,11 +12,11 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
-from tests.helpers import ApiUser
 
 from deni.adapters.db import tables
 from deni.bootstrap import Deni
 from deni.services import ledger
+from tests.support.builders import ApiUser
 
 DbState = dict[str, list[tuple[Any, ...]]]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.helpers import ApiUser
+from tests.support.builders import ApiUser
 
 PUSH = "/api/v1/sync/push"
 PULL = "/api/v1/sync/pull"

@@ -1,0 +1,88 @@
+"""The fake database's tables: plain containers of values nobody changes in place.
+
+Every repository stores a copy and hands out copies (domain users, loans and codes are mutable
+dataclasses), so a snapshot of the tables only has to copy the containers, not the rows.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+
+from deni.domain.audit import GENESIS_HASH, ChainRow
+from deni.domain.ledger import Account, Hold, StoredEntry
+from deni.domain.loans import Loan
+from deni.domain.security import PhoneCode, PinResetCode
+from deni.domain.users import User
+from deni.services.ports import (
+    IdempotentResponse,
+    NotificationRecord,
+    RefreshToken,
+    RepaymentRecord,
+)
+
+
+class ConstraintViolated(Exception):
+    """What the database refuses whatever the code asks: a unique key taken, a CHECK broken.
+    The SQL repositories raise the driver's IntegrityError there."""
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    entry: StoredEntry
+    cause_type: str
+    cause_id: str
+    memo: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PostingRow:
+    id: int
+    entry_id: str
+    account_id: str
+    amount_cents: int
+    balance_after_cents: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRow:
+    request_hash: str
+    state: str  # "in_progress" | "done"
+    created_at: datetime
+    updated_at: datetime
+    response: IdempotentResponse | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    token: RefreshToken
+    token_hash: str
+
+
+@dataclass(slots=True)
+class Tables:
+    users: dict[str, User] = field(default_factory=dict)
+    accounts: dict[str, Account] = field(default_factory=dict)
+    postings_count: dict[str, int] = field(default_factory=dict)  # by account
+    entries: dict[str, EntryRow] = field(default_factory=dict)  # by id, in insertion order
+    postings: list[PostingRow] = field(default_factory=list)  # ids ascending
+    holds: dict[str, Hold] = field(default_factory=dict)
+    loans: dict[str, Loan] = field(default_factory=dict)
+    repayments: dict[str, RepaymentRecord] = field(default_factory=dict)
+    notifications: dict[str, NotificationRecord] = field(default_factory=dict)
+    audit_log: list[ChainRow] = field(default_factory=list)
+    audit_head: tuple[int, str] = (0, GENESIS_HASH)
+    idempotency: dict[tuple[str, str], IdempotencyRow] = field(default_factory=dict)
+    tokens: dict[str, TokenRow] = field(default_factory=dict)
+    pin_resets: dict[str, PinResetCode] = field(default_factory=dict)
+    phone_codes: dict[str, PhoneCode] = field(default_factory=dict)
+
+    def copy(self) -> Tables:
+        """The same rows in new containers: changing one copy's tables leaves the other's."""
+        copied = Tables()
+        for f in fields(self):
+            setattr(copied, f.name, copy.copy(getattr(self, f.name)))
+        return copied

@@ -1,0 +1,36 @@
+"""The fast service tier: every test here gets a `world` on the in-memory fakes.
+
+With DENI_TEST_SERVICES_SQLITE=1 (`make test` sets it) each test also runs on a migrated
+SQLite file through the SQL repositories, which holds the fakes to the real behaviour.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deni.adapters.db.engine import make_engine
+from deni.adapters.security import PepperedArgon2PinHasher
+from tests.fakes import ManualClock
+from tests.services.world import World, fake_world, sql_world
+
+BACKENDS = ["fake", *(["sqlite"] if os.environ.get("DENI_TEST_SERVICES_SQLITE") == "1" else [])]
+
+
+@pytest.fixture(params=BACKENDS)
+def world(
+    request: pytest.FixtureRequest, clock: ManualClock, hasher: PepperedArgon2PinHasher
+) -> Iterator[World]:
+    if request.param == "fake":
+        yield fake_world(clock, hasher)
+        return
+    template: Path = request.getfixturevalue("sqlite_template")
+    path = request.getfixturevalue("tmp_path") / "deni.sqlite3"
+    shutil.copy(template, path)
+    engine = make_engine(f"sqlite:///{path}")
+    yield sql_world(engine, clock, hasher)
+    engine.dispose()
