@@ -68,8 +68,8 @@ from deni.bootstrap import Deni, bootstrap
 from deni.domain.ledger import PlatformAccount, wallet_account_id
 from deni.domain.mpesa import RequestState
 from deni.domain.users import User
+from deni.ids import new_id
 from deni.services import ledger
-from deni.services.common import new_id
 from deni.services.mpesa import requests
 from deni.services.mpesa.ports import InboxState, OutboxState
 

@@ -32,8 +32,8 @@ from deni.bootstrap import Deni, bootstrap
 from deni.domain.errors import InsufficientFunds
 from deni.domain.ledger import AccountKind, EntryCode, wallet_account_id
 from deni.domain.users import User
+from deni.ids import new_id
 from deni.services import ledger
-from deni.services.common import new_id
 from deni.services.ports import StorageBusy
 
 SEED_BATCH = 250

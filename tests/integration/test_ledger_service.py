@@ -30,8 +30,8 @@ from deni.domain.ledger import (
     wallet_account_id,
 )
 from deni.domain.users import User
+from deni.ids import new_id
 from deni.services import ledger, loans, queries
-from deni.services.common import new_id
 from deni.services.ledger import PostResult
 from deni.services.mpesa import payments
 from deni.services.ports import NewEntry

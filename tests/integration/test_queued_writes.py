@@ -17,8 +17,8 @@ from deni.bootstrap import Deni
 from deni.domain.errors import Conflict
 from deni.domain.loans import Loan
 from deni.domain.users import User
+from deni.ids import new_id
 from deni.services import loans
-from deni.services.common import new_id
 from deni.services.ports import NotificationRecord, UnitOfWork
 
 SAVEPOINTS_IN_ONE_TRANSACTION = 200

@@ -40,6 +40,7 @@ from tests.support.ussd import Phone
 import deni.adapters.db.mpesa.tables
 import deni.adapters.db.sync.tables
 import deni.adapters.db.ussd_tables  # noqa: F401 (their tables join the shared metadata)
+from deni import ids
 from deni.adapters.db import tables, ussd_tables
 from deni.adapters.db.tables import metadata
 from deni.adapters.security import PepperedArgon2PinHasher
@@ -52,7 +53,6 @@ from deni.entrypoints.api.idempotency import request_fingerprint
 from deni.entrypoints.api.schemas import ApproveIn
 from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.ussd.engine import resume_key, session_key
-from deni.services import common
 from deni.services.mpesa import payments
 
 REDIS_URL = os.environ.get("DENI_TEST_REDIS_URL")
@@ -153,7 +153,7 @@ def _deterministic(monkeypatch: pytest.MonkeyPatch, secrets: Secrets) -> None:
     def new_id() -> str:
         return str(uuid.UUID(int=next(counter)))
 
-    real = common.new_id
+    real = ids.new_id
     for module in list(sys.modules.values()):
         name = getattr(module, "__name__", "")
         if name.startswith("deni.") and getattr(module, "new_id", None) is real:

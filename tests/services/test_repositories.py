@@ -18,8 +18,8 @@ from deni.domain.ledger import (
 )
 from deni.domain.loans import Loan, LoanState, Terms
 from deni.domain.users import CLOSED_NAME, User
+from deni.ids import new_id
 from deni.services import ledger
-from deni.services.common import new_id
 from deni.services.ports import IdempotentResponse, NewEntry, NotificationRecord, RefreshToken
 from tests.fakes import FakeUnitOfWorkFactory
 from tests.fakes.uow import NotFaked

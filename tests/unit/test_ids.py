@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-from deni.services.common import new_id
+from deni.ids import new_id
 
 
 def test_ids_are_version_7_and_sort_in_the_order_they_were_made() -> None:

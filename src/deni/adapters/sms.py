@@ -22,7 +22,7 @@ from deni.adapters.db import tables as t
 from deni.adapters.db.engine import reading
 from deni.adapters.db.ussd_tables import sms_deliveries, sms_outbox
 from deni.domain.secrecy import derive_key
-from deni.services.common import new_id
+from deni.ids import new_id
 from deni.services.ports import Clock, PendingSms, SmsNotSent
 
 AT_LIVE_URL = "https://api.africastalking.com/version1/messaging"

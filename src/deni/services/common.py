@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import secrets
-import threading
-import time
-import uuid
 from collections.abc import Mapping
 from datetime import datetime
 
 from deni.domain.errors import NotFound
 from deni.domain.users import User
 from deni.i18n import render_notification
+from deni.ids import new_id
 from deni.services.ports import NotificationRecord, UnitOfWork
 
 SYSTEM_ACTOR = "system"
@@ -40,33 +37,6 @@ def require_users(uow: UnitOfWork, *user_ids: str) -> tuple[User, ...]:
     if len(found) != len(set(user_ids)):
         raise NotFound("No such user.", code="user_not_found")
     return tuple(found[user_id] for user_id in user_ids)
-
-
-_UUID7_COUNTER_MAX = 0xFFF
-_id_lock = threading.Lock()
-_id_state = (0, 0)  # (unix ms, counter within that ms) of the last id made here
-
-
-def new_id() -> str:
-    """A UUIDv7 (RFC 9562): time-ordered, with a counter in rand_a, so rows written in the
-    same instant (one notification each for borrower and lender, say) still sort in the order
-    they were made. 62 random bits keep ids unguessable.
-
-    The wall clock here only orders ids; business time always comes from the Clock port.
-    """
-    global _id_state
-    with _id_lock:
-        unix_ms = time.time_ns() // 1_000_000
-        last_ms, counter = _id_state
-        if unix_ms > last_ms:
-            counter = 0
-        else:  # same millisecond, or the wall clock stepped back: keep counting up
-            unix_ms, counter = last_ms, counter + 1
-            if counter > _UUID7_COUNTER_MAX:
-                unix_ms, counter = last_ms + 1, 0
-        _id_state = (unix_ms, counter)
-    value = (unix_ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | secrets.randbits(62)
-    return str(uuid.UUID(int=value))
 
 
 def audit(

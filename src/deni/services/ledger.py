@@ -32,7 +32,7 @@ from deni.domain.ledger import (
     reversal_postings,
     wallet_account_id,
 )
-from deni.services.common import new_id
+from deni.ids import new_id
 from deni.services.group_commit import GroupCommitter
 from deni.services.ports import (
     Clock,

@@ -36,15 +36,9 @@ from deni.domain.loans import (
 )
 from deni.domain.phone import normalise_msisdn
 from deni.domain.users import User, nairobi_today
+from deni.ids import new_id
 from deni.services import ledger
-from deni.services.common import (
-    SYSTEM_ACTOR,
-    audit,
-    new_id,
-    notify,
-    require_user,
-    require_users,
-)
+from deni.services.common import SYSTEM_ACTOR, audit, notify, require_user, require_users
 from deni.services.ports import (
     Clock,
     PinHasher,

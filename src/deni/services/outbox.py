@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from deni.services.common import new_id
+from deni.ids import new_id
 from deni.services.mpesa.ports import MpesaPolicy, OutboxMessage, OutboxState
 from deni.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
 

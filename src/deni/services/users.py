@@ -20,8 +20,9 @@ from deni.domain.errors import (
 from deni.domain.phone import mask_msisdn, normalise_msisdn
 from deni.domain.security import is_sim_proven, require_pin_format
 from deni.domain.users import User, require_language, require_name
+from deni.ids import new_id
 from deni.services import ledger
-from deni.services.common import audit, lock_member, new_id, notify, require_user
+from deni.services.common import audit, lock_member, notify, require_user
 from deni.services.ports import (
     AccessTokens,
     Clock,

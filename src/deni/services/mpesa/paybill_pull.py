@@ -26,7 +26,7 @@ from datetime import timedelta
 
 import structlog
 
-from deni.services.common import new_id
+from deni.ids import new_id
 from deni.services.mpesa import callbacks, claims
 from deni.services.mpesa.ports import (
     ClaimSource,

@@ -45,8 +45,9 @@ from deni.domain.mpesa import (
     RequestState,
 )
 from deni.domain.users import nairobi_today
+from deni.ids import new_id
 from deni.services import ledger, loans
-from deni.services.common import SYSTEM_ACTOR, audit, new_id
+from deni.services.common import SYSTEM_ACTOR, audit
 from deni.services.mpesa import paybill_pull, paybills, payments
 from deni.services.mpesa.journal import record_event
 from deni.services.mpesa.ports import (

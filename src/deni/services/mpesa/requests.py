@@ -48,8 +48,9 @@ from deni.domain.mpesa import (
     require_mpesa_amount,
 )
 from deni.domain.users import User, nairobi_today
+from deni.ids import new_id
 from deni.services import ledger
-from deni.services.common import new_id, require_user
+from deni.services.common import require_user
 from deni.services.mpesa.journal import (
     DESC_CHARS_MAX,
     TOPIC_B2C_SEND,

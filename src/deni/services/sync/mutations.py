@@ -19,8 +19,9 @@ from deni.domain.errors import Conflict, InvalidTransition, NotFound
 from deni.domain.loans import REQUEST_TTL, Loan, LoanState, Terms, lapse_at, make_terms
 from deni.domain.loans import resolve_due_date as resolve_due
 from deni.domain.users import nairobi_today
+from deni.ids import new_id
 from deni.services import loans, users
-from deni.services.common import audit, new_id, notify
+from deni.services.common import audit, notify
 from deni.services.mpesa import preferences, requests
 from deni.services.ports import Clock, PinHasher
 from deni.services.sync.ports import ConflictRecord, SyncUnitOfWork

@@ -25,7 +25,8 @@ from deni.domain.errors import (
     ValidationFailed,
 )
 from deni.domain.secrecy import masked, without_secrets
-from deni.services.common import new_id, notify
+from deni.ids import new_id
+from deni.services.common import notify
 from deni.services.ports import StorageBusy
 from deni.services.sync.mutations import HANDLERS, MalformedMutation, Outcome, SyncContext, parse
 from deni.services.sync.ports import (
