@@ -17,7 +17,7 @@ from deni.adapters.db.mpesa_repositories import SqlTokenStore
 from deni.adapters.db.session_gate import SqlSessionGate
 from deni.adapters.db.uow import SqlUnitOfWorkFactory
 from deni.adapters.db.ussd_reads import SqlUssdReads
-from deni.adapters.mpesa_requests_fake import RecordingMpesaRequests
+from deni.adapters.mpesa_off import MpesaOffRequests
 from deni.adapters.observability import Metrics
 from deni.adapters.security import JwtAccessTokens, PepperedArgon2PinHasher
 from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
@@ -133,7 +133,7 @@ def _channel_adapters(settings: Settings, engine: Engine, clock: Clock) -> _Chan
         ),
         sms=sms,
         sms_queue=SqlSmsQueue(engine),
-        mpesa_requests=MpesaOutbox() if settings.mpesa else RecordingMpesaRequests(),
+        mpesa_requests=MpesaOutbox() if settings.mpesa else MpesaOffRequests(),
     )
 
 
