@@ -13,9 +13,9 @@ import httpx
 
 from deni.adapters.clock import ManualClock
 from deni.bootstrap import Deni, bootstrap
+from deni.bootstrap.worker import WorkReport, work_once
 from deni.domain.ledger import PlatformAccount, wallet_account_id
 from deni.domain.users import User
-from deni.entrypoints.worker import WorkReport, work_once
 from deni.sandbox.client import SandboxAdmin
 from deni.services import ledger, payments, users
 from deni.services.mpesa import MpesaDeps

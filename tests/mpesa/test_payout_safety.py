@@ -10,9 +10,9 @@ from datetime import timedelta
 
 import pytest
 
+from deni.bootstrap.worker import work_once
 from deni.domain.errors import Conflict, DomainError
 from deni.domain.users import User
-from deni.entrypoints.worker import work_once
 from deni.services.mpesa_ports import EventKind
 from deni.services.operator_decisions import Decision, decide_payout, waiting_payouts
 from tests.mpesa.support import PIN, World, b2c_result_body

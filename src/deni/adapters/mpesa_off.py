@@ -74,6 +74,6 @@ class MpesaOffRequests:
         with self._lock:
             if request.idempotency_key in self._keys:
                 return
-            assert len(self.requests) < RECORDS_MAX, "M-PESA is off: a process keeps RECORDS_MAX requests at most"
+            assert len(self.requests) < RECORDS_MAX, "M-PESA is off: kept in memory, bounded"
             self._keys.add(request.idempotency_key)
             self.requests.append(request)
