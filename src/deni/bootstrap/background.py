@@ -8,7 +8,7 @@ a callback already queued is committed before the worker that applies it stops, 
 still running finishes on its thread. Settings are read at `start`, not when it is built.
 
 Until `start` (an app served without its lifespan) a hook stores its callback itself and no
-worker runs; the hop threads work either way, started by the first hop that needs one.
+worker runs; the hop threads work either way, each started by a hop that needs it.
 """
 
 from __future__ import annotations
@@ -42,15 +42,22 @@ class HopThreads:
 
     def __init__(self, count: int) -> None:
         assert 1 <= count <= 64
-        self._executor = ThreadPoolExecutor(count, thread_name_prefix="ussd-hop")
+        self._count = count
+        self._executor = self._threads()
 
     async def run(self, call: Callable[[], T]) -> T:
         """`call` on a hop thread: it blocks (the session store, the database, a PIN hash)."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     def stop(self) -> None:
-        """The hop threads finish what they hold and go."""
-        self._executor.shutdown(wait=True)
+        """The hop threads finish what they hold and go. An app served again (its lifespan
+        run a second time) gets new ones, started by its first hop."""
+        stopping, self._executor = self._executor, self._threads()
+        stopping.shutdown(wait=True)
+
+    def _threads(self) -> ThreadPoolExecutor:
+        # No thread starts here: the pool starts one per hop submitted, up to `count`.
+        return ThreadPoolExecutor(self._count, thread_name_prefix="ussd-hop")
 
 
 class Background:
