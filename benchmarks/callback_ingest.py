@@ -64,7 +64,7 @@ from benchmarks.settings import API_PROCESS_ENV, bench_env, bench_settings
 from benchmarks.stats import percentile
 from deni.adapters.db import tables as t
 from deni.adapters.db.mpesa import tables as m
-from deni.bootstrap import Deni, bootstrap
+from deni.bootstrap import Deni, bootstrap, database_engine
 from deni.domain.ledger import PlatformAccount, wallet_account_id
 from deni.domain.mpesa import RequestState
 from deni.domain.users import User
@@ -462,7 +462,7 @@ def _wait_applied(database_url: str, *, expected: int, meter: CpuMeter) -> None:
     try:
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while time.monotonic() < deadline:
-            with deni.engine.connect() as connection:
+            with database_engine(deni).connect() as connection:
                 pending = connection.execute(
                     select(func.count())
                     .select_from(m.callback_inbox)
@@ -485,7 +485,7 @@ def verify(database_url: str, run: IngestRun, sent: list[Push], began: datetime)
     problems, checks = run.problems, run.checks
     expected_cents = len(sent) * AMOUNT_KES * 100
     try:
-        with deni.engine.connect() as connection:
+        with database_engine(deni).connect() as connection:
             e = t.journal_entries.c
             deposits = connection.execute(
                 select(

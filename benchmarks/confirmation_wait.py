@@ -22,7 +22,7 @@ from pathlib import Path
 from benchmarks.api_latency import free_port
 from benchmarks.stats import percentile
 from deni.adapters.db.migrate import upgrade
-from deni.bootstrap import Deni, bootstrap
+from deni.bootstrap import Deni, bootstrap, database_engine
 from deni.config import Settings
 from deni.entrypoints.api.app import create_app
 from deni.sandbox.app import SandboxConfig, create_sandbox_app
@@ -52,7 +52,7 @@ def measure(payments: int, callback_delay_s: float) -> list[int]:
             log_level="WARNING",
         )
         deni = bootstrap(settings)
-        upgrade(deni.engine)
+        upgrade(database_engine(deni))
         try:
             with BackgroundServer(create_app(deni), port=port), SandboxAdmin(sandbox.url) as admin:
                 assert deni.mpesa is not None

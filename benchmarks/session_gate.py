@@ -23,7 +23,7 @@ from benchmarks.stats import percentile
 from deni.adapters.db.session_gate import SqlSessionGate
 from deni.adapters.observability import configure_logging
 from deni.adapters.security import PlainPinHasher
-from deni.bootstrap import bootstrap
+from deni.bootstrap import bootstrap, database_engine
 from deni.config import Settings
 from deni.entrypoints.api.app import create_app
 from deni.services import users
@@ -65,7 +65,7 @@ def bench(url: str, *, reads: int, requests: int) -> None:
         name="Bench",
         pin="1234",
     )
-    gate = SqlSessionGate(deni.engine)
+    gate = SqlSessionGate(database_engine(deni))
     _timed_us(lambda: gate.standing(user.id), 200)  # warm the pool and the statement cache
     alone = _timed_us(lambda: gate.standing(user.id), reads)
     token, _ = deni.tokens.issue(user_id=user.id, now=deni.clock.now())

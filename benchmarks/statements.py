@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import event
 
 from benchmarks.transfers import transfer_once
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 
 _FROM = re.compile(r"\bFROM\s+(\w+)", re.IGNORECASE)
 _INTO = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
@@ -47,13 +47,13 @@ def statements_per_transfer(
         checkouts += 1
 
     rng = random.Random(7)  # noqa: S311 (picks wallets, not secrets)
-    event.listen(deni.engine, "before_cursor_execute", on_execute)
-    event.listen(deni.engine.pool, "checkout", on_checkout)
+    event.listen(database_engine(deni), "before_cursor_execute", on_execute)
+    event.listen(database_engine(deni).pool, "checkout", on_checkout)
     try:
         for _ in range(transfers):
             source, target = rng.sample(wallet_ids, 2)
             transfer_once(deni, source, target, 1)
     finally:
-        event.remove(deni.engine, "before_cursor_execute", on_execute)
-        event.remove(deni.engine.pool, "checkout", on_checkout)
+        event.remove(database_engine(deni), "before_cursor_execute", on_execute)
+        event.remove(database_engine(deni).pool, "checkout", on_checkout)
     return [(name, n / transfers) for name, n in counts.most_common()], checkouts / transfers

@@ -28,7 +28,7 @@ from sqlalchemy import select
 from benchmarks.settings import bench_settings
 from benchmarks.stats import percentile
 from deni.adapters.db import tables as t
-from deni.bootstrap import Deni, bootstrap
+from deni.bootstrap import Deni, bootstrap, database_engine
 from deni.domain.errors import InsufficientFunds
 from deni.domain.ledger import AccountKind, EntryCode, wallet_account_id
 from deni.domain.users import User
@@ -107,7 +107,7 @@ def seed_wallets(deni: Deni, *, count: int, pin_hash: str) -> list[str]:
 
 
 def wallet_ids_in(deni: Deni) -> list[str]:
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         query = select(t.accounts.c.id).where(t.accounts.c.kind == AccountKind.WALLET.value)
         return sorted(connection.execute(query).scalars())
 

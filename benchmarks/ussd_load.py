@@ -44,7 +44,7 @@ from benchmarks.settings import API_PROCESS_ENV, USSD_TOKEN, bench_env, bench_se
 from benchmarks.stats import percentile
 from benchmarks.transfers import seed_wallets
 from deni.adapters.db import tables as t
-from deni.bootstrap import Deni, bootstrap
+from deni.bootstrap import Deni, bootstrap, database_engine
 from deni.services import loans
 
 HOST = "127.0.0.1"
@@ -291,7 +291,7 @@ def seed_users(database_url: str, *, users: int, pin_hash_memory_kib: int, time_
             )
         )
         try:
-            with real.engine.begin() as connection:
+            with database_engine(real).begin() as connection:
                 connection.execute(update(t.users).values(pin_hash=real.hasher.hash(PIN)))
         finally:
             real.close()
@@ -300,7 +300,7 @@ def seed_users(database_url: str, *, users: int, pin_hash_memory_kib: int, time_
 
 
 def _user_ids(deni: Deni) -> dict[str, str]:
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         rows = connection.execute(t.users.select().with_only_columns(t.users.c.phone, t.users.c.id))
         return {phone: user_id for phone, user_id in rows}
 

@@ -24,15 +24,15 @@ from tests.support.api import (
 from tests.support.builders import ApiUser, api_user, fund, registration_code
 
 from deni.bootstrap import Deni
+from deni.bootstrap.housekeeping import Housekeeper
 from deni.domain.secrecy import is_secret_field
-from deni.entrypoints.api import idempotency
 from deni.entrypoints.api.idempotency import (
-    ANSWER_RETENTION,
     CLAIM_STALE_AFTER,
     request_fingerprint,
 )
 from deni.entrypoints.api.schemas import LoanRequestIn
-from deni.entrypoints.housekeeping import Housekeeper
+from deni.services import idempotency
+from deni.services.idempotency import ANSWER_RETENTION
 
 LOANS = "/api/v1/loans"
 REPLAYED = "Idempotent-Replayed"

@@ -70,11 +70,11 @@ def test_health_checks_the_database(client: TestClient) -> None:
 
 @pytest.fixture
 def unreachable_database(deni: Deni) -> Iterator[None]:
-    real = deni.engine
-    deni.engine = create_engine("sqlite:////nonexistent-directory/deni.sqlite3")
+    real = deni._engine
+    deni._engine = create_engine("sqlite:////nonexistent-directory/deni.sqlite3")
     yield
-    deni.engine.dispose()
-    deni.engine = real
+    deni._engine.dispose()
+    deni._engine = real
 
 
 @pytest.mark.usefixtures("unreachable_database")

@@ -35,7 +35,7 @@ from tests.support.builders import (
 )
 
 from deni.adapters.db import tables
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 from deni.domain.phone import normalise_msisdn
 from deni.domain.security import (
     RESET_ASKS_PER_SOURCE_MAX,
@@ -98,7 +98,7 @@ def _legacy(client: TestClient, deni: Deni, *, phone: str | None = None, name: s
 
 def _set_proof(deni: Deni, who: ApiUser, *, proven: bool) -> None:
     """Unproven: as migration 0014 leaves an account an API registration made."""
-    with deni.engine.begin() as connection:
+    with database_engine(deni).begin() as connection:
         connection.execute(
             update(tables.users)
             .where(tables.users.c.id == who.user.id)
@@ -339,7 +339,7 @@ def test_the_owner_takes_the_number_from_an_unproven_squatter(
     texts_before = sms_texts(deni, number)
     send_pending_sms(queue=deni.sms_queue, sender=deni.sms, clock=deni.clock)
     assert sms_texts(deni, number) == texts_before
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         audit = connection.execute(
             select(tables.audit_log.c.command).where(tables.audit_log.c.actor_id == owner["id"])
         ).scalars()
@@ -376,7 +376,7 @@ def test_strangers_numbers_are_forgotten_once_their_codes_can_do_nothing(
     _ask(client, stranger)
 
     def kept() -> set[str]:
-        with deni.engine.connect() as connection:
+        with database_engine(deni).connect() as connection:
             return set(connection.execute(select(tables.phone_codes.c.phone)).scalars())
 
     assert phone_proof.prune_codes(uow_factory=deni.uow, clock=clock) == 0  # its hour runs

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.engine import reading
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 from deni.services import audit
 from deni.services.common import audit as append_audit
 from deni.services.ports import UnitOfWork
@@ -19,7 +19,7 @@ WAIT_S = 10.0
 
 
 def _commands(deni: Deni) -> list[str]:
-    with reading(deni.engine) as connection:  # never waits for a writer, on SQLite too
+    with reading(database_engine(deni)) as connection:  # never waits for a writer, on SQLite too
         query = select(t.audit_log.c.command).order_by(t.audit_log.c.seq)
         return list(connection.execute(query).scalars())
 
@@ -57,7 +57,7 @@ def test_a_transactions_rows_are_chained_at_commit_and_a_rolled_back_savepoint_d
 
 
 def test_a_command_in_progress_does_not_hold_the_chain_for_others(deni: Deni) -> None:
-    if deni.engine.dialect.name != "postgresql":
+    if database_engine(deni).dialect.name != "postgresql":
         pytest.skip("SQLite has one writer at a time anyway")
     with deni.uow() as slow:
         _append(slow, "slow", deni)  # queued: the head is not locked yet

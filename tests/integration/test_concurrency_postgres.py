@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from tests.support.builders import fund, register
 
 from deni.adapters.db import tables as t
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 from deni.config import Settings
 from deni.domain.errors import InsufficientFunds
 from deni.domain.ledger import (
@@ -137,7 +137,7 @@ def assert_ledger_whole(deni: Deni, *, deposited_cents: int) -> None:
     assert totals.negative_wallets == ()
     assert paybill is not None
     assert paybill.balance_cents == deposited_cents
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         wallets = select(func.coalesce(func.sum(t.accounts.c.balance_cents), 0)).where(
             t.accounts.c.kind == AccountKind.WALLET.value
         )
@@ -158,7 +158,7 @@ def balance(deni: Deni, user: User) -> int:
 
 
 def entries_with_code(deni: Deni, code: EntryCode) -> list[str]:
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         query = select(t.journal_entries.c.cause_id).where(t.journal_entries.c.code == code.value)
         return list(connection.execute(query).scalars())
 
@@ -375,7 +375,7 @@ def test_a_credit_skips_a_late_approval_another_transaction_holds_instead_of_wai
 ) -> None:
     """Holding the wallet, a deposit never waits for a loan lock (that could deadlock with the
     sweep, which locks the loan and then the wallet); the loan's holder funds it instead."""
-    if deni.engine.dialect.name != "postgresql":
+    if database_engine(deni).dialect.name != "postgresql":
         pytest.skip("SQLite has one writer at a time: there, holding a loan holds everything")
     principal_cents = 10_000
     lender = register(deni, name="Akinyi", pin=PIN)

@@ -11,9 +11,9 @@ from tests.support.builders import fund, register
 
 from deni.adapters.sms import DatabaseSmsOutbox
 from deni.bootstrap import Deni
+from deni.bootstrap.housekeeping import Housekeeper
 from deni.domain.loans import LoanState
 from deni.entrypoints.api.app import create_app
-from deni.entrypoints.housekeeping import Housekeeper
 from deni.services import loans, reminders, sms
 
 

@@ -11,7 +11,7 @@ from tests.support.api import assert_ledger_whole
 from tests.support.builders import fund, next_receipt, register
 
 from deni.adapters.db import tables as t
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 from deni.domain.errors import (
     Conflict,
     IdempotencyConflict,
@@ -43,7 +43,7 @@ PAYBILL = PlatformAccount.MPESA_PAYBILL.value
 
 def snapshot(deni: Deni) -> dict[str, Any]:
     """Everything a failed command must leave untouched."""
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         counts = {
             table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
             for table in (t.journal_entries, t.postings, t.holds)
@@ -689,13 +689,13 @@ def test_a_group_is_one_transaction(deni: Deni) -> None:
     def on_commit(connection: object) -> None:
         commits.append(connection)
 
-    event.listen(deni.engine, "commit", on_commit)
+    event.listen(database_engine(deni), "commit", on_commit)
     try:
         results = ledger.post_group(
             deni.uow, deni.clock, [_wallet_move(alice, bob, 100, key=f"one-{i}") for i in range(20)]
         )
     finally:
-        event.remove(deni.engine, "commit", on_commit)
+        event.remove(database_engine(deni), "commit", on_commit)
     assert all(isinstance(r, PostResult) for r in results)
     assert len(commits) == 1
     assert balance(deni, wallet_account_id(bob.id)) == 2_000

@@ -12,7 +12,7 @@ from tests.support.builders import fund, next_receipt, register
 
 from deni.adapters.db import tables as t
 from deni.adapters.security import PepperedArgon2PinHasher
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 from deni.domain.errors import (
     AccountLocked,
     Conflict,
@@ -146,7 +146,7 @@ def tick(deni: Deni) -> None:
 
 
 def audit_rows(deni: Deni) -> list[tuple[int, str, str]]:
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         rows = connection.execute(
             select(t.audit_log.c.seq, t.audit_log.c.command, t.audit_log.c.actor_id).order_by(
                 t.audit_log.c.seq
@@ -156,7 +156,7 @@ def audit_rows(deni: Deni) -> list[tuple[int, str, str]]:
 
 
 def count(deni: Deni, table: Table) -> int:
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         return int(connection.execute(select(func.count()).select_from(table)).scalar_one())
 
 
@@ -365,7 +365,7 @@ def entries_for(deni: Deni, loan: Loan, code: EntryCode) -> int:
     query = select(func.count()).where(
         t.journal_entries.c.cause_id == loan.id, t.journal_entries.c.code == code.value
     )
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         return int(connection.execute(query).scalar_one())
 
 
@@ -410,7 +410,7 @@ def test_a_pin_hash_of_another_cost_is_remade_at_todays_on_the_next_right_pin(
     old = PepperedArgon2PinHasher(
         pepper="test-pepper-0123456789abcdef", memory_cost_kib=2048, time_cost=2
     )
-    with deni.engine.begin() as connection:
+    with database_engine(deni).begin() as connection:
         connection.execute(
             update(t.users).where(t.users.c.id == lender.id).values(pin_hash=old.hash(PIN))
         )
@@ -426,7 +426,7 @@ def test_a_pin_hash_of_another_cost_is_remade_at_todays_on_the_next_right_pin(
 
 
 def pin_hash_of(deni: Deni, user: User) -> str:
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         query = select(t.users.c.pin_hash).where(t.users.c.id == user.id)
         return str(connection.execute(query).scalar_one())
 
@@ -978,7 +978,7 @@ def test_tampering_with_an_audit_row_is_reported(deni: Deni) -> None:
     rows = audit_rows(deni)
     assert audit.verify_audit_log(uow_factory=deni.uow).ok
     target = next(seq for seq, command, _ in rows if command == "repay_loan")
-    with deni.engine.begin() as connection:
+    with database_engine(deni).begin() as connection:
         connection.execute(
             update(t.audit_log)
             .where(t.audit_log.c.seq == target)
@@ -994,7 +994,7 @@ def test_tampering_with_an_audit_row_is_reported(deni: Deni) -> None:
 def test_tampering_with_the_actor_or_time_is_reported(deni: Deni) -> None:
     register(deni)
     register(deni)
-    with deni.engine.begin() as connection:
+    with database_engine(deni).begin() as connection:
         connection.execute(
             update(t.audit_log).where(t.audit_log.c.seq == 1).values(actor_id="someone-else")
         )
@@ -1011,7 +1011,7 @@ def test_deleting_the_last_audit_row_is_reported(deni: Deni) -> None:
     lender, borrower = register(deni), register(deni)
     request(deni, borrower, lender)
     last = audit_rows(deni)[-1][0]
-    with deni.engine.begin() as connection:
+    with database_engine(deni).begin() as connection:
         connection.execute(delete(t.audit_log).where(t.audit_log.c.seq == last))
     report = audit.verify_audit_log(uow_factory=deni.uow)
     assert not report.ok
@@ -1022,7 +1022,7 @@ def test_deleting_the_last_audit_row_is_reported(deni: Deni) -> None:
 def test_deleting_a_middle_audit_row_is_reported(deni: Deni) -> None:
     for _ in range(4):
         register(deni)
-    with deni.engine.begin() as connection:
+    with database_engine(deni).begin() as connection:
         connection.execute(delete(t.audit_log).where(t.audit_log.c.seq == 2))
     report = audit.verify_audit_log(uow_factory=deni.uow)
     assert {p.seq for p in report.problems} == {2, 3}

@@ -21,7 +21,7 @@ import deni.adapters.db.sync.tables
 import deni.adapters.db.ussd_tables  # noqa: F401 (their tables join the shared metadata)
 from deni.adapters.db.migrate import alembic_config
 from deni.adapters.db.tables import audit_log, metadata, users
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 
 
 def test_the_migrated_database_matches_the_declared_tables(database_url: str) -> None:
@@ -116,7 +116,7 @@ def test_an_idempotency_key_whose_fingerprint_was_purged_is_refused_not_run_agai
     loan = request_loan(client, borrower, lender)
     url, headers = f"/api/v1/loans/{loan['id']}/approve", lender.with_key()
     assert client.post(url, json={"pin": lender.pin}, headers=headers).status_code == 200
-    with deni.engine.begin() as connection:
+    with database_engine(deni).begin() as connection:
         marker = {"h": str(_secret_free_storage().module.PURGED_FINGERPRINT)}
         connection.execute(text("UPDATE idempotency_keys SET request_hash = :h"), marker)
     assert_error(

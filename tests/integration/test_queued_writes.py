@@ -13,7 +13,7 @@ from tests.support.builders import lend, register
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.engine import reading
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 from deni.domain.errors import Conflict
 from deni.domain.loans import Loan
 from deni.domain.users import User
@@ -25,7 +25,8 @@ SAVEPOINTS_IN_ONE_TRANSACTION = 200
 
 
 def _stored_kinds(deni: Deni) -> list[str]:
-    with reading(deni.engine) as connection:  # another connection: sees committed rows only
+    engine = database_engine(deni)
+    with reading(engine) as connection:  # another connection: sees committed rows only
         query = select(t.notifications.c.kind).order_by(t.notifications.c.id)
         return list(connection.execute(query).scalars())
 
@@ -131,7 +132,7 @@ def test_rollback_inside_a_savepoint_undoes_its_writes_and_carries_on(deni: Deni
 
 
 def _loan_count(deni: Deni) -> int:
-    with reading(deni.engine) as connection:
+    with reading(database_engine(deni)) as connection:
         return int(connection.execute(select(func.count()).select_from(t.loans)).scalar_one())
 
 

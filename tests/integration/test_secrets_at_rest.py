@@ -46,12 +46,12 @@ from deni.adapters.db.tables import metadata
 from deni.adapters.security import PepperedArgon2PinHasher
 from deni.adapters.sessions import REDIS_PREFIX
 from deni.adapters.sms import SECRET_READABLE_FOR, DatabaseSmsOutbox
-from deni.bootstrap import Deni, bootstrap
+from deni.bootstrap import Deni, bootstrap, database_engine
+from deni.bootstrap.housekeeping import Housekeeper
 from deni.config import Settings
 from deni.entrypoints.api.app import create_app
 from deni.entrypoints.api.idempotency import request_fingerprint
 from deni.entrypoints.api.schemas import ApproveIn
-from deni.entrypoints.housekeeping import Housekeeper
 from deni.entrypoints.ussd.engine import resume_key, session_key
 from deni.services.mpesa import payments
 
@@ -421,10 +421,12 @@ def _run(
                 _sync_journeys(client, cast, secrets)
                 _ussd_journeys(client, deni, cast, secrets)
             redis_on = settings.session_store == "redis"
-            after_journeys = _dump_tables(deni.engine) | (_dump_redis(cast) if redis_on else {})
+            after_journeys = _dump_tables(database_engine(deni)) | (
+                _dump_redis(cast) if redis_on else {}
+            )
             clock.advance(SECRET_READABLE_FOR + timedelta(minutes=1))
             assert Housekeeper(deni, interval_s=60).run_once() is not None
-            after_housekeeping = _dump_tables(deni.engine)
+            after_housekeeping = _dump_tables(database_engine(deni))
     finally:
         deni.close()
     return after_journeys, after_housekeeping
@@ -442,12 +444,12 @@ def test_two_runs_differing_only_in_pins_and_codes_store_only_keyed_values_diffe
     )
     cast = Cast.fresh()
     deni = bootstrap(settings)
-    initial = _raw_rows(deni.engine)
+    initial = _raw_rows(database_engine(deni))
     deni.close()
     try:
         a_stored, a_kept = _run(settings, hasher, cast, RUN_A, monkeypatch)
         deni = bootstrap(settings)
-        _reset(deni.engine, initial)
+        _reset(database_engine(deni), initial)
         deni.close()
         if store_kind == "redis":
             _forget_redis(cast)
@@ -488,7 +490,7 @@ ALL_PINS = [f"{n:04d}" for n in range(10_000)]
 
 def _stored_fingerprint(deni: Deni, scope: str, key: str) -> str:
     k = tables.idempotency_keys
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         found = connection.execute(
             select(k.c.request_hash).where(k.c.scope == scope, k.c.key == key)
         ).scalar_one()
@@ -547,7 +549,7 @@ def _store_contents(deni: Deni, phone: Phone, session_id: str) -> list[str]:
     rows (SQL) or raw values (Redis), or the values themselves (memory)."""
     if deni.settings.session_store == "sql":
         s = ussd_tables.ussd_sessions
-        with deni.engine.connect() as connection:
+        with database_engine(deni).connect() as connection:
             return [f"{r.key} {r.value}" for r in connection.execute(select(s)).all()]
     if deni.settings.session_store == "redis":
         assert REDIS_URL is not None
@@ -638,7 +640,7 @@ def test_the_sms_outbox_read_after_delivery_holds_no_code(
 
     def stored() -> list[str]:
         o = ussd_tables.sms_outbox
-        with deni.engine.connect() as connection:
+        with database_engine(deni).connect() as connection:
             rows = connection.execute(select(o)).mappings().all()
         return [str(value) for row in rows for value in row.values()]
 
@@ -652,6 +654,6 @@ def test_the_sms_outbox_read_after_delivery_holds_no_code(
     assert not shows_number(code, message.body)
     assert "******" in message.body
     o = ussd_tables.sms_outbox
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         sealed = connection.execute(select(o.c.sealed_body, o.c.readable_until)).all()
     assert [tuple(row) for row in sealed] == [(None, None), (None, None)]

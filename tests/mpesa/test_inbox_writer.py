@@ -1,4 +1,4 @@
-"""The hook's group commit (entrypoints/api/inbox_writer.py): callbacks that arrive together
+"""The hook's group commit (bootstrap/inbox_writer.py): callbacks that arrive together
 are stored in one transaction, each hook answers only once its body is committed, and a
 failed transaction fails every callback in it, leaving none half-stored."""
 
@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 
-from deni.adapters.db.mpesa import tables as m
-from deni.entrypoints.api import inbox_writer
+from deni.adapters.db.mpesa import tables
+from deni.bootstrap import database_engine, inbox_writer
+from deni.bootstrap.inbox_writer import InboxWriter
 from deni.entrypoints.api.app import create_app
-from deni.entrypoints.api.inbox_writer import InboxWriter
 from deni.services.mpesa.callbacks import Received, Stored
 from deni.services.ports import StorageBusy
 from tests.support.mpesa import CALLBACK_TOKEN, World, stk_success_body
@@ -31,8 +31,8 @@ def _callback(checkout_id: str | None = None) -> Received:
 
 
 def _inbox_rows(world: World) -> int:
-    with world.deni.engine.connect() as connection:
-        query = select(func.count()).select_from(m.callback_inbox)
+    with database_engine(world.deni).connect() as connection:
+        query = select(func.count()).select_from(tables.callback_inbox)
         return int(connection.execute(query).scalar_one())
 
 
@@ -53,13 +53,13 @@ def test_callbacks_arriving_together_are_committed_once_and_each_answered(world:
     def on_commit(connection: object) -> None:
         commits.append(connection)
 
-    event.listen(world.deni.engine, "commit", on_commit)
+    event.listen(database_engine(world.deni), "commit", on_commit)
     try:
         stored = asyncio.run(
             _store_together(InboxWriter(world.deps), [_callback() for _ in range(TOGETHER)])
         )
     finally:
-        event.remove(world.deni.engine, "commit", on_commit)
+        event.remove(database_engine(world.deni), "commit", on_commit)
     assert all(isinstance(row, Stored) and row.inbox_id is not None for row in stored)
     assert len({row.inbox_id for row in stored}) == TOGETHER
     assert len(commits) == 1
@@ -121,7 +121,7 @@ def test_a_full_queue_refuses_at_once(world: World, monkeypatch: pytest.MonkeyPa
 
 def test_the_hook_stores_through_the_writer_when_the_app_runs(world: World) -> None:
     with TestClient(create_app(world.deni)) as client:  # the lifespan starts the writer
-        assert isinstance(client.app.state.inbox_writer, InboxWriter)  # type: ignore[attr-defined]
+        assert isinstance(client.app.state.background.inbox_writer, InboxWriter)  # type: ignore[attr-defined]
         body = json.loads(_callback().body)
         answer = client.post(f"/hooks/{CALLBACK_TOKEN}/stk", json=body)
         assert answer.status_code == 200

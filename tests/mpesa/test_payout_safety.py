@@ -10,10 +10,10 @@ from datetime import timedelta
 
 import pytest
 
+from deni.bootstrap.worker import work_once
 from deni.domain.errors import Conflict, DomainError
 from deni.domain.mpesa import EventKind
 from deni.domain.users import User
-from deni.entrypoints.worker import work_once
 from deni.services.mpesa.decisions import Decision, decide_payout, waiting_payouts
 from tests.support.mpesa import PIN, World, b2c_result_body
 

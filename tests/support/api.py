@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from deni.adapters.db import tables
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 from deni.services import ledger
 from tests.support.builders import ApiUser
 
@@ -25,7 +25,7 @@ def db_state(deni: Deni, *, ignore: Iterable[str] = ()) -> DbState:
     """Every row of every table (sorted, so the order rows come back in does not matter)."""
     skipped = set(ignore)
     state: DbState = {}
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         for table in tables.metadata.sorted_tables:
             if table.name in skipped:
                 continue

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 
 from deni.bootstrap import Deni, bootstrap
+from deni.bootstrap.worker import WorkReport, work_once
 from deni.domain.ledger import PlatformAccount, wallet_account_id
 from deni.domain.mpesa import MpesaRequest
 from deni.domain.users import User
-from deni.entrypoints.worker import WorkReport, work_once
 from deni.sandbox.client import SandboxAdmin
 from deni.services import ledger, users
 from deni.services.mpesa import payments

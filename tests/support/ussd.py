@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from fastapi.testclient import TestClient
 
-from deni.adapters.mpesa_requests_fake import RecordingMpesaRequests
+from deni.adapters.mpesa_off import MpesaOffRequests
 from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
 from deni.domain.phone import normalise_msisdn
@@ -86,8 +86,8 @@ def register(phone: Phone, *, name: str, pin: str, language: str = "1") -> str:
     return phone.send(language, name, pin, pin)
 
 
-def mpesa(deni: Deni) -> RecordingMpesaRequests:
-    assert isinstance(deni.mpesa_requests, RecordingMpesaRequests)
+def mpesa(deni: Deni) -> MpesaOffRequests:
+    assert isinstance(deni.mpesa_requests, MpesaOffRequests)
     return deni.mpesa_requests
 
 

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from deni.adapters.db.sync.tables import sync_changes
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 from deni.services.sync import pull as sync_pull
 from tests.fakes import ManualClock
 from tests.support.api import assert_error, log_in_again
@@ -166,7 +166,7 @@ def test_the_change_log_is_pruned_only_where_no_accepted_cursor_can_reach(
 
 def _change_log_counts(deni: Deni, *, before: datetime) -> tuple[int, int]:
     c = sync_changes
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         old = connection.execute(
             select(func.count()).select_from(c).where(c.c.created_at < before)
         ).scalar_one()

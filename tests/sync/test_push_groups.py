@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 from deni.services.ports import StorageBusy
 from deni.services.sync import mutations as sync_mutations
 from deni.services.sync import push as sync_push
@@ -240,7 +240,7 @@ def test_a_real_deadlock_in_mutation_k_keeps_those_before_and_nothing_of_k(
     locked, other_error = threading.Event(), []
 
     def hold_x_then_want_z() -> None:
-        with deni.engine.connect() as connection, connection.begin():
+        with database_engine(deni).connect() as connection, connection.begin():
             connection.exec_driver_sql("SET LOCAL deadlock_timeout = '20s'")  # the push detects
             lock = text("SELECT id FROM loans WHERE id = :id FOR UPDATE")
             connection.execute(lock, {"id": loan_x})

@@ -12,10 +12,9 @@ from fastapi.testclient import TestClient
 from tests.support.builders import next_phone
 from tests.support.ussd import TOKEN, Phone, client_with
 
-from deni.bootstrap import Deni
+from deni.bootstrap import HOP_THREADS, Deni
 from deni.config import Settings
 from deni.entrypoints.api.app import create_app
-from deni.entrypoints.ussd.router import HOP_THREADS
 from deni.services.ports import SessionStore
 
 

@@ -10,7 +10,7 @@ from tests.support.builders import next_phone, next_receipt
 from tests.support.ussd import Phone, mpesa, register
 
 from deni.adapters.db import tables
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 from deni.domain.loans import LoanState
 from deni.domain.security import MONEY_HOLD_AFTER_RESET
 from deni.services import ledger, queries, users
@@ -134,7 +134,7 @@ def test_lender_reminds_then_writes_off(client: TestClient, deni: Deni) -> None:
     assert "written off" in lender.send("1357")
 
     assert _only_loan(deni, borrower, "borrower").loan.state is LoanState.WRITTEN_OFF
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         kinds = list(connection.execute(select(tables.notifications.c.kind)).scalars())
     assert "lender_reminder" in kinds
     assert "loan_written_off" in kinds

@@ -19,7 +19,7 @@ from deni.adapters.sms import (
     DatabaseSmsOutbox,
     SqlSmsQueue,
 )
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 from deni.entrypoints.cli import app
 from deni.services.ports import SmsNotSent
 from deni.services.sms import ATTEMPTS_MAX, backoff_s, send_pending_sms
@@ -29,7 +29,7 @@ runner = CliRunner()
 
 def _states(deni: Deni) -> list[str]:
     n = tables.notifications
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         return list(connection.execute(select(n.c.sms_state).order_by(n.c.created_at)).scalars())
 
 
@@ -100,7 +100,7 @@ def test_a_permanent_failure_gives_up_at_once(deni: Deni) -> None:
 
 def test_a_claim_is_a_lease(deni: Deni, clock: ManualClock) -> None:
     fund(deni, register(deni), 10_000)
-    queue = SqlSmsQueue(deni.engine)
+    queue = SqlSmsQueue(database_engine(deni))
     (claimed,) = queue.claim_due(now=clock.now(), limit=10, lease_s=60)
     assert claimed.attempts == 0
     assert queue.claim_due(now=clock.now(), limit=10, lease_s=60) == []  # another sender
@@ -221,9 +221,12 @@ def test_cli_sends_pending_and_lists_the_outbox(
 
 def test_only_pending_rows_are_claimed(deni: Deni) -> None:
     fund(deni, register(deni), 10_000)
-    with deni.engine.begin() as connection:
+    with database_engine(deni).begin() as connection:
         connection.execute(update(tables.notifications).values(sms_state="sent"))
-    assert SqlSmsQueue(deni.engine).claim_due(now=deni.clock.now(), limit=5, lease_s=60) == []
+    assert (
+        SqlSmsQueue(database_engine(deni)).claim_due(now=deni.clock.now(), limit=5, lease_s=60)
+        == []
+    )
 
 
 def test_the_fake_keeps_a_secret_masked_and_lets_the_handset_read_it_for_a_while(
@@ -235,7 +238,7 @@ def test_the_fake_keeps_a_secret_masked_and_lets_the_handset_read_it_for_a_while
         outbox.send(phone=f"25470000000{n}", body=body, idempotency_key=f"k{n}", secret="613572")
     outbox.send(phone="254700000009", body="Nothing secret here.", idempotency_key="plain")
     o = ussd_tables.sms_outbox
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         rows = connection.execute(select(o).order_by(o.c.idempotency_key)).all()
     assert [r.body for r in rows[:3]] == [body.replace("613572", "******")] * 3
     assert all(r.holds_secret and "613572" not in r.sealed_body for r in rows[:3])
@@ -251,7 +254,7 @@ def test_the_fake_keeps_a_secret_masked_and_lets_the_handset_read_it_for_a_while
     assert outbox.forget_secrets(now=clock.now(), limit=2) == 2
     assert outbox.forget_secrets(now=clock.now(), limit=2) == 1
     assert outbox.forget_secrets(now=clock.now(), limit=2) == 0
-    with deni.engine.connect() as connection:
+    with database_engine(deni).connect() as connection:
         assert (
             connection.execute(select(o.c.sealed_body).where(o.c.sealed_body.is_not(None))).all()
             == []

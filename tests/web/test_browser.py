@@ -33,7 +33,7 @@ from playwright.sync_api import (
 from sqlalchemy import update
 
 from deni.adapters.db.sync.tables import sync_clients
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, database_engine
 from deni.domain.loans import Loan, LoanState
 from deni.domain.users import User
 from deni.sandbox.server import BackgroundServer
@@ -675,7 +675,7 @@ def test_a_server_that_lost_this_phones_mutations_gets_the_waiting_ones_afresh(
     submit(wanjiku, wanjiku.page.get_by_role("button", name="Send my request"))
     first_client = on_the_phone(wanjiku.page)["meta"]
     # Deni restored from a backup taken before that push: it expects mutation 1 again.
-    with deni.engine.begin() as connection:
+    with database_engine(deni).begin() as connection:
         connection.execute(update(sync_clients).values(last_mutation_id=0))
 
     ask_for_loan(wanjiku, lender, amount="200", fee="0", days="7")

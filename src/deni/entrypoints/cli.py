@@ -13,9 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from deni.adapters.db.migrate import upgrade
-from deni.adapters.observability import configure_logging
-from deni.bootstrap import Deni, bootstrap
+from deni.bootstrap import Deni, bootstrap, configure_logging
 from deni.config import Settings
 from deni.domain.errors import DomainError
 from deni.domain.money import format_kes
@@ -105,8 +103,7 @@ def serve(
 def db_upgrade() -> None:
     """Create or migrate the schema to the newest version (SQLite or PostgreSQL)."""
     with _wired() as deni:
-        upgrade(deni.engine)
-        url = deni.engine.url.render_as_string(hide_password=True)
+        url = deni.upgrade_schema()
     console.print(f"Database is up to date: {url}")
 
 

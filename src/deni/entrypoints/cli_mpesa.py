@@ -17,8 +17,6 @@ from deni.domain.errors import DomainError
 from deni.domain.money import format_kes
 from deni.domain.mpesa import OPEN_STATES
 from deni.entrypoints.dev_sandbox import with_sandbox
-from deni.entrypoints.housekeeping import Housekeeper
-from deni.entrypoints.worker import MpesaWorker
 from deni.services import outbox
 from deni.services.mpesa import claims, decisions, paybills, reconcile
 from deni.services.mpesa.ports import (
@@ -68,24 +66,12 @@ def worker(
 ) -> None:
     """Send the outbox, apply stored callbacks and reconcile; deliver SMS and run the loan
     sweep (DENI_SMS_INTERVAL_S, DENI_SWEEP_INTERVAL_S); until interrupted."""
-    with _mpesa() as (deni, deps):
-        settings = deni.settings
-        keeper = None
-        if settings.sweep_interval_s > 0 or settings.sms_interval_s > 0:
-            keeper = Housekeeper(
-                deni, interval_s=settings.sweep_interval_s, sms_interval_s=settings.sms_interval_s
-            )
-            keeper.start()
+    with _mpesa() as (deni, _), deni.housekeeping():
         console.print("Deni worker running (Ctrl-C to stop)")
         try:
-            MpesaWorker(
-                deps, interval_s=interval_s, reconcile_interval_s=reconcile_interval_s
-            ).run_forever()
+            deni.run_mpesa_worker(interval_s=interval_s, reconcile_interval_s=reconcile_interval_s)
         except KeyboardInterrupt:
             console.print("stopped")
-        finally:
-            if keeper is not None:
-                keeper.stop()
 
 
 def sandbox(

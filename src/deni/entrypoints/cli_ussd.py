@@ -9,13 +9,11 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from deni.adapters.sms import DatabaseSmsOutbox
-from deni.bootstrap import bootstrap
+from deni.bootstrap import bootstrap, read_sms_outbox
 from deni.config import Settings
 from deni.domain.errors import InvalidPhoneNumber
 from deni.domain.phone import mask_msisdn, normalise_msisdn
-from deni.entrypoints.ussd.dialer import Dialer, engine_transport, http_transport, run
-from deni.entrypoints.ussd.engine import UssdEngine
+from deni.entrypoints.ussd.dialer import Dialer, http_transport, in_process_transport, run
 from deni.services.sms import BATCH_MAX, send_pending_sms
 
 sms_app = typer.Typer(help="SMS notifications.", no_args_is_help=True)
@@ -51,7 +49,7 @@ def dial(
         return
     deni = bootstrap(Settings())
     try:
-        _session(Dialer(engine_transport(UssdEngine(deni)), gateway_phone, code))
+        _session(Dialer(in_process_transport(deni), gateway_phone, code))
     finally:
         deni.close()
 
@@ -77,16 +75,13 @@ def sms_outbox(
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
 ) -> None:
     """Messages the fake SMS gateway has "sent" (DENI_SMS_BACKEND=fake), newest first."""
-    deni = bootstrap(Settings())
     try:
-        outbox = DatabaseSmsOutbox(deni.engine, clock=deni.clock, pepper=deni.settings.pin_pepper)
-        msisdn = normalise_msisdn(phone) if phone else None
-        messages = outbox.messages(phone=msisdn, limit=limit)
+        with read_sms_outbox(Settings()) as outbox:
+            msisdn = normalise_msisdn(phone) if phone else None
+            messages = outbox.messages(phone=msisdn, limit=limit)
     except InvalidPhoneNumber as error:
         console.print(f"[red]{error.message}[/red]")
         raise typer.Exit(2) from error
-    finally:
-        deni.close()
     table = Table(title=f"SMS outbox ({len(messages)})")
     for column in ("sent at", "to", "chars", "message"):
         table.add_column(column)

@@ -16,6 +16,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Annotated, Any
 
 import httpx
@@ -23,9 +24,7 @@ import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
-from deni.adapters.clock import SystemClock
-from deni.adapters.db.engine import make_engine
-from deni.adapters.sms import DatabaseSmsOutbox
+from deni.bootstrap import SmsOutboxReader, read_sms_outbox
 from deni.config import Settings
 from deni.domain.money import format_kes
 from deni.domain.phone import normalise_msisdn
@@ -46,22 +45,18 @@ def demo(
 ) -> None:
     """Watch a whole loan: top-up, request, approve, payout to M-PESA, repayment."""
     settings = Settings()
-    engine = make_engine(settings.database_url) if settings.sms_backend == "fake" else None
-    outbox = (
-        DatabaseSmsOutbox(engine, clock=SystemClock(), pepper=settings.pin_pepper)
-        if engine is not None
-        else None
-    )
-    read_code = _outbox_reader(outbox) if outbox is not None else _ask_code
-    with httpx.Client(base_url=url.rstrip("/") + "/api/v1", timeout=TIMEOUT_S) as api:
+    with ExitStack() as stack:
+        read_code: Callable[[str], str] = _ask_code
+        if settings.sms_backend == "fake":
+            read_code = _outbox_reader(stack.enter_context(read_sms_outbox(settings)))
+        api = stack.enter_context(
+            httpx.Client(base_url=url.rstrip("/") + "/api/v1", timeout=TIMEOUT_S)
+        )
         try:
             run_demo(api, say=console.print, read_code=read_code)
         except (DemoFailed, httpx.HTTPError) as error:
             console.print(f"[red]The demo stopped: {error}[/red]")
             raise typer.Exit(1) from error
-        finally:
-            if engine is not None:
-                engine.dispose()
 
 
 def run_demo(
@@ -128,7 +123,7 @@ def _register(
     return {"phone": phone, "token": login.json()["access_token"]}
 
 
-def _outbox_reader(outbox: DatabaseSmsOutbox) -> Callable[[str], str]:
+def _outbox_reader(outbox: SmsOutboxReader) -> Callable[[str], str]:
     """The newest code the fake SMS gateway "sent" to a number (the same database as the
     server's: DENI_DATABASE_URL)."""
 

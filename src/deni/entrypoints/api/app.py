@@ -10,17 +10,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from deni.adapters.observability import render_metrics
-from deni.bootstrap import Deni
+from deni.bootstrap import Background, Deni, render_metrics
 from deni.domain.errors import DomainError, ErrorKind, TooManyRequests
 from deni.domain.ledger import EntryCode
 from deni.domain.loans import LoanState
 from deni.entrypoints.api.contract import document_errors
-from deni.entrypoints.api.errors import error_response
 from deni.entrypoints.api.limits import (
     CLIENT_CLOSED_REQUEST,
     BodyLimitMiddleware,
@@ -39,7 +36,7 @@ from deni.entrypoints.api.routes import (
     wallet,
 )
 from deni.entrypoints.api.schemas import HealthOut
-from deni.entrypoints.housekeeping import Housekeeper
+from deni.entrypoints.errors import error_response
 from deni.entrypoints.ussd import router as ussd
 from deni.entrypoints.web import mount as mount_web_app
 from deni.services.ports import StorageBusy
@@ -74,17 +71,21 @@ log = structlog.get_logger(__name__)
 
 
 def create_app(deni: Deni) -> FastAPI:
+    """The API, with the USSD channel's routes and the web app mounted on it (the one place
+    channels meet); its lifespan starts and stops the background work bootstrap built."""
+    background = deni.background()
     app = FastAPI(
         title="Deni",
         version="0.1.0",
         description="Peer-to-peer lending over M-PESA. Amounts are integer cents (KES 1 = 100).",
-        lifespan=_housekeeping(deni),
+        lifespan=_running(background),
     )
     app.state.deni = deni
+    app.state.background = background
     # Routes are matched in order: the two busiest paths, a USSD hop and a Daraja callback,
     # go first instead of being tried after every /api/v1 route.
-    ussd.add_routes(app)  # POST /ussd, Africa's Talking USSD
-    app.include_router(hooks.router)  # Daraja callbacks + in-process M-PESA worker
+    ussd.add_routes(app, deni, background.hops)  # POST /ussd, Africa's Talking USSD
+    app.include_router(hooks.router)  # Daraja callbacks, handed to the inbox writer
     routers = (
         auth.router,
         wallet.router,
@@ -92,7 +93,8 @@ def create_app(deni: Deni) -> FastAPI:
         notifications.router,
         mpesa.router,
         sync.router,  # offline sync (docs/sync.md)
-        privacy.router,  # the data-subject export (DESIGN.md section 7)
+        # A person's rights over their data (Data Protection Act 2019): export, closing.
+        privacy.router,
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
@@ -117,23 +119,16 @@ def create_app(deni: Deni) -> FastAPI:
     return app
 
 
-def _housekeeping(deni: Deni) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """Run the sweep and SMS delivery in the background while the app serves, if asked to."""
+def _running(background: Background) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The background work runs while the app serves (bootstrap/background.py says what)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        interval_s, sms_interval_s = deni.settings.sweep_interval_s, deni.settings.sms_interval_s
-        keeper = None
-        if interval_s > 0 or sms_interval_s > 0:
-            keeper = Housekeeper(deni, interval_s=interval_s, sms_interval_s=sms_interval_s)
-        if keeper is not None:
-            keeper.start()
+        background.start()
         try:
             yield
         finally:
-            if keeper is not None:
-                keeper.stop()
-            ussd.close(app)
+            background.stop()
 
     return lifespan
 
@@ -145,8 +140,7 @@ def _add_operations(app: FastAPI, deni: Deni) -> None:
     def health() -> JSONResponse:
         """Up, and able to reach the database."""
         try:
-            with deni.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
+            deni.check_database()
         except Exception:
             log.exception("health_check_failed")
             body = HealthOut(status="degraded", database="unreachable")

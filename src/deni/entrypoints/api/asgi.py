@@ -9,8 +9,7 @@ from __future__ import annotations
 import gc
 
 from deni import i18n
-from deni.adapters.observability import configure_logging
-from deni.bootstrap import bootstrap
+from deni.bootstrap import bootstrap, configure_logging
 from deni.config import Settings
 from deni.entrypoints.api.app import create_app
 from deni.entrypoints.dev_sandbox import with_sandbox

@@ -8,8 +8,8 @@ version that claimed in its own transaction, goes stale after CLAIM_STALE_AFTER.
 
 The body's fingerprint leaves secret fields out (a PIN, a code; domain/secrecy.py) and is an
 HMAC under a key derived from the PIN pepper, so a copy of the database says nothing about a
-PIN (docs/adr/0002-idempotency.md). Rows are kept for ANSWER_RETENTION, then housekeeping
-prunes them.
+PIN (docs/adr/0002-idempotency.md). Rows are kept for services/idempotency.ANSWER_RETENTION,
+then housekeeping prunes them.
 """
 
 from __future__ import annotations
@@ -21,24 +21,16 @@ from datetime import timedelta
 from fastapi.responses import Response
 from pydantic import BaseModel
 
-from deni.adapters.db.uow import NestedUnitOfWorkFactory
-from deni.bootstrap import Deni
+from deni.bootstrap import Deni, savepoints
 from deni.domain.errors import Conflict, DomainError, IdempotencyConflict
 from deni.domain.secrecy import canonical_json, derive_key, keyed_digest, without_secrets
-from deni.services.ports import Clock, IdempotentResponse, UnitOfWorkFactory
+from deni.services.ports import IdempotentResponse, UnitOfWorkFactory
 
 REPLAY_HEADER = "Idempotent-Replayed"
 # A claim this old without an answer belongs to a process that died mid-command: the same
 # request may run again (the ledger's own keys stop money moving twice). Far above any
 # command's run time, so a live command is never taken over.
 CLAIM_STALE_AFTER = timedelta(minutes=2)
-# How long a key and its answer are kept (Deni's own choice: a client that lost an answer
-# retries within minutes, or within hours after a night without network; a day covers both).
-# After that the key is free again and a retry runs anew: the ledger's own keys and the
-# services' state checks keep it from moving money twice (ADR 0002, level 1).
-ANSWER_RETENTION = timedelta(hours=24)
-PRUNE_BATCH = 500
-PRUNE_BATCHES_PER_RUN_MAX = 20
 FINGERPRINT_KEY_LABEL = "idempotency-fingerprint"
 
 
@@ -71,7 +63,7 @@ def run_idempotent(
             )
         refusal: DomainError | None = None
         try:
-            status, model = action(NestedUnitOfWorkFactory(uow))
+            status, model = action(savepoints(uow))
         except DomainError as error:
             refusal = error
         if refusal is not None:
@@ -119,18 +111,3 @@ def request_fingerprint(pepper: str, route: str, body: BaseModel | None) -> str:
 @functools.lru_cache(maxsize=4)
 def _fingerprint_key(pepper: str) -> bytes:
     return derive_key(pepper, FINGERPRINT_KEY_LABEL)
-
-
-def prune_expired(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
-    """Drop keys and answers older than ANSWER_RETENTION, in short transactions of at most
-    PRUNE_BATCH rows, at most PRUNE_BATCHES_PER_RUN_MAX of them; the next run goes on."""
-    created_before = clock.now() - ANSWER_RETENTION
-    pruned = 0
-    for _ in range(PRUNE_BATCHES_PER_RUN_MAX):
-        with uow_factory() as uow:
-            count = uow.idempotency.prune(created_before=created_before, limit=PRUNE_BATCH)
-            uow.commit()
-        pruned += count
-        if count < PRUNE_BATCH:
-            break
-    return pruned

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deni.entrypoints.api.errors import error_response
+from deni.entrypoints.errors import error_response
 
 # Every JSON command of the API is far below this; the routes that need more say so.
 BODY_BYTES_MAX = 64 * 1024

@@ -9,7 +9,7 @@ import structlog
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from deni.adapters.observability import Metrics
+from deni.bootstrap import Metrics
 
 # Label for requests no route matched (404s, scanners probing random paths). Using the raw
 # path instead would give every probe its own time series and blow up Prometheus' memory.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from deni.entrypoints.api.errors import error_response
+from deni.entrypoints.errors import error_response
 from deni.entrypoints.gate import secret_matches
 
 OPS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/metrics"})

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from deni.bootstrap import Deni
 from deni.entrypoints.ussd.engine import UssdEngine
 from deni.entrypoints.ussd.gateway import UssdRequest
 from deni.entrypoints.ussd.render import CON, END, Reply
@@ -45,6 +46,11 @@ def http_transport(
 
 def engine_transport(engine: UssdEngine) -> Transport:
     return engine.handle
+
+
+def in_process_transport(deni: Deni) -> Transport:
+    """Each hop straight to a USSD engine on `deni`, in this process: no server needed."""
+    return engine_transport(UssdEngine(deni))
 
 
 @dataclass

@@ -3,9 +3,7 @@ the gate, whatever arrives; POST /ussd/events: its end-of-session notification."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
@@ -18,8 +16,8 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from deni.bootstrap import Deni
-from deni.entrypoints.api.errors import error_response
+from deni.bootstrap import Deni, HopThreads
+from deni.entrypoints.errors import error_response
 from deni.entrypoints.gate import secret_matches, source_allowed
 from deni.entrypoints.ussd.engine import UssdEngine
 from deni.entrypoints.ussd.gateway import AfricasTalkingGateway, BadRequest, Gateway, UssdRequest
@@ -30,11 +28,6 @@ FIELDS_MAX = 20
 SESSION_ID_CHARS_MAX = 128
 ERROR_CHARS_LOGGED = 200
 SESSION_END_STATUSES = frozenset({"Success", "Incomplete", "Failed"})
-# Hops block (session store, database, a PIN hash), so they run on threads. A few of our own:
-# anyio's shared pool of 40, with its limiter and cancel scopes, cost more CPU per hop in
-# hand-offs and GIL contention than a whole plain request (docs/ussd.md). Per process; 2 and
-# 4 measured alike under the capacity bench, 8 about 10% slower on PostgreSQL.
-HOP_THREADS = 4
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
 _gateway: Gateway = AfricasTalkingGateway()
@@ -42,14 +35,15 @@ _gateway: Gateway = AfricasTalkingGateway()
 
 @dataclass(frozen=True, slots=True)
 class _Channel:
-    """What the USSD routes of one app share: the engine, and the threads hops run on."""
+    """What the USSD routes of one app share: the engine, and the threads hops run on (built,
+    started and stopped by bootstrap with the app's other background work)."""
 
     engine: UssdEngine
-    hops: ThreadPoolExecutor
+    hops: HopThreads
 
     async def run(self, call: Callable[[], T]) -> T:
         """`call` on a hop thread: it blocks (the session store, the database, a PIN hash)."""
-        return await asyncio.get_running_loop().run_in_executor(self.hops, call)
+        return await self.hops.run(call)
 
 
 def _admitted(request: Request) -> _Channel | JSONResponse:
@@ -60,23 +54,9 @@ def _admitted(request: Request) -> _Channel | JSONResponse:
 
 
 def _channel(request: Request) -> _Channel:
-    """Built on first use from the app's wired Deni."""
-    channel = getattr(request.app.state, "ussd", None)
-    if channel is None:
-        deni: Deni = request.app.state.deni
-        threads = ThreadPoolExecutor(HOP_THREADS, thread_name_prefix="ussd-hop")
-        channel = _Channel(UssdEngine(deni), threads)
-        request.app.state.ussd = channel
+    channel = request.app.state.ussd
     assert isinstance(channel, _Channel)
     return channel
-
-
-def close(app: Starlette) -> None:
-    """At shutdown: the hop threads finish what they hold and go."""
-    channel = getattr(app.state, "ussd", None)
-    if channel is not None:
-        channel.hops.shutdown(wait=True)
-        del app.state.ussd
 
 
 async def ussd(request: Request) -> Response:
@@ -132,11 +112,12 @@ class PlainRoute(Route):
         await super().handle(scope, receive, send)
 
 
-def add_routes(app: Starlette) -> None:
+def add_routes(app: Starlette, deni: Deni, hops: HopThreads) -> None:
     """Plain routes, not FastAPI's: FastAPI's per-request parameter solving showed as about 5%
     of a hop's CPU in profiles, and these routes read their form by hand anyway. First in the
     table, as the busiest paths; /ussd/events before /ussd/{token}, which would take "events"
     for a token. Before any request: FastAPI builds its route tables on the first one."""
+    app.state.ussd = _Channel(UssdEngine(deni), hops)
     routes = [
         PlainRoute(path, endpoint, methods=["POST"], include_in_schema=False)
         for path, endpoint in (

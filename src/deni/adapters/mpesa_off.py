@@ -1,6 +1,8 @@
-"""A stand-in for the M-PESA outbox: records what channels asked for, once per key.
-
-The Daraja work replaces it with an outbox written in the caller's unit of work.
+"""M-PESA switched off (DENI_MPESA unset, the default of `deni serve`): what a channel asks of
+M-PESA (a USSD top-up, withdrawal or repayment) is kept in this process's memory, once per
+key, and sent nowhere. Bootstrap wires it instead of the outbox (services/mpesa.MpesaOutbox)
+whenever M-PESA is off: a USSD journey that asks for money ends as it would with M-PESA on and
+is audited, but no money moves. Tests read `requests` to see what a journey asked for.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from datetime import datetime
 
 from deni.services.ports import UnitOfWork
 
+# Kept in memory until the process ends: bounded, so a long-running server cannot grow it.
 RECORDS_MAX = 10_000
 
 
@@ -24,7 +27,7 @@ class MpesaRequest:
     loan_id: str | None = None
 
 
-class RecordingMpesaRequests:
+class MpesaOffRequests:
     def __init__(self) -> None:
         self.requests: list[MpesaRequest] = []
         self._keys: set[str] = set()
@@ -71,6 +74,6 @@ class RecordingMpesaRequests:
         with self._lock:
             if request.idempotency_key in self._keys:
                 return
-            assert len(self.requests) < RECORDS_MAX, "a fake, not a production outbox"
+            assert len(self.requests) < RECORDS_MAX, "M-PESA is off: kept in memory, bounded"
             self._keys.add(request.idempotency_key)
             self.requests.append(request)

@@ -1,27 +1,39 @@
-"""The composition root: the one place that picks and wires adapters from the settings."""
+"""The composition root: the one place that picks and wires adapters from the settings, and
+builds, starts and stops what runs in the background (background.py).
+
+Entrypoints reach adapters only through this package: `Deni` and its services (a readiness
+check, the schema upgrade, the background work), and the few functions re-exported below. The
+database engine stays inside; tests and benchmarks that read rows themselves ask
+`database_engine`.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypedDict
+from typing import Protocol, TypedDict
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from deni.adapters.clock import SystemClock
 from deni.adapters.daraja.client import DarajaClient, DarajaConfig
 from deni.adapters.daraja.gateway import DarajaGateway
 from deni.adapters.db.engine import make_engine
+from deni.adapters.db.migrate import upgrade
 from deni.adapters.db.mpesa.tokens import SqlTokenStore
 from deni.adapters.db.session_gate import SqlSessionGate
-from deni.adapters.db.uow import SqlUnitOfWorkFactory
+from deni.adapters.db.uow import NestedUnitOfWorkFactory, SqlUnitOfWork, SqlUnitOfWorkFactory
 from deni.adapters.db.ussd_reads import SqlUssdReads
-from deni.adapters.mpesa_requests_fake import RecordingMpesaRequests
-from deni.adapters.observability import Metrics
+from deni.adapters.mpesa_off import MpesaOffRequests
+from deni.adapters.observability import Metrics, configure_logging, render_metrics
 from deni.adapters.security import JwtAccessTokens, PepperedArgon2PinHasher
 from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
-from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, SqlSmsQueue
+from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, OutboxMessage, SqlSmsQueue
+from deni.bootstrap.background import HOP_THREADS, Background, HopThreads, housekeeper
+from deni.bootstrap.worker import MpesaWorker
 from deni.config import Settings
 from deni.domain.secrecy import derive_key
 from deni.services import limits
@@ -37,8 +49,26 @@ from deni.services.ports import (
     SessionStore,
     SmsQueue,
     SmsSender,
+    UnitOfWorkFactory,
 )
 from deni.services.ussd_ports import UssdReads
+
+__all__ = [
+    "HOP_THREADS",
+    "Background",
+    "Deni",
+    "HopThreads",
+    "Metrics",
+    "SmsOutboxReader",
+    "bootstrap",
+    "configure_logging",
+    "daraja_config",
+    "database_engine",
+    "mpesa_policy",
+    "read_sms_outbox",
+    "render_metrics",
+    "savepoints",
+]
 
 
 @dataclass
@@ -46,7 +76,7 @@ class Deni:
     """Everything a request, a worker or a CLI command needs, wired once."""
 
     settings: Settings
-    engine: Engine
+    _engine: Engine = field(repr=False)
     uow: SqlUnitOfWorkFactory
     clock: Clock
     hasher: PinHasher
@@ -63,10 +93,75 @@ class Deni:
     # M-PESA through Daraja: None unless DENI_MPESA=on.
     mpesa: MpesaDeps | None = None
 
+    def check_database(self) -> None:
+        """One round trip to the database; raises whatever reaching it raised."""
+        with self._engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def upgrade_schema(self) -> str:
+        """Create or migrate the schema to the newest version; returns the database's URL,
+        its password hidden, to say which one."""
+        upgrade(self._engine)
+        return self._engine.url.render_as_string(hide_password=True)
+
+    def background(self) -> Background:
+        """What a serving process runs beside its requests, built but not started: its
+        lifespan calls `start` and `stop` (background.py)."""
+        return Background(self)
+
+    @contextmanager
+    def housekeeping(self) -> Iterator[None]:
+        """Housekeeping in a thread while the block runs, at the settings' intervals (none
+        when both are zero): `deni worker` runs it beside the M-PESA worker."""
+        keeper = housekeeper(self)
+        if keeper is not None:
+            keeper.start()
+        try:
+            yield
+        finally:
+            if keeper is not None:
+                keeper.stop()
+
+    def run_mpesa_worker(self, *, interval_s: float, reconcile_interval_s: float) -> None:
+        """The M-PESA worker in the calling thread, until interrupted (`deni worker`)."""
+        assert self.mpesa is not None, "M-PESA is off"
+        MpesaWorker(
+            self.mpesa, interval_s=interval_s, reconcile_interval_s=reconcile_interval_s
+        ).run_forever()
+
     def close(self) -> None:
         if self.mpesa is not None:
             self.mpesa.gateway.close()
-        self.engine.dispose()
+        self._engine.dispose()
+
+
+def database_engine(deni: Deni) -> Engine:
+    """The engine behind `deni`, for tests and benchmarks that read rows or count statements
+    themselves. Entrypoints ask `deni` for a service instead (check_database, upgrade_schema)."""
+    return deni._engine
+
+
+def savepoints(uow: SqlUnitOfWork) -> UnitOfWorkFactory:
+    """Units of work nested in `uow`'s transaction: savepoints, and reads that see its writes
+    (an idempotent command runs in the transaction that holds its key)."""
+    return NestedUnitOfWorkFactory(uow)
+
+
+class SmsOutboxReader(Protocol):
+    def messages(self, *, phone: str | None = None, limit: int = 50) -> list[OutboxMessage]:
+        """Newest first; only those to `phone` when given."""
+        ...
+
+
+@contextmanager
+def read_sms_outbox(settings: Settings) -> Iterator[SmsOutboxReader]:
+    """What the fake SMS gateway "sent", read from the database in `settings`: `deni sms
+    outbox` shows it, and `deni demo` reads each code there as its person would on a phone."""
+    engine = make_engine(settings.database_url)
+    try:
+        yield DatabaseSmsOutbox(engine, clock=SystemClock(), pepper=settings.pin_pepper)
+    finally:
+        engine.dispose()
 
 
 def bootstrap(
@@ -81,7 +176,7 @@ def bootstrap(
     clock = clock or SystemClock()
     return Deni(
         settings=settings,
-        engine=engine,
+        _engine=engine,
         uow=SqlUnitOfWorkFactory(engine),
         clock=clock or SystemClock(),
         hasher=hasher
@@ -132,7 +227,7 @@ def _channel_adapters(settings: Settings, engine: Engine, clock: Clock) -> _Chan
         ),
         sms=sms,
         sms_queue=SqlSmsQueue(engine),
-        mpesa_requests=MpesaOutbox() if settings.mpesa else RecordingMpesaRequests(),
+        mpesa_requests=MpesaOutbox() if settings.mpesa else MpesaOffRequests(),
     )
 
 

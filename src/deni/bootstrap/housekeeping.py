@@ -1,7 +1,8 @@
 """Background housekeeping in a thread: SMS delivery every few seconds, the loan sweep every
 minute or so, and with it the pruning of what must not be kept (idempotency keys past their
 retention, hashes of expired reset codes, the fake outbox's sealed texts, the sync log).
-`deni serve` runs it (the embedded default) and so does `deni worker`.
+Bootstrap starts it in a serving process (`deni serve`, the embedded default) and in
+`deni worker` when DENI_SWEEP_INTERVAL_S or DENI_SMS_INTERVAL_S is above zero.
 
 Both jobs are safe to run from every process at once (leases, row locks and dedupe keys); in
 production, turn them off on the API processes (DENI_SWEEP_INTERVAL_S=0, DENI_SMS_INTERVAL_S=0)
@@ -12,15 +13,17 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import structlog
 
 from deni.adapters.sessions import SqlSessionStore
 from deni.adapters.sms import DatabaseSmsOutbox
-from deni.bootstrap import Deni
-from deni.entrypoints.api import idempotency
-from deni.services import phone_proof, pin_reset, reminders, sms
+from deni.services import idempotency, phone_proof, pin_reset, reminders, sms
 from deni.services.sync import pull as sync_pull
+
+if TYPE_CHECKING:
+    from deni.bootstrap import Deni
 
 log = structlog.get_logger(__name__)
 STOP_WAIT_S = 10.0
