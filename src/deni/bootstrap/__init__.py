@@ -71,6 +71,20 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class UseCaseDeps:
+    """`Deni`'s dependencies of the use cases over another unit-of-work factory."""
+
+    uow: UnitOfWorkFactory
+    clock: Clock
+    hasher: PinHasher
+    tokens: AccessTokens
+    sms: SmsSender
+    limit_counters: LimitCounters
+    pepper: str
+    refresh_ttl_s: int
+
+
 @dataclass
 class Deni:
     """Everything a request, a worker or a CLI command needs, wired once."""
@@ -92,6 +106,28 @@ class Deni:
     session_gate: SessionGate
     # M-PESA through Daraja: None unless DENI_MPESA=on.
     mpesa: MpesaDeps | None = None
+
+    @property
+    def pepper(self) -> str:
+        return self.settings.pin_pepper
+
+    @property
+    def refresh_ttl_s(self) -> int:
+        return self.settings.refresh_token_ttl_s
+
+    def within(self, uow: UnitOfWorkFactory) -> UseCaseDeps:
+        """The same dependencies over another unit-of-work factory: an API command runs its
+        use cases in the savepoints of its one transaction (`savepoints`)."""
+        return UseCaseDeps(
+            uow=uow,
+            clock=self.clock,
+            hasher=self.hasher,
+            tokens=self.tokens,
+            sms=self.sms,
+            limit_counters=self.limit_counters,
+            pepper=self.pepper,
+            refresh_ttl_s=self.refresh_ttl_s,
+        )
 
     def check_database(self) -> None:
         """One round trip to the database; raises whatever reaching it raised."""

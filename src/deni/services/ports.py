@@ -17,7 +17,8 @@ from deni.domain.loans import Loan, LoanState, PastRequest
 from deni.domain.security import PhoneCode, PinResetCode
 from deni.domain.users import User
 
-if TYPE_CHECKING:  # the M-PESA ports use the unit of work too; only type checking needs both
+if TYPE_CHECKING:  # these use the unit of work too; only type checking needs both
+    from deni.services.limits import LimitCounters
     from deni.services.mpesa.ports import (
         BalanceReportRepository,
         CallbackInboxRepository,
@@ -484,6 +485,49 @@ class UnitOfWorkFactory(Protocol):
     def read_only(self) -> UnitOfWork:
         """A transaction that only reads: it never waits for writers on SQLite."""
         ...
+
+
+class Deps(Protocol):
+    """What a use case runs on, its one positional argument: the factory it opens its units of
+    work from, and the clock. Bootstrap's `Deni` is one (and `Deni.within(...)` the same over
+    the savepoints of one API command); so are `MpesaDeps` and the tests' worlds."""
+
+    @property
+    def uow(self) -> UnitOfWorkFactory: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+
+class PinDeps(Deps, Protocol):
+    """What a use case that checks or sets a PIN runs on."""
+
+    @property
+    def hasher(self) -> PinHasher: ...
+
+
+class SessionDeps(PinDeps, Protocol):
+    """What signing in runs on: the access tokens it issues and how long a refresh token lives."""
+
+    @property
+    def tokens(self) -> AccessTokens: ...
+
+    @property
+    def refresh_ttl_s(self) -> int: ...
+
+
+class CodeDeps(PinDeps, Protocol):
+    """What sending a code by SMS runs on: the sender, the abuse limits' counters, and the
+    pepper that keys the codes' digests."""
+
+    @property
+    def sms(self) -> SmsSender: ...
+
+    @property
+    def limit_counters(self) -> LimitCounters: ...
+
+    @property
+    def pepper(self) -> str: ...
 
 
 class StorageBusy(Exception):
