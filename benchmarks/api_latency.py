@@ -165,9 +165,7 @@ def register_member(deni: Deni, phone: str, name: str, *, pin: str) -> str:
     not what is measured, and POST /auth/register takes a code sent by SMS (which one address
     may ask for only 10 times an hour)."""
     user = users.register_user(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         phone=phone,
         name=name,
         pin=pin,
@@ -224,8 +222,7 @@ def _measure(
         loans_per_lender = -(-(round_trips + warmup) // pairs)
         for n, lender in enumerate(lenders):
             payments.record_mpesa_payment(
-                uow=deni.uow(),
-                clock=deni.clock,
+                deni,
                 user_id=lender.id,
                 amount_cents=loans_per_lender * PRINCIPAL_CENTS,
                 receipt=f"BENCH{run_id:04d}{n:04d}",

@@ -161,7 +161,7 @@ def seed_pushes(deni: Deni, *, count: int) -> list[Push]:
     """`count` users, each with one STK top-up that Daraja has accepted (not timed).
 
     Users go in through the repositories (no PIN hashing), the push through
-    `requests.request_stk` (request row, outbox message, audit); then what the worker records after
+    `requests.record_stk` (request row, outbox message, audit); then what the worker records after
     Daraja's answer: state `sent`, attempt 1, the CheckoutRequestID, the message done.
     """
     pushes: list[Push] = []
@@ -173,7 +173,7 @@ def seed_pushes(deni: Deni, *, count: int) -> list[Push]:
                 user = User(new_id(), phone_of(i), f"Bench {i}", "en", "unused", now)
                 uow.users.add(user)
                 ledger.open_wallet(uow, user_id=user.id, now=now)
-                request = requests.request_stk(
+                request = requests.record_stk(
                     uow,
                     user_id=user.id,
                     amount_cents=AMOUNT_KES * 100,

@@ -64,9 +64,7 @@ def measure(payments: int, callback_delay_s: float) -> list[int]:
 
 def _one(deni: Deni, admin: SandboxAdmin, i: int) -> int:
     member = users.register_user(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         phone=f"07230{i:05d}",
         name="Bench Member",
         pin="4821",

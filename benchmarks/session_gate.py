@@ -58,9 +58,7 @@ def bench(url: str, *, reads: int, requests: int) -> None:
     )
     deni = bootstrap(settings, hasher=PlainPinHasher())
     user = users.register_user(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         phone="0712345678",
         name="Bench",
         pin="1234",

@@ -116,8 +116,8 @@ def _seed_pull_records(database_url: str, user_id: str) -> None:
     deni = bootstrap(bench_settings(database_url, pin_hash_memory_kib=PIN_MEMORY_KIB))
     try:
         for n in range(SEED_PAYMENTS):
-            payments.record_mpesa_payment(
-                uow=deni.uow(), clock=deni.clock, user_id=user_id, amount_cents=10_000,
+            payments.record_mpesa_payment(deni,
+                user_id=user_id, amount_cents=10_000,
                 receipt=f"BENCH{n:07d}",
             )  # fmt: skip
         left = PULL_RECORDS - 2 * SEED_PAYMENTS

@@ -254,8 +254,7 @@ def seed_users(database_url: str, *, users: int, pin_hash_memory_kib: int, time_
         for i in range(users):
             borrower = ids[phone_of((i + 1) % users)]
             lent = loans.request_loan(
-                uow=cheap.uow(),
-                clock=cheap.clock,
+                cheap,
                 borrower_id=borrower,
                 lender_phone=phone_of(i),
                 principal_cents=SEED_LOAN_KES * 100,
@@ -264,17 +263,14 @@ def seed_users(database_url: str, *, users: int, pin_hash_memory_kib: int, time_
                 channel="api",
             )
             loans.approve_loan(
-                uow=cheap.uow(),
-                hasher=cheap.hasher,
-                clock=cheap.clock,
+                cheap,
                 lender_id=ids[phone_of(i)],
                 loan_id=lent.id,
                 pin=PIN,
                 channel="api",
             )
             loans.request_loan(
-                uow=cheap.uow(),
-                clock=cheap.clock,
+                cheap,
                 borrower_id=ids[phone_of(i)],
                 lender_phone=phone_of((i + 2) % users),
                 principal_cents=SEED_LOAN_KES * 100,

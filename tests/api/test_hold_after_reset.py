@@ -100,8 +100,7 @@ def test_the_thiefs_loan_from_an_accomplice_cannot_be_repaid_from_the_wallet_in_
     clock.advance(timedelta(hours=23))
     try:
         loans.repay_loan_by_system(
-            uow=deni.uow(),
-            clock=deni.clock,
+            deni,
             borrower_id=victim.user.id,
             loan_id=loan_id,
             amount_cents=owed_cents,
@@ -136,8 +135,7 @@ def test_money_from_mpesa_still_repays_in_the_hold(
     loan_id = str(_borrow_from_accomplice(client, deni, victim, accomplice)["id"])
     fund(deni, victim.user, 50_000)  # the push's money arriving
     loans.repay_loan_by_system(
-        uow=deni.uow(),
-        clock=deni.clock,
+        deni,
         borrower_id=victim.user.id,
         loan_id=loan_id,
         amount_cents=50_000,

@@ -391,9 +391,24 @@ def test_keys_are_kept_a_day_then_housekeeping_prunes_them_in_batches(
     clock.advance(timedelta(seconds=2))
     monkeypatch.setattr(idempotency, "PRUNE_BATCH", 2)
     monkeypatch.setattr(idempotency, "PRUNE_BATCHES_PER_RUN_MAX", 2)
-    assert idempotency.prune_expired(uow_factory=deni.uow, clock=clock) == 4  # two batches
-    assert idempotency.prune_expired(uow_factory=deni.uow, clock=clock) == 1
-    assert idempotency.prune_expired(uow_factory=deni.uow, clock=clock) == 0
+    assert (
+        idempotency.prune_expired(
+            deni,
+        )
+        == 4
+    )  # two batches
+    assert (
+        idempotency.prune_expired(
+            deni,
+        )
+        == 1
+    )
+    assert (
+        idempotency.prune_expired(
+            deni,
+        )
+        == 0
+    )
 
     # The key is free again: the request runs anew, and the loan's own id keeps it one loan.
     again = client.post(LOANS, json=body, headers=_with(borrower, "day-0"))

@@ -41,7 +41,7 @@ def _repay(client: TestClient, borrower: ApiUser, loan_id: str, amount_cents: in
 
 
 def _failed_pins(deni: Deni, who: ApiUser) -> int:
-    return users.get_user(uow_factory=deni.uow, user_id=who.user.id).session_failed_pin_attempts
+    return users.get_user(deni, user_id=who.user.id).session_failed_pin_attempts
 
 
 def _ids(client: TestClient, who: ApiUser, **params: object) -> list[str]:

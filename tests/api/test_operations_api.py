@@ -183,7 +183,7 @@ def test_an_unexpected_error_is_logged_with_the_route_template_not_the_path(
     who = api_user(client, deni)
     secret_looking_id = "5b7c9d1e-0f2a-4b3c-8d4e-5f6a7b8c9d0e"
 
-    def broken(**_: object) -> None:
+    def broken(*_: object, **__: object) -> None:
         raise RuntimeError("the database said something odd")
 
     monkeypatch.setattr(queries, "loan_detail", broken)

@@ -82,9 +82,7 @@ def _legacy(client: TestClient, deni: Deni, *, phone: str | None = None, name: s
     unproven), signed in."""
     number = phone or next_phone()
     user = users.register_user(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         phone=number,
         name=name,
         pin="1357",
@@ -355,9 +353,7 @@ def test_a_proven_account_keeps_its_number_even_against_a_code(
     squatter = _legacy(client, deni, phone=number, name="First Comer")
     code = _code_by_http(client, deni, number)
     ussd.claim_number(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         user_id=squatter.user.id,
         phone=squatter.user.phone,
         pin="1357",
@@ -379,9 +375,19 @@ def test_strangers_numbers_are_forgotten_once_their_codes_can_do_nothing(
         with database_engine(deni).connect() as connection:
             return set(connection.execute(select(tables.phone_codes.c.phone)).scalars())
 
-    assert phone_proof.prune_codes(uow_factory=deni.uow, clock=clock) == 0  # its hour runs
+    assert (
+        phone_proof.prune_codes(
+            deni,
+        )
+        == 0
+    )  # its hour runs
     clock.advance(RESET_CODE_WINDOW - timedelta(minutes=5))
     _ask(client, later)
     clock.advance(timedelta(minutes=5))
-    assert phone_proof.prune_codes(uow_factory=deni.uow, clock=clock) == 1
+    assert (
+        phone_proof.prune_codes(
+            deni,
+        )
+        == 1
+    )
     assert kept() == {normalise_msisdn(later)}  # its code still works for a few minutes

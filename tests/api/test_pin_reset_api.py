@@ -186,7 +186,7 @@ def test_one_source_may_ask_only_so_often(
 
 
 def _support_lock(deni: Deni, who: ApiUser, *, locked: bool) -> None:
-    users.set_support_lock(uow=deni.uow(), clock=deni.clock, phone=who.user.phone, locked=locked)
+    users.set_support_lock(deni, phone=who.user.phone, locked=locked)
 
 
 def test_a_lock_by_customer_care_stops_everything_even_a_reset(

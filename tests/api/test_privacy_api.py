@@ -177,7 +177,12 @@ def test_closing_erases_the_person_and_keeps_the_books(client: TestClient, deni:
     assert kept["state"] == "repaid"
     assert balance(client, lender) == 105_000
     assert_ledger_whole(deni)
-    assert verify_audit_log(uow_factory=deni.uow).problems == []
+    assert (
+        verify_audit_log(
+            deni,
+        ).problems
+        == []
+    )
     # The number is free: its owner (or whoever has it next) can join again, from nothing.
     body = {"phone": phone, "name": "Achieng O.", "pin": "2468"}
     code = registration_code(deni, phone)

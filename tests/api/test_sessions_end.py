@@ -66,11 +66,11 @@ def test_a_closed_account_cannot_ask_for_a_loan_with_a_token_it_held(
 def test_a_support_lock_ends_every_session_at_once(client: TestClient, deni: Deni) -> None:
     member = api_user(client, deni)
     phone = _sign_in(client, member)
-    users.set_support_lock(uow=deni.uow(), clock=deni.clock, phone=member.user.phone, locked=True)
+    users.set_support_lock(deni, phone=member.user.phone, locked=True)
     _ended(client, phone)
     assert_error(client.get(ME, headers=member.headers), 401, "session_ended")
 
-    users.set_support_lock(uow=deni.uow(), clock=deni.clock, phone=member.user.phone, locked=False)
+    users.set_support_lock(deni, phone=member.user.phone, locked=False)
     # Unlocking does not bring the old sessions back: the member signs in again.
     assert_error(client.get(ME, headers=_bearer(phone)), 401, "session_ended")
     assert client.get(ME, headers=_bearer(_sign_in(client, member))).status_code == 200

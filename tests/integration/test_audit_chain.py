@@ -53,7 +53,9 @@ def test_a_transactions_rows_are_chained_at_commit_and_a_rolled_back_savepoint_d
     with deni.uow() as uow:
         _append(uow, "never", deni)  # no commit
     assert "never" not in _commands(deni)
-    assert audit.verify_audit_log(uow_factory=deni.uow).ok
+    assert audit.verify_audit_log(
+        deni,
+    ).ok
 
 
 def test_a_command_in_progress_does_not_hold_the_chain_for_others(deni: Deni) -> None:
@@ -75,4 +77,6 @@ def test_a_command_in_progress_does_not_hold_the_chain_for_others(deni: Deni) ->
         worker.join(WAIT_S)
         slow.commit()
     assert _commands(deni)[-2:] == ["quick", "slow"]  # chained in commit order
-    assert audit.verify_audit_log(uow_factory=deni.uow).ok
+    assert audit.verify_audit_log(
+        deni,
+    ).ok

@@ -165,8 +165,7 @@ def entries_with_code(deni: Deni, code: EntryCode) -> list[str]:
 
 def request(deni: Deni, *, borrower: User, lender: User, principal_cents: int) -> Loan:
     return loans.request_loan(
-        uow=deni.uow(),
-        clock=deni.clock,
+        deni,
         borrower_id=borrower.id,
         lender_phone=lender.phone,
         principal_cents=principal_cents,
@@ -177,9 +176,7 @@ def request(deni: Deni, *, borrower: User, lender: User, principal_cents: int) -
 
 def approve(deni: Deni, *, lender: User, loan: Loan) -> Loan:
     return loans.approve_loan(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         lender_id=lender.id,
         loan_id=loan.id,
         pin=PIN,
@@ -255,9 +252,7 @@ def test_fifty_repayments_from_one_short_wallet_never_overdraw_it(deni: Deni) ->
 
     def repayment(i: int) -> Callable[[], loans.Repayment]:
         return lambda: loans.repay_loan(
-            uow=deni.uow(),
-            hasher=deni.hasher,
-            clock=deni.clock,
+            deni,
             borrower_id=borrower.id,
             loan_id=active[i % loans_count].id,
             amount_cents=repayment_cents,

@@ -20,8 +20,7 @@ from deni.services import loans, reminders, sms
 def _stale_request(deni: Deni) -> str:
     lender, borrower = register(deni, name="Lender"), register(deni, name="Borrower")
     loan = loans.request_loan(
-        uow=deni.uow(),
-        clock=deni.clock,
+        deni,
         borrower_id=borrower.id,
         lender_phone=lender.phone,
         principal_cents=10_000,

@@ -55,8 +55,7 @@ def request(
     days: int = 7,
 ) -> Loan:
     return loans.request_loan(
-        uow=deni.uow(),
-        clock=deni.clock,
+        deni,
         borrower_id=borrower.id,
         lender_phone=lender.phone,
         principal_cents=principal,
@@ -68,9 +67,7 @@ def request(
 
 def approve(deni: Deni, lender: User, loan: Loan, pin: str = PIN) -> Loan:
     return loans.approve_loan(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         lender_id=lender.id,
         loan_id=loan.id,
         pin=pin,
@@ -81,9 +78,7 @@ def repay(
     deni: Deni, borrower: User, loan: Loan, cents: int, key: str = "", pin: str = PIN
 ) -> loans.Repayment:
     return loans.repay_loan(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         borrower_id=borrower.id,
         loan_id=loan.id,
         amount_cents=cents,
@@ -94,9 +89,7 @@ def repay(
 
 def write_off(deni: Deni, lender: User, loan: Loan, pin: str = PIN) -> Loan:
     return loans.write_off_loan(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         lender_id=lender.id,
         loan_id=loan.id,
         pin=pin,
@@ -126,7 +119,7 @@ def wallet(deni: Deni, user: User) -> int:
 def notes(deni: Deni, user: User) -> list[NotificationRecord]:
     """Oldest first."""
     found = queries.list_notifications(
-        uow_factory=deni.uow, user_id=user.id, unread_only=False, limit=100, offset=0
+        deni, user_id=user.id, unread_only=False, limit=100, offset=0
     )
     return found[::-1]
 
@@ -167,7 +160,9 @@ def assert_books_whole(deni: Deni) -> None:
     assert totals.unbalanced_entry_ids == ()
     assert totals.mismatched_accounts == ()
     assert totals.negative_wallets == ()
-    assert audit.verify_audit_log(uow_factory=deni.uow).ok
+    assert audit.verify_audit_log(
+        deni,
+    ).ok
 
 
 # --- request, quote, refusals ------------------------------------------------------------------
@@ -226,8 +221,7 @@ def test_no_lending_to_yourself_or_to_strangers(deni: Deni) -> None:
         request(deni, user, user)
     with pytest.raises(NotFound) as caught:
         loans.request_loan(
-            uow=deni.uow(),
-            clock=deni.clock,
+            deni,
             borrower_id=user.id,
             lender_phone="0799999999",
             principal_cents=10_000,
@@ -241,8 +235,7 @@ def test_a_past_due_date_is_refused(deni: Deni) -> None:
     lender, borrower = register(deni), register(deni)
     with pytest.raises(InvalidDueDate):
         loans.request_loan(
-            uow=deni.uow(),
-            clock=deni.clock,
+            deni,
             borrower_id=borrower.id,
             lender_phone=lender.phone,
             principal_cents=10_000,
@@ -255,18 +248,17 @@ def test_an_offline_loan_id_is_idempotent(deni: Deni) -> None:
     lender, borrower, stranger = register(deni), register(deni), register(deni)
     loan_id = str(uuid.uuid4())
     kwargs = {
-        "clock": deni.clock,
         "lender_phone": lender.phone,
         "principal_cents": 10_000,
         "term_days": 7,
         "loan_id": loan_id,
     }
-    first = loans.request_loan(uow=deni.uow(), borrower_id=borrower.id, **kwargs)  # type: ignore[arg-type]
-    again = loans.request_loan(uow=deni.uow(), borrower_id=borrower.id, **kwargs)  # type: ignore[arg-type]
+    first = loans.request_loan(deni, borrower_id=borrower.id, **kwargs)  # type: ignore[arg-type]
+    again = loans.request_loan(deni, borrower_id=borrower.id, **kwargs)  # type: ignore[arg-type]
     assert (first.id, first.code) == (again.id, again.code) == (loan_id, first.code)
     assert count(deni, t.loans) == 1
     with pytest.raises(Conflict) as caught:
-        loans.request_loan(uow=deni.uow(), borrower_id=stranger.id, **kwargs)  # type: ignore[arg-type]
+        loans.request_loan(deni, borrower_id=stranger.id, **kwargs)  # type: ignore[arg-type]
     assert caught.value.code == "loan_id_taken"
 
 
@@ -308,7 +300,7 @@ def test_awaiting_funds_then_funded_when_money_arrives(deni: Deni) -> None:
 
     tick(deni)
     deposit = payments.record_mpesa_payment(
-        uow=deni.uow(), clock=deni.clock, user_id=lender.id, amount_cents=1, receipt=next_receipt()
+        deni, user_id=lender.id, amount_cents=1, receipt=next_receipt()
     )
     funded = stored(deni, loan)
     assert funded.state is LoanState.ACTIVE
@@ -353,8 +345,18 @@ def test_the_sweep_funds_approvals_whose_lender_has_the_money(deni: Deni) -> Non
         uow.commit()
     assert stored(deni, waiting).state is LoanState.APPROVED
 
-    assert loans.fund_approved_loans(uow_factory=deni.uow, clock=deni.clock) == 1
-    assert loans.fund_approved_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+    assert (
+        loans.fund_approved_loans(
+            deni,
+        )
+        == 1
+    )
+    assert (
+        loans.fund_approved_loans(
+            deni,
+        )
+        == 0
+    )
 
     assert stored(deni, waiting).state is LoanState.ACTIVE
     assert (wallet(deni, lender), wallet(deni, borrower)) == (0, 3_000)
@@ -517,17 +519,16 @@ def test_only_the_lender_approves_and_strangers_see_nothing(deni: Deni) -> None:
         approve(deni, stranger, loan)
     assert missing.value.code == "loan_not_found"
     with pytest.raises(NotFound):
-        loans.decline_loan(uow=deni.uow(), clock=deni.clock, lender_id=stranger.id, loan_id=loan.id)
+        loans.decline_loan(deni, lender_id=stranger.id, loan_id=loan.id)
     with pytest.raises(Forbidden):
-        loans.cancel_loan(uow=deni.uow(), clock=deni.clock, borrower_id=lender.id, loan_id=loan.id)
+        loans.cancel_loan(deni, borrower_id=lender.id, loan_id=loan.id)
     assert stored(deni, loan).state is LoanState.REQUESTED
 
 
 def test_decline_and_cancel(deni: Deni) -> None:
     lender, borrower = register(deni, name="Wanjiku"), register(deni, name="Otieno")
     declined = loans.decline_loan(
-        uow=deni.uow(),
-        clock=deni.clock,
+        deni,
         lender_id=lender.id,
         loan_id=request(deni, borrower, lender).id,
     )
@@ -536,9 +537,7 @@ def test_decline_and_cancel(deni: Deni) -> None:
     assert kinds(deni, borrower) == ["loan_declined"]
     to_cancel = request(deni, borrower, lender)
     tick(deni)
-    cancelled = loans.cancel_loan(
-        uow=deni.uow(), clock=deni.clock, borrower_id=borrower.id, loan_id=to_cancel.id
-    )
+    cancelled = loans.cancel_loan(deni, borrower_id=borrower.id, loan_id=to_cancel.id)
     assert cancelled.state is LoanState.CANCELLED
     assert kinds_now(deni, lender) == ["loan_cancelled"]
     with pytest.raises(InvalidTransition):
@@ -551,7 +550,7 @@ def test_a_borrower_may_cancel_while_awaiting_funds_and_no_money_moves(deni: Den
     lender, borrower = register(deni), register(deni)
     loan = approve(deni, lender, request(deni, borrower, lender))
     assert loan.state is LoanState.APPROVED
-    loans.cancel_loan(uow=deni.uow(), clock=deni.clock, borrower_id=borrower.id, loan_id=loan.id)
+    loans.cancel_loan(deni, borrower_id=borrower.id, loan_id=loan.id)
     fund(deni, lender, 50_000)
     assert stored(deni, loan).state is LoanState.CANCELLED
     assert (wallet(deni, lender), wallet(deni, borrower)) == (50_000, 0)
@@ -560,11 +559,9 @@ def test_a_borrower_may_cancel_while_awaiting_funds_and_no_money_moves(deni: Den
 def test_an_active_loan_cannot_be_cancelled_or_declined(deni: Deni) -> None:
     lender, borrower, loan = active_loan(deni)
     with pytest.raises(InvalidTransition):
-        loans.cancel_loan(
-            uow=deni.uow(), clock=deni.clock, borrower_id=borrower.id, loan_id=loan.id
-        )
+        loans.cancel_loan(deni, borrower_id=borrower.id, loan_id=loan.id)
     with pytest.raises(InvalidTransition):
-        loans.decline_loan(uow=deni.uow(), clock=deni.clock, lender_id=lender.id, loan_id=loan.id)
+        loans.decline_loan(deni, lender_id=lender.id, loan_id=loan.id)
     assert stored(deni, loan).state is LoanState.ACTIVE
 
 
@@ -577,9 +574,19 @@ def test_unanswered_and_unfunded_loans_expire_with_notice_to_both(deni: Deni) ->
     unfunded = approve(deni, lender, request(deni, borrower, lender, days=30))
     assert unfunded.state is LoanState.APPROVED
     clock_of(deni).advance(timedelta(days=7) - timedelta(seconds=1))
-    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+    assert (
+        loans.expire_stale_loans(
+            deni,
+        )
+        == 0
+    )
     clock_of(deni).advance(timedelta(days=1))
-    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 2
+    assert (
+        loans.expire_stale_loans(
+            deni,
+        )
+        == 2
+    )
     for loan in (unanswered, unfunded):
         expired = stored(deni, loan)
         assert expired.state is LoanState.EXPIRED
@@ -588,7 +595,12 @@ def test_unanswered_and_unfunded_loans_expire_with_notice_to_both(deni: Deni) ->
         expired_notes = [n for n in notes(deni, user) if n.kind == "loan_expired"]
         assert {n.loan_id for n in expired_notes} == {unanswered.id, unfunded.id}
         assert all(other in n.body for n in expired_notes)
-    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+    assert (
+        loans.expire_stale_loans(
+            deni,
+        )
+        == 0
+    )
     fund(deni, lender, 50_000)  # an expired approval is never funded afterwards
     assert stored(deni, unfunded).state is LoanState.EXPIRED
     assert wallet(deni, borrower) == 0
@@ -601,10 +613,20 @@ def test_approval_restarts_the_clock_for_funding(deni: Deni) -> None:
     clock_of(deni).advance(timedelta(days=5))
     approve(deni, lender, loan)
     clock_of(deni).advance(timedelta(days=3))  # 8 days after the request, 3 after approval
-    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+    assert (
+        loans.expire_stale_loans(
+            deni,
+        )
+        == 0
+    )
     assert stored(deni, loan).state is LoanState.APPROVED
     clock_of(deni).advance(timedelta(days=4))
-    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 1
+    assert (
+        loans.expire_stale_loans(
+            deni,
+        )
+        == 1
+    )
 
 
 def test_approving_after_expiry_is_refused_and_the_loan_expires(deni: Deni) -> None:
@@ -654,16 +676,31 @@ def test_a_request_cannot_be_approved_once_its_due_date_has_come(deni: Deni) -> 
         approve(deni, lender, loan)
     assert caught.value.code == "loan_expired"
     assert wallet(deni, lender) == 50_000
-    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+    assert (
+        loans.expire_stale_loans(
+            deni,
+        )
+        == 0
+    )
 
 
 def test_the_sweep_expires_requests_whose_due_date_came_first(deni: Deni) -> None:
     lender, borrower = register(deni), register(deni)
     loan = request(deni, borrower, lender, days=2)
     clock_of(deni).advance(timedelta(days=1))
-    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+    assert (
+        loans.expire_stale_loans(
+            deni,
+        )
+        == 0
+    )
     clock_of(deni).advance(timedelta(days=1))
-    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 1
+    assert (
+        loans.expire_stale_loans(
+            deni,
+        )
+        == 1
+    )
     assert stored(deni, loan).state is LoanState.EXPIRED
 
 
@@ -685,9 +722,7 @@ def test_partial_then_full_repayment_with_excess_kept(deni: Deni) -> None:
     assert wallet(deni, borrower) == 13_000 - 8_500
     assert wallet(deni, lender) == 10_500
     assert kinds_now(deni, borrower) == kinds_now(deni, lender) == ["loan_repaid"]
-    detail = queries.loan_detail(
-        uow_factory=deni.uow, clock=deni.clock, user_id=borrower.id, loan_id=loan.id
-    )
+    detail = queries.loan_detail(deni, user_id=borrower.id, loan_id=loan.id)
     assert sorted(r.amount_cents for r in detail.repayments) == [2_000, 8_500]
     with pytest.raises(Conflict) as caught:
         repay(deni, borrower, loan, 1)
@@ -733,9 +768,7 @@ def test_penalties_accrue_daily_and_stop_at_the_principal_owed(deni: Deni) -> No
     clock = clock_of(deni)
 
     def owed() -> Owed:
-        detail = queries.loan_detail(
-            uow_factory=deni.uow, clock=deni.clock, user_id=borrower.id, loan_id=loan.id
-        )
+        detail = queries.loan_detail(deni, user_id=borrower.id, loan_id=loan.id)
         return detail.view.owed
 
     clock.advance(timedelta(days=7))  # the due date: not late yet
@@ -841,9 +874,7 @@ def test_a_replayed_deposit_pays_nothing_twice(deni: Deni) -> None:
     clock_of(deni).advance(timedelta(days=2))
     receipt = next_receipt()
     for _ in range(2):
-        payments.record_mpesa_payment(
-            uow=deni.uow(), clock=deni.clock, user_id=borrower.id, amount_cents=100, receipt=receipt
-        )
+        payments.record_mpesa_payment(deni, user_id=borrower.id, amount_cents=100, receipt=receipt)
     with deni.uow.read_only() as uow:
         assert len(uow.loans.repayments(loan.id)) == 1
     assert stored(deni, loan).state is LoanState.REPAID  # 10_000 + 100 was enough
@@ -940,21 +971,19 @@ def test_every_command_appends_one_audit_row(deni: Deni) -> None:
     assert appended(lambda: write_off(deni, lender, box["loan"])) == [("write_off_loan", lender.id)]
     do_request()
     assert appended(
-        lambda: loans.decline_loan(
-            uow=deni.uow(), clock=deni.clock, lender_id=lender.id, loan_id=box["loan"].id
-        )
+        lambda: loans.decline_loan(deni, lender_id=lender.id, loan_id=box["loan"].id)
     ) == [("decline_loan", lender.id)]
     do_request()
     assert appended(
-        lambda: loans.cancel_loan(
-            uow=deni.uow(), clock=deni.clock, borrower_id=borrower.id, loan_id=box["loan"].id
-        )
+        lambda: loans.cancel_loan(deni, borrower_id=borrower.id, loan_id=box["loan"].id)
     ) == [("cancel_loan", borrower.id)]
     do_request()
     clock_of(deni).advance(timedelta(days=8))
-    assert appended(lambda: loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock)) == [
-        ("expire_loan", "system")
-    ]
+    assert appended(
+        lambda: loans.expire_stale_loans(
+            deni,
+        )
+    ) == [("expire_loan", "system")]
 
     def wrong_pin() -> None:
         with pytest.raises(WrongPin):
@@ -967,7 +996,9 @@ def test_every_command_appends_one_audit_row(deni: Deni) -> None:
             repay(deni, borrower, box["loan"], 100)
 
     assert appended(refused) == []
-    report = audit.verify_audit_log(uow_factory=deni.uow)
+    report = audit.verify_audit_log(
+        deni,
+    )
     assert report.ok
     assert report.rows_checked == len(audit_rows(deni))
 
@@ -976,7 +1007,9 @@ def test_tampering_with_an_audit_row_is_reported(deni: Deni) -> None:
     _, borrower, loan = active_loan(deni)
     repay(deni, borrower, loan, 1_000)
     rows = audit_rows(deni)
-    assert audit.verify_audit_log(uow_factory=deni.uow).ok
+    assert audit.verify_audit_log(
+        deni,
+    ).ok
     target = next(seq for seq, command, _ in rows if command == "repay_loan")
     with database_engine(deni).begin() as connection:
         connection.execute(
@@ -984,7 +1017,9 @@ def test_tampering_with_an_audit_row_is_reported(deni: Deni) -> None:
             .where(t.audit_log.c.seq == target)
             .values(details='{"amount_cents":1,"loan_id":"x","state":"active"}')
         )
-    report = audit.verify_audit_log(uow_factory=deni.uow)
+    report = audit.verify_audit_log(
+        deni,
+    )
     assert not report.ok
     assert [(p.seq, p.problem) for p in report.problems] == [
         (target, "content was changed after it was written")
@@ -1003,7 +1038,9 @@ def test_tampering_with_the_actor_or_time_is_reported(deni: Deni) -> None:
             .where(t.audit_log.c.seq == 2)
             .values(at=deni.clock.now() + timedelta(hours=1))
         )
-    report = audit.verify_audit_log(uow_factory=deni.uow)
+    report = audit.verify_audit_log(
+        deni,
+    )
     assert [p.seq for p in report.problems] == [1, 2]
 
 
@@ -1013,7 +1050,9 @@ def test_deleting_the_last_audit_row_is_reported(deni: Deni) -> None:
     last = audit_rows(deni)[-1][0]
     with database_engine(deni).begin() as connection:
         connection.execute(delete(t.audit_log).where(t.audit_log.c.seq == last))
-    report = audit.verify_audit_log(uow_factory=deni.uow)
+    report = audit.verify_audit_log(
+        deni,
+    )
     assert not report.ok
     assert [p.seq for p in report.problems] == [last - 1]
     assert f"the head says row {last}" in report.problems[0].problem
@@ -1024,6 +1063,8 @@ def test_deleting_a_middle_audit_row_is_reported(deni: Deni) -> None:
         register(deni)
     with database_engine(deni).begin() as connection:
         connection.execute(delete(t.audit_log).where(t.audit_log.c.seq == 2))
-    report = audit.verify_audit_log(uow_factory=deni.uow)
+    report = audit.verify_audit_log(
+        deni,
+    )
     assert {p.seq for p in report.problems} == {2, 3}
     assert report.rows_checked == 3

@@ -359,9 +359,7 @@ class LendingMachine(RuleBasedStateMachine):
     def _register(self, language: str) -> None:
         number = next(self.serial)
         user = users.register_user(
-            uow=self.deni.uow(),
-            hasher=self.deni.hasher,
-            clock=self.clock,
+            self.deni,
             phone=f"07{number:08d}",
             name=f"Person {number}",
             pin=PIN,
@@ -426,8 +424,7 @@ class LendingMachine(RuleBasedStateMachine):
         self.saw("deposit")
         receipt = f"RCPT{next(self.serial):06d}"
         result = payments.record_mpesa_payment(
-            uow=self.deni.uow(),
-            clock=self.clock,
+            self.deni,
             user_id=user.id,
             amount_cents=cents,
             receipt=receipt,
@@ -465,8 +462,7 @@ class LendingMachine(RuleBasedStateMachine):
             "replay_deposit",
             expected,
             lambda: payments.record_mpesa_payment(
-                uow=self.deni.uow(),
-                clock=self.clock,
+                self.deni,
                 user_id=user_id,
                 amount_cents=cents if same else cents + 1,
                 receipt=receipt,
@@ -503,8 +499,7 @@ class LendingMachine(RuleBasedStateMachine):
             "request",
             expected,
             lambda: loans.request_loan(
-                uow=self.deni.uow(),
-                clock=self.clock,
+                self.deni,
                 borrower_id=who.id,
                 lender_phone=whom.phone,
                 principal_cents=principal,
@@ -546,9 +541,7 @@ class LendingMachine(RuleBasedStateMachine):
             "approve",
             expected,
             lambda: loans.approve_loan(
-                uow=self.deni.uow(),
-                hasher=self.deni.hasher,
-                clock=self.clock,
+                self.deni,
                 lender_id=actor.id,
                 loan_id=loan.id,
                 pin=PIN if right_pin else WRONG_PIN,
@@ -569,9 +562,7 @@ class LendingMachine(RuleBasedStateMachine):
         self.expect(
             "decline",
             expected,
-            lambda: loans.decline_loan(
-                uow=self.deni.uow(), clock=self.clock, lender_id=actor.id, loan_id=loan.id
-            ),
+            lambda: loans.decline_loan(self.deni, lender_id=actor.id, loan_id=loan.id),
         )
 
     @precondition(lambda self: self.loans)
@@ -588,9 +579,7 @@ class LendingMachine(RuleBasedStateMachine):
         self.expect(
             "cancel",
             expected,
-            lambda: loans.cancel_loan(
-                uow=self.deni.uow(), clock=self.clock, borrower_id=actor.id, loan_id=loan.id
-            ),
+            lambda: loans.cancel_loan(self.deni, borrower_id=actor.id, loan_id=loan.id),
         )
 
     @precondition(lambda self: self.loans)
@@ -631,9 +620,7 @@ class LendingMachine(RuleBasedStateMachine):
             "repay",
             expected,
             lambda: loans.repay_loan(
-                uow=self.deni.uow(),
-                hasher=self.deni.hasher,
-                clock=self.clock,
+                self.deni,
                 borrower_id=actor.id,
                 loan_id=loan.id,
                 amount_cents=cents,
@@ -686,9 +673,7 @@ class LendingMachine(RuleBasedStateMachine):
             "write_off",
             expected,
             lambda: loans.write_off_loan(
-                uow=self.deni.uow(),
-                hasher=self.deni.hasher,
-                clock=self.clock,
+                self.deni,
                 lender_id=actor.id,
                 loan_id=loan.id,
                 pin=PIN if right_pin else WRONG_PIN,
@@ -703,7 +688,12 @@ class LendingMachine(RuleBasedStateMachine):
             self.saw("time passed")
             return
         expected = sum(self.expire_if_due(loan) for loan in self.oldest_first(lambda x: True))
-        assert loans.expire_stale_loans(uow_factory=self.deni.uow, clock=self.clock) == expected
+        assert (
+            loans.expire_stale_loans(
+                self.deni,
+            )
+            == expected
+        )
         self.saw(f"time passed, the sweep expired {min(expected, 2)}+")
 
     @rule(giver_index=INDEX, taker_index=INDEX, cents=AMOUNT)
@@ -854,7 +844,9 @@ class LendingMachine(RuleBasedStateMachine):
             self.check_loan(loan, model)
         assert head_seq == self.audit_rows, "one audit row per command that changed something"
         if head_seq % 10 == 0:  # walking the whole chain every step would dominate the run time
-            assert audit.verify_audit_log(uow_factory=self.deni.uow).ok
+            assert audit.verify_audit_log(
+                self.deni,
+            ).ok
 
     def check_balances(self, balances: dict[str, int]) -> None:
         wallets = {u.id: balances[wallet_account_id(u.id)] for u in self.users}

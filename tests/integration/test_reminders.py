@@ -16,8 +16,7 @@ def _active_loan(deni: Deni, *, term_days: int) -> tuple[User, str]:
     borrower = register(deni, name="Borrower", pin="2222", language="sw")
     fund(deni, lender, 100_000)
     loan = loans.request_loan(
-        uow=deni.uow(),
-        clock=deni.clock,
+        deni,
         borrower_id=borrower.id,
         lender_phone=lender.phone,
         principal_cents=50_000,
@@ -25,9 +24,7 @@ def _active_loan(deni: Deni, *, term_days: int) -> tuple[User, str]:
         term_days=term_days,
     )
     loans.approve_loan(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         lender_id=lender.id,
         loan_id=loan.id,
         pin="1111",
@@ -44,22 +41,54 @@ def _kinds(deni: Deni, user: User) -> list[str]:
 def test_reminders_follow_the_due_date_and_never_repeat_the_same_day(deni: Deni) -> None:
     borrower, _ = _active_loan(deni, term_days=5)
     clock = deni.clock
-    assert reminders.sweep(uow_factory=deni.uow, clock=clock).reminders == 0
+    assert (
+        reminders.sweep(
+            deni,
+        ).reminders
+        == 0
+    )
     clock.advance(timedelta(days=3))  # two days left
-    assert reminders.send_due_reminders(uow_factory=deni.uow, clock=clock) == 1
-    assert reminders.send_due_reminders(uow_factory=deni.uow, clock=clock) == 0
+    assert (
+        reminders.send_due_reminders(
+            deni,
+        )
+        == 1
+    )
+    assert (
+        reminders.send_due_reminders(
+            deni,
+        )
+        == 0
+    )
     clock.advance(timedelta(days=2))  # due today
-    assert reminders.send_due_reminders(uow_factory=deni.uow, clock=clock) == 1
+    assert (
+        reminders.send_due_reminders(
+            deni,
+        )
+        == 1
+    )
     clock.advance(timedelta(days=1))  # one day overdue
-    assert reminders.send_due_reminders(uow_factory=deni.uow, clock=clock) == 1
+    assert (
+        reminders.send_due_reminders(
+            deni,
+        )
+        == 1
+    )
     clock.advance(timedelta(days=1))  # two days overdue: not a reminder day
-    assert reminders.send_due_reminders(uow_factory=deni.uow, clock=clock) == 0
+    assert (
+        reminders.send_due_reminders(
+            deni,
+        )
+        == 0
+    )
     assert _kinds(deni, borrower) == ["overdue", "due_today", "due_soon"]
 
 
 def test_reminders_are_in_the_borrowers_language(deni: Deni) -> None:
     borrower, _ = _active_loan(deni, term_days=2)
-    reminders.send_due_reminders(uow_factory=deni.uow, clock=deni.clock)
+    reminders.send_due_reminders(
+        deni,
+    )
     with deni.uow.read_only() as uow:
         records = uow.notifications.list_for(borrower.id, unread_only=False, limit=10, offset=0)
     latest = next(r for r in records if r.kind == "due_soon")
@@ -71,13 +100,16 @@ def test_a_repaid_loan_gets_no_reminders(deni: Deni) -> None:
     borrower, loan_id = _active_loan(deni, term_days=2)
     fund(deni, borrower, 2_000)
     loans.repay_loan(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         borrower_id=borrower.id,
         loan_id=loan_id,
         amount_cents=52_000,
         pin="2222",
         idempotency_key="pay-all",
     )
-    assert reminders.send_due_reminders(uow_factory=deni.uow, clock=deni.clock) == 0
+    assert (
+        reminders.send_due_reminders(
+            deni,
+        )
+        == 0
+    )

@@ -181,8 +181,7 @@ def _bearer(client: TestClient, phone: str, pin: str) -> dict[str, str]:
 
 def _fund(deni: Deni, user_id: str, receipt: str) -> None:
     payments.record_mpesa_payment(
-        uow=deni.uow(),
-        clock=deni.clock,
+        deni,
         user_id=user_id,
         amount_cents=LENDER_FUNDS_CENTS,
         receipt=receipt,

@@ -203,8 +203,7 @@ def test_an_unknown_payment_matches_no_push_of_another_amount(world: World) -> N
 
 def _approved_loan(world: World, borrower_id: str, lender_phone: str) -> str:
     loan = loans.request_loan(
-        uow=world.deni.uow(),
-        clock=world.clock,
+        world.deni,
         borrower_id=borrower_id,
         lender_phone=lender_phone,
         principal_cents=1_000_00,
@@ -213,9 +212,7 @@ def _approved_loan(world: World, borrower_id: str, lender_phone: str) -> str:
     )
     lender_id = loan.lender_id
     approved = loans.approve_loan(
-        uow=world.deni.uow(),
-        hasher=world.deni.hasher,
-        clock=world.clock,
+        world.deni,
         lender_id=lender_id,
         loan_id=loan.id,
         pin="1234",

@@ -17,8 +17,7 @@ from tests.support.mpesa import PIN, World
 
 def _loan(world: World, borrower: User, lender: User, principal_cents: int = 1_000_00) -> Loan:
     loan = loans.request_loan(
-        uow=world.deni.uow(),
-        clock=world.clock,
+        world.deni,
         borrower_id=borrower.id,
         lender_phone=lender.phone,
         principal_cents=principal_cents,
@@ -26,9 +25,7 @@ def _loan(world: World, borrower: User, lender: User, principal_cents: int = 1_0
         term_days=14,
     )
     return loans.approve_loan(
-        uow=world.deni.uow(),
-        hasher=world.deni.hasher,
-        clock=world.clock,
+        world.deni,
         lender_id=lender.id,
         loan_id=loan.id,
         pin="1234",
@@ -238,8 +235,7 @@ def test_the_due_date_sweep_leaves_a_held_wallet_alone_until_the_hold_ends(world
         uow.users.save(user, world.clock.now())
         uow.commit()
     loan = loans.request_loan(
-        uow=world.deni.uow(),
-        clock=world.clock,
+        world.deni,
         borrower_id=borrower.id,
         lender_phone=lender.phone,
         principal_cents=1_000_00,
@@ -247,9 +243,7 @@ def test_the_due_date_sweep_leaves_a_held_wallet_alone_until_the_hold_ends(world
         term_days=1,
     )
     loans.approve_loan(
-        uow=world.deni.uow(),
-        hasher=world.deni.hasher,
-        clock=world.clock,
+        world.deni,
         lender_id=lender.id,
         loan_id=loan.id,
         pin="1234",

@@ -85,9 +85,7 @@ def _deps(deni: Deni) -> MpesaDeps:
 
 def _user(deni: Deni, phone: str) -> User:
     return users.register_user(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         phone=phone,
         name="Atieno",
         pin="1234",
@@ -132,8 +130,8 @@ def test_a_payment_whose_confirmation_came_is_not_applied_again(
     pulling: Deni, gateway: ListingGateway
 ) -> None:
     baraka = _user(pulling, "0722555102")
-    payments.record_mpesa_payment(
-        uow=pulling.uow(), clock=pulling.clock, user_id=baraka.id, amount_cents=300_00,
+    payments.record_mpesa_payment(pulling,
+        user_id=baraka.id, amount_cents=300_00,
         receipt="TKL9ZZ8YY7",
     )  # fmt: skip
     gateway.payments.append(

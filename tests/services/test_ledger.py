@@ -136,7 +136,7 @@ def test_an_unknown_account_is_refused_and_nothing_is_written(world: World) -> N
 
 def deposit(world: World, user_id: str, cents: object, receipt: str) -> payments.Deposit:
     return payments.record_mpesa_payment(
-        uow=world.uow(), clock=world.clock, user_id=user_id, amount_cents=cents, receipt=receipt
+        world, user_id=user_id, amount_cents=cents, receipt=receipt
     )
 
 
@@ -490,25 +490,20 @@ def test_a_loan_repayment_is_not_reversed_behind_the_loans_back(world: World) ->
     lender, borrower = register(world), register(world)
     fund(world, lender, 10_000)
     loan = loans.request_loan(
-        uow=world.uow(),
-        clock=world.clock,
+        world,
         borrower_id=borrower.id,
         lender_phone=lender.phone,
         principal_cents=10_000,
         term_days=7,
     )
     loans.approve_loan(
-        uow=world.uow(),
-        hasher=world.hasher,
-        clock=world.clock,
+        world,
         lender_id=lender.id,
         loan_id=loan.id,
         pin="1234",
     )
     paid = loans.repay_loan(
-        uow=world.uow(),
-        hasher=world.hasher,
-        clock=world.clock,
+        world,
         borrower_id=borrower.id,
         loan_id=loan.id,
         amount_cents=10_000,
@@ -540,14 +535,13 @@ def test_statement_lines_carry_the_balance_after_and_the_receipt(world: World) -
     receipts = [next_receipt() for _ in range(3)]
     for receipt, cents in zip(receipts, (1_000, 2_500, 400), strict=True):
         payments.record_mpesa_payment(
-            uow=world.uow(),
-            clock=world.clock,
+            world,
             user_id=alice.id,
             amount_cents=cents,
             receipt=receipt,
         )
     move(world, "t-1", alice, bob, 900)
-    statement = queries.wallet_statement(uow_factory=world.uow, user_id=alice.id, limit=10)
+    statement = queries.wallet_statement(world, user_id=alice.id, limit=10)
     assert statement.balance_cents == 3_000
     assert [line.amount_cents for line in statement.lines] == [-900, 400, 2_500, 1_000]
     assert [line.balance_after_cents for line in statement.lines] == [3_000, 3_900, 3_500, 1_000]
@@ -563,16 +557,12 @@ def test_statement_pages_newest_first(world: World) -> None:
     user = register(world)
     for cents in range(100, 600, 100):
         fund(world, user, cents)
-    page = queries.wallet_statement(uow_factory=world.uow, user_id=user.id, limit=2)
+    page = queries.wallet_statement(world, user_id=user.id, limit=2)
     assert [line.amount_cents for line in page.lines] == [500, 400]
     assert page.next_cursor is not None
-    page2 = queries.wallet_statement(
-        uow_factory=world.uow, user_id=user.id, limit=2, before=page.next_cursor
-    )
+    page2 = queries.wallet_statement(world, user_id=user.id, limit=2, before=page.next_cursor)
     assert [line.amount_cents for line in page2.lines] == [300, 200]
-    page3 = queries.wallet_statement(
-        uow_factory=world.uow, user_id=user.id, limit=2, before=page2.next_cursor
-    )
+    page3 = queries.wallet_statement(world, user_id=user.id, limit=2, before=page2.next_cursor)
     assert [line.amount_cents for line in page3.lines] == [100]
     assert page3.next_cursor is None
     assert page.balance_cents == 1_500
@@ -580,7 +570,7 @@ def test_statement_pages_newest_first(world: World) -> None:
 
 def test_a_statement_for_an_unknown_user(world: World) -> None:
     with pytest.raises(NotFound):
-        queries.wallet_statement(uow_factory=world.uow, user_id="nobody")
+        queries.wallet_statement(world, user_id="nobody")
 
 
 # --- several entries in one write ---------------------------------------------------------------

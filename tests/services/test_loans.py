@@ -53,8 +53,7 @@ def request(
     days: int = 7,
 ) -> Loan:
     return loans.request_loan(
-        uow=world.uow(),
-        clock=world.clock,
+        world,
         borrower_id=borrower.id,
         lender_phone=lender.phone,
         principal_cents=principal,
@@ -66,9 +65,7 @@ def request(
 
 def approve(world: World, lender: User, loan: Loan, pin: str = PIN) -> Loan:
     return loans.approve_loan(
-        uow=world.uow(),
-        hasher=world.hasher,
-        clock=world.clock,
+        world,
         lender_id=lender.id,
         loan_id=loan.id,
         pin=pin,
@@ -79,9 +76,7 @@ def repay(
     world: World, borrower: User, loan: Loan, cents: int, key: str = "", pin: str = PIN
 ) -> loans.Repayment:
     return loans.repay_loan(
-        uow=world.uow(),
-        hasher=world.hasher,
-        clock=world.clock,
+        world,
         borrower_id=borrower.id,
         loan_id=loan.id,
         amount_cents=cents,
@@ -92,9 +87,7 @@ def repay(
 
 def write_off(world: World, lender: User, loan: Loan, pin: str = PIN) -> Loan:
     return loans.write_off_loan(
-        uow=world.uow(),
-        hasher=world.hasher,
-        clock=world.clock,
+        world,
         lender_id=lender.id,
         loan_id=loan.id,
         pin=pin,
@@ -124,7 +117,7 @@ def wallet(world: World, user: User) -> int:
 def notes(world: World, user: User) -> list[NotificationRecord]:
     """Oldest first."""
     found = queries.list_notifications(
-        uow_factory=world.uow, user_id=user.id, unread_only=False, limit=100, offset=0
+        world, user_id=user.id, unread_only=False, limit=100, offset=0
     )
     return found[::-1]
 
@@ -158,7 +151,9 @@ def assert_books_whole(world: World) -> None:
     assert totals.unbalanced_entry_ids == ()
     assert totals.mismatched_accounts == ()
     assert totals.negative_wallets == ()
-    assert audit.verify_audit_log(uow_factory=world.uow).ok
+    assert audit.verify_audit_log(
+        world,
+    ).ok
 
 
 # --- request, quote, refusals ------------------------------------------------------------------
@@ -217,8 +212,7 @@ def test_no_lending_to_yourself_or_to_strangers(world: World) -> None:
         request(world, user, user)
     with pytest.raises(NotFound) as caught:
         loans.request_loan(
-            uow=world.uow(),
-            clock=world.clock,
+            world,
             borrower_id=user.id,
             lender_phone="0799999999",
             principal_cents=10_000,
@@ -232,8 +226,7 @@ def test_a_past_due_date_is_refused(world: World) -> None:
     lender, borrower = register(world), register(world)
     with pytest.raises(InvalidDueDate):
         loans.request_loan(
-            uow=world.uow(),
-            clock=world.clock,
+            world,
             borrower_id=borrower.id,
             lender_phone=lender.phone,
             principal_cents=10_000,
@@ -246,18 +239,17 @@ def test_an_offline_loan_id_is_idempotent(world: World) -> None:
     lender, borrower, stranger = register(world), register(world), register(world)
     loan_id = str(uuid.uuid4())
     kwargs = {
-        "clock": world.clock,
         "lender_phone": lender.phone,
         "principal_cents": 10_000,
         "term_days": 7,
         "loan_id": loan_id,
     }
-    first = loans.request_loan(uow=world.uow(), borrower_id=borrower.id, **kwargs)  # type: ignore[arg-type]
-    again = loans.request_loan(uow=world.uow(), borrower_id=borrower.id, **kwargs)  # type: ignore[arg-type]
+    first = loans.request_loan(world, borrower_id=borrower.id, **kwargs)  # type: ignore[arg-type]
+    again = loans.request_loan(world, borrower_id=borrower.id, **kwargs)  # type: ignore[arg-type]
     assert (first.id, first.code) == (again.id, again.code) == (loan_id, first.code)
     assert count(world, "loans") == 1
     with pytest.raises(Conflict) as caught:
-        loans.request_loan(uow=world.uow(), borrower_id=stranger.id, **kwargs)  # type: ignore[arg-type]
+        loans.request_loan(world, borrower_id=stranger.id, **kwargs)  # type: ignore[arg-type]
     assert caught.value.code == "loan_id_taken"
 
 
@@ -299,8 +291,7 @@ def test_awaiting_funds_then_funded_when_money_arrives(world: World) -> None:
 
     tick(world)
     deposit = payments.record_mpesa_payment(
-        uow=world.uow(),
-        clock=world.clock,
+        world,
         user_id=lender.id,
         amount_cents=1,
         receipt=next_receipt(),
@@ -348,8 +339,18 @@ def test_the_sweep_funds_approvals_whose_lender_has_the_money(world: World) -> N
         uow.commit()
     assert stored(world, waiting).state is LoanState.APPROVED
 
-    assert loans.fund_approved_loans(uow_factory=world.uow, clock=world.clock) == 1
-    assert loans.fund_approved_loans(uow_factory=world.uow, clock=world.clock) == 0
+    assert (
+        loans.fund_approved_loans(
+            world,
+        )
+        == 1
+    )
+    assert (
+        loans.fund_approved_loans(
+            world,
+        )
+        == 0
+    )
 
     assert stored(world, waiting).state is LoanState.ACTIVE
     assert (wallet(world, lender), wallet(world, borrower)) == (0, 3_000)
@@ -503,21 +504,16 @@ def test_only_the_lender_approves_and_strangers_see_nothing(world: World) -> Non
         approve(world, stranger, loan)
     assert missing.value.code == "loan_not_found"
     with pytest.raises(NotFound):
-        loans.decline_loan(
-            uow=world.uow(), clock=world.clock, lender_id=stranger.id, loan_id=loan.id
-        )
+        loans.decline_loan(world, lender_id=stranger.id, loan_id=loan.id)
     with pytest.raises(Forbidden):
-        loans.cancel_loan(
-            uow=world.uow(), clock=world.clock, borrower_id=lender.id, loan_id=loan.id
-        )
+        loans.cancel_loan(world, borrower_id=lender.id, loan_id=loan.id)
     assert stored(world, loan).state is LoanState.REQUESTED
 
 
 def test_decline_and_cancel(world: World) -> None:
     lender, borrower = register(world, name="Wanjiku"), register(world, name="Otieno")
     declined = loans.decline_loan(
-        uow=world.uow(),
-        clock=world.clock,
+        world,
         lender_id=lender.id,
         loan_id=request(world, borrower, lender).id,
     )
@@ -526,9 +522,7 @@ def test_decline_and_cancel(world: World) -> None:
     assert kinds(world, borrower) == ["loan_declined"]
     to_cancel = request(world, borrower, lender)
     tick(world)
-    cancelled = loans.cancel_loan(
-        uow=world.uow(), clock=world.clock, borrower_id=borrower.id, loan_id=to_cancel.id
-    )
+    cancelled = loans.cancel_loan(world, borrower_id=borrower.id, loan_id=to_cancel.id)
     assert cancelled.state is LoanState.CANCELLED
     assert kinds_now(world, lender) == ["loan_cancelled"]
     with pytest.raises(InvalidTransition):
@@ -541,7 +535,7 @@ def test_a_borrower_may_cancel_while_awaiting_funds_and_no_money_moves(world: Wo
     lender, borrower = register(world), register(world)
     loan = approve(world, lender, request(world, borrower, lender))
     assert loan.state is LoanState.APPROVED
-    loans.cancel_loan(uow=world.uow(), clock=world.clock, borrower_id=borrower.id, loan_id=loan.id)
+    loans.cancel_loan(world, borrower_id=borrower.id, loan_id=loan.id)
     fund(world, lender, 50_000)
     assert stored(world, loan).state is LoanState.CANCELLED
     assert (wallet(world, lender), wallet(world, borrower)) == (50_000, 0)
@@ -550,11 +544,9 @@ def test_a_borrower_may_cancel_while_awaiting_funds_and_no_money_moves(world: Wo
 def test_an_active_loan_cannot_be_cancelled_or_declined(world: World) -> None:
     lender, borrower, loan = active_loan(world)
     with pytest.raises(InvalidTransition):
-        loans.cancel_loan(
-            uow=world.uow(), clock=world.clock, borrower_id=borrower.id, loan_id=loan.id
-        )
+        loans.cancel_loan(world, borrower_id=borrower.id, loan_id=loan.id)
     with pytest.raises(InvalidTransition):
-        loans.decline_loan(uow=world.uow(), clock=world.clock, lender_id=lender.id, loan_id=loan.id)
+        loans.decline_loan(world, lender_id=lender.id, loan_id=loan.id)
     assert stored(world, loan).state is LoanState.ACTIVE
 
 
@@ -567,9 +559,19 @@ def test_unanswered_and_unfunded_loans_expire_with_notice_to_both(world: World) 
     unfunded = approve(world, lender, request(world, borrower, lender, days=30))
     assert unfunded.state is LoanState.APPROVED
     clock_of(world).advance(timedelta(days=7) - timedelta(seconds=1))
-    assert loans.expire_stale_loans(uow_factory=world.uow, clock=world.clock) == 0
+    assert (
+        loans.expire_stale_loans(
+            world,
+        )
+        == 0
+    )
     clock_of(world).advance(timedelta(days=1))
-    assert loans.expire_stale_loans(uow_factory=world.uow, clock=world.clock) == 2
+    assert (
+        loans.expire_stale_loans(
+            world,
+        )
+        == 2
+    )
     for loan in (unanswered, unfunded):
         expired = stored(world, loan)
         assert expired.state is LoanState.EXPIRED
@@ -578,7 +580,12 @@ def test_unanswered_and_unfunded_loans_expire_with_notice_to_both(world: World) 
         expired_notes = [n for n in notes(world, user) if n.kind == "loan_expired"]
         assert {n.loan_id for n in expired_notes} == {unanswered.id, unfunded.id}
         assert all(other in n.body for n in expired_notes)
-    assert loans.expire_stale_loans(uow_factory=world.uow, clock=world.clock) == 0
+    assert (
+        loans.expire_stale_loans(
+            world,
+        )
+        == 0
+    )
     fund(world, lender, 50_000)  # an expired approval is never funded afterwards
     assert stored(world, unfunded).state is LoanState.EXPIRED
     assert wallet(world, borrower) == 0
@@ -591,10 +598,20 @@ def test_approval_restarts_the_clock_for_funding(world: World) -> None:
     clock_of(world).advance(timedelta(days=5))
     approve(world, lender, loan)
     clock_of(world).advance(timedelta(days=3))  # 8 days after the request, 3 after approval
-    assert loans.expire_stale_loans(uow_factory=world.uow, clock=world.clock) == 0
+    assert (
+        loans.expire_stale_loans(
+            world,
+        )
+        == 0
+    )
     assert stored(world, loan).state is LoanState.APPROVED
     clock_of(world).advance(timedelta(days=4))
-    assert loans.expire_stale_loans(uow_factory=world.uow, clock=world.clock) == 1
+    assert (
+        loans.expire_stale_loans(
+            world,
+        )
+        == 1
+    )
 
 
 def test_approving_after_expiry_is_refused_and_the_loan_expires(world: World) -> None:
@@ -644,16 +661,31 @@ def test_a_request_cannot_be_approved_once_its_due_date_has_come(world: World) -
         approve(world, lender, loan)
     assert caught.value.code == "loan_expired"
     assert wallet(world, lender) == 50_000
-    assert loans.expire_stale_loans(uow_factory=world.uow, clock=world.clock) == 0
+    assert (
+        loans.expire_stale_loans(
+            world,
+        )
+        == 0
+    )
 
 
 def test_the_sweep_expires_requests_whose_due_date_came_first(world: World) -> None:
     lender, borrower = register(world), register(world)
     loan = request(world, borrower, lender, days=2)
     clock_of(world).advance(timedelta(days=1))
-    assert loans.expire_stale_loans(uow_factory=world.uow, clock=world.clock) == 0
+    assert (
+        loans.expire_stale_loans(
+            world,
+        )
+        == 0
+    )
     clock_of(world).advance(timedelta(days=1))
-    assert loans.expire_stale_loans(uow_factory=world.uow, clock=world.clock) == 1
+    assert (
+        loans.expire_stale_loans(
+            world,
+        )
+        == 1
+    )
     assert stored(world, loan).state is LoanState.EXPIRED
 
 
@@ -675,9 +707,7 @@ def test_partial_then_full_repayment_with_excess_kept(world: World) -> None:
     assert wallet(world, borrower) == 13_000 - 8_500
     assert wallet(world, lender) == 10_500
     assert kinds_now(world, borrower) == kinds_now(world, lender) == ["loan_repaid"]
-    detail = queries.loan_detail(
-        uow_factory=world.uow, clock=world.clock, user_id=borrower.id, loan_id=loan.id
-    )
+    detail = queries.loan_detail(world, user_id=borrower.id, loan_id=loan.id)
     assert sorted(r.amount_cents for r in detail.repayments) == [2_000, 8_500]
     with pytest.raises(Conflict) as caught:
         repay(world, borrower, loan, 1)
@@ -723,9 +753,7 @@ def test_penalties_accrue_daily_and_stop_at_the_principal_owed(world: World) -> 
     clock = clock_of(world)
 
     def owed() -> Owed:
-        detail = queries.loan_detail(
-            uow_factory=world.uow, clock=world.clock, user_id=borrower.id, loan_id=loan.id
-        )
+        detail = queries.loan_detail(world, user_id=borrower.id, loan_id=loan.id)
         return detail.view.owed
 
     clock.advance(timedelta(days=7))  # the due date: not late yet
@@ -836,8 +864,7 @@ def test_a_replayed_deposit_pays_nothing_twice(world: World) -> None:
     receipt = next_receipt()
     for _ in range(2):
         payments.record_mpesa_payment(
-            uow=world.uow(),
-            clock=world.clock,
+            world,
             user_id=borrower.id,
             amount_cents=100,
             receipt=receipt,
@@ -940,21 +967,19 @@ def test_every_command_appends_one_audit_row(world: World) -> None:
     ]
     do_request()
     assert appended(
-        lambda: loans.decline_loan(
-            uow=world.uow(), clock=world.clock, lender_id=lender.id, loan_id=box["loan"].id
-        )
+        lambda: loans.decline_loan(world, lender_id=lender.id, loan_id=box["loan"].id)
     ) == [("decline_loan", lender.id)]
     do_request()
     assert appended(
-        lambda: loans.cancel_loan(
-            uow=world.uow(), clock=world.clock, borrower_id=borrower.id, loan_id=box["loan"].id
-        )
+        lambda: loans.cancel_loan(world, borrower_id=borrower.id, loan_id=box["loan"].id)
     ) == [("cancel_loan", borrower.id)]
     do_request()
     clock_of(world).advance(timedelta(days=8))
-    assert appended(lambda: loans.expire_stale_loans(uow_factory=world.uow, clock=world.clock)) == [
-        ("expire_loan", "system")
-    ]
+    assert appended(
+        lambda: loans.expire_stale_loans(
+            world,
+        )
+    ) == [("expire_loan", "system")]
 
     def wrong_pin() -> None:
         with pytest.raises(WrongPin):
@@ -967,7 +992,9 @@ def test_every_command_appends_one_audit_row(world: World) -> None:
             repay(world, borrower, box["loan"], 100)
 
     assert appended(refused) == []
-    report = audit.verify_audit_log(uow_factory=world.uow)
+    report = audit.verify_audit_log(
+        world,
+    )
     assert report.ok
     assert report.rows_checked == len(audit_rows(world))
 
@@ -976,10 +1003,14 @@ def test_tampering_with_an_audit_row_is_reported(world: World) -> None:
     _, borrower, loan = active_loan(world)
     repay(world, borrower, loan, 1_000)
     rows = audit_rows(world)
-    assert audit.verify_audit_log(uow_factory=world.uow).ok
+    assert audit.verify_audit_log(
+        world,
+    ).ok
     target = next(seq for seq, command, _ in rows if command == "repay_loan")
     world.rows.edit_audit_row(target, details='{"amount_cents":1,"loan_id":"x","state":"active"}')
-    report = audit.verify_audit_log(uow_factory=world.uow)
+    report = audit.verify_audit_log(
+        world,
+    )
     assert not report.ok
     assert [(p.seq, p.problem) for p in report.problems] == [
         (target, "content was changed after it was written")
@@ -991,7 +1022,9 @@ def test_tampering_with_the_actor_or_time_is_reported(world: World) -> None:
     register(world)
     world.rows.edit_audit_row(1, actor_id="someone-else")
     world.rows.edit_audit_row(2, at=world.clock.now() + timedelta(hours=1))
-    report = audit.verify_audit_log(uow_factory=world.uow)
+    report = audit.verify_audit_log(
+        world,
+    )
     assert [p.seq for p in report.problems] == [1, 2]
 
 
@@ -1000,7 +1033,9 @@ def test_deleting_the_last_audit_row_is_reported(world: World) -> None:
     request(world, borrower, lender)
     last = audit_rows(world)[-1][0]
     world.rows.delete_audit_row(last)
-    report = audit.verify_audit_log(uow_factory=world.uow)
+    report = audit.verify_audit_log(
+        world,
+    )
     assert not report.ok
     assert [p.seq for p in report.problems] == [last - 1]
     assert f"the head says row {last}" in report.problems[0].problem
@@ -1010,6 +1045,8 @@ def test_deleting_a_middle_audit_row_is_reported(world: World) -> None:
     for _ in range(4):
         register(world)
     world.rows.delete_audit_row(2)
-    report = audit.verify_audit_log(uow_factory=world.uow)
+    report = audit.verify_audit_log(
+        world,
+    )
     assert {p.seq for p in report.problems} == {2, 3}
     assert report.rows_checked == 3

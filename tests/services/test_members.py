@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from deni.domain.security import RESET_CODE_TTL, RESET_CODE_WINDOW
 from deni.domain.users import User
 from deni.services import phone_proof, pin_reset, users
 from deni.services.limits import LimitCounters
+from deni.services.ports import Clock, PinHasher, UnitOfWorkFactory
 from deni.services.users import REFRESH_ANSWER_LOST_GRACE
 from tests.fakes import RecordingSmsSender
 from tests.services.world import World
@@ -39,33 +42,53 @@ def tokens() -> JwtAccessTokens:
     return JwtAccessTokens(secret="test-secret-0123456789abcdef0123456789", ttl_s=900)
 
 
+@dataclass(frozen=True, slots=True)
+class MemberDeps:
+    """What the member use cases run on, over a test world and the ports a test gives."""
+
+    uow: UnitOfWorkFactory
+    clock: Clock
+    hasher: PinHasher
+    sms: RecordingSmsSender | None
+    limit_counters: LimitCounters | None
+    tokens: JwtAccessTokens | None
+    pepper: str = PEPPER
+    refresh_ttl_s: int = REFRESH_TTL_S
+
+
+def deps_of(
+    world: World,
+    *,
+    sms: RecordingSmsSender | None = None,
+    counters: LimitCounters | None = None,
+    tokens: JwtAccessTokens | None = None,
+) -> Any:
+    return MemberDeps(world.uow, world.clock, world.hasher, sms, counters, tokens)
+
+
 def ask_code(world: World, sms: RecordingSmsSender, counters: LimitCounters, phone: str) -> str:
-    phone_proof.ask_registration_code(
-        uow=world.uow(), sms=sms, counters=counters, clock=world.clock, pepper=PEPPER,
+    phone_proof.ask_registration_code(deps_of(world, sms=sms, counters=counters),
         phone=phone, source="person",
     )  # fmt: skip
     return sms.last_code(normalise_msisdn(phone))
 
 
 def register_with(world: World, phone: str, code: str) -> User:
-    return phone_proof.register_with_code(
-        uow=world.uow(), hasher=world.hasher, clock=world.clock, pepper=PEPPER, phone=phone,
+    return phone_proof.register_with_code(deps_of(world),
+        phone=phone,
         code=code, name="Achieng", pin=PIN,
     )  # fmt: skip
 
 
 def log_in(world: World, tokens: JwtAccessTokens, user: User, pin: str = PIN) -> users.Session:
-    return users.login(
-        uow=world.uow(), hasher=world.hasher, tokens=tokens, clock=world.clock,
-        phone=user.phone, pin=pin, refresh_ttl_s=REFRESH_TTL_S,
-    )  # fmt: skip
+    return users.login(deps_of(world, tokens=tokens),
+        phone=user.phone, pin=pin, )  # fmt: skip
 
 
 def refresh(world: World, tokens: JwtAccessTokens, refresh_token: str) -> users.Session:
-    return users.refresh_session(
-        uow=world.uow(), tokens=tokens, clock=world.clock, refresh_token=refresh_token,
-        refresh_ttl_s=REFRESH_TTL_S,
-    )  # fmt: skip
+    return users.refresh_session(deps_of(world, tokens=tokens),
+        refresh_token=refresh_token,
+        )  # fmt: skip
 
 
 def test_a_number_proven_by_its_code_registers_once(
@@ -91,9 +114,19 @@ def test_codes_of_numbers_nobody_registered_are_forgotten_after_their_hour(
     world: World, sms: RecordingSmsSender, counters: LimitCounters
 ) -> None:
     ask_code(world, sms, counters, next_phone())
-    assert phone_proof.prune_codes(uow_factory=world.uow, clock=world.clock) == 0
+    assert (
+        phone_proof.prune_codes(
+            world,
+        )
+        == 0
+    )
     world.clock.advance(RESET_CODE_WINDOW)
-    assert phone_proof.prune_codes(uow_factory=world.uow, clock=world.clock) == 1
+    assert (
+        phone_proof.prune_codes(
+            world,
+        )
+        == 1
+    )
 
 
 def test_a_refresh_token_is_swapped_once_and_a_replay_ends_the_family(
@@ -122,10 +155,8 @@ def test_a_wrong_pin_at_sign_in_is_answered_as_a_stranger(
     with pytest.raises(Unauthorized) as wrong:
         log_in(world, tokens, user, pin="9999")
     with pytest.raises(Unauthorized) as stranger:
-        users.login(
-            uow=world.uow(), hasher=world.hasher, tokens=tokens, clock=world.clock,
-            phone=next_phone(), pin=PIN, refresh_ttl_s=REFRESH_TTL_S,
-        )  # fmt: skip
+        users.login(deps_of(world, tokens=tokens),
+            phone=next_phone(), pin=PIN, )  # fmt: skip
     assert wrong.value.code == stranger.value.code
     with world.uow.read_only() as uow:
         counted = uow.users.get(user.id)
@@ -139,15 +170,13 @@ def test_a_forgotten_pin_is_replaced_with_the_code_by_sms_and_sessions_end(
 ) -> None:
     user = register(world)
     session = log_in(world, tokens, user)
-    pin_reset.start_pin_reset(
-        uow=world.uow(), sms=sms, counters=counters, clock=world.clock, pepper=PEPPER,
+    pin_reset.start_pin_reset(deps_of(world, sms=sms, counters=counters),
         phone=user.phone, source="person",
     )  # fmt: skip
     code = sms.last_code(user.phone)
 
     def finish(code: str, new_pin: str) -> None:
-        pin_reset.finish_pin_reset(
-            uow=world.uow(), hasher=world.hasher, clock=world.clock, pepper=PEPPER,
+        pin_reset.finish_pin_reset(deps_of(world),
             phone=user.phone, code=code, new_pin=new_pin,
         )  # fmt: skip
 
@@ -167,13 +196,22 @@ def test_an_unused_reset_code_is_forgotten_once_it_expires(
     world: World, sms: RecordingSmsSender, counters: LimitCounters
 ) -> None:
     user = register(world)
-    pin_reset.start_pin_reset(
-        uow=world.uow(), sms=sms, counters=counters, clock=world.clock, pepper=PEPPER,
+    pin_reset.start_pin_reset(deps_of(world, sms=sms, counters=counters),
         phone=user.phone, source="person",
     )  # fmt: skip
-    assert pin_reset.forget_expired_codes(uow_factory=world.uow, clock=world.clock) == 0
+    assert (
+        pin_reset.forget_expired_codes(
+            world,
+        )
+        == 0
+    )
     world.clock.advance(RESET_CODE_TTL)
-    assert pin_reset.forget_expired_codes(uow_factory=world.uow, clock=world.clock) == 1
+    assert (
+        pin_reset.forget_expired_codes(
+            world,
+        )
+        == 1
+    )
     with world.uow.read_only() as uow:
         row = uow.pin_resets.lock(user.id)
     assert row is not None

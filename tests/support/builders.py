@@ -66,9 +66,7 @@ def register(
     """A member, made through the service as USSD makes one: the number proven unless asked
     otherwise (an account made online before numbers were proven)."""
     return users.register_user(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         phone=next_phone(),
         name=name,
         pin=pin,
@@ -80,8 +78,7 @@ def register(
 def fund(deni: Services, user: User, amount_cents: int) -> None:
     """Money arriving by M-PESA, through the service function the Daraja callback calls."""
     payments.record_mpesa_payment(
-        uow=deni.uow(),
-        clock=deni.clock,
+        deni,
         user_id=user.id,
         amount_cents=amount_cents,
         receipt=next_receipt(),
@@ -125,7 +122,7 @@ def api_user(
     assert response.status_code == 201, response.text
     login = client.post("/api/v1/auth/login", json={"phone": phone, "pin": pin})
     assert login.status_code == 200, login.text
-    user = users.get_user(uow_factory=deni.uow, user_id=response.json()["id"])
+    user = users.get_user(deni, user_id=response.json()["id"])
     return ApiUser(user, pin, {"Authorization": f"Bearer {login.json()['access_token']}"})
 
 
@@ -151,11 +148,7 @@ def registration_code(deni: Deni, phone: str) -> str:
     per-address limit), read from the SMS. POST /auth/register/code itself is tested in
     tests/api/test_phone_proof_api.py."""
     phone_proof.ask_registration_code(
-        uow=deni.uow(),
-        sms=deni.sms,
-        counters=deni.limit_counters,
-        clock=deni.clock,
-        pepper=deni.settings.pin_pepper,
+        deni,
         phone=phone,
         source=f"person-{next(_sources)}",
     )
@@ -175,8 +168,7 @@ def lend(
 ) -> Loan:
     """A loan request, approved with the lender's PIN unless `approve_with_pin` is None."""
     loan = loans.request_loan(
-        uow=deni.uow(),
-        clock=deni.clock,
+        deni,
         borrower_id=borrower.id,
         lender_phone=lender.phone,
         principal_cents=principal_cents,
@@ -187,9 +179,7 @@ def lend(
     if approve_with_pin is None:
         return loan
     return loans.approve_loan(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         lender_id=lender.id,
         loan_id=loan.id,
         pin=approve_with_pin,

@@ -71,9 +71,7 @@ class World:
 
     def user(self, name: str = "Wanjiku", *, phone: str | None = None, pin: str = PIN) -> User:
         return users.register_user(
-            uow=self.deni.uow(),
-            hasher=self.deni.hasher,
-            clock=self.deni.clock,
+            self.deni,
             phone=phone or next_phone(),
             name=name,
             pin=pin,
@@ -92,8 +90,7 @@ class World:
         working account grows by the same amount, so conservation checks still hold."""
         receipt = f"SEED{next(_receipts):06d}"
         payments.record_mpesa_payment(
-            uow=self.deni.uow(),
-            clock=self.deni.clock,
+            self.deni,
             user_id=user.id,
             amount_cents=amount_cents,
             receipt=receipt,

@@ -149,9 +149,19 @@ def test_the_change_log_is_pruned_only_where_no_accepted_cursor_can_reach(
     old_rows, all_rows = _change_log_counts(deni, before=clock.now() - timedelta(days=14))
     assert 0 < old_rows < all_rows
     clock.advance(timedelta(days=16, minutes=1))  # the old history is now 31 days old
-    assert sync_pull.prune_change_log(uow_factory=deni.uow, clock=clock) == old_rows
+    assert (
+        sync_pull.prune_change_log(
+            deni,
+        )
+        == old_rows
+    )
     assert _change_log_counts(deni, before=clock.now())[1] == all_rows - old_rows
-    assert sync_pull.prune_change_log(uow_factory=deni.uow, clock=clock) == 0
+    assert (
+        sync_pull.prune_change_log(
+            deni,
+        )
+        == 0
+    )
     log_in_again(deni, recent.who)
     log_in_again(deni, recent_lender.who)
     before = dict(recent.view)

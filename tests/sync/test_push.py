@@ -386,8 +386,18 @@ def test_results_older_than_the_retention_are_pruned_and_a_late_repush_hears_for
     recent.queue_mutation("decline_loan", loan_id=str(uuid.uuid4()))  # kept: young enough
     recent.push(drop_answer=True)
     clock.advance(timedelta(days=1, minutes=1))
-    assert sync_pull.prune_mutation_results(uow_factory=deni.uow, clock=clock) == 1
-    assert sync_pull.prune_mutation_results(uow_factory=deni.uow, clock=clock) == 0
+    assert (
+        sync_pull.prune_mutation_results(
+            deni,
+        )
+        == 1
+    )
+    assert (
+        sync_pull.prune_mutation_results(
+            deni,
+        )
+        == 0
+    )
     log_in_again(deni, borrower, lender)
     late = old.push()
     assert late["results"] == [

@@ -1,10 +1,11 @@
 """Deni's own ways of moving wallet money take no PIN, so no channel may reach them.
 
 A member's command goes through the use case that proves the PIN (loans.repay_loan,
-mpesa.withdraw, mpesa.set_preferences). The system's paths (the due date's auto-repay, a paid
-STK repayment, a loan's disbursement, an automatic payout) have names of their own, and no
-entry point, nor the sync mutations a device sends, names them. USSD records a withdrawal
-through the MpesaRequests port once its hop has proved the PIN (ussd.confirm_pin).
+requests.withdraw, preferences.set_preferences). The system's paths (the due date's
+auto-repay, a paid STK repayment, a loan's disbursement, an automatic payout) have names of
+their own, and no entry point, nor the sync mutations a device sends, names them. USSD
+records a withdrawal through the MpesaRequests port once its hop has proved the PIN
+(ussd.confirm_pin).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ SRC = Path(deni.__file__).parent
 SYSTEM_ONLY = frozenset({"repay_loan_by_system", "request_payout"})
 CHANNEL_CODE = [
     *sorted((SRC / "entrypoints").rglob("*.py")),
-    SRC / "services" / "sync_mutations.py",
+    SRC / "services" / "sync" / "mutations.py",
     SRC / "offline" / "sync.py",
 ]
 
@@ -48,8 +49,7 @@ def test_the_system_repayment_refuses_a_members_channel() -> None:
     for channel in ("api", "sync", "ussd"):
         with pytest.raises(AssertionError):
             loans.repay_loan_by_system(
-                uow=None,  # type: ignore[arg-type]  # refused before any use
-                clock=None,  # type: ignore[arg-type]
+                None,  # type: ignore[arg-type]  # refused before any use
                 borrower_id="b",
                 loan_id="l",
                 amount_cents=100,

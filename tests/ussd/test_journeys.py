@@ -30,8 +30,7 @@ def _balance(deni: Deni, phone: Phone) -> int:
 def _mpesa_confirms(deni: Deni, phone: Phone, amount_cents: int) -> None:
     """What the Daraja callback does once the STK push the session queued is paid."""
     payments.record_mpesa_payment(
-        uow=deni.uow(),
-        clock=deni.clock,
+        deni,
         user_id=_user_id(deni, phone),
         amount_cents=amount_cents,
         receipt=next_receipt(),
@@ -39,9 +38,7 @@ def _mpesa_confirms(deni: Deni, phone: Phone, amount_cents: int) -> None:
 
 
 def _only_loan(deni: Deni, phone: Phone, role: str) -> queries.LoanView:
-    views = queries.list_loans(
-        uow_factory=deni.uow, clock=deni.clock, user_id=_user_id(deni, phone), role=role
-    )
+    views = queries.list_loans(deni, user_id=_user_id(deni, phone), role=role)
     assert len(views) == 1
     return views[0]
 
@@ -229,7 +226,7 @@ def test_an_account_locked_by_customer_care_says_so_on_the_pin_screen(
     member = Phone(client, next_phone())
     register(member, name="Wafula", pin="1111")
     _mpesa_confirms(deni, member, 100_000)
-    users.set_support_lock(uow=deni.uow(), clock=deni.clock, phone=member.number, locked=True)
+    users.set_support_lock(deni, phone=member.number, locked=True)
     requests_before = len(mpesa(deni).requests)
 
     member.dial()

@@ -28,9 +28,7 @@ def _by_phone(deni: Deni, phone: Phone) -> User:
 
 def _legacy(deni: Deni, number: str, *, name: str, pin: str) -> User:
     return users.register_user(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         phone=number,
         name=name,
         pin=pin,

@@ -34,7 +34,7 @@ def test_reads_match_the_api_read_side(deni: Deni) -> None:
 
     for user in (lender, borrower):
         mine = reads.statement(user.id, limit=5)
-        api = queries.wallet_statement(uow_factory=deni.uow, user_id=user.id, limit=5)
+        api = queries.wallet_statement(deni, user_id=user.id, limit=5)
         assert mine.balance_cents == api.balance_cents == reads.balance_cents(user.id)
         assert [(x.code, x.amount_cents, x.created_at) for x in mine.lines] == [
             (x.code, x.amount_cents, x.created_at) for x in api.lines
@@ -45,8 +45,7 @@ def test_reads_match_the_api_read_side(deni: Deni) -> None:
                     user_id=user.id, role=role, state=state, offset=0, limit=4, today=today
                 )
                 views = queries.list_loans(
-                    uow_factory=deni.uow,
-                    clock=deni.clock,
+                    deni,
                     user_id=user.id,
                     role=role,
                     states=[state],

@@ -93,8 +93,7 @@ def world(deni: Deni) -> dict[str, object]:
     ids = []
     for _ in range(8):
         loan = loans.request_loan(
-            uow=deni.uow(),
-            clock=deni.clock,
+            deni,
             borrower_id=borrower.id,
             lender_phone=lender.phone,
             principal_cents=BIG_CENTS,
@@ -104,9 +103,7 @@ def world(deni: Deni) -> dict[str, object]:
         ids.append(loan.id)
     for loan_id in ids[:4]:
         loans.approve_loan(
-            uow=deni.uow(),
-            hasher=deni.hasher,
-            clock=deni.clock,
+            deni,
             lender_id=lender.id,
             loan_id=loan_id,
             pin="1234",
@@ -122,9 +119,7 @@ def world(deni: Deni) -> dict[str, object]:
 
 def _user(deni: Deni, language: str) -> User:
     return users.register_user(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         phone=next_phone(),
         name=LONGEST_NAME,
         pin="1234",

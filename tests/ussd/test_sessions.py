@@ -19,7 +19,7 @@ from deni.services import queries, users
 def _loans(deni: Deni, phone: Phone, role: str = "borrower") -> list[queries.LoanView]:
     with deni.uow.read_only() as uow:
         user_id = users.find_by_phone(uow, phone.number).id
-    return queries.list_loans(uow_factory=deni.uow, clock=deni.clock, user_id=user_id, role=role)
+    return queries.list_loans(deni, user_id=user_id, role=role)
 
 
 @pytest.fixture
@@ -218,7 +218,7 @@ def test_the_pin_never_reaches_a_log(
 ) -> None:
     lender, borrower = pair
 
-    def broken(**_: object) -> object:
+    def broken(*_: object, **__: object) -> object:
         raise RuntimeError("the database fell over")
 
     borrower.dial()

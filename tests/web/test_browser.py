@@ -159,9 +159,7 @@ def ask_for_loan(person: Person, lender: User, *, amount: str, fee: str, days: s
 
 
 def loans_of(deni: Deni, user: User) -> list[Loan]:
-    views = queries.list_loans(
-        uow_factory=deni.uow, clock=deni.clock, user_id=user.id, role="borrower"
-    )
+    views = queries.list_loans(deni, user_id=user.id, role="borrower")
     return [view.loan for view in views]
 
 
@@ -611,7 +609,7 @@ def test_the_lender_reminds_then_forgives_what_is_still_owed(
     page.get_by_role("button", name="Send Wanjiku Borrower a reminder").click()
     expect(page.locator("#reminded")).to_contain_text("Wanjiku Borrower is reminded by SMS")
     sent = queries.list_notifications(
-        uow_factory=deni.uow, user_id=borrower.id, unread_only=False, limit=20, offset=0
+        deni, user_id=borrower.id, unread_only=False, limit=20, offset=0
     )
     assert [n.kind for n in sent].count("lender_reminder") == 1
     page.get_by_role("button", name="Send Wanjiku Borrower a reminder").click()

@@ -50,13 +50,21 @@ class Housekeeper:
     def run_once(self) -> reminders.SweepReport | None:
         deni = self._deni
         try:
-            report = reminders.sweep(uow_factory=deni.uow, clock=deni.clock)
+            report = reminders.sweep(
+                deni,
+            )
             if isinstance(deni.sessions, SqlSessionStore):  # memory and Redis expire by themselves
                 deni.sessions.purge_expired(now=deni.clock.now())
-            pruned = sync_pull.prune_change_log(uow_factory=deni.uow, clock=deni.clock)
-            forgotten = sync_pull.prune_mutation_results(uow_factory=deni.uow, clock=deni.clock)
+            pruned = sync_pull.prune_change_log(
+                deni,
+            )
+            forgotten = sync_pull.prune_mutation_results(
+                deni,
+            )
             secrets_dropped = self._drop_what_secrets_left()
-            codes = phone_proof.prune_codes(uow_factory=deni.uow, clock=deni.clock)
+            codes = phone_proof.prune_codes(
+                deni,
+            )
         except Exception:
             # One failed sweep (a lock timeout, a unique clash with another process) must not
             # end the thread: the next run picks up whatever this one missed.
@@ -83,10 +91,10 @@ class Housekeeper:
         now = deni.clock.now()
         dropped = {
             "idempotency_keys_pruned": idempotency.prune_expired(
-                uow_factory=deni.uow, clock=deni.clock
+                deni,
             ),
             "reset_codes_forgotten": pin_reset.forget_expired_codes(
-                uow_factory=deni.uow, clock=deni.clock
+                deni,
             ),
             "sms_secrets_forgotten": 0,
         }

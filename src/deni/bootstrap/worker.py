@@ -34,8 +34,7 @@ class WorkReport:
 
 def work_once(deps: MpesaDeps, *, rng: random.Random, reconcile_now: bool) -> WorkReport:
     sent = outbox.run_once(
-        uow_factory=deps.uow,
-        clock=deps.clock,
+        deps,
         handlers=requests.handlers(deps),
         policy=deps.policy,
         rng=rng,

@@ -119,9 +119,7 @@ def user_create(
     with _wired() as deni:
         try:
             user = users.register_user(
-                uow=deni.uow(),
-                hasher=deni.hasher,
-                clock=deni.clock,
+                deni,
                 phone=phone,
                 name=name,
                 pin=pin,
@@ -146,7 +144,7 @@ def user_export(
         try:
             with deni.uow.read_only() as uow:
                 user = users.find_by_phone(uow, phone)
-            data = privacy.personal_data(uow_factory=deni.uow, clock=deni.clock, user_id=user.id)
+            data = privacy.personal_data(deni, user_id=user.id)
         except DomainError as error:
             _fail(error)
     target = out or Path(export_file_name(data))
@@ -173,9 +171,7 @@ def user_unlock(phone: Annotated[str, typer.Option(help="The member's mobile num
 def _support_lock(phone: str, *, locked: bool) -> None:
     with _wired() as deni:
         try:
-            user = users.set_support_lock(
-                uow=deni.uow(), clock=deni.clock, phone=phone, locked=locked
-            )
+            user = users.set_support_lock(deni, phone=phone, locked=locked)
         except DomainError as error:
             _fail(error)
     console.print(f"{user.name}'s account is {'locked' if locked else 'unlocked'}.")
@@ -193,8 +189,7 @@ def wallet_deposit(
             with deni.uow.read_only() as uow:
                 user = users.find_by_phone(uow, phone)
             deposit = payments.record_mpesa_payment(
-                uow=deni.uow(),
-                clock=deni.clock,
+                deni,
                 user_id=user.id,
                 amount_cents=amount * 100,
                 receipt=receipt,
@@ -210,7 +205,9 @@ def wallet_deposit(
 def loans_sweep() -> None:
     """Expire what nobody answered and store due-date reminders (safe to run any time)."""
     with _wired() as deni:
-        report = reminders.sweep(uow_factory=deni.uow, clock=deni.clock)
+        report = reminders.sweep(
+            deni,
+        )
     console.print(f"Expired {report.expired} loan(s); stored {report.reminders} reminder(s).")
 
 
@@ -273,7 +270,7 @@ def audit_verify() -> None:
             def on_progress(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=total)
 
-            report = audit.verify_audit_log(uow_factory=deni.uow, on_progress=on_progress)
+            report = audit.verify_audit_log(deni, on_progress=on_progress)
         for problem in report.problems[:50]:
             console.print(f"[red]row {problem.seq}[/red]: {problem.problem}")
         if not report.ok:

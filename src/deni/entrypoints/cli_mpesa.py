@@ -141,7 +141,7 @@ def _kes(amount_cents: int | None) -> str:
 def outbox_dead() -> None:
     """Messages that exhausted their retries (retry one with `deni outbox retry ID`)."""
     with _mpesa() as (deni, _):
-        dead = outbox.dead_letters(uow_factory=deni.uow, limit=LIST_MAX)
+        dead = outbox.dead_letters(deni, limit=LIST_MAX)
     table = Table(title=f"Dead letters ({len(dead)})")
     for column in ("id", "topic", "attempts", "last error", "payload"):
         table.add_column(column)
@@ -156,7 +156,7 @@ def outbox_dead() -> None:
 def outbox_retry(message_id: Annotated[str, typer.Argument()]) -> None:
     """Put a dead message back in the queue (its request row decides whether to send)."""
     with _mpesa() as (deni, _):
-        if not outbox.retry_dead(uow_factory=deni.uow, clock=deni.clock, message_id=message_id):
+        if not outbox.retry_dead(deni, message_id=message_id):
             errors.print("[red]not_dead[/red]: no dead message with that id")
             raise typer.Exit(2)
     console.print(f"Message {message_id} is queued again.")

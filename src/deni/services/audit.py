@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from deni.domain.audit import GENESIS_HASH, ChainProblem, verify_chain
-from deni.services.ports import UnitOfWorkFactory
+from deni.services.ports import Deps
 
 AUDIT_PAGE_ROWS = 1_000
 AUDIT_PAGES_MAX = 1_000_000  # a bound far above any real log, so the walk always ends
@@ -23,14 +23,16 @@ class AuditReport:
 
 
 def verify_audit_log(
-    *, uow_factory: UnitOfWorkFactory, on_progress: Callable[[int, int], None] | None = None
+    deps: Deps,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> AuditReport:
-    with uow_factory.read_only() as uow:
+    with deps.uow.read_only() as uow:
         head_seq, head_hash = uow.audit.head()
     problems: list[ChainProblem] = []
     seq, last_hash, checked = 0, GENESIS_HASH, 0
     for _ in range(AUDIT_PAGES_MAX):
-        with uow_factory.read_only() as uow:
+        with deps.uow.read_only() as uow:
             page = uow.audit.scan(after_seq=seq, limit=AUDIT_PAGE_ROWS)
         if not page:
             break

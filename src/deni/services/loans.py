@@ -41,10 +41,11 @@ from deni.services import ledger
 from deni.services.common import SYSTEM_ACTOR, audit, notify, require_user, require_users
 from deni.services.ports import (
     Clock,
+    Deps,
+    PinDeps,
     PinHasher,
     RepaymentRecord,
     UnitOfWork,
-    UnitOfWorkFactory,
 )
 from deni.services.users import check_pin
 
@@ -89,9 +90,8 @@ def quote_loan(
 
 
 def request_loan(
+    deps: Deps,
     *,
-    uow: UnitOfWork,
-    clock: Clock,
     borrower_id: str,
     lender_phone: str,
     principal_cents: object,
@@ -104,15 +104,15 @@ def request_loan(
 ) -> Loan:
     """Ask a named lender for money. `loan_id` may come from an offline client (its UUID)."""
     offer = quote_loan(
-        clock=clock,
+        clock=deps.clock,
         principal_cents=principal_cents,
         fee_cents=fee_cents,
         penalty_daily_cents=penalty_daily_cents,
         due_date=due_date,
         term_days=term_days,
     )
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         borrower, lender = _borrower_and_lender(uow, borrower_id, lender_phone)
         if loan_id is not None and (existing := uow.loans.get(loan_id)) is not None:
             if existing.borrower_id != borrower.id:
@@ -203,10 +203,8 @@ def _insert_with_free_code(uow: UnitOfWork, loan: Loan) -> Loan | None:
 
 
 def approve_loan(
+    deps: PinDeps,
     *,
-    uow: UnitOfWork,
-    hasher: PinHasher,
-    clock: Clock,
     lender_id: str,
     loan_id: str,
     pin: str,
@@ -218,12 +216,12 @@ def approve_loan(
     `base_version`: the loan's version the lender saw when deciding. The borrower may edit a
     request until it is approved, so a PIN typed for one set of terms must not approve
     another: a request changed since is refused, before the PIN is checked."""
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         loan = loan_for(uow, loan_id, user_id=lender_id, role="lender")
         _require_unchanged(loan, base_version)
         lender = require_user(uow, lender_id, lock=True)
-        check_pin(uow, hasher=hasher, user=lender, pin=pin, now=now, channel=channel)
+        check_pin(uow, hasher=deps.hasher, user=lender, pin=pin, now=now, channel=channel)
         lender.require_money_may_leave(now)
         lender.require_phone_proven()
         require_user(uow, loan.borrower_id).require_phone_proven(mine=False)
@@ -305,22 +303,30 @@ def _fund_if_possible(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
 
 
 def decline_loan(
-    *, uow: UnitOfWork, clock: Clock, lender_id: str, loan_id: str, channel: str = "api"
+    deps: Deps,
+    *,
+    lender_id: str,
+    loan_id: str,
+    channel: str = "api",
 ) -> Loan:
     """The lender says no."""
     return _close_request(
-        uow, clock, loan_id, actor_id=lender_id, role="lender", event=LoanEvent.DECLINE,
+        deps.uow(), deps.clock, loan_id, actor_id=lender_id, role="lender", event=LoanEvent.DECLINE,
         notice="loan_declined", command="decline_loan", channel=channel,
     )  # fmt: skip
 
 
 def cancel_loan(
-    *, uow: UnitOfWork, clock: Clock, borrower_id: str, loan_id: str, channel: str = "api"
+    deps: Deps,
+    *,
+    borrower_id: str,
+    loan_id: str,
+    channel: str = "api",
 ) -> Loan:
     """The borrower withdraws a request that no money has moved for yet."""
     return _close_request(
-        uow, clock, loan_id, actor_id=borrower_id, role="borrower", event=LoanEvent.CANCEL,
-        notice="loan_cancelled", command="cancel_loan", channel=channel,
+        deps.uow(), deps.clock, loan_id, actor_id=borrower_id, role="borrower",
+        event=LoanEvent.CANCEL, notice="loan_cancelled", command="cancel_loan", channel=channel,
     )  # fmt: skip
 
 
@@ -357,10 +363,8 @@ def _close_request(
 
 
 def repay_loan(
+    deps: PinDeps,
     *,
-    uow: UnitOfWork,
-    hasher: PinHasher,
-    clock: Clock,
     borrower_id: str,
     loan_id: str,
     amount_cents: object,
@@ -372,21 +376,20 @@ def repay_loan(
     is owed leaves the wallet."""
     assert channel not in SYSTEM_CHANNELS, channel
     return _repay(
-        uow,
-        clock,
+        deps.uow(),
+        deps.clock,
         borrower_id=borrower_id,
         loan_id=loan_id,
         amount_cents=amount_cents,
         idempotency_key=idempotency_key,
         channel=channel,
-        proof=(hasher, pin),
+        proof=(deps.hasher, pin),
     )
 
 
 def repay_loan_by_system(
+    deps: Deps,
     *,
-    uow: UnitOfWork,
-    clock: Clock,
     borrower_id: str,
     loan_id: str,
     amount_cents: object,
@@ -398,8 +401,8 @@ def repay_loan_by_system(
     for this, so no PIN: a member's repayment is `repay_loan`."""
     assert channel in SYSTEM_CHANNELS, channel
     return _repay(
-        uow,
-        clock,
+        deps.uow(),
+        deps.clock,
         borrower_id=borrower_id,
         loan_id=loan_id,
         amount_cents=amount_cents,
@@ -683,21 +686,19 @@ def _apply_to_overdue_loans(
 
 
 def write_off_loan(
+    deps: PinDeps,
     *,
-    uow: UnitOfWork,
-    hasher: PinHasher,
-    clock: Clock,
     lender_id: str,
     loan_id: str,
     pin: str,
     channel: str = "api",
 ) -> Loan:
     """The lender forgives what is still owed. No money moves; the debt ends."""
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         loan = loan_for(uow, loan_id, user_id=lender_id, role="lender")
         lender = require_user(uow, lender_id, lock=True)
-        check_pin(uow, hasher=hasher, user=lender, pin=pin, now=now, channel=channel)
+        check_pin(uow, hasher=deps.hasher, user=lender, pin=pin, now=now, channel=channel)
         # Forgiving a debt gives up money owed to the wallet: held after a PIN reset too.
         lender.require_money_may_leave(now)
         loan.accrue_penalty(nairobi_today(now))
@@ -725,10 +726,10 @@ def write_off_loan(
     return loan
 
 
-def expire_stale_loans(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+def expire_stale_loans(deps: Deps) -> int:
     """Requests nobody answered and approvals nobody funded lapse. Bounded per run."""
-    now = clock.now()
-    with uow_factory.read_only() as uow:
+    now = deps.clock.now()
+    with deps.uow.read_only() as uow:
         stale = uow.loans.ids_in_state(
             states=[LoanState.REQUESTED, LoanState.APPROVED],
             expires_before=now,
@@ -736,7 +737,7 @@ def expire_stale_loans(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
         )
     expired = 0
     for loan_id in stale:
-        with uow_factory() as uow:
+        with deps.uow() as uow:
             loan = uow.loans.lock(loan_id)
             assert loan is not None
             if _expire_if_due(uow, loan, now=now):
@@ -745,16 +746,16 @@ def expire_stale_loans(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
     return expired
 
 
-def fund_approved_loans(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+def fund_approved_loans(deps: Deps) -> int:
     """Catch-all for approvals whose lender got the money some way that funds nothing at once
     (a repayment passed on by an automatic overdue payment, a voided payout). Bounded per run."""
-    now = clock.now()
-    with uow_factory.read_only() as uow:
+    now = deps.clock.now()
+    with deps.uow.read_only() as uow:
         waiting = uow.loans.ids_in_state(states=[LoanState.APPROVED], limit=SWEEP_BATCH_MAX)
         lenders = {loan.lender_id for loan in map(uow.loans.get, waiting) if loan is not None}
     funded = 0
     for lender_id in sorted(lenders):
-        with uow_factory() as uow:
+        with deps.uow() as uow:
             locks = lock_loans_a_credit_may_settle(uow, user_id=lender_id, now=now)
             funded += _fund_waiting_loans(uow, locks, now=now)
             uow.commit()

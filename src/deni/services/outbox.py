@@ -21,7 +21,7 @@ import structlog
 
 from deni.ids import new_id
 from deni.services.mpesa.ports import MpesaPolicy, OutboxMessage, OutboxState
-from deni.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from deni.services.ports import Clock, Deps, UnitOfWork, UnitOfWorkFactory
 
 log = structlog.get_logger(__name__)
 
@@ -74,22 +74,21 @@ def backoff_s(attempts: int, policy: MpesaPolicy, rng: random.Random) -> float:
 
 
 def run_once(
+    deps: Deps,
     *,
-    uow_factory: UnitOfWorkFactory,
-    clock: Clock,
     handlers: Mapping[str, Handler],
     policy: MpesaPolicy,
     rng: random.Random,
 ) -> OutboxReport:
     """Claim one bounded batch of due messages and handle each once."""
-    now = clock.now()
-    with uow_factory() as uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         batch = uow.outbox.claim_due(now=now, limit=policy.batch_max, lease_s=policy.lease_s)
         uow.commit()
     assert len(batch) <= policy.batch_max
     done = retried = dead = 0
     for message in batch:
-        outcome = _handle(uow_factory, clock, handlers, policy, rng, message)
+        outcome = _handle(deps.uow, deps.clock, handlers, policy, rng, message)
         done += outcome == OutboxState.DONE
         retried += outcome == OutboxState.PENDING
         dead += outcome == OutboxState.DEAD
@@ -149,14 +148,22 @@ def _record(
     return OutboxState.PENDING
 
 
-def dead_letters(*, uow_factory: UnitOfWorkFactory, limit: int) -> list[OutboxMessage]:
-    with uow_factory.read_only() as uow:
+def dead_letters(
+    deps: Deps,
+    *,
+    limit: int,
+) -> list[OutboxMessage]:
+    with deps.uow.read_only() as uow:
         return uow.outbox.list(states=[OutboxState.DEAD], limit=limit)
 
 
-def retry_dead(*, uow_factory: UnitOfWorkFactory, clock: Clock, message_id: str) -> bool:
+def retry_dead(
+    deps: Deps,
+    *,
+    message_id: str,
+) -> bool:
     """Put a dead message back in the queue with its attempts reset."""
-    with uow_factory() as uow:
-        rearmed = uow.outbox.rearm(message_id, now=clock.now())
+    with deps.uow() as uow:
+        rearmed = uow.outbox.rearm(message_id, now=deps.clock.now())
         uow.commit()
     return rearmed

@@ -46,12 +46,11 @@ from deni.i18n import render_notification
 from deni.services import limits
 from deni.services.common import audit, lock_member, require_user
 from deni.services.ports import (
-    Clock,
-    PinHasher,
+    CodeDeps,
+    Deps,
     SmsNotSent,
     SmsSender,
     UnitOfWork,
-    UnitOfWorkFactory,
 )
 from deni.services.users import add_member
 
@@ -63,12 +62,8 @@ _INVALID_CODE = "The code is wrong or no longer valid. Ask for a new one."
 
 
 def ask_registration_code(
+    deps: CodeDeps,
     *,
-    uow: UnitOfWork,
-    sms: SmsSender,
-    counters: limits.LimitCounters,
-    clock: Clock,
-    pepper: str,
     phone: str,
     source: str,
     language: str = "en",
@@ -78,14 +73,14 @@ def ask_registration_code(
     the hour's codes are used up. `source` is who asks (an IP address)."""
     msisdn = normalise_msisdn(phone)
     clean_language = require_language(language)
-    now = clock.now()
-    limits.limit_registration_code_request(counters, source=source, now=now)
-    with uow:
+    now = deps.clock.now()
+    limits.limit_registration_code_request(deps.limit_counters, source=source, now=now)
+    with deps.uow() as uow:
         holder = lock_member(uow, msisdn)
         if holder is not None and (holder.phone_proven or holder.support_locked_at is not None):
             log.info("phone_code_not_sent", reason="number_taken")
             return
-        issued = _issue(uow, pepper=pepper, msisdn=msisdn, now=now)
+        issued = _issue(uow, pepper=deps.pepper, msisdn=msisdn, now=now)
         if issued is None:
             return
         code, sms_key = issued
@@ -98,15 +93,12 @@ def ask_registration_code(
         uow.commit()
     # In the asker's language: whoever holds the SIM reads it, not the account's maker.
     kind = "phone_code_taken" if holder is not None else "phone_code"
-    _send(sms, msisdn, kind, clean_language, code, sms_key)
+    _send(deps.sms, msisdn, kind, clean_language, code, sms_key)
 
 
 def register_with_code(
+    deps: CodeDeps,
     *,
-    uow: UnitOfWork,
-    hasher: PinHasher,
-    clock: Clock,
-    pepper: str,
     phone: str,
     code: str | None,
     name: str,
@@ -125,17 +117,17 @@ def register_with_code(
         raise PhoneCodeRequired(
             "Ask for a code first (POST /auth/register/code): Deni sends it to the number by SMS."
         )
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         # The holder's row before the code's, as every use of a number's code locks them.
         lock_member(uow, msisdn)
-        _spend_code(uow, pepper=pepper, msisdn=msisdn, code=code, now=now)
+        _spend_code(uow, pepper=deps.pepper, msisdn=msisdn, code=code, now=now)
         user = add_member(
             uow,
             msisdn=msisdn,
             name=clean_name,
             language=clean_language,
-            pin_hash=hasher.hash(pin),
+            pin_hash=deps.hasher.hash(pin),
             phone_proven=True,
             now=now,
             channel=channel,
@@ -145,23 +137,19 @@ def register_with_code(
 
 
 def ask_own_code(
+    deps: CodeDeps,
     *,
-    uow: UnitOfWork,
-    sms: SmsSender,
-    counters: limits.LimitCounters,
-    clock: Clock,
-    pepper: str,
     user_id: str,
     source: str,
     channel: str = "api",
 ) -> None:
     """A signed-in member whose number is unproven asks for a code to prove it."""
-    now = clock.now()
-    limits.limit_registration_code_request(counters, source=source, now=now)
-    with uow:
+    now = deps.clock.now()
+    limits.limit_registration_code_request(deps.limit_counters, source=source, now=now)
+    with deps.uow() as uow:
         user = require_user(uow, user_id, lock=True)
         _require_unproven(user)
-        issued = _issue(uow, pepper=pepper, msisdn=user.phone, now=now)
+        issued = _issue(uow, pepper=deps.pepper, msisdn=user.phone, now=now)
         if issued is None:
             raise TooManyRequests("Codes for this number are used up for now. Try in an hour.")
         code, sms_key = issued
@@ -170,19 +158,23 @@ def ask_own_code(
             details={"for": "prove"}, now=now,
         )  # fmt: skip
         uow.commit()
-    _send(sms, user.phone, "phone_code", user.language, code, sms_key)
+    _send(deps.sms, user.phone, "phone_code", user.language, code, sms_key)
 
 
 def prove_own_phone(
-    *, uow: UnitOfWork, clock: Clock, pepper: str, user_id: str, code: str, channel: str = "api"
+    deps: CodeDeps,
+    *,
+    user_id: str,
+    code: str,
+    channel: str = "api",
 ) -> User:
     """The code from the SMS proves the signed-in member's number. Proving it again is a no-op."""
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = require_user(uow, user_id, lock=True)
         if user.phone_proven:
             return user
-        _spend_code(uow, pepper=pepper, msisdn=user.phone, code=code, now=now)
+        _spend_code(uow, pepper=deps.pepper, msisdn=user.phone, code=code, now=now)
         _mark_proven(uow, user, how="sms_code", now=now, channel=channel)
         uow.commit()
     return user
@@ -195,13 +187,13 @@ def prove_by_ussd_pin(uow: UnitOfWork, user: User, *, now: datetime) -> None:
         _mark_proven(uow, user, how="ussd_pin", now=now, channel="ussd")
 
 
-def prune_codes(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+def prune_codes(deps: Deps) -> int:
     """Forget the numbers whose codes can neither work nor count any more: most are strangers'
     numbers (asked for and never registered), which Deni has no reason to keep."""
-    now = clock.now()
+    now = deps.clock.now()
     pruned = 0
     for _ in range(PRUNE_BATCHES_PER_RUN_MAX):
-        with uow_factory() as uow:
+        with deps.uow() as uow:
             count = uow.phone_codes.prune(
                 windows_started_by=now - RESET_CODE_WINDOW, now=now, limit=PRUNE_BATCH
             )

@@ -36,12 +36,12 @@ from deni.i18n import render_notification
 from deni.services import limits
 from deni.services.common import audit, lock_member, notify, require_user
 from deni.services.ports import (
-    Clock,
+    CodeDeps,
+    Deps,
+    PinDeps,
     PinHasher,
     SmsNotSent,
-    SmsSender,
     UnitOfWork,
-    UnitOfWorkFactory,
 )
 
 log = structlog.get_logger(__name__)
@@ -52,12 +52,8 @@ FORGET_BATCHES_PER_RUN_MAX = 20
 
 
 def start_pin_reset(
+    deps: CodeDeps,
     *,
-    uow: UnitOfWork,
-    sms: SmsSender,
-    counters: limits.LimitCounters,
-    clock: Clock,
-    pepper: str,
     phone: str,
     source: str,
     channel: str = "api",
@@ -65,9 +61,9 @@ def start_pin_reset(
     """Send a reset code to this number if it is a member's and the hour's codes allow.
     `source` is who asks (an IP address): it may ask only so often, whatever the number."""
     msisdn = normalise_msisdn(phone)
-    now = clock.now()
-    _count_ask(counters, source, now)
-    with uow:
+    now = deps.clock.now()
+    _count_ask(deps.limit_counters, source, now)
+    with deps.uow() as uow:
         user = lock_member(uow, msisdn)
         if user is None or user.support_locked_at is not None:
             return
@@ -76,24 +72,21 @@ def start_pin_reset(
             log.info("pin_reset_codes_used_up")
             return
         code = f"{secrets.randbelow(10**RESET_CODE_DIGITS):0{RESET_CODE_DIGITS}d}"
-        reset.issue(_code_hash(pepper, user.id, code), now)
+        reset.issue(_code_hash(deps.pepper, user.id, code), now)
         uow.pin_resets.save(reset, now)
         audit(uow, actor_id=user.id, channel=channel, command="ask_pin_reset", details={}, now=now)
         uow.commit()
     minutes = int(RESET_CODE_TTL.total_seconds()) // 60
     body = render_notification("pin_reset_code", user.language, {"code": code, "minutes": minutes})
     try:
-        sms.send(phone=user.phone, body=body, idempotency_key=_sms_key(reset), secret=code)
+        deps.sms.send(phone=user.phone, body=body, idempotency_key=_sms_key(reset), secret=code)
     except SmsNotSent as error:
         raise SmsUnavailable("The SMS could not be sent. Try again in a minute.") from error
 
 
 def finish_pin_reset(
+    deps: CodeDeps,
     *,
-    uow: UnitOfWork,
-    hasher: PinHasher,
-    clock: Clock,
-    pepper: str,
     phone: str,
     code: str,
     new_pin: str,
@@ -103,38 +96,42 @@ def finish_pin_reset(
     account's PIN tries; a malformed new PIN costs nothing."""
     require_pin_format(new_pin)
     msisdn = normalise_msisdn(phone)
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = lock_member(uow, msisdn)
         reset = uow.pin_resets.lock(user.id) if user is not None else None
         if user is None or user.support_locked_at or reset is None or not reset.usable(now):
             raise InvalidResetCode(_INVALID_CODE)
         assert reset.code_hash is not None
-        if not hmac.compare_digest(reset.code_hash, _code_hash(pepper, user.id, code)):
+        if not hmac.compare_digest(reset.code_hash, _code_hash(deps.pepper, user.id, code)):
             reset.record_wrong()
             uow.pin_resets.save(reset, now)
             uow.commit()
             raise InvalidResetCode(_INVALID_CODE)
         reset.spend()
         uow.pin_resets.save(reset, now)
-        _replace_pin(uow, hasher, user, new_pin, now=now, channel=channel)
+        _replace_pin(uow, deps.hasher, user, new_pin, now=now, channel=channel)
         uow.commit()
 
 
 def reset_pin_on_this_sim(
-    *, uow: UnitOfWork, hasher: PinHasher, clock: Clock, user_id: str, new_pin: str, channel: str
+    deps: PinDeps,
+    *,
+    user_id: str,
+    new_pin: str,
+    channel: str,
 ) -> None:
     """A forgotten PIN replaced from a USSD session: the mobile network, not the caller, says
     which SIM dialled (Africa's Talking posts to Deni's secret path), which proves as much as
     an SMS code would. Everything else is as after an SMS code: unlocked, sessions ended, the
     owner told, money held for a day."""
     require_pin_format(new_pin)
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = require_user(uow, user_id, lock=True)
         if user.support_locked_at is not None:
             raise LockedBySupport
-        _replace_pin(uow, hasher, user, new_pin, now=now, channel=channel)
+        _replace_pin(uow, deps.hasher, user, new_pin, now=now, channel=channel)
         uow.commit()
 
 
@@ -151,13 +148,13 @@ def _replace_pin(
     audit(uow, actor_id=user.id, channel=channel, command="reset_pin", details={}, now=now)
 
 
-def forget_expired_codes(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+def forget_expired_codes(deps: Deps) -> int:
     """Clear the hashes of codes that expired unused: worthless to anyone, and no reason to
     keep an HMAC of a six-digit number. Short transactions, a bounded number per run."""
     forgotten = 0
     for _ in range(FORGET_BATCHES_PER_RUN_MAX):
-        with uow_factory() as uow:
-            count = uow.pin_resets.forget_expired(now=clock.now(), limit=FORGET_BATCH)
+        with deps.uow() as uow:
+            count = uow.pin_resets.forget_expired(now=deps.clock.now(), limit=FORGET_BATCH)
             uow.commit()
         forgotten += count
         if count < FORGET_BATCH:

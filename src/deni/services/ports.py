@@ -1,6 +1,6 @@
 """Ports: what the use cases need from the outside world, as Protocols.
 
-Adapters implement them; bootstrap.py picks real or fake ones. Nothing here does I/O.
+Adapters implement them; bootstrap picks real or fake ones. Nothing here does I/O.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from deni.services.ports import (
     AuditRecord,
     Clock,
     NotificationRecord,
-    PinHasher,
+    PinDeps,
     StatementLine,
     UnitOfWork,
 )
@@ -48,6 +48,17 @@ class SnapshotReads(Protocol):
     def snapshot(self) -> UnitOfWork:
         """A read-only transaction on one consistent snapshot."""
         ...
+
+
+class SnapshotDeps(Protocol):
+    """What the export runs on: a factory of snapshot reads (it reads many tables and they
+    must agree), and the clock."""
+
+    @property
+    def uow(self) -> SnapshotReads: ...
+
+    @property
+    def clock(self) -> Clock: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +82,13 @@ class ExportTooLarge(ValidationFailed):
         )
 
 
-def personal_data(*, uow_factory: SnapshotReads, clock: Clock, user_id: str) -> PersonalData:
-    now = clock.now()
-    with uow_factory.snapshot() as uow:
+def personal_data(
+    deps: SnapshotDeps,
+    *,
+    user_id: str,
+) -> PersonalData:
+    now = deps.clock.now()
+    with deps.uow.snapshot() as uow:
         user = require_user(uow, user_id)
         account = uow.ledger.get_account(wallet_account_id(user_id))
         assert account is not None, "every user has a wallet"
@@ -166,19 +181,23 @@ OPEN_LOAN_STATES = (LoanState.REQUESTED, LoanState.APPROVED, LoanState.DISBURSIN
 
 
 def close_account(
-    *, uow: UnitOfWork, hasher: PinHasher, clock: Clock, user_id: str, pin: str, channel: str
+    deps: PinDeps,
+    *,
+    user_id: str,
+    pin: str,
+    channel: str,
 ) -> None:
     """Close the account and erase what the law does not make Deni keep
     (adapters/db/erasure.py), once nothing is left in it: no money, no open loan either way,
     no M-PESA movement under way. Asked again for a closed account, it does nothing."""
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = uow.users.lock(user_id)
         if user is None:
             raise NotFound("No such user.", code="user_not_found")
         if user.is_closed:
             return
-        check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
+        check_pin(uow, hasher=deps.hasher, user=user, pin=pin, now=now, channel=channel)
         _require_nothing_open(uow, user_id)
         user.end_sessions()
         uow.users.save(user, now)

@@ -14,12 +14,11 @@ from deni.domain.users import nairobi_today
 from deni.services.ports import (
     LIST_PAGE_MAX,
     STATEMENT_PAGE_MAX,
-    Clock,
+    Deps,
     NotificationRecord,
     RepaymentRecord,
     StatementLine,
     UnitOfWork,
-    UnitOfWorkFactory,
 )
 
 
@@ -57,9 +56,8 @@ def _view(loan: Loan, today: date, names: dict[str, tuple[str, str]]) -> LoanVie
 
 
 def list_loans(
+    deps: Deps,
     *,
-    uow_factory: UnitOfWorkFactory,
-    clock: Clock,
     user_id: str,
     role: str,
     states: Sequence[LoanState] = (),
@@ -69,8 +67,8 @@ def list_loans(
 ) -> list[LoanView]:
     """Newest first; `overdue` keeps only loans that are (True) or are not (False) overdue."""
     assert 1 <= limit <= LIST_PAGE_MAX
-    today = nairobi_today(clock.now())
-    with uow_factory.read_only() as uow:
+    today = nairobi_today(deps.clock.now())
+    with deps.uow.read_only() as uow:
         loans = uow.loans.list_for(
             user_id=user_id,
             role=role,
@@ -87,10 +85,13 @@ def list_loans(
 
 
 def loan_detail(
-    *, uow_factory: UnitOfWorkFactory, clock: Clock, user_id: str, loan_id: str
+    deps: Deps,
+    *,
+    user_id: str,
+    loan_id: str,
 ) -> LoanDetail:
-    today = nairobi_today(clock.now())
-    with uow_factory.read_only() as uow:
+    today = nairobi_today(deps.clock.now())
+    with deps.uow.read_only() as uow:
         loan = uow.loans.get(loan_id)
         if loan is None or user_id not in (loan.borrower_id, loan.lender_id):
             raise NotFound("No such loan.", code="loan_not_found")
@@ -105,10 +106,14 @@ def loan_details(uow: UnitOfWork, loans: Sequence[Loan], *, today: date) -> list
     return [LoanDetail(_view(loan, today, names), uow.loans.repayments(loan.id)) for loan in loans]
 
 
-def loan_view(*, uow_factory: UnitOfWorkFactory, clock: Clock, loan: Loan) -> LoanView:
+def loan_view(
+    deps: Deps,
+    *,
+    loan: Loan,
+) -> LoanView:
     """The view of a loan a command has just returned: it is current, so only names are read."""
-    today = nairobi_today(clock.now())
-    with uow_factory.read_only() as uow:
+    today = nairobi_today(deps.clock.now())
+    with deps.uow.read_only() as uow:
         names = uow.users.contacts({loan.borrower_id, loan.lender_id})
     return _view(copy.copy(loan), today, names)
 
@@ -121,12 +126,16 @@ class Statement:
 
 
 def wallet_statement(
-    *, uow_factory: UnitOfWorkFactory, user_id: str, before: int | None = None, limit: int = 20
+    deps: Deps,
+    *,
+    user_id: str,
+    before: int | None = None,
+    limit: int = 20,
 ) -> Statement:
     """Newest first; `next_cursor` fetches the page after this one."""
     assert 1 <= limit <= STATEMENT_PAGE_MAX
     account_id = wallet_account_id(user_id)
-    with uow_factory.read_only() as uow:
+    with deps.uow.read_only() as uow:
         account = uow.ledger.get_account(account_id)
         if account is None:
             raise NotFound("No wallet for this user.", code="wallet_not_found")
@@ -136,10 +145,15 @@ def wallet_statement(
 
 
 def list_notifications(
-    *, uow_factory: UnitOfWorkFactory, user_id: str, unread_only: bool, limit: int, offset: int
+    deps: Deps,
+    *,
+    user_id: str,
+    unread_only: bool,
+    limit: int,
+    offset: int,
 ) -> list[NotificationRecord]:
     assert 1 <= limit <= LIST_PAGE_MAX
-    with uow_factory.read_only() as uow:
+    with deps.uow.read_only() as uow:
         return uow.notifications.list_for(
             user_id, unread_only=unread_only, limit=limit, offset=offset
         )

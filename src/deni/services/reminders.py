@@ -12,7 +12,7 @@ from deni.domain.reminders import DUE_SOON_DAYS, reminder_key, reminder_kind
 from deni.domain.users import nairobi_today
 from deni.services import loans
 from deni.services.common import audit, notify
-from deni.services.ports import Clock, UnitOfWork, UnitOfWorkFactory
+from deni.services.ports import Deps, UnitOfWorkFactory
 
 REMINDER_PAGE_LOANS = 200
 REMINDER_PAGES_MAX = 1_000  # 200,000 loans due or overdue per run is far beyond need
@@ -25,27 +25,33 @@ class SweepReport:
     funded: int = 0
 
 
-def sweep(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> SweepReport:
-    expired = loans.expire_stale_loans(uow_factory=uow_factory, clock=clock)
-    funded = loans.fund_approved_loans(uow_factory=uow_factory, clock=clock)
-    reminded = send_due_reminders(uow_factory=uow_factory, clock=clock)
+def sweep(deps: Deps) -> SweepReport:
+    expired = loans.expire_stale_loans(
+        deps,
+    )
+    funded = loans.fund_approved_loans(
+        deps,
+    )
+    reminded = send_due_reminders(
+        deps,
+    )
     return SweepReport(expired, reminded, funded)
 
 
-def send_due_reminders(*, uow_factory: UnitOfWorkFactory, clock: Clock) -> int:
+def send_due_reminders(deps: Deps) -> int:
     """Store due-soon, due-today and overdue notifications; each at most once a day."""
-    now = clock.now()
+    now = deps.clock.now()
     today = nairobi_today(now)
     due_before = today + timedelta(days=DUE_SOON_DAYS + 1)
     sent, after_id = 0, ""
     for _ in range(REMINDER_PAGES_MAX):
-        with uow_factory.read_only() as uow:
+        with deps.uow.read_only() as uow:
             page = uow.loans.active_due_before(
                 due_before, after_id=after_id, limit=REMINDER_PAGE_LOANS
             )
         if not page:
             break
-        sent += sum(_remind(uow_factory, loan_id, now=now) for loan_id in page)
+        sent += sum(_remind(deps.uow, loan_id, now=now) for loan_id in page)
         after_id = page[-1]
     return sent
 
@@ -80,12 +86,16 @@ def _remind(uow_factory: UnitOfWorkFactory, loan_id: str, *, now: datetime) -> b
 
 
 def remind_borrower(
-    *, uow: UnitOfWork, clock: Clock, lender_id: str, loan_id: str, channel: str
+    deps: Deps,
+    *,
+    lender_id: str,
+    loan_id: str,
+    channel: str,
 ) -> bool:
     """The lender nudges the borrower (by SMS). At most once a day per loan: False if already."""
-    now = clock.now()
+    now = deps.clock.now()
     today = nairobi_today(now)
-    with uow:
+    with deps.uow() as uow:
         loan = loans.loan_for(uow, loan_id, user_id=lender_id, role="lender", lock=False)
         if loan.state is not LoanState.ACTIVE:
             raise Conflict("Only an active loan can be reminded.", code="loan_not_active")

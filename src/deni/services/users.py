@@ -24,13 +24,13 @@ from deni.ids import new_id
 from deni.services import ledger
 from deni.services.common import audit, lock_member, notify, require_user
 from deni.services.ports import (
-    AccessTokens,
-    Clock,
+    Deps,
+    PinDeps,
     PinHasher,
     RefreshToken,
+    SessionDeps,
     SessionGate,
     UnitOfWork,
-    UnitOfWorkFactory,
 )
 
 log = structlog.get_logger(__name__)
@@ -54,10 +54,8 @@ class Session:
 
 
 def register_user(
+    deps: PinDeps,
     *,
-    uow: UnitOfWork,
-    hasher: PinHasher,
-    clock: Clock,
     phone: str,
     name: str,
     pin: str,
@@ -73,9 +71,9 @@ def register_user(
     msisdn = normalise_msisdn(phone)
     clean_name = require_name(name)
     clean_language = require_language(language)
-    pin_hash = hasher.hash(require_pin_format(pin))
-    now = clock.now()
-    with uow:
+    pin_hash = deps.hasher.hash(require_pin_format(pin))
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = add_member(
             uow,
             msisdn=msisdn,
@@ -244,48 +242,54 @@ def _decoy_pin_hash(hasher: PinHasher) -> str:
 
 
 def login(
+    deps: SessionDeps,
     *,
-    uow: UnitOfWork,
-    hasher: PinHasher,
-    tokens: AccessTokens,
-    clock: Clock,
     phone: str,
     pin: str,
-    refresh_ttl_s: int,
     channel: str = "api",
 ) -> Session:
     msisdn = normalise_msisdn(phone)
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = lock_member(uow, msisdn)
         if user is None:
             # A PIN is checked all the same, so an unknown number takes as long to refuse.
-            hasher.verify(pin, _decoy_pin_hash(hasher))
+            deps.hasher.verify(pin, _decoy_pin_hash(deps.hasher))
             raise _wrong_credentials()
         try:
             check_pin(
-                uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel, in_session=False
+                uow,
+                hasher=deps.hasher,
+                user=user,
+                pin=pin,
+                now=now,
+                channel=channel,
+                in_session=False,
             )
         except WrongPin:
             # Counted (check_pin committed it), but answered as an unknown number is: sign-in
             # must not tell members from strangers.
             raise _wrong_credentials() from None
         refresh = _new_refresh_token(
-            uow, user_id=user.id, family_id=new_id(), now=now, ttl_s=refresh_ttl_s
+            uow, user_id=user.id, family_id=new_id(), now=now, ttl_s=deps.refresh_ttl_s
         )
         audit(uow, actor_id=user.id, channel=channel, command="login", details={}, now=now)
         uow.commit()
-    access, expires_in_s = tokens.issue(user_id=user.id, now=now, session_epoch=user.session_epoch)
+    access, expires_in_s = deps.tokens.issue(
+        user_id=user.id, now=now, session_epoch=user.session_epoch
+    )
     return Session(user.id, access, expires_in_s, refresh)
 
 
 def refresh_session(
-    *, uow: UnitOfWork, tokens: AccessTokens, clock: Clock, refresh_token: str, refresh_ttl_s: int
+    deps: SessionDeps,
+    *,
+    refresh_token: str,
 ) -> Session:
     """Swap a refresh token for a new pair. Reusing a spent token revokes its whole family,
     unless its answer was lost (REFRESH_ANSWER_LOST_GRACE): then its unused successor is swapped."""
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         stored = uow.tokens.lock_by_hash(_token_hash(refresh_token))
         if stored is None or stored.expires_at <= now:
             raise Unauthorized("The refresh token is not valid.", code="invalid_refresh_token")
@@ -311,11 +315,11 @@ def refresh_session(
             user_id=stored.user_id,
             family_id=stored.family_id,
             now=now,
-            ttl_s=refresh_ttl_s,
+            ttl_s=deps.refresh_ttl_s,
             token_id=token_id,
         )
         uow.commit()
-    access, expires_in_s = tokens.issue(
+    access, expires_in_s = deps.tokens.issue(
         user_id=stored.user_id, now=now, session_epoch=user.session_epoch
     )
     return Session(stored.user_id, access, expires_in_s, refresh)
@@ -334,10 +338,15 @@ def require_live_session(*, gate: SessionGate, user_id: str, session_epoch: int)
         raise Unauthorized("This session has ended. Sign in again.", code="session_ended")
 
 
-def sign_out_everywhere(*, uow: UnitOfWork, clock: Clock, user_id: str, channel: str) -> None:
+def sign_out_everywhere(
+    deps: Deps,
+    *,
+    user_id: str,
+    channel: str,
+) -> None:
     """Every access token and refresh token of this user stops working now."""
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = require_user(uow, user_id, lock=True)
         _end_sessions(uow, user, now)
         uow.users.save(user, now)
@@ -352,11 +361,15 @@ def sign_out_everywhere(*, uow: UnitOfWork, clock: Clock, user_id: str, channel:
         uow.commit()
 
 
-def log_out(*, uow: UnitOfWork, clock: Clock, refresh_token: str) -> None:
+def log_out(
+    deps: Deps,
+    *,
+    refresh_token: str,
+) -> None:
     """This sign-in ends: its refresh token and every one swapped from it. Says nothing about
     whether the token was known (an unknown or spent one changes nothing)."""
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         stored = uow.tokens.lock_by_hash(_token_hash(refresh_token))
         if stored is not None:
             uow.tokens.revoke_family(stored.family_id, now)
@@ -397,35 +410,37 @@ def _token_hash(secret: str) -> str:
 
 
 def change_pin(
+    deps: PinDeps,
     *,
-    uow: UnitOfWork,
-    hasher: PinHasher,
-    clock: Clock,
     user_id: str,
     old_pin: str,
     new_pin: str,
     channel: str = "api",
 ) -> None:
     require_pin_format(new_pin)
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = uow.users.lock(user_id)
         if user is None:
             raise NotFound("No such user.", code="user_not_found")
-        check_pin(uow, hasher=hasher, user=user, pin=old_pin, now=now, channel=channel)
-        _set_pin(uow, hasher, user, new_pin, now=now, channel=channel)
+        check_pin(uow, hasher=deps.hasher, user=user, pin=old_pin, now=now, channel=channel)
+        _set_pin(uow, deps.hasher, user, new_pin, now=now, channel=channel)
         uow.commit()
 
 
 def change_proven_pin(
-    *, uow: UnitOfWork, hasher: PinHasher, clock: Clock, user_id: str, new_pin: str, channel: str
+    deps: PinDeps,
+    *,
+    user_id: str,
+    new_pin: str,
+    channel: str,
 ) -> None:
     """A new PIN for a member who proved the current one moments ago in the same session: USSD
     checks it on its own screen (check_pin) and asks for the new one on the next two, keeping
     no PIN in between. Refused, as a PIN check would be, while the account is locked."""
     require_pin_format(new_pin)
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = uow.users.lock(user_id)
         if user is None:
             raise NotFound("No such user.", code="user_not_found")
@@ -434,7 +449,7 @@ def change_proven_pin(
         if user.is_locked(now):
             assert user.locked_until is not None
             raise AccountLocked(_locked_message(user.locked_until, now))
-        _set_pin(uow, hasher, user, new_pin, now=now, channel=channel)
+        _set_pin(uow, deps.hasher, user, new_pin, now=now, channel=channel)
         uow.commit()
 
 
@@ -447,8 +462,12 @@ def _set_pin(
     audit(uow, actor_id=user.id, channel=channel, command="change_pin", details={}, now=now)
 
 
-def get_user(*, uow_factory: UnitOfWorkFactory, user_id: str) -> User:
-    with uow_factory.read_only() as uow:
+def get_user(
+    deps: Deps,
+    *,
+    user_id: str,
+) -> User:
+    with deps.uow.read_only() as uow:
         return require_user(uow, user_id)
 
 
@@ -460,9 +479,8 @@ def find_by_phone(uow: UnitOfWork, phone: str) -> User:
 
 
 def update_profile(
+    deps: Deps,
     *,
-    uow: UnitOfWork,
-    clock: Clock,
     user_id: str,
     name: str | None = None,
     language: str | None = None,
@@ -471,8 +489,8 @@ def update_profile(
     """Change the name and/or language; the fields not given stay as they are."""
     clean_name = require_name(name) if name is not None else None
     clean_language = require_language(language) if language is not None else None
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = uow.users.lock(user_id)
         if user is None:
             raise NotFound("No such user.", code="user_not_found")
@@ -493,13 +511,17 @@ def update_profile(
 
 
 def set_support_lock(
-    *, uow: UnitOfWork, clock: Clock, phone: str, locked: bool, channel: str = "cli"
+    deps: Deps,
+    *,
+    phone: str,
+    locked: bool,
+    channel: str = "cli",
 ) -> User:
     """Customer care locks an account (a member reports a SIM swap, a lost phone) or unlocks
     it. While locked nothing works, not even a PIN reset, and every session has ended."""
     msisdn = normalise_msisdn(phone)
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = lock_member(uow, msisdn)
         if user is None:
             raise NotFound("No member has this number.", code="user_not_found")

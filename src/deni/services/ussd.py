@@ -10,7 +10,7 @@ from deni.domain.errors import NotFound
 from deni.domain.users import User, require_language
 from deni.services.common import audit
 from deni.services.phone_proof import prove_by_ussd_pin
-from deni.services.ports import Clock, MpesaRequests, PinHasher, UnitOfWork
+from deni.services.ports import Deps, MpesaRequests, PinDeps, UnitOfWork
 from deni.services.users import check_pin
 
 MPESA_KINDS = ("top_up", "withdrawal", "stk_repayment")
@@ -18,10 +18,8 @@ QUEUED_PER_SESSION_MAX = 4
 
 
 def confirm_pin(
+    deps: PinDeps,
     *,
-    uow: UnitOfWork,
-    hasher: PinHasher,
-    clock: Clock,
     user_id: str,
     pin: str,
     channel: str,
@@ -29,12 +27,12 @@ def confirm_pin(
 ) -> User:
     """Prove the PIN on its own (a wrong one counts towards the lock, as everywhere). With
     `money_leaves`, also refuse while a PIN reset holds the wallet's money."""
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = uow.users.lock(user_id)
         if user is None:
             raise NotFound("No such user.", code="user_not_found")
-        check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
+        check_pin(uow, hasher=deps.hasher, user=user, pin=pin, now=now, channel=channel)
         uow.commit()
     if money_leaves:
         user.require_money_may_leave(now)
@@ -42,10 +40,8 @@ def confirm_pin(
 
 
 def claim_number(
+    deps: PinDeps,
     *,
-    uow: UnitOfWork,
-    hasher: PinHasher,
-    clock: Clock,
     user_id: str,
     phone: str,
     pin: str,
@@ -54,23 +50,27 @@ def claim_number(
     """A dial from the number of an account that never proved it, with the account's PIN: the
     network says which SIM dialled and its holder knows the PIN, so the account is the SIM
     holder's; its number is proven. A wrong PIN counts towards the lock, as everywhere."""
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = uow.users.lock(user_id)
         if user is None or user.is_closed or user.phone != phone:
             raise NotFound("No such user.", code="user_not_found")
-        check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
+        check_pin(uow, hasher=deps.hasher, user=user, pin=pin, now=now, channel=channel)
         prove_by_ussd_pin(uow, user, now=now)
         uow.commit()
     return user
 
 
 def set_language(
-    *, uow: UnitOfWork, clock: Clock, user_id: str, language: str, channel: str
+    deps: Deps,
+    *,
+    user_id: str,
+    language: str,
+    channel: str,
 ) -> User:
     clean = require_language(language)
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = uow.users.lock(user_id)
         if user is None:
             raise NotFound("No such user.", code="user_not_found")
@@ -105,18 +105,17 @@ class QueuedMpesa:
 
 
 def record_mpesa_requests(
+    deps: Deps,
     *,
-    uow: UnitOfWork,
     mpesa: MpesaRequests,
-    clock: Clock,
     user_id: str,
     queued: Sequence[QueuedMpesa],
     channel: str,
 ) -> None:
     """Record every queued movement in one transaction: all of them or none."""
     assert 0 < len(queued) <= QUEUED_PER_SESSION_MAX
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         for item in queued:
             _record(uow, mpesa, item, user_id=user_id, now=now)
             details = {"kind": item.kind, "amount_cents": item.amount_cents}

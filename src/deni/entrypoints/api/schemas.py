@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, St
 
 from deni.domain.money import format_kes
 from deni.domain.users import User
+from deni.services.notifications import IDS_PER_MARK_MAX
 from deni.services.ports import NotificationRecord, StatementLine
 from deni.services.queries import LoanDetail, LoanView
 
@@ -392,7 +393,7 @@ class NotificationListOut(BaseModel):
 
 
 class MarkReadIn(Strict):
-    ids: list[Id] = Field(min_length=1, max_length=100)
+    ids: list[Id] = Field(min_length=1, max_length=IDS_PER_MARK_MAX)
 
 
 class MarkReadOut(BaseModel):

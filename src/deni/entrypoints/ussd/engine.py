@@ -403,9 +403,8 @@ class UssdEngine:
         if ctx.queued:
             assert state.user_id is not None
             ussd.record_mpesa_requests(
-                uow=self.deni.uow(),
+                self.deni,
                 mpesa=self.deni.mpesa_requests,
-                clock=self.deni.clock,
                 user_id=state.user_id,
                 queued=ctx.queued,
                 channel=flows.CHANNEL,

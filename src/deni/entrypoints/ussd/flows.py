@@ -209,9 +209,7 @@ def _day(day: date, language: str) -> str:
 
 def _confirm_pin(ctx: Ctx, raw: str, *, money_leaves: bool = False) -> None:
     ussd.confirm_pin(
-        uow=ctx.deni.uow(),
-        hasher=ctx.deni.hasher,
-        clock=ctx.clock,
+        ctx.deni,
         user_id=ctx.user_id,
         pin=require_pin(raw),
         channel=CHANNEL,
@@ -254,9 +252,7 @@ def submit_register(ctx: Ctx, raw: str) -> Step:
     language = ctx.text("language")
     try:
         user = users.register_user(
-            uow=ctx.deni.uow(),
-            hasher=ctx.deni.hasher,
-            clock=ctx.clock,
+            ctx.deni,
             phone=ctx.state.phone,
             name=ctx.text("name"),
             pin=raw,
@@ -284,9 +280,7 @@ def submit_claim(ctx: Ctx, raw: str) -> Step:
     if state.claim_id is None:  # a session from before the account lost the number
         return Goto("welcome", reset=True)
     user = ussd.claim_number(
-        uow=ctx.deni.uow(),
-        hasher=ctx.deni.hasher,
-        clock=ctx.clock,
+        ctx.deni,
         user_id=state.claim_id,
         phone=state.phone,
         pin=require_pin(raw),
@@ -365,8 +359,7 @@ def view_quote(ctx: Ctx) -> Params:
 def submit_request_loan(ctx: Ctx, raw: str) -> Step:
     _confirm_pin(ctx, raw)
     loan = loans.request_loan(
-        uow=ctx.deni.uow(),
-        clock=ctx.clock,
+        ctx.deni,
         borrower_id=ctx.user_id,
         lender_phone=ctx.text("lender"),
         principal_cents=ctx.cents("principal"),
@@ -483,9 +476,7 @@ def view_repay_wallet_pin(ctx: Ctx) -> Params:
 
 def submit_repay_wallet(ctx: Ctx, raw: str) -> Step:
     repayment = loans.repay_loan(
-        uow=ctx.deni.uow(),
-        hasher=ctx.deni.hasher,
-        clock=ctx.clock,
+        ctx.deni,
         borrower_id=ctx.user_id,
         loan_id=ctx.text("loan_id"),
         amount_cents=ctx.cents("amount"),
@@ -517,8 +508,7 @@ def submit_repay_mpesa(ctx: Ctx, raw: str) -> Step:
 def action_remind(ctx: Ctx) -> Step:
     view = _loan_view(ctx, role="lender", state=LoanState.ACTIVE)
     sent = reminders.remind_borrower(
-        uow=ctx.deni.uow(),
-        clock=ctx.clock,
+        ctx.deni,
         lender_id=ctx.user_id,
         loan_id=view.loan.id,
         channel=CHANNEL,
@@ -531,9 +521,7 @@ def action_remind(ctx: Ctx) -> Step:
 def submit_write_off(ctx: Ctx, raw: str) -> Step:
     view = _loan_view(ctx, role="lender", state=LoanState.ACTIVE)
     loans.write_off_loan(
-        uow=ctx.deni.uow(),
-        hasher=ctx.deni.hasher,
-        clock=ctx.clock,
+        ctx.deni,
         lender_id=ctx.user_id,
         loan_id=view.loan.id,
         pin=require_pin(raw),
@@ -549,9 +537,7 @@ def submit_approve(ctx: Ctx, raw: str) -> Step:
         raise Reject("ussd.err_loan_changed")
     try:
         loan = loans.approve_loan(
-            uow=ctx.deni.uow(),
-            hasher=ctx.deni.hasher,
-            clock=ctx.clock,
+            ctx.deni,
             lender_id=ctx.user_id,
             loan_id=view.loan.id,
             pin=require_pin(raw),
@@ -579,8 +565,7 @@ def submit_approve(ctx: Ctx, raw: str) -> Step:
 def action_decline(ctx: Ctx) -> Step:
     view = _loan_view(ctx, role="lender", state=LoanState.REQUESTED)
     loans.decline_loan(
-        uow=ctx.deni.uow(),
-        clock=ctx.clock,
+        ctx.deni,
         lender_id=ctx.user_id,
         loan_id=view.loan.id,
         channel=CHANNEL,
@@ -684,9 +669,7 @@ def submit_change_pin(ctx: Ctx, raw: str) -> Step:
     if mismatch is not None:
         return mismatch
     users.change_proven_pin(
-        uow=ctx.deni.uow(),
-        hasher=ctx.deni.hasher,
-        clock=ctx.clock,
+        ctx.deni,
         user_id=ctx.user_id,
         new_pin=raw,
         channel=CHANNEL,
@@ -700,9 +683,7 @@ def submit_reset_pin(ctx: Ctx, raw: str) -> Step:
     if mismatch is not None:
         return mismatch
     pin_reset.reset_pin_on_this_sim(
-        uow=ctx.deni.uow(),
-        hasher=ctx.deni.hasher,
-        clock=ctx.clock,
+        ctx.deni,
         user_id=ctx.user_id,
         new_pin=raw,
         channel=CHANNEL,
@@ -713,9 +694,7 @@ def submit_reset_pin(ctx: Ctx, raw: str) -> Step:
 
 def submit_close(ctx: Ctx, raw: str) -> Step:
     privacy.close_account(
-        uow=ctx.deni.uow(),
-        hasher=ctx.deni.hasher,
-        clock=ctx.clock,
+        ctx.deni,
         user_id=ctx.user_id,
         pin=require_pin(raw),
         channel=CHANNEL,
@@ -726,8 +705,7 @@ def submit_close(ctx: Ctx, raw: str) -> Step:
 
 def _set_language(ctx: Ctx, language: str) -> Step:
     user = ussd.set_language(
-        uow=ctx.deni.uow(),
-        clock=ctx.clock,
+        ctx.deni,
         user_id=ctx.user_id,
         language=language,
         channel=CHANNEL,
@@ -761,7 +739,7 @@ def locked_minutes(ctx: Ctx) -> int:
     """Minutes until a locked account opens again, for the screen that says so."""
     user_id = ctx.state.user_id or ctx.state.claim_id  # a claim's PIN may lock the account
     assert user_id is not None
-    user = users.get_user(uow_factory=ctx.deni.uow, user_id=user_id)
+    user = users.get_user(ctx.deni, user_id=user_id)
     if user.locked_until is None:
         return 1
     seconds = (user.locked_until - ctx.now) / timedelta(seconds=1)

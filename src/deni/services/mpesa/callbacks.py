@@ -141,7 +141,7 @@ def store_callback(deps: MpesaDeps, *, kind: str, body: bytes, source_ip: str) -
 
 def store_callbacks(deps: MpesaDeps, received: Sequence[Received]) -> list[Stored]:
     """Raw bodies first, several in one transaction: the hook commits the callbacks that
-    arrived together at once (entrypoints/api/inbox_writer.py), and answers each only after
+    arrived together at once (bootstrap/inbox_writer.py), and answers each only after
     that commit. Never raises for a bad body; a failed transaction stores none of them."""
     assert 1 <= len(received) <= STORED_PER_TRANSACTION_MAX
     now = deps.clock.now()
@@ -861,8 +861,7 @@ def _apply_c2b(deps: MpesaDeps, event: C2BEvent) -> Applied:
         return InboxState.APPLIED, "suspense: unknown account number"
     user_id, loan_id = matched
     payments.record_mpesa_payment(
-        uow=deps.uow(),
-        clock=deps.clock,
+        deps,
         user_id=user_id,
         amount_cents=event.amount_cents,
         receipt=event.trans_id,

@@ -10,7 +10,7 @@ or whose amount is not what Deni asked, or that pays a push already paid) is fir
 - asked about with Transaction Status by the receipt (`check_due`, every worker pass; never in
   the callback's HTTP answer), or found in the Pull API's listing (paybill_pull.py);
 - applied exactly as the callback said once M-PESA agrees: the same receipt, completed, the
-  same amount, the same payer where both name one plainly (mpesa_callbacks.confirm_claim);
+  same amount, the same payer where both name one plainly (callbacks.confirm_claim);
 - disputed, crediting nothing, when M-PESA says otherwise (another amount, another payer, "not
   found" `not_found_answers_min` times, or no answer after `checks_max` asks): an operator then
   accepts or rejects it (`deni payments claims`, `deni payments claim`), audited.
@@ -103,7 +103,7 @@ def _fields(claim: PaymentClaim) -> tuple[object, ...]:
 
 def check_due(deps: MpesaDeps) -> int:
     """One bounded pass over waiting claims whose check is due: ask Transaction Status by the
-    receipt (the answer comes back as a status result, mpesa_callbacks)."""
+    receipt (the answer comes back as a status result, callbacks.py)."""
     now = deps.clock.now()
     with deps.uow.read_only() as uow:
         due = uow.claims.due(now=now, limit=deps.policy.batch_max)

@@ -7,7 +7,7 @@ payment Deni accepts at validation is written down here, with what the validatio
 The reconciler looks again after `paybill_confirm_after_s`: a confirmation received settles it
 (the claim that confirmation made is then checked with M-PESA, claims.py); otherwise
 Transaction Status by the receipt is asked, and a "Completed" answer with the same amount (and
-payer, where both are plain) is applied as the confirmation would have been (mpesa_callbacks).
+payer, where both are plain) is applied as the confirmation would have been (callbacks.py).
 Crediting is keyed by the receipt, so a confirmation arriving after that, or both at once,
 credits once.
 
@@ -35,7 +35,7 @@ log = structlog.get_logger(__name__)
 
 def confirmation_key(trans_id: str) -> str:
     """How the inbox dedupe key of a paybill payment's confirmation begins (what the body says
-    follows it: mpesa_callbacks.dedupe_key)."""
+    follows it: callbacks.dedupe_key)."""
     return f"c2b:{trans_id}"
 
 

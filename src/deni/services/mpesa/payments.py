@@ -12,7 +12,7 @@ from deni.domain.money import MOVEMENT_MAX_CENTS, require_cents
 from deni.domain.users import User
 from deni.services import ledger, loans
 from deni.services.common import SYSTEM_ACTOR, audit, notify, require_users
-from deni.services.ports import Clock, UnitOfWork
+from deni.services.ports import Deps, UnitOfWork
 
 RECEIPT_CHARS_MAX = 40
 
@@ -34,9 +34,8 @@ class Credit:
 
 
 def record_mpesa_payment(
+    deps: Deps,
     *,
-    uow: UnitOfWork,
-    clock: Clock,
     user_id: str,
     amount_cents: object,
     receipt: str,
@@ -46,8 +45,8 @@ def record_mpesa_payment(
     a second time answers the first credit, as a replay. One credit through `credit_wallets`,
     the one path by which money enters Deni."""
     credit = Credit(user_id, _checked(amount_cents, receipt), receipt)
-    with uow:
-        [deposit] = credit_wallets(uow, [credit], now=clock.now(), channel=channel)
+    with deps.uow() as uow:
+        [deposit] = credit_wallets(uow, [credit], now=deps.clock.now(), channel=channel)
         uow.commit()
     return deposit
 

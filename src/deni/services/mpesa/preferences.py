@@ -7,17 +7,15 @@ from deni.services.common import audit, require_user
 from deni.services.mpesa.ports import (
     MpesaPreferences,
 )
-from deni.services.ports import Clock, PinHasher, UnitOfWork
+from deni.services.ports import PinDeps
 from deni.services.users import check_pin
 
 # --- Preferences -------------------------------------------------------------------------------
 
 
 def set_preferences(
+    deps: PinDeps,
     *,
-    uow: UnitOfWork,
-    hasher: PinHasher,
-    clock: Clock,
     user_id: str,
     pin: str,
     disburse_to_mpesa: bool | None = None,
@@ -26,10 +24,10 @@ def set_preferences(
 ) -> tuple[bool, bool]:
     """Where a member's money goes without asking each time (a loan's principal, a lender's
     repayments: straight on to M-PESA). It decides future payouts, so it takes the PIN."""
-    now = clock.now()
-    with uow:
+    now = deps.clock.now()
+    with deps.uow() as uow:
         user = require_user(uow, user_id, lock=True)
-        check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
+        check_pin(uow, hasher=deps.hasher, user=user, pin=pin, now=now, channel=channel)
         current = uow.mpesa_preferences.get(user_id)
         updated = MpesaPreferences(
             user_id,

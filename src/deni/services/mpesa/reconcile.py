@@ -58,7 +58,7 @@ from deni.services.mpesa.ports import (
     PayoutCandidate,
     SuspenseState,
 )
-from deni.services.mpesa.requests import request_payout, request_stk
+from deni.services.mpesa.requests import record_stk, request_payout
 from deni.services.mpesa.settle import await_decision, fail_stk
 from deni.services.ports import UnitOfWork
 
@@ -142,7 +142,7 @@ def _settle_check(deps: MpesaDeps, request_id: str, *, desc: str, unknown: bool 
 def _check_stk(deps: MpesaDeps, request: MpesaRequest) -> None:
     if request.checkout_request_id is None:
         # Never acknowledged: nothing to ask about. A payment, if any, comes with an id Deni
-        # never learnt; its callback is matched back by phone and amount (mpesa_callbacks).
+        # never learnt; its callback is matched back by phone and amount (callbacks.py).
         desc = "no answer from Daraja to the push"
         fail_stk(deps, request.id, code=UNANSWERED_PUSH_CODE, desc=desc)
         return
@@ -300,8 +300,7 @@ def _auto_repay_loan(deps: MpesaDeps, loan_id: str, today: date) -> int:
     if balance_cents > 0:
         try:
             loans.repay_loan_by_system(
-                uow=deps.uow(),
-                clock=deps.clock,
+                deps,
                 borrower_id=loan.borrower_id,
                 loan_id=loan.id,
                 amount_cents=balance_cents,
@@ -333,7 +332,7 @@ def _auto_repay_push(deps: MpesaDeps, loan_id: str, today: date) -> None:
             return
         shillings = -(-owed_cents // CENTS_PER_SHILLING)  # round up: M-PESA moves shillings
         try:
-            request_stk(
+            record_stk(
                 uow,
                 user_id=loan.borrower_id,
                 amount_cents=min(shillings * CENTS_PER_SHILLING, MPESA_MAX_CENTS),
@@ -398,8 +397,7 @@ def _finish_assignment(deps: MpesaDeps, receipt: str) -> None:
         uow.commit()
     # ...then credited the one way money enters a wallet.
     payments.record_mpesa_payment(
-        uow=deps.uow(),
-        clock=deps.clock,
+        deps,
         user_id=payment.user_id,
         amount_cents=payment.amount_cents,
         receipt=receipt,

@@ -11,7 +11,7 @@ The rules (DESIGN.md sections 1 and 5):
   outcome is unknown (timeout, reset, 5xx, garbage, rate limit, duplicate id) is asked about
   with Transaction Status; "not found" is no proof that it never arrived, so when the answers
   run out the payout waits, with its evidence, for an operator's decision
-  (`operator_decisions.py`).
+  (`decisions.py`).
 - Callbacks are not signed. A B2C success result posts the hold at once (believing that money
   left is the safe direction); a failure result gives nothing back until Transaction Status
   confirms it: the money stays held.
@@ -68,7 +68,7 @@ from deni.services.mpesa.ports import (
 )
 from deni.services.mpesa.settle import fail_payout
 from deni.services.outbox import Handler, RetryLater, enqueue
-from deni.services.ports import PinHasher, UnitOfWork
+from deni.services.ports import Deps, PinDeps, UnitOfWork
 from deni.services.users import check_pin
 
 log = structlog.get_logger(__name__)
@@ -120,6 +120,31 @@ def _new_request(
 
 
 def request_stk(
+    deps: Deps,
+    *,
+    user_id: str,
+    amount_cents: object,
+    idempotency_key: str,
+    purpose: Purpose = Purpose.TOP_UP,
+    loan_id: str | None = None,
+) -> MpesaRequest:
+    """A member asks M-PESA to take money from their phone (M-PESA asks for its own PIN on
+    the handset). The worker sends the push."""
+    with deps.uow() as uow:
+        request = record_stk(
+            uow,
+            user_id=user_id,
+            amount_cents=amount_cents,
+            idempotency_key=idempotency_key,
+            now=deps.clock.now(),
+            purpose=purpose,
+            loan_id=loan_id,
+        )
+        uow.commit()
+    return request
+
+
+def record_stk(
     uow: UnitOfWork,
     *,
     user_id: str,
@@ -129,7 +154,7 @@ def request_stk(
     purpose: Purpose = Purpose.TOP_UP,
     loan_id: str | None = None,
 ) -> MpesaRequest:
-    """Record an STK push (inside the caller's transaction); the worker sends it."""
+    """An STK push written in the caller's transaction; the worker sends it."""
     amount, key, earlier = _earlier(
         uow,
         purpose=purpose,
@@ -175,23 +200,29 @@ def _require_repayable(
 
 
 def withdraw(
-    uow: UnitOfWork,
+    deps: PinDeps,
     *,
-    hasher: PinHasher,
     user_id: str,
     pin: str,
     amount_cents: object,
     idempotency_key: str,
-    now: datetime,
     channel: str,
 ) -> MpesaRequest:
-    """A member sends wallet money to their M-PESA, proved with the PIN (inside the caller's
-    transaction: a wrong PIN is committed, and counts, before the refusal)."""
-    user = require_user(uow, user_id, lock=True)
-    check_pin(uow, hasher=hasher, user=user, pin=pin, now=now, channel=channel)
-    return request_payout(
-        uow, user_id=user.id, amount_cents=amount_cents, idempotency_key=idempotency_key, now=now
-    )
+    """A member sends wallet money to their M-PESA, proved with the PIN (a wrong PIN is
+    committed, and counts, before the refusal). The worker sends the payout."""
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        user = require_user(uow, user_id, lock=True)
+        check_pin(uow, hasher=deps.hasher, user=user, pin=pin, now=now, channel=channel)
+        request = request_payout(
+            uow,
+            user_id=user.id,
+            amount_cents=amount_cents,
+            idempotency_key=idempotency_key,
+            now=now,
+        )
+        uow.commit()
+    return request
 
 
 def request_payout(
@@ -256,7 +287,7 @@ class MpesaOutbox:
         idempotency_key: str,
         now: datetime,
     ) -> None:
-        request_stk(
+        record_stk(
             uow,
             user_id=user_id,
             amount_cents=amount_cents,
@@ -291,7 +322,7 @@ class MpesaOutbox:
         idempotency_key: str,
         now: datetime,
     ) -> None:
-        request_stk(
+        record_stk(
             uow,
             user_id=user_id,
             amount_cents=amount_cents,

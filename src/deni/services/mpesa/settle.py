@@ -70,8 +70,7 @@ def credit_stk_payment(
     if request.state is RequestState.SUCCEEDED:
         return
     payments.record_mpesa_payment(
-        uow=deps.uow(),
-        clock=deps.clock,
+        deps,
         user_id=request.user_id,
         amount_cents=amount_cents,
         receipt=receipt,
@@ -169,8 +168,7 @@ def repay_from_wallet(
     overdue loan already took the money, it simply stays in the wallet."""
     try:
         loans.repay_loan_by_system(
-            uow=deps.uow(),
-            clock=deps.clock,
+            deps,
             borrower_id=borrower_id,
             loan_id=loan_id,
             amount_cents=amount_cents,
@@ -430,7 +428,7 @@ def payout_not_found(deps: MpesaDeps, request_id: str, *, desc: str) -> None:
 
 
 def resend_payout(uow: UnitOfWork, request: MpesaRequest, reason: str, *, now: datetime) -> None:
-    """An operator's decision (operator_decisions.py): send this payout again, as a new attempt
+    """An operator's decision (decisions.py): send this payout again, as a new attempt
     with a new OriginatorConversationID. Never called by a machine."""
     assert request.kind is RequestKind.B2C
     assert request.state in OPEN_STATES

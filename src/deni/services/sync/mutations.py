@@ -20,15 +20,16 @@ from deni.domain.loans import REQUEST_TTL, Loan, LoanState, Terms, lapse_at, mak
 from deni.domain.loans import resolve_due_date as resolve_due
 from deni.domain.users import nairobi_today
 from deni.ids import new_id
-from deni.services import loans, users
+from deni.services import loans, notifications, users
 from deni.services.common import audit, notify
 from deni.services.mpesa import preferences, requests
+from deni.services.notifications import IDS_PER_MARK_MAX
 from deni.services.ports import Clock, PinHasher
-from deni.services.sync.ports import ConflictRecord, SyncUnitOfWork
+from deni.services.sync.ports import ConflictRecord, SavepointsOf, SyncUnitOfWork
 
 STRING_CHARS_MAX = 200
 ID_CHARS_MAX = 64
-IDS_PER_MUTATION_MAX = 100
+IDS_PER_MUTATION_MAX = IDS_PER_MARK_MAX
 INT_ABS_MAX = 2**53  # what every JSON parser reads exactly
 
 
@@ -42,6 +43,18 @@ class SyncContext:
     clock: Clock
     hasher: PinHasher
     mpesa_on: bool
+
+    def within(self, uow: SyncUnitOfWork) -> InPushGroup:
+        """What the use cases of this mutation run on: savepoints of the push group's
+        transaction, so a refused mutation undoes only its own writes."""
+        return InPushGroup(SavepointsOf(uow), self.clock, self.hasher)
+
+
+@dataclass(frozen=True, slots=True)
+class InPushGroup:
+    uow: SavepointsOf
+    clock: Clock
+    hasher: PinHasher
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,8 +227,7 @@ def _request_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     assert due is None or isinstance(due, date)
     assert term is None or isinstance(term, int)
     loan = loans.request_loan(
-        uow=uow.savepoint(),
-        clock=ctx.clock,
+        ctx.within(uow),
         borrower_id=ctx.user_id,
         lender_phone=_s(a, "lender_phone"),
         principal_cents=a["principal_cents"],
@@ -233,9 +245,7 @@ def _approve_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     base = a.get("base_version")
     assert base is None or isinstance(base, int)
     loan = loans.approve_loan(
-        uow=uow.savepoint(),
-        hasher=ctx.hasher,
-        clock=ctx.clock,
+        ctx.within(uow),
         lender_id=ctx.user_id,
         loan_id=_s(a, "loan_id"),
         pin=_s(a, "pin"),
@@ -247,8 +257,7 @@ def _approve_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
 
 def _decline_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     loan = loans.decline_loan(
-        uow=uow.savepoint(),
-        clock=ctx.clock,
+        ctx.within(uow),
         lender_id=ctx.user_id,
         loan_id=_s(a, "loan_id"),
         channel="sync",
@@ -258,8 +267,7 @@ def _decline_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
 
 def _cancel_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     loan = loans.cancel_loan(
-        uow=uow.savepoint(),
-        clock=ctx.clock,
+        ctx.within(uow),
         borrower_id=ctx.user_id,
         loan_id=_s(a, "loan_id"),
         channel="sync",
@@ -269,9 +277,7 @@ def _cancel_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
 
 def _repay_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     repayment = loans.repay_loan(
-        uow=uow.savepoint(),
-        hasher=ctx.hasher,
-        clock=ctx.clock,
+        ctx.within(uow),
         borrower_id=ctx.user_id,
         loan_id=_s(a, "loan_id"),
         amount_cents=a["amount_cents"],
@@ -289,32 +295,25 @@ def _require_mpesa(ctx: SyncContext) -> None:
 
 def _top_up(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     _require_mpesa(ctx)
-    with uow.savepoint() as inner:
-        request = requests.request_stk(
-            inner,
-            user_id=ctx.user_id,
-            amount_cents=a["amount_cents"],
-            idempotency_key=ctx.key,
-            now=ctx.now,
-        )
-        inner.commit()
+    request = requests.request_stk(
+        ctx.within(uow),
+        user_id=ctx.user_id,
+        amount_cents=a["amount_cents"],
+        idempotency_key=ctx.key,
+    )
     return Outcome("applied", entity_id=request.id)
 
 
 def _withdraw(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     _require_mpesa(ctx)
-    with uow.savepoint() as inner:
-        request = requests.withdraw(
-            inner,
-            hasher=ctx.hasher,
-            user_id=ctx.user_id,
-            pin=_s(a, "pin"),
-            amount_cents=a["amount_cents"],
-            idempotency_key=ctx.key,
-            now=ctx.now,
-            channel="sync",
-        )
-        inner.commit()
+    request = requests.withdraw(
+        ctx.within(uow),
+        user_id=ctx.user_id,
+        pin=_s(a, "pin"),
+        amount_cents=a["amount_cents"],
+        idempotency_key=ctx.key,
+        channel="sync",
+    )
     return Outcome("applied", entity_id=request.id)
 
 
@@ -322,7 +321,7 @@ def _mark_notification_read(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> O
     ids = a["notification_ids"]
     assert isinstance(ids, list)
     # Client wins: a read flag set on a device is kept; ids not the user's are ignored.
-    uow.notifications.mark_read(ctx.user_id, ids, ctx.now)
+    notifications.mark_read(ctx.within(uow), user_id=ctx.user_id, notification_ids=ids)
     return Outcome("applied")
 
 
@@ -332,9 +331,7 @@ def _set_preferences(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     assert auto_payout is None or isinstance(auto_payout, bool)
     # Client wins: the value pushed last is kept.
     preferences.set_preferences(
-        uow=uow.savepoint(),
-        hasher=ctx.hasher,
-        clock=ctx.clock,
+        ctx.within(uow),
         user_id=ctx.user_id,
         pin=_s(a, "pin"),
         disburse_to_mpesa=disburse,
@@ -354,8 +351,7 @@ def _update_profile(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     assert name is None or isinstance(name, str)
     assert language is None or isinstance(language, str)
     users.update_profile(
-        uow=uow.savepoint(),
-        clock=ctx.clock,
+        ctx.within(uow),
         user_id=ctx.user_id,
         name=name,
         language=language,

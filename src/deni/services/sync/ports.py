@@ -232,3 +232,27 @@ class SyncDeps:
     hasher: PinHasher
     secret: bytes  # keys the args hashes and signs cursors
     mpesa_on: bool
+
+
+class SyncStoreDeps(Protocol):
+    """What sync's housekeeping runs on: units of work that reach the sync tables, the clock."""
+
+    @property
+    def uow(self) -> SyncUnitOfWorkFactory: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SavepointsOf:
+    """The unit-of-work factory of a use case run inside an open unit of work (a sync push
+    group): each unit of work it opens is a savepoint of that one."""
+
+    outer: SyncUnitOfWork
+
+    def __call__(self) -> SyncUnitOfWork:
+        return self.outer.savepoint()
+
+    def read_only(self) -> SyncUnitOfWork:
+        return self.outer.savepoint()

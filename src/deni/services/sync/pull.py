@@ -27,12 +27,13 @@ from typing import Any
 
 from deni.domain.errors import Forbidden
 from deni.domain.users import nairobi_today
-from deni.services.ports import Clock, StatementLine
+from deni.services.ports import StatementLine
 from deni.services.sync.ports import (
     SEQ_MAX,
     ChangeRow,
     Position,
     SyncDeps,
+    SyncStoreDeps,
     SyncUnitOfWork,
     SyncUnitOfWorkFactory,
 )
@@ -416,20 +417,20 @@ def _loans(uow: SyncUnitOfWork, user_id: str, ids: list[str], now: datetime) -> 
 # --- status ----------------------------------------------------------------------------------
 
 
-def prune_change_log(*, uow_factory: SyncUnitOfWorkFactory, clock: Clock) -> int:
+def prune_change_log(deps: SyncStoreDeps) -> int:
     """Drop change-log rows that no cursor still accepted can need (a cursor older than
     CURSOR_RETENTION gets a full resync instead). Short transactions, a bounded number."""
-    created_before = clock.now() - CHANGE_LOG_RETENTION
-    return _prune(uow_factory, lambda uow: uow.sync.prune_changes(
+    created_before = deps.clock.now() - CHANGE_LOG_RETENTION
+    return _prune(deps.uow, lambda uow: uow.sync.prune_changes(
         created_before=created_before, limit=PRUNE_BATCH
     ))  # fmt: skip
 
 
-def prune_mutation_results(*, uow_factory: SyncUnitOfWorkFactory, clock: Clock) -> int:
+def prune_mutation_results(deps: SyncStoreDeps) -> int:
     """Drop stored push results older than MUTATION_RESULT_RETENTION (a device pushing one of
     those ids again is told `forgotten`)."""
-    created_before = clock.now() - MUTATION_RESULT_RETENTION
-    return _prune(uow_factory, lambda uow: uow.sync.prune_mutations(
+    created_before = deps.clock.now() - MUTATION_RESULT_RETENTION
+    return _prune(deps.uow, lambda uow: uow.sync.prune_mutations(
         created_before=created_before, limit=PRUNE_BATCH
     ))  # fmt: skip
 

@@ -55,11 +55,7 @@ def ask_register_code(body: RegisterCodeIn, source: SourceAddress, deni: DeniDep
     with a confirmed account gets no SMS). At most 3 codes an hour per number, each good for 10
     minutes, and at most 10 asks an hour from one address (`429 too_many_requests`)."""
     phone_proof.ask_registration_code(
-        uow=deni.uow(),
-        sms=deni.sms,
-        counters=deni.limit_counters,
-        clock=deni.clock,
-        pepper=deni.settings.pin_pepper,
+        deni,
         phone=body.phone,
         source=source,
         language=body.language,
@@ -85,10 +81,7 @@ def register(
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, UserOut]:
         user = phone_proof.register_with_code(
-            uow=uows(),
-            hasher=deni.hasher,
-            clock=deni.clock,
-            pepper=deni.settings.pin_pepper,
+            deni.within(uows),
             phone=body.phone,
             code=body.code,
             name=body.name,
@@ -112,13 +105,9 @@ def login(body: LoginIn, deni: DeniDep, source: SourceAddress) -> SessionOut:
     sign-in from the app and the API, never USSD, and at most 6 fit in any 24 hours."""
     limits.limit_login(deni.limit_counters, source=source, phone=body.phone, now=deni.clock.now())
     session = users.login(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        tokens=deni.tokens,
-        clock=deni.clock,
+        deni,
         phone=body.phone,
         pin=body.pin,
-        refresh_ttl_s=deni.settings.refresh_token_ttl_s,
     )
     return _session_out(session)
 
@@ -127,11 +116,8 @@ def login(body: LoginIn, deni: DeniDep, source: SourceAddress) -> SessionOut:
 def refresh(body: RefreshIn, deni: DeniDep) -> SessionOut:
     """Swap a refresh token for a new access token and a new refresh token (one use each)."""
     session = users.refresh_session(
-        uow=deni.uow(),
-        tokens=deni.tokens,
-        clock=deni.clock,
+        deni,
         refresh_token=body.refresh_token,
-        refresh_ttl_s=deni.settings.refresh_token_ttl_s,
     )
     return _session_out(session)
 
@@ -142,11 +128,7 @@ def ask_pin_reset(body: PinResetIn, deni: DeniDep, source: SourceAddress) -> Mes
     is the same either way; at most 3 codes an hour, each good for 10 minutes, and at most 10
     asks an hour from one address (`429 too_many_requests`)."""
     pin_reset.start_pin_reset(
-        uow=deni.uow(),
-        sms=deni.sms,
-        counters=deni.limit_counters,
-        clock=deni.clock,
-        pepper=deni.settings.pin_pepper,
+        deni,
         phone=body.phone,
         source=source,
     )
@@ -165,10 +147,7 @@ def confirm_pin_reset(body: PinResetConfirmIn, deni: DeniDep, source: SourceAddr
         deni.limit_counters, source=source, phone=body.phone, now=deni.clock.now()
     )
     pin_reset.finish_pin_reset(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
-        pepper=deni.settings.pin_pepper,
+        deni,
         phone=body.phone,
         code=body.code,
         new_pin=body.new_pin,
@@ -179,7 +158,7 @@ def confirm_pin_reset(body: PinResetConfirmIn, deni: DeniDep, source: SourceAddr
 @router.get("/me", response_model=MeOut)
 def me(user_id: UserId, deni: DeniDep) -> MeOut:
     """Who you are, and what your wallet holds."""
-    user = users.get_user(uow_factory=deni.uow, user_id=user_id)
+    user = users.get_user(deni, user_id=user_id)
     with deni.uow.read_only() as uow:
         balance_cents = ledger.wallet_balance_cents(uow, user_id=user_id)
         arriving = claims.arriving(uow, user_id=user_id)
@@ -198,9 +177,7 @@ def change_pin(body: ChangePinIn, user_id: UserId, deni: DeniDep, key: Idempoten
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, EmptyOut]:
         users.change_pin(
-            uow=uows(),
-            hasher=deni.hasher,
-            clock=deni.clock,
+            deni.within(uows),
             user_id=user_id,
             old_pin=body.old_pin,
             new_pin=body.new_pin,
@@ -217,7 +194,7 @@ def logout(body: RefreshIn, deni: DeniDep) -> EmptyOut:
     """End this sign-in: its refresh token, and every one swapped from it, stop working. The
     access token in hand lapses within 15 minutes; forget it. The answer is the same for a
     token that was never valid. To end every session at once: `/me/sign-out-everywhere`."""
-    users.log_out(uow=deni.uow(), clock=deni.clock, refresh_token=body.refresh_token)
+    users.log_out(deni, refresh_token=body.refresh_token)
     return EmptyOut()
 
 
@@ -225,7 +202,7 @@ def logout(body: RefreshIn, deni: DeniDep) -> EmptyOut:
 def sign_out_everywhere(user_id: UserId, deni: DeniDep) -> EmptyOut:
     """End every session of yours, on every device, this one included: every access token
     and refresh token stops working at once (`401 session_ended`). Sign in again after."""
-    users.sign_out_everywhere(uow=deni.uow(), clock=deni.clock, user_id=user_id, channel="api")
+    users.sign_out_everywhere(deni, user_id=user_id, channel="api")
     return EmptyOut()
 
 
@@ -235,11 +212,7 @@ def ask_phone_code(user_id: UserId, source: SourceAddress, deni: DeniDep) -> Mes
     SMS to its number. `409 phone_already_proven` once proven; the limits of
     `/auth/register/code` apply."""
     phone_proof.ask_own_code(
-        uow=deni.uow(),
-        sms=deni.sms,
-        counters=deni.limit_counters,
-        clock=deni.clock,
-        pepper=deni.settings.pin_pepper,
+        deni,
         user_id=user_id,
         source=source,
     )
@@ -251,9 +224,7 @@ def confirm_phone(body: PhoneConfirmIn, user_id: UserId, deni: DeniDep) -> UserO
     """The code from the SMS proves your number: you may lend and borrow. A wrong, late or used
     code is `401 phone_code_invalid` (3 wrong tries void it). Confirming again changes nothing."""
     user = phone_proof.prove_own_phone(
-        uow=deni.uow(),
-        clock=deni.clock,
-        pepper=deni.settings.pin_pepper,
+        deni,
         user_id=user_id,
         code=body.code,
     )

@@ -50,7 +50,7 @@ LoanId = Annotated[str, Depends(loan_id_param)]
 
 def _view(deni: DeniDep, uows: UnitOfWorkFactory, loan: Loan) -> LoanOut:
     """The answer to a command: the loan it returned, read inside the command's transaction."""
-    return LoanOut.of(queries.loan_view(uow_factory=uows, clock=deni.clock, loan=loan))
+    return LoanOut.of(queries.loan_view(deni.within(uows), loan=loan))
 
 
 @router.post("/quote", response_model=QuoteOut)
@@ -84,8 +84,7 @@ def request_loan(
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, LoanOut]:
         loan = loans.request_loan(
-            uow=uows(),
-            clock=deni.clock,
+            deni.within(uows),
             borrower_id=user_id,
             lender_phone=body.lender_phone,
             principal_cents=body.principal_cents,
@@ -114,8 +113,7 @@ def list_loans(
 ) -> LoanListOut:
     """Loans you borrowed, lent, or both; newest first. `overdue=true` filters active loans."""
     views = queries.list_loans(
-        uow_factory=deni.uow,
-        clock=deni.clock,
+        deni,
         user_id=user_id,
         role=role,
         states=_states(state or []),
@@ -139,9 +137,7 @@ def _states(names: list[str]) -> list[LoanState]:
 @router.get("/{loan_id}", response_model=LoanDetailOut)
 def loan_detail(loan_id: LoanId, user_id: UserId, deni: DeniDep) -> LoanDetailOut:
     """One loan with what is owed today and every repayment."""
-    detail = queries.loan_detail(
-        uow_factory=deni.uow, clock=deni.clock, user_id=user_id, loan_id=loan_id
-    )
+    detail = queries.loan_detail(deni, user_id=user_id, loan_id=loan_id)
     return LoanDetailOut.of_detail(detail)
 
 
@@ -154,9 +150,7 @@ def approve(
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, LoanOut]:
         loan = loans.approve_loan(
-            uow=uows(),
-            hasher=deni.hasher,
-            clock=deni.clock,
+            deni.within(uows),
             lender_id=user_id,
             loan_id=loan_id,
             pin=body.pin,
@@ -204,13 +198,9 @@ def _close(
 ) -> object:
     def action(uows: UnitOfWorkFactory) -> tuple[int, LoanOut]:
         if command == "decline":
-            loan = loans.decline_loan(
-                uow=uows(), clock=deni.clock, lender_id=user_id, loan_id=loan_id
-            )
+            loan = loans.decline_loan(deni.within(uows), lender_id=user_id, loan_id=loan_id)
         else:
-            loan = loans.cancel_loan(
-                uow=uows(), clock=deni.clock, borrower_id=user_id, loan_id=loan_id
-            )
+            loan = loans.cancel_loan(deni.within(uows), borrower_id=user_id, loan_id=loan_id)
         return 200, _view(deni, uows, loan)
 
     # No body and an empty object are the same request (the same Idempotency-Key replays).
@@ -232,9 +222,7 @@ def repay(
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, RepayOut]:
         result = loans.repay_loan(
-            uow=uows(),
-            hasher=deni.hasher,
-            clock=deni.clock,
+            deni.within(uows),
             borrower_id=user_id,
             loan_id=loan_id,
             amount_cents=body.amount_cents,
@@ -273,7 +261,7 @@ def remind(
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, MessageOut]:
         sent = reminders.remind_borrower(
-            uow=uows(), clock=deni.clock, lender_id=user_id, loan_id=loan_id, channel="api"
+            deni.within(uows), lender_id=user_id, loan_id=loan_id, channel="api"
         )
         if not sent:
             raise Conflict("You reminded them today already.", code="already_reminded")
@@ -292,9 +280,7 @@ def write_off(
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, LoanOut]:
         loan = loans.write_off_loan(
-            uow=uows(),
-            hasher=deni.hasher,
-            clock=deni.clock,
+            deni.within(uows),
             lender_id=user_id,
             loan_id=loan_id,
             pin=body.pin,

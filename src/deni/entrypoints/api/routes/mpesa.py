@@ -81,18 +81,14 @@ def _record(
 ) -> MpesaRequestOut:
     """An STK push: M-PESA asks the member for their M-PESA PIN on the phone."""
     _require_mpesa(deni)
-    now = deni.clock.now()
-    with uows() as uow:
-        request = requests.request_stk(
-            uow,
-            user_id=user_id,
-            amount_cents=amount_cents,
-            idempotency_key=key,
-            now=now,
-            purpose=purpose,
-            loan_id=loan_id,
-        )
-        uow.commit()
+    request = requests.request_stk(
+        deni.within(uows),
+        user_id=user_id,
+        amount_cents=amount_cents,
+        idempotency_key=key,
+        purpose=purpose,
+        loan_id=loan_id,
+    )
     return MpesaRequestOut.of(request)
 
 
@@ -100,18 +96,14 @@ def _withdraw(
     deni: Deni, uows: UnitOfWorkFactory, user_id: str, key: str, body: PinnedAmountIn
 ) -> MpesaRequestOut:
     _require_mpesa(deni)
-    with uows() as uow:
-        request = requests.withdraw(
-            uow,
-            hasher=deni.hasher,
-            user_id=user_id,
-            pin=body.pin,
-            amount_cents=body.amount_cents,
-            idempotency_key=key,
-            now=deni.clock.now(),
-            channel="api",
-        )
-        uow.commit()
+    request = requests.withdraw(
+        deni.within(uows),
+        user_id=user_id,
+        pin=body.pin,
+        amount_cents=body.amount_cents,
+        idempotency_key=key,
+        channel="api",
+    )
     return MpesaRequestOut.of(request)
 
 
@@ -197,9 +189,7 @@ def preferences(user_id: UserId, deni: DeniDep) -> PreferencesOut:
 def set_preferences(body: PreferencesIn, user_id: UserId, deni: DeniDep) -> PreferencesOut:
     """Change where your money goes on its own, with your PIN; what you leave out stays."""
     disburse, auto_payout = mpesa_preferences.set_preferences(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         user_id=user_id,
         pin=body.pin,
         disburse_to_mpesa=body.disburse_to_mpesa,

@@ -14,7 +14,7 @@ from deni.entrypoints.api.schemas import (
     NotificationListOut,
     NotificationOut,
 )
-from deni.services import queries
+from deni.services import notifications, queries
 from deni.services.ports import LIST_PAGE_MAX, UnitOfWorkFactory
 
 router = APIRouter(tags=["notifications"])
@@ -30,7 +30,7 @@ def list_notifications(
 ) -> NotificationListOut:
     """Newest first."""
     records = queries.list_notifications(
-        uow_factory=deni.uow, user_id=user_id, unread_only=unread_only, limit=limit, offset=offset
+        deni, user_id=user_id, unread_only=unread_only, limit=limit, offset=offset
     )
     return NotificationListOut(notifications=[NotificationOut.of(r) for r in records])
 
@@ -40,9 +40,9 @@ def mark_read(body: MarkReadIn, user_id: UserId, deni: DeniDep, key: Idempotency
     """Mark your notifications read. Ids that are not yours are ignored."""
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, MarkReadOut]:
-        with uows() as uow:
-            marked = uow.notifications.mark_read(user_id, body.ids, deni.clock.now())
-            uow.commit()
+        marked = notifications.mark_read(
+            deni.within(uows), user_id=user_id, notification_ids=body.ids
+        )
         return 200, MarkReadOut(marked=marked)
 
     return run_idempotent(deni, scope=user_id, key=key, route="mark_read", body=body, action=action)

@@ -99,9 +99,7 @@ def close(body: PinIn, user_id: UserId, deni: DeniDep) -> EmptyOut:
     law requires of financial records. Export your data first if you want it. Asking again
     changes nothing."""
     privacy.close_account(
-        uow=deni.uow(),
-        hasher=deni.hasher,
-        clock=deni.clock,
+        deni,
         user_id=user_id,
         pin=body.pin,
         channel="api",
@@ -114,7 +112,7 @@ def export(user_id: UserId, deni: DeniDep, response: Response) -> PersonalDataOu
     """Everything Deni holds about you: profile, wallet statement, loans you borrowed or lent
     with their repayments, notifications, M-PESA requests and preferences, and the record of
     the commands you made. Never your PIN. Read on one consistent snapshot."""
-    data = privacy.personal_data(uow_factory=deni.uow, clock=deni.clock, user_id=user_id)
+    data = privacy.personal_data(deni, user_id=user_id)
     response.headers["Content-Disposition"] = f'attachment; filename="{export_file_name(data)}"'
     response.headers["Cache-Control"] = "no-store"
     return PersonalDataOut.of(data)

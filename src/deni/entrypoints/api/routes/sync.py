@@ -1,6 +1,6 @@
 """Offline sync: push queued mutations, pull changes, status, dead letters, conflicts.
 
-The protocol is docs/sync.md; the use cases are services/sync_push.py and sync_pull.py.
+The protocol is docs/sync.md; the use cases are in services/sync/ (push.py, pull.py).
 """
 
 from __future__ import annotations

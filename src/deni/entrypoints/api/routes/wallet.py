@@ -44,9 +44,7 @@ def statement(
 ) -> StatementOut:
     """Every movement of your wallet, newest first, with the balance after each; and money
     on its way that M-PESA has yet to confirm (`arriving`, not in the balance)."""
-    page = queries.wallet_statement(
-        uow_factory=deni.uow, user_id=user_id, before=cursor, limit=limit
-    )
+    page = queries.wallet_statement(deni, user_id=user_id, before=cursor, limit=limit)
     with deni.uow.read_only() as uow:
         arriving = claims.arriving(uow, user_id=user_id)
     return StatementOut(
