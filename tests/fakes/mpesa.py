@@ -325,7 +325,8 @@ class FakePaymentClaimRepository:
         return found[:limit]
 
     def confirmation_waits(self, bounds_ms: Sequence[int]) -> tuple[list[int], int, int]:
-        waits = [c.confirm_wait_ms for c in self._t.claims.values() if c.confirm_wait_ms is not None]
+        claims = self._t.claims.values()
+        waits = [c.confirm_wait_ms for c in claims if c.confirm_wait_ms is not None]
         counts = [sum(1 for wait in waits if wait <= bound) for bound in bounds_ms]
         return counts, len(waits), sum(waits)
 
@@ -403,9 +404,7 @@ class FakePayoutCandidateRepository:
 
     def loans_to_disburse(self, *, since: datetime, limit: int) -> list[PayoutCandidate]:
         requested = {
-            r.loan_id
-            for r in self._t.mpesa_requests.values()
-            if r.purpose is Purpose.DISBURSEMENT
+            r.loan_id for r in self._t.mpesa_requests.values() if r.purpose is Purpose.DISBURSEMENT
         }
         found = []
         for loan in self._t.loans.values():
@@ -440,9 +439,7 @@ class FakePayoutCandidateRepository:
                 found.append(repayment)
         found.sort(key=lambda repayment: repayment.created_at)
         return [
-            PayoutCandidate(
-                r.id, self._t.loans[r.loan_id].lender_id, r.loan_id, r.amount_cents
-            )
+            PayoutCandidate(r.id, self._t.loans[r.loan_id].lender_id, r.loan_id, r.amount_cents)
             for r in found[:limit]
         ]
 

@@ -149,11 +149,13 @@ class FakeMpesaRequestRepository:
         limit: int,
     ) -> list[MpesaRequest]:
         found = self._where(
-            lambda r: r.kind is RequestKind.STK
-            and r.amount_cents == amount_cents
-            and created_from <= r.created_at <= created_to
-            and r.receipt is None
-            and phone in (None, r.phone)
+            lambda r: (
+                r.kind is RequestKind.STK
+                and r.amount_cents == amount_cents
+                and created_from <= r.created_at <= created_to
+                and r.receipt is None
+                and phone in (None, r.phone)
+            )
         )
         return found[:limit]
 
