@@ -1,7 +1,8 @@
 """Daraja as a test scripts it: the `MpesaGateway` port, recording every call.
 
-Each call answers with what the test queued for it (`will`), else the happy answer: a push or
-a payout accepted, STK Query saying paid, a Transaction Status or balance query acknowledged.
+Each call answers with what the test queued for it (`will`), else what the test said it always
+answers (`always`), else the happy answer: a push or a payout accepted, STK Query saying paid,
+a Transaction Status or balance query acknowledged.
 A queued GatewayError is raised, with the outcome the test chose (refused, busy, not sent,
 unknown). Callback bodies are the events themselves as JSON (`body`): parsing Daraja's own
 bodies is the Daraja adapter's, tested in tests/unit/daraja.
@@ -94,6 +95,7 @@ class FakeMpesaGateway:
     listed: list[PulledPayment] = field(default_factory=list)
     unreadable_rows: int = 0  # counted on the first page but not returned, as Daraja may
     _scripted: dict[str, deque[object]] = field(default_factory=lambda: defaultdict(deque))
+    _always: dict[str, object] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def will(self, method: str, *answers: object) -> None:
@@ -102,13 +104,18 @@ class FakeMpesaGateway:
         assert len(self._scripted[method]) + len(answers) <= SCRIPTED_MAX
         self._scripted[method].extend(answers)
 
+    def always(self, method: str, answer: object) -> None:
+        """Answer `method` so whenever nothing is queued for it (instead of the happy answer)."""
+        assert callable(getattr(self, method, None)), method
+        self._always[method] = answer
+
     def called(self, method: str) -> list[dict[str, Any]]:
         return [call.kwargs for call in self.calls if call.method == method]
 
     def _answer(self, method: str, happy: object, **kwargs: Any) -> Any:
         self.calls.append(Call(method, kwargs))
         scripted = self._scripted[method]
-        answer = scripted.popleft() if scripted else happy
+        answer = scripted.popleft() if scripted else self._always.get(method, happy)
         if isinstance(answer, GatewayError):
             raise answer
         return answer
