@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -226,7 +227,7 @@ def test_unanswered_pushes_are_the_maybe_sent_ones_without_a_checkout_id(world: 
     user = register(world)
     now = world.clock.now()
 
-    def push(**fields: object) -> MpesaRequest:
+    def push(**fields: Any) -> MpesaRequest:
         return a_request(world, user, minutes=-5, **fields)
 
     maybe_sent = push(state=RequestState.UNKNOWN)
