@@ -1,7 +1,8 @@
 """The fake database's tables: plain containers of values nobody changes in place.
 
-Every repository stores a copy and hands out copies (domain users, loans and codes are mutable
-dataclasses), so a snapshot of the tables only has to copy the containers, not the rows.
+Every repository stores a copy and hands out copies (domain users, loans, codes, M-PESA
+requests and claims are mutable dataclasses), so a snapshot of the tables only has to copy the
+containers, not the rows.
 """
 
 from __future__ import annotations
@@ -13,8 +14,19 @@ from datetime import datetime
 from deni.domain.audit import GENESIS_HASH, ChainRow
 from deni.domain.ledger import Account, Hold, StoredEntry
 from deni.domain.loans import Loan
+from deni.domain.mpesa import MpesaRequest, RequestEvent
 from deni.domain.security import PhoneCode, PinResetCode
 from deni.domain.users import User
+from deni.services.mpesa.ports import (
+    BalanceReport,
+    ExpectedPaybill,
+    InboxRow,
+    MpesaPreferences,
+    OutboxMessage,
+    PaybillPull,
+    PaymentClaim,
+    SuspensePayment,
+)
 from deni.services.ports import (
     IdempotentResponse,
     NotificationRecord,
@@ -62,6 +74,18 @@ class TokenRow:
     token_hash: str
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    message: OutboxMessage
+    claimed_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreferencesRow:
+    preferences: MpesaPreferences
+    updated_at: datetime
+
+
 @dataclass(slots=True)
 class Tables:
     users: dict[str, User] = field(default_factory=dict)
@@ -79,6 +103,17 @@ class Tables:
     tokens: dict[str, TokenRow] = field(default_factory=dict)
     pin_resets: dict[str, PinResetCode] = field(default_factory=dict)
     phone_codes: dict[str, PhoneCode] = field(default_factory=dict)
+    # M-PESA: requests by id and their evidence in insertion order, the rest by primary key.
+    mpesa_requests: dict[str, MpesaRequest] = field(default_factory=dict)
+    mpesa_events: list[RequestEvent] = field(default_factory=list)
+    inbox: dict[int, InboxRow] = field(default_factory=dict)
+    outbox: dict[str, OutboxRow] = field(default_factory=dict)
+    suspense: dict[str, SuspensePayment] = field(default_factory=dict)
+    paybills: dict[str, ExpectedPaybill] = field(default_factory=dict)
+    claims: dict[str, PaymentClaim] = field(default_factory=dict)
+    pulls: dict[str, PaybillPull] = field(default_factory=dict)
+    mpesa_preferences: dict[str, PreferencesRow] = field(default_factory=dict)
+    balance_reports: dict[str, BalanceReport] = field(default_factory=dict)
 
     def copy(self) -> Tables:
         """The same rows in new containers: changing one copy's tables leaves the other's."""

@@ -17,6 +17,18 @@ from deni.domain.ledger import Account, AccountKind, PlatformAccount
 from deni.services.ports import StorageBusy
 from tests.fakes.ledger import FakeLedgerRepository
 from tests.fakes.loans import FakeLoanRepository
+from tests.fakes.mpesa import (
+    FakeBalanceReportRepository,
+    FakeCallbackInboxRepository,
+    FakeExpectedPaybillRepository,
+    FakeOutboxRepository,
+    FakePaybillPullRepository,
+    FakePaymentClaimRepository,
+    FakePayoutCandidateRepository,
+    FakePreferencesRepository,
+    FakeSuspenseRepository,
+)
+from tests.fakes.mpesa_requests import FakeMpesaRequestRepository
 from tests.fakes.records import (
     FakeAuditRepository,
     FakeIdempotencyRepository,
@@ -94,6 +106,16 @@ class FakeUnitOfWork:
         self.tokens = FakeRefreshTokenRepository(self._tables)
         self.pin_resets = FakePinResetRepository(self._tables)
         self.phone_codes = FakePhoneCodeRepository(self._tables)
+        self.mpesa_requests = FakeMpesaRequestRepository(self._tables)
+        self.mpesa_inbox = FakeCallbackInboxRepository(self._tables)
+        self.suspense = FakeSuspenseRepository(self._tables)
+        self.paybills = FakeExpectedPaybillRepository(self._tables)
+        self.claims = FakePaymentClaimRepository(self._tables)
+        self.pulls = FakePaybillPullRepository(self._tables)
+        self.mpesa_preferences = FakePreferencesRepository(self._tables)
+        self.payouts_due = FakePayoutCandidateRepository(self._tables)
+        self.balance_reports = FakeBalanceReportRepository(self._tables)
+        self.outbox = FakeOutboxRepository(self._tables)
 
     def __exit__(
         self,
@@ -120,8 +142,8 @@ class FakeUnitOfWork:
         self._begin()
 
     def __getattr__(self, name: str) -> NoReturn:
-        """Only for what the fake lacks: the M-PESA, outbox and sync repositories and nested
-        (savepoint) units of work have no fakes yet, and a service that needs one says so."""
+        """Only for what the fake lacks: the sync repository and nested (savepoint) units of
+        work have no fakes, and a service that needs one says so."""
         if name.startswith("__") or name in _FAKED:
             raise AttributeError(f"{name} (enter the unit of work first)")
         raise NotFaked(
@@ -132,6 +154,8 @@ class FakeUnitOfWork:
 _FAKED = frozenset(
     {"users", "ledger", "loans", "notifications", "audit", "idempotency", "tokens"}
     | {"pin_resets", "phone_codes"}
+    | {"mpesa_requests", "mpesa_inbox", "suspense", "paybills", "claims", "pulls"}
+    | {"mpesa_preferences", "payouts_due", "balance_reports", "outbox"}
 )
 
 

@@ -56,6 +56,7 @@ class FakeUserRepository:
         t.pin_resets.pop(user_id, None)
         t.phone_codes.pop(user.phone, None)
         t.idempotency = {k: row for k, row in t.idempotency.items() if k[0] != user_id}
+        t.mpesa_preferences.pop(user_id, None)
         self._store(
             replace(
                 user,

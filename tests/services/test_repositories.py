@@ -400,6 +400,6 @@ def test_a_number_code_row_is_made_once_and_pruned_when_spent_and_old(world: Wor
 
 def test_the_fakes_say_which_repositories_they_lack() -> None:
     with FakeUnitOfWorkFactory()() as uow:
-        for missing in ("mpesa", "outbox", "sync", "savepoint"):
+        for missing in ("sync", "savepoint"):
             with pytest.raises(NotFaked, match=missing):
                 getattr(uow, missing)
