@@ -20,8 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import hypothesis
+import hypothesis.core
+import hypothesis.vendor.pretty
 import pytest
 from fastapi.testclient import TestClient
+from schemathesis.generation import hypothesis as schemathesis_hypothesis
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from deni.adapters.clock import ManualClock
@@ -47,26 +50,46 @@ UNBOUNDED = 1_000_000
 # database to carry over. `dev` draws new examples each run and keeps failures in .hypothesis/
 # to try first next time. Both print a failure's @reproduce_failure blob. Neither has a
 # deadline: timing is the benchmarks' business, and a per-example wall-clock bound on a busy
-# machine fails at random. Tests with heavier examples set their own max_examples.
+# machine fails at random; for the same reason `ci` skips the too_slow health check (a
+# measure of time spent generating data). Tests with heavier examples set their own
+# max_examples. Both derive from Hypothesis's defaults, not from whatever profile Hypothesis
+# chose itself on seeing a CI variable.
 HYPOTHESIS_EXAMPLES_MAX = 100
+_HYPOTHESIS_DEFAULTS = hypothesis.settings.get_profile("default")
 hypothesis.settings.register_profile(
     "dev",
+    parent=_HYPOTHESIS_DEFAULTS,
     max_examples=HYPOTHESIS_EXAMPLES_MAX,
     deadline=None,
     print_blob=True,
 )
 hypothesis.settings.register_profile(
     "ci",
+    parent=_HYPOTHESIS_DEFAULTS,
     max_examples=HYPOTHESIS_EXAMPLES_MAX,
     deadline=None,
     print_blob=True,
     derandomize=True,
     database=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
 )
 HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or (
     "ci" if os.environ.get("CI") == "true" else "dev"
 )
 hypothesis.settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def _keep_failing_examples_printed() -> None:
+    """Schemathesis (its pytest plugin, and tests/api/test_contract.py) swaps Hypothesis's
+    printer, for the whole process, for one that prints nothing: a failing property test would
+    show `plan=,` instead of the example to replay. Let it make its changes (once: it skips them
+    after), then put the printer back."""
+    schemathesis_hypothesis.setup()
+    printer = hypothesis.vendor.pretty.RepresentationPrinter
+    hypothesis.core.RepresentationPrinter = printer  # type: ignore[attr-defined]
+
+
+_keep_failing_examples_printed()
 
 
 @pytest.fixture(scope="session")
