@@ -1,20 +1,30 @@
-"""Shared fixtures: a real database per test (SQLite always, PostgreSQL when configured).
+"""Shared fixtures: a real database per test (SQLite always, PostgreSQL when configured), and
+one per example for Hypothesis tests (`fresh_database`, `fresh_deni`).
 
 Set DENI_TEST_POSTGRES_URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/deni_test) to run
 every `db`-using test on PostgreSQL as well. `.ci/run` does.
+
+Hypothesis runs under the `dev` profile, or `ci` when CI=true; HYPOTHESIS_PROFILE names either.
+docs/testing.md ("Property tests") says how to replay a failure.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import hypothesis
+import hypothesis.core
+import hypothesis.vendor.pretty
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, make_url, text
+from schemathesis.generation import hypothesis as schemathesis_hypothesis
+from sqlalchemy import Engine, create_engine, make_url, text
 
 from deni.adapters.db import tables
 from deni.adapters.db.engine import make_engine
@@ -31,6 +41,52 @@ POSTGRES_URL = os.environ.get("DENI_TEST_POSTGRES_URL")
 TEST_HOPS_PER_MINUTE_MAX = 100_000
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 UNBOUNDED = 1_000_000
+
+# Hypothesis profiles. `ci` draws the same examples on every run (derandomize: the seed comes
+# from each test's name), so a red build fails the same way on any machine, with no example
+# database to carry over. `dev` draws new examples each run and keeps failures in .hypothesis/
+# to try first next time. Both print a failure's @reproduce_failure blob. Neither has a
+# deadline: timing is the benchmarks' business, and a per-example wall-clock bound on a busy
+# machine fails at random; for the same reason `ci` skips the too_slow health check (a
+# measure of time spent generating data). Tests with heavier examples set their own
+# max_examples. Both derive from Hypothesis's defaults, not from whatever profile Hypothesis
+# chose itself on seeing a CI variable.
+HYPOTHESIS_EXAMPLES_MAX = 100
+_HYPOTHESIS_DEFAULTS = hypothesis.settings.get_profile("default")
+hypothesis.settings.register_profile(
+    "dev",
+    parent=_HYPOTHESIS_DEFAULTS,
+    max_examples=HYPOTHESIS_EXAMPLES_MAX,
+    deadline=None,
+    print_blob=True,
+)
+hypothesis.settings.register_profile(
+    "ci",
+    parent=_HYPOTHESIS_DEFAULTS,
+    max_examples=HYPOTHESIS_EXAMPLES_MAX,
+    deadline=None,
+    print_blob=True,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
+)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or (
+    "ci" if os.environ.get("CI") == "true" else "dev"
+)
+hypothesis.settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def _keep_failing_examples_printed() -> None:
+    """Schemathesis (its pytest plugin, and tests/api/test_contract.py) swaps Hypothesis's
+    printer, for the whole process, for one that prints nothing: a failing property test would
+    show `plan=,` instead of the example to replay. Let it make its changes (once: it skips them
+    after), then put the printer back."""
+    schemathesis_hypothesis.setup()
+    printer = hypothesis.vendor.pretty.RepresentationPrinter
+    hypothesis.core.RepresentationPrinter = printer  # type: ignore[attr-defined]
+
+
+_keep_failing_examples_printed()
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +165,88 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """A Deni of one Hypothesis example's own: its own database, clock and HTTP client."""
+
+    deni: Deni
+    client: TestClient
+    clock: ManualClock
+
+
+def _empty_postgres(engine: Engine) -> None:
+    """What `_truncate_postgres` does, some twenty times faster on tables this small: TRUNCATE
+    gives every table new files, DELETE only removes the rows."""
+    with engine.begin() as connection:
+        for table in reversed(tables.metadata.sorted_tables):
+            connection.execute(table.delete())
+        sequences = connection.execute(
+            text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
+        ).scalars()
+        for name in sequences:
+            connection.execute(text(f'ALTER SEQUENCE "{name}" RESTART'))
+    seed(engine)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def fresh_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[], AbstractContextManager[str]]]:
+    """Opens a migrated, empty database for each call: one per Hypothesis example, so no
+    example sees another's rows and a failing example replays alone. SQLite: a copy of the
+    migrated file, deleted after; PostgreSQL: the run's database, emptied and reseeded.
+    Session-scoped, so Hypothesis's check against function-scoped fixtures stays on."""
+    if request.param == "postgres":
+        url = str(request.getfixturevalue("postgres_ready"))
+        engine = create_engine(url)
+
+        @contextmanager
+        def fresh_postgres() -> Iterator[str]:
+            _empty_postgres(engine)
+            yield url
+
+        yield fresh_postgres
+        engine.dispose()
+        return
+    template: Path = request.getfixturevalue("sqlite_template")
+    folder = tmp_path_factory.mktemp("examples")
+    serial = itertools.count()
+
+    @contextmanager
+    def fresh_sqlite() -> Iterator[str]:
+        path = folder / f"example-{next(serial)}.sqlite3"
+        shutil.copy(template, path)
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            for leftover in folder.glob(f"{path.name}*"):  # with its -wal and -shm files
+                leftover.unlink()
+
+    yield fresh_sqlite
+
+
+@pytest.fixture(scope="session")
+def fresh_deni(
+    fresh_database: Callable[[], AbstractContextManager[str]],
+    hasher: PepperedArgon2PinHasher,
+) -> Callable[[], AbstractContextManager[Example]]:
+    """`with fresh_deni() as example:` in a Hypothesis test: what the `deni`, `client` and
+    `clock` fixtures give a test, new for each example."""
+
+    @contextmanager
+    def open_example() -> Iterator[Example]:
+        with fresh_database() as url:
+            clock = ManualClock(START)
+            wired = bootstrap(settings_for(url), clock=clock, hasher=hasher)
+            try:
+                with TestClient(create_app(wired), raise_server_exceptions=False) as client:
+                    yield Example(wired, client, clock)
+            finally:
+                wired.close()
+
+    return open_example
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(START)
@@ -122,8 +260,7 @@ def hasher() -> PepperedArgon2PinHasher:
     )
 
 
-@pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings_for(database_url: str) -> Settings:
     return Settings(
         environment="test",
         database_url=database_url,
@@ -136,6 +273,11 @@ def settings(database_url: str) -> Settings:
         # itself is tested with the production default (tests/ussd/test_rate_limit.py).
         ussd_hops_per_minute_max=TEST_HOPS_PER_MINUTE_MAX,
     )
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return settings_for(database_url)
 
 
 @pytest.fixture

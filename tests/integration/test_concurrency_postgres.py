@@ -382,14 +382,13 @@ def test_a_credit_skips_a_late_approval_another_transaction_holds_instead_of_wai
     assert approve(deni, lender=lender, loan=loan).state is LoanState.APPROVED
     with deni.uow() as holder:  # e.g. the sweep, about to fund it
         assert holder.loans.lock(loan.id) is not None
-        began = time.monotonic()
         fund_without_waiting = threading.Thread(
             target=_credit_and_settle, args=(deni, lender, principal_cents, locks)
         )
         fund_without_waiting.start()
         fund_without_waiting.join(timeout=BARRIER_TIMEOUT_S)
+        # Had it waited, it would wait still: the holder lets go only after this.
         assert not fund_without_waiting.is_alive(), "the deposit waited for the held loan"
-        assert time.monotonic() - began < BARRIER_TIMEOUT_S
     with deni.uow.read_only() as uow:
         still = uow.loans.get(loan.id)
     assert still is not None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from tests.support.builders import fund, register
+from tests.support.waiting import wait_until
 
 from deni.adapters.sms import DatabaseSmsOutbox
 from deni.bootstrap import Deni
@@ -41,10 +41,10 @@ def test_the_app_runs_the_sweep_in_the_background(deni: Deni) -> None:
     loan_id = _stale_request(deni)
     deni.settings.sweep_interval_s = 0.05
     with TestClient(create_app(deni)):
-        deadline_s = time.monotonic() + 10
-        while _state(deni, loan_id) is not LoanState.EXPIRED and time.monotonic() < deadline_s:
-            time.sleep(0.05)
-    assert _state(deni, loan_id) is LoanState.EXPIRED
+        wait_until(
+            lambda: _state(deni, loan_id) is LoanState.EXPIRED,
+            what="the background sweep to expire the stale request",
+        )
 
 
 def test_a_failing_sweep_is_survived_and_the_next_one_does_the_work(
@@ -75,9 +75,10 @@ def test_the_app_delivers_pending_sms_in_the_background(deni: Deni) -> None:
     assert deni.sms.messages(phone=borrower.phone) == []
     deni.settings.sms_interval_s = 0.05
     with TestClient(create_app(deni)):
-        deadline_s = time.monotonic() + 10
-        while not deni.sms.messages(phone=borrower.phone) and time.monotonic() < deadline_s:
-            time.sleep(0.05)
+        wait_until(
+            lambda: deni.sms.messages(phone=borrower.phone),
+            what="the background SMS run to send the wallet_credited message",
+        )
     [message] = deni.sms.messages(phone=borrower.phone)
     assert "KES 25" in message.body
 

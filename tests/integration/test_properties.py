@@ -11,23 +11,22 @@ every step it checks the books against the database and against its own referenc
 - every loan's state, paid parts and penalties match the model, and never exceed what is owed;
 - exactly one audit row per command that changed something, and the chain verifies.
 
-Every example gets a fresh database: a copy of the migrated SQLite file, or a truncated
-PostgreSQL database when DENI_TEST_POSTGRES_URL is set.
+Every example gets a fresh database (`fresh_database` in tests/conftest.py): a copy of the
+migrated SQLite file, or the PostgreSQL test database emptied when DENI_TEST_POSTGRES_URL is
+set.
 """
 
 from __future__ import annotations
 
 import itertools
-import shutil
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, timezone
-from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -38,11 +37,8 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import create_engine, text
 from tests.fakes import ManualClock
 
-from deni.adapters.db import tables
-from deni.adapters.db.migrate import seed
 from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
 from deni.domain.errors import (
@@ -64,7 +60,6 @@ from deni.services import audit, ledger, loans, users
 from deni.services.mpesa import payments
 from deni.services.ports import PinHasher
 
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 START = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 EAT = timezone(timedelta(hours=3))
 PIN, WRONG_PIN = "1234", "9999"
@@ -181,17 +176,19 @@ def lock_period(count: int) -> timedelta:
 
 
 class LendingMachine(RuleBasedStateMachine):
-    """Subclassed per backend with `provision` (a fresh database URL) and `hasher`."""
+    """Subclassed per backend with `provision` (opens a fresh database, `fresh_database` in
+    tests/conftest.py) and `hasher`."""
 
-    provision: Callable[[], str]
+    provision: Callable[[], AbstractContextManager[str]]
     hasher: PinHasher
 
     def __init__(self) -> None:
         super().__init__()
         self.clock = ManualClock(START)
+        self.database = ExitStack()
         settings_ = Settings(
             environment="test",
-            database_url=type(self).provision(),
+            database_url=self.database.enter_context(type(self).provision()),
             jwt_secret="test-secret-0123456789abcdef0123456789",
             pin_pepper="test-pepper-0123456789abcdef-0123456789",
             database_pool_size=2,
@@ -212,6 +209,7 @@ class LendingMachine(RuleBasedStateMachine):
         for loan in self.loans.values():
             self.saw(f"a loan ended {loan.state}")
         self.deni.close()
+        self.database.close()
 
     # helpers ----------------------------------------------------------------------------------
 
@@ -876,44 +874,13 @@ class LendingMachine(RuleBasedStateMachine):
 # --- running it on each backend ----------------------------------------------------------------
 
 
-def _reset_postgres(url: str) -> None:
-    engine = create_engine(url)
-    names = ", ".join(table.name for table in tables.metadata.sorted_tables)
-    with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    seed(engine)
-    engine.dispose()
-
-
-@pytest.fixture(params=BACKENDS)
-def provision(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], str]:
-    """A function that gives each hypothesis example a fresh, migrated database."""
-    if request.param == "postgres":
-        url = str(request.getfixturevalue("postgres_ready"))
-
-        def fresh_postgres() -> str:
-            _reset_postgres(url)
-            return url
-
-        return fresh_postgres
-    template: Path = request.getfixturevalue("sqlite_template")
-    serial = itertools.count()
-
-    def fresh_sqlite() -> str:
-        path = tmp_path / f"example-{next(serial)}.sqlite3"
-        shutil.copy(template, path)
-        return f"sqlite:///{path}"
-
-    return fresh_sqlite
-
-
 def test_random_lending_keeps_the_books_whole(
-    provision: Callable[[], str], hasher: PinHasher
+    fresh_database: Callable[[], AbstractContextManager[str]], hasher: PinHasher
 ) -> None:
     machine: Any = type(
         "LendingMachineOnOneBackend",
         (LendingMachine,),
-        {"provision": staticmethod(provision), "hasher": hasher},
+        {"provision": staticmethod(fresh_database), "hasher": hasher},
     )
     SEEN.clear()
     run_state_machine_as_test(machine, settings=SETTINGS)

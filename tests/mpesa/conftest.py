@@ -1,7 +1,8 @@
 """Deni and the Daraja sandbox on real loopback ports, wired to each other.
 
 The sandbox and Deni's HTTP server live for the whole session (starting uvicorn costs a few
-hundred milliseconds); each test gets its own database, Deni and a reset sandbox. The server
+hundred milliseconds); each test gets its own database, Deni and a reset sandbox (each
+Hypothesis example too, through `fresh_world`). The server
 serves whichever app the current test plugs in. The sandbox holds every callback until the test
 calls `flush()` (callback_delay_s is long), so callback timing is the test's to decide.
 """
@@ -9,7 +10,8 @@ calls `flush()` (callback_delay_s is long), so callback timing is the test's to 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import pytest
@@ -22,7 +24,9 @@ from deni.entrypoints.api.app import create_app
 from deni.sandbox.app import SandboxConfig, create_sandbox_app
 from deni.sandbox.client import SandboxAdmin
 from deni.sandbox.server import BackgroundServer
+from tests.conftest import settings_for
 from tests.fakes import ManualClock
+from tests.fakes.clock import START
 from tests.support.mpesa import CALLBACK_TOKEN, World
 
 SANDBOX_HOLD_S = 3_600.0  # callbacks wait for flush()
@@ -104,8 +108,8 @@ def mpesa_settings(
     )
 
 
-@pytest.fixture
-def world(
+@contextmanager
+def _open_world(
     settings: Settings,
     clock: ManualClock,
     hasher: PepperedArgon2PinHasher,
@@ -131,3 +135,54 @@ def world(
         world.close()
         switch.app = None
         wired.close()
+
+
+@pytest.fixture
+def world(
+    settings: Settings,
+    clock: ManualClock,
+    hasher: PepperedArgon2PinHasher,
+    admin: SandboxAdmin,
+    sandbox_url: str,
+    certificate: str,
+    deni_server: tuple[Switch, str],
+) -> Iterator[World]:
+    with _open_world(
+        settings, clock, hasher, admin, sandbox_url, certificate, deni_server
+    ) as world:
+        yield world
+
+
+@pytest.fixture(scope="session")
+def fresh_world(
+    fresh_database: Callable[[], AbstractContextManager[str]],
+    hasher: PepperedArgon2PinHasher,
+    session_admin: SandboxAdmin,
+    sandbox_url: str,
+    certificate: str,
+    deni_server: tuple[Switch, str],
+) -> Callable[[], AbstractContextManager[World]]:
+    """`with fresh_world() as world:` in a Hypothesis test: what `world` gives a test (a
+    database, Deni, clock and reset sandbox of its own), new for each example."""
+
+    @contextmanager
+    def open_example() -> Iterator[World]:
+        session_admin.reset()
+        try:
+            with (
+                fresh_database() as url,
+                _open_world(
+                    settings_for(url),
+                    ManualClock(START),
+                    hasher,
+                    session_admin,
+                    sandbox_url,
+                    certificate,
+                    deni_server,
+                ) as world,
+            ):
+                yield world
+        finally:
+            session_admin.clear_faults()
+
+    return open_example

@@ -1,10 +1,12 @@
 """Random flows under random sandbox faults, and forged callbacks among them: after
 reconciliation, money is never created, lost or paid twice, and the ledger's M-PESA accounts
-match the sandbox's own balances."""
+match the sandbox's own balances. Each example runs on a database and a sandbox of its own."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -48,22 +50,23 @@ step = st.tuples(
 )
 
 
-@settings(
-    max_examples=15,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(step, min_size=1, max_size=6))
-def test_random_flows_conserve_money(world: World, steps: list[tuple[str, int, Any]]) -> None:
-    world.admin.clear_faults()
-    world.admin.flush()
-    world.snapshot()
+def test_random_flows_conserve_money(
+    fresh_world: Callable[[], AbstractContextManager[World]], steps: list[tuple[str, int, Any]]
+) -> None:
+    with fresh_world() as world:
+        _flows_conserve_money(world, steps)
+
+
+def _flows_conserve_money(world: World, steps: list[tuple[str, int, Any]]) -> None:
+    forged = itertools.count(1)  # receipts of this example's forgeries
     user = world.user()
     world.fund(user, 2_000_00)
     request_ids: list[str] = []
     for action, shillings, fault in steps:
         if action in FORGERIES:
-            _forge(world, action, shillings, user.phone, request_ids)
+            _forge(world, action, shillings, user.phone, request_ids, forged)
             continue
         kind = {"top_up": "stk", "withdraw": "b2c"}.get(action, "c2b")
         if kind == "c2b" and fault is not None and fault["action"] not in C2B_FAULTS:
@@ -98,14 +101,18 @@ def test_random_flows_conserve_money(world: World, steps: list[tuple[str, int, A
         assert request.state in FINAL_STATES, (request.state, request.result_desc)
 
 
-_forged = itertools.count(1)
-
-
-def _forge(world: World, action: str, shillings: int, phone: str, request_ids: list[str]) -> None:
+def _forge(
+    world: World,
+    action: str,
+    shillings: int,
+    phone: str,
+    request_ids: list[str],
+    forged: Iterator[int],
+) -> None:
     """What someone who knows the callback URL posts: a paybill payment M-PESA never made, a
     failure for the newest payout, a success for the newest push (whatever they really did)."""
     if action == "forge_c2b":
-        body = c2b_confirmation_body(f"TFORGE{next(_forged):04d}", shillings, phone)
+        body = c2b_confirmation_body(f"TFORGE{next(forged):04d}", shillings, phone)
         assert world.http.post(world.hook_url("c2b/confirmation"), json=body).status_code == 200
         return
     kind = "b2c" if action == "forge_b2c_failure" else "stk"
@@ -119,7 +126,7 @@ def _forge(world: World, action: str, shillings: int, phone: str, request_ids: l
         assert world.http.post(world.hook_url("b2c/result"), json=body).status_code == 200
     elif kind == "stk" and request.checkout_request_id:
         body = stk_success_body(
-            request.checkout_request_id, f"TFSTK{next(_forged):05d}", request.amount_cents // 100
+            request.checkout_request_id, f"TFSTK{next(forged):05d}", request.amount_cents // 100
         )
         assert world.http.post(world.hook_url("stk"), json=body).status_code == 200
 

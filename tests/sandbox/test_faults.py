@@ -10,6 +10,7 @@ import pytest
 
 from deni.sandbox.app import SandboxConfig
 from tests.support.sandbox import PHONE, Daraja
+from tests.support.waiting import wait_until
 
 PUSH = "/mpesa/stkpush/v1/processrequest"
 
@@ -121,7 +122,8 @@ def test_slow_answer_still_does_the_work(daraja: Daraja) -> None:
             headers={"Authorization": f"Bearer {daraja.new_token()}"},
             timeout=0.1,
         )
-    time.sleep(0.3)
+    # The sandbox did the work before it answered late: its callback comes (no delay here).
+    wait_until(lambda: daraja.hooks.bodies("/hooks/stk"), what="the slow push's callback")
     daraja.admin.flush()
 
     assert len(daraja.hooks.bodies("/hooks/stk")) == 1
@@ -158,23 +160,28 @@ def test_reorder_delivers_newest_first(daraja: Daraja) -> None:
 
 
 def test_reorder_holds_until_flush_when_fewer_come(daraja: Daraja) -> None:
-    daraja.admin.add_fault(kind="stk", action="reorder", times=5)
+    daraja.admin.add_fault(kind="stk", phone=PHONE, action="reorder", times=5)
     sent = [daraja.stk()["CheckoutRequestID"] for _ in range(2)]
-    time.sleep(0.2)
+    # The sandbox delivers in the order callbacks fall due: once a later one for another phone
+    # has come, the two above would have come before it, were they not held.
+    later = daraja.stk("254722000000")["CheckoutRequestID"]
+    wait_until(lambda: daraja.hooks.bodies("/hooks/stk"), what="the unheld callback")
 
-    assert daraja.hooks.bodies("/hooks/stk") == []
-    assert {r["state"] for r in daraja.admin.callbacks("stk")} == {"held"}
+    assert checkout_ids(daraja) == [later]
+    records = daraja.admin.callbacks("stk")
+    held = [
+        r["state"] for r in records if r["body"]["Body"]["stkCallback"]["CheckoutRequestID"] in sent
+    ]
+    assert held == ["held", "held"]
     daraja.admin.flush()
-    assert checkout_ids(daraja) == list(reversed(sent))
+    assert checkout_ids(daraja) == [later, *reversed(sent)]
 
 
 def test_delay_holds_a_callback_back_until_flushed(daraja: Daraja) -> None:
     daraja.admin.add_fault(kind="stk", action="delay", delay_s=60)
     late = daraja.stk()["CheckoutRequestID"]
     on_time = daraja.stk()["CheckoutRequestID"]
-    deadline = time.monotonic() + 5
-    while not daraja.hooks.bodies("/hooks/stk") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: daraja.hooks.bodies("/hooks/stk"), what="the callback on time")
 
     assert checkout_ids(daraja) == [on_time]
     daraja.admin.flush()
@@ -182,13 +189,13 @@ def test_delay_holds_a_callback_back_until_flushed(daraja: Daraja) -> None:
 
 
 def test_delay_is_real_without_flush(start_sandbox: Any) -> None:
-    daraja: Daraja = start_sandbox(SandboxConfig(callback_delay_s=0.2))
+    delay_s = 0.2
+    daraja: Daraja = start_sandbox(SandboxConfig(callback_delay_s=delay_s))
+    started = time.monotonic()  # before the request: the delay runs from its arrival
     daraja.stk()
-    started = time.monotonic()
-    while not daraja.hooks.bodies("/hooks/stk") and time.monotonic() - started < 5:
-        time.sleep(0.02)
+    wait_until(lambda: daraja.hooks.bodies("/hooks/stk"), what="the delayed callback")
 
-    assert 0.15 <= time.monotonic() - started < 5
+    assert time.monotonic() - started >= delay_s
 
 
 def test_c2b_confirmation_faults(daraja: Daraja) -> None:

@@ -61,8 +61,7 @@ def deps(world: World, gateway: FakeMpesaGateway) -> MpesaDeps:
 def send(deps: MpesaDeps) -> OutboxReport:
     """The worker's outbox pass."""
     return run_once(
-        uow_factory=deps.uow,
-        clock=deps.clock,
+        deps,
         handlers=requests.handlers(deps),
         policy=deps.policy,
         rng=random.Random(7),
@@ -106,23 +105,17 @@ def platform_cents(deps: MpesaDeps, account: PlatformAccount) -> int:
 
 
 def top_up(deps: MpesaDeps, user: User, amount_cents: int) -> MpesaRequest:
-    with deps.uow() as uow:
-        request = requests.request_stk(
-            uow, user_id=user.id, amount_cents=amount_cents, idempotency_key="top-up-1",
-            now=deps.clock.now(),
-        )  # fmt: skip
-        uow.commit()
-    return request
+    return requests.request_stk(
+        deps, user_id=user.id, amount_cents=amount_cents, idempotency_key="top-up-1"
+    )
 
 
 def withdraw(world: World, deps: MpesaDeps, user: User, amount_cents: int) -> MpesaRequest:
-    with deps.uow() as uow:
-        request = requests.withdraw(
-            uow, hasher=world.hasher, user_id=user.id, pin=PIN, amount_cents=amount_cents,
-            idempotency_key="withdraw-1", now=deps.clock.now(), channel="api",
-        )  # fmt: skip
-        uow.commit()
-    return request
+    assert deps.uow is world.uow  # the world's hasher proves the PIN over the same units of work
+    return requests.withdraw(
+        world, user_id=user.id, pin=PIN, amount_cents=amount_cents,
+        idempotency_key="withdraw-1", channel="api",
+    )  # fmt: skip
 
 
 def paid_push(request: MpesaRequest, receipt: str, *, phone: str | None = None) -> StkResultEvent:

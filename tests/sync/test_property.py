@@ -2,18 +2,22 @@
 
 Invariants after everyone syncs: each (client, mutation id) applied once (replays say so),
 every device shows the server's state, the ledger balances and money is conserved, and every
-rejected action produced one sync_rejected notification for its user.
+rejected action produced one sync_rejected notification for its user. Each example runs on a
+database of its own.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deni.bootstrap import Deni
+from tests.conftest import Example
 from tests.support.api import assert_ledger_whole
 from tests.support.builders import api_user, fund
 from tests.support.sync import Device, server_view
@@ -37,13 +41,16 @@ steps = st.lists(
 )
 
 
-@settings(
-    max_examples=12,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plan=steps)
-def test_random_offline_devices_converge(client: TestClient, deni: Deni, plan: list[Step]) -> None:
+def test_random_offline_devices_converge(
+    fresh_deni: Callable[[], AbstractContextManager[Example]], plan: list[Step]
+) -> None:
+    with fresh_deni() as example:
+        _converge(example.client, example.deni, plan)
+
+
+def _converge(client: TestClient, deni: Deni, plan: list[Step]) -> None:
     lender = api_user(client, deni, name="Lender Lee")
     borrower = api_user(client, deni, name="Borrower Bo")
     fund(deni, lender.user, FUNDED_CENTS)

@@ -8,7 +8,6 @@ nothing is applied twice when the device pushes again.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -25,6 +24,7 @@ from deni.services.sync.ports import SyncUnitOfWork
 from tests.support.api import assert_ledger_whole
 from tests.support.builders import ApiUser, api_user, fund
 from tests.support.sync import STATUS, Device, push_raw
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -239,14 +239,23 @@ def test_a_real_deadlock_in_mutation_k_keeps_those_before_and_nothing_of_k(
     b.queue_mutation("cancel_loan", loan_id=loan_x)  # 4: needs loan X, held below
     locked, other_error = threading.Event(), []
 
+    def push_waits_for(holder_pid: int) -> bool:
+        """The push waits for a lock this holder has (loan X; it locked Z before)."""
+        with deni.engine.connect() as connection:
+            waiting = text(
+                "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
+            )
+            return bool(connection.execute(waiting, {"pid": holder_pid}).scalar_one())
+
     def hold_x_then_want_z() -> None:
         with database_engine(deni).connect() as connection, connection.begin():
             connection.exec_driver_sql("SET LOCAL deadlock_timeout = '20s'")  # the push detects
             lock = text("SELECT id FROM loans WHERE id = :id FOR UPDATE")
             connection.execute(lock, {"id": loan_x})
+            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
             locked.set()
-            time.sleep(0.5)  # the push has locked Z and waits for X
             try:
+                wait_until(lambda: push_waits_for(pid), what="the push to wait for loan X")
                 connection.execute(lock, {"id": loan_z})
             except Exception as error:  # reported below
                 other_error.append(error)

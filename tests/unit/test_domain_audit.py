@@ -6,7 +6,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from deni.domain.audit import GENESIS_HASH, ChainRow, chain_hash, verify_chain
@@ -196,12 +196,10 @@ def test_any_single_tampering_is_found(count: int, data: st.DataObject) -> None:
     if action == "edit":
         rows[index] = dataclasses.replace(rows[index], details=rows[index].details + " ")
     elif action == "delete":
-        if index == count - 1:
-            return  # the tail: covered by comparing with the stored head
+        assume(index != count - 1)  # the tail: covered by comparing with the stored head
         del rows[index]
     elif action == "swap":
-        if count < 2:
-            return
+        assume(count >= 2)
         other = (index + 1) % count
         rows[index], rows[other] = rows[other], rows[index]
     else:

@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from deni.domain.errors import InsufficientFunds
@@ -175,8 +175,7 @@ def test_content_hash_changes_with_any_amount(postings: tuple[Posting, ...], ext
         Posting(second.account_id, second.amount_cents - extra),
         *postings[2:],
     )
-    if any(p.amount_cents == 0 for p in changed):
-        return
+    assume(all(p.amount_cents != 0 for p in changed))  # a zero posting is not a valid entry
     assert draft(postings).content_hash() != draft(changed).content_hash()
 
 

@@ -1,8 +1,11 @@
 """Random and hostile entries at every screen: always a CON/END screen of ≤ 182 characters,
-never a 500, never the "something went wrong" screen."""
+never a 500, never the "something went wrong" screen. Each random example runs on a database of
+its own."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -10,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.conftest import Example
 from tests.fakes import ManualClock
 from tests.support.builders import fund, lend, next_phone, register
 from tests.support.ussd import CODE, Phone, assert_screen
@@ -64,6 +68,10 @@ class World:
 
 @pytest.fixture
 def world(client: TestClient, deni: Deni, clock: ManualClock) -> World:
+    return make_world(client, deni, clock)
+
+
+def make_world(client: TestClient, deni: Deni, clock: ManualClock) -> World:
     lender_user = register(deni, name="Lender Lucy", pin="1234")
     borrower_user = register(deni, name="Borrower Ben", pin="5678", language="sw")
     legacy_user = register(deni, name="Legacy Lucy", pin="8642", phone_proven=False)
@@ -136,7 +144,7 @@ def _reach(world: World, screen_id: str) -> Phone:
     for _ in range(2):
         phone.dial()
         if "Continue where" in phone.last or "Uendelee" in phone.last:
-            phone.send("2")  # an earlier example's session dropped mid-way: start afresh
+            phone.send("2")  # an earlier entry's session dropped mid-way: start afresh
         locked = False
         for entry in entries:
             phone.send(world.lender.number if entry == "@lender" else entry)
@@ -145,7 +153,7 @@ def _reach(world: World, screen_id: str) -> Phone:
                 break
         if not locked:
             break
-        # Earlier examples typed three wrong PINs in a row: wait out the lock.
+        # Earlier entries typed three wrong PINs in a row: wait out the lock.
         world.clock.advance(timedelta(days=1))
     assert not phone.ended, (screen_id, phone.last)
     return phone
@@ -174,19 +182,19 @@ entries = st.one_of(
 )
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(screen_id=st.sampled_from(sorted(PATHS)), typed=st.lists(entries, min_size=1, max_size=4))
-def test_random_entries_at_every_screen(world: World, screen_id: str, typed: list[str]) -> None:
-    phone = _reach(world, screen_id)
-    for entry in typed:
-        if phone.ended:
-            break
-        phone.send(entry)
-        _check(phone)
+def test_random_entries_at_every_screen(
+    fresh_deni: Callable[[], AbstractContextManager[Example]], screen_id: str, typed: list[str]
+) -> None:
+    with fresh_deni() as example:
+        world = make_world(example.client, example.deni, example.clock)
+        phone = _reach(world, screen_id)
+        for entry in typed:
+            if phone.ended:
+                break
+            phone.send(entry)
+            _check(phone)
 
 
 def test_hostile_requests(client: TestClient, world: World) -> None:
