@@ -9,7 +9,7 @@ member's phone number; the sandbox sends each confirmation, and then each Transa
 result, `--callback-delay-s` after the request that causes it (Safaricom's take seconds). The
 wait measured per payment is Deni's own record (payment_claims.confirm_wait_ms): from the
 confirmation stored to the Transaction Status answer that confirmed it applied. Bounded: at
-most `--payments` payments, and each waits at most WAIT_MAX_S.
+most `--payments` payments, and each waits at most WAIT_S_MAX.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from deni.sandbox.client import SandboxAdmin
 from deni.sandbox.server import BackgroundServer
 from deni.services import users
 
-WAIT_MAX_S = 30.0
+WAIT_S_MAX = 30.0
 POLL_S = 0.02
 TOKEN = "0123456789abcdef0123456789abcdef"  # noqa: S105 (a local run's callback token)
 
@@ -71,14 +71,14 @@ def _one(deni: Deni, admin: SandboxAdmin, i: int) -> int:
     )
     paid = admin.pay_paybill(member.phone, 100, member.phone)
     receipt = str(paid["TransID"])
-    deadline = time.monotonic() + WAIT_MAX_S
+    deadline = time.monotonic() + WAIT_S_MAX
     while time.monotonic() < deadline:
         with deni.uow.read_only() as uow:
             claim = uow.claims.for_receipts([receipt]).get(receipt)
         if claim is not None and claim.confirm_wait_ms is not None:
             return claim.confirm_wait_ms
         time.sleep(POLL_S)
-    raise AssertionError(f"payment {receipt} was not confirmed within {WAIT_MAX_S} s")
+    raise AssertionError(f"payment {receipt} was not confirmed within {WAIT_S_MAX} s")
 
 
 def main() -> None:

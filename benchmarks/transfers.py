@@ -38,7 +38,7 @@ from deni.services.ports import StorageBusy
 
 SEED_BATCH = 250
 WALLET_START_CENTS = 10_000_000  # KES 100,000 each: random transfers of KES 0.01-10 never run dry
-TRANSFER_MAX_CENTS = 1_000
+TRANSFER_CENTS_MAX = 1_000
 BUSY_RETRIES_MAX = 10
 TRANSFERS_PER_THREAD_MAX = 2_000_000  # a hard cap besides the clock
 START_DELAY_S = 0.3
@@ -146,7 +146,7 @@ def run_transfers(
                 began = time.monotonic()
                 for _ in range(BUSY_RETRIES_MAX):
                     try:
-                        transfer_fn(deni, source, target, rng.randint(1, TRANSFER_MAX_CENTS))
+                        transfer_fn(deni, source, target, rng.randint(1, TRANSFER_CENTS_MAX))
                     except StorageBusy:
                         busy[index] += 1
                         continue

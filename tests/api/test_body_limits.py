@@ -33,7 +33,7 @@ from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
 from deni.entrypoints.api.app import ROUTE_BODY_BYTES_MAX, create_app
 from deni.entrypoints.api.limits import BODY_BYTES_MAX
-from deni.entrypoints.api.routes.hooks import BODY_MAX_BYTES as HOOK_BODY_BYTES_MAX
+from deni.entrypoints.api.routes.hooks import BODY_BYTES_MAX as HOOK_BODY_BYTES_MAX
 from deni.entrypoints.api.routes.sync import PUSH_BODY_BYTES_MAX
 from deni.entrypoints.ussd.router import BODY_BYTES_MAX as USSD_BODY_BYTES_MAX
 from deni.sandbox.server import BackgroundServer

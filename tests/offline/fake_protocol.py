@@ -25,7 +25,7 @@ class Fake:
     log: dict[tuple[str, int], tuple[str, dict[str, Any]]] = field(default_factory=dict)
     changes: list[tuple[int, str, str, str]] = field(default_factory=list)  # v, user, ent, id
     version: int = 0
-    min_schema: int = 1
+    schema_min: int = 1
     # Faults, consumed as they fire.
     lose_next_responses: int = 0  # apply the request, then drop the answer
     refuse_next: int = 0  # connection refused before the server sees anything
@@ -98,7 +98,7 @@ class Fake:
         return client
 
     def _push(self, user_id: str, body: dict[str, Any]) -> httpx.Response:
-        if body["schema_version"] < self.min_schema:
+        if body["schema_version"] < self.schema_min:
             return _error(426, "client_upgrade_required", "Upgrade.", min_client_schema_version=2)
         client = self._client(user_id, body["client_id"])
         if isinstance(client, httpx.Response):
@@ -206,7 +206,7 @@ class Fake:
         }
 
     def _pull(self, user_id: str, params: dict[str, str]) -> httpx.Response:
-        if int(params["schema_version"]) < self.min_schema:
+        if int(params["schema_version"]) < self.schema_min:
             return _error(426, "client_upgrade_required", "Upgrade.", min_client_schema_version=2)
         client = self._client(user_id, params["client_id"])
         if isinstance(client, httpx.Response):

@@ -158,7 +158,7 @@ def test_a_gap_resends_from_the_id_the_server_expects(fake: Fake, tmp_path: Path
 def test_an_old_client_schema_gets_a_clear_message(fake: Fake, tmp_path: Path) -> None:
     client, syncer = device(fake, tmp_path / "b.sqlite3", B_PHONE)
     client.repay("DN1", amount_cents=1_000)
-    fake.min_schema = 2
+    fake.schema_min = 2
     with pytest.raises(UpgradeRequired, match="Upgrade Deni") as raised:
         syncer.sync()
     assert "at least 2" in raised.value.message

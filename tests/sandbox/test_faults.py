@@ -218,7 +218,7 @@ def test_balance_timeout_sends_no_result(daraja: Daraja) -> None:
 
 
 def test_full_queue_is_system_busy(start_sandbox: Any) -> None:
-    daraja: Daraja = start_sandbox(SandboxConfig(callback_delay_s=30, max_pending_callbacks=2))
+    daraja: Daraja = start_sandbox(SandboxConfig(callback_delay_s=30, pending_callbacks_max=2))
     daraja.stk()
     daraja.stk()
 

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from deni.domain.errors import InvalidAmount, InvalidPhoneNumber
 from deni.domain.money import (
-    LOAN_MAX_CENTS,
-    LOAN_MIN_CENTS,
-    MOVEMENT_MAX_CENTS,
+    LOAN_CENTS_MAX,
+    LOAN_CENTS_MIN,
+    MOVEMENT_CENTS_MAX,
     format_kes,
     require_cents,
 )
@@ -20,14 +20,14 @@ from deni.domain.phone import mask_msisdn, normalise_msisdn
 
 
 def test_loan_bounds_are_kes_10_and_kes_250000() -> None:
-    assert LOAN_MIN_CENTS == 1_000
-    assert LOAN_MAX_CENTS == 25_000_000
-    assert MOVEMENT_MAX_CENTS == 100_000_000
+    assert LOAN_CENTS_MIN == 1_000
+    assert LOAN_CENTS_MAX == 25_000_000
+    assert MOVEMENT_CENTS_MAX == 100_000_000
 
 
 @pytest.mark.parametrize("amount", [1_000, 1_001, 25_000_000])
 def test_require_cents_returns_amounts_within_bounds(amount: int) -> None:
-    assert require_cents(amount, minimum_cents=1_000, maximum_cents=25_000_000) == amount
+    assert require_cents(amount, amount_cents_min=1_000, amount_cents_max=25_000_000) == amount
 
 
 @pytest.mark.parametrize(
@@ -42,7 +42,7 @@ def test_require_cents_returns_amounts_within_bounds(amount: int) -> None:
 )
 def test_require_cents_refuses_out_of_bounds(amount: int, fragment: str) -> None:
     with pytest.raises(InvalidAmount, match=fragment) as caught:
-        require_cents(amount, minimum_cents=1_000, maximum_cents=25_000_000)
+        require_cents(amount, amount_cents_min=1_000, amount_cents_max=25_000_000)
     assert caught.value.code == "invalid_amount"
 
 
@@ -51,17 +51,17 @@ def test_require_cents_refuses_out_of_bounds(amount: int, fragment: str) -> None
 )
 def test_require_cents_refuses_anything_but_int(amount: object) -> None:
     with pytest.raises(InvalidAmount, match="whole numbers of cents"):
-        require_cents(amount, minimum_cents=0, maximum_cents=10**9)
+        require_cents(amount, amount_cents_min=0, amount_cents_max=10**9)
 
 
 @given(st.integers(min_value=-(10**12), max_value=10**12))
 def test_require_cents_accepts_exactly_the_closed_interval(amount: int) -> None:
     low, high = 100, 10**9
     if low <= amount <= high:
-        assert require_cents(amount, minimum_cents=low, maximum_cents=high) == amount
+        assert require_cents(amount, amount_cents_min=low, amount_cents_max=high) == amount
     else:
         with pytest.raises(InvalidAmount):
-            require_cents(amount, minimum_cents=low, maximum_cents=high)
+            require_cents(amount, amount_cents_min=low, amount_cents_max=high)
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,7 @@ _GATEWAY_QUERY = re.compile(r"((?:/hooks|/ussd)(?:/[^\s?#\"']*)?)\?[^\s#\"']*")
 _QUERY_PARAM = re.compile(r"([?&])([A-Za-z0-9_.\-]{1,64})=([^\s&#\"']*)")
 _SECRET_QUERY_NAMES = frozenset({"t", "key", "code", "otp", "sig", "signature"})
 # Fewer digits than this and "first 4 + last 2" would reveal most of the value.
-_MIN_MASKABLE_DIGITS = 8
+_MASKABLE_DIGITS_MIN = 8
 
 
 def mask_phone(msisdn: str) -> str:
@@ -90,7 +90,7 @@ def mask_phone(msisdn: str) -> str:
     digits = _NON_DIGITS.sub("", msisdn)
     if len(digits) == 10 and digits.startswith("0"):
         digits = "254" + digits[1:]
-    if len(digits) < _MIN_MASKABLE_DIGITS:
+    if len(digits) < _MASKABLE_DIGITS_MIN:
         return REDACTED
     return digits[:4] + "*" * (len(digits) - 6) + digits[-2:]
 

@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from enum import Enum
 
 from deni.domain.errors import Conflict, InvalidDueDate, InvalidTransition, TooManyRequests
-from deni.domain.money import LOAN_MAX_CENTS, LOAN_MIN_CENTS, format_kes, require_cents
+from deni.domain.money import LOAN_CENTS_MAX, LOAN_CENTS_MIN, format_kes, require_cents
 from deni.domain.users import NAIROBI
 
 TERM_DAYS_MAX = 365
@@ -128,11 +128,11 @@ def make_terms(
     *, principal_cents: object, fee_cents: object, penalty_daily_cents: object, due_date: date
 ) -> Terms:
     principal = require_cents(
-        principal_cents, minimum_cents=LOAN_MIN_CENTS, maximum_cents=LOAN_MAX_CENTS
+        principal_cents, amount_cents_min=LOAN_CENTS_MIN, amount_cents_max=LOAN_CENTS_MAX
     )
     # A fee above the principal would be predatory; the same bound holds for the daily penalty.
-    fee = require_cents(fee_cents, minimum_cents=0, maximum_cents=principal)
-    penalty = require_cents(penalty_daily_cents, minimum_cents=0, maximum_cents=principal)
+    fee = require_cents(fee_cents, amount_cents_min=0, amount_cents_max=principal)
+    penalty = require_cents(penalty_daily_cents, amount_cents_min=0, amount_cents_max=principal)
     return Terms(principal, fee, penalty, due_date)
 
 
@@ -278,7 +278,7 @@ def quote(terms: Terms, today: date) -> Quote:
 
 
 def require_repayment_amount(amount_cents: object) -> int:
-    return require_cents(amount_cents, minimum_cents=1, maximum_cents=2 * LOAN_MAX_CENTS)
+    return require_cents(amount_cents, amount_cents_min=1, amount_cents_max=2 * LOAN_CENTS_MAX)
 
 
 # --- How often a borrower may ask ---------------------------------------------------------------

@@ -6,21 +6,21 @@ from deni.domain.errors import InvalidAmount
 
 CENTS_PER_SHILLING = 100
 # One M-PESA transaction moves at most KES 250,000; a loan is bounded the same way.
-LOAN_MIN_CENTS = 10 * CENTS_PER_SHILLING
-LOAN_MAX_CENTS = 250_000 * CENTS_PER_SHILLING
+LOAN_CENTS_MIN = 10 * CENTS_PER_SHILLING
+LOAN_CENTS_MAX = 250_000 * CENTS_PER_SHILLING
 # A wallet movement is bounded so that a typo cannot move an absurd sum.
-MOVEMENT_MAX_CENTS = 1_000_000 * CENTS_PER_SHILLING
+MOVEMENT_CENTS_MAX = 1_000_000 * CENTS_PER_SHILLING
 
 
-def require_cents(amount_cents: object, *, minimum_cents: int, maximum_cents: int) -> int:
+def require_cents(amount_cents: object, *, amount_cents_min: int, amount_cents_max: int) -> int:
     """Return `amount_cents` if it is an int within bounds; reject anything else clearly."""
-    assert 0 <= minimum_cents <= maximum_cents
+    assert 0 <= amount_cents_min <= amount_cents_max
     if isinstance(amount_cents, bool) or not isinstance(amount_cents, int):
         raise InvalidAmount("Amounts are whole numbers of cents.")
-    if amount_cents < minimum_cents:
-        raise InvalidAmount(f"The amount must be at least {format_kes(minimum_cents)}.")
-    if amount_cents > maximum_cents:
-        raise InvalidAmount(f"The amount must be at most {format_kes(maximum_cents)}.")
+    if amount_cents < amount_cents_min:
+        raise InvalidAmount(f"The amount must be at least {format_kes(amount_cents_min)}.")
+    if amount_cents > amount_cents_max:
+        raise InvalidAmount(f"The amount must be at most {format_kes(amount_cents_max)}.")
     return amount_cents
 
 

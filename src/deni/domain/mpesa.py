@@ -130,22 +130,22 @@ SUCCESS = "0"
 
 # What one M-PESA transaction may carry: Daraja refuses a push under KES 1 or a payout under
 # KES 10, and no transaction above KES 250,000. Every channel checks against these.
-STK_MIN_CENTS = 1 * CENTS_PER_SHILLING
-B2C_MIN_CENTS = 10 * CENTS_PER_SHILLING
-MPESA_MAX_CENTS = 250_000 * CENTS_PER_SHILLING
+STK_CENTS_MIN = 1 * CENTS_PER_SHILLING
+B2C_CENTS_MIN = 10 * CENTS_PER_SHILLING
+MPESA_CENTS_MAX = 250_000 * CENTS_PER_SHILLING
 
 
 # --- Asking for money to move ---------------------------------------------------------------
 
 
-def require_mpesa_amount(amount_cents: object, *, minimum_cents: int) -> int:
+def require_mpesa_amount(amount_cents: object, *, amount_cents_min: int) -> int:
     if isinstance(amount_cents, bool) or not isinstance(amount_cents, int):
         raise InvalidAmount("Amounts are whole numbers of cents.")
     if amount_cents % CENTS_PER_SHILLING != 0:
         raise InvalidAmount("M-PESA moves whole shillings: the amount must end in 00 cents.")
-    if not minimum_cents <= amount_cents <= MPESA_MAX_CENTS:
+    if not amount_cents_min <= amount_cents <= MPESA_CENTS_MAX:
         raise InvalidAmount(
-            f"M-PESA amounts are KES {minimum_cents // CENTS_PER_SHILLING} "
-            f"to KES {MPESA_MAX_CENTS // CENTS_PER_SHILLING:,}."
+            f"M-PESA amounts are KES {amount_cents_min // CENTS_PER_SHILLING} "
+            f"to KES {MPESA_CENTS_MAX // CENTS_PER_SHILLING:,}."
         )
     return amount_cents

@@ -10,7 +10,7 @@ import phonenumbers
 from deni.domain.errors import InvalidPhoneNumber
 
 _SEPARATORS = re.compile(r"[\s\-().]")
-_MAX_INPUT_CHARS = 32
+_INPUT_CHARS_MAX = 32
 _NORMALISED = re.compile(r"^254[17]\d{8}$")
 # Only ASCII digits after an optional "+": phonenumbers would otherwise read letters as keypad
 # digits (07123ABCDE dials someone else) and drop extensions ("x12", ";ext=1") silently.
@@ -19,7 +19,7 @@ _DIGITS_ONLY = re.compile(r"\+?[0-9]+")
 
 def normalise_msisdn(raw: object) -> str:
     """Accept 0712…, +254712…, 254712…, 0112… (with spaces or dashes); return 2547…/2541…."""
-    if not isinstance(raw, str) or not raw.strip() or len(raw) > _MAX_INPUT_CHARS:
+    if not isinstance(raw, str) or not raw.strip() or len(raw) > _INPUT_CHARS_MAX:
         raise InvalidPhoneNumber("Give a Kenyan mobile number such as 0712 345 678.")
     compact = _SEPARATORS.sub("", raw.strip())
     if not _DIGITS_ONLY.fullmatch(compact):

@@ -16,12 +16,12 @@ def reminder_kind(loan: Loan, today: date) -> str | None:
     """The notification kind due for `loan` today, if any."""
     if loan.state is not LoanState.ACTIVE:
         return None
-    days_left = (loan.terms.due_date - today).days
-    if days_left == DUE_SOON_DAYS:
+    due_in_days = (loan.terms.due_date - today).days
+    if due_in_days == DUE_SOON_DAYS:
         return "due_soon"
-    if days_left == 0:
+    if due_in_days == 0:
         return "due_today"
-    days_overdue = -days_left
+    days_overdue = -due_in_days
     if days_overdue in OVERDUE_REMINDER_DAYS:
         return "overdue"
     if (

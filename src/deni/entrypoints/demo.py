@@ -32,7 +32,7 @@ from deni.domain.phone import normalise_msisdn
 console = Console()
 PIN = "1357"
 POLL_INTERVAL_S = 0.25
-WAIT_MAX_S = 30.0
+WAIT_S_MAX = 30.0
 TIMEOUT_S = 10.0
 
 
@@ -202,15 +202,15 @@ def _wait_for_purpose(
 
 
 def _poll(settled: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT_MAX_S
-    for _ in range(int(WAIT_MAX_S / POLL_INTERVAL_S) + 1):
+    deadline = time.monotonic() + WAIT_S_MAX
+    for _ in range(int(WAIT_S_MAX / POLL_INTERVAL_S) + 1):
         found = settled()
         if found is not None:
             return found
         if time.monotonic() > deadline:
             break
         time.sleep(POLL_INTERVAL_S)
-    raise DemoFailed(f"M-PESA did not answer within {WAIT_MAX_S:.0f} s (is the worker running?)")
+    raise DemoFailed(f"M-PESA did not answer within {WAIT_S_MAX:.0f} s (is the worker running?)")
 
 
 def _succeeded(request: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ CONNECT_TIMEOUT_S: Final = 3.0
 READ_TIMEOUT_S: Final = 15.0
 WRITE_TIMEOUT_S: Final = 15.0
 POOL_TIMEOUT_S: Final = 3.0
-RETRY_AFTER_MAX_S: Final = 60.0
+RETRY_AFTER_S_MAX: Final = 60.0
 TRANSIENT_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 
 
@@ -215,7 +215,7 @@ def _retry_after_s(response: httpx.Response) -> float | None:
         seconds = float(value)
     except ValueError:
         return None
-    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+    return min(max(seconds, 0.0), RETRY_AFTER_S_MAX)
 
 
 def _session(body: dict[str, Any]) -> Session:

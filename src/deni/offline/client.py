@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from deni.domain.errors import DomainError
 from deni.domain.loans import make_terms, resolve_due_date
-from deni.domain.money import CENTS_PER_SHILLING, MOVEMENT_MAX_CENTS, require_cents
+from deni.domain.money import CENTS_PER_SHILLING, MOVEMENT_CENTS_MAX, require_cents
 from deni.domain.phone import normalise_msisdn
 from deni.domain.users import nairobi_today, require_language, require_name
 from deni.offline import local, queue
@@ -431,17 +431,17 @@ class OfflineClient:
     def repay(self, loan_ref: str, *, amount_cents: int) -> queue.Mutation:
         """Queued without the PIN: the PIN is asked at sync time and never stored."""
         loan_id = self.find_loan(loan_ref)
-        self._amount(amount_cents, maximum_cents=MOVEMENT_MAX_CENTS)
+        self._amount(amount_cents, amount_cents_max=MOVEMENT_CENTS_MAX)
         args = {"loan_id": loan_id, "amount_cents": amount_cents}
         return self._queue("repay_loan", args, aggregate_id=loan_id)
 
     def top_up(self, *, amount_cents: int) -> queue.Mutation:
-        self._amount(amount_cents, maximum_cents=MOVEMENT_MAX_CENTS, whole_shillings=True)
+        self._amount(amount_cents, amount_cents_max=MOVEMENT_CENTS_MAX, whole_shillings=True)
         return self._queue("top_up", {"amount_cents": amount_cents}, aggregate_id="wallet")
 
     def withdraw(self, *, amount_cents: int) -> queue.Mutation:
         """Queued without the PIN: the PIN is asked at sync time and never stored."""
-        self._amount(amount_cents, maximum_cents=MOVEMENT_MAX_CENTS, whole_shillings=True)
+        self._amount(amount_cents, amount_cents_max=MOVEMENT_CENTS_MAX, whole_shillings=True)
         available_cents = self.balance().available_cents
         if amount_cents > available_cents:
             raise Refused(
@@ -621,10 +621,10 @@ class OfflineClient:
         return self._queue("resolve_conflict", args, aggregate_id=str(entity_id or conflict_id))
 
     def _amount(
-        self, amount_cents: int, *, maximum_cents: int, whole_shillings: bool = False
+        self, amount_cents: int, *, amount_cents_max: int, whole_shillings: bool = False
     ) -> None:
         try:
-            require_cents(amount_cents, minimum_cents=1, maximum_cents=maximum_cents)
+            require_cents(amount_cents, amount_cents_min=1, amount_cents_max=amount_cents_max)
         except DomainError as error:
             raise Refused(error.message, code=error.code) from error
         if whole_shillings and amount_cents % CENTS_PER_SHILLING:

@@ -18,9 +18,9 @@ from deni.sandbox.formats import CENTS_PER_SHILLING
 from deni.sandbox.validation import DarajaError
 
 AdminHandler = Callable[[Sandbox, Request], Awaitable[Response]]
-_MAX_FLUSH_TIMEOUT_S = 120.0
-_MAX_CENTS = 10**15
-_MAX_CLOCK_STEP_S = 10 * 365 * 24 * 3600
+_FLUSH_TIMEOUT_S_MAX = 120.0
+_CENTS_MAX = 10**15
+_CLOCK_STEP_S_MAX = 10 * 365 * 24 * 3600
 
 
 class AdminError(Exception):
@@ -55,8 +55,8 @@ def _cents(body: dict[str, Any], name: str) -> int | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_CENTS:
-        raise AdminError(f"{name} must be a whole number of cents from 0 to {_MAX_CENTS}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _CENTS_MAX:
+        raise AdminError(f"{name} must be a whole number of cents from 0 to {_CENTS_MAX}")
     return value
 
 
@@ -155,8 +155,8 @@ async def flush(sandbox: Sandbox, request: Request) -> Response:
     timeout_s = body.get("timeout_s", 10.0)
     if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float):
         raise AdminError("timeout_s must be a number")
-    if not 0 < timeout_s <= _MAX_FLUSH_TIMEOUT_S:
-        raise AdminError(f"timeout_s must be above 0 and at most {_MAX_FLUSH_TIMEOUT_S}")
+    if not 0 < timeout_s <= _FLUSH_TIMEOUT_S_MAX:
+        raise AdminError(f"timeout_s must be above 0 and at most {_FLUSH_TIMEOUT_S_MAX}")
     done = await sandbox.dispatcher.flush(float(timeout_s))
     summary = {"done": done, "waiting": sandbox.dispatcher.waiting}
     return JSONResponse(summary, status_code=200 if done else 408)
@@ -186,7 +186,7 @@ async def advance_clock(sandbox: Sandbox, request: Request) -> Response:
     seconds = (await _json(request)).get("seconds")
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         raise AdminError("seconds must be a number")
-    if not 0 <= seconds <= _MAX_CLOCK_STEP_S:
+    if not 0 <= seconds <= _CLOCK_STEP_S_MAX:
         raise AdminError("seconds must be from 0 to ten years")
     sandbox.clock_offset += timedelta(seconds=seconds)
     return JSONResponse({"now": sandbox.now().isoformat()})

@@ -31,7 +31,7 @@ Every POST needs "Authorization: Bearer <token>"; each new token retires the pre
 Errors are {"requestId", "errorCode", "errorMessage"}: 401 404.001.03 bad or expired token,
 401 404.001.04 missing header, 400 400.002.02 "Bad Request - Invalid <Field>", 400 400.002.05
 unreadable JSON, 500 500.001.1001 wrong STK password or unknown STK shortcode, 500 500.002.1001
-"Duplicate OriginatorConversationID.", 500 500.003.02 when more than `max_pending_callbacks` wait.
+"Duplicate OriginatorConversationID.", 500 500.003.02 when more than `pending_callbacks_max` wait.
 Callback URLs containing "mpesa", "safaricom", "query", "sql", "exe", "cmd" are refused like
 Daraja does (so a secret path token should be hex). SecurityCredential must be
 base64(RSA PKCS#1 v1.5 of the initiator password) under the certificate at

@@ -13,9 +13,9 @@ from deni.sandbox.state import Kind, Transaction
 from deni.sandbox.validation import DarajaError, invalid
 
 COMMAND_IDS = frozenset({"BusinessPayment", "SalaryPayment", "PromotionPayment"})
-MIN_AMOUNT_CENTS = 10_00
-MAX_AMOUNT_CENTS = 250_000_00
-_MAX_ORIGINATOR_ID_CHARS = 100
+AMOUNT_CENTS_MIN = 10_00
+AMOUNT_CENTS_MAX = 250_000_00
+_ORIGINATOR_ID_CHARS_MAX = 100
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,13 @@ class B2cPayment:
 def parse(sandbox: Sandbox, body: dict[str, Any], *, version: int) -> B2cPayment:
     blocked = sandbox.config.reject_blocked_url_words
     originator_id = validation.text(
-        body, "OriginatorConversationID", max_chars=_MAX_ORIGINATOR_ID_CHARS, required=version >= 3
+        body, "OriginatorConversationID", chars_max=_ORIGINATOR_ID_CHARS_MAX, required=version >= 3
     )
     payment = B2cPayment(
         originator_id=originator_id or sandbox.mint.request_id(),
         conversation_id=sandbox.mint.conversation_id(sandbox.now()),
         initiator=validation.text(body, "InitiatorName"),
-        security_credential=validation.text(body, "SecurityCredential", max_chars=2_000),
+        security_credential=validation.text(body, "SecurityCredential", chars_max=2_000),
         amount_cents=_checked_command_then_amount(body),
         phone=validation.msisdn(body, "PartyB"),
         result_url=validation.url(body, "ResultURL", reject_blocked_words=blocked),
@@ -47,9 +47,9 @@ def parse(sandbox: Sandbox, body: dict[str, Any], *, version: int) -> B2cPayment
     )
     if validation.shortcode(body, "PartyA") != sandbox.config.shortcode:
         raise invalid("PartyA")
-    validation.text(body, "Remarks", min_chars=2, max_chars=100)
+    validation.text(body, "Remarks", chars_min=2, chars_max=100)
     for spelling in ("Occassion", "Occasion"):  # Safaricom's spelling and the usual one
-        validation.text(body, spelling, max_chars=100, required=False, min_chars=0)
+        validation.text(body, spelling, chars_max=100, required=False, chars_min=0)
     return payment
 
 
@@ -113,9 +113,9 @@ def _decide(
         return magic.b2c_code, Outcome.RESULT
     if not sandbox.world.customer(payment.phone).registered:
         return 2040, Outcome.RESULT
-    if payment.amount_cents < MIN_AMOUNT_CENTS:
+    if payment.amount_cents < AMOUNT_CENTS_MIN:
         return 2, Outcome.RESULT
-    if payment.amount_cents > MAX_AMOUNT_CENTS:
+    if payment.amount_cents > AMOUNT_CENTS_MAX:
         return 3, Outcome.RESULT
     return 0, Outcome.RESULT
 

@@ -12,7 +12,7 @@ from deni.sandbox.validation import invalid
 
 RESPONSE_TYPES = frozenset({"Completed", "Cancelled"})
 SIMULATE_COMMANDS = frozenset({"CustomerPayBillOnline", "CustomerBuyGoodsOnline"})
-_BILL_REF_MAX_CHARS = 20
+_BILL_REF_CHARS_MAX = 20
 _ACCEPTED_CODES = ("0", "00000000")
 
 
@@ -42,7 +42,7 @@ async def simulate(sandbox: Sandbox, body: dict[str, Any], call: Call) -> dict[s
     amount_cents = validation.amount_cents(body)
     phone = validation.msisdn(body, "Msisdn")
     bill_ref = validation.text(
-        body, "BillRefNumber", max_chars=_BILL_REF_MAX_CHARS, min_chars=0, required=False
+        body, "BillRefNumber", chars_max=_BILL_REF_CHARS_MAX, chars_min=0, required=False
     )
     faults = call.begin("c2b", phone)
 

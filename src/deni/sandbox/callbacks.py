@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 Job = Callable[[], Awaitable[None]]
 _RETRY_BACKOFF_S = 0.1
-_MAX_RESPONSE_CHARS = 2_000
-_MAX_FLUSH_ROUNDS = 1_000
+_RESPONSE_CHARS_MAX = 2_000
+_FLUSH_ROUNDS_MAX = 1_000
 
 
 class QueueFull(Exception):
@@ -132,7 +132,7 @@ class Dispatcher:
 
     def schedule(self, delay_s: float, job: Job) -> None:
         """Run `job` after `delay_s`. Raises QueueFull when the timeline is full."""
-        if self.waiting >= self._config.max_pending_callbacks:
+        if self.waiting >= self._config.pending_callbacks_max:
             raise QueueFull
         self._push(_Item(self._due(delay_s), next(self._seq), job=job))
 
@@ -144,7 +144,7 @@ class Dispatcher:
         for record in copies:
             if policy.drop:
                 record.state = "dropped"
-            elif self.waiting >= self._config.max_pending_callbacks:
+            elif self.waiting >= self._config.pending_callbacks_max:
                 record.state = "failed"
                 record.attempts.append({"at": self._now_iso(), "error": "sandbox queue full"})
             elif policy.group is not None:
@@ -179,7 +179,7 @@ class Dispatcher:
         deadline = loop.time() + timeout_s
         self._forcing = True
         try:
-            for _ in range(_MAX_FLUSH_ROUNDS):
+            for _ in range(_FLUSH_ROUNDS_MAX):
                 self._make_all_due()
                 remaining_s = deadline - loop.time()
                 if remaining_s <= 0:
@@ -243,7 +243,7 @@ class Dispatcher:
         return record
 
     def _forget_old_records(self) -> None:
-        while len(self._records) > self._config.max_callback_records:
+        while len(self._records) > self._config.callback_records_max:
             oldest_id, oldest = next(iter(self._records.items()))
             if not oldest.final:
                 break  # never forget one still on its way; the bound is soft by `waiting`
@@ -313,5 +313,5 @@ class Dispatcher:
             return None
         attempt["status"] = response.status_code
         record.response_status = response.status_code
-        record.response_body = response.text[:_MAX_RESPONSE_CHARS]
+        record.response_body = response.text[:_RESPONSE_CHARS_MAX]
         return response

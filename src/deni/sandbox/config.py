@@ -38,17 +38,17 @@ class SandboxConfig:
     working_account_cents: int = 0
     utility_account_cents: int = 1_000_000_00
     default_customer_balance_cents: int = 100_000_00
-    customer_max_balance_cents: int = 500_000_00
+    customer_balance_cents_max: int = 500_000_00
 
     # Time from a request to its result (the customer typing the PIN, M-PESA doing the work).
     callback_delay_s: float = 0.5
     callback_timeout_s: float = 10.0
     # Daraja never repeats a callback; we only retry when the connection itself failed.
     callback_connect_attempts: int = 3
-    max_pending_callbacks: int = 1_000
-    max_callback_records: int = 10_000
-    max_transactions: int = 100_000
-    max_faults: int = 1_000
+    pending_callbacks_max: int = 1_000
+    callback_records_max: int = 10_000
+    transactions_max: int = 100_000
+    faults_max: int = 1_000
 
     c2b_msisdn_style: MsisdnStyle = "masked"
     # Safaricom applies the registered ResponseType when validation takes longer than this.
@@ -63,8 +63,8 @@ class SandboxConfig:
         assert self.callback_delay_s >= 0
         assert self.callback_timeout_s > 0
         assert 1 <= self.callback_connect_attempts <= 5
-        assert self.max_pending_callbacks > 0
-        assert self.max_callback_records > 0
+        assert self.pending_callbacks_max > 0
+        assert self.callback_records_max > 0
         assert self.working_account_cents >= 0
         assert self.utility_account_cents >= 0
         assert self.default_customer_balance_cents >= 0

@@ -19,7 +19,7 @@ class Sandbox:
         self.clock_offset = timedelta(0)
         self.world = World(config)
         self.tokens = TokenDesk(config)
-        self.faults = FaultBook(config.max_faults)
+        self.faults = FaultBook(config.faults_max)
         self.mint = IdMint()
         self.vault = InitiatorVault(
             password=config.initiator_password,

@@ -21,7 +21,7 @@ from deni.sandbox.faults import Action, Fault
 from deni.sandbox.validation import DarajaError
 
 Handler = Callable[[Sandbox, dict[str, Any], Call], Awaitable[dict[str, Any]]]
-_MAX_BODY_BYTES = 64 * 1024
+_BODY_BYTES_MAX = 64 * 1024
 _GARBAGE = b"<html><body><h1>502 Bad Gateway</h1>upstream connect error</body></html>"
 
 
@@ -106,7 +106,7 @@ async def _json_body(request: Request, *, first_field_quirk: bool) -> dict[str, 
     if "json" not in content_type.lower() and first_field_quirk:
         # Daraja's FAQ: a form-encoded STK push reads as a bad BusinessShortCode.
         raise DarajaError(400, "400.002.02", "Bad Request - Invalid BusinessShortCode")
-    if len(raw) > _MAX_BODY_BYTES:
+    if len(raw) > _BODY_BYTES_MAX:
         raise DarajaError(400, "400.002.05", "Invalid Request Payload")
     try:
         body = json.loads(raw)

@@ -27,9 +27,9 @@ KINDS = frozenset(
     }
 )
 ANY_KIND = "any"
-_MAX_TIMES = 1_000
-_MAX_COPIES = 10
-_MAX_DELAY_S = 300.0
+_TIMES_MAX = 1_000
+_COPIES_MAX = 10
+_DELAY_S_MAX = 300.0
 
 
 class Action(Enum):
@@ -118,16 +118,16 @@ class RequestFaults:
 
 
 class FaultBook:
-    def __init__(self, max_faults: int) -> None:
-        assert max_faults > 0
-        self._max_faults = max_faults
+    def __init__(self, faults_max: int) -> None:
+        assert faults_max > 0
+        self._faults_max = faults_max
         self._faults: deque[Fault] = deque()
         self._next_id = 1
 
     def add(self, spec: dict[str, Any]) -> Fault:
         """Raises ValueError with a message for the admin client when the spec is wrong."""
-        if len(self._faults) >= self._max_faults:
-            raise ValueError(f"at most {self._max_faults} faults may wait")
+        if len(self._faults) >= self._faults_max:
+            raise ValueError(f"at most {self._faults_max} faults may wait")
         fault = parse_fault(spec, self._next_id)
         self._next_id += 1
         self._faults.append(fault)
@@ -185,7 +185,7 @@ def parse_fault(spec: dict[str, Any], fault_id: int) -> Fault:
         action = Action(spec.get("action"))
     except ValueError:
         raise ValueError(f"action must be one of {[a.value for a in Action]}") from None
-    times = _bounded_int(spec, "times", default=1, low=1, high=_MAX_TIMES)
+    times = _bounded_int(spec, "times", default=1, low=1, high=_TIMES_MAX)
     phone = spec.get("phone")
     if phone is not None and not (isinstance(phone, str) and phone.isdigit()):
         raise ValueError("phone must be a string of digits like 254712345678")
@@ -199,8 +199,8 @@ def parse_fault(spec: dict[str, Any], fault_id: int) -> Fault:
         queue_timeout=bool(spec.get("queue_timeout", False)),
         processed=bool(spec.get("processed", False)),
         http_status=_bounded_int(spec, "http_status", default=200, low=100, high=599),
-        delay_s=_bounded_float(spec, "delay_s", default=0.0, high=_MAX_DELAY_S),
-        copies=_bounded_int(spec, "copies", default=2, low=2, high=_MAX_COPIES),
+        delay_s=_bounded_float(spec, "delay_s", default=0.0, high=_DELAY_S_MAX),
+        copies=_bounded_int(spec, "copies", default=2, low=2, high=_COPIES_MAX),
     )
     if action is Action.REORDER:
         fault.group = ReorderGroup(size=times)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 EAT = timezone(timedelta(hours=3), "EAT")
 CENTS_PER_SHILLING = 100
 _RECEIPT_ALPHABET = string.ascii_uppercase + string.digits
-_MAX_ID_ATTEMPTS = 100
+_ID_ATTEMPTS_MAX = 100
 
 
 def compact_time(moment: datetime) -> str:
@@ -67,7 +67,7 @@ class IdMint:
         self._issued: set[str] = set()
 
     def _unique(self, make: Callable[[], str]) -> str:
-        for _ in range(_MAX_ID_ATTEMPTS):
+        for _ in range(_ID_ATTEMPTS_MAX):
             candidate = make()
             if candidate not in self._issued:
                 self._issued.add(candidate)

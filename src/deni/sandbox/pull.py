@@ -20,12 +20,12 @@ from deni.sandbox.validation import DarajaError, invalid
 
 PULL_PAGE_ROWS = 100
 PULL_WINDOW = timedelta(hours=48)
-MAX_OFFSET = 1_000_000
+OFFSET_MAX = 1_000_000
 REQUEST_TYPES = frozenset({"Pull"})
 # Both land in the shortcode's Working Account, so M-PESA lists both as received payments.
 LISTED_KINDS = frozenset({Kind.C2B, Kind.STK})
 _DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
-_DATE_MAX_CHARS = 32
+_DATE_CHARS_MAX = 32
 _LOCAL_MOBILE = re.compile(r"^0(7|1)\d{8}$")
 _OFFSET = re.compile(r"^[0-9]{1,7}$")
 
@@ -114,7 +114,7 @@ def _own_shortcode(sandbox: Sandbox, body: dict[str, Any]) -> str:
 
 def _nominated_number(body: dict[str, Any]) -> str:
     """0722000000 as in Safaricom's sample, or 254722000000; kept in the 254 form."""
-    number = validation.text(body, "NominatedNumber", max_chars=12)
+    number = validation.text(body, "NominatedNumber", chars_max=12)
     if _LOCAL_MOBILE.match(number):
         number = "254" + number[1:]
     return validation.msisdn({"NominatedNumber": number}, "NominatedNumber")
@@ -122,7 +122,7 @@ def _nominated_number(body: dict[str, Any]) -> str:
 
 def _nairobi_date(body: dict[str, Any], field: str) -> datetime:
     """ "2020-08-04 08:36:00", read as Nairobi time."""
-    value = validation.text(body, field, max_chars=_DATE_MAX_CHARS)
+    value = validation.text(body, field, chars_max=_DATE_CHARS_MAX)
     try:
         return datetime.strptime(value, _DATE_FORMAT).replace(tzinfo=EAT)
     except ValueError:
@@ -131,7 +131,7 @@ def _nairobi_date(body: dict[str, Any], field: str) -> datetime:
 
 def _offset(body: dict[str, Any]) -> int:
     """How many rows to skip: a whole number, as a string ("0") or a JSON number."""
-    value = validation.text(body, "OffSetValue", max_chars=7)
-    if not _OFFSET.match(value) or int(value) > MAX_OFFSET:
+    value = validation.text(body, "OffSetValue", chars_max=7)
+    if not _OFFSET.match(value) or int(value) > OFFSET_MAX:
         raise invalid("OffSetValue")
     return int(value)

@@ -38,11 +38,11 @@ def _parse_common(
         or sandbox.mint.request_id(),
         conversation_id=sandbox.mint.conversation_id(sandbox.now()),
         initiator=validation.text(body, "Initiator"),
-        security_credential=validation.text(body, "SecurityCredential", max_chars=2_000),
+        security_credential=validation.text(body, "SecurityCredential", chars_max=2_000),
         result_url=validation.url(body, "ResultURL", reject_blocked_words=blocked),
     )
     validation.url(body, "QueueTimeOutURL", reject_blocked_words=blocked)
-    validation.text(body, "Remarks", max_chars=100)
+    validation.text(body, "Remarks", chars_max=100)
     return request
 
 
@@ -137,7 +137,7 @@ async def transaction_status(sandbox: Sandbox, body: dict[str, Any], call: Call)
     original_id = _first_text(body, ("OriginalConversationID", "OriginatorConversationID"))
     if not transaction_id and not original_id:
         raise invalid("TransactionID")
-    occasion = validation.text(body, "Occasion", required=False, min_chars=0)
+    occasion = validation.text(body, "Occasion", required=False, chars_min=0)
 
     def answer() -> dict[str, Any]:
         reference = {"Key": "Occasion", "Value": occasion} if occasion else {"Key": "Occasion"}
@@ -161,7 +161,7 @@ async def transaction_status(sandbox: Sandbox, body: dict[str, Any], call: Call)
 def _first_text(body: dict[str, Any], keys: tuple[str, ...]) -> str:
     for key in keys:
         if body.get(key):
-            return validation.text(body, key, max_chars=100)
+            return validation.text(body, key, chars_max=100)
     return ""
 
 
@@ -170,7 +170,7 @@ def _first_text(body: dict[str, Any], keys: tuple[str, ...]) -> str:
 
 async def reversal(sandbox: Sandbox, body: dict[str, Any], call: Call) -> dict[str, Any]:
     request = _parse_common(sandbox, body, ("CommandID",), "TransactionReversal")
-    transaction_id = validation.text(body, "TransactionID", max_chars=100)
+    transaction_id = validation.text(body, "TransactionID", chars_max=100)
     amount_cents = validation.amount_cents(body)
     _own_party(sandbox, body, "ReceiverParty")
     # Safaricom's misspelling is the field's real name.

@@ -16,7 +16,7 @@ from deni.sandbox.config import SandboxConfig
 
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
 _TOKEN_LENGTH = 28
-_MAX_LIVE_TOKENS = 99
+_LIVE_TOKENS_MAX = 99
 
 
 class Kind(Enum):
@@ -193,7 +193,7 @@ class World:
         payee = self.customer(phone)
         if self.organisation.utility_cents < amount_cents:
             return 1
-        if payee.balance_cents + amount_cents > self.config.customer_max_balance_cents:
+        if payee.balance_cents + amount_cents > self.config.customer_balance_cents_max:
             return 8
         self.organisation.utility_cents -= amount_cents
         payee.balance_cents += amount_cents
@@ -210,7 +210,7 @@ class World:
 
     def record(self, transaction: Transaction) -> None:
         assert transaction.transaction_id not in self.transactions
-        assert len(self.transactions) < self.config.max_transactions, "transaction log full"
+        assert len(self.transactions) < self.config.transactions_max, "transaction log full"
         self.transactions[transaction.transaction_id] = transaction
         self.by_originator_id[transaction.originator_conversation_id] = transaction.transaction_id
 
@@ -236,7 +236,7 @@ class TokenDesk:
             self._live = [token]
         else:
             unexpired = [t for t in self._live if t.expires_at > now]
-            self._live = [*unexpired[-_MAX_LIVE_TOKENS:], token]
+            self._live = [*unexpired[-_LIVE_TOKENS_MAX:], token]
         return token
 
     def is_valid(self, value: str, now: datetime) -> bool:

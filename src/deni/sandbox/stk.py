@@ -15,9 +15,9 @@ from deni.sandbox.state import Kind, StkAttempt, Transaction
 from deni.sandbox.validation import DarajaError, invalid
 
 TRANSACTION_TYPES = frozenset({"CustomerPayBillOnline", "CustomerBuyGoodsOnline"})
-MAX_AMOUNT_CENTS = 250_000_00
-_ACCOUNT_REFERENCE_MAX_CHARS = 12
-_TRANSACTION_DESC_MAX_CHARS = 13
+AMOUNT_CENTS_MAX = 250_000_00
+_ACCOUNT_REFERENCE_CHARS_MAX = 12
+_TRANSACTION_DESC_CHARS_MAX = 13
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class StkPush:
 def check_password(sandbox: Sandbox, body: dict[str, Any]) -> None:
     """Password = base64(BusinessShortCode + Passkey + Timestamp); anything else is refused."""
     code = validation.shortcode(body, "BusinessShortCode")
-    password = validation.text(body, "Password", max_chars=500)
+    password = validation.text(body, "Password", chars_max=500)
     stamp = validation.timestamp(body)
     if code != sandbox.config.stk_shortcode:
         raise DarajaError(500, "500.001.1001", "Merchant does not exist")
@@ -55,10 +55,10 @@ def parse_push(sandbox: Sandbox, body: dict[str, Any]) -> StkPush:
             body, "CallBackURL", reject_blocked_words=sandbox.config.reject_blocked_url_words
         ),
         account_reference=validation.text(
-            body, "AccountReference", max_chars=_ACCOUNT_REFERENCE_MAX_CHARS
+            body, "AccountReference", chars_max=_ACCOUNT_REFERENCE_CHARS_MAX
         ),
     )
-    validation.text(body, "TransactionDesc", max_chars=_TRANSACTION_DESC_MAX_CHARS, required=False)
+    validation.text(body, "TransactionDesc", chars_max=_TRANSACTION_DESC_CHARS_MAX, required=False)
     return push
 
 
@@ -115,7 +115,7 @@ def _decide(
         return 0, Outcome.TIMEOUT_SILENT
     if magic.stk_code is not None:
         return magic.stk_code, Outcome.RESULT
-    if request.amount_cents > MAX_AMOUNT_CENTS:
+    if request.amount_cents > AMOUNT_CENTS_MAX:
         return 3, Outcome.RESULT
     wrong_product = request.transaction_type != "CustomerPayBillOnline"
     if wrong_product or request.party_b != sandbox.config.stk_shortcode:
@@ -146,7 +146,7 @@ def _record(sandbox: Sandbox, request: StkPush, attempt: StkAttempt) -> Transact
 
 async def query(sandbox: Sandbox, body: dict[str, Any], call: Call) -> dict[str, Any]:
     check_password(sandbox, body)
-    checkout_id = validation.text(body, "CheckoutRequestID", max_chars=100)
+    checkout_id = validation.text(body, "CheckoutRequestID", chars_max=100)
     attempt = sandbox.world.stk_attempts.get(checkout_id)
     if attempt is None:
         raise invalid("CheckoutRequestID")

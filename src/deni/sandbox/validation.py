@@ -14,8 +14,8 @@ BLOCKED_URL_WORDS = ("m-pesa", "mpesa", "safaricom", "exe", "exec", "cmd", "sql"
 _MSISDN = re.compile(r"^254(7|1)\d{8}$")
 _WHOLE_SHILLINGS = re.compile(r"^\d{1,9}(\.0{1,2})?$")
 _SHORTCODE = re.compile(r"^\d{5,7}$")
-_MAX_URL_CHARS = 2_000
-_MAX_TEXT_CHARS = 200
+_URL_CHARS_MAX = 2_000
+_TEXT_CHARS_MAX = 200
 
 
 class DarajaError(Exception):
@@ -40,8 +40,8 @@ def text(
     body: dict[str, Any],
     field: str,
     *,
-    max_chars: int = _MAX_TEXT_CHARS,
-    min_chars: int = 1,
+    chars_max: int = _TEXT_CHARS_MAX,
+    chars_min: int = 1,
     required: bool = True,
 ) -> str:
     """A string field (numbers are accepted and read as their digits, as Daraja does)."""
@@ -51,7 +51,7 @@ def text(
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise invalid(field)
     value = str(value)
-    if not min_chars <= len(value) <= max_chars:
+    if not chars_min <= len(value) <= chars_max:
         raise invalid(field)
     return value
 
@@ -96,7 +96,7 @@ def amount_cents(body: dict[str, Any], field: str = "Amount") -> int:
 
 
 def timestamp(body: dict[str, Any], field: str = "Timestamp") -> str:
-    value = text(body, field, min_chars=14, max_chars=14)
+    value = text(body, field, chars_min=14, chars_max=14)
     try:
         datetime.strptime(value, "%Y%m%d%H%M%S")  # a format check only
     except ValueError:
@@ -106,7 +106,7 @@ def timestamp(body: dict[str, Any], field: str = "Timestamp") -> str:
 
 def url(body: dict[str, Any], field: str, *, reject_blocked_words: bool) -> str:
     value = body.get(field)
-    if not isinstance(value, str) or not value or len(value) > _MAX_URL_CHARS:
+    if not isinstance(value, str) or not value or len(value) > _URL_CHARS_MAX:
         raise invalid(field)
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or value != value.strip():

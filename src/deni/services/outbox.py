@@ -69,7 +69,7 @@ def enqueue(
 def backoff_s(attempts: int, policy: MpesaPolicy, rng: random.Random) -> float:
     """Full jitter: uniform in [0, min(cap, base * 2^attempts)] (AWS architecture blog)."""
     assert attempts >= 1
-    ceiling_s = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** min(attempts, 30))
+    ceiling_s = min(policy.backoff_s_max, policy.backoff_base_s * 2 ** min(attempts, 30))
     return rng.uniform(0, ceiling_s)
 
 

@@ -11,7 +11,7 @@ BATCH_MAX = 100
 ATTEMPTS_MAX = 5
 LEASE_S = 120  # longer than one send's timeouts; a crashed sender's claim lapses after it
 BACKOFF_FIRST_S = 30
-BACKOFF_MAX_S = 3_600
+BACKOFF_S_MAX = 3_600
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class SmsReport:
 def backoff_s(attempts: int) -> int:
     """Wait before the next attempt: 30 s, 60 s, 120 s, ... up to an hour."""
     assert attempts >= 1
-    return int(min(BACKOFF_FIRST_S * (1 << min(attempts - 1, 16)), BACKOFF_MAX_S))
+    return int(min(BACKOFF_FIRST_S * (1 << min(attempts - 1, 16)), BACKOFF_S_MAX))
 
 
 def send_pending_sms(

@@ -712,7 +712,7 @@ class TestErrorMapping:
         router.post(STK_PUSH).mock(return_value=httpx.Response(502, text="x" * 100_000))
         with pytest.raises(errors.ServerError) as raised:
             stk_push(client)
-        assert len(raised.value.error_message) <= errors.ERROR_MESSAGE_MAX_CHARS
+        assert len(raised.value.error_message) <= errors.ERROR_MESSAGE_CHARS_MAX
 
 
 # --- Configuration ----------------------------------------------------------------------------

@@ -48,10 +48,10 @@ __all__ = [
 ]
 
 # Callback bodies are a few kilobytes; anything far larger is not from Daraja.
-BODY_MAX_BYTES = 64 * 1024
+BODY_BYTES_MAX = 64 * 1024
 # Daraja ids are at most ~40 characters; the bound keeps junk out of unique indexes.
-ID_MAX_CHARS = 128
-TEXT_MAX_CHARS = 1000
+ID_CHARS_MAX = 128
+TEXT_CHARS_MAX = 1000
 SUCCESS = "0"
 
 _TIMESTAMP = re.compile(r"\d{14}")  # yyyyMMddHHmmss, Nairobi time
@@ -235,8 +235,8 @@ def _load(body: object) -> Mapping[str, object]:
     """bytes/str are raw JSON text; anything else is taken as already decoded."""
     decoded: object = body
     if isinstance(body, bytes | bytearray | str):
-        if len(body) > BODY_MAX_BYTES:
-            raise MalformedCallback(f"body longer than {BODY_MAX_BYTES} bytes")
+        if len(body) > BODY_BYTES_MAX:
+            raise MalformedCallback(f"body longer than {BODY_BYTES_MAX} bytes")
         try:
             decoded = json.loads(body)
         except (ValueError, RecursionError) as error:
@@ -261,7 +261,7 @@ def _scalar_text(value: object, field: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return value.strip()[:TEXT_MAX_CHARS]
+        return value.strip()[:TEXT_CHARS_MAX]
     if isinstance(value, bool):
         raise MalformedCallback(f"{field} is a boolean")
     if isinstance(value, int):
@@ -286,8 +286,8 @@ def _id(value: object, field: str) -> str:
     text = _scalar_text(value, field)
     if not text:
         raise MalformedCallback(f"{field} is missing")
-    if len(text) > ID_MAX_CHARS:
-        raise MalformedCallback(f"{field} is longer than {ID_MAX_CHARS} characters")
+    if len(text) > ID_CHARS_MAX:
+        raise MalformedCallback(f"{field} is longer than {ID_CHARS_MAX} characters")
     return text
 
 

@@ -100,21 +100,21 @@ PULL_REGISTER_PATH = "/pulltransactions/v1/register"
 PULL_QUERY_PATH = "/pulltransactions/v1/query"
 
 # Daraja's per-transaction limits in whole shillings (official FAQ).
-STK_AMOUNT_MIN_SHILLINGS = 1
-B2C_AMOUNT_MIN_SHILLINGS = 10
-TRANSACTION_AMOUNT_MAX_SHILLINGS = 250_000
-ACCOUNT_REFERENCE_MAX_CHARS = 12
-TRANSACTION_DESC_MAX_CHARS = 13
+STK_AMOUNT_SHILLINGS_MIN = 1
+B2C_AMOUNT_SHILLINGS_MIN = 10
+TRANSACTION_AMOUNT_SHILLINGS_MAX = 250_000
+ACCOUNT_REFERENCE_CHARS_MAX = 12
+TRANSACTION_DESC_CHARS_MAX = 13
 
-TIMEOUT_MAX_S = 120.0
+TIMEOUT_S_MAX = 120.0
 # Safaricom refuses callback URLs containing these, in any case ("or any of their variants").
 CALLBACK_FORBIDDEN_WORDS = ("m-pesa", "mpesa", "safaricom", "exe", "cmd", "sql", "query")
 _PATH_TOKEN = re.compile(r"[A-Za-z0-9_\-]{16,128}")
 _MSISDN = re.compile(r"254[17]\d{8}")
 _SHORTCODE = re.compile(r"\d{5,7}")
 _ORIGINATOR_CONVERSATION_ID = re.compile(r"[A-Za-z0-9_\-]{1,64}")
-REMARKS_MIN_CHARS = 2
-REMARKS_MAX_CHARS = 100
+REMARKS_CHARS_MIN = 2
+REMARKS_CHARS_MAX = 100
 
 # Transport failures after which the request certainly never reached Daraja.
 _NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -214,10 +214,10 @@ class DarajaConfig:
         if not _PATH_TOKEN.fullmatch(self.callback_path_token):
             raise ValueError("callback_path_token must be 16 to 128 URL-safe characters")
         check_callback_url(self.callback_url(Callback.STK), environment=self.environment)
-        if not 0 < self.connect_timeout_s <= TIMEOUT_MAX_S:
-            raise ValueError(f"connect_timeout_s must be in (0, {TIMEOUT_MAX_S}]")
-        if not 0 < self.timeout_s <= TIMEOUT_MAX_S:
-            raise ValueError(f"timeout_s must be in (0, {TIMEOUT_MAX_S}]")
+        if not 0 < self.connect_timeout_s <= TIMEOUT_S_MAX:
+            raise ValueError(f"connect_timeout_s must be in (0, {TIMEOUT_S_MAX}]")
+        if not 0 < self.timeout_s <= TIMEOUT_S_MAX:
+            raise ValueError(f"timeout_s must be in (0, {TIMEOUT_S_MAX}]")
         if not 0 <= self.token_refresh_margin_s <= 30 * 60:
             raise ValueError("token_refresh_margin_s must be between 0 and 1800")
 
@@ -251,15 +251,15 @@ def _require_originator_conversation_id(value: str) -> str:
     return value
 
 
-def _require_text(name: str, value: str, *, min_chars: int, max_chars: int) -> str:
-    if not isinstance(value, str) or not min_chars <= len(value) <= max_chars:
-        raise ValueError(f"{name} must be {min_chars} to {max_chars} characters")
+def _require_text(name: str, value: str, *, chars_min: int, chars_max: int) -> str:
+    if not isinstance(value, str) or not chars_min <= len(value) <= chars_max:
+        raise ValueError(f"{name} must be {chars_min} to {chars_max} characters")
     return value
 
 
 def _remarks(remarks: str) -> str:
     return _require_text(
-        "remarks", remarks, min_chars=REMARKS_MIN_CHARS, max_chars=REMARKS_MAX_CHARS
+        "remarks", remarks, chars_min=REMARKS_CHARS_MIN, chars_max=REMARKS_CHARS_MAX
     )
 
 
@@ -350,8 +350,8 @@ class DarajaClient:
             transaction_type=config.stk_transaction_type,
             amount=_shillings(
                 amount_cents,
-                minimum=STK_AMOUNT_MIN_SHILLINGS,
-                maximum=TRANSACTION_AMOUNT_MAX_SHILLINGS,
+                minimum=STK_AMOUNT_SHILLINGS_MIN,
+                maximum=TRANSACTION_AMOUNT_SHILLINGS_MAX,
                 api="STK push",
             ),
             party_a=msisdn,
@@ -361,11 +361,11 @@ class DarajaClient:
             account_reference=_require_text(
                 "account_reference",
                 account_reference,
-                min_chars=1,
-                max_chars=ACCOUNT_REFERENCE_MAX_CHARS,
+                chars_min=1,
+                chars_max=ACCOUNT_REFERENCE_CHARS_MAX,
             ),
             transaction_desc=_require_text(
-                "description", description, min_chars=1, max_chars=TRANSACTION_DESC_MAX_CHARS
+                "description", description, chars_min=1, chars_max=TRANSACTION_DESC_CHARS_MAX
             ),
         )
         return self._post("stk_push", STK_PUSH_PATH, request, StkPushResponse)
@@ -380,7 +380,7 @@ class DarajaClient:
             password=stk_password(config.stk_shortcode, config.stk_passkey, timestamp),
             timestamp=timestamp,
             checkout_request_id=_require_text(
-                "checkout_request_id", checkout_request_id, min_chars=1, max_chars=100
+                "checkout_request_id", checkout_request_id, chars_min=1, chars_max=100
             ),
         )
         return self._post("stk_query", STK_QUERY_PATH, request, StkQueryResponse)
@@ -414,8 +414,8 @@ class DarajaClient:
             command_id=command_id,
             amount=_shillings(
                 amount_cents,
-                minimum=B2C_AMOUNT_MIN_SHILLINGS,
-                maximum=TRANSACTION_AMOUNT_MAX_SHILLINGS,
+                minimum=B2C_AMOUNT_SHILLINGS_MIN,
+                maximum=TRANSACTION_AMOUNT_SHILLINGS_MAX,
                 api="B2C",
             ),
             party_a=config.b2c_shortcode,
@@ -551,12 +551,12 @@ class DarajaClient:
             initiator=config.initiator_name,
             security_credential=self._security_credential,
             transaction_id=_require_text(
-                "transaction_id", transaction_id, min_chars=1, max_chars=40
+                "transaction_id", transaction_id, chars_min=1, chars_max=40
             ),
             amount=_shillings(
                 amount_cents,
-                minimum=STK_AMOUNT_MIN_SHILLINGS,
-                maximum=TRANSACTION_AMOUNT_MAX_SHILLINGS,
+                minimum=STK_AMOUNT_SHILLINGS_MIN,
+                maximum=TRANSACTION_AMOUNT_SHILLINGS_MAX,
                 api="Reversal",
             ),
             receiver_party=receiver_party or config.paybill,

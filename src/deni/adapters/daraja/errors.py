@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import httpx
 
 # Bounds what an exception (and so a log line) carries from a response body.
-ERROR_MESSAGE_MAX_CHARS = 300
+ERROR_MESSAGE_CHARS_MAX = 300
 
 
 class DarajaError(Exception):
@@ -35,7 +35,7 @@ class DarajaError(Exception):
         request_id: str | None = None,
         http_status: int | None = None,
     ) -> None:
-        self.error_message = error_message[:ERROR_MESSAGE_MAX_CHARS]
+        self.error_message = error_message[:ERROR_MESSAGE_CHARS_MAX]
         self.error_code = error_code
         self.request_id = request_id
         self.http_status = http_status
@@ -240,7 +240,7 @@ def error_from_response(response: httpx.Response, *, oauth: bool = False) -> Dar
         return kind(message, error_code=code, request_id=request_id, http_status=status)
     # No error body: an empty 400 (wrong consumer key/secret), an HTML page from a proxy, a SOAP
     # fault from C2B register. Classify by status alone; keep a short excerpt for the operator.
-    excerpt = response.content[:ERROR_MESSAGE_MAX_CHARS].decode("utf-8", errors="replace")
+    excerpt = response.content[:ERROR_MESSAGE_CHARS_MAX].decode("utf-8", errors="replace")
     message = f"HTTP {status} without a Daraja error body: {excerpt!r}"
     if oauth and 400 <= status < 500 and status != 429:
         return OAuthFailed(message, http_status=status)

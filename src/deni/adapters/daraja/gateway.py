@@ -50,8 +50,8 @@ from deni.services.mpesa.ports import (
 
 log = structlog.get_logger(__name__)
 
-DESCRIPTION_MAX_CHARS = 13
-REFERENCE_MAX_CHARS = 12
+DESCRIPTION_CHARS_MAX = 13
+REFERENCE_CHARS_MAX = 12
 
 # Errors after which the request certainly did not move money and cannot, if sent again as is.
 _REFUSED: tuple[type[e.DarajaError], ...] = (
@@ -113,8 +113,8 @@ class DarajaGateway:
             lambda: self._client.stk_push(
                 phone=phone,
                 amount_cents=amount_cents,
-                account_reference=account_reference[:REFERENCE_MAX_CHARS],
-                description=description[:DESCRIPTION_MAX_CHARS],
+                account_reference=account_reference[:REFERENCE_CHARS_MAX],
+                description=description[:DESCRIPTION_CHARS_MAX],
             )
         )
         return StkAck(answer.checkout_request_id, answer.merchant_request_id)

@@ -27,8 +27,8 @@ from typing import Protocol
 # clocks that disagree by a few minutes still agree the token is good.
 DEFAULT_REFRESH_MARGIN_S = 5 * 60
 # Daraja says 3599 s. Anything outside these bounds is a garbled answer, not a policy change.
-TOKEN_LIFETIME_MIN_S = 1
-TOKEN_LIFETIME_MAX_S = 24 * 3600
+TOKEN_LIFETIME_S_MIN = 1
+TOKEN_LIFETIME_S_MAX = 24 * 3600
 
 Clock = Callable[[], datetime]
 # Fetches a new token from Daraja: returns (access_token, expires_in_s).
@@ -76,7 +76,7 @@ class AccessTokens:
         clock: Clock,
         refresh_margin_s: int = DEFAULT_REFRESH_MARGIN_S,
     ) -> None:
-        assert 0 <= refresh_margin_s < TOKEN_LIFETIME_MAX_S
+        assert 0 <= refresh_margin_s < TOKEN_LIFETIME_S_MAX
         self._store = store
         self._fetch = fetch
         self._clock = clock
@@ -120,7 +120,7 @@ class AccessTokens:
     def _fetch_and_store(self, now: datetime) -> str:
         token, expires_in_s = self._fetch()
         assert token, "the fetcher returned an empty token"
-        assert TOKEN_LIFETIME_MIN_S <= expires_in_s <= TOKEN_LIFETIME_MAX_S, expires_in_s
+        assert TOKEN_LIFETIME_S_MIN <= expires_in_s <= TOKEN_LIFETIME_S_MAX, expires_in_s
         # Counted from before the fetch: the token cannot outlive what we record.
         self._store.put(token, now + timedelta(seconds=expires_in_s))
         # Returned even when its lifetime is shorter than the margin: it is the newest there is.

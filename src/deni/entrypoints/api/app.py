@@ -47,7 +47,7 @@ API_PREFIX = "/api/v1"
 ROUTE_BODY_BYTES_MAX = (
     (f"{API_PREFIX}/auth/", 4 * 1024),  # a phone, a name, a PIN, a code: nobody signed in yet
     (f"{API_PREFIX}/sync/push", sync.PUSH_BODY_BYTES_MAX),
-    ("/hooks/", hooks.BODY_MAX_BYTES),
+    ("/hooks/", hooks.BODY_BYTES_MAX),
 )
 STATUS_BY_KIND = {
     ErrorKind.INVALID: 422,

@@ -19,8 +19,8 @@ from deni.bootstrap import Deni
 from deni.domain.errors import AlreadyRegistered, Conflict, InvalidPhoneNumber
 from deni.domain.ledger import EntryCode
 from deni.domain.loans import TERM_DAYS_MAX, LoanState
-from deni.domain.money import CENTS_PER_SHILLING, LOAN_MAX_CENTS, LOAN_MIN_CENTS
-from deni.domain.mpesa import B2C_MIN_CENTS, MPESA_MAX_CENTS, STK_MIN_CENTS
+from deni.domain.money import CENTS_PER_SHILLING, LOAN_CENTS_MAX, LOAN_CENTS_MIN
+from deni.domain.mpesa import B2C_CENTS_MIN, MPESA_CENTS_MAX, STK_CENTS_MIN
 from deni.domain.phone import normalise_msisdn
 from deni.domain.secrecy import derive_key, digests_match, keyed_digest
 from deni.domain.security import PIN_DIGITS
@@ -162,16 +162,16 @@ class Ctx:
 # --- shared little parsers -------------------------------------------------------------------
 
 
-def shillings(raw: str, *, minimum_cents: int, maximum_cents: int) -> int:
+def shillings(raw: str, *, amount_cents_min: int, amount_cents_max: int) -> int:
     """Whole shillings typed on a keypad, as cents within bounds."""
     if not _SHILLINGS.fullmatch(raw):
         raise Reject(
-            "ussd.err_amount", min=format_kes(minimum_cents), max=format_kes(maximum_cents)
+            "ussd.err_amount", min=format_kes(amount_cents_min), max=format_kes(amount_cents_max)
         )
     cents = int(raw) * CENTS_PER_SHILLING
-    if not minimum_cents <= cents <= maximum_cents:
+    if not amount_cents_min <= cents <= amount_cents_max:
         raise Reject(
-            "ussd.err_amount", min=format_kes(minimum_cents), max=format_kes(maximum_cents)
+            "ussd.err_amount", min=format_kes(amount_cents_min), max=format_kes(amount_cents_max)
         )
     return cents
 
@@ -324,7 +324,7 @@ def parse_lender(ctx: Ctx, raw: str) -> object:
 
 
 def parse_principal(ctx: Ctx, raw: str) -> object:
-    return shillings(raw, minimum_cents=LOAN_MIN_CENTS, maximum_cents=LOAN_MAX_CENTS)
+    return shillings(raw, amount_cents_min=LOAN_CENTS_MIN, amount_cents_max=LOAN_CENTS_MAX)
 
 
 def parse_days(ctx: Ctx, raw: str) -> object:
@@ -334,7 +334,7 @@ def parse_days(ctx: Ctx, raw: str) -> object:
 
 
 def parse_fee(ctx: Ctx, raw: str) -> object:
-    return shillings(raw, minimum_cents=0, maximum_cents=ctx.cents("principal"))
+    return shillings(raw, amount_cents_min=0, amount_cents_max=ctx.cents("principal"))
 
 
 def view_lender(ctx: Ctx) -> Params:
@@ -466,7 +466,7 @@ def view_repay_wallet_amount(ctx: Ctx) -> Params:
 
 
 def parse_repay_amount(ctx: Ctx, raw: str) -> object:
-    return shillings(raw, minimum_cents=CENTS_PER_SHILLING, maximum_cents=_owed_cents(ctx))
+    return shillings(raw, amount_cents_min=CENTS_PER_SHILLING, amount_cents_max=_owed_cents(ctx))
 
 
 def view_repay_wallet_pin(ctx: Ctx) -> Params:
@@ -496,8 +496,8 @@ def view_repay_mpesa(ctx: Ctx) -> Params:
 
 
 def submit_repay_mpesa(ctx: Ctx, raw: str) -> Step:
-    maximum = min(_owed_cents(ctx), MPESA_MAX_CENTS)
-    amount_cents = shillings(raw, minimum_cents=CENTS_PER_SHILLING, maximum_cents=maximum)
+    maximum = min(_owed_cents(ctx), MPESA_CENTS_MAX)
+    amount_cents = shillings(raw, amount_cents_min=CENTS_PER_SHILLING, amount_cents_max=maximum)
     ctx.queue("stk_repayment", amount_cents, loan_id=ctx.text("loan_id"))
     return Finish("ussd.stk_coming", {"amount": format_kes(amount_cents)})
 
@@ -581,7 +581,7 @@ def view_wallet(ctx: Ctx) -> Params:
 
 
 def submit_top_up(ctx: Ctx, raw: str) -> Step:
-    amount_cents = shillings(raw, minimum_cents=STK_MIN_CENTS, maximum_cents=MPESA_MAX_CENTS)
+    amount_cents = shillings(raw, amount_cents_min=STK_CENTS_MIN, amount_cents_max=MPESA_CENTS_MAX)
     ctx.queue("top_up", amount_cents)
     return Finish("ussd.stk_coming", {"amount": format_kes(amount_cents)})
 
@@ -592,10 +592,10 @@ def view_withdraw_amount(ctx: Ctx) -> Params:
 
 def parse_withdraw_amount(ctx: Ctx, raw: str) -> object:
     balance_cents = _balance(ctx)
-    if balance_cents < B2C_MIN_CENTS:
+    if balance_cents < B2C_CENTS_MIN:
         raise Reject("ussd.err_balance", balance=format_kes(balance_cents))
     return shillings(
-        raw, minimum_cents=B2C_MIN_CENTS, maximum_cents=min(balance_cents, MPESA_MAX_CENTS)
+        raw, amount_cents_min=B2C_CENTS_MIN, amount_cents_max=min(balance_cents, MPESA_CENTS_MAX)
     )
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from deni.domain.errors import ValidationFailed
 from deni.domain.ledger import wallet_account_id
-from deni.domain.money import MOVEMENT_MAX_CENTS, require_cents
+from deni.domain.money import MOVEMENT_CENTS_MAX, require_cents
 from deni.domain.users import User
 from deni.services import ledger, loans
 from deni.services.common import SYSTEM_ACTOR, audit, notify, require_users
@@ -100,7 +100,7 @@ def credit_wallets(
 
 
 def _checked(amount_cents: object, receipt: str) -> int:
-    amount = require_cents(amount_cents, minimum_cents=1, maximum_cents=MOVEMENT_MAX_CENTS)
+    amount = require_cents(amount_cents, amount_cents_min=1, amount_cents_max=MOVEMENT_CENTS_MAX)
     if not receipt or len(receipt) > RECEIPT_CHARS_MAX or not receipt.isalnum():
         raise ValidationFailed("An M-PESA receipt is letters and digits.", code="invalid_receipt")
     return amount

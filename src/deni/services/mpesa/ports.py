@@ -656,7 +656,7 @@ class MpesaPolicy:
     not_found_answers_min: int = 3
     outbox_attempts_max: int = 8
     backoff_base_s: float = 2.0
-    backoff_max_s: float = 600.0
+    backoff_s_max: float = 600.0
     lease_s: float = 60.0  # a claimed outbox row is someone else's after this
     batch_max: int = 50
     inbox_attempts_max: int = 5
@@ -681,7 +681,7 @@ class MpesaPolicy:
         assert 1 <= self.checks_max <= 1000
         assert 1 <= self.not_found_answers_min <= self.checks_max
         assert 1 <= self.outbox_attempts_max <= 100
-        assert 0 <= self.backoff_base_s <= self.backoff_max_s
+        assert 0 <= self.backoff_base_s <= self.backoff_s_max
         assert self.lease_s > 0
         assert 1 <= self.batch_max <= 1000
         assert 1 <= self.inbox_attempts_max <= 100

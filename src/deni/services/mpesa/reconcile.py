@@ -33,8 +33,8 @@ from deni.domain.ledger import PlatformAccount
 from deni.domain.loans import LoanState
 from deni.domain.money import CENTS_PER_SHILLING
 from deni.domain.mpesa import (
-    B2C_MIN_CENTS,
-    MPESA_MAX_CENTS,
+    B2C_CENTS_MIN,
+    MPESA_CENTS_MAX,
     OPEN_STATES,
     SUCCESS,
     UNANSWERED_PUSH_CODE,
@@ -234,7 +234,7 @@ def queue_payout(
         if not owner.money_may_leave(now):
             return  # held (a PIN reset, customer care): a sweep after the hold pays it out
         balance_cents = ledger.wallet_balance_cents(uow, user_id=candidate.user_id)
-        if amount_cents >= B2C_MIN_CENTS and balance_cents >= amount_cents:
+        if amount_cents >= B2C_CENTS_MIN and balance_cents >= amount_cents:
             request_payout(
                 uow,
                 user_id=candidate.user_id,
@@ -335,7 +335,7 @@ def _auto_repay_push(deps: MpesaDeps, loan_id: str, today: date) -> None:
             record_stk(
                 uow,
                 user_id=loan.borrower_id,
-                amount_cents=min(shillings * CENTS_PER_SHILLING, MPESA_MAX_CENTS),
+                amount_cents=min(shillings * CENTS_PER_SHILLING, MPESA_CENTS_MAX),
                 idempotency_key=f"{loan.id}:{today.isoformat()}",
                 now=now,
                 purpose=Purpose.AUTO_REPAY,

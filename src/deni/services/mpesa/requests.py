@@ -38,8 +38,8 @@ from deni.domain.ledger import (
 from deni.domain.loans import LoanState
 from deni.domain.money import CENTS_PER_SHILLING
 from deni.domain.mpesa import (
-    B2C_MIN_CENTS,
-    STK_MIN_CENTS,
+    B2C_CENTS_MIN,
+    STK_CENTS_MIN,
     EventKind,
     MpesaRequest,
     Purpose,
@@ -80,11 +80,11 @@ def _earlier(
     purpose: Purpose,
     user_id: str,
     amount_cents: object,
-    minimum_cents: int,
+    amount_cents_min: int,
     idempotency_key: str,
 ) -> tuple[int, str, MpesaRequest | None]:
     """The checked amount, the request's key, and the request if this key already made one."""
-    amount = require_mpesa_amount(amount_cents, minimum_cents=minimum_cents)
+    amount = require_mpesa_amount(amount_cents, amount_cents_min=amount_cents_min)
     key = f"{purpose.value}:{user_id}:{idempotency_key}"
     found = uow.mpesa_requests.find_by_key(key)
     if found is not None and (found.purpose, found.amount_cents) != (purpose, amount):
@@ -160,7 +160,7 @@ def record_stk(
         purpose=purpose,
         user_id=user_id,
         amount_cents=amount_cents,
-        minimum_cents=STK_MIN_CENTS,
+        amount_cents_min=STK_CENTS_MIN,
         idempotency_key=idempotency_key,
     )
     if earlier is not None:
@@ -243,7 +243,7 @@ def request_payout(
         purpose=purpose,
         user_id=user_id,
         amount_cents=amount_cents,
-        minimum_cents=B2C_MIN_CENTS,
+        amount_cents_min=B2C_CENTS_MIN,
         idempotency_key=idempotency_key,
     )
     if earlier is not None:

@@ -18,7 +18,7 @@ from deni.services.sync.ports import (
 )
 
 SERVER_SCHEMA_VERSION = 1
-MIN_CLIENT_SCHEMA_VERSION = 1
+CLIENT_SCHEMA_VERSION_MIN = 1
 # How long a processed mutation's result is kept for a device that never heard it. A device
 # pushes again until it hears, so only one offline (or lost) for this long meets the pruning:
 # it is told `forgotten` (processed; its outcome no longer kept) and its next pull has the truth.
@@ -30,10 +30,10 @@ class ClientUpgradeRequired(DomainError):
 
 
 def require_schema(schema_version: int) -> None:
-    if schema_version < MIN_CLIENT_SCHEMA_VERSION:
+    if schema_version < CLIENT_SCHEMA_VERSION_MIN:
         raise ClientUpgradeRequired(
             f"This app is too old for the server (schema {schema_version}; the server needs "
-            f"at least {MIN_CLIENT_SCHEMA_VERSION}). Update the app."
+            f"at least {CLIENT_SCHEMA_VERSION_MIN}). Update the app."
         )
 
 

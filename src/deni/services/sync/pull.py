@@ -38,7 +38,7 @@ from deni.services.sync.ports import (
     SyncUnitOfWorkFactory,
 )
 from deni.services.sync.protocol import (
-    MIN_CLIENT_SCHEMA_VERSION,
+    CLIENT_SCHEMA_VERSION_MIN,
     MUTATION_RESULT_RETENTION,
     SERVER_SCHEMA_VERSION,
     ensure_client,
@@ -99,7 +99,7 @@ class SyncStatus:
     head_cursor: str
     server_time: datetime
     server_schema_version: int = SERVER_SCHEMA_VERSION
-    min_client_schema_version: int = MIN_CLIENT_SCHEMA_VERSION
+    min_client_schema_version: int = CLIENT_SCHEMA_VERSION_MIN
 
 
 # --- cursors ---------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ log = structlog.get_logger(__name__)
 ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
 # Far above any Daraja callback (the parser refuses past 64 KiB); the app's body limit refuses
 # a longer body with 413 while it arrives (limits.py), so reading it here is bounded.
-BODY_MAX_BYTES = 256 * 1024
+BODY_BYTES_MAX = 256 * 1024
 _KINDS = frozenset(kind.value for kind in CallbackKind)
 
 

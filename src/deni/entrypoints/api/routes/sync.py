@@ -22,7 +22,7 @@ from deni.services.sync import pull as sync_pull
 from deni.services.sync import push as sync_push
 from deni.services.sync.ports import DeadLetter, MutationResult, SyncDeps
 from deni.services.sync.protocol import (
-    MIN_CLIENT_SCHEMA_VERSION,
+    CLIENT_SCHEMA_VERSION_MIN,
     SERVER_SCHEMA_VERSION,
     ClientUpgradeRequired,
 )
@@ -36,7 +36,7 @@ PUSH_BODY_BYTES_MAX = MUTATIONS_PER_PUSH_MAX * MUTATION_BYTES_MAX + 1024
 UUID_FORMAT = {"format": "uuid"}
 CLIENT_ID_HELP = "A UUID the client makes once per install; anything else is 422."
 SCHEMA_VERSION_HELP = (
-    f"The sync protocol the client speaks; below {MIN_CLIENT_SCHEMA_VERSION} it is 426 "
+    f"The sync protocol the client speaks; below {CLIENT_SCHEMA_VERSION_MIN} it is 426 "
     "client_upgrade_required."
 )
 ClientId = Annotated[
@@ -191,7 +191,7 @@ def _upgrade_required(error: ClientUpgradeRequired) -> JSONResponse:
         "error": {
             "code": error.code,
             "message": error.message,
-            "min_client_schema_version": MIN_CLIENT_SCHEMA_VERSION,
+            "min_client_schema_version": CLIENT_SCHEMA_VERSION_MIN,
             "server_schema_version": SERVER_SCHEMA_VERSION,
         }
     }
