@@ -24,6 +24,7 @@ import httpx
 from benchmarks.settings import API_PROCESS_ENV, bench_env, bench_settings
 from benchmarks.stats import percentile
 from deni.bootstrap import Deni, bootstrap
+from deni.domain.loans import REQUESTS_PER_DAY_MAX, REQUESTS_TO_ONE_LENDER_PER_DAY_MAX
 from deni.services import users
 from deni.services.mpesa import payments
 
@@ -212,14 +213,21 @@ def _measure(
         )
     )
     try:
-        people = [
-            _person(
-                client, deni, f"07{run_id:04d}{n:04d}", f"Bench {('lender', 'borrower')[n % 2]} {n}"
-            )
-            for n in range(2 * pairs)
+        # A borrower may ask one lender a few times a day and anyone a few more: enough
+        # borrowers, each asking each lender up to the daily limit, keep every request legal.
+        asks_per_lender = REQUESTS_TO_ONE_LENDER_PER_DAY_MAX
+        lenders_n = max(pairs, -(-REQUESTS_PER_DAY_MAX // asks_per_lender))
+        borrowers_n = -(-(round_trips + warmup) // REQUESTS_PER_DAY_MAX)
+        lenders = [
+            _person(client, deni, f"07{run_id:04d}{n:04d}", f"Bench lender {n}")
+            for n in range(lenders_n)
         ]
-        lenders, borrowers = people[0::2], people[1::2]
-        loans_per_lender = -(-(round_trips + warmup) // pairs)
+        borrowers = [
+            _person(client, deni, f"07{run_id:04d}{lenders_n + n:04d}", f"Bench borrower {n}")
+            for n in range(borrowers_n)
+        ]
+        # Borrowers b and b + 1 share lender b's asks: it funds up to twice its share.
+        loans_per_lender = 2 * asks_per_lender * -(-borrowers_n // lenders_n)
         for n, lender in enumerate(lenders):
             payments.record_mpesa_payment(
                 deni,
@@ -238,7 +246,9 @@ def _measure(
     for i in range(warmup + round_trips):
         if time.monotonic() > stop_at:
             break
-        lender, borrower = lenders[i % pairs], borrowers[i % pairs]
+        borrower = borrowers[i // REQUESTS_PER_DAY_MAX]
+        asked = i % REQUESTS_PER_DAY_MAX  # this borrower's asks so far today
+        lender = lenders[(asked // asks_per_lender + i // REQUESTS_PER_DAY_MAX) % lenders_n]
         body = {"lender_phone": lender.phone, "principal_cents": PRINCIPAL_CENTS, "term_days": 30}
         t0 = time.perf_counter()
         requested = client.post("/api/v1/loans", json=body, headers={**borrower.headers, **_key()})

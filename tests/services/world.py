@@ -190,5 +190,7 @@ def fake_world(clock: ManualClock, hasher: PepperedArgon2PinHasher) -> World:
     return World(factory, clock, hasher, FakeRows(factory), "fake")
 
 
-def sql_world(engine: Engine, clock: ManualClock, hasher: PepperedArgon2PinHasher) -> World:
-    return World(SqlUnitOfWorkFactory(engine), clock, hasher, SqlRows(engine), "sqlite")
+def sql_world(
+    engine: Engine, clock: ManualClock, hasher: PepperedArgon2PinHasher, backend: str
+) -> World:
+    return World(SqlUnitOfWorkFactory(engine), clock, hasher, SqlRows(engine), backend)
