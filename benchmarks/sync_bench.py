@@ -1,4 +1,4 @@
-"""Sync benchmark (issue #4): push 1,000 queued mutations, and an initial pull of 10,000
+"""Sync benchmark: push 1,000 queued mutations, and an initial pull of 10,000
 changes, over real HTTP to a uvicorn subprocess, on fresh SQLite and PostgreSQL databases.
 
     python -m benchmarks.sync_bench            # both backends

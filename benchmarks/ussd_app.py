@@ -1,5 +1,6 @@
 """Deni's production ASGI app plus two reference routes, for the USSD bench only: a constant
-`CON hello` (the issue's ceiling) and one that makes only a hop's session-store round trips.
+`CON hello` (the capacity floor's ceiling) and one that makes only a hop's session-store
+round trips.
 
 The capacity ceiling must run on the same stack as POST /ussd: the same uvicorn process and
 settings, the same FastAPI app with its middleware, the same worker count. So the bench serves

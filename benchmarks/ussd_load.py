@@ -189,7 +189,7 @@ class UssdResult:
 
     @property
     def ratio(self) -> float:
-        """Hops against the empty route: the issue's measure."""
+        """Hops against the empty route: the capacity floor's measure."""
         return _share_of(self.capacity, self.hello)
 
     @property

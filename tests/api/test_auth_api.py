@@ -21,7 +21,7 @@ REFRESH = "/api/v1/auth/refresh"
 ME = "/api/v1/me"
 CHANGE_PIN = "/api/v1/me/pin"
 # A wrong PIN is meant to write: the attempt counter, the audit row, maybe a lock notification.
-# sync_changes: the change log records the pin_locked notification (offline sync, issue #4).
+# sync_changes: the change log records the pin_locked notification (offline sync).
 PIN_BOOKKEEPING = ("users", "audit_log", "audit_head", "notifications", "sync_changes")
 
 

@@ -27,7 +27,7 @@ from deni.services import users
 
 LOANS = "/api/v1/loans"
 TODAY = date(2026, 11, 26)  # the Nairobi date at conftest.START
-# sync_changes: the change log records the pin_locked notification (offline sync, issue #4).
+# sync_changes: the change log records the pin_locked notification (offline sync).
 PIN_BOOKKEEPING = ("users", "audit_log", "audit_head", "notifications", "sync_changes")
 
 

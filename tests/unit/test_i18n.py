@@ -112,7 +112,7 @@ PARAMS: dict[str, dict[str, object]] = {
         "due_date": LONG_DATE,
         "loan_code": LOAN_CODE,
     },
-    # Offline sync (issue #4): the longest mutation name, and a long reject code.
+    # Offline sync: the longest mutation name, and a long reject code.
     "sync_rejected": {"action": "mark notification read", "reason_code": "insufficient_funds"},
     "sync_conflict": {"loan_code": LOAN_CODE},
     "loan_request_changed": {

@@ -45,9 +45,9 @@ def test_the_same_hop_twice_gives_the_same_screen_and_acts_once(
 def test_mpesa_movements_wait_for_end_and_happen_once(
     deni: Deni, pair: tuple[Phone, Phone]
 ) -> None:
-    """Issue #5, item 4: an STK prompt or payout during an open session fails, so M-PESA
-    movements are queued on the hop and recorded only when the session ends; the END hop sent
-    again records nothing more."""
+    """An STK prompt or payout during an open session fails, so M-PESA movements are queued
+    on the hop and recorded only when the session ends; the END hop sent again records nothing
+    more."""
     lender, _ = pair
     with deni.uow.read_only() as uow:
         fund(deni, users.find_by_phone(uow, lender.number), 100_000)

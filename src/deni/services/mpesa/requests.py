@@ -1,6 +1,6 @@
 """Money through M-PESA: STK pushes in, B2C payouts out, each one a request row settled once.
 
-The rules (DESIGN.md sections 1 and 5):
+The rules (docs/design.md, "Principles"):
 - A request is written with its outbox message (and, for a payout, its hold) in one
   transaction. The worker sends it later; only a callback or a query answer settles it.
 - Before calling Daraja the request is marked SENDING and committed. A worker that dies after
