@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -146,6 +147,17 @@ def _abuse_limits_loose(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
         value = getattr(limits, name)
         if isinstance(value, limits.Limit):
             monkeypatch.setattr(limits, name, dataclasses.replace(value, hits_max=UNBOUNDED))
+
+
+@pytest.fixture(autouse=True)
+def _logging_put_back() -> Iterator[None]:
+    """A test that calls configure_logging points the root logger at the stream pytest
+    captured for it; put back what was there, so later tests never write to a closed file."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -241,7 +241,7 @@ def test_a_real_deadlock_in_mutation_k_keeps_those_before_and_nothing_of_k(
 
     def push_waits_for(holder_pid: int) -> bool:
         """The push waits for a lock this holder has (loan X; it locked Z before)."""
-        with deni.engine.connect() as connection:
+        with database_engine(deni).connect() as connection:
             waiting = text(
                 "SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"
             )
