@@ -1,0 +1,355 @@
+"""What the loan service writes besides the loan itself, read back from the database: the
+entries' cause and memo, which loan each notification is about, the audit details, a system
+repayment, and the code and message of every refusal."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from tests.helpers import fund, register
+
+from deni.adapters.clock import ManualClock
+from deni.adapters.db import tables as t
+from deni.bootstrap import Deni
+from deni.domain.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    IdempotencyConflict,
+    InsufficientFunds,
+    NotFound,
+    PhoneNotProven,
+    SelfLending,
+)
+from deni.domain.ledger import EntryCode, wallet_account_id
+from deni.domain.loans import REQUEST_TTL, Loan, LoanState
+from deni.domain.users import User
+from deni.services import ledger, loans
+
+PIN = "1234"
+
+
+def request(deni: Deni, borrower: User, lender: User, **extra: Any) -> Loan:
+    return loans.request_loan(
+        uow=deni.uow(),
+        clock=deni.clock,
+        borrower_id=borrower.id,
+        lender_phone=lender.phone,
+        principal_cents=extra.pop("principal_cents", 10_000),
+        term_days=7,
+        **extra,
+    )
+
+
+def approve(deni: Deni, lender: User, loan: Loan, **extra: Any) -> Loan:
+    return loans.approve_loan(
+        uow=deni.uow(),
+        hasher=deni.hasher,
+        clock=deni.clock,
+        lender_id=lender.id,
+        loan_id=loan.id,
+        pin=PIN,
+        **extra,
+    )
+
+
+def repay(deni: Deni, borrower: User, loan: Loan, cents: int, key: str) -> loans.Repayment:
+    return loans.repay_loan(
+        uow=deni.uow(),
+        hasher=deni.hasher,
+        clock=deni.clock,
+        borrower_id=borrower.id,
+        loan_id=loan.id,
+        amount_cents=cents,
+        pin=PIN,
+        idempotency_key=key,
+    )
+
+
+def active(deni: Deni, *, fee_cents: int = 500) -> tuple[User, User, Loan]:
+    lender, borrower = register(deni, name="Wanjiku"), register(deni, name="Otieno")
+    fund(deni, lender, 10_000)
+    loan = approve(deni, lender, request(deni, borrower, lender, fee_cents=fee_cents))
+    assert loan.state is LoanState.ACTIVE
+    return lender, borrower, loan
+
+
+def rows(deni: Deni, query: Any) -> list[Any]:
+    with deni.engine.connect() as connection:
+        return list(connection.execute(query))
+
+
+def entries_of(deni: Deni, loan: Loan) -> list[Any]:
+    e = t.journal_entries
+    return rows(deni, select(e).where(e.c.cause_id == loan.id).order_by(e.c.created_at, e.c.code))
+
+
+def notifications(deni: Deni, user: User) -> list[Any]:
+    n = t.notifications
+    return rows(deni, select(n.c.kind, n.c.loan_id).where(n.c.user_id == user.id))
+
+
+def audits(deni: Deni, command: str) -> list[dict[str, Any]]:
+    a = t.audit_log
+    found = rows(deni, select(a.c.actor_id, a.c.details).where(a.c.command == command))
+    return [{"actor_id": row.actor_id, **json.loads(row.details)} for row in found]
+
+
+# --- what is written ---------------------------------------------------------------------------
+
+
+def test_a_request_has_no_fee_and_no_penalty_unless_given(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    loan = request(deni, borrower, lender)
+    assert (loan.terms.fee_cents, loan.terms.penalty_daily_cents) == (0, 0)
+
+
+def test_a_loans_entries_name_the_loan_and_carry_its_code(deni: Deni) -> None:
+    _, borrower, loan = active(deni)
+    repay(deni, borrower, loan, 600, "r-1")
+    found = [(row.code, row.cause_type, row.cause_id, row.memo) for row in entries_of(deni, loan)]
+    assert sorted(found) == sorted(
+        [
+            (EntryCode.LOAN_DISBURSEMENT.value, "loan", loan.id, loan.code),
+            (EntryCode.LOAN_REPAYMENT.value, "loan", loan.id, loan.code),
+        ]
+    )
+
+
+def test_every_notification_of_a_loan_names_it(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    asked = request(deni, borrower, lender)
+    approve(deni, lender, asked)  # the lender's wallet is empty: the borrower waits
+    declined = request(deni, borrower, lender)
+    loans.decline_loan(uow=deni.uow(), clock=deni.clock, lender_id=lender.id, loan_id=declined.id)
+    fund(deni, lender, 10_000)
+    repay(deni, borrower, asked, 10_000, "r-1")
+    kinds_lender = {(row.kind, row.loan_id) for row in notifications(deni, lender)}
+    kinds_borrower = {(row.kind, row.loan_id) for row in notifications(deni, borrower)}
+    assert {("loan_requested", asked.id), ("loan_requested", declined.id)} <= kinds_lender
+    assert ("loan_repaid", asked.id) in kinds_lender
+    assert {
+        ("loan_awaiting_funds", asked.id),
+        ("loan_declined", declined.id),
+        ("loan_repaid", asked.id),
+    } <= kinds_borrower
+
+
+def test_a_part_repayment_tells_both_sides_about_that_loan(deni: Deni) -> None:
+    lender, borrower, loan = active(deni)
+    repay(deni, borrower, loan, 600, "r-1")
+    assert ("repayment_received", loan.id) in notifications(deni, lender)
+    assert ("repayment_made", loan.id) in notifications(deni, borrower)
+
+
+def test_a_written_off_loan_tells_the_borrower_about_that_loan(deni: Deni) -> None:
+    lender, borrower, loan = active(deni)
+    loans.write_off_loan(
+        uow=deni.uow(),
+        hasher=deni.hasher,
+        clock=deni.clock,
+        lender_id=lender.id,
+        loan_id=loan.id,
+        pin=PIN,
+    )
+    assert ("loan_written_off", loan.id) in notifications(deni, borrower)
+    (written_off,) = audits(deni, "write_off_loan")
+    assert written_off == {
+        "actor_id": lender.id,
+        "loan_id": loan.id,
+        "state": "written_off",
+        "amount_cents": 10_500,
+    }
+
+
+def test_the_audit_names_the_loan_its_state_and_what_was_paid(deni: Deni) -> None:
+    _, borrower, loan = active(deni)
+    repay(deni, borrower, loan, 600, "r-1")
+    (requested,) = audits(deni, "request_loan")
+    assert requested == {"actor_id": borrower.id, "loan_id": loan.id, "state": "requested"}
+    (repaid,) = audits(deni, "repay_loan")
+    assert repaid == {
+        "actor_id": borrower.id,
+        "loan_id": loan.id,
+        "state": "active",
+        "amount_cents": 600,
+    }
+
+
+def test_a_repeated_repayment_gives_back_the_first_one(deni: Deni) -> None:
+    _, borrower, loan = active(deni)
+    first = repay(deni, borrower, loan, 600, "r-1")
+    again = repay(deni, borrower, loan, 600, "r-1")
+    assert again.entry_id == first.entry_id
+    assert again.allocation == first.allocation
+    assert again.loan.id == loan.id
+    assert (first.allocation.fee_cents, first.allocation.principal_cents) == (500, 100)
+
+
+def test_deni_repays_from_the_wallet_without_a_pin_as_the_system(deni: Deni) -> None:
+    _, borrower, loan = active(deni)
+    repayment = loans.repay_loan_by_system(
+        uow=deni.uow(),
+        clock=deni.clock,
+        borrower_id=borrower.id,
+        loan_id=loan.id,
+        amount_cents=600,
+        idempotency_key="auto-1",
+        channel="system",
+    )
+    assert repayment.allocation.applied_cents == 600
+    assert repayment.loan.principal_paid_cents == 100
+    r = t.repayments
+    (row,) = rows(deni, select(r.c.entry_id, r.c.channel, r.c.amount_cents))
+    assert (row.entry_id, row.channel, row.amount_cents) == (repayment.entry_id, "system", 600)
+    (repaid,) = audits(deni, "repay_loan")
+    assert repaid["actor_id"] == "system"
+
+
+# --- refusals: the code clients read and the message people read -------------------------------
+
+
+def closed_borrower(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    with deni.engine.begin() as connection:
+        connection.execute(
+            t.users.update().where(t.users.c.id == borrower.id).values(closed_at=deni.clock.now())
+        )
+    request(deni, borrower, lender)
+
+
+def unknown_lender(deni: Deni) -> None:
+    borrower = register(deni)
+    loans.request_loan(
+        uow=deni.uow(),
+        clock=deni.clock,
+        borrower_id=borrower.id,
+        lender_phone="0799999999",
+        principal_cents=10_000,
+        term_days=7,
+    )
+
+
+def self_lending(deni: Deni) -> None:
+    user = register(deni)
+    request(deni, user, user)
+
+
+def lender_not_proven(deni: Deni) -> None:
+    request(deni, register(deni), register(deni, phone_proven=False))
+
+
+def loan_id_taken(deni: Deni) -> None:
+    lender = register(deni)
+    loan = request(deni, register(deni), lender)
+    request(deni, register(deni), lender, loan_id=loan.id)
+
+
+def no_such_loan(deni: Deni) -> None:
+    loans.approve_loan(
+        uow=deni.uow(),
+        hasher=deni.hasher,
+        clock=deni.clock,
+        lender_id=register(deni).id,
+        loan_id=str(uuid.uuid4()),
+        pin=PIN,
+    )
+
+
+def not_the_lender(deni: Deni) -> None:
+    borrower = register(deni)
+    approve(deni, borrower, request(deni, borrower, register(deni)))
+
+
+def changed_since_seen(deni: Deni) -> None:
+    lender = register(deni)
+    loan = request(deni, register(deni), lender)
+    approve(deni, lender, loan, base_version=loan.version + 1)
+
+
+def expired_request(deni: Deni) -> None:
+    lender = register(deni)
+    loan = request(deni, register(deni), lender)
+    clock = deni.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(REQUEST_TTL)
+    approve(deni, lender, loan)
+
+
+def not_enough_to_repay(deni: Deni) -> None:
+    _, borrower, loan = active(deni)
+    shop = register(deni)
+    with deni.uow() as uow:  # the borrower spends all but 599 of the 10,000 received
+        ledger.transfer(
+            uow,
+            source_account_id=wallet_account_id(borrower.id),
+            target_account_id=wallet_account_id(shop.id),
+            amount_cents=10_000 - 599,
+            code=EntryCode.TRANSFER,
+            idempotency_key="spend-1",
+            cause_type="test",
+            cause_id="spend-1",
+            now=deni.clock.now(),
+        )
+        uow.commit()
+    repay(deni, borrower, loan, 600, "r-1")
+
+
+def key_used_for_another_payment(deni: Deni) -> None:
+    lender, borrower, loan = active(deni)
+    fund(deni, borrower, 10_000)
+    other = approve(deni, lender, request(deni, borrower, lender))
+    repay(deni, borrower, loan, 600, "r-1")
+    repay(deni, borrower, other, 600, "r-1")
+
+
+@pytest.mark.parametrize(
+    ("cause", "error", "code", "message"),
+    [
+        (closed_borrower, NotFound, "user_not_found", "No such user."),
+        (unknown_lender, NotFound, "user_not_found", "Nobody with that phone number uses Deni."),
+        (self_lending, SelfLending, "self_lending", "You cannot lend to yourself."),
+        (lender_not_proven, PhoneNotProven, "other_party_not_proven", None),
+        (loan_id_taken, Conflict, "loan_id_taken", "That loan id is taken."),
+        (no_such_loan, NotFound, "loan_not_found", "No such loan."),
+        (not_the_lender, Forbidden, "not_the_lender", "Only the lender can do this."),
+        (
+            changed_since_seen,
+            Conflict,
+            "loan_changed",
+            "The borrower changed this request after you saw it; look at it again.",
+        ),
+        (expired_request, Conflict, "loan_expired", "This request has expired."),
+        (
+            not_enough_to_repay,
+            InsufficientFunds,
+            "insufficient_funds",
+            "Your wallet does not hold that much. Top it up first.",
+        ),
+        (
+            key_used_for_another_payment,
+            IdempotencyConflict,
+            "idempotency_conflict",
+            "This idempotency key was already used for another payment.",
+        ),
+    ],
+    ids=lambda value: getattr(value, "__name__", None),
+)
+def test_every_refusal_has_its_code_and_message(
+    deni: Deni,
+    cause: Callable[[Deni], None],
+    error: type[DomainError],
+    code: str,
+    message: str | None,
+) -> None:
+    with pytest.raises(error) as caught:
+        cause(deni)
+    assert caught.value.code == code
+    assert caught.value.message
+    if message is not None:
+        assert caught.value.message == message
