@@ -5,6 +5,7 @@ repayment, and the code and message of every refusal."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -25,9 +26,10 @@ from deni.domain.errors import (
     NotFound,
     PhoneNotProven,
     SelfLending,
+    WrongPin,
 )
 from deni.domain.ledger import EntryCode, wallet_account_id
-from deni.domain.loans import REQUEST_TTL, Loan, LoanState
+from deni.domain.loans import FUNDING_TTL, REQUEST_TTL, Loan, LoanState
 from deni.domain.users import User
 from deni.services import ledger, loans
 
@@ -353,3 +355,86 @@ def test_every_refusal_has_its_code_and_message(
     assert caught.value.message
     if message is not None:
         assert caught.value.message == message
+
+
+# --- loan codes and sweeps ---------------------------------------------------------------------
+
+
+def test_a_loan_code_is_dn_and_six_unambiguous_characters(deni: Deni) -> None:
+    loan = request(deni, register(deni), register(deni))
+    assert re.fullmatch(r"DN[ABCDEFGHJKLMNPQRSTUVWXYZ23456789]{6}", loan.code)
+
+
+def test_a_taken_code_is_drawn_again(deni: Deni, monkeypatch: pytest.MonkeyPatch) -> None:
+    lender, borrower = register(deni), register(deni)
+    first = request(deni, borrower, lender)
+    codes = iter([first.code, first.code, "DNFREE22"])
+    monkeypatch.setattr(loans, "_new_loan_code", lambda: next(codes))
+    second = request(deni, borrower, lender)
+    assert second.code == "DNFREE22"
+    with deni.uow.read_only() as uow:
+        stored = uow.loans.get(second.id)
+    assert stored is not None
+    assert stored.code == "DNFREE22"
+
+
+def test_running_out_of_codes_is_a_programmer_error(
+    deni: Deni, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lender, borrower = register(deni), register(deni)
+    taken = request(deni, borrower, lender).code
+    monkeypatch.setattr(loans, "_new_loan_code", lambda: taken)
+    with pytest.raises(AssertionError, match=r"^loan codes exhausted: widen LOAN_CODE_CHARS$"):
+        request(deni, borrower, lender)
+
+
+def test_the_funding_sweep_counts_each_lender_funded_and_nothing_else(deni: Deni) -> None:
+    borrower = register(deni)
+    lenders = [register(deni), register(deni), register(deni)]
+    waiting = [approve(deni, lender, request(deni, borrower, lender)) for lender in lenders]
+    assert all(loan.state is LoanState.APPROVED for loan in waiting)
+    for i, lender in enumerate(lenders[:2]):
+        with deni.uow() as uow:  # money credited by the ledger alone: it funds nothing at once
+            ledger.credit_from_mpesa(
+                uow,
+                wallet_id=wallet_account_id(lender.id),
+                amount_cents=10_000,
+                receipt=f"SWEEP{i}",
+                now=deni.clock.now(),
+            )
+            uow.commit()
+    assert loans.fund_approved_loans(uow_factory=deni.uow, clock=deni.clock) == 2
+    clock = deni.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(FUNDING_TTL)
+    # The third lender's approval lapsed unfunded: the sweep funds nothing.
+    assert loans.fund_approved_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+
+
+def test_each_sweep_takes_at_most_its_batch(deni: Deni, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loans, "SWEEP_BATCH_MAX", 1)
+    borrower = register(deni)
+    for lender in (register(deni), register(deni)):
+        request(deni, borrower, lender)
+    clock = deni.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(REQUEST_TTL)
+    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 1
+    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 1
+    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 0
+
+
+def test_a_repayment_needs_the_borrowers_pin(deni: Deni) -> None:
+    _, borrower, loan = active(deni)
+    with pytest.raises(WrongPin):
+        loans.repay_loan(
+            uow=deni.uow(),
+            hasher=deni.hasher,
+            clock=deni.clock,
+            borrower_id=borrower.id,
+            loan_id=loan.id,
+            amount_cents=600,
+            pin="9999",
+            idempotency_key="r-1",
+        )
+    assert entries_of(deni, loan)[-1].code == EntryCode.LOAN_DISBURSEMENT.value
