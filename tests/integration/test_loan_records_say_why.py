@@ -23,6 +23,7 @@ from deni.domain.errors import (
     Forbidden,
     IdempotencyConflict,
     InsufficientFunds,
+    MoneyOnHold,
     NotFound,
     PhoneNotProven,
     SelfLending,
@@ -30,6 +31,7 @@ from deni.domain.errors import (
 )
 from deni.domain.ledger import EntryCode, wallet_account_id
 from deni.domain.loans import FUNDING_TTL, REQUEST_TTL, Loan, LoanState
+from deni.domain.security import MONEY_HOLD_AFTER_RESET
 from deni.domain.users import User
 from deni.services import ledger, loans
 
@@ -438,3 +440,91 @@ def test_a_repayment_needs_the_borrowers_pin(deni: Deni) -> None:
             idempotency_key="r-1",
         )
     assert entries_of(deni, loan)[-1].code == EntryCode.LOAN_DISBURSEMENT.value
+
+
+# --- a PIN reset holds money that would leave a wallet -----------------------------------------
+
+
+def pin_reset_now(deni: Deni, user: User) -> None:
+    with deni.engine.begin() as connection:
+        connection.execute(
+            t.users.update().where(t.users.c.id == user.id).values(pin_reset_at=deni.clock.now())
+        )
+
+
+def approving(deni: Deni, lender: User, borrower: User, loan: Loan) -> None:
+    approve(deni, lender, request(deni, borrower, lender))
+
+
+def repaying(deni: Deni, lender: User, borrower: User, loan: Loan) -> None:
+    repay(deni, borrower, loan, 600, "r-1")
+
+
+def repaying_by_system(deni: Deni, lender: User, borrower: User, loan: Loan) -> None:
+    loans.repay_loan_by_system(
+        uow=deni.uow(),
+        clock=deni.clock,
+        borrower_id=borrower.id,
+        loan_id=loan.id,
+        amount_cents=600,
+        idempotency_key="auto-1",
+        channel="system",
+    )
+
+
+def writing_off(deni: Deni, lender: User, borrower: User, loan: Loan) -> None:
+    loans.write_off_loan(
+        uow=deni.uow(),
+        hasher=deni.hasher,
+        clock=deni.clock,
+        lender_id=lender.id,
+        loan_id=loan.id,
+        pin=PIN,
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "whose"),
+    [
+        (approving, "lender"),
+        (repaying, "borrower"),
+        (repaying_by_system, "borrower"),
+        (writing_off, "lender"),
+    ],
+    ids=lambda value: getattr(value, "__name__", value),
+)
+def test_money_that_would_leave_waits_a_day_after_a_pin_reset(
+    deni: Deni, command: Callable[[Deni, User, User, Loan], None], whose: str
+) -> None:
+    lender, borrower, loan = active(deni)
+    pin_reset_now(deni, lender if whose == "lender" else borrower)
+    with pytest.raises(MoneyOnHold) as caught:
+        command(deni, lender, borrower, loan)
+    assert caught.value.until == deni.clock.now() + MONEY_HOLD_AFTER_RESET
+
+
+def test_mpesa_money_repays_a_loan_even_after_a_pin_reset(deni: Deni) -> None:
+    _, borrower, loan = active(deni)
+    pin_reset_now(deni, borrower)
+    repayment = loans.repay_loan_by_system(
+        uow=deni.uow(),
+        clock=deni.clock,
+        borrower_id=borrower.id,
+        loan_id=loan.id,
+        amount_cents=600,
+        idempotency_key="stk-1",
+        channel="mpesa",
+    )
+    assert repayment.allocation.applied_cents == 600
+
+
+def test_a_borrower_who_lost_their_proof_cannot_be_approved(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    loan = request(deni, borrower, lender)
+    with deni.engine.begin() as connection:
+        connection.execute(
+            t.users.update().where(t.users.c.id == borrower.id).values(phone_proven_at=None)
+        )
+    with pytest.raises(PhoneNotProven) as caught:
+        approve(deni, lender, loan)
+    assert caught.value.code == "other_party_not_proven"
