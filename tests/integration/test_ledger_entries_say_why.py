@@ -391,3 +391,15 @@ def test_every_refusal_has_its_code_and_message(
     assert caught.value.code == code
     assert caught.value.message == message
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("debit_normal_end", ["source", "target"])
+def test_a_transfer_never_touches_a_debit_normal_account(deni: Deni, debit_normal_end: str) -> None:
+    # A debit lowers a wallet but raises M-PESA cash: a transfer's postings are right only
+    # between credit-normal accounts, so it refuses any other.
+    user = register(deni)
+    fund(deni, user, 1_000)
+    wallet = wallet_account_id(user.id)
+    ends = (PAYBILL, wallet) if debit_normal_end == "source" else (wallet, PAYBILL)
+    with pytest.raises(AssertionError, match=PAYBILL):
+        transfer(deni, *ends)

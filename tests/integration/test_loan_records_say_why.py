@@ -8,6 +8,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -27,10 +28,18 @@ from deni.domain.errors import (
     NotFound,
     PhoneNotProven,
     SelfLending,
+    TooManyRequests,
     WrongPin,
 )
 from deni.domain.ledger import EntryCode, wallet_account_id
-from deni.domain.loans import FUNDING_TTL, REQUEST_TTL, Loan, LoanState
+from deni.domain.loans import (
+    FUNDING_TTL,
+    OPEN_REQUESTS_TO_ONE_LENDER_MAX,
+    REQUEST_TTL,
+    REQUESTS_TO_ONE_LENDER_PER_DAY_MAX,
+    Loan,
+    LoanState,
+)
 from deni.domain.security import MONEY_HOLD_AFTER_RESET
 from deni.domain.users import User
 from deni.services import ledger, loans
@@ -45,7 +54,7 @@ def request(deni: Deni, borrower: User, lender: User, **extra: Any) -> Loan:
         borrower_id=borrower.id,
         lender_phone=lender.phone,
         principal_cents=extra.pop("principal_cents", 10_000),
-        term_days=7,
+        term_days=extra.pop("term_days", 7),
         **extra,
     )
 
@@ -528,3 +537,151 @@ def test_a_borrower_who_lost_their_proof_cannot_be_approved(deni: Deni) -> None:
     with pytest.raises(PhoneNotProven) as caught:
         approve(deni, lender, loan)
     assert caught.value.code == "other_party_not_proven"
+
+
+# --- requests, repayments and sweeps: what each step leaves behind -----------------------------
+
+
+def test_a_quote_and_a_request_take_a_due_date_as_well_as_days(deni: Deni) -> None:
+    due = date(2026, 12, 24)
+    offer = loans.quote_loan(clock=deni.clock, principal_cents=10_000, due_date=due)
+    assert (offer.due_date, offer.fee_cents, offer.penalty_daily_cents) == (due, 0, 0)
+    loan = loans.request_loan(
+        uow=deni.uow(),
+        clock=deni.clock,
+        borrower_id=register(deni).id,
+        lender_phone=register(deni).phone,
+        principal_cents=10_000,
+        due_date=due,
+    )
+    assert loan.terms.due_date == due
+
+
+def test_a_request_from_an_unknown_member_is_refused(deni: Deni) -> None:
+    with pytest.raises(NotFound) as caught:
+        loans.request_loan(
+            uow=deni.uow(),
+            clock=deni.clock,
+            borrower_id=str(uuid.uuid4()),
+            lender_phone=register(deni).phone,
+            principal_cents=10_000,
+            term_days=7,
+        )
+    assert (caught.value.code, caught.value.message) == ("user_not_found", "No such user.")
+
+
+@pytest.mark.usefixtures("real_limits")
+def test_a_request_sent_again_is_the_first_one_and_not_counted_again(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    ids = [str(uuid.uuid4()) for _ in range(OPEN_REQUESTS_TO_ONE_LENDER_MAX)]
+    first = [request(deni, borrower, lender, loan_id=loan_id) for loan_id in ids]
+    again = request(deni, borrower, lender, loan_id=ids[-1])
+    assert (again.id, again.code) == (first[-1].id, first[-1].code)
+    kinds = [row.kind for row in notifications(deni, lender)]
+    assert kinds.count("loan_requested") == OPEN_REQUESTS_TO_ONE_LENDER_MAX
+
+
+@pytest.mark.usefixtures("real_limits")
+def test_requests_answered_today_still_count_against_the_daily_bound(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    for _ in range(REQUESTS_TO_ONE_LENDER_PER_DAY_MAX):
+        loan = request(deni, borrower, lender)
+        loans.decline_loan(uow=deni.uow(), clock=deni.clock, lender_id=lender.id, loan_id=loan.id)
+    with pytest.raises(TooManyRequests):
+        request(deni, borrower, lender)
+    request(deni, borrower, register(deni))  # another lender: only the daily total counts
+
+
+def test_the_borrower_hears_which_loan_reached_their_wallet(deni: Deni) -> None:
+    _, borrower, loan = active(deni)
+    assert ("loan_disbursed", loan.id) in notifications(deni, borrower)
+
+
+def test_system_repayments_with_their_own_keys_are_each_applied(deni: Deni) -> None:
+    _, borrower, loan = active(deni)
+    for key in ("auto-1", "auto-2"):
+        loans.repay_loan_by_system(
+            uow=deni.uow(),
+            clock=deni.clock,
+            borrower_id=borrower.id,
+            loan_id=loan.id,
+            amount_cents=300,
+            idempotency_key=key,
+            channel="system",
+        )
+    with deni.uow.read_only() as uow:
+        stored = uow.loans.get(loan.id)
+    assert stored is not None
+    assert stored.fee_paid_cents == 500
+    assert stored.principal_paid_cents == 100
+
+
+def test_a_loan_paid_off_is_closed_then_and_has_nothing_to_repay(deni: Deni) -> None:
+    _, borrower, loan = active(deni)
+    fund(deni, borrower, 500)  # the fee, on top of the principal received
+    clock = deni.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(timedelta(hours=1))
+    repayment = repay(deni, borrower, loan, 10_500, "r-1")
+    assert repayment.loan.state is LoanState.REPAID
+    assert repayment.loan.closed_at == clock.now()
+    with pytest.raises(Conflict) as caught:
+        repay(deni, borrower, loan, 100, "r-2")
+    assert caught.value.code == "loan_not_active"
+    assert caught.value.message == "This loan is repaid; there is nothing to repay."
+
+
+def test_a_lenders_waiting_approvals_are_all_counted_when_funded(deni: Deni) -> None:
+    lender, borrower = register(deni), register(deni)
+    for _ in range(2):
+        approve(deni, lender, request(deni, borrower, lender))
+    with deni.uow() as uow:
+        ledger.credit_from_mpesa(
+            uow,
+            wallet_id=wallet_account_id(lender.id),
+            amount_cents=20_000,
+            receipt="TWOLOANS",
+            now=deni.clock.now(),
+        )
+        uow.commit()
+    assert loans.fund_approved_loans(uow_factory=deni.uow, clock=deni.clock) == 2
+
+
+def test_the_funding_sweep_takes_at_most_its_batch(
+    deni: Deni, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loans, "SWEEP_BATCH_MAX", 1)
+    borrower = register(deni)
+    for i, lender in enumerate((register(deni), register(deni))):
+        approve(deni, lender, request(deni, borrower, lender))
+        with deni.uow() as uow:
+            ledger.credit_from_mpesa(
+                uow,
+                wallet_id=wallet_account_id(lender.id),
+                amount_cents=10_000,
+                receipt=f"BATCH{i}",
+                now=deni.clock.now(),
+            )
+            uow.commit()
+    assert loans.fund_approved_loans(uow_factory=deni.uow, clock=deni.clock) == 1
+    assert loans.fund_approved_loans(uow_factory=deni.uow, clock=deni.clock) == 1
+
+
+def test_the_expiry_sweeps_batch_holds_only_lapsed_loans(
+    deni: Deni, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loans, "SWEEP_BATCH_MAX", 1)
+    clock = deni.clock
+    assert isinstance(clock, ManualClock)
+    lender, other_lender, borrower = register(deni), register(deni), register(deni)
+    early = request(deni, borrower, lender, term_days=30)
+    clock.advance(timedelta(days=1))
+    late = request(deni, borrower, other_lender, term_days=30)
+    clock.advance(timedelta(days=5))
+    approve(deni, lender, early)  # unfunded: it now lapses a week from here
+    clock.advance(timedelta(days=2, minutes=1))
+    # `early` was asked first but lapses later; `late` lapsed a minute ago.
+    assert loans.expire_stale_loans(uow_factory=deni.uow, clock=deni.clock) == 1
+    with deni.uow.read_only() as uow:
+        states = {loan_id: uow.loans.get(loan_id).state for loan_id in (early.id, late.id)}  # type: ignore[union-attr]
+    assert states == {early.id: LoanState.APPROVED, late.id: LoanState.EXPIRED}
