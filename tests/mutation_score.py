@@ -21,7 +21,55 @@ SCORE_MIN_PERCENT = 97.0
 DETECTED = frozenset({"killed", "timeout"})
 MISSED = frozenset({"survived", "no tests", "suspicious", "segfault"})
 
-EQUIVALENT: dict[str, str] = {}
+_BYTEORDER = "int.to_bytes/from_bytes default to big-endian since Python 3.11 (required)"
+_MINE_NONE = "require_phone_proven tests `if mine:`; None and False alike"
+_ROLE = "loan_for compares the role with 'lender' only; any other value means the borrower"
+_RELOCK = "transfer locks the same two accounts again in the same transaction: same balances"
+_SETTLED_ALWAYS = (
+    "settle_after_credit then says True when nothing moved; its callers ignore that or read "
+    "the unchanged balance again"
+)
+EQUIVALENT: dict[str, str] = {
+    "deni.domain.loans.xǁLoanǁaccrue_penalty__mutmut_2": (
+        "`or` to `and`: with no daily rate, or not overdue, the target penalty is 0 and nothing "
+        "is added either way"
+    ),
+    "deni.domain.reminders.x_reminder_kind__mutmut_17": (
+        "`>` to `>=` at max(OVERDUE_REMINDER_DAYS): that day is already in the set above"
+    ),
+    "deni.domain.secrecy.x_canonical_json__mutmut_4": "ensure_ascii=None is falsy like False",
+    "deni.domain.secrecy.x_keyed_digest__mutmut_13": _BYTEORDER,
+    "deni.domain.users.x_closed_phone__mutmut_5": _BYTEORDER,
+    "deni.domain.users.xǁUserǁ_sign_in_guesses__mutmut_3": (
+        "read only when no sign-in lock is in force (asserted); every reader compares it with "
+        "now, where a past time and None agree"
+    ),
+    "deni.domain.users.xǁUserǁ_session_guesses__mutmut_3": (
+        "read only when no session lock is in force (asserted); every reader compares it with "
+        "now, where a past time and None agree"
+    ),
+    "deni.services.ledger.x__balances_after__mutmut_21": (
+        "account_id only labels an assertion that cannot fail after the refusal above it"
+    ),
+    "deni.services.loans.x__borrower_and_lender__mutmut_45": _MINE_NONE,
+    "deni.services.loans.x_approve_loan__mutmut_40": _MINE_NONE,
+    "deni.services.loans.x__repay__mutmut_8": _ROLE,
+    "deni.services.loans.x__repay__mutmut_15": _ROLE,
+    "deni.services.loans.x__repay__mutmut_16": _ROLE,
+    "deni.services.loans.x__repay__mutmut_31": _ROLE,
+    "deni.services.loans.x__repay__mutmut_36": _ROLE,
+    "deni.services.loans.x__repay__mutmut_37": _ROLE,
+    "deni.services.loans.x__repay__mutmut_9": "lock=None is falsy like lock=False: a plain read",
+    "deni.services.loans.x__fund_if_possible__mutmut_19": _RELOCK,
+    "deni.services.loans.x__fund_if_possible__mutmut_30": _RELOCK,
+    "deni.services.loans.x_settle_after_credit__mutmut_27": _SETTLED_ALWAYS,
+    "deni.services.loans.x_settle_after_credit__mutmut_29": _SETTLED_ALWAYS,
+    "deni.services.loans.x__apply_to_overdue_loans__mutmut_2": _SETTLED_ALWAYS,
+    "deni.services.loans.x__apply_to_overdue_loans__mutmut_12": _SETTLED_ALWAYS,
+    "deni.services.loans.x__apply_to_overdue_loans__mutmut_48": (
+        "the sum is only compared with 0, and every amount added is above 0"
+    ),
+}
 
 
 def main() -> int:

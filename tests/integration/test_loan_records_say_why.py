@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from tests.helpers import fund, register
+from tests.helpers import fund, register, wallet_cents
 
 from deni.adapters.clock import ManualClock
 from deni.adapters.db import tables as t
@@ -42,7 +42,7 @@ from deni.domain.loans import (
 )
 from deni.domain.security import MONEY_HOLD_AFTER_RESET
 from deni.domain.users import User
-from deni.services import ledger, loans
+from deni.services import ledger, loans, payments
 
 PIN = "1234"
 
@@ -685,3 +685,99 @@ def test_the_expiry_sweeps_batch_holds_only_lapsed_loans(
     with deni.uow.read_only() as uow:
         states = {loan_id: uow.loans.get(loan_id).state for loan_id in (early.id, late.id)}  # type: ignore[union-attr]
     assert states == {early.id: LoanState.APPROVED, late.id: LoanState.EXPIRED}
+
+
+# --- money reaching a wallet with overdue debts -------------------------------------------------
+
+
+def overdue(deni: Deni) -> tuple[User, User, Loan]:
+    """An active loan of 10,000 (no fee, no penalty) a day past its due date, its borrower's
+    wallet empty."""
+    lender, borrower = register(deni), register(deni)
+    fund(deni, lender, 10_000)
+    loan = approve(deni, lender, request(deni, borrower, lender, fee_cents=0))
+    shop = register(deni)
+    with deni.uow() as uow:
+        ledger.transfer(
+            uow,
+            source_account_id=wallet_account_id(borrower.id),
+            target_account_id=wallet_account_id(shop.id),
+            amount_cents=10_000,
+            code=EntryCode.TRANSFER,
+            idempotency_key=f"spend:{loan.id}",
+            cause_type="test",
+            cause_id=loan.id,
+            now=deni.clock.now(),
+        )
+        uow.commit()
+    clock = deni.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(timedelta(days=8))
+    return lender, borrower, loan
+
+
+def deposit(deni: Deni, user: User, cents: int, receipt: str) -> payments.Deposit:
+    return payments.record_mpesa_payment(
+        uow=deni.uow(), clock=deni.clock, user_id=user.id, amount_cents=cents, receipt=receipt
+    )
+
+
+def test_a_deposit_that_repays_an_overdue_loan_reports_what_is_left(deni: Deni) -> None:
+    lender, borrower, loan = overdue(deni)
+    first = deposit(deni, borrower, 1, "ONECENT")
+    assert first.balance_cents == 0
+    assert wallet_cents(deni, lender) == 1
+    assert deposit(deni, borrower, 700, "MORE").balance_cents == 0
+    assert wallet_cents(deni, lender) == 701
+    with deni.uow.read_only() as uow:
+        stored = uow.loans.get(loan.id)
+    assert stored is not None
+    assert stored.principal_paid_cents == 701
+
+
+def test_after_a_pin_reset_overdue_debts_wait_for_the_hold_to_end(deni: Deni) -> None:
+    lender, borrower, _ = overdue(deni)
+    pin_reset_now(deni, borrower)
+    assert deposit(deni, borrower, 500, "HELD").balance_cents == 500
+    assert wallet_cents(deni, lender) == 0
+
+
+def test_each_repayment_passed_on_to_an_overdue_lender_is_applied(deni: Deni) -> None:
+    # The middle member lent, then borrowed and is overdue: what their own borrower repays
+    # goes on to their debt, once per repayment.
+    top, middle, borrower = register(deni), register(deni), register(deni)
+    fund(deni, middle, 5_000)
+    lent_on = approve(deni, middle, request(deni, borrower, middle, principal_cents=5_000))
+    fund(deni, top, 10_000)
+    debt = approve(deni, top, request(deni, middle, top, fee_cents=0))
+    spend_all(deni, middle)
+    clock = deni.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(timedelta(days=8))
+    top_before = wallet_cents(deni, top)
+    repay(deni, borrower, lent_on, 600, "r-1")
+    repay(deni, borrower, lent_on, 400, "r-2")
+    assert wallet_cents(deni, middle) == 0
+    assert wallet_cents(deni, top) == top_before + 1_000
+    with deni.uow.read_only() as uow:
+        stored = uow.loans.get(debt.id)
+    assert stored is not None
+    assert stored.principal_paid_cents == 1_000
+
+
+def spend_all(deni: Deni, user: User) -> None:
+    cents = wallet_cents(deni, user)
+    shop = register(deni)
+    with deni.uow() as uow:
+        ledger.transfer(
+            uow,
+            source_account_id=wallet_account_id(user.id),
+            target_account_id=wallet_account_id(shop.id),
+            amount_cents=cents,
+            code=EntryCode.TRANSFER,
+            idempotency_key=f"spend-all:{user.id}:{cents}",
+            cause_type="test",
+            cause_id=user.id,
+            now=deni.clock.now(),
+        )
+        uow.commit()
