@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 # Touched after a successful install: re-install only when pyproject.toml changes.
 STAMP := $(VENV)/.installed-stamp
 SRC := src tests benchmarks
+# Processes for `make mutation`: one per core.
+MUTATION_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv run lint test test-fast chromium bench fmt clean
+.PHONY: venv run lint test test-fast chromium bench mutation fmt clean
 
 venv: $(STAMP)
 
@@ -52,6 +54,13 @@ chromium:
 bench: venv
 	$(BIN)/python -m benchmarks.run
 
+# Mutation testing of the money core (docs/testing.md): slow, so neither `make test` nor CI runs
+# it. Starts afresh each time; the files and tests it uses are in pyproject.toml [tool.mutmut].
+mutation: venv
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children $(MUTATION_JOBS)
+	$(BIN)/python -m tests.mutation_score
+
 fmt: venv
 	$(BIN)/ruff format $(SRC)
 	$(BIN)/ruff check --fix $(SRC)
@@ -59,5 +68,5 @@ fmt: venv
 # Leaves .venv and ./var (local data) alone; delete those by hand if you mean it.
 clean:
 	rm -rf .mypy_cache .pytest_cache .ruff_cache .hypothesis .import_linter_cache \
-		.coverage htmlcov build dist src/*.egg-info
+		.coverage htmlcov build dist src/*.egg-info mutants
 	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +

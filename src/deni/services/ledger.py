@@ -238,7 +238,9 @@ def transfer(
     memo: str = "",
     locked: dict[str, Account] | None = None,
 ) -> PostResult:
-    """Move money from one account's natural balance to another's (e.g. wallet to wallet).
+    """Move money from one credit-normal account's balance to another's: wallet to wallet, or
+    a wallet into a payout hold. Every caller moves what Deni owes someone, so a debit takes
+    from the source and a credit adds to the target.
 
     `locked`: both accounts, if the caller has locked them already in this transaction.
     """
@@ -250,9 +252,10 @@ def transfer(
     source = accounts.get(source_account_id)
     if source is None:
         raise NotFound(f"No such account: {source_account_id}.", code="account_not_found")
-    postings = _transfer_postings(
-        source.normal_side, source_account_id, target_account_id, amount_cents
-    )
+    assert source.normal_side is NormalSide.CREDIT, source_account_id
+    target = accounts.get(target_account_id)
+    assert target is None or target.normal_side is NormalSide.CREDIT, target_account_id
+    postings = _transfer_postings(source_account_id, target_account_id, amount_cents)
     draft = EntryDraft(idempotency_key, code, postings, cause_type, cause_id, memo=memo)
     return _post_locked(uow, draft, accounts, now=now)
 
@@ -268,27 +271,19 @@ def wallet_transfer(
     memo: str = "",
 ) -> EntryDraft:
     """The entry of `transfer` between two wallets, for `post_each` or an entry committer."""
-    postings = _transfer_postings(
-        NormalSide.CREDIT, source_wallet_id, target_wallet_id, amount_cents
-    )
+    postings = _transfer_postings(source_wallet_id, target_wallet_id, amount_cents)
     return EntryDraft(
         idempotency_key, EntryCode.TRANSFER, postings, cause_type, cause_id, memo=memo
     )
 
 
 def _transfer_postings(
-    source_side: NormalSide, source_account_id: str, target_account_id: str, amount_cents: int
+    source_account_id: str, target_account_id: str, amount_cents: int
 ) -> tuple[Posting, ...]:
-    # Taking money out of a credit-normal account is a debit; out of a debit-normal one, a credit.
-    if source_side is NormalSide.CREDIT:
-        return movement(
-            debit_account_id=source_account_id,
-            credit_account_id=target_account_id,
-            amount_cents=amount_cents,
-        )
+    # Between credit-normal accounts a debit lowers the balance and a credit raises it.
     return movement(
-        debit_account_id=target_account_id,
-        credit_account_id=source_account_id,
+        debit_account_id=source_account_id,
+        credit_account_id=target_account_id,
         amount_cents=amount_cents,
     )
 
