@@ -64,6 +64,7 @@ class FakeLedgerRepository:
 
     def insert_entries(self, entries: Sequence[NewEntry], *, now: datetime) -> bool:
         assert entries
+        assert isinstance(now, datetime), "created_at is NOT NULL in SQL"
         keys = [e.draft.idempotency_key for e in entries]
         if len(set(keys)) < len(keys) or any(self.find_entry(key) for key in keys):
             return False  # nothing written (the contract allows less: some, then roll back)
