@@ -726,6 +726,15 @@ def test_repaying_more_than_the_wallet_holds_is_refused(world: World) -> None:
     assert wallet(world, borrower) == 0
 
 
+def test_only_the_borrower_repays_and_the_refusal_says_so(world: World) -> None:
+    lender, _, loan = active_loan(world, principal=10_000, fee=0)
+    with pytest.raises(Forbidden) as refused:
+        repay(world, lender, loan, 1_000)
+    assert refused.value.code == "not_the_borrower"
+    assert str(refused.value) == "Only the borrower can do this."
+    assert stored(world, loan).principal_paid_cents == 0
+
+
 def test_a_repayment_key_is_used_once(world: World) -> None:
     lender, borrower, loan = active_loan(world, principal=10_000, fee=0)
     first = repay(world, borrower, loan, 3_000, key="pay-1")

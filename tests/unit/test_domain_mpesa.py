@@ -71,6 +71,7 @@ def _request(**changes: object) -> MpesaRequest:
 
 def test_a_request_of_a_kind_that_fits_its_purpose_is_made() -> None:
     assert _request().amount_cents == 10_000
+    assert _request(amount_cents=1).amount_cents == 1  # any positive amount; limits are above
     payout = _request(kind=RequestKind.B2C, purpose=Purpose.WITHDRAWAL, not_found_answers=0)
     assert payout.kind is RequestKind.B2C
 
