@@ -53,8 +53,6 @@ EQUIVALENT: dict[str, str] = {
     ),
     "deni.services.loans.x__borrower_and_lender__mutmut_45": _MINE_NONE,
     "deni.services.loans.x_approve_loan__mutmut_40": _MINE_NONE,
-    "deni.services.loans.x__repay__mutmut_8": _ROLE,
-    "deni.services.loans.x__repay__mutmut_16": _ROLE,
     "deni.services.loans.x__repay__mutmut_31": _ROLE,
     "deni.services.loans.x__repay__mutmut_36": _ROLE,
     "deni.services.loans.x__repay__mutmut_37": _ROLE,
