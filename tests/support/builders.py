@@ -38,12 +38,12 @@ class Services(Protocol):
 
 
 def shows_number(number: str, text: str) -> bool:
-    """Whether `number` stands alone in `text`, not inside a longer run such as a timestamp.
+    """Whether `number` stands alone in `text`, not inside a longer run of letters and digits.
 
-    A log line's microseconds ("09:31:38.105678Z") hold any four digits now and then, so a plain
-    substring check for a PIN fails at random.
+    A log line's microseconds ("09:31:38.105678Z"), a UUID or a hex digest ("…a3817f…") hold
+    any four digits now and then, so a plain substring check for a PIN fails at random.
     """
-    return re.search(rf"(?<!\d){re.escape(number)}(?!\d)", text) is not None
+    return re.search(rf"(?<![0-9A-Za-z]){re.escape(number)}(?![0-9A-Za-z])", text) is not None
 
 
 def next_phone() -> str:
