@@ -15,7 +15,7 @@ from deni.domain import totp
 from deni.domain.operators import ROLE_PERMISSIONS, Role
 from deni.entrypoints.ops import pages
 from deni.entrypoints.ops.security import PUBLIC_ROUTES, ROUTE_PERMISSIONS, SESSION_COOKIE
-from deni.services import users
+from deni.services import limits, users
 from tests.fakes import ManualClock
 from tests.ops.conftest import PASSWORD, Staff, add_operator
 from tests.support.builders import register
@@ -154,3 +154,22 @@ def test_console_pages_carry_headers_that_keep_them_private(staff: MakeStaff) ->
     assert answer.headers["x-frame-options"] == "DENY"
     assert answer.headers["cache-control"] == "no-store"
     assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+
+
+def test_console_sign_ins_from_one_address_are_capped(
+    deni: Deni, client: TestClient, real_limits: None
+) -> None:
+    add_operator(deni, "amina", Role.SUPPORT)
+    statuses = []
+    for _ in range(limits.OPS_SIGN_IN_PER_SOURCE_HOURLY.hits_max + 1):
+        form = client.get("/ops/login").text
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form).group(1)  # type: ignore[union-attr]
+        fields = {
+            "csrf": csrf,
+            "username": "amina",
+            "password": "wrong password!",
+            "code": "123456",
+        }
+        statuses.append(client.post("/ops/login", data=fields, follow_redirects=False).status_code)
+    assert set(statuses[:-1]) == {401}
+    assert statuses[-1] == 429

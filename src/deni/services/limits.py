@@ -72,6 +72,9 @@ class Limit:
 # (domain/security.py); these bound the argon2 work and spraying many numbers from one place.
 LOGIN_PER_SOURCE_HOURLY = Limit("login-src", 100, HOUR_S, "Too many sign-ins from here.")
 LOGIN_PER_PHONE_HOURLY = Limit("login-phone", 20, HOUR_S, "Too many sign-ins to this number.")
+# The staff console's sign-in: a password and a TOTP code per try, and few operators; each
+# operator is also locked after a few wrong tries in a row (domain/operators.py).
+OPS_SIGN_IN_PER_SOURCE_HOURLY = Limit("ops-src", 30, HOUR_S, "Too many console sign-ins from here.")
 # Creating accounts (each may later cost SMS), and asking for a registration code by SMS.
 # A number registers once (then `409 already_registered`), so sign-ups count per source only.
 REGISTER_PER_SOURCE_HOURLY = Limit("reg-src", 20, HOUR_S, "Too many sign-ups from here.")
@@ -149,6 +152,10 @@ def limit_login(counters: LimitCounters, *, source: str, phone: object, now: dat
         phone=phone,
         now=now,
     )
+
+
+def limit_ops_sign_in(counters: LimitCounters, *, source: str, now: datetime) -> None:
+    hit(counters, OPS_SIGN_IN_PER_SOURCE_HOURLY, source_subject(source), now=now)
 
 
 def limit_registration(counters: LimitCounters, *, source: str, now: datetime) -> None:

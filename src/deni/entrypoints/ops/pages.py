@@ -14,6 +14,7 @@ from deni.domain.operators import (
     ProposalState,
     SignInFailed,
 )
+from deni.entrypoints.gate import client_address
 from deni.entrypoints.ops.app import HERE, clear_login_cookie
 from deni.entrypoints.ops.render import page, templates
 from deni.entrypoints.ops.security import (
@@ -30,7 +31,7 @@ from deni.entrypoints.ops.security import (
     operator_for,
     secure_cookies,
 )
-from deni.services import outbox, users
+from deni.services import limits, outbox, users
 from deni.services.mpesa import decisions
 from deni.services.mpesa.ports import SuspenseState
 from deni.services.ops import operators, proposals
@@ -88,6 +89,10 @@ def _login_page(request: Request, *, status: int = 200, error: str = "") -> Resp
 async def login(request: Request) -> Response:
     fields = await form_of(request)
     check_form(request, fields.get(CSRF_FIELD, ""), against=request.cookies.get(LOGIN_COOKIE, ""))
+    deni = deni_of(request)
+    limits.limit_ops_sign_in(
+        deni.limit_counters, source=client_address(request), now=deni.clock.now()
+    )
     try:
         _, token = operators.sign_in(
             deni_of(request),
