@@ -14,6 +14,7 @@ from deni.adapters.db.engine import BEGIN_MODE_KEY, is_retryable
 from deni.adapters.db.idempotency import SqlIdempotencyRepository
 from deni.adapters.db.ledger import SqlLedgerRepository
 from deni.adapters.db.loans import SqlLoanRepository
+from deni.adapters.db.lookup import SqlLookupQueries
 from deni.adapters.db.mpesa.claims import SqlPaymentClaimRepository
 from deni.adapters.db.mpesa.inbox import SqlCallbackInboxRepository
 from deni.adapters.db.mpesa.outbox import SqlOutboxRepository
@@ -82,6 +83,7 @@ class SqlUnitOfWork:
         self.sync = SqlSyncRepository(connection)
         self.pin_resets = SqlPinResetRepository(connection)
         self.phone_codes = SqlPhoneCodeRepository(connection)
+        self.lookup = SqlLookupQueries(connection)
         return self
 
     def savepoint(self) -> SavepointUnitOfWork:
@@ -154,6 +156,7 @@ class _OuterRepositories:
     sync: SqlSyncRepository
     pin_resets: SqlPinResetRepository
     phone_codes: SqlPhoneCodeRepository
+    lookup: SqlLookupQueries
 
     def __init__(self, outer: SqlUnitOfWork) -> None:
         self.users = outer.users
@@ -176,6 +179,7 @@ class _OuterRepositories:
         self.sync = outer.sync
         self.pin_resets = outer.pin_resets
         self.phone_codes = outer.phone_codes
+        self.lookup = outer.lookup
 
 
 class SavepointUnitOfWork(_OuterRepositories):
