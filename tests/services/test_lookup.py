@@ -17,7 +17,7 @@ from deni.services import loans, lookup, pin_reset
 from deni.services.limits import LimitCounters
 from deni.services.lookup import HistorySource, Matched, MemberState, PaymentSource
 from deni.services.mpesa import claims, reconcile, requests
-from deni.services.mpesa.ports import C2BEvent, CallbackKind, MpesaDeps
+from deni.services.mpesa.ports import C2BEvent, CallbackKind, InboxState, MpesaDeps
 from deni.services.ports import SmsSender
 from tests.fakes import FakeMpesaGateway, RecordingSmsSender
 from tests.services.test_mpesa import (
@@ -398,6 +398,27 @@ def test_suspense_assigned_is_found_by_receipt_with_its_owner(
     by_source = {h.source: h for h in found.payments}
     assert by_source[PaymentSource.SUSPENSE].user_id == owner.id
     assert by_source[PaymentSource.SUSPENSE].state == "assigned"
+
+
+def test_callbacks_are_found_by_the_literal_start_of_their_key(world: World) -> None:
+    """Daraja's CheckoutRequestIDs hold underscores (ws_CO_...): a prefix matches only itself."""
+    now = world.clock.now()
+    with world.uow() as uow:
+        for key in ("stk:ws_CO_1:a", "stk:wsXCOX1:b", "stk:ws_CO_10:c", "stk:ws%CO:d"):
+            uow.mpesa_inbox.add(
+                kind="stk", dedupe_key=key, body=b"{}", source_ip="", state=InboxState.RECEIVED,
+                error="", now=now,
+            )  # fmt: skip
+        uow.commit()
+
+    with world.uow.read_only() as uow:
+        keys = [r.dedupe_key for r in uow.lookup.callbacks(key_prefixes=["stk:ws_CO_1:"], limit=9)]
+        percent = [r.dedupe_key for r in uow.lookup.callbacks(key_prefixes=["stk:ws%"], limit=9)]
+        both = uow.lookup.callbacks(key_prefixes=["stk:ws_CO_1", "stk:ws%"], limit=2)
+
+    assert keys == ["stk:ws_CO_1:a"]
+    assert percent == ["stk:ws%CO:d"]
+    assert [r.dedupe_key for r in both] == ["stk:ws_CO_1:a", "stk:ws_CO_10:c"]  # oldest first
 
 
 # --- callback bodies ------------------------------------------------------------------------------
