@@ -13,7 +13,7 @@ from deni.domain.errors import NotFound, ValidationFailed
 from deni.domain.loans import LoanState
 from deni.domain.mpesa import Purpose
 from deni.domain.users import User
-from deni.services import loans, lookup, pin_reset
+from deni.services import loans, lookup, pin_reset, privacy
 from deni.services.limits import LimitCounters
 from deni.services.lookup import HistorySource, Matched, MemberState, PaymentSource
 from deni.services.mpesa import claims, reconcile, requests
@@ -281,6 +281,26 @@ def test_a_members_page_says_when_the_member_is_locked_by_support_or_closed(
     assert lookup.member_page(world, user_id=member.id).member.state is (MemberState.SUPPORT_LOCKED)
     [hit] = lookup.search(world, query=member.phone).members
     assert hit.state is MemberState.SUPPORT_LOCKED
+
+
+def test_a_closed_members_page_shows_them_closed_with_what_closing_erased_gone(
+    world: World,
+) -> None:
+    member = register(world, name="Achieng Otieno", pin=PIN)
+    world.rows.sms_gateway(world.clock).send(
+        phone=member.phone, body="Karibu Deni", idempotency_key="welcome"
+    )
+    assert len(lookup.member_page(world, user_id=member.id).sms.items) == 1
+
+    privacy.close_account(world, user_id=member.id, pin=PIN, channel="api")
+    page = lookup.member_page(world, user_id=member.id)
+
+    assert page.member.state is MemberState.CLOSED
+    assert page.member.closed_at == world.clock.now()
+    assert "Achieng" not in repr(page.member)
+    assert (page.sms.items, page.notifications.items) == ((), ())
+    assert lookup.search(world, query=member.phone).members == ()
+    assert lookup.search(world, query="achieng").members == ()
 
 
 def test_a_members_page_of_nobody_is_not_found(world: World) -> None:
