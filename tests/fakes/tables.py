@@ -88,6 +88,20 @@ class PreferencesRow:
     updated_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class SmsOutboxRow:
+    """A text the fake SMS gateway kept, as adapters/sms.py's DatabaseSmsOutbox keeps it: a
+    secret masked in `body`, the whole text sealed (here: kept aside) for the handset."""
+
+    id: str
+    idempotency_key: str
+    phone: str
+    body: str
+    holds_secret: bool
+    created_at: datetime
+    sealed_body: str | None = None
+
+
 @dataclass(slots=True)
 class Tables:
     users: dict[str, User] = field(default_factory=dict)
@@ -120,6 +134,7 @@ class Tables:
     operators: dict[str, Operator] = field(default_factory=dict)
     ops_sessions: dict[str, OpsSession] = field(default_factory=dict)
     proposals: dict[str, Proposal] = field(default_factory=dict)
+    sms_outbox: list[SmsOutboxRow] = field(default_factory=list)  # oldest first
 
     def copy(self) -> Tables:
         """The same rows in new containers: changing one copy's tables leaves the other's."""

@@ -17,6 +17,7 @@ from deni.domain.ledger import Account, AccountKind, PlatformAccount
 from deni.services.ports import StorageBusy
 from tests.fakes.ledger import FakeLedgerRepository
 from tests.fakes.loans import FakeLoanRepository
+from tests.fakes.lookup import FakeLookupQueries
 from tests.fakes.mpesa import (
     FakeBalanceReportRepository,
     FakeCallbackInboxRepository,
@@ -124,6 +125,7 @@ class FakeUnitOfWork:
         self.operators = FakeOperatorRepository(self._tables)
         self.ops_sessions = FakeOpsSessionRepository(self._tables)
         self.proposals = FakeProposalRepository(self._tables)
+        self.lookup = FakeLookupQueries(self._tables)
 
     def __exit__(
         self,
@@ -163,7 +165,7 @@ _FAKED = frozenset(
     {"users", "ledger", "loans", "notifications", "audit", "idempotency", "tokens"}
     | {"pin_resets", "phone_codes"}
     | {"mpesa_requests", "mpesa_inbox", "suspense", "paybills", "claims", "pulls"}
-    | {"mpesa_preferences", "payouts_due", "balance_reports", "outbox"}
+    | {"mpesa_preferences", "payouts_due", "balance_reports", "outbox", "lookup"}
 )
 
 

@@ -57,6 +57,7 @@ class FakeUserRepository:
         t.phone_codes.pop(user.phone, None)
         t.idempotency = {k: row for k, row in t.idempotency.items() if k[0] != user_id}
         t.mpesa_preferences.pop(user_id, None)
+        t.sms_outbox = [row for row in t.sms_outbox if row.phone != user.phone]
         self._store(
             replace(
                 user,

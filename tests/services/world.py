@@ -20,8 +20,13 @@ from sqlalchemy.exc import IntegrityError
 from deni.adapters.db import tables as t
 from deni.adapters.db.uow import SqlUnitOfWorkFactory
 from deni.adapters.security import PepperedArgon2PinHasher
-from deni.services.ports import UnitOfWorkFactory
+from deni.adapters.sms import DatabaseSmsOutbox
+from deni.services.ports import Clock, SmsSender, UnitOfWorkFactory
 from tests.fakes import ConstraintViolated, FakeUnitOfWorkFactory, ManualClock
+from tests.fakes.sms import FakeSmsOutbox
+
+# The server secret the SQL gateway seals texts under (any long string does in a test).
+SMS_SEAL_PEPPER = "test-pepper-0123456789abcdef-0123456789"
 
 # The tables the back door counts, by their SQL names.
 COUNTED = ("loans", "audit_log", "journal_entries", "postings", "holds", "notifications")
@@ -54,6 +59,10 @@ class Rows(Protocol):
     @contextmanager
     def counting_commits(self) -> Iterator[Callable[[], int]]:
         """Yields a function saying how many transactions committed since entering."""
+        ...
+
+    def sms_gateway(self, clock: Clock) -> SmsSender:
+        """The database-backed fake SMS gateway (`deni sms outbox`'s) on this backend."""
         ...
 
 
@@ -122,6 +131,9 @@ class FakeRows:
         start = self._database.commits
         yield lambda: self._database.commits - start
 
+    def sms_gateway(self, clock: Clock) -> SmsSender:
+        return FakeSmsOutbox(self._database, clock)
+
 
 class SqlRows:
     refusal = (IntegrityError,)
@@ -183,6 +195,9 @@ class SqlRows:
             yield lambda: commits["n"]
         finally:
             event.remove(self._engine, "commit", on_commit)
+
+    def sms_gateway(self, clock: Clock) -> SmsSender:
+        return DatabaseSmsOutbox(self._engine, clock=clock, pepper=SMS_SEAL_PEPPER)
 
 
 def fake_world(clock: ManualClock, hasher: PepperedArgon2PinHasher) -> World:

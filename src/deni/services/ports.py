@@ -19,6 +19,7 @@ from deni.domain.users import User
 
 if TYPE_CHECKING:  # these use the unit of work too; only type checking needs both
     from deni.services.limits import LimitCounters
+    from deni.services.lookup_ports import LookupQueries
     from deni.services.mpesa.ports import (
         BalanceReportRepository,
         CallbackInboxRepository,
@@ -478,6 +479,11 @@ class UnitOfWork(Protocol):
 
     @property
     def proposals(self) -> ProposalRepository: ...
+
+    @property
+    def lookup(self) -> LookupQueries:
+        """An operator's bounded reads across the tables (services/lookup.py)."""
+        ...
 
     def __enter__(self) -> Self: ...
 

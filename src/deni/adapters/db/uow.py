@@ -14,6 +14,7 @@ from deni.adapters.db.engine import BEGIN_MODE_KEY, is_retryable
 from deni.adapters.db.idempotency import SqlIdempotencyRepository
 from deni.adapters.db.ledger import SqlLedgerRepository
 from deni.adapters.db.loans import SqlLoanRepository
+from deni.adapters.db.lookup import SqlLookupQueries
 from deni.adapters.db.mpesa.claims import SqlPaymentClaimRepository
 from deni.adapters.db.mpesa.inbox import SqlCallbackInboxRepository
 from deni.adapters.db.mpesa.outbox import SqlOutboxRepository
@@ -90,6 +91,7 @@ class SqlUnitOfWork:
         self.operators = SqlOperatorRepository(connection)
         self.ops_sessions = SqlOpsSessionRepository(connection)
         self.proposals = SqlProposalRepository(connection)
+        self.lookup = SqlLookupQueries(connection)
         return self
 
     def savepoint(self) -> SavepointUnitOfWork:
@@ -165,6 +167,7 @@ class _OuterRepositories:
     operators: SqlOperatorRepository
     ops_sessions: SqlOpsSessionRepository
     proposals: SqlProposalRepository
+    lookup: SqlLookupQueries
 
     def __init__(self, outer: SqlUnitOfWork) -> None:
         self.users = outer.users
@@ -190,6 +193,7 @@ class _OuterRepositories:
         self.operators = outer.operators
         self.ops_sessions = outer.ops_sessions
         self.proposals = outer.proposals
+        self.lookup = outer.lookup
 
 
 class SavepointUnitOfWork(_OuterRepositories):
