@@ -37,6 +37,7 @@ from tests.fakes.records import (
     FakePinResetRepository,
     FakeRefreshTokenRepository,
 )
+from tests.fakes.reports import FakeReportQueries
 from tests.fakes.tables import Tables
 from tests.fakes.users import FakeUserRepository
 
@@ -116,6 +117,7 @@ class FakeUnitOfWork:
         self.payouts_due = FakePayoutCandidateRepository(self._tables)
         self.balance_reports = FakeBalanceReportRepository(self._tables)
         self.outbox = FakeOutboxRepository(self._tables)
+        self.reports = FakeReportQueries(self._tables)
 
     def __exit__(
         self,
@@ -155,7 +157,7 @@ _FAKED = frozenset(
     {"users", "ledger", "loans", "notifications", "audit", "idempotency", "tokens"}
     | {"pin_resets", "phone_codes"}
     | {"mpesa_requests", "mpesa_inbox", "suspense", "paybills", "claims", "pulls"}
-    | {"mpesa_preferences", "payouts_due", "balance_reports", "outbox"}
+    | {"mpesa_preferences", "payouts_due", "balance_reports", "outbox", "reports"}
 )
 
 

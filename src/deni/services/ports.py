@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # these use the unit of work too; only type checking needs bo
         PreferencesRepository,
         SuspenseRepository,
     )
+    from deni.services.report_ports import ReportQueries
 
 STATEMENT_PAGE_MAX = 100
 LIST_PAGE_MAX = 100
@@ -464,6 +465,9 @@ class UnitOfWork(Protocol):
 
     @property
     def outbox(self) -> OutboxRepository: ...
+
+    @property
+    def reports(self) -> ReportQueries: ...
 
     def __enter__(self) -> Self: ...
 
