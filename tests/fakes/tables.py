@@ -15,6 +15,7 @@ from deni.domain.audit import GENESIS_HASH, ChainRow
 from deni.domain.ledger import Account, Hold, StoredEntry
 from deni.domain.loans import Loan
 from deni.domain.mpesa import MpesaRequest, RequestEvent
+from deni.domain.operators import Operator, Proposal
 from deni.domain.security import PhoneCode, PinResetCode
 from deni.domain.users import User
 from deni.services.mpesa.ports import (
@@ -27,6 +28,7 @@ from deni.services.mpesa.ports import (
     PaymentClaim,
     SuspensePayment,
 )
+from deni.services.ops.ports import OpsSession
 from deni.services.ports import (
     IdempotentResponse,
     NotificationRecord,
@@ -114,6 +116,10 @@ class Tables:
     pulls: dict[str, PaybillPull] = field(default_factory=dict)
     mpesa_preferences: dict[str, PreferencesRow] = field(default_factory=dict)
     balance_reports: dict[str, BalanceReport] = field(default_factory=dict)
+    # The back office: operators, console sessions by token hash, proposals by id.
+    operators: dict[str, Operator] = field(default_factory=dict)
+    ops_sessions: dict[str, OpsSession] = field(default_factory=dict)
+    proposals: dict[str, Proposal] = field(default_factory=dict)
 
     def copy(self) -> Tables:
         """The same rows in new containers: changing one copy's tables leaves the other's."""

@@ -29,6 +29,11 @@ from tests.fakes.mpesa import (
     FakeSuspenseRepository,
 )
 from tests.fakes.mpesa_requests import FakeMpesaRequestRepository
+from tests.fakes.ops import (
+    FakeOperatorRepository,
+    FakeOpsSessionRepository,
+    FakeProposalRepository,
+)
 from tests.fakes.records import (
     FakeAuditRepository,
     FakeIdempotencyRepository,
@@ -118,6 +123,9 @@ class FakeUnitOfWork:
         self.balance_reports = FakeBalanceReportRepository(self._tables)
         self.outbox = FakeOutboxRepository(self._tables)
         self.reports = FakeReportQueries(self._tables)
+        self.operators = FakeOperatorRepository(self._tables)
+        self.ops_sessions = FakeOpsSessionRepository(self._tables)
+        self.proposals = FakeProposalRepository(self._tables)
 
     def __exit__(
         self,

@@ -17,6 +17,7 @@ from tests.support.api import assert_error, request_loan
 from tests.support.builders import api_user, fund
 
 import deni.adapters.db.mpesa.tables
+import deni.adapters.db.ops.tables
 import deni.adapters.db.sync.tables
 import deni.adapters.db.ussd_tables  # noqa: F401 (their tables join the shared metadata)
 from deni.adapters.db.migrate import alembic_config

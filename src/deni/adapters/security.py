@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from datetime import datetime, timedelta
 
 import jwt
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pwdlib import PasswordHash
 from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -113,3 +115,25 @@ class PlainPinHasher:
 
     def needs_rehash(self, pin_hash: str) -> bool:
         return False
+
+
+class AesGcmSeedSealer:
+    """TOTP seeds sealed with AES-256-GCM under a key derived from the pepper, bound to the
+    operator they belong to: a copy of the database shows no seed, and a sealed seed moved to
+    another operator's row does not open."""
+
+    NONCE_BYTES = 12
+    KEY_LABEL = b"deni/ops/totp-seed/v1"
+
+    def __init__(self, *, pepper: str) -> None:
+        assert len(pepper) >= 8, "the pepper is the real secret; keep it long"
+        key = hmac.new(pepper.encode(), self.KEY_LABEL, hashlib.sha256).digest()
+        self._aead = AESGCM(key)
+
+    def seal(self, seed: bytes, *, operator_id: str) -> bytes:
+        nonce = secrets.token_bytes(self.NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, seed, operator_id.encode())
+
+    def open(self, sealed: bytes, *, operator_id: str) -> bytes:
+        nonce, box = sealed[: self.NONCE_BYTES], sealed[self.NONCE_BYTES :]
+        return self._aead.decrypt(nonce, box, operator_id.encode())

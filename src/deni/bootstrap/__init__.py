@@ -29,7 +29,7 @@ from deni.adapters.db.uow import NestedUnitOfWorkFactory, SqlUnitOfWork, SqlUnit
 from deni.adapters.db.ussd_reads import SqlUssdReads
 from deni.adapters.mpesa_off import MpesaOffRequests
 from deni.adapters.observability import Metrics, configure_logging, render_metrics
-from deni.adapters.security import JwtAccessTokens, PepperedArgon2PinHasher
+from deni.adapters.security import AesGcmSeedSealer, JwtAccessTokens, PepperedArgon2PinHasher
 from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
 from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, OutboxMessage, SqlSmsQueue
 from deni.bootstrap.background import HOP_THREADS, Background, HopThreads, housekeeper
@@ -40,6 +40,7 @@ from deni.services import limits
 from deni.services.limits import LimitCounters
 from deni.services.mpesa.ports import MpesaDeps, MpesaGateway, MpesaPolicy
 from deni.services.mpesa.requests import MpesaOutbox
+from deni.services.ops.ports import SeedSealer
 from deni.services.ports import (
     AccessTokens,
     Clock,
@@ -104,6 +105,8 @@ class Deni:
     mpesa_requests: MpesaRequests
     ussd_reads: UssdReads
     session_gate: SessionGate
+    # Operators' TOTP seeds, sealed under a key derived from the pepper.
+    sealer: SeedSealer
     # M-PESA through Daraja: None unless DENI_MPESA=on.
     mpesa: MpesaDeps | None = None
 
@@ -226,6 +229,7 @@ def bootstrap(
         **_channel_adapters(settings, engine, clock),
         ussd_reads=SqlUssdReads(engine),
         session_gate=SqlSessionGate(engine),
+        sealer=AesGcmSeedSealer(pepper=settings.pin_pepper),
         mpesa=_mpesa(settings, engine, clock, mpesa_gateway),
     )
 

@@ -13,7 +13,7 @@ from deni.ids import new_id
 from deni.services.ports import NotificationRecord, UnitOfWork
 
 SYSTEM_ACTOR = "system"
-CHANNELS = ("api", "ussd", "sync", "cli", "system", "mpesa")
+CHANNELS = ("api", "ussd", "sync", "cli", "system", "mpesa", "ops")
 
 
 def require_user(uow: UnitOfWork, user_id: str, *, lock: bool = False) -> User:

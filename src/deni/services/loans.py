@@ -701,29 +701,49 @@ def write_off_loan(
         check_pin(uow, hasher=deps.hasher, user=lender, pin=pin, now=now, channel=channel)
         # Forgiving a debt gives up money owed to the wallet: held after a PIN reset too.
         lender.require_money_may_leave(now)
-        loan.accrue_penalty(nairobi_today(now))
-        forgiven_cents = loan.owed().total_cents
-        loan.apply(LoanEvent.WRITE_OFF)
-        loan.closed_at = now
-        uow.loans.save(loan, now)
-        borrower = require_user(uow, loan.borrower_id)
-        params = {
-            "lender_name": lender.name,
-            "amount_cents": forgiven_cents,
-            "loan_code": loan.code,
-        }
-        notify(uow, user=borrower, kind="loan_written_off", params=params, now=now, loan_id=loan.id)
-        _audit_loan(
-            uow,
-            loan,
-            actor_id=lender_id,
-            channel=channel,
-            command="write_off_loan",
-            now=now,
-            amount_cents=forgiven_cents,
-        )
+        _write_off(uow, loan, lender, actor_id=lender_id, channel=channel, now=now)
         uow.commit()
     return loan
+
+
+def write_off_for_lender(deps: Deps, *, loan_id: str, actor_id: str) -> Loan:
+    """Staff write a loan off on its lender's behalf (a lender who asked customer care, or
+    died), after a second operator approved it; audited with the approver as actor."""
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        loan = uow.loans.lock(loan_id)
+        if loan is None:
+            raise NotFound("No such loan.", code="loan_not_found")
+        lender = require_user(uow, loan.lender_id, lock=True)
+        _write_off(uow, loan, lender, actor_id=actor_id, channel="ops", now=now)
+        uow.commit()
+    return loan
+
+
+def _write_off(
+    uow: UnitOfWork, loan: Loan, lender: User, *, actor_id: str, channel: str, now: datetime
+) -> None:
+    loan.accrue_penalty(nairobi_today(now))
+    forgiven_cents = loan.owed().total_cents
+    loan.apply(LoanEvent.WRITE_OFF)
+    loan.closed_at = now
+    uow.loans.save(loan, now)
+    borrower = require_user(uow, loan.borrower_id)
+    params = {
+        "lender_name": lender.name,
+        "amount_cents": forgiven_cents,
+        "loan_code": loan.code,
+    }
+    notify(uow, user=borrower, kind="loan_written_off", params=params, now=now, loan_id=loan.id)
+    _audit_loan(
+        uow,
+        loan,
+        actor_id=actor_id,
+        channel=channel,
+        command="write_off_loan",
+        now=now,
+        amount_cents=forgiven_cents,
+    )
 
 
 def expire_stale_loans(deps: Deps) -> int:

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from deni.ids import new_id
+from deni.services.common import SYSTEM_ACTOR, audit
 from deni.services.mpesa.ports import MpesaPolicy, OutboxMessage, OutboxState
 from deni.services.ports import Clock, Deps, UnitOfWork, UnitOfWorkFactory
 
@@ -161,9 +162,21 @@ def retry_dead(
     deps: Deps,
     *,
     message_id: str,
+    actor_id: str = SYSTEM_ACTOR,
+    channel: str = "cli",
 ) -> bool:
-    """Put a dead message back in the queue with its attempts reset."""
+    """Put a dead message back in the queue with its attempts reset; audited."""
+    now = deps.clock.now()
     with deps.uow() as uow:
-        rearmed = uow.outbox.rearm(message_id, now=deps.clock.now())
+        rearmed = uow.outbox.rearm(message_id, now=now)
+        if rearmed:
+            audit(
+                uow,
+                actor_id=actor_id,
+                channel=channel,
+                command="retry_dead_letter",
+                details={"message_id": message_id},
+                now=now,
+            )
         uow.commit()
     return rearmed

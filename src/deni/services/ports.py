@@ -31,6 +31,11 @@ if TYPE_CHECKING:  # these use the unit of work too; only type checking needs bo
         PreferencesRepository,
         SuspenseRepository,
     )
+    from deni.services.ops.ports import (
+        OperatorRepository,
+        OpsSessionRepository,
+        ProposalRepository,
+    )
     from deni.services.report_ports import ReportQueries
 
 STATEMENT_PAGE_MAX = 100
@@ -468,6 +473,15 @@ class UnitOfWork(Protocol):
 
     @property
     def reports(self) -> ReportQueries: ...
+
+    @property
+    def operators(self) -> OperatorRepository: ...
+
+    @property
+    def ops_sessions(self) -> OpsSessionRepository: ...
+
+    @property
+    def proposals(self) -> ProposalRepository: ...
 
     def __enter__(self) -> Self: ...
 

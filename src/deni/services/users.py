@@ -516,6 +516,7 @@ def set_support_lock(
     phone: str,
     locked: bool,
     channel: str = "cli",
+    actor_id: str = SUPPORT_ACTOR,
 ) -> User:
     """Customer care locks an account (a member reports a SIM swap, a lost phone) or unlocks
     it. While locked nothing works, not even a PIN reset, and every session has ended."""
@@ -532,7 +533,7 @@ def set_support_lock(
         command = "support_lock" if locked else "support_unlock"
         audit(
             uow,
-            actor_id=SUPPORT_ACTOR,
+            actor_id=actor_id,
             channel=channel,
             command=command,
             details={"user_id": user.id},

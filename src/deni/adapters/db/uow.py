@@ -25,6 +25,11 @@ from deni.adapters.db.mpesa.reports import SqlBalanceReportRepository
 from deni.adapters.db.mpesa.requests import SqlMpesaRequestRepository
 from deni.adapters.db.mpesa.suspense import SqlSuspenseRepository
 from deni.adapters.db.notifications import NotificationsMark, SqlNotificationRepository
+from deni.adapters.db.ops.repositories import (
+    SqlOperatorRepository,
+    SqlOpsSessionRepository,
+    SqlProposalRepository,
+)
 from deni.adapters.db.refresh_tokens import SqlRefreshTokenRepository
 from deni.adapters.db.reports import SqlReportQueries
 from deni.adapters.db.sms_codes import SqlPhoneCodeRepository, SqlPinResetRepository
@@ -84,6 +89,9 @@ class SqlUnitOfWork:
         self.sync = SqlSyncRepository(connection)
         self.pin_resets = SqlPinResetRepository(connection)
         self.phone_codes = SqlPhoneCodeRepository(connection)
+        self.operators = SqlOperatorRepository(connection)
+        self.ops_sessions = SqlOpsSessionRepository(connection)
+        self.proposals = SqlProposalRepository(connection)
         return self
 
     def savepoint(self) -> SavepointUnitOfWork:
@@ -157,6 +165,9 @@ class _OuterRepositories:
     sync: SqlSyncRepository
     pin_resets: SqlPinResetRepository
     phone_codes: SqlPhoneCodeRepository
+    operators: SqlOperatorRepository
+    ops_sessions: SqlOpsSessionRepository
+    proposals: SqlProposalRepository
 
     def __init__(self, outer: SqlUnitOfWork) -> None:
         self.users = outer.users
@@ -180,6 +191,9 @@ class _OuterRepositories:
         self.sync = outer.sync
         self.pin_resets = outer.pin_resets
         self.phone_codes = outer.phone_codes
+        self.operators = outer.operators
+        self.ops_sessions = outer.ops_sessions
+        self.proposals = outer.proposals
 
 
 class SavepointUnitOfWork(_OuterRepositories):

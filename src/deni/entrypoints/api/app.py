@@ -37,6 +37,7 @@ from deni.entrypoints.api.routes import (
 )
 from deni.entrypoints.api.schemas import HealthOut
 from deni.entrypoints.errors import error_response
+from deni.entrypoints.ops.app import create_ops_app
 from deni.entrypoints.ussd import router as ussd
 from deni.entrypoints.web import mount as mount_web_app
 from deni.services.ports import StorageBusy
@@ -100,6 +101,7 @@ def create_app(deni: Deni) -> FastAPI:
         app.include_router(router, prefix=API_PREFIX)
     _add_operations(app, deni)
     mount_web_app(app)  # the installable offline web app under /app (deni.entrypoints.web)
+    app.mount("/ops", create_ops_app(deni))  # the staff console (deni.entrypoints.ops)
     # Metrics and logs label requests with the full path template, prefix included.
     api_routes = [
         (API_PREFIX + route.path, route)

@@ -1,0 +1,1 @@
+"""The operator console's storage: operators, their sessions and four-eyes proposals."""

@@ -1,0 +1,1 @@
+"""/ops: the back office's web console, for staff only (deni.entrypoints.ops.app)."""

@@ -1,0 +1,94 @@
+"""The console as its own small application, mounted at /ops by the API (api/app.py).
+
+Server-rendered pages (Jinja2, autoescaped) that work without JavaScript or a build step. A
+page that fails renders a page saying why with the error's code; nothing answers 500 for bad
+input, and every answer carries headers that keep it out of frames, caches and referrers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from deni.bootstrap import Deni
+from deni.domain.errors import DomainError, ErrorKind
+from deni.entrypoints.ops.render import page
+from deni.entrypoints.ops.security import COOKIE_PATH, LOGIN_COOKIE, SESSION_COOKIE
+
+HERE = Path(__file__).parent
+
+STATUS_BY_KIND = {
+    ErrorKind.INVALID: 400,
+    ErrorKind.UNAUTHORIZED: 401,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.LOCKED: 423,
+    ErrorKind.UNAVAILABLE: 503,
+    ErrorKind.TOO_MANY: 429,
+}
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def create_ops_app(deni: Deni) -> FastAPI:
+    from deni.entrypoints.ops import pages  # the routes, registered on import
+
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.deni = deni
+    app.include_router(pages.router)
+    _add_error_pages(app)
+
+    @app.middleware("http")
+    async def headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    return app
+
+
+def error_page(request: Request, status: int, code: str, message: str) -> Response:
+    if status == 401:  # no session, or it ended: the sign-in page, then back here
+        response = RedirectResponse(f"{COOKIE_PATH}/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+        return response
+    return page(request, "error.html", status, code=code, message=message)
+
+
+def _add_error_pages(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    def domain_error(request: Request, error: DomainError) -> Response:
+        return error_page(request, STATUS_BY_KIND[error.kind], error.code, error.message)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid(request: Request, error: RequestValidationError) -> Response:
+        first = error.errors()[0] if error.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return error_page(request, 400, "validation_failed", f"{where}: {first.get('msg', '')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        return error_page(request, error.status_code, "http_error", str(error.detail))
+
+
+def clear_login_cookie(response: Response) -> None:
+    response.delete_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
+
+
+HTML = HTMLResponse

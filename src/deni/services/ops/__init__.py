@@ -1,0 +1,1 @@
+"""The back office: operators, their console sessions, and four-eyes proposals."""
