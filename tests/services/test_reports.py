@@ -415,11 +415,11 @@ def test_the_dashboard_figures(world: World, deps: MpesaDeps) -> None:
 
     cached = world.rows.balances()
     wallets = sum(cents for account, cents in cached.items() if account.startswith("wallet:"))
-    assert board.float.wallet_liabilities_cents == wallets
-    assert board.float.mpesa_cents == 5_020_00
-    assert board.float.suspense_cents == 70_00
-    assert board.float.ledger_mpesa_cents == 5_920_00 - 400_00
-    assert board.float.cover_cents == 5_020_00 - wallets - 70_00
+    assert board.mpesa_float.wallet_liabilities_cents == wallets
+    assert board.mpesa_float.mpesa_cents == 5_020_00
+    assert board.mpesa_float.suspense_cents == 70_00
+    assert board.mpesa_float.ledger_mpesa_cents == 5_920_00 - 400_00
+    assert board.mpesa_float.cover_cents == 5_020_00 - wallets - 70_00
     assert board.reconciliation.last_received is not None
     assert board.outbox.pending == 1  # the push just asked for
     assert board.outbox.dead == 0
@@ -450,6 +450,6 @@ def test_the_dashboard_counts_todays_money(world: World, deps: MpesaDeps) -> Non
     assert volumes["repayments"] == (3, 50_00 + 1_000_00 + 300_00)
     assert volumes["withdrawals"] == (1, 400_00)
     assert volumes["disbursements"] == (3, 1_000_00 + 2_000_00 + 500_00)
-    assert board.float.mpesa_cents is None
-    assert board.float.cover_cents is None
+    assert board.mpesa_float.mpesa_cents is None
+    assert board.mpesa_float.cover_cents is None
     assert board.loans[0].state == LoanState.REQUESTED.value

@@ -505,7 +505,7 @@ class Volume:
 class Dashboard:
     now: datetime
     today: date
-    float: FloatPosition
+    mpesa_float: FloatPosition
     reconciliation: ReconciliationState
     outbox: OutboxDepth
     suspense: tuple[AgeLine, ...]  # unassigned, by age
@@ -562,7 +562,7 @@ def dashboard(deps: Deps, *, now: datetime) -> Dashboard:
     return Dashboard(
         now=now,
         today=today,
-        float=position,
+        mpesa_float=position,
         reconciliation=ReconciliationState(
             last_report, last_received, pull.finished_at if pull else None
         ),
