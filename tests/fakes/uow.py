@@ -43,6 +43,7 @@ from tests.fakes.records import (
     FakePinResetRepository,
     FakeRefreshTokenRepository,
 )
+from tests.fakes.reports import FakeReportQueries
 from tests.fakes.tables import Tables
 from tests.fakes.users import FakeUserRepository
 
@@ -122,6 +123,7 @@ class FakeUnitOfWork:
         self.payouts_due = FakePayoutCandidateRepository(self._tables)
         self.balance_reports = FakeBalanceReportRepository(self._tables)
         self.outbox = FakeOutboxRepository(self._tables)
+        self.reports = FakeReportQueries(self._tables)
         self.operators = FakeOperatorRepository(self._tables)
         self.ops_sessions = FakeOpsSessionRepository(self._tables)
         self.proposals = FakeProposalRepository(self._tables)
@@ -165,7 +167,7 @@ _FAKED = frozenset(
     {"users", "ledger", "loans", "notifications", "audit", "idempotency", "tokens"}
     | {"pin_resets", "phone_codes"}
     | {"mpesa_requests", "mpesa_inbox", "suspense", "paybills", "claims", "pulls"}
-    | {"mpesa_preferences", "payouts_due", "balance_reports", "outbox", "lookup"}
+    | {"mpesa_preferences", "payouts_due", "balance_reports", "outbox", "lookup", "reports"}
 )
 
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # these use the unit of work too; only type checking needs bo
         OpsSessionRepository,
         ProposalRepository,
     )
+    from deni.services.report_ports import ReportQueries
 
 STATEMENT_PAGE_MAX = 100
 LIST_PAGE_MAX = 100
@@ -470,6 +471,9 @@ class UnitOfWork(Protocol):
 
     @property
     def outbox(self) -> OutboxRepository: ...
+
+    @property
+    def reports(self) -> ReportQueries: ...
 
     @property
     def operators(self) -> OperatorRepository: ...

@@ -32,6 +32,7 @@ from deni.adapters.db.ops.repositories import (
     SqlProposalRepository,
 )
 from deni.adapters.db.refresh_tokens import SqlRefreshTokenRepository
+from deni.adapters.db.reports import SqlReportQueries
 from deni.adapters.db.sms_codes import SqlPhoneCodeRepository, SqlPinResetRepository
 from deni.adapters.db.sync.repositories import SqlSyncRepository
 from deni.adapters.db.sync.tables import (
@@ -85,6 +86,7 @@ class SqlUnitOfWork:
         self.payouts_due = SqlPayoutCandidateRepository(connection)
         self.balance_reports = SqlBalanceReportRepository(connection)
         self.outbox = SqlOutboxRepository(connection)
+        self.reports = SqlReportQueries(connection)
         self.sync = SqlSyncRepository(connection)
         self.pin_resets = SqlPinResetRepository(connection)
         self.phone_codes = SqlPhoneCodeRepository(connection)
@@ -161,6 +163,7 @@ class _OuterRepositories:
     payouts_due: SqlPayoutCandidateRepository
     balance_reports: SqlBalanceReportRepository
     outbox: SqlOutboxRepository
+    reports: SqlReportQueries
     sync: SqlSyncRepository
     pin_resets: SqlPinResetRepository
     phone_codes: SqlPhoneCodeRepository
@@ -187,6 +190,7 @@ class _OuterRepositories:
         self.payouts_due = outer.payouts_due
         self.balance_reports = outer.balance_reports
         self.outbox = outer.outbox
+        self.reports = outer.reports
         self.sync = outer.sync
         self.pin_resets = outer.pin_resets
         self.phone_codes = outer.phone_codes
