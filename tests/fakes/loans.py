@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import date, datetime
 
 from deni.domain.errors import Conflict
 from deni.domain.loans import REQUESTS_READ_MAX, Loan, LoanState, PastRequest
-from deni.services.ports import RepaymentRecord
+from deni.services.ports import NO_FIGURES, LoanFigures, RepaymentRecord
 from tests.fakes.tables import ConstraintViolated, Tables
 
 
@@ -152,6 +152,35 @@ class FakeLoanRepository:
             counts[loan.state.value] = counts.get(loan.state.value, 0) + 1
         return counts
 
+    def figures(self, *, user_id: str, role: str, today: date) -> LoanFigures:
+        rows = self._figures_by_counterparty(user_id, role, today)
+        total = NO_FIGURES
+        for row in rows.values():
+            total = _plus(total, row)
+        return replace(total, counterparties_count=len(rows))
+
+    def figures_by_counterparty(
+        self, *, user_id: str, role: str, today: date, limit: int, offset: int
+    ) -> list[tuple[str, LoanFigures]]:
+        rows = sorted(self._figures_by_counterparty(user_id, role, today).items())
+        rows.sort(key=lambda row: (-row[1].outstanding_cents, -row[1].principal_cents))
+        return rows[offset : offset + limit]
+
+    def _figures_by_counterparty(
+        self, user_id: str, role: str, today: date
+    ) -> dict[str, LoanFigures]:
+        assert role in ("borrower", "lender")
+        rows: dict[str, LoanFigures] = {}
+        for loan in self._t.loans.values():
+            mine, other = (
+                (loan.lender_id, loan.borrower_id)
+                if role == "lender"
+                else (loan.borrower_id, loan.lender_id)
+            )
+            if mine == user_id and loan.state in _LENT_STATES:
+                rows[other] = _plus(rows.get(other, NO_FIGURES), _one_loan(loan, today))
+        return {other: replace(row, counterparties_count=1) for other, row in rows.items()}
+
     def add_repayment(self, repayment: RepaymentRecord) -> None:
         if repayment.id in self._t.repayments:
             raise ConstraintViolated(f"repayments.id {repayment.id} is taken")
@@ -177,6 +206,40 @@ class FakeLoanRepository:
         ):
             raise ConstraintViolated("CHECK paid at most owed on loans")
         self._t.loans[loan.id] = _copy(loan)
+
+
+_LENT_STATES = frozenset(
+    {LoanState.DISBURSING, LoanState.ACTIVE, LoanState.REPAID, LoanState.WRITTEN_OFF}
+)
+_OPEN_STATES = frozenset({LoanState.DISBURSING, LoanState.ACTIVE})
+
+
+def _one_loan(stored: Loan, today: date) -> LoanFigures:
+    """One loan's figures, read with the domain's own rules (penalties accrued on a copy)."""
+    loan = _copy(stored)
+    loan.accrue_penalty(today)
+    owed = loan.owed()
+    is_open = loan.state in _OPEN_STATES
+    outstanding_cents = owed.total_cents if is_open else 0
+    written_off = loan.state is LoanState.WRITTEN_OFF
+    overdue = loan.is_overdue(today)
+    return LoanFigures(
+        loans_count=1,
+        principal_cents=loan.terms.principal_cents,
+        repaid_cents=loan.principal_paid_cents + loan.fee_paid_cents + loan.penalty_paid_cents,
+        fees_paid_cents=loan.fee_paid_cents + loan.penalty_paid_cents,
+        outstanding_cents=outstanding_cents,
+        fees_due_cents=owed.fee_cents + owed.penalty_cents if is_open else 0,
+        overdue_count=int(overdue),
+        overdue_cents=outstanding_cents if overdue else 0,
+        written_off_count=int(written_off),
+        written_off_cents=owed.total_cents if written_off else 0,
+        counterparties_count=0,
+    )
+
+
+def _plus(a: LoanFigures, b: LoanFigures) -> LoanFigures:
+    return LoanFigures(*(getattr(a, f.name) + getattr(b, f.name) for f in fields(LoanFigures)))
 
 
 def _copy(loan: Loan) -> Loan:

@@ -288,6 +288,8 @@ MATRIX: dict[tuple[str, str], Probe] = {
     ("POST", "/me/pin"): own_write(lambda _town: {"old_pin": PIN, "new_pin": "4321"}),
     ("POST", "/me/close"): own_write(lambda _town: {"pin": PIN}),
     ("GET", "/me/export"): own_read(),
+    ("GET", "/me/book"): own_read(),
+    ("GET", "/me/history"): own_read(),
     ("GET", "/wallet"): own_read(),
     ("GET", "/wallet/statement"): own_read(),
     ("POST", "/loans/quote"): own_write(lambda _town: {"principal_cents": 100_000, "term_days": 7}),

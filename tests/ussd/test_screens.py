@@ -39,6 +39,15 @@ LONGEST: dict[str, str] = {
     "code": "DNWWWWWW",
     "phone": "0712345678",
     "minutes": "1440",
+    # A member's book: sums over many loans, ten million shillings and thousands of loans.
+    "lent": "KES 9,999,999.50",
+    "borrowed": "KES 9,999,999.50",
+    "outstanding": "KES 9,999,999.50",
+    "repaid": "KES 9,999,999.50",
+    "fees": "KES 9,999,999.50",
+    "overdue": "KES 9,999,999.50",
+    "overdue_count": "9999",
+    "loans_count": "9999",
 }
 
 
@@ -130,6 +139,7 @@ def _user(deni: Deni, language: str) -> User:
 
 CLAIM_SCREENS = {"claim", "claim_pin"}
 LENDER_SCREENS = {
+    "book",
     "gave_list",
     "gave_detail",
     "write_off_pin",

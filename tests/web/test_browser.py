@@ -35,10 +35,14 @@ from sqlalchemy import update
 from deni.adapters.db.sync.tables import sync_clients
 from deni.bootstrap import Deni, database_engine
 from deni.domain.loans import Loan, LoanState
+from deni.domain.phone import mask_msisdn
 from deni.domain.users import User
 from deni.sandbox.server import BackgroundServer
 from deni.services import queries
+from tests.fakes import ManualClock
 from tests.support.api import assert_ledger_whole
+from tests.support.book import PIN as BOOK_PIN
+from tests.support.book import build_book
 from tests.support.builders import (
     fund,
     lend,
@@ -742,3 +746,69 @@ def _push_from_another_phone(url: str, user: User, edit: dict[str, Any]) -> str:
         )
     assert pushed.status_code == 200, pushed.text
     return str(pushed.json()["results"][0]["status"])
+
+
+# -- my book ----------------------------------------------------------------------------------
+
+
+def test_my_book_as_lender_and_as_borrower_online_then_offline(
+    deni: Deni, open_browser: Callable[[User], Person]
+) -> None:
+    """The scripted book of tests/support/book.py, read from the header's "My book"; offline,
+    the copy fetched last is shown and says so."""
+    assert isinstance(deni.clock, ManualClock)
+    scripted = build_book(deni, deni.clock)
+    wanjiku = open_browser(scripted.wanjiku)
+    sign_in(wanjiku, pin=BOOK_PIN)
+    wait_for_offline_shell(wanjiku)
+    page = wanjiku.page
+    page.get_by_role("link", name="My book").click()
+    expect(page.locator("h1")).to_have_text("My book")
+    expect(page.locator("#book-as-of")).to_contain_text("As of")
+
+    def shows_wanjikus_book() -> None:
+        expect(page.locator("#book-lent")).to_have_text("KES 350")
+        expect(page.locator("#book-outstanding")).to_have_text("KES 205.50")
+        expect(page.locator("#book-repaid")).to_have_text("KES 165")
+        expect(page.locator("#book-fees-earned")).to_have_text("KES 15")
+        expect(page.locator("#book-fees-due")).to_have_text("KES 5.50")
+        expect(page.locator("#book-overdue")).to_have_text("KES 205.50 (2 loans)")
+        rows = page.locator("#book-borrowers li")
+        expect(rows).to_have_count(3)
+        expect(rows.nth(0)).to_contain_text("Akinyi Atieno")
+        expect(rows.nth(0)).to_contain_text(mask_msisdn(scripted.akinyi.phone))
+        expect(rows.nth(0)).to_contain_text("owed KES 153, repaid KES 60, overdue KES 153")
+        expect(rows.nth(2)).to_contain_text("Otieno Odhiambo")
+        expect(page.locator("#history-loans li")).to_have_count(0)  # she never borrowed
+
+    shows_wanjikus_book()
+    assert scripted.akinyi.phone not in page.content()
+
+    wanjiku.go_offline(True)
+    page.reload()  # the shell from the service worker, the book from the phone's copy
+    expect(page.locator("#book-as-of")).to_contain_text("Offline: this is the copy from")
+    shows_wanjikus_book()
+
+
+def test_a_borrowers_history_in_swahili(deni: Deni, open_browser: Callable[[User], Person]) -> None:
+    assert isinstance(deni.clock, ManualClock)
+    scripted = build_book(deni, deni.clock)
+    njeri = open_browser(scripted.njeri)  # Njeri chose Kiswahili
+    page = njeri.page
+    page.goto("/app/")
+    page.get_by_label("Phone number").fill(njeri.local_phone)
+    page.get_by_label("PIN").fill(BOOK_PIN)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#status")).to_have_attribute("data-state", "synced")
+    expect(page.locator("#status")).to_contain_text("Kila kitu kimefika")  # her language
+    page.get_by_role("link", name="Daftari langu").click()
+    expect(page.locator("#history-borrowed")).to_have_text("KES 90")
+    expect(page.locator("#history-repaid")).to_have_text("KES 10")
+    expect(page.locator("#history-outstanding")).to_have_text("KES 52.50")
+    loans = page.locator("#history-loans li")
+    expect(loans).to_have_count(3)
+    punctuality = [loans.nth(n).get_attribute("data-punctuality") for n in range(3)]
+    assert punctuality == ["late", "not_lent", "late"]  # G written off, F declined, C overdue
+    expect(loans.nth(2)).to_contain_text("kutoka kwa Wanjiku Kamau")
+    expect(loans.nth(2)).to_contain_text("Kwa kuchelewa")
+    expect(page.locator("#book-lent")).to_have_text("KES 0")  # she lent nothing

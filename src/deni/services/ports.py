@@ -130,6 +130,28 @@ class RepaymentRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LoanFigures:
+    """What a member's loans in one role add up to, in cents; only loans whose principal moved
+    (disbursing, active, repaid, written off) count. Penalties are accrued to the day asked
+    for, as the borrower would pay them then; nothing is saved."""
+
+    loans_count: int
+    principal_cents: int  # lent (as lender) or borrowed (as borrower)
+    repaid_cents: int  # every repayment: principal, fee and penalty
+    fees_paid_cents: int  # the part of repaid_cents that was fee or penalty
+    outstanding_cents: int  # still owed on open loans (written-off ones are not)
+    fees_due_cents: int  # the part of outstanding_cents that is fee or accrued penalty
+    overdue_count: int
+    overdue_cents: int  # outstanding on the loans past their due date
+    written_off_count: int
+    written_off_cents: int  # what was still owed when the loans were written off
+    counterparties_count: int  # distinct borrowers (as lender) or lenders (as borrower)
+
+
+NO_FIGURES = LoanFigures(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
 class NotificationRecord:
     id: str
     user_id: str
@@ -309,6 +331,18 @@ class LoanRepository(Protocol):
         ...
 
     def count_by_state(self) -> dict[str, int]: ...
+
+    def figures(self, *, user_id: str, role: str, today: date) -> LoanFigures:
+        """The totals of the user's loans as `role` ("lender" or "borrower"), summed by the
+        database in one statement however many loans there are."""
+        ...
+
+    def figures_by_counterparty(
+        self, *, user_id: str, role: str, today: date, limit: int, offset: int
+    ) -> list[tuple[str, LoanFigures]]:
+        """The same, one row per other party (counterparties_count 1), most outstanding first,
+        then the largest principal, then by id; a page of at most `limit` rows."""
+        ...
 
     def add_repayment(self, repayment: RepaymentRecord) -> None: ...
 

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from datetime import date, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     BindParameter,
+    ColumnElement,
     Connection,
+    Date,
     Row,
     Select,
     and_,
     bindparam,
+    case,
+    cast,
     func,
     literal,
     or_,
@@ -26,7 +32,7 @@ from deni.adapters.db import tables as t
 from deni.adapters.db.conflicts import ConcurrentUpdate
 from deni.adapters.db.sync.tables import Change, log_changes
 from deni.domain.loans import REQUESTS_READ_MAX, Loan, LoanState, PastRequest, Terms
-from deni.services.ports import RepaymentRecord
+from deni.services.ports import LoanFigures, RepaymentRecord
 
 # ON CONFLICT DO NOTHING with no target: a taken id or a taken code both insert nothing.
 _LOAN_INSERT = {
@@ -78,6 +84,81 @@ def _settleable_by_credits() -> Select[Any]:
 
 
 _SETTLEABLE_BY_CREDITS = _settleable_by_credits()
+
+# A loan counts in a book once its principal moved; it is open while something may be repaid.
+_LENT_STATES = [
+    s.value
+    for s in (LoanState.DISBURSING, LoanState.ACTIVE, LoanState.REPAID, LoanState.WRITTEN_OFF)
+]
+_OPEN_STATES = [LoanState.DISBURSING.value, LoanState.ACTIVE.value]
+_FIGURES = (
+    "loans_count", "principal_cents", "repaid_cents", "fees_paid_cents", "outstanding_cents",
+    "fees_due_cents", "overdue_count", "overdue_cents", "written_off_count", "written_off_cents",
+)  # fmt: skip
+
+
+def _days_after(today: BindParameter[Any], day: ColumnElement[Any], dialect: str) -> Any:
+    """Whole days from `day` to `today`, in the database's own date arithmetic."""
+    if dialect == "postgresql":
+        return today - day  # date - date is an integer number of days
+    return cast(func.julianday(today) - func.julianday(day), BigInteger)
+
+
+@cache
+def _figures_query(dialect: str, role: str, *, grouped: bool) -> Select[Any]:
+    """The sums of LoanFigures over the loans of :user_id as `role`, penalties accrued to
+    :today exactly as Loan.accrue_penalty does (in duplum: at most the principal still owed);
+    `grouped`: one row per other party, a page (:limit, :offset), most outstanding first."""
+    c = t.loans.c
+    mine, other = (c.lender_id, c.borrower_id) if role == "lender" else (c.borrower_id, c.lender_id)
+    today: BindParameter[Any] = bindparam("today", type_=Date)
+    overdue = and_(c.state == LoanState.ACTIVE.value, c.due_date < today)
+    principal_left = c.principal_cents - c.principal_paid_cents
+    accrued = _days_after(today, c.due_date, dialect) * c.penalty_daily_cents
+    target = case((accrued < principal_left, accrued), else_=principal_left)
+    penalty_now = case(
+        (and_(overdue, target > c.penalty_charged_cents), target), else_=c.penalty_charged_cents
+    )
+    paid = c.principal_paid_cents + c.fee_paid_cents + c.penalty_paid_cents
+    is_open = c.state.in_(_OPEN_STATES)
+    owed_now = c.principal_cents + c.fee_cents + penalty_now - paid
+    written_off = c.state == LoanState.WRITTEN_OFF.value
+    owed_at_write_off = c.principal_cents + c.fee_cents + c.penalty_charged_cents - paid
+    fees_due = c.fee_cents - c.fee_paid_cents + penalty_now - c.penalty_paid_cents
+
+    def total(value: Any) -> Any:
+        return func.coalesce(func.sum(value), 0)
+
+    sums = [
+        func.count(),
+        total(c.principal_cents),
+        total(paid),
+        total(c.fee_paid_cents + c.penalty_paid_cents),
+        total(case((is_open, owed_now), else_=0)),
+        total(case((is_open, fees_due), else_=0)),
+        total(case((overdue, 1), else_=0)),
+        total(case((overdue, owed_now), else_=0)),
+        total(case((written_off, 1), else_=0)),
+        total(case((written_off, owed_at_write_off), else_=0)),
+    ]
+    columns = [value.label(name) for value, name in zip(sums, _FIGURES, strict=True)]
+    where = and_(mine == bindparam("user_id"), c.state.in_(_LENT_STATES))
+    if not grouped:
+        return select(*columns, func.count(other.distinct()).label("counterparties")).where(where)
+    outstanding, principal = columns[4], columns[1]
+    return (
+        select(other.label("counterparty_id"), *columns, literal(1).label("counterparties"))
+        .where(where)
+        .group_by(other)
+        .order_by(outstanding.desc(), principal.desc(), other)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+
+
+def _figures(row: Row[Any]) -> LoanFigures:
+    values = {name: int(getattr(row, name)) for name in _FIGURES}  # PostgreSQL sums: numeric
+    return LoanFigures(**values, counterparties_count=int(row.counterparties))
 
 
 class SqlLoanRepository:
@@ -200,6 +281,20 @@ class SqlLoanRepository:
     def count_by_state(self) -> dict[str, int]:
         query = select(t.loans.c.state, func.count()).group_by(t.loans.c.state)
         return {row[0]: int(row[1]) for row in self._connection.execute(query)}
+
+    def figures(self, *, user_id: str, role: str, today: date) -> LoanFigures:
+        assert role in ("borrower", "lender")
+        query = _figures_query(self._connection.dialect.name, role, grouped=False)
+        return _figures(self._connection.execute(query, {"user_id": user_id, "today": today}).one())
+
+    def figures_by_counterparty(
+        self, *, user_id: str, role: str, today: date, limit: int, offset: int
+    ) -> list[tuple[str, LoanFigures]]:
+        assert role in ("borrower", "lender")
+        query = _figures_query(self._connection.dialect.name, role, grouped=True)
+        params = {"user_id": user_id, "today": today, "limit": limit, "offset": offset}
+        rows = self._connection.execute(query, params)
+        return [(row.counterparty_id, _figures(row)) for row in rows]
 
     def add_repayment(self, repayment: RepaymentRecord) -> None:
         self._connection.execute(

@@ -27,6 +27,7 @@ from deni.entrypoints.api.middleware import MetricsMiddleware, route_template
 from deni.entrypoints.api.ops import OpsGate
 from deni.entrypoints.api.routes import (
     auth,
+    book,
     hooks,
     loans,
     mpesa,
@@ -94,6 +95,7 @@ def create_app(deni: Deni) -> FastAPI:
         notifications.router,
         mpesa.router,
         sync.router,  # offline sync (docs/sync.md)
+        book.router,  # the member's own book: GET /me/book, /me/history
         # A person's rights over their data (Data Protection Act 2019): export, closing.
         privacy.router,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated, Literal
 from uuid import UUID
@@ -10,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, St
 
 from deni.domain.money import format_kes
 from deni.domain.users import User
+from deni.services.book import BorrowerHistory, Figures, HistoryLine, LenderBook
 from deni.services.notifications import IDS_PER_MARK_MAX
 from deni.services.ports import NotificationRecord, StatementLine
 from deni.services.queries import LoanDetail, LoanView
@@ -403,3 +405,143 @@ class MarkReadOut(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     database: Literal["ok", "unreachable"]
+
+
+BOOK_FIGURES = (
+    "Loans count once their principal reached the borrower; requests, declines and lapses add "
+    "nothing. Penalties are accrued to today (`as_of`, Nairobi's date), as they would be paid."
+)
+
+
+class FiguresOut(BaseModel):
+    loans_count: int
+    lent_cents: int = Field(description="Principal that reached the borrower.")
+    outstanding_cents: int = Field(
+        description="Still owed on open loans, fee and penalty accrued to today included; "
+        "written-off loans are not."
+    )
+    repaid_cents: int = Field(description="Every repayment: principal, fee and penalty.")
+    fees_earned_cents: int = Field(
+        description="Fee and penalty actually received (part of `repaid_cents`)."
+    )
+    fees_due_cents: int = Field(
+        description="Fee and penalty owed and not yet paid (part of `outstanding_cents`, not "
+        "of `fees_earned_cents`)."
+    )
+    overdue_count: int
+    overdue_cents: int = Field(description="Outstanding on loans past their due date.")
+    written_off_count: int
+    written_off_cents: int = Field(description="What was still owed when written off.")
+
+    @classmethod
+    def of(cls, figures: Figures) -> FiguresOut:
+        return cls(**asdict(figures))
+
+
+class BookBorrowerOut(BaseModel):
+    borrower_id: str
+    name: str
+    phone_masked: str = Field(
+        examples=["2547******78"], description="Enough of the number to recognise it."
+    )
+    figures: FiguresOut
+
+
+class LenderBookOut(BaseModel):
+    as_of: date = Field(description="The day penalties are accrued to (Nairobi).")
+    totals: FiguresOut = Field(description=BOOK_FIGURES)
+    borrowers_count: int
+    borrowers: list[BookBorrowerOut] = Field(
+        description="One page, the most outstanding first, then the largest principal."
+    )
+    next_offset: int | None = Field(description="The `offset` of the next page, if any.")
+
+    @classmethod
+    def of(cls, book: LenderBook) -> LenderBookOut:
+        return cls(
+            as_of=book.as_of,
+            totals=FiguresOut.of(book.totals),
+            borrowers_count=book.borrowers_count,
+            borrowers=[
+                BookBorrowerOut(
+                    borrower_id=b.borrower_id,
+                    name=b.name,
+                    phone_masked=b.phone_masked,
+                    figures=FiguresOut.of(b.figures),
+                )
+                for b in book.borrowers
+            ],
+            next_offset=book.next_offset,
+        )
+
+
+class HistoryLoanOut(BaseModel):
+    id: str
+    code: str
+    state: str
+    lender: PartyOut = Field(description="The lender's name and masked number.")
+    principal_cents: int
+    fee_cents: int
+    penalty_charged_cents: int = Field(description="Accrued to today.")
+    total_cents: int
+    repaid_cents: int
+    outstanding_cents: int
+    requested_at: datetime
+    disbursed_at: datetime | None
+    due_date: date
+    closed_at: datetime | None
+    overdue: bool
+    days_overdue: int
+    punctuality: Literal["on_time", "late", "open", "not_lent"] = Field(
+        description="`on_time`: repaid in full by the due date; `late`: repaid after it, "
+        "overdue now, or written off; `open`: not yet due; `not_lent`: no money moved."
+    )
+
+    @classmethod
+    def of(cls, line: HistoryLine) -> HistoryLoanOut:
+        loan = line.loan
+        return cls(
+            id=loan.id,
+            code=loan.code,
+            state=loan.state.value,
+            lender=PartyOut(name=line.lender_name, phone=line.lender_phone_masked),
+            principal_cents=loan.terms.principal_cents,
+            fee_cents=loan.terms.fee_cents,
+            penalty_charged_cents=loan.penalty_charged_cents,
+            total_cents=loan.terms.total_cents,
+            repaid_cents=line.repaid_cents,
+            outstanding_cents=line.outstanding_cents,
+            requested_at=loan.requested_at,
+            disbursed_at=loan.disbursed_at,
+            due_date=loan.terms.due_date,
+            closed_at=loan.closed_at,
+            overdue=line.overdue,
+            days_overdue=line.days_overdue,
+            punctuality=line.punctuality.value,
+        )
+
+
+class HistoryOut(BaseModel):
+    as_of: date
+    borrowed_cents: int = Field(description=BOOK_FIGURES)
+    repaid_cents: int
+    outstanding_cents: int
+    loans_count: int = Field(description="Loans whose money reached you (all pages).")
+    overdue_count: int
+    loans: list[HistoryLoanOut] = Field(
+        description="Every loan you asked for or took, newest request first; one page."
+    )
+    next_offset: int | None = Field(description="The `offset` of the next page, if any.")
+
+    @classmethod
+    def of(cls, history: BorrowerHistory) -> HistoryOut:
+        return cls(
+            as_of=history.as_of,
+            borrowed_cents=history.borrowed_cents,
+            repaid_cents=history.repaid_cents,
+            outstanding_cents=history.outstanding_cents,
+            loans_count=history.loans_count,
+            overdue_count=history.overdue_count,
+            loans=[HistoryLoanOut.of(line) for line in history.loans],
+            next_offset=history.next_offset,
+        )

@@ -28,7 +28,7 @@ from deni.domain.users import nairobi_today
 from deni.entrypoints.ussd.render import say
 from deni.entrypoints.ussd.screens import Finish, Goto, Item, Params, Reject, Step
 from deni.i18n import format_day, format_kes
-from deni.services import loans, pin_reset, privacy, reminders, users, ussd
+from deni.services import book, loans, pin_reset, privacy, reminders, users, ussd
 from deni.services.ports import Clock
 from deni.services.ussd import QueuedMpesa
 from deni.services.ussd_ports import LoanLine, UssdReads
@@ -631,6 +631,33 @@ def view_statement(ctx: Ctx) -> Params:
     if not lines:
         lines.append(say("ussd.statement_empty", ctx.lang))
     return {"balance": format_kes(statement.balance_cents), "lines": "\n".join(lines)}
+
+
+# --- my book ---------------------------------------------------------------------------------
+
+
+def view_book(ctx: Ctx) -> Params:
+    """The lender's totals: one statement, summed by the database (services/book.py)."""
+    totals = book.lender_totals(ctx.deni, user_id=ctx.user_id)
+    return {
+        "lent": format_kes(totals.lent_cents),
+        "outstanding": format_kes(totals.outstanding_cents),
+        "repaid": format_kes(totals.repaid_cents),
+        "fees": format_kes(totals.fees_earned_cents),
+        "overdue": format_kes(totals.overdue_cents),
+        "overdue_count": str(totals.overdue_count),
+    }
+
+
+def view_history(ctx: Ctx) -> Params:
+    totals = book.borrower_totals(ctx.deni, user_id=ctx.user_id)
+    return {
+        "borrowed": format_kes(totals.lent_cents),
+        "repaid": format_kes(totals.repaid_cents),
+        "outstanding": format_kes(totals.outstanding_cents),
+        "loans_count": str(totals.loans_count),
+        "overdue_count": str(totals.overdue_count),
+    }
 
 
 # --- settings --------------------------------------------------------------------------------

@@ -225,7 +225,7 @@ _SCREENS = (
         submit=f.submit_approve,
         secret=True,
     ),
-    # 5 Wallet: balance, top up by STK push, withdraw to M-PESA.
+    # 5 Wallet: balance, top up by STK push, withdraw to M-PESA, my book.
     Screen(
         "wallet",
         MENU,
@@ -234,6 +234,9 @@ _SCREENS = (
         options=(
             Option("ussd.opt_top_up", "top_up"),
             Option("ussd.opt_withdraw", "withdraw_amount"),
+            # The main menu has no room for an 8th line: in Swahili, under a refusal, 7
+            # characters are left. "My account" (the wallet) holds the book instead.
+            Option("ussd.opt_book", "book"),
         ),
     ),
     Screen("top_up", INPUT, "ussd.top_up", submit=f.submit_top_up),
@@ -256,6 +259,15 @@ _SCREENS = (
     ),
     # 6 Mini-statement: the last five movements.
     Screen("statement", MENU, "ussd.statement", view=f.view_statement),
+    # 5 3 My book: what I lent adds up to; 1 my history as borrower (docs/ussd.md).
+    Screen(
+        "book",
+        MENU,
+        "ussd.book",
+        view=f.view_book,
+        options=(Option("ussd.opt_history", "history"),),
+    ),
+    Screen("history", MENU, "ussd.history", view=f.view_history),
     # 7 Settings: change PIN, language, a forgotten PIN, closing the account.
     Screen(
         "settings",

@@ -4,7 +4,7 @@
 //
 // Bump VERSION when the list of files changes; a changed sw.js makes browsers install it anew.
 
-const VERSION = "deni-app-3";
+const VERSION = "deni-app-4";
 const SHELL = [
   "./",
   "index.html",
@@ -21,6 +21,7 @@ const SHELL = [
   "js/store.js",
   "js/sync.js",
   "js/views/account.js",
+  "js/views/book.js",
   "js/views/home.js",
   "js/views/loan.js",
   "js/views/settings.js",

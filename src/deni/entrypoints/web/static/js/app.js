@@ -18,6 +18,7 @@ import {
   syncSoon,
 } from "./core.js";
 import { forgotPinView, registerView, signInView } from "./views/account.js";
+import { bookView } from "./views/book.js";
 import { homeView } from "./views/home.js";
 import { loanView, requestView } from "./views/loan.js";
 import { settingsView } from "./views/settings.js";
@@ -36,6 +37,7 @@ const views = {
   withdraw: { render: moneyView("withdraw"), private: true },
   statement: { render: statementView, live: true, private: true },
   settings: { render: settingsView, private: true },
+  book: { render: bookView, private: true },
 };
 
 function route() {
@@ -60,6 +62,8 @@ async function show({ unlessEditing = false } = {}) {
   document.getElementById("sign-out").textContent = t("nav.sign_out");
   document.getElementById("settings").hidden = !signedIn;
   document.getElementById("settings").textContent = t("nav.settings");
+  document.getElementById("book").hidden = !signedIn;
+  document.getElementById("book").textContent = t("nav.book");
   paintStatus(); // in the language just chosen
 }
 

@@ -11,6 +11,7 @@ const QUEUE = "queue";
 const META = "meta";
 const SYNC_KEY = "sync"; // {client_id, user_id, cursor, next_mutation_id}
 const SESSION_KEY = "session"; // {user_id, phone, refresh_token}
+const BOOK_KEY = "book"; // {user_id, fetched_at, book, history}: the last GET /me/book, /me/history
 
 function done(request) {
   return new Promise((resolve, reject) => {
@@ -61,6 +62,17 @@ export class Store {
     return this.#within([META], "readwrite", (meta) => done(meta.put(session, SESSION_KEY)));
   }
 
+  // The member's book as the server last answered it, for the book screen offline. Only the
+  // signed-in member's: a copy kept for another user is never shown.
+  async book(userId) {
+    const copy = await this.#within([META], "readonly", (meta) => done(meta.get(BOOK_KEY)));
+    return copy && copy.user_id === userId ? copy : null;
+  }
+
+  saveBook(copy) {
+    return this.#within([META], "readwrite", (meta) => done(meta.put(copy, BOOK_KEY)));
+  }
+
   syncState() {
     return this.#within([META], "readonly", (meta) => done(meta.get(SYNC_KEY)));
   }
@@ -78,6 +90,7 @@ export class Store {
     await this.#within([META, RECORDS, QUEUE], "readwrite", async (meta, records, queue) => {
       await done(records.clear());
       await done(queue.clear());
+      await done(meta.delete(BOOK_KEY));
       await done(meta.put(fresh, SYNC_KEY));
     });
     return fresh;
