@@ -111,7 +111,7 @@ def request_reversal(deps: MpesaDeps, *, receipt: str, operator: str, reason: st
         audit(
             uow,
             actor_id=operator,
-            channel="console",
+            channel="ops",
             command="request_reversal",
             details={
                 "request_id": request.id,
