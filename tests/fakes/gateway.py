@@ -1,8 +1,8 @@
 """Daraja as a test scripts it: the `MpesaGateway` port, recording every call.
 
 Each call answers with what the test queued for it (`will`), else what the test said it always
-answers (`always`), else the happy answer: a push or a payout accepted, STK Query saying paid,
-a Transaction Status or balance query acknowledged.
+answers (`always`), else the happy answer: a push, a payout or a reversal accepted, STK Query
+saying paid, a Transaction Status or balance query acknowledged.
 A queued GatewayError is raised, with the outcome the test chose (refused, busy, not sent,
 unknown). Callback bodies are the events themselves as JSON (`body`): parsing Daraja's own
 bodies is the Daraja adapter's, tested in tests/unit/daraja.
@@ -33,6 +33,7 @@ from deni.services.mpesa.ports import (
     PulledPayment,
     PullPage,
     QueueTimeoutEvent,
+    ReversalResultEvent,
     StatusResultEvent,
     StkAck,
     StkQueryAnswer,
@@ -53,8 +54,8 @@ _EVENTS: dict[CallbackKind, type[Any]] = {
     CallbackKind.BALANCE_RESULT: BalanceResultEvent,
     CallbackKind.BALANCE_TIMEOUT: OtherResultEvent,
     CallbackKind.STATUS_TIMEOUT: OtherResultEvent,
-    CallbackKind.REVERSAL_RESULT: OtherResultEvent,
-    CallbackKind.REVERSAL_TIMEOUT: OtherResultEvent,
+    CallbackKind.REVERSAL_RESULT: ReversalResultEvent,
+    CallbackKind.REVERSAL_TIMEOUT: QueueTimeoutEvent,
 }
 
 
@@ -160,6 +161,20 @@ class FakeMpesaGateway:
         n = next(self._ids)
         happy = ConversationAck(f"fake-balance-{n}", f"AG_fake_balance_{n}")
         return self._answer("account_balance", happy)  # type: ignore[no-any-return]
+
+    def reversal(
+        self,
+        *,
+        original_receipt: str,
+        amount_cents: int,
+        originator_conversation_id: str,
+        remarks: str,
+    ) -> ConversationAck:
+        happy = ConversationAck(originator_conversation_id, f"AG_fake_reversal_{next(self._ids)}")
+        return self._answer(  # type: ignore[no-any-return]
+            "reversal", happy, original_receipt=original_receipt, amount_cents=amount_cents,
+            originator_conversation_id=originator_conversation_id, remarks=remarks,
+        )  # fmt: skip
 
     def register_c2b_urls(self) -> None:
         self._answer("register_c2b_urls", None)

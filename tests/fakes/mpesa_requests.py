@@ -159,6 +159,22 @@ class FakeMpesaRequestRepository:
         )
         return found[:limit]
 
+    def reversals(self, *, limit: int) -> list[MpesaRequest]:
+        found = self._where(lambda r: r.kind is RequestKind.REVERSAL)
+        found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return found[:limit]
+
+    def reversals_of(self, original_receipt: str) -> list[MpesaRequest]:
+        found = self._where(
+            lambda r: r.kind is RequestKind.REVERSAL and r.original_receipt == original_receipt
+        )
+        return sorted(found, key=lambda r: (r.created_at, r.id))
+
+    def find_by_conversation(self, conversation_id: str) -> MpesaRequest | None:
+        return self._first(
+            lambda r: r.kind is RequestKind.REVERSAL and r.conversation_id == conversation_id
+        )
+
     def _first(self, wanted: Callable[[MpesaRequest], bool]) -> MpesaRequest | None:
         found = self._where(wanted)
         return found[0] if found else None
@@ -175,7 +191,7 @@ class FakeMpesaRequestRepository:
             for other in self._t.mpesa_requests.values():
                 if other.id != request.id and getattr(other, name) == value:
                     raise ConstraintViolated(f"mpesa_requests.{name} {value} is taken")
-        if request.user_id not in self._t.users:
+        if request.user_id is not None and request.user_id not in self._t.users:
             raise ConstraintViolated(f"mpesa_requests.user_id {request.user_id}")
         if request.loan_id is not None and request.loan_id not in self._t.loans:
             raise ConstraintViolated(f"mpesa_requests.loan_id {request.loan_id}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from deni.services import outbox
-from deni.services.mpesa import claims, reconcile, requests
+from deni.services.mpesa import claims, reconcile, requests, reversals
 from deni.services.mpesa.callbacks import apply_pending
 from deni.services.mpesa.ports import MpesaDeps
 
@@ -35,7 +35,7 @@ class WorkReport:
 def work_once(deps: MpesaDeps, *, rng: random.Random, reconcile_now: bool) -> WorkReport:
     sent = outbox.run_once(
         deps,
-        handlers=requests.handlers(deps),
+        handlers={**requests.handlers(deps), **reversals.handlers(deps)},
         policy=deps.policy,
         rng=rng,
     )

@@ -58,6 +58,9 @@ class EntryCode(Enum):
     PAYOUT_POST = "payout_post"
     PAYOUT_VOID = "payout_void"
     REVERSAL = "reversal"
+    # A payment received, sent back to its payer by M-PESA (Daraja's Reversal): the money
+    # leaves the paybill. Never reversed itself: M-PESA moved it, no correction can undo that.
+    MPESA_REVERSAL = "mpesa_reversal"
 
 
 def wallet_account_id(user_id: str) -> str:

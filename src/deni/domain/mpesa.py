@@ -22,6 +22,7 @@ from deni.domain.money import CENTS_PER_SHILLING
 class RequestKind(StrEnum):
     STK = "stk"
     B2C = "b2c"
+    REVERSAL = "reversal"  # a payment received, sent back to its payer (Daraja's Reversal)
 
 
 class Purpose(StrEnum):
@@ -31,6 +32,7 @@ class Purpose(StrEnum):
     WITHDRAWAL = "withdrawal"  # B2C: wallet out to M-PESA
     DISBURSEMENT = "disbursement"  # B2C: a new loan's principal out to the borrower's M-PESA
     AUTO_PAYOUT = "auto_payout"  # B2C: a lender's repayment straight out to M-PESA
+    REVERSAL = "reversal"  # Reversal: a paybill or STK payment back to whoever paid it
 
 
 STK_PURPOSES = frozenset({Purpose.TOP_UP, Purpose.REPAYMENT, Purpose.AUTO_REPAY})
@@ -59,7 +61,7 @@ class MpesaRequest:
     id: str
     kind: RequestKind
     purpose: Purpose
-    user_id: str
+    user_id: str | None  # None only for a reversal of money sitting in suspense
     loan_id: str | None
     phone: str  # 2547XXXXXXXX
     amount_cents: int
@@ -93,10 +95,16 @@ class MpesaRequest:
     # STK Query, Deni's own question by the CheckoutRequestID, answered that this push was
     # paid: a success callback may credit it (the callback alone could be forged).
     paid_confirmed: bool = False
+    # A reversal's original payment: the M-PESA receipt it sends back (`receipt` is then the
+    # reversal's own receipt, once M-PESA made it).
+    original_receipt: str | None = None
 
     def __post_init__(self) -> None:
         assert self.amount_cents > 0
         assert (self.kind is RequestKind.STK) == (self.purpose in STK_PURPOSES)
+        assert (self.kind is RequestKind.REVERSAL) == (self.purpose is Purpose.REVERSAL)
+        assert (self.kind is RequestKind.REVERSAL) == (self.original_receipt is not None)
+        assert self.user_id is not None or self.kind is RequestKind.REVERSAL
         assert self.not_found_answers >= 0
 
 

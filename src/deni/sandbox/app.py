@@ -91,14 +91,16 @@ POST /sandbox/reset                  money, logs, faults, callbacks start over; 
                                       uniqueness of receipts survive)
 
 Callback kinds: stk, b2c_result, b2c_queue_timeout, c2b_validation, c2b_confirmation,
-balance_result, status_result, reversal_result.
+balance_result, status_result, reversal_result, and balance_queue_timeout,
+status_queue_timeout, reversal_queue_timeout (a timeout fault with queue_timeout).
 
 Faults: {"kind": stk | stk_query | b2c | c2b | c2b_register | balance | status | reversal |
 pull_register | pull | oauth | any, "phone": optional, "times": N (default 1), "action": ...}.
 "any" includes oauth. "phone" matches STK PhoneNumber, B2C PartyB, C2B Msisdn/phone; a fault
 with a phone never matches balance, status, reversal, pull_register, pull or oauth. Actions:
   result_code   {"result_code": 1032 or "R000001"}: the result callback carries it, nothing moves
-  timeout       money moves, no result; {"queue_timeout": true} (B2C) notifies QueueTimeOutURL
+  timeout       money moves, no result; {"queue_timeout": true} notifies QueueTimeOutURL
+                (B2C and the initiator APIs: a reversal is made, only the timeout comes)
   http_500      500 {"errorCode": "500.003.1001"}; http_429: 429 {"errorCode": "429.001.01"}
   invalid_token 401 404.001.03 even with a good token
   garbage       an HTML body, {"http_status": 200 by default}

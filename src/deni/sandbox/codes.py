@@ -50,9 +50,24 @@ B2C_RESULTS: dict[int, str] = {
     8006: "The security credential is locked.",
 }
 
+# Reversal result codes (docs/reference-daraja.md, "Reversal"): 0, R000001, R000002 and the
+# initiator API codes Safaricom lists for it. The "R" codes travel as strings.
+REVERSAL_RESULTS: dict[int | str, str] = {
+    0: SUCCESS_DESC,
+    1: "The balance is insufficient for the transaction.",
+    11: "The DebitParty is in an invalid state.",
+    21: "The initiator is not allowed to initiate this request.",
+    2001: "The initiator information is invalid.",
+    2006: "Declined due to account rule.",
+    2028: "The request is not permitted according to product assignment.",
+    8006: "The security credential is locked.",
+    "R000001": "The transaction has already been reversed.",
+    "R000002": "The OriginalTransactionID is invalid.",
+}
+
 QUEUE_TIMEOUT = (1, "The service request has timed out.")
-REVERSAL_ALREADY_REVERSED = ("R000001", "The transaction has already been reversed.")
-REVERSAL_INVALID_ID = ("R000002", "The OriginalTransactionID is invalid.")
+REVERSAL_ALREADY_REVERSED = ("R000001", REVERSAL_RESULTS["R000001"])
+REVERSAL_INVALID_ID = ("R000002", REVERSAL_RESULTS["R000002"])
 # Not sourced: Safaricom publishes no "unknown transaction" code for Transaction Status; we
 # reuse the reversal API's "invalid id" code so that it is at least a real M-PESA code.
 STATUS_NOT_FOUND = REVERSAL_INVALID_ID
@@ -105,3 +120,7 @@ def stk_desc(code: ResultCode) -> str:
 def b2c_desc(code: ResultCode) -> str:
     found = B2C_RESULTS.get(code) if isinstance(code, int) else None
     return found or "System internal error."
+
+
+def reversal_desc(code: ResultCode) -> str:
+    return REVERSAL_RESULTS.get(code) or "System internal error."

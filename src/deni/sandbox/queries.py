@@ -24,6 +24,7 @@ class InitiatorRequest:
     initiator: str
     security_credential: str
     result_url: str
+    timeout_url: str
 
 
 def _parse_common(
@@ -40,8 +41,8 @@ def _parse_common(
         initiator=validation.text(body, "Initiator"),
         security_credential=validation.text(body, "SecurityCredential", chars_max=2_000),
         result_url=validation.url(body, "ResultURL", reject_blocked_words=blocked),
+        timeout_url=validation.url(body, "QueueTimeOutURL", reject_blocked_words=blocked),
     )
-    validation.url(body, "QueueTimeOutURL", reject_blocked_words=blocked)
     validation.text(body, "Remarks", chars_max=100)
     return request
 
@@ -65,12 +66,13 @@ def _failure(
 
 
 def _forced_failure(
-    sandbox: Sandbox, request: InitiatorRequest, fault: Fault | None
+    sandbox: Sandbox, kind: str, request: InitiatorRequest, fault: Fault | None
 ) -> dict[str, Any] | None:
     """A queued result code, or a bad initiator: the result callback reports it."""
     if fault is not None and fault.action is Action.RESULT_CODE:
         code = codes.normalise_code(fault.result_code)
-        return _failure(sandbox, request, code, codes.b2c_desc(code))
+        desc = codes.reversal_desc(code) if kind == "reversal" else codes.b2c_desc(code)
+        return _failure(sandbox, request, code, desc)
     if not sandbox.initiator_ok(request.initiator, request.security_credential):
         return _failure(sandbox, request, *codes.INITIATOR_INVALID)
     return None
@@ -87,9 +89,20 @@ def _accept(
     faults = call.begin(kind)
 
     async def answer_later() -> None:
-        if faults.outcome is not None and faults.outcome.action is Action.TIMEOUT:
-            return  # no result ever comes
-        body = _forced_failure(sandbox, request, faults.outcome) or answer()
+        outcome = faults.outcome
+        if outcome is not None and outcome.action is Action.TIMEOUT:
+            # M-PESA did the work (a reversal moves the money) but no result comes; with
+            # queue_timeout, QueueTimeOutURL hears that the request timed out.
+            answer()
+            if outcome.queue_timeout:
+                sandbox.dispatcher.send(
+                    f"{kind}_queue_timeout",
+                    request.timeout_url,
+                    _failure(sandbox, request, *codes.QUEUE_TIMEOUT),
+                    faults.delivery,
+                )
+            return
+        body = _forced_failure(sandbox, kind, request, outcome) or answer()
         sandbox.dispatcher.send(f"{kind}_result", request.result_url, body, faults.delivery)
 
     sandbox.schedule(answer_later)

@@ -341,18 +341,44 @@ def place_hold(
     return hold
 
 
-def post_hold(uow: UnitOfWork, *, hold_id: str, receipt: str, now: datetime) -> Hold:
-    """The payout succeeded: the held money leaves Deni through the B2C float."""
-    return _resolve_hold(uow, hold_id=hold_id, state=HoldState.POSTED, memo=receipt, now=now)
+def post_hold(
+    uow: UnitOfWork,
+    *,
+    hold_id: str,
+    receipt: str,
+    now: datetime,
+    via: PlatformAccount = PlatformAccount.MPESA_B2C_FLOAT,
+    code: EntryCode = EntryCode.PAYOUT_POST,
+) -> Hold:
+    """The payout succeeded: the held money leaves Deni through the B2C float (or, for a
+    reversal, through the paybill it came in by: `via`, with its own `code`)."""
+    return _resolve_hold(
+        uow, hold_id=hold_id, state=HoldState.POSTED, memo=receipt, now=now, via=via, code=code
+    )
 
 
 def void_hold(uow: UnitOfWork, *, hold_id: str, reason: str, now: datetime) -> Hold:
     """The payout failed: the held money goes back to the wallet."""
-    return _resolve_hold(uow, hold_id=hold_id, state=HoldState.VOIDED, memo=reason, now=now)
+    return _resolve_hold(
+        uow,
+        hold_id=hold_id,
+        state=HoldState.VOIDED,
+        memo=reason,
+        now=now,
+        via=None,
+        code=EntryCode.PAYOUT_VOID,
+    )
 
 
 def _resolve_hold(
-    uow: UnitOfWork, *, hold_id: str, state: HoldState, memo: str, now: datetime
+    uow: UnitOfWork,
+    *,
+    hold_id: str,
+    state: HoldState,
+    memo: str,
+    now: datetime,
+    via: PlatformAccount | None,  # where posted money goes; None: voided, back to the wallet
+    code: EntryCode,
 ) -> Hold:
     assert state in (HoldState.POSTED, HoldState.VOIDED)
     hold = uow.ledger.lock_hold(hold_id)
@@ -362,20 +388,12 @@ def _resolve_hold(
         return hold  # a repeated callback: already done, do nothing
     if hold.state is not HoldState.PENDING:
         raise Conflict(f"The hold is already {hold.state.value}.", code="hold_resolved")
-    if state is HoldState.POSTED:
-        postings = movement(
-            debit_account_id=PlatformAccount.PAYOUTS_IN_FLIGHT.value,
-            credit_account_id=PlatformAccount.MPESA_B2C_FLOAT.value,
-            amount_cents=hold.amount_cents,
-        )
-        code = EntryCode.PAYOUT_POST
-    else:
-        postings = movement(
-            debit_account_id=PlatformAccount.PAYOUTS_IN_FLIGHT.value,
-            credit_account_id=hold.account_id,
-            amount_cents=hold.amount_cents,
-        )
-        code = EntryCode.PAYOUT_VOID
+    assert (via is None) == (state is HoldState.VOIDED)
+    postings = movement(
+        debit_account_id=PlatformAccount.PAYOUTS_IN_FLIGHT.value,
+        credit_account_id=hold.account_id if via is None else via.value,
+        amount_cents=hold.amount_cents,
+    )
     draft = EntryDraft(f"{state.value}:{hold.id}", code, postings, "hold", hold.id, memo=memo[:200])
     result = post_entry(uow, draft, now=now)
     uow.ledger.resolve_hold(hold.id, state=state, resolve_entry_id=result.entry_id, now=now)

@@ -543,11 +543,19 @@ class DarajaClient:
         receiver_party: str | None = None,
         result_url: str | None = None,
         timeout_url: str | None = None,
+        originator_conversation_id: str | None = None,
     ) -> ReversalResponse:
         """Reverse a C2B/STK payment received on our paybill (B2C cannot be reversed by API).
-        Money moves: the same unknown-outcome rules as B2C apply."""
+        Money moves: the same unknown-outcome rules as B2C apply. `originator_conversation_id`
+        is Deni's own id for it, as for B2C (Transaction Status finds it by that id)."""
         config = self._config
+        originator = (
+            None
+            if originator_conversation_id is None
+            else _require_originator_conversation_id(originator_conversation_id)
+        )
         request = ReversalRequest(
+            originator_conversation_id=originator,
             initiator=config.initiator_name,
             security_credential=self._security_credential,
             transaction_id=_require_text(

@@ -42,6 +42,7 @@ from deni.services.mpesa.ports import (
     PulledPayment,
     PullPage,
     QueueTimeoutEvent,
+    ReversalResultEvent,
     StatusResultEvent,
     StkAck,
     StkQueryAnswer,
@@ -156,6 +157,24 @@ class DarajaGateway:
         answer = _translated(lambda: self._client.account_balance())
         return ConversationAck(answer.originator_conversation_id, answer.conversation_id)
 
+    def reversal(
+        self,
+        *,
+        original_receipt: str,
+        amount_cents: int,
+        originator_conversation_id: str,
+        remarks: str,
+    ) -> ConversationAck:
+        answer = _translated(
+            lambda: self._client.reversal(
+                transaction_id=original_receipt,
+                amount_cents=amount_cents,
+                remarks=remarks,
+                originator_conversation_id=originator_conversation_id,
+            )
+        )
+        return ConversationAck(answer.originator_conversation_id, answer.conversation_id)
+
     def register_c2b_urls(self) -> None:
         _translated(lambda: self._client.register_c2b_urls())
 
@@ -254,11 +273,17 @@ def _parse(kind: CallbackKind, body: bytes) -> CallbackEvent:
         )
     if kind is CallbackKind.REVERSAL_RESULT:
         reversal = parse_reversal_result(body)
-        return OtherResultEvent(
-            reversal.conversation_id, reversal.result_code, reversal.result_desc
+        return ReversalResultEvent(
+            reversal.originator_conversation_id,
+            reversal.conversation_id,
+            reversal.result_code,
+            reversal.result_desc,
+            reversal.transaction_id if reversal.succeeded else None,
+            reversal.amount_cents,
+            reversal.original_transaction_id,
         )
     timeout = parse_queue_timeout(body)
-    if kind is CallbackKind.B2C_TIMEOUT:
+    if kind in (CallbackKind.B2C_TIMEOUT, CallbackKind.REVERSAL_TIMEOUT):
         return QueueTimeoutEvent(
             timeout.originator_conversation_id, timeout.conversation_id, timeout.result_desc
         )

@@ -294,6 +294,11 @@ class ReversalRequest(DarajaRequest):
     queue_timeout_url: Url = Field(alias="QueueTimeOutURL")
     remarks: Remarks = Field(alias="Remarks")
     occasion: Occasion | None = Field(default=None, alias="Occasion")
+    # Not on Safaricom's reversal page, but accepted as on B2C: Deni's own id for the request,
+    # by which Transaction Status can find it. Omitted when not given.
+    originator_conversation_id: OriginatorConversationId | None = Field(
+        default=None, alias="OriginatorConversationID"
+    )
 
 
 class ReversalResponse(ConversationAck):

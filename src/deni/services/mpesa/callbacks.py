@@ -28,7 +28,7 @@ from deni.domain.mpesa import (
     RequestState,
 )
 from deni.domain.phone import normalise_msisdn
-from deni.services.mpesa import claims, paybills, payments
+from deni.services.mpesa import claims, paybills, payments, reversals
 from deni.services.mpesa.journal import record_event
 from deni.services.mpesa.ports import (
     B2CResultEvent,
@@ -48,6 +48,7 @@ from deni.services.mpesa.ports import (
     PaymentClaim,
     PulledPayment,
     QueueTimeoutEvent,
+    ReversalResultEvent,
     StatusResultEvent,
     StkResultEvent,
 )
@@ -102,8 +103,12 @@ def dedupe_key(kind: str, event: CallbackEvent) -> str:
     if isinstance(event, B2CResultEvent):
         said = _said(event.result_code, event.receipt, event.amount_cents)
         return f"b2c:{event.originator_conversation_id}:{said}"
+    if isinstance(event, ReversalResultEvent):
+        said = _said(event.result_code, event.receipt, event.amount_cents, event.original_receipt)
+        return f"reversal:{event.originator_conversation_id or event.conversation_id}:{said}"
     if isinstance(event, QueueTimeoutEvent):
-        return f"b2c_timeout:{event.originator_conversation_id or event.conversation_id}"
+        prefix = "reversal_timeout" if kind == CallbackKind.REVERSAL_TIMEOUT else "b2c_timeout"
+        return f"{prefix}:{event.originator_conversation_id or event.conversation_id}"
     if isinstance(event, C2BEvent):
         if kind == CallbackKind.C2B_CONFIRMATION:
             said = _said(event.amount_cents, event.account_reference, event.phone_raw)
@@ -338,7 +343,10 @@ def _apply(deps: MpesaDeps, kind: str, event: CallbackEvent, *, received_at: dat
     if isinstance(event, B2CResultEvent):
         return _apply_b2c(deps, event)
     if isinstance(event, QueueTimeoutEvent):
-        return _apply_b2c_timeout(deps, event)
+        reversal = kind == CallbackKind.REVERSAL_TIMEOUT
+        return _apply_timeout(deps, event, RequestKind.REVERSAL if reversal else RequestKind.B2C)
+    if isinstance(event, ReversalResultEvent):
+        return _apply_reversal(deps, event)
     if isinstance(event, C2BEvent):
         if kind != CallbackKind.C2B_CONFIRMATION:
             return InboxState.IGNORED, "validation answered at once"
@@ -516,17 +524,25 @@ def _suspense(deps: MpesaDeps, event: StkResultEvent, reason: str) -> Applied:
 
 
 def _payout_of(
-    deps: MpesaDeps, originator_conversation_id: str | None
+    deps: MpesaDeps,
+    originator_conversation_id: str | None,
+    kinds: frozenset[RequestKind] = frozenset({RequestKind.B2C}),
 ) -> tuple[MpesaRequest, int] | None:
+    """The payout (or reversal, if `kinds` says so) an OriginatorConversationID of Deni's names,
+    and the attempt it names."""
     parsed = request_of_originator(originator_conversation_id or "")
     if parsed is None:
         return None
     request_id, attempt = parsed
     with deps.uow.read_only() as uow:
         request = uow.mpesa_requests.get(request_id)
-    if request is None or request.kind is not RequestKind.B2C:
+    if request is None or request.kind not in kinds:
         return None
     return request, attempt
+
+
+REVERSALS = frozenset({RequestKind.REVERSAL})
+SENT_OUT = frozenset({RequestKind.B2C, RequestKind.REVERSAL})
 
 
 def _apply_b2c(deps: MpesaDeps, event: B2CResultEvent) -> Applied:
@@ -552,9 +568,9 @@ def _apply_b2c(deps: MpesaDeps, event: B2CResultEvent) -> Applied:
     return InboxState.IGNORED, "failure for a settled request or an earlier attempt"
 
 
-def _apply_b2c_timeout(deps: MpesaDeps, event: QueueTimeoutEvent) -> Applied:
+def _apply_timeout(deps: MpesaDeps, event: QueueTimeoutEvent, kind: RequestKind) -> Applied:
     """A queue timeout is "unknown", never "failed": ask Transaction Status soon."""
-    found = _payout_of(deps, event.originator_conversation_id)
+    found = _payout_of(deps, event.originator_conversation_id, frozenset({kind}))
     if found is None:
         return InboxState.IGNORED, "timeout for an unknown OriginatorConversationID"
     now = deps.clock.now()
@@ -573,6 +589,48 @@ def _apply_b2c_timeout(deps: MpesaDeps, event: QueueTimeoutEvent) -> Applied:
     return InboxState.APPLIED, "queue timeout: Transaction Status next"
 
 
+# --- Reversals ------------------------------------------------------------------------------------
+
+
+def _apply_reversal(deps: MpesaDeps, event: ReversalResultEvent) -> Applied:
+    """A reversal's result. Success: the money left the paybill, the ledger follows at once (a
+    forged success can only keep held money from its member, never pay anyone twice). Failure:
+    a claim, confirmed by Transaction Status before the hold is voided, as for payouts.
+    "Already reversed": the money went back some other way; an operator decides."""
+    found = _payout_of(deps, event.originator_conversation_id, REVERSALS)
+    if found is None and event.conversation_id:
+        with deps.uow.read_only() as uow:
+            by_conversation = uow.mpesa_requests.find_by_conversation(event.conversation_id)
+        found = (by_conversation, by_conversation.attempt) if by_conversation else None
+    if found is None:
+        return InboxState.IGNORED, "reversal result for no reversal of ours"
+    request, attempt = found
+    if event.result_code == SUCCESS:
+        if not event.receipt or event.receipt == request.original_receipt:
+            return InboxState.IGNORED, "reversal success without a receipt of its own"
+        settle_payout_success(
+            deps,
+            request.id,
+            receipt=event.receipt,
+            amount_cents=event.amount_cents,
+            desc=event.result_desc,
+        )
+        return InboxState.APPLIED, f"reversed {event.receipt}"
+    if event.result_code == reversals.ALREADY_REVERSED:
+        waiting = reversals.already_reversed(
+            deps, request.id, desc=event.result_desc, attempt=attempt
+        )
+        if waiting:
+            return InboxState.APPLIED, "already reversed: an operator decides"
+        return InboxState.IGNORED, "result for a settled reversal or an earlier attempt"
+    claimed = claim_payout_failure(
+        deps, request.id, code=event.result_code, desc=event.result_desc, attempt=attempt
+    )
+    if claimed:
+        return InboxState.APPLIED, f"failure {event.result_code}: held until M-PESA confirms"
+    return InboxState.IGNORED, "failure for a settled reversal or an earlier attempt"
+
+
 # --- Transaction Status and balances -------------------------------------------------------------
 
 
@@ -588,7 +646,7 @@ def _apply_status(deps: MpesaDeps, event: StatusResultEvent) -> Applied:
         return _paybill_status(deps, paybill, event)
     ours = request is not None  # the answer to the query Deni last made about it
     if request is None and event.original_originator_conversation_id:
-        found = _payout_of(deps, event.original_originator_conversation_id)
+        found = _payout_of(deps, event.original_originator_conversation_id, SENT_OUT)
         request = found[0] if found else None
     if request is None:
         return InboxState.IGNORED, "status result for no request of ours (an older query?)"
@@ -599,7 +657,7 @@ def _apply_status(deps: MpesaDeps, event: StatusResultEvent) -> Applied:
         return _status_found(deps, request, event)
     if not ours or event.conversation_id != request.status_conversation_id:
         return InboxState.IGNORED, "answer to an older query"
-    if request.kind is RequestKind.B2C:
+    if request.kind in SENT_OUT:
         return _payout_status(deps, request, event)
     if event.result_code == SUCCESS:
         return InboxState.IGNORED, f"status {event.transaction_status}: checked again later"
@@ -690,7 +748,10 @@ def _evidence(deps: MpesaDeps, request_id: str, detail: str) -> None:
 
 def _status_found(deps: MpesaDeps, request: MpesaRequest, event: StatusResultEvent) -> Applied:
     assert event.receipt is not None
-    if request.kind is RequestKind.B2C:
+    if request.kind is RequestKind.REVERSAL and event.receipt == request.original_receipt:
+        # The payment itself, not its reversal: says nothing about whether it went back.
+        return InboxState.IGNORED, "status names the original payment, not a reversal"
+    if request.kind in SENT_OUT:
         settle_payout_success(
             deps,
             request.id,

@@ -36,6 +36,8 @@ from deni.services.mpesa.payments import RECEIPT_CHARS_MAX
 from deni.services.mpesa.ports import ClaimState, MpesaDeps, PaymentClaim
 from deni.services.mpesa.settle import fail_held_payout, post_payout, resend_payout
 
+# Payouts, and reversals (money going back to a payer) wait and are decided alike.
+DECIDABLE = frozenset({RequestKind.B2C, RequestKind.REVERSAL})
 WAITING_LIST_MAX = 100
 EVIDENCE_MAX = 200  # lines of evidence shown per payout
 REASON_CHARS_MAX = 200
@@ -68,7 +70,7 @@ def waiting_payouts(deps: MpesaDeps, *, limit: int = WAITING_LIST_MAX) -> list[W
 def evidence(deps: MpesaDeps, request_id: str) -> WaitingPayout:
     with deps.uow.read_only() as uow:
         request = uow.mpesa_requests.get(request_id)
-        if request is None or request.kind is not RequestKind.B2C:
+        if request is None or request.kind not in DECIDABLE:
             raise NotFound("No such payout.", code="payout_not_found")
         return WaitingPayout(request, uow.mpesa_requests.events_for(request.id, limit=EVIDENCE_MAX))
 
@@ -91,7 +93,7 @@ def decide_payout(
     now = deps.clock.now()
     with deps.uow() as uow:
         request = uow.mpesa_requests.lock(request_id)
-        if request is None or request.kind is not RequestKind.B2C:
+        if request is None or request.kind not in DECIDABLE:
             raise NotFound("No such payout.", code="payout_not_found")
         if not request.awaiting_decision or request.state not in OPEN_STATES:
             raise Conflict(

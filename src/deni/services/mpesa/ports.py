@@ -62,6 +62,8 @@ class SuspenseState(StrEnum):
     UNASSIGNED = "unassigned"
     ASSIGNING = "assigning"  # chosen; the money moves are being made (idempotent, resumable)
     ASSIGNED = "assigned"
+    REVERSING = "reversing"  # being sent back to its payer: it cannot be assigned meanwhile
+    REVERSED = "reversed"  # M-PESA sent it back: it left the paybill
 
 
 @dataclass(slots=True)
@@ -259,6 +261,18 @@ class MpesaRequestRepository(Protocol):
     ) -> list[MpesaRequest]:
         """STK pushes of this amount (to this phone, if given) created in the window and not
         settled with a receipt; at most `limit`."""
+        ...
+
+    def reversals(self, *, limit: int) -> list[MpesaRequest]:
+        """Reversals, newest first."""
+        ...
+
+    def reversals_of(self, original_receipt: str) -> list[MpesaRequest]:
+        """The reversals of one payment (by its receipt), oldest first."""
+        ...
+
+    def find_by_conversation(self, conversation_id: str) -> MpesaRequest | None:
+        """The reversal Daraja acknowledged with this ConversationID."""
         ...
 
 
@@ -528,6 +542,17 @@ class B2CResultEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ReversalResultEvent:
+    originator_conversation_id: str | None
+    conversation_id: str | None
+    result_code: str
+    result_desc: str
+    receipt: str | None  # the reversal's own receipt (Daraja's TransactionID) on success
+    amount_cents: int | None
+    original_receipt: str | None  # OriginalTransactionID: the payment sent back
+
+
+@dataclass(frozen=True, slots=True)
 class QueueTimeoutEvent:
     originator_conversation_id: str | None
     conversation_id: str | None
@@ -602,7 +627,7 @@ class BalanceResultEvent:
 
 @dataclass(frozen=True, slots=True)
 class OtherResultEvent:
-    """Reversal results and the queries' own timeouts: stored and shown, nothing moves."""
+    """The queries' own timeouts: stored and shown, nothing moves."""
 
     conversation_id: str | None
     result_code: str
@@ -616,6 +641,7 @@ CallbackEvent = (
     | C2BEvent
     | StatusResultEvent
     | BalanceResultEvent
+    | ReversalResultEvent
     | OtherResultEvent
 )
 
@@ -718,6 +744,18 @@ class MpesaGateway(Protocol):
         ...
 
     def account_balance(self) -> ConversationAck: ...
+
+    def reversal(
+        self,
+        *,
+        original_receipt: str,
+        amount_cents: int,
+        originator_conversation_id: str,
+        remarks: str,
+    ) -> ConversationAck:
+        """Ask M-PESA to send a payment received on the paybill (STK or C2B) back to its
+        payer. Money moves: the same unknown-outcome rules as a B2C payout apply."""
+        ...
 
     def register_c2b_urls(self) -> None: ...
 

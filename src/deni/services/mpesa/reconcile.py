@@ -129,8 +129,8 @@ def _settle_check(deps: MpesaDeps, request_id: str, *, desc: str, unknown: bool 
             request.result_desc = desc[:200]
             uow.mpesa_requests.save(request, now)
             record_event(uow, request, EventKind.SEND_ERROR, desc, now=now)
-        elif request.kind is RequestKind.B2C and request.state in OPEN_STATES:
-            await_decision(uow, request, desc, now=now)
+        elif request.kind is not RequestKind.STK and request.state in OPEN_STATES:
+            await_decision(uow, request, desc, now=now)  # a payout or a reversal
         else:
             request.next_check_at = None  # `deni payments open` shows it for an operator
             request.result_desc = desc[:200]
@@ -361,6 +361,11 @@ def assign_suspense(deps: MpesaDeps, *, receipt: str, user_id: str) -> None:
             raise NotFound("No such suspense payment.", code="suspense_not_found")
         if uow.users.get(user_id) is None:
             raise NotFound("No such user.", code="user_not_found")
+        if payment.state in (SuspenseState.REVERSING, SuspenseState.REVERSED):
+            raise Conflict(
+                f"This payment is {payment.state.value}: it goes back to its payer.",
+                code="payment_reversed",
+            )
         if payment.state is not SuspenseState.UNASSIGNED and payment.user_id != user_id:
             raise Conflict("This payment is already assigned to someone else.", code="assigned")
         if payment.state is SuspenseState.UNASSIGNED:

@@ -359,7 +359,7 @@ def begin_send(deps: MpesaDeps, request_id: str) -> MpesaRequest | None:
         assert request is not None, request_id
         if request.state is RequestState.SENDING:
             # A worker died between marking and recording Daraja's answer: maybe sent.
-            wait_s = policy.status_after_s if request.kind is RequestKind.B2C else 0.0
+            wait_s = policy.status_after_s if request.kind is not RequestKind.STK else 0.0
             mark_unknown(request, STOPPED_MID_SEND, now=now, wait_s=wait_s)
             record_event(uow, request, EventKind.SEND_ERROR, STOPPED_MID_SEND, now=now)
             uow.mpesa_requests.save(request, now)
@@ -370,7 +370,7 @@ def begin_send(deps: MpesaDeps, request_id: str) -> MpesaRequest | None:
         request.state = RequestState.SENDING
         request.attempt += 1
         request.acknowledged = False
-        if request.kind is RequestKind.B2C:
+        if request.kind is not RequestKind.STK:  # a payout or a reversal
             request.originator_conversation_id = originator_id(request.id, request.attempt)
             request.not_found_answers, request.status_checks = 0, 0
             request.claimed_failure_code, request.claimed_failure_desc = None, ""

@@ -66,6 +66,7 @@ def credit_stk_payment(
         request = uow.mpesa_requests.get(request_id)
         assert request is not None
     assert request.kind is RequestKind.STK
+    assert request.user_id is not None
     assert amount_cents == request.amount_cents
     if request.state is RequestState.SUCCEEDED:
         return
@@ -145,7 +146,7 @@ def credit_stk_top_ups(uow: UnitOfWork, paid: Sequence[StkPaid], *, now: datetim
         assert request.state in OPEN_STATES
         assert item.amount_cents == request.amount_cents
     credits = [
-        payments.Credit(item.request.user_id, item.amount_cents, item.receipt) for item in paid
+        payments.Credit(_owner(item.request), item.amount_cents, item.receipt) for item in paid
     ]
     payments.credit_wallets(uow, credits, now=now)
     for item in paid:
@@ -153,6 +154,12 @@ def credit_stk_top_ups(uow: UnitOfWork, paid: Sequence[StkPaid], *, now: datetim
     uow.mpesa_requests.save_many([item.request for item in paid], now)
     for item in paid:
         audit_request(uow, item.request, "mpesa_stk_paid", now)
+
+
+def _owner(request: MpesaRequest) -> str:
+    """Whose money a push or a payout is (every request but a suspense reversal has one)."""
+    assert request.user_id is not None
+    return request.user_id
 
 
 def _mark_paid(request: MpesaRequest, *, receipt: str, desc: str) -> None:
@@ -277,6 +284,9 @@ def post_payout(
     now: datetime,
 ) -> None:
     """`settle_payout_success` inside the caller's transaction, on a request it locked."""
+    if request.kind is RequestKind.REVERSAL:
+        post_reversal(uow, request, receipt=receipt, amount_cents=amount_cents, desc=desc, now=now)
+        return
     assert request.kind is RequestKind.B2C
     assert request.hold_id is not None
     if amount_cents is not None and amount_cents != request.amount_cents:
@@ -304,7 +314,7 @@ def post_payout(
 def _record_overpayment(
     uow: UnitOfWork, request: MpesaRequest, *, receipt: str, now: datetime
 ) -> None:
-    wallet_id = wallet_account_id(request.user_id)
+    wallet_id = wallet_account_id(_owner(request))
     wallet = uow.ledger.lock_accounts([wallet_id])[wallet_id]
     source = wallet_id if wallet.balance_cents >= request.amount_cents else None
     postings = movement(
@@ -379,6 +389,9 @@ def confirm_payout_failure(deps: MpesaDeps, request_id: str, *, desc: str) -> bo
 
 
 def fail_payout(uow: UnitOfWork, request: MpesaRequest, desc: str, *, now: datetime) -> None:
+    if request.kind is RequestKind.REVERSAL:
+        fail_reversal(uow, request, desc, now=now)
+        return
     assert request.hold_id is not None
     ledger.void_hold(uow, hold_id=request.hold_id, reason=desc[:DESC_CHARS_MAX], now=now)
     request.state = RequestState.FAILED
@@ -387,7 +400,7 @@ def fail_payout(uow: UnitOfWork, request: MpesaRequest, desc: str, *, now: datet
     request.awaiting_decision = False
     uow.mpesa_requests.save(request, now)
     record_event(uow, request, EventKind.SETTLED, f"failed, money returned: {desc}", now=now)
-    user = require_user(uow, request.user_id)
+    user = require_user(uow, _owner(request))
     notify(
         uow,
         user=user,
@@ -430,7 +443,7 @@ def payout_not_found(deps: MpesaDeps, request_id: str, *, desc: str) -> None:
 def resend_payout(uow: UnitOfWork, request: MpesaRequest, reason: str, *, now: datetime) -> None:
     """An operator's decision (decisions.py): send this payout again, as a new attempt
     with a new OriginatorConversationID. Never called by a machine."""
-    assert request.kind is RequestKind.B2C
+    assert request.kind in (RequestKind.B2C, RequestKind.REVERSAL)
     assert request.state in OPEN_STATES
     request.state = RequestState.QUEUED
     request.awaiting_decision = False
@@ -448,8 +461,8 @@ def fail_held_payout(uow: UnitOfWork, request: MpesaRequest, desc: str, *, now: 
 
 def await_decision(uow: UnitOfWork, request: MpesaRequest, reason: str, *, now: datetime) -> None:
     """Nobody can tell whether this payout left: its hold stays, and an operator decides
-    (`deni payments waiting`, `deni payments decide`)."""
-    assert request.kind is RequestKind.B2C
+    (`deni payments waiting`, `deni payments decide`). Reversals wait the same way."""
+    assert request.kind in (RequestKind.B2C, RequestKind.REVERSAL)
     assert request.state in OPEN_STATES
     request.state = RequestState.UNKNOWN
     request.awaiting_decision = True
@@ -459,3 +472,123 @@ def await_decision(uow: UnitOfWork, request: MpesaRequest, reason: str, *, now: 
     record_event(uow, request, EventKind.WAITING, reason, now=now)
     audit_request(uow, request, "mpesa_payout_awaits_decision", now)
     log.warning("mpesa.payout_awaits_decision", request_id=request.id, reason=reason[:200])
+
+
+# --- Settling reversals ---------------------------------------------------------------------------
+
+
+def post_reversal(
+    uow: UnitOfWork,
+    request: MpesaRequest,
+    *,
+    receipt: str,
+    amount_cents: int | None,
+    desc: str,
+    now: datetime,
+) -> None:
+    """M-PESA sent the payment back to its payer: the money leaves the paybill, once. Held
+    wallet money: the hold is posted to the paybill; money in suspense: out of suspense. A
+    success after a failure (the hold voided, the suspense row freed or assigned since) takes
+    the money from the owner's wallet, or else from suspense, for an operator: the ledger
+    follows reality."""
+    assert request.kind is RequestKind.REVERSAL
+    assert request.original_receipt is not None
+    if amount_cents is not None and amount_cents != request.amount_cents:
+        log.error("mpesa.reversal_amount_differs", request_id=request.id)
+    if request.state is RequestState.SUCCEEDED:
+        if request.receipt != receipt:
+            log.error("mpesa.reversal_second_receipt", request_id=request.id)
+        return
+    if request.hold_id is not None:
+        hold = uow.ledger.lock_hold(request.hold_id)
+        assert hold is not None
+        if hold.state is HoldState.PENDING:
+            ledger.post_hold(
+                uow,
+                hold_id=hold.id,
+                receipt=receipt,
+                now=now,
+                via=PlatformAccount.MPESA_PAYBILL,
+                code=EntryCode.MPESA_REVERSAL,
+            )
+        else:
+            _late_reversal(uow, request, request.user_id, receipt=receipt, now=now)
+    else:
+        payment = uow.suspense.lock(request.original_receipt)
+        assert payment is not None
+        if payment.state in (SuspenseState.REVERSING, SuspenseState.UNASSIGNED):
+            _reversal_entry(uow, request, PlatformAccount.SUSPENSE.value, receipt, now=now)
+        else:  # assigned to a wallet after a failure was confirmed
+            _late_reversal(uow, request, payment.user_id, receipt=receipt, now=now)
+        if payment.state is not SuspenseState.ASSIGNING:
+            payment.state = SuspenseState.REVERSED
+            uow.suspense.save(payment)
+    request.state, request.receipt = RequestState.SUCCEEDED, receipt
+    request.result_code, request.result_desc = SUCCESS, desc[:DESC_CHARS_MAX]
+    request.next_check_at = None
+    request.awaiting_decision = False
+    request.claimed_failure_code, request.claimed_failure_desc = None, ""
+    uow.mpesa_requests.save(request, now)
+    record_event(uow, request, EventKind.SETTLED, f"reversed, receipt {receipt}: {desc}", now=now)
+    audit_request(uow, request, "mpesa_reversal_succeeded", now)
+
+
+def _reversal_entry(
+    uow: UnitOfWork, request: MpesaRequest, source_id: str, receipt: str, *, now: datetime
+) -> None:
+    draft = EntryDraft(
+        f"reversal:{request.id}",
+        EntryCode.MPESA_REVERSAL,
+        movement(
+            debit_account_id=source_id,
+            credit_account_id=PlatformAccount.MPESA_PAYBILL.value,
+            amount_cents=request.amount_cents,
+        ),
+        MPESA_RECEIPT_CAUSE,
+        receipt,
+        memo=f"{request.original_receipt} reversed by {receipt}",
+    )
+    ledger.post_entry(uow, draft, now=now)
+
+
+def _late_reversal(
+    uow: UnitOfWork, request: MpesaRequest, user_id: str | None, *, receipt: str, now: datetime
+) -> None:
+    source = PlatformAccount.SUSPENSE.value
+    if user_id is not None:
+        wallet_id = wallet_account_id(user_id)
+        wallet = uow.ledger.lock_accounts([wallet_id])[wallet_id]
+        if wallet.balance_cents >= request.amount_cents:
+            source = wallet_id
+    _reversal_entry(uow, request, source, receipt, now=now)
+    log.error("mpesa.reversal_after_failure", request_id=request.id, taken_from=source)
+    audit(
+        uow,
+        actor_id=SYSTEM_ACTOR,
+        channel="mpesa",
+        command="mpesa_late_reversal",
+        details={"request_id": request.id, "receipt": receipt, "taken_from": source},
+        now=now,
+    )
+
+
+def fail_reversal(uow: UnitOfWork, request: MpesaRequest, desc: str, *, now: datetime) -> None:
+    """M-PESA did not send the payment back: the money stays where it was, the member's (the
+    hold is voided) or in suspense (free to be assigned again)."""
+    assert request.kind is RequestKind.REVERSAL
+    assert request.original_receipt is not None
+    if request.hold_id is not None:
+        ledger.void_hold(uow, hold_id=request.hold_id, reason=desc[:DESC_CHARS_MAX], now=now)
+    else:
+        payment = uow.suspense.lock(request.original_receipt)
+        assert payment is not None
+        if payment.state is SuspenseState.REVERSING:
+            payment.state = SuspenseState.UNASSIGNED
+            uow.suspense.save(payment)
+    request.state = RequestState.FAILED
+    request.result_desc = desc[:DESC_CHARS_MAX]
+    request.next_check_at = None
+    request.awaiting_decision = False
+    uow.mpesa_requests.save(request, now)
+    record_event(uow, request, EventKind.SETTLED, f"failed, money stays: {desc}", now=now)
+    audit_request(uow, request, "mpesa_reversal_failed", now)

@@ -87,6 +87,7 @@ class SqlMpesaRequestRepository:
                 phone=request.phone,
                 amount_cents=request.amount_cents,
                 idempotency_key=request.idempotency_key,
+                original_receipt=request.original_receipt,
                 created_at=request.created_at,
                 updated_at=request.updated_at,
                 **{**values, "state": request.state.value},
@@ -266,6 +267,29 @@ class SqlMpesaRequestRepository:
             query = query.where(c.phone == phone)
         return [_request(row) for row in self._connection.execute(query.limit(limit))]
 
+    def reversals(self, *, limit: int) -> list[MpesaRequest]:
+        c = m.mpesa_requests.c
+        query = (
+            select(m.mpesa_requests)
+            .where(c.kind == RequestKind.REVERSAL.value)
+            .order_by(c.created_at.desc(), c.id.desc())
+            .limit(limit)
+        )
+        return [_request(row) for row in self._connection.execute(query)]
+
+    def reversals_of(self, original_receipt: str) -> list[MpesaRequest]:
+        c = m.mpesa_requests.c
+        query = (
+            select(m.mpesa_requests)
+            .where(c.original_receipt == original_receipt, c.kind == RequestKind.REVERSAL.value)
+            .order_by(c.created_at, c.id)
+        )
+        return [_request(row) for row in self._connection.execute(query)]
+
+    def find_by_conversation(self, conversation_id: str) -> MpesaRequest | None:
+        c = m.mpesa_requests.c
+        return self._one(c.conversation_id == conversation_id, c.kind == RequestKind.REVERSAL.value)
+
     def _one(self, *where: Any, lock: bool = False) -> MpesaRequest | None:
         query = select(m.mpesa_requests).where(*where)
         if lock:
@@ -304,4 +328,5 @@ def _request(row: Row[Any]) -> MpesaRequest:
         claimed_failure_code=row.claimed_failure_code,
         claimed_failure_desc=row.claimed_failure_desc,
         paid_confirmed=bool(row.paid_confirmed),
+        original_receipt=row.original_receipt,
     )

@@ -13,6 +13,8 @@
 - mpesa_request_events: each request's evidence (sends, answers, results, status answers,
   operator decisions), and payment_claims: money a callback says arrived, until M-PESA
   confirms it (migration 0015).
+- Reversals (a payment sent back to its payer) are mpesa_requests of kind "reversal", with the
+  original receipt; one of money in suspense has no user (migration 0018).
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ mpesa_requests = Table(
     "mpesa_requests",
     metadata,
     Column("id", ID, primary_key=True),
-    Column("kind", String(8), nullable=False),  # stk | b2c
+    Column("kind", String(8), nullable=False),  # stk | b2c | reversal
     Column("purpose", String(16), nullable=False),  # top_up, repayment, withdrawal, ...
-    Column("user_id", ID, ForeignKey("users.id"), nullable=False),
+    # Whose money: none only for a reversal of money in suspense (migration 0018).
+    Column("user_id", ID, ForeignKey("users.id"), nullable=True),
     Column("loan_id", ID, ForeignKey("loans.id"), nullable=True),
     Column("phone", String(12), nullable=False),
     Column("amount_cents", BigInteger, nullable=False),
@@ -64,10 +67,14 @@ mpesa_requests = Table(
     Column("claimed_failure_code", String(16), nullable=True),
     Column("claimed_failure_desc", String(200), nullable=False, default=""),
     Column("paid_confirmed", Boolean, nullable=False, default=False),
+    # A reversal's original payment, the receipt it sends back (migration 0018).
+    Column("original_receipt", String(40), nullable=True),
     CheckConstraint("amount_cents > 0", name="positive"),
     Index("ix_mpesa_requests_state_next_check_at", "state", "next_check_at"),
     Index("ix_mpesa_requests_loan_id", "loan_id"),
     Index("ix_mpesa_requests_awaiting_decision", "awaiting_decision"),
+    Index("ix_mpesa_requests_original_receipt", "original_receipt"),
+    Index("ix_mpesa_requests_kind_created_at", "kind", "created_at"),
 )
 
 mpesa_request_events = Table(
@@ -164,7 +171,8 @@ suspense_payments = Table(
     Column("phone", String(40), nullable=False, default=""),  # as Daraja sent it (may be masked)
     Column("reason", String(200), nullable=False),
     Column("entry_id", ID, ForeignKey("journal_entries.id"), nullable=False),
-    Column("state", String(16), nullable=False),  # unassigned, assigning, assigned
+    # unassigned, assigning, assigned; reversing, reversed (migration 0018: sent back)
+    Column("state", String(16), nullable=False),
     Column("user_id", ID, ForeignKey("users.id"), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("assigned_at", UtcDateTime, nullable=True),
