@@ -21,6 +21,13 @@ from sqlalchemy import Engine, text
 from deni.adapters.clock import SystemClock
 from deni.adapters.daraja.client import DarajaClient, DarajaConfig
 from deni.adapters.daraja.gateway import DarajaGateway
+from deni.adapters.db.backup import (
+    BackupFile,
+    BackupRefused,
+    Restored,
+    backup_sqlite,
+    restore_sqlite,
+)
 from deni.adapters.db.engine import make_engine
 from deni.adapters.db.migrate import upgrade
 from deni.adapters.db.mpesa.tokens import SqlTokenStore
@@ -57,10 +64,14 @@ from deni.services.ussd_ports import UssdReads
 __all__ = [
     "HOP_THREADS",
     "Background",
+    "BackupFile",
+    "BackupRefused",
     "Deni",
     "HopThreads",
     "Metrics",
+    "Restored",
     "SmsOutboxReader",
+    "backup_database",
     "bootstrap",
     "configure_logging",
     "daraja_config",
@@ -68,6 +79,7 @@ __all__ = [
     "mpesa_policy",
     "read_sms_outbox",
     "render_metrics",
+    "restore_database",
     "savepoints",
 ]
 
@@ -201,6 +213,34 @@ def read_sms_outbox(settings: Settings) -> Iterator[SmsOutboxReader]:
         yield DatabaseSmsOutbox(engine, clock=SystemClock(), pepper=settings.pin_pepper)
     finally:
         engine.dispose()
+
+
+PGBACKREST_POINTER = (
+    "backs up SQLite only. This Deni runs on PostgreSQL, which pgBackRest backs up and "
+    "restores (full backups and WAL archiving, to a point in time): see docs/backups.md and "
+    "deploy/pgbackrest/pgbackrest.conf."
+)
+
+
+def _sqlite_file(settings: Settings, command: str) -> Path:
+    path = settings.sqlite_path()
+    if not settings.is_sqlite:
+        raise BackupRefused(f"`deni {command}` {PGBACKREST_POINTER}")
+    if path is None:
+        raise BackupRefused("An in-memory database cannot be backed up or restored.")
+    return path
+
+
+def backup_database(settings: Settings, target: Path, *, overwrite: bool = False) -> BackupFile:
+    """`deni backup`: a consistent copy of the SQLite database, taken while it serves.
+    PostgreSQL is refused with a pointer to pgBackRest."""
+    return backup_sqlite(_sqlite_file(settings, "backup"), target, overwrite=overwrite)
+
+
+def restore_database(settings: Settings, backup: Path, *, force: bool = False) -> Restored:
+    """`deni restore`: a checked backup in the place of the SQLite database, refused while the
+    database is in use unless `force`. PostgreSQL is refused with a pointer to pgBackRest."""
+    return restore_sqlite(backup, _sqlite_file(settings, "restore"), force=force)
 
 
 def bootstrap(

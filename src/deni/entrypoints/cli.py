@@ -17,7 +17,7 @@ from deni.bootstrap import Deni, bootstrap, configure_logging
 from deni.config import Settings
 from deni.domain.errors import DomainError
 from deni.domain.money import format_kes
-from deni.entrypoints import cli_mpesa, cli_offline, cli_ops, cli_report, cli_ussd, demo
+from deni.entrypoints import cli_backup, cli_mpesa, cli_offline, cli_ops, cli_report, cli_ussd, demo
 from deni.entrypoints.api.routes.privacy import PersonalDataOut, export_file_name
 from deni.services import audit, ledger, privacy, reminders, users
 from deni.services.mpesa import payments
@@ -43,6 +43,7 @@ cli_mpesa.register(app)  # deni worker, sandbox, reconcile, outbox, payments
 cli_offline.register(app)  # deni offline: the offline client
 cli_ops.register(app)  # deni ops: operators of the staff console
 cli_report.register(app)  # deni report: the money reports as CSV
+cli_backup.register(app)  # deni backup, deni restore: the SQLite database
 app.command()(demo.demo)  # a whole loan against a running Deni, for newcomers
 console = Console()
 errors = Console(stderr=True)
