@@ -4,11 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Touched after a successful install: re-install only when pyproject.toml changes.
 STAMP := $(VENV)/.installed-stamp
-SRC := src tests benchmarks
+SRC := src tests benchmarks deploy
 # Processes for `make mutation`: one per core.
 MUTATION_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv run lint test test-fast chromium bench mutation fmt clean
+.PHONY: venv run lint test test-fast chromium pgbackrest backup-drill bench mutation fmt clean
 
 venv: $(STAMP)
 
@@ -29,10 +29,11 @@ lint: venv
 	$(BIN)/ruff check $(SRC)
 	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy
+	$(BIN)/mypy deploy
 	$(BIN)/lint-imports
 
 # The service tier runs on SQLite too here, which holds its fakes to the real repositories.
-test: venv lint chromium
+test: venv lint chromium pgbackrest
 	DENI_TEST_SERVICES_SQLITE=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 # The quick loop: the services on in-memory fakes (tests/services) and the unit tests.
@@ -50,6 +51,23 @@ chromium:
 		apt-get install -y --no-install-recommends chromium \
 			|| { apt-get update && apt-get install -y --no-install-recommends chromium; }; \
 	else echo "no /usr/bin/chromium: the browser tests will skip (apt-get install chromium)"; fi
+
+# The restore drill (deploy/backup/drill.py; the PostgreSQL tier runs it as a test) drives
+# Debian's pgBackRest on a PostgreSQL cluster of its own. As root with apt install pgBackRest
+# when missing, as for chromium above; without it the drill's test skips (fails under CI=true).
+pgbackrest:
+	@if command -v pgbackrest >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's pgbackrest for the restore drill"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends pgbackrest \
+			|| { apt-get update && apt-get install -y --no-install-recommends pgbackrest; }; \
+	else echo "no pgbackrest: the restore drill will skip (apt-get install pgbackrest)"; fi
+
+# The restore drill alone, printing what it measured (docs/backups.md). DRILL_ARGS: e.g.
+# --port 18610 --json drill.json --keep.
+backup-drill: venv pgbackrest
+	$(BIN)/python deploy/backup/drill.py $(DRILL_ARGS)
 
 bench: venv
 	$(BIN)/python -m benchmarks.run
