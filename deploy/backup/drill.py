@@ -78,15 +78,15 @@ ARCHIVE_TIMEOUT_S = 5
 COMMAND_TIMEOUT_S = 180
 
 
+STARTED = time.monotonic()
+
+
 class DrillFailed(Exception):
     pass
 
 
 def say(message: str) -> None:
     print(f"[{time.monotonic() - STARTED:6.1f} s] {message}", flush=True)
-
-
-STARTED = time.monotonic()
 
 
 def free_port() -> int:
@@ -118,7 +118,6 @@ class Cluster:
     bin: Path
     os_user: str | None  # run the PostgreSQL side as this user (when we are root)
     passphrase: str = field(default_factory=lambda: secrets.token_urlsafe(36), repr=False)
-    running: bool = False
 
     @property
     def data(self) -> Path:
@@ -240,11 +239,9 @@ class Cluster:
     def start(self) -> None:
         self.pg("pg_ctl", "-D", str(self.data), "-l", str(self.folder("log") / "postgresql.log"),
                 "-w", "-t", "120", "start")  # fmt: skip
-        self.running = True
 
     def stop(self, mode: str = "fast") -> None:
         self.pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
-        self.running = False
 
     def server_log(self) -> str:
         path = self.folder("log") / "postgresql.log"
@@ -363,6 +360,26 @@ def present(engine: Engine, written: Written) -> dict[str, int]:
 # --- The drill ------------------------------------------------------------------------------
 
 
+def add_ballast(cluster: Cluster, megabytes: int) -> None:
+    """A database of `megabytes` of rows beside Deni's, so that the backup and the restore
+    move something of a real server's size (--ballast-mb): what the RTO grows with."""
+    admin = create_engine(cluster.url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text("CREATE DATABASE ballast"))
+    admin.dispose()
+    engine = create_engine(cluster.url.rsplit("/", 1)[0] + "/ballast")
+    rows = megabytes * 1024 * 1024 // 120  # about 120 bytes a row, with its header
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE TABLE ballast AS SELECT g AS id, md5(random()::text) AS a, "
+                "md5(random()::text) AS b, now() AS at FROM generate_series(1, :rows) AS g"
+            ),
+            {"rows": rows},
+        )
+    engine.dispose()
+
+
 def wait_archived(engine: Engine, wal: str, *, within_s: float) -> None:
     """Until PostgreSQL's archiver has handed `wal` to pgBackRest, and pgBackRest (asynchronous
     archiving acknowledges only what reached the repository) has stored it."""
@@ -376,15 +393,17 @@ def wait_archived(engine: Engine, wal: str, *, within_s: float) -> None:
 
 def unreadable(cluster: Cluster) -> bool:
     """The repository's files are OpenSSL-encrypted (they begin `Salted__`, not with the plain
-    `[backrest]` of an unencrypted info file), and another passphrase cannot read them."""
+    `[backrest]` of an unencrypted info file), and another passphrase cannot read them: the
+    stanza's status is an error (what the wrong key decrypts to varies: a format or a cipher
+    error, with the garbage quoted)."""
     info_file = cluster.folder("repo") / "backup" / STANZA / "backup.info"
     sealed = info_file.read_bytes().startswith(b"Salted__")
     wrong = cluster.pgbackrest("info", "--output=json", passphrase="not it", check=False)  # noqa: S106
     try:
-        status = json.loads(wrong)[0]["status"]
+        status = json.loads(wrong, strict=False)[0]["status"]
     except (ValueError, LookupError, TypeError):
         return sealed  # pgbackrest failed outright: unreadable as well
-    return sealed and status["code"] != 0 and "unable to load info file" in status["message"]
+    return sealed and status["code"] != 0
 
 
 def repo_bytes(cluster: Cluster) -> int:
@@ -433,7 +452,12 @@ def cluster_of_its_own(args: argparse.Namespace) -> Iterator[Cluster]:
 def drill(args: argparse.Namespace) -> dict[str, Any]:
     if shutil.which("pgbackrest") is None:
         raise DrillFailed("pgbackrest is not installed: `make pgbackrest` (apt-get install)")
-    report: dict[str, Any] = {"machine": machine(), "archive_timeout_s": args.archive_timeout}
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "archive_timeout_s": args.archive_timeout,
+        "loans_per_phase": args.loans,
+        "ballast_mb": args.ballast_mb,
+    }
     with cluster_of_its_own(args) as cluster:
         report["pgbackrest"] = cluster.run("pgbackrest", "version").stdout.strip()
         report["postgresql"] = cluster.pg("postgres", "--version").stdout.strip()
@@ -462,6 +486,9 @@ def drill(args: argparse.Namespace) -> dict[str, Any]:
         deni = bootstrap(settings)
         engine = create_engine(cluster.url)
         try:
+            if args.ballast_mb:
+                add_ballast(cluster, args.ballast_mb)
+                say(f"{args.ballast_mb} MB of ballast in a database of its own")
             write_books(deni, phase=1, loans_count=args.loans)
             entries_at_backup = scalar(engine, "SELECT count(*) FROM journal_entries")
             say(f"books written: {entries_at_backup} journal entries; full backup...")
@@ -479,6 +506,10 @@ def drill(args: argparse.Namespace) -> dict[str, Any]:
             }
             info = json.loads(cluster.pgbackrest("info", "--output=json"))
             report["backup"]["cipher"] = info[0]["cipher"]
+            # The backup alone, as stored (compressed, encrypted), and the cluster it copied.
+            newest = info[0]["backup"][-1]["info"]
+            report["backup"]["stored_bytes"] = newest["repository"]["size"]
+            report["backup"]["copied_bytes"] = newest["size"]
             say(f"full backup in {report['backup']['seconds']} s; more books...")
 
             write_books(deni, phase=2, loans_count=args.loans)
@@ -602,6 +633,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--loans", type=int, default=40, help="Loans per phase (three phases).")
     parser.add_argument("--archive-timeout", type=int, default=ARCHIVE_TIMEOUT_S)
+    parser.add_argument(
+        "--ballast-mb",
+        type=int,
+        default=0,
+        help="Add a database of this many MB beside Deni's, to time a restore of that size.",
+    )
     parser.add_argument("--pg-bin", help="PostgreSQL's bin folder (default: the newest found).")
     parser.add_argument("--os-user", default="postgres", help="Who runs PostgreSQL, as root.")
     parser.add_argument("--workdir", help="Where to make the temporary folder.")
