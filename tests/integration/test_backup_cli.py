@@ -300,3 +300,26 @@ def test_postgresql_is_sent_to_pgbackrest(
     assert "pgBackRest" in said
     assert "docs/backups.md" in said
     assert not (tmp_path / "file.sqlite3").exists()
+
+
+def test_restore_onto_a_machine_with_no_database_yet(
+    database: Path,
+    tmp_path: Path,
+    hasher: PepperedArgon2PinHasher,
+    open_deni: list[Deni],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deni = bootstrap(settings_for(f"sqlite:///{database}"), hasher=hasher)
+    _a_loan_repaid(deni)
+    deni.close()
+    code, output = _run("backup", str(tmp_path / "backup.sqlite3"))
+    assert code == 0, output
+    fresh = tmp_path / "new-machine" / "var" / "deni.sqlite3"
+    monkeypatch.setenv("DENI_DATABASE_URL", f"sqlite:///{fresh}")
+
+    code, output = _run("restore", str(tmp_path / "backup.sqlite3"))
+    assert code == 0, output
+    assert "kept at" not in output
+    restored = _open(open_deni, fresh, hasher)
+    assert _entries(restored) == 4
+    _assert_books_whole(restored)
