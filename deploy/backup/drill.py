@@ -392,18 +392,23 @@ def wait_archived(engine: Engine, wal: str, *, within_s: float) -> None:
 
 
 def unreadable(cluster: Cluster) -> bool:
-    """The repository's files are OpenSSL-encrypted (they begin `Salted__`, not with the plain
-    `[backrest]` of an unencrypted info file), and another passphrase cannot read them: the
-    stanza's status is an error (what the wrong key decrypts to varies: a format or a cipher
-    error, with the garbage quoted)."""
-    info_file = cluster.folder("repo") / "backup" / STANZA / "backup.info"
-    sealed = info_file.read_bytes().startswith(b"Salted__")
+    """Every file of the repository, backups and WAL alike, is OpenSSL-encrypted (begins
+    `Salted__`; an unencrypted info file begins `[backrest]`, a WAL segment with zstd's magic),
+    and another passphrase cannot read them: the stanza's status is an error (what the wrong
+    key decrypts to varies: a format or a cipher error, with the garbage quoted)."""
+    files = [path for path in cluster.folder("repo").rglob("*") if path.is_file()]
+    sealed = bool(files) and all(_begins(path, b"Salted__") for path in files)
     wrong = cluster.pgbackrest("info", "--output=json", passphrase="not it", check=False)  # noqa: S106
     try:
         status = json.loads(wrong, strict=False)[0]["status"]
     except (ValueError, LookupError, TypeError):
         return sealed  # pgbackrest failed outright: unreadable as well
     return sealed and status["code"] != 0
+
+
+def _begins(path: Path, magic: bytes) -> bool:
+    with path.open("rb") as file:
+        return file.read(len(magic)) == magic
 
 
 def repo_bytes(cluster: Cluster) -> int:
@@ -600,7 +605,9 @@ def drill(args: argparse.Namespace) -> dict[str, Any]:
             checks["recovery stopped at the restore point"] = (
                 f'recovery stopping at restore point "{point}"' in log
             )
-            checks["the repository does not open without the passphrase"] = unreadable(cluster)
+            checks["every repository file is encrypted; no other passphrase opens it"] = unreadable(
+                cluster
+            )
             checks["the repository is encrypted (aes-256-cbc)"] = (
                 report["backup"]["cipher"] == "aes-256-cbc"
             )

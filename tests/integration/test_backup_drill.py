@@ -68,7 +68,7 @@ def test_the_books_survive_losing_the_database_server(tmp_path: Path) -> None:
         "deni audit verify passes",
         "nothing after the moment",
         "recovery stopped at the restore point",
-        "the repository does not open without the passphrase",
+        "every repository file is encrypted; no other passphrase opens it",
     }
     books = report["ledger"]
     # Written before the backup, between it and the moment, and after the moment.
