@@ -3,8 +3,13 @@ checks it first; each POST checks its CSRF token before reading anything else.""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from datetime import date
+
+import structlog
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from deni.domain.errors import NotFound, ValidationFailed
 from deni.domain.operators import (
@@ -14,6 +19,8 @@ from deni.domain.operators import (
     ProposalState,
     SignInFailed,
 )
+from deni.domain.users import nairobi_today
+from deni.entrypoints import reports_csv
 from deni.entrypoints.gate import client_address
 from deni.entrypoints.ops.app import HERE, clear_login_cookie
 from deni.entrypoints.ops.render import page, templates
@@ -31,12 +38,14 @@ from deni.entrypoints.ops.security import (
     operator_for,
     secure_cookies,
 )
-from deni.services import limits, outbox, users
-from deni.services.mpesa import decisions
+from deni.services import limits, lookup, outbox, reports, users
+from deni.services.mpesa import decisions, reversals
 from deni.services.mpesa.ports import SuspenseState
 from deni.services.ops import operators, proposals
+from deni.services.reports import end_of_day
 
 router = APIRouter()
+log = structlog.get_logger(__name__)
 
 FORM_FIELDS_MAX = 12
 FIELD_CHARS_MAX = 600
@@ -287,7 +296,7 @@ def audit_log(request: Request) -> Response:
     return page(request, "audit.html", rows=list(reversed(rows)))
 
 
-# --- The dashboard ---------------------------------------------------------------------------
+# --- The dashboard, looking things up ------------------------------------------------------
 
 
 @router.get("/")
@@ -298,6 +307,94 @@ def dashboard(request: Request) -> Response:
     return page(
         request,
         "dashboard.html",
+        board=reports.dashboard(deni, now=deni.clock.now()),
         open_proposals=proposals.list_proposals(deni),
-        dead=outbox.dead_letters(deni, limit=LIST_MAX),
+        waiting=decisions.waiting_payouts(deni.mpesa) if deni.mpesa is not None else [],
     )
+
+
+@router.get("/search")
+@guarded("GET", "/search", Permission.VIEW)
+def search(request: Request, q: str = "") -> Response:
+    operator_for(request, Permission.VIEW)
+    found = lookup.search(deni_of(request), query=q) if q.strip() else None
+    return page(request, "search.html", q=q[:64], found=found)
+
+
+@router.get("/members/{user_id}")
+@guarded("GET", "/members/{user_id}", Permission.VIEW)
+def member(request: Request, user_id: str) -> Response:
+    operator_for(request, Permission.VIEW)
+    return page(request, "member.html", p=lookup.member_page(deni_of(request), user_id=user_id))
+
+
+@router.get("/loans/{loan}")
+@guarded("GET", "/loans/{loan}", Permission.VIEW)
+def loan(request: Request, loan: str) -> Response:
+    operator_for(request, Permission.VIEW)
+    return page(request, "loan.html", p=lookup.loan_page(deni_of(request), loan_code_or_id=loan))
+
+
+# --- Reversals -------------------------------------------------------------------------------
+
+
+@router.get("/reversals")
+@guarded("GET", "/reversals", Permission.MONEY)
+def reversal_list(request: Request) -> Response:
+    operator_for(request, Permission.MONEY)
+    mpesa = deni_of(request).mpesa
+    found = reversals.list_reversals(mpesa, limit=LIST_MAX) if mpesa is not None else []
+    return page(request, "reversals.html", found=found, mpesa_on=mpesa is not None)
+
+
+# --- Reports ---------------------------------------------------------------------------------
+
+REPORTS = ("trial-balance", "loan-book", "arrears", "mpesa-recon")
+
+
+@router.get("/reports")
+@guarded("GET", "/reports", Permission.REPORTS)
+def report_list(request: Request) -> Response:
+    operator_for(request, Permission.REPORTS)
+    today = nairobi_today(deni_of(request).clock.now())
+    return page(request, "reports.html", reports=REPORTS, today=today.isoformat())
+
+
+@router.get("/reports/{name}.csv")
+@guarded("GET", "/reports/{name}.csv", Permission.REPORTS)
+def report_csv(request: Request, name: str, day: str = "") -> Response:
+    """A report as CSV, streamed: the loan book a page at a time."""
+    operator = operator_for(request, Permission.REPORTS)
+    deni = deni_of(request)
+    on_day = _report_day(day, default=nairobi_today(deni.clock.now()))
+    lines: Iterator[str]
+    if name == "trial-balance":
+        lines = reports_csv.trial_balance_csv(reports.trial_balance(deni, as_of=end_of_day(on_day)))
+    elif name == "loan-book":
+        lines = reports_csv.loan_book_csv(reports.iter_loan_book(deni, as_of_day=on_day))
+    elif name == "arrears":
+        lines = reports_csv.arrears_csv(reports.arrears_ageing(deni, as_of_day=on_day))
+    elif name == "mpesa-recon":
+        lines = reports_csv.mpesa_reconciliation_csv(reports.mpesa_reconciliation(deni, day=on_day))
+    else:
+        raise NotFound("No such report.", code="report_not_found")
+    log.info("ops_report_download", operator=operator.username, report=name, day=str(on_day))
+    return StreamingResponse(
+        lines,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="deni-{name}-{on_day}.csv"'},
+    )
+
+
+def _report_day(text: str, *, default: date) -> date:
+    if not text:
+        return default
+    try:
+        if not _DAY.fullmatch(text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValidationFailed("A day is written YYYY-MM-DD.", code="invalid_day") from None
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")

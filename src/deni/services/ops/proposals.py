@@ -30,7 +30,7 @@ from deni.domain.phone import normalise_msisdn
 from deni.ids import new_id
 from deni.services import loans, users
 from deni.services.common import audit
-from deni.services.mpesa import decisions, reconcile
+from deni.services.mpesa import decisions, reconcile, reversals
 from deni.services.mpesa.ports import MpesaDeps, SuspenseState
 from deni.services.ops.operators import actor
 from deni.services.ops.ports import PROPOSALS_LIST_MAX, OpsDeps
@@ -198,7 +198,14 @@ def _check_claim(deps: OpsDeps, proposal: Proposal) -> None:
 
 
 def _check_reversal(deps: OpsDeps, proposal: Proposal) -> None:
-    _mpesa(deps)  # the reversal use case itself checks the receipt when it runs
+    """Only the receipt's form here: whether it can be reversed (confirmed, not reversed,
+    the wallet still holding it) is decided when the approval runs the reversal."""
+    _mpesa(deps)
+    receipt = proposal.target
+    if not receipt.isascii() or not receipt.isalnum() or not 8 <= len(receipt) <= 20:
+        raise ValidationFailed(
+            "An M-PESA receipt is 8 to 20 letters and digits.", code="invalid_receipt"
+        )
 
 
 def _check_write_off(deps: OpsDeps, proposal: Proposal) -> None:
@@ -270,7 +277,13 @@ def _decide_claim(
 
 
 def _reverse(deps: OpsDeps, proposal: Proposal, approver: Operator) -> str:
-    raise Conflict("Reversals are not wired on this server yet.", code="reversal_unavailable")
+    request = reversals.request_reversal(
+        _mpesa(deps), receipt=proposal.target, operator=approver.username, reason=proposal.reason
+    )
+    return (
+        f"Reversal of {proposal.target} sent ({request.id}); the money is held until M-PESA "
+        "answers."
+    )
 
 
 def _write_off(deps: OpsDeps, proposal: Proposal, approver: Operator) -> str:
