@@ -39,7 +39,9 @@ SECURITY_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer Chromium sends `Origin: null` with the
+    # console's own forms, and the CSRF check refuses what names no origin it knows.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
