@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -19,8 +20,10 @@ from deni.bootstrap import Deni
 from deni.domain.errors import DomainError, ErrorKind
 from deni.entrypoints.ops.render import page
 from deni.entrypoints.ops.security import COOKIE_PATH, LOGIN_COOKIE, SESSION_COOKIE
+from deni.services.ports import StorageBusy
 
 HERE = Path(__file__).parent
+log = structlog.get_logger(__name__)
 
 STATUS_BY_KIND = {
     ErrorKind.INVALID: 400,
@@ -83,6 +86,20 @@ def _add_error_pages(app: FastAPI) -> None:
         first = error.errors()[0] if error.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_page(request, 400, "validation_failed", f"{where}: {first.get('msg', '')}")
+
+    @app.exception_handler(StorageBusy)
+    def busy(request: Request, error: StorageBusy) -> Response:
+        return error_page(request, 503, "busy", "The database is busy; try again in a moment.")
+
+    @app.exception_handler(Exception)
+    def unexpected(request: Request, error: Exception) -> Response:
+        log.exception("ops_unhandled_error", path=request.url.path[:200])
+        return error_page(
+            request,
+            500,
+            "internal_error",
+            "Something went wrong and was logged. Look at what you acted on before trying again.",
+        )
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(request: Request, error: StarletteHTTPException) -> Response:

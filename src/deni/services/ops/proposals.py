@@ -23,6 +23,7 @@ from deni.domain.operators import (
     Operator,
     Proposal,
     ProposalKind,
+    ProposalNotOpen,
     ProposalState,
     require_reason,
 )
@@ -96,6 +97,8 @@ def approve(deps: OpsDeps, *, operator: Operator, proposal_id: str) -> Proposal:
     except DomainError as error:
         finished = proposal.finish(succeeded=False, outcome=f"{error.code}: {error.message}")
     with deps.uow() as uow:
+        if _locked(uow, proposal.id).state is not ProposalState.APPROVING:
+            raise ProposalNotOpen("This proposal was settled meanwhile.")  # by a person
         uow.proposals.save(finished)
         _audit(uow, operator, f"ops_{finished.state.value}", finished, deps.clock.now())
         uow.commit()
