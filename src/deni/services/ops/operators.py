@@ -198,8 +198,10 @@ def _alive(session: OpsSession, operator: Operator, now: datetime) -> bool:
 
 
 def _operator_named(uow: UnitOfWork, username: str) -> Operator | None:
+    """Locked: concurrent sign-ins as one operator queue, so none of them reads a failure
+    count or a last code step that another is about to change."""
     try:
-        return uow.operators.get_by_username(require_username(username))
+        return uow.operators.lock_by_username(require_username(username))
     except ValidationFailed:  # a malformed name is simply nobody
         return None
 

