@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -16,10 +16,15 @@ from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
 from deni.domain import totp
 from deni.domain.operators import SIGN_IN_FAILURES_MAX, Role, SignInFailed
-from deni.services.ops import operators
+from deni.domain.users import nairobi_today
+from deni.services import users
+from deni.services.ops import operators, proposals
 from tests.fakes import ManualClock
 from tests.fakes.clock import START
-from tests.ops.conftest import PASSWORD
+from tests.ops.conftest import PASSWORD, Staff
+from tests.support.builders import register
+
+MakeStaff = Callable[[str, Role], Staff]
 
 RACE_WAIT_S = 1.0
 
@@ -108,3 +113,61 @@ def test_one_code_sent_twice_at_once_opens_one_session(racing: tuple[Deni, Manua
 
     results = _all_at_once(2, replay)
     assert sum(isinstance(r, tuple) for r in results) == 1, results
+
+
+NUL_GETS = [
+    "/ops/members/%00",
+    "/ops/members/{member}%00",
+    "/ops/loans/%00",
+    "/ops/search?q=%00",
+    "/ops/search?q=DN%00",
+    "/ops/reports/arrears.csv?day=%00",
+]
+NUL_POSTS = [
+    ("/ops/proposals/%00/approve", {}),
+    ("/ops/proposals/%00/reject", {"reason": "not this one"}),
+    ("/ops/dead-letters/%00/retry", {}),
+    ("/ops/members/%00/lock", {}),
+    ("/ops/proposals", {"kind": "unlock_member", "target": "{member}", "reason": "seen\x00ID"}),
+    (
+        "/ops/proposals",
+        {"kind": "unlock_member", "target": "{member}", "reason": "seen ID", "\x00": ""},
+    ),
+]
+
+
+def test_nul_characters_anywhere_are_refused_not_a_500(deni: Deni, staff: MakeStaff) -> None:
+    """PostgreSQL refuses a string holding NUL: each of these was a 500 there."""
+    member = register(deni, name="Akinyi")
+    users.set_support_lock(deni, phone=member.phone, locked=True)
+    admin = staff("amina", Role.ADMIN)
+    for path in NUL_GETS:
+        answer = admin.client.get(path.format(member=member.id), follow_redirects=False)
+        assert answer.status_code == 400, (path, answer.status_code)
+        assert "invalid_characters" in answer.text
+    for path, fields in NUL_POSTS:
+        filled = {name: value.format(member=member.id) for name, value in fields.items()}
+        answer = admin.post(path, filled)  # type: ignore[attr-defined]
+        assert answer.status_code == 400, (path, fields, answer.status_code)
+        assert "invalid_characters" in answer.text
+    assert proposals.list_proposals(deni) == []
+
+
+def test_a_report_of_a_day_out_of_range_is_refused_not_a_500(
+    staff: MakeStaff, clock: ManualClock
+) -> None:
+    """Year 1 and year 9999 overflowed the day's window (a 500); reports start in 2000 and
+    end today (Nairobi)."""
+    finance = staff("fatma", Role.FINANCE)
+    tomorrow = (nairobi_today(clock.now()) + timedelta(days=1)).isoformat()
+    for report in ("trial-balance", "loan-book", "arrears", "mpesa-recon"):
+        for day in ("0001-01-01", "1999-12-31", "9999-12-31", tomorrow):
+            answer = finance.client.get(f"/ops/reports/{report}.csv", params={"day": day})
+            assert answer.status_code == 400, (report, day, answer.text[:200])
+            assert "invalid_day" in answer.text
+        assert (
+            finance.client.get(
+                f"/ops/reports/{report}.csv", params={"day": "2000-01-01"}
+            ).status_code
+            == 200
+        )
