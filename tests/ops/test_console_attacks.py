@@ -147,9 +147,11 @@ def test_nul_characters_anywhere_are_refused_not_a_500(deni: Deni, staff: MakeSt
         assert "invalid_characters" in answer.text
     for path, fields in NUL_POSTS:
         filled = {name: value.format(member=member.id) for name, value in fields.items()}
-        answer = admin.post(path, filled)  # type: ignore[attr-defined]
-        assert answer.status_code == 400, (path, fields, answer.status_code)
-        assert "invalid_characters" in answer.text
+        posted = admin.client.post(
+            path, data={"csrf": admin.csrf(), **filled}, follow_redirects=False
+        )
+        assert posted.status_code == 400, (path, fields, posted.status_code)
+        assert "invalid_characters" in posted.text
     assert proposals.list_proposals(deni) == []
 
 
