@@ -4,7 +4,7 @@ approval."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -187,6 +187,40 @@ def test_wrong_tries_lock_the_operator_for_a_while(ops: OpsWorld) -> None:
         operators.sign_in(ops, username="amina", password=PASSWORD, code=code(ops, new))
     advance(ops, SIGN_IN_LOCK)
     signed_in(ops, new)
+
+
+@dataclass
+class CountingHasher:
+    """The world's hasher, counting `verify`: a refused sign-in costs one, whatever the cause,
+    so its time says nothing about which cause it was."""
+
+    inner: PinHasher
+    verified: int = 0
+
+    def hash(self, pin: str) -> str:
+        return self.inner.hash(pin)
+
+    def verify(self, pin: str, hashed: str) -> bool:
+        self.verified += 1
+        return self.inner.verify(pin, hashed)
+
+    def needs_rehash(self, hashed: str) -> bool:
+        return self.inner.needs_rehash(hashed)
+
+
+def test_a_refused_sign_in_takes_one_password_check_whatever_the_cause(ops: OpsWorld) -> None:
+    counting = CountingHasher(ops.hasher)
+    ops = replace(ops, hasher=counting)
+    amina, baraka = add(ops, "amina", Role.SUPPORT), add(ops, "baraka", Role.SUPPORT)
+    operators.disable_operator(ops, username="baraka")
+    for _ in range(SIGN_IN_FAILURES_MAX):
+        with pytest.raises(SignInFailed):
+            operators.sign_in(ops, username="amina", password="not the password", code="000000")
+    for username, new in (("nobody", amina), ("amina", amina), ("baraka", baraka)):
+        counting.verified = 0  # nobody; amina, locked; baraka, disabled
+        with pytest.raises(SignInFailed):
+            operators.sign_in(ops, username=username, password=PASSWORD, code=code(ops, new))
+        assert counting.verified == 1, username
 
 
 def test_a_session_ends_when_idle_at_its_lifetime_on_sign_out_and_when_disabled(

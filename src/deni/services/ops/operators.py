@@ -118,16 +118,18 @@ def list_operators(deps: OpsDeps) -> list[Operator]:
 
 def sign_in(deps: OpsDeps, *, username: str, password: str, code: str) -> tuple[Operator, str]:
     """The operator and a new session's token, or `SignInFailed` whatever was wrong. Wrong
-    tries count; `SIGN_IN_FAILURES_MAX` in a row lock the operator for `SIGN_IN_LOCK`."""
+    tries count; `SIGN_IN_FAILURES_MAX` in a row lock the operator for `SIGN_IN_LOCK`. Every
+    refusal checks one password hash (a dummy one for an unknown name), so a locked,
+    disabled or unknown operator answers no faster than a wrong password."""
     now = deps.clock.now()
     with deps.uow() as uow:
         operator = _operator_named(uow, username)
         if operator is None:
             deps.hasher.verify(password, _DUMMY_HASH.get(deps))  # the same time as a real one
             raise SignInFailed(SIGN_IN_FAILED)
+        password_ok = deps.hasher.verify(password, operator.password_hash)  # always: timing
         if operator.disabled_at is not None or operator.is_locked(now):
             raise SignInFailed(SIGN_IN_FAILED)
-        password_ok = deps.hasher.verify(password, operator.password_hash)
         seed = deps.sealer.open(operator.totp_sealed, operator_id=operator.id)
         step = totp.matching_step(seed, code.strip(), at=now, last_step=operator.totp_last_step)
         if not password_ok or step is None:
