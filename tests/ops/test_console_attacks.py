@@ -173,3 +173,18 @@ def test_a_report_of_a_day_out_of_range_is_refused_not_a_500(
             ).status_code
             == 200
         )
+
+
+def test_an_approver_can_open_what_a_proposal_acts_on(deni: Deni, staff: MakeStaff) -> None:
+    """The second pair of eyes sees more than an id and the proposer's own words."""
+    member = register(deni, name="Akinyi")
+    users.set_support_lock(deni, phone=member.phone, locked=True)
+    amina, baraka = staff("amina", Role.SUPPORT), staff("baraka", Role.SUPPORT)
+    fields = {"kind": "unlock_member", "target": member.id, "reason": "seen ID at the shop"}
+    assert (
+        amina.client.post(
+            "/ops/proposals", data={"csrf": amina.csrf(), **fields}, follow_redirects=False
+        ).status_code
+        == 303
+    )
+    assert f'href="/ops/members/{member.id}"' in baraka.client.get("/ops/proposals").text
