@@ -302,6 +302,41 @@ def test_an_unlock_needs_a_second_operator(world: World, ops: OpsWorld) -> None:
         proposals.approve(ops, operator=second, proposal_id=proposal.id)
 
 
+def test_disabling_an_operator_withdraws_what_they_proposed(world: World, ops: OpsWorld) -> None:
+    """Someone who has left cannot answer for a proposal: nobody may approve it after."""
+    member_id = locked_member(world, ops)
+    first, _ = signed_in(ops, add(ops, "amina", Role.SUPPORT))
+    second, _ = signed_in(ops, add(ops, "baraka", Role.SUPPORT))
+    proposal = proposals.propose(
+        ops,
+        operator=first,
+        kind=ProposalKind.UNLOCK_MEMBER,
+        target=member_id,
+        reason="ID seen at the shop",
+    )
+    operators.disable_operator(ops, username="amina")
+    assert proposals.get_proposal(ops, proposal_id=proposal.id).state is ProposalState.WITHDRAWN
+    with pytest.raises(ProposalNotOpen):
+        proposals.approve(ops, operator=second, proposal_id=proposal.id)
+    with world.uow.read_only() as uow:
+        assert uow.users.get(member_id).support_locked_at is not None  # type: ignore[union-attr]
+    # The thing is free to propose again, by someone still here; and should a proposer be
+    # turned off some other way, the approval refuses their proposal all the same.
+    again = proposals.propose(
+        ops,
+        operator=second,
+        kind=ProposalKind.UNLOCK_MEMBER,
+        target=member_id,
+        reason="ID seen at the shop",
+    )
+    third, _ = signed_in(ops, add(ops, "chebet", Role.SUPPORT))
+    with ops.uow() as uow:
+        uow.operators.save(replace(second, disabled_at=ops.clock.now()), ops.clock.now())
+        uow.commit()
+    with pytest.raises(ProposalNotOpen):
+        proposals.approve(ops, operator=third, proposal_id=again.id)
+
+
 def test_roles_bound_who_may_propose_and_approve(world: World, ops: OpsWorld) -> None:
     member_id = locked_member(world, ops)
     lender, _, loan = active_loan(world)
