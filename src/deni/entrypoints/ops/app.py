@@ -61,11 +61,24 @@ def create_ops_app(deni: Deni) -> FastAPI:
     async def headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        response = await call_next(request)
+        if _holds_nul(request):
+            response = error_page(request, 400, "invalid_characters", NUL_REFUSED)
+        else:
+            response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         return response
 
     return app
+
+
+NUL_REFUSED = "Addresses and forms may not hold NUL characters."
+
+
+def _holds_nul(request: Request) -> bool:
+    """A NUL in a path or query value would reach PostgreSQL, which refuses it (a 500); the
+    console's forms refuse it field by field (`pages.form_of`)."""
+    query = request.query_params.multi_items()
+    return "\x00" in request.url.path or any("\x00" in k + v for k, v in query)
 
 
 def error_page(request: Request, status: int, code: str, message: str) -> Response:

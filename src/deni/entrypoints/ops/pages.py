@@ -22,7 +22,7 @@ from deni.domain.operators import (
 from deni.domain.users import nairobi_today
 from deni.entrypoints import reports_csv
 from deni.entrypoints.gate import client_address
-from deni.entrypoints.ops.app import HERE, clear_login_cookie
+from deni.entrypoints.ops.app import HERE, NUL_REFUSED, clear_login_cookie
 from deni.entrypoints.ops.render import page, templates
 from deni.entrypoints.ops.security import (
     COOKIE_PATH,
@@ -55,12 +55,15 @@ SESSION_COOKIE_MAX_AGE_S = 8 * 3600
 
 
 async def form_of(request: Request) -> dict[str, str]:
-    """The posted fields as text, bounded in number and length; files are refused."""
+    """The posted fields as text, bounded in number and length, without NUL characters
+    (PostgreSQL refuses them); files are refused."""
     form = await request.form(max_files=0, max_fields=FORM_FIELDS_MAX)
     fields: dict[str, str] = {}
     for name, value in form.items():
         if not isinstance(value, str) or len(value) > FIELD_CHARS_MAX:
             raise ValidationFailed(f"The field {name[:40]!r} is too long.", code="field_too_long")
+        if "\x00" in name or "\x00" in value:
+            raise ValidationFailed(NUL_REFUSED, code="invalid_characters")
         fields[name] = value
     return fields
 
@@ -387,14 +390,22 @@ def report_csv(request: Request, name: str, day: str = "") -> Response:
 
 
 def _report_day(text: str, *, default: date) -> date:
+    """The day asked for, from REPORT_DAY_MIN to today (`default`): outside, a day's window
+    overflows Python's or PostgreSQL's dates, and a day to come has no report."""
     if not text:
         return default
     try:
         if not _DAY.fullmatch(text):
             raise ValueError(text)
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise ValidationFailed("A day is written YYYY-MM-DD.", code="invalid_day") from None
+    if not REPORT_DAY_MIN <= day <= default:
+        raise ValidationFailed(
+            f"A report is of a day from {REPORT_DAY_MIN.isoformat()} to today.", code="invalid_day"
+        )
+    return day
 
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+REPORT_DAY_MIN = date(2000, 1, 1)

@@ -88,6 +88,9 @@ def approve(deps: OpsDeps, *, operator: Operator, proposal_id: str) -> Proposal:
     now = deps.clock.now()
     with deps.uow() as uow:
         proposal = _locked(uow, proposal_id).approve(operator, now)
+        proposer = uow.operators.get(proposal.proposed_by)
+        if proposer is None or proposer.disabled_at is not None:
+            raise ProposalNotOpen("The operator who proposed this was disabled; propose it anew.")
         uow.proposals.save(proposal)
         _audit(uow, operator, "ops_approve", proposal, now)
         uow.commit()
