@@ -80,7 +80,7 @@ def test_a_reversal_runs_only_on_a_second_operators_approval(world: World) -> No
     actors = [(r.command, r.actor_id) for r in _audit(world)]
     assert ("ops_propose", "ops:fatuma") in actors
     assert ("ops_approve", "ops:juma") in actors
-    assert ("request_reversal", "juma") in actors
+    assert ("request_reversal", "ops:juma") in actors
 
 
 def test_a_refused_reversal_fails_the_proposal_and_moves_nothing(world: World) -> None:

@@ -182,6 +182,20 @@ class Proposal:
             raise ProposalNotOpen(f"This proposal is {self.state.value} already.")
 
 
+# Who decides, as money decisions record it: a staff console operator (`ops:amina`) or the
+# name an operator gives on the server's command line.
+ACTOR = re.compile(r"[A-Za-z][A-Za-z0-9._@:-]{0,63}")
+
+
+def require_actor(name: str) -> str:
+    if not ACTOR.fullmatch(name):
+        raise ValidationFailed(
+            "Say who decides: a name of letters, digits, '.', '_', '@', ':' or '-' (64 at most).",
+            code="invalid_operator",
+        )
+    return name
+
+
 def require_username(username: str) -> str:
     cleaned = username.strip().lower()
     if not USERNAME.match(cleaned):

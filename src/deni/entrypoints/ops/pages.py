@@ -3,9 +3,7 @@ checks it first; each POST checks its CSRF token before reading anything else.""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from datetime import date
 
 import structlog
 from fastapi import APIRouter, Request
@@ -360,7 +358,13 @@ REPORTS = ("trial-balance", "loan-book", "arrears", "mpesa-recon")
 def report_list(request: Request) -> Response:
     operator_for(request, Permission.REPORTS)
     today = nairobi_today(deni_of(request).clock.now())
-    return page(request, "reports.html", reports=REPORTS, today=today.isoformat())
+    return page(
+        request,
+        "reports.html",
+        reports=REPORTS,
+        today=today.isoformat(),
+        day_min=reports.REPORT_DAY_MIN.isoformat(),
+    )
 
 
 @router.get("/reports/{name}.csv")
@@ -369,7 +373,7 @@ def report_csv(request: Request, name: str, day: str = "") -> Response:
     """A report as CSV, streamed: the loan book a page at a time."""
     operator = operator_for(request, Permission.REPORTS)
     deni = deni_of(request)
-    on_day = _report_day(day, default=nairobi_today(deni.clock.now()))
+    on_day = reports.report_day(day or None, today=nairobi_today(deni.clock.now()))
     lines: Iterator[str]
     if name == "trial-balance":
         lines = reports_csv.trial_balance_csv(reports.trial_balance(deni, as_of=end_of_day(on_day)))
@@ -387,25 +391,3 @@ def report_csv(request: Request, name: str, day: str = "") -> Response:
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="deni-{name}-{on_day}.csv"'},
     )
-
-
-def _report_day(text: str, *, default: date) -> date:
-    """The day asked for, from REPORT_DAY_MIN to today (`default`): outside, a day's window
-    overflows Python's or PostgreSQL's dates, and a day to come has no report."""
-    if not text:
-        return default
-    try:
-        if not _DAY.fullmatch(text):
-            raise ValueError(text)
-        day = date.fromisoformat(text)
-    except ValueError:
-        raise ValidationFailed("A day is written YYYY-MM-DD.", code="invalid_day") from None
-    if not REPORT_DAY_MIN <= day <= default:
-        raise ValidationFailed(
-            f"A report is of a day from {REPORT_DAY_MIN.isoformat()} to today.", code="invalid_day"
-        )
-    return day
-
-
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-REPORT_DAY_MIN = date(2000, 1, 1)

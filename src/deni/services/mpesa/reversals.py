@@ -39,6 +39,7 @@ from deni.domain.mpesa import (
     RequestState,
     require_mpesa_amount,
 )
+from deni.domain.operators import require_actor
 from deni.ids import new_id
 from deni.services import ledger
 from deni.services.common import audit, require_user
@@ -69,7 +70,6 @@ EVIDENCE_MAX = 200
 # Daraja's result code for a payment that was already reversed (by another request, or by
 # Safaricom on the org portal): the money left the paybill, but not through this reversal.
 ALREADY_REVERSED = "R000001"
-_OPERATOR = re.compile(r"[A-Za-z][A-Za-z0-9._@-]{0,63}")
 _MSISDN = re.compile(r"2547\d{8}|2541\d{8}")
 
 
@@ -96,7 +96,7 @@ def request_reversal(deps: MpesaDeps, *, receipt: str, operator: str, reason: st
     assigned`, `already_reversed`, `reversal_pending`, `wallet_short_for_reversal` (the member
     has spent or holds part of it), `invalid_receipt`, `invalid_operator`, `reason_required`."""
     receipt = _checked_receipt(receipt)
-    operator, reason = _checked_operator(operator), _checked_reason(reason)
+    operator, reason = require_actor(operator), _checked_reason(reason)
     now = deps.clock.now()
     with deps.uow() as uow:
         payment = uow.suspense.lock(receipt)
@@ -254,14 +254,6 @@ def _checked_receipt(receipt: str) -> str:
     if not receipt or len(receipt) > RECEIPT_CHARS_MAX or not receipt.isalnum():
         raise ValidationFailed("An M-PESA receipt is letters and digits.", code="invalid_receipt")
     return receipt
-
-
-def _checked_operator(operator: str) -> str:
-    if not _OPERATOR.fullmatch(operator):
-        raise ValidationFailed(
-            "Name the operator (letters, digits, . _ @ -).", code="invalid_operator"
-        )
-    return operator
 
 
 def _checked_reason(reason: str) -> str:

@@ -257,7 +257,7 @@ def _decide_payout(decision: decisions.Decision) -> Callable[[OpsDeps, Proposal,
             _mpesa(deps),
             request_id=proposal.target,
             decision=decision,
-            operator=approver.username,
+            operator=actor(approver),
             reason=proposal.reason,
             receipt=proposal.params.get("receipt"),
         )
@@ -274,7 +274,7 @@ def _decide_claim(
             _mpesa(deps),
             receipt=proposal.target,
             decision=decision,
-            operator=approver.username,
+            operator=actor(approver),
             reason=proposal.reason,
         )
         return f"Claim {claim.receipt} is {claim.state.value}."
@@ -284,7 +284,7 @@ def _decide_claim(
 
 def _reverse(deps: OpsDeps, proposal: Proposal, approver: Operator) -> str:
     request = reversals.request_reversal(
-        _mpesa(deps), receipt=proposal.target, operator=approver.username, reason=proposal.reason
+        _mpesa(deps), receipt=proposal.target, operator=actor(approver), reason=proposal.reason
     )
     return (
         f"Reversal of {proposal.target} sent ({request.id}); the money is held until M-PESA "
