@@ -10,7 +10,9 @@ database engine stays inside; tests and benchmarks that read rows themselves ask
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import os
+import socket
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from deni.adapters.clock import SystemClock
 from deni.adapters.daraja.client import DarajaClient, DarajaConfig
 from deni.adapters.daraja.gateway import DarajaGateway
 from deni.adapters.db.engine import make_engine
+from deni.adapters.db.heartbeats import SqlWorkerHeartbeats
 from deni.adapters.db.migrate import upgrade
 from deni.adapters.db.mpesa.tokens import SqlTokenStore
 from deni.adapters.db.session_gate import SqlSessionGate
@@ -33,6 +36,7 @@ from deni.adapters.security import AesGcmSeedSealer, JwtAccessTokens, PepperedAr
 from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
 from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, OutboxMessage, SqlSmsQueue
 from deni.bootstrap.background import HOP_THREADS, Background, HopThreads, housekeeper
+from deni.bootstrap.readiness import Check, Readiness, readiness
 from deni.bootstrap.worker import MpesaWorker
 from deni.config import Settings
 from deni.domain.secrecy import derive_key
@@ -57,9 +61,11 @@ from deni.services.ussd_ports import UssdReads
 __all__ = [
     "HOP_THREADS",
     "Background",
+    "Check",
     "Deni",
     "HopThreads",
     "Metrics",
+    "Readiness",
     "SmsOutboxReader",
     "bootstrap",
     "configure_logging",
@@ -107,6 +113,8 @@ class Deni:
     session_gate: SessionGate
     # Operators' TOTP seeds, sealed under a key derived from the pepper.
     sealer: SeedSealer
+    # This process's M-PESA worker heartbeat (readiness reads every process's newest).
+    heartbeats: SqlWorkerHeartbeats
     # M-PESA through Daraja: None unless DENI_MPESA=on.
     mpesa: MpesaDeps | None = None
 
@@ -137,6 +145,14 @@ class Deni:
         with self._engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
+    def readiness(self) -> Readiness:
+        """Whether this process may take traffic: the database reached and at this code's
+        schema, Redis reached (when used), a fresh worker heartbeat (with M-PESA on)."""
+        ping: Callable[[], None] | None = None
+        if isinstance(self.sessions, RedisSessionStore):
+            ping = self.sessions.ping
+        return readiness(self._engine, self.settings, now=self.clock.now(), ping_redis=ping)
+
     def upgrade_schema(self) -> str:
         """Create or migrate the schema to the newest version; returns the database's URL,
         its password hidden, to say which one."""
@@ -165,7 +181,10 @@ class Deni:
         """The M-PESA worker in the calling thread, until interrupted (`deni worker`)."""
         assert self.mpesa is not None, "M-PESA is off"
         MpesaWorker(
-            self.mpesa, interval_s=interval_s, reconcile_interval_s=reconcile_interval_s
+            self.mpesa,
+            interval_s=interval_s,
+            reconcile_interval_s=reconcile_interval_s,
+            heartbeat=self.heartbeats,
         ).run_forever()
 
     def close(self) -> None:
@@ -230,8 +249,14 @@ def bootstrap(
         ussd_reads=SqlUssdReads(engine),
         session_gate=SqlSessionGate(engine),
         sealer=AesGcmSeedSealer(pepper=settings.pin_pepper),
+        heartbeats=SqlWorkerHeartbeats(engine, worker_id=_worker_id()),
         mpesa=_mpesa(settings, engine, clock, mpesa_gateway),
     )
+
+
+def _worker_id() -> str:
+    """This process, as its heartbeat row names it."""
+    return f"{socket.gethostname()[:150]}:{os.getpid()}"
 
 
 class _Channels(TypedDict):
