@@ -26,6 +26,7 @@ from deni.adapters.daraja.gateway import DarajaGateway
 from deni.adapters.db.engine import make_engine
 from deni.adapters.db.heartbeats import SqlWorkerHeartbeats
 from deni.adapters.db.migrate import upgrade
+from deni.adapters.db.monitoring import SqlMonitoringReads
 from deni.adapters.db.mpesa.tokens import SqlTokenStore
 from deni.adapters.db.session_gate import SqlSessionGate
 from deni.adapters.db.uow import NestedUnitOfWorkFactory, SqlUnitOfWork, SqlUnitOfWorkFactory
@@ -42,6 +43,7 @@ from deni.config import Settings
 from deni.domain.secrecy import derive_key
 from deni.services import limits
 from deni.services.limits import LimitCounters
+from deni.services.monitoring_ports import MonitoringReads
 from deni.services.mpesa.ports import MpesaDeps, MpesaGateway, MpesaPolicy
 from deni.services.mpesa.requests import MpesaOutbox
 from deni.services.ops.ports import SeedSealer
@@ -115,6 +117,8 @@ class Deni:
     sealer: SeedSealer
     # This process's M-PESA worker heartbeat (readiness reads every process's newest).
     heartbeats: SqlWorkerHeartbeats
+    # The business figures /metrics exports (services/monitoring.py).
+    monitoring_reads: MonitoringReads
     # M-PESA through Daraja: None unless DENI_MPESA=on.
     mpesa: MpesaDeps | None = None
 
@@ -250,6 +254,7 @@ def bootstrap(
         session_gate=SqlSessionGate(engine),
         sealer=AesGcmSeedSealer(pepper=settings.pin_pepper),
         heartbeats=SqlWorkerHeartbeats(engine, worker_id=_worker_id()),
+        monitoring_reads=SqlMonitoringReads(engine),
         mpesa=_mpesa(settings, engine, clock, mpesa_gateway),
     )
 

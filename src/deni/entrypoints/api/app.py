@@ -17,6 +17,7 @@ from deni.bootstrap import Background, Deni, render_metrics
 from deni.domain.errors import DomainError, ErrorKind, TooManyRequests
 from deni.domain.ledger import EntryCode
 from deni.domain.loans import LoanState
+from deni.entrypoints.api import business_metrics
 from deni.entrypoints.api.contract import document_errors
 from deni.entrypoints.api.limits import (
     CLIENT_CLOSED_REQUEST,
@@ -87,7 +88,7 @@ def create_app(deni: Deni) -> FastAPI:
     # Routes are matched in order: the two busiest paths, a USSD hop and a Daraja callback,
     # go first instead of being tried after every /api/v1 route.
     ussd.add_routes(app, deni, background.hops)  # POST /ussd, Africa's Talking USSD
-    app.include_router(hooks.router)  # Daraja callbacks, handed to the inbox writer
+    hooks.add_routes(app)  # Daraja callbacks, handed to the inbox writer
     routers = (
         auth.router,
         wallet.router,
@@ -177,6 +178,7 @@ def _add_operations(app: FastAPI, deni: Deni) -> None:
         for code in EntryCode:
             count = entry_counts.get(code.value, 0)
             deni.metrics.ledger_entries.labels(kind=code.value).set(count)
+        business_metrics.refresh(deni)
         body, content_type = render_metrics(deni.metrics)
         return Response(body, media_type=content_type)
 
