@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypedDict
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from deni.adapters.clock import SystemClock
 from deni.adapters.daraja.client import DarajaClient, DarajaConfig
@@ -144,11 +144,6 @@ class Deni:
             refresh_ttl_s=self.refresh_ttl_s,
         )
 
-    def check_database(self) -> None:
-        """One round trip to the database; raises whatever reaching it raised."""
-        with self._engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-
     def readiness(self) -> Readiness:
         """Whether this process may take traffic: the database reached and at this code's
         schema, Redis reached (when used), a fresh worker heartbeat (with M-PESA on)."""
@@ -199,7 +194,7 @@ class Deni:
 
 def database_engine(deni: Deni) -> Engine:
     """The engine behind `deni`, for tests and benchmarks that read rows or count statements
-    themselves. Entrypoints ask `deni` for a service instead (check_database, upgrade_schema)."""
+    themselves. Entrypoints ask `deni` for a service instead (readiness, upgrade_schema)."""
     return deni._engine
 
 
