@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 from alembic import command
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, make_url, select, text
 from tests.fakes.clock import ManualClock
 from tests.fakes.gateway import FakeMpesaGateway
 from tests.support.waiting import wait_until
 
+from deni.adapters.db.heartbeats import FORGET_AFTER, SqlWorkerHeartbeats
 from deni.adapters.db.migrate import alembic_config, code_head
+from deni.adapters.db.tables import worker_heartbeats
 from deni.adapters.security import PepperedArgon2PinHasher
 from deni.bootstrap import Deni, bootstrap, database_engine
 from deni.bootstrap.worker import HEARTBEAT_EVERY_S, MpesaWorker
@@ -280,3 +282,16 @@ def test_the_worker_beats_when_it_starts_then_at_most_every_ten_seconds(
     worker._last_beat_s -= HEARTBEAT_EVERY_S
     worker._beat()
     assert beats.beats == [deni.clock.now()]
+
+
+def test_a_starting_worker_forgets_processes_gone_a_week(deni: Deni, clock: ManualClock) -> None:
+    engine = database_engine(deni)
+    gone = SqlWorkerHeartbeats(engine, worker_id="old-host:41")
+    recent = SqlWorkerHeartbeats(engine, worker_id="other-host:7")
+    gone.start(clock.now() - FORGET_AFTER - timedelta(seconds=1))
+    recent.start(clock.now() - FORGET_AFTER)
+    deni.heartbeats.start(clock.now())
+    with engine.connect() as connection:
+        rows = connection.execute(select(worker_heartbeats.c.worker_id)).scalars().all()
+    assert sorted(rows) == sorted(["other-host:7", deni.heartbeats.worker_id])
+    assert deni.heartbeats.newest() == clock.now()
