@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # The in-process worker of `deni serve` (0: off; run `deni worker` instead).
     worker_interval_s: float = Field(default=1.0, ge=0, le=3_600)
     reconcile_interval_s: float = Field(default=60.0, gt=0, le=86_400)
+    # With M-PESA on, GET /health/ready fails when no worker process has beaten its heartbeat
+    # for this long (the loop beats before a pass, at most every 10 s; docs/deploy.md).
+    worker_heartbeat_stale_s: float = Field(default=120.0, ge=30, le=86_400)
     mpesa_stk_query_after_s: float = Field(default=180.0, ge=0, le=86_400)
     mpesa_status_after_s: float = Field(default=120.0, ge=0, le=86_400)
     # A paybill payment accepted at validation and still unconfirmed after this: ask M-PESA.

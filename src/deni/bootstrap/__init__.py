@@ -10,19 +10,23 @@ database engine stays inside; tests and benchmarks that read rows themselves ask
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import os
+import socket
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypedDict
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from deni.adapters.clock import SystemClock
 from deni.adapters.daraja.client import DarajaClient, DarajaConfig
 from deni.adapters.daraja.gateway import DarajaGateway
 from deni.adapters.db.engine import make_engine
+from deni.adapters.db.heartbeats import SqlWorkerHeartbeats
 from deni.adapters.db.migrate import upgrade
+from deni.adapters.db.monitoring import SqlMonitoringReads
 from deni.adapters.db.mpesa.tokens import SqlTokenStore
 from deni.adapters.db.session_gate import SqlSessionGate
 from deni.adapters.db.uow import NestedUnitOfWorkFactory, SqlUnitOfWork, SqlUnitOfWorkFactory
@@ -33,11 +37,13 @@ from deni.adapters.security import AesGcmSeedSealer, JwtAccessTokens, PepperedAr
 from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
 from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, OutboxMessage, SqlSmsQueue
 from deni.bootstrap.background import HOP_THREADS, Background, HopThreads, housekeeper
+from deni.bootstrap.readiness import Check, Readiness, readiness
 from deni.bootstrap.worker import MpesaWorker
 from deni.config import Settings
 from deni.domain.secrecy import derive_key
 from deni.services import limits
 from deni.services.limits import LimitCounters
+from deni.services.monitoring_ports import MonitoringReads
 from deni.services.mpesa.ports import MpesaDeps, MpesaGateway, MpesaPolicy
 from deni.services.mpesa.requests import MpesaOutbox
 from deni.services.ops.ports import SeedSealer
@@ -57,9 +63,11 @@ from deni.services.ussd_ports import UssdReads
 __all__ = [
     "HOP_THREADS",
     "Background",
+    "Check",
     "Deni",
     "HopThreads",
     "Metrics",
+    "Readiness",
     "SmsOutboxReader",
     "bootstrap",
     "configure_logging",
@@ -107,6 +115,10 @@ class Deni:
     session_gate: SessionGate
     # Operators' TOTP seeds, sealed under a key derived from the pepper.
     sealer: SeedSealer
+    # This process's M-PESA worker heartbeat (readiness reads every process's newest).
+    heartbeats: SqlWorkerHeartbeats
+    # The business figures /metrics exports (services/monitoring.py).
+    monitoring_reads: MonitoringReads
     # M-PESA through Daraja: None unless DENI_MPESA=on.
     mpesa: MpesaDeps | None = None
 
@@ -132,10 +144,13 @@ class Deni:
             refresh_ttl_s=self.refresh_ttl_s,
         )
 
-    def check_database(self) -> None:
-        """One round trip to the database; raises whatever reaching it raised."""
-        with self._engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+    def readiness(self) -> Readiness:
+        """Whether this process may take traffic: the database reached and at this code's
+        schema, Redis reached (when used), a fresh worker heartbeat (with M-PESA on)."""
+        ping: Callable[[], None] | None = None
+        if isinstance(self.sessions, RedisSessionStore):
+            ping = self.sessions.ping
+        return readiness(self._engine, self.settings, now=self.clock.now(), ping_redis=ping)
 
     def upgrade_schema(self) -> str:
         """Create or migrate the schema to the newest version; returns the database's URL,
@@ -165,7 +180,10 @@ class Deni:
         """The M-PESA worker in the calling thread, until interrupted (`deni worker`)."""
         assert self.mpesa is not None, "M-PESA is off"
         MpesaWorker(
-            self.mpesa, interval_s=interval_s, reconcile_interval_s=reconcile_interval_s
+            self.mpesa,
+            interval_s=interval_s,
+            reconcile_interval_s=reconcile_interval_s,
+            heartbeat=self.heartbeats,
         ).run_forever()
 
     def close(self) -> None:
@@ -176,7 +194,7 @@ class Deni:
 
 def database_engine(deni: Deni) -> Engine:
     """The engine behind `deni`, for tests and benchmarks that read rows or count statements
-    themselves. Entrypoints ask `deni` for a service instead (check_database, upgrade_schema)."""
+    themselves. Entrypoints ask `deni` for a service instead (readiness, upgrade_schema)."""
     return deni._engine
 
 
@@ -230,8 +248,15 @@ def bootstrap(
         ussd_reads=SqlUssdReads(engine),
         session_gate=SqlSessionGate(engine),
         sealer=AesGcmSeedSealer(pepper=settings.pin_pepper),
+        heartbeats=SqlWorkerHeartbeats(engine, worker_id=_worker_id()),
+        monitoring_reads=SqlMonitoringReads(engine),
         mpesa=_mpesa(settings, engine, clock, mpesa_gateway),
     )
+
+
+def _worker_id() -> str:
+    """This process, as its heartbeat row names it."""
+    return f"{socket.gethostname()[:150]}:{os.getpid()}"
 
 
 class _Channels(TypedDict):

@@ -11,9 +11,12 @@ them (bootstrap/background.py).
 from __future__ import annotations
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from deni.bootstrap import Background, Deni
 from deni.entrypoints.errors import error_response
@@ -28,9 +31,6 @@ ACCEPTED = {"ResultCode": 0, "ResultDesc": "Accepted"}
 # a longer body with 413 while it arrives (limits.py), so reading it here is bounded.
 BODY_BYTES_MAX = 256 * 1024
 _KINDS = frozenset(kind.value for kind in CallbackKind)
-
-
-router = APIRouter(include_in_schema=False)
 
 
 async def hook(request: Request) -> JSONResponse:
@@ -65,7 +65,21 @@ async def hook(request: Request) -> JSONResponse:
     return JSONResponse(answer)
 
 
-router.add_route("/hooks/{token}/{kind:path}", hook, methods=["POST"], include_in_schema=False)
+class HookRoute(Route):
+    """A plain Starlette route that names itself in the scope, as FastAPI's own routes do, so
+    /metrics counts callbacks by template ("/hooks/{token}/{kind:path}"), never by the secret
+    path. Added to the app's own table (`add_routes`): an included router would rebuild it as a
+    plain Route, which names nothing, and every callback would count as "unmatched"."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self
+        await super().handle(scope, receive, send)
+
+
+def add_routes(app: Starlette) -> None:
+    app.router.routes.append(
+        HookRoute("/hooks/{token}/{kind:path}", hook, methods=["POST"], include_in_schema=False)
+    )
 
 
 def _handle(
