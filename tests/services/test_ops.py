@@ -19,6 +19,7 @@ from deni.domain.operators import (
     SESSION_LIFETIME,
     SIGN_IN_FAILURES_MAX,
     SIGN_IN_LOCK,
+    STUCK_AFTER,
     FourEyes,
     NotPermitted,
     Operator,
@@ -445,3 +446,37 @@ def test_proposals_for_things_that_are_not_there_are_refused(world: World, ops: 
             params={"phone": member.phone},
         )
     assert off.value.code == "mpesa_off"
+
+
+def test_an_approval_that_never_reported_back_is_settled_by_an_admin_after_looking(
+    world: World, ops: OpsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, loan = active_loan(world)
+    fatuma, _ = signed_in(ops, add(ops, "fatuma", Role.FINANCE))
+    juma, _ = signed_in(ops, add(ops, "juma", Role.FINANCE))
+    root, _ = signed_in(ops, add(ops, "root", Role.ADMIN))
+    kind = ProposalKind.WRITE_OFF
+    proposal = proposals.propose(ops, operator=fatuma, kind=kind, target=loan.id, reason="asked")
+
+    def dies(*_: object) -> str:
+        raise RuntimeError("the process lost its database mid-way")
+
+    monkeypatch.setitem(proposals._ACTIONS, kind, dies)
+    with pytest.raises(RuntimeError):
+        proposals.approve(ops, operator=juma, proposal_id=proposal.id)
+    monkeypatch.undo()
+    with pytest.raises(Conflict):  # blocked while it is approving
+        proposals.propose(ops, operator=fatuma, kind=kind, target=loan.id, reason="again")
+    with pytest.raises(ProposalNotOpen):  # it may still be running
+        proposals.settle_stuck(ops, operator=root, proposal_id=proposal.id, reason="looked")
+    advance(ops, STUCK_AFTER)
+    with pytest.raises(NotPermitted):
+        proposals.settle_stuck(ops, operator=juma, proposal_id=proposal.id, reason="looked")
+    settled = proposals.settle_stuck(
+        ops, operator=root, proposal_id=proposal.id, reason="loan still active, nothing done"
+    )
+    assert settled.state is ProposalState.FAILED
+    assert "nothing done" in settled.outcome
+    assert ("ops_settle_stuck", "ops:root") in [(c, a) for _, c, a in world.rows.audit_rows()]
+    again = proposals.propose(ops, operator=fatuma, kind=kind, target=loan.id, reason="again")
+    assert again.state is ProposalState.OPEN

@@ -214,6 +214,21 @@ async def reject(request: Request, proposal_id: str) -> Response:
     return see_other("/proposals")
 
 
+@router.post("/proposals/{proposal_id}/settle")
+@guarded("POST", "/proposals/{proposal_id}/settle", Permission.AUDIT)
+async def settle_stuck(request: Request, proposal_id: str) -> Response:
+    operator = operator_for(request, Permission.AUDIT)
+    fields = await form_of(request)
+    check_session_form(request, fields.get(CSRF_FIELD, ""))
+    proposals.settle_stuck(
+        deni_of(request),
+        operator=operator,
+        proposal_id=proposal_id,
+        reason=fields.get("reason", ""),
+    )
+    return see_other("/proposals")
+
+
 # --- Work queues -----------------------------------------------------------------------------
 
 

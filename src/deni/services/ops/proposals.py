@@ -119,6 +119,20 @@ def reject(deps: OpsDeps, *, operator: Operator, proposal_id: str, reason: str) 
     return proposal
 
 
+def settle_stuck(deps: OpsDeps, *, operator: Operator, proposal_id: str, reason: str) -> Proposal:
+    """Record, after looking, what became of an approval whose action never reported back."""
+    reason = require_reason(reason)
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        proposal = _locked(uow, proposal_id).settle_stuck(
+            operator, now, outcome=f"settled by hand: {reason}"
+        )
+        uow.proposals.save(proposal)
+        _audit(uow, operator, "ops_settle_stuck", proposal, now)
+        uow.commit()
+    return proposal
+
+
 def list_proposals(
     deps: OpsDeps, *, states: tuple[ProposalState, ...] = OPEN_STATES
 ) -> list[ProposalView]:
