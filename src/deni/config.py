@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # Production only: /docs, /redoc, /openapi.json and /metrics answer 404 unless a request
     # carries `Authorization: Bearer <ops_token>`; unset, they are closed to everyone.
     ops_token: str = ""
+    # The host name the staff console (/ops) answers on, e.g. ops.deni.example; set, /ops
+    # answers 404 on every other host, so a script on the members' web app (/app) shares no
+    # origin with a signed-in operator's console. Empty: any host (development).
+    ops_host: str = ""
 
     # USSD channel and SMS.
     ussd_service_code: str = Field(default="*383#", pattern=r"^\*[0-9*]{1,20}#$")

@@ -13,7 +13,7 @@ from pathlib import Path
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deni.bootstrap import Deni
@@ -61,6 +61,9 @@ def create_ops_app(deni: Deni) -> FastAPI:
     async def headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        ops_host = deni.settings.ops_host
+        if ops_host and request.url.hostname != ops_host.lower():
+            return PlainTextResponse("Not Found", status_code=404)
         if _holds_nul(request):
             response = error_page(request, 400, "invalid_characters", NUL_REFUSED)
         else:
