@@ -34,7 +34,7 @@ from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSes
 from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, OutboxMessage, SqlSmsQueue
 from deni.bootstrap.background import HOP_THREADS, Background, HopThreads, housekeeper
 from deni.bootstrap.worker import MpesaWorker
-from deni.config import Settings
+from deni.config import Settings, jwt_key_ring
 from deni.domain.secrecy import derive_key
 from deni.services import limits
 from deni.services.limits import LimitCounters
@@ -224,7 +224,7 @@ def bootstrap(
             memory_cost_kib=settings.pin_hash_memory_kib,
             time_cost=settings.pin_hash_time_cost,
         ),
-        tokens=JwtAccessTokens(secret=settings.jwt_secret, ttl_s=settings.access_token_ttl_s),
+        tokens=_access_tokens(settings),
         metrics=Metrics(),
         **_channel_adapters(settings, engine, clock),
         ussd_reads=SqlUssdReads(engine),
@@ -232,6 +232,11 @@ def bootstrap(
         sealer=AesGcmSeedSealer(pepper=settings.pin_pepper),
         mpesa=_mpesa(settings, engine, clock, mpesa_gateway),
     )
+
+
+def _access_tokens(settings: Settings) -> JwtAccessTokens:
+    current_kid, keys = jwt_key_ring(settings)
+    return JwtAccessTokens(keys=keys, current_kid=current_kid, ttl_s=settings.access_token_ttl_s)
 
 
 class _Channels(TypedDict):
