@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from typer.testing import CliRunner
+
+from deni.entrypoints.cli import app
 from deni.services.mpesa import paybills, reconcile
 from deni.services.mpesa.ports import BalanceReport, PaybillCheck
 from tests.support.mpesa import PIN, World
@@ -102,3 +105,32 @@ def test_a_payment_the_ledger_never_saw_is_a_difference_of_exactly_its_amount(
     assert missing.utility_difference_cents == 0
     later = _answered(world, _ask(world))
     assert later.working_difference_cents == 0  # held to the new level from then on
+
+
+def test_deni_reconcile_names_each_component(world: World) -> None:
+    payer = world.user("Chebet")
+    _answered(world, _ask(world))
+    pushed = world.post(payer, "/mpesa/top-ups", {"amount_cents": TOP_UP_CENTS})
+    assert pushed.status_code == 202, pushed.text
+    world.drain()
+    _answered(world, _ask(world))
+    settings = world.deni.settings
+    env = {
+        "DENI_ENVIRONMENT": settings.environment,
+        "DENI_DATABASE_URL": settings.database_url,
+        "DENI_JWT_SECRET": settings.jwt_secret,
+        "DENI_PIN_PEPPER": settings.pin_pepper,
+        "DENI_MPESA": "on",
+        "DENI_DARAJA_BASE_URL": str(settings.daraja_base_url),
+        "DENI_DARAJA_CERTIFICATE_PEM": str(settings.daraja_certificate_pem),
+        "DENI_CALLBACK_BASE_URL": world.url,
+        "DENI_CALLBACK_TOKEN": settings.callback_token,
+        "DENI_LOG_LEVEL": "WARNING",
+        "COLUMNS": "250",
+    }
+    result = CliRunner().invoke(app, ["reconcile"], env=env)
+    assert result.exit_code == 0, result.output
+    for heading in ("M-PESA", "ledger", "arriving", "maybe in flight", "outside the ledger"):
+        assert heading in result.output
+    assert "- (first report)" in result.output
+    assert "+KES 400 /" in result.output  # the push in flight when the second was asked
