@@ -39,7 +39,7 @@ from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, OutboxMessag
 from deni.bootstrap.background import HOP_THREADS, Background, HopThreads, housekeeper
 from deni.bootstrap.readiness import Check, Readiness, readiness
 from deni.bootstrap.worker import MpesaWorker
-from deni.config import Settings
+from deni.config import Settings, jwt_key_ring
 from deni.domain.secrecy import derive_key
 from deni.services import limits
 from deni.services.limits import LimitCounters
@@ -242,7 +242,7 @@ def bootstrap(
             memory_cost_kib=settings.pin_hash_memory_kib,
             time_cost=settings.pin_hash_time_cost,
         ),
-        tokens=JwtAccessTokens(secret=settings.jwt_secret, ttl_s=settings.access_token_ttl_s),
+        tokens=_access_tokens(settings),
         metrics=Metrics(),
         **_channel_adapters(settings, engine, clock),
         ussd_reads=SqlUssdReads(engine),
@@ -257,6 +257,11 @@ def bootstrap(
 def _worker_id() -> str:
     """This process, as its heartbeat row names it."""
     return f"{socket.gethostname()[:150]}:{os.getpid()}"
+
+
+def _access_tokens(settings: Settings) -> JwtAccessTokens:
+    current_kid, keys = jwt_key_ring(settings)
+    return JwtAccessTokens(keys=keys, current_kid=current_kid, ttl_s=settings.access_token_ttl_s)
 
 
 class _Channels(TypedDict):

@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from deni.bootstrap import Background, Deni
 from deni.entrypoints.errors import error_response
-from deni.entrypoints.gate import client_address, secret_matches, source_allowed
+from deni.entrypoints.gate import client_address, secret_among, source_allowed
 from deni.services.mpesa.callbacks import Received, store_callback, validate_c2b
 from deni.services.mpesa.ports import CallbackKind, MpesaDeps
 from deni.services.ports import StorageBusy
@@ -39,7 +39,7 @@ async def hook(request: Request) -> JSONResponse:
     token, kind = request.path_params["token"], request.path_params["kind"]
     deni = request.app.state.deni
     assert isinstance(deni, Deni)
-    if deni.mpesa is None or not secret_matches(token, deni.settings.callback_token):
+    if deni.mpesa is None or not secret_among(token, deni.settings.accepted_callback_tokens):
         log.warning("mpesa.hook_bad_token", kind=kind[:40])
         return error_response(404, "not_found", "Not Found")
     if kind not in _KINDS:
