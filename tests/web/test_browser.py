@@ -812,3 +812,42 @@ def test_a_borrowers_history_in_swahili(deni: Deni, open_browser: Callable[[User
     expect(loans.nth(2)).to_contain_text("kutoka kwa Wanjiku Kamau")
     expect(loans.nth(2)).to_contain_text("Kwa kuchelewa")
     expect(page.locator("#book-lent")).to_have_text("KES 0")  # she lent nothing
+
+
+# What start() sets up once per page: a second start would open a second IndexedDB
+# connection, a second sync timer and every listener twice (so every sync twice).
+COUNT_STARTS = """
+(() => {
+  const counts = { dbOpens: 0, hashchange: 0, syncTimers: 0 };
+  window.__deniCounts = counts;
+  const open = IDBFactory.prototype.open;
+  IDBFactory.prototype.open = function (name, ...rest) {
+    if (name === "deni") counts.dbOpens += 1;
+    return open.call(this, name, ...rest);
+  };
+  const listen = window.addEventListener;
+  window.addEventListener = function (type, ...rest) {
+    if (type === "hashchange") counts.hashchange += 1;
+    return listen.call(this, type, ...rest);
+  };
+  const every = window.setInterval;
+  window.setInterval = function (handler, ms, ...rest) {
+    if (ms === 30000) counts.syncTimers += 1;
+    return every.call(this, handler, ms, ...rest);
+  };
+})();
+"""
+
+
+def test_the_app_starts_once_per_page(
+    open_browser: Callable[[User], Person], borrower: User
+) -> None:
+    person = open_browser(borrower)
+    person.context.add_init_script(COUNT_STARTS)
+    # Signing in and a whole sync come after start() has set up: a second start() running
+    # beside the first would have opened its store and set its timer by then.
+    sign_in(person)
+    person.page.reload()
+    synced(person)
+    counts = person.page.evaluate("window.__deniCounts")
+    assert counts == {"dbOpens": 1, "hashchange": 1, "syncTimers": 1}, counts
