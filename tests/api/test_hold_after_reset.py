@@ -27,7 +27,7 @@ from deni.domain.errors import MoneyOnHold
 from deni.domain.security import MONEY_HOLD_AFTER_RESET
 from deni.services import loans
 
-NEW_PIN = "9876"
+NEW_PIN = "9847"
 SAVINGS_CENTS = 300_000
 PRINCIPAL_CENTS = 100_000
 

@@ -206,6 +206,6 @@ def test_an_account_with_money_or_an_open_loan_cannot_close(client: TestClient, 
 
 
 def test_closing_needs_the_pin(client: TestClient, deni: Deni) -> None:
-    member = api_user(client, deni, pin="1234")
+    member = api_user(client, deni, pin="3591")
     assert_error(_close(client, member, pin="9999"), 401, "wrong_pin")
     assert client.get("/api/v1/me", headers=member.headers).status_code == 200

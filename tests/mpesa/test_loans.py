@@ -28,7 +28,7 @@ def _loan(world: World, borrower: User, lender: User, principal_cents: int = 1_0
         world.deni,
         lender_id=lender.id,
         loan_id=loan.id,
-        pin="1234",
+        pin="3591",
     )
 
 
@@ -246,7 +246,7 @@ def test_the_due_date_sweep_leaves_a_held_wallet_alone_until_the_hold_ends(world
         world.deni,
         lender_id=lender.id,
         loan_id=loan.id,
-        pin="1234",
+        pin="3591",
     )
     world.clock.advance(timedelta(hours=20))  # the due date, still in the hold
 

@@ -500,14 +500,14 @@ def test_a_loan_repayment_is_not_reversed_behind_the_loans_back(world: World) ->
         world,
         lender_id=lender.id,
         loan_id=loan.id,
-        pin="1234",
+        pin="3591",
     )
     paid = loans.repay_loan(
         world,
         borrower_id=borrower.id,
         loan_id=loan.id,
         amount_cents=10_000,
-        pin="1234",
+        pin="3591",
         idempotency_key="pay-1",
     )
     before = snapshot(world)

@@ -31,7 +31,7 @@ from tests.fakes import ManualClock
 from tests.services.world import World
 from tests.support.builders import fund, next_receipt, register
 
-PIN = "1234"
+PIN = "3591"
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ NASTY = (
     " ",
     "\t1",
     "12345",
-    "1234",
+    "3591",
     "-1",
     "1.5",
     "1e9",
@@ -72,8 +72,8 @@ def world(client: TestClient, deni: Deni, clock: ManualClock) -> World:
 
 
 def make_world(client: TestClient, deni: Deni, clock: ManualClock) -> World:
-    lender_user = register(deni, name="Lender Lucy", pin="1234")
-    borrower_user = register(deni, name="Borrower Ben", pin="5678", language="sw")
+    lender_user = register(deni, name="Lender Lucy", pin="3591")
+    borrower_user = register(deni, name="Borrower Ben", pin="5683", language="sw")
     legacy_user = register(deni, name="Legacy Lucy", pin="8642", phone_proven=False)
     fund(deni, lender_user, 1_000_000)
     fund(deni, borrower_user, 10_000)
@@ -82,7 +82,7 @@ def make_world(client: TestClient, deni: Deni, clock: ManualClock) -> World:
             deni,
             lender=lender_user,
             borrower=borrower_user,
-            approve_with_pin="1234" if approve else None,
+            approve_with_pin="3591" if approve else None,
         )
     return World(
         lender=Phone(client, "0" + lender_user.phone[3:]),
@@ -125,8 +125,8 @@ PATHS: dict[str, tuple[str, tuple[str, ...]]] = {
     "statement": ("lender", ("6",)),
     "settings": ("lender", ("7",)),
     "pin_old": ("lender", ("7", "1")),
-    "pin_new": ("lender", ("7", "1", "1234")),
-    "pin_new2": ("lender", ("7", "1", "1234", "1357")),
+    "pin_new": ("lender", ("7", "1", "3591")),
+    "pin_new2": ("lender", ("7", "1", "3591", "1357")),
     "language": ("lender", ("7", "2")),
     "reset_new": ("borrower", ("7", "3")),
     "reset_new2": ("borrower", ("7", "3", "1357")),

@@ -75,7 +75,7 @@ def _wired(deni: Deni) -> tuple[UssdEngine, CountingStore, BreakableReads]:
 
 
 def test_each_hop_reads_once_and_writes_once(deni: Deni) -> None:
-    user = register(deni, name="Wanjiru", pin="1234")
+    user = register(deni, name="Wanjiru", pin="3591")
     fund(deni, user, 50_000)
     engine, store, _ = _wired(deni)
 
@@ -94,7 +94,7 @@ def test_each_hop_reads_once_and_writes_once(deni: Deni) -> None:
 
 
 def test_a_hop_that_fails_writes_nothing(deni: Deni, clock: ManualClock) -> None:
-    user = register(deni, name="Wanjiru", pin="1234")
+    user = register(deni, name="Wanjiru", pin="3591")
     fund(deni, user, 50_000)
     engine, store, reads = _wired(deni)
 

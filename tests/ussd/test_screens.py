@@ -115,7 +115,7 @@ def world(deni: Deni) -> dict[str, object]:
             deni,
             lender_id=lender.id,
             loan_id=loan_id,
-            pin="1234",
+            pin="3591",
         )
     return {
         "lender": lender,
@@ -131,7 +131,7 @@ def _user(deni: Deni, language: str) -> User:
         deni,
         phone=next_phone(),
         name=LONGEST_NAME,
-        pin="1234",
+        pin="3591",
         language=language,
         phone_proven=True,
     )

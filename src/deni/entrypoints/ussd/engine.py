@@ -53,6 +53,7 @@ PHONES_CACHED = 16_384  # normalising a number (phonenumbers) costs more than th
 REASONS: Mapping[str, str] = {
     "wrong_pin": "ussd.err_wrong_pin",
     "invalid_pin": "ussd.err_pin_format",
+    "weak_pin": "ussd.err_weak_pin",
     "insufficient_funds": "ussd.err_funds",
     "money_on_hold": "ussd.err_on_hold",
     "locked_by_support": "ussd.err_support_locked",

@@ -23,7 +23,7 @@ from deni.domain.money import CENTS_PER_SHILLING, LOAN_CENTS_MAX, LOAN_CENTS_MIN
 from deni.domain.mpesa import B2C_CENTS_MIN, MPESA_CENTS_MAX, STK_CENTS_MIN
 from deni.domain.phone import normalise_msisdn
 from deni.domain.secrecy import derive_key, digests_match, keyed_digest
-from deni.domain.security import PIN_DIGITS
+from deni.domain.security import PIN_DIGITS, is_weak_pin
 from deni.domain.users import nairobi_today
 from deni.entrypoints.ussd.render import say
 from deni.entrypoints.ussd.screens import Finish, Goto, Item, Params, Reject, Step
@@ -232,7 +232,12 @@ def parse_name(ctx: Ctx, raw: str) -> object:
 
 
 def parse_new_pin(ctx: Ctx, raw: str) -> object:
-    return ctx.seal.entry(ctx.state.phone, require_pin(raw))
+    """A PIN being set: refused at its first entry if it is one of the commonest (the service
+    refuses it too, as on every channel); a PIN being checked is never judged so."""
+    pin = require_pin(raw)
+    if is_weak_pin(pin):
+        raise Reject("ussd.err_weak_pin")
+    return ctx.seal.entry(ctx.state.phone, pin)
 
 
 def _pin_twice(ctx: Ctx, raw: str, *, field: str, again: str) -> Goto | None:
