@@ -123,6 +123,8 @@ PATHS: dict[str, tuple[str, tuple[str, ...]]] = {
     "withdraw_amount": ("lender", ("5", "2")),
     "withdraw_pin": ("lender", ("5", "2", "100")),
     "statement": ("lender", ("6",)),
+    "book": ("lender", ("5", "3")),
+    "history": ("lender", ("5", "3", "1")),
     "settings": ("lender", ("7",)),
     "pin_old": ("lender", ("7", "1")),
     "pin_new": ("lender", ("7", "1", "3591")),

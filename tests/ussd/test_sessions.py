@@ -152,12 +152,52 @@ def test_registration_resumes_too(client: TestClient, clock: ManualClock, deni: 
     newcomer.dial()
     newcomer.send("2", "Achieng Atieno", "2538")
     clock.advance(timedelta(seconds=30))
-    assert "Continue" in newcomer.dial() or "Uendelee" in newcomer.last
+    # Asked in the language chosen in the dropped session, not in English.
+    offer = newcomer.dial()
+    assert "Uendelee ulipoachia?" in offer
+    assert "1 Ndiyo" in offer
+    assert "2 Hapana" in offer
+    assert "Continue" not in offer
     assert "tena" in newcomer.send("1")  # "Weka PIN hiyo tena"
     assert "umesajiliwa" in newcomer.send("2538")
     with deni.uow.read_only() as uow:
         user = users.find_by_phone(uow, newcomer.number)
     assert (user.name, user.language) == ("Achieng Atieno", "sw")
+
+
+def test_an_english_newcomer_is_offered_to_continue_in_english(
+    client: TestClient, clock: ManualClock
+) -> None:
+    newcomer = Phone(client, next_phone())
+    newcomer.dial()
+    newcomer.send("1", "Peter Njoroge")
+    offer = newcomer.dial()
+    assert "Continue where you left off?" in offer
+    assert "1 Yes" in offer
+    assert "Enter the same PIN again" not in newcomer.send("1")  # back at "Choose a PIN"
+    assert "Choose a 4-digit PIN" in newcomer.last
+
+
+def test_no_resume_after_a_screen_that_was_only_read(
+    clock: ManualClock, deni: Deni, pair: tuple[Phone, Phone]
+) -> None:
+    """A statement, the wallet, a list or a loan's page, read and left (or left with 0): what
+    was there to continue is one hop away, so dialling again opens the menu."""
+    lender, borrower = pair
+    for path in (("6",), ("5",), ("3",), ("5", "3"), ("5", "3", "1"), ("7",)):
+        borrower.dial()
+        borrower.send(*path)
+        assert not borrower.ended
+        clock.advance(timedelta(seconds=30))
+        assert "Request a loan" in borrower.dial(), path
+    # Typed something, then went to read something: the entry is left behind, nothing offered.
+    borrower.dial()
+    borrower.send("1", lender.number, "00", "6")
+    assert "Request a loan" in borrower.dial()
+    # Typed something and dropped there: offered.
+    borrower.dial()
+    borrower.send("1", lender.number)
+    assert "Continue where you left off?" in borrower.dial()
 
 
 def test_pins_that_do_not_match_ask_again(client: TestClient, deni: Deni) -> None:
