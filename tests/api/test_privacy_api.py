@@ -65,7 +65,7 @@ def test_the_export_holds_the_whole_story_of_a_loan(client: TestClient, deni: De
     assert [line["amount_cents"] for line in statement] == [-40_000, 100_000]
     assert sum(line["amount_cents"] for line in statement) == data["wallet"]["balance_cents"]
     kinds = [n["kind"] for n in data["notifications"]]
-    assert "loan_disbursed" in kinds
+    assert "loan_disbursed_mpesa" in kinds
     assert "repayment_made" in kinds
     commands = [row["command"] for row in data["audit"]]
     assert commands == ["register_user", "login", "request_loan", "repay_loan"]

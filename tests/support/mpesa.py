@@ -69,12 +69,20 @@ class World:
 
     # --- people ---------------------------------------------------------------------------
 
-    def user(self, name: str = "Wanjiku", *, phone: str | None = None, pin: str = PIN) -> User:
+    def user(
+        self,
+        name: str = "Wanjiku",
+        *,
+        phone: str | None = None,
+        pin: str = PIN,
+        language: str = "en",
+    ) -> User:
         return users.register_user(
             self.deni,
             phone=phone or next_phone(),
             name=name,
             pin=pin,
+            language=language,
             phone_proven=True,
         )
 

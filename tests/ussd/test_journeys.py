@@ -79,18 +79,18 @@ def test_borrower_and_lender_from_registration_to_a_repaid_loan(
 
     # Part from the wallet (PIN), part by M-PESA (queued STK push), the rest from the wallet.
     borrower.dial()
-    borrower.send("2", "1")
+    borrower.send("2", "1", "1")  # My loans, Loans I owe, the loan
     assert "KES 1,050" in borrower.last
     borrower.send("1", "600")
     assert "Umelipa KES 600" in borrower.send("7391")
     borrower.dial()
-    borrower.send("2", "1", "2", "450")
+    borrower.send("2", "1", "1", "2", "450")
     assert borrower.ended
     assert mpesa(deni).requests[-1].kind == "stk_repayment"
     assert mpesa(deni).requests[-1].amount_cents == 45_000
     _mpesa_confirms(deni, borrower, 45_000)
     borrower.dial()
-    borrower.send("2", "1", "1", "450")
+    borrower.send("2", "1", "1", "1", "450")
     assert "umelipwa wote" in borrower.send("7391")
 
     view = _only_loan(deni, borrower, "borrower")
