@@ -282,6 +282,7 @@ MATRIX: dict[tuple[str, str], Probe] = {
     ("POST", "/auth/pin-reset"): public("the code goes by SMS to the number's owner"),
     ("POST", "/auth/pin-reset/confirm"): public("needs the code from that SMS"),
     ("GET", "/me"): own_read(),
+    ("PATCH", "/me"): own_write(lambda _town: {"name": "Chebet Renamed"}),
     ("POST", "/me/phone/code"): own_action("a code to the signed-in member's own number"),
     ("POST", "/me/phone/confirm"): own_write(lambda _town: {"code": "123456"}),
     ("POST", "/me/sign-out-everywhere"): own_action("ends the signed-in member's sessions"),
