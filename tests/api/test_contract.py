@@ -163,6 +163,7 @@ def _exercise(
 
 NEEDS_KEY = {
     ("post", "/api/v1/me/pin"),
+    ("patch", "/api/v1/me"),
     ("post", "/api/v1/loans"),
     ("post", "/api/v1/loans/{loan_id}/approve"),
     ("post", "/api/v1/loans/{loan_id}/repay"),

@@ -24,6 +24,7 @@ ALL_OPERATIONS = {
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
     ("get", "/api/v1/me"),
+    ("patch", "/api/v1/me"),
     ("post", "/api/v1/me/pin"),
     ("get", "/api/v1/wallet"),
     ("get", "/api/v1/wallet/statement"),

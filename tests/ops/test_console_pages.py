@@ -18,7 +18,7 @@ MakeStaff = Callable[[str, Role], Staff]
 def test_search_member_and_loan_pages_show_the_books(deni: Deni, staff: MakeStaff) -> None:
     lender, borrower = register(deni, name="Wanjiku Lender"), register(deni, name="Otieno Borrower")
     fund(deni, lender, 150_000)
-    loan = lend(deni, lender=lender, borrower=borrower, approve_with_pin="1234")
+    loan = lend(deni, lender=lender, borrower=borrower, approve_with_pin="3591")
     support = staff("amina", Role.SUPPORT)
 
     found = support.client.get("/ops/search", params={"q": "0" + borrower.phone[3:]}).text
@@ -49,7 +49,7 @@ def test_search_member_and_loan_pages_show_the_books(deni: Deni, staff: MakeStaf
 def test_the_dashboard_shows_liabilities_and_loans(deni: Deni, staff: MakeStaff) -> None:
     lender, borrower = register(deni, name="Wanjiku"), register(deni, name="Otieno")
     fund(deni, lender, 150_000)
-    lend(deni, lender=lender, borrower=borrower, approve_with_pin="1234")
+    lend(deni, lender=lender, borrower=borrower, approve_with_pin="3591")
     page = staff("fatuma", Role.FINANCE).client.get("/ops/").text
     assert "KES 1,500.00" in page  # wallets: 500 with the lender, 1,000 with the borrower
     assert "active" in page
@@ -58,7 +58,7 @@ def test_the_dashboard_shows_liabilities_and_loans(deni: Deni, staff: MakeStaff)
 def test_reports_download_as_csv_and_add_up_to_the_ledger(deni: Deni, staff: MakeStaff) -> None:
     lender, borrower = register(deni, name="Wanjiku"), register(deni, name="=cmd|' /C calc'!A0")
     fund(deni, lender, 150_000)
-    lend(deni, lender=lender, borrower=borrower, approve_with_pin="1234")
+    lend(deni, lender=lender, borrower=borrower, approve_with_pin="3591")
     finance = staff("fatuma", Role.FINANCE)
 
     answer = finance.client.get("/ops/reports/trial-balance.csv")

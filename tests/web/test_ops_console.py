@@ -97,7 +97,7 @@ def test_finance_writes_a_loan_off_on_two_words_and_downloads_the_books(
     fatuma, juma = browsers
     lender, borrower = register(deni, name="Wanjiku"), register(deni, name="Otieno")
     fund(deni, lender, 150_000)
-    loan = lend(deni, lender=lender, borrower=borrower, approve_with_pin="1234")
+    loan = lend(deni, lender=lender, borrower=borrower, approve_with_pin="3591")
     sign_in(fatuma, deni, clock, "fatuma", Role.FINANCE)
     fatuma.get_by_role("link", name="Search").click()
     fatuma.get_by_label("Search").fill(loan.code)

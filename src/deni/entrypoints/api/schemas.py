@@ -80,6 +80,11 @@ class ChangePinIn(Strict):
     new_pin: StrictStr
 
 
+class ProfileIn(Strict):
+    name: StrictStr | None = Field(default=None, description="2 to 60 printable characters.")
+    language: StrictStr | None = Field(default=None, examples=["sw"], description="en or sw.")
+
+
 class PinIn(Strict):
     pin: StrictStr
 

@@ -266,6 +266,7 @@ def request_payout(
         amount_cents=amount,
         idempotency_key=f"b2c:{request.id}",
         now=now,
+        loan=_disbursed_loan(uow, purpose, loan_id),
     )
     request.hold_id = hold.id
     uow.mpesa_requests.add(request)
@@ -273,6 +274,17 @@ def request_payout(
     record_event(uow, request, EventKind.QUEUED, f"hold {hold.id}", now=now)
     audit_request(uow, request, "request_payout", now)
     return request
+
+
+def _disbursed_loan(
+    uow: UnitOfWork, purpose: Purpose, loan_id: str | None
+) -> tuple[str, str] | None:
+    """The loan (id, code) whose principal this payout sends to the borrower's M-PESA."""
+    if purpose is not Purpose.DISBURSEMENT or loan_id is None:
+        return None
+    loan = uow.loans.get(loan_id)
+    assert loan is not None
+    return loan.id, loan.code
 
 
 class MpesaOutbox:
