@@ -21,7 +21,7 @@ from deni.ids import new_id
 from deni.services import loans
 from deni.services.mpesa import reconcile
 from deni.services.sms import send_pending_sms
-from tests.support.mpesa import World
+from tests.support.mpesa import PIN, World
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 CHANNELS = ("api", "ussd", "callback", "sync")
@@ -59,7 +59,7 @@ def _loan(world: World, borrower: User, lender: User, principal_cents: int, days
         principal_cents=principal_cents,
         term_days=days,
     )
-    return loans.approve_loan(world.deni, lender_id=lender.id, loan_id=loan.id, pin="1234")
+    return loans.approve_loan(world.deni, lender_id=lender.id, loan_id=loan.id, pin=PIN)
 
 
 def _top_up(world: World, user: User, amount_cents: int) -> None:
