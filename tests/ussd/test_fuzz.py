@@ -134,8 +134,6 @@ PATHS: dict[str, tuple[str, tuple[str, ...]]] = {
     "top_up": ("lender", ("5", "1")),
     "withdraw_amount": ("lender", ("5", "2")),
     "withdraw_pin": ("lender", ("5", "2", "100")),
-    "book": ("lender", ("5", "3")),
-    "history": ("lender", ("5", "3", "1")),
     "statement": ("lender", ("6",)),
     "book": ("lender", ("5", "3")),
     "history": ("lender", ("5", "3", "1")),
