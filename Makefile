@@ -8,7 +8,7 @@ SRC := src tests benchmarks deploy
 # Processes for `make mutation`: one per core.
 MUTATION_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv run lint test test-fast chromium pgbackrest backup-drill bench mutation fmt clean
+.PHONY: venv run lint test test-fast chromium alert-tests monitoring-tools pgbackrest backup-drill bench mutation fmt clean
 
 venv: $(STAMP)
 
@@ -33,7 +33,7 @@ lint: venv
 	$(BIN)/lint-imports
 
 # The service tier runs on SQLite too here, which holds its fakes to the real repositories.
-test: venv lint chromium pgbackrest
+test: venv lint chromium alert-tests pgbackrest
 	DENI_TEST_SERVICES_SQLITE=1 $(BIN)/pytest $(PYTEST_ARGS)
 
 # The quick loop: the services on in-memory fakes (tests/services) and the unit tests.
@@ -51,6 +51,42 @@ chromium:
 		apt-get install -y --no-install-recommends chromium \
 			|| { apt-get update && apt-get install -y --no-install-recommends chromium; }; \
 	else echo "no /usr/bin/chromium: the browser tests will skip (apt-get install chromium)"; fi
+
+# The monitoring in deploy/: Prometheus alert rules and their unit tests, the Prometheus and
+# Alertmanager configurations, the Grafana dashboard (docs/operations.md is the runbook).
+# promtool and amtool come with Debian's prometheus and prometheus-alertmanager: as root with
+# apt they are installed when missing, like Chromium above. Without them the checks that need
+# them are skipped (and fail under CI=true); the dashboard is checked either way.
+# prometheus.yml is checked as a copy whose ops-token file exists (the real one lives in
+# /etc/prometheus and is never in the repository).
+alert-tests: monitoring-tools
+	$(PYTHON) -m json.tool deploy/grafana/deni.json > /dev/null
+	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null; then \
+		if [ "$$CI" = true ]; then echo "promtool or amtool missing (apt-get install prometheus prometheus-alertmanager)"; exit 1; fi; \
+		echo "promtool or amtool missing: alert rules and configs NOT checked"; exit 0; fi; \
+	set -e; \
+	promtool check rules deploy/prometheus/rules/*.yml; \
+	promtool test rules deploy/prometheus/tests/*.yml; \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	cp -R deploy/prometheus/rules "$$tmp/"; echo not-a-token > "$$tmp/deni-ops-token"; \
+	sed "s#/etc/prometheus/deni-ops-token#$$tmp/deni-ops-token#" deploy/prometheus/prometheus.yml \
+		> "$$tmp/prometheus.yml"; \
+	promtool check config "$$tmp/prometheus.yml"; \
+	amtool check-config deploy/alertmanager/alertmanager.yml; \
+	amtool config routes test --config.file=deploy/alertmanager/alertmanager.yml \
+		--verify.receivers=deni-pager severity=critical alertname=DeniOutboxStuck 2>/dev/null; \
+	amtool config routes test --config.file=deploy/alertmanager/alertmanager.yml \
+		--verify.receivers=deni-team severity=warning alertname=DeniPar30High 2>/dev/null
+
+monitoring-tools:
+	@if command -v promtool >/dev/null && command -v amtool >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's prometheus and prometheus-alertmanager (promtool, amtool)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends prometheus prometheus-alertmanager \
+			|| { apt-get update && apt-get install -y --no-install-recommends \
+				prometheus prometheus-alertmanager; }; \
+	else echo "no promtool/amtool: the alert tests will skip (apt-get install prometheus prometheus-alertmanager)"; fi
 
 # The restore drill (deploy/backup/drill.py; the PostgreSQL tier runs it as a test) drives
 # Debian's pgBackRest on a PostgreSQL cluster of its own. As root with apt install pgBackRest

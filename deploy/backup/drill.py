@@ -71,7 +71,7 @@ POSTGRESQL_CONF = DEPLOY / "pgbackrest" / "postgresql.conf"
 STANZA = "deni"
 DATABASE = "deni"
 SUPERUSER = "postgres"
-PIN = "2580"
+PIN = "4827"
 # The drill's archive_timeout: short, so that measuring the RPO takes seconds. Production's is
 # in deploy/pgbackrest/postgresql.conf (60 s).
 ARCHIVE_TIMEOUT_S = 5

@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # refused outside it (config_checks.py).
 from deni.config_checks import PLACEHOLDER_CALLBACK_TOKEN as PLACEHOLDER_CALLBACK_TOKEN
 from deni.config_checks import PLACEHOLDER_SECRET as PLACEHOLDER_SECRET
+from deni.config_checks import jwt_key_ring as jwt_key_ring
 from deni.config_checks import production_problems
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/deni.sqlite3"
@@ -30,7 +31,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
+    # Access tokens are signed with DENI_JWT_SECRET (one key, its key id derived from it), or,
+    # once set, with DENI_JWT_KEYS: "kid:secret,kid:secret", the key named by
+    # DENI_JWT_CURRENT_KID signing and every key listed verifying, so a rotation signs nobody
+    # out (docs/operations.md, "Rotating keys"). DENI_JWT_SECRET also keys the sync cursors.
     jwt_secret: str = PLACEHOLDER_SECRET
+    jwt_keys: str = ""
+    jwt_current_kid: str = ""
     pin_pepper: str = PLACEHOLDER_SECRET
     access_token_ttl_s: int = Field(default=15 * 60, ge=30, le=24 * 3600)
     refresh_token_ttl_s: int = Field(default=30 * 24 * 3600, ge=60, le=365 * 24 * 3600)
@@ -50,6 +57,10 @@ class Settings(BaseSettings):
     # Production only: /docs, /redoc, /openapi.json and /metrics answer 404 unless a request
     # carries `Authorization: Bearer <ops_token>`; unset, they are closed to everyone.
     ops_token: str = ""
+    # The host name the staff console (/ops) answers on, e.g. ops.deni.example; set, /ops
+    # answers 404 on every other host, so a script on the members' web app (/app) shares no
+    # origin with a signed-in operator's console. Empty: any host (development).
+    ops_host: str = ""
 
     # USSD channel and SMS.
     ussd_service_code: str = Field(default="*383#", pattern=r"^\*[0-9*]{1,20}#$")
@@ -59,6 +70,8 @@ class Settings(BaseSettings):
     # Africa's Talking posts to {base}/ussd/{ussd_token}; empty: to /ussd (development, the
     # terminal dialer). Production refuses to start without one.
     ussd_token: str = ""
+    # Tokens still accepted after a rotation (comma-separated), until the partner uses the new.
+    ussd_tokens_previous: str = ""
     ussd_allowed_ips: str = ""  # comma-separated; empty: any source
     # Reverse proxies whose X-Forwarded-For is believed (addresses or CIDRs, comma-separated);
     # empty: none, every request's address is its TCP peer (entrypoints/gate.client_address).
@@ -97,6 +110,9 @@ class Settings(BaseSettings):
     # Unset: this process's own address (DENI_HOST, DENI_PORT), right for a local sandbox.
     callback_base_url: str = ""
     callback_token: str = PLACEHOLDER_CALLBACK_TOKEN
+    # Tokens still accepted on /hooks after a rotation (comma-separated): callbacks of requests
+    # sent with the old URL keep arriving there; Daraja is only ever given callback_token.
+    callback_tokens_previous: str = ""
     # Comma-separated addresses Daraja calls from (docs/mpesa.md lists Safaricom's); empty: any
     # source. Production refuses to start without it: defence in depth, since Daraja signs
     # nothing; what a callback says about money is confirmed with M-PESA before it counts.
@@ -105,6 +121,9 @@ class Settings(BaseSettings):
     # The in-process worker of `deni serve` (0: off; run `deni worker` instead).
     worker_interval_s: float = Field(default=1.0, ge=0, le=3_600)
     reconcile_interval_s: float = Field(default=60.0, gt=0, le=86_400)
+    # With M-PESA on, GET /health/ready fails when no worker process has beaten its heartbeat
+    # for this long (the loop beats before a pass, at most every 10 s; docs/deploy.md).
+    worker_heartbeat_stale_s: float = Field(default=120.0, ge=30, le=86_400)
     mpesa_stk_query_after_s: float = Field(default=180.0, ge=0, le=86_400)
     mpesa_status_after_s: float = Field(default=120.0, ge=0, le=86_400)
     # A paybill payment accepted at validation and still unconfirmed after this: ask M-PESA.
@@ -151,6 +170,11 @@ class Settings(BaseSettings):
                     raise ValueError(f"DENI_{name.upper()} must be a real secret of 32+ chars")
         return self
 
+    @model_validator(mode="after")
+    def _jwt_keys_are_well_formed(self) -> Settings:
+        jwt_key_ring(self)  # ValueError names what is wrong, never a secret
+        return self
+
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies_are_networks(cls, value: str) -> str:
@@ -173,6 +197,15 @@ class Settings(BaseSettings):
         return self.callback_base_url or f"http://{self.host}:{self.port}"
 
     @property
+    def accepted_callback_tokens(self) -> tuple[str, ...]:
+        """The current token first, then the previous ones still accepted."""
+        return _token_list(self.callback_token, self.callback_tokens_previous)
+
+    @property
+    def accepted_ussd_tokens(self) -> tuple[str, ...]:
+        return _token_list(self.ussd_token, self.ussd_tokens_previous)
+
+    @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
@@ -180,3 +213,8 @@ class Settings(BaseSettings):
         if not self.is_sqlite or ":memory:" in self.database_url:
             return None
         return Path(self.database_url.split("///", 1)[1])
+
+
+def _token_list(current: str, previous_csv: str) -> tuple[str, ...]:
+    previous = [part.strip() for part in previous_csv.split(",") if part.strip()]
+    return tuple(token for token in (current, *previous) if token)

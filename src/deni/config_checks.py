@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections import Counter
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+from deni.domain.secrecy import derived_key_id
 
 if TYPE_CHECKING:
     from deni.config import Settings
@@ -69,6 +72,41 @@ DARAJA_SANDBOX_DEFAULTS = (
 AT_SANDBOX_USERNAME = "sandbox"
 
 
+# A JWT key id: short, printable, safe in a header and in a log line.
+KID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,40}")
+
+
+def jwt_key_ring(settings: Settings) -> tuple[str, dict[str, str]]:
+    """(the key id that signs, every key that verifies by id) from DENI_JWT_KEYS and
+    DENI_JWT_CURRENT_KID, or DENI_JWT_SECRET alone under its derived id. ValueError for a
+    malformed list, naming the setting and never a secret."""
+    if not settings.jwt_keys.strip():
+        kid = derived_key_id(settings.jwt_secret)
+        if settings.jwt_current_kid and settings.jwt_current_kid != kid:
+            raise ValueError("DENI_JWT_CURRENT_KID names a key DENI_JWT_KEYS does not hold")
+        return kid, {kid: settings.jwt_secret}
+    keys: dict[str, str] = {}
+    for number, entry in enumerate(settings.jwt_keys.split(","), start=1):
+        kid, colon, secret = entry.strip().partition(":")
+        if not colon or not KID_PATTERN.fullmatch(kid) or not secret:
+            raise ValueError(
+                f"DENI_JWT_KEYS entry {number} must be kid:secret (kid: letters, digits, . _ -)"
+            )
+        if kid in keys:
+            raise ValueError(f"DENI_JWT_KEYS names the key id {kid!r} twice")
+        keys[kid] = secret
+    current = settings.jwt_current_kid or (next(iter(keys)) if len(keys) == 1 else "")
+    if not current:
+        raise ValueError("DENI_JWT_CURRENT_KID must name the key that signs among DENI_JWT_KEYS")
+    if current not in keys:
+        raise ValueError("DENI_JWT_CURRENT_KID names a key DENI_JWT_KEYS does not hold")
+    return current, keys
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 def shannon_bits(value: str) -> float:
     """Length times the Shannon entropy per character of the value's own character counts."""
     if not value:
@@ -101,17 +139,32 @@ def secret_problem(variable: str, value: str) -> str | None:
 
 
 def _secrets(settings: Settings) -> dict[str, str]:
-    """The server's own secrets that are in use, by variable name."""
+    """The server's own secrets that are in use, by variable name (a key of a list by its
+    place or its key id: `DENI_JWT_KEYS[k2]`, `DENI_CALLBACK_TOKENS_PREVIOUS[1]`)."""
     found = {
         "DENI_JWT_SECRET": settings.jwt_secret,
         "DENI_PIN_PEPPER": settings.pin_pepper,
         "DENI_USSD_TOKEN": settings.ussd_token,
     }
+    if settings.jwt_keys.strip():
+        for kid, secret in jwt_key_ring(settings)[1].items():
+            found[f"DENI_JWT_KEYS[{kid}]"] = secret
+    for number, token in enumerate(_csv(settings.ussd_tokens_previous), start=1):
+        found[f"DENI_USSD_TOKENS_PREVIOUS[{number}]"] = token
     if settings.mpesa:
         found["DENI_CALLBACK_TOKEN"] = settings.callback_token
+        for number, token in enumerate(_csv(settings.callback_tokens_previous), start=1):
+            found[f"DENI_CALLBACK_TOKENS_PREVIOUS[{number}]"] = token
     if settings.ops_token:
         found["DENI_OPS_TOKEN"] = settings.ops_token
     return found
+
+
+def _may_share(first: str, second: str) -> bool:
+    """DENI_JWT_SECRET carried over into DENI_JWT_KEYS is the same key kept, not a second use
+    (it keys the sync cursors under a label of their own, as it always did)."""
+    pair = {first.split("[")[0], second.split("[")[0]}
+    return pair == {"DENI_JWT_SECRET", "DENI_JWT_KEYS"}
 
 
 def _secret_problems(settings: Settings) -> list[str]:
@@ -123,7 +176,7 @@ def _secret_problems(settings: Settings) -> list[str]:
     ]
     seen: dict[str, str] = {}
     for variable, value in in_use.items():
-        if value and value in seen:
+        if value and value in seen and not _may_share(variable, seen[value]):
             problems.append(f"{variable} must differ from {seen[value]}: one secret, one use")
         seen.setdefault(value, variable)
     return problems
@@ -131,12 +184,16 @@ def _secret_problems(settings: Settings) -> list[str]:
 
 def _placeholder_problems(settings: Settings) -> list[str]:
     problems = []
-    for name in SECRET_FIELDS:
-        if not _secret_in_use(settings, name):
-            continue
-        value = (getattr(settings, name) or "").lower()
-        if any(placeholder.lower() in value for placeholder in PLACEHOLDERS):
-            problems.append(f"DENI_{name.upper()} contains a public development placeholder")
+    named = {
+        f"DENI_{name.upper()}": getattr(settings, name) or ""
+        for name in SECRET_FIELDS
+        if _secret_in_use(settings, name)
+    }
+    # and every key of a list: the JWT keys, the previous gateway tokens
+    named |= {variable: value for variable, value in _secrets(settings).items() if "[" in variable}
+    for variable, value in named.items():
+        if any(placeholder.lower() in value.lower() for placeholder in PLACEHOLDERS):
+            problems.append(f"{variable} contains a public development placeholder")
     return problems
 
 
@@ -151,12 +208,22 @@ def _secret_in_use(settings: Settings, name: str) -> bool:
 def _token_shape_problems(settings: Settings) -> list[str]:
     """What the gateways need of their tokens, and a real SMS key."""
     problems = []
-    if settings.mpesa and not all(c in "0123456789abcdef" for c in settings.callback_token.lower()):
-        problems.append(
-            "DENI_CALLBACK_TOKEN must be hexadecimal (Safaricom refuses some words in URLs)"
-        )
-    if settings.ussd_token and not settings.ussd_token.isalnum():
-        problems.append("DENI_USSD_TOKEN must be letters and digits only (it is a URL path)")
+    callbacks = [("DENI_CALLBACK_TOKEN", settings.callback_token)] + [
+        (f"DENI_CALLBACK_TOKENS_PREVIOUS[{number}]", token)
+        for number, token in enumerate(_csv(settings.callback_tokens_previous), start=1)
+    ]
+    for variable, token in callbacks if settings.mpesa else []:
+        if not all(c in "0123456789abcdef" for c in token.lower()):
+            problems.append(
+                f"{variable} must be hexadecimal (Safaricom refuses some words in URLs)"
+            )
+    ussd = [("DENI_USSD_TOKEN", settings.ussd_token)] + [
+        (f"DENI_USSD_TOKENS_PREVIOUS[{number}]", token)
+        for number, token in enumerate(_csv(settings.ussd_tokens_previous), start=1)
+    ]
+    for variable, token in ussd:
+        if token and not token.isalnum():
+            problems.append(f"{variable} must be letters and digits only (it is a URL path)")
     key = settings.at_api_key
     real_key = key != PLACEHOLDER_SECRET and len(key) >= AT_API_KEY_CHARS_MIN
     if settings.sms_backend == "africastalking" and not real_key:

@@ -113,7 +113,7 @@ def _fresh_token(client: TestClient, who: ApiUser) -> dict[str, str]:
 def test_wrong_pins_at_api_sign_in_never_lock_the_sim_owner_out_of_ussd(
     client: TestClient, deni: Deni
 ) -> None:
-    member = api_user(client, deni, pin="1111")
+    member = api_user(client, deni, pin="7141")
     fund(deni, member.user, 100_000)
     for pin in ("0000", "0001"):
         assert_error(
@@ -128,7 +128,7 @@ def test_wrong_pins_at_api_sign_in_never_lock_the_sim_owner_out_of_ussd(
     phone = Phone(client, "0" + member.user.phone[3:])
     before = len(mpesa(deni).requests)
     phone.dial()
-    phone.send("5", "2", "500", "1111")
+    phone.send("5", "2", "500", "7141")
     assert phone.ended
     assert len(mpesa(deni).requests) == before + 1
     assert mpesa(deni).requests[-1].kind == "withdrawal"
@@ -138,7 +138,7 @@ def test_a_stranger_gets_at_most_six_pin_guesses_a_day(
     client: TestClient, deni: Deni, clock: ManualClock
 ) -> None:
     """Guessing as fast as Deni allows, from the API, for two days."""
-    member = api_user(client, deni, pin="1111")
+    member = api_user(client, deni, pin="7141")
     start = clock.now()
     guesses: list[timedelta] = []
     for step in range(ATTACK_STEPS_MAX):
@@ -198,11 +198,11 @@ def test_a_forged_forwarded_for_does_not_reset_the_pin_reset_limit(client: TestC
 def test_a_forged_forwarded_for_does_not_reset_the_login_limit(client: TestClient) -> None:
     for n in range(limits.LOGIN_PER_SOURCE_HOURLY.hits_max):
         tried = client.post(
-            LOGIN, json={"phone": next_phone(), "pin": "1234"}, headers=_forwarded(f"6.6.{n}.1")
+            LOGIN, json={"phone": next_phone(), "pin": "3591"}, headers=_forwarded(f"6.6.{n}.1")
         )
         assert_error(tried, 401, "wrong_credentials")
     refused = client.post(
-        LOGIN, json={"phone": next_phone(), "pin": "1234"}, headers=_forwarded("6.7.0.1")
+        LOGIN, json={"phone": next_phone(), "pin": "3591"}, headers=_forwarded("6.7.0.1")
     )
     assert_error(refused, 429, "too_many_requests")
 
@@ -230,15 +230,15 @@ def test_behind_a_configured_proxy_each_client_has_its_own_count(
 def test_behind_a_configured_proxy_sign_ins_count_per_client(behind_proxy: TestClient) -> None:
     for _ in range(limits.LOGIN_PER_SOURCE_HOURLY.hits_max):
         tried = behind_proxy.post(
-            LOGIN, json={"phone": next_phone(), "pin": "1234"}, headers=_forwarded("198.51.100.9")
+            LOGIN, json={"phone": next_phone(), "pin": "3591"}, headers=_forwarded("198.51.100.9")
         )
         assert_error(tried, 401, "wrong_credentials")
     refused = behind_proxy.post(
-        LOGIN, json={"phone": next_phone(), "pin": "1234"}, headers=_forwarded("198.51.100.9")
+        LOGIN, json={"phone": next_phone(), "pin": "3591"}, headers=_forwarded("198.51.100.9")
     )
     assert_error(refused, 429, "too_many_requests")
     elsewhere = behind_proxy.post(
-        LOGIN, json={"phone": next_phone(), "pin": "1234"}, headers=_forwarded("198.51.100.10")
+        LOGIN, json={"phone": next_phone(), "pin": "3591"}, headers=_forwarded("198.51.100.10")
     )
     assert_error(elsewhere, 401, "wrong_credentials")
 
@@ -248,7 +248,7 @@ def test_behind_a_configured_proxy_sign_ins_count_per_client(behind_proxy: TestC
 
 def test_codes_for_one_number_are_tried_only_so_often(client: TestClient, deni: Deni) -> None:
     member = api_user(client, deni)
-    body = {"phone": member.user.phone, "code": "000000", "new_pin": "9876"}
+    body = {"phone": member.user.phone, "code": "000000", "new_pin": "9847"}
     for _ in range(limits.CODE_CHECKS_PER_PHONE_HOURLY.hits_max):
         assert_error(client.post(CONFIRM, json=body), 401, "invalid_code")
     assert_error(client.post(CONFIRM, json=body), 429, "too_many_requests")
@@ -258,11 +258,11 @@ def test_one_address_signs_up_only_so_many_accounts_an_hour(client: TestClient, 
     # Each puppet's code reaches a number the attacker holds; the sign-ups all come from here.
     for _ in range(limits.REGISTER_PER_SOURCE_HOURLY.hits_max):
         phone = next_phone()
-        body = {"phone": phone, "name": "Sock Puppet", "pin": "1234"}
+        body = {"phone": phone, "name": "Sock Puppet", "pin": "3591"}
         body["code"] = registration_code(deni, phone)
         assert client.post("/api/v1/auth/register", json=body).status_code == 201
     phone = next_phone()
-    body = {"phone": phone, "name": "Sock Puppet", "pin": "1234"}
+    body = {"phone": phone, "name": "Sock Puppet", "pin": "3591"}
     body["code"] = registration_code(deni, phone)
     refused = client.post("/api/v1/auth/register", json=body, headers=key())
     assert_error(refused, 429, "too_many_requests")

@@ -30,7 +30,7 @@ def _register(
     deni: Deni,
     phone: str,
     *,
-    pin: str = "1234",
+    pin: str = "3591",
     name: str = "Amina Njeri",
     **extra: str,
 ) -> dict[str, object]:
@@ -77,7 +77,7 @@ def test_register_normalises_every_common_phone_format(
             assert user["phone_proven"] is True  # no PIN above, and the code proved the number
             # The same person logs in with the number written any other way.
             for other in ("0" + normalised[3:], "+" + normalised, normalised):
-                response = _login(client, other, "1234")
+                response = _login(client, other, "3591")
                 assert response.status_code == 200, response.text
                 assert response.json()["user_id"] == user["id"]
 
@@ -123,7 +123,7 @@ def test_register_refuses_malformed_and_foreign_numbers(
         "0712345678\u0000",
     ]
     bodies: list[dict[str, object]] = [
-        {"phone": phone, "name": "Amina", "pin": "1234"} for phone in phones
+        {"phone": phone, "name": "Amina", "pin": "3591"} for phone in phones
     ]
     _refused(client, deni, subtests, bodies, "invalid_phone_number")
 
@@ -143,7 +143,7 @@ def test_register_refuses_a_bad_name(
 ) -> None:
     names = ["", " ", "A", "x" * 61, "ab\u0007", "\u0000\u0000"]
     bodies: list[dict[str, object]] = [
-        {"phone": "0722000111", "name": name, "pin": "1234"} for name in names
+        {"phone": "0722000111", "name": name, "pin": "3591"} for name in names
     ]
     _refused(client, deni, subtests, bodies, "invalid_name")
 
@@ -152,11 +152,11 @@ def test_register_refuses_wrong_shapes(
     client: TestClient, deni: Deni, subtests: pytest.Subtests
 ) -> None:
     bodies: list[dict[str, object]] = [
-        {"phone": "0722000111", "name": "Amina", "pin": "1234", "language": "fr"},
+        {"phone": "0722000111", "name": "Amina", "pin": "3591", "language": "fr"},
         {"phone": "0722000111", "name": "Amina", "pin": 1234},
-        {"phone": 722000111, "name": "Amina", "pin": "1234"},
-        {"phone": "0722000111", "pin": "1234"},
-        {"phone": "0722000111", "name": "Amina", "pin": "1234", "is_admin": True},
+        {"phone": 722000111, "name": "Amina", "pin": "3591"},
+        {"phone": "0722000111", "pin": "3591"},
+        {"phone": "0722000111", "name": "Amina", "pin": "3591", "is_admin": True},
     ]
     _refused(client, deni, subtests, bodies, "validation_failed")
 
@@ -171,17 +171,17 @@ def test_a_registered_number_gets_no_code_and_cannot_be_registered_again(
     assert len(sms_texts(deni, "254722000111")) == 1  # ...but no SMS: only the first code's
     response = client.post(
         REGISTER,
-        json={"phone": "+254 722 000 111", "code": "000000", "name": "Someone", "pin": "9999"},
+        json={"phone": "+254 722 000 111", "code": "000000", "name": "Someone", "pin": "9497"},
     )
     assert_error(response, 401, "phone_code_invalid")
     assert_nothing_written(deni, before)
     # The first PIN still works, the intruder's does not.
-    assert _login(client, "0722000111", "1234").status_code == 200
+    assert _login(client, "0722000111", "3591").status_code == 200
 
 
 def test_register_opens_an_empty_wallet(client: TestClient, deni: Deni) -> None:
     _register(client, deni, "0722000111")
-    session = _login(client, "0722000111", "1234").json()
+    session = _login(client, "0722000111", "3591").json()
     me = client.get(ME, headers=_bearer(session["access_token"]))
     assert me.status_code == 200
     assert me.json()["balance_cents"] == 0
@@ -195,7 +195,7 @@ def test_login_returns_a_short_lived_bearer_token_and_a_refresh_token(
     client: TestClient, deni: Deni
 ) -> None:
     user = _register(client, deni, "0722000111")
-    response = _login(client, "0722000111", "1234")
+    response = _login(client, "0722000111", "3591")
     assert response.status_code == 200
     session = response.json()
     assert session["user_id"] == user["id"]
@@ -212,7 +212,7 @@ def test_login_with_an_unknown_number_is_refused_without_writing(
     client: TestClient, deni: Deni
 ) -> None:
     before = db_state(deni)
-    assert_error(_login(client, "0799999999", "1234"), 401, "wrong_credentials")
+    assert_error(_login(client, "0799999999", "3591"), 401, "wrong_credentials")
     assert_nothing_written(deni, before)
 
 
@@ -233,7 +233,7 @@ def test_sign_in_does_not_tell_a_member_from_a_stranger(client: TestClient, deni
 
 def test_login_with_a_malformed_number_is_refused(client: TestClient, deni: Deni) -> None:
     before = db_state(deni)
-    assert_error(_login(client, "+44 20 7946 0958", "1234"), 422, "invalid_phone_number")
+    assert_error(_login(client, "+44 20 7946 0958", "3591"), 422, "invalid_phone_number")
     assert_nothing_written(deni, before)
 
 
@@ -261,13 +261,13 @@ def test_three_wrong_pins_lock_the_account_even_for_the_right_pin_until_the_peri
     assert "15 minutes" in locked["message"]
     # Fail closed: the right PIN does not open a locked account, and guessing writes nothing.
     before = db_state(deni)
-    assert_error(_login(client, "0722000111", "1234"), 423, "account_locked")
+    assert_error(_login(client, "0722000111", "3591"), 423, "account_locked")
     assert_error(_login(client, "0722000111", "0003"), 423, "account_locked")
     assert_nothing_written(deni, before)
     clock.advance(timedelta(minutes=15) - timedelta(seconds=1))
-    assert_error(_login(client, "0722000111", "1234"), 423, "account_locked")
+    assert_error(_login(client, "0722000111", "3591"), 423, "account_locked")
     clock.advance(timedelta(seconds=1))
-    assert _login(client, "0722000111", "1234").status_code == 200
+    assert _login(client, "0722000111", "3591").status_code == 200
 
 
 def test_the_lock_period_grows_on_the_second_lock(
@@ -285,21 +285,21 @@ def test_the_lock_period_grows_on_the_second_lock(
     second = assert_error(_login(client, "0722000111", "0002"), 423, "account_locked")
     assert "30 minutes" in second["message"]
     clock.advance(timedelta(minutes=15))
-    assert_error(_login(client, "0722000111", "1234"), 423, "account_locked")
+    assert_error(_login(client, "0722000111", "3591"), 423, "account_locked")
     clock.advance(timedelta(minutes=15) - timedelta(seconds=1))
-    assert_error(_login(client, "0722000111", "1234"), 423, "account_locked")
+    assert_error(_login(client, "0722000111", "3591"), 423, "account_locked")
     clock.advance(timedelta(seconds=1))
-    assert _login(client, "0722000111", "1234").status_code == 200
+    assert _login(client, "0722000111", "3591").status_code == 200
 
 
 def test_a_right_pin_resets_the_wrong_pin_count(client: TestClient, deni: Deni) -> None:
     _register(client, deni, "0722000111")
     for _ in range(2):
         assert_error(_login(client, "0722000111", "0000"), 401, "wrong_credentials")
-    assert _login(client, "0722000111", "1234").status_code == 200
+    assert _login(client, "0722000111", "3591").status_code == 200
     for _ in range(2):
         assert_error(_login(client, "0722000111", "0000"), 401, "wrong_credentials")
-    assert _login(client, "0722000111", "1234").status_code == 200
+    assert _login(client, "0722000111", "3591").status_code == 200
 
 
 def test_a_lock_is_announced_to_the_owner(client: TestClient, deni: Deni) -> None:
@@ -318,10 +318,10 @@ def test_a_sign_in_lock_refuses_sign_in_but_not_pin_actions_in_the_owners_sessio
     owner = api_user(client, deni)
     for _ in range(3):
         _login(client, owner.user.phone, "0000")
-    assert_error(_login(client, owner.user.phone, "1234"), 423, "account_locked")
+    assert_error(_login(client, owner.user.phone, "3591"), 423, "account_locked")
     assert client.get(ME, headers=owner.headers).status_code == 200
     response = client.post(
-        CHANGE_PIN, json={"old_pin": "1234", "new_pin": "5678"}, headers=owner.with_key()
+        CHANGE_PIN, json={"old_pin": "3591", "new_pin": "5683"}, headers=owner.with_key()
     )
     assert response.status_code < 300, response.text
 
@@ -329,12 +329,12 @@ def test_a_sign_in_lock_refuses_sign_in_but_not_pin_actions_in_the_owners_sessio
 def test_wrong_pins_in_a_session_lock_it_and_end_it(client: TestClient, deni: Deni) -> None:
     owner = api_user(client, deni)
     answers = [
-        client.post(CHANGE_PIN, json={"old_pin": pin, "new_pin": "5678"}, headers=owner.with_key())
+        client.post(CHANGE_PIN, json={"old_pin": pin, "new_pin": "5683"}, headers=owner.with_key())
         for pin in ("0000", "0001", "0002")
     ]
     assert [a.status_code for a in answers] == [401, 401, 423]
     assert_error(client.get(ME, headers=owner.headers), 401, "session_ended")
-    assert_error(_login(client, owner.user.phone, "1234"), 423, "account_locked")
+    assert_error(_login(client, owner.user.phone, "3591"), 423, "account_locked")
 
 
 # --- tokens -----------------------------------------------------------------------------------
@@ -386,8 +386,8 @@ def test_refresh_rotates_the_pair_and_a_spent_token_revokes_the_family(
     client: TestClient, deni: Deni
 ) -> None:
     _register(client, deni, "0722000111")
-    first = _login(client, "0722000111", "1234").json()
-    other_device = _login(client, "0722000111", "1234").json()
+    first = _login(client, "0722000111", "3591").json()
+    other_device = _login(client, "0722000111", "3591").json()
     second = client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
     assert second.status_code == 200, second.text
     rotated = second.json()
@@ -415,7 +415,7 @@ def test_a_refresh_whose_answer_was_lost_can_be_asked_again_once(
     """A phone on a bad network sends its refresh, Deni swaps the token, the answer never
     arrives: the phone still holds only the spent token, and must not be signed out for it."""
     _register(client, deni, "0722000222")
-    first = _login(client, "0722000222", "1234").json()
+    first = _login(client, "0722000222", "3591").json()
     lost = client.post(REFRESH, json={"refresh_token": first["refresh_token"]})
     assert lost.status_code == 200, lost.text  # this answer never reaches the phone
 
@@ -444,7 +444,7 @@ def test_no_grace_for_a_spent_token_after_sign_out_everywhere(
     client: TestClient, deni: Deni
 ) -> None:
     _register(client, deni, "0722000333")
-    first = _login(client, "0722000333", "1234").json()
+    first = _login(client, "0722000333", "3591").json()
     assert client.post(REFRESH, json={"refresh_token": first["refresh_token"]}).status_code == 200
     with deni.uow() as uow:
         user = uow.users.get_by_phone("254722000333")
@@ -459,7 +459,7 @@ def test_refresh_gives_a_new_access_token_after_the_old_one_expired(
     client: TestClient, deni: Deni, clock: ManualClock
 ) -> None:
     _register(client, deni, "0722000111")
-    session = _login(client, "0722000111", "1234").json()
+    session = _login(client, "0722000111", "3591").json()
     clock.advance(timedelta(minutes=20))
     assert_error(client.get(ME, headers=_bearer(session["access_token"])), 401, "token_expired")
     renewed = client.post(REFRESH, json={"refresh_token": session["refresh_token"]})
@@ -476,7 +476,7 @@ def test_a_token_issued_by_a_clock_ahead_of_the_wall_clock_is_accepted(
     # The service's clock runs an hour ahead of this machine's (as another server's might).
     ahead = datetime.now(UTC) + timedelta(hours=1) - clock.now()
     clock.advance(max(ahead, timedelta(0)))
-    session = _login(client, "0722000111", "1234").json()
+    session = _login(client, "0722000111", "3591").json()
     assert client.get(ME, headers=_bearer(session["access_token"])).status_code == 200
 
 
@@ -484,7 +484,7 @@ def test_refresh_refuses_unknown_malformed_and_expired_tokens(
     client: TestClient, deni: Deni, clock: ManualClock
 ) -> None:
     _register(client, deni, "0722000111")
-    session = _login(client, "0722000111", "1234").json()
+    session = _login(client, "0722000111", "3591").json()
     before = db_state(deni)
     assert_error(client.post(REFRESH, json={"refresh_token": "nope"}), 401, "invalid_refresh_token")
     assert_error(client.post(REFRESH, json={"refresh_token": ""}), 401, "invalid_refresh_token")
@@ -507,12 +507,12 @@ def test_refresh_refuses_unknown_malformed_and_expired_tokens(
 def test_change_pin_then_only_the_new_pin_works(client: TestClient, deni: Deni) -> None:
     owner = api_user(client, deni)
     response = client.post(
-        CHANGE_PIN, json={"old_pin": "1234", "new_pin": "5678"}, headers=owner.with_key()
+        CHANGE_PIN, json={"old_pin": "3591", "new_pin": "5683"}, headers=owner.with_key()
     )
     assert response.status_code == 200, response.text
     assert response.json() == {"ok": True}
-    assert_error(_login(client, owner.user.phone, "1234"), 401, "wrong_credentials")
-    assert _login(client, owner.user.phone, "5678").status_code == 200
+    assert_error(_login(client, owner.user.phone, "3591"), 401, "wrong_credentials")
+    assert _login(client, owner.user.phone, "5683").status_code == 200
 
 
 def test_change_pin_with_a_wrong_old_pin_is_refused_and_counts_towards_the_lock(
@@ -523,7 +523,7 @@ def test_change_pin_with_a_wrong_old_pin_is_refused_and_counts_towards_the_lock(
     before = db_state(deni, ignore=(*PIN_BOOKKEEPING, "refresh_tokens"))
     for attempt in range(3):
         response = client.post(
-            CHANGE_PIN, json={"old_pin": "0000", "new_pin": "5678"}, headers=owner.with_key()
+            CHANGE_PIN, json={"old_pin": "0000", "new_pin": "5683"}, headers=owner.with_key()
         )
         if attempt < 2:
             assert_error(response, 401, "wrong_pin")
@@ -545,7 +545,7 @@ def test_change_pin_refuses_a_malformed_new_pin(
     for new_pin in ("123", "abcd", "12345", "", "12\u00b34"):
         with subtests.test(new_pin=new_pin):
             response = client.post(
-                CHANGE_PIN, json={"old_pin": "1234", "new_pin": new_pin}, headers=owner.with_key()
+                CHANGE_PIN, json={"old_pin": "3591", "new_pin": new_pin}, headers=owner.with_key()
             )
             assert_error(response, 422, "invalid_pin")
             assert_nothing_written(deni, before)
@@ -554,7 +554,7 @@ def test_change_pin_refuses_a_malformed_new_pin(
 def test_change_pin_needs_a_login_and_an_idempotency_key(client: TestClient, deni: Deni) -> None:
     owner = api_user(client, deni)
     before = db_state(deni)
-    body = {"old_pin": "1234", "new_pin": "5678"}
+    body = {"old_pin": "3591", "new_pin": "5683"}
     assert_error(client.post(CHANGE_PIN, json=body, headers=key()), 401, "unauthorized")
     missing = client.post(CHANGE_PIN, json=body, headers=owner.headers)
     assert_error(missing, 422, "idempotency_key_missing")

@@ -27,7 +27,7 @@ from deni.domain.errors import MoneyOnHold
 from deni.domain.security import MONEY_HOLD_AFTER_RESET
 from deni.services import loans
 
-NEW_PIN = "9876"
+NEW_PIN = "9847"
 SAVINGS_CENTS = 300_000
 PRINCIPAL_CENTS = 100_000
 
@@ -91,10 +91,10 @@ def test_the_thiefs_loan_from_an_accomplice_cannot_be_repaid_from_the_wallet_in_
     device.queue_mutation("repay_loan", loan_id=loan_id, amount_cents=owed_cents)
     [result] = device.push()["results"]
     assert (result["status"], result["code"]) == ("rejected", "money_on_hold"), result
-    # USSD: 2 My loans → the loan → 1 from the wallet, the amount, the PIN.
+    # USSD: 2 My loans → 1 Loans I owe → the loan → 1 from the wallet, the amount, the PIN.
     sim = Phone(client, victim.user.phone)
     sim.dial()
-    sim.send("2", "1", "1", str(owed_cents // 100), NEW_PIN)
+    sim.send("2", "1", "1", "1", str(owed_cents // 100), NEW_PIN)
     assert "PIN was reset" in sim.last, sim.last
     # Deni's own due-date repayment from the wallet.
     clock.advance(timedelta(hours=23))

@@ -90,7 +90,7 @@ def test_the_stored_answer_is_replayed_even_after_the_loan_moved_on(
     lender, borrower = pair
     loan = request_loan(client, borrower, lender)
     headers = _with(lender, "approve-once")
-    first = client.post(f"{LOANS}/{loan['id']}/approve", json={"pin": "1234"}, headers=headers)
+    first = client.post(f"{LOANS}/{loan['id']}/approve", json={"pin": "3591"}, headers=headers)
     assert first.json()["state"] == "active"
     repaid = client.post(
         f"{LOANS}/{loan['id']}/repay",
@@ -98,7 +98,7 @@ def test_the_stored_answer_is_replayed_even_after_the_loan_moved_on(
         headers=borrower.with_key(),
     )
     assert repaid.status_code == 200, repaid.text
-    again = client.post(f"{LOANS}/{loan['id']}/approve", json={"pin": "1234"}, headers=headers)
+    again = client.post(f"{LOANS}/{loan['id']}/approve", json={"pin": "3591"}, headers=headers)
     assert again.status_code == 200
     assert again.headers[REPLAYED] == "true"
     assert again.json() == first.json()  # the answer as it was, not a second approval
@@ -200,7 +200,7 @@ def test_a_refused_request_leaves_its_key_free_for_the_corrected_one(
     approve_headers = _with(lender, "approve-retry")
     url = f"{LOANS}/{loan_id}/approve"
     assert_error(client.post(url, json={"pin": "0000"}, headers=approve_headers), 401, "wrong_pin")
-    approved = client.post(url, json={"pin": "1234"}, headers=approve_headers)
+    approved = client.post(url, json={"pin": "3591"}, headers=approve_headers)
     assert approved.status_code == 200, approved.text
     assert approved.json()["state"] == "active"
 
@@ -283,7 +283,7 @@ def _claim_elsewhere(deni: Deni, user: ApiUser, key: str, body: dict[str, Any]) 
 
 def test_register_with_a_key_is_idempotent(client: TestClient, deni: Deni) -> None:
     code = registration_code(deni, "0733 000 111")
-    body = {"phone": "0733 000 111", "code": code, "name": "Njeri", "pin": "1234"}
+    body = {"phone": "0733 000 111", "code": code, "name": "Njeri", "pin": "3591"}
     headers = {"Idempotency-Key": str(uuid.uuid4())}
     first = client.post("/api/v1/auth/register", json=body, headers=headers)
     assert first.status_code == 201, first.text
@@ -296,13 +296,13 @@ def test_register_with_a_key_is_idempotent(client: TestClient, deni: Deni) -> No
 
 
 MUTATING: list[tuple[str, dict[str, Any] | None]] = [
-    ("/api/v1/me/pin", {"old_pin": "1234", "new_pin": "4321"}),
+    ("/api/v1/me/pin", {"old_pin": "3591", "new_pin": "4381"}),
     (LOANS, None),  # filled in with a valid request body
-    (LOANS + "/{loan}/approve", {"pin": "1234"}),
+    (LOANS + "/{loan}/approve", {"pin": "3591"}),
     (LOANS + "/{loan}/decline", {}),
     (LOANS + "/{loan}/cancel", {}),
-    (LOANS + "/{active}/repay", {"amount_cents": 1_000, "pin": "1234"}),
-    (LOANS + "/{active}/write-off", {"pin": "1234"}),
+    (LOANS + "/{active}/repay", {"amount_cents": 1_000, "pin": "3591"}),
+    (LOANS + "/{active}/write-off", {"pin": "3591"}),
     (LOANS + "/{active}/remind", {}),
     ("/api/v1/notifications/read", {"ids": ["00000000-0000-0000-0000-000000000000"]}),
 ]
@@ -353,7 +353,7 @@ def test_a_retry_that_differs_only_in_its_pin_replays_the_first_answer(
     lender, borrower = pair
     loan = request_loan(client, borrower, lender)
     url, headers = f"{LOANS}/{loan['id']}/approve", _with(lender, "approve-pin")
-    first = client.post(url, json={"pin": "1234"}, headers=headers)
+    first = client.post(url, json={"pin": "3591"}, headers=headers)
     assert first.status_code == 200, first.text
     before = db_state(deni)
 

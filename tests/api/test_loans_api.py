@@ -344,7 +344,7 @@ def test_approve_moves_the_principal_in_one_entry(client: TestClient, deni: Deni
     assert balance(client, lender) == 400_000
     assert balance(client, borrower) == 100_000
     kinds = [n["kind"] for n in notifications(client, borrower)]
-    assert "loan_disbursed" in kinds
+    assert "loan_disbursed_mpesa" in kinds  # on its way to M-PESA, the default
     assert_ledger_whole(deni)
 
 
@@ -393,7 +393,7 @@ def test_a_short_lender_approves_and_the_loan_waits_for_funds(
     assert balance(client, borrower) == 0
     kinds = [n["kind"] for n in notifications(client, borrower)]
     assert "loan_awaiting_funds" in kinds
-    assert "loan_disbursed" not in kinds
+    assert not [k for k in kinds if k.startswith("loan_disbursed")]
 
     fund(deni, lender.user, 50_000)  # still short: 80,000 < 100,000
     assert get_loan(client, borrower, loan["id"])["state"] == "approved"
@@ -403,7 +403,7 @@ def test_a_short_lender_approves_and_the_loan_waits_for_funds(
     assert funded["disbursed_at"] is not None
     assert balance(client, lender) == 5_000
     assert balance(client, borrower) == 100_000
-    assert "loan_disbursed" in [n["kind"] for n in notifications(client, borrower)]
+    assert "loan_disbursed_mpesa" in [n["kind"] for n in notifications(client, borrower)]
     assert_ledger_whole(deni)
 
 

@@ -49,9 +49,11 @@ def test_each_person_hears_in_their_own_language(client: TestClient, deni: Deni)
     assert f"Mkopo {loan['code']}." in asked["body"]
 
     approve(client, lender, loan["id"])
-    [disbursed] = _of_kind(client, borrower, "loan_disbursed")
+    [disbursed] = _of_kind(client, borrower, "loan_disbursed_mpesa")  # loans go to M-PESA
     assert disbursed["language"] == "en"
-    assert disbursed["body"].startswith(f"Confirmed. KES 1,000 from loan {loan['code']} is now in")
+    assert disbursed["body"].startswith(
+        f"Confirmed. KES 1,000 from loan {loan['code']} is on its way to your M-PESA."
+    )
     assert loan["code"] in disbursed["body"]
 
     [credited] = _of_kind(client, lender, "wallet_credited")

@@ -221,13 +221,13 @@ def test_an_unproven_account_cannot_borrow_lend_approve_or_be_asked(
     _set_proof(deni, lender_of_old, proven=False)
     refused = client.post(
         f"/api/v1/loans/{from_legacy['id']}/approve",
-        json={"pin": "1234"},
+        json={"pin": "3591"},
         headers=proven.with_key(),
     )
     assert_error(refused, 403, "other_party_not_proven")
     refused = client.post(
         f"/api/v1/loans/{old_request['id']}/approve",
-        json={"pin": "1234"},
+        json={"pin": "3591"},
         headers=lender_of_old.with_key(),
     )
     assert_error(refused, 403, "phone_not_proven")

@@ -49,7 +49,7 @@ def _code(client: TestClient, deni: Deni, who: ApiUser) -> str:
     return str(codes[0])
 
 
-def _confirm(client: TestClient, who: ApiUser, code: str, new_pin: str = "9876") -> httpx.Response:
+def _confirm(client: TestClient, who: ApiUser, code: str, new_pin: str = "9847") -> httpx.Response:
     body = {"phone": who.user.phone, "code": code, "new_pin": new_pin}
     return client.post(CONFIRM, json=body)
 
@@ -61,18 +61,18 @@ def _login(client: TestClient, who: ApiUser, pin: str) -> httpx.Response:
 def test_a_forgotten_pin_is_replaced_with_the_code_from_the_sms(
     client: TestClient, deni: Deni
 ) -> None:
-    member = api_user(client, deni, pin="1234")
-    refresh = client.post(LOGIN, json={"phone": member.user.phone, "pin": "1234"})
+    member = api_user(client, deni, pin="3591")
+    refresh = client.post(LOGIN, json={"phone": member.user.phone, "pin": "3591"})
     refresh_token = refresh.json()["refresh_token"]
     for _ in range(3):  # forgotten: three wrong tries lock the account
         _login(client, member, "0000")
 
     code = _code(client, deni, member)
-    answer = _confirm(client, member, code, new_pin="9876")
+    answer = _confirm(client, member, code, new_pin="9847")
 
     assert answer.status_code == 200, answer.text
-    assert _login(client, member, "9876").status_code == 200
-    assert_error(_login(client, member, "1234"), 401, "wrong_credentials")
+    assert _login(client, member, "9847").status_code == 200
+    assert_error(_login(client, member, "3591"), 401, "wrong_credentials")
     # Every earlier session ended: refresh tokens and access tokens alike, at once.
     stale = client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
     assert stale.status_code == 401
@@ -83,7 +83,7 @@ def test_a_forgotten_pin_is_replaced_with_the_code_from_the_sms(
     assert "pin_reset" in [n["kind"] for n in notices["notifications"]]
     # The code is a secret: it is in the SMS, and nowhere Deni keeps its notifications.
     assert all(code not in n["body"] for n in notices["notifications"])
-    assert_error(_confirm(client, member, code, new_pin="5555"), 401, "invalid_code")  # once
+    assert_error(_confirm(client, member, code, new_pin="5315"), 401, "invalid_code")  # once
 
 
 def test_asking_for_an_unknown_number_looks_the_same_and_sends_nothing(
@@ -99,14 +99,14 @@ def test_asking_for_an_unknown_number_looks_the_same_and_sends_nothing(
 
 
 def test_wrong_codes_void_the_code_and_leave_the_pin_alone(client: TestClient, deni: Deni) -> None:
-    member = api_user(client, deni, pin="1234")
+    member = api_user(client, deni, pin="3591")
     code = _code(client, deni, member)
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     for _ in range(RESET_CODE_ATTEMPTS_MAX):
         assert_error(_confirm(client, member, wrong), 401, "invalid_code")
 
     assert_error(_confirm(client, member, code), 401, "invalid_code")
-    assert _login(client, member, "1234").status_code == 200
+    assert _login(client, member, "3591").status_code == 200
 
 
 def test_a_malformed_new_pin_costs_no_try(client: TestClient, deni: Deni) -> None:
@@ -154,12 +154,12 @@ def test_no_money_leaves_for_a_day_after_a_reset(
     borrower, lender = api_user(client, deni), api_user(client, deni)
     fund(deni, lender.user, 200_000)
     loan = request_loan(client, borrower, lender)
-    assert _confirm(client, lender, _code(client, deni, lender), new_pin="9876").status_code == 200
-    lender.pin = "9876"
+    assert _confirm(client, lender, _code(client, deni, lender), new_pin="9847").status_code == 200
+    lender.pin = "9847"
     log_in_again(deni, lender)
 
     held = client.post(
-        f"/api/v1/loans/{loan['id']}/approve", json={"pin": "9876"}, headers=lender.with_key()
+        f"/api/v1/loans/{loan['id']}/approve", json={"pin": "9847"}, headers=lender.with_key()
     )
     refusal = assert_error(held, 423, "money_on_hold")
     assert "Nairobi time" in refusal["message"]
@@ -193,16 +193,16 @@ def test_a_lock_by_customer_care_stops_everything_even_a_reset(
     client: TestClient, deni: Deni
 ) -> None:
     """A member reports a SIM swap: the thief holding the SIM cannot reset the PIN back open."""
-    borrower, lender = api_user(client, deni), api_user(client, deni, pin="1234")
+    borrower, lender = api_user(client, deni), api_user(client, deni, pin="3591")
     fund(deni, lender.user, 200_000)
     loan = request_loan(client, borrower, lender)
     code = _code(client, deni, lender)  # asked before the lock: void after it
 
     _support_lock(deni, lender, locked=True)
 
-    assert_error(_login(client, lender, "1234"), 423, "locked_by_support")
+    assert_error(_login(client, lender, "3591"), 423, "locked_by_support")
     approving = client.post(
-        f"/api/v1/loans/{loan['id']}/approve", json={"pin": "1234"}, headers=lender.with_key()
+        f"/api/v1/loans/{loan['id']}/approve", json={"pin": "3591"}, headers=lender.with_key()
     )
     assert_error(approving, 401, "session_ended")  # the thief's session ended with the lock
     _ask(client, lender.user.phone)
@@ -210,6 +210,6 @@ def test_a_lock_by_customer_care_stops_everything_even_a_reset(
     assert_error(_confirm(client, lender, code), 401, "invalid_code")
 
     _support_lock(deni, lender, locked=False)
-    assert _login(client, lender, "1234").status_code == 200
+    assert _login(client, lender, "3591").status_code == 200
     log_in_again(deni, lender)
     assert approve(client, lender, loan["id"])["state"] == "active"

@@ -65,7 +65,7 @@ def test_the_export_holds_the_whole_story_of_a_loan(client: TestClient, deni: De
     assert [line["amount_cents"] for line in statement] == [-40_000, 100_000]
     assert sum(line["amount_cents"] for line in statement) == data["wallet"]["balance_cents"]
     kinds = [n["kind"] for n in data["notifications"]]
-    assert "loan_disbursed" in kinds
+    assert "loan_disbursed_mpesa" in kinds
     assert "repayment_made" in kinds
     commands = [row["command"] for row in data["audit"]]
     assert commands == ["register_user", "login", "request_loan", "repay_loan"]
@@ -206,6 +206,6 @@ def test_an_account_with_money_or_an_open_loan_cannot_close(client: TestClient, 
 
 
 def test_closing_needs_the_pin(client: TestClient, deni: Deni) -> None:
-    member = api_user(client, deni, pin="1234")
+    member = api_user(client, deni, pin="3591")
     assert_error(_close(client, member, pin="9999"), 401, "wrong_pin")
     assert client.get("/api/v1/me", headers=member.headers).status_code == 200

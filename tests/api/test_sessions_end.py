@@ -77,24 +77,24 @@ def test_a_support_lock_ends_every_session_at_once(client: TestClient, deni: Den
 
 
 def test_a_pin_change_ends_every_session_this_one_too(client: TestClient, deni: Deni) -> None:
-    member = api_user(client, deni, pin="1234")
+    member = api_user(client, deni, pin="3591")
     other_device = _sign_in(client, member)
     changed = client.post(
-        "/api/v1/me/pin", json={"old_pin": "1234", "new_pin": "5678"}, headers=member.with_key()
+        "/api/v1/me/pin", json={"old_pin": "3591", "new_pin": "5683"}, headers=member.with_key()
     )
     assert changed.status_code == 200, changed.text
     _ended(client, other_device)
     assert_error(client.get(ME, headers=member.headers), 401, "session_ended")
-    assert client.get(ME, headers=_bearer(_sign_in(client, member, "5678"))).status_code == 200
+    assert client.get(ME, headers=_bearer(_sign_in(client, member, "5683"))).status_code == 200
 
 
 def test_a_pin_reset_by_sms_code_ends_every_session(client: TestClient, deni: Deni) -> None:
-    member = api_user(client, deni, pin="1234")
+    member = api_user(client, deni, pin="3591")
     thief = _sign_in(client, member)
     deni.clock.advance(timedelta(seconds=1))  # after the sign-up code, in the outbox's order
     assert client.post("/api/v1/auth/pin-reset", json={"phone": member.user.phone}).is_success
     code = sms_code(deni, member.user.phone)
-    body = {"phone": member.user.phone, "code": code, "new_pin": "9876"}
+    body = {"phone": member.user.phone, "code": code, "new_pin": "9847"}
     assert client.post("/api/v1/auth/pin-reset/confirm", json=body).status_code == 200
     _ended(client, thief)
 
@@ -154,7 +154,7 @@ def test_a_stranger_locking_sign_in_does_not_sign_the_owner_out(
 
 def test_a_ussd_lock_ends_the_apps_sessions(client: TestClient, deni: Deni) -> None:
     """Three wrong PINs on the SIM's own channel: whoever holds the phone is guessing."""
-    member = api_user(client, deni, pin="1111")
+    member = api_user(client, deni, pin="7141")
     fund(deni, member.user, 100_000)
     phone = Phone(client, "0" + member.user.phone[3:])
     phone.dial()

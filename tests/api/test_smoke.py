@@ -24,7 +24,7 @@ def test_a_loan_from_request_to_repaid(client: TestClient, deni: Deni) -> None:
     assert requested.status_code == 201, requested.text
     loan_id = requested.json()["id"]
     approved = client.post(
-        f"/api/v1/loans/{loan_id}/approve", json={"pin": "1234"}, headers=lender.with_key()
+        f"/api/v1/loans/{loan_id}/approve", json={"pin": "3591"}, headers=lender.with_key()
     )
     assert approved.json()["state"] == "active"
     repaid = client.post(

@@ -31,6 +31,9 @@ class FakeOperatorRepository:
     def get_by_username(self, username: str) -> Operator | None:
         return next((o for o in self._t.operators.values() if o.username == username), None)
 
+    def lock_by_username(self, username: str) -> Operator | None:
+        return self.get_by_username(username)  # writers queue on one lock already
+
     def save(self, operator: Operator, now: datetime) -> None:
         stored = self._t.operators[operator.id]
         self._t.operators[operator.id] = replace(

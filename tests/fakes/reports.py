@@ -208,4 +208,7 @@ class FakeReportQueries:
             ledger_paybill_cents=r.ledger_paybill_cents,
             ledger_float_cents=r.ledger_float_cents,
             result_desc=r.result_desc,
+            struck_at=r.struck_at,
+            working_difference_cents=r.working_difference_cents,
+            utility_difference_cents=r.utility_difference_cents,
         )

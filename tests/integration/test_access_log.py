@@ -93,7 +93,7 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
     while time.monotonic() < deadline:
         assert process.poll() is None, "the server stopped"
         try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             time.sleep(0.1)

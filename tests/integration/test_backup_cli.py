@@ -27,7 +27,7 @@ from deni.entrypoints.cli import app
 from deni.services import audit, ledger, loans
 
 runner = CliRunner()
-PIN = "1234"
+PIN = "3591"
 
 
 @pytest.fixture

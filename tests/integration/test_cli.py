@@ -31,7 +31,7 @@ def _run(*args: str) -> tuple[int, str]:
 
 
 def _create_and_fund(phone: str = "0712345678") -> None:
-    code, output = _run("user", "create", "--phone", phone, "--name", "Amina", "--pin", "1234")
+    code, output = _run("user", "create", "--phone", phone, "--name", "Amina", "--pin", "3591")
     assert code == 0, output
     code, output = _run(
         "wallet", "deposit", "--phone", phone, "--amount", "1500", "--receipt", "QK1"
@@ -60,7 +60,7 @@ def test_user_create_deposit_and_a_clean_ledger_check(cli_env: str) -> None:
 
 def test_user_create_refuses_a_foreign_number(cli_env: str) -> None:
     code, output = _run(
-        "user", "create", "--phone", "+15551234567", "--name", "Bob", "--pin", "1234"
+        "user", "create", "--phone", "+15551234567", "--name", "Bob", "--pin", "3591"
     )
     assert code == 2
     assert "invalid_phone_number" in output

@@ -46,7 +46,7 @@ POOL_SIZE = 30  # the engine allows pool_size + max_overflow = 60 connections: a
 BARRIER_TIMEOUT_S = 30.0
 RUN_TIMEOUT_S = 120.0
 BUSY_RETRIES_MAX = 5
-PIN = "1234"
+PIN = "3591"
 
 T = TypeVar("T")
 

@@ -45,7 +45,7 @@ from deni.domain.users import User
 from deni.services import ledger, loans
 from deni.services.mpesa import payments
 
-PIN = "1234"
+PIN = "3591"
 
 
 def request(deni: Deni, borrower: User, lender: User, **extra: Any) -> Loan:

@@ -62,7 +62,7 @@ from deni.services.ports import PinHasher
 
 START = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
 EAT = timezone(timedelta(hours=3))
-PIN, WRONG_PIN = "1234", "9999"
+PIN, WRONG_PIN = "3591", "9999"
 USERS_MAX = 5
 TTL = timedelta(days=7)
 LOCK_FIRST, LOCK_MAX = timedelta(minutes=5), timedelta(hours=24)

@@ -29,7 +29,7 @@ from deni.entrypoints.api.app import API_PREFIX, create_app
 from tests.support.api import assert_nothing_written, db_state
 from tests.support.mpesa import World
 
-PIN = "1234"
+PIN = "3591"
 SYNC_SCHEMA = 1
 # Tables a refused request may legitimately write: none. Reads and refusals leave every row.
 IGNORED_TABLES: tuple[str, ...] = ()
@@ -282,10 +282,11 @@ MATRIX: dict[tuple[str, str], Probe] = {
     ("POST", "/auth/pin-reset"): public("the code goes by SMS to the number's owner"),
     ("POST", "/auth/pin-reset/confirm"): public("needs the code from that SMS"),
     ("GET", "/me"): own_read(),
+    ("PATCH", "/me"): own_write(lambda _town: {"name": "Chebet Renamed"}),
     ("POST", "/me/phone/code"): own_action("a code to the signed-in member's own number"),
     ("POST", "/me/phone/confirm"): own_write(lambda _town: {"code": "123456"}),
     ("POST", "/me/sign-out-everywhere"): own_action("ends the signed-in member's sessions"),
-    ("POST", "/me/pin"): own_write(lambda _town: {"old_pin": PIN, "new_pin": "4321"}),
+    ("POST", "/me/pin"): own_write(lambda _town: {"old_pin": PIN, "new_pin": "4381"}),
     ("POST", "/me/close"): own_write(lambda _town: {"pin": PIN}),
     ("GET", "/me/export"): own_read(),
     ("GET", "/me/book"): own_read(),

@@ -215,7 +215,7 @@ def _approved_loan(world: World, borrower_id: str, lender_phone: str) -> str:
         world.deni,
         lender_id=lender_id,
         loan_id=loan.id,
-        pin="1234",
+        pin="3591",
     )
     return approved.id
 

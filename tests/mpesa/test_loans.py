@@ -28,7 +28,7 @@ def _loan(world: World, borrower: User, lender: User, principal_cents: int = 1_0
         world.deni,
         lender_id=lender.id,
         loan_id=loan.id,
-        pin="1234",
+        pin="3591",
     )
 
 
@@ -246,7 +246,7 @@ def test_the_due_date_sweep_leaves_a_held_wallet_alone_until_the_hold_ends(world
         world.deni,
         lender_id=lender.id,
         loan_id=loan.id,
-        pin="1234",
+        pin="3591",
     )
     world.clock.advance(timedelta(hours=20))  # the due date, still in the hold
 
@@ -258,3 +258,57 @@ def test_the_due_date_sweep_leaves_a_held_wallet_alone_until_the_hold_ends(world
     world.work(reconcile=True)
     assert world.balance(borrower) == 0
     assert world.balance(lender) == 1_000_00
+
+
+def _ussd(world: World, user: User, *entries: str) -> str:
+    """One session on *383#, through the server's own /ussd, typing `entries`."""
+    session = f"ATUid_loans_{user.id}_{len(entries)}_{world.rng.random()}"
+    text, screen = "", ""
+    for hop in ("", *entries):
+        text = hop if text == "" else f"{text}*{hop}"
+        form = {"sessionId": session, "serviceCode": "*383#", "phoneNumber": "+" + user.phone}
+        answer = world.http.post("/ussd", data={**form, "networkCode": "63902", "text": text})
+        assert answer.status_code == 200, answer.text
+        screen = answer.text
+    return screen
+
+
+def test_a_loan_paid_out_to_mpesa_says_so_in_the_sms_and_on_the_statement(world: World) -> None:
+    borrower = world.user("Amina", language="sw")
+    lender = world.user("Baraka")
+    world.fund(lender, 1_000_00)
+
+    loan = _loan(world, borrower, lender)
+    world.work(reconcile=True)
+    world.settle()
+
+    # The SMS says where the money goes, not that it stays in the wallet it leaves.
+    with world.deni.uow.read_only() as uow:
+        notes = uow.notifications.list_for(borrower.id, unread_only=False, limit=20, offset=0)
+    [disbursed] = [n for n in notes if n.kind.startswith("loan_disbursed")]
+    assert disbursed.kind == "loan_disbursed_mpesa"
+    assert "zinatumwa kwa M-PESA yako" in disbursed.body
+    # The statement: the loan came in, and went on to M-PESA as the loan's, not a withdrawal.
+    statement = world.http.get("/api/v1/wallet/statement", headers=world.headers(borrower)).json()
+    out, came_in = statement["lines"][0], statement["lines"][1]
+    assert (came_in["kind"], came_in["amount_cents"]) == ("loan_disbursement", 1_000_00)
+    assert (out["kind"], out["amount_cents"]) == ("payout_hold", -1_000_00)
+    assert (out["loan_id"], out["reference"]) == (loan.id, loan.code)
+    assert out["mpesa_receipt"]  # settled by the B2C
+    screen = _ussd(world, borrower, "6")
+    assert "-KES 1,000 M-PESA" in screen
+    assert "+KES 1,000 Mkopo" in screen
+    assert "Toa" not in screen  # a withdrawal she never asked for
+
+
+def test_a_withdrawal_is_still_a_withdrawal_on_the_statement(world: World) -> None:
+    member = world.user("Chebet", language="sw")
+    world.fund(member, 500_00)
+    answer = world.post(member, "/mpesa/withdrawals", {"amount_cents": 200_00, "pin": PIN})
+    assert answer.status_code in (200, 201, 202), answer.text
+    statement = world.http.get("/api/v1/wallet/statement", headers=world.headers(member)).json()
+    assert (statement["lines"][0]["kind"], statement["lines"][0]["loan_id"]) == (
+        "payout_hold",
+        None,
+    )
+    assert "-KES 200 Toa" in _ussd(world, member, "6")

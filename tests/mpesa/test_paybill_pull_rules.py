@@ -88,7 +88,7 @@ def _user(deni: Deni, phone: str) -> User:
         deni,
         phone=phone,
         name="Atieno",
-        pin="1234",
+        pin="3591",
         phone_proven=True,
     )
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-PIN = "1234"
+PIN = "3591"
 
 
 @dataclass

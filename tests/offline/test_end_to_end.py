@@ -34,7 +34,7 @@ from deni.services import users
 from tests.support.api import assert_ledger_whole
 from tests.support.builders import fund, next_phone, register, sms_code, wallet_cents
 
-PIN = "1234"
+PIN = "3591"
 _OPEN_APIS: list[Api] = []
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
+from deni.domain.errors import WeakPin
 from deni.offline import queue
 from deni.offline.api import Api, Transient
 from deni.offline.client import OfflineClient
@@ -223,3 +225,21 @@ def test_the_pin_never_reaches_the_device_files(fake: Fake, tmp_path: Path) -> N
     files = list(tmp_path.glob("l.sqlite3*"))
     assert files
     assert all(b"4827" not in path.read_bytes() for path in files)
+
+
+def test_registering_with_a_weak_pin_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    sent: list[httpx.Request] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(500)
+
+    client = OfflineClient(Store(tmp_path / "new.sqlite3"))
+    api = Api(URL, transport=httpx.MockTransport(server))
+    with pytest.raises(WeakPin) as refused:
+        client.register(
+            url=URL, phone="0700000199", code="123456", name="Amina", pin="1234",
+            language="en", api=api,
+        )  # fmt: skip
+    assert refused.value.code == "weak_pin"
+    assert sent == []

@@ -173,3 +173,13 @@ def test_console_sign_ins_from_one_address_are_capped(
         statuses.append(client.post("/ops/login", data=fields, follow_redirects=False).status_code)
     assert set(statuses[:-1]) == {401}
     assert statuses[-1] == 429
+
+
+def test_with_an_ops_host_the_console_answers_on_that_host_only(
+    deni: Deni, client: TestClient
+) -> None:
+    deni.settings.__dict__["ops_host"] = "ops.deni.example"
+    assert client.get("/ops/login").status_code == 404  # the members' host: testserver
+    on_its_host = client.get("/ops/login", headers={"Host": "ops.deni.example"})
+    assert on_its_host.status_code == 200
+    assert client.get("/api/v1/me").status_code == 401  # the API itself is untouched

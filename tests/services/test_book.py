@@ -152,7 +152,7 @@ def test_pages_of_borrowers_and_of_history(world: World) -> None:
             principal_cents=10_000 + 1_000 * n,
             term_days=7,
         )
-        loans.approve_loan(world, lender_id=lender.id, loan_id=loan.id, pin="1234")
+        loans.approve_loan(world, lender_id=lender.id, loan_id=loan.id, pin="3591")
     first = book.lender_book(world, user_id=lender.id, limit=2)
     assert first.borrowers_count == 6
     assert first.next_offset == 2

@@ -500,14 +500,14 @@ def test_a_loan_repayment_is_not_reversed_behind_the_loans_back(world: World) ->
         world,
         lender_id=lender.id,
         loan_id=loan.id,
-        pin="1234",
+        pin="3591",
     )
     paid = loans.repay_loan(
         world,
         borrower_id=borrower.id,
         loan_id=loan.id,
         amount_cents=10_000,
-        pin="1234",
+        pin="3591",
         idempotency_key="pay-1",
     )
     before = snapshot(world)
@@ -747,3 +747,36 @@ def test_the_entry_committer_answers_each_caller_once_its_transfer_is_committed(
     assert sum(isinstance(o, InsufficientFunds) for o in outcomes) == 1
     assert balance(world, wallet_account_id(bob.id)) == 9_000
     assert_ledger_whole(world)
+
+
+def test_a_hold_names_the_loan_it_pays_out_and_only_then(world: World) -> None:
+    """A loan's principal paid out to M-PESA: its hold's entry names the loan (id, code), so
+    the statement reads it as the loan going on to M-PESA; any other hold names itself."""
+    user = register(world)
+    fund(world, user, 2_000)
+    with world.uow() as uow:
+        plain = ledger.place_hold(
+            uow,
+            wallet_id=wallet_account_id(user.id),
+            amount_cents=500,
+            idempotency_key="withdrawal",
+            now=world.clock.now(),
+        )
+        loan = ledger.place_hold(
+            uow,
+            wallet_id=wallet_account_id(user.id),
+            amount_cents=1_000,
+            idempotency_key="disbursement",
+            now=world.clock.now(),
+            loan=("loan-1", "DN4K7Q"),
+        )
+        uow.commit()
+    with world.uow.read_only() as uow:
+        lines = uow.ledger.statement(wallet_account_id(user.id), before_posting_id=None, limit=2)
+    by_amount = {line.amount_cents: line for line in lines}
+    assert (by_amount[-500].cause_type, by_amount[-500].cause_id) == ("hold", plain.id)
+    assert by_amount[-500].memo == ""
+    assert (by_amount[-1_000].cause_type, by_amount[-1_000].cause_id) == ("loan", "loan-1")
+    assert by_amount[-1_000].memo == "DN4K7Q"
+    assert {line.code for line in lines} == {EntryCode.PAYOUT_HOLD.value}
+    assert loan.amount_cents == 1_000

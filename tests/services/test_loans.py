@@ -26,12 +26,13 @@ from deni.domain.loans import Loan, LoanState, Owed
 from deni.domain.users import User, nairobi_today
 from deni.services import audit, ledger, loans, queries
 from deni.services.mpesa import payments
+from deni.services.mpesa.ports import MpesaPreferences
 from deni.services.ports import NotificationRecord
 from tests.fakes import ManualClock
 from tests.services.world import World
 from tests.support.builders import fund, next_receipt, register
 
-PIN = "1234"
+PIN = "3591"
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -271,7 +272,7 @@ def test_approval_moves_the_principal_in_one_entry(world: World) -> None:
         (wallet_account_id(lender.id), 10_000),
         (wallet_account_id(borrower.id), -10_000),
     }
-    assert "loan_disbursed" in kinds(world, borrower)
+    assert "loan_disbursed_mpesa" in kinds(world, borrower)  # loans go on to M-PESA by default
     assert_books_whole(world)
 
 
@@ -301,8 +302,8 @@ def test_awaiting_funds_then_funded_when_money_arrives(world: World) -> None:
     assert funded.disbursed_at == world.clock.now()
     assert deposit.balance_cents == 0  # the balance reported is after the funding
     assert (wallet(world, lender), wallet(world, borrower)) == (0, 10_000)
-    assert kinds_now(world, borrower) == ["loan_disbursed"]
-    assert kinds(world, borrower) == ["loan_awaiting_funds", "loan_disbursed"]
+    assert kinds_now(world, borrower) == ["loan_disbursed_mpesa"]
+    assert kinds(world, borrower) == ["loan_awaiting_funds", "loan_disbursed_mpesa"]
     assert [c for _, c, _ in audit_rows(world)][-2:] == ["record_mpesa_payment", "fund_loan"]
     assert_books_whole(world)
 
@@ -932,13 +933,14 @@ def test_notifications_speak_swahili_to_a_swahili_speaker(world: World) -> None:
     by_kind = {n.kind: n for n in notes(world, borrower)}
     assert set(by_kind) >= {
         "loan_awaiting_funds",
-        "loan_disbursed",
+        "loan_disbursed_mpesa",
         "wallet_credited",
         "repayment_made",
     }
     assert all(n.language == "sw" for n in by_kind.values())
     assert "amekubali mkopo wako wa KES 100" in by_kind["loan_awaiting_funds"].body
-    assert by_kind["loan_disbursed"].body.startswith("Imethibitishwa. Umepokea KES 100")
+    assert by_kind["loan_disbursed_mpesa"].body.startswith("Imethibitishwa. KES 100 za mkopo")
+    assert "zinatumwa kwa M-PESA yako" in by_kind["loan_disbursed_mpesa"].body
     assert "Umelipa KES 30" in by_kind["repayment_made"].body
     assert "Deni lako lililobaki ni KES 75." in by_kind["repayment_made"].body
     lender_notes = notes(world, lender)
@@ -1059,3 +1061,15 @@ def test_deleting_a_middle_audit_row_is_reported(world: World) -> None:
     )
     assert {p.seq for p in report.problems} == {2, 3}
     assert report.rows_checked == 3
+
+
+def test_a_borrower_who_keeps_loans_in_the_wallet_is_told_it_is_there(world: World) -> None:
+    lender, borrower = register(world, name="Wanjiku"), register(world, name="Otieno")
+    with world.uow() as uow:
+        uow.mpesa_preferences.set(MpesaPreferences(borrower.id, False), world.clock.now())
+        uow.commit()
+    fund(world, lender, 10_000)
+    approve(world, lender, request(world, borrower, lender, principal=10_000))
+    [disbursed] = [n for n in notes(world, borrower) if n.kind.startswith("loan_disbursed")]
+    assert disbursed.kind == "loan_disbursed"
+    assert "is now in your Deni wallet" in disbursed.body

@@ -34,7 +34,7 @@ from tests.services.test_mpesa import (
 from tests.services.world import World
 from tests.support.builders import fund, lend, register, shows_number
 
-PIN = "1234"
+PIN = "3591"
 
 
 @pytest.fixture
@@ -231,7 +231,7 @@ def test_a_members_page_shows_wallet_loans_payouts_with_their_callbacks_and_the_
 
 
 def test_a_members_page_never_shows_an_sms_code_nor_a_pin(world: World) -> None:
-    member = register(world, name="Achieng Otieno", pin="2580")
+    member = register(world, name="Achieng Otieno", pin="2538")
     recorder = RecordingSmsSender()
     gateway = world.rows.sms_gateway(world.clock)
     deps = _CodeDeps(world, _Both(recorder, gateway))
@@ -245,7 +245,7 @@ def test_a_members_page_never_shows_an_sms_code_nor_a_pin(world: World) -> None:
     assert "******" in sms.body
     shown = repr(page)
     assert not shows_number(code, shown)
-    assert not shows_number("2580", shown)
+    assert not shows_number("2538", shown)
     assert world.rows.pin_hash(member.id) not in shown
     assert "ask_pin_reset" in [line.command for line in page.audit.items]
 
@@ -450,7 +450,7 @@ def test_a_callback_body_is_shown_with_secret_named_fields_masked() -> None:
             "ResultCode": 0,
             "ConversationID": "AG_1",
             "SecurityCredential": "c2VjcmV0",
-            "Pin": "2580",
+            "Pin": "2538",
             "ResultParameters": {
                 "ResultParameter": [
                     {"Key": "TransactionReceipt", "Value": "TKB1X"},
@@ -468,7 +468,7 @@ def test_a_callback_body_is_shown_with_secret_named_fields_masked() -> None:
     assert read["Pin"] == "***"
     assert read["ResultParameters"]["ResultParameter"][0]["Value"] == "TKB1X"
     assert read["ResultParameters"]["ResultParameter"][1]["Value"] == "***"
-    assert "2580" not in shown
+    assert "2538" not in shown
     assert "123456" not in shown
 
 

@@ -24,7 +24,7 @@ from tests.support.builders import next_phone, register
 
 PEPPER = "test-pepper-0123456789abcdef-0123456789"
 REFRESH_TTL_S = 30 * 24 * 3600
-PIN = "1234"
+PIN = "3591"
 
 
 @pytest.fixture
@@ -181,15 +181,15 @@ def test_a_forgotten_pin_is_replaced_with_the_code_by_sms_and_sessions_end(
         )  # fmt: skip
 
     with pytest.raises(InvalidResetCode):
-        finish("000000" if code != "000000" else "111111", "4321")
-    finish(code, "4321")
+        finish("000000" if code != "000000" else "111111", "4381")
+    finish(code, "4381")
     with pytest.raises(InvalidResetCode):  # used once
-        finish(code, "5678")
+        finish(code, "5683")
     with pytest.raises(Unauthorized):  # the old session ended with the old PIN
         refresh(world, tokens, session.refresh_token)
     with pytest.raises(Unauthorized):
         log_in(world, tokens, user)
-    assert log_in(world, tokens, user, pin="4321").user_id == user.id
+    assert log_in(world, tokens, user, pin="4381").user_id == user.id
 
 
 def test_an_unused_reset_code_is_forgotten_once_it_expires(

@@ -36,7 +36,7 @@ from tests.fakes.gateway import FakeMpesaGateway, body, not_paid, not_sent, unkn
 from tests.services.world import World
 from tests.support.builders import fund, register, wallet_cents
 
-PIN = "1234"
+PIN = "3591"
 WAIT_S = 60.0  # every wait of the policy below
 POLICY = MpesaPolicy(
     stk_query_after_s=WAIT_S,

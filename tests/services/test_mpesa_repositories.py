@@ -595,13 +595,13 @@ def test_payouts_due_are_loans_not_yet_disbursed_and_repayments_to_auto_payout(
         uow.mpesa_preferences.set(MpesaPreferences(keeper.id, False), world.clock.now())
         uow.commit()
     world.clock.advance(timedelta(minutes=1))
-    first = lend(world, lender=lender, borrower=borrower, approve_with_pin="1234")
+    first = lend(world, lender=lender, borrower=borrower, approve_with_pin="3591")
     world.clock.advance(timedelta(minutes=1))
-    second = lend(world, lender=lender, borrower=borrower, approve_with_pin="1234")
-    lend(world, lender=lender, borrower=keeper, approve_with_pin="1234")  # kept in the wallet
+    second = lend(world, lender=lender, borrower=borrower, approve_with_pin="3591")
+    lend(world, lender=lender, borrower=keeper, approve_with_pin="3591")  # kept in the wallet
     loans.repay_loan(world,
         borrower_id=borrower.id,
-        loan_id=first.id, amount_cents=30_000, pin="1234", idempotency_key="r1",
+        loan_id=first.id, amount_cents=30_000, pin="3591", idempotency_key="r1",
     )  # fmt: skip
     since = world.clock.now() - timedelta(days=1)
     with world.uow.read_only() as uow:

@@ -4,7 +4,7 @@ approval."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,6 +19,7 @@ from deni.domain.operators import (
     SESSION_LIFETIME,
     SIGN_IN_FAILURES_MAX,
     SIGN_IN_LOCK,
+    STUCK_AFTER,
     FourEyes,
     NotPermitted,
     Operator,
@@ -189,6 +190,40 @@ def test_wrong_tries_lock_the_operator_for_a_while(ops: OpsWorld) -> None:
     signed_in(ops, new)
 
 
+@dataclass
+class CountingHasher:
+    """The world's hasher, counting `verify`: a refused sign-in costs one, whatever the cause,
+    so its time says nothing about which cause it was."""
+
+    inner: PinHasher
+    verified: int = 0
+
+    def hash(self, pin: str) -> str:
+        return self.inner.hash(pin)
+
+    def verify(self, pin: str, hashed: str) -> bool:
+        self.verified += 1
+        return self.inner.verify(pin, hashed)
+
+    def needs_rehash(self, hashed: str) -> bool:
+        return self.inner.needs_rehash(hashed)
+
+
+def test_a_refused_sign_in_takes_one_password_check_whatever_the_cause(ops: OpsWorld) -> None:
+    counting = CountingHasher(ops.hasher)
+    ops = replace(ops, hasher=counting)
+    amina, baraka = add(ops, "amina", Role.SUPPORT), add(ops, "baraka", Role.SUPPORT)
+    operators.disable_operator(ops, username="baraka")
+    for _ in range(SIGN_IN_FAILURES_MAX):
+        with pytest.raises(SignInFailed):
+            operators.sign_in(ops, username="amina", password="not the password", code="000000")
+    for username, new in (("nobody", amina), ("amina", amina), ("baraka", baraka)):
+        counting.verified = 0  # nobody; amina, locked; baraka, disabled
+        with pytest.raises(SignInFailed):
+            operators.sign_in(ops, username=username, password=PASSWORD, code=code(ops, new))
+        assert counting.verified == 1, username
+
+
 def test_a_session_ends_when_idle_at_its_lifetime_on_sign_out_and_when_disabled(
     ops: OpsWorld,
 ) -> None:
@@ -266,6 +301,41 @@ def test_an_unlock_needs_a_second_operator(world: World, ops: OpsWorld) -> None:
     assert ("ops_done", "ops:baraka") in commands
     with pytest.raises(ProposalNotOpen):  # once
         proposals.approve(ops, operator=second, proposal_id=proposal.id)
+
+
+def test_disabling_an_operator_withdraws_what_they_proposed(world: World, ops: OpsWorld) -> None:
+    """Someone who has left cannot answer for a proposal: nobody may approve it after."""
+    member_id = locked_member(world, ops)
+    first, _ = signed_in(ops, add(ops, "amina", Role.SUPPORT))
+    second, _ = signed_in(ops, add(ops, "baraka", Role.SUPPORT))
+    proposal = proposals.propose(
+        ops,
+        operator=first,
+        kind=ProposalKind.UNLOCK_MEMBER,
+        target=member_id,
+        reason="ID seen at the shop",
+    )
+    operators.disable_operator(ops, username="amina")
+    assert proposals.get_proposal(ops, proposal_id=proposal.id).state is ProposalState.WITHDRAWN
+    with pytest.raises(ProposalNotOpen):
+        proposals.approve(ops, operator=second, proposal_id=proposal.id)
+    with world.uow.read_only() as uow:
+        assert uow.users.get(member_id).support_locked_at is not None  # type: ignore[union-attr]
+    # The thing is free to propose again, by someone still here; and should a proposer be
+    # turned off some other way, the approval refuses their proposal all the same.
+    again = proposals.propose(
+        ops,
+        operator=second,
+        kind=ProposalKind.UNLOCK_MEMBER,
+        target=member_id,
+        reason="ID seen at the shop",
+    )
+    third, _ = signed_in(ops, add(ops, "chebet", Role.SUPPORT))
+    with ops.uow() as uow:
+        uow.operators.save(replace(second, disabled_at=ops.clock.now()), ops.clock.now())
+        uow.commit()
+    with pytest.raises(ProposalNotOpen):
+        proposals.approve(ops, operator=third, proposal_id=again.id)
 
 
 def test_roles_bound_who_may_propose_and_approve(world: World, ops: OpsWorld) -> None:
@@ -376,3 +446,37 @@ def test_proposals_for_things_that_are_not_there_are_refused(world: World, ops: 
             params={"phone": member.phone},
         )
     assert off.value.code == "mpesa_off"
+
+
+def test_an_approval_that_never_reported_back_is_settled_by_an_admin_after_looking(
+    world: World, ops: OpsWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, loan = active_loan(world)
+    fatuma, _ = signed_in(ops, add(ops, "fatuma", Role.FINANCE))
+    juma, _ = signed_in(ops, add(ops, "juma", Role.FINANCE))
+    root, _ = signed_in(ops, add(ops, "root", Role.ADMIN))
+    kind = ProposalKind.WRITE_OFF
+    proposal = proposals.propose(ops, operator=fatuma, kind=kind, target=loan.id, reason="asked")
+
+    def dies(*_: object) -> str:
+        raise RuntimeError("the process lost its database mid-way")
+
+    monkeypatch.setitem(proposals._ACTIONS, kind, dies)
+    with pytest.raises(RuntimeError):
+        proposals.approve(ops, operator=juma, proposal_id=proposal.id)
+    monkeypatch.undo()
+    with pytest.raises(Conflict):  # blocked while it is approving
+        proposals.propose(ops, operator=fatuma, kind=kind, target=loan.id, reason="again")
+    with pytest.raises(ProposalNotOpen):  # it may still be running
+        proposals.settle_stuck(ops, operator=root, proposal_id=proposal.id, reason="looked")
+    advance(ops, STUCK_AFTER)
+    with pytest.raises(NotPermitted):
+        proposals.settle_stuck(ops, operator=juma, proposal_id=proposal.id, reason="looked")
+    settled = proposals.settle_stuck(
+        ops, operator=root, proposal_id=proposal.id, reason="loan still active, nothing done"
+    )
+    assert settled.state is ProposalState.FAILED
+    assert "nothing done" in settled.outcome
+    assert ("ops_settle_stuck", "ops:root") in [(c, a) for _, c, a in world.rows.audit_rows()]
+    again = proposals.propose(ops, operator=fatuma, kind=kind, target=loan.id, reason="again")
+    assert again.state is ProposalState.OPEN

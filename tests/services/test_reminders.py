@@ -11,8 +11,8 @@ from tests.support.builders import fund, register
 
 
 def _active_loan(world: World, *, term_days: int) -> tuple[User, str]:
-    lender = register(world, name="Lender", pin="1111")
-    borrower = register(world, name="Borrower", pin="2222", language="sw")
+    lender = register(world, name="Lender", pin="7141")
+    borrower = register(world, name="Borrower", pin="2724", language="sw")
     fund(world, lender, 100_000)
     loan = loans.request_loan(
         world,
@@ -26,7 +26,7 @@ def _active_loan(world: World, *, term_days: int) -> tuple[User, str]:
         world,
         lender_id=lender.id,
         loan_id=loan.id,
-        pin="1111",
+        pin="7141",
     )
     return borrower, loan.id
 
@@ -103,7 +103,7 @@ def test_a_repaid_loan_gets_no_reminders(world: World) -> None:
         borrower_id=borrower.id,
         loan_id=loan_id,
         amount_cents=52_000,
-        pin="2222",
+        pin="2724",
         idempotency_key="pay-all",
     )
     assert (

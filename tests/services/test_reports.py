@@ -27,7 +27,7 @@ from tests.services.test_mpesa import status_answer as status_result
 from tests.services.world import World
 from tests.support.builders import fund, register
 
-PIN = "1234"
+PIN = "3591"
 
 
 @pytest.fixture

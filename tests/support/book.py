@@ -30,7 +30,7 @@ from deni.services import loans
 from tests.fakes import ManualClock
 from tests.support.builders import Services, fund, register
 
-PIN = "1234"
+PIN = "3591"
 DAY = timedelta(days=1)
 
 

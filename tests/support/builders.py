@@ -59,7 +59,7 @@ def register(
     deni: Services,
     *,
     name: str = "Test User",
-    pin: str = "1234",
+    pin: str = "3591",
     language: str = "en",
     phone_proven: bool = True,
 ) -> User:
@@ -109,7 +109,7 @@ def api_user(
     deni: Deni,
     *,
     name: str = "Api User",
-    pin: str = "1234",
+    pin: str = "3591",
     language: str = "en",
 ) -> ApiUser:
     """Register through the API (asking for the code by SMS first) and log in; returns the
@@ -184,3 +184,14 @@ def lend(
         loan_id=loan.id,
         pin=approve_with_pin,
     )
+
+
+def with_pin_chosen_before_the_weak_pin_rule(deni: Services, user: User, pin: str) -> None:
+    """Give a member a PIN the weak-PIN rule now refuses (1234, say), as a member who chose it
+    before the rule holds it: written as its hash, since no use case sets such a PIN."""
+    with deni.uow() as uow:
+        member = uow.users.lock(user.id)
+        assert member is not None
+        member.pin_hash = deni.hasher.hash(pin)
+        uow.users.save(member, deni.clock.now())
+        uow.commit()

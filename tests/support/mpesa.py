@@ -27,7 +27,7 @@ CALLBACK_TOKEN = "5f0c7e1a9b3d4c2e8f6a0b1c2d3e4f5a"
 _phones = itertools.count(722_000_001)
 _receipts = itertools.count(1)
 WORK_ROUNDS_MAX = 10
-PIN = "1234"  # every World.user's, unless told otherwise
+PIN = "3591"  # every World.user's, unless told otherwise
 
 
 def next_phone() -> str:
@@ -69,12 +69,20 @@ class World:
 
     # --- people ---------------------------------------------------------------------------
 
-    def user(self, name: str = "Wanjiku", *, phone: str | None = None, pin: str = PIN) -> User:
+    def user(
+        self,
+        name: str = "Wanjiku",
+        *,
+        phone: str | None = None,
+        pin: str = PIN,
+        language: str = "en",
+    ) -> User:
         return users.register_user(
             self.deni,
             phone=phone or next_phone(),
             name=name,
             pin=pin,
+            language=language,
             phone_proven=True,
         )
 

@@ -13,7 +13,12 @@ from deni.services.sync import protocol
 from deni.services.sync import pull as sync_pull
 from tests.fakes import ManualClock
 from tests.support.api import assert_error, assert_ledger_whole, log_in_again
-from tests.support.builders import ApiUser, api_user, fund
+from tests.support.builders import (
+    ApiUser,
+    api_user,
+    fund,
+    with_pin_chosen_before_the_weak_pin_rule,
+)
 from tests.support.sync import PUSH, STATUS, Device, push_raw
 
 
@@ -170,7 +175,7 @@ def test_malformed_mutations_go_to_dead_letters_and_never_block(
     b = Device(client, borrower)
     b.queue_mutation("teleport_money", amount_cents=5)
     b.queue_mutation("repay_loan", loan_id="x", amount_cents="100")
-    b.queue_mutation("approve_loan", loan_id="x", pin="1234", extra=1)
+    b.queue_mutation("approve_loan", loan_id="x", pin="3591", extra=1)
     b.queue_mutation("cancel_loan")
     loan_id = _request(b, lender)
     answer = b.push()
@@ -419,3 +424,19 @@ def test_results_older_than_the_retention_are_pruned_and_a_late_repush_hears_for
     replay = recent.push()
     assert replay["results"][0]["replayed"] is True
     assert replay["results"][0]["status"] == "rejected"  # its stored result is still kept
+
+
+def test_a_pin_chosen_before_the_weak_pin_rule_still_confirms_a_pushed_approval(
+    client: TestClient, deni: Deni
+) -> None:
+    """Sync never sets a PIN (no mutation does), only checks one: the weak-PIN rule, which
+    judges PINs being set, leaves it alone."""
+    lender, borrower = _pair(client, deni)
+    with_pin_chosen_before_the_weak_pin_rule(deni, lender.user, "1234")
+    b, lender_device = Device(client, borrower), Device(client, lender)
+    loan_id = _request(b, lender)
+    b.push()
+    lender_device.queue_mutation("approve_loan", loan_id=loan_id, pin="1234")
+    [result] = lender_device.push()["results"]
+    assert result["status"] == "applied", result
+    assert_ledger_whole(deni)

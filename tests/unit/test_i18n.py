@@ -74,6 +74,12 @@ PARAMS: dict[str, dict[str, object]] = {
         "total_cents": BIG_CENTS + BIG_ODD_CENTS // 10,
         "due_date": LONG_DATE,
     },
+    "loan_disbursed_mpesa": {
+        "amount_cents": BIG_ODD_CENTS,
+        "loan_code": LOAN_CODE,
+        "total_cents": BIG_CENTS + BIG_ODD_CENTS // 10,
+        "due_date": LONG_DATE,
+    },
     "repayment_received": {
         "borrower_name": LONG_NAME,
         "amount_cents": BIG_ODD_CENTS,

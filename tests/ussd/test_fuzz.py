@@ -20,6 +20,7 @@ from tests.support.ussd import CODE, Phone, assert_screen
 
 from deni.bootstrap import Deni
 from deni.entrypoints.ussd.menus import SCREENS
+from deni.services import loans
 
 NASTY = (
     "",
@@ -37,7 +38,7 @@ NASTY = (
     " ",
     "\t1",
     "12345",
-    "1234",
+    "3591",
     "-1",
     "1.5",
     "1e9",
@@ -72,8 +73,8 @@ def world(client: TestClient, deni: Deni, clock: ManualClock) -> World:
 
 
 def make_world(client: TestClient, deni: Deni, clock: ManualClock) -> World:
-    lender_user = register(deni, name="Lender Lucy", pin="1234")
-    borrower_user = register(deni, name="Borrower Ben", pin="5678", language="sw")
+    lender_user = register(deni, name="Lender Lucy", pin="3591")
+    borrower_user = register(deni, name="Borrower Ben", pin="5683", language="sw")
     legacy_user = register(deni, name="Legacy Lucy", pin="8642", phone_proven=False)
     fund(deni, lender_user, 1_000_000)
     fund(deni, borrower_user, 10_000)
@@ -82,8 +83,11 @@ def make_world(client: TestClient, deni: Deni, clock: ManualClock) -> World:
             deni,
             lender=lender_user,
             borrower=borrower_user,
-            approve_with_pin="1234" if approve else None,
+            approve_with_pin="3591" if approve else None,
         )
+    # A loan that is over, for the borrower's past loans.
+    declined = lend(deni, lender=lender_user, borrower=borrower_user, approve_with_pin=None)
+    loans.decline_loan(deni, lender_id=lender_user.id, loan_id=declined.id)
     return World(
         lender=Phone(client, "0" + lender_user.phone[3:]),
         borrower=Phone(client, "0" + borrower_user.phone[3:]),
@@ -107,11 +111,19 @@ PATHS: dict[str, tuple[str, tuple[str, ...]]] = {
     "loan_days": ("borrower", ("1", "@lender", "1000")),
     "loan_fee": ("borrower", ("1", "@lender", "1000", "30")),
     "loan_confirm": ("borrower", ("1", "@lender", "1000", "30", "0")),
-    "owe_list": ("borrower", ("2",)),
-    "owe_detail": ("borrower", ("2", "1")),
-    "repay_amount": ("borrower", ("2", "1", "1")),
-    "repay_pin": ("borrower", ("2", "1", "1", "50")),
-    "repay_mpesa": ("borrower", ("2", "1", "2")),
+    "my_loans": ("borrower", ("2",)),
+    "owe_list": ("borrower", ("2", "1")),
+    "owe_detail": ("borrower", ("2", "1", "1")),
+    "repay_amount": ("borrower", ("2", "1", "1", "1")),
+    "repay_pin": ("borrower", ("2", "1", "1", "1", "50")),
+    "repay_mpesa": ("borrower", ("2", "1", "1", "2")),
+    "mine_list": ("borrower", ("2", "2")),
+    "mine_detail": ("borrower", ("2", "2", "1")),
+    "mine_cancel": ("borrower", ("2", "2", "1", "1")),
+    "past_list": ("borrower", ("2", "3")),
+    "past_detail": ("borrower", ("2", "3", "1")),
+    "payout": ("borrower", ("7", "5")),
+    "payout_pin": ("borrower", ("7", "5", "2")),
     "gave_list": ("lender", ("3",)),
     "gave_detail": ("lender", ("3", "1")),
     "write_off_pin": ("lender", ("3", "1", "2")),
@@ -123,10 +135,12 @@ PATHS: dict[str, tuple[str, tuple[str, ...]]] = {
     "withdraw_amount": ("lender", ("5", "2")),
     "withdraw_pin": ("lender", ("5", "2", "100")),
     "statement": ("lender", ("6",)),
+    "book": ("lender", ("5", "3")),
+    "history": ("lender", ("5", "3", "1")),
     "settings": ("lender", ("7",)),
     "pin_old": ("lender", ("7", "1")),
-    "pin_new": ("lender", ("7", "1", "1234")),
-    "pin_new2": ("lender", ("7", "1", "1234", "1357")),
+    "pin_new": ("lender", ("7", "1", "3591")),
+    "pin_new2": ("lender", ("7", "1", "3591", "1357")),
     "language": ("lender", ("7", "2")),
     "reset_new": ("borrower", ("7", "3")),
     "reset_new2": ("borrower", ("7", "3", "1357")),

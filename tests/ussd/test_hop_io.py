@@ -75,7 +75,7 @@ def _wired(deni: Deni) -> tuple[UssdEngine, CountingStore, BreakableReads]:
 
 
 def test_each_hop_reads_once_and_writes_once(deni: Deni) -> None:
-    user = register(deni, name="Wanjiru", pin="1234")
+    user = register(deni, name="Wanjiru", pin="3591")
     fund(deni, user, 50_000)
     engine, store, _ = _wired(deni)
 
@@ -94,7 +94,7 @@ def test_each_hop_reads_once_and_writes_once(deni: Deni) -> None:
 
 
 def test_a_hop_that_fails_writes_nothing(deni: Deni, clock: ManualClock) -> None:
-    user = register(deni, name="Wanjiru", pin="1234")
+    user = register(deni, name="Wanjiru", pin="3591")
     fund(deni, user, 50_000)
     engine, store, reads = _wired(deni)
 
@@ -102,12 +102,13 @@ def test_a_hop_that_fails_writes_nothing(deni: Deni, clock: ManualClock) -> None
         return engine.handle(UssdRequest(session, "+" + user.phone, CODE, "63902", text)).wire
 
     hop("ATUid_io_2", "")
-    hop("ATUid_io_2", "5")  # the wallet; the session drops here
+    hop("ATUid_io_2", "5")
+    hop("ATUid_io_2", "5*2")  # the amount to withdraw, beside the balance; the session drops
     clock.advance(timedelta(seconds=30))
     assert "Continue where" in hop("ATUid_io_3", "")
     store.take()
     reads.broken = True
-    # Yes: the resume snapshot is spent, then showing the wallet fails.
+    # Yes: the resume snapshot is spent, then reading the balance fails.
     assert WENT_WRONG in hop("ATUid_io_3", "1")
     assert store.take() == ["get_many"]
     reads.broken = False

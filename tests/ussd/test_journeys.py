@@ -79,18 +79,18 @@ def test_borrower_and_lender_from_registration_to_a_repaid_loan(
 
     # Part from the wallet (PIN), part by M-PESA (queued STK push), the rest from the wallet.
     borrower.dial()
-    borrower.send("2", "1")
+    borrower.send("2", "1", "1")  # My loans, Loans I owe, the loan
     assert "KES 1,050" in borrower.last
     borrower.send("1", "600")
     assert "Umelipa KES 600" in borrower.send("7391")
     borrower.dial()
-    borrower.send("2", "1", "2", "450")
+    borrower.send("2", "1", "1", "2", "450")
     assert borrower.ended
     assert mpesa(deni).requests[-1].kind == "stk_repayment"
     assert mpesa(deni).requests[-1].amount_cents == 45_000
     _mpesa_confirms(deni, borrower, 45_000)
     borrower.dial()
-    borrower.send("2", "1", "1", "450")
+    borrower.send("2", "1", "1", "1", "450")
     assert "umelipwa wote" in borrower.send("7391")
 
     view = _only_loan(deni, borrower, "borrower")
@@ -140,10 +140,10 @@ def test_lender_reminds_then_writes_off(client: TestClient, deni: Deni) -> None:
 
 def test_decline_withdraw_and_settings(client: TestClient, deni: Deni) -> None:
     lender, borrower = Phone(client, next_phone()), Phone(client, next_phone())
-    register(lender, name="Wairimu", pin="1111")
-    register(borrower, name="Mutua", pin="2222")
+    register(lender, name="Wairimu", pin="7141")
+    register(borrower, name="Mutua", pin="2724")
     borrower.dial()
-    borrower.send("1", lender.number, "500", "10", "0", "2222")
+    borrower.send("1", lender.number, "500", "10", "0", "2724")
     lender.dial()
     assert "Declined" in lender.send("4", "1", "2")
     assert _only_loan(deni, borrower, "borrower").loan.state is LoanState.DECLINED
@@ -154,28 +154,28 @@ def test_decline_withdraw_and_settings(client: TestClient, deni: Deni) -> None:
     lender.send("5", "2", "5000")
     assert "KES 1,000" in lender.last  # refused: more than the wallet holds
     assert not lender.ended
-    lender.send("700", "1111")
+    lender.send("700", "7141")
     assert lender.ended
     assert mpesa(deni).requests[-1].kind == "withdrawal"
     assert mpesa(deni).requests[-1].amount_cents == 70_000
 
     # Settings: change the PIN, then the language.
     lender.dial()
-    lender.send("7", "1", "1111", "9999", "9999")
+    lender.send("7", "1", "7141", "9497", "9497")
     assert "PIN is changed" in lender.last
     lender.dial()
     assert "Lugha sasa ni Kiswahili" in lender.send("7", "2", "2")
     with deni.uow.read_only() as uow:
         user = users.find_by_phone(uow, lender.number)
     assert user.language == "sw"
-    assert deni.hasher.verify("9999", user.pin_hash)
+    assert deni.hasher.verify("9497", user.pin_hash)
 
 
 def test_a_withdrawal_waits_a_day_after_a_pin_reset(
     client: TestClient, deni: Deni, clock: ManualClock
 ) -> None:
     member = Phone(client, next_phone())
-    register(member, name="Njeri", pin="1111")
+    register(member, name="Njeri", pin="7141")
     _mpesa_confirms(deni, member, 100_000)
     with deni.uow() as uow:  # the SMS code proved the SIM; see tests/api/test_pin_reset_api.py
         user = users.find_by_phone(uow, member.number)
@@ -199,7 +199,7 @@ def test_a_withdrawal_waits_a_day_after_a_pin_reset(
 
 def test_a_forgotten_pin_is_replaced_from_the_phone_itself(client: TestClient, deni: Deni) -> None:
     member = Phone(client, next_phone())
-    register(member, name="Kamau", pin="1111")
+    register(member, name="Kamau", pin="7141")
     _mpesa_confirms(deni, member, 100_000)
     member.dial()
     member.send("5", "2", "500", "9999", "9998", "9997")  # forgotten: three wrong tries
@@ -224,13 +224,13 @@ def test_an_account_locked_by_customer_care_says_so_on_the_pin_screen(
     client: TestClient, deni: Deni
 ) -> None:
     member = Phone(client, next_phone())
-    register(member, name="Wafula", pin="1111")
+    register(member, name="Wafula", pin="7141")
     _mpesa_confirms(deni, member, 100_000)
     users.set_support_lock(deni, phone=member.number, locked=True)
     requests_before = len(mpesa(deni).requests)
 
     member.dial()
-    member.send("5", "2", "500", "1111")
+    member.send("5", "2", "500", "7141")
     assert "Customer care locked" in member.last
     member.send("00", "7", "3", "2468", "2468")  # nor can the SIM reset the PIN
     assert "Customer care locked" in member.last
@@ -241,17 +241,17 @@ def test_an_account_is_closed_from_the_phone_once_it_holds_nothing(
     client: TestClient, deni: Deni
 ) -> None:
     keeper, leaver = Phone(client, next_phone()), Phone(client, next_phone())
-    register(keeper, name="Chebet", pin="1111")
-    register(leaver, name="Kiprop", pin="2222")
+    register(keeper, name="Chebet", pin="7141")
+    register(leaver, name="Kiprop", pin="2724")
     _mpesa_confirms(deni, keeper, 100_000)
 
     keeper.dial()
-    keeper.send("7", "4", "1111")
+    keeper.send("7", "4", "7141")
     assert "Withdraw your balance first" in keeper.last  # a reason, the session goes on
     assert not keeper.ended
 
     leaver.dial()
-    leaver.send("7", "4", "2222")
+    leaver.send("7", "4", "2724")
     assert leaver.ended
     assert "account is closed" in leaver.last
     leaver.dial()

@@ -79,7 +79,7 @@ def test_a_sim_holder_who_did_not_make_the_account_registers_and_takes_the_numbe
 def test_an_unproven_member_cannot_be_named_lender(client: TestClient, deni: Deni) -> None:
     legacy = register(deni, name="Legacy Lender", phone_proven=False)
     borrower = Phone(client, next_phone())
-    dial_register(borrower, name="Borrower Ben", pin="5678")
+    dial_register(borrower, name="Borrower Ben", pin="5683")
     borrower.dial()
     screen = borrower.send("1", "0" + legacy.phone[3:])
     assert "has not confirmed their number" in screen

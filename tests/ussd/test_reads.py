@@ -18,11 +18,11 @@ from deni.services import queries
 
 
 def test_reads_match_the_api_read_side(deni: Deni) -> None:
-    lender = register(deni, name="Lender Lucy", pin="1234")
-    borrower = register(deni, name="Borrower Ben", pin="5678")
+    lender = register(deni, name="Lender Lucy", pin="3591")
+    borrower = register(deni, name="Borrower Ben", pin="5683")
     fund(deni, lender, 1_000_000)
     for approve in (True, False, True):
-        lend(deni, lender=lender, borrower=borrower, approve_with_pin="1234" if approve else None)
+        lend(deni, lender=lender, borrower=borrower, approve_with_pin="3591" if approve else None)
     reads = deni.ussd_reads
     assert isinstance(reads, SqlUssdReads)  # what bootstrap wires
     today = nairobi_today(deni.clock.now())

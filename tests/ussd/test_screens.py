@@ -48,6 +48,8 @@ LONGEST: dict[str, str] = {
     "overdue": "KES 9,999,999.50",
     "overdue_count": "9999",
     "loans_count": "9999",
+    "state": "Imeisha muda",  # the longest of a past loan's states
+    "where": "akaunti yako ya Deni",
 }
 
 
@@ -115,9 +117,11 @@ def world(deni: Deni) -> dict[str, object]:
             deni,
             lender_id=lender.id,
             loan_id=loan_id,
-            pin="1234",
+            pin="3591",
         )
+    loans.cancel_loan(deni, borrower_id=borrower.id, loan_id=ids[4])
     return {
+        "past": ids[4],
         "lender": lender,
         "borrower": borrower,
         "active": ids[0],
@@ -131,7 +135,7 @@ def _user(deni: Deni, language: str) -> User:
         deni,
         phone=next_phone(),
         name=LONGEST_NAME,
-        pin="1234",
+        pin="3591",
         language=language,
         phone_proven=True,
     )
@@ -182,7 +186,9 @@ def _state_on(screen_id: str, world: dict[str, object], language: str) -> Sessio
     assert isinstance(borrower, User)
     registering = screen_id in REGISTRATION_SCREENS
     me = lender if screen_id in LENDER_SCREENS else borrower
-    loan_id = world["requested"] if screen_id in {"ask_detail", "approve_pin"} else world["active"]
+    requested = {"ask_detail", "approve_pin", "mine_detail", "mine_cancel"}
+    loan_id = world["requested"] if screen_id in requested else world["active"]
+    loan_id = world["past"] if screen_id == "past_detail" else loan_id
     state = SessionState(
         session_id="screens",
         phone=me.phone,
@@ -204,6 +210,7 @@ def _state_on(screen_id: str, world: dict[str, object], language: str) -> Sessio
             "loan_id": loan_id,
             "loan_version": world["requested_version"],
             "language": language,
+            "payout": "wallet",
         }
     )
     return state

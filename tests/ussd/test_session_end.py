@@ -38,7 +38,7 @@ def _stored(deni: Deni, session_id: str) -> str | None:
 
 def test_an_ended_session_is_forgotten_at_once(client: TestClient, deni: Deni) -> None:
     phone = Phone(client, next_phone())
-    register(phone, name="Ended Esther", pin="1234")
+    register(phone, name="Ended Esther", pin="3591")
     assert _stored(deni, phone.session_id) is not None
     assert _ended(client, phone, "Success") == 200
     assert _stored(deni, phone.session_id) is None
@@ -46,8 +46,8 @@ def test_an_ended_session_is_forgotten_at_once(client: TestClient, deni: Deni) -
 
 def test_a_dropped_session_can_still_be_resumed(client: TestClient, deni: Deni) -> None:
     lender, borrower = Phone(client, next_phone()), Phone(client, next_phone())
-    register(lender, name="Lender Lucy", pin="1234")
-    register(borrower, name="Borrower Ben", pin="5678")
+    register(lender, name="Lender Lucy", pin="3591")
+    register(borrower, name="Borrower Ben", pin="5683")
     borrower.dial()
     borrower.send("1", lender.number, "1000")  # the network drops it on "days until due"
     assert _ended(client, borrower, "Incomplete") == 200

@@ -136,8 +136,8 @@ def test_a_journey_on_each_store(
     try:
         with TestClient(create_app(wired), raise_server_exceptions=False) as client:
             lender, borrower = Phone(client, next_phone()), Phone(client, next_phone())
-            register(lender, name="Store Lender", pin="1234")
-            register(borrower, name="Store Borrower", pin="5678")
+            register(lender, name="Store Lender", pin="3591")
+            register(borrower, name="Store Borrower", pin="5683")
             borrower.dial()
             borrower.send("1", lender.number, "1000")
             assert borrower.resend() == borrower.last
@@ -145,7 +145,7 @@ def test_a_journey_on_each_store(
             assert "Continue where" in borrower.dial()
             borrower.send("1", "7", "0")
             assert "Enter PIN" in borrower.last
-            assert "Request sent" in borrower.send("5678")
+            assert "Request sent" in borrower.send("5683")
             assert "Request sent" in borrower.resend()
     finally:
         wired.close()

@@ -25,8 +25,8 @@ def _loans(deni: Deni, phone: Phone, role: str = "borrower") -> list[queries.Loa
 @pytest.fixture
 def pair(client: TestClient) -> tuple[Phone, Phone]:
     lender, borrower = Phone(client, next_phone()), Phone(client, next_phone())
-    register(lender, name="Lender Lucy", pin="1234")
-    register(borrower, name="Borrower Ben", pin="5678")
+    register(lender, name="Lender Lucy", pin="3591")
+    register(borrower, name="Borrower Ben", pin="5683")
     return lender, borrower
 
 
@@ -36,7 +36,7 @@ def test_the_same_hop_twice_gives_the_same_screen_and_acts_once(
     lender, borrower = pair
     borrower.dial()
     borrower.send("1", lender.number, "1000", "30", "0")
-    first = borrower.send("5678")
+    first = borrower.send("5683")
     assert borrower.resend() == first
     assert borrower.resend() == first
     assert len(_loans(deni, borrower)) == 1
@@ -56,7 +56,7 @@ def test_mpesa_movements_wait_for_end_and_happen_once(
     lender.send("5", "2", "500")  # withdraw KES 500: the PIN screen, session still open
     assert not lender.ended
     assert len(mpesa(deni).requests) == before
-    end = lender.send("1234")
+    end = lender.send("3591")
     assert lender.ended
     assert len(mpesa(deni).requests) == before + 1
     assert lender.resend() == end
@@ -124,7 +124,7 @@ def test_a_dropped_session_resumes_within_two_minutes(
     clock.advance(timedelta(seconds=90))
     assert "Continue where you left off?" in borrower.dial()
     assert "how many days" in borrower.send("1")
-    borrower.send("14", "100", "5678")
+    borrower.send("14", "100", "5683")
     assert borrower.ended
     (loan,) = _loans(deni, borrower)
     assert loan.loan.terms.principal_cents == 100_000
@@ -150,20 +150,60 @@ def test_resume_declined_or_too_late_starts_at_the_menu(
 def test_registration_resumes_too(client: TestClient, clock: ManualClock, deni: Deni) -> None:
     newcomer = Phone(client, next_phone())
     newcomer.dial()
-    newcomer.send("2", "Achieng Atieno", "2580")
+    newcomer.send("2", "Achieng Atieno", "2538")
     clock.advance(timedelta(seconds=30))
-    assert "Continue" in newcomer.dial() or "Uendelee" in newcomer.last
+    # Asked in the language chosen in the dropped session, not in English.
+    offer = newcomer.dial()
+    assert "Uendelee ulipoachia?" in offer
+    assert "1 Ndiyo" in offer
+    assert "2 Hapana" in offer
+    assert "Continue" not in offer
     assert "tena" in newcomer.send("1")  # "Weka PIN hiyo tena"
-    assert "umesajiliwa" in newcomer.send("2580")
+    assert "umesajiliwa" in newcomer.send("2538")
     with deni.uow.read_only() as uow:
         user = users.find_by_phone(uow, newcomer.number)
     assert (user.name, user.language) == ("Achieng Atieno", "sw")
 
 
+def test_an_english_newcomer_is_offered_to_continue_in_english(
+    client: TestClient, clock: ManualClock
+) -> None:
+    newcomer = Phone(client, next_phone())
+    newcomer.dial()
+    newcomer.send("1", "Peter Njoroge")
+    offer = newcomer.dial()
+    assert "Continue where you left off?" in offer
+    assert "1 Yes" in offer
+    assert "Enter the same PIN again" not in newcomer.send("1")  # back at "Choose a PIN"
+    assert "Choose a 4-digit PIN" in newcomer.last
+
+
+def test_no_resume_after_a_screen_that_was_only_read(
+    clock: ManualClock, deni: Deni, pair: tuple[Phone, Phone]
+) -> None:
+    """A statement, the wallet, a list or a loan's page, read and left (or left with 0): what
+    was there to continue is one hop away, so dialling again opens the menu."""
+    lender, borrower = pair
+    for path in (("6",), ("5",), ("3",), ("5", "3"), ("5", "3", "1"), ("7",)):
+        borrower.dial()
+        borrower.send(*path)
+        assert not borrower.ended
+        clock.advance(timedelta(seconds=30))
+        assert "Request a loan" in borrower.dial(), path
+    # Typed something, then went to read something: the entry is left behind, nothing offered.
+    borrower.dial()
+    borrower.send("1", lender.number, "00", "6")
+    assert "Request a loan" in borrower.dial()
+    # Typed something and dropped there: offered.
+    borrower.dial()
+    borrower.send("1", lender.number)
+    assert "Continue where you left off?" in borrower.dial()
+
+
 def test_pins_that_do_not_match_ask_again(client: TestClient, deni: Deni) -> None:
     newcomer = Phone(client, next_phone())
     newcomer.dial()
-    newcomer.send("1", "Peter Njoroge", "1234", "4321")
+    newcomer.send("1", "Peter Njoroge", "3591", "4321")
     assert "did not match" in newcomer.last
     assert "Choose a 4-digit PIN" in newcomer.last
     assert "registered" in newcomer.send("2468", "2468")
@@ -183,7 +223,7 @@ def test_three_wrong_pins_lock_and_nothing_is_half_done(
     assert "Too many wrong PINs" in borrower.last
     # Even the right PIN is refused while locked.
     borrower.dial()
-    borrower.send("1", lender.number, "1000", "30", "0", "5678")
+    borrower.send("1", lender.number, "1000", "30", "0", "5683")
     assert "Too many wrong PINs" in borrower.last
     assert _loans(deni, borrower) == []
 
@@ -192,7 +232,7 @@ def test_long_lists_page(deni: Deni, pair: tuple[Phone, Phone]) -> None:
     lender, borrower = pair
     for amount in range(1001, 1008):
         borrower.dial()
-        borrower.send("1", lender.number, str(amount), "30", "0", "5678")
+        borrower.send("1", lender.number, str(amount), "30", "0", "5683")
     lender.dial()
     first = lender.send("4")
     assert "98 More" in first
@@ -222,16 +262,16 @@ def test_the_pin_never_reaches_a_log(
         raise RuntimeError("the database fell over")
 
     borrower.dial()
-    borrower.send("1", lender.number, "1000", "30", "0", "5678")  # a right PIN, logged nowhere
+    borrower.send("1", lender.number, "1000", "30", "0", "5683")  # a right PIN, logged nowhere
     monkeypatch.setattr("deni.services.users.change_proven_pin", broken)
     borrower.dial()
-    borrower.send("7", "1", "5678", "8642", "8642")
+    borrower.send("7", "1", "5683", "8642", "8642")
     assert borrower.ended
     assert "went wrong" in borrower.last
     logs = capsys.readouterr().out + capsys.readouterr().err + caplog.text
     assert "ussd_hop_failed" in logs
     assert "RuntimeError" in logs
-    for secret in ("5678", "8642"):
+    for secret in ("5683", "8642"):
         assert not shows_number(secret, logs)
 
 
@@ -248,12 +288,12 @@ def test_a_change_of_pin_needs_the_current_pin_proven_lately_in_the_session(
     as long as a session and its resume last (300 s), not longer."""
     lender, _ = pair
     lender.dial()
-    lender.send("7", "1", "1234")
+    lender.send("7", "1", "3591")
     clock.advance(timedelta(seconds=170))  # each hop keeps the session alive
     lender.send("8642")
     clock.advance(timedelta(seconds=170))
     assert "Please start again" in lender.send("8642")
-    assert _pin_is(deni, lender, "1234")
+    assert _pin_is(deni, lender, "3591")
 
 
 def test_a_forged_proof_of_the_current_pin_changes_nothing(
@@ -273,4 +313,4 @@ def test_a_forged_proof_of_the_current_pin_changes_nothing(
     deni.sessions.put(key, json.dumps(state), ttl_s=180, now=now)
     lender.send("8642")
     assert "Please start again" in lender.send("8642")
-    assert _pin_is(deni, lender, "1234")
+    assert _pin_is(deni, lender, "3591")

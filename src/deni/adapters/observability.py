@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 __all__ = [
+    "CHANNELS",
     "REDACTED",
     "Metrics",
     "configure_logging",
@@ -242,6 +243,12 @@ def configure_logging(*, level: str = "INFO", json: bool = True) -> None:
 CONFIRMATION_BUCKETS_S = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0)
 
 
+# The channels deni_channel_latency_seconds is labelled with, and its buckets: a USSD hop must
+# answer within Africa's Talking's few seconds, a Daraja callback's acknowledgement likewise.
+CHANNELS = ("api", "ussd", "callback", "sync")
+CHANNEL_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
 class DatabaseHistogram(Collector):
     """A histogram whose counts are read from the database at scrape time (every API process
     then reports the same, complete figure, whichever worker process observed the event)."""
@@ -311,12 +318,101 @@ class Metrics:
             CONFIRMATION_BUCKETS_S,
         )
         self.registry.register(self.payment_confirmation_seconds)
+        # How long each channel takes to answer (entrypoints/api/middleware.py says which
+        # requests belong to which channel).
+        self.channel_latency_seconds = Histogram(
+            "deni_channel_latency_seconds",
+            "Time to answer a request, by channel: api (the member API), ussd (a USSD hop), "
+            "callback (acknowledging a Daraja callback), sync (an offline push or pull).",
+            ["channel"],
+            buckets=CHANNEL_BUCKETS_S,
+            registry=self.registry,
+        )
+        for channel in CHANNELS:
+            self.channel_latency_seconds.labels(channel=channel)
+        self._business_gauges()
         self.ussd_sessions_ended_total = Counter(
             "ussd_sessions_ended_total",
             "USSD sessions Africa's Talking reported ended, by its status "
             "(Success, Incomplete, Failed, other).",
             ["status"],
             registry=self.registry,
+        )
+
+    def _business_gauges(self) -> None:
+        """What the business looks like, read from the database at scrape time (services/
+        monitoring.py; docs/metrics.md describes each)."""
+
+        def gauge(name: str, documentation: str, labels: Sequence[str] = ()) -> Gauge:
+            return Gauge(name, documentation, list(labels), registry=self.registry)
+
+        self.outbox_messages = gauge(
+            "deni_outbox_messages", "Outbox messages by state (pending, sending, dead).", ["state"]
+        )
+        self.outbox_oldest_pending_age_seconds = gauge(
+            "deni_outbox_oldest_pending_age_seconds",
+            "Age of the oldest pending outbox message; 0 when none is pending.",
+        )
+        self.dead_letters = gauge(
+            "deni_dead_letters",
+            "Dead letters waiting for an operator: outbox messages that exhausted their "
+            "retries, and open sync dead letters.",
+            ["queue"],
+        )
+        self.suspense_payments = gauge(
+            "deni_suspense_payments",
+            "Payments held in suspense: received for no known member, not assigned nor sent back.",
+        )
+        self.suspense_oldest_age_seconds = gauge(
+            "deni_suspense_oldest_age_seconds",
+            "Age of the oldest payment held in suspense; 0 when none.",
+        )
+        self.payouts_awaiting_decision = gauge(
+            "deni_payouts_awaiting_decision",
+            "Payouts whose outcome M-PESA never told, waiting for an operator's decision.",
+        )
+        self.callback_inbox_pending = gauge(
+            "deni_callback_inbox_pending", "Daraja callbacks stored and not applied yet."
+        )
+        self.callback_inbox_lag_seconds = gauge(
+            "deni_callback_inbox_lag_seconds",
+            "Age of the oldest callback stored and not applied yet; 0 when none.",
+        )
+        self.mpesa_float_cents = gauge(
+            "deni_mpesa_float_cents",
+            "M-PESA's working plus utility account balance in the last balance report it "
+            "sent; NaN when none was received.",
+        )
+        self.ledger_mpesa_cents = gauge(
+            "deni_ledger_mpesa_cents",
+            "The ledger's M-PESA cash now: paybill plus B2C float accounts' balances.",
+        )
+        self.reconciliation_drift_cents = gauge(
+            "deni_reconciliation_drift_cents",
+            "The last balance report's M-PESA balance minus the ledger's M-PESA cash when the "
+            "report was asked for; 0 when they agree, NaN without a report.",
+        )
+        self.wallet_liabilities_cents = gauge(
+            "deni_wallet_liabilities_cents", "What Deni owes members: every wallet's balance."
+        )
+        self.portfolio_at_risk_ratio = gauge(
+            "deni_portfolio_at_risk_ratio",
+            "PAR: principal owed on active loans more than `days` days overdue, over the "
+            "principal owed on every active loan (0 without active loans).",
+            ["days"],
+        )
+        self.payouts_today_cents = gauge(
+            "deni_payouts_today_cents",
+            "B2C payouts that succeeded so far today (Nairobi's day).",
+        )
+        self.sms_queue_pending = gauge(
+            "deni_sms_queue_pending",
+            "Notifications whose SMS is not sent yet (pending or sending).",
+        )
+        self.worker_heartbeat_age_seconds = gauge(
+            "deni_worker_heartbeat_age_seconds",
+            "Seconds since any M-PESA worker process last beat its heartbeat; +Inf when none "
+            "ever did.",
         )
 
 

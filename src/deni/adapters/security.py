@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -14,6 +16,7 @@ from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 
 from deni.domain.errors import Unauthorized
+from deni.domain.secrecy import derived_key_id
 
 JWT_ALGORITHM = "HS256"
 JWT_ISSUER = "deni"
@@ -54,10 +57,35 @@ class PepperedArgon2PinHasher:
 
 
 class JwtAccessTokens:
-    def __init__(self, *, secret: str, ttl_s: int) -> None:
+    """HS256 access tokens whose header names their key (`kid`): the current key signs, every
+    key held verifies, so a rotation signs nobody out. A token naming a key not held (unknown,
+    or removed after its overlap) is refused; a token with no `kid` (issued before key ids
+    existed) is verified against each key held."""
+
+    def __init__(
+        self,
+        *,
+        ttl_s: int,
+        secret: str | None = None,
+        keys: Mapping[str, str] | None = None,
+        current_kid: str | None = None,
+    ) -> None:
         assert ttl_s > 0
-        self._secret = secret
+        if secret is not None:  # one key, under its derived id
+            assert keys is None
+            assert current_kid is None
+            current_kid = derived_key_id(secret)
+            keys = {current_kid: secret}
+        assert keys
+        assert current_kid is not None
+        assert current_kid in keys, "the signing key is one of the keys held"
+        self._keys = dict(keys)
+        self._current_kid: str = current_kid
         self._ttl_s = ttl_s
+
+    @property
+    def current_kid(self) -> str:
+        return self._current_kid
 
     def issue(self, *, user_id: str, now: datetime, session_epoch: int = 0) -> tuple[str, int]:
         assert session_epoch >= 0
@@ -68,29 +96,16 @@ class JwtAccessTokens:
             "exp": int((now + timedelta(seconds=self._ttl_s)).timestamp()),
             SESSION_EPOCH_CLAIM: session_epoch,
         }
-        return jwt.encode(claims, self._secret, algorithm=JWT_ALGORITHM), self._ttl_s
+        secret = self._keys[self._current_kid]
+        headers = {"kid": self._current_kid}
+        token = jwt.encode(claims, secret, algorithm=JWT_ALGORITHM, headers=headers)
+        return token, self._ttl_s
 
     def verify(self, token: str, *, now: datetime) -> str:
         return self.verify_session(token, now=now)[0]
 
     def verify_session(self, token: str, *, now: datetime) -> tuple[str, int]:
-        try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=[JWT_ALGORITHM],
-                issuer=JWT_ISSUER,
-                # Times are checked below against the injected clock, not PyJWT's wall clock, so
-                # every process and every test agrees on "now".
-                options={
-                    "require": ["sub", "exp", "iat", "iss"],
-                    "verify_exp": False,
-                    "verify_iat": False,
-                    "verify_nbf": False,
-                },
-            )
-        except jwt.PyJWTError as error:
-            raise Unauthorized("The access token is not valid.", code="invalid_token") from error
+        claims = self._decode(token)
         now_s = int(now.timestamp())
         if int(claims["exp"]) <= now_s:
             raise Unauthorized("The access token has expired.", code="token_expired")
@@ -102,6 +117,40 @@ class JwtAccessTokens:
         if not isinstance(subject, str) or type(epoch) is not int or epoch < 0:
             raise Unauthorized("The access token is not valid.", code="invalid_token")
         return subject, epoch
+
+    def _decode(self, token: str) -> dict[str, Any]:
+        invalid = Unauthorized("The access token is not valid.", code="invalid_token")
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as error:
+            raise invalid from error
+        if kid is None:
+            candidates = list(self._keys.values())
+        elif isinstance(kid, str) and kid in self._keys:
+            candidates = [self._keys[kid]]
+        else:
+            raise Unauthorized("The access token's key is not known.", code="invalid_token")
+        for secret in candidates:
+            try:
+                return jwt.decode(
+                    token,
+                    secret,
+                    algorithms=[JWT_ALGORITHM],
+                    issuer=JWT_ISSUER,
+                    # Times are checked by the caller against the injected clock, not PyJWT's
+                    # wall clock, so every process and every test agrees on "now".
+                    options={
+                        "require": ["sub", "exp", "iat", "iss"],
+                        "verify_exp": False,
+                        "verify_iat": False,
+                        "verify_nbf": False,
+                    },
+                )
+            except jwt.InvalidSignatureError:
+                continue  # a kid-less token: perhaps the next key
+            except jwt.PyJWTError as error:
+                raise invalid from error
+        raise invalid
 
 
 class PlainPinHasher:

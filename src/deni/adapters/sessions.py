@@ -292,6 +292,10 @@ class RedisSessionStore:
         assert isinstance(count, int)
         return count
 
+    def ping(self) -> None:
+        """One PING round trip (readiness); raises when Redis cannot be reached in time."""
+        self._round_trip([("PING",)])
+
     def close(self) -> None:
         with self._lock:
             connections, self._connections = self._connections, []

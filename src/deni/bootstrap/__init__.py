@@ -10,13 +10,15 @@ database engine stays inside; tests and benchmarks that read rows themselves ask
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+import os
+import socket
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypedDict
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from deni.adapters.clock import SystemClock
 from deni.adapters.daraja.client import DarajaClient, DarajaConfig
@@ -29,7 +31,9 @@ from deni.adapters.db.backup import (
     restore_sqlite,
 )
 from deni.adapters.db.engine import make_engine
+from deni.adapters.db.heartbeats import SqlWorkerHeartbeats
 from deni.adapters.db.migrate import upgrade
+from deni.adapters.db.monitoring import SqlMonitoringReads
 from deni.adapters.db.mpesa.tokens import SqlTokenStore
 from deni.adapters.db.session_gate import SqlSessionGate
 from deni.adapters.db.uow import NestedUnitOfWorkFactory, SqlUnitOfWork, SqlUnitOfWorkFactory
@@ -40,11 +44,13 @@ from deni.adapters.security import AesGcmSeedSealer, JwtAccessTokens, PepperedAr
 from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
 from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, OutboxMessage, SqlSmsQueue
 from deni.bootstrap.background import HOP_THREADS, Background, HopThreads, housekeeper
+from deni.bootstrap.readiness import Check, Readiness, readiness
 from deni.bootstrap.worker import MpesaWorker
-from deni.config import Settings
+from deni.config import Settings, jwt_key_ring
 from deni.domain.secrecy import derive_key
 from deni.services import limits
 from deni.services.limits import LimitCounters
+from deni.services.monitoring_ports import MonitoringReads
 from deni.services.mpesa.ports import MpesaDeps, MpesaGateway, MpesaPolicy
 from deni.services.mpesa.requests import MpesaOutbox
 from deni.services.ops.ports import SeedSealer
@@ -66,9 +72,11 @@ __all__ = [
     "Background",
     "BackupFile",
     "BackupRefused",
+    "Check",
     "Deni",
     "HopThreads",
     "Metrics",
+    "Readiness",
     "Restored",
     "SmsOutboxReader",
     "backup_database",
@@ -119,6 +127,10 @@ class Deni:
     session_gate: SessionGate
     # Operators' TOTP seeds, sealed under a key derived from the pepper.
     sealer: SeedSealer
+    # This process's M-PESA worker heartbeat (readiness reads every process's newest).
+    heartbeats: SqlWorkerHeartbeats
+    # The business figures /metrics exports (services/monitoring.py).
+    monitoring_reads: MonitoringReads
     # M-PESA through Daraja: None unless DENI_MPESA=on.
     mpesa: MpesaDeps | None = None
 
@@ -144,10 +156,13 @@ class Deni:
             refresh_ttl_s=self.refresh_ttl_s,
         )
 
-    def check_database(self) -> None:
-        """One round trip to the database; raises whatever reaching it raised."""
-        with self._engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+    def readiness(self) -> Readiness:
+        """Whether this process may take traffic: the database reached and at this code's
+        schema, Redis reached (when used), a fresh worker heartbeat (with M-PESA on)."""
+        ping: Callable[[], None] | None = None
+        if isinstance(self.sessions, RedisSessionStore):
+            ping = self.sessions.ping
+        return readiness(self._engine, self.settings, now=self.clock.now(), ping_redis=ping)
 
     def upgrade_schema(self) -> str:
         """Create or migrate the schema to the newest version; returns the database's URL,
@@ -177,7 +192,10 @@ class Deni:
         """The M-PESA worker in the calling thread, until interrupted (`deni worker`)."""
         assert self.mpesa is not None, "M-PESA is off"
         MpesaWorker(
-            self.mpesa, interval_s=interval_s, reconcile_interval_s=reconcile_interval_s
+            self.mpesa,
+            interval_s=interval_s,
+            reconcile_interval_s=reconcile_interval_s,
+            heartbeat=self.heartbeats,
         ).run_forever()
 
     def close(self) -> None:
@@ -188,7 +206,7 @@ class Deni:
 
 def database_engine(deni: Deni) -> Engine:
     """The engine behind `deni`, for tests and benchmarks that read rows or count statements
-    themselves. Entrypoints ask `deni` for a service instead (check_database, upgrade_schema)."""
+    themselves. Entrypoints ask `deni` for a service instead (readiness, upgrade_schema)."""
     return deni._engine
 
 
@@ -264,14 +282,26 @@ def bootstrap(
             memory_cost_kib=settings.pin_hash_memory_kib,
             time_cost=settings.pin_hash_time_cost,
         ),
-        tokens=JwtAccessTokens(secret=settings.jwt_secret, ttl_s=settings.access_token_ttl_s),
+        tokens=_access_tokens(settings),
         metrics=Metrics(),
         **_channel_adapters(settings, engine, clock),
         ussd_reads=SqlUssdReads(engine),
         session_gate=SqlSessionGate(engine),
         sealer=AesGcmSeedSealer(pepper=settings.pin_pepper),
+        heartbeats=SqlWorkerHeartbeats(engine, worker_id=_worker_id()),
+        monitoring_reads=SqlMonitoringReads(engine),
         mpesa=_mpesa(settings, engine, clock, mpesa_gateway),
     )
+
+
+def _worker_id() -> str:
+    """This process, as its heartbeat row names it."""
+    return f"{socket.gethostname()[:150]}:{os.getpid()}"
+
+
+def _access_tokens(settings: Settings) -> JwtAccessTokens:
+    current_kid, keys = jwt_key_ring(settings)
+    return JwtAccessTokens(keys=keys, current_kid=current_kid, ttl_s=settings.access_token_ttl_s)
 
 
 class _Channels(TypedDict):

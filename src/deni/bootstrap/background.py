@@ -82,6 +82,7 @@ class Background:
                 deni.mpesa,
                 interval_s=settings.worker_interval_s,
                 reconcile_interval_s=settings.reconcile_interval_s,
+                heartbeat=deni.heartbeats,
             )
             self.mpesa_worker.start()
         if deni.mpesa is not None:

@@ -4,6 +4,9 @@
 a thread: inside `deni serve` (the embedded default) or as `deni worker` (production: M of them,
 next to N API processes). Every step is safe to run in several processes at once: outbox rows
 are leased (SKIP LOCKED on PostgreSQL), and every settlement is keyed and idempotent.
+
+The loop beats a heartbeat (adapters/db/heartbeats.py) before a pass, at most every
+HEARTBEAT_EVERY_S: readiness and the metrics tell from it that some worker is running.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import random
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 import structlog
 
@@ -22,6 +27,15 @@ from deni.services.mpesa.ports import MpesaDeps
 
 log = structlog.get_logger(__name__)
 STOP_WAIT_S = 10.0
+# A beat per pass would be a write a second per worker; one every 10 s is plenty against a
+# staleness bound of minutes (Settings.worker_heartbeat_stale_s).
+HEARTBEAT_EVERY_S = 10.0
+
+
+class Heartbeat(Protocol):
+    def start(self, now: datetime) -> None: ...
+
+    def beat(self, now: datetime) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +69,19 @@ def work_once(deps: MpesaDeps, *, rng: random.Random, reconcile_now: bool) -> Wo
 
 
 class MpesaWorker:
-    def __init__(self, deps: MpesaDeps, *, interval_s: float, reconcile_interval_s: float) -> None:
+    def __init__(
+        self,
+        deps: MpesaDeps,
+        *,
+        interval_s: float,
+        reconcile_interval_s: float,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
         assert interval_s > 0
         assert reconcile_interval_s > 0
         self._deps = deps
+        self._heartbeat = heartbeat
+        self._last_beat_s: float | None = None
         self._interval_s = interval_s
         self._reconcile_interval_s = reconcile_interval_s
         self._rng = random.Random()  # noqa: S311 (jitter, not secrets)
@@ -82,9 +105,28 @@ class MpesaWorker:
         """For `deni worker`: the same loop in the calling thread, until interrupted."""
         self._run()
 
+    def _beat(self) -> None:
+        """Before a pass, at most every HEARTBEAT_EVERY_S. A beat that fails (the database
+        away) is logged and the pass goes on: the beat's absence is the signal."""
+        if self._heartbeat is None:
+            return
+        now_s, last_s = time.monotonic(), self._last_beat_s
+        if last_s is not None and now_s - last_s < HEARTBEAT_EVERY_S:
+            return
+        try:
+            if last_s is None:
+                self._heartbeat.start(self._deps.clock.now())
+            else:
+                self._heartbeat.beat(self._deps.clock.now())
+        except Exception:
+            log.exception("mpesa_worker_heartbeat_failed")
+            return
+        self._last_beat_s = now_s
+
     def _run(self) -> None:
         next_reconcile = time.monotonic()
         while not self._stopping.is_set():
+            self._beat()
             self._wake.clear()  # a wake during the pass below makes the next wait return at once
             reconcile_now = time.monotonic() >= next_reconcile
             if reconcile_now:

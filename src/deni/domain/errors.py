@@ -53,6 +53,12 @@ class InvalidPin(ValidationFailed):
     code = "invalid_pin"
 
 
+class WeakPin(InvalidPin):
+    """A new PIN that is one of the commonest (domain/security.py, WEAK_PINS)."""
+
+    code = "weak_pin"
+
+
 class SelfLending(ValidationFailed):
     code = "self_lending"
 

@@ -76,6 +76,7 @@ SIGN_IN_FAILURES_MAX = 5  # then the operator is locked for SIGN_IN_LOCK
 SIGN_IN_LOCK = timedelta(minutes=15)
 SESSION_IDLE = timedelta(minutes=15)  # short: a console left open closes itself
 SESSION_LIFETIME = timedelta(hours=8)  # one shift, whatever the activity
+STUCK_AFTER = timedelta(minutes=10)  # far past any action's own time bounds
 
 
 class NotPermitted(DomainError):
@@ -177,9 +178,36 @@ class Proposal:
         state = ProposalState.DONE if succeeded else ProposalState.FAILED
         return replace(self, state=state, outcome=outcome[:REASON_CHARS_MAX])
 
+    def settle_stuck(self, admin: Operator, now: datetime, *, outcome: str) -> Proposal:
+        """An approval whose action never reported back (the process died, the database
+        went away) stays `approving` and blocks the same action on the same thing. After
+        STUCK_AFTER an admin who looked at the thing itself (did the payout go, is the
+        suspense payment assigned?) records what happened, and the block lifts."""
+        admin.require(Permission.AUDIT)
+        if self.state is not ProposalState.APPROVING:
+            raise ProposalNotOpen(f"This proposal is {self.state.value}, not stuck.")
+        assert self.decided_at is not None
+        if now - self.decided_at < STUCK_AFTER:
+            raise ProposalNotOpen("Its action may still be running; look again in a few minutes.")
+        return replace(self, state=ProposalState.FAILED, outcome=outcome[:REASON_CHARS_MAX])
+
     def _require_open(self) -> None:
         if self.state is not ProposalState.OPEN:
             raise ProposalNotOpen(f"This proposal is {self.state.value} already.")
+
+
+# Who decides, as money decisions record it: a staff console operator (`ops:amina`) or the
+# name an operator gives on the server's command line.
+ACTOR = re.compile(r"[A-Za-z][A-Za-z0-9._@:-]{0,63}")
+
+
+def require_actor(name: str) -> str:
+    if not ACTOR.fullmatch(name):
+        raise ValidationFailed(
+            "Say who decides: a name of letters, digits, '.', '_', '@', ':' or '-' (64 at most).",
+            code="invalid_operator",
+        )
+    return name
 
 
 def require_username(username: str) -> str:

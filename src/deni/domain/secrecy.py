@@ -76,6 +76,15 @@ def derive_key(secret: str, label: str) -> bytes:
     return hmac.new(secret.encode(), KEY_LABEL_PREFIX + label.encode(), hashlib.sha256).digest()
 
 
+ACCESS_TOKEN_KID_LABEL = "access-token-kid"  # noqa: S105 (a label, no secret)
+
+
+def derived_key_id(secret: str) -> str:
+    """The key id of a signing key named by no one (DENI_JWT_SECRET alone): a digest of it,
+    so changing the secret changes the id, and the id gives nothing of the secret away."""
+    return "k" + derive_key(secret, ACCESS_TOKEN_KID_LABEL).hex()[:12]
+
+
 def keyed_digest(key: bytes, *parts: str) -> str:
     """HMAC-SHA256 of the parts (length-prefixed, so ("ab", "c") and ("a", "bc") differ), hex."""
     assert len(key) >= 16

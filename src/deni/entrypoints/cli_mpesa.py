@@ -20,6 +20,7 @@ from deni.entrypoints.dev_sandbox import with_sandbox
 from deni.services import outbox
 from deni.services.mpesa import claims, decisions, paybills, reconcile
 from deni.services.mpesa.ports import (
+    BalanceReport,
     GatewayError,
     InboxState,
     MpesaDeps,
@@ -113,24 +114,86 @@ def reconcile_command() -> None:
 def _balance_table(deps: MpesaDeps) -> None:
     with deps.uow.read_only() as uow:
         reports = uow.balance_reports.latest(limit=10)
-    table = Table(title="M-PESA balances: Daraja beside the ledger (newest first)")
-    for column in ("asked", "state", "Daraja working", "ledger paybill", "Daraja utility"):
+    table = Table(title="M-PESA balances against the ledger (newest first)")
+    for column in (
+        "asked",
+        "struck",
+        "account",
+        "M-PESA",
+        "ledger",
+        "arriving",
+        "maybe in flight",
+        "outside the ledger",
+        "difference",
+    ):
         table.add_column(column)
-    table.add_column("ledger B2C float")
     for report in reports:
-        table.add_row(
-            report.requested_at.isoformat(timespec="seconds"),
-            report.state,
-            _kes(report.working_cents),
-            format_kes(report.ledger_paybill_cents),
-            _kes(report.utility_cents),
-            format_kes(report.ledger_float_cents),
-        )
+        asked = report.requested_at.isoformat(timespec="seconds")
+        struck = report.struck_at.isoformat(timespec="seconds") if report.struck_at else "-"
+        if report.state != "received" or report.after is None:
+            table.add_row(
+                asked, struck, report.state, _kes(report.working_cents), "", "", "", "", ""
+            )
+            continue
+        for row in _balance_rows(report):
+            table.add_row(asked, struck, *row)
     console.print(table)
     console.print(
-        "A report is filled in when Daraja's answer arrives; compare the change between two "
-        "reports: Daraja's accounts and the ledger's must move by the same amounts."
+        "Working: collections (ledger paybill). Utility: the B2C float. Arriving: paid callbacks "
+        "not applied yet and payments awaiting M-PESA's confirmation (payouts: results not "
+        "applied). Maybe: pushes, validated paybill payments, payouts and reversals sent and "
+        "unanswered. Outside: M-PESA's money the ledger never held (an opening balance, "
+        "transfers). A difference is M-PESA moving outside all of these since the last report."
     )
+
+
+def _balance_rows(report: BalanceReport) -> list[tuple[str, ...]]:
+    before, after = report.before, report.after
+    assert after is not None
+    positions = [p for p in (before, after) if p is not None]
+    rows: list[tuple[str, ...]] = []
+    for account, mpesa, ledger_cents, arriving, maybe, outside, difference in (
+        (
+            "working",
+            report.working_cents,
+            after.ledger_paybill_cents,
+            after.callbacks_unapplied_cents + after.claims_waiting_cents,
+            "+"
+            + format_kes(max(p.pushes_open_cents + p.paybills_validated_cents for p in positions))
+            + " / -"
+            + format_kes(max(p.reversals_open_cents for p in positions)),
+            report.working_outside,
+            report.working_difference_cents,
+        ),
+        (
+            "utility",
+            report.utility_cents,
+            after.ledger_float_cents,
+            -after.payouts_unapplied_cents,
+            "-" + format_kes(max(p.payouts_open_cents for p in positions)),
+            report.utility_outside,
+            report.utility_difference_cents,
+        ),
+    ):
+        rows.append(
+            (
+                account,
+                _kes(mpesa),
+                format_kes(ledger_cents),
+                format_kes(arriving),
+                maybe,
+                _range(outside),
+                "- (first report)" if difference is None else format_kes(difference),
+            )
+        )
+    return rows
+
+
+def _range(pair: tuple[int, int] | None) -> str:
+    if pair is None:
+        return "-"
+    low, high = pair
+    return format_kes(low) if low == high else f"{format_kes(low)} to {format_kes(high)}"
 
 
 def _kes(amount_cents: int | None) -> str:

@@ -22,6 +22,7 @@ from rich.table import Table
 from deni.domain.errors import DomainError
 from deni.domain.money import CENTS_PER_SHILLING, format_kes
 from deni.domain.phone import normalise_msisdn
+from deni.domain.security import require_new_pin
 from deni.offline import queue
 from deni.offline.api import Api, ApiError, OfflineError
 from deni.offline.client import (
@@ -145,7 +146,12 @@ def register_account(
         try:
             console.print(api.ask_registration_code(phone=msisdn, language=language))
             code = typer.prompt("The code from the SMS").strip()
-            pin = typer.prompt("Choose a 4-digit PIN", hide_input=True, confirmation_prompt=True)
+            pin = typer.prompt(
+                "Choose a 4-digit PIN",
+                hide_input=True,
+                confirmation_prompt=True,
+                value_proc=_new_pin,
+            )
             client.register(
                 url=url, phone=msisdn, code=code, name=name, pin=pin, language=language, api=api
             )
@@ -157,6 +163,14 @@ def register_account(
                 _run_sync(client, api, pin=None)
         finally:
             api.close()
+
+
+def _new_pin(raw: str) -> str:
+    """A PIN typed at the prompt: a weak one is asked again at once (domain/security.py)."""
+    try:
+        return require_new_pin(raw)
+    except DomainError as error:
+        raise typer.BadParameter(error.message) from error
 
 
 @offline_app.command("prove-phone")

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
+from deni.domain.errors import DomainError
 from deni.domain.users import nairobi_today
 from deni.entrypoints import reports_csv
 from deni.services import reports
@@ -48,14 +49,10 @@ def _fail(message: str) -> NoReturn:
 
 
 def _day(value: str | None, deni: Deni) -> date:
-    if value is None:
-        return nairobi_today(deni.clock.now())
     try:
-        if len(value) != len("YYYY-MM-DD"):
-            raise ValueError(value)
-        return date.fromisoformat(value)
-    except ValueError:
-        _fail(f"--day must be a date written YYYY-MM-DD, such as 2026-01-31 (got {value!r}).")
+        return reports.report_day(value, today=nairobi_today(deni.clock.now()))
+    except DomainError as error:
+        _fail(f"--day: {error.message} (got {value!r})")
 
 
 @contextmanager

@@ -30,6 +30,13 @@ def secret_matches(given: str, expected: str) -> bool:
     return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
+def secret_among(given: str, accepted: tuple[str, ...]) -> bool:
+    """Constant time in each accepted secret (all are compared, whichever matches): a token
+    being rotated is accepted in its old and its new form during the overlap."""
+    matches = [secret_matches(given, expected) for expected in accepted]
+    return any(matches)
+
+
 def source_allowed(request: Request, allowed_csv: str) -> bool:
     """True when no addresses are configured, or the request comes from one of them (an
     address or a CIDR block; an entry that is neither matches only itself, as text)."""

@@ -248,3 +248,10 @@ def mpesa_reconciliation_csv(day: MpesaReconciliation) -> Iterator[str]:
                                ("utility", report.utility_cents)):  # fmt: skip
             amount: list[Cell] = _money(cents) if cents is not None else [None, None]
             yield csv_line(["balance_report", account, detail, None, *amount])
+        differences = (
+            ("working_difference", report.working_difference_cents),
+            ("utility_difference", report.utility_difference_cents),
+        )
+        for account, cents in differences:
+            if cents is not None:
+                yield csv_line(["balance_report", account, detail, None, *_money(cents)])

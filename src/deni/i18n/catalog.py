@@ -41,6 +41,7 @@ NOTIFICATION_KINDS: frozenset[str] = frozenset(
         "loan_cancelled",
         "loan_expired",
         "loan_disbursed",
+        "loan_disbursed_mpesa",
         "repayment_received",
         "repayment_made",
         "loan_repaid",

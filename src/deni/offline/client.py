@@ -21,6 +21,7 @@ from deni.domain.errors import DomainError
 from deni.domain.loans import make_terms, resolve_due_date
 from deni.domain.money import CENTS_PER_SHILLING, MOVEMENT_CENTS_MAX, require_cents
 from deni.domain.phone import normalise_msisdn
+from deni.domain.security import require_new_pin
 from deni.domain.users import nairobi_today, require_language, require_name
 from deni.offline import local, queue
 from deni.offline.api import Api, ApiError, OfflineError
@@ -209,8 +210,10 @@ class OfflineClient:
         api: Api,
     ) -> str:
         """Online: open an account with the code Deni sent the number by SMS, then log in as
-        `login` does. The PIN is not kept."""
+        `login` does. The PIN is not kept. A weak PIN (domain/security.py) is refused here,
+        before anything is sent, as the server would refuse it (`weak_pin`)."""
         msisdn = normalise_msisdn(phone)
+        require_new_pin(pin)
         api.register(phone=msisdn, code=code, name=name, pin=pin, language=language)
         return self.login(url=url, phone=msisdn, pin=pin, api=api)
 

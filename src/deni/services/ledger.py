@@ -315,8 +315,11 @@ def place_hold(
     amount_cents: int,
     idempotency_key: str,
     now: datetime,
+    loan: tuple[str, str] | None = None,
 ) -> Hold:
-    """Reserve money for a payout: it leaves the wallet for the in-flight account."""
+    """Reserve money for a payout: it leaves the wallet for the in-flight account. A loan's
+    principal paid out to the borrower's M-PESA names the loan (its id and code) as the
+    entry's cause, so a statement says "loan to M-PESA", not a withdrawal nobody asked for."""
     existing = uow.ledger.find_hold(idempotency_key)
     if existing is not None:
         if (existing.account_id, existing.amount_cents) != (wallet_id, amount_cents):
@@ -330,9 +333,10 @@ def place_hold(
         amount_cents=amount_cents,
         code=EntryCode.PAYOUT_HOLD,
         idempotency_key=f"hold:{idempotency_key}",
-        cause_type="hold",
-        cause_id=hold_id,
+        cause_type="hold" if loan is None else "loan",
+        cause_id=hold_id if loan is None else loan[0],
         now=now,
+        memo="" if loan is None else loan[1],
     )
     hold = Hold(
         hold_id, wallet_id, amount_cents, HoldState.PENDING, idempotency_key, result.entry_id, None

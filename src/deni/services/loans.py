@@ -286,10 +286,14 @@ def _fund_if_possible(uow: UnitOfWork, loan: Loan, *, now: datetime) -> bool:
     loan.apply(LoanEvent.SETTLE)
     loan.disbursed_at = now
     borrower = require_user(uow, loan.borrower_id)
+    # Where the money ends up: a borrower who wants loans on M-PESA (the default) is told it is
+    # on its way there (the payout follows from the M-PESA worker), not that it sits in the
+    # wallet it is about to leave.
+    to_mpesa = uow.mpesa_preferences.get(loan.borrower_id).disburse_to_mpesa
     notify(
         uow,
         user=borrower,
-        kind="loan_disbursed",
+        kind="loan_disbursed_mpesa" if to_mpesa else "loan_disbursed",
         params={
             "amount_cents": loan.terms.principal_cents,
             "loan_code": loan.code,

@@ -39,7 +39,7 @@ from deni.domain.security import (
     RESET_CODE_TTL,
     RESET_CODE_WINDOW,
     PhoneCode,
-    require_pin_format,
+    require_new_pin,
 )
 from deni.domain.users import User, require_language, require_name
 from deni.i18n import render_notification
@@ -112,7 +112,7 @@ def register_with_code(
     msisdn = normalise_msisdn(phone)
     clean_name = require_name(name)
     clean_language = require_language(language)
-    require_pin_format(pin)
+    require_new_pin(pin)
     if code is None:
         raise PhoneCodeRequired(
             "Ask for a code first (POST /auth/register/code): Deni sends it to the number by SMS."

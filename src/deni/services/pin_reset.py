@@ -29,7 +29,7 @@ from deni.domain.security import (
     RESET_CODE_DIGITS,
     RESET_CODE_TTL,
     PinResetCode,
-    require_pin_format,
+    require_new_pin,
 )
 from deni.domain.users import User
 from deni.i18n import render_notification
@@ -94,7 +94,7 @@ def finish_pin_reset(
 ) -> None:
     """The code from the SMS and a new PIN. A wrong code counts against the code, not the
     account's PIN tries; a malformed new PIN costs nothing."""
-    require_pin_format(new_pin)
+    require_new_pin(new_pin)
     msisdn = normalise_msisdn(phone)
     now = deps.clock.now()
     with deps.uow() as uow:
@@ -125,7 +125,7 @@ def reset_pin_on_this_sim(
     which SIM dialled (Africa's Talking posts to Deni's secret path), which proves as much as
     an SMS code would. Everything else is as after an SMS code: unlocked, sessions ended, the
     owner told, money held for a day."""
-    require_pin_format(new_pin)
+    require_new_pin(new_pin)
     now = deps.clock.now()
     with deps.uow() as uow:
         user = require_user(uow, user_id, lock=True)

@@ -91,6 +91,11 @@ class BalanceReportRow:
     ledger_paybill_cents: int
     ledger_float_cents: int
     result_desc: str
+    struck_at: datetime | None = None  # M-PESA's own time for the figures
+    # What M-PESA moved that the ledger and the money in flight do not explain, against the
+    # report before (services/mpesa/balances.py): 0 none, None nothing to compare with.
+    working_difference_cents: int | None = None
+    utility_difference_cents: int | None = None
 
 
 class ReportQueries(Protocol):

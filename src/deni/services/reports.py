@@ -10,11 +10,13 @@ accrued to the day, days overdue).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from fractions import Fraction
 
+from deni.domain.errors import ValidationFailed
 from deni.domain.ledger import EntryCode, NormalSide, PlatformAccount
 from deni.domain.loans import Loan, LoanState
 from deni.domain.users import NAIROBI, nairobi_today
@@ -37,6 +39,32 @@ def day_window(day: date) -> tuple[datetime, datetime]:
     """The instants [start, end) of a Nairobi calendar day."""
     start = datetime.combine(day, time.min, tzinfo=NAIROBI)
     return start, start + timedelta(days=1)
+
+
+REPORT_DAY_MIN = date(2000, 1, 1)
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def report_day(text: str | None, *, today: date) -> date:
+    """The day a report is asked of, written YYYY-MM-DD, from REPORT_DAY_MIN to `today`
+    (the default): outside, a day's window overflows Python's or PostgreSQL's dates, and a
+    day to come has no report yet."""
+    if text is None:
+        return today
+    try:
+        if not _DAY.fullmatch(text):
+            raise ValueError(text)
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise ValidationFailed(
+            "A day is written YYYY-MM-DD, such as 2026-01-31.", code="invalid_day"
+        ) from None
+    if not REPORT_DAY_MIN <= day <= today:
+        raise ValidationFailed(
+            f"A report is of a day from {REPORT_DAY_MIN.isoformat()} to today, written YYYY-MM-DD.",
+            code="invalid_day",
+        )
+    return day
 
 
 def end_of_day(day: date) -> datetime:

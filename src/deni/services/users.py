@@ -18,7 +18,7 @@ from deni.domain.errors import (
     WrongPin,
 )
 from deni.domain.phone import mask_msisdn, normalise_msisdn
-from deni.domain.security import is_sim_proven, require_pin_format
+from deni.domain.security import is_sim_proven, require_new_pin
 from deni.domain.users import User, require_language, require_name
 from deni.ids import new_id
 from deni.services import ledger
@@ -71,7 +71,7 @@ def register_user(
     msisdn = normalise_msisdn(phone)
     clean_name = require_name(name)
     clean_language = require_language(language)
-    pin_hash = deps.hasher.hash(require_pin_format(pin))
+    pin_hash = deps.hasher.hash(require_new_pin(pin))
     now = deps.clock.now()
     with deps.uow() as uow:
         user = add_member(
@@ -417,7 +417,7 @@ def change_pin(
     new_pin: str,
     channel: str = "api",
 ) -> None:
-    require_pin_format(new_pin)
+    require_new_pin(new_pin)
     now = deps.clock.now()
     with deps.uow() as uow:
         user = uow.users.lock(user_id)
@@ -438,7 +438,7 @@ def change_proven_pin(
     """A new PIN for a member who proved the current one moments ago in the same session: USSD
     checks it on its own screen (check_pin) and asks for the new one on the next two, keeping
     no PIN in between. Refused, as a PIN check would be, while the account is locked."""
-    require_pin_format(new_pin)
+    require_new_pin(new_pin)
     now = deps.clock.now()
     with deps.uow() as uow:
         user = uow.users.lock(user_id)

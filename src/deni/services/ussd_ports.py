@@ -43,6 +43,7 @@ class StatementLine:
     code: str
     amount_cents: int  # + money in, - money out (the wallet's natural balance moves by it)
     created_at: datetime
+    cause_type: str = ""  # "loan" on a payout hold: a loan's principal sent on to M-PESA
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,13 @@ class UssdReads(Protocol):
     ) -> list[LoanLine]:
         """The user's loans as `role` (ROLES) in `state`, newest first, like the API's list;
         penalties accrued to `today` on the copies read (nothing is saved)."""
+        ...
+
+    def past_loans(
+        self, *, user_id: str, role: str, offset: int, limit: int, today: date
+    ) -> list[LoanLine]:
+        """The user's loans as `role` that are over (repaid, written off, declined, cancelled,
+        expired), newest first."""
         ...
 
     def loan(self, loan_id: str, *, today: date) -> LoanLine | None:

@@ -270,6 +270,7 @@ def _parse(kind: CallbackKind, body: bytes) -> CallbackEvent:
             balance.result_desc,
             available.get("working account"),
             available.get("utility account"),
+            balance.completed_at,
         )
     if kind is CallbackKind.REVERSAL_RESULT:
         reversal = parse_reversal_result(body)

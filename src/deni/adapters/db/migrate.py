@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, insert, select
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, insert, select
 
 from deni.adapters.db import tables as t
 from deni.adapters.db import ussd_tables  # noqa: F401 (puts its tables on the metadata)
@@ -22,6 +26,53 @@ def alembic_config(database_url: str) -> Config:
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaStatus:
+    """Where a database's schema stands against this code's migrations.
+
+    state: "ok" (at this code's head), "behind" (an older revision of this code's: migrations
+    are pending), "missing" (no revision at all: an empty database, or tables made some other
+    way), "unknown" (a revision this code does not have: another version's schema, a newer
+    one most likely)."""
+
+    state: str
+    revision: str | None  # the database's; several heads joined by "+"
+    head: str  # this code's
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
+
+
+@cache
+def _scripts() -> tuple[str, frozenset[str]]:
+    """This code's head revision and every revision it knows, read from the migration files
+    once per process."""
+    scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    (head,) = scripts.get_heads()
+    return head, frozenset(script.revision for script in scripts.walk_revisions())
+
+
+def code_head() -> str:
+    return _scripts()[0]
+
+
+def schema_status(connection: Connection) -> SchemaStatus:
+    """One read of the alembic_version table (none: "missing")."""
+    head, known = _scripts()
+    current = MigrationContext.configure(connection).get_current_heads()
+    revision = "+".join(sorted(current)) or None
+    if not current:
+        state = "missing"
+    elif current == (head,):
+        state = "ok"
+    elif all(rev in known for rev in current):
+        state = "behind"
+    else:
+        state = "unknown"
+    return SchemaStatus(state, revision, head)
 
 
 def upgrade(engine: Engine) -> None:

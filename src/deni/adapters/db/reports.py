@@ -260,4 +260,7 @@ class SqlReportQueries:
             ledger_paybill_cents=int(row.ledger_paybill_cents),
             ledger_float_cents=int(row.ledger_float_cents),
             result_desc=row.result_desc,
+            struck_at=row.struck_at,
+            working_difference_cents=row.working_difference_cents,
+            utility_difference_cents=row.utility_difference_cents,
         )

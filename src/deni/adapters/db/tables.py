@@ -288,3 +288,15 @@ refresh_tokens = Table(
     Column("replaced_by", ID, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+# Each worker process's last sign of life, written by its M-PESA worker loop (migration 0019):
+# /health/ready and /metrics read the newest. One row per process (host and pid), pruned when a
+# worker starts.
+worker_heartbeats = Table(
+    "worker_heartbeats",
+    metadata,
+    Column("worker_id", String(200), primary_key=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("beat_at", UtcDateTime, nullable=False),
+    Index("ix_worker_heartbeats_beat_at", "beat_at"),
+)

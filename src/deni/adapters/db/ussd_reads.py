@@ -24,7 +24,7 @@ from deni.adapters.db.engine import reading
 from deni.adapters.db.loans import loan_from_row
 from deni.domain.errors import NotFound
 from deni.domain.ledger import NormalSide, balance_delta, wallet_account_id
-from deni.domain.loans import LoanState
+from deni.domain.loans import FINAL_STATES, LoanState
 from deni.services.ussd_ports import (
     PAGE_ROWS_MAX,
     ROLES,
@@ -51,7 +51,7 @@ def _statement_query() -> Select[Any]:
     """The account, and its newest postings (if any) beside it: one row per posting."""
     a, p, e = t.accounts, t.postings, t.journal_entries
     newest = (
-        select(p.c.id, p.c.account_id, p.c.amount_cents, p.c.created_at, e.c.code)
+        select(p.c.id, p.c.account_id, p.c.amount_cents, p.c.created_at, e.c.code, e.c.cause_type)
         .join(e, e.c.id == p.c.entry_id)
         .where(p.c.account_id == bindparam("account_id"))
         .order_by(p.c.id.desc())
@@ -66,6 +66,7 @@ def _statement_query() -> Select[Any]:
             newest.c.amount_cents,
             newest.c.created_at,
             newest.c.code,
+            newest.c.cause_type,
         )
         .select_from(a.outerjoin(newest, newest.c.account_id == a.c.id))
         .where(a.c.id == bindparam("account_id"))
@@ -73,15 +74,22 @@ def _statement_query() -> Select[Any]:
     )
 
 
-def _loans_query(role: str) -> Select[Any]:
+def _loans_query(role: str, *, past: bool = False) -> Select[Any]:
+    """A page of the user's loans as `role`: in one state (a bound parameter), or every loan
+    that is over (`past`)."""
     loans = t.loans
     borrower, lender = t.users.alias("borrower"), t.users.alias("lender")
     mine = loans.c.borrower_id if role == "borrower" else loans.c.lender_id
+    in_state = (
+        loans.c.state.in_(sorted(s.value for s in FINAL_STATES))
+        if past
+        else loans.c.state == bindparam("state")
+    )
     return (
         select(loans, borrower.c.name.label("borrower_name"), lender.c.name.label("lender_name"))
         .join(borrower, borrower.c.id == loans.c.borrower_id)
         .join(lender, lender.c.id == loans.c.lender_id)
-        .where(mine == bindparam("user_id"), loans.c.state == bindparam("state"))
+        .where(mine == bindparam("user_id"), in_state)
         .order_by(loans.c.requested_at.desc(), loans.c.id)
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
@@ -104,6 +112,7 @@ MEMBER = _member_query()
 BALANCE = _balance_query()
 STATEMENT = _statement_query()
 LOANS = {role: _loans_query(role) for role in ROLES}
+PAST_LOANS = {role: _loans_query(role, past=True) for role in ROLES}
 LOAN = _loan_query()
 
 
@@ -133,7 +142,9 @@ class SqlUssdReads:
             raise NotFound("No wallet for this user.", code="wallet_not_found")
         side = NormalSide(rows[0].normal_side)
         lines = [
-            StatementLine(row.code, balance_delta(side, row.amount_cents), row.created_at)
+            StatementLine(
+                row.code, balance_delta(side, row.amount_cents), row.created_at, row.cause_type
+            )
             for row in rows
             if row.posting_id is not None
         ]
@@ -148,6 +159,15 @@ class SqlUssdReads:
         assert offset >= 0
         params = {"user_id": user_id, "state": state.value, "limit": limit, "offset": offset}
         return [_line(row, today) for row in self._rows(LOANS[role], params)]
+
+    def past_loans(
+        self, *, user_id: str, role: str, offset: int, limit: int, today: date
+    ) -> list[LoanLine]:
+        assert role in ROLES
+        assert 1 <= limit <= PAGE_ROWS_MAX
+        assert offset >= 0
+        params = {"user_id": user_id, "limit": limit, "offset": offset}
+        return [_line(row, today) for row in self._rows(PAST_LOANS[role], params)]
 
     def loan(self, loan_id: str, *, today: date) -> LoanLine | None:
         rows = self._rows(LOAN, {"loan_id": loan_id})

@@ -17,6 +17,7 @@ from deni.bootstrap import Background, Deni, render_metrics
 from deni.domain.errors import DomainError, ErrorKind, TooManyRequests
 from deni.domain.ledger import EntryCode
 from deni.domain.loans import LoanState
+from deni.entrypoints.api import business_metrics
 from deni.entrypoints.api.contract import document_errors
 from deni.entrypoints.api.limits import (
     CLIENT_CLOSED_REQUEST,
@@ -36,7 +37,7 @@ from deni.entrypoints.api.routes import (
     sync,
     wallet,
 )
-from deni.entrypoints.api.schemas import HealthOut
+from deni.entrypoints.api.schemas import CheckOut, HealthOut, LiveOut
 from deni.entrypoints.errors import error_response
 from deni.entrypoints.ops.app import create_ops_app
 from deni.entrypoints.ussd import router as ussd
@@ -87,7 +88,7 @@ def create_app(deni: Deni) -> FastAPI:
     # Routes are matched in order: the two busiest paths, a USSD hop and a Daraja callback,
     # go first instead of being tried after every /api/v1 route.
     ussd.add_routes(app, deni, background.hops)  # POST /ussd, Africa's Talking USSD
-    app.include_router(hooks.router)  # Daraja callbacks, handed to the inbox writer
+    hooks.add_routes(app)  # Daraja callbacks, handed to the inbox writer
     routers = (
         auth.router,
         wallet.router,
@@ -138,18 +139,28 @@ def _running(background: Background) -> Callable[[FastAPI], AbstractAsyncContext
 
 
 def _add_operations(app: FastAPI, deni: Deni) -> None:
-    degraded = {"model": HealthOut, "description": "The database is unreachable."}
+    not_ready = {"model": HealthOut, "description": "Not ready: the checks say which failed."}
 
-    @app.get("/health", response_model=HealthOut, tags=["operations"], responses={503: degraded})
-    def health() -> JSONResponse:
-        """Up, and able to reach the database."""
-        try:
-            deni.check_database()
-        except Exception:
-            log.exception("health_check_failed")
-            body = HealthOut(status="degraded", database="unreachable")
-            return JSONResponse(body.model_dump(), status_code=503)
-        return JSONResponse(HealthOut(status="ok", database="ok").model_dump())
+    @app.get("/health/live", response_model=LiveOut, tags=["operations"])
+    def live() -> LiveOut:
+        """Liveness: the process answers. No I/O: restart the process only if this fails."""
+        return LiveOut(status="ok")
+
+    def ready() -> JSONResponse:
+        """Readiness: the database reached and at this code's schema, Redis reached (when
+        sessions live there), and with M-PESA on a worker's heartbeat fresh. 503 otherwise."""
+        readiness = deni.readiness()
+        body = HealthOut(
+            status="ok" if readiness.ready else "degraded",
+            checks={c.name: CheckOut(state=c.state, **c.details) for c in readiness.checks},
+        )
+        content = body.model_dump(exclude_none=True)
+        return JSONResponse(content, status_code=200 if readiness.ready else 503)
+
+    for path in ("/health/ready", "/health"):  # /health: the same readiness, for older callers
+        app.add_api_route(
+            path, ready, response_model=HealthOut, tags=["operations"], responses={503: not_ready}
+        )
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -167,6 +178,7 @@ def _add_operations(app: FastAPI, deni: Deni) -> None:
         for code in EntryCode:
             count = entry_counts.get(code.value, 0)
             deni.metrics.ledger_entries.labels(kind=code.value).set(count)
+        business_metrics.refresh(deni)
         body, content_type = render_metrics(deni.metrics)
         return Response(body, media_type=content_type)
 

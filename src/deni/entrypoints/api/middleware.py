@@ -17,6 +17,27 @@ UNMATCHED_ROUTE = "unmatched"
 # Same reason for methods: a client can send any token as the method.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 access_log = structlog.get_logger("deni.access")
+# deni_channel_latency_seconds' channels, by route template. A USSD hop is /ussd or
+# /ussd/{token} (not the end-of-session notices); a callback is any Daraja hook; sync is an
+# offline client's push or pull; api is every other route of the member API. Nothing else
+# (/health, /metrics, the web app's files, the staff console, unmatched paths) is a channel.
+USSD_HOP_ROUTES = frozenset({"/ussd", "/ussd/{token}"})
+SYNC_ROUTES = frozenset({"/api/v1/sync/push", "/api/v1/sync/pull"})
+CALLBACK_PREFIX = "/hooks/"
+API_PREFIX = "/api/"
+
+
+def channel_of(route: str) -> str | None:
+    """The channel a request on this route template answers for, or None."""
+    if route in USSD_HOP_ROUTES:
+        return "ussd"
+    if route.startswith(CALLBACK_PREFIX):
+        return "callback"
+    if route in SYNC_ROUTES:
+        return "sync"
+    if route.startswith(API_PREFIX):
+        return "api"
+    return None
 
 
 def route_template(scope: Scope, full_paths: Mapping[int, str]) -> str:
@@ -81,6 +102,9 @@ class MetricsMiddleware:
         self.metrics.http_request_duration_seconds.labels(method=method, route=route).observe(
             duration_s
         )
+        channel = channel_of(route)
+        if channel is not None:
+            self.metrics.channel_latency_seconds.labels(channel=channel).observe(duration_s)
         # The route template, never the raw path or query: those can carry ids and numbers.
         access_log.info(
             "request",

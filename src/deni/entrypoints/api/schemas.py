@@ -80,6 +80,11 @@ class ChangePinIn(Strict):
     new_pin: StrictStr
 
 
+class ProfileIn(Strict):
+    name: StrictStr | None = Field(default=None, description="2 to 60 printable characters.")
+    language: StrictStr | None = Field(default=None, examples=["sw"], description="en or sw.")
+
+
 class PinIn(Strict):
     pin: StrictStr
 
@@ -402,9 +407,27 @@ class MarkReadOut(BaseModel):
     marked: int
 
 
+class LiveOut(BaseModel):
+    status: Literal["ok"]
+
+
+class CheckOut(BaseModel):
+    """One readiness check. `state`: database ok | unreachable; schema ok | behind | missing |
+    unknown | unreadable | not_checked; redis ok | unreachable | not_used; worker ok | stale |
+    missing | not_checked | not_used. ok and not_used pass."""
+
+    state: str
+    revision: str | None = Field(default=None, description="schema: the database's revision")
+    head: str | None = Field(default=None, description="schema: this code's newest revision")
+    age_s: float | None = Field(default=None, description="worker: seconds since the last beat")
+    stale_after_s: float | None = Field(default=None, description="worker: the bound")
+
+
 class HealthOut(BaseModel):
+    """Readiness: "ok" when every check passes (200), else "degraded" (503)."""
+
     status: Literal["ok", "degraded"]
-    database: Literal["ok", "unreachable"]
+    checks: dict[str, CheckOut]
 
 
 BOOK_FIGURES = (

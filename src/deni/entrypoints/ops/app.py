@@ -10,17 +10,20 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from deni.bootstrap import Deni
 from deni.domain.errors import DomainError, ErrorKind
 from deni.entrypoints.ops.render import page
 from deni.entrypoints.ops.security import COOKIE_PATH, LOGIN_COOKIE, SESSION_COOKIE
+from deni.services.ports import StorageBusy
 
 HERE = Path(__file__).parent
+log = structlog.get_logger(__name__)
 
 STATUS_BY_KIND = {
     ErrorKind.INVALID: 400,
@@ -39,7 +42,9 @@ SECURITY_HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # same-origin, not no-referrer: under no-referrer Chromium sends `Origin: null` with the
+    # console's own forms, and the CSRF check refuses what names no origin it knows.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
@@ -56,11 +61,27 @@ def create_ops_app(deni: Deni) -> FastAPI:
     async def headers(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        response = await call_next(request)
+        ops_host = deni.settings.ops_host
+        if ops_host and request.url.hostname != ops_host.lower():
+            return PlainTextResponse("Not Found", status_code=404)
+        if _holds_nul(request):
+            response = error_page(request, 400, "invalid_characters", NUL_REFUSED)
+        else:
+            response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         return response
 
     return app
+
+
+NUL_REFUSED = "Addresses and forms may not hold NUL characters."
+
+
+def _holds_nul(request: Request) -> bool:
+    """A NUL in a path or query value would reach PostgreSQL, which refuses it (a 500); the
+    console's forms refuse it field by field (`pages.form_of`)."""
+    query = request.query_params.multi_items()
+    return "\x00" in request.url.path or any("\x00" in k + v for k, v in query)
 
 
 def error_page(request: Request, status: int, code: str, message: str) -> Response:
@@ -81,6 +102,20 @@ def _add_error_pages(app: FastAPI) -> None:
         first = error.errors()[0] if error.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_page(request, 400, "validation_failed", f"{where}: {first.get('msg', '')}")
+
+    @app.exception_handler(StorageBusy)
+    def busy(request: Request, error: StorageBusy) -> Response:
+        return error_page(request, 503, "busy", "The database is busy; try again in a moment.")
+
+    @app.exception_handler(Exception)
+    def unexpected(request: Request, error: Exception) -> Response:
+        log.exception("ops_unhandled_error", path=request.url.path[:200])
+        return error_page(
+            request,
+            500,
+            "internal_error",
+            "Something went wrong and was logged. Look at what you acted on before trying again.",
+        )
 
     @app.exception_handler(StarletteHTTPException)
     def http_error(request: Request, error: StarletteHTTPException) -> Response:

@@ -3,8 +3,11 @@ checks it first; each POST checks its CSRF token before reading anything else.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import structlog
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from deni.domain.errors import NotFound, ValidationFailed
 from deni.domain.operators import (
@@ -14,8 +17,10 @@ from deni.domain.operators import (
     ProposalState,
     SignInFailed,
 )
+from deni.domain.users import nairobi_today
+from deni.entrypoints import reports_csv
 from deni.entrypoints.gate import client_address
-from deni.entrypoints.ops.app import HERE, clear_login_cookie
+from deni.entrypoints.ops.app import HERE, NUL_REFUSED, clear_login_cookie
 from deni.entrypoints.ops.render import page, templates
 from deni.entrypoints.ops.security import (
     COOKIE_PATH,
@@ -31,12 +36,14 @@ from deni.entrypoints.ops.security import (
     operator_for,
     secure_cookies,
 )
-from deni.services import limits, outbox, users
-from deni.services.mpesa import decisions
+from deni.services import limits, lookup, outbox, reports, users
+from deni.services.mpesa import decisions, reversals
 from deni.services.mpesa.ports import SuspenseState
 from deni.services.ops import operators, proposals
+from deni.services.reports import end_of_day
 
 router = APIRouter()
+log = structlog.get_logger(__name__)
 
 FORM_FIELDS_MAX = 12
 FIELD_CHARS_MAX = 600
@@ -46,12 +53,15 @@ SESSION_COOKIE_MAX_AGE_S = 8 * 3600
 
 
 async def form_of(request: Request) -> dict[str, str]:
-    """The posted fields as text, bounded in number and length; files are refused."""
+    """The posted fields as text, bounded in number and length, without NUL characters
+    (PostgreSQL refuses them); files are refused."""
     form = await request.form(max_files=0, max_fields=FORM_FIELDS_MAX)
     fields: dict[str, str] = {}
     for name, value in form.items():
         if not isinstance(value, str) or len(value) > FIELD_CHARS_MAX:
             raise ValidationFailed(f"The field {name[:40]!r} is too long.", code="field_too_long")
+        if "\x00" in name or "\x00" in value:
+            raise ValidationFailed(NUL_REFUSED, code="invalid_characters")
         fields[name] = value
     return fields
 
@@ -204,6 +214,21 @@ async def reject(request: Request, proposal_id: str) -> Response:
     return see_other("/proposals")
 
 
+@router.post("/proposals/{proposal_id}/settle")
+@guarded("POST", "/proposals/{proposal_id}/settle", Permission.AUDIT)
+async def settle_stuck(request: Request, proposal_id: str) -> Response:
+    operator = operator_for(request, Permission.AUDIT)
+    fields = await form_of(request)
+    check_session_form(request, fields.get(CSRF_FIELD, ""))
+    proposals.settle_stuck(
+        deni_of(request),
+        operator=operator,
+        proposal_id=proposal_id,
+        reason=fields.get("reason", ""),
+    )
+    return see_other("/proposals")
+
+
 # --- Work queues -----------------------------------------------------------------------------
 
 
@@ -287,7 +312,7 @@ def audit_log(request: Request) -> Response:
     return page(request, "audit.html", rows=list(reversed(rows)))
 
 
-# --- The dashboard ---------------------------------------------------------------------------
+# --- The dashboard, looking things up ------------------------------------------------------
 
 
 @router.get("/")
@@ -298,6 +323,86 @@ def dashboard(request: Request) -> Response:
     return page(
         request,
         "dashboard.html",
+        board=reports.dashboard(deni, now=deni.clock.now()),
         open_proposals=proposals.list_proposals(deni),
-        dead=outbox.dead_letters(deni, limit=LIST_MAX),
+        waiting=decisions.waiting_payouts(deni.mpesa) if deni.mpesa is not None else [],
+    )
+
+
+@router.get("/search")
+@guarded("GET", "/search", Permission.VIEW)
+def search(request: Request, q: str = "") -> Response:
+    operator_for(request, Permission.VIEW)
+    found = lookup.search(deni_of(request), query=q) if q.strip() else None
+    return page(request, "search.html", q=q[:64], found=found)
+
+
+@router.get("/members/{user_id}")
+@guarded("GET", "/members/{user_id}", Permission.VIEW)
+def member(request: Request, user_id: str) -> Response:
+    operator_for(request, Permission.VIEW)
+    return page(request, "member.html", p=lookup.member_page(deni_of(request), user_id=user_id))
+
+
+@router.get("/loans/{loan}")
+@guarded("GET", "/loans/{loan}", Permission.VIEW)
+def loan(request: Request, loan: str) -> Response:
+    operator_for(request, Permission.VIEW)
+    return page(request, "loan.html", p=lookup.loan_page(deni_of(request), loan_code_or_id=loan))
+
+
+# --- Reversals -------------------------------------------------------------------------------
+
+
+@router.get("/reversals")
+@guarded("GET", "/reversals", Permission.MONEY)
+def reversal_list(request: Request) -> Response:
+    operator_for(request, Permission.MONEY)
+    mpesa = deni_of(request).mpesa
+    found = reversals.list_reversals(mpesa, limit=LIST_MAX) if mpesa is not None else []
+    return page(request, "reversals.html", found=found, mpesa_on=mpesa is not None)
+
+
+# --- Reports ---------------------------------------------------------------------------------
+
+REPORTS = ("trial-balance", "loan-book", "arrears", "mpesa-recon")
+
+
+@router.get("/reports")
+@guarded("GET", "/reports", Permission.REPORTS)
+def report_list(request: Request) -> Response:
+    operator_for(request, Permission.REPORTS)
+    today = nairobi_today(deni_of(request).clock.now())
+    return page(
+        request,
+        "reports.html",
+        reports=REPORTS,
+        today=today.isoformat(),
+        day_min=reports.REPORT_DAY_MIN.isoformat(),
+    )
+
+
+@router.get("/reports/{name}.csv")
+@guarded("GET", "/reports/{name}.csv", Permission.REPORTS)
+def report_csv(request: Request, name: str, day: str = "") -> Response:
+    """A report as CSV, streamed: the loan book a page at a time."""
+    operator = operator_for(request, Permission.REPORTS)
+    deni = deni_of(request)
+    on_day = reports.report_day(day or None, today=nairobi_today(deni.clock.now()))
+    lines: Iterator[str]
+    if name == "trial-balance":
+        lines = reports_csv.trial_balance_csv(reports.trial_balance(deni, as_of=end_of_day(on_day)))
+    elif name == "loan-book":
+        lines = reports_csv.loan_book_csv(reports.iter_loan_book(deni, as_of_day=on_day))
+    elif name == "arrears":
+        lines = reports_csv.arrears_csv(reports.arrears_ageing(deni, as_of_day=on_day))
+    elif name == "mpesa-recon":
+        lines = reports_csv.mpesa_reconciliation_csv(reports.mpesa_reconciliation(deni, day=on_day))
+    else:
+        raise NotFound("No such report.", code="report_not_found")
+    log.info("ops_report_download", operator=operator.username, report=name, day=str(on_day))
+    return StreamingResponse(
+        lines,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="deni-{name}-{on_day}.csv"'},
     )

@@ -53,6 +53,7 @@ PHONES_CACHED = 16_384  # normalising a number (phonenumbers) costs more than th
 REASONS: Mapping[str, str] = {
     "wrong_pin": "ussd.err_wrong_pin",
     "invalid_pin": "ussd.err_pin_format",
+    "weak_pin": "ussd.err_weak_pin",
     "insufficient_funds": "ussd.err_funds",
     "money_on_hold": "ussd.err_on_hold",
     "locked_by_support": "ussd.err_support_locked",
@@ -233,7 +234,7 @@ class UssdEngine:
     def _save(self, ctx: Ctx, reply: Reply) -> None:
         state = ctx.state
         screen = self.screens[state.screen]
-        resumable = not reply.end and screen.resumable and not screen.root and self.resume_s > 0
+        resumable = not reply.end and _resumable(screen) and self.resume_s > 0
         changes = ctx.changes
         if resumable:
             snapshot = {
@@ -270,8 +271,7 @@ class UssdEngine:
         stack = snapshot.get("stack")
         sound = (
             screen is not None
-            and screen.resumable
-            and not screen.root
+            and _resumable(screen)
             and snapshot.get("session_id") != state.session_id
             and snapshot.get("user_id") == state.user_id
             and isinstance(stack, list)
@@ -301,8 +301,13 @@ class UssdEngine:
         return CLAIM if state.claim_id is not None else WELCOME
 
     def _open(self, ctx: Ctx) -> Reply:
-        if self._snapshot(ctx) is not None:
+        snapshot = self._snapshot(ctx)
+        if snapshot is not None:
             ctx.state.screen = RESUME
+            # Asked in the language of the dropped session: a newcomer chose it there (a
+            # member's is theirs already), and nothing else on this phone knows it.
+            if snapshot.get("lang") in LANGUAGES:
+                ctx.state.lang = str(snapshot["lang"])
         return self._render(ctx)
 
     def _resume(self, ctx: Ctx, yes: bool) -> Step:
@@ -460,6 +465,14 @@ class UssdEngine:
         if screen.kind is Kind.INPUT and not screen.zero_is_back:
             return [say("ussd.nav_main", lang)]
         return [say("ussd.nav_back", lang)]
+
+
+def _resumable(screen: Screen) -> bool:
+    """Whether a session dropped on this screen is offered again: only where something typed
+    would be lost (an entry screen: a loan's terms, an amount, a new PIN's first entry). A menu,
+    a list or a statement the member read and left is one or two hops away again, and asking
+    "Continue where you left off?" about it is a question for nothing."""
+    return screen.kind is Kind.INPUT and screen.resumable and not screen.root
 
 
 def _choice(entry: str, count: int) -> int:

@@ -23,12 +23,13 @@ from deni.domain.money import CENTS_PER_SHILLING, LOAN_CENTS_MAX, LOAN_CENTS_MIN
 from deni.domain.mpesa import B2C_CENTS_MIN, MPESA_CENTS_MAX, STK_CENTS_MIN
 from deni.domain.phone import normalise_msisdn
 from deni.domain.secrecy import derive_key, digests_match, keyed_digest
-from deni.domain.security import PIN_DIGITS
+from deni.domain.security import PIN_DIGITS, is_weak_pin
 from deni.domain.users import nairobi_today
 from deni.entrypoints.ussd.render import say
 from deni.entrypoints.ussd.screens import Finish, Goto, Item, Params, Reject, Step
 from deni.i18n import format_day, format_kes
 from deni.services import book, loans, pin_reset, privacy, reminders, users, ussd
+from deni.services.mpesa import preferences
 from deni.services.ports import Clock
 from deni.services.ussd import QueuedMpesa
 from deni.services.ussd_ports import LoanLine, UssdReads
@@ -232,7 +233,12 @@ def parse_name(ctx: Ctx, raw: str) -> object:
 
 
 def parse_new_pin(ctx: Ctx, raw: str) -> object:
-    return ctx.seal.entry(ctx.state.phone, require_pin(raw))
+    """A PIN being set: refused at its first entry if it is one of the commonest (the service
+    refuses it too, as on every channel); a PIN being checked is never judged so."""
+    pin = require_pin(raw)
+    if is_weak_pin(pin):
+        raise Reject("ussd.err_weak_pin")
+    return ctx.seal.entry(ctx.state.phone, pin)
 
 
 def _pin_twice(ctx: Ctx, raw: str, *, field: str, again: str) -> Goto | None:
@@ -407,6 +413,33 @@ def items_asks(ctx: Ctx, offset: int, limit: int) -> list[Item]:
     return _loan_items(ctx, offset, limit, role="lender", state=LoanState.REQUESTED)
 
 
+def items_mine(ctx: Ctx, offset: int, limit: int) -> list[Item]:
+    """My requests still waiting for the lender's answer."""
+    return _loan_items(ctx, offset, limit, role="borrower", state=LoanState.REQUESTED)
+
+
+def _state_label(ctx: Ctx, state: LoanState) -> str:
+    return say(f"ussd.state_{state.value}", ctx.lang)
+
+
+def items_past(ctx: Ctx, offset: int, limit: int) -> list[Item]:
+    """Loans I borrowed (or asked for) that are over, newest first."""
+    lines = ctx.reads.past_loans(
+        user_id=ctx.user_id, role="borrower", offset=offset, limit=limit, today=ctx.today
+    )
+    return [
+        Item(
+            line.loan.id,
+            {
+                "name": short_name(line.lender_name, NAME_IN_LIST_CHARS),
+                "amount": format_kes(line.loan.terms.principal_cents),
+                "state": _state_label(ctx, line.loan.state),
+            },
+        )
+        for line in lines
+    ]
+
+
 def _loan_view(ctx: Ctx, *, role: str, state: LoanState) -> LoanLine:
     line = ctx.reads.loan(ctx.text("loan_id"), today=ctx.today)
     if line is None:
@@ -452,6 +485,32 @@ def view_approve_pin(ctx: Ctx) -> Params:
     if view.loan.version != ctx.state.data.get(SEEN_VERSION):
         raise Reject("ussd.err_loan_changed")
     return _loan_params(ctx, view, other=view.borrower_name)
+
+
+def view_mine(ctx: Ctx) -> Params:
+    """One of my requests that waits for the lender."""
+    view = _loan_view(ctx, role="borrower", state=LoanState.REQUESTED)
+    return _loan_params(ctx, view, other=view.lender_name)
+
+
+def action_cancel(ctx: Ctx) -> Step:
+    """Withdraw my request, once confirmed: the lender may no longer approve it."""
+    view = _loan_view(ctx, role="borrower", state=LoanState.REQUESTED)
+    loans.cancel_loan(ctx.deni, borrower_id=ctx.user_id, loan_id=view.loan.id, channel=CHANNEL)
+    return Finish(
+        "ussd.request_cancelled", {"code": view.loan.code, "name": short_name(view.lender_name)}
+    )
+
+
+def view_past(ctx: Ctx) -> Params:
+    """A loan of mine that is over."""
+    line = ctx.reads.loan(ctx.text("loan_id"), today=ctx.today)
+    if line is None or line.loan.borrower_id != ctx.user_id or not line.loan.state.is_final:
+        raise Reject("ussd.err_loan_changed")
+    return {
+        **_loan_params(ctx, line, other=line.lender_name),
+        "state": _state_label(ctx, line.loan.state),
+    }
 
 
 # --- repaying --------------------------------------------------------------------------------
@@ -558,6 +617,9 @@ def submit_approve(ctx: Ctx, raw: str) -> Step:
         "name": short_name(view.borrower_name),
     }
     if loan.state is LoanState.ACTIVE:
+        # Paid out to the borrower's M-PESA unless they keep loans in the wallet.
+        if preferences.loans_pay_out_to_mpesa(ctx.deni, user_id=loan.borrower_id):
+            return Finish("ussd.approved_mpesa", params)
         return Finish("ussd.approved_sent", params)
     return Finish("ussd.approved_waiting", params)
 
@@ -620,12 +682,18 @@ def submit_withdraw(ctx: Ctx, raw: str) -> Step:
 _TX_LABELS = {code.value: f"ussd.tx_{code.value}" for code in EntryCode}
 
 
+def _tx_label(code: str, cause_type: str) -> str:
+    if code == EntryCode.PAYOUT_HOLD.value and cause_type == "loan":
+        return "ussd.tx_loan_to_mpesa"  # the loan sent on to M-PESA, not a withdrawal
+    return _TX_LABELS.get(code, "ussd.tx_other")
+
+
 def view_statement(ctx: Ctx) -> Params:
     statement = ctx.reads.statement(ctx.user_id, limit=STATEMENT_LINES)
     lines = []
     for line in statement.lines:
         sign = "+" if line.amount_cents > 0 else "-"
-        label = say(_TX_LABELS.get(line.code, "ussd.tx_other"), ctx.lang)
+        label = say(_tx_label(line.code, line.cause_type), ctx.lang)
         day = short_day(nairobi_today(line.created_at))
         lines.append(f"{day} {sign}{format_kes(abs(line.amount_cents))} {label}")
     if not lines:
@@ -728,6 +796,35 @@ def submit_close(ctx: Ctx, raw: str) -> Step:
     )
     ctx.state.data.clear()
     return Finish("ussd.closed")
+
+
+def _where(ctx: Ctx, to_mpesa: bool) -> str:
+    return say("ussd.where_mpesa" if to_mpesa else "ussd.where_wallet", ctx.lang)
+
+
+def view_payout(ctx: Ctx) -> Params:
+    """Where the loans I borrow go now."""
+    to_mpesa = preferences.loans_pay_out_to_mpesa(ctx.deni, user_id=ctx.user_id)
+    return {"where": _where(ctx, to_mpesa)}
+
+
+def view_payout_pin(ctx: Ctx) -> Params:
+    return {"where": _where(ctx, ctx.text("payout") == "mpesa")}
+
+
+def submit_payout(ctx: Ctx, raw: str) -> Step:
+    """A money-out setting: it decides where future loans go, so it takes the PIN (as on the
+    API and in sync)."""
+    to_mpesa = ctx.text("payout") == "mpesa"
+    preferences.set_preferences(
+        ctx.deni,
+        user_id=ctx.user_id,
+        pin=require_pin(raw),
+        disburse_to_mpesa=to_mpesa,
+        channel=CHANNEL,
+    )
+    ctx.state.data.clear()
+    return Finish("ussd.payout_saved", {"where": _where(ctx, to_mpesa)})
 
 
 def _set_language(ctx: Ctx, language: str) -> Step:

@@ -69,7 +69,7 @@ _SCREENS = (
         view=f.view_main,
         options=(
             Option("ussd.opt_request", "loan_phone"),
-            Option("ussd.opt_owe", "owe_list"),
+            Option("ussd.opt_my_loans", "my_loans"),
             Option("ussd.opt_gave", "gave_list"),
             Option("ussd.opt_asks", "ask_list"),
             Option("ussd.opt_wallet", "wallet"),
@@ -125,7 +125,51 @@ _SCREENS = (
         submit=f.submit_request_loan,
         secret=True,
     ),
-    # 2 Loans I owe: list, detail, repay from the wallet or by M-PESA.
+    # 2 My loans, as borrower: what I owe, my requests waiting for the lender, past loans.
+    Screen(
+        "my_loans",
+        MENU,
+        "ussd.my_loans",
+        options=(
+            Option("ussd.opt_owe", "owe_list"),
+            Option("ussd.opt_mine", "mine_list"),
+            Option("ussd.opt_past", "past_list"),
+        ),
+    ),
+    Screen(
+        "mine_list",
+        LIST,
+        "ussd.mine_list",
+        items=f.items_mine,
+        line="ussd.line_mine",
+        field="loan_id",
+        next="mine_detail",
+    ),
+    Screen(
+        "mine_detail",
+        MENU,
+        "ussd.mine_detail",
+        view=f.view_mine,
+        options=(Option("ussd.opt_cancel_request", "mine_cancel"),),
+    ),
+    Screen(
+        "mine_cancel",
+        MENU,
+        "ussd.mine_cancel",
+        view=f.view_mine,
+        options=(Option("ussd.opt_yes_cancel", action=f.action_cancel),),
+    ),
+    Screen(
+        "past_list",
+        LIST,
+        "ussd.past_list",
+        items=f.items_past,
+        line="ussd.line_past",
+        field="loan_id",
+        next="past_detail",
+    ),
+    Screen("past_detail", MENU, "ussd.past_detail", view=f.view_past),
+    # 2 1 Loans I owe: list, detail, repay from the wallet or by M-PESA.
     Screen(
         "owe_list",
         LIST,
@@ -268,7 +312,7 @@ _SCREENS = (
         options=(Option("ussd.opt_history", "history"),),
     ),
     Screen("history", MENU, "ussd.history", view=f.view_history),
-    # 7 Settings: change PIN, language, a forgotten PIN, closing the account.
+    # 7 Settings: change PIN, language, a forgotten PIN, closing the account, where loans go.
     Screen(
         "settings",
         MENU,
@@ -278,7 +322,28 @@ _SCREENS = (
             Option("ussd.opt_language", "language"),
             Option("ussd.opt_forgot_pin", "reset_new"),
             Option("ussd.opt_close", "close_pin"),
+            Option("ussd.opt_payout", "payout"),
         ),
+    ),
+    # 7 5 Where the loans I borrow go: M-PESA or the Deni wallet, with the PIN.
+    Screen(
+        "payout",
+        MENU,
+        "ussd.payout",
+        view=f.view_payout,
+        field="payout",
+        options=(
+            Option("ussd.opt_to_mpesa", "payout_pin", value="mpesa"),
+            Option("ussd.opt_to_wallet", "payout_pin", value="wallet"),
+        ),
+    ),
+    Screen(
+        "payout_pin",
+        INPUT,
+        "ussd.payout_pin",
+        view=f.view_payout_pin,
+        submit=f.submit_payout,
+        secret=True,
     ),
     Screen("close_pin", INPUT, "ussd.close_pin", submit=f.submit_close, secret=True),
     Screen(

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from deni.bootstrap import Deni, HopThreads
 from deni.entrypoints.errors import error_response
-from deni.entrypoints.gate import secret_matches, source_allowed
+from deni.entrypoints.gate import secret_among, source_allowed
 from deni.entrypoints.ussd.engine import UssdEngine
 from deni.entrypoints.ussd.gateway import AfricasTalkingGateway, BadRequest, Gateway, UssdRequest
 from deni.entrypoints.ussd.render import Reply, compose, say
@@ -134,7 +134,8 @@ def _gate(request: Request, engine: UssdEngine, token: str) -> JSONResponse | No
     settings = engine.deni.settings
     # Africa's Talking signs nothing and the phone number is just a form field: whoever can
     # post here can speak for any phone, so the path carries a secret once one is set.
-    if (token or settings.ussd_token) and not secret_matches(token, settings.ussd_token):
+    accepted = settings.accepted_ussd_tokens  # the current token and those being retired
+    if (token or accepted) and not secret_among(token, accepted):
         log.warning("ussd_bad_token")
         return error_response(404, "not_found", "Not found")
     if not source_allowed(request, settings.ussd_allowed_ips):

@@ -28,7 +28,7 @@ from deni.domain.mpesa import (
     RequestState,
 )
 from deni.domain.phone import normalise_msisdn
-from deni.services.mpesa import claims, paybills, payments, reversals
+from deni.services.mpesa import balances, claims, paybills, payments, reversals
 from deni.services.mpesa.journal import record_event
 from deni.services.mpesa.ports import (
     B2CResultEvent,
@@ -826,6 +826,10 @@ def _apply_balance(deps: MpesaDeps, event: BalanceResultEvent) -> Applied:
         report.state = "received" if event.result_code == SUCCESS else "failed"
         report.working_cents, report.utility_cents = event.working_cents, event.utility_cents
         report.result_desc, report.received_at = event.result_desc[:200], now
+        report.struck_at = event.completed_at
+        report.after = balances.position(deps, uow, at=now)
+        if report.state == "received":
+            balances.record(uow, report)
         uow.balance_reports.save(report)
         uow.commit()
     return InboxState.APPLIED, "balance recorded"

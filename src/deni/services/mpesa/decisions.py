@@ -23,12 +23,12 @@ credited). Also once, and audited.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 from deni.domain.errors import Conflict, NotFound, ValidationFailed
 from deni.domain.mpesa import OPEN_STATES, EventKind, MpesaRequest, RequestEvent, RequestKind
+from deni.domain.operators import require_actor
 from deni.services.common import audit
 from deni.services.mpesa import callbacks
 from deni.services.mpesa.journal import DESC_CHARS_MAX, record_event
@@ -41,7 +41,6 @@ DECIDABLE = frozenset({RequestKind.B2C, RequestKind.REVERSAL})
 WAITING_LIST_MAX = 100
 EVIDENCE_MAX = 200  # lines of evidence shown per payout
 REASON_CHARS_MAX = 200
-_OPERATOR = re.compile(r"[A-Za-z][A-Za-z0-9._@-]{0,63}")
 
 
 class Decision(StrEnum):
@@ -85,7 +84,7 @@ def decide_payout(
     receipt: str | None = None,
 ) -> MpesaRequest:
     """Settle a payout waiting for a decision, once; audited with the operator as actor."""
-    operator, reason = _checked_operator(operator), _checked_reason(reason)
+    operator, reason = require_actor(operator), _checked_reason(reason)
     if decision is Decision.SUCCEEDED:
         receipt = _checked_receipt(receipt)
     elif receipt is not None:
@@ -161,7 +160,7 @@ def decide_claim(
     An operator who found at Safaricom that the payment was for another account number (two
     callbacks disagreed) accepts it with that `account_reference`. Accepting an accepted claim
     again only finishes applying it (every step is keyed by the receipt): no second decision."""
-    operator, reason = _checked_operator(operator), _checked_reason(reason)
+    operator, reason = require_actor(operator), _checked_reason(reason)
     if account_reference is not None and (
         decision is not ClaimDecision.ACCEPT or not 1 <= len(account_reference) <= 40
     ):
@@ -223,15 +222,6 @@ def decide_claim(
         held = callbacks.apply_claim(deps, claim)
         assert held is None, held  # checked under the lock above
     return claim
-
-
-def _checked_operator(operator: str) -> str:
-    if not _OPERATOR.fullmatch(operator):
-        raise ValidationFailed(
-            "Say who decides: a name of letters, digits, '.', '_', '@' or '-' (64 at most).",
-            code="invalid_operator",
-        )
-    return operator
 
 
 def _checked_reason(reason: str) -> str:

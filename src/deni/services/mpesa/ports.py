@@ -6,11 +6,12 @@ domain rules (domain/mpesa.py).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from deni.domain.mpesa import MpesaRequest, Purpose, RequestEvent, RequestState
 from deni.services.ports import Clock, UnitOfWorkFactory
@@ -170,11 +171,57 @@ class MpesaPreferences:
     auto_payout: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class MpesaPosition:
+    """The ledger's M-PESA accounts at one moment, and the money in flight beside them."""
+
+    at: datetime
+    ledger_paybill_cents: int
+    ledger_float_cents: int
+    # Collections M-PESA has that the ledger does not yet.
+    callbacks_unapplied_cents: int  # paid STK / paybill confirmations stored, not applied
+    claims_waiting_cents: int  # callbacks' payments awaiting M-PESA's confirmation
+    # Collections that may or may not have landed.
+    pushes_open_cents: int  # STK pushes sent, no answer applied
+    paybills_validated_cents: int  # validated paybill payments, no confirmation seen
+    # Money that may have left the Working Account back to a payer.
+    reversals_open_cents: int
+    # Payouts: gone for certain (success result not applied), or perhaps (sent, unsettled).
+    payouts_unapplied_cents: int
+    payouts_open_cents: int
+
+    def working_range(self) -> tuple[int, int]:
+        """Where the Working Account may stand, in the ledger's terms (before any opening)."""
+        certain = self.ledger_paybill_cents + self.callbacks_unapplied_cents
+        certain += self.claims_waiting_cents
+        low = certain - self.reversals_open_cents
+        high = certain + self.pushes_open_cents + self.paybills_validated_cents
+        return low, high
+
+    def utility_range(self) -> tuple[int, int]:
+        """Where the Utility Account may stand, in the ledger's terms."""
+        certain = self.ledger_float_cents - self.payouts_unapplied_cents
+        return certain - self.payouts_open_cents, certain
+
+    def to_json(self) -> str:
+        values = asdict(self)
+        values["at"] = self.at.isoformat()
+        return json.dumps(values, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> MpesaPosition:
+        values: dict[str, Any] = json.loads(text)
+        values["at"] = datetime.fromisoformat(values["at"])
+        return cls(**values)
+
+
 @dataclass(slots=True)
 class BalanceReport:
+    """Daraja's balances beside the ledger (services/mpesa/balances.py compares them)."""
+
     id: str
     state: str  # requested, received, failed
-    ledger_paybill_cents: int
+    ledger_paybill_cents: int  # when asked (also in `before`)
     ledger_float_cents: int
     requested_at: datetime
     conversation_id: str | None = None
@@ -182,6 +229,19 @@ class BalanceReport:
     utility_cents: int | None = None
     result_desc: str = ""
     received_at: datetime | None = None
+    # M-PESA's own time for the figures (BOCompletedTime), when it sent one.
+    struck_at: datetime | None = None
+    # The ledger and the money in flight when asked and when the answer was applied: the
+    # balance was struck in between. None on reports from before positions were kept.
+    before: MpesaPosition | None = None
+    after: MpesaPosition | None = None
+    # Money at M-PESA outside the ledger (an opening balance, transfers), as narrowed by the
+    # reports so far, and how far this report found it moved without explanation (0: not at
+    # all; None: the first report, or not received). balances.py.
+    working_outside: tuple[int, int] | None = None
+    utility_outside: tuple[int, int] | None = None
+    working_difference_cents: int | None = None
+    utility_difference_cents: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -623,6 +683,7 @@ class BalanceResultEvent:
     result_desc: str
     working_cents: int | None
     utility_cents: int | None
+    completed_at: datetime | None = None  # BOCompletedTime: when M-PESA struck the balance
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ from deni.services.common import audit, require_user
 from deni.services.mpesa.ports import (
     MpesaPreferences,
 )
-from deni.services.ports import PinDeps
+from deni.services.ports import Deps, PinDeps
 from deni.services.users import check_pin
 
 # --- Preferences -------------------------------------------------------------------------------
@@ -48,3 +48,10 @@ def set_preferences(
         )
         uow.commit()
     return updated.disburse_to_mpesa, updated.auto_payout
+
+
+def loans_pay_out_to_mpesa(deps: Deps, *, user_id: str) -> bool:
+    """Whether a loan this member borrows is sent on to their M-PESA (the default) or stays in
+    their Deni wallet: what a screen says about where the money went or goes."""
+    with deps.uow.read_only() as uow:
+        return uow.mpesa_preferences.get(user_id).disburse_to_mpesa

@@ -29,7 +29,6 @@ from deni.domain.errors import (
     MoneyOnHold,
     NotFound,
 )
-from deni.domain.ledger import PlatformAccount
 from deni.domain.loans import LoanState
 from deni.domain.money import CENTS_PER_SHILLING
 from deni.domain.mpesa import (
@@ -48,7 +47,7 @@ from deni.domain.users import nairobi_today
 from deni.ids import new_id
 from deni.services import ledger, loans
 from deni.services.common import SYSTEM_ACTOR, audit
-from deni.services.mpesa import paybill_pull, paybills, payments
+from deni.services.mpesa import balances, paybill_pull, paybills, payments
 from deni.services.mpesa.journal import record_event
 from deni.services.mpesa.ports import (
     BalanceReport,
@@ -428,26 +427,19 @@ def resume_assignments(deps: MpesaDeps) -> int:
 # --- Balances ------------------------------------------------------------------------------------
 
 
-def ledger_mpesa_balances(uow: UnitOfWork) -> tuple[int, int]:
-    """(paybill cash collected, B2C float) as the ledger has them, natural balances."""
-    paybill = uow.ledger.get_account(PlatformAccount.MPESA_PAYBILL.value)
-    float_ = uow.ledger.get_account(PlatformAccount.MPESA_B2C_FLOAT.value)
-    assert paybill is not None
-    assert float_ is not None
-    return paybill.balance_cents, float_.balance_cents
-
-
 def request_balance_report(deps: MpesaDeps) -> BalanceReport:
-    """Ask Daraja for the shortcode's balances; the answer fills the report in."""
+    """Ask Daraja for the shortcode's balances; the answer fills the report in. The ledger and
+    the money in flight are read now and again when the answer is applied (balances.py)."""
     now = deps.clock.now()
     with deps.uow.read_only() as uow:
-        paybill_cents, float_cents = ledger_mpesa_balances(uow)
+        before = balances.position(deps, uow, at=now)
     report = BalanceReport(
         id=new_id(),
         state="requested",
-        ledger_paybill_cents=paybill_cents,
-        ledger_float_cents=float_cents,
+        ledger_paybill_cents=before.ledger_paybill_cents,
+        ledger_float_cents=before.ledger_float_cents,
         requested_at=now,
+        before=before,
     )
     try:
         ack = deps.gateway.account_balance()

@@ -266,6 +266,7 @@ def request_payout(
         amount_cents=amount,
         idempotency_key=f"b2c:{request.id}",
         now=now,
+        loan=_disbursed_loan(uow, purpose, loan_id),
     )
     request.hold_id = hold.id
     uow.mpesa_requests.add(request)
@@ -273,6 +274,17 @@ def request_payout(
     record_event(uow, request, EventKind.QUEUED, f"hold {hold.id}", now=now)
     audit_request(uow, request, "request_payout", now)
     return request
+
+
+def _disbursed_loan(
+    uow: UnitOfWork, purpose: Purpose, loan_id: str | None
+) -> tuple[str, str] | None:
+    """The loan (id, code) whose principal this payout sends to the borrower's M-PESA."""
+    if purpose is not Purpose.DISBURSEMENT or loan_id is None:
+        return None
+    loan = uow.loans.get(loan_id)
+    assert loan is not None
+    return loan.id, loan.code
 
 
 class MpesaOutbox:
@@ -482,20 +494,34 @@ def send_b2c(deps: MpesaDeps, request_id: str) -> None:
             remarks=_remarks(request),
         )
     except GatewayError as error:
-        _b2c_not_accepted(deps, request.id, error)
+        not_accepted(deps, request.id, error)
         return
+    record_accepted(
+        deps,
+        request.id,
+        originator_conversation_id=ack.originator_conversation_id,
+        conversation_id=ack.conversation_id,
+    )
+
+
+def record_accepted(
+    deps: MpesaDeps, request_id: str, *, originator_conversation_id: str, conversation_id: str
+) -> None:
+    """M-PESA took an asynchronous request (a payout, a reversal): its result comes by
+    callback, or Transaction Status asks after `status_after_s`. An answer to an earlier
+    attempt (another OriginatorConversationID) changes nothing."""
     now = deps.clock.now()
     with deps.uow() as uow:
-        stored = uow.mpesa_requests.lock(request.id)
+        stored = uow.mpesa_requests.lock(request_id)
         assert stored is not None
-        if stored.originator_conversation_id == ack.originator_conversation_id:
-            stored.conversation_id = ack.conversation_id
+        if stored.originator_conversation_id == originator_conversation_id:
+            stored.conversation_id = conversation_id
             stored.acknowledged = True
             if stored.state is RequestState.SENDING:
                 stored.state = RequestState.SENT
                 stored.next_check_at = now + timedelta(seconds=deps.policy.status_after_s)
             uow.mpesa_requests.save(stored, now)
-            detail = f"accepted, ConversationID {ack.conversation_id}"
+            detail = f"accepted, ConversationID {conversation_id}"
             record_event(uow, stored, EventKind.ACCEPTED, detail, now=now)
         uow.commit()
 
@@ -507,7 +533,10 @@ def _remarks(request: MpesaRequest) -> str:
     }.get(request.purpose, "Deni wallet withdrawal")
 
 
-def _b2c_not_accepted(deps: MpesaDeps, request_id: str, error: GatewayError) -> None:
+def not_accepted(deps: MpesaDeps, request_id: str, error: GatewayError) -> None:
+    """An asynchronous request (a payout, a reversal) M-PESA did not take: sent again only
+    when it never left the machine; failed (the money stays the member's) when M-PESA refused
+    it; else maybe sent, so Transaction Status asks first, never a blind second send."""
     now = deps.clock.now()
     with deps.uow() as uow:
         request = uow.mpesa_requests.lock(request_id)

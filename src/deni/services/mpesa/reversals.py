@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from deni.domain.errors import Conflict, InsufficientFunds, NotFound, ValidationFailed
 from deni.domain.ledger import wallet_account_id
@@ -39,11 +39,11 @@ from deni.domain.mpesa import (
     RequestState,
     require_mpesa_amount,
 )
+from deni.domain.operators import require_actor
 from deni.ids import new_id
 from deni.services import ledger
 from deni.services.common import audit, require_user
 from deni.services.mpesa.journal import (
-    DESC_CHARS_MAX,
     TOPIC_REVERSAL_SEND,
     enqueue_send,
     record_event,
@@ -52,16 +52,15 @@ from deni.services.mpesa.payments import RECEIPT_CHARS_MAX
 from deni.services.mpesa.ports import (
     ClaimState,
     GatewayError,
-    GatewayOutcome,
     MpesaDeps,
     OutboxMessage,
     PaybillCheck,
     SuspensePayment,
     SuspenseState,
 )
-from deni.services.mpesa.requests import begin_send, mark_unknown
-from deni.services.mpesa.settle import await_decision, fail_reversal
-from deni.services.outbox import Handler, RetryLater
+from deni.services.mpesa.requests import begin_send, not_accepted, record_accepted
+from deni.services.mpesa.settle import await_decision
+from deni.services.outbox import Handler
 from deni.services.ports import UnitOfWork
 
 REMARKS = "Deni payment reversal"
@@ -71,7 +70,6 @@ EVIDENCE_MAX = 200
 # Daraja's result code for a payment that was already reversed (by another request, or by
 # Safaricom on the org portal): the money left the paybill, but not through this reversal.
 ALREADY_REVERSED = "R000001"
-_OPERATOR = re.compile(r"[A-Za-z][A-Za-z0-9._@-]{0,63}")
 _MSISDN = re.compile(r"2547\d{8}|2541\d{8}")
 
 
@@ -98,7 +96,7 @@ def request_reversal(deps: MpesaDeps, *, receipt: str, operator: str, reason: st
     assigned`, `already_reversed`, `reversal_pending`, `wallet_short_for_reversal` (the member
     has spent or holds part of it), `invalid_receipt`, `invalid_operator`, `reason_required`."""
     receipt = _checked_receipt(receipt)
-    operator, reason = _checked_operator(operator), _checked_reason(reason)
+    operator, reason = require_actor(operator), _checked_reason(reason)
     now = deps.clock.now()
     with deps.uow() as uow:
         payment = uow.suspense.lock(receipt)
@@ -258,14 +256,6 @@ def _checked_receipt(receipt: str) -> str:
     return receipt
 
 
-def _checked_operator(operator: str) -> str:
-    if not _OPERATOR.fullmatch(operator):
-        raise ValidationFailed(
-            "Name the operator (letters, digits, . _ @ -).", code="invalid_operator"
-        )
-    return operator
-
-
 def _checked_reason(reason: str) -> str:
     reason = " ".join(reason.split())
     if not reason:
@@ -349,43 +339,11 @@ def send_reversal(deps: MpesaDeps, request_id: str) -> None:
             remarks=REMARKS,
         )
     except GatewayError as error:
-        _not_accepted(deps, request.id, error)
+        not_accepted(deps, request.id, error)
         return
-    now = deps.clock.now()
-    with deps.uow() as uow:
-        stored = uow.mpesa_requests.lock(request.id)
-        assert stored is not None
-        if stored.attempt == request.attempt:
-            stored.conversation_id = ack.conversation_id
-            stored.acknowledged = True
-            if stored.state is RequestState.SENDING:
-                stored.state = RequestState.SENT
-                stored.next_check_at = now + timedelta(seconds=deps.policy.status_after_s)
-            uow.mpesa_requests.save(stored, now)
-            detail = f"accepted, ConversationID {ack.conversation_id}"
-            record_event(uow, stored, EventKind.ACCEPTED, detail, now=now)
-        uow.commit()
-
-
-def _not_accepted(deps: MpesaDeps, request_id: str, error: GatewayError) -> None:
-    now = deps.clock.now()
-    with deps.uow() as uow:
-        request = uow.mpesa_requests.lock(request_id)
-        assert request is not None
-        request.result_code, request.result_desc = error.code[:16], error.message[:DESC_CHARS_MAX]
-        detail = f"{error.outcome.value}: {error.message}"
-        record_event(uow, request, EventKind.SEND_ERROR, detail, now=now)
-        if error.outcome is GatewayOutcome.NOT_SENT:
-            # Never written (no connection, no token): nothing reached Safaricom, so the
-            # outbox sends it again, as a new attempt with a new id.
-            request.state = RequestState.QUEUED
-            uow.mpesa_requests.save(request, now)
-        elif error.outcome is GatewayOutcome.REFUSED:
-            fail_reversal(uow, request, error.message, now=now)
-        else:
-            # Maybe sent: Transaction Status first, never a blind second reversal.
-            mark_unknown(request, error.message, now=now, wait_s=deps.policy.status_after_s)
-            uow.mpesa_requests.save(request, now)
-        uow.commit()
-    if error.outcome is GatewayOutcome.NOT_SENT:
-        raise RetryLater(error.message)
+    record_accepted(
+        deps,
+        request.id,
+        originator_conversation_id=request.originator_conversation_id,
+        conversation_id=ack.conversation_id,
+    )

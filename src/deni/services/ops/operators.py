@@ -19,6 +19,7 @@ from deni.domain.operators import (
     SESSION_IDLE,
     SESSION_LIFETIME,
     Operator,
+    ProposalState,
     Role,
     SignInFailed,
     require_name,
@@ -27,12 +28,13 @@ from deni.domain.operators import (
 )
 from deni.ids import new_id
 from deni.services.common import SYSTEM_ACTOR, audit
-from deni.services.ops.ports import OPERATORS_LIST_MAX, OpsDeps, OpsSession
+from deni.services.ops.ports import OPERATORS_LIST_MAX, PROPOSALS_LIST_MAX, OpsDeps, OpsSession
 from deni.services.ports import UnitOfWork
 
 TOUCH_EVERY_S = 30  # a session's last-seen time is written at most this often
 TOTP_ISSUER = "Deni ops"
 SIGN_IN_FAILED = "Wrong username, password or code."
+PROPOSER_DISABLED = "Withdrawn: the operator who proposed it was disabled."
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +92,8 @@ def add_operator(
 
 
 def disable_operator(deps: OpsDeps, *, username: str) -> Operator:
-    """Off at once: their sessions end, and they cannot sign in again."""
+    """Off at once: their sessions end, they cannot sign in again, and what they proposed and
+    nobody approved yet is withdrawn (nobody is left to answer for it)."""
     now = deps.clock.now()
     with deps.uow() as uow:
         operator = uow.operators.get_by_username(require_username(username))
@@ -99,16 +102,29 @@ def disable_operator(deps: OpsDeps, *, username: str) -> Operator:
         operator = replace(operator, disabled_at=operator.disabled_at or now)
         uow.operators.save(operator, now)
         uow.ops_sessions.end_all(operator.id, now)
+        withdrawn = _withdraw_proposals_of(uow, operator, now)
         audit(
             uow,
             actor_id=SYSTEM_ACTOR,
             channel="cli",
             command="ops_disable_operator",
-            details={"operator": operator.username},
+            details={"operator": operator.username, "withdrawn": ",".join(withdrawn)},
             now=now,
         )
         uow.commit()
     return operator
+
+
+def _withdraw_proposals_of(uow: UnitOfWork, operator: Operator, now: datetime) -> list[str]:
+    withdrawn = []
+    for open_one in uow.proposals.in_states((ProposalState.OPEN,), limit=PROPOSALS_LIST_MAX):
+        proposal = uow.proposals.lock(open_one.id)
+        if proposal is None or proposal.proposed_by != operator.id:
+            continue
+        if proposal.state is ProposalState.OPEN:
+            uow.proposals.save(proposal.reject(operator, now, outcome=PROPOSER_DISABLED))
+            withdrawn.append(proposal.id)
+    return withdrawn
 
 
 def list_operators(deps: OpsDeps) -> list[Operator]:
@@ -118,16 +134,18 @@ def list_operators(deps: OpsDeps) -> list[Operator]:
 
 def sign_in(deps: OpsDeps, *, username: str, password: str, code: str) -> tuple[Operator, str]:
     """The operator and a new session's token, or `SignInFailed` whatever was wrong. Wrong
-    tries count; `SIGN_IN_FAILURES_MAX` in a row lock the operator for `SIGN_IN_LOCK`."""
+    tries count; `SIGN_IN_FAILURES_MAX` in a row lock the operator for `SIGN_IN_LOCK`. Every
+    refusal checks one password hash (a dummy one for an unknown name), so a locked,
+    disabled or unknown operator answers no faster than a wrong password."""
     now = deps.clock.now()
     with deps.uow() as uow:
         operator = _operator_named(uow, username)
         if operator is None:
             deps.hasher.verify(password, _DUMMY_HASH.get(deps))  # the same time as a real one
             raise SignInFailed(SIGN_IN_FAILED)
+        password_ok = deps.hasher.verify(password, operator.password_hash)  # always: timing
         if operator.disabled_at is not None or operator.is_locked(now):
             raise SignInFailed(SIGN_IN_FAILED)
-        password_ok = deps.hasher.verify(password, operator.password_hash)
         seed = deps.sealer.open(operator.totp_sealed, operator_id=operator.id)
         step = totp.matching_step(seed, code.strip(), at=now, last_step=operator.totp_last_step)
         if not password_ok or step is None:
@@ -198,8 +216,10 @@ def _alive(session: OpsSession, operator: Operator, now: datetime) -> bool:
 
 
 def _operator_named(uow: UnitOfWork, username: str) -> Operator | None:
+    """Locked: concurrent sign-ins as one operator queue, so none of them reads a failure
+    count or a last code step that another is about to change."""
     try:
-        return uow.operators.get_by_username(require_username(username))
+        return uow.operators.lock_by_username(require_username(username))
     except ValidationFailed:  # a malformed name is simply nobody
         return None
 

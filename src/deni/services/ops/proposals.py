@@ -23,6 +23,7 @@ from deni.domain.operators import (
     Operator,
     Proposal,
     ProposalKind,
+    ProposalNotOpen,
     ProposalState,
     require_reason,
 )
@@ -30,7 +31,7 @@ from deni.domain.phone import normalise_msisdn
 from deni.ids import new_id
 from deni.services import loans, users
 from deni.services.common import audit
-from deni.services.mpesa import decisions, reconcile
+from deni.services.mpesa import decisions, reconcile, reversals
 from deni.services.mpesa.ports import MpesaDeps, SuspenseState
 from deni.services.ops.operators import actor
 from deni.services.ops.ports import PROPOSALS_LIST_MAX, OpsDeps
@@ -87,6 +88,9 @@ def approve(deps: OpsDeps, *, operator: Operator, proposal_id: str) -> Proposal:
     now = deps.clock.now()
     with deps.uow() as uow:
         proposal = _locked(uow, proposal_id).approve(operator, now)
+        proposer = uow.operators.get(proposal.proposed_by)
+        if proposer is None or proposer.disabled_at is not None:
+            raise ProposalNotOpen("The operator who proposed this was disabled; propose it anew.")
         uow.proposals.save(proposal)
         _audit(uow, operator, "ops_approve", proposal, now)
         uow.commit()
@@ -96,6 +100,8 @@ def approve(deps: OpsDeps, *, operator: Operator, proposal_id: str) -> Proposal:
     except DomainError as error:
         finished = proposal.finish(succeeded=False, outcome=f"{error.code}: {error.message}")
     with deps.uow() as uow:
+        if _locked(uow, proposal.id).state is not ProposalState.APPROVING:
+            raise ProposalNotOpen("This proposal was settled meanwhile.")  # by a person
         uow.proposals.save(finished)
         _audit(uow, operator, f"ops_{finished.state.value}", finished, deps.clock.now())
         uow.commit()
@@ -109,6 +115,20 @@ def reject(deps: OpsDeps, *, operator: Operator, proposal_id: str, reason: str) 
         proposal = _locked(uow, proposal_id).reject(operator, now, outcome=reason)
         uow.proposals.save(proposal)
         _audit(uow, operator, f"ops_{proposal.state.value}", proposal, now)
+        uow.commit()
+    return proposal
+
+
+def settle_stuck(deps: OpsDeps, *, operator: Operator, proposal_id: str, reason: str) -> Proposal:
+    """Record, after looking, what became of an approval whose action never reported back."""
+    reason = require_reason(reason)
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        proposal = _locked(uow, proposal_id).settle_stuck(
+            operator, now, outcome=f"settled by hand: {reason}"
+        )
+        uow.proposals.save(proposal)
+        _audit(uow, operator, "ops_settle_stuck", proposal, now)
         uow.commit()
     return proposal
 
@@ -198,7 +218,14 @@ def _check_claim(deps: OpsDeps, proposal: Proposal) -> None:
 
 
 def _check_reversal(deps: OpsDeps, proposal: Proposal) -> None:
-    _mpesa(deps)  # the reversal use case itself checks the receipt when it runs
+    """Only the receipt's form here: whether it can be reversed (confirmed, not reversed,
+    the wallet still holding it) is decided when the approval runs the reversal."""
+    _mpesa(deps)
+    receipt = proposal.target
+    if not receipt.isascii() or not receipt.isalnum() or not 8 <= len(receipt) <= 20:
+        raise ValidationFailed(
+            "An M-PESA receipt is 8 to 20 letters and digits.", code="invalid_receipt"
+        )
 
 
 def _check_write_off(deps: OpsDeps, proposal: Proposal) -> None:
@@ -244,7 +271,7 @@ def _decide_payout(decision: decisions.Decision) -> Callable[[OpsDeps, Proposal,
             _mpesa(deps),
             request_id=proposal.target,
             decision=decision,
-            operator=approver.username,
+            operator=actor(approver),
             reason=proposal.reason,
             receipt=proposal.params.get("receipt"),
         )
@@ -261,7 +288,7 @@ def _decide_claim(
             _mpesa(deps),
             receipt=proposal.target,
             decision=decision,
-            operator=approver.username,
+            operator=actor(approver),
             reason=proposal.reason,
         )
         return f"Claim {claim.receipt} is {claim.state.value}."
@@ -270,7 +297,13 @@ def _decide_claim(
 
 
 def _reverse(deps: OpsDeps, proposal: Proposal, approver: Operator) -> str:
-    raise Conflict("Reversals are not wired on this server yet.", code="reversal_unavailable")
+    request = reversals.request_reversal(
+        _mpesa(deps), receipt=proposal.target, operator=actor(approver), reason=proposal.reason
+    )
+    return (
+        f"Reversal of {proposal.target} sent ({request.id}); the money is held until M-PESA "
+        "answers."
+    )
 
 
 def _write_off(deps: OpsDeps, proposal: Proposal, approver: Operator) -> str:

@@ -13,9 +13,7 @@ from sqlalchemy import (
 from sqlalchemy import update as sql_update
 
 from deni.adapters.db.mpesa import tables as m
-from deni.services.mpesa.ports import (
-    BalanceReport,
-)
+from deni.services.mpesa.ports import BalanceReport, MpesaPosition
 
 
 class SqlBalanceReportRepository:
@@ -57,6 +55,15 @@ def _report_values(report: BalanceReport) -> dict[str, Any]:
         "result_desc": report.result_desc[:200],
         "requested_at": report.requested_at,
         "received_at": report.received_at,
+        "struck_at": report.struck_at,
+        "position_before": report.before.to_json() if report.before else None,
+        "position_after": report.after.to_json() if report.after else None,
+        "working_difference_cents": report.working_difference_cents,
+        "utility_difference_cents": report.utility_difference_cents,
+        "working_outside_low_cents": report.working_outside[0] if report.working_outside else None,
+        "working_outside_high_cents": report.working_outside[1] if report.working_outside else None,
+        "utility_outside_low_cents": report.utility_outside[0] if report.utility_outside else None,
+        "utility_outside_high_cents": report.utility_outside[1] if report.utility_outside else None,
     }
 
 
@@ -72,4 +79,15 @@ def _report(row: Row[Any]) -> BalanceReport:
         utility_cents=row.utility_cents,
         result_desc=row.result_desc,
         received_at=row.received_at,
+        struck_at=row.struck_at,
+        before=MpesaPosition.from_json(row.position_before) if row.position_before else None,
+        after=MpesaPosition.from_json(row.position_after) if row.position_after else None,
+        working_difference_cents=row.working_difference_cents,
+        utility_difference_cents=row.utility_difference_cents,
+        working_outside=_pair(row.working_outside_low_cents, row.working_outside_high_cents),
+        utility_outside=_pair(row.utility_outside_low_cents, row.utility_outside_high_cents),
     )
+
+
+def _pair(low: int | None, high: int | None) -> tuple[int, int] | None:
+    return None if low is None or high is None else (int(low), int(high))

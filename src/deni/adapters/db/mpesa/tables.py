@@ -202,6 +202,17 @@ balance_reports = Table(
     Column("result_desc", String(200), nullable=False, default=""),
     Column("requested_at", UtcDateTime, nullable=False),
     Column("received_at", UtcDateTime, nullable=True),
+    Column("struck_at", UtcDateTime, nullable=True),
+    # JSON: the ledger and the money in flight when asked, and when the answer was applied.
+    Column("position_before", Text, nullable=True),
+    Column("position_after", Text, nullable=True),
+    Column("working_difference_cents", BigInteger, nullable=True),
+    Column("utility_difference_cents", BigInteger, nullable=True),
+    # Money at M-PESA outside the ledger, as narrowed so far: [low, high] per account.
+    Column("working_outside_low_cents", BigInteger, nullable=True),
+    Column("working_outside_high_cents", BigInteger, nullable=True),
+    Column("utility_outside_low_cents", BigInteger, nullable=True),
+    Column("utility_outside_high_cents", BigInteger, nullable=True),
 )
 
 expected_paybills = Table(

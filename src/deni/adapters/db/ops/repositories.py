@@ -33,6 +33,12 @@ class SqlOperatorRepository:
     def get_by_username(self, username: str) -> Operator | None:
         return self._one(o.operators.c.username == username)
 
+    def lock_by_username(self, username: str) -> Operator | None:
+        row = self._connection.execute(
+            select(o.operators).where(o.operators.c.username == username).with_for_update()
+        ).first()
+        return _operator(row) if row is not None else None
+
     def save(self, operator: Operator, now: datetime) -> None:
         values = _operator_values(operator)
         del values["id"], values["username"]

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header
 
+from deni.domain.errors import ValidationFailed
 from deni.domain.money import format_kes
 from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import (
@@ -25,6 +26,7 @@ from deni.entrypoints.api.schemas import (
     PhoneConfirmIn,
     PinResetConfirmIn,
     PinResetIn,
+    ProfileIn,
     RefreshIn,
     RegisterCodeIn,
     RegisterIn,
@@ -167,6 +169,24 @@ def me(user_id: UserId, deni: DeniDep) -> MeOut:
         balance_cents=balance_cents,
         balance=format_kes(balance_cents),
         arriving_cents=sum(claim.amount_cents for claim in arriving),
+    )
+
+
+@router.patch("/me", response_model=UserOut)
+def update_me(body: ProfileIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey) -> object:
+    """Change your name, your language, or both; what you leave out stays. Notifications and
+    USSD screens follow the language from the next one."""
+    if body.name is None and body.language is None:
+        raise ValidationFailed("Send a name, a language or both.")
+
+    def action(uows: UnitOfWorkFactory) -> tuple[int, UserOut]:
+        user = users.update_profile(
+            deni.within(uows), user_id=user_id, name=body.name, language=body.language
+        )
+        return 200, UserOut.of(user)
+
+    return run_idempotent(
+        deni, scope=user_id, key=key, route="update_profile", body=body, action=action
     )
 
 

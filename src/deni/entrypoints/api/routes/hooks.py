@@ -11,13 +11,16 @@ them (bootstrap/background.py).
 from __future__ import annotations
 
 import structlog
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from deni.bootstrap import Background, Deni
 from deni.entrypoints.errors import error_response
-from deni.entrypoints.gate import client_address, secret_matches, source_allowed
+from deni.entrypoints.gate import client_address, secret_among, source_allowed
 from deni.services.mpesa.callbacks import Received, store_callback, validate_c2b
 from deni.services.mpesa.ports import CallbackKind, MpesaDeps
 from deni.services.ports import StorageBusy
@@ -30,16 +33,13 @@ BODY_BYTES_MAX = 256 * 1024
 _KINDS = frozenset(kind.value for kind in CallbackKind)
 
 
-router = APIRouter(include_in_schema=False)
-
-
 async def hook(request: Request) -> JSONResponse:
     """A plain Starlette endpoint: nothing here needs FastAPI's parameter solving, which cost
     about a tenth of the hook's CPU per callback."""
     token, kind = request.path_params["token"], request.path_params["kind"]
     deni = request.app.state.deni
     assert isinstance(deni, Deni)
-    if deni.mpesa is None or not secret_matches(token, deni.settings.callback_token):
+    if deni.mpesa is None or not secret_among(token, deni.settings.accepted_callback_tokens):
         log.warning("mpesa.hook_bad_token", kind=kind[:40])
         return error_response(404, "not_found", "Not Found")
     if kind not in _KINDS:
@@ -65,7 +65,21 @@ async def hook(request: Request) -> JSONResponse:
     return JSONResponse(answer)
 
 
-router.add_route("/hooks/{token}/{kind:path}", hook, methods=["POST"], include_in_schema=False)
+class HookRoute(Route):
+    """A plain Starlette route that names itself in the scope, as FastAPI's own routes do, so
+    /metrics counts callbacks by template ("/hooks/{token}/{kind:path}"), never by the secret
+    path. Added to the app's own table (`add_routes`): an included router would rebuild it as a
+    plain Route, which names nothing, and every callback would count as "unmatched"."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self
+        await super().handle(scope, receive, send)
+
+
+def add_routes(app: Starlette) -> None:
+    app.router.routes.append(
+        HookRoute("/hooks/{token}/{kind:path}", hook, methods=["POST"], include_in_schema=False)
+    )
 
 
 def _handle(

@@ -103,5 +103,3 @@ async function start() {
 }
 
 start();
-
-start();
