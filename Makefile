@@ -82,6 +82,10 @@ stack-status:
 stack-check: venv
 	deploy/stack/check.sh
 
+# The units of deploy/systemd as systemd-analyze reads them (also part of `make test`).
+systemd-verify: venv
+	$(BIN)/pytest -q tests/deploy
+
 # Debian's Caddy, Prometheus and Alertmanager, installed as `chromium` is when missing. On a
 # machine run by systemd, Debian also starts the packages' own services on their usual ports;
 # the stack runs its own copies on its own ports and leaves those alone.
