@@ -213,6 +213,7 @@ render_monitoring() {
     -e "s/@STACK_WORKER_METRICS_PORT@/$STACK_WORKER_METRICS_PORT/g" \
     "$ROOT/deploy/stack/prometheus.yml" >"$STACK_DIR/prometheus/prometheus.yml"
   cp "$ROOT/deploy/stack/rules.yml" "$STACK_DIR/prometheus/rules.yml"
+  cp "$ROOT/deploy/prometheus/rules/deni.yml" "$STACK_DIR/prometheus/deni.yml"
   cp "$ROOT/deploy/stack/alertmanager.yml" "$STACK_DIR/alertmanager/alertmanager.yml"
   if command -v promtool >/dev/null; then
     promtool check config "$STACK_DIR/prometheus/prometheus.yml" >"$LOG/promtool.log" 2>&1 ||
