@@ -8,7 +8,8 @@ SRC := src tests benchmarks deploy
 # Processes for `make mutation`: one per core.
 MUTATION_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv run lint test test-fast chromium alert-tests monitoring-tools pgbackrest backup-drill bench mutation fmt clean
+.PHONY: venv run lint test test-fast chromium alert-tests monitoring-tools pgbackrest backup-drill \
+	bench mutation fmt clean stack stack-down stack-status stack-check stack-packages systemd-verify
 
 venv: $(STAMP)
 
@@ -118,6 +119,41 @@ mutation: venv
 fmt: venv
 	$(BIN)/ruff format $(SRC)
 	$(BIN)/ruff check --fix $(SRC)
+
+# The production topology on this machine (deploy/stack/stack.sh says what runs where):
+# Caddy (HTTPS, its local CA) in front of 2 API processes, the worker, the Daraja sandbox,
+# Prometheus and Alertmanager; PostgreSQL and Redis must be running. State in var/stack/.
+# Too heavy for `make test`: `make stack-check` exercises a running stack end to end.
+stack: venv stack-packages
+	deploy/stack/stack.sh up
+
+stack-down:
+	deploy/stack/stack.sh down
+
+stack-status:
+	deploy/stack/stack.sh status
+
+stack-check: venv
+	deploy/stack/check.sh
+
+# The units of deploy/systemd as systemd-analyze reads them (also part of `make test`).
+systemd-verify: venv
+	$(BIN)/pytest -q tests/deploy
+
+# Debian's Caddy, Prometheus and Alertmanager, installed as `chromium` is when missing. On a
+# machine run by systemd, Debian also starts the packages' own services on their usual ports;
+# the stack runs its own copies on its own ports and leaves those alone.
+STACK_PACKAGES := caddy:caddy prometheus:prometheus prometheus-alertmanager:prometheus-alertmanager
+stack-packages:
+	@missing=""; for pair in $(STACK_PACKAGES); do \
+		command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's$$missing for make stack"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y --no-install-recommends $$missing \
+			|| { apt-get update && apt-get install -y --no-install-recommends $$missing; }; \
+	else echo "make stack needs$$missing: apt-get install$$missing"; exit 1; fi
 
 # Leaves .venv and ./var (local data) alone; delete those by hand if you mean it.
 clean:

@@ -107,7 +107,8 @@ class Settings(BaseSettings):
     daraja_timeout_s: float = Field(default=30.0, gt=0, le=120)
     # Where Daraja reaches Deni: {callback_base_url}/hooks/{callback_token}/{kind}. The token is
     # hex (Safaricom refuses URLs containing words like "exe" or "cmd").
-    # Unset: this process's own address (DENI_HOST, DENI_PORT), right for a local sandbox.
+    # Unset: this process's own address (DENI_HOST, DENI_PORT; `deni serve --host/--port` set
+    # them), right for a local sandbox. Behind a reverse proxy (Caddy): its public https:// URL.
     callback_base_url: str = ""
     callback_token: str = PLACEHOLDER_CALLBACK_TOKEN
     # Tokens still accepted on /hooks after a rotation (comma-separated): callbacks of requests
@@ -120,6 +121,9 @@ class Settings(BaseSettings):
     c2b_validation: bool = False  # answer C2B validation by account number
     # The in-process worker of `deni serve` (0: off; run `deni worker` instead).
     worker_interval_s: float = Field(default=1.0, ge=0, le=3_600)
+    # `deni worker`'s Prometheus metrics on 127.0.0.1 at this port (0: none). Never another
+    # address: the worker serves nothing else, and nothing of it is for the public.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
     reconcile_interval_s: float = Field(default=60.0, gt=0, le=86_400)
     # With M-PESA on, GET /health/ready fails when no worker process has beaten its heartbeat
     # for this long (the loop beats before a pass, at most every 10 s; docs/deploy.md).
@@ -194,7 +198,13 @@ class Settings(BaseSettings):
 
     @property
     def callback_base(self) -> str:
-        return self.callback_base_url or f"http://{self.host}:{self.port}"
+        if self.callback_base_url:
+            return self.callback_base_url.rstrip("/")
+        # A server listening on every address is reached on loopback by a local sandbox.
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)  # noqa: S104
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @property
     def accepted_callback_tokens(self) -> tuple[str, ...]:

@@ -85,6 +85,7 @@ def test_ages_ratios_and_the_drift_at_the_reports_moment() -> None:
             received_at=NOW - timedelta(hours=20),
             mpesa_cents=1_500_00,
             ledger_cents=1_200_00,
+            difference_cents=300_00,
         ),
         ledger_mpesa_cents=9_999_00,  # money moved since the report: not drift
         active_principal_cents=8_000_00,

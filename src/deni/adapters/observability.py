@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import structlog
 from prometheus_client import (
@@ -20,7 +22,10 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -30,6 +35,8 @@ __all__ = [
     "CHANNELS",
     "REDACTED",
     "Metrics",
+    "MetricsListener",
+    "WorkerMetrics",
     "configure_logging",
     "mask_phone",
     "redact_secrets",
@@ -419,3 +426,55 @@ class Metrics:
 def render_metrics(metrics: Metrics) -> tuple[bytes, str]:
     """Body and content type for a /metrics response in Prometheus text format."""
     return generate_latest(metrics.registry), CONTENT_TYPE_LATEST
+
+
+class WorkerMetrics:
+    """What `deni worker` tells Prometheus: that it is alive (Prometheus's own `up` for its
+    job), its passes by outcome, when the last one ended, and its process figures. A registry
+    of its own: the API's figures read from the database are the API processes' to report."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.passes_total = Counter(
+            "mpesa_worker_passes_total",
+            "Passes of the M-PESA worker (outbox, callbacks, reconciler), by outcome (ok, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.last_pass_seconds = Gauge(
+            "mpesa_worker_last_pass_timestamp_seconds",
+            "Unix time at which the M-PESA worker's last pass ended, whatever its outcome.",
+            registry=self.registry,
+        )
+
+    def passed(self, *, ok: bool) -> None:
+        self.passes_total.labels(outcome="ok" if ok else "failed").inc()
+        self.last_pass_seconds.set_to_current_time()
+
+
+# The one address a process's own metrics listener binds: scraped by a Prometheus on the same
+# machine, never reachable from elsewhere (the public listener is the reverse proxy's).
+METRICS_LISTEN_HOST = "127.0.0.1"
+
+
+class MetricsListener:
+    """A registry served in Prometheus text format on 127.0.0.1:`port`, in a thread."""
+
+    def __init__(self, registry: CollectorRegistry, *, port: int) -> None:
+        assert 0 < port <= 65535, "a port to listen on"
+        self._server: WSGIServer
+        self._thread: threading.Thread
+        self._server, self._thread = start_http_server(
+            port, addr=METRICS_LISTEN_HOST, registry=registry
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypedDict
 
+import structlog
 from sqlalchemy import Engine
 
 from deni.adapters.clock import SystemClock
@@ -39,7 +40,14 @@ from deni.adapters.db.session_gate import SqlSessionGate
 from deni.adapters.db.uow import NestedUnitOfWorkFactory, SqlUnitOfWork, SqlUnitOfWorkFactory
 from deni.adapters.db.ussd_reads import SqlUssdReads
 from deni.adapters.mpesa_off import MpesaOffRequests
-from deni.adapters.observability import Metrics, configure_logging, render_metrics
+from deni.adapters.observability import (
+    METRICS_LISTEN_HOST,
+    Metrics,
+    MetricsListener,
+    WorkerMetrics,
+    configure_logging,
+    render_metrics,
+)
 from deni.adapters.security import AesGcmSeedSealer, JwtAccessTokens, PepperedArgon2PinHasher
 from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
 from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, OutboxMessage, SqlSmsQueue
@@ -90,6 +98,7 @@ __all__ = [
     "restore_database",
     "savepoints",
 ]
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,15 +197,27 @@ class Deni:
             if keeper is not None:
                 keeper.stop()
 
-    def run_mpesa_worker(self, *, interval_s: float, reconcile_interval_s: float) -> None:
-        """The M-PESA worker in the calling thread, until interrupted (`deni worker`)."""
+    def run_mpesa_worker(
+        self, *, interval_s: float, reconcile_interval_s: float, metrics_port: int = 0
+    ) -> None:
+        """The M-PESA worker in the calling thread, until interrupted (`deni worker`); with a
+        `metrics_port`, its metrics on 127.0.0.1 at that port meanwhile (for Prometheus)."""
         assert self.mpesa is not None, "M-PESA is off"
-        MpesaWorker(
-            self.mpesa,
-            interval_s=interval_s,
-            reconcile_interval_s=reconcile_interval_s,
-            heartbeat=self.heartbeats,
-        ).run_forever()
+        metrics = WorkerMetrics()
+        listener = MetricsListener(metrics.registry, port=metrics_port) if metrics_port else None
+        if listener is not None:
+            log.info("worker_metrics_listening", host=METRICS_LISTEN_HOST, port=listener.port)
+        try:
+            MpesaWorker(
+                self.mpesa,
+                interval_s=interval_s,
+                reconcile_interval_s=reconcile_interval_s,
+                heartbeat=self.heartbeats,
+                on_pass=lambda ok: metrics.passed(ok=ok),
+            ).run_forever()
+        finally:
+            if listener is not None:
+                listener.stop()
 
     def close(self) -> None:
         if self.mpesa is not None:

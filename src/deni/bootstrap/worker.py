@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -76,12 +77,15 @@ class MpesaWorker:
         interval_s: float,
         reconcile_interval_s: float,
         heartbeat: Heartbeat | None = None,
+        on_pass: Callable[[bool], None] | None = None,
     ) -> None:
+        """`on_pass(ok)` after every pass, whether it failed (`deni worker`'s metrics)."""
         assert interval_s > 0
         assert reconcile_interval_s > 0
         self._deps = deps
         self._heartbeat = heartbeat
         self._last_beat_s: float | None = None
+        self._on_pass = on_pass
         self._interval_s = interval_s
         self._reconcile_interval_s = reconcile_interval_s
         self._rng = random.Random()  # noqa: S311 (jitter, not secrets)
@@ -136,7 +140,9 @@ class MpesaWorker:
             except Exception:
                 # One failed pass (a lock timeout, Daraja down) must not end the worker.
                 log.exception("mpesa_worker_failed")
+                self._passed(ok=False)
             else:
+                self._passed(ok=True)
                 if report.outbox.claimed or report.callbacks_retried:
                     log.info(
                         "mpesa_worker",
@@ -149,3 +155,7 @@ class MpesaWorker:
                 if full and report.callbacks_settled:
                     continue  # a full batch, and progress: more are waiting, no pause
             self._wake.wait(self._interval_s)
+
+    def _passed(self, *, ok: bool) -> None:
+        if self._on_pass is not None:
+            self._on_pass(ok)

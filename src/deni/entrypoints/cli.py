@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +23,13 @@ from deni.entrypoints.api.routes.privacy import PersonalDataOut, export_file_nam
 from deni.services import audit, ledger, privacy, reminders, users
 from deni.services.mpesa import payments
 
-app = typer.Typer(help="Deni: peer-to-peer lending over M-PESA.", no_args_is_help=True)
+# An error that escapes a command prints its traceback without local values: they hold
+# settings, secrets and people's data.
+app = typer.Typer(
+    help="Deni: peer-to-peer lending over M-PESA.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 user_app = typer.Typer(help="Users.", no_args_is_help=True)
 ledger_app = typer.Typer(help="The double-entry ledger.", no_args_is_help=True)
@@ -69,6 +76,11 @@ def serve(
 
     settings = Settings()
     host, port = host or settings.host, port or settings.port
+    # The app reads its settings from the environment (entrypoints/api/asgi.py, in this process
+    # or in uvicorn's worker processes): hand it the address served, so that M-PESA is told to
+    # call back where this process listens (DENI_CALLBACK_BASE_URL, when set, still wins).
+    os.environ["DENI_HOST"], os.environ["DENI_PORT"] = host, str(port)
+    settings = Settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
     console.print(f"Deni is starting on [bold]http://{host}:{port}[/bold]")
     console.print(f"  Web app:   http://{host}:{port}/app/")
@@ -81,6 +93,8 @@ def serve(
     base = f"http://{host}:{port}"
     console.print(f"  USSD:      .venv/bin/deni dial '*383#' --phone 0712345678 --url {base}")
     console.print(f"  A loan:    .venv/bin/deni demo --url {base}")
+    if settings.mpesa or settings.sandbox:
+        console.print(f"  Callbacks: {settings.callback_base}/hooks/<token>/...")
     if settings.sandbox:
         sandbox = f"http://127.0.0.1:{settings.sandbox_port}"
         console.print(f"  M-PESA:    local Daraja sandbox, {sandbox}/sandbox/balances")

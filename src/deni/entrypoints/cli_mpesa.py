@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, NoReturn
 
+import structlog
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from deni.bootstrap import Deni, bootstrap
+from deni.bootstrap import Deni, bootstrap, configure_logging
 from deni.config import Settings
 from deni.domain.errors import DomainError
 from deni.domain.money import format_kes
@@ -34,6 +36,7 @@ payments_app = typer.Typer(help="M-PESA payments an operator looks after.", no_a
 console = Console()
 errors = Console(stderr=True)
 LIST_MAX = 100
+log = structlog.get_logger(__name__)
 
 
 def register(app: typer.Typer) -> None:
@@ -64,15 +67,47 @@ def _fail(error: DomainError) -> NoReturn:
 def worker(
     interval_s: Annotated[float, typer.Option(min=0.05, max=3600)] = 1.0,
     reconcile_interval_s: Annotated[float, typer.Option(min=1, max=86_400)] = 60.0,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Metrics on 127.0.0.1 at this port (0: none). Default: "
+            "DENI_WORKER_METRICS_PORT or 0.",
+        ),
+    ] = None,
 ) -> None:
     """Send the outbox, apply stored callbacks and reconcile; deliver SMS and run the loan
-    sweep (DENI_SMS_INTERVAL_S, DENI_SWEEP_INTERVAL_S); until interrupted."""
-    with _mpesa() as (deni, _), deni.housekeeping():
-        console.print("Deni worker running (Ctrl-C to stop)")
-        try:
-            deni.run_mpesa_worker(interval_s=interval_s, reconcile_interval_s=reconcile_interval_s)
-        except KeyboardInterrupt:
-            console.print("stopped")
+    sweep (DENI_SMS_INTERVAL_S, DENI_SWEEP_INTERVAL_S); until interrupted (Ctrl-C, SIGTERM)."""
+    settings = Settings()
+    # The same JSON, redacted, as the API's lines (no console tracebacks with local values).
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    # SIGTERM (systemd, `make stack-down`) stops it as Ctrl-C does: housekeeping stopped, the
+    # database and Daraja clients closed. Every step is idempotent, so a pass cut short is
+    # done again by the next worker.
+    signal.signal(signal.SIGTERM, _interrupt)
+    port = settings.worker_metrics_port if metrics_port is None else metrics_port
+    try:
+        with _mpesa() as (deni, _), deni.housekeeping():
+            console.print("Deni worker running (Ctrl-C to stop)")
+            try:
+                deni.run_mpesa_worker(
+                    interval_s=interval_s,
+                    reconcile_interval_s=reconcile_interval_s,
+                    metrics_port=port,
+                )
+            except KeyboardInterrupt:
+                console.print("stopped")
+    except typer.Exit:
+        raise
+    except Exception:
+        # What stops the worker (its settings, the metrics port taken) is a log line like any.
+        log.exception("worker_stopped_by_error")
+        raise typer.Exit(1) from None
+
+
+def _interrupt(_signal: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def sandbox(
@@ -82,8 +117,10 @@ def sandbox(
     """Run the local Daraja sandbox (a fake Safaricom) on its own."""
     from deni.sandbox.app import serve
 
+    settings = Settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
     console.print(f"Daraja sandbox on http://{host}:{port} (admin API under /sandbox/)")
-    serve(host, port)
+    serve(host, port, own_logging=False)
 
 
 def reconcile_command() -> None:

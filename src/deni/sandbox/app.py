@@ -166,6 +166,21 @@ def create_sandbox_app(config: SandboxConfig | None = None) -> Starlette:
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8100, config: SandboxConfig | None = None) -> None:
-    """Run the sandbox until interrupted (the `deni sandbox` command)."""
-    uvicorn.run(create_sandbox_app(config), host=host, port=port, ws="none", log_level="info")
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8100,
+    config: SandboxConfig | None = None,
+    *,
+    own_logging: bool = True,
+) -> None:
+    """Run the sandbox until interrupted (the `deni sandbox` command). `own_logging=False`
+    leaves logging as the caller set it up (uvicorn's records go through its handlers)."""
+    logging_setup = {} if own_logging else {"log_config": None}
+    uvicorn.run(
+        create_sandbox_app(config),
+        host=host,
+        port=port,
+        ws="none",
+        log_level="info",
+        **logging_setup,  # type: ignore[arg-type]
+    )

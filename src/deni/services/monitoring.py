@@ -84,10 +84,13 @@ def figures(deps: MonitoringDeps, *, now: datetime) -> Figures:
         callback_inbox_lag_s=_age_s(now, snap.callbacks_oldest_received_at),
         mpesa_float_cents=math.nan if report is None else float(report.mpesa_cents),
         ledger_mpesa_cents=snap.ledger_mpesa_cents,
-        # Like with like: M-PESA's balance against the ledger as it stood when the balance was
-        # asked for, not the ledger now (money moved since would show as drift).
+        # What the newest report could not explain: M-PESA's balance against the ledger when
+        # it was struck, money in flight and money outside the ledger (the opening float)
+        # accounted for. NaN until a report has a level to compare with.
         reconciliation_drift_cents=(
-            math.nan if report is None else float(report.mpesa_cents - report.ledger_cents)
+            math.nan
+            if report is None or report.difference_cents is None
+            else float(report.difference_cents)
         ),
         wallet_liabilities_cents=snap.wallet_liabilities_cents,
         portfolio_at_risk_ratio=par,

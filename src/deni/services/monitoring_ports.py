@@ -20,6 +20,9 @@ class BalanceReportFigures:
     received_at: datetime | None
     mpesa_cents: int  # working + utility account
     ledger_cents: int  # the ledger's paybill + B2C float when the report was asked for
+    # What the report found unexplained, money in flight and money outside the ledger (the
+    # opening float) accounted for (services/mpesa/balances.py); None for the first report.
+    difference_cents: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,6 +144,9 @@ class SqlMonitoringReads:
                 received_at=report.received_at,
                 mpesa_cents=_int(report.working_cents) + _int(report.utility_cents),
                 ledger_cents=int(report.ledger_paybill_cents) + int(report.ledger_float_cents),
+                difference_cents=_difference(
+                    report.working_difference_cents, report.utility_difference_cents
+                ),
             ),
             ledger_mpesa_cents=_int(ledger_mpesa),
             wallet_liabilities_cents=_int(wallets),
@@ -155,3 +158,9 @@ class SqlMonitoringReads:
             sms_queued=int(sms),
             newest_heartbeat_at=beat,
         )
+
+
+def _difference(working_cents: int | None, utility_cents: int | None) -> int | None:
+    if working_cents is None and utility_cents is None:
+        return None
+    return abs(working_cents or 0) + abs(utility_cents or 0)
