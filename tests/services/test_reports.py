@@ -435,7 +435,8 @@ def test_the_dashboard_figures(world: World, deps: MpesaDeps) -> None:
     assert [p.days for p in board.par] == [1, 7, 30]
     assert all(p.at_risk_principal_cents == 0 for p in board.par)  # due in 7 days
     assert {v.name: (v.count, v.amount_cents) for v in board.today_volumes} == {
-        "top_ups": (0, 0), "repayments": (0, 0), "withdrawals": (0, 0), "disbursements": (0, 0),
+        "top_ups": (0, 0), "repayments": (0, 0),
+        "paid_out_to_mpesa": (0, 0), "disbursements": (0, 0),
     }  # fmt: skip
 
 
@@ -448,7 +449,7 @@ def test_the_dashboard_counts_todays_money(world: World, deps: MpesaDeps) -> Non
     # Deposits: two by hand, the STK top-up, the paybill payment held in suspense.
     assert volumes["top_ups"] == (4, 5_000_00 + 600_00 + 250_00 + 70_00)
     assert volumes["repayments"] == (3, 50_00 + 1_000_00 + 300_00)
-    assert volumes["withdrawals"] == (1, 400_00)
+    assert volumes["paid_out_to_mpesa"] == (1, 400_00)
     assert volumes["disbursements"] == (3, 1_000_00 + 2_000_00 + 500_00)
     assert board.mpesa_float.mpesa_cents is None
     assert board.mpesa_float.cover_cents is None

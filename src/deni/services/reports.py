@@ -524,7 +524,7 @@ class AgeLine:
 
 @dataclass(frozen=True, slots=True)
 class Volume:
-    name: str  # top_ups, repayments, withdrawals, disbursements
+    name: str  # top_ups, repayments, paid_out_to_mpesa, disbursements (wallet to wallet)
     count: int
     amount_cents: int
 
@@ -552,7 +552,7 @@ SUSPENSE_AGES: tuple[tuple[str, timedelta], ...] = (
 VOLUMES = (
     ("top_ups", EntryCode.DEPOSIT),
     ("repayments", EntryCode.LOAN_REPAYMENT),
-    ("withdrawals", EntryCode.PAYOUT_POST),
+    ("paid_out_to_mpesa", EntryCode.PAYOUT_POST),  # withdrawals and loans sent to M-PESA
     ("disbursements", EntryCode.LOAN_DISBURSEMENT),
 )
 
