@@ -65,6 +65,7 @@ async function show({ unlessEditing = false } = {}) {
   document.getElementById("book").hidden = !signedIn;
   document.getElementById("book").textContent = t("nav.book");
   paintStatus(); // in the language just chosen
+  if (performance.getEntriesByName("deni-shown").length === 0) performance.mark("deni-shown");
 }
 
 async function signOut() {
