@@ -21,6 +21,7 @@ const SHELL = [
   "js/dom.js",
   "js/format.js",
   "js/i18n.js",
+  "js/mpesa.js",
   "js/store.js",
   "js/sync.js",
   "js/views/account.js",

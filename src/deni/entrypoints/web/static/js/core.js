@@ -54,9 +54,11 @@ export async function followProfileLanguage() {
   if (me.language !== language()) setLanguage(me.language);
 }
 
-export async function act(name, args, { pin } = {}) {
+// Queues a mutation and syncs. `queued(mutation)` runs before the sync starts.
+export async function act(name, args, { pin, queued } = {}) {
   const mutation = await app.store.enqueue(name, args);
   if (pin !== undefined) app.syncer.pins.set(mutation.id, pin);
+  if (queued) await queued(mutation);
   await countWaiting();
   syncSoon();
   return mutation;
@@ -77,6 +79,7 @@ export async function syncNow() {
     Object.assign(app.status, { offline: false, problem: null, lastSyncedAt: new Date() });
     app.status.syncs += 1;
     await followProfileLanguage();
+    for (const hook of afterSync) await hook();
   } catch (error) {
     if (error instanceof Offline) {
       app.status.offline = true;
@@ -97,6 +100,10 @@ export async function syncNow() {
   if (app.syncer) await countWaiting();
   paintStatus();
 }
+
+// Work that follows each good sync (mpesa.js follows its requests); kept here as hooks so this
+// module imports no feature.
+export const afterSync = [];
 
 export function syncSoon() {
   syncNow().catch((error) => console.error("sync failed", error));

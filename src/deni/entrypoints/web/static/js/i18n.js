@@ -200,6 +200,15 @@ const en = {
   "punctuality.open": "Not due yet",
   "punctuality.not_lent": "Not lent",
   "confirm.sign_out": "{count} change(s) have not reached Deni yet and will be lost. Sign out?",
+  "mpesa.top_up.waiting": "Check your phone and enter your M-PESA PIN to add {amount}.",
+  "mpesa.top_up.done": "{amount} from M-PESA is in your wallet.",
+  "mpesa.top_up.failed":
+    "The top-up of {amount} did not go through: nothing was taken from your M-PESA.",
+  "mpesa.withdraw.waiting": "{amount} is on its way to M-PESA.",
+  "mpesa.withdraw.done": "{amount} reached your M-PESA.",
+  "mpesa.withdraw.failed": "{amount} could not be sent to M-PESA: it is back in your wallet.",
+  "mpesa.receipt": " M-PESA receipt {receipt}.",
+  "mpesa.slow": "M-PESA has not answered yet. Deni keeps checking.",
 };
 
 const sw = {
@@ -398,6 +407,14 @@ const sw = {
   "punctuality.open": "Bado haujafika siku",
   "punctuality.not_lent": "Haukutolewa",
   "confirm.sign_out": "Mabadiliko {count} bado hayajafika Deni na yatapotea. Utoke?",
+  "mpesa.top_up.waiting": "Angalia simu yako na uweke PIN yako ya M-PESA ili kuweka {amount}.",
+  "mpesa.top_up.done": "{amount} kutoka M-PESA ziko kwenye akaunti yako.",
+  "mpesa.top_up.failed": "Kuweka {amount} hakukufanyika: hakuna pesa iliyotolewa M-PESA.",
+  "mpesa.withdraw.waiting": "{amount} zinatumwa kwa M-PESA.",
+  "mpesa.withdraw.done": "{amount} zimefika kwenye M-PESA yako.",
+  "mpesa.withdraw.failed": "{amount} hazikuweza kutumwa M-PESA: zimerudi kwenye akaunti yako.",
+  "mpesa.receipt": " Risiti ya M-PESA {receipt}.",
+  "mpesa.slow": "M-PESA bado haijajibu. Deni inaendelea kuangalia.",
 };
 
 export const LANGUAGES = { en: "English", sw: "Kiswahili" };

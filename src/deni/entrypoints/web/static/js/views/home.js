@@ -4,6 +4,7 @@ import { form, h, pinField } from "../dom.js";
 import { kes } from "../format.js";
 import { serverMessage, t } from "../i18n.js";
 import { act, app, date, describe, render, requirePin, syncNow } from "../core.js";
+import { mpesaSection } from "../mpesa.js";
 import { NEEDS_PIN } from "../sync.js";
 import { counterpart } from "./loan.js";
 
@@ -12,13 +13,14 @@ export const OPEN_STATES = new Set(["requested", "approved", "disbursing", "acti
 const NOTIFICATIONS_SHOWN = 5;
 
 export async function homeView() {
-  const [wallets, loans, queue, notifications, users, conflicts] = await Promise.all([
+  const [wallets, loans, queue, notifications, users, conflicts, mpesa] = await Promise.all([
     app.store.records("wallet"),
     app.store.records("loan"),
     app.store.queue(),
     app.store.records("notification"),
     app.store.records("user"),
     app.store.records("conflict"),
+    mpesaSection(),
   ]);
   const wallet = wallets[0];
   const me = users[0];
@@ -50,6 +52,7 @@ export async function homeView() {
         h("a", { href: "#/statement", class: "button" }, t("home.statement")),
       ),
     ),
+    mpesa,
     conflictSection(conflicts, loans, queue),
     queueSection(queue),
     loanSection(

@@ -4,6 +4,7 @@ import { Refused, field, form, h, pinField } from "../dom.js";
 import { kes, parseKes, shortTime } from "../format.js";
 import { language, t } from "../i18n.js";
 import { act, app, go, homeLink, requirePin } from "../core.js";
+import { followMpesa } from "../mpesa.js";
 
 const STATEMENT_LINES_SHOWN = 50;
 
@@ -30,7 +31,11 @@ export function moneyView(name) {
           const amountCents = parseKes(amount, { wholeShillings: true });
           if (amountCents === null) throw new Refused(t("error.whole_shillings"));
           if (leaves) requirePin(pin);
-          await act(name, { amount_cents: amountCents }, leaves ? { pin } : {});
+          await act(
+            name,
+            { amount_cents: amountCents },
+            { pin: leaves ? pin : undefined, queued: followMpesa },
+          );
           go("#/home");
         },
       ),
