@@ -417,7 +417,7 @@ def test_register_and_bad_input_get_a_reason_and_change_nothing(
 
     page.get_by_label("Amount (KES)").fill("5")  # under the KES 10 the server lends
     page.get_by_role("button", name="Send my request").click()
-    expect(page.locator("#queue")).to_contain_text("Not done")
+    expect(page.get_by_role("alert")).to_contain_text("The least you can ask for is KES 10")
     with deni.uow.read_only() as uow:
         akinyi = uow.users.get_by_phone("254799000111")
     assert akinyi is not None

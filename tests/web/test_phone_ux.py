@@ -12,9 +12,12 @@ from collections.abc import Callable
 from playwright.sync_api import Page, expect
 
 from deni.bootstrap import Deni
+from deni.domain.loans import LoanState
 from deni.domain.users import User
+from deni.services import loans
+from tests.support.builders import register
 from tests.web import test_browser as journeys
-from tests.web.test_browser import Person
+from tests.web.test_browser import PIN, Person, loans_of
 
 # The journeys' fixtures, shared: two members with money, and a browser per person.
 open_browser = journeys.open_browser
@@ -27,6 +30,21 @@ PHONE = {"width": 360, "height": 740}
 def on_a_phone(person: Person) -> Page:
     person.page.set_viewport_size(PHONE)
     return person.page
+
+
+def sign_in(person: Person) -> None:
+    """journeys.sign_in, in whichever language the member's profile brings."""
+    page = person.page
+    page.goto("/app/")
+    page.get_by_label("Phone number").fill(person.local_phone)
+    page.get_by_label("PIN").fill(PIN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_function(
+        """() => {
+            const status = document.getElementById("status");
+            return Number(status.dataset.syncs) > 0 && status.dataset.state === "synced";
+        }"""
+    )
 
 
 def focus_reaches(page: Page, element_id: str, *, tabs: int = 15) -> bool:
@@ -121,3 +139,62 @@ def test_the_installed_app_opens_from_its_cache_in_under_a_second_on_slow_3g(pag
     assert shown_ms is not None
     print(f"the second open showed its first screen after {shown_ms:.0f} ms")
     assert shown_ms < OPEN_MS_MAX
+
+
+def test_refusals_land_next_to_their_field_in_the_members_language_before_anything_waits(
+    deni: Deni, open_browser: Callable[[User], Person]
+) -> None:
+    wanjiku = register(deni, name="Wanjiku Kamau", pin=PIN, language="sw")
+    otieno = register(deni, name="Otieno Odhiambo", pin=PIN, language="sw")
+    person = open_browser(wanjiku)
+    page = on_a_phone(person)
+    sign_in(person)
+    expect(page.get_by_role("link", name="Omba mkopo")).to_be_visible()  # her language, synced
+
+    def ask(lender_phone: str, amount: str, fee: str) -> None:
+        page.goto("/app/#/request")
+        page.get_by_label("Namba ya simu ya mkopeshaji").fill(lender_phone)
+        page.get_by_label("Kiasi (KES)").fill(amount)
+        page.get_by_label("Ada utakayolipa (KES)").fill(fee)
+        page.get_by_role("button", name="Tuma ombi").click()
+
+    def refused_at(label: str, words: str) -> None:
+        said = page.locator(f"#{page.get_by_label(label).get_attribute('id')}-problem")
+        expect(said).to_have_text(words)
+        expect(page.get_by_label(label)).to_have_attribute("aria-invalid", "true")
+
+    ask(person.local_phone, "1500", "0")
+    refused_at("Namba ya simu ya mkopeshaji", "Huwezi kujikopesha mwenyewe.")
+    ask("0" + otieno.phone.removeprefix("254"), "1500", "5000")
+    refused_at("Ada utakayolipa (KES)", "Ada isizidi kiasi unachoomba, KES 1,500.")
+    ask("0799 999 999", "1500", "0")  # nobody's number: only the server knows
+    refused_at("Namba ya simu ya mkopeshaji", "Namba hiyo haijasajiliwa kwenye Deni.")
+    assert "user_not_found" not in page.content()
+    page.goto("/app/#/home")
+    expect(page.locator("#balance")).to_be_visible()
+    expect(page.locator("#queue")).to_have_count(0)  # nothing left to be refused later
+    assert loans_of(deni, wanjiku) == []
+
+    loan = loans.request_loan(
+        deni,
+        borrower_id=wanjiku.id,
+        lender_phone=otieno.phone,
+        principal_cents=1_000_00,
+        term_days=30,
+    )
+    lender = open_browser(otieno)
+    lending = on_a_phone(lender)
+    sign_in(lender)
+    lending.goto(f"/app/#/loan/{loan.id}")
+    lending.get_by_label("PIN yako").fill("1357")
+    lending.get_by_role("button", name="Kubali na utume KES 1,000").click()
+    said = lending.locator("#field-pin-problem")
+    expect(said).to_have_text("PIN si sahihi.")
+    lending.get_by_label("PIN yako").fill(PIN)
+    lending.get_by_role("button", name="Kubali na utume KES 1,000").click()
+    expect(lending.locator("#balance")).to_be_visible()  # approved: Home, nothing refused
+    expect(lending.locator("#queue")).to_have_count(0)
+    with deni.uow.read_only() as uow:
+        approved = uow.loans.get(loan.id)
+    assert approved is not None
+    assert approved.state is not LoanState.REQUESTED

@@ -39,7 +39,7 @@ export function describe(mutation) {
 // A refusal in the person's language where we have it, else the server's own words.
 export function refusal(error) {
   if (error instanceof Offline) return t("error.offline");
-  return error instanceof ApiError ? serverMessage(error.code, error.message) : error.message;
+  return error instanceof ApiError ? refusalWords(error.code, error.message) : error.message;
 }
 
 // Follows the profile when its language changes: one chosen on USSD or another phone shows
@@ -55,13 +55,33 @@ export async function followProfileLanguage() {
 }
 
 // Queues a mutation and syncs. `queued(mutation)` runs before the sync starts.
-export async function act(name, args, { pin, queued } = {}) {
+//
+// With `fields` (refusal code -> the form field it is about) and the network up, the form waits
+// for the server's answer: a refusal is thrown (as Refused, in the person's words, next to its
+// field) and leaves the queue, so it is not found later on Home as "Not done". Offline, or when
+// the answer does not come, the mutation stays queued and is sent later, as before.
+export async function act(name, args, { pin, queued, fields } = {}) {
   const mutation = await app.store.enqueue(name, args);
   if (pin !== undefined) app.syncer.pins.set(mutation.id, pin);
   if (queued) await queued(mutation);
   await countWaiting();
-  syncSoon();
+  if (fields === undefined || !navigator.onLine) {
+    syncSoon();
+    return mutation;
+  }
+  await syncNow();
+  const outcome = app.syncer?.outcomes.get(mutation.id);
+  if (outcome && (outcome.status === "rejected" || outcome.status === "dead_letter")) {
+    await app.store.dismiss(mutation.id);
+    await countWaiting();
+    throw new Refused(refusalWords(outcome.code, outcome.message), fields[outcome.code] ?? null);
+  }
   return mutation;
+}
+
+// A refusal code and the server's English, as the person reads it: never a bare code.
+export function refusalWords(code, message) {
+  return serverMessage(code, message && !/^[a-z_]+$/.test(message) ? message : t("queue.refused"));
 }
 
 export async function countWaiting() {
@@ -163,8 +183,8 @@ export function readPhone(text, message = "error.phone") {
   return msisdn;
 }
 
-export function requirePin(pin) {
-  if (!/^\d{4}$/.test(pin)) throw new Refused(t("error.pin_format"));
+export function requirePin(pin, field = "pin") {
+  if (!/^\d{4}$/.test(pin)) throw new Refused(t("error.pin_format"), field);
 }
 
 export function twoPins(pin, again) {

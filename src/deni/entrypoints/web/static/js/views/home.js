@@ -2,8 +2,17 @@
 
 import { form, h, pinField } from "../dom.js";
 import { kes } from "../format.js";
-import { serverMessage, t } from "../i18n.js";
-import { act, app, date, describe, render, requirePin, syncNow } from "../core.js";
+import { t } from "../i18n.js";
+import {
+  act,
+  app,
+  date,
+  describe,
+  refusalWords,
+  render,
+  requirePin,
+  syncNow,
+} from "../core.js";
 import { mpesaSection } from "../mpesa.js";
 import { NEEDS_PIN } from "../sync.js";
 import { counterpart } from "./loan.js";
@@ -147,7 +156,7 @@ function queueSection(queue) {
 
 function refusedLine(mutation) {
   const outcome = mutation.outcome ?? {};
-  const reason = serverMessage(outcome.code, outcome.message ?? t("queue.refused"));
+  const reason = refusalWords(outcome.code, outcome.message);
   return h(
     "li",
     { class: "refused" },
