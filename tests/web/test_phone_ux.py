@@ -15,7 +15,7 @@ from deni.bootstrap import Deni
 from deni.domain.loans import LoanState
 from deni.domain.users import User
 from deni.services import loans
-from tests.support.builders import register
+from tests.support.builders import lend, register
 from tests.web import test_browser as journeys
 from tests.web.test_browser import PIN, Person, loans_of
 
@@ -198,3 +198,93 @@ def test_refusals_land_next_to_their_field_in_the_members_language_before_anythi
         approved = uow.loans.get(loan.id)
     assert approved is not None
     assert approved.state is not LoanState.REQUESTED
+
+
+SMALL_TARGETS = """() => [...document.querySelectorAll(
+    "a[href], button, input:not([type=checkbox]), select, summary, label.toggle")]
+    .filter((e) => e.offsetParent !== null)
+    .map((e) => [e.textContent.trim() || e.name || e.id, e.getBoundingClientRect()])
+    .filter(([, box]) => box.height < 48 || box.width < 48)
+    .map(([what, box]) => `${what}: ${Math.round(box.width)}x${Math.round(box.height)}`)"""
+
+BORDERS = """() => [...document.querySelectorAll("input:not([type=checkbox]), select")]
+    .filter((e) => e.offsetParent !== null)
+    .map((e) => getComputedStyle(e).borderTopColor)"""
+
+
+def contrast(color: str, background: tuple[int, int, int]) -> float:
+    """WCAG's contrast ratio of an rgb() color against `background`."""
+
+    def luminance(rgb: tuple[int, ...]) -> float:
+        linear = [c / 255 / 12.92 if c <= 10 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    rgb = tuple(int(part) for part in color.strip("rgba()").split(",")[:3])
+    lighter, darker = sorted([luminance(rgb), luminance(background)], reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def test_home_keeps_unapproved_asks_apart_and_each_screen_is_easy_to_reach_and_read(
+    deni: Deni, open_browser: Callable[[User], Person], lender: User, borrower: User
+) -> None:
+    lend(deni, lender=lender, borrower=borrower, fee_cents=0, approve_with_pin=PIN)
+    asked = loans.request_loan(
+        deni, borrower_id=borrower.id, lender_phone=lender.phone, principal_cents=300_00,
+        term_days=10,
+    )  # fmt: skip
+    person = open_browser(borrower)
+    page = on_a_phone(person)
+    journeys.sign_in(person)
+    expect(page.locator("#owe")).to_contain_text("KES 1,000")
+    expect(page.locator("#owe")).not_to_contain_text("KES 300")
+    expect(page.locator("#waiting-lender")).to_contain_text("Waiting for the lender")
+    expect(page.locator("#waiting-lender")).to_contain_text("KES 300")
+
+    problems: list[str] = []
+    for screen in ("home", "request", "top-up", "withdraw", "statement", "settings"):
+        page.goto(f"/app/#/{screen}")
+        expect(page.locator("#view h1")).to_be_visible()
+        problems += [f"{screen}: {small}" for small in page.evaluate(SMALL_TARGETS)]
+        for color in page.evaluate(BORDERS):
+            for background in ((255, 255, 255), (0xF6, 0xF7, 0xF5)):
+                assert contrast(color, background) >= 3, (screen, color)
+    assert problems == []
+
+    # A new screen takes the focus to its heading.
+    page.goto("/app/#/home")
+    page.locator("#waiting-lender").get_by_role("link").click()
+    expect(page.locator("#view h1")).to_be_focused()
+    expect(page.locator("#view h1")).to_have_text("Loan")
+
+    said: list[str] = []
+    page.once("dialog", lambda dialog: (said.append(dialog.message), dialog.dismiss()))
+    page.get_by_role("button", name="Cancel my request").click()
+    expect(page.locator("#view h1")).to_have_text("Loan")  # said no: still here
+    assert said == ["Cancel your request to Otieno Lender for KES 300?"]
+    page.once("dialog", lambda dialog: dialog.accept())
+    journeys.submit(person, page.get_by_role("button", name="Cancel my request"))
+    with deni.uow.read_only() as uow:
+        cancelled = uow.loans.get(asked.id)
+    assert cancelled is not None
+    assert cancelled.state is LoanState.CANCELLED
+
+    # Up to date, and syncs that change nothing leave the status line's words alone.
+    page.goto("/app/#/home")
+    journeys.synced(person)
+    page.evaluate(
+        """() => {
+            window.statusWrites = 0;
+            new MutationObserver((changes) => { window.statusWrites += changes.length; })
+                .observe(document.getElementById("status"),
+                         { childList: true, characterData: true, subtree: true });
+        }"""
+    )
+    before = int(page.locator("#status").get_attribute("data-syncs") or 0)
+    for count in range(1, 4):
+        page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")
+        journeys.synced(person, after=before + count - 1)
+        page.wait_for_function(
+            "(n) => Number(document.getElementById('status').dataset.syncs) >= n",
+            arg=before + count,
+        )
+    assert page.evaluate("() => window.statusWrites") == 0

@@ -90,8 +90,11 @@ export async function countWaiting() {
   paintStatus();
 }
 
-export async function syncNow() {
+// A quiet sync (the timer's, the tab shown again) says nothing on the status line unless it
+// ends somewhere else than it started: the line is a live region, read out at each change.
+export async function syncNow({ quiet = false } = {}) {
   if (!app.syncer) return;
+  app.status.quiet = quiet;
   app.status.syncing = true;
   paintStatus();
   try {
@@ -125,8 +128,8 @@ export async function syncNow() {
 // module imports no feature.
 export const afterSync = [];
 
-export function syncSoon() {
-  syncNow().catch((error) => console.error("sync failed", error));
+export function syncSoon(options = {}) {
+  syncNow(options).catch((error) => console.error("sync failed", error));
 }
 
 // A fresh sync must not wipe what someone is typing (a PIN, an amount).
@@ -142,6 +145,8 @@ export function editing() {
 
 // One line says where the phone stands with the server; its data-state says the same to
 // scripts (and tests): problem, syncing, offline, waiting, synced or idle.
+let saidIn = null; // the language the status line was last written in
+
 export function paintStatus() {
   const line = document.getElementById("status");
   const { syncing, offline, lastSyncedAt, problem, waiting } = app.status;
@@ -156,8 +161,14 @@ export function paintStatus() {
           : lastSyncedAt
             ? ["synced", t("status.synced", { time: lastSyncedAt.toTimeString().slice(0, 5) })]
             : ["idle", ""];
-  line.textContent = text;
   Object.assign(line.dataset, { state, syncs: String(app.status.syncs) });
+  // Written only when it says something new: a quiet sync from "up to date" to "up to date"
+  // (or its "syncing" in between) leaves the words, and their time, as they are.
+  const calm = app.status.quiet && (state === "syncing" || state === "synced");
+  if (calm && line.dataset.said === "synced" && saidIn === language()) return;
+  if (line.textContent !== text) line.textContent = text;
+  line.dataset.said = state;
+  saidIn = language();
 }
 
 // The screens live in app.js (the router) and js/views/; these hooks keep this module free of
@@ -222,12 +233,14 @@ export function homeLink() {
   return h("p", {}, h("a", { href: "#/home" }, t("nav.back")));
 }
 
-export function button(label, action) {
+// A button that does `action` and goes home; with `question`, only once the person confirms.
+export function button(label, action, question = null) {
   return h(
     "button",
     {
       type: "button",
       onclick: async () => {
+        if (question !== null && !confirm(question)) return;
         await action();
         go("#/home");
       },

@@ -69,6 +69,7 @@ const en = {
   "home.statement": "Statement",
   "home.asks": "Asks waiting for you",
   "home.owe": "You owe",
+  "home.waiting_lender": "Waiting for the lender",
   "home.lent": "You lent",
   "home.messages": "Messages",
   "home.choices": "Needs your choice",
@@ -212,6 +213,9 @@ const en = {
   "mpesa.withdraw.failed": "{amount} could not be sent to M-PESA: it is back in your wallet.",
   "mpesa.receipt": " M-PESA receipt {receipt}.",
   "mpesa.slow": "M-PESA has not answered yet. Deni keeps checking.",
+  "confirm.cancel": "Cancel your request to {name} for {amount}?",
+  "confirm.write_off": "Forgive {name} the {amount} still owed? This cannot be undone.",
+  "confirm.close": "Close your Deni account? This cannot be undone.",
 };
 
 const sw = {
@@ -279,6 +283,7 @@ const sw = {
   "home.statement": "Taarifa fupi",
   "home.asks": "Maombi kwangu",
   "home.owe": "Madeni yangu",
+  "home.waiting_lender": "Yanasubiri mkopeshaji",
   "home.lent": "Mikopo niliyotoa",
   "home.messages": "Ujumbe",
   "home.choices": "Chagua",
@@ -421,6 +426,9 @@ const sw = {
   "mpesa.withdraw.failed": "{amount} hazikuweza kutumwa M-PESA: zimerudi kwenye akaunti yako.",
   "mpesa.receipt": " Risiti ya M-PESA {receipt}.",
   "mpesa.slow": "M-PESA bado haijajibu. Deni inaendelea kuangalia.",
+  "confirm.cancel": "Futa ombi lako la {amount} kwa {name}?",
+  "confirm.write_off": "Msamehe {name} deni la {amount}? Huwezi kurudisha.",
+  "confirm.close": "Funga akaunti yako ya Deni? Huwezi kurudisha.",
 };
 
 export const LANGUAGES = { en: "English", sw: "Kiswahili" };

@@ -69,7 +69,17 @@ export async function homeView() {
       "asks",
       open.filter((l) => l.role === "lender" && l.state === "requested"),
     ),
-    loanSection(t("home.owe"), "owe", open.filter((l) => l.role === "borrower").sort(byDue)),
+    loanSection(
+      t("home.owe"),
+      "owe",
+      open.filter((l) => l.role === "borrower" && l.state !== "requested").sort(byDue),
+    ),
+    // Asked, not approved yet: nothing is owed until the lender says yes.
+    loanSection(
+      t("home.waiting_lender"),
+      "waiting-lender",
+      open.filter((l) => l.role === "borrower" && l.state === "requested").sort(byDue),
+    ),
     loanSection(
       t("home.lent"),
       "lent",

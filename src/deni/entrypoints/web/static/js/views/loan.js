@@ -100,7 +100,11 @@ function loanActions(loan) {
       "div",
       {},
       editTerms(loan),
-      button(t("button.cancel_request"), () => act("cancel_loan", { loan_id: loan.id })),
+      button(
+        t("button.cancel_request"),
+        () => act("cancel_loan", { loan_id: loan.id }),
+        t("confirm.cancel", { amount: kes(loan.principal_cents), name: loan.lender_name }),
+      ),
     );
   }
   if (!mine && loan.state === "active") return lenderActions(loan);
@@ -179,6 +183,11 @@ function lenderActions(loan) {
     t("button.write_off", { amount: kes(loan.owed_cents) }),
     async ({ pin }) => {
       requirePin(pin);
+      const question = t("confirm.write_off", {
+        amount: kes(loan.owed_cents),
+        name: loan.borrower_name,
+      });
+      if (!confirm(question)) return;
       await post("write-off", { pin });
       await syncNow();
       go("#/home");
