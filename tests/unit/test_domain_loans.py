@@ -472,3 +472,22 @@ def test_a_repayment_above_what_is_owed_is_a_programmer_error() -> None:
         loan.record_repayment(Allocation(0, 0, 10_001, 0), NOW)
     with pytest.raises(AssertionError):
         loan.record_repayment(Allocation(0, 0, 0, 5), NOW)
+
+
+def test_a_fee_above_the_amount_lent_is_refused_as_a_fee_naming_its_own_limit() -> None:
+    with pytest.raises(InvalidAmount) as refused:
+        make_terms(
+            principal_cents=1_500_00,
+            fee_cents=5_000_00,
+            penalty_daily_cents=0,
+            due_date=TODAY + timedelta(days=7),
+        )
+    assert refused.value.message == "The fee must be at most KES 1,500, the amount lent."
+    with pytest.raises(InvalidAmount) as penalty:
+        make_terms(
+            principal_cents=1_500_00,
+            fee_cents=0,
+            penalty_daily_cents=1_600_00,
+            due_date=TODAY + timedelta(days=7),
+        )
+    assert penalty.value.message.startswith("The daily penalty must be at most KES 1,500")

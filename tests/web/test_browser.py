@@ -205,8 +205,8 @@ def test_a_loan_from_request_to_repaid_in_two_browsers(
     ask_for_loan(wanjiku, lender, amount="1,000", fee="50", days="14")
     expect(wanjiku.page.locator("#quote")).to_contain_text("You will repay KES 1,050 by")
     submit(wanjiku, wanjiku.page.get_by_role("button", name="Send my request"))
-    expect(wanjiku.page.locator("#owe")).to_contain_text("Otieno Lender")
-    expect(wanjiku.page.locator("#owe")).to_contain_text("Waiting for approval")
+    expect(wanjiku.page.locator("#waiting-lender")).to_contain_text("Otieno Lender")
+    expect(wanjiku.page.locator("#waiting-lender")).to_contain_text("Waiting for approval")
     [loan] = loans_of(deni, borrower)
     assert (loan.state, loan.terms.principal_cents, loan.terms.fee_cents) == (
         LoanState.REQUESTED,
@@ -266,7 +266,7 @@ def test_offline_the_app_opens_keeps_what_is_done_and_sends_it_once_online(
     [loan] = loans_of(deni, borrower)
     assert loan.id == queued_loan_id  # the id made offline is the loan's id on the server
     assert loan.terms.principal_cents == 50_000
-    expect(wanjiku.page.locator("#owe")).to_contain_text("Waiting for approval")
+    expect(wanjiku.page.locator("#waiting-lender")).to_contain_text("Waiting for approval")
 
     wanjiku.page.reload()  # a second sync sends nothing again
     synced(wanjiku)
@@ -417,7 +417,7 @@ def test_register_and_bad_input_get_a_reason_and_change_nothing(
 
     page.get_by_label("Amount (KES)").fill("5")  # under the KES 10 the server lends
     page.get_by_role("button", name="Send my request").click()
-    expect(page.locator("#queue")).to_contain_text("Not done")
+    expect(page.get_by_role("alert")).to_contain_text("The least you can ask for is KES 10")
     with deni.uow.read_only() as uow:
         akinyi = uow.users.get_by_phone("254799000111")
     assert akinyi is not None
@@ -619,6 +619,14 @@ def test_the_lender_reminds_then_forgives_what_is_still_owed(
     page.get_by_role("button", name="Send Wanjiku Borrower a reminder").click()
     expect(page.get_by_role("alert").first).to_contain_text("today already")
 
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    page.get_by_label("Your PIN").fill(PIN)
+    page.get_by_role("button", name="Forgive the KES 800 still owed").click()
+    page.wait_for_function("() => document.querySelector('form[data-busy]') === null")
+    assert asked == ["Forgive Wanjiku Borrower the KES 800 still owed? This cannot be undone."]
+    assert loans_of(deni, borrower)[0].state is LoanState.ACTIVE  # said no: nothing sent
+    page.on("dialog", lambda dialog: dialog.accept())
     page.get_by_label("Your PIN").fill("0000")
     page.get_by_role("button", name="Forgive the KES 800 still owed").click()
     expect(page.get_by_role("alert").last).to_contain_text("Wrong PIN")
@@ -646,6 +654,7 @@ def test_download_my_data_then_close_the_account(
     assert "pin_hash" not in json.dumps(saved)
     assert download.value.suggested_filename.startswith("deni-data-")
 
+    page.on("dialog", lambda dialog: dialog.accept())  # "Close your Deni account?"
     page.get_by_label("Your PIN", exact=True).fill(PIN)
     page.get_by_role("button", name="Close my account").click()
     expect(page.get_by_role("alert").last).to_contain_text("wallet")  # KES 200 is still in it
@@ -656,6 +665,7 @@ def test_download_my_data_then_close_the_account(
 
     akinyi = open_browser(register(deni, name="Akinyi Empty", pin=PIN))  # nothing in it
     sign_in(akinyi)
+    akinyi.page.on("dialog", lambda dialog: dialog.accept())
     akinyi.page.get_by_role("button", name="Settings").click()
     akinyi.page.get_by_label("Your PIN", exact=True).fill(PIN)
     akinyi.page.get_by_role("button", name="Close my account").click()
@@ -685,7 +695,7 @@ def test_a_server_that_lost_this_phones_mutations_gets_the_waiting_ones_afresh(
     amounts = sorted(loan.terms.principal_cents for loan in loans_of(deni, borrower))
     assert amounts == [10_000, 20_000]  # the first once, the waiting one too, nothing twice
     assert on_the_phone(wanjiku.page)["meta"] != first_client  # a new install id
-    expect(wanjiku.page.locator("#owe").get_by_role("listitem")).to_have_count(2)
+    expect(wanjiku.page.locator("#waiting-lender").get_by_role("listitem")).to_have_count(2)
 
 
 def test_terms_edited_on_two_phones_wait_for_the_borrowers_choice(
@@ -702,7 +712,7 @@ def test_terms_edited_on_two_phones_wait_for_the_borrowers_choice(
     submit(wanjiku, page.get_by_role("button", name="Send my request"))
     [loan] = loans_of(deni, borrower)
 
-    page.locator("#owe").get_by_text("Otieno Lender").click()
+    page.locator("#waiting-lender").get_by_text("Otieno Lender").click()
     page.get_by_label("Amount (KES)").fill("150")
     page.get_by_label("Fee you offer (KES)").fill("10")
     page.get_by_label("Due date").fill("2027-01-10")
@@ -712,7 +722,7 @@ def test_terms_edited_on_two_phones_wait_for_the_borrowers_choice(
     assert loan.terms.due_date.isoformat() == "2027-01-10"
 
     wanjiku.go_offline(True)
-    page.locator("#owe").get_by_text("Otieno Lender").click()
+    page.locator("#waiting-lender").get_by_text("Otieno Lender").click()
     page.get_by_label("Amount (KES)").fill("300")
     page.get_by_role("button", name="Change the terms").click()
     # Meanwhile her other phone changes the same request, and its edit arrives first.

@@ -124,3 +124,18 @@ def test_the_manifest_makes_an_installable_app_scoped_to_app(client: TestClient)
         assert response.content[:8] == b"\x89PNG\r\n\x1a\n", icon
         width, height = struct.unpack(">II", response.content[16:24])  # the IHDR chunk
         assert f"{width}x{height}" in icon["sizes"].split(), icon
+
+
+@pytest.mark.parametrize("name", ["js/i18n.js", "app.css", "index.html", "sw.js"])
+def test_text_files_go_gzipped_to_a_browser_that_accepts_it(client: TestClient, name: str) -> None:
+    plain = (STATIC_DIR / name).read_bytes()
+    response = client.get(f"/app/{name}", headers={"Accept-Encoding": "gzip"})
+    assert response.status_code == 200
+    assert response.headers["content-encoding"] == "gzip"
+    assert "accept-encoding" in response.headers["vary"].lower()
+    assert int(response.headers["content-length"]) < len(plain) / 2
+    assert response.content == plain  # httpx unzips it
+    assert_app_headers(response)
+    unzipped = client.get(f"/app/{name}", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in unzipped.headers
+    assert unzipped.content == plain

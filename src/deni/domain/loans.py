@@ -131,8 +131,20 @@ def make_terms(
         principal_cents, amount_cents_min=LOAN_CENTS_MIN, amount_cents_max=LOAN_CENTS_MAX
     )
     # A fee above the principal would be predatory; the same bound holds for the daily penalty.
-    fee = require_cents(fee_cents, amount_cents_min=0, amount_cents_max=principal)
-    penalty = require_cents(penalty_daily_cents, amount_cents_min=0, amount_cents_max=principal)
+    fee = require_cents(
+        fee_cents,
+        amount_cents_min=0,
+        amount_cents_max=principal,
+        what="The fee",
+        limit="the amount lent",
+    )
+    penalty = require_cents(
+        penalty_daily_cents,
+        amount_cents_min=0,
+        amount_cents_max=principal,
+        what="The daily penalty",
+        limit="the amount lent",
+    )
     return Terms(principal, fee, penalty, due_date)
 
 

@@ -12,15 +12,27 @@ LOAN_CENTS_MAX = 250_000 * CENTS_PER_SHILLING
 MOVEMENT_CENTS_MAX = 1_000_000 * CENTS_PER_SHILLING
 
 
-def require_cents(amount_cents: object, *, amount_cents_min: int, amount_cents_max: int) -> int:
-    """Return `amount_cents` if it is an int within bounds; reject anything else clearly."""
+def require_cents(
+    amount_cents: object,
+    *,
+    amount_cents_min: int,
+    amount_cents_max: int,
+    what: str = "The amount",
+    limit: str = "",
+) -> int:
+    """Return `amount_cents` if it is an int within bounds; reject anything else clearly.
+
+    `what` names the amount in the refusal ("The fee"), `limit` what its bound is, when that
+    is another amount ("the amount lent"), so a fee above the principal is not refused as if
+    the principal itself were wrong."""
     assert 0 <= amount_cents_min <= amount_cents_max
     if isinstance(amount_cents, bool) or not isinstance(amount_cents, int):
         raise InvalidAmount("Amounts are whole numbers of cents.")
     if amount_cents < amount_cents_min:
-        raise InvalidAmount(f"The amount must be at least {format_kes(amount_cents_min)}.")
+        raise InvalidAmount(f"{what} must be at least {format_kes(amount_cents_min)}.")
     if amount_cents > amount_cents_max:
-        raise InvalidAmount(f"The amount must be at most {format_kes(amount_cents_max)}.")
+        bound = format_kes(amount_cents_max) + (f", {limit}" if limit else "")
+        raise InvalidAmount(f"{what} must be at most {bound}.")
     return amount_cents
 
 

@@ -1,10 +1,13 @@
-// Deni's service worker: the app's own files come from the network when it answers and from
-// this cache when it does not, so the app opens offline. API calls are never cached: the
-// device's data lives in IndexedDB (js/store.js), and money answers must never be stale.
+// Deni's service worker: the app's own files come from this cache at once, and are fetched
+// again in the background to refresh it (stale-while-revalidate), so the installed app opens in
+// a blink on a slow network and offline, and a new release shows from the next opening. API
+// calls are never cached: the device's data lives in IndexedDB (js/store.js), and money answers
+// must never be stale.
 //
-// Bump VERSION when the list of files changes; a changed sw.js makes browsers install it anew.
+// Bump VERSION with every release: a changed sw.js makes browsers install it anew, which fetches
+// every file of the release together (no page mixing two releases' modules).
 
-const VERSION = "deni-app-4";
+const VERSION = "deni-app-5";
 const SHELL = [
   "./",
   "index.html",
@@ -18,6 +21,7 @@ const SHELL = [
   "js/dom.js",
   "js/format.js",
   "js/i18n.js",
+  "js/mpesa.js",
   "js/store.js",
   "js/sync.js",
   "js/views/account.js",
@@ -46,25 +50,26 @@ self.addEventListener("activate", (event) => {
   );
 });
 
-// Network first, so an update shows at once; the cache answers when the network cannot.
-async function fromNetworkElseCache(request) {
+// Cache first: what is kept answers at once, and the network refreshes it for the next
+// opening. What is not kept yet (or a cache emptied by the browser) comes from the network.
+async function fromCacheThenRefresh(event) {
+  const request = event.request;
   const cache = await caches.open(VERSION);
-  try {
-    const response = await fetch(request);
+  const fresh = fetch(request).then(async (response) => {
     if (response.ok) await cache.put(request, response.clone());
     return response;
-  } catch (error) {
-    const cached = await cache.match(request, { ignoreSearch: true });
-    if (cached) return cached;
-    // Any page of the app is the same shell; its screens are routed in the page itself.
-    if (request.mode === "navigate") return cache.match("./");
-    throw error;
-  }
+  });
+  let cached = await cache.match(request, { ignoreSearch: true });
+  // Any page of the app is the same shell; its screens are routed in the page itself.
+  if (!cached && request.mode === "navigate") cached = await cache.match("./");
+  if (!cached) return fresh;
+  event.waitUntil(fresh.catch(() => {})); // offline: what is kept stays
+  return cached;
 }
 
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
   const ours = url.origin === self.location.origin && url.pathname.startsWith("/app/");
   if (event.request.method !== "GET" || !ours) return; // the browser handles it, uncached
-  event.respondWith(fromNetworkElseCache(event.request));
+  event.respondWith(fromCacheThenRefresh(event));
 });

@@ -45,6 +45,8 @@ function route() {
   return { name: name in views ? name : "home", param: rest.join("/") };
 }
 
+let shownRoute = null; // the screen on show; a new one moves the focus to its heading
+
 async function show({ unlessEditing = false } = {}) {
   const { name, param } = route();
   const view = views[name];
@@ -56,7 +58,13 @@ async function show({ unlessEditing = false } = {}) {
   if (unlessEditing && editing()) return; // typed while the data loaded: keep what is there
   const title = name === "home" ? "Deni" : t(`title.${name}`);
   document.title = title === "Deni" ? "Deni" : `${title} · Deni`;
-  document.getElementById("view").replaceChildren(h("h1", {}, title), content);
+  const heading = h("h1", { tabindex: "-1" }, title);
+  document.getElementById("view").replaceChildren(heading, content);
+  // A new screen: keyboard and screen-reader users start at its heading, not at the link
+  // they left. A screen drawn again by a sync keeps the focus where it is.
+  const now = `${name}/${param}`;
+  if (shownRoute !== null && now !== shownRoute) heading.focus();
+  shownRoute = now;
   const signedIn = Boolean(app.syncer);
   document.getElementById("sign-out").hidden = !signedIn;
   document.getElementById("sign-out").textContent = t("nav.sign_out");
@@ -65,6 +73,7 @@ async function show({ unlessEditing = false } = {}) {
   document.getElementById("book").hidden = !signedIn;
   document.getElementById("book").textContent = t("nav.book");
   paintStatus(); // in the language just chosen
+  if (performance.getEntriesByName("deni-shown").length === 0) performance.mark("deni-shown");
 }
 
 async function signOut() {
@@ -92,9 +101,12 @@ async function start() {
     paintStatus();
   });
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible") syncSoon();
+    if (document.visibilityState === "visible") syncSoon({ quiet: true });
   });
-  setInterval(() => document.visibilityState === "visible" && syncSoon(), SYNC_EVERY_MS);
+  setInterval(
+    () => document.visibilityState === "visible" && syncSoon({ quiet: true }),
+    SYNC_EVERY_MS,
+  );
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("sw.js").catch((error) => console.warn("no offline", error));
   }

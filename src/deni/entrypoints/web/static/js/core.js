@@ -39,7 +39,7 @@ export function describe(mutation) {
 // A refusal in the person's language where we have it, else the server's own words.
 export function refusal(error) {
   if (error instanceof Offline) return t("error.offline");
-  return error instanceof ApiError ? serverMessage(error.code, error.message) : error.message;
+  return error instanceof ApiError ? refusalWords(error.code, error.message) : error.message;
 }
 
 // Follows the profile when its language changes: one chosen on USSD or another phone shows
@@ -54,12 +54,34 @@ export async function followProfileLanguage() {
   if (me.language !== language()) setLanguage(me.language);
 }
 
-export async function act(name, args, { pin } = {}) {
+// Queues a mutation and syncs. `queued(mutation)` runs before the sync starts.
+//
+// With `fields` (refusal code -> the form field it is about) and the network up, the form waits
+// for the server's answer: a refusal is thrown (as Refused, in the person's words, next to its
+// field) and leaves the queue, so it is not found later on Home as "Not done". Offline, or when
+// the answer does not come, the mutation stays queued and is sent later, as before.
+export async function act(name, args, { pin, queued, fields } = {}) {
   const mutation = await app.store.enqueue(name, args);
   if (pin !== undefined) app.syncer.pins.set(mutation.id, pin);
+  if (queued) await queued(mutation);
   await countWaiting();
-  syncSoon();
+  if (fields === undefined || !navigator.onLine) {
+    syncSoon();
+    return mutation;
+  }
+  await syncNow();
+  const outcome = app.syncer?.outcomes.get(mutation.id);
+  if (outcome && (outcome.status === "rejected" || outcome.status === "dead_letter")) {
+    await app.store.dismiss(mutation.id);
+    await countWaiting();
+    throw new Refused(refusalWords(outcome.code, outcome.message), fields[outcome.code] ?? null);
+  }
   return mutation;
+}
+
+// A refusal code and the server's English, as the person reads it: never a bare code.
+export function refusalWords(code, message) {
+  return serverMessage(code, message && !/^[a-z_]+$/.test(message) ? message : t("queue.refused"));
 }
 
 export async function countWaiting() {
@@ -68,8 +90,11 @@ export async function countWaiting() {
   paintStatus();
 }
 
-export async function syncNow() {
+// A quiet sync (the timer's, the tab shown again) says nothing on the status line unless it
+// ends somewhere else than it started: the line is a live region, read out at each change.
+export async function syncNow({ quiet = false } = {}) {
   if (!app.syncer) return;
+  app.status.quiet = quiet;
   app.status.syncing = true;
   paintStatus();
   try {
@@ -77,6 +102,7 @@ export async function syncNow() {
     Object.assign(app.status, { offline: false, problem: null, lastSyncedAt: new Date() });
     app.status.syncs += 1;
     await followProfileLanguage();
+    for (const hook of afterSync) await hook();
   } catch (error) {
     if (error instanceof Offline) {
       app.status.offline = true;
@@ -98,8 +124,12 @@ export async function syncNow() {
   paintStatus();
 }
 
-export function syncSoon() {
-  syncNow().catch((error) => console.error("sync failed", error));
+// Work that follows each good sync (mpesa.js follows its requests); kept here as hooks so this
+// module imports no feature.
+export const afterSync = [];
+
+export function syncSoon(options = {}) {
+  syncNow(options).catch((error) => console.error("sync failed", error));
 }
 
 // A fresh sync must not wipe what someone is typing (a PIN, an amount).
@@ -115,6 +145,8 @@ export function editing() {
 
 // One line says where the phone stands with the server; its data-state says the same to
 // scripts (and tests): problem, syncing, offline, waiting, synced or idle.
+let saidIn = null; // the language the status line was last written in
+
 export function paintStatus() {
   const line = document.getElementById("status");
   const { syncing, offline, lastSyncedAt, problem, waiting } = app.status;
@@ -129,8 +161,14 @@ export function paintStatus() {
           : lastSyncedAt
             ? ["synced", t("status.synced", { time: lastSyncedAt.toTimeString().slice(0, 5) })]
             : ["idle", ""];
-  line.textContent = text;
   Object.assign(line.dataset, { state, syncs: String(app.status.syncs) });
+  // Written only when it says something new: a quiet sync from "up to date" to "up to date"
+  // (or its "syncing" in between) leaves the words, and their time, as they are.
+  const calm = app.status.quiet && (state === "syncing" || state === "synced");
+  if (calm && line.dataset.said === "synced" && saidIn === language()) return;
+  if (line.textContent !== text) line.textContent = text;
+  line.dataset.said = state;
+  saidIn = language();
 }
 
 // The screens live in app.js (the router) and js/views/; these hooks keep this module free of
@@ -156,8 +194,8 @@ export function readPhone(text, message = "error.phone") {
   return msisdn;
 }
 
-export function requirePin(pin) {
-  if (!/^\d{4}$/.test(pin)) throw new Refused(t("error.pin_format"));
+export function requirePin(pin, field = "pin") {
+  if (!/^\d{4}$/.test(pin)) throw new Refused(t("error.pin_format"), field);
 }
 
 export function twoPins(pin, again) {
@@ -195,12 +233,14 @@ export function homeLink() {
   return h("p", {}, h("a", { href: "#/home" }, t("nav.back")));
 }
 
-export function button(label, action) {
+// A button that does `action` and goes home; with `question`, only once the person confirms.
+export function button(label, action, question = null) {
   return h(
     "button",
     {
       type: "button",
       onclick: async () => {
+        if (question !== null && !confirm(question)) return;
         await action();
         go("#/home");
       },

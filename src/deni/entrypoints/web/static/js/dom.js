@@ -37,7 +37,9 @@ export function pinField(label, name = "pin") {
   });
 }
 
-// A form whose submit runs `action(values)`; what it throws is shown in the form, not lost.
+// A form whose submit runs `action(values)`; what it throws is shown in the form, not lost: a
+// Refused naming a field right under that field (which is marked invalid and says why to a
+// screen reader), anything else above the button.
 export function form(children, submitLabel, action) {
   const problem = h("p", { class: "problem", role: "alert", hidden: true });
   const button = h("button", { type: "submit" }, submitLabel);
@@ -45,13 +47,31 @@ export function form(children, submitLabel, action) {
   element.addEventListener("submit", async (event) => {
     event.preventDefault();
     problem.hidden = true;
+    for (const old of element.querySelectorAll(".field-problem")) old.remove();
+    for (const input of element.querySelectorAll("[aria-invalid]")) {
+      input.removeAttribute("aria-invalid");
+      input.removeAttribute("aria-describedby");
+    }
     button.disabled = true;
     element.dataset.busy = "true"; // until the action is done: the app is not settled yet
     try {
       await action(Object.fromEntries(new FormData(element)));
     } catch (error) {
-      problem.textContent = error.message;
-      problem.hidden = false;
+      const input = error.field ? element.querySelector(`[name="${error.field}"]`) : null;
+      if (input) {
+        const said = h(
+          "p",
+          { class: "problem field-problem", id: `${input.id}-problem`, role: "alert" },
+          error.message,
+        );
+        input.after(said);
+        input.setAttribute("aria-invalid", "true");
+        input.setAttribute("aria-describedby", said.id);
+        input.focus();
+      } else {
+        problem.textContent = error.message;
+        problem.hidden = false;
+      }
     } finally {
       button.disabled = false;
       delete element.dataset.busy;
@@ -60,4 +80,10 @@ export function form(children, submitLabel, action) {
   return element;
 }
 
-export class Refused extends Error {}
+// What a person is told, in their language; `field` names the input it is about, if any.
+export class Refused extends Error {
+  constructor(message, field = null) {
+    super(message);
+    this.field = field;
+  }
+}

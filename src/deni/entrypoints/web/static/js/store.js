@@ -12,6 +12,7 @@ const META = "meta";
 const SYNC_KEY = "sync"; // {client_id, user_id, cursor, next_mutation_id}
 const SESSION_KEY = "session"; // {user_id, phone, refresh_token}
 const BOOK_KEY = "book"; // {user_id, fetched_at, book, history}: the last GET /me/book, /me/history
+const MPESA_KEY = "mpesa"; // [{mutation_id, name, amount_cents, request_id, state, ...}]: mpesa.js
 
 function done(request) {
   return new Promise((resolve, reject) => {
@@ -73,6 +74,16 @@ export class Store {
     return this.#within([META], "readwrite", (meta) => done(meta.put(copy, BOOK_KEY)));
   }
 
+  // The M-PESA actions this phone follows until they settle (js/mpesa.js).
+  async mpesaWatches() {
+    const kept = await this.#within([META], "readonly", (meta) => done(meta.get(MPESA_KEY)));
+    return kept ?? [];
+  }
+
+  saveMpesaWatches(watches) {
+    return this.#within([META], "readwrite", (meta) => done(meta.put(watches, MPESA_KEY)));
+  }
+
   syncState() {
     return this.#within([META], "readonly", (meta) => done(meta.get(SYNC_KEY)));
   }
@@ -91,6 +102,7 @@ export class Store {
       await done(records.clear());
       await done(queue.clear());
       await done(meta.delete(BOOK_KEY));
+      await done(meta.delete(MPESA_KEY));
       await done(meta.put(fresh, SYNC_KEY));
     });
     return fresh;

@@ -121,6 +121,9 @@ export class Syncer {
     this.store = store;
     this.session = session;
     this.pins = new Map();
+    // The server's answer to each mutation pushed from this page (mutation id -> result): a
+    // form waits for its own (core.js actNow), an M-PESA action learns its request id here.
+    this.outcomes = new Map();
     this.running = null;
     this.rerun = null;
   }
@@ -159,7 +162,10 @@ export class Syncer {
         mutations: batch,
       });
       await this.store.settle(answer.results, answer.last_mutation_id);
-      for (const result of answer.results) this.pins.delete(result.mutation_id);
+      for (const result of answer.results) {
+        this.pins.delete(result.mutation_id);
+        this.outcomes.set(result.mutation_id, result);
+      }
       if (answer.stopped === null) continue;
       if (answer.stopped.code === "mutation_id_reused") {
         // Never renumber: repay_loan is keyed by (client, id), a new id could pay twice.

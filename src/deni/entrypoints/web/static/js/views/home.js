@@ -2,8 +2,18 @@
 
 import { form, h, pinField } from "../dom.js";
 import { kes } from "../format.js";
-import { serverMessage, t } from "../i18n.js";
-import { act, app, date, describe, render, requirePin, syncNow } from "../core.js";
+import { t } from "../i18n.js";
+import {
+  act,
+  app,
+  date,
+  describe,
+  refusalWords,
+  render,
+  requirePin,
+  syncNow,
+} from "../core.js";
+import { mpesaSection } from "../mpesa.js";
 import { NEEDS_PIN } from "../sync.js";
 import { counterpart } from "./loan.js";
 
@@ -12,13 +22,14 @@ export const OPEN_STATES = new Set(["requested", "approved", "disbursing", "acti
 const NOTIFICATIONS_SHOWN = 5;
 
 export async function homeView() {
-  const [wallets, loans, queue, notifications, users, conflicts] = await Promise.all([
+  const [wallets, loans, queue, notifications, users, conflicts, mpesa] = await Promise.all([
     app.store.records("wallet"),
     app.store.records("loan"),
     app.store.queue(),
     app.store.records("notification"),
     app.store.records("user"),
     app.store.records("conflict"),
+    mpesaSection(),
   ]);
   const wallet = wallets[0];
   const me = users[0];
@@ -50,6 +61,7 @@ export async function homeView() {
         h("a", { href: "#/statement", class: "button" }, t("home.statement")),
       ),
     ),
+    mpesa,
     conflictSection(conflicts, loans, queue),
     queueSection(queue),
     loanSection(
@@ -57,7 +69,17 @@ export async function homeView() {
       "asks",
       open.filter((l) => l.role === "lender" && l.state === "requested"),
     ),
-    loanSection(t("home.owe"), "owe", open.filter((l) => l.role === "borrower").sort(byDue)),
+    loanSection(
+      t("home.owe"),
+      "owe",
+      open.filter((l) => l.role === "borrower" && l.state !== "requested").sort(byDue),
+    ),
+    // Asked, not approved yet: nothing is owed until the lender says yes.
+    loanSection(
+      t("home.waiting_lender"),
+      "waiting-lender",
+      open.filter((l) => l.role === "borrower" && l.state === "requested").sort(byDue),
+    ),
     loanSection(
       t("home.lent"),
       "lent",
@@ -144,7 +166,7 @@ function queueSection(queue) {
 
 function refusedLine(mutation) {
   const outcome = mutation.outcome ?? {};
-  const reason = serverMessage(outcome.code, outcome.message ?? t("queue.refused"));
+  const reason = refusalWords(outcome.code, outcome.message);
   return h(
     "li",
     { class: "refused" },

@@ -17,6 +17,16 @@ import {
   syncNow,
 } from "../core.js";
 
+const LOAN_CENTS_MIN = 1_000; // KES 10, the least the server lends (domain/money.py)
+// Which field each of the server's refusals is about, for act's answer next to the field.
+const MONEY_FIELDS = { insufficient_funds: "amount", wrong_pin: "pin", account_locked: "pin" };
+const TERMS_FIELDS = { invalid_amount: "amount", invalid_due_date: "days" };
+const LENDER_FIELDS = {
+  user_not_found: "lender",
+  self_lending: "lender",
+  other_party_not_proven: "lender",
+};
+
 export function counterpart(loan) {
   return loan.role === "borrower" ? loan.lender_name : loan.borrower_name;
 }
@@ -73,10 +83,14 @@ function loanActions(loan) {
       t("button.repay"),
       async ({ amount, pin }) => {
         const amountCents = parseKes(amount);
-        if (amountCents === null) throw new Refused(t("error.amount"));
+        if (amountCents === null) throw new Refused(t("error.amount"), "amount");
         requirePin(pin);
         // The PIN goes with the push from memory; the queued repayment never holds it.
-        await act("repay_loan", { loan_id: loan.id, amount_cents: amountCents }, { pin });
+        await act(
+          "repay_loan",
+          { loan_id: loan.id, amount_cents: amountCents },
+          { pin, fields: MONEY_FIELDS },
+        );
         go("#/home");
       },
     );
@@ -86,7 +100,11 @@ function loanActions(loan) {
       "div",
       {},
       editTerms(loan),
-      button(t("button.cancel_request"), () => act("cancel_loan", { loan_id: loan.id })),
+      button(
+        t("button.cancel_request"),
+        () => act("cancel_loan", { loan_id: loan.id }),
+        t("confirm.cancel", { amount: kes(loan.principal_cents), name: loan.lender_name }),
+      ),
     );
   }
   if (!mine && loan.state === "active") return lenderActions(loan);
@@ -128,17 +146,20 @@ function editTerms(loan) {
     ],
     t("button.edit"),
     async ({ amount, fee, due }) => {
-      const principalCents = parseKes(amount);
-      if (principalCents === null) throw new Refused(t("error.amount"));
-      const feeCents = readFee(fee);
-      if (!/^\d{4}-\d{2}-\d{2}$/.test(due)) throw new Refused(t("error.due_date"));
-      await act("edit_loan_request", {
-        loan_id: loan.id,
-        base_version: loan.version,
-        principal_cents: principalCents,
-        fee_cents: feeCents,
-        due_date: due,
-      });
+      const principalCents = readPrincipal(amount);
+      const feeCents = readFee(fee, principalCents);
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(due)) throw new Refused(t("error.due_date"), "due");
+      await act(
+        "edit_loan_request",
+        {
+          loan_id: loan.id,
+          base_version: loan.version,
+          principal_cents: principalCents,
+          fee_cents: feeCents,
+          due_date: due,
+        },
+        { fields: TERMS_FIELDS },
+      );
       go("#/home");
     },
   );
@@ -162,6 +183,11 @@ function lenderActions(loan) {
     t("button.write_off", { amount: kes(loan.owed_cents) }),
     async ({ pin }) => {
       requirePin(pin);
+      const question = t("confirm.write_off", {
+        amount: kes(loan.owed_cents),
+        name: loan.borrower_name,
+      });
+      if (!confirm(question)) return;
       await post("write-off", { pin });
       await syncNow();
       go("#/home");
@@ -173,7 +199,11 @@ function lenderActions(loan) {
 async function approve(loan, pin) {
   requirePin(pin);
   // base_version: if the borrower changed the terms since this phone saw them, it is refused.
-  await act("approve_loan", { loan_id: loan.id, base_version: loan.version }, { pin });
+  await act(
+    "approve_loan",
+    { loan_id: loan.id, base_version: loan.version },
+    { pin, fields: MONEY_FIELDS },
+  );
   go("#/home");
 }
 
@@ -191,13 +221,19 @@ export function requestView() {
     t("button.send_request"),
     async (values) => {
       const terms = readTerms(values);
-      await act("request_loan", {
-        loan_id: crypto.randomUUID(),
-        lender_phone: terms.lender,
-        principal_cents: terms.principalCents,
-        fee_cents: terms.feeCents,
-        term_days: terms.days,
-      });
+      const me = await app.store.session();
+      if (me && terms.lender === me.phone) throw new Refused(t("refusal.self"), "lender");
+      await act(
+        "request_loan",
+        {
+          loan_id: crypto.randomUUID(),
+          lender_phone: terms.lender,
+          principal_cents: terms.principalCents,
+          fee_cents: terms.feeCents,
+          term_days: terms.days,
+        },
+        { fields: { ...TERMS_FIELDS, ...LENDER_FIELDS } },
+      );
       go("#/home");
     },
   );
@@ -216,19 +252,35 @@ export function requestView() {
 }
 
 function readTerms({ lender, amount, days, fee }) {
-  const msisdn = readPhone(lender, "error.lender_phone");
-  const principalCents = parseKes(amount);
-  if (principalCents === null) throw new Refused(t("error.amount"));
-  const feeCents = readFee(fee);
+  let msisdn;
+  try {
+    msisdn = readPhone(lender, "error.lender_phone");
+  } catch (error) {
+    throw new Refused(error.message, "lender");
+  }
+  const principalCents = readPrincipal(amount);
+  const feeCents = readFee(fee, principalCents);
   const termDays = Number(days);
   if (!Number.isInteger(termDays) || termDays < 1 || termDays > 365) {
-    throw new Refused(t("error.days"));
+    throw new Refused(t("error.days"), "days");
   }
   return { lender: msisdn, principalCents, feeCents, days: termDays };
 }
 
-export function readFee(text) {
+function readPrincipal(text) {
+  const principalCents = parseKes(text);
+  if (principalCents === null) throw new Refused(t("error.amount"), "amount");
+  if (principalCents < LOAN_CENTS_MIN) throw new Refused(t("error.amount_min"), "amount");
+  return principalCents;
+}
+
+// A fee above the amount lent is refused by the server (domain/loans.py make_terms): say so
+// here, naming the fee's own limit.
+export function readFee(text, principalCents) {
   const feeCents = String(text).trim() === "" || Number(text) === 0 ? 0 : parseKes(text);
-  if (feeCents === null) throw new Refused(t("error.fee"));
+  if (feeCents === null) throw new Refused(t("error.fee"), "fee");
+  if (feeCents > principalCents) {
+    throw new Refused(t("error.fee_max", { amount: kes(principalCents) }), "fee");
+  }
   return feeCents;
 }

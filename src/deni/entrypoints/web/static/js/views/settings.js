@@ -171,6 +171,7 @@ async function downloadMyData() {
 
 async function closeAccount({ pin }) {
   requirePin(pin);
+  if (!confirm(t("confirm.close"))) return;
   await online(() => app.session.call("POST", "/me/close", { pin }));
   await leave(); // nothing of the account stays on this phone either
   app.status.problem = t("status.closed");

@@ -4,8 +4,15 @@ import { Refused, field, form, h, pinField } from "../dom.js";
 import { kes, parseKes, shortTime } from "../format.js";
 import { language, t } from "../i18n.js";
 import { act, app, go, homeLink, requirePin } from "../core.js";
+import { followMpesa } from "../mpesa.js";
 
 const STATEMENT_LINES_SHOWN = 50;
+const MONEY_FIELDS = {
+  insufficient_funds: "amount",
+  invalid_amount: "amount",
+  wrong_pin: "pin",
+  account_locked: "pin",
+};
 
 export function moneyView(name) {
   const keys = {
@@ -28,9 +35,13 @@ export function moneyView(name) {
         t(keys[1]),
         async ({ amount, pin }) => {
           const amountCents = parseKes(amount, { wholeShillings: true });
-          if (amountCents === null) throw new Refused(t("error.whole_shillings"));
+          if (amountCents === null) throw new Refused(t("error.whole_shillings"), "amount");
           if (leaves) requirePin(pin);
-          await act(name, { amount_cents: amountCents }, leaves ? { pin } : {});
+          await act(
+            name,
+            { amount_cents: amountCents },
+            { pin: leaves ? pin : undefined, queued: followMpesa, fields: MONEY_FIELDS },
+          );
           go("#/home");
         },
       ),
