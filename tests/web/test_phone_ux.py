@@ -93,7 +93,10 @@ SLOW_3G = {
     "downloadThroughput": 50 * 1024,  # bytes a second
     "uploadThroughput": 50 * 1024,
 }
-OPEN_MS_MAX = 1_000
+# Not a speed test: one request over this network takes the emulated latency at least, so a
+# first screen shown sooner than that came from the cache without waiting for the network.
+# (Measured here: 150-270 ms; network-first, before the cache came first: 8,300 ms.)
+NO_ROUND_TRIP_MS = SLOW_3G["latency"]
 
 
 def slow_down(page: Page) -> None:
@@ -121,7 +124,7 @@ def slow_down(page: Page) -> None:
         )
 
 
-def test_the_installed_app_opens_from_its_cache_in_under_a_second_on_slow_3g(page: Page) -> None:
+def test_the_installed_app_opens_from_its_cache_without_waiting_for_slow_3g(page: Page) -> None:
     page.set_viewport_size(PHONE)
     page.goto("/app/")
     page.wait_for_function("() => navigator.serviceWorker.controller !== null")
@@ -138,7 +141,7 @@ def test_the_installed_app_opens_from_its_cache_in_under_a_second_on_slow_3g(pag
     )
     assert shown_ms is not None
     print(f"the second open showed its first screen after {shown_ms:.0f} ms")
-    assert shown_ms < OPEN_MS_MAX
+    assert shown_ms < NO_ROUND_TRIP_MS
 
 
 def test_refusals_land_next_to_their_field_in_the_members_language_before_anything_waits(
