@@ -301,13 +301,7 @@ def post_payout(
         _record_overpayment(uow, request, receipt=receipt, now=now)
     else:
         ledger.post_hold(uow, hold_id=hold.id, receipt=receipt, now=now)
-    request.state, request.receipt = RequestState.SUCCEEDED, receipt
-    request.result_code, request.result_desc = SUCCESS, desc[:DESC_CHARS_MAX]
-    request.next_check_at = None
-    request.awaiting_decision = False
-    request.claimed_failure_code, request.claimed_failure_desc = None, ""
-    uow.mpesa_requests.save(request, now)
-    record_event(uow, request, EventKind.SETTLED, f"paid, receipt {receipt}: {desc}", now=now)
+    _succeeded(uow, request, receipt=receipt, desc=desc, done="paid", now=now)
     audit_request(uow, request, "mpesa_payout_paid", now)
 
 
@@ -523,14 +517,22 @@ def post_reversal(
         if payment.state is not SuspenseState.ASSIGNING:
             payment.state = SuspenseState.REVERSED
             uow.suspense.save(payment)
+    _succeeded(uow, request, receipt=receipt, desc=desc, done="reversed", now=now)
+    audit_request(uow, request, "mpesa_reversal_succeeded", now)
+
+
+def _succeeded(
+    uow: UnitOfWork, request: MpesaRequest, *, receipt: str, desc: str, done: str, now: datetime
+) -> None:
+    """An asynchronous request M-PESA says it carried out: settled, with its receipt, and no
+    claim of failure or decision left waiting."""
     request.state, request.receipt = RequestState.SUCCEEDED, receipt
     request.result_code, request.result_desc = SUCCESS, desc[:DESC_CHARS_MAX]
     request.next_check_at = None
     request.awaiting_decision = False
     request.claimed_failure_code, request.claimed_failure_desc = None, ""
     uow.mpesa_requests.save(request, now)
-    record_event(uow, request, EventKind.SETTLED, f"reversed, receipt {receipt}: {desc}", now=now)
-    audit_request(uow, request, "mpesa_reversal_succeeded", now)
+    record_event(uow, request, EventKind.SETTLED, f"{done}, receipt {receipt}: {desc}", now=now)
 
 
 def _reversal_entry(
