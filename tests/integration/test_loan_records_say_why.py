@@ -599,9 +599,10 @@ def test_requests_answered_today_still_count_against_the_daily_bound(deni: Deni)
     request(deni, borrower, register(deni))  # another lender: only the daily total counts
 
 
-def test_the_borrower_hears_which_loan_reached_their_wallet(deni: Deni) -> None:
+def test_the_borrower_hears_which_loan_was_paid_out(deni: Deni) -> None:
     _, borrower, loan = active(deni)
-    assert ("loan_disbursed", loan.id) in notifications(deni, borrower)
+    # Loans go on to the borrower's M-PESA unless they chose to keep them in the wallet.
+    assert ("loan_disbursed_mpesa", loan.id) in notifications(deni, borrower)
 
 
 def test_system_repayments_with_their_own_keys_are_each_applied(deni: Deni) -> None:
