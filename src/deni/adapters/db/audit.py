@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, bindparam, select, update
 
@@ -108,22 +109,24 @@ class SqlAuditRepository:
 
     def _rows(self, *where: ColumnElement[bool], limit: int) -> list[AuditRecord]:
         query = select(t.audit_log).where(*where).order_by(t.audit_log.c.seq).limit(limit)
-        return [
-            AuditRecord(
-                seq=row.seq,
-                at=row.at,
-                actor_id=row.actor_id,
-                channel=row.channel,
-                command=row.command,
-                details=row.details,
-                prev_hash=row.prev_hash,
-                hash=row.hash,
-            )
-            for row in self._connection.execute(query)
-        ]
+        return [audit_record(row) for row in self._connection.execute(query)]
 
     def head(self) -> tuple[int, str]:
         row = self._connection.execute(
             select(t.audit_head).where(t.audit_head.c.id == AUDIT_HEAD_ID)
         ).one()
         return int(row.seq), str(row.hash)
+
+
+def audit_record(row: Any) -> AuditRecord:
+    """One stored row of the audit chain, as the domain reads it."""
+    return AuditRecord(
+        seq=int(row.seq),
+        at=row.at,
+        actor_id=row.actor_id,
+        channel=row.channel,
+        command=row.command,
+        details=row.details,
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )

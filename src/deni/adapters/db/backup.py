@@ -23,9 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from alembic.script import ScriptDirectory
-
-from deni.adapters.db.migrate import alembic_config
+from deni.adapters.db.migrate import code_revisions
 
 # A WAL-mode database keeps these beside its main file; they belong to that file alone.
 SIDE_FILES = ("-wal", "-shm", "-journal")
@@ -59,14 +57,6 @@ class Restored:
     forced: bool
 
 
-def _revisions() -> tuple[set[str], str]:
-    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
-    known = {revision.revision for revision in script.walk_revisions()}
-    head = script.get_current_head()
-    assert head is not None
-    return known, head
-
-
 def check_backup(path: Path) -> BackupFile:
     """A backup file Deni can restore: a SQLite database that passes `integrity_check`, whose
     schema is at a revision of Deni's migrations. Raises BackupRefused saying what is wrong."""
@@ -92,7 +82,7 @@ def check_backup(path: Path) -> BackupFile:
         raise BackupRefused(f"{path} is not a usable SQLite database ({error}).") from error
     finally:
         connection.close()
-    known, head = _revisions()
+    head, known = code_revisions()
     if len(rows) != 1 or rows[0][0] not in known:
         found = ", ".join(str(row[0]) for row in rows) or "none"
         raise BackupRefused(

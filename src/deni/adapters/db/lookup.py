@@ -8,11 +8,11 @@ outbox's sealed text is never selected; LIKE patterns escape what they were give
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, false, func, or_, select, tuple_
 
 from deni.adapters.db import tables as t
+from deni.adapters.db.audit import audit_record
 from deni.adapters.db.ledger import _hold
 from deni.adapters.db.mpesa import tables as m
 from deni.adapters.db.mpesa.claims import _claim
@@ -234,17 +234,4 @@ class SqlLookupQueries:
         if not matches:
             return []
         query = select(t.audit_log).where(or_(*matches)).order_by(a.seq.desc())
-        return [_chain_row(row) for row in self._connection.execute(query.limit(_bounded(limit)))]
-
-
-def _chain_row(row: Any) -> ChainRow:
-    return ChainRow(
-        seq=int(row.seq),
-        at=row.at,
-        actor_id=row.actor_id,
-        channel=row.channel,
-        command=row.command,
-        details=row.details,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+        return [audit_record(row) for row in self._connection.execute(query.limit(_bounded(limit)))]

@@ -47,7 +47,7 @@ class SchemaStatus:
 
 
 @cache
-def _scripts() -> tuple[str, frozenset[str]]:
+def code_revisions() -> tuple[str, frozenset[str]]:
     """This code's head revision and every revision it knows, read from the migration files
     once per process."""
     scripts = ScriptDirectory.from_config(alembic_config("sqlite://"))
@@ -56,12 +56,12 @@ def _scripts() -> tuple[str, frozenset[str]]:
 
 
 def code_head() -> str:
-    return _scripts()[0]
+    return code_revisions()[0]
 
 
 def schema_status(connection: Connection) -> SchemaStatus:
     """One read of the alembic_version table (none: "missing")."""
-    head, known = _scripts()
+    head, known = code_revisions()
     current = MigrationContext.configure(connection).get_current_heads()
     revision = "+".join(sorted(current)) or None
     if not current:
