@@ -37,13 +37,18 @@ class Services(Protocol):
     def clock(self) -> Clock: ...
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
 def shows_number(number: str, text: str) -> bool:
     """Whether `number` stands alone in `text`, not inside a longer run of letters and digits.
 
     A log line's microseconds ("09:31:38.105678Z"), a UUID or a hex digest ("…a3817f…") hold
-    any four digits now and then, so a plain substring check for a PIN fails at random.
+    any four digits now and then, so a plain substring check for a PIN fails at random. A
+    UUID's groups stand between hyphens, so UUIDs are taken out before looking.
     """
-    return re.search(rf"(?<![0-9A-Za-z]){re.escape(number)}(?![0-9A-Za-z])", text) is not None
+    without_uuids = _UUID.sub(" ", text)
+    return re.search(rf"(?<![0-9A-Za-z]){re.escape(number)}(?![0-9A-Za-z])", without_uuids) is not None
 
 
 def next_phone() -> str:
