@@ -88,6 +88,23 @@ def test_the_public_paths_are_unchanged_in_production(production_client: TestCli
     assert_error(production_client.get("/api/v1/wallet"), 401, "unauthorized")
 
 
+@pytest.mark.parametrize("path", ["/health/ready", "/health"])
+def test_readiness_details_are_for_operators_in_production(
+    production_client: TestClient, path: str
+) -> None:
+    """A load balancer reads the status; the schema's revisions and the worker's heartbeat
+    age are for the operators."""
+    public = production_client.get(path).json()
+    assert public["status"] == "ok"
+    assert public["checks"]["schema"] == {"state": "ok"}
+    assert all(set(check) == {"state"} for check in public["checks"].values())
+    bearer = {"Authorization": f"Bearer {OPS_TOKEN}"}
+    detailed = production_client.get(path, headers=bearer).json()
+    assert detailed["checks"]["schema"]["revision"] == detailed["checks"]["schema"]["head"]
+    wrong = {"Authorization": "Bearer " + OPS_TOKEN[:-1] + "0"}
+    assert production_client.get(path, headers=wrong).json() == public
+
+
 @pytest.mark.parametrize("path", OPS_PATHS)
 def test_development_and_test_keep_them_open(client: TestClient, path: str) -> None:
     assert client.get(path).status_code == 200
