@@ -54,6 +54,7 @@ def test_the_dashboard_shows_liabilities_and_loans(deni: Deni, staff: MakeStaff)
     page = staff("fatuma", Role.FINANCE).client.get("/ops/").text
     assert "KES 1,500.00" in page  # wallets: 500 with the lender, 1,000 with the borrower
     assert "active" in page
+    assert "nothing to compare yet" in page  # no balance report received
 
 
 def test_reports_download_as_csv_and_add_up_to_the_ledger(deni: Deni, staff: MakeStaff) -> None:
