@@ -29,7 +29,7 @@ BACKOFF_S_MAX = 3_600
 # still found), short enough that each tick reads little. A worker down for longer than this
 # pushes nothing of what happened meanwhile; the notifications and their SMS are still there.
 LOOKBACK_S = 600
-EXPIRATION_MS_MAX = 10 * 365 * 24 * 3_600 * 1_000  # past 2286 as epoch ms: refused
+EXPIRATION_MS_MAX = 10**13  # epoch milliseconds: the year 2286; past it, not a time
 
 
 @dataclass(frozen=True, slots=True)
