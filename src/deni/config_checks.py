@@ -358,10 +358,14 @@ def _push_problems(settings: Settings) -> list[str]:
         if public is None:
             problems.append("DENI_VAPID_PRIVATE_KEY is not a P-256 private key")
         elif settings.vapid_public_key.strip().rstrip("=") != public:
-            problems.append("DENI_VAPID_PUBLIC_KEY must be the public half of DENI_VAPID_PRIVATE_KEY")
+            problems.append(
+                "DENI_VAPID_PUBLIC_KEY must be the public half of DENI_VAPID_PRIVATE_KEY"
+            )
     subject = settings.vapid_subject
     if not subject.startswith(("mailto:", "https://")) or subject.endswith(".invalid"):
-        problems.append("DENI_VAPID_SUBJECT must be a mailto: or https:// contact for push services")
+        problems.append(
+            "DENI_VAPID_SUBJECT must be a mailto: or https:// contact for push services"
+        )
     return problems
 
 

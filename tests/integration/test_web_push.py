@@ -37,7 +37,9 @@ def tick(deni: Deni) -> None:
     assert keeper.deliver_push() is not None
 
 
-def subscribe(client: TestClient, who: ApiUser, subscription: dict[str, object]) -> dict[str, object]:
+def subscribe(
+    client: TestClient, who: ApiUser, subscription: dict[str, object]
+) -> dict[str, object]:
     response = client.put("/api/v1/me/push/subscription", json=subscription, headers=who.headers)
     assert response.status_code == 200, response.text
     body: dict[str, object] = response.json()

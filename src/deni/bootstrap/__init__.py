@@ -69,7 +69,6 @@ from deni.services.monitoring_ports import MonitoringReads
 from deni.services.mpesa.ports import MpesaDeps, MpesaGateway, MpesaPolicy
 from deni.services.mpesa.requests import MpesaOutbox
 from deni.services.ops.ports import SeedSealer
-from deni.services.push_ports import PushDeps, PushSender
 from deni.services.ports import (
     AccessTokens,
     Clock,
@@ -81,6 +80,7 @@ from deni.services.ports import (
     SmsSender,
     UnitOfWorkFactory,
 )
+from deni.services.push_ports import PushDeps, PushSender
 from deni.services.ussd_ports import UssdReads
 
 __all__ = [
@@ -329,9 +329,7 @@ def bootstrap(
     )
 
 
-def _push(
-    settings: Settings, engine: Engine, clock: Clock, sender: PushSender | None
-) -> PushDeps:
+def _push(settings: Settings, engine: Engine, clock: Clock, sender: PushSender | None) -> PushDeps:
     """Web Push: the VAPID key from the settings (production cannot start without one), or in
     development and test a stable one derived from the pepper."""
     if sender is None:

@@ -1,6 +1,7 @@
-"""Background housekeeping in a thread: SMS and Web Push delivery every few seconds, the loan sweep every
-minute or so, and with it the pruning of what must not be kept (idempotency keys past their
-retention, hashes of expired reset codes, the fake outbox's sealed texts, the sync log).
+"""Background housekeeping in a thread: SMS and Web Push delivery every few seconds, the loan
+sweep every minute or so, and with it the pruning of what must not be kept (idempotency keys
+past their retention, hashes of expired reset codes, the fake outbox's sealed texts, the sync
+log).
 Bootstrap starts it in a serving process (`deni serve`, the embedded default) and in
 `deni worker` when DENI_SWEEP_INTERVAL_S or DENI_SMS_INTERVAL_S is above zero.
 

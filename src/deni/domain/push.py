@@ -166,7 +166,8 @@ def topic_for(notification_id: str) -> str:
     """The push's Topic header: the notification's id without its dashes (32 hex characters),
     so a resend of the same notification replaces the one the push service still holds."""
     topic = notification_id.replace("-", "")[:TOPIC_CHARS_MAX]
-    assert topic and all(c.isalnum() for c in topic)
+    assert topic
+    assert all(c.isalnum() for c in topic)
     return topic
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from deni.domain import push as rules
-from deni.ids import new_id
 from deni.domain.errors import ValidationFailed
+from deni.ids import new_id
 from deni.services.push_ports import PushDeps, PushNotSent, PushSettings, PushSubscription
 
 BATCH_MAX = 100
@@ -86,9 +86,7 @@ def subscribe(
         created_at=now,
         expires_at=expires_at,
     )
-    deps.store.save_subscription(
-        subscription, keep_max=rules.SUBSCRIPTIONS_PER_MEMBER_MAX, now=now
-    )
+    deps.store.save_subscription(subscription, keep_max=rules.SUBSCRIPTIONS_PER_MEMBER_MAX, now=now)
     return settings_of(deps, user_id=user_id)
 
 
@@ -162,7 +160,11 @@ def deliver(
                 gone += 1
             elif error.permanent or attempt >= attempts_max:
                 deps.store.mark_failed(
-                    pending.notification_id, subscription.id, now=at, error=str(error), retry_at=None
+                    pending.notification_id,
+                    subscription.id,
+                    now=at,
+                    error=str(error),
+                    retry_at=None,
                 )
                 failed += 1
             else:

@@ -3,9 +3,10 @@
 Kept, because Deni must keep financial records (and cannot edit them): the ledger, loans and
 repayments, M-PESA requests, the callback inbox and suspense, and the hash-chained audit log.
 Erased: the name, phone number and PIN hash on the user's row (the account stays, closed, so
-the records above still point somewhere), notifications and their SMS and push delivery rows, the browsers subscribed to pushes, what the
-fake SMS gateway kept for the number, sessions (refresh tokens), reset codes, stored API
-answers, M-PESA preferences, and everything sync kept for the person's devices.
+the records above still point somewhere), notifications and their SMS and push delivery rows,
+the browsers subscribed to Web Push and the events chosen for them, what the fake SMS gateway
+kept for the number, sessions (refresh tokens), reset codes, stored API answers, M-PESA
+preferences, and everything sync kept for the person's devices.
 
 An unproven account whose number its proven owner takes (release_phone) loses only the number
 and what depends on it: its sessions, its reset code, and SMS not yet sent. Its name, PIN hash,

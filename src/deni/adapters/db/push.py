@@ -248,7 +248,9 @@ class SqlPushStore:
         with self._engine.begin() as connection:
             connection.execute(
                 update(d)
-                .where(d.c.notification_id == notification_id, d.c.subscription_id == subscription_id)
+                .where(
+                    d.c.notification_id == notification_id, d.c.subscription_id == subscription_id
+                )
                 .values(
                     state=state,
                     claimed_until=None,

@@ -57,9 +57,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.String(200), nullable=False),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("updated_at", UtcDateTime(), nullable=False),
-        sa.PrimaryKeyConstraint(
-            "notification_id", "subscription_id", name="pk_push_deliveries"
-        ),
+        sa.PrimaryKeyConstraint("notification_id", "subscription_id", name="pk_push_deliveries"),
         sa.ForeignKeyConstraint(
             ["notification_id"],
             ["notifications.id"],
@@ -76,9 +74,7 @@ def upgrade() -> None:
         "push_deliveries",
         ["state", "next_attempt_at"],
     )
-    op.create_index(
-        "ix_push_deliveries_subscription_id", "push_deliveries", ["subscription_id"]
-    )
+    op.create_index("ix_push_deliveries_subscription_id", "push_deliveries", ["subscription_id"])
     op.create_index("ix_notifications_created_at", "notifications", ["created_at"])
 
 
