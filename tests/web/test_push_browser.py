@@ -36,6 +36,10 @@ from tests.support.push import (
 )
 
 PIN = "2468"
+SOME_SHOWN = """async () => {
+    const registration = await navigator.serviceWorker.ready;
+    return (await registration.getNotifications()).length > 0;
+}"""
 TIMEOUT_MS = 10_000
 
 # PushManager answered in the page: the subscription the test's browser keys make.
@@ -188,9 +192,7 @@ def test_a_member_turns_pushes_on_chooses_events_and_a_push_opens_the_loan(
     registration = registration_id(cdp, page, f"{web_server.url}/app/")
     deliver = {"origin": web_server.url, "registrationId": registration}
     cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": json.dumps(message)})
-    page.wait_for_function(
-        """async () => (await (await navigator.serviceWorker.ready).getNotifications()).length > 0"""
-    )
+    page.wait_for_function(SOME_SHOWN)
     [shown] = shown_notifications(page)
     assert shown["title"] == "Deni"
     assert shown["body"] == message["body"]
@@ -235,9 +237,7 @@ def test_a_push_that_is_not_json_still_shows_and_opens_only_the_app(
     hostile = json.dumps({"id": "x", "body": "hi", "url": "https://evil.example/x"})
     for data in ("not json", hostile):
         cdp.send("ServiceWorker.deliverPushMessage", {**deliver, "data": data})
-    page.wait_for_function(
-        """async () => (await (await navigator.serviceWorker.ready).getNotifications()).length > 0"""
-    )
+    page.wait_for_function(SOME_SHOWN)
     page.wait_for_timeout(300)
     shown = shown_notifications(page)
     assert len(shown) == 2
