@@ -146,3 +146,22 @@ def test_closing_the_account_forgets_its_browsers_and_what_waited_for_them(
             count = connection.execute(select(func.count()).select_from(table)).scalar_one()
             assert count == 0, table.name
     assert push.deliver(deni.push).sent == 0
+
+
+def test_the_data_export_names_the_browsers_and_the_chosen_events(
+    client: TestClient, deni: Deni
+) -> None:
+    member = api_user(client, deni)
+    client.put(
+        "/api/v1/me/push/subscription",
+        json=Browser().subscription(ENDPOINT),
+        headers=member.headers,
+    )
+    client.put("/api/v1/me/push/kinds", json={"kinds": ["overdue"]}, headers=member.headers)
+    exported = client.get("/api/v1/me/export", headers=member.headers)
+    assert exported.status_code == 200, exported.text
+    web_push = exported.json()["web_push"]
+    assert web_push["kinds"] == ["overdue"]
+    [browser] = web_push["browsers"]
+    assert browser["endpoint"] == ENDPOINT
+    assert "auth" not in browser  # the browser's secret stays where it is needed

@@ -111,6 +111,12 @@ def settings_of(deps: PushDeps, *, user_id: str) -> PushSettings:
     return PushSettings(kinds=rules.PUSH_KINDS if kinds is None else kinds, subscriptions=count)
 
 
+def export_of(deps: PushDeps, *, user_id: str) -> tuple[PushSettings, list[PushSubscription]]:
+    """What Deni keeps of a member's Web Push, for their data export: the chosen events and
+    their browsers' subscriptions."""
+    return settings_of(deps, user_id=user_id), deps.store.subscriptions_of(user_id)
+
+
 def deliver(
     deps: PushDeps, *, batch: int = BATCH_MAX, attempts_max: int = ATTEMPTS_MAX
 ) -> PushReport:
