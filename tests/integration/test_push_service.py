@@ -78,6 +78,13 @@ def ask(deni: Deni, borrower: User, lender: User) -> str:
         "https://push.example/x#frag",
         "https://push.example/" + "a" * 1100,
         "https://push.example/a b",
+        "https://push.example/not-a-push-service",
+        "https://169.254.169.254/latest/meta-data",
+        "https://localhost/push",
+        "https://fcm.googleapis.com.evil.example/x",
+        "https://evilfcm.googleapis.com.example/x",
+        "https://fcm.googleapis.com:8443/fcm/send/x",
+        "http://127.0.0.1/push",  # loopback, but no port: not the test's service
         "javascript:alert(1)",
         "",
     ],
@@ -88,6 +95,19 @@ def test_an_endpoint_that_is_no_push_service_is_refused(deni: Deni, endpoint: st
         subscribe(deni, user, endpoint)
     assert refused.value.code == "invalid_push_endpoint"
     assert push.settings_of(deni.push, user_id=user.id).subscriptions == 0
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://fcm.googleapis.com/fcm/send/dGVzdA:APA91b",
+        "https://updates.push.services.mozilla.com/wpush/v2/gAAAA",
+        "https://wns2-par02p.notify.windows.com/w/?token=BQYAAA",
+        "https://web.push.apple.com/QGuQyavXutnMH",
+    ],
+)
+def test_the_browsers_push_services_are_taken(deni: Deni, endpoint: str) -> None:
+    assert subscribe(deni, register(deni), endpoint).subscriptions == 1
 
 
 def test_plain_http_to_loopback_is_for_the_test_environment_only(deni: Deni) -> None:

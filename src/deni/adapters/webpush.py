@@ -87,6 +87,7 @@ class PyWebPushSender:
         self._public_key = public_key_text(private_key)
         self._subject = subject
         self._session = requests.Session()
+        self._session.max_redirects = 0  # a push service answers; it never sends us elsewhere
 
     @property
     def public_key(self) -> str:

@@ -63,7 +63,17 @@ PAYLOAD_BYTES_MAX = 3_000
 BODY_CHARS_MAX = 918  # an SMS body's own bound (six parts); ours aim at one
 PUSH_TTL_S = 24 * 3_600  # a push not delivered within a day is not worth showing
 TOPIC_CHARS_MAX = 32  # RFC 8030: at most 32 characters of the URL-safe base64 alphabet
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# The push services browsers subscribe with (Chrome and Android, Firefox, Edge, Safari), by the
+# end of their host names. The worker posts to whatever endpoint a member gave, so any other
+# host is refused: no member can make Deni's servers call an address of their choosing.
+PUSH_SERVICE_HOSTS: tuple[str, ...] = (
+    "fcm.googleapis.com",
+    "android.googleapis.com",
+    "push.services.mozilla.com",
+    "notify.windows.com",
+    "push.apple.com",
+)
 APP_PATH = "/app/"
 
 
@@ -92,9 +102,10 @@ def _b64url(raw: bytes) -> str:
 
 
 def check_endpoint(endpoint: str, *, allow_loopback_http: bool) -> str:
-    """The endpoint as given, if a push service may be reached there: https, a host, no user
-    name or fragment; plain http only to this machine's loopback, and only when allowed (the
-    test environment's local push endpoint)."""
+    """The endpoint as given, if it is a browser's push service: https to a known push
+    service's host (PUSH_SERVICE_HOSTS), no user name, port or fragment; plain http only to
+    this machine's loopback, and only when allowed (the test environment's local push
+    service)."""
     if not endpoint or len(endpoint) > ENDPOINT_CHARS_MAX or not endpoint.isascii():
         raise ValidationFailed("endpoint is not a push service URL.", code="invalid_push_endpoint")
     if any(c.isspace() or not c.isprintable() for c in endpoint):
@@ -109,12 +120,20 @@ def check_endpoint(endpoint: str, *, allow_loopback_http: bool) -> str:
     host = (parts.hostname or "").lower()
     if not host or parts.username or parts.password or parts.fragment:
         raise ValidationFailed("endpoint is not a push service URL.", code="invalid_push_endpoint")
-    if parts.scheme == "https":
+    if parts.scheme == "http" and allow_loopback_http and host in LOOPBACK_HOSTS and port:
         return endpoint
-    loopback = host in LOOPBACK_HOSTS or host == "::1"
-    if parts.scheme == "http" and allow_loopback_http and loopback and port is not None:
-        return endpoint
-    raise ValidationFailed("endpoint must be an https:// URL.", code="invalid_push_endpoint")
+    if parts.scheme != "https":
+        raise ValidationFailed("endpoint must be an https:// URL.", code="invalid_push_endpoint")
+    if port not in (None, 443) or not is_push_service(host):
+        raise ValidationFailed(
+            "endpoint is not a browser's push service.", code="invalid_push_endpoint"
+        )
+    return endpoint
+
+
+def is_push_service(host: str) -> bool:
+    """One of the known push services' hosts, or a host under one of them."""
+    return any(host == known or host.endswith("." + known) for known in PUSH_SERVICE_HOSTS)
 
 
 def check_subscription(
