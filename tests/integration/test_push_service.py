@@ -154,6 +154,23 @@ def test_a_member_keeps_at_most_five_browsers_the_newest(deni: Deni, clock: Manu
     assert kept == [f"{ENDPOINT}/{n}" for n in range(2, 7)]
 
 
+def test_subscribing_again_keeps_the_browser_and_what_waits_for_it(
+    deni: Deni, clock: ManualClock, sender: FakePushSender
+) -> None:
+    lender, borrower = register(deni), register(deni)
+    subscribe(deni, lender)
+    [first] = deni.push.store.subscriptions_of(lender.id)
+    ask(deni, borrower, lender)
+    clock.advance(timedelta(seconds=5))
+    newer = Browser()
+    subscribe(deni, lender, p256dh=newer.p256dh, auth=newer.auth)
+    [kept] = deni.push.store.subscriptions_of(lender.id)
+    assert (kept.id, kept.created_at) == (first.id, first.created_at)
+    assert (kept.p256dh, kept.auth) == (newer.p256dh, newer.auth)
+    push.deliver(deni.push)
+    assert [p.message["kind"] for p in sender.sent] == ["loan_requested"]
+
+
 def test_a_browser_belongs_to_whoever_subscribed_it_last(
     deni: Deni, sender: FakePushSender
 ) -> None:

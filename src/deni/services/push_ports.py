@@ -48,8 +48,9 @@ class PushStore(Protocol):
     def save_subscription(
         self, subscription: PushSubscription, *, keep_max: int, now: datetime
     ) -> None:
-        """Insert, or take over the row with the same endpoint (a browser signed in again,
-        maybe as another member); then drop this member's oldest beyond `keep_max`."""
+        """Insert; or, for an endpoint already kept, update its keys (the same member) or take
+        it over (another member signed in on that browser); then drop this member's oldest
+        beyond `keep_max`."""
         ...
 
     def delete_subscription(self, *, user_id: str, endpoint: str) -> bool:

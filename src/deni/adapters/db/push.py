@@ -43,11 +43,23 @@ class SqlPushStore:
         s = push_subscriptions
         with self._engine.begin() as connection:
             found = connection.execute(
-                select(s.c.id).where(s.c.endpoint == subscription.endpoint)
+                select(s.c.id, s.c.user_id).where(s.c.endpoint == subscription.endpoint)
             ).first()
+            if found is not None and found.user_id == subscription.user_id:
+                # The same browser of the same member: its newest keys, the rest as it was.
+                connection.execute(
+                    update(s)
+                    .where(s.c.id == found.id)
+                    .values(
+                        p256dh=subscription.p256dh,
+                        auth=subscription.auth,
+                        expires_at=subscription.expires_at,
+                    )
+                )
+                return
             if found is not None:
-                # The same browser again: it belongs to whoever subscribed it last, with its
-                # newest keys; what was still waiting for the old owner is not sent.
+                # The same browser, another member signed in: it belongs to whoever subscribed
+                # it last; what was still waiting for the first member is not sent.
                 self._drop(connection, [found.id])
             connection.execute(
                 s.insert().values(
