@@ -157,6 +157,7 @@ def test_a_member_turns_pushes_on_chooses_events_and_a_push_opens_the_loan(
     assert b64url(bytes(server_key)) == push.public_key(deni.push)
 
     # Every event is on at first; the member keeps only loan requests and security.
+    card.get_by_text("Chagua kinachoonyeshwa kwenye simu zangu").click()
     boxes = card.locator("input[name=kind]")
     assert boxes.count() == len(rules.PUSH_KINDS)
     for kind in rules.PUSH_KINDS:
@@ -167,6 +168,7 @@ def test_a_member_turns_pushes_on_chooses_events_and_a_push_opens_the_loan(
     settings = push.settings_of(deni.push, user_id=lender.id)
     assert settings.kinds == ("loan_requested", "pin_locked")
     page.reload()
+    page.locator("#push summary").click()
     expect(page.locator("#push input[value=loan_requested]")).to_be_checked()
     expect(page.locator("#push input[value=loan_approved]")).not_to_be_checked()
 

@@ -74,7 +74,6 @@ function kindsForm(settings, say) {
   const element = h(
     "form",
     { novalidate: true, id: "push-kinds" },
-    h("p", {}, t("push.choose")),
     groups,
     problem,
     h("button", { type: "submit" }, t("push.save")),
@@ -94,7 +93,8 @@ function kindsForm(settings, say) {
       delete element.dataset.busy;
     }
   });
-  return element;
+  // Folded: two dozen boxes would bury the rest of Settings on a phone.
+  return h("details", { id: "push-choices" }, h("summary", {}, t("push.choose")), element);
 }
 
 export function pushSection() {
