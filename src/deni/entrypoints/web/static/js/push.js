@@ -19,6 +19,15 @@ function keyBytes(base64url) {
   return Uint8Array.from(text, (c) => c.charCodeAt(0));
 }
 
+// Whether the browser's subscription was made with this key (a browser that does not say is
+// believed).
+function sameKey(subscription, key) {
+  const made = subscription.options?.applicationServerKey;
+  if (!made) return true;
+  const [a, b] = [new Uint8Array(made), keyBytes(key)];
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
 async function browserSubscription() {
   const registration = await navigator.serviceWorker.ready;
   return { registration, subscription: await registration.pushManager.getSubscription() };
@@ -31,6 +40,10 @@ async function turnOn() {
   const { public_key: key } = await online(() => app.session.call("GET", "/push/key"));
   const { registration, subscription: old } = await browserSubscription();
   let subscription = old;
+  if (subscription && !sameKey(subscription, key)) {
+    await subscription.unsubscribe(); // made with a key Deni no longer signs with
+    subscription = null;
+  }
   if (!subscription) {
     try {
       subscription = await registration.pushManager.subscribe({
