@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.fakes import ManualClock
 from tests.support.api import assert_error
+from tests.support.settings import VAPID_PRIVATE_KEY, VAPID_PUBLIC_KEY
 
 from deni.adapters.security import PepperedArgon2PinHasher
 from deni.bootstrap import bootstrap
@@ -35,6 +36,9 @@ def _production(database_url: str, **changes: str) -> Settings:
         "sms_interval_s": "0",
         "session_store": "sql",
         "ussd_allowed_ips": "196.201.214.200",
+        "vapid_private_key": VAPID_PRIVATE_KEY,
+        "vapid_public_key": VAPID_PUBLIC_KEY,
+        "vapid_subject": "mailto:operations@deni.example.co.ke",
         **changes,
     }
     return Settings(**values)  # type: ignore[arg-type]

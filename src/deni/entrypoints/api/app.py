@@ -34,6 +34,7 @@ from deni.entrypoints.api.routes import (
     mpesa,
     notifications,
     privacy,
+    push,
     sync,
     wallet,
 )
@@ -50,6 +51,7 @@ API_PREFIX = "/api/v1"
 ROUTE_BODY_BYTES_MAX = (
     (f"{API_PREFIX}/auth/", 4 * 1024),  # a phone, a name, a PIN, a code: nobody signed in yet
     (f"{API_PREFIX}/sync/push", sync.PUSH_BODY_BYTES_MAX),
+    (f"{API_PREFIX}/me/push/", push.BODY_BYTES_MAX),  # a browser's Web Push subscription
     ("/hooks/", hooks.BODY_BYTES_MAX),
 )
 STATUS_BY_KIND = {
@@ -94,6 +96,7 @@ def create_app(deni: Deni) -> FastAPI:
         wallet.router,
         loans.router,
         notifications.router,
+        push.router,  # Web Push to the web app (docs/notifications.md)
         mpesa.router,
         sync.router,  # offline sync (docs/sync.md)
         book.router,  # the member's own book: GET /me/book, /me/history

@@ -7,7 +7,7 @@
 // Bump VERSION with every release: a changed sw.js makes browsers install it anew, which fetches
 // every file of the release together (no page mixing two releases' modules).
 
-const VERSION = "deni-app-5";
+const VERSION = "deni-app-6";
 const SHELL = [
   "./",
   "index.html",
@@ -22,6 +22,8 @@ const SHELL = [
   "js/format.js",
   "js/i18n.js",
   "js/mpesa.js",
+  "js/push.js",
+  "js/push-sw.js",
   "js/store.js",
   "js/sync.js",
   "js/views/account.js",
@@ -31,6 +33,8 @@ const SHELL = [
   "js/views/settings.js",
   "js/views/wallet.js",
 ];
+
+importScripts("js/push-sw.js"); // Web Push: showing a push, opening the app on a tap
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
