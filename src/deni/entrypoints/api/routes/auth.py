@@ -17,6 +17,7 @@ from deni.entrypoints.api.deps import (
     idempotency_key,
 )
 from deni.entrypoints.api.idempotency import run_idempotent
+from deni.entrypoints.api.json_body import TextJsonRoute
 from deni.entrypoints.api.schemas import (
     ChangePinIn,
     EmptyOut,
@@ -38,7 +39,7 @@ from deni.services.mpesa import claims
 from deni.services.ports import UnitOfWorkFactory
 from deni.services.users import Session
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=TextJsonRoute)
 
 
 def _session_out(session: Session) -> SessionOut:

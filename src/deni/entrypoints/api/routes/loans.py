@@ -11,6 +11,7 @@ from deni.domain.loans import Loan, LoanState
 from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
+from deni.entrypoints.api.json_body import TextJsonRoute
 from deni.entrypoints.api.schemas import (
     ApproveIn,
     EmptyIn,
@@ -28,7 +29,7 @@ from deni.entrypoints.api.schemas import (
 from deni.services import loans, queries, reminders
 from deni.services.ports import LIST_PAGE_MAX, UnitOfWorkFactory
 
-router = APIRouter(prefix="/loans", tags=["loans"])
+router = APIRouter(prefix="/loans", tags=["loans"], route_class=TextJsonRoute)
 LOAN_ID_CHARS_MAX = 64
 
 
