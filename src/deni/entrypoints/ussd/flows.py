@@ -28,7 +28,7 @@ from deni.domain.users import nairobi_today
 from deni.entrypoints.ussd.render import plain, say
 from deni.entrypoints.ussd.screens import Finish, Goto, Item, Params, Reject, Step
 from deni.i18n import format_day, format_kes
-from deni.services import book, loans, pin_reset, privacy, reminders, users, ussd
+from deni.services import book, limits, loans, pin_reset, privacy, reminders, users, ussd
 from deni.services.mpesa import preferences
 from deni.services.ports import Clock
 from deni.services.ussd import QueuedMpesa
@@ -323,6 +323,7 @@ def parse_lender(ctx: Ctx, raw: str) -> object:
         raise Reject("ussd.err_phone") from error
     if phone == ctx.state.phone:
         raise Reject("ussd.err_self")
+    limits.limit_lender_lookup(ctx.deni.limit_counters, member_id=ctx.user_id, now=ctx.now)
     lender = ctx.reads.member(phone)
     if lender is None:
         raise Reject("ussd.err_not_on_deni")
