@@ -73,3 +73,12 @@ def test_every_api_route_decodes_its_body_as_text() -> None:
             assert isinstance(route, TextJsonRoute), (module_info.name, route)
             checked += 1
     assert checked > 40
+
+
+def test_a_utf16_body_with_a_lone_surrogate_is_malformed_too(
+    client: TestClient, deni: Deni
+) -> None:
+    member = api_user(client, deni, name="Surrogate Tester")
+    headers = {**member.with_key(), "content-type": "application/json"}
+    body = '{"name":"ab'.encode("utf-16-le") + b"\x00\xd8" + '"}'.encode("utf-16-le")
+    assert_error(client.patch("/api/v1/me", content=body, headers=headers), 400, "malformed_json")

@@ -21,6 +21,8 @@ def loads_text(body: bytes) -> Any:
     """json.loads, refusing any string (a key or a value, however deep) that is not Unicode
     text. The bytes are bounded by the route's body limit (limits.py)."""
     value = json.loads(body)
+    if body.isascii() and b"\\u" not in body:
+        return value  # most bodies: no escape and no byte that could carry a surrogate
     try:
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as error:
