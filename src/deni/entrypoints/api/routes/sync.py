@@ -58,6 +58,7 @@ def deps_of(deni: Deni) -> SyncDeps:
         hasher=deni.hasher,
         secret=secret,
         mpesa_on=deni.mpesa is not None,
+        limit_counters=deni.limit_counters,
     )
 
 
