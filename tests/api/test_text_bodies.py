@@ -56,10 +56,10 @@ def test_a_nested_key_with_a_lone_surrogate_is_malformed_too(
 def test_a_whole_pair_is_text_and_passes(client: TestClient, deni: Deni) -> None:
     member = api_user(client, deni, name="Surrogate Tester")
     headers = {**member.with_key(), "content-type": "application/json"}
-    body = b'{"name":"Amani \\ud83c\\udf3b"}'
+    body = b'{"name":"Amani \\ud835\\udc00"}'  # a letter beyond the first plane, as a pair
     renamed = client.patch("/api/v1/me", content=body, headers=headers)
     assert renamed.status_code == 200, renamed.text
-    assert renamed.json()["name"] == "Amani \U0001f33b"
+    assert renamed.json()["name"] == "Amani \U0001d400"
 
 
 def test_every_api_route_decodes_its_body_as_text() -> None:

@@ -41,7 +41,7 @@ def _rows(text: str) -> list[list[str]]:
 
 def _deposit() -> None:
     code, output = _run(
-        "user", "create", "--phone", "0712345678", "--name", "=cmd|' /C calc'!A0", "--pin", "3591"
+        "user", "create", "--phone", "0712345678", "--name", "Wanjiku Kamau", "--pin", "3591"
     )
     assert code == 0, output
     code, output = _run(

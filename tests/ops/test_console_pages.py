@@ -11,7 +11,7 @@ from collections.abc import Callable
 from deni.bootstrap import Deni
 from deni.domain.operators import Role
 from tests.ops.conftest import Staff
-from tests.support.builders import fund, lend, register, wallet_cents
+from tests.support.builders import fund, lend, register, register_as_stored, wallet_cents
 
 MakeStaff = Callable[[str, Role], Staff]
 
@@ -58,7 +58,10 @@ def test_the_dashboard_shows_liabilities_and_loans(deni: Deni, staff: MakeStaff)
 
 
 def test_reports_download_as_csv_and_add_up_to_the_ledger(deni: Deni, staff: MakeStaff) -> None:
-    lender, borrower = register(deni, name="Wanjiku"), register(deni, name="=cmd|' /C calc'!A0")
+    lender, borrower = (
+        register(deni, name="Wanjiku"),
+        register_as_stored(deni, name="=cmd|' /C calc'!A0"),
+    )
     fund(deni, lender, 150_000)
     lend(deni, lender=lender, borrower=borrower, approve_with_pin="3591")
     finance = staff("fatuma", Role.FINANCE)

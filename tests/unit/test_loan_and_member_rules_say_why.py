@@ -134,12 +134,30 @@ def test_a_right_pin_would_clear_the_wrong_ones_of_its_own_counter() -> None:
     assert user.wrong_pins_in_a_row("api", in_session=True) == 1
 
 
+NAME_RULE = (
+    "A name has 2 to 60 letters, starts with a letter, and may hold spaces, ' . - and up to "
+    "4 digits."
+)
+
+
+@pytest.mark.parametrize(
+    "name", ["Wanjiku", "N'gang'a Mũthoni", "Jean-Pierre O. Ch\u2019ege", "محمد", "Chama 2024"]
+)
+def test_names_of_every_script_and_a_few_digits_are_kept(name: str) -> None:
+    assert require_name(f"  {name} ") == name
+
+
 @pytest.mark.parametrize(
     ("name", "message"),
     [
         (None, "Give your name."),
-        ("A", "A name has 2 to 60 printable characters."),
-        ("A" * 61, "A name has 2 to 60 printable characters."),
+        ("A", NAME_RULE),
+        ("A" * 61, NAME_RULE),
+        ("Deni: call 0712345678", NAME_RULE),  # no phone number or colon in another's SMS
+        ("Otieno 0712345678", NAME_RULE),
+        ("see deni.example/pin", NAME_RULE),
+        ("=HYPERLINK(1)", NAME_RULE),
+        ("-Otieno", NAME_RULE),  # a formula in a spreadsheet
     ],
 )
 def test_a_bad_name_is_refused_in_plain_words(name: object, message: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -18,6 +19,7 @@ from deni.domain.security import (
 
 LANGUAGES = ("en", "sw")
 NAME_CHARS_MAX = 60
+NAME_DIGITS_MAX = 4  # "Chama 2" yes; a phone number (9+ digits) in a name, no
 # Kenya keeps East Africa Time all year; due dates and "today" are Nairobi dates.
 NAIROBI = timezone(timedelta(hours=3), "EAT")
 
@@ -53,14 +55,34 @@ def shown_contact(name: str, phone: str, *, closed: bool) -> tuple[str, str]:
 
 
 def require_name(name: object) -> str:
+    """A person's or a group's name: letters of any script (with their accents), spaces,
+    ' . - and a few digits ("Chama 2"). A name is pasted into other members' SMS and screens,
+    so it may not carry what a message to them would: a phone number to call, a link, a
+    colon that makes "Deni: …" look like Deni speaking; starting with a letter also keeps it
+    from reading as a formula in a spreadsheet."""
     if not isinstance(name, str):
         raise ValidationFailed("Give your name.", code="invalid_name")
     cleaned = " ".join(name.split())
-    if not 2 <= len(cleaned) <= NAME_CHARS_MAX or not all(c.isprintable() for c in cleaned):
+    digits = sum(c.isdigit() for c in cleaned)
+    if (
+        not 2 <= len(cleaned) <= NAME_CHARS_MAX
+        or not _is_letter(cleaned[0])
+        or not all(_is_letter(c) or c in _NAME_MARKS or c.isdigit() for c in cleaned)
+        or digits > NAME_DIGITS_MAX
+    ):
         raise ValidationFailed(
-            f"A name has 2 to {NAME_CHARS_MAX} printable characters.", code="invalid_name"
+            f"A name has 2 to {NAME_CHARS_MAX} letters, starts with a letter, and may hold "
+            f"spaces, ' . - and up to {NAME_DIGITS_MAX} digits.",
+            code="invalid_name",
         )
     return cleaned
+
+
+_NAME_MARKS = frozenset(" '.-\u2019")  # the space, apostrophes, the full stop and the hyphen
+
+
+def _is_letter(c: str) -> bool:
+    return unicodedata.category(c)[0] in "LM"  # letters and the marks that accent them
 
 
 def require_language(language: object) -> str:
