@@ -8,12 +8,16 @@ from __future__ import annotations
 import uuid
 
 from fastapi.testclient import TestClient
+from tests.fakes.clock import ManualClock
 from tests.support.api import assert_error, loan_body
 from tests.support.builders import api_user, next_phone
 from tests.support.sync import Device
 from tests.support.ussd import Phone, register
 
-from deni.bootstrap import Deni
+from deni.adapters.security import PepperedArgon2PinHasher
+from deni.bootstrap import Deni, bootstrap
+from deni.config import Settings
+from deni.entrypoints.api.app import create_app
 from deni.services.limits import LENDER_LOOKUPS_PER_MEMBER_DAILY
 
 LOANS = "/api/v1/loans"
@@ -79,3 +83,31 @@ def test_a_sync_push_counts_its_loan_requests_as_lookups(
     assert codes[: len(numbers)] == ["user_not_found"] * len(numbers)
     # A member's number and a stranger's: the same refusal.
     assert codes[len(numbers) :] == ["too_many_requests", "too_many_requests"]
+
+
+def test_lookups_are_counted_outside_the_requests_transaction(
+    settings: Settings, clock: ManualClock, hasher: PepperedArgon2PinHasher
+) -> None:
+    """With the counters in the database (DENI_SESSION_STORE=sql), counting inside the
+    request's transaction waited on its own write lock on SQLite and answered 503 busy."""
+    wired = bootstrap(
+        settings.model_copy(update={"session_store": "sql"}), clock=clock, hasher=hasher
+    )
+    try:
+        with TestClient(create_app(wired), raise_server_exceptions=False) as client:
+            borrower = api_user(client, wired, name="Borrower Member")
+            lender = api_user(client, wired, name="Lender Member")
+            asked = client.post(LOANS, json=loan_body(lender), headers=borrower.with_key())
+            assert asked.status_code == 201, asked.text
+            device = Device(client, borrower)
+            device.queue_mutation(
+                "request_loan",
+                loan_id=str(uuid.uuid4()),
+                lender_phone=lender.user.phone,
+                principal_cents=100_000,
+                term_days=7,
+            )
+            device.push()
+            assert [r["status"] for r in device.results.values()] == ["applied"]
+    finally:
+        wired.close()

@@ -15,14 +15,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from deni.domain.errors import Conflict, InvalidTransition, NotFound
+from deni.domain.errors import Conflict, DomainError, InvalidTransition, NotFound
 from deni.domain.loans import REQUEST_TTL, Loan, LoanState, Terms, lapse_at, make_terms
 from deni.domain.loans import resolve_due_date as resolve_due
 from deni.domain.users import nairobi_today
 from deni.ids import new_id
-from deni.services import limits, loans, notifications, users
+from deni.services import loans, notifications, users
 from deni.services.common import audit, notify
-from deni.services.limits import LimitCounters
 from deni.services.mpesa import preferences, requests
 from deni.services.notifications import IDS_PER_MARK_MAX
 from deni.services.ports import Clock, PinHasher
@@ -44,7 +43,9 @@ class SyncContext:
     clock: Clock
     hasher: PinHasher
     mpesa_on: bool
-    limit_counters: LimitCounters | None = None  # SyncDeps.limit_counters
+    # Set when the member's lender lookups ran out (services/limits.py): counted before the
+    # push's transaction, whose write lock would otherwise hold up the counters' own write.
+    lender_lookup_refusal: DomainError | None = None
 
     def within(self, uow: SyncUnitOfWork) -> InPushGroup:
         """What the use cases of this mutation run on: savepoints of the push group's
@@ -228,8 +229,8 @@ def _request_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     term = a.get("term_days")
     assert due is None or isinstance(due, date)
     assert term is None or isinstance(term, int)
-    if ctx.limit_counters is not None:
-        limits.limit_lender_lookup(ctx.limit_counters, member_id=ctx.user_id, now=ctx.now)
+    if ctx.lender_lookup_refusal is not None:
+        raise ctx.lender_lookup_refusal
     loan = loans.request_loan(
         ctx.within(uow),
         borrower_id=ctx.user_id,

@@ -15,17 +15,19 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from deni.domain.errors import (
     Conflict,
     DomainError,
     NotFound,
+    TooManyRequests,
     ValidationFailed,
 )
 from deni.domain.secrecy import masked, without_secrets
 from deni.ids import new_id
+from deni.services import limits
 from deni.services.common import notify
 from deni.services.ports import StorageBusy
 from deni.services.sync.mutations import HANDLERS, MalformedMutation, Outcome, SyncContext, parse
@@ -111,11 +113,32 @@ def push(
     client = ensure_client(
         deps, user_id=user_id, client_id=client_id, schema_version=schema_version
     )
-    run = _Push(deps, user_id, client_id, schema_version, client.last_mutation_id)
     ordered = sorted(mutations, key=lambda m: m.id)  # bounded: ≤ MUTATIONS_PER_PUSH_MAX
+    fresh = [m for m in ordered if m.id > client.last_mutation_id]
+    refusals = _count_lender_lookups(deps, user_id, [m.id for m in fresh if m.name == LOOKS_UP])
+    run = _Push(deps, user_id, client_id, schema_version, client.last_mutation_id, refusals)
     while run.stopped is None and len(run.results) < len(ordered):
         run.group(ordered[len(run.results) :])
     return PushOutcome(client_id, run.last_mutation_id, run.results, run.stopped)
+
+
+LOOKS_UP = "request_loan"  # the mutation that names a lender by number
+
+
+def _count_lender_lookups(
+    deps: SyncDeps, user_id: str, mutation_ids: Sequence[int]
+) -> dict[int, DomainError]:
+    """Each new mutation that names a lender counts as a lookup, as on the API and USSD, before
+    any transaction opens; those past the member's limit are refused when applied."""
+    refusals: dict[int, DomainError] = {}
+    for mutation_id in mutation_ids:  # bounded: ≤ MUTATIONS_PER_PUSH_MAX
+        if deps.limit_counters is None:
+            break
+        try:
+            limits.limit_lender_lookup(deps.limit_counters, member_id=user_id, now=deps.clock.now())
+        except TooManyRequests as refused:
+            refusals[mutation_id] = refused
+    return refusals
 
 
 class _Push:
@@ -133,9 +156,16 @@ class _Push:
     """
 
     def __init__(
-        self, deps: SyncDeps, user_id: str, client_id: str, schema_version: int, last: int
+        self,
+        deps: SyncDeps,
+        user_id: str,
+        client_id: str,
+        schema_version: int,
+        last: int,
+        lookup_refusals: Mapping[int, DomainError],
     ) -> None:
         self.deps = deps
+        self.lookup_refusals = lookup_refusals
         self.user_id = user_id
         self.client_id = client_id
         self.schema_version = schema_version
@@ -231,7 +261,7 @@ class _Push:
             clock=self.deps.clock,
             hasher=self.deps.hasher,
             mpesa_on=self.deps.mpesa_on,
-            limit_counters=self.deps.limit_counters,
+            lender_lookup_refusal=self.lookup_refusals.get(mutation.id),
         )
         result = apply_mutation(uow, ctx, mutation.name, mutation.args, dead_letters=True)
         return StoredMutation(self.client_id, self.user_id, mutation.name, digest, result, now)
@@ -384,6 +414,10 @@ def retry_dead_letter(
 ) -> tuple[DeadLetter, MutationResult]:
     """Run a dead letter again now (as stored, or corrected). Not in the client's id order."""
     now = deps.clock.now()
+    with deps.uow.read_only() as uow:
+        seen = uow.sync.get_dead_letter(dead_letter_id)
+    looks_up = seen is not None and seen.user_id == user_id and (name or seen.name) == LOOKS_UP
+    refusal = _count_lender_lookups(deps, user_id, [0] if looks_up else []).get(0)
     with deps.uow() as uow:
         found = _open_dead_letter(uow, user_id, dead_letter_id)
         ctx = SyncContext(
@@ -395,7 +429,7 @@ def retry_dead_letter(
             clock=deps.clock,
             hasher=deps.hasher,
             mpesa_on=deps.mpesa_on,
-            limit_counters=deps.limit_counters,
+            lender_lookup_refusal=refusal,
         )
         run_args = args if args_given else json.loads(found.args_json)
         result = apply_mutation(uow, ctx, name or found.name, run_args, dead_letters=False)
@@ -457,7 +491,6 @@ def resolve_conflict(
             clock=deps.clock,
             hasher=deps.hasher,
             mpesa_on=deps.mpesa_on,
-            limit_counters=deps.limit_counters,
         )
         conflict = uow.sync.lock_conflict(conflict_id)
         if conflict is None or conflict.user_id != user_id:

@@ -82,10 +82,11 @@ def request_loan(
     body: LoanRequestIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
 ) -> object:
     """Ask a lender (by phone number) for a loan on the quoted terms."""
+    # Whether the number is on Deni shows in the answer: counted like USSD's lookups, before
+    # the transaction opens (its write lock would hold up the counters' own write on SQLite).
+    limits.limit_lender_lookup(deni.limit_counters, member_id=user_id, now=deni.clock.now())
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, LoanOut]:
-        # Whether the number is on Deni shows in the answer: counted like USSD's lookups.
-        limits.limit_lender_lookup(deni.limit_counters, member_id=user_id, now=deni.clock.now())
         loan = loans.request_loan(
             deni.within(uows),
             borrower_id=user_id,
