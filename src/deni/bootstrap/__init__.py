@@ -51,6 +51,7 @@ from deni.adapters.observability import (
 from deni.adapters.security import AesGcmSeedSealer, JwtAccessTokens, PepperedArgon2PinHasher
 from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
 from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, OutboxMessage, SqlSmsQueue
+from deni.adapters.webauthn import PyWebAuthn
 from deni.bootstrap.background import HOP_THREADS, Background, HopThreads, housekeeper
 from deni.bootstrap.readiness import Check, Readiness, readiness
 from deni.bootstrap.worker import MpesaWorker
@@ -62,6 +63,7 @@ from deni.services.monitoring_ports import MonitoringReads
 from deni.services.mpesa.ports import MpesaDeps, MpesaGateway, MpesaPolicy
 from deni.services.mpesa.requests import MpesaOutbox
 from deni.services.ops.ports import SeedSealer
+from deni.services.passkey_ports import RelyingParty, WebAuthn
 from deni.services.ports import (
     AccessTokens,
     Clock,
@@ -113,6 +115,8 @@ class UseCaseDeps:
     limit_counters: LimitCounters
     pepper: str
     refresh_ttl_s: int
+    webauthn: WebAuthn
+    relying_party: RelyingParty
 
 
 @dataclass
@@ -140,6 +144,9 @@ class Deni:
     heartbeats: SqlWorkerHeartbeats
     # The business figures /metrics exports (services/monitoring.py).
     monitoring_reads: MonitoringReads
+    # Passkeys: the WebAuthn library behind its port, and Deni as the relying party.
+    webauthn: WebAuthn
+    relying_party: RelyingParty
     # M-PESA through Daraja: None unless DENI_MPESA=on.
     mpesa: MpesaDeps | None = None
 
@@ -163,6 +170,8 @@ class Deni:
             limit_counters=self.limit_counters,
             pepper=self.pepper,
             refresh_ttl_s=self.refresh_ttl_s,
+            webauthn=self.webauthn,
+            relying_party=self.relying_party,
         )
 
     def readiness(self) -> Readiness:
@@ -311,6 +320,8 @@ def bootstrap(
         sealer=AesGcmSeedSealer(pepper=settings.pin_pepper),
         heartbeats=SqlWorkerHeartbeats(engine, worker_id=_worker_id()),
         monitoring_reads=SqlMonitoringReads(engine),
+        webauthn=PyWebAuthn(),
+        relying_party=RelyingParty(id=settings.webauthn_rp_id, origin=settings.webauthn_origin),
         mpesa=_mpesa(settings, engine, clock, mpesa_gateway),
     )
 
