@@ -101,7 +101,8 @@ class SqlPasskeyRepository:
         }
         insert = pg_insert if self._connection.dialect.name == "postgresql" else sqlite_insert
         statement = insert(passkeys).values(values).on_conflict_do_nothing()
-        return self._connection.execute(statement).rowcount == 1
+        # A conflict returns no row (rowcount is not to be trusted with ON CONFLICT).
+        return self._connection.execute(statement.returning(passkeys.c.id)).first() is not None
 
     def lock_by_credential(self, credential_id: bytes) -> Passkey | None:
         query = select(passkeys).where(passkeys.c.credential_id == credential_id)
