@@ -59,6 +59,25 @@ const en = {
   "button.write_off": "Forgive the {amount} still owed",
   "link.register": "Open an account",
   "link.forgot": "Forgot PIN?",
+  // Passkeys (js/passkeys.js): the phone's fingerprint or face instead of the PIN.
+  "passkey.title": "Fingerprint or face",
+  "passkey.note":
+    "Sign in and approve money with this phone's fingerprint or face instead of your PIN. " +
+    "Your PIN keeps working.",
+  "passkey.none": "No fingerprint or face added yet.",
+  "passkey.added_on": "added {date}",
+  "passkey.used_on": "last used {date}",
+  "passkey.remove": "Remove",
+  "passkey.removed": "Removed: it no longer signs in or approves anything.",
+  "passkey.add": "Add this phone's fingerprint or face",
+  "passkey.added": "Added. Next time, use your fingerprint or face instead of your PIN.",
+  "passkey.default_name": "This phone",
+  "passkey.sign_in": "Use fingerprint or face instead",
+  "passkey.approve": "Use fingerprint or face to send {amount}",
+  "passkey.withdraw": "Use fingerprint or face to send it",
+  "passkey.unsupported": "This browser cannot use a fingerprint or face here. Use your PIN.",
+  "passkey.cancelled": "Nothing was done: the fingerprint or face was not given.",
+  "field.pin_to_add": "Your PIN, to add it",
   "home.hello": "Hello, {name}",
   "home.wallet": "Wallet",
   "home.held": "{amount} on its way to M-PESA",
@@ -273,6 +292,25 @@ const sw = {
   "button.write_off": "Samehe deni la {amount}",
   "link.register": "Fungua akaunti",
   "link.forgot": "Umesahau PIN?",
+  "passkey.title": "Alama ya kidole au uso",
+  "passkey.note":
+    "Ingia na uidhinishe pesa kwa alama ya kidole au uso wa simu hii badala ya PIN. " +
+    "PIN yako inaendelea kufanya kazi.",
+  "passkey.none": "Bado hujaongeza alama ya kidole au uso.",
+  "passkey.added_on": "iliongezwa {date}",
+  "passkey.used_on": "ilitumika mwisho {date}",
+  "passkey.remove": "Ondoa",
+  "passkey.removed": "Imeondolewa: haitaingia wala kuidhinisha chochote tena.",
+  "passkey.add": "Ongeza alama ya kidole au uso wa simu hii",
+  "passkey.added": "Imeongezwa. Wakati ujao tumia alama ya kidole au uso badala ya PIN.",
+  "passkey.default_name": "Simu hii",
+  "passkey.sign_in": "Tumia alama ya kidole au uso badala yake",
+  "passkey.approve": "Tumia alama ya kidole au uso kutuma {amount}",
+  "passkey.withdraw": "Tumia alama ya kidole au uso kuzituma",
+  "passkey.unsupported":
+    "Kivinjari hiki hakiwezi kutumia alama ya kidole au uso hapa. Tumia PIN.",
+  "passkey.cancelled": "Hakuna kilichofanyika: alama ya kidole au uso haikutolewa.",
+  "field.pin_to_add": "PIN yako, ili kuiongeza",
   "home.hello": "Habari, {name}",
   "home.wallet": "Akaunti yangu",
   "home.held": "{amount} zinatumwa kwa M-PESA",
@@ -491,6 +529,11 @@ const SERVER_SW = {
   other_party_not_proven: "Mwanachama huyo bado hajathibitisha namba yake.",
   phone_already_proven: "Namba yako tayari imethibitishwa.",
   too_many_requests: "Maombi mengi mno. Jaribu tena baadaye.",
+  passkey_refused: "Alama ya kidole au uso haikuthibitishwa.",
+  passkey_challenge_invalid: "Ombi hilo limepitwa na muda au limeshatumika. Jaribu tena.",
+  no_passkey: "Bado huna alama ya kidole au uso; tumia PIN.",
+  too_many_passkeys: "Una alama nyingi mno; ondoa moja kwanza.",
+  passkey_not_found: "Alama hiyo haipo.",
 };
 
 export function serverMessage(code, message) {

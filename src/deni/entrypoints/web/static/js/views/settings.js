@@ -15,6 +15,7 @@ import {
   syncSoon,
   twoPins,
 } from "../core.js";
+import { passkeysCard } from "../passkeys.js";
 
 const PREFERENCES = ["disburse_to_mpesa", "auto_payout"];
 
@@ -115,6 +116,7 @@ export async function settingsView() {
       ),
     ),
     saved,
+    await passkeysCard({ form, pinField, requirePin }),
     h(
       "section",
       { class: "card" },
