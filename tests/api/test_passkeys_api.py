@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from tests.support.api import assert_error, balance, get_loan, request_loan
 from tests.support.authenticator import SoftAuthenticator
 from tests.support.builders import ApiUser, api_user, fund
 
-from deni.bootstrap import Deni
+from deni.adapters.db.passkeys import passkeys as passkeys_table
+from deni.bootstrap import Deni, database_engine
 
 ADD_OPTIONS = "/api/v1/me/passkeys/options"
 PASSKEYS = "/api/v1/me/passkeys"
@@ -294,3 +296,21 @@ def test_malformed_answers_are_refused_with_a_code_never_a_500(
     assert_error(unknown, 422, "validation_failed")
     assert client.post(SIGN_IN_OPTIONS).status_code == 200
     assert client.get(PASSKEYS).status_code == 401  # signed in only
+
+
+def test_the_export_lists_passkeys_and_closing_the_account_erases_them(
+    client: TestClient, deni: Deni
+) -> None:
+    member = api_user(client, deni)
+    phone = phone_of(deni)
+    added = add_passkey(client, member, phone).json()
+    exported = client.get("/api/v1/me/export", headers=member.headers).json()["passkeys"]
+    assert [(p["id"], p["name"]) for p in exported] == [(added["id"], "Tecno Spark")]
+    closed = client.post("/api/v1/me/close", json={"pin": member.pin}, headers=member.headers)
+    assert closed.status_code == 200, closed.text
+    with database_engine(deni).connect() as connection:
+        rows = connection.execute(
+            select(passkeys_table).where(passkeys_table.c.user_id == member.user.id)
+        )
+        assert rows.all() == []
+    assert_error(sign_in(client, phone), 401, "passkey_refused")

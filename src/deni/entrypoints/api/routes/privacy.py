@@ -15,6 +15,7 @@ from deni.domain.money import format_kes
 from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, UserId
 from deni.entrypoints.api.routes.mpesa import MpesaRequestOut, PreferencesOut
+from deni.entrypoints.api.routes.passkeys import PasskeyOut
 from deni.entrypoints.api.schemas import (
     EmptyOut,
     LoanDetailOut,
@@ -64,6 +65,7 @@ class PersonalDataOut(BaseModel):
     mpesa_requests: list[MpesaRequestOut]
     mpesa_preferences: PreferencesOut
     audit: list[AuditRowOut]
+    passkeys: list[PasskeyOut]
 
     @classmethod
     def of(cls, data: privacy.PersonalData) -> PersonalDataOut:
@@ -84,6 +86,7 @@ class PersonalDataOut(BaseModel):
                 auto_payout=preferences.auto_payout,
             ),
             audit=[AuditRowOut.of(row) for row in data.audit],
+            passkeys=[PasskeyOut.of(passkey) for passkey in data.passkeys],
         )
 
 
@@ -110,8 +113,8 @@ def close(body: PinIn, user_id: UserId, deni: DeniDep) -> EmptyOut:
 @router.get("/me/export", response_model=PersonalDataOut, responses=refusals(422))
 def export(user_id: UserId, deni: DeniDep, response: Response) -> PersonalDataOut:
     """Everything Deni holds about you: profile, wallet statement, loans you borrowed or lent
-    with their repayments, notifications, M-PESA requests and preferences, and the record of
-    the commands you made. Never your PIN. Read on one consistent snapshot."""
+    with their repayments, notifications, M-PESA requests and preferences, your passkeys, and
+    the record of the commands you made. Never your PIN. Read on one consistent snapshot."""
     data = privacy.personal_data(deni, user_id=user_id)
     response.headers["Content-Disposition"] = f'attachment; filename="{export_file_name(data)}"'
     response.headers["Cache-Control"] = "no-store"
