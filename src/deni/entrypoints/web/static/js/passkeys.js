@@ -125,19 +125,21 @@ export async function addPasskey(pin) {
 
 // The Settings card: the member's passkeys with their dates, one tap removes one, and a PIN
 // adds this phone's. `pinField` and `form` come from the caller, so this card looks like the
-// others.
-export async function passkeysCard({ form, pinField, requirePin }) {
+// others. The list fills in when the server answers: the screen itself never waits for it.
+export function passkeysCard({ form, pinField, requirePin }) {
   const said = h("p", { role: "status", id: "passkeys-said" });
-  const list = h("ul", { class: "passkeys", id: "passkeys" });
+  const list = h("ul", { class: "passkeys", id: "passkeys", "aria-busy": "true" });
   const paint = async () => {
     let found;
     try {
       found = (await app.session.call("GET", "/me/passkeys")).passkeys;
     } catch (error) {
+      list.removeAttribute("aria-busy");
       list.replaceChildren(h("li", {}, refusal(error)));
       return;
     }
     if (found.length === 0) remember(false);
+    list.removeAttribute("aria-busy");
     list.replaceChildren(
       ...(found.length === 0
         ? [h("li", {}, t("passkey.none"))]
@@ -173,7 +175,7 @@ export async function passkeysCard({ form, pinField, requirePin }) {
           )),
     );
   };
-  await paint();
+  paint();
   const add = supported()
     ? form([pinField(t("field.pin_to_add"), "passkey_pin")], t("passkey.add"), async (values) => {
         requirePin(values.passkey_pin, "passkey_pin");

@@ -116,7 +116,7 @@ export async function settingsView() {
       ),
     ),
     saved,
-    await passkeysCard({ form, pinField, requirePin }),
+    passkeysCard({ form, pinField, requirePin }),
     h(
       "section",
       { class: "card" },
