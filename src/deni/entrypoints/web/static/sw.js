@@ -7,7 +7,7 @@
 // Bump VERSION with every release: a changed sw.js makes browsers install it anew, which fetches
 // every file of the release together (no page mixing two releases' modules).
 
-const VERSION = "deni-app-6";
+const VERSION = "deni-app-7";
 const SHELL = [
   "./",
   "index.html",
@@ -23,6 +23,8 @@ const SHELL = [
   "js/i18n.js",
   "js/mpesa.js",
   "js/passkeys.js",
+  "js/push.js",
+  "js/push-sw.js",
   "js/store.js",
   "js/sync.js",
   "js/views/account.js",
@@ -32,6 +34,8 @@ const SHELL = [
   "js/views/settings.js",
   "js/views/wallet.js",
 ];
+
+importScripts("js/push-sw.js"); // Web Push: showing a push, opening the app on a tap
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
