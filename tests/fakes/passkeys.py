@@ -33,6 +33,10 @@ class FakePasskeyRepository:
         self._tables.passkeys[passkey.id] = passkey
         return True
 
+    def owner_of(self, credential_id: bytes) -> str | None:
+        found = self.lock_by_credential(credential_id)
+        return None if found is None else found.user_id
+
     def lock_by_credential(self, credential_id: bytes) -> Passkey | None:
         found = [p for p in self._tables.passkeys.values() if p.credential_id == credential_id]
         return found[0] if found else None

@@ -482,3 +482,12 @@ def test_an_approval_challenge_names_what_its_action_needs(deps: PasskeyWorld) -
     for what in bad:
         with pytest.raises(ValidationFailed):
             passkeys.action_options(deps, user_id=user.id, **what)
+
+
+def test_lapsed_challenges_are_swept_when_new_ones_are_made(deps: PasskeyWorld) -> None:
+    old = [passkeys.sign_in_options(deps).challenge_id for _ in range(3)]
+    clock_of(deps).advance(CHALLENGE_TTL)
+    new = passkeys.sign_in_options(deps).challenge_id
+    with deps.uow() as uow:  # looked at, never committed
+        assert [uow.passkeys.take_challenge(c) for c in old] == [None, None, None]
+        assert uow.passkeys.take_challenge(new) is not None

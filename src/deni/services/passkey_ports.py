@@ -108,6 +108,10 @@ class PasskeyRepository(Protocol):
         """False (nothing written) when the credential id is already stored."""
         ...
 
+    def owner_of(self, credential_id: bytes) -> str | None:
+        """The member whose passkey this is, unlocked (the member is locked first)."""
+        ...
+
     def lock_by_credential(self, credential_id: bytes) -> Passkey | None: ...
 
     def for_user(self, user_id: str, *, limit: int) -> list[Passkey]:

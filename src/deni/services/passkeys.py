@@ -95,6 +95,9 @@ def _new_challenge(
     binding: str,
     now: datetime,
 ) -> Challenge:
+    """A fresh challenge, stored. Lapsed ones are swept here, a bounded few each time, so
+    asking many times leaves nothing behind for long."""
+    uow.passkeys.prune_challenges(now=now, limit=CHALLENGE_PRUNE_MAX)
     challenge = Challenge(
         id=new_id(),
         purpose=purpose,
@@ -234,11 +237,9 @@ def user_handle(user_id: str) -> bytes:
 
 def sign_in_options(deps: PasskeyDeps) -> Ceremony:
     """Options for signing in with any passkey of Deni's the phone holds: the phone offers
-    them, and the answer says whose it is. Lapsed challenges are swept here, a bounded few at
-    a time, so asking many times leaves nothing behind."""
+    them, and the answer says whose it is."""
     now = deps.clock.now()
     with deps.uow() as uow:
-        uow.passkeys.prune_challenges(now=now, limit=CHALLENGE_PRUNE_MAX)
         challenge = _new_challenge(
             uow, purpose=ChallengePurpose.SIGN_IN, user_id=None, binding="", now=now
         )
@@ -434,16 +435,18 @@ def _verify(
             credential_id, handle = webauthn.credential_of(response)
         except CeremonyRefused:
             raise passkey_refused() from None
-        passkey = uow.passkeys.lock_by_credential(credential_id)
-        if passkey is None or (member is not None and passkey.user_id != member.id):
-            if member is not None:
-                _count(uow, member, now=now, channel=channel, in_session=in_session)
-            raise passkey_refused()
-        if user is None:
-            user = uow.users.lock(passkey.user_id)
+        if user is None:  # signing in: the passkey says whose it is
+            owner = uow.passkeys.owner_of(credential_id)
+            user = uow.users.lock(owner) if owner is not None else None
             if user is None or user.is_closed:
                 raise passkey_refused()
             require_not_locked(user, now=now, channel=channel, in_session=in_session)
+        # Locked after the member, as every command locks its member first.
+        passkey = uow.passkeys.lock_by_credential(credential_id)
+        if passkey is None or passkey.user_id != user.id:
+            if member is not None:
+                _count(uow, member, now=now, channel=channel, in_session=in_session)
+            raise passkey_refused()
         if handle is not None and handle != user_handle(user.id):
             _count(uow, user, now=now, channel=channel, in_session=in_session)
             raise passkey_refused()

@@ -104,6 +104,11 @@ class SqlPasskeyRepository:
         # A conflict returns no row (rowcount is not to be trusted with ON CONFLICT).
         return self._connection.execute(statement.returning(passkeys.c.id)).first() is not None
 
+    def owner_of(self, credential_id: bytes) -> str | None:
+        query = select(passkeys.c.user_id).where(passkeys.c.credential_id == credential_id)
+        found = self._connection.execute(query).scalar_one_or_none()
+        return None if found is None else str(found)
+
     def lock_by_credential(self, credential_id: bytes) -> Passkey | None:
         query = select(passkeys).where(passkeys.c.credential_id == credential_id)
         row = self._connection.execute(query.with_for_update()).first()
