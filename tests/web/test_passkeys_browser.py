@@ -193,6 +193,11 @@ def test_a_member_signs_in_and_moves_money_with_the_phones_passkey_then_removes_
     expect(card.locator("#passkeys-said")).to_contain_text("Added.")
     expect(card.locator("#passkeys li")).to_have_count(1)
     expect(card.locator("#passkeys li")).to_contain_text("This phone")
+    # The same phone is not added twice: Deni's options exclude the passkeys it has.
+    card.get_by_label("Your PIN, to add it").fill(PIN)
+    card.get_by_role("button", name="Add this phone's fingerprint or face").click()
+    expect(card.get_by_role("alert").first).to_contain_text("already added")
+    expect(card.locator("#passkeys li")).to_have_count(1)
     [stored] = passkeys.list_passkeys(deni, user_id=lender.id)
     [on_phone] = phone.credentials()  # the private key stays on the phone; Deni has the public
     assert on_phone["isResidentCredential"] is True

@@ -77,6 +77,7 @@ const en = {
   "passkey.withdraw": "Use fingerprint or face to send it",
   "passkey.unsupported": "This browser cannot use a fingerprint or face here. Use your PIN.",
   "passkey.cancelled": "Nothing was done: the fingerprint or face was not given.",
+  "passkey.already": "This phone's fingerprint or face is already added.",
   "field.pin_to_add": "Your PIN, to add it",
   "home.hello": "Hello, {name}",
   "home.wallet": "Wallet",
@@ -354,6 +355,7 @@ const sw = {
   "passkey.unsupported":
     "Kivinjari hiki hakiwezi kutumia alama ya kidole au uso hapa. Tumia PIN.",
   "passkey.cancelled": "Hakuna kilichofanyika: alama ya kidole au uso haikutolewa.",
+  "passkey.already": "Alama ya kidole au uso ya simu hii tayari imeongezwa.",
   "field.pin_to_add": "PIN yako, ili kuiongeza",
   "home.hello": "Habari, {name}",
   "home.wallet": "Akaunti yangu",

@@ -97,8 +97,15 @@ async function prompt(work) {
     return credentialJson(credential);
   } catch (error) {
     if (error instanceof Refused) throw error;
-    if (error instanceof DOMException) throw new Refused(t("passkey.cancelled"));
-    throw error;
+    if (!(error instanceof DOMException)) throw error;
+    // InvalidStateError: this phone's passkey is one of those excluded, already added.
+    // SecurityError: this address is not the one Deni's passkeys are made for.
+    const said = {
+      InvalidStateError: "passkey.already",
+      SecurityError: "passkey.unsupported",
+      NotSupportedError: "passkey.unsupported",
+    };
+    throw new Refused(t(said[error.name] ?? "passkey.cancelled"));
   }
 }
 
