@@ -14,6 +14,7 @@ from deni.domain.errors import NotFound
 from deni.domain.passkeys import PASSKEY_NAME_CHARS_MAX, MoneyAction, Passkey
 from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, SourceAddress, UserId
+from deni.entrypoints.api.json_body import TextJsonRoute
 from deni.entrypoints.api.schemas import (
     Cents,
     EmptyOut,
@@ -25,7 +26,7 @@ from deni.entrypoints.api.schemas import (
 from deni.services import limits, passkeys
 from deni.services.passkeys import Ceremony, PasskeyProof
 
-router = APIRouter(tags=["passkeys"])
+router = APIRouter(tags=["passkeys"], route_class=TextJsonRoute)
 PASSKEY_ID_CHARS_MAX = 64
 
 
