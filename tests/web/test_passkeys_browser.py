@@ -26,6 +26,7 @@ from deni.domain.users import User
 from deni.entrypoints.api.app import create_app
 from deni.sandbox.server import BackgroundServer
 from deni.services import loans, passkeys
+from deni.services.mpesa import preferences
 from tests.fakes import ManualClock
 from tests.fakes.gateway import FakeMpesaGateway
 from tests.support.api import assert_ledger_whole
@@ -169,6 +170,8 @@ def test_a_member_signs_in_and_moves_money_with_the_phones_passkey_then_removes_
     lender = register(deni, name="Otieno Lender", pin=PIN)
     borrower = register(deni, name="Wanjiku Borrower", pin=PIN)
     fund(deni, lender, 500_000)
+    # The principal stays in the borrower's wallet, where this test reads it (M-PESA is on).
+    preferences.set_preferences(deni, user_id=borrower.id, pin=PIN, disburse_to_mpesa=False)
     loan = loans.request_loan(
         deni,
         borrower_id=borrower.id,
