@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,6 +62,13 @@ class Settings(BaseSettings):
     # answers 404 on every other host, so a script on the members' web app (/app) shares no
     # origin with a signed-in operator's console. Empty: any host (development).
     ops_host: str = ""
+
+    # Passkeys (WebAuthn, docs/passkeys.md): the domain passkeys are made for, and the origin
+    # the web app is served from exactly as the browser shows it (scheme, host, port). A
+    # passkey made for one domain works on no other; browsers allow passkeys on https:// and on
+    # http://localhost only.
+    webauthn_rp_id: str = Field(default="localhost", min_length=1, max_length=253)
+    webauthn_origin: str = Field(default="http://localhost:8000", min_length=8, max_length=300)
 
     # USSD channel and SMS.
     ussd_service_code: str = Field(default="*383#", pattern=r"^\*[0-9*]{1,20}#$")
@@ -186,6 +194,19 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _jwt_keys_are_well_formed(self) -> Settings:
         jwt_key_ring(self)  # ValueError names what is wrong, never a secret
+        return self
+
+    @model_validator(mode="after")
+    def _passkeys_belong_to_the_origin(self) -> Settings:
+        origin = urlsplit(self.webauthn_origin)
+        host = (origin.hostname or "").lower()
+        rp_id = self.webauthn_rp_id.lower()
+        if origin.scheme not in ("https", "http") or origin.path not in ("", "/"):
+            raise ValueError("DENI_WEBAUTHN_ORIGIN must be scheme://host[:port], nothing more")
+        if host != rp_id and not host.endswith("." + rp_id):
+            raise ValueError(
+                "DENI_WEBAUTHN_RP_ID must be DENI_WEBAUTHN_ORIGIN's host or its parent"
+            )
         return self
 
     @field_validator("trusted_proxies")

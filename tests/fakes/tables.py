@@ -16,6 +16,7 @@ from deni.domain.ledger import Account, Hold, StoredEntry
 from deni.domain.loans import Loan
 from deni.domain.mpesa import MpesaRequest, RequestEvent
 from deni.domain.operators import Operator, Proposal
+from deni.domain.passkeys import Challenge, Passkey
 from deni.domain.security import PhoneCode, PinResetCode
 from deni.domain.users import User
 from deni.services.mpesa.ports import (
@@ -135,6 +136,9 @@ class Tables:
     ops_sessions: dict[str, OpsSession] = field(default_factory=dict)
     proposals: dict[str, Proposal] = field(default_factory=dict)
     sms_outbox: list[SmsOutboxRow] = field(default_factory=list)  # oldest first
+    # Passkeys by id, and the open challenges of their ceremonies by id.
+    passkeys: dict[str, Passkey] = field(default_factory=dict)
+    passkey_challenges: dict[str, Challenge] = field(default_factory=dict)
 
     def copy(self) -> Tables:
         """The same rows in new containers: changing one copy's tables leaves the other's."""

@@ -35,6 +35,7 @@ from tests.fakes.ops import (
     FakeOpsSessionRepository,
     FakeProposalRepository,
 )
+from tests.fakes.passkeys import FakePasskeyRepository
 from tests.fakes.records import (
     FakeAuditRepository,
     FakeIdempotencyRepository,
@@ -128,6 +129,7 @@ class FakeUnitOfWork:
         self.ops_sessions = FakeOpsSessionRepository(self._tables)
         self.proposals = FakeProposalRepository(self._tables)
         self.lookup = FakeLookupQueries(self._tables)
+        self.passkeys = FakePasskeyRepository(self._tables)
 
     def __exit__(
         self,
@@ -168,6 +170,7 @@ _FAKED = frozenset(
     | {"pin_resets", "phone_codes"}
     | {"mpesa_requests", "mpesa_inbox", "suspense", "paybills", "claims", "pulls"}
     | {"mpesa_preferences", "payouts_due", "balance_reports", "outbox", "lookup", "reports"}
+    | {"passkeys"}
 )
 
 

@@ -27,6 +27,7 @@ import pytest
 from deni.domain.users import User
 from deni.entrypoints.api.app import API_PREFIX, create_app
 from tests.support.api import assert_nothing_written, db_state
+from tests.support.authenticator import SoftAuthenticator
 from tests.support.mpesa import World
 
 PIN = "3591"
@@ -265,6 +266,24 @@ def _push_on_others_things(town: Town, method: str, template: str) -> None:
             assert after[name] == rows, name
 
 
+def _remove_others_passkey(town: Town, method: str, template: str) -> None:
+    """Amina adds a passkey; Chebet cannot remove it by its id."""
+    phone = SoftAuthenticator(origin=town.world.deni.relying_party.origin)
+    ceremony = town.call(town.amina, "POST", "/me/passkeys/options", {"pin": PIN}).json()
+    answer = {
+        "challenge_id": ceremony["challenge_id"],
+        "credential": phone.create(ceremony["options"]),
+    }
+    added = town.call(town.amina, "POST", "/me/passkeys", answer)
+    assert added.status_code == 201, added.text
+    passkey_id = added.json()["id"]
+    foreign_path(lambda _town: [template.replace("{passkey_id}", passkey_id)])(
+        town, method, template
+    )
+    listed = town.call(town.amina, "GET", "/me/passkeys").json()["passkeys"]
+    assert [p["id"] for p in listed] == [passkey_id]
+
+
 def _loan_paths(suffix: str) -> Callable[[Town], list[str]]:
     return lambda town: [
         f"/loans/{town.active_loan}{suffix}",
@@ -281,6 +300,15 @@ MATRIX: dict[tuple[str, str], Probe] = {
     ("POST", "/auth/refresh"): public("a refresh token is its own proof"),
     ("POST", "/auth/pin-reset"): public("the code goes by SMS to the number's owner"),
     ("POST", "/auth/pin-reset/confirm"): public("needs the code from that SMS"),
+    ("POST", "/auth/passkey/options"): public("a sign-in challenge, bound to nobody"),
+    ("POST", "/auth/passkey"): public("a passkey's signature is its own proof"),
+    ("GET", "/me/passkeys"): own_read(),
+    ("POST", "/me/passkeys/options"): own_write(lambda _town: {"pin": PIN}),
+    ("POST", "/me/passkeys"): own_write(lambda _town: {"challenge_id": "x", "credential": {}}),
+    ("POST", "/me/passkeys/approval"): own_write(
+        lambda _town: {"action": "withdraw", "amount_cents": 10_000}
+    ),
+    ("DELETE", "/me/passkeys/{passkey_id}"): _remove_others_passkey,
     ("GET", "/me"): own_read(),
     ("PATCH", "/me"): own_write(lambda _town: {"name": "Chebet Renamed"}),
     ("POST", "/me/phone/code"): own_action("a code to the signed-in member's own number"),

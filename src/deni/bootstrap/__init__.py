@@ -52,6 +52,7 @@ from deni.adapters.observability import (
 from deni.adapters.security import AesGcmSeedSealer, JwtAccessTokens, PepperedArgon2PinHasher
 from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
 from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, OutboxMessage, SqlSmsQueue
+from deni.adapters.webauthn import PyWebAuthn
 from deni.adapters.webpush import (
     DEVELOPMENT_SUBJECT,
     PyWebPushSender,
@@ -69,6 +70,7 @@ from deni.services.monitoring_ports import MonitoringReads
 from deni.services.mpesa.ports import MpesaDeps, MpesaGateway, MpesaPolicy
 from deni.services.mpesa.requests import MpesaOutbox
 from deni.services.ops.ports import SeedSealer
+from deni.services.passkey_ports import RelyingParty, WebAuthn
 from deni.services.ports import (
     AccessTokens,
     Clock,
@@ -121,6 +123,8 @@ class UseCaseDeps:
     limit_counters: LimitCounters
     pepper: str
     refresh_ttl_s: int
+    webauthn: WebAuthn
+    relying_party: RelyingParty
 
 
 @dataclass
@@ -150,6 +154,9 @@ class Deni:
     monitoring_reads: MonitoringReads
     # Web Push to the web app: subscriptions, deliveries and the VAPID-signed sender.
     push: PushDeps
+    # Passkeys: the WebAuthn library behind its port, and Deni as the relying party.
+    webauthn: WebAuthn
+    relying_party: RelyingParty
     # M-PESA through Daraja: None unless DENI_MPESA=on.
     mpesa: MpesaDeps | None = None
 
@@ -173,6 +180,8 @@ class Deni:
             limit_counters=self.limit_counters,
             pepper=self.pepper,
             refresh_ttl_s=self.refresh_ttl_s,
+            webauthn=self.webauthn,
+            relying_party=self.relying_party,
         )
 
     def readiness(self) -> Readiness:
@@ -325,6 +334,8 @@ def bootstrap(
         heartbeats=SqlWorkerHeartbeats(engine, worker_id=_worker_id()),
         monitoring_reads=SqlMonitoringReads(engine),
         push=_push(settings, engine, clock, push_sender),
+        webauthn=PyWebAuthn(),
+        relying_party=RelyingParty(id=settings.webauthn_rp_id, origin=settings.webauthn_origin),
         mpesa=_mpesa(settings, engine, clock, mpesa_gateway),
     )
 

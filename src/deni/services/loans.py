@@ -34,11 +34,13 @@ from deni.domain.loans import (
     require_repayment_amount,
     resolve_due_date,
 )
+from deni.domain.passkeys import MoneyAction
 from deni.domain.phone import normalise_msisdn
 from deni.domain.users import User, nairobi_today
 from deni.ids import new_id
 from deni.services import ledger
 from deni.services.common import SYSTEM_ACTOR, audit, notify, require_user, require_users
+from deni.services.passkeys import PasskeyProof, money_binding, prove_member
 from deni.services.ports import (
     Clock,
     Deps,
@@ -47,7 +49,6 @@ from deni.services.ports import (
     RepaymentRecord,
     UnitOfWork,
 )
-from deni.services.users import check_pin
 
 LOAN_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read aloud on USSD
 LOAN_CODE_CHARS = 6
@@ -207,7 +208,8 @@ def approve_loan(
     *,
     lender_id: str,
     loan_id: str,
-    pin: str,
+    pin: str | None = None,
+    passkey: PasskeyProof | None = None,
     channel: str = "api",
     base_version: int | None = None,
 ) -> Loan:
@@ -215,13 +217,26 @@ def approve_loan(
 
     `base_version`: the loan's version the lender saw when deciding. The borrower may edit a
     request until it is approved, so a PIN typed for one set of terms must not approve
-    another: a request changed since is refused, before the PIN is checked."""
+    another: a request changed since is refused, before the PIN is checked. A passkey
+    approves the principal its challenge named (services/passkeys.py)."""
     now = deps.clock.now()
     with deps.uow() as uow:
         loan = loan_for(uow, loan_id, user_id=lender_id, role="lender")
         _require_unchanged(loan, base_version)
         lender = require_user(uow, lender_id, lock=True)
-        check_pin(uow, hasher=deps.hasher, user=lender, pin=pin, now=now, channel=channel)
+        binding = money_binding(
+            MoneyAction.APPROVE_LOAN, loan_id=loan.id, amount_cents=loan.terms.principal_cents
+        )
+        prove_member(
+            uow,
+            hasher=deps.hasher,
+            user=lender,
+            pin=pin,
+            passkey=passkey,
+            binding=binding,
+            now=now,
+            channel=channel,
+        )
         lender.require_money_may_leave(now)
         lender.require_phone_proven()
         require_user(uow, loan.borrower_id).require_phone_proven(mine=False)
@@ -372,12 +387,13 @@ def repay_loan(
     borrower_id: str,
     loan_id: str,
     amount_cents: object,
-    pin: str,
+    pin: str | None = None,
     idempotency_key: str,
     channel: str = "api",
+    passkey: PasskeyProof | None = None,
 ) -> Repayment:
-    """The borrower pays from the wallet, proved with the PIN. More than is owed: only what
-    is owed leaves the wallet."""
+    """The borrower pays from the wallet, proved with the PIN or a passkey. More than is owed:
+    only what is owed leaves the wallet."""
     assert channel not in SYSTEM_CHANNELS, channel
     return _repay(
         deps.uow(),
@@ -387,7 +403,7 @@ def repay_loan(
         amount_cents=amount_cents,
         idempotency_key=idempotency_key,
         channel=channel,
-        proof=(deps.hasher, pin),
+        proof=(deps.hasher, pin, passkey),
     )
 
 
@@ -425,7 +441,7 @@ def _repay(
     amount_cents: object,
     idempotency_key: str,
     channel: str,
-    proof: tuple[PinHasher, str] | None,
+    proof: tuple[PinHasher, str | None, PasskeyProof | None] | None,
 ) -> Repayment:
     amount = require_repayment_amount(amount_cents)
     now = clock.now()
@@ -438,9 +454,18 @@ def _repay(
         )
         loan = loan_for(uow, loan_id, user_id=borrower_id, role="borrower")
         if proof is not None:
-            hasher, pin = proof
+            hasher, pin, passkey = proof
             borrower = require_user(uow, borrower_id, lock=True)
-            check_pin(uow, hasher=hasher, user=borrower, pin=pin, now=now, channel=channel)
+            prove_member(
+                uow,
+                hasher=hasher,
+                user=borrower,
+                pin=pin,
+                passkey=passkey,
+                binding=money_binding(MoneyAction.REPAY_LOAN, loan_id=loan.id, amount_cents=amount),
+                now=now,
+                channel=channel,
+            )
             borrower.require_money_may_leave(now)
         elif channel not in MONEY_FROM_MPESA_CHANNELS:
             # Deni's own repayment from the wallet waits for a PIN reset's hold like a
@@ -694,7 +719,8 @@ def write_off_loan(
     *,
     lender_id: str,
     loan_id: str,
-    pin: str,
+    pin: str | None = None,
+    passkey: PasskeyProof | None = None,
     channel: str = "api",
 ) -> Loan:
     """The lender forgives what is still owed. No money moves; the debt ends."""
@@ -702,7 +728,16 @@ def write_off_loan(
     with deps.uow() as uow:
         loan = loan_for(uow, loan_id, user_id=lender_id, role="lender")
         lender = require_user(uow, lender_id, lock=True)
-        check_pin(uow, hasher=deps.hasher, user=lender, pin=pin, now=now, channel=channel)
+        prove_member(
+            uow,
+            hasher=deps.hasher,
+            user=lender,
+            pin=pin,
+            passkey=passkey,
+            binding=money_binding(MoneyAction.WRITE_OFF_LOAN, loan_id=loan.id),
+            now=now,
+            channel=channel,
+        )
         # Forgiving a debt gives up money owed to the wallet: held after a PIN reset too.
         lender.require_money_may_leave(now)
         _write_off(uow, loan, lender, actor_id=lender_id, channel=channel, now=now)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # these use the unit of work too; only type checking needs bo
         OpsSessionRepository,
         ProposalRepository,
     )
+    from deni.services.passkey_ports import PasskeyRepository
     from deni.services.report_ports import ReportQueries
 
 STATEMENT_PAGE_MAX = 100
@@ -517,6 +518,11 @@ class UnitOfWork(Protocol):
 
     @property
     def proposals(self) -> ProposalRepository: ...
+
+    @property
+    def passkeys(self) -> PasskeyRepository:
+        """Members' passkeys and the challenges their ceremonies answer (passkey_ports.py)."""
+        ...
 
     @property
     def lookup(self) -> LookupQueries:

@@ -4,9 +4,9 @@ erasure where the law allows, by closing the account.
 
 What is in it: the profile (never the PIN hash), the wallet with every statement line, every
 loan they borrowed or lent with its repayments (the other party's name and phone are part of
-the loan they agreed to), their notifications, their M-PESA requests and preferences, and the
-audit rows of the commands they made. What is not: other people's data beyond that, and
-secrets (PIN hash, tokens).
+the loan they agreed to), their notifications, their M-PESA requests and preferences, their
+passkeys (names and dates), and the audit rows of the commands they made. What is not: other
+people's data beyond that, and secrets (PIN hash, tokens).
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from deni.domain.errors import Conflict, NotFound, ValidationFailed
 from deni.domain.ledger import wallet_account_id
 from deni.domain.loans import Loan, LoanState
 from deni.domain.mpesa import OPEN_STATES, MpesaRequest
+from deni.domain.passkeys import Passkey
 from deni.domain.users import User, nairobi_today
 from deni.services import ledger
 from deni.services.common import audit, require_user
 from deni.services.mpesa.ports import MpesaPreferences
+from deni.services.passkey_ports import PASSKEYS_LIST_MAX
 from deni.services.ports import (
     LIST_PAGE_MAX,
     STATEMENT_PAGE_MAX,
@@ -72,6 +74,7 @@ class PersonalData:
     mpesa_requests: list[MpesaRequest]  # newest first
     mpesa_preferences: MpesaPreferences
     audit: list[AuditRecord]  # oldest first
+    passkeys: list[Passkey]  # oldest first
 
 
 class ExportTooLarge(ValidationFailed):
@@ -107,6 +110,7 @@ def personal_data(
             ),
             mpesa_preferences=uow.mpesa_preferences.get(user_id),
             audit=_audit(uow, user_id),
+            passkeys=uow.passkeys.for_user(user_id, limit=PASSKEYS_LIST_MAX),
         )
 
 

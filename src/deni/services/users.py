@@ -168,10 +168,7 @@ def check_pin(
     (the guesser holds none, and the owner's must not end or lock at a stranger's word); a lock
     earned in a session stops sessions and sign-in and ends every session.
     """
-    if user.support_locked_at is not None:
-        raise LockedBySupport
-    if (until := user.locked_until_for(channel, now, in_session=in_session)) is not None:
-        raise AccountLocked(_locked_message(until, now))
+    require_not_locked(user, now=now, channel=channel, in_session=in_session)
     if isinstance(pin, str) and hasher.verify(pin, user.pin_hash):
         rehash = hasher.needs_rehash(user.pin_hash)
         if rehash:
@@ -181,6 +178,35 @@ def check_pin(
             user.record_right_pin(channel=channel, in_session=in_session)
             uow.users.save(user, now)
         return
+    until = count_failed_proof(
+        uow, user=user, now=now, channel=channel, in_session=in_session, command="wrong_pin"
+    )
+    uow.commit()
+    if until is not None:
+        raise AccountLocked(_locked_message(until, now))
+    raise WrongPin("Wrong PIN.")
+
+
+def require_not_locked(user: User, *, now: datetime, channel: str, in_session: bool) -> None:
+    """What check_pin refuses before looking at the PIN; a passkey is refused the same way."""
+    if user.support_locked_at is not None:
+        raise LockedBySupport
+    if (until := user.locked_until_for(channel, now, in_session=in_session)) is not None:
+        raise AccountLocked(_locked_message(until, now))
+
+
+def count_failed_proof(
+    uow: UnitOfWork,
+    *,
+    user: User,
+    now: datetime,
+    channel: str,
+    in_session: bool,
+    command: str,
+) -> datetime | None:
+    """A failed proof of who the member is (a wrong PIN, a passkey that did not verify) counts
+    on the same counter, locks at the same count and says so the same way. Returns when the
+    lock it caused ends, if it caused one. The caller commits, then refuses."""
     locked_now = user.record_wrong_pin(now, channel=channel, in_session=in_session)
     if locked_now and (in_session or is_sim_proven(channel)):
         _end_sessions(uow, user, now)
@@ -189,7 +215,7 @@ def check_pin(
         uow,
         actor_id=user.id,
         channel=channel,
-        command="wrong_pin",
+        command=command,
         details={"locked": locked_now},
         now=now,
     )
@@ -203,10 +229,17 @@ def check_pin(
             params={"minutes": _minutes_until(until, now)},
             now=now,
         )
-    uow.commit()
-    if until is not None:
-        raise AccountLocked(_locked_message(until, now))
-    raise WrongPin("Wrong PIN.")
+    return until
+
+
+def record_right_proof(
+    uow: UnitOfWork, *, user: User, now: datetime, channel: str, in_session: bool
+) -> None:
+    """A proof that held (a passkey's signature) clears the wrong attempts in a row, as a
+    right PIN does."""
+    if user.wrong_pins_in_a_row(channel, in_session=in_session):
+        user.record_right_pin(channel=channel, in_session=in_session)
+        uow.users.save(user, now)
 
 
 def _end_sessions(uow: UnitOfWork, user: User, now: datetime) -> None:
@@ -222,6 +255,10 @@ def _minutes_until(until: datetime, now: datetime) -> int:
 
 def _locked_message(until: datetime, now: datetime) -> str:
     return f"Too many wrong PINs. Try again in {_minutes_until(until, now)} minutes."
+
+
+def locked_refusal(until: datetime, now: datetime) -> AccountLocked:
+    return AccountLocked(_locked_message(until, now))
 
 
 def _wrong_credentials() -> Unauthorized:
@@ -270,15 +307,35 @@ def login(
             # Counted (check_pin committed it), but answered as an unknown number is: sign-in
             # must not tell members from strangers.
             raise _wrong_credentials() from None
-        refresh = _new_refresh_token(
-            uow, user_id=user.id, family_id=new_id(), now=now, ttl_s=deps.refresh_ttl_s
-        )
-        audit(uow, actor_id=user.id, channel=channel, command="login", details={}, now=now)
+        refresh = begin_session(uow, deps, user=user, now=now, channel=channel, details={})
         uow.commit()
+    return issue_session(deps, user=user, now=now, refresh_token=refresh)
+
+
+def begin_session(
+    uow: UnitOfWork,
+    deps: SessionDeps,
+    *,
+    user: User,
+    now: datetime,
+    channel: str,
+    details: dict[str, object],
+) -> str:
+    """A new sign-in for a member who just proved who they are (a PIN, a passkey), in the
+    caller's transaction: its refresh token and its audit row. issue_session, once committed,
+    gives the pair."""
+    refresh = _new_refresh_token(
+        uow, user_id=user.id, family_id=new_id(), now=now, ttl_s=deps.refresh_ttl_s
+    )
+    audit(uow, actor_id=user.id, channel=channel, command="login", details=details, now=now)
+    return refresh
+
+
+def issue_session(deps: SessionDeps, *, user: User, now: datetime, refresh_token: str) -> Session:
     access, expires_in_s = deps.tokens.issue(
         user_id=user.id, now=now, session_epoch=user.session_epoch
     )
-    return Session(user.id, access, expires_in_s, refresh)
+    return Session(user.id, access, expires_in_s, refresh_token)
 
 
 def refresh_session(

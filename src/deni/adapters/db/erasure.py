@@ -5,7 +5,7 @@ repayments, M-PESA requests, the callback inbox and suspense, and the hash-chain
 Erased: the name, phone number and PIN hash on the user's row (the account stays, closed, so
 the records above still point somewhere), notifications and their SMS and push delivery rows,
 the browsers subscribed to Web Push and the events chosen for them, what the fake SMS gateway
-kept for the number, sessions (refresh tokens), reset codes, stored API answers, M-PESA
+kept for the number, sessions (refresh tokens), passkeys, reset codes, stored API answers, M-PESA
 preferences, and everything sync kept for the person's devices.
 
 An unproven account whose number its proven owner takes (release_phone) loses only the number
@@ -23,6 +23,7 @@ from deni.adapters.db import push_tables as push
 from deni.adapters.db import tables as t
 from deni.adapters.db import ussd_tables as u
 from deni.adapters.db.mpesa import tables as m
+from deni.adapters.db.passkeys import passkey_challenges, passkeys
 from deni.adapters.db.sync import tables as s
 from deni.domain.users import CLOSED_NAME, closed_phone
 
@@ -48,6 +49,8 @@ def erase_person(connection: Connection, user_id: str, *, now: datetime) -> None
         delete(t.notifications).where(t.notifications.c.user_id == user_id),
         delete(u.sms_outbox).where(u.sms_outbox.c.phone == phone),
         delete(t.refresh_tokens).where(t.refresh_tokens.c.user_id == user_id),
+        delete(passkeys).where(passkeys.c.user_id == user_id),
+        delete(passkey_challenges).where(passkey_challenges.c.user_id == user_id),
         delete(t.pin_reset_codes).where(t.pin_reset_codes.c.user_id == user_id),
         delete(t.phone_codes).where(t.phone_codes.c.phone == phone),
         delete(t.idempotency_keys).where(t.idempotency_keys.c.scope == user_id),

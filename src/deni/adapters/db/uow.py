@@ -31,6 +31,7 @@ from deni.adapters.db.ops.repositories import (
     SqlOpsSessionRepository,
     SqlProposalRepository,
 )
+from deni.adapters.db.passkeys import SqlPasskeyRepository
 from deni.adapters.db.refresh_tokens import SqlRefreshTokenRepository
 from deni.adapters.db.reports import SqlReportQueries
 from deni.adapters.db.sms_codes import SqlPhoneCodeRepository, SqlPinResetRepository
@@ -94,6 +95,7 @@ class SqlUnitOfWork:
         self.ops_sessions = SqlOpsSessionRepository(connection)
         self.proposals = SqlProposalRepository(connection)
         self.lookup = SqlLookupQueries(connection)
+        self.passkeys = SqlPasskeyRepository(connection)
         return self
 
     def savepoint(self) -> SavepointUnitOfWork:
@@ -171,6 +173,7 @@ class _OuterRepositories:
     ops_sessions: SqlOpsSessionRepository
     proposals: SqlProposalRepository
     lookup: SqlLookupQueries
+    passkeys: SqlPasskeyRepository
 
     def __init__(self, outer: SqlUnitOfWork) -> None:
         self.users = outer.users
@@ -198,6 +201,7 @@ class _OuterRepositories:
         self.ops_sessions = outer.ops_sessions
         self.proposals = outer.proposals
         self.lookup = outer.lookup
+        self.passkeys = outer.passkeys
 
 
 class SavepointUnitOfWork(_OuterRepositories):

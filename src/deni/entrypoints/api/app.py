@@ -33,6 +33,7 @@ from deni.entrypoints.api.routes import (
     loans,
     mpesa,
     notifications,
+    passkeys,
     privacy,
     push,
     sync,
@@ -102,6 +103,7 @@ def create_app(deni: Deni) -> FastAPI:
         book.router,  # the member's own book: GET /me/book, /me/history
         # A person's rights over their data (Data Protection Act 2019): export, closing.
         privacy.router,
+        passkeys.router,  # passkeys: sign in and approve money out without the PIN
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 from deni.domain.money import format_kes
 from deni.domain.users import User
@@ -89,11 +97,35 @@ class PinIn(Strict):
     pin: StrictStr
 
 
+class PasskeyAnswerIn(Strict):
+    """A passkey's answer to a challenge from POST /me/passkeys/approval: the challenge's id
+    and what the browser's `PublicKeyCredential.toJSON()` gave."""
+
+    challenge_id: Id
+    credential: dict[str, Any] = Field(
+        description="The PublicKeyCredential as JSON (id, rawId, type, response{...})."
+    )
+
+
+class ProvedIn(Strict):
+    """Money out at the member's word: proved with the PIN, or with a passkey whose challenge
+    named this very action and amount. Exactly one of the two. Neither is part of what an
+    Idempotency-Key is matched against."""
+
+    pin: StrictStr | None = Field(default=None, examples=["4821"])
+    passkey: PasskeyAnswerIn | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _one_proof(self) -> ProvedIn:
+        if (self.pin is None) == (self.passkey is None):
+            raise ValueError("send either your PIN or a passkey's answer")
+        return self
+
+
 LOAN_VERSION_MAX = 2**31 - 1
 
 
-class ApproveIn(Strict):
-    pin: StrictStr
+class ApproveIn(ProvedIn):
     base_version: StrictInt | None = Field(
         default=None,
         ge=0,
@@ -253,11 +285,15 @@ class RepayIn(Strict):
     amount_cents: Cents
 
 
-class PinnedAmountIn(Strict):
-    """Money that leaves the wallet at the member's word: the amount, proved with the PIN."""
+class WriteOffIn(ProvedIn):
+    pass
+
+
+class PinnedAmountIn(ProvedIn):
+    """Money that leaves the wallet at the member's word: the amount, proved with the PIN or a
+    passkey."""
 
     amount_cents: Cents
-    pin: StrictStr = Field(examples=["4821"])
 
     def without_pin(self) -> RepayIn:
         """What an Idempotency-Key is matched against: the request, never the PIN."""

@@ -7,8 +7,8 @@ from deni.services.common import audit, require_user
 from deni.services.mpesa.ports import (
     MpesaPreferences,
 )
+from deni.services.passkeys import PasskeyProof, preferences_binding, prove_member
 from deni.services.ports import Deps, PinDeps
-from deni.services.users import check_pin
 
 # --- Preferences -------------------------------------------------------------------------------
 
@@ -17,17 +17,30 @@ def set_preferences(
     deps: PinDeps,
     *,
     user_id: str,
-    pin: str,
+    pin: str | None = None,
     disburse_to_mpesa: bool | None = None,
     auto_payout: bool | None = None,
     channel: str = "api",
+    passkey: PasskeyProof | None = None,
 ) -> tuple[bool, bool]:
     """Where a member's money goes without asking each time (a loan's principal, a lender's
-    repayments: straight on to M-PESA). It decides future payouts, so it takes the PIN."""
+    repayments: straight on to M-PESA). It decides future payouts, so it takes the PIN, or a
+    passkey bound to these very choices."""
     now = deps.clock.now()
     with deps.uow() as uow:
         user = require_user(uow, user_id, lock=True)
-        check_pin(uow, hasher=deps.hasher, user=user, pin=pin, now=now, channel=channel)
+        prove_member(
+            uow,
+            hasher=deps.hasher,
+            user=user,
+            pin=pin,
+            passkey=passkey,
+            binding=preferences_binding(
+                disburse_to_mpesa=disburse_to_mpesa, auto_payout=auto_payout
+            ),
+            now=now,
+            channel=channel,
+        )
         current = uow.mpesa_preferences.get(user_id)
         updated = MpesaPreferences(
             user_id,

@@ -47,6 +47,7 @@ from deni.domain.mpesa import (
     RequestState,
     require_mpesa_amount,
 )
+from deni.domain.passkeys import MoneyAction
 from deni.domain.users import User, nairobi_today
 from deni.ids import new_id
 from deni.services import ledger
@@ -68,8 +69,8 @@ from deni.services.mpesa.ports import (
 )
 from deni.services.mpesa.settle import fail_payout
 from deni.services.outbox import Handler, RetryLater, enqueue
+from deni.services.passkeys import PasskeyProof, money_binding, prove_member
 from deni.services.ports import Deps, PinDeps, UnitOfWork
-from deni.services.users import check_pin
 
 log = structlog.get_logger(__name__)
 
@@ -203,17 +204,32 @@ def withdraw(
     deps: PinDeps,
     *,
     user_id: str,
-    pin: str,
+    pin: str | None = None,
     amount_cents: object,
     idempotency_key: str,
     channel: str,
+    passkey: PasskeyProof | None = None,
 ) -> MpesaRequest:
     """A member sends wallet money to their M-PESA, proved with the PIN (a wrong PIN is
-    committed, and counts, before the refusal). The worker sends the payout."""
+    committed, and counts, before the refusal) or a passkey bound to this amount. The worker
+    sends the payout."""
     now = deps.clock.now()
+    binding = ""
+    if passkey is not None:
+        amount = require_mpesa_amount(amount_cents, amount_cents_min=B2C_CENTS_MIN)
+        binding = money_binding(MoneyAction.WITHDRAW, amount_cents=amount)
     with deps.uow() as uow:
         user = require_user(uow, user_id, lock=True)
-        check_pin(uow, hasher=deps.hasher, user=user, pin=pin, now=now, channel=channel)
+        prove_member(
+            uow,
+            hasher=deps.hasher,
+            user=user,
+            pin=pin,
+            passkey=passkey,
+            binding=binding,
+            now=now,
+            channel=channel,
+        )
         request = request_payout(
             uow,
             user_id=user.id,

@@ -12,6 +12,7 @@ from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
 from deni.entrypoints.api.json_body import TextJsonRoute
+from deni.entrypoints.api.routes.passkeys import proof_of
 from deni.entrypoints.api.schemas import (
     ApproveIn,
     EmptyIn,
@@ -20,11 +21,11 @@ from deni.entrypoints.api.schemas import (
     LoanOut,
     LoanRequestIn,
     MessageOut,
-    PinIn,
     PinnedAmountIn,
     QuoteOut,
     RepayOut,
     TermsIn,
+    WriteOffIn,
 )
 from deni.services import limits, loans, queries, reminders
 from deni.services.ports import LIST_PAGE_MAX, UnitOfWorkFactory
@@ -149,8 +150,9 @@ def loan_detail(loan_id: LoanId, user_id: UserId, deni: DeniDep) -> LoanDetailOu
 def approve(
     loan_id: LoanId, body: ApproveIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
 ) -> object:
-    """Lender: approve with your PIN. The money moves now, or when your wallet holds it.
-    Send the `version` you showed as `base_version`: terms changed since are refused."""
+    """Lender: approve with your PIN, or a passkey (`passkey`, its challenge from POST
+    /me/passkeys/approval). The money moves now, or when your wallet holds it. Send the
+    `version` you showed as `base_version`: terms changed since are refused."""
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, LoanOut]:
         loan = loans.approve_loan(
@@ -158,6 +160,7 @@ def approve(
             lender_id=user_id,
             loan_id=loan_id,
             pin=body.pin,
+            passkey=proof_of(deni, body.passkey),
             base_version=body.base_version,
         )
         return 200, _view(deni, uows, loan)
@@ -231,6 +234,7 @@ def repay(
             loan_id=loan_id,
             amount_cents=body.amount_cents,
             pin=body.pin,
+            passkey=proof_of(deni, body.passkey),
             idempotency_key=key,
         )
         allocation = result.allocation
@@ -278,9 +282,9 @@ def remind(
 
 @router.post("/{loan_id}/write-off", response_model=LoanOut, responses=refusals(403, 409))
 def write_off(
-    loan_id: LoanId, body: PinIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
+    loan_id: LoanId, body: WriteOffIn, user_id: UserId, deni: DeniDep, key: IdempotencyKey
 ) -> object:
-    """Lender: forgive what is still owed, with your PIN. It cannot be undone."""
+    """Lender: forgive what is still owed, with your PIN or a passkey. It cannot be undone."""
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, LoanOut]:
         loan = loans.write_off_loan(
@@ -288,6 +292,7 @@ def write_off(
             lender_id=user_id,
             loan_id=loan_id,
             pin=body.pin,
+            passkey=proof_of(deni, body.passkey),
         )
         return 200, _view(deni, uows, loan)
 

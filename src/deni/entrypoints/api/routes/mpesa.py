@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field, StrictBool, StrictStr
+from pydantic import BaseModel, StrictBool
 
 from deni.bootstrap import Deni
 from deni.domain.errors import Conflict
@@ -17,7 +17,8 @@ from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
 from deni.entrypoints.api.json_body import TextJsonRoute
 from deni.entrypoints.api.routes.loans import LoanId
-from deni.entrypoints.api.schemas import PinnedAmountIn, RepayIn, Strict
+from deni.entrypoints.api.routes.passkeys import proof_of
+from deni.entrypoints.api.schemas import PinnedAmountIn, ProvedIn, RepayIn
 from deni.services.mpesa import preferences as mpesa_preferences
 from deni.services.mpesa import requests
 from deni.services.ports import LIST_PAGE_MAX, UnitOfWorkFactory
@@ -55,10 +56,11 @@ class MpesaRequestListOut(BaseModel):
     requests: list[MpesaRequestOut]
 
 
-class PreferencesIn(Strict):
+class PreferencesIn(ProvedIn):
+    """These choices send money to M-PESA: your PIN, or a passkey bound to them."""
+
     disburse_to_mpesa: StrictBool | None = None
     auto_payout: StrictBool | None = None
-    pin: StrictStr = Field(description="Your PIN: these choices send money to M-PESA.")
 
 
 class PreferencesOut(BaseModel):
@@ -101,6 +103,7 @@ def _withdraw(
         deni.within(uows),
         user_id=user_id,
         pin=body.pin,
+        passkey=proof_of(deni, body.passkey),
         amount_cents=body.amount_cents,
         idempotency_key=key,
         channel="api",
@@ -193,6 +196,7 @@ def set_preferences(body: PreferencesIn, user_id: UserId, deni: DeniDep) -> Pref
         deni,
         user_id=user_id,
         pin=body.pin,
+        passkey=proof_of(deni, body.passkey),
         disburse_to_mpesa=body.disburse_to_mpesa,
         auto_payout=body.auto_payout,
     )

@@ -16,6 +16,7 @@ from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, UserId
 from deni.entrypoints.api.json_body import TextJsonRoute
 from deni.entrypoints.api.routes.mpesa import MpesaRequestOut, PreferencesOut
+from deni.entrypoints.api.routes.passkeys import PasskeyOut
 from deni.entrypoints.api.schemas import (
     EmptyOut,
     LoanDetailOut,
@@ -91,6 +92,7 @@ class PersonalDataOut(BaseModel):
     mpesa_preferences: PreferencesOut
     web_push: WebPushExportOut
     audit: list[AuditRowOut]
+    passkeys: list[PasskeyOut]
 
     @classmethod
     def of(
@@ -116,6 +118,7 @@ class PersonalDataOut(BaseModel):
             ),
             web_push=WebPushExportOut.of(web_push),
             audit=[AuditRowOut.of(row) for row in data.audit],
+            passkeys=[PasskeyOut.of(passkey) for passkey in data.passkeys],
         )
 
 
@@ -143,8 +146,8 @@ def close(body: PinIn, user_id: UserId, deni: DeniDep) -> EmptyOut:
 def export(user_id: UserId, deni: DeniDep, response: Response) -> PersonalDataOut:
     """Everything Deni holds about you: profile, wallet statement, loans you borrowed or lent
     with their repayments, notifications, M-PESA requests and preferences, the browsers that
-    receive your notifications by Web Push and the events you chose, and the record of
-    the commands you made. Never your PIN. Read on one consistent snapshot."""
+    receive your notifications by Web Push and the events you chose, your passkeys, and the
+    record of the commands you made. Never your PIN. Read on one consistent snapshot."""
     data = privacy.personal_data(deni, user_id=user_id)
     web_push = push.export_of(deni.push, user_id=user_id)
     response.headers["Content-Disposition"] = f'attachment; filename="{export_file_name(data)}"'

@@ -7,7 +7,7 @@
 // Bump VERSION with every release: a changed sw.js makes browsers install it anew, which fetches
 // every file of the release together (no page mixing two releases' modules).
 
-const VERSION = "deni-app-6";
+const VERSION = "deni-app-7";
 const SHELL = [
   "./",
   "index.html",
@@ -22,6 +22,7 @@ const SHELL = [
   "js/format.js",
   "js/i18n.js",
   "js/mpesa.js",
+  "js/passkeys.js",
   "js/push.js",
   "js/push-sw.js",
   "js/store.js",

@@ -61,6 +61,7 @@ export const publicApi = {
   register: (fields) => send("POST", "/auth/register", { body: fields }),
   askPinReset: (phone) => send("POST", "/auth/pin-reset", { body: { phone } }),
   confirmPinReset: (fields) => send("POST", "/auth/pin-reset/confirm", { body: fields }),
+  passkeyOptions: () => send("POST", "/auth/passkey/options"),
 };
 
 export class Session {
@@ -73,6 +74,15 @@ export class Session {
   async signIn(phone, pin) {
     const answer = await publicApi.login(phone, pin);
     await this.#keep(answer, phone);
+    return this.store.begin(answer.user_id);
+  }
+
+  // A passkey's answer (js/passkeys.js) instead of the PIN: the same tokens; the number the
+  // session is kept under comes from the profile.
+  async signInWithPasskey(body) {
+    const answer = await send("POST", "/auth/passkey", { body });
+    const me = await send("GET", "/me", { token: answer.access_token });
+    await this.#keep(answer, me.phone);
     return this.store.begin(answer.user_id);
   }
 

@@ -4,6 +4,7 @@ import { field, form, h, pinField } from "../dom.js";
 import { LANGUAGES, language, setLanguage, t } from "../i18n.js";
 import { publicApi } from "../sync.js";
 import { online, readPhone, render, signIn, twoPins } from "../core.js";
+import { signInButton } from "../passkeys.js";
 
 export function languagePicker() {
   return h(
@@ -40,6 +41,7 @@ export function signInView() {
       t("button.sign_in"),
       ({ phone, pin }) => signIn(readPhone(phone), pin),
     ),
+    signInButton(),
     h(
       "p",
       { class: "links" },

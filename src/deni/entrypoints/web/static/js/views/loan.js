@@ -16,6 +16,7 @@ import {
   requirePin,
   syncNow,
 } from "../core.js";
+import { approveLoanButton } from "../passkeys.js";
 
 const LOAN_CENTS_MIN = 1_000; // KES 10, the least the server lends (domain/money.py)
 // Which field each of the server's refusals is about, for act's answer next to the field.
@@ -126,6 +127,7 @@ function loanActions(loan) {
       form([pinField(t("field.your_pin"))], t("button.approve", { amount }), ({ pin }) =>
         approve(loan, pin),
       ),
+      approveLoanButton(loan),
       button(t("button.decline"), () => act("decline_loan", { loan_id: loan.id })),
     );
   }

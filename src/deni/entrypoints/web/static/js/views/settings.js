@@ -16,6 +16,7 @@ import {
   syncSoon,
   twoPins,
 } from "../core.js";
+import { passkeysCard } from "../passkeys.js";
 
 const PREFERENCES = ["disburse_to_mpesa", "auto_payout"];
 
@@ -117,6 +118,7 @@ export async function settingsView() {
       ),
     ),
     saved,
+    passkeysCard({ form, pinField, requirePin }),
     h(
       "section",
       { class: "card" },

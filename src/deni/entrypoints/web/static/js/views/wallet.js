@@ -5,6 +5,7 @@ import { kes, parseKes, shortTime } from "../format.js";
 import { language, t } from "../i18n.js";
 import { act, app, go, homeLink, requirePin } from "../core.js";
 import { followMpesa } from "../mpesa.js";
+import { withdrawButton } from "../passkeys.js";
 
 const STATEMENT_LINES_SHOWN = 50;
 const MONEY_FIELDS = {
@@ -22,6 +23,13 @@ export function moneyView(name) {
   // A top-up is confirmed with the M-PESA PIN on the phone; a withdrawal with Deni's PIN,
   // held in memory until the push and never stored.
   const leaves = name === "withdraw";
+  // Or with the passkey, for the amount typed (js/passkeys.js): sent at once, not queued.
+  const typedCents = () => {
+    const typed = document.getElementById("field-amount")?.value ?? "";
+    const amountCents = parseKes(typed, { wholeShillings: true });
+    if (amountCents === null) throw new Refused(t("error.whole_shillings"), "amount");
+    return amountCents;
+  };
   return () =>
     h(
       "div",
@@ -45,6 +53,7 @@ export function moneyView(name) {
           go("#/home");
         },
       ),
+      leaves ? withdrawButton(typedCents) : null,
       homeLink(),
     );
 }
