@@ -7,7 +7,7 @@
 // Bump VERSION with every release: a changed sw.js makes browsers install it anew, which fetches
 // every file of the release together (no page mixing two releases' modules).
 
-const VERSION = "deni-app-5";
+const VERSION = "deni-app-6";
 const SHELL = [
   "./",
   "index.html",
@@ -17,6 +17,7 @@ const SHELL = [
   "icon-192.png",
   "icon-512.png",
   "js/app.js",
+  "js/background.js",
   "js/core.js",
   "js/dom.js",
   "js/format.js",
@@ -73,3 +74,6 @@ self.addEventListener("fetch", (event) => {
   if (event.request.method !== "GET" || !ours) return; // the browser handles it, uncached
   event.respondWith(fromCacheThenRefresh(event));
 });
+
+// Background sync (the queue sent with the app closed) lives in its own file.
+importScripts("sw-sync.js");
