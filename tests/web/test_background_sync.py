@@ -1,15 +1,16 @@
 """Background sync: what was queued offline reaches the server with the app closed, sent by the
 service worker (static/sw-sync.js) when the browser's `sync` event wakes it, exactly once.
 
-Chromium's own network state is not DevTools' emulated one: the browser fires a registered
-sync as soon as it is asked (it believes it is online; the worker's push then fails, offline by
-emulation, and the browser retries minutes later), and it does not fire it when the emulation
-goes back online. So these tests fire the event themselves, as DevTools does
-(`ServiceWorker.dispatchSyncEvent`), after checking the page asked for it.
+Who fires the event: Chromium itself. A sync asked for while the context is offline (Playwright's
+offline switch reaches the worker too) waits, and Chromium fires it when the switch goes back
+online, with no page of the app open: the first test sees the worker's push land before any
+DevTools command. DevTools' `ServiceWorker.dispatchSyncEvent` then fires it again on demand,
+for a second event and for a retry after a lost answer.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from playwright.sync_api import CDPSession, Page, Route, expect
 
 from deni.bootstrap import Deni
 from deni.domain.users import User
+from tests.support.builders import shows_number, wallet_cents
 from tests.web import test_browser as journeys
 from tests.web.test_browser import Person, ask_for_loan, loans_of, on_the_phone, sign_in, synced
 
@@ -96,6 +98,38 @@ def queue_a_request_offline(person: Person, lender: User, amount: str) -> str:
     return loan_id
 
 
+def back_online(person: Person) -> None:
+    """The network comes back: the router's cut first, so nothing woken by the switch finds it."""
+    person.context.unroute("**/api/**")
+    person.context.set_offline(False)
+
+
+class Pushes:
+    """Every sync push the context sends from now on, and who sent it (the worker or a page)."""
+
+    def __init__(self, person: Person) -> None:
+        self.sent: list[str] = []  # "worker" or "page", in the order the requests left
+        self.answers: list[tuple[str, Any]] = []
+        person.context.on("request", self._request)
+        person.context.on("response", self._response)
+
+    @staticmethod
+    def _who(request: Any) -> str:
+        return "worker" if request.service_worker is not None else "page"
+
+    def _request(self, request: Any) -> None:
+        if request.url.endswith("/api/v1/sync/push"):
+            self.sent.append(self._who(request))
+
+    def _response(self, response: Any) -> None:
+        if response.url.endswith("/api/v1/sync/push"):
+            self.answers.append((self._who(response.request), response))
+
+
+def the_app_is_closed(person: Person, origin: str) -> bool:
+    return not any(page.url.startswith(f"{origin}/app") for page in person.context.pages)
+
+
 def test_a_request_queued_offline_is_sent_by_the_worker_with_the_app_closed(
     deni: Deni,
     lender: User,
@@ -107,13 +141,140 @@ def test_a_request_queued_offline_is_sent_by_the_worker_with_the_app_closed(
     sign_in(wanjiku)
     worker = Worker(wanjiku, web_server.url)
     loan_id = queue_a_request_offline(wanjiku, lender, "400")
-    print("tags", sync_tags(wanjiku.page))
+    assert sync_tags(wanjiku.page) == [SYNC_TAG]  # the page asked the browser for a sync
+    assert loans_of(deni, borrower) == []
 
     wanjiku.page.close()  # the app is closed
-    wanjiku.go_offline(False)
-    worker.page.wait_for_timeout(3000)
-    print("before fire", loans_of(deni, borrower))
-    worker.fire_sync()
+    pushes = Pushes(wanjiku)
+    assert the_app_is_closed(wanjiku, web_server.url)
+    back_online(wanjiku)  # Chromium fires the sync event itself: no DevTools command yet
     wait_for(worker.page, lambda: len(loans_of(deni, borrower)) == 1, "the loan on the server")
     [loan] = loans_of(deni, borrower)
-    assert loan.id == loan_id
+    assert loan.id == loan_id  # the id made offline, pushed by the worker
+    assert loan.terms.principal_cents == 40_000
+    assert "worker" in pushes.sent
+    assert "page" not in pushes.sent
+    assert the_app_is_closed(wanjiku, web_server.url)
+
+    worker.fire_sync()  # a second event: nothing is left to send
+    wait_for(worker.page, lambda: len(pushes.answers) == len(pushes.sent), "the pushes' answers")
+    app = wanjiku.context.new_page()  # the app opens again
+    wanjiku.page = app
+    app.goto("/app/")
+    synced(wanjiku)
+    assert on_the_phone(app)["queue"] == []  # the worker's answer left the queue
+    expect(app.locator("#waiting-lender")).to_contain_text("Waiting for approval")
+    assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]  # still once
+    assert "page" not in pushes.sent  # the page found nothing left to push
+
+
+def test_a_push_whose_answer_was_lost_is_sent_again_and_lands_once(
+    deni: Deni,
+    lender: User,
+    borrower: User,
+    open_browser: Callable[[User], Person],
+    web_server: Any,
+) -> None:
+    wanjiku = open_browser(borrower)
+    sign_in(wanjiku)
+    worker = Worker(wanjiku, web_server.url)
+    answers: list[dict[str, Any]] = []
+
+    def lose_the_first_answer(route: Route) -> None:
+        answer = route.fetch()  # Deni applies the push...
+        answers.append(answer.json())
+        if len(answers) == 1:
+            route.abort("connectionreset")  # ...and the worker never hears of it
+        else:
+            route.fulfill(response=answer)
+
+    wanjiku.context.route("**/api/v1/sync/push", lose_the_first_answer)
+    loan_id = queue_a_request_offline(wanjiku, lender, "250")
+    wanjiku.page.close()
+    back_online(wanjiku)  # the context's own route stays: it is not under the cut
+    wait_for(worker.page, lambda: len(answers) == 1, "the worker's first push")
+    assert answers[0]["results"][0]["status"] == "applied"
+    assert answers[0]["results"][0]["replayed"] is False
+    assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]
+
+    worker.fire_sync()  # the retry: the same client id, the same mutation id
+    wait_for(worker.page, lambda: len(answers) == 2, "the worker's retry")
+    [result] = answers[1]["results"]
+    assert (result["mutation_id"], result["status"], result["replayed"]) == (1, "applied", True)
+    assert answers[1]["client_id"] == answers[0]["client_id"]
+    assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]  # once
+
+    app = wanjiku.context.new_page()
+    wanjiku.page = app
+    app.goto("/app/")
+    synced(wanjiku)
+    assert on_the_phone(app)["queue"] == []
+    assert len(answers) == 2  # the page had nothing left to push
+    assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]
+
+
+def test_the_worker_and_the_page_pushing_at_once_land_once(
+    deni: Deni,
+    lender: User,
+    borrower: User,
+    open_browser: Callable[[User], Person],
+    web_server: Any,
+) -> None:
+    wanjiku = open_browser(borrower)
+    sign_in(wanjiku)
+    held: list[Route] = []
+    loan_id = queue_a_request_offline(wanjiku, lender, "300")
+    pushes = Pushes(wanjiku)
+    # Both pushes are held at the router until both have left, then let go together.
+    wanjiku.context.route("**/api/v1/sync/push", lambda route: held.append(route))
+    back_online(wanjiku)  # the page's online event and Chromium's sync event, both at once
+    wait_for(wanjiku.page, lambda: len(held) == 2, "a push from the page and one from the worker")
+    assert sorted(pushes.sent) == ["page", "worker"]
+    bodies = [route.request.post_data_json for route in held]
+    assert bodies[0] == bodies[1]  # the same client id, mutation ids and args
+    assert [m["id"] for m in bodies[0]["mutations"]] == [1]
+    for route in held:
+        route.continue_()
+    wait_for(wanjiku.page, lambda: len(pushes.answers) == 2, "both answers")
+
+    results = [response.json()["results"] for _, response in pushes.answers]
+    assert sorted(r[0]["replayed"] for r in results) == [False, True]  # one applied, one replayed
+    assert {r[0]["status"] for r in results} == {"applied"}
+    assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]  # once
+    wanjiku.context.unroute("**/api/v1/sync/push")
+    wanjiku.page.reload()
+    synced(wanjiku)
+    assert on_the_phone(wanjiku.page)["queue"] == []
+    assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]
+
+
+def test_the_worker_sends_nothing_that_needs_the_pin_nor_anything_after_it(
+    deni: Deni,
+    lender: User,
+    borrower: User,
+    open_browser: Callable[[User], Person],
+    web_server: Any,
+) -> None:
+    wanjiku = open_browser(borrower)
+    sign_in(wanjiku)
+    worker = Worker(wanjiku, web_server.url)
+    page = wanjiku.page
+    journeys.wait_for_offline_shell(wanjiku)
+    wanjiku.go_offline(True)
+    page.get_by_role("link", name="Withdraw").click()
+    page.get_by_label("Amount to send to M-PESA (KES)").fill("100")
+    page.get_by_label("Your PIN").fill(journeys.PIN)
+    page.get_by_role("button", name="Withdraw").click()
+    ask_for_loan(wanjiku, lender, amount="150", fee="0", days="7")
+    page.get_by_role("button", name="Send my request").click()
+    expect(page.locator("#queue")).to_contain_text("Waiting to sync (2)")
+    assert not shows_number(journeys.PIN, json.dumps(on_the_phone(page)))
+
+    page.close()  # the PIN, only ever in the page's memory, goes with it
+    pushes = Pushes(wanjiku)
+    back_online(wanjiku)
+    worker.fire_sync()  # whether or not Chromium fired it too
+    worker.page.wait_for_timeout(500)  # the worker reads the queue and stops at the withdrawal
+    assert pushes.sent == []  # not the withdrawal without its PIN, nor the request after it
+    assert loans_of(deni, borrower) == []
+    assert wallet_cents(deni, borrower) == 20_000

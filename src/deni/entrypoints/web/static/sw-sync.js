@@ -23,7 +23,7 @@
   const API = "/api/v1";
   // The same as js/sync.js (tests/web/test_web_static.py compares them).
   const SCHEMA_VERSION = 1;
-  const PUSH_MUTATIONS_MAX = 500;
+  const PUSH_MUTATIONS_MAX = 500; // the server's MUTATIONS_PER_PUSH_MAX
   const PUSH_ROUNDS_MAX = 20;
   const NEEDS_PIN = new Set(["approve_loan", "repay_loan", "withdraw", "set_preferences"]);
   // js/store.js: the database, its stores and keys.
