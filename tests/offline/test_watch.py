@@ -135,7 +135,7 @@ def start_watch(tmp_path: Path) -> Iterator[object]:
 
     def start(phone: str) -> Watcher:
         deni_command = Path(sys.executable).parent / "deni"
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 (our own command, fixed arguments)
             [
                 str(deni_command),
                 "offline",
@@ -174,7 +174,9 @@ def logged_in_device(server: Server, user: User, home: Path) -> OfflineClient:
 
 
 def loan_ids(deni: Deni, user: User) -> list[str]:
-    return sorted(view.loan.id for view in queries.list_loans(deni, user_id=user.id, role="borrower"))
+    return sorted(
+        view.loan.id for view in queries.list_loans(deni, user_id=user.id, role="borrower")
+    )
 
 
 def test_queued_work_lands_once_when_the_server_comes_back_then_stops_on_sigterm(

@@ -274,7 +274,10 @@ def test_the_worker_sends_nothing_that_needs_the_pin_nor_anything_after_it(
     pushes = Pushes(wanjiku)
     back_online(wanjiku)
     worker.fire_sync()  # whether or not Chromium fired it too
-    worker.page.wait_for_timeout(500)  # the worker reads the queue and stops at the withdrawal
+    app = wanjiku.context.new_page()  # opened after the worker had its turn
+    app.goto("/app/")
+    app.wait_for_function("() => Number(document.getElementById('status').dataset.syncs) > 0")
+    expect(app.locator("#status")).to_have_text("2 waiting to sync")
     assert pushes.sent == []  # not the withdrawal without its PIN, nor the request after it
     assert loans_of(deni, borrower) == []
     assert wallet_cents(deni, borrower) == 20_000

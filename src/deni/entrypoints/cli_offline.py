@@ -12,8 +12,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from types import FrameType
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, NoReturn
 
 import typer
