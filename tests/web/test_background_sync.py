@@ -213,6 +213,46 @@ def test_a_push_whose_answer_was_lost_is_sent_again_and_lands_once(
     assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]
 
 
+def test_a_refresh_answer_the_worker_lost_does_not_sign_the_phone_out(
+    deni: Deni,
+    lender: User,
+    borrower: User,
+    open_browser: Callable[[User], Person],
+    web_server: Any,
+) -> None:
+    wanjiku = open_browser(borrower)
+    sign_in(wanjiku)
+    refreshes: list[tuple[str, int]] = []  # (who, status) of each refresh the worker made
+
+    def lose_the_workers_first_answer(route: Route) -> None:
+        if route.request.service_worker is None:
+            route.continue_()
+            return
+        answer = route.fetch()  # Deni swaps the token...
+        refreshes.append(("worker", answer.status))
+        if len(refreshes) == 1:
+            route.abort("connectionreset")  # ...and the worker never hears of it
+        else:
+            route.fulfill(response=answer)
+
+    loan_id = queue_a_request_offline(wanjiku, lender, "350")
+    wanjiku.context.route("**/api/v1/auth/refresh", lose_the_workers_first_answer)
+    wanjiku.page.close()
+    back_online(wanjiku)
+    pump = wanjiku.context.new_page()  # not the app: it lets Playwright run the route
+    wait_for(pump, lambda: len(loans_of(deni, borrower)) == 1, "the worker's push")
+    assert refreshes == [("worker", 200), ("worker", 200)]  # the spent token, swapped again
+    assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]
+
+    wanjiku.context.unroute("**/api/v1/auth/refresh")
+    app = wanjiku.context.new_page()  # the app opens with the token the worker kept
+    wanjiku.page = app
+    app.goto("/app/")
+    synced(wanjiku)  # still signed in
+    assert on_the_phone(app)["queue"] == []
+    assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]
+
+
 def test_the_worker_and_the_page_pushing_at_once_land_once(
     deni: Deni,
     lender: User,

@@ -33,6 +33,11 @@
   const SYNC_KEY = "sync";
   const SESSION_KEY = "session";
   const SETTLED = new Set(["applied", "conflict", "forgotten"]);
+  const FETCH_TIMEOUT_MS = 15_000; // a call that hangs ends; the browser tries the sync later
+  // A refresh whose answer is lost spends the token; the server swaps the spent one again only
+  // within 30 s (docs/api.md), and the browser's next try of a failed sync is minutes away.
+  // So a lost refresh is tried again now, within that grace: after these waits, then no more.
+  const REFRESH_RETRY_WAITS_MS = [1_000, 3_000];
 
   // A failure worth another try later: the browser retries a sync event whose work fails.
   class TryLater extends Error {}
@@ -111,6 +116,7 @@
         headers,
         body: JSON.stringify(body),
         cache: "no-store",
+        signal: AbortSignal.timeout ? AbortSignal.timeout(FETCH_TIMEOUT_MS) : undefined,
       });
     } catch (error) {
       throw new TryLater(`no network: ${error}`);
@@ -131,9 +137,7 @@
     return turn(async () => {
       const saved = await within(db, [META], "readonly", (meta) => done(meta.get(SESSION_KEY)));
       if (!saved) return null;
-      const { status, answer } = await post("/auth/refresh", {
-        refresh_token: saved.refresh_token,
-      });
+      const { status, answer } = await refreshed(saved.refresh_token);
       if (status !== 200 || !answer || answer.user_id !== saved.user_id) return null; // sign in
       await within(db, [META], "readwrite", async (meta) => {
         const now = await done(meta.get(SESSION_KEY));
@@ -143,6 +147,18 @@
       });
       return answer.access_token;
     });
+  }
+
+  async function refreshed(refreshToken) {
+    for (const waitMs of [...REFRESH_RETRY_WAITS_MS, null]) {
+      try {
+        return await post("/auth/refresh", { refresh_token: refreshToken });
+      } catch (error) {
+        if (!(error instanceof TryLater) || waitMs === null) throw error;
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+      }
+    }
+    throw new Error("unreachable: the last try returns or throws");
   }
 
   // The server's answer, as js/store.js settles it: applied ones leave the queue, refused
