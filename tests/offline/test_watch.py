@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,7 +130,7 @@ class Watcher:
 
 
 @pytest.fixture
-def start_watch(tmp_path: Path) -> Iterator[object]:
+def start_watch(tmp_path: Path) -> Iterator[Callable[[str], Watcher]]:
     started: list[Watcher] = []
 
     def start(phone: str) -> Watcher:
@@ -180,7 +180,7 @@ def loan_ids(deni: Deni, user: User) -> list[str]:
 
 
 def test_queued_work_lands_once_when_the_server_comes_back_then_stops_on_sigterm(
-    deni: Deni, server: Server, tmp_path: Path, start_watch: object
+    deni: Deni, server: Server, tmp_path: Path, start_watch: Callable[[str], Watcher]
 ) -> None:
     borrower = register(deni, name="Wanjiku Borrower", pin=PIN)
     lender = register(deni, name="Otieno Lender", pin=PIN)
@@ -189,7 +189,7 @@ def test_queued_work_lands_once_when_the_server_comes_back_then_stops_on_sigterm
     server.stop()  # the network goes
     first = device.request_loan(lender_phone=lender.phone, principal_cents=30_000, term_days=7)
 
-    watcher = start_watch(borrower.phone)  # type: ignore[operator]
+    watcher = start_watch(borrower.phone)
     offline_at = watcher.wait_for("offline: Cannot reach")
     again = watcher.wait_for("offline: Cannot reach", after=offline_at + 1)  # it keeps trying
     assert "1 queued; next try in" in watcher.lines[again]
@@ -221,14 +221,14 @@ def test_queued_work_lands_once_when_the_server_comes_back_then_stops_on_sigterm
 
 
 def test_ctrl_c_stops_it_cleanly_while_it_waits_for_the_server(
-    deni: Deni, server: Server, tmp_path: Path, start_watch: object
+    deni: Deni, server: Server, tmp_path: Path, start_watch: Callable[[str], Watcher]
 ) -> None:
     borrower = register(deni, name="Wanjiku Borrower", pin=PIN)
     lender = register(deni, name="Otieno Lender", pin=PIN)
     device = logged_in_device(server, borrower, tmp_path)
     server.stop()
     device.request_loan(lender_phone=lender.phone, principal_cents=30_000, term_days=7)
-    watcher = start_watch(borrower.phone)  # type: ignore[operator]
+    watcher = start_watch(borrower.phone)
     watcher.wait_for("offline: Cannot reach")
     started_s = time.monotonic()
     assert watcher.stop(signal.SIGINT) == 0
@@ -238,7 +238,7 @@ def test_ctrl_c_stops_it_cleanly_while_it_waits_for_the_server(
 
 
 def test_a_queued_approval_waits_for_the_pin_and_what_follows_it_too(
-    deni: Deni, server: Server, tmp_path: Path, start_watch: object
+    deni: Deni, server: Server, tmp_path: Path, start_watch: Callable[[str], Watcher]
 ) -> None:
     borrower = register(deni, name="Wanjiku Borrower", pin=PIN)
     lender = register(deni, name="Otieno Lender", pin=PIN)
@@ -253,7 +253,7 @@ def test_a_queued_approval_waits_for_the_pin_and_what_follows_it_too(
     device.approve(str(asked.args["loan_id"]))
     device.update_profile(name="Otieno Mkopeshaji")  # queued after the approval
 
-    watcher = start_watch(lender.phone)  # type: ignore[operator]
+    watcher = start_watch(lender.phone)
     at = watcher.wait_for("synced: pushed 0 (0 applied)")
     assert "2 queued" in watcher.lines[at]
     assert watcher.wait_for("1 change(s) wait for your PIN", after=at) == at + 1

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from playwright.sync_api import CDPSession, Page, Route, expect
+from playwright.sync_api import Browser, CDPSession, Page, Route, expect
 
 from deni.bootstrap import Deni
 from deni.domain.users import User
@@ -29,6 +29,7 @@ lender = journeys.lender
 borrower = journeys.borrower
 
 SYNC_TAG = "deni-push"
+PERIODIC_TAG = "deni-push-periodic"
 WAIT_S = 10.0
 
 
@@ -41,6 +42,7 @@ class Worker:
         self.page = person.context.new_page()
         self.cdp: CDPSession = person.context.new_cdp_session(self.page)
         self.registrations: dict[str, str] = {}  # scope URL -> registration id
+        self.browser_session: CDPSession | None = None
         self.cdp.on("ServiceWorker.workerRegistrationUpdated", self._updated)
         self.cdp.send("ServiceWorker.enable")
 
@@ -66,6 +68,32 @@ class Worker:
                 "registrationId": self.registration_id(),
                 "tag": SYNC_TAG,
                 "lastChance": False,
+            },
+        )
+
+    def fire_periodic_sync(self) -> None:
+        """The `periodicsync` event the browser sends now and then to an installed app."""
+        self.cdp.send(
+            "ServiceWorker.dispatchPeriodicSyncEvent",
+            {
+                "origin": self.origin,
+                "registrationId": self.registration_id(),
+                "tag": PERIODIC_TAG,
+            },
+        )
+
+    def grant_periodic_sync(self, browser: Browser) -> None:
+        """What Chromium grants an installed app, granted to this context by DevTools (for as
+        long as the granting session stays attached)."""
+        target = self.cdp.send("Target.getTargetInfo")["targetInfo"]
+        self.browser_session = browser.new_browser_cdp_session()
+        self.browser_session.send(
+            "Browser.grantPermissions",
+            {
+                # The list replaces the context's grants: the one-off sync stays allowed.
+                "permissions": ["backgroundSync", "periodicBackgroundSync"],
+                "origin": self.origin,
+                "browserContextId": target["browserContextId"],
             },
         )
 
@@ -270,7 +298,7 @@ def test_the_worker_and_the_page_pushing_at_once_land_once(
     back_online(wanjiku)  # the page's online event and Chromium's sync event, both at once
     wait_for(wanjiku.page, lambda: len(held) == 2, "a push from the page and one from the worker")
     assert sorted(pushes.sent) == ["page", "worker"]
-    bodies = [route.request.post_data_json for route in held]
+    bodies: list[Any] = [route.request.post_data_json for route in held]
     assert bodies[0] == bodies[1]  # the same client id, mutation ids and args
     assert [m["id"] for m in bodies[0]["mutations"]] == [1]
     for route in held:
@@ -321,3 +349,47 @@ def test_the_worker_sends_nothing_that_needs_the_pin_nor_anything_after_it(
     assert pushes.sent == []  # not the withdrawal without its PIN, nor the request after it
     assert loans_of(deni, borrower) == []
     assert wallet_cents(deni, borrower) == 20_000
+
+
+def test_an_installed_app_pushes_on_its_periodic_sync_too(
+    deni: Deni,
+    lender: User,
+    borrower: User,
+    chromium: Browser,
+    open_browser: Callable[[User], Person],
+    web_server: Any,
+) -> None:
+    wanjiku = open_browser(borrower)
+    worker = Worker(wanjiku, web_server.url)
+    sign_in(wanjiku)
+    worker.grant_periodic_sync(chromium)
+    journeys.wait_for_offline_shell(wanjiku)
+    wanjiku.page.reload()  # each start, signed in, asks for the periodic sync
+    synced(wanjiku)
+    tags = "async () => (await navigator.serviceWorker.ready).periodicSync.getTags()"
+    wait_for(wanjiku.page, lambda: wanjiku.page.evaluate(tags) != [], "the periodic sync asked")
+    assert wanjiku.page.evaluate(tags) == [PERIODIC_TAG]
+
+    # The server cannot be reached, though the browser believes it is online: the one-off sync
+    # fires at once, fails, and is left for minutes later.
+    workers_refreshes: list[str] = []
+
+    def cut(route: Route) -> None:
+        if route.request.service_worker is not None and route.request.url.endswith("/refresh"):
+            workers_refreshes.append(route.request.url)
+        route.abort("connectionrefused")
+
+    wanjiku.context.route("**/api/**", cut)
+    ask_for_loan(wanjiku, lender, amount="450", fee="0", days="7")
+    wanjiku.page.get_by_role("button", name="Send my request").click()
+    expect(wanjiku.page.locator("#queue")).to_contain_text("Waiting to sync (1)")
+    [queued] = on_the_phone(wanjiku.page)["queue"]
+    # The worker's one-off try: a refresh and its two quick retries, all cut.
+    wait_for(wanjiku.page, lambda: len(workers_refreshes) == 3, "the one-off sync's try")
+    wanjiku.page.close()
+    wanjiku.context.unroute("**/api/**")
+    assert loans_of(deni, borrower) == []
+
+    worker.fire_periodic_sync()
+    wait_for(worker.page, lambda: len(loans_of(deni, borrower)) == 1, "the periodic push")
+    assert [loan.id for loan in loans_of(deni, borrower)] == [queued["args"]["loan_id"]]
