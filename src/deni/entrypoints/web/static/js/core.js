@@ -1,10 +1,10 @@
 // What every screen shares: the app's state, how an action is queued and synced, the status
 // line, navigation, and the checks and calls several screens make.
 
+import { sendNowAndThen, sendWhenOnline } from "./background.js";
 import { Refused, h } from "./dom.js";
 import { longDate, kes, normalisePhone, shownPhone } from "./format.js";
 import { language, serverMessage, setLanguage, t } from "./i18n.js";
-import { sendNowAndThen, sendWhenOnline } from "./background.js";
 import { ApiError, Offline, Session, Syncer } from "./sync.js";
 
 export const app = {
