@@ -189,7 +189,8 @@ def on_the_phone(page: Page) -> dict[str, list[Any]]:
 
 def wait_for_offline_shell(person: Person) -> None:
     """The service worker controls the page, so a reload works with no network."""
-    person.page.wait_for_function("navigator.serviceWorker.controller !== null")
+    # A function, not an expression: polling an expression evals it, which the CSP forbids.
+    person.page.wait_for_function("() => navigator.serviceWorker.controller !== null")
 
 
 # -- journeys ---------------------------------------------------------------------------------
