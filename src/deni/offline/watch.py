@@ -1,7 +1,9 @@
 """Staying on: sync whenever the server can be reached (`deni offline watch`, docs/offline.md).
 
 One loop, bounded by `WatchPolicy.cycles_max`. Each cycle is one whole sync (push, pull,
-rebase) with no retries of its own: the loop is the retry.
+rebase) whose calls are retried only briefly (`TRY_ATTEMPTS_MAX` within about two seconds: a
+refresh whose answer was lost must be sent again within the server's 30 s grace, or the login
+ends); the loop's backoff spaces out the rest.
 
 - The server answered: the next sync is `idle_every_s` later, or at once when something new is
   queued on this device meanwhile (another `deni offline` command; the local queue is looked at
@@ -43,6 +45,9 @@ LOCAL_CHECK_EVERY_S: Final = 1.0
 # A bound on the loop, not a schedule: at least a second a cycle, this is weeks of running.
 CYCLES_MAX: Final = 10_000_000
 FAILURES_EXPONENT_MAX: Final = 30  # 2**30 s is far past any cap: no overflow, no surprise
+TRY_ATTEMPTS_MAX: Final = 3  # per call, within one sync
+TRY_BASE_DELAY_S: Final = 0.25
+TRY_CAP_DELAY_S: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +103,7 @@ class Watch:
     policy: WatchPolicy = field(default_factory=WatchPolicy)
     stop: threading.Event = field(default_factory=threading.Event)
     rng: random.Random = field(default_factory=random.Random)
+    sleep: Callable[[float], None] = time.sleep  # between the quick tries of one call
     cycles: int = 0  # syncs tried
     synced: int = 0  # of which the server answered
 
@@ -123,8 +129,14 @@ class Watch:
 
     def _cycle(self) -> Status:
         self.cycles += 1
-        # No retries inside the sync: the loop's backoff spaces the tries out.
-        syncer = Syncer(self.store, self.api, backoff=Backoff(attempts_max=1), pin=None)
+        backoff = Backoff(
+            attempts_max=TRY_ATTEMPTS_MAX,
+            base_delay_s=TRY_BASE_DELAY_S,
+            cap_delay_s=TRY_CAP_DELAY_S,
+            sleep=self.sleep,
+            rng=self.rng,
+        )
+        syncer = Syncer(self.store, self.api, backoff=backoff, pin=None)
         try:
             report = syncer.sync()
         except (NotLoggedIn, UpgradeRequired) as error:
