@@ -161,6 +161,19 @@ import secrets
 print("# Made once by deploy/stack/stack.sh; one random value per use. Keep it out of git.")
 for name in ("JWT_SECRET", "PIN_PEPPER", "CALLBACK_TOKEN", "USSD_TOKEN", "OPS_TOKEN"):
     print(f"DENI_{name}={secrets.token_hex(32)}")
+
+# Web Push's VAPID key pair, as base64url (the private key's 32 bytes, the public point).
+import base64
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+key = ec.generate_private_key(ec.SECP256R1())
+private = key.private_numbers().private_value.to_bytes(32, "big")
+public = key.public_key().public_bytes(
+    serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+)
+for name, raw in (("PRIVATE", private), ("PUBLIC", public)):
+    print(f"DENI_VAPID_{name}_KEY={base64.urlsafe_b64encode(raw).decode().rstrip('=')}")
 PY
     mv "$SECRETS.tmp" "$SECRETS"
   )
@@ -185,6 +198,7 @@ DENI_CALLBACK_ALLOWED_IPS=127.0.0.1,::1
 DENI_USSD_ALLOWED_IPS=127.0.0.1,::1
 DENI_TRUSTED_PROXIES=127.0.0.1,::1
 DENI_SMS_BACKEND=fake
+DENI_VAPID_SUBJECT=mailto:operations@deni.example.co.ke
 EOF
 }
 

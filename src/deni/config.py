@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     at_api_key: str = PLACEHOLDER_SECRET
     at_sender_id: str = ""
 
+    # Web Push to the web app (docs/notifications.md): the VAPID key pair every push is signed
+    # with (the private key as base64url of its 32 bytes, base64url DER or PEM; the public key
+    # as base64url of the uncompressed point) and a contact for push services (mailto: or
+    # https://). Production refuses to start without them; development and test derive a
+    # stable pair from the PIN pepper when they are empty.
+    vapid_private_key: str = ""
+    vapid_public_key: str = ""
+    vapid_subject: str = ""
+
     # M-PESA through Daraja. DENI_MPESA=on wires the real Daraja client, the outbox
     # and the worker; DENI_SANDBOX=on (development only) makes `deni serve` start the local
     # Daraja sandbox and point the client at it.

@@ -20,6 +20,7 @@ store (not memory), and a source allowlist for Africa's Talking as for Daraja.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import math
 import re
@@ -54,6 +55,7 @@ SECRET_FIELDS = (
     "daraja_stk_passkey",
     "daraja_initiator_password",
     "daraja_security_credential",
+    "vapid_private_key",
 )
 SECRET_BITS_MIN = 64
 # Daraja settings whose defaults are Safaricom's public sandbox values (shortcodes 174379 and
@@ -317,10 +319,61 @@ def _gateway_problems(settings: Settings) -> list[str]:
     return problems
 
 
+def vapid_public_key_of(private_key: str) -> str | None:
+    """The base64url public key (uncompressed point) of a DENI_VAPID_PRIVATE_KEY given as the
+    raw 32-byte scalar in base64url, base64url DER or PEM; None when it is none of them."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    text = private_key.strip()
+    try:
+        if text.startswith("-----BEGIN"):
+            key = serialization.load_pem_private_key(text.encode(), password=None)
+        else:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            if len(raw) == 32:
+                key = ec.derive_private_key(int.from_bytes(raw, "big"), ec.SECP256R1())
+            else:
+                key = serialization.load_der_private_key(raw, password=None)
+    except (ValueError, TypeError):
+        return None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        return None
+    point = key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return base64.urlsafe_b64encode(point).decode().rstrip("=")
+
+
+def _push_problems(settings: Settings) -> list[str]:
+    """Web Push signs every message with the VAPID key: production brings its own, and says
+    who runs it (RFC 8292's contact), since push services write to that address."""
+    problems = []
+    if not settings.vapid_private_key:
+        problems.append(
+            "DENI_VAPID_PRIVATE_KEY must be set (Web Push; `vapid --gen` or docs/notifications.md)"
+        )
+    else:
+        public = vapid_public_key_of(settings.vapid_private_key)
+        if public is None:
+            problems.append("DENI_VAPID_PRIVATE_KEY is not a P-256 private key")
+        elif settings.vapid_public_key.strip().rstrip("=") != public:
+            problems.append(
+                "DENI_VAPID_PUBLIC_KEY must be the public half of DENI_VAPID_PRIVATE_KEY"
+            )
+    subject = settings.vapid_subject
+    if not subject.startswith(("mailto:", "https://")) or subject.endswith(".invalid"):
+        problems.append(
+            "DENI_VAPID_SUBJECT must be a mailto: or https:// contact for push services"
+        )
+    return problems
+
+
 def production_problems(settings: Settings) -> list[str]:
     """Every reason these settings are unsafe for production (empty when they are not)."""
     return (
         _secret_problems(settings)
+        + _push_problems(settings)
         + _placeholder_problems(settings)
         + _token_shape_problems(settings)
         + _url_problems(settings)

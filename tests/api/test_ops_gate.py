@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from tests.fakes import ManualClock
 from tests.support.api import assert_error
+from tests.support.settings import VAPID_PRIVATE_KEY, VAPID_PUBLIC_KEY
 
 from deni.adapters.security import PepperedArgon2PinHasher
 from deni.bootstrap import bootstrap
@@ -35,6 +36,9 @@ def _production(database_url: str, **changes: str) -> Settings:
         "sms_interval_s": "0",
         "session_store": "sql",
         "ussd_allowed_ips": "196.201.214.200",
+        "vapid_private_key": VAPID_PRIVATE_KEY,
+        "vapid_public_key": VAPID_PUBLIC_KEY,
+        "vapid_subject": "mailto:operations@deni.example.co.ke",
         **changes,
     }
     return Settings(**values)  # type: ignore[arg-type]
@@ -86,6 +90,23 @@ def test_without_an_ops_token_they_are_closed_to_everyone(
 def test_the_public_paths_are_unchanged_in_production(production_client: TestClient) -> None:
     assert production_client.get("/health").status_code == 200
     assert_error(production_client.get("/api/v1/wallet"), 401, "unauthorized")
+
+
+@pytest.mark.parametrize("path", ["/health/ready", "/health"])
+def test_readiness_details_are_for_operators_in_production(
+    production_client: TestClient, path: str
+) -> None:
+    """A load balancer reads the status; the schema's revisions and the worker's heartbeat
+    age are for the operators."""
+    public = production_client.get(path).json()
+    assert public["status"] == "ok"
+    assert public["checks"]["schema"] == {"state": "ok"}
+    assert all(set(check) == {"state"} for check in public["checks"].values())
+    bearer = {"Authorization": f"Bearer {OPS_TOKEN}"}
+    detailed = production_client.get(path, headers=bearer).json()
+    assert detailed["checks"]["schema"]["revision"] == detailed["checks"]["schema"]["head"]
+    wrong = {"Authorization": "Bearer " + OPS_TOKEN[:-1] + "0"}
+    assert production_client.get(path, headers=wrong).json() == public
 
 
 @pytest.mark.parametrize("path", OPS_PATHS)

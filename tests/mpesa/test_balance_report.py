@@ -10,6 +10,7 @@ from datetime import timedelta
 from typer.testing import CliRunner
 
 from deni.entrypoints.cli import app
+from deni.services import reports
 from deni.services.mpesa import paybills, reconcile
 from deni.services.mpesa.ports import BalanceReport, PaybillCheck
 from tests.support.mpesa import PIN, World
@@ -80,6 +81,8 @@ def test_a_payment_the_ledger_never_saw_is_a_difference_of_exactly_its_amount(
 ) -> None:
     payer = world.user("Otieno")
     baseline = _answered(world, _ask(world))
+    board = reports.dashboard(world.deni, now=world.clock.now())
+    assert board.mpesa_float.unexplained_cents is None  # one report: nothing to compare with
     # In flight as well when asked: a push paid, its callback held.
     pushed = world.post(payer, "/mpesa/top-ups", {"amount_cents": TOP_UP_CENTS})
     assert pushed.status_code == 202, pushed.text
@@ -103,8 +106,12 @@ def test_a_payment_the_ledger_never_saw_is_a_difference_of_exactly_its_amount(
     missing = _answered(world, _ask(world))
     assert missing.working_difference_cents == 75_00
     assert missing.utility_difference_cents == 0
+    board = reports.dashboard(world.deni, now=world.clock.now())
+    assert board.mpesa_float.unexplained_cents == 75_00  # the console's tile says so
     later = _answered(world, _ask(world))
     assert later.working_difference_cents == 0  # held to the new level from then on
+    board = reports.dashboard(world.deni, now=world.clock.now())
+    assert board.mpesa_float.unexplained_cents == 0
 
 
 def test_deni_reconcile_names_each_component(world: World) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable
 
 from deni.bootstrap import Deni
@@ -53,6 +54,7 @@ def test_the_dashboard_shows_liabilities_and_loans(deni: Deni, staff: MakeStaff)
     page = staff("fatuma", Role.FINANCE).client.get("/ops/").text
     assert "KES 1,500.00" in page  # wallets: 500 with the lender, 1,000 with the borrower
     assert "active" in page
+    assert "nothing to compare yet" in page  # no balance report received
 
 
 def test_reports_download_as_csv_and_add_up_to_the_ledger(deni: Deni, staff: MakeStaff) -> None:
@@ -82,3 +84,31 @@ def test_reports_download_as_csv_and_add_up_to_the_ledger(deni: Deni, staff: Mak
     assert bad_day.status_code == 400
     assert "invalid_day" in bad_day.text
     assert finance.client.get("/ops/reports/nothing.csv").status_code == 404
+
+
+def test_reading_members_data_is_in_the_audit_chain(deni: Deni, staff: MakeStaff) -> None:
+    """Who looked at whose data, and which report left the building, are audited like a
+    change; a refused reading (not found) leaves no row."""
+    lender, borrower = register(deni, name="Wanjiku"), register(deni, name="Otieno")
+    fund(deni, lender, 150_000)
+    loan = lend(deni, lender=lender, borrower=borrower, approve_with_pin="3591")
+    support, finance = staff("amina", Role.SUPPORT), staff("fatuma", Role.FINANCE)
+
+    assert support.client.get(f"/ops/members/{borrower.id}").status_code == 200
+    assert support.client.get(f"/ops/loans/{loan.code}").status_code == 200
+    assert support.client.get("/ops/loans/NOSUCHLOAN").status_code == 404
+    assert finance.client.get("/ops/reports/loan-book.csv", params={"day": "2026-01-31"}).is_success
+    assert finance.client.get("/ops/reports/nothing.csv").status_code == 404
+
+    with deni.uow.read_only() as uow:
+        rows = [r for r in uow.audit.scan(after_seq=0, limit=1_000) if r.command.startswith("ops_")]
+    readings = [
+        (r.actor_id, r.command, json.loads(r.details))
+        for r in rows
+        if r.command not in {"ops_sign_in", "ops_add_operator"}
+    ]
+    assert readings == [
+        ("ops:amina", "ops_read_member", {"user_id": borrower.id}),
+        ("ops:amina", "ops_read_loan", {"loan_id": loan.id}),
+        ("ops:fatuma", "ops_download_report", {"day": "2026-01-31", "report": "loan-book"}),
+    ]

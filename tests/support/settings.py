@@ -12,6 +12,11 @@ PIN_PEPPER = "f3a8d1c6b9e2f5a0d7c4b1e8a5f2c9d6b3e0a7f4c1d8b5e2"
 CALLBACK_TOKEN = "2b9e4f7a1c6d3e8f5a0b7c2d9e4f1a6b"
 USSD_TOKEN = "Qm7RkT2vXw9ZpL4nHs8JdF3gBc6YtA1e"
 OPS_TOKEN = "e7b2c9f4a1d8e3b6c5f0a7d2e9b4c1f8"
+# A P-256 key pair for Web Push, as `vapid --gen` and Web Push tools print them (base64url).
+VAPID_PRIVATE_KEY = "IAeI7pxkrP6qN22dcJcRIi6a3U5QO2MyWOgr1_4bY4w"
+VAPID_PUBLIC_KEY = (
+    "BFzb7O5pHma-HUX40sLezTKzWo5Arl23yZWr6ofJKskmG5sp-TTIWEbNWmMiyBYEP3oTV9RDjLjATLLagkM3kp0"
+)
 
 
 def production(**changes: Any) -> Settings:
@@ -42,6 +47,9 @@ def production(**changes: Any) -> Settings:
         "session_store": "redis",
         "ussd_allowed_ips": "196.201.214.200, 196.201.214.206",
         "trusted_proxies": "10.20.0.0/16",
+        "vapid_private_key": VAPID_PRIVATE_KEY,
+        "vapid_public_key": VAPID_PUBLIC_KEY,
+        "vapid_subject": "mailto:operations@deni.example.co.ke",
     }
     values.update(changes)
     return Settings(**values)

@@ -2,7 +2,6 @@
 or a longer number are not, so the secrecy tests fail on leaks and not at random."""
 
 import pytest
-
 from tests.support.builders import shows_number
 
 

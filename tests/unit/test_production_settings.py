@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from tests.support.settings import production
+from tests.support.settings import VAPID_PRIVATE_KEY, production
 
 from deni.config import PLACEHOLDER_CALLBACK_TOKEN, PLACEHOLDER_SECRET, Settings
 from deni.config_checks import DARAJA_SANDBOX_DEFAULTS, SECRET_BITS_MIN, shannon_bits
@@ -211,3 +211,41 @@ def test_one_start_names_the_older_rules_problems_too() -> None:
         assert named in message, named
     assert PLACEHOLDER_SECRET not in message
     assert "0.0.0.0/0" not in message
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"vapid_private_key": ""}, "DENI_VAPID_PRIVATE_KEY must be set"),
+        ({"vapid_private_key": "bm90LWEta2V5"}, "DENI_VAPID_PRIVATE_KEY is not a P-256"),
+        (
+            {"vapid_public_key": A_REAL_LOOKING_SECRET},
+            "DENI_VAPID_PUBLIC_KEY must be the public half",
+        ),
+        ({"vapid_subject": ""}, "DENI_VAPID_SUBJECT"),
+        ({"vapid_subject": "ops@deni.example.co.ke"}, "DENI_VAPID_SUBJECT"),
+    ],
+)
+def test_web_push_needs_its_own_vapid_keys_in_production(
+    changes: dict[str, Any], named: str
+) -> None:
+    message = refusal(**changes)
+    assert named in message
+    assert VAPID_PRIVATE_KEY not in message  # named, never echoed
+
+
+def test_a_pem_vapid_key_is_taken_too() -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from deni.adapters.webpush import private_key_from_setting
+
+    pem = (
+        private_key_from_setting(VAPID_PRIVATE_KEY)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    assert production(vapid_private_key=pem).vapid_private_key == pem

@@ -36,6 +36,7 @@ from deni.adapters.db.heartbeats import SqlWorkerHeartbeats
 from deni.adapters.db.migrate import upgrade
 from deni.adapters.db.monitoring import SqlMonitoringReads
 from deni.adapters.db.mpesa.tokens import SqlTokenStore
+from deni.adapters.db.push import SqlPushStore
 from deni.adapters.db.session_gate import SqlSessionGate
 from deni.adapters.db.uow import NestedUnitOfWorkFactory, SqlUnitOfWork, SqlUnitOfWorkFactory
 from deni.adapters.db.ussd_reads import SqlUssdReads
@@ -51,6 +52,12 @@ from deni.adapters.observability import (
 from deni.adapters.security import AesGcmSeedSealer, JwtAccessTokens, PepperedArgon2PinHasher
 from deni.adapters.sessions import MemorySessionStore, RedisSessionStore, SqlSessionStore
 from deni.adapters.sms import AfricasTalkingSms, DatabaseSmsOutbox, OutboxMessage, SqlSmsQueue
+from deni.adapters.webpush import (
+    DEVELOPMENT_SUBJECT,
+    PyWebPushSender,
+    development_key,
+    private_key_from_setting,
+)
 from deni.bootstrap.background import HOP_THREADS, Background, HopThreads, housekeeper
 from deni.bootstrap.readiness import Check, Readiness, readiness
 from deni.bootstrap.worker import MpesaWorker
@@ -73,6 +80,7 @@ from deni.services.ports import (
     SmsSender,
     UnitOfWorkFactory,
 )
+from deni.services.push_ports import PushDeps, PushSender
 from deni.services.ussd_ports import UssdReads
 
 __all__ = [
@@ -140,6 +148,8 @@ class Deni:
     heartbeats: SqlWorkerHeartbeats
     # The business figures /metrics exports (services/monitoring.py).
     monitoring_reads: MonitoringReads
+    # Web Push to the web app: subscriptions, deliveries and the VAPID-signed sender.
+    push: PushDeps
     # M-PESA through Daraja: None unless DENI_MPESA=on.
     mpesa: MpesaDeps | None = None
 
@@ -220,6 +230,8 @@ class Deni:
                 listener.stop()
 
     def close(self) -> None:
+        if isinstance(self.push.sender, PyWebPushSender):
+            self.push.sender.close()
         if self.mpesa is not None:
             self.mpesa.gateway.close()
         self._engine.dispose()
@@ -288,6 +300,7 @@ def bootstrap(
     clock: Clock | None = None,
     hasher: PinHasher | None = None,
     mpesa_gateway: MpesaGateway | None = None,
+    push_sender: PushSender | None = None,
 ) -> Deni:
     settings = settings or Settings()
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
@@ -311,7 +324,28 @@ def bootstrap(
         sealer=AesGcmSeedSealer(pepper=settings.pin_pepper),
         heartbeats=SqlWorkerHeartbeats(engine, worker_id=_worker_id()),
         monitoring_reads=SqlMonitoringReads(engine),
+        push=_push(settings, engine, clock, push_sender),
         mpesa=_mpesa(settings, engine, clock, mpesa_gateway),
+    )
+
+
+def _push(settings: Settings, engine: Engine, clock: Clock, sender: PushSender | None) -> PushDeps:
+    """Web Push: the VAPID key from the settings (production cannot start without one), or in
+    development and test a stable one derived from the pepper."""
+    if sender is None:
+        if settings.vapid_private_key:
+            key = private_key_from_setting(settings.vapid_private_key)
+        else:
+            assert settings.environment != "production", "config_checks refuses this"
+            key = development_key(settings.pin_pepper)
+        sender = PyWebPushSender(
+            private_key=key, subject=settings.vapid_subject or DEVELOPMENT_SUBJECT
+        )
+    return PushDeps(
+        store=SqlPushStore(engine),
+        sender=sender,
+        clock=clock,
+        allow_loopback_http=settings.environment == "test",
     )
 
 

@@ -1,6 +1,7 @@
-"""Background housekeeping in a thread: SMS delivery every few seconds, the loan sweep every
-minute or so, and with it the pruning of what must not be kept (idempotency keys past their
-retention, hashes of expired reset codes, the fake outbox's sealed texts, the sync log).
+"""Background housekeeping in a thread: SMS and Web Push delivery every few seconds, the loan
+sweep every minute or so, and with it the pruning of what must not be kept (idempotency keys
+past their retention, hashes of expired reset codes, the fake outbox's sealed texts, the sync
+log).
 Bootstrap starts it in a serving process (`deni serve`, the embedded default) and in
 `deni worker` when DENI_SWEEP_INTERVAL_S or DENI_SMS_INTERVAL_S is above zero.
 
@@ -19,7 +20,7 @@ import structlog
 
 from deni.adapters.sessions import SqlSessionStore
 from deni.adapters.sms import DatabaseSmsOutbox
-from deni.services import idempotency, phone_proof, pin_reset, reminders, sms
+from deni.services import idempotency, phone_proof, pin_reset, push, reminders, sms
 from deni.services.sync import pull as sync_pull
 
 if TYPE_CHECKING:
@@ -113,12 +114,24 @@ class Housekeeper:
             log.info("sms_delivery", sent=report.sent, failed=report.failed)
         return report
 
+    def deliver_push(self) -> push.PushReport | None:
+        """Web Push to the web app's subscribers, on the same tick as SMS (services/push.py)."""
+        try:
+            report = push.deliver(self._deni.push)
+        except Exception:
+            log.exception("push_delivery_failed")  # the next tick retries; leases expire
+            return None
+        if report.sent or report.failed or report.gone:
+            log.info("push_delivery", sent=report.sent, failed=report.failed, gone=report.gone)
+        return report
+
     def _run(self) -> None:
         tick_s = min(i for i in (self._interval_s, self._sms_interval_s) if i > 0)
         next_sweep = time.monotonic() + self._interval_s
         while not self._stopping.wait(tick_s):
             if self._sms_interval_s > 0:
                 self.deliver_sms()
+                self.deliver_push()
             if self._interval_s > 0 and time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self._interval_s
                 self.run_once()

@@ -20,7 +20,7 @@ from deni.domain.errors import DomainError
 from deni.domain.money import format_kes
 from deni.entrypoints import cli_backup, cli_mpesa, cli_offline, cli_ops, cli_report, cli_ussd, demo
 from deni.entrypoints.api.routes.privacy import PersonalDataOut, export_file_name
-from deni.services import audit, ledger, privacy, reminders, users
+from deni.services import audit, ledger, privacy, push, reminders, users
 from deni.services.mpesa import payments
 
 # An error that escapes a command prints its traceback without local values: they hold
@@ -162,10 +162,12 @@ def user_export(
             with deni.uow.read_only() as uow:
                 user = users.find_by_phone(uow, phone)
             data = privacy.personal_data(deni, user_id=user.id)
+            web_push = push.export_of(deni.push, user_id=user.id)
         except DomainError as error:
             _fail(error)
     target = out or Path(export_file_name(data))
-    target.write_text(PersonalDataOut.of(data).model_dump_json(indent=2), encoding="utf-8")
+    exported = PersonalDataOut.of(data, web_push)
+    target.write_text(exported.model_dump_json(indent=2), encoding="utf-8")
     console.print(
         f"Wrote {target} (loans: {len(data.loans)}, statement lines: {len(data.statement)}, "
         f"notifications: {len(data.notifications)}, audit rows: {len(data.audit)})"

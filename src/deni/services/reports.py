@@ -492,9 +492,19 @@ class FloatPosition:
     ledger_mpesa_cents: int  # the ledger's M-PESA cash: paybill + B2C float, natural balances
 
     @property
+    def unexplained_cents(self) -> int | None:
+        """What the last received report found M-PESA moved that the ledger and the money in
+        flight do not explain (like with like, services/mpesa/balances.py); None before there
+        are two reports to compare. Unlike `cover_cents`, no clock skew: 0 means in step."""
+        if self.report is None or self.report.working_difference_cents is None:
+            return None
+        return self.report.working_difference_cents + (self.report.utility_difference_cents or 0)
+
+    @property
     def cover_cents(self) -> int | None:
-        """M-PESA's money minus what Deni owes (wallets, in flight, suspense); None without
-        a report. Below zero: M-PESA holds less than members are owed."""
+        """M-PESA's money at the last report minus what Deni owes now (wallets, in flight,
+        suspense); None without a report. A rough cover, moving with everything paid since the
+        report; below zero, M-PESA may hold less than members are owed."""
         if self.mpesa_cents is None:
             return None
         owed = self.wallet_liabilities_cents + self.in_flight_cents + self.suspense_cents

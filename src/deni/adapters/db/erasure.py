@@ -3,9 +3,10 @@
 Kept, because Deni must keep financial records (and cannot edit them): the ledger, loans and
 repayments, M-PESA requests, the callback inbox and suspense, and the hash-chained audit log.
 Erased: the name, phone number and PIN hash on the user's row (the account stays, closed, so
-the records above still point somewhere), notifications and their SMS delivery rows, what the
-fake SMS gateway kept for the number, sessions (refresh tokens), reset codes, stored API
-answers, M-PESA preferences, and everything sync kept for the person's devices.
+the records above still point somewhere), notifications and their SMS and push delivery rows,
+the browsers subscribed to Web Push and the events chosen for them, what the fake SMS gateway
+kept for the number, sessions (refresh tokens), reset codes, stored API answers, M-PESA
+preferences, and everything sync kept for the person's devices.
 
 An unproven account whose number its proven owner takes (release_phone) loses only the number
 and what depends on it: its sessions, its reset code, and SMS not yet sent. Its name, PIN hash,
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, delete, select, update
+from sqlalchemy import Connection, and_, delete, or_, select, update
 
+from deni.adapters.db import push_tables as push
 from deni.adapters.db import tables as t
 from deni.adapters.db import ussd_tables as u
 from deni.adapters.db.mpesa import tables as m
@@ -30,7 +32,18 @@ def erase_person(connection: Connection, user_id: str, *, now: datetime) -> None
     phone = connection.execute(select(t.users.c.phone).where(t.users.c.id == user_id)).scalar_one()
     notifications = select(t.notifications.c.id).where(t.notifications.c.user_id == user_id)
     clients = select(s.sync_clients.c.client_id).where(s.sync_clients.c.user_id == user_id)
+    subscriptions = select(push.push_subscriptions.c.id).where(
+        push.push_subscriptions.c.user_id == user_id
+    )
     for statement in (
+        delete(push.push_deliveries).where(
+            or_(
+                push.push_deliveries.c.notification_id.in_(notifications),
+                push.push_deliveries.c.subscription_id.in_(subscriptions),
+            )
+        ),
+        delete(push.push_subscriptions).where(push.push_subscriptions.c.user_id == user_id),
+        delete(push.push_preferences).where(push.push_preferences.c.user_id == user_id),
         delete(u.sms_deliveries).where(u.sms_deliveries.c.notification_id.in_(notifications)),
         delete(t.notifications).where(t.notifications.c.user_id == user_id),
         delete(u.sms_outbox).where(u.sms_outbox.c.phone == phone),

@@ -337,12 +337,12 @@ class SqlLedgerRepository:
     def find_hold(self, idempotency_key: str) -> Hold | None:
         query = select(t.holds).where(t.holds.c.idempotency_key == idempotency_key)
         row = self._connection.execute(query).first()
-        return _hold(row) if row else None
+        return hold_from_row(row) if row else None
 
     def lock_hold(self, hold_id: str) -> Hold | None:
         query = select(t.holds).where(t.holds.c.id == hold_id).with_for_update(key_share=True)
         row = self._connection.execute(query).first()
-        return _hold(row) if row else None
+        return hold_from_row(row) if row else None
 
     def resolve_hold(
         self, hold_id: str, *, state: HoldState, resolve_entry_id: str, now: datetime
@@ -434,7 +434,7 @@ def _account(row: Row[Any]) -> Account:
     )
 
 
-def _hold(row: Row[Any]) -> Hold:
+def hold_from_row(row: Row[Any]) -> Hold:
     return Hold(
         id=row.id,
         account_id=row.account_id,

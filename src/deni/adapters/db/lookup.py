@@ -13,13 +13,13 @@ from sqlalchemy import ColumnElement, Connection, false, func, or_, select, tupl
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.audit import audit_record
-from deni.adapters.db.ledger import _hold
+from deni.adapters.db.ledger import hold_from_row
 from deni.adapters.db.mpesa import tables as m
-from deni.adapters.db.mpesa.claims import _claim
-from deni.adapters.db.mpesa.inbox import _inbox
-from deni.adapters.db.mpesa.requests import _request
-from deni.adapters.db.mpesa.suspense import _suspense
-from deni.adapters.db.users import _user
+from deni.adapters.db.mpesa.claims import claim_from_row
+from deni.adapters.db.mpesa.inbox import inbox_from_row
+from deni.adapters.db.mpesa.requests import request_from_row
+from deni.adapters.db.mpesa.suspense import suspense_from_row
+from deni.adapters.db.users import user_from_row
 from deni.adapters.db.ussd_tables import sms_deliveries, sms_outbox
 from deni.domain.audit import ChainRow
 from deni.domain.ledger import Hold
@@ -56,7 +56,7 @@ class SqlLookupQueries:
             .order_by(u.id)  # registration order: no collation to differ between databases
             .limit(_bounded(limit))
         )
-        return [_user(row) for row in self._connection.execute(query)]
+        return [user_from_row(row) for row in self._connection.execute(query)]
 
     def requests_of(
         self, *, user_id: str | None = None, loan_id: str | None = None, limit: int
@@ -77,7 +77,7 @@ class SqlLookupQueries:
             .order_by(r.created_at.desc(), r.id.desc())
             .limit(_bounded(limit))
         )
-        return [_request(row) for row in self._connection.execute(query)]
+        return [request_from_row(row) for row in self._connection.execute(query)]
 
     def callbacks(self, *, key_prefixes: Sequence[str], limit: int) -> list[InboxRow]:
         if not key_prefixes:
@@ -88,12 +88,14 @@ class SqlLookupQueries:
             for prefix in key_prefixes
         ]
         query = select(m.callback_inbox).where(or_(*matches)).order_by(c.id)
-        return [_inbox(row) for row in self._connection.execute(query.limit(_bounded(limit)))]
+        return [
+            inbox_from_row(row) for row in self._connection.execute(query.limit(_bounded(limit)))
+        ]
 
     def suspense_payment(self, receipt: str) -> SuspensePayment | None:
         query = select(m.suspense_payments).where(m.suspense_payments.c.receipt == receipt)
         row = self._connection.execute(query).first()
-        return _suspense(row) if row else None
+        return suspense_from_row(row) if row else None
 
     def claims_of(self, user_id: str, *, limit: int) -> list[PaymentClaim]:
         c = m.payment_claims.c
@@ -103,7 +105,7 @@ class SqlLookupQueries:
             .order_by(c.claimed_at.desc(), c.receipt)
             .limit(_bounded(limit))
         )
-        return [_claim(row) for row in self._connection.execute(query)]
+        return [claim_from_row(row) for row in self._connection.execute(query)]
 
     def entries(
         self,
@@ -170,7 +172,7 @@ class SqlLookupQueries:
             matches.append(h.id.in_(sorted(hold_ids)))
         where = or_(*matches) if matches else false()
         query = select(t.holds).where(where).order_by(h.id.desc()).limit(_bounded(limit))
-        return [_hold(row) for row in self._connection.execute(query)]
+        return [hold_from_row(row) for row in self._connection.execute(query)]
 
     def notifications_of(self, user_id: str, *, limit: int) -> list[NotificationLine]:
         n, d = t.notifications.c, sms_deliveries.c

@@ -13,8 +13,11 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, insert, select
 
+from deni.adapters.db import (
+    push_tables,  # noqa: F401 (puts its tables on the metadata)
+    ussd_tables,  # noqa: F401 (puts its tables on the metadata)
+)
 from deni.adapters.db import tables as t
-from deni.adapters.db import ussd_tables  # noqa: F401 (puts its tables on the metadata)
 from deni.domain.audit import GENESIS_HASH
 from deni.domain.ledger import AccountKind, PlatformAccount
 

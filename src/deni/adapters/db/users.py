@@ -103,13 +103,13 @@ class SqlUserRepository:
         if (known := self._known_copy(user_id)) is not None:
             return known
         row = self._connection.execute(_USER_BY_ID, {"id": user_id}).first()
-        return self._remember(_user(row)) if row else None
+        return self._remember(user_from_row(row)) if row else None
 
     def get_by_phone(self, phone: str) -> User | None:
         if (user_id := self._ids_by_phone.get(phone)) is not None:
             return self._known_copy(user_id)
         row = self._connection.execute(_USER_BY_PHONE, {"phone": phone}).first()
-        return self._remember(_user(row)) if row else None
+        return self._remember(user_from_row(row)) if row else None
 
     def find(self, *, ids: Collection[str] = (), phones: Collection[str] = ()) -> list[User]:
         if (known := self._all_known(ids, phones)) is not None:
@@ -117,11 +117,13 @@ class SqlUserRepository:
         if len(ids) + len(phones) > USERS_SHAPES_BUILT_MAX:  # a batch: rebuilding is amortised
             params: dict[str, Any] = {"ids": list(ids), "phones": list(phones)}
             rows = self._connection.execute(_USERS_BY_IDS_OR_PHONES_MANY, params)
-            return [self._remember(_user(row)) for row in rows]
+            return [self._remember(user_from_row(row)) for row in rows]
         query = _users_by_ids_or_phones(len(ids), len(phones))
         params = {f"id{i}": user_id for i, user_id in enumerate(ids)}
         params.update({f"phone{i}": phone for i, phone in enumerate(phones)})
-        return [self._remember(_user(row)) for row in self._connection.execute(query, params)]
+        return [
+            self._remember(user_from_row(row)) for row in self._connection.execute(query, params)
+        ]
 
     def _all_known(self, ids: Collection[str], phones: Collection[str]) -> list[User] | None:
         """Copies of the users asked for if every one of them is remembered, else None."""
@@ -143,7 +145,7 @@ class SqlUserRepository:
         # can still be written by others meanwhile; FOR UPDATE would make those inserts wait
         # and could close a deadlock cycle with a deposit.
         row = self._connection.execute(_USER_LOCK, {"id": user_id}).first()
-        return self._remember(_user(row)) if row else None
+        return self._remember(user_from_row(row)) if row else None
 
     def save(self, user: User, now: datetime) -> None:
         values = _user_values(user)
@@ -219,7 +221,7 @@ def _times_of_csv(text: str) -> tuple[datetime, ...]:
     return tuple(datetime.fromtimestamp(int(part), UTC) for part in parts)
 
 
-def _user(row: Row[Any]) -> User:
+def user_from_row(row: Row[Any]) -> User:
     return User(
         id=row.id,
         phone=row.phone,

@@ -25,7 +25,7 @@ from deni.entrypoints.api.limits import (
     ClientDisconnected,
 )
 from deni.entrypoints.api.middleware import MetricsMiddleware, route_template
-from deni.entrypoints.api.ops import OpsGate
+from deni.entrypoints.api.ops import OpsGate, carries_ops_token
 from deni.entrypoints.api.routes import (
     auth,
     book,
@@ -34,6 +34,7 @@ from deni.entrypoints.api.routes import (
     mpesa,
     notifications,
     privacy,
+    push,
     sync,
     wallet,
 )
@@ -50,6 +51,7 @@ API_PREFIX = "/api/v1"
 ROUTE_BODY_BYTES_MAX = (
     (f"{API_PREFIX}/auth/", 4 * 1024),  # a phone, a name, a PIN, a code: nobody signed in yet
     (f"{API_PREFIX}/sync/push", sync.PUSH_BODY_BYTES_MAX),
+    (f"{API_PREFIX}/me/push/", push.BODY_BYTES_MAX),  # a browser's Web Push subscription
     ("/hooks/", hooks.BODY_BYTES_MAX),
 )
 STATUS_BY_KIND = {
@@ -94,6 +96,7 @@ def create_app(deni: Deni) -> FastAPI:
         wallet.router,
         loans.router,
         notifications.router,
+        push.router,  # Web Push to the web app (docs/notifications.md)
         mpesa.router,
         sync.router,  # offline sync (docs/sync.md)
         book.router,  # the member's own book: GET /me/book, /me/history
@@ -146,13 +149,20 @@ def _add_operations(app: FastAPI, deni: Deni) -> None:
         """Liveness: the process answers. No I/O: restart the process only if this fails."""
         return LiveOut(status="ok")
 
-    def ready() -> JSONResponse:
+    def ready(request: Request) -> JSONResponse:
         """Readiness: the database reached and at this code's schema, Redis reached (when
-        sessions live there), and with M-PESA on a worker's heartbeat fresh. 503 otherwise."""
+        sessions live there), and with M-PESA on a worker's heartbeat fresh. 503 otherwise.
+        In production the details behind each state are for operators (the ops token)."""
         readiness = deni.readiness()
+        detailed = deni.settings.environment != "production" or carries_ops_token(
+            request.scope["headers"], deni.settings.ops_token
+        )
         body = HealthOut(
             status="ok" if readiness.ready else "degraded",
-            checks={c.name: CheckOut(state=c.state, **c.details) for c in readiness.checks},
+            checks={
+                c.name: CheckOut(state=c.state, **(c.details if detailed else {}))
+                for c in readiness.checks
+            },
         )
         content = body.model_dump(exclude_none=True)
         return JSONResponse(content, status_code=200 if readiness.ready else 503)

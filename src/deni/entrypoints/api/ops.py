@@ -5,10 +5,13 @@ loans and ledger entries; none of it is for the public. In production these path
 as an unknown path does, unless the request carries `Authorization: Bearer <DENI_OPS_TOKEN>`
 (Prometheus sends it with `authorization: {credentials: ...}`). Without DENI_OPS_TOKEN they are
 closed to everyone. Development and test keep them open (create_app adds this gate only in
-production).
+production). Readiness stays public for load balancers, but in production only the operators
+see its details (schema revisions, the worker's heartbeat age).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -34,10 +37,15 @@ class OpsGate:
         await response(scope, receive, send)
 
     def _admitted(self, scope: Scope) -> bool:
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                text = value.decode("latin-1")
-                if text[: len(_BEARER)].lower() != _BEARER:
-                    return False
-                return secret_matches(text[len(_BEARER) :].strip(), self.ops_token)
-        return False
+        return carries_ops_token(scope["headers"], self.ops_token)
+
+
+def carries_ops_token(headers: Iterable[tuple[bytes, bytes]], ops_token: str) -> bool:
+    """Whether the request's `Authorization: Bearer` is the ops token (never, without one)."""
+    for name, value in headers:
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            if text[: len(_BEARER)].lower() != _BEARER:
+                return False
+            return secret_matches(text[len(_BEARER) :].strip(), ops_token)
+    return False

@@ -340,15 +340,26 @@ def search(request: Request, q: str = "") -> Response:
 @router.get("/members/{user_id}")
 @guarded("GET", "/members/{user_id}", Permission.VIEW)
 def member(request: Request, user_id: str) -> Response:
-    operator_for(request, Permission.VIEW)
-    return page(request, "member.html", p=lookup.member_page(deni_of(request), user_id=user_id))
+    operator = operator_for(request, Permission.VIEW)
+    shown = lookup.member_page(deni_of(request), user_id=user_id)
+    operators.record_reading(
+        deni_of(request), operator, command="ops_read_member", details={"user_id": user_id}
+    )
+    return page(request, "member.html", p=shown)
 
 
 @router.get("/loans/{loan}")
 @guarded("GET", "/loans/{loan}", Permission.VIEW)
 def loan(request: Request, loan: str) -> Response:
-    operator_for(request, Permission.VIEW)
-    return page(request, "loan.html", p=lookup.loan_page(deni_of(request), loan_code_or_id=loan))
+    operator = operator_for(request, Permission.VIEW)
+    shown = lookup.loan_page(deni_of(request), loan_code_or_id=loan)
+    operators.record_reading(
+        deni_of(request),
+        operator,
+        command="ops_read_loan",
+        details={"loan_id": shown.terms.loan_id},
+    )
+    return page(request, "loan.html", p=shown)
 
 
 # --- Reversals -------------------------------------------------------------------------------
@@ -400,7 +411,9 @@ def report_csv(request: Request, name: str, day: str = "") -> Response:
         lines = reports_csv.mpesa_reconciliation_csv(reports.mpesa_reconciliation(deni, day=on_day))
     else:
         raise NotFound("No such report.", code="report_not_found")
-    log.info("ops_report_download", operator=operator.username, report=name, day=str(on_day))
+    operators.record_reading(
+        deni, operator, command="ops_download_report", details={"report": name, "day": str(on_day)}
+    )
     return StreamingResponse(
         lines,
         media_type="text/csv; charset=utf-8",

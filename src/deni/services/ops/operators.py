@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -35,6 +36,8 @@ TOUCH_EVERY_S = 30  # a session's last-seen time is written at most this often
 TOTP_ISSUER = "Deni ops"
 SIGN_IN_FAILED = "Wrong username, password or code."
 PROPOSER_DISABLED = "Withdrawn: the operator who proposed it was disabled."
+# What an operator can read that the audit chain records: members' data, not the dashboard.
+READINGS = frozenset({"ops_read_member", "ops_read_loan", "ops_download_report"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,20 @@ def sign_in(deps: OpsDeps, *, username: str, password: str, code: str) -> tuple[
         )
         uow.commit()
     return operator, token
+
+
+def record_reading(
+    deps: OpsDeps, operator: Operator, *, command: str, details: Mapping[str, str]
+) -> None:
+    """An operator read members' data (a member's page, a report): the audit chain says who
+    read what and when, as it does for every change."""
+    assert command in READINGS, command
+    now = deps.clock.now()
+    with deps.uow() as uow:
+        audit(
+            uow, actor_id=actor(operator), channel="ops", command=command, details=details, now=now
+        )
+        uow.commit()
 
 
 def session_operator(deps: OpsDeps, *, token: str) -> Operator:

@@ -41,7 +41,7 @@ class SqlPaymentClaimRepository:
     def lock(self, receipt: str) -> PaymentClaim | None:
         query = select(m.payment_claims).where(m.payment_claims.c.receipt == receipt)
         row = self._connection.execute(query.with_for_update()).first()
-        return _claim(row) if row else None
+        return claim_from_row(row) if row else None
 
     def save(self, claim: PaymentClaim) -> None:
         values = _claim_values(claim)
@@ -56,7 +56,7 @@ class SqlPaymentClaimRepository:
         c = m.payment_claims.c
         query = select(m.payment_claims).where(c.status_conversation_id == conversation_id)
         row = self._connection.execute(query).first()
-        return _claim(row) if row else None
+        return claim_from_row(row) if row else None
 
     def due(self, *, now: datetime, limit: int) -> list[PaymentClaim]:
         c = m.payment_claims.c
@@ -66,7 +66,7 @@ class SqlPaymentClaimRepository:
             .order_by(c.next_check_at)
             .limit(limit)
         )
-        return [_claim(row) for row in self._connection.execute(query)]
+        return [claim_from_row(row) for row in self._connection.execute(query)]
 
     def in_states(self, *, states: Sequence[ClaimState], limit: int) -> list[PaymentClaim]:
         c = m.payment_claims.c
@@ -76,13 +76,13 @@ class SqlPaymentClaimRepository:
             .order_by(c.claimed_at.desc())
             .limit(limit)
         )
-        return [_claim(row) for row in self._connection.execute(query)]
+        return [claim_from_row(row) for row in self._connection.execute(query)]
 
     def for_receipts(self, receipts: Sequence[str]) -> dict[str, PaymentClaim]:
         if not receipts:
             return {}
         query = select(m.payment_claims).where(m.payment_claims.c.receipt.in_(list(receipts)))
-        return {row.receipt: _claim(row) for row in self._connection.execute(query)}
+        return {row.receipt: claim_from_row(row) for row in self._connection.execute(query)}
 
     def arriving(self, user_id: str, *, limit: int) -> list[PaymentClaim]:
         c = m.payment_claims.c
@@ -92,7 +92,7 @@ class SqlPaymentClaimRepository:
             .order_by(c.claimed_at.desc())
             .limit(limit)
         )
-        return [_claim(row) for row in self._connection.execute(query)]
+        return [claim_from_row(row) for row in self._connection.execute(query)]
 
     def confirmation_waits(self, bounds_ms: Sequence[int]) -> tuple[list[int], int, int]:
         c = m.payment_claims.c
@@ -149,7 +149,7 @@ def _claim_values(claim: PaymentClaim) -> dict[str, Any]:
     }
 
 
-def _claim(row: Row[Any]) -> PaymentClaim:
+def claim_from_row(row: Row[Any]) -> PaymentClaim:
     return PaymentClaim(
         receipt=row.receipt,
         source=ClaimSource(row.source),

@@ -96,13 +96,13 @@ class SqlCallbackInboxRepository:
         row = self._connection.execute(
             select(m.callback_inbox).where(m.callback_inbox.c.id == inbox_id)
         ).first()
-        return _inbox(row) if row else None
+        return inbox_from_row(row) if row else None
 
     def lock(self, inbox_id: int) -> InboxRow | None:
         row = self._connection.execute(
             select(m.callback_inbox).where(m.callback_inbox.c.id == inbox_id).with_for_update()
         ).first()
-        return _inbox(row) if row else None
+        return inbox_from_row(row) if row else None
 
     def mark(self, inbox_id: int, *, state: InboxState, error: str, now: datetime) -> None:
         self.mark_many([(inbox_id, state, error)], now=now)
@@ -132,7 +132,7 @@ class SqlCallbackInboxRepository:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return [_inbox(row) for row in self._connection.execute(query)]
+        return [inbox_from_row(row) for row in self._connection.execute(query)]
 
     def received(self, *, limit: int) -> list[InboxRow]:
         c = m.callback_inbox.c
@@ -142,7 +142,7 @@ class SqlCallbackInboxRepository:
             .order_by(c.id)
             .limit(limit)
         )
-        return [_inbox(row) for row in self._connection.execute(query)]
+        return [inbox_from_row(row) for row in self._connection.execute(query)]
 
     def ids(self, *, states: Sequence[InboxState], limit: int) -> list[int]:
         c = m.callback_inbox.c
@@ -159,7 +159,7 @@ class SqlCallbackInboxRepository:
             .order_by(c.id.desc())
             .limit(limit)
         )
-        return [_inbox(row) for row in self._connection.execute(query)]
+        return [inbox_from_row(row) for row in self._connection.execute(query)]
 
     def keys_stored(self, dedupe_keys: Sequence[str]) -> set[str]:
         if not dedupe_keys:
@@ -169,7 +169,7 @@ class SqlCallbackInboxRepository:
         return set(self._connection.execute(query).scalars())
 
 
-def _inbox(row: Row[Any]) -> InboxRow:
+def inbox_from_row(row: Row[Any]) -> InboxRow:
     return InboxRow(
         id=int(row.id),
         kind=row.kind,

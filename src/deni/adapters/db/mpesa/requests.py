@@ -121,7 +121,7 @@ class SqlMpesaRequestRepository:
             .order_by(c.created_at, c.id)
             .limit(limit)
         )
-        return [_request(row) for row in self._connection.execute(query)]
+        return [request_from_row(row) for row in self._connection.execute(query)]
 
     def add_events(self, events: Sequence[RequestEvent]) -> None:
         if not events:
@@ -183,7 +183,7 @@ class SqlMpesaRequestRepository:
             .order_by(c.created_at, c.id)
             .limit(limit)
         )
-        return [_request(row) for row in self._connection.execute(query)]
+        return [request_from_row(row) for row in self._connection.execute(query)]
 
     def save(self, request: MpesaRequest, now: datetime) -> None:
         result = self._connection.execute(_SAVE_REQUEST, _request_changes(request, now))
@@ -197,7 +197,7 @@ class SqlMpesaRequestRepository:
         query = select(m.mpesa_requests).where(
             c.checkout_request_id.in_(sorted(set(checkout_request_ids)))
         )
-        return [_request(row) for row in self._connection.execute(query)]
+        return [request_from_row(row) for row in self._connection.execute(query)]
 
     def lock_by_checkout(self, checkout_request_ids: Sequence[str]) -> list[MpesaRequest]:
         if not checkout_request_ids:
@@ -209,7 +209,7 @@ class SqlMpesaRequestRepository:
             .order_by(c.id)
             .with_for_update()
         )
-        return [_request(row) for row in self._connection.execute(query)]
+        return [request_from_row(row) for row in self._connection.execute(query)]
 
     def save_many(self, requests: Sequence[MpesaRequest], now: datetime) -> None:
         if not requests:
@@ -239,7 +239,7 @@ class SqlMpesaRequestRepository:
             query = query.where(c.state.in_([s.value for s in states]))
         if user_id is not None:
             query = query.where(c.user_id == user_id)
-        return [_request(row) for row in self._connection.execute(query)]
+        return [request_from_row(row) for row in self._connection.execute(query)]
 
     def count(self, *, loan_id: str, purpose: Purpose) -> int:
         c = m.mpesa_requests.c
@@ -265,7 +265,7 @@ class SqlMpesaRequestRepository:
         )
         if phone is not None:
             query = query.where(c.phone == phone)
-        return [_request(row) for row in self._connection.execute(query.limit(limit))]
+        return [request_from_row(row) for row in self._connection.execute(query.limit(limit))]
 
     def reversals(self, *, limit: int) -> list[MpesaRequest]:
         c = m.mpesa_requests.c
@@ -275,7 +275,7 @@ class SqlMpesaRequestRepository:
             .order_by(c.created_at.desc(), c.id.desc())
             .limit(limit)
         )
-        return [_request(row) for row in self._connection.execute(query)]
+        return [request_from_row(row) for row in self._connection.execute(query)]
 
     def reversals_of(self, original_receipt: str) -> list[MpesaRequest]:
         c = m.mpesa_requests.c
@@ -284,7 +284,7 @@ class SqlMpesaRequestRepository:
             .where(c.original_receipt == original_receipt, c.kind == RequestKind.REVERSAL.value)
             .order_by(c.created_at, c.id)
         )
-        return [_request(row) for row in self._connection.execute(query)]
+        return [request_from_row(row) for row in self._connection.execute(query)]
 
     def find_by_conversation(self, conversation_id: str) -> MpesaRequest | None:
         c = m.mpesa_requests.c
@@ -295,10 +295,10 @@ class SqlMpesaRequestRepository:
         if lock:
             query = query.with_for_update()
         row = self._connection.execute(query).first()
-        return _request(row) if row else None
+        return request_from_row(row) if row else None
 
 
-def _request(row: Row[Any]) -> MpesaRequest:
+def request_from_row(row: Row[Any]) -> MpesaRequest:
     return MpesaRequest(
         id=row.id,
         kind=RequestKind(row.kind),

@@ -51,7 +51,7 @@ class SqlSuspenseRepository:
             .where(m.suspense_payments.c.receipt == receipt)
             .with_for_update()
         ).first()
-        return _suspense(row) if row else None
+        return suspense_from_row(row) if row else None
 
     def save(self, payment: SuspensePayment) -> None:
         self._connection.execute(
@@ -72,10 +72,10 @@ class SqlSuspenseRepository:
             .order_by(c.created_at)
             .limit(limit)
         )
-        return [_suspense(row) for row in self._connection.execute(query)]
+        return [suspense_from_row(row) for row in self._connection.execute(query)]
 
 
-def _suspense(row: Row[Any]) -> SuspensePayment:
+def suspense_from_row(row: Row[Any]) -> SuspensePayment:
     return SuspensePayment(
         receipt=row.receipt,
         amount_cents=int(row.amount_cents),

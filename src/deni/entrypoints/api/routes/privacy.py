@@ -23,8 +23,9 @@ from deni.entrypoints.api.schemas import (
     StatementLineOut,
     UserOut,
 )
-from deni.services import privacy
+from deni.services import privacy, push
 from deni.services.ports import AuditRecord
+from deni.services.push_ports import PushSettings, PushSubscription
 
 router = APIRouter(tags=["auth"])
 
@@ -55,6 +56,30 @@ class AuditRowOut(BaseModel):
         )
 
 
+class PushBrowserOut(BaseModel):
+    endpoint: str
+    subscribed_at: datetime
+    expires_at: datetime | None
+
+
+class WebPushExportOut(BaseModel):
+    kinds: list[str]
+    browsers: list[PushBrowserOut]
+
+    @classmethod
+    def of(cls, found: tuple[PushSettings, list[PushSubscription]]) -> WebPushExportOut:
+        settings, subscriptions = found
+        return cls(
+            kinds=list(settings.kinds),
+            browsers=[
+                PushBrowserOut(
+                    endpoint=s.endpoint, subscribed_at=s.created_at, expires_at=s.expires_at
+                )
+                for s in subscriptions
+            ],
+        )
+
+
 class PersonalDataOut(BaseModel):
     exported_at: datetime
     user: UserOut
@@ -63,10 +88,15 @@ class PersonalDataOut(BaseModel):
     notifications: list[NotificationOut]
     mpesa_requests: list[MpesaRequestOut]
     mpesa_preferences: PreferencesOut
+    web_push: WebPushExportOut
     audit: list[AuditRowOut]
 
     @classmethod
-    def of(cls, data: privacy.PersonalData) -> PersonalDataOut:
+    def of(
+        cls,
+        data: privacy.PersonalData,
+        web_push: tuple[PushSettings, list[PushSubscription]],
+    ) -> PersonalDataOut:
         preferences = data.mpesa_preferences
         return cls(
             exported_at=data.exported_at,
@@ -83,6 +113,7 @@ class PersonalDataOut(BaseModel):
                 disburse_to_mpesa=preferences.disburse_to_mpesa,
                 auto_payout=preferences.auto_payout,
             ),
+            web_push=WebPushExportOut.of(web_push),
             audit=[AuditRowOut.of(row) for row in data.audit],
         )
 
@@ -110,9 +141,11 @@ def close(body: PinIn, user_id: UserId, deni: DeniDep) -> EmptyOut:
 @router.get("/me/export", response_model=PersonalDataOut, responses=refusals(422))
 def export(user_id: UserId, deni: DeniDep, response: Response) -> PersonalDataOut:
     """Everything Deni holds about you: profile, wallet statement, loans you borrowed or lent
-    with their repayments, notifications, M-PESA requests and preferences, and the record of
+    with their repayments, notifications, M-PESA requests and preferences, the browsers that
+    receive your notifications by Web Push and the events you chose, and the record of
     the commands you made. Never your PIN. Read on one consistent snapshot."""
     data = privacy.personal_data(deni, user_id=user_id)
+    web_push = push.export_of(deni.push, user_id=user_id)
     response.headers["Content-Disposition"] = f'attachment; filename="{export_file_name(data)}"'
     response.headers["Cache-Control"] = "no-store"
-    return PersonalDataOut.of(data)
+    return PersonalDataOut.of(data, web_push)

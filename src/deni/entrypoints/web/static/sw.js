@@ -23,6 +23,8 @@ const SHELL = [
   "js/format.js",
   "js/i18n.js",
   "js/mpesa.js",
+  "js/push.js",
+  "js/push-sw.js",
   "js/store.js",
   "js/sync.js",
   "js/views/account.js",
@@ -32,6 +34,8 @@ const SHELL = [
   "js/views/settings.js",
   "js/views/wallet.js",
 ];
+
+importScripts("js/push-sw.js"); // Web Push: showing a push, opening the app on a tap
 
 self.addEventListener("install", (event) => {
   event.waitUntil(

@@ -3,6 +3,7 @@
 import { Refused, field, form, h, pinField } from "../dom.js";
 import { nairobiToday } from "../format.js";
 import { LANGUAGES, language, setLanguage, t } from "../i18n.js";
+import { pushSection } from "../push.js";
 import {
   act,
   app,
@@ -75,6 +76,7 @@ export async function settingsView() {
     {},
     me?.phone_proven === false ? proveNumber() : null,
     h("section", { class: "card" }, h("h2", {}, t("settings.language")), h("p", {}, languages)),
+    pushSection(),
     h(
       "section",
       { class: "card" },
