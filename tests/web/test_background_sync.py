@@ -1,5 +1,5 @@
 """Background sync: what was queued offline reaches the server with the app closed, sent by the
-service worker (static/sw-sync.js) when the browser's `sync` event wakes it, exactly once.
+service worker (static/js/sync-sw.js) when the browser's `sync` event wakes it, exactly once.
 
 Who fires the event: Chromium itself. A sync asked for while the context is offline (Playwright's
 offline switch reaches the worker too) waits, and Chromium fires it when the switch goes back
@@ -28,8 +28,8 @@ open_browser = journeys.open_browser
 lender = journeys.lender
 borrower = journeys.borrower
 
-SYNC_TAG = "deni-push"
-PERIODIC_TAG = "deni-push-periodic"
+SYNC_TAG = "deni-queue"
+PERIODIC_TAG = "deni-queue-periodic"
 WAIT_S = 10.0
 
 

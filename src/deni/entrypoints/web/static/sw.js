@@ -7,7 +7,7 @@
 // Bump VERSION with every release: a changed sw.js makes browsers install it anew, which fetches
 // every file of the release together (no page mixing two releases' modules).
 
-const VERSION = "deni-app-6";
+const VERSION = "deni-app-7";
 const SHELL = [
   "./",
   "index.html",
@@ -27,6 +27,7 @@ const SHELL = [
   "js/push-sw.js",
   "js/store.js",
   "js/sync.js",
+  "js/sync-sw.js",
   "js/views/account.js",
   "js/views/book.js",
   "js/views/home.js",
@@ -36,6 +37,7 @@ const SHELL = [
 ];
 
 importScripts("js/push-sw.js"); // Web Push: showing a push, opening the app on a tap
+importScripts("js/sync-sw.js"); // Background sync: the queue sent with the app closed
 
 self.addEventListener("install", (event) => {
   event.waitUntil(
@@ -78,6 +80,3 @@ self.addEventListener("fetch", (event) => {
   if (event.request.method !== "GET" || !ours) return; // the browser handles it, uncached
   event.respondWith(fromCacheThenRefresh(event));
 });
-
-// Background sync (the queue sent with the app closed) lives in its own file.
-importScripts("sw-sync.js");

@@ -111,7 +111,7 @@ async function start() {
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("sw.js").catch((error) => console.warn("no offline", error));
   }
-  // The service worker pushed the queue (sw-sync.js): a pull shows what that changed.
+  // The service worker pushed the queue (sync-sw.js): a pull shows what that changed.
   whenWorkerPushed(() => syncSoon({ quiet: true }));
   await show();
   if (app.syncer) {

@@ -1,10 +1,10 @@
 // Sending the queue with the app closed: the page asks the browser to wake the service worker
 // when the network is back (Background Sync), and an installed app also asks to be woken every
-// so often (Periodic Background Sync). The worker's side is sw-sync.js. Where a browser has
+// so often (Periodic Background Sync). The worker's side is sync-sw.js. Where a browser has
 // neither, nothing changes: the page syncs when it opens, comes online or is shown again.
 
-export const SYNC_TAG = "deni-push"; // sw-sync.js
-const PERIODIC_TAG = "deni-push-periodic";
+export const SYNC_TAG = "deni-queue"; // js/sync-sw.js
+const PERIODIC_TAG = "deni-queue-periodic";
 const PERIODIC_EVERY_MS = 12 * 60 * 60 * 1000; // a hint: the browser decides, often less often
 
 async function activeRegistration() {
@@ -47,6 +47,6 @@ export async function sendNowAndThen() {
 export function whenWorkerPushed(pulled) {
   if (!("serviceWorker" in navigator)) return;
   navigator.serviceWorker.addEventListener("message", (event) => {
-    if (event.data?.type === "deni-pushed") pulled();
+    if (event.data?.type === "deni-queue-sent") pulled();
   });
 }

@@ -184,7 +184,7 @@ export class Store {
   }
 
   // The server's answer to a push: applied ones leave the queue, refused ones stay to be read.
-  // Only for the install that pushed: another tab or the service worker (sw-sync.js) may have
+  // Only for the install that pushed: another tab or the service worker (sync-sw.js) may have
   // started the install afresh meanwhile (restart: a new client id, the ids renumbered), and
   // an answer about the old ids must not touch the new ones.
   settle(clientId, results, lastMutationId) {

@@ -3,10 +3,10 @@
 // this file with importScripts; everything of it is here, inside one function scope, so it
 // shares no name with the rest of the worker.
 //
-// - A page whose sync finds no network asks the browser for a one-off sync (tag "deni-push",
+// - A page whose sync finds no network asks the browser for a one-off sync (tag "deni-queue",
 //   js/background.js). The browser wakes this worker with a `sync` event once it is online, and
 //   tries again later (with its own backoff) if the push fails.
-// - An installed app also asks for a periodic sync ("deni-push-periodic"), where the browser
+// - An installed app also asks for a periodic sync ("deni-queue-periodic"), where the browser
 //   has it: the same push, every so often, in case a one-off sync was used up.
 //
 // It pushes exactly what an open page would push (js/sync.js): the install's client id, the
@@ -18,8 +18,8 @@
 // result. This worker only pushes; the app pulls when it opens.
 
 (() => {
-  const SYNC_TAG = "deni-push"; // js/background.js
-  const PERIODIC_TAG = "deni-push-periodic";
+  const SYNC_TAG = "deni-queue"; // js/background.js
+  const PERIODIC_TAG = "deni-queue-periodic";
   const API = "/api/v1";
   // The same as js/sync.js (tests/web/test_web_static.py compares them).
   const SCHEMA_VERSION = 1;
@@ -188,7 +188,7 @@
   // Open pages pull what the push changed.
   async function tellPages(pushed) {
     const pages = await self.clients.matchAll({ type: "window" });
-    for (const page of pages) page.postMessage({ type: "deni-pushed", pushed });
+    for (const page of pages) page.postMessage({ type: "deni-queue-sent", pushed });
   }
 
   // Push rounds until nothing is left that this worker may send. Returns how many mutations
