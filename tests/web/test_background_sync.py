@@ -126,12 +126,6 @@ def queue_a_request_offline(person: Person, lender: User, amount: str) -> str:
     return loan_id
 
 
-def back_online(person: Person) -> None:
-    """The network comes back: the router's cut first, so nothing woken by the switch finds it."""
-    person.context.unroute("**/api/**")
-    person.context.set_offline(False)
-
-
 class Pushes:
     """Every sync push the context sends from now on, and who sent it (the worker or a page)."""
 
@@ -175,7 +169,7 @@ def test_a_request_queued_offline_is_sent_by_the_worker_with_the_app_closed(
     wanjiku.page.close()  # the app is closed
     pushes = Pushes(wanjiku)
     assert the_app_is_closed(wanjiku, web_server.url)
-    back_online(wanjiku)  # Chromium fires the sync event itself: no DevTools command yet
+    wanjiku.go_offline(False)  # Chromium fires the sync event itself: no DevTools command yet
     wait_for(worker.page, lambda: len(loans_of(deni, borrower)) == 1, "the loan on the server")
     [loan] = loans_of(deni, borrower)
     assert loan.id == loan_id  # the id made offline, pushed by the worker
@@ -219,7 +213,7 @@ def test_a_push_whose_answer_was_lost_is_sent_again_and_lands_once(
     wanjiku.context.route("**/api/v1/sync/push", lose_the_first_answer)
     loan_id = queue_a_request_offline(wanjiku, lender, "250")
     wanjiku.page.close()
-    back_online(wanjiku)  # the context's own route stays: it is not under the cut
+    wanjiku.go_offline(False)  # the context's own route stays: it is not under the cut
     wait_for(worker.page, lambda: len(answers) == 1, "the worker's first push")
     assert answers[0]["results"][0]["status"] == "applied"
     assert answers[0]["results"][0]["replayed"] is False
@@ -266,7 +260,7 @@ def test_a_refresh_answer_the_worker_lost_does_not_sign_the_phone_out(
     loan_id = queue_a_request_offline(wanjiku, lender, "350")
     wanjiku.context.route("**/api/v1/auth/refresh", lose_the_workers_first_answer)
     wanjiku.page.close()
-    back_online(wanjiku)
+    wanjiku.go_offline(False)
     pump = wanjiku.context.new_page()  # not the app: it lets Playwright run the route
     wait_for(pump, lambda: len(loans_of(deni, borrower)) == 1, "the worker's push")
     assert refreshes == [("worker", 200), ("worker", 200)]  # the spent token, swapped again
@@ -295,7 +289,7 @@ def test_the_worker_and_the_page_pushing_at_once_land_once(
     pushes = Pushes(wanjiku)
     # Both pushes are held at the router until both have left, then let go together.
     wanjiku.context.route("**/api/v1/sync/push", lambda route: held.append(route))
-    back_online(wanjiku)  # the page's online event and Chromium's sync event, both at once
+    wanjiku.go_offline(False)  # the page's online event and Chromium's sync event, both at once
     wait_for(wanjiku.page, lambda: len(held) == 2, "a push from the page and one from the worker")
     assert sorted(pushes.sent) == ["page", "worker"]
     bodies: list[Any] = [route.request.post_data_json for route in held]
@@ -340,7 +334,7 @@ def test_the_worker_sends_nothing_that_needs_the_pin_nor_anything_after_it(
 
     page.close()  # the PIN, only ever in the page's memory, goes with it
     pushes = Pushes(wanjiku)
-    back_online(wanjiku)
+    wanjiku.go_offline(False)
     worker.fire_sync()  # whether or not Chromium fired it too
     app = wanjiku.context.new_page()  # opened after the worker had its turn
     app.goto("/app/")

@@ -70,12 +70,15 @@ class Person:
 
     def go_offline(self, offline: bool) -> None:
         """The network goes, or comes back. Chromium's offline emulation alone now and then
-        lets a page's request through, so the API is also cut off at Playwright's router."""
-        self.context.set_offline(offline)
+        lets a page's request through, so the API is also cut off at Playwright's router.
+        Coming back, the router's cut goes first: the page's `online` event (and the service
+        worker's sync event) must not find it still there."""
         if offline:
+            self.context.set_offline(True)
             self.context.route("**/api/**", lambda route: route.abort("internetdisconnected"))
         else:
             self.context.unroute("**/api/**")
+            self.context.set_offline(False)
 
 
 @pytest.fixture
