@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
@@ -22,6 +23,9 @@ from deni.services.ports import Clock, PinHasher, UnitOfWorkFactory
 _phones = itertools.count(700_000_001)
 _receipts = itertools.count(1)
 _sources = itertools.count(1)
+
+SMS_WAIT_S = 5.0  # how long a test waits for an SMS a live server sends after its answer
+SMS_POLL_S = 0.02
 
 
 class Services(Protocol):
@@ -133,16 +137,24 @@ def api_user(
     return ApiUser(user, pin, {"Authorization": f"Bearer {login.json()['access_token']}"})
 
 
-def sms_texts(deni: Deni, phone: str) -> list[str]:
-    """What the fake SMS gateway "sent" to this number, newest first."""
+def sms_texts(deni: Deni, phone: str, *, wait_s: float = 0.0) -> list[str]:
+    """What the fake SMS gateway "sent" to this number, newest first. `wait_s`: wait up to
+    this long for a first one, as a person waits for an SMS (a code's SMS leaves after the
+    API's answer, so a live server may not have sent it yet when the page shows the answer)."""
     assert isinstance(deni.sms, DatabaseSmsOutbox)
-    return [m.body for m in deni.sms.messages(phone=normalise_msisdn(phone))]
+    deadline = time.monotonic() + wait_s
+    for _ in range(int(wait_s / SMS_POLL_S) + 1):
+        texts = [m.body for m in deni.sms.messages(phone=normalise_msisdn(phone))]
+        if texts or time.monotonic() >= deadline:
+            return texts
+        time.sleep(SMS_POLL_S)
+    return texts
 
 
 def sms_code(deni: Deni, phone: str) -> str:
     """The 6-digit code in the newest SMS the fake gateway "sent" to this number (messages
     sent at the same instant have no order: move the clock between them)."""
-    texts = sms_texts(deni, phone)
+    texts = sms_texts(deni, phone, wait_s=SMS_WAIT_S)
     assert texts, f"no SMS to {phone}"
     codes = re.findall(r"(?<!\d)\d{6}(?!\d)", texts[0])
     assert len(codes) == 1, texts[0]

@@ -44,6 +44,7 @@ from tests.support.api import assert_ledger_whole
 from tests.support.book import PIN as BOOK_PIN
 from tests.support.book import build_book
 from tests.support.builders import (
+    SMS_WAIT_S,
     fund,
     lend,
     register,
@@ -520,8 +521,9 @@ def test_kiswahili_from_registration_and_settings_that_reach_the_server(
     page.get_by_label("Namba ya simu").fill("0799 000 222")
     page.get_by_role("button", name="Nitumie namba ya siri").click()
     expect(page.locator("#code-sent")).to_contain_text("inakuja kwa SMS")
-    assert "Deni:" in sms_texts(deni, "0799000222")[0]  # in Kiswahili, as the page is
-    assert "namba hii ni yako" in sms_texts(deni, "0799000222")[0]
+    texts = sms_texts(deni, "0799000222", wait_s=SMS_WAIT_S)
+    assert "Deni:" in texts[0]  # in Kiswahili, as the page is
+    assert "namba hii ni yako" in texts[0]
     page.get_by_label("Namba ya siri kutoka SMS").fill(sms_code(deni, "0799000222"))
     page.get_by_label("Jina lako kamili").fill("Baraka Mwangi")
     page.get_by_label("Chagua PIN (tarakimu 4)").fill("4381")

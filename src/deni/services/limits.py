@@ -91,6 +91,13 @@ CODE_CHECKS_PER_PHONE_HOURLY = Limit(
     "code-phone", 10, HOUR_S, "Too many codes tried for this number."
 )
 
+# Naming a lender by number: the answer says whether the number is on Deni (USSD also shows
+# the name, to check it is the right person). A member asks a few people a day (at most 10
+# requests a day in all, services/loans.py); more lookups than this is a list being tried.
+LENDER_LOOKUPS_PER_MEMBER_DAILY = Limit(
+    "lookup-member", 30, 24 * HOUR_S, "Too many numbers looked up today."
+)
+
 
 def hit(counters: LimitCounters, limit: Limit, subject: str, *, now: datetime) -> None:
     """Count one hit of `limit` for `subject`; refuse it if it is one too many."""
@@ -179,3 +186,10 @@ def limit_code_check(counters: LimitCounters, *, source: str, phone: object, now
         phone=phone,
         now=now,
     )
+
+
+def limit_lender_lookup(counters: LimitCounters, *, member_id: str, now: datetime) -> None:
+    """For every place a member names a lender by number (USSD's lender screen, a loan request
+    on the API): call before looking the number up. Every lookup counts, found or not, so the
+    cap bounds what a member learns of who is on Deni, not only the misses."""
+    hit(counters, LENDER_LOOKUPS_PER_MEMBER_DAILY, f"member:{member_id}", now=now)

@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
@@ -57,6 +59,19 @@ from deni.services.users import add_member
 log = structlog.get_logger(__name__)
 PRUNE_BATCH = 5_000
 PRUNE_BATCHES_PER_RUN_MAX = 10
+
+
+@dataclass(frozen=True, slots=True)
+class CodeSms:
+    """A code's SMS, ready to send: `secret` is the code, kept masked by whatever keeps it."""
+
+    phone: str
+    body: str
+    idempotency_key: str
+    secret: str
+
+
+DeliverCode = Callable[[CodeSms], None]
 # One answer for a wrong, late, used or never-sent code.
 _INVALID_CODE = "The code is wrong or no longer valid. Ask for a new one."
 
@@ -68,9 +83,13 @@ def ask_registration_code(
     source: str,
     language: str = "en",
     channel: str = "api",
+    deliver: DeliverCode | None = None,
 ) -> None:
     """Send a code to a number someone wants to register, unless a proven member has it or
-    the hour's codes are used up. `source` is who asks (an IP address)."""
+    the hour's codes are used up. `source` is who asks (an IP address). `deliver` sends the
+    SMS (now, by default); an asker who may be a stranger gets the SMS after the answer
+    (send_code_after_answer), so how long the answer takes does not say whether a member
+    has the number (docs/security.md)."""
     msisdn = normalise_msisdn(phone)
     clean_language = require_language(language)
     now = deps.clock.now()
@@ -93,7 +112,11 @@ def ask_registration_code(
         uow.commit()
     # In the asker's language: whoever holds the SIM reads it, not the account's maker.
     kind = "phone_code_taken" if holder is not None else "phone_code"
-    _send(deps.sms, msisdn, kind, clean_language, code, sms_key)
+    message = code_sms(msisdn, kind, clean_language, code, sms_key)
+    if deliver is None:
+        send_code_now(deps.sms, message)
+    else:
+        deliver(message)
 
 
 def register_with_code(
@@ -158,7 +181,7 @@ def ask_own_code(
             details={"for": "prove"}, now=now,
         )  # fmt: skip
         uow.commit()
-    _send(deps.sms, user.phone, "phone_code", user.language, code, sms_key)
+    send_code_now(deps.sms, code_sms(user.phone, "phone_code", user.language, code, sms_key))
 
 
 def prove_own_phone(
@@ -246,13 +269,32 @@ def _spend_code(uow: UnitOfWork, *, pepper: str, msisdn: str, code: str, now: da
     uow.phone_codes.save(row, now)
 
 
-def _send(sms: SmsSender, msisdn: str, kind: str, language: str, code: str, key: str) -> None:
+def code_sms(msisdn: str, kind: str, language: str, code: str, key: str) -> CodeSms:
     minutes = int(RESET_CODE_TTL.total_seconds()) // 60
     body = render_notification(kind, language, {"code": code, "minutes": minutes})
+    return CodeSms(phone=msisdn, body=body, idempotency_key=key, secret=code)
+
+
+def send_code_now(sms: SmsSender, message: CodeSms) -> None:
+    """Send it while the asker waits: a failure is theirs to hear (503 `sms_unavailable`)."""
     try:
-        sms.send(phone=msisdn, body=body, idempotency_key=key, secret=code)
+        sms.send(
+            phone=message.phone,
+            body=message.body,
+            idempotency_key=message.idempotency_key,
+            secret=message.secret,
+        )
     except SmsNotSent as error:
         raise SmsUnavailable("The SMS could not be sent. Try again in a minute.") from error
+
+
+def send_code_after_answer(sms: SmsSender, message: CodeSms) -> None:
+    """Send it once the asker has the answer every number gets: a failure is logged, never
+    answered, as a number that gets no SMS has none to fail (they ask again)."""
+    try:
+        send_code_now(sms, message)
+    except SmsUnavailable:
+        log.warning("code_sms_not_sent", phone=mask_msisdn(message.phone))
 
 
 def _code_hash(pepper: str, msisdn: str, code: str) -> str:

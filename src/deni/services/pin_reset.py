@@ -21,7 +21,6 @@ import structlog
 from deni.domain.errors import (
     InvalidResetCode,
     LockedBySupport,
-    SmsUnavailable,
 )
 from deni.domain.phone import normalise_msisdn
 from deni.domain.security import (
@@ -35,12 +34,12 @@ from deni.domain.users import User
 from deni.i18n import render_notification
 from deni.services import limits
 from deni.services.common import audit, lock_member, notify, require_user
+from deni.services.phone_proof import CodeSms, DeliverCode, send_code_now
 from deni.services.ports import (
     CodeDeps,
     Deps,
     PinDeps,
     PinHasher,
-    SmsNotSent,
     UnitOfWork,
 )
 
@@ -57,9 +56,13 @@ def start_pin_reset(
     phone: str,
     source: str,
     channel: str = "api",
+    deliver: DeliverCode | None = None,
 ) -> None:
     """Send a reset code to this number if it is a member's and the hour's codes allow.
-    `source` is who asks (an IP address): it may ask only so often, whatever the number."""
+    `source` is who asks (an IP address): it may ask only so often, whatever the number.
+    `deliver` sends the SMS (now, by default); the API sends it after the answer
+    (phone_proof.send_code_after_answer), so neither the time the answer takes nor an SMS
+    failure says whether the number is a member's."""
     msisdn = normalise_msisdn(phone)
     now = deps.clock.now()
     _count_ask(deps.limit_counters, source, now)
@@ -78,10 +81,11 @@ def start_pin_reset(
         uow.commit()
     minutes = int(RESET_CODE_TTL.total_seconds()) // 60
     body = render_notification("pin_reset_code", user.language, {"code": code, "minutes": minutes})
-    try:
-        deps.sms.send(phone=user.phone, body=body, idempotency_key=_sms_key(reset), secret=code)
-    except SmsNotSent as error:
-        raise SmsUnavailable("The SMS could not be sent. Try again in a minute.") from error
+    message = CodeSms(phone=user.phone, body=body, idempotency_key=_sms_key(reset), secret=code)
+    if deliver is None:
+        send_code_now(deps.sms, message)
+    else:
+        deliver(message)
 
 
 def finish_pin_reset(

@@ -25,10 +25,10 @@ from deni.domain.phone import normalise_msisdn
 from deni.domain.secrecy import derive_key, digests_match, keyed_digest
 from deni.domain.security import PIN_DIGITS, is_weak_pin
 from deni.domain.users import nairobi_today
-from deni.entrypoints.ussd.render import say
+from deni.entrypoints.ussd.render import plain, say
 from deni.entrypoints.ussd.screens import Finish, Goto, Item, Params, Reject, Step
 from deni.i18n import format_day, format_kes
-from deni.services import book, loans, pin_reset, privacy, reminders, users, ussd
+from deni.services import book, limits, loans, pin_reset, privacy, reminders, users, ussd
 from deni.services.mpesa import preferences
 from deni.services.ports import Clock
 from deni.services.ussd import QueuedMpesa
@@ -184,8 +184,11 @@ def require_pin(raw: str) -> str:
 
 
 def short_name(name: str, chars: int = NAME_SHOWN_CHARS) -> str:
-    """A name cut to fit a screen, at a word boundary when one is near enough."""
+    """A name cut to fit a screen, at a word boundary when one is near enough. Cut as the
+    phone shows it (plain ASCII): a name may be any printable text, and folding can make one
+    character several ("\u33af" is "rads2"), so a name cut first could fill the screen."""
     assert chars >= 8
+    name = plain(name)
     if len(name) <= chars:
         return name
     cut = name[:chars]
@@ -320,6 +323,7 @@ def parse_lender(ctx: Ctx, raw: str) -> object:
         raise Reject("ussd.err_phone") from error
     if phone == ctx.state.phone:
         raise Reject("ussd.err_self")
+    limits.limit_lender_lookup(ctx.deni.limit_counters, member_id=ctx.user_id, now=ctx.now)
     lender = ctx.reads.member(phone)
     if lender is None:
         raise Reject("ussd.err_not_on_deni")

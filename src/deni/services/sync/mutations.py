@@ -20,8 +20,9 @@ from deni.domain.loans import REQUEST_TTL, Loan, LoanState, Terms, lapse_at, mak
 from deni.domain.loans import resolve_due_date as resolve_due
 from deni.domain.users import nairobi_today
 from deni.ids import new_id
-from deni.services import loans, notifications, users
+from deni.services import limits, loans, notifications, users
 from deni.services.common import audit, notify
+from deni.services.limits import LimitCounters
 from deni.services.mpesa import preferences, requests
 from deni.services.notifications import IDS_PER_MARK_MAX
 from deni.services.ports import Clock, PinHasher
@@ -43,6 +44,7 @@ class SyncContext:
     clock: Clock
     hasher: PinHasher
     mpesa_on: bool
+    limit_counters: LimitCounters | None = None  # SyncDeps.limit_counters
 
     def within(self, uow: SyncUnitOfWork) -> InPushGroup:
         """What the use cases of this mutation run on: savepoints of the push group's
@@ -226,6 +228,8 @@ def _request_loan(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     term = a.get("term_days")
     assert due is None or isinstance(due, date)
     assert term is None or isinstance(term, int)
+    if ctx.limit_counters is not None:
+        limits.limit_lender_lookup(ctx.limit_counters, member_id=ctx.user_id, now=ctx.now)
     loan = loans.request_loan(
         ctx.within(uow),
         borrower_id=ctx.user_id,

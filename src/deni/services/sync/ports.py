@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from deni.domain.loans import Loan
 from deni.services.ports import (
@@ -25,6 +25,9 @@ from deni.services.ports import (
 Position = tuple[int, int]  # (xid, seq)
 Change = tuple[str, str, str, str]  # (user_id, entity, entity_id, op)
 SEQ_MAX = 2**62
+
+if TYPE_CHECKING:
+    from deni.services.limits import LimitCounters
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +235,9 @@ class SyncDeps:
     hasher: PinHasher
     secret: bytes  # keys the args hashes and signs cursors
     mpesa_on: bool
+    # The abuse limits' counters (services/limits.py): a pushed loan request names a lender
+    # by number, and counts as a lookup as on the API and USSD. None: not counted (tools).
+    limit_counters: LimitCounters | None = None
 
 
 class SyncStoreDeps(Protocol):

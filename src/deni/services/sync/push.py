@@ -231,6 +231,7 @@ class _Push:
             clock=self.deps.clock,
             hasher=self.deps.hasher,
             mpesa_on=self.deps.mpesa_on,
+            limit_counters=self.deps.limit_counters,
         )
         result = apply_mutation(uow, ctx, mutation.name, mutation.args, dead_letters=True)
         return StoredMutation(self.client_id, self.user_id, mutation.name, digest, result, now)
@@ -394,6 +395,7 @@ def retry_dead_letter(
             clock=deps.clock,
             hasher=deps.hasher,
             mpesa_on=deps.mpesa_on,
+            limit_counters=deps.limit_counters,
         )
         run_args = args if args_given else json.loads(found.args_json)
         result = apply_mutation(uow, ctx, name or found.name, run_args, dead_letters=False)
@@ -455,6 +457,7 @@ def resolve_conflict(
             clock=deps.clock,
             hasher=deps.hasher,
             mpesa_on=deps.mpesa_on,
+            limit_counters=deps.limit_counters,
         )
         conflict = uow.sync.lock_conflict(conflict_id)
         if conflict is None or conflict.user_id != user_id:

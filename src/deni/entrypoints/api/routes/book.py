@@ -8,11 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from deni.entrypoints.api.deps import DeniDep, UserId
+from deni.entrypoints.api.json_body import TextJsonRoute
 from deni.entrypoints.api.schemas import HistoryOut, LenderBookOut
 from deni.services import book
 from deni.services.ports import LIST_PAGE_MAX
 
-router = APIRouter(tags=["book"])
+router = APIRouter(tags=["book"], route_class=TextJsonRoute)
 OFFSET_MAX = 100_000
 
 

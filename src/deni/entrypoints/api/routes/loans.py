@@ -11,6 +11,7 @@ from deni.domain.loans import Loan, LoanState
 from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
+from deni.entrypoints.api.json_body import TextJsonRoute
 from deni.entrypoints.api.schemas import (
     ApproveIn,
     EmptyIn,
@@ -25,10 +26,10 @@ from deni.entrypoints.api.schemas import (
     RepayOut,
     TermsIn,
 )
-from deni.services import loans, queries, reminders
+from deni.services import limits, loans, queries, reminders
 from deni.services.ports import LIST_PAGE_MAX, UnitOfWorkFactory
 
-router = APIRouter(prefix="/loans", tags=["loans"])
+router = APIRouter(prefix="/loans", tags=["loans"], route_class=TextJsonRoute)
 LOAN_ID_CHARS_MAX = 64
 
 
@@ -83,6 +84,8 @@ def request_loan(
     """Ask a lender (by phone number) for a loan on the quoted terms."""
 
     def action(uows: UnitOfWorkFactory) -> tuple[int, LoanOut]:
+        # Whether the number is on Deni shows in the answer: counted like USSD's lookups.
+        limits.limit_lender_lookup(deni.limit_counters, member_id=user_id, now=deni.clock.now())
         loan = loans.request_loan(
             deni.within(uows),
             borrower_id=user_id,

@@ -15,13 +15,14 @@ from deni.domain.mpesa import MpesaRequest, Purpose
 from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
+from deni.entrypoints.api.json_body import TextJsonRoute
 from deni.entrypoints.api.routes.loans import LoanId
 from deni.entrypoints.api.schemas import PinnedAmountIn, RepayIn, Strict
 from deni.services.mpesa import preferences as mpesa_preferences
 from deni.services.mpesa import requests
 from deni.services.ports import LIST_PAGE_MAX, UnitOfWorkFactory
 
-router = APIRouter(tags=["mpesa"])
+router = APIRouter(tags=["mpesa"], route_class=TextJsonRoute)
 
 
 class MpesaRequestOut(BaseModel):

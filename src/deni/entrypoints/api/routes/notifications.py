@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
+from deni.entrypoints.api.json_body import TextJsonRoute
 from deni.entrypoints.api.schemas import (
     MarkReadIn,
     MarkReadOut,
@@ -17,7 +18,7 @@ from deni.entrypoints.api.schemas import (
 from deni.services import notifications, queries
 from deni.services.ports import LIST_PAGE_MAX, UnitOfWorkFactory
 
-router = APIRouter(tags=["notifications"])
+router = APIRouter(tags=["notifications"], route_class=TextJsonRoute)
 
 
 @router.get("/notifications", response_model=NotificationListOut)

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from deni.domain.money import format_kes
 from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, UserId
+from deni.entrypoints.api.json_body import TextJsonRoute
 from deni.entrypoints.api.routes.mpesa import MpesaRequestOut, PreferencesOut
 from deni.entrypoints.api.schemas import (
     EmptyOut,
@@ -27,7 +28,7 @@ from deni.services import privacy, push
 from deni.services.ports import AuditRecord
 from deni.services.push_ports import PushSettings, PushSubscription
 
-router = APIRouter(tags=["auth"])
+router = APIRouter(tags=["auth"], route_class=TextJsonRoute)
 
 
 class WalletExportOut(BaseModel):

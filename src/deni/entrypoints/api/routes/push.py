@@ -10,11 +10,12 @@ from pydantic import BaseModel, Field, StrictInt, StrictStr
 
 from deni.domain import push as rules
 from deni.entrypoints.api.deps import DeniDep, UserId
+from deni.entrypoints.api.json_body import TextJsonRoute
 from deni.entrypoints.api.schemas import Strict
 from deni.services import push
 from deni.services.push_ports import PushSettings
 
-router = APIRouter(tags=["notifications"])
+router = APIRouter(tags=["notifications"], route_class=TextJsonRoute)
 # A subscription is an endpoint (at most 1,024 characters) and two short keys.
 BODY_BYTES_MAX = 4 * 1024
 

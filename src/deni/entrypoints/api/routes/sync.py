@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, JsonValue, StrictInt, StrictStr
 from deni.bootstrap import Deni
 from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, UserId
+from deni.entrypoints.api.json_body import TextJsonRoute
 from deni.entrypoints.api.schemas import Id, Strict
 from deni.services.sync import pull as sync_pull
 from deni.services.sync import push as sync_push
@@ -28,7 +29,7 @@ from deni.services.sync.protocol import (
 )
 from deni.services.sync.push import ARGS_BYTES_MAX, MUTATIONS_PER_PUSH_MAX, PushedMutation
 
-router = APIRouter(prefix="/sync", tags=["sync"])
+router = APIRouter(prefix="/sync", tags=["sync"], route_class=TextJsonRoute)
 # A full push: every mutation with args at their largest, plus its id, name and JSON around them.
 MUTATION_BYTES_MAX = ARGS_BYTES_MAX + 256
 PUSH_BODY_BYTES_MAX = MUTATIONS_PER_PUSH_MAX * MUTATION_BYTES_MAX + 1024
@@ -57,6 +58,7 @@ def deps_of(deni: Deni) -> SyncDeps:
         hasher=deni.hasher,
         secret=secret,
         mpesa_on=deni.mpesa is not None,
+        limit_counters=deni.limit_counters,
     )
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from deni.entrypoints.api.deps import DeniDep, UserId
+from deni.entrypoints.api.json_body import TextJsonRoute
 from deni.entrypoints.api.schemas import (
     ArrivingOut,
     BalanceOut,
@@ -17,7 +18,7 @@ from deni.services import ledger, queries
 from deni.services.mpesa import claims
 from deni.services.ports import STATEMENT_PAGE_MAX
 
-router = APIRouter(tags=["wallet"])
+router = APIRouter(tags=["wallet"], route_class=TextJsonRoute)
 # Posting ids are 64-bit; a larger cursor would overflow the database driver (a 500).
 CURSOR_MAX = 2**63 - 1
 
