@@ -71,12 +71,15 @@ class Person:
 
     def go_offline(self, offline: bool) -> None:
         """The network goes, or comes back. Chromium's offline emulation alone now and then
-        lets a page's request through, so the API is also cut off at Playwright's router."""
-        self.context.set_offline(offline)
+        lets a page's request through, so the API is also cut off at Playwright's router.
+        Coming back, the router's cut goes first: the page's `online` event (and the service
+        worker's sync event) must not find it still there."""
         if offline:
+            self.context.set_offline(True)
             self.context.route("**/api/**", lambda route: route.abort("internetdisconnected"))
         else:
             self.context.unroute("**/api/**")
+            self.context.set_offline(False)
 
 
 @pytest.fixture
@@ -190,7 +193,8 @@ def on_the_phone(page: Page) -> dict[str, list[Any]]:
 
 def wait_for_offline_shell(person: Person) -> None:
     """The service worker controls the page, so a reload works with no network."""
-    person.page.wait_for_function("navigator.serviceWorker.controller !== null")
+    # A function, not an expression: polling an expression evals it, which the CSP forbids.
+    person.page.wait_for_function("() => navigator.serviceWorker.controller !== null")
 
 
 # -- journeys ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from tests.support.api import assert_error
 FILES = {
     "index.html": "text/html; charset=utf-8",
     "sw.js": "text/javascript; charset=utf-8",
+    "js/sync-sw.js": "text/javascript; charset=utf-8",
     "js/app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
     "manifest.webmanifest": "application/manifest+json",
@@ -139,3 +140,28 @@ def test_text_files_go_gzipped_to_a_browser_that_accepts_it(client: TestClient, 
     unzipped = client.get(f"/app/{name}", headers={"Accept-Encoding": "identity"})
     assert "content-encoding" not in unzipped.headers
     assert unzipped.content == plain
+
+
+def _constant(source: str, name: str) -> str:
+    found = re.search(rf"const {name} = (.+?);", source, re.DOTALL)
+    assert found is not None, name
+    return found.group(1)
+
+
+@pytest.mark.parametrize(
+    "name", ["SCHEMA_VERSION", "PUSH_MUTATIONS_MAX", "PUSH_ROUNDS_MAX", "NEEDS_PIN"]
+)
+def test_the_worker_pushes_by_the_pages_rules(name: str) -> None:
+    """The service worker's push (js/sync-sw.js) is the page's (js/sync.js): the same protocol
+    version, batch bounds and list of mutations that wait for a PIN."""
+    page = (STATIC_DIR / "js" / "sync.js").read_text()
+    worker = (STATIC_DIR / "js" / "sync-sw.js").read_text()
+    assert _constant(worker, name) == _constant(page, name)
+
+
+def test_the_worker_loads_its_background_sync_and_caches_every_module() -> None:
+    worker = (STATIC_DIR / "sw.js").read_text()
+    assert 'importScripts("js/sync-sw.js");' in worker
+    modules = sorted(p.relative_to(STATIC_DIR).as_posix() for p in STATIC_DIR.glob("js/**/*.js"))
+    for module in modules:
+        assert f'"{module}"' in worker, module

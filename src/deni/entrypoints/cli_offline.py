@@ -7,10 +7,13 @@ server's news.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, NoReturn
 
 import typer
@@ -35,6 +38,7 @@ from deni.offline.client import (
 )
 from deni.offline.store import LocalSchemaTooNew, Store
 from deni.offline.sync import Syncer, SyncReport
+from deni.offline.watch import State, Status, Watch, WatchPolicy
 
 offline_app = typer.Typer(
     help="The offline client: its own SQLite database, a queue, and sync.", no_args_is_help=True
@@ -634,6 +638,89 @@ def sync(
             )
         with _api(client) as api:
             _run_sync(client, api, pin=pin)
+
+
+@offline_app.command()
+def watch(
+    home: HomeOpt = None,
+    phone: PhoneOpt = None,
+    every: Annotated[
+        float,
+        typer.Option(
+            "--every-s", min=5.0, max=86_400.0, help="Seconds between syncs while online."
+        ),
+    ] = 60.0,
+    retry_max: Annotated[
+        float,
+        typer.Option(
+            "--retry-max-s",
+            min=1.0,
+            max=3_600.0,
+            help="The longest wait, in seconds, between tries while the server is unreachable.",
+        ),
+    ] = 60.0,
+) -> None:
+    """Stay on and sync by yourself: at once, again when something is queued or every
+    --every-s seconds, and while the server cannot be reached, with waits that double up to
+    --retry-max-s. Changes that need the PIN wait for `deni offline sync`. Ctrl-C or SIGTERM
+    stops it."""
+    policy = WatchPolicy(idle_every_s=every, retry_cap_s=retry_max)
+    with _client(home, phone) as client, _api(client) as api:
+        looping = Watch(client.store, api, _say_status, policy=policy)
+        url = client.store.get("server_url")
+        console.print(
+            escape(f"{_clock()} watching {url} for {client.store.path.name}; Ctrl-C stops."),
+            highlight=False,
+            soft_wrap=True,
+        )
+        with _stopped_by_signals(looping.stop):
+            final = looping.run()
+    if final.state is State.ENDED:
+        raise typer.Exit(1)
+
+
+def _clock() -> str:
+    return datetime.now(UTC).strftime("%H:%M:%SZ")
+
+
+def _say_status(status: Status) -> None:
+    said = status.message.rstrip(".")
+    line = f"{_clock()} {status.state.value}: {said}; {status.queued} queued"
+    if status.next_in_s is not None:
+        what = "next sync" if status.state is State.SYNCED else "next try"
+        line += f"; {what} in {status.next_in_s:.1f} s"
+    console.print(escape(line), highlight=False, soft_wrap=True)
+    if status.report is not None:
+        for mutation_id, code, message in status.report.rejected:
+            console.print(
+                escape(f"  #{mutation_id} rejected {code}: {message}"),
+                highlight=False,
+                soft_wrap=True,
+            )
+    if status.waiting_for_pin:
+        console.print(
+            f"  {status.waiting_for_pin} change(s) wait for your PIN (and what was queued "
+            "after them): run `deni offline sync` and give it.",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set `stop` (the loop ends cleanly) instead of killing mid-write."""
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        console.print(f"{_clock()} {name}: stopping", highlight=False, soft_wrap=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @offline_app.command("queue")

@@ -17,6 +17,7 @@ const SHELL = [
   "icon-192.png",
   "icon-512.png",
   "js/app.js",
+  "js/background.js",
   "js/core.js",
   "js/dom.js",
   "js/format.js",
@@ -27,6 +28,7 @@ const SHELL = [
   "js/push-sw.js",
   "js/store.js",
   "js/sync.js",
+  "js/sync-sw.js",
   "js/views/account.js",
   "js/views/book.js",
   "js/views/home.js",
@@ -36,6 +38,7 @@ const SHELL = [
 ];
 
 importScripts("js/push-sw.js"); // Web Push: showing a push, opening the app on a tap
+importScripts("js/sync-sw.js"); // Background sync: the queue sent with the app closed
 
 self.addEventListener("install", (event) => {
   event.waitUntil(

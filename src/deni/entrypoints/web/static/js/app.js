@@ -3,6 +3,7 @@
 // (docs/sync.md) that reaches the server now, or when the network comes back. This module is
 // the router and the start; the screens are in views/, what they share in core.js.
 
+import { sendNowAndThen, whenWorkerPushed } from "./background.js";
 import { h } from "./dom.js";
 import { chosenLanguage, setLanguage, t } from "./i18n.js";
 import { openStore } from "./store.js";
@@ -110,8 +111,13 @@ async function start() {
   if ("serviceWorker" in navigator) {
     navigator.serviceWorker.register("sw.js").catch((error) => console.warn("no offline", error));
   }
+  // The service worker pushed the queue (sync-sw.js): a pull shows what that changed.
+  whenWorkerPushed(() => syncSoon({ quiet: true }));
   await show();
-  if (app.syncer) syncSoon();
+  if (app.syncer) {
+    syncSoon();
+    sendNowAndThen();
+  }
 }
 
 start();

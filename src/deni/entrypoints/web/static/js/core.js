@@ -1,6 +1,7 @@
 // What every screen shares: the app's state, how an action is queued and synced, the status
 // line, navigation, and the checks and calls several screens make.
 
+import { sendNowAndThen, sendWhenOnline } from "./background.js";
 import { Refused, h } from "./dom.js";
 import { longDate, kes, normalisePhone, shownPhone } from "./format.js";
 import { language, serverMessage, setLanguage, t } from "./i18n.js";
@@ -106,6 +107,10 @@ export async function syncNow({ quiet = false } = {}) {
   } catch (error) {
     if (error instanceof Offline) {
       app.status.offline = true;
+      await sendWhenOnline(); // the service worker sends the queue then, open or closed
+    } else if (error instanceof ApiError && error.status >= 500) {
+      app.status.problem = refusal(error);
+      await sendWhenOnline();
     } else if (error instanceof ApiError && error.status === 401) {
       app.status.problem = t("status.sign_in_again");
       location.hash = "#/sign-in";
@@ -218,6 +223,7 @@ export async function signIn(msisdn, pin) {
   app.status.problem = null;
   go("#/home");
   syncSoon();
+  sendNowAndThen();
 }
 
 export async function leave() {

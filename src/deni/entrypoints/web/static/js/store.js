@@ -184,8 +184,13 @@ export class Store {
   }
 
   // The server's answer to a push: applied ones leave the queue, refused ones stay to be read.
-  settle(results, lastMutationId) {
-    return this.#within([QUEUE], "readwrite", async (queue) => {
+  // Only for the install that pushed: another tab or the service worker (sync-sw.js) may have
+  // started the install afresh meanwhile (restart: a new client id, the ids renumbered), and
+  // an answer about the old ids must not touch the new ones.
+  settle(clientId, results, lastMutationId) {
+    return this.#within([META, QUEUE], "readwrite", async (meta, queue) => {
+      const state = await done(meta.get(SYNC_KEY));
+      if (!state || state.client_id !== clientId) return;
       for (const result of results) {
         const mutation = await done(queue.get(result.mutation_id));
         if (!mutation) continue;

@@ -171,7 +171,7 @@ export class Syncer {
         schema_version: SCHEMA_VERSION,
         mutations: batch,
       });
-      await this.store.settle(answer.results, answer.last_mutation_id);
+      await this.store.settle(clientId, answer.results, answer.last_mutation_id);
       for (const result of answer.results) {
         this.pins.delete(result.mutation_id);
         this.outcomes.set(result.mutation_id, result);
