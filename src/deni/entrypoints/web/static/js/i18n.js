@@ -216,6 +216,39 @@ const en = {
   "confirm.cancel": "Cancel your request to {name} for {amount}?",
   "confirm.write_off": "Forgive {name} the {amount} still owed? This cannot be undone.",
   "confirm.close": "Close your Deni account? This cannot be undone.",
+  // Repay by M-PESA, Messages, the whole statement, a change of name.
+  "loan.mpesa_title": "Pay with M-PESA",
+  "field.mpesa_repay": "Amount to pay from M-PESA (KES)",
+  "button.repay_mpesa": "Pay with M-PESA",
+  "error.more_than_owed": "That is more than the {amount} still owed.",
+  "what.repay_by_mpesa": "Repay {amount} from M-PESA",
+  "what.mark_notification_read": "Mark messages read",
+  "mpesa.repay_by_mpesa.waiting": "Check your phone and enter your M-PESA PIN to repay {amount}.",
+  "mpesa.repay_by_mpesa.done": "{amount} from M-PESA went to your loan.",
+  "mpesa.repay_by_mpesa.failed":
+    "The repayment of {amount} did not go through: nothing was taken from your M-PESA.",
+  "title.messages": "Messages",
+  "home.all_messages": "All messages ({count} unread)",
+  "messages.empty": "No messages yet.",
+  "messages.unread": "New",
+  "messages.page": "Page {page} of {pages}",
+  "messages.newer": "Newer",
+  "messages.older": "Older",
+  "button.mark_read": "Mark read",
+  "button.mark_all_read": "Mark all read",
+  "statement.lines": "Lines {first} to {last} of {count}",
+  "statement.newer": "Newer lines",
+  "statement.older": "Older lines",
+  "statement.when": "When",
+  "statement.what": "What",
+  "statement.amount": "Amount",
+  "statement.balance": "Balance after",
+  "settings.name": "Your name",
+  "button.save_name": "Save my name",
+  "settings.name_saved": "Your name is saved.",
+  "error.name": "A name has 2 to 60 letters or other characters.",
+  "error.name_same": "That is your name already.",
+  "nav.main": "Deni",
 };
 
 const sw = {
@@ -429,6 +462,40 @@ const sw = {
   "confirm.cancel": "Futa ombi lako la {amount} kwa {name}?",
   "confirm.write_off": "Msamehe {name} deni la {amount}? Huwezi kurudisha.",
   "confirm.close": "Funga akaunti yako ya Deni? Huwezi kurudisha.",
+  // Repay by M-PESA, Messages, the whole statement, a change of name.
+  "loan.mpesa_title": "Lipa kwa M-PESA",
+  "field.mpesa_repay": "Kiasi cha kulipa kutoka M-PESA (KES)",
+  "button.repay_mpesa": "Lipa kwa M-PESA",
+  "error.more_than_owed": "Hicho ni zaidi ya {amount} unazodaiwa.",
+  "what.repay_by_mpesa": "Lipa {amount} kutoka M-PESA",
+  "what.mark_notification_read": "Weka ujumbe kuwa umesomwa",
+  "mpesa.repay_by_mpesa.waiting":
+    "Angalia simu yako na uweke PIN yako ya M-PESA ili kulipa {amount}.",
+  "mpesa.repay_by_mpesa.done": "{amount} kutoka M-PESA zimelipa mkopo wako.",
+  "mpesa.repay_by_mpesa.failed":
+    "Malipo ya {amount} hayakufanyika: hakuna pesa iliyotolewa M-PESA.",
+  "title.messages": "Ujumbe",
+  "home.all_messages": "Ujumbe wote ({count} haujasomwa)",
+  "messages.empty": "Hakuna ujumbe bado.",
+  "messages.unread": "Mpya",
+  "messages.page": "Ukurasa {page} kati ya {pages}",
+  "messages.newer": "Mipya zaidi",
+  "messages.older": "Ya zamani",
+  "button.mark_read": "Nimesoma",
+  "button.mark_all_read": "Nimesoma yote",
+  "statement.lines": "Mistari {first} hadi {last} kati ya {count}",
+  "statement.newer": "Mistari mipya zaidi",
+  "statement.older": "Mistari ya zamani",
+  "statement.when": "Lini",
+  "statement.what": "Nini",
+  "statement.amount": "Kiasi",
+  "statement.balance": "Salio baadaye",
+  "settings.name": "Jina lako",
+  "button.save_name": "Hifadhi jina langu",
+  "settings.name_saved": "Jina lako limehifadhiwa.",
+  "error.name": "Jina lina herufi 2 hadi 60.",
+  "error.name_same": "Hilo tayari ni jina lako.",
+  "nav.main": "Deni",
 };
 
 export const LANGUAGES = { en: "English", sw: "Kiswahili" };
@@ -491,6 +558,11 @@ const SERVER_SW = {
   other_party_not_proven: "Mwanachama huyo bado hajathibitisha namba yake.",
   phone_already_proven: "Namba yako tayari imethibitishwa.",
   too_many_requests: "Maombi mengi mno. Jaribu tena baadaye.",
+  // Repay by M-PESA and a change of name.
+  loan_not_active: "Mkopo huo haulipwi tena.",
+  loan_not_found: "Mkopo huo haupatikani.",
+  more_than_owed: "Hicho ni zaidi ya unachodaiwa.",
+  invalid_name: "Jina lina herufi 2 hadi 60.",
 };
 
 export function serverMessage(code, message) {
