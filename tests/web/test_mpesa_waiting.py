@@ -25,6 +25,7 @@ from deni.services.mpesa.ports import B2CResultEvent, CallbackKind, MpesaDeps, S
 from deni.services.outbox import run_once
 from tests.fakes import ManualClock
 from tests.fakes.gateway import FakeMpesaGateway, body
+from tests.support.accessibility import violations
 from tests.support.builders import fund, lend, register, wallet_cents
 from tests.support.mpesa import CALLBACK_TOKEN
 from tests.support.waiting import wait_until
@@ -161,6 +162,7 @@ def test_a_loan_repaid_from_the_loan_screen_by_m_pesa_goes_down_once(
 
     card = page.locator("#mpesa")
     expect(card).to_contain_text("Check your phone and enter your M-PESA PIN to repay KES 400")
+    assert violations(page) == []  # the card, as axe-core reads it
     request = the_request(deni, member)
     assert (request.purpose.value, request.loan_id, request.amount_cents) == (
         "repayment",

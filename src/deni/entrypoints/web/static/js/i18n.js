@@ -249,7 +249,7 @@ const en = {
   "settings.name_saved": "Your name is saved.",
   "error.name": "A name has 2 to 60 letters or other characters.",
   "error.name_same": "That is your name already.",
-  "nav.main": "Deni",
+  "home.actions": "Wallet actions",
 };
 
 const sw = {
@@ -497,7 +497,7 @@ const sw = {
   "settings.name_saved": "Jina lako limehifadhiwa.",
   "error.name": "Jina lina herufi 2 hadi 60.",
   "error.name_same": "Hilo tayari ni jina lako.",
-  "nav.main": "Deni",
+  "home.actions": "Vitendo vya akaunti",
 };
 
 export const LANGUAGES = { en: "English", sw: "Kiswahili" };

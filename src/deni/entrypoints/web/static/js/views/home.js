@@ -55,7 +55,7 @@ export async function homeView() {
         : null,
       h(
         "nav",
-        { class: "actions" },
+        { class: "actions", "aria-label": t("home.actions") },
         h("a", { href: "#/request", class: "button" }, t("home.ask")),
         h("a", { href: "#/top-up", class: "button" }, t("home.top_up")),
         h("a", { href: "#/withdraw", class: "button" }, t("home.withdraw")),
