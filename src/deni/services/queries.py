@@ -65,8 +65,9 @@ def list_loans(
     limit: int = 20,
     offset: int = 0,
 ) -> list[LoanView]:
-    """Newest first; `overdue` keeps only loans that are (True) or are not (False) overdue."""
-    assert 1 <= limit <= LIST_PAGE_MAX
+    """Newest first; `overdue` keeps only loans that are (True) or are not (False) overdue.
+    A page of LIST_PAGE_MAX, and one more loan to tell whether another page follows."""
+    assert 1 <= limit <= LIST_PAGE_MAX + 1
     today = nairobi_today(deps.clock.now())
     with deps.uow.read_only() as uow:
         loans = uow.loans.list_for(

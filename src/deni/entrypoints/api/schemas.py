@@ -362,6 +362,9 @@ class LoanDetailOut(LoanOut):
 
 class LoanListOut(BaseModel):
     loans: list[LoanOut]
+    next_offset: int | None = Field(
+        default=None, description="The offset of the next page; null on the last page."
+    )
 
 
 class RepayOut(BaseModel):
