@@ -18,7 +18,7 @@ from deni.bootstrap import Deni, bootstrap
 from deni.config import Settings
 from deni.domain.mpesa import MpesaRequest, RequestState
 from deni.domain.users import User
-from deni.services import queries
+from deni.services import queries, users
 from deni.services.mpesa import callbacks, requests
 from deni.services.mpesa import preferences as mpesa_preferences
 from deni.services.mpesa.ports import B2CResultEvent, CallbackKind, MpesaDeps, StkResultEvent
@@ -185,3 +185,21 @@ def test_a_loan_repaid_from_the_loan_screen_by_m_pesa_goes_down_once(
     assert wallet_cents(deni, member) == 1_000_00  # the loan's money; the KES 400 went on
     page.goto(f"/app/#/loan/{loan.id}")
     expect(page.locator("dl.details")).to_contain_text("KES 650")
+
+
+def test_m_pesa_refuses_an_airtel_number_in_plain_words(
+    deni: Deni, open_browser: Callable[[User], Person]
+) -> None:
+    airtel = users.register_user(
+        deni, phone="0733 123 456", name="Baraka Airtel", pin=PIN, phone_proven=True
+    )
+    person = open_browser(airtel)
+    journeys.sign_in(person)
+    page = person.page
+    page.get_by_role("link", name="Top up").click()
+    page.get_by_label("Amount to add from M-PESA (KES)").fill("500")
+    page.get_by_role("button", name="Top up").click()
+    expect(page.locator("#field-amount-problem")).to_have_text(
+        "M-PESA works only with Safaricom numbers, and 0733123456 is on Airtel. Pay into Deni "
+        "from a Safaricom line, or open Deni with your Safaricom number."
+    )

@@ -565,6 +565,12 @@ const SERVER_SW = {
   loan_not_found: "Mkopo huo haupatikani.",
   more_than_owed: "Hicho ni zaidi ya unachodaiwa.",
   invalid_name: "Jina lina herufi 2 hadi 60.",
+  // Told before a lock, the same for every number at sign-in; M-PESA is Safaricom's.
+  wrong_pin_last_try: "PIN si sahihi. Umebakiza jaribio 1: ukikosea tena, PIN itafungwa kwa muda.",
+  wrong_credentials_last_try:
+    "Namba ya simu au PIN si sahihi. Umebakiza jaribio 1: ukikosea tena, kuingia kwa namba hii " +
+    "kutafungwa kwa muda.",
+  not_safaricom: "M-PESA inafanya kazi na namba za Safaricom tu. Namba yako si ya Safaricom.",
 };
 
 export function serverMessage(code, message) {

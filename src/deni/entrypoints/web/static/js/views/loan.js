@@ -20,7 +20,12 @@ import { followMpesa } from "../mpesa.js";
 
 const LOAN_CENTS_MIN = 1_000; // KES 10, the least the server lends (domain/money.py)
 // Which field each of the server's refusals is about, for act's answer next to the field.
-const MONEY_FIELDS = { insufficient_funds: "amount", wrong_pin: "pin", account_locked: "pin" };
+const MONEY_FIELDS = {
+  insufficient_funds: "amount",
+  wrong_pin: "pin",
+  wrong_pin_last_try: "pin",
+  account_locked: "pin",
+};
 // An STK push for a loan: the server checks the loan and the amount (services/mpesa/requests.py
 // record_stk, the rule the API and USSD share).
 const MPESA_REPAY_FIELDS = {
@@ -28,6 +33,7 @@ const MPESA_REPAY_FIELDS = {
   more_than_owed: "mpesa_amount",
   loan_not_active: "mpesa_amount",
   mpesa_off: "mpesa_amount",
+  not_safaricom: "mpesa_amount",
 };
 const TERMS_FIELDS = { invalid_amount: "amount", invalid_due_date: "days" };
 const LENDER_FIELDS = {

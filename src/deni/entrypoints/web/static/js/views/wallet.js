@@ -12,6 +12,8 @@ const MONEY_FIELDS = {
   insufficient_funds: "amount",
   invalid_amount: "amount",
   wrong_pin: "pin",
+  wrong_pin_last_try: "pin",
+  not_safaricom: "amount",
   account_locked: "pin",
 };
 
