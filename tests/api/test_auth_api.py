@@ -234,9 +234,7 @@ def test_sign_in_does_not_tell_a_member_from_a_stranger(
         for theirs, nobodys in zip(member[:3], stranger[:3], strict=True):
             assert theirs.status_code == nobodys.status_code
             assert theirs.json() == nobodys.json()
-            assert theirs.headers.get("www-authenticate") == nobodys.headers.get(
-                "www-authenticate"
-            )
+            assert theirs.headers.get("www-authenticate") == nobodys.headers.get("www-authenticate")
         codes = [answer.json()["error"]["code"] for answer in stranger]
         assert codes == [
             "wrong_credentials",

@@ -142,7 +142,6 @@ class RemoteGuesses:
             until = max(until, wrong_at[0] + REMOTE_GUESS_WINDOW)
         return RemoteGuesses(0, lock_count, until, wrong_at), True
 
-
     def tries_left(self, now: datetime) -> int:
         """Wrong PINs that may still come before one locks: the fewer of the rule's two."""
         in_window = len(recent_wrong_pins(self.wrong_at, now))
