@@ -148,7 +148,7 @@ def test_a_change_of_name_is_checked_at_the_field_in_swahili_then_saved(
     section = page.locator("#change-name")
     name = section.get_by_label("Jina lako")
     expect(name).to_have_value("Akinyi Atieno")
-    save = section.get_by_role("button", name="Hifadhi jina langu")
+    save = section.get_by_role("button", name="Badilisha jina langu")
 
     name.fill("A")  # too short: refused at the form, nothing queued
     save.click()
