@@ -48,9 +48,7 @@ def shows_number(number: str, text: str) -> bool:
     UUID's groups stand between hyphens, so UUIDs are taken out before looking.
     """
     without_uuids = _UUID.sub(" ", text)
-    return (
-        re.search(rf"(?<![0-9A-Za-z]){re.escape(number)}(?![0-9A-Za-z])", without_uuids) is not None
-    )
+    return re.search(rf"(?<![0-9A-Za-z]){re.escape(number)}(?![0-9A-Za-z])", without_uuids) is not None
 
 
 def next_phone() -> str:
