@@ -23,6 +23,7 @@ from tests.support.api import (
 from tests.support.builders import ApiUser, api_user, fund, key
 
 from deni.bootstrap import Deni
+from deni.domain.loans import LoanState
 from deni.services import users
 
 LOANS = "/api/v1/loans"
@@ -362,10 +363,8 @@ def test_a_locked_lender_cannot_approve_even_with_the_right_pin(
 ) -> None:
     lender, borrower = _pair(client, deni)
     loan = request_loan(client, borrower, lender)
-    for _ in range(2):
-        assert_error(
-            _post(client, lender, loan["id"], "approve", {"pin": "0000"}), 401, "wrong_pin"
-        )
+    for code in ("wrong_pin", "wrong_pin_last_try"):
+        assert_error(_post(client, lender, loan["id"], "approve", {"pin": "0000"}), 401, code)
     third = _post(client, lender, loan["id"], "approve", {"pin": "0000"})
     assert_error(third, 423, "account_locked")
     # Whoever held the session could not prove the PIN: it ended with the lock, and signing
@@ -729,3 +728,82 @@ def test_the_lender_reminds_the_borrower_once_a_day(client: TestClient, deni: De
         f"{LOANS}/{loan['id']}/remind", headers={"Authorization": f"Bearer {token}", **key()}
     )
     assert next_day.status_code == 200, next_day.text
+
+
+def _pages(client: TestClient, who: ApiUser, state: str, limit: int) -> list[str]:
+    """Every page of the borrower's loans in `state`, following next_offset to the end."""
+    ids: list[str] = []
+    offset: int | None = 0
+    for _ in range(20):  # a bound: never more pages than this test makes
+        if offset is None:
+            return ids
+        params: dict[str, Any] = {"role": "borrower", "state": state, "limit": limit}
+        answer = client.get(LOANS, params={**params, "offset": offset}, headers=who.headers)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        assert len(page["loans"]) <= limit
+        ids += [loan["id"] for loan in page["loans"]]
+        offset = page["next_offset"]
+    raise AssertionError("too many pages")
+
+
+def test_pending_requests_and_past_loans_are_the_same_lists_as_on_ussd(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    """USSD's "my requests" (see, cancel) and "past loans" (paged): the API's `state=pending`
+    and `state=past` give the same loans in the same order, a page at a time."""
+    borrower = api_user(client, deni, name="Baraka")
+    lenders = [api_user(client, deni, name=f"Lender {n}") for n in range(4)]
+    for lender in lenders:
+        fund(deni, lender.user, 1_000_000)
+    fund(deni, borrower.user, 1_000_000)  # the fees
+    made: dict[str, list[str]] = {"pending": [], "past": []}
+    for number, lender in enumerate(lenders):
+        for action in ("keep", "cancel", "decline", "repay"):
+            clock.advance(timedelta(seconds=10))  # one requested_at each: a strict order
+            loan = request_loan(client, borrower, lender, principal_cents=10_000 + number)
+            if action == "keep":
+                made["pending"].append(loan["id"])
+                continue
+            made["past"].append(loan["id"])
+            if action == "cancel":
+                assert _post(client, borrower, loan["id"], "cancel").status_code == 200
+            elif action == "decline":
+                assert _post(client, lender, loan["id"], "decline").status_code == 200
+            else:
+                approve(client, lender, loan["id"])
+                assert _repay(client, borrower, loan["id"], 1_000_000).status_code == 200
+    newest_first = {group: list(reversed(ids)) for group, ids in made.items()}
+
+    pending = _pages(client, borrower, "pending", limit=3)
+    past = _pages(client, borrower, "past", limit=5)
+    assert pending == newest_first["pending"]
+    assert past == newest_first["past"]
+    today = TODAY
+    on_ussd_pending = deni.ussd_reads.loans(
+        user_id=borrower.user.id,
+        role="borrower",
+        state=LoanState.REQUESTED,
+        offset=0,
+        limit=10,
+        today=today,
+    )
+    on_ussd_past = deni.ussd_reads.past_loans(
+        user_id=borrower.user.id, role="borrower", offset=0, limit=20, today=today
+    )
+    assert [line.loan.id for line in on_ussd_pending] == pending
+    assert [line.loan.id for line in on_ussd_past] == past
+
+    # Cancelling a pending request (USSD's "cancel") moves it to the past, on both.
+    assert _post(client, borrower, pending[0], "cancel").status_code == 200
+    assert _pages(client, borrower, "pending", limit=3) == pending[1:]
+    past_now = _pages(client, borrower, "past", limit=50)
+    assert sorted(past_now) == sorted([*past, pending[0]])
+    on_ussd_past = deni.ussd_reads.past_loans(
+        user_id=borrower.user.id, role="borrower", offset=0, limit=20, today=today
+    )
+    assert [line.loan.id for line in on_ussd_past] == past_now
+    # Someone else's list stays theirs; an unknown group is refused with its code.
+    assert _pages(client, lenders[0], "pending", limit=3) == []
+    bad = client.get(LOANS, params={"state": "soon"}, headers=borrower.headers)
+    assert_error(bad, 422, "invalid_state")

@@ -166,3 +166,72 @@ def test_list_refuses_bad_paging(client: TestClient, deni: Deni) -> None:
     for params in ({"limit": 0}, {"limit": 101}, {"offset": -1}, {"unread_only": "perhaps"}):
         response = client.get(NOTIFICATIONS, params=params, headers=owner.headers)
         assert_error(response, 422, "validation_failed")
+
+
+MARK_ALL_READ = "/api/v1/notifications/read-all"
+
+
+def test_pages_say_where_the_next_begins_and_how_many_are_unread(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    owner = api_user(client, deni)
+    for amount in range(1_000, 8_000, 1_000):  # seven notifications
+        fund(deni, owner.user, amount)
+        clock.advance(timedelta(seconds=1))
+    seen: list[str] = []
+    offset: int | None = 0
+    pages = 0
+    while offset is not None:
+        page = client.get(
+            NOTIFICATIONS, params={"limit": 3, "offset": offset}, headers=owner.headers
+        )
+        assert page.status_code == 200, page.text
+        answer = page.json()
+        assert answer["unread_count"] == 7
+        seen += [n["id"] for n in answer["notifications"]]
+        offset = answer["next_offset"]
+        pages += 1
+        assert pages <= 3
+    assert pages == 3  # 3 + 3 + 1: the last page says so, with no empty page after it
+    assert seen == [n["id"] for n in notifications(client, owner)]
+    assert len(set(seen)) == 7
+
+
+def test_mark_all_read_marks_only_your_own_and_counts_what_is_left(
+    client: TestClient, deni: Deni, clock: ManualClock
+) -> None:
+    mine = api_user(client, deni, name="Mine")
+    theirs = api_user(client, deni, name="Theirs")
+    for amount in (1_000, 2_000, 3_000):
+        fund(deni, mine.user, amount)
+    fund(deni, theirs.user, 4_000)
+    assert_error(client.post(MARK_ALL_READ), 401, "unauthorized")
+    for body in ({"ids": []}, {"all": True}, [1]):
+        response = client.post(MARK_ALL_READ, json=body, headers=mine.with_key())
+        assert_error(response, 422, "validation_failed")
+    assert all(n["read_at"] is None for n in notifications(client, mine))
+
+    headers = mine.with_key()
+    done = client.post(MARK_ALL_READ, headers=headers)
+    assert done.status_code == 200, done.text
+    assert done.json() == {"marked": 3, "unread_count": 0}
+    replay = client.post(MARK_ALL_READ, headers=headers)  # the same key: the same answer
+    assert replay.json() == {"marked": 3, "unread_count": 0}
+    assert all(n["read_at"] is not None for n in notifications(client, mine))
+    page = client.get(NOTIFICATIONS, headers=mine.headers).json()
+    assert page["unread_count"] == 0
+    # Someone else's stay unread.
+    assert notifications(client, theirs)[0]["read_at"] is None
+    assert client.get(NOTIFICATIONS, headers=theirs.headers).json()["unread_count"] == 1
+    again = client.post(MARK_ALL_READ, json={}, headers=mine.with_key())
+    assert again.json() == {"marked": 0, "unread_count": 0}
+
+
+def test_mark_all_read_reaches_past_one_page_of_ids(client: TestClient, deni: Deni) -> None:
+    owner = api_user(client, deni)
+    for amount in range(1, 106):  # more than one mark's worth of ids (100)
+        fund(deni, owner.user, amount * 100)
+    before = client.get(NOTIFICATIONS, params={"limit": 1}, headers=owner.headers).json()
+    assert before["unread_count"] == 105
+    done = client.post(MARK_ALL_READ, headers=owner.with_key())
+    assert done.json() == {"marked": 105, "unread_count": 0}

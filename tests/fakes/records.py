@@ -50,6 +50,11 @@ class FakeNotificationRepository:
                 marked += 1
         return marked
 
+    def count_unread(self, user_id: str) -> int:
+        return sum(
+            1 for n in self._t.notifications.values() if n.user_id == user_id and n.read_at is None
+        )
+
 
 class FakeAuditRepository:
     """Rows wait in the unit of work and are chained when it commits (flush), as in SQL."""

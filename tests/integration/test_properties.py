@@ -53,6 +53,7 @@ from deni.domain.errors import (
     NotFound,
     SelfLending,
     WrongPin,
+    WrongPinLastTry,
 )
 from deni.domain.ledger import EntryCode, EntryDraft, PlatformAccount, wallet_account_id
 from deni.domain.loans import Loan
@@ -272,6 +273,8 @@ class LendingMachine(RuleBasedStateMachine):
             return None
         actor.failed_pins += 1
         self.audit_rows += 1
+        if actor.failed_pins == PIN_ATTEMPTS - 1:
+            return (WrongPinLastTry, "wrong_pin_last_try")  # told before the lock
         if actor.failed_pins < PIN_ATTEMPTS:
             return (WrongPin, "wrong_pin")
         actor.lock_count += 1

@@ -229,6 +229,15 @@ def _mark_others_read(town: Town, method: str, template: str) -> None:
     assert set(town.amina_notifications) <= still
 
 
+def _mark_all_read_leaves_others(town: Town, method: str, template: str) -> None:
+    """ "Mark all read" names nothing: only the signed-in member's are marked."""
+    response = town.call(town.chebet, method, template)
+    assert response.status_code == 200, response.text
+    unread = town.call(town.amina, "GET", "/notifications", params={"unread_only": True})
+    still = {n["id"] for n in unread.json()["notifications"]}
+    assert set(town.amina_notifications) <= still
+
+
 def _push_on_others_things(town: Town, method: str, template: str) -> None:
     """Chebet's device pushes commands on Amina's and Baraka's loan and conflict."""
     deni = town.world.deni
@@ -238,6 +247,7 @@ def _push_on_others_things(town: Town, method: str, template: str) -> None:
         ("decline_loan", {"loan_id": town.requested_loan}),
         ("cancel_loan", {"loan_id": town.requested_loan}),
         ("repay_loan", {"loan_id": loan, "amount_cents": 1_000, "pin": PIN}),
+        ("repay_by_mpesa", {"loan_id": loan, "amount_cents": 1_000}),
         ("edit_loan_request", {"loan_id": town.requested_loan, "principal_cents": 50_000}),
         ("resolve_conflict", {"conflict_id": town.conflict, "choice": "client"}),
         ("mark_notification_read", {"notification_ids": town.amina_notifications}),
@@ -344,6 +354,7 @@ MATRIX: dict[tuple[str, str], Probe] = {
     ),
     ("GET", "/notifications"): own_read(),
     ("POST", "/notifications/read"): _mark_others_read,
+    ("POST", "/notifications/read-all"): _mark_all_read_leaves_others,
     ("POST", "/mpesa/top-ups"): own_write(lambda _town: {"amount_cents": 10_000}),
     ("POST", "/mpesa/withdrawals"): own_write(lambda _town: {"amount_cents": 10_000, "pin": PIN}),
     ("GET", "/mpesa/requests"): own_read(),

@@ -3,13 +3,15 @@ suspense and its assignment, auto-repay on the due date, lenders' automatic payo
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
+from typing import Any
 
 from deni.domain.loans import Loan
 from deni.domain.mpesa import Purpose
 from deni.domain.security import MONEY_HOLD_AFTER_RESET
 from deni.domain.users import User
-from deni.services import loans
+from deni.services import loans, queries
 from deni.services.mpesa.ports import MpesaPreferences, SuspenseState
 from deni.services.mpesa.reconcile import assign_suspense
 from tests.support.mpesa import PIN, World
@@ -112,6 +114,65 @@ def test_repay_by_stk_push_pays_the_lender(world: World) -> None:
     assert world.balance(borrower) == 1_000_00
     too_much = world.post(borrower, f"/loans/{loan.id}/mpesa-repayments", {"amount_cents": 600_00})
     assert too_much.status_code == 422
+    world.assert_conserved()
+
+
+def _push(world: World, user: User, mutations: list[dict[str, Any]]) -> dict[str, Any]:
+    answer = world.http.post(
+        "/api/v1/sync/push",
+        json={
+            "client_id": str(uuid.uuid5(uuid.NAMESPACE_URL, user.id)),
+            "schema_version": 1,
+            "mutations": mutations,
+        },
+        headers=world.headers(user),
+    )
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def test_the_web_app_repays_by_stk_push_through_sync_under_the_same_rule(world: World) -> None:
+    """`repay_by_mpesa` (the web app's "Pay with M-PESA") makes the same request as
+    /loans/{id}/mpesa-repayments: only the borrower, only an active loan, at most what is owed;
+    once the sandbox's M-PESA says it is paid, the loan owes less, once."""
+    borrower, lender, stranger = world.user(), world.user(), world.user()
+    world.fund(lender, 1_000_00)
+    with world.deni.uow() as uow:
+        uow.mpesa_preferences.set(MpesaPreferences(borrower.id, False), world.clock.now())
+        uow.commit()
+    loan = _loan(world, borrower, lender)  # owes 1,100
+
+    def repay(mutation_id: int, amount_cents: int) -> dict[str, Any]:
+        args = {"loan_id": loan.id, "amount_cents": amount_cents}
+        return {"id": mutation_id, "name": "repay_by_mpesa", "args": args}
+
+    refused = _push(world, stranger, [repay(1, 100_00)])["results"]
+    assert [(r["status"], r["code"]) for r in refused] == [("rejected", "loan_not_found")]
+    refused = _push(world, lender, [repay(1, 100_00)])["results"]
+    assert [(r["status"], r["code"]) for r in refused] == [("rejected", "loan_not_found")]
+    answer = _push(world, borrower, [repay(1, 1_200_00), repay(2, 600_00)])
+    [too_much, paying] = answer["results"]
+    assert (too_much["status"], too_much["code"]) == ("rejected", "more_than_owed")
+    assert paying["status"] == "applied"
+    request = world.request(paying["entity_id"])
+    assert (request.purpose, request.loan_id, request.amount_cents) == (
+        Purpose.REPAYMENT,
+        loan.id,
+        600_00,
+    )
+    # The same mutation again (an answer lost on the way): the same request, not a second push.
+    again = _push(world, borrower, [repay(2, 600_00)])["results"]
+    assert again[0]["replayed"] is True
+    assert again[0]["entity_id"] == request.id
+    world.settle()
+    world.settle()
+
+    assert world.balance(lender) == 600_00
+    assert world.balance(borrower) == 1_000_00
+    detail = queries.loan_detail(world.deni, user_id=borrower.id, loan_id=loan.id)
+    assert detail.view.owed.total_cents == 500_00
+    assert [r.amount_cents for r in detail.repayments] == [600_00]
     world.assert_conserved()
 
 

@@ -161,7 +161,7 @@ def test_a_stolen_token_moves_no_money_over_rest_and_three_guesses_end_it(world:
     ]
     assert [(a.status_code, a.json()["error"]["code"]) for a in guessed] == [
         (401, "wrong_pin"),
-        (401, "wrong_pin"),
+        (401, "wrong_pin_last_try"),  # "1 try left", said before the lock
         (423, "account_locked"),  # the third wrong PIN, whichever command it came with
     ]
     assert _books(world, victim) == before
@@ -204,7 +204,7 @@ def test_a_stolen_token_moves_no_money_over_a_sync_push_and_guesses_are_capped(
     )]  # fmt: skip
     assert _push(world, thief, *guessed) == [
         ("rejected", "wrong_pin"),
-        ("rejected", "wrong_pin"),
+        ("rejected", "wrong_pin_last_try"),
         ("rejected", "account_locked"),
     ]
     assert _books(world, victim) == before

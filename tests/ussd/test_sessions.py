@@ -215,9 +215,13 @@ def test_three_wrong_pins_lock_and_nothing_is_half_done(
     lender, borrower = pair
     borrower.dial()
     borrower.send("1", lender.number, "1000", "30", "0")
-    assert "Wrong PIN" in borrower.send("0000")
+    first = borrower.send("0000")
+    assert "Wrong PIN" in first
+    assert "1 try left" not in first
     assert not borrower.ended
-    assert "Wrong PIN" in borrower.send("1111")
+    second = borrower.send("1111")
+    assert "Wrong PIN. 1 try left" in second  # told before the lock, not after
+    assert len(second) <= 182
     borrower.send("2222")
     assert borrower.ended
     assert "Too many wrong PINs" in borrower.last

@@ -41,6 +41,12 @@ class InvalidPhoneNumber(ValidationFailed):
     code = "invalid_phone_number"
 
 
+class NotOnMpesa(ValidationFailed):
+    """A number on another network than Safaricom's, where M-PESA must move the money."""
+
+    code = "not_safaricom"
+
+
 class InvalidAmount(ValidationFailed):
     code = "invalid_amount"
 
@@ -75,6 +81,12 @@ class Unauthorized(DomainError):
 
 class WrongPin(Unauthorized):
     code = "wrong_pin"
+
+
+class WrongPinLastTry(WrongPin):
+    """A wrong PIN, and the next wrong one locks: the member is told before it happens."""
+
+    code = "wrong_pin_last_try"
 
 
 class AccountLocked(DomainError):

@@ -44,6 +44,14 @@ FINAL_STATES = frozenset(
 )
 
 
+# What a member asks for by name on every channel (USSD's "my requests" and "past loans", the
+# API's `state=pending` and `state=past`): a request still waiting for the lender, a loan over.
+STATE_GROUPS: dict[str, frozenset[LoanState]] = {
+    "pending": frozenset({LoanState.REQUESTED}),
+    "past": FINAL_STATES,
+}
+
+
 class LoanEvent(Enum):
     APPROVE = "approve"
     FUND = "fund"  # the principal moved from the lender's wallet to the borrower's

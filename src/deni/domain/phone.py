@@ -6,8 +6,9 @@ import functools
 import re
 
 import phonenumbers
+from phonenumbers import carrier
 
-from deni.domain.errors import InvalidPhoneNumber
+from deni.domain.errors import InvalidPhoneNumber, NotOnMpesa
 
 _SEPARATORS = re.compile(r"[\s\-().]")
 _INPUT_CHARS_MAX = 32
@@ -53,3 +54,27 @@ def _normalised(compact: str) -> str:
 def mask_msisdn(msisdn: str) -> str:
     """Show enough of a number for people to recognise it, and no more: 2547******78."""
     return msisdn[:4] + "*" * max(len(msisdn) - 6, 0) + msisdn[-2:]
+
+
+# M-PESA is Safaricom's: a number that Kenya's numbering plan gives to another network (Airtel,
+# Telkom) cannot pay or be paid by M-PESA. A number whose network is not known (a new range) is
+# let through; M-PESA itself then says no.
+MPESA_NETWORK = "Safaricom"
+
+
+def network_of(msisdn: str) -> str:
+    """The mobile network a normalised number belongs to by its range, or "" if unknown."""
+    assert _NORMALISED.match(msisdn), msisdn
+    name: str = carrier.name_for_number(phonenumbers.parse("+" + msisdn), "en")
+    return name
+
+
+def require_mpesa_number(msisdn: str) -> None:
+    """Where M-PESA must move money to or from the member's number: Safaricom only."""
+    network = network_of(msisdn)
+    if network and network != MPESA_NETWORK:
+        local = "0" + msisdn[3:]
+        raise NotOnMpesa(
+            f"M-PESA works only with Safaricom numbers, and {local} is on {network}. "
+            "Pay into Deni from a Safaricom line, or open Deni with your Safaricom number."
+        )

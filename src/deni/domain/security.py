@@ -142,6 +142,34 @@ class RemoteGuesses:
             until = max(until, wrong_at[0] + REMOTE_GUESS_WINDOW)
         return RemoteGuesses(0, lock_count, until, wrong_at), True
 
+    def tries_left(self, now: datetime) -> int:
+        """Wrong PINs that may still come before one locks: the fewer of the rule's two."""
+        in_window = len(recent_wrong_pins(self.wrong_at, now))
+        left = min(
+            REMOTE_PIN_ATTEMPTS_MAX - self.in_a_row,
+            REMOTE_WRONG_PINS_PER_DAY_MAX - in_window,
+        )
+        return max(left, 0)
+
+    def to_text(self) -> str:
+        """Kept where no member row holds it (sign-in guesses at a number that is not on Deni:
+        they are answered exactly as a member's are)."""
+        until = "" if self.locked_until is None else self.locked_until.isoformat()
+        times = ",".join(t.isoformat() for t in self.wrong_at)
+        return f"{self.in_a_row}|{self.lock_count}|{until}|{times}"
+
+    @classmethod
+    def from_text(cls, text: str | None) -> RemoteGuesses:
+        if not text:
+            return cls()
+        in_a_row, lock_count, until, times = text.split("|")
+        return cls(
+            int(in_a_row),
+            int(lock_count),
+            datetime.fromisoformat(until) if until else None,
+            tuple(datetime.fromisoformat(t) for t in times.split(",") if t),
+        )
+
 
 def is_locked(locked_until: datetime | None, now: datetime) -> bool:
     return locked_until is not None and now < locked_until

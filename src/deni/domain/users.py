@@ -257,6 +257,13 @@ class User:
     def money_may_leave(self, now: datetime) -> bool:
         return self.support_locked_at is None and money_held_until(self.pin_reset_at, now) is None
 
+    def pin_tries_left(self, channel: str, now: datetime, *, in_session: bool = False) -> int:
+        """Wrong PINs from here that may still come before one locks."""
+        if is_sim_proven(channel):
+            return PIN_ATTEMPTS_MAX - self.failed_pin_attempts
+        guesses = self._session_guesses() if in_session else self._sign_in_guesses()
+        return guesses.tries_left(now)
+
     def wrong_pins_in_a_row(self, channel: str, *, in_session: bool = False) -> int:
         """What a right PIN from here would clear."""
         if is_sim_proven(channel):

@@ -361,6 +361,8 @@ class NotificationRepository(Protocol):
 
     def mark_read(self, user_id: str, notification_ids: Sequence[str], now: datetime) -> int: ...
 
+    def count_unread(self, user_id: str) -> int: ...
+
 
 class AuditRepository(Protocol):
     def append(

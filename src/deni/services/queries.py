@@ -65,8 +65,9 @@ def list_loans(
     limit: int = 20,
     offset: int = 0,
 ) -> list[LoanView]:
-    """Newest first; `overdue` keeps only loans that are (True) or are not (False) overdue."""
-    assert 1 <= limit <= LIST_PAGE_MAX
+    """Newest first; `overdue` keeps only loans that are (True) or are not (False) overdue.
+    A page of LIST_PAGE_MAX, and one more loan to tell whether another page follows."""
+    assert 1 <= limit <= LIST_PAGE_MAX + 1
     today = nairobi_today(deps.clock.now())
     with deps.uow.read_only() as uow:
         loans = uow.loans.list_for(
@@ -142,6 +143,28 @@ def wallet_statement(
         lines = uow.ledger.statement(account_id, before_posting_id=before, limit=limit + 1)
     next_cursor = lines[limit - 1].posting_id if len(lines) > limit else None
     return Statement(account.balance_cents, lines[:limit], next_cursor)
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationPage:
+    notifications: list[NotificationRecord]
+    unread_count: int  # of all the member's notifications, not only this page's
+    next_offset: int | None  # None: this is the last page
+
+
+def notification_page(
+    deps: Deps, *, user_id: str, unread_only: bool, limit: int, offset: int
+) -> NotificationPage:
+    """A page of the member's notifications, newest first, and how many are unread in all."""
+    assert 1 <= limit <= LIST_PAGE_MAX
+    assert offset >= 0
+    with deps.uow.read_only() as uow:
+        found = uow.notifications.list_for(
+            user_id, unread_only=unread_only, limit=limit + 1, offset=offset
+        )
+        unread = uow.notifications.count_unread(user_id)
+    more = len(found) > limit
+    return NotificationPage(found[:limit], unread, offset + limit if more else None)
 
 
 def list_notifications(

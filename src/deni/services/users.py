@@ -16,13 +16,21 @@ from deni.domain.errors import (
     NotFound,
     Unauthorized,
     WrongPin,
+    WrongPinLastTry,
 )
 from deni.domain.phone import mask_msisdn, normalise_msisdn
-from deni.domain.security import is_sim_proven, require_new_pin
+from deni.domain.security import (
+    REMOTE_GUESS_WINDOW,
+    RemoteGuesses,
+    is_locked,
+    is_sim_proven,
+    require_new_pin,
+)
 from deni.domain.users import User, require_language, require_name
 from deni.ids import new_id
 from deni.services import ledger
 from deni.services.common import audit, lock_member, notify, require_user
+from deni.services.limits import LimitCounters
 from deni.services.ports import (
     Deps,
     PinDeps,
@@ -184,6 +192,8 @@ def check_pin(
     uow.commit()
     if until is not None:
         raise AccountLocked(_locked_message(until, now))
+    if user.pin_tries_left(channel, now, in_session=in_session) == 1:
+        raise WrongPinLastTry(LAST_TRY_MESSAGE)
     raise WrongPin("Wrong PIN.")
 
 
@@ -261,8 +271,40 @@ def locked_refusal(until: datetime, now: datetime) -> AccountLocked:
     return AccountLocked(_locked_message(until, now))
 
 
-def _wrong_credentials() -> Unauthorized:
+LAST_TRY_MESSAGE = "Wrong PIN. 1 try left: one more wrong PIN locks it for a while."
+
+
+def _wrong_credentials(*, last_try: bool = False) -> Unauthorized:
+    if last_try:
+        return Unauthorized(
+            "Wrong phone number or PIN. 1 try left: one more wrong PIN stops sign-in to this "
+            "number for a while.",
+            code="wrong_credentials_last_try",
+        )
     return Unauthorized("Wrong phone number or PIN.", code="wrong_credentials")
+
+
+# Sign-in guesses at a number that is not on Deni are counted under the member's own rule
+# (domain/security.py RemoteGuesses), in the abuse limits' store, so that every answer (wrong,
+# one try left, locked for N minutes) is the one a member's number would give: sign-in never
+# tells who is on Deni. The record lapses a day after its last guess (the rule's window: no
+# lock it holds lasts longer).
+STRANGER_GUESSES = "signin-none"
+STRANGER_GUESSES_TTL_S = int(REMOTE_GUESS_WINDOW.total_seconds())  # every lock ends within it
+
+
+def _stranger_guess(counters: LimitCounters, msisdn: str, now: datetime) -> Unauthorized:
+    """Count a sign-in guess at a number with no member; the answer a member's would get."""
+    key = counters.key(STRANGER_GUESSES, msisdn, 0)
+    guesses = RemoteGuesses.from_text(counters.store.get(key, now=now))
+    if guesses.locked_until is not None and is_locked(guesses.locked_until, now):
+        raise AccountLocked(_locked_message(guesses.locked_until, now))
+    guesses, locked = guesses.after_wrong(now)
+    counters.store.put(key, guesses.to_text(), ttl_s=STRANGER_GUESSES_TTL_S, now=now)
+    if locked:
+        assert guesses.locked_until is not None
+        raise AccountLocked(_locked_message(guesses.locked_until, now))
+    return _wrong_credentials(last_try=guesses.tries_left(now) == 1)
 
 
 _decoy_hashes: dict[int, str] = {}
@@ -284,7 +326,10 @@ def login(
     phone: str,
     pin: str,
     channel: str = "api",
+    stranger_guesses: LimitCounters | None = None,
 ) -> Session:
+    """`stranger_guesses`: where guesses at numbers not on Deni are counted, so they are
+    answered as a member's are (without it, such a number is only ever "wrong")."""
     msisdn = normalise_msisdn(phone)
     now = deps.clock.now()
     with deps.uow() as uow:
@@ -292,7 +337,9 @@ def login(
         if user is None:
             # A PIN is checked all the same, so an unknown number takes as long to refuse.
             deps.hasher.verify(pin, _decoy_pin_hash(deps.hasher))
-            raise _wrong_credentials()
+            if stranger_guesses is None:
+                raise _wrong_credentials()
+            raise _stranger_guess(stranger_guesses, msisdn, now)
         try:
             check_pin(
                 uow,
@@ -303,10 +350,10 @@ def login(
                 channel=channel,
                 in_session=False,
             )
-        except WrongPin:
+        except WrongPin as wrong:
             # Counted (check_pin committed it), but answered as an unknown number is: sign-in
             # must not tell members from strangers.
-            raise _wrong_credentials() from None
+            raise _wrong_credentials(last_try=isinstance(wrong, WrongPinLastTry)) from None
         refresh = begin_session(uow, deps, user=user, now=now, channel=channel, details={})
         uow.commit()
     return issue_session(deps, user=user, now=now, refresh_token=refresh)

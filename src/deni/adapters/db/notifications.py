@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, select, update
+from sqlalchemy import Connection, Row, and_, func, select, update
 
 from deni.adapters.db import tables as t
 from deni.adapters.db.sync.tables import log_changes
@@ -105,6 +105,12 @@ class SqlNotificationRepository:
         changes = [(user_id, "notification", notification_id, "put") for notification_id in marked]
         log_changes(self._connection, changes, now)
         return int(result.rowcount)
+
+    def count_unread(self, user_id: str) -> int:
+        self.flush()
+        n = t.notifications
+        unread = and_(n.c.user_id == user_id, n.c.read_at.is_(None))
+        return int(self._connection.execute(select(func.count()).where(unread)).scalar_one())
 
 
 def notification_record(row: Row[Any]) -> NotificationRecord:

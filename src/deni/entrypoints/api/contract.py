@@ -30,7 +30,8 @@ ERROR_SCHEMA_REF = "#/components/schemas/ErrorOut"
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "The body is not JSON (`malformed_json`).",
     401: "Not signed in, or the token is expired or revoked (`unauthorized`, `token_expired`); "
-    "a wrong PIN (`wrong_pin`) or credentials (`wrong_credentials`).",
+    "a wrong PIN (`wrong_pin`) or credentials (`wrong_credentials`), or the last one before "
+    "a lock (`wrong_pin_last_try`, `wrong_credentials_last_try`: 1 try left).",
     403: "Not yours to do (`not_the_lender`, `not_the_borrower`, `client_not_yours`, ...).",
     404: "Nothing here by that id (`loan_not_found`, ...), or the account behind the token is "
     "closed (`user_not_found`).",

@@ -398,6 +398,9 @@ class LoanDetailOut(LoanOut):
 
 class LoanListOut(BaseModel):
     loans: list[LoanOut]
+    next_offset: int | None = Field(
+        default=None, description="The offset of the next page; null on the last page."
+    )
 
 
 class RepayOut(BaseModel):
@@ -433,6 +436,10 @@ class NotificationOut(BaseModel):
 
 class NotificationListOut(BaseModel):
     notifications: list[NotificationOut]
+    unread_count: int = Field(description="How many of all your notifications are unread.")
+    next_offset: int | None = Field(
+        default=None, description="The offset of the next page; null on the last page."
+    )
 
 
 class MarkReadIn(Strict):
@@ -441,6 +448,11 @@ class MarkReadIn(Strict):
 
 class MarkReadOut(BaseModel):
     marked: int
+
+
+class MarkAllReadOut(BaseModel):
+    marked: int
+    unread_count: int = Field(description="Still unread: only ones that arrived meanwhile.")
 
 
 class LiveOut(BaseModel):

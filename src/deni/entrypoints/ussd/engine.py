@@ -52,6 +52,8 @@ PHONES_CACHED = 16_384  # normalising a number (phonenumbers) costs more than th
 # Short reasons for the errors the services raise, by code; anything else is "try again".
 REASONS: Mapping[str, str] = {
     "wrong_pin": "ussd.err_wrong_pin",
+    "wrong_pin_last_try": "ussd.err_wrong_pin_last_try",
+    "not_safaricom": "ussd.err_not_safaricom",
     "invalid_pin": "ussd.err_pin_format",
     "weak_pin": "ussd.err_weak_pin",
     "insufficient_funds": "ussd.err_funds",

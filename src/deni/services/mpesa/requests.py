@@ -48,6 +48,7 @@ from deni.domain.mpesa import (
     require_mpesa_amount,
 )
 from deni.domain.passkeys import MoneyAction
+from deni.domain.phone import require_mpesa_number
 from deni.domain.users import User, nairobi_today
 from deni.ids import new_id
 from deni.services import ledger
@@ -73,6 +74,9 @@ from deni.services.passkeys import PasskeyProof, money_binding, prove_member
 from deni.services.ports import Deps, PinDeps, UnitOfWork
 
 log = structlog.get_logger(__name__)
+# What a member asks M-PESA for on their own number (refused off Safaricom, in plain words);
+# Deni's own pushes (auto-repay on the due date) follow the loan, not a member's ask.
+MEMBER_STK_PURPOSES = frozenset({Purpose.TOP_UP, Purpose.REPAYMENT})
 
 
 def _earlier(
@@ -167,6 +171,8 @@ def record_stk(
     if earlier is not None:
         return earlier
     user = require_user(uow, user_id)
+    if purpose in MEMBER_STK_PURPOSES:
+        require_mpesa_number(user.phone)
     if loan_id is not None:
         _require_repayable(uow, user_id=user.id, loan_id=loan_id, amount_cents=amount, now=now)
     request = _new_request(
@@ -266,6 +272,8 @@ def request_payout(
         return earlier
     user = require_user(uow, user_id)
     user.require_money_may_leave(now)
+    if purpose is Purpose.WITHDRAWAL:
+        require_mpesa_number(user.phone)
     request = _new_request(
         uow,
         kind=RequestKind.B2C,

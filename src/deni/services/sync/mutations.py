@@ -18,6 +18,7 @@ from datetime import date, datetime
 from deni.domain.errors import Conflict, DomainError, InvalidTransition, NotFound
 from deni.domain.loans import REQUEST_TTL, Loan, LoanState, Terms, lapse_at, make_terms
 from deni.domain.loans import resolve_due_date as resolve_due
+from deni.domain.mpesa import Purpose
 from deni.domain.users import nairobi_today
 from deni.ids import new_id
 from deni.services import loans, notifications, users
@@ -94,6 +95,7 @@ SPECS: Mapping[str, Mapping[str, tuple[str, bool]]] = {
     "cancel_loan": {"loan_id": ("id", True)},
     "repay_loan": {"loan_id": ("id", True), "amount_cents": ("int", True), "pin": ("str", True)},
     "top_up": {"amount_cents": ("int", True)},
+    "repay_by_mpesa": {"loan_id": ("id", True), "amount_cents": ("int", True)},
     "withdraw": {"amount_cents": ("int", True), "pin": ("str", True)},
     "mark_notification_read": {"notification_ids": ("ids", True)},
     "set_preferences": {
@@ -309,6 +311,21 @@ def _top_up(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     return Outcome("applied", entity_id=request.id)
 
 
+def _repay_by_mpesa(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
+    """An STK push whose settlement repays the loan: the same request the API's
+    /loans/{id}/mpesa-repayments and USSD make (record_stk checks the loan and the amount)."""
+    _require_mpesa(ctx)
+    request = requests.request_stk(
+        ctx.within(uow),
+        user_id=ctx.user_id,
+        amount_cents=a["amount_cents"],
+        idempotency_key=ctx.key,
+        purpose=Purpose.REPAYMENT,
+        loan_id=_s(a, "loan_id"),
+    )
+    return Outcome("applied", entity_id=request.id)
+
+
 def _withdraw(uow: SyncUnitOfWork, ctx: SyncContext, a: Args) -> Outcome:
     _require_mpesa(ctx)
     request = requests.withdraw(
@@ -495,6 +512,7 @@ HANDLERS: Mapping[str, Handler] = {
     "cancel_loan": _cancel_loan,
     "repay_loan": _repay_loan,
     "top_up": _top_up,
+    "repay_by_mpesa": _repay_by_mpesa,
     "withdraw": _withdraw,
     "mark_notification_read": _mark_notification_read,
     "set_preferences": _set_preferences,

@@ -126,6 +126,7 @@ def login(body: LoginIn, deni: DeniDep, source: SourceAddress) -> SessionOut:
         deni,
         phone=body.phone,
         pin=body.pin,
+        stranger_guesses=deni.limit_counters,
     )
     return _session_out(session)
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query
 
 from deni.domain.errors import Conflict, NotFound, ValidationFailed
-from deni.domain.loans import Loan, LoanState
+from deni.domain.loans import STATE_GROUPS, Loan, LoanState
 from deni.entrypoints.api.contract import refusals
 from deni.entrypoints.api.deps import DeniDep, IdempotencyKey, UserId
 from deni.entrypoints.api.idempotency import run_idempotent
@@ -111,32 +111,45 @@ def list_loans(
     user_id: UserId,
     deni: DeniDep,
     role: Literal["borrower", "lender", "any"] = "any",
-    state: Annotated[list[str] | None, Query(description="Repeat to ask for several.")] = None,
+    state: Annotated[
+        list[str] | None,
+        Query(
+            description="Repeat to ask for several. `pending`: requests still waiting for the "
+            'lender (USSD\'s "my requests"); `past`: loans that are over (repaid, written '
+            "off, declined, cancelled, expired)."
+        ),
+    ] = None,
     overdue: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=LIST_PAGE_MAX)] = 20,
     offset: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> LoanListOut:
-    """Loans you borrowed, lent, or both; newest first. `overdue=true` filters active loans."""
+    """Loans you borrowed, lent, or both; newest first. `overdue=true` filters active loans.
+    `next_offset` asks for the next page (null on the last)."""
     views = queries.list_loans(
         deni,
         user_id=user_id,
         role=role,
         states=_states(state or []),
         overdue=overdue,
-        limit=limit,
+        limit=limit + 1,
         offset=offset,
     )
-    return LoanListOut(loans=[LoanOut.of(v) for v in views])
+    more = len(views) > limit
+    return LoanListOut(
+        loans=[LoanOut.of(v) for v in views[:limit]],
+        next_offset=offset + limit if more else None,
+    )
 
 
 def _states(names: list[str]) -> list[LoanState]:
-    known = {s.value: s for s in LoanState}
+    known = {s.value: frozenset({s}) for s in LoanState} | STATE_GROUPS
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValidationFailed(
             f"Unknown state {unknown[0]!r}; use one of {', '.join(known)}.", code="invalid_state"
         )
-    return [known[n] for n in names]
+    chosen = {state for name in names for state in known[name]}
+    return sorted(chosen, key=lambda s: s.value)
 
 
 @router.get("/{loan_id}", response_model=LoanDetailOut)

@@ -7,7 +7,7 @@
 // Bump VERSION with every release: a changed sw.js makes browsers install it anew, which fetches
 // every file of the release together (no page mixing two releases' modules).
 
-const VERSION = "deni-app-7";
+const VERSION = "deni-app-8";
 const SHELL = [
   "./",
   "index.html",

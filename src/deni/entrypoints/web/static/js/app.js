@@ -20,7 +20,7 @@ import {
 } from "./core.js";
 import { forgotPinView, registerView, signInView } from "./views/account.js";
 import { bookView } from "./views/book.js";
-import { homeView } from "./views/home.js";
+import { homeView, messagesView } from "./views/home.js";
 import { loanView, requestView } from "./views/loan.js";
 import { settingsView } from "./views/settings.js";
 import { moneyView, statementView } from "./views/wallet.js";
@@ -39,6 +39,7 @@ const views = {
   statement: { render: statementView, live: true, private: true },
   settings: { render: settingsView, private: true },
   book: { render: bookView, private: true },
+  messages: { render: messagesView, live: true, private: true },
 };
 
 function route() {

@@ -280,6 +280,40 @@ const en = {
   "push.kind.pin_reset": "My PIN is reset",
   "push.kind.sync_rejected": "An offline change is refused",
   "push.kind.sync_conflict": "An offline change needs my choice",
+  // Repay by M-PESA, Messages, the whole statement, a change of name.
+  "loan.mpesa_title": "Pay with M-PESA",
+  "field.mpesa_repay": "Amount to pay from M-PESA (KES)",
+  "button.repay_mpesa": "Pay with M-PESA",
+  "error.more_than_owed": "That is more than the {amount} still owed.",
+  "what.repay_by_mpesa": "Repay {amount} from M-PESA",
+  "what.mark_notification_read": "Mark messages read",
+  "mpesa.repay_by_mpesa.waiting": "Check your phone and enter your M-PESA PIN to repay {amount}.",
+  "mpesa.repay_by_mpesa.done": "{amount} from M-PESA went to your loan.",
+  "mpesa.repay_by_mpesa.failed":
+    "The repayment of {amount} did not go through: nothing was taken from your M-PESA.",
+  "title.messages": "Messages",
+  "home.all_messages": "All messages ({count} unread)",
+  "messages.empty": "No messages yet.",
+  "messages.unread": "New",
+  "messages.unread_count": "{count} unread",
+  "messages.page": "Page {page} of {pages}",
+  "messages.newer": "Newer",
+  "messages.older": "Older",
+  "button.mark_read": "Mark read",
+  "button.mark_all_read": "Mark all read",
+  "statement.lines": "Lines {first} to {last} of {count}",
+  "statement.newer": "Newer lines",
+  "statement.older": "Older lines",
+  "statement.when": "When",
+  "statement.what": "What",
+  "statement.amount": "Amount",
+  "statement.balance": "Balance after",
+  "settings.name": "Your name",
+  "button.save_name": "Change my name",
+  "settings.name_saved": "Your name is saved.",
+  "error.name": "A name has 2 to 60 letters and starts with one; spaces, ' . - and up to 4 digits are fine.",
+  "error.name_same": "That is your name already.",
+  "home.actions": "Wallet actions",
 };
 
 const sw = {
@@ -557,6 +591,41 @@ const sw = {
   "push.kind.pin_reset": "PIN yangu imebadilishwa upya",
   "push.kind.sync_rejected": "Badiliko la nje ya mtandao limekataliwa",
   "push.kind.sync_conflict": "Badiliko la nje ya mtandao linahitaji uamuzi wangu",
+  // Repay by M-PESA, Messages, the whole statement, a change of name.
+  "loan.mpesa_title": "Lipa kwa M-PESA",
+  "field.mpesa_repay": "Kiasi cha kulipa kutoka M-PESA (KES)",
+  "button.repay_mpesa": "Lipa kwa M-PESA",
+  "error.more_than_owed": "Hicho ni zaidi ya {amount} unazodaiwa.",
+  "what.repay_by_mpesa": "Lipa {amount} kutoka M-PESA",
+  "what.mark_notification_read": "Weka ujumbe kuwa umesomwa",
+  "mpesa.repay_by_mpesa.waiting":
+    "Angalia simu yako na uweke PIN yako ya M-PESA ili kulipa {amount}.",
+  "mpesa.repay_by_mpesa.done": "{amount} kutoka M-PESA zimelipa mkopo wako.",
+  "mpesa.repay_by_mpesa.failed":
+    "Malipo ya {amount} hayakufanyika: hakuna pesa iliyotolewa M-PESA.",
+  "title.messages": "Ujumbe",
+  "home.all_messages": "Ujumbe wote ({count} haujasomwa)",
+  "messages.empty": "Hakuna ujumbe bado.",
+  "messages.unread": "Mpya",
+  "messages.unread_count": "{count} haujasomwa",
+  "messages.page": "Ukurasa {page} kati ya {pages}",
+  "messages.newer": "Mipya zaidi",
+  "messages.older": "Ya zamani",
+  "button.mark_read": "Nimesoma",
+  "button.mark_all_read": "Nimesoma yote",
+  "statement.lines": "Mistari {first} hadi {last} kati ya {count}",
+  "statement.newer": "Mistari mipya zaidi",
+  "statement.older": "Mistari ya zamani",
+  "statement.when": "Lini",
+  "statement.what": "Nini",
+  "statement.amount": "Kiasi",
+  "statement.balance": "Salio baadaye",
+  "settings.name": "Jina lako",
+  "button.save_name": "Badilisha jina langu",
+  "settings.name_saved": "Jina lako limehifadhiwa.",
+  "error.name": "Jina lina herufi 2 hadi 60 na linaanza na herufi; nafasi, ' . - na hadi tarakimu 4 zinakubalika.",
+  "error.name_same": "Hilo tayari ni jina lako.",
+  "home.actions": "Vitendo vya akaunti",
 };
 
 export const LANGUAGES = { en: "English", sw: "Kiswahili" };
@@ -624,6 +693,17 @@ const SERVER_SW = {
   no_passkey: "Bado huna alama ya kidole au uso; tumia PIN.",
   too_many_passkeys: "Una alama nyingi mno; ondoa moja kwanza.",
   passkey_not_found: "Alama hiyo haipo.",
+  // Repay by M-PESA and a change of name.
+  loan_not_active: "Mkopo huo haulipwi tena.",
+  loan_not_found: "Mkopo huo haupatikani.",
+  more_than_owed: "Hicho ni zaidi ya unachodaiwa.",
+  invalid_name: "Jina lina herufi 2 hadi 60 na linaanza na herufi; nafasi, ' . - na hadi tarakimu 4 zinakubalika.",
+  // Told before a lock, the same for every number at sign-in; M-PESA is Safaricom's.
+  wrong_pin_last_try: "PIN si sahihi. Umebakiza jaribio 1: ukikosea tena, PIN itafungwa kwa muda.",
+  wrong_credentials_last_try:
+    "Namba ya simu au PIN si sahihi. Umebakiza jaribio 1: ukikosea tena, kuingia kwa namba hii " +
+    "kutafungwa kwa muda.",
+  not_safaricom: "M-PESA inafanya kazi na namba za Safaricom tu. Namba yako si ya Safaricom.",
 };
 
 export function serverMessage(code, message) {

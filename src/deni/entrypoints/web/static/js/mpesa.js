@@ -1,7 +1,8 @@
-// M-PESA money on its way: after a top-up (an STK push: M-PESA asks for the M-PESA PIN on the
-// phone) or a withdrawal (a B2C payout), Home shows a card saying what to do or what is under
-// way. The app asks Deni about the request every few seconds for a while (GET
-// /mpesa/requests), then at each sync, until it settles, and says the outcome in plain words.
+// M-PESA money on its way: after a top-up or a repayment from the loan screen (an STK push:
+// M-PESA asks for the M-PESA PIN on the phone) or a withdrawal (a B2C payout), Home shows a
+// card saying what to do or what is under way. The app asks Deni about the request every few
+// seconds for a while (GET /mpesa/requests), then at each sync, until it settles, and says the
+// outcome in plain words.
 // What is followed is kept in IndexedDB (meta "mpesa"), so a reload keeps following it.
 
 import { h } from "./dom.js";
@@ -10,8 +11,8 @@ import { t } from "./i18n.js";
 import { Offline } from "./sync.js";
 import { afterSync, app, editing, render, screen, syncSoon } from "./core.js";
 
-export const MPESA_ACTIONS = new Set(["top_up", "withdraw"]);
-const PURPOSES = { top_up: "top_up", withdraw: "payout" };
+export const MPESA_ACTIONS = new Set(["top_up", "withdraw", "repay_by_mpesa"]);
+const PURPOSES = { top_up: "top_up", withdraw: "withdrawal", repay_by_mpesa: "repayment" };
 const CHECK_EVERY_MS = 2_500;
 const FAST_CHECKS_MAX = 48; // two minutes of quick checks; then one at each sync
 const REQUESTS_READ = 20; // the newest requests: what was just asked is among them

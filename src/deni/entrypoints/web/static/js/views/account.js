@@ -3,7 +3,7 @@
 import { field, form, h, pinField } from "../dom.js";
 import { LANGUAGES, language, setLanguage, t } from "../i18n.js";
 import { publicApi } from "../sync.js";
-import { online, readPhone, render, signIn, twoPins } from "../core.js";
+import { online, readPhone, render, requirePin, signIn, twoPins } from "../core.js";
 import { signInButton } from "../passkeys.js";
 
 export function languagePicker() {
@@ -39,7 +39,11 @@ export function signInView() {
         pinField(t("field.pin")),
       ],
       t("button.sign_in"),
-      ({ phone, pin }) => signIn(readPhone(phone), pin),
+      ({ phone, pin }) => {
+        const msisdn = readPhone(phone);
+        requirePin(pin); // a PIN is 4 digits: anything else is not sent, so never counted
+        return signIn(msisdn, pin);
+      },
     ),
     signInButton(),
     h(

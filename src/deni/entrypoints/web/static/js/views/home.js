@@ -1,13 +1,14 @@
 // Home: the wallet, what waits for a choice or for the network, and the loans either way.
 
 import { form, h, pinField } from "../dom.js";
-import { kes } from "../format.js";
-import { t } from "../i18n.js";
+import { kes, shortTime } from "../format.js";
+import { language, t } from "../i18n.js";
 import {
   act,
   app,
   date,
   describe,
+  homeLink,
   refusalWords,
   render,
   requirePin,
@@ -54,7 +55,7 @@ export async function homeView() {
         : null,
       h(
         "nav",
-        { class: "actions" },
+        { class: "actions", "aria-label": t("home.actions") },
         h("a", { href: "#/request", class: "button" }, t("home.ask")),
         h("a", { href: "#/top-up", class: "button" }, t("home.top_up")),
         h("a", { href: "#/withdraw", class: "button" }, t("home.withdraw")),
@@ -85,7 +86,7 @@ export async function homeView() {
       "lent",
       open.filter((l) => l.role === "lender" && l.state !== "requested").sort(byDue),
     ),
-    notificationSection(notifications),
+    notificationSection(notifications, queue),
     pastLoans(loans.filter((loan) => !OPEN_STATES.has(loan.state))),
   );
 }
@@ -236,20 +237,117 @@ function loanLine(loan) {
   );
 }
 
-function notificationSection(notifications) {
+function notificationSection(notifications, queue) {
   if (notifications.length === 0) return null;
+  const read = markedRead(queue);
   const newest = notifications
     .sort((a, b) => b.created_at.localeCompare(a.created_at))
     .slice(0, NOTIFICATIONS_SHOWN);
+  const unread = notifications.filter((n) => isUnread(n, read)).length;
   return h(
     "section",
-    { class: "card" },
+    { class: "card", id: "messages" },
     h("h2", {}, t("home.messages")),
     h(
       "ul",
       { class: "messages" },
-      newest.map((n) => h("li", { class: n.read_at ? "" : "unread" }, n.body)),
+      newest.map((n) => h("li", { class: isUnread(n, read) ? "unread" : "" }, n.body)),
     ),
+    h(
+      "p",
+      {},
+      h("a", { href: "#/messages", id: "all-messages" }, t("home.all_messages", { count: unread })),
+    ),
+  );
+}
+
+// --- Messages: every notification the phone keeps (a pull brings them all), a page at a time,
+// marked read one by one or all at once with the sync mutation mark_notification_read, so it
+// works offline too and reaches Deni at the next sync.
+
+const MESSAGES_PAGE_ROWS = 20;
+const MARK_IDS_MAX = 100; // ids in one mark_notification_read (docs/sync.md)
+
+// Ids a queued mark_notification_read will mark: read here already.
+function markedRead(queue) {
+  return new Set(
+    queue
+      .filter((m) => m.name === "mark_notification_read" && m.status === "queued")
+      .flatMap((m) => m.args.notification_ids),
+  );
+}
+
+function isUnread(notification, read) {
+  return !notification.read_at && !read.has(notification.id);
+}
+
+export async function messagesView(param) {
+  const [notifications, queue] = await Promise.all([
+    app.store.records("notification"),
+    app.store.queue(),
+  ]);
+  if (notifications.length === 0) return h("div", {}, h("p", {}, t("messages.empty")), homeLink());
+  const read = markedRead(queue);
+  const all = notifications.sort(
+    (a, b) => b.created_at.localeCompare(a.created_at) || b.id.localeCompare(a.id),
+  );
+  const unread = all.filter((n) => isUnread(n, read));
+  const pages = Math.ceil(all.length / MESSAGES_PAGE_ROWS);
+  const page = Math.min(Math.max(Number.parseInt(param, 10) || 1, 1), pages);
+  const shown = all.slice((page - 1) * MESSAGES_PAGE_ROWS, page * MESSAGES_PAGE_ROWS);
+  const mark = async (ids) => {
+    for (let at = 0; at < ids.length; at += MARK_IDS_MAX) {
+      await act("mark_notification_read", { notification_ids: ids.slice(at, at + MARK_IDS_MAX) });
+    }
+    await render();
+  };
+  return h(
+    "div",
+    {},
+    h("p", { id: "unread-count" }, t("messages.unread_count", { count: unread.length })),
+    unread.length > 0
+      ? h(
+          "p",
+          {},
+          h(
+            "button",
+            { type: "button", id: "mark-all-read", onclick: () => mark(unread.map((n) => n.id)) },
+            t("button.mark_all_read"),
+          ),
+        )
+      : null,
+    h(
+      "ul",
+      { class: "messages all", id: "message-list" },
+      shown.map((n) => messageLine(n, isUnread(n, read), () => mark([n.id]))),
+    ),
+    pager("messages", page, pages, t("messages.newer"), t("messages.older")),
+    homeLink(),
+  );
+}
+
+function messageLine(notification, unread, markRead) {
+  return h(
+    "li",
+    { class: unread ? "unread" : "", dataset: { id: notification.id } },
+    unread ? h("strong", { class: "badge" }, `${t("messages.unread")}: `) : null,
+    h("span", {}, notification.body),
+    h("span", { class: "when" }, shortTime(notification.created_at, language())),
+    unread
+      ? h("button", { type: "button", class: "small", onclick: markRead }, t("button.mark_read"))
+      : null,
+  );
+}
+
+// Newer and older pages of a long list (#/<route>/<page>), and where this one stands.
+export function pager(routeName, page, pages, newerLabel, olderLabel) {
+  if (pages <= 1) return null;
+  return h(
+    "nav",
+    { class: "pager", "aria-label": t("messages.page", { page, pages }) },
+    page > 1 ? h("a", { href: `#/${routeName}/${page - 1}`, rel: "prev" }, newerLabel) : null,
+    h("span", { "aria-current": "page" }, t("messages.page", { page, pages })),
+    page < pages ? h("a", { href: `#/${routeName}/${page + 1}`, rel: "next" }, olderLabel) : null,
   );
 }
 

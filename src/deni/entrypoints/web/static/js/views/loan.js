@@ -17,10 +17,25 @@ import {
   syncNow,
 } from "../core.js";
 import { approveLoanButton } from "../passkeys.js";
+import { followMpesa } from "../mpesa.js";
 
 const LOAN_CENTS_MIN = 1_000; // KES 10, the least the server lends (domain/money.py)
 // Which field each of the server's refusals is about, for act's answer next to the field.
-const MONEY_FIELDS = { insufficient_funds: "amount", wrong_pin: "pin", account_locked: "pin" };
+const MONEY_FIELDS = {
+  insufficient_funds: "amount",
+  wrong_pin: "pin",
+  wrong_pin_last_try: "pin",
+  account_locked: "pin",
+};
+// An STK push for a loan: the server checks the loan and the amount (services/mpesa/requests.py
+// record_stk, the rule the API and USSD share).
+const MPESA_REPAY_FIELDS = {
+  invalid_amount: "mpesa_amount",
+  more_than_owed: "mpesa_amount",
+  loan_not_active: "mpesa_amount",
+  mpesa_off: "mpesa_amount",
+  not_safaricom: "mpesa_amount",
+};
 const TERMS_FIELDS = { invalid_amount: "amount", invalid_due_date: "days" };
 const LENDER_FIELDS = {
   user_not_found: "lender",
@@ -72,30 +87,7 @@ export async function loanView(loanId) {
 
 function loanActions(loan) {
   const mine = loan.role === "borrower";
-  if (mine && loan.state === "active") {
-    return form(
-      [
-        field(t("field.repay"), "amount", {
-          inputmode: "decimal",
-          value: amountText(loan.owed_cents),
-        }),
-        pinField(t("field.your_pin")),
-      ],
-      t("button.repay"),
-      async ({ amount, pin }) => {
-        const amountCents = parseKes(amount);
-        if (amountCents === null) throw new Refused(t("error.amount"), "amount");
-        requirePin(pin);
-        // The PIN goes with the push from memory; the queued repayment never holds it.
-        await act(
-          "repay_loan",
-          { loan_id: loan.id, amount_cents: amountCents },
-          { pin, fields: MONEY_FIELDS },
-        );
-        go("#/home");
-      },
-    );
-  }
+  if (mine && loan.state === "active") return h("div", {}, repayFromWallet(loan), repayByMpesa(loan));
   if (mine && loan.state === "requested") {
     return h(
       "div",
@@ -132,6 +124,70 @@ function loanActions(loan) {
     );
   }
   return null;
+}
+
+function repayFromWallet(loan) {
+  return form(
+    [
+      field(t("field.repay"), "amount", {
+        inputmode: "decimal",
+        value: amountText(loan.owed_cents),
+      }),
+      pinField(t("field.your_pin")),
+    ],
+    t("button.repay"),
+    async ({ amount, pin }) => {
+      const amountCents = parseKes(amount);
+      if (amountCents === null) throw new Refused(t("error.amount"), "amount");
+      requirePin(pin);
+      // The PIN goes with the push from memory; the queued repayment never holds it.
+      await act(
+        "repay_loan",
+        { loan_id: loan.id, amount_cents: amountCents },
+        { pin, fields: MONEY_FIELDS },
+      );
+      go("#/home");
+    },
+  );
+}
+
+// Repay straight from M-PESA: an STK push whose payment repays this loan (M-PESA asks for its
+// own PIN on the phone, so Deni's PIN is not asked). M-PESA takes whole shillings: what is owed,
+// rounded up (the server allows less than a shilling over). Home's M-PESA card follows it.
+function repayByMpesa(loan) {
+  const owedShillings = Math.ceil(loan.owed_cents / 100);
+  return h(
+    "section",
+    { class: "card", id: "repay-mpesa", "aria-labelledby": "repay-mpesa-title" },
+    h("h2", { id: "repay-mpesa-title" }, t("loan.mpesa_title")),
+    h("p", {}, t("money.top_up_note")),
+    form(
+      [
+        field(t("field.mpesa_repay"), "mpesa_amount", {
+          inputmode: "numeric",
+          value: String(owedShillings),
+          required: true,
+        }),
+      ],
+      t("button.repay_mpesa"),
+      async ({ mpesa_amount: amount }) => {
+        const amountCents = parseKes(amount, { wholeShillings: true });
+        if (amountCents === null) throw new Refused(t("error.whole_shillings"), "mpesa_amount");
+        if (amountCents > owedShillings * 100) {
+          throw new Refused(
+            t("error.more_than_owed", { amount: kes(loan.owed_cents) }),
+            "mpesa_amount",
+          );
+        }
+        await act(
+          "repay_by_mpesa",
+          { loan_id: loan.id, amount_cents: amountCents },
+          { queued: followMpesa, fields: MPESA_REPAY_FIELDS },
+        );
+        go("#/home");
+      },
+    ),
+  );
 }
 
 // base_version: if the loan changed since this phone saw it (an edit from another phone), the

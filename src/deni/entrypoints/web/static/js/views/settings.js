@@ -76,6 +76,7 @@ export async function settingsView() {
     "div",
     {},
     me?.phone_proven === false ? proveNumber() : null,
+    me ? nameSection(me, done) : null,
     h("section", { class: "card" }, h("h2", {}, t("settings.language")), h("p", {}, languages)),
     pushSection(),
     h(
@@ -180,4 +181,43 @@ async function closeAccount({ pin }) {
   await leave(); // nothing of the account stays on this phone either
   app.status.problem = t("status.closed");
   paintStatus();
+}
+
+// A change of name: the sync mutation update_profile (last writer wins per field, as for the
+// language), so it works offline too. Its length is checked here (domain/users.py
+// require_name: 2 to 60 characters, spaces squeezed); online, the server's own refusal (a
+// character that cannot be printed) shows at the field too, in the member's language.
+const NAME_CHARS_MIN = 2;
+const NAME_CHARS_MAX = 60;
+
+function nameSection(me, done) {
+  return h(
+    "section",
+    { class: "card", id: "change-name" },
+    h("h2", {}, t("settings.name")),
+    form(
+      [
+        field(t("field.name"), "name", {
+          value: me.name,
+          required: true,
+          maxlength: String(NAME_CHARS_MAX),
+          autocomplete: "name",
+        }),
+      ],
+      t("button.save_name"),
+      async ({ name }) => {
+        const cleaned = String(name).split(/\s+/).filter(Boolean).join(" ");
+        if (cleaned.length < NAME_CHARS_MIN || cleaned.length > NAME_CHARS_MAX) {
+          throw new Refused(t("error.name"), "name");
+        }
+        if (cleaned === me.name) throw new Refused(t("error.name_same"), "name");
+        await act(
+          "update_profile",
+          { base_version: me.version, name: cleaned },
+          { fields: { invalid_name: "name" } },
+        );
+        done(t("settings.name_saved"));
+      },
+    ),
+  );
 }

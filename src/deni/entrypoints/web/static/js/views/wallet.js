@@ -6,12 +6,15 @@ import { language, t } from "../i18n.js";
 import { act, app, go, homeLink, requirePin } from "../core.js";
 import { followMpesa } from "../mpesa.js";
 import { withdrawButton } from "../passkeys.js";
+import { pager } from "./home.js";
 
-const STATEMENT_LINES_SHOWN = 50;
+const STATEMENT_PAGE_ROWS = 50; // a page of the statement; older lines on the pages after
 const MONEY_FIELDS = {
   insufficient_funds: "amount",
   invalid_amount: "amount",
   wrong_pin: "pin",
+  wrong_pin_last_try: "pin",
+  not_safaricom: "amount",
   account_locked: "pin",
 };
 
@@ -58,17 +61,40 @@ export function moneyView(name) {
     );
 }
 
-export async function statementView() {
-  const lines = (await app.store.records("transaction"))
-    .sort((a, b) => b.created_at.localeCompare(a.created_at))
-    .slice(0, STATEMENT_LINES_SHOWN);
-  if (lines.length === 0) return h("div", {}, h("p", {}, t("statement.empty")), homeLink());
+// Every line of the wallet: a pull keeps them all on the phone, so every page shows offline too.
+export async function statementView(param) {
+  const all = (await app.store.records("transaction")).sort(
+    (a, b) => b.created_at.localeCompare(a.created_at) || b.id.localeCompare(a.id),
+  );
+  if (all.length === 0) return h("div", {}, h("p", {}, t("statement.empty")), homeLink());
+  const pages = Math.ceil(all.length / STATEMENT_PAGE_ROWS);
+  const page = Math.min(Math.max(Number.parseInt(param, 10) || 1, 1), pages);
+  const first = (page - 1) * STATEMENT_PAGE_ROWS;
+  const lines = all.slice(first, first + STATEMENT_PAGE_ROWS);
+  const range = t("statement.lines", {
+    first: first + 1,
+    last: first + lines.length,
+    count: all.length,
+  });
   return h(
     "div",
     {},
     h(
       "table",
       { class: "statement" },
+      h("caption", {}, range),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          h("th", { scope: "col" }, t("statement.when")),
+          h("th", { scope: "col" }, t("statement.what")),
+          h("th", { scope: "col", class: "number" }, t("statement.amount")),
+          h("th", { scope: "col", class: "number" }, t("statement.balance")),
+        ),
+      ),
       h(
         "tbody",
         {},
@@ -84,6 +110,7 @@ export async function statementView() {
         ),
       ),
     ),
+    pager("statement", page, pages, t("statement.newer"), t("statement.older")),
     homeLink(),
   );
 }
