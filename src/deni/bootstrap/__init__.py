@@ -366,6 +366,7 @@ def mpesa_policy(settings: Settings) -> MpesaPolicy:
     return MpesaPolicy(
         stk_query_after_s=settings.mpesa_stk_query_after_s,
         status_after_s=settings.mpesa_status_after_s,
+        check_backoff_s=settings.mpesa_check_backoff_s,
         paybill_confirm_after_s=settings.mpesa_paybill_confirm_after_s,
         pull_interval_s=settings.mpesa_pull_interval_s,
     )
