@@ -54,6 +54,11 @@ SANDBOX_FAULTS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("c2b confirmation dropped", {"kind": "c2b", "action": "drop", "times": 1}),
 )
 PROCESS_FAULTS = ("kill api", "kill worker", "restart redis", "terminate postgres backends")
+# Time passing: every Deni process and the sandbox a day later at once (DENI_CLOCK_OFFSET_FILE),
+# so loans fall due, reminders go out, penalties accrue and auto-repay runs within the soak.
+CLOCK_STEP = "a day passes"
+DAY_S = 86_400
+CLOCK_STEPS_PER_S = 1 / 45  # one day every 45 s of soak, at least 3
 KILLED_FOR_S = (1.0, 4.0)
 STARTS_FROM = 0.08  # share of the run before the first fault
 ENDS_AT = 0.85  # and after the last: the run's end is calm, then the settle
@@ -93,7 +98,7 @@ class Fault:
 def schedule(seed: int, seconds: float, workers: int) -> list[Fault]:
     """Every process fault at least once, then more of them and M-PESA faults, spread over the
     middle of the run; the same seed and length give the same list."""
-    rng = random.Random(f"{seed}:faults")
+    rng = random.Random(f"{seed}:faults")  # noqa: S311 (a seeded load, not secrets)
     start, end = seconds * STARTS_FROM, seconds * ENDS_AT
     process_count = max(len(PROCESS_FAULTS), int(seconds / 60))
     names = list(PROCESS_FAULTS) + [rng.choice(PROCESS_FAULTS) for _ in range(process_count - 4)]
@@ -114,6 +119,10 @@ def schedule(seed: int, seconds: float, workers: int) -> list[Fault]:
     rng.shuffle(sandbox_names)
     for name, spec in sandbox_names:
         faults.append(Fault(rng.uniform(start, end), name, "sandbox", dict(spec)))
+    days = max(3, int(seconds * CLOCK_STEPS_PER_S))
+    for i in range(days):
+        at = start + (end - start) * (i + 0.5) / days
+        faults.append(Fault(at, CLOCK_STEP, "clock", {"seconds": DAY_S}))
     return sorted(faults, key=lambda f: f.at_s)
 
 
@@ -137,11 +146,17 @@ async def _stamped(
     fault.injected_at_s = time.monotonic() - started
     try:
         await _one(topology, sandbox, fault)
-    except Exception as error:  # noqa: BLE001 (a fault that fails is reported, not fatal)
+    except Exception as error:
         fault.detail = f"injection failed: {type(error).__name__}: {error}"[:300]
 
 
 async def _one(topology: Topology, sandbox: httpx.AsyncClient, fault: Fault) -> None:
+    if fault.name == CLOCK_STEP:
+        offset_s = topology.advance_clock(fault.spec["seconds"])
+        response = await sandbox.post("/sandbox/clock/advance", json=fault.spec)
+        response.raise_for_status()
+        fault.detail = f"Deni and M-PESA now {offset_s / DAY_S:.0f} day(s) ahead"
+        return
     if fault.name == "terminate postgres backends":
         ended = await asyncio.to_thread(terminate_backends, topology.database)
         fault.detail = f"{ended} backends of {topology.database.rsplit('/', 1)[-1]} ended"

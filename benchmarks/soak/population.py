@@ -78,7 +78,7 @@ class Member:
 
 def people(seed: int, plan: PopulationPlan) -> list[Member]:
     """Everyone in the soak; phones start 2547 1/2/3 (never the sandbox's 25470000 test numbers)."""
-    rng = random.Random(f"{seed}:people")
+    rng = random.Random(f"{seed}:people")  # noqa: S311 (a seeded load, not secrets)
     taken: set[str] = set()
     first = ["Amina", "Baraka", "Chebet", "Daudi", "Esther", "Faith", "Gitau", "Halima", "Imani"]
     last = ["Otieno", "Wanjiku", "Mutua", "Kamau", "Njeri", "Achieng", "Kiprop", "Wambui"]
@@ -221,7 +221,7 @@ async def timed(
 class ApiMember:
     def __init__(self, world: World, member: Member, seed: int) -> None:
         self.world, self.member = world, member
-        self.rng = random.Random(f"{seed}:api:{member.index}")
+        self.rng = random.Random(f"{seed}:api:{member.index}")  # noqa: S311 (a seeded load, not secrets)
         # Each member's own address, as their phone would have behind the balancer.
         self.source = f"10.{member.index // 250}.{member.index % 250}.{1 + member.index % 200}"
         self.token: str | None = None
@@ -317,6 +317,7 @@ class ApiMember:
             "lender_phone": self._lender().phone,
             "principal_cents": principal,
             "fee_cents": principal // 10,
+            "penalty_daily_cents": principal // 100 * self.rng.choice([0, 1, 2]),
             "term_days": self.rng.randint(*self.world.plan.term_days),
         }
         loan = await self._json("POST", "/loans", body)
@@ -410,7 +411,7 @@ async def pay_paybill(
 class UssdMember:
     def __init__(self, world: World, member: Member, seed: int, *, registered: bool) -> None:
         self.world, self.member, self.registered = world, member, registered
-        self.rng = random.Random(f"{seed}:ussd:{member.role}:{member.index}")
+        self.rng = random.Random(f"{seed}:ussd:{member.role}:{member.index}")  # noqa: S311 (a seeded load, not secrets)
         self.sessions = 0
         self.dropped: list[str] | None = None  # what a dropped session still had to type
 
@@ -432,7 +433,7 @@ class UssdMember:
             return None
         return response.text
 
-    async def dial(self, script: list[str], *, drop_after: int | None = None) -> None:
+    async def dial(self, script: list[str], *, drop_after: int | None = None) -> str | None:
         """One session: the script's entries one hop at a time, a pause before each. A
         resume offer is taken when this dial picks up a dropped session."""
         self.sessions += 1
@@ -441,7 +442,7 @@ class UssdMember:
         reply = await self.hop(session_id, entries)
         if reply is None:
             self.world.recorder.count("ussd_sessions_failed")
-            return
+            return None
         if reply.startswith(RESUME_PROMPT):
             resuming = self.dropped is not None
             entries.append("1" if resuming else "2")
@@ -457,11 +458,12 @@ class UssdMember:
             if drop_after is not None and position >= drop_after:
                 self.dropped = todo[position:]
                 self.world.recorder.count("ussd_dropped")
-                return  # the network dropped the session: no more hops
+                return None  # the network dropped the session: no more hops
             await self.world.pause(self.rng, self.world.plan.ussd_think_s)
             entries.append(entry)
             reply = await self.hop(session_id, entries)
         self.world.recorder.count("ussd_sessions")
+        return reply
 
     def _other(self) -> Member:
         others = [
@@ -472,9 +474,10 @@ class UssdMember:
     async def run(self) -> None:
         if not self.registered:
             name = self.member.name
-            await self.dial(["", "1", name, PIN, PIN])
+            reply = await self.dial(["", "1", name, PIN, PIN])
             self.registered = True
-            self.world.recorder.count("ussd_registrations")
+            outcome = "ended" if reply and reply.startswith("END") else "not ended"
+            self.world.recorder.count(f"ussd_registrations_{outcome}")
         await self.dial(["", "5", "1", str(self.rng.randrange(500, 5_000))])  # top up first
         for _ in range(ACTIONS_PER_MEMBER_MAX):
             if not self.world.running():
@@ -515,7 +518,7 @@ class SyncMember:
 
     def __init__(self, world: World, member: Member, seed: int) -> None:
         self.world, self.member = world, member
-        self.rng = random.Random(f"{seed}:sync:{member.index}")
+        self.rng = random.Random(f"{seed}:sync:{member.index}")  # noqa: S311 (a seeded load, not secrets)
         self.home = world.run_dir / "sync"
 
     def run(self) -> None:

@@ -137,8 +137,9 @@ def _money_in(connection: Any, transactions: list[dict[str, Any]], proof: Proof)
     proof.add(
         "every payment in credited exactly once",
         not (missing or twice or wrong or phantom),
-        f"{len(paid)} payments at M-PESA, {len(credited)} credited by Deni; missing {len(missing)},"
-        f" credited twice {len(twice)}, wrong amount {len(wrong)}, unknown to M-PESA {len(phantom)}",
+        f"{len(paid)} payments at M-PESA, {len(credited)} credited by Deni;"
+        f" missing {len(missing)}, credited twice {len(twice)},"
+        f" wrong amount {len(wrong)}, unknown to M-PESA {len(phantom)}",
         [
             *(f"missing {r}" for r in missing),
             *(f"twice {r}" for r in twice),
@@ -373,6 +374,16 @@ def balance_reports(engine: Engine, proof: Proof) -> None:
 def _figures(connection: Any, transactions: list[dict[str, Any]], proof: Proof) -> None:
     kinds = Counter(t["kind"] for t in transactions)
     proof.figures.update({f"mpesa_{k}": v for k, v in kinds.items()})
+    for grouped, sql in (
+        ("notifications", "SELECT kind, count(*) FROM notifications GROUP BY kind"),
+        ("requests", "SELECT kind || ':' || purpose, count(*) FROM mpesa_requests GROUP BY 1"),
+        ("entries", "SELECT code, count(*) FROM journal_entries GROUP BY code"),
+    ):
+        try:
+            for name, count in connection.execute(text(sql)).all():
+                proof.figures[f"{grouped}:{name}"] = int(count)
+        except Exception:
+            connection.rollback()
     for name, sql in {
         "suspense_payments": "SELECT count(*) FROM suspense_payments",
         "members": "SELECT count(*) FROM users",
@@ -380,8 +391,11 @@ def _figures(connection: Any, transactions: list[dict[str, Any]], proof: Proof) 
         "reminders_and_notices": "SELECT count(*) FROM notifications",
         "penalties_charged_cents": "SELECT coalesce(sum(penalty_charged_cents), 0) FROM loans",
         "sync_conflicts": "SELECT count(*) FROM sync_conflicts",
+        "penalties_paid_cents": "SELECT coalesce(sum(penalty_paid_cents), 0) FROM loans",
+        "loans_overdue_at_end": "SELECT count(*) FROM loans WHERE state = 'active'"
+        " AND due_date < (SELECT max(created_at) FROM journal_entries)::date",
     }.items():
         try:
             proof.figures[name] = int(connection.execute(text(sql)).scalar_one())
-        except Exception:  # noqa: BLE001 (a figure, not a check)
+        except Exception:
             connection.rollback()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -30,7 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from benchmarks.soak import faults as faults_mod
 from benchmarks.soak import figures, population, proof
-from benchmarks.soak.topology import Ports, Topology
+from benchmarks.soak.topology import POSTGRES_URL, Ports, Topology, drop_database
 from deni.adapters.db.engine import make_engine
 from deni.config import Settings
 
@@ -52,6 +53,9 @@ class SoakConfig:
     # How soon Deni questions M-PESA's silence (STK Query, Transaction Status), in seconds.
     question_after_s: float = 20.0
     progress: bool = True
+    # Any database on the PostgreSQL server to use; the soak makes its own beside it.
+    postgres_url: str = POSTGRES_URL
+    keep_database: bool = True
 
     def __post_init__(self) -> None:
         assert 10 <= self.seconds <= SECONDS_MAX
@@ -68,6 +72,7 @@ class SoakResult:
     recorder: population.Recorder
     commands: dict[str, dict[str, Any]]
     report: dict[str, Any] = field(default_factory=dict)
+    phases_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +89,7 @@ def config_from_env() -> SoakConfig:
         port_base=int(os.environ.get("SOAK_PORT_BASE", "18790")),
         workers=int(os.environ.get("SOAK_WORKERS", "2")),
         out_dir=Path(os.environ.get("SOAK_OUT", str(REPO / "var" / "soak"))),
+        postgres_url=os.environ.get("SOAK_POSTGRES_URL", POSTGRES_URL),
     )
 
 
@@ -101,11 +107,13 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 def run_soak(config: SoakConfig) -> SoakResult:
     ports = Ports(config.port_base)
     run_dir = config.out_dir / f"run-{config.seed}"
-    topology = Topology(ports, run_dir, workers=config.workers)
+    topology = Topology(ports, run_dir, workers=config.workers, postgres_url=config.postgres_url)
     say = console.print
     say(
-        f"soak: seed {config.seed}, {config.seconds:.0f} s of load, settle up to {config.settle_s:.0f} s"
+        f"soak: seed {config.seed}, {config.seconds:.0f} s of load,"
+        f" settle within {config.settle_s:.0f} s"
     )
+    marks = {"begin": time.monotonic()}
     try:
         topology.prepare()
         question = str(config.question_after_s)
@@ -122,7 +130,9 @@ def run_soak(config: SoakConfig) -> SoakResult:
         topology.start_deni()
         say(f"soak: up (database {topology.database.rsplit('/', 1)[-1]}, logs {run_dir})")
         schedule = faults_mod.schedule(config.seed, config.seconds, config.workers)
+        marks["up"] = time.monotonic()
         recorder = asyncio.run(_load(config, topology, members, schedule))
+        marks["loaded"] = time.monotonic()
         for name, managed in topology.processes.items():
             if not managed.alive():  # a restart that failed: the settle needs everyone
                 say(f"soak: {name} was down at the end; starting it again")
@@ -138,16 +148,24 @@ def run_soak(config: SoakConfig) -> SoakResult:
                 result_proof.add("settled in time", False, f"still moving: {left}")
             say(f"soak: settled={settled} in {settle_s:.0f} s; proving")
             proof.prove(engine, topology.sandbox_url, result_proof)
+            marks["settled"] = time.monotonic()
             commands = _deni_checks(topology, engine)
             proof.balance_reports(engine, result_proof)
         finally:
             engine.dispose()
         _keep_sandbox_records(topology)
+        marks["checked"] = time.monotonic()
         result = SoakResult(config, result_proof, schedule, recorder, commands)
+        names = list(marks)
+        result.phases_s = {
+            f"{a}->{b}": round(marks[b] - marks[a], 1) for a, b in itertools.pairwise(names)
+        }
         result.report = figures.report(result_summary(result), run_dir)
         return result
     finally:
         topology.stop_all()
+        if not config.keep_database and topology.database:
+            drop_database(topology.database)
 
 
 async def _load(
@@ -269,6 +287,7 @@ def result_summary(result: SoakResult) -> dict[str, Any]:
             "ussd_think_s": list(result.config.plan.ussd_think_s),
         },
         "ok": result.ok,
+        "phases_s": result.phases_s,
         "proof": result.proof.as_json(),
         "deni_commands": {
             k: {"ok": v["ok"], "exit": v["exit"]} for k, v in result.commands.items()

@@ -34,7 +34,7 @@ POLL_S = 0.2
 PROXY_CONNECT_TIMEOUT_S = 2.0
 PROXY_CONNECTIONS_MAX = 2_000
 PIPE_CHUNK_BYTES = 65_536
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,36 +123,65 @@ class Managed:
         raise RuntimeError(f"{self.name} not healthy within {timeout_s:.0f} s: {self.log_path}")
 
 
-def database_url(ports: Ports) -> str:
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/deni_soak_{ports.base}"
+def soak_database_url(server_url: str, ports: Ports) -> str:
+    """The soak's own database on the server `server_url` names (any database there)."""
+    url = make_url(server_url).set(drivername="postgresql+psycopg")
+    return url.set(database=f"deni_soak_{ports.base}").render_as_string(hide_password=False)
+
+
+def _admin(url: str) -> str:
+    admin = make_url(url).set(drivername="postgresql", database="postgres")
+    return admin.render_as_string(hide_password=False)
+
+
+def _soak_name(url: str) -> str:
+    name = make_url(url).database
+    assert name, url
+    assert name.startswith("deni_soak_"), name  # never anyone else's database
+    return name
 
 
 def fresh_database(url: str) -> None:
-    name = make_url(url).database
-    assert name and name.startswith("deni_soak_"), name
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as connection:
+    name = _soak_name(url)
+    with psycopg.connect(_admin(url), autocommit=True, connect_timeout=5) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def drop_database(url: str) -> None:
-    name = make_url(url).database
-    assert name and name.startswith("deni_soak_"), name
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as connection:
+    name = _soak_name(url)
+    with psycopg.connect(_admin(url), autocommit=True, connect_timeout=5) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def terminate_backends(url: str) -> int:
     """End every PostgreSQL backend of the soak's own database (and only those)."""
-    name = make_url(url).database
-    assert name and name.startswith("deni_soak_"), name
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as connection:
+    name = _soak_name(url)
+    with psycopg.connect(_admin(url), autocommit=True, connect_timeout=5) as connection:
         rows = connection.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = %s AND pid <> pg_backend_pid()",
             (name,),
         ).fetchall()
     return sum(1 for (ended,) in rows if ended)
+
+
+def free_port_base(first: int, last: int, width: int = 5) -> int:
+    """The first base from `first` (in steps of `width`) whose `width` ports are all free."""
+    import socket
+
+    for base in range(first, last - width + 2, width):
+        free = True
+        for port in range(base, base + width):
+            with socket.socket() as sock:
+                try:
+                    sock.bind((HOST, port))
+                except OSError:
+                    free = False
+                    break
+        if free:
+            return base
+    raise RuntimeError(f"no {width} free ports together from {first} to {last}")
 
 
 class Balancer:
@@ -241,6 +270,8 @@ class BalancerThread:
         asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10.0)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5.0)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -258,10 +289,23 @@ class Topology:
     ports: Ports
     run_dir: Path
     workers: int = 2
+    postgres_url: str = POSTGRES_URL
     database: str = ""
     env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, Managed] = field(default_factory=dict)
     balancer: BalancerThread | None = None
+
+    @property
+    def clock_file(self) -> Path:
+        return self.run_dir / "clock-offset-s"
+
+    def advance_clock(self, seconds: float) -> float:
+        """Every Deni process `seconds` later (they re-read the file within a second)."""
+        offset = float(self.clock_file.read_text() or "0") + seconds
+        temporary = self.clock_file.with_suffix(".tmp")
+        temporary.write_text(f"{offset:.0f}\n")
+        temporary.replace(self.clock_file)
+        return offset
 
     @property
     def front_url(self) -> str:
@@ -278,7 +322,7 @@ class Topology:
     def prepare(self) -> None:
         """A fresh database, migrated; Redis and the sandbox running; the settings written."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.database = database_url(self.ports)
+        self.database = soak_database_url(self.postgres_url, self.ports)
         fresh_database(self.database)
         redis = Managed(
             "redis",
@@ -315,6 +359,7 @@ class Topology:
         sandbox.wait_healthy()
         certificate = self.run_dir / "sandbox-certificate.pem"
         certificate.write_bytes(httpx.get(f"{self.sandbox_url}/sandbox/certificate").content)
+        self.clock_file.write_text("0\n")
         self.env = {**base_env, **self._deni_env(certificate)}
         done = subprocess.run(  # noqa: S603
             [DENI, "db", "upgrade"], env=self.env, capture_output=True, timeout=120, check=False
@@ -341,6 +386,7 @@ class Topology:
             "DENI_USSD_ALLOWED_IPS": "127.0.0.1,::1",
             "DENI_TRUSTED_PROXIES": "127.0.0.1,::1",
             "DENI_SMS_BACKEND": "fake",
+            "DENI_CLOCK_OFFSET_FILE": str(self.clock_file),
             "DENI_JWT_SECRET": secrets.token_hex(32),
             "DENI_PIN_PEPPER": secrets.token_hex(32),
             "DENI_CALLBACK_TOKEN": secrets.token_hex(32),

@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     # that never came is asked for again after this. Shorter only where minutes matter more
     # than Daraja's quota (the soak, benchmarks/soak).
     mpesa_check_backoff_s: float = Field(default=300.0, ge=1, le=86_400)
+    # A file holding seconds to add to the system clock, re-read as it changes: every process
+    # given the same file lives in the same moved time, so the soak (benchmarks/soak) lets
+    # loans fall due in minutes. Refused in production (config_checks.py).
+    clock_offset_file: str = ""
     # A paybill payment accepted at validation and still unconfirmed after this: ask M-PESA.
     mpesa_paybill_confirm_after_s: float = Field(default=300.0, ge=0, le=86_400)
     # The Pull API (paybill payments of the last 48 h, to find lost confirmations): how often

@@ -21,7 +21,7 @@ from typing import Protocol, TypedDict
 import structlog
 from sqlalchemy import Engine
 
-from deni.adapters.clock import SystemClock
+from deni.adapters.clock import OffsetClock, SystemClock
 from deni.adapters.daraja.client import DarajaClient, DarajaConfig
 from deni.adapters.daraja.gateway import DarajaGateway
 from deni.adapters.db.backup import (
@@ -291,6 +291,9 @@ def bootstrap(
 ) -> Deni:
     settings = settings or Settings()
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+    if clock is None and settings.clock_offset_file:
+        assert settings.environment != "production"
+        clock = OffsetClock(settings.clock_offset_file)
     clock = clock or SystemClock()
     return Deni(
         settings=settings,
