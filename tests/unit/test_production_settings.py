@@ -211,3 +211,7 @@ def test_one_start_names_the_older_rules_problems_too() -> None:
         assert named in message, named
     assert PLACEHOLDER_SECRET not in message
     assert "0.0.0.0/0" not in message
+
+
+def test_a_moved_clock_is_refused() -> None:
+    assert "DENI_CLOCK_OFFSET_FILE" in refusal(clock_offset_file="/tmp/offset")
