@@ -18,10 +18,12 @@ import itertools
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +31,8 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from benchmarks.soak import doc, figures, population, proof
 from benchmarks.soak import faults as faults_mod
-from benchmarks.soak import figures, population, proof
 from benchmarks.soak.topology import POSTGRES_URL, Ports, Topology, drop_database
 from deni.adapters.db.engine import make_engine
 from deni.config import Settings
@@ -73,6 +75,7 @@ class SoakResult:
     commands: dict[str, dict[str, Any]]
     report: dict[str, Any] = field(default_factory=dict)
     phases_s: dict[str, float] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -114,6 +117,11 @@ def run_soak(config: SoakConfig) -> SoakResult:
         f" settle within {config.settle_s:.0f} s"
     )
     marks = {"begin": time.monotonic()}
+    context: dict[str, Any] = {
+        "started_utc": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": _commit(),
+        "load_before": os.getloadavg()[0],
+    }
     try:
         topology.prepare()
         question = str(config.question_after_s)
@@ -156,6 +164,8 @@ def run_soak(config: SoakConfig) -> SoakResult:
         _keep_sandbox_records(topology)
         marks["checked"] = time.monotonic()
         result = SoakResult(config, result_proof, schedule, recorder, commands)
+        context["load_after"] = os.getloadavg()[0]
+        result.context = context
         names = list(marks)
         result.phases_s = {
             f"{a}->{b}": round(marks[b] - marks[a], 1) for a, b in itertools.pairwise(names)
@@ -288,6 +298,7 @@ def result_summary(result: SoakResult) -> dict[str, Any]:
         },
         "ok": result.ok,
         "phases_s": result.phases_s,
+        "context": result.context,
         "proof": result.proof.as_json(),
         "deni_commands": {
             k: {"ok": v["ok"], "exit": v["exit"]} for k, v in result.commands.items()
@@ -298,9 +309,22 @@ def result_summary(result: SoakResult) -> dict[str, Any]:
     }
 
 
+def _commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 (git from PATH)
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    return done.stdout.strip() or "unknown"
+
+
 def main() -> int:
     config = config_from_env()
     result = run_soak(config)
+    if os.environ.get("SOAK_DOCS") == "1":  # the page and chart in docs/, from this run
+        doc.write(result.report, REPO / "docs", config.out_dir / f"run-{config.seed}")
     console.print_json(json.dumps({k: v for k, v in result.report.items() if k != "channels"}))
     for check in result.proof.checks:
         mark = "[green]ok[/green]" if check.ok else "[red]FAILED[/red]"

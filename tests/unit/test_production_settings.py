@@ -214,4 +214,4 @@ def test_one_start_names_the_older_rules_problems_too() -> None:
 
 
 def test_a_moved_clock_is_refused() -> None:
-    assert "DENI_CLOCK_OFFSET_FILE" in refusal(clock_offset_file="/tmp/offset")
+    assert "DENI_CLOCK_OFFSET_FILE" in refusal(clock_offset_file="var/clock-offset")
