@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -243,15 +244,22 @@ async def _progress(
 def _deni_checks(topology: Topology, engine: Any) -> dict[str, dict[str, Any]]:
     """Deni's own checks, as an operator runs them. `deni reconcile` asks M-PESA for the
     balance, whose answer arrives as a callback: wait (bounded) until it is applied."""
+    commands = {
+        "deni ledger check": ("ledger", "check"),
+        "deni audit verify": ("audit", "verify"),
+        "deni reconcile": ("reconcile",),
+    }
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        done = {name: pool.submit(topology.deni_command, *argv) for name, argv in commands.items()}
     out: dict[str, dict[str, Any]] = {}
-    for name, argv in (
-        ("deni ledger check", ("ledger", "check")),
-        ("deni audit verify", ("audit", "verify")),
-        ("deni reconcile", ("reconcile",)),
-    ):
-        done = topology.deni_command(*argv)
-        text_out = (done.stdout + done.stderr)[-6_000:]
-        out[name] = {"ok": done.returncode == 0, "exit": done.returncode, "output": text_out}
+    for name, future in done.items():
+        finished = future.result()
+        text_out = (finished.stdout + finished.stderr)[-6_000:]
+        out[name] = {
+            "ok": finished.returncode == 0,
+            "exit": finished.returncode,
+            "output": text_out,
+        }
     answered = _wait_balance_report(topology, engine)
     out["deni reconcile"]["ok"] = out["deni reconcile"]["ok"] and answered
     if not answered:
