@@ -74,8 +74,9 @@ def render(report: dict[str, Any]) -> str:
         "",
         "The people, every one drawn from the seed:",
         "",
-        f"- {pop['api_members']} API members: top up by STK push, ask each other for loans"
-        " (1-3 days, a fee, often a daily penalty), approve or decline what they are asked,"
+        f"- {pop['api_members']} API members ({pop.get('defaulters', 0)} of them borrow and never"
+        " pay: every STK prompt they get is cancelled): top up by STK push, ask each other for"
+        " loans (1-3 days, a fee, often a daily penalty), approve or decline what they are asked,"
         " repay from the wallet (part or all), by STK push, or by paybill with the loan's code"
         " (mistyped now and then: one character short, lower case with spaces), withdraw by"
         " B2C, write off overdue loans they lent, read statements; think 1-4 s;",
@@ -135,13 +136,25 @@ def render(report: dict[str, Any]) -> str:
         "| at s | fault | back healthy after s | failed requests | failing for s |",
         "|---:|---|---:|---:|---:|",
     ]
-    for row in report["channels"].get("_recovery", []):
+    for row in report["channels"]["_recovery"]:
         target = f" ({row['target']})" if row["target"] else ""
         healthy = "-" if row["healthy_after_s"] is None else f"{row['healthy_after_s']:.1f}"
         lines.append(
             f"| {row['at_s']:.1f} | {row['fault']}{target} | {healthy} |"
             f" {row['failed_requests']} | {row['errors_for_s']:.1f} |"
         )
+    failures = report["channels"].get("_failures", [])
+    if failures:
+        lines += ["", "Every failed request (5xx, or no answer: status 0):", ""]
+        lines += [
+            "| at s | channel | status | ms | inside a fault's window |",
+            "|---:|---|---:|---:|---|",
+        ]
+        lines += [
+            f"| {f['at_s']:.1f} | {f['channel']} | {f['status']} | {f['ms']:,.0f} |"
+            f" {'yes' if f['in_fault_window'] else '**no**'} |"
+            for f in failures
+        ]
     lines += [
         "",
         "## The proof",

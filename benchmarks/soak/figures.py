@@ -14,6 +14,7 @@ from benchmarks.stats import percentile
 
 # After a process fault, failures this long past its recovery still count as the fault's.
 WINDOW_GRACE_S = 10.0
+FAILURES_SHOWN_MAX = 200
 COLOURS = {"api": "#3465a4", "ussd": "#4e9a06", "sync": "#75507b", "paybill": "#c17d11"}
 
 
@@ -51,6 +52,17 @@ def channels(recorder: Recorder, faults: list[Fault]) -> dict[str, Any]:
             "http_4xx": sum(1 for s in samples if 400 <= s.status < 500),
         }
     out["_recovery"] = recovery(recorder, faults)
+    out["_failures"] = [
+        {
+            "channel": s.channel,
+            "at_s": round(s.at_s, 2),
+            "status": s.status,
+            "ms": round(s.ms, 1),
+            "in_fault_window": any(a <= s.at_s <= b for a, b, _ in windows),
+        }
+        for s in recorder.samples
+        if _failed(s)
+    ][:FAILURES_SHOWN_MAX]
     return out
 
 

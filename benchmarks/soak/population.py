@@ -48,6 +48,9 @@ TYPO_SHARE = 0.15
 @dataclass(frozen=True, slots=True)
 class PopulationPlan:
     api_members: int = 16
+    # API members who borrow and never pay: every STK prompt they get is cancelled, so their
+    # loans fall overdue, accrue penalties, are chased by auto-repay and written off.
+    defaulters: int = 2
     ussd_members: int = 16
     ussd_newcomers: int = 6
     sync_members: int = 4
@@ -58,6 +61,7 @@ class PopulationPlan:
 
     def __post_init__(self) -> None:
         assert 2 <= self.api_members <= 2_000
+        assert 0 <= self.defaulters < self.api_members
         assert 0 <= self.ussd_members <= 10_000
         assert 0 <= self.ussd_newcomers <= 1_000
         assert 0 <= self.sync_members <= 200
@@ -276,9 +280,25 @@ class ApiMember:
             return None
         return response.json()
 
+    @property
+    def defaulter(self) -> bool:
+        return self.member.index < self.world.plan.defaulters
+
     async def run(self) -> None:
         if not await self.login():
             self.world.recorder.count("api_login_failed")
+            return
+        if self.defaulter:
+            fault = {
+                "kind": "stk",
+                "phone": self.member.phone,
+                "action": "result_code",
+                "result_code": 1032,
+                "times": 1_000,
+            }
+            with contextlib.suppress(httpx.HTTPError):
+                await self.world.sandbox.post("/sandbox/faults", json=fault)
+            await self._borrow_only()
             return
         await self.top_up()  # everyone starts with some money on Deni
         for _ in range(ACTIONS_PER_MEMBER_MAX):
@@ -300,6 +320,16 @@ class ApiMember:
                 weights=[12, 20, 25, 20, 6, 3, 14],
             )[0]
             await action()
+
+    async def _borrow_only(self) -> None:
+        for _ in range(ACTIONS_PER_MEMBER_MAX):
+            await self.world.pause(self.rng, self.world.plan.api_think_s)
+            if not self.world.running():
+                return
+            if self.rng.random() < 0.5:
+                await self.request()
+            else:
+                await self.read()
 
     async def top_up(self) -> None:
         amount = self.rng.randrange(500, 5_000) * 100
@@ -474,10 +504,9 @@ class UssdMember:
     async def run(self) -> None:
         if not self.registered:
             name = self.member.name
-            reply = await self.dial(["", "1", name, PIN, PIN])
+            await self.dial(["", "1", name, PIN, PIN])
             self.registered = True
-            outcome = "ended" if reply and reply.startswith("END") else "not ended"
-            self.world.recorder.count(f"ussd_registrations_{outcome}")
+            self.world.recorder.count("ussd_registrations")
         await self.dial(["", "5", "1", str(self.rng.randrange(500, 5_000))])  # top up first
         for _ in range(ACTIONS_PER_MEMBER_MAX):
             if not self.world.running():

@@ -299,6 +299,7 @@ def result_summary(result: SoakResult) -> dict[str, Any]:
         "workers": result.config.workers,
         "population": {
             "api_members": result.config.plan.api_members,
+            "defaulters": result.config.plan.defaulters,
             "ussd_members": result.config.plan.ussd_members,
             "ussd_newcomers": result.config.plan.ussd_newcomers,
             "sync_members": result.config.plan.sync_members,

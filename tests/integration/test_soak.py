@@ -55,6 +55,7 @@ def test_under_load_and_faults_no_shilling_is_lost_or_paid_twice(
         out_dir=tmp_path,
         plan=PopulationPlan(
             api_members=6,
+            defaulters=1,
             ussd_members=6,
             ussd_newcomers=2,
             sync_members=2,
