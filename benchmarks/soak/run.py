@@ -134,9 +134,10 @@ def run_soak(config: SoakConfig) -> SoakResult:
             }
         )
         members = population.people(config.seed, config.plan)
-        with _environment(topology.env):
+        topology.start_apis()
+        with _environment(topology.env):  # while the APIs start
             population.seed_members(Settings(), members)
-        topology.start_deni()
+        topology.finish_start()
         say(f"soak: up (database {topology.database.rsplit('/', 1)[-1]}, logs {run_dir})")
         schedule = faults_mod.schedule(config.seed, config.seconds, config.workers)
         marks["up"] = time.monotonic()

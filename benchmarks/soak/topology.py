@@ -294,6 +294,7 @@ class Topology:
     env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, Managed] = field(default_factory=dict)
     balancer: BalancerThread | None = None
+    _registration: subprocess.Popen[bytes] | None = None
 
     @property
     def clock_file(self) -> Path:
@@ -356,16 +357,21 @@ class Topology:
         )
         self.processes["sandbox"] = sandbox
         sandbox.start()
+        # The schema while the sandbox starts: the upgrade needs only the database.
+        upgrade = subprocess.Popen(  # noqa: S603
+            [DENI, "db", "upgrade"],
+            env={**base_env, "DENI_ENVIRONMENT": "development", "DENI_DATABASE_URL": self.database},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         sandbox.wait_healthy()
         certificate = self.run_dir / "sandbox-certificate.pem"
         certificate.write_bytes(httpx.get(f"{self.sandbox_url}/sandbox/certificate").content)
         self.clock_file.write_text("0\n")
         self.env = {**base_env, **self._deni_env(certificate)}
-        done = subprocess.run(  # noqa: S603
-            [DENI, "db", "upgrade"], env=self.env, capture_output=True, timeout=120, check=False
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"deni db upgrade failed: {done.stderr.decode()[-2000:]}")
+        _, errors = upgrade.communicate(timeout=120)
+        if upgrade.returncode != 0:
+            raise RuntimeError(f"deni db upgrade failed: {errors.decode()[-2000:]}")
 
     def _deni_env(self, certificate: Path) -> dict[str, str]:
         return {
@@ -403,7 +409,9 @@ class Topology:
             "DENI_SMS_INTERVAL_S": "2",
         }
 
-    def start_deni(self) -> None:
+    def start_apis(self) -> None:
+        """The 2 API processes, the balancer, the workers and the C2B registration, without
+        waiting (each takes seconds): `finish_start` waits."""
         for index, port in enumerate(self.ports.apis, start=1):
             api = Managed(
                 f"api-{index}",
@@ -421,17 +429,6 @@ class Topology:
             api.start()
         self.balancer = BalancerThread(self.ports.front, self.ports.apis)
         self.balancer.start()
-        for name in ("api-1", "api-2"):
-            self.processes[name].wait_healthy()
-        done = subprocess.run(  # noqa: S603
-            [DENI, "payments", "register-urls"],
-            env=self.env,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"C2B registration failed: {done.stdout.decode()[-2000:]}")
         for index in range(1, self.workers + 1):
             worker = Managed(
                 f"worker-{index}",
@@ -442,6 +439,21 @@ class Topology:
             )
             self.processes[worker.name] = worker
             worker.start()
+        # Where paybill payments are told (the sandbox forgets it when it restarts).
+        self._registration = subprocess.Popen(  # noqa: S603
+            [DENI, "payments", "register-urls"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    def finish_start(self) -> None:
+        for name in ("api-1", "api-2"):
+            self.processes[name].wait_healthy()
+        assert self._registration is not None
+        output, _ = self._registration.communicate(timeout=60)
+        if self._registration.returncode != 0:
+            raise RuntimeError(f"C2B registration failed: {output.decode()[-2000:]}")
 
     def restart(self, name: str) -> float:
         """Start a killed process again; seconds until it is healthy."""
