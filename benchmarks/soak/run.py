@@ -59,6 +59,8 @@ class SoakConfig:
     # Any database on the PostgreSQL server to use; the soak makes its own beside it.
     postgres_url: str = POSTGRES_URL
     keep_database: bool = True
+    # M-PESA faults (faults.SANDBOX_FAULTS names) not to inject.
+    faults_left_out: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         assert 10 <= self.seconds <= SECONDS_MAX
@@ -139,7 +141,9 @@ def run_soak(config: SoakConfig) -> SoakResult:
             population.seed_members(Settings(), members)
         topology.finish_start()
         say(f"soak: up (database {topology.database.rsplit('/', 1)[-1]}, logs {run_dir})")
-        schedule = faults_mod.schedule(config.seed, config.seconds, config.workers)
+        schedule = faults_mod.schedule(
+            config.seed, config.seconds, config.workers, leave_out=config.faults_left_out
+        )
         marks["up"] = time.monotonic()
         recorder = asyncio.run(_load(config, topology, members, schedule))
         marks["loaded"] = time.monotonic()
