@@ -195,6 +195,13 @@ def render(report: dict[str, Any]) -> str:
     ]
     for name, value in report["events"].items():
         lines.append(f"| {name} | {value:,} |")
+    errors = report.get("error_events", {})
+    if errors:
+        lines += ["", "Error-level log events, per process (JSON lines on stderr):", ""]
+        lines += ["| process | event | count |", "|---|---|---:|"]
+        for process, counts in errors.items():
+            lines += [f"| {process} | `{event}` | {n:,} |" for event, n in counts.items()]
+    lines += FINDINGS
     lines += _machine_section()
     lines += [
         "",
@@ -216,6 +223,39 @@ def render(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+FINDINGS = [
+    "",
+    "## Findings",
+    "",
+    "What the soak showed while it was being built (these runs and the ones before; each"
+    " with its evidence in the run's logs and soak.json):",
+    "",
+    "- **Two workers race on the disbursement sweep.** Both find the same approved loan, both"
+    " try to queue its payout, and the second's insert hits `uq_mpesa_requests_idempotency_key`"
+    " (`reconcile.queue_payout` reads the user without a lock, then `request_payout` finds no"
+    " request by the key until the first commits). No money moves twice (the key holds), but"
+    " the whole worker pass ends there (`mpesa_worker_failed`), skipping the auto-payout sweep"
+    " and the reconciler's checks for that pass. With 2 workers it is frequent (the"
+    " `mpesa_worker_failed` counts above). A lock on the member's row before the key is looked"
+    " up (`uow.users.lock`, as `withdraw` does) would make the second worker find the first's"
+    " request; not changed here.",
+    "- **A PostgreSQL backend ended mid-request answers 500.** `pg_terminate_backend` on a"
+    ' connection in use gives `OperationalError` ("server closed the connection") in the'
+    " request, logged as `unhandled_error`; a USSD hop on such a connection met"
+    " `PendingRollbackError` in the read path (`ussd_hop_failed`). The pool's pre-ping"
+    " replaces dead connections at checkout, so it lasts a request or two; a 503 with"
+    " `Retry-After` would say it better. Counted inside the fault's window.",
+    "- **A balance report once showed a difference the ledger did not explain** (one 30-second"
+    " smoke run, -KES 17,634 on the working account, every other check clean; not seen in"
+    " the 600-second runs). Suspected, not confirmed: an STK push whose answer Daraja lost"
+    " (the sandbox's `http_500` with `processed`) is failed as unanswered and stops counting"
+    " as money maybe in flight while M-PESA may still take the customer's money. The smoke"
+    " leaves that fault out until it is settled; `make soak` keeps it.",
+    "- **An API process takes 8-15 s to answer its health check after a start** on this"
+    " loaded machine; with the balancer routing round it, no request failed meanwhile.",
+]
 
 
 def _machine_section() -> list[str]:

@@ -297,6 +297,24 @@ def _keep_sandbox_records(topology: Topology) -> None:
             (topology.run_dir / f"sandbox-{name}.json").write_text(json.dumps(body, indent=1))
 
 
+def error_events(run_dir: Path) -> dict[str, dict[str, int]]:
+    """Error-level events in each process's JSON log lines: what an operator's alerts see."""
+    out: dict[str, dict[str, int]] = {}
+    for log_path in sorted(run_dir.glob("*.log")):
+        counts: dict[str, int] = {}
+        for line in log_path.read_text(errors="replace").splitlines():
+            if '"level": "error"' not in line:
+                continue
+            try:
+                event = str(json.loads(line).get("event", "?"))[:60]
+            except ValueError:
+                continue
+            counts[event] = counts.get(event, 0) + 1
+        if counts:
+            out[log_path.stem] = counts
+    return out
+
+
 def result_summary(result: SoakResult) -> dict[str, Any]:
     return {
         "seed": result.config.seed,
@@ -319,6 +337,7 @@ def result_summary(result: SoakResult) -> dict[str, Any]:
         },
         "faults": [f.as_json() for f in result.faults],
         "events": dict(sorted(result.recorder.events.items())),
+        "error_events": error_events(result.config.out_dir / f"run-{result.config.seed}"),
         "channels": figures.channels(result.recorder, result.faults),
     }
 

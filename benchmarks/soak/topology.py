@@ -323,6 +323,8 @@ class Topology:
     def prepare(self) -> None:
         """A fresh database, migrated; Redis and the sandbox running; the settings written."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        for old_log in self.run_dir.glob("*.log"):  # a replayed seed starts its logs afresh
+            old_log.unlink()
         self.database = soak_database_url(self.postgres_url, self.ports)
         fresh_database(self.database)
         redis = Managed(
