@@ -21,7 +21,7 @@ from benchmarks.soak.population import PopulationPlan
 from benchmarks.soak.run import SoakConfig, run_soak
 from benchmarks.soak.topology import free_port_base
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 SMOKE_SECONDS = 30.0
 SMOKE_SETTLE_S = 45.0
