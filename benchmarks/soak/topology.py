@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -325,6 +326,8 @@ class Topology:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for old_log in self.run_dir.glob("*.log"):  # a replayed seed starts its logs afresh
             old_log.unlink()
+        # ... and its devices: a device database remembers the member of the run before.
+        shutil.rmtree(self.run_dir / "sync", ignore_errors=True)
         self.database = soak_database_url(self.postgres_url, self.ports)
         fresh_database(self.database)
         redis = Managed(
