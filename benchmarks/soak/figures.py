@@ -27,6 +27,12 @@ def _windows(faults: list[Fault]) -> list[tuple[float, float, Fault]]:
     return out
 
 
+def _inside(sample: Sample, windows: list[tuple[float, float, Fault]]) -> bool:
+    """A request in flight at any moment of a window: one sent just before a kill is cut by it."""
+    end = sample.at_s + sample.ms / 1000
+    return any(a <= end and sample.at_s <= b for a, b, _ in windows)
+
+
 def _failed(sample: Sample) -> bool:
     return sample.status == 0 or sample.status >= 500
 
@@ -39,7 +45,7 @@ def channels(recorder: Recorder, faults: list[Fault]) -> dict[str, Any]:
         samples = [s for s in recorder.samples if s.channel == channel]
         answered = [s.ms for s in samples if s.status != 0]
         failed = [s for s in samples if _failed(s)]
-        inside = [s for s in failed if any(a <= s.at_s <= b for a, b, _ in windows)]
+        inside = [s for s in failed if _inside(s, windows)]
         out[channel] = {
             "requests": len(samples),
             "per_second": round(len(samples) / elapsed, 2),
@@ -58,7 +64,7 @@ def channels(recorder: Recorder, faults: list[Fault]) -> dict[str, Any]:
             "at_s": round(s.at_s, 2),
             "status": s.status,
             "ms": round(s.ms, 1),
-            "in_fault_window": any(a <= s.at_s <= b for a, b, _ in windows),
+            "in_fault_window": _inside(s, windows),
         }
         for s in recorder.samples
         if _failed(s)
@@ -71,7 +77,7 @@ def recovery(recorder: Recorder, faults: list[Fault]) -> list[dict[str, Any]]:
     fault to the last request that failed inside its window (0: nobody noticed)."""
     rows = []
     for start, end, fault in _windows(faults):
-        failures = [s for s in recorder.samples if _failed(s) and start <= s.at_s <= end]
+        failures = [s for s in recorder.samples if _failed(s) and _inside(s, [(start, end, fault)])]
         last = max((s.at_s + s.ms / 1000 for s in failures), default=start)
         rows.append(
             {

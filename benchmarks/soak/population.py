@@ -37,6 +37,7 @@ API_PREFIX = "/api/v1"
 SERVICE_CODE = "*383#"
 REQUEST_TIMEOUT_S = 15.0
 CONNECTIONS_MAX = 64
+KEEPALIVE_EXPIRY_S = 2.0
 SAMPLES_MAX = 2_000_000
 ACTIONS_PER_MEMBER_MAX = 100_000
 HOPS_PER_JOURNEY_MAX = 12
@@ -191,7 +192,13 @@ def new_world(
     run_dir: Path,
     plan: PopulationPlan,
 ) -> World:
-    limits = httpx.Limits(max_connections=CONNECTIONS_MAX, max_keepalive_connections=32)
+    # An idle connection is dropped before the server's keep-alive (uvicorn: 5 s) could close
+    # it under a request: that race is the client's, not a fault's.
+    limits = httpx.Limits(
+        max_connections=CONNECTIONS_MAX,
+        max_keepalive_connections=32,
+        keepalive_expiry=KEEPALIVE_EXPIRY_S,
+    )
     return World(
         front_url=front_url,
         sandbox_url=sandbox_url,
