@@ -211,6 +211,7 @@ async def _load(
         with contextlib.suppress(asyncio.CancelledError):
             await injector
     finally:
+        world.stop_at = 0.0  # interrupted or done: every actor, threads too, stops
         await world.http.aclose()
         await world.sandbox.aclose()
     if topology.balancer is not None:
