@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -62,10 +63,11 @@ class Proof:
         }
 
 
-def unsettled(engine: Engine) -> dict[str, int]:
+def unsettled(engine: Engine, *, pulled_since: datetime | None = None) -> dict[str, int]:
     """What is still moving: open M-PESA requests (not those parked for a person), outbox
-    messages not done, stored callbacks not applied, claims not decided, holds pending for
-    anything but a parked payout."""
+    messages not done, stored callbacks not applied, claims not decided; and, from
+    `pulled_since` (Deni's clock), no Pull API pass finished yet: a paybill payment whose
+    confirmation M-PESA dropped is found only by a pull."""
     queries = {
         "open requests": "SELECT count(*) FROM mpesa_requests WHERE state IN"
         " ('queued','sending','sent','unknown') AND NOT awaiting_decision",
@@ -78,11 +80,25 @@ def unsettled(engine: Engine) -> dict[str, int]:
     with engine.connect() as connection:
         for name, sql in queries.items():
             out[name] = int(connection.execute(text(sql)).scalar_one())
+        if pulled_since is not None:
+            pulls = connection.execute(
+                text(
+                    "SELECT count(*) FROM paybill_pulls WHERE state = 'done'"
+                    " AND started_at >= :since"
+                ),
+                {"since": pulled_since},
+            ).scalar_one()
+            out["no pull since the load ended"] = 0 if pulls else 1
     return out
 
 
 def settle(
-    engine: Engine, sandbox_url: str, *, timeout_s: float, quiet_polls: int = 3
+    engine: Engine,
+    sandbox_url: str,
+    *,
+    timeout_s: float,
+    pulled_since: datetime | None = None,
+    quiet_polls: int = 3,
 ) -> tuple[bool, float, dict[str, int]]:
     """Faults off, every held callback sent, then wait (bounded) until nothing moves."""
     started = time.monotonic()
@@ -92,7 +108,7 @@ def settle(
         calm = 0
         while time.monotonic() - started < timeout_s:
             sandbox.post("/sandbox/callbacks/flush", json={"timeout_s": 10})
-            last = unsettled(engine)
+            last = unsettled(engine, pulled_since=pulled_since)
             calm = calm + 1 if not any(last.values()) else 0
             if calm >= quiet_polls:
                 return True, time.monotonic() - started, last

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -154,8 +154,17 @@ def run_soak(config: SoakConfig) -> SoakResult:
         engine = make_engine(topology.database, pool_size=2)
         try:
             result_proof = proof.Proof()
+            # A day passes once more before the settle: the Pull API reads paybill payments
+            # up to 10 minutes old (Deni's clock), so one whose confirmation M-PESA dropped
+            # near the end is found by the next pull, as it would be 10 minutes later.
+            offset_s = topology.advance_clock(faults_mod.DAY_S)
+            with httpx.Client(base_url=topology.sandbox_url, timeout=30.0) as sandbox:
+                sandbox.post("/sandbox/clock/advance", json={"seconds": faults_mod.DAY_S})
             settled, settle_s, left = proof.settle(
-                engine, topology.sandbox_url, timeout_s=config.settle_s
+                engine,
+                topology.sandbox_url,
+                timeout_s=config.settle_s,
+                pulled_since=datetime.now(UTC) + timedelta(seconds=offset_s),
             )
             result_proof.settled, result_proof.settle_s = settled, settle_s
             if not settled:
