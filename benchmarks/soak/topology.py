@@ -296,6 +296,7 @@ class Topology:
     processes: dict[str, Managed] = field(default_factory=dict)
     balancer: BalancerThread | None = None
     _registration: subprocess.Popen[bytes] | None = None
+    closing: bool = False
 
     @property
     def clock_file(self) -> Path:
@@ -462,6 +463,8 @@ class Topology:
 
     def restart(self, name: str) -> float:
         """Start a killed process again; seconds until it is healthy."""
+        if self.closing:
+            raise RuntimeError(f"the soak is stopping: {name} stays down")
         managed = self.processes[name]
         managed.start()
         if name == "redis":
@@ -469,6 +472,7 @@ class Topology:
         return managed.wait_healthy()
 
     def stop_all(self) -> None:
+        self.closing = True  # a fault's restart still under way must not outlive the soak
         if self.balancer is not None:
             self.balancer.stop()
         for name in reversed(list(self.processes)):
