@@ -159,8 +159,11 @@ def render(report: dict[str, Any]) -> str:
         "",
         "## The proof",
         "",
-        f"After the load: faults off, held callbacks sent, then a bounded settle (here"
-        f" {proof['settle_s']:.0f} s) until nothing moves. Then:",
+        "After the load: faults off, held callbacks sent, a day passes once more (the Pull"
+        " API reads paybill payments at least 10 minutes old, by Deni's clock: one whose"
+        " confirmation M-PESA dropped near the end is found by the next pull, as it would be"
+        f" 10 minutes later), then a bounded settle (here {proof['settle_s']:.0f} s) until"
+        " nothing moves and a pull has run. Then:",
         "",
     ]
     for check in proof["checks"]:
