@@ -264,6 +264,7 @@ def _deni_checks(topology: Topology, engine: Any) -> dict[str, dict[str, Any]]:
         "deni audit verify": ("audit", "verify"),
         "deni reconcile": ("reconcile",),
     }
+    since = datetime.now(UTC) + timedelta(seconds=topology.clock_offset_s()) - timedelta(seconds=1)
     with ThreadPoolExecutor(max_workers=len(commands)) as pool:
         done = {name: pool.submit(topology.deni_command, *argv) for name, argv in commands.items()}
     out: dict[str, dict[str, Any]] = {}
@@ -275,14 +276,18 @@ def _deni_checks(topology: Topology, engine: Any) -> dict[str, dict[str, Any]]:
             "exit": finished.returncode,
             "output": text_out,
         }
-    answered = _wait_balance_report(topology, engine)
+    answered = _wait_balance_report(topology, engine, since)
     out["deni reconcile"]["ok"] = out["deni reconcile"]["ok"] and answered
     if not answered:
         out["deni reconcile"]["output"] += "\n(the balance report was not answered in time)"
     return out
 
 
-def _wait_balance_report(topology: Topology, engine: Any, timeout_s: float = 60.0) -> bool:
+def _wait_balance_report(
+    topology: Topology, engine: Any, since: datetime, timeout_s: float = 60.0
+) -> bool:
+    """The report `deni reconcile` asked for (from `since`, Deni's clock) answered and applied.
+    One asked during the load whose answer a fault lost stays `requested`; it is not this."""
     from sqlalchemy import text
 
     deadline = time.monotonic() + timeout_s
@@ -290,10 +295,14 @@ def _wait_balance_report(topology: Topology, engine: Any, timeout_s: float = 60.
         while time.monotonic() < deadline:
             sandbox.post("/sandbox/callbacks/flush", json={"timeout_s": 10})
             with engine.connect() as connection:
-                waiting = connection.execute(
-                    text("SELECT count(*) FROM balance_reports WHERE state = 'requested'")
-                ).scalar_one()
-            if waiting == 0:
+                asked, waiting = connection.execute(
+                    text(
+                        "SELECT count(*), count(*) FILTER (WHERE state = 'requested')"
+                        " FROM balance_reports WHERE requested_at >= :since"
+                    ),
+                    {"since": since},
+                ).one()
+            if asked and not waiting:
                 return True
             time.sleep(1.0)
     return False

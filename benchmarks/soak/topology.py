@@ -302,6 +302,9 @@ class Topology:
     def clock_file(self) -> Path:
         return self.run_dir / "clock-offset-s"
 
+    def clock_offset_s(self) -> float:
+        return float(self.clock_file.read_text() or "0")
+
     def advance_clock(self, seconds: float) -> float:
         """Every Deni process `seconds` later (they re-read the file within a second)."""
         offset = float(self.clock_file.read_text() or "0") + seconds
