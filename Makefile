@@ -9,7 +9,7 @@ SRC := src tests benchmarks deploy
 MUTATION_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: venv run lint test test-fast chromium alert-tests monitoring-tools pgbackrest backup-drill \
-	bench mutation fmt clean stack stack-down stack-status stack-check stack-packages systemd-verify
+	bench soak mutation fmt clean stack stack-down stack-status stack-check stack-packages systemd-verify
 
 venv: $(STAMP)
 
@@ -108,6 +108,14 @@ backup-drill: venv pgbackrest
 
 bench: venv
 	$(BIN)/python -m benchmarks.run
+
+# The whole system under load and faults, then the proof that no shilling was lost or paid
+# twice (docs/benchmarks-soak.md). SOAK_SECONDS (default 600) and SOAK_SEED (default random,
+# printed; the same seed replays the same people and fault schedule). Needs PostgreSQL on
+# 127.0.0.1:5432 and redis-server; starts its own Redis, sandbox, APIs and workers on
+# SOAK_PORT_BASE (18790) and up. Writes var/soak/run-SEED/soak.json and soak.svg.
+soak: venv
+	$(BIN)/python -m benchmarks.soak
 
 # Mutation testing of the money core (docs/testing.md): slow, so neither `make test` nor CI runs
 # it. Starts afresh each time; the files and tests it uses are in pyproject.toml [tool.mutmut].

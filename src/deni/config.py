@@ -147,6 +147,14 @@ class Settings(BaseSettings):
     worker_heartbeat_stale_s: float = Field(default=120.0, ge=30, le=86_400)
     mpesa_stk_query_after_s: float = Field(default=180.0, ge=0, le=86_400)
     mpesa_status_after_s: float = Field(default=120.0, ge=0, le=86_400)
+    # Between two questions about the same request (STK Query, Transaction Status): an answer
+    # that never came is asked for again after this. Shorter only where minutes matter more
+    # than Daraja's quota (the soak, benchmarks/soak).
+    mpesa_check_backoff_s: float = Field(default=300.0, ge=1, le=86_400)
+    # A file holding seconds to add to the system clock, re-read as it changes: every process
+    # given the same file lives in the same moved time, so the soak (benchmarks/soak) lets
+    # loans fall due in minutes. Refused in production (config_checks.py).
+    clock_offset_file: str = ""
     # A paybill payment accepted at validation and still unconfirmed after this: ask M-PESA.
     mpesa_paybill_confirm_after_s: float = Field(default=300.0, ge=0, le=86_400)
     # The Pull API (paybill payments of the last 48 h, to find lost confirmations): how often

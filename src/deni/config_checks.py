@@ -266,6 +266,8 @@ def _network_problems(settings: Settings) -> list[str]:
         problems += _callback_source_problems(settings.callback_allowed_ips)
     if settings.sandbox:
         problems.append("DENI_SANDBOX=on is for development, never production")
+    if settings.clock_offset_file:
+        problems.append("DENI_CLOCK_OFFSET_FILE moves Deni's clock: for the soak, never production")
     return problems
 
 

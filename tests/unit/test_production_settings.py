@@ -249,3 +249,7 @@ def test_a_pem_vapid_key_is_taken_too() -> None:
         .decode()
     )
     assert production(vapid_private_key=pem).vapid_private_key == pem
+
+
+def test_a_moved_clock_is_refused() -> None:
+    assert "DENI_CLOCK_OFFSET_FILE" in refusal(clock_offset_file="var/clock-offset")

@@ -21,7 +21,7 @@ from typing import Protocol, TypedDict
 import structlog
 from sqlalchemy import Engine
 
-from deni.adapters.clock import SystemClock
+from deni.adapters.clock import OffsetClock, SystemClock
 from deni.adapters.daraja.client import DarajaClient, DarajaConfig
 from deni.adapters.daraja.gateway import DarajaGateway
 from deni.adapters.db.backup import (
@@ -313,6 +313,9 @@ def bootstrap(
 ) -> Deni:
     settings = settings or Settings()
     engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
+    if clock is None and settings.clock_offset_file:
+        assert settings.environment != "production"
+        clock = OffsetClock(settings.clock_offset_file)
     clock = clock or SystemClock()
     return Deni(
         settings=settings,
@@ -411,6 +414,7 @@ def mpesa_policy(settings: Settings) -> MpesaPolicy:
     return MpesaPolicy(
         stk_query_after_s=settings.mpesa_stk_query_after_s,
         status_after_s=settings.mpesa_status_after_s,
+        check_backoff_s=settings.mpesa_check_backoff_s,
         paybill_confirm_after_s=settings.mpesa_paybill_confirm_after_s,
         pull_interval_s=settings.mpesa_pull_interval_s,
     )

@@ -1,0 +1,1 @@
+"""The soak: the whole system under load and faults, then the proof (benchmarks/soak/run.py)."""
