@@ -14,7 +14,7 @@ import pytest
 
 from deni.domain.errors import Conflict
 from deni.domain.ledger import HoldState, PlatformAccount
-from deni.domain.mpesa import EventKind, MpesaRequest, RequestState
+from deni.domain.mpesa import EventKind, MpesaRequest, Purpose, RequestState
 from deni.domain.users import User
 from deni.services.mpesa import callbacks, claims, reconcile, requests
 from deni.services.mpesa.callbacks import Stored
@@ -27,6 +27,7 @@ from deni.services.mpesa.ports import (
     InboxState,
     MpesaDeps,
     MpesaPolicy,
+    PayoutCandidate,
     StatusResultEvent,
     StkResultEvent,
     SuspenseState,
@@ -34,7 +35,7 @@ from deni.services.mpesa.ports import (
 from deni.services.outbox import OutboxReport, run_once
 from tests.fakes.gateway import FakeMpesaGateway, body, not_paid, not_sent, unknown
 from tests.services.world import World
-from tests.support.builders import fund, register, wallet_cents
+from tests.support.builders import fund, lend, register, wallet_cents
 
 PIN = "3591"
 WAIT_S = 60.0  # every wait of the policy below
@@ -391,3 +392,29 @@ def test_a_paybill_payment_for_no_account_waits_in_suspense_until_assigned_once(
     with deps.uow.read_only() as uow:
         [assigned] = uow.suspense.in_states(states=[SuspenseState.ASSIGNED], limit=9)
     assert assigned.user_id == owner.id
+
+
+@pytest.mark.parametrize("asked_cents", [1_000_00, 5_000_00], ids=["paid_out", "kept"])
+def test_a_payout_candidate_found_by_two_sweeps_is_queued_once(
+    world: World, deps: MpesaDeps, asked_cents: int
+) -> None:
+    """Two workers read the same candidate before either queued it: the second finds the
+    first's request, paid out or kept in the wallet (it no longer holds the amount), and adds
+    nothing; it used to fail the whole worker pass on the unique key."""
+    lender, borrower = register(world, name="Akinyi"), register(world, name="Otieno")
+    fund(world, lender, 2_000_00)
+    loan = lend(world, lender=lender, borrower=borrower, approve_with_pin="3591")
+    in_wallet_cents = wallet_cents(world, borrower)
+    candidate = PayoutCandidate(
+        source_id=loan.id, user_id=borrower.id, loan_id=loan.id, amount_cents=asked_cents
+    )
+    for _ in range(2):
+        reconcile.queue_payout(deps, candidate, purpose=Purpose.DISBURSEMENT, key=loan.id)
+    with deps.uow.read_only() as uow:
+        made = uow.mpesa_requests.find_by_key(
+            f"{Purpose.DISBURSEMENT.value}:{borrower.id}:{loan.id}"
+        )
+        assert made is not None
+    paid_out = asked_cents <= in_wallet_cents
+    assert made.state is (RequestState.QUEUED if paid_out else RequestState.FAILED)
+    assert wallet_cents(world, borrower) == in_wallet_cents - (asked_cents if paid_out else 0)

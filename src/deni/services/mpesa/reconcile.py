@@ -228,8 +228,12 @@ def queue_payout(
     now = deps.clock.now()
     amount_cents = _whole_shillings(candidate.amount_cents)
     with deps.uow() as uow:
-        owner = uow.users.get(candidate.user_id)
+        # Two workers' sweeps can find the same candidate: the member's row orders them, and
+        # the second finds the first's request (paid out or kept) instead of adding its own.
+        owner = uow.users.lock(candidate.user_id)
         assert owner is not None
+        if uow.mpesa_requests.find_by_key(f"{purpose.value}:{owner.id}:{key}") is not None:
+            return
         if not owner.money_may_leave(now):
             return  # held (a PIN reset, customer care): a sweep after the hold pays it out
         balance_cents = ledger.wallet_balance_cents(uow, user_id=candidate.user_id)
