@@ -18,6 +18,11 @@ BEGIN_MODE_KEY = "deni_begin_mode"
 # PostgreSQL codes that mean "try the whole transaction again": serialization, deadlock.
 # Serialization failure, deadlock victim, lock_timeout: the transaction may simply be tried again.
 POSTGRES_RETRYABLE = frozenset({"40001", "40P01", "55P03"})
+# The backend ended under the transaction (an operator's pg_terminate_backend, a restart, a
+# failover), or a connection failed (class 08): the server rolled it back, unless it was the
+# COMMIT whose answer was lost. Either way trying again is safe, as every command carries a
+# key that makes a second try a replay; so the caller hears "busy", not an error.
+POSTGRES_CONNECTION_LOST = frozenset({"57P01", "57P02", "57P03"})
 # No statement of ours waits longer for a row lock: the caller gets StorageBusy (the API a
 # 503 with Retry-After) instead of a request hanging behind a stuck transaction.
 LOCK_TIMEOUT_MS = 5_000
@@ -104,6 +109,8 @@ def reading(engine: Engine, *, one_statement: bool = False) -> Iterator[Connecti
 
 def is_retryable(error: DBAPIError) -> bool:
     code = getattr(error.orig, "sqlstate", None)
-    if code in POSTGRES_RETRYABLE:
+    if code in POSTGRES_RETRYABLE or code in POSTGRES_CONNECTION_LOST:
+        return True
+    if error.connection_invalidated or (isinstance(code, str) and code.startswith("08")):
         return True
     return "database is locked" in str(error.orig)

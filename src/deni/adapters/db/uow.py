@@ -111,14 +111,21 @@ class SqlUnitOfWork:
         traceback: TracebackType | None,
     ) -> None:
         assert self._connection is not None
+        lost: DBAPIError | None = None
         try:
             if self._transaction is not None and self._transaction.is_active:
                 self._transaction.rollback()
+        except DBAPIError as error:
+            if not is_retryable(error):
+                raise
+            lost = error  # the connection ended, and the server rolled back with it
         finally:
             stop_deferring(self._connection)
             self._connection.close()
         if isinstance(exc, DBAPIError) and is_retryable(exc):
             raise StorageBusy("The database is busy; try again.") from exc
+        if exc is None and lost is not None:
+            raise StorageBusy("The database is busy; try again.") from lost
 
     def commit(self) -> None:
         assert self._transaction is not None
