@@ -163,9 +163,12 @@ def test_a_stolen_session_token_alone_moves_no_money(client: TestClient, deni: D
     )
     refused = client.post(url, json={"passkey": forged}, headers=lender.with_key())
     assert_error(refused, 401, "passkey_refused")
-    # Adding the thief's own passkey to the lender's account needs the lender's PIN.
+    # Adding the thief's own passkey to the lender's account needs the lender's PIN. The
+    # refused signature above counted as a wrong try: this second one says one is left.
     assert_error(
-        client.post(ADD_OPTIONS, json={"pin": "1111"}, headers=lender.headers), 401, "wrong_pin"
+        client.post(ADD_OPTIONS, json={"pin": "1111"}, headers=lender.headers),
+        401,
+        "wrong_pin_last_try",
     )
     # A sign-in challenge is no approval either.
     ceremony = client.post(SIGN_IN_OPTIONS).json()

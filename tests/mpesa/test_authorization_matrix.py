@@ -352,6 +352,21 @@ MATRIX: dict[tuple[str, str], Probe] = {
     ("POST", "/loans/{loan_id}/mpesa-repayments"): foreign_path(
         _loan_paths("/mpesa-repayments"), {"amount_cents": 1_000}
     ),
+    ("GET", "/push/key"): public("the VAPID public key, the same for every browser"),
+    ("GET", "/me/push"): own_read(),
+    ("PUT", "/me/push/subscription"): own_write(
+        lambda _town: {
+            "endpoint": "https://fcm.googleapis.com/fcm/send/chebet-browser",
+            "keys": {
+                "p256dh": "BNcRdreALRFXTkOOUHK1EtK2wtaz5Ry4YfYCA",
+                "auth": "tBHItJI5svbpez7KI4CCXg",
+            },
+        }
+    ),
+    ("POST", "/me/push/unsubscribe"): own_write(
+        lambda _town: {"endpoint": "https://fcm.googleapis.com/fcm/send/chebet-browser"}
+    ),
+    ("PUT", "/me/push/kinds"): own_write(lambda _town: {"kinds": ["loan_requested"]}),
     ("GET", "/notifications"): own_read(),
     ("POST", "/notifications/read"): _mark_others_read,
     ("POST", "/notifications/read-all"): _mark_all_read_leaves_others,

@@ -24,6 +24,11 @@ open_browser = journeys.open_browser
 PHONE = {"width": 360, "height": 740}
 CREDITS = 55  # 55 notifications (3 pages of 20) and 55 statement lines (2 pages of 50)
 
+NAME_RULE_SW = (
+    "Jina lina herufi 2 hadi 60 na linaanza na herufi; nafasi, ' . - na hadi tarakimu 4 "
+    "zinakubalika."
+)
+
 
 def sent(person: Person, control: Locator) -> None:
     """`submit` of test_browser.py in any language: click, then wait for a sync after it."""
@@ -152,12 +157,12 @@ def test_a_change_of_name_is_checked_at_the_field_in_swahili_then_saved(
 
     name.fill("A")  # too short: refused at the form, nothing queued
     save.click()
-    expect(section.locator(".field-problem")).to_have_text("Jina lina herufi 2 hadi 60.")
+    expect(section.locator(".field-problem")).to_have_text(NAME_RULE_SW)
     expect(name).to_have_attribute("aria-invalid", "true")
     # A character the server will not print: its refusal, at the field, in Kiswahili.
     name.fill("Akinyi\u200bWanjiru")
     sent(person, save)
-    expect(section.locator(".field-problem")).to_have_text("Jina lina herufi 2 hadi 60.")
+    expect(section.locator(".field-problem")).to_have_text(NAME_RULE_SW)
     assert users.get_user(deni, user_id=member.id).name == "Akinyi Atieno"
 
     name.fill("  Akinyi   Wanjiru  ")

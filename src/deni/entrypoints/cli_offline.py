@@ -713,7 +713,10 @@ def _stopped_by_signals(stop: threading.Event) -> Iterator[None]:
     def handle(signum: int, _frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
         console.print(f"{_clock()} {name}: stopping", highlight=False, soft_wrap=True)
-        stop.set()
+        # Set from another thread: Event.set takes the event's lock, which the interrupted
+        # main thread may hold at that moment (inside Event.wait); setting it here would wait
+        # for ourselves forever.
+        threading.Thread(target=stop.set, name="watch-stop", daemon=True).start()
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
