@@ -155,7 +155,7 @@ def _threads(text: str) -> list[int]:
     return counts
 
 
-def _commit() -> str:
+def commit_short() -> str:
     try:
         done = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 (from PATH)
@@ -170,7 +170,7 @@ def _commit() -> str:
     return done.stdout.strip()
 
 
-def _load() -> str:
+def load_average() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
@@ -192,10 +192,10 @@ def main(argv: list[str] | None = None) -> None:
     assert set(modes) <= set(MODES), modes
 
     described = machine.describe()
-    print(f"commit {_commit()}; {described.cores} cores, {described.cpu_model}")
+    print(f"commit {commit_short()}; {described.cores} cores, {described.cpu_model}")
     print(f"{described.postgres}")
     print(f"{described.postgres_settings}")
-    print(f"load average before (1, 5, 15 min): {_load()}")
+    print(f"load average before (1, 5, 15 min): {load_average()}")
 
     url = databases.recreate_pg_database(args.database)
     databases.migrate(url)
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         deni.close()
         databases.drop_pg_database(args.database)
-    print(f"load average after (1, 5, 15 min): {_load()}")
+    print(f"load average after (1, 5, 15 min): {load_average()}")
 
 
 if __name__ == "__main__":
