@@ -101,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
                     ussd_load._think_time_run(port, pid, plan, users=users, tick=None)
                 )
                 print(_row(run, sessions, load), flush=True)
+                for example in run.examples[:3]:
+                    print(f"  unexpected reply: {example}", flush=True)
     finally:
         databases.drop_pg_database(args.database)
     print(f"load average after: {load_average()}")
