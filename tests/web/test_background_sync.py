@@ -148,6 +148,16 @@ class Pushes:
             self.answers.append((self._who(response.request), response))
 
 
+def reopen_with_nothing_queued(person: Person) -> Page:
+    """The app opened again: signed in, synced, and nothing left in the phone's queue."""
+    app = person.context.new_page()
+    person.page = app
+    app.goto("/app/")
+    synced(person)
+    assert on_the_phone(app)["queue"] == []
+    return app
+
+
 def the_app_is_closed(person: Person, origin: str) -> bool:
     return not any(page.url.startswith(f"{origin}/app") for page in person.context.pages)
 
@@ -180,11 +190,7 @@ def test_a_request_queued_offline_is_sent_by_the_worker_with_the_app_closed(
 
     worker.fire_sync()  # a second event: nothing is left to send
     wait_for(worker.page, lambda: len(pushes.answers) == len(pushes.sent), "the pushes' answers")
-    app = wanjiku.context.new_page()  # the app opens again
-    wanjiku.page = app
-    app.goto("/app/")
-    synced(wanjiku)
-    assert on_the_phone(app)["queue"] == []  # the worker's answer left the queue
+    app = reopen_with_nothing_queued(wanjiku)  # the worker's answer left the queue
     expect(app.locator("#waiting-lender")).to_contain_text("Waiting for approval")
     assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]  # still once
     assert "page" not in pushes.sent  # the page found nothing left to push
@@ -226,11 +232,7 @@ def test_a_push_whose_answer_was_lost_is_sent_again_and_lands_once(
     assert answers[1]["client_id"] == answers[0]["client_id"]
     assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]  # once
 
-    app = wanjiku.context.new_page()
-    wanjiku.page = app
-    app.goto("/app/")
-    synced(wanjiku)
-    assert on_the_phone(app)["queue"] == []
+    reopen_with_nothing_queued(wanjiku)
     assert len(answers) == 2  # the page had nothing left to push
     assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]
 
@@ -267,11 +269,7 @@ def test_a_refresh_answer_the_worker_lost_does_not_sign_the_phone_out(
     assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]
 
     wanjiku.context.unroute("**/api/v1/auth/refresh")
-    app = wanjiku.context.new_page()  # the app opens with the token the worker kept
-    wanjiku.page = app
-    app.goto("/app/")
-    synced(wanjiku)  # still signed in
-    assert on_the_phone(app)["queue"] == []
+    reopen_with_nothing_queued(wanjiku)  # with the token the worker kept: still signed in
     assert [loan.id for loan in loans_of(deni, borrower)] == [loan_id]
 
 
