@@ -131,11 +131,12 @@ def _count_lender_lookups(
     """Each new mutation that names a lender counts as a lookup, as on the API and USSD, before
     any transaction opens; those past the member's limit are refused when applied."""
     refusals: dict[int, DomainError] = {}
+    counters = deps.limit_counters
+    if counters is None:  # tools that push on a member's behalf count nothing
+        return refusals
     for mutation_id in mutation_ids:  # bounded: ≤ MUTATIONS_PER_PUSH_MAX
-        if deps.limit_counters is None:
-            break
         try:
-            limits.limit_lender_lookup(deps.limit_counters, member_id=user_id, now=deps.clock.now())
+            limits.limit_lender_lookup(counters, member_id=user_id, now=deps.clock.now())
         except TooManyRequests as refused:
             refusals[mutation_id] = refused
     return refusals
