@@ -184,7 +184,11 @@ def test_a_request_queued_offline_is_sent_by_the_worker_with_the_app_closed(
     [loan] = loans_of(deni, borrower)
     assert loan.id == loan_id  # the id made offline, pushed by the worker
     assert loan.terms.principal_cents == 40_000
-    assert "worker" in pushes.sent
+    # Playwright hands over the request events when the test next talks to the browser: the
+    # loan can be on the server before its push is in the list.
+    wait_for(
+        worker.page, lambda: "worker" in pushes.sent, "the worker's push, as the browser saw it"
+    )
     assert "page" not in pushes.sent
     assert the_app_is_closed(wanjiku, web_server.url)
 
